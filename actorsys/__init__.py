@@ -1,0 +1,25 @@
+"""actorsys: Durable Objects for Python, built the Erlang way.
+
+Every named object is a single-threaded actor with private durable state, living in a
+pool of worker processes connected by ZeroMQ; supervisors restart whatever crashes and
+the actor comes back from its last committed LevelDB snapshot.
+
+The public surface is this module: :class:`Actor` to subclass, :class:`Node` to run a
+node in-process, :func:`connect` / :func:`connect_async` to reach one, and the errors.
+"""
+from .actor import Actor
+from .client import AsyncClient, AsyncRef, Client, Ref, connect, connect_async
+from .config import NodeConfig, load_config
+from .errors import (ActorError, AskTimeout, BadRequest, ConfigError, MessageTooLarge,
+                     NodeUnavailable, Overloaded, RemoteError, StorageError, UnknownActorType,
+                     UnknownMethod, WorkerLost)
+from .node import Node
+
+__all__ = [
+    "Actor", "Node", "NodeConfig", "load_config",
+    "connect", "connect_async", "Client", "AsyncClient", "Ref", "AsyncRef",
+    "ActorError", "RemoteError", "AskTimeout", "WorkerLost", "Overloaded", "UnknownActorType",
+    "UnknownMethod", "BadRequest", "MessageTooLarge", "StorageError", "NodeUnavailable",
+    "ConfigError",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,84 @@
+"""The Actor base class: subclass it, and its public methods become handlers.
+
+```python
+class Counter(actorsys.Actor):
+    def on_start(self):
+        self.state.setdefault("n", 0)
+
+    def add(self, by=1):
+        self.state["n"] += by
+        return self.state["n"]
+```
+
+One message is one *turn*. Turns of one actor never overlap; on one worker, turns of
+different actors interleave only where an ``async def`` handler awaits. At the end of a
+turn ``self.state`` (a msgpack-able dict) and every ``self.storage`` write commit in one
+atomic batch, and only then does the reply (or any ``tell`` the turn made) leave the
+worker. If the handler raises, the turn's changes are discarded, the caller gets a
+:class:`~actorsys.RemoteError`, and the actor restarts from its last commit.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from .storage import Storage
+    from .worker import InnerRef, Worker
+
+
+class Actor:
+    """Base class of every actor. See the module docstring for the turn semantics."""
+
+    #: the registered type name this actor was activated as (e.g. ``"chat.Room"``)
+    type_name: str
+    #: the actor's key within its type
+    key: str
+    #: the actor's durable state: a dict of msgpack-able values, committed every turn
+    state: dict[str, Any]
+    #: the actor's durable key-value storage; writes commit with the turn
+    storage: "Storage"
+    _worker: "Worker"
+
+    def on_start(self) -> Any:
+        """Runs after every activation (first, after passivation, after a crash).
+
+        May be ``async def``. Its changes commit with the activation's first turn.
+        """
+
+    def on_stop(self) -> Any:
+        """Runs before passivation or shutdown (not after a crash). May be ``async def``."""
+
+    def ref(self, type_name: str, key: str) -> "InnerRef":
+        """A reference to another actor: ``tell`` from any handler, ``await ask`` from async ones.
+
+        Tells leave only after this turn commits; an ask is sent at once (its answer is
+        needed to finish the turn).
+        """
+        return self._worker.inner_ref(type_name, key, getattr(self, "_act", None))
+
+    @property
+    def self_ref(self) -> "InnerRef":
+        """A reference to this actor itself."""
+        return self.ref(self.type_name, self.key)
+
+
+_RESERVED = frozenset(name for name in dir(Actor) if not name.startswith("__")) | {"state", "storage"}
+
+
+def handlers_of(cls: type) -> dict[str, Callable[..., Any]]:
+    """The public handler methods of an actor class, by name."""
+    out: dict[str, Callable[..., Any]] = {}
+    for klass in reversed(cls.__mro__):
+        if klass is Actor or not issubclass(klass, Actor):
+            continue
+        for name, value in vars(klass).items():
+            if name.startswith("_") or name in _RESERVED:
+                continue
+            if isinstance(value, (staticmethod, classmethod, property)):
+                continue
+            if inspect.isfunction(value):
+                out[name] = value
+            else:
+                out.pop(name, None)
+    return out

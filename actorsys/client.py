@@ -1,0 +1,404 @@
+"""Clients: reach a node's actors from any Python process.
+
+``connect(endpoint)`` gives a blocking :class:`Client`; ``connect_async(endpoint)`` an
+asyncio :class:`AsyncClient`. Both fetch the shard map from the router once and then
+send every message straight to the worker slot that owns the actor (one hop). A stale
+map (the worker answers ``wrong_shard``) is refreshed and the message resent.
+
+Errors: the handler's exception arrives as :class:`~actorsys.RemoteError`; a missing
+reply as :class:`~actorsys.AskTimeout`; a worker that dies while the ask is in flight as
+:class:`~actorsys.WorkerLost` (at once, not at the deadline). Asks sent while a worker
+is restarting wait in the client's queue and are answered once it is back.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+import uuid
+from typing import Any, Generator
+
+import zmq
+from zmq.utils.monitor import parse_monitor_message
+
+from . import wire
+from .errors import (ActorError, AskTimeout, MessageTooLarge, NodeUnavailable, Overloaded,
+                     WorkerLost, WrongShard, error_from_wire)
+from .shards import ShardMap
+from .transport import AsyncTransport, dealer
+
+DEFAULT_TIMEOUT = 30.0
+CONNECT_TIMEOUT = 10.0
+
+
+# ---------------------------------------------------------------------------------------
+# blocking client
+
+
+class Ref:
+    """A handle on one actor address, from a blocking :class:`Client`."""
+
+    __slots__ = ("client", "type_name", "key")
+
+    def __init__(self, client: "Client", type_name: str, key: str) -> None:
+        self.client, self.type_name, self.key = client, type_name, key
+
+    def ask(self, method: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+        """Call ``method`` and wait for its result (or its error) until ``timeout``."""
+        return self.client.ask(self.type_name, self.key, method, *args, timeout=timeout, **kwargs)
+
+    def tell(self, method: str, *args: Any, **kwargs: Any) -> None:
+        """Send ``method`` one-way and return at once (at-most-once delivery)."""
+        self.client.tell(self.type_name, self.key, method, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<Ref {self.type_name}/{self.key}>"
+
+
+class _SlotConn:
+    __slots__ = ("sock", "monitor", "poller")
+
+    def __init__(self, ctx: zmq.Context, endpoint: str) -> None:
+        self.sock = dealer(ctx, endpoint)
+        self.monitor = self.sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self.poller = zmq.Poller()
+        self.poller.register(self.sock, zmq.POLLIN)
+        self.poller.register(self.monitor, zmq.POLLIN)
+
+    def drain_monitor(self) -> bool:
+        """Read pending monitor events; True if the connection dropped."""
+        dropped = False
+        while True:
+            try:
+                frames = self.monitor.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return dropped
+            try:
+                dropped |= parse_monitor_message(frames)["event"] == zmq.EVENT_DISCONNECTED
+            except Exception:
+                pass
+
+    def close(self) -> None:
+        try:
+            self.sock.disable_monitor()
+        except Exception:
+            pass
+        self.monitor.close(0)
+        self.sock.close(0)
+
+
+class Client:
+    """A blocking connection to a node. Thread-safe (one request at a time); a context manager."""
+
+    def __init__(self, endpoint: str, *, timeout: float = DEFAULT_TIMEOUT,
+                 connect_timeout: float = CONNECT_TIMEOUT) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self._ctx = zmq.Context()
+        self._lock = threading.RLock()
+        self._ids = itertools.count(1)
+        self._slots: dict[int, _SlotConn] = {}
+        self._router = dealer(self._ctx, endpoint)
+        self.max_message_bytes = 1 << 20
+        self.closed = False
+        try:
+            self.map = self._fetch_map(connect_timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- control ------------------------------------------------------------------
+    def _router_call(self, op: int, timeout: float, resend_every: float = 1.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            rid = next(self._ids)
+            self._router.send(wire.pack([op, rid]))
+            until = min(deadline, time.monotonic() + resend_every)
+            while True:
+                remaining = until - time.monotonic()
+                if remaining <= 0 or not self._router.poll(remaining * 1000):
+                    break
+                msg = wire.unpack(self._router.recv_multipart()[-1])
+                if msg[1] != rid:
+                    continue
+                if msg[0] == wire.OK:
+                    return msg[2]
+                raise error_from_wire(msg[2])
+            if time.monotonic() >= deadline:
+                raise NodeUnavailable(f"router at {self.endpoint} did not answer within {timeout:g} s")
+
+    def _fetch_map(self, timeout: float) -> ShardMap:
+        d = self._router_call(wire.MAP, timeout)
+        m = ShardMap.from_wire(d)
+        self.max_message_bytes = int(d.get("max_message_bytes", self.max_message_bytes))
+        return m
+
+    def refresh_map(self, timeout: float = CONNECT_TIMEOUT) -> None:
+        with self._lock:
+            m = self._fetch_map(timeout)
+            if m.endpoints != self.map.endpoints:
+                for c in self._slots.values():
+                    c.close()
+                self._slots.clear()
+            self.map = m
+
+    def status(self, timeout: float = 10.0) -> dict[str, Any]:
+        """The node's status: ``{"processes": [{"role", "pid", "slot", ...}], ...}``."""
+        with self._lock:
+            return self._router_call(wire.STATUS, timeout, resend_every=timeout)
+
+    def ping_workers(self, timeout: float = 10.0) -> None:
+        """Wait until every worker slot answers (raises NodeUnavailable at the deadline)."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            for slot in range(len(self.map.endpoints)):
+                conn = self._slot(slot)
+                while True:
+                    rid = next(self._ids)
+                    conn.sock.send(wire.pack([wire.PING, rid]))
+                    try:
+                        self._wait(conn, slot, rid, min(deadline, time.monotonic() + 0.5), "ping")
+                        break
+                    except (AskTimeout, WorkerLost):
+                        if time.monotonic() >= deadline:
+                            raise NodeUnavailable(f"worker slot {slot} did not answer within {timeout:g} s") from None
+
+    # -- data path -----------------------------------------------------------------
+    def _slot(self, i: int) -> _SlotConn:
+        c = self._slots.get(i)
+        if c is None:
+            c = self._slots[i] = _SlotConn(self._ctx, self.map.endpoints[i])
+        return c
+
+    def _wait(self, conn: _SlotConn, slot: int, rid: int, deadline: float, what: str) -> list:
+        sock = conn.sock
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AskTimeout(f"{what}: no reply before the deadline")
+            events = dict(conn.poller.poll(max(remaining * 1000, 1)))
+            if sock in events:
+                while True:
+                    try:
+                        frames = sock.recv_multipart(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    try:
+                        msg = wire.unpack(frames[-1])
+                        if msg[1] == rid:
+                            return msg
+                    except Exception:
+                        continue
+            if conn.monitor in events and conn.drain_monitor():
+                raise WorkerLost(f"{what}: worker slot {slot} went away while the request was in "
+                                 f"flight; it may or may not have been processed")
+
+    def _payload(self, payload: bytes) -> bytes:
+        if len(payload) > self.max_message_bytes:
+            raise MessageTooLarge(f"message is {len(payload)} bytes; the node's max_message_bytes "
+                                  f"is {self.max_message_bytes}")
+        return payload
+
+    def _request(self, op: int, type_name: str, key: str, method: str, args: tuple,
+                 kwargs: dict, timeout: float | None) -> Any:
+        if self.closed:
+            raise NodeUnavailable("client is closed")
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        what = f"ask {type_name}/{key}.{method}" if op == wire.ASK else f"spawn {type_name}/{key}"
+        with self._lock:
+            for _attempt in range(4):
+                slot = self.map.slot_of(type_name, key)
+                conn = self._slot(slot)
+                conn.drain_monitor()  # drops seen before this send do not concern it
+                rid = next(self._ids)
+                if op == wire.ASK:
+                    payload = wire.pack([op, rid, type_name, key, method, list(args), kwargs])
+                else:
+                    payload = wire.pack([op, rid, type_name, key])
+                try:
+                    conn.sock.send(self._payload(payload), zmq.NOBLOCK)
+                except zmq.Again:
+                    raise Overloaded(f"send queue to worker slot {slot} is full") from None
+                msg = self._wait(conn, slot, rid, deadline, what)
+                if msg[0] == wire.OK:
+                    return msg[2]
+                exc = error_from_wire(msg[2])
+                if isinstance(exc, WrongShard):
+                    self.refresh_map(max(deadline - time.monotonic(), 0.1))
+                    continue
+                raise exc
+            raise exc
+
+    def ask(self, type_name: str, key: str, method: str, *args: Any, timeout: float | None = None,
+            **kwargs: Any) -> Any:
+        """Ask actor ``(type_name, key)`` to run ``method``; wait for the result."""
+        return self._request(wire.ASK, type_name, key, method, args, kwargs, timeout)
+
+    def tell(self, type_name: str, key: str, method: str, *args: Any, **kwargs: Any) -> None:
+        """Send ``method`` one-way (at-most-once); returns at once."""
+        if self.closed:
+            raise NodeUnavailable("client is closed")
+        with self._lock:
+            slot = self.map.slot_of(type_name, key)
+            payload = wire.pack([wire.TELL, 0, type_name, key, method, list(args), kwargs])
+            try:
+                self._slot(slot).sock.send(self._payload(payload), zmq.NOBLOCK)
+            except zmq.Again:
+                raise Overloaded(f"send queue to worker slot {slot} is full") from None
+
+    def ref(self, type_name: str, key: str) -> Ref:
+        """A reference to actor ``(type_name, key)``; it exists from its first message."""
+        return Ref(self, type_name, key)
+
+    def spawn(self, type_name: str, key: str | None = None, *, timeout: float | None = None) -> Ref:
+        """Activate an actor now (``on_start`` runs and commits) and return its ref.
+
+        Without a key, a fresh unique key is made.
+        """
+        key = uuid.uuid4().hex if key is None else key
+        self._request(wire.SPAWN, type_name, key, "", (), {}, timeout)
+        return Ref(self, type_name, key)
+
+    def close(self) -> None:
+        """Close the sockets (idempotent)."""
+        if self.closed:
+            return
+        self.closed = True
+        for c in self._slots.values():
+            c.close()
+        self._slots.clear()
+        self._router.close(0)
+        self._ctx.term()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def connect(endpoint: str, *, timeout: float = DEFAULT_TIMEOUT,
+            connect_timeout: float = CONNECT_TIMEOUT) -> Client:
+    """Connect to the node whose router listens at ``endpoint``.
+
+    ``timeout`` is the default deadline of every ask; ``connect_timeout`` bounds the
+    wait for the router's shard map (raises :class:`~actorsys.NodeUnavailable`).
+    """
+    return Client(endpoint, timeout=timeout, connect_timeout=connect_timeout)
+
+
+# ---------------------------------------------------------------------------------------
+# asyncio client
+
+
+class AsyncRef:
+    """A handle on one actor address, from an :class:`AsyncClient`."""
+
+    __slots__ = ("client", "type_name", "key")
+
+    def __init__(self, client: "AsyncClient", type_name: str, key: str) -> None:
+        self.client, self.type_name, self.key = client, type_name, key
+
+    async def ask(self, method: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+        """Call ``method`` and await its result (or its error) until ``timeout``."""
+        return await self.client.ask(self.type_name, self.key, method, *args, timeout=timeout, **kwargs)
+
+    def tell(self, method: str, *args: Any, **kwargs: Any) -> None:
+        """Send ``method`` one-way and return at once."""
+        self.client.tell(self.type_name, self.key, method, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<AsyncRef {self.type_name}/{self.key}>"
+
+
+class AsyncClient:
+    """An asyncio connection to a node: ``async with connect_async(ep) as client: ...``.
+
+    Use it from one event loop. ``await connect_async(ep)`` also works.
+    """
+
+    def __init__(self, endpoint: str, *, timeout: float = DEFAULT_TIMEOUT,
+                 connect_timeout: float = CONNECT_TIMEOUT, max_pending: int = 100_000) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.max_pending = max_pending
+        self._transport: AsyncTransport | None = None
+        self._ctx: zmq.Context | None = None
+
+    async def connect(self) -> "AsyncClient":
+        if self._transport is not None:
+            return self
+        self._ctx = zmq.Context()
+        t = AsyncTransport(self._ctx, self.endpoint, max_pending=self.max_pending,
+                           default_timeout=self.timeout)
+        self._transport = t
+        deadline = time.monotonic() + self.connect_timeout
+        while True:
+            try:
+                await t.refresh_map(timeout=max(min(1.0, deadline - time.monotonic()), 0.05))
+                break
+            except NodeUnavailable:
+                if time.monotonic() >= deadline:
+                    await self.close()
+                    raise NodeUnavailable(f"router at {self.endpoint} did not answer within "
+                                          f"{self.connect_timeout:g} s") from None
+        return self
+
+    @property
+    def transport(self) -> AsyncTransport:
+        if self._transport is None:
+            raise NodeUnavailable("not connected: use 'async with connect_async(...)'")
+        return self._transport
+
+    def ref(self, type_name: str, key: str) -> AsyncRef:
+        """A reference to actor ``(type_name, key)``."""
+        return AsyncRef(self, type_name, key)
+
+    async def ask(self, type_name: str, key: str, method: str, *args: Any,
+                  timeout: float | None = None, **kwargs: Any) -> Any:
+        """Ask actor ``(type_name, key)`` to run ``method``; await the result."""
+        return await self.transport.ask(type_name, key, method, args, kwargs, timeout)
+
+    def tell(self, type_name: str, key: str, method: str, *args: Any, **kwargs: Any) -> None:
+        """Send ``method`` one-way (at-most-once)."""
+        self.transport.tell(type_name, key, method, args, kwargs)
+
+    async def spawn(self, type_name: str, key: str | None = None, *,
+                    timeout: float | None = None) -> AsyncRef:
+        """Activate an actor now and return its ref (a fresh key if none is given)."""
+        key = uuid.uuid4().hex if key is None else key
+        await self.transport.spawn(type_name, key, timeout)
+        return AsyncRef(self, type_name, key)
+
+    async def status(self, timeout: float = 10.0) -> dict[str, Any]:
+        """The node's status (see :meth:`Client.status`)."""
+        return await self.transport.call_router(wire.STATUS, timeout)
+
+    async def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+        if self._ctx is not None:
+            self._ctx.term()
+            self._ctx = None
+
+    async def __aenter__(self) -> "AsyncClient":
+        return await self.connect()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    def __await__(self) -> Generator[Any, None, "AsyncClient"]:
+        return self.connect().__await__()
+
+
+def connect_async(endpoint: str, *, timeout: float = DEFAULT_TIMEOUT,
+                  connect_timeout: float = CONNECT_TIMEOUT, max_pending: int = 100_000) -> AsyncClient:
+    """An asyncio client; use as ``async with connect_async(ep) as c`` or ``c = await connect_async(ep)``."""
+    return AsyncClient(endpoint, timeout=timeout, connect_timeout=connect_timeout, max_pending=max_pending)
+
+
+__all__ = ["Client", "Ref", "AsyncClient", "AsyncRef", "connect", "connect_async", "ActorError"]

@@ -1,0 +1,260 @@
+"""Node configuration: one TOML file (or the same content as a dict).
+
+```toml
+[node]
+data_dir = "data"            # relative paths are relative to the config file
+workers = 2                  # worker processes (slots)
+endpoint = "ipc:///run/me/actorsys/router.sock"   # optional; default: a private temp dir
+durability = "process"       # "process": survives kill -9; "fsync": survives power loss
+shards = 4096                # fixed when the data directory is created
+max_message_bytes = 1048576
+mailbox_limit = 10000        # queued messages per actor before Overloaded
+idle_timeout = 300.0         # seconds before an idle actor is passivated
+ask_timeout = 30.0           # default deadline of an ask
+shutdown_timeout = 10.0      # graceful stop of one process before SIGKILL
+
+[actors]
+"Counter" = "examples.counter:Counter"           # type name -> "module:Class"
+```
+
+Every error is a :class:`~actorsys.errors.ConfigError` naming the file, the line and
+the key.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import sys
+import tomllib
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+
+DURABILITY = ("process", "fsync")
+
+# key -> (type, default, check, what the check wants)
+_NODE_KEYS: dict[str, tuple[type | tuple[type, ...], Any]] = {
+    "data_dir": (str, "data"),
+    "workers": (int, 2),
+    "endpoint": (str, None),
+    "durability": (str, "process"),
+    "shards": (int, 4096),
+    "max_message_bytes": (int, 1 << 20),
+    "mailbox_limit": (int, 10_000),
+    "max_pending_asks": (int, 100_000),
+    "idle_timeout": ((int, float), 300.0),
+    "ask_timeout": ((int, float), 30.0),
+    "shutdown_timeout": ((int, float), 10.0),
+    "start_timeout": ((int, float), 60.0),
+    "max_restarts": (int, 20),
+    "max_seconds": ((int, float), 10.0),
+    "insecure": (bool, False),
+    "python_path": (list, []),
+}
+_TOP_LEVEL = ("node", "actors", "supervisors", "gateway")
+_TYPE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,199}$")
+_CLASS_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+@dataclass
+class NodeConfig:
+    """A validated node configuration (see the module docstring for the keys)."""
+
+    data_dir: str
+    workers: int = 2
+    endpoint: str | None = None
+    durability: str = "process"
+    shards: int = 4096
+    max_message_bytes: int = 1 << 20
+    mailbox_limit: int = 10_000
+    max_pending_asks: int = 100_000
+    idle_timeout: float = 300.0
+    ask_timeout: float = 30.0
+    shutdown_timeout: float = 10.0
+    start_timeout: float = 60.0
+    max_restarts: int = 20
+    max_seconds: float = 10.0
+    insecure: bool = False
+    python_path: list[str] = field(default_factory=list)
+    actors: dict[str, str] = field(default_factory=dict)
+    source: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "NodeConfig":
+        return cls(**d)
+
+
+def _line_of(text: str | None, table: str | None, key: str | None) -> int | None:
+    """Best-effort line number of ``key`` inside ``[table]`` in a TOML text."""
+    if text is None:
+        return None
+    lines = text.splitlines()
+    start = 0
+    if table is not None:
+        header = re.compile(r"^\s*\[\s*" + re.escape(table) + r"\s*\]")
+        for i, line in enumerate(lines):
+            if header.match(line):
+                start = i
+                break
+        else:
+            return None
+        if key is None:
+            return start + 1
+    pat = re.compile(r'^\s*["\']?' + re.escape(key or "") + r'["\']?\s*=')
+    for i in range(start, len(lines)):
+        if i > start and table is not None and re.match(r"^\s*\[", lines[i]):
+            break
+        if pat.match(lines[i]):
+            return i + 1
+    return None
+
+
+def load_config(config: "str | os.PathLike[str] | dict[str, Any] | NodeConfig") -> NodeConfig:
+    """Load and validate a node config from a TOML path or a dict."""
+    if isinstance(config, NodeConfig):
+        return config
+    text: str | None = None
+    source: str | None = None
+    if isinstance(config, dict):
+        raw = config
+        base = os.getcwd()
+    else:
+        source = os.path.abspath(os.fspath(config))
+        try:
+            with open(source, "rb") as f:
+                text = f.read().decode("utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file ({exc.strerror})", file=source) from None
+        except UnicodeDecodeError:
+            raise ConfigError("config file is not UTF-8 text", file=source) from None
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            m = re.search(r"line (\d+)", str(exc))
+            raise ConfigError(f"invalid TOML: {exc}", file=source,
+                              line=int(m.group(1)) if m else None) from None
+        base = os.path.dirname(source)
+
+    def fail(problem: str, table: str | None = None, key: str | None = None) -> ConfigError:
+        dotted = ".".join(p for p in (table, key) if p)
+        return ConfigError(problem, file=source, line=_line_of(text, table, key), key=dotted or None)
+
+    if not isinstance(raw, dict):
+        raise fail("config must be a table/dict")
+    for name in raw:
+        if name not in _TOP_LEVEL:
+            raise fail(f"unknown section '{name}' (expected one of: {', '.join(_TOP_LEVEL)})",
+                       None, name)
+    node = raw.get("node", {})
+    if not isinstance(node, dict):
+        raise fail("[node] must be a table", None, "node")
+    values: dict[str, Any] = {}
+    for key, value in node.items():
+        if key not in _NODE_KEYS:
+            raise fail(f"unknown key (expected one of: {', '.join(_NODE_KEYS)})", "node", key)
+        want, _default = _NODE_KEYS[key]
+        if want is int and (type(value) is not int):
+            raise fail(f"must be an integer, got {value!r}", "node", key)
+        if want == (int, float) and (type(value) not in (int, float)):
+            raise fail(f"must be a number, got {value!r}", "node", key)
+        if want is str and not isinstance(value, str):
+            raise fail(f"must be a string, got {value!r}", "node", key)
+        if want is bool and not isinstance(value, bool):
+            raise fail(f"must be true or false, got {value!r}", "node", key)
+        if want is list and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise fail("must be a list of strings", "node", key)
+        values[key] = value
+    for key, (_want, default) in _NODE_KEYS.items():
+        values.setdefault(key, default)
+
+    if not 1 <= values["workers"] <= 255:
+        raise fail("must be between 1 and 255", "node", "workers")
+    if not 1 <= values["shards"] <= 65536:
+        raise fail("must be between 1 and 65536", "node", "shards")
+    if values["shards"] < values["workers"]:
+        raise fail("must be at least the number of workers", "node", "shards")
+    if values["durability"] not in DURABILITY:
+        raise fail(f"must be one of {DURABILITY}, got {values['durability']!r}", "node", "durability")
+    for key in ("max_message_bytes", "mailbox_limit", "max_pending_asks", "max_restarts"):
+        if values[key] < 1:
+            raise fail("must be positive", "node", key)
+    for key in ("idle_timeout", "ask_timeout", "shutdown_timeout", "start_timeout", "max_seconds"):
+        if values[key] <= 0:
+            raise fail("must be a positive number of seconds", "node", key)
+    ep = values["endpoint"]
+    if ep is not None:
+        if ep.startswith("ipc://"):
+            if len(ep) - 6 > 90:
+                raise fail("ipc socket path is too long (max 90 characters; worker sockets sit beside it)",
+                           "node", "endpoint")
+            values["endpoint"] = "ipc://" + os.path.join(base, ep[6:])
+        elif ep.startswith("tcp://"):
+            if not values["insecure"]:
+                raise fail("tcp endpoints require CURVE keys, which this version does not support yet; "
+                           "set insecure = true to accept plain tcp on a trusted network", "node", "endpoint")
+            if not re.match(r"^tcp://[^:]+:\d+$", ep):
+                raise fail("tcp endpoint must look like tcp://HOST:PORT", "node", "endpoint")
+        else:
+            raise fail("endpoint must start with ipc:// or tcp://", "node", "endpoint")
+    values["data_dir"] = os.path.join(base, values["data_dir"])
+    values["python_path"] = [os.path.join(base, p) for p in values["python_path"]]
+    if source is not None:
+        values["python_path"].insert(0, base)
+
+    actors_raw = raw.get("actors", {})
+    if not isinstance(actors_raw, dict):
+        raise fail("[actors] must be a table mapping type names to \"module:Class\"", None, "actors")
+    actors: dict[str, str] = {}
+    for name, spec in actors_raw.items():
+        if isinstance(spec, dict):
+            unknown = set(spec) - {"class"}
+            if unknown:
+                raise fail(f"unknown actor option(s) {sorted(unknown)}", "actors", name)
+            spec = spec.get("class")
+        if not _TYPE_NAME.match(name):
+            raise fail("actor type names use letters, digits, '_', '.', '-' (max 200)", "actors", name)
+        if not isinstance(spec, str) or not _CLASS_PATH.match(spec):
+            raise fail(f"must be \"module:Class\", got {spec!r}", "actors", name)
+        actors[name] = spec
+    extra = {k: v for k, v in raw.items() if k not in ("node", "actors")}
+    return NodeConfig(actors=actors, source=source, extra=extra, **values)
+
+
+def import_actor_class(spec: str, python_path: list[str] | None = None) -> type:
+    """Import ``"module:Class"``; raise ImportError/AttributeError/TypeError with a clear text."""
+    from .actor import Actor
+
+    for p in reversed(python_path or []):
+        if p not in sys.path:
+            sys.path.insert(0, p)
+    module_name, _, qual = spec.partition(":")
+    module = importlib.import_module(module_name)
+    obj: Any = module
+    for part in qual.split("."):
+        obj = getattr(obj, part)
+    if not (isinstance(obj, type) and issubclass(obj, Actor)):
+        raise TypeError(f"{spec} is not a subclass of actorsys.Actor")
+    return obj
+
+
+def check_actor_classes(cfg: NodeConfig) -> dict[str, type]:
+    """Import every registered actor class; a failure is a ConfigError naming the type."""
+    text = None
+    if cfg.source:
+        with open(cfg.source, encoding="utf-8") as f:
+            text = f.read()
+    classes = {}
+    for name, spec in cfg.actors.items():
+        try:
+            classes[name] = import_actor_class(spec, cfg.python_path)
+        except Exception as exc:
+            raise ConfigError(f"cannot load actor class {spec!r}: {type(exc).__name__}: {exc}",
+                              file=cfg.source, line=_line_of(text, "actors", name),
+                              key=f"actors.{name}") from None
+    return classes

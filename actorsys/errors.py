@@ -1,0 +1,141 @@
+"""Every error actorsys raises derives from :class:`ActorError`.
+
+Errors that cross the wire travel as a msgpack map ``{"code", "type", "message",
+"traceback", ...}``; :func:`error_from_wire` turns one back into the right class.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+class ActorError(Exception):
+    """Base class of every actorsys error."""
+
+    code = "error"
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"code": self.code, "type": type(self).__name__, "message": str(self)}
+
+
+class RemoteError(ActorError):
+    """A handler raised: carries the remote exception's type name, message and traceback."""
+
+    code = "remote"
+
+    def __init__(self, remote_type: str, remote_message: str, remote_traceback: str = "") -> None:
+        super().__init__(f"{remote_type}: {remote_message}")
+        self.remote_type = remote_type
+        self.remote_message = remote_message
+        self.remote_traceback = remote_traceback
+
+    def __str__(self) -> str:
+        return f"{self.remote_type}: {self.remote_message}"
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "type": self.remote_type,
+            "message": self.remote_message,
+            "traceback": self.remote_traceback,
+        }
+
+
+class AskTimeout(ActorError, TimeoutError):
+    """No reply arrived before the ask's deadline."""
+
+    code = "timeout"
+
+
+class WorkerLost(ActorError):
+    """The worker process hosting the actor died while the ask was in flight.
+
+    The request may or may not have been processed; acknowledged writes are never lost.
+    """
+
+    code = "worker_lost"
+
+
+class Overloaded(ActorError):
+    """A bound was hit (mailbox length, pending asks); retry later."""
+
+    code = "overloaded"
+
+
+class UnknownActorType(ActorError):
+    """The actor type is not registered in the node's config."""
+
+    code = "unknown_type"
+
+
+class UnknownMethod(ActorError):
+    """The actor type has no public handler of that name."""
+
+    code = "unknown_method"
+
+
+class BadRequest(ActorError):
+    """The request was malformed: wrong frames, undecodable or ill-typed payload."""
+
+    code = "bad_request"
+
+
+class MessageTooLarge(ActorError):
+    """The message exceeds the node's ``max_message_bytes``."""
+
+    code = "too_large"
+
+
+class WrongShard(ActorError):
+    """The worker does not own the actor's shard (the client's map is stale)."""
+
+    code = "wrong_shard"
+
+
+class StorageError(ActorError):
+    """The turn could not be committed to storage; nothing of it was acknowledged."""
+
+    code = "storage"
+
+
+class NodeUnavailable(ActorError, ConnectionError):
+    """The node (router or workers) could not be reached before the deadline."""
+
+    code = "unavailable"
+
+
+class ConfigError(ActorError, ValueError):
+    """A config file or dict is invalid. Names the file, the line and the key."""
+
+    code = "config"
+
+    def __init__(self, problem: str, *, file: str | None = None, line: int | None = None,
+                 key: str | None = None) -> None:
+        self.file, self.line, self.key, self.problem = file, line, key, problem
+        where = file or "<config dict>"
+        if line is not None:
+            where += f", line {line}"
+        if key is not None:
+            where += f", key '{key}'"
+        super().__init__(f"{where}: {problem}")
+
+
+_BY_CODE: dict[str, type[ActorError]] = {
+    cls.code: cls
+    for cls in (AskTimeout, WorkerLost, Overloaded, UnknownActorType, UnknownMethod,
+                BadRequest, MessageTooLarge, WrongShard, StorageError, NodeUnavailable)
+}
+
+
+def error_from_wire(body: Any) -> ActorError:
+    """Rebuild the exception a peer sent as an error body."""
+    if not isinstance(body, dict):
+        return BadRequest(f"malformed error reply: {body!r:.200}")
+    code = body.get("code")
+    message = str(body.get("message", ""))
+    if code == "remote":
+        return RemoteError(str(body.get("type", "Exception")), message, str(body.get("traceback", "")))
+    cls = _BY_CODE.get(code, ActorError)  # type: ignore[arg-type]
+    err = cls(message)
+    if code == "wrong_shard":
+        err.epoch = body.get("epoch")  # type: ignore[attr-defined]
+    return err

@@ -1,0 +1,172 @@
+"""An embedded node: ``with actorsys.Node("node.toml") as node: ...``.
+
+``Node`` validates the config (importing every registered actor class, so a typo is a
+:class:`~actorsys.ConfigError` here and not a crash loop later), then starts the node
+supervisor as a child process; the supervisor starts the router and the workers. The
+node is ready when the router and every worker answer. Leaving the ``with`` block stops
+the node within ``shutdown_timeout`` and leaves no process behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from typing import Any
+
+from .client import Client, connect
+from .config import NodeConfig, check_actor_classes, load_config
+from .errors import ConfigError, NodeUnavailable
+
+
+def _private_dir(path: str) -> None:
+    """Make sure ``path`` exists and only its owner can open it (for ipc sockets)."""
+    if not os.path.isdir(path):
+        os.makedirs(path, mode=0o700)
+        return
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    if mode & 0o077:
+        raise ConfigError(f"ipc socket directory {path} is open to other users (mode {mode:o}); "
+                          f"use a directory only the owner can open (chmod 700)", key="node.endpoint")
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def resolve_endpoints(cfg: NodeConfig) -> tuple[NodeConfig, str | None]:
+    """Fix the node's endpoints; returns the config and a temp dir to remove at stop (if any)."""
+    run_dir = None
+    if cfg.endpoint is None:
+        run_dir = tempfile.mkdtemp(prefix="actorsys-")   # mode 0700
+        cfg = replace(cfg, endpoint=f"ipc://{run_dir}/router.sock")
+    elif cfg.endpoint.startswith("ipc://"):
+        _private_dir(os.path.dirname(cfg.endpoint[6:]))
+    else:
+        host = cfg.endpoint[6:].rsplit(":", 1)[0]
+        extra = dict(cfg.extra)
+        extra["_worker_ports"] = [_free_port(host) for _ in range(cfg.workers)]
+        cfg = replace(cfg, extra=extra)
+    return cfg, run_dir
+
+
+class Node:
+    """A node started from this process: router and workers as real child processes.
+
+    ``config`` is a TOML file path or the same content as a dict (see
+    :mod:`actorsys.config`). Use it as a context manager, or call :meth:`start` and
+    :meth:`stop`.
+    """
+
+    def __init__(self, config: "str | os.PathLike[str] | dict[str, Any] | NodeConfig") -> None:
+        self.config = load_config(config)
+        check_actor_classes(self.config)
+        self._proc: subprocess.Popen | None = None
+        self._run_dir: str | None = None
+        self._client: Client | None = None
+
+    @property
+    def endpoint(self) -> str:
+        """The router's endpoint: give it to ``actorsys.connect`` in any process."""
+        if self.config.endpoint is None:
+            raise NodeUnavailable("node is not started")
+        return self.config.endpoint
+
+    @property
+    def pid(self) -> int | None:
+        """The node supervisor's pid."""
+        return self._proc.pid if self._proc else None
+
+    def start(self) -> "Node":
+        if self._proc is not None:
+            return self
+        self.config, self._run_dir = resolve_endpoints(self.config)
+        cmd = [sys.executable, "-m", "supervisors.node",
+               "--config-json", json.dumps(self.config.to_dict()),
+               "--watch-parent", str(os.getpid())]
+        env = dict(os.environ)
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env["PYTHONPATH"] = os.pathsep.join([root, *self.config.python_path,
+                                             *filter(None, [env.get("PYTHONPATH")])])
+        self._proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.config.start_timeout
+        while True:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise NodeUnavailable(f"node supervisor exited with status {self._proc.returncode} "
+                                      f"during start (see its messages above)")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise NodeUnavailable(f"node did not become ready within {self.config.start_timeout:g} s")
+            try:
+                client = connect(self.endpoint, connect_timeout=min(remaining, 1.0),
+                                 timeout=self.config.ask_timeout)
+            except NodeUnavailable:
+                continue
+            try:
+                client.ping_workers(timeout=max(deadline - time.monotonic(), 0.1))
+            except BaseException:
+                client.close()
+                if time.monotonic() >= deadline:
+                    raise
+                continue
+            self._client = client
+            return
+
+    def client(self) -> Client:
+        """A blocking client of this node (one shared client per Node)."""
+        if self._client is None:
+            self._client = connect(self.endpoint, timeout=self.config.ask_timeout)
+        return self._client
+
+    def status(self) -> dict[str, Any]:
+        """``{"processes": [{"role", "pid", "slot", ...}], ...}`` for every process of the node."""
+        return self.client().status()
+
+    def stop(self, timeout: float | None = None) -> int | None:
+        """Stop the node (SIGTERM to its supervisor; SIGKILL at the deadline). Idempotent."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        proc, self._proc = self._proc, None
+        code = None
+        if proc is not None:
+            timeout = self.config.shutdown_timeout + 6.0 if timeout is None else timeout
+            if proc.poll() is None:
+                proc.terminate()
+            try:
+                code = proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                code = proc.wait(5)
+        if self._run_dir is not None:
+            shutil.rmtree(self._run_dir, ignore_errors=True)
+            self._run_dir = None
+            self.config = replace(self.config, endpoint=None)
+        return code
+
+    def __enter__(self) -> "Node":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def __del__(self) -> None:
+        proc = getattr(self, "_proc", None)
+        if proc is not None and proc.poll() is None:
+            proc.kill()

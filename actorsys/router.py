@@ -1,0 +1,156 @@
+"""The router: owner of the shard map and of the node's membership view.
+
+Clients ask the router for the map (``MAP``) and then send every message straight to
+the worker slot that owns the actor, so the router is off the hot path. The router
+also:
+
+* answers ``STATUS`` with every process of the node (supervisor, router, workers) and
+  their counters, asking each worker with a short deadline;
+* forwards asks and tells that a client sends to it (for simple peers such as the CLI),
+  relaying the worker's reply;
+* answers bad input with an error and counts it; nothing a peer sends stops it.
+
+The router keeps no state that is not in ``data_dir/node.meta``, so a restarted router
+serves the same map at the same endpoint and clients reconnect by themselves.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from typing import Any
+
+import zmq
+
+from . import wire
+from .config import NodeConfig
+from .errors import ActorError, BadRequest, MessageTooLarge
+from .shards import ShardMap
+from .transport import AsyncTransport, SocketPump
+
+
+class Router:
+    def __init__(self, cfg: NodeConfig, meta: dict[str, Any], endpoint: str,
+                 worker_endpoints: list[str]) -> None:
+        self.cfg, self.endpoint = cfg, endpoint
+        self.map = ShardMap(epoch=meta["epoch"], shards=meta["shards"], owner=list(meta["owner"]),
+                            endpoints=worker_endpoints)
+        self.started = time.time()
+        self.counters = {"received": 0, "bad_frames": 0, "forwarded": 0, "dropped_replies": 0}
+
+    async def run(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, max(2 * self.cfg.max_message_bytes, 1 << 16))
+        self.sock.bind(self.endpoint)
+        self.transport = AsyncTransport(self.ctx, None, shard_map=self.map,
+                                        max_message_bytes=self.cfg.max_message_bytes,
+                                        max_pending=self.cfg.max_pending_asks,
+                                        default_timeout=self.cfg.ask_timeout)
+        self.pump = SocketPump(self.loop, self.sock, self._on_frames)
+        self._done = self.loop.create_future()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(sig, lambda: self._done.done() or self._done.set_result(None))
+        try:
+            await self._done
+        finally:
+            self.pump.close()
+            self.transport.close()
+            self.sock.close(0)
+            self.ctx.term()
+
+    def _send(self, envelope: tuple, payload: bytes) -> None:
+        try:
+            self.sock.send_multipart([*envelope, payload], zmq.NOBLOCK)
+        except zmq.ZMQError:
+            self.counters["dropped_replies"] += 1
+        self.pump.kick()
+
+    def _on_frames(self, frames: list[bytes]) -> None:
+        c = self.counters
+        c["received"] += 1
+        n = len(frames)
+        if n == 2:
+            envelope: tuple = (frames[0],)
+            payload = frames[1]
+        elif n == 3 and frames[1] == b"":
+            envelope, payload = (frames[0], b""), frames[2]
+        else:
+            c["bad_frames"] += 1
+            self._send((frames[0],), wire.err(0, BadRequest(
+                f"expected one payload frame, got {n - 1} frames").to_wire()))
+            return
+        if len(payload) > self.cfg.max_message_bytes:
+            c["bad_frames"] += 1
+            self._send(envelope, wire.err(0, MessageTooLarge(
+                f"message is {len(payload)} bytes; max_message_bytes is "
+                f"{self.cfg.max_message_bytes}").to_wire()))
+            return
+        rid = 0
+        try:
+            msg = wire.unpack(payload)
+            if isinstance(msg, list) and len(msg) > 1 and type(msg[1]) is int:
+                rid = msg[1]
+            op, rid, rest = wire.parse_request(msg)
+        except BadRequest as exc:
+            c["bad_frames"] += 1
+            self._send(envelope, wire.err(rid, exc.to_wire()))
+            return
+        if op == wire.MAP:
+            self._send(envelope, wire.ok(rid, {**self.map.to_wire(), "max_message_bytes": self.cfg.max_message_bytes}))
+        elif op == wire.PING:
+            self._send(envelope, wire.ok(rid, "pong"))
+        elif op == wire.STATUS:
+            self.loop.create_task(self._status(envelope, rid))
+        elif op == wire.TELL:
+            c["forwarded"] += 1
+            try:
+                self.transport.tell(*rest)
+            except ActorError:
+                c["dropped_replies"] += 1
+        else:  # ASK or SPAWN
+            c["forwarded"] += 1
+            self.loop.create_task(self._forward(envelope, rid, op, rest))
+
+    async def _forward(self, envelope: tuple, rid: int, op: int, rest: list[Any]) -> None:
+        try:
+            if op == wire.SPAWN:
+                result = await self.transport.spawn(rest[0], rest[1])
+            else:
+                result = await self.transport.ask(*rest)
+        except ActorError as exc:
+            self._send(envelope, wire.err(rid, exc.to_wire()))
+        else:
+            self._send(envelope, wire.ok(rid, result))
+
+    async def _status(self, envelope: tuple, rid: int) -> None:
+        self._send(envelope, wire.ok(rid, await self.status()))
+
+    async def status(self) -> dict[str, Any]:
+        async def one(slot: int) -> dict[str, Any]:
+            try:
+                return await self.transport.call_slot(slot, wire.STATUS, timeout=1.0)
+            except ActorError as exc:
+                return {"role": "worker", "slot": slot, "pid": None, "up": False, "error": str(exc)}
+
+        workers = await asyncio.gather(*(one(i) for i in range(len(self.map.endpoints))))
+        for w in workers:
+            w.setdefault("up", True)
+        processes = [
+            {"role": "supervisor", "pid": os.getppid(), "slot": None, "up": True},
+            {"role": "router", "pid": os.getpid(), "slot": None, "up": True,
+             "endpoint": self.endpoint, **self.counters},
+            *workers,
+        ]
+        return {"endpoint": self.endpoint, "epoch": self.map.epoch, "shards": self.map.shards,
+                "workers": len(self.map.endpoints), "durability": self.cfg.durability,
+                "uptime": time.time() - self.started, "processes": processes}
+
+
+def main(cfg: NodeConfig, meta: dict[str, Any], endpoint: str, worker_endpoints: list[str]) -> None:
+    """Entry point of the router process (forked by the node supervisor)."""
+    asyncio.run(Router(cfg, meta, endpoint, worker_endpoints).run())

@@ -1,0 +1,329 @@
+"""The asyncio side of the data path: ZeroMQ sockets on an event loop.
+
+:class:`SocketPump` drains a ZeroMQ socket from an asyncio loop (ZeroMQ's FD is
+edge-triggered, so every drain runs until ``Again`` and every send re-arms it).
+
+:class:`AsyncTransport` is what clients, the router and workers use to reach actors:
+it holds the shard map, one DEALER socket per worker slot, and the table of pending
+asks. Each message goes straight to the slot that owns the actor (one hop). A socket
+monitor on every slot connection fails the asks in flight on a slot the moment its
+connection drops (:class:`~actorsys.errors.WorkerLost`), while ZeroMQ keeps queueing
+new messages for the slot until its worker is back on the same endpoint.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from typing import Any, Callable
+
+import zmq
+from zmq.utils.monitor import parse_monitor_message
+
+from . import wire
+from .errors import (ActorError, AskTimeout, MessageTooLarge, NodeUnavailable, Overloaded,
+                     WorkerLost, WrongShard, error_from_wire)
+from .shards import ShardMap
+
+RECONNECT_IVL_MS = 10
+RECONNECT_IVL_MAX_MS = 100
+SEND_HWM = 100_000
+
+
+def dealer(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
+    """A DEALER socket connected to ``endpoint``, tuned for quick reconnects."""
+    s = ctx.socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
+    s.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
+    s.setsockopt(zmq.SNDHWM, SEND_HWM)
+    s.setsockopt(zmq.RCVHWM, 0)
+    s.connect(endpoint)
+    return s
+
+
+class SocketPump:
+    """Calls ``on_frames(frames)`` for every multipart message arriving on ``sock``."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: zmq.Socket,
+                 on_frames: Callable[[list[bytes]], None], batch: int = 512,
+                 after_batch: Callable[[], None] | None = None) -> None:
+        self.loop, self.sock, self.on_frames, self.batch = loop, sock, on_frames, batch
+        self.after_batch = after_batch
+        self._scheduled = False
+        self._fd = sock.FD
+        loop.add_reader(self._fd, self.drain)
+
+    def kick(self) -> None:
+        """Re-check the socket soon (needed after every send: the FD is edge-triggered)."""
+        if not self._scheduled:
+            self._scheduled = True
+            self.loop.call_soon(self.drain)
+
+    def drain(self) -> None:
+        self._scheduled = False
+        recv = self.sock.recv_multipart
+        n = 0
+        try:
+            while n < self.batch:
+                try:
+                    frames = recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                n += 1
+                self.on_frames(frames)
+            else:
+                self.kick()
+        finally:
+            if n and self.after_batch is not None:
+                self.after_batch()
+
+    def close(self) -> None:
+        try:
+            self.loop.remove_reader(self._fd)
+        except Exception:
+            pass
+
+
+class _Slot:
+    __slots__ = ("sock", "pump", "monitor", "monitor_pump")
+
+
+class AsyncTransport:
+    """Routes requests to worker slots from an asyncio loop and matches their replies."""
+
+    def __init__(self, ctx: zmq.Context, router_endpoint: str | None, *,
+                 shard_map: ShardMap | None = None, max_message_bytes: int = 1 << 20,
+                 max_pending: int = 100_000, default_timeout: float = 30.0) -> None:
+        self.ctx = ctx
+        self.loop = asyncio.get_running_loop()
+        self.router_endpoint = router_endpoint
+        self.map = shard_map
+        self.max_message_bytes = max_message_bytes
+        self.max_pending = max_pending
+        self.default_timeout = default_timeout
+        self._ids = itertools.count(1)
+        # id -> [future, slot, timer, request tuple or None, retries]
+        self._pending: dict[int, list[Any]] = {}
+        self._slots: dict[int, _Slot] = {}
+        self._router: zmq.Socket | None = None
+        self._router_pump: SocketPump | None = None
+        self._refreshing: asyncio.Future | None = None
+        self.closed = False
+
+    # -- map -----------------------------------------------------------------
+    async def refresh_map(self, timeout: float = 10.0) -> ShardMap:
+        """Fetch the shard map from the router (one request at a time)."""
+        if self._refreshing is not None and not self._refreshing.done():
+            return await asyncio.shield(self._refreshing)
+        fut = self.loop.create_future()
+        self._refreshing = fut
+        try:
+            m = ShardMap.from_wire(await self.call_router(wire.MAP, timeout=timeout))
+            if self.map is not None and m.endpoints != self.map.endpoints:
+                self._drop_slots()
+            self.map = m
+            fut.set_result(m)
+            return m
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # mark retrieved
+            raise
+
+    def _drop_slots(self) -> None:
+        for s in self._slots.values():
+            self._close_slot(s)
+        self._slots.clear()
+
+    # -- sockets ---------------------------------------------------------------
+    def _slot(self, i: int) -> _Slot:
+        s = self._slots.get(i)
+        if s is None:
+            assert self.map is not None
+            s = _Slot()
+            s.sock = dealer(self.ctx, self.map.endpoints[i])
+            s.pump = SocketPump(self.loop, s.sock, self._on_reply)
+            s.monitor = s.sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+            s.monitor_pump = SocketPump(self.loop, s.monitor, lambda f, i=i: self._on_monitor(i, f))
+            self._slots[i] = s
+        return s
+
+    def _router_sock(self) -> zmq.Socket:
+        if self._router is None:
+            if self.router_endpoint is None:
+                raise NodeUnavailable("no router endpoint known")
+            self._router = dealer(self.ctx, self.router_endpoint)
+            self._router_pump = SocketPump(self.loop, self._router, self._on_reply)
+        return self._router
+
+    def _on_monitor(self, slot: int, frames: list[bytes]) -> None:
+        try:
+            event = parse_monitor_message(frames)["event"]
+        except Exception:
+            return
+        if event == zmq.EVENT_DISCONNECTED:
+            self.fail_slot(slot, WorkerLost(
+                f"worker slot {slot} went away while the request was in flight; "
+                f"it may or may not have been processed"))
+
+    def fail_slot(self, slot: int, exc: ActorError) -> None:
+        """Fail every pending request sent to ``slot``."""
+        for rid in [rid for rid, p in self._pending.items() if p[1] == slot]:
+            p = self._pending.pop(rid)
+            if p[2] is not None:
+                p[2].cancel()
+            if not p[0].done():
+                p[0].set_exception(exc)
+
+    def _on_reply(self, frames: list[bytes]) -> None:
+        try:
+            msg = wire.unpack(frames[-1])
+            kind, rid, body = msg[0], msg[1], msg[2]
+        except Exception:
+            return  # not ours to answer; a malformed reply is dropped
+        p = self._pending.pop(rid, None)
+        if p is None:
+            return  # late reply to a request that timed out or was failed
+        fut, slot, timer, request, retries = p
+        if timer is not None:
+            timer.cancel()
+        if fut.done():
+            return
+        if kind == wire.OK:
+            fut.set_result(body)
+            return
+        exc = error_from_wire(body)
+        if isinstance(exc, WrongShard) and request is not None and retries < 3:
+            self.loop.create_task(self._resend_after_refresh(fut, request, retries + 1))
+            return
+        fut.set_exception(exc)
+
+    async def _resend_after_refresh(self, fut: asyncio.Future, request: tuple, retries: int) -> None:
+        try:
+            await self.refresh_map()
+            inner = self._send_request(*request, retries=retries)
+            fut.set_result(await inner)
+        except BaseException as exc:
+            if not fut.done():
+                fut.set_exception(exc)
+
+    # -- requests --------------------------------------------------------------
+    def _timer(self, rid: int, timeout: float, what: str) -> asyncio.TimerHandle:
+        def expire() -> None:
+            p = self._pending.pop(rid, None)
+            if p is not None and not p[0].done():
+                p[0].set_exception(AskTimeout(f"{what}: no reply within {timeout:g} s"))
+        return self.loop.call_later(timeout, expire)
+
+    def _check_size(self, payload: bytes) -> None:
+        if len(payload) > self.max_message_bytes:
+            raise MessageTooLarge(
+                f"message is {len(payload)} bytes; the node's max_message_bytes is {self.max_message_bytes}")
+
+    def _send_request(self, op: int, type_name: str, key: str, method: str, args: Any, kwargs: Any,
+                      timeout: float | None, retries: int = 0) -> asyncio.Future:
+        if self.closed:
+            raise NodeUnavailable("client is closed")
+        if self.map is None:
+            raise NodeUnavailable("no shard map yet")
+        if len(self._pending) >= self.max_pending:
+            raise Overloaded(f"{len(self._pending)} asks already pending (max_pending_asks)")
+        slot = self.map.slot_of(type_name, key)
+        rid = next(self._ids)
+        if op == wire.SPAWN:
+            payload = wire.pack([op, rid, type_name, key])
+        else:
+            payload = wire.pack([op, rid, type_name, key, method, list(args), kwargs])
+        self._check_size(payload)
+        s = self._slot(slot)
+        fut = self.loop.create_future()
+        timeout = self.default_timeout if timeout is None else timeout
+        timer = self._timer(rid, timeout, f"ask {type_name}/{key}.{method}")
+        self._pending[rid] = [fut, slot, timer, (op, type_name, key, method, args, kwargs, timeout), retries]
+        try:
+            s.sock.send(payload, zmq.NOBLOCK)
+        except zmq.Again:
+            self._pending.pop(rid)
+            timer.cancel()
+            raise Overloaded(f"send queue to worker slot {slot} is full") from None
+        s.pump.kick()
+        return fut
+
+    def ask(self, type_name: str, key: str, method: str, args: Any = (), kwargs: Any = None,
+            timeout: float | None = None) -> asyncio.Future:
+        """Send an ask; the returned future resolves to the result or the error."""
+        return self._send_request(wire.ASK, type_name, key, method, args, kwargs or {}, timeout)
+
+    def spawn(self, type_name: str, key: str, timeout: float | None = None) -> asyncio.Future:
+        return self._send_request(wire.SPAWN, type_name, key, "", (), {}, timeout)
+
+    def tell(self, type_name: str, key: str, method: str, args: Any = (), kwargs: Any = None) -> None:
+        """Send a one-way message (at-most-once)."""
+        if self.map is None:
+            raise NodeUnavailable("no shard map yet")
+        slot = self.map.slot_of(type_name, key)
+        payload = wire.pack([wire.TELL, 0, type_name, key, method, list(args), kwargs or {}])
+        self._check_size(payload)
+        s = self._slot(slot)
+        try:
+            s.sock.send(payload, zmq.NOBLOCK)
+        except zmq.Again:
+            raise Overloaded(f"send queue to worker slot {slot} is full") from None
+        s.pump.kick()
+
+    async def call_router(self, op: int, timeout: float = 10.0) -> Any:
+        """A control request (MAP, STATUS, PING) to the router."""
+        sock = self._router_sock()
+        return await self._control(sock, -1, op, timeout, "router")
+
+    async def call_slot(self, slot: int, op: int, timeout: float = 10.0) -> Any:
+        """A control request (STATUS, PING) straight to a worker slot."""
+        return await self._control(self._slot(slot).sock, slot, op, timeout, f"worker slot {slot}")
+
+    async def _control(self, sock: zmq.Socket, slot: int, op: int, timeout: float, who: str) -> Any:
+        rid = next(self._ids)
+        fut = self.loop.create_future()
+        timer = self.loop.call_later(timeout, self._expire_control, rid, who, timeout)
+        self._pending[rid] = [fut, slot, timer, None, 0]
+        sock.send(wire.pack([op, rid]), zmq.NOBLOCK)
+        (self._router_pump if slot == -1 else self._slots[slot].pump).kick()  # type: ignore[union-attr]
+        return await fut
+
+    def _expire_control(self, rid: int, who: str, timeout: float) -> None:
+        p = self._pending.pop(rid, None)
+        if p is not None and not p[0].done():
+            p[0].set_exception(NodeUnavailable(f"{who} did not answer within {timeout:g} s"))
+
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    def _close_slot(self, s: _Slot) -> None:
+        s.pump.close()
+        s.monitor_pump.close()
+        try:
+            s.sock.disable_monitor()
+        except Exception:
+            pass
+        s.monitor.close(0)
+        s.sock.close(0)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for rid, p in list(self._pending.items()):
+            if p[2] is not None:
+                p[2].cancel()
+            if not p[0].done():
+                p[0].set_exception(NodeUnavailable("client closed"))
+        self._pending.clear()
+        self._drop_slots()
+        if self._router is not None:
+            assert self._router_pump is not None
+            self._router_pump.close()
+            self._router.close(0)
+            self._router = None
+
+
+def monotonic() -> float:
+    return time.monotonic()

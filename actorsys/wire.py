@@ -1,0 +1,88 @@
+"""The wire format: every message is one msgpack-encoded frame.
+
+A ROUTER socket sees ``[peer-id, payload]`` from a DEALER peer and
+``[peer-id, b"", payload]`` from a REQ peer; replies keep the same envelope.
+
+Requests are msgpack arrays ``[op, request_id, ...]``:
+
+======  ============================================================
+op      body
+======  ============================================================
+ASK     ``[ASK, id, type, key, method, args, kwargs]`` -> one reply
+TELL    ``[TELL, 0, type, key, method, args, kwargs]`` -> no reply
+SPAWN   ``[SPAWN, id, type, key]``: activate now -> ``OK`` reply
+MAP     ``[MAP, id]``: the shard map (router)
+STATUS  ``[STATUS, id]``: counters and processes
+PING    ``[PING, id]`` -> ``OK "pong"``
+======  ============================================================
+
+Replies are ``[OK, id, result]`` or ``[ERR, id, {"code", "type", "message", ...}]``.
+
+Nothing arriving from a socket is ever unpickled: msgpack only, and extension types
+are left as opaque ``msgpack.ExtType`` values.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from .errors import BadRequest
+
+ASK, TELL, SPAWN, MAP, STATUS, PING = 1, 2, 3, 4, 5, 6
+OK, ERR = 10, 11
+OPS = {ASK: "ask", TELL: "tell", SPAWN: "spawn", MAP: "map", STATUS: "status", PING: "ping"}
+
+_packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+
+
+def pack(obj: Any) -> bytes:
+    """Encode one message or stored value (raises ``TypeError`` for non-msgpack values)."""
+    return _packb(obj)
+
+
+def unpack(data: bytes) -> Any:
+    """Decode one message or stored value; raises :class:`BadRequest` on any malformed input."""
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises a zoo of types (ExtraData, FormatError, ...)
+        raise BadRequest(f"undecodable msgpack payload ({type(exc).__name__}: {exc})") from None
+
+
+def unpack_stored(data: bytes) -> Any:
+    """Decode a value read from our own storage."""
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+def parse_request(msg: Any) -> tuple[int, int, list[Any]]:
+    """Check a decoded request's shape; return ``(op, id, rest)`` or raise BadRequest."""
+    if not isinstance(msg, list) or len(msg) < 2:
+        raise BadRequest("a request is a msgpack array [op, id, ...]")
+    op, req_id = msg[0], msg[1]
+    if type(op) is not int or op not in OPS:
+        raise BadRequest(f"unknown op {op!r:.50}")
+    if type(req_id) is not int:
+        raise BadRequest("request id must be an integer")
+    rest = msg[2:]
+    if op in (ASK, TELL):
+        if len(rest) != 5:
+            raise BadRequest(f"{OPS[op]} takes [op, id, type, key, method, args, kwargs]")
+        type_name, key, method, args, kwargs = rest
+        if not isinstance(type_name, str) or not isinstance(key, str) or not isinstance(method, str):
+            raise BadRequest("type, key and method must be strings")
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            raise BadRequest("args must be an array and kwargs a map")
+        if any(not isinstance(k, str) for k in kwargs):
+            raise BadRequest("kwargs keys must be strings")
+    elif op == SPAWN:
+        if len(rest) != 2 or not isinstance(rest[0], str) or not isinstance(rest[1], str):
+            raise BadRequest("spawn takes [op, id, type, key]")
+    return op, req_id, rest
+
+
+def ok(req_id: int, result: Any) -> bytes:
+    return pack([OK, req_id, result])
+
+
+def err(req_id: int, body: dict[str, Any]) -> bytes:
+    return pack([ERR, req_id, body])

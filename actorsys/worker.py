@@ -1,0 +1,438 @@
+"""A worker slot: one OS process, one asyncio loop, many actors, one LevelDB database.
+
+What a worker guarantees (see ``actor.py`` for the user's view of a turn):
+
+* **One activation per address.** The slot owns a set of shards; every actor of those
+  shards lives in exactly one :class:`Activation` here, found by ``(type, key)``.
+* **Turns never overlap.** Each activation has a bounded mailbox processed one message
+  at a time; an ``async def`` handler keeps its actor busy until it returns, while other
+  actors run at its awaits.
+* **Group commit and output gate.** A finished turn stages its writes; after each batch
+  of incoming messages (and after async turns finish) the worker writes everything staged
+  in one LevelDB batch, and only then sends the replies and tells of those turns.
+* **Failure.** A handler that raises has its turn discarded; the actor restarts from its
+  last commit on its next message and the caller gets the error.
+* **Passivation.** An actor idle for ``idle_timeout`` runs ``on_stop`` and leaves memory;
+  its next message reactivates it from storage.
+* **Bad input** (wrong frame counts, undecodable or ill-typed payloads, oversized
+  messages, unknown types or methods) is answered with an error where the sender can be
+  addressed, counted, and never stops the worker.
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import signal
+import sys
+import time
+import traceback
+from collections import deque
+from typing import Any
+
+import zmq
+
+from . import wire
+from .actor import Actor, handlers_of
+from .config import NodeConfig, import_actor_class
+from .errors import (ActorError, BadRequest, MessageTooLarge, NodeUnavailable, Overloaded,
+                     StorageError, UnknownActorType, UnknownMethod, WrongShard)
+from .shards import ShardMap, shard_of
+from .storage import SlotStore, Storage, actor_prefix, state_key
+from .transport import AsyncTransport, SocketPump
+
+PASSIVATE = -1          # internal mailbox op: run on_stop and leave memory
+MAX_KEY_BYTES = 1024
+
+
+class Activation:
+    """The in-memory record of one actor address on this worker."""
+
+    __slots__ = ("type_name", "key", "prefix", "cls", "handlers", "instance", "mailbox",
+                 "running", "last_used", "snapshot", "tells")
+
+    def __init__(self, type_name: str, key: str, prefix: bytes, cls: type,
+                 handlers: dict[str, Any]) -> None:
+        self.type_name, self.key, self.prefix = type_name, key, prefix
+        self.cls, self.handlers = cls, handlers
+        self.instance: Actor | None = None
+        self.mailbox: deque[tuple] = deque()
+        self.running = False
+        self.last_used = time.monotonic()
+        self.snapshot: bytes | None = None   # state bytes as of the last commit (b"" = none yet)
+        self.tells: list[tuple] = []
+
+
+class InnerRef:
+    """A reference to an actor from inside a handler (``self.ref(type, key)``)."""
+
+    __slots__ = ("_worker", "_sender", "type_name", "key")
+
+    def __init__(self, worker: "Worker", sender: Activation | None, type_name: str, key: str) -> None:
+        self._worker, self._sender, self.type_name, self.key = worker, sender, type_name, key
+
+    def tell(self, method: str, *args: Any, **kwargs: Any) -> None:
+        """Send a one-way message; it leaves after the current turn commits."""
+        wire.pack([args, kwargs])  # fail the turn now if not msgpack-able
+        msg = (self.type_name, self.key, method, args, kwargs)
+        s = self._sender
+        if s is not None and s.running:
+            s.tells.append(msg)
+        else:
+            self._worker.transport.tell(*msg)
+
+    async def ask(self, method: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+        """Ask and await the result (only from ``async def`` handlers)."""
+        return await self._worker.transport.ask(self.type_name, self.key, method, args, kwargs, timeout)
+
+    def __repr__(self) -> str:
+        return f"<InnerRef {self.type_name}/{self.key}>"
+
+
+class Worker:
+    def __init__(self, cfg: NodeConfig, slot: int, meta: dict[str, Any], endpoints: list[str],
+                 router_endpoint: str) -> None:
+        self.cfg, self.slot, self.endpoints = cfg, slot, endpoints
+        self.router_endpoint = router_endpoint
+        self.map = ShardMap(epoch=meta["epoch"], shards=meta["shards"], owner=list(meta["owner"]),
+                            endpoints=endpoints)
+        self.classes: dict[str, type] = {}
+        self.handlers: dict[str, dict[str, Any]] = {}
+        self.acts: dict[tuple[str, str], Activation] = {}
+        self.outbox: list[tuple] = []
+        self.staged: list[Activation] = []
+        self._flush_scheduled = False
+        self.stopping = False
+        self.counters = {"received": 0, "bad_frames": 0, "turns": 0, "failures": 0,
+                         "activations": 0, "passivations": 0, "dropped_replies": 0,
+                         "overloaded": 0, "storage_errors": 0}
+
+    # -- life cycle ------------------------------------------------------------
+    def load_classes(self) -> None:
+        for name, spec in self.cfg.actors.items():
+            cls = import_actor_class(spec, self.cfg.python_path)
+            self.classes[name] = cls
+            self.handlers[name] = handlers_of(cls)
+
+    async def run(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.load_classes()
+        path = os.path.join(self.cfg.data_dir, f"slot-{self.slot}")
+        self.store = SlotStore(path, fsync=self.cfg.durability == "fsync")
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.sock.setsockopt(zmq.SNDHWM, 100_000)
+        self.sock.setsockopt(zmq.RCVHWM, 100_000)
+        # hard memory guard against raw peers; the soft limit below answers with an error
+        self.sock.setsockopt(zmq.MAXMSGSIZE, max(2 * self.cfg.max_message_bytes, 1 << 16))
+        self.sock.bind(self.endpoints[self.slot])
+        self.transport = AsyncTransport(self.ctx, self.router_endpoint, shard_map=self.map,
+                                        max_message_bytes=self.cfg.max_message_bytes,
+                                        max_pending=self.cfg.max_pending_asks,
+                                        default_timeout=self.cfg.ask_timeout)
+        self.pump = SocketPump(self.loop, self.sock, self._on_frames, after_batch=self._flush)
+        self._done = self.loop.create_future()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(sig, self._begin_shutdown)
+        tick = min(max(self.cfg.idle_timeout / 4, 0.05), 1.0)
+        self._reaper = self.loop.call_later(tick, self._passivate_idle, tick)
+        try:
+            await self._done
+        finally:
+            self.pump.close()
+            self.transport.close()
+            self.sock.close(0)
+            self.store.close()
+            self.ctx.term()
+
+    def _begin_shutdown(self) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        self.loop.create_task(self._shutdown())
+
+    async def _shutdown(self) -> None:
+        deadline = time.monotonic() + max(self.cfg.shutdown_timeout - 1.0, 0.5)
+        for act in list(self.acts.values()):
+            self._enqueue_passivation(act)
+        while self.acts and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        self._flush()
+        if not self._done.done():
+            self._done.set_result(None)
+
+    # -- incoming --------------------------------------------------------------
+    def _send(self, envelope: tuple, payload: bytes) -> None:
+        try:
+            self.sock.send_multipart([*envelope, payload], zmq.NOBLOCK)
+        except zmq.ZMQError:
+            self.counters["dropped_replies"] += 1
+
+    def _reject(self, envelope: tuple | None, rid: int, exc: ActorError) -> None:
+        if envelope is not None:
+            self._send(envelope, wire.err(rid, exc.to_wire()))
+
+    def _on_frames(self, frames: list[bytes]) -> None:
+        c = self.counters
+        c["received"] += 1
+        n = len(frames)
+        if n == 2:
+            envelope: tuple = (frames[0],)
+            payload = frames[1]
+        elif n == 3 and frames[1] == b"":
+            envelope, payload = (frames[0], b""), frames[2]
+        else:
+            c["bad_frames"] += 1
+            self._reject((frames[0],), 0, BadRequest(
+                f"expected one payload frame, got {n - 1} frames"))
+            return
+        if len(payload) > self.cfg.max_message_bytes:
+            c["bad_frames"] += 1
+            self._reject(envelope, 0, MessageTooLarge(
+                f"message is {len(payload)} bytes; max_message_bytes is {self.cfg.max_message_bytes}"))
+            return
+        rid = 0
+        try:
+            msg = wire.unpack(payload)
+            if isinstance(msg, list) and len(msg) > 1 and type(msg[1]) is int:
+                rid = msg[1]
+            op, rid, rest = wire.parse_request(msg)
+        except BadRequest as exc:
+            c["bad_frames"] += 1
+            self._reject(envelope, rid, exc)
+            return
+        if op == wire.ASK or op == wire.TELL:
+            self._deliver(op, envelope if op == wire.ASK else None, rid, *rest)
+        elif op == wire.SPAWN:
+            self._deliver(op, envelope, rid, rest[0], rest[1], "", [], {})
+        elif op == wire.PING:
+            self._send(envelope, wire.ok(rid, "pong"))
+        elif op == wire.STATUS:
+            self._send(envelope, wire.ok(rid, self.status()))
+        elif op == wire.MAP:
+            self._send(envelope, wire.ok(rid, {**self.map.to_wire(), "max_message_bytes": self.cfg.max_message_bytes}))
+
+    def _deliver(self, op: int, reply_to: tuple | None, rid: int, type_name: str, key: str,
+                 method: str, args: list, kwargs: dict) -> None:
+        act = self.acts.get((type_name, key))
+        if act is None:
+            if self.stopping:
+                return self._reject(reply_to, rid, NodeUnavailable("worker is shutting down"))
+            cls = self.classes.get(type_name)
+            if cls is None:
+                self.counters["bad_frames"] += 1
+                return self._reject(reply_to, rid, UnknownActorType(
+                    f"actor type '{type_name:.200}' is not registered on this node "
+                    f"(registered: {', '.join(sorted(self.classes)) or 'none'})"))
+            kb = key.encode("utf-8", "surrogatepass")
+            if "\x00" in key or len(kb) > MAX_KEY_BYTES:
+                self.counters["bad_frames"] += 1
+                return self._reject(reply_to, rid, BadRequest(
+                    f"actor keys are at most {MAX_KEY_BYTES} bytes and contain no NUL"))
+            shard = shard_of(type_name, key, self.map.shards)
+            if self.map.owner[shard] != self.slot:
+                exc = WrongShard(f"shard {shard} is not owned by slot {self.slot}")
+                if reply_to is not None:
+                    body = exc.to_wire()
+                    body["epoch"] = self.map.epoch
+                    self._send(reply_to, wire.err(rid, body))
+                return
+            act = Activation(type_name, key, actor_prefix(shard, type_name, key), cls,
+                             self.handlers[type_name])
+            self.acts[(type_name, key)] = act
+        if op != wire.SPAWN and method not in act.handlers:
+            self.counters["bad_frames"] += 1
+            if not act.mailbox and not act.running and act.instance is None:
+                self.acts.pop((type_name, key), None)
+            return self._reject(reply_to, rid, UnknownMethod(
+                f"actor type '{type_name}' has no method '{method:.200}'"))
+        if len(act.mailbox) >= self.cfg.mailbox_limit:
+            self.counters["overloaded"] += 1
+            return self._reject(reply_to, rid, Overloaded(
+                f"mailbox of {type_name}/{key:.200} is full ({self.cfg.mailbox_limit} messages)"))
+        act.mailbox.append((op, reply_to, rid, method, args, kwargs))
+        if not act.running:
+            self._pump(act)
+
+    # -- turns -----------------------------------------------------------------
+    def inner_ref(self, type_name: str, key: str, sender: Activation | None = None) -> InnerRef:
+        return InnerRef(self, sender, type_name, key)
+
+    def _pump(self, act: Activation) -> None:
+        while act.mailbox and not act.running:
+            self._turn(act, act.mailbox.popleft())
+
+    def _activate(self, act: Activation) -> Any:
+        if act.snapshot is None:
+            act.snapshot = self.store.get(state_key(act.prefix)) or b""
+        inst = act.cls()
+        inst.type_name, inst.key, inst._worker = act.type_name, act.key, self
+        inst.state = wire.unpack_stored(act.snapshot) if act.snapshot else {}
+        inst.storage = Storage(self.store, act.prefix)
+        inst._act = act
+        act.instance = inst
+        self.counters["activations"] += 1
+        return inst.on_start()
+
+    def _invoke(self, act: Activation, msg: tuple) -> Any:
+        op = msg[0]
+        inst = act.instance
+        assert inst is not None
+        if op == wire.ASK or op == wire.TELL:
+            return act.handlers[msg[3]](inst, *msg[4], **msg[5])
+        if op == PASSIVATE:
+            return inst.on_stop()
+        return None  # SPAWN: the activation was the work
+
+    def _turn(self, act: Activation, msg: tuple) -> None:
+        act.running = True
+        act.tells = []
+        try:
+            if act.instance is None:
+                if msg[0] == PASSIVATE:
+                    return self._finish(act, msg, None)
+                r = self._activate(act)
+                if inspect.isawaitable(r):
+                    self.loop.create_task(self._turn_async(act, msg, r, started=False))
+                    return
+            r = self._invoke(act, msg)
+            if inspect.isawaitable(r):
+                self.loop.create_task(self._turn_async(act, msg, r, started=True))
+                return
+        except Exception as exc:
+            return self._fail(act, msg, exc)
+        self._finish(act, msg, r)
+
+    async def _turn_async(self, act: Activation, msg: tuple, awaitable: Any, started: bool) -> None:
+        try:
+            r = await awaitable
+            if not started:
+                r = self._invoke(act, msg)
+                if inspect.isawaitable(r):
+                    r = await r
+        except Exception as exc:
+            self._fail(act, msg, exc)
+        else:
+            self._finish(act, msg, r)
+        self._schedule_flush()
+        self._pump(act)
+
+    def _finish(self, act: Activation, msg: tuple, result: Any) -> None:
+        op, reply_to, rid = msg[0], msg[1], msg[2]
+        inst = act.instance
+        if inst is not None:
+            try:
+                if not isinstance(inst.state, dict):
+                    raise TypeError(f"self.state must be a dict, not {type(inst.state).__name__}")
+                state_bytes = wire.pack(inst.state)
+                reply = wire.ok(rid, result) if reply_to is not None else None
+            except Exception as exc:
+                return self._fail(act, msg, TypeError(f"turn result or state is not msgpack-able: {exc}"))
+            writes = inst.storage._take_writes()
+            if state_bytes != act.snapshot:
+                writes[state_key(act.prefix)] = state_bytes
+                act.snapshot = state_bytes
+            if writes:
+                self.store.stage(writes)
+                self.staged.append(act)
+        else:
+            reply = wire.ok(rid, None) if reply_to is not None else None
+        if reply is not None:
+            self.outbox.append((reply_to, reply))
+        for t in act.tells:
+            self.outbox.append((None, t))
+        act.tells = []
+        act.running = False
+        act.last_used = time.monotonic()
+        self.counters["turns"] += 1
+        if op == PASSIVATE:
+            act.instance = None
+            self.counters["passivations"] += 1
+            if not act.mailbox:
+                self.acts.pop((act.type_name, act.key), None)
+
+    def _fail(self, act: Activation, msg: tuple, exc: BaseException) -> None:
+        op, reply_to, rid = msg[0], msg[1], msg[2]
+        if act.instance is not None:
+            act.instance.storage._discard()
+        act.instance = None          # restart: the next message reactivates from the last commit
+        act.tells = []
+        act.running = False
+        act.last_used = time.monotonic()
+        self.counters["failures"] += 1
+        if reply_to is not None:
+            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            body = {"code": "remote", "type": type(exc).__name__, "message": str(exc)[:10_000],
+                    "traceback": tb[-20_000:]}
+            self.outbox.append((reply_to, wire.err(rid, body)))
+        if op == PASSIVATE and not act.mailbox:
+            self.acts.pop((act.type_name, act.key), None)
+
+    # -- group commit and output gate -----------------------------------------
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if not self.outbox and not self.store.pending:
+            return
+        outbox, self.outbox = self.outbox, []
+        staged, self.staged = self.staged, []
+        try:
+            self.store.commit()
+        except StorageError as exc:
+            # Nothing of this group is durable: fail its asks, drop its tells, and make
+            # the actors that staged writes reload from disk.
+            self.counters["storage_errors"] += 1
+            print(f"actorsys worker {self.slot}: {exc}", file=sys.stderr, flush=True)
+            for act in staged:
+                act.instance = None
+                act.snapshot = None
+            for dest, payload in outbox:
+                if dest is not None:
+                    rid = wire.unpack(payload)[1]
+                    self._send(dest, wire.err(rid, exc.to_wire()))
+            self.pump.kick()
+            return
+        for dest, payload in outbox:
+            if dest is None:
+                try:
+                    self.transport.tell(*payload)
+                except ActorError:
+                    self.counters["dropped_replies"] += 1
+            else:
+                self._send(dest, payload)
+        self.pump.kick()
+
+    # -- passivation -------------------------------------------------------------
+    def _enqueue_passivation(self, act: Activation) -> None:
+        act.mailbox.append((PASSIVATE, None, 0, "", [], {}))
+        if not act.running:
+            self._pump(act)
+        self._schedule_flush()
+
+    def _passivate_idle(self, tick: float) -> None:
+        cutoff = time.monotonic() - self.cfg.idle_timeout
+        for act in list(self.acts.values()):
+            if not act.running and not act.mailbox and act.last_used < cutoff:
+                if act.instance is None:
+                    self.acts.pop((act.type_name, act.key), None)
+                else:
+                    self._enqueue_passivation(act)
+        if not self.stopping:
+            self._reaper = self.loop.call_later(tick, self._passivate_idle, tick)
+
+    def status(self) -> dict[str, Any]:
+        return {"role": "worker", "slot": self.slot, "pid": os.getpid(),
+                "endpoint": self.endpoints[self.slot], "resident": len(self.acts),
+                "commits": self.store.commits, **self.counters}
+
+
+def main(cfg: NodeConfig, slot: int, meta: dict[str, Any], endpoints: list[str],
+         router_endpoint: str) -> None:
+    """Entry point of a worker process (forked by the node supervisor)."""
+    asyncio.run(Worker(cfg, slot, meta, endpoints, router_endpoint).run())

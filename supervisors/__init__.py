@@ -1,0 +1,1 @@
+"""Supervision: process-level (``supervisors.node``) and, later, actor-level trees."""

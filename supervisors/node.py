@@ -1,0 +1,207 @@
+"""The node supervisor: the root process of a node.
+
+In the user's words:
+
+* It starts the router, then worker slots ``0 .. N-1``, each as its own OS process
+  (forked, so a restart takes milliseconds, not an interpreter start-up).
+* When any of them dies (kill -9, segfault, an uncaught error) it starts a new one
+  into the same slot at once. The new worker binds the same endpoint, so clients'
+  ZeroMQ sockets reconnect by themselves, and actors come back from their last
+  committed LevelDB snapshot on their next message.
+* Restart intensity: more than ``max_restarts`` restarts within ``max_seconds`` means
+  something is wrong beyond a crash; the supervisor then stops the node and exits with
+  status 2 (Erlang/OTP's "reached max restart intensity").
+* SIGTERM, SIGINT or SIGHUP stop the node: every child gets SIGTERM and
+  ``shutdown_timeout`` seconds to passivate its actors, then SIGKILL.
+* No orphans: every child dies with the supervisor (``PR_SET_PDEATHSIG``), and an
+  embedded node's supervisor stops when the process that started it is gone.
+
+The state machine is three states: ``starting`` -> ``running`` (restart on every child
+exit) -> ``stopping`` (terminate, wait, kill, reap).
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from collections import deque
+from typing import Any
+
+from actorsys import router, worker  # imported before forking, so restarts skip the imports
+from actorsys.config import NodeConfig
+from actorsys.shards import load_or_create_meta
+
+_SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+_PR_SET_PDEATHSIG = 1
+
+
+def log(msg: str) -> None:
+    print(f"actorsys[supervisor {os.getpid()}]: {msg}", file=sys.stderr, flush=True)
+
+
+def _die_with_parent() -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except Exception:  # not Linux: the ppid checks below still apply
+        pass
+
+
+def worker_endpoints(cfg: NodeConfig) -> list[str]:
+    """Each slot's fixed endpoint, derived from the node endpoint (kept across restarts)."""
+    ep = cfg.endpoint
+    assert ep is not None
+    if ep.startswith("ipc://"):
+        path = ep[6:]
+        stem = path[:-5] if path.endswith(".sock") else path
+        return [f"ipc://{stem}-worker-{i}.sock" for i in range(cfg.workers)]
+    ports = cfg.extra.get("_worker_ports")
+    host = ep[6:].rsplit(":", 1)[0]
+    assert ports, "tcp worker ports are chosen by resolve_endpoints()"
+    return [f"tcp://{host}:{p}" for p in ports]
+
+
+class NodeSupervisor:
+    def __init__(self, cfg: NodeConfig, watch_parent: int | None = None) -> None:
+        self.cfg = cfg
+        self.watch_parent = watch_parent
+        self.pid = os.getpid()
+        self.children: dict[int, tuple[str, int | None]] = {}   # pid -> (role, slot)
+        self.restarts: deque[float] = deque()
+        self.state = "starting"
+
+    # -- children ---------------------------------------------------------------
+    def _spawn(self, role: str, slot: int | None) -> int:
+        pid = os.fork()
+        if pid:
+            self.children[pid] = (role, slot)
+            return pid
+        code = 1
+        try:
+            for s in _SIGNALS:
+                signal.signal(s, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, set())
+            _die_with_parent()
+            if os.getppid() != self.pid:
+                os._exit(1)
+            if role == "router":
+                router.main(self.cfg, self.meta, self.cfg.endpoint, self.endpoints)  # type: ignore[arg-type]
+            else:
+                worker.main(self.cfg, slot, self.meta, self.endpoints, self.cfg.endpoint)  # type: ignore[arg-type]
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
+        return 0  # unreachable
+
+    def _reap(self) -> list[tuple[str, int | None, int]]:
+        dead = []
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            who = self.children.pop(pid, None)
+            if who is not None:
+                dead.append((*who, status))
+        return dead
+
+    @staticmethod
+    def _describe(status: int) -> str:
+        if os.WIFSIGNALED(status):
+            return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+        return f"exited with status {os.WEXITSTATUS(status)}"
+
+    # -- main loop ----------------------------------------------------------------
+    def run(self) -> int:
+        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        self.meta = load_or_create_meta(self.cfg.data_dir, self.cfg.shards, self.cfg.workers)
+        self.endpoints = worker_endpoints(self.cfg)
+        self._spawn("router", None)
+        for i in range(self.cfg.workers):
+            self._spawn("worker", i)
+        self.state = "running"
+        log(f"node running at {self.cfg.endpoint} with {self.cfg.workers} workers")
+        code = 0
+        while self.state == "running":
+            info = signal.sigtimedwait(_SIGNALS, 0.25)
+            if info is not None and info.si_signo != signal.SIGCHLD:
+                log(f"received {signal.Signals(info.si_signo).name}; stopping")
+                break
+            for role, slot, status in self._reap():
+                name = "router" if role == "router" else f"worker slot {slot}"
+                now = time.monotonic()
+                self.restarts.append(now)
+                while self.restarts and self.restarts[0] < now - self.cfg.max_seconds:
+                    self.restarts.popleft()
+                if len(self.restarts) > self.cfg.max_restarts:
+                    log(f"{name} {self._describe(status)}; more than {self.cfg.max_restarts} restarts "
+                        f"within {self.cfg.max_seconds:g} s: giving up and stopping the node")
+                    code = 2
+                    self.state = "stopping"
+                    break
+                pid = self._spawn(role, slot)
+                log(f"{name} {self._describe(status)}; restarted as pid {pid}")
+            if self.watch_parent is not None and os.getppid() != self.watch_parent:
+                log("the process that started this node is gone; stopping")
+                break
+        self.state = "stopping"
+        self._stop_children()
+        return code
+
+    def _stop_children(self) -> None:
+        # workers first (they passivate actors), then the router
+        for pid, (role, _slot) in list(self.children.items()):
+            if role == "worker":
+                self._signal(pid, signal.SIGTERM)
+        self._wait_children(lambda: any(r == "worker" for r, _ in self.children.values()),
+                            self.cfg.shutdown_timeout)
+        for pid in list(self.children):
+            self._signal(pid, signal.SIGTERM)
+        self._wait_children(lambda: bool(self.children), min(self.cfg.shutdown_timeout, 5.0))
+        for pid in list(self.children):
+            log(f"pid {pid} did not stop in time; killing it")
+            self._signal(pid, signal.SIGKILL)
+        self._wait_children(lambda: bool(self.children), 5.0)
+
+    def _wait_children(self, still, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while still() and time.monotonic() < deadline:
+            self._reap()
+            if still():
+                signal.sigtimedwait({signal.SIGCHLD}, 0.05)
+
+    @staticmethod
+    def _signal(pid: int, sig: int) -> None:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m supervisors.node")
+    p.add_argument("--config-json", required=True, help="the resolved NodeConfig as JSON")
+    p.add_argument("--watch-parent", type=int, default=None)
+    a = p.parse_args(argv)
+    cfg = NodeConfig.from_dict(json.loads(a.config_json))
+    return NodeSupervisor(cfg, watch_parent=a.watch_parent).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
