@@ -69,15 +69,14 @@ class _SlotConn:
     def drain_monitor(self) -> bool:
         """Read pending monitor events; True if the connection dropped."""
         dropped = False
-        while True:
-            try:
-                frames = self.monitor.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return dropped
+        mon = self.monitor
+        while mon.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            frames = mon.recv_multipart(zmq.NOBLOCK)
             try:
                 dropped |= parse_monitor_message(frames)["event"] == zmq.EVENT_DISCONNECTED
             except Exception:
                 pass
+        return dropped
 
     def close(self) -> None:
         try:
@@ -179,11 +178,8 @@ class Client:
                 raise AskTimeout(f"{what}: no reply before the deadline")
             events = dict(conn.poller.poll(max(remaining * 1000, 1)))
             if sock in events:
-                while True:
-                    try:
-                        frames = sock.recv_multipart(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
+                while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                    frames = sock.recv_multipart(zmq.NOBLOCK)
                     try:
                         msg = wire.unpack(frames[-1])
                         if msg[1] == rid:

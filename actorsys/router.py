@@ -21,6 +21,7 @@ import signal
 import time
 from typing import Any
 
+import psutil
 import zmq
 
 from . import wire
@@ -146,6 +147,11 @@ class Router:
              "endpoint": self.endpoint, **self.counters},
             *workers,
         ]
+        for p in processes:
+            try:
+                p["rss"] = psutil.Process(p["pid"]).memory_info().rss if p["pid"] else None
+            except psutil.Error:
+                p["rss"] = None
         return {"endpoint": self.endpoint, "epoch": self.map.epoch, "shards": self.map.shards,
                 "workers": len(self.map.endpoints), "durability": self.cfg.durability,
                 "uptime": time.time() - self.started, "processes": processes}

@@ -28,6 +28,7 @@ from .shards import ShardMap
 RECONNECT_IVL_MS = 10
 RECONNECT_IVL_MAX_MS = 100
 SEND_HWM = 100_000
+_EVENTS, _POLLIN, _NOBLOCK = zmq.EVENTS, zmq.POLLIN, zmq.NOBLOCK
 
 
 def dealer(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
@@ -63,16 +64,15 @@ class SocketPump:
     def drain(self) -> None:
         self._scheduled = False
         recv = self.sock.recv_multipart
+        events = self.sock.getsockopt
         n = 0
         try:
-            while n < self.batch:
-                try:
-                    frames = recv(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
+            # EVENTS instead of catching zmq.Again: an exception per drain costs ~10 us
+            while n < self.batch and events(_EVENTS) & _POLLIN:
+                frames = recv(_NOBLOCK)
                 n += 1
                 self.on_frames(frames)
-            else:
+            if n >= self.batch:
                 self.kick()
         finally:
             if n and self.after_batch is not None:

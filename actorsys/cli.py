@@ -1,0 +1,113 @@
+"""The ``actorsys`` command line.
+
+* ``actorsys run CONFIG``: run a node in the foreground (SIGINT/SIGTERM stop it cleanly).
+* ``actorsys status --endpoint E [--json]``: the node's processes and counters.
+* ``actorsys ask --endpoint E TYPE KEY METHOD [JSON_ARG ...]``: ask an actor; prints
+  the result as JSON. ``actorsys tell`` sends one-way.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from .errors import ActorError
+
+
+def _parse_args(values: list[str]) -> list[Any]:
+    out = []
+    for v in values:
+        try:
+            out.append(json.loads(v))
+        except json.JSONDecodeError:
+            raise SystemExit(f"actorsys: argument {v!r} is not JSON (quote strings: '\"text\"')")
+    return out
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    from supervisors.node import NodeSupervisor
+
+    from .config import check_actor_classes, load_config
+    from .node import resolve_endpoints
+
+    cfg = load_config(a.config)
+    check_actor_classes(cfg)
+    cfg, run_dir = resolve_endpoints(cfg)
+    print(f"actorsys: node endpoint {cfg.endpoint}", flush=True)
+    env_path = os.pathsep.join(cfg.python_path)
+    if env_path:
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [env_path, os.environ.get("PYTHONPATH")]))
+    try:
+        return NodeSupervisor(cfg).run()
+    finally:
+        if run_dir:
+            import shutil
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def cmd_status(a: argparse.Namespace) -> int:
+    from .client import connect
+
+    with connect(a.endpoint, connect_timeout=a.timeout) as c:
+        st = c.status(timeout=a.timeout)
+    if a.json:
+        print(json.dumps(st, indent=2, default=str))
+        return 0
+    print(f"endpoint {st['endpoint']}  epoch {st['epoch']}  shards {st['shards']}  "
+          f"durability {st['durability']}  uptime {st['uptime']:.0f}s")
+    print(f"{'ROLE':<11}{'SLOT':>5}{'PID':>9}  {'UP':<4}{'RSS MB':>8}{'RESIDENT':>10}{'TURNS':>10}"
+          f"{'FAILURES':>10}{'BAD':>7}")
+    for p in st["processes"]:
+        rss = f"{p['rss'] / 1e6:.1f}" if p.get("rss") else "-"
+        slot = "-" if p.get("slot") is None else p["slot"]
+        print(f"{p['role']:<11}{slot:>5}{p.get('pid') or '-':>9}  {'yes' if p.get('up') else 'NO':<4}"
+              f"{rss:>8}{p.get('resident', '-'):>10}{p.get('turns', '-'):>10}"
+              f"{p.get('failures', '-'):>10}{p.get('bad_frames', '-'):>7}")
+    return 0
+
+
+def cmd_ask(a: argparse.Namespace) -> int:
+    from .client import connect
+
+    args = _parse_args(a.args)
+    with connect(a.endpoint, connect_timeout=a.timeout) as c:
+        if a.command == "tell":
+            c.tell(a.type, a.key, a.method, *args)
+            return 0
+        result = c.ask(a.type, a.key, a.method, *args, timeout=a.timeout)
+    print(json.dumps(result, default=repr))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="actorsys", description="Durable actors on a ZeroMQ worker pool.")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run a node in the foreground")
+    r.add_argument("config", help="the node's TOML config file")
+    r.set_defaults(func=cmd_run)
+    s = sub.add_parser("status", help="show a node's processes and counters")
+    s.add_argument("--endpoint", "-e", required=True)
+    s.add_argument("--json", action="store_true", help="print the full status as JSON")
+    s.add_argument("--timeout", type=float, default=10.0)
+    s.set_defaults(func=cmd_status)
+    for name in ("ask", "tell"):
+        q = sub.add_parser(name, help=f"{name} an actor (arguments are JSON values)")
+        q.add_argument("--endpoint", "-e", required=True)
+        q.add_argument("--timeout", type=float, default=30.0)
+        q.add_argument("type")
+        q.add_argument("key")
+        q.add_argument("method")
+        q.add_argument("args", nargs="*", help="JSON arguments, e.g. 5 '\"text\"' '{\"a\": 1}'")
+        q.set_defaults(func=cmd_ask)
+    a = p.parse_args(argv)
+    try:
+        return a.func(a)
+    except ActorError as exc:
+        print(f"actorsys: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
