@@ -28,7 +28,7 @@ from .shards import ShardMap
 RECONNECT_IVL_MS = 10
 RECONNECT_IVL_MAX_MS = 100
 SEND_HWM = 100_000
-_EVENTS, _POLLIN, _NOBLOCK = zmq.EVENTS, zmq.POLLIN, zmq.NOBLOCK
+_EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)
 
 
 def dealer(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
@@ -52,31 +52,35 @@ class SocketPump:
         self.loop, self.sock, self.on_frames, self.batch = loop, sock, on_frames, batch
         self.after_batch = after_batch
         self._scheduled = False
+        self._draining = False
         self._fd = sock.FD
         loop.add_reader(self._fd, self.drain)
 
     def kick(self) -> None:
         """Re-check the socket soon (needed after every send: the FD is edge-triggered)."""
-        if not self._scheduled:
+        if not self._scheduled and not self._draining:
             self._scheduled = True
             self.loop.call_soon(self.drain)
 
     def drain(self) -> None:
         self._scheduled = False
+        self._draining = True
         recv = self.sock.recv_multipart
         events = self.sock.getsockopt
         n = 0
         try:
-            # EVENTS instead of catching zmq.Again: an exception per drain costs ~10 us
+            # ZMQ_EVENTS instead of catching zmq.Again: an exception per drain costs ~10 us
             while n < self.batch and events(_EVENTS) & _POLLIN:
                 frames = recv(_NOBLOCK)
                 n += 1
                 self.on_frames(frames)
-            if n >= self.batch:
-                self.kick()
-        finally:
             if n and self.after_batch is not None:
                 self.after_batch()
+        finally:
+            self._draining = False
+        # Sends in after_batch may have consumed the FD's edge: look again before sleeping.
+        if n and (n >= self.batch or events(_EVENTS) & _POLLIN):
+            self.kick()
 
     def close(self) -> None:
         try:
