@@ -29,6 +29,7 @@ from .shards import ShardMap
 from .transport import AsyncTransport, dealer
 
 DEFAULT_TIMEOUT = 30.0
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 CONNECT_TIMEOUT = 10.0
 
 
@@ -70,7 +71,7 @@ class _SlotConn:
         """Read pending monitor events; True if the connection dropped."""
         dropped = False
         mon = self.monitor
-        while mon.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        while mon.getsockopt(_EVENTS) & _POLLIN:
             frames = mon.recv_multipart(zmq.NOBLOCK)
             try:
                 dropped |= parse_monitor_message(frames)["event"] == zmq.EVENT_DISCONNECTED
@@ -87,18 +88,38 @@ class _SlotConn:
         self.sock.close(0)
 
 
+class _ThreadSockets:
+    """One thread's sockets: ZeroMQ sockets must not be shared between threads."""
+
+    __slots__ = ("router", "slots", "endpoints")
+
+    def __init__(self, ctx: zmq.Context, endpoint: str) -> None:
+        self.router = dealer(ctx, endpoint)
+        self.slots: dict[int, _SlotConn] = {}
+        self.endpoints: list[str] | None = None
+
+    def close(self) -> None:
+        for c in self.slots.values():
+            c.close()
+        self.slots.clear()
+        self.router.close(0)
+
+
 class Client:
-    """A blocking connection to a node. Thread-safe (one request at a time); a context manager."""
+    """A blocking connection to a node; a context manager.
+
+    Thread-safe: each thread gets its own sockets, so threads ask concurrently.
+    """
 
     def __init__(self, endpoint: str, *, timeout: float = DEFAULT_TIMEOUT,
                  connect_timeout: float = CONNECT_TIMEOUT) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
         self._ctx = zmq.Context()
-        self._lock = threading.RLock()
-        self._ids = itertools.count(1)
-        self._slots: dict[int, _SlotConn] = {}
-        self._router = dealer(self._ctx, endpoint)
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._all: list[_ThreadSockets] = []
+        self._ids = itertools.count(1)      # next() on itertools.count is atomic under the GIL
         self.max_message_bytes = 1 << 20
         self.closed = False
         try:
@@ -107,18 +128,33 @@ class Client:
             self.close()
             raise
 
+    def _sockets(self) -> _ThreadSockets:
+        ts = getattr(self._local, "sockets", None)
+        if ts is None:
+            if self.closed:
+                raise NodeUnavailable("client is closed")
+            ts = _ThreadSockets(self._ctx, self.endpoint)
+            with self._lock:
+                self._all.append(ts)
+            self._local.sockets = ts
+        return ts
+
     # -- control ------------------------------------------------------------------
     def _router_call(self, op: int, timeout: float, resend_every: float = 1.0) -> Any:
+        router = self._sockets().router
         deadline = time.monotonic() + timeout
         while True:
             rid = next(self._ids)
-            self._router.send(wire.pack([op, rid]))
+            router.send(wire.pack([op, rid]))
             until = min(deadline, time.monotonic() + resend_every)
             while True:
                 remaining = until - time.monotonic()
-                if remaining <= 0 or not self._router.poll(remaining * 1000):
+                if remaining <= 0 or not router.poll(remaining * 1000):
                     break
-                msg = wire.unpack(self._router.recv_multipart()[-1])
+                try:
+                    msg = wire.unpack(router.recv_multipart()[-1])
+                except ActorError:
+                    continue
                 if msg[1] != rid:
                     continue
                 if msg[0] == wire.OK:
@@ -134,40 +170,42 @@ class Client:
         return m
 
     def refresh_map(self, timeout: float = CONNECT_TIMEOUT) -> None:
-        with self._lock:
-            m = self._fetch_map(timeout)
-            if m.endpoints != self.map.endpoints:
-                for c in self._slots.values():
-                    c.close()
-                self._slots.clear()
-            self.map = m
+        """Fetch the shard map from the router again."""
+        self.map = self._fetch_map(timeout)
 
     def status(self, timeout: float = 10.0) -> dict[str, Any]:
         """The node's status: ``{"processes": [{"role", "pid", "slot", ...}], ...}``."""
-        with self._lock:
-            return self._router_call(wire.STATUS, timeout, resend_every=timeout)
+        return self._router_call(wire.STATUS, timeout, resend_every=timeout)
 
     def ping_workers(self, timeout: float = 10.0) -> None:
         """Wait until every worker slot answers (raises NodeUnavailable at the deadline)."""
         deadline = time.monotonic() + timeout
-        with self._lock:
-            for slot in range(len(self.map.endpoints)):
-                conn = self._slot(slot)
-                while True:
-                    rid = next(self._ids)
-                    conn.sock.send(wire.pack([wire.PING, rid]))
-                    try:
-                        self._wait(conn, slot, rid, min(deadline, time.monotonic() + 0.5), "ping")
-                        break
-                    except (AskTimeout, WorkerLost):
-                        if time.monotonic() >= deadline:
-                            raise NodeUnavailable(f"worker slot {slot} did not answer within {timeout:g} s") from None
+        for slot in range(len(self.map.endpoints)):
+            conn = self._slot(slot)
+            while True:
+                rid = next(self._ids)
+                conn.sock.send(wire.pack([wire.PING, rid]))
+                try:
+                    self._wait(conn, slot, rid, min(deadline, time.monotonic() + 0.5), "ping")
+                    break
+                except (AskTimeout, WorkerLost):
+                    if time.monotonic() >= deadline:
+                        raise NodeUnavailable(
+                            f"worker slot {slot} did not answer within {timeout:g} s") from None
 
     # -- data path -----------------------------------------------------------------
     def _slot(self, i: int) -> _SlotConn:
-        c = self._slots.get(i)
+        ts = self._sockets()
+        endpoints = self.map.endpoints
+        if ts.endpoints is not endpoints:
+            if ts.endpoints is not None and ts.endpoints != endpoints:
+                for c in ts.slots.values():
+                    c.close()
+                ts.slots.clear()
+            ts.endpoints = endpoints
+        c = ts.slots.get(i)
         if c is None:
-            c = self._slots[i] = _SlotConn(self._ctx, self.map.endpoints[i])
+            c = ts.slots[i] = _SlotConn(self._ctx, endpoints[i])
         return c
 
     def _wait(self, conn: _SlotConn, slot: int, rid: int, deadline: float, what: str) -> list:
@@ -178,7 +216,7 @@ class Client:
                 raise AskTimeout(f"{what}: no reply before the deadline")
             events = dict(conn.poller.poll(max(remaining * 1000, 1)))
             if sock in events:
-                while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                while sock.getsockopt(_EVENTS) & _POLLIN:
                     frames = sock.recv_multipart(zmq.NOBLOCK)
                     try:
                         msg = wire.unpack(frames[-1])
@@ -203,29 +241,29 @@ class Client:
         timeout = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         what = f"ask {type_name}/{key}.{method}" if op == wire.ASK else f"spawn {type_name}/{key}"
-        with self._lock:
-            for _attempt in range(4):
-                slot = self.map.slot_of(type_name, key)
-                conn = self._slot(slot)
-                conn.drain_monitor()  # drops seen before this send do not concern it
-                rid = next(self._ids)
-                if op == wire.ASK:
-                    payload = wire.pack([op, rid, type_name, key, method, list(args), kwargs])
-                else:
-                    payload = wire.pack([op, rid, type_name, key])
-                try:
-                    conn.sock.send(self._payload(payload), zmq.NOBLOCK)
-                except zmq.Again:
-                    raise Overloaded(f"send queue to worker slot {slot} is full") from None
-                msg = self._wait(conn, slot, rid, deadline, what)
-                if msg[0] == wire.OK:
-                    return msg[2]
-                exc = error_from_wire(msg[2])
-                if isinstance(exc, WrongShard):
-                    self.refresh_map(max(deadline - time.monotonic(), 0.1))
-                    continue
+        exc: ActorError | None = None
+        for _attempt in range(4):
+            slot = self.map.slot_of(type_name, key)
+            conn = self._slot(slot)
+            conn.drain_monitor()  # drops seen before this send do not concern it
+            rid = next(self._ids)
+            if op == wire.ASK:
+                payload = wire.pack([op, rid, type_name, key, method, list(args), kwargs])
+            else:
+                payload = wire.pack([op, rid, type_name, key])
+            try:
+                conn.sock.send(self._payload(payload), zmq.NOBLOCK)
+            except zmq.Again:
+                raise Overloaded(f"send queue to worker slot {slot} is full") from None
+            msg = self._wait(conn, slot, rid, deadline, what)
+            if msg[0] == wire.OK:
+                return msg[2]
+            exc = error_from_wire(msg[2])
+            if not isinstance(exc, WrongShard):
                 raise exc
-            raise exc
+            self.refresh_map(max(deadline - time.monotonic(), 0.1))
+        assert exc is not None
+        raise exc
 
     def ask(self, type_name: str, key: str, method: str, *args: Any, timeout: float | None = None,
             **kwargs: Any) -> Any:
@@ -236,13 +274,12 @@ class Client:
         """Send ``method`` one-way (at-most-once); returns at once."""
         if self.closed:
             raise NodeUnavailable("client is closed")
-        with self._lock:
-            slot = self.map.slot_of(type_name, key)
-            payload = wire.pack([wire.TELL, 0, type_name, key, method, list(args), kwargs])
-            try:
-                self._slot(slot).sock.send(self._payload(payload), zmq.NOBLOCK)
-            except zmq.Again:
-                raise Overloaded(f"send queue to worker slot {slot} is full") from None
+        slot = self.map.slot_of(type_name, key)
+        payload = wire.pack([wire.TELL, 0, type_name, key, method, list(args), kwargs])
+        try:
+            self._slot(slot).sock.send(self._payload(payload), zmq.NOBLOCK)
+        except zmq.Again:
+            raise Overloaded(f"send queue to worker slot {slot} is full") from None
 
     def ref(self, type_name: str, key: str) -> Ref:
         """A reference to actor ``(type_name, key)``; it exists from its first message."""
@@ -258,14 +295,14 @@ class Client:
         return Ref(self, type_name, key)
 
     def close(self) -> None:
-        """Close the sockets (idempotent)."""
+        """Close every thread's sockets (idempotent). Call it when no thread is mid-ask."""
         if self.closed:
             return
         self.closed = True
-        for c in self._slots.values():
-            c.close()
-        self._slots.clear()
-        self._router.close(0)
+        with self._lock:
+            for ts in self._all:
+                ts.close()
+            self._all.clear()
         self._ctx.term()
 
     def __enter__(self) -> "Client":
