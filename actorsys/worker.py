@@ -216,10 +216,11 @@ class Worker:
 
     def _deliver(self, op: int, reply_to: tuple | None, rid: int, type_name: str, key: str,
                  method: str, args: list, kwargs: dict) -> None:
+        if self.stopping:  # passivation is under way; a new turn would reactivate the actor
+            return self._reject(reply_to, rid, NodeUnavailable(
+                f"worker slot {self.slot} is shutting down"))
         act = self.acts.get((type_name, key))
         if act is None:
-            if self.stopping:
-                return self._reject(reply_to, rid, NodeUnavailable("worker is shutting down"))
             cls = self.classes.get(type_name)
             if cls is None:
                 self.counters["bad_frames"] += 1
