@@ -75,6 +75,9 @@ def cmd_ask(a: argparse.Namespace) -> int:
     with connect(a.endpoint, connect_timeout=a.timeout) as c:
         if a.command == "tell":
             c.tell(a.type, a.key, a.method, *args)
+            # close() discards unsent messages: a round trip on the same sockets (ordered
+            # after the tell) makes sure the tell has reached its worker first
+            c.ping_workers(timeout=a.timeout)
             return 0
         result = c.ask(a.type, a.key, a.method, *args, timeout=a.timeout)
     print(json.dumps(result, default=repr))

@@ -31,6 +31,8 @@ from .transport import AsyncTransport, dealer
 DEFAULT_TIMEOUT = 30.0
 _EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 CONNECT_TIMEOUT = 10.0
+# close() gives messages still queued (a tell just sent) this long to leave, then drops them
+CLOSE_LINGER_MS = 500
 
 
 # ---------------------------------------------------------------------------------------
@@ -79,13 +81,13 @@ class _SlotConn:
                 pass
         return dropped
 
-    def close(self) -> None:
+    def close(self, linger_ms: int = 0) -> None:
         try:
             self.sock.disable_monitor()
         except Exception:
             pass
         self.monitor.close(0)
-        self.sock.close(0)
+        self.sock.close(linger_ms)
 
 
 class _ThreadSockets:
@@ -98,9 +100,9 @@ class _ThreadSockets:
         self.slots: dict[int, _SlotConn] = {}
         self.endpoints: list[str] | None = None
 
-    def close(self) -> None:
+    def close(self, linger_ms: int = 0) -> None:
         for c in self.slots.values():
-            c.close()
+            c.close(linger_ms)
         self.slots.clear()
         self.router.close(0)
 
@@ -301,7 +303,7 @@ class Client:
         self.closed = True
         with self._lock:
             for ts in self._all:
-                ts.close()
+                ts.close(CLOSE_LINGER_MS)
             self._all.clear()
         self._ctx.term()
 

@@ -106,6 +106,19 @@ def _line_of(text: str | None, table: str | None, key: str | None) -> int | None
             return None
         if key is None:
             return start + 1
+    if table is None and key is not None:
+        # a top-level name: a [name] / [name.x] / [[name]] header, or a root-level name = ...
+        header = re.compile(r'^\s*\[+\s*["\']?' + re.escape(key) + r'["\']?\s*[\].]')
+        plain = re.compile(r'^\s*["\']?' + re.escape(key) + r'["\']?\s*[=.]')
+        in_root = True
+        for i, line in enumerate(lines):
+            if re.match(r"^\s*\[", line):
+                in_root = False
+                if header.match(line):
+                    return i + 1
+            elif in_root and plain.match(line):
+                return i + 1
+        return None
     pat = re.compile(r'^\s*["\']?' + re.escape(key or "") + r'["\']?\s*=')
     for i in range(start, len(lines)):
         if i > start and table is not None and re.match(r"^\s*\[", lines[i]):

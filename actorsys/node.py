@@ -119,12 +119,17 @@ class Node:
             except NodeUnavailable:
                 continue
             try:
-                client.ping_workers(timeout=max(deadline - time.monotonic(), 0.1))
-            except BaseException:
+                # a short wait per round, so a supervisor that gives up is noticed above
+                client.ping_workers(timeout=min(max(deadline - time.monotonic(), 0.1), 1.0))
+            except NodeUnavailable as exc:
                 client.close()
                 if time.monotonic() >= deadline:
-                    raise
+                    raise NodeUnavailable(f"node did not become ready within "
+                                          f"{self.config.start_timeout:g} s ({exc})") from None
                 continue
+            except BaseException:
+                client.close()
+                raise
             self._client = client
             return
 

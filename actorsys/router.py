@@ -82,12 +82,13 @@ class Router:
             envelope, payload = (frames[0], b""), frames[2]
         else:
             c["bad_frames"] += 1
-            self._send((frames[0],), wire.err(0, BadRequest(
+            # a REQ peer's frames start with an empty delimiter: answer inside it
+            self._send((frames[0], b"") if frames[1] == b"" else (frames[0],), wire.err(wire.peek_id(frames[-1]), BadRequest(
                 f"expected one payload frame, got {n - 1} frames").to_wire()))
             return
         if len(payload) > self.cfg.max_message_bytes:
             c["bad_frames"] += 1
-            self._send(envelope, wire.err(0, MessageTooLarge(
+            self._send(envelope, wire.err(wire.peek_id(payload), MessageTooLarge(
                 f"message is {len(payload)} bytes; max_message_bytes is "
                 f"{self.cfg.max_message_bytes}").to_wire()))
             return

@@ -123,7 +123,9 @@ class AsyncTransport:
         fut = self.loop.create_future()
         self._refreshing = fut
         try:
-            m = ShardMap.from_wire(await self.call_router(wire.MAP, timeout=timeout))
+            raw = await self.call_router(wire.MAP, timeout=timeout)
+            m = ShardMap.from_wire(raw)
+            self.max_message_bytes = int(raw.get("max_message_bytes", self.max_message_bytes))
             if self.map is not None and m.endpoints != self.map.endpoints:
                 self._drop_slots()
             self.map = m

@@ -54,6 +54,24 @@ def unpack_stored(data: bytes) -> Any:
     return msgpack.unpackb(data, raw=False, strict_map_key=False)
 
 
+def peek_id(payload: bytes) -> int:
+    """The request id of a payload we refuse to decode whole (oversized, extra frames); 0 if none.
+
+    Reads only the array header and the first two items, so a huge payload costs nothing.
+    """
+    try:
+        u = msgpack.Unpacker(raw=False, max_buffer_size=64)
+        u.feed(payload[:64])
+        if u.read_array_header() >= 2:
+            u.skip()
+            rid = u.unpack()
+            if type(rid) is int:
+                return rid
+    except Exception:
+        pass
+    return 0
+
+
 def parse_request(msg: Any) -> tuple[int, int, list[Any]]:
     """Check a decoded request's shape; return ``(op, id, rest)`` or raise BadRequest."""
     if not isinstance(msg, list) or len(msg) < 2:

@@ -185,12 +185,13 @@ class Worker:
             envelope, payload = (frames[0], b""), frames[2]
         else:
             c["bad_frames"] += 1
-            self._reject((frames[0],), 0, BadRequest(
+            # a REQ peer's frames start with an empty delimiter: answer inside it
+            self._reject((frames[0], b"") if frames[1] == b"" else (frames[0],), wire.peek_id(frames[-1]), BadRequest(
                 f"expected one payload frame, got {n - 1} frames"))
             return
         if len(payload) > self.cfg.max_message_bytes:
             c["bad_frames"] += 1
-            self._reject(envelope, 0, MessageTooLarge(
+            self._reject(envelope, wire.peek_id(payload), MessageTooLarge(
                 f"message is {len(payload)} bytes; max_message_bytes is {self.cfg.max_message_bytes}"))
             return
         rid = 0

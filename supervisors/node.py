@@ -129,7 +129,7 @@ class NodeSupervisor:
 
     # -- main loop ----------------------------------------------------------------
     def run(self) -> int:
-        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS | {signal.SIGALRM})
         self.meta = load_or_create_meta(self.cfg.data_dir, self.cfg.shards, self.cfg.workers)
         self.endpoints = worker_endpoints(self.cfg)
         self._spawn("router", None)
@@ -138,9 +138,13 @@ class NodeSupervisor:
         self.state = "running"
         log(f"node running at {self.cfg.endpoint} with {self.cfg.workers} workers")
         code = 0
+        # Wake every 0.25 s by SIGALRM, not by a sigtimedwait timeout: when sigtimedwait is
+        # interrupted (EINTR, e.g. SIGSTOP/SIGCONT from Ctrl-Z and fg) after its timeout has
+        # passed, CPython returns an uninitialised siginfo, read as a random signal (SIGHUP...).
+        signal.setitimer(signal.ITIMER_REAL, 0.25, 0.25)
         while self.state == "running":
-            info = signal.sigtimedwait(_SIGNALS, 0.25)
-            if info is not None and info.si_signo != signal.SIGCHLD:
+            info = signal.sigtimedwait(_SIGNALS | {signal.SIGALRM}, 1e6)
+            if info is not None and info.si_signo not in (signal.SIGCHLD, signal.SIGALRM):
                 log(f"received {signal.Signals(info.si_signo).name}; stopping")
                 break
             for role, slot, status in self._reap():
@@ -161,6 +165,7 @@ class NodeSupervisor:
                 log("the process that started this node is gone; stopping")
                 break
         self.state = "stopping"
+        signal.setitimer(signal.ITIMER_REAL, 0)
         self._stop_children()
         return code
 

@@ -86,3 +86,92 @@ class Relay(actorsys.Actor):
 
     def forward_tell(self, type_name: str, key: str, method: str, *args) -> None:
         self.ref(type_name, key).tell(method, *args)
+
+
+# --- actors for tests/test_turns.py, test_durability.py, test_clients.py -------------
+
+_GATES: dict = {}
+
+
+def _gate(name: str) -> asyncio.Event:
+    """A named event shared by every actor of one worker process."""
+    ev = _GATES.get(name)
+    if ev is None:
+        ev = _GATES[name] = asyncio.Event()
+    return ev
+
+
+class Gate(actorsys.Actor):
+    """Deterministic interleaving: ``wait`` awaits until another actor runs ``open``."""
+
+    async def wait(self, name: str, timeout: float = 20.0) -> str:
+        await asyncio.wait_for(_gate(name).wait(), timeout)
+        return f"{self.key} passed {name}"
+
+    def open(self, name: str) -> str:
+        _gate(name).set()
+        return f"{self.key} opened {name}"
+
+    async def open_async(self, name: str) -> str:
+        await asyncio.sleep(0)
+        _gate(name).set()
+        await asyncio.sleep(0)
+        return f"{self.key} opened {name}"
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+class StoreCounter(Counter):
+    """A Counter whose storage the tests can read back."""
+
+    def put(self, name: str, value) -> None:
+        self.storage.put(name, value)
+
+    def peek(self, name: str):
+        return self.storage.get(name)
+
+    def entries(self) -> dict:
+        return self.storage.list()
+
+    async def slow_add_then_fail(self, by: int, seconds: float) -> None:
+        self.state["n"] += by
+        self.storage.put("poison", True)
+        await asyncio.sleep(seconds)
+        raise KeyError(f"async failure after adding {by}")
+
+
+class RelayPlus(Relay):
+    """A Relay with turns that tell and then fail, or tell and then ask."""
+
+    def tell_then_fail(self, type_name: str, key: str, method: str, *args) -> None:
+        self.ref(type_name, key).tell(method, *args)
+        raise RuntimeError("failing after a tell")
+
+    async def tell_then_ask(self, type_name: str, key: str, tell_method: str, tell_arg,
+                            ask_method: str):
+        self.ref(type_name, key).tell(tell_method, tell_arg)
+        return await self.ref(type_name, key).ask(ask_method)
+
+    def tell_many(self, type_name: str, key: str, method: str, items: list) -> int:
+        for item in items:
+            self.ref(type_name, key).tell(method, item)
+        return len(items)
+
+
+class Napper(actorsys.Actor):
+    """Blocks its worker in a handler, saying so first (for "in flight on a dying worker" tests)."""
+
+    def nap(self, marker: str, seconds: float) -> str:
+        with open(marker, "w") as f:
+            f.write(str(os.getpid()))
+        time.sleep(seconds)
+        return "woke"
+
+
+class AsyncLog(Log):
+    """A Log whose appends await before writing, so messages queue in the mailbox."""
+
+    async def append_slowly(self, item) -> int:
+        await asyncio.sleep(0.001)
+        return self.append(item)

@@ -13,9 +13,14 @@ import actorsys
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 ACTORS = {
     "Counter": "actors:Counter",
+    "Napper": "actors:Napper",
     "Log": "actors:Log",
     "Recorder": "actors:Recorder",
     "Relay": "actors:Relay",
+    "Gate": "actors:Gate",
+    "StoreCounter": "actors:StoreCounter",
+    "RelayPlus": "actors:RelayPlus",
+    "AsyncLog": "actors:AsyncLog",
 }
 
 
