@@ -336,9 +336,14 @@ class AsyncRef:
     def __init__(self, client: "AsyncClient", type_name: str, key: str) -> None:
         self.client, self.type_name, self.key = client, type_name, key
 
-    async def ask(self, method: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
-        """Call ``method`` and await its result (or its error) until ``timeout``."""
-        return await self.client.ask(self.type_name, self.key, method, *args, timeout=timeout, **kwargs)
+    def ask(self, method: str, *args: Any, timeout: float | None = None,
+            **kwargs: Any) -> "asyncio.Future[Any]":
+        """Send ``method`` now; await the returned future for the result (or the error).
+
+        The message leaves at the call, not at the first await, so call order is send
+        order (``fut = ref.ask("a"); ref.tell("b")`` delivers a before b).
+        """
+        return self.client.ask(self.type_name, self.key, method, *args, timeout=timeout, **kwargs)
 
     def tell(self, method: str, *args: Any, **kwargs: Any) -> None:
         """Send ``method`` one-way and return at once."""
@@ -392,10 +397,10 @@ class AsyncClient:
         """A reference to actor ``(type_name, key)``."""
         return AsyncRef(self, type_name, key)
 
-    async def ask(self, type_name: str, key: str, method: str, *args: Any,
-                  timeout: float | None = None, **kwargs: Any) -> Any:
-        """Ask actor ``(type_name, key)`` to run ``method``; await the result."""
-        return await self.transport.ask(type_name, key, method, args, kwargs, timeout)
+    def ask(self, type_name: str, key: str, method: str, *args: Any,
+            timeout: float | None = None, **kwargs: Any) -> "asyncio.Future[Any]":
+        """Send an ask to actor ``(type_name, key)`` now; await the future for the result."""
+        return self.transport.ask(type_name, key, method, args, kwargs, timeout)
 
     def tell(self, type_name: str, key: str, method: str, *args: Any, **kwargs: Any) -> None:
         """Send ``method`` one-way (at-most-once)."""
