@@ -175,3 +175,37 @@ class AsyncLog(Log):
     async def append_slowly(self, item) -> int:
         await asyncio.sleep(0.001)
         return self.append(item)
+
+
+class Shelf(actorsys.Actor):
+    """Exposes self.storage to the tests: get/put/delete/list, within one turn or across turns."""
+
+    def put(self, key: str, value) -> None:
+        self.storage.put(key, value)
+
+    def put_many(self, items: dict) -> None:
+        for k, v in items.items():
+            self.storage.put(k, v)
+
+    def get(self, key: str, default=None):
+        return self.storage.get(key, default)
+
+    def delete(self, key: str) -> bool:
+        return self.storage.delete(key)
+
+    def list(self, **kwargs) -> list:
+        return list(self.storage.list(**kwargs).items())
+
+    def write_then_list(self, puts: dict, deletes: list, **kwargs) -> list:
+        """Reads inside a turn see that turn's own writes and deletes."""
+        for k, v in puts.items():
+            self.storage.put(k, v)
+        for k in deletes:
+            self.storage.delete(k)
+        return list(self.storage.list(**kwargs).items())
+
+    def put_bad_key(self) -> None:
+        self.storage.put(123, "x")  # type: ignore[arg-type]
+
+    def put_unencodable(self) -> None:
+        self.storage.put("k", object())
