@@ -30,7 +30,6 @@ import sys
 import time
 import traceback
 from collections import deque
-from typing import Any
 
 from actorsys import router, worker  # imported before forking, so restarts skip the imports
 from actorsys.config import NodeConfig

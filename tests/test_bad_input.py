@@ -10,6 +10,7 @@ import zmq
 
 import actorsys
 from actorsys import wire
+from helpers import key_on_slot
 
 pack = wire.pack
 ASK, TELL, SPAWN, PING = wire.ASK, wire.TELL, wire.SPAWN, wire.PING
@@ -84,8 +85,6 @@ def zctx():
     ctx.destroy(linger=0)
 
 
-def key_on_slot(client: actorsys.Client, type_name: str, slot: int) -> str:
-    return next(f"k{i}" for i in range(10_000) if client.map.slot_of(type_name, f"k{i}") == slot)
 
 
 def snapshot(node: actorsys.Node) -> dict:

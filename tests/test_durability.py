@@ -2,36 +2,10 @@
 failed turns leave nothing behind, and passivated actors come back from storage."""
 from __future__ import annotations
 
-import time
-
 import pytest
 
 import actorsys
-from actorsys.shards import shard_of
-
-
-def key_on_slot(client, type_name: str, slot: int, prefix: str = "k") -> str:
-    for i in range(10_000):
-        key = f"{prefix}-{i}"
-        if client.map.owner[shard_of(type_name, key, client.map.shards)] == slot:
-            return key
-    raise AssertionError(f"no key of {type_name} on slot {slot}")
-
-
-def workers(node) -> dict[int, dict]:
-    return {p["slot"]: p for p in node.status()["processes"] if p["role"] == "worker"}
-
-
-def wait_until(predicate, what: str, timeout: float = 10.0):
-    """Poll ``predicate`` until it returns a truthy value (a deadline, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
+from helpers import key_on_slot, wait_until, workers
 
 
 def write_everything(client) -> dict:

@@ -1,5 +1,4 @@
-"""The basics against a real node: ask, state, errors, status."""
-import actorsys
+"""The basics against a real node: ask, state, status."""
 
 
 def test_ask_returns_result_and_state_persists_across_turns(node):

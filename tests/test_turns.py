@@ -7,46 +7,24 @@ import os
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
 import actorsys
 from actorsys.shards import shard_of
+from helpers import key_on_slot, wait_until, workers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 # -- helpers ----------------------------------------------------------------------------
 
-def slot_of(client, type_name: str, key: str) -> int:
-    return client.map.owner[shard_of(type_name, key, client.map.shards)]
 
 
-def key_on_slot(client, type_name: str, slot: int, prefix: str = "k") -> str:
-    """The first key ``prefix-<i>`` of ``type_name`` that lives on worker ``slot``."""
-    for i in range(10_000):
-        key = f"{prefix}-{i}"
-        if slot_of(client, type_name, key) == slot:
-            return key
-    raise AssertionError(f"no key of {type_name} on slot {slot}")
 
 
-def workers(node) -> dict[int, dict]:
-    """slot -> status dict of every worker."""
-    return {p["slot"]: p for p in node.status()["processes"] if p["role"] == "worker"}
 
 
-def wait_until(predicate, what: str, timeout: float = 10.0):
-    """Poll ``predicate`` until it returns a truthy value (a deadline, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
 
 
 def run_clients(endpoint: str, script: str, args_per_process: list[list[str]]) -> list[str]:

@@ -1,0 +1,38 @@
+"""Small helpers shared by the tests (import them: ``from helpers import ...``)."""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import actorsys
+
+
+def slot_of(client: actorsys.Client, type_name: str, key: str) -> int:
+    """The worker slot that owns actor ``(type_name, key)``."""
+    return client.map.slot_of(type_name, key)
+
+
+def key_on_slot(client: actorsys.Client, type_name: str, slot: int, prefix: str = "k") -> str:
+    """The first key ``prefix-<i>`` of ``type_name`` that lives on worker ``slot``."""
+    for i in range(10_000):
+        key = f"{prefix}-{i}"
+        if slot_of(client, type_name, key) == slot:
+            return key
+    raise AssertionError(f"no key of {type_name} on slot {slot}")
+
+
+def workers(node: actorsys.Node) -> dict[int, dict]:
+    """slot -> status dict of every worker."""
+    return {p["slot"]: p for p in node.status()["processes"] if p["role"] == "worker"}
+
+
+def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
+    """Poll ``predicate`` until it returns a truthy value (a deadline, not a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)
