@@ -13,6 +13,7 @@ new messages for the slot until its worker is back on the same endpoint.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import itertools
 import time
 from typing import Any, Callable
@@ -114,6 +115,9 @@ class AsyncTransport:
         self._router: zmq.Socket | None = None
         self._router_pump: SocketPump | None = None
         self._refreshing: asyncio.Future | None = None
+        self._deadlines: list[tuple[float, int]] = []
+        self._sweep_at: float | None = None
+        self._sweep_handle: asyncio.TimerHandle | None = None
         self.closed = False
 
     # -- map -----------------------------------------------------------------
@@ -215,12 +219,33 @@ class AsyncTransport:
                 fut.set_exception(exc)
 
     # -- requests --------------------------------------------------------------
-    def _timer(self, rid: int, timeout: float, what: str) -> asyncio.TimerHandle:
-        def expire() -> None:
-            p = self._pending.pop(rid, None)
+    def _add_deadline(self, deadline: float, rid: int) -> None:
+        """Track an ask's deadline in one heap swept by one timer (a timer per ask cost
+        about a quarter of a pipelining client's CPU)."""
+        heapq.heappush(self._deadlines, (deadline, rid))
+        if self._sweep_at is None or deadline < self._sweep_at:
+            if self._sweep_handle is not None:
+                self._sweep_handle.cancel()
+            self._sweep_at = deadline
+            self._sweep_handle = self.loop.call_at(deadline, self._sweep)
+
+    def _sweep(self) -> None:
+        self._sweep_at = self._sweep_handle = None
+        now = self.loop.time()
+        heap, pending = self._deadlines, self._pending
+        while heap and heap[0][0] <= now:
+            _, rid = heapq.heappop(heap)
+            p = pending.pop(rid, None)
             if p is not None and not p[0].done():
-                p[0].set_exception(AskTimeout(f"{what}: no reply within {timeout:g} s"))
-        return self.loop.call_later(timeout, expire)
+                _op, type_name, key, method, _a, _k, timeout = p[3]
+                p[0].set_exception(AskTimeout(
+                    f"ask {type_name}/{key}.{method}: no reply within {timeout:g} s"))
+        if len(heap) > 2 * len(pending) + 1024:   # answered asks leave stale entries behind
+            self._deadlines = heap = [e for e in heap if e[1] in pending]
+            heapq.heapify(heap)
+        if heap:
+            self._sweep_at = heap[0][0]
+            self._sweep_handle = self.loop.call_at(self._sweep_at, self._sweep)
 
     def _check_size(self, payload: bytes) -> None:
         if len(payload) > self.max_message_bytes:
@@ -245,14 +270,12 @@ class AsyncTransport:
         s = self._slot(slot)
         fut = self.loop.create_future()
         timeout = self.default_timeout if timeout is None else timeout
-        timer = self._timer(rid, timeout, f"ask {type_name}/{key}.{method}")
-        self._pending[rid] = [fut, slot, timer, (op, type_name, key, method, args, kwargs, timeout), retries]
         try:
-            s.sock.send(payload, zmq.NOBLOCK)
+            s.sock.send(payload, _NOBLOCK)
         except zmq.Again:
-            self._pending.pop(rid)
-            timer.cancel()
             raise Overloaded(f"send queue to worker slot {slot} is full") from None
+        self._pending[rid] = [fut, slot, None, (op, type_name, key, method, args, kwargs, timeout), retries]
+        self._add_deadline(self.loop.time() + timeout, rid)
         s.pump.kick()
         return fut
 
@@ -324,6 +347,9 @@ class AsyncTransport:
             if not p[0].done():
                 p[0].set_exception(NodeUnavailable("client closed"))
         self._pending.clear()
+        self._deadlines.clear()
+        if self._sweep_handle is not None:
+            self._sweep_handle.cancel()
         self._drop_slots()
         if self._router is not None:
             assert self._router_pump is not None
