@@ -70,8 +70,8 @@ def handlers_of(cls: type) -> dict[str, Callable[..., Any]]:
     """The public handler methods of an actor class, by name."""
     out: dict[str, Callable[..., Any]] = {}
     for klass in reversed(cls.__mro__):
-        if klass is Actor or not issubclass(klass, Actor):
-            continue
+        if klass is Actor or klass is object:
+            continue                      # mixins' public methods are handlers too
         for name, value in vars(klass).items():
             if name.startswith("_") or name in _RESERVED:
                 continue

@@ -33,7 +33,20 @@ def cmd_run(a: argparse.Namespace) -> int:
     from .node import resolve_endpoints
 
     cfg = load_config(a.config)
-    check_actor_classes(cfg)
+    # Import the actor classes in a throw-away child: this process becomes the node
+    # supervisor and forks the workers, which must import user code fresh (so a restart
+    # picks up the code on disk, and no user import runs in the supervisor).
+    pid = os.fork()
+    if pid == 0:
+        try:
+            check_actor_classes(cfg)
+            code = 0
+        except Exception as exc:
+            print(f"actorsys: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            code = 2
+        os._exit(code)
+    if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0:
+        return 2
     cfg, run_dir = resolve_endpoints(cfg)
     print(f"actorsys: node endpoint {cfg.endpoint}", flush=True)
     env_path = os.pathsep.join(cfg.python_path)

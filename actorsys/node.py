@@ -89,6 +89,12 @@ class Node:
         if self._proc is not None:
             return self
         self.config, self._run_dir = resolve_endpoints(self.config)
+        from supervisors.node import claim_node
+        try:
+            os.close(claim_node(self.config))  # a clear error now; the supervisor holds the lock
+        except BaseException:
+            self._remove_run_dir()
+            raise
         cmd = [sys.executable, "-m", "supervisors.node",
                "--config-json", json.dumps(self.config.to_dict()),
                "--watch-parent", str(os.getpid())]
@@ -130,6 +136,12 @@ class Node:
             except BaseException:
                 client.close()
                 raise
+            supervisor = next((p["pid"] for p in client.status()["processes"]
+                               if p["role"] == "supervisor"), None)
+            if self._proc is not None and supervisor != self._proc.pid:
+                client.close()
+                raise NodeUnavailable(f"{self.endpoint} is served by another node "
+                                      f"(supervisor pid {supervisor})")
             self._client = client
             return
 
@@ -159,11 +171,14 @@ class Node:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 code = proc.wait(5)
+        self._remove_run_dir()
+        return code
+
+    def _remove_run_dir(self) -> None:
         if self._run_dir is not None:
             shutil.rmtree(self._run_dir, ignore_errors=True)
             self._run_dir = None
             self.config = replace(self.config, endpoint=None)
-        return code
 
     def __enter__(self) -> "Node":
         return self.start()

@@ -16,6 +16,7 @@ import asyncio
 import heapq
 import itertools
 import time
+import traceback
 from typing import Any, Callable
 
 import zmq
@@ -57,6 +58,9 @@ class SocketPump:
         self._draining = False
         self._fd = sock.FD
         loop.add_reader(self._fd, self.drain)
+        # Read ZMQ_EVENTS once now: until someone does, libzmq may queue the first message
+        # without making the FD readable (a monitor socket never sends, so nothing else would).
+        self.kick()
 
     def kick(self) -> None:
         """Re-check the socket soon (needed after every send: the FD is edge-triggered)."""
@@ -75,7 +79,10 @@ class SocketPump:
             while n < self.batch and events(_EVENTS) & _POLLIN:
                 frames = recv(_NOBLOCK)
                 n += 1
-                self.on_frames(frames)
+                try:
+                    self.on_frames(frames)
+                except Exception:  # a bug in one message's handling must not stall the socket
+                    traceback.print_exc()
             if n and self.after_batch is not None:
                 self.after_batch()
         finally:
@@ -222,7 +229,11 @@ class AsyncTransport:
     def _add_deadline(self, deadline: float, rid: int) -> None:
         """Track an ask's deadline in one heap swept by one timer (a timer per ask cost
         about a quarter of a pipelining client's CPU)."""
-        heapq.heappush(self._deadlines, (deadline, rid))
+        heap = self._deadlines
+        if len(heap) > 2 * len(self._pending) + 1024:   # answered asks leave stale entries
+            self._deadlines = heap = [e for e in heap if e[1] in self._pending]
+            heapq.heapify(heap)
+        heapq.heappush(heap, (deadline, rid))
         if self._sweep_at is None or deadline < self._sweep_at:
             if self._sweep_handle is not None:
                 self._sweep_handle.cancel()
@@ -268,6 +279,9 @@ class AsyncTransport:
             payload = wire.pack([op, rid, type_name, key, method, list(args), kwargs])
         self._check_size(payload)
         s = self._slot(slot)
+        # A drop that already happened concerns only asks sent before it: handle it now,
+        # so this ask (queued for the restarted worker) is not failed with them.
+        s.monitor_pump.drain()
         fut = self.loop.create_future()
         timeout = self.default_timeout if timeout is None else timeout
         try:

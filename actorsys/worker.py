@@ -75,7 +75,11 @@ class InnerRef:
 
     def tell(self, method: str, *args: Any, **kwargs: Any) -> None:
         """Send a one-way message; it leaves after the current turn commits."""
-        wire.pack([args, kwargs])  # fail the turn now if not msgpack-able
+        size = len(wire.pack([args, kwargs]))  # fail the turn now if not msgpack-able
+        limit = self._worker.cfg.max_message_bytes
+        if size > limit:
+            raise MessageTooLarge(f"tell of {size} bytes to {self.type_name}/{self.key:.100}; "
+                                  f"max_message_bytes is {limit}")
         msg = (self.type_name, self.key, method, args, kwargs)
         s = self._sender
         if s is not None and s.running:
@@ -83,9 +87,24 @@ class InnerRef:
         else:
             self._worker.transport.tell(*msg)
 
-    async def ask(self, method: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
-        """Ask and await the result (only from ``async def`` handlers)."""
-        return await self._worker.transport.ask(self.type_name, self.key, method, args, kwargs, timeout)
+    def ask(self, method: str, *args: Any, timeout: float | None = None,
+            **kwargs: Any) -> "asyncio.Future[Any]":
+        """Send an ask now and return a future: ``await`` it from an ``async def`` handler.
+
+        To keep per-sender order, what this actor sent before (tells of earlier turns,
+        and the tells this turn has made so far) leaves first: earlier turns are
+        committed at once, and this turn's earlier tells are released with the ask.
+        """
+        s, w = self._sender, self._worker
+        if s is not None and s.running and s.type_name == self.type_name and s.key == self.key:
+            raise ActorError(f"{self.type_name}/{self.key:.100} asked itself: its turns never "
+                             f"overlap, so the ask could only time out; call the method directly")
+        w._flush()
+        if s is not None and s.tells:
+            tells, s.tells = s.tells, []
+            for t in tells:
+                w.transport.tell(*t)
+        return w.transport.ask(self.type_name, self.key, method, args, kwargs, timeout)
 
     def __repr__(self) -> str:
         return f"<InnerRef {self.type_name}/{self.key}>"
@@ -145,7 +164,7 @@ class Worker:
         finally:
             self.pump.close()
             self.transport.close()
-            self.sock.close(0)
+            self.sock.close(500)   # give the last flushed replies time to leave
             self.store.close()
             self.ctx.term()
 
@@ -308,7 +327,7 @@ class Worker:
             if inspect.isawaitable(r):
                 self.loop.create_task(self._turn_async(act, msg, r, started=True))
                 return
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit or CancelledError from a handler: that actor's crash only
             return self._fail(act, msg, exc)
         self._finish(act, msg, r)
 
@@ -319,7 +338,11 @@ class Worker:
                 r = self._invoke(act, msg)
                 if inspect.isawaitable(r):
                     r = await r
-        except Exception as exc:
+        except asyncio.CancelledError:
+            if self.stopping:
+                raise            # the worker's own shutdown cancelling what is left
+            self._fail(act, msg, asyncio.CancelledError("the handler was cancelled"))
+        except BaseException as exc:
             self._fail(act, msg, exc)
         else:
             self._finish(act, msg, r)
@@ -329,6 +352,10 @@ class Worker:
     def _finish(self, act: Activation, msg: tuple, result: Any) -> None:
         op, reply_to, rid = msg[0], msg[1], msg[2]
         inst = act.instance
+        if inst is None and op != PASSIVATE:
+            # a failed group commit invalidated this actor while the turn was awaiting
+            return self._fail(act, msg, StorageError(
+                "an earlier commit of this actor failed; this turn was discarded"))
         if inst is not None:
             try:
                 if not isinstance(inst.state, dict):
@@ -337,6 +364,9 @@ class Worker:
                 reply = wire.ok(rid, result) if reply_to is not None else None
             except Exception as exc:
                 return self._fail(act, msg, TypeError(f"turn result or state is not msgpack-able: {exc}"))
+            if reply is not None and len(reply) > self.cfg.max_message_bytes:
+                return self._fail(act, msg, MessageTooLarge(
+                    f"reply of {len(reply)} bytes; max_message_bytes is {self.cfg.max_message_bytes}"))
             writes = inst.storage._take_writes()
             if state_bytes != act.snapshot:
                 writes[state_key(act.prefix)] = state_bytes

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import fcntl
 import json
 import os
 import signal
+import socket
 import sys
 import time
 import traceback
@@ -33,6 +35,7 @@ from collections import deque
 
 from actorsys import router, worker  # imported before forking, so restarts skip the imports
 from actorsys.config import NodeConfig
+from actorsys.errors import ConfigError
 from actorsys.shards import load_or_create_meta
 
 _SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
@@ -65,6 +68,54 @@ def worker_endpoints(cfg: NodeConfig) -> list[str]:
     return [f"tcp://{host}:{p}" for p in ports]
 
 
+def _endpoint_in_use(endpoint: str) -> bool:
+    """Whether something already accepts connections at ``endpoint``."""
+    if endpoint.startswith("ipc://"):
+        path = endpoint[6:]
+        if not os.path.exists(path):
+            return False
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            try:
+                s.connect(path)
+                return True
+            except OSError:
+                return False           # a stale socket file from a node that died
+    host, port = endpoint[6:].rsplit(":", 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, int(port)))
+            return False
+        except OSError:
+            return True
+
+
+def claim_node(cfg: NodeConfig) -> int:
+    """Take the data directory's lock and check the endpoints are free.
+
+    Returns the lock's file descriptor (held for the node's life); raises ConfigError
+    naming what is in use, so a second node on the same data directory or endpoint
+    stops before it binds anything instead of stealing the first node's sockets.
+    """
+    os.makedirs(cfg.data_dir, mode=0o700, exist_ok=True)
+    path = os.path.join(cfg.data_dir, "LOCK")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        os.close(fd)
+        raise ConfigError(f"data directory {cfg.data_dir} is in use by another running node "
+                          f"(supervisor pid {holder or '?'})", key="node.data_dir") from None
+    for ep in [cfg.endpoint, *worker_endpoints(cfg)]:
+        if _endpoint_in_use(ep):  # type: ignore[arg-type]
+            os.close(fd)
+            raise ConfigError(f"endpoint {ep} is already in use by another process",
+                              key="node.endpoint")
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
 class NodeSupervisor:
     def __init__(self, cfg: NodeConfig, watch_parent: int | None = None) -> None:
         self.cfg = cfg
@@ -88,6 +139,7 @@ class NodeSupervisor:
             _die_with_parent()
             if os.getppid() != self.pid:
                 os._exit(1)
+            os.close(self.lock_fd)   # the lock belongs to the supervisor alone
             if role == "router":
                 router.main(self.cfg, self.meta, self.cfg.endpoint, self.endpoints)  # type: ignore[arg-type]
             else:
@@ -129,7 +181,12 @@ class NodeSupervisor:
     # -- main loop ----------------------------------------------------------------
     def run(self) -> int:
         signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS | {signal.SIGALRM})
-        self.meta = load_or_create_meta(self.cfg.data_dir, self.cfg.shards, self.cfg.workers)
+        try:
+            self.lock_fd = claim_node(self.cfg)
+            self.meta = load_or_create_meta(self.cfg.data_dir, self.cfg.shards, self.cfg.workers)
+        except ConfigError as exc:
+            log(f"cannot start: {exc}")
+            return 2
         self.endpoints = worker_endpoints(self.cfg)
         self._spawn("router", None)
         for i in range(self.cfg.workers):

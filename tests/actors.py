@@ -209,3 +209,43 @@ class Shelf(actorsys.Actor):
 
     def put_unencodable(self) -> None:
         self.storage.put("k", object())
+
+
+class Greeter:
+    """A plain mixin: its public methods are handlers of the actors that use it."""
+
+    def greet(self, name: str) -> str:
+        return f"hello {name} from {self.key}"
+
+
+class Misbehaving(Greeter, actorsys.Actor):
+    """Handlers that raise what ordinary code should not, and oversized messages."""
+
+    def on_start(self) -> None:
+        self.state.setdefault("n", 0)
+
+    def add(self) -> int:
+        self.state["n"] += 1
+        return self.state["n"]
+
+    def exit_process(self) -> None:
+        self.state["n"] = -1
+        raise SystemExit(3)
+
+    def raise_cancelled(self) -> None:
+        raise asyncio.CancelledError()
+
+    async def await_cancelled_task(self) -> None:
+        task = asyncio.get_running_loop().create_task(asyncio.sleep(10))
+        task.cancel()
+        await task
+
+    def big_reply(self, size: int) -> str:
+        self.state["n"] = -2
+        return "x" * size
+
+    def big_tell(self, size: int) -> None:
+        self.ref("Log", "big").tell("append", "x" * size)
+
+    def pid(self) -> int:
+        return os.getpid()

@@ -12,6 +12,7 @@ import actorsys
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 ACTORS = {
+    "Misbehaving": "actors:Misbehaving",
     "Shelf": "actors:Shelf",
     "Counter": "actors:Counter",
     "Napper": "actors:Napper",

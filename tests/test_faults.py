@@ -361,3 +361,105 @@ def test_node_whose_workers_cannot_start_fails_to_start_with_a_message(config, t
     assert time.monotonic() - t0 < 15, "expected start() to fail as soon as the supervisor gives up"
     assert node.pid is None, "expected start() to clean up after the failure"
     assert "giving up" in capfd.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------
+# the same two promises for the asyncio client (and so for actor-to-actor asks)
+
+
+def test_async_client_ask_in_flight_on_a_killed_worker_fails_promptly(node, tmp_path):
+    import asyncio
+
+    c = node.client()
+    napper = key_on_slot(c, "Napper", 0)
+    victim = worker_pids(node)[0]
+    marker = str(tmp_path / "napping")
+
+    async def run():
+        async with actorsys.connect_async(node.endpoint, timeout=30) as ac:
+            fut = ac.ref("Napper", napper).ask("nap", marker, 20.0)
+            await asyncio.get_running_loop().run_in_executor(
+                None, wait_for, lambda: os.path.exists(marker), 10, "the handler to start")
+            killed_at = time.monotonic()
+            os.kill(victim, signal.SIGKILL)
+            try:
+                await fut
+            except actorsys.WorkerLost:
+                return time.monotonic() - killed_at
+            raise AssertionError("expected WorkerLost for the ask in flight on the killed worker")
+
+    elapsed = asyncio.run(run())
+    assert elapsed < 3.0, f"expected WorkerLost promptly, got it {elapsed:.1f} s after the kill"
+
+
+def test_async_client_asks_sent_while_a_worker_restarts_are_answered_after_it(node):
+    import asyncio
+
+    c = node.client()
+    key = key_on_slot(c, "Counter", 0)
+    assert c.ask("Counter", key, "add", 7) == 7
+    old_pid = c.ask("Counter", key, "pid")
+
+    async def run():
+        async with actorsys.connect_async(node.endpoint, timeout=15) as ac:
+            ref = ac.ref("Counter", key)
+            assert await ref.ask("get") == 7          # connected before the kill
+            os.kill(node.pid, signal.SIGSTOP)         # hold the restart open
+            try:
+                os.kill(old_pid, signal.SIGKILL)
+                await asyncio.get_running_loop().run_in_executor(
+                    None, wait_for, lambda: gone(old_pid), 5, "the killed worker to be gone")
+                futs = [ref.ask("add", 1) for _ in range(5)]
+                await asyncio.sleep(0.5)
+                assert not any(f.done() for f in futs), "nothing can answer while the slot is down"
+            finally:
+                os.kill(node.pid, signal.SIGCONT)
+            return await asyncio.gather(*futs, return_exceptions=True)
+
+    results = asyncio.run(run())
+    assert results == [8, 9, 10, 11, 12], \
+        f"expected the asks sent during the restart answered after it, in order, got {results}"
+
+
+# ---------------------------------------------------------------------------------------
+# one node per data directory and endpoint
+
+
+def test_a_second_node_on_the_same_data_directory_is_refused_and_the_first_keeps_serving(config):
+    with actorsys.Node(config()) as first:
+        first.client().ref("Counter", "mine").ask("add", 1)
+        with pytest.raises(actorsys.ConfigError, match="in use by another running node"):
+            actorsys.Node(config()).start()
+        with actorsys.connect(first.endpoint) as fresh:
+            assert fresh.ref("Counter", "mine").ask("add", 1) == 2, "the first node is unharmed"
+
+
+def test_a_second_node_on_the_same_endpoint_is_refused(config, tmp_path):
+    import tempfile
+
+    run_dir = tempfile.mkdtemp(prefix="actorsys-ep-")
+    try:
+        endpoint = f"ipc://{run_dir}/router.sock"
+        with actorsys.Node(config(endpoint=endpoint)) as first:
+            other = config(endpoint=endpoint)
+            other["node"]["data_dir"] = str(tmp_path / "other-data")
+            with pytest.raises(actorsys.ConfigError, match="already in use"):
+                actorsys.Node(other).start()
+            assert first.client().ref("Counter", "x").ask("add") == 1
+    finally:
+        import shutil
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def test_threads_that_end_release_their_client_sockets(node):
+    c = node.client()
+    proc = psutil.Process()
+    c.ref("Counter", "threads").ask("add")
+    before = proc.num_fds()
+    for i in range(300):   # one short-lived thread at a time: a thread-per-request server
+        t = threading.Thread(target=lambda: c.ref("Counter", "threads").ask("add"))
+        t.start()
+        t.join(10)
+    assert c.ref("Counter", "threads").ask("get") == 301
+    assert proc.num_fds() - before < 30, \
+        f"expected finished threads' sockets closed, fds grew {before} -> {proc.num_fds()}"

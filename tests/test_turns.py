@@ -367,16 +367,22 @@ def test_tells_of_a_failed_turn_are_never_delivered(node):
 
 
 @pytest.mark.parametrize("target_slot", [0, 1])
-def test_tells_leave_only_after_the_turn_commits(node, target_slot):
+def test_a_tell_then_an_ask_from_one_turn_arrive_in_the_order_sent(node, target_slot):
     client = node.client()
     relay = client.ref("RelayPlus", key_on_slot(client, "RelayPlus", 0, "relay"))
     log_key = key_on_slot(client, "Log", target_slot, "log")
-    # The handler tells, then (still inside its turn) asks the same actor: the ask leaves
-    # at once, the tell only after the commit, so the ask must not see the tell's effect.
+    # The handler tells, then (still inside its turn) asks the same actor. The ask cannot
+    # wait for the turn's commit, so the tells made before it leave with it, first.
     seen = relay.ask("tell_then_ask", "Log", log_key, "append", "told", "items")
-    assert seen == [], f"expected the tell to be held until the turn committed, but the ask saw {seen}"
-    wait_until(lambda: client.ref("Log", log_key).ask("items") == ["told"],
-               "the tell to be delivered after the commit")
+    assert seen == ["told"], f"expected the earlier tell to be processed before the ask, got {seen}"
+
+
+def test_an_actor_asking_itself_fails_at_once_instead_of_waiting_out_its_deadline(node):
+    relay = node.client().ref("RelayPlus", "narcissus")
+    with pytest.raises(actorsys.RemoteError, match="asked itself") as info:
+        relay.ask("forward_ask", "RelayPlus", "narcissus", "tell_many", "Log", "x", "append", [],
+                  timeout=5)
+    assert info.value.remote_type == "ActorError", info.value
 
 
 # -- 13. identity inside handlers ---------------------------------------------------------
