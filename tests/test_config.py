@@ -1,6 +1,7 @@
 """Config errors name the file, the line and the key; bad configs never start processes."""
 from __future__ import annotations
 
+import os
 import textwrap
 
 import pytest
@@ -136,3 +137,13 @@ def test_tcp_endpoint_with_insecure_true_is_accepted(tmp_path):
         insecure = true
         """)))
     assert cfg.endpoint == "tcp://127.0.0.1:5555" and cfg.insecure is True
+
+
+def test_the_example_node_config_is_valid_and_its_actor_classes_load():
+    from actorsys.config import check_actor_classes, load_config
+
+    path = os.path.join(os.path.dirname(TESTS_DIR), "examples", "node.toml")
+    cfg = load_config(path)
+    assert cfg.workers == 2 and set(cfg.actors) == {"Counter"}
+    assert cfg.data_dir == os.path.join(os.path.dirname(path), "data")
+    assert set(check_actor_classes(cfg)) == {"Counter"}
