@@ -41,7 +41,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         try:
             check_actor_classes(cfg)
             code = 0
-        except Exception as exc:
+        except BaseException as exc:   # SystemExit from a user module too
             print(f"actorsys: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
             code = 2
         os._exit(code)

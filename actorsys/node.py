@@ -91,7 +91,8 @@ class Node:
         self.config, self._run_dir = resolve_endpoints(self.config)
         from supervisors.node import claim_node
         try:
-            os.close(claim_node(self.config))  # a clear error now; the supervisor holds the lock
+            for fd in claim_node(self.config):  # a clear error now; the supervisor holds the locks
+                os.close(fd)
         except BaseException:
             self._remove_run_dir()
             raise
@@ -127,6 +128,8 @@ class Node:
             try:
                 # a short wait per round, so a supervisor that gives up is noticed above
                 client.ping_workers(timeout=min(max(deadline - time.monotonic(), 0.1), 1.0))
+                supervisor = next((p["pid"] for p in client.status()["processes"]
+                                   if p["role"] == "supervisor"), None)
             except NodeUnavailable as exc:
                 client.close()
                 if time.monotonic() >= deadline:
@@ -136,8 +139,6 @@ class Node:
             except BaseException:
                 client.close()
                 raise
-            supervisor = next((p["pid"] for p in client.status()["processes"]
-                               if p["role"] == "supervisor"), None)
             if self._proc is not None and supervisor != self._proc.pid:
                 client.close()
                 raise NodeUnavailable(f"{self.endpoint} is served by another node "

@@ -192,6 +192,3 @@ class Storage:
     def _take_writes(self) -> dict[bytes, bytes | None]:
         buf, self._buf = self._buf, {}
         return buf
-
-    def _discard(self) -> None:
-        self._buf = {}

@@ -75,7 +75,8 @@ class InnerRef:
 
     def tell(self, method: str, *args: Any, **kwargs: Any) -> None:
         """Send a one-way message; it leaves after the current turn commits."""
-        size = len(wire.pack([args, kwargs]))  # fail the turn now if not msgpack-able
+        # the exact payload size; packing also fails the turn now if not msgpack-able
+        size = len(wire.pack([wire.TELL, 0, self.type_name, self.key, method, list(args), kwargs]))
         limit = self._worker.cfg.max_message_bytes
         if size > limit:
             raise MessageTooLarge(f"tell of {size} bytes to {self.type_name}/{self.key:.100}; "
@@ -331,6 +332,12 @@ class Worker:
             return self._fail(act, msg, exc)
         self._finish(act, msg, r)
 
+    def _finish(self, act: Activation, msg: tuple, result: Any) -> None:
+        try:
+            self._commit_turn(act, msg, result)
+        except BaseException as exc:  # e.g. a handler replaced self.storage: still only its crash
+            self._fail(act, msg, exc)
+
     async def _turn_async(self, act: Activation, msg: tuple, awaitable: Any, started: bool) -> None:
         try:
             r = await awaitable
@@ -349,7 +356,7 @@ class Worker:
         self._schedule_flush()
         self._pump(act)
 
-    def _finish(self, act: Activation, msg: tuple, result: Any) -> None:
+    def _commit_turn(self, act: Activation, msg: tuple, result: Any) -> None:
         op, reply_to, rid = msg[0], msg[1], msg[2]
         inst = act.instance
         if inst is None and op != PASSIVATE:
@@ -392,8 +399,6 @@ class Worker:
 
     def _fail(self, act: Activation, msg: tuple, exc: BaseException) -> None:
         op, reply_to, rid = msg[0], msg[1], msg[2]
-        if act.instance is not None:
-            act.instance.storage._discard()
         act.instance = None          # restart: the next message reactivates from the last commit
         act.tells = []
         act.running = False

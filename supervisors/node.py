@@ -82,6 +82,9 @@ def _endpoint_in_use(endpoint: str) -> bool:
                 return False           # a stale socket file from a node that died
     host, port = endpoint[6:].rsplit(":", 1)
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # SO_REUSEADDR: a port in TIME-WAIT after our own node stopped is free for ZeroMQ
+        # too; a live listener still refuses the bind
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, int(port)))
             return False
@@ -89,31 +92,47 @@ def _endpoint_in_use(endpoint: str) -> bool:
             return True
 
 
-def claim_node(cfg: NodeConfig) -> int:
-    """Take the data directory's lock and check the endpoints are free.
-
-    Returns the lock's file descriptor (held for the node's life); raises ConfigError
-    naming what is in use, so a second node on the same data directory or endpoint
-    stops before it binds anything instead of stealing the first node's sockets.
-    """
-    os.makedirs(cfg.data_dir, mode=0o700, exist_ok=True)
-    path = os.path.join(cfg.data_dir, "LOCK")
+def _lock(path: str, what: str, key: str) -> int:
+    """An exclusive flock on ``path`` holding our pid; ConfigError if another node has it."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
         os.close(fd)
-        raise ConfigError(f"data directory {cfg.data_dir} is in use by another running node "
-                          f"(supervisor pid {holder or '?'})", key="node.data_dir") from None
-    for ep in [cfg.endpoint, *worker_endpoints(cfg)]:
-        if _endpoint_in_use(ep):  # type: ignore[arg-type]
-            os.close(fd)
-            raise ConfigError(f"endpoint {ep} is already in use by another process",
-                              key="node.endpoint")
+        raise ConfigError(f"{what} is in use by another running node "
+                          f"(supervisor pid {holder or '?'})", key=key) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     return fd
+
+
+def claim_node(cfg: NodeConfig) -> list[int]:
+    """Take the node's locks and check its endpoints are free.
+
+    Locks ``data_dir/LOCK`` and, for an ipc endpoint, a ``.lock`` file beside its socket
+    (flock is atomic, so two nodes starting at once cannot both win), then checks that
+    nothing else serves the endpoints. Returns the locks' descriptors, held for the
+    node's life; raises ConfigError naming what is in use, so a second node stops before
+    it binds anything instead of stealing the first node's sockets.
+    """
+    os.makedirs(cfg.data_dir, mode=0o700, exist_ok=True)
+    fds = [_lock(os.path.join(cfg.data_dir, "LOCK"), f"data directory {cfg.data_dir}",
+                 "node.data_dir")]
+    try:
+        assert cfg.endpoint is not None
+        if cfg.endpoint.startswith("ipc://"):
+            path = cfg.endpoint[6:]
+            fds.append(_lock(path + ".lock", f"endpoint {cfg.endpoint}", "node.endpoint"))
+        for ep in [cfg.endpoint, *worker_endpoints(cfg)]:
+            if _endpoint_in_use(ep):
+                raise ConfigError(f"endpoint {ep} is already in use by another process",
+                                  key="node.endpoint")
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return fds
 
 
 class NodeSupervisor:
@@ -139,7 +158,8 @@ class NodeSupervisor:
             _die_with_parent()
             if os.getppid() != self.pid:
                 os._exit(1)
-            os.close(self.lock_fd)   # the lock belongs to the supervisor alone
+            for fd in self.lock_fds:   # the locks belong to the supervisor alone
+                os.close(fd)
             if role == "router":
                 router.main(self.cfg, self.meta, self.cfg.endpoint, self.endpoints)  # type: ignore[arg-type]
             else:
@@ -182,7 +202,7 @@ class NodeSupervisor:
     def run(self) -> int:
         signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS | {signal.SIGALRM})
         try:
-            self.lock_fd = claim_node(self.cfg)
+            self.lock_fds = claim_node(self.cfg)
             self.meta = load_or_create_meta(self.cfg.data_dir, self.cfg.shards, self.cfg.workers)
         except ConfigError as exc:
             log(f"cannot start: {exc}")
