@@ -26,7 +26,7 @@ import zmq
 
 from . import wire
 from .config import NodeConfig
-from .errors import ActorError, BadRequest, MessageTooLarge
+from .errors import ActorError
 from .shards import ShardMap
 from .transport import AsyncTransport, SocketPump
 
@@ -74,33 +74,11 @@ class Router:
     def _on_frames(self, frames: list[bytes]) -> None:
         c = self.counters
         c["received"] += 1
-        n = len(frames)
-        if n == 2:
-            envelope: tuple = (frames[0],)
-            payload = frames[1]
-        elif n == 3 and frames[1] == b"":
-            envelope, payload = (frames[0], b""), frames[2]
-        else:
-            c["bad_frames"] += 1
-            # a REQ peer's frames start with an empty delimiter: answer inside it
-            self._send((frames[0], b"") if frames[1] == b"" else (frames[0],), wire.err(wire.peek_id(frames[-1]), BadRequest(
-                f"expected one payload frame, got {n - 1} frames").to_wire()))
-            return
-        if len(payload) > self.cfg.max_message_bytes:
-            c["bad_frames"] += 1
-            self._send(envelope, wire.err(wire.peek_id(payload), MessageTooLarge(
-                f"message is {len(payload)} bytes; max_message_bytes is "
-                f"{self.cfg.max_message_bytes}").to_wire()))
-            return
-        rid = 0
         try:
-            msg = wire.unpack(payload)
-            if isinstance(msg, list) and len(msg) > 1 and type(msg[1]) is int:
-                rid = msg[1]
-            op, rid, rest = wire.parse_request(msg)
-        except BadRequest as exc:
+            envelope, op, rid, rest = wire.decode_frames(frames, self.cfg.max_message_bytes)
+        except wire.Rejected as r:
             c["bad_frames"] += 1
-            self._send(envelope, wire.err(rid, exc.to_wire()))
+            self._send(r.envelope, wire.err(r.rid, r.error.to_wire()))
             return
         if op == wire.MAP:
             self._send(envelope, wire.ok(rid, {**self.map.to_wire(), "max_message_bytes": self.cfg.max_message_bytes}))

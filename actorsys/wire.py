@@ -27,7 +27,7 @@ from typing import Any
 
 import msgpack
 
-from .errors import BadRequest
+from .errors import ActorError, BadRequest, MessageTooLarge
 
 ASK, TELL, SPAWN, MAP, STATUS, PING = 1, 2, 3, 4, 5, 6
 OK, ERR = 10, 11
@@ -96,6 +96,47 @@ def parse_request(msg: Any) -> tuple[int, int, list[Any]]:
         if len(rest) != 2 or not isinstance(rest[0], str) or not isinstance(rest[1], str):
             raise BadRequest("spawn takes [op, id, type, key]")
     return op, req_id, rest
+
+
+class Rejected(Exception):
+    """A request refused before dispatch: answer ``error`` to ``envelope`` with ``rid``."""
+
+    def __init__(self, envelope: tuple, rid: int, error: ActorError) -> None:
+        super().__init__(str(error))
+        self.envelope, self.rid, self.error = envelope, rid, error
+
+
+def decode_frames(frames: list[bytes], max_message_bytes: int) -> tuple[tuple, int, int, list[Any]]:
+    """Split what a ROUTER socket received into ``(envelope, op, id, rest)``.
+
+    Accepts ``[peer, payload]`` (DEALER) and ``[peer, b"", payload]`` (REQ); anything
+    else, an oversized payload, or an undecodable or ill-formed request raises
+    :class:`Rejected` with what to answer (the id is read from the payload's first
+    bytes when the whole cannot be decoded, so the asker can match the error).
+    """
+    n = len(frames)
+    if n == 2:
+        envelope: tuple = (frames[0],)
+        payload = frames[1]
+    elif n == 3 and frames[1] == b"":
+        envelope, payload = (frames[0], b""), frames[2]
+    else:
+        # a REQ peer's frames start with an empty delimiter: answer inside it
+        envelope = (frames[0], b"") if n > 1 and frames[1] == b"" else (frames[0],)
+        raise Rejected(envelope, peek_id(frames[-1]),
+                       BadRequest(f"expected one payload frame, got {n - 1} frames"))
+    if len(payload) > max_message_bytes:
+        raise Rejected(envelope, peek_id(payload), MessageTooLarge(
+            f"message is {len(payload)} bytes; max_message_bytes is {max_message_bytes}"))
+    rid = 0
+    try:
+        msg = unpack(payload)
+        if isinstance(msg, list) and len(msg) > 1 and type(msg[1]) is int:
+            rid = msg[1]
+        op, rid, rest = parse_request(msg)
+    except BadRequest as exc:
+        raise Rejected(envelope, rid, exc) from None
+    return envelope, op, rid, rest
 
 
 def ok(req_id: int, result: Any) -> bytes:

@@ -202,32 +202,11 @@ class Worker:
     def _on_frames(self, frames: list[bytes]) -> None:
         c = self.counters
         c["received"] += 1
-        n = len(frames)
-        if n == 2:
-            envelope: tuple = (frames[0],)
-            payload = frames[1]
-        elif n == 3 and frames[1] == b"":
-            envelope, payload = (frames[0], b""), frames[2]
-        else:
-            c["bad_frames"] += 1
-            # a REQ peer's frames start with an empty delimiter: answer inside it
-            self._reject((frames[0], b"") if frames[1] == b"" else (frames[0],), wire.peek_id(frames[-1]), BadRequest(
-                f"expected one payload frame, got {n - 1} frames"))
-            return
-        if len(payload) > self.cfg.max_message_bytes:
-            c["bad_frames"] += 1
-            self._reject(envelope, wire.peek_id(payload), MessageTooLarge(
-                f"message is {len(payload)} bytes; max_message_bytes is {self.cfg.max_message_bytes}"))
-            return
-        rid = 0
         try:
-            msg = wire.unpack(payload)
-            if isinstance(msg, list) and len(msg) > 1 and type(msg[1]) is int:
-                rid = msg[1]
-            op, rid, rest = wire.parse_request(msg)
-        except BadRequest as exc:
+            envelope, op, rid, rest = wire.decode_frames(frames, self.cfg.max_message_bytes)
+        except wire.Rejected as r:
             c["bad_frames"] += 1
-            self._reject(envelope, rid, exc)
+            self._reject(r.envelope, r.rid, r.error)
             return
         if op == wire.ASK or op == wire.TELL:
             self._deliver(op, envelope if op == wire.ASK else None, rid, *rest)
