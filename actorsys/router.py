@@ -81,7 +81,7 @@ class Router:
             self._send(r.envelope, wire.err(r.rid, r.error.to_wire()))
             return
         if op == wire.MAP:
-            self._send(envelope, wire.ok(rid, {**self.map.to_wire(), "max_message_bytes": self.cfg.max_message_bytes}))
+            self._send(envelope, wire.ok(rid, self.map.to_wire(max_message_bytes=self.cfg.max_message_bytes)))
         elif op == wire.PING:
             self._send(envelope, wire.ok(rid, "pong"))
         elif op == wire.STATUS:

@@ -34,9 +34,10 @@ class ShardMap:
     def slot_of(self, type_name: str, key: str) -> int:
         return self.owner[shard_of(type_name, key, self.shards)]
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self, **extra: Any) -> dict[str, Any]:
+        """The map as the router and workers send it (``extra``: node limits clients need)."""
         return {"epoch": self.epoch, "shards": self.shards, "owner": bytes(self.owner)
-                if len(self.endpoints) <= 256 else self.owner, "endpoints": self.endpoints}
+                if len(self.endpoints) <= 256 else self.owner, "endpoints": self.endpoints, **extra}
 
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> "ShardMap":

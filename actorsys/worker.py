@@ -217,7 +217,7 @@ class Worker:
         elif op == wire.STATUS:
             self._send(envelope, wire.ok(rid, self.status()))
         elif op == wire.MAP:
-            self._send(envelope, wire.ok(rid, {**self.map.to_wire(), "max_message_bytes": self.cfg.max_message_bytes}))
+            self._send(envelope, wire.ok(rid, self.map.to_wire(max_message_bytes=self.cfg.max_message_bytes)))
 
     def _deliver(self, op: int, reply_to: tuple | None, rid: int, type_name: str, key: str,
                  method: str, args: list, kwargs: dict) -> None:

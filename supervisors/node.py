@@ -160,10 +160,13 @@ class NodeSupervisor:
                 os._exit(1)
             for fd in self.lock_fds:   # the locks belong to the supervisor alone
                 os.close(fd)
+            endpoint = self.cfg.endpoint
+            assert endpoint is not None
             if role == "router":
-                router.main(self.cfg, self.meta, self.cfg.endpoint, self.endpoints)  # type: ignore[arg-type]
+                router.main(self.cfg, self.meta, endpoint, self.endpoints)
             else:
-                worker.main(self.cfg, slot, self.meta, self.endpoints, self.cfg.endpoint)  # type: ignore[arg-type]
+                assert slot is not None
+                worker.main(self.cfg, slot, self.meta, self.endpoints, endpoint)
             code = 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
