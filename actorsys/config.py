@@ -95,18 +95,9 @@ def _line_of(text: str | None, table: str | None, key: str | None) -> int | None
     if text is None:
         return None
     lines = text.splitlines()
-    start = 0
-    if table is not None:
-        header = re.compile(r"^\s*\[\s*" + re.escape(table) + r"\s*\]")
-        for i, line in enumerate(lines):
-            if header.match(line):
-                start = i
-                break
-        else:
-            return None
+    if table is None:
         if key is None:
-            return start + 1
-    if table is None and key is not None:
+            return None
         # a top-level name: a [name] / [name.x] / [[name]] header, or a root-level name = ...
         header = re.compile(r'^\s*\[+\s*["\']?' + re.escape(key) + r'["\']?\s*[\].]')
         plain = re.compile(r'^\s*["\']?' + re.escape(key) + r'["\']?\s*[=.]')
@@ -119,9 +110,15 @@ def _line_of(text: str | None, table: str | None, key: str | None) -> int | None
             elif in_root and plain.match(line):
                 return i + 1
         return None
-    pat = re.compile(r'^\s*["\']?' + re.escape(key or "") + r'["\']?\s*=')
+    header = re.compile(r"^\s*\[\s*" + re.escape(table) + r"\s*\]")
+    start = next((i for i, line in enumerate(lines) if header.match(line)), None)
+    if start is None:
+        return None
+    if key is None:
+        return start + 1
+    pat = re.compile(r'^\s*["\']?' + re.escape(key) + r'["\']?\s*=')
     for i in range(start, len(lines)):
-        if i > start and table is not None and re.match(r"^\s*\[", lines[i]):
+        if i > start and re.match(r"^\s*\[", lines[i]):
             break
         if pat.match(lines[i]):
             return i + 1

@@ -251,9 +251,6 @@ class AsyncTransport:
                 _op, type_name, key, method, _a, _k, timeout = p[3]
                 p[0].set_exception(AskTimeout(
                     f"ask {type_name}/{key}.{method}: no reply within {timeout:g} s"))
-        if len(heap) > 2 * len(pending) + 1024:   # answered asks leave stale entries behind
-            self._deadlines = heap = [e for e in heap if e[1] in pending]
-            heapq.heapify(heap)
         if heap:
             self._sweep_at = heap[0][0]
             self._sweep_handle = self.loop.call_at(self._sweep_at, self._sweep)

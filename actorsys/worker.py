@@ -361,7 +361,7 @@ class Worker:
                 self.store.stage(writes)
                 self.staged.append(act)
         else:
-            reply = wire.ok(rid, None) if reply_to is not None else None
+            reply = None    # only a passivation reaches here with no instance: nobody awaits it
         if reply is not None:
             self.outbox.append((reply_to, reply))
         for t in act.tells:

@@ -588,7 +588,7 @@ def run(args, res: Resources) -> dict:
             "tmpdir": os.path.dirname(res.tmp), "bench_dirs": [res.tmp, res.ipc_dir]}
 
     config = {"node": {"data_dir": os.path.join(res.tmp, "data"), "workers": args.workers,
-                       "durability": args.durability, "python_path": [HERE],
+                       "durability": args.durability, "python_path": [HERE, os.path.join(ROOT, "examples")],
                        "shutdown_timeout": 5.0, "start_timeout": 30.0, "ask_timeout": 30.0},
               "actors": {TYPE: "bench_actors:BenchCounter"}}
     raw_ep = f"ipc://{res.ipc_dir}/echo.sock"

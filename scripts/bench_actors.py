@@ -3,21 +3,12 @@ from __future__ import annotations
 
 import os
 
-import actorsys
+from counter import Counter   # examples/counter.py: the node's python_path includes examples/
 
 
-class BenchCounter(actorsys.Actor):
-    """A durable counter: ``add`` changes the state, so every turn commits to LevelDB."""
-
-    def on_start(self) -> None:
-        self.state.setdefault("n", 0)
-
-    def add(self, by: int = 1) -> int:
-        self.state["n"] += by
-        return self.state["n"]
-
-    def get(self) -> int:
-        return self.state["n"]
+class BenchCounter(Counter):
+    """The example's durable counter (``add`` changes the state, so every turn commits to
+    LevelDB), plus ``pid`` so the recovery benchmark knows which worker to kill."""
 
     def pid(self) -> int:
         return os.getpid()
