@@ -5,21 +5,27 @@ pool of worker processes connected by ZeroMQ; supervisors restart whatever crash
 the actor comes back from its last committed LevelDB snapshot.
 
 The public surface is this module: :class:`Actor` to subclass, :class:`Node` to run a
-node in-process, :func:`connect` / :func:`connect_async` to reach one, and the errors.
+node in-process, :func:`connect` / :func:`connect_async` to reach one (and
+``client.supervisor(name)`` for a supervision tree's runtime API), and the errors.
 """
 from .actor import Actor
-from .client import AsyncClient, AsyncRef, Client, Ref, connect, connect_async
+from .client import (AsyncClient, AsyncRef, AsyncSupervisorRef, Client, Ref, SupervisorRef,
+                     connect, connect_async)
 from .config import NodeConfig, load_config
-from .errors import (ActorError, AskTimeout, BadRequest, ConfigError, MessageTooLarge,
-                     NodeUnavailable, Overloaded, RemoteError, StorageError, UnknownActorType,
-                     UnknownMethod, WorkerLost)
+from .errors import (ActorError, ActorStopped, AlreadyPresent, AlreadyStarted, AskTimeout,
+                     BadRequest, ChildNotFound, ChildRunning, ConfigError, MessageTooLarge,
+                     NodeUnavailable, Overloaded, RemoteError, StartFailed, StorageError,
+                     SupervisorError, SupervisorNotFound, UnknownActorType, UnknownMethod,
+                     WorkerLost)
 from .node import Node
 
 __all__ = [
     "Actor", "Node", "NodeConfig", "load_config",
     "connect", "connect_async", "Client", "AsyncClient", "Ref", "AsyncRef",
+    "SupervisorRef", "AsyncSupervisorRef",
     "ActorError", "RemoteError", "AskTimeout", "WorkerLost", "Overloaded", "UnknownActorType",
     "UnknownMethod", "BadRequest", "MessageTooLarge", "StorageError", "NodeUnavailable",
-    "ConfigError",
+    "ConfigError", "ActorStopped", "SupervisorError", "SupervisorNotFound", "ChildNotFound",
+    "AlreadyStarted", "AlreadyPresent", "ChildRunning", "StartFailed",
 ]
 __version__ = "0.1.0"

@@ -39,15 +39,31 @@ class Actor:
     #: the actor's durable key-value storage; writes commit with the turn
     storage: "Storage"
     _worker: "Worker"
+    _stop_reason: str | None = None
 
-    def on_start(self) -> Any:
+    def on_start(self, *args: Any, **kwargs: Any) -> Any:
         """Runs after every activation (first, after passivation, after a crash).
 
-        May be ``async def``. Its changes commit with the activation's first turn.
+        A supervised child gets its child spec's ``args`` and ``kwargs`` here on every
+        start; if it raises, the start failed. May be ``async def``. Its changes commit
+        with the activation's first turn.
         """
 
     def on_stop(self) -> Any:
         """Runs before passivation or shutdown (not after a crash). May be ``async def``."""
+
+    def stop(self, reason: str = "normal") -> None:
+        """Stop this actor once the current turn has committed (its reply is sent first).
+
+        ``on_stop`` runs next, ahead of queued messages. For a supervised child this is an
+        exit: ``"normal"`` (or ``"shutdown"``) is a normal exit, any other reason an
+        abnormal one, and its supervisor restarts it or not by its restart type
+        (``transient`` children restart only after abnormal exits). An unsupervised actor
+        is passivated; its next message activates it again.
+        """
+        if not isinstance(reason, str):
+            raise TypeError("the stop reason is a string")
+        self._stop_reason = reason
 
     def ref(self, type_name: str, key: str) -> "InnerRef":
         """A reference to another actor: ``tell`` from any handler, ``await ask`` from async ones.

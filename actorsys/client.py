@@ -25,7 +25,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 from . import wire
 from .errors import (ActorError, AskTimeout, MessageTooLarge, NodeUnavailable, Overloaded,
-                     WorkerLost, WrongShard, error_from_wire)
+                     SupervisorNotFound, WorkerLost, WrongShard, error_from_wire)
 from .shards import ShardMap
 from .transport import AsyncTransport, dealer
 
@@ -98,10 +98,11 @@ class _ThreadSockets:
     ends (a thread-per-request server would otherwise leak six descriptors a thread).
     """
 
-    __slots__ = ("router", "slots", "endpoints", "closed", "__weakref__")
+    __slots__ = ("router", "tree", "slots", "endpoints", "closed", "__weakref__")
 
     def __init__(self, ctx: zmq.Context, endpoint: str) -> None:
         self.router = dealer(ctx, endpoint)
+        self.tree: zmq.Socket | None = None
         self.slots: dict[int, _SlotConn] = {}
         self.endpoints: list[str] | None = None
         self.closed = False
@@ -114,6 +115,8 @@ class _ThreadSockets:
             c.close(linger_ms)
         self.slots.clear()
         self.router.close(0)
+        if self.tree is not None:
+            self.tree.close(0)
 
     def __del__(self) -> None:
         try:
@@ -139,6 +142,7 @@ class Client:
         self._all: weakref.WeakSet[_ThreadSockets] = weakref.WeakSet()
         self._ids = itertools.count(1)      # next() on itertools.count is atomic under the GIL
         self.max_message_bytes = 1 << 20
+        self.tree_endpoint: str | None = None
         self.closed = False
         try:
             self.map = self._fetch_map(connect_timeout)
@@ -185,6 +189,7 @@ class Client:
         d = self._router_call(wire.MAP, timeout)
         m = ShardMap.from_wire(d)
         self.max_message_bytes = int(d.get("max_message_bytes", self.max_message_bytes))
+        self.tree_endpoint = d.get("tree")
         return m
 
     def refresh_map(self, timeout: float = CONNECT_TIMEOUT) -> None:
@@ -194,6 +199,37 @@ class Client:
     def status(self, timeout: float = 10.0) -> dict[str, Any]:
         """The node's status: ``{"processes": [{"role", "pid", "slot", ...}], ...}``."""
         return self._router_call(wire.STATUS, timeout, resend_every=timeout)
+
+    def supervisor(self, name: str) -> "SupervisorRef":
+        """A handle on the running supervisor ``name`` (OTP's runtime API)."""
+        return SupervisorRef(self, name)
+
+    def _tree_call(self, op: int, body: list[Any], timeout: float | None) -> Any:
+        """One request to the supervision tree; not resent (start_child is not idempotent)."""
+        if self.closed:
+            raise NodeUnavailable("client is closed")
+        if self.tree_endpoint is None:
+            raise SupervisorNotFound("this node's config declares no supervisors")
+        ts = self._sockets()
+        if ts.tree is None:
+            ts.tree = dealer(self._ctx, self.tree_endpoint)
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        rid = next(self._ids)
+        ts.tree.send(self._payload(wire.pack([op, rid, *body])), zmq.NOBLOCK)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not ts.tree.poll(remaining * 1000):
+                raise AskTimeout(f"the supervision tree did not answer within {timeout:g} s")
+            try:
+                msg = wire.unpack(ts.tree.recv_multipart()[-1])
+            except ActorError:
+                continue
+            if msg[1] != rid:
+                continue
+            if msg[0] == wire.OK:
+                return msg[2]
+            raise error_from_wire(msg[2])
 
     def ping_workers(self, timeout: float = 10.0) -> None:
         """Wait until every worker slot answers (raises NodeUnavailable at the deadline)."""
@@ -340,6 +376,57 @@ def connect(endpoint: str, *, timeout: float = DEFAULT_TIMEOUT,
     return Client(endpoint, timeout=timeout, connect_timeout=connect_timeout)
 
 
+class SupervisorRef:
+    """A running supervisor, from a blocking client: ``client.supervisor("root")``.
+
+    The methods are OTP's; its ``{error, Reason}`` results are raised as exceptions:
+    :class:`~actorsys.ChildNotFound`, :class:`~actorsys.AlreadyStarted`,
+    :class:`~actorsys.AlreadyPresent`, :class:`~actorsys.ChildRunning`,
+    :class:`~actorsys.StartFailed`, :class:`~actorsys.SupervisorNotFound`, and
+    :class:`~actorsys.SupervisorError` for the rest.
+    """
+
+    __slots__ = ("client", "name")
+
+    def __init__(self, client: Client, name: str) -> None:
+        self.client, self.name = client, name
+
+    def _call(self, command: str, arg: Any = None, timeout: float | None = None) -> Any:
+        return self.client._tree_call(wire.SUP, [self.name, command, arg], timeout)
+
+    def which_children(self, *, timeout: float | None = None) -> list[dict[str, Any]]:
+        """Every child in start order: ``{"id", "type", "status", "actor", "key", ...}``;
+        ``status`` is ``running``, ``restarting`` or ``stopped``."""
+        return self._call("which_children", timeout=timeout)
+
+    def count_children(self, *, timeout: float | None = None) -> dict[str, int]:
+        """``{"specs", "active", "supervisors", "workers"}`` as in OTP."""
+        return self._call("count_children", timeout=timeout)
+
+    def start_child(self, spec: dict[str, Any] | None = None, *, timeout: float | None = None) -> Any:
+        """Add and start a child. ``spec`` is a child spec (``{"id", "actor", "key", ...}``),
+        or for ``simple_one_for_one`` ``{"key", "args", "kwargs"}`` (extra start arguments
+        after the template's; a fresh key if none). Returns the child's info, or for
+        ``simple_one_for_one`` its key."""
+        return self._call("start_child", spec, timeout)
+
+    def terminate_child(self, child_id: str, *, timeout: float | None = None) -> None:
+        """Stop a child within its shutdown; it stays as a stopped spec (a temporary or
+        ``simple_one_for_one`` child, whose id is its key, is removed)."""
+        self._call("terminate_child", child_id, timeout)
+
+    def restart_child(self, child_id: str, *, timeout: float | None = None) -> dict[str, Any]:
+        """Start a stopped child again (ChildRunning if it runs)."""
+        return self._call("restart_child", child_id, timeout)
+
+    def delete_child(self, child_id: str, *, timeout: float | None = None) -> None:
+        """Remove a stopped child's spec; its actor becomes an unsupervised actor."""
+        self._call("delete_child", child_id, timeout)
+
+    def __repr__(self) -> str:
+        return f"<SupervisorRef {self.name}>"
+
+
 # ---------------------------------------------------------------------------------------
 # asyncio client
 
@@ -433,6 +520,18 @@ class AsyncClient:
         """The node's status (see :meth:`Client.status`)."""
         return await self.transport.call_router(wire.STATUS, timeout)
 
+    def supervisor(self, name: str) -> "AsyncSupervisorRef":
+        """A handle on the running supervisor ``name``; its methods are coroutines."""
+        return AsyncSupervisorRef(self, name)
+
+    async def _tree_call(self, body: list[Any], timeout: float | None) -> Any:
+        tree = self.transport.tree_endpoint
+        if tree is None:
+            raise SupervisorNotFound("this node's config declares no supervisors")
+        return await self.transport.call_peer(tree, wire.SUP, body,
+                                              self.timeout if timeout is None else timeout,
+                                              "the supervision tree", AskTimeout)
+
     async def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
@@ -451,10 +550,45 @@ class AsyncClient:
         return self.connect().__await__()
 
 
+class AsyncSupervisorRef:
+    """A running supervisor, from an :class:`AsyncClient` (see :class:`SupervisorRef`)."""
+
+    __slots__ = ("client", "name")
+
+    def __init__(self, client: AsyncClient, name: str) -> None:
+        self.client, self.name = client, name
+
+    async def _call(self, command: str, arg: Any = None, timeout: float | None = None) -> Any:
+        return await self.client._tree_call([self.name, command, arg], timeout)
+
+    async def which_children(self, *, timeout: float | None = None) -> list[dict[str, Any]]:
+        return await self._call("which_children", timeout=timeout)
+
+    async def count_children(self, *, timeout: float | None = None) -> dict[str, int]:
+        return await self._call("count_children", timeout=timeout)
+
+    async def start_child(self, spec: dict[str, Any] | None = None, *,
+                          timeout: float | None = None) -> Any:
+        return await self._call("start_child", spec, timeout)
+
+    async def terminate_child(self, child_id: str, *, timeout: float | None = None) -> None:
+        await self._call("terminate_child", child_id, timeout)
+
+    async def restart_child(self, child_id: str, *, timeout: float | None = None) -> dict[str, Any]:
+        return await self._call("restart_child", child_id, timeout)
+
+    async def delete_child(self, child_id: str, *, timeout: float | None = None) -> None:
+        await self._call("delete_child", child_id, timeout)
+
+    def __repr__(self) -> str:
+        return f"<AsyncSupervisorRef {self.name}>"
+
+
 def connect_async(endpoint: str, *, timeout: float = DEFAULT_TIMEOUT,
                   connect_timeout: float = CONNECT_TIMEOUT, max_pending: int = 100_000) -> AsyncClient:
     """An asyncio client; use as ``async with connect_async(ep) as c`` or ``c = await connect_async(ep)``."""
     return AsyncClient(endpoint, timeout=timeout, connect_timeout=connect_timeout, max_pending=max_pending)
 
 
-__all__ = ["Client", "Ref", "AsyncClient", "AsyncRef", "connect", "connect_async", "ActorError"]
+__all__ = ["Client", "Ref", "AsyncClient", "AsyncRef", "SupervisorRef", "AsyncSupervisorRef",
+           "connect", "connect_async", "ActorError"]

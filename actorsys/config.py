@@ -12,9 +12,19 @@ mailbox_limit = 10000        # queued messages per actor before Overloaded
 idle_timeout = 300.0         # seconds before an idle actor is passivated
 ask_timeout = 30.0           # default deadline of an ask
 shutdown_timeout = 10.0      # graceful stop of one process before SIGKILL
+max_restarts = 20            # process restarts allowed within max_seconds, then the node stops
+max_seconds = 10.0
+turn_timeout = 60.0          # a turn running longer is a crash (async) or kills its worker (sync)
+heartbeat_timeout = 10.0     # a worker whose event loop is silent this long is killed
+max_worker_memory = "1GB"    # a worker above this resident size is restarted (0: no limit)
+backoff = { initial = 0.05, max = 2.0, jitter = 0.2 }   # delay repeated process restarts
 
 [actors]
 "Counter" = "examples.counter:Counter"           # type name -> "module:Class"
+"Store" = { class = "app:Store", on_error = "stop" }   # with an actor-level policy
+
+[supervisors.root]           # supervision trees: see supervisors/spec.py
+children = [ { id = "store", actor = "Store", key = "main" } ]
 ```
 
 Every error is a :class:`~actorsys.errors.ConfigError` naming the file, the line and
@@ -33,6 +43,7 @@ from typing import Any
 from .errors import ConfigError
 
 DURABILITY = ("process", "fsync")
+ON_ERROR = ("restart", "stop")
 
 # key -> (type, default, check, what the check wants)
 _NODE_KEYS: dict[str, tuple[type | tuple[type, ...], Any]] = {
@@ -50,6 +61,10 @@ _NODE_KEYS: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "start_timeout": ((int, float), 60.0),
     "max_restarts": (int, 20),
     "max_seconds": ((int, float), 10.0),
+    "turn_timeout": ((int, float), 60.0),
+    "heartbeat_timeout": ((int, float), 10.0),
+    "max_worker_memory": ((int, str), 0),
+    "backoff": (dict, None),
     "insecure": (bool, False),
     "python_path": (list, []),
 }
@@ -76,9 +91,17 @@ class NodeConfig:
     start_timeout: float = 60.0
     max_restarts: int = 20
     max_seconds: float = 10.0
+    turn_timeout: float = 60.0
+    heartbeat_timeout: float = 10.0
+    max_worker_memory: int = 0
+    backoff: dict[str, float] | None = None
     insecure: bool = False
     python_path: list[str] = field(default_factory=list)
     actors: dict[str, str] = field(default_factory=dict)
+    #: type name -> actor-level policy on a handler exception ("restart" or "stop")
+    on_error: dict[str, str] = field(default_factory=dict)
+    #: validated [supervisors.NAME] tables as plain data (see supervisors/spec.py)
+    supervisors: dict[str, Any] = field(default_factory=dict)
     source: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -179,6 +202,11 @@ def load_config(config: "str | os.PathLike[str] | dict[str, Any] | NodeConfig") 
             raise fail(f"must be true or false, got {value!r}", "node", key)
         if want is list and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             raise fail("must be a list of strings", "node", key)
+        if want == (int, str) and type(value) not in (int, str):
+            raise fail(f"must be a size in bytes or a string such as \"512MB\", got {value!r}", "node", key)
+        if want is dict and not isinstance(value, dict):
+            raise fail("must be a table { initial = SECONDS, max = SECONDS, jitter = FRACTION }",
+                       "node", key)
         values[key] = value
     for key, (_want, default) in _NODE_KEYS.items():
         values.setdefault(key, default)
@@ -194,7 +222,17 @@ def load_config(config: "str | os.PathLike[str] | dict[str, Any] | NodeConfig") 
     for key in ("max_message_bytes", "mailbox_limit", "max_pending_asks", "max_restarts"):
         if values[key] < 1:
             raise fail("must be positive", "node", key)
-    for key in ("idle_timeout", "ask_timeout", "shutdown_timeout", "start_timeout", "max_seconds"):
+    try:
+        values["max_worker_memory"] = parse_size(values["max_worker_memory"])
+    except ValueError as exc:
+        raise fail(str(exc), "node", "max_worker_memory") from None
+    if values["backoff"] is not None:
+        from supervisors.spec import parse_backoff
+        b = parse_backoff(values["backoff"], lambda p, k: fail(p, "node", k.split(".", 1)[1]),
+                          "node.backoff")
+        values["backoff"] = {"initial": b.initial, "max": b.max, "jitter": b.jitter}
+    for key in ("idle_timeout", "ask_timeout", "shutdown_timeout", "start_timeout", "max_seconds",
+                "turn_timeout", "heartbeat_timeout"):
         if values[key] <= 0:
             raise fail("must be a positive number of seconds", "node", key)
     ep = values["endpoint"]
@@ -221,19 +259,56 @@ def load_config(config: "str | os.PathLike[str] | dict[str, Any] | NodeConfig") 
     if not isinstance(actors_raw, dict):
         raise fail("[actors] must be a table mapping type names to \"module:Class\"", None, "actors")
     actors: dict[str, str] = {}
+    on_error: dict[str, str] = {}
     for name, spec in actors_raw.items():
         if isinstance(spec, dict):
-            unknown = set(spec) - {"class"}
+            unknown = set(spec) - {"class", "on_error"}
             if unknown:
-                raise fail(f"unknown actor option(s) {sorted(unknown)}", "actors", name)
+                raise fail(f"unknown actor option(s) {sorted(unknown)} (expected: class, on_error)",
+                           "actors", name)
+            if "on_error" in spec:
+                if spec["on_error"] not in ON_ERROR:
+                    raise fail(f"on_error must be one of {ON_ERROR}, got {spec['on_error']!r:.80}",
+                               "actors", name)
+                on_error[name] = spec["on_error"]
             spec = spec.get("class")
         if not _TYPE_NAME.match(name):
             raise fail("actor type names use letters, digits, '_', '.', '-' (max 200)", "actors", name)
         if not isinstance(spec, str) or not _CLASS_PATH.match(spec):
             raise fail(f"must be \"module:Class\", got {spec!r}", "actors", name)
         actors[name] = spec
-    extra = {k: v for k, v in raw.items() if k not in ("node", "actors")}
-    return NodeConfig(actors=actors, source=source, extra=extra, **values)
+    from supervisors import spec as supervision
+
+    def fail_dotted(problem: str, dotted: str) -> ConfigError:
+        m = re.match(r"^supervisors\.([^.\[]+)\.children\[(\d+)\](?:\.(\w+))?$", dotted)
+        if m:
+            line = supervision.child_line(text, m.group(1), int(m.group(2)), m.group(3))
+        else:
+            table, _, key = dotted.rpartition(".")
+            line = _line_of(text, table or None, key)
+        return ConfigError(problem, file=source, line=line, key=dotted)
+
+    sups = supervision.parse_supervisors(raw.get("supervisors", {}), actors=actors, fail=fail_dotted)
+    extra = {k: v for k, v in raw.items() if k not in ("node", "actors", "supervisors")}
+    return NodeConfig(actors=actors, on_error=on_error, supervisors=supervision.to_config(sups),
+                      source=source, extra=extra, **values)
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6,
+          "mib": 2**20, "g": 10**9, "gb": 10**9, "gib": 2**30, "t": 10**12, "tb": 10**12, "tib": 2**40}
+
+
+def parse_size(value: "int | str") -> int:
+    """Bytes from an int or a string such as ``"512MB"`` / ``"2GiB"``; 0 means no limit."""
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("must be 0 (no limit) or a positive number of bytes")
+        return value
+    m = _SIZE.match(value)
+    if not m or m.group(2).lower() not in _UNITS:
+        raise ValueError(f"must be a size such as \"512MB\" or \"2GiB\", got {value!r:.80}")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
 def import_actor_class(spec: str, python_path: list[str] | None = None) -> type:

@@ -119,10 +119,61 @@ class ConfigError(ActorError, ValueError):
         super().__init__(f"{where}: {problem}")
 
 
+class ActorStopped(ActorError):
+    """The actor is a supervised child that is not running (stopped by its supervisor,
+    or exited and not restarted). Like a call to a dead process in Erlang (``noproc``)."""
+
+    code = "stopped"
+
+
+class SupervisorError(ActorError):
+    """Base of the errors a supervisor's runtime API returns (OTP's ``{error, Reason}``)."""
+
+    code = "supervisor"
+
+
+class ChildNotFound(SupervisorError):
+    """No child with that id (or, under ``simple_one_for_one``, that key): ``not_found``."""
+
+    code = "not_found"
+
+
+class AlreadyStarted(SupervisorError):
+    """``start_child``: a child with that id is already running: ``already_started``."""
+
+    code = "already_started"
+
+
+class AlreadyPresent(SupervisorError):
+    """``start_child``: a child spec with that id exists but is not running: ``already_present``."""
+
+    code = "already_present"
+
+
+class ChildRunning(SupervisorError):
+    """``restart_child`` / ``delete_child`` of a child that is running: ``running``."""
+
+    code = "running"
+
+
+class StartFailed(SupervisorError):
+    """A child's start (its ``on_start``) raised or timed out; the child is not running."""
+
+    code = "start_failed"
+
+
+class SupervisorNotFound(SupervisorError):
+    """No supervisor of that name runs on the node."""
+
+    code = "no_supervisor"
+
+
 _BY_CODE: dict[str, type[ActorError]] = {
     cls.code: cls
     for cls in (AskTimeout, WorkerLost, Overloaded, UnknownActorType, UnknownMethod,
-                BadRequest, MessageTooLarge, WrongShard, StorageError, NodeUnavailable)
+                BadRequest, MessageTooLarge, WrongShard, StorageError, NodeUnavailable,
+                ActorStopped, SupervisorError, ChildNotFound, AlreadyStarted, AlreadyPresent,
+                ChildRunning, StartFailed, SupervisorNotFound, ConfigError)
 }
 
 
@@ -135,6 +186,12 @@ def error_from_wire(body: Any) -> ActorError:
     if code == "remote":
         return RemoteError(str(body.get("type", "Exception")), message, str(body.get("traceback", "")))
     cls = _BY_CODE.get(code, ActorError)  # type: ignore[arg-type]
+    if cls is ConfigError:   # start_child with a bad spec: the message already says where
+        err: ActorError = ConfigError.__new__(ConfigError)
+        Exception.__init__(err, message)
+        err.file = err.line = err.key = None  # type: ignore[attr-defined]
+        err.problem = message  # type: ignore[attr-defined]
+        return err
     err = cls(message)
     if code == "wrong_shard":
         err.epoch = body.get("epoch")  # type: ignore[attr-defined]

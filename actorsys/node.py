@@ -54,6 +54,7 @@ def resolve_endpoints(cfg: NodeConfig) -> tuple[NodeConfig, str | None]:
         host = cfg.endpoint[6:].rsplit(":", 1)[0]
         extra = dict(cfg.extra)
         extra["_worker_ports"] = [_free_port(host) for _ in range(cfg.workers)]
+        extra["_tree_port"] = _free_port(host)
         cfg = replace(cfg, extra=extra)
     return cfg, run_dir
 
@@ -116,7 +117,7 @@ class Node:
         while True:
             if self._proc is not None and self._proc.poll() is not None:
                 raise NodeUnavailable(f"node supervisor exited with status {self._proc.returncode} "
-                                      f"during start (see its messages above)")
+                                      f"during start ({self._failure() or 'see its messages above'})")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise NodeUnavailable(f"node did not become ready within {self.config.start_timeout:g} s")
@@ -128,8 +129,13 @@ class Node:
             try:
                 # a short wait per round, so a supervisor that gives up is noticed above
                 client.ping_workers(timeout=min(max(deadline - time.monotonic(), 0.1), 1.0))
-                supervisor = next((p["pid"] for p in client.status()["processes"]
-                                   if p["role"] == "supervisor"), None)
+                processes = client.status()["processes"]
+                supervisor = next((p["pid"] for p in processes if p["role"] == "supervisor"), None)
+                tree = next((p for p in processes if p["role"] == "tree"), None)
+                if self.config.supervisors and (tree is None or tree.get("state") != "running"):
+                    client.close()
+                    time.sleep(0.02)      # the tree is still starting its children
+                    continue
             except NodeUnavailable as exc:
                 client.close()
                 if time.monotonic() >= deadline:
@@ -145,6 +151,30 @@ class Node:
                                       f"(supervisor pid {supervisor})")
             self._client = client
             return
+
+    def _failure(self) -> str | None:
+        """Why the supervision tree stopped the node, if it did."""
+        from supervisors.tree import FAILURE_FILE
+        try:
+            with open(os.path.join(self.config.data_dir, FAILURE_FILE)) as f:
+                return f.read()
+        except OSError:
+            return None
+
+    def wait(self, timeout: float) -> int:
+        """Wait until the node stops by itself (a supervision tree that gave up or shut
+        down); returns the node supervisor's exit status. NodeUnavailable at the deadline."""
+        if self._proc is None:
+            raise NodeUnavailable("node is not started")
+        try:
+            return self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise NodeUnavailable(f"node still running after {timeout:g} s") from None
+
+    @property
+    def failure(self) -> str | None:
+        """Why the supervision tree stopped the node (a top-level supervisor failed), or None."""
+        return self._failure()
 
     def client(self) -> Client:
         """A blocking client of this node (one shared client per Node)."""

@@ -26,15 +26,16 @@ import zmq
 
 from . import wire
 from .config import NodeConfig
-from .errors import ActorError
+from .errors import ActorError, BadRequest
 from .shards import ShardMap
 from .transport import AsyncTransport, SocketPump
 
 
 class Router:
     def __init__(self, cfg: NodeConfig, meta: dict[str, Any], endpoint: str,
-                 worker_endpoints: list[str]) -> None:
+                 worker_endpoints: list[str], tree_endpoint: str | None = None) -> None:
         self.cfg, self.endpoint = cfg, endpoint
+        self.tree_endpoint = tree_endpoint
         self.map = ShardMap(epoch=meta["epoch"], shards=meta["shards"], owner=list(meta["owner"]),
                             endpoints=worker_endpoints)
         self.started = time.time()
@@ -81,7 +82,8 @@ class Router:
             self._send(r.envelope, wire.err(r.rid, r.error.to_wire()))
             return
         if op == wire.MAP:
-            self._send(envelope, wire.ok(rid, self.map.to_wire(max_message_bytes=self.cfg.max_message_bytes)))
+            self._send(envelope, wire.ok(rid, self.map.to_wire(
+                max_message_bytes=self.cfg.max_message_bytes, tree=self.tree_endpoint)))
         elif op == wire.PING:
             self._send(envelope, wire.ok(rid, "pong"))
         elif op == wire.STATUS:
@@ -92,9 +94,14 @@ class Router:
                 self.transport.tell(*rest)
             except ActorError:
                 c["dropped_replies"] += 1
-        else:  # ASK or SPAWN
+        elif op == wire.ASK or op == wire.SPAWN:
             c["forwarded"] += 1
-            self.loop.create_task(self._forward(envelope, rid, op, rest))
+            self.loop.create_task(self._forward(envelope, rid, op, rest[:2] if op == wire.SPAWN else rest))
+        else:
+            c["bad_frames"] += 1
+            self._send(envelope, wire.err(rid, BadRequest(
+                f"the router does not serve {wire.OPS[op]} requests"
+                + (" (send them to the supervision tree's endpoint)" if op == wire.SUP else "")).to_wire()))
 
     async def _forward(self, envelope: tuple, rid: int, op: int, rest: list[Any]) -> None:
         try:
@@ -117,7 +124,18 @@ class Router:
             except ActorError as exc:
                 return {"role": "worker", "slot": slot, "pid": None, "up": False, "error": str(exc)}
 
-        workers = await asyncio.gather(*(one(i) for i in range(len(self.map.endpoints))))
+        async def tree() -> list[dict[str, Any]]:
+            if self.tree_endpoint is None:
+                return []
+            try:
+                return [await self.transport.call_peer(self.tree_endpoint, wire.STATUS, [], 1.0,
+                                                       "supervision tree")]
+            except ActorError as exc:
+                return [{"role": "tree", "pid": None, "up": False, "error": str(exc)}]
+
+        workers, trees = await asyncio.gather(
+            asyncio.gather(*(one(i) for i in range(len(self.map.endpoints)))), tree())
+        workers = [*workers, *trees]
         for w in workers:
             w.setdefault("up", True)
         processes = [
@@ -136,6 +154,7 @@ class Router:
                 "uptime": time.time() - self.started, "processes": processes}
 
 
-def main(cfg: NodeConfig, meta: dict[str, Any], endpoint: str, worker_endpoints: list[str]) -> None:
+def main(cfg: NodeConfig, meta: dict[str, Any], endpoint: str, worker_endpoints: list[str],
+         tree_endpoint: str | None = None) -> None:
     """Entry point of the router process (forked by the node supervisor)."""
-    asyncio.run(Router(cfg, meta, endpoint, worker_endpoints).run())
+    asyncio.run(Router(cfg, meta, endpoint, worker_endpoints, tree_endpoint).run())

@@ -125,6 +125,10 @@ class AsyncTransport:
         self._deadlines: list[tuple[float, int]] = []
         self._sweep_at: float | None = None
         self._sweep_handle: asyncio.TimerHandle | None = None
+        self._peers: dict[str, tuple[zmq.Socket, SocketPump]] = {}   # other endpoints (the tree)
+        #: called with a slot number when that slot's connection drops (after failing its asks)
+        self.on_slot_lost: Callable[[int], None] | None = None
+        self.tree_endpoint: str | None = None      # from the router's map
         self.closed = False
 
     # -- map -----------------------------------------------------------------
@@ -138,6 +142,7 @@ class AsyncTransport:
             raw = await self.call_router(wire.MAP, timeout=timeout)
             m = ShardMap.from_wire(raw)
             self.max_message_bytes = int(raw.get("max_message_bytes", self.max_message_bytes))
+            self.tree_endpoint = raw.get("tree")
             if self.map is not None and m.endpoints != self.map.endpoints:
                 self._drop_slots()
             self.map = m
@@ -183,6 +188,13 @@ class AsyncTransport:
             self.fail_slot(slot, WorkerLost(
                 f"worker slot {slot} went away while the request was in flight; "
                 f"it may or may not have been processed"))
+            if self.on_slot_lost is not None:
+                self.on_slot_lost(slot)
+
+    def connect_slot(self, slot: int) -> None:
+        """Connect to a slot now (so its monitor reports the worker's death even before
+        the first request)."""
+        self._slot(slot)
 
     def fail_slot(self, slot: int, exc: ActorError) -> None:
         """Fail every pending request sent to ``slot``."""
@@ -270,8 +282,8 @@ class AsyncTransport:
             raise Overloaded(f"{len(self._pending)} asks already pending (max_pending_asks)")
         slot = self.map.slot_of(type_name, key)
         rid = next(self._ids)
-        if op == wire.SPAWN:
-            payload = wire.pack([op, rid, type_name, key])
+        if op == wire.SPAWN or op == wire.STOP:   # kwargs: the options of a supervised child, or None
+            payload = wire.pack([op, rid, type_name, key] + ([kwargs] if kwargs is not None else []))
         else:
             payload = wire.pack([op, rid, type_name, key, method, list(args), kwargs])
         self._check_size(payload)
@@ -296,7 +308,12 @@ class AsyncTransport:
         return self._send_request(wire.ASK, type_name, key, method, args, kwargs or {}, timeout)
 
     def spawn(self, type_name: str, key: str, timeout: float | None = None) -> asyncio.Future:
-        return self._send_request(wire.SPAWN, type_name, key, "", (), {}, timeout)
+        return self._send_request(wire.SPAWN, type_name, key, "", (), None, timeout)
+
+    def control_actor(self, op: int, type_name: str, key: str, opts: dict[str, Any],
+                      timeout: float) -> asyncio.Future:
+        """A supervision request (SPAWN or STOP with options) to the slot owning an actor."""
+        return self._send_request(op, type_name, key, wire.OPS[op], (), opts, timeout)
 
     def tell(self, type_name: str, key: str, method: str, args: Any = (), kwargs: Any = None) -> None:
         """Send a one-way message (at-most-once)."""
@@ -315,25 +332,43 @@ class AsyncTransport:
     async def call_router(self, op: int, timeout: float = 10.0) -> Any:
         """A control request (MAP, STATUS, PING) to the router."""
         sock = self._router_sock()
-        return await self._control(sock, -1, op, timeout, "router")
+        assert self._router_pump is not None
+        return await self._control(sock, self._router_pump, -1, [op], timeout, "router")
 
     async def call_slot(self, slot: int, op: int, timeout: float = 10.0) -> Any:
         """A control request (STATUS, PING) straight to a worker slot."""
-        return await self._control(self._slot(slot).sock, slot, op, timeout, f"worker slot {slot}")
+        s = self._slot(slot)
+        return await self._control(s.sock, s.pump, slot, [op], timeout, f"worker slot {slot}")
 
-    async def _control(self, sock: zmq.Socket, slot: int, op: int, timeout: float, who: str) -> Any:
+    async def call_peer(self, endpoint: str, op: int, body: list[Any], timeout: float,
+                        who: str, expired: type[ActorError] = NodeUnavailable) -> Any:
+        """A request ``[op, id, *body]`` to another endpoint of the node (the tree)."""
+        peer = self._peers.get(endpoint)
+        if peer is None:
+            sock = dealer(self.ctx, endpoint)
+            peer = self._peers[endpoint] = (sock, SocketPump(self.loop, sock, self._on_reply))
+        return await self._control(peer[0], peer[1], -2, [op, *body], timeout, who, expired)
+
+    async def _control(self, sock: zmq.Socket, pump: SocketPump, slot: int, msg: list[Any],
+                       timeout: float, who: str,
+                       expired: type[ActorError] = NodeUnavailable) -> Any:
+        if self.closed:
+            raise NodeUnavailable("client is closed")
         rid = next(self._ids)
         fut = self.loop.create_future()
-        timer = self.loop.call_later(timeout, self._expire_control, rid, who, timeout)
+        timer = self.loop.call_later(timeout, self._expire_control, rid, who, timeout, expired)
         self._pending[rid] = [fut, slot, timer, None, 0]
-        sock.send(wire.pack([op, rid]), zmq.NOBLOCK)
-        (self._router_pump if slot == -1 else self._slots[slot].pump).kick()  # type: ignore[union-attr]
+        payload = wire.pack([msg[0], rid, *msg[1:]])
+        self._check_size(payload)
+        sock.send(payload, zmq.NOBLOCK)
+        pump.kick()
         return await fut
 
-    def _expire_control(self, rid: int, who: str, timeout: float) -> None:
+    def _expire_control(self, rid: int, who: str, timeout: float,
+                        expired: type[ActorError] = NodeUnavailable) -> None:
         p = self._pending.pop(rid, None)
         if p is not None and not p[0].done():
-            p[0].set_exception(NodeUnavailable(f"{who} did not answer within {timeout:g} s"))
+            p[0].set_exception(expired(f"{who} did not answer within {timeout:g} s"))
 
     def pending_count(self) -> int:
         return len(self._pending)
@@ -362,6 +397,10 @@ class AsyncTransport:
         if self._sweep_handle is not None:
             self._sweep_handle.cancel()
         self._drop_slots()
+        for sock, pump in self._peers.values():
+            pump.close()
+            sock.close(0)
+        self._peers.clear()
         if self._router is not None:
             assert self._router_pump is not None
             self._router_pump.close()

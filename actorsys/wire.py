@@ -10,10 +10,15 @@ op      body
 ======  ============================================================
 ASK     ``[ASK, id, type, key, method, args, kwargs]`` -> one reply
 TELL    ``[TELL, 0, type, key, method, args, kwargs]`` -> no reply
-SPAWN   ``[SPAWN, id, type, key]``: activate now -> ``OK`` reply
+SPAWN   ``[SPAWN, id, type, key]``: activate now -> ``OK`` reply;
+        ``[SPAWN, id, type, key, opts]`` from the tree: start a supervised child
 MAP     ``[MAP, id]``: the shard map (router)
 STATUS  ``[STATUS, id]``: counters and processes
 PING    ``[PING, id]`` -> ``OK "pong"``
+STOP    ``[STOP, id, type, key, opts]``: the tree stops (or forgets) a child
+EXIT    ``[EXIT, 0, sup, child, type, key, inc, reason, detail]``: a worker tells the
+        tree that a supervised child exited (no reply)
+SUP     ``[SUP, id, supervisor, command, arg]``: a supervisor's runtime API (tree)
 ======  ============================================================
 
 Replies are ``[OK, id, result]`` or ``[ERR, id, {"code", "type", "message", ...}]``.
@@ -29,9 +34,10 @@ import msgpack
 
 from .errors import ActorError, BadRequest, MessageTooLarge
 
-ASK, TELL, SPAWN, MAP, STATUS, PING = 1, 2, 3, 4, 5, 6
+ASK, TELL, SPAWN, MAP, STATUS, PING, STOP, EXIT, SUP = 1, 2, 3, 4, 5, 6, 7, 8, 9
 OK, ERR = 10, 11
-OPS = {ASK: "ask", TELL: "tell", SPAWN: "spawn", MAP: "map", STATUS: "status", PING: "ping"}
+OPS = {ASK: "ask", TELL: "tell", SPAWN: "spawn", MAP: "map", STATUS: "status", PING: "ping",
+       STOP: "stop", EXIT: "exit", SUP: "sup"}
 
 _packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 
@@ -92,9 +98,19 @@ def parse_request(msg: Any) -> tuple[int, int, list[Any]]:
             raise BadRequest("args must be an array and kwargs a map")
         if any(not isinstance(k, str) for k in kwargs):
             raise BadRequest("kwargs keys must be strings")
-    elif op == SPAWN:
-        if len(rest) != 2 or not isinstance(rest[0], str) or not isinstance(rest[1], str):
-            raise BadRequest("spawn takes [op, id, type, key]")
+    elif op == SPAWN or op == STOP:
+        if (len(rest) not in (2, 3) or not isinstance(rest[0], str) or not isinstance(rest[1], str)
+                or (len(rest) == 3 and not isinstance(rest[2], dict)) or (op == STOP and len(rest) != 3)):
+            raise BadRequest(f"{OPS[op]} takes [op, id, type, key, {{options}}]")
+        if len(rest) == 3 and any(not isinstance(k, str) for k in rest[2]):
+            raise BadRequest("option names must be strings")
+    elif op == EXIT:
+        if (len(rest) != 7 or not all(isinstance(v, str) for v in rest[:4])
+                or type(rest[4]) is not int or not isinstance(rest[5], str)):
+            raise BadRequest("exit takes [op, 0, sup, child, type, key, inc, reason, detail]")
+    elif op == SUP:
+        if len(rest) != 3 or not isinstance(rest[0], str) or not isinstance(rest[1], str):
+            raise BadRequest("sup takes [op, id, supervisor, command, arg]")
     return op, req_id, rest
 
 

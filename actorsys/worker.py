@@ -13,7 +13,20 @@ What a worker guarantees (see ``actor.py`` for the user's view of a turn):
 * **Failure.** A handler that raises has its turn discarded; the actor restarts from its
   last commit on its next message and the caller gets the error.
 * **Passivation.** An actor idle for ``idle_timeout`` runs ``on_stop`` and leaves memory;
-  its next message reactivates it from storage.
+  its next message reactivates it from storage. Supervised children that are running
+  stay resident.
+* **Supervised children** (see ``supervisors/tree.py``): the tree starts a child with a
+  SPAWN carrying its supervisor, child id, start arguments and incarnation, persisted
+  beside the actor's state (``prefix + b"m"``). A child that crashes (a handler raises
+  and its type's ``on_error`` is "stop", the default for children) or stops itself
+  (``self.stop()``) is reported to the tree with an EXIT message once its last turn is
+  committed; its messages wait in its mailbox until the tree restarts it (SPAWN) or
+  stops it (STOP), after which they fail with ``ActorStopped``. STOP runs ``on_stop``
+  within the child's shutdown time, or cancels it at once (``brutal_kill``).
+* **Deadlines.** An ``async`` turn running past ``turn_timeout`` is cancelled (the
+  actor's crash); the worker's heartbeat and its current sync turn's start time are
+  written to memory shared with the node supervisor, which kills a worker whose sync
+  turn runs past ``turn_timeout`` or whose loop misses heartbeats.
 * **Bad input** (wrong frame counts, undecodable or ill-typed payloads, oversized
   messages, unknown types or methods) is answered with an error where the sender can be
   addressed, counted, and never stops the worker.
@@ -35,23 +48,34 @@ import zmq
 from . import wire
 from .actor import Actor, handlers_of
 from .config import NodeConfig, import_actor_class
-from .errors import (ActorError, BadRequest, MessageTooLarge, NodeUnavailable, Overloaded,
-                     StorageError, UnknownActorType, UnknownMethod, WrongShard)
+from .errors import (ActorError, ActorStopped, BadRequest, MessageTooLarge, NodeUnavailable,
+                     Overloaded, StorageError, UnknownActorType, UnknownMethod, WrongShard)
 from .shards import ShardMap, shard_of
 from .storage import SlotStore, Storage, actor_prefix, state_key
-from .transport import AsyncTransport, SocketPump
+from .transport import AsyncTransport, SocketPump, dealer
 
 _NOBLOCK = int(zmq.NOBLOCK)
 _SNDMORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
 PASSIVATE = -1          # internal mailbox op: run on_stop and leave memory
+START = -2              # internal: the tree (re)starts a supervised child: on_start(*args)
+SHUTDOWN = -3           # internal: the tree stops a child within its shutdown time: on_stop
+EXITING = -4            # internal: the actor called self.stop(reason): on_stop, then EXIT
+_ENDING = (PASSIVATE, SHUTDOWN, EXITING)
 MAX_KEY_BYTES = 1024
+HEARTBEAT_INTERVAL = 0.1
+
+
+def meta_key(prefix: bytes) -> bytes:
+    """Where a supervised child's supervision record lives, beside its state."""
+    return prefix + b"m"
 
 
 class Activation:
     """The in-memory record of one actor address on this worker."""
 
     __slots__ = ("type_name", "key", "prefix", "cls", "handlers", "instance", "mailbox",
-                 "running", "last_used", "snapshot", "tells")
+                 "running", "last_used", "snapshot", "tells", "sup", "status", "task",
+                 "kill_timer")
 
     def __init__(self, type_name: str, key: str, prefix: bytes, cls: type,
                  handlers: dict[str, Any]) -> None:
@@ -63,6 +87,12 @@ class Activation:
         self.last_used = time.monotonic()
         self.snapshot: bytes | None = None   # state bytes as of the last commit (b"" = none yet)
         self.tells: list[tuple] = []
+        # supervision record {"sup", "child", "args", "kwargs", "inc", "running"} or None
+        self.sup: dict[str, Any] | None = None
+        # for supervised children: "running", "dead" (exited, the tree decides), "stopped"
+        self.status = "running"
+        self.task: asyncio.Task | None = None     # the async turn in progress, if any
+        self.kill_timer: asyncio.TimerHandle | None = None   # a timed shutdown's deadline
 
 
 class InnerRef:
@@ -113,9 +143,13 @@ class InnerRef:
 
 class Worker:
     def __init__(self, cfg: NodeConfig, slot: int, meta: dict[str, Any], endpoints: list[str],
-                 router_endpoint: str) -> None:
+                 router_endpoint: str, tree_endpoint: str | None = None,
+                 beats: memoryview | None = None) -> None:
         self.cfg, self.slot, self.endpoints = cfg, slot, endpoints
         self.router_endpoint = router_endpoint
+        self.tree_endpoint = tree_endpoint if cfg.supervisors else None
+        self.beats = beats           # shared with the node supervisor: [heartbeat, sync turn start]
+        self.exits: list[list] = []  # EXIT notices to send to the tree after the next commit
         self.map = ShardMap(epoch=meta["epoch"], shards=meta["shards"], owner=list(meta["owner"]),
                             endpoints=endpoints)
         self.classes: dict[str, type] = {}
@@ -127,7 +161,7 @@ class Worker:
         self.stopping = False
         self.counters = {"received": 0, "bad_frames": 0, "turns": 0, "failures": 0,
                          "activations": 0, "passivations": 0, "dropped_replies": 0,
-                         "overloaded": 0, "storage_errors": 0}
+                         "overloaded": 0, "storage_errors": 0, "exits": 0, "turn_timeouts": 0}
 
     # -- life cycle ------------------------------------------------------------
     def load_classes(self) -> None:
@@ -155,6 +189,8 @@ class Worker:
                                         max_pending=self.cfg.max_pending_asks,
                                         default_timeout=self.cfg.ask_timeout)
         self.pump = SocketPump(self.loop, self.sock, self._on_frames, after_batch=self._flush)
+        self.tree_sock = dealer(self.ctx, self.tree_endpoint) if self.tree_endpoint else None
+        self._beat()
         self._done = self.loop.create_future()
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self._begin_shutdown)
@@ -165,9 +201,16 @@ class Worker:
         finally:
             self.pump.close()
             self.transport.close()
+            if self.tree_sock is not None:
+                self.tree_sock.close(500)
             self.sock.close(500)   # give the last flushed replies time to leave
             self.store.close()
             self.ctx.term()
+
+    def _beat(self) -> None:
+        if self.beats is not None:
+            self.beats[2 * self.slot] = time.monotonic()
+        self._beater = self.loop.call_later(HEARTBEAT_INTERVAL, self._beat)
 
     def _begin_shutdown(self) -> None:
         if self.stopping:
@@ -178,6 +221,13 @@ class Worker:
     async def _shutdown(self) -> None:
         deadline = time.monotonic() + max(self.cfg.shutdown_timeout - 1.0, 0.5)
         for act in list(self.acts.values()):
+            if act.status != "running":      # exited or stopped children: nothing to passivate
+                for m in act.mailbox:
+                    if m[1] is not None and m[0] not in _ENDING and m[0] != START:
+                        self.outbox.append((m[1], wire.err(m[2], NodeUnavailable(
+                            f"worker slot {self.slot} is shutting down").to_wire())))
+                self.acts.pop((act.type_name, act.key), None)
+                continue
             self._enqueue_passivation(act)
         while self.acts and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
@@ -211,43 +261,33 @@ class Worker:
         if op == wire.ASK or op == wire.TELL:
             self._deliver(op, envelope if op == wire.ASK else None, rid, *rest)
         elif op == wire.SPAWN:
-            self._deliver(op, envelope, rid, rest[0], rest[1], "", [], {})
+            if len(rest) == 3:
+                self._start_child(envelope, rid, rest[0], rest[1], rest[2])
+            else:
+                self._deliver(op, envelope, rid, rest[0], rest[1], "", [], {})
+        elif op == wire.STOP:
+            self._stop_child(envelope, rid, rest[0], rest[1], rest[2])
         elif op == wire.PING:
             self._send(envelope, wire.ok(rid, "pong"))
         elif op == wire.STATUS:
             self._send(envelope, wire.ok(rid, self.status()))
         elif op == wire.MAP:
-            self._send(envelope, wire.ok(rid, self.map.to_wire(max_message_bytes=self.cfg.max_message_bytes)))
+            self._send(envelope, wire.ok(rid, self.map.to_wire(
+                max_message_bytes=self.cfg.max_message_bytes, tree=self.tree_endpoint)))
+        else:   # EXIT and SUP belong to the supervision tree
+            c["bad_frames"] += 1
+            self._reject(envelope, rid, BadRequest(f"a worker does not serve {wire.OPS[op]} requests"))
 
     def _deliver(self, op: int, reply_to: tuple | None, rid: int, type_name: str, key: str,
                  method: str, args: list, kwargs: dict) -> None:
         if self.stopping:  # passivation is under way; a new turn would reactivate the actor
             return self._reject(reply_to, rid, NodeUnavailable(
                 f"worker slot {self.slot} is shutting down"))
-        act = self.acts.get((type_name, key))
+        act = self.acts.get((type_name, key)) or self._activation(reply_to, rid, type_name, key)
         if act is None:
-            cls = self.classes.get(type_name)
-            if cls is None:
-                self.counters["bad_frames"] += 1
-                return self._reject(reply_to, rid, UnknownActorType(
-                    f"actor type '{type_name:.200}' is not registered on this node "
-                    f"(registered: {', '.join(sorted(self.classes)) or 'none'})"))
-            kb = key.encode("utf-8", "surrogatepass")
-            if "\x00" in key or len(kb) > MAX_KEY_BYTES:
-                self.counters["bad_frames"] += 1
-                return self._reject(reply_to, rid, BadRequest(
-                    f"actor keys are at most {MAX_KEY_BYTES} bytes and contain no NUL"))
-            shard = shard_of(type_name, key, self.map.shards)
-            if self.map.owner[shard] != self.slot:
-                exc = WrongShard(f"shard {shard} is not owned by slot {self.slot}")
-                if reply_to is not None:
-                    body = exc.to_wire()
-                    body["epoch"] = self.map.epoch
-                    self._send(reply_to, wire.err(rid, body))
-                return
-            act = Activation(type_name, key, actor_prefix(shard, type_name, key), cls,
-                             self.handlers[type_name])
-            self.acts[(type_name, key)] = act
+            return
+        if act.status == "stopped":
+            return self._reject(reply_to, rid, self._stopped_error(act))
         if op != wire.SPAWN and method not in act.handlers:
             self.counters["bad_frames"] += 1
             if not act.mailbox and not act.running and act.instance is None:
@@ -262,12 +302,149 @@ class Worker:
         if not act.running:
             self._pump(act)
 
+    def _activation(self, reply_to: tuple | None, rid: int, type_name: str,
+                    key: str) -> Activation | None:
+        """A new in-memory record for an address this slot owns (None: refused)."""
+        cls = self.classes.get(type_name)
+        if cls is None:
+            self.counters["bad_frames"] += 1
+            self._reject(reply_to, rid, UnknownActorType(
+                f"actor type '{type_name:.200}' is not registered on this node "
+                f"(registered: {', '.join(sorted(self.classes)) or 'none'})"))
+            return None
+        kb = key.encode("utf-8", "surrogatepass")
+        if "\x00" in key or len(kb) > MAX_KEY_BYTES:
+            self.counters["bad_frames"] += 1
+            self._reject(reply_to, rid, BadRequest(
+                f"actor keys are at most {MAX_KEY_BYTES} bytes and contain no NUL"))
+            return None
+        shard = shard_of(type_name, key, self.map.shards)
+        if self.map.owner[shard] != self.slot:
+            exc = WrongShard(f"shard {shard} is not owned by slot {self.slot}")
+            if reply_to is not None:
+                body = exc.to_wire()
+                body["epoch"] = self.map.epoch
+                self._send(reply_to, wire.err(rid, body))
+            return None
+        act = Activation(type_name, key, actor_prefix(shard, type_name, key), cls,
+                         self.handlers[type_name])
+        if self.tree_endpoint is not None:
+            raw = self.store.get(meta_key(act.prefix))
+            if raw:
+                act.sup = wire.unpack_stored(raw)
+                act.status = "running" if act.sup["running"] else "stopped"
+        self.acts[(type_name, key)] = act
+        return act
+
+    def _stopped_error(self, act: Activation) -> ActorStopped:
+        sup = act.sup or {}
+        return ActorStopped(f"{act.type_name}/{act.key:.200} is child '{sup.get('child')}' of "
+                            f"supervisor '{sup.get('sup')}' and is not running (restart it "
+                            f"with restart_child or start_child)")
+
+    # -- supervised children (requests from the supervision tree) ---------------
+    def _start_child(self, reply_to: tuple, rid: int, type_name: str, key: str,
+                     opts: dict[str, Any]) -> None:
+        """Start (or adopt, if already running) a supervised child; reply after commit."""
+        if self.stopping:
+            return self._reject(reply_to, rid, NodeUnavailable(f"worker slot {self.slot} is shutting down"))
+        try:
+            rec = {"sup": str(opts["sup"]), "child": str(opts["child"]), "args": list(opts["args"]),
+                   "kwargs": dict(opts["kwargs"]), "inc": int(opts["inc"]), "running": True}
+        except (KeyError, TypeError, ValueError):
+            return self._reject(reply_to, rid, BadRequest("spawn options need sup, child, args, kwargs, inc"))
+        act = self.acts.get((type_name, key)) or self._activation(reply_to, rid, type_name, key)
+        if act is None:
+            return
+        act.sup = rec
+        self.store.stage({meta_key(act.prefix): wire.pack(rec)})
+        if act.instance is not None and act.status == "running":
+            self.outbox.append((reply_to, wire.ok(rid, "adopted")))   # already running: adopt it
+            return self._schedule_flush()
+        act.status = "running"
+        act.mailbox.appendleft((START, reply_to, rid, "", [], {}))
+        if not act.running:
+            self._pump(act)
+        self._schedule_flush()
+
+    def _stop_child(self, reply_to: tuple, rid: int, type_name: str, key: str,
+                    opts: dict[str, Any]) -> None:
+        """Stop a supervised child (``shutdown``: ms, "brutal_kill" or "infinity"), or with
+        ``forget`` drop its supervision record so the address is a plain actor again."""
+        act = self.acts.get((type_name, key)) or self._activation(reply_to, rid, type_name, key)
+        if act is None:
+            return
+        mk = meta_key(act.prefix)
+        if opts.get("forget"):
+            act.sup = None
+            self.store.stage({mk: None})
+            if act.status != "running":
+                act.status = "running"
+                self._pump(act)
+            self.outbox.append((reply_to, wire.ok(rid, "forgotten")))
+            return self._schedule_flush()
+        if act.sup is not None:
+            act.sup = dict(act.sup, running=False)
+            self.store.stage({mk: wire.pack(act.sup)})
+        act.status = "stopped"
+        self._fail_queued(act)
+        shutdown = opts.get("shutdown", 5000)
+        if act.instance is None:
+            self.outbox.append((reply_to, wire.ok(rid, "not_running")))
+        elif shutdown == "brutal_kill" or shutdown == 0:
+            self._kill(act)
+            self.outbox.append((reply_to, wire.ok(rid, "killed")))
+        else:
+            act.mailbox.appendleft((SHUTDOWN, reply_to, rid, "", [], {}))
+            if type(shutdown) is int:
+                act.kill_timer = self.loop.call_later(shutdown / 1000, self._shutdown_overdue,
+                                                      act, reply_to, rid)
+            if not act.running:
+                self._pump(act)
+        self._schedule_flush()
+
+    def _fail_queued(self, act: Activation) -> None:
+        """Answer every queued message of a child that will not run them."""
+        keep = deque(m for m in act.mailbox if m[0] in _ENDING or m[0] == START)
+        for m in act.mailbox:
+            if m[0] not in _ENDING and m[0] != START and m[1] is not None:
+                self.outbox.append((m[1], wire.err(m[2], self._stopped_error(act).to_wire())))
+        act.mailbox = keep
+
+    def _kill(self, act: Activation) -> None:
+        """brutal_kill: drop the instance now, no on_stop; an async turn in progress is
+        cancelled and its changes discarded."""
+        act.instance = None
+        act.mailbox = deque(m for m in act.mailbox if m[0] not in _ENDING)
+        if act.task is not None:
+            act.task.cancel()
+
+    def _shutdown_overdue(self, act: Activation, reply_to: tuple, rid: int) -> None:
+        act.kill_timer = None
+        if act.instance is None:
+            return
+        self._kill(act)
+        self.outbox.append((reply_to, wire.ok(rid, "killed")))
+        self._schedule_flush()
+
+    def _notify_exit(self, act: Activation, reason: str, detail: str) -> None:
+        """Queue an EXIT for the tree; it leaves after the next commit."""
+        sup = act.sup
+        assert sup is not None
+        act.status = "dead"
+        self.counters["exits"] += 1
+        self.exits.append([wire.EXIT, 0, sup["sup"], sup["child"], act.type_name, act.key,
+                           sup["inc"], reason, detail[:2000]])
+        self._schedule_flush()
+
     # -- turns -----------------------------------------------------------------
     def inner_ref(self, type_name: str, key: str, sender: Activation | None = None) -> InnerRef:
         return InnerRef(self, sender, type_name, key)
 
     def _pump(self, act: Activation) -> None:
         while act.mailbox and not act.running:
+            if act.status == "dead" and act.mailbox[0][0] != START:
+                return      # held until the tree restarts (START) or stops the child
             self._turn(act, act.mailbox.popleft())
 
     def _activate(self, act: Activation) -> Any:
@@ -280,6 +457,8 @@ class Worker:
         inst._act = act
         act.instance = inst
         self.counters["activations"] += 1
+        if act.sup is not None:
+            return inst.on_start(*act.sup["args"], **act.sup["kwargs"])
         return inst.on_start()
 
     def _invoke(self, act: Activation, msg: tuple) -> Any:
@@ -288,28 +467,43 @@ class Worker:
         assert inst is not None
         if op == wire.ASK or op == wire.TELL:
             return act.handlers[msg[3]](inst, *msg[4], **msg[5])
-        if op == PASSIVATE:
+        if op in _ENDING:
             return inst.on_stop()
-        return None  # SPAWN: the activation was the work
+        return None  # SPAWN, START: the activation was the work
 
     def _turn(self, act: Activation, msg: tuple) -> None:
         act.running = True
         act.tells = []
+        beats = self.beats
+        if beats is not None:
+            beats[2 * self.slot + 1] = time.monotonic()   # a sync turn is running since now
         try:
             if act.instance is None:
-                if msg[0] == PASSIVATE:
+                if msg[0] in _ENDING:
                     return self._finish(act, msg, None)
                 r = self._activate(act)
                 if inspect.isawaitable(r):
-                    self.loop.create_task(self._turn_async(act, msg, r, started=False))
-                    return
+                    return self._go_async(act, msg, r, started=False)
             r = self._invoke(act, msg)
             if inspect.isawaitable(r):
-                self.loop.create_task(self._turn_async(act, msg, r, started=True))
-                return
+                return self._go_async(act, msg, r, started=True)
         except BaseException as exc:  # SystemExit or CancelledError from a handler: that actor's crash only
             return self._fail(act, msg, exc)
+        finally:
+            if beats is not None:
+                beats[2 * self.slot + 1] = 0.0
         self._finish(act, msg, r)
+
+    def _go_async(self, act: Activation, msg: tuple, awaitable: Any, started: bool) -> None:
+        task = self.loop.create_task(self._turn_async(act, msg, awaitable, started))
+        act.task = task
+        timer = self.loop.call_later(self.cfg.turn_timeout, self._turn_overdue, act, task)
+        task.add_done_callback(lambda _t: timer.cancel())
+
+    def _turn_overdue(self, act: Activation, task: asyncio.Task) -> None:
+        if act.task is task and not task.done():
+            self.counters["turn_timeouts"] += 1
+            task.cancel(f"the turn ran past turn_timeout ({self.cfg.turn_timeout:g} s)")
 
     def _finish(self, act: Activation, msg: tuple, result: Any) -> None:
         try:
@@ -324,21 +518,26 @@ class Worker:
                 r = self._invoke(act, msg)
                 if inspect.isawaitable(r):
                     r = await r
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             if self.stopping:
                 raise            # the worker's own shutdown cancelling what is left
-            self._fail(act, msg, asyncio.CancelledError("the handler was cancelled"))
+            why = exc.args[0] if exc.args else "the handler was cancelled"
+            self._fail(act, msg, (TimeoutError if "turn_timeout" in str(why) else
+                                  asyncio.CancelledError)(why))
         except BaseException as exc:
             self._fail(act, msg, exc)
         else:
             self._finish(act, msg, r)
+        act.task = None
         self._schedule_flush()
         self._pump(act)
 
     def _commit_turn(self, act: Activation, msg: tuple, result: Any) -> None:
         op, reply_to, rid = msg[0], msg[1], msg[2]
         inst = act.instance
-        if inst is None and op != PASSIVATE:
+        if inst is None and op not in _ENDING:
+            if act.status == "stopped":   # killed by its supervisor while the turn was awaiting
+                return self._fail(act, msg, self._stopped_error(act))
             # a failed group commit invalidated this actor while the turn was awaiting
             return self._fail(act, msg, StorageError(
                 "an earlier commit of this actor failed; this turn was discarded"))
@@ -360,8 +559,15 @@ class Worker:
             if writes:
                 self.store.stage(writes)
                 self.staged.append(act)
+        elif op in _ENDING and reply_to is not None:
+            reply = wire.ok(rid, "not_running")
         else:
             reply = None    # only a passivation reaches here with no instance: nobody awaits it
+        if op == SHUTDOWN and reply is not None:
+            reply = wire.ok(rid, "shutdown")
+            if act.kill_timer is not None:
+                act.kill_timer.cancel()
+                act.kill_timer = None
         if reply is not None:
             self.outbox.append((reply_to, reply))
         for t in act.tells:
@@ -370,11 +576,17 @@ class Worker:
         act.running = False
         act.last_used = time.monotonic()
         self.counters["turns"] += 1
-        if op == PASSIVATE:
+        if op in _ENDING:
             act.instance = None
             self.counters["passivations"] += 1
-            if not act.mailbox:
+            if op == EXITING and act.sup is not None and not self.stopping:
+                self._notify_exit(act, msg[3], "")
+            elif not act.mailbox:
                 self.acts.pop((act.type_name, act.key), None)
+        elif inst is not None and inst._stop_reason is not None:
+            # self.stop(reason): on_stop runs next (ahead of queued messages), then the exit
+            act.mailbox.appendleft((EXITING, None, 0, inst._stop_reason, [], {}))
+            inst._stop_reason = None
 
     def _fail(self, act: Activation, msg: tuple, exc: BaseException) -> None:
         op, reply_to, rid = msg[0], msg[1], msg[2]
@@ -383,12 +595,24 @@ class Worker:
         act.running = False
         act.last_used = time.monotonic()
         self.counters["failures"] += 1
-        if reply_to is not None:
+        if op == SHUTDOWN and act.kill_timer is not None:
+            act.kill_timer.cancel()
+            act.kill_timer = None
+        if act.sup is not None and act.status == "running" and op not in (START, PASSIVATE):
+            # a supervised child's crash ends it (unless its type's policy is "restart"):
+            # the tree decides; its later messages wait in the mailbox meanwhile
+            if op == EXITING or self.cfg.on_error.get(act.type_name, "stop") == "stop":
+                self._notify_exit(act, "crash", f"{type(exc).__name__}: {exc}")
+        elif op == START:
+            act.status = "dead"      # the tree learns of the failed start from the reply
+        if reply_to is not None and act.status == "stopped" and op not in _ENDING:
+            self.outbox.append((reply_to, wire.err(rid, self._stopped_error(act).to_wire())))
+        elif reply_to is not None:
             tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             body = {"code": "remote", "type": type(exc).__name__, "message": str(exc)[:10_000],
                     "traceback": tb[-20_000:]}
             self.outbox.append((reply_to, wire.err(rid, body)))
-        if op == PASSIVATE and not act.mailbox:
+        if op in _ENDING and not act.mailbox and act.status != "dead":
             self.acts.pop((act.type_name, act.key), None)
 
     # -- group commit and output gate -----------------------------------------
@@ -399,7 +623,7 @@ class Worker:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if not self.outbox and not self.store.pending:
+        if not self.outbox and not self.store.pending and not self.exits:
             return
         outbox, self.outbox = self.outbox, []
         staged, self.staged = self.staged, []
@@ -417,6 +641,7 @@ class Worker:
                 if dest is not None:
                     rid = wire.unpack(payload)[1]
                     self._send(dest, wire.err(rid, exc.to_wire()))
+            self._send_exits()
             self.pump.kick()
             return
         for dest, payload in outbox:
@@ -427,7 +652,18 @@ class Worker:
                     self.counters["dropped_replies"] += 1
             else:
                 self._send(dest, payload)
+        self._send_exits()
         self.pump.kick()
+
+    def _send_exits(self) -> None:
+        exits, self.exits = self.exits, []
+        if self.tree_sock is None:
+            return
+        for e in exits:
+            try:
+                self.tree_sock.send(wire.pack(e), _NOBLOCK)
+            except zmq.ZMQError:
+                self.counters["dropped_replies"] += 1
 
     # -- passivation -------------------------------------------------------------
     def _enqueue_passivation(self, act: Activation) -> None:
@@ -440,6 +676,8 @@ class Worker:
         cutoff = time.monotonic() - self.cfg.idle_timeout
         for act in list(self.acts.values()):
             if not act.running and not act.mailbox and act.last_used < cutoff:
+                if act.sup is not None and act.status != "stopped":
+                    continue         # running (or exited) supervised children stay resident
                 if act.instance is None:
                     self.acts.pop((act.type_name, act.key), None)
                 else:
@@ -450,10 +688,12 @@ class Worker:
     def status(self) -> dict[str, Any]:
         return {"role": "worker", "slot": self.slot, "pid": os.getpid(),
                 "endpoint": self.endpoints[self.slot], "resident": len(self.acts),
+                "supervised": sum(1 for a in self.acts.values() if a.sup is not None),
                 "commits": self.store.commits, **self.counters}
 
 
 def main(cfg: NodeConfig, slot: int, meta: dict[str, Any], endpoints: list[str],
-         router_endpoint: str) -> None:
+         router_endpoint: str, tree_endpoint: str | None = None,
+         beats: memoryview | None = None) -> None:
     """Entry point of a worker process (forked by the node supervisor)."""
-    asyncio.run(Worker(cfg, slot, meta, endpoints, router_endpoint).run())
+    asyncio.run(Worker(cfg, slot, meta, endpoints, router_endpoint, tree_endpoint, beats).run())

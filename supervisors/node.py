@@ -8,16 +8,28 @@ In the user's words:
   into the same slot at once. The new worker binds the same endpoint, so clients'
   ZeroMQ sockets reconnect by themselves, and actors come back from their last
   committed LevelDB snapshot on their next message.
+* It also restarts a worker that is alive but not well: one whose resident memory is
+  above ``max_worker_memory`` (psutil; stopped gracefully, then killed), one whose
+  synchronous turn has run past ``turn_timeout``, and one whose event loop missed its
+  heartbeats for ``heartbeat_timeout`` (both killed: a blocked loop cannot stop itself).
+  Heartbeats and turn start times come from memory shared with the workers.
+* With supervisors in the config it also starts the supervision tree process
+  (``tree.py``) after the workers, and stops it first. If the tree exits on purpose
+  (a top-level supervisor gave up: status 3; or shut down by ``auto_shutdown``: 0) the
+  node stops cleanly with that status; if it crashes, it is restarted like any child.
 * Restart intensity: more than ``max_restarts`` restarts within ``max_seconds`` means
   something is wrong beyond a crash; the supervisor then stops the node and exits with
-  status 2 (Erlang/OTP's "reached max restart intensity").
+  status 2 (Erlang/OTP's "reached max restart intensity"). With ``backoff`` set, the
+  n-th restart within that window waits ``initial * 2**(n-1)`` seconds (capped, with
+  jitter) instead of happening at once.
 * SIGTERM, SIGINT or SIGHUP stop the node: every child gets SIGTERM and
   ``shutdown_timeout`` seconds to passivate its actors, then SIGKILL.
 * No orphans: every child dies with the supervisor (``PR_SET_PDEATHSIG``), and an
   embedded node's supervisor stops when the process that started it is gone.
 
 The state machine is three states: ``starting`` -> ``running`` (restart on every child
-exit) -> ``stopping`` (terminate, wait, kill, reap).
+exit) -> ``stopping`` (tree first, then workers, then the router: terminate, wait, kill,
+reap).
 """
 from __future__ import annotations
 
@@ -25,7 +37,9 @@ import argparse
 import ctypes
 import fcntl
 import json
+import mmap
 import os
+import random
 import signal
 import socket
 import sys
@@ -33,10 +47,14 @@ import time
 import traceback
 from collections import deque
 
+import psutil
+
 from actorsys import router, worker  # imported before forking, so restarts skip the imports
 from actorsys.config import NodeConfig
 from actorsys.errors import ConfigError
 from actorsys.shards import load_or_create_meta
+from supervisors import tree
+from supervisors.spec import Backoff
 
 _SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 _PR_SET_PDEATHSIG = 1
@@ -66,6 +84,21 @@ def worker_endpoints(cfg: NodeConfig) -> list[str]:
     host = ep[6:].rsplit(":", 1)[0]
     assert ports, "tcp worker ports are chosen by resolve_endpoints()"
     return [f"tcp://{host}:{p}" for p in ports]
+
+
+def tree_endpoint(cfg: NodeConfig) -> str | None:
+    """The supervision tree's endpoint (None when the config declares no supervisors)."""
+    if not cfg.supervisors:
+        return None
+    ep = cfg.endpoint
+    assert ep is not None
+    if ep.startswith("ipc://"):
+        path = ep[6:]
+        stem = path[:-5] if path.endswith(".sock") else path
+        return f"ipc://{stem}-tree.sock"
+    port = cfg.extra.get("_tree_port")
+    assert port, "the tcp tree port is chosen by resolve_endpoints()"
+    return f"tcp://{ep[6:].rsplit(':', 1)[0]}:{port}"
 
 
 def _endpoint_in_use(endpoint: str) -> bool:
@@ -124,7 +157,7 @@ def claim_node(cfg: NodeConfig) -> list[int]:
         if cfg.endpoint.startswith("ipc://"):
             path = cfg.endpoint[6:]
             fds.append(_lock(path + ".lock", f"endpoint {cfg.endpoint}", "node.endpoint"))
-        for ep in [cfg.endpoint, *worker_endpoints(cfg)]:
+        for ep in [cfg.endpoint, *worker_endpoints(cfg), *filter(None, [tree_endpoint(cfg)])]:
             if _endpoint_in_use(ep):
                 raise ConfigError(f"endpoint {ep} is already in use by another process",
                                   key="node.endpoint")
@@ -143,9 +176,22 @@ class NodeSupervisor:
         self.children: dict[int, tuple[str, int | None]] = {}   # pid -> (role, slot)
         self.restarts: deque[float] = deque()
         self.state = "starting"
+        self.backoff = Backoff(**cfg.backoff) if cfg.backoff else None
+        self.due: list[tuple[float, str, int | None]] = []    # restarts waiting out a backoff
+        self.terminating: dict[int, float] = {}   # pid -> when to SIGKILL (graceful restarts)
+        self.spawned_at: dict[int, float] = {}    # slot -> when its current worker was forked
+        self.next_memory_check = 0.0
+        # [heartbeat, start of the sync turn in progress or 0] per slot, shared with workers
+        self._beats_map = mmap.mmap(-1, 16 * max(cfg.workers, 1))
+        self.beats = memoryview(self._beats_map).cast("d")
 
     # -- children ---------------------------------------------------------------
     def _spawn(self, role: str, slot: int | None) -> int:
+        if role == "worker":
+            assert slot is not None
+            self.spawned_at[slot] = now = time.monotonic()
+            self.beats[2 * slot] = now
+            self.beats[2 * slot + 1] = 0.0
         pid = os.fork()
         if pid:
             self.children[pid] = (role, slot)
@@ -163,11 +209,16 @@ class NodeSupervisor:
             endpoint = self.cfg.endpoint
             assert endpoint is not None
             if role == "router":
-                router.main(self.cfg, self.meta, endpoint, self.endpoints)
+                router.main(self.cfg, self.meta, endpoint, self.endpoints, self.tree_endpoint)
+                code = 0
+            elif role == "tree":
+                code = tree.main(self.cfg, self.meta, self.tree_endpoint or "", self.endpoints,
+                                 restarted=bool(slot))
             else:
                 assert slot is not None
-                worker.main(self.cfg, slot, self.meta, self.endpoints, endpoint)
-            code = 0
+                worker.main(self.cfg, slot, self.meta, self.endpoints, endpoint,
+                            self.tree_endpoint, self.beats)
+                code = 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:
@@ -211,35 +262,33 @@ class NodeSupervisor:
             log(f"cannot start: {exc}")
             return 2
         self.endpoints = worker_endpoints(self.cfg)
+        self.tree_endpoint = tree_endpoint(self.cfg)
         self._spawn("router", None)
         for i in range(self.cfg.workers):
             self._spawn("worker", i)
+        if self.tree_endpoint is not None:
+            self._spawn("tree", 0)
         self.state = "running"
         log(f"node running at {self.cfg.endpoint} with {self.cfg.workers} workers")
         code = 0
         # Wake every 0.25 s by SIGALRM, not by a sigtimedwait timeout: when sigtimedwait is
         # interrupted (EINTR, e.g. SIGSTOP/SIGCONT from Ctrl-Z and fg) after its timeout has
         # passed, CPython returns an uninitialised siginfo, read as a random signal (SIGHUP...).
-        signal.setitimer(signal.ITIMER_REAL, 0.25, 0.25)
+        signal.setitimer(signal.ITIMER_REAL, 0.05, 0.05)
         while self.state == "running":
             info = signal.sigtimedwait(_SIGNALS | {signal.SIGALRM}, 1e6)
             if info is not None and info.si_signo not in (signal.SIGCHLD, signal.SIGALRM):
                 log(f"received {signal.Signals(info.si_signo).name}; stopping")
                 break
             for role, slot, status in self._reap():
-                name = "router" if role == "router" else f"worker slot {slot}"
-                now = time.monotonic()
-                self.restarts.append(now)
-                while self.restarts and self.restarts[0] < now - self.cfg.max_seconds:
-                    self.restarts.popleft()
-                if len(self.restarts) > self.cfg.max_restarts:
-                    log(f"{name} {self._describe(status)}; more than {self.cfg.max_restarts} restarts "
-                        f"within {self.cfg.max_seconds:g} s: giving up and stopping the node")
-                    code = 2
-                    self.state = "stopping"
+                c = self._on_child_exit(role, slot, status)
+                if c is not None:
+                    code = c
                     break
-                pid = self._spawn(role, slot)
-                log(f"{name} {self._describe(status)}; restarted as pid {pid}")
+            if self.state != "running":
+                break
+            self._start_due()
+            self._check_workers()
             if self.watch_parent is not None and os.getppid() != self.watch_parent:
                 log("the process that started this node is gone; stopping")
                 break
@@ -248,8 +297,104 @@ class NodeSupervisor:
         self._stop_children()
         return code
 
+    def _name(self, role: str, slot: int | None) -> str:
+        return {"router": "router", "tree": "supervision tree"}.get(role, f"worker slot {slot}")
+
+    def _on_child_exit(self, role: str, slot: int | None, status: int) -> int | None:
+        """Handle one dead child; returns an exit status if the node must stop."""
+        name = self._name(role, slot)
+        if role == "tree" and os.WIFEXITED(status) and os.WEXITSTATUS(status) in (0, tree.EXIT_ROOT_FAILED):
+            code = os.WEXITSTATUS(status)
+            if code == 0:
+                log("the supervision tree shut down (auto_shutdown); stopping the node")
+            else:
+                try:
+                    with open(os.path.join(self.cfg.data_dir, tree.FAILURE_FILE)) as f:
+                        why = f.read()
+                except OSError:
+                    why = "see its messages above"
+                log(f"the supervision tree failed ({why}); stopping the node")
+            self.state = "stopping"
+            return code
+        now = time.monotonic()
+        self.restarts.append(now)
+        while self.restarts and self.restarts[0] < now - self.cfg.max_seconds:
+            self.restarts.popleft()
+        if len(self.restarts) > self.cfg.max_restarts:
+            log(f"{name} {self._describe(status)}; more than {self.cfg.max_restarts} restarts "
+                f"within {self.cfg.max_seconds:g} s: giving up and stopping the node")
+            self.state = "stopping"
+            return 2
+        delay = self.backoff.delay(len(self.restarts), random.random()) if self.backoff else 0.0
+        if role == "tree":
+            slot = 1             # the restarted tree keeps the children stopped at run time
+        if delay > 0:
+            self.due.append((now + delay, role, slot))
+            log(f"{name} {self._describe(status)}; restarting in {delay:.3f} s (backoff)")
+        else:
+            pid = self._spawn(role, slot)
+            log(f"{name} {self._describe(status)}; restarted as pid {pid}")
+        return None
+
+    def _start_due(self) -> None:
+        now = time.monotonic()
+        for item in [d for d in self.due if d[0] <= now]:
+            self.due.remove(item)
+            pid = self._spawn(item[1], item[2])
+            log(f"{self._name(item[1], item[2])} restarted as pid {pid} after its backoff")
+
+    def _check_workers(self) -> None:
+        """Kill workers that are hung; stop workers above their memory limit."""
+        now = time.monotonic()
+        for pid, deadline in list(self.terminating.items()):
+            if pid not in self.children:
+                del self.terminating[pid]
+            elif now >= deadline:
+                log(f"pid {pid} did not stop within shutdown_timeout; killing it")
+                self._signal(pid, signal.SIGKILL)
+                self.terminating[pid] = float("inf")
+        cfg = self.cfg
+        check_memory = cfg.max_worker_memory > 0 and now >= self.next_memory_check
+        if check_memory:
+            self.next_memory_check = now + 0.5
+        for pid, (role, slot) in list(self.children.items()):
+            if role != "worker" or slot is None or pid in self.terminating:
+                continue
+            beat, turn = self.beats[2 * slot], self.beats[2 * slot + 1]
+            if turn and now - turn > cfg.turn_timeout:
+                log(f"worker slot {slot} (pid {pid}): a turn has run for {now - turn:.1f} s, past "
+                    f"turn_timeout = {cfg.turn_timeout:g} s; killing it")
+                self._signal(pid, signal.SIGKILL)
+                self.terminating[pid] = float("inf")
+            elif not turn and now - beat > cfg.heartbeat_timeout and (
+                    beat > self.spawned_at.get(slot, 0) or now - self.spawned_at.get(slot, 0) > cfg.start_timeout):
+                log(f"worker slot {slot} (pid {pid}) missed its heartbeats for {now - beat:.1f} s "
+                    f"(heartbeat_timeout = {cfg.heartbeat_timeout:g} s); killing it")
+                self._signal(pid, signal.SIGKILL)
+                self.terminating[pid] = float("inf")
+            elif check_memory:
+                try:
+                    rss = psutil.Process(pid).memory_info().rss
+                except psutil.Error:
+                    continue
+                if rss > cfg.max_worker_memory:
+                    log(f"worker slot {slot} (pid {pid}) uses {rss >> 20} MiB, above max_worker_memory "
+                        f"({cfg.max_worker_memory >> 20} MiB); restarting it")
+                    self._signal(pid, signal.SIGTERM)
+                    self.terminating[pid] = now + cfg.shutdown_timeout
+
     def _stop_children(self) -> None:
-        # workers first (they passivate actors), then the router
+        # the tree first (it stops supervised children in order), then the workers (they
+        # passivate actors), then the router
+        trees = [pid for pid, (role, _slot) in self.children.items() if role == "tree"]
+        for pid in trees:
+            self._signal(pid, signal.SIGTERM)
+        self._wait_children(lambda: any(r == "tree" for r, _ in self.children.values()),
+                            self.cfg.shutdown_timeout)
+        for pid, (role, _slot) in list(self.children.items()):
+            if role == "tree":
+                log(f"the supervision tree did not stop within shutdown_timeout; killing it")
+                self._signal(pid, signal.SIGKILL)
         for pid, (role, _slot) in list(self.children.items()):
             if role == "worker":
                 self._signal(pid, signal.SIGTERM)
