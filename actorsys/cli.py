@@ -4,6 +4,9 @@
 * ``actorsys status --endpoint E [--json]``: the node's processes and counters.
 * ``actorsys ask --endpoint E TYPE KEY METHOD [JSON_ARG ...]``: ask an actor; prints
   the result as JSON. ``actorsys tell`` sends one-way.
+* ``actorsys sup --endpoint E NAME COMMAND [ARG]``: a supervisor's runtime API
+  (``which_children``, ``count_children``, ``start_child JSON_SPEC``,
+  ``terminate_child ID``, ``restart_child ID``, ``delete_child ID``).
 """
 from __future__ import annotations
 
@@ -97,6 +100,35 @@ def cmd_ask(a: argparse.Namespace) -> int:
     return 0
 
 
+SUP_COMMANDS = ("which_children", "count_children", "start_child", "terminate_child",
+                "restart_child", "delete_child")
+
+
+def cmd_sup(a: argparse.Namespace) -> int:
+    from .client import connect
+
+    with connect(a.endpoint, connect_timeout=a.timeout) as c:
+        sup = c.supervisor(a.name)
+        if a.sup_command in ("which_children", "count_children"):
+            if a.arg is not None:
+                raise SystemExit(f"actorsys: {a.sup_command} takes no argument")
+            result = getattr(sup, a.sup_command)(timeout=a.timeout)
+        elif a.arg is None:
+            raise SystemExit(f"actorsys: {a.sup_command} needs an argument "
+                             f"({'a JSON child spec' if a.sup_command == 'start_child' else 'a child id'})")
+        elif a.sup_command == "start_child":
+            result = sup.start_child(_parse_args([a.arg])[0], timeout=a.timeout)
+        else:
+            result = getattr(sup, a.sup_command)(a.arg, timeout=a.timeout)
+    if a.sup_command == "which_children" and not a.json:
+        for ch in result:
+            what = f"{ch['actor']}/{ch['key']}" if ch["type"] == "worker" else f"supervisor {ch['supervisor']}"
+            print(f"{ch['id']:<20} {what:<30} {ch['status']:<11} {ch['restart']}")
+        return 0
+    print(json.dumps(result, default=repr))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="actorsys", description="Durable actors on a ZeroMQ worker pool.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -117,6 +149,14 @@ def main(argv: list[str] | None = None) -> int:
         q.add_argument("method")
         q.add_argument("args", nargs="*", help="JSON arguments, e.g. 5 '\"text\"' '{\"a\": 1}'")
         q.set_defaults(func=cmd_ask)
+    u = sub.add_parser("sup", help="a supervisor's runtime API (which_children, start_child, ...)")
+    u.add_argument("--endpoint", "-e", required=True)
+    u.add_argument("--timeout", type=float, default=30.0)
+    u.add_argument("--json", action="store_true", help="print which_children as JSON")
+    u.add_argument("name", help="the supervisor's name ([supervisors.NAME] in the config)")
+    u.add_argument("sup_command", metavar="command", choices=SUP_COMMANDS)
+    u.add_argument("arg", nargs="?", default=None, help="a child id, or a JSON spec for start_child")
+    u.set_defaults(func=cmd_sup)
     a = p.parse_args(argv)
     try:
         return a.func(a)

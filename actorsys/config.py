@@ -148,6 +148,21 @@ def _line_of(text: str | None, table: str | None, key: str | None) -> int | None
     return None
 
 
+def _dotted_line(text: str | None, dotted: str) -> int | None:
+    """Best-effort line of a dotted key: the key itself, else the nearest enclosing key or
+    table written in the file (``node.backoff.max`` -> the ``backoff = {...}`` line)."""
+    d = dotted
+    while d:
+        table, _, key = d.rpartition(".")
+        line = _line_of(text, table or None, key)
+        if line is None and table:
+            line = _line_of(text, None, d)       # a [table.sub] header
+        if line is not None:
+            return line
+        d = table
+    return None
+
+
 def load_config(config: "str | os.PathLike[str] | dict[str, Any] | NodeConfig") -> NodeConfig:
     """Load and validate a node config from a TOML path or a dict."""
     if isinstance(config, NodeConfig):
@@ -176,7 +191,7 @@ def load_config(config: "str | os.PathLike[str] | dict[str, Any] | NodeConfig") 
 
     def fail(problem: str, table: str | None = None, key: str | None = None) -> ConfigError:
         dotted = ".".join(p for p in (table, key) if p)
-        return ConfigError(problem, file=source, line=_line_of(text, table, key), key=dotted or None)
+        return ConfigError(problem, file=source, line=_dotted_line(text, dotted), key=dotted or None)
 
     if not isinstance(raw, dict):
         raise fail("config must be a table/dict")
@@ -283,9 +298,10 @@ def load_config(config: "str | os.PathLike[str] | dict[str, Any] | NodeConfig") 
         m = re.match(r"^supervisors\.([^.\[]+)\.children\[(\d+)\](?:\.(\w+))?$", dotted)
         if m:
             line = supervision.child_line(text, m.group(1), int(m.group(2)), m.group(3))
+            if line is None:
+                line = _dotted_line(text, f"supervisors.{m.group(1)}.children")
         else:
-            table, _, key = dotted.rpartition(".")
-            line = _line_of(text, table or None, key)
+            line = _dotted_line(text, dotted)
         return ConfigError(problem, file=source, line=line, key=dotted)
 
     sups = supervision.parse_supervisors(raw.get("supervisors", {}), actors=actors, fail=fail_dotted)

@@ -55,7 +55,7 @@ class Router:
                                         default_timeout=self.cfg.ask_timeout)
         self.pump = SocketPump(self.loop, self.sock, self._on_frames)
         self._done = self.loop.create_future()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM,):   # SIGINT (Ctrl-C) is the supervisor's alone
             self.loop.add_signal_handler(sig, lambda: self._done.done() or self._done.set_result(None))
         try:
             await self._done

@@ -192,7 +192,7 @@ class Worker:
         self.tree_sock = dealer(self.ctx, self.tree_endpoint) if self.tree_endpoint else None
         self._beat()
         self._done = self.loop.create_future()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM,):   # SIGINT (Ctrl-C) is the supervisor's alone
             self.loop.add_signal_handler(sig, self._begin_shutdown)
         tick = min(max(self.cfg.idle_timeout / 4, 0.05), 1.0)
         self._reaper = self.loop.call_later(tick, self._passivate_idle, tick)

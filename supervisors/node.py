@@ -200,6 +200,9 @@ class NodeSupervisor:
         try:
             for s in _SIGNALS:
                 signal.signal(s, signal.SIG_DFL)
+            # Ctrl-C reaches the whole process group; only the supervisor acts on it, so
+            # children stop in order (tree, workers, router) on its SIGTERM
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.pthread_sigmask(signal.SIG_SETMASK, set())
             _die_with_parent()
             if os.getppid() != self.pid:

@@ -263,7 +263,8 @@ def parse_supervisors(raw: Any, *, actors: dict[str, str], fail: Fail) -> dict[s
         while at in parent:
             at = parent[at]
             if at in seen:
-                raise fail(f"supervisors nest in a cycle: {' -> '.join(reversed(seen))} -> {at}",
+                # from the outside in: "a -> b -> a" is a containing b containing a
+                raise fail(f"supervisors nest in a cycle: {' -> '.join([at, *reversed(seen)])}",
                            f"supervisors.{name}")
             seen.append(at)
     return sups
@@ -296,20 +297,42 @@ def child_line(text: str | None, sup: str, index: int, key: str | None) -> int |
     header = re.compile(r"^\s*\[\s*supervisors\s*\.\s*[\"']?" + re.escape(sup) + r"[\"']?\s*\]")
     start = next((i for i, line in enumerate(lines) if header.match(line)), None)
     if start is not None:
-        # inline tables: the index-th line (after 'children') holding '{ ... id = ...'
-        seen = -1
-        in_children = False
+        # inline tables: the line of the index-th top-level '{' of 'children = [ ... ]'
+        # (a child's own kwargs = { ... } or a '{' inside a string is not a child)
+        seen, depth, quote, escaped = -1, 0, "", False
         for i in range(start + 1, len(lines)):
             line = lines[i]
-            if re.match(r"^\s*\[", line):
+            if depth == 0:
+                if re.match(r"^\s*\[", line):
+                    break
+                m = re.match(r"^\s*children\s*=\s*", line)
+                if not m:
+                    continue
+                line = line[m.end():]
+            for c in line:
+                if quote:
+                    if escaped:
+                        escaped = False
+                    elif c == "\\" and quote == '"':
+                        escaped = True
+                    elif c == quote:
+                        quote = ""
+                elif c in "\"'":
+                    quote = c
+                elif c == "#":
+                    break
+                elif c in "[{":
+                    depth += 1
+                    if c == "{" and depth == 2:
+                        seen += 1
+                        if seen == index:
+                            return i + 1
+                elif c in "]}":
+                    depth -= 1
+                    if depth == 0:
+                        break
+            if depth == 0:
                 break
-            if re.match(r"^\s*children\s*=", line):
-                in_children = True
-            if in_children:
-                n = line.count("{")
-                if n and seen + n >= index:
-                    return i + 1
-                seen += n
     # arrays of tables: the index-th [[supervisors.sup.children]], then the key inside it
     hdr = re.compile(r"^\s*\[\[\s*supervisors\s*\.\s*[\"']?" + re.escape(sup) + r"[\"']?\s*\.\s*children\s*\]\]")
     seen = -1

@@ -152,7 +152,7 @@ class Tree:
         self.wake = asyncio.Event()
         self.pump = SocketPump(self.loop, self.sock, self._on_frames)
         self._done = self.loop.create_future()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM,):   # SIGINT (Ctrl-C) is the supervisor's alone
             self.loop.add_signal_handler(sig, self._on_sigterm)
         consumer = self.loop.create_task(self._consume())
         self.post(self._boot)
