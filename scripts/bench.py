@@ -15,6 +15,14 @@ hops (one: client -> process over ipc) in the same run, and prints the ratio:
                     answered by the new worker with that state intact (median / max)
                     vs kill -9 of the echo server + respawn of a fresh python process ->
                     first successful echo
+6. supervised       a supervised child's handler raises -> its supervisor restarts it ->
+   restart          the next ask (sent right after the crash reply; it waits for the
+                    restart) answers with the committed state; crash + ask, median / max
+                    vs two sequential raw echo round trips (the same number of requests)
+7. children         start_child then terminate_child of N simple_one_for_one children
+                    (N = 1,000 and 10,000): children per second each way, and how far
+                    10,000 is from linear (t10k / (10 * t1k); 1.0 = linear)
+                    vs the sequential raw echo rate (one request each)
 
 The raw echo server is this file run as ``bench.py --raw-echo-server ENDPOINT``, a real
 separate process. Everything the benchmark starts (node, echo servers, temp dirs) is
@@ -473,6 +481,69 @@ def bench_recovery(node, res: Resources, repeats: int) -> dict:
     return _recovery_summary(samples) | {"attempts": attempts, "errors_seen": dict(errors)}
 
 
+def bench_supervised_restart(node, repeats: int, raw_p50_us: float) -> dict:
+    """Crash a supervised child; time until the next ask returns its committed state."""
+    import statistics
+
+    import actorsys
+    client = node.client()
+    ref = client.ref(TYPE, "supervised")
+    expected = ref.ask("add", 7, timeout=10.0)
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        try:
+            ref.ask("crash", timeout=10.0)
+            raise RuntimeError("the crash handler did not raise")
+        except actorsys.RemoteError:
+            pass
+        value = ref.ask("get", timeout=10.0)   # waits in the mailbox until the restart
+        samples.append((time.perf_counter() - t0) * 1e6)
+        if value != expected:
+            raise RuntimeError(f"the restarted child answered {value}, expected {expected}")
+        time.sleep(0.01)
+    starts = [c for c in client.supervisor("bench").which_children() if c["id"] == "child"]
+    if not starts or starts[0]["status"] != "running":
+        raise RuntimeError(f"the supervised child is not running after the restarts: {starts}")
+    samples.sort()
+    a_p50 = statistics.median(samples)
+    return {"actorsys": {"p50_us": a_p50, "max_us": samples[-1], "n": repeats},
+            "raw": {"p50_us": 2 * raw_p50_us, "what": "two sequential raw echo round trips"},
+            "ratio": a_p50 / (2 * raw_p50_us)}
+
+
+def bench_children(node, sizes: tuple[int, ...], raw_p50_us: float) -> dict:
+    """start_child then terminate_child of N simple_one_for_one children, sequentially."""
+    client = node.client()
+    jobs = client.supervisor("jobs")
+    out: dict = {"sizes": {}}
+    for n in sizes:
+        keys = [f"child-{n}-{i}" for i in range(n)]
+        t0 = time.perf_counter()
+        for k in keys:
+            jobs.start_child({"key": k}, timeout=30.0)
+        t_start = time.perf_counter() - t0
+        count = jobs.count_children()
+        if count["active"] != n:
+            raise RuntimeError(f"children: {count['active']} active after starting {n}")
+        t0 = time.perf_counter()
+        for k in keys:
+            jobs.terminate_child(k, timeout=30.0)
+        t_stop = time.perf_counter() - t0
+        if jobs.count_children()["active"] != 0:
+            raise RuntimeError("children: some still active after terminate_child of all")
+        out["sizes"][n] = {"start_per_s": n / t_start, "terminate_per_s": n / t_stop,
+                           "start_s": t_start, "terminate_s": t_stop}
+    small, big = min(sizes), max(sizes)
+    t_small = out["sizes"][small]["start_s"] + out["sizes"][small]["terminate_s"]
+    t_big = out["sizes"][big]["start_s"] + out["sizes"][big]["terminate_s"]
+    out["linearity"] = t_big / (t_small * big / small)
+    out["raw_per_s"] = 1e6 / raw_p50_us
+    out["target"] = f"{big:,} within 10x of linear from {small:,}"
+    out["meets_target"] = out["linearity"] <= 10
+    return out
+
+
 def _recovery_summary(samples: list[float]) -> dict:
     import statistics
     return {"median_ms": statistics.median(samples), "max_ms": max(samples), "samples_ms": samples}
@@ -540,6 +611,20 @@ def print_report(results: dict, meta: dict) -> None:
         rec["ratio_median"], "< 300 ms", rec["actorsys"]["median_ms"] < 300)
     row("crash recovery max", rec["actorsys"]["max_ms"], rec["raw"]["max_ms"], "ms",
         rec["actorsys"]["max_ms"] / rec["raw"]["max_ms"], "< 300 ms", rec["meets_target"])
+    sr = results.get("supervised_restart")
+    if sr:
+        row("supervised crash+restart+ask p50", sr["actorsys"]["p50_us"], sr["raw"]["p50_us"], "us",
+            sr["ratio"], None, None)
+        row("supervised crash+restart+ask max", sr["actorsys"]["max_us"], None, "us", None, None, None)
+    ch = results.get("children")
+    if ch:
+        for n, v in ch["sizes"].items():
+            row(f"start_child (n={int(n):,})", v["start_per_s"], ch["raw_per_s"], "/s",
+                v["start_per_s"] / ch["raw_per_s"], None, None)
+            row(f"terminate_child (n={int(n):,})", v["terminate_per_s"], ch["raw_per_s"], "/s",
+                v["terminate_per_s"] / ch["raw_per_s"], None, None)
+        rows.append(("children: 10k vs linear from 1k", f"{ch['linearity']:.2f}x", "-", "-",
+                     "<= 10x", "yes" if ch["meets_target"] else "NO"))
 
     head = ("measurement", "actorsys", "raw baseline", "ratio", "target", "met")
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
@@ -578,6 +663,8 @@ def run(args, res: Resources) -> dict:
         "tells_n": 5000 if quick else 50_000,
         "act_n": 2000 if quick else 10_000,
         "recovery_n": 2 if quick else 5,
+        "sup_n": 50 if quick else 500,
+        "children": (100, 1000) if quick else (1000, 10_000),
         "rounds": 1 if quick else args.rounds,
     }
     meta = {"mode": "quick" if quick else "full", "durability": args.durability,
@@ -590,7 +677,12 @@ def run(args, res: Resources) -> dict:
     config = {"node": {"data_dir": os.path.join(res.tmp, "data"), "workers": args.workers,
                        "durability": args.durability, "python_path": [HERE, os.path.join(ROOT, "examples")],
                        "shutdown_timeout": 5.0, "start_timeout": 30.0, "ask_timeout": 30.0},
-              "actors": {TYPE: "bench_actors:BenchCounter"}}
+              "actors": {TYPE: "bench_actors:BenchCounter"},
+              "supervisors": {
+                  "bench": {"max_restarts": 1_000_000, "max_seconds": 1,
+                            "children": [{"id": "child", "actor": TYPE, "key": "supervised"}]},
+                  "jobs": {"strategy": "simple_one_for_one",
+                           "children": [{"id": "job", "actor": TYPE, "restart": "temporary"}]}}}
     raw_ep = f"ipc://{res.ipc_dir}/echo.sock"
     res.spawn_echo(raw_ep)
     t_start = time.monotonic()
@@ -617,6 +709,11 @@ def run(args, res: Resources) -> dict:
                            "target": "recovery < 300 ms (every sample)",
                            "meets_target": a["max_ms"] < 300}
     log("crash recovery done")
+    results["supervised_restart"] = bench_supervised_restart(
+        node, p["sup_n"], results["ask_latency"]["raw"]["p50_us"])
+    log("supervised restart done")
+    results["children"] = bench_children(node, p["children"], results["ask_latency"]["raw"]["p50_us"])
+    log("children done")
     meta["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     meta["seconds"] = round(time.monotonic() - t_start, 1)
     return {"meta": meta, "results": results}

@@ -12,3 +12,7 @@ class BenchCounter(Counter):
 
     def pid(self) -> int:
         return os.getpid()
+
+    def crash(self) -> None:
+        """Raise: for a supervised child, a crash its supervisor restarts."""
+        raise RuntimeError("crash requested by the benchmark")

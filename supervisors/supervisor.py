@@ -134,13 +134,20 @@ class Supervisor:
         if with_dynamic:
             for seq, d in self.tree.store.dynamic(self.name):
                 cs = ChildSpec(**d)
+                if cs.restart == "temporary" and not self.tree.restarted:
+                    self.tree.store.drop_dynamic(self.name, cs.id)   # a node start: never restarted
+                    continue
                 self._add(Child(cs, cs.key, dynamic=True, seq=seq))
         else:
             self.tree.store.drop_all_dynamic(self.name)
 
     # -- start and stop ---------------------------------------------------------
     async def start(self, *, restoring: bool = False) -> None:
-        """Start every child in order (OTP ``init``); StartFailed if one cannot start."""
+        """Start every child in order (OTP ``init``); StartFailed if one cannot start.
+
+        ``restoring``: at node start or after a tree restart, with the children added at
+        run time (and, after a tree restart, keeping the ones stopped at run time stopped).
+        A restart by the parent starts fresh from the spec, as in OTP."""
         self._build(with_dynamic=restoring)
         self.restarts.clear()
         self.running = True
@@ -150,7 +157,7 @@ class Supervisor:
             if restoring and self.tree.store.is_stopped(self.name, ch.id):
                 continue
             try:
-                await self._start_child(ch)
+                await self._start_child(ch, restoring)
             except StartFailed as exc:
                 if ch.dynamic:      # a persisted dynamic child that cannot come back is dropped
                     self.tree.log(f"supervisor '{self.name}': could not restore child '{ch.id}': {exc}")
@@ -175,9 +182,9 @@ class Supervisor:
                 await self._stop(ch)
         self.tree.supervisor_stopped(self)
 
-    async def _start_child(self, ch: Child) -> None:
+    async def _start_child(self, ch: Child, restoring: bool = False) -> None:
         if ch.sub is not None:
-            await ch.sub.start()
+            await ch.sub.start(restoring=restoring)
         else:
             ch.inc = self.tree.next_inc()
             try:
@@ -235,8 +242,8 @@ class Supervisor:
         await self._restart_now(ch)
 
     async def _restart_now(self, ch: Child) -> None:
-        if not self.running or self.by_id.get(ch.id) is not ch or ch.status == "running":
-            return
+        if not self.running or self.by_id.get(ch.id) is not ch or ch.status not in ("dead", "restarting"):
+            return    # stopped, removed, or restarted meanwhile (by a group restart)
         strategy = self.spec.strategy
         try:
             if strategy in ("one_for_one", "simple_one_for_one"):

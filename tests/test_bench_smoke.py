@@ -25,6 +25,9 @@ EXPECTED = {
     "activations": [("actorsys", "per_s"), ("raw", "per_s"), ("ratio",)],
     "recovery": [("actorsys", "median_ms"), ("actorsys", "max_ms"), ("raw", "median_ms"),
                  ("raw", "max_ms"), ("ratio_median",)],
+    "supervised_restart": [("actorsys", "p50_us"), ("actorsys", "max_us"), ("raw", "p50_us"),
+                           ("ratio",)],
+    "children": [("linearity",), ("raw_per_s",)],
 }
 
 
@@ -57,7 +60,8 @@ def test_quick_bench_reports_every_measurement_beside_its_baseline(tmp_path):
     assert data["meta"]["mode"] == "quick"
 
     # the printed table names every measurement
-    for label in ("ask latency p50", "pipelined asks", "tells", "activations", "crash recovery"):
+    for label in ("ask latency p50", "pipelined asks", "tells", "activations", "crash recovery",
+                  "supervised crash+restart", "start_child", "terminate_child"):
         assert label in proc.stdout, proc.stdout
     # everything it made is gone (its processes are checked by the autouse fixture)
     assert glob.glob(str(bench_tmp / "*")) == []
