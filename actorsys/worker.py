@@ -338,9 +338,11 @@ class Worker:
 
     def _stopped_error(self, act: Activation) -> ActorStopped:
         sup = act.sup or {}
-        return ActorStopped(f"{act.type_name}/{act.key:.200} is child '{sup.get('child')}' of "
-                            f"supervisor '{sup.get('sup')}' and is not running (restart it "
-                            f"with restart_child or start_child)")
+        return ActorStopped(f"{act.type_name}/{act.key:.200} is not running: its supervisor "
+                            f"'{sup.get('sup')}' stopped it (child '{sup.get('child')}'). It runs "
+                            f"again when a supervisor starts it (restart_child, or start_child "
+                            f"if the child was removed), or answers as a plain actor after "
+                            f"delete_child")
 
     # -- supervised children (requests from the supervision tree) ---------------
     def _start_child(self, reply_to: tuple, rid: int, type_name: str, key: str,

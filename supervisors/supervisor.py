@@ -116,7 +116,9 @@ class Supervisor:
         self.children.remove(ch)
         del self.by_id[ch.id]
         if ch.sub is None:
-            self.tree.unindex_child(ch)
+            # its actor stays stopped (ActorStopped) until a supervisor starts it again;
+            # only delete_child and a removal from the config release the address
+            self.tree.unindex_child(ch, release=True)
         if ch.dynamic:
             self.tree.store.drop_dynamic(self.name, ch.id)
         self.tree.store.set_stopped(self.name, ch.id, False)
@@ -125,7 +127,7 @@ class Supervisor:
         """Fresh children from the spec (and, at node start, the dynamic ones persisted)."""
         for ch in list(self.children):
             if ch.sub is None:
-                self.tree.unindex_child(ch)
+                self.tree.unindex_child(ch, release=ch.dynamic and not with_dynamic)
         self.children, self.by_id, self.seq = [], {}, 0
         if not self.simple:
             for cs in self.spec.children:

@@ -287,9 +287,12 @@ class Tree:
         self.index[ch.addr] = (sup, ch)
         self.store.set_address(ch.addr, True)
 
-    def unindex_child(self, ch: Child) -> None:
+    def unindex_child(self, ch: Child, release: bool = False) -> None:
+        """Forget a child's address; ``release``: it is no longer supervised at all."""
         if self.index.get(ch.addr, (None, None))[1] is ch:
             del self.index[ch.addr]
+            if release:
+                self.store.set_address(ch.addr, False)
 
     def check_unsupervised(self, cs: specs.ChildSpec) -> None:
         held = self.index.get((cs.actor or "", cs.key or ""))
