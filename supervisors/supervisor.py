@@ -179,6 +179,9 @@ class Supervisor:
         self.running = False
         if self.simple:
             await self.tree.gather([self._stop(ch) for ch in self.children])
+            if self.tree.state != "stopping":     # gone, as in OTP (a node stop keeps them
+                for ch in list(self.children):    # for the next start)
+                    self._remove(ch)
         else:
             for ch in reversed(self.children):
                 await self._stop(ch)

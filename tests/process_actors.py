@@ -1,5 +1,7 @@
-"""Actors for the process-supervision and shutdown tests (busy loops, long awaits, memory
-hogs, an on_stop that writes state)."""
+"""Actors for test_process_supervision.py and test_supervision_shutdown.py: a busy loop
+and a long await (Busy), a memory hog (Hog), an on_stop that commits a write
+(StopWriter), an on_stop that hangs and leaves marker files (HangStop), and a small
+simple_one_for_one child that tells nothing (Job)."""
 from __future__ import annotations
 
 import asyncio
@@ -8,9 +10,8 @@ import time
 
 import psutil
 
-from sup_actors import Worker, note
-
 import actorsys
+from sup_actors import Worker, note
 
 # what a Hog allocated: kept at module level so it stays in the worker process
 _HOARD: list[bytes] = []
@@ -65,3 +66,34 @@ class StopWriter(Worker):
 
     def stops(self) -> int:
         return self.state.get("stops", 0)
+
+
+class Job(actorsys.Actor):
+    """A small simple_one_for_one child (no Journal notes: the scaling test counts only
+    the supervision work)."""
+
+    def on_start(self, *args, **kwargs):
+        self.state["starts"] = self.state.get("starts", 0) + 1
+
+    def starts(self) -> int:
+        return self.state.get("starts", 0)
+
+
+class HangStop(Worker):
+    """on_stop takes ``stop_delay`` seconds; it leaves files (outside any turn, so they
+    survive the turn being killed) when it begins and when it ends: ``<dir>/<key>.stopping``
+    and ``<dir>/<key>.stopped``."""
+
+    def set_stop(self, seconds: float, marker_dir: str) -> None:
+        self.state["stop_delay"], self.state["marker_dir"] = seconds, marker_dir
+
+    def _mark(self, what: str) -> None:
+        with open(os.path.join(self.state["marker_dir"], f"{self.key}.{what}"), "w"):
+            pass
+
+    async def on_stop(self):
+        self._mark("stopping")
+        note(self, "stopping")
+        await asyncio.sleep(self.state.get("stop_delay", 60))
+        self._mark("stopped")
+        note(self, "stop")
