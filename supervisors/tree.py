@@ -176,12 +176,15 @@ class Tree:
         self.wake.set()
 
     async def _shutdown(self) -> None:
+        t0 = time.monotonic()
         for sup in reversed(self.roots):
             if sup.running:
                 try:
                     await sup.terminate()
                 except Exception as exc:   # stopping must go on: log and continue
                     self.log(f"stopping supervisor '{sup.name}': {type(exc).__name__}: {exc}")
+        self.log(f"supervision tree stopped its children in order "
+                 f"({time.monotonic() - t0:.3f} s)")
         self._finish(self.code)
 
     def _finish(self, code: int) -> None:
