@@ -56,6 +56,7 @@ class SocketPump:
         self.after_batch = after_batch
         self._scheduled = False
         self._draining = False
+        self._closed = False
         self._fd = sock.FD
         loop.add_reader(self._fd, self.drain)
         # Read ZMQ_EVENTS once now: until someone does, libzmq may queue the first message
@@ -70,6 +71,8 @@ class SocketPump:
 
     def drain(self) -> None:
         self._scheduled = False
+        if self._closed:     # a drain scheduled by kick() before close(): the socket is gone
+            return
         self._draining = True
         recv = self.sock.recv_multipart
         events = self.sock.getsockopt
@@ -92,6 +95,7 @@ class SocketPump:
             self.kick()
 
     def close(self) -> None:
+        self._closed = True
         try:
             self.loop.remove_reader(self._fd)
         except Exception:

@@ -290,7 +290,7 @@ class Worker:
             return self._reject(reply_to, rid, self._stopped_error(act))
         if op != wire.SPAWN and method not in act.handlers:
             self.counters["bad_frames"] += 1
-            if not act.mailbox and not act.running and act.instance is None:
+            if not act.mailbox and not act.running and act.instance is None and act.sup is None:
                 self.acts.pop((type_name, key), None)
             return self._reject(reply_to, rid, UnknownMethod(
                 f"actor type '{type_name}' has no method '{method:.200}'"))
@@ -332,7 +332,10 @@ class Worker:
             raw = self.store.get(meta_key(act.prefix))
             if raw:
                 act.sup = wire.unpack_stored(raw)
-                act.status = "running" if act.sup["running"] else "stopped"
+                # "running" in a record this process did not load before: the worker
+                # process it ran in died with it. It is not running until the tree
+                # restarts (SPAWN) or stops (STOP) it; its messages wait meanwhile.
+                act.status = "dead" if act.sup["running"] else "stopped"
         self.acts[(type_name, key)] = act
         return act
 
