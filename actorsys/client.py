@@ -125,6 +125,21 @@ class _ThreadSockets:
             pass
 
 
+def _reply_to(sock: zmq.Socket, rid: int, until: float) -> list | None:
+    """The reply with id ``rid`` on a control socket, or None at ``until`` (others are
+    late replies to earlier requests, dropped)."""
+    while True:
+        remaining = until - time.monotonic()
+        if remaining <= 0 or not sock.poll(remaining * 1000):
+            return None
+        try:
+            msg = wire.unpack(sock.recv_multipart()[-1])
+        except ActorError:
+            continue
+        if isinstance(msg, list) and len(msg) >= 3 and msg[1] == rid:
+            return msg
+
+
 class Client:
     """A blocking connection to a node; a context manager.
 
@@ -168,17 +183,8 @@ class Client:
         while True:
             rid = next(self._ids)
             router.send(wire.pack([op, rid]))
-            until = min(deadline, time.monotonic() + resend_every)
-            while True:
-                remaining = until - time.monotonic()
-                if remaining <= 0 or not router.poll(remaining * 1000):
-                    break
-                try:
-                    msg = wire.unpack(router.recv_multipart()[-1])
-                except ActorError:
-                    continue
-                if msg[1] != rid:
-                    continue
+            msg = _reply_to(router, rid, min(deadline, time.monotonic() + resend_every))
+            if msg is not None:
                 if msg[0] == wire.OK:
                     return msg[2]
                 raise error_from_wire(msg[2])
@@ -217,19 +223,12 @@ class Client:
         deadline = time.monotonic() + timeout
         rid = next(self._ids)
         ts.tree.send(self._payload(wire.pack([op, rid, *body])), zmq.NOBLOCK)
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not ts.tree.poll(remaining * 1000):
-                raise AskTimeout(f"the supervision tree did not answer within {timeout:g} s")
-            try:
-                msg = wire.unpack(ts.tree.recv_multipart()[-1])
-            except ActorError:
-                continue
-            if msg[1] != rid:
-                continue
-            if msg[0] == wire.OK:
-                return msg[2]
-            raise error_from_wire(msg[2])
+        msg = _reply_to(ts.tree, rid, deadline)
+        if msg is None:
+            raise AskTimeout(f"the supervision tree did not answer within {timeout:g} s")
+        if msg[0] == wire.OK:
+            return msg[2]
+        raise error_from_wire(msg[2])
 
     def ping_workers(self, timeout: float = 10.0) -> None:
         """Wait until every worker slot answers (raises NodeUnavailable at the deadline)."""

@@ -28,7 +28,7 @@ from . import wire
 from .config import NodeConfig
 from .errors import ActorError, BadRequest
 from .shards import ShardMap
-from .transport import AsyncTransport, SocketPump
+from .transport import AsyncTransport, SocketPump, bound_router
 
 
 class Router:
@@ -44,11 +44,7 @@ class Router:
     async def run(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.ROUTER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        self.sock.setsockopt(zmq.MAXMSGSIZE, max(2 * self.cfg.max_message_bytes, 1 << 16))
-        self.sock.bind(self.endpoint)
+        self.sock = bound_router(self.ctx, self.endpoint, self.cfg.max_message_bytes)
         self.transport = AsyncTransport(self.ctx, None, shard_map=self.map,
                                         max_message_bytes=self.cfg.max_message_bytes,
                                         max_pending=self.cfg.max_pending_asks,

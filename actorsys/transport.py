@@ -46,6 +46,17 @@ def dealer(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
     return s
 
 
+def bound_router(ctx: zmq.Context, endpoint: str, max_message_bytes: int) -> zmq.Socket:
+    """The ROUTER socket a node process (router, tree) serves requests on."""
+    s = ctx.socket(zmq.ROUTER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    # hard memory guard against raw peers; decode_frames answers the soft limit with an error
+    s.setsockopt(zmq.MAXMSGSIZE, max(2 * max_message_bytes, 1 << 16))
+    s.bind(endpoint)
+    return s
+
+
 class SocketPump:
     """Calls ``on_frames(frames)`` for every multipart message arriving on ``sock``."""
 

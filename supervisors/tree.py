@@ -41,7 +41,7 @@ from actorsys.config import NodeConfig
 from actorsys.errors import (ActorError, BadRequest, ConfigError, StartFailed, SupervisorError,
                              SupervisorNotFound)
 from actorsys.shards import ShardMap
-from actorsys.transport import AsyncTransport, SocketPump
+from actorsys.transport import AsyncTransport, SocketPump, bound_router
 
 from . import spec as specs
 from .supervisor import Child, Supervisor
@@ -137,11 +137,7 @@ class Tree:
             os.unlink(self.failure_path)
         self.store = TreeStore(os.path.join(self.cfg.data_dir, "tree"))
         self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.ROUTER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        self.sock.setsockopt(zmq.MAXMSGSIZE, max(2 * self.cfg.max_message_bytes, 1 << 16))
-        self.sock.bind(self.endpoint)
+        self.sock = bound_router(self.ctx, self.endpoint, self.cfg.max_message_bytes)
         self.transport = AsyncTransport(self.ctx, None, shard_map=self.map,
                                         max_message_bytes=self.cfg.max_message_bytes,
                                         max_pending=1_000_000, default_timeout=self.cfg.ask_timeout)
