@@ -181,6 +181,8 @@ class NodeSupervisor:
         self.terminating: dict[int, float] = {}   # pid -> when to SIGKILL (graceful restarts)
         self.spawned_at: dict[int, float] = {}    # slot -> when its current worker was forked
         self.next_memory_check = 0.0
+        self.last_check = time.monotonic()
+        self.grace_until = 0.0     # no hung-worker kills before this (after we were stopped)
         # [heartbeat, start of the sync turn in progress or 0] per slot, shared with workers
         self._beats_map = mmap.mmap(-1, 16 * max(cfg.workers, 1))
         self.beats = memoryview(self._beats_map).cast("d")
@@ -349,6 +351,13 @@ class NodeSupervisor:
     def _check_workers(self) -> None:
         """Kill workers that are hung; stop workers above their memory limit."""
         now = time.monotonic()
+        if now - self.last_check > 1.0:
+            # We did not run for a while: stopped (Ctrl-Z stops the whole process group,
+            # workers included) or starved. Every worker's beat is stale by that gap, so
+            # give them time to beat again instead of killing them all.
+            self.grace_until = now + 2.0
+        self.last_check = now
+        hung_checks = now >= self.grace_until
         for pid, deadline in list(self.terminating.items()):
             if pid not in self.children:
                 del self.terminating[pid]
@@ -364,7 +373,9 @@ class NodeSupervisor:
             if role != "worker" or slot is None or pid in self.terminating:
                 continue
             beat, turn = self.beats[2 * slot], self.beats[2 * slot + 1]
-            if turn and now - turn > cfg.turn_timeout:
+            if not hung_checks:
+                pass
+            elif turn and now - turn > cfg.turn_timeout:
                 log(f"worker slot {slot} (pid {pid}): a turn has run for {now - turn:.1f} s, past "
                     f"turn_timeout = {cfg.turn_timeout:g} s; killing it")
                 self._signal(pid, signal.SIGKILL)

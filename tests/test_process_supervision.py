@@ -117,6 +117,26 @@ def test_worker_that_misses_heartbeats_is_killed_and_restarted(config):
 # max_worker_memory
 
 
+def test_a_stopped_and_resumed_node_keeps_its_workers(config):
+    """Ctrl-Z stops the whole process group, fg resumes it: every worker's last beat is
+    then older than heartbeat_timeout, yet none of them hung. None may be killed."""
+    import time
+    with actorsys.Node(proc_config(config, heartbeat_timeout=1)) as node:
+        before = pids(node)
+        everyone = [p["pid"] for p in node.status()["processes"]]
+        for pid in everyone:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            time.sleep(2.5)                      # well past heartbeat_timeout
+        finally:
+            for pid in everyone:
+                os.kill(pid, signal.SIGCONT)
+        time.sleep(3.0)                          # past the supervisor's grace: a hung worker dies here
+        after = pids(node)
+        assert after == before, f"expected the same workers after stop/resume, {before} -> {after}"
+        assert node.client().ask("Counter", "c", "add", 1) == 1
+
+
 def test_worker_over_max_worker_memory_is_restarted(config):
     limit = 150 * 1000 * 1000
     with actorsys.Node(proc_config(config, max_worker_memory="150MB")) as node:
