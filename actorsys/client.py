@@ -391,7 +391,8 @@ class SupervisorRef:
         self.client, self.name = client, name
 
     def _call(self, command: str, arg: Any = None, timeout: float | None = None) -> Any:
-        return self.client._tree_call(wire.SUP, [self.name, command, arg], timeout)
+        t = self.client.timeout if timeout is None else timeout
+        return self.client._tree_call(wire.SUP, [self.name, command, arg, time.time() + t], t)
 
     def which_children(self, *, timeout: float | None = None) -> list[dict[str, Any]]:
         """Every child in start order: ``{"id", "type", "status", "actor", "key", ...}``;
@@ -558,7 +559,8 @@ class AsyncSupervisorRef:
         self.client, self.name = client, name
 
     async def _call(self, command: str, arg: Any = None, timeout: float | None = None) -> Any:
-        return await self.client._tree_call([self.name, command, arg], timeout)
+        t = self.client.timeout if timeout is None else timeout
+        return await self.client._tree_call([self.name, command, arg, time.time() + t], t)
 
     async def which_children(self, *, timeout: float | None = None) -> list[dict[str, Any]]:
         return await self._call("which_children", timeout=timeout)

@@ -18,7 +18,8 @@ PING    ``[PING, id]`` -> ``OK "pong"``
 STOP    ``[STOP, id, type, key, opts]``: the tree stops (or forgets) a child
 EXIT    ``[EXIT, 0, sup, child, type, key, inc, reason, detail]``: a worker tells the
         tree that a supervised child exited (no reply)
-SUP     ``[SUP, id, supervisor, command, arg]``: a supervisor's runtime API (tree)
+SUP     ``[SUP, id, supervisor, command, arg, deadline]``: a supervisor's runtime API
+        (tree); ``deadline`` (epoch seconds, optional): not carried out after it
 ======  ============================================================
 
 Replies are ``[OK, id, result]`` or ``[ERR, id, {"code", "type", "message", ...}]``.
@@ -109,8 +110,9 @@ def parse_request(msg: Any) -> tuple[int, int, list[Any]]:
                 or type(rest[4]) is not int or not isinstance(rest[5], str)):
             raise BadRequest("exit takes [op, 0, sup, child, type, key, inc, reason, detail]")
     elif op == SUP:
-        if len(rest) != 3 or not isinstance(rest[0], str) or not isinstance(rest[1], str):
-            raise BadRequest("sup takes [op, id, supervisor, command, arg]")
+        if (len(rest) not in (3, 4) or not isinstance(rest[0], str) or not isinstance(rest[1], str)
+                or (len(rest) == 4 and type(rest[3]) not in (int, float))):
+            raise BadRequest("sup takes [op, id, supervisor, command, arg, deadline]")
     return op, req_id, rest
 
 

@@ -308,9 +308,11 @@ class NodeSupervisor:
     def _on_child_exit(self, role: str, slot: int | None, status: int) -> int | None:
         """Handle one dead child; returns an exit status if the node must stop."""
         name = self._name(role, slot)
-        if role == "tree" and os.WIFEXITED(status) and os.WEXITSTATUS(status) in (0, tree.EXIT_ROOT_FAILED):
+        if role == "tree" and os.WIFEXITED(status) and os.WEXITSTATUS(status) in (
+                tree.EXIT_AUTO_SHUTDOWN, tree.EXIT_ROOT_FAILED):
             code = os.WEXITSTATUS(status)
-            if code == 0:
+            if code == tree.EXIT_AUTO_SHUTDOWN:
+                code = 0
                 log("the supervision tree shut down (auto_shutdown); stopping the node")
             else:
                 try:

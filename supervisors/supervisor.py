@@ -39,6 +39,7 @@ supervisor is one process.
 """
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections import deque
@@ -166,6 +167,7 @@ class Supervisor:
                     await self._stop(ch)
                     self._remove(ch)
                     continue
+                await self._stop(ch)       # answers what waited for it; marks it stopped
                 for s in reversed(started):
                     await self._stop(s)
                 self.running = False
@@ -174,22 +176,38 @@ class Supervisor:
                                   f"{exc}") from None
             started.append(ch)
 
-    async def terminate(self) -> None:
-        """Stop every child (reverse order; ``simple_one_for_one``: all at once)."""
+    async def terminate(self, brutal: bool = False) -> None:
+        """Stop every child (reverse order; ``simple_one_for_one``: all at once);
+        ``brutal``: kill them (what is left after this supervisor's own shutdown ran out)."""
         self.running = False
         if self.simple:
-            await self.tree.gather([self._stop(ch) for ch in self.children])
+            await self.tree.gather([self._stop(ch, brutal) for ch in self.children])
             if self.tree.state != "stopping":     # gone, as in OTP (a node stop keeps them
                 for ch in list(self.children):    # for the next start)
                     self._remove(ch)
         else:
             for ch in reversed(self.children):
-                await self._stop(ch)
+                await self._stop(ch, brutal)
         self.tree.supervisor_stopped(self)
+
+    async def release(self) -> None:
+        """This supervisor is deleted: its actors' addresses become plain actors again."""
+        for ch in list(self.children):
+            if ch.sub is not None:
+                await ch.sub.release()
+            else:
+                await self.tree.forget_actor(ch)
+            self._remove(ch)
+        self.tree.supervisor_deleted(self)
 
     async def _start_child(self, ch: Child, restoring: bool = False) -> None:
         if ch.sub is not None:
-            await ch.sub.start(restoring=restoring)
+            try:
+                await ch.sub.start(restoring=restoring)
+            except StartFailed as exc:
+                ch.status = "dead"
+                exc.child = ch  # type: ignore[attr-defined]
+                raise
         else:
             ch.inc = self.tree.next_inc()
             try:
@@ -201,15 +219,29 @@ class Supervisor:
         ch.status = "running"
         self.tree.store.set_stopped(self.name, ch.id, False)
 
-    async def _stop(self, ch: Child) -> None:
-        """Stop one child within its shutdown (a dead one is only marked stopped)."""
+    async def _stop(self, ch: Child, brutal: bool = False) -> None:
+        """Stop one child within its shutdown (a dead one is only marked stopped).
+
+        A nested supervisor gets its own ``shutdown`` for its whole subtree: past it, or
+        with ``brutal_kill``, what is left of the subtree is killed."""
         if ch.status == "stopped":
             return
         if ch.sub is not None:
-            if ch.status == "running":
-                await ch.sub.terminate()
+            if ch.sub.running:
+                sd = "brutal_kill" if brutal else ch.spec.shutdown
+                if sd == "brutal_kill":
+                    await ch.sub.terminate(brutal=True)
+                elif sd == "infinity":
+                    await ch.sub.terminate()
+                else:
+                    try:
+                        await asyncio.wait_for(ch.sub.terminate(), int(sd) / 1000)
+                    except asyncio.TimeoutError:
+                        self.tree.log(f"supervisor '{self.name}': child supervisor '{ch.id}' did "
+                                      f"not stop within {sd} ms; killing the rest of its subtree")
+                        await ch.sub.terminate(brutal=True)
         else:
-            await self.tree.stop_actor(self, ch)
+            await self.tree.stop_actor(self, ch, "brutal_kill" if brutal else None)
         ch.status = "stopped"
 
     # -- exits ------------------------------------------------------------------
@@ -234,41 +266,49 @@ class Supervisor:
             return
         await self._restart(ch)
 
-    async def _restart(self, ch: Child) -> None:
+    def _group(self, ch: Child) -> list[Child]:
+        """The children a restart of ``ch`` starts (in order), by strategy."""
+        strategy = self.spec.strategy
+        if strategy in ("one_for_one", "simple_one_for_one"):
+            return [ch]
+        return self.children[self.children.index(ch) if strategy == "rest_for_one" else 0:]
+
+    async def _restart(self, ch: Child, *, retry: bool = False) -> None:
+        """Count a restart of ``ch`` (giving up past the intensity), stop the rest of its
+        group now (reverse order: dependants never run without it, even during a backoff),
+        then start the group, at once or after the backoff delay. A retry after a failed
+        start goes through the event queue (OTP's ``try_again_restart``), never recursion."""
         if not self._add_restart():
             await self._give_up()
             return
+        group = self._group(ch)
+        for other in reversed(group):
+            if other is not ch:
+                await self._stop(other)
+        for other in [o for o in group if o is not ch and o.spec.restart == "temporary"]:
+            self._remove(other)         # temporary bystanders are not restarted
         backoff = self.spec.backoff
         delay = backoff.delay(len(self.restarts), random.random()) if backoff else 0.0
         if delay > 0:
             ch.status = "restarting"
             self.tree.later(delay, self._restart_now, ch)
-            return
-        await self._restart_now(ch)
+        elif retry:
+            self.tree.post(self._restart_now, ch)
+        else:
+            await self._restart_now(ch)
 
     async def _restart_now(self, ch: Child) -> None:
         if not self.running or self.by_id.get(ch.id) is not ch or ch.status not in ("dead", "restarting"):
             return    # stopped, removed, or restarted meanwhile (by a group restart)
-        strategy = self.spec.strategy
         try:
-            if strategy in ("one_for_one", "simple_one_for_one"):
-                await self._start_child(ch)
-                return
-            at = self.children.index(ch) if strategy == "rest_for_one" else 0
-            group = self.children[at:]
-            for other in reversed(group):
-                if other is not ch:
-                    await self._stop(other)
-            for other in [o for o in group if o is not ch and o.spec.restart == "temporary"]:
-                self._remove(other)     # temporary bystanders are not restarted
-            for other in self.children[at:]:
+            for other in self._group(ch):
                 if other.status != "running":
                     await self._start_child(other)
         except StartFailed as exc:
             failed: Child = getattr(exc, "child", ch)
             self.tree.log(f"supervisor '{self.name}': restarting child '{failed.id}' failed: {exc}")
             failed.status = "dead"
-            await self._restart(failed)   # counts as one more restart
+            await self._restart(failed, retry=True)   # counts as one more restart
 
     def _add_restart(self) -> bool:
         now = time.monotonic()
@@ -322,10 +362,17 @@ class Supervisor:
                 raise SupervisorError("start_child of a simple_one_for_one supervisor takes "
                                       "{key, args, kwargs}: the key and extra start arguments")
             key = arg.get("key") or self.tree.new_key()
+            extra_args, extra_kwargs = arg.get("args", []), arg.get("kwargs", {})
+            if not isinstance(key, str):
+                raise SupervisorError(f"start_child: key must be a string, got {key!r:.80}")
+            if not isinstance(extra_args, list):
+                raise SupervisorError(f"start_child: args must be a list, got {extra_args!r:.80}")
+            if not isinstance(extra_kwargs, dict) or any(not isinstance(k, str) for k in extra_kwargs):
+                raise SupervisorError("start_child: kwargs must be a map with string keys")
             template = self.spec.children[0]
             d = template.to_dict()
-            d.update(id=key, key=key, args=[*template.args, *arg.get("args", [])],
-                     kwargs={**template.kwargs, **arg.get("kwargs", {})})
+            d.update(id=key, key=key, args=[*template.args, *extra_args],
+                     kwargs={**template.kwargs, **extra_kwargs})
             spec = self.tree.parse_child(self, d, "start_child")
         else:
             spec = self.tree.parse_child(self, arg, "start_child")
@@ -378,6 +425,8 @@ class Supervisor:
                                f"terminate it first")
         if ch.sub is None:
             await self.tree.forget_actor(ch)
+        else:
+            await ch.sub.release()
         self._remove(ch)
 
     def _find(self, cid: Any) -> Child:

@@ -8,7 +8,10 @@ In the user's words:
   children in order (``supervisor.py`` has the semantics). If a top-level supervisor
   cannot start, or later gives up (restart intensity) or shuts down (auto_shutdown), the
   others are stopped in reverse order and this process exits: status 3 for a failure,
-  0 for an auto-shutdown; either way the node supervisor stops the node cleanly.
+  4 for an auto-shutdown (the node then exits 0); either way the node supervisor stops
+  the node cleanly.
+* Exit status 3 or 4 means "stop the node"; any other exit (a crash, a stray SIGTERM)
+  is restarted by the node supervisor.
 * It learns that a child exited from its worker (an EXIT message sent after the child's
   last commit) or from the loss of the worker process itself (the ZeroMQ connection to
   that slot drops: every child there is ``killed``).
@@ -38,15 +41,18 @@ import zmq
 
 from actorsys import wire
 from actorsys.config import NodeConfig
-from actorsys.errors import (ActorError, BadRequest, ConfigError, StartFailed, SupervisorError,
-                             SupervisorNotFound)
+from actorsys.errors import (ActorError, BadRequest, ConfigError, Overloaded, StartFailed,
+                             SupervisorError, SupervisorNotFound)
 from actorsys.shards import ShardMap
 from actorsys.transport import AsyncTransport, SocketPump, bound_router
 
 from . import spec as specs
 from .supervisor import Child, Supervisor
 
-EXIT_ROOT_FAILED = 3
+EXIT_ROOT_FAILED = 3       # a top-level supervisor failed: the node stops with this status
+EXIT_AUTO_SHUTDOWN = 4     # a top-level supervisor shut down (auto_shutdown): the node stops, 0
+MAX_QUEUED_EVENTS = 100_000
+READ_ONLY = ("which_children", "count_children")
 FAILURE_FILE = "supervision.failure"
 COMMANDS = ("which_children", "count_children", "start_child", "terminate_child",
             "restart_child", "delete_child")
@@ -106,6 +112,13 @@ class TreeStore:
         else:
             self.db.delete(k)
 
+    def incarnation_floor(self, floor: int) -> int:
+        """Incarnations only grow, across restarts and clock steps: reserve a block."""
+        raw = self.db.get(b"i")
+        start = max(floor, int(raw) if raw else 0)
+        self.db.put(b"i", str(start + 1_000_000).encode(), sync=True)
+        return start
+
     def close(self) -> None:
         self.db.close()
 
@@ -136,6 +149,7 @@ class Tree:
         if not self.restarted and os.path.exists(self.failure_path):
             os.unlink(self.failure_path)
         self.store = TreeStore(os.path.join(self.cfg.data_dir, "tree"))
+        self._inc = self._inc_limit = self.store.incarnation_floor(self._inc)
         self.ctx = zmq.Context()
         self.sock = bound_router(self.ctx, self.endpoint, self.cfg.max_message_bytes)
         self.transport = AsyncTransport(self.ctx, None, shard_map=self.map,
@@ -238,12 +252,19 @@ class Tree:
             self.log(f"supervision tree running: {', '.join(names)}")
 
     def _release_unsupervised(self) -> None:
-        """Addresses supervised before but in no supervisor now become plain actors."""
-        for addr in self.store.addresses() - set(self.index):
+        """Addresses supervised before but declared by no supervisor now (the config
+        changed) become plain actors. Children of a supervisor that is stopped are still
+        declared: they stay stopped."""
+        known = set(self.index)
+        for name, s in self.specs.items():
+            known.update((c.actor or "", c.key) for c in s.children if c.key is not None)
+            known.update((d["actor"] or "", d["key"]) for _seq, d in self.store.dynamic(name))
+        for addr in self.store.addresses() - known:
             self.post(self._forget_addr, addr)
 
     async def _forget_addr(self, addr: tuple[str, str]) -> None:
-        if addr in self.index:
+        if addr in self.index or addr[0] not in self.cfg.actors:
+            self.store.set_address(addr, addr in self.index)
             return
         try:
             await self.transport.control_actor(wire.STOP, addr[0], addr[1], {"forget": True},
@@ -268,7 +289,7 @@ class Tree:
             for other in reversed(self.roots):
                 if other.running:
                     await other.terminate()
-            self._finish(0)
+            self._finish(EXIT_AUTO_SHUTDOWN)
         else:
             await self._fail_roots(f"top-level supervisor '{sup.name}' {why.replace('_', ' ')}")
 
@@ -280,7 +301,11 @@ class Tree:
         self.sups[sup.name] = sup
 
     def supervisor_stopped(self, sup: Supervisor) -> None:
-        pass   # a stopped supervisor still answers which_children (all stopped)
+        pass   # a stopped supervisor still answers which_children and count_children
+
+    def supervisor_deleted(self, sup: Supervisor) -> None:
+        if self.sups.get(sup.name) is sup:
+            del self.sups[sup.name]
 
     def index_child(self, sup: Supervisor, ch: Child) -> None:
         self.index[ch.addr] = (sup, ch)
@@ -305,6 +330,8 @@ class Tree:
 
     def next_inc(self) -> int:
         self._inc += 1
+        if self._inc >= self._inc_limit + 1_000_000:
+            self._inc_limit = self.store.incarnation_floor(self._inc)
         return self._inc
 
     @staticmethod
@@ -321,8 +348,8 @@ class Tree:
             raise StartFailed(f"{exc}") from None
         self.counters["restarts"] += 1
 
-    async def stop_actor(self, sup: Supervisor, ch: Child) -> None:
-        sd = ch.spec.shutdown
+    async def stop_actor(self, sup: Supervisor, ch: Child, shutdown: str | None = None) -> None:
+        sd = ch.spec.shutdown if shutdown is None else shutdown
         wait = (self.cfg.turn_timeout if sd == "infinity" else 0 if sd == "brutal_kill"
                 else int(sd) / 1000) + 5.0
         opts = {"shutdown": sd, "inc": ch.inc}
@@ -354,13 +381,19 @@ class Tree:
         why = reason if not detail else f"{reason}: {detail}"
         await held[0].on_exit(held[1], reason if reason in ("normal", "shutdown") else why, inc)
 
-    async def _admin(self, envelope: tuple, rid: int, name: str, command: str, arg: Any) -> None:
+    async def _admin(self, envelope: tuple, rid: int, name: str, command: str, arg: Any,
+                     deadline: float | None = None) -> None:
         self.counters["admin"] += 1
+        if deadline is not None and time.time() > deadline:
+            self.counters["expired"] = self.counters.get("expired", 0) + 1
+            return          # its caller has given up: doing it now would surprise them
         sup = self.sups.get(name)
         try:
-            if sup is None:
-                raise SupervisorNotFound(f"no supervisor named '{name:.200}' is running "
-                                         f"(configured: {', '.join(self.specs) or 'none'})")
+            if sup is None or (not sup.running and command not in READ_ONLY):
+                raise SupervisorNotFound(
+                    f"supervisor '{name:.200}' is not running" if sup is not None else
+                    f"no supervisor named '{name:.200}' is running "
+                    f"(configured: {', '.join(self.specs) or 'none'})")
             if command == "which_children":
                 result: Any = sup.which_children()
             elif command == "count_children":
@@ -378,6 +411,11 @@ class Tree:
                                  f"(expected one of: {', '.join(COMMANDS)})")
         except ActorError as exc:
             self._reply_err(envelope, rid, exc)
+            return
+        except Exception as exc:       # a bug must still answer the caller
+            import traceback
+            self.log(f"{command} on '{name}': {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+            self._reply_err(envelope, rid, SupervisorError(f"{command} failed: {type(exc).__name__}: {exc}"))
             return
         self._reply(envelope, wire.ok(rid, result))
 
@@ -403,7 +441,11 @@ class Tree:
         if op == wire.EXIT:
             self.post(self._on_exit, *rest)
         elif op == wire.SUP:
-            self.post(self._admin, envelope, rid, *rest)
+            if len(self.events) >= MAX_QUEUED_EVENTS:
+                self._reply_err(envelope, rid, Overloaded(
+                    f"the supervision tree has {len(self.events)} requests queued"))
+            else:
+                self.post(self._admin, envelope, rid, *rest)
         elif op == wire.PING:
             self._reply(envelope, wire.ok(rid, "pong"))
         elif op == wire.STATUS:
