@@ -22,7 +22,10 @@ What a worker guarantees (see ``actor.py`` for the user's view of a turn):
   (``self.stop()``) is reported to the tree with an EXIT message once its last turn is
   committed; its messages wait in its mailbox until the tree restarts it (SPAWN) or
   stops it (STOP), after which they fail with ``ActorStopped``. STOP runs ``on_stop``
-  within the child's shutdown time, or cancels it at once (``brutal_kill``).
+  within the child's shutdown time, or cancels it at once (``brutal_kill``); a killed
+  turn that still awaits is discarded when it ends (its caller gets ``ActorStopped``). A
+  SPAWN adopts only a running child of the same supervisor and id; any other live
+  activation leaves memory (``on_stop``) and starts again with the child's arguments.
 * **Deadlines.** An ``async`` turn running past ``turn_timeout`` is cancelled (the
   actor's crash); the worker's heartbeat and its current sync turn's start time are
   written to memory shared with the node supervisor, which kills a worker whose sync
@@ -70,12 +73,51 @@ def meta_key(prefix: bytes) -> bytes:
     return prefix + b"m"
 
 
+_MAX_INC = 2 ** 63 - 1
+
+
+def _bad_inc(inc: Any) -> bool:
+    return type(inc) is not int or not 0 <= inc <= _MAX_INC
+
+
+def _bad_spawn_opts(opts: dict[str, Any]) -> str | None:
+    """Why the options of a SPAWN from the tree are unusable (None: they are fine)."""
+    for name in ("sup", "child", "args", "kwargs", "inc"):
+        if name not in opts:
+            return f"spawn options need sup, child, args, kwargs and inc; '{name}' is missing"
+    if not isinstance(opts["sup"], str) or not isinstance(opts["child"], str):
+        return "spawn options 'sup' and 'child' must be strings"
+    if not isinstance(opts["args"], list):
+        return "spawn option 'args' must be an array"
+    kwargs = opts["kwargs"]
+    if not isinstance(kwargs, dict) or any(not isinstance(k, str) for k in kwargs):
+        return "spawn option 'kwargs' must be a map with string keys"
+    if _bad_inc(opts["inc"]):
+        return f"spawn option 'inc' must be an integer in 0..{_MAX_INC}"
+    return None
+
+
+def _bad_stop_opts(opts: dict[str, Any]) -> str | None:
+    """Why the options of a STOP from the tree are unusable (None: they are fine)."""
+    if "forget" in opts and type(opts["forget"]) is not bool:
+        return "stop option 'forget' must be a boolean"
+    if "shutdown" in opts:
+        sd = opts["shutdown"]
+        if not (sd in ("brutal_kill", "infinity") if isinstance(sd, str)
+                else type(sd) is int and 0 <= sd <= _MAX_INC):
+            return ("stop option 'shutdown' must be a non-negative integer (milliseconds), "
+                    "\"brutal_kill\" or \"infinity\"")
+    if "inc" in opts and _bad_inc(opts["inc"]):
+        return f"stop option 'inc' must be an integer in 0..{_MAX_INC}"
+    return None
+
+
 class Activation:
     """The in-memory record of one actor address on this worker."""
 
     __slots__ = ("type_name", "key", "prefix", "cls", "handlers", "instance", "mailbox",
                  "running", "last_used", "snapshot", "tells", "sup", "status", "task",
-                 "kill_timer")
+                 "kill_timer", "gen")
 
     def __init__(self, type_name: str, key: str, prefix: bytes, cls: type,
                  handlers: dict[str, Any]) -> None:
@@ -93,15 +135,24 @@ class Activation:
         self.status = "running"
         self.task: asyncio.Task | None = None     # the async turn in progress, if any
         self.kill_timer: asyncio.TimerHandle | None = None   # a timed shutdown's deadline
+        # bumped by a kill and by START: an async turn of an earlier generation that
+        # finishes later (it awaited while being cancelled) is discarded
+        self.gen = 0
 
 
 class InnerRef:
     """A reference to an actor from inside a handler (``self.ref(type, key)``)."""
 
-    __slots__ = ("_worker", "_sender", "type_name", "key")
+    __slots__ = ("_worker", "_sender", "_gen", "type_name", "key")
 
     def __init__(self, worker: "Worker", sender: Activation | None, type_name: str, key: str) -> None:
         self._worker, self._sender, self.type_name, self.key = worker, sender, type_name, key
+        self._gen = sender.gen if sender is not None else 0
+
+    def _killed(self) -> bool:
+        """Made by a turn that was killed since (brutal_kill): what it sends is dropped."""
+        s = self._sender
+        return s is not None and (s.gen != self._gen or s.gen < 0)
 
     def tell(self, method: str, *args: Any, **kwargs: Any) -> None:
         """Send a one-way message; it leaves after the current turn commits."""
@@ -113,6 +164,8 @@ class InnerRef:
                                   f"max_message_bytes is {limit}")
         msg = (self.type_name, self.key, method, args, kwargs)
         s = self._sender
+        if self._killed():
+            return              # discarded with the killed turn, like its other effects
         if s is not None and s.running:
             s.tells.append(msg)
         else:
@@ -127,6 +180,8 @@ class InnerRef:
         committed at once, and this turn's earlier tells are released with the ask.
         """
         s, w = self._sender, self._worker
+        if self._killed():
+            raise ActorStopped(f"{s.type_name}/{s.key:.100} was killed: this turn is discarded")
         if s is not None and s.running and s.type_name == self.type_name and s.key == self.key:
             raise ActorError(f"{self.type_name}/{self.key:.100} asked itself: its turns never "
                              f"overlap, so the ask could only time out; call the method directly")
@@ -353,21 +408,30 @@ class Worker:
         """Start (or adopt, if already running) a supervised child; reply after commit."""
         if self.stopping:
             return self._reject(reply_to, rid, NodeUnavailable(f"worker slot {self.slot} is shutting down"))
-        try:
-            rec = {"sup": str(opts["sup"]), "child": str(opts["child"]), "args": list(opts["args"]),
-                   "kwargs": dict(opts["kwargs"]), "inc": int(opts["inc"]), "running": True}
-        except (KeyError, TypeError, ValueError):
-            return self._reject(reply_to, rid, BadRequest("spawn options need sup, child, args, kwargs, inc"))
+        why = _bad_spawn_opts(opts)
+        if why is not None:
+            self.counters["bad_frames"] += 1
+            return self._reject(reply_to, rid, BadRequest(why))
+        rec = {"sup": opts["sup"], "child": opts["child"], "args": opts["args"],
+               "kwargs": opts["kwargs"], "inc": opts["inc"], "running": True}
         act = self.acts.get((type_name, key)) or self._activation(reply_to, rid, type_name, key)
         if act is None:
             return
-        act.sup = rec
+        prev, act.sup = act.sup, rec
         self.store.stage({meta_key(act.prefix): wire.pack(rec)})
-        if act.instance is not None and act.status == "running":
-            self.outbox.append((reply_to, wire.ok(rid, "adopted")))   # already running: adopt it
+        if (prev is not None and prev.get("running") and prev.get("sup") == rec["sup"]
+                and prev.get("child") == rec["child"] and act.status == "running"
+                and act.instance is not None):
+            # this child of this supervisor is already running (the tree restarted and
+            # restores its children): adopt it
+            self.outbox.append((reply_to, wire.ok(rid, "adopted")))
             return self._schedule_flush()
         act.status = "running"
         act.mailbox.appendleft((START, reply_to, rid, "", [], {}))
+        if act.instance is not None:
+            # a live plain activation (or another supervisor's child): it leaves memory
+            # first (on_stop), then START runs on_start with this child's arguments
+            act.mailbox.appendleft((PASSIVATE, None, 0, "", [], {}))
         if not act.running:
             self._pump(act)
         self._schedule_flush()
@@ -376,6 +440,10 @@ class Worker:
                     opts: dict[str, Any]) -> None:
         """Stop a supervised child (``shutdown``: ms, "brutal_kill" or "infinity"), or with
         ``forget`` drop its supervision record so the address is a plain actor again."""
+        why = _bad_stop_opts(opts)
+        if why is not None:
+            self.counters["bad_frames"] += 1
+            return self._reject(reply_to, rid, BadRequest(why))
         act = self.acts.get((type_name, key)) or self._activation(reply_to, rid, type_name, key)
         if act is None:
             return
@@ -418,24 +486,44 @@ class Worker:
 
     def _kill(self, act: Activation) -> None:
         """brutal_kill: drop the instance now, no on_stop; an async turn in progress is
-        cancelled and its changes discarded."""
-        act.instance = None
+        cancelled and its changes discarded.
+
+        The activation moves to a new generation at once: a cancelled turn that still
+        awaits (in its ``except CancelledError``) is a zombie whose outcome is discarded
+        when it ends, and a START does not wait for it."""
+        killed, act.instance = act.instance, None
+        if killed is not None:
+            # what the killed instance still sends goes nowhere: its refs made from now on
+            # name a detached record (generation -1), its earlier refs a past generation
+            ghost = Activation(act.type_name, act.key, act.prefix, act.cls, act.handlers)
+            ghost.gen = -1
+            killed._act = ghost
         act.mailbox = deque(m for m in act.mailbox if m[0] not in _ENDING)
+        act.gen += 1
         if act.task is not None:
             act.task.cancel()
+            act.task = None
+            act.running = False
+            act.tells = []
 
     def _shutdown_overdue(self, act: Activation, reply_to: tuple, rid: int) -> None:
         act.kill_timer = None
         if act.instance is None:
-            return
-        self._kill(act)
-        self.outbox.append((reply_to, wire.ok(rid, "killed")))
+            # nothing left to kill, yet the STOP is pending: answer it, never hold it
+            act.mailbox = deque(m for m in act.mailbox
+                                if not (m[0] == SHUTDOWN and m[1] == reply_to and m[2] == rid))
+            self.outbox.append((reply_to, wire.ok(rid, "not_running")))
+        else:
+            self._kill(act)
+            self.outbox.append((reply_to, wire.ok(rid, "killed")))
         self._schedule_flush()
 
     def _notify_exit(self, act: Activation, reason: str, detail: str) -> None:
         """Queue an EXIT for the tree; it leaves after the next commit."""
         sup = act.sup
         assert sup is not None
+        if act.status != "running":
+            return      # the tree stopped it meanwhile: it already knows
         act.status = "dead"
         self.counters["exits"] += 1
         self.exits.append([wire.EXIT, 0, sup["sup"], sup["child"], act.type_name, act.key,
@@ -448,7 +536,7 @@ class Worker:
 
     def _pump(self, act: Activation) -> None:
         while act.mailbox and not act.running:
-            if act.status == "dead" and act.mailbox[0][0] != START:
+            if act.status == "dead" and act.mailbox[0][0] != START and act.mailbox[0][0] not in _ENDING:
                 return      # held until the tree restarts (START) or stops the child
             self._turn(act, act.mailbox.popleft())
 
@@ -477,6 +565,8 @@ class Worker:
         return None  # SPAWN, START: the activation was the work
 
     def _turn(self, act: Activation, msg: tuple) -> None:
+        if msg[0] == START:
+            act.gen += 1
         act.running = True
         act.tells = []
         beats = self.beats
@@ -500,7 +590,7 @@ class Worker:
         self._finish(act, msg, r)
 
     def _go_async(self, act: Activation, msg: tuple, awaitable: Any, started: bool) -> None:
-        task = self.loop.create_task(self._turn_async(act, msg, awaitable, started))
+        task = self.loop.create_task(self._turn_async(act, msg, awaitable, started, act.gen))
         act.task = task
         timer = self.loop.call_later(self.cfg.turn_timeout, self._turn_overdue, act, task)
         task.add_done_callback(lambda _t: timer.cancel())
@@ -516,22 +606,29 @@ class Worker:
         except BaseException as exc:  # e.g. a handler replaced self.storage: still only its crash
             self._fail(act, msg, exc)
 
-    async def _turn_async(self, act: Activation, msg: tuple, awaitable: Any, started: bool) -> None:
+    async def _turn_async(self, act: Activation, msg: tuple, awaitable: Any, started: bool,
+                          gen: int) -> None:
         try:
             r = await awaitable
-            if not started:
+            if not started and act.gen == gen:
                 r = self._invoke(act, msg)
                 if inspect.isawaitable(r):
                     r = await r
         except asyncio.CancelledError as exc:
             if self.stopping:
                 raise            # the worker's own shutdown cancelling what is left
+            if act.gen != gen:
+                return self._discard(act, msg)
             why = exc.args[0] if exc.args else "the handler was cancelled"
             self._fail(act, msg, (TimeoutError if "turn_timeout" in str(why) else
                                   asyncio.CancelledError)(why))
         except BaseException as exc:
+            if act.gen != gen:
+                return self._discard(act, msg)
             self._fail(act, msg, exc)
         else:
+            if act.gen != gen:
+                return self._discard(act, msg)
             self._finish(act, msg, r)
         act.task = None
         self._schedule_flush()
@@ -584,7 +681,7 @@ class Worker:
         if op in _ENDING:
             act.instance = None
             self.counters["passivations"] += 1
-            if op == EXITING and act.sup is not None and not self.stopping:
+            if op == EXITING and act.sup is not None and act.status == "running" and not self.stopping:
                 self._notify_exit(act, msg[3], "")
             elif not act.mailbox:
                 self.acts.pop((act.type_name, act.key), None)
@@ -608,7 +705,7 @@ class Worker:
             # the tree decides; its later messages wait in the mailbox meanwhile
             if op == EXITING or self.cfg.on_error.get(act.type_name, "stop") == "stop":
                 self._notify_exit(act, "crash", f"{type(exc).__name__}: {exc}")
-        elif op == START:
+        elif op == START and act.status == "running":
             act.status = "dead"      # the tree learns of the failed start from the reply
         if reply_to is not None and act.status == "stopped" and op not in _ENDING:
             self.outbox.append((reply_to, wire.err(rid, self._stopped_error(act).to_wire())))
@@ -619,6 +716,15 @@ class Worker:
             self.outbox.append((reply_to, wire.err(rid, body)))
         if op in _ENDING and not act.mailbox and act.status != "dead":
             self.acts.pop((act.type_name, act.key), None)
+
+    def _discard(self, act: Activation, msg: tuple) -> None:
+        """A turn of an earlier generation (killed while it awaited) has ended: its outcome
+        is dropped (no commit, no EXIT, nothing of the current generation touched) and
+        its caller learns the actor was stopped."""
+        op, reply_to, rid = msg[0], msg[1], msg[2]
+        if reply_to is not None and op not in _ENDING:   # a killed SHUTDOWN was answered
+            self.outbox.append((reply_to, wire.err(rid, self._stopped_error(act).to_wire())))
+            self._schedule_flush()
 
     # -- group commit and output gate -----------------------------------------
     def _schedule_flush(self) -> None:
