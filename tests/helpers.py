@@ -26,6 +26,15 @@ def workers(node: actorsys.Node) -> dict[int, dict]:
     return {p["slot"]: p for p in node.status()["processes"] if p["role"] == "worker"}
 
 
+def supervised_config(config: Callable[..., dict], actors: dict[str, str],
+                      supervisors: dict[str, Any], **node: Any) -> dict[str, Any]:
+    """The ``config`` fixture's dict plus more actor types and ``[supervisors]`` tables."""
+    cfg = config(**node)
+    cfg["actors"].update(actors)
+    cfg["supervisors"] = supervisors
+    return cfg
+
+
 def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
     """Poll ``predicate`` until it returns a truthy value (a deadline, not a timing assertion)."""
     deadline = time.monotonic() + timeout

@@ -20,7 +20,7 @@ import zmq
 
 import actorsys
 from actorsys import wire
-from helpers import key_on_slot, wait_until, workers
+from helpers import key_on_slot, supervised_config, wait_until, workers
 
 EDGE_ACTORS = {
     "EdgeW": "sup_edges_actors:EdgeW",
@@ -31,10 +31,7 @@ EDGE_ACTORS = {
 
 
 def edge_config(config, supervisors: dict[str, Any], **node: Any) -> dict[str, Any]:
-    cfg = config(**node)
-    cfg["actors"].update(EDGE_ACTORS)
-    cfg["supervisors"] = supervisors
-    return cfg
+    return supervised_config(config, EDGE_ACTORS, supervisors, **node)
 
 
 def status_of(sup: actorsys.SupervisorRef, cid: str) -> str | None:

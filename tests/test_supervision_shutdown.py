@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import actorsys
-from helpers import wait_until
+from helpers import supervised_config, wait_until
 
 SUP_ACTORS = {
     "Journal": "sup_actors:Journal",
@@ -32,10 +32,7 @@ SUP_ACTORS = {
 
 
 def sup_config(config, supervisors: dict[str, Any], **node: Any) -> dict[str, Any]:
-    cfg = config(**node)
-    cfg["actors"].update(SUP_ACTORS)
-    cfg["supervisors"] = supervisors
-    return cfg
+    return supervised_config(config, SUP_ACTORS, supervisors, **node)
 
 
 def journal(c: actorsys.Client) -> list[str]:
