@@ -131,7 +131,8 @@ class Activation:
         self.tells: list[tuple] = []
         # supervision record {"sup", "child", "args", "kwargs", "inc", "running"} or None
         self.sup: dict[str, Any] | None = None
-        # for supervised children: "running", "dead" (exited, the tree decides), "stopped"
+        # for supervised children: "starting" (a START is queued or running), "running",
+        # "dead" (exited, the tree decides), "stopped"
         self.status = "running"
         self.task: asyncio.Task | None = None     # the async turn in progress, if any
         self.kill_timer: asyncio.TimerHandle | None = None   # a timed shutdown's deadline
@@ -426,7 +427,9 @@ class Worker:
             # restores its children): adopt it
             self.outbox.append((reply_to, wire.ok(rid, "adopted")))
             return self._schedule_flush()
-        act.status = "running"
+        # until its START has run, nothing that happens to the activation (a plain turn
+        # still in flight, an on_start still running) is an exit of this child
+        act.status = "starting"
         act.mailbox.appendleft((START, reply_to, rid, "", [], {}))
         if act.instance is not None:
             # a live plain activation (or another supervisor's child): it leaves memory
@@ -477,10 +480,10 @@ class Worker:
         self._schedule_flush()
 
     def _fail_queued(self, act: Activation) -> None:
-        """Answer every queued message of a child that will not run them."""
-        keep = deque(m for m in act.mailbox if m[0] in _ENDING or m[0] == START)
+        """Answer every queued message (and start) of a child that will not run them."""
+        keep = deque(m for m in act.mailbox if m[0] in _ENDING)
         for m in act.mailbox:
-            if m[0] not in _ENDING and m[0] != START and m[1] is not None:
+            if m[0] not in _ENDING and m[1] is not None:
                 self.outbox.append((m[1], wire.err(m[2], self._stopped_error(act).to_wire())))
         act.mailbox = keep
 
@@ -498,13 +501,20 @@ class Worker:
             ghost = Activation(act.type_name, act.key, act.prefix, act.cls, act.handlers)
             ghost.gen = -1
             killed._act = ghost
+        for m in act.mailbox:      # a queued timed STOP is answered, not dropped
+            if m[0] == SHUTDOWN and m[1] is not None:
+                self.outbox.append((m[1], wire.ok(m[2], "killed")))
         act.mailbox = deque(m for m in act.mailbox if m[0] not in _ENDING)
         act.gen += 1
+        if act.kill_timer is not None:   # an earlier timed STOP must not kill a later incarnation
+            act.kill_timer.cancel()
+            act.kill_timer = None
         if act.task is not None:
             act.task.cancel()
             act.task = None
             act.running = False
             act.tells = []
+        self._pump(act)
 
     def _shutdown_overdue(self, act: Activation, reply_to: tuple, rid: int) -> None:
         act.kill_timer = None
@@ -565,7 +575,7 @@ class Worker:
         return None  # SPAWN, START: the activation was the work
 
     def _turn(self, act: Activation, msg: tuple) -> None:
-        if msg[0] == START:
+        if msg[0] == START and act.instance is None:
             act.gen += 1
         act.running = True
         act.tells = []
@@ -678,6 +688,8 @@ class Worker:
         act.running = False
         act.last_used = time.monotonic()
         self.counters["turns"] += 1
+        if op == START and act.status == "starting":
+            act.status = "running"       # from now on, what ends it is an exit of this child
         if op in _ENDING:
             act.instance = None
             self.counters["passivations"] += 1
@@ -705,7 +717,7 @@ class Worker:
             # the tree decides; its later messages wait in the mailbox meanwhile
             if op == EXITING or self.cfg.on_error.get(act.type_name, "stop") == "stop":
                 self._notify_exit(act, "crash", f"{type(exc).__name__}: {exc}")
-        elif op == START and act.status == "running":
+        elif op == START and act.status in ("running", "starting"):
             act.status = "dead"      # the tree learns of the failed start from the reply
         if reply_to is not None and act.status == "stopped" and op not in _ENDING:
             self.outbox.append((reply_to, wire.err(rid, self._stopped_error(act).to_wire())))

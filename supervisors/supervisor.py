@@ -124,14 +124,23 @@ class Supervisor:
             self.tree.store.drop_dynamic(self.name, ch.id)
         self.tree.store.set_stopped(self.name, ch.id, False)
 
+    def _unindex_all(self, fresh: bool) -> None:
+        """Drop this subtree's children from the tree's index (``fresh``: it is being
+        rebuilt from its spec, so its run-time children are gone for good)."""
+        for ch in self.children:
+            if ch.sub is not None:
+                ch.sub._unindex_all(fresh)
+            else:
+                self.tree.unindex_child(ch, release=ch.dynamic and fresh)
+
     def _build(self, with_dynamic: bool) -> None:
         """Fresh children from the spec (and, at node start, the dynamic ones persisted)."""
-        for ch in list(self.children):
-            if ch.sub is None:
-                self.tree.unindex_child(ch, release=ch.dynamic and not with_dynamic)
+        self._unindex_all(fresh=not with_dynamic)
         self.children, self.by_id, self.seq = [], {}, 0
         if not self.simple:
             for cs in self.spec.children:
+                if with_dynamic and self.tree.store.is_deleted(self.name, cs.id):
+                    continue        # deleted at run time: stays deleted until the node restarts
                 sub = self.tree.make_supervisor(cs.supervisor, self) if cs.supervisor else None
                 self._add(Child(cs, cs.key, sub))
         if with_dynamic:
@@ -158,6 +167,8 @@ class Supervisor:
         started: list[Child] = []
         for ch in list(self.children):
             if restoring and self.tree.store.is_stopped(self.name, ch.id):
+                if ch.sub is not None:
+                    ch.sub.build_stopped()   # so it reports, and delete_child can release it
                 continue
             try:
                 await self._start_child(ch, restoring)
@@ -175,6 +186,15 @@ class Supervisor:
                 raise StartFailed(f"supervisor '{self.name}' failed to start child '{ch.id}': "
                                   f"{exc}") from None
             started.append(ch)
+
+    def build_stopped(self) -> None:
+        """Restore a supervisor that was stopped at run time: its children, not started."""
+        self._build(with_dynamic=True)
+        self.running = False
+        self.tree.supervisor_started(self)
+        for ch in self.children:
+            if ch.sub is not None:
+                ch.sub.build_stopped()
 
     async def terminate(self, brutal: bool = False) -> None:
         """Stop every child (reverse order; ``simple_one_for_one``: all at once);
@@ -283,8 +303,9 @@ class Supervisor:
             return
         group = self._group(ch)
         for other in reversed(group):
-            if other is not ch:
+            if other is not ch and other.status != "stopped":
                 await self._stop(other)
+                other.status = "restarting"     # stopped for this restart: started with it
         for other in [o for o in group if o is not ch and o.spec.restart == "temporary"]:
             self._remove(other)         # temporary bystanders are not restarted
         backoff = self.spec.backoff
@@ -298,11 +319,13 @@ class Supervisor:
             await self._restart_now(ch)
 
     async def _restart_now(self, ch: Child) -> None:
-        if not self.running or self.by_id.get(ch.id) is not ch or ch.status not in ("dead", "restarting"):
-            return    # stopped, removed, or restarted meanwhile (by a group restart)
+        if not self.running or self.by_id.get(ch.id) is not ch:
+            return    # stopped or removed meanwhile
         try:
+            # ch itself unless it was terminated meanwhile, and the members of its group
+            # stopped for this restart; children terminated by hand stay stopped
             for other in self._group(ch):
-                if other.status != "running":
+                if other.status in ("dead", "restarting"):
                     await self._start_child(other)
         except StartFailed as exc:
             failed: Child = getattr(exc, "child", ch)
@@ -428,6 +451,8 @@ class Supervisor:
         else:
             await ch.sub.release()
         self._remove(ch)
+        if not ch.dynamic:
+            self.tree.store.set_deleted(self.name, ch.id)
 
     def _find(self, cid: Any) -> Child:
         ch = self.by_id.get(cid) if isinstance(cid, str) else None

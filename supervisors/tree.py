@@ -93,10 +93,18 @@ class TreeStore:
     def is_stopped(self, sup: str, cid: str) -> bool:
         return self.db.get(self._k(b"t", sup, cid)) is not None
 
+    def set_deleted(self, sup: str, cid: str) -> None:
+        self.db.put(self._k(b"x", sup, cid), b"")
+
+    def is_deleted(self, sup: str, cid: str) -> bool:
+        return self.db.get(self._k(b"x", sup, cid)) is not None
+
     def clear_stopped(self) -> None:
+        """A node start: the config applies afresh (run-time stops and deletions go)."""
         with self.db.write_batch() as b:
-            for k in self.db.iterator(prefix=b"t", include_value=False):
-                b.delete(k)
+            for tag in (b"t", b"x"):
+                for k in self.db.iterator(prefix=tag, include_value=False):
+                    b.delete(k)
 
     def addresses(self) -> set[tuple[str, str]]:
         out = set()

@@ -51,6 +51,12 @@ class EdgeW(actorsys.Actor):
         self.stop(reason)
         return reason
 
+    async def crash_after(self, path: str) -> None:
+        """Wait (as a plain actor) until ``path`` exists, then raise."""
+        while not os.path.exists(path):
+            await asyncio.sleep(0.01)
+        raise RuntimeError("the plain turn failed")
+
 
 class FailLateStart(actorsys.Actor):
     """on_start(marker, gate): touches ``marker``, waits for ``gate``, then raises."""

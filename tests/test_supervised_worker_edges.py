@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import time
 from typing import Any
 
 import msgpack
@@ -254,3 +255,44 @@ def test_ill_typed_spawn_and_stop_options_get_bad_request_and_the_worker_serves_
         assert c.ask("EdgeW", "c", "exit", "oops") == "oops"     # its record still names root/c
         wait_until(lambda: c.ask("EdgeW", "c", "info")["starts"] == 2,
                    "the child restarted by root after its abnormal exit")
+
+
+def test_a_plain_turn_failing_after_start_child_is_not_the_new_childs_exit(config, tmp_path):
+    """A plain activation's async turn is in flight when start_child makes the address a
+    temporary child; when that turn fails, it is the old activation's failure, not an exit
+    of the child (which would remove it at once)."""
+    import threading
+    sups = {"root": {"max_restarts": 5, "children": []}}
+    with actorsys.Node(edge_config(config, sups)) as node:
+        c = node.client()
+        root = c.supervisor("root")
+        go = tmp_path / "go"
+        out: dict = {}
+
+        def plain_turn() -> None:
+            try:
+                node.client().ask("EdgeW", "k", "crash_after", str(go), timeout=20)
+            except actorsys.ActorError as exc:
+                out["error"] = exc
+
+        t = threading.Thread(target=plain_turn)
+        t.start()
+        wait_until(lambda: workers(node) and sum(w.get("resident", 0) for w in workers(node).values()) >= 1,
+                   "the plain activation")
+        started = {}
+
+        def start() -> None:
+            started["info"] = root.start_child({"id": "k", "actor": "EdgeW", "key": "k",
+                                                "restart": "temporary", "args": [3], "shutdown": 300})
+
+        s = threading.Thread(target=start)
+        s.start()
+        time.sleep(0.3)                 # the SPAWN waits behind the plain turn
+        go.write_text("now")
+        t.join(20)
+        s.join(20)
+        assert isinstance(out.get("error"), actorsys.RemoteError), out
+        assert started.get("info", {}).get("status") == "running", started
+        time.sleep(0.3)                 # an EXIT, had one been sent, has reached the tree now
+        assert {ch["id"]: ch["status"] for ch in root.which_children()} == {"k": "running"}
+        assert c.ask("EdgeW", "k", "info")["args"] == [3]

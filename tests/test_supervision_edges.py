@@ -126,12 +126,44 @@ def test_rest_for_one_stops_dependants_during_the_backoff(tmp_path):
         with pytest.raises(actorsys.RemoteError):
             c.ask("Worker", "db", "crash")
         # the crash reply can arrive before the tree has handled the exit: wait for it
-        wait_until(lambda: statuses(root) == {"db": "restarting", "cache": "stopped"},
-                   "db restarting after its backoff and cache stopped meanwhile", timeout=3.0)
+        wait_until(lambda: statuses(root) == {"db": "restarting", "cache": "restarting"},
+                   "db and its dependant cache both waiting out the backoff", timeout=3.0)
         with pytest.raises(actorsys.ActorStopped):
             c.ask("Worker", "cache", "info")   # no dependant runs without what it depends on
+        with pytest.raises(actorsys.ChildRunning, match="restarting"):
+            root.restart_child("cache")        # nor can it be started by hand meanwhile
         wait_until(lambda: statuses(root) == {"db": "running", "cache": "running"}, "the restart")
         assert c.ask("Worker", "cache", "info")["starts"] == 2
+
+
+def test_terminating_the_child_whose_restart_is_pending_still_restarts_its_group(tmp_path):
+    sups = {"root": {"strategy": "rest_for_one", "max_restarts": 5,
+                     "backoff": {"initial": 1.0, "max": 1.0, "jitter": 0.0},
+                     "children": [{"id": "db", "actor": "Worker", "key": "db", **QUICK},
+                                  {"id": "cache", "actor": "Worker", "key": "cache", **QUICK}]}}
+    with actorsys.Node(sup_config(tmp_path, sups)) as node:
+        c = node.client()
+        root = c.supervisor("root")
+        with pytest.raises(actorsys.RemoteError):
+            c.ask("Worker", "db", "crash")
+        wait_until(lambda: statuses(root)["db"] == "restarting", "db's pending restart")
+        root.terminate_child("db")
+        wait_until(lambda: statuses(root) == {"db": "stopped", "cache": "running"},
+                   "cache started when db's restart came due, db left stopped")
+
+
+def test_deleted_children_stay_deleted_across_a_tree_restart(tmp_path):
+    with actorsys.Node(sup_config(tmp_path, NESTED)) as node:
+        c = node.client()
+        root = c.supervisor("root")
+        root.terminate_child("z")
+        root.delete_child("z")
+        old = tree_pid(node)
+        os.kill(old, signal.SIGKILL)
+        wait_until(lambda: tree_pid(node) not in (None, old), "a new tree process")
+        wait_until(lambda: statuses(c.supervisor("root")) == {"mid": "running"},
+                   "the restarted tree without the deleted child")
+        assert c.ask("Worker", "z", "info")["starts"] >= 1, "z answers as a plain actor"
 
 
 def test_a_nested_supervisors_shutdown_bounds_its_whole_subtree(tmp_path):
