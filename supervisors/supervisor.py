@@ -33,9 +33,10 @@ In the user's words:
   significant child exits on its own and is not restarted; with ``all_significant``
   when the last one has. ``terminate_child`` never triggers it.
 
-Everything here runs inside the tree process (``tree.py``), one event at a time, so each
-restart or admin call is atomic with respect to the next event, as in OTP where a
-supervisor is one process.
+Everything here runs inside the tree process (``tree.py``), one event at a time (an exit,
+an admin call, a restart coming due), each handled whole before the next, as in OTP
+where a supervisor is one process. A restart waiting out its backoff, or retrying a
+failed start, spans events: its group reports ``restarting`` meanwhile.
 """
 from __future__ import annotations
 

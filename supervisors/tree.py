@@ -21,8 +21,9 @@ In the user's words:
   supervisor process.
 * It keeps what config files cannot say in ``data_dir/tree`` (LevelDB): children added
   at run time (restored at the next node start, except temporary ones), children
-  stopped at run time (kept stopped if this process restarts), and the addresses it
-  supervises (an address dropped from the config is released to be a plain actor).
+  stopped or deleted at run time (kept so if this process restarts; a node start applies
+  the config afresh), and the addresses it supervises (a declared child dropped from the
+  config is released to be a plain actor).
 * SIGTERM stops every top-level supervisor in reverse order, then the process exits.
 """
 from __future__ import annotations
