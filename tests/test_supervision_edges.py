@@ -115,12 +115,16 @@ def test_a_stray_sigterm_to_the_tree_restarts_it_and_the_node_runs_on(tmp_path):
         assert c.ask("Worker", "z", "info")["starts"] >= starts
 
 
-def test_rest_for_one_stops_dependants_during_the_backoff(tmp_path):
-    sups = {"root": {"strategy": "rest_for_one", "max_restarts": 5,
-                     "backoff": {"initial": 4.0, "max": 4.0, "jitter": 0.0},
+def db_and_cache(backoff_s: float) -> dict[str, Any]:
+    """rest_for_one: db, then cache that depends on it; restarts wait ``backoff_s``."""
+    return {"root": {"strategy": "rest_for_one", "max_restarts": 5,
+                     "backoff": {"initial": backoff_s, "max": backoff_s, "jitter": 0.0},
                      "children": [{"id": "db", "actor": "Worker", "key": "db", **QUICK},
                                   {"id": "cache", "actor": "Worker", "key": "cache", **QUICK}]}}
-    with actorsys.Node(sup_config(tmp_path, sups)) as node:
+
+
+def test_rest_for_one_stops_dependants_during_the_backoff(tmp_path):
+    with actorsys.Node(sup_config(tmp_path, db_and_cache(4.0))) as node:
         c = node.client()
         root = c.supervisor("root")
         with pytest.raises(actorsys.RemoteError):
@@ -137,11 +141,7 @@ def test_rest_for_one_stops_dependants_during_the_backoff(tmp_path):
 
 
 def test_terminating_the_child_whose_restart_is_pending_still_restarts_its_group(tmp_path):
-    sups = {"root": {"strategy": "rest_for_one", "max_restarts": 5,
-                     "backoff": {"initial": 1.0, "max": 1.0, "jitter": 0.0},
-                     "children": [{"id": "db", "actor": "Worker", "key": "db", **QUICK},
-                                  {"id": "cache", "actor": "Worker", "key": "cache", **QUICK}]}}
-    with actorsys.Node(sup_config(tmp_path, sups)) as node:
+    with actorsys.Node(sup_config(tmp_path, db_and_cache(1.0))) as node:
         c = node.client()
         root = c.supervisor("root")
         with pytest.raises(actorsys.RemoteError):
