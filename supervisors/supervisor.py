@@ -174,16 +174,14 @@ class Supervisor:
             try:
                 await self._start_child(ch, restoring)
             except StartFailed as exc:
+                await self._stop(ch)       # answers what waited for it; marks it stopped
                 if ch.dynamic:      # a persisted dynamic child that cannot come back is dropped
                     self.tree.log(f"supervisor '{self.name}': could not restore child '{ch.id}': {exc}")
-                    await self._stop(ch)
                     self._remove(ch)
                     continue
-                await self._stop(ch)       # answers what waited for it; marks it stopped
                 for s in reversed(started):
                     await self._stop(s)
                 self.running = False
-                self.tree.supervisor_stopped(self)
                 raise StartFailed(f"supervisor '{self.name}' failed to start child '{ch.id}': "
                                   f"{exc}") from None
             started.append(ch)
@@ -202,41 +200,39 @@ class Supervisor:
         ``brutal``: kill them (what is left after this supervisor's own shutdown ran out)."""
         self.running = False
         if self.simple:
-            await self.tree.gather([self._stop(ch, brutal) for ch in self.children])
+            await asyncio.gather(*(self._stop(ch, brutal) for ch in self.children))
             if self.tree.state != "stopping":     # gone, as in OTP (a node stop keeps them
                 for ch in list(self.children):    # for the next start)
                     self._remove(ch)
         else:
             for ch in reversed(self.children):
                 await self._stop(ch, brutal)
-        self.tree.supervisor_stopped(self)
 
     async def release(self) -> None:
         """This supervisor is deleted: its actors' addresses become plain actors again."""
         for ch in list(self.children):
-            if ch.sub is not None:
-                await ch.sub.release()
-            else:
-                await self.tree.forget_actor(ch)
-            self._remove(ch)
+            await self._release_child(ch)
         self.tree.supervisor_deleted(self)
 
-    async def _start_child(self, ch: Child, restoring: bool = False) -> None:
+    async def _release_child(self, ch: Child) -> None:
+        """Remove a stopped child; its actor (or its subtree's actors) become plain actors."""
         if ch.sub is not None:
-            try:
-                await ch.sub.start(restoring=restoring)
-            except StartFailed as exc:
-                ch.status = "dead"
-                exc.child = ch  # type: ignore[attr-defined]
-                raise
+            await ch.sub.release()
         else:
-            ch.inc = self.tree.next_inc()
-            try:
+            await self.tree.forget_actor(ch)
+        self._remove(ch)
+
+    async def _start_child(self, ch: Child, restoring: bool = False) -> None:
+        try:
+            if ch.sub is not None:
+                await ch.sub.start(restoring=restoring)
+            else:
+                ch.inc = self.tree.next_inc()
                 await self.tree.start_actor(self, ch)
-            except StartFailed as exc:
-                ch.status = "dead"
-                exc.child = ch  # type: ignore[attr-defined]
-                raise
+        except StartFailed as exc:
+            ch.status = "dead"
+            exc.child = ch  # type: ignore[attr-defined]
+            raise
         ch.status = "running"
         self.tree.store.set_stopped(self.name, ch.id, False)
 
@@ -278,14 +274,19 @@ class Supervisor:
             ch.spec.restart == "transient" and reason not in NORMAL_EXITS)
         if not restart:
             await self._stop(ch)        # fails what waited for it; marks it stopped
-            if ch.spec.restart == "temporary" or self.simple:
-                self._remove(ch)
-            else:
-                self.tree.store.set_stopped(self.name, ch.id, True)
+            self._keep_stopped(ch)
             if ch.spec.significant:
                 await self._auto_shutdown()
             return
         await self._restart(ch)
+
+    def _keep_stopped(self, ch: Child) -> None:
+        """A child that ended and is not restarted: temporary and simple_one_for_one
+        children are removed, the others stay as stopped specs (also across a tree restart)."""
+        if ch.spec.restart == "temporary" or self.simple:
+            self._remove(ch)
+        else:
+            self.tree.store.set_stopped(self.name, ch.id, True)
 
     def _group(self, ch: Child) -> list[Child]:
         """The children a restart of ``ch`` starts (in order), by strategy."""
@@ -423,13 +424,8 @@ class Supervisor:
 
     async def terminate_child(self, cid: Any) -> None:
         ch = self._find(cid)
-        if ch.status == "restarting":
-            ch.status = "dead"          # a pending restart sees it is no longer wanted
-        await self._stop(ch)
-        if self.simple or ch.spec.restart == "temporary":
-            self._remove(ch)
-        else:
-            self.tree.store.set_stopped(self.name, ch.id, True)
+        await self._stop(ch)            # a pending restart then finds it stopped: not started
+        self._keep_stopped(ch)
 
     async def restart_child(self, cid: Any) -> dict[str, Any]:
         if self.simple:
@@ -447,11 +443,7 @@ class Supervisor:
         if ch.status != "stopped":
             raise ChildRunning(f"child '{ch.id}' of supervisor '{self.name}' is {ch.info()['status']}; "
                                f"terminate it first")
-        if ch.sub is None:
-            await self.tree.forget_actor(ch)
-        else:
-            await ch.sub.release()
-        self._remove(ch)
+        await self._release_child(ch)
         if not ch.dynamic:
             self.tree.store.set_deleted(self.name, ch.id)
 

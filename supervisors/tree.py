@@ -35,7 +35,7 @@ import sys
 import time
 import uuid
 from collections import deque
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any, Awaitable, Callable
 
 import plyvel
 import zmq
@@ -194,14 +194,18 @@ class Tree:
         self.events.appendleft((self._shutdown, ()))
         self.wake.set()
 
-    async def _shutdown(self) -> None:
-        t0 = time.monotonic()
+    async def _stop_roots(self) -> None:
+        """Stop the running top-level supervisors, last started first."""
         for sup in reversed(self.roots):
             if sup.running:
                 try:
                     await sup.terminate()
                 except Exception as exc:   # stopping must go on: log and continue
                     self.log(f"stopping supervisor '{sup.name}': {type(exc).__name__}: {exc}")
+
+    async def _shutdown(self) -> None:
+        t0 = time.monotonic()
+        await self._stop_roots()
         self.log(f"supervision tree stopped its children in order "
                  f"({time.monotonic() - t0:.3f} s)")
         self._finish(self.code)
@@ -237,9 +241,6 @@ class Tree:
 
     def later(self, delay: float, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
         self.loop.call_later(delay, self.post, fn, *args)
-
-    async def gather(self, aws: Iterable[Awaitable[Any]]) -> None:
-        await asyncio.gather(*aws)
 
     async def _boot(self) -> None:
         if self.state != "starting":
@@ -285,9 +286,7 @@ class Tree:
 
     async def _fail_roots(self, why: str) -> None:
         self.log(f"supervision tree failed: {why}; stopping the node")
-        for sup in reversed(self.roots):
-            if sup.running:
-                await sup.terminate()
+        await self._stop_roots()
         with open(self.failure_path, "w") as f:
             f.write(why)
         self._finish(EXIT_ROOT_FAILED)
@@ -295,9 +294,7 @@ class Tree:
     async def root_exited(self, sup: Supervisor, why: str) -> None:
         if why == "auto_shutdown":
             self.log(f"top-level supervisor '{sup.name}' shut down (auto_shutdown); stopping the node")
-            for other in reversed(self.roots):
-                if other.running:
-                    await other.terminate()
+            await self._stop_roots()
             self._finish(EXIT_AUTO_SHUTDOWN)
         else:
             await self._fail_roots(f"top-level supervisor '{sup.name}' {why.replace('_', ' ')}")
@@ -308,9 +305,6 @@ class Tree:
 
     def supervisor_started(self, sup: Supervisor) -> None:
         self.sups[sup.name] = sup
-
-    def supervisor_stopped(self, sup: Supervisor) -> None:
-        pass   # a stopped supervisor still answers which_children and count_children
 
     def supervisor_deleted(self, sup: Supervisor) -> None:
         if self.sups.get(sup.name) is sup:
