@@ -13,10 +13,10 @@ from .client import (AsyncClient, AsyncRef, AsyncSupervisorRef, Client, Ref, Sup
                      connect, connect_async)
 from .config import NodeConfig, load_config
 from .errors import (ActorError, ActorStopped, AlreadyPresent, AlreadyStarted, AskTimeout,
-                     BadRequest, ChildNotFound, ChildRunning, ConfigError, MessageTooLarge,
-                     NodeUnavailable, Overloaded, RemoteError, StartFailed, StorageError,
-                     SupervisorError, SupervisorNotFound, UnknownActorType, UnknownMethod,
-                     WorkerLost)
+                     BadRequest, ChildNotFound, ChildRunning, ConfigError, LimitExceeded,
+                     MessageTooLarge, NodeUnavailable, Overloaded, RemoteError, StartFailed,
+                     StorageError, SupervisorError, SupervisorNotFound, UnknownActorType,
+                     UnknownMethod, WorkerLost)
 from .node import Node
 
 __all__ = [
@@ -24,7 +24,8 @@ __all__ = [
     "connect", "connect_async", "Client", "AsyncClient", "Ref", "AsyncRef",
     "SupervisorRef", "AsyncSupervisorRef",
     "ActorError", "RemoteError", "AskTimeout", "WorkerLost", "Overloaded", "UnknownActorType",
-    "UnknownMethod", "BadRequest", "MessageTooLarge", "StorageError", "NodeUnavailable",
+    "UnknownMethod", "BadRequest", "MessageTooLarge", "LimitExceeded", "StorageError",
+    "NodeUnavailable",
     "ConfigError", "ActorStopped", "SupervisorError", "SupervisorNotFound", "ChildNotFound",
     "AlreadyStarted", "AlreadyPresent", "ChildRunning", "StartFailed",
 ]

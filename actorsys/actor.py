@@ -22,6 +22,8 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any, Callable
 
+from . import alarms as _alarms
+
 if TYPE_CHECKING:
     from .storage import Storage
     from .worker import InnerRef, Worker
@@ -64,6 +66,30 @@ class Actor:
         if not isinstance(reason, str):
             raise TypeError("the stop reason is a string")
         self._stop_reason = reason
+
+    def on_alarm(self, name: str, payload: Any) -> Any:
+        """Runs when an alarm this actor set comes due (see :meth:`set_alarm`). May be
+        ``async def``. If it raises, the alarm is retried with backoff."""
+        raise NotImplementedError(f"{type(self).__name__} set alarm {name!r} but does not "
+                                  f"define on_alarm(self, name, payload)")
+
+    def set_alarm(self, when: float, name: str = "default", payload: Any = None) -> float:
+        """Schedule ``on_alarm(name, payload)``; returns its due time (epoch seconds).
+
+        ``when`` is a delay in seconds, or an epoch time (values of 1e9 and above). One
+        alarm per name: setting a name again replaces it. The alarm commits with this
+        turn, survives crashes and restarts, reactivates the actor if it was passivated,
+        and fires at least once (see ``actorsys/alarms.py``).
+        """
+        return _alarms.set_alarm(self.storage, when, name, payload)
+
+    def alarms(self) -> dict[str, dict[str, Any]]:
+        """This actor's alarms: ``{name: {"when", "payload", "attempt"}}``."""
+        return _alarms.list_alarms(self.storage)
+
+    def cancel_alarm(self, name: str = "default") -> bool:
+        """Cancel an alarm (with this turn's commit); returns whether it was set."""
+        return _alarms.cancel_alarm(self.storage, name)
 
     def ref(self, type_name: str, key: str) -> "InnerRef":
         """A reference to another actor: ``tell`` from any handler, ``await ask`` from async ones.

@@ -100,6 +100,44 @@ def cmd_ask(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ls(a: argparse.Namespace) -> int:
+    """Keys of the actors of a type, one per line; ``--all`` pages through every one."""
+    from .client import connect
+
+    with connect(a.endpoint, connect_timeout=a.timeout) as c:
+        after, left = a.after, None if a.all else a.limit
+        while left is None or left > 0:
+            page = c.list_actors(a.type, start_after=after,
+                                 limit=min(left if left is not None else 1000, 1000),
+                                 timeout=a.timeout)
+            for key in page:
+                print(key)
+            if not page or (left is None and len(page) < 1000):
+                break
+            after = page[-1]
+            if left is not None:
+                left -= len(page)
+    return 0
+
+
+def cmd_actor(a: argparse.Namespace) -> int:
+    """history / rewind / destroy of one actor."""
+    from .client import connect
+
+    with connect(a.endpoint, connect_timeout=a.timeout) as c:
+        ref = c.ref(a.type, a.key)
+        if a.command == "history":
+            result: Any = ref.history(timeout=a.timeout)
+        elif a.command == "rewind":
+            if (a.version is None) == (a.time is None):
+                raise SystemExit("actorsys: rewind needs --version N or --time EPOCH_SECONDS")
+            result = ref.rewind(a.version, time=a.time, timeout=a.timeout)
+        else:
+            result = ref.destroy(timeout=a.timeout)
+    print(json.dumps(result))
+    return 0
+
+
 SUP_COMMANDS = ("which_children", "count_children", "start_child", "terminate_child",
                 "restart_child", "delete_child")
 
@@ -157,6 +195,26 @@ def main(argv: list[str] | None = None) -> int:
     u.add_argument("sup_command", metavar="command", choices=SUP_COMMANDS)
     u.add_argument("arg", nargs="?", default=None, help="a child id, or a JSON spec for start_child")
     u.set_defaults(func=cmd_sup)
+    ls = sub.add_parser("ls", help="list the keys of the actors of a type (with persisted data)")
+    ls.add_argument("--endpoint", "-e", required=True)
+    ls.add_argument("--timeout", type=float, default=30.0)
+    ls.add_argument("--after", default=None, help="start after this key (paging)")
+    ls.add_argument("--limit", type=int, default=1000, help="at most this many keys (default 1000)")
+    ls.add_argument("--all", action="store_true", help="every key, paging as needed")
+    ls.add_argument("type")
+    ls.set_defaults(func=cmd_ls)
+    for name, what in (("history", "list an actor's retained versions"),
+                       ("rewind", "restore an actor to a version or a time"),
+                       ("destroy", "delete an actor's state, storage, alarms and history")):
+        h = sub.add_parser(name, help=what)
+        h.add_argument("--endpoint", "-e", required=True)
+        h.add_argument("--timeout", type=float, default=30.0)
+        h.add_argument("type")
+        h.add_argument("key")
+        if name == "rewind":
+            h.add_argument("--version", type=int, default=None)
+            h.add_argument("--time", type=float, default=None, help="epoch seconds")
+        h.set_defaults(func=cmd_actor)
     a = p.parse_args(argv)
     try:
         return a.func(a)

@@ -56,6 +56,23 @@ class Ref:
         """Send ``method`` one-way and return at once (at-most-once delivery)."""
         self.client.tell(self.type_name, self.key, method, *args, **kwargs)
 
+    def history(self, *, timeout: float | None = None) -> list[dict[str, Any]]:
+        """The actor's retained versions, oldest first: ``[{"version", "time"}]`` (its
+        type needs a ``history_window``; see ``actorsys/history.py``)."""
+        return self.ask("$history", timeout=timeout)
+
+    def rewind(self, version: int | None = None, *, time: float | None = None,
+               timeout: float | None = None) -> dict[str, int]:
+        """Restore the actor to a version, or to its last version at or before ``time``
+        (epoch seconds). The rewind is a new version (rewind again to undo it); returns
+        ``{"version": new version, "restored": the version restored}``."""
+        return self.ask("$rewind", version=version, time=time, timeout=timeout)
+
+    def destroy(self, *, timeout: float | None = None) -> dict[str, int]:
+        """Delete the actor's state, storage, alarms and history (``{"deleted": keys}``);
+        its next message starts it from nothing."""
+        return self.ask("$destroy", timeout=timeout)
+
     def __repr__(self) -> str:
         return f"<Ref {self.type_name}/{self.key}>"
 
@@ -123,6 +140,19 @@ class _ThreadSockets:
             self.close(CLOSE_LINGER_MS)
         except Exception:
             pass
+
+
+def _check_list(type_name: str, start_after: str | None, limit: int) -> None:
+    if not isinstance(type_name, str) or not (start_after is None or isinstance(start_after, str)):
+        raise TypeError("list_actors takes a type name and start_after as strings")
+    if type(limit) is not int or not 0 <= limit <= wire.MAX_LIST_LIMIT:
+        raise ValueError(f"list_actors' limit is 0..{wire.MAX_LIST_LIMIT}, got {limit!r}")
+
+
+def _first_keys(keys: list[str], limit: int) -> list[str]:
+    """The first ``limit`` keys, in the byte order of their UTF-8 (LevelDB's order)."""
+    keys.sort(key=lambda k: k.encode("utf-8", "surrogatepass"))
+    return keys[:limit]
 
 
 def _reply_to(sock: zmq.Socket, rid: int, until: float) -> list | None:
@@ -338,6 +368,27 @@ class Client:
         """A reference to actor ``(type_name, key)``; it exists from its first message."""
         return Ref(self, type_name, key)
 
+    def list_actors(self, type_name: str, start_after: str | None = None, limit: int = 1000, *,
+                    timeout: float | None = None) -> list[str]:
+        """Keys of the actors of ``type_name`` that have persisted data, in key order,
+        after ``start_after``, at most ``limit`` (up to 10,000): pass the last key of one
+        page as ``start_after`` of the next. Asks every worker slot."""
+        _check_list(type_name, start_after, limit)
+        if self.closed:
+            raise NodeUnavailable("client is closed")
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        keys: list[str] = []
+        for slot in range(len(self.map.endpoints)):
+            conn = self._slot(slot)
+            conn.drain_monitor()
+            rid = next(self._ids)
+            conn.sock.send(wire.pack([wire.LIST, rid, type_name, start_after, limit]), zmq.NOBLOCK)
+            msg = self._wait(conn, slot, rid, deadline, f"list {type_name}")
+            if msg[0] != wire.OK:
+                raise error_from_wire(msg[2])
+            keys.extend(msg[2])
+        return _first_keys(keys, limit)
+
     def spawn(self, type_name: str, key: str | None = None, *, timeout: float | None = None) -> Ref:
         """Activate an actor now (``on_start`` runs and commits) and return its ref.
 
@@ -452,6 +503,19 @@ class AsyncRef:
         """Send ``method`` one-way and return at once."""
         self.client.tell(self.type_name, self.key, method, *args, **kwargs)
 
+    def history(self, *, timeout: float | None = None) -> "asyncio.Future[list[dict[str, Any]]]":
+        """See :meth:`Ref.history`; await the result."""
+        return self.ask("$history", timeout=timeout)
+
+    def rewind(self, version: int | None = None, *, time: float | None = None,
+               timeout: float | None = None) -> "asyncio.Future[dict[str, int]]":
+        """See :meth:`Ref.rewind`; await the result."""
+        return self.ask("$rewind", version=version, time=time, timeout=timeout)
+
+    def destroy(self, *, timeout: float | None = None) -> "asyncio.Future[dict[str, int]]":
+        """See :meth:`Ref.destroy`; await the result."""
+        return self.ask("$destroy", timeout=timeout)
+
     def __repr__(self) -> str:
         return f"<AsyncRef {self.type_name}/{self.key}>"
 
@@ -515,6 +579,17 @@ class AsyncClient:
         key = uuid.uuid4().hex if key is None else key
         await self.transport.spawn(type_name, key, timeout)
         return AsyncRef(self, type_name, key)
+
+    async def list_actors(self, type_name: str, start_after: str | None = None,
+                          limit: int = 1000, *, timeout: float | None = None) -> list[str]:
+        """See :meth:`Client.list_actors` (the slots are asked concurrently)."""
+        _check_list(type_name, start_after, limit)
+        t = self.transport
+        timeout = self.timeout if timeout is None else timeout
+        pages = await asyncio.gather(*(
+            t.call_slot(slot, wire.LIST, timeout, [type_name, start_after, limit])
+            for slot in range(len(t.map.endpoints))))
+        return _first_keys([k for page in pages for k in page], limit)
 
     async def status(self, timeout: float = 10.0) -> dict[str, Any]:
         """The node's status (see :meth:`Client.status`)."""

@@ -18,10 +18,15 @@ turn_timeout = 60.0          # a turn running longer is a crash (async) or kills
 heartbeat_timeout = 10.0     # a worker whose event loop is silent this long is killed
 max_worker_memory = "1GB"    # a worker above this resident size is restarted (0: no limit)
 backoff = { initial = 0.05, max = 2.0, jitter = 0.2 }   # delay repeated process restarts
+max_resident = 100000        # actors in memory per worker; beyond, the least recently used leave
+max_value_bytes = "1MiB"     # largest state, storage value or alarm (storage keys: 16 KiB)
+history_window = 0           # seconds of committed versions kept per actor (0: no history)
+alarm_retry = { initial = 1.0, max = 60.0, attempts = 6 }   # on_alarm that raises
 
 [actors]
 "Counter" = "examples.counter:Counter"           # type name -> "module:Class"
 "Store" = { class = "app:Store", on_error = "stop" }   # with an actor-level policy
+"Doc" = { class = "app:Doc", history_window = 86400 }   # keep a day of versions
 
 [supervisors.root]           # supervision trees: see supervisors/spec.py
 children = [ { id = "store", actor = "Store", key = "main" } ]
@@ -44,6 +49,7 @@ from .errors import ConfigError
 
 DURABILITY = ("process", "fsync")
 ON_ERROR = ("restart", "stop")
+ALARM_RETRY = {"initial": 1.0, "max": 60.0, "attempts": 6}
 
 # key -> (type, default, check, what the check wants)
 _NODE_KEYS: dict[str, tuple[type | tuple[type, ...], Any]] = {
@@ -65,6 +71,10 @@ _NODE_KEYS: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "heartbeat_timeout": ((int, float), 10.0),
     "max_worker_memory": ((int, str), 0),
     "backoff": (dict, None),
+    "max_resident": (int, 100_000),
+    "max_value_bytes": ((int, str), 1 << 20),
+    "history_window": ((int, float), 0),
+    "alarm_retry": (dict, None),
     "insecure": (bool, False),
     "python_path": (list, []),
 }
@@ -95,11 +105,17 @@ class NodeConfig:
     heartbeat_timeout: float = 10.0
     max_worker_memory: int = 0
     backoff: dict[str, float] | None = None
+    max_resident: int = 100_000
+    max_value_bytes: int = 1 << 20
+    history_window: float = 0
+    alarm_retry: dict[str, float] = field(default_factory=lambda: dict(ALARM_RETRY))
     insecure: bool = False
     python_path: list[str] = field(default_factory=list)
     actors: dict[str, str] = field(default_factory=dict)
     #: type name -> actor-level policy on a handler exception ("restart" or "stop")
     on_error: dict[str, str] = field(default_factory=dict)
+    #: type name -> seconds of history kept (overrides the node's history_window)
+    history: dict[str, float] = field(default_factory=dict)
     #: validated [supervisors.NAME] tables as plain data (see supervisors/spec.py)
     supervisors: dict[str, Any] = field(default_factory=dict)
     source: str | None = None
@@ -220,7 +236,8 @@ def load_config(config: "str | os.PathLike[str] | dict[str, Any] | NodeConfig") 
         if want == (int, str) and type(value) not in (int, str):
             raise fail(f"must be a size in bytes or a string such as \"512MB\", got {value!r}", "node", key)
         if want is dict and not isinstance(value, dict):
-            raise fail("must be a table { initial = SECONDS, max = SECONDS, jitter = FRACTION }",
+            raise fail("must be a table { initial = SECONDS, max = SECONDS, "
+                       + ("jitter = FRACTION }" if key == "backoff" else "attempts = N }"),
                        "node", key)
         values[key] = value
     for key, (_want, default) in _NODE_KEYS.items():
@@ -234,13 +251,23 @@ def load_config(config: "str | os.PathLike[str] | dict[str, Any] | NodeConfig") 
         raise fail("must be at least the number of workers", "node", "shards")
     if values["durability"] not in DURABILITY:
         raise fail(f"must be one of {DURABILITY}, got {values['durability']!r}", "node", "durability")
-    for key in ("max_message_bytes", "mailbox_limit", "max_pending_asks", "max_restarts"):
+    for key in ("max_message_bytes", "mailbox_limit", "max_pending_asks", "max_restarts",
+                "max_resident"):
         if values[key] < 1:
             raise fail("must be positive", "node", key)
     try:
         values["max_worker_memory"] = parse_size(values["max_worker_memory"])
     except ValueError as exc:
         raise fail(str(exc), "node", "max_worker_memory") from None
+    try:
+        values["max_value_bytes"] = parse_size(values["max_value_bytes"])
+    except ValueError as exc:
+        raise fail(str(exc), "node", "max_value_bytes") from None
+    if not 1024 <= values["max_value_bytes"] <= 1 << 30:
+        raise fail("must be between 1KiB and 1GiB", "node", "max_value_bytes")
+    if values["history_window"] < 0:
+        raise fail("must be 0 (no history) or a positive number of seconds", "node", "history_window")
+    values["alarm_retry"] = _alarm_retry(values["alarm_retry"], lambda p, k: fail(p, "node", k))
     if values["backoff"] is not None:
         from supervisors.spec import parse_backoff
         b = parse_backoff(values["backoff"], lambda p, k: fail(p, "node", k.split(".", 1)[1]),
@@ -275,12 +302,19 @@ def load_config(config: "str | os.PathLike[str] | dict[str, Any] | NodeConfig") 
         raise fail("[actors] must be a table mapping type names to \"module:Class\"", None, "actors")
     actors: dict[str, str] = {}
     on_error: dict[str, str] = {}
+    history: dict[str, float] = {}
     for name, spec in actors_raw.items():
         if isinstance(spec, dict):
-            unknown = set(spec) - {"class", "on_error"}
+            unknown = set(spec) - {"class", "on_error", "history_window"}
             if unknown:
-                raise fail(f"unknown actor option(s) {sorted(unknown)} (expected: class, on_error)",
-                           "actors", name)
+                raise fail(f"unknown actor option(s) {sorted(unknown)} "
+                           f"(expected: class, on_error, history_window)", "actors", name)
+            if "history_window" in spec:
+                hw = spec["history_window"]
+                if type(hw) not in (int, float) or hw < 0:
+                    raise fail(f"history_window must be 0 or a positive number of seconds, "
+                               f"got {hw!r:.80}", "actors", name)
+                history[name] = float(hw)
             if "on_error" in spec:
                 if spec["on_error"] not in ON_ERROR:
                     raise fail(f"on_error must be one of {ON_ERROR}, got {spec['on_error']!r:.80}",
@@ -306,8 +340,26 @@ def load_config(config: "str | os.PathLike[str] | dict[str, Any] | NodeConfig") 
 
     sups = supervision.parse_supervisors(raw.get("supervisors", {}), actors=actors, fail=fail_dotted)
     extra = {k: v for k, v in raw.items() if k not in ("node", "actors", "supervisors")}
-    return NodeConfig(actors=actors, on_error=on_error, supervisors=supervision.to_config(sups),
+    return NodeConfig(actors=actors, on_error=on_error, history=history,
+                      supervisors=supervision.to_config(sups),
                       source=source, extra=extra, **values)
+
+
+def _alarm_retry(value: dict[str, Any] | None, fail: Any) -> dict[str, float]:
+    """Validate ``alarm_retry = { initial, max, attempts }`` (missing keys: defaults)."""
+    out = dict(ALARM_RETRY)
+    for k, v in (value or {}).items():
+        if k not in out:
+            raise fail(f"unknown key '{k}' (expected: initial, max, attempts)", f"alarm_retry.{k}")
+        if k == "attempts":
+            if type(v) is not int or v < 1:
+                raise fail("must be an integer of at least 1", f"alarm_retry.{k}")
+        elif type(v) not in (int, float) or v <= 0:
+            raise fail("must be a positive number of seconds", f"alarm_retry.{k}")
+        out[k] = v
+    if out["max"] < out["initial"]:
+        raise fail("max must be at least initial", "alarm_retry.max")
+    return out
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*$", re.IGNORECASE)

@@ -85,6 +85,12 @@ class MessageTooLarge(ActorError):
     code = "too_large"
 
 
+class LimitExceeded(ActorError, ValueError):
+    """A storage key or value, or an actor's state, is larger than the node allows."""
+
+    code = "limit"
+
+
 class WrongShard(ActorError):
     """The worker does not own the actor's shard (the client's map is stale)."""
 
@@ -171,7 +177,7 @@ class SupervisorNotFound(SupervisorError):
 _BY_CODE: dict[str, type[ActorError]] = {
     cls.code: cls
     for cls in (AskTimeout, WorkerLost, Overloaded, UnknownActorType, UnknownMethod,
-                BadRequest, MessageTooLarge, WrongShard, StorageError, NodeUnavailable,
+                BadRequest, MessageTooLarge, LimitExceeded, WrongShard, StorageError, NodeUnavailable,
                 ActorStopped, SupervisorError, ChildNotFound, AlreadyStarted, AlreadyPresent,
                 ChildRunning, StartFailed, SupervisorNotFound, ConfigError)
 }

@@ -46,11 +46,28 @@ class ShardMap:
                    endpoints=list(d["endpoints"]))
 
 
+def write_meta(data_dir: str, meta: dict[str, Any]) -> None:
+    """Replace ``data_dir/node.meta`` atomically and durably (tmp file, fsync, rename)."""
+    path = os.path.join(data_dir, META_FILE)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(msgpack.packb(meta))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(data_dir, os.O_RDONLY)
+    try:
+        os.fsync(fd)              # the rename itself survives a power cut
+    finally:
+        os.close(fd)
+
+
 def load_or_create_meta(data_dir: str, shards: int, workers: int) -> dict[str, Any]:
     """Read ``data_dir/node.meta``, creating it on first start.
 
-    The shard count is fixed at creation; a different worker count on an existing
-    data directory is refused until rebalancing moves shards (see docs/design-changes.md).
+    The shard count is fixed at creation. A different worker count on an existing data
+    directory moves shards between slots before the node starts (``rebalance.py``); so
+    does an unfinished move left by a node killed while moving.
     """
     os.makedirs(data_dir, mode=0o700, exist_ok=True)
     path = os.path.join(data_dir, META_FILE)
@@ -64,18 +81,9 @@ def load_or_create_meta(data_dir: str, shards: int, workers: int) -> dict[str, A
             raise ConfigError(
                 f"data directory {data_dir} was created with shards = {meta['shards']}; "
                 f"the config says {shards} (the shard count cannot change)", key="node.shards")
-        if meta["workers"] != workers:
-            raise ConfigError(
-                f"data directory {data_dir} holds data for {meta['workers']} workers; the config "
-                f"says {workers}. Changing the worker count needs shard rebalancing, "
-                f"which is not implemented yet", key="node.workers")
-        return meta
+        from .rebalance import rebalance       # plyvel: only the node supervisor needs it
+        return rebalance(data_dir, meta, workers)
     meta = {"shards": shards, "workers": workers, "epoch": 1,
             "owner": [s % workers for s in range(shards)]}
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(msgpack.packb(meta))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_meta(data_dir, meta)
     return meta

@@ -1,10 +1,20 @@
 """Storage: one LevelDB database per worker slot, and each actor's view of it.
 
-Key layout (every key starts with its shard, so shards can move between slots by
-copying key ranges)::
+Key layout. Every key of an actor starts with its shard, so shards can move between
+slots by copying key ranges; P is the actor's prefix::
 
-    b"a" + shard (2 bytes, big-endian) + type + b"\\0" + key + b"\\0" + b"s"          -> state
-    b"a" + shard (2 bytes, big-endian) + type + b"\\0" + key + b"\\0" + b"k" + name   -> storage entry
+    P = b"a" + shard (2 bytes, big-endian) + type + b"\\0" + key + b"\\0"
+    P + b"s"                    -> state
+    P + b"k" + name             -> storage entry
+    P + b"m"                    -> supervision record (worker.py)
+    P + b"l" + name             -> alarm record (alarms.py)
+    P + b"h" + version (8 bytes) -> history record (history.py)
+
+Two slot-wide indexes are not prefixed by shard; rebalancing moves them with the actor
+(rebalance.py)::
+
+    b"n" + type + b"\\0" + key   -> shard (2 bytes): the actor has persisted data (listing)
+    b"t" + due (8 bytes, microseconds) + P[1:] + name -> b"": alarms in due order
 
 Values are msgpack. A turn's writes are buffered in its :class:`Storage` view; at the end
 of the turn they are staged in the slot's pending overlay, and the worker's group commit
@@ -13,16 +23,22 @@ writes everything staged in one atomic ``WriteBatch`` (fsynced with ``durability
 """
 from __future__ import annotations
 
+import contextlib
 import heapq
-from typing import Any, Iterator
+from typing import Any, Iterator, overload
 
 import plyvel
 
 from . import wire
-from .errors import StorageError
+from .errors import LimitExceeded, StorageError
 
 _MISSING = object()
-MAX_STORAGE_KEY_BYTES = 2048
+#: the longest storage key, in bytes of UTF-8 (Durable Objects: 2 KiB)
+MAX_STORAGE_KEY_BYTES = 16 * 1024
+#: default largest stored value (state, storage entry, alarm payload), node key ``max_value_bytes``
+DEFAULT_MAX_VALUE_BYTES = 1 << 20
+#: committed values an activation keeps in memory for repeated reads
+CACHE_ENTRIES = 512
 
 
 def actor_prefix(shard: int, type_name: str, key: str) -> bytes:
@@ -81,13 +97,15 @@ class _Rev:
 class SlotStore:
     """A worker slot's LevelDB database plus the overlay of staged, uncommitted writes."""
 
-    def __init__(self, path: str, fsync: bool) -> None:
+    def __init__(self, path: str, fsync: bool,
+                 max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> None:
         try:
             self.db = plyvel.DB(path, create_if_missing=True)
         except plyvel.Error as exc:
             raise StorageError(f"cannot open LevelDB at {path}: {exc}") from None
         self.path = path
         self.fsync = fsync
+        self.max_value_bytes = max_value_bytes
         self.pending: dict[bytes, bytes | None] = {}
         self.commits = 0
         self.committed_writes = 0
@@ -130,53 +148,123 @@ class SlotStore:
 class Storage:
     """An actor's key-value storage (``self.storage``). Writes commit with the turn.
 
-    Keys are strings, values anything msgpack can encode. Reads see the turn's own
-    writes. ``list`` returns entries ordered by key bytes.
+    Keys are strings (at most 16 KiB of UTF-8), values anything msgpack can encode (at
+    most the node's ``max_value_bytes``, 1 MiB by default); past either limit the call
+    raises :class:`~actorsys.LimitExceeded`. Every read sees the turn's own writes; a
+    per-actor cache of committed values serves repeated reads without LevelDB; all the
+    writes of a turn are coalesced into its one commit. ``list`` returns entries ordered
+    by key bytes. Like Durable Objects' storage API, ``get``, ``put`` and ``delete`` take
+    one key or many.
     """
 
-    __slots__ = ("_store", "_prefix", "_buf")
+    __slots__ = ("_store", "_actor", "_prefix", "_buf", "_cache", "_owner", "alarms_changed")
 
-    def __init__(self, store: SlotStore, prefix: bytes) -> None:
+    def __init__(self, store: SlotStore, prefix: bytes, owner: Any = None) -> None:
         self._store = store
+        self._actor = prefix                 # the actor's whole key range
         self._prefix = prefix + b"k"
-        self._buf: dict[bytes, bytes | None] = {}
+        self._buf: dict[bytes, bytes | None] = {}    # this turn's writes (None deletes)
+        self._cache: dict[bytes, bytes | None] | None = None   # committed or staged values
+        self._owner = owner                  # the actor instance (its state for transactions)
+        #: earliest due time (epoch seconds) of an alarm this turn set, for the worker
+        self.alarms_changed: float | None = None
 
+    # -- keys and raw access -------------------------------------------------------
     def _k(self, key: str) -> bytes:
         if not isinstance(key, str):
             raise TypeError(f"storage keys are strings, got {type(key).__name__}")
         b = key.encode("utf-8")
         if len(b) > MAX_STORAGE_KEY_BYTES:
-            raise ValueError(f"storage key is {len(b)} bytes; the limit is {MAX_STORAGE_KEY_BYTES}")
+            raise LimitExceeded(f"storage key is {len(b)} bytes; the limit is "
+                                f"{MAX_STORAGE_KEY_BYTES} (MAX_STORAGE_KEY_BYTES)")
         return self._prefix + b
 
-    def get(self, key: str, default: Any = None) -> Any:
-        """The value stored under ``key``, or ``default``."""
-        k = self._k(key)
+    def _raw(self, k: bytes) -> bytes | None:
+        """The value of a full key as this turn sees it."""
         v = self._buf.get(k, _MISSING)
-        if v is _MISSING:
-            v = self._store.get(k)
-        return default if v is None else wire.unpack_stored(v)  # type: ignore[arg-type]
+        if v is not _MISSING:
+            return v  # type: ignore[return-value]
+        cache = self._cache
+        if cache is not None:
+            v = cache.get(k, _MISSING)
+            if v is not _MISSING:
+                return v  # type: ignore[return-value]
+        else:
+            cache = self._cache = {}
+        v = self._store.get(k)
+        if len(cache) >= CACHE_ENTRIES:
+            del cache[next(iter(cache))]
+        cache[k] = v
+        return v
 
-    def put(self, key: str, value: Any) -> None:
-        """Store ``value`` (msgpack-able) under ``key``; commits at the end of the turn."""
-        self._buf[self._k(key)] = wire.pack(value)
+    def _write(self, k: bytes, v: bytes | None) -> None:
+        self._buf[k] = v
 
-    def delete(self, key: str) -> bool:
-        """Delete ``key``; returns whether it existed."""
+    def _pack(self, key: str, value: Any) -> bytes:
+        b = wire.pack(value)
+        limit = self._store.max_value_bytes
+        if len(b) > limit:
+            raise LimitExceeded(f"value of storage key {key!r:.100} is {len(b)} bytes; "
+                                f"max_value_bytes is {limit}")
+        return b
+
+    # -- the API ---------------------------------------------------------------------
+    @overload
+    def get(self, key: str, default: Any = None) -> Any: ...
+    @overload
+    def get(self, key: list[str] | tuple[str, ...], default: Any = None) -> dict[str, Any]: ...
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        """The value stored under ``key`` (or ``default``); for a list of keys, a dict of
+        the ones found."""
+        if isinstance(key, (list, tuple)):
+            out: dict[str, Any] = {}
+            for name in key:
+                v = self._raw(self._k(name))
+                if v is not None:
+                    out[name] = wire.unpack_stored(v)
+            return out
+        v = self._raw(self._k(key))
+        return default if v is None else wire.unpack_stored(v)
+
+    def put(self, key: str | dict[str, Any], value: Any = None) -> None:
+        """Store ``value`` under ``key``, or every item of a dict; commits with the turn."""
+        if isinstance(key, dict):
+            staged = {self._k(name): self._pack(name, v) for name, v in key.items()}
+            self._buf.update(staged)      # all or nothing: a bad item writes none
+            return
+        self._buf[self._k(key)] = self._pack(key, value)
+
+    def delete(self, key: Any) -> Any:
+        """Delete ``key`` and return whether it existed; for a list of keys, return how
+        many existed."""
+        if isinstance(key, (list, tuple)):
+            ks = [self._k(name) for name in key]
+            n = 0
+            for k in ks:
+                n += self._raw(k) is not None
+                self._buf[k] = None
+            return n
         k = self._k(key)
-        existed = self.get(key, _MISSING) is not _MISSING
+        existed = self._raw(k) is not None
         self._buf[k] = None
         return existed
 
     def list(self, prefix: str | None = None, start: str | None = None, end: str | None = None,
-             reverse: bool = False, limit: int | None = None) -> dict[str, Any]:
-        """Entries whose key starts with ``prefix`` and lies in ``[start, end)``, in key order."""
+             reverse: bool = False, limit: int | None = None,
+             start_after: str | None = None) -> dict[str, Any]:
+        """Entries whose key starts with ``prefix`` and lies in ``[start, end)`` (or after
+        ``start_after``), in key-byte order (``reverse``: descending), at most ``limit``."""
+        if start is not None and start_after is not None:
+            raise ValueError("give start or start_after, not both")
         base = self._prefix
         lo, hi = base, _next_prefix(base)
         if prefix:
             lo, hi = self._k(prefix), _next_prefix(self._k(prefix))
         if start is not None:
             lo = max(lo, self._k(start))
+        if start_after is not None:
+            lo = max(lo, self._k(start_after) + b"\x00")   # the smallest key after it
         if end is not None:
             hi = min(hi, self._k(end))
         out: dict[str, Any] = {}
@@ -189,6 +277,61 @@ class Storage:
                 break
         return out
 
+    def delete_all(self) -> int:
+        """Delete every entry of this actor's storage (not its state or alarms); returns
+        how many there were. Commits with the turn, like any write."""
+        lo, hi = self._prefix, _next_prefix(self._prefix)
+        n = 0
+        for k, _v in list(_merge(self._store.range(lo, hi), self._buf, lo, hi, False)):
+            self._buf[k] = None
+            n += 1
+        return n
+
+    def size(self) -> int:
+        """Bytes this actor stores (keys and values of its state as last committed, its
+        storage entries and alarms, with this turn's writes), history excluded."""
+        lo, hi = self._actor, _next_prefix(self._actor)
+        hist = self._actor + b"h"
+        meta = self._actor + b"m"
+        total = 0
+        for k, v in _merge(self._store.range(lo, hi), self._buf, lo, hi, False):
+            if not k.startswith(hist) and k != meta:
+                total += len(k) - len(self._actor) + len(v)
+        return total
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator["Storage"]:
+        """A block whose writes apply together or not at all.
+
+        ``with self.storage.transaction():`` -- if the block raises, every storage write,
+        alarm change and ``self.state`` change made inside it is undone and the exception
+        propagates (catch it to carry on with the turn). Blocks nest. What the block
+        wrote commits with the turn, like every write."""
+        saved_buf = dict(self._buf)
+        saved_alarm = self.alarms_changed
+        owner = self._owner
+        saved_state = wire.pack(owner.state) if owner is not None else None
+        try:
+            yield self
+        except BaseException:
+            self._buf = saved_buf
+            self.alarms_changed = saved_alarm
+            if owner is not None and saved_state is not None:
+                owner.state = wire.unpack_stored(saved_state)
+            raise
+
     def _take_writes(self) -> dict[bytes, bytes | None]:
+        """This turn's writes, handed to the commit; the cache learns their values."""
         buf, self._buf = self._buf, {}
+        if buf:
+            cache = self._cache
+            if cache is not None:
+                for k, v in buf.items():
+                    if k in cache or len(cache) < CACHE_ENTRIES:
+                        cache[k] = v
+        self.alarms_changed = None
         return buf
+
+    def _discard(self) -> None:
+        self._buf = {}
+        self.alarms_changed = None

@@ -350,10 +350,12 @@ class AsyncTransport:
         assert self._router_pump is not None
         return await self._control(sock, self._router_pump, -1, [op], timeout, "router")
 
-    async def call_slot(self, slot: int, op: int, timeout: float = 10.0) -> Any:
-        """A control request (STATUS, PING) straight to a worker slot."""
+    async def call_slot(self, slot: int, op: int, timeout: float = 10.0,
+                        body: list[Any] | None = None) -> Any:
+        """A control request (STATUS, PING, LIST) straight to a worker slot."""
         s = self._slot(slot)
-        return await self._control(s.sock, s.pump, slot, [op], timeout, f"worker slot {slot}")
+        return await self._control(s.sock, s.pump, slot, [op, *(body or ())], timeout,
+                                   f"worker slot {slot}")
 
     async def call_peer(self, endpoint: str, op: int, body: list[Any], timeout: float,
                         who: str, expired: type[ActorError] = NodeUnavailable) -> Any:

@@ -20,7 +20,13 @@ EXIT    ``[EXIT, 0, sup, child, type, key, inc, reason, detail]``: a worker tell
         tree that a supervised child exited (no reply)
 SUP     ``[SUP, id, supervisor, command, arg, deadline]``: a supervisor's runtime API
         (tree); ``deadline`` (epoch seconds, optional): not carried out after it
+LIST    ``[LIST, id, type, start_after, limit]``: a worker's keys of actors of ``type``
+        with persisted data, in order, after ``start_after`` (a string or nil)
 ======  ============================================================
+
+An ``ASK`` whose method starts with ``$`` is a system call served by the worker in the
+actor's turn order without running its code: ``$history``, ``$rewind`` (kwargs
+``version`` or ``time``), ``$destroy``.
 
 Replies are ``[OK, id, result]`` or ``[ERR, id, {"code", "type", "message", ...}]``.
 
@@ -37,8 +43,10 @@ from .errors import ActorError, BadRequest, MessageTooLarge
 
 ASK, TELL, SPAWN, MAP, STATUS, PING, STOP, EXIT, SUP = 1, 2, 3, 4, 5, 6, 7, 8, 9
 OK, ERR = 10, 11
+LIST = 12
 OPS = {ASK: "ask", TELL: "tell", SPAWN: "spawn", MAP: "map", STATUS: "status", PING: "ping",
-       STOP: "stop", EXIT: "exit", SUP: "sup"}
+       STOP: "stop", EXIT: "exit", SUP: "sup", LIST: "list"}
+MAX_LIST_LIMIT = 10_000
 
 _packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 
@@ -109,6 +117,11 @@ def parse_request(msg: Any) -> tuple[int, int, list[Any]]:
         if (len(rest) != 7 or not all(isinstance(v, str) for v in rest[:4])
                 or type(rest[4]) is not int or not isinstance(rest[5], str)):
             raise BadRequest("exit takes [op, 0, sup, child, type, key, inc, reason, detail]")
+    elif op == LIST:
+        if (len(rest) != 3 or not isinstance(rest[0], str)
+                or not (rest[1] is None or isinstance(rest[1], str))
+                or type(rest[2]) is not int or not 0 <= rest[2] <= MAX_LIST_LIMIT):
+            raise BadRequest(f"list takes [op, id, type, start_after or nil, limit 0..{MAX_LIST_LIMIT}]")
     elif op == SUP:
         if (len(rest) not in (3, 4) or not isinstance(rest[0], str) or not isinstance(rest[1], str)
                 or (len(rest) == 4 and type(rest[3]) not in (int, float))):

@@ -48,13 +48,14 @@ from typing import Any
 
 import zmq
 
-from . import wire
+from . import alarms, history, wire
 from .actor import Actor, handlers_of
 from .config import NodeConfig, import_actor_class
-from .errors import (ActorError, ActorStopped, BadRequest, MessageTooLarge, NodeUnavailable,
-                     Overloaded, StorageError, UnknownActorType, UnknownMethod, WrongShard)
+from .errors import (ActorError, ActorStopped, BadRequest, LimitExceeded, MessageTooLarge,
+                     NodeUnavailable, Overloaded, StorageError, UnknownActorType, UnknownMethod,
+                     WrongShard)
 from .shards import ShardMap, shard_of
-from .storage import SlotStore, Storage, actor_prefix, state_key
+from .storage import SlotStore, Storage, _next_prefix, actor_prefix, state_key
 from .transport import AsyncTransport, SocketPump, dealer
 
 _NOBLOCK = int(zmq.NOBLOCK)
@@ -63,6 +64,9 @@ PASSIVATE = -1          # internal mailbox op: run on_stop and leave memory
 START = -2              # internal: the tree (re)starts a supervised child: on_start(*args)
 SHUTDOWN = -3           # internal: the tree stops a child within its shutdown time: on_stop
 EXITING = -4            # internal: the actor called self.stop(reason): on_stop, then EXIT
+ALARM = -5              # internal: an alarm came due: on_alarm(name, payload)
+#: asks served by the worker itself, in the actor's turn order, without running its code
+SYSTEM_METHODS = frozenset({"$history", "$rewind", "$destroy"})
 _ENDING = (PASSIVATE, SHUTDOWN, EXITING)
 MAX_KEY_BYTES = 1024
 HEARTBEAT_INTERVAL = 0.1
@@ -71,6 +75,11 @@ HEARTBEAT_INTERVAL = 0.1
 def meta_key(prefix: bytes) -> bytes:
     """Where a supervised child's supervision record lives, beside its state."""
     return prefix + b"m"
+
+
+def listing_key(type_name: str, key: str) -> bytes:
+    """The slot-wide index entry saying this actor has persisted data (``list_actors``)."""
+    return b"n" + type_name.encode() + b"\x00" + key.encode()
 
 
 _MAX_INC = 2 ** 63 - 1
@@ -117,7 +126,7 @@ class Activation:
 
     __slots__ = ("type_name", "key", "prefix", "cls", "handlers", "instance", "mailbox",
                  "running", "last_used", "snapshot", "tells", "sup", "status", "task",
-                 "kill_timer", "gen")
+                 "kill_timer", "gen", "versions", "indexed")
 
     def __init__(self, type_name: str, key: str, prefix: bytes, cls: type,
                  handlers: dict[str, Any]) -> None:
@@ -139,6 +148,8 @@ class Activation:
         # bumped by a kill and by START: an async turn of an earlier generation that
         # finishes later (it awaited while being cancelled) is discarded
         self.gen = 0
+        self.versions: history.Versions | None = None   # loaded at the first commit
+        self.indexed = False        # its listing entry was written by this activation
 
 
 class InnerRef:
@@ -216,8 +227,12 @@ class Worker:
         self._flush_scheduled = False
         self.stopping = False
         self.counters = {"received": 0, "bad_frames": 0, "turns": 0, "failures": 0,
-                         "activations": 0, "passivations": 0, "dropped_replies": 0,
-                         "overloaded": 0, "storage_errors": 0, "exits": 0, "turn_timeouts": 0}
+                         "activations": 0, "passivations": 0, "evictions": 0,
+                         "dropped_replies": 0, "overloaded": 0, "storage_errors": 0, "exits": 0,
+                         "turn_timeouts": 0, "alarms_fired": 0, "alarms_failed": 0,
+                         "alarms_dropped": 0}
+        # type name -> seconds of history kept (0: none)
+        self.history_window = {t: cfg.history.get(t, cfg.history_window) for t in cfg.actors}
 
     # -- life cycle ------------------------------------------------------------
     def load_classes(self) -> None:
@@ -230,7 +245,8 @@ class Worker:
         self.loop = asyncio.get_running_loop()
         self.load_classes()
         path = os.path.join(self.cfg.data_dir, f"slot-{self.slot}")
-        self.store = SlotStore(path, fsync=self.cfg.durability == "fsync")
+        self.store = SlotStore(path, fsync=self.cfg.durability == "fsync",
+                               max_value_bytes=self.cfg.max_value_bytes)
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
@@ -252,9 +268,13 @@ class Worker:
             self.loop.add_signal_handler(sig, self._begin_shutdown)
         tick = min(max(self.cfg.idle_timeout / 4, 0.05), 1.0)
         self._reaper = self.loop.call_later(tick, self._passivate_idle, tick)
+        self.clock = alarms.AlarmClock(self.loop, self.store, self._deliver_alarm,
+                                       redeliver_after=alarms.REDELIVER_AFTER + self.cfg.turn_timeout)
+        self.clock.scan()       # alarms that came due while this slot was down fire now
         try:
             await self._done
         finally:
+            self.clock.close()
             self.pump.close()
             self.transport.close()
             if self.tree_sock is not None:
@@ -323,6 +343,8 @@ class Worker:
                 self._deliver(op, envelope, rid, rest[0], rest[1], "", [], {})
         elif op == wire.STOP:
             self._stop_child(envelope, rid, rest[0], rest[1], rest[2])
+        elif op == wire.LIST:
+            self._send(envelope, wire.ok(rid, self.list_actors(*rest)))
         elif op == wire.PING:
             self._send(envelope, wire.ok(rid, "pong"))
         elif op == wire.STATUS:
@@ -339,12 +361,18 @@ class Worker:
         if self.stopping:  # passivation is under way; a new turn would reactivate the actor
             return self._reject(reply_to, rid, NodeUnavailable(
                 f"worker slot {self.slot} is shutting down"))
-        act = self.acts.get((type_name, key)) or self._activation(reply_to, rid, type_name, key)
-        if act is None:
-            return
+        acts = self.acts
+        act = acts.pop((type_name, key), None)
+        if act is not None:
+            acts[(type_name, key)] = act     # most recently used last: the LRU order
+        else:
+            act = self._activation(reply_to, rid, type_name, key)
+            if act is None:
+                return
         if act.status == "stopped":
             return self._reject(reply_to, rid, self._stopped_error(act))
-        if op != wire.SPAWN and method not in act.handlers:
+        if op != wire.SPAWN and method not in act.handlers and not (
+                op == wire.ASK and method in SYSTEM_METHODS):
             self.counters["bad_frames"] += 1
             if not act.mailbox and not act.running and act.instance is None and act.sup is None:
                 self.acts.pop((type_name, key), None)
@@ -357,6 +385,38 @@ class Worker:
         act.mailbox.append((op, reply_to, rid, method, args, kwargs))
         if not act.running:
             self._pump(act)
+
+    def _deliver_alarm(self, due: int, shard: int, type_name: str, key: str, name: str) -> None:
+        """The alarm clock hands over a due alarm: queue its turn (activating the actor)."""
+        if self.stopping or self.map.owner[shard] != self.slot:
+            return
+        act = self.acts.get((type_name, key)) or self._activation(None, 0, type_name, key)
+        if act is None:
+            return       # its type left the config: the alarm stays, retried later
+        if act.status == "stopped":
+            # a stopped supervised child does not run: the alarm backs off like a failure
+            return self._alarm_failed(act, name, due, ActorStopped("the actor is stopped"))
+        self.counters["alarms_fired"] += 1
+        act.mailbox.append((ALARM, None, 0, name, [due], {}))
+        if not act.running:
+            self._pump(act)
+
+    def _alarm_failed(self, act: Activation, name: str, due: int, exc: BaseException) -> None:
+        """on_alarm raised (or could not run): reschedule with backoff, or drop it."""
+        self.counters["alarms_failed"] += 1
+        writes, at, attempt = alarms.retry_writes(self.store, act.prefix, name, due,
+                                                  self.cfg.alarm_retry, time.time())
+        if writes:
+            self.store.stage(writes)
+            self._schedule_flush()
+        if at is not None:
+            self.clock.note(at)
+        elif writes:
+            self.counters["alarms_dropped"] += 1
+            print(f"actorsys worker {self.slot}: alarm {name!r:.100} of {act.type_name}/"
+                  f"{act.key:.100} dropped after {attempt} failed attempts; last error: "
+                  f"{type(exc).__name__}: {str(exc):.300}", file=sys.stderr, flush=True)
+        self.clock.done(alarms.ident(act.prefix, name))
 
     def _activation(self, reply_to: tuple | None, rid: int, type_name: str,
                     key: str) -> Activation | None:
@@ -392,8 +452,29 @@ class Worker:
                 # process it ran in died with it. It is not running until the tree
                 # restarts (SPAWN) or stops (STOP) it; its messages wait meanwhile.
                 act.status = "dead" if act.sup["running"] else "stopped"
-        self.acts[(type_name, key)] = act
+        acts = self.acts
+        acts[(type_name, key)] = act
+        if len(acts) > self.cfg.max_resident:
+            self._evict()
         return act
+
+    def _evict(self) -> None:
+        """Over ``max_resident``: passivate the least recently used idle actors (1% of
+        the bound at a time). Busy actors and running supervised children stay."""
+        acts = self.acts
+        want = len(acts) - self.cfg.max_resident + max(self.cfg.max_resident // 100, 1)
+        victims = []
+        for act in acts.values():          # least recently used first (see _deliver)
+            if len(victims) >= want:
+                break
+            if not (act.running or act.mailbox or (act.sup is not None and act.status != "stopped")):
+                victims.append(act)
+        for act in victims:
+            self.counters["evictions"] += 1
+            if act.instance is None:
+                del acts[(act.type_name, act.key)]
+            else:
+                self._enqueue_passivation(act)
 
     def _stopped_error(self, act: Activation) -> ActorStopped:
         sup = act.sup or {}
@@ -556,7 +637,7 @@ class Worker:
         inst = act.cls()
         inst.type_name, inst.key, inst._worker = act.type_name, act.key, self
         inst.state = wire.unpack_stored(act.snapshot) if act.snapshot else {}
-        inst.storage = Storage(self.store, act.prefix)
+        inst.storage = Storage(self.store, act.prefix, inst)
         inst._act = act
         act.instance = inst
         self.counters["activations"] += 1
@@ -572,11 +653,87 @@ class Worker:
             return act.handlers[msg[3]](inst, *msg[4], **msg[5])
         if op in _ENDING:
             return inst.on_stop()
+        if op == ALARM:
+            return self._run_alarm(act, inst, msg[3], msg[4][0])
         return None  # SPAWN, START: the activation was the work
+
+    def _run_alarm(self, act: Activation, inst: Actor, name: str, due: int) -> Any:
+        """An alarm's turn: its record goes with this turn's commit, then on_alarm runs."""
+        st = inst.storage
+        rk = alarms.record_key(act.prefix, name)
+        raw = st._raw(rk)
+        if raw is None:
+            return None                  # cancelled meanwhile
+        rec = wire.unpack_stored(raw)
+        if alarms.due_us(rec["when"]) != due:
+            return None                  # set again meanwhile: that one fires at its time
+        st._write(rk, None)
+        st._write(alarms.index_key(act.prefix, due, name), None)
+        return inst.on_alarm(name, rec["payload"])
+
+    # -- system asks: history, rewind, destroy (no actor code runs) -----------------
+    def _system_turn(self, act: Activation, msg: tuple) -> None:
+        _op, reply_to, rid, method, args, kwargs = msg
+        try:
+            if method == "$history":
+                result: Any = history.bookmarks(self.store, act.prefix)
+            elif method == "$rewind":
+                result = self._rewind(act, *args, **kwargs)
+            else:
+                result = self._destroy(act)
+        except (TypeError, ValueError) as exc:
+            self.outbox.append((reply_to, wire.err(rid, BadRequest(str(exc)).to_wire())))
+        else:
+            self.outbox.append((reply_to, wire.ok(rid, result)))
+        act.last_used = time.monotonic()
+        self._schedule_flush()
+
+    def _drop_instance(self, act: Activation) -> None:
+        """Forget the live instance without on_stop: its memory no longer matches storage."""
+        act.instance = None
+        act.snapshot = None
+        act.versions = None
+
+    def _rewind(self, act: Activation, version: int | None = None,
+                time: float | None = None) -> dict[str, int]:
+        writes, target, earliest = history.rewind_writes(self.store, act.prefix, version, time)
+        versions = act.versions or history.Versions(self.store, act.prefix)
+        sk = state_key(act.prefix)
+        if writes:
+            versions.record(self.store, act.prefix, writes, self.store.get(sk),
+                            self.history_window.get(act.type_name) or 0.0)
+            writes[listing_key(act.type_name, act.key)] = act.prefix[1:3]
+            self.store.stage(writes)
+        self._drop_instance(act)
+        if earliest is not None:
+            self.clock.note(earliest)
+        return {"version": versions.last, "restored": target}
+
+    def _destroy(self, act: Activation) -> dict[str, int]:
+        prefix = act.prefix
+        n = len(prefix)
+        mk = meta_key(prefix)
+        writes: dict[bytes, bytes | None] = {listing_key(act.type_name, act.key): None}
+        deleted = 0
+        for k, v in self.store.range(prefix, _next_prefix(prefix)):
+            if k == mk:
+                continue                 # supervision is not data: a child stays supervised
+            writes[k] = None
+            deleted += 1
+            if k[n:n + 1] == b"l":
+                due = alarms.due_us(wire.unpack_stored(v)["when"])
+                writes[alarms.index_key(prefix, due, k[n + 1:].decode("utf-8"))] = None
+        self.store.stage(writes)
+        self._drop_instance(act)
+        act.snapshot = b""
+        act.indexed = False
+        return {"deleted": deleted}
 
     def _turn(self, act: Activation, msg: tuple) -> None:
         if msg[0] == START and act.instance is None:
             act.gen += 1
+        elif msg[0] == wire.ASK and msg[3] in SYSTEM_METHODS:
+            return self._system_turn(act, msg)
         act.running = True
         act.tells = []
         beats = self.beats
@@ -664,13 +821,20 @@ class Worker:
             if reply is not None and len(reply) > self.cfg.max_message_bytes:
                 return self._fail(act, msg, MessageTooLarge(
                     f"reply of {len(reply)} bytes; max_message_bytes is {self.cfg.max_message_bytes}"))
+            if len(state_bytes) > self.store.max_value_bytes:
+                return self._fail(act, msg, LimitExceeded(
+                    f"self.state is {len(state_bytes)} bytes; max_value_bytes is "
+                    f"{self.store.max_value_bytes} (keep large data in self.storage)"))
+            alarm_at = inst.storage.alarms_changed
             writes = inst.storage._take_writes()
+            old_state = act.snapshot or None
             if state_bytes != act.snapshot:
                 writes[state_key(act.prefix)] = state_bytes
                 act.snapshot = state_bytes
             if writes:
-                self.store.stage(writes)
-                self.staged.append(act)
+                self._stage_turn(act, writes, old_state)
+            if alarm_at is not None:
+                self.clock.note(alarm_at)
         elif op in _ENDING and reply_to is not None:
             reply = wire.ok(rid, "not_running")
         else:
@@ -690,6 +854,8 @@ class Worker:
         self.counters["turns"] += 1
         if op == START and act.status == "starting":
             act.status = "running"       # from now on, what ends it is an exit of this child
+        elif op == ALARM:
+            self.clock.done(alarms.ident(act.prefix, msg[3]))
         if op in _ENDING:
             act.instance = None
             self.counters["passivations"] += 1
@@ -702,6 +868,21 @@ class Worker:
             act.mailbox.appendleft((EXITING, None, 0, inst._stop_reason, [], {}))
             inst._stop_reason = None
 
+    def _stage_turn(self, act: Activation, writes: dict[bytes, bytes | None],
+                    old_state: bytes | None) -> None:
+        """Stage a turn's writes for the group commit, with the actor's listing entry and,
+        if its type keeps history, this version's undo record."""
+        if not act.indexed:
+            writes[listing_key(act.type_name, act.key)] = act.prefix[1:3]
+            act.indexed = True
+        window = self.history_window.get(act.type_name)
+        if window:
+            if act.versions is None:
+                act.versions = history.Versions(self.store, act.prefix)
+            act.versions.record(self.store, act.prefix, writes, old_state, window)
+        self.store.stage(writes)
+        self.staged.append(act)
+
     def _fail(self, act: Activation, msg: tuple, exc: BaseException) -> None:
         op, reply_to, rid = msg[0], msg[1], msg[2]
         act.instance = None          # restart: the next message reactivates from the last commit
@@ -712,6 +893,8 @@ class Worker:
         if op == SHUTDOWN and act.kill_timer is not None:
             act.kill_timer.cancel()
             act.kill_timer = None
+        elif op == ALARM:
+            self._alarm_failed(act, msg[3], msg[4][0], exc)
         if act.sup is not None and act.status == "running" and op not in (START, PASSIVATE):
             # a supervised child's crash ends it (unless its type's policy is "restart"):
             # the tree decides; its later messages wait in the mailbox meanwhile
@@ -734,6 +917,9 @@ class Worker:
         is dropped (no commit, no EXIT, nothing of the current generation touched) and
         its caller learns the actor was stopped."""
         op, reply_to, rid = msg[0], msg[1], msg[2]
+        if op == ALARM:      # not done: hand it to the current incarnation
+            self.clock.done(alarms.ident(act.prefix, msg[3]))
+            self.clock.note(time.time())
         if reply_to is not None and op not in _ENDING:   # a killed SHUTDOWN was answered
             self.outbox.append((reply_to, wire.err(rid, self._stopped_error(act).to_wire())))
             self._schedule_flush()
@@ -758,8 +944,8 @@ class Worker:
             self.counters["storage_errors"] += 1
             print(f"actorsys worker {self.slot}: {exc}", file=sys.stderr, flush=True)
             for act in staged:
-                act.instance = None
-                act.snapshot = None
+                self._drop_instance(act)
+                act.indexed = False
             for dest, payload in outbox:
                 if dest is not None:
                     rid = wire.unpack(payload)[1]
@@ -808,10 +994,27 @@ class Worker:
         if not self.stopping:
             self._reaper = self.loop.call_later(tick, self._passivate_idle, tick)
 
+    def list_actors(self, type_name: str, start_after: str | None, limit: int) -> list[str]:
+        """Keys of this slot's actors of a type that have persisted data, in key order."""
+        base = b"n" + type_name.encode("utf-8", "surrogatepass") + b"\x00"
+        lo, hi = base, _next_prefix(base)
+        if start_after is not None:
+            lo = base + start_after.encode("utf-8", "surrogatepass") + b"\x00"
+        n = len(base)
+        out: list[str] = []
+        if limit <= 0:
+            return out
+        for k, _v in self.store.range(lo, hi):
+            out.append(k[n:].decode("utf-8", "surrogatepass"))
+            if len(out) >= limit:
+                break
+        return out
+
     def status(self) -> dict[str, Any]:
         return {"role": "worker", "slot": self.slot, "pid": os.getpid(),
                 "endpoint": self.endpoints[self.slot], "resident": len(self.acts),
                 "supervised": sum(1 for a in self.acts.values() if a.sup is not None),
+                "alarms_in_flight": len(self.clock.inflight),
                 "commits": self.store.commits, **self.counters}
 
 

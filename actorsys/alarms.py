@@ -1,0 +1,209 @@
+"""Alarms: named, durable wake-ups an actor sets for itself.
+
+What a user can rely on:
+
+* ``self.set_alarm(when, name="default", payload=None)`` schedules ``on_alarm(name,
+  payload)``. ``when`` is a delay in seconds, or an absolute epoch time (any value of
+  1e9 or more). An actor holds as many alarms as it likes, one per name; setting a name
+  again replaces that alarm. ``self.alarms()`` lists them, ``self.cancel_alarm(name)``
+  cancels one. Like any write, these commit with the turn (a turn that fails sets
+  nothing).
+* An alarm fires **at least once**: its record is deleted in the same commit as the
+  turn that ran ``on_alarm``, so a crash before that commit fires it again. An alarm
+  reactivates a passivated actor; on an idle node it fires within a few milliseconds of
+  its time.
+* ``on_alarm`` that raises is retried with exponential backoff (node key ``alarm_retry
+  = { initial = 1.0, max = 60.0, attempts = 6 }``); after the last attempt the alarm is
+  dropped and the worker says so on stderr. The failed turn is the actor's crash like
+  any other.
+* Alarms survive worker crashes, node restarts and shard moves; one that came due while
+  the node was down fires when its worker starts.
+
+Storage: the alarm record lives with the actor (``P + b"l" + name``); a slot-wide index
+``b"t" + due + P[1:] + name`` keeps alarms in due order, so the worker's clock reads only
+the alarms that are due. Durable Objects allows one alarm per object.
+"""
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+from . import wire
+from .errors import LimitExceeded
+from .storage import _merge, _next_prefix
+
+if TYPE_CHECKING:
+    from .storage import SlotStore, Storage
+
+MAX_ALARM_NAME_BYTES = 1024
+EPOCH_THRESHOLD = 1e9           # a `when` at least this large is an epoch time
+REDELIVER_AFTER = 30.0          # an alarm handed to its actor and not done by then is sent again
+SCAN_BATCH = 2000               # alarms handed out per scan before yielding to the loop
+
+
+def due_us(when: float) -> int:
+    return max(0, int(when * 1_000_000))
+
+
+def record_key(prefix: bytes, name: str) -> bytes:
+    return prefix + b"l" + name.encode("utf-8")
+
+
+def index_key(prefix: bytes, due: int, name: str) -> bytes:
+    return b"t" + due.to_bytes(8, "big") + prefix[1:] + name.encode("utf-8")
+
+
+def ident(prefix: bytes, name: str) -> bytes:
+    """What names one alarm in the clock, whatever its due time: the index key's tail."""
+    return prefix[1:] + name.encode("utf-8")
+
+
+def parse_index_key(k: bytes) -> tuple[int, int, str, str, str]:
+    """``(due_us, shard, type, key, name)`` of an index key."""
+    due = int.from_bytes(k[1:9], "big")
+    shard = int.from_bytes(k[9:11], "big")
+    type_b, key_b, name_b = k[11:].split(b"\x00", 2)
+    return due, shard, type_b.decode(), key_b.decode(), name_b.decode("utf-8")
+
+
+def _name_ok(name: Any) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"alarm names are strings, got {type(name).__name__}")
+    if len(name.encode("utf-8")) > MAX_ALARM_NAME_BYTES:
+        raise LimitExceeded(f"alarm name is longer than {MAX_ALARM_NAME_BYTES} bytes")
+    return name
+
+
+def set_alarm(storage: "Storage", when: float, name: str, payload: Any) -> float:
+    """Stage an alarm in the turn's writes; returns its due time (epoch seconds)."""
+    _name_ok(name)
+    if isinstance(when, bool) or not isinstance(when, (int, float)) or not math.isfinite(when):
+        raise TypeError("an alarm's `when` is a delay in seconds or an epoch time (a number)")
+    now = time.time()
+    at = float(when) if when >= EPOCH_THRESHOLD else now + max(float(when), 0.0)
+    prefix = storage._actor
+    rk = record_key(prefix, name)
+    old = storage._raw(rk)
+    if old is not None:
+        storage._write(index_key(prefix, due_us(wire.unpack_stored(old)["when"]), name), None)
+    packed = wire.pack({"when": at, "payload": payload, "attempt": 0})
+    if len(packed) > storage._store.max_value_bytes:
+        raise LimitExceeded(f"alarm {name!r:.100} is {len(packed)} bytes; max_value_bytes is "
+                            f"{storage._store.max_value_bytes}")
+    storage._write(rk, packed)
+    storage._write(index_key(prefix, due_us(at), name), b"")
+    if storage.alarms_changed is None or at < storage.alarms_changed:
+        storage.alarms_changed = at
+    return at
+
+
+def cancel_alarm(storage: "Storage", name: str) -> bool:
+    """Stage the removal of an alarm; returns whether it was set."""
+    _name_ok(name)
+    prefix = storage._actor
+    rk = record_key(prefix, name)
+    old = storage._raw(rk)
+    if old is None:
+        return False
+    storage._write(rk, None)
+    storage._write(index_key(prefix, due_us(wire.unpack_stored(old)["when"]), name), None)
+    return True
+
+
+def list_alarms(storage: "Storage") -> dict[str, dict[str, Any]]:
+    """``{name: {"when", "payload", "attempt"}}`` in name order, as this turn sees them."""
+    lo = storage._actor + b"l"
+    hi = _next_prefix(lo)
+    n = len(lo)
+    return {k[n:].decode("utf-8"): wire.unpack_stored(v)
+            for k, v in _merge(storage._store.range(lo, hi), storage._buf, lo, hi, False)}
+
+
+def retry_writes(store: "SlotStore", prefix: bytes, name: str, due: int, retry: dict[str, float],
+                 now: float) -> tuple[dict[bytes, bytes | None], float | None, int]:
+    """After ``on_alarm`` raised: the writes that reschedule the alarm with backoff (or drop
+    it after the last attempt), its new due time (None: dropped), and the attempt number."""
+    rk = record_key(prefix, name)
+    raw = store.get(rk)
+    if raw is None:
+        return {}, None, 0
+    rec = wire.unpack_stored(raw)
+    if due_us(rec["when"]) != due:
+        return {}, None, 0         # set again meanwhile: that alarm stands
+    attempt = int(rec.get("attempt", 0)) + 1
+    writes: dict[bytes, bytes | None] = {index_key(prefix, due, name): None}
+    if attempt >= int(retry["attempts"]):
+        writes[rk] = None
+        return writes, None, attempt
+    delay = min(retry["initial"] * 2 ** (attempt - 1), retry["max"])
+    at = now + delay
+    writes[rk] = wire.pack({"when": at, "payload": rec["payload"], "attempt": attempt})
+    writes[index_key(prefix, due_us(at), name)] = b""
+    return writes, at, attempt
+
+
+class AlarmClock:
+    """The worker's timer: hands each due alarm of its slot to its actor.
+
+    ``deliver(due, shard, type, key, name)`` queues the alarm's turn; ``done(ident)``
+    is called when that turn has ended (committed or failed). An alarm handed out and
+    not done within ``REDELIVER_AFTER`` (plus the turn timeout) is handed out again.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, store: "SlotStore",
+                 deliver: Callable[[int, int, str, str, str], None], redeliver_after: float) -> None:
+        self.loop, self.store, self.deliver = loop, store, deliver
+        self.redeliver_after = redeliver_after
+        self.inflight: dict[bytes, float] = {}   # index key minus its due -> redelivery time
+        self.timer: asyncio.TimerHandle | None = None
+        self.next_due = math.inf
+        self.fired = 0
+
+    def note(self, when: float) -> None:
+        """An alarm due at ``when`` was set: wake up for it if it is the earliest."""
+        if when < self.next_due:
+            self._arm(when)
+
+    def _arm(self, when: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.next_due = when
+        self.timer = self.loop.call_later(max(when - time.time(), 0.0), self.scan)
+
+    def done(self, ident: bytes) -> None:
+        self.inflight.pop(ident, None)
+
+    def scan(self) -> None:
+        """Hand out every due alarm (in due order), then sleep until the next one."""
+        self.timer, self.next_due = None, math.inf
+        now = time.time()
+        now_us = due_us(now)
+        wake = math.inf
+        handed = 0
+        for k, _v in self.store.range(b"t", b"u"):
+            due = int.from_bytes(k[1:9], "big")
+            if due > now_us:
+                wake = min(wake, due / 1_000_000)
+                break
+            ident = k[9:]
+            again = self.inflight.get(ident)
+            if again is not None and again > now:
+                wake = min(wake, again)
+                continue
+            if handed >= SCAN_BATCH:
+                wake = now          # more are due: carry on after other work
+                break
+            self.inflight[ident] = now + self.redeliver_after
+            _due, shard, type_name, key, name = parse_index_key(k)
+            handed += 1
+            self.fired += 1
+            self.deliver(due, shard, type_name, key, name)
+        if wake < math.inf:
+            self._arm(wake)
+
+    def close(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
