@@ -16,3 +16,16 @@ class BenchCounter(Counter):
     def crash(self) -> None:
         """Raise: for a supervised child, a crash its supervisor restarts."""
         raise RuntimeError("crash requested by the benchmark")
+
+    def alarm_in(self, delay: float) -> float:
+        """Set an alarm ``delay`` seconds ahead; returns its due time (epoch seconds)."""
+        return self.set_alarm(delay, name=f"a{len(self.alarms())}", payload=None)
+
+    def on_alarm(self, name: str, payload) -> None:
+        import time
+        due = self.state.setdefault("due", {})
+        due[name] = time.time()
+
+    def fired(self) -> dict:
+        """name -> the epoch time its on_alarm ran."""
+        return self.state.get("due", {})

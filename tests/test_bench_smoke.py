@@ -70,3 +70,28 @@ def test_quick_bench_reports_every_measurement_beside_its_baseline(tmp_path):
     node_ipc = data["meta"]["node_endpoint"]
     assert node_ipc.startswith("ipc://")
     assert not os.path.exists(os.path.dirname(node_ipc[len("ipc://"):])), node_ipc
+
+
+def test_scale_bench_runs_small_and_reports_every_figure(tmp_path):
+    """scripts/bench --scale at a few thousand actors: every figure is there and sane."""
+    out = tmp_path / "scale.json"
+    bench_tmp = tmp_path / "t"
+    bench_tmp.mkdir()
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "bench_scale.py"),
+                           "--actors", "6000", "--reactivate", "2500", "--bounded", "3000",
+                           "--max-resident", "1500", "--alarms", "10", "--json", str(out),
+                           "--tmpdir", str(bench_tmp)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=240,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    r = json.loads(out.read_text())
+    assert r["listing"]["keys"] == 6000, "list_actors pages through every actor created"
+    for path in (("creation", "per_s"), ("reactivation", "per_s"), ("memory", "per_resident_actor_bytes"),
+                 ("alarms", "max_ms"), ("raw_pipelined_per_s",)):
+        value = _get(r, path)
+        assert isinstance(value, (int, float)) and value > 0, (path, value)
+    assert r["bounded"]["bounded"], f"resident per worker exceeded max_resident: {r['bounded']}"
+    assert r["creation"]["evictions"] > 0, "6,000 actors over a bound of 1,500 per worker evict"
+    for label in ("reactivation from disk", "RSS per resident actor", "alarm lateness"):
+        assert label in proc.stdout, proc.stdout
+    assert glob.glob(str(bench_tmp / "*")) == [], "the benchmark removed its directories"
