@@ -7,9 +7,9 @@ What you get:
   actor keeps its state, storage entries, alarms, history, supervision record and
   listing entry; nothing is lost and nothing is duplicated. The shard count never
   changes.
-* **Offline, at start.** The move happens in the node supervisor before any worker runs
-  (the data directory is locked), so no actor runs while its data moves and no client
-  sees a half-moved shard. The node answers once the move is done; the move takes time
+* **Offline, at start.** The move happens before any worker runs (the node holds the
+  data directory's lock), so no actor runs while its data moves and no client sees a
+  half-moved shard. The node answers once the move is done; the move takes time
   proportional to the data of the shards that move.
 * **As few moves as possible.** Every slot ends up with ``shards // workers`` shards, or
   one more; a shard stays where it is while its slot still exists and has room for it.
@@ -24,13 +24,16 @@ What you get:
   no longer exist are deleted, after checking they hold no data; a slot directory
   that still holds actor data is an error at start, never a deletion.
 
-One line on stderr per rebalance says how many shards and keys moved and how long it took.
+One line on stderr per move says how many shards and keys moved and how long it took.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import shutil
+import signal
+import subprocess
 import sys
 import time
 from collections import Counter, OrderedDict
@@ -41,13 +44,14 @@ import plyvel
 
 from . import wire
 from .errors import ConfigError
-from .shards import write_meta
+from .shards import read_meta, write_meta
 
 #: keys per LevelDB batch: memory stays bounded however many actors a shard holds
 BATCH_KEYS = 10_000
 #: slot databases held open at once while moving
 MAX_OPEN_DBS = 8
 _SLOT_DIR = re.compile(r"slot-(\d+)")
+_PR_SET_PDEATHSIG = 1
 
 
 def plan(owner: list[int], workers: int) -> list[int]:
@@ -83,6 +87,33 @@ def plan(owner: list[int], workers: int) -> list[int]:
 def rebalance(data_dir: str, meta: dict[str, Any], workers: int) -> dict[str, Any]:
     """Make ``data_dir`` hold its shards on ``workers`` slots; returns the new meta.
 
+    The move runs in a fresh Python process (``python -m actorsys.rebalance``): the node
+    supervisor forks its workers without exec, and LevelDB's background compaction
+    thread does not survive a fork, so a process that forks workers must never have
+    opened LevelDB itself (a worker would then hang closing its database). Nothing to
+    do (same worker count, no unfinished plan, no slot directory to remove): no process.
+    """
+    if "target" not in meta and meta["workers"] == workers and not _removed_slots(data_dir, workers):
+        return meta
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    r = subprocess.run([sys.executable, "-m", "actorsys.rebalance", data_dir, str(workers),
+                        str(os.getpid())],
+                       env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+    if r.returncode == 2 and r.stdout.strip():
+        raise ConfigError(r.stdout.strip(), key="node.workers")
+    if r.returncode != 0:
+        how = (f"killed by {signal.Signals(-r.returncode).name}" if r.returncode < 0
+               else f"exit status {r.returncode}")
+        raise ConfigError(f"moving shards in {data_dir} to {workers} workers failed ({how}); "
+                          f"the move resumes at the next start", key="node.workers")
+    return read_meta(data_dir)
+
+
+def rebalance_here(data_dir: str, meta: dict[str, Any], workers: int) -> dict[str, Any]:
+    """:func:`rebalance` in this process (it opens LevelDB; see :func:`rebalance`).
+
     An unfinished plan in ``meta`` (``"target"``) is finished first. Without a change of
     worker count only the cleanup of removed slot directories runs.
     """
@@ -99,6 +130,27 @@ def rebalance(data_dir: str, meta: dict[str, Any], workers: int) -> dict[str, An
         raise ConfigError(f"moving shards in {data_dir} failed: {exc} (the move resumes "
                           f"at the next start)", key="node.workers") from None
     return meta
+
+
+def main(argv: list[str]) -> int:
+    """``python -m actorsys.rebalance DATA_DIR WORKERS [PARENT_PID]``: what
+    :func:`rebalance` runs. Dies with its parent (a node killed while moving resumes at
+    its next start, instead of leaving a move running beside a new node). Prints the
+    reason of a failure on stdout (for the parent) and exits 2."""
+    data_dir, workers = argv[0], int(argv[1])
+    if len(argv) > 2:
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except Exception:       # not Linux
+            pass
+        if os.getppid() != int(argv[2]):
+            return 1            # the parent is already gone
+    try:
+        rebalance_here(data_dir, read_meta(data_dir), workers)
+    except ConfigError as exc:
+        print(exc.problem, flush=True)
+        return 2
+    return 0
 
 
 # -- moving ---------------------------------------------------------------------------
@@ -268,13 +320,16 @@ def _sweep_indexes(pool: _Pool, src: int, owner: list[int]) -> int:
 
 # -- cleanup --------------------------------------------------------------------------
 
+def _removed_slots(data_dir: str, workers: int) -> list[str]:
+    """The directories of slots ``>= workers`` (they hold no shard)."""
+    return sorted(os.path.join(data_dir, name) for name in os.listdir(data_dir)
+                  if (m := _SLOT_DIR.fullmatch(name)) and int(m[1]) >= workers
+                  and os.path.isdir(os.path.join(data_dir, name)))
+
+
 def _remove_empty_slots(data_dir: str, workers: int) -> None:
     """Delete the directories of slots ``>= workers``; refuse if one still holds data."""
-    for name in sorted(os.listdir(data_dir)):
-        m = _SLOT_DIR.fullmatch(name)
-        path = os.path.join(data_dir, name)
-        if m is None or int(m[1]) < workers or not os.path.isdir(path):
-            continue
+    for path in _removed_slots(data_dir, workers):
         if os.listdir(path):
             db = plyvel.DB(path)
             try:
@@ -289,3 +344,7 @@ def _remove_empty_slots(data_dir: str, workers: int) -> None:
             finally:
                 db.close()
         shutil.rmtree(path)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

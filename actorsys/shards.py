@@ -46,6 +46,16 @@ class ShardMap:
                    endpoints=list(d["endpoints"]))
 
 
+def read_meta(data_dir: str) -> dict[str, Any]:
+    """``data_dir/node.meta``; ConfigError if it cannot be decoded."""
+    path = os.path.join(data_dir, META_FILE)
+    with open(path, "rb") as f:
+        try:
+            return msgpack.unpackb(f.read(), raw=False)
+        except Exception as exc:
+            raise ConfigError(f"corrupt node metadata {path}: {exc}") from None
+
+
 def write_meta(data_dir: str, meta: dict[str, Any]) -> None:
     """Replace ``data_dir/node.meta`` atomically and durably (tmp file, fsync, rename)."""
     path = os.path.join(data_dir, META_FILE)
@@ -72,16 +82,12 @@ def load_or_create_meta(data_dir: str, shards: int, workers: int) -> dict[str, A
     os.makedirs(data_dir, mode=0o700, exist_ok=True)
     path = os.path.join(data_dir, META_FILE)
     if os.path.exists(path):
-        with open(path, "rb") as f:
-            try:
-                meta = msgpack.unpackb(f.read(), raw=False)
-            except Exception as exc:
-                raise ConfigError(f"corrupt node metadata {path}: {exc}") from None
+        meta = read_meta(data_dir)
         if meta["shards"] != shards:
             raise ConfigError(
                 f"data directory {data_dir} was created with shards = {meta['shards']}; "
                 f"the config says {shards} (the shard count cannot change)", key="node.shards")
-        from .rebalance import rebalance       # plyvel: only the node supervisor needs it
+        from .rebalance import rebalance
         return rebalance(data_dir, meta, workers)
     meta = {"shards": shards, "workers": workers, "epoch": 1,
             "owner": [s % workers for s in range(shards)]}
