@@ -19,3 +19,21 @@ class Keeper(actorsys.Actor):
     def read(self) -> dict:
         return {"n": self.state.get("n"), "a": self.storage.get("a"),
                 "b": self.storage.get("b"), "pid": os.getpid()}
+
+
+class Sleeper(actorsys.Actor):
+    """Sets an alarm and records when it fired, to follow alarms across shard moves."""
+
+    def sleep(self, when: float) -> float:
+        """A 'wake' alarm at ``when`` and a 'later' one an hour ahead (never due in a test)."""
+        self.set_alarm(3600, name="later")
+        return self.set_alarm(when, name="wake", payload=self.key)
+
+    def on_alarm(self, name: str, payload) -> None:
+        self.state["woke"] = [name, payload]
+
+    def woke(self):
+        return self.state.get("woke")
+
+    def pending(self) -> list:
+        return sorted(self.alarms())

@@ -362,3 +362,32 @@ def test_a_removed_slot_that_still_holds_data_is_kept_and_the_start_refused(conf
     with actorsys.Node(with_workers(cfg, 1)) as node:
         check_served(node, expected, 1)
     check_on_disk(path, 1, expected)
+
+
+def test_alarms_history_and_listing_follow_their_actors_through_2_to_3_to_1(config):
+    cfg = keeper_config(config, 2)
+    cfg["actors"]["Sleeper"] = {"class": "rebalance_actors:Sleeper", "history_window": 3600}
+    keys = [f"s{i}" for i in range(60)]
+    with actorsys.Node(cfg) as node:
+        c = node.client()
+        for k in keys:      # due while the data moves: each fires once, on whichever slot owns it
+            c.ask("Sleeper", k, "sleep", time.time() + 3)
+    for n_workers in (3, 1):
+        with actorsys.Node(with_workers(cfg, n_workers)) as node:
+            c = node.client()
+            assert c.list_actors("Sleeper") == sorted(keys), \
+                f"every actor is listed once after moving to {n_workers} workers"
+            later = {k: "later" in c.ask("Sleeper", k, "pending") for k in keys}
+            assert all(later.values()), \
+                f"every 'later' alarm is still set after moving to {n_workers} workers: {later}"
+            versions = {k: c.ref("Sleeper", k).history()[0]["version"] for k in keys}
+            assert set(versions.values()) == {1}, f"history moved with its actor: {versions}"
+            if n_workers == 1:
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline:
+                    woke = {k: c.ask("Sleeper", k, "woke") for k in keys}
+                    if all(woke.values()):
+                        break
+                    time.sleep(0.2)
+                assert all(v == ["wake", k] for k, v in woke.items()), \
+                    f"every 'wake' alarm fired (moved with its actor): {woke}"
