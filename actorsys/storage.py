@@ -306,7 +306,11 @@ class Storage:
         ``with self.storage.transaction():`` -- if the block raises, every storage write,
         alarm change and ``self.state`` change made inside it is undone and the exception
         propagates (catch it to carry on with the turn). Blocks nest. What the block
-        wrote commits with the turn, like every write."""
+        wrote commits with the turn, like every write.
+
+        ``self.state`` is restored in place at its top level; a reference to a nested
+        value taken before the block (``items = self.state["items"]``) points at the
+        discarded version after a rollback: read it again from ``self.state``."""
         saved_buf = dict(self._buf)
         saved_alarm = self.alarms_changed
         owner = self._owner
@@ -317,7 +321,11 @@ class Storage:
             self._buf = saved_buf
             self.alarms_changed = saved_alarm
             if owner is not None and saved_state is not None:
-                owner.state = wire.unpack_stored(saved_state)
+                if isinstance(owner.state, dict):
+                    owner.state.clear()          # in place: `s = self.state` stays valid
+                    owner.state.update(wire.unpack_stored(saved_state))
+                else:
+                    owner.state = wire.unpack_stored(saved_state)
             raise
 
     def _take_writes(self) -> dict[bytes, bytes | None]:

@@ -69,6 +69,7 @@ ALARM = -5              # internal: an alarm came due: on_alarm(name, payload)
 SYSTEM_METHODS = frozenset({"$history", "$rewind", "$destroy"})
 _ENDING = (PASSIVATE, SHUTDOWN, EXITING)
 MAX_KEY_BYTES = 1024
+_EMPTY_STATE = wire.pack({})
 HEARTBEAT_INTERVAL = 0.1
 
 
@@ -702,7 +703,8 @@ class Worker:
         if writes:
             versions.record(self.store, act.prefix, writes, self.store.get(sk),
                             self.history_window.get(act.type_name) or 0.0)
-            writes[listing_key(act.type_name, act.key)] = act.prefix[1:3]
+            # back to version 0 is back to no data: no longer listed
+            writes[listing_key(act.type_name, act.key)] = act.prefix[1:3] if target else None
             self.store.stage(writes)
         self._drop_instance(act)
         if earliest is not None:
@@ -828,7 +830,9 @@ class Worker:
             alarm_at = inst.storage.alarms_changed
             writes = inst.storage._take_writes()
             old_state = act.snapshot or None
-            if state_bytes != act.snapshot:
+            if state_bytes != act.snapshot and not (state_bytes == _EMPTY_STATE and not act.snapshot):
+                # (an actor that never stored anything and still has an empty state
+                # leaves nothing on disk: only actors with data exist in list_actors)
                 writes[state_key(act.prefix)] = state_bytes
                 act.snapshot = state_bytes
             if writes:
