@@ -8,8 +8,10 @@ What a user can rely on (for actor types with a ``history_window``; see config.p
 * Versions older than the window are pruned as the actor commits; the newest version is
   always kept, so numbering never restarts.
 * ``ref.rewind(version=N)`` or ``ref.rewind(time=T)`` (the last version committed at or
-  before T) restores state, storage and alarms as they were at that version. The rewind
-  is itself a new version, so rewinding to the version before it undoes it. The live
+  before T) restores state, storage and alarms as they were at that version; version 0
+  (while version 1 is kept) is the actor before its first commit. The rewind is itself a
+  new version, so rewinding to the version before it undoes it; rewinding to the
+  current version changes nothing and records nothing. The live
   instance is dropped without ``on_stop`` (its memory is from the future); the next
   message activates the actor from the restored data (``on_start`` runs).
 * ``ref.destroy()`` deletes everything, history included.
@@ -118,9 +120,11 @@ def rewind_writes(store: "SlotStore", prefix: bytes, version: int | None,
             raise ValueError(f"time {at} is before the history window (oldest version "
                              f"{oldest} at {recs[0][1]['t']})")
     assert version is not None
-    if type(version) is not int or not oldest - 1 <= version <= newest:
+    # the listed versions, and 0 (the empty actor) while version 1 is kept
+    lowest = 0 if oldest == 1 else oldest
+    if type(version) is not int or not lowest <= version <= newest:
         raise ValueError(f"version {version!r} is not in the history window "
-                         f"(versions {max(oldest - 1, 0)}..{newest})")
+                         f"(versions {lowest}..{newest})")
     restore: dict[bytes, bytes | None] = {}
     for v, rec in reversed(recs):
         if v <= version:
