@@ -12,10 +12,13 @@ What a user can rely on:
   turn that ran ``on_alarm``, so a crash before that commit fires it again. An alarm
   reactivates a passivated actor; on an idle node it fires within a few milliseconds of
   its time.
-* ``on_alarm`` that raises is retried with exponential backoff (node key ``alarm_retry
-  = { initial = 1.0, max = 60.0, attempts = 6 }``); after the last attempt the alarm is
-  dropped and the worker says so on stderr. The failed turn is the actor's crash like
-  any other.
+* Each delivery is an **attempt**, counted durably before ``on_alarm`` runs. One that
+  raises is retried with exponential backoff (node key ``alarm_retry = { initial = 1.0,
+  max = 60.0, attempts = 6 }``); one that takes its worker down (a segfault, kill -9, a
+  sync turn past ``turn_timeout``) is retried after the same backoff, counted the same
+  way, so a poisonous alarm cannot crash-loop its worker. After the last attempt the
+  alarm is dropped and the worker says so on stderr. A raise is also the actor's crash,
+  as for any handler.
 * Alarms survive worker crashes, node restarts and shard moves; one that came due while
   the node was down fires when its worker starts.
 
@@ -121,24 +124,36 @@ def list_alarms(storage: "Storage") -> dict[str, dict[str, Any]]:
             for k, v in _merge(storage._store.range(lo, hi), storage._buf, lo, hi, False)}
 
 
-def retry_writes(store: "SlotStore", prefix: bytes, name: str, due: int, retry: dict[str, float],
-                 now: float) -> tuple[dict[bytes, bytes | None], float | None, int]:
-    """After ``on_alarm`` raised: the writes that reschedule the alarm with backoff (or drop
-    it after the last attempt), its new due time (None: dropped), and the attempt number."""
+def backoff(retry: dict[str, float], attempt: int) -> float:
+    """Seconds to wait after failed attempt number ``attempt`` (1, 2, ...)."""
+    return min(retry["initial"] * 2 ** (attempt - 1), retry["max"])
+
+
+def reschedule(store: "SlotStore", prefix: bytes, name: str, due: int, retry: dict[str, float],
+               now: float, attempt_starts: bool) -> tuple[dict[bytes, bytes | None], float | None, int]:
+    """The writes that move a due alarm to its next attempt, or drop it.
+
+    ``attempt_starts``: a delivery is about to start; it is counted now and the alarm is
+    leased until ``now + backoff`` (a delivery lost with its worker comes back then).
+    Otherwise the attempt in progress failed: retry after the backoff. Returns
+    ``(writes, new due time or None, attempts made)``: None with -1 attempts when the
+    alarm was cancelled or set again meanwhile, else None when it is dropped.
+    """
     rk = record_key(prefix, name)
     raw = store.get(rk)
-    if raw is None:
-        return {}, None, 0
-    rec = wire.unpack_stored(raw)
-    if due_us(rec["when"]) != due:
-        return {}, None, 0         # set again meanwhile: that alarm stands
-    attempt = int(rec.get("attempt", 0)) + 1
+    rec = wire.unpack_stored(raw) if raw is not None else None
+    if rec is None or due_us(rec["when"]) != due:
+        # cancelled or set again meanwhile (that alarm stands); an index entry left
+        # without its record (it cannot be rewritten by a turn) goes
+        return ({} if rec is not None else {index_key(prefix, due, name): None}), None, -1
+    attempt = int(rec.get("attempt", 0))
     writes: dict[bytes, bytes | None] = {index_key(prefix, due, name): None}
     if attempt >= int(retry["attempts"]):
         writes[rk] = None
         return writes, None, attempt
-    delay = min(retry["initial"] * 2 ** (attempt - 1), retry["max"])
-    at = now + delay
+    if attempt_starts:
+        attempt += 1
+    at = now + backoff(retry, max(attempt, 1))
     writes[rk] = wire.pack({"when": at, "payload": rec["payload"], "attempt": attempt})
     writes[index_key(prefix, due_us(at), name)] = b""
     return writes, at, attempt
@@ -147,13 +162,15 @@ def retry_writes(store: "SlotStore", prefix: bytes, name: str, due: int, retry: 
 class AlarmClock:
     """The worker's timer: hands each due alarm of its slot to its actor.
 
-    ``deliver(due, shard, type, key, name)`` queues the alarm's turn; ``done(ident)``
-    is called when that turn has ended (committed or failed). An alarm handed out and
-    not done within ``REDELIVER_AFTER`` (plus the turn timeout) is handed out again.
+    ``deliver([(due, shard, type, key, name), ...])`` starts the alarms' turns;
+    ``done(ident)`` is called when a turn has ended (committed or failed). An alarm
+    handed out and not done within ``REDELIVER_AFTER`` (plus the turn timeout) is handed
+    out again.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, store: "SlotStore",
-                 deliver: Callable[[int, int, str, str, str], None], redeliver_after: float) -> None:
+                 deliver: Callable[[list[tuple[int, int, str, str, str]]], None],
+                 redeliver_after: float) -> None:
         self.loop, self.store, self.deliver = loop, store, deliver
         self.redeliver_after = redeliver_after
         self.inflight: dict[bytes, float] = {}   # index key minus its due -> redelivery time
@@ -181,7 +198,7 @@ class AlarmClock:
         now = time.time()
         now_us = due_us(now)
         wake = math.inf
-        handed = 0
+        batch: list[tuple[int, int, str, str, str]] = []
         for k, _v in self.store.range(b"t", b"u"):
             due = int.from_bytes(k[1:9], "big")
             if due > now_us:
@@ -192,14 +209,14 @@ class AlarmClock:
             if again is not None and again > now:
                 wake = min(wake, again)
                 continue
-            if handed >= SCAN_BATCH:
+            if len(batch) >= SCAN_BATCH:
                 wake = now          # more are due: carry on after other work
                 break
             self.inflight[ident] = now + self.redeliver_after
-            _due, shard, type_name, key, name = parse_index_key(k)
-            handed += 1
-            self.fired += 1
-            self.deliver(due, shard, type_name, key, name)
+            batch.append(parse_index_key(k))
+        if batch:
+            self.fired += len(batch)
+            self.deliver(batch)
         if wake < math.inf:
             self._arm(wake)
 

@@ -45,6 +45,7 @@ import plyvel
 from . import wire
 from .errors import ConfigError
 from .shards import read_meta, write_meta
+from .storage import _next_prefix
 
 #: keys per LevelDB batch: memory stays bounded however many actors a shard holds
 BATCH_KEYS = 10_000
@@ -212,16 +213,6 @@ class _Pool:
         for db in self.dbs.values():
             db.close()
         self.dbs.clear()
-
-
-def _next_prefix(p: bytes) -> bytes:
-    b = bytearray(p)
-    while b and b[-1] == 0xFF:
-        b.pop()
-    if not b:
-        return b"\xff" * (len(p) + 1)
-    b[-1] += 1
-    return bytes(b)
 
 
 def _scan(pool: _Pool, slot: int, lo: bytes, hi: bytes) -> Iterator[list[tuple[bytes, bytes]]]:

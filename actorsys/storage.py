@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
-from typing import Any, Iterator, overload
+from typing import Any, Iterable, Iterator, overload
 
 import plyvel
 
@@ -340,6 +340,9 @@ class Storage:
         self.alarms_changed = None
         return buf
 
-    def _discard(self) -> None:
-        self._buf = {}
-        self.alarms_changed = None
+    def _forget(self, keys: Iterable[bytes]) -> None:
+        """Keys written to the store outside this actor's turns: drop them from the cache."""
+        cache = self._cache
+        if cache:
+            for k in keys:
+                cache.pop(k, None)

@@ -280,7 +280,7 @@ class Worker:
             self.loop.add_signal_handler(sig, self._begin_shutdown)
         tick = min(max(self.cfg.idle_timeout / 4, 0.05), 1.0)
         self._reaper = self.loop.call_later(tick, self._passivate_idle, tick)
-        self.clock = alarms.AlarmClock(self.loop, self.store, self._deliver_alarm,
+        self.clock = alarms.AlarmClock(self.loop, self.store, self._deliver_alarms,
                                        redeliver_after=alarms.REDELIVER_AFTER + self.cfg.turn_timeout)
         self.clock.scan()       # alarms that came due while this slot was down fire now
         try:
@@ -398,37 +398,69 @@ class Worker:
         if not act.running:
             self._pump(act)
 
-    def _deliver_alarm(self, due: int, shard: int, type_name: str, key: str, name: str) -> None:
-        """The alarm clock hands over a due alarm: queue its turn (activating the actor)."""
-        if self.stopping or self.map.owner[shard] != self.slot:
+    def _deliver_alarms(self, batch: list[tuple[int, int, str, str, str]]) -> None:
+        """The alarm clock hands over due alarms: count each attempt durably (and lease
+        the alarm until its backoff), then queue the turns (activating the actors)."""
+        if self.stopping:
             return
-        act = self.acts.get((type_name, key)) or self._activation(None, 0, type_name, key)
-        if act is None:
-            return       # its type left the config: the alarm stays, retried later
-        if act.status == "stopped":
-            # a stopped supervised child does not run: the alarm backs off like a failure
-            return self._alarm_failed(act, name, due, ActorStopped("the actor is stopped"))
-        self.counters["alarms_fired"] += 1
-        mail(act).append((ALARM, None, 0, name, [due], {}))
-        if not act.running:
-            self._pump(act)
+        now = time.time()
+        ready = []
+        for due, shard, type_name, key, name in batch:
+            if self.map.owner[shard] != self.slot:
+                continue
+            act = self.acts.get((type_name, key)) or self._activation(None, 0, type_name, key)
+            if act is None:
+                continue     # its type left the config: the alarm stays, handed out again later
+            writes, at, attempt = alarms.reschedule(self.store, act.prefix, name, due,
+                                                    self.cfg.alarm_retry, now, attempt_starts=True)
+            if writes:
+                self.store.stage(writes)
+                if act.instance is not None:
+                    act.instance.storage._forget(writes)
+            if at is None:
+                if attempt >= 0:
+                    self._alarm_dropped(act, name, attempt, "its attempts may have crashed the worker")
+                self.clock.done(alarms.ident(act.prefix, name))
+            elif act.status == "stopped":
+                # a stopped supervised child does not run: this attempt failed; it comes
+                # back at the end of its lease
+                self.counters["alarms_failed"] += 1
+                self.clock.done(alarms.ident(act.prefix, name))
+                self.clock.note(at)
+            else:
+                ready.append((act, name, alarms.due_us(at)))
+        errors = self.counters["storage_errors"]
+        self._flush()      # the attempts are durable before any on_alarm runs
+        if self.counters["storage_errors"] != errors:
+            for act, name, _due in ready:
+                self.clock.done(alarms.ident(act.prefix, name))
+            self.clock.note(now + 1.0)
+            return
+        for act, name, lease in ready:
+            self.counters["alarms_fired"] += 1
+            mail(act).append((ALARM, None, 0, name, [lease], {}))
+            if not act.running:
+                self._pump(act)
 
     def _alarm_failed(self, act: Activation, name: str, due: int, exc: BaseException) -> None:
-        """on_alarm raised (or could not run): reschedule with backoff, or drop it."""
+        """on_alarm raised: retry after the backoff, or drop it after the last attempt."""
         self.counters["alarms_failed"] += 1
-        writes, at, attempt = alarms.retry_writes(self.store, act.prefix, name, due,
-                                                  self.cfg.alarm_retry, time.time())
+        writes, at, attempt = alarms.reschedule(self.store, act.prefix, name, due,
+                                                self.cfg.alarm_retry, time.time(),
+                                                attempt_starts=False)
         if writes:
             self.store.stage(writes)
             self._schedule_flush()
         if at is not None:
             self.clock.note(at)
-        elif writes:
-            self.counters["alarms_dropped"] += 1
-            print(f"actorsys worker {self.slot}: alarm {name!r:.100} of {act.type_name}/"
-                  f"{act.key:.100} dropped after {attempt} failed attempts; last error: "
-                  f"{type(exc).__name__}: {str(exc):.300}", file=sys.stderr, flush=True)
+        elif attempt >= 0:
+            self._alarm_dropped(act, name, attempt, f"last error: {type(exc).__name__}: {str(exc):.300}")
         self.clock.done(alarms.ident(act.prefix, name))
+
+    def _alarm_dropped(self, act: Activation, name: str, attempts: int, why: str) -> None:
+        self.counters["alarms_dropped"] += 1
+        print(f"actorsys worker {self.slot}: alarm {name!r:.100} of {act.type_name}/{act.key:.100} "
+              f"dropped after {attempts} failed attempts; {why}", file=sys.stderr, flush=True)
 
     def _activation(self, reply_to: tuple | None, rid: int, type_name: str,
                     key: str) -> Activation | None:
@@ -934,9 +966,9 @@ class Worker:
         is dropped (no commit, no EXIT, nothing of the current generation touched) and
         its caller learns the actor was stopped."""
         op, reply_to, rid = msg[0], msg[1], msg[2]
-        if op == ALARM:      # not done: hand it to the current incarnation
+        if op == ALARM:      # not done: it comes back at the end of its lease
             self.clock.done(alarms.ident(act.prefix, msg[3]))
-            self.clock.note(time.time())
+            self.clock.note(msg[4][0] / 1_000_000)
         if reply_to is not None and op not in _ENDING:   # a killed SHUTDOWN was answered
             self.outbox.append((reply_to, wire.err(rid, self._stopped_error(act).to_wire())))
             self._schedule_flush()

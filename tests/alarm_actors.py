@@ -73,7 +73,7 @@ class Alarmist(actorsys.Actor):
         if not isinstance(payload, dict) or "file" not in payload:
             return
         lines = _attempt_line(payload)
-        if payload.get("kill_once") and lines == 1:
+        if payload.get("kill_once") and lines == 1 or payload.get("kill_always"):
             os.kill(os.getpid(), signal.SIGKILL)       # dies mid-turn, before the commit
         if lines < payload.get("fail_until", 0):
             self.state["rolled_back"] = True            # must not survive the failed turn

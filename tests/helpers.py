@@ -1,6 +1,8 @@
 """Small helpers shared by the tests (import them: ``from helpers import ...``)."""
 from __future__ import annotations
 
+import os
+import signal
 import time
 from typing import Any, Callable
 
@@ -45,3 +47,23 @@ def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 10.0) -
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.01)
+
+
+def kill_worker_of(node: actorsys.Node, client: actorsys.Client, type_name: str, key: str) -> None:
+    """kill -9 the worker owning the actor and wait until its slot runs a new process."""
+    slot = slot_of(client, type_name, key)
+    old = workers(node)[slot]["pid"]
+    os.kill(old, signal.SIGKILL)
+    wait_until(lambda: workers(node)[slot]["up"] and workers(node)[slot]["pid"] != old,
+               f"worker slot {slot} to be restarted after kill -9", timeout=30)
+
+
+def after_kill(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``call(*args, **kwargs)``, again while it races a worker's restart (a call sent as
+    the worker died fails with WorkerLost; the next one reaches the new worker)."""
+    for _ in range(50):
+        try:
+            return call(*args, **kwargs)
+        except (actorsys.WorkerLost, actorsys.NodeUnavailable, actorsys.AskTimeout):
+            time.sleep(0.1)
+    raise AssertionError(f"{call} kept failing after the worker was killed")

@@ -260,6 +260,26 @@ def test_on_alarm_that_kills_its_worker_fires_again_after_restart(config, tmp_pa
         assert r.ask("pending") == {}, "expected the alarm gone once its turn committed"
 
 
+def test_an_alarm_that_kills_its_worker_every_time_is_dropped_after_its_attempts(config, tmp_path,
+                                                                                capfd):
+    side = tmp_path / "attempts.txt"
+    retry = {"initial": 0.2, "max": 0.4, "attempts": 3}
+    with actorsys.Node(alarm_config(config, alarm_retry=retry)) as n:
+        c = n.client()
+        key = key_on_slot(c, "Alarmist", 1, "poison")
+        r = c.ref("Alarmist", key)
+        r.ask("set", 0.1, "poison", {"file": str(side), "kill_always": True})
+        wait_until(lambda: len(attempt_lines(side)) >= 3, "three deliveries, each killing the worker",
+                   timeout=30)
+        wait_until(lambda: "dropped after 3 failed attempts" in capfd.readouterr().err,
+                   "the worker to drop the alarm and say so", timeout=15)
+        assert r.ask("pending") == {}, "expected the poisonous alarm gone after its attempts"
+        time.sleep(1.0)          # longer than the backoff: no fourth delivery may come
+        assert len(attempt_lines(side)) == 3, \
+            f"expected exactly 3 attempts, each counted before on_alarm ran: {attempt_lines(side)}"
+        assert r.ask("pid") > 0, "expected the node still serving after the crashes"
+
+
 # -- rollback and bad input --------------------------------------------------------------
 
 def test_alarm_set_in_a_failing_turn_is_not_set(config):

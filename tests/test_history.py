@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import time
 import pytest
 
 import actorsys
-from helpers import slot_of, wait_until, workers
+from helpers import after_kill, kill_worker_of, wait_until
 
 ACTORSYS = os.path.join(os.path.dirname(sys.executable), "actorsys")
 DAY = 86400
@@ -54,25 +53,6 @@ def commit_three(ref) -> list[dict]:
         ref.ask(*call)
         snaps.append(ref.ask("snapshot"))
     return snaps
-
-
-def kill_worker_of(node, client, type_name: str, key: str) -> None:
-    """kill -9 the worker owning the actor and wait until its slot runs a new process."""
-    slot = slot_of(client, type_name, key)
-    old = workers(node)[slot]["pid"]
-    os.kill(old, signal.SIGKILL)
-    wait_until(lambda: workers(node)[slot]["up"] and workers(node)[slot]["pid"] != old,
-               f"worker slot {slot} to be restarted after kill -9", timeout=30)
-
-
-def ask_after_kill(ref, method, *args, **kwargs):
-    """An ask racing a kill may fail with WorkerLost; the next one reaches the new worker."""
-    for _ in range(50):
-        try:
-            return getattr(ref, method)(*args, **kwargs)
-        except (actorsys.WorkerLost, actorsys.NodeUnavailable, actorsys.AskTimeout):
-            time.sleep(0.1)
-    raise AssertionError(f"{method} never succeeded after the worker was killed")
 
 
 # -- bookmarks ---------------------------------------------------------------------------
@@ -291,7 +271,7 @@ def test_history_survives_worker_kill_and_node_restart(config):
         snaps = commit_three(ref)
         h = ref.history()
         kill_worker_of(n, c, "Doc", "durable")
-        assert ask_after_kill(ref, "history") == h, "expected the history kept across kill -9"
+        assert after_kill(ref.history) == h, "expected the history kept across kill -9"
         assert ref.rewind(version=1) == {"version": 4, "restored": 1}, \
             "expected a rewind after kill -9"
         assert ref.ask("snapshot") == snaps[0]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ import time
 import pytest
 
 import actorsys
-from helpers import slot_of, wait_until, workers
+from helpers import after_kill, kill_worker_of, slot_of, wait_until
 
 ACTORSYS = os.path.join(os.path.dirname(sys.executable), "actorsys")
 DO_ACTORS = {
@@ -50,23 +49,6 @@ async def _touch_all(endpoint: str, type_name: str, keys: list[str]) -> None:
 def touch_all(node: actorsys.Node, type_name: str, keys: list[str]) -> None:
     """Give every actor persisted data, with pipelined asks (one round of the loop)."""
     asyncio.run(_touch_all(node.endpoint, type_name, keys))
-
-
-def kill_worker_of(node: actorsys.Node, client: actorsys.Client, type_name: str, key: str) -> None:
-    slot = slot_of(client, type_name, key)
-    old = workers(node)[slot]["pid"]
-    os.kill(old, signal.SIGKILL)
-    wait_until(lambda: workers(node)[slot]["up"] and workers(node)[slot]["pid"] != old,
-               f"worker slot {slot} to be restarted after kill -9", timeout=30)
-
-
-def retry_lost(fn, *args, **kwargs):
-    for _ in range(20):
-        try:
-            return fn(*args, **kwargs)
-        except actorsys.WorkerLost:
-            continue
-    raise AssertionError("kept failing with WorkerLost after the worker restarted")
 
 
 # -- list_actors -------------------------------------------------------------------------
@@ -255,11 +237,11 @@ def test_destroy_survives_a_worker_kill(do_node):
     c.ref("Box", "survivor").ask("put", "a", 1)
     assert ref.destroy() == {"deleted": 22}
     kill_worker_of(do_node, c, "Box", "dead-for-good")
-    listed = retry_lost(c.list_actors, "Box")
+    listed = after_kill(c.list_actors, "Box")
     assert listed == ["survivor"], f"expected the destroyed actor not resurrected: {listed}"
-    assert retry_lost(ref.ask, "list") == [], "its entries stay deleted after kill -9"
-    assert retry_lost(ref.ask, "alarm_names") == [], "its alarms too"
-    assert retry_lost(ref.ask, "get_state") == {"starts": 1}, "and its state"
+    assert after_kill(ref.ask, "list") == [], "its entries stay deleted after kill -9"
+    assert after_kill(ref.ask, "alarm_names") == [], "its alarms too"
+    assert after_kill(ref.ask, "get_state") == {"starts": 1}, "and its state"
 
 
 # -- CLI ------------------------------------------------------------------------------------

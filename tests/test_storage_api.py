@@ -6,15 +6,13 @@ the key and value limits, and the per-actor read cache.
 """
 from __future__ import annotations
 
-import os
-import signal
 
 import pytest
 
 import actorsys
 from actorsys import wire
 from actorsys.storage import CACHE_ENTRIES, MAX_STORAGE_KEY_BYTES
-from helpers import slot_of, wait_until, workers
+from helpers import after_kill, kill_worker_of
 
 MAX_VALUE = 64 * 1024          # the node's max_value_bytes in these tests ("64KiB")
 DO_ACTORS = {
@@ -43,25 +41,6 @@ def box(box_node):
 
 def pairs_keys(pairs):
     return [k for k, _v in pairs]
-
-
-def kill_worker_of(node: actorsys.Node, client: actorsys.Client, type_name: str, key: str) -> None:
-    """kill -9 the worker owning the actor and wait until its slot runs a new process."""
-    slot = slot_of(client, type_name, key)
-    old = workers(node)[slot]["pid"]
-    os.kill(old, signal.SIGKILL)
-    wait_until(lambda: workers(node)[slot]["up"] and workers(node)[slot]["pid"] != old,
-               f"worker slot {slot} to be restarted after kill -9", timeout=30)
-
-
-def ask_after_kill(ref, method, *args, **kwargs):
-    """An ask racing a kill may fail with WorkerLost; the next one reaches the new worker."""
-    for _ in range(20):
-        try:
-            return ref.ask(method, *args, timeout=10, **kwargs)
-        except actorsys.WorkerLost:
-            continue
-    raise AssertionError(f"{method} kept failing with WorkerLost after the worker restarted")
 
 
 # -- batch get / put / delete ----------------------------------------------------------
@@ -243,14 +222,14 @@ def test_transaction_outcome_survives_a_worker_kill(box_node):
     box.ask("txn_rollback")
     box.ask("txn_nested")
     kill_worker_of(box_node, c, "Box", "txn-kill")
-    keys = pairs_keys(ask_after_kill(box, "list"))
+    keys = pairs_keys(after_kill(box.ask, "list"))
     assert keys == ["after", "before", "outer", "outer_after_inner", "overwritten"], \
         f"expected exactly the committed entries after kill -9 (no 'inside', no 'inner'): {keys}"
-    assert ask_after_kill(box, "get", "overwritten") == "before"
-    state = ask_after_kill(box, "get_state")
+    assert after_kill(box.ask, "get", "overwritten") == "before"
+    state = after_kill(box.ask, "get_state")
     assert {"before", "after", "outer"} <= set(state) and not {"inside", "inner"} & set(state), \
         f"expected committed state only: {state}"
-    assert ask_after_kill(box, "alarm_names") == [], "the rolled-back alarm is not on disk"
+    assert after_kill(box.ask, "alarm_names") == [], "the rolled-back alarm is not on disk"
 
 
 # -- delete_all ---------------------------------------------------------------------------
@@ -278,8 +257,8 @@ def test_delete_all_is_durable_across_a_worker_kill(box_node):
     box.ask("set_state", "kept", 1)
     assert box.ask("delete_all") == 10
     kill_worker_of(box_node, c, "Box", "da-kill")
-    assert ask_after_kill(box, "list") == [], "expected the deleted entries to stay deleted"
-    assert ask_after_kill(box, "get_state").get("kept") == 1, "state survives delete_all and the kill"
+    assert after_kill(box.ask, "list") == [], "expected the deleted entries to stay deleted"
+    assert after_kill(box.ask, "get_state").get("kept") == 1, "state survives delete_all and the kill"
 
 
 # -- size -------------------------------------------------------------------------------
