@@ -35,3 +35,13 @@ def test_supervision_walkthrough_shows_a_crash_a_kill_and_the_restarts():
     tail = out.split("job-0 finished", 1)[1]
     assert "job-0" not in tail.split("count_children", 1)[0] and "job-1" in tail, out
     assert "node stopped" in out
+
+
+def test_rooms_walkthrough_shows_storage_alarms_listing_rewind_and_destroy():
+    r = run_example("rooms", "walkthrough.py")
+    out = r.stdout
+    assert r.returncode == 0, f"stdout:\n{out}\nstderr:\n{r.stderr}"
+    assert "rooms with data: ['games', 'lobby']" in out, out
+    assert "lobby digest: 2 messages from 2 people" in out, "the digest alarm fired after passivation"
+    assert "lobby after rewind: ['ada: hello everyone', 'bob: hi ada']" in out, "the spam was rewound"
+    assert out.strip().endswith("rooms with data: ['lobby']\nnode stopped"), out

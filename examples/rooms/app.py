@@ -1,0 +1,31 @@
+"""A chat room per actor: messages in storage, a digest alarm, history to undo a bad post."""
+from __future__ import annotations
+
+import actorsys
+
+KEEP = 100          # messages kept per room
+
+
+class Room(actorsys.Actor):
+    def on_start(self) -> None:
+        self.state.setdefault("posted", 0)
+
+    def post(self, user: str, text: str) -> int:
+        n = self.state["posted"] = self.state["posted"] + 1
+        self.storage.put(f"msg/{n:08d}", {"user": user, "text": text})
+        if n > KEEP:                                  # bounded history: drop the oldest
+            self.storage.delete(f"msg/{n - KEEP:08d}")
+        if "digest" not in self.alarms():
+            self.set_alarm(0.5, name="digest")        # one digest per quiet half second
+        return n
+
+    def recent(self, limit: int = 10) -> list:
+        msgs = self.storage.list(prefix="msg/", reverse=True, limit=limit)
+        return [f"{m['user']}: {m['text']}" for m in reversed(msgs.values())]
+
+    def on_alarm(self, name: str, payload) -> None:
+        users = {m["user"] for m in self.storage.list(prefix="msg/").values()}
+        self.storage.put("digest", f"{self.state['posted']} messages from {len(users)} people")
+
+    def digest(self) -> str | None:
+        return self.storage.get("digest")
