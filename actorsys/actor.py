@@ -19,6 +19,7 @@ worker. If the handler raises, the turn's changes are discarded, the caller gets
 """
 from __future__ import annotations
 
+import datetime
 import inspect
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -73,10 +74,12 @@ class Actor:
         raise NotImplementedError(f"{type(self).__name__} set alarm {name!r} but does not "
                                   f"define on_alarm(self, name, payload)")
 
-    def set_alarm(self, when: float, name: str = "default", payload: Any = None) -> float:
+    def set_alarm(self, when: "float | datetime.datetime", name: str = "default",
+                  payload: Any = None) -> float:
         """Schedule ``on_alarm(name, payload)``; returns its due time (epoch seconds).
 
-        ``when`` is a delay in seconds, or an epoch time (values of 1e9 and above). One
+        ``when`` is a delay in seconds, an epoch time (values of 1e9 and above), or a
+        timezone-aware ``datetime``. One
         alarm per name: setting a name again replaces it. The alarm commits with this
         turn, survives crashes and restarts, reactivates the actor if it was passivated,
         and fires at least once (see ``actorsys/alarms.py``).

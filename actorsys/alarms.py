@@ -29,6 +29,7 @@ the alarms that are due. Durable Objects allows one alarm per object.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import math
 import time
 from typing import TYPE_CHECKING, Any, Callable
@@ -82,8 +83,12 @@ def _name_ok(name: Any) -> str:
 def set_alarm(storage: "Storage", when: float, name: str, payload: Any) -> float:
     """Stage an alarm in the turn's writes; returns its due time (epoch seconds)."""
     _name_ok(name)
+    if isinstance(when, datetime.datetime):
+        if when.tzinfo is None:
+            raise TypeError("an alarm's `when` as a datetime must be timezone-aware")
+        when = when.timestamp()
     if isinstance(when, bool) or not isinstance(when, (int, float)) or not math.isfinite(when):
-        raise TypeError("an alarm's `when` is a delay in seconds or an epoch time (a number)")
+        raise TypeError("an alarm's `when` is a delay in seconds, an epoch time, or an aware datetime")
     now = time.time()
     at = float(when) if when >= EPOCH_THRESHOLD else now + max(float(when), 0.0)
     prefix = storage._actor

@@ -37,6 +37,12 @@ class Alarmist(actorsys.Actor):
     def set(self, when: Any, name: Any = "default", payload: Any = None) -> float:
         return self.set_alarm(when, name, payload)
 
+    def set_in_utc(self, seconds: float, name: str, naive: bool = False) -> float:
+        """An alarm given as a datetime (timezone-aware, or naive to see it refused)."""
+        import datetime
+        at = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=seconds)
+        return self.set_alarm(at.replace(tzinfo=None) if naive else at, name)
+
     def set_many(self, specs: list) -> dict:
         """``specs``: [[when, name, payload], ...] -> {name: due}."""
         return {name: self.set_alarm(when, name, payload) for when, name, payload in specs}

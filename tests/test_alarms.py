@@ -280,6 +280,17 @@ def test_an_alarm_that_kills_its_worker_every_time_is_dropped_after_its_attempts
         assert r.ask("pid") > 0, "expected the node still serving after the crashes"
 
 
+def test_an_alarm_can_be_given_as_an_aware_datetime_but_not_a_naive_one(config):
+    with actorsys.Node(alarm_config(config)) as n:
+        r = n.client().ref("Alarmist", "dated")
+        due = r.ask("set_in_utc", 0.2, "dated")
+        assert abs(due - (time.time() + 0.2)) < 5, f"expected the datetime's epoch time: {due}"
+        with pytest.raises(actorsys.RemoteError, match="timezone-aware") as err:
+            r.ask("set_in_utc", 0.2, "naive", True)
+        assert err.value.remote_type == "TypeError"
+        wait_until(lambda: fired_names(r) == ["dated"], "the datetime alarm to fire")
+
+
 # -- rollback and bad input --------------------------------------------------------------
 
 def test_alarm_set_in_a_failing_turn_is_not_set(config):
