@@ -20,7 +20,9 @@ What a user can rely on:
   alarm is dropped and the worker says so on stderr. A raise is also the actor's crash,
   as for any handler.
 * Alarms survive worker crashes, node restarts and shard moves; one that came due while
-  the node was down fires when its worker starts.
+  the node was down fires when its worker starts. An alarm of a supervised child that
+  is stopped does not run: each time it comes due is a failed attempt, so it is dropped
+  after the last one unless the child runs again before.
 
 Storage: the alarm record lives with the actor (``P + b"l" + name``); a slot-wide index
 ``b"t" + due + P[1:] + name`` keeps alarms in due order, so the worker's clock reads only
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
     from .storage import SlotStore, Storage
 
 MAX_ALARM_NAME_BYTES = 1024
+MAX_DUE_US = 2 ** 63 - 1          # the due index holds 8 bytes of microseconds
 EPOCH_THRESHOLD = 1e9           # a `when` at least this large is an epoch time
 REDELIVER_AFTER = 30.0          # an alarm handed to its actor and not done by then is sent again
 SCAN_BATCH = 2000               # alarms handed out per scan before yielding to the loop
@@ -55,8 +58,9 @@ def record_key(prefix: bytes, name: str) -> bytes:
     return prefix + b"l" + name.encode("utf-8")
 
 
-def index_key(prefix: bytes, due: int, name: str) -> bytes:
-    return b"t" + due.to_bytes(8, "big") + prefix[1:] + name.encode("utf-8")
+def index_key(prefix: bytes, due: int, name: str | bytes) -> bytes:
+    n = name.encode("utf-8") if isinstance(name, str) else name
+    return b"t" + due.to_bytes(8, "big") + prefix[1:] + n
 
 
 def ident(prefix: bytes, name: str) -> bytes:
@@ -91,6 +95,8 @@ def set_alarm(storage: "Storage", when: float, name: str, payload: Any) -> float
         raise TypeError("an alarm's `when` is a delay in seconds, an epoch time, or an aware datetime")
     now = time.time()
     at = float(when) if when >= EPOCH_THRESHOLD else now + max(float(when), 0.0)
+    if due_us(at) > MAX_DUE_US:
+        raise ValueError(f"alarm time {when!r} is too far in the future")
     prefix = storage._actor
     rk = record_key(prefix, name)
     old = storage._raw(rk)
@@ -148,9 +154,10 @@ def reschedule(store: "SlotStore", prefix: bytes, name: str, due: int, retry: di
     raw = store.get(rk)
     rec = wire.unpack_stored(raw) if raw is not None else None
     if rec is None or due_us(rec["when"]) != due:
-        # cancelled or set again meanwhile (that alarm stands); an index entry left
-        # without its record (it cannot be rewritten by a turn) goes
-        return ({} if rec is not None else {index_key(prefix, due, name): None}), None, -1
+        # cancelled or set again meanwhile (that alarm stands): this index entry is not
+        # the record's own, so it goes (it was left behind by a lease written while a
+        # turn that set the alarm again was still running)
+        return {index_key(prefix, due, name): None}, None, -1
     attempt = int(rec.get("attempt", 0))
     writes: dict[bytes, bytes | None] = {index_key(prefix, due, name): None}
     if attempt >= int(retry["attempts"]):
@@ -197,6 +204,12 @@ class AlarmClock:
     def done(self, ident: bytes) -> None:
         self.inflight.pop(ident, None)
 
+    def lost(self, ident: bytes, due: int) -> None:
+        """A handed-out alarm's turn will not run (its message was dropped): it is due
+        again at ``due`` (its lease)."""
+        self.inflight.pop(ident, None)
+        self.note(due / 1_000_000)
+
     def scan(self) -> None:
         """Hand out every due alarm (in due order), then sleep until the next one."""
         self.timer, self.next_due = None, math.inf
@@ -218,12 +231,13 @@ class AlarmClock:
                 wake = now          # more are due: carry on after other work
                 break
             self.inflight[ident] = now + self.redeliver_after
+            wake = min(wake, now + self.redeliver_after)     # if its turn is lost
             batch.append(parse_index_key(k))
+        if wake < math.inf:
+            self._arm(wake)         # before delivering: deliver() may note an earlier time
         if batch:
             self.fired += len(batch)
             self.deliver(batch)
-        if wake < math.inf:
-            self._arm(wake)
 
     def close(self) -> None:
         if self.timer is not None:

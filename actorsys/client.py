@@ -151,7 +151,7 @@ def _check_list(type_name: str, start_after: str | None, limit: int) -> None:
 
 def _first_keys(keys: list[str], limit: int) -> list[str]:
     """The first ``limit`` keys, in the byte order of their UTF-8 (LevelDB's order)."""
-    keys.sort(key=lambda k: k.encode("utf-8", "surrogatepass"))
+    keys.sort(key=lambda k: k.encode("utf-8"))
     return keys[:limit]
 
 

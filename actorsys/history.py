@@ -5,8 +5,10 @@ What a user can rely on (for actor types with a ``history_window``; see config.p
 * Every commit that changes an actor (its state, storage entries or alarms) is a new
   **version**, numbered 1, 2, 3... ``ref.history()`` lists the retained versions as
   bookmarks ``{"version", "time"}`` (commit time, epoch seconds), oldest first.
-* Versions older than the window are pruned as the actor commits; the newest version is
-  always kept, so numbering never restarts.
+* Versions committed within the window are kept, and so is the one that was current at
+  the window's start (so any time inside the window can be restored); older ones are
+  pruned as the actor commits (an idle actor keeps its old versions until then). The
+  newest version is always kept, so numbering never restarts.
 * ``ref.rewind(version=N)`` or ``ref.rewind(time=T)`` (the last version committed at or
   before T) restores state, storage and alarms as they were at that version; version 0
   (while version 1 is kept) is the actor before its first commit. The rewind is itself a
@@ -22,7 +24,9 @@ write per commit plus the old values. Rewinding to V applies the undo of N, N-1 
 """
 from __future__ import annotations
 
+import math
 import time
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from . import wire
@@ -58,14 +62,17 @@ def bookmarks(store: "SlotStore", prefix: bytes) -> list[dict[str, Any]]:
 class Versions:
     """The history bookkeeping of one activation (loaded at its first commit)."""
 
-    __slots__ = ("last", "first_time")
+    __slots__ = ("last", "first_time", "second_time")
 
     def __init__(self, store: "SlotStore", prefix: bytes) -> None:
         lo, hi = _range(prefix)
         newest = next(iter(store.range(lo, hi, reverse=True)), None)
-        oldest = next(iter(store.range(lo, hi)), None)
         self.last = int.from_bytes(newest[0][len(lo):], "big") if newest else 0
-        self.first_time = wire.unpack_stored(oldest[1])["t"] if oldest else None
+        # commit times of the two oldest records: pruning has work once the second
+        # oldest is older than the window (the oldest is then no longer needed)
+        oldest = [wire.unpack_stored(v)["t"] for _k, v in islice(store.range(lo, hi), 2)]
+        self.first_time = oldest[0] if oldest else None
+        self.second_time = oldest[1] if len(oldest) > 1 else None
 
     def record(self, store: "SlotStore", prefix: bytes, writes: dict[bytes, bytes | None],
                old_state: bytes | None, window: float) -> None:
@@ -83,18 +90,28 @@ class Versions:
         writes[version_key(prefix, self.last)] = wire.pack({"t": now, "u": undo})
         if self.first_time is None:
             self.first_time = now
-        elif self.first_time < now - window:
-            self._prune(store, prefix, writes, now - window)
+        elif self.second_time is None:
+            self.second_time = now
+        elif self.second_time < now - window:
+            self._prune(store, prefix, writes, now - window, now)
 
     def _prune(self, store: "SlotStore", prefix: bytes, writes: dict[bytes, bytes | None],
-               cutoff: float) -> None:
-        self.first_time = None
-        for v, rec in records(store, prefix):
-            if rec["t"] >= cutoff or v >= self.last:
-                self.first_time = rec["t"]
-                return
-            writes[version_key(prefix, v)] = None
-        self.first_time = time.time()       # only this commit's record is left
+               cutoff: float, now: float) -> None:
+        """Delete the records before the newest one older than ``cutoff`` (that one is
+        the version current at the window's start: it stays)."""
+        lo, hi = _range(prefix)
+        keep: tuple[bytes, float] | None = None
+        self.second_time = now           # this commit's record, if nothing older is left
+        for k, v in store.range(lo, hi):
+            t = wire.unpack_stored(v)["t"]
+            if t >= cutoff:
+                self.second_time = t
+                break
+            if keep is not None:
+                writes[keep[0]] = None
+            keep = (k, t)
+        if keep is not None:
+            self.first_time = keep[1]
 
 
 def rewind_writes(store: "SlotStore", prefix: bytes, version: int | None,
@@ -108,8 +125,9 @@ def rewind_writes(store: "SlotStore", prefix: bytes, version: int | None,
     oldest, newest = recs[0][0], recs[-1][0]
     if (version is None) == (at is None):
         raise ValueError("rewind takes a version or a time")
-    if at is not None and (isinstance(at, bool) or not isinstance(at, (int, float))):
-        raise TypeError("rewind's time is epoch seconds (a number)")
+    if at is not None and (isinstance(at, bool) or not isinstance(at, (int, float))
+                           or not math.isfinite(at)):
+        raise TypeError("rewind's time is epoch seconds (a finite number)")
     if at is not None:
         before = [v for v, r in recs if r["t"] <= at]
         if before:

@@ -45,7 +45,8 @@ import plyvel
 from . import wire
 from .errors import ConfigError
 from .shards import read_meta, write_meta
-from .storage import _next_prefix
+from .alarms import due_us, index_key
+from .storage import _next_prefix, listing_key
 
 #: keys per LevelDB batch: memory stays bounded however many actors a shard holds
 BATCH_KEYS = 10_000
@@ -277,13 +278,13 @@ def _with_indexes(db: plyvel.DB, items: list[tuple[bytes, bytes]]) -> list[tuple
         if len(parts) != 3 or not parts[2]:
             continue
         type_b, key_b, rest = parts
-        wanted[b"n" + type_b + b"\0" + key_b] = None
+        wanted[listing_key(type_b, key_b)] = None
         if rest[:1] == b"l":
+            prefix = k[:len(k) - len(rest)]
             try:
-                due = int(wire.unpack_stored(v)["when"] * 1e6).to_bytes(8, "big")
+                wanted[index_key(prefix, due_us(wire.unpack_stored(v)["when"]), rest[1:])] = None
             except Exception:
                 continue               # unreadable record: the index sweep still finds its entry
-            wanted[b"t" + due + k[1:3] + type_b + b"\0" + key_b + b"\0" + rest[1:]] = None
     extra = [(k, v) for k in wanted if (v := db.get(k)) is not None]
     return items + extra
 

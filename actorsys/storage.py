@@ -45,6 +45,13 @@ def actor_prefix(shard: int, type_name: str, key: str) -> bytes:
     return b"a" + shard.to_bytes(2, "big") + type_name.encode() + b"\x00" + key.encode() + b"\x00"
 
 
+def listing_key(type_name: str | bytes, key: str | bytes) -> bytes:
+    """The slot-wide index entry saying an actor has persisted data (``list_actors``)."""
+    t = type_name.encode() if isinstance(type_name, str) else type_name
+    k = key.encode() if isinstance(key, str) else key
+    return b"n" + t + b"\x00" + k
+
+
 def state_key(prefix: bytes) -> bytes:
     return prefix + b"s"
 

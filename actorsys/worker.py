@@ -55,7 +55,7 @@ from .errors import (ActorError, ActorStopped, BadRequest, LimitExceeded, Messag
                      NodeUnavailable, Overloaded, StorageError, UnknownActorType, UnknownMethod,
                      WrongShard)
 from .shards import ShardMap, shard_of
-from .storage import SlotStore, Storage, _next_prefix, actor_prefix, state_key
+from .storage import SlotStore, Storage, _next_prefix, actor_prefix, listing_key, state_key
 from .transport import AsyncTransport, SocketPump, dealer
 
 _NOBLOCK = int(zmq.NOBLOCK)
@@ -77,11 +77,6 @@ HEARTBEAT_INTERVAL = 0.1
 def meta_key(prefix: bytes) -> bytes:
     """Where a supervised child's supervision record lives, beside its state."""
     return prefix + b"m"
-
-
-def listing_key(type_name: str, key: str) -> bytes:
-    """The slot-wide index entry saying this actor has persisted data (``list_actors``)."""
-    return b"n" + type_name.encode() + b"\x00" + key.encode()
 
 
 _MAX_INC = 2 ** 63 - 1
@@ -373,14 +368,9 @@ class Worker:
         if self.stopping:  # passivation is under way; a new turn would reactivate the actor
             return self._reject(reply_to, rid, NodeUnavailable(
                 f"worker slot {self.slot} is shutting down"))
-        acts = self.acts
-        act = acts.pop((type_name, key), None)
-        if act is not None:
-            acts[(type_name, key)] = act     # most recently used last: the LRU order
-        else:
-            act = self._activation(reply_to, rid, type_name, key)
-            if act is None:
-                return
+        act = self._resident(reply_to, rid, type_name, key)
+        if act is None:
+            return
         if act.status == "stopped":
             return self._reject(reply_to, rid, self._stopped_error(act))
         if op != wire.SPAWN and method not in act.handlers and not (
@@ -400,17 +390,19 @@ class Worker:
 
     def _deliver_alarms(self, batch: list[tuple[int, int, str, str, str]]) -> None:
         """The alarm clock hands over due alarms: count each attempt durably (and lease
-        the alarm until its backoff), then queue the turns (activating the actors)."""
+        the alarm until its backoff), then run the turns (activating the actors)."""
         if self.stopping:
             return
         now = time.time()
-        ready = []
+        clock = self.clock
+        queued = []
         for due, shard, type_name, key, name in batch:
-            if self.map.owner[shard] != self.slot:
-                continue
-            act = self.acts.get((type_name, key)) or self._activation(None, 0, type_name, key)
+            if self.map.owner[shard] != self.slot or type_name not in self.classes:
+                continue     # (a type that left the config: handed out again later)
+            act = self._resident(None, 0, type_name, key)
             if act is None:
-                continue     # its type left the config: the alarm stays, handed out again later
+                continue
+            ident = alarms.ident(act.prefix, name)
             writes, at, attempt = alarms.reschedule(self.store, act.prefix, name, due,
                                                     self.cfg.alarm_retry, now, attempt_starts=True)
             if writes:
@@ -420,25 +412,21 @@ class Worker:
             if at is None:
                 if attempt >= 0:
                     self._alarm_dropped(act, name, attempt, "its attempts may have crashed the worker")
-                self.clock.done(alarms.ident(act.prefix, name))
-            elif act.status == "stopped":
-                # a stopped supervised child does not run: this attempt failed; it comes
-                # back at the end of its lease
+                clock.done(ident)
+                clock.note(now)     # a stale entry may have hidden this alarm's real one
+                continue
+            clock.note(at)          # the lease: due again then if this attempt is lost
+            if act.status == "stopped":
+                # a stopped supervised child does not run: this attempt failed
                 self.counters["alarms_failed"] += 1
-                self.clock.done(alarms.ident(act.prefix, name))
-                self.clock.note(at)
-            else:
-                ready.append((act, name, alarms.due_us(at)))
-        errors = self.counters["storage_errors"]
-        self._flush()      # the attempts are durable before any on_alarm runs
-        if self.counters["storage_errors"] != errors:
-            for act, name, _due in ready:
-                self.clock.done(alarms.ident(act.prefix, name))
-            self.clock.note(now + 1.0)
-            return
-        for act, name, lease in ready:
+                clock.done(ident)
+                continue
             self.counters["alarms_fired"] += 1
-            mail(act).append((ALARM, None, 0, name, [lease], {}))
+            # queued now (a queued actor is never evicted), run once the attempts are durable
+            mail(act).append((ALARM, None, 0, name, [alarms.due_us(at)], {}))
+            queued.append(act)
+        self._flush()      # the attempts are durable before any on_alarm runs (if the
+        for act in queued:  # commit failed, the turns find their lease missing: no-ops)
             if not act.running:
                 self._pump(act)
 
@@ -462,6 +450,17 @@ class Worker:
         print(f"actorsys worker {self.slot}: alarm {name!r:.100} of {act.type_name}/{act.key:.100} "
               f"dropped after {attempts} failed attempts; {why}", file=sys.stderr, flush=True)
 
+    def _resident(self, reply_to: tuple | None, rid: int, type_name: str,
+                  key: str) -> Activation | None:
+        """The in-memory record of an address, made if needed (None: refused, answered),
+        moved to the most recently used end of the LRU order."""
+        acts = self.acts
+        act = acts.pop((type_name, key), None)
+        if act is None:
+            return self._activation(reply_to, rid, type_name, key)
+        acts[(type_name, key)] = act
+        return act
+
     def _activation(self, reply_to: tuple | None, rid: int, type_name: str,
                     key: str) -> Activation | None:
         """A new in-memory record for an address this slot owns (None: refused)."""
@@ -472,7 +471,7 @@ class Worker:
                 f"actor type '{type_name:.200}' is not registered on this node "
                 f"(registered: {', '.join(sorted(self.classes)) or 'none'})"))
             return None
-        kb = key.encode("utf-8", "surrogatepass")
+        kb = key.encode("utf-8")
         if "\x00" in key or len(kb) > MAX_KEY_BYTES:
             self.counters["bad_frames"] += 1
             self._reject(reply_to, rid, BadRequest(
@@ -497,16 +496,16 @@ class Worker:
                 # restarts (SPAWN) or stops (STOP) it; its messages wait meanwhile.
                 act.status = "dead" if act.sup["running"] else "stopped"
         acts = self.acts
+        if len(acts) >= self.cfg.max_resident:
+            self._evict()          # before adding: the new record is never its own victim
         acts[(type_name, key)] = act
-        if len(acts) > self.cfg.max_resident:
-            self._evict()
         return act
 
     def _evict(self) -> None:
         """Over ``max_resident``: passivate the least recently used idle actors (1% of
         the bound at a time). Busy actors and running supervised children stay."""
         acts = self.acts
-        want = len(acts) - self.cfg.max_resident + max(self.cfg.max_resident // 100, 1)
+        want = len(acts) + 1 - self.cfg.max_resident + max(self.cfg.max_resident // 100, 1)
         victims = []
         for act in acts.values():          # least recently used first (see _deliver)
             if len(victims) >= want:
@@ -540,7 +539,7 @@ class Worker:
             return self._reject(reply_to, rid, BadRequest(why))
         rec = {"sup": opts["sup"], "child": opts["child"], "args": opts["args"],
                "kwargs": opts["kwargs"], "inc": opts["inc"], "running": True}
-        act = self.acts.get((type_name, key)) or self._activation(reply_to, rid, type_name, key)
+        act = self._resident(reply_to, rid, type_name, key)
         if act is None:
             return
         prev, act.sup = act.sup, rec
@@ -572,7 +571,7 @@ class Worker:
         if why is not None:
             self.counters["bad_frames"] += 1
             return self._reject(reply_to, rid, BadRequest(why))
-        act = self.acts.get((type_name, key)) or self._activation(reply_to, rid, type_name, key)
+        act = self._resident(reply_to, rid, type_name, key)
         if act is None:
             return
         mk = meta_key(act.prefix)
@@ -608,7 +607,9 @@ class Worker:
         """Answer every queued message (and start) of a child that will not run them."""
         keep = deque(m for m in act.mailbox if m[0] in _ENDING)
         for m in act.mailbox:
-            if m[0] not in _ENDING and m[1] is not None:
+            if m[0] == ALARM:
+                self.clock.lost(alarms.ident(act.prefix, m[3]), m[4][0])
+            elif m[0] not in _ENDING and m[1] is not None:
                 self.outbox.append((m[1], wire.err(m[2], self._stopped_error(act).to_wire())))
         act.mailbox = keep
 
@@ -739,6 +740,7 @@ class Worker:
         act.instance = None
         act.snapshot = None
         act.versions = None
+        act.indexed = False
 
     def _rewind(self, act: Activation, version: int | None = None,
                 time: float | None = None) -> dict[str, int]:
@@ -751,7 +753,7 @@ class Worker:
             # back to version 0 is back to no data: no longer listed
             writes[listing_key(act.type_name, act.key)] = act.prefix[1:3] if target else None
             self.store.stage(writes)
-        self._drop_instance(act)
+            self._drop_instance(act)     # (rewinding to the current version changes nothing)
         if earliest is not None:
             self.clock.note(earliest)
         return {"version": versions.last, "restored": target}
@@ -773,7 +775,6 @@ class Worker:
         self.store.stage(writes)
         self._drop_instance(act)
         act.snapshot = b""
-        act.indexed = False
         return {"deleted": deleted}
 
     def _turn(self, act: Activation, msg: tuple) -> None:
@@ -967,8 +968,7 @@ class Worker:
         its caller learns the actor was stopped."""
         op, reply_to, rid = msg[0], msg[1], msg[2]
         if op == ALARM:      # not done: it comes back at the end of its lease
-            self.clock.done(alarms.ident(act.prefix, msg[3]))
-            self.clock.note(msg[4][0] / 1_000_000)
+            self.clock.lost(alarms.ident(act.prefix, msg[3]), msg[4][0])
         if reply_to is not None and op not in _ENDING:   # a killed SHUTDOWN was answered
             self.outbox.append((reply_to, wire.err(rid, self._stopped_error(act).to_wire())))
             self._schedule_flush()
@@ -994,7 +994,7 @@ class Worker:
             print(f"actorsys worker {self.slot}: {exc}", file=sys.stderr, flush=True)
             for act in staged:
                 self._drop_instance(act)
-                act.indexed = False
+            self.clock.note(time.time() + 1.0)   # an alarm turn's commit may be among them
             for dest, payload in outbox:
                 if dest is not None:
                     rid = wire.unpack(payload)[1]
@@ -1045,16 +1045,16 @@ class Worker:
 
     def list_actors(self, type_name: str, start_after: str | None, limit: int) -> list[str]:
         """Keys of this slot's actors of a type that have persisted data, in key order."""
-        base = b"n" + type_name.encode("utf-8", "surrogatepass") + b"\x00"
+        base = listing_key(type_name, "")
         lo, hi = base, _next_prefix(base)
         if start_after is not None:
-            lo = base + start_after.encode("utf-8", "surrogatepass") + b"\x00"
+            lo = base + start_after.encode("utf-8") + b"\x00"
         n = len(base)
         out: list[str] = []
         if limit <= 0:
             return out
         for k, _v in self.store.range(lo, hi):
-            out.append(k[n:].decode("utf-8", "surrogatepass"))
+            out.append(k[n:].decode("utf-8"))
             if len(out) >= limit:
                 break
         return out

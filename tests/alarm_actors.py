@@ -43,6 +43,18 @@ class Alarmist(actorsys.Actor):
         at = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=seconds)
         return self.set_alarm(at.replace(tzinfo=None) if naive else at, name)
 
+    async def set_then_wait(self, when: float, name: str, wait: float) -> float:
+        """Set an alarm, then keep the turn open for ``wait`` seconds."""
+        import asyncio
+        at = self.set_alarm(when, name)
+        await asyncio.sleep(wait)
+        return at
+
+    async def hold(self, seconds: float) -> None:
+        """Keep the actor busy (its alarms queue behind this turn)."""
+        import asyncio
+        await asyncio.sleep(seconds)
+
     def set_many(self, specs: list) -> dict:
         """``specs``: [[when, name, payload], ...] -> {name: due}."""
         return {name: self.set_alarm(when, name, payload) for when, name, payload in specs}

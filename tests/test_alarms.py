@@ -291,6 +291,38 @@ def test_an_alarm_can_be_given_as_an_aware_datetime_but_not_a_naive_one(config):
         wait_until(lambda: fired_names(r) == ["dated"], "the datetime alarm to fire")
 
 
+def test_an_alarm_set_again_while_the_old_one_comes_due_fires_at_its_new_time(config):
+    """The old alarm comes due while the async turn that set it again still runs: its
+    lease must not hide the new one."""
+    with actorsys.Node(alarm_config(config)) as n:
+        r = n.client().ref("Alarmist", "reset")
+        r.ask("set", 0.3, "a", "old")
+        new_due = r.ask("set_then_wait", 2.0, "a", 0.8)   # due after the old one's lease (1.3 s)
+        fired = wait_until(lambda: r.ask("fired"), "the alarm set again to fire", timeout=15)
+        assert [(f["name"], f["payload"]) for f in fired] == [("a", None)], \
+            f"expected the new alarm to fire once: {fired}"
+        assert fired[0]["at"] >= new_due, "expected it to fire at its new time, not the old one"
+        assert r.ask("pending") == {}, "expected nothing left pending"
+
+
+def test_an_alarm_dropped_with_a_stopped_childs_mailbox_comes_back_after_its_lease(config):
+    retry = {"initial": 0.3, "max": 1.0, "attempts": 6}
+    cfg = alarm_config(config, alarm_retry=retry, turn_timeout=30.0)
+    cfg["supervisors"] = {"root": {"children": [
+        {"id": "c0", "actor": "Alarmist", "key": "c0", "shutdown": 10000}]}}
+    with actorsys.Node(cfg) as n:
+        c = n.client()
+        r, sup = c.ref("Alarmist", "c0"), c.supervisor("root")
+        due = r.ask("set", 0.3, "a", "kept")
+        r.tell("hold", 1.5)                 # busy across the due time: the alarm queues
+        while time.time() < due + 0.3:
+            time.sleep(0.05)
+        sup.terminate_child("c0", timeout=20)   # drops the queued alarm turn
+        sup.restart_child("c0", timeout=20)
+        wait_until(lambda: fired_names(r) == ["a"],
+                   "the dropped alarm to fire again once its lease ended", timeout=15)
+
+
 # -- rollback and bad input --------------------------------------------------------------
 
 def test_alarm_set_in_a_failing_turn_is_not_set(config):
@@ -325,6 +357,9 @@ def test_bad_alarm_arguments_raise_type_error(config):
                 r.ask(method, *args)
             assert err.value.remote_type == "TypeError", \
                 f"expected TypeError for {method}{args}, got {err.value.remote_type}: {err.value}"
+        with pytest.raises(actorsys.RemoteError, match="too far in the future") as err:
+            r.ask("set", 1e15, "x")
+        assert err.value.remote_type == "ValueError", err.value
         assert r.ask("pending") == {}, "expected nothing set by the rejected calls"
         r.ask("set", 0.05, "ok", "fine")
         wait_until(lambda: fired_names(r) == ["ok"], "the actor to keep working after the bad calls")

@@ -194,6 +194,8 @@ def test_bad_rewinds_are_bad_requests_and_change_nothing(hnode):
         ({"version": "2"}, "a version that is a string"),
         ({"version": 2.0}, "a version that is a float"),
         ({"time": "yesterday"}, "a time that is a string"),
+        ({"time": float("nan")}, "a time that is not a number"),
+        ({"time": float("inf")}, "an infinite time"),
     ]
     for kwargs, what in cases:
         with pytest.raises(actorsys.BadRequest) as e:
@@ -245,20 +247,30 @@ def test_versions_older_than_the_window_are_pruned_and_numbering_goes_on(hnode):
     assert ref.history() == old, "expected pruning only as the actor commits"
     ref.ask("set", "n", 3)
     h = ref.history()
-    assert [b["version"] for b in h] == [3], \
-        f"expected versions 1 and 2 pruned and the newest (3) kept, got {h}"
+    assert [b["version"] for b in h] == [2, 3], \
+        f"expected version 1 pruned, and 2 kept (it was current when the window began): {h}"
     ref.ask("set", "n", 4)
-    assert versions(ref) == [3, 4], "expected numbering to go on after pruning"
+    assert versions(ref) == [2, 3, 4], "expected numbering to go on after pruning"
 
-    # only listed versions are restorable: version 2 (pruned) neither by number nor by time
-    for kwargs in ({"version": 1}, {"version": 2}, {"time": old[0]["time"]},
-                   {"time": old[1]["time"]}):
+    # only listed versions are restorable: version 1 (pruned) neither by number nor by time
+    for kwargs in ({"version": 0}, {"version": 1}, {"time": old[0]["time"]}):
         with pytest.raises(actorsys.BadRequest):
             ref.rewind(**kwargs)
-    assert versions(ref) == [3, 4], "expected a rejected rewind to add nothing"
+    assert versions(ref) == [2, 3, 4], "expected a rejected rewind to add nothing"
     assert ref.ask("snapshot")["state"] == {"n": 4}
-    assert ref.rewind(version=3) == {"version": 5, "restored": 3}
-    assert ref.ask("snapshot")["state"] == {"n": 3}
+    # any time inside the window restores, including one before its first commit
+    assert ref.rewind(time=h[1]["time"] - 0.5) == {"version": 5, "restored": 2}
+    assert ref.ask("snapshot")["state"] == {"n": 2}
+
+
+def test_rewind_to_version_0_unlists_the_actor_until_it_writes_again(hnode):
+    c = hnode.client()
+    ref = c.ref("Doc", "zero")
+    ref.ask("set", "n", 1)
+    assert ref.rewind(version=0) == {"version": 2, "restored": 0}
+    assert "zero" not in c.list_actors("Doc"), "expected the empty actor not listed"
+    ref.ask("set", "n", 2)
+    assert "zero" in c.list_actors("Doc"), "expected the actor listed again once it holds data"
 
 
 # -- durability ------------------------------------------------------------------------------

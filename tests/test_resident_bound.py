@@ -1,6 +1,8 @@
 """max_resident: the LRU bound on resident actors per worker keeps worker memory bounded."""
 from __future__ import annotations
 
+import asyncio
+
 import actorsys
 
 from conftest import TESTS_DIR
@@ -10,7 +12,7 @@ def resident_config(tmp_path, max_resident: int, workers: int = 1) -> dict:
     return {"node": {"data_dir": str(tmp_path / "data"), "workers": workers,
                      "python_path": [TESTS_DIR], "shutdown_timeout": 5.0,
                      "max_resident": max_resident, "idle_timeout": 3600.0},
-            "actors": {"Visitor": "resident_actors:Visitor"}}
+            "actors": {"Visitor": "resident_actors:Visitor", "Slow": "resident_actors:Slow"}}
 
 
 def worker_status(node: actorsys.Node) -> list[dict]:
@@ -56,3 +58,23 @@ def test_the_least_recently_used_actor_leaves_first(tmp_path):
         f"v0 was used recently and must have stayed resident: {v0}"
     assert v1.get("stops") == 1 and v1["starts"] == 2, \
         f"v1 was the least recently used and must have been evicted, then reactivated: {v1}"
+
+
+def test_a_new_actor_is_never_evicted_while_it_is_made_even_when_nothing_else_can_go(tmp_path):
+    """Every resident actor busy: the bound is exceeded rather than the new actor dropped
+    (which would leave two activations of one address)."""
+    async def scenario(endpoint: str) -> list:
+        async with actorsys.connect_async(endpoint) as c:
+            busy = c.ask("Slow", "busy", "bump", 1.0)
+            await asyncio.sleep(0.2)
+            bumps = await asyncio.gather(c.ask("Slow", "x", "bump", 0.3),
+                                         c.ask("Slow", "x", "bump", 0.3))
+            await busy
+            return bumps
+
+    with actorsys.Node(resident_config(tmp_path, max_resident=1)) as node:
+        bumps = asyncio.run(scenario(node.endpoint))
+        final = node.client().ask("Slow", "x", "get")
+    assert final == 2, f"expected both bumps of x applied one after the other, got n = {final}: {bumps}"
+    assert bumps[0]["instance"] == bumps[1]["instance"], \
+        f"expected one activation of x to run both turns: {bumps}"
