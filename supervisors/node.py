@@ -50,7 +50,7 @@ from collections import deque
 import psutil
 
 from actorsys import router, worker  # imported before forking, so restarts skip the imports
-from actorsys.config import NodeConfig
+from actorsys.config import NodeConfig, check_actor_classes
 from actorsys.errors import ConfigError
 from actorsys.shards import load_or_create_meta
 from supervisors import tree
@@ -261,6 +261,8 @@ class NodeSupervisor:
     def run(self) -> int:
         signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS | {signal.SIGALRM})
         try:
+            # the workers fork from here: a class they cannot import would crash-loop them
+            check_actor_classes(self.cfg)
             self.lock_fds = claim_node(self.cfg)
             self.meta = load_or_create_meta(self.cfg.data_dir, self.cfg.shards, self.cfg.workers)
         except ConfigError as exc:

@@ -147,3 +147,19 @@ def test_the_example_node_config_is_valid_and_its_actor_classes_load():
     assert cfg.workers == 2 and set(cfg.actors) == {"Counter"}
     assert cfg.data_dir == os.path.join(os.path.dirname(path), "data")
     assert set(check_actor_classes(cfg)) == {"Counter"}
+
+
+def test_a_class_the_node_cannot_import_stops_the_start_with_its_name(tmp_path, monkeypatch, capfd):
+    """Importable in the calling process (its own sys.path), not in the node's processes:
+    the node supervisor refuses to start, naming the class, instead of crash-looping workers."""
+    (tmp_path / "only_here.py").write_text(
+        "import actorsys\nclass Here(actorsys.Actor):\n    def ping(self):\n        return 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = {"node": {"data_dir": str(tmp_path / "data"), "start_timeout": 30.0},
+           "actors": {"Here": "only_here:Here"}}
+    with pytest.raises(actorsys.NodeUnavailable, match="status 2"):
+        with actorsys.Node(cfg):
+            pass
+    err = capfd.readouterr().err
+    assert "cannot load actor class 'only_here:Here'" in err, err
+    assert "restarted" not in err, f"expected no worker started (and crash-looping): {err}"
