@@ -132,7 +132,8 @@ def list_alarms(storage: "Storage") -> dict[str, dict[str, Any]]:
     hi = _next_prefix(lo)
     n = len(lo)
     return {k[n:].decode("utf-8"): wire.unpack_stored(v)
-            for k, v in _merge(storage._store.range(lo, hi), storage._buf, lo, hi, False)}
+            for k, v in _merge(storage._store.range(lo, hi, actor=storage._actor), storage._buf,
+                               lo, hi, False)}
 
 
 def backoff(retry: dict[str, float], attempt: int) -> float:

@@ -52,7 +52,7 @@ def records(store: "SlotStore", prefix: bytes) -> list[tuple[int, dict[str, Any]
     """Every retained version of the actor, oldest first: ``[(version, record)]``."""
     lo, hi = _range(prefix)
     n = len(lo)
-    return [(int.from_bytes(k[n:], "big"), wire.unpack_stored(v)) for k, v in store.range(lo, hi)]
+    return [(int.from_bytes(k[n:], "big"), wire.unpack_stored(v)) for k, v in store.range(lo, hi, actor=prefix)]
 
 
 def bookmarks(store: "SlotStore", prefix: bytes) -> list[dict[str, Any]]:
@@ -66,11 +66,11 @@ class Versions:
 
     def __init__(self, store: "SlotStore", prefix: bytes) -> None:
         lo, hi = _range(prefix)
-        newest = next(iter(store.range(lo, hi, reverse=True)), None)
+        newest = next(iter(store.range(lo, hi, reverse=True, actor=prefix)), None)
         self.last = int.from_bytes(newest[0][len(lo):], "big") if newest else 0
         # commit times of the two oldest records: pruning has work once the second
         # oldest is older than the window (the oldest is then no longer needed)
-        oldest = [wire.unpack_stored(v)["t"] for _k, v in islice(store.range(lo, hi), 2)]
+        oldest = [wire.unpack_stored(v)["t"] for _k, v in islice(store.range(lo, hi, actor=prefix), 2)]
         self.first_time = oldest[0] if oldest else None
         self.second_time = oldest[1] if len(oldest) > 1 else None
 
@@ -102,7 +102,7 @@ class Versions:
         lo, hi = _range(prefix)
         keep: tuple[bytes, float] | None = None
         self.second_time = now           # this commit's record, if nothing older is left
-        for k, v in store.range(lo, hi):
+        for k, v in store.range(lo, hi, actor=prefix):
             t = wire.unpack_stored(v)["t"]
             if t >= cutoff:
                 self.second_time = t

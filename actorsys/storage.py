@@ -114,6 +114,9 @@ class SlotStore:
         self.fsync = fsync
         self.max_value_bytes = max_value_bytes
         self.pending: dict[bytes, bytes | None] = {}
+        # the actors (prefixes) with staged writes: a range within any other actor needs
+        # no merge with the overlay (which costs a pass over everything staged)
+        self.pending_actors: set[bytes] = set()
         self.commits = 0
         self.committed_writes = 0
 
@@ -123,18 +126,26 @@ class SlotStore:
             return self.db.get(k)
         return v  # type: ignore[return-value]
 
-    def range(self, lo: bytes, hi: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+    def range(self, lo: bytes, hi: bytes, reverse: bool = False,
+              actor: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Committed and staged entries in ``[lo, hi)``; ``actor``: the range lies within
+        that actor's prefix (so it is unaffected by other actors' staged writes)."""
         it = self.db.iterator(start=lo, stop=hi, reverse=reverse)
+        if not self.pending or (actor is not None and actor not in self.pending_actors):
+            return it
         return _merge(it, self.pending, lo, hi, reverse)
 
-    def stage(self, writes: dict[bytes, bytes | None]) -> None:
+    def stage(self, writes: dict[bytes, bytes | None], actor: bytes) -> None:
+        """Stage an actor's writes (and its index entries) for the next commit."""
         self.pending.update(writes)
+        self.pending_actors.add(actor)
 
     def commit(self) -> None:
         """Write everything staged in one atomic batch. Raises StorageError on failure."""
         if not self.pending:
             return
         pending, self.pending = self.pending, {}
+        self.pending_actors = set()
         try:
             with self.db.write_batch(sync=self.fsync, transaction=True) as wb:
                 for k, v in pending.items():
@@ -278,7 +289,8 @@ class Storage:
         if lo >= hi or (limit is not None and limit <= 0):
             return out
         n = len(base)
-        for k, v in _merge(self._store.range(lo, hi, reverse), self._buf, lo, hi, reverse):
+        for k, v in _merge(self._store.range(lo, hi, reverse, self._actor), self._buf, lo, hi,
+                           reverse):
             out[k[n:].decode("utf-8")] = wire.unpack_stored(v)
             if limit is not None and len(out) >= limit:
                 break
@@ -289,7 +301,8 @@ class Storage:
         how many there were. Commits with the turn, like any write."""
         lo, hi = self._prefix, _next_prefix(self._prefix)
         n = 0
-        for k, _v in list(_merge(self._store.range(lo, hi), self._buf, lo, hi, False)):
+        for k, _v in list(_merge(self._store.range(lo, hi, actor=self._actor), self._buf, lo, hi,
+                                 False)):
             self._buf[k] = None
             n += 1
         return n
@@ -301,7 +314,7 @@ class Storage:
         hist = self._actor + b"h"
         meta = self._actor + b"m"
         total = 0
-        for k, v in _merge(self._store.range(lo, hi), self._buf, lo, hi, False):
+        for k, v in _merge(self._store.range(lo, hi, actor=self._actor), self._buf, lo, hi, False):
             if not k.startswith(hist) and k != meta:
                 total += len(k) - len(self._actor) + len(v)
         return total

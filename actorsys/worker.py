@@ -406,7 +406,7 @@ class Worker:
             writes, at, attempt = alarms.reschedule(self.store, act.prefix, name, due,
                                                     self.cfg.alarm_retry, now, attempt_starts=True)
             if writes:
-                self.store.stage(writes)
+                self.store.stage(writes, act.prefix)
                 if act.instance is not None:
                     act.instance.storage._forget(writes)
             if at is None:
@@ -437,7 +437,7 @@ class Worker:
                                                 self.cfg.alarm_retry, time.time(),
                                                 attempt_starts=False)
         if writes:
-            self.store.stage(writes)
+            self.store.stage(writes, act.prefix)
             self._schedule_flush()
         if at is not None:
             self.clock.note(at)
@@ -543,7 +543,7 @@ class Worker:
         if act is None:
             return
         prev, act.sup = act.sup, rec
-        self.store.stage({meta_key(act.prefix): wire.pack(rec)})
+        self.store.stage({meta_key(act.prefix): wire.pack(rec)}, act.prefix)
         if (prev is not None and prev.get("running") and prev.get("sup") == rec["sup"]
                 and prev.get("child") == rec["child"] and act.status == "running"
                 and act.instance is not None):
@@ -577,7 +577,7 @@ class Worker:
         mk = meta_key(act.prefix)
         if opts.get("forget"):
             act.sup = None
-            self.store.stage({mk: None})
+            self.store.stage({mk: None}, act.prefix)
             if act.status != "running":
                 act.status = "running"
                 self._pump(act)
@@ -585,7 +585,7 @@ class Worker:
             return self._schedule_flush()
         if act.sup is not None:
             act.sup = dict(act.sup, running=False)
-            self.store.stage({mk: wire.pack(act.sup)})
+            self.store.stage({mk: wire.pack(act.sup)}, act.prefix)
         act.status = "stopped"
         self._fail_queued(act)
         shutdown = opts.get("shutdown", 5000)
@@ -752,7 +752,7 @@ class Worker:
                             self.history_window.get(act.type_name) or 0.0)
             # back to version 0 is back to no data: no longer listed
             writes[listing_key(act.type_name, act.key)] = act.prefix[1:3] if target else None
-            self.store.stage(writes)
+            self.store.stage(writes, act.prefix)
             self._drop_instance(act)     # (rewinding to the current version changes nothing)
         if earliest is not None:
             self.clock.note(earliest)
@@ -764,7 +764,7 @@ class Worker:
         mk = meta_key(prefix)
         writes: dict[bytes, bytes | None] = {listing_key(act.type_name, act.key): None}
         deleted = 0
-        for k, v in self.store.range(prefix, _next_prefix(prefix)):
+        for k, v in self.store.range(prefix, _next_prefix(prefix), actor=prefix):
             if k == mk:
                 continue                 # supervision is not data: a child stays supervised
             writes[k] = None
@@ -772,7 +772,7 @@ class Worker:
             if k[n:n + 1] == b"l":
                 due = alarms.due_us(wire.unpack_stored(v)["when"])
                 writes[alarms.index_key(prefix, due, k[n + 1:].decode("utf-8"))] = None
-        self.store.stage(writes)
+        self.store.stage(writes, act.prefix)
         self._drop_instance(act)
         act.snapshot = b""
         return {"deleted": deleted}
@@ -930,7 +930,7 @@ class Worker:
             if act.versions is None:
                 act.versions = history.Versions(self.store, act.prefix)
             act.versions.record(self.store, act.prefix, writes, old_state, window)
-        self.store.stage(writes)
+        self.store.stage(writes, act.prefix)
         self.staged.append(act)
 
     def _fail(self, act: Activation, msg: tuple, exc: BaseException) -> None:
