@@ -63,6 +63,11 @@ def index_key(prefix: bytes, due: int, name: str | bytes) -> bytes:
     return b"t" + due.to_bytes(8, "big") + prefix[1:] + n
 
 
+def record_index_key(prefix: bytes, name: str | bytes, record: bytes) -> bytes:
+    """The due-index entry of a stored alarm record."""
+    return index_key(prefix, due_us(wire.unpack_stored(record)["when"]), name)
+
+
 def ident(prefix: bytes, name: str) -> bytes:
     """What names one alarm in the clock, whatever its due time: the index key's tail."""
     return prefix[1:] + name.encode("utf-8")
@@ -101,7 +106,7 @@ def set_alarm(storage: "Storage", when: float, name: str, payload: Any) -> float
     rk = record_key(prefix, name)
     old = storage._raw(rk)
     if old is not None:
-        storage._write(index_key(prefix, due_us(wire.unpack_stored(old)["when"]), name), None)
+        storage._write(record_index_key(prefix, name, old), None)
     packed = wire.pack({"when": at, "payload": payload, "attempt": 0})
     if len(packed) > storage._store.max_value_bytes:
         raise LimitExceeded(f"alarm {name!r:.100} is {len(packed)} bytes; max_value_bytes is "
@@ -122,7 +127,7 @@ def cancel_alarm(storage: "Storage", name: str) -> bool:
     if old is None:
         return False
     storage._write(rk, None)
-    storage._write(index_key(prefix, due_us(wire.unpack_stored(old)["when"]), name), None)
+    storage._write(record_index_key(prefix, name, old), None)
     return True
 
 

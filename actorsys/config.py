@@ -19,7 +19,7 @@ heartbeat_timeout = 10.0     # a worker whose event loop is silent this long is 
 max_worker_memory = "1GB"    # a worker above this resident size is restarted (0: no limit)
 backoff = { initial = 0.05, max = 2.0, jitter = 0.2 }   # delay repeated process restarts
 max_resident = 100000        # actors in memory per worker; beyond, the least recently used leave
-max_value_bytes = "1MiB"     # largest state, storage value or alarm (storage keys: 16 KiB)
+max_value_bytes = "512KiB"   # largest state, storage value or alarm (storage keys: 16 KiB)
 history_window = 0           # seconds of committed versions kept per actor (0: no history)
 alarm_retry = { initial = 1.0, max = 60.0, attempts = 6 }   # on_alarm that raises
 
@@ -72,7 +72,7 @@ _NODE_KEYS: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "max_worker_memory": ((int, str), 0),
     "backoff": (dict, None),
     "max_resident": (int, 100_000),
-    "max_value_bytes": ((int, str), 1 << 20),
+    "max_value_bytes": ((int, str), 512 * 1024),
     "history_window": ((int, float), 0),
     "alarm_retry": (dict, None),
     "insecure": (bool, False),
@@ -106,7 +106,7 @@ class NodeConfig:
     max_worker_memory: int = 0
     backoff: dict[str, float] | None = None
     max_resident: int = 100_000
-    max_value_bytes: int = 1 << 20
+    max_value_bytes: int = 512 * 1024
     history_window: float = 0
     alarm_retry: dict[str, float] = field(default_factory=lambda: dict(ALARM_RETRY))
     insecure: bool = False

@@ -30,7 +30,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from . import wire
-from .alarms import due_us, index_key
+from .alarms import record_index_key
 from .storage import _next_prefix
 
 if TYPE_CHECKING:
@@ -155,12 +155,12 @@ def rewind_writes(store: "SlotStore", prefix: bytes, version: int | None,
         k = prefix + sub
         writes[k] = old
         if sub[:1] == b"l":              # keep the alarm index in step with the records
-            name = sub[1:].decode("utf-8")
+            name = sub[1:]
             cur = store.get(k)
             if cur is not None:
-                writes[index_key(prefix, due_us(wire.unpack_stored(cur)["when"]), name)] = None
+                writes[record_index_key(prefix, name, cur)] = None
             if old is not None:
+                writes[record_index_key(prefix, name, old)] = b""
                 when = wire.unpack_stored(old)["when"]
-                writes[index_key(prefix, due_us(when), name)] = b""
                 earliest = when if earliest is None else min(earliest, when)
     return writes, version, earliest

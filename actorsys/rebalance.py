@@ -42,10 +42,9 @@ from typing import Any, Iterator
 
 import plyvel
 
-from . import wire
 from .errors import ConfigError
-from .shards import read_meta, write_meta
-from .alarms import due_us, index_key
+from .shards import LISTING_INDEX, read_meta, write_meta
+from .alarms import record_index_key
 from .storage import _next_prefix, listing_key
 
 #: keys per LevelDB batch: memory stays bounded however many actors a shard holds
@@ -53,6 +52,7 @@ BATCH_KEYS = 10_000
 #: slot databases held open at once while moving
 MAX_OPEN_DBS = 8
 _SLOT_DIR = re.compile(r"slot-(\d+)")
+_TOMBSTONE = re.compile(r"slot-\d+\.removed")
 _PR_SET_PDEATHSIG = 1
 
 
@@ -95,12 +95,17 @@ def rebalance(data_dir: str, meta: dict[str, Any], workers: int) -> dict[str, An
     opened LevelDB itself (a worker would then hang closing its database). Nothing to
     do (same worker count, no unfinished plan, no slot directory to remove): no process.
     """
-    if "target" not in meta and meta["workers"] == workers and not _removed_slots(data_dir, workers):
+    for tomb in _tombstones(data_dir):   # a removal cut short: the data check had passed
+        shutil.rmtree(tomb)
+    if ("target" not in meta and meta["workers"] == workers and not _removed_slots(data_dir, workers)
+            and meta.get("listing") == LISTING_INDEX):
         return meta
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-    r = subprocess.run([sys.executable, "-m", "actorsys.rebalance", data_dir, str(workers),
+    # -P: the working directory is not put on sys.path (an `actorsys` folder there must
+    # not shadow this package)
+    r = subprocess.run([sys.executable, "-P", "-m", "actorsys.rebalance", data_dir, str(workers),
                         str(os.getpid())],
                        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
     if r.returncode == 2 and r.stdout.strip():
@@ -128,6 +133,10 @@ def rebalance_here(data_dir: str, meta: dict[str, Any], workers: int) -> dict[st
             write_meta(data_dir, meta)
             meta = _finish(data_dir, meta, resumed=False)
         _remove_empty_slots(data_dir, meta["workers"])
+        if meta.get("listing") != LISTING_INDEX:
+            _build_listing(data_dir, meta["workers"])
+            meta["listing"] = LISTING_INDEX
+            write_meta(data_dir, meta)
     except (plyvel.Error, OSError) as exc:
         raise ConfigError(f"moving shards in {data_dir} failed: {exc} (the move resumes "
                           f"at the next start)", key="node.workers") from None
@@ -282,7 +291,7 @@ def _with_indexes(db: plyvel.DB, items: list[tuple[bytes, bytes]]) -> list[tuple
         if rest[:1] == b"l":
             prefix = k[:len(k) - len(rest)]
             try:
-                wanted[index_key(prefix, due_us(wire.unpack_stored(v)["when"]), rest[1:])] = None
+                wanted[record_index_key(prefix, rest[1:], v)] = None
             except Exception:
                 continue               # unreadable record: the index sweep still finds its entry
     extra = [(k, v) for k in wanted if (v := db.get(k)) is not None]
@@ -319,8 +328,17 @@ def _removed_slots(data_dir: str, workers: int) -> list[str]:
                   and os.path.isdir(os.path.join(data_dir, name)))
 
 
+def _tombstones(data_dir: str) -> list[str]:
+    return [os.path.join(data_dir, name) for name in os.listdir(data_dir)
+            if _TOMBSTONE.fullmatch(name) and os.path.isdir(os.path.join(data_dir, name))]
+
+
 def _remove_empty_slots(data_dir: str, workers: int) -> None:
-    """Delete the directories of slots ``>= workers``; refuse if one still holds data."""
+    """Delete the directories of slots ``>= workers``; refuse if one still holds data.
+
+    A checked directory is renamed to ``slot-N.removed`` (atomically, the directory
+    fsynced) before it is deleted, so a removal cut short leaves a tombstone that the
+    next start deletes without opening it (a half-deleted LevelDB cannot be opened)."""
     for path in _removed_slots(data_dir, workers):
         if os.listdir(path):
             db = plyvel.DB(path)
@@ -335,7 +353,47 @@ def _remove_empty_slots(data_dir: str, workers: int) -> None:
                             f"more workers, or move its data away", key="node.workers")
             finally:
                 db.close()
-        shutil.rmtree(path)
+        tomb = path + ".removed"
+        os.rename(path, tomb)
+        fd = os.open(data_dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        shutil.rmtree(tomb)
+
+
+def _build_listing(data_dir: str, workers: int) -> None:
+    """Write the listing entry of every actor that holds data (state other than ``{}``,
+    storage entries or alarms), for a data directory made before the listing index."""
+    started, listed = time.monotonic(), 0
+    for slot in range(workers):
+        path = os.path.join(data_dir, f"slot-{slot}")
+        if not os.path.isdir(path):
+            continue
+        db = plyvel.DB(path)
+        try:
+            last = None
+            wb = db.write_batch(sync=True)
+            for k, v in db.iterator(prefix=b"a"):
+                parts = k[3:].split(b"\0", 2)
+                if len(parts) != 3 or not parts[2]:
+                    continue
+                entry = listing_key(parts[0], parts[1])
+                kind = parts[2][:1]
+                if entry == last or not (kind in (b"k", b"l") or (kind == b"s" and v != b"\x80")):
+                    continue
+                wb.put(entry, k[1:3])
+                last, listed = entry, listed + 1
+                if listed % BATCH_KEYS == 0:
+                    wb.write()
+                    wb = db.write_batch(sync=True)
+            wb.write()
+        finally:
+            db.close()
+    print(f"actorsys[rebalance {os.getpid()}]: listed {listed} actors of a data directory made "
+          f"before the listing index, in {time.monotonic() - started:.2f} s", file=sys.stderr,
+          flush=True)
 
 
 if __name__ == "__main__":

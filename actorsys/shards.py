@@ -17,6 +17,9 @@ import msgpack
 from .errors import ConfigError
 
 META_FILE = "node.meta"
+#: node.meta "listing": the data directory has the listing index (rebalance.py builds it
+#: for directories made before it)
+LISTING_INDEX = 1
 
 
 def shard_of(type_name: str, key: str, shards: int) -> int:
@@ -90,6 +93,6 @@ def load_or_create_meta(data_dir: str, shards: int, workers: int) -> dict[str, A
         from .rebalance import rebalance
         return rebalance(data_dir, meta, workers)
     meta = {"shards": shards, "workers": workers, "epoch": 1,
-            "owner": [s % workers for s in range(shards)]}
+            "owner": [s % workers for s in range(shards)], "listing": LISTING_INDEX}
     write_meta(data_dir, meta)
     return meta

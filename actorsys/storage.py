@@ -36,7 +36,7 @@ _MISSING = object()
 #: the longest storage key, in bytes of UTF-8 (Durable Objects: 2 KiB)
 MAX_STORAGE_KEY_BYTES = 16 * 1024
 #: default largest stored value (state, storage entry, alarm payload), node key ``max_value_bytes``
-DEFAULT_MAX_VALUE_BYTES = 1 << 20
+DEFAULT_MAX_VALUE_BYTES = 512 * 1024
 #: committed values an activation keeps in memory for repeated reads
 CACHE_ENTRIES = 512
 
@@ -167,7 +167,7 @@ class Storage:
     """An actor's key-value storage (``self.storage``). Writes commit with the turn.
 
     Keys are strings (at most 16 KiB of UTF-8), values anything msgpack can encode (at
-    most the node's ``max_value_bytes``, 1 MiB by default); past either limit the call
+    most the node's ``max_value_bytes``, 512 KiB by default); past either limit the call
     raises :class:`~actorsys.LimitExceeded`. Every read sees the turn's own writes; a
     per-actor cache of committed values serves repeated reads without LevelDB; all the
     writes of a turn are coalesced into its one commit. ``list`` returns entries ordered
@@ -310,13 +310,12 @@ class Storage:
     def size(self) -> int:
         """Bytes this actor stores (keys and values of its state as last committed, its
         storage entries and alarms, with this turn's writes), history excluded."""
-        lo, hi = self._actor, _next_prefix(self._actor)
-        hist = self._actor + b"h"
-        meta = self._actor + b"m"
+        p = self._actor
         total = 0
-        for k, v in _merge(self._store.range(lo, hi, actor=self._actor), self._buf, lo, hi, False):
-            if not k.startswith(hist) and k != meta:
-                total += len(k) - len(self._actor) + len(v)
+        # everything but the history records (P + h...) and the supervision record (P + m)
+        for lo, hi in ((p, p + b"h"), (p + b"i", p + b"m"), (p + b"n", _next_prefix(p))):
+            for k, v in _merge(self._store.range(lo, hi, actor=p), self._buf, lo, hi, False):
+                total += len(k) - len(p) + len(v)
         return total
 
     @contextlib.contextmanager

@@ -371,7 +371,7 @@ class Worker:
         act = self._resident(reply_to, rid, type_name, key)
         if act is None:
             return
-        if act.status == "stopped":
+        if act.status == "stopped" and not (op == wire.ASK and method in SYSTEM_METHODS):
             return self._reject(reply_to, rid, self._stopped_error(act))
         if op != wire.SPAWN and method not in act.handlers and not (
                 op == wire.ASK and method in SYSTEM_METHODS):
@@ -506,12 +506,17 @@ class Worker:
         the bound at a time). Busy actors and running supervised children stay."""
         acts = self.acts
         want = len(acts) + 1 - self.cfg.max_resident + max(self.cfg.max_resident // 100, 1)
-        victims = []
-        for act in acts.values():          # least recently used first (see _deliver)
+        victims, kept = [], []
+        for act in acts.values():          # least recently used first (see _resident)
             if len(victims) >= want:
                 break
-            if not (act.running or act.mailbox or (act.sup is not None and act.status != "stopped")):
+            if act.running or act.mailbox or (act.sup is not None and act.status != "stopped"):
+                kept.append(act)
+            else:
                 victims.append(act)
+        for act in kept:      # in use: to the recent end, so later scans do not wade through
+            k = (act.type_name, act.key)
+            acts[k] = acts.pop(k)
         for act in victims:
             self.counters["evictions"] += 1
             if act.instance is None:
@@ -673,7 +678,16 @@ class Worker:
     def _pump(self, act: Activation) -> None:
         while act.mailbox and not act.running:
             if act.status == "dead" and act.mailbox[0][0] != START and act.mailbox[0][0] not in _ENDING:
-                return      # held until the tree restarts (START) or stops the child
+                # held until the tree restarts (START) or stops the child; system asks
+                # (history, rewind, destroy) run no actor code: an operator can still
+                # rewind or destroy a child whose state makes every start fail
+                system = next((m for m in act.mailbox if m[0] == wire.ASK
+                               and m[3] in SYSTEM_METHODS), None)
+                if system is None:
+                    return
+                act.mailbox.remove(system)  # type: ignore[union-attr]
+                self._turn(act, system)
+                continue
             self._turn(act, act.mailbox.popleft())  # type: ignore[union-attr]
         if not act.mailbox:
             act.mailbox = _NO_MAIL
@@ -770,8 +784,7 @@ class Worker:
             writes[k] = None
             deleted += 1
             if k[n:n + 1] == b"l":
-                due = alarms.due_us(wire.unpack_stored(v)["when"])
-                writes[alarms.index_key(prefix, due, k[n + 1:].decode("utf-8"))] = None
+                writes[alarms.record_index_key(prefix, k[n + 1:], v)] = None
         self.store.stage(writes, act.prefix)
         self._drop_instance(act)
         act.snapshot = b""

@@ -168,6 +168,30 @@ def claim_node(cfg: NodeConfig) -> list[int]:
     return fds
 
 
+def _check_classes_in_a_child(cfg: NodeConfig) -> None:
+    """Import every actor class in a forked child, as a worker will; raise ConfigError
+    naming the class if one fails. Not here: workers fork from this process, and must
+    import the actor modules from disk themselves (a restarted worker runs the code on
+    disk now, not the code this process would have cached)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                  # the child: import, report, exit
+        os.close(r)
+        code = 0
+        try:
+            check_actor_classes(cfg)
+        except BaseException as exc:
+            os.write(w, str(exc).encode("utf-8", "replace")[:8000])
+            code = 2
+        os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        problem = f.read().decode("utf-8", "replace")
+    _pid, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise ConfigError(problem or f"importing the actor classes failed (status {status})")
+
+
 class NodeSupervisor:
     def __init__(self, cfg: NodeConfig, watch_parent: int | None = None) -> None:
         self.cfg = cfg
@@ -261,8 +285,8 @@ class NodeSupervisor:
     def run(self) -> int:
         signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS | {signal.SIGALRM})
         try:
-            # the workers fork from here: a class they cannot import would crash-loop them
-            check_actor_classes(self.cfg)
+            # a class the workers cannot import would crash-loop them: check first
+            _check_classes_in_a_child(self.cfg)
             self.lock_fds = claim_node(self.cfg)
             self.meta = load_or_create_meta(self.cfg.data_dir, self.cfg.shards, self.cfg.workers)
         except ConfigError as exc:

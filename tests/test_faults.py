@@ -360,7 +360,9 @@ def test_node_whose_workers_cannot_start_fails_to_start_with_a_message(config, t
         node.start()
     assert time.monotonic() - t0 < 15, "expected start() to fail as soon as the supervisor gives up"
     assert node.pid is None, "expected start() to clean up after the failure"
-    assert "giving up" in capfd.readouterr().err
+    err = capfd.readouterr().err
+    assert "cannot load actor class" in err and "this module is broken now" in err, \
+        f"expected the supervisor to name the class it cannot import, got:\n{err[-3000:]}"
 
 
 # ---------------------------------------------------------------------------------------

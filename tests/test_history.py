@@ -368,3 +368,28 @@ def test_cli_history_and_rewind_print_json(hnode):
     assert r.returncode != 0 and "--version" in r.stderr, \
         f"expected a usage error without --version/--time: {r.returncode} {r.stderr!r}"
     assert versions(ref) == [1, 2, 3, 4, 5], "expected the failed CLI rewinds to change nothing"
+
+
+def test_a_supervised_child_that_cannot_start_can_still_be_rewound(config):
+    """Its state makes every start fail: history and rewind still answer (they run no actor
+    code), and the rewind lets the next restart succeed."""
+    cfg = config(ask_timeout=5.0)
+    cfg["actors"]["Worker"] = {"class": "sup_actors:Worker", "history_window": 3600}
+    cfg["supervisors"] = {"root": {"max_restarts": 1000, "max_seconds": 60,
+                                   "backoff": {"initial": 0.3, "max": 0.5, "jitter": 0.0},
+                                   "children": [{"id": "c", "actor": "Worker", "key": "c"}]}}
+    with actorsys.Node(cfg) as n:
+        c = n.client()
+        r = c.ref("Worker", "c")
+        wait_until(lambda: after_kill(r.ask, "add", 1), "the child to run")
+        good = r.history()[-1]["version"]
+        r.ask("fail_next_start", True)        # from now on every start of this state fails
+        with pytest.raises(actorsys.RemoteError):
+            r.ask("crash")
+        wait_until(lambda: c.supervisor("root").which_children()[0]["status"] != "running",
+                   "the child to be down, its restarts failing")
+        assert r.history(timeout=5)[-1]["version"] > good, "history answers while the child is down"
+        r.rewind(version=good, timeout=5)
+        wait_until(lambda: c.supervisor("root").which_children()[0]["status"] == "running",
+                   "a restart to succeed from the rewound state", timeout=15)
+        assert r.ask("add", 0) == 1, "the child runs on the state before the bad one"

@@ -4,6 +4,7 @@ move, a move killed midway finishes at the next start, and removed slots are del
 from __future__ import annotations
 
 import copy
+import glob
 import os
 import random
 import shutil
@@ -391,3 +392,55 @@ def test_alarms_history_and_listing_follow_their_actors_through_2_to_3_to_1(conf
                     time.sleep(0.2)
                 assert all(v == ["wake", k] for k, v in woke.items()), \
                     f"every 'wake' alarm fired (moved with its actor): {woke}"
+
+
+def test_a_slot_removal_cut_short_is_finished_at_the_next_start(config):
+    cfg = keeper_config(config, 1)
+    expected = fill(cfg, 20)
+    tomb = os.path.join(data_dir(cfg), "slot-3.removed")   # a removal killed mid-rmtree:
+    os.makedirs(tomb)                                       # no CURRENT file any more
+    with open(os.path.join(tomb, "000005.ldb"), "wb") as f:
+        f.write(b"half a database")
+    with actorsys.Node(cfg) as node:
+        got = {k: node.client().ask("Keeper", k, "read")["n"] for k in expected}
+    assert got == expected, "the node started and serves every actor"
+    assert not os.path.exists(tomb), "the tombstone of the cut-short removal is gone"
+
+
+def test_a_data_directory_made_before_the_listing_index_gets_one_at_start(config):
+    cfg = keeper_config(config, 2)
+    expected = fill(cfg, 40)
+    with actorsys.Node(cfg) as node:           # an actor whose state is still {}: not data
+        node.client().ask("Keeper", "empty", "read")
+    path = data_dir(cfg)
+    for db_path in glob.glob(os.path.join(path, "slot-*")):   # as an older version left it
+        db = plyvel.DB(db_path)
+        for k in list(db.iterator(prefix=b"n", include_value=False)):
+            db.delete(k)
+        db.close()
+    meta = read_meta(path)
+    del meta["listing"]
+    with open(os.path.join(path, "node.meta"), "wb") as f:
+        f.write(msgpack.packb(meta))
+    with actorsys.Node(cfg) as node:
+        listed = node.client().list_actors("Keeper")
+    assert listed == sorted(expected), f"every actor with data listed, nothing else: {listed}"
+    assert read_meta(path)["listing"] == 1, "the index is built once"
+
+
+def test_a_move_ignores_an_actorsys_folder_in_the_working_directory(config, tmp_path):
+    """`actorsys run` from a folder holding another `actorsys` package (a checkout)."""
+    cfg = keeper_config(config, 2)
+    fill(cfg, 10)
+    shadow = tmp_path / "cwd"
+    (shadow / "actorsys").mkdir(parents=True)
+    (shadow / "actorsys" / "__init__.py").write_text("raise ImportError('not the real actorsys')\n")
+    from actorsys.rebalance import rebalance
+    from actorsys.shards import read_meta as meta_of
+    old = os.getcwd()
+    os.chdir(shadow)
+    try:
+        meta = rebalance(data_dir(cfg), meta_of(data_dir(cfg)), 3)
+    finally:
+        os.chdir(old)
+    assert meta["workers"] == 3, f"the move ran with the real package: {meta}"
