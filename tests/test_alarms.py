@@ -57,9 +57,10 @@ def restarted(node, slot: int, old_pid: int) -> bool:
 def test_many_named_alarms_list_cancel_replace_and_fire_once_each(config):
     with actorsys.Node(alarm_config(config)) as n:
         r = n.client().ref("Alarmist", "many")
-        absolute = time.time() + 0.6
-        dues = r.ask("set_many", [[0.3, "a", {"n": 1}], [0.5, "b", "old"], [0.7, "c", [1, 2]],
-                                  [0.9, "d", None], [absolute, "abs", "epoch"]])
+        # delays leave ~1.5 s for the asks below on a loaded 2-core machine
+        absolute = time.time() + 2.8
+        dues = r.ask("set_many", [[2.0, "a", {"n": 1}], [3.0, "b", "old"], [3.5, "c", [1, 2]],
+                                  [4.0, "d", None], [absolute, "abs", "epoch"]])
         assert dues["abs"] == pytest.approx(absolute, abs=1e-6), \
             f"expected a `when` >= 1e9 to be taken as an epoch time, got due {dues['abs']} for {absolute}"
         assert dues["a"] < dues["b"] < dues["c"] < dues["d"], f"expected delays to order the dues: {dues}"
@@ -75,7 +76,7 @@ def test_many_named_alarms_list_cancel_replace_and_fire_once_each(config):
         assert r.ask("cancel", "c") is True, "expected cancel_alarm of a set alarm to return True"
         assert r.ask("cancel", "c") is False, "expected a second cancel_alarm to return False"
         assert r.ask("cancel", "nope") is False, "expected cancel_alarm of an unknown name to return False"
-        new_b = r.ask("set", 0.4, "b", "new")
+        new_b = r.ask("set", dues["a"] + 0.4, "b", "new")   # an epoch time: after a, before abs
         listed = r.ask("pending")
         assert sorted(listed) == ["a", "abs", "b", "d"], f"expected c gone, b still there: {listed}"
         assert listed["b"]["payload"] == "new" and listed["b"]["when"] == pytest.approx(new_b, abs=1e-6), \
@@ -296,8 +297,8 @@ def test_an_alarm_set_again_while_the_old_one_comes_due_fires_at_its_new_time(co
     lease must not hide the new one."""
     with actorsys.Node(alarm_config(config)) as n:
         r = n.client().ref("Alarmist", "reset")
-        r.ask("set", 0.3, "a", "old")
-        new_due = r.ask("set_then_wait", 2.0, "a", 0.8)   # due after the old one's lease (1.3 s)
+        r.ask("set", 1.0, "a", "old")
+        new_due = r.ask("set_then_wait", 3.0, "a", 1.5)   # due after the old one's lease (2 s)
         fired = wait_until(lambda: r.ask("fired"), "the alarm set again to fire", timeout=15)
         assert [(f["name"], f["payload"]) for f in fired] == [("a", None)], \
             f"expected the new alarm to fire once: {fired}"

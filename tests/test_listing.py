@@ -171,7 +171,7 @@ def test_destroy_deletes_state_storage_and_alarms_and_unlists_the_actor(do_node)
     victim.ask("put", {"a": 1, "b": 2, "c": 3})
     victim.ask("set_state", "x", 1)
     control.ask("arm", 1.0, "w-control")      # the side channel works: this alarm fires
-    at = victim.ask("arm", 1.0, "w-victim")
+    at = victim.ask("arm", 3.0, "w-victim")
     assert victim.ask("alarm_names") == ["wake"]
     assert c.list_actors("Box") == ["control", "victim"]
     result = victim.destroy()
