@@ -82,8 +82,13 @@ class Actor:
         timezone-aware ``datetime``. One
         alarm per name: setting a name again replaces it. The alarm commits with this
         turn, survives crashes and restarts, reactivates the actor if it was passivated,
-        and fires at least once (see ``actorsys/alarms.py``).
+        and fires at least once (see ``actorsys/alarms.py``). While ``on_alarm`` runs its
+        alarm is no longer listed; setting the same name again from ``on_alarm`` makes a
+        periodic alarm.
         """
+        if type(self).on_alarm is Actor.on_alarm:
+            raise TypeError(f"{type(self).__name__} sets an alarm but does not define "
+                            f"on_alarm(self, name, payload)")
         return _alarms.set_alarm(self.storage, when, name, payload)
 
     def alarms(self) -> dict[str, dict[str, Any]]:

@@ -96,8 +96,10 @@ def set_alarm(storage: "Storage", when: float, name: str, payload: Any) -> float
         if when.tzinfo is None:
             raise TypeError("an alarm's `when` as a datetime must be timezone-aware")
         when = when.timestamp()
-    if isinstance(when, bool) or not isinstance(when, (int, float)) or not math.isfinite(when):
+    if isinstance(when, bool) or not isinstance(when, (int, float)):
         raise TypeError("an alarm's `when` is a delay in seconds, an epoch time, or an aware datetime")
+    if not math.isfinite(when):
+        raise ValueError(f"an alarm's `when` must be finite, got {when!r}")
     now = time.time()
     at = float(when) if when >= EPOCH_THRESHOLD else now + max(float(when), 0.0)
     if due_us(at) > MAX_DUE_US:
@@ -107,7 +109,10 @@ def set_alarm(storage: "Storage", when: float, name: str, payload: Any) -> float
     old = storage._raw(rk)
     if old is not None:
         storage._write(record_index_key(prefix, name, old), None)
-    packed = wire.pack({"when": at, "payload": payload, "attempt": 0})
+    try:
+        packed = wire.pack({"when": at, "payload": payload, "attempt": 0})
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise TypeError(f"the payload of alarm {name!r:.100} is not msgpack-able: {exc}") from None
     if len(packed) > storage._store.max_value_bytes:
         raise LimitExceeded(f"alarm {name!r:.100} is {len(packed)} bytes; max_value_bytes is "
                             f"{storage._store.max_value_bytes}")

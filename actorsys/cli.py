@@ -130,7 +130,7 @@ def cmd_actor(a: argparse.Namespace) -> int:
             result: Any = ref.history(timeout=a.timeout)
         elif a.command == "rewind":
             if (a.version is None) == (a.time is None):
-                raise SystemExit("actorsys: rewind needs --version N or --time EPOCH_SECONDS")
+                raise SystemExit("actorsys: rewind takes one of --version N or --time EPOCH_SECONDS")
             result = ref.rewind(a.version, time=a.time, timeout=a.timeout)
         else:
             result = ref.destroy(timeout=a.timeout)

@@ -57,15 +57,18 @@ class Ref:
         self.client.tell(self.type_name, self.key, method, *args, **kwargs)
 
     def history(self, *, timeout: float | None = None) -> list[dict[str, Any]]:
-        """The actor's retained versions, oldest first: ``[{"version", "time"}]`` (its
-        type needs a ``history_window``; see ``actorsys/history.py``)."""
+        """The actor's retained versions, oldest first: ``[{"version", "time"}]``; ``[]``
+        if its type keeps no history (see ``history_window`` and ``actorsys/history.py``)."""
         return self.ask("$history", timeout=timeout)
 
     def rewind(self, version: int | None = None, *, time: float | None = None,
                timeout: float | None = None) -> dict[str, int]:
         """Restore the actor to a version, or to its last version at or before ``time``
-        (epoch seconds). The rewind is a new version (rewind again to undo it); returns
-        ``{"version": new version, "restored": the version restored}``."""
+        (epoch seconds). Version 0 (or a time before the first version) is the actor
+        before its first commit: rewinding there empties it. The rewind is a new version
+        (rewind again to undo it); returns ``{"version": new version, "restored": the
+        version restored}``. Only listed versions (and 0 while version 1 is kept) can be
+        restored; anything else is ``BadRequest``."""
         return self.ask("$rewind", version=version, time=time, timeout=timeout)
 
     def destroy(self, *, timeout: float | None = None) -> dict[str, int]:
@@ -372,7 +375,8 @@ class Client:
                     timeout: float | None = None) -> list[str]:
         """Keys of the actors of ``type_name`` that have persisted data, in key order,
         after ``start_after``, at most ``limit`` (up to 10,000): pass the last key of one
-        page as ``start_after`` of the next. Asks every worker slot."""
+        page as ``start_after`` of the next. Asks every worker slot. An unregistered type
+        is ``UnknownActorType``."""
         _check_list(type_name, start_after, limit)
         if self.closed:
             raise NodeUnavailable("client is closed")

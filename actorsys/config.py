@@ -261,11 +261,13 @@ def load_config(config: "str | os.PathLike[str] | dict[str, Any] | NodeConfig") 
         raise fail(str(exc), "node", "max_worker_memory") from None
     try:
         values["max_value_bytes"] = parse_size(values["max_value_bytes"])
-    except ValueError as exc:
-        raise fail(str(exc), "node", "max_value_bytes") from None
-    if not 1024 <= values["max_value_bytes"] <= 1 << 30:
-        raise fail("must be between 1KiB and 1GiB", "node", "max_value_bytes")
-    if values["history_window"] < 0:
+        if not 1024 <= values["max_value_bytes"] <= 1 << 30:
+            raise ValueError
+    except ValueError:
+        raise fail(f"must be between 1KiB and 1GiB (a number of bytes or a size such as "
+                   f"\"512KiB\"), got {node.get('max_value_bytes')!r:.80}", "node",
+                   "max_value_bytes") from None
+    if not 0 <= values["history_window"] < float("inf"):
         raise fail("must be 0 (no history) or a positive number of seconds", "node", "history_window")
     values["alarm_retry"] = _alarm_retry(values["alarm_retry"], lambda p, k: fail(p, "node", k))
     if values["backoff"] is not None:
@@ -311,9 +313,9 @@ def load_config(config: "str | os.PathLike[str] | dict[str, Any] | NodeConfig") 
                            f"(expected: class, on_error, history_window)", "actors", name)
             if "history_window" in spec:
                 hw = spec["history_window"]
-                if type(hw) not in (int, float) or hw < 0:
+                if type(hw) not in (int, float) or not 0 <= hw < float("inf"):
                     raise fail(f"history_window must be 0 or a positive number of seconds, "
-                               f"got {hw!r:.80}", "actors", name)
+                               f"got {hw!r:.80}", "actors", f"{name}.history_window")
                 history[name] = float(hw)
             if "on_error" in spec:
                 if spec["on_error"] not in ON_ERROR:

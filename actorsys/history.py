@@ -140,7 +140,9 @@ def rewind_writes(store: "SlotStore", prefix: bytes, version: int | None,
     assert version is not None
     # the listed versions, and 0 (the empty actor) while version 1 is kept
     lowest = 0 if oldest == 1 else oldest
-    if type(version) is not int or not lowest <= version <= newest:
+    if type(version) is not int:
+        raise TypeError(f"a version is an integer, got {type(version).__name__} {version!r:.50}")
+    if not lowest <= version <= newest:
         raise ValueError(f"version {version!r} is not in the history window "
                          f"(versions {lowest}..{newest})")
     restore: dict[bytes, bytes | None] = {}

@@ -194,7 +194,7 @@ class Storage:
         b = key.encode("utf-8")
         if len(b) > MAX_STORAGE_KEY_BYTES:
             raise LimitExceeded(f"storage key is {len(b)} bytes; the limit is "
-                                f"{MAX_STORAGE_KEY_BYTES} (MAX_STORAGE_KEY_BYTES)")
+                                f"{MAX_STORAGE_KEY_BYTES}")
         return self._prefix + b
 
     def _raw(self, k: bytes) -> bytes | None:
@@ -219,7 +219,10 @@ class Storage:
         self._buf[k] = v
 
     def _pack(self, key: str, value: Any) -> bytes:
-        b = wire.pack(value)
+        try:
+            b = wire.pack(value)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise TypeError(f"value of storage key {key!r:.100} is not msgpack-able: {exc}") from None
         limit = self._store.max_value_bytes
         if len(b) > limit:
             raise LimitExceeded(f"value of storage key {key!r:.100} is {len(b)} bytes; "
@@ -245,12 +248,16 @@ class Storage:
         v = self._raw(self._k(key))
         return default if v is None else wire.unpack_stored(v)
 
-    def put(self, key: str | dict[str, Any], value: Any = None) -> None:
+    def put(self, key: str | dict[str, Any], value: Any = _MISSING) -> None:
         """Store ``value`` under ``key``, or every item of a dict; commits with the turn."""
         if isinstance(key, dict):
+            if value is not _MISSING and value is not None:
+                raise TypeError("put(dict) stores the dict's items; it takes no value")
             staged = {self._k(name): self._pack(name, v) for name, v in key.items()}
             self._buf.update(staged)      # all or nothing: a bad item writes none
             return
+        if value is _MISSING:
+            raise TypeError("put(key, value) needs a value (or put({key: value, ...}))")
         self._buf[self._k(key)] = self._pack(key, value)
 
     def delete(self, key: Any) -> Any:
@@ -275,6 +282,8 @@ class Storage:
         ``start_after``), in key-byte order (``reverse``: descending), at most ``limit``."""
         if start is not None and start_after is not None:
             raise ValueError("give start or start_after, not both")
+        if limit is not None and (type(limit) is not int or limit < 0):
+            raise ValueError(f"list's limit is a non-negative integer or None, got {limit!r:.50}")
         base = self._prefix
         lo, hi = base, _next_prefix(base)
         if prefix:

@@ -351,6 +351,11 @@ class Worker:
         elif op == wire.STOP:
             self._stop_child(envelope, rid, rest[0], rest[1], rest[2])
         elif op == wire.LIST:
+            if rest[0] not in self.classes:
+                self.counters["bad_frames"] += 1
+                return self._reject(envelope, rid, UnknownActorType(
+                    f"actor type '{rest[0]:.200}' is not registered on this node "
+                    f"(registered: {', '.join(sorted(self.classes)) or 'none'})"))
             self._send(envelope, wire.ok(rid, self.list_actors(*rest)))
         elif op == wire.PING:
             self._send(envelope, wire.ok(rid, "pong"))

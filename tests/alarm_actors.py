@@ -118,3 +118,10 @@ class AsyncAlarmist(Alarmist):
 
     def async_fired(self) -> int:
         return self.state.get("async_fired", 0)
+
+
+class NoHandler(actorsys.Actor):
+    """Sets an alarm without defining on_alarm: refused at once."""
+
+    def set(self, when: float) -> float:
+        return self.set_alarm(when)

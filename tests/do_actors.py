@@ -39,6 +39,17 @@ class Box(actorsys.Actor):
     def list(self, **kw: Any) -> list:
         return _pairs(self.storage.list(**kw))
 
+    def call_error(self, method: str, *args: Any, encodable: bool = True) -> list:
+        """``[exception type, message]`` of a storage call that should fail (with
+        ``encodable=False`` the last argument is replaced by a set, which msgpack refuses)."""
+        if not encodable:
+            args = (*args[:-1], {1, 2})
+        try:
+            getattr(self.storage, method)(*args)
+        except Exception as exc:
+            return [type(exc).__name__, str(exc)]
+        return ["no error", ""]
+
     def list_error(self, **kw: Any) -> list:
         """``[exception type, message]`` of a list call that should fail."""
         try:

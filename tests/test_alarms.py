@@ -14,7 +14,8 @@ import actorsys
 from conftest import worker_pids
 from helpers import key_on_slot, wait_until, workers
 
-ALARM_ACTORS = {"Alarmist": "alarm_actors:Alarmist", "AsyncAlarmist": "alarm_actors:AsyncAlarmist"}
+ALARM_ACTORS = {"Alarmist": "alarm_actors:Alarmist", "AsyncAlarmist": "alarm_actors:AsyncAlarmist",
+                "NoHandler": "alarm_actors:NoHandler"}
 FAST_RETRY = {"initial": 0.1, "max": 0.4, "attempts": 5}
 
 
@@ -343,7 +344,6 @@ BAD_CALLS = [
     ("set", ["soon", "x"]),          # when not a number
     ("set", [None, "x"]),
     ("set", [True, "x"]),            # a bool is not a time
-    ("set", [float("nan"), "x"]),
     ("set", [0.1, 5]),               # name not a string
     ("set", [0.1, None]),
     ("cancel", [5]),
@@ -358,10 +358,15 @@ def test_bad_alarm_arguments_raise_type_error(config):
                 r.ask(method, *args)
             assert err.value.remote_type == "TypeError", \
                 f"expected TypeError for {method}{args}, got {err.value.remote_type}: {err.value}"
-        with pytest.raises(actorsys.RemoteError, match="too far in the future") as err:
-            r.ask("set", 1e15, "x")
-        assert err.value.remote_type == "ValueError", err.value
+        for when, why in ((1e15, "too far in the future"), (float("nan"), "must be finite"),
+                          (float("inf"), "must be finite")):
+            with pytest.raises(actorsys.RemoteError, match=why) as err:
+                r.ask("set", when, "x")
+            assert err.value.remote_type == "ValueError", err.value
         assert r.ask("pending") == {}, "expected nothing set by the rejected calls"
+        with pytest.raises(actorsys.RemoteError, match="does not define on_alarm") as err:
+            n.client().ask("NoHandler", "x", "set", 0.1)
+        assert err.value.remote_type == "TypeError", "an alarm nobody can handle is refused at once"
         r.ask("set", 0.05, "ok", "fine")
         wait_until(lambda: fired_names(r) == ["ok"], "the actor to keep working after the bad calls")
 

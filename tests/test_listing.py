@@ -69,7 +69,8 @@ def test_list_actors_lists_keys_of_one_type_sorted_across_workers(do_node):
     assert c.list_actors("BoxTwo") == ["a", "k-1", "only-in-two"]
     assert c.list_actors("Bo") == ["a", "only-in-bo"], "a type whose name prefixes another's"
     assert c.list_actors("Witness") == [], "a type with no actors lists nothing"
-    assert c.list_actors("NotRegistered") == [], "an unknown type lists nothing"
+    with pytest.raises(actorsys.UnknownActorType, match="NotRegistered"):
+        c.list_actors("NotRegistered")       # a typo must not look like "no actors"
 
 
 def test_an_actor_is_listed_once_it_has_persisted_data(do_node):

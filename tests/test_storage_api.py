@@ -377,6 +377,7 @@ def test_a_bad_max_value_bytes_is_a_config_error_naming_the_key(config, bad):
     with pytest.raises(actorsys.ConfigError) as info:
         actorsys.Node(do_config(config, max_value_bytes=bad))
     assert "max_value_bytes" in str(info.value), f"expected the key named: {info.value}"
+    assert "between 1KiB and 1GiB" in str(info.value), f"expected the allowed range: {info.value}"
 
 
 # -- the read cache ------------------------------------------------------------------------
@@ -435,3 +436,15 @@ def test_reads_after_rewind_see_the_restored_value(box_node):
     assert len(hist) >= 2, f"expected two versions in the history: {hist}"
     ref.rewind(hist[-2]["version"])
     assert ref.ask("read_n", "c", 100) == ["v1"] * 100, "rewind drops the instance and its cache"
+
+
+def test_misuse_of_put_and_list_says_what_is_wrong(box):
+    kind, msg = box.ask("call_error", "put", "k")
+    assert (kind, "needs a value" in msg) == ("TypeError", True), (kind, msg)
+    kind, msg = box.ask("call_error", "put", "k", None, encodable=False)
+    assert kind == "TypeError" and "'k'" in msg and "msgpack" in msg, \
+        f"expected the key of the value that cannot be stored named: {kind}: {msg}"
+    for bad in (-1, "3", 1.5):
+        kind, msg = box.ask("list_error", limit=bad)
+        assert kind == "ValueError" and "limit" in msg, f"expected a clear error for limit={bad!r}: {msg}"
+    assert box.ask("get", "k") is None, "nothing was stored by the failed calls"

@@ -25,7 +25,9 @@ class Room(actorsys.Actor):
 
     def on_alarm(self, name: str, payload) -> None:
         users = {m["user"] for m in self.storage.list(prefix="msg/").values()}
-        self.storage.put("digest", f"{self.state['posted']} messages from {len(users)} people")
+        n = self.state["posted"]
+        self.storage.put("digest", f"{n} message{'s' * (n != 1)} from {len(users)} "
+                                   f"{'person' if len(users) == 1 else 'people'}")
 
     def digest(self) -> str | None:
         return self.storage.get("digest")
