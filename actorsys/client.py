@@ -61,15 +61,16 @@ class Ref:
         if its type keeps no history (see ``history_window`` and ``actorsys/history.py``)."""
         return self.ask("$history", timeout=timeout)
 
-    def rewind(self, version: int | None = None, *, time: float | None = None,
+    def rewind(self, version: "int | dict[str, Any] | None" = None, *, time: float | None = None,
                timeout: float | None = None) -> dict[str, int]:
         """Restore the actor to a version, or to its last version at or before ``time``
         (epoch seconds). Version 0 (or a time before the first version) is the actor
         before its first commit: rewinding there empties it. The rewind is a new version
         (rewind again to undo it); returns ``{"version": new version, "restored": the
         version restored}``. Only listed versions (and 0 while version 1 is kept) can be
-        restored; anything else is ``BadRequest``."""
-        return self.ask("$rewind", version=version, time=time, timeout=timeout)
+        restored; anything else is ``BadRequest``. ``version`` may be a bookmark from
+        :meth:`history`."""
+        return self.ask("$rewind", version=_version_of(version), time=time, timeout=timeout)
 
     def destroy(self, *, timeout: float | None = None) -> dict[str, int]:
         """Delete the actor's state, storage, alarms and history (``{"deleted": keys}``);
@@ -143,6 +144,11 @@ class _ThreadSockets:
             self.close(CLOSE_LINGER_MS)
         except Exception:
             pass
+
+
+def _version_of(version: Any) -> Any:
+    """A version number, from a number or a bookmark of ``history()``."""
+    return version.get("version") if isinstance(version, dict) else version
 
 
 def _check_list(type_name: str, start_after: str | None, limit: int) -> None:
@@ -511,10 +517,10 @@ class AsyncRef:
         """See :meth:`Ref.history`; await the result."""
         return self.ask("$history", timeout=timeout)
 
-    def rewind(self, version: int | None = None, *, time: float | None = None,
+    def rewind(self, version: "int | dict[str, Any] | None" = None, *, time: float | None = None,
                timeout: float | None = None) -> "asyncio.Future[dict[str, int]]":
         """See :meth:`Ref.rewind`; await the result."""
-        return self.ask("$rewind", version=version, time=time, timeout=timeout)
+        return self.ask("$rewind", version=_version_of(version), time=time, timeout=timeout)
 
     def destroy(self, *, timeout: float | None = None) -> "asyncio.Future[dict[str, int]]":
         """See :meth:`Ref.destroy`; await the result."""

@@ -263,6 +263,15 @@ def test_versions_older_than_the_window_are_pruned_and_numbering_goes_on(hnode):
     assert ref.ask("snapshot")["state"] == {"n": 2}
 
 
+def test_rewind_takes_a_bookmark_from_history(hnode):
+    ref = hnode.client().ref("Doc", "bookmark")
+    ref.ask("set", "n", 1)
+    mark = ref.history()[-1]
+    ref.ask("set", "n", 2)
+    assert ref.rewind(mark) == {"version": 3, "restored": mark["version"]}
+    assert ref.ask("snapshot")["state"] == {"n": 1}, "the bookmark's version was restored"
+
+
 def test_rewind_to_version_0_unlists_the_actor_until_it_writes_again(hnode):
     c = hnode.client()
     ref = c.ref("Doc", "zero")
