@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from . import wire
 from .errors import LimitExceeded
-from .storage import _merge, _next_prefix
+from .storage import _next_prefix
 
 if TYPE_CHECKING:
     from .storage import SlotStore, Storage
@@ -142,8 +142,7 @@ def list_alarms(storage: "Storage") -> dict[str, dict[str, Any]]:
     hi = _next_prefix(lo)
     n = len(lo)
     return {k[n:].decode("utf-8"): wire.unpack_stored(v)
-            for k, v in _merge(storage._store.range(lo, hi, actor=storage._actor), storage._buf,
-                               lo, hi, False)}
+            for k, v in storage._entries(lo, hi)}
 
 
 def backoff(retry: dict[str, float], attempt: int) -> float:

@@ -52,7 +52,8 @@ def records(store: "SlotStore", prefix: bytes) -> list[tuple[int, dict[str, Any]
     """Every retained version of the actor, oldest first: ``[(version, record)]``."""
     lo, hi = _range(prefix)
     n = len(lo)
-    return [(int.from_bytes(k[n:], "big"), wire.unpack_stored(v)) for k, v in store.range(lo, hi, actor=prefix)]
+    return [(int.from_bytes(k[n:], "big"), wire.unpack_stored(v))
+            for k, v in store.range(lo, hi, actor=prefix)]
 
 
 def bookmarks(store: "SlotStore", prefix: bytes) -> list[dict[str, Any]]:
@@ -70,7 +71,8 @@ class Versions:
         self.last = int.from_bytes(newest[0][len(lo):], "big") if newest else 0
         # commit times of the two oldest records: pruning has work once the second
         # oldest is older than the window (the oldest is then no longer needed)
-        oldest = [wire.unpack_stored(v)["t"] for _k, v in islice(store.range(lo, hi, actor=prefix), 2)]
+        oldest = [wire.unpack_stored(v)["t"]
+                  for _k, v in islice(store.range(lo, hi, actor=prefix), 2)]
         self.first_time = oldest[0] if oldest else None
         self.second_time = oldest[1] if len(oldest) > 1 else None
 

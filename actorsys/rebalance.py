@@ -43,9 +43,9 @@ from typing import Any, Iterator
 import plyvel
 
 from .errors import ConfigError
-from .shards import LISTING_INDEX, read_meta, write_meta
+from .shards import LISTING_INDEX, fsync_dir, read_meta, write_meta
 from .alarms import record_index_key
-from .storage import _next_prefix, listing_key
+from .storage import _next_prefix, listing_key, split_actor_key
 
 #: keys per LevelDB batch: memory stays bounded however many actors a shard holds
 BATCH_KEYS = 10_000
@@ -283,8 +283,8 @@ def _with_indexes(db: plyvel.DB, items: list[tuple[bytes, bytes]]) -> list[tuple
     still in ``db``: each actor's listing entry, each alarm record's due-index entry."""
     wanted: dict[bytes, None] = {}
     for k, v in items:
-        parts = k[3:].split(b"\0", 2)
-        if len(parts) != 3 or not parts[2]:
+        parts = split_actor_key(k)
+        if parts is None:
             continue
         type_b, key_b, rest = parts
         wanted[listing_key(type_b, key_b)] = None
@@ -355,11 +355,7 @@ def _remove_empty_slots(data_dir: str, workers: int) -> None:
                 db.close()
         tomb = path + ".removed"
         os.rename(path, tomb)
-        fd = os.open(data_dir, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(data_dir)
         shutil.rmtree(tomb)
 
 
@@ -376,8 +372,8 @@ def _build_listing(data_dir: str, workers: int) -> None:
             last = None
             wb = db.write_batch(sync=True)
             for k, v in db.iterator(prefix=b"a"):
-                parts = k[3:].split(b"\0", 2)
-                if len(parts) != 3 or not parts[2]:
+                parts = split_actor_key(k)
+                if parts is None:
                     continue
                 entry = listing_key(parts[0], parts[1])
                 kind = parts[2][:1]

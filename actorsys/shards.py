@@ -68,9 +68,14 @@ def write_meta(data_dir: str, meta: dict[str, Any]) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    fd = os.open(data_dir, os.O_RDONLY)
+    fsync_dir(data_dir)           # the rename itself survives a power cut
+
+
+def fsync_dir(path: str) -> None:
+    """Make the renames in directory ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(fd)              # the rename itself survives a power cut
+        os.fsync(fd)
     finally:
         os.close(fd)
 

@@ -45,6 +45,15 @@ def actor_prefix(shard: int, type_name: str, key: str) -> bytes:
     return b"a" + shard.to_bytes(2, "big") + type_name.encode() + b"\x00" + key.encode() + b"\x00"
 
 
+def split_actor_key(k: bytes) -> tuple[bytes, bytes, bytes] | None:
+    """``(type, key, rest)`` of a key ``P + rest`` (rest: ``b"s"``, ``b"k" + name``...),
+    or None if ``k`` is not an actor key."""
+    parts = k[3:].split(b"\x00", 2)
+    if len(parts) != 3 or not parts[2]:
+        return None
+    return parts[0], parts[1], parts[2]
+
+
 def listing_key(type_name: str | bytes, key: str | bytes) -> bytes:
     """The slot-wide index entry saying an actor has persisted data (``list_actors``)."""
     t = type_name.encode() if isinstance(type_name, str) else type_name
@@ -215,6 +224,10 @@ class Storage:
         cache[k] = v
         return v
 
+    def _entries(self, lo: bytes, hi: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        """This actor's committed and staged entries in ``[lo, hi)`` with this turn's writes."""
+        return _merge(self._store.range(lo, hi, reverse, self._actor), self._buf, lo, hi, reverse)
+
     def _write(self, k: bytes, v: bytes | None) -> None:
         self._buf[k] = v
 
@@ -298,8 +311,7 @@ class Storage:
         if lo >= hi or (limit is not None and limit <= 0):
             return out
         n = len(base)
-        for k, v in _merge(self._store.range(lo, hi, reverse, self._actor), self._buf, lo, hi,
-                           reverse):
+        for k, v in self._entries(lo, hi, reverse):
             out[k[n:].decode("utf-8")] = wire.unpack_stored(v)
             if limit is not None and len(out) >= limit:
                 break
@@ -310,8 +322,7 @@ class Storage:
         how many there were. Commits with the turn, like any write."""
         lo, hi = self._prefix, _next_prefix(self._prefix)
         n = 0
-        for k, _v in list(_merge(self._store.range(lo, hi, actor=self._actor), self._buf, lo, hi,
-                                 False)):
+        for k, _v in list(self._entries(lo, hi)):
             self._buf[k] = None
             n += 1
         return n
@@ -323,7 +334,7 @@ class Storage:
         total = 0
         # everything but the history records (P + h...) and the supervision record (P + m)
         for lo, hi in ((p, p + b"h"), (p + b"i", p + b"m"), (p + b"n", _next_prefix(p))):
-            for k, v in _merge(self._store.range(lo, hi, actor=p), self._buf, lo, hi, False):
+            for k, v in self._entries(lo, hi):
                 total += len(k) - len(p) + len(v)
         return total
 

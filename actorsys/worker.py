@@ -353,9 +353,7 @@ class Worker:
         elif op == wire.LIST:
             if rest[0] not in self.classes:
                 self.counters["bad_frames"] += 1
-                return self._reject(envelope, rid, UnknownActorType(
-                    f"actor type '{rest[0]:.200}' is not registered on this node "
-                    f"(registered: {', '.join(sorted(self.classes)) or 'none'})"))
+                return self._reject(envelope, rid, self._unknown_type(rest[0]))
             self._send(envelope, wire.ok(rid, self.list_actors(*rest)))
         elif op == wire.PING:
             self._send(envelope, wire.ok(rid, "pong"))
@@ -472,9 +470,7 @@ class Worker:
         cls = self.classes.get(type_name)
         if cls is None:
             self.counters["bad_frames"] += 1
-            self._reject(reply_to, rid, UnknownActorType(
-                f"actor type '{type_name:.200}' is not registered on this node "
-                f"(registered: {', '.join(sorted(self.classes)) or 'none'})"))
+            self._reject(reply_to, rid, self._unknown_type(type_name))
             return None
         kb = key.encode("utf-8")
         if "\x00" in key or len(kb) > MAX_KEY_BYTES:
@@ -528,6 +524,10 @@ class Worker:
                 del acts[(act.type_name, act.key)]
             else:
                 self._enqueue_passivation(act)
+
+    def _unknown_type(self, type_name: str) -> UnknownActorType:
+        return UnknownActorType(f"actor type '{type_name:.200}' is not registered on this node "
+                                f"(registered: {', '.join(sorted(self.classes)) or 'none'})")
 
     def _stopped_error(self, act: Activation) -> ActorStopped:
         sup = act.sup or {}
