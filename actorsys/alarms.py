@@ -224,6 +224,9 @@ class AlarmClock:
         """Hand out every due alarm (in due order), then sleep until the next one."""
         self.timer, self.next_due = None, math.inf
         now = time.time()
+        if self.store.broken is not None:
+            self._arm(now + 1.0)    # each attempt is counted by a write: wait for storage
+            return
         now_us = due_us(now)
         wake = math.inf
         batch: list[tuple[int, int, str, str, str]] = []

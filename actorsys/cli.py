@@ -7,6 +7,11 @@
 * ``actorsys sup --endpoint E NAME COMMAND [ARG]``: a supervisor's runtime API
   (``which_children``, ``count_children``, ``start_child JSON_SPEC``,
   ``terminate_child ID``, ``restart_child ID``, ``delete_child ID``).
+* ``actorsys keygen DIR [--name NAME]``: write a CURVE key pair, ``DIR/NAME.key``
+  (public) and ``DIR/NAME.key_secret`` (secret, mode 0600).
+
+Every command that talks to a node takes ``--key SECRET_FILE --server-key NODE_PUBLIC_FILE``
+for a tcp node with CURVE (defaults: ``$ACTORSYS_KEY``, ``$ACTORSYS_SERVER_KEY``).
 """
 from __future__ import annotations
 
@@ -27,6 +32,46 @@ def _parse_args(values: list[str]) -> list[Any]:
         except json.JSONDecodeError:
             raise SystemExit(f"actorsys: argument {v!r} is not JSON (quote strings: '\"text\"')")
     return out
+
+
+def _connect(a: argparse.Namespace) -> Any:
+    """A client of the node at ``--endpoint`` with the command's keys and timeout."""
+    from .client import connect
+
+    try:
+        return connect(a.endpoint, connect_timeout=a.timeout, key=a.curve_key or None,
+                       server_key=a.server_key or None)
+    except ValueError as exc:          # a key file that cannot be used
+        raise SystemExit(f"actorsys: {exc}") from None
+
+
+def _key_options(p: argparse.ArgumentParser, main: bool) -> None:
+    """``--key`` / ``--server-key``: on the main parser (defaults from the environment)
+    and again on each command (given there, they win; absent, they leave the main's)."""
+    p.add_argument("--key", dest="curve_key", metavar="SECRET_FILE",
+                   default=os.environ.get("ACTORSYS_KEY") if main else argparse.SUPPRESS,
+                   help="this client's CURVE key pair (.key_secret) for a tcp node "
+                        "(default: $ACTORSYS_KEY)")
+    p.add_argument("--server-key", dest="server_key", metavar="PUBLIC_FILE",
+                   default=os.environ.get("ACTORSYS_SERVER_KEY") if main else argparse.SUPPRESS,
+                   help="the node's public key (.key) for a tcp node (default: $ACTORSYS_SERVER_KEY)")
+
+
+def _client_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--endpoint", "-e", required=True)
+    _key_options(p, main=False)
+
+
+def cmd_keygen(a: argparse.Namespace) -> int:
+    from .security import keygen
+
+    try:
+        public, secret = keygen(a.directory, a.name)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"actorsys: {exc}") from None
+    print(f"public key: {public}")
+    print(f"secret key: {secret}")
+    return 0
 
 
 def cmd_run(a: argparse.Namespace) -> int:
@@ -64,9 +109,7 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 
 def cmd_status(a: argparse.Namespace) -> int:
-    from .client import connect
-
-    with connect(a.endpoint, connect_timeout=a.timeout) as c:
+    with _connect(a) as c:
         st = c.status(timeout=a.timeout)
     if a.json:
         print(json.dumps(st, indent=2, default=str))
@@ -85,10 +128,8 @@ def cmd_status(a: argparse.Namespace) -> int:
 
 
 def cmd_ask(a: argparse.Namespace) -> int:
-    from .client import connect
-
     args = _parse_args(a.args)
-    with connect(a.endpoint, connect_timeout=a.timeout) as c:
+    with _connect(a) as c:
         if a.command == "tell":
             c.tell(a.type, a.key, a.method, *args)
             # close() discards unsent messages: a round trip on the same sockets (ordered
@@ -102,9 +143,7 @@ def cmd_ask(a: argparse.Namespace) -> int:
 
 def cmd_ls(a: argparse.Namespace) -> int:
     """Keys of the actors of a type, one per line; ``--all`` pages through every one."""
-    from .client import connect
-
-    with connect(a.endpoint, connect_timeout=a.timeout) as c:
+    with _connect(a) as c:
         after, left = a.after, None if a.all else a.limit
         while left is None or left > 0:
             page = c.list_actors(a.type, start_after=after,
@@ -122,9 +161,7 @@ def cmd_ls(a: argparse.Namespace) -> int:
 
 def cmd_actor(a: argparse.Namespace) -> int:
     """history / rewind / destroy of one actor."""
-    from .client import connect
-
-    with connect(a.endpoint, connect_timeout=a.timeout) as c:
+    with _connect(a) as c:
         ref = c.ref(a.type, a.key)
         if a.command == "history":
             result: Any = ref.history(timeout=a.timeout)
@@ -143,9 +180,7 @@ SUP_COMMANDS = ("which_children", "count_children", "start_child", "terminate_ch
 
 
 def cmd_sup(a: argparse.Namespace) -> int:
-    from .client import connect
-
-    with connect(a.endpoint, connect_timeout=a.timeout) as c:
+    with _connect(a) as c:
         sup = c.supervisor(a.name)
         if a.sup_command in ("which_children", "count_children"):
             if a.arg is not None:
@@ -169,18 +204,19 @@ def cmd_sup(a: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="actorsys", description="Durable actors on a ZeroMQ worker pool.")
+    _key_options(p, main=True)
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run a node in the foreground")
     r.add_argument("config", help="the node's TOML config file")
     r.set_defaults(func=cmd_run)
     s = sub.add_parser("status", help="show a node's processes and counters")
-    s.add_argument("--endpoint", "-e", required=True)
+    _client_options(s)
     s.add_argument("--json", action="store_true", help="print the full status as JSON")
     s.add_argument("--timeout", type=float, default=10.0)
     s.set_defaults(func=cmd_status)
     for name in ("ask", "tell"):
         q = sub.add_parser(name, help=f"{name} an actor (arguments are JSON values)")
-        q.add_argument("--endpoint", "-e", required=True)
+        _client_options(q)
         q.add_argument("--timeout", type=float, default=30.0)
         q.add_argument("type")
         q.add_argument("key")
@@ -188,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         q.add_argument("args", nargs="*", help="JSON arguments, e.g. 5 '\"text\"' '{\"a\": 1}'")
         q.set_defaults(func=cmd_ask)
     u = sub.add_parser("sup", help="a supervisor's runtime API (which_children, start_child, ...)")
-    u.add_argument("--endpoint", "-e", required=True)
+    _client_options(u)
     u.add_argument("--timeout", type=float, default=30.0)
     u.add_argument("--json", action="store_true", help="print which_children as JSON")
     u.add_argument("name", help="the supervisor's name ([supervisors.NAME] in the config)")
@@ -196,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     u.add_argument("arg", nargs="?", default=None, help="a child id, or a JSON spec for start_child")
     u.set_defaults(func=cmd_sup)
     ls = sub.add_parser("ls", help="list the keys of the actors of a type (with persisted data)")
-    ls.add_argument("--endpoint", "-e", required=True)
+    _client_options(ls)
     ls.add_argument("--timeout", type=float, default=30.0)
     ls.add_argument("--after", default=None, help="start after this key (paging)")
     ls.add_argument("--limit", type=int, default=1000, help="at most this many keys (default 1000)")
@@ -207,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
                        ("rewind", "restore an actor to a version or a time"),
                        ("destroy", "delete an actor's state, storage, alarms and history")):
         h = sub.add_parser(name, help=what)
-        h.add_argument("--endpoint", "-e", required=True)
+        _client_options(h)
         h.add_argument("--timeout", type=float, default=30.0)
         h.add_argument("type")
         h.add_argument("key")
@@ -215,6 +251,10 @@ def main(argv: list[str] | None = None) -> int:
             h.add_argument("--version", type=int, default=None)
             h.add_argument("--time", type=float, default=None, help="epoch seconds")
         h.set_defaults(func=cmd_actor)
+    k = sub.add_parser("keygen", help="write a CURVE key pair (NAME.key public, NAME.key_secret secret)")
+    k.add_argument("directory", help="where to write it (created with mode 0700 if missing)")
+    k.add_argument("--name", default="node", help="file name stem (default: node)")
+    k.set_defaults(func=cmd_keygen)
     a = p.parse_args(argv)
     try:
         return a.func(a)

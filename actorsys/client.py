@@ -5,6 +5,12 @@ asyncio :class:`AsyncClient`. Both fetch the shard map from the router once and 
 send every message straight to the worker slot that owns the actor (one hop). A stale
 map (the worker answers ``wrong_shard``) is refreshed and the message resent.
 
+tcp endpoints use CURVE: pass the client's key pair file and the node's public key file,
+``connect(ep, key="me.key_secret", server_key="node.key")`` (see
+:mod:`actorsys.security`). A node that refuses the key fails the connect at once with
+:class:`~actorsys.NodeUnavailable` saying so; other failed handshakes are named in the
+``NodeUnavailable`` raised at the connect deadline.
+
 Errors: the handler's exception arrives as :class:`~actorsys.RemoteError`; a missing
 reply as :class:`~actorsys.AskTimeout`; a worker that dies while the ask is in flight as
 :class:`~actorsys.WorkerLost` (at once, not at the deadline). Asks sent while a worker
@@ -14,11 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import threading
 import time
 import uuid
 import weakref
-from typing import Any, Generator
+from typing import Any, Callable, Generator
 
 import zmq
 from zmq.utils.monitor import parse_monitor_message
@@ -26,6 +33,7 @@ from zmq.utils.monitor import parse_monitor_message
 from . import wire
 from .errors import (ActorError, AskTimeout, MessageTooLarge, NodeUnavailable, Overloaded,
                      SupervisorNotFound, WorkerLost, WrongShard, error_from_wire)
+from .security import CLIENT_HANDSHAKE_EVENTS, CurveKeys, client_keys, handshake_problem, uses_curve
 from .shards import ShardMap
 from .transport import AsyncTransport, dealer
 
@@ -84,8 +92,8 @@ class Ref:
 class _SlotConn:
     __slots__ = ("sock", "monitor", "poller")
 
-    def __init__(self, ctx: zmq.Context, endpoint: str) -> None:
-        self.sock = dealer(ctx, endpoint)
+    def __init__(self, ctx: zmq.Context, endpoint: str, keys: CurveKeys | None) -> None:
+        self.sock = dealer(ctx, endpoint, keys)
         self.monitor = self.sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         self.poller = zmq.Poller()
         self.poller.register(self.sock, zmq.POLLIN)
@@ -119,10 +127,13 @@ class _ThreadSockets:
     ends (a thread-per-request server would otherwise leak six descriptors a thread).
     """
 
-    __slots__ = ("router", "tree", "slots", "endpoints", "closed", "__weakref__")
+    __slots__ = ("router", "router_monitor", "tree", "slots", "endpoints", "closed", "__weakref__")
 
-    def __init__(self, ctx: zmq.Context, endpoint: str) -> None:
-        self.router = dealer(ctx, endpoint)
+    def __init__(self, ctx: zmq.Context, endpoint: str, keys: CurveKeys | None) -> None:
+        self.router = dealer(ctx, endpoint, keys)
+        # failed handshakes with the router (tcp): a refused key is reported at once
+        self.router_monitor = (self.router.get_monitor_socket(CLIENT_HANDSHAKE_EVENTS)
+                               if uses_curve(endpoint) else None)
         self.tree: zmq.Socket | None = None
         self.slots: dict[int, _SlotConn] = {}
         self.endpoints: list[str] | None = None
@@ -135,6 +146,12 @@ class _ThreadSockets:
         for c in self.slots.values():
             c.close(linger_ms)
         self.slots.clear()
+        if self.router_monitor is not None:
+            try:
+                self.router.disable_monitor()
+            except zmq.ZMQError:
+                pass
+            self.router_monitor.close(0)
         self.router.close(0)
         if self.tree is not None:
             self.tree.close(0)
@@ -164,13 +181,34 @@ def _first_keys(keys: list[str], limit: int) -> list[str]:
     return keys[:limit]
 
 
-def _reply_to(sock: zmq.Socket, rid: int, until: float) -> list | None:
+def _reply_to(sock: zmq.Socket, rid: int, until: float, monitor: zmq.Socket | None = None,
+              on_event: Callable[[int], None] | None = None) -> list | None:
     """The reply with id ``rid`` on a control socket, or None at ``until`` (others are
-    late replies to earlier requests, dropped)."""
+    late replies to earlier requests, dropped). Events read from ``monitor`` (a socket
+    monitor of ``sock``) are passed to ``on_event``, which may raise."""
+    poller = None
+    if monitor is not None:
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(monitor, zmq.POLLIN)
     while True:
         remaining = until - time.monotonic()
-        if remaining <= 0 or not sock.poll(remaining * 1000):
+        if remaining <= 0:
             return None
+        if poller is None:
+            if not sock.poll(remaining * 1000):
+                return None
+        else:
+            ready = dict(poller.poll(remaining * 1000))
+            if monitor in ready:
+                assert monitor is not None and on_event is not None
+                while monitor.getsockopt(_EVENTS) & _POLLIN:
+                    try:
+                        on_event(parse_monitor_message(monitor.recv_multipart(zmq.NOBLOCK))["event"])
+                    except (ValueError, KeyError, IndexError):
+                        continue
+            if sock not in ready:
+                continue
         try:
             msg = wire.unpack(sock.recv_multipart()[-1])
         except ActorError:
@@ -184,12 +222,16 @@ class Client:
 
     Thread-safe: each thread gets its own sockets (closed when the thread ends), so
     threads ask concurrently. Call :meth:`close` when no thread is in the middle of an ask.
+    ``key`` / ``server_key``: CURVE key files for a tcp node (see :func:`connect`).
     """
 
     def __init__(self, endpoint: str, *, timeout: float = DEFAULT_TIMEOUT,
-                 connect_timeout: float = CONNECT_TIMEOUT) -> None:
+                 connect_timeout: float = CONNECT_TIMEOUT,
+                 key: "str | os.PathLike[str] | None" = None,
+                 server_key: "str | os.PathLike[str] | None" = None) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
+        self._keys = client_keys(key, server_key)
         self._ctx = zmq.Context()
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -209,7 +251,7 @@ class Client:
         if ts is None:
             if self.closed:
                 raise NodeUnavailable("client is closed")
-            ts = _ThreadSockets(self._ctx, self.endpoint)
+            ts = _ThreadSockets(self._ctx, self.endpoint, self._keys)
             with self._lock:
                 self._all.add(ts)
             self._local.sockets = ts
@@ -217,18 +259,33 @@ class Client:
 
     # -- control ------------------------------------------------------------------
     def _router_call(self, op: int, timeout: float, resend_every: float = 1.0) -> Any:
-        router = self._sockets().router
+        ts = self._sockets()
+        router = ts.router
         deadline = time.monotonic() + timeout
+        problem: str | None = None
+
+        def on_event(event: int) -> None:
+            nonlocal problem
+            final, problem = handshake_problem(event, self.endpoint, self._keys)
+            if final:    # a refused key: ZeroMQ does not retry, so the client does not wait
+                raise NodeUnavailable(problem)
+
         while True:
             rid = next(self._ids)
-            router.send(wire.pack([op, rid]))
-            msg = _reply_to(router, rid, min(deadline, time.monotonic() + resend_every))
+            try:
+                router.send(wire.pack([op, rid]), zmq.NOBLOCK)
+            except zmq.Again:
+                pass    # no connection yet (a failed handshake drops it): wait, then resend
+            msg = _reply_to(router, rid, min(deadline, time.monotonic() + resend_every),
+                            ts.router_monitor, on_event)
             if msg is not None:
                 if msg[0] == wire.OK:
                     return msg[2]
                 raise error_from_wire(msg[2])
             if time.monotonic() >= deadline:
-                raise NodeUnavailable(f"router at {self.endpoint} did not answer within {timeout:g} s")
+                why = f" ({problem})" if problem else ""
+                raise NodeUnavailable(f"router at {self.endpoint} did not answer within "
+                                      f"{timeout:g} s{why}")
 
     def _fetch_map(self, timeout: float) -> ShardMap:
         d = self._router_call(wire.MAP, timeout)
@@ -257,7 +314,7 @@ class Client:
             raise SupervisorNotFound("this node's config declares no supervisors")
         ts = self._sockets()
         if ts.tree is None:
-            ts.tree = dealer(self._ctx, self.tree_endpoint)
+            ts.tree = dealer(self._ctx, self.tree_endpoint, self._keys)
         timeout = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         rid = next(self._ids)
@@ -276,10 +333,15 @@ class Client:
             conn = self._slot(slot)
             while True:
                 rid = next(self._ids)
-                conn.sock.send(wire.pack([wire.PING, rid]))
                 try:
+                    conn.sock.send(wire.pack([wire.PING, rid]), zmq.NOBLOCK)
                     self._wait(conn, slot, rid, min(deadline, time.monotonic() + 0.5), "ping")
                     break
+                except zmq.Again:     # no connection to the slot (a failed handshake drops it)
+                    time.sleep(0.05)
+                    if time.monotonic() >= deadline:
+                        raise NodeUnavailable(
+                            f"worker slot {slot} did not answer within {timeout:g} s") from None
                 except (AskTimeout, WorkerLost):
                     if time.monotonic() >= deadline:
                         raise NodeUnavailable(
@@ -297,7 +359,7 @@ class Client:
             ts.endpoints = endpoints
         c = ts.slots.get(i)
         if c is None:
-            c = ts.slots[i] = _SlotConn(self._ctx, endpoints[i])
+            c = ts.slots[i] = _SlotConn(self._ctx, endpoints[i], self._keys)
         return c
 
     def _wait(self, conn: _SlotConn, slot: int, rid: int, deadline: float, what: str) -> list:
@@ -427,13 +489,20 @@ class Client:
 
 
 def connect(endpoint: str, *, timeout: float = DEFAULT_TIMEOUT,
-            connect_timeout: float = CONNECT_TIMEOUT) -> Client:
+            connect_timeout: float = CONNECT_TIMEOUT,
+            key: "str | os.PathLike[str] | None" = None,
+            server_key: "str | os.PathLike[str] | None" = None) -> Client:
     """Connect to the node whose router listens at ``endpoint``.
 
     ``timeout`` is the default deadline of every ask; ``connect_timeout`` bounds the
     wait for the router's shard map (raises :class:`~actorsys.NodeUnavailable`).
+    For a tcp node with CURVE, ``key`` is this client's ``.key_secret`` file and
+    ``server_key`` the node's public ``.key`` file (``actorsys keygen`` makes them;
+    the node must list the client's public key in its ``authorized_keys``). A key file
+    that cannot be used is a ``ValueError`` naming it; ipc endpoints ignore the keys.
     """
-    return Client(endpoint, timeout=timeout, connect_timeout=connect_timeout)
+    return Client(endpoint, timeout=timeout, connect_timeout=connect_timeout, key=key,
+                  server_key=server_key)
 
 
 class SupervisorRef:
@@ -534,12 +603,16 @@ class AsyncClient:
     """An asyncio connection to a node: ``async with connect_async(ep) as client: ...``.
 
     Use it from one event loop. ``await connect_async(ep)`` also works.
+    ``key`` / ``server_key``: CURVE key files for a tcp node (see :func:`connect`).
     """
 
     def __init__(self, endpoint: str, *, timeout: float = DEFAULT_TIMEOUT,
-                 connect_timeout: float = CONNECT_TIMEOUT, max_pending: int = 100_000) -> None:
+                 connect_timeout: float = CONNECT_TIMEOUT, max_pending: int = 100_000,
+                 key: "str | os.PathLike[str] | None" = None,
+                 server_key: "str | os.PathLike[str] | None" = None) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
+        self._keys = client_keys(key, server_key)
         self.connect_timeout = connect_timeout
         self.max_pending = max_pending
         self._transport: AsyncTransport | None = None
@@ -550,7 +623,7 @@ class AsyncClient:
             return self
         self._ctx = zmq.Context()
         t = AsyncTransport(self._ctx, self.endpoint, max_pending=self.max_pending,
-                           default_timeout=self.timeout)
+                           default_timeout=self.timeout, keys=self._keys)
         self._transport = t
         deadline = time.monotonic() + self.connect_timeout
         while True:
@@ -558,10 +631,14 @@ class AsyncClient:
                 await t.refresh_map(timeout=max(min(1.0, deadline - time.monotonic()), 0.05))
                 break
             except NodeUnavailable:
-                if time.monotonic() >= deadline:
+                refused, problem = t.refused, t.handshake_problem
+                if refused is not None or time.monotonic() >= deadline:
                     await self.close()
+                    if refused is not None:
+                        raise NodeUnavailable(refused) from None
+                    why = f" ({problem})" if problem else ""
                     raise NodeUnavailable(f"router at {self.endpoint} did not answer within "
-                                          f"{self.connect_timeout:g} s") from None
+                                          f"{self.connect_timeout:g} s{why}") from None
         return self
 
     @property
@@ -671,9 +748,13 @@ class AsyncSupervisorRef:
 
 
 def connect_async(endpoint: str, *, timeout: float = DEFAULT_TIMEOUT,
-                  connect_timeout: float = CONNECT_TIMEOUT, max_pending: int = 100_000) -> AsyncClient:
-    """An asyncio client; use as ``async with connect_async(ep) as c`` or ``c = await connect_async(ep)``."""
-    return AsyncClient(endpoint, timeout=timeout, connect_timeout=connect_timeout, max_pending=max_pending)
+                  connect_timeout: float = CONNECT_TIMEOUT, max_pending: int = 100_000,
+                  key: "str | os.PathLike[str] | None" = None,
+                  server_key: "str | os.PathLike[str] | None" = None) -> AsyncClient:
+    """An asyncio client; use as ``async with connect_async(ep) as c`` or ``c = await connect_async(ep)``.
+    ``key`` / ``server_key``: as for :func:`connect`."""
+    return AsyncClient(endpoint, timeout=timeout, connect_timeout=connect_timeout,
+                       max_pending=max_pending, key=key, server_key=server_key)
 
 
 __all__ = ["Client", "Ref", "AsyncClient", "AsyncRef", "SupervisorRef", "AsyncSupervisorRef",

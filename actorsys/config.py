@@ -5,10 +5,16 @@
 data_dir = "data"            # relative paths are relative to the config file
 workers = 2                  # worker processes (slots)
 endpoint = "ipc:///run/me/actorsys/router.sock"   # optional; default: a private temp dir
+# endpoint = "tcp://0.0.0.0:7000"                  # tcp needs CURVE keys (or insecure = true)
+curve_secret_key = "keys/node.key_secret"          # the node's key pair (actorsys keygen)
+authorized_keys = "keys/clients"                   # directory of clients' public .key files
+insecure = false             # true: plain tcp, unauthenticated and unencrypted
 durability = "process"       # "process": survives kill -9; "fsync": survives power loss
 shards = 4096                # fixed when the data directory is created
 max_message_bytes = 1048576
 mailbox_limit = 10000        # queued messages per actor before Overloaded
+max_queued_bytes = "64MiB"   # queued message bytes per worker (all mailboxes) before Overloaded
+max_pending_asks = 100000    # asks a client (or a worker) awaits at once before Overloaded
 idle_timeout = 300.0         # seconds before an idle actor is passivated
 ask_timeout = 30.0           # default deadline of an ask
 shutdown_timeout = 10.0      # graceful stop of one process before SIGKILL
@@ -43,9 +49,12 @@ import re
 import sys
 import tomllib
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from . import security
 
 DURABILITY = ("process", "fsync")
 ON_ERROR = ("restart", "stop")
@@ -60,6 +69,7 @@ _NODE_KEYS: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "shards": (int, 4096),
     "max_message_bytes": (int, 1 << 20),
     "mailbox_limit": (int, 10_000),
+    "max_queued_bytes": ((int, str), 64 << 20),
     "max_pending_asks": (int, 100_000),
     "idle_timeout": ((int, float), 300.0),
     "ask_timeout": ((int, float), 30.0),
@@ -76,6 +86,8 @@ _NODE_KEYS: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "history_window": ((int, float), 0),
     "alarm_retry": (dict, None),
     "insecure": (bool, False),
+    "curve_secret_key": (str, None),
+    "authorized_keys": (str, None),
     "python_path": (list, []),
 }
 _TOP_LEVEL = ("node", "actors", "supervisors", "gateway")
@@ -94,6 +106,7 @@ class NodeConfig:
     shards: int = 4096
     max_message_bytes: int = 1 << 20
     mailbox_limit: int = 10_000
+    max_queued_bytes: int = 64 << 20
     max_pending_asks: int = 100_000
     idle_timeout: float = 300.0
     ask_timeout: float = 30.0
@@ -110,6 +123,10 @@ class NodeConfig:
     history_window: float = 0
     alarm_retry: dict[str, float] = field(default_factory=lambda: dict(ALARM_RETRY))
     insecure: bool = False
+    #: absolute path of the node's CURVE key pair file (tcp endpoints)
+    curve_secret_key: str | None = None
+    #: absolute path of the directory of the public keys allowed in (tcp endpoints)
+    authorized_keys: str | None = None
     python_path: list[str] = field(default_factory=list)
     actors: dict[str, str] = field(default_factory=dict)
     #: type name -> actor-level policy on a handler exception ("restart" or "stop")
@@ -267,6 +284,14 @@ def load_config(config: "str | os.PathLike[str] | dict[str, Any] | NodeConfig") 
         raise fail(f"must be between 1KiB and 1GiB (a number of bytes or a size such as "
                    f"\"512KiB\"), got {node.get('max_value_bytes')!r:.80}", "node",
                    "max_value_bytes") from None
+    try:
+        values["max_queued_bytes"] = parse_size(values["max_queued_bytes"])
+        if values["max_queued_bytes"] < values["max_message_bytes"]:
+            raise ValueError
+    except ValueError:
+        raise fail(f"must be at least max_message_bytes ({values['max_message_bytes']}; a number "
+                   f"of bytes or a size such as \"64MiB\"), got {node.get('max_queued_bytes')!r:.80}",
+                   "node", "max_queued_bytes") from None
     if not 0 <= values["history_window"] < float("inf"):
         raise fail("must be 0 (no history) or a positive number of seconds", "node", "history_window")
     values["alarm_retry"] = _alarm_retry(values["alarm_retry"], lambda p, k: fail(p, "node", k))
@@ -279,6 +304,7 @@ def load_config(config: "str | os.PathLike[str] | dict[str, Any] | NodeConfig") 
                 "turn_timeout", "heartbeat_timeout"):
         if values[key] <= 0:
             raise fail("must be a positive number of seconds", "node", key)
+    _check_keys(values, base, fail)
     ep = values["endpoint"]
     if ep is not None:
         if ep.startswith("ipc://"):
@@ -287,9 +313,14 @@ def load_config(config: "str | os.PathLike[str] | dict[str, Any] | NodeConfig") 
                            "node", "endpoint")
             values["endpoint"] = "ipc://" + os.path.join(base, ep[6:])
         elif ep.startswith("tcp://"):
-            if not values["insecure"]:
-                raise fail("tcp endpoints require CURVE keys, which this version does not support yet; "
-                           "set insecure = true to accept plain tcp on a trusted network", "node", "endpoint")
+            if values["insecure"] and values["curve_secret_key"] is not None:
+                raise fail("insecure = true turns CURVE off, but curve_secret_key is set: "
+                           "remove one of them", "node", "insecure")
+            if not values["insecure"] and values["curve_secret_key"] is None:
+                raise fail("tcp endpoints require CURVE: set curve_secret_key = \"keys/node.key_secret\" "
+                           "(make the pair with 'actorsys keygen keys --name node'), or set "
+                           "insecure = true to accept unauthenticated, unencrypted tcp on a trusted "
+                           "network", "node", "endpoint")
             if not re.match(r"^tcp://[^:]+:\d+$", ep):
                 raise fail("tcp endpoint must look like tcp://HOST:PORT", "node", "endpoint")
         else:
@@ -345,6 +376,49 @@ def load_config(config: "str | os.PathLike[str] | dict[str, Any] | NodeConfig") 
     return NodeConfig(actors=actors, on_error=on_error, history=history,
                       supervisors=supervision.to_config(sups),
                       source=source, extra=extra, **values)
+
+
+def _check_keys(values: dict[str, Any], base: str, fail: Any) -> None:
+    """Resolve the CURVE key paths and check the files now (a clear error, not a node
+    whose processes cannot start)."""
+    from . import security
+
+    for key in ("curve_secret_key", "authorized_keys"):
+        if values[key] is not None:
+            if not values[key]:
+                raise fail("must be a path, got an empty string", "node", key)
+            values[key] = os.path.join(base, values[key])
+    if values["authorized_keys"] is not None and values["curve_secret_key"] is None:
+        raise fail("authorized_keys needs curve_secret_key (the node's own key pair)",
+                   "node", "authorized_keys")
+    if values["curve_secret_key"] is not None:
+        try:
+            security.load_secret(values["curve_secret_key"])
+        except ValueError as exc:
+            raise fail(str(exc), "node", "curve_secret_key") from None
+    if values["authorized_keys"] is not None:
+        try:
+            security.load_authorized(values["authorized_keys"])
+        except ValueError as exc:
+            raise fail(str(exc), "node", "authorized_keys") from None
+
+
+def node_keys(cfg: NodeConfig) -> "security.NodeKeys | None":
+    """The node's CURVE keys, loaded from their files (None: an ipc or insecure node).
+    Each process of the node calls this when it starts."""
+    from . import security
+
+    if cfg.endpoint is None or not cfg.endpoint.startswith("tcp://") or cfg.curve_secret_key is None:
+        return None
+    try:
+        public, secret = security.load_secret(cfg.curve_secret_key)
+    except ValueError as exc:
+        raise ConfigError(str(exc), file=cfg.source, key="node.curve_secret_key") from None
+    try:
+        allowed = security.load_authorized(cfg.authorized_keys) if cfg.authorized_keys else []
+    except ValueError as exc:
+        raise ConfigError(str(exc), file=cfg.source, key="node.authorized_keys") from None
+    return security.NodeKeys.make(public, secret, allowed)
 
 
 def _alarm_retry(value: dict[str, Any] | None, fail: Any) -> dict[str, float]:

@@ -102,6 +102,11 @@ class StorageError(ActorError):
 
     code = "storage"
 
+    def __init__(self, message: str = "", *, transient: bool = False) -> None:
+        super().__init__(message)
+        #: the cause may go away by itself (a full or read-only disk)
+        self.transient = transient
+
 
 class NodeUnavailable(ActorError, ConnectionError):
     """The node (router or workers) could not be reached before the deadline."""

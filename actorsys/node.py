@@ -73,6 +73,8 @@ class Node:
         self._proc: subprocess.Popen | None = None
         self._run_dir: str | None = None
         self._client: Client | None = None
+        self._reports: int | None = None     # pipe: why the supervisor stopped the node
+        self._report = ""
 
     @property
     def endpoint(self) -> str:
@@ -97,14 +99,19 @@ class Node:
         except BaseException:
             self._remove_run_dir()
             raise
+        self._reports, report_w = os.pipe()
+        os.set_blocking(self._reports, False)
         cmd = [sys.executable, "-m", "supervisors.node",
                "--config-json", json.dumps(self.config.to_dict()),
-               "--watch-parent", str(os.getpid())]
+               "--watch-parent", str(os.getpid()), "--report-fd", str(report_w)]
         env = dict(os.environ)
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = os.pathsep.join([root, *self.config.python_path,
                                              *filter(None, [env.get("PYTHONPATH")])])
-        self._proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
+        try:
+            self._proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, pass_fds=(report_w,))
+        finally:
+            os.close(report_w)
         try:
             self._wait_ready()
         except BaseException:
@@ -123,7 +130,7 @@ class Node:
                 raise NodeUnavailable(f"node did not become ready within {self.config.start_timeout:g} s")
             try:
                 client = connect(self.endpoint, connect_timeout=min(remaining, 1.0),
-                                 timeout=self.config.ask_timeout)
+                                 timeout=self.config.ask_timeout, **self._keys())
             except NodeUnavailable:
                 continue
             try:
@@ -153,8 +160,16 @@ class Node:
             return
 
     def _failure(self) -> str | None:
-        """Why the supervision tree stopped the node, if it did."""
+        """Why the node stopped by itself (its supervisor's report, or the supervision
+        tree's failure file), if it did."""
         from supervisors.tree import FAILURE_FILE
+        if self._reports is not None:
+            try:
+                self._report += os.read(self._reports, 65536).decode("utf-8", "replace")
+            except OSError:
+                pass
+        if self._report:
+            return self._report
         try:
             with open(os.path.join(self.config.data_dir, FAILURE_FILE)) as f:
                 return f.read()
@@ -176,10 +191,18 @@ class Node:
         """Why the supervision tree stopped the node (a top-level supervisor failed), or None."""
         return self._failure()
 
+    def _keys(self) -> dict[str, str]:
+        """Connect with the node's own key pair (tcp with CURVE), which the node lets in."""
+        secret = self.config.curve_secret_key
+        if secret is None or not self.endpoint.startswith("tcp://"):
+            return {}
+        return {"key": secret, "server_key": secret}
+
     def client(self) -> Client:
-        """A blocking client of this node (one shared client per Node)."""
+        """A blocking client of this node (one shared client per Node); on a tcp node
+        with CURVE it uses the node's own key pair."""
         if self._client is None:
-            self._client = connect(self.endpoint, timeout=self.config.ask_timeout)
+            self._client = connect(self.endpoint, timeout=self.config.ask_timeout, **self._keys())
         return self._client
 
     def status(self) -> dict[str, Any]:
@@ -202,6 +225,10 @@ class Node:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 code = proc.wait(5)
+        if self._reports is not None:
+            self._failure()          # keep what it reported for .failure
+            os.close(self._reports)
+            self._reports = None
         self._remove_run_dir()
         return code
 

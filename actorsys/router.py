@@ -25,8 +25,9 @@ import psutil
 import zmq
 
 from . import wire
-from .config import NodeConfig
+from .config import NodeConfig, node_keys
 from .errors import ActorError, BadRequest
+from .guard import Guard
 from .shards import ShardMap
 from .transport import AsyncTransport, SocketPump, bound_router
 
@@ -39,16 +40,20 @@ class Router:
         self.map = ShardMap(epoch=meta["epoch"], shards=meta["shards"], owner=list(meta["owner"]),
                             endpoints=worker_endpoints)
         self.started = time.time()
-        self.counters = {"received": 0, "bad_frames": 0, "forwarded": 0, "dropped_replies": 0}
+        self.counters = {"received": 0, "bad_frames": 0, "forwarded": 0, "dropped_replies": 0,
+                         "auth_refused": 0, "handshake_failed": 0}
 
     async def run(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.ctx = zmq.Context()
-        self.sock = bound_router(self.ctx, self.endpoint, self.cfg.max_message_bytes)
+        keys = node_keys(self.cfg)      # tcp: CURVE server and client, ZAP before the bind
+        self.guard = Guard(self.ctx, self.loop, keys, self.counters) if keys else None
+        self.sock = bound_router(self.ctx, self.endpoint, self.cfg.max_message_bytes, self.guard)
         self.transport = AsyncTransport(self.ctx, None, shard_map=self.map,
                                         max_message_bytes=self.cfg.max_message_bytes,
                                         max_pending=self.cfg.max_pending_asks,
-                                        default_timeout=self.cfg.ask_timeout)
+                                        default_timeout=self.cfg.ask_timeout,
+                                        keys=keys.client if keys else None)
         self.pump = SocketPump(self.loop, self.sock, self._on_frames)
         self._done = self.loop.create_future()
         for sig in (signal.SIGTERM,):   # SIGINT (Ctrl-C) is the supervisor's alone
@@ -59,6 +64,8 @@ class Router:
             self.pump.close()
             self.transport.close()
             self.sock.close(0)
+            if self.guard is not None:      # after the socket it protects
+                self.guard.close()
             self.ctx.term()
 
     def _send(self, envelope: tuple, payload: bytes) -> None:

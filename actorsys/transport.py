@@ -9,6 +9,9 @@ asks. Each message goes straight to the slot that owns the actor (one hop). A so
 monitor on every slot connection fails the asks in flight on a slot the moment its
 connection drops (:class:`~actorsys.errors.WorkerLost`), while ZeroMQ keeps queueing
 new messages for the slot until its worker is back on the same endpoint.
+
+On a tcp node every socket is a CURVE client (``keys``, see :mod:`actorsys.security`)
+or a CURVE server guarded by :mod:`actorsys.guard`.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import heapq
 import itertools
 import time
 import traceback
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import zmq
 from zmq.utils.monitor import parse_monitor_message
@@ -25,7 +28,11 @@ from zmq.utils.monitor import parse_monitor_message
 from . import wire
 from .errors import (ActorError, AskTimeout, MessageTooLarge, NodeUnavailable, Overloaded,
                      WorkerLost, WrongShard, error_from_wire)
+from .security import CLIENT_HANDSHAKE_EVENTS, CurveKeys, curve_client, handshake_problem, uses_curve
 from .shards import ShardMap
+
+if TYPE_CHECKING:
+    from .guard import Guard
 
 RECONNECT_IVL_MS = 10
 # no back-off: a restarted worker is reached within 10 ms (a failed ipc connect is cheap)
@@ -34,9 +41,11 @@ SEND_HWM = 100_000
 _EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)
 
 
-def dealer(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
-    """A DEALER socket connected to ``endpoint``, tuned for quick reconnects."""
+def dealer(ctx: zmq.Context, endpoint: str, keys: CurveKeys | None = None) -> zmq.Socket:
+    """A DEALER socket connected to ``endpoint``, tuned for quick reconnects; a CURVE
+    client with ``keys`` (tcp endpoints only)."""
     s = ctx.socket(zmq.DEALER)
+    curve_client(s, endpoint, keys)
     s.setsockopt(zmq.LINGER, 0)
     s.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
     s.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
@@ -46,13 +55,17 @@ def dealer(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
     return s
 
 
-def bound_router(ctx: zmq.Context, endpoint: str, max_message_bytes: int) -> zmq.Socket:
-    """The ROUTER socket a node process (router, tree) serves requests on."""
+def bound_router(ctx: zmq.Context, endpoint: str, max_message_bytes: int,
+                 guard: "Guard | None" = None) -> zmq.Socket:
+    """The ROUTER socket a node process (router, tree) serves requests on; ``guard``
+    makes it a CURVE server (see :mod:`actorsys.guard`)."""
     s = ctx.socket(zmq.ROUTER)
     s.setsockopt(zmq.LINGER, 0)
     s.setsockopt(zmq.ROUTER_MANDATORY, 1)
     # hard memory guard against raw peers; decode_frames answers the soft limit with an error
     s.setsockopt(zmq.MAXMSGSIZE, max(2 * max_message_bytes, 1 << 16))
+    if guard is not None:
+        guard.protect(s)
     s.bind(endpoint)
     return s
 
@@ -122,8 +135,13 @@ class AsyncTransport:
 
     def __init__(self, ctx: zmq.Context, router_endpoint: str | None, *,
                  shard_map: ShardMap | None = None, max_message_bytes: int = 1 << 20,
-                 max_pending: int = 100_000, default_timeout: float = 30.0) -> None:
+                 max_pending: int = 100_000, default_timeout: float = 30.0,
+                 keys: CurveKeys | None = None) -> None:
         self.ctx = ctx
+        self.keys = keys            # CURVE client keys for tcp endpoints (None: none)
+        #: why the last handshake with the router failed (tcp), and whether it is final
+        self.handshake_problem: str | None = None
+        self.refused: str | None = None
         self.loop = asyncio.get_running_loop()
         self.router_endpoint = router_endpoint
         self.map = shard_map
@@ -136,6 +154,7 @@ class AsyncTransport:
         self._slots: dict[int, _Slot] = {}
         self._router: zmq.Socket | None = None
         self._router_pump: SocketPump | None = None
+        self._router_monitor: tuple[zmq.Socket, SocketPump] | None = None
         self._refreshing: asyncio.Future | None = None
         self._deadlines: list[tuple[float, int]] = []
         self._sweep_at: float | None = None
@@ -179,7 +198,7 @@ class AsyncTransport:
         if s is None:
             assert self.map is not None
             s = _Slot()
-            s.sock = dealer(self.ctx, self.map.endpoints[i])
+            s.sock = dealer(self.ctx, self.map.endpoints[i], self.keys)
             s.pump = SocketPump(self.loop, s.sock, self._on_reply)
             s.monitor = s.sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
             s.monitor_pump = SocketPump(self.loop, s.monitor, lambda f, i=i: self._on_monitor(i, f))
@@ -190,9 +209,23 @@ class AsyncTransport:
         if self._router is None:
             if self.router_endpoint is None:
                 raise NodeUnavailable("no router endpoint known")
-            self._router = dealer(self.ctx, self.router_endpoint)
+            self._router = dealer(self.ctx, self.router_endpoint, self.keys)
+            if uses_curve(self.router_endpoint):
+                mon = self._router.get_monitor_socket(CLIENT_HANDSHAKE_EVENTS)
+                self._router_monitor = (mon, SocketPump(self.loop, mon, self._on_router_event))
             self._router_pump = SocketPump(self.loop, self._router, self._on_reply)
         return self._router
+
+    def _on_router_event(self, frames: list[bytes]) -> None:
+        try:
+            event = parse_monitor_message(frames)["event"]
+        except Exception:
+            return
+        assert self.router_endpoint is not None
+        final, self.handshake_problem = handshake_problem(event, self.router_endpoint, self.keys)
+        if final:   # ZeroMQ does not reconnect after a refusal: fail now, not at the deadline
+            self.refused = self.handshake_problem
+            self.fail_slot(-1, NodeUnavailable(self.refused))
 
     def _on_monitor(self, slot: int, frames: list[bytes]) -> None:
         try:
@@ -362,7 +395,7 @@ class AsyncTransport:
         """A request ``[op, id, *body]`` to another endpoint of the node (the tree)."""
         peer = self._peers.get(endpoint)
         if peer is None:
-            sock = dealer(self.ctx, endpoint)
+            sock = dealer(self.ctx, endpoint, self.keys)
             peer = self._peers[endpoint] = (sock, SocketPump(self.loop, sock, self._on_reply))
         return await self._control(peer[0], peer[1], -2, [op, *body], timeout, who, expired)
 
@@ -371,13 +404,18 @@ class AsyncTransport:
                        expired: type[ActorError] = NodeUnavailable) -> Any:
         if self.closed:
             raise NodeUnavailable("client is closed")
+        if slot == -1 and self.refused is not None:
+            raise NodeUnavailable(self.refused)
         rid = next(self._ids)
         fut = self.loop.create_future()
         timer = self.loop.call_later(timeout, self._expire_control, rid, who, timeout, expired)
         self._pending[rid] = [fut, slot, timer, None, 0]
         payload = wire.pack([msg[0], rid, *msg[1:]])
         self._check_size(payload)
-        sock.send(payload, zmq.NOBLOCK)
+        try:
+            sock.send(payload, zmq.NOBLOCK)
+        except zmq.Again:
+            pass      # no connection (a failed handshake drops it): expires at the deadline
         pump.kick()
         return await fut
 
@@ -385,7 +423,8 @@ class AsyncTransport:
                         expired: type[ActorError] = NodeUnavailable) -> None:
         p = self._pending.pop(rid, None)
         if p is not None and not p[0].done():
-            p[0].set_exception(expired(f"{who} did not answer within {timeout:g} s"))
+            why = f" ({self.handshake_problem})" if p[1] == -1 and self.handshake_problem else ""
+            p[0].set_exception(expired(f"{who} did not answer within {timeout:g} s{why}"))
 
     def pending_count(self) -> int:
         return len(self._pending)
@@ -421,6 +460,14 @@ class AsyncTransport:
         if self._router is not None:
             assert self._router_pump is not None
             self._router_pump.close()
+            if self._router_monitor is not None:
+                self._router_monitor[1].close()
+                try:
+                    self._router.disable_monitor()
+                except zmq.ZMQError:
+                    pass
+                self._router_monitor[0].close(0)
+                self._router_monitor = None
             self._router.close(0)
             self._router = None
 

@@ -50,12 +50,13 @@ import zmq
 
 from . import alarms, history, wire
 from .actor import Actor, handlers_of
-from .config import NodeConfig, import_actor_class
+from .config import NodeConfig, import_actor_class, node_keys
 from .errors import (ActorError, ActorStopped, BadRequest, LimitExceeded, MessageTooLarge,
                      NodeUnavailable, Overloaded, StorageError, UnknownActorType, UnknownMethod,
                      WrongShard)
 from .shards import ShardMap, shard_of
 from .storage import SlotStore, Storage, _next_prefix, actor_prefix, listing_key, state_key
+from .guard import Guard
 from .transport import AsyncTransport, SocketPump, dealer
 
 _NOBLOCK = int(zmq.NOBLOCK)
@@ -69,6 +70,12 @@ ALARM = -5              # internal: an alarm came due: on_alarm(name, payload)
 SYSTEM_METHODS = frozenset({"$history", "$rewind", "$destroy"})
 _ENDING = (PASSIVATE, SHUTDOWN, EXITING)
 MAX_KEY_BYTES = 1024
+#: messages ZeroMQ queues per peer on a worker's socket before the peer's send queue fills
+RECEIVE_HWM = 1000
+#: seconds between attempts to reopen storage that turned read-only after a failed commit
+RECOVERY_INTERVAL = 0.5
+#: a worker's exit status when its storage cannot be opened at start (the node stops)
+EXIT_STORAGE = 78
 _EMPTY_STATE = wire.pack({})
 _NO_MAIL: tuple = ()
 HEARTBEAT_INTERVAL = 0.1
@@ -123,7 +130,7 @@ class Activation:
 
     __slots__ = ("type_name", "key", "prefix", "cls", "handlers", "instance", "mailbox",
                  "running", "last_used", "snapshot", "tells", "sup", "status", "task",
-                 "kill_timer", "gen", "versions", "indexed")
+                 "kill_timer", "gen", "versions", "indexed", "mail_bytes")
 
     def __init__(self, type_name: str, key: str, prefix: bytes, cls: type,
                  handlers: dict[str, Any]) -> None:
@@ -149,6 +156,7 @@ class Activation:
         self.gen = 0
         self.versions: history.Versions | None = None   # loaded at the first commit
         self.indexed = False        # its listing entry was written by this activation
+        self.mail_bytes = 0         # wire bytes of the messages in its mailbox (about)
 
 
 def mail(act: Activation) -> deque[tuple]:
@@ -232,12 +240,15 @@ class Worker:
         self.outbox: list[tuple] = []
         self.staged: list[Activation] = []
         self._flush_scheduled = False
+        self._recovery: asyncio.TimerHandle | None = None   # while storage is read-only
+        self.queued_bytes = 0    # wire bytes of all messages waiting in mailboxes (about)
+        self.serving = False     # storage opened and the socket bound
         self.stopping = False
         self.counters = {"received": 0, "bad_frames": 0, "turns": 0, "failures": 0,
                          "activations": 0, "passivations": 0, "evictions": 0,
                          "dropped_replies": 0, "overloaded": 0, "storage_errors": 0, "exits": 0,
                          "turn_timeouts": 0, "alarms_fired": 0, "alarms_failed": 0,
-                         "alarms_dropped": 0}
+                         "alarms_dropped": 0, "auth_refused": 0, "handshake_failed": 0}
         # type name -> seconds of history kept (0: none)
         self.history_window = {t: cfg.history.get(t, cfg.history_window) for t in cfg.actors}
 
@@ -253,22 +264,30 @@ class Worker:
         self.load_classes()
         path = os.path.join(self.cfg.data_dir, f"slot-{self.slot}")
         self.store = SlotStore(path, fsync=self.cfg.durability == "fsync",
-                               max_value_bytes=self.cfg.max_value_bytes)
+                               max_value_bytes=self.cfg.max_value_bytes, what=f"worker slot {self.slot}")
         self.ctx = zmq.Context()
+        keys = node_keys(self.cfg)      # tcp: CURVE server and client, ZAP before the bind
+        self.guard = Guard(self.ctx, self.loop, keys, self.counters) if keys else None
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.sock.setsockopt(zmq.SNDHWM, 100_000)
-        self.sock.setsockopt(zmq.RCVHWM, 100_000)
+        # what ZeroMQ holds per peer while a sync turn blocks the loop (the loop drains
+        # 512 at a time, so more only lets a blocked worker take in more memory)
+        self.sock.setsockopt(zmq.RCVHWM, RECEIVE_HWM)
         # hard memory guard against raw peers; the soft limit below answers with an error
         self.sock.setsockopt(zmq.MAXMSGSIZE, max(2 * self.cfg.max_message_bytes, 1 << 16))
+        if self.guard is not None:
+            self.guard.protect(self.sock)
         self.sock.bind(self.endpoints[self.slot])
         self.transport = AsyncTransport(self.ctx, self.router_endpoint, shard_map=self.map,
                                         max_message_bytes=self.cfg.max_message_bytes,
                                         max_pending=self.cfg.max_pending_asks,
-                                        default_timeout=self.cfg.ask_timeout)
+                                        default_timeout=self.cfg.ask_timeout,
+                                        keys=keys.client if keys else None)
         self.pump = SocketPump(self.loop, self.sock, self._on_frames, after_batch=self._flush)
-        self.tree_sock = dealer(self.ctx, self.tree_endpoint) if self.tree_endpoint else None
+        self.tree_sock = (dealer(self.ctx, self.tree_endpoint, keys.client if keys else None)
+                          if self.tree_endpoint else None)
         self._beat()
         self._done = self.loop.create_future()
         for sig in (signal.SIGTERM,):   # SIGINT (Ctrl-C) is the supervisor's alone
@@ -278,15 +297,23 @@ class Worker:
         self.clock = alarms.AlarmClock(self.loop, self.store, self._deliver_alarms,
                                        redeliver_after=alarms.REDELIVER_AFTER + self.cfg.turn_timeout)
         self.clock.scan()       # alarms that came due while this slot was down fire now
+        self.serving = True
+        if self.store.broken is not None:     # a full or read-only disk: open it later
+            print(f"actorsys worker {self.slot}: {self.store.broken}", file=sys.stderr, flush=True)
+            self._recovery = self.loop.call_later(RECOVERY_INTERVAL, self._recover_storage)
         try:
             await self._done
         finally:
             self.clock.close()
+            if self._recovery is not None:
+                self._recovery.cancel()
             self.pump.close()
             self.transport.close()
             if self.tree_sock is not None:
                 self.tree_sock.close(500)
             self.sock.close(500)   # give the last flushed replies time to leave
+            if self.guard is not None:      # after the socket it protects
+                self.guard.close()
             self.store.close()
             self.ctx.term()
 
@@ -342,7 +369,7 @@ class Worker:
             self._reject(r.envelope, r.rid, r.error)
             return
         if op == wire.ASK or op == wire.TELL:
-            self._deliver(op, envelope if op == wire.ASK else None, rid, *rest)
+            self._deliver(op, envelope if op == wire.ASK else None, rid, *rest, size=len(frames[-1]))
         elif op == wire.SPAWN:
             if len(rest) == 3:
                 self._start_child(envelope, rid, rest[0], rest[1], rest[2])
@@ -354,7 +381,10 @@ class Worker:
             if rest[0] not in self.classes:
                 self.counters["bad_frames"] += 1
                 return self._reject(envelope, rid, self._unknown_type(rest[0]))
-            self._send(envelope, wire.ok(rid, self.list_actors(*rest)))
+            try:
+                self._send(envelope, wire.ok(rid, self.list_actors(*rest)))
+            except StorageError as exc:
+                self._reject(envelope, rid, exc)
         elif op == wire.PING:
             self._send(envelope, wire.ok(rid, "pong"))
         elif op == wire.STATUS:
@@ -367,7 +397,7 @@ class Worker:
             self._reject(envelope, rid, BadRequest(f"a worker does not serve {wire.OPS[op]} requests"))
 
     def _deliver(self, op: int, reply_to: tuple | None, rid: int, type_name: str, key: str,
-                 method: str, args: list, kwargs: dict) -> None:
+                 method: str, args: list, kwargs: dict, size: int = 0) -> None:
         if self.stopping:  # passivation is under way; a new turn would reactivate the actor
             return self._reject(reply_to, rid, NodeUnavailable(
                 f"worker slot {self.slot} is shutting down"))
@@ -387,6 +417,14 @@ class Worker:
             self.counters["overloaded"] += 1
             return self._reject(reply_to, rid, Overloaded(
                 f"mailbox of {type_name}/{key:.200} is full ({self.cfg.mailbox_limit} messages)"))
+        if size:
+            if self.queued_bytes + size > self.cfg.max_queued_bytes:
+                self.counters["overloaded"] += 1
+                return self._reject(reply_to, rid, Overloaded(
+                    f"worker slot {self.slot} holds {self.queued_bytes} bytes of queued messages "
+                    f"(max_queued_bytes is {self.cfg.max_queued_bytes})"))
+            act.mail_bytes += size
+            self.queued_bytes += size
         mail(act).append((op, reply_to, rid, method, args, kwargs))
         if not act.running:
             self._pump(act)
@@ -693,9 +731,16 @@ class Worker:
                 act.mailbox.remove(system)  # type: ignore[union-attr]
                 self._turn(act, system)
                 continue
-            self._turn(act, act.mailbox.popleft())  # type: ignore[union-attr]
+            msg = act.mailbox.popleft()  # type: ignore[union-attr]
+            if act.mail_bytes:     # messages' sizes are not kept: take off an even share
+                share = act.mail_bytes // (len(act.mailbox) + 1)
+                act.mail_bytes -= share
+                self.queued_bytes -= share
+            self._turn(act, msg)
         if not act.mailbox:
             act.mailbox = _NO_MAIL
+            self.queued_bytes -= act.mail_bytes
+            act.mail_bytes = 0
 
     def _activate(self, act: Activation) -> Any:
         if act.snapshot is None:
@@ -894,10 +939,16 @@ class Worker:
             alarm_at = inst.storage.alarms_changed
             writes = inst.storage._take_writes()
             old_state = act.snapshot or None
-            if state_bytes != act.snapshot and not (state_bytes == _EMPTY_STATE and not act.snapshot):
+            changed = state_bytes != act.snapshot and not (state_bytes == _EMPTY_STATE and not act.snapshot)
+            if changed:
                 # (an actor that never stored anything and still has an empty state
                 # leaves nothing on disk: only actors with data exist in list_actors)
                 writes[state_key(act.prefix)] = state_bytes
+            if writes and self.store.broken is not None:
+                # storage is read-only until it recovers: this turn's changes are dropped
+                # (the actor reloads its last commit) and its caller learns why
+                return self._fail(act, msg, self.store.broken)
+            if changed:
                 act.snapshot = state_bytes
             if writes:
                 self._stage_turn(act, writes, old_state)
@@ -972,6 +1023,8 @@ class Worker:
             act.status = "dead"      # the tree learns of the failed start from the reply
         if reply_to is not None and act.status == "stopped" and op not in _ENDING:
             self.outbox.append((reply_to, wire.err(rid, self._stopped_error(act).to_wire())))
+        elif reply_to is not None and isinstance(exc, StorageError):
+            self.outbox.append((reply_to, wire.err(rid, exc.to_wire())))
         elif reply_to is not None:
             tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             body = {"code": "remote", "type": type(exc).__name__, "message": str(exc)[:10_000],
@@ -1009,7 +1062,9 @@ class Worker:
             # Nothing of this group is durable: fail its asks, drop its tells, and make
             # the actors that staged writes reload from disk.
             self.counters["storage_errors"] += 1
-            print(f"actorsys worker {self.slot}: {exc}", file=sys.stderr, flush=True)
+            if self._recovery is None:
+                print(f"actorsys worker {self.slot}: {exc}", file=sys.stderr, flush=True)
+                self._recovery = self.loop.call_later(RECOVERY_INTERVAL, self._recover_storage)
             for act in staged:
                 self._drop_instance(act)
             self.clock.note(time.time() + 1.0)   # an alarm turn's commit may be among them
@@ -1031,6 +1086,16 @@ class Worker:
         self._send_exits()
         self.pump.kick()
 
+    def _recover_storage(self) -> None:
+        """While storage is read-only: try to reopen it every RECOVERY_INTERVAL."""
+        if self.store.try_recover():
+            self._recovery = None
+            print(f"actorsys worker {self.slot}: {self.store.what} is writable again",
+                  file=sys.stderr, flush=True)
+            self.clock.note(time.time())       # alarms waited for it
+        else:
+            self._recovery = self.loop.call_later(RECOVERY_INTERVAL, self._recover_storage)
+
     def _send_exits(self) -> None:
         exits, self.exits = self.exits, []
         if self.tree_sock is None:
@@ -1050,7 +1115,12 @@ class Worker:
 
     def _passivate_idle(self, tick: float) -> None:
         cutoff = time.monotonic() - self.cfg.idle_timeout
+        queued = 0
         for act in list(self.acts.values()):
+            if act.mailbox:
+                queued += act.mail_bytes
+            else:
+                act.mail_bytes = 0
             if not act.running and not act.mailbox and act.last_used < cutoff:
                 if act.sup is not None and act.status != "stopped":
                     continue         # running (or exited) supervised children stay resident
@@ -1058,6 +1128,7 @@ class Worker:
                     self.acts.pop((act.type_name, act.key), None)
                 else:
                     self._enqueue_passivation(act)
+        self.queued_bytes = queued    # (mailboxes dropped without a pump leave no drift)
         if not self.stopping:
             self._reaper = self.loop.call_later(tick, self._passivate_idle, tick)
 
@@ -1082,11 +1153,27 @@ class Worker:
                 "endpoint": self.endpoints[self.slot], "resident": len(self.acts),
                 "supervised": sum(1 for a in self.acts.values() if a.sup is not None),
                 "alarms_in_flight": len(self.clock.inflight),
-                "commits": self.store.commits, **self.counters}
+                "commits": self.store.commits,
+                "queued_bytes": self.queued_bytes,
+                "storage": "ok" if self.store.broken is None else "read-only",
+                "storage_error": None if self.store.broken is None else str(self.store.broken),
+                **self.counters}
 
 
 def main(cfg: NodeConfig, slot: int, meta: dict[str, Any], endpoints: list[str],
          router_endpoint: str, tree_endpoint: str | None = None,
-         beats: memoryview | None = None) -> None:
-    """Entry point of a worker process (forked by the node supervisor)."""
-    asyncio.run(Worker(cfg, slot, meta, endpoints, router_endpoint, tree_endpoint, beats).run())
+         beats: memoryview | None = None, report_fd: int | None = None) -> int:
+    """Entry point of a worker process (forked by the node supervisor); returns its exit
+    status: :data:`EXIT_STORAGE` (after writing why to ``report_fd``) when its storage
+    cannot be opened or read at start."""
+    worker = Worker(cfg, slot, meta, endpoints, router_endpoint, tree_endpoint, beats)
+    try:
+        asyncio.run(worker.run())
+    except StorageError as exc:
+        if worker.serving:
+            raise
+        print(f"actorsys worker {slot}: {exc}", file=sys.stderr, flush=True)
+        if report_fd is not None:
+            os.write(report_fd, (str(exc)[:4000] + "\n").encode("utf-8", "replace"))
+        return EXIT_STORAGE
+    return 0

@@ -50,7 +50,7 @@ from collections import deque
 import psutil
 
 from actorsys import router, worker  # imported before forking, so restarts skip the imports
-from actorsys.config import NodeConfig, check_actor_classes
+from actorsys.config import NodeConfig, check_actor_classes, node_keys
 from actorsys.errors import ConfigError
 from actorsys.shards import load_or_create_meta
 from supervisors import tree
@@ -193,7 +193,8 @@ def _check_classes_in_a_child(cfg: NodeConfig) -> None:
 
 
 class NodeSupervisor:
-    def __init__(self, cfg: NodeConfig, watch_parent: int | None = None) -> None:
+    def __init__(self, cfg: NodeConfig, watch_parent: int | None = None,
+                 report_fd: int | None = None) -> None:
         self.cfg = cfg
         self.watch_parent = watch_parent
         self.pid = os.getpid()
@@ -210,6 +211,12 @@ class NodeSupervisor:
         # [heartbeat, start of the sync turn in progress or 0] per slot, shared with workers
         self._beats_map = mmap.mmap(-1, 16 * max(cfg.workers, 1))
         self.beats = memoryview(self._beats_map).cast("d")
+        # a worker that cannot open its storage writes why here before it exits
+        self.reports_r, self.reports_w = os.pipe()
+        os.set_blocking(self.reports_r, False)
+        #: why the node stopped by itself, written to report_fd (Node reads it)
+        self.failure: str | None = None
+        self.report_fd = report_fd
 
     # -- children ---------------------------------------------------------------
     def _spawn(self, role: str, slot: int | None) -> int:
@@ -245,9 +252,8 @@ class NodeSupervisor:
                                  restarted=bool(slot))
             else:
                 assert slot is not None
-                worker.main(self.cfg, slot, self.meta, self.endpoints, endpoint,
-                            self.tree_endpoint, self.beats)
-                code = 0
+                code = worker.main(self.cfg, slot, self.meta, self.endpoints, endpoint,
+                                   self.tree_endpoint, self.beats, self.reports_w)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:
@@ -289,11 +295,16 @@ class NodeSupervisor:
             _check_classes_in_a_child(self.cfg)
             self.lock_fds = claim_node(self.cfg)
             self.meta = load_or_create_meta(self.cfg.data_dir, self.cfg.shards, self.cfg.workers)
+            node_keys(self.cfg)      # the key files still load (each child reads them at start)
         except ConfigError as exc:
-            log(f"cannot start: {exc}")
+            self._fail(f"cannot start: {exc}")
             return 2
         self.endpoints = worker_endpoints(self.cfg)
         self.tree_endpoint = tree_endpoint(self.cfg)
+        if self.cfg.insecure and (self.cfg.endpoint or "").startswith("tcp://"):
+            log(f"WARNING: insecure = true: the tcp endpoints of this node ({self.cfg.endpoint} and "
+                f"its workers' ports) are unauthenticated and unencrypted; anyone who can reach "
+                f"them can call any actor. Use CURVE keys (curve_secret_key) off a trusted network")
         self._spawn("router", None)
         for i in range(self.cfg.workers):
             self._spawn("worker", i)
@@ -334,6 +345,11 @@ class NodeSupervisor:
     def _on_child_exit(self, role: str, slot: int | None, status: int) -> int | None:
         """Handle one dead child; returns an exit status if the node must stop."""
         name = self._name(role, slot)
+        if role == "worker" and os.WIFEXITED(status) and os.WEXITSTATUS(status) == worker.EXIT_STORAGE:
+            # its LevelDB is locked, damaged or unreadable: restarting cannot help
+            why = self._read_reports() or f"{name} cannot open its storage"
+            self._fail(f"{why}; stopping the node")
+            return 2
         if role == "tree" and os.WIFEXITED(status) and os.WEXITSTATUS(status) in (
                 tree.EXIT_AUTO_SHUTDOWN, tree.EXIT_ROOT_FAILED):
             code = os.WEXITSTATUS(status)
@@ -354,9 +370,8 @@ class NodeSupervisor:
         while self.restarts and self.restarts[0] < now - self.cfg.max_seconds:
             self.restarts.popleft()
         if len(self.restarts) > self.cfg.max_restarts:
-            log(f"{name} {self._describe(status)}; more than {self.cfg.max_restarts} restarts "
-                f"within {self.cfg.max_seconds:g} s: giving up and stopping the node")
-            self.state = "stopping"
+            self._fail(f"{name} {self._describe(status)}; more than {self.cfg.max_restarts} restarts "
+                       f"within {self.cfg.max_seconds:g} s: giving up and stopping the node")
             return 2
         delay = self.backoff.delay(len(self.restarts), random.random()) if self.backoff else 0.0
         if role == "tree":
@@ -368,6 +383,23 @@ class NodeSupervisor:
             pid = self._spawn(role, slot)
             log(f"{name} {self._describe(status)}; restarted as pid {pid}")
         return None
+
+    def _read_reports(self) -> str:
+        try:
+            return os.read(self.reports_r, 65536).decode("utf-8", "replace").strip()
+        except OSError:
+            return ""
+
+    def _fail(self, why: str) -> None:
+        """Stop the node for ``why``: logged, and reported to the process that started it."""
+        log(why)
+        self.failure = why
+        self.state = "stopping"
+        if self.report_fd is not None:
+            try:
+                os.write(self.report_fd, why.encode("utf-8", "replace")[:65536])
+            except OSError:
+                pass
 
     def _start_due(self) -> None:
         now = time.monotonic()
@@ -469,9 +501,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m supervisors.node")
     p.add_argument("--config-json", required=True, help="the resolved NodeConfig as JSON")
     p.add_argument("--watch-parent", type=int, default=None)
+    p.add_argument("--report-fd", type=int, default=None,
+                   help="a pipe to write why the node stopped by itself")
     a = p.parse_args(argv)
     cfg = NodeConfig.from_dict(json.loads(a.config_json))
-    return NodeSupervisor(cfg, watch_parent=a.watch_parent).run()
+    return NodeSupervisor(cfg, watch_parent=a.watch_parent, report_fd=a.report_fd).run()
 
 
 if __name__ == "__main__":

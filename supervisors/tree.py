@@ -41,9 +41,10 @@ import plyvel
 import zmq
 
 from actorsys import wire
-from actorsys.config import NodeConfig
+from actorsys.config import NodeConfig, node_keys
 from actorsys.errors import (ActorError, BadRequest, ConfigError, Overloaded, StartFailed,
                              SupervisorError, SupervisorNotFound)
+from actorsys.guard import Guard
 from actorsys.shards import ShardMap
 from actorsys.transport import AsyncTransport, SocketPump, bound_router
 
@@ -146,7 +147,8 @@ class Tree:
         self.state = "starting"
         self.code = 0
         self._inc = int(time.time() * 1000) << 8    # incarnations only grow, across restarts too
-        self.counters = {"received": 0, "bad_frames": 0, "exits": 0, "admin": 0, "restarts": 0}
+        self.counters = {"received": 0, "bad_frames": 0, "exits": 0, "admin": 0, "restarts": 0,
+                         "auth_refused": 0, "handshake_failed": 0}
 
     # -- process ------------------------------------------------------------------
     def log(self, msg: str) -> None:
@@ -160,10 +162,13 @@ class Tree:
         self.store = TreeStore(os.path.join(self.cfg.data_dir, "tree"))
         self._inc = self._inc_limit = self.store.incarnation_floor(self._inc)
         self.ctx = zmq.Context()
-        self.sock = bound_router(self.ctx, self.endpoint, self.cfg.max_message_bytes)
+        keys = node_keys(self.cfg)      # tcp: CURVE server and client, ZAP before the bind
+        self.guard = Guard(self.ctx, self.loop, keys, self.counters) if keys else None
+        self.sock = bound_router(self.ctx, self.endpoint, self.cfg.max_message_bytes, self.guard)
         self.transport = AsyncTransport(self.ctx, None, shard_map=self.map,
                                         max_message_bytes=self.cfg.max_message_bytes,
-                                        max_pending=1_000_000, default_timeout=self.cfg.ask_timeout)
+                                        max_pending=1_000_000, default_timeout=self.cfg.ask_timeout,
+                                        keys=keys.client if keys else None)
         self.transport.on_slot_lost = self._slot_lost
         for slot in range(len(self.map.endpoints)):
             self.transport.connect_slot(slot)      # monitors see every worker's death
@@ -182,6 +187,8 @@ class Tree:
             self.pump.close()
             self.transport.close()
             self.sock.close(200)
+            if self.guard is not None:      # after the socket it protects
+                self.guard.close()
             self.ctx.term()
             self.store.close()
         return self.code

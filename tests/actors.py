@@ -249,3 +249,15 @@ class Misbehaving(Greeter, actorsys.Actor):
 
     def pid(self) -> int:
         return os.getpid()
+
+
+class Sink(actorsys.Actor):
+    """Takes large messages; ``hold`` keeps it busy (awaiting) so they queue."""
+
+    async def hold(self, seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return "held"
+
+    def take(self, blob: str) -> int:
+        self.state["taken"] = self.state.get("taken", 0) + 1
+        return self.state["taken"]

@@ -23,6 +23,7 @@ ACTORS = {
     "StoreCounter": "actors:StoreCounter",
     "RelayPlus": "actors:RelayPlus",
     "AsyncLog": "actors:AsyncLog",
+    "Sink": "actors:Sink",
 }
 
 

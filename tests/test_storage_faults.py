@@ -1,0 +1,250 @@
+"""Storage faults: a full disk, a read-only data directory, a damaged or locked LevelDB.
+
+The data directory lives on a small tmpfs this module mounts (and unmounts) itself, so
+the disk really fills up and really turns read-only. Needs root (CI runs as root).
+"""
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import subprocess
+import time
+from typing import Iterator
+
+import plyvel
+import pytest
+
+import actorsys
+from conftest import TESTS_DIR, worker_pids
+from helpers import wait_until
+
+ACTORS = {"Ledger": "disk_actors:Ledger"}
+
+
+def _config(data_dir: str, **node) -> dict:
+    settings = {"data_dir": data_dir, "workers": 1, "python_path": [TESTS_DIR],
+                "shutdown_timeout": 5.0, "start_timeout": 30.0, "ask_timeout": 10.0}
+    settings.update(node)
+    return {"node": settings, "actors": dict(ACTORS)}
+
+
+@contextlib.contextmanager
+def tmpfs(path: str, size: str) -> Iterator[str]:
+    """A tmpfs of ``size`` mounted at ``path`` for the block."""
+    os.makedirs(path, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", path],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, f"these tests mount a tmpfs and need root: {r.stderr.strip()}"
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", path], check=False)
+
+
+def fill(path: str) -> str:
+    """Fill the filesystem holding ``path`` with a ballast file; returns its name."""
+    ballast = os.path.join(path, "ballast")
+    chunk = bytes(1 << 16)
+    with open(ballast, "wb") as f:
+        with contextlib.suppress(OSError):
+            while True:
+                f.write(chunk)
+                f.flush()
+    return ballast
+
+
+def deposit_until_refused(ledger, note: str = "x" * 2000,
+                          attempts: int = 400) -> tuple[int, actorsys.StorageError]:
+    """Deposit 1 until the node refuses; returns (acknowledged deposits, the error)."""
+    acked = 0
+    for _ in range(attempts):
+        try:
+            ledger.ask("deposit", 1, note)
+            acked += 1
+        except actorsys.StorageError as exc:
+            return acked, exc
+    raise AssertionError(f"{attempts} deposits were all acknowledged; expected a StorageError")
+
+
+@pytest.mark.timeout(120)
+def test_full_disk_refuses_writes_serves_reads_and_recovers_when_space_returns(tmp_path):
+    with tmpfs(str(tmp_path / "fs"), "24m") as fs, \
+            actorsys.Node(_config(os.path.join(fs, "data"))) as node:
+        c = node.client()
+        ledgers = [c.ref("Ledger", f"l{i}") for i in range(20)]
+        for lg in ledgers:
+            assert lg.ask("deposit", 10) == 10
+        before = worker_pids(node)
+
+        ballast = fill(fs)
+        acked, err = deposit_until_refused(ledgers[0])
+        assert "No space left on device" in str(err) and "worker slot 0" in str(err), err
+        # every turn that writes is refused while the disk is full, on any actor...
+        for lg in ledgers[1:5]:
+            with pytest.raises(actorsys.StorageError, match="cannot write"):
+                lg.ask("deposit", 1000)
+        # ...and reads go on, with only acknowledged writes visible
+        assert ledgers[0].ask("balance") == 10 + acked
+        assert [lg.ask("balance") for lg in ledgers[1:]] == [10] * 19, \
+            "a refused deposit changed a balance"
+        w = next(p for p in node.status()["processes"] if p["role"] == "worker")
+        assert w["storage"] == "read-only" and "No space left" in w["storage_error"], w
+        assert w["storage_errors"] >= 1
+
+        os.remove(ballast)
+        wait_until(lambda: _deposits_again(ledgers[1]), "deposits accepted once space returned", 10)
+        assert ledgers[0].ask("deposit", 5) == 15 + acked
+        assert worker_pids(node) == before, "the worker restarted instead of recovering in place"
+        assert next(p for p in node.status()["processes"] if p["role"] == "worker")["storage"] == "ok"
+
+        # after recovery, acknowledged writes survive kill -9 (LevelDB's log was reopened)
+        os.kill(before[0], 9)
+        wait_until(lambda: worker_pids(node).get(0) not in (None, before[0]), "worker restarted", 10)
+        assert ledgers[0].ask("balance", timeout=10) == 15 + acked
+        assert ledgers[1].ask("balance") == 11
+        assert ledgers[0].ask("deposits") == 2 + acked
+
+
+@pytest.mark.timeout(120)
+def test_a_worker_restarted_on_a_full_disk_waits_for_space_instead_of_stopping_the_node(tmp_path):
+    with tmpfs(str(tmp_path / "fs"), "24m") as fs, \
+            actorsys.Node(_config(os.path.join(fs, "data"))) as node:
+        c = node.client()
+        ledger = c.ref("Ledger", "l")
+        for _ in range(200):       # a log big enough that reopening it needs room
+            ledger.ask("deposit", 1, "x" * 2000)
+        before = worker_pids(node)[0]
+        ballast = fill(fs)
+        os.kill(before, 9)         # reopening the database now needs space it does not have
+        wait_until(lambda: worker_pids(node).get(0) not in (None, before), "worker restarted", 10)
+        with pytest.raises(actorsys.StorageError, match="cannot be opened now.*No space left"):
+            ledger.ask("balance")
+        assert node.status()["processes"][0]["up"], "the node stays up"
+        os.remove(ballast)
+        wait_until(lambda: _balance(ledger), "the slot opened once space returned", 10)
+        assert ledger.ask("balance") == 200 and ledger.ask("deposits") == 200
+        assert ledger.ask("deposit", 1) == 201
+
+
+def _balance(ledger) -> int | None:
+    try:
+        return ledger.ask("balance")
+    except actorsys.StorageError:
+        return None
+
+
+def _deposits_again(ledger) -> bool:
+    try:
+        ledger.ask("deposit", 1)
+        return True
+    except actorsys.StorageError:
+        return False
+
+
+@contextlib.contextmanager
+def read_only(path: str) -> Iterator[None]:
+    """``path`` turns read-only (a read-only bind mount over it) for the block."""
+    r = subprocess.run(f"mount --bind {path} {path} && mount -o remount,bind,ro {path}",
+                       shell=True, capture_output=True, text=True)
+    assert r.returncode == 0, f"cannot make {path} read-only: {r.stderr.strip()}"
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", path], check=False)
+
+
+@pytest.mark.timeout(120)
+def test_read_only_data_directory_refuses_writes_serves_reads_and_recovers(tmp_path):
+    with tmpfs(str(tmp_path / "fs"), "256m") as fs, \
+            actorsys.Node(_config(os.path.join(fs, "data"))) as node:
+        c = node.client()
+        ledgers = [c.ref("Ledger", f"l{i}") for i in range(10)]
+        for lg in ledgers:
+            assert lg.ask("deposit", 10) == 10
+        before = worker_pids(node)
+        note = "n" * 100_000
+        with read_only(os.path.join(fs, "data")):
+            # LevelDB keeps appending to the log it has open; it fails when it needs a
+            # new file (a few MB on), and from then on every write is refused
+            acked, err = deposit_until_refused(ledgers[0], note)
+            assert "Read-only file system" in str(err) and "worker slot 0" in str(err), err
+            with pytest.raises(actorsys.StorageError, match="cannot write"):
+                ledgers[1].ask("deposit", 1000)
+            assert ledgers[0].ask("balance") == 10 + acked
+            assert [lg.ask("balance") for lg in ledgers[1:]] == [10] * 9
+            assert ledgers[0].ask("deposits") == 1 + acked
+            time.sleep(1.0)      # the worker's reopen attempts fail while it is read-only
+            assert worker_pids(node) == before
+        wait_until(lambda: _deposits_again(ledgers[1]), "deposits accepted once writable again", 10)
+        os.kill(before[0], 9)
+        wait_until(lambda: worker_pids(node).get(0) not in (None, before[0]), "worker restarted", 10)
+        assert ledgers[0].ask("balance", timeout=10) == 10 + acked
+        assert ledgers[1].ask("balance") == 11
+        assert ledgers[0].ask("deposits") == 1 + acked
+
+
+# -- damaged or locked LevelDB at start ---------------------------------------------------
+
+def _node_with_data(tmp_path) -> tuple[dict, str]:
+    """A stopped node's config whose slot 0 holds ledgers l0-l4 (balance 10) only in a
+    LevelDB table and l5-l9 (balance 20) with their last deposit in the log."""
+    cfg = _config(str(tmp_path / "data"))
+    with actorsys.Node(cfg) as node:
+        for i in range(10):
+            node.client().ref("Ledger", f"l{i}").ask("deposit", 10)
+    with actorsys.Node(cfg) as node:     # opening turned the log into a table
+        for i in range(5, 10):
+            node.client().ref("Ledger", f"l{i}").ask("deposit", 10)
+    return cfg, str(tmp_path / "data" / "slot-0")
+
+
+def _start_fails(cfg: dict, *expected: str) -> None:
+    with pytest.raises(actorsys.NodeUnavailable) as info:
+        with actorsys.Node(cfg):
+            pass
+    for text in expected:
+        assert text in str(info.value), f"expected {text!r} in the start error: {info.value}"
+
+
+def _garble(path: str, offset: int = 10, length: int = 40) -> None:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(b"\xa5" * length)
+
+
+def test_a_slot_without_its_current_file_stops_the_start_instead_of_starting_empty(tmp_path):
+    cfg, slot = _node_with_data(tmp_path)
+    os.remove(os.path.join(slot, "CURRENT"))
+    _start_fails(cfg, "worker slot 0", slot, "no LevelDB CURRENT file")
+    assert not os.path.exists(os.path.join(slot, "CURRENT")), "a new, empty database was created"
+
+
+@pytest.mark.parametrize("victim", ["MANIFEST-*", "*.log"])
+def test_a_damaged_manifest_or_log_stops_the_start_naming_slot_and_path(tmp_path, victim):
+    cfg, slot = _node_with_data(tmp_path)
+    _garble(sorted(glob.glob(os.path.join(slot, victim)))[-1])
+    _start_fails(cfg, "worker slot 0", slot, "damaged")
+
+
+def test_a_damaged_table_fails_the_read_with_a_clear_error_never_an_empty_actor(tmp_path):
+    cfg, slot = _node_with_data(tmp_path)
+    tables = glob.glob(os.path.join(slot, "*.ldb"))
+    assert tables, f"expected a table file in {slot}: {os.listdir(slot)}"
+    for table in tables:
+        _garble(table, offset=0, length=200)      # the first data block: the first ledgers
+    with actorsys.Node(cfg) as node:
+        with pytest.raises(actorsys.StorageError) as info:
+            node.client().ref("Ledger", "l0").ask("balance")
+        assert "worker slot 0" in str(info.value) and slot in str(info.value), info.value
+
+
+def test_a_slot_locked_by_another_process_stops_the_start_naming_slot_and_path(tmp_path):
+    cfg, slot = _node_with_data(tmp_path)
+    db = plyvel.DB(slot)          # this test process holds the slot's LevelDB lock
+    try:
+        _start_fails(cfg, "worker slot 0", slot, "locked by another process")
+    finally:
+        db.close()
+    with actorsys.Node(cfg) as node:    # and once the lock is released, nothing is lost
+        assert [node.client().ref("Ledger", f"l{i}").ask("balance") for i in (3, 7)] == [10, 20]
