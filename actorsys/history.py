@@ -143,7 +143,7 @@ def rewind_writes(store: "SlotStore", prefix: bytes, version: int | None,
     # the listed versions, and 0 (the empty actor) while version 1 is kept
     lowest = 0 if oldest == 1 else oldest
     if type(version) is not int:
-        raise TypeError(f"a version is an integer, got {type(version).__name__} {version!r:.50}")
+        raise TypeError(f"a version is an integer, got {type(version).__name__}")
     if not lowest <= version <= newest:
         raise ValueError(f"version {version!r} is not in the history window "
                          f"(versions {lowest}..{newest})")

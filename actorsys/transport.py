@@ -111,7 +111,10 @@ class SocketPump:
                 except Exception:  # a bug in one message's handling must not stall the socket
                     traceback.print_exc()
             if n and self.after_batch is not None:
-                self.after_batch()
+                try:
+                    self.after_batch()
+                except Exception:   # nor may a bug there stop the socket being re-checked
+                    traceback.print_exc()
         finally:
             self._draining = False
         # Sends in after_batch may have consumed the FD's edge: look again before sleeping.

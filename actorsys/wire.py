@@ -87,13 +87,23 @@ def peek_id(payload: bytes) -> int:
     return 0
 
 
+def _brief(value: Any) -> str:
+    """A short description of a decoded value for an error message. Never the value's
+    repr: a peer's value may be huge, or nested too deep to repr (RecursionError)."""
+    if value is None or type(value) in (bool, int, float):
+        return repr(value)
+    if type(value) is str:
+        return repr(value[:50])
+    return f"of type {type(value).__name__}"
+
+
 def parse_request(msg: Any) -> tuple[int, int, list[Any]]:
     """Check a decoded request's shape; return ``(op, id, rest)`` or raise BadRequest."""
     if not isinstance(msg, list) or len(msg) < 2:
         raise BadRequest("a request is a msgpack array [op, id, ...]")
     op, req_id = msg[0], msg[1]
     if type(op) is not int or op not in OPS:
-        raise BadRequest(f"unknown op {op!r:.50}")
+        raise BadRequest(f"unknown op {_brief(op)}")
     if type(req_id) is not int:
         raise BadRequest("request id must be an integer")
     rest = msg[2:]

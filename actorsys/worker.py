@@ -173,6 +173,9 @@ class InnerRef:
     __slots__ = ("_worker", "_sender", "_gen", "type_name", "key")
 
     def __init__(self, worker: "Worker", sender: Activation | None, type_name: str, key: str) -> None:
+        if type(type_name) is not str or type(key) is not str:
+            raise TypeError(f"self.ref(type, key) takes two strings, got "
+                            f"{type(type_name).__name__} and {type(key).__name__}")
         self._worker, self._sender, self.type_name, self.key = worker, sender, type_name, key
         self._gen = sender.gen if sender is not None else 0
 
@@ -183,6 +186,8 @@ class InnerRef:
 
     def tell(self, method: str, *args: Any, **kwargs: Any) -> None:
         """Send a one-way message; it leaves after the current turn commits."""
+        if type(method) is not str:
+            raise TypeError(f"a method name is a string, got {type(method).__name__}")
         # the exact payload size; packing also fails the turn now if not msgpack-able
         size = len(wire.pack([wire.TELL, 0, self.type_name, self.key, method, list(args), kwargs]))
         limit = self._worker.cfg.max_message_bytes
@@ -207,6 +212,8 @@ class InnerRef:
         committed at once, and this turn's earlier tells are released with the ask.
         """
         s, w = self._sender, self._worker
+        if type(method) is not str:
+            raise TypeError(f"a method name is a string, got {type(method).__name__}")
         if self._killed():
             raise ActorStopped(f"{s.type_name}/{s.key:.100} was killed: this turn is discarded")
         if s is not None and s.running and s.type_name == self.type_name and s.key == self.key:
@@ -370,6 +377,10 @@ class Worker:
             return
         if op == wire.ASK or op == wire.TELL:
             self._deliver(op, envelope if op == wire.ASK else None, rid, *rest, size=len(frames[-1]))
+        elif (op == wire.STOP or (op == wire.SPAWN and len(rest) == 3)) and self.tree_endpoint is None:
+            c["bad_frames"] += 1     # only a supervision tree starts and stops children
+            self._reject(envelope, rid, BadRequest(
+                f"{wire.OPS[op]} with options is the supervision tree's; this node has none"))
         elif op == wire.SPAWN:
             if len(rest) == 3:
                 self._start_child(envelope, rid, rest[0], rest[1], rest[2])
@@ -793,7 +804,12 @@ class Worker:
             else:
                 result = self._destroy(act)
         except (TypeError, ValueError) as exc:
-            self.outbox.append((reply_to, wire.err(rid, BadRequest(str(exc)).to_wire())))
+            self.outbox.append((reply_to, wire.err(rid, BadRequest(str(exc)[:1000]).to_wire())))
+        except ActorError as exc:
+            self.outbox.append((reply_to, wire.err(rid, exc.to_wire())))
+        except Exception as exc:     # a system ask is always answered
+            self.outbox.append((reply_to, wire.err(rid, ActorError(
+                f"{method} failed: {type(exc).__name__}: {str(exc):.500}").to_wire())))
         else:
             self.outbox.append((reply_to, wire.ok(rid, result)))
         act.last_used = time.monotonic()
@@ -1081,6 +1097,9 @@ class Worker:
                     self.transport.tell(*payload)
                 except ActorError:
                     self.counters["dropped_replies"] += 1
+                except Exception:    # never lose the replies after it
+                    self.counters["dropped_replies"] += 1
+                    traceback.print_exc()
             else:
                 self._send(dest, payload)
         self._send_exits()

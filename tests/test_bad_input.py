@@ -266,3 +266,54 @@ def test_async_client_refuses_an_oversized_message_without_sending_it(config):
         after = _worker_received(node)
         assert sum(after.values()) - sum(before.values()) == 1 + len(after), \
             f"expected only the small ask and one status request sent: {before} -> {after}"
+
+
+# -- found by scripts/fuzz ---------------------------------------------------------------
+
+def _nested(depth: int) -> list:
+    v: list = []
+    for _ in range(depth):
+        v = [v]
+    return v
+
+
+def test_a_rewind_to_a_deeply_nested_version_is_answered_bad_request(config, zctx):
+    """The error message used to repr the version: RecursionError, and no reply at all."""
+    with actorsys.Node(config(history_window=60)) as node:
+        ref = node.client().ref("Counter", "deep")
+        assert ref.ask("add") == 1
+        slot = node.client().map.slot_of("Counter", "deep")
+        peer = Peer(zctx, zmq.DEALER, node.client().map.endpoints[slot])
+        reply = peer.call([pack([ASK, 5, "Counter", "deep", "$rewind", [], {"version": _nested(1000)}])])
+        assert_error(reply, "bad_request", 5, "a $rewind to a nested version")
+        assert ref.ask("add") == 2
+
+
+def test_a_tell_to_a_non_string_key_fails_its_turn_and_loses_no_other_reply(config):
+    """It used to raise in the group commit after the outbox was taken: the replies of
+    every other turn in that batch were never sent."""
+    async def run(endpoint: str) -> list:
+        async with actorsys.connect_async(endpoint, timeout=10) as c:
+            slot = c.transport.map.slot_of("Relay", "r")
+            keys = [k for k in (f"c{i}" for i in range(2000))
+                    if c.transport.map.slot_of("Counter", k) == slot][:30]
+            futs = [c.ask("Relay", "r", "forward_tell", "Counter", 42, "add")]
+            futs += [c.ask("Counter", k, "add", 1) for k in keys]
+            return await asyncio.gather(*futs, return_exceptions=True)
+
+    with actorsys.Node(config()) as node:
+        results = asyncio.run(run(node.endpoint))
+    assert isinstance(results[0], actorsys.RemoteError) and "two strings" in str(results[0]), results[0]
+    assert results[1:] == [1] * 30, f"expected every other ask answered: {results[1:]}"
+
+
+def test_only_a_supervision_tree_can_start_or_stop_children(node, zctx):
+    """On a node without supervisors, a SPAWN with options from any peer made the actor
+    a 'dead' child whose asks then timed out."""
+    slot = node.client().map.slot_of("Counter", "victim")
+    peer = Peer(zctx, zmq.DEALER, node.client().map.endpoints[slot])
+    reply = peer.call([pack([SPAWN, 3, "Counter", "victim", {"sup": "x", "child": "c", "args": [1, 2, 3]}])])
+    assert_error(reply, "bad_request", 3, "a SPAWN with options on a node without supervisors")
+    reply = peer.call([pack([wire.STOP, 4, "Counter", "victim", {"mode": "kill"}])])
+    assert_error(reply, "bad_request", 4, "a STOP on a node without supervisors")
+    assert node.client().ref("Counter", "victim").ask("add", timeout=5) == 1
