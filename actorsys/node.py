@@ -99,6 +99,7 @@ class Node:
         except BaseException:
             self._remove_run_dir()
             raise
+        self._report = ""
         self._reports, report_w = os.pipe()
         os.set_blocking(self._reports, False)
         cmd = [sys.executable, "-m", "supervisors.node",

@@ -122,7 +122,8 @@ def open_db(path: str, what: str) -> "plyvel.DB":
     naming ``what`` and the path: locked by another process, damaged, or unreadable.
     """
     try:
-        existing = bool(os.listdir(path))
+        # a database whose creation failed (a full disk) leaves only these behind
+        existing = bool(set(os.listdir(path)) - {"LOCK", "LOG", "LOG.old"})
     except FileNotFoundError:
         existing = False
     except OSError as exc:
@@ -219,12 +220,13 @@ class SlotStore:
         return StorageError(f"{self.what}: reading the LevelDB database at {self.path} "
                             f"failed: {error_text(exc)}")
 
-    def range(self, lo: bytes, hi: bytes, reverse: bool = False,
-              actor: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+    def range(self, lo: bytes, hi: bytes, reverse: bool = False, actor: bytes | None = None,
+              committed: bool = False) -> Iterator[tuple[bytes, bytes]]:
         """Committed and staged entries in ``[lo, hi)``; ``actor``: the range lies within
-        that actor's prefix (so it is unaffected by other actors' staged writes)."""
+        that actor's prefix (so it is unaffected by other actors' staged writes);
+        ``committed``: leave out what is staged."""
         it = self._checked(self.db.iterator(start=lo, stop=hi, reverse=reverse, verify_checksums=True))
-        if not self.pending or (actor is not None and actor not in self.pending_actors):
+        if committed or not self.pending or (actor is not None and actor not in self.pending_actors):
             return it
         return _merge(it, self.pending, lo, hi, reverse)
 
@@ -258,7 +260,8 @@ class SlotStore:
         except Exception as exc:
             self.broken = StorageError(
                 f"{self.what} cannot write to {self.path} ({error_text(exc)}); until it can, turns that "
-                f"write are refused and reads are served")
+                f"write are refused and reads are served"
+                + ("; a batch whose fsync failed may still be applied" if self.fsync else ""))
             raise self.broken from None
         self.commits += 1
         self.committed_writes += len(pending)
@@ -275,7 +278,8 @@ class SlotStore:
         try:
             self.db = open_db(self.path, self.what)
         except StorageError as exc:
-            self.db = _Unavailable(StorageError(f"{exc}; reads wait for it to reopen"))
+            self.broken = StorageError(f"{exc}; reads wait for it to reopen", transient=exc.transient)
+            self.db = _Unavailable(self.broken)
             return False
         self.broken = None
         return True
@@ -288,7 +292,8 @@ class SlotStore:
             st = os.statvfs(self.path)
             if st.f_bavail * st.f_frsize < 2 * logs + REOPEN_HEADROOM:
                 return False
-            probe = os.path.join(self.path, "WRITE-PROBE")
+            # beside the database, not in it: a probe left by a kill must not look like data
+            probe = self.path.rstrip(os.sep) + ".write-probe"
             fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
                 os.write(fd, bytes(64 * 1024))

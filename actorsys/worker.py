@@ -69,6 +69,8 @@ ALARM = -5              # internal: an alarm came due: on_alarm(name, payload)
 #: asks served by the worker itself, in the actor's turn order, without running its code
 SYSTEM_METHODS = frozenset({"$history", "$rewind", "$destroy"})
 _ENDING = (PASSIVATE, SHUTDOWN, EXITING)
+#: in a mailbox entry's args place: the entry holds the request's wire bytes (see _deliver)
+_QUEUED = object()
 MAX_KEY_BYTES = 1024
 #: messages ZeroMQ queues per peer on a worker's socket before the peer's send queue fills
 RECEIVE_HWM = 1000
@@ -130,7 +132,7 @@ class Activation:
 
     __slots__ = ("type_name", "key", "prefix", "cls", "handlers", "instance", "mailbox",
                  "running", "last_used", "snapshot", "tells", "sup", "status", "task",
-                 "kill_timer", "gen", "versions", "indexed", "mail_bytes")
+                 "kill_timer", "gen", "versions", "indexed")
 
     def __init__(self, type_name: str, key: str, prefix: bytes, cls: type,
                  handlers: dict[str, Any]) -> None:
@@ -156,7 +158,6 @@ class Activation:
         self.gen = 0
         self.versions: history.Versions | None = None   # loaded at the first commit
         self.indexed = False        # its listing entry was written by this activation
-        self.mail_bytes = 0         # wire bytes of the messages in its mailbox (about)
 
 
 def mail(act: Activation) -> deque[tuple]:
@@ -248,7 +249,7 @@ class Worker:
         self.staged: list[Activation] = []
         self._flush_scheduled = False
         self._recovery: asyncio.TimerHandle | None = None   # while storage is read-only
-        self.queued_bytes = 0    # wire bytes of all messages waiting in mailboxes (about)
+        self.queued_bytes = 0    # wire bytes of the messages waiting in mailboxes
         self.serving = False     # storage opened and the socket bound
         self.stopping = False
         self.counters = {"received": 0, "bad_frames": 0, "turns": 0, "failures": 0,
@@ -375,8 +376,15 @@ class Worker:
             c["bad_frames"] += 1
             self._reject(r.envelope, r.rid, r.error)
             return
+        try:
+            self._dispatch(envelope, op, rid, rest, frames)
+        except StorageError as exc:      # an address's record could not be read
+            self._reject(envelope, rid, exc)
+
+    def _dispatch(self, envelope: tuple, op: int, rid: int, rest: list, frames: list[bytes]) -> None:
+        c = self.counters
         if op == wire.ASK or op == wire.TELL:
-            self._deliver(op, envelope if op == wire.ASK else None, rid, *rest, size=len(frames[-1]))
+            self._deliver(op, envelope if op == wire.ASK else None, rid, *rest, raw=frames[-1])
         elif (op == wire.STOP or (op == wire.SPAWN and len(rest) == 3)) and self.tree_endpoint is None:
             c["bad_frames"] += 1     # only a supervision tree starts and stops children
             self._reject(envelope, rid, BadRequest(
@@ -392,10 +400,7 @@ class Worker:
             if rest[0] not in self.classes:
                 self.counters["bad_frames"] += 1
                 return self._reject(envelope, rid, self._unknown_type(rest[0]))
-            try:
-                self._send(envelope, wire.ok(rid, self.list_actors(*rest)))
-            except StorageError as exc:
-                self._reject(envelope, rid, exc)
+            self._send(envelope, wire.ok(rid, self.list_actors(*rest)))
         elif op == wire.PING:
             self._send(envelope, wire.ok(rid, "pong"))
         elif op == wire.STATUS:
@@ -408,7 +413,7 @@ class Worker:
             self._reject(envelope, rid, BadRequest(f"a worker does not serve {wire.OPS[op]} requests"))
 
     def _deliver(self, op: int, reply_to: tuple | None, rid: int, type_name: str, key: str,
-                 method: str, args: list, kwargs: dict, size: int = 0) -> None:
+                 method: str, args: list, kwargs: dict, raw: bytes | None = None) -> None:
         if self.stopping:  # passivation is under way; a new turn would reactivate the actor
             return self._reject(reply_to, rid, NodeUnavailable(
                 f"worker slot {self.slot} is shutting down"))
@@ -428,15 +433,18 @@ class Worker:
             self.counters["overloaded"] += 1
             return self._reject(reply_to, rid, Overloaded(
                 f"mailbox of {type_name}/{key:.200} is full ({self.cfg.mailbox_limit} messages)"))
-        if size:
-            if self.queued_bytes + size > self.cfg.max_queued_bytes:
+        if raw is not None and (act.running or act.mailbox):
+            # it has to wait: keep its wire bytes, not the decoded values (which can be
+            # 70 times larger), so max_queued_bytes bounds the memory it holds
+            if self.queued_bytes + len(raw) > self.cfg.max_queued_bytes:
                 self.counters["overloaded"] += 1
                 return self._reject(reply_to, rid, Overloaded(
                     f"worker slot {self.slot} holds {self.queued_bytes} bytes of queued messages "
                     f"(max_queued_bytes is {self.cfg.max_queued_bytes})"))
-            act.mail_bytes += size
-            self.queued_bytes += size
-        mail(act).append((op, reply_to, rid, method, args, kwargs))
+            self.queued_bytes += len(raw)
+            mail(act).append((op, reply_to, rid, method, _QUEUED, raw))
+        else:
+            mail(act).append((op, reply_to, rid, method, args, kwargs))
         if not act.running:
             self._pump(act)
 
@@ -740,18 +748,19 @@ class Worker:
                 if system is None:
                     return
                 act.mailbox.remove(system)  # type: ignore[union-attr]
-                self._turn(act, system)
+                self._turn(act, self._unqueue(system) if system[4] is _QUEUED else system)
                 continue
             msg = act.mailbox.popleft()  # type: ignore[union-attr]
-            if act.mail_bytes:     # messages' sizes are not kept: take off an even share
-                share = act.mail_bytes // (len(act.mailbox) + 1)
-                act.mail_bytes -= share
-                self.queued_bytes -= share
-            self._turn(act, msg)
+            self._turn(act, self._unqueue(msg) if msg[4] is _QUEUED else msg)
         if not act.mailbox:
             act.mailbox = _NO_MAIL
-            self.queued_bytes -= act.mail_bytes
-            act.mail_bytes = 0
+
+    def _unqueue(self, msg: tuple) -> tuple:
+        """A queued message's arguments, decoded from its wire bytes (checked on arrival)."""
+        raw = msg[5]
+        self.queued_bytes -= len(raw)
+        request = wire.unpack(raw)
+        return (msg[0], msg[1], msg[2], msg[3], request[5], request[6])
 
     def _activate(self, act: Activation) -> Any:
         if act.snapshot is None:
@@ -797,6 +806,8 @@ class Worker:
     def _system_turn(self, act: Activation, msg: tuple) -> None:
         _op, reply_to, rid, method, args, kwargs = msg
         try:
+            if method != "$history" and self.store.broken is not None:
+                raise self.store.broken      # rewind and destroy write
             if method == "$history":
                 result: Any = history.bookmarks(self.store, act.prefix)
             elif method == "$rewind":
@@ -1030,7 +1041,10 @@ class Worker:
             act.kill_timer = None
         elif op == ALARM:
             self._alarm_failed(act, msg[3], msg[4][0], exc)
-        if act.sup is not None and act.status == "running" and op not in (START, PASSIVATE):
+        if (act.sup is not None and act.status == "running" and op not in (START, PASSIVATE)
+                and not isinstance(exc, StorageError)):
+            # (a refused write is the disk's fault, not the child's: it reloads its last
+            # commit at its next message, like an actor whose policy is "restart")
             # a supervised child's crash ends it (unless its type's policy is "restart"):
             # the tree decides; its later messages wait in the mailbox meanwhile
             if op == EXITING or self.cfg.on_error.get(act.type_name, "stop") == "stop":
@@ -1072,12 +1086,17 @@ class Worker:
             return
         outbox, self.outbox = self.outbox, []
         staged, self.staged = self.staged, []
+        touched = self.store.pending_actors
         try:
             self.store.commit()
         except StorageError as exc:
             # Nothing of this group is durable: fail its asks, drop its tells, and make
-            # the actors that staged writes reload from disk.
+            # every activation that staged writes, or may have read them (one activated
+            # after an eviction in this group), reload from disk.
             self.counters["storage_errors"] += 1
+            for act in list(self.acts.values()):
+                if act.prefix in touched:
+                    self._drop_instance(act)
             if self._recovery is None:
                 print(f"actorsys worker {self.slot}: {exc}", file=sys.stderr, flush=True)
                 self._recovery = self.loop.call_later(RECOVERY_INTERVAL, self._recover_storage)
@@ -1137,9 +1156,7 @@ class Worker:
         queued = 0
         for act in list(self.acts.values()):
             if act.mailbox:
-                queued += act.mail_bytes
-            else:
-                act.mail_bytes = 0
+                queued += sum(len(m[5]) for m in act.mailbox if m[4] is _QUEUED)
             if not act.running and not act.mailbox and act.last_used < cutoff:
                 if act.sup is not None and act.status != "stopped":
                     continue         # running (or exited) supervised children stay resident
@@ -1147,7 +1164,7 @@ class Worker:
                     self.acts.pop((act.type_name, act.key), None)
                 else:
                     self._enqueue_passivation(act)
-        self.queued_bytes = queued    # (mailboxes dropped without a pump leave no drift)
+        self.queued_bytes = queued    # (mailboxes dropped without a pump: no drift lasts)
         if not self.stopping:
             self._reaper = self.loop.call_later(tick, self._passivate_idle, tick)
 
@@ -1161,8 +1178,8 @@ class Worker:
         out: list[str] = []
         if limit <= 0:
             return out
-        for k, _v in self.store.range(lo, hi):
-            out.append(k[n:].decode("utf-8"))
+        for k, _v in self.store.range(lo, hi, committed=True):   # replies skip the
+            out.append(k[n:].decode("utf-8"))                     # output gate
             if len(out) >= limit:
                 break
         return out

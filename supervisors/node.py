@@ -135,8 +135,11 @@ def _lock(path: str, what: str, key: str) -> int:
         os.close(fd)
         raise ConfigError(f"{what} is in use by another running node "
                           f"(supervisor pid {holder or '?'})", key=key) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    try:      # the holder's pid, for the error above (a full disk may refuse it)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+    except OSError:
+        pass
     return fd
 
 
@@ -249,7 +252,7 @@ class NodeSupervisor:
                 code = 0
             elif role == "tree":
                 code = tree.main(self.cfg, self.meta, self.tree_endpoint or "", self.endpoints,
-                                 restarted=bool(slot))
+                                 restarted=bool(slot), report_fd=self.reports_w)
             else:
                 assert slot is not None
                 code = worker.main(self.cfg, slot, self.meta, self.endpoints, endpoint,
@@ -356,14 +359,16 @@ class NodeSupervisor:
             if code == tree.EXIT_AUTO_SHUTDOWN:
                 code = 0
                 log("the supervision tree shut down (auto_shutdown); stopping the node")
+                self.state = "stopping"
             else:
-                try:
-                    with open(os.path.join(self.cfg.data_dir, tree.FAILURE_FILE)) as f:
-                        why = f.read()
-                except OSError:
-                    why = "see its messages above"
-                log(f"the supervision tree failed ({why}); stopping the node")
-            self.state = "stopping"
+                why = self._read_reports()     # (the failure file may not be writable)
+                if not why:
+                    try:
+                        with open(os.path.join(self.cfg.data_dir, tree.FAILURE_FILE)) as f:
+                            why = f.read()
+                    except OSError:
+                        why = "see its messages above"
+                self._fail(f"the supervision tree failed ({why}); stopping the node")
             return code
         now = time.monotonic()
         self.restarts.append(now)

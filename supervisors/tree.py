@@ -29,6 +29,7 @@ In the user's words:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -149,6 +150,7 @@ class Tree:
         self._inc = int(time.time() * 1000) << 8    # incarnations only grow, across restarts too
         self.counters = {"received": 0, "bad_frames": 0, "exits": 0, "admin": 0, "restarts": 0,
                          "auth_refused": 0, "handshake_failed": 0}
+        self.report_fd: int | None = None    # a pipe to the node supervisor (set by main)
 
     # -- process ------------------------------------------------------------------
     def log(self, msg: str) -> None:
@@ -294,8 +296,14 @@ class Tree:
     async def _fail_roots(self, why: str) -> None:
         self.log(f"supervision tree failed: {why}; stopping the node")
         await self._stop_roots()
-        with open(self.failure_path, "w") as f:
-            f.write(why)
+        try:
+            with open(self.failure_path, "w") as f:
+                f.write(why)
+        except OSError as exc:      # a full or read-only disk: the report below says why
+            self.log(f"could not write {self.failure_path}: {exc}")
+        if self.report_fd is not None:
+            with contextlib.suppress(OSError):
+                os.write(self.report_fd, why.encode("utf-8", "replace")[:4000])
         self._finish(EXIT_ROOT_FAILED)
 
     async def root_exited(self, sup: Supervisor, why: str) -> None:
@@ -473,6 +481,9 @@ class Tree:
 
 
 def main(cfg: NodeConfig, meta: dict[str, Any], endpoint: str, worker_endpoints: list[str],
-         restarted: bool = False) -> int:
-    """Entry point of the tree process (forked by the node supervisor); returns its exit status."""
-    return asyncio.run(Tree(cfg, meta, endpoint, worker_endpoints, restarted).run())
+         restarted: bool = False, report_fd: int | None = None) -> int:
+    """Entry point of the tree process (forked by the node supervisor); returns its exit
+    status. Why it failed, if it does, is also written to ``report_fd``."""
+    tree = Tree(cfg, meta, endpoint, worker_endpoints, restarted)
+    tree.report_fd = report_fd
+    return asyncio.run(tree.run())

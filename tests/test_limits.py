@@ -1,5 +1,6 @@
 """Bounds: a full mailbox is an error the caller sees at once, not unbounded memory."""
 import asyncio
+import time
 from typing import Any
 
 import psutil
@@ -8,6 +9,7 @@ import pytest
 
 import actorsys
 from conftest import worker_pids
+from helpers import wait_until
 
 
 def test_full_mailbox_answers_overloaded_and_keeps_serving(config):
@@ -112,3 +114,26 @@ def test_a_client_refuses_asks_beyond_max_pending_asks_at_once(config):
         (refused, answers), held = asyncio.run(run(node.endpoint))
     assert held == "held" and refused == 200 - 49, f"49 asks fit beside the hold, got {refused} refused"
     assert answers == list(range(1, 50)), "the admitted asks all ran, in order"
+
+
+def test_queued_messages_hold_their_wire_size_not_their_decoded_size(config):
+    """A 1 MB message of empty maps decodes to ~70 MB; eight of them queued at a busy
+    actor within max_queued_bytes = 8 MiB once grew the worker by 556 MB."""
+    blob = [{}] * (1_000_000 - 64)
+    with actorsys.Node(config(workers=1, max_queued_bytes="8MiB")) as node:
+        pid = worker_pids(node)[0]
+        c = node.client()
+        ref = c.ref("Counter", "busy")
+        ref.ask("get")
+        ref.tell("slow_add", 1, 10.0)      # busy (awaiting) while the big tells queue
+        before = _rss(pid)
+        worker = lambda: next(p for p in c.status()["processes"] if p["role"] == "worker")
+        for _ in range(12):
+            ref.tell("add", blob)
+        wait_until(lambda: worker()["overloaded"] >= 4, "the worker refused the last four tells", 30)
+        growth = _rss(pid) - before
+        w = worker()
+        print(f"expansion: {w['queued_bytes']} bytes queued, {w['overloaded']} refused, "
+              f"worker RSS +{growth / 2**20:.0f} MB")
+        assert w["overloaded"] == 4 and 7_900_000 < w["queued_bytes"] <= 8 * 2**20, w   # 8 of ~1 MB
+        assert growth < 100 * 2**20, f"worker grew by {growth / 2**20:.0f} MB holding 8 MB of messages"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import shutil
 import subprocess
 import time
 from typing import Iterator
@@ -19,7 +20,7 @@ import actorsys
 from conftest import TESTS_DIR, worker_pids
 from helpers import wait_until
 
-ACTORS = {"Ledger": "disk_actors:Ledger"}
+ACTORS = {"Ledger": "disk_actors:Ledger", "Counter": "actors:Counter"}
 
 
 def _config(data_dir: str, **node) -> dict:
@@ -248,3 +249,125 @@ def test_a_slot_locked_by_another_process_stops_the_start_naming_slot_and_path(t
         db.close()
     with actorsys.Node(cfg) as node:    # and once the lock is released, nothing is lost
         assert [node.client().ref("Ledger", f"l{i}").ask("balance") for i in (3, 7)] == [10, 20]
+
+
+# -- review regressions: nothing refused may come back ------------------------------------
+
+def _broken(node, fs: str) -> str:
+    """Fill the disk and make the worker's store read-only; returns the ballast's path."""
+    ballast = fill(fs)
+    deposit_until_refused(node.client().ref("Ledger", "breaker"))
+    return ballast
+
+
+def test_a_refused_write_does_not_survive_an_eviction_and_reactivation_in_its_batch(tmp_path):
+    """The refused deposit's actor was evicted and activated again within one group
+    commit; the new activation had read the staged (never committed) state."""
+    import zmq
+    from actorsys import wire
+    with tmpfs(str(tmp_path / "fs"), "24m") as fs, \
+            actorsys.Node(_config(os.path.join(fs, "data"), max_resident=3)) as node:
+        c = node.client()
+        c.ref("Counter", "blocker").ask("get")
+        ledger = c.ref("Ledger", "L")
+        assert ledger.ask("deposit", 10) == 10
+        ballast = fill(fs)
+        ctx = zmq.Context()
+        try:
+            s = ctx.socket(zmq.DEALER)
+            s.connect(c.map.endpoints[0])
+            s.send(wire.pack([wire.ASK, 1, "Counter", "blocker", "sleep", [0.5], {}]))
+            time.sleep(0.1)       # the worker's loop is blocked: the next four form one batch
+            burst = [("L", "deposit", [5, "z" * 4000]), ("A", "balance", []),
+                     ("B", "balance", []), ("L", "balance", [])]
+            for i, (key, method, args) in enumerate(burst, start=2):
+                s.send(wire.pack([wire.ASK, i, "Ledger", key, method, args, {}]))
+            replies = {}
+            while len(replies) < 5 and s.poll(10_000):
+                r = wire.unpack(s.recv())
+                replies[r[1]] = r
+            s.close(0)
+        finally:
+            ctx.term()
+        assert replies[2][0] == wire.ERR, f"the deposit cannot have been acknowledged: {replies[2]}"
+        os.remove(ballast)
+        wait_until(lambda: _deposits_again(c.ref("Ledger", "other")), "writable again", 10)
+        assert ledger.ask("balance") == 10, "the refused deposit of 5 came back"
+
+
+def test_a_refused_destroy_leaves_the_actor_whole(tmp_path):
+    with tmpfs(str(tmp_path / "fs"), "24m") as fs, \
+            actorsys.Node(_config(os.path.join(fs, "data"))) as node:
+        victim = node.client().ref("Ledger", "victim")
+        victim.ask("deposit", 10)
+        victim.ask("deposit", 5)
+        ballast = _broken(node, fs)
+        with pytest.raises(actorsys.StorageError):
+            victim.destroy()
+        os.remove(ballast)
+        wait_until(lambda: _deposits_again(node.client().ref("Ledger", "other")), "writable again", 10)
+        assert victim.ask("balance") == 15 and victim.ask("deposits") == 2
+
+
+def test_a_supervised_child_whose_write_is_refused_is_not_restarted_or_given_up(tmp_path):
+    cfg = _config(str(tmp_path / "fs" / "data"))
+    cfg["supervisors"] = {"root": {"max_restarts": 1, "max_seconds": 60,
+                                   "children": [{"id": "z", "actor": "Ledger", "key": "z"}]}}
+    with tmpfs(str(tmp_path / "fs"), "24m") as fs, actorsys.Node(cfg) as node:
+        child = node.client().ref("Ledger", "z")
+        assert child.ask("deposit", 1) == 1
+        ballast = _broken(node, fs)
+        for _ in range(3):       # more than the root's restart intensity allows
+            with pytest.raises(actorsys.StorageError):
+                child.ask("deposit", 1)
+        [z] = node.client().supervisor("root").which_children()
+        assert z["status"] == "running" and z.get("restarts", 0) == 0, z
+        os.remove(ballast)
+        wait_until(lambda: _deposits_again(child), "the child writes again", 10)
+        assert child.ask("balance") == 2 and node.failure is None
+
+
+def test_a_slot_first_created_on_a_full_disk_opens_once_space_returns(tmp_path):
+    with tmpfs(str(tmp_path / "fs"), "24m") as fs:
+        cfg = _config(os.path.join(fs, "data"))
+        with actorsys.Node(cfg):
+            pass
+        shutil.rmtree(os.path.join(fs, "data", "slot-0"))    # the slot starts empty
+        ballast = fill(fs)
+        with actorsys.Node(cfg) as node:
+            ledger = node.client().ref("Ledger", "a")
+            with pytest.raises(actorsys.StorageError, match="cannot be opened now"):
+                ledger.ask("balance")
+            os.remove(ballast)
+            wait_until(lambda: _balance(ledger) is not None, "the new slot opened", 10)
+            assert ledger.ask("deposit", 3) == 3
+
+
+def test_list_actors_never_shows_an_actor_whose_first_write_was_refused(tmp_path):
+    """A LIST in the same batch as the refused first write used to see it (the listing
+    was read with the staged writes, and its reply does not wait for the commit)."""
+    import zmq
+    from actorsys import wire
+    with tmpfs(str(tmp_path / "fs"), "24m") as fs, \
+            actorsys.Node(_config(os.path.join(fs, "data"))) as node:
+        c = node.client()
+        c.ref("Counter", "blocker").ask("get")
+        ballast = fill(fs)
+        ctx = zmq.Context()
+        try:
+            s = ctx.socket(zmq.DEALER)
+            s.connect(c.map.endpoints[0])
+            s.send(wire.pack([wire.ASK, 1, "Counter", "blocker", "sleep", [0.5], {}]))
+            time.sleep(0.1)       # the worker's loop is blocked: the next two form one batch
+            s.send(wire.pack([wire.ASK, 2, "Ledger", "ghost", "deposit", [1, "z" * 4000], {}]))
+            s.send(wire.pack([wire.LIST, 3, "Ledger", None, 100]))
+            replies = {}
+            while len(replies) < 3 and s.poll(10_000):
+                r = wire.unpack(s.recv())
+                replies[r[1]] = r
+            s.close(0)
+        finally:
+            ctx.term()
+        assert replies[2][0] == wire.ERR, replies[2]
+        assert replies[3] == [wire.OK, 3, []], f"expected no listed actor: {replies[3]}"
+        os.remove(ballast)
