@@ -68,14 +68,26 @@ def deposit_until_refused(ledger, note: str = "x" * 2000,
     raise AssertionError(f"{attempts} deposits were all acknowledged; expected a StorageError")
 
 
+def funded_ledgers(client, n: int) -> list:
+    """``n`` ledgers holding 10 each (committed while the disk has room)."""
+    ledgers = [client.ref("Ledger", f"l{i}") for i in range(n)]
+    for lg in ledgers:
+        assert lg.ask("deposit", 10) == 10
+    return ledgers
+
+
+def kill_worker(node, pid: int) -> None:
+    """kill -9 the worker ``pid`` and wait for its replacement."""
+    os.kill(pid, 9)
+    wait_until(lambda: worker_pids(node).get(0) not in (None, pid), "the worker restarted", 10)
+
+
 @pytest.mark.timeout(120)
 def test_full_disk_refuses_writes_serves_reads_and_recovers_when_space_returns(tmp_path):
     with tmpfs(str(tmp_path / "fs"), "24m") as fs, \
             actorsys.Node(_config(os.path.join(fs, "data"))) as node:
         c = node.client()
-        ledgers = [c.ref("Ledger", f"l{i}") for i in range(20)]
-        for lg in ledgers:
-            assert lg.ask("deposit", 10) == 10
+        ledgers = funded_ledgers(c, 20)
         before = worker_pids(node)
 
         ballast = fill(fs)
@@ -100,8 +112,7 @@ def test_full_disk_refuses_writes_serves_reads_and_recovers_when_space_returns(t
         assert next(p for p in node.status()["processes"] if p["role"] == "worker")["storage"] == "ok"
 
         # after recovery, acknowledged writes survive kill -9 (LevelDB's log was reopened)
-        os.kill(before[0], 9)
-        wait_until(lambda: worker_pids(node).get(0) not in (None, before[0]), "worker restarted", 10)
+        kill_worker(node, before[0])
         assert ledgers[0].ask("balance", timeout=10) == 15 + acked
         assert ledgers[1].ask("balance") == 11
         assert ledgers[0].ask("deposits") == 2 + acked
@@ -117,8 +128,7 @@ def test_a_worker_restarted_on_a_full_disk_waits_for_space_instead_of_stopping_t
             ledger.ask("deposit", 1, "x" * 2000)
         before = worker_pids(node)[0]
         ballast = fill(fs)
-        os.kill(before, 9)         # reopening the database now needs space it does not have
-        wait_until(lambda: worker_pids(node).get(0) not in (None, before), "worker restarted", 10)
+        kill_worker(node, before)    # reopening the database now needs space it does not have
         with pytest.raises(actorsys.StorageError, match="cannot be opened now.*No space left"):
             ledger.ask("balance")
         assert node.status()["processes"][0]["up"], "the node stays up"
@@ -160,9 +170,7 @@ def test_read_only_data_directory_refuses_writes_serves_reads_and_recovers(tmp_p
     with tmpfs(str(tmp_path / "fs"), "256m") as fs, \
             actorsys.Node(_config(os.path.join(fs, "data"))) as node:
         c = node.client()
-        ledgers = [c.ref("Ledger", f"l{i}") for i in range(10)]
-        for lg in ledgers:
-            assert lg.ask("deposit", 10) == 10
+        ledgers = funded_ledgers(c, 10)
         before = worker_pids(node)
         note = "n" * 100_000
         with read_only(os.path.join(fs, "data")):
@@ -178,8 +186,7 @@ def test_read_only_data_directory_refuses_writes_serves_reads_and_recovers(tmp_p
             time.sleep(1.0)      # the worker's reopen attempts fail while it is read-only
             assert worker_pids(node) == before
         wait_until(lambda: _deposits_again(ledgers[1]), "deposits accepted once writable again", 10)
-        os.kill(before[0], 9)
-        wait_until(lambda: worker_pids(node).get(0) not in (None, before[0]), "worker restarted", 10)
+        kill_worker(node, before[0])
         assert ledgers[0].ask("balance", timeout=10) == 10 + acked
         assert ledgers[1].ask("balance") == 11
         assert ledgers[0].ask("deposits") == 1 + acked
