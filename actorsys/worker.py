@@ -33,6 +33,14 @@ What a worker guarantees (see ``actor.py`` for the user's view of a turn):
 * **Bad input** (wrong frame counts, undecodable or ill-typed payloads, oversized
   messages, unknown types or methods) is answered with an error where the sender can be
   addressed, counted, and never stops the worker.
+* **Bounds.** A mailbox holds at most ``mailbox_limit`` messages, and all mailboxes
+  together at most ``max_queued_bytes``: a message that has to wait is kept as the bytes
+  that arrived and decoded at its turn. Past either bound the sender gets ``Overloaded``.
+* **Storage faults.** A failed group commit fails its turns and turns the store
+  read-only (see ``storage.py``): turns that would write get ``StorageError``, reads go
+  on, alarms wait, and every 0.5 s the worker tries to reopen the database. A database
+  that cannot be opened at start for good (locked, damaged) ends the worker with
+  :data:`EXIT_STORAGE`, and the node stops saying why.
 """
 from __future__ import annotations
 
@@ -1043,10 +1051,10 @@ class Worker:
             self._alarm_failed(act, msg[3], msg[4][0], exc)
         if (act.sup is not None and act.status == "running" and op not in (START, PASSIVATE)
                 and not isinstance(exc, StorageError)):
-            # (a refused write is the disk's fault, not the child's: it reloads its last
-            # commit at its next message, like an actor whose policy is "restart")
             # a supervised child's crash ends it (unless its type's policy is "restart"):
-            # the tree decides; its later messages wait in the mailbox meanwhile
+            # the tree decides; its later messages wait in the mailbox meanwhile. (A
+            # refused write is the disk's fault, not the child's: the child reloads its
+            # last commit at its next message, as if its policy were "restart".)
             if op == EXITING or self.cfg.on_error.get(act.type_name, "stop") == "stop":
                 self._notify_exit(act, "crash", f"{type(exc).__name__}: {exc}")
         elif op == START and act.status in ("running", "starting"):
