@@ -113,6 +113,10 @@ class _Rev:
         return isinstance(other, _Rev) and self.b == other.b
 
 
+#: LevelDB errors that go away by themselves (space freed, the disk made writable)
+_TRANSIENT = ("No space left on device", "Read-only file system", "Disk quota exceeded")
+
+
 def open_db(path: str, what: str) -> "plyvel.DB":
     """Open (or create) the LevelDB database at ``path``; ``what`` names its owner in errors.
 
@@ -146,10 +150,6 @@ def open_db(path: str, what: str) -> "plyvel.DB":
         else:
             why = "cannot be opened"
         raise StorageError(f"{what}: the LevelDB database at {path} {why}: {text}") from None
-
-
-#: LevelDB errors that go away by themselves (space freed, the disk made writable)
-_TRANSIENT = ("No space left on device", "Read-only file system", "Disk quota exceeded")
 
 
 def error_text(exc: BaseException) -> str:

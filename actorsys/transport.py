@@ -56,12 +56,18 @@ def dealer(ctx: zmq.Context, endpoint: str, keys: CurveKeys | None = None) -> zm
 
 
 def bound_router(ctx: zmq.Context, endpoint: str, max_message_bytes: int,
-                 guard: "Guard | None" = None) -> zmq.Socket:
-    """The ROUTER socket a node process (router, tree) serves requests on; ``guard``
-    makes it a CURVE server (see :mod:`actorsys.guard`)."""
+                 guard: "Guard | None" = None, send_hwm: int | None = None,
+                 receive_hwm: int | None = None) -> zmq.Socket:
+    """The ROUTER socket a node process (router, worker, tree) serves requests on;
+    ``guard`` makes it a CURVE server (see :mod:`actorsys.guard`); the high-water marks
+    are messages queued per peer (ZeroMQ's default when not given)."""
     s = ctx.socket(zmq.ROUTER)
     s.setsockopt(zmq.LINGER, 0)
     s.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    if send_hwm is not None:
+        s.setsockopt(zmq.SNDHWM, send_hwm)
+    if receive_hwm is not None:
+        s.setsockopt(zmq.RCVHWM, receive_hwm)
     # hard memory guard against raw peers; decode_frames answers the soft limit with an error
     s.setsockopt(zmq.MAXMSGSIZE, max(2 * max_message_bytes, 1 << 16))
     if guard is not None:

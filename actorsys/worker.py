@@ -65,7 +65,7 @@ from .errors import (ActorError, ActorStopped, BadRequest, LimitExceeded, Messag
 from .shards import ShardMap, shard_of
 from .storage import SlotStore, Storage, _next_prefix, actor_prefix, listing_key, state_key
 from .guard import Guard
-from .transport import AsyncTransport, SocketPump, dealer
+from .transport import AsyncTransport, SocketPump, bound_router, dealer
 
 _NOBLOCK = int(zmq.NOBLOCK)
 _SNDMORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
@@ -80,7 +80,8 @@ _ENDING = (PASSIVATE, SHUTDOWN, EXITING)
 #: in a mailbox entry's args place: the entry holds the request's wire bytes (see _deliver)
 _QUEUED = object()
 MAX_KEY_BYTES = 1024
-#: messages ZeroMQ queues per peer on a worker's socket before the peer's send queue fills
+#: messages ZeroMQ queues per peer on a worker's socket before the peer's send queue fills:
+#: what a worker takes in while a sync turn blocks its loop (which drains 512 at a time)
 RECEIVE_HWM = 1000
 #: seconds between attempts to reopen storage that turned read-only after a failed commit
 RECOVERY_INTERVAL = 0.5
@@ -284,18 +285,8 @@ class Worker:
         self.ctx = zmq.Context()
         keys = node_keys(self.cfg)      # tcp: CURVE server and client, ZAP before the bind
         self.guard = Guard(self.ctx, self.loop, keys, self.counters) if keys else None
-        self.sock = self.ctx.socket(zmq.ROUTER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        self.sock.setsockopt(zmq.SNDHWM, 100_000)
-        # what ZeroMQ holds per peer while a sync turn blocks the loop (the loop drains
-        # 512 at a time, so more only lets a blocked worker take in more memory)
-        self.sock.setsockopt(zmq.RCVHWM, RECEIVE_HWM)
-        # hard memory guard against raw peers; the soft limit below answers with an error
-        self.sock.setsockopt(zmq.MAXMSGSIZE, max(2 * self.cfg.max_message_bytes, 1 << 16))
-        if self.guard is not None:
-            self.guard.protect(self.sock)
-        self.sock.bind(self.endpoints[self.slot])
+        self.sock = bound_router(self.ctx, self.endpoints[self.slot], self.cfg.max_message_bytes,
+                                 self.guard, send_hwm=100_000, receive_hwm=RECEIVE_HWM)
         self.transport = AsyncTransport(self.ctx, self.router_endpoint, shard_map=self.map,
                                         max_message_bytes=self.cfg.max_message_bytes,
                                         max_pending=self.cfg.max_pending_asks,

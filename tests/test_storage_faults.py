@@ -15,8 +15,10 @@ from typing import Iterator
 
 import plyvel
 import pytest
+import zmq
 
 import actorsys
+from actorsys import wire
 from conftest import TESTS_DIR, worker_pids
 from helpers import wait_until
 
@@ -267,11 +269,30 @@ def _broken(node, fs: str) -> str:
     return ballast
 
 
+def one_batch(endpoint: str, requests: list[list]) -> dict[int, list]:
+    """Send ``requests`` to a worker while a sync turn of the Counter "blocker" (already
+    active) blocks its loop, so they form one group commit; the replies by request id."""
+    ctx = zmq.Context()
+    try:
+        s = ctx.socket(zmq.DEALER)
+        s.connect(endpoint)
+        s.send(wire.pack([wire.ASK, 1, "Counter", "blocker", "sleep", [0.5], {}]))
+        time.sleep(0.1)
+        for request in requests:
+            s.send(wire.pack(request))
+        replies: dict[int, list] = {}
+        while len(replies) < len(requests) + 1 and s.poll(10_000):
+            r = wire.unpack(s.recv())
+            replies[r[1]] = r
+        s.close(0)
+    finally:
+        ctx.term()
+    return replies
+
+
 def test_a_refused_write_does_not_survive_an_eviction_and_reactivation_in_its_batch(tmp_path):
     """The refused deposit's actor was evicted and activated again within one group
     commit; the new activation had read the staged (never committed) state."""
-    import zmq
-    from actorsys import wire
     with tmpfs(str(tmp_path / "fs"), "24m") as fs, \
             actorsys.Node(_config(os.path.join(fs, "data"), max_resident=3)) as node:
         c = node.client()
@@ -279,23 +300,10 @@ def test_a_refused_write_does_not_survive_an_eviction_and_reactivation_in_its_ba
         ledger = c.ref("Ledger", "L")
         assert ledger.ask("deposit", 10) == 10
         ballast = fill(fs)
-        ctx = zmq.Context()
-        try:
-            s = ctx.socket(zmq.DEALER)
-            s.connect(c.map.endpoints[0])
-            s.send(wire.pack([wire.ASK, 1, "Counter", "blocker", "sleep", [0.5], {}]))
-            time.sleep(0.1)       # the worker's loop is blocked: the next four form one batch
-            burst = [("L", "deposit", [5, "z" * 4000]), ("A", "balance", []),
-                     ("B", "balance", []), ("L", "balance", [])]
-            for i, (key, method, args) in enumerate(burst, start=2):
-                s.send(wire.pack([wire.ASK, i, "Ledger", key, method, args, {}]))
-            replies = {}
-            while len(replies) < 5 and s.poll(10_000):
-                r = wire.unpack(s.recv())
-                replies[r[1]] = r
-            s.close(0)
-        finally:
-            ctx.term()
+        burst = [("L", "deposit", [5, "z" * 4000]), ("A", "balance", []),
+                 ("B", "balance", []), ("L", "balance", [])]
+        replies = one_batch(c.map.endpoints[0], [[wire.ASK, i, "Ledger", key, method, args, {}]
+                                                 for i, (key, method, args) in enumerate(burst, start=2)])
         assert replies[2][0] == wire.ERR, f"the deposit cannot have been acknowledged: {replies[2]}"
         os.remove(ballast)
         wait_until(lambda: _deposits_again(c.ref("Ledger", "other")), "writable again", 10)
@@ -353,28 +361,13 @@ def test_a_slot_first_created_on_a_full_disk_opens_once_space_returns(tmp_path):
 def test_list_actors_never_shows_an_actor_whose_first_write_was_refused(tmp_path):
     """A LIST in the same batch as the refused first write used to see it (the listing
     was read with the staged writes, and its reply does not wait for the commit)."""
-    import zmq
-    from actorsys import wire
     with tmpfs(str(tmp_path / "fs"), "24m") as fs, \
             actorsys.Node(_config(os.path.join(fs, "data"))) as node:
         c = node.client()
         c.ref("Counter", "blocker").ask("get")
         ballast = fill(fs)
-        ctx = zmq.Context()
-        try:
-            s = ctx.socket(zmq.DEALER)
-            s.connect(c.map.endpoints[0])
-            s.send(wire.pack([wire.ASK, 1, "Counter", "blocker", "sleep", [0.5], {}]))
-            time.sleep(0.1)       # the worker's loop is blocked: the next two form one batch
-            s.send(wire.pack([wire.ASK, 2, "Ledger", "ghost", "deposit", [1, "z" * 4000], {}]))
-            s.send(wire.pack([wire.LIST, 3, "Ledger", None, 100]))
-            replies = {}
-            while len(replies) < 3 and s.poll(10_000):
-                r = wire.unpack(s.recv())
-                replies[r[1]] = r
-            s.close(0)
-        finally:
-            ctx.term()
+        replies = one_batch(c.map.endpoints[0], [[wire.ASK, 2, "Ledger", "ghost", "deposit", [1, "z" * 4000], {}],
+                                                 [wire.LIST, 3, "Ledger", None, 100]])
         assert replies[2][0] == wire.ERR, replies[2]
         assert replies[3] == [wire.OK, 3, []], f"expected no listed actor: {replies[3]}"
         os.remove(ballast)
