@@ -24,10 +24,12 @@ import inspect
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import alarms as _alarms
+from . import websocket as _websocket
 
 if TYPE_CHECKING:
     from .storage import Storage
-    from .worker import InnerRef, Worker
+    from .websocket import Connection
+    from .worker import Activation, InnerRef, Worker
 
 
 class Actor:
@@ -42,6 +44,7 @@ class Actor:
     #: the actor's durable key-value storage; writes commit with the turn
     storage: "Storage"
     _worker: "Worker"
+    _act: "Activation"
     _stop_reason: str | None = None
 
     def on_start(self, *args: Any, **kwargs: Any) -> Any:
@@ -98,6 +101,33 @@ class Actor:
     def cancel_alarm(self, name: str = "default") -> bool:
         """Cancel an alarm (with this turn's commit); returns whether it was set."""
         return _alarms.cancel_alarm(self.storage, name)
+
+    # -- WebSockets (see actorsys/websocket.py; the gateway holds the sockets) -------
+    def on_connect(self, conn: "Connection") -> Any:
+        """A WebSocket was opened to this actor (``/ws/{type}/{key}``). May be ``async
+        def``. ``conn.close()`` refuses it; by default every socket is accepted."""
+
+    def on_message(self, conn: "Connection", data: "str | bytes") -> Any:
+        """A frame arrived on ``conn``: a text frame as ``str``, a binary one as ``bytes``.
+        May be ``async def``."""
+        raise NotImplementedError(f"{type(self).__name__} takes WebSockets but does not "
+                                  f"define on_message(self, conn, data)")
+
+    def on_disconnect(self, conn: "Connection") -> Any:
+        """``conn`` was closed (by the browser, by ``conn.close()``, or by the gateway).
+        May be ``async def``."""
+
+    def broadcast(self, data: Any, tag: str | None = None,
+                  exclude: "Connection | None" = None) -> None:
+        """Send ``data`` to every WebSocket of this actor (those with ``tag``, if given;
+        not to ``exclude``): ``str`` as text, ``bytes`` as binary, anything else as JSON.
+        It leaves when this turn commits."""
+        _websocket.broadcast(self._act, data, tag, exclude)
+
+    def connections(self, tag: str | None = None) -> "list[Connection]":
+        """This actor's open WebSockets (with ``tag``), oldest first. Exact in a socket
+        event's turn; elsewhere, as of the last socket event this activation saw."""
+        return _websocket.connections(self._act, tag)
 
     def ref(self, type_name: str, key: str) -> "InnerRef":
         """A reference to another actor: ``tell`` from any handler, ``await ask`` from async ones.

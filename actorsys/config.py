@@ -36,6 +36,16 @@ alarm_retry = { initial = 1.0, max = 60.0, attempts = 6 }   # on_alarm that rais
 
 [supervisors.root]           # supervision trees: see supervisors/spec.py
 children = [ { id = "store", actor = "Store", key = "main" } ]
+
+[gateway]                    # HTTP and WebSockets: see actorsys/gateway.py
+listen = "127.0.0.1:8080"    # HOST:PORT (port 0: a free port, see Node.gateway_url)
+static = "static"            # a directory served at / (optional)
+allowed_origins = []         # browser origins allowed in; [] = the page's own origin only
+max_message_bytes = "64KiB"  # largest WebSocket message or HTTP body
+max_connections_per_actor = 1000
+max_connections = 10000
+expose = ["Room"]            # actor types reachable from HTTP and WebSockets (default: all)
+auth = "app:check"           # optional hook: f(request) -> falsy refuses; a value is conn.user
 ```
 
 Every error is a :class:`~actorsys.errors.ConfigError` naming the file, the line and
@@ -135,6 +145,8 @@ class NodeConfig:
     history: dict[str, float] = field(default_factory=dict)
     #: validated [supervisors.NAME] tables as plain data (see supervisors/spec.py)
     supervisors: dict[str, Any] = field(default_factory=dict)
+    #: the validated [gateway] table (see GATEWAY_KEYS), or None: no gateway process
+    gateway: dict[str, Any] | None = None
     source: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -372,10 +384,73 @@ def load_config(config: "str | os.PathLike[str] | dict[str, Any] | NodeConfig") 
         return ConfigError(problem, file=source, line=line, key=dotted)
 
     sups = supervision.parse_supervisors(raw.get("supervisors", {}), actors=actors, fail=fail_dotted)
-    extra = {k: v for k, v in raw.items() if k not in ("node", "actors", "supervisors")}
+    gateway = _gateway(raw["gateway"], base, actors, fail) if "gateway" in raw else None
+    extra = {k: v for k, v in raw.items() if k not in _TOP_LEVEL}
     return NodeConfig(actors=actors, on_error=on_error, history=history,
-                      supervisors=supervision.to_config(sups),
+                      supervisors=supervision.to_config(sups), gateway=gateway,
                       source=source, extra=extra, **values)
+
+
+#: [gateway] key -> default (see the module docstring)
+GATEWAY_KEYS: dict[str, Any] = {
+    "listen": "127.0.0.1:8080",
+    "static": None,
+    "allowed_origins": [],
+    "max_message_bytes": 64 * 1024,
+    "max_connections_per_actor": 1000,
+    "max_connections": 10_000,
+    "expose": None,
+    "auth": None,
+}
+_FUNCTION_PATH = _CLASS_PATH
+
+
+def _gateway(table: Any, base: str, actors: dict[str, str], fail: Any) -> dict[str, Any]:
+    """Validate the [gateway] table (paths made absolute)."""
+    if not isinstance(table, dict):
+        raise fail("[gateway] must be a table", None, "gateway")
+    for key in table:
+        if key not in GATEWAY_KEYS:
+            raise fail(f"unknown key (expected one of: {', '.join(GATEWAY_KEYS)})", "gateway", key)
+    g = {**GATEWAY_KEYS, **table}
+    listen = g["listen"]
+    m = re.match(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):(\d{1,5})$", listen) if isinstance(listen, str) else None
+    if m is None or int(m.group(2)) > 65535:
+        raise fail(f"must be \"HOST:PORT\" (port 0: any free port), got {listen!r:.80}", "gateway", "listen")
+    if g["static"] is not None:
+        if not isinstance(g["static"], str):
+            raise fail(f"must be a directory path, got {g['static']!r:.80}", "gateway", "static")
+        g["static"] = os.path.join(base, g["static"])
+        if not os.path.isdir(g["static"]):
+            raise fail(f"no such directory: {g['static']}", "gateway", "static")
+    origins = g["allowed_origins"]
+    if not (isinstance(origins, list) and all(isinstance(o, str) for o in origins)):
+        raise fail("must be a list of origins such as \"https://example.com\" (or [\"*\"])",
+                   "gateway", "allowed_origins")
+    for o in origins:
+        if o != "*" and not re.match(r"^https?://[^/\s]+$", o):
+            raise fail(f"an origin is SCHEME://HOST[:PORT] with no path, got {o!r:.80}",
+                       "gateway", "allowed_origins")
+    try:
+        g["max_message_bytes"] = parse_size(g["max_message_bytes"]) if type(g["max_message_bytes"]) in (
+            int, str) else -1
+        if not 1024 <= g["max_message_bytes"] <= 64 << 20:
+            raise ValueError
+    except ValueError:
+        raise fail(f"must be between 1KiB and 64MiB, got {table.get('max_message_bytes')!r:.80}",
+                   "gateway", "max_message_bytes") from None
+    for key in ("max_connections_per_actor", "max_connections"):
+        if type(g[key]) is not int or g[key] < 1:
+            raise fail(f"must be a positive integer, got {g[key]!r:.80}", "gateway", key)
+    if g["expose"] is not None:
+        if not (isinstance(g["expose"], list) and all(isinstance(t, str) for t in g["expose"])):
+            raise fail("must be a list of actor type names", "gateway", "expose")
+        for t in g["expose"]:
+            if t not in actors:
+                raise fail(f"{t!r:.80} is not a type in [actors]", "gateway", "expose")
+    if g["auth"] is not None and not (isinstance(g["auth"], str) and _FUNCTION_PATH.match(g["auth"])):
+        raise fail(f"must be \"module:function\", got {g['auth']!r:.80}", "gateway", "auth")
+    return g
 
 
 def _check_keys(values: dict[str, Any], base: str, fail: Any) -> None:
@@ -486,4 +561,25 @@ def check_actor_classes(cfg: NodeConfig) -> dict[str, type]:
             raise ConfigError(f"cannot load actor class {spec!r}: {type(exc).__name__}: {exc}",
                               file=cfg.source, line=_line_of(text, "actors", name),
                               key=f"actors.{name}") from None
+    if cfg.gateway is not None and cfg.gateway["auth"]:
+        try:
+            import_function(cfg.gateway["auth"], cfg.python_path)
+        except Exception as exc:
+            raise ConfigError(f"cannot load the gateway's auth hook {cfg.gateway['auth']!r}: "
+                              f"{type(exc).__name__}: {exc}", file=cfg.source,
+                              line=_line_of(text, "gateway", "auth"), key="gateway.auth") from None
     return classes
+
+
+def import_function(spec: str, python_path: list[str] | None = None) -> Any:
+    """Import ``"module:function"`` and check that it is callable."""
+    for p in reversed(python_path or []):
+        if p not in sys.path:
+            sys.path.insert(0, p)
+    module_name, _, qual = spec.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in qual.split("."):
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise TypeError(f"{spec} is not callable")
+    return obj

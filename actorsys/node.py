@@ -56,7 +56,27 @@ def resolve_endpoints(cfg: NodeConfig) -> tuple[NodeConfig, str | None]:
         extra["_worker_ports"] = [_free_port(host) for _ in range(cfg.workers)]
         extra["_tree_port"] = _free_port(host)
         cfg = replace(cfg, extra=extra)
+    if cfg.gateway is not None:
+        cfg = replace(cfg, gateway=_resolve_gateway(cfg))
     return cfg, run_dir
+
+
+def _resolve_gateway(cfg: NodeConfig) -> dict[str, Any]:
+    """Fix the gateway's listen port (0: a free one) and its endpoint inside the node,
+    where workers send it their actors' WebSocket effects."""
+    g = dict(cfg.gateway or {})
+    host, port = g["listen"].rsplit(":", 1)
+    if port == "0":
+        g["listen"] = f"{host}:{_free_port(host.strip('[]'))}"
+    ep = cfg.endpoint
+    assert ep is not None
+    if ep.startswith("ipc://"):
+        stem = ep[6:-5] if ep.endswith(".sock") else ep[6:]
+        g["_internal"] = f"ipc://{stem}-gateway.sock"
+    else:
+        node_host = ep[6:].rsplit(":", 1)[0]
+        g["_internal"] = f"tcp://{node_host}:{_free_port(node_host)}"
+    return g
 
 
 class Node:
@@ -82,6 +102,13 @@ class Node:
         if self.config.endpoint is None:
             raise NodeUnavailable("node is not started")
         return self.config.endpoint
+
+    @property
+    def gateway_url(self) -> str:
+        """The gateway's base URL (``http://HOST:PORT``), once started with a ``[gateway]``."""
+        if self.config.gateway is None or "_internal" not in self.config.gateway:
+            raise NodeUnavailable("this node has no gateway, or is not started")
+        return "http://" + self.config.gateway["listen"]
 
     @property
     def pid(self) -> int | None:
@@ -143,6 +170,11 @@ class Node:
                 if self.config.supervisors and (tree is None or tree.get("state") != "running"):
                     client.close()
                     time.sleep(0.02)      # the tree is still starting its children
+                    continue
+                gateway = next((p for p in processes if p["role"] == "gateway"), None)
+                if self.config.gateway is not None and not (gateway and gateway["up"]):
+                    client.close()
+                    time.sleep(0.02)      # the gateway is still starting
                     continue
             except NodeUnavailable as exc:
                 client.close()

@@ -136,9 +136,18 @@ class Router:
             except ActorError as exc:
                 return [{"role": "tree", "pid": None, "up": False, "error": str(exc)}]
 
-        workers, trees = await asyncio.gather(
-            asyncio.gather(*(one(i) for i in range(len(self.map.endpoints)))), tree())
-        workers = [*workers, *trees]
+        async def gateway() -> list[dict[str, Any]]:
+            if self.cfg.gateway is None:
+                return []
+            try:
+                return [await self.transport.call_peer(self.cfg.gateway["_internal"], wire.STATUS,
+                                                       [], 1.0, "gateway")]
+            except ActorError as exc:
+                return [{"role": "gateway", "pid": None, "up": False, "error": str(exc)}]
+
+        workers, trees, gateways = await asyncio.gather(
+            asyncio.gather(*(one(i) for i in range(len(self.map.endpoints)))), tree(), gateway())
+        workers = [*workers, *trees, *gateways]
         for w in workers:
             w.setdefault("up", True)
         processes = [

@@ -22,11 +22,14 @@ SUP     ``[SUP, id, supervisor, command, arg, deadline]``: a supervisor's runtim
         (tree); ``deadline`` (epoch seconds, optional): not carried out after it
 LIST    ``[LIST, id, type, start_after, limit]``: a worker's keys of actors of ``type``
         with persisted data, in order, after ``start_after`` (a string or nil)
+WS      ``[WS, 0, type, key, effects]``: a worker hands the gateway what one actor's
+        committed turns did to its WebSockets (no reply; see ``websocket.py``)
 ======  ============================================================
 
 An ``ASK`` whose method starts with ``$`` is a system call served by the worker in the
 actor's turn order without running its code: ``$history``, ``$rewind`` (kwargs
-``version`` or ``time``), ``$destroy``.
+``version`` or ``time``), ``$destroy``. ``$ws`` (from the gateway) runs the actor's
+WebSocket handlers for a batch of socket events (``websocket.py``).
 
 Replies are ``[OK, id, result]`` or ``[ERR, id, {"code", "type", "message", ...}]``.
 
@@ -44,8 +47,9 @@ from .errors import ActorError, BadRequest, MessageTooLarge
 ASK, TELL, SPAWN, MAP, STATUS, PING, STOP, EXIT, SUP = 1, 2, 3, 4, 5, 6, 7, 8, 9
 OK, ERR = 10, 11
 LIST = 12
+WS = 13
 OPS = {ASK: "ask", TELL: "tell", SPAWN: "spawn", MAP: "map", STATUS: "status", PING: "ping",
-       STOP: "stop", EXIT: "exit", SUP: "sup", LIST: "list"}
+       STOP: "stop", EXIT: "exit", SUP: "sup", LIST: "list", WS: "ws"}
 MAX_LIST_LIMIT = 10_000
 
 _packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
@@ -132,6 +136,10 @@ def parse_request(msg: Any) -> tuple[int, int, list[Any]]:
                 or not (rest[1] is None or isinstance(rest[1], str))
                 or type(rest[2]) is not int or not 0 <= rest[2] <= MAX_LIST_LIMIT):
             raise BadRequest(f"list takes [op, id, type, start_after or nil, limit 0..{MAX_LIST_LIMIT}]")
+    elif op == WS:
+        if (len(rest) != 3 or not isinstance(rest[0], str) or not isinstance(rest[1], str)
+                or not isinstance(rest[2], list)):
+            raise BadRequest("ws takes [op, 0, type, key, effects]")
     elif op == SUP:
         if (len(rest) not in (3, 4) or not isinstance(rest[0], str) or not isinstance(rest[1], str)
                 or (len(rest) == 4 and type(rest[3]) not in (int, float))):

@@ -56,7 +56,7 @@ from typing import Any
 
 import zmq
 
-from . import alarms, history, wire
+from . import alarms, history, websocket, wire
 from .actor import Actor, handlers_of
 from .config import NodeConfig, import_actor_class, node_keys
 from .errors import (ActorError, ActorStopped, BadRequest, LimitExceeded, MessageTooLarge,
@@ -79,6 +79,8 @@ SYSTEM_METHODS = frozenset({"$history", "$rewind", "$destroy"})
 _ENDING = (PASSIVATE, SHUTDOWN, EXITING)
 #: in a mailbox entry's args place: the entry holds the request's wire bytes (see _deliver)
 _QUEUED = object()
+#: in the outbox's destination place: a turn's WebSocket effects, for the gateway
+_GATEWAY = ("gateway",)
 MAX_KEY_BYTES = 1024
 #: messages ZeroMQ queues per peer on a worker's socket before the peer's send queue fills:
 #: what a worker takes in while a sync turn blocks its loop (which drains 512 at a time)
@@ -141,7 +143,7 @@ class Activation:
 
     __slots__ = ("type_name", "key", "prefix", "cls", "handlers", "instance", "mailbox",
                  "running", "last_used", "snapshot", "tells", "sup", "status", "task",
-                 "kill_timer", "gen", "versions", "indexed")
+                 "kill_timer", "gen", "versions", "indexed", "ws", "ws_gateway", "ws_out")
 
     def __init__(self, type_name: str, key: str, prefix: bytes, cls: type,
                  handlers: dict[str, Any]) -> None:
@@ -167,6 +169,11 @@ class Activation:
         self.gen = 0
         self.versions: history.Versions | None = None   # loaded at the first commit
         self.indexed = False        # its listing entry was written by this activation
+        # its WebSockets as the gateway last sent them (None: not known), the gateway
+        # incarnation that sent them, and this turn's effects on them (websocket.py)
+        self.ws: dict[str, websocket.Connection] | None = None
+        self.ws_gateway: str | None = None
+        self.ws_out: list[list] = []
 
 
 def mail(act: Activation) -> deque[tuple]:
@@ -258,12 +265,14 @@ class Worker:
         self.staged: list[Activation] = []
         self._flush_scheduled = False
         self._recovery: asyncio.TimerHandle | None = None   # while storage is read-only
+        self.gateway_sock: zmq.Socket | None = None   # to the gateway, made on first use
         self.queued_bytes = 0    # wire bytes of the messages waiting in mailboxes
         self.serving = False     # storage opened and the socket bound
         self.stopping = False
         self.counters = {"received": 0, "bad_frames": 0, "turns": 0, "failures": 0,
                          "activations": 0, "passivations": 0, "evictions": 0,
-                         "dropped_replies": 0, "overloaded": 0, "storage_errors": 0, "exits": 0,
+                         "dropped_replies": 0, "dropped_ws": 0, "overloaded": 0, "storage_errors": 0,
+                         "exits": 0,
                          "turn_timeouts": 0, "alarms_fired": 0, "alarms_failed": 0,
                          "alarms_dropped": 0, "auth_refused": 0, "handshake_failed": 0}
         # type name -> seconds of history kept (0: none)
@@ -275,6 +284,7 @@ class Worker:
             cls = import_actor_class(spec, self.cfg.python_path)
             self.classes[name] = cls
             self.handlers[name] = handlers_of(cls)
+            self.handlers[name][websocket.METHOD] = websocket.run_batch
 
     async def run(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -318,6 +328,8 @@ class Worker:
             self.transport.close()
             if self.tree_sock is not None:
                 self.tree_sock.close(500)
+            if self.gateway_sock is not None:
+                self.gateway_sock.close(500)
             self.sock.close(500)   # give the last flushed replies time to leave
             if self.guard is not None:      # after the socket it protects
                 self.guard.close()
@@ -994,6 +1006,9 @@ class Worker:
         for t in act.tells:
             self.outbox.append((None, t))
         act.tells = []
+        if act.ws_out:
+            self.outbox.append((_GATEWAY, (act.type_name, act.key, act.ws_out)))
+            act.ws_out = []
         act.running = False
         act.last_used = time.monotonic()
         self.counters["turns"] += 1
@@ -1032,6 +1047,7 @@ class Worker:
         op, reply_to, rid = msg[0], msg[1], msg[2]
         act.instance = None          # restart: the next message reactivates from the last commit
         act.tells = []
+        act.ws, act.ws_out = None, []    # the turn may have changed them: ask the gateway again
         act.running = False
         act.last_used = time.monotonic()
         self.counters["failures"] += 1
@@ -1103,7 +1119,7 @@ class Worker:
                 self._drop_instance(act)
             self.clock.note(time.time() + 1.0)   # an alarm turn's commit may be among them
             for dest, payload in outbox:
-                if dest is not None:
+                if dest is not None and dest is not _GATEWAY:
                     rid = wire.unpack(payload)[1]
                     self._send(dest, wire.err(rid, exc.to_wire()))
             self._send_exits()
@@ -1118,10 +1134,27 @@ class Worker:
                 except Exception:    # never lose the replies after it
                     self.counters["dropped_replies"] += 1
                     traceback.print_exc()
+            elif dest is _GATEWAY:
+                self._to_gateway(*payload)
             else:
                 self._send(dest, payload)
         self._send_exits()
         self.pump.kick()
+
+    def _to_gateway(self, type_name: str, key: str, effects: list[list]) -> None:
+        """Hand the gateway one actor's committed WebSocket effects (at most once: with
+        no gateway, or one that does not keep up, they are dropped and counted)."""
+        sock = self.gateway_sock
+        if sock is None:
+            endpoint = (self.cfg.gateway or {}).get("_internal")
+            if endpoint is None:
+                self.counters["dropped_ws"] += 1
+                return
+            sock = self.gateway_sock = dealer(self.ctx, endpoint, node_keys(self.cfg))
+        try:
+            sock.send(wire.pack([wire.WS, 0, type_name, key, effects]), _NOBLOCK)
+        except zmq.ZMQError:
+            self.counters["dropped_ws"] += 1
 
     def _recover_storage(self) -> None:
         """While storage is read-only: try to reopen it every RECOVERY_INTERVAL."""

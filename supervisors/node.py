@@ -13,6 +13,8 @@ In the user's words:
   synchronous turn has run past ``turn_timeout``, and one whose event loop missed its
   heartbeats for ``heartbeat_timeout`` (both killed: a blocked loop cannot stop itself).
   Heartbeats and turn start times come from memory shared with the workers.
+* With a ``[gateway]`` in the config it starts the HTTP/WebSocket gateway
+  (``actorsys/gateway.py``) last and stops it first, and restarts it like the router.
 * With supervisors in the config it also starts the supervision tree process
   (``tree.py``) after the workers, and stops it first. If the tree exits on purpose
   (a top-level supervisor gave up: status 3; or shut down by ``auto_shutdown``: 0) the
@@ -28,8 +30,8 @@ In the user's words:
   embedded node's supervisor stops when the process that started it is gone.
 
 The state machine is three states: ``starting`` -> ``running`` (restart on every child
-exit) -> ``stopping`` (tree first, then workers, then the router: terminate, wait, kill,
-reap).
+exit) -> ``stopping`` (gateway and tree first, then workers, then the router: terminate,
+wait, kill, reap).
 """
 from __future__ import annotations
 
@@ -160,10 +162,14 @@ def claim_node(cfg: NodeConfig) -> list[int]:
         if cfg.endpoint.startswith("ipc://"):
             path = cfg.endpoint[6:]
             fds.append(_lock(path + ".lock", f"endpoint {cfg.endpoint}", "node.endpoint"))
-        for ep in [cfg.endpoint, *worker_endpoints(cfg), *filter(None, [tree_endpoint(cfg)])]:
+        internal = [cfg.gateway["_internal"]] if cfg.gateway else []
+        for ep in [cfg.endpoint, *worker_endpoints(cfg), *filter(None, [tree_endpoint(cfg)]), *internal]:
             if _endpoint_in_use(ep):
                 raise ConfigError(f"endpoint {ep} is already in use by another process",
                                   key="node.endpoint")
+        if cfg.gateway and _endpoint_in_use("tcp://" + cfg.gateway["listen"]):
+            raise ConfigError(f"the gateway's address {cfg.gateway['listen']} is already in use",
+                              file=cfg.source, key="gateway.listen")
     except BaseException:
         for fd in fds:
             os.close(fd)
@@ -250,6 +256,10 @@ class NodeSupervisor:
             if role == "router":
                 router.main(self.cfg, self.meta, endpoint, self.endpoints, self.tree_endpoint)
                 code = 0
+            elif role == "gateway":
+                from actorsys import gateway
+                gateway.main(self.cfg)
+                code = 0
             elif role == "tree":
                 code = tree.main(self.cfg, self.meta, self.tree_endpoint or "", self.endpoints,
                                  restarted=bool(slot), report_fd=self.reports_w)
@@ -304,6 +314,8 @@ class NodeSupervisor:
             return 2
         self.endpoints = worker_endpoints(self.cfg)
         self.tree_endpoint = tree_endpoint(self.cfg)
+        if self.cfg.gateway is not None:
+            from actorsys import gateway  # noqa: F401  (imported before forking, like the rest)
         if self.cfg.insecure and (self.cfg.endpoint or "").startswith("tcp://"):
             log(f"WARNING: insecure = true: the tcp endpoints of this node ({self.cfg.endpoint} and "
                 f"its workers' ports) are unauthenticated and unencrypted; anyone who can reach "
@@ -313,6 +325,8 @@ class NodeSupervisor:
             self._spawn("worker", i)
         if self.tree_endpoint is not None:
             self._spawn("tree", 0)
+        if self.cfg.gateway is not None:
+            self._spawn("gateway", None)
         self.state = "running"
         log(f"node running at {self.cfg.endpoint} with {self.cfg.workers} workers")
         code = 0
@@ -343,7 +357,8 @@ class NodeSupervisor:
         return code
 
     def _name(self, role: str, slot: int | None) -> str:
-        return {"router": "router", "tree": "supervision tree"}.get(role, f"worker slot {slot}")
+        return {"router": "router", "tree": "supervision tree",
+                "gateway": "gateway"}.get(role, f"worker slot {slot}")
 
     def _on_child_exit(self, role: str, slot: int | None, status: int) -> int | None:
         """Handle one dead child; returns an exit status if the node must stop."""
@@ -463,17 +478,19 @@ class NodeSupervisor:
                     self.terminating[pid] = now + cfg.shutdown_timeout
 
     def _stop_children(self) -> None:
-        # the tree first (it stops supervised children in order), then the workers (they
+        # the gateway (it closes its sockets and hands actors the disconnects) and the
+        # tree (it stops supervised children in order) first, then the workers (they
         # passivate actors), then the router
-        trees = [pid for pid, (role, _slot) in self.children.items() if role == "tree"]
-        for pid in trees:
-            self._signal(pid, signal.SIGTERM)
-        self._wait_children(lambda: any(r == "tree" for r, _ in self.children.values()),
-                            self.cfg.shutdown_timeout)
-        for pid, (role, _slot) in list(self.children.items()):
-            if role == "tree":
-                log(f"the supervision tree did not stop within shutdown_timeout; killing it")
-                self._signal(pid, signal.SIGKILL)
+        for first in ("gateway", "tree"):
+            for pid, (role, _slot) in list(self.children.items()):
+                if role == first:
+                    self._signal(pid, signal.SIGTERM)
+            self._wait_children(lambda first=first: any(r == first for r, _ in self.children.values()),
+                                self.cfg.shutdown_timeout)
+            for pid, (role, _slot) in list(self.children.items()):
+                if role == first:
+                    log(f"the {self._name(role, None)} did not stop within shutdown_timeout; killing it")
+                    self._signal(pid, signal.SIGKILL)
         for pid, (role, _slot) in list(self.children.items()):
             if role == "worker":
                 self._signal(pid, signal.SIGTERM)

@@ -1,0 +1,66 @@
+"""Actors for the gateway tests: WebSocket handlers, HTTP methods, failures on purpose."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import actorsys
+
+
+class Echo(actorsys.Actor):
+    """Echoes every frame back, counts them durably, and tells who is connected."""
+
+    def on_connect(self, conn: Any) -> None:
+        self.state["connects"] = self.state.get("connects", 0) + 1
+        if conn.query.get("tag"):
+            conn.tag(conn.query["tag"])
+        conn.attach({"name": conn.query.get("name", "anon")})
+        conn.send({"hello": conn.id, "user": conn.user})
+
+    def on_message(self, conn: Any, data: Any) -> None:
+        self.state["messages"] = self.state.get("messages", 0) + 1
+        if data == "boom":
+            raise ValueError("boom on purpose")
+        if data == "who":
+            conn.send(sorted(c.attachment["name"] for c in self.connections()))
+        elif data == "close":
+            conn.close(4000, "asked to")
+        elif isinstance(data, str) and data.startswith("all:"):
+            self.broadcast(data[4:], tag=conn.query.get("to"))
+        elif isinstance(data, str) and data.startswith("others:"):
+            self.broadcast(data[7:], exclude=conn)
+        else:
+            conn.send(data)
+
+    def on_disconnect(self, conn: Any) -> None:
+        self.state["disconnects"] = self.state.get("disconnects", 0) + 1
+        self.broadcast({"left": conn.attachment["name"]})
+
+    def counts(self) -> dict[str, int]:
+        return {k: self.state.get(k, 0) for k in ("connects", "messages", "disconnects")}
+
+    def add(self, a: int, b: int = 0) -> int:
+        return a + b
+
+    def fail(self) -> None:
+        raise KeyError("no such thing")
+
+    def raw(self) -> bytes:
+        return b"\x00\x01"
+
+    def shout(self, text: str) -> int:
+        """An HTTP ask that broadcasts to the actor's sockets."""
+        self.broadcast(text)
+        return len(self.connections())
+
+    async def slow(self, seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return "done"
+
+
+def allow_token(request: Any) -> Any:
+    """The auth hook: a request needs ?token=secret (or the header); the user is its name."""
+    token = request.query.get("token") or request.headers.get("x-token")
+    if token != "secret":
+        return False
+    return {"name": request.query.get("name", "tester")}
