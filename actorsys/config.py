@@ -385,6 +385,9 @@ def load_config(config: "str | os.PathLike[str] | dict[str, Any] | NodeConfig") 
 
     sups = supervision.parse_supervisors(raw.get("supervisors", {}), actors=actors, fail=fail_dotted)
     gateway = _gateway(raw["gateway"], base, actors, fail) if "gateway" in raw else None
+    if gateway is not None and gateway["max_message_bytes"] > values["max_message_bytes"] // 2:
+        raise fail(f"must be at most half of [node] max_message_bytes ({values['max_message_bytes']}): "
+                   f"socket events travel to actors inside node messages", "gateway", "max_message_bytes")
     extra = {k: v for k, v in raw.items() if k not in _TOP_LEVEL}
     return NodeConfig(actors=actors, on_error=on_error, history=history,
                       supervisors=supervision.to_config(sups), gateway=gateway,

@@ -154,7 +154,8 @@ class Gateway:
                          "ws_refused": 0, "events": 0, "batches": 0, "redeliveries": 0,
                          "duplicates": 0, "failed_events": 0, "dropped_events": 0,
                          "effects": 0, "slow_closed": 0, "bad_frames": 0,
-                         "auth_refused": 0, "handshake_failed": 0}
+                         "hook_refused": 0, "origin_refused": 0,
+                         "auth_refused": 0, "handshake_failed": 0}   # (the last two: CURVE)
         self.started = time.time()
         self.serving = False      # the HTTP site is up
         self.stopping = False
@@ -237,6 +238,7 @@ class Gateway:
             raise Refused(404, "unknown_method", f"actor type {type_name!r} has no method {method!r:.100}")
         origin = request.headers.get("Origin")
         if origin is not None and not self._origin_allowed(origin, request):
+            self.counters["origin_refused"] += 1
             raise Refused(403, "forbidden", f"origin {origin!r:.100} is not allowed "
                                             f"(see [gateway] allowed_origins)")
         if self.auth is None:
@@ -252,8 +254,9 @@ class Gateway:
                 verdict = await verdict
         except Exception as exc:
             log(f"the auth hook raised on {request.path}: {type(exc).__name__}: {exc}")
-            raise Refused(403, "forbidden", "refused by the auth hook") from None
+            verdict = False
         if not verdict:
+            self.counters["hook_refused"] += 1
             raise Refused(403, "forbidden", "refused by the auth hook")
         return None if verdict is True else verdict
 
@@ -373,7 +376,8 @@ class Gateway:
         try:
             while room.waiting:
                 events, size = [], 0
-                while room.waiting and len(events) < MAX_BATCH_EVENTS and size < MAX_BATCH_BYTES:
+                limit = min(MAX_BATCH_BYTES, self.cfg.max_message_bytes // 2)
+                while room.waiting and len(events) < MAX_BATCH_EVENTS and (not events or size + room.waiting[0][1] <= limit):
                     ev, n = room.waiting.popleft()
                     events.append(ev)
                     size += n
