@@ -493,10 +493,14 @@ class Gateway:
             if kind == "b":
                 if room is None:
                     continue
-                tag, exclude, data = e[1], e[2], e[3]
-                for s in list(room.sockets.values()):
-                    if s.state in ("sent", "member") and s.id != exclude and (
-                            tag is None or tag in s.tags):
+                tag, exclude, data, ids = e[1], e[2], e[3], e[4]
+                if ids is not None:          # the sockets the actor knew at that point
+                    targets = [room.sockets.get(i) for i in ids]
+                else:
+                    targets = [s for s in room.sockets.values() if s.state == "member"
+                               and s.id != exclude and (tag is None or tag in s.tags)]
+                for s in targets:
+                    if s is not None:
                         self._push(s, data)
                 continue
             s = self.sockets.get(e[1])

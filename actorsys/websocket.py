@@ -25,7 +25,11 @@ In the user's words:
 Frames to the gateway (``wire.WS``) carry one actor's effects, in order::
 
     ["s", conn_id, data]              send data (str: a text frame, bytes: binary)
-    ["b", tag, exclude_id, data]      to every socket of the actor (with the tag)
+    ["b", tag, exclude_id, data, ids] to every socket of the actor (with the tag): ``ids``
+                                      are the sockets the actor knew at that point of
+                                      the turn; None when it knew none (a turn that is
+                                      not a socket event's, after a restart): then the
+                                      sockets whose on_connect had committed
     ["x", conn_id, code, reason]      close
     ["t", conn_id, [tag, ...]]        add tags
     ["a", conn_id, value]             keep a value with the socket (conn.attachment)
@@ -119,7 +123,11 @@ def broadcast(act: "Activation", data: Any, tag: str | None, exclude: Connection
         raise TypeError(f"a tag is a string, got {type(tag).__name__}")
     if exclude is not None and not isinstance(exclude, Connection):
         raise TypeError("exclude is a Connection (or None)")
-    _effect(act, ["b", tag, exclude.id if exclude else None, _frame(act, data)])
+    ids = None
+    if act.ws is not None:     # so a socket the actor does not know yet gets nothing
+        ids = [c.id for c in act.ws.values()
+               if (tag is None or tag in c.tags) and c is not exclude]
+    _effect(act, ["b", tag, exclude.id if exclude else None, _frame(act, data), ids])
 
 
 def connections(act: "Activation", tag: str | None) -> list[Connection]:
@@ -233,7 +241,8 @@ def _pack(value: Any, what: str) -> bytes:
 def _effect(act: "Activation", effect: list) -> None:
     worker = act.instance._worker if act.instance is not None else None
     limit = worker.cfg.max_message_bytes if worker is not None else 1 << 20
-    size = len(effect[-1]) if isinstance(effect[-1], (str, bytes)) else 0
+    data = effect[4 if effect[0] == "b" else -1]
+    size = len(data) if isinstance(data, (str, bytes)) else 0
     if size > limit:
         raise MessageTooLarge(f"WebSocket message of {size} bytes; max_message_bytes is {limit}")
     act.ws_out.append(effect)

@@ -64,3 +64,16 @@ def allow_token(request: Any) -> Any:
     if token != "secret":
         return False
     return {"name": request.query.get("name", "tester")}
+
+
+class AsyncEcho(actorsys.Actor):
+    """Echoes every text frame after an ``await``: a turn that suspends must not let a
+    later frame's reply overtake an earlier one."""
+
+    async def on_message(self, conn: Any, data: Any) -> None:
+        await asyncio.sleep(0.01)
+        self.state["messages"] = self.state.get("messages", 0) + 1
+        conn.send(data)
+
+    def counts(self) -> dict[str, int]:
+        return {"messages": self.state.get("messages", 0)}
