@@ -70,6 +70,8 @@ MAX_WAITING_EVENTS, MAX_WAITING_BYTES = 10_000, 8 << 20
 #: a socket whose browser does not read this much of what it is sent is closed
 MAX_UNSENT_FRAMES, MAX_UNSENT_BYTES = 1000, 8 << 20
 MAX_KEY_BYTES = 1024
+#: seconds a closing socket waits for the browser's close frame
+CLOSE_TIMEOUT = 2.0
 
 
 def log(msg: str) -> None:
@@ -212,8 +214,8 @@ class Gateway:
         within the shutdown time, then stop."""
         self.stopping = True
         deadline = self.loop.time() + max(self.cfg.shutdown_timeout - 1.0, 0.5)
-        for s in list(self.sockets.values()):
-            await self._close(s, 1001, "the server is stopping")
+        await asyncio.gather(*(self._close(s, 1001, "the server is stopping")
+                               for s in list(self.sockets.values())))
         tasks = [r.task for r in self.rooms.values() if r.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=max(deadline - self.loop.time(), 0.1))
@@ -322,8 +324,11 @@ class Gateway:
         except Refused as r:
             self.counters["ws_refused"] += 1
             return self._error(r.status, r.code, str(r))
-        ws = web.WebSocketResponse(max_msg_size=self.g["max_message_bytes"], heartbeat=30.0)
+        ws = web.WebSocketResponse(max_msg_size=self.g["max_message_bytes"], heartbeat=30.0,
+                                   timeout=CLOSE_TIMEOUT)
         await ws.prepare(request)
+        # (looked up again: the room may have come or gone while the handshake awaited)
+        room = self.rooms.get((type_name, key))
         if room is None:
             room = self.rooms[(type_name, key)] = Room(type_name, key)
         info = {"user": user, "query": dict(request.query), "remote": request.remote,
@@ -395,8 +400,8 @@ class Gateway:
             room.task = None
             if room.waiting:
                 room.task = self.loop.create_task(self._deliver(room))
-            elif not room.sockets:
-                self.rooms.pop((room.type_name, room.key), None)
+            elif not room.sockets and self.rooms.get((room.type_name, room.key)) is room:
+                del self.rooms[(room.type_name, room.key)]
 
     async def _send_batch(self, room: Room, events: list) -> None:
         number = next(self.batches)
