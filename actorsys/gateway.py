@@ -15,9 +15,10 @@ In the user's words:
   they stay open (hibernation), and its worker can crash; the actor comes back from its
   last commit and the sockets keep working.
 * Delivery. A socket's events reach its actor in order. The events waiting for one
-  actor go in one batch, one turn. A batch whose worker died is delivered again (its
-  delivery mark makes that at most once applied) until ``ask_timeout`` has passed; then
-  its sockets are closed (1011) rather than left silently missing events. A batch the
+  actor go in one batch, one turn. A batch whose worker died is delivered again until
+  ``ask_timeout`` has passed (then its sockets are closed, 1011, rather than left
+  silently missing events); its delivery mark makes it applied once, and its effects
+  reach the sockets once (``websocket.py``). A batch the
   handlers fail is split into single events; an event that still fails is dropped
   (logged), and a socket whose ``on_connect`` failed is closed (1011).
 * Static files from ``static`` (``/`` serves its ``index.html``).
@@ -133,6 +134,7 @@ class Room:
     waiting: deque = field(default_factory=deque)    # [event, size]
     waiting_bytes: int = 0
     roster_known: bool = False        # the actor's worker has our list of its sockets
+    applied: int = 0                  # the last batch whose effects were applied
     task: asyncio.Task | None = None
     space: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -147,6 +149,7 @@ class Gateway:
         self.incarnation = secrets.token_hex(8)
         self.ids = itertools.count(1)
         self.batches = itertools.count(1)      # batch numbers: increasing in this incarnation
+        self.last_batch = 0
         self.rooms: dict[tuple[str, str], Room] = {}
         self.sockets: dict[str, Socket] = {}
         self.types = set(self.g["expose"] or cfg.actors)
@@ -154,7 +157,8 @@ class Gateway:
             import_function(self.g["auth"], cfg.python_path) if self.g["auth"] else None)
         self.counters = {"http_requests": 0, "http_errors": 0, "ws_opened": 0, "ws_closed": 0,
                          "ws_refused": 0, "events": 0, "batches": 0, "redeliveries": 0,
-                         "duplicates": 0, "failed_events": 0, "dropped_events": 0,
+                         "duplicates": 0, "duplicate_effects": 0, "failed_events": 0,
+                         "dropped_events": 0,
                          "effects": 0, "slow_closed": 0, "bad_frames": 0,
                          "hook_refused": 0, "origin_refused": 0,
                          "auth_refused": 0, "handshake_failed": 0}   # (the last two: CURVE)
@@ -404,7 +408,7 @@ class Gateway:
                 del self.rooms[(room.type_name, room.key)]
 
     async def _send_batch(self, room: Room, events: list) -> None:
-        number = next(self.batches)
+        number = self.last_batch = next(self.batches)
         roster = None if room.roster_known else room.members()
         deadline = self.loop.time() + self.cfg.ask_timeout
         pause = 0.01
@@ -471,7 +475,7 @@ class Gateway:
             return self._reply(r.envelope, wire.err(r.rid, r.error.to_wire()))
         if op == wire.WS:
             try:
-                self._apply(rest[0], rest[1], rest[2])
+                self._apply(rest[0], rest[1], rest[2], rest[3])
             except (TypeError, ValueError, IndexError, KeyError):
                 self.counters["bad_frames"] += 1
         elif op == wire.STATUS:
@@ -490,8 +494,13 @@ class Gateway:
         except zmq.ZMQError:
             pass
 
-    def _apply(self, type_name: str, key: str, effects: list) -> None:
+    def _apply(self, type_name: str, key: str, effects: list, batch: int | None) -> None:
         room = self.rooms.get((type_name, key))
+        if batch is not None and room is not None:
+            if batch <= room.applied:
+                self.counters["duplicate_effects"] += 1
+                return           # sent again after a crash, but they had left the first time
+            room.applied = batch
         for e in effects:
             self.counters["effects"] += 1
             kind = e[0]
@@ -549,7 +558,9 @@ class Gateway:
 
     def status(self) -> dict[str, Any]:
         return {"role": "gateway", "pid": os.getpid(), "slot": None, "up": self.serving,
-                "listen": self.g["listen"], "sockets": len(self.sockets),
+                "listen": self.g["listen"], "incarnation": self.incarnation,
+                "last_batch": self.last_batch,
+                "sockets": len(self.sockets),
                 "actors_with_sockets": len(self.rooms), **self.counters}
 
 

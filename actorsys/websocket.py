@@ -15,8 +15,10 @@ In the user's words:
 * Sockets outlive the actor's activation and its worker. An actor can be passivated
   with sockets open (hibernation): their next event activates it again. After a worker
   crash (kill -9) the gateway delivers the batch again; a delivery mark (``P + b"w"``:
-  the gateway's incarnation and the batch's number) commits with every batch, so a
-  batch that had committed before the crash is not applied twice.
+  the gateway's incarnation, the batch's number and the batch's effects) commits with
+  every batch, so a batch that had committed before the crash is not applied twice, and
+  its effects, which the crash may have kept from leaving, are sent again. The gateway
+  applies a batch's effects once (it remembers the last batch number it applied).
 * ``self.connections(tag)`` lists the actor's open sockets. The gateway sends the whole
   list with a batch whenever the worker does not know it (a new activation, a new
   gateway), so in a socket event's turn it is exact; in other turns (an alarm, an ask)
@@ -140,43 +142,55 @@ def run_batch(inst: "Actor", gateway: str, number: int, roster: list | None,
               events: list) -> Any:
     """The ``$ws`` turn: deliver a batch of socket events to the actor's handlers.
 
-    Returns ``"dup"`` for a batch already committed, ``{"need": "roster"}`` when the
-    worker does not know the actor's sockets (the gateway sends again with them), or
-    ``"ok"`` (after any ``async`` handler finished: then an awaitable).
+    Returns ``"dup"`` for a batch already committed (sending its effects again),
+    ``{"need": "roster"}`` when the worker does not know the actor's sockets (the gateway
+    sends again with them), or ``"ok"`` (after any ``async`` handler finished: then an
+    awaitable).
     """
     act = inst._act
     _check(gateway, number, roster, events)
-    st = inst.storage
-    mk = mark_key(act.prefix)
-    raw = st._raw(mk)
+    raw = inst.storage._raw(mark_key(act.prefix))
     if raw is not None:
-        seen_gateway, seen = wire.unpack_stored(raw)
+        seen_gateway, seen, effects = wire.unpack_stored(raw)
         if seen_gateway == gateway and number <= seen:
+            if number == seen and effects:
+                act.ws_out, act.ws_batch = effects, number   # the gateway applies them once
             return "dup"
     if roster is not None:
         act.ws = {r[0]: Connection(act, r) for r in roster}
         act.ws_gateway = gateway
     elif act.ws is None or act.ws_gateway != gateway:
         return {"need": "roster"}
-    st._write(mk, wire.pack([gateway, number]))
-    return _deliver(inst, act.ws, iter(events))
+    act.ws_batch = number
+    return _deliver(inst, act.ws, iter(events), gateway, number)
 
 
-def _deliver(inst: "Actor", conns: dict[str, Connection], events: Iterable[list]) -> Any:
+def _deliver(inst: "Actor", conns: dict[str, Connection], events: Iterable[list],
+             gateway: str, number: int) -> Any:
     for ev in events:
         pending = _one(inst, conns, ev)
         if pending is not None:
-            return _deliver_async(inst, conns, pending, events)
-    return "ok"
+            return _deliver_async(inst, conns, pending, events, gateway, number)
+    return _mark(inst, gateway, number)
 
 
 async def _deliver_async(inst: "Actor", conns: dict[str, Connection], pending: Awaitable[Any],
-                         events: Iterable[list]) -> str:
+                         events: Iterable[list], gateway: str, number: int) -> str:
     await pending
     for ev in events:
         more = _one(inst, conns, ev)
         if more is not None:
             await more
+    return _mark(inst, gateway, number)
+
+
+def _mark(inst: "Actor", gateway: str, number: int) -> str:
+    """Write the delivery mark, with this turn's effects (when they fit in a value)."""
+    act = inst._act
+    mark = wire.pack([gateway, number, act.ws_out])
+    if len(mark) > inst.storage._store.max_value_bytes:
+        mark = wire.pack([gateway, number, None])   # too large to keep: sent once, at most
+    inst.storage._write(mark_key(act.prefix), mark)
     return "ok"
 
 

@@ -143,7 +143,8 @@ class Activation:
 
     __slots__ = ("type_name", "key", "prefix", "cls", "handlers", "instance", "mailbox",
                  "running", "last_used", "snapshot", "tells", "sup", "status", "task",
-                 "kill_timer", "gen", "versions", "indexed", "ws", "ws_gateway", "ws_out")
+                 "kill_timer", "gen", "versions", "indexed", "ws", "ws_gateway", "ws_out",
+                 "ws_batch")
 
     def __init__(self, type_name: str, key: str, prefix: bytes, cls: type,
                  handlers: dict[str, Any]) -> None:
@@ -174,6 +175,7 @@ class Activation:
         self.ws: dict[str, websocket.Connection] | None = None
         self.ws_gateway: str | None = None
         self.ws_out: list[list] = []
+        self.ws_batch: int | None = None   # the number of the socket events' batch this turn runs
 
 
 def mail(act: Activation) -> deque[tuple]:
@@ -1007,8 +1009,9 @@ class Worker:
             self.outbox.append((None, t))
         act.tells = []
         if act.ws_out:
-            self.outbox.append((_GATEWAY, (act.type_name, act.key, act.ws_out)))
+            self.outbox.append((_GATEWAY, (act.type_name, act.key, act.ws_out, act.ws_batch)))
             act.ws_out = []
+        act.ws_batch = None
         act.running = False
         act.last_used = time.monotonic()
         self.counters["turns"] += 1
@@ -1047,7 +1050,8 @@ class Worker:
         op, reply_to, rid = msg[0], msg[1], msg[2]
         act.instance = None          # restart: the next message reactivates from the last commit
         act.tells = []
-        act.ws, act.ws_out = None, []    # the turn may have changed them: ask the gateway again
+        # the turn may have changed them: ask the gateway again
+        act.ws, act.ws_out, act.ws_batch = None, [], None
         act.running = False
         act.last_used = time.monotonic()
         self.counters["failures"] += 1
@@ -1141,7 +1145,7 @@ class Worker:
         self._send_exits()
         self.pump.kick()
 
-    def _to_gateway(self, type_name: str, key: str, effects: list[list]) -> None:
+    def _to_gateway(self, type_name: str, key: str, effects: list[list], batch: int | None) -> None:
         """Hand the gateway one actor's committed WebSocket effects (at most once: with
         no gateway, or one that does not keep up, they are dropped and counted)."""
         sock = self.gateway_sock
@@ -1152,7 +1156,7 @@ class Worker:
                 return
             sock = self.gateway_sock = dealer(self.ctx, endpoint, node_keys(self.cfg))
         try:
-            sock.send(wire.pack([wire.WS, 0, type_name, key, effects]), _NOBLOCK)
+            sock.send(wire.pack([wire.WS, 0, type_name, key, effects, batch]), _NOBLOCK)
         except zmq.ZMQError:
             self.counters["dropped_ws"] += 1
 
