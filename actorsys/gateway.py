@@ -134,7 +134,7 @@ class Room:
     waiting: deque = field(default_factory=deque)    # [event, size]
     waiting_bytes: int = 0
     roster_known: bool = False        # the actor's worker has our list of its sockets
-    applied: int = 0                  # the last batch whose effects were applied
+    applied: tuple[int, int] = (0, 0)   # the last (batch, part) of effects applied
     task: asyncio.Task | None = None
     space: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -472,10 +472,13 @@ class Gateway:
             envelope, op, rid, rest = wire.decode_frames(frames, self.cfg.max_message_bytes)
         except wire.Rejected as r:
             self.counters["bad_frames"] += 1
+            if r.rid == 0:         # nobody awaits an answer (a worker's effects): say it here
+                log(f"refused a message from a node process: {r.error}")
+                return
             return self._reply(r.envelope, wire.err(r.rid, r.error.to_wire()))
         if op == wire.WS:
             try:
-                self._apply(rest[0], rest[1], rest[2], rest[3])
+                self._apply(rest[0], rest[1], rest[2], rest[3], rest[4])
             except (TypeError, ValueError, IndexError, KeyError):
                 self.counters["bad_frames"] += 1
         elif op == wire.STATUS:
@@ -494,13 +497,14 @@ class Gateway:
         except zmq.ZMQError:
             pass
 
-    def _apply(self, type_name: str, key: str, effects: list, batch: int | None) -> None:
+    def _apply(self, type_name: str, key: str, effects: list, batch: int | None,
+               part: int) -> None:
         room = self.rooms.get((type_name, key))
         if batch is not None and room is not None:
-            if batch <= room.applied:
+            if (batch, part) <= room.applied:
                 self.counters["duplicate_effects"] += 1
                 return           # sent again after a crash, but they had left the first time
-            room.applied = batch
+            room.applied = (batch, part)
         for e in effects:
             self.counters["effects"] += 1
             kind = e[0]

@@ -235,6 +235,21 @@ def _check_record(r: Any) -> None:
         raise BadRequest("a socket record is [id, tags, attachment, info]")
 
 
+def split(effects: list[list], limit: int) -> list[list[list]]:
+    """Effects in order, in parts whose encoding stays within ``limit`` bytes (a turn's
+    output can be larger than one message; each effect alone fits, see _effect)."""
+    parts: list[list[list]] = [[]]
+    size = 0
+    for e in effects:
+        n = len(wire.pack(e)) + 16
+        if parts[-1] and size + n > limit:
+            parts.append([])
+            size = 0
+        parts[-1].append(e)
+        size += n
+    return parts
+
+
 def _frame(act: "Activation", data: Any) -> "str | bytes":
     if not isinstance(data, (str, bytes)):
         try:
@@ -254,9 +269,9 @@ def _pack(value: Any, what: str) -> bytes:
 
 def _effect(act: "Activation", effect: list) -> None:
     worker = act.instance._worker if act.instance is not None else None
-    limit = worker.cfg.max_message_bytes if worker is not None else 1 << 20
-    data = effect[4 if effect[0] == "b" else -1]
-    size = len(data) if isinstance(data, (str, bytes)) else 0
+    limit = (worker.cfg.max_message_bytes if worker is not None else 1 << 20) - 4096
+    size = len(_pack(effect, "a WebSocket effect"))
     if size > limit:
-        raise MessageTooLarge(f"WebSocket message of {size} bytes; max_message_bytes is {limit}")
+        raise MessageTooLarge(f"WebSocket message of {size} bytes; the largest is {limit} "
+                              f"(max_message_bytes less 4 KiB)")
     act.ws_out.append(effect)

@@ -22,9 +22,10 @@ SUP     ``[SUP, id, supervisor, command, arg, deadline]``: a supervisor's runtim
         (tree); ``deadline`` (epoch seconds, optional): not carried out after it
 LIST    ``[LIST, id, type, start_after, limit]``: a worker's keys of actors of ``type``
         with persisted data, in order, after ``start_after`` (a string or nil)
-WS      ``[WS, 0, type, key, effects, batch]``: a worker hands the gateway what one
-        actor's committed turn did to its WebSockets; ``batch``: the number of the
-        socket events' batch it ran, or nil (no reply; see ``websocket.py``)
+WS      ``[WS, 0, type, key, effects, batch, part]``: a worker hands the gateway what
+        one actor's committed turn did to its WebSockets (a large turn's in parts 0,
+        1, ...); ``batch``: the number of the socket events' batch it ran, or nil (no
+        reply; see ``websocket.py``)
 ======  ============================================================
 
 An ``ASK`` whose method starts with ``$`` is a system call served by the worker in the
@@ -138,9 +139,10 @@ def parse_request(msg: Any) -> tuple[int, int, list[Any]]:
                 or type(rest[2]) is not int or not 0 <= rest[2] <= MAX_LIST_LIMIT):
             raise BadRequest(f"list takes [op, id, type, start_after or nil, limit 0..{MAX_LIST_LIMIT}]")
     elif op == WS:
-        if (len(rest) != 4 or not isinstance(rest[0], str) or not isinstance(rest[1], str)
-                or not isinstance(rest[2], list) or not (rest[3] is None or type(rest[3]) is int)):
-            raise BadRequest("ws takes [op, 0, type, key, effects, batch or nil]")
+        if (len(rest) != 5 or not isinstance(rest[0], str) or not isinstance(rest[1], str)
+                or not isinstance(rest[2], list) or not (rest[3] is None or type(rest[3]) is int)
+                or type(rest[4]) is not int):
+            raise BadRequest("ws takes [op, 0, type, key, effects, batch or nil, part]")
     elif op == SUP:
         if (len(rest) not in (3, 4) or not isinstance(rest[0], str) or not isinstance(rest[1], str)
                 or (len(rest) == 4 and type(rest[3]) not in (int, float))):

@@ -1146,8 +1146,9 @@ class Worker:
         self.pump.kick()
 
     def _to_gateway(self, type_name: str, key: str, effects: list[list], batch: int | None) -> None:
-        """Hand the gateway one actor's committed WebSocket effects (at most once: with
-        no gateway, or one that does not keep up, they are dropped and counted)."""
+        """Hand the gateway one actor's committed WebSocket effects, in parts that fit in
+        a message. Without a gateway, or past its queue, they are dropped and counted
+        (a socket-event batch's effects are sent again if the batch is redelivered)."""
         sock = self.gateway_sock
         if sock is None:
             endpoint = (self.cfg.gateway or {}).get("_internal")
@@ -1155,8 +1156,14 @@ class Worker:
                 self.counters["dropped_ws"] += 1
                 return
             sock = self.gateway_sock = dealer(self.ctx, endpoint, node_keys(self.cfg))
+        limit = self.cfg.max_message_bytes - 1024
+        payload = wire.pack([wire.WS, 0, type_name, key, effects, batch, 0])
+        parts = [payload] if len(payload) <= limit else [
+            wire.pack([wire.WS, 0, type_name, key, part, batch, i])
+            for i, part in enumerate(websocket.split(effects, limit - len(type_name) - len(key)))]
         try:
-            sock.send(wire.pack([wire.WS, 0, type_name, key, effects, batch]), _NOBLOCK)
+            for p in parts:
+                sock.send(p, _NOBLOCK)
         except zmq.ZMQError:
             self.counters["dropped_ws"] += 1
 

@@ -514,6 +514,25 @@ def test_stream_across_worker_kill_is_applied_exactly_once(gw_config):
               f"duplicate effects {gw['duplicate_effects']}")
 
 
+def test_a_turn_may_send_more_than_one_message_holds(gw_config):
+    """Three 600 kB frames from one turn (1.8 MB, more than max_message_bytes) all arrive,
+    in order: the worker hands them to the gateway in parts."""
+    with actorsys.Node(gw_config()) as node:
+        base = node.gateway_url
+
+        async def scenario(s):
+            ws, _ = await connect(s, base, "Echo/big", max_msg_size=4 << 20)
+            await ws.send_str("big:3")
+            got = [(await receive(ws)).split(":", 1) for _ in range(3)]
+            assert [g[0] for g in got] == ["0", "1", "2"], f"three frames in order, got {[g[0] for g in got]}"
+            assert all(len(g[1]) == 600_000 for g in got), "each frame whole"
+            await ws.send_str("after")
+            assert await receive(ws) == "after"
+            await ws.close()
+
+        run(scenario)
+
+
 def test_redelivered_batch_runs_once_and_its_effects_reach_the_socket_once(gw_config):
     """A batch delivered again (as after a lost reply) is answered "dup" without running;
     its effects, kept with its delivery mark, are sent again, and the gateway applies

@@ -23,6 +23,9 @@ class Echo(actorsys.Actor):
             raise ValueError("boom on purpose")
         if data == "who":
             conn.send(sorted(c.attachment["name"] for c in self.connections()))
+        elif isinstance(data, str) and data.startswith("big:"):
+            for i in range(int(data[4:])):       # a turn's output larger than one message
+                conn.send(f"{i}:" + "x" * 600_000)
         elif data == "close":
             conn.close(4000, "asked to")
         elif isinstance(data, str) and data.startswith("all:"):
