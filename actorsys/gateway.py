@@ -297,8 +297,10 @@ class Gateway:
         except ActorError as exc:
             self.counters["http_errors"] += 1
             body = exc.to_wire()
-            body.pop("traceback", None)       # server internals stay in the server's log
+            tb = body.pop("traceback", None)  # server internals stay in the server's log
             code = body.pop("code")
+            if code == "remote":
+                log(f"POST {request.path}: the handler raised\n{tb or exc}")
             extra = {"type": body["type"]} if code == "remote" else {}
             resp = self._error(STATUS_OF.get(code, 500), code, body["message"], **extra)
             if code in ("overloaded", "worker_lost", "unavailable", "storage"):

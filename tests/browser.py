@@ -2,8 +2,11 @@
 
 ``open_browser()`` launches ``/usr/bin/chromium`` headless with a fresh temporary profile
 (Playwright creates one per launch and deletes it on close) and guarantees that no chromium
-process outlives the ``with`` block. ``browser`` is a session-scoped pytest fixture built on
-it; ``browser_context`` gives each test its own isolated context (cookies, storage, pages).
+process outlives the ``with`` block. ``browser`` is a pytest fixture built on it, one
+browser per test: while Playwright's sync API is started it runs an asyncio event loop
+in this thread, and every other test's ``asyncio.run()`` would fail ("cannot be called
+from a running event loop"). ``browser_context`` gives a test an isolated context
+(cookies, storage, pages).
 
 Needs Debian's ``chromium`` package and the ``playwright`` Python package: ``scripts/setup-browser``
 installs both. Playwright's own browser downloads (``playwright install``) are never used.
@@ -177,9 +180,9 @@ def screenshot(page: "Page", name: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser() -> Iterator["Browser"]:
-    """One headless chromium shared by the whole test session."""
+    """A headless chromium of this test's own (gone, with its processes, when it ends)."""
     try:
         with open_browser() as b:
             yield b

@@ -9,7 +9,7 @@ import psutil
 import pytest
 
 import actorsys
-from browser import browser, browser_context, browser_pids  # noqa: F401  (real-browser fixtures)
+from browser import browser, browser_context  # noqa: F401  (real-browser fixtures)
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 ACTORS = {
@@ -51,9 +51,8 @@ def node(config) -> Iterator[actorsys.Node]:
 
 def _descendants() -> list[psutil.Process]:
     try:
-        skip = browser_pids()   # the session-wide browser outlives single tests
         return [p for p in psutil.Process().children(recursive=True) if p.is_running()
-                and p.status() != psutil.STATUS_ZOMBIE and p.pid not in skip]
+                and p.status() != psutil.STATUS_ZOMBIE]
     except psutil.Error:
         return []
 
