@@ -124,6 +124,11 @@ def cmd_status(a: argparse.Namespace) -> int:
         print(f"{p['role']:<11}{slot:>5}{p.get('pid') or '-':>9}  {'yes' if p.get('up') else 'NO':<4}"
               f"{rss:>8}{p.get('resident', '-'):>10}{p.get('turns', '-'):>10}"
               f"{p.get('failures', '-'):>10}{p.get('bad_frames', '-'):>7}")
+    for p in st["processes"]:
+        if p["role"] == "gateway" and p.get("up"):
+            print(f"gateway http://{p['listen']}: {p['sockets']} sockets on "
+                  f"{p['actors_with_sockets']} actors, {p['events']} events in {p['batches']} "
+                  f"batches, {p['http_requests']} HTTP asks ({p['http_errors']} errors)")
     return 0
 
 
