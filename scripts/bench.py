@@ -721,7 +721,6 @@ def run(args, res: Resources) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
-    import json
     ap = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small counts: a smoke run in well under 30 s")
     ap.add_argument("--durability", choices=("process", "fsync"), default="process")
@@ -732,8 +731,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="rounds of each throughput measurement in a full run; the best counts")
     ap.add_argument("--tmpdir", metavar="DIR", default=None,
                     help="where the node's temporary data directory is made (default: $TMPDIR or /tmp)")
-    args = ap.parse_args(argv)
+    return run_and_report(ap.parse_args(argv), run, print_report)
 
+
+def run_and_report(args, run, report, what: str = "node/echo process") -> int:
+    """Run a benchmark with its Resources always cleaned up (also on SIGTERM, SIGHUP and
+    Ctrl-C: exit status 130), then print its report and write ``--json``."""
     def on_signal(signum, _frame):
         raise KeyboardInterrupt(f"signal {signum}")
 
@@ -748,12 +751,13 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException:
         tail = res.log_tail()
         if tail:
-            print(f"bench: node/echo process messages:\n{tail}", file=sys.stderr)
+            print(f"bench: {what} messages:\n{tail}", file=sys.stderr)
         raise
     finally:
         res.close()
-    print_report(out["results"], out["meta"])
+    report(out["results"], out["meta"])
     if args.json:
+        import json
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)
         print(f"\nresults written to {args.json}")

@@ -699,32 +699,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="rounds of each throughput measurement in a full run; the best counts")
     ap.add_argument("--tmpdir", metavar="DIR", default=None,
                     help="where the node's temporary data directory is made (default: $TMPDIR or /tmp)")
-    args = ap.parse_args(argv)
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
-    res = bench.Resources(args.tmpdir)
-    try:
-        out = run(args, res)
-    except KeyboardInterrupt:
-        print("bench: interrupted; cleaning up", file=sys.stderr)
-        return 130
-    except BaseException:
-        tail = res.log_tail()
-        if tail:
-            print(f"bench: node/echo/raw gateway messages:\n{tail}", file=sys.stderr)
-        raise
-    finally:
-        res.close()
-    print_report(out["results"], out["meta"])
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2)
-        print(f"\nresults written to {args.json}")
-    return 0
+    return bench.run_and_report(ap.parse_args(argv), run, print_report,
+                                "node/echo/raw gateway")
 
 
 if __name__ == "__main__":

@@ -95,3 +95,32 @@ def test_scale_bench_runs_small_and_reports_every_figure(tmp_path):
     for label in ("reactivation from disk", "RSS per resident actor", "alarm lateness"):
         assert label in proc.stdout, proc.stdout
     assert glob.glob(str(bench_tmp / "*")) == [], "the benchmark removed its directories"
+
+
+GATEWAY_EXPECTED = {
+    "ws_rtt": [("actorsys", "p50_us"), ("raw", "p50_us"), ("ratio_p50",), ("ratio_p99",)],
+    "ws_pipelined": [("actorsys", "per_s"), ("raw", "per_s"), ("ratio",)],
+    "broadcast": [("actorsys", "per_s"), ("raw", "per_s"), ("ratio",)],
+    "http_latency": [("actorsys", "p50_us"), ("raw", "p50_us"), ("ratio_p50",)],
+    "many_rooms": [("actorsys", "per_s"), ("raw", "per_s"), ("ratio",)],
+}
+
+
+def test_quick_gateway_bench_reports_every_measurement_beside_its_baseline(tmp_path):
+    out = tmp_path / "bench.json"
+    bench_tmp = tmp_path / "t"
+    bench_tmp.mkdir()
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "bench_gateway.py"),
+                           "--quick", "--json", str(out), "--tmpdir", str(bench_tmp)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    results = json.loads(out.read_text())["results"]
+    for name, paths in GATEWAY_EXPECTED.items():
+        for path in paths:
+            value = _get(results[name], path)
+            assert isinstance(value, (int, float)) and value > 0, (name, path, value)
+    pipelined = results["ws_pipelined"]["batching"]
+    assert pipelined["events"] >= results["ws_pipelined"]["n"], \
+        f"the gateway counted every pipelined frame as an event: {pipelined}"
+    assert not glob.glob(str(bench_tmp / "*")), "the benchmark left files in its temp dir"
