@@ -41,6 +41,7 @@ children = [ { id = "store", actor = "Store", key = "main" } ]
 listen = "127.0.0.1:8080"    # HOST:PORT (port 0: a free port, see Node.gateway_url)
 static = "static"            # a directory served at / (optional)
 allowed_origins = []         # browser origins allowed in; [] = the page's own origin only
+allowed_hosts = []           # Host names it answers besides listen (["*"]: any)
 max_message_bytes = "64KiB"  # largest WebSocket message or HTTP body
 max_connections_per_actor = 1000
 max_connections = 10000
@@ -399,6 +400,7 @@ GATEWAY_KEYS: dict[str, Any] = {
     "listen": "127.0.0.1:8080",
     "static": None,
     "allowed_origins": [],
+    "allowed_hosts": [],
     "max_message_bytes": 64 * 1024,
     "max_connections_per_actor": 1000,
     "max_connections": 10_000,
@@ -434,6 +436,11 @@ def _gateway(table: Any, base: str, actors: dict[str, str], fail: Any) -> dict[s
         if o != "*" and not re.match(r"^https?://[^/\s]+$", o):
             raise fail(f"an origin is SCHEME://HOST[:PORT] with no path, got {o!r:.80}",
                        "gateway", "allowed_origins")
+    hosts = g["allowed_hosts"]
+    if not (isinstance(hosts, list) and all(isinstance(h, str) and re.match(r"^[^/\s]+$", h)
+                                            for h in hosts)):
+        raise fail("must be a list of HOST[:PORT] names the gateway answers to (or [\"*\"])",
+                   "gateway", "allowed_hosts")
     try:
         g["max_message_bytes"] = parse_size(g["max_message_bytes"]) if type(g["max_message_bytes"]) in (
             int, str) else -1

@@ -79,6 +79,10 @@ class BadRequest(ActorError):
     code = "bad_request"
 
 
+class BadArguments(BadRequest):
+    """The arguments of an ask or tell do not fit the handler's signature (it did not run)."""
+
+
 class MessageTooLarge(ActorError):
     """The message exceeds the node's ``max_message_bytes``."""
 

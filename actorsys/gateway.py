@@ -71,8 +71,11 @@ MAX_WAITING_EVENTS, MAX_WAITING_BYTES = 10_000, 8 << 20
 #: a socket whose browser does not read this much of what it is sent is closed
 MAX_UNSENT_FRAMES, MAX_UNSENT_BYTES = 1000, 8 << 20
 MAX_KEY_BYTES = 1024
-#: seconds a closing socket waits for the browser's close frame
-CLOSE_TIMEOUT = 2.0
+#: seconds an async auth hook may take (then the request is refused)
+AUTH_TIMEOUT = 10.0
+#: seconds a closing socket waits for the browser's close frame, and for one frame to be
+#: taken by a browser (past it, the connection is dropped)
+CLOSE_TIMEOUT, SEND_TIMEOUT = 2.0, 10.0
 
 
 def log(msg: str) -> None:
@@ -116,9 +119,13 @@ class Socket:
     attachment: Any = None
     #: "queued" (on_connect not yet sent), "sent", "member" (on_connect committed), "closed"
     state: str = "queued"
+    #: its on_connect committed and its on_disconnect has not: the actor counts it in
+    joined: bool = False
     unsent: deque = field(default_factory=deque)
     unsent_bytes: int = 0
     writer: asyncio.Task | None = None
+    closing: tuple[int, str] | None = None      # (code, reason) to close with, once sent
+    transport: asyncio.Transport | None = None  # to cut off a browser that does not read
 
     def record(self) -> list[Any]:
         return [self.id, sorted(self.tags), self.attachment, self.info]
@@ -131,6 +138,8 @@ class Room:
     type_name: str
     key: str
     sockets: dict[str, Socket] = field(default_factory=dict)
+    #: closed sockets whose on_disconnect has not committed yet: still in the roster
+    leaving: dict[str, Socket] = field(default_factory=dict)
     waiting: deque = field(default_factory=deque)    # [event, size]
     waiting_bytes: int = 0
     roster_known: bool = False        # the actor's worker has our list of its sockets
@@ -139,7 +148,8 @@ class Room:
     space: asyncio.Event = field(default_factory=asyncio.Event)
 
     def members(self) -> list[list[Any]]:
-        return [s.record() for s in self.sockets.values() if s.state == "member"]
+        """The roster: the sockets the actor knows (on_connect committed, on_disconnect not)."""
+        return [s.record() for d in (self.sockets, self.leaving) for s in d.values() if s.joined]
 
 
 class Gateway:
@@ -153,12 +163,13 @@ class Gateway:
         self.rooms: dict[tuple[str, str], Room] = {}
         self.sockets: dict[str, Socket] = {}
         self.types = set(self.g["expose"] or cfg.actors)
+        self.hosts = _allowed_hosts(self.g["listen"], self.g["allowed_hosts"])
         self.auth: Callable[..., Any] | None = (
             import_function(self.g["auth"], cfg.python_path) if self.g["auth"] else None)
         self.counters = {"http_requests": 0, "http_errors": 0, "ws_opened": 0, "ws_closed": 0,
                          "ws_refused": 0, "events": 0, "batches": 0, "redeliveries": 0,
                          "duplicates": 0, "duplicate_effects": 0, "failed_events": 0,
-                         "dropped_events": 0,
+                         "dropped_events": 0, "stale_effects": 0,
                          "effects": 0, "slow_closed": 0, "bad_frames": 0,
                          "hook_refused": 0, "origin_refused": 0,
                          "auth_refused": 0, "handshake_failed": 0}   # (the last two: CURVE)
@@ -188,8 +199,10 @@ class Gateway:
             except NodeUnavailable:
                 if time.monotonic() > deadline:
                     raise
-        app = web.Application(client_max_size=self.g["max_message_bytes"])
+        app = web.Application(client_max_size=self.g["max_message_bytes"],
+                              middlewares=[self._check_host_and_cors])
         app.router.add_post("/actors/{type}/{key}/{method}", self._http)
+        app.router.add_route("OPTIONS", "/actors/{type}/{key}/{method}", self._preflight)
         app.router.add_get("/ws/{type}/{key}", self._ws)
         static = self.g["static"]
         if static:
@@ -218,9 +231,10 @@ class Gateway:
         within the shutdown time, then stop."""
         self.stopping = True
         deadline = self.loop.time() + max(self.cfg.shutdown_timeout - 1.0, 0.5)
-        await asyncio.gather(*(self._close(s, 1001, "the server is stopping")
-                               for s in list(self.sockets.values())))
+        for s in list(self.sockets.values()):
+            self._close(s, 1001, "the server is stopping")
         tasks = [r.task for r in self.rooms.values() if r.task is not None]
+        tasks += [s.writer for r in self.rooms.values() for s in r.leaving.values() if s.writer]
         if tasks:
             await asyncio.wait(tasks, timeout=max(deadline - self.loop.time(), 0.1))
         await self.runner.cleanup()
@@ -257,7 +271,9 @@ class Gateway:
         try:
             verdict = self.auth(info)
             if inspect.isawaitable(verdict):
-                verdict = await verdict
+                verdict = await asyncio.wait_for(verdict, AUTH_TIMEOUT)
+            if verdict and verdict is not True:
+                wire.pack(verdict)        # it travels to the actor as conn.user
         except Exception as exc:
             log(f"the auth hook raised on {request.path}: {type(exc).__name__}: {exc}")
             verdict = False
@@ -265,6 +281,37 @@ class Gateway:
             self.counters["hook_refused"] += 1
             raise Refused(403, "forbidden", "refused by the auth hook")
         return None if verdict is True else verdict
+
+    @web.middleware
+    async def _check_host_and_cors(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Every request: its Host must be this gateway's (a page on another name that
+        resolves here, DNS rebinding, is refused), and a listed origin gets CORS headers."""
+        hosts = self.hosts
+        if hosts is not None and request.host.lower() not in hosts:
+            return self._error(421, "forbidden", f"this gateway does not serve the host "
+                                                 f"{request.host!r:.100} (see [gateway] allowed_hosts)")
+        response = await handler(request)
+        origin = request.headers.get("Origin")
+        if origin is not None and self._listed(origin):
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+        return response
+
+    async def _preflight(self, request: web.Request) -> web.Response:
+        """A browser's CORS preflight for ``POST /actors/...`` from a listed origin."""
+        origin = request.headers.get("Origin")
+        if origin is None or not self._listed(origin):
+            return self._error(403, "forbidden", f"origin {origin!r:.100} is not allowed "
+                                                 f"(see [gateway] allowed_origins)")
+        return web.Response(status=204, headers={
+            "Access-Control-Allow-Methods": "POST",
+            "Access-Control-Allow-Headers": request.headers.get(
+                "Access-Control-Request-Headers", "content-type"),
+            "Access-Control-Max-Age": "600"})
+
+    def _listed(self, origin: str) -> bool:
+        allowed = self.g["allowed_origins"]
+        return "*" in allowed or origin in allowed
 
     def _origin_allowed(self, origin: str, request: web.Request) -> bool:
         allowed = self.g["allowed_origins"]
@@ -289,8 +336,12 @@ class Gateway:
                 raise Refused(413, "too_large", f"the body is larger than max_message_bytes "
                                                 f"({self.g['max_message_bytes']})") from None
             args, kwargs = _arguments(body)
-            result = await self.transport.ask(type_name, key, method, args, kwargs,
-                                              self.cfg.ask_timeout)
+            try:
+                pending = self.transport.ask(type_name, key, method, args, kwargs,
+                                             self.cfg.ask_timeout)
+            except (TypeError, ValueError, OverflowError) as exc:   # e.g. a 30-digit integer
+                raise Refused(400, "bad_request", f"the arguments cannot be sent ({exc})") from None
+            result = await pending
         except Refused as r:
             self.counters["http_errors"] += 1
             return self._error(r.status, r.code, str(r))
@@ -339,7 +390,8 @@ class Gateway:
             room = self.rooms[(type_name, key)] = Room(type_name, key)
         info = {"user": user, "query": dict(request.query), "remote": request.remote,
                 "origin": request.headers.get("Origin")}
-        sock = Socket(f"{self.incarnation[:8]}.{next(self.ids)}", ws, room, info)
+        sock = Socket(f"{self.incarnation[:8]}.{next(self.ids)}", ws, room, info,
+                      transport=request.transport)
         self.sockets[sock.id] = sock
         room.sockets[sock.id] = sock
         self.counters["ws_opened"] += 1
@@ -349,15 +401,17 @@ class Gateway:
                 if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     while room.waiting_bytes > MAX_WAITING_BYTES or len(room.waiting) > MAX_WAITING_EVENTS:
                         room.space.clear()
-                        await room.space.wait()      # back-pressure: stop reading this socket
+                        await room.space.wait()      # back-pressure: stop reading this room's sockets
                     if sock.state != "closed":
                         self._enqueue(room, ["m", sock.id, msg.data], len(msg.data))
         finally:
-            await self._close(sock, 1000, "")
+            self._close(sock, 1000, "")
         return ws
 
-    async def _close(self, sock: Socket, code: int, reason: str) -> None:
-        """Close a socket (once) and tell its actor."""
+    def _close(self, sock: Socket, code: int, reason: str) -> None:
+        """Close a socket (once): what it was sent before goes first, then the close
+        frame (by its writer); its actor gets on_disconnect, and counts it in its
+        roster until that has committed."""
         if sock.state == "closed":
             return
         sock.state = "closed"
@@ -365,15 +419,12 @@ class Gateway:
         self.sockets.pop(sock.id, None)
         room = sock.room
         room.sockets.pop(sock.id, None)
+        room.leaving[sock.id] = sock
         # (a socket whose on_connect never committed is unknown to the actor: it skips this)
         self._enqueue(room, ["d", sock.id], 16)
-        if sock.writer is not None:
-            sock.writer.cancel()
-        if not sock.ws.closed:
-            try:
-                await sock.ws.close(code=code, message=reason.encode())
-            except Exception:
-                pass
+        sock.closing = (code, reason)
+        if sock.writer is None:
+            sock.writer = self.loop.create_task(self._write(sock))
 
     def _enqueue(self, room: Room, event: list, size: int) -> None:
         room.waiting.append((event, size))
@@ -388,7 +439,8 @@ class Gateway:
             while room.waiting:
                 events, size = [], 0
                 limit = min(MAX_BATCH_BYTES, self.cfg.max_message_bytes // 2)
-                while room.waiting and len(events) < MAX_BATCH_EVENTS and (not events or size + room.waiting[0][1] <= limit):
+                while room.waiting and len(events) < MAX_BATCH_EVENTS and (
+                        not events or size + room.waiting[0][1] <= limit):
                     ev, n = room.waiting.popleft()
                     events.append(ev)
                     size += n
@@ -406,23 +458,22 @@ class Gateway:
             room.task = None
             if room.waiting:
                 room.task = self.loop.create_task(self._deliver(room))
-            elif not room.sockets and self.rooms.get((room.type_name, room.key)) is room:
+            elif (not room.sockets and not room.leaving
+                  and self.rooms.get((room.type_name, room.key)) is room):
                 del self.rooms[(room.type_name, room.key)]
 
     async def _send_batch(self, room: Room, events: list) -> None:
         number = self.last_batch = next(self.batches)
         roster = None if room.roster_known else room.members()
-        deadline = self.loop.time() + self.cfg.ask_timeout
+        # a batch may wait behind a turn that runs up to turn_timeout
+        deadline = self.loop.time() + max(self.cfg.ask_timeout, self.cfg.turn_timeout + 5.0)
         pause = 0.01
         while True:
             try:
-                result = await self.transport.ask(
-                    room.type_name, room.key, websocket.METHOD,
-                    [self.incarnation, number, roster, events], {},
-                    max(deadline - self.loop.time(), 0.05))
+                result = await self._ask_batch(room, number, roster, events, deadline)
             except TRANSIENT as exc:
                 if self.loop.time() + pause >= deadline:
-                    return await self._give_up(room, events, f"{type(exc).__name__}: {exc}")
+                    return self._give_up(room, events, f"{type(exc).__name__}: {exc}")
                 self.counters["redeliveries"] += 1
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 0.5)
@@ -440,14 +491,37 @@ class Gateway:
                 continue
             break
         self.counters["batches"] += 1
-        if result == "dup":
+        if isinstance(result, dict) and result.get("dup"):
             self.counters["duplicates"] += 1
+        if isinstance(result, dict) and result.get("effects"):
+            self._apply(room.type_name, room.key, result["effects"], [self.incarnation, number], 0)
         room.roster_known = True
         for ev in events:
             if ev[0] == "c":
-                s = room.sockets.get(ev[1][0])
-                if s is not None and s.state == "sent":
-                    s.state = "member"
+                s = room.sockets.get(ev[1][0]) or room.leaving.get(ev[1][0])
+                if s is not None:
+                    s.joined = True
+                    if s.state == "sent":
+                        s.state = "member"
+            elif ev[0] == "d":
+                room.leaving.pop(ev[1], None)
+
+    async def _ask_batch(self, room: Room, number: int, roster: list | None, events: list,
+                         deadline: float) -> Any:
+        """One ``$ws`` ask (a roster too large for one message goes first, in parts)."""
+        def ask(r: Any, evs: list) -> Any:
+            return self.transport.ask(room.type_name, room.key, websocket.METHOD,
+                                      [self.incarnation, number, r, evs], {},
+                                      max(deadline - self.loop.time(), 0.05))
+        if roster is not None:
+            parts = _parts(roster, self.cfg.max_message_bytes // 4)
+            if len(parts) > 1:
+                for i, records in enumerate(parts[:-1]):
+                    r = await ask({"n": len(parts), "i": i, "records": records}, [])
+                    if r != {"more": True}:
+                        return r
+                roster = {"n": len(parts), "i": len(parts) - 1, "records": parts[-1]}  # type: ignore[assignment]
+        return await ask(roster, events)
 
     def _failed(self, room: Room, event: list, exc: ActorError) -> None:
         self.counters["failed_events"] += 1
@@ -456,17 +530,22 @@ class Gateway:
         if event[0] == "c":
             s = room.sockets.get(event[1][0])
             if s is not None:
-                self.loop.create_task(self._close(s, 1011, f"{kind} failed"))
+                self._close(s, 1011, f"{kind} failed")
+        elif event[0] == "d":
+            room.leaving.pop(event[1], None)     # the actor dropped it with the failed turn
 
-    async def _give_up(self, room: Room, events: list, why: str) -> None:
+    def _give_up(self, room: Room, events: list, why: str) -> None:
         self.counters["dropped_events"] += len(events)
         log(f"{room.type_name}/{room.key:.100}: {len(events)} socket events not delivered "
-            f"within ask_timeout ({why}); closing their sockets")
-        ids = {ev[1][0] if ev[0] == "c" else ev[1] for ev in events}
-        for sid in ids:
+            f"within max(ask_timeout, turn_timeout + 5 s) ({why}); closing their sockets")
+        room.roster_known = False            # whatever the worker has, send it ours again
+        for ev in events:
+            sid = ev[1][0] if ev[0] == "c" else ev[1]
+            if ev[0] == "d":
+                room.leaving.pop(sid, None)
             s = room.sockets.get(sid)
             if s is not None:
-                await self._close(s, 1011, "the actor is unavailable")
+                self._close(s, 1011, "the actor is unavailable")
 
     # -- effects: what actors' committed turns send to their sockets ----------------
     def _on_frames(self, frames: list[bytes]) -> None:
@@ -502,11 +581,14 @@ class Gateway:
     def _apply(self, type_name: str, key: str, effects: list, batch: int | None,
                part: int) -> None:
         room = self.rooms.get((type_name, key))
+        if batch is not None and batch[0] != self.incarnation:
+            self.counters["stale_effects"] += 1
+            return               # a batch of the gateway before a restart: its sockets are gone
         if batch is not None and room is not None:
-            if (batch, part) <= room.applied:
+            if (batch[1], part) <= room.applied:
                 self.counters["duplicate_effects"] += 1
                 return           # sent again after a crash, but they had left the first time
-            room.applied = (batch, part)
+            room.applied = (batch[1], part)
         for e in effects:
             self.counters["effects"] += 1
             kind = e[0]
@@ -529,7 +611,7 @@ class Gateway:
             if kind == "s":
                 self._push(s, e[2])
             elif kind == "x":
-                self.loop.create_task(self._close(s, int(e[2]), str(e[3])))
+                self._close(s, int(e[2]), str(e[3]))
             elif kind == "t":
                 s.tags.update(t for t in e[2] if isinstance(t, str))
             elif kind == "a":
@@ -543,24 +625,34 @@ class Gateway:
         if len(s.unsent) > MAX_UNSENT_FRAMES or s.unsent_bytes > MAX_UNSENT_BYTES:
             self.counters["slow_closed"] += 1
             s.unsent.clear()
-            self.loop.create_task(self._close(s, 1013, "not reading fast enough"))
+            s.unsent_bytes = 0
+            self._close(s, 1013, "not reading fast enough")
             return
         if s.writer is None:
             s.writer = self.loop.create_task(self._write(s))
 
     async def _write(self, s: Socket) -> None:
+        """A socket's writer: its frames in order, then its close frame if it is closing.
+        A browser that takes none of them within SEND_TIMEOUT is cut off."""
         try:
-            while s.unsent and s.state != "closed":
+            while s.unsent:
                 data = s.unsent.popleft()
                 s.unsent_bytes -= len(data)
-                if isinstance(data, str):
-                    await s.ws.send_str(data)
-                else:
-                    await s.ws.send_bytes(data)
-        except (ConnectionError, RuntimeError):
-            pass                            # the browser is gone: its reader sees the close
+                send = s.ws.send_str(data) if isinstance(data, str) else s.ws.send_bytes(data)
+                await asyncio.wait_for(send, SEND_TIMEOUT)
+            if s.closing is not None and not s.ws.closed:
+                code, reason = s.closing
+                await asyncio.wait_for(s.ws.close(code=code, message=reason.encode()), CLOSE_TIMEOUT)
+        except (ConnectionError, RuntimeError, asyncio.TimeoutError):
+            s.unsent.clear()
+            if s.transport is not None:
+                s.transport.abort()          # it does not read: drop the connection
+            if s.state != "closed":
+                self._close(s, 1013, "not reading")
         finally:
             s.writer = None
+            if s.unsent and s.state != "closed":
+                s.writer = self.loop.create_task(self._write(s))
 
     def status(self) -> dict[str, Any]:
         return {"role": "gateway", "pid": os.getpid(), "slot": None, "up": self.serving,
@@ -568,6 +660,37 @@ class Gateway:
                 "last_batch": self.last_batch,
                 "sockets": len(self.sockets),
                 "actors_with_sockets": len(self.rooms), **self.counters}
+
+
+def _allowed_hosts(listen: str, extra: list[str]) -> set[str] | None:
+    """The Host headers the gateway answers: its listen address (and the loopback names,
+    for a loopback address) plus ``allowed_hosts``; None: any (``"*"``, or a wildcard
+    address such as 0.0.0.0 without a list)."""
+    host, port = listen.rsplit(":", 1)
+    if "*" in extra:
+        return None
+    if host in ("0.0.0.0", "::", "[::]") and not extra:
+        return None
+    names = {f"{host}:{port}".lower(), *(h.lower() for h in extra)}
+    if host in ("127.0.0.1", "localhost", "::1", "[::1]"):
+        names |= {f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"}
+    if port == "80":
+        names |= {n.rsplit(":", 1)[0] for n in list(names)}
+    return names
+
+
+def _parts(records: list[list[Any]], limit: int) -> list[list[list[Any]]]:
+    """A roster in parts of at most about ``limit`` encoded bytes (at least one part)."""
+    parts: list[list[list[Any]]] = [[]]
+    size = 0
+    for r in records:
+        n = len(wire.pack(r))
+        if parts[-1] and size + n > limit:
+            parts.append([])
+            size = 0
+        parts[-1].append(r)
+        size += n
+    return parts
 
 
 def _arguments(body: bytes) -> tuple[list[Any], dict[str, Any]]:

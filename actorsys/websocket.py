@@ -17,8 +17,9 @@ In the user's words:
   crash (kill -9) the gateway delivers the batch again; a delivery mark (``P + b"w"``:
   the gateway's incarnation, the batch's number and the batch's effects) commits with
   every batch, so a batch that had committed before the crash is not applied twice, and
-  its effects, which the crash may have kept from leaving, are sent again. The gateway
-  applies a batch's effects once (it remembers the last batch number it applied).
+  its effects, which the crash may have kept from leaving, are sent again. A batch's
+  effects travel in its reply, and the gateway applies them once (it remembers the last
+  batch number it applied); only a turn's effects too large for a reply go separately.
 * ``self.connections(tag)`` lists the actor's open sockets. The gateway sends the whole
   list with a batch whenever the worker does not know it (a new activation, a new
   gateway), so in a socket event's turn it is exact; in other turns (an alarm, an ask)
@@ -53,10 +54,13 @@ if TYPE_CHECKING:
 METHOD = "$ws"
 #: how many tags a socket may carry, and how long one may be
 MAX_TAGS, MAX_TAG_CHARS = 16, 256
+#: the largest attachment (msgpack bytes), as Durable Objects' serializeAttachment
+MAX_ATTACHMENT_BYTES = 2048
 
 
 def mark_key(prefix: bytes) -> bytes:
-    """Where an actor's delivery mark ``[gateway, batch_number]`` lives, beside its state."""
+    """Where an actor's delivery mark ``[gateway, batch_number, effects]`` lives, beside
+    its state."""
     return prefix + b"w"
 
 
@@ -68,7 +72,7 @@ class Connection:
     browser's Origin header; ``tags`` and ``attachment`` are what this actor set.
     """
 
-    __slots__ = ("id", "tags", "attachment", "user", "query", "remote", "origin", "_act")
+    __slots__ = ("id", "tags", "attachment", "user", "query", "remote", "origin", "_act", "_gen")
 
     def __init__(self, act: "Activation", record: list[Any]) -> None:
         cid, tags, attachment, info = record
@@ -80,11 +84,13 @@ class Connection:
         self.remote: str | None = info.get("remote")
         self.origin: str | None = info.get("origin")
         self._act = act
+        self._gen = act.gen     # a killed turn's connections send nothing (see _effect)
 
     def send(self, data: "str | bytes | Any") -> None:
         """Send ``data``: ``str`` as a text frame, ``bytes`` as a binary one, anything
         else as JSON text. It leaves when this turn commits."""
-        _effect(self._act, ["s", self.id, _frame(self._act, data)])
+        if self._gen == self._act.gen:
+            _effect(self._act, ["s", self.id, _frame(data)])
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Close this socket (after this turn commits); ``on_disconnect`` follows."""
@@ -92,7 +98,8 @@ class Connection:
             raise ValueError(f"a close code is 1000 or 3000..4999, got {code!r:.50}")
         if not isinstance(reason, str) or len(reason.encode()) > 123:
             raise ValueError("a close reason is a string of at most 123 bytes")
-        _effect(self._act, ["x", self.id, code, reason])
+        if self._gen == self._act.gen:
+            _effect(self._act, ["x", self.id, code, reason])
 
     def tag(self, *tags: str) -> None:
         """Add tags to this socket, for ``self.broadcast(data, tag=...)`` and
@@ -104,16 +111,19 @@ class Connection:
         if len(new) > MAX_TAGS:
             raise ValueError(f"a socket carries at most {MAX_TAGS} tags")
         self.tags = new
-        _effect(self._act, ["t", self.id, sorted(tags)])
+        if self._gen == self._act.gen:
+            _effect(self._act, ["t", self.id, sorted(tags)])
 
     def attach(self, value: Any) -> None:
         """Keep ``value`` (msgpack-able, small) with this socket: it comes back as
         ``conn.attachment`` in later turns, across passivation and worker crashes."""
         size = len(_pack(value, "attach"))
-        if size > 16 * 1024:
-            raise MessageTooLarge(f"an attachment is at most 16 KiB, got {size} bytes")
+        if size > MAX_ATTACHMENT_BYTES:
+            raise MessageTooLarge(f"an attachment is at most {MAX_ATTACHMENT_BYTES} bytes "
+                                  f"packed, got {size}")
         self.attachment = value
-        _effect(self._act, ["a", self.id, value])
+        if self._gen == self._act.gen:
+            _effect(self._act, ["a", self.id, value])
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} tags={sorted(self.tags)}>"
@@ -129,7 +139,7 @@ def broadcast(act: "Activation", data: Any, tag: str | None, exclude: Connection
     if act.ws is not None:     # so a socket the actor does not know yet gets nothing
         ids = [c.id for c in act.ws.values()
                if (tag is None or tag in c.tags) and c is not exclude]
-    _effect(act, ["b", tag, exclude.id if exclude else None, _frame(act, data), ids])
+    _effect(act, ["b", tag, exclude.id if exclude else None, _frame(data), ids])
 
 
 def connections(act: "Activation", tag: str | None) -> list[Connection]:
@@ -138,14 +148,19 @@ def connections(act: "Activation", tag: str | None) -> list[Connection]:
     return [c for c in conns.values() if tag is None or tag in c.tags]
 
 
-def run_batch(inst: "Actor", gateway: str, number: int, roster: list | None,
+def run_batch(inst: "Actor", gateway: str, number: int, roster: "list | dict | None",
               events: list) -> Any:
     """The ``$ws`` turn: deliver a batch of socket events to the actor's handlers.
 
-    Returns ``"dup"`` for a batch already committed (sending its effects again),
-    ``{"need": "roster"}`` when the worker does not know the actor's sockets (the gateway
-    sends again with them), or ``"ok"`` (after any ``async`` handler finished: then an
-    awaitable).
+    ``roster`` is the actor's sockets as the gateway knows them (None: the worker's copy
+    will do), or one part of them (``{"n", "i", "records"}``) when they do not fit in one
+    message: the parts before the last come alone and are answered ``{"more": True}``.
+    Answers ``{"dup": True, "effects"}`` for a batch already committed (with the effects
+    it had), ``{"need": "roster"}`` when the worker does not know the actor's sockets,
+    or ``{"ok": True, "effects"}`` (after an ``async`` handler: an awaitable of it). The
+    effects travel in the reply, so the gateway gets a batch's outcome and its effects
+    together or not at all; ``effects`` is None when they were too large for a reply
+    and went to the gateway in parts instead.
     """
     act = inst._act
     _check(gateway, number, roster, events)
@@ -153,15 +168,23 @@ def run_batch(inst: "Actor", gateway: str, number: int, roster: list | None,
     if raw is not None:
         seen_gateway, seen, effects = wire.unpack_stored(raw)
         if seen_gateway == gateway and number <= seen:
-            if number == seen and effects:
-                act.ws_out, act.ws_batch = effects, number   # the gateway applies them once
-            return "dup"
+            return {"dup": True, "effects": effects if number == seen else []}
+    if isinstance(roster, dict):
+        if roster["i"] == 0:
+            act.ws_parts = [0, []]                  # [the next part's index, records so far]
+        elif act.ws_parts is None or roster["i"] != act.ws_parts[0]:
+            return {"need": "roster"}
+        act.ws_parts[0] = roster["i"] + 1
+        act.ws_parts[1].extend(roster["records"])
+        if roster["i"] < roster["n"] - 1:
+            return {"more": True}
+        roster, act.ws_parts = act.ws_parts[1], None
     if roster is not None:
         act.ws = {r[0]: Connection(act, r) for r in roster}
         act.ws_gateway = gateway
     elif act.ws is None or act.ws_gateway != gateway:
         return {"need": "roster"}
-    act.ws_batch = number
+    act.ws_batch = [gateway, number]
     return _deliver(inst, act.ws, iter(events), gateway, number)
 
 
@@ -171,27 +194,34 @@ def _deliver(inst: "Actor", conns: dict[str, Connection], events: Iterable[list]
         pending = _one(inst, conns, ev)
         if pending is not None:
             return _deliver_async(inst, conns, pending, events, gateway, number)
-    return _mark(inst, gateway, number)
+    return _done(inst, gateway, number)
 
 
 async def _deliver_async(inst: "Actor", conns: dict[str, Connection], pending: Awaitable[Any],
-                         events: Iterable[list], gateway: str, number: int) -> str:
+                         events: Iterable[list], gateway: str, number: int) -> dict:
     await pending
     for ev in events:
         more = _one(inst, conns, ev)
         if more is not None:
             await more
-    return _mark(inst, gateway, number)
+    return _done(inst, gateway, number)
 
 
-def _mark(inst: "Actor", gateway: str, number: int) -> str:
-    """Write the delivery mark, with this turn's effects (when they fit in a value)."""
+def _done(inst: "Actor", gateway: str, number: int) -> dict:
+    """End a batch's turn: write its delivery mark (with its effects, when they fit in
+    a stored value) and put the effects in the reply (when they fit in one)."""
     act = inst._act
-    mark = wire.pack([gateway, number, act.ws_out])
-    if len(mark) > inst.storage._store.max_value_bytes:
+    effects = act.ws_out
+    cfg = inst._worker.cfg
+    mark = wire.pack([gateway, number, effects])
+    size = len(mark)
+    if size > min(inst.storage._store.max_value_bytes, cfg.max_message_bytes // 2):
         mark = wire.pack([gateway, number, None])   # too large to keep: sent once, at most
     inst.storage._write(mark_key(act.prefix), mark)
-    return "ok"
+    if size > cfg.max_message_bytes // 2:
+        return {"ok": True, "effects": None}        # they go in parts, after the commit
+    act.ws_out = []
+    return {"ok": True, "effects": effects}
 
 
 def _one(inst: "Actor", conns: dict[str, Connection], ev: list) -> Awaitable[Any] | None:
@@ -215,7 +245,16 @@ def _one(inst: "Actor", conns: dict[str, Connection], ev: list) -> Awaitable[Any
 def _check(gateway: Any, number: Any, roster: Any, events: Any) -> None:
     if not isinstance(gateway, str) or type(number) is not int or not isinstance(events, list):
         raise BadRequest("$ws takes (gateway, batch_number, roster, events)")
-    for r in roster or ():
+    if isinstance(roster, dict):
+        if not (type(roster.get("n")) is int and type(roster.get("i")) is int
+                and 0 <= roster["i"] < roster["n"] and isinstance(roster.get("records"), list)):
+            raise BadRequest("a roster part is {n, i, records}")
+        records = roster["records"]
+    elif roster is None or isinstance(roster, list):
+        records = roster or ()
+    else:
+        raise BadRequest("a roster is a list of socket records, a part of one, or nil")
+    for r in records:
         _check_record(r)
     for ev in events:
         if not isinstance(ev, list) or not ev or ev[0] not in ("c", "m", "d"):
@@ -250,7 +289,7 @@ def split(effects: list[list], limit: int) -> list[list[list]]:
     return parts
 
 
-def _frame(act: "Activation", data: Any) -> "str | bytes":
+def _frame(data: Any) -> "str | bytes":
     if not isinstance(data, (str, bytes)):
         try:
             data = json.dumps(data, separators=(",", ":"), ensure_ascii=False)

@@ -24,8 +24,8 @@ LIST    ``[LIST, id, type, start_after, limit]``: a worker's keys of actors of `
         with persisted data, in order, after ``start_after`` (a string or nil)
 WS      ``[WS, 0, type, key, effects, batch, part]``: a worker hands the gateway what
         one actor's committed turn did to its WebSockets (a large turn's in parts 0,
-        1, ...); ``batch``: the number of the socket events' batch it ran, or nil (no
-        reply; see ``websocket.py``)
+        1, ...); ``batch``: ``[gateway, number]`` of the socket events' batch it ran,
+        or nil (no reply; see ``websocket.py``)
 ======  ============================================================
 
 An ``ASK`` whose method starts with ``$`` is a system call served by the worker in the
@@ -140,8 +140,10 @@ def parse_request(msg: Any) -> tuple[int, int, list[Any]]:
             raise BadRequest(f"list takes [op, id, type, start_after or nil, limit 0..{MAX_LIST_LIMIT}]")
     elif op == WS:
         if (len(rest) != 5 or not isinstance(rest[0], str) or not isinstance(rest[1], str)
-                or not isinstance(rest[2], list) or not (rest[3] is None or type(rest[3]) is int)
-                or type(rest[4]) is not int):
+                or not isinstance(rest[2], list) or type(rest[4]) is not int
+                or not (rest[3] is None or (isinstance(rest[3], list) and len(rest[3]) == 2
+                                            and isinstance(rest[3][0], str)
+                                            and type(rest[3][1]) is int))):
             raise BadRequest("ws takes [op, 0, type, key, effects, batch or nil, part]")
     elif op == SUP:
         if (len(rest) not in (3, 4) or not isinstance(rest[0], str) or not isinstance(rest[1], str)

@@ -59,7 +59,8 @@ import zmq
 from . import alarms, history, websocket, wire
 from .actor import Actor, handlers_of
 from .config import NodeConfig, import_actor_class, node_keys
-from .errors import (ActorError, ActorStopped, BadRequest, LimitExceeded, MessageTooLarge,
+from .errors import (ActorError, ActorStopped, BadArguments, BadRequest, LimitExceeded,
+                     MessageTooLarge,
                      NodeUnavailable, Overloaded, StorageError, UnknownActorType, UnknownMethod,
                      WrongShard)
 from .shards import ShardMap, shard_of
@@ -144,7 +145,7 @@ class Activation:
     __slots__ = ("type_name", "key", "prefix", "cls", "handlers", "instance", "mailbox",
                  "running", "last_used", "snapshot", "tells", "sup", "status", "task",
                  "kill_timer", "gen", "versions", "indexed", "ws", "ws_gateway", "ws_out",
-                 "ws_batch")
+                 "ws_batch", "ws_parts")
 
     def __init__(self, type_name: str, key: str, prefix: bytes, cls: type,
                  handlers: dict[str, Any]) -> None:
@@ -175,7 +176,10 @@ class Activation:
         self.ws: dict[str, websocket.Connection] | None = None
         self.ws_gateway: str | None = None
         self.ws_out: list[list] = []
-        self.ws_batch: int | None = None   # the number of the socket events' batch this turn runs
+        # [gateway, number] of the socket events' batch this turn runs; a roster arriving
+        # in parts (websocket.py)
+        self.ws_batch: list | None = None
+        self.ws_parts: list | None = None
 
 
 def mail(act: Activation) -> deque[tuple]:
@@ -711,7 +715,8 @@ class Worker:
             if m[0] == SHUTDOWN and m[1] is not None:
                 self.outbox.append((m[1], wire.ok(m[2], "killed")))
         act.mailbox = deque(m for m in act.mailbox if m[0] not in _ENDING)
-        act.gen += 1
+        act.gen += 1     # (its sockets' Connection objects are of the old generation now)
+        act.ws, act.ws_out, act.ws_batch, act.ws_parts = None, [], None, None
         if act.kill_timer is not None:   # an earlier timed STOP must not kill a later incarnation
             act.kill_timer.cancel()
             act.kill_timer = None
@@ -794,7 +799,14 @@ class Worker:
         inst = act.instance
         assert inst is not None
         if op == wire.ASK or op == wire.TELL:
-            return act.handlers[msg[3]](inst, *msg[4], **msg[5])
+            try:
+                return act.handlers[msg[3]](inst, *msg[4], **msg[5])
+            except TypeError as exc:
+                if exc.__traceback__ is not None and exc.__traceback__.tb_next is None:
+                    # raised by the call itself, before the handler ran: the caller's
+                    # arguments do not fit (a bad request, not the actor's crash)
+                    raise BadArguments(f"{act.type_name}.{msg[3]}(): {exc}") from None
+                raise
         if op in _ENDING:
             return inst.on_stop()
         if op == ALARM:
@@ -1035,7 +1047,8 @@ class Worker:
                     old_state: bytes | None) -> None:
         """Stage a turn's writes for the group commit, with the actor's listing entry and,
         if its type keeps history, this version's undo record."""
-        if not act.indexed:
+        if not act.indexed and not (len(writes) == 1 and websocket.mark_key(act.prefix) in writes):
+            # (an actor whose only write is its sockets' delivery mark has no data)
             writes[listing_key(act.type_name, act.key)] = act.prefix[1:3]
             act.indexed = True
         window = self.history_window.get(act.type_name)
@@ -1051,7 +1064,7 @@ class Worker:
         act.instance = None          # restart: the next message reactivates from the last commit
         act.tells = []
         # the turn may have changed them: ask the gateway again
-        act.ws, act.ws_out, act.ws_batch = None, [], None
+        act.ws, act.ws_out, act.ws_batch, act.ws_parts = None, [], None, None
         act.running = False
         act.last_used = time.monotonic()
         self.counters["failures"] += 1
@@ -1061,7 +1074,7 @@ class Worker:
         elif op == ALARM:
             self._alarm_failed(act, msg[3], msg[4][0], exc)
         if (act.sup is not None and act.status == "running" and op not in (START, PASSIVATE)
-                and not isinstance(exc, StorageError)):
+                and not isinstance(exc, (StorageError, BadArguments))):
             # a supervised child's crash ends it (unless its type's policy is "restart"):
             # the tree decides; its later messages wait in the mailbox meanwhile. (A
             # refused write is the disk's fault, not the child's: the child reloads its
@@ -1072,7 +1085,7 @@ class Worker:
             act.status = "dead"      # the tree learns of the failed start from the reply
         if reply_to is not None and act.status == "stopped" and op not in _ENDING:
             self.outbox.append((reply_to, wire.err(rid, self._stopped_error(act).to_wire())))
-        elif reply_to is not None and isinstance(exc, StorageError):
+        elif reply_to is not None and isinstance(exc, (StorageError, BadArguments)):
             self.outbox.append((reply_to, wire.err(rid, exc.to_wire())))
         elif reply_to is not None:
             tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
