@@ -9,6 +9,7 @@ slots by copying key ranges; P is the actor's prefix::
     P + b"m"                    -> supervision record (worker.py)
     P + b"l" + name             -> alarm record (alarms.py)
     P + b"h" + version (8 bytes) -> history record (history.py)
+    P + b"w"                    -> WebSocket delivery mark (websocket.py)
 
 Two slot-wide indexes are not prefixed by shard; rebalancing moves them with the actor
 (rebalance.py)::
@@ -470,8 +471,10 @@ class Storage:
         storage entries and alarms, with this turn's writes), history excluded."""
         p = self._actor
         total = 0
-        # everything but the history records (P + h...) and the supervision record (P + m)
-        for lo, hi in ((p, p + b"h"), (p + b"i", p + b"m"), (p + b"n", _next_prefix(p))):
+        # everything but the history records (P + h...), the supervision record (P + m)
+        # and the sockets' delivery mark (P + w)
+        for lo, hi in ((p, p + b"h"), (p + b"i", p + b"m"), (p + b"n", p + b"w"),
+                       (p + b"x", _next_prefix(p))):
             for k, v in self._entries(lo, hi):
                 total += len(k) - len(p) + len(v)
         return total

@@ -80,3 +80,39 @@ class AsyncEcho(actorsys.Actor):
 
     def counts(self) -> dict[str, int]:
         return {"messages": self.state.get("messages", 0)}
+
+
+class Straggler(actorsys.Actor):
+    """An ``async on_message`` that sends, then awaits for long (and sends again when
+    cancelled): a turn killed meanwhile never commits, so none of its sends may leave."""
+
+    def on_connect(self, conn: Any) -> None:
+        conn.send("hello")
+
+    async def on_message(self, conn: Any, data: Any) -> None:
+        conn.send(f"partial:{data}")
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            conn.send(f"zombie:{data}")
+            raise
+        conn.send(f"done:{data}")
+
+    def ping(self) -> str:
+        return "pong"
+
+
+class Quiet(actorsys.Actor):
+    """Echoes frames and stores nothing (no state, no storage). ``"bye:N"`` sends N
+    frames of 10 kB, then closes the socket with 4000, all in the same turn."""
+
+    def on_connect(self, conn: Any) -> None:
+        conn.send("hello")
+
+    def on_message(self, conn: Any, data: Any) -> None:
+        if isinstance(data, str) and data.startswith("bye:"):
+            for i in range(int(data[4:])):
+                conn.send(f"f{i}:" + "y" * 10_000)
+            conn.close(4000, "bye")
+        else:
+            conn.send(data)
