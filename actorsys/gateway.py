@@ -28,7 +28,7 @@ In the user's words:
   ``["*"]``: any), ``expose`` (the actor types reachable) and ``auth``: a function
   ``f(request: GatewayRequest)``, maybe ``async``, whose falsy result refuses the request
   (403) and whose other results are kept as ``conn.user``. A browser that does not read
-  what it is sent (over 1,000 frames or 8 MiB queued) is closed with 1013.
+  what it is sent (over 10,000 frames or 8 MiB queued) is closed with 1013.
 """
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ MAX_BATCH_BYTES = 1 << 20
 #: a socket's reads pause while its actor has this much waiting
 MAX_WAITING_EVENTS, MAX_WAITING_BYTES = 10_000, 8 << 20
 #: a socket whose browser does not read this much of what it is sent is closed
-MAX_UNSENT_FRAMES, MAX_UNSENT_BYTES = 1000, 8 << 20
+MAX_UNSENT_FRAMES, MAX_UNSENT_BYTES = 10_000, 8 << 20
 MAX_KEY_BYTES = 1024
 #: seconds an async auth hook may take (then the request is refused)
 AUTH_TIMEOUT = 10.0

@@ -20,12 +20,14 @@ In the user's words:
   its effects, which the crash may have kept from leaving, are sent again. A batch's
   effects travel in its reply, and the gateway applies them once (it remembers the last
   batch number it applied); only a turn's effects too large for a reply go separately.
-* ``self.connections(tag)`` lists the actor's open sockets. The gateway sends the whole
+* ``self.connections(tag)`` lists the actor's sockets, each from its ``on_connect`` until
+  its ``on_disconnect`` has committed. The gateway sends the whole
   list with a batch whenever the worker does not know it (a new activation, a new
   gateway), so in a socket event's turn it is exact; in other turns (an alarm, an ask)
   it is the list as of the last socket event this activation saw.
 
-Frames to the gateway (``wire.WS``) carry one actor's effects, in order::
+A turn's effects, in order, go back in its batch's reply (or, for a turn that is not a
+socket event's, and for output too large for a reply, in ``wire.WS`` frames)::
 
     ["s", conn_id, data]              send data (str: a text frame, bytes: binary)
     ["b", tag, exclude_id, data, ids] to every socket of the actor (with the tag): ``ids``

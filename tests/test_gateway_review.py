@@ -506,3 +506,38 @@ def test_node_stop_with_a_browser_that_stopped_reading_is_clean(gw_config, capfd
     with actorsys.Node(cfg) as node:
         got = node.client().ask("Echo", "n", "counts")
         assert got["disconnects"] == 1, f"the reading socket's on_disconnect ran before the stop, got {got}"
+
+
+def test_a_browser_that_does_not_read_is_closed_and_counted(gw_config):
+    """A socket whose peer never reads: once 8 MiB wait for it, the gateway closes it
+    (1013) and counts it, and the actor's other sockets are not held up."""
+    with actorsys.Node(gw_config()) as node:
+        base = node.gateway_url
+        host, port = base[len("http://"):].rsplit(":", 1)
+        raw = socket.create_connection((host, int(port)), timeout=5)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw.sendall((f"GET /ws/Echo/stuck HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                     "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = raw.recv(1024)        # the 101 answer; from now on it reads nothing
+        assert head.startswith(b"HTTP/1.1 101"), f"the upgrade is accepted, got {head[:60]!r}"
+
+        async def scenario(s):
+            reader, _ = await connect(s, base, "Echo/stuck")
+            text = "y" * 60_000
+            for _ in range(300):     # 18 MB for each socket of the actor
+                status, body = await post(s, f"{base}/actors/Echo/stuck/shout", [text])
+                assert status == 200, f"shout: expected 200, got {status} {body}"
+                while (got := await receive(reader)) != text:
+                    assert got == '{"left":"anon"}', f"only the stuck socket's leaving: {got[:80]!r}"
+            await reader.close()
+
+        try:
+            run(scenario, timeout=60)
+            gw = wait_until(lambda: (g := next(p for p in node.status()["processes"]
+                                               if p["role"] == "gateway"))["slow_closed"] >= 1 and g,
+                            "the gateway to close the socket that does not read", timeout=20)
+            assert gw["slow_closed"] == 1, f"exactly the stuck socket was closed as slow: {gw}"
+        finally:
+            raw.close()
