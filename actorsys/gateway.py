@@ -639,7 +639,10 @@ class Gateway:
                 data = s.unsent.popleft()
                 s.unsent_bytes -= len(data)
                 send = s.ws.send_str(data) if isinstance(data, str) else s.ws.send_bytes(data)
-                await asyncio.wait_for(send, SEND_TIMEOUT)
+                if s.transport is not None and s.transport.get_write_buffer_size() > 1 << 16:
+                    await asyncio.wait_for(send, SEND_TIMEOUT)   # it may wait for the browser
+                else:
+                    await send       # (no wait_for per frame: a task each, a third of the rate)
             if s.closing is not None and not s.ws.closed:
                 code, reason = s.closing
                 await asyncio.wait_for(s.ws.close(code=code, message=reason.encode()), CLOSE_TIMEOUT)
