@@ -514,7 +514,7 @@ class Gateway:
                                       [self.incarnation, number, r, evs], {},
                                       max(deadline - self.loop.time(), 0.05))
         if roster is not None:
-            parts = _parts(roster, self.cfg.max_message_bytes // 4)
+            parts = websocket.split(roster, self.cfg.max_message_bytes // 4)
             if len(parts) > 1:
                 for i, records in enumerate(parts[:-1]):
                     r = await ask({"n": len(parts), "i": i, "records": records}, [])
@@ -680,20 +680,6 @@ def _allowed_hosts(listen: str, extra: list[str]) -> set[str] | None:
     if port == "80":
         names |= {n.rsplit(":", 1)[0] for n in list(names)}
     return names
-
-
-def _parts(records: list[list[Any]], limit: int) -> list[list[list[Any]]]:
-    """A roster in parts of at most about ``limit`` encoded bytes (at least one part)."""
-    parts: list[list[list[Any]]] = [[]]
-    size = 0
-    for r in records:
-        n = len(wire.pack(r))
-        if parts[-1] and size + n > limit:
-            parts.append([])
-            size = 0
-        parts[-1].append(r)
-        size += n
-    return parts
 
 
 def _arguments(body: bytes) -> tuple[list[Any], dict[str, Any]]:

@@ -276,17 +276,18 @@ def _check_record(r: Any) -> None:
         raise BadRequest("a socket record is [id, tags, attachment, info]")
 
 
-def split(effects: list[list], limit: int) -> list[list[list]]:
-    """Effects in order, in parts whose encoding stays within ``limit`` bytes (a turn's
-    output can be larger than one message; each effect alone fits, see _effect)."""
-    parts: list[list[list]] = [[]]
+def split(items: list[Any], limit: int) -> list[list[Any]]:
+    """Items (effects, roster records) in order, in parts whose encoding stays within
+    about ``limit`` bytes (at least one part; an item larger than ``limit`` is a part of
+    its own: each effect alone fits in a message, see _effect)."""
+    parts: list[list[Any]] = [[]]
     size = 0
-    for e in effects:
-        n = len(wire.pack(e)) + 16
+    for item in items:
+        n = len(wire.pack(item)) + 16
         if parts[-1] and size + n > limit:
             parts.append([])
             size = 0
-        parts[-1].append(e)
+        parts[-1].append(item)
         size += n
     return parts
 
