@@ -125,7 +125,8 @@ class Actor:
         _websocket.broadcast(self._act, data, tag, exclude)
 
     def connections(self, tag: str | None = None) -> "list[Connection]":
-        """This actor's open WebSockets (with ``tag``), oldest first. Exact in a socket
+        """This actor's WebSockets (with ``tag``), oldest first: each from its
+        ``on_connect`` until its ``on_disconnect`` has committed. Exact in a socket
         event's turn; elsewhere, as of the last socket event this activation saw."""
         return _websocket.connections(self._act, tag)
 

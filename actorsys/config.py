@@ -540,18 +540,23 @@ def parse_size(value: "int | str") -> int:
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
-def import_actor_class(spec: str, python_path: list[str] | None = None) -> type:
-    """Import ``"module:Class"``; raise ImportError/AttributeError/TypeError with a clear text."""
-    from .actor import Actor
-
+def _import(spec: str, python_path: list[str] | None = None) -> Any:
+    """Import ``"module:name"`` (``python_path`` first on ``sys.path``)."""
     for p in reversed(python_path or []):
         if p not in sys.path:
             sys.path.insert(0, p)
     module_name, _, qual = spec.partition(":")
-    module = importlib.import_module(module_name)
-    obj: Any = module
+    obj: Any = importlib.import_module(module_name)
     for part in qual.split("."):
         obj = getattr(obj, part)
+    return obj
+
+
+def import_actor_class(spec: str, python_path: list[str] | None = None) -> type:
+    """Import ``"module:Class"``; raise ImportError/AttributeError/TypeError with a clear text."""
+    from .actor import Actor
+
+    obj = _import(spec, python_path)
     if not (isinstance(obj, type) and issubclass(obj, Actor)):
         raise TypeError(f"{spec} is not a subclass of actorsys.Actor")
     return obj
@@ -583,13 +588,7 @@ def check_actor_classes(cfg: NodeConfig) -> dict[str, type]:
 
 def import_function(spec: str, python_path: list[str] | None = None) -> Any:
     """Import ``"module:function"`` and check that it is callable."""
-    for p in reversed(python_path or []):
-        if p not in sys.path:
-            sys.path.insert(0, p)
-    module_name, _, qual = spec.partition(":")
-    obj: Any = importlib.import_module(module_name)
-    for part in qual.split("."):
-        obj = getattr(obj, part)
+    obj = _import(spec, python_path)
     if not callable(obj):
         raise TypeError(f"{spec} is not callable")
     return obj
