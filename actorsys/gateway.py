@@ -117,8 +117,8 @@ class Socket:
     info: dict[str, Any]
     tags: set[str] = field(default_factory=set)
     attachment: Any = None
-    #: "queued" (on_connect not yet sent), "sent", "member" (on_connect committed), "closed"
-    state: str = "queued"
+    #: "open" or "closed" (by the browser, the actor or the gateway)
+    state: str = "open"
     #: its on_connect committed and its on_disconnect has not: the actor counts it in
     joined: bool = False
     unsent: deque = field(default_factory=deque)
@@ -173,7 +173,6 @@ class Gateway:
                          "effects": 0, "slow_closed": 0, "bad_frames": 0,
                          "hook_refused": 0, "origin_refused": 0,
                          "auth_refused": 0, "handshake_failed": 0}   # (the last two: CURVE)
-        self.started = time.time()
         self.serving = False      # the HTTP site is up
         self.stopping = False
 
@@ -446,11 +445,6 @@ class Gateway:
                     size += n
                 room.waiting_bytes -= size
                 room.space.set()
-                for ev in events:
-                    if ev[0] == "c":
-                        s = room.sockets.get(ev[1][0])
-                        if s is not None and s.state == "queued":
-                            s.state = "sent"
                 await self._send_batch(room, events)
         except Exception:
             traceback.print_exc()
@@ -501,8 +495,6 @@ class Gateway:
                 s = room.sockets.get(ev[1][0]) or room.leaving.get(ev[1][0])
                 if s is not None:
                     s.joined = True
-                    if s.state == "sent":
-                        s.state = "member"
             elif ev[0] == "d":
                 room.leaving.pop(ev[1], None)
 
@@ -599,7 +591,7 @@ class Gateway:
                 if ids is not None:          # the sockets the actor knew at that point
                     targets = [room.sockets.get(i) for i in ids]
                 else:
-                    targets = [s for s in room.sockets.values() if s.state == "member"
+                    targets = [s for s in room.sockets.values() if s.joined
                                and s.id != exclude and (tag is None or tag in s.tags)]
                 for s in targets:
                     if s is not None:

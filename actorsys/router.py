@@ -127,26 +127,19 @@ class Router:
             except ActorError as exc:
                 return {"role": "worker", "slot": slot, "pid": None, "up": False, "error": str(exc)}
 
-        async def tree() -> list[dict[str, Any]]:
-            if self.tree_endpoint is None:
+        async def peer(endpoint: str | None, role: str, who: str) -> list[dict[str, Any]]:
+            """The status of the tree or the gateway (none if the node has none)."""
+            if endpoint is None:
                 return []
             try:
-                return [await self.transport.call_peer(self.tree_endpoint, wire.STATUS, [], 1.0,
-                                                       "supervision tree")]
+                return [await self.transport.call_peer(endpoint, wire.STATUS, [], 1.0, who)]
             except ActorError as exc:
-                return [{"role": "tree", "pid": None, "up": False, "error": str(exc)}]
+                return [{"role": role, "pid": None, "up": False, "error": str(exc)}]
 
-        async def gateway() -> list[dict[str, Any]]:
-            if self.cfg.gateway is None:
-                return []
-            try:
-                return [await self.transport.call_peer(self.cfg.gateway["_internal"], wire.STATUS,
-                                                       [], 1.0, "gateway")]
-            except ActorError as exc:
-                return [{"role": "gateway", "pid": None, "up": False, "error": str(exc)}]
-
+        gateway = self.cfg.gateway["_internal"] if self.cfg.gateway else None
         workers, trees, gateways = await asyncio.gather(
-            asyncio.gather(*(one(i) for i in range(len(self.map.endpoints)))), tree(), gateway())
+            asyncio.gather(*(one(i) for i in range(len(self.map.endpoints)))),
+            peer(self.tree_endpoint, "tree", "supervision tree"), peer(gateway, "gateway", "gateway"))
         workers = [*workers, *trees, *gateways]
         for w in workers:
             w.setdefault("up", True)

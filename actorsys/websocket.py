@@ -91,8 +91,7 @@ class Connection:
     def send(self, data: "str | bytes | Any") -> None:
         """Send ``data``: ``str`` as a text frame, ``bytes`` as a binary one, anything
         else as JSON text. It leaves when this turn commits."""
-        if self._gen == self._act.gen:
-            _effect(self._act, ["s", self.id, _frame(data)])
+        self._emit(["s", self.id, _frame(data)])
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Close this socket (after this turn commits); ``on_disconnect`` follows."""
@@ -100,8 +99,7 @@ class Connection:
             raise ValueError(f"a close code is 1000 or 3000..4999, got {code!r:.50}")
         if not isinstance(reason, str) or len(reason.encode()) > 123:
             raise ValueError("a close reason is a string of at most 123 bytes")
-        if self._gen == self._act.gen:
-            _effect(self._act, ["x", self.id, code, reason])
+        self._emit(["x", self.id, code, reason])
 
     def tag(self, *tags: str) -> None:
         """Add tags to this socket, for ``self.broadcast(data, tag=...)`` and
@@ -113,8 +111,7 @@ class Connection:
         if len(new) > MAX_TAGS:
             raise ValueError(f"a socket carries at most {MAX_TAGS} tags")
         self.tags = new
-        if self._gen == self._act.gen:
-            _effect(self._act, ["t", self.id, sorted(tags)])
+        self._emit(["t", self.id, sorted(tags)])
 
     def attach(self, value: Any) -> None:
         """Keep ``value`` (msgpack-able, small) with this socket: it comes back as
@@ -124,8 +121,11 @@ class Connection:
             raise MessageTooLarge(f"an attachment is at most {MAX_ATTACHMENT_BYTES} bytes "
                                   f"packed, got {size}")
         self.attachment = value
-        if self._gen == self._act.gen:
-            _effect(self._act, ["a", self.id, value])
+        self._emit(["a", self.id, value])
+
+    def _emit(self, effect: list) -> None:
+        if self._gen == self._act.gen:   # else a killed turn's: it sends nothing
+            _effect(self._act, effect)
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} tags={sorted(self.tags)}>"
