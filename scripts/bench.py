@@ -306,7 +306,7 @@ async def _actorsys_pipelined(endpoint: str, keys: list[str], window: int, metho
     import asyncio
 
     import actorsys
-    from actorsys import wire
+    from actorsys.protocol import wire
     c = await actorsys.connect_async(endpoint, timeout=max(deadline, 10.0))
     try:
         for slot in range(len(c.transport.map.endpoints)):        # open every slot's socket

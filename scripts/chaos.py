@@ -74,8 +74,8 @@ import psutil  # noqa: E402
 import zmq  # noqa: E402
 
 import actorsys  # noqa: E402
-from actorsys import wire  # noqa: E402
-from actorsys.transport import dealer  # noqa: E402
+from actorsys.protocol import wire  # noqa: E402
+from actorsys.net.sockets import dealer  # noqa: E402
 
 TALLY, PROBE = "Tally", "Probe"
 KINDS = ("worker", "router", "all")

@@ -73,7 +73,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import actorsys  # noqa: E402
-from actorsys import wire  # noqa: E402
+from actorsys.protocol import wire  # noqa: E402
 
 _pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 _EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)
@@ -165,7 +165,7 @@ HOSTILE_NAMES = [
     "__dict__", "__reduce__", "__reduce_ex__", "__del__", "__getattribute__", "__subclasses__",
     "_private", "_act", "_worker", "on_start", "on_stop", "on_alarm", "state", "storage", "ref",
     "stop", "set_alarm", "cancel_alarm", "alarms", "type_name", "key", "mro",
-    "os:system", "builtins:eval", "subprocess:Popen", "pickle:loads", "actorsys.worker:Worker",
+    "os:system", "builtins:eval", "subprocess:Popen", "pickle:loads", "actorsys.runtime.worker:Worker",
     "tests.actors:Counter", "fuzz:FuzzBox", "../../etc/passwd", "%s%s%n", "{0.__class__}",
     "\u202eevil", "\ufeff", "\U0001f600" * 10, "é", "Ω" * 300, "a" * 255, "a" * 1024, "a" * 1025,
     "k" * 4096,
@@ -600,7 +600,7 @@ WORKER_REFUSES = frozenset({wire.EXIT, wire.SUP})
 
 
 class DecoderEscape(Exception):
-    """actorsys.wire.decode_frames raised something other than Rejected."""
+    """actorsys.protocol.wire.decode_frames raised something other than Rejected."""
 
 
 def certainly_bad(seen: list[bytes], at_router: bool, max_message_bytes: int) -> bool:

@@ -37,13 +37,12 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import fcntl
 import json
 import mmap
 import os
 import random
+import shutil
 import signal
-import socket
 import sys
 import time
 import traceback
@@ -51,12 +50,18 @@ from collections import deque
 
 import psutil
 
-from actorsys import router, worker  # imported before forking, so restarts skip the imports
-from actorsys.config import NodeConfig, check_actor_classes, node_keys
+# imported before forking, so restarts skip the imports
+from actorsys.actor.classes import check_actor_classes
+from actorsys.config import NodeConfig
+from actorsys.config.layout import FAILURE_FILE, tree_endpoint, worker_endpoints
+from actorsys.config.supervision import Backoff
 from actorsys.errors import ConfigError
-from actorsys.shards import load_or_create_meta
+from actorsys.net.keys import node_keys
+from actorsys.node import router
+from actorsys.node.claim import claim_node
+from actorsys.runtime import worker
+from actorsys.storage.meta import load_or_create_meta
 from supervisors import tree
-from supervisors.spec import Backoff
 
 _SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 _PR_SET_PDEATHSIG = 1
@@ -72,109 +77,6 @@ def _die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except Exception:  # not Linux: the ppid checks below still apply
         pass
-
-
-def worker_endpoints(cfg: NodeConfig) -> list[str]:
-    """Each slot's fixed endpoint, derived from the node endpoint (kept across restarts)."""
-    ep = cfg.endpoint
-    assert ep is not None
-    if ep.startswith("ipc://"):
-        path = ep[6:]
-        stem = path[:-5] if path.endswith(".sock") else path
-        return [f"ipc://{stem}-worker-{i}.sock" for i in range(cfg.workers)]
-    ports = cfg.extra.get("_worker_ports")
-    host = ep[6:].rsplit(":", 1)[0]
-    assert ports, "tcp worker ports are chosen by resolve_endpoints()"
-    return [f"tcp://{host}:{p}" for p in ports]
-
-
-def tree_endpoint(cfg: NodeConfig) -> str | None:
-    """The supervision tree's endpoint (None when the config declares no supervisors)."""
-    if not cfg.supervisors:
-        return None
-    ep = cfg.endpoint
-    assert ep is not None
-    if ep.startswith("ipc://"):
-        path = ep[6:]
-        stem = path[:-5] if path.endswith(".sock") else path
-        return f"ipc://{stem}-tree.sock"
-    port = cfg.extra.get("_tree_port")
-    assert port, "the tcp tree port is chosen by resolve_endpoints()"
-    return f"tcp://{ep[6:].rsplit(':', 1)[0]}:{port}"
-
-
-def _endpoint_in_use(endpoint: str) -> bool:
-    """Whether something already accepts connections at ``endpoint``."""
-    if endpoint.startswith("ipc://"):
-        path = endpoint[6:]
-        if not os.path.exists(path):
-            return False
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            try:
-                s.connect(path)
-                return True
-            except OSError:
-                return False           # a stale socket file from a node that died
-    host, port = endpoint[6:].rsplit(":", 1)
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        # SO_REUSEADDR: a port in TIME-WAIT after our own node stopped is free for ZeroMQ
-        # too; a live listener still refuses the bind
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, int(port)))
-            return False
-        except OSError:
-            return True
-
-
-def _lock(path: str, what: str, key: str) -> int:
-    """An exclusive flock on ``path`` holding our pid; ConfigError if another node has it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
-        os.close(fd)
-        raise ConfigError(f"{what} is in use by another running node "
-                          f"(supervisor pid {holder or '?'})", key=key) from None
-    try:      # the holder's pid, for the error above (a full disk may refuse it)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-    except OSError:
-        pass
-    return fd
-
-
-def claim_node(cfg: NodeConfig) -> list[int]:
-    """Take the node's locks and check its endpoints are free.
-
-    Locks ``data_dir/LOCK`` and, for an ipc endpoint, a ``.lock`` file beside its socket
-    (flock is atomic, so two nodes starting at once cannot both win), then checks that
-    nothing else serves the endpoints. Returns the locks' descriptors, held for the
-    node's life; raises ConfigError naming what is in use, so a second node stops before
-    it binds anything instead of stealing the first node's sockets.
-    """
-    os.makedirs(cfg.data_dir, mode=0o700, exist_ok=True)
-    fds = [_lock(os.path.join(cfg.data_dir, "LOCK"), f"data directory {cfg.data_dir}",
-                 "node.data_dir")]
-    try:
-        assert cfg.endpoint is not None
-        if cfg.endpoint.startswith("ipc://"):
-            path = cfg.endpoint[6:]
-            fds.append(_lock(path + ".lock", f"endpoint {cfg.endpoint}", "node.endpoint"))
-        internal = [cfg.gateway["_internal"]] if cfg.gateway else []
-        for ep in [cfg.endpoint, *worker_endpoints(cfg), *filter(None, [tree_endpoint(cfg)]), *internal]:
-            if _endpoint_in_use(ep):
-                raise ConfigError(f"endpoint {ep} is already in use by another process",
-                                  key="node.endpoint")
-        if cfg.gateway and _endpoint_in_use("tcp://" + cfg.gateway["listen"]):
-            raise ConfigError(f"the gateway's address {cfg.gateway['listen']} is already in use",
-                              file=cfg.source, key="gateway.listen")
-    except BaseException:
-        for fd in fds:
-            os.close(fd)
-        raise
-    return fds
 
 
 def _check_classes_in_a_child(cfg: NodeConfig) -> None:
@@ -257,7 +159,7 @@ class NodeSupervisor:
                 router.main(self.cfg, self.meta, endpoint, self.endpoints, self.tree_endpoint)
                 code = 0
             elif role == "gateway":
-                from actorsys import gateway
+                from actorsys.gateway import server as gateway
                 gateway.main(self.cfg)
                 code = 0
             elif role == "tree":
@@ -315,7 +217,7 @@ class NodeSupervisor:
         self.endpoints = worker_endpoints(self.cfg)
         self.tree_endpoint = tree_endpoint(self.cfg)
         if self.cfg.gateway is not None:
-            from actorsys import gateway  # noqa: F401  (imported before forking, like the rest)
+            from actorsys.gateway import server  # noqa: F401  (imported before forking, like the rest)
         if self.cfg.insecure and (self.cfg.endpoint or "").startswith("tcp://"):
             log(f"WARNING: insecure = true: the tcp endpoints of this node ({self.cfg.endpoint} and "
                 f"its workers' ports) are unauthenticated and unencrypted; anyone who can reach "
@@ -379,7 +281,7 @@ class NodeSupervisor:
                 why = self._read_reports()     # (the failure file may not be writable)
                 if not why:
                     try:
-                        with open(os.path.join(self.cfg.data_dir, tree.FAILURE_FILE)) as f:
+                        with open(os.path.join(self.cfg.data_dir, FAILURE_FILE)) as f:
                             why = f.read()
                     except OSError:
                         why = "see its messages above"
@@ -525,9 +427,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--watch-parent", type=int, default=None)
     p.add_argument("--report-fd", type=int, default=None,
                    help="a pipe to write why the node stopped by itself")
+    p.add_argument("--remove-dir", default=None,
+                   help="a directory to remove when the node stops (its temporary sockets)")
     a = p.parse_args(argv)
     cfg = NodeConfig.from_dict(json.loads(a.config_json))
-    return NodeSupervisor(cfg, watch_parent=a.watch_parent, report_fd=a.report_fd).run()
+    try:
+        return NodeSupervisor(cfg, watch_parent=a.watch_parent, report_fd=a.report_fd).run()
+    finally:
+        if a.remove_dir:
+            shutil.rmtree(a.remove_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 from actorsys.errors import (AlreadyPresent, AlreadyStarted, ChildNotFound, ChildRunning,
                              StartFailed, SupervisorError)
 
-from .spec import ChildSpec, SupervisorSpec
+from actorsys.config.supervision import ChildSpec, SupervisorSpec
 
 if TYPE_CHECKING:
     from .tree import Tree

@@ -41,22 +41,24 @@ from typing import Any, Awaitable, Callable
 import plyvel
 import zmq
 
-from actorsys import wire
-from actorsys.config import NodeConfig, node_keys
+from actorsys.client.transport import AsyncTransport
+from actorsys.config import NodeConfig
+from actorsys.config.layout import FAILURE_FILE
+from actorsys.net.guard import Guard
+from actorsys.net.keys import node_keys
+from actorsys.net.sockets import SocketPump, bound_router
+from actorsys.protocol import wire
+from actorsys.protocol.shardmap import ShardMap
 from actorsys.errors import (ActorError, BadRequest, ConfigError, Overloaded, StartFailed,
                              SupervisorError, SupervisorNotFound)
-from actorsys.guard import Guard
-from actorsys.shards import ShardMap
-from actorsys.transport import AsyncTransport, SocketPump, bound_router
 
-from . import spec as specs
+from actorsys.config import supervision as specs
 from .supervisor import Child, Supervisor
 
 EXIT_ROOT_FAILED = 3       # a top-level supervisor failed: the node stops with this status
 EXIT_AUTO_SHUTDOWN = 4     # a top-level supervisor shut down (auto_shutdown): the node stops, 0
 MAX_QUEUED_EVENTS = 100_000
 READ_ONLY = ("which_children", "count_children")
-FAILURE_FILE = "supervision.failure"
 COMMANDS = ("which_children", "count_children", "start_child", "terminate_child",
             "restart_child", "delete_child")
 

@@ -9,7 +9,7 @@ import pytest
 import zmq
 
 import actorsys
-from actorsys import wire
+from actorsys.protocol import wire
 from helpers import key_on_slot
 
 pack = wire.pack

@@ -140,7 +140,8 @@ def test_tcp_endpoint_with_insecure_true_is_accepted(tmp_path):
 
 
 def test_the_example_node_config_is_valid_and_its_actor_classes_load():
-    from actorsys.config import check_actor_classes, load_config
+    from actorsys.actor.classes import check_actor_classes
+    from actorsys.config import load_config
 
     path = os.path.join(os.path.dirname(TESTS_DIR), "examples", "node.toml")
     cfg = load_config(path)

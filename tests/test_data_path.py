@@ -1,7 +1,7 @@
 """The data path is one hop: clients ask the router for the map, then talk to workers."""
 import zmq
 
-from actorsys import wire
+from actorsys.protocol import wire
 
 
 def _router(status):

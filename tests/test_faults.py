@@ -473,7 +473,7 @@ def test_threads_that_end_release_their_client_sockets(node):
 
 def test_a_node_restarts_at_once_on_its_own_tcp_endpoint(config):
     """The endpoint check must not mistake our own stopped node's TIME-WAIT port for a live one."""
-    from actorsys.node import _free_port
+    from actorsys.config.layout import free_port as _free_port
 
     endpoint = f"tcp://127.0.0.1:{_free_port('127.0.0.1')}"
     with actorsys.Node(config(endpoint=endpoint, insecure=True)) as node:

@@ -20,8 +20,9 @@ import plyvel
 import pytest
 
 import actorsys
-from actorsys.rebalance import plan
-from actorsys.shards import load_or_create_meta, shard_of
+from actorsys.storage.rebalance import plan
+from actorsys.protocol.shardmap import shard_of
+from actorsys.storage.meta import load_or_create_meta
 from conftest import worker_pids
 from helpers import workers
 
@@ -136,7 +137,7 @@ def check_on_disk(path: str, n_workers: int, expected: dict[str, int]) -> None:
 KILLER = r"""
 import os, signal, sys
 import msgpack
-from actorsys import rebalance as rb
+from actorsys.storage import rebalance as rb
 data_dir, workers, rb.BATCH_KEYS, kill_at = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 drop, calls = rb._drop, [0]
 def dying_drop(db, items):
@@ -435,8 +436,8 @@ def test_a_move_ignores_an_actorsys_folder_in_the_working_directory(config, tmp_
     shadow = tmp_path / "cwd"
     (shadow / "actorsys").mkdir(parents=True)
     (shadow / "actorsys" / "__init__.py").write_text("raise ImportError('not the real actorsys')\n")
-    from actorsys.rebalance import rebalance
-    from actorsys.shards import read_meta as meta_of
+    from actorsys.storage.rebalance import rebalance
+    from actorsys.storage.meta import read_meta as meta_of
     old = os.getcwd()
     os.chdir(shadow)
     try:

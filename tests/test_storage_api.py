@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 import actorsys
-from actorsys import wire
-from actorsys.storage import CACHE_ENTRIES, MAX_STORAGE_KEY_BYTES
+from actorsys.protocol import wire
+from actorsys.storage.slot import CACHE_ENTRIES, MAX_STORAGE_KEY_BYTES
 from helpers import after_kill, kill_worker_of
 
 MAX_VALUE = 64 * 1024          # the node's max_value_bytes in these tests ("64KiB")

@@ -20,7 +20,7 @@ import pytest
 import zmq
 
 import actorsys
-from actorsys import wire
+from actorsys.protocol import wire
 from helpers import key_on_slot, supervised_config, wait_until, workers
 
 EDGE_ACTORS = {

@@ -13,7 +13,7 @@ import pytest
 import zmq
 
 import actorsys
-from actorsys import wire
+from actorsys.protocol import wire
 from conftest import TESTS_DIR
 from helpers import wait_until
 

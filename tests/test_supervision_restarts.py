@@ -25,9 +25,10 @@ import plyvel
 import pytest
 
 import actorsys
-from actorsys import wire
-from actorsys.shards import META_FILE, shard_of
-from actorsys.storage import actor_prefix, state_key
+from actorsys.protocol import wire
+from actorsys.protocol.shardmap import shard_of
+from actorsys.storage.meta import META_FILE
+from actorsys.storage.keys import actor_prefix, state_key
 from conftest import worker_pids
 from helpers import wait_until
 

@@ -11,7 +11,7 @@ import threading
 import pytest
 
 import actorsys
-from actorsys.shards import shard_of
+from actorsys.protocol.shardmap import shard_of
 from helpers import key_on_slot, wait_until, workers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,0 +1,167 @@
+"""The Actor base class: subclass it, and its public methods become handlers.
+
+```python
+class Counter(actorsys.Actor):
+    def on_start(self):
+        self.state.setdefault("n", 0)
+
+    def add(self, by=1):
+        self.state["n"] += by
+        return self.state["n"]
+```
+
+One message is one *turn*. Turns of one actor never overlap; on one worker, turns of
+different actors interleave only where an ``async def`` handler awaits. At the end of a
+turn ``self.state`` (a msgpack-able dict) and every ``self.storage`` write commit in one
+atomic batch, and only then does the reply (or any ``tell`` the turn made) leave the
+worker. If the handler raises, the turn's changes are discarded, the caller gets a
+:class:`~actorsys.RemoteError`, and the actor restarts from its last commit.
+"""
+from __future__ import annotations
+
+import datetime
+import inspect
+from typing import TYPE_CHECKING, Any, Callable
+
+from .connection import broadcast as _broadcast
+from .connection import connections as _connections
+
+if TYPE_CHECKING:
+    from ..runtime.activation import Activation
+    from ..runtime.refs import InnerRef
+    from ..runtime.worker import Worker
+    from ..storage.view import Storage
+    from .connection import Connection
+
+
+class Actor:
+    """Base class of every actor. See the module docstring for the turn semantics."""
+
+    #: the registered type name this actor was activated as (e.g. ``"chat.Room"``)
+    type_name: str
+    #: the actor's key within its type
+    key: str
+    #: the actor's durable state: a dict of msgpack-able values, committed every turn
+    state: dict[str, Any]
+    #: the actor's durable key-value storage; writes commit with the turn
+    storage: "Storage"
+    _worker: "Worker"
+    _act: "Activation"
+    _stop_reason: str | None = None
+
+    def on_start(self, *args: Any, **kwargs: Any) -> Any:
+        """Runs after every activation (first, after passivation, after a crash).
+
+        A supervised child gets its child spec's ``args`` and ``kwargs`` here on every
+        start; if it raises, the start failed. May be ``async def``. Its changes commit
+        with the activation's first turn.
+        """
+
+    def on_stop(self) -> Any:
+        """Runs before passivation or shutdown (not after a crash). May be ``async def``."""
+
+    def stop(self, reason: str = "normal") -> None:
+        """Stop this actor once the current turn has committed (its reply is sent first).
+
+        ``on_stop`` runs next, ahead of queued messages. For a supervised child this is an
+        exit: ``"normal"`` (or ``"shutdown"``) is a normal exit, any other reason an
+        abnormal one, and its supervisor restarts it or not by its restart type
+        (``transient`` children restart only after abnormal exits). An unsupervised actor
+        is passivated; its next message activates it again.
+        """
+        if not isinstance(reason, str):
+            raise TypeError("the stop reason is a string")
+        self._stop_reason = reason
+
+    def on_alarm(self, name: str, payload: Any) -> Any:
+        """Runs when an alarm this actor set comes due (see :meth:`set_alarm`). May be
+        ``async def``. If it raises, the alarm is retried with backoff."""
+        raise NotImplementedError(f"{type(self).__name__} set alarm {name!r} but does not "
+                                  f"define on_alarm(self, name, payload)")
+
+    def set_alarm(self, when: "float | datetime.datetime", name: str = "default",
+                  payload: Any = None) -> float:
+        """Schedule ``on_alarm(name, payload)``; returns its due time (epoch seconds).
+
+        ``when`` is a delay in seconds, an epoch time (values of 1e9 and above), or a
+        timezone-aware ``datetime``. One
+        alarm per name: setting a name again replaces it. The alarm commits with this
+        turn, survives crashes and restarts, reactivates the actor if it was passivated,
+        and fires at least once (see ``actorsys/storage/alarms.py``). While ``on_alarm`` runs its
+        alarm is no longer listed; setting the same name again from ``on_alarm`` makes a
+        periodic alarm.
+        """
+        if type(self).on_alarm is Actor.on_alarm:
+            raise TypeError(f"{type(self).__name__} sets an alarm but does not define "
+                            f"on_alarm(self, name, payload)")
+        return self.storage.set_alarm(when, name, payload)
+
+    def alarms(self) -> dict[str, dict[str, Any]]:
+        """This actor's alarms: ``{name: {"when", "payload", "attempt"}}``."""
+        return self.storage.alarms()
+
+    def cancel_alarm(self, name: str = "default") -> bool:
+        """Cancel an alarm (with this turn's commit); returns whether it was set."""
+        return self.storage.cancel_alarm(name)
+
+    # -- WebSockets (see actorsys/actor/connection.py; the gateway holds the sockets) -------
+    def on_connect(self, conn: "Connection") -> Any:
+        """A WebSocket was opened to this actor (``/ws/{type}/{key}``). May be ``async
+        def``. ``conn.close()`` refuses it; by default every socket is accepted."""
+
+    def on_message(self, conn: "Connection", data: "str | bytes") -> Any:
+        """A frame arrived on ``conn``: a text frame as ``str``, a binary one as ``bytes``.
+        May be ``async def``."""
+        raise NotImplementedError(f"{type(self).__name__} takes WebSockets but does not "
+                                  f"define on_message(self, conn, data)")
+
+    def on_disconnect(self, conn: "Connection") -> Any:
+        """``conn`` was closed (by the browser, by ``conn.close()``, or by the gateway).
+        May be ``async def``."""
+
+    def broadcast(self, data: Any, tag: str | None = None,
+                  exclude: "Connection | None" = None) -> None:
+        """Send ``data`` to every WebSocket of this actor (those with ``tag``, if given;
+        not to ``exclude``): ``str`` as text, ``bytes`` as binary, anything else as JSON.
+        It leaves when this turn commits."""
+        _broadcast(self._act, data, tag, exclude)
+
+    def connections(self, tag: str | None = None) -> "list[Connection]":
+        """This actor's WebSockets (with ``tag``), oldest first: each from its
+        ``on_connect`` until its ``on_disconnect`` has committed. Exact in a socket
+        event's turn; elsewhere, as of the last socket event this activation saw."""
+        return _connections(self._act, tag)
+
+    def ref(self, type_name: str, key: str) -> "InnerRef":
+        """A reference to another actor: ``tell`` from any handler, ``await ask`` from async ones.
+
+        Tells leave only after this turn commits; an ask is sent at once (its answer is
+        needed to finish the turn).
+        """
+        return self._worker.inner_ref(type_name, key, getattr(self, "_act", None))
+
+    @property
+    def self_ref(self) -> "InnerRef":
+        """A reference to this actor itself."""
+        return self.ref(self.type_name, self.key)
+
+
+_RESERVED = frozenset(name for name in dir(Actor) if not name.startswith("__")) | {"state", "storage"}
+
+
+def handlers_of(cls: type) -> dict[str, Callable[..., Any]]:
+    """The public handler methods of an actor class, by name."""
+    out: dict[str, Callable[..., Any]] = {}
+    for klass in reversed(cls.__mro__):
+        if klass is Actor or klass is object:
+            continue                      # mixins' public methods are handlers too
+        for name, value in vars(klass).items():
+            if name.startswith("_") or name in _RESERVED:
+                continue
+            if isinstance(value, (staticmethod, classmethod, property)):
+                continue
+            if inspect.isfunction(value):
+                out[name] = value
+            else:
+                out.pop(name, None)
+    return out

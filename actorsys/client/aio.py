@@ -1,0 +1,221 @@
+"""The asyncio client: :func:`connect_async` gives an :class:`AsyncClient` on the same
+transport the node's own processes use (see :mod:`.transport`)."""
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from typing import Any, Generator
+
+import zmq
+
+from ..errors import (ActorError, AskTimeout, NodeUnavailable, SupervisorNotFound)
+from ..net.keys import client_keys
+from ..protocol import wire
+from .blocking import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, _check_list, _first_keys, _version_of
+from .transport import AsyncTransport
+
+
+# ---------------------------------------------------------------------------------------
+# asyncio client
+
+
+class AsyncRef:
+    """A handle on one actor address, from an :class:`AsyncClient`."""
+
+    __slots__ = ("client", "type_name", "key")
+
+    def __init__(self, client: "AsyncClient", type_name: str, key: str) -> None:
+        self.client, self.type_name, self.key = client, type_name, key
+
+    def ask(self, method: str, *args: Any, timeout: float | None = None,
+            **kwargs: Any) -> "asyncio.Future[Any]":
+        """Send ``method`` now; await the returned future for the result (or the error).
+
+        The message leaves at the call, not at the first await, so call order is send
+        order (``fut = ref.ask("a"); ref.tell("b")`` delivers a before b).
+        """
+        return self.client.ask(self.type_name, self.key, method, *args, timeout=timeout, **kwargs)
+
+    def tell(self, method: str, *args: Any, **kwargs: Any) -> None:
+        """Send ``method`` one-way and return at once."""
+        self.client.tell(self.type_name, self.key, method, *args, **kwargs)
+
+    def history(self, *, timeout: float | None = None) -> "asyncio.Future[list[dict[str, Any]]]":
+        """See :meth:`Ref.history`; await the result."""
+        return self.ask("$history", timeout=timeout)
+
+    def rewind(self, version: "int | dict[str, Any] | None" = None, *, time: float | None = None,
+               timeout: float | None = None) -> "asyncio.Future[dict[str, int]]":
+        """See :meth:`Ref.rewind`; await the result."""
+        return self.ask("$rewind", version=_version_of(version), time=time, timeout=timeout)
+
+    def destroy(self, *, timeout: float | None = None) -> "asyncio.Future[dict[str, int]]":
+        """See :meth:`Ref.destroy`; await the result."""
+        return self.ask("$destroy", timeout=timeout)
+
+    def __repr__(self) -> str:
+        return f"<AsyncRef {self.type_name}/{self.key}>"
+
+
+class AsyncClient:
+    """An asyncio connection to a node: ``async with connect_async(ep) as client: ...``.
+
+    Use it from one event loop. ``await connect_async(ep)`` also works.
+    ``key`` / ``server_key``: CURVE key files for a tcp node (see :func:`connect`).
+    """
+
+    def __init__(self, endpoint: str, *, timeout: float = DEFAULT_TIMEOUT,
+                 connect_timeout: float = CONNECT_TIMEOUT, max_pending: int = 100_000,
+                 key: "str | os.PathLike[str] | None" = None,
+                 server_key: "str | os.PathLike[str] | None" = None) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self._keys = client_keys(key, server_key)
+        self.connect_timeout = connect_timeout
+        self.max_pending = max_pending
+        self._transport: AsyncTransport | None = None
+        self._ctx: zmq.Context | None = None
+
+    async def connect(self) -> "AsyncClient":
+        if self._transport is not None:
+            return self
+        self._ctx = zmq.Context()
+        t = AsyncTransport(self._ctx, self.endpoint, max_pending=self.max_pending,
+                           default_timeout=self.timeout, keys=self._keys)
+        self._transport = t
+        deadline = time.monotonic() + self.connect_timeout
+        while True:
+            try:
+                await t.refresh_map(timeout=max(min(1.0, deadline - time.monotonic()), 0.05))
+                break
+            except NodeUnavailable:
+                refused, problem = t.refused, t.handshake_problem
+                if refused is not None or time.monotonic() >= deadline:
+                    await self.close()
+                    if refused is not None:
+                        raise NodeUnavailable(refused) from None
+                    why = f" ({problem})" if problem else ""
+                    raise NodeUnavailable(f"router at {self.endpoint} did not answer within "
+                                          f"{self.connect_timeout:g} s{why}") from None
+        return self
+
+    @property
+    def transport(self) -> AsyncTransport:
+        if self._transport is None:
+            raise NodeUnavailable("not connected: use 'async with connect_async(...)'")
+        return self._transport
+
+    def ref(self, type_name: str, key: str) -> AsyncRef:
+        """A reference to actor ``(type_name, key)``."""
+        return AsyncRef(self, type_name, key)
+
+    def ask(self, type_name: str, key: str, method: str, *args: Any,
+            timeout: float | None = None, **kwargs: Any) -> "asyncio.Future[Any]":
+        """Send an ask to actor ``(type_name, key)`` now; await the future for the result."""
+        return self.transport.ask(type_name, key, method, args, kwargs, timeout)
+
+    def tell(self, type_name: str, key: str, method: str, *args: Any, **kwargs: Any) -> None:
+        """Send ``method`` one-way (at-most-once)."""
+        self.transport.tell(type_name, key, method, args, kwargs)
+
+    async def spawn(self, type_name: str, key: str | None = None, *,
+                    timeout: float | None = None) -> AsyncRef:
+        """Activate an actor now and return its ref (a fresh key if none is given)."""
+        key = uuid.uuid4().hex if key is None else key
+        await self.transport.spawn(type_name, key, timeout)
+        return AsyncRef(self, type_name, key)
+
+    async def list_actors(self, type_name: str, start_after: str | None = None,
+                          limit: int = 1000, *, timeout: float | None = None) -> list[str]:
+        """See :meth:`Client.list_actors` (the slots are asked concurrently)."""
+        _check_list(type_name, start_after, limit)
+        t = self.transport
+        timeout = self.timeout if timeout is None else timeout
+        pages = await asyncio.gather(*(
+            t.call_slot(slot, wire.LIST, timeout, [type_name, start_after, limit])
+            for slot in range(len(t.map.endpoints))))
+        return _first_keys([k for page in pages for k in page], limit)
+
+    async def status(self, timeout: float = 10.0) -> dict[str, Any]:
+        """The node's status (see :meth:`Client.status`)."""
+        return await self.transport.call_router(wire.STATUS, timeout)
+
+    def supervisor(self, name: str) -> "AsyncSupervisorRef":
+        """A handle on the running supervisor ``name``; its methods are coroutines."""
+        return AsyncSupervisorRef(self, name)
+
+    async def _tree_call(self, body: list[Any], timeout: float | None) -> Any:
+        tree = self.transport.tree_endpoint
+        if tree is None:
+            raise SupervisorNotFound("this node's config declares no supervisors")
+        return await self.transport.call_peer(tree, wire.SUP, body,
+                                              self.timeout if timeout is None else timeout,
+                                              "the supervision tree", AskTimeout)
+
+    async def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+        if self._ctx is not None:
+            self._ctx.term()
+            self._ctx = None
+
+    async def __aenter__(self) -> "AsyncClient":
+        return await self.connect()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    def __await__(self) -> Generator[Any, None, "AsyncClient"]:
+        return self.connect().__await__()
+
+
+class AsyncSupervisorRef:
+    """A running supervisor, from an :class:`AsyncClient` (see :class:`SupervisorRef`)."""
+
+    __slots__ = ("client", "name")
+
+    def __init__(self, client: AsyncClient, name: str) -> None:
+        self.client, self.name = client, name
+
+    async def _call(self, command: str, arg: Any = None, timeout: float | None = None) -> Any:
+        t = self.client.timeout if timeout is None else timeout
+        return await self.client._tree_call([self.name, command, arg, time.time() + t], t)
+
+    async def which_children(self, *, timeout: float | None = None) -> list[dict[str, Any]]:
+        return await self._call("which_children", timeout=timeout)
+
+    async def count_children(self, *, timeout: float | None = None) -> dict[str, int]:
+        return await self._call("count_children", timeout=timeout)
+
+    async def start_child(self, spec: dict[str, Any] | None = None, *,
+                          timeout: float | None = None) -> Any:
+        return await self._call("start_child", spec, timeout)
+
+    async def terminate_child(self, child_id: str, *, timeout: float | None = None) -> None:
+        await self._call("terminate_child", child_id, timeout)
+
+    async def restart_child(self, child_id: str, *, timeout: float | None = None) -> dict[str, Any]:
+        return await self._call("restart_child", child_id, timeout)
+
+    async def delete_child(self, child_id: str, *, timeout: float | None = None) -> None:
+        await self._call("delete_child", child_id, timeout)
+
+    def __repr__(self) -> str:
+        return f"<AsyncSupervisorRef {self.name}>"
+
+
+def connect_async(endpoint: str, *, timeout: float = DEFAULT_TIMEOUT,
+                  connect_timeout: float = CONNECT_TIMEOUT, max_pending: int = 100_000,
+                  key: "str | os.PathLike[str] | None" = None,
+                  server_key: "str | os.PathLike[str] | None" = None) -> AsyncClient:
+    """An asyncio client; use as ``async with connect_async(ep) as c`` or ``c = await connect_async(ep)``.
+    ``key`` / ``server_key``: as for :func:`connect`."""
+    return AsyncClient(endpoint, timeout=timeout, connect_timeout=connect_timeout,
+                       max_pending=max_pending, key=key, server_key=server_key)
+
+
+__all__ = ["Client", "Ref", "AsyncClient", "AsyncRef", "SupervisorRef", "AsyncSupervisorRef",
+           "connect", "connect_async", "ActorError"]

@@ -1,0 +1,122 @@
+"""ZeroMQ sockets that clients and node processes share.
+
+:func:`dealer` makes the client side of the data path (tuned for quick reconnects),
+:func:`bound_router` the socket a node process serves on, and :class:`SocketPump`
+drains a ZeroMQ socket from an asyncio loop (ZeroMQ's FD is edge-triggered, so every
+drain runs until ``Again`` and every send re-arms it).
+
+On a tcp node every socket is a CURVE client (``keys``, see :mod:`actorsys.net.keys`)
+or a CURVE server guarded by :mod:`actorsys.net.guard`.
+"""
+from __future__ import annotations
+
+import asyncio
+import traceback
+from typing import TYPE_CHECKING, Callable
+
+import zmq
+
+from .keys import CurveKeys, curve_client
+
+if TYPE_CHECKING:
+    from .guard import Guard
+
+RECONNECT_IVL_MS = 10
+# no back-off: a restarted worker is reached within 10 ms (a failed ipc connect is cheap)
+RECONNECT_IVL_MAX_MS = 10
+SEND_HWM = 100_000
+_EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)
+
+
+def dealer(ctx: zmq.Context, endpoint: str, keys: CurveKeys | None = None) -> zmq.Socket:
+    """A DEALER socket connected to ``endpoint``, tuned for quick reconnects; a CURVE
+    client with ``keys`` (tcp endpoints only)."""
+    s = ctx.socket(zmq.DEALER)
+    curve_client(s, endpoint, keys)
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
+    s.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
+    s.setsockopt(zmq.SNDHWM, SEND_HWM)
+    s.setsockopt(zmq.RCVHWM, 0)
+    s.connect(endpoint)
+    return s
+
+
+def bound_router(ctx: zmq.Context, endpoint: str, max_message_bytes: int,
+                 guard: "Guard | None" = None, send_hwm: int | None = None,
+                 receive_hwm: int | None = None) -> zmq.Socket:
+    """The ROUTER socket a node process (router, worker, tree) serves requests on;
+    ``guard`` makes it a CURVE server (see :mod:`actorsys.guard`); the high-water marks
+    are messages queued per peer (ZeroMQ's default when not given)."""
+    s = ctx.socket(zmq.ROUTER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    if send_hwm is not None:
+        s.setsockopt(zmq.SNDHWM, send_hwm)
+    if receive_hwm is not None:
+        s.setsockopt(zmq.RCVHWM, receive_hwm)
+    # hard memory guard against raw peers; decode_frames answers the soft limit with an error
+    s.setsockopt(zmq.MAXMSGSIZE, max(2 * max_message_bytes, 1 << 16))
+    if guard is not None:
+        guard.protect(s)
+    s.bind(endpoint)
+    return s
+
+
+class SocketPump:
+    """Calls ``on_frames(frames)`` for every multipart message arriving on ``sock``."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: zmq.Socket,
+                 on_frames: Callable[[list[bytes]], None], batch: int = 512,
+                 after_batch: Callable[[], None] | None = None) -> None:
+        self.loop, self.sock, self.on_frames, self.batch = loop, sock, on_frames, batch
+        self.after_batch = after_batch
+        self._scheduled = False
+        self._draining = False
+        self._closed = False
+        self._fd = sock.FD
+        loop.add_reader(self._fd, self.drain)
+        # Read ZMQ_EVENTS once now: until someone does, libzmq may queue the first message
+        # without making the FD readable (a monitor socket never sends, so nothing else would).
+        self.kick()
+
+    def kick(self) -> None:
+        """Re-check the socket soon (needed after every send: the FD is edge-triggered)."""
+        if not self._scheduled and not self._draining:
+            self._scheduled = True
+            self.loop.call_soon(self.drain)
+
+    def drain(self) -> None:
+        self._scheduled = False
+        if self._closed:     # a drain scheduled by kick() before close(): the socket is gone
+            return
+        self._draining = True
+        recv = self.sock.recv_multipart
+        events = self.sock.getsockopt
+        n = 0
+        try:
+            # ZMQ_EVENTS instead of catching zmq.Again: an exception per drain costs ~10 us
+            while n < self.batch and events(_EVENTS) & _POLLIN:
+                frames = recv(_NOBLOCK)
+                n += 1
+                try:
+                    self.on_frames(frames)
+                except Exception:  # a bug in one message's handling must not stall the socket
+                    traceback.print_exc()
+            if n and self.after_batch is not None:
+                try:
+                    self.after_batch()
+                except Exception:   # nor may a bug there stop the socket being re-checked
+                    traceback.print_exc()
+        finally:
+            self._draining = False
+        # Sends in after_batch may have consumed the FD's edge: look again before sleeping.
+        if n and (n >= self.batch or events(_EVENTS) & _POLLIN):
+            self.kick()
+
+    def close(self) -> None:
+        self._closed = True
+        try:
+            self.loop.remove_reader(self._fd)
+        except Exception:
+            pass

@@ -1,0 +1,227 @@
+"""An embedded node: ``with actorsys.Node("node.toml") as node: ...``.
+
+``Node`` validates the config (importing every registered actor class, so a typo is a
+:class:`~actorsys.ConfigError` here and not a crash loop later), then starts the node
+supervisor as a child process; the supervisor starts the router and the workers. The
+node is ready when the router and every worker answer. Leaving the ``with`` block stops
+the node within ``shutdown_timeout`` and leaves no process behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from typing import Any
+
+from ..actor.classes import check_actor_classes
+from ..client import Client, connect
+from ..config import NodeConfig, load_config
+from ..config.layout import FAILURE_FILE, resolve_endpoints
+from ..errors import NodeUnavailable
+from .claim import claim_node
+
+
+class Node:
+    """A node started from this process: router and workers as real child processes.
+
+    ``config`` is a TOML file path or the same content as a dict (see
+    :mod:`actorsys.config`). Use it as a context manager, or call :meth:`start` and
+    :meth:`stop`.
+    """
+
+    def __init__(self, config: "str | os.PathLike[str] | dict[str, Any] | NodeConfig") -> None:
+        self.config = load_config(config)
+        check_actor_classes(self.config)
+        self._proc: subprocess.Popen | None = None
+        self._run_dir: str | None = None
+        self._client: Client | None = None
+        self._reports: int | None = None     # pipe: why the supervisor stopped the node
+        self._report = ""
+
+    @property
+    def endpoint(self) -> str:
+        """The router's endpoint: give it to ``actorsys.connect`` in any process."""
+        if self.config.endpoint is None:
+            raise NodeUnavailable("node is not started")
+        return self.config.endpoint
+
+    @property
+    def gateway_url(self) -> str:
+        """The gateway's base URL (``http://HOST:PORT``), once started with a ``[gateway]``."""
+        if self.config.gateway is None or "_internal" not in self.config.gateway:
+            raise NodeUnavailable("this node has no gateway, or is not started")
+        return "http://" + self.config.gateway["listen"]
+
+    @property
+    def pid(self) -> int | None:
+        """The node supervisor's pid."""
+        return self._proc.pid if self._proc else None
+
+    def start(self) -> "Node":
+        if self._proc is not None:
+            return self
+        self.config, self._run_dir = resolve_endpoints(self.config)
+        try:
+            for fd in claim_node(self.config):  # a clear error now; the supervisor holds the locks
+                os.close(fd)
+        except BaseException:
+            self._remove_run_dir()
+            raise
+        self._report = ""
+        self._reports, report_w = os.pipe()
+        os.set_blocking(self._reports, False)
+        cmd = [sys.executable, "-m", "supervisors.node",
+               "--config-json", json.dumps(self.config.to_dict()),
+               "--watch-parent", str(os.getpid()), "--report-fd", str(report_w)]
+        env = dict(os.environ)
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env["PYTHONPATH"] = os.pathsep.join([root, *self.config.python_path,
+                                             *filter(None, [env.get("PYTHONPATH")])])
+        try:
+            self._proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, pass_fds=(report_w,))
+        finally:
+            os.close(report_w)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.config.start_timeout
+        while True:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise NodeUnavailable(f"node supervisor exited with status {self._proc.returncode} "
+                                      f"during start ({self._failure() or 'see its messages above'})")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise NodeUnavailable(f"node did not become ready within {self.config.start_timeout:g} s")
+            try:
+                client = connect(self.endpoint, connect_timeout=min(remaining, 1.0),
+                                 timeout=self.config.ask_timeout, **self._keys())
+            except NodeUnavailable:
+                continue
+            try:
+                # a short wait per round, so a supervisor that gives up is noticed above
+                client.ping_workers(timeout=min(max(deadline - time.monotonic(), 0.1), 1.0))
+                processes = client.status()["processes"]
+                supervisor = next((p["pid"] for p in processes if p["role"] == "supervisor"), None)
+                tree = next((p for p in processes if p["role"] == "tree"), None)
+                if self.config.supervisors and (tree is None or tree.get("state") != "running"):
+                    client.close()
+                    time.sleep(0.02)      # the tree is still starting its children
+                    continue
+                gateway = next((p for p in processes if p["role"] == "gateway"), None)
+                if self.config.gateway is not None and not (gateway and gateway["up"]):
+                    client.close()
+                    time.sleep(0.02)      # the gateway is still starting
+                    continue
+            except NodeUnavailable as exc:
+                client.close()
+                if time.monotonic() >= deadline:
+                    raise NodeUnavailable(f"node did not become ready within "
+                                          f"{self.config.start_timeout:g} s ({exc})") from None
+                continue
+            except BaseException:
+                client.close()
+                raise
+            if self._proc is not None and supervisor != self._proc.pid:
+                client.close()
+                raise NodeUnavailable(f"{self.endpoint} is served by another node "
+                                      f"(supervisor pid {supervisor})")
+            self._client = client
+            return
+
+    def _failure(self) -> str | None:
+        """Why the node stopped by itself (its supervisor's report, or the supervision
+        tree's failure file), if it did."""
+        if self._reports is not None:
+            try:
+                self._report += os.read(self._reports, 65536).decode("utf-8", "replace")
+            except OSError:
+                pass
+        if self._report:
+            return self._report
+        try:
+            with open(os.path.join(self.config.data_dir, FAILURE_FILE)) as f:
+                return f.read()
+        except OSError:
+            return None
+
+    def wait(self, timeout: float) -> int:
+        """Wait until the node stops by itself (a supervision tree that gave up or shut
+        down); returns the node supervisor's exit status. NodeUnavailable at the deadline."""
+        if self._proc is None:
+            raise NodeUnavailable("node is not started")
+        try:
+            return self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise NodeUnavailable(f"node still running after {timeout:g} s") from None
+
+    @property
+    def failure(self) -> str | None:
+        """Why the supervision tree stopped the node (a top-level supervisor failed), or None."""
+        return self._failure()
+
+    def _keys(self) -> dict[str, str]:
+        """Connect with the node's own key pair (tcp with CURVE), which the node lets in."""
+        secret = self.config.curve_secret_key
+        if secret is None or not self.endpoint.startswith("tcp://"):
+            return {}
+        return {"key": secret, "server_key": secret}
+
+    def client(self) -> Client:
+        """A blocking client of this node (one shared client per Node); on a tcp node
+        with CURVE it uses the node's own key pair."""
+        if self._client is None:
+            self._client = connect(self.endpoint, timeout=self.config.ask_timeout, **self._keys())
+        return self._client
+
+    def status(self) -> dict[str, Any]:
+        """``{"processes": [{"role", "pid", "slot", ...}], ...}`` for every process of the node."""
+        return self.client().status()
+
+    def stop(self, timeout: float | None = None) -> int | None:
+        """Stop the node (SIGTERM to its supervisor; SIGKILL at the deadline). Idempotent."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        proc, self._proc = self._proc, None
+        code = None
+        if proc is not None:
+            timeout = self.config.shutdown_timeout + 6.0 if timeout is None else timeout
+            if proc.poll() is None:
+                proc.terminate()
+            try:
+                code = proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                code = proc.wait(5)
+        if self._reports is not None:
+            self._failure()          # keep what it reported for .failure
+            os.close(self._reports)
+            self._reports = None
+        self._remove_run_dir()
+        return code
+
+    def _remove_run_dir(self) -> None:
+        if self._run_dir is not None:
+            shutil.rmtree(self._run_dir, ignore_errors=True)
+            self._run_dir = None
+            self.config = replace(self.config, endpoint=None)
+
+    def __enter__(self) -> "Node":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def __del__(self) -> None:
+        proc = getattr(self, "_proc", None)
+        if proc is not None and proc.poll() is None:
+            proc.kill()

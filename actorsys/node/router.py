@@ -1,0 +1,167 @@
+"""The router: owner of the shard map and of the node's membership view.
+
+Clients ask the router for the map (``MAP``) and then send every message straight to
+the worker slot that owns the actor, so the router is off the hot path. The router
+also:
+
+* answers ``STATUS`` with every process of the node (supervisor, router, workers) and
+  their counters, asking each worker with a short deadline;
+* forwards asks and tells that a client sends to it (for simple peers such as the CLI),
+  relaying the worker's reply;
+* answers bad input with an error and counts it; nothing a peer sends stops it.
+
+The router keeps no state that is not in ``data_dir/node.meta``, so a restarted router
+serves the same map at the same endpoint and clients reconnect by themselves.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from typing import Any
+
+import psutil
+import zmq
+
+from ..client.transport import AsyncTransport
+from ..config import NodeConfig
+from ..errors import ActorError, BadRequest
+from ..net.guard import Guard
+from ..net.keys import node_keys
+from ..net.sockets import SocketPump, bound_router
+from ..protocol import wire
+from ..protocol.shardmap import ShardMap
+
+
+class Router:
+    def __init__(self, cfg: NodeConfig, meta: dict[str, Any], endpoint: str,
+                 worker_endpoints: list[str], tree_endpoint: str | None = None) -> None:
+        self.cfg, self.endpoint = cfg, endpoint
+        self.tree_endpoint = tree_endpoint
+        self.map = ShardMap(epoch=meta["epoch"], shards=meta["shards"], owner=list(meta["owner"]),
+                            endpoints=worker_endpoints)
+        self.started = time.time()
+        self.counters = {"received": 0, "bad_frames": 0, "forwarded": 0, "dropped_replies": 0,
+                         "auth_refused": 0, "handshake_failed": 0}
+
+    async def run(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.ctx = zmq.Context()
+        keys = node_keys(self.cfg)      # tcp: CURVE server and client, ZAP before the bind
+        self.guard = Guard(self.ctx, self.loop, keys, self.counters) if keys else None
+        self.sock = bound_router(self.ctx, self.endpoint, self.cfg.max_message_bytes, self.guard)
+        self.transport = AsyncTransport(self.ctx, None, shard_map=self.map,
+                                        max_message_bytes=self.cfg.max_message_bytes,
+                                        max_pending=self.cfg.max_pending_asks,
+                                        default_timeout=self.cfg.ask_timeout,
+                                        keys=keys.client if keys else None)
+        self.pump = SocketPump(self.loop, self.sock, self._on_frames)
+        self._done = self.loop.create_future()
+        for sig in (signal.SIGTERM,):   # SIGINT (Ctrl-C) is the supervisor's alone
+            self.loop.add_signal_handler(sig, lambda: self._done.done() or self._done.set_result(None))
+        try:
+            await self._done
+        finally:
+            self.pump.close()
+            self.transport.close()
+            self.sock.close(0)
+            if self.guard is not None:      # after the socket it protects
+                self.guard.close()
+            self.ctx.term()
+
+    def _send(self, envelope: tuple, payload: bytes) -> None:
+        try:
+            self.sock.send_multipart([*envelope, payload], zmq.NOBLOCK)
+        except zmq.ZMQError:
+            self.counters["dropped_replies"] += 1
+        self.pump.kick()
+
+    def _on_frames(self, frames: list[bytes]) -> None:
+        c = self.counters
+        c["received"] += 1
+        try:
+            envelope, op, rid, rest = wire.decode_frames(frames, self.cfg.max_message_bytes)
+        except wire.Rejected as r:
+            c["bad_frames"] += 1
+            self._send(r.envelope, wire.err(r.rid, r.error.to_wire()))
+            return
+        if op == wire.MAP:
+            self._send(envelope, wire.ok(rid, self.map.to_wire(
+                max_message_bytes=self.cfg.max_message_bytes, tree=self.tree_endpoint)))
+        elif op == wire.PING:
+            self._send(envelope, wire.ok(rid, "pong"))
+        elif op == wire.STATUS:
+            self.loop.create_task(self._status(envelope, rid))
+        elif op == wire.TELL:
+            c["forwarded"] += 1
+            try:
+                self.transport.tell(*rest)
+            except ActorError:
+                c["dropped_replies"] += 1
+        elif op == wire.ASK or op == wire.SPAWN:
+            c["forwarded"] += 1
+            self.loop.create_task(self._forward(envelope, rid, op, rest[:2] if op == wire.SPAWN else rest))
+        else:
+            c["bad_frames"] += 1
+            self._send(envelope, wire.err(rid, BadRequest(
+                f"the router does not serve {wire.OPS[op]} requests"
+                + (" (send them to the supervision tree's endpoint)" if op == wire.SUP else "")).to_wire()))
+
+    async def _forward(self, envelope: tuple, rid: int, op: int, rest: list[Any]) -> None:
+        try:
+            if op == wire.SPAWN:
+                result = await self.transport.spawn(rest[0], rest[1])
+            else:
+                result = await self.transport.ask(*rest)
+        except ActorError as exc:
+            self._send(envelope, wire.err(rid, exc.to_wire()))
+        else:
+            self._send(envelope, wire.ok(rid, result))
+
+    async def _status(self, envelope: tuple, rid: int) -> None:
+        self._send(envelope, wire.ok(rid, await self.status()))
+
+    async def status(self) -> dict[str, Any]:
+        async def one(slot: int) -> dict[str, Any]:
+            try:
+                return await self.transport.call_slot(slot, wire.STATUS, timeout=1.0)
+            except ActorError as exc:
+                return {"role": "worker", "slot": slot, "pid": None, "up": False, "error": str(exc)}
+
+        async def peer(endpoint: str | None, role: str, who: str) -> list[dict[str, Any]]:
+            """The status of the tree or the gateway (none if the node has none)."""
+            if endpoint is None:
+                return []
+            try:
+                return [await self.transport.call_peer(endpoint, wire.STATUS, [], 1.0, who)]
+            except ActorError as exc:
+                return [{"role": role, "pid": None, "up": False, "error": str(exc)}]
+
+        gateway = self.cfg.gateway["_internal"] if self.cfg.gateway else None
+        workers, trees, gateways = await asyncio.gather(
+            asyncio.gather(*(one(i) for i in range(len(self.map.endpoints)))),
+            peer(self.tree_endpoint, "tree", "supervision tree"), peer(gateway, "gateway", "gateway"))
+        workers = [*workers, *trees, *gateways]
+        for w in workers:
+            w.setdefault("up", True)
+        processes = [
+            {"role": "supervisor", "pid": os.getppid(), "slot": None, "up": True},
+            {"role": "router", "pid": os.getpid(), "slot": None, "up": True,
+             "endpoint": self.endpoint, **self.counters},
+            *workers,
+        ]
+        for p in processes:
+            try:
+                p["rss"] = psutil.Process(p["pid"]).memory_info().rss if p["pid"] else None
+            except psutil.Error:
+                p["rss"] = None
+        return {"endpoint": self.endpoint, "epoch": self.map.epoch, "shards": self.map.shards,
+                "workers": len(self.map.endpoints), "durability": self.cfg.durability,
+                "uptime": time.time() - self.started, "processes": processes}
+
+
+def main(cfg: NodeConfig, meta: dict[str, Any], endpoint: str, worker_endpoints: list[str],
+         tree_endpoint: str | None = None) -> None:
+    """Entry point of the router process (forked by the node supervisor)."""
+    asyncio.run(Router(cfg, meta, endpoint, worker_endpoints, tree_endpoint).run())

@@ -1,0 +1,8 @@
+"""Layer: the protocol. What crosses a socket, and nothing that opens one.
+
+May import: ``actorsys.errors``. Imported by every layer above.
+
+* :mod:`.wire`: framing, op codes, validation of incoming frames (msgpack, never pickle).
+* :mod:`.shardmap`: :func:`shard_of` and the shard -> worker-slot map (no disk).
+* :mod:`.ws`: the gateway <-> worker sub-protocol for WebSockets.
+"""

@@ -1,0 +1,201 @@
+"""The wire format: every message is one msgpack-encoded frame.
+
+A ROUTER socket sees ``[peer-id, payload]`` from a DEALER peer and
+``[peer-id, b"", payload]`` from a REQ peer; replies keep the same envelope.
+
+Requests are msgpack arrays ``[op, request_id, ...]``:
+
+======  ============================================================
+op      body
+======  ============================================================
+ASK     ``[ASK, id, type, key, method, args, kwargs]`` -> one reply
+TELL    ``[TELL, 0, type, key, method, args, kwargs]`` -> no reply
+SPAWN   ``[SPAWN, id, type, key]``: activate now -> ``OK`` reply;
+        ``[SPAWN, id, type, key, opts]`` from the tree: start a supervised child
+MAP     ``[MAP, id]``: the shard map (router)
+STATUS  ``[STATUS, id]``: counters and processes
+PING    ``[PING, id]`` -> ``OK "pong"``
+STOP    ``[STOP, id, type, key, opts]``: the tree stops (or forgets) a child
+EXIT    ``[EXIT, 0, sup, child, type, key, inc, reason, detail]``: a worker tells the
+        tree that a supervised child exited (no reply)
+SUP     ``[SUP, id, supervisor, command, arg, deadline]``: a supervisor's runtime API
+        (tree); ``deadline`` (epoch seconds, optional): not carried out after it
+LIST    ``[LIST, id, type, start_after, limit]``: a worker's keys of actors of ``type``
+        with persisted data, in order, after ``start_after`` (a string or nil)
+WS      ``[WS, 0, type, key, effects, batch, part]``: a worker hands the gateway what
+        one actor's committed turn did to its WebSockets (a large turn's in parts 0,
+        1, ...); ``batch``: ``[gateway, number]`` of the socket events' batch it ran,
+        or nil (no reply; see ``websocket.py``)
+======  ============================================================
+
+An ``ASK`` whose method starts with ``$`` is a system call served by the worker in the
+actor's turn order without running its code: ``$history``, ``$rewind`` (kwargs
+``version`` or ``time``), ``$destroy``. ``$ws`` (from the gateway) runs the actor's
+WebSocket handlers for a batch of socket events (``websocket.py``).
+
+Replies are ``[OK, id, result]`` or ``[ERR, id, {"code", "type", "message", ...}]``.
+
+Nothing arriving from a socket is ever unpickled: msgpack only, and extension types
+are left as opaque ``msgpack.ExtType`` values.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from ..errors import ActorError, BadRequest, MessageTooLarge
+
+ASK, TELL, SPAWN, MAP, STATUS, PING, STOP, EXIT, SUP = 1, 2, 3, 4, 5, 6, 7, 8, 9
+OK, ERR = 10, 11
+LIST = 12
+WS = 13
+OPS = {ASK: "ask", TELL: "tell", SPAWN: "spawn", MAP: "map", STATUS: "status", PING: "ping",
+       STOP: "stop", EXIT: "exit", SUP: "sup", LIST: "list", WS: "ws"}
+MAX_LIST_LIMIT = 10_000
+
+_packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+
+
+def pack(obj: Any) -> bytes:
+    """Encode one message or stored value (raises ``TypeError`` for non-msgpack values)."""
+    return _packb(obj)
+
+
+def unpack(data: bytes) -> Any:
+    """Decode one message or stored value; raises :class:`BadRequest` on any malformed input."""
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises a zoo of types (ExtraData, FormatError, ...)
+        raise BadRequest(f"undecodable msgpack payload ({type(exc).__name__}: {exc})") from None
+
+
+def unpack_stored(data: bytes) -> Any:
+    """Decode a value read from our own storage."""
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+def peek_id(payload: bytes) -> int:
+    """The request id of a payload we refuse to decode whole (oversized, extra frames); 0 if none.
+
+    Reads only the array header and the first two items, so a huge payload costs nothing.
+    """
+    try:
+        u = msgpack.Unpacker(raw=False, max_buffer_size=64)
+        u.feed(payload[:64])
+        if u.read_array_header() >= 2:
+            u.skip()
+            rid = u.unpack()
+            if type(rid) is int:
+                return rid
+    except Exception:
+        pass
+    return 0
+
+
+def _brief(value: Any) -> str:
+    """A short description of a decoded value for an error message. Never the value's
+    repr: a peer's value may be huge, or nested too deep to repr (RecursionError)."""
+    if value is None or type(value) in (bool, int, float):
+        return repr(value)
+    if type(value) is str:
+        return repr(value[:50])
+    return f"of type {type(value).__name__}"
+
+
+def parse_request(msg: Any) -> tuple[int, int, list[Any]]:
+    """Check a decoded request's shape; return ``(op, id, rest)`` or raise BadRequest."""
+    if not isinstance(msg, list) or len(msg) < 2:
+        raise BadRequest("a request is a msgpack array [op, id, ...]")
+    op, req_id = msg[0], msg[1]
+    if type(op) is not int or op not in OPS:
+        raise BadRequest(f"unknown op {_brief(op)}")
+    if type(req_id) is not int:
+        raise BadRequest("request id must be an integer")
+    rest = msg[2:]
+    if op in (ASK, TELL):
+        if len(rest) != 5:
+            raise BadRequest(f"{OPS[op]} takes [op, id, type, key, method, args, kwargs]")
+        type_name, key, method, args, kwargs = rest
+        if not isinstance(type_name, str) or not isinstance(key, str) or not isinstance(method, str):
+            raise BadRequest("type, key and method must be strings")
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            raise BadRequest("args must be an array and kwargs a map")
+        if any(not isinstance(k, str) for k in kwargs):
+            raise BadRequest("kwargs keys must be strings")
+    elif op == SPAWN or op == STOP:
+        if (len(rest) not in (2, 3) or not isinstance(rest[0], str) or not isinstance(rest[1], str)
+                or (len(rest) == 3 and not isinstance(rest[2], dict)) or (op == STOP and len(rest) != 3)):
+            raise BadRequest(f"{OPS[op]} takes [op, id, type, key, {{options}}]")
+        if len(rest) == 3 and any(not isinstance(k, str) for k in rest[2]):
+            raise BadRequest("option names must be strings")
+    elif op == EXIT:
+        if (len(rest) != 7 or not all(isinstance(v, str) for v in rest[:4])
+                or type(rest[4]) is not int or not isinstance(rest[5], str)):
+            raise BadRequest("exit takes [op, 0, sup, child, type, key, inc, reason, detail]")
+    elif op == LIST:
+        if (len(rest) != 3 or not isinstance(rest[0], str)
+                or not (rest[1] is None or isinstance(rest[1], str))
+                or type(rest[2]) is not int or not 0 <= rest[2] <= MAX_LIST_LIMIT):
+            raise BadRequest(f"list takes [op, id, type, start_after or nil, limit 0..{MAX_LIST_LIMIT}]")
+    elif op == WS:
+        if (len(rest) != 5 or not isinstance(rest[0], str) or not isinstance(rest[1], str)
+                or not isinstance(rest[2], list) or type(rest[4]) is not int
+                or not (rest[3] is None or (isinstance(rest[3], list) and len(rest[3]) == 2
+                                            and isinstance(rest[3][0], str)
+                                            and type(rest[3][1]) is int))):
+            raise BadRequest("ws takes [op, 0, type, key, effects, batch or nil, part]")
+    elif op == SUP:
+        if (len(rest) not in (3, 4) or not isinstance(rest[0], str) or not isinstance(rest[1], str)
+                or (len(rest) == 4 and type(rest[3]) not in (int, float))):
+            raise BadRequest("sup takes [op, id, supervisor, command, arg, deadline]")
+    return op, req_id, rest
+
+
+class Rejected(Exception):
+    """A request refused before dispatch: answer ``error`` to ``envelope`` with ``rid``."""
+
+    def __init__(self, envelope: tuple, rid: int, error: ActorError) -> None:
+        super().__init__(str(error))
+        self.envelope, self.rid, self.error = envelope, rid, error
+
+
+def decode_frames(frames: list[bytes], max_message_bytes: int) -> tuple[tuple, int, int, list[Any]]:
+    """Split what a ROUTER socket received into ``(envelope, op, id, rest)``.
+
+    Accepts ``[peer, payload]`` (DEALER) and ``[peer, b"", payload]`` (REQ); anything
+    else, an oversized payload, or an undecodable or ill-formed request raises
+    :class:`Rejected` with what to answer (the id is read from the payload's first
+    bytes when the whole cannot be decoded, so the asker can match the error).
+    """
+    n = len(frames)
+    if n == 2:
+        envelope: tuple = (frames[0],)
+        payload = frames[1]
+    elif n == 3 and frames[1] == b"":
+        envelope, payload = (frames[0], b""), frames[2]
+    else:
+        # a REQ peer's frames start with an empty delimiter: answer inside it
+        envelope = (frames[0], b"") if n > 1 and frames[1] == b"" else (frames[0],)
+        raise Rejected(envelope, peek_id(frames[-1]),
+                       BadRequest(f"expected one payload frame, got {n - 1} frames"))
+    if len(payload) > max_message_bytes:
+        raise Rejected(envelope, peek_id(payload), MessageTooLarge(
+            f"message is {len(payload)} bytes; max_message_bytes is {max_message_bytes}"))
+    rid = 0
+    try:
+        msg = unpack(payload)
+        if isinstance(msg, list) and len(msg) > 1 and type(msg[1]) is int:
+            rid = msg[1]
+        op, rid, rest = parse_request(msg)
+    except BadRequest as exc:
+        raise Rejected(envelope, rid, exc) from None
+    return envelope, op, rid, rest
+
+
+def ok(req_id: int, result: Any) -> bytes:
+    return pack([OK, req_id, result])
+
+
+def err(req_id: int, body: dict[str, Any]) -> bytes:
+    return pack([ERR, req_id, body])

@@ -1,0 +1,267 @@
+"""One LevelDB database per worker slot: reads, the staged overlay, group commit and
+recovery from storage faults (key layout: :mod:`.keys`; an actor's view: :mod:`.view`).
+
+Values are msgpack. A turn's writes are buffered in its :class:`Storage` view; at the end
+of the turn they are staged in the slot's pending overlay, and the worker's group commit
+writes everything staged in one atomic ``WriteBatch`` (fsynced with ``durability =
+"fsync"``) before any reply leaves (the output gate).
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+from typing import Any, Iterator
+
+import plyvel
+
+from ..errors import StorageError
+
+_MISSING = object()
+
+
+#: the longest storage key, in bytes of UTF-8 (Durable Objects: 2 KiB)
+MAX_STORAGE_KEY_BYTES = 16 * 1024
+
+
+#: default largest stored value (state, storage entry, alarm payload), node key ``max_value_bytes``
+DEFAULT_MAX_VALUE_BYTES = 512 * 1024
+
+
+#: committed values an activation keeps in memory for repeated reads
+CACHE_ENTRIES = 512
+
+
+#: free bytes beyond twice the log's size before a read-only store tries to reopen
+REOPEN_HEADROOM = 1 << 20
+
+
+def _merge(base: Iterator[tuple[bytes, bytes]], overlay: dict[bytes, Any], lo: bytes, hi: bytes,
+           reverse: bool) -> Iterator[tuple[bytes, bytes]]:
+    """Merge a sorted (key, value) stream with an overlay of writes; ``None`` deletes."""
+    over = sorted(((k, v) for k, v in overlay.items() if lo <= k < hi), reverse=reverse)
+    if not over:
+        yield from base
+        return
+    # tag 0 = overlay wins ties over tag 1 = base
+    keyed_over = (((k if not reverse else _Rev(k)), 0, k, v) for k, v in over)
+    keyed_base = (((k if not reverse else _Rev(k)), 1, k, v) for k, v in base)
+    last = None
+    for _sk, _tag, k, v in heapq.merge(keyed_over, keyed_base):
+        if k == last:
+            continue
+        last = k
+        if v is not None:
+            yield k, v
+
+
+class _Rev:
+    """Sort key that inverts bytes ordering, for merging reverse iterators."""
+
+    __slots__ = ("b",)
+
+    def __init__(self, b: bytes) -> None:
+        self.b = b
+
+    def __lt__(self, other: "_Rev") -> bool:
+        return self.b > other.b
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Rev) and self.b == other.b
+
+
+#: LevelDB errors that go away by themselves (space freed, the disk made writable)
+_TRANSIENT = ("No space left on device", "Read-only file system", "Disk quota exceeded")
+
+
+def open_db(path: str, what: str) -> "plyvel.DB":
+    """Open (or create) the LevelDB database at ``path``; ``what`` names its owner in errors.
+
+    A directory that already holds files is opened, never re-created: LevelDB would
+    silently start an empty database where ``CURRENT`` is missing. Opening checks the
+    log and the manifest (``paranoid_checks``). Every failure is a :class:`StorageError`
+    naming ``what`` and the path: locked by another process, damaged, or unreadable.
+    """
+    try:
+        # a database whose creation failed (a full disk) leaves only these behind
+        existing = bool(set(os.listdir(path)) - {"LOCK", "LOG", "LOG.old"})
+    except FileNotFoundError:
+        existing = False
+    except OSError as exc:
+        raise StorageError(f"{what}: cannot read its LevelDB directory {path}: {exc}") from None
+    if existing and not os.path.exists(os.path.join(path, "CURRENT")):
+        raise StorageError(f"{what}: {path} holds files but no LevelDB CURRENT file: the "
+                           f"database is damaged or is not a LevelDB directory; restore it "
+                           f"from a backup (or move it away to start this slot empty)")
+    try:
+        return plyvel.DB(path, create_if_missing=not existing, paranoid_checks=True)
+    except plyvel.Error as exc:
+        text = error_text(exc)
+        if any(t in text for t in _TRANSIENT):
+            raise StorageError(f"{what}: the LevelDB database at {path} cannot be opened "
+                               f"now: {text}", transient=True) from None
+        if "lock" in text.lower():
+            why = "is locked by another process (is another node or tool using it?)"
+        elif isinstance(exc, plyvel.CorruptionError):
+            why = "is damaged (LevelDB reports corruption); restore it from a backup"
+        else:
+            why = "cannot be opened"
+        raise StorageError(f"{what}: the LevelDB database at {path} {why}: {text}") from None
+
+
+def error_text(exc: BaseException) -> str:
+    """plyvel's message of an error (it carries LevelDB's status as bytes)."""
+    arg = exc.args[0] if len(exc.args) == 1 else None
+    return arg.decode("utf-8", "replace") if isinstance(arg, bytes) else str(exc)
+
+
+class _Unavailable:
+    """Stands in for a database that could not be reopened: every use raises."""
+
+    closed = True
+
+    def __init__(self, error: StorageError) -> None:
+        self.error = error
+
+    def __getattr__(self, name: str) -> Any:
+        raise self.error
+
+
+class SlotStore:
+    """A worker slot's LevelDB database plus the overlay of staged, uncommitted writes.
+
+    Storage faults. When a commit fails (disk full, a read-only or failing disk), the
+    store turns *read-only*: :attr:`broken` holds the error, turns that would write are
+    refused with it, and reads go on from the open database. The failed batch may have
+    left a torn record at the end of LevelDB's log, after which LevelDB would still
+    accept writes that a crash then loses; so no write is accepted until
+    :meth:`try_recover` has reopened the database (which replays the log, drops the torn
+    record and starts a new log). It reopens only when the directory takes a test write
+    and has room for the reopen, since reopening on a full disk fails and would leave
+    no database to read from.
+    """
+
+    def __init__(self, path: str, fsync: bool,
+                 max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES, what: str | None = None) -> None:
+        self.what = what or "storage"
+        self.path = path
+        #: the error of the commit that failed, while writes are refused (see the class doc)
+        self.broken: StorageError | None = None
+        try:
+            self.db = open_db(path, self.what)
+        except StorageError as exc:
+            if not exc.transient:
+                raise
+            # a full or read-only disk: serve errors, and open once it can (try_recover)
+            self.broken = exc
+            self.db = _Unavailable(exc)
+        self.fsync = fsync
+        self.max_value_bytes = max_value_bytes
+        self.pending: dict[bytes, bytes | None] = {}
+        # the actors (prefixes) with staged writes: a range within any other actor needs
+        # no merge with the overlay (which costs a pass over everything staged)
+        self.pending_actors: set[bytes] = set()
+        self.commits = 0
+        self.committed_writes = 0
+
+    def get(self, k: bytes) -> bytes | None:
+        v = self.pending.get(k, _MISSING)
+        if v is _MISSING:
+            try:
+                return self.db.get(k, verify_checksums=True)
+            except plyvel.Error as exc:
+                raise self._read_error(exc) from None
+        return v  # type: ignore[return-value]
+
+    def _read_error(self, exc: Exception) -> StorageError:
+        return StorageError(f"{self.what}: reading the LevelDB database at {self.path} "
+                            f"failed: {error_text(exc)}")
+
+    def range(self, lo: bytes, hi: bytes, reverse: bool = False, actor: bytes | None = None,
+              committed: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        """Committed and staged entries in ``[lo, hi)``; ``actor``: the range lies within
+        that actor's prefix (so it is unaffected by other actors' staged writes);
+        ``committed``: leave out what is staged."""
+        it = self._checked(self.db.iterator(start=lo, stop=hi, reverse=reverse, verify_checksums=True))
+        if committed or not self.pending or (actor is not None and actor not in self.pending_actors):
+            return it
+        return _merge(it, self.pending, lo, hi, reverse)
+
+    def _checked(self, it: Iterator[tuple[bytes, bytes]]) -> Iterator[tuple[bytes, bytes]]:
+        try:
+            yield from it
+        except plyvel.Error as exc:
+            raise self._read_error(exc) from None
+
+    def stage(self, writes: dict[bytes, bytes | None], actor: bytes) -> None:
+        """Stage an actor's writes (and its index entries) for the next commit."""
+        self.pending.update(writes)
+        self.pending_actors.add(actor)
+
+    def commit(self) -> None:
+        """Write everything staged in one atomic batch. Raises StorageError on failure
+        (and from then on until :meth:`try_recover` succeeds)."""
+        if not self.pending:
+            return
+        pending, self.pending = self.pending, {}
+        self.pending_actors = set()
+        if self.broken is not None:
+            raise self.broken
+        try:
+            with self.db.write_batch(sync=self.fsync, transaction=True) as wb:
+                for k, v in pending.items():
+                    if v is None:
+                        wb.delete(k)
+                    else:
+                        wb.put(k, v)
+        except Exception as exc:
+            self.broken = StorageError(
+                f"{self.what} cannot write to {self.path} ({error_text(exc)}); until it can, turns that "
+                f"write are refused and reads are served"
+                + ("; a batch whose fsync failed may still be applied" if self.fsync else ""))
+            raise self.broken from None
+        self.commits += 1
+        self.committed_writes += len(pending)
+
+    def try_recover(self) -> bool:
+        """After a failed commit: reopen the database if the directory is writable again
+        and has room; True once writes are accepted again."""
+        if self.broken is None:
+            return True
+        if not self._writable():
+            return False
+        if not self.db.closed:
+            self.db.close()
+        try:
+            self.db = open_db(self.path, self.what)
+        except StorageError as exc:
+            self.broken = StorageError(f"{exc}; reads wait for it to reopen", transient=exc.transient)
+            self.db = _Unavailable(self.broken)
+            return False
+        self.broken = None
+        return True
+
+    def _writable(self) -> bool:
+        """The directory takes a test write and has room to reopen the database (LevelDB
+        rewrites its log into a table when it opens)."""
+        try:
+            logs = sum(e.stat().st_size for e in os.scandir(self.path) if e.name.endswith(".log"))
+            st = os.statvfs(self.path)
+            if st.f_bavail * st.f_frsize < 2 * logs + REOPEN_HEADROOM:
+                return False
+            # beside the database, not in it: a probe left by a kill must not look like data
+            probe = self.path.rstrip(os.sep) + ".write-probe"
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, bytes(64 * 1024))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+                os.unlink(probe)
+        except OSError:
+            return False
+        return True
+
+    def close(self) -> None:
+        if not self.db.closed:
+            self.db.close()
