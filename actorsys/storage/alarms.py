@@ -17,7 +17,7 @@ What a user can rely on:
   max = 60.0, attempts = 6 }``); one that takes its worker down (a segfault, kill -9, a
   sync turn past ``turn_timeout``) is retried after the same backoff, counted the same
   way, so a poisonous alarm cannot crash-loop its worker. After the last attempt the
-  alarm is dropped and the worker says so on stderr. A raise is also the actor's crash,
+  alarm is dropped and the worker says so in its log. A raise is also the actor's crash,
   as for any handler.
 * Alarms survive worker crashes, node restarts and shard moves; one that came due while
   the node was down fires when its worker starts. An alarm of a supervised child that
@@ -26,7 +26,11 @@ What a user can rely on:
 
 Storage: the alarm record lives with the actor (``P + b"l" + name``); a slot-wide index
 ``b"t" + due + P[1:] + name`` keeps alarms in due order, so the worker's clock reads only
-the alarms that are due. Durable Objects allows one alarm per object.
+the alarms that are due (:mod:`.keys`). Durable Objects allows one alarm per object.
+
+Here: the turn's alarm calls (:func:`set_alarm`, :func:`cancel_alarm`,
+:func:`list_alarms`, on an actor's :class:`~.view.Storage`), the attempt bookkeeping
+(:func:`reschedule`, :func:`backoff`) and the worker's timer (:class:`AlarmClock`).
 """
 from __future__ import annotations
 
@@ -34,11 +38,12 @@ import asyncio
 import datetime
 import math
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from ..errors import LimitExceeded
 from ..protocol import wire
-from .keys import due_us, index_key, next_prefix, parse_index_key, record_index_key, record_key
+from .keys import (DUE_INDEX_RANGE, alarm_index_key, alarm_index_key_of, alarm_record_key,
+                   alarm_records_range, due_us, index_key_due, index_key_ident, parse_alarm_index_key)
 
 if TYPE_CHECKING:
     from .slot import SlotStore
@@ -83,10 +88,10 @@ def set_alarm(storage: "Storage", when: float, name: str, payload: Any) -> float
     if due_us(at) > MAX_DUE_US:
         raise ValueError(f"alarm time {when!r} is too far in the future")
     prefix = storage.actor_range
-    rk = record_key(prefix, name)
+    rk = alarm_record_key(prefix, name)
     old = storage.read_raw(rk)
     if old is not None:
-        storage.write_raw(record_index_key(prefix, name, old), None)
+        storage.write_raw(alarm_index_key_of(prefix, name, old), None)
     try:
         packed = wire.pack({"when": at, "payload": payload, "attempt": 0})
     except (TypeError, ValueError, OverflowError) as exc:
@@ -95,7 +100,7 @@ def set_alarm(storage: "Storage", when: float, name: str, payload: Any) -> float
         raise LimitExceeded(f"alarm {name!r:.100} is {len(packed)} bytes; max_value_bytes is "
                             f"{storage.store.max_value_bytes}")
     storage.write_raw(rk, packed)
-    storage.write_raw(index_key(prefix, due_us(at), name), b"")
+    storage.write_raw(alarm_index_key(prefix, due_us(at), name), b"")
     if storage.alarms_changed is None or at < storage.alarms_changed:
         storage.alarms_changed = at
     return at
@@ -105,19 +110,18 @@ def cancel_alarm(storage: "Storage", name: str) -> bool:
     """Stage the removal of an alarm; returns whether it was set."""
     _name_ok(name)
     prefix = storage.actor_range
-    rk = record_key(prefix, name)
+    rk = alarm_record_key(prefix, name)
     old = storage.read_raw(rk)
     if old is None:
         return False
     storage.write_raw(rk, None)
-    storage.write_raw(record_index_key(prefix, name, old), None)
+    storage.write_raw(alarm_index_key_of(prefix, name, old), None)
     return True
 
 
 def list_alarms(storage: "Storage") -> dict[str, dict[str, Any]]:
     """``{name: {"when", "payload", "attempt"}}`` in name order, as this turn sees them."""
-    lo = storage.actor_range + b"l"
-    hi = next_prefix(lo)
+    lo, hi = alarm_records_range(storage.actor_range)
     n = len(lo)
     return {k[n:].decode("utf-8"): wire.unpack_stored(v)
             for k, v in storage.entries(lo, hi)}
@@ -125,54 +129,72 @@ def list_alarms(storage: "Storage") -> dict[str, dict[str, Any]]:
 
 def backoff(retry: dict[str, float], attempt: int) -> float:
     """Seconds to wait after failed attempt number ``attempt`` (1, 2, ...)."""
-    return min(retry["initial"] * 2 ** (attempt - 1), retry["max"])
+    return min(retry["initial"] * 2.0 ** (attempt - 1), retry["max"])
+
+
+#: ``Rescheduled.attempts`` of an alarm that was cancelled or set again meanwhile
+SUPERSEDED = -1
+
+
+class Rescheduled(NamedTuple):
+    """What :func:`reschedule` decided for a due alarm."""
+
+    #: to stage (the old due-index entry goes; the record and its new entry, or not)
+    writes: dict[bytes, bytes | None]
+    #: the alarm's new due time (epoch seconds), or None: dropped or superseded
+    at: float | None
+    #: attempts made so far, or SUPERSEDED (at is then None)
+    attempts: int
 
 
 def reschedule(store: "SlotStore", prefix: bytes, name: str, due: int, retry: dict[str, float],
-               now: float, attempt_starts: bool) -> tuple[dict[bytes, bytes | None], float | None, int]:
+               now: float, attempt_starts: bool) -> Rescheduled:
     """The writes that move a due alarm to its next attempt, or drop it.
 
     ``attempt_starts``: a delivery is about to start; it is counted now and the alarm is
     leased until ``now + backoff`` (a delivery lost with its worker comes back then).
     Otherwise the attempt in progress failed: retry after the backoff. Returns
-    ``(writes, new due time or None, attempts made)``: None with -1 attempts when the
-    alarm was cancelled or set again meanwhile, else None when it is dropped.
+    ``(writes, new due time or None, attempts made)``: None with SUPERSEDED (-1)
+    attempts when the alarm was cancelled or set again meanwhile, else None when it is
+    dropped (its attempts are used up).
     """
-    rk = record_key(prefix, name)
+    rk = alarm_record_key(prefix, name)
     raw = store.get(rk)
     rec = wire.unpack_stored(raw) if raw is not None else None
     if rec is None or due_us(rec["when"]) != due:
         # cancelled or set again meanwhile (that alarm stands): this index entry is not
         # the record's own, so it goes (it was left behind by a lease written while a
         # turn that set the alarm again was still running)
-        return {index_key(prefix, due, name): None}, None, -1
+        return Rescheduled({alarm_index_key(prefix, due, name): None}, None, SUPERSEDED)
     attempt = int(rec.get("attempt", 0))
-    writes: dict[bytes, bytes | None] = {index_key(prefix, due, name): None}
+    writes: dict[bytes, bytes | None] = {alarm_index_key(prefix, due, name): None}
     if attempt >= int(retry["attempts"]):
         writes[rk] = None
-        return writes, None, attempt
+        return Rescheduled(writes, None, attempt)
     if attempt_starts:
         attempt += 1
     at = now + backoff(retry, max(attempt, 1))
     writes[rk] = wire.pack({"when": at, "payload": rec["payload"], "attempt": attempt})
-    writes[index_key(prefix, due_us(at), name)] = b""
-    return writes, at, attempt
+    writes[alarm_index_key(prefix, due_us(at), name)] = b""
+    return Rescheduled(writes, at, attempt)
 
 
 class AlarmClock:
     """The worker's timer: hands each due alarm of its slot to its actor.
 
-    ``deliver([(due, shard, type, key, name), ...])`` starts the alarms' turns;
+    ``deliver([DueAlarm(due, shard, type, key, name), ...])`` starts the alarms' turns;
     ``done(ident)`` is called when a turn has ended (committed or failed). An alarm
-    handed out and not done within ``REDELIVER_AFTER`` (plus the turn timeout) is handed
-    out again.
+    handed out and not done within ``redeliver_after`` (the worker passes
+    ``REDELIVER_AFTER`` plus the turn timeout) is handed out again. ``now`` gives the
+    epoch time (tests pass a fake one).
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, store: "SlotStore",
                  deliver: Callable[[list[tuple[int, int, str, str, str]]], None],
-                 redeliver_after: float) -> None:
+                 redeliver_after: float, now: Callable[[], float] = time.time) -> None:
         self.loop, self.store, self.deliver = loop, store, deliver
         self.redeliver_after = redeliver_after
+        self.now = now
         self.inflight: dict[bytes, float] = {}   # index key minus its due -> redelivery time
         self.timer: asyncio.TimerHandle | None = None
         self.next_due = math.inf
@@ -187,7 +209,7 @@ class AlarmClock:
         if self.timer is not None:
             self.timer.cancel()
         self.next_due = when
-        self.timer = self.loop.call_later(max(when - time.time(), 0.0), self.scan)
+        self.timer = self.loop.call_later(max(when - self.now(), 0.0), self.scan)
 
     def done(self, ident: bytes) -> None:
         self.inflight.pop(ident, None)
@@ -201,19 +223,19 @@ class AlarmClock:
     def scan(self) -> None:
         """Hand out every due alarm (in due order), then sleep until the next one."""
         self.timer, self.next_due = None, math.inf
-        now = time.time()
+        now = self.now()
         if self.store.broken is not None:
             self._arm(now + 1.0)    # each attempt is counted by a write: wait for storage
             return
         now_us = due_us(now)
         wake = math.inf
         batch: list[tuple[int, int, str, str, str]] = []
-        for k, _v in self.store.range(b"t", b"u"):
-            due = int.from_bytes(k[1:9], "big")
+        for k, _v in self.store.range(*DUE_INDEX_RANGE):
+            due = index_key_due(k)
             if due > now_us:
                 wake = min(wake, due / 1_000_000)
                 break
-            ident = k[9:]
+            ident = index_key_ident(k)
             again = self.inflight.get(ident)
             if again is not None and again > now:
                 wake = min(wake, again)
@@ -223,7 +245,7 @@ class AlarmClock:
                 break
             self.inflight[ident] = now + self.redeliver_after
             wake = min(wake, now + self.redeliver_after)     # if its turn is lost
-            batch.append(parse_index_key(k))
+            batch.append(parse_alarm_index_key(k))
         if wake < math.inf:
             self._arm(wake)         # before delivering: deliver() may note an earlier time
         if batch:

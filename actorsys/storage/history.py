@@ -30,59 +30,62 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from ..protocol import wire
-from .keys import next_prefix, record_index_key, version_key
+from .keys import ALARM, ENTRY, STATE, alarm_index_key_of, version_key, version_of_key, version_range
 
 if TYPE_CHECKING:
     from .slot import SlotStore
 
-_KEPT = (ord("s"), ord("k"), ord("l"))     # what history covers: state, storage, alarms
-
-
-def _range(prefix: bytes) -> tuple[bytes, bytes]:
-    lo = prefix + b"h"
-    return lo, next_prefix(lo)
+#: what history covers (the byte after the actor's prefix): state, storage, alarms
+_KEPT = (STATE[0], ENTRY[0], ALARM[0])
 
 
 def records(store: "SlotStore", prefix: bytes) -> list[tuple[int, dict[str, Any]]]:
-    """Every retained version of the actor, oldest first: ``[(version, record)]``."""
-    lo, hi = _range(prefix)
-    n = len(lo)
-    return [(int.from_bytes(k[n:], "big"), wire.unpack_stored(v))
+    """Every retained version of the actor, oldest first: ``[(version, record)]``; a
+    record is ``{"t": commit time, "u": [[key after the prefix, value before], ...]}``."""
+    lo, hi = version_range(prefix)
+    return [(version_of_key(k), wire.unpack_stored(v))
             for k, v in store.range(lo, hi, actor=prefix)]
 
 
 def bookmarks(store: "SlotStore", prefix: bytes) -> list[dict[str, Any]]:
+    """``ref.history()``: ``[{"version", "time"}]``, oldest first."""
     return [{"version": v, "time": r["t"]} for v, r in records(store, prefix)]
 
 
 class Versions:
-    """The history bookkeeping of one activation (loaded at its first commit)."""
+    """The history bookkeeping of one activation (loaded at its first commit): the
+    newest version number and the commit times pruning looks at."""
 
     __slots__ = ("last", "first_time", "second_time")
 
     def __init__(self, store: "SlotStore", prefix: bytes) -> None:
-        lo, hi = _range(prefix)
+        lo, hi = version_range(prefix)
         newest = next(iter(store.range(lo, hi, reverse=True, actor=prefix)), None)
-        self.last = int.from_bytes(newest[0][len(lo):], "big") if newest else 0
+        #: the newest version (0: none yet)
+        self.last = version_of_key(newest[0]) if newest else 0
         # commit times of the two oldest records: pruning has work once the second
         # oldest is older than the window (the oldest is then no longer needed)
         oldest = [wire.unpack_stored(v)["t"]
                   for _k, v in islice(store.range(lo, hi, actor=prefix), 2)]
-        self.first_time = oldest[0] if oldest else None
-        self.second_time = oldest[1] if len(oldest) > 1 else None
+        self.first_time: float | None = oldest[0] if oldest else None
+        self.second_time: float | None = oldest[1] if len(oldest) > 1 else None
 
     def record(self, store: "SlotStore", prefix: bytes, writes: dict[bytes, bytes | None],
-               old_state: bytes | None, window: float) -> None:
-        """Add this commit's undo record (and prunes) to ``writes``; call before staging."""
+               old_state: bytes | None, window: float, now: float | None = None) -> None:
+        """Add this commit's undo record (and prunes) to ``writes``; call before staging.
+        ``old_state``: the state as last committed (the state key's old value); a commit
+        that writes nothing history covers records no version. ``now``: the commit's
+        time (default: the clock's)."""
         n = len(prefix)
         undo = []
         for k in writes:
             if len(k) > n and k[n] in _KEPT and k.startswith(prefix):
                 sub = k[n:]
-                undo.append([sub, old_state if sub == b"s" else store.get(k)])
+                undo.append([sub, old_state if sub == STATE else store.get(k)])
         if not undo:
             return
-        now = time.time()
+        if now is None:
+            now = time.time()
         self.last += 1
         writes[version_key(prefix, self.last)] = wire.pack({"t": now, "u": undo})
         if self.first_time is None:
@@ -96,7 +99,7 @@ class Versions:
                cutoff: float, now: float) -> None:
         """Delete the records before the newest one older than ``cutoff`` (that one is
         the version current at the window's start: it stays)."""
-        lo, hi = _range(prefix)
+        lo, hi = version_range(prefix)
         keep: tuple[bytes, float] | None = None
         self.second_time = now           # this commit's record, if nothing older is left
         for k, v in store.range(lo, hi, actor=prefix):
@@ -153,13 +156,13 @@ def rewind_writes(store: "SlotStore", prefix: bytes, version: int | None,
     for sub, old in restore.items():
         k = prefix + sub
         writes[k] = old
-        if sub[:1] == b"l":              # keep the alarm index in step with the records
+        if sub[:1] == ALARM:             # keep the alarm index in step with the records
             name = sub[1:]
             cur = store.get(k)
             if cur is not None:
-                writes[record_index_key(prefix, name, cur)] = None
+                writes[alarm_index_key_of(prefix, name, cur)] = None
             if old is not None:
-                writes[record_index_key(prefix, name, old)] = b""
+                writes[alarm_index_key_of(prefix, name, old)] = b""
                 when = wire.unpack_stored(old)["when"]
                 earliest = when if earliest is None else min(earliest, when)
     return writes, version, earliest

@@ -23,9 +23,10 @@ def read_meta(data_dir: str) -> dict[str, Any]:
     path = os.path.join(data_dir, META_FILE)
     with open(path, "rb") as f:
         try:
-            return msgpack.unpackb(f.read(), raw=False)
+            meta: dict[str, Any] = msgpack.unpackb(f.read(), raw=False)
         except Exception as exc:
             raise ConfigError(f"corrupt node metadata {path}: {exc}") from None
+    return meta
 
 
 def write_meta(data_dir: str, meta: dict[str, Any]) -> None:

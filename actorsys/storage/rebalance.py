@@ -24,7 +24,8 @@ What you get:
   no longer exist are deleted, after checking they hold no data; a slot directory
   that still holds actor data is an error at start, never a deletion.
 
-One line on stderr per move says how many shards and keys moved and how long it took.
+One log line per move (logger ``actorsys.rebalance``, on stderr) says how many shards
+and keys moved and how long it took.
 """
 from __future__ import annotations
 
@@ -43,8 +44,13 @@ from typing import Any, Iterator
 import plyvel
 
 from ..errors import ConfigError
-from .keys import listing_key, next_prefix, record_index_key, split_actor_key
+from ..log import get_logger, setup as setup_logging
+from .keys import (ACTOR_KEYS, ALARM, ENTRY, KEY_SPACES, SLOT_INDEXES, STATE, alarm_index_key_of,
+                   index_entry_shard, listing_key, listing_value, prefix_range, shard_range,
+                   split_actor_key)
 from .meta import LISTING_INDEX, fsync_dir, read_meta, write_meta
+
+log = get_logger("rebalance")
 
 #: keys per LevelDB batch: memory stays bounded however many actors a shard holds
 BATCH_KEYS = 10_000
@@ -53,6 +59,8 @@ MAX_OPEN_DBS = 8
 _SLOT_DIR = re.compile(r"slot-(\d+)")
 _TOMBSTONE = re.compile(r"slot-\d+\.removed")
 _PR_SET_PDEATHSIG = 1
+#: a state value that is no data: msgpack's empty map (``{}``, an actor never written)
+_EMPTY_STATE = b"\x80"
 
 
 def plan(owner: list[int], workers: int) -> list[int]:
@@ -99,7 +107,8 @@ def rebalance(data_dir: str, meta: dict[str, Any], workers: int) -> dict[str, An
     if ("target" not in meta and meta["workers"] == workers and not _removed_slots(data_dir, workers)
             and meta.get("listing") == LISTING_INDEX):
         return meta
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # the directory holding the actorsys package (this file is actorsys/storage/rebalance.py)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     # -P: the working directory is not put on sys.path (an `actorsys` folder there must
@@ -145,8 +154,10 @@ def rebalance_here(data_dir: str, meta: dict[str, Any], workers: int) -> dict[st
 def main(argv: list[str]) -> int:
     """``python -m actorsys.storage.rebalance DATA_DIR WORKERS [PARENT_PID]``: what
     :func:`rebalance` runs. Dies with its parent (a node killed while moving resumes at
-    its next start, instead of leaving a move running beside a new node). Prints the
-    reason of a failure on stdout (for the parent) and exits 2."""
+    its next start, instead of leaving a move running beside a new node). Logs as role
+    ``rebalance``; prints the reason of a failure on stdout (for the parent, which
+    raises it as a ConfigError) and exits 2."""
+    setup_logging("rebalance")
     data_dir, workers = argv[0], int(argv[1])
     if len(argv) > 2:
         try:
@@ -158,7 +169,7 @@ def main(argv: list[str]) -> int:
     try:
         rebalance_here(data_dir, read_meta(data_dir), workers)
     except ConfigError as exc:
-        print(exc.problem, flush=True)
+        print(exc.problem, flush=True)     # not a log line: the parent's answer
         return 2
     return 0
 
@@ -187,9 +198,9 @@ def _finish(data_dir: str, meta: dict[str, Any], resumed: bool) -> dict[str, Any
     final.update(workers=workers, epoch=int(meta["epoch"]) + 1, owner=new)
     write_meta(data_dir, final)
     moved = sum(len(s) for s in pairs.values())
-    print(f"actorsys[rebalance {os.getpid()}]: {'resumed and finished' if resumed else 'done'}: "
-          f"{meta['workers']} -> {workers} workers, moved {moved} of {meta['shards']} shards, "
-          f"{keys} keys in {time.monotonic() - started:.2f} s", file=sys.stderr, flush=True)
+    log.info("%s: %s -> %s workers, moved %s of %s shards, %s keys in %.2f s",
+             "resumed and finished" if resumed else "done", meta["workers"], workers, moved,
+             meta["shards"], keys, time.monotonic() - started)
     return final
 
 
@@ -266,8 +277,7 @@ def _move_shards(pool: _Pool, src: int, dst: int, shards: list[int]) -> int:
     moved = 0
     pending: list[tuple[bytes, bytes]] = []
     for shard in shards:
-        lo = b"a" + shard.to_bytes(2, "big")
-        for chunk in _scan(pool, src, lo, next_prefix(lo)):
+        for chunk in _scan(pool, src, *shard_range(shard)):
             pending.extend(chunk)
             if len(pending) >= BATCH_KEYS:
                 moved += _transfer(pool, src, dst, _with_indexes(pool.get(src), pending))
@@ -287,10 +297,10 @@ def _with_indexes(db: plyvel.DB, items: list[tuple[bytes, bytes]]) -> list[tuple
             continue
         type_b, key_b, rest = parts
         wanted[listing_key(type_b, key_b)] = None
-        if rest[:1] == b"l":
+        if rest[:1] == ALARM:
             prefix = k[:len(k) - len(rest)]
             try:
-                wanted[record_index_key(prefix, rest[1:], v)] = None
+                wanted[alarm_index_key_of(prefix, rest[1:], v)] = None
             except Exception:
                 continue               # unreadable record: the index sweep still finds its entry
     extra = [(k, v) for k in wanted if (v := db.get(k)) is not None]
@@ -304,12 +314,12 @@ def _sweep_indexes(pool: _Pool, src: int, owner: list[int]) -> int:
     if not pool.exists(src):
         return 0
     moved = 0
-    for tag in (b"n", b"t"):
-        for chunk in _scan(pool, src, tag, next_prefix(tag)):
+    for tag in SLOT_INDEXES:
+        for chunk in _scan(pool, src, *prefix_range(tag)):
             away: dict[int, list[tuple[bytes, bytes]]] = {}
             for k, v in chunk:
-                raw = v if tag == b"n" else k[9:11]
-                if len(raw) != 2 or (shard := int.from_bytes(raw, "big")) >= len(owner):
+                shard = index_entry_shard(k, v)
+                if shard is None or shard >= len(owner):
                     continue           # not an index entry we understand: left alone
                 if owner[shard] != src:
                     away.setdefault(owner[shard], []).append((k, v))
@@ -342,7 +352,7 @@ def _remove_empty_slots(data_dir: str, workers: int) -> None:
         if os.listdir(path):
             db = plyvel.DB(path)
             try:
-                for tag in (b"a", b"n", b"t"):
+                for tag in KEY_SPACES:
                     with db.iterator(prefix=tag, include_value=False) as it:
                         first = next(it, None)
                     if first is not None:
@@ -370,15 +380,15 @@ def _build_listing(data_dir: str, workers: int) -> None:
         try:
             last = None
             wb = db.write_batch(sync=True)
-            for k, v in db.iterator(prefix=b"a"):
+            for k, v in db.iterator(prefix=ACTOR_KEYS):
                 parts = split_actor_key(k)
                 if parts is None:
                     continue
-                entry = listing_key(parts[0], parts[1])
-                kind = parts[2][:1]
-                if entry == last or not (kind in (b"k", b"l") or (kind == b"s" and v != b"\x80")):
+                entry = listing_key(parts.type_name, parts.key)
+                kind = parts.rest[:1]
+                if entry == last or not (kind in (ENTRY, ALARM) or (kind == STATE and v != _EMPTY_STATE)):
                     continue
-                wb.put(entry, k[1:3])
+                wb.put(entry, listing_value(k))
                 last, listed = entry, listed + 1
                 if listed % BATCH_KEYS == 0:
                     wb.write()
@@ -386,9 +396,8 @@ def _build_listing(data_dir: str, workers: int) -> None:
             wb.write()
         finally:
             db.close()
-    print(f"actorsys[rebalance {os.getpid()}]: listed {listed} actors of a data directory made "
-          f"before the listing index, in {time.monotonic() - started:.2f} s", file=sys.stderr,
-          flush=True)
+    log.info("listed %s actors of a data directory made before the listing index, in %.2f s",
+             listed, time.monotonic() - started)
 
 
 if __name__ == "__main__":

@@ -9,16 +9,16 @@ writes everything staged in one atomic ``WriteBatch`` (fsynced with ``durability
 
 from __future__ import annotations
 
-import heapq
 import os
 from typing import Any, Iterator
 
 import plyvel
 
 from ..errors import StorageError
+from ..log import get_logger
+from .overlay import MISSING, merge
 
-_MISSING = object()
-
+log = get_logger("storage")
 
 #: the longest storage key, in bytes of UTF-8 (Durable Objects: 2 KiB)
 MAX_STORAGE_KEY_BYTES = 16 * 1024
@@ -34,40 +34,6 @@ CACHE_ENTRIES = 512
 
 #: free bytes beyond twice the log's size before a read-only store tries to reopen
 REOPEN_HEADROOM = 1 << 20
-
-
-def _merge(base: Iterator[tuple[bytes, bytes]], overlay: dict[bytes, Any], lo: bytes, hi: bytes,
-           reverse: bool) -> Iterator[tuple[bytes, bytes]]:
-    """Merge a sorted (key, value) stream with an overlay of writes; ``None`` deletes."""
-    over = sorted(((k, v) for k, v in overlay.items() if lo <= k < hi), reverse=reverse)
-    if not over:
-        yield from base
-        return
-    # tag 0 = overlay wins ties over tag 1 = base
-    keyed_over = (((k if not reverse else _Rev(k)), 0, k, v) for k, v in over)
-    keyed_base = (((k if not reverse else _Rev(k)), 1, k, v) for k, v in base)
-    last = None
-    for _sk, _tag, k, v in heapq.merge(keyed_over, keyed_base):
-        if k == last:
-            continue
-        last = k
-        if v is not None:
-            yield k, v
-
-
-class _Rev:
-    """Sort key that inverts bytes ordering, for merging reverse iterators."""
-
-    __slots__ = ("b",)
-
-    def __init__(self, b: bytes) -> None:
-        self.b = b
-
-    def __lt__(self, other: "_Rev") -> bool:
-        return self.b > other.b
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Rev) and self.b == other.b
 
 
 #: LevelDB errors that go away by themselves (space freed, the disk made writable)
@@ -127,8 +93,34 @@ class _Unavailable:
         raise self.error
 
 
+def room_to_reopen(path: str) -> bool:
+    """The directory of the database at ``path`` takes a test write and has room to
+    reopen it (LevelDB rewrites its log into a table when it opens)."""
+    try:
+        logs = sum(e.stat().st_size for e in os.scandir(path) if e.name.endswith(".log"))
+        st = os.statvfs(path)
+        if st.f_bavail * st.f_frsize < 2 * logs + REOPEN_HEADROOM:
+            return False
+        # beside the database, not in it: a probe left by a kill must not look like data
+        probe = path.rstrip(os.sep) + ".write-probe"
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, bytes(64 * 1024))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError:
+        return False
+    return True
+
+
 class SlotStore:
     """A worker slot's LevelDB database plus the overlay of staged, uncommitted writes.
+
+    Reads (:meth:`get`, :meth:`range`) see what is staged; :meth:`stage` adds a turn's
+    writes to the overlay; :meth:`commit` writes the whole overlay in one atomic
+    ``WriteBatch`` (the group commit) and empties it, whether or not it succeeds.
 
     Storage faults. When a commit fails (disk full, a read-only or failing disk), the
     store turns *read-only*: :attr:`broken` holds the error, turns that would write are
@@ -137,8 +129,9 @@ class SlotStore:
     accept writes that a crash then loses; so no write is accepted until
     :meth:`try_recover` has reopened the database (which replays the log, drops the torn
     record and starts a new log). It reopens only when the directory takes a test write
-    and has room for the reopen, since reopening on a full disk fails and would leave
-    no database to read from.
+    and has room for the reopen (:func:`room_to_reopen`), since reopening on a full disk
+    fails and would leave no database to read from. The fault and the reopen are logged
+    (logger ``actorsys.storage``).
     """
 
     def __init__(self, path: str, fsync: bool,
@@ -147,30 +140,35 @@ class SlotStore:
         self.path = path
         #: the error of the commit that failed, while writes are refused (see the class doc)
         self.broken: StorageError | None = None
+        self.db: Any
         try:
             self.db = open_db(path, self.what)
         except StorageError as exc:
             if not exc.transient:
                 raise
             # a full or read-only disk: serve errors, and open once it can (try_recover)
+            log.error("%s", exc)
             self.broken = exc
             self.db = _Unavailable(exc)
         self.fsync = fsync
         self.max_value_bytes = max_value_bytes
+        #: staged writes, not yet committed (None deletes); the group commit writes them all
         self.pending: dict[bytes, bytes | None] = {}
-        # the actors (prefixes) with staged writes: a range within any other actor needs
-        # no merge with the overlay (which costs a pass over everything staged)
+        #: the actors (prefixes) with staged writes: a range within any other actor needs
+        #: no merge with the overlay (which costs a pass over everything staged)
         self.pending_actors: set[bytes] = set()
         self.commits = 0
         self.committed_writes = 0
 
     def get(self, k: bytes) -> bytes | None:
-        v = self.pending.get(k, _MISSING)
-        if v is _MISSING:
+        """The value of ``k``, staged or committed (None: absent)."""
+        v = self.pending.get(k, MISSING)
+        if v is MISSING:
             try:
-                return self.db.get(k, verify_checksums=True)
+                found: bytes | None = self.db.get(k, verify_checksums=True)
             except plyvel.Error as exc:
                 raise self._read_error(exc) from None
+            return found
         return v  # type: ignore[return-value]
 
     def _read_error(self, exc: Exception) -> StorageError:
@@ -185,7 +183,7 @@ class SlotStore:
         it = self._checked(self.db.iterator(start=lo, stop=hi, reverse=reverse, verify_checksums=True))
         if committed or not self.pending or (actor is not None and actor not in self.pending_actors):
             return it
-        return _merge(it, self.pending, lo, hi, reverse)
+        return merge(it, self.pending, lo, hi, reverse)
 
     def _checked(self, it: Iterator[tuple[bytes, bytes]]) -> Iterator[tuple[bytes, bytes]]:
         try:
@@ -200,7 +198,8 @@ class SlotStore:
 
     def commit(self) -> None:
         """Write everything staged in one atomic batch. Raises StorageError on failure
-        (and from then on until :meth:`try_recover` succeeds)."""
+        (and from then on until :meth:`try_recover` succeeds); what was staged is dropped
+        either way."""
         if not self.pending:
             return
         pending, self.pending = self.pending, {}
@@ -219,6 +218,7 @@ class SlotStore:
                 f"{self.what} cannot write to {self.path} ({error_text(exc)}); until it can, turns that "
                 f"write are refused and reads are served"
                 + ("; a batch whose fsync failed may still be applied" if self.fsync else ""))
+            log.error("%s", self.broken)
             raise self.broken from None
         self.commits += 1
         self.committed_writes += len(pending)
@@ -228,38 +228,21 @@ class SlotStore:
         and has room; True once writes are accepted again."""
         if self.broken is None:
             return True
-        if not self._writable():
+        if not room_to_reopen(self.path):
             return False
         if not self.db.closed:
             self.db.close()
         try:
             self.db = open_db(self.path, self.what)
         except StorageError as exc:
+            said = str(self.broken)
             self.broken = StorageError(f"{exc}; reads wait for it to reopen", transient=exc.transient)
             self.db = _Unavailable(self.broken)
+            if str(self.broken) != said:          # once per cause, not once per attempt
+                log.error("%s", self.broken)
             return False
         self.broken = None
-        return True
-
-    def _writable(self) -> bool:
-        """The directory takes a test write and has room to reopen the database (LevelDB
-        rewrites its log into a table when it opens)."""
-        try:
-            logs = sum(e.stat().st_size for e in os.scandir(self.path) if e.name.endswith(".log"))
-            st = os.statvfs(self.path)
-            if st.f_bavail * st.f_frsize < 2 * logs + REOPEN_HEADROOM:
-                return False
-            # beside the database, not in it: a probe left by a kill must not look like data
-            probe = self.path.rstrip(os.sep) + ".write-probe"
-            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.write(fd, bytes(64 * 1024))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-                os.unlink(probe)
-        except OSError:
-            return False
+        log.info("%s is writable again (reopened %s)", self.what, self.path)
         return True
 
     def close(self) -> None:

@@ -1,5 +1,12 @@
 """An actor's view of its slot's storage (``self.storage``): a turn's reads see its own
-writes, which are buffered until the turn ends and then staged for the group commit."""
+writes, which are buffered until the turn ends and then staged for the group commit.
+
+The user's API is :class:`Storage`'s ``get``, ``put``, ``delete``, ``list``,
+``delete_all``, ``size`` and ``transaction`` (and the alarm calls behind
+``Actor.set_alarm`` and friends). The runtime uses the raw half: :meth:`Storage.read_raw`,
+:meth:`~Storage.write_raw`, :meth:`~Storage.entries` (full keys, from :mod:`.keys`),
+:meth:`~Storage.take_writes` at the end of a turn, :meth:`~Storage.forget`.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -8,8 +15,9 @@ from typing import Any, Iterable, Iterator, overload
 from ..errors import LimitExceeded
 from ..protocol import wire
 from . import alarms as _alarm_ops
-from .keys import next_prefix
-from .slot import CACHE_ENTRIES, MAX_STORAGE_KEY_BYTES, SlotStore, _merge, _MISSING
+from .keys import entry_prefix, prefix_range, sized_ranges, successor
+from .overlay import MISSING, merge
+from .slot import CACHE_ENTRIES, MAX_STORAGE_KEY_BYTES, SlotStore
 
 class Storage:
     """An actor's key-value storage (``self.storage``). Writes commit with the turn.
@@ -26,9 +34,11 @@ class Storage:
     __slots__ = ("store", "actor_range", "_prefix", "_buf", "_cache", "_owner", "alarms_changed")
 
     def __init__(self, store: SlotStore, prefix: bytes, owner: Any = None) -> None:
+        #: the slot's store (the view stages nothing itself: the runtime does)
         self.store = store
-        self.actor_range = prefix                 # the actor's whole key range
-        self._prefix = prefix + b"k"
+        #: the actor's prefix ``P`` (:mod:`.keys`): every key of the actor starts with it
+        self.actor_range = prefix
+        self._prefix = entry_prefix(prefix)
         self._buf: dict[bytes, bytes | None] = {}    # this turn's writes (None deletes)
         self._cache: dict[bytes, bytes | None] | None = None   # committed or staged values
         self._owner = owner                  # the actor instance (its state for transactions)
@@ -47,13 +57,13 @@ class Storage:
 
     def read_raw(self, k: bytes) -> bytes | None:
         """The value of a full key as this turn sees it."""
-        v = self._buf.get(k, _MISSING)
-        if v is not _MISSING:
+        v = self._buf.get(k, MISSING)
+        if v is not MISSING:
             return v  # type: ignore[return-value]
         cache = self._cache
         if cache is not None:
-            v = cache.get(k, _MISSING)
-            if v is not _MISSING:
+            v = cache.get(k, MISSING)
+            if v is not MISSING:
                 return v  # type: ignore[return-value]
         else:
             cache = self._cache = {}
@@ -65,9 +75,10 @@ class Storage:
 
     def entries(self, lo: bytes, hi: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
         """This actor's committed and staged entries in ``[lo, hi)`` with this turn's writes."""
-        return _merge(self.store.range(lo, hi, reverse, self.actor_range), self._buf, lo, hi, reverse)
+        return merge(self.store.range(lo, hi, reverse, self.actor_range), self._buf, lo, hi, reverse)
 
     def write_raw(self, k: bytes, v: bytes | None) -> None:
+        """Write a full key in this turn (None deletes); it commits with the turn."""
         self._buf[k] = v
 
     def _pack(self, key: str, value: Any) -> bytes:
@@ -100,15 +111,15 @@ class Storage:
         v = self.read_raw(self._k(key))
         return default if v is None else wire.unpack_stored(v)
 
-    def put(self, key: str | dict[str, Any], value: Any = _MISSING) -> None:
+    def put(self, key: str | dict[str, Any], value: Any = MISSING) -> None:
         """Store ``value`` under ``key``, or every item of a dict; commits with the turn."""
         if isinstance(key, dict):
-            if value is not _MISSING and value is not None:
+            if value is not MISSING and value is not None:
                 raise TypeError("put(dict) stores the dict's items; it takes no value")
             staged = {self._k(name): self._pack(name, v) for name, v in key.items()}
             self._buf.update(staged)      # all or nothing: a bad item writes none
             return
-        if value is _MISSING:
+        if value is MISSING:
             raise TypeError("put(key, value) needs a value (or put({key: value, ...}))")
         self._buf[self._k(key)] = self._pack(key, value)
 
@@ -137,13 +148,11 @@ class Storage:
         if limit is not None and (type(limit) is not int or limit < 0):
             raise ValueError(f"list's limit is a non-negative integer or None, got {limit!r:.50}")
         base = self._prefix
-        lo, hi = base, next_prefix(base)
-        if prefix:
-            lo, hi = self._k(prefix), next_prefix(self._k(prefix))
+        lo, hi = prefix_range(self._k(prefix) if prefix else base)
         if start is not None:
             lo = max(lo, self._k(start))
         if start_after is not None:
-            lo = max(lo, self._k(start_after) + b"\x00")   # the smallest key after it
+            lo = max(lo, successor(self._k(start_after)))
         if end is not None:
             hi = min(hi, self._k(end))
         out: dict[str, Any] = {}
@@ -159,7 +168,7 @@ class Storage:
     def delete_all(self) -> int:
         """Delete every entry of this actor's storage (not its state or alarms); returns
         how many there were. Commits with the turn, like any write."""
-        lo, hi = self._prefix, next_prefix(self._prefix)
+        lo, hi = prefix_range(self._prefix)
         n = 0
         for k, _v in list(self.entries(lo, hi)):
             self._buf[k] = None
@@ -169,14 +178,11 @@ class Storage:
     def size(self) -> int:
         """Bytes this actor stores (keys and values of its state as last committed, its
         storage entries and alarms, with this turn's writes), history excluded."""
-        p = self.actor_range
+        n = len(self.actor_range)
         total = 0
-        # everything but the history records (P + h...), the supervision record (P + m)
-        # and the sockets' delivery mark (P + w)
-        for lo, hi in ((p, p + b"h"), (p + b"i", p + b"m"), (p + b"n", p + b"w"),
-                       (p + b"x", next_prefix(p))):
+        for lo, hi in sized_ranges(self.actor_range):
             for k, v in self.entries(lo, hi):
-                total += len(k) - len(p) + len(v)
+                total += len(k) - n + len(v)
         return total
 
     @contextlib.contextmanager
@@ -220,12 +226,14 @@ class Storage:
         self.alarms_changed = None
         return buf
 
-    def _forget(self, keys: Iterable[bytes]) -> None:
+    def forget(self, keys: Iterable[bytes]) -> None:
         """Keys written to the store outside this actor's turns: drop them from the cache."""
         cache = self._cache
         if cache:
             for k in keys:
                 cache.pop(k, None)
+
+    _forget = forget        # the earlier name, kept while the runtime moves to forget()
 
     # -- alarms (the user's API is Actor.set_alarm and friends; see alarms.py) --------
     def set_alarm(self, when: Any, name: str = "default", payload: Any = None) -> float:
