@@ -66,7 +66,8 @@ DUE_BYTES = VERSION_BYTES = 8
 
 # -- ordering -----------------------------------------------------------------------------
 def next_prefix(p: bytes) -> bytes:
-    """The smallest byte string greater than every string starting with ``p``."""
+    """The smallest byte string greater than every string starting with ``p`` (``p``
+    holds a byte other than 0xFF, as every prefix of this layout does)."""
     b = bytearray(p)
     while b and b[-1] == 0xFF:
         b.pop()

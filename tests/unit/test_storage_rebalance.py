@@ -1,0 +1,140 @@
+"""Moving shards between slots, in this process against LevelDB directories in tmp_path
+(rebalance_here: what the rebalancing process runs), and the plan it follows."""
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+
+import plyvel
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from actorsys.protocol import wire
+from actorsys.storage.keys import (actor_prefix, alarm_index_key, alarm_record_key,
+                                   due_us, entry_prefix, listing_key, listing_value, state_key)
+from actorsys.storage.meta import read_meta, write_meta
+from actorsys.storage.rebalance import plan, rebalance_here
+
+SHARDS = 6
+WHEN = 2_000_000_000.0
+
+
+def actor_keys(shard: int, key: str) -> dict[bytes, bytes]:
+    """Everything one actor holds, index entries included."""
+    p = actor_prefix(shard, "T", key)
+    return {state_key(p): wire.pack({"n": shard}), entry_prefix(p) + b"e": wire.pack(key),
+            alarm_record_key(p, "tick"): wire.pack({"when": WHEN + shard, "payload": None, "attempt": 0}),
+            alarm_index_key(p, due_us(WHEN + shard), "tick"): b"",
+            listing_key("T", key): listing_value(p)}
+
+
+def make_data_dir(path: str, workers: int) -> dict[bytes, tuple[int, bytes]]:
+    """A data directory of ``workers`` slots, two actors per shard; returns every key
+    with its shard and value."""
+    owner = [s % workers for s in range(SHARDS)]
+    everything: dict[bytes, tuple[int, bytes]] = {}
+    dbs = {w: plyvel.DB(os.path.join(path, f"slot-{w}"), create_if_missing=True) for w in range(workers)}
+    try:
+        for shard in range(SHARDS):
+            for i in range(2):
+                for k, v in actor_keys(shard, f"k{shard}-{i}").items():
+                    dbs[owner[shard]].put(k, v)
+                    everything[k] = (shard, v)
+    finally:
+        for db in dbs.values():
+            db.close()
+    write_meta(path, {"shards": SHARDS, "workers": workers, "epoch": 1, "owner": owner, "listing": 1})
+    return everything
+
+
+def slot_contents(path: str) -> dict[int, dict[bytes, bytes]]:
+    out = {}
+    for name in sorted(os.listdir(path)):
+        if name.startswith("slot-"):
+            db = plyvel.DB(os.path.join(path, name))
+            try:
+                out[int(name[5:])] = dict(db.iterator())
+            finally:
+                db.close()
+    return out
+
+
+def test_every_key_moves_with_its_shard_index_entries_included(tmp_path, caplog):
+    path = str(tmp_path)
+    everything = make_data_dir(path, 2)
+    caplog.set_level(logging.INFO, logger="actorsys.rebalance")
+    meta = rebalance_here(path, read_meta(path), 3)
+    assert meta == read_meta(path) and meta["workers"] == 3 and meta["epoch"] == 2
+    assert meta["owner"] == plan([s % 2 for s in range(SHARDS)], 3)
+    slots = slot_contents(path)
+    for k, (shard, v) in everything.items():
+        holders = [slot for slot, items in slots.items() if items.get(k) == v]
+        assert holders == [meta["owner"][shard]], f"{k!r} of shard {shard} is in slots {holders}"
+    assert sum(len(items) for items in slots.values()) == len(everything), "nothing duplicated"
+    assert any("done: 2 -> 3 workers, moved 2 of 6 shards, 20 keys" in r.getMessage() for r in caplog.records)
+
+
+def test_shrinking_moves_everything_home_and_removes_the_empty_slots(tmp_path):
+    path = str(tmp_path)
+    everything = make_data_dir(path, 3)
+    rebalance_here(path, read_meta(path), 1)
+    assert sorted(os.listdir(path)) == ["node.meta", "slot-0"]
+    assert slot_contents(path)[0] == {k: v for k, (_s, v) in everything.items()}
+
+
+def test_a_data_directory_without_the_listing_index_gets_one(tmp_path, caplog):
+    path = str(tmp_path)
+    everything = make_data_dir(path, 1)
+    empty = actor_prefix(0, "T", "never-written")
+    db = plyvel.DB(os.path.join(path, "slot-0"))
+    try:
+        for k in [k for k in everything if k[:1] == b"n"]:
+            db.delete(k)
+        db.put(state_key(empty), wire.pack({}))                 # state {} is no data
+    finally:
+        db.close()
+    meta = read_meta(path)
+    del meta["listing"]
+    caplog.set_level(logging.INFO, logger="actorsys.rebalance")
+    assert rebalance_here(path, meta, 1)["listing"] == 1
+    listed = {k: v for k, v in slot_contents(path)[0].items() if k[:1] == b"n"}
+    assert listed == {k: v for k, (_s, v) in everything.items() if k[:1] == b"n"}
+    assert any("listed 12 actors" in r.getMessage() for r in caplog.records)
+
+
+def test_an_alarm_index_entry_left_without_its_record_still_moves(tmp_path):
+    path = str(tmp_path)
+    make_data_dir(path, 2)
+    p = actor_prefix(1, "T", "gone")
+    stray = alarm_index_key(p, 5, "old")
+    db = plyvel.DB(os.path.join(path, "slot-1"))
+    try:
+        db.put(stray, b"")
+    finally:
+        db.close()
+    meta = rebalance_here(path, read_meta(path), 3)
+    home = meta["owner"][1]
+    assert [s for s, items in slot_contents(path).items() if stray in items] == [home], \
+        "swept to its shard's new slot by the index pass"
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.integers(0, 5), min_size=1, max_size=40), st.integers(1, 7))
+def test_the_plan_balances_the_slots_and_moves_as_few_shards_as_it_can(owner, workers):
+    new = plan(owner, workers)
+    assert new == plan(owner, workers), "deterministic"
+    counts = Counter(new)
+    base = len(owner) // workers
+    assert all(0 <= s < workers for s in new)
+    assert all(counts[s] in (base, base + 1) for s in range(workers))
+    assert sum(counts[s] == base + 1 for s in range(workers)) == len(owner) % workers
+    held = Counter(o for o in owner if o < workers)
+    stays = sum(min(held[s], counts[s]) for s in range(workers))
+    assert sum(a == b for a, b in zip(owner, new)) == stays, "a shard stays while its slot has room"
+
+
+def test_the_plan_needs_a_worker():
+    with pytest.raises(ValueError, match="at least 1"):
+        plan([0, 1], 0)
