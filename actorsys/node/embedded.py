@@ -78,7 +78,9 @@ class Node:
                "--config-json", json.dumps(self.config.to_dict()),
                "--watch-parent", str(os.getpid()), "--report-fd", str(report_w)]
         env = dict(os.environ)
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        # the project root (actorsys/node/embedded.py -> ../../..), so `-m supervisors.node`
+        # imports from this checkout; never actorsys/ itself, whose modules would shadow others
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env["PYTHONPATH"] = os.pathsep.join([root, *self.config.python_path,
                                              *filter(None, [env.get("PYTHONPATH")])])
         try:
