@@ -246,7 +246,8 @@ class Supervisor:
         self.host.store.set_stopped(self.name, ch.id, False)
 
     async def _stop(self, ch: Child, brutal: bool = False) -> None:
-        """Stop one child within its shutdown (a dead one is only marked stopped).
+        """Stop one child within its shutdown. A dead actor child is stopped too: its
+        worker then fails what waited for it.
 
         A nested supervisor gets its own ``shutdown`` for its whole subtree: past it, or
         with ``brutal_kill``, what is left of the subtree is killed."""
