@@ -1,1 +1,13 @@
-"""Supervision: process-level (``supervisors.node``) and, later, actor-level trees."""
+"""Supervision, Erlang/OTP's way: the top layer, built on ``actorsys``.
+
+Layer: the top. It may import any part of ``actorsys``; nothing imports it (``actorsys``
+starts it by module name: ``python -m supervisors.node``). The modules, bottom to top:
+
+* ``child.py``, ``host.py``, ``supervisor.py``: one OTP supervisor as a state machine (its
+  child records and states; the ``ChildHost`` Protocol it talks to its children through),
+  testable in-process against a fake host (``tests/unit``).
+* ``store.py``, ``tree.py``: the supervision tree process, the real host of every
+  ``[supervisors.NAME]`` of a node (LevelDB, the workers, the runtime API).
+* ``processes.py``, ``health.py``, ``node.py``: the node supervisor, the root process of
+  a node (how each process starts; worker health checks; restarts and the stop order).
+"""

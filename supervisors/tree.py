@@ -25,118 +25,80 @@ In the user's words:
   the config afresh), and the addresses it supervises (a declared child dropped from the
   config is released to be a plain actor).
 * SIGTERM stops every top-level supervisor in reverse order, then the process exits.
+
+The process is four states (:class:`TreeState`): ``starting`` (the top-level supervisors
+start) -> ``running`` -> ``stopping`` (SIGTERM: nothing queued runs but the stop) ->
+``stopped``. It is the host of its supervisors (``host.py``): events, the clock, actor
+children reached through the workers, its index of supervised addresses and its store
+(``store.py``).
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
+import logging
 import os
 import signal
-import sys
 import time
-import uuid
 from collections import deque
-from typing import Any, Awaitable, Callable
+from typing import Any, NamedTuple
 
-import plyvel
 import zmq
 
 from actorsys.client.transport import AsyncTransport
 from actorsys.config import NodeConfig
+from actorsys.config import supervision as specs
 from actorsys.config.layout import FAILURE_FILE
+from actorsys.config.supervision import BRUTAL_KILL, INFINITY, Shutdown
+from actorsys.errors import (ActorError, BadRequest, ConfigError, Overloaded, StartFailed,
+                             SupervisorError, SupervisorNotFound)
 from actorsys.net.guard import Guard
 from actorsys.net.keys import node_keys
 from actorsys.net.sockets import SocketPump, bound_router
 from actorsys.protocol import wire
 from actorsys.protocol.shardmap import ShardMap
-from actorsys.errors import (ActorError, BadRequest, ConfigError, Overloaded, StartFailed,
-                             SupervisorError, SupervisorNotFound)
 
-from actorsys.config import supervision as specs
-from .supervisor import Child, Supervisor
+from .child import NORMAL_EXITS, Child, ChildState
+from .host import Event
+from .store import INCARNATION_BLOCK, TreeStore
+from .supervisor import Boot, ExitWhy, Supervisor
+
+log = logging.getLogger("supervisors.tree")
 
 EXIT_ROOT_FAILED = 3       # a top-level supervisor failed: the node stops with this status
 EXIT_AUTO_SHUTDOWN = 4     # a top-level supervisor shut down (auto_shutdown): the node stops, 0
 MAX_QUEUED_EVENTS = 100_000
+STOP_GRACE = 5.0           # seconds beyond a child's shutdown for its worker to answer the STOP
 READ_ONLY = ("which_children", "count_children")
 COMMANDS = ("which_children", "count_children", "start_child", "terminate_child",
             "restart_child", "delete_child")
 
 
-class TreeStore:
-    """The tree's own small LevelDB: dynamic children, stopped children, supervised addresses."""
+class TreeState(enum.Enum):
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
 
-    def __init__(self, path: str) -> None:
-        self.db = plyvel.DB(path, create_if_missing=True)
 
-    @staticmethod
-    def _k(tag: bytes, a: str, b: str | None = None) -> bytes:
-        k = tag + a.encode() + b"\0"
-        return k if b is None else k + b.encode()
+class Held(NamedTuple):
+    """Who supervises an actor address."""
 
-    def dynamic(self, sup: str) -> list[tuple[int, dict[str, Any]]]:
-        out = [wire.unpack_stored(v) for _k, v in self.db.iterator(prefix=self._k(b"d", sup))]
-        return sorted(((d["seq"], d["spec"]) for d in out), key=lambda t: t[0])
+    sup: Supervisor
+    child: Child
 
-    def put_dynamic(self, sup: str, seq: int, spec: specs.ChildSpec) -> None:
-        self.db.put(self._k(b"d", sup, spec.id), wire.pack({"seq": seq, "spec": spec.to_dict()}))
 
-    def drop_dynamic(self, sup: str, cid: str) -> None:
-        self.db.delete(self._k(b"d", sup, cid))
+class Queued(NamedTuple):
+    """An event waiting its turn."""
 
-    def drop_all_dynamic(self, sup: str) -> None:
-        with self.db.write_batch() as b:
-            for k in self.db.iterator(prefix=self._k(b"d", sup), include_value=False):
-                b.delete(k)
-
-    def set_stopped(self, sup: str, cid: str, stopped: bool) -> None:
-        if stopped:
-            self.db.put(self._k(b"t", sup, cid), b"")
-        else:
-            self.db.delete(self._k(b"t", sup, cid))
-
-    def is_stopped(self, sup: str, cid: str) -> bool:
-        return self.db.get(self._k(b"t", sup, cid)) is not None
-
-    def set_deleted(self, sup: str, cid: str) -> None:
-        self.db.put(self._k(b"x", sup, cid), b"")
-
-    def is_deleted(self, sup: str, cid: str) -> bool:
-        return self.db.get(self._k(b"x", sup, cid)) is not None
-
-    def clear_stopped(self) -> None:
-        """A node start: the config applies afresh (run-time stops and deletions go)."""
-        with self.db.write_batch() as b:
-            for tag in (b"t", b"x"):
-                for k in self.db.iterator(prefix=tag, include_value=False):
-                    b.delete(k)
-
-    def addresses(self) -> set[tuple[str, str]]:
-        out = set()
-        for k in self.db.iterator(prefix=b"a", include_value=False):
-            t, _, key = k[1:].partition(b"\0")
-            out.add((t.decode(), key.decode()))
-        return out
-
-    def set_address(self, addr: tuple[str, str], present: bool) -> None:
-        k = self._k(b"a", addr[0], addr[1])
-        if present:
-            self.db.put(k, b"")
-        else:
-            self.db.delete(k)
-
-    def incarnation_floor(self, floor: int) -> int:
-        """Incarnations only grow, across restarts and clock steps: reserve a block."""
-        raw = self.db.get(b"i")
-        start = max(floor, int(raw) if raw else 0)
-        self.db.put(b"i", str(start + 1_000_000).encode(), sync=True)
-        return start
-
-    def close(self) -> None:
-        self.db.close()
+    fn: Event
+    args: tuple[Any, ...]
 
 
 class Tree:
+    """The supervision tree process, host of its supervisors (see the module docstring)."""
+
     def __init__(self, cfg: NodeConfig, meta: dict[str, Any], endpoint: str,
                  worker_endpoints: list[str], restarted: bool = False) -> None:
         self.cfg, self.endpoint, self.restarted = cfg, endpoint, restarted
@@ -144,20 +106,18 @@ class Tree:
                             endpoints=worker_endpoints)
         self.specs: dict[str, specs.SupervisorSpec] = specs.parse_supervisors(
             cfg.supervisors, actors=cfg.actors, fail=lambda p, k: ConfigError(p, key=k))
-        self.sups: dict[str, Supervisor] = {}      # running supervisors by name
+        self.sups: dict[str, Supervisor] = {}      # supervisors by name (running or not)
         self.roots: list[Supervisor] = []
-        self.index: dict[tuple[str, str], tuple[Supervisor, Child]] = {}
-        self.state = "starting"
+        self.index: dict[tuple[str, str], Held] = {}
+        self.state = TreeState.STARTING
         self.code = 0
         self._inc = int(time.time() * 1000) << 8    # incarnations only grow, across restarts too
         self.counters = {"received": 0, "bad_frames": 0, "exits": 0, "admin": 0, "restarts": 0,
                          "auth_refused": 0, "handshake_failed": 0}
         self.report_fd: int | None = None    # a pipe to the node supervisor (set by main)
+        self.events: deque[Queued] = deque()
 
     # -- process ------------------------------------------------------------------
-    def log(self, msg: str) -> None:
-        print(f"actorsys[tree {os.getpid()}]: {msg}", file=sys.stderr, flush=True)
-
     async def run(self) -> int:
         self.loop = asyncio.get_running_loop()
         self.failure_path = os.path.join(self.cfg.data_dir, FAILURE_FILE)
@@ -176,7 +136,6 @@ class Tree:
         self.transport.on_slot_lost = self._slot_lost
         for slot in range(len(self.map.endpoints)):
             self.transport.connect_slot(slot)      # monitors see every worker's death
-        self.events: deque[tuple[Callable[..., Awaitable[Any]], tuple]] = deque()
         self.wake = asyncio.Event()
         self.pump = SocketPump(self.loop, self.sock, self._on_frames)
         self._done = self.loop.create_future()
@@ -198,11 +157,11 @@ class Tree:
         return self.code
 
     def _on_sigterm(self) -> None:
-        if self.state in ("stopping", "stopped"):
+        if self.state in (TreeState.STOPPING, TreeState.STOPPED):
             return
-        self.state = "stopping"
+        self.state = TreeState.STOPPING
         # jump the queue (after the event in progress): nothing queued should start children now
-        self.events.appendleft((self._shutdown, ()))
+        self.events.appendleft(Queued(self._shutdown, ()))
         self.wake.set()
 
     async def _stop_roots(self) -> None:
@@ -212,18 +171,17 @@ class Tree:
                 try:
                     await sup.terminate()
                 except Exception as exc:   # stopping must go on: log and continue
-                    self.log(f"stopping supervisor '{sup.name}': {type(exc).__name__}: {exc}")
+                    log.error("stopping supervisor '%s': %s: %s", sup.name, type(exc).__name__, exc)
 
     async def _shutdown(self) -> None:
         t0 = time.monotonic()
         await self._stop_roots()
-        self.log(f"supervision tree stopped its children in order "
-                 f"({time.monotonic() - t0:.3f} s)")
+        log.info("supervision tree stopped its children in order (%.3f s)", time.monotonic() - t0)
         self._finish(self.code)
 
     def _finish(self, code: int) -> None:
         self.code = code
-        self.state = "stopped"
+        self.state = TreeState.STOPPED
         if not self._done.done():
             self._done.set_result(None)
 
@@ -234,43 +192,35 @@ class Tree:
                 await self.wake.wait()
                 continue
             fn, args = self.events.popleft()
-            if self.state == "stopped" or (self.state == "stopping" and fn != self._shutdown):
+            if self.state is TreeState.STOPPED or (self.state is TreeState.STOPPING
+                                                   and fn != self._shutdown):
                 if fn == self._admin:       # answer rather than leave the caller to time out
                     self._reply_err(args[0], args[1], SupervisorError("the node is stopping"))
                 continue
             try:
                 await fn(*args)
             except Exception as exc:        # a bug here must not stop the tree: log it
-                import traceback
-                self.log(f"error handling an event: {type(exc).__name__}: {exc}\n"
-                         f"{traceback.format_exc()}")
-
-    def post(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
-        """Queue an event; events run one at a time, in order."""
-        self.events.append((fn, args))
-        self.wake.set()
-
-    def later(self, delay: float, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
-        self.loop.call_later(delay, self.post, fn, *args)
+                log.exception("error handling an event: %s: %s", type(exc).__name__, exc)
 
     async def _boot(self) -> None:
-        if self.state != "starting":
+        if self.state is not TreeState.STARTING:
             return
         if not self.restarted:
             self.store.clear_stopped()
         names = specs.roots(self.specs)
+        boot = Boot.HOST_RESTART if self.restarted else Boot.NODE_START
         for name in names:
-            sup = self.make_supervisor(name, None)
+            sup = Supervisor(self.specs[name], self)
             self.roots.append(sup)
             try:
-                await sup.start(restoring=True)
+                await sup.start(boot)
             except StartFailed as exc:
                 await self._fail_roots(f"{exc}")
                 return
         self._release_unsupervised()
-        if self.state == "starting":
-            self.state = "running"
-            self.log(f"supervision tree running: {', '.join(names)}")
+        if self.state is TreeState.STARTING:
+            self.state = TreeState.RUNNING
+            log.info("supervision tree running: %s", ", ".join(names))
 
     def _release_unsupervised(self) -> None:
         """Addresses supervised before but declared by no supervisor now (the config
@@ -278,7 +228,7 @@ class Tree:
         declared: they stay stopped."""
         known = set(self.index)
         for name, s in self.specs.items():
-            known.update((c.actor or "", c.key) for c in s.children if c.key is not None)
+            known.update(c.addr for c in s.children if c.key is not None)
             known.update((d["actor"] or "", d["key"]) for _seq, d in self.store.dynamic(name))
         for addr in self.store.addresses() - known:
             self.post(self._forget_addr, addr)
@@ -291,117 +241,144 @@ class Tree:
             await self.transport.control_actor(wire.STOP, addr[0], addr[1], {"forget": True},
                                                self.cfg.ask_timeout)
         except ActorError as exc:
-            self.log(f"could not release {addr[0]}/{addr[1]}: {exc}")
+            log.warning("could not release %s/%s: %s", addr[0], addr[1], exc)
             return
         self.store.set_address(addr, False)
 
     async def _fail_roots(self, why: str) -> None:
-        self.log(f"supervision tree failed: {why}; stopping the node")
+        log.error("supervision tree failed: %s; stopping the node", why)
         await self._stop_roots()
         try:
             with open(self.failure_path, "w") as f:
                 f.write(why)
         except OSError as exc:      # a full or read-only disk: the report below says why
-            self.log(f"could not write {self.failure_path}: {exc}")
+            log.error("could not write %s: %s", self.failure_path, exc)
         if self.report_fd is not None:
             with contextlib.suppress(OSError):
                 os.write(self.report_fd, why.encode("utf-8", "replace")[:4000])
         self._finish(EXIT_ROOT_FAILED)
 
-    async def root_exited(self, sup: Supervisor, why: str) -> None:
-        if why == "auto_shutdown":
-            self.log(f"top-level supervisor '{sup.name}' shut down (auto_shutdown); stopping the node")
+    # -- the host of its supervisors (host.ChildHost) ---------------------------------
+    def now(self) -> float:
+        return time.monotonic()
+
+    def post(self, fn: Event, *args: Any) -> None:
+        """Queue an event; events run one at a time, in order."""
+        self.events.append(Queued(fn, args))
+        self.wake.set()
+
+    def later(self, delay: float, fn: Event, *args: Any) -> None:
+        self.loop.call_later(delay, self.post, fn, *args)
+
+    @property
+    def stopping(self) -> bool:
+        return self.state is TreeState.STOPPING
+
+    async def root_exited(self, sup: Supervisor, why: ExitWhy) -> None:
+        if why is ExitWhy.AUTO_SHUTDOWN:
+            log.info("top-level supervisor '%s' shut down (auto_shutdown); stopping the node", sup.name)
             await self._stop_roots()
             self._finish(EXIT_AUTO_SHUTDOWN)
         else:
-            await self._fail_roots(f"top-level supervisor '{sup.name}' {why.replace('_', ' ')}")
+            await self._fail_roots(f"top-level supervisor '{sup.name}' {why.value.replace('_', ' ')}")
 
-    # -- supervisors and children ---------------------------------------------------
-    def make_supervisor(self, name: str, parent: Supervisor | None) -> Supervisor:
-        return Supervisor(self.specs[name], self, parent)
+    def supervisor_spec(self, name: str) -> specs.SupervisorSpec:
+        return self.specs[name]
 
-    def supervisor_started(self, sup: Supervisor) -> None:
+    def supervisor_added(self, sup: Supervisor) -> None:
         self.sups[sup.name] = sup
 
-    def supervisor_deleted(self, sup: Supervisor) -> None:
+    def supervisor_dropped(self, sup: Supervisor) -> None:
         if self.sups.get(sup.name) is sup:
             del self.sups[sup.name]
 
-    def index_child(self, sup: Supervisor, ch: Child) -> None:
-        self.index[ch.addr] = (sup, ch)
+    def child_added(self, sup: Supervisor, ch: Child) -> None:
+        self.index[ch.addr] = Held(sup, ch)
         self.store.set_address(ch.addr, True)
 
-    def unindex_child(self, ch: Child, release: bool = False) -> None:
+    def child_dropped(self, ch: Child, release: bool) -> None:
         """Forget a child's address; ``release``: it is no longer supervised at all."""
-        if self.index.get(ch.addr, (None, None))[1] is ch:
+        held = self.index.get(ch.addr)
+        if held is not None and held.child is ch:
             del self.index[ch.addr]
             if release:
                 self.store.set_address(ch.addr, False)
 
-    def check_unsupervised(self, cs: specs.ChildSpec) -> None:
-        held = self.index.get((cs.actor or "", cs.key or ""))
+    def check_unsupervised(self, spec: specs.ChildSpec) -> None:
+        held = self.index.get(spec.addr)
         if held is not None:
-            raise SupervisorError(f"actor {cs.actor}/{cs.key} is already child '{held[1].id}' of "
-                                  f"supervisor '{held[0].name}'")
+            raise SupervisorError(f"actor {spec.actor}/{spec.key} is already child '{held.child.id}' of "
+                                  f"supervisor '{held.sup.name}'")
 
-    def parse_child(self, sup: Supervisor, d: Any, where: str) -> specs.ChildSpec:
-        return specs.parse_child(d, actors=self.cfg.actors, sup=sup.spec,
+    def parse_child(self, sup: specs.SupervisorSpec, d: Any, where: str) -> specs.ChildSpec:
+        return specs.parse_child(d, actors=self.cfg.actors, sup=sup,
                                  fail=lambda p, k: ConfigError(p, key=k), where=where)
 
-    def next_inc(self) -> int:
+    def next_incarnation(self) -> int:
         self._inc += 1
-        if self._inc >= self._inc_limit + 1_000_000:
+        if self._inc >= self._inc_limit + INCARNATION_BLOCK:
             self._inc_limit = self.store.incarnation_floor(self._inc)
         return self._inc
 
-    @staticmethod
-    def new_key() -> str:
-        return uuid.uuid4().hex
-
-    async def start_actor(self, sup: Supervisor, ch: Child) -> None:
+    async def start_actor(self, sup: str, ch: Child) -> None:
         s = ch.spec
-        opts = {"sup": sup.name, "child": s.id, "args": s.args, "kwargs": s.kwargs, "inc": ch.inc}
+        opts = {"sup": sup, "child": s.id, "args": s.args, "kwargs": s.kwargs, "inc": ch.inc}
         try:
-            await self.transport.control_actor(wire.SPAWN, s.actor or "", ch.key or "", opts,
-                                               self.cfg.ask_timeout)
+            await self.transport.control_actor(wire.SPAWN, *ch.addr, opts, self.cfg.ask_timeout)
         except ActorError as exc:
             raise StartFailed(f"{exc}") from None
         self.counters["restarts"] += 1
 
-    async def stop_actor(self, sup: Supervisor, ch: Child, shutdown: str | None = None) -> None:
-        sd = ch.spec.shutdown if shutdown is None else shutdown
-        wait = (self.cfg.turn_timeout if sd == "infinity" else 0 if sd == "brutal_kill"
-                else int(sd) / 1000) + 5.0
-        opts = {"shutdown": sd, "inc": ch.inc}
+    async def stop_actor(self, sup: str, ch: Child, shutdown: Shutdown) -> None:
+        wait = (self.cfg.turn_timeout if shutdown == INFINITY else 0 if shutdown == BRUTAL_KILL
+                else int(shutdown) / 1000) + STOP_GRACE
+        opts = {"shutdown": shutdown, "inc": ch.inc}
         try:
-            await self.transport.control_actor(wire.STOP, ch.spec.actor or "", ch.key or "", opts, wait)
+            await self.transport.control_actor(wire.STOP, *ch.addr, opts, wait)
         except ActorError as exc:   # its worker is gone or hung: the node supervisor handles that
-            self.log(f"stopping child '{ch.id}' of '{sup.name}': {exc}")
+            log.warning("stopping child '%s' of '%s': %s", ch.id, sup, exc)
 
-    async def forget_actor(self, ch: Child) -> None:
-        await self.transport.control_actor(wire.STOP, ch.spec.actor or "", ch.key or "",
-                                           {"forget": True}, self.cfg.ask_timeout)
+    async def release_actor(self, ch: Child) -> None:
+        await self.transport.control_actor(wire.STOP, *ch.addr, {"forget": True}, self.cfg.ask_timeout)
         self.store.set_address(ch.addr, False)
 
     # -- events -----------------------------------------------------------------------
     def _slot_lost(self, slot: int) -> None:
-        dead = [(sup, ch, ch.inc) for sup, ch in self.index.values()
-                if ch.status == "running" and self.map.slot_of(*ch.addr) == slot]
+        dead = [(held, held.child.inc) for held in self.index.values()
+                if held.child.state is ChildState.RUNNING and self.map.slot_of(*held.child.addr) == slot]
         if dead:
-            self.log(f"worker slot {slot} died: {len(dead)} supervised children with it")
-        for sup, ch, inc in dead:
-            self.post(sup.on_exit, ch, "killed", inc)
+            log.warning("worker slot %d died: %d supervised children with it", slot, len(dead))
+        for held, inc in dead:
+            self.post(held.sup.on_exit, held.child, "killed", inc)
 
     async def _on_exit(self, sup_name: str, cid: str, type_name: str, key: str, inc: int,
                        reason: str, detail: str) -> None:
         held = self.index.get((type_name, key))
-        if held is None or held[0].name != sup_name or held[1].id != cid:
+        if held is None or held.sup.name != sup_name or held.child.id != cid:
             return
         self.counters["exits"] += 1
         why = reason if not detail else f"{reason}: {detail}"
-        await held[0].on_exit(held[1], reason if reason in ("normal", "shutdown") else why, inc)
+        await held.sup.on_exit(held.child, reason if reason in NORMAL_EXITS else why, inc)
 
-    async def _admin(self, envelope: tuple, rid: int, name: str, command: str, arg: Any,
+    async def _command(self, sup: Supervisor, command: str, arg: Any) -> Any:
+        if command == "which_children":
+            return sup.which_children()
+        if command == "count_children":
+            return sup.count_children()
+        if command == "start_child":
+            return await sup.start_child(arg)
+        if command == "terminate_child":
+            await sup.terminate_child(arg)
+            return None
+        if command == "restart_child":
+            return await sup.restart_child(arg)
+        if command == "delete_child":
+            await sup.delete_child(arg)
+            return None
+        raise BadRequest(f"unknown supervisor command {command!r:.100} "
+                         f"(expected one of: {', '.join(COMMANDS)})")
+
+    async def _admin(self, envelope: tuple[bytes, ...], rid: int, name: str, command: str, arg: Any,
                      deadline: float | None = None) -> None:
         self.counters["admin"] += 1
         if deadline is not None and time.time() > deadline:
@@ -414,40 +391,25 @@ class Tree:
                     f"supervisor '{name:.200}' is not running" if sup is not None else
                     f"no supervisor named '{name:.200}' is running "
                     f"(configured: {', '.join(self.specs) or 'none'})")
-            if command == "which_children":
-                result: Any = sup.which_children()
-            elif command == "count_children":
-                result = sup.count_children()
-            elif command == "start_child":
-                result = await sup.start_child(arg)
-            elif command == "terminate_child":
-                result = await sup.terminate_child(arg)
-            elif command == "restart_child":
-                result = await sup.restart_child(arg)
-            elif command == "delete_child":
-                result = await sup.delete_child(arg)
-            else:
-                raise BadRequest(f"unknown supervisor command {command!r:.100} "
-                                 f"(expected one of: {', '.join(COMMANDS)})")
+            result = await self._command(sup, command, arg)
         except ActorError as exc:
             self._reply_err(envelope, rid, exc)
             return
         except Exception as exc:       # a bug must still answer the caller
-            import traceback
-            self.log(f"{command} on '{name}': {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+            log.exception("%s on '%s': %s: %s", command, name, type(exc).__name__, exc)
             self._reply_err(envelope, rid, SupervisorError(f"{command} failed: {type(exc).__name__}: {exc}"))
             return
         self._reply(envelope, wire.ok(rid, result))
 
     # -- socket -----------------------------------------------------------------------
-    def _reply(self, envelope: tuple, payload: bytes) -> None:
+    def _reply(self, envelope: tuple[bytes, ...], payload: bytes) -> None:
         try:
             self.sock.send_multipart([*envelope, payload], zmq.NOBLOCK)
         except zmq.ZMQError:
             pass
         self.pump.kick()
 
-    def _reply_err(self, envelope: tuple, rid: int, exc: ActorError) -> None:
+    def _reply_err(self, envelope: tuple[bytes, ...], rid: int, exc: ActorError) -> None:
         self._reply(envelope, wire.err(rid, exc.to_wire()))
 
     def _on_frames(self, frames: list[bytes]) -> None:
@@ -476,7 +438,7 @@ class Tree:
                 f"the supervision tree serves sup, exit, status and ping, not {wire.OPS[op]}"))
 
     def status(self) -> dict[str, Any]:
-        return {"role": "tree", "pid": os.getpid(), "state": self.state, "endpoint": self.endpoint,
+        return {"role": "tree", "pid": os.getpid(), "state": self.state.value, "endpoint": self.endpoint,
                 "supervisors": {n: {"running": s.running, **s.count_children()}
                                 for n, s in self.sups.items()},
                 "pending_events": len(self.events), **self.counters}

@@ -22,19 +22,66 @@ or temporary child whose exit can shut the supervisor down (``auto_shutdown``).
 
 Every problem is a :class:`~actorsys.errors.ConfigError` naming the file, the line and
 the key (``supervisors.root.children[1].restart``).
+
+The values a table may hold are the enums below (:class:`Strategy`, :class:`Restart`,
+:class:`AutoShutdown`; string enums, so they compare equal to, and serialize as, the words
+of the config file) and their defaults are the ``DEFAULT_*`` constants: the dataclasses
+and the parsers both read them, so a default is written once.
 """
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..errors import ConfigError
 
-STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one", "simple_one_for_one")
-RESTARTS = ("permanent", "transient", "temporary")
-AUTO_SHUTDOWN = ("never", "any_significant", "all_significant")
-DEFAULT_ACTOR_SHUTDOWN_MS = 5000
+
+class Strategy(enum.StrEnum):
+    """Which children a restart of one child restarts (OTP's restart strategies)."""
+
+    ONE_FOR_ONE = "one_for_one"                 # the child alone
+    ONE_FOR_ALL = "one_for_all"                 # every child
+    REST_FOR_ONE = "rest_for_one"               # the child and those declared after it
+    SIMPLE_ONE_FOR_ONE = "simple_one_for_one"   # one_for_one over children made from a template
+
+
+class Restart(enum.StrEnum):
+    """When an exited child is restarted (OTP's restart types)."""
+
+    PERMANENT = "permanent"     # always
+    TRANSIENT = "transient"     # after an abnormal exit only
+    TEMPORARY = "temporary"     # never (its spec is dropped once it exits)
+
+
+class AutoShutdown(enum.StrEnum):
+    """When the exits of significant children shut their supervisor down (OTP 24)."""
+
+    NEVER = "never"
+    ANY_SIGNIFICANT = "any_significant"
+    ALL_SIGNIFICANT = "all_significant"
+
+
+#: ``shutdown`` values besides milliseconds
+BRUTAL_KILL, INFINITY = "brutal_kill", "infinity"
+Shutdown = int | str      # milliseconds >= 0, BRUTAL_KILL or INFINITY
+
+# -- defaults: the only place they are written --------------------------------------------
+DEFAULT_STRATEGY = Strategy.ONE_FOR_ONE
+DEFAULT_MAX_RESTARTS = 1            # OTP's intensity default ...
+DEFAULT_MAX_SECONDS = 5.0           # ... and period default
+DEFAULT_AUTO_SHUTDOWN = AutoShutdown.NEVER
+DEFAULT_RESTART = Restart.PERMANENT
+DEFAULT_ACTOR_SHUTDOWN_MS = 5000    # an actor child's shutdown; a supervisor child's is INFINITY
+DEFAULT_SUPERVISOR_SHUTDOWN = INFINITY
+DEFAULT_BACKOFF_INITIAL = 0.1       # seconds; the backoff table's keys when left out
+DEFAULT_BACKOFF_MAX = 10.0
+DEFAULT_BACKOFF_JITTER = 0.2
+
+STRATEGIES = tuple(s.value for s in Strategy)
+RESTARTS = tuple(r.value for r in Restart)
+AUTO_SHUTDOWN = tuple(a.value for a in AutoShutdown)
 _SUP_KEYS = ("strategy", "max_restarts", "max_seconds", "auto_shutdown", "backoff", "children")
 _CHILD_KEYS = ("id", "actor", "key", "args", "kwargs", "supervisor", "restart", "shutdown",
                "significant")
@@ -43,25 +90,28 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,199}$")
 Fail = Callable[[str, str], ConfigError]   # (problem, dotted key) -> error to raise
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Backoff:
     """Delay before a restart: ``initial * 2**(n-1)`` for the n-th restart within the
-    period, capped at ``max``, spread by +-``jitter`` (a fraction)."""
+    period, capped at ``max``, spread by +-``jitter`` (a fraction). All >= 0,
+    ``max >= initial``, ``jitter <= 1``."""
 
     initial: float
     max: float
-    jitter: float = 0.2
+    jitter: float = DEFAULT_BACKOFF_JITTER
 
     def delay(self, n: int, rand: float) -> float:
         """The delay of the ``n``-th recent restart (n >= 1); ``rand`` is uniform in [0, 1)."""
-        base = min(self.max, self.initial * (2 ** min(n - 1, 60)))
+        base: float = min(self.max, self.initial * (2 ** min(n - 1, 60)))
         return max(0.0, base * (1 + self.jitter * (2 * rand - 1)))
 
 
-@dataclass
+@dataclass(slots=True)
 class ChildSpec:
     """One child: an actor ``(actor, key)`` started with ``args``/``kwargs``, or a nested
-    supervisor."""
+    supervisor (then ``actor``, ``key``, ``args`` and ``kwargs`` are unset). ``key`` is
+    None only in a simple_one_for_one template; ``significant`` implies a restart type
+    other than permanent."""
 
     id: str
     actor: str | None = None
@@ -69,13 +119,22 @@ class ChildSpec:
     supervisor: str | None = None
     args: list[Any] = field(default_factory=list)
     kwargs: dict[str, Any] = field(default_factory=dict)
-    restart: str = "permanent"
-    shutdown: int | str = DEFAULT_ACTOR_SHUTDOWN_MS
+    restart: Restart = DEFAULT_RESTART
+    shutdown: Shutdown = DEFAULT_ACTOR_SHUTDOWN_MS
     significant: bool = False
 
+    def __post_init__(self) -> None:
+        self.restart = Restart(self.restart)    # from a stored dict: a plain string
+
+    @property
+    def addr(self) -> tuple[str, str]:
+        """The actor address it runs, ``("", "")`` for a supervisor child."""
+        return (self.actor or "", self.key or "")
+
     def to_dict(self) -> dict[str, Any]:
-        d = {"id": self.id, "restart": self.restart, "shutdown": self.shutdown,
-             "significant": self.significant}
+        """Plain data (the inverse of ``ChildSpec(**d)``), as stored and as reported."""
+        d: dict[str, Any] = {"id": self.id, "restart": self.restart.value,
+                             "shutdown": self.shutdown, "significant": self.significant}
         if self.supervisor is not None:
             d["supervisor"] = self.supervisor
         else:
@@ -83,15 +142,16 @@ class ChildSpec:
         return d
 
 
-@dataclass
+@dataclass(slots=True)
 class SupervisorSpec:
-    """A supervisor's flags and its children, in start order."""
+    """A supervisor's flags and its children, in start order (ids unique; exactly one,
+    a template without a key, for simple_one_for_one)."""
 
     name: str
-    strategy: str = "one_for_one"
-    max_restarts: int = 1
-    max_seconds: float = 5.0
-    auto_shutdown: str = "never"
+    strategy: Strategy = DEFAULT_STRATEGY
+    max_restarts: int = DEFAULT_MAX_RESTARTS      # >= 0
+    max_seconds: float = DEFAULT_MAX_SECONDS      # > 0
+    auto_shutdown: AutoShutdown = DEFAULT_AUTO_SHUTDOWN
     backoff: Backoff | None = None
     children: list[ChildSpec] = field(default_factory=list)
 
@@ -140,29 +200,29 @@ def parse_child(d: Any, *, actors: dict[str, str], sup: SupervisorSpec, fail: Fa
             if k in d:
                 raise fail("a supervisor child takes no key, args or kwargs", f"{where}.{k}")
         spec.supervisor = sub
-        spec.shutdown = "infinity"
-    restart = d.get("restart", "permanent")
+        spec.shutdown = DEFAULT_SUPERVISOR_SHUTDOWN
+    restart = d.get("restart", DEFAULT_RESTART.value)
     if restart not in RESTARTS:
         raise fail(f"invalid restart type {restart!r:.80} (expected one of: {', '.join(RESTARTS)})",
                    f"{where}.restart")
-    spec.restart = restart
+    spec.restart = Restart(restart)
     if "shutdown" in d:
         sd = d["shutdown"]
         if type(sd) is int:
             if sd < 0:
                 raise fail(f"invalid shutdown {sd}: milliseconds must be 0 or more", f"{where}.shutdown")
-        elif sd not in ("brutal_kill", "infinity"):
+        elif sd not in (BRUTAL_KILL, INFINITY):
             raise fail(f"invalid shutdown {sd!r:.80} (expected milliseconds, \"brutal_kill\" or "
                        f"\"infinity\")", f"{where}.shutdown")
         spec.shutdown = sd
     significant = d.get("significant", False)
     if not isinstance(significant, bool):
         raise fail("must be true or false", f"{where}.significant")
-    if significant and restart == "permanent":
+    if significant and spec.restart is Restart.PERMANENT:
         raise fail("bad combination: a significant child must be transient or temporary "
                    "(restart = \"permanent\" would never let it shut the supervisor down)",
                    f"{where}.significant")
-    if significant and sup.auto_shutdown == "never":
+    if significant and sup.auto_shutdown is AutoShutdown.NEVER:
         raise fail("bad combination: significant = true needs the supervisor's auto_shutdown "
                    "to be \"any_significant\" or \"all_significant\"", f"{where}.significant")
     spec.significant = significant
@@ -179,24 +239,25 @@ def parse_supervisor(name: str, d: Any, *, actors: dict[str, str], fail: Fail) -
         if k not in _SUP_KEYS:
             raise fail(f"unknown key (expected one of: {', '.join(_SUP_KEYS)})", f"{base}.{k}")
     sup = SupervisorSpec(name=name)
-    strategy = d.get("strategy", "one_for_one")
+    strategy = d.get("strategy", DEFAULT_STRATEGY.value)
     if strategy not in STRATEGIES:
         raise fail(f"invalid strategy {strategy!r:.80} (expected one of: {', '.join(STRATEGIES)})",
                    f"{base}.strategy")
-    sup.strategy = strategy
-    mr = d.get("max_restarts", 1)
+    sup.strategy = strategy = Strategy(strategy)
+    mr = d.get("max_restarts", DEFAULT_MAX_RESTARTS)
     if type(mr) is not int or mr < 0:
         raise fail(f"invalid intensity {mr!r:.80}: max_restarts must be an integer >= 0",
                    f"{base}.max_restarts")
-    ms = d.get("max_seconds", 5)
+    ms = d.get("max_seconds", DEFAULT_MAX_SECONDS)
     if type(ms) not in (int, float) or ms <= 0:
         raise fail(f"invalid period {ms!r:.80}: max_seconds must be a number > 0", f"{base}.max_seconds")
     sup.max_restarts, sup.max_seconds = mr, float(ms)
-    auto = d.get("auto_shutdown", "never")
+    auto = d.get("auto_shutdown", DEFAULT_AUTO_SHUTDOWN.value)
     if auto not in AUTO_SHUTDOWN:
         raise fail(f"invalid auto_shutdown {auto!r:.80} (expected one of: {', '.join(AUTO_SHUTDOWN)})",
                    f"{base}.auto_shutdown")
-    if auto != "never" and strategy == "simple_one_for_one":
+    auto = AutoShutdown(auto)
+    if auto is not AutoShutdown.NEVER and strategy is Strategy.SIMPLE_ONE_FOR_ONE:
         raise fail("bad combination: auto_shutdown needs a strategy other than simple_one_for_one",
                    f"{base}.auto_shutdown")
     sup.auto_shutdown = auto
@@ -205,13 +266,13 @@ def parse_supervisor(name: str, d: Any, *, actors: dict[str, str], fail: Fail) -
     children = d.get("children", [])
     if not isinstance(children, list):
         raise fail("must be a list of child specs", f"{base}.children")
-    if strategy == "simple_one_for_one" and len(children) != 1:
+    if strategy is Strategy.SIMPLE_ONE_FOR_ONE and len(children) != 1:
         raise fail("simple_one_for_one takes exactly one child spec: the template of the children "
                    "that start_child starts", f"{base}.children")
     seen: set[str] = set()
     for i, c in enumerate(children):
         child = parse_child(c, actors=actors, sup=sup, fail=fail, where=f"{base}.children[{i}]",
-                            template=strategy == "simple_one_for_one")
+                            template=strategy is Strategy.SIMPLE_ONE_FOR_ONE)
         if child.id in seen:
             raise fail(f"duplicate child id {child.id!r}", f"{base}.children[{i}].id")
         seen.add(child.id)
@@ -222,7 +283,8 @@ def parse_supervisor(name: str, d: Any, *, actors: dict[str, str], fail: Fail) -
 def parse_backoff(b: Any, fail: Fail, where: str) -> Backoff:
     if not isinstance(b, dict) or set(b) - {"initial", "max", "jitter"}:
         raise fail("must be a table { initial = SECONDS, max = SECONDS, jitter = FRACTION }", where)
-    initial, cap, jitter = b.get("initial", 0.1), b.get("max", 10.0), b.get("jitter", 0.2)
+    initial = b.get("initial", DEFAULT_BACKOFF_INITIAL)
+    cap, jitter = b.get("max", DEFAULT_BACKOFF_MAX), b.get("jitter", DEFAULT_BACKOFF_JITTER)
     for k, v in (("initial", initial), ("max", cap), ("jitter", jitter)):
         if type(v) not in (int, float) or v < 0:
             raise fail("must be a number >= 0", f"{where}.{k}")
@@ -278,14 +340,15 @@ def roots(sups: dict[str, SupervisorSpec]) -> list[str]:
 
 def to_config(sups: dict[str, SupervisorSpec]) -> dict[str, Any]:
     """The validated tables as plain data (for the node's JSON config)."""
-    out = {}
+    out: dict[str, Any] = {}
     for s in sups.values():
-        out[s.name] = {"strategy": s.strategy, "max_restarts": s.max_restarts,
-                       "max_seconds": s.max_seconds, "auto_shutdown": s.auto_shutdown,
-                       "children": [c.to_dict() for c in s.children]}
+        table: dict[str, Any] = {"strategy": s.strategy.value, "max_restarts": s.max_restarts,
+                                 "max_seconds": s.max_seconds, "auto_shutdown": s.auto_shutdown.value,
+                                 "children": [c.to_dict() for c in s.children]}
         if s.backoff is not None:
-            out[s.name]["backoff"] = {"initial": s.backoff.initial, "max": s.backoff.max,
-                                      "jitter": s.backoff.jitter}
+            table["backoff"] = {"initial": s.backoff.initial, "max": s.backoff.max,
+                                "jitter": s.backoff.jitter}
+        out[s.name] = table
     return out
 
 
@@ -334,7 +397,8 @@ def child_line(text: str | None, sup: str, index: int, key: str | None) -> int |
             if depth == 0:
                 break
     # arrays of tables: the index-th [[supervisors.sup.children]], then the key inside it
-    hdr = re.compile(r"^\s*\[\[\s*supervisors\s*\.\s*[\"']?" + re.escape(sup) + r"[\"']?\s*\.\s*children\s*\]\]")
+    hdr = re.compile(r"^\s*\[\[\s*supervisors\s*\.\s*[\"']?" + re.escape(sup)
+                     + r"[\"']?\s*\.\s*children\s*\]\]")
     seen = -1
     for i, line in enumerate(lines):
         if hdr.match(line):

@@ -1,0 +1,106 @@
+"""Worker health: the node supervisor's checks on workers that are alive but not well.
+
+* **Shared memory.** Two doubles per worker slot, written by the worker and read here:
+  its last heartbeat and the start of the synchronous turn in progress (0 when none),
+  both ``time.monotonic()``. A new worker's slot is reset when it is forked.
+* **A turn past its deadline**: a turn that has run longer than ``turn_timeout`` ->
+  SIGKILL (a loop blocked in user code cannot stop itself).
+* **Missed heartbeats**: no heartbeat for ``heartbeat_timeout`` outside a turn -> SIGKILL;
+  a worker still starting has ``start_timeout`` for its first beat.
+* **Memory**: resident memory (psutil, every 0.5 s) above ``max_worker_memory`` ->
+  SIGTERM, so it passivates its actors, then SIGKILL after ``shutdown_timeout``.
+* **Stopped clocks**: when the supervisor itself did not run for over a second (Ctrl-Z
+  stops the whole process group, or the machine is starved), every beat is stale by that
+  gap: the hung checks wait 2 s for the workers to beat again instead of killing them all.
+
+The supervisor reaps what these signals kill and restarts it like any dead child.
+"""
+from __future__ import annotations
+
+import logging
+import mmap
+import signal
+from typing import Mapping
+
+import psutil
+
+from actorsys.config import NodeConfig
+
+from .processes import NodeChild, Role, send_signal
+
+log = logging.getLogger("supervisors.node")
+
+MEMORY_CHECK_EVERY = 0.5   # seconds between two psutil reads of the workers' memory
+STALL = 1.0                # a gap this long between two checks: we were stopped or starved
+STALL_GRACE = 2.0          # ... then no hung-worker kills for this long
+NEVER = float("inf")
+
+
+class WorkerHealth:
+    """The health checks of one node's workers (see the module docstring)."""
+
+    def __init__(self, cfg: NodeConfig, now: float) -> None:
+        self.cfg = cfg
+        # [heartbeat, start of the sync turn in progress or 0] per slot, shared with workers
+        self._beats_map = mmap.mmap(-1, 16 * max(cfg.workers, 1))
+        self.beats = memoryview(self._beats_map).cast("d")
+        self.spawned_at: dict[int, float] = {}    # slot -> when its current worker was forked
+        self.terminating: dict[int, float] = {}   # pid -> when to SIGKILL it (NEVER: killed)
+        self.next_memory_check = 0.0
+        self.last_check = now
+        self.grace_until = 0.0     # no hung-worker kills before this (after we were stopped)
+
+    def worker_forked(self, slot: int, now: float) -> None:
+        """A new worker is about to run in ``slot``: its clocks start now."""
+        self.spawned_at[slot] = now
+        self.beats[2 * slot] = now
+        self.beats[2 * slot + 1] = 0.0
+
+    def _kill(self, pid: int) -> None:
+        send_signal(pid, signal.SIGKILL)
+        self.terminating[pid] = NEVER
+
+    def check(self, children: Mapping[int, NodeChild], now: float) -> None:
+        """Kill workers that are hung; stop workers above their memory limit."""
+        if now - self.last_check > STALL:
+            self.grace_until = now + STALL_GRACE
+        self.last_check = now
+        hung_checks = now >= self.grace_until
+        for pid, deadline in list(self.terminating.items()):
+            if pid not in children:
+                del self.terminating[pid]
+            elif now >= deadline:
+                log.warning("pid %d did not stop within shutdown_timeout; killing it", pid)
+                self._kill(pid)
+        cfg = self.cfg
+        check_memory = cfg.max_worker_memory > 0 and now >= self.next_memory_check
+        if check_memory:
+            self.next_memory_check = now + MEMORY_CHECK_EVERY
+        for pid, child in list(children.items()):
+            slot = child.slot
+            if child.role is not Role.WORKER or slot is None or pid in self.terminating:
+                continue
+            beat, turn = self.beats[2 * slot], self.beats[2 * slot + 1]
+            spawned = self.spawned_at.get(slot, 0)
+            if not hung_checks:
+                pass
+            elif turn and now - turn > cfg.turn_timeout:
+                log.warning("worker slot %d (pid %d): a turn has run for %.1f s, past turn_timeout = "
+                            "%g s; killing it", slot, pid, now - turn, cfg.turn_timeout)
+                self._kill(pid)
+            elif not turn and now - beat > cfg.heartbeat_timeout and (
+                    beat > spawned or now - spawned > cfg.start_timeout):
+                log.warning("worker slot %d (pid %d) missed its heartbeats for %.1f s "
+                            "(heartbeat_timeout = %g s); killing it",
+                            slot, pid, now - beat, cfg.heartbeat_timeout)
+                self._kill(pid)
+            elif check_memory:
+                try:
+                    rss = psutil.Process(pid).memory_info().rss
+                except psutil.Error:
+                    continue
+                if rss > cfg.max_worker_memory:
+                    log.warning("worker slot %d (pid %d) uses %d MiB, above max_worker_memory "
+                                "(%d MiB); restarting it", slot, pid, rss >> 20, cfg.max_worker_memory >> 20)
+                    send_signal(pid, signal.SIGTERM)
+                    self.terminating[pid] = now + cfg.shutdown_timeout
