@@ -81,6 +81,9 @@ class Printer:
     def interrupted(self) -> None:
         print("chaos: interrupted; stopping everything", file=sys.stderr, flush=True)
 
+    def finished(self, result: dict[str, Any]) -> None:
+        print_summary(result)
+
 
 def print_summary(r: dict[str, Any]) -> None:
     """What the run found; the last line says how many acknowledged writes were lost."""
@@ -157,10 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chaos: --data-dir {a.data_dir} is not empty; give a new or empty directory",
               file=sys.stderr)
         return 2
-    result = run(ChaosParams(**vars(a)), Printer(a.quiet))
-    if result["exit_code"] != 130:
-        print_summary(result)
-    return result["exit_code"]
+    return run(ChaosParams(**vars(a)), Printer(a.quiet))["exit_code"]
 
 
 if __name__ == "__main__":

@@ -114,8 +114,8 @@ def test_chat_history_keeps_the_latest_200(tmp_path, browser):
         context = browser.new_context()
         page = open_chat(context, f"{node.gateway_url}/?room=busy&name=ada")
         page.evaluate("() => { for (let i = 1; i <= 205; i++) chat.send(`message ${i}`); }")
-        page.wait_for_function("() => chat.messages.length === 200 && chat.messages[199].text === 'message 205'",
-                               timeout=30_000)
+        page.wait_for_function("() => chat.messages.length === 200"
+                               " && chat.messages[199].text === 'message 205'", timeout=30_000)
         kept = post(node, "/actors/ChatRoom/busy/history", {"limit": 200})
         assert [m["text"] for m in kept] == [f"message {i}" for i in range(6, 206)], \
             f"the room should keep messages 6..205, it keeps {kept[0]['text']}..{kept[-1]['text']}"

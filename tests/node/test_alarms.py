@@ -252,7 +252,8 @@ def test_on_alarm_that_kills_its_worker_fires_again_after_restart(config, tmp_pa
         r = c.ref("Alarmist", key)
         victim = r.ask("pid")
         r.ask("set", 0.2, "once", {"file": str(side), "kill_once": True})
-        wait_until(lambda: restarted(n, 1, victim), "the worker killed by on_alarm to be restarted", timeout=15)
+        wait_until(lambda: restarted(n, 1, victim), "the worker killed by on_alarm to be restarted",
+                   timeout=15)
         wait_until(lambda: len(attempt_lines(side)) >= 2, "the alarm to be delivered again")
         wait_until(lambda: fired_names(r) == ["once"], "the second delivery to commit")
         lines = attempt_lines(side)

@@ -103,7 +103,8 @@ def bad_frames_delta(before: dict, after: dict) -> dict:
 def assert_pids_unchanged(before: dict, after: dict) -> None:
     pids_before = {k: v[0] for k, v in before.items()}
     pids_after = {k: v[0] for k, v in after.items()}
-    assert pids_after == pids_before, f"expected no process restarted by bad input: {pids_before} -> {pids_after}"
+    assert pids_after == pids_before, \
+        f"expected no process restarted by bad input: {pids_before} -> {pids_after}"
 
 
 def assert_error(reply, code: str, rid: int, what: str) -> None:

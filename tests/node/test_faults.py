@@ -217,7 +217,8 @@ def test_every_acknowledged_write_survives_repeated_kill_9(node):
             progress.append(sum(acked.values()))
             for s in victims:
                 os.kill(before[s], signal.SIGKILL)
-            wait_for(lambda: restarted_workers(node, {s: before[s] for s in victims}), 10,
+            killed = {s: before[s] for s in victims}
+            wait_for(lambda: restarted_workers(node, killed), 10,  # noqa: B023 (waited for in this iteration)
                      f"worker slot(s) {victims} restarted")
         time.sleep(0.3)
     finally:
@@ -229,7 +230,8 @@ def test_every_acknowledged_write_survives_repeated_kill_9(node):
     unexpected = [e for e in errors if e not in ("WorkerLost", "AskTimeout")]
     assert not unexpected, f"expected only WorkerLost/AskTimeout around kills, got {unexpected}"
     total = sum(acked.values())
-    assert total > progress[-1], f"expected writes to be acknowledged after the last restart: {progress} -> {total}"
+    assert total > progress[-1], \
+        f"expected writes to be acknowledged after the last restart: {progress} -> {total}"
     final = {k: c.ask("Counter", k, "get", timeout=10) for k in keys}
     lost = {k: (final[k], acked[k]) for k in keys if final[k] < acked[k]}
     assert not lost, f"acknowledged writes lost (value, acknowledged): {lost}"
@@ -463,7 +465,7 @@ def test_threads_that_end_release_their_client_sockets(node):
     proc = psutil.Process()
     c.ref("Counter", "threads").ask("add")
     before = proc.num_fds()
-    for i in range(300):   # one short-lived thread at a time: a thread-per-request server
+    for _ in range(300):   # one short-lived thread at a time: a thread-per-request server
         t = threading.Thread(target=lambda: c.ref("Counter", "threads").ask("add"))
         t.start()
         t.join(10)

@@ -79,9 +79,11 @@ def test_fuzz_script_short_run_passes_every_check(tmp_path):
         [sys.executable, os.path.join(SCRIPTS_DIR, "fuzz.py"), "--frames", "30000", "--seed", "7",
          "--odd-every", "10000", "--churn-every", "2000", "--json", str(out), "--tmpdir", str(run_tmp)],
         cwd=ROOT, capture_output=True, text=True, timeout=200, stdin=subprocess.DEVNULL)
-    assert proc.returncode == 0, f"expected every check to pass:\n{proc.stdout}\nstderr:\n{proc.stderr[-5000:]}"
+    assert proc.returncode == 0, \
+        f"expected every check to pass:\n{proc.stdout}\nstderr:\n{proc.stderr[-5000:]}"
     for name in REQUIRED_CHECKS:
-        assert f"PASS: {name}" in proc.stdout, f"expected the check '{name}' printed as passed:\n{proc.stdout}"
+        assert f"PASS: {name}" in proc.stdout, \
+            f"expected the check '{name}' printed as passed:\n{proc.stdout}"
     assert "fuzz: all checks passed" in proc.stdout
     rep = json.loads(out.read_text())
     assert rep["frames_sent"] == 30000, rep["frames_sent"]

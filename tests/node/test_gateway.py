@@ -378,7 +378,8 @@ def test_ws_close_by_actor_reaches_client_with_its_code(gw_config):
             await ws.send_str("close")
             code, reason = await closed_with(ws)
             assert (code, reason) == (4000, "asked to"), \
-                f"conn.close(4000, 'asked to'): expected the client to see 4000 'asked to', got {code} {reason!r}"
+                f"conn.close(4000, 'asked to'): expected the client to see 4000 'asked to', " \
+                f"got {code} {reason!r}"
             await counts_until(s, base, "closer", {"connects": 1, "messages": 1, "disconnects": 1})
         run(scenario)
 
@@ -629,7 +630,8 @@ def test_origins_own_and_listed_allowed_others_403(gw_config):
                                                headers={"Origin": origin})
                 if allowed:
                     assert (ws_status, http_status) == (None, 200), \
-                        f"Origin {origin}: expected WS accepted and HTTP 200, got {ws_status} {http_status} {body}"
+                        f"Origin {origin}: expected WS accepted and HTTP 200, " \
+                        f"got {ws_status} {http_status} {body}"
                 else:
                     assert (ws_status, http_status) == (403, 403) and body.get("error") == "forbidden", \
                         f"Origin {origin}: expected 403 for WS and HTTP, got {ws_status} {http_status} {body}"
@@ -645,7 +647,8 @@ def test_origins_star_allows_any(gw_config):
                 assert await refused_status(s, f"{base}/ws/Echo/o", headers={"Origin": origin}) is None, \
                     f"allowed_origins = ['*']: a WebSocket from {origin} is accepted"
                 status, _ = await post(s, f"{base}/actors/Echo/o/add", [1], headers={"Origin": origin})
-                assert status == 200, f"allowed_origins = ['*']: HTTP from {origin} expected 200, got {status}"
+                assert status == 200, \
+                    f"allowed_origins = ['*']: HTTP from {origin} expected 200, got {status}"
         run(scenario)
 
 

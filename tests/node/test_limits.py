@@ -1,6 +1,5 @@
 """Bounds: a full mailbox is an error the caller sees at once, not unbounded memory."""
 import asyncio
-import time
 from typing import Any
 
 import psutil
@@ -80,7 +79,8 @@ def test_flooding_one_actor_is_refused_with_overloaded_and_worker_memory_stays_b
         overloaded = [r for r in results if isinstance(r, actorsys.Overloaded)]
         taken = [r for r in results if isinstance(r, int)]
         assert held == "held"
-        assert len(overloaded) + len(taken) == 3000, [r for r in results if not isinstance(r, (int, actorsys.Overloaded))][:3]
+        assert len(overloaded) + len(taken) == 3000, \
+            [r for r in results if not isinstance(r, (int, actorsys.Overloaded))][:3]
         assert 0 < len(taken) <= 8 * 2**20 // 100_000 + 1, \
             f"expected at most ~83 of 100 KB messages queued within 8 MiB, {len(taken)} were"
         assert "max_queued_bytes" in str(overloaded[0]), overloaded[0]
@@ -126,7 +126,10 @@ def test_queued_messages_hold_their_wire_size_not_their_decoded_size(config):
         ref.ask("get")
         ref.tell("slow_add", 1, 10.0)      # busy (awaiting) while the big tells queue
         before = _rss(pid)
-        worker = lambda: next(p for p in c.status()["processes"] if p["role"] == "worker")
+
+        def worker() -> dict:
+            return next(p for p in c.status()["processes"] if p["role"] == "worker")
+
         for _ in range(12):
             ref.tell("add", blob)
         wait_until(lambda: worker()["overloaded"] >= 4, "the worker refused the last four tells", 30)

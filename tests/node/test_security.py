@@ -397,7 +397,8 @@ def test_no_module_can_unpickle_eval_or_import_by_name():
                     problems.append(f"{where} imports from {n.module}")
                 elif isinstance(n, ast.Call):
                     f = n.func
-                    fname = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+                    fname = (f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute)
+                             else "")
                     if (fname in FORBIDDEN_CALLS and isinstance(f, ast.Name)) or (
                             fname in FORBIDDEN_CALLS - {"compile"}):     # re.compile is fine
                         problems.append(f"{where} calls {fname}()")

@@ -20,7 +20,9 @@ def test_values_round_trip_with_their_msgpack_types(shelf):
 
 
 def test_list_orders_by_key_bytes_and_honours_prefix_range_reverse_limit(shelf):
-    keys = lambda **kw: [k for k, _ in shelf.ask("list", **kw)]
+    def keys(**kw):
+        return [k for k, _ in shelf.ask("list", **kw)]
+
     assert keys() == ["a", "b/1", "b/2", "b/3", "c", "é"], "key-byte order (é is 0xC3 0xA9)"
     assert keys(prefix="b/") == ["b/1", "b/2", "b/3"]
     assert keys(start="b/2") == ["b/2", "b/3", "c", "é"], "start is inclusive"

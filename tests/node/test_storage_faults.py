@@ -366,8 +366,9 @@ def test_list_actors_never_shows_an_actor_whose_first_write_was_refused(tmp_path
         c = node.client()
         c.ref("Counter", "blocker").ask("get")
         ballast = fill(fs)
-        replies = one_batch(c.map.endpoints[0], [[wire.ASK, 2, "Ledger", "ghost", "deposit", [1, "z" * 4000], {}],
-                                                 [wire.LIST, 3, "Ledger", None, 100]])
+        replies = one_batch(c.map.endpoints[0],
+                            [[wire.ASK, 2, "Ledger", "ghost", "deposit", [1, "z" * 4000], {}],
+                             [wire.LIST, 3, "Ledger", None, 100]])
         assert replies[2][0] == wire.ERR, replies[2]
         assert replies[3] == [wire.OK, 3, []], f"expected no listed actor: {replies[3]}"
         os.remove(ballast)

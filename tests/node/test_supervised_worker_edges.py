@@ -107,7 +107,8 @@ def test_a_start_failing_after_the_tree_gave_up_leaves_the_child_stopped(config,
         open(gate, "w").close()          # now on_start raises, long after the tree gave up
         outcome = start.outcome(30)
         assert isinstance(outcome, actorsys.StartFailed), \
-            f"expected start_child to fail with StartFailed once the child's STOP is answered, got {outcome!r}"
+            f"expected start_child to fail with StartFailed once the child's STOP is answered, " \
+            f"got {outcome!r}"
         with pytest.raises(actorsys.ActorStopped):
             c.ask("FailLateStart", "s", "info", timeout=5)
         assert status_of(c.supervisor("root"), "anchor") == "running"
@@ -247,7 +248,8 @@ def test_ill_typed_spawn_and_stop_options_get_bad_request_and_the_worker_serves_
         after = workers(node)[slot]
         assert after["pid"] == before["pid"], "expected the worker process to survive the bad options"
         assert after["bad_frames"] - before["bad_frames"] == len(cases), \
-            f"expected {len(cases)} refused requests counted, got {after['bad_frames'] - before['bad_frames']}"
+            f"expected {len(cases)} refused requests counted, " \
+            f"got {after['bad_frames'] - before['bad_frames']}"
         # neither restarted, re-labelled nor stopped by the refused requests
         assert c.ask("EdgeW", "c", "info") == {"starts": 1, "stops": 0, "args": [1], "kwargs": {}}
         root = c.supervisor("root")

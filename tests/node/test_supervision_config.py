@@ -94,7 +94,7 @@ backoff = { initial = 0.5, max = 4 }
 children = [
   { id = "w", actor = "Worker", key = "w", args = [1, "x"], kwargs = { a = { b = 2 } }, restart = "transient", shutdown = "brutal_kill", significant = true },
 ]
-"""
+"""  # noqa: E501 (a TOML inline table is one line)
     sup = actorsys.load_config(write(tmp_path, text)).supervisors["root"]
     assert (sup["strategy"], sup["max_restarts"], sup["max_seconds"], sup["auto_shutdown"]) == \
         ("rest_for_one", 0, 0.5, "all_significant"), f"expected the declared flags: {sup}"

@@ -101,7 +101,7 @@ def starts_reach(c: actorsys.Client, key: str, n: int, what: str) -> dict[str, A
     try:
         wait_until(ok, what, SETTLE)
     except AssertionError:
-        raise AssertionError(f"{what}: expected child {key} to reach {n} starts; last seen {seen}")
+        raise AssertionError(f"{what}: expected child {key} to reach {n} starts; last seen {seen}") from None
     assert seen["starts"] == n, f"{what}: child {key} started {seen['starts']} times, expected {n}"
     return dict(seen)
 

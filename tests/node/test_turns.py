@@ -263,7 +263,8 @@ def test_concurrent_asks_to_many_actors_commit_fewer_times_than_turns(node):
     turns = sum(after[s]["turns"] - before[s]["turns"] for s in after)
     commits = sum(after[s]["commits"] - before[s]["commits"] for s in after)
     assert turns == 600, f"expected 600 turns, got {turns}"
-    assert commits < turns, f"expected group commit (commits < turns), got {commits} commits for {turns} turns"
+    assert commits < turns, \
+        f"expected group commit (commits < turns), got {commits} commits for {turns} turns"
 
 
 # -- 6. ordering from one sender -------------------------------------------------------

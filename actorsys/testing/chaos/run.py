@@ -3,8 +3,8 @@
 :func:`run` starts an embedded node in a fresh data dir, starts the client processes
 (:mod:`.load`), injects a fault every ``fault_every`` seconds (randomised +-50%, after
 the last recovery; :mod:`.faults`) for ``duration`` seconds, stops the clients, reads
-every actor and audits it (:mod:`.audit`). It returns the result as a dict (the same
-one ``--json`` writes) and says what happens as it goes through a :class:`Reporter`.
+every actor and audits it (:mod:`.audit`). It says what happens as it goes through a
+:class:`Reporter`, and returns the result as a dict (the same one ``--json`` writes).
 
 Everything it starts (node, clients, temp dirs) is gone when it returns, also on Ctrl-C
 (``KeyboardInterrupt``: exit code 130) or an error; every wait has a deadline. The node
@@ -64,6 +64,9 @@ class Reporter(Protocol):
     def fault(self, event: dict[str, Any]) -> None:
         """A fault was injected and recovered from (``"recovery_ms"`` in it) or not."""
 
+    def finished(self, result: dict[str, Any]) -> None:
+        """The audit is done (the node and the clients are still to be stopped)."""
+
     def interrupted(self) -> None:
         """Ctrl-C or SIGTERM: everything is being stopped."""
 
@@ -111,6 +114,7 @@ def run(p: ChaosParams, reporter: Reporter) -> dict[str, Any]:
         t_stop = time.monotonic()
         reports = _stop_clients(p, clients, readers)
         result.update(_audit(p, node, injector, reports, t_stop - t_load))
+        reporter.finished(result)
         return result
     except KeyboardInterrupt:
         reporter.interrupted()
