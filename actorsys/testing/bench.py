@@ -58,6 +58,7 @@ class Resources:
         return p
 
     def kill(self, p: subprocess.Popen[bytes]) -> None:
+        """SIGKILL ``p`` (if still running), reap it and forget it."""
         if p.poll() is None:
             try:
                 p.kill()
@@ -78,6 +79,7 @@ class Resources:
         return node
 
     def log_tail(self, n: int = 4000) -> str:
+        """The last ``n`` bytes the node and the echo servers wrote (for an error report)."""
         try:
             with open(self.log_path, "rb") as f:
                 return f.read()[-n:].decode("utf-8", "replace")
@@ -85,6 +87,7 @@ class Resources:
             return ""
 
     def close(self) -> None:
+        """Kill the processes, stop the node, remove the temp dirs."""
         # a second Ctrl-C (or a SIGTERM) must not cut the cleanup short
         old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         try:

@@ -27,6 +27,7 @@ packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 
 
 def unpackb(data: bytes) -> Any:
+    """One msgpack frame, decoded as actorsys decodes it (str keys and values, no hooks)."""
     return msgpack.unpackb(data, raw=False, strict_map_key=False)
 
 

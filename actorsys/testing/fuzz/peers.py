@@ -68,6 +68,7 @@ class Peer:
             raise
 
     def drain(self, on_reply: Callable[[list[bytes]], None]) -> int:
+        """Hand every reply waiting to ``on_reply`` (without blocking); how many."""
         s, n = self.sock, 0
         while s.getsockopt(_EVENTS) & _POLLIN:
             try:

@@ -124,6 +124,7 @@ class Run:
         self.replies[code] = self.replies.get(code, 0) + 1
 
     def drain(self) -> int:
+        """Check and count every reply waiting at any peer."""
         n = 0
         for peers in self.peers.values():
             for p in peers:
@@ -131,6 +132,8 @@ class Run:
         return n
 
     def send(self, peer: Peer, frames: list[bytes]) -> bool:
+        """Send, draining replies while the peer has no room, up to ``send_timeout``;
+        False (counted as given up) if it never had room."""
         if peer.try_send(frames):
             return True
         deadline = time.monotonic() + self.args.send_timeout
@@ -165,6 +168,7 @@ class Run:
         self.churned += 1
 
     def odd_round(self) -> None:
+        """A round of odd peers (:func:`.peers.odd_peers_round`) at every target."""
         for _name, ep in self.targets:
             res = odd_peers_round(self.ctx, ep, self.r, self.mut, self.args.raw_sessions)
             for k, v in res.items():
@@ -225,6 +229,7 @@ class Run:
         return time.monotonic() - t0, False
 
     def close_peers(self) -> None:
+        """Drain, then close every peer (what they queued is still delivered)."""
         self.drain()
         for peers in self.peers.values():
             for p in peers:
