@@ -24,228 +24,32 @@ hops (one: client -> process over ipc) in the same run, and prints the ratio:
                     10,000 is from linear (t10k / (10 * t1k); 1.0 = linear)
                     vs the sequential raw echo rate (one request each)
 
-The raw echo server is this file run as ``bench.py --raw-echo-server ENDPOINT``, a real
-separate process. Everything the benchmark starts (node, echo servers, temp dirs) is
+The raw echo server is ``actorsys/testing/rawecho.py`` run as a real separate process
+(it loads no actorsys code). Everything the benchmark starts (node, echo servers, temp dirs) is
 removed at the end, also on Ctrl-C, SIGTERM or an error; every wait has a deadline.
 
 Usage: ``scripts/bench [--quick] [--durability process|fsync] [--json FILE] [--workers N]``
 """
 from __future__ import annotations
 
-import ctypes
-import itertools
 import os
 import signal
 import sys
 import time
 
-import msgpack
 import zmq
+
+import actorsys
+from actorsys.testing.bench import (TYPE, Resources, actorsys_pipelined, fmt_num, log, pct,
+                                    raw_pipelined, run_and_report)
+from actorsys.testing.rawecho import ASK, TELL, packb, raw_recv, raw_socket, raw_wait_ready
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-# The wire ops of actorsys.wire, repeated so the raw echo process imports only zmq + msgpack.
-ASK, TELL, PING, OK = 1, 2, 6, 10
-TYPE = "Bench"
-
-_packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
-
-
-def _unpackb(data: bytes):
-    return msgpack.unpackb(data, raw=False, strict_map_key=False)
-
-
-def _die_with_parent() -> None:
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
-# ---------------------------------------------------------------------------------------
-# the raw baseline: an echo server process and a minimal client
-
-
-def raw_echo_server(endpoint: str) -> None:
-    """ROUTER echo: decode each request (same shape as an actorsys ask), reply to asks.
-
-    It keeps one integer per key (``add`` adds ``args[0]``, anything else reads it) so the
-    tell baseline can check every one-way message arrived. Exits when its parent is gone.
-    """
-    _die_with_parent()
-    parent = os.getppid()
-    ctx = zmq.Context()
-    s = ctx.socket(zmq.ROUTER)
-    s.setsockopt(zmq.LINGER, 0)
-    s.setsockopt(zmq.SNDHWM, 0)      # unbounded: a pipelined window must never be dropped
-    s.setsockopt(zmq.RCVHWM, 0)
-    s.setsockopt(zmq.RCVTIMEO, 1000)  # wake up once a second to check the parent
-    s.bind(endpoint)
-    counts: dict[str, int] = {}
-    recv, send = s.recv_multipart, s.send_multipart
-    while True:
-        try:
-            frames = recv()
-        except zmq.Again:
-            if os.getppid() != parent:
-                break
-            continue
-        msg = _unpackb(frames[-1])
-        op = msg[0]
-        if op == ASK or op == TELL:
-            key, args = msg[3], msg[5]
-            n = counts.get(key, 0) + (args[0] if args else 0)
-            counts[key] = n
-            if op == ASK:
-                send([frames[0], _packb([OK, msg[1], n])])
-        else:
-            send([frames[0], _packb([OK, msg[1], "pong"])])
-    s.close(0)
-    ctx.term()
-
-
-def raw_socket(ctx: zmq.Context, endpoint: str, timeout: float = 10.0) -> zmq.Socket:
-    """A DEALER to the echo server: unbounded queues, every recv/send with a deadline."""
-    s = ctx.socket(zmq.DEALER)
-    s.setsockopt(zmq.LINGER, 0)
-    s.setsockopt(zmq.SNDHWM, 0)
-    s.setsockopt(zmq.RCVHWM, 0)
-    s.setsockopt(zmq.RCVTIMEO, int(timeout * 1000))
-    s.setsockopt(zmq.SNDTIMEO, int(timeout * 1000))
-    s.setsockopt(zmq.RECONNECT_IVL, 10)       # as actorsys' client sockets
-    s.setsockopt(zmq.RECONNECT_IVL_MAX, 100)
-    s.connect(endpoint)
-    return s
-
-
-def raw_recv(sock: zmq.Socket) -> list:
-    """The next reply to an ask (pongs to resent pings, negative ids, are skipped)."""
-    while True:
-        try:
-            msg = _unpackb(sock.recv())
-        except zmq.Again:
-            raise TimeoutError("raw echo server did not answer before the deadline") from None
-        if msg[1] >= 0:
-            return msg
-
-
-_ping_ids = itertools.count(-1, -1)
-
-
-def raw_wait_ready(sock: zmq.Socket, deadline: float, resend: float = 0.05) -> None:
-    """Ping until the echo server answers (resending, since a ping can be lost in a crash).
-
-    Pings have negative ids, unique in this process, so a late pong to an earlier ping
-    is never taken for this one, and :func:`raw_recv` skips them.
-    """
-    sent: set[int] = set()
-    while True:
-        rid = next(_ping_ids)
-        sent.add(rid)
-        sock.send(_packb([PING, rid]))
-        until = min(deadline, time.monotonic() + resend)
-        while True:
-            remaining = until - time.monotonic()
-            if remaining <= 0 or not sock.poll(max(remaining * 1000, 1)):
-                break
-            if _unpackb(sock.recv())[1] in sent:
-                return
-        if time.monotonic() >= deadline:
-            raise TimeoutError("raw echo server did not answer a ping before the deadline")
-
-
-# ---------------------------------------------------------------------------------------
-# process and temp-dir bookkeeping
-
-
-class Resources:
-    """Everything the benchmark starts; :meth:`close` removes it all (idempotent)."""
-
-    def __init__(self, tmp_parent: str | None = None) -> None:
-        import tempfile
-        # mode 0700 both: the node's data directory and the log live in tmp; the echo
-        # servers' ipc sockets in a short path under the system temp dir (ipc paths are
-        # limited to ~100 characters)
-        self.tmp = tempfile.mkdtemp(prefix="actorsys-bench-", dir=tmp_parent)
-        self.ipc_dir = tempfile.mkdtemp(prefix="actorsys-bench-ipc-")
-        self.procs: list = []
-        self.node = None
-        self.ctx = zmq.Context()
-        self.log_path = os.path.join(self.tmp, "processes.log")
-        self.log = open(self.log_path, "ab", buffering=0)
-
-    def spawn_echo(self, endpoint: str):
-        import subprocess
-        p = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--raw-echo-server", endpoint],
-                             stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
-        self.procs.append(p)
-        return p
-
-    def kill(self, p) -> None:
-        if p.poll() is None:
-            try:
-                p.kill()
-            except ProcessLookupError:
-                pass
-        try:
-            p.wait(5)
-        except Exception:
-            pass
-        if p in self.procs:
-            self.procs.remove(p)
-
-    def start_node(self, config: dict):
-        """Start the node with its processes' stderr going to the log (restart notices)."""
-        import actorsys
-        node = actorsys.Node(config)
-        self.node = node
-        saved = os.dup(2)
-        try:
-            sys.stderr.flush()
-            os.dup2(self.log.fileno(), 2)
-            node.start()
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        return node
-
-    def log_tail(self, n: int = 4000) -> str:
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read()[-n:].decode("utf-8", "replace")
-        except OSError:
-            return ""
-
-    def close(self) -> None:
-        import shutil
-        # a second Ctrl-C (or a SIGTERM) must not cut the cleanup short
-        old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-        try:
-            for p in list(self.procs):
-                self.kill(p)
-            if self.node is not None:
-                try:
-                    self.node.stop(timeout=20)
-                except Exception as exc:
-                    print(f"bench: stopping the node: {exc}", file=sys.stderr)
-                self.node = None
-            self.ctx.destroy(0)
-            self.log.close()
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            shutil.rmtree(self.ipc_dir, ignore_errors=True)
-        finally:
-            for s, handler in old.items():
-                signal.signal(s, handler)
 
 
 # ---------------------------------------------------------------------------------------
 # measurements
-
-
-def pct(sorted_values: list, q: float) -> float:
-    """Nearest-rank percentile of an already sorted list."""
-    i = min(len(sorted_values) - 1, max(0, int(round(q * len(sorted_values) + 0.5)) - 1))
-    return sorted_values[i]
 
 
 def bench_latency(node, res: Resources, raw_ep: str, n: int, warmup: int, chunk: int = 100) -> dict:
@@ -259,7 +63,7 @@ def bench_latency(node, res: Resources, raw_ep: str, n: int, warmup: int, chunk:
     send = sock.send
 
     def raw_ask(rid: int) -> int:
-        send(_packb([ASK, rid, TYPE, "latency", "add", [1], {}]))
+        send(packb([ASK, rid, TYPE, "latency", "add", [1], {}]))
         msg = raw_recv(sock)
         if msg[1] != rid:
             raise RuntimeError(f"raw echo answered request {msg[1]}, expected {rid}")
@@ -300,69 +104,6 @@ def bench_latency(node, res: Resources, raw_ep: str, n: int, warmup: int, chunk:
             "meets_target": a["p50_us"] <= 3 * r["p50_us"]}
 
 
-async def _actorsys_pipelined(endpoint: str, keys: list[str], window: int, method: str,
-                              args: tuple, deadline: float, warm_keys: list[str]) -> float:
-    """Keep ``window`` asks in flight over ``keys`` (one ask per entry); return seconds."""
-    import asyncio
-
-    import actorsys
-    from actorsys.protocol import wire
-    c = await actorsys.connect_async(endpoint, timeout=max(deadline, 10.0))
-    try:
-        for slot in range(len(c.transport.map.endpoints)):        # open every slot's socket
-            await c.transport.call_slot(slot, wire.PING, timeout=10.0)
-        for k in warm_keys:                                        # activate (if wanted)
-            await c.ask(TYPE, k, "get")
-        it = iter(keys)
-        ask = c.ask
-
-        async def lane() -> None:
-            for key in it:
-                await ask(TYPE, key, method, *args)
-
-        t0 = time.perf_counter()
-        await asyncio.wait_for(asyncio.gather(*(lane() for _ in range(window))), deadline)
-        return time.perf_counter() - t0
-    finally:
-        await c.close()
-
-
-def actorsys_pipelined(endpoint: str, keys: list[str], window: int, method: str = "add",
-                       args: tuple = (1,), warm_keys: list[str] = ()) -> float:
-    import asyncio
-    deadline = 60.0 + len(keys) / 500.0
-    return asyncio.run(_actorsys_pipelined(endpoint, keys, window, method, args, deadline,
-                                           list(warm_keys)))
-
-
-def raw_pipelined(res: Resources, raw_ep: str, keys: list[str], window: int) -> float:
-    """Keep ``window`` raw asks in flight against the echo server; return seconds."""
-    sock = raw_socket(res.ctx, raw_ep)
-    try:
-        raw_wait_ready(sock, time.monotonic() + 10)
-        n = len(keys)
-        deadline = time.monotonic() + 60.0 + n / 500.0
-        send = sock.send
-        sent = got = 0
-        t0 = time.perf_counter()
-        while sent < min(window, n):
-            send(_packb([ASK, sent + 1, TYPE, keys[sent], "add", [1], {}]))
-            sent += 1
-        while got < n:
-            msg = raw_recv(sock)
-            if msg[0] != OK:
-                raise RuntimeError(f"raw echo error reply {msg!r}")
-            got += 1
-            if sent < n:
-                send(_packb([ASK, sent + 1, TYPE, keys[sent], "add", [1], {}]))
-                sent += 1
-            if not got & 1023 and time.monotonic() > deadline:
-                raise TimeoutError("raw pipelined echo did not finish before its deadline")
-        return time.perf_counter() - t0
-    finally:
-        sock.close(0)
-
-
 def bench_pipelined(node, res: Resources, raw_ep: str, total: int, window: int, actors: int,
                     rounds: int, tag: str) -> dict:
     keys = [f"{tag}-{i % actors}" for i in range(total)]
@@ -382,7 +123,6 @@ def bench_pipelined(node, res: Resources, raw_ep: str, total: int, window: int, 
 
 
 def bench_tells(node, res: Resources, raw_ep: str, n: int, rounds: int) -> dict:
-    import actorsys
     client = node.client()
     ref = client.ref(TYPE, "tells")
     sock = raw_socket(res.ctx, raw_ep)
@@ -408,8 +148,8 @@ def bench_tells(node, res: Resources, raw_ep: str, n: int, rounds: int) -> dict:
             send = sock.send
             t0 = time.perf_counter()
             for _ in range(n):
-                send(_packb([TELL, 0, TYPE, key, "add", [1], {}]))
-            sock.send(_packb([ASK, 1, TYPE, key, "get", [], {}]))
+                send(packb([TELL, 0, TYPE, key, "add", [1], {}]))
+            sock.send(packb([ASK, 1, TYPE, key, "get", [], {}]))
             msg = raw_recv(sock)
             el = time.perf_counter() - t0
             if msg[2] != n:
@@ -442,7 +182,6 @@ def bench_recovery(node, res: Resources, repeats: int) -> dict:
     """kill -9 the worker hosting an actor; time to the first ask the new worker answers."""
     import collections
 
-    import actorsys
     client = node.client()
     samples, attempts, errors = [], [], collections.Counter()
     for i in range(repeats):
@@ -485,7 +224,6 @@ def bench_supervised_restart(node, repeats: int, raw_p50_us: float) -> dict:
     """Crash a supervised child; time until the next ask returns its committed state."""
     import statistics
 
-    import actorsys
     client = node.client()
     ref = client.ref(TYPE, "supervised")
     expected = ref.ask("add", 7, timeout=10.0)
@@ -576,12 +314,6 @@ def bench_raw_recovery(res: Resources, endpoint: str, repeats: int) -> dict:
 # report
 
 
-def fmt_num(v: float, unit: str) -> str:
-    if unit == "/s":
-        return f"{v:,.0f}/s"
-    return f"{v:,.1f} {unit}"
-
-
 def print_report(results: dict, meta: dict) -> None:
     rows = []
 
@@ -648,10 +380,6 @@ def print_report(results: dict, meta: dict) -> None:
 
 # ---------------------------------------------------------------------------------------
 # main
-
-
-def log(msg: str) -> None:
-    print(f"bench: {msg}", flush=True)
 
 
 def run(args, res: Resources) -> dict:
@@ -734,38 +462,5 @@ def main(argv: list[str] | None = None) -> int:
     return run_and_report(ap.parse_args(argv), run, print_report)
 
 
-def run_and_report(args, run, report, what: str = "node/echo process") -> int:
-    """Run a benchmark with its Resources always cleaned up (also on SIGTERM, SIGHUP and
-    Ctrl-C: exit status 130), then print its report and write ``--json``."""
-    def on_signal(signum, _frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
-    res = Resources(args.tmpdir)
-    try:
-        out = run(args, res)
-    except KeyboardInterrupt:
-        print("bench: interrupted; cleaning up", file=sys.stderr)
-        return 130
-    except BaseException:
-        tail = res.log_tail()
-        if tail:
-            print(f"bench: {what} messages:\n{tail}", file=sys.stderr)
-        raise
-    finally:
-        res.close()
-    report(out["results"], out["meta"])
-    if args.json:
-        import json
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2)
-        print(f"\nresults written to {args.json}")
-    return 0
-
-
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--raw-echo-server":
-        raw_echo_server(sys.argv[2])
-        sys.exit(0)
     sys.exit(main())

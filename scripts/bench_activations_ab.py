@@ -16,10 +16,26 @@ makes workers read each new actor's supervision record.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import sys
 import tempfile
+from typing import Any
+
+
+def _pipelined(root: str) -> Any:
+    """The checkout's actorsys_pipelined: from actorsys.testing, or (a checkout from before
+    it) from that checkout's scripts/bench.py, loaded by file path."""
+    try:
+        from actorsys.testing.bench import actorsys_pipelined
+        return actorsys_pipelined
+    except ImportError:
+        spec = importlib.util.spec_from_file_location("bench", os.path.join(root, "scripts", "bench.py"))
+        assert spec is not None and spec.loader is not None
+        old = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(old)
+        return old.actorsys_pipelined
 
 
 def main() -> int:
@@ -27,9 +43,9 @@ def main() -> int:
         print(__doc__, file=sys.stderr)
         return 2
     root = os.path.abspath(sys.argv[1])
-    sys.path[:0] = [root, os.path.join(root, "scripts")]
+    sys.path[:0] = [root]       # that checkout's actorsys, not the installed one: the A/B's point
     import actorsys
-    import bench
+    actorsys_pipelined = _pipelined(root)
     tmp = tempfile.mkdtemp(prefix="actorsys-ab-")
     cfg = {"node": {"data_dir": os.path.join(tmp, "data"), "workers": 2,
                     "python_path": [os.path.join(root, "scripts"), os.path.join(root, "examples")]},
@@ -42,8 +58,8 @@ def main() -> int:
             rates = []
             for r in range(4):
                 keys = [f"new-{r}-{i}" for i in range(10_000)]
-                rates.append(10_000 / bench.actorsys_pipelined(node.endpoint, keys, 1000,
-                                                               method="get", args=()))
+                rates.append(10_000 / actorsys_pipelined(node.endpoint, keys, 1000,
+                                                         method="get", args=()))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"{root} {sys.argv[2]}: best {max(rates):,.0f} activations/s, "

@@ -9,8 +9,8 @@ The two paths, each with a TCP hop (HTTP/WebSocket) and a ZeroMQ ipc hop each wa
                              -> raw gateway process -> client
 
 The raw gateway is this file run as ``bench_gateway.py --raw-gateway PORT ENDPOINT``: a
-minimal aiohttp server with one DEALER to scripts/bench.py's raw echo server
-(``--raw-echo-server``). It forwards every WebSocket frame as it comes (pipelined, no
+minimal aiohttp server with one DEALER to the raw echo server of the other benchmarks
+(``actorsys/testing/rawecho.py``). It forwards every WebSocket frame as it comes (pipelined, no
 batching) as an ask ``[1, id, type, key, "add", [1], {"data": frame}]``; the echo counts
 it per key and answers ``[10, id, count]``, and the raw gateway sends the frame back to
 its socket (or to every socket of its room). The frame travels to the echo process; the
@@ -54,11 +54,11 @@ from typing import Any
 
 import zmq
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import bench  # noqa: E402  (scripts/bench.py: Resources, raw echo server, helpers)
+import actorsys
+from actorsys.testing.bench import Resources, fmt_num, log, pct, run_and_report
+from actorsys.testing.rawecho import ASK, die_with_parent, packb, raw_socket, raw_wait_ready, unpackb
 
-import actorsys  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 TYPE = "GwBench"
 PAD = "x" * 56                      # frames are 64 characters: an index and padding
@@ -112,8 +112,8 @@ class RawGateway:
         import asyncio
         self.loop = asyncio.get_running_loop()
         self.ctx = zmq.Context()
-        self.sock = bench.raw_socket(self.ctx, endpoint)
-        bench.raw_wait_ready(self.sock, time.monotonic() + 20)
+        self.sock = raw_socket(self.ctx, endpoint)
+        raw_wait_ready(self.sock, time.monotonic() + 20)
         self.ids = itertools.count(1)
         self.pending: dict[int, tuple] = {}       # request id -> (kind, target, data)
         self.rooms: dict[str, dict[int, RawSocket]] = {}
@@ -124,7 +124,7 @@ class RawGateway:
     def ask(self, key: str, args: list, kwargs: dict, then: tuple) -> None:
         rid = next(self.ids)
         self.pending[rid] = then
-        self.sock.send(bench._packb([bench.ASK, rid, TYPE, key, "add", args, kwargs]), zmq.NOBLOCK)
+        self.sock.send(packb([ASK, rid, TYPE, key, "add", args, kwargs]), zmq.NOBLOCK)
         self.kick()
 
     def kick(self) -> None:
@@ -136,7 +136,7 @@ class RawGateway:
         self.scheduled = False
         events, recv, n = self.sock.getsockopt, self.sock.recv, 0
         while n < 512 and events(zmq.EVENTS) & zmq.POLLIN:
-            msg = bench._unpackb(recv(zmq.NOBLOCK))
+            msg = unpackb(recv(zmq.NOBLOCK))
             n += 1
             then = self.pending.pop(msg[1], None)
             if then is None:
@@ -243,11 +243,11 @@ async def _raw_gateway(port: int, endpoint: str, parent: int) -> None:
 def raw_gateway(port: int, endpoint: str) -> None:
     """The baseline server process; prints ``listening PORT`` once it serves."""
     import asyncio
-    bench._die_with_parent()
+    die_with_parent()
     asyncio.run(_raw_gateway(port, endpoint, os.getppid()))
 
 
-def spawn_raw_gateway(res: bench.Resources, endpoint: str, timeout: float = 30.0) -> int:
+def spawn_raw_gateway(res: Resources, endpoint: str, timeout: float = 30.0) -> int:
     """Start the raw gateway process (killed by ``res.close()``); returns its port."""
     import select
     import subprocess
@@ -391,7 +391,7 @@ async def pipelined(ws: Any, start: int, n: int, readers: list | None = None,
 
 def summary(ns: list[int]) -> dict:
     ns = sorted(ns)
-    return {"p50_us": bench.pct(ns, 0.50) / 1e3, "p99_us": bench.pct(ns, 0.99) / 1e3,
+    return {"p50_us": pct(ns, 0.50) / 1e3, "p99_us": pct(ns, 0.99) / 1e3,
             "mean_us": sum(ns) / len(ns) / 1e3, "n": len(ns)}
 
 
@@ -567,7 +567,7 @@ async def measure(sides: list[Side], p: dict) -> dict:
         for name, step in steps:
             t0 = time.monotonic()
             results[name] = await asyncio.wait_for(step(), p["step_deadline"])
-            bench.log(f"{name.replace('_', ' ')} done ({time.monotonic() - t0:.1f} s)")
+            log(f"{name.replace('_', ' ')} done ({time.monotonic() - t0:.1f} s)")
     return results
 
 
@@ -606,10 +606,10 @@ def print_report(results: dict, meta: dict) -> None:
 
     def row(name: str, a: float, r: float, unit: str, ratio: float, batch: dict | None) -> None:
         per = batch and batch["events_per_batch"]
-        rows.append((name, bench.fmt_num(a, unit), bench.fmt_num(r, unit), f"{ratio:.2f}x",
+        rows.append((name, fmt_num(a, unit), fmt_num(r, unit), f"{ratio:.2f}x",
                      f"{per:.1f}" if per else "-"))
 
-    for key, label, note in (("ws_rtt", "ws round trip", None), ("http_latency", "http POST", None)):
+    for key, label, _note in (("ws_rtt", "ws round trip", None), ("http_latency", "http POST", None)):
         v = results[key]
         b = v.get("batching")
         row(f"{label} p50", v["actorsys"]["p50_us"], v["raw"]["p50_us"], "us", v["ratio_p50"], b)
@@ -653,7 +653,7 @@ def print_report(results: dict, meta: dict) -> None:
 # main
 
 
-def run(args: Any, res: bench.Resources) -> dict:
+def run(args: Any, res: Resources) -> dict:
     import asyncio
 
     import aiohttp
@@ -681,7 +681,7 @@ def run(args: Any, res: bench.Resources) -> dict:
     node = res.start_node(config)
     sides = [Side("actorsys", node.gateway_url, node), Side("raw", f"http://127.0.0.1:{raw_port}")]
     meta["urls"] = {s.name: s.url for s in sides}
-    bench.log(f"node and raw gateway up in {time.monotonic() - t_start:.2f} s; measuring ({meta['mode']} run)")
+    log(f"node and raw gateway up in {time.monotonic() - t_start:.2f} s; measuring ({meta['mode']} run)")
     results = asyncio.run(interruptible(measure(sides, p)))
     meta["gateway"] = {k: v for k, v in gateway_counters(node).items() if isinstance(v, int)}
     meta["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
@@ -699,7 +699,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="rounds of each throughput measurement in a full run; the best counts")
     ap.add_argument("--tmpdir", metavar="DIR", default=None,
                     help="where the node's temporary data directory is made (default: $TMPDIR or /tmp)")
-    return bench.run_and_report(ap.parse_args(argv), run, print_report,
+    return run_and_report(ap.parse_args(argv), run, print_report,
                                 "node/echo/raw gateway")
 
 

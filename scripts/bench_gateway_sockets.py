@@ -11,9 +11,9 @@ import aiohttp
 
 import actorsys
 
-TESTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests")
+ACTORS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "actors")
 tmp = tempfile.TemporaryDirectory(prefix="actorsys-gwsockets-")
-cfg = {"node": {"data_dir": tmp.name + "/data", "workers": 2, "python_path": [TESTS]},
+cfg = {"node": {"data_dir": tmp.name + "/data", "workers": 2, "python_path": [ACTORS_DIR]},
        "actors": {"Echo": "ws_actors:Echo"},
        "gateway": {"listen": "127.0.0.1:0", "max_connections_per_actor": 2000}}
 
@@ -37,7 +37,8 @@ with actorsys.Node(cfg) as node:
             t_open = time.perf_counter() - t
             await asyncio.sleep(0.5)
             rss1 = gw(node)["rss"]
-            print(f"2000 sockets on 200 actors: opened+greeted in {t_open:.2f}s; gateway RSS {rss0/1e6:.1f} -> {rss1/1e6:.1f} MB "
+            print(f"2000 sockets on 200 actors: opened+greeted in {t_open:.2f}s; "
+                  f"gateway RSS {rss0/1e6:.1f} -> {rss1/1e6:.1f} MB "
                   f"({(rss1-rss0)/2000/1024:.1f} KiB per socket)")
             for ws in socks:
                 await ws.close()
@@ -63,7 +64,8 @@ with actorsys.Node(cfg) as node:
                         got += 1
             await asyncio.gather(*(drain(ws) for ws in big))
             dt = time.perf_counter() - t
-            print(f"broadcast to 1000 sockets: {n} messages -> {n*1000} deliveries in {dt:.2f}s = {n*1000/dt:,.0f} deliveries/s")
+            print(f"broadcast to 1000 sockets: {n} messages -> {n*1000} deliveries in {dt:.2f}s "
+                  f"= {n*1000/dt:,.0f} deliveries/s")
             for ws in big:
                 await ws.close()
     asyncio.run(asyncio.wait_for(go(), 300))

@@ -26,11 +26,10 @@ import random
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import bench  # noqa: E402  (scripts/bench.py: Resources, pipelined helpers, raw echo)
+from actorsys.testing.bench import TYPE, Resources, actorsys_pipelined, log, pct, raw_pipelined
 
-TYPE = bench.TYPE
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
 
 
 def worker_stats(node) -> list[dict]:
@@ -46,20 +45,19 @@ def key_of(i: int) -> str:
     return f"user-{i:07d}"
 
 
-def run(args, res: bench.Resources) -> dict:
-    import actorsys
+def run(args, res: Resources) -> dict:
     n, m = args.actors, args.reactivate
     config = {"node": {"data_dir": os.path.join(res.tmp, "data"), "workers": args.workers,
-                       "python_path": [HERE, os.path.join(bench.ROOT, "examples")],
+                       "python_path": [HERE, os.path.join(ROOT, "examples")],
                        "shutdown_timeout": 30.0, "start_timeout": 120.0, "ask_timeout": 60.0,
                        "max_resident": args.max_resident, "idle_timeout": 3600.0},
               "actors": {TYPE: "bench_actors:BenchCounter"}}
     raw_ep = f"ipc://{res.ipc_dir}/echo.sock"
     res.spawn_echo(raw_ep)
     raw_keys = [str(i) for i in range(50_000)]
-    raw_rate = max(len(raw_keys) / bench.raw_pipelined(res, raw_ep, raw_keys, args.window)
+    raw_rate = max(len(raw_keys) / raw_pipelined(res, raw_ep, raw_keys, args.window)
                    for _ in range(2))
-    bench.log(f"raw pipelined echo: {raw_rate:,.0f}/s")
+    log(f"raw pipelined echo: {raw_rate:,.0f}/s")
     out: dict = {"meta": {"actors": n, "reactivate": m, "workers": args.workers,
                           "max_resident": args.max_resident, "window": args.window,
                           "cpus": os.cpu_count(), "python": sys.version.split()[0],
@@ -68,13 +66,13 @@ def run(args, res: bench.Resources) -> dict:
 
     node = res.start_node(config)
     keys = [key_of(i) for i in range(n)]
-    t = bench.actorsys_pipelined(node.endpoint, keys, args.window, method="add", args=(1,))
+    t = actorsys_pipelined(node.endpoint, keys, args.window, method="add", args=(1,))
     ws = worker_stats(node)
     out["creation"] = {"per_s": n / t, "seconds": t, "ratio": n / t / raw_rate,
                        "resident_after": sum(p["resident"] for p in ws),
                        "evictions": sum(p["evictions"] for p in ws),
                        "worker_rss_mb": [round(p["rss"] / 1e6, 1) for p in ws]}
-    bench.log(f"created {n:,} actors in {t:.1f} s ({n / t:,.0f}/s); "
+    log(f"created {n:,} actors in {t:.1f} s ({n / t:,.0f}/s); "
               f"resident {out['creation']['resident_after']:,}, worker RSS "
               f"{out['creation']['worker_rss_mb']} MB")
 
@@ -91,7 +89,7 @@ def run(args, res: bench.Resources) -> dict:
     if listed != n:
         raise RuntimeError(f"list_actors found {listed:,} actors, expected {n:,}")
     out["listing"] = {"keys": listed, "seconds": t_list, "per_s": listed / t_list}
-    bench.log(f"listed {listed:,} keys in {t_list:.1f} s")
+    log(f"listed {listed:,} keys in {t_list:.1f} s")
 
     # restart: nothing resident, LevelDB reopened
     node.stop(timeout=60)
@@ -99,12 +97,12 @@ def run(args, res: bench.Resources) -> dict:
     node = res.start_node(config)
     sample = random.Random(1).sample(range(n), m + args.bounded)
     warm = [key_of(i) for i in sample[:1000]]
-    bench.actorsys_pipelined(node.endpoint, warm, args.window, method="get", args=())
+    actorsys_pipelined(node.endpoint, warm, args.window, method="get", args=())
     time.sleep(1.0)
     ws0 = worker_stats(node)
     rss0, resident0 = sum(p["rss"] for p in ws0), sum(p["resident"] for p in ws0)
     react = [key_of(i) for i in sample[1000:m]]
-    t = bench.actorsys_pipelined(node.endpoint, react, args.window, method="get", args=())
+    t = actorsys_pipelined(node.endpoint, react, args.window, method="get", args=())
     time.sleep(1.0)
     ws1 = worker_stats(node)
     rss1, resident1 = sum(p["rss"] for p in ws1), sum(p["resident"] for p in ws1)
@@ -117,12 +115,12 @@ def run(args, res: bench.Resources) -> dict:
                      "per_resident_actor_bytes": per_actor, "state_in_memory_bytes": state_bytes,
                      "beyond_state_bytes": per_actor - state_bytes, "goal": "< 2 KiB",
                      "meets_goal": per_actor - state_bytes < 2048}
-    bench.log(f"reactivated {len(react):,} in {t:.1f} s ({len(react) / t:,.0f}/s); "
+    log(f"reactivated {len(react):,} in {t:.1f} s ({len(react) / t:,.0f}/s); "
               f"{per_actor:,.0f} B RSS per resident actor ({per_actor - state_bytes:,.0f} B beyond "
               f"its {state_bytes} B state)")
 
     more = [key_of(i) for i in sample[m:]]
-    t = bench.actorsys_pipelined(node.endpoint, more, args.window, method="get", args=())
+    t = actorsys_pipelined(node.endpoint, more, args.window, method="get", args=())
     time.sleep(1.0)
     ws2 = worker_stats(node)
     out["bounded"] = {"asked": len(more), "per_s": len(more) / t,
@@ -132,11 +130,11 @@ def run(args, res: bench.Resources) -> dict:
                       "worker_rss_mb_before": [round(p["rss"] / 1e6, 1) for p in ws1],
                       "worker_rss_mb_after": [round(p["rss"] / 1e6, 1) for p in ws2],
                       "bounded": all(p["resident"] <= args.max_resident for p in ws2)}
-    bench.log(f"asked {len(more):,} more: resident per worker {out['bounded']['resident_per_worker']}, "
+    log(f"asked {len(more):,} more: resident per worker {out['bounded']['resident_per_worker']}, "
               f"RSS {out['bounded']['worker_rss_mb_after']} MB")
 
     out["alarms"] = _alarm_lateness(node, args.alarms)
-    bench.log(f"alarm lateness p50 {out['alarms']['p50_ms']:.1f} ms, max {out['alarms']['max_ms']:.1f} ms")
+    log(f"alarm lateness p50 {out['alarms']['p50_ms']:.1f} ms, max {out['alarms']['max_ms']:.1f} ms")
     out["meta"]["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     return out
 
@@ -160,7 +158,7 @@ def _alarm_lateness(node, k: int) -> dict:
             raise RuntimeError(f"alarm of {key} did not fire within 2 s of being set")
         late.append((fired["a0"] - due) * 1000)
     late.sort()
-    return {"n": k, "p50_ms": bench.pct(late, 0.5), "max_ms": late[-1], "target": "< 50 ms",
+    return {"n": k, "p50_ms": pct(late, 0.5), "max_ms": late[-1], "target": "< 50 ms",
             "meets_target": late[-1] < 50}
 
 
@@ -201,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.reactivate + args.bounded > args.actors or args.reactivate <= 1000:
         ap.error("need 1000 < --reactivate and --reactivate + --bounded <= --actors")
-    res = bench.Resources(args.tmpdir)
+    res = Resources(args.tmpdir)
     try:
         r = run(args, res)
     finally:

@@ -1,0 +1,16 @@
+"""Chaos under load: kill -9 parts of a node while clients keep counting, then audit.
+
+``scripts/chaos`` is the command line (what a run does and prints is in its docstring);
+this package is the harness it drives, in the order of a run:
+
+* :mod:`.actors`: ``Tally``, a counter that records every activation that counted in its
+  own storage, in the turn of the count; ``Probe``, which answers with its worker's pid.
+  A node imports them by full name (:data:`.audit.ACTORS`), no ``python_path`` needed.
+* :mod:`.load`: a client process keeping asks in flight and counting, per actor, what it
+  sent and what was acknowledged (``python -m actorsys.testing.chaos.load``).
+* :mod:`.faults`: the fault injector: SIGKILL of a worker, the router or all the node
+  supervisor's children, and the time until each answers again from a new process.
+* :mod:`.audit`: per actor, acknowledged <= count <= attempted and activation records
+  that tile ``1 .. count`` (two activations at once would break that); the node's health.
+* :mod:`.run`: one run, from the node's start to the cleanup of everything it started.
+"""

@@ -1,0 +1,64 @@
+"""The actors that the chaos run (``scripts/chaos``) keeps counting under load and faults.
+
+``Tally`` is a durable counter that also records, in its own storage, every activation
+that counted: ``act/<activation number>`` holds ``{"pid", "first_n", "last_n", "turns"}``
+and is written in the same turn as the increment it describes, so it commits (or is
+lost) atomically with the count. The activation number is the previous one plus one,
+kept in ``self.state`` (committed with the activation's first turn).
+
+If the runtime ever ran two activations of one actor at once, they would take the same
+activation number or interleave their counts, and the records would stop tiling the
+count: the audit (:mod:`.audit`) checks, per actor, that the records' ``[first_n, last_n]``
+ranges are contiguous, in activation order, and cover exactly ``1 .. count``.
+
+``Probe`` answers with its worker's pid: the fault injector's way to see that a slot
+is served by a new process.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import actorsys
+
+ACT_PREFIX = "act/"
+
+
+def act_key(number: int) -> str:
+    """The storage key of activation ``number`` (zero-padded: key order = number order)."""
+    return f"{ACT_PREFIX}{number:09d}"
+
+
+class Tally(actorsys.Actor):
+    """A counter whose every increment also updates its activation's record."""
+
+    def on_start(self) -> None:
+        self.state.setdefault("n", 0)
+        self.state["acts"] = self.state.get("acts", 0) + 1
+        self._number = self.state["acts"]
+
+    def add(self) -> int:
+        """Count one; returns the new count."""
+        n: int = self.state["n"] + 1
+        self.state["n"] = n
+        key = act_key(self._number)
+        rec = self.storage.get(key)
+        if rec is None:
+            rec = {"pid": os.getpid(), "first_n": n, "last_n": n, "turns": 0}
+        rec["last_n"] = n
+        rec["turns"] += 1
+        self.storage.put(key, rec)
+        return n
+
+    def read(self) -> dict[str, Any]:
+        """``{"n": count, "acts": [[activation number, record], ...]}`` in activation order."""
+        acts = self.storage.list(prefix=ACT_PREFIX)
+        return {"n": self.state["n"],
+                "acts": [[int(k[len(ACT_PREFIX):]), v] for k, v in acts.items()]}
+
+
+class Probe(actorsys.Actor):
+    """Answers with the pid of the worker process serving it."""
+
+    def pid(self) -> int:
+        return os.getpid()

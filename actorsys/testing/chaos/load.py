@@ -1,0 +1,143 @@
+"""The chaos run's load: client processes keeping asks in flight, counting per actor.
+
+Each client process (``python -m actorsys.testing.chaos.load ENDPOINT ...``, started by
+:func:`client_command`) keeps ``--in-flight`` asks of ``Tally.add`` in flight on random
+actors, and counts per actor what it sent (*attempted*) and what got a successful reply
+(*acknowledged*); any error (WorkerLost, AskTimeout, Overloaded, NodeUnavailable, a remote
+error) means "maybe applied". It talks to the harness over its stdin and stdout, one line
+each: it says ``ready`` once connected, starts on ``go``, stops sending on ``stop`` (or
+at the end of its input), waits for its asks in flight (each has its deadline) and says
+``RESULT <json>``. The harness reads those lines with :class:`LineReader`.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+from actorsys.client import connect_async
+from actorsys.errors import ActorError
+from actorsys.testing.processes import die_with_parent
+
+from .audit import TALLY, actor_key
+
+READY, GO, STOP, RESULT = "ready", "go", "stop", "RESULT "
+
+
+def client_command(endpoint: str, actors: int, in_flight: int, ask_timeout: float,
+                   seed: int) -> list[str]:
+    """The command line of one client process."""
+    return [sys.executable, "-m", __name__, endpoint, "--actors", str(actors),
+            "--in-flight", str(in_flight), "--ask-timeout", str(ask_timeout), "--seed", str(seed)]
+
+
+async def count_asks(endpoint: str, actors: int, in_flight: int, seed: int, timeout: float,
+                     commands: "asyncio.Queue[str]") -> dict[str, Any]:
+    """Connect, say ``ready``, then ask on ``go`` until ``stop``; returns the counts."""
+    rng = random.Random(seed)
+    attempted = [0] * actors
+    acked = [0] * actors
+    errors: Counter[str] = Counter()
+    stopping = asyncio.Event()
+    async with connect_async(endpoint, timeout=timeout, connect_timeout=30.0) as c:
+        sys.stdout.write(READY + "\n")
+        sys.stdout.flush()
+        while (cmd := await commands.get()) not in (GO, STOP):
+            pass
+        started = time.monotonic()
+
+        async def lane() -> None:
+            while not stopping.is_set():
+                i = rng.randrange(actors)
+                attempted[i] += 1
+                try:
+                    await c.ask(TALLY, actor_key(i), "add", timeout=timeout)
+                except ActorError as exc:
+                    errors[type(exc).__name__] += 1
+                    await asyncio.sleep(0.01)      # no busy loop while a part is down
+                except Exception as exc:            # counted, never fatal: keep going
+                    errors[f"other:{type(exc).__name__}"] += 1
+                    await asyncio.sleep(0.01)
+                else:
+                    acked[i] += 1
+
+        lanes = [asyncio.create_task(lane()) for _ in range(in_flight)] if cmd == GO else []
+        while cmd != STOP:
+            cmd = await commands.get()
+        stopping.set()
+        stopped = time.monotonic()
+        # the asks in flight end by their own deadline; this one is a backstop
+        pending = (await asyncio.wait(lanes, timeout=timeout + 3.0))[1] if lanes else set()
+        for t in pending:
+            t.cancel()                     # attempted, not acknowledged: "maybe applied"
+        if pending:
+            await asyncio.wait(pending, timeout=1.0)
+        return {"attempted": attempted, "acknowledged": acked, "errors": dict(errors),
+                "unfinished_lanes": len(pending), "load_s": stopped - started,
+                "drain_s": time.monotonic() - stopped, "pid": os.getpid()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """One client process: commands from stdin, ``RESULT <json>`` on stdout at the end."""
+    p = argparse.ArgumentParser(prog="python -m actorsys.testing.chaos.load")
+    p.add_argument("endpoint")
+    p.add_argument("--actors", type=int, required=True)
+    p.add_argument("--in-flight", type=int, required=True)
+    p.add_argument("--ask-timeout", type=float, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    a = p.parse_args(argv)
+    die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C is the harness's to handle
+
+    async def run() -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        commands: asyncio.Queue[str] = asyncio.Queue()
+
+        def read_stdin() -> None:        # "go", then "stop" (end of input also stops)
+            for line in sys.stdin:
+                loop.call_soon_threadsafe(commands.put_nowait, line.strip())
+            loop.call_soon_threadsafe(commands.put_nowait, STOP)
+
+        threading.Thread(target=read_stdin, daemon=True).start()
+        return await count_asks(a.endpoint, a.actors, a.in_flight, a.seed, a.ask_timeout, commands)
+
+    result = asyncio.run(run())
+    sys.stdout.write(RESULT + json.dumps(result) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+class LineReader:
+    """Lines from a child's stdout, each read with a deadline (no thread, no blocking)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc, self.buf = proc, b""
+
+    def readline(self, deadline: float) -> str | None:
+        """The next line, or None if none came by ``deadline`` or the child exited."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self.buf:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+                return None
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                return None            # the client exited
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line.decode("utf-8", "replace")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""One chaos run: a node, client processes under load, faults, then the audit.
+
+:func:`run` starts an embedded node in a fresh data dir, starts the client processes
+(:mod:`.load`), injects a fault every ``fault_every`` seconds (randomised +-50%, after
+the last recovery; :mod:`.faults`) for ``duration`` seconds, stops the clients, reads
+every actor and audits it (:mod:`.audit`). It says what happens as it goes through a
+:class:`Reporter`, and returns the result as a dict (the same one ``--json`` writes).
+
+Everything it starts (node, clients, temp dirs) is gone when it returns, also on Ctrl-C
+(``KeyboardInterrupt``: exit code 130) or an error; every wait has a deadline. The node
+runs with a high restart intensity limit: the kills are deliberate, and the harness tests
+the data path, not the supervisor's give-up rule.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import shutil
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from typing import Any, Protocol
+
+from actorsys.node import Node
+from actorsys.testing.nodes import node_config
+
+from .audit import ACTORS, check_actor, node_health, percentiles, read_all
+from .faults import KINDS, Injector
+from .load import GO, RESULT, STOP, LineReader, client_command
+
+
+@dataclasses.dataclass(slots=True)
+class ChaosParams:
+    """A run's parameters (``scripts/chaos --help`` says what each means)."""
+
+    duration: float = 30.0
+    actors: int = 1000
+    clients: int = 4
+    in_flight: int = 48
+    durability: str = "process"
+    workers: int = 2
+    seed: int = 0
+    fault_every: float = 2.0
+    ask_timeout: float = 5.0
+    recovery_timeout: float = 20.0
+    max_resident: int | None = None
+    idle_timeout: float | None = None
+    data_dir: str | None = None       # new or empty; kept
+    tmpdir: str | None = None         # where the default temp data dir is made
+    keep_data: bool = False
+    json: str | None = None           # write the result here
+    quiet: bool = False               # no report per fault
+
+
+class Reporter(Protocol):
+    """What a run says as it goes (the command line prints it)."""
+
+    def load_started(self, params: ChaosParams) -> None:
+        """The clients are connected and counting."""
+
+    def fault(self, event: dict[str, Any]) -> None:
+        """A fault was injected and recovered from (``"recovery_ms"`` in it) or not."""
+
+    def finished(self, result: dict[str, Any]) -> None:
+        """The audit is done (the node and the clients are still to be stopped)."""
+
+    def interrupted(self) -> None:
+        """Ctrl-C or SIGTERM: everything is being stopped."""
+
+
+def config(p: ChaosParams, data_dir: str) -> dict[str, Any]:
+    """The node's config: the chaos actors, and no restart-intensity limit in practice."""
+    node: dict[str, Any] = {"workers": p.workers, "durability": p.durability, "ask_timeout": p.ask_timeout}
+    if p.max_resident:
+        node["max_resident"] = p.max_resident
+    if p.idle_timeout:
+        node["idle_timeout"] = p.idle_timeout
+    # the kills are deliberate: do not let the restart-intensity rule stop the node
+    node.update(max_restarts=1_000_000, max_seconds=1.0)
+    return node_config(data_dir, ACTORS, **node)
+
+
+def run(p: ChaosParams, reporter: Reporter) -> dict[str, Any]:
+    """One run; the result (``exit_code`` in it: 0 only if no acknowledged write was lost,
+    there was no other violation and the node was healthy; 130 if interrupted)."""
+    rng = random.Random(p.seed)
+    own_dir = None
+    if p.data_dir:
+        data_dir = p.data_dir
+    else:
+        own_dir = tempfile.mkdtemp(prefix="actorsys-chaos-", dir=p.tmpdir)
+        data_dir = os.path.join(own_dir, "data")
+    node: Node | None = None
+    clients: list[subprocess.Popen[bytes]] = []
+    injector: Injector | None = None
+    result: dict[str, Any] = {"params": dataclasses.asdict(p)}
+    t_begin = time.monotonic()
+    try:
+        node = Node(config(p, data_dir)).start()
+        result["node_endpoint"] = node.endpoint
+        result["node_pid"] = node.pid
+        result["data_dir"] = data_dir
+        injector = Injector(node, rng, p.recovery_timeout)
+        injector.learn_pids()
+        readers = _start_clients(p, node.endpoint, rng, clients)
+        for c in clients:
+            _send(c, GO)
+        t_load = time.monotonic()
+        reporter.load_started(p)
+        _inject_until(p, injector, clients, rng, t_load, reporter)
+        t_stop = time.monotonic()
+        reports = _stop_clients(p, clients, readers)
+        result.update(_audit(p, node, injector, reports, t_stop - t_load))
+        reporter.finished(result)
+        return result
+    except KeyboardInterrupt:
+        reporter.interrupted()
+        result["exit_code"] = 130
+        return result
+    finally:
+        _cleanup(clients, injector, node)
+        if own_dir is not None and not p.keep_data:
+            shutil.rmtree(own_dir, ignore_errors=True)
+        # every process this run started or saw in the node: all gone now (for the test)
+        pids = {c.pid for c in clients}
+        if injector is not None:
+            pids.update(injector.worker_pids.values())
+            pids.add(injector.router_pid)
+            for ev in injector.events:
+                pids.update(ev.get("killed", []))
+                pids.update(ev.get("new", []))
+        result["pids"] = sorted(pid for pid in pids if pid)
+        result["wall_s"] = round(time.monotonic() - t_begin, 3)
+        if p.json:
+            with open(p.json, "w") as f:
+                json.dump(result, f, indent=1)
+
+
+def _send(client: subprocess.Popen[bytes], command: str) -> None:
+    assert client.stdin is not None
+    client.stdin.write(command.encode() + b"\n")
+
+
+def _start_clients(p: ChaosParams, endpoint: str, rng: random.Random,
+                   clients: list[subprocess.Popen[bytes]]) -> list[LineReader]:
+    """Start the client processes (appended to ``clients``) and wait until all are ready."""
+    for _ in range(p.clients):
+        cmd = client_command(endpoint, p.actors, p.in_flight, p.ask_timeout, rng.randrange(1 << 30))
+        clients.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0))
+    readers = [LineReader(c) for c in clients]
+    deadline = time.monotonic() + 40.0
+    for k, r in enumerate(readers):
+        line = r.readline(deadline)
+        if line != "ready":
+            raise RuntimeError(f"client {k} did not start (said {line!r}, status {clients[k].poll()})")
+    return readers
+
+
+def _inject_until(p: ChaosParams, injector: Injector, clients: list[subprocess.Popen[bytes]],
+                  rng: random.Random, t_load: float, reporter: Reporter) -> None:
+    """Faults until ``duration`` seconds after ``t_load``; a client exiting is an error."""
+    end = t_load + p.duration
+    next_fault = t_load + p.fault_every * rng.uniform(0.5, 1.5)
+    while True:
+        now = time.monotonic()
+        if now >= end:
+            break
+        dead = [k for k, c in enumerate(clients) if c.poll() is not None]
+        if dead:
+            raise RuntimeError(f"client process(es) {dead} exited during the run")
+        if now < next_fault:
+            time.sleep(min(next_fault, end, now + 0.25) - now)
+            continue
+        ev = injector.inject(injector.next_kind(), now - t_load)
+        reporter.fault(ev)
+        next_fault = time.monotonic() + p.fault_every * rng.uniform(0.5, 1.5)
+
+
+def _stop_clients(p: ChaosParams, clients: list[subprocess.Popen[bytes]],
+                  readers: list[LineReader]) -> list[dict[str, Any]]:
+    """Graceful stop: no new asks, in-flight ones end by their deadline; their counts."""
+    for c in clients:
+        try:
+            _send(c, STOP)
+            if c.stdin is not None:
+                c.stdin.close()
+        except OSError:
+            pass
+    reports = []
+    deadline = time.monotonic() + p.ask_timeout + 10.0
+    for k, r in enumerate(readers):
+        line = r.readline(deadline)
+        if line is None or not line.startswith(RESULT):
+            raise RuntimeError(f"client {k} did not report its counts (status {clients[k].poll()})")
+        reports.append(json.loads(line[len(RESULT):]))
+    for c in clients:
+        c.wait(max(deadline - time.monotonic(), 1.0))
+    return reports
+
+
+def _audit(p: ChaosParams, node: Node, injector: Injector, reports: list[dict[str, Any]],
+           load_s: float) -> dict[str, Any]:
+    """The clients' counts against every actor's read, the node's health, the faults."""
+    attempted = [sum(r["attempted"][i] for r in reports) for i in range(p.actors)]
+    acked = [sum(r["acknowledged"][i] for r in reports) for i in range(p.actors)]
+    errors: Counter[str] = Counter()
+    for r in reports:
+        errors.update(r["errors"])
+    violations = list(injector.problems)
+    reads = read_all(injector.probe, p.actors, violations)
+    lost = 0
+    activations = 0
+    for i, rd in reads.items():
+        lost += max(0, acked[i] - rd["n"])
+        activations += len(rd["acts"])
+        violations.extend(check_actor(i, acked[i], attempted[i], rd))
+    healthy, health = node_health(node, p.workers)
+    if not healthy:
+        violations.append(f"node unhealthy: {health}")
+
+    by_kind = Counter(ev["kind"] for ev in injector.events)
+    rec_all = [ev["recovery_ms"] for ev in injector.events if "recovery_ms" in ev]
+    recovery = {"overall": percentiles(rec_all)}
+    for kind in KINDS:
+        recovery[kind] = percentiles([ev["recovery_ms"] for ev in injector.events
+                                      if ev["kind"] == kind and "recovery_ms" in ev])
+    total_acked, total_attempted = sum(acked), sum(attempted)
+    return {
+        "load": {"seconds": round(load_s, 3), "acknowledged": total_acked,
+                 "attempted": total_attempted, "final_total": sum(rd["n"] for rd in reads.values()),
+                 "acknowledged_per_s": round(total_acked / load_s, 1),
+                 "attempted_per_s": round(total_attempted / load_s, 1),
+                 "client_errors": dict(errors),
+                 "unfinished_lanes": sum(r["unfinished_lanes"] for r in reports),
+                 "client_drain_s_max": round(max(r["drain_s"] for r in reports), 3)},
+        "faults": {"total": len(injector.events), "by_kind": {k: by_kind.get(k, 0) for k in KINDS},
+                   "events": injector.events},
+        "recovery_ms": recovery,
+        "activations": {"records": activations, "actors_checked": len(reads), "actors": p.actors},
+        "healthy": healthy, "health": health,
+        "violations": violations, "lost": lost,
+        "exit_code": 0 if lost == 0 and not violations and healthy else 1,
+    }
+
+
+def _cleanup(clients: list[subprocess.Popen[bytes]], injector: Injector | None,
+             node: Node | None) -> None:
+    for c in clients:
+        if c.poll() is None:
+            c.kill()
+    for c in clients:
+        try:
+            c.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        for f in (c.stdin, c.stdout):
+            try:
+                if f is not None:
+                    f.close()
+            except OSError:
+                pass
+    if injector is not None:
+        injector.close()
+    if node is not None:
+        node.stop()

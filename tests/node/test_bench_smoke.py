@@ -1,0 +1,127 @@
+"""scripts/bench.py --quick runs end to end and reports every measurement.
+
+Speed is never asserted here (the machine running the tests is shared and noisy); this
+only checks that each measurement and its raw baseline ran and produced positive numbers,
+and that the benchmark left nothing behind.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+from helpers import ROOT
+
+BENCH = os.path.join(ROOT, "scripts", "bench.py")
+
+# measurement -> the numbers that must be there and positive, as paths into its dict
+EXPECTED = {
+    "ask_latency": [("actorsys", "p50_us"), ("actorsys", "p99_us"), ("raw", "p50_us"),
+                    ("raw", "p99_us"), ("ratio_p50",), ("ratio_p99",)],
+    "pipelined_asks": [("actorsys", "per_s"), ("raw", "per_s"), ("ratio",)],
+    "pipelined_asks_one_actor": [("actorsys", "per_s"), ("raw", "per_s"), ("ratio",)],
+    "tells": [("actorsys", "per_s"), ("raw", "per_s"), ("ratio",)],
+    "activations": [("actorsys", "per_s"), ("raw", "per_s"), ("ratio",)],
+    "recovery": [("actorsys", "median_ms"), ("actorsys", "max_ms"), ("raw", "median_ms"),
+                 ("raw", "max_ms"), ("ratio_median",)],
+    "supervised_restart": [("actorsys", "p50_us"), ("actorsys", "max_us"), ("raw", "p50_us"),
+                           ("ratio",)],
+    "children": [("linearity",), ("raw_per_s",)],
+}
+
+
+def _get(d: dict, path: tuple):
+    for k in path:
+        d = d[k]
+    return d
+
+
+def test_quick_bench_reports_every_measurement_beside_its_baseline(tmp_path):
+    out = tmp_path / "bench.json"
+    bench_tmp = tmp_path / "t"
+    bench_tmp.mkdir()
+    proc = subprocess.run([sys.executable, BENCH, "--quick", "--json", str(out),
+                           "--tmpdir", str(bench_tmp)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+
+    data = json.loads(out.read_text())
+    results = data["results"]
+    assert set(EXPECTED) <= set(results), sorted(results)
+    for name, paths in EXPECTED.items():
+        for path in paths:
+            value = _get(results[name], path)
+            assert isinstance(value, (int, float)) and value > 0, (name, path, value)
+        assert isinstance(results[name].get("meets_target"), (bool, type(None))), name
+    rec = results["recovery"]["actorsys"]
+    assert len(rec["samples_ms"]) == data["meta"]["params"]["recovery_n"]
+    assert data["meta"]["mode"] == "quick"
+
+    # the printed table names every measurement
+    for label in ("ask latency p50", "pipelined asks", "tells", "activations", "crash recovery",
+                  "supervised crash+restart", "start_child", "terminate_child"):
+        assert label in proc.stdout, proc.stdout
+    # everything it made is gone (its processes are checked by the autouse fixture)
+    assert glob.glob(str(bench_tmp / "*")) == []
+    for d in data["meta"]["bench_dirs"]:
+        assert not os.path.exists(d), d
+    node_ipc = data["meta"]["node_endpoint"]
+    assert node_ipc.startswith("ipc://")
+    assert not os.path.exists(os.path.dirname(node_ipc[len("ipc://"):])), node_ipc
+
+
+def test_scale_bench_runs_small_and_reports_every_figure(tmp_path):
+    """scripts/bench --scale at a few thousand actors: every figure is there and sane."""
+    out = tmp_path / "scale.json"
+    bench_tmp = tmp_path / "t"
+    bench_tmp.mkdir()
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "bench_scale.py"),
+                           "--actors", "6000", "--reactivate", "2500", "--bounded", "3000",
+                           "--max-resident", "1500", "--alarms", "10", "--json", str(out),
+                           "--tmpdir", str(bench_tmp)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=240,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    r = json.loads(out.read_text())
+    assert r["listing"]["keys"] == 6000, "list_actors pages through every actor created"
+    for path in (("creation", "per_s"), ("reactivation", "per_s"), ("memory", "per_resident_actor_bytes"),
+                 ("alarms", "max_ms"), ("raw_pipelined_per_s",)):
+        value = _get(r, path)
+        assert isinstance(value, (int, float)) and value > 0, (path, value)
+    assert r["bounded"]["bounded"], f"resident per worker exceeded max_resident: {r['bounded']}"
+    assert r["creation"]["evictions"] > 0, "6,000 actors over a bound of 1,500 per worker evict"
+    for label in ("reactivation from disk", "RSS per resident actor", "alarm lateness"):
+        assert label in proc.stdout, proc.stdout
+    assert glob.glob(str(bench_tmp / "*")) == [], "the benchmark removed its directories"
+
+
+GATEWAY_EXPECTED = {
+    "ws_rtt": [("actorsys", "p50_us"), ("raw", "p50_us"), ("ratio_p50",), ("ratio_p99",)],
+    "ws_pipelined": [("actorsys", "per_s"), ("raw", "per_s"), ("ratio",)],
+    "broadcast": [("actorsys", "per_s"), ("raw", "per_s"), ("ratio",)],
+    "http_latency": [("actorsys", "p50_us"), ("raw", "p50_us"), ("ratio_p50",)],
+    "many_rooms": [("actorsys", "per_s"), ("raw", "per_s"), ("ratio",)],
+}
+
+
+def test_quick_gateway_bench_reports_every_measurement_beside_its_baseline(tmp_path):
+    out = tmp_path / "bench.json"
+    bench_tmp = tmp_path / "t"
+    bench_tmp.mkdir()
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "bench_gateway.py"),
+                           "--quick", "--json", str(out), "--tmpdir", str(bench_tmp)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    results = json.loads(out.read_text())["results"]
+    for name, paths in GATEWAY_EXPECTED.items():
+        for path in paths:
+            value = _get(results[name], path)
+            assert isinstance(value, (int, float)) and value > 0, (name, path, value)
+    pipelined = results["ws_pipelined"]["batching"]
+    assert pipelined["events"] >= results["ws_pipelined"]["n"], \
+        f"the gateway counted every pipelined frame as an event: {pipelined}"
+    assert not glob.glob(str(bench_tmp / "*")), "the benchmark left files in its temp dir"
