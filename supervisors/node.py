@@ -52,8 +52,8 @@ import psutil
 
 # imported before forking, so restarts skip the imports
 from actorsys.actor.classes import check_actor_classes
-from actorsys.config import NodeConfig
-from actorsys.config.layout import FAILURE_FILE, tree_endpoint, worker_endpoints
+from actorsys.config import NodeConfig, NodeLayout
+from actorsys.config.layout import FAILURE_FILE
 from actorsys.config.supervision import Backoff
 from actorsys.errors import ConfigError
 from actorsys.net.keys import node_keys
@@ -104,9 +104,9 @@ def _check_classes_in_a_child(cfg: NodeConfig) -> None:
 
 
 class NodeSupervisor:
-    def __init__(self, cfg: NodeConfig, watch_parent: int | None = None,
+    def __init__(self, cfg: NodeConfig, layout: NodeLayout, watch_parent: int | None = None,
                  report_fd: int | None = None) -> None:
-        self.cfg = cfg
+        self.cfg, self.layout = cfg, layout
         self.watch_parent = watch_parent
         self.pid = os.getpid()
         self.children: dict[int, tuple[str, int | None]] = {}   # pid -> (role, slot)
@@ -153,22 +153,19 @@ class NodeSupervisor:
                 os._exit(1)
             for fd in self.lock_fds:   # the locks belong to the supervisor alone
                 os.close(fd)
-            endpoint = self.cfg.endpoint
-            assert endpoint is not None
             if role == "router":
-                router.main(self.cfg, self.meta, endpoint, self.endpoints, self.tree_endpoint)
+                router.main(self.cfg, self.layout, self.meta)
                 code = 0
             elif role == "gateway":
-                from actorsys.gateway import server as gateway
-                gateway.main(self.cfg)
+                from actorsys.gateway import app as gateway
+                gateway.main(self.cfg, self.layout)
                 code = 0
             elif role == "tree":
-                code = tree.main(self.cfg, self.meta, self.tree_endpoint or "", self.endpoints,
-                                 restarted=bool(slot), report_fd=self.reports_w)
+                code = tree.main(self.cfg, self.layout, self.meta, restarted=bool(slot),
+                                 report_fd=self.reports_w)
             else:
                 assert slot is not None
-                code = worker.main(self.cfg, slot, self.meta, self.endpoints, endpoint,
-                                   self.tree_endpoint, self.beats, self.reports_w)
+                code = worker.main(self.cfg, self.layout, slot, self.meta, self.beats, self.reports_w)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:
@@ -208,29 +205,27 @@ class NodeSupervisor:
         try:
             # a class the workers cannot import would crash-loop them: check first
             _check_classes_in_a_child(self.cfg)
-            self.lock_fds = claim_node(self.cfg)
+            self.lock_fds = claim_node(self.cfg, self.layout)
             self.meta = load_or_create_meta(self.cfg.data_dir, self.cfg.shards, self.cfg.workers)
             node_keys(self.cfg)      # the key files still load (each child reads them at start)
         except ConfigError as exc:
             self._fail(f"cannot start: {exc}")
             return 2
-        self.endpoints = worker_endpoints(self.cfg)
-        self.tree_endpoint = tree_endpoint(self.cfg)
         if self.cfg.gateway is not None:
-            from actorsys.gateway import server  # noqa: F401  (imported before forking, like the rest)
-        if self.cfg.insecure and (self.cfg.endpoint or "").startswith("tcp://"):
-            log(f"WARNING: insecure = true: the tcp endpoints of this node ({self.cfg.endpoint} and "
+            from actorsys.gateway import app  # noqa: F401  (imported before forking, like the rest)
+        if self.cfg.insecure and self.layout.router.startswith("tcp://"):
+            log(f"WARNING: insecure = true: the tcp endpoints of this node ({self.layout.router} and "
                 f"its workers' ports) are unauthenticated and unencrypted; anyone who can reach "
                 f"them can call any actor. Use CURVE keys (curve_secret_key) off a trusted network")
         self._spawn("router", None)
         for i in range(self.cfg.workers):
             self._spawn("worker", i)
-        if self.tree_endpoint is not None:
+        if self.layout.tree is not None:
             self._spawn("tree", 0)
         if self.cfg.gateway is not None:
             self._spawn("gateway", None)
         self.state = "running"
-        log(f"node running at {self.cfg.endpoint} with {self.cfg.workers} workers")
+        log(f"node running at {self.layout.router} with {self.cfg.workers} workers")
         code = 0
         # Wake every 0.25 s by SIGALRM, not by a sigtimedwait timeout: when sigtimedwait is
         # interrupted (EINTR, e.g. SIGSTOP/SIGCONT from Ctrl-Z and fg) after its timeout has
@@ -424,18 +419,18 @@ class NodeSupervisor:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m supervisors.node")
     p.add_argument("--config-json", required=True, help="the resolved NodeConfig as JSON")
+    p.add_argument("--layout-json", required=True, help="the node's NodeLayout as JSON")
     p.add_argument("--watch-parent", type=int, default=None)
     p.add_argument("--report-fd", type=int, default=None,
                    help="a pipe to write why the node stopped by itself")
-    p.add_argument("--remove-dir", default=None,
-                   help="a directory to remove when the node stops (its temporary sockets)")
     a = p.parse_args(argv)
     cfg = NodeConfig.from_dict(json.loads(a.config_json))
+    layout = NodeLayout.from_json(a.layout_json)
     try:
-        return NodeSupervisor(cfg, watch_parent=a.watch_parent, report_fd=a.report_fd).run()
+        return NodeSupervisor(cfg, layout, watch_parent=a.watch_parent, report_fd=a.report_fd).run()
     finally:
-        if a.remove_dir:
-            shutil.rmtree(a.remove_dir, ignore_errors=True)
+        if layout.run_dir:       # its temporary sockets
+            shutil.rmtree(layout.run_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
