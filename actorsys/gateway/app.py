@@ -105,7 +105,7 @@ class Gateway:
         stop = asyncio.Event()
         for s in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(s, stop.set)
-        log.info(f"serving http://{self.listen}")
+        log.info("serving http://%s", self.listen)
         try:
             await stop.wait()
         finally:

@@ -61,7 +61,7 @@ class AuthHook:
             if verdict and verdict is not True:
                 wire.pack(verdict)        # it travels to the actor as conn.user
         except Exception as exc:
-            log.warning(f"the auth hook raised on {request.path}: {type(exc).__name__}: {exc}")
+            log.warning("the auth hook raised on %s: %s: %s", request.path, type(exc).__name__, exc)
             verdict = False
         if not verdict:
             self.counters["hook_refused"] += 1

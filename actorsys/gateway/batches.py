@@ -102,7 +102,7 @@ class Delivery:
                 room.space.set()
                 await self._send_batch(room, events)
         except Exception:
-            log.exception(f"{room.type_name}/{room.key:.100}: delivering socket events failed")
+            log.exception("%s/%.100s: delivering socket events failed", room.type_name, room.key)
         finally:
             room.task = None
             if room.waiting:
@@ -173,7 +173,7 @@ class Delivery:
     def _failed(self, room: Room, event: list[Any], exc: ActorError) -> None:
         self.counters["failed_events"] += 1
         kind = HANDLER_OF[event[0]]
-        log.warning(f"{room.type_name}/{room.key:.100}: {kind} failed: {exc}")
+        log.warning("%s/%.100s: %s failed: %s", room.type_name, room.key, kind, exc)
         if event[0] == CONNECT:
             s = room.sockets.get(event[1][0])
             if s is not None:
@@ -183,8 +183,9 @@ class Delivery:
 
     def _give_up(self, room: Room, events: list[list[Any]], why: str) -> None:
         self.counters["dropped_events"] += len(events)
-        log.warning(f"{room.type_name}/{room.key:.100}: {len(events)} socket events not delivered "
-                    f"within max(ask_timeout, turn_timeout + 5 s) ({why}); closing their sockets")
+        log.warning("%s/%.100s: %d socket events not delivered within max(ask_timeout, "
+                    "turn_timeout + 5 s) (%s); closing their sockets", room.type_name, room.key,
+                    len(events), why)
         room.roster_known = False            # whatever the worker has, send it ours again
         for ev in events:
             sid = ev[1][0] if ev[0] == CONNECT else ev[1]

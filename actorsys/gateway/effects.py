@@ -91,7 +91,7 @@ class NodeSide:
         except wire.Rejected as r:
             self.counters["bad_frames"] += 1
             if r.rid == 0:         # nobody awaits an answer (a worker's effects): say it here
-                log.warning(f"refused a message from a node process: {r.error}")
+                log.warning("refused a message from a node process: %s", r.error)
                 return
             return self._reply(r.envelope, wire.err(r.rid, r.error.to_wire()))
         if op == wire.WS:

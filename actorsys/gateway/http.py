@@ -75,7 +75,7 @@ class HttpAsks:
         tb = body.pop("traceback", None)      # server internals stay in the server's log
         code = body.pop("code")
         if code == "remote":
-            log.error(f"POST {request.path}: the handler raised\n{tb or exc}")
+            log.error("POST %s: the handler raised\n%s", request.path, tb or exc)
         extra = {"type": body["type"]} if code == "remote" else {}
         resp = error_response(STATUS_OF.get(code, 500), code, body["message"], **extra)
         if code in RETRY_LATER:
