@@ -263,3 +263,25 @@ listen = "127.0.0.1:0"
             if m.group(2) == "supervisor":
                 assert int(m.group(4)) == proc.pid, line
     assert {"supervisor", "gateway", "worker"} <= roles, f"records of {roles} only:\n{text}"
+
+
+def test_an_embedded_node_logs_as_its_environment_says(tmp_path, monkeypatch, capfd):
+    """actorsys.Node passes ACTORSYS_LOG_JSON / ACTORSYS_LOG_LEVEL on to the node's
+    processes (seen in the gateway's record that it serves), and leaves this process's
+    own logging alone."""
+    import logging
+
+    monkeypatch.setenv("ACTORSYS_LOG_JSON", "1")
+    monkeypatch.setenv("ACTORSYS_LOG_LEVEL", "INFO")
+    handlers = list(logging.getLogger("actorsys").handlers)
+    cfg = {"node": {"data_dir": str(tmp_path / "data"), "workers": 1, "python_path": [TESTS_DIR],
+                    "start_timeout": 30.0},
+           "actors": {"Counter": "actors:Counter"}, "gateway": {"listen": "127.0.0.1:0"}}
+    with actorsys.Node(cfg) as node:
+        url = node.gateway_url
+    serving = [line for line in capfd.readouterr().err.splitlines() if "serving http://" in line]
+    assert len(serving) == 1, f"expected the gateway's one 'serving' record: {serving}"
+    rec = json.loads(serving[0])
+    assert (rec["role"], rec["level"], rec["logger"], rec["message"]) == (
+        "gateway", "INFO", "actorsys.gateway", f"serving {url}"), rec
+    assert logging.getLogger("actorsys").handlers == handlers, "this process's logging is untouched"

@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run a node in the foreground")
     r.add_argument("config", help="the node's TOML config file")
-    r.add_argument("--log-level", choices=LEVELS, default=None,
+    r.add_argument("--log-level", type=str.lower, choices=LEVELS, default=None,
                    help="what the node's processes log (default: $ACTORSYS_LOG_LEVEL, else info)")
     r.add_argument("--log-json", action="store_true",
                    help="log one JSON object per line (default: $ACTORSYS_LOG_JSON)")
