@@ -84,4 +84,5 @@ def test_auth_hook_that_cannot_be_imported_fails_node(tmp_path, spec):
     exc = info.value
     want = (path, line_of(path, "auth"), "gateway.auth")
     assert (exc.file, exc.line, exc.key) == want, \
-        f"an auth hook {spec!r} that cannot be imported: expected {want}, got {(exc.file, exc.line, exc.key)}: {exc}"
+        f"an auth hook {spec!r} that cannot be imported: expected {want}, " \
+        f"got {(exc.file, exc.line, exc.key)}: {exc}"
