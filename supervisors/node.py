@@ -54,8 +54,8 @@ from collections import deque
 from typing import Callable, NamedTuple
 
 from actorsys import log as actorsys_log
-from actorsys.config import NodeConfig
-from actorsys.config.layout import FAILURE_FILE, tree_endpoint, worker_endpoints
+from actorsys.config import NodeConfig, NodeLayout
+from actorsys.config.layout import FAILURE_FILE
 from actorsys.config.supervision import Backoff
 from actorsys.errors import ConfigError
 from actorsys.net.keys import node_keys
@@ -91,9 +91,9 @@ class Due(NamedTuple):
 class NodeSupervisor:
     """The root process of a node (see the module docstring)."""
 
-    def __init__(self, cfg: NodeConfig, watch_parent: int | None = None,
+    def __init__(self, cfg: NodeConfig, layout: NodeLayout, watch_parent: int | None = None,
                  report_fd: int | None = None) -> None:
-        self.cfg = cfg
+        self.cfg, self.layout = cfg, layout
         self.watch_parent = watch_parent
         self.pid = os.getpid()
         self.children: dict[int, NodeChild] = {}   # pid -> what runs there
@@ -139,31 +139,30 @@ class NodeSupervisor:
         try:
             # a class the workers cannot import would crash-loop them: check first
             check_classes_in_a_child(self.cfg)
-            lock_fds = claim_node(self.cfg)
+            lock_fds = claim_node(self.cfg, self.layout)
             meta = load_or_create_meta(self.cfg.data_dir, self.cfg.shards, self.cfg.workers)
             node_keys(self.cfg)      # the key files still load (each child reads them at start)
         except ConfigError as exc:
             self._fail(f"cannot start: {exc}")
             return EXIT_GAVE_UP
-        t_endpoint = tree_endpoint(self.cfg)
-        self.launcher = Launcher(self.cfg, meta, worker_endpoints(self.cfg), t_endpoint,
-                                 self.health.beats, self.reports_w, lock_fds, self.pid)
+        self.launcher = Launcher(self.cfg, self.layout, meta, self.health.beats, self.reports_w, lock_fds,
+                                 self.pid)
         if self.cfg.gateway is not None:
-            from actorsys.gateway import server  # noqa: F401  (imported before forking, like the rest)
-        if self.cfg.insecure and (self.cfg.endpoint or "").startswith("tcp://"):
+            from actorsys.gateway import app  # noqa: F401  (imported before forking, like the rest)
+        if self.cfg.insecure and self.layout.router.startswith("tcp://"):
             log.warning("insecure = true: the tcp endpoints of this node (%s and its workers' ports) "
                         "are unauthenticated and unencrypted; anyone who can reach them can call "
                         "any actor. Use CURVE keys (curve_secret_key) off a trusted network",
-                        self.cfg.endpoint)
+                        self.layout.router)
         self._spawn(NodeChild(Role.ROUTER))
         for i in range(self.cfg.workers):
             self._spawn(NodeChild(Role.WORKER, i))
-        if t_endpoint is not None:
+        if self.layout.tree is not None:
             self._spawn(NodeChild(Role.TREE))
         if self.cfg.gateway is not None:
             self._spawn(NodeChild(Role.GATEWAY))
         self.state = NodeState.RUNNING
-        log.info("node running at %s with %d workers", self.cfg.endpoint, self.cfg.workers)
+        log.info("node running at %s with %d workers", self.layout.router, self.cfg.workers)
         code = self._loop()
         self.state = NodeState.STOPPING
         signal.setitimer(signal.ITIMER_REAL, 0)
@@ -305,19 +304,19 @@ class NodeSupervisor:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m supervisors.node")
     p.add_argument("--config-json", required=True, help="the resolved NodeConfig as JSON")
+    p.add_argument("--layout-json", required=True, help="the node's NodeLayout as JSON")
     p.add_argument("--watch-parent", type=int, default=None)
     p.add_argument("--report-fd", type=int, default=None,
                    help="a pipe to write why the node stopped by itself")
-    p.add_argument("--remove-dir", default=None,
-                   help="a directory to remove when the node stops (its temporary sockets)")
     a = p.parse_args(argv)
     actorsys_log.setup("supervisor")
     cfg = NodeConfig.from_dict(json.loads(a.config_json))
+    layout = NodeLayout.from_json(a.layout_json)
     try:
-        return NodeSupervisor(cfg, watch_parent=a.watch_parent, report_fd=a.report_fd).run()
+        return NodeSupervisor(cfg, layout, watch_parent=a.watch_parent, report_fd=a.report_fd).run()
     finally:
-        if a.remove_dir:
-            shutil.rmtree(a.remove_dir, ignore_errors=True)
+        if layout.run_dir:       # its temporary sockets
+            shutil.rmtree(layout.run_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from typing import Any
 
 from actorsys import log as actorsys_log
 from actorsys.actor.classes import check_actor_classes
-from actorsys.config import NodeConfig
+from actorsys.config import NodeConfig, NodeLayout
 from actorsys.errors import ConfigError
 from actorsys.node import router
 from actorsys.runtime import worker
@@ -129,9 +129,8 @@ class Launcher:
     which only the supervisor (``parent``) keeps."""
 
     cfg: NodeConfig
+    layout: NodeLayout
     meta: dict[str, Any]
-    endpoints: list[str]
-    tree_endpoint: str | None
     beats: memoryview[float]
     reports_w: int
     lock_fds: list[int]
@@ -173,18 +172,15 @@ class Launcher:
 
     def _run(self, child: NodeChild) -> int:
         """Run the role's entry point; returns the exit status."""
-        cfg, endpoint = self.cfg, self.cfg.endpoint
-        assert endpoint is not None
+        cfg, layout = self.cfg, self.layout
         if child.role is Role.ROUTER:
-            router.main(cfg, self.meta, endpoint, self.endpoints, self.tree_endpoint)
+            router.main(cfg, layout, self.meta)
             return 0
         if child.role is Role.GATEWAY:
-            from actorsys.gateway import server as gateway
-            gateway.main(cfg)
+            from actorsys.gateway import app as gateway
+            gateway.main(cfg, layout)
             return 0
         if child.role is Role.TREE:
-            return tree.main(cfg, self.meta, self.tree_endpoint or "", self.endpoints,
-                             restarted=child.restarted, report_fd=self.reports_w)
+            return tree.main(cfg, layout, self.meta, restarted=child.restarted, report_fd=self.reports_w)
         assert child.slot is not None
-        return worker.main(cfg, child.slot, self.meta, self.endpoints, endpoint,
-                           self.tree_endpoint, self.beats, self.reports_w)
+        return worker.main(cfg, layout, child.slot, self.meta, self.beats, self.reports_w)

@@ -47,7 +47,7 @@ from typing import Any, NamedTuple
 import zmq
 
 from actorsys.client.transport import AsyncTransport
-from actorsys.config import NodeConfig
+from actorsys.config import NodeConfig, NodeLayout
 from actorsys.config import supervision as specs
 from actorsys.config.layout import FAILURE_FILE
 from actorsys.config.supervision import BRUTAL_KILL, INFINITY, Shutdown
@@ -444,10 +444,11 @@ class Tree:
                 "pending_events": len(self.events), **self.counters}
 
 
-def main(cfg: NodeConfig, meta: dict[str, Any], endpoint: str, worker_endpoints: list[str],
-         restarted: bool = False, report_fd: int | None = None) -> int:
+def main(cfg: NodeConfig, layout: NodeLayout, meta: dict[str, Any], restarted: bool = False,
+         report_fd: int | None = None) -> int:
     """Entry point of the tree process (forked by the node supervisor); returns its exit
     status. Why it failed, if it does, is also written to ``report_fd``."""
-    tree = Tree(cfg, meta, endpoint, worker_endpoints, restarted)
+    assert layout.tree is not None, "the node supervisor starts a tree only for [supervisors]"
+    tree = Tree(cfg, meta, layout.tree, list(layout.workers), restarted)
     tree.report_fd = report_fd
     return asyncio.run(tree.run())

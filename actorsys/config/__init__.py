@@ -1,16 +1,25 @@
 """Layer: config. The node's TOML file, validated into typed records with one defaults
-table, and the supervision specs it declares.
+table, the supervision specs it declares, and where a started node's processes listen.
 
-May import: ``actorsys.errors``. Imported by every layer above (net, client, actor,
-storage, runtime, gateway, node) and by ``supervisors``.
+May import: ``actorsys.errors``, ``actorsys.log``, ``actorsys.protocol``. Imported by
+every layer above (net, client, actor, storage, runtime, gateway, node) and by
+``supervisors``.
 
-* :mod:`.node`: :class:`NodeConfig`, :func:`load_config` (errors name file, line, key).
+* :mod:`.defaults`: every key with its kind and default (the one table).
+* :mod:`.node`: :class:`NodeConfig`, :func:`load_config`, :func:`import_object`;
+  :mod:`.gateway` checks the ``[gateway]`` table, :mod:`.values` single values (sizes),
+  :mod:`.source` reads the file and says where a key is (errors name file, line, key).
 * :mod:`.supervision`: OTP supervisor and child specs (strategies, restart types,
   intensity, shutdown, backoff) parsed from ``[supervisors.*]``.
+* :mod:`.layout`: :class:`NodeLayout`, the endpoints of a started node's processes,
+  computed once when it starts.
 * :mod:`.keyfiles`: reading CURVE key files, so a bad one is a config error.
 """
-from .node import (ALARM_RETRY, DURABILITY, ON_ERROR, NodeConfig, import_function, import_object,
-                   line_of, load_config, parse_size)
+from .defaults import ALARM_RETRY, DURABILITY, ON_ERROR
+from .layout import NodeLayout
+from .node import NodeConfig, import_function, import_object, load_config
+from .source import line_of
+from .values import parse_size
 
-__all__ = ["ALARM_RETRY", "DURABILITY", "ON_ERROR", "NodeConfig", "import_function",
+__all__ = ["ALARM_RETRY", "DURABILITY", "ON_ERROR", "NodeConfig", "NodeLayout", "import_function",
            "import_object", "line_of", "load_config", "parse_size"]

@@ -1,25 +1,114 @@
-"""Where a node's processes listen: the layout derived from the node endpoint.
+"""Where a started node's processes listen: its :class:`NodeLayout`, computed once.
 
-Every process of a node computes its peers' endpoints from the resolved config with
-these functions, so the layout is decided in one place. An ipc node keeps its sockets
-beside the router's (``<stem>-worker-<i>.sock``, ``<stem>-tree.sock``,
-``<stem>-gateway.sock``); a tcp node gets free ports chosen once, at start, by
-:func:`resolve_endpoints`.
+:func:`plan_layout` decides every endpoint from the config when the node starts (the
+embedded :class:`~actorsys.Node` or ``actorsys run``); the result goes to the node
+supervisor on its command line, next to the config, and from it to each process's
+``main``. Nothing recomputes it, so every process agrees:
+
+* an ipc node keeps its sockets beside the router's: ``<stem>.sock`` (router),
+  ``<stem>-worker-<i>.sock``, ``<stem>-tree.sock``, ``<stem>-gateway.sock``; with no
+  endpoint in the config, in a new private temporary directory (``router.sock``);
+* a tcp node's workers, tree and gateway get free ports on the router's host, chosen
+  here (a worker slot keeps its port across restarts);
+* the gateway's ``listen`` port 0 becomes a free port.
+
+The config itself stays what the user wrote.
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
 import stat
 import tempfile
-from dataclasses import replace
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
 
 from ..errors import ConfigError
 from .node import NodeConfig
 
 #: in the data directory: why the supervision tree stopped the node (read by the embedder)
 FAILURE_FILE = "supervision.failure"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeLayout:
+    """The endpoints of one run of a node (see the module docstring)."""
+
+    #: the router's endpoint: the node's address, for clients
+    router: str
+    #: ``workers[i]`` is slot i's endpoint, the same across its restarts
+    workers: tuple[str, ...]
+    #: the supervision tree's endpoint; None when the config declares no supervisors
+    tree: str | None = None
+    #: the gateway's endpoint inside the node (workers send it their actors' socket
+    #: effects); None when the config has no [gateway]
+    gateway: str | None = None
+    #: the gateway's HTTP address, ``HOST:PORT`` with its port fixed; None without a gateway
+    gateway_listen: str | None = None
+    #: a temporary directory holding the ipc sockets, removed when the node stops; None
+    #: when the endpoints are the config's own
+    run_dir: str | None = None
+
+    def endpoints(self) -> list[str]:
+        """Every endpoint the node's processes bind, the router's first."""
+        return [self.router, *self.workers, *(ep for ep in (self.tree, self.gateway) if ep)]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "NodeLayout":
+        d: dict[str, Any] = json.loads(text)
+        return cls(**{**d, "workers": tuple(d["workers"])})
+
+
+def plan_layout(cfg: NodeConfig) -> NodeLayout:
+    """Fix every endpoint of a node about to start (creating its temporary socket
+    directory if the config names no endpoint). ConfigError if an ipc socket directory
+    is open to other users."""
+    run_dir = None
+    if cfg.endpoint is None:
+        run_dir = tempfile.mkdtemp(prefix="actorsys-")   # mode 0700
+        router = f"ipc://{run_dir}/router.sock"
+    else:
+        router = cfg.endpoint
+    try:
+        place: Callable[[str], str]
+        if router.startswith("ipc://"):
+            if run_dir is None:
+                _private_dir(os.path.dirname(router[6:]))
+            stem = _ipc_stem(router)
+
+            def place(name: str) -> str:
+                return f"ipc://{stem}-{name}.sock"
+        else:
+            host = router[6:].rsplit(":", 1)[0]
+
+            def place(name: str) -> str:
+                return f"tcp://{host}:{free_port(host)}"
+        workers = tuple(place(f"worker-{i}") for i in range(cfg.workers))
+        tree = place("tree") if cfg.supervisors else None
+        gateway = listen = None
+        if cfg.gateway is not None:
+            gateway = place("gateway")
+            listen_host, port = cfg.gateway["listen"].rsplit(":", 1)
+            listen = f"{listen_host}:{free_port(listen_host.strip('[]'))}" if port == "0" \
+                else cfg.gateway["listen"]
+    except BaseException:
+        if run_dir is not None:
+            os.rmdir(run_dir)
+        raise
+    return NodeLayout(router=router, workers=workers, tree=tree, gateway=gateway,
+                      gateway_listen=listen, run_dir=run_dir)
+
+
+def free_port(host: str) -> int:
+    """A tcp port nothing listens on at ``host`` now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 def _ipc_stem(endpoint: str) -> str:
@@ -37,73 +126,3 @@ def _private_dir(path: str) -> None:
     if mode & 0o077:
         raise ConfigError(f"ipc socket directory {path} is open to other users (mode {mode:o}); "
                           f"use a directory only the owner can open (chmod 700)", key="node.endpoint")
-
-
-def free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def resolve_endpoints(cfg: NodeConfig) -> tuple[NodeConfig, str | None]:
-    """Fix the node's endpoints; returns the config and a temp dir to remove at stop (if any)."""
-    run_dir = None
-    if cfg.endpoint is None:
-        run_dir = tempfile.mkdtemp(prefix="actorsys-")   # mode 0700
-        cfg = replace(cfg, endpoint=f"ipc://{run_dir}/router.sock")
-    elif cfg.endpoint.startswith("ipc://"):
-        _private_dir(os.path.dirname(cfg.endpoint[6:]))
-    else:
-        host = cfg.endpoint[6:].rsplit(":", 1)[0]
-        extra = dict(cfg.extra)
-        extra["_worker_ports"] = [free_port(host) for _ in range(cfg.workers)]
-        extra["_tree_port"] = free_port(host)
-        cfg = replace(cfg, extra=extra)
-    if cfg.gateway is not None:
-        cfg = replace(cfg, gateway=_resolve_gateway(cfg))
-    return cfg, run_dir
-
-
-def _resolve_gateway(cfg: NodeConfig) -> dict[str, Any]:
-    """Fix the gateway's listen port (0: a free one) and its endpoint inside the node,
-    where workers send it their actors' WebSocket effects."""
-    g = dict(cfg.gateway or {})
-    host, port = g["listen"].rsplit(":", 1)
-    if port == "0":
-        g["listen"] = f"{host}:{free_port(host.strip('[]'))}"
-    ep = cfg.endpoint
-    assert ep is not None
-    if ep.startswith("ipc://"):
-        stem = _ipc_stem(ep)
-        g["_internal"] = f"ipc://{stem}-gateway.sock"
-    else:
-        node_host = ep[6:].rsplit(":", 1)[0]
-        g["_internal"] = f"tcp://{node_host}:{free_port(node_host)}"
-    return g
-
-
-def worker_endpoints(cfg: NodeConfig) -> list[str]:
-    """Each slot's fixed endpoint, derived from the node endpoint (kept across restarts)."""
-    ep = cfg.endpoint
-    assert ep is not None
-    if ep.startswith("ipc://"):
-        stem = _ipc_stem(ep)
-        return [f"ipc://{stem}-worker-{i}.sock" for i in range(cfg.workers)]
-    ports = cfg.extra.get("_worker_ports")
-    host = ep[6:].rsplit(":", 1)[0]
-    assert ports, "tcp worker ports are chosen by resolve_endpoints()"
-    return [f"tcp://{host}:{p}" for p in ports]
-
-
-def tree_endpoint(cfg: NodeConfig) -> str | None:
-    """The supervision tree's endpoint (None when the config declares no supervisors)."""
-    if not cfg.supervisors:
-        return None
-    ep = cfg.endpoint
-    assert ep is not None
-    if ep.startswith("ipc://"):
-        stem = _ipc_stem(ep)
-        return f"ipc://{stem}-tree.sock"
-    port = cfg.extra.get("_tree_port")
-    assert port, "the tcp tree port is chosen by resolve_endpoints()"
-    return f"tcp://{ep[6:].rsplit(':', 1)[0]}:{port}"

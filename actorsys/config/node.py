@@ -34,10 +34,10 @@ alarm_retry = { initial = 1.0, max = 60.0, attempts = 6 }   # on_alarm that rais
 "Store" = { class = "app:Store", on_error = "stop" }   # with an actor-level policy
 "Doc" = { class = "app:Doc", history_window = 86400 }   # keep a day of versions
 
-[supervisors.root]           # supervision trees: see supervisors/spec.py
+[supervisors.root]           # supervision trees: see actorsys/config/supervision.py
 children = [ { id = "store", actor = "Store", key = "main" } ]
 
-[gateway]                    # HTTP and WebSockets: see actorsys/gateway.py
+[gateway]                    # HTTP and WebSockets: see actorsys/gateway/
 listen = "127.0.0.1:8080"    # HOST:PORT (port 0: a free port, see Node.gateway_url)
 static = "static"            # a directory served at / (optional)
 allowed_origins = []         # browser origins allowed in; [] = the page's own origin only
@@ -50,7 +50,10 @@ auth = "app:check"           # optional hook: f(request) -> falsy refuses; a val
 ```
 
 Every error is a :class:`~actorsys.errors.ConfigError` naming the file, the line and
-the key.
+the key. The defaults of every key are in one table, :mod:`.defaults`. A
+:class:`NodeConfig` is what the user wrote, checked, with its defaults and its paths made
+absolute; where the node's processes listen is computed when it starts
+(:class:`~.layout.NodeLayout`).
 """
 from __future__ import annotations
 
@@ -58,97 +61,78 @@ import importlib
 import os
 import re
 import sys
-import tomllib
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import ConfigError
 from . import supervision
+from .defaults import (ACTOR_OPTIONS, ALARM_RETRY, ALARM_RETRY_KEYS, DURABILITY, NODE, ON_ERROR,
+                       Kind, default)
+from .gateway import parse_gateway
 from .keyfiles import load_authorized, load_secret
+from .source import Source
+from .values import IMPORT_PATH, kind_problem, parse_size
 
-DURABILITY = ("process", "fsync")
-ON_ERROR = ("restart", "stop")
-ALARM_RETRY = {"initial": 1.0, "max": 60.0, "attempts": 6}
-
-# key -> (type, default, check, what the check wants)
-_NODE_KEYS: dict[str, tuple[type | tuple[type, ...], Any]] = {
-    "data_dir": (str, "data"),
-    "workers": (int, 2),
-    "endpoint": (str, None),
-    "durability": (str, "process"),
-    "shards": (int, 4096),
-    "max_message_bytes": (int, 1 << 20),
-    "mailbox_limit": (int, 10_000),
-    "max_queued_bytes": ((int, str), 64 << 20),
-    "max_pending_asks": (int, 100_000),
-    "idle_timeout": ((int, float), 300.0),
-    "ask_timeout": ((int, float), 30.0),
-    "shutdown_timeout": ((int, float), 10.0),
-    "start_timeout": ((int, float), 60.0),
-    "max_restarts": (int, 20),
-    "max_seconds": ((int, float), 10.0),
-    "turn_timeout": ((int, float), 60.0),
-    "heartbeat_timeout": ((int, float), 10.0),
-    "max_worker_memory": ((int, str), 0),
-    "backoff": (dict, None),
-    "max_resident": (int, 100_000),
-    "max_value_bytes": ((int, str), 512 * 1024),
-    "history_window": ((int, float), 0),
-    "alarm_retry": (dict, None),
-    "insecure": (bool, False),
-    "curve_secret_key": (str, None),
-    "authorized_keys": (str, None),
-    "python_path": (list, []),
-}
-_TOP_LEVEL = ("node", "actors", "supervisors", "gateway")
+#: (problem, key inside [node]) -> the error naming it
+NodeFail = Callable[[str, str], ConfigError]
+#: the sections a config may have
+SECTIONS = ("node", "actors", "supervisors", "gateway")
 _TYPE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,199}$")
-_CLASS_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+def _node(key: str) -> Any:
+    """A field's default, from the one table (a fresh list or dict each time)."""
+    if isinstance(NODE[key].default, (list, dict)):
+        return field(default_factory=lambda: default(f"node.{key}"))
+    return NODE[key].default
 
 
 @dataclass
 class NodeConfig:
-    """A validated node configuration (see the module docstring for the keys)."""
+    """A validated node configuration (see the module docstring for the keys; the
+    defaults are :data:`.defaults.DEFAULTS`)."""
 
     data_dir: str
-    workers: int = 2
-    endpoint: str | None = None
-    durability: str = "process"
-    shards: int = 4096
-    max_message_bytes: int = 1 << 20
-    mailbox_limit: int = 10_000
-    max_queued_bytes: int = 64 << 20
-    max_pending_asks: int = 100_000
-    idle_timeout: float = 300.0
-    ask_timeout: float = 30.0
-    shutdown_timeout: float = 10.0
-    start_timeout: float = 60.0
-    max_restarts: int = 20
-    max_seconds: float = 10.0
-    turn_timeout: float = 60.0
-    heartbeat_timeout: float = 10.0
-    max_worker_memory: int = 0
-    backoff: dict[str, float] | None = None
-    max_resident: int = 100_000
-    max_value_bytes: int = 512 * 1024
-    history_window: float = 0
+    workers: int = _node("workers")
+    #: as written (ipc paths made absolute); None: the node picks a private ipc directory
+    endpoint: str | None = _node("endpoint")
+    durability: str = _node("durability")
+    shards: int = _node("shards")
+    max_message_bytes: int = _node("max_message_bytes")
+    mailbox_limit: int = _node("mailbox_limit")
+    max_queued_bytes: int = _node("max_queued_bytes")
+    max_pending_asks: int = _node("max_pending_asks")
+    idle_timeout: float = _node("idle_timeout")
+    ask_timeout: float = _node("ask_timeout")
+    shutdown_timeout: float = _node("shutdown_timeout")
+    start_timeout: float = _node("start_timeout")
+    max_restarts: int = _node("max_restarts")
+    max_seconds: float = _node("max_seconds")
+    turn_timeout: float = _node("turn_timeout")
+    heartbeat_timeout: float = _node("heartbeat_timeout")
+    max_worker_memory: int = _node("max_worker_memory")
+    backoff: dict[str, float] | None = _node("backoff")
+    max_resident: int = _node("max_resident")
+    max_value_bytes: int = _node("max_value_bytes")
+    history_window: float = _node("history_window")
     alarm_retry: dict[str, float] = field(default_factory=lambda: dict(ALARM_RETRY))
-    insecure: bool = False
+    insecure: bool = _node("insecure")
     #: absolute path of the node's CURVE key pair file (tcp endpoints)
-    curve_secret_key: str | None = None
+    curve_secret_key: str | None = _node("curve_secret_key")
     #: absolute path of the directory of the public keys allowed in (tcp endpoints)
-    authorized_keys: str | None = None
-    python_path: list[str] = field(default_factory=list)
+    authorized_keys: str | None = _node("authorized_keys")
+    python_path: list[str] = _node("python_path")
     actors: dict[str, str] = field(default_factory=dict)
     #: type name -> actor-level policy on a handler exception ("restart" or "stop")
     on_error: dict[str, str] = field(default_factory=dict)
     #: type name -> seconds of history kept (overrides the node's history_window)
     history: dict[str, float] = field(default_factory=dict)
-    #: validated [supervisors.NAME] tables as plain data (see supervisors/spec.py)
+    #: validated [supervisors.NAME] tables as plain data (see .supervision)
     supervisors: dict[str, Any] = field(default_factory=dict)
-    #: the validated [gateway] table (see GATEWAY_KEYS), or None: no gateway process
+    #: the validated [gateway] table (every key of .defaults.GATEWAY), or None: no gateway
     gateway: dict[str, Any] | None = None
+    #: the config file (absolute), or None for a dict
     source: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -158,144 +142,96 @@ class NodeConfig:
         return cls(**d)
 
 
-def line_of(text: str | None, table: str | None, key: str | None) -> int | None:
-    """Best-effort line number of ``key`` inside ``[table]`` in a TOML text."""
-    if text is None:
-        return None
-    lines = text.splitlines()
-    if table is None:
-        if key is None:
-            return None
-        # a top-level name: a [name] / [name.x] / [[name]] header, or a root-level name = ...
-        header = re.compile(r'^\s*\[+\s*["\']?' + re.escape(key) + r'["\']?\s*[\].]')
-        plain = re.compile(r'^\s*["\']?' + re.escape(key) + r'["\']?\s*[=.]')
-        in_root = True
-        for i, line in enumerate(lines):
-            if re.match(r"^\s*\[", line):
-                in_root = False
-                if header.match(line):
-                    return i + 1
-            elif in_root and plain.match(line):
-                return i + 1
-        return None
-    header = re.compile(r"^\s*\[\s*" + re.escape(table) + r"\s*\]")
-    start = next((i for i, line in enumerate(lines) if header.match(line)), None)
-    if start is None:
-        return None
-    if key is None:
-        return start + 1
-    pat = re.compile(r'^\s*["\']?' + re.escape(key) + r'["\']?\s*=')
-    for i in range(start, len(lines)):
-        if i > start and re.match(r"^\s*\[", lines[i]):
-            break
-        if pat.match(lines[i]):
-            return i + 1
-    return None
-
-
-def _dotted_line(text: str | None, dotted: str) -> int | None:
-    """Best-effort line of a dotted key: the key itself, else the nearest enclosing key or
-    table written in the file (``node.backoff.max`` -> the ``backoff = {...}`` line)."""
-    d = dotted
-    while d:
-        table, _, key = d.rpartition(".")
-        line = line_of(text, table or None, key)
-        if line is None and table:
-            line = line_of(text, None, d)       # a [table.sub] header
-        if line is not None:
-            return line
-        d = table
-    return None
-
-
 def load_config(config: "str | os.PathLike[str] | dict[str, Any] | NodeConfig") -> NodeConfig:
     """Load and validate a node config from a TOML path or a dict."""
     if isinstance(config, NodeConfig):
         return config
-    text: str | None = None
-    source: str | None = None
-    if isinstance(config, dict):
-        raw = config
-        base = os.getcwd()
-    else:
-        source = os.path.abspath(os.fspath(config))
-        try:
-            with open(source, "rb") as f:
-                text = f.read().decode("utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file ({exc.strerror})", file=source) from None
-        except UnicodeDecodeError:
-            raise ConfigError("config file is not UTF-8 text", file=source) from None
-        try:
-            raw = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            m = re.search(r"line (\d+)", str(exc))
-            raise ConfigError(f"invalid TOML: {exc}", file=source,
-                              line=int(m.group(1)) if m else None) from None
-        base = os.path.dirname(source)
-
-    def fail(problem: str, table: str | None = None, key: str | None = None) -> ConfigError:
-        dotted = ".".join(p for p in (table, key) if p)
-        return ConfigError(problem, file=source, line=_dotted_line(text, dotted), key=dotted or None)
-
+    src = Source.of_dict(config) if isinstance(config, dict) else Source.read(config)
+    raw = src.raw
     if not isinstance(raw, dict):
-        raise fail("config must be a table/dict")
+        raise src.fail("config must be a table/dict")
     for name in raw:
-        if name not in _TOP_LEVEL:
-            raise fail(f"unknown section '{name}' (expected one of: {', '.join(_TOP_LEVEL)})",
-                       None, name)
-    node = raw.get("node", {})
+        if name not in SECTIONS:
+            raise src.fail(f"unknown section '{name}' (expected one of: {', '.join(SECTIONS)})",
+                           None, name)
+    values = _node_section(raw.get("node", {}), src)
+    actors, on_error, history = _actors_section(raw.get("actors", {}), src)
+    sups = supervision.parse_supervisors(raw.get("supervisors", {}), actors=actors,
+                                         fail=src.fail_dotted)
+    gateway = parse_gateway(raw["gateway"], src, actors) if "gateway" in raw else None
+    if gateway is not None and gateway["max_message_bytes"] > values["max_message_bytes"] // 2:
+        raise src.fail(f"must be at most half of [node] max_message_bytes ({values['max_message_bytes']}): "
+                       f"socket events travel to actors inside node messages", "gateway", "max_message_bytes")
+    return NodeConfig(actors=actors, on_error=on_error, history=history,
+                      supervisors=supervision.to_config(sups), gateway=gateway,
+                      source=src.file, **values)
+
+
+def _node_section(node: Any, src: Source) -> dict[str, Any]:
+    """The [node] keys, checked, with their defaults; sizes in bytes, paths absolute."""
+    def fail(problem: str, key: str) -> ConfigError:
+        return src.fail(problem, "node", key)
+
     if not isinstance(node, dict):
-        raise fail("[node] must be a table", None, "node")
+        raise src.fail("[node] must be a table", None, "node")
     values: dict[str, Any] = {}
     for key, value in node.items():
-        if key not in _NODE_KEYS:
-            raise fail(f"unknown key (expected one of: {', '.join(_NODE_KEYS)})", "node", key)
-        want, _default = _NODE_KEYS[key]
-        if want is int and (type(value) is not int):
-            raise fail(f"must be an integer, got {value!r}", "node", key)
-        if want == (int, float) and (type(value) not in (int, float)):
-            raise fail(f"must be a number, got {value!r}", "node", key)
-        if want is str and not isinstance(value, str):
-            raise fail(f"must be a string, got {value!r}", "node", key)
-        if want is bool and not isinstance(value, bool):
-            raise fail(f"must be true or false, got {value!r}", "node", key)
-        if want is list and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-            raise fail("must be a list of strings", "node", key)
-        if want == (int, str) and type(value) not in (int, str):
-            raise fail(f"must be a size in bytes or a string such as \"512MB\", got {value!r}", "node", key)
-        if want is dict and not isinstance(value, dict):
-            raise fail("must be a table { initial = SECONDS, max = SECONDS, "
-                       + ("jitter = FRACTION }" if key == "backoff" else "attempts = N }"),
-                       "node", key)
+        if key not in NODE:
+            raise fail(f"unknown key (expected one of: {', '.join(NODE)})", key)
+        problem = kind_problem(NODE[key].kind, key, value)
+        if problem is not None:
+            raise fail(problem, key)
         values[key] = value
-    for key, (_want, default) in _NODE_KEYS.items():
-        values.setdefault(key, default)
+    for key, spec in NODE.items():
+        if key not in values:
+            values[key] = spec.fresh()
 
     if not 1 <= values["workers"] <= 255:
-        raise fail("must be between 1 and 255", "node", "workers")
+        raise fail("must be between 1 and 255", "workers")
     if not 1 <= values["shards"] <= 65536:
-        raise fail("must be between 1 and 65536", "node", "shards")
+        raise fail("must be between 1 and 65536", "shards")
     if values["shards"] < values["workers"]:
-        raise fail("must be at least the number of workers", "node", "shards")
+        raise fail("must be at least the number of workers", "shards")
     if values["durability"] not in DURABILITY:
-        raise fail(f"must be one of {DURABILITY}, got {values['durability']!r}", "node", "durability")
+        raise fail(f"must be one of {DURABILITY}, got {values['durability']!r}", "durability")
     for key in ("max_message_bytes", "mailbox_limit", "max_pending_asks", "max_restarts",
                 "max_resident"):
         if values[key] < 1:
-            raise fail("must be positive", "node", key)
+            raise fail("must be positive", key)
+    _sizes(values, node, fail)
+    if not 0 <= values["history_window"] < float("inf"):
+        raise fail("must be 0 (no history) or a positive number of seconds", "history_window")
+    values["alarm_retry"] = _alarm_retry(values["alarm_retry"], fail)
+    if values["backoff"] is not None:
+        b = supervision.parse_backoff(values["backoff"], lambda p, k: fail(p, k.split(".", 1)[1]),
+                                      "node.backoff")
+        values["backoff"] = {"initial": b.initial, "max": b.max, "jitter": b.jitter}
+    for key in ("idle_timeout", "ask_timeout", "shutdown_timeout", "start_timeout", "max_seconds",
+                "turn_timeout", "heartbeat_timeout"):
+        if values[key] <= 0:
+            raise fail("must be a positive number of seconds", key)
+    _check_keys(values, src, fail)
+    _check_endpoint(values, src, fail)
+    values["data_dir"] = src.path(values["data_dir"])
+    values["python_path"] = [src.path(p) for p in values["python_path"]]
+    if src.file is not None:
+        values["python_path"].insert(0, src.base)
+    return values
+
+
+def _sizes(values: dict[str, Any], node: dict[str, Any], fail: NodeFail) -> None:
+    """The size keys in bytes (a number of bytes, or a string such as "512MiB")."""
     try:
         values["max_worker_memory"] = parse_size(values["max_worker_memory"])
     except ValueError as exc:
-        raise fail(str(exc), "node", "max_worker_memory") from None
+        raise fail(str(exc), "max_worker_memory") from None
     try:
         values["max_value_bytes"] = parse_size(values["max_value_bytes"])
         if not 1024 <= values["max_value_bytes"] <= 1 << 30:
             raise ValueError
     except ValueError:
         raise fail(f"must be between 1KiB and 1GiB (a number of bytes or a size such as "
-                   f"\"512KiB\"), got {node.get('max_value_bytes')!r:.80}", "node",
-                   "max_value_bytes") from None
+                   f"\"512KiB\"), got {node.get('max_value_bytes')!r:.80}", "max_value_bytes") from None
     try:
         values["max_queued_bytes"] = parse_size(values["max_queued_bytes"])
         if values["max_queued_bytes"] < values["max_message_bytes"]:
@@ -303,193 +239,16 @@ def load_config(config: "str | os.PathLike[str] | dict[str, Any] | NodeConfig") 
     except ValueError:
         raise fail(f"must be at least max_message_bytes ({values['max_message_bytes']}; a number "
                    f"of bytes or a size such as \"64MiB\"), got {node.get('max_queued_bytes')!r:.80}",
-                   "node", "max_queued_bytes") from None
-    if not 0 <= values["history_window"] < float("inf"):
-        raise fail("must be 0 (no history) or a positive number of seconds", "node", "history_window")
-    values["alarm_retry"] = _alarm_retry(values["alarm_retry"], lambda p, k: fail(p, "node", k))
-    if values["backoff"] is not None:
-        b = supervision.parse_backoff(values["backoff"], lambda p, k: fail(p, "node", k.split(".", 1)[1]),
-                          "node.backoff")
-        values["backoff"] = {"initial": b.initial, "max": b.max, "jitter": b.jitter}
-    for key in ("idle_timeout", "ask_timeout", "shutdown_timeout", "start_timeout", "max_seconds",
-                "turn_timeout", "heartbeat_timeout"):
-        if values[key] <= 0:
-            raise fail("must be a positive number of seconds", "node", key)
-    _check_keys(values, base, fail)
-    ep = values["endpoint"]
-    if ep is not None:
-        if ep.startswith("ipc://"):
-            if len(ep) - 6 > 90:
-                raise fail("ipc socket path is too long (max 90 characters; worker sockets sit beside it)",
-                           "node", "endpoint")
-            values["endpoint"] = "ipc://" + os.path.join(base, ep[6:])
-        elif ep.startswith("tcp://"):
-            if values["insecure"] and values["curve_secret_key"] is not None:
-                raise fail("insecure = true turns CURVE off, but curve_secret_key is set: "
-                           "remove one of them", "node", "insecure")
-            if not values["insecure"] and values["curve_secret_key"] is None:
-                raise fail("tcp endpoints require CURVE: set curve_secret_key = \"keys/node.key_secret\" "
-                           "(make the pair with 'actorsys keygen keys --name node'), or set "
-                           "insecure = true to accept unauthenticated, unencrypted tcp on a trusted "
-                           "network", "node", "endpoint")
-            if not re.match(r"^tcp://[^:]+:\d+$", ep):
-                raise fail("tcp endpoint must look like tcp://HOST:PORT", "node", "endpoint")
-        else:
-            raise fail("endpoint must start with ipc:// or tcp://", "node", "endpoint")
-    values["data_dir"] = os.path.join(base, values["data_dir"])
-    values["python_path"] = [os.path.join(base, p) for p in values["python_path"]]
-    if source is not None:
-        values["python_path"].insert(0, base)
-
-    actors_raw = raw.get("actors", {})
-    if not isinstance(actors_raw, dict):
-        raise fail("[actors] must be a table mapping type names to \"module:Class\"", None, "actors")
-    actors: dict[str, str] = {}
-    on_error: dict[str, str] = {}
-    history: dict[str, float] = {}
-    for name, spec in actors_raw.items():
-        if isinstance(spec, dict):
-            unknown = set(spec) - {"class", "on_error", "history_window"}
-            if unknown:
-                raise fail(f"unknown actor option(s) {sorted(unknown)} "
-                           f"(expected: class, on_error, history_window)", "actors", name)
-            if "history_window" in spec:
-                hw = spec["history_window"]
-                if type(hw) not in (int, float) or not 0 <= hw < float("inf"):
-                    raise fail(f"history_window must be 0 or a positive number of seconds, "
-                               f"got {hw!r:.80}", "actors", f"{name}.history_window")
-                history[name] = float(hw)
-            if "on_error" in spec:
-                if spec["on_error"] not in ON_ERROR:
-                    raise fail(f"on_error must be one of {ON_ERROR}, got {spec['on_error']!r:.80}",
-                               "actors", name)
-                on_error[name] = spec["on_error"]
-            spec = spec.get("class")
-        if not _TYPE_NAME.match(name):
-            raise fail("actor type names use letters, digits, '_', '.', '-' (max 200)", "actors", name)
-        if not isinstance(spec, str) or not _CLASS_PATH.match(spec):
-            raise fail(f"must be \"module:Class\", got {spec!r}", "actors", name)
-        actors[name] = spec
-
-    def fail_dotted(problem: str, dotted: str) -> ConfigError:
-        m = re.match(r"^supervisors\.([^.\[]+)\.children\[(\d+)\](?:\.(\w+))?$", dotted)
-        if m:
-            line = supervision.child_line(text, m.group(1), int(m.group(2)), m.group(3))
-            if line is None:
-                line = _dotted_line(text, f"supervisors.{m.group(1)}.children")
-        else:
-            line = _dotted_line(text, dotted)
-        return ConfigError(problem, file=source, line=line, key=dotted)
-
-    sups = supervision.parse_supervisors(raw.get("supervisors", {}), actors=actors, fail=fail_dotted)
-    gateway = _gateway(raw["gateway"], base, actors, fail) if "gateway" in raw else None
-    if gateway is not None and gateway["max_message_bytes"] > values["max_message_bytes"] // 2:
-        raise fail(f"must be at most half of [node] max_message_bytes ({values['max_message_bytes']}): "
-                   f"socket events travel to actors inside node messages", "gateway", "max_message_bytes")
-    extra = {k: v for k, v in raw.items() if k not in _TOP_LEVEL}
-    return NodeConfig(actors=actors, on_error=on_error, history=history,
-                      supervisors=supervision.to_config(sups), gateway=gateway,
-                      source=source, extra=extra, **values)
+                   "max_queued_bytes") from None
 
 
-#: [gateway] key -> default (see the module docstring)
-GATEWAY_KEYS: dict[str, Any] = {
-    "listen": "127.0.0.1:8080",
-    "static": None,
-    "allowed_origins": [],
-    "allowed_hosts": [],
-    "max_message_bytes": 64 * 1024,
-    "max_connections_per_actor": 1000,
-    "max_connections": 10_000,
-    "expose": None,
-    "auth": None,
-}
-_FUNCTION_PATH = _CLASS_PATH
-
-
-def _gateway(table: Any, base: str, actors: dict[str, str], fail: Any) -> dict[str, Any]:
-    """Validate the [gateway] table (paths made absolute)."""
-    if not isinstance(table, dict):
-        raise fail("[gateway] must be a table", None, "gateway")
-    for key in table:
-        if key not in GATEWAY_KEYS:
-            raise fail(f"unknown key (expected one of: {', '.join(GATEWAY_KEYS)})", "gateway", key)
-    g = {**GATEWAY_KEYS, **table}
-    listen = g["listen"]
-    m = re.match(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):(\d{1,5})$", listen) if isinstance(listen, str) else None
-    if m is None or int(m.group(2)) > 65535:
-        raise fail(f"must be \"HOST:PORT\" (port 0: any free port), got {listen!r:.80}", "gateway", "listen")
-    if g["static"] is not None:
-        if not isinstance(g["static"], str):
-            raise fail(f"must be a directory path, got {g['static']!r:.80}", "gateway", "static")
-        g["static"] = os.path.join(base, g["static"])
-        if not os.path.isdir(g["static"]):
-            raise fail(f"no such directory: {g['static']}", "gateway", "static")
-    origins = g["allowed_origins"]
-    if not (isinstance(origins, list) and all(isinstance(o, str) for o in origins)):
-        raise fail("must be a list of origins such as \"https://example.com\" (or [\"*\"])",
-                   "gateway", "allowed_origins")
-    for o in origins:
-        if o != "*" and not re.match(r"^https?://[^/\s]+$", o):
-            raise fail(f"an origin is SCHEME://HOST[:PORT] with no path, got {o!r:.80}",
-                       "gateway", "allowed_origins")
-    hosts = g["allowed_hosts"]
-    if not (isinstance(hosts, list) and all(isinstance(h, str) and re.match(r"^[^/\s]+$", h)
-                                            for h in hosts)):
-        raise fail("must be a list of HOST[:PORT] names the gateway answers to (or [\"*\"])",
-                   "gateway", "allowed_hosts")
-    try:
-        g["max_message_bytes"] = parse_size(g["max_message_bytes"]) if type(g["max_message_bytes"]) in (
-            int, str) else -1
-        if not 1024 <= g["max_message_bytes"] <= 64 << 20:
-            raise ValueError
-    except ValueError:
-        raise fail(f"must be between 1KiB and 64MiB, got {table.get('max_message_bytes')!r:.80}",
-                   "gateway", "max_message_bytes") from None
-    for key in ("max_connections_per_actor", "max_connections"):
-        if type(g[key]) is not int or g[key] < 1:
-            raise fail(f"must be a positive integer, got {g[key]!r:.80}", "gateway", key)
-    if g["expose"] is not None:
-        if not (isinstance(g["expose"], list) and all(isinstance(t, str) for t in g["expose"])):
-            raise fail("must be a list of actor type names", "gateway", "expose")
-        for t in g["expose"]:
-            if t not in actors:
-                raise fail(f"{t!r:.80} is not a type in [actors]", "gateway", "expose")
-    if g["auth"] is not None and not (isinstance(g["auth"], str) and _FUNCTION_PATH.match(g["auth"])):
-        raise fail(f"must be \"module:function\", got {g['auth']!r:.80}", "gateway", "auth")
-    return g
-
-
-def _check_keys(values: dict[str, Any], base: str, fail: Any) -> None:
-    """Resolve the CURVE key paths and check the files now (a clear error, not a node
-    whose processes cannot start)."""
-    for key in ("curve_secret_key", "authorized_keys"):
-        if values[key] is not None:
-            if not values[key]:
-                raise fail("must be a path, got an empty string", "node", key)
-            values[key] = os.path.join(base, values[key])
-    if values["authorized_keys"] is not None and values["curve_secret_key"] is None:
-        raise fail("authorized_keys needs curve_secret_key (the node's own key pair)",
-                   "node", "authorized_keys")
-    if values["curve_secret_key"] is not None:
-        try:
-            load_secret(values["curve_secret_key"])
-        except ValueError as exc:
-            raise fail(str(exc), "node", "curve_secret_key") from None
-    if values["authorized_keys"] is not None:
-        try:
-            load_authorized(values["authorized_keys"])
-        except ValueError as exc:
-            raise fail(str(exc), "node", "authorized_keys") from None
-
-
-def _alarm_retry(value: dict[str, Any] | None, fail: Any) -> dict[str, float]:
+def _alarm_retry(value: dict[str, Any] | None, fail: NodeFail) -> dict[str, float]:
     """Validate ``alarm_retry = { initial, max, attempts }`` (missing keys: defaults)."""
     out = dict(ALARM_RETRY)
     for k, v in (value or {}).items():
-        if k not in out:
-            raise fail(f"unknown key '{k}' (expected: initial, max, attempts)", f"alarm_retry.{k}")
-        if k == "attempts":
+        if k not in ALARM_RETRY_KEYS:
+            raise fail(f"unknown key '{k}' (expected: {', '.join(ALARM_RETRY_KEYS)})", f"alarm_retry.{k}")
+        if ALARM_RETRY_KEYS[k].kind is Kind.INT:
             if type(v) is not int or v < 1:
                 raise fail("must be an integer of at least 1", f"alarm_retry.{k}")
         elif type(v) not in (int, float) or v <= 0:
@@ -500,25 +259,90 @@ def _alarm_retry(value: dict[str, Any] | None, fail: Any) -> dict[str, float]:
     return out
 
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6,
-          "mib": 2**20, "g": 10**9, "gb": 10**9, "gib": 2**30, "t": 10**12, "tb": 10**12, "tib": 2**40}
+def _check_keys(values: dict[str, Any], src: Source, fail: NodeFail) -> None:
+    """Resolve the CURVE key paths and check the files now (a clear error, not a node
+    whose processes cannot start)."""
+    for key in ("curve_secret_key", "authorized_keys"):
+        if values[key] is not None:
+            if not values[key]:
+                raise fail("must be a path, got an empty string", key)
+            values[key] = src.path(values[key])
+    if values["authorized_keys"] is not None and values["curve_secret_key"] is None:
+        raise fail("authorized_keys needs curve_secret_key (the node's own key pair)", "authorized_keys")
+    if values["curve_secret_key"] is not None:
+        try:
+            load_secret(values["curve_secret_key"])
+        except ValueError as exc:
+            raise fail(str(exc), "curve_secret_key") from None
+    if values["authorized_keys"] is not None:
+        try:
+            load_authorized(values["authorized_keys"])
+        except ValueError as exc:
+            raise fail(str(exc), "authorized_keys") from None
 
 
-def parse_size(value: "int | str") -> int:
-    """Bytes from an int or a string such as ``"512MB"`` / ``"2GiB"``; 0 means no limit."""
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError("must be 0 (no limit) or a positive number of bytes")
-        return value
-    m = _SIZE.match(value)
-    if not m or m.group(2).lower() not in _UNITS:
-        raise ValueError(f"must be a size such as \"512MB\" or \"2GiB\", got {value!r:.80}")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+def _check_endpoint(values: dict[str, Any], src: Source, fail: NodeFail) -> None:
+    """An ipc endpoint made absolute; a tcp endpoint with CURVE keys, or insecure."""
+    ep = values["endpoint"]
+    if ep is None:
+        return
+    if ep.startswith("ipc://"):
+        if len(ep) - 6 > 90:
+            raise fail("ipc socket path is too long (max 90 characters; worker sockets sit beside it)",
+                       "endpoint")
+        values["endpoint"] = "ipc://" + src.path(ep[6:])
+    elif ep.startswith("tcp://"):
+        if values["insecure"] and values["curve_secret_key"] is not None:
+            raise fail("insecure = true turns CURVE off, but curve_secret_key is set: "
+                       "remove one of them", "insecure")
+        if not values["insecure"] and values["curve_secret_key"] is None:
+            raise fail("tcp endpoints require CURVE: set curve_secret_key = \"keys/node.key_secret\" "
+                       "(make the pair with 'actorsys keygen keys --name node'), or set "
+                       "insecure = true to accept unauthenticated, unencrypted tcp on a trusted "
+                       "network", "endpoint")
+        if not re.match(r"^tcp://[^:]+:\d+$", ep):
+            raise fail("tcp endpoint must look like tcp://HOST:PORT", "endpoint")
+    else:
+        raise fail("endpoint must start with ipc:// or tcp://", "endpoint")
+
+
+def _actors_section(table: Any, src: Source) -> tuple[dict[str, str], dict[str, str], dict[str, float]]:
+    """``[actors]``: type name -> "module:Class", and the types' on_error and
+    history_window options."""
+    if not isinstance(table, dict):
+        raise src.fail("[actors] must be a table mapping type names to \"module:Class\"", None, "actors")
+    actors: dict[str, str] = {}
+    on_error: dict[str, str] = {}
+    history: dict[str, float] = {}
+    for name, spec in table.items():
+        if isinstance(spec, dict):
+            unknown = set(spec) - set(ACTOR_OPTIONS)
+            if unknown:
+                raise src.fail(f"unknown actor option(s) {sorted(unknown)} "
+                               f"(expected: {', '.join(ACTOR_OPTIONS)})", "actors", name)
+            if "history_window" in spec:
+                hw = spec["history_window"]
+                if type(hw) not in (int, float) or not 0 <= hw < float("inf"):
+                    raise src.fail(f"history_window must be 0 or a positive number of seconds, "
+                                   f"got {hw!r:.80}", "actors", f"{name}.history_window")
+                history[name] = float(hw)
+            if "on_error" in spec:
+                if spec["on_error"] not in ON_ERROR:
+                    raise src.fail(f"on_error must be one of {ON_ERROR}, got {spec['on_error']!r:.80}",
+                                   "actors", name)
+                on_error[name] = spec["on_error"]
+            spec = spec.get("class")
+        if not _TYPE_NAME.match(name):
+            raise src.fail("actor type names use letters, digits, '_', '.', '-' (max 200)", "actors", name)
+        if not isinstance(spec, str) or not IMPORT_PATH.match(spec):
+            raise src.fail(f"must be \"module:Class\", got {spec!r}", "actors", name)
+        actors[name] = spec
+    return actors, on_error, history
 
 
 def import_object(spec: str, python_path: list[str] | None = None) -> Any:
-    """Import ``"module:name"`` (``python_path`` first on ``sys.path``)."""
+    """Import ``"module:name"`` (``python_path`` first on ``sys.path``): the one place
+    that imports by name (actor classes, the gateway's auth hook)."""
     for p in reversed(python_path or []):
         if p not in sys.path:
             sys.path.insert(0, p)

@@ -15,6 +15,7 @@ is closed: without a handler, libzmq lets every CURVE client in.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import zmq
 from zmq.utils.monitor import parse_monitor_message
@@ -30,7 +31,7 @@ class Guard:
     """Authenticates the CURVE clients of one process's bound sockets; counts refusals
     in ``counters`` (``auth_refused``, ``handshake_failed``)."""
 
-    def __init__(self, ctx: zmq.Context, loop: asyncio.AbstractEventLoop, keys: NodeKeys,
+    def __init__(self, ctx: zmq.Context[Any], loop: asyncio.AbstractEventLoop, keys: NodeKeys,
                  counters: dict[str, int]) -> None:
         self.ctx, self.loop, self.keys, self.counters = ctx, loop, keys, counters
         counters.setdefault("auth_refused", 0)
@@ -39,9 +40,9 @@ class Guard:
         self.zap.setsockopt(zmq.LINGER, 0)
         self.zap.bind(ZAP_ENDPOINT)
         self._pumps = [SocketPump(loop, self.zap, self._on_zap)]
-        self._monitors: list[zmq.Socket] = []
+        self._monitors: list[zmq.Socket[Any]] = []
 
-    def protect(self, sock: zmq.Socket) -> None:
+    def protect(self, sock: zmq.Socket[Any]) -> None:
         """Make ``sock`` a CURVE server watched for failed handshakes (call before bind)."""
         curve_server(sock, self.keys)
         mon = sock.get_monitor_socket(_FAILED)

@@ -22,17 +22,16 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 import zmq
 import zmq.auth
 from zmq.utils import z85
 
-from ..errors import ConfigError
+from ..config import NodeConfig
 from ..config.keyfiles import load_authorized, load_public, load_secret
+from ..errors import ConfigError
 
-if TYPE_CHECKING:
-    from ..config import NodeConfig
 
 @dataclass(frozen=True)
 class CurveKeys:
@@ -87,7 +86,7 @@ def uses_curve(endpoint: str) -> bool:
     return not endpoint.startswith("ipc://")
 
 
-def curve_client(sock: zmq.Socket, endpoint: str, keys: CurveKeys | None) -> None:
+def curve_client(sock: zmq.Socket[Any], endpoint: str, keys: CurveKeys | None) -> None:
     """Make ``sock`` a CURVE client of ``endpoint`` (before connecting); no-op for ipc or
     without keys."""
     if keys is not None and uses_curve(endpoint):
@@ -96,7 +95,7 @@ def curve_client(sock: zmq.Socket, endpoint: str, keys: CurveKeys | None) -> Non
         sock.setsockopt(zmq.CURVE_SERVERKEY, keys.server)
 
 
-def curve_server(sock: zmq.Socket, keys: NodeKeys) -> None:
+def curve_server(sock: zmq.Socket[Any], keys: NodeKeys) -> None:
     """Make ``sock`` a CURVE server with the node's secret key (before binding)."""
     sock.setsockopt(zmq.CURVE_SERVER, 1)
     sock.setsockopt(zmq.CURVE_SECRETKEY, keys.secret)

@@ -7,8 +7,7 @@ import fcntl
 import os
 import socket
 
-from ..config import NodeConfig
-from ..config.layout import tree_endpoint, worker_endpoints
+from ..config import NodeConfig, NodeLayout
 from ..errors import ConfigError
 
 
@@ -54,30 +53,28 @@ def _lock(path: str, what: str, key: str) -> int:
     return fd
 
 
-def claim_node(cfg: NodeConfig) -> list[int]:
+def claim_node(cfg: NodeConfig, layout: NodeLayout) -> list[int]:
     """Take the node's locks and check its endpoints are free.
 
     Locks ``data_dir/LOCK`` and, for an ipc endpoint, a ``.lock`` file beside its socket
     (flock is atomic, so two nodes starting at once cannot both win), then checks that
-    nothing else serves the endpoints. Returns the locks' descriptors, held for the
-    node's life; raises ConfigError naming what is in use, so a second node stops before
-    it binds anything instead of stealing the first node's sockets.
+    nothing else serves the endpoints of ``layout``. Returns the locks' descriptors, held
+    for the node's life; raises ConfigError naming what is in use, so a second node stops
+    before it binds anything instead of stealing the first node's sockets.
     """
     os.makedirs(cfg.data_dir, mode=0o700, exist_ok=True)
     fds = [_lock(os.path.join(cfg.data_dir, "LOCK"), f"data directory {cfg.data_dir}",
                  "node.data_dir")]
     try:
-        assert cfg.endpoint is not None
-        if cfg.endpoint.startswith("ipc://"):
-            path = cfg.endpoint[6:]
-            fds.append(_lock(path + ".lock", f"endpoint {cfg.endpoint}", "node.endpoint"))
-        internal = [cfg.gateway["_internal"]] if cfg.gateway else []
-        for ep in [cfg.endpoint, *worker_endpoints(cfg), *filter(None, [tree_endpoint(cfg)]), *internal]:
+        if layout.router.startswith("ipc://"):
+            path = layout.router[6:]
+            fds.append(_lock(path + ".lock", f"endpoint {layout.router}", "node.endpoint"))
+        for ep in layout.endpoints():
             if _endpoint_in_use(ep):
                 raise ConfigError(f"endpoint {ep} is already in use by another process",
                                   key="node.endpoint")
-        if cfg.gateway and _endpoint_in_use("tcp://" + cfg.gateway["listen"]):
-            raise ConfigError(f"the gateway's address {cfg.gateway['listen']} is already in use",
+        if layout.gateway_listen is not None and _endpoint_in_use("tcp://" + layout.gateway_listen):
+            raise ConfigError(f"the gateway's address {layout.gateway_listen} is already in use",
                               file=cfg.source, key="gateway.listen")
     except BaseException:
         for fd in fds:

@@ -1,6 +1,8 @@
 """The ``actorsys`` command line.
 
-* ``actorsys run CONFIG``: run a node in the foreground (SIGINT/SIGTERM stop it cleanly).
+* ``actorsys run CONFIG [--log-level LEVEL] [--log-json]``: run a node in the foreground
+  (SIGINT/SIGTERM stop it cleanly); its processes log to standard error at ``LEVEL``
+  (default info), one JSON object per line with ``--log-json``.
 * ``actorsys status --endpoint E [--json]``: the node's processes and counters.
 * ``actorsys ask --endpoint E TYPE KEY METHOD [JSON_ARG ...]``: ask an actor; prints
   the result as JSON. ``actorsys tell`` sends one-way.
@@ -22,6 +24,7 @@ import sys
 from typing import Any
 
 from ..errors import ActorError
+from ..log import LEVELS
 
 
 def _parse_args(values: list[str]) -> list[Any]:
@@ -30,7 +33,7 @@ def _parse_args(values: list[str]) -> list[Any]:
         try:
             out.append(json.loads(v))
         except json.JSONDecodeError:
-            raise SystemExit(f"actorsys: argument {v!r} is not JSON (quote strings: '\"text\"')")
+            raise SystemExit(f"actorsys: argument {v!r} is not JSON (quote strings: '\"text\"')") from None
     return out
 
 
@@ -75,9 +78,10 @@ def cmd_keygen(a: argparse.Namespace) -> int:
 
 
 def cmd_run(a: argparse.Namespace) -> int:
+    from .. import log
     from ..actor.classes import check_actor_classes
     from ..config import load_config
-    from ..config.layout import resolve_endpoints
+    from ..config.layout import plan_layout
 
     cfg = load_config(a.config)
     # Import the actor classes in a throw-away child: this process becomes the node
@@ -94,17 +98,16 @@ def cmd_run(a: argparse.Namespace) -> int:
         os._exit(code)
     if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0:
         return 2
-    cfg, run_dir = resolve_endpoints(cfg)
-    print(f"actorsys: node endpoint {cfg.endpoint}", flush=True)
+    layout = plan_layout(cfg)
+    print(f"actorsys: node endpoint {layout.router}", flush=True)
     env_path = os.pathsep.join(cfg.python_path)
     if env_path:
         os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [env_path, os.environ.get("PYTHONPATH")]))
+    log.export(a.log_level, a.log_json)      # for the node's processes
     # This process becomes the node supervisor (same pid, so signals reach it as before);
-    # it removes the temporary socket directory when the node stops.
-    argv = [sys.executable, "-m", "supervisors.node", "--config-json", json.dumps(cfg.to_dict())]
-    if run_dir:
-        argv += ["--remove-dir", run_dir]
-    os.execv(sys.executable, argv)
+    # it removes the temporary socket directory (layout.run_dir) when the node stops.
+    os.execv(sys.executable, [sys.executable, "-m", "supervisors.node", "--config-json",
+                              json.dumps(cfg.to_dict()), "--layout-json", layout.to_json()])
 
 
 def cmd_status(a: argparse.Namespace) -> int:
@@ -199,7 +202,8 @@ def cmd_sup(a: argparse.Namespace) -> int:
             result = getattr(sup, a.sup_command)(a.arg, timeout=a.timeout)
     if a.sup_command == "which_children" and not a.json:
         for ch in result:
-            what = f"{ch['actor']}/{ch['key']}" if ch["type"] == "worker" else f"supervisor {ch['supervisor']}"
+            what = (f"{ch['actor']}/{ch['key']}" if ch["type"] == "worker"
+                    else f"supervisor {ch['supervisor']}")
             print(f"{ch['id']:<20} {what:<30} {ch['status']:<11} {ch['restart']}")
         return 0
     print(json.dumps(result, default=repr))
@@ -212,6 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run a node in the foreground")
     r.add_argument("config", help="the node's TOML config file")
+    r.add_argument("--log-level", type=str.lower, choices=LEVELS, default=None,
+                   help="what the node's processes log (default: $ACTORSYS_LOG_LEVEL, else info)")
+    r.add_argument("--log-json", action="store_true",
+                   help="log one JSON object per line (default: $ACTORSYS_LOG_JSON)")
     r.set_defaults(func=cmd_run)
     s = sub.add_parser("status", help="show a node's processes and counters")
     _client_options(s)
@@ -261,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     k.set_defaults(func=cmd_keygen)
     a = p.parse_args(argv)
     try:
-        return a.func(a)
+        code: int = a.func(a)
+        return code
     except ActorError as exc:
         print(f"actorsys: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -1,10 +1,16 @@
 """An embedded node: ``with actorsys.Node("node.toml") as node: ...``.
 
 ``Node`` validates the config (importing every registered actor class, so a typo is a
-:class:`~actorsys.ConfigError` here and not a crash loop later), then starts the node
-supervisor as a child process; the supervisor starts the router and the workers. The
-node is ready when the router and every worker answer. Leaving the ``with`` block stops
-the node within ``shutdown_timeout`` and leaves no process behind.
+:class:`~actorsys.ConfigError` here and not a crash loop later), then, at start, plans
+the node's endpoints (:class:`~actorsys.config.NodeLayout`), claims its data directory
+and endpoints, and starts the node supervisor as a child process with the config and the
+layout; the supervisor starts the router and the workers. The node is ready when the
+router and every worker answer. Leaving the ``with`` block stops the node within
+``shutdown_timeout`` and leaves no process behind.
+
+The node's processes log to this process's standard error, as this process's
+environment says (``ACTORSYS_LOG_LEVEL``, ``ACTORSYS_LOG_JSON``: see :mod:`actorsys.log`);
+this process's own logging is left alone.
 """
 from __future__ import annotations
 
@@ -14,13 +20,12 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from typing import Any
 
 from ..actor.classes import check_actor_classes
 from ..client import Client, connect
-from ..config import NodeConfig, load_config
-from ..config.layout import FAILURE_FILE, resolve_endpoints
+from ..config import NodeConfig, NodeLayout, load_config
+from ..config.layout import FAILURE_FILE, plan_layout
 from ..errors import NodeUnavailable
 from .claim import claim_node
 
@@ -36,8 +41,12 @@ class Node:
     def __init__(self, config: "str | os.PathLike[str] | dict[str, Any] | NodeConfig") -> None:
         self.config = load_config(config)
         check_actor_classes(self.config)
-        self._proc: subprocess.Popen | None = None
-        self._run_dir: str | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        #: where the started node's processes listen (None: not started, or stopped with
+        #: its temporary socket directory gone)
+        self._layout: NodeLayout | None = None
+        #: the gateway's HTTP address, kept after a stop (None: never started, no gateway)
+        self._gateway_listen: str | None = None
         self._client: Client | None = None
         self._reports: int | None = None     # pipe: why the supervisor stopped the node
         self._report = ""
@@ -45,6 +54,8 @@ class Node:
     @property
     def endpoint(self) -> str:
         """The router's endpoint: give it to ``actorsys.connect`` in any process."""
+        if self._layout is not None:
+            return self._layout.router
         if self.config.endpoint is None:
             raise NodeUnavailable("node is not started")
         return self.config.endpoint
@@ -52,9 +63,9 @@ class Node:
     @property
     def gateway_url(self) -> str:
         """The gateway's base URL (``http://HOST:PORT``), once started with a ``[gateway]``."""
-        if self.config.gateway is None or "_internal" not in self.config.gateway:
+        if self._gateway_listen is None:
             raise NodeUnavailable("this node has no gateway, or is not started")
-        return "http://" + self.config.gateway["listen"]
+        return "http://" + self._gateway_listen
 
     @property
     def pid(self) -> int | None:
@@ -64,19 +75,21 @@ class Node:
     def start(self) -> "Node":
         if self._proc is not None:
             return self
-        self.config, self._run_dir = resolve_endpoints(self.config)
+        self._layout = layout = plan_layout(self.config)
+        self._gateway_listen = layout.gateway_listen
         try:
-            for fd in claim_node(self.config):  # a clear error now; the supervisor holds the locks
+            for fd in claim_node(self.config, layout):  # a clear error now; the supervisor holds the locks
                 os.close(fd)
         except BaseException:
-            self._remove_run_dir()
+            self._forget_layout()
             raise
         self._report = ""
         self._reports, report_w = os.pipe()
         os.set_blocking(self._reports, False)
         cmd = [sys.executable, "-m", "supervisors.node",
-               "--config-json", json.dumps(self.config.to_dict()),
+               "--config-json", json.dumps(self.config.to_dict()), "--layout-json", layout.to_json(),
                "--watch-parent", str(os.getpid()), "--report-fd", str(report_w)]
+        # (ACTORSYS_LOG_LEVEL and ACTORSYS_LOG_JSON go with it: the node logs as asked)
         env = dict(os.environ)
         # the project root (actorsys/node/embedded.py -> ../../..), so `-m supervisors.node`
         # imports from this checkout; never actorsys/ itself, whose modules would shadow others
@@ -104,8 +117,9 @@ class Node:
             if remaining <= 0:
                 raise NodeUnavailable(f"node did not become ready within {self.config.start_timeout:g} s")
             try:
+                key, server_key = self._keys()
                 client = connect(self.endpoint, connect_timeout=min(remaining, 1.0),
-                                 timeout=self.config.ask_timeout, **self._keys())
+                                 timeout=self.config.ask_timeout, key=key, server_key=server_key)
             except NodeUnavailable:
                 continue
             try:
@@ -170,18 +184,21 @@ class Node:
         """Why the supervision tree stopped the node (a top-level supervisor failed), or None."""
         return self._failure()
 
-    def _keys(self) -> dict[str, str]:
-        """Connect with the node's own key pair (tcp with CURVE), which the node lets in."""
+    def _keys(self) -> tuple[str | None, str | None]:
+        """``(key, server_key)`` to connect with: the node's own key pair (tcp with
+        CURVE), which the node lets in; ``(None, None)`` otherwise."""
         secret = self.config.curve_secret_key
         if secret is None or not self.endpoint.startswith("tcp://"):
-            return {}
-        return {"key": secret, "server_key": secret}
+            return None, None
+        return secret, secret
 
     def client(self) -> Client:
         """A blocking client of this node (one shared client per Node); on a tcp node
         with CURVE it uses the node's own key pair."""
         if self._client is None:
-            self._client = connect(self.endpoint, timeout=self.config.ask_timeout, **self._keys())
+            key, server_key = self._keys()
+            self._client = connect(self.endpoint, timeout=self.config.ask_timeout, key=key,
+                                   server_key=server_key)
         return self._client
 
     def status(self) -> dict[str, Any]:
@@ -208,14 +225,15 @@ class Node:
             self._failure()          # keep what it reported for .failure
             os.close(self._reports)
             self._reports = None
-        self._remove_run_dir()
+        self._forget_layout()
         return code
 
-    def _remove_run_dir(self) -> None:
-        if self._run_dir is not None:
-            shutil.rmtree(self._run_dir, ignore_errors=True)
-            self._run_dir = None
-            self.config = replace(self.config, endpoint=None)
+    def _forget_layout(self) -> None:
+        """The node is stopped: its temporary socket directory goes, and its endpoint with
+        it (:attr:`gateway_url` keeps the last address)."""
+        layout, self._layout = self._layout, None
+        if layout is not None and layout.run_dir is not None:
+            shutil.rmtree(layout.run_dir, ignore_errors=True)
 
     def __enter__(self) -> "Node":
         return self.start()

@@ -25,8 +25,9 @@ import psutil
 import zmq
 
 from ..client.transport import AsyncTransport
-from ..config import NodeConfig
+from ..config import NodeConfig, NodeLayout
 from ..errors import ActorError, BadRequest
+from ..log import setup as setup_logging
 from ..net.guard import Guard
 from ..net.keys import node_keys
 from ..net.sockets import SocketPump, bound_router
@@ -34,13 +35,18 @@ from ..protocol import wire
 from ..protocol.shardmap import ShardMap
 
 
+#: the routing frames of a request (the peer's identity, maybe an empty delimiter)
+Envelope = tuple[bytes, ...]
+
+
 class Router:
-    def __init__(self, cfg: NodeConfig, meta: dict[str, Any], endpoint: str,
-                 worker_endpoints: list[str], tree_endpoint: str | None = None) -> None:
-        self.cfg, self.endpoint = cfg, endpoint
-        self.tree_endpoint = tree_endpoint
+    """The router process: answers MAP, PING and STATUS, forwards what clients send it
+    (see the module docstring). Its endpoints are the node's :class:`NodeLayout`."""
+
+    def __init__(self, cfg: NodeConfig, layout: NodeLayout, meta: dict[str, Any]) -> None:
+        self.cfg, self.layout, self.endpoint = cfg, layout, layout.router
         self.map = ShardMap(epoch=meta["epoch"], shards=meta["shards"], owner=list(meta["owner"]),
-                            endpoints=worker_endpoints)
+                            endpoints=list(layout.workers))
         self.started = time.time()
         self.counters = {"received": 0, "bad_frames": 0, "forwarded": 0, "dropped_replies": 0,
                          "auth_refused": 0, "handshake_failed": 0}
@@ -57,9 +63,9 @@ class Router:
                                         default_timeout=self.cfg.ask_timeout,
                                         keys=keys.client if keys else None)
         self.pump = SocketPump(self.loop, self.sock, self._on_frames)
-        self._done = self.loop.create_future()
+        self._done: asyncio.Future[None] = self.loop.create_future()
         for sig in (signal.SIGTERM,):   # SIGINT (Ctrl-C) is the supervisor's alone
-            self.loop.add_signal_handler(sig, lambda: self._done.done() or self._done.set_result(None))
+            self.loop.add_signal_handler(sig, self._stop)
         try:
             await self._done
         finally:
@@ -70,7 +76,11 @@ class Router:
                 self.guard.close()
             self.ctx.term()
 
-    def _send(self, envelope: tuple, payload: bytes) -> None:
+    def _stop(self) -> None:
+        if not self._done.done():
+            self._done.set_result(None)
+
+    def _send(self, envelope: Envelope, payload: bytes) -> None:
         try:
             self.sock.send_multipart([*envelope, payload], zmq.NOBLOCK)
         except zmq.ZMQError:
@@ -88,7 +98,7 @@ class Router:
             return
         if op == wire.MAP:
             self._send(envelope, wire.ok(rid, self.map.to_wire(
-                max_message_bytes=self.cfg.max_message_bytes, tree=self.tree_endpoint)))
+                max_message_bytes=self.cfg.max_message_bytes, tree=self.layout.tree)))
         elif op == wire.PING:
             self._send(envelope, wire.ok(rid, "pong"))
         elif op == wire.STATUS:
@@ -108,7 +118,7 @@ class Router:
                 f"the router does not serve {wire.OPS[op]} requests"
                 + (" (send them to the supervision tree's endpoint)" if op == wire.SUP else "")).to_wire()))
 
-    async def _forward(self, envelope: tuple, rid: int, op: int, rest: list[Any]) -> None:
+    async def _forward(self, envelope: Envelope, rid: int, op: int, rest: list[Any]) -> None:
         try:
             if op == wire.SPAWN:
                 result = await self.transport.spawn(rest[0], rest[1])
@@ -119,13 +129,14 @@ class Router:
         else:
             self._send(envelope, wire.ok(rid, result))
 
-    async def _status(self, envelope: tuple, rid: int) -> None:
+    async def _status(self, envelope: Envelope, rid: int) -> None:
         self._send(envelope, wire.ok(rid, await self.status()))
 
     async def status(self) -> dict[str, Any]:
         async def one(slot: int) -> dict[str, Any]:
             try:
-                return await self.transport.call_slot(slot, wire.STATUS, timeout=1.0)
+                st: dict[str, Any] = await self.transport.call_slot(slot, wire.STATUS, timeout=1.0)
+                return st
             except ActorError as exc:
                 return {"role": "worker", "slot": slot, "pid": None, "up": False, "error": str(exc)}
 
@@ -138,10 +149,10 @@ class Router:
             except ActorError as exc:
                 return [{"role": role, "pid": None, "up": False, "error": str(exc)}]
 
-        gateway = self.cfg.gateway["_internal"] if self.cfg.gateway else None
         workers, trees, gateways = await asyncio.gather(
             asyncio.gather(*(one(i) for i in range(len(self.map.endpoints)))),
-            peer(self.tree_endpoint, "tree", "supervision tree"), peer(gateway, "gateway", "gateway"))
+            peer(self.layout.tree, "tree", "supervision tree"),
+            peer(self.layout.gateway, "gateway", "gateway"))
         workers = [*workers, *trees, *gateways]
         for w in workers:
             w.setdefault("up", True)
@@ -161,7 +172,7 @@ class Router:
                 "uptime": time.time() - self.started, "processes": processes}
 
 
-def main(cfg: NodeConfig, meta: dict[str, Any], endpoint: str, worker_endpoints: list[str],
-         tree_endpoint: str | None = None) -> None:
+def main(cfg: NodeConfig, layout: NodeLayout, meta: dict[str, Any]) -> None:
     """Entry point of the router process (forked by the node supervisor)."""
-    asyncio.run(Router(cfg, meta, endpoint, worker_endpoints, tree_endpoint).run())
+    setup_logging("router")
+    asyncio.run(Router(cfg, layout, meta).run())

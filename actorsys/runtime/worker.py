@@ -59,7 +59,7 @@ import zmq
 from ..actor import Actor, handlers_of
 from ..actor.classes import import_actor_class
 from ..client.transport import AsyncTransport
-from ..config import NodeConfig
+from ..config import NodeConfig, NodeLayout
 from ..net.guard import Guard
 from ..net.keys import node_keys
 from ..net.sockets import SocketPump, bound_router, dealer
@@ -151,16 +151,16 @@ def _bad_stop_opts(opts: dict[str, Any]) -> str | None:
 
 
 class Worker:
-    def __init__(self, cfg: NodeConfig, slot: int, meta: dict[str, Any], endpoints: list[str],
-                 router_endpoint: str, tree_endpoint: str | None = None,
+    def __init__(self, cfg: NodeConfig, layout: NodeLayout, slot: int, meta: dict[str, Any],
                  beats: memoryview | None = None) -> None:
-        self.cfg, self.slot, self.endpoints = cfg, slot, endpoints
-        self.router_endpoint = router_endpoint
-        self.tree_endpoint = tree_endpoint if cfg.supervisors else None
+        self.cfg, self.slot, self.endpoints = cfg, slot, list(layout.workers)
+        self.router_endpoint = layout.router
+        self.tree_endpoint = layout.tree
+        self.gateway_endpoint = layout.gateway
         self.beats = beats           # shared with the node supervisor: [heartbeat, sync turn start]
         self.exits: list[list] = []  # EXIT notices to send to the tree after the next commit
         self.map = ShardMap(epoch=meta["epoch"], shards=meta["shards"], owner=list(meta["owner"]),
-                            endpoints=endpoints)
+                            endpoints=self.endpoints)
         self.classes: dict[str, type] = {}
         self.handlers: dict[str, dict[str, Any]] = {}
         self.acts: dict[tuple[str, str], Activation] = {}
@@ -1061,7 +1061,7 @@ class Worker:
         (a socket-event batch's effects are sent again if the batch is redelivered)."""
         sock = self.gateway_sock
         if sock is None:
-            endpoint = (self.cfg.gateway or {}).get("_internal")
+            endpoint = self.gateway_endpoint
             if endpoint is None:
                 self.counters["dropped_ws"] += 1
                 return
@@ -1149,13 +1149,12 @@ class Worker:
                 **self.counters}
 
 
-def main(cfg: NodeConfig, slot: int, meta: dict[str, Any], endpoints: list[str],
-         router_endpoint: str, tree_endpoint: str | None = None,
+def main(cfg: NodeConfig, layout: NodeLayout, slot: int, meta: dict[str, Any],
          beats: memoryview | None = None, report_fd: int | None = None) -> int:
     """Entry point of a worker process (forked by the node supervisor); returns its exit
     status: :data:`EXIT_STORAGE` (after writing why to ``report_fd``) when its storage
     cannot be opened or read at start."""
-    worker = Worker(cfg, slot, meta, endpoints, router_endpoint, tree_endpoint, beats)
+    worker = Worker(cfg, layout, slot, meta, beats)
     try:
         asyncio.run(worker.run())
     except StorageError as exc:

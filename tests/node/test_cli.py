@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -173,3 +174,114 @@ def test_run_stops_cleanly_on_signal(cli_node, sig):
     assert not left, f"processes left after {sig.name}: {left}"
     assert f"received {sig.name}; stopping" in cli_node.log()
     assert "Traceback" not in cli_node.log(), cli_node.log()
+
+
+def test_run_refuses_an_unknown_log_level(tmp_path):
+    r = cli("run", "--log-level", "loud", str(tmp_path / "node.toml"))
+    assert r.returncode == 2 and "invalid choice: 'loud'" in r.stderr, r
+
+
+_TEXT_RECORD = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) "
+                          r"(supervisor|router|tree|gateway|worker\[(\d+)\]) pid=(\d+) "
+                          r"(actorsys|supervisors)(\.\w+)*: ")
+
+
+@pytest.mark.parametrize("json_logs", [True, False], ids=["json", "text"])
+def test_every_log_line_of_a_node_names_its_process(tmp_path, sock_dir, json_logs):
+    """``actorsys run --log-json``: every line a node writes to stderr is one JSON object
+    with role, pid, level and logger; by default every record names role, slot and pid.
+    Seen here: the supervisor's, the gateway's and a worker's (an alarm it drops)."""
+    config = tmp_path / "node.toml"
+    config.write_text(f"""\
+[node]
+data_dir = "data"
+workers = 2
+endpoint = "ipc://{sock_dir}/node.sock"
+python_path = ["{ACTORS_DIR}"]
+shutdown_timeout = 3.0
+alarm_retry = {{ initial = 0.05, max = 0.05, attempts = 1 }}
+
+[actors]
+Alarmist = "alarm_actors:Alarmist"
+
+[gateway]
+listen = "127.0.0.1:0"
+""")
+    err_path = tmp_path / "stderr.log"
+    with open(err_path, "w") as err:
+        proc = subprocess.Popen([ACTORSYS, "run", *(["--log-json"] if json_logs else []),
+                                 "--log-level", "info", str(config)],
+                                stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, f"actorsys run exited early:\n{err_path.read_text()}"
+            try:
+                with actorsys.connect(f"ipc://{sock_dir}/node.sock", connect_timeout=1.0) as c:
+                    c.ping_workers(timeout=5.0)
+                    c.ask("Alarmist", "a", "set", 0.05, "doomed",
+                          {"file": str(tmp_path / "attempts"), "fail_until": 1000})
+                break
+            except actorsys.NodeUnavailable:
+                assert time.monotonic() < deadline, f"node not ready within 30 s:\n{err_path.read_text()}"
+        while not ("dropped after" in err_path.read_text() and "serving http://" in err_path.read_text()):
+            assert time.monotonic() < deadline, f"no worker or gateway record:\n{err_path.read_text()}"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    text = err_path.read_text()
+    assert proc.returncode == 0, f"status {proc.returncode}:\n{text}"
+    roles = set()
+    if json_logs:
+        for line in text.splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                raise AssertionError(f"a stderr line that is not JSON: {line!r}\n{text}") from None
+            assert isinstance(rec, dict) and {"role", "pid", "level", "logger", "message"} <= set(rec), rec
+            assert rec["level"] in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), rec
+            assert rec["logger"].split(".")[0] in ("actorsys", "supervisors") and type(rec["pid"]) is int, rec
+            slot = re.fullmatch(r"worker\[(\d+)\]", rec["role"])
+            assert rec["slot"] == (int(slot.group(1)) if slot else None), f"slot and role disagree: {rec}"
+            roles.add("worker" if slot else rec["role"])
+            if rec["role"] == "supervisor":
+                assert rec["pid"] == proc.pid, rec
+    else:
+        seen_record = False
+        for line in text.splitlines():
+            m = _TEXT_RECORD.match(line)
+            if m is None:      # a record's continuation (a traceback) is all that may follow one
+                assert seen_record and not line[:1].isdigit(), f"a line naming no process: {line!r}\n{text}"
+                continue
+            seen_record = True
+            roles.add("worker" if m.group(3) is not None else m.group(2))
+            if m.group(2) == "supervisor":
+                assert int(m.group(4)) == proc.pid, line
+    assert {"supervisor", "gateway", "worker"} <= roles, f"records of {roles} only:\n{text}"
+
+
+def test_an_embedded_node_logs_as_its_environment_says(tmp_path, monkeypatch, capfd):
+    """actorsys.Node passes ACTORSYS_LOG_JSON / ACTORSYS_LOG_LEVEL on to the node's
+    processes (seen in the gateway's record that it serves), and leaves this process's
+    own logging alone."""
+    import logging
+
+    monkeypatch.setenv("ACTORSYS_LOG_JSON", "1")
+    monkeypatch.setenv("ACTORSYS_LOG_LEVEL", "INFO")
+    handlers = list(logging.getLogger("actorsys").handlers)
+    cfg = {"node": {"data_dir": str(tmp_path / "data"), "workers": 1, "python_path": [ACTORS_DIR],
+                    "start_timeout": 30.0},
+           "actors": {"Counter": "actors:Counter"}, "gateway": {"listen": "127.0.0.1:0"}}
+    with actorsys.Node(cfg) as node:
+        url = node.gateway_url
+    serving = [line for line in capfd.readouterr().err.splitlines() if "serving http://" in line]
+    assert len(serving) == 1, f"expected the gateway's one 'serving' record: {serving}"
+    rec = json.loads(serving[0])
+    assert (rec["role"], rec["level"], rec["logger"], rec["message"]) == (
+        "gateway", "INFO", "actorsys.gateway", f"serving {url}"), rec
+    assert logging.getLogger("actorsys").handlers == handlers, "this process's logging is untouched"

@@ -1,0 +1,116 @@
+"""Every key of a node's config file, with what its value must be and its default: the one
+table of defaults (the node's keys, an actor type's options, ``alarm_retry``, the
+gateway's keys).
+
+Keys are dotted as the errors name them (``node.workers``, ``gateway.listen``;
+``actors.*.on_error`` is an option of any actor type). :class:`~.node.NodeConfig`'s field
+defaults, the loader's checks and the gateway's table all read this one table, so a
+default changes here and nowhere else. The supervision trees' keys are described in
+:mod:`.supervision`.
+"""
+from __future__ import annotations
+
+import copy
+from enum import Enum
+from types import MappingProxyType
+from typing import Any, Mapping, NamedTuple
+
+
+class Kind(Enum):
+    """What a value must be. The ``[node]`` keys are checked by kind with one message
+    each (:func:`.values.kind_problem`); the gateway's and actors' keys have checks of
+    their own and name their kind here for the reader."""
+
+    INT = "an integer"
+    NUMBER = "a number"                 # int or float, never a bool
+    STR = "a string"
+    BOOL = "true or false"
+    STRINGS = "a list of strings"
+    SIZE = "a size"                     # bytes: an int, or a string such as "512MiB"
+    TABLE = "a table"
+
+
+class Key(NamedTuple):
+    """One key: its kind and its default (None: not set)."""
+
+    kind: Kind
+    default: Any
+
+    def fresh(self) -> Any:
+        """The default, as a new object when it is a list or a dict (each config owns its own)."""
+        return copy.copy(self.default) if isinstance(self.default, (list, dict)) else self.default
+
+
+#: ``durability``: "process" survives kill -9, "fsync" survives power loss
+DURABILITY = ("process", "fsync")
+#: an actor type's policy on a handler exception
+ON_ERROR = ("restart", "stop")
+
+#: dotted key -> Key, in the order the errors list them ("expected one of: ...")
+DEFAULTS: Mapping[str, Key] = MappingProxyType({
+    "node.data_dir": Key(Kind.STR, "data"),
+    "node.workers": Key(Kind.INT, 2),
+    "node.endpoint": Key(Kind.STR, None),          # None: ipc in a private temporary directory
+    "node.durability": Key(Kind.STR, "process"),
+    "node.shards": Key(Kind.INT, 4096),
+    "node.max_message_bytes": Key(Kind.INT, 1 << 20),
+    "node.mailbox_limit": Key(Kind.INT, 10_000),
+    "node.max_queued_bytes": Key(Kind.SIZE, 64 << 20),
+    "node.max_pending_asks": Key(Kind.INT, 100_000),
+    "node.idle_timeout": Key(Kind.NUMBER, 300.0),
+    "node.ask_timeout": Key(Kind.NUMBER, 30.0),
+    "node.shutdown_timeout": Key(Kind.NUMBER, 10.0),
+    "node.start_timeout": Key(Kind.NUMBER, 60.0),
+    "node.max_restarts": Key(Kind.INT, 20),
+    "node.max_seconds": Key(Kind.NUMBER, 10.0),
+    "node.turn_timeout": Key(Kind.NUMBER, 60.0),
+    "node.heartbeat_timeout": Key(Kind.NUMBER, 10.0),
+    "node.max_worker_memory": Key(Kind.SIZE, 0),    # 0: no limit
+    "node.backoff": Key(Kind.TABLE, None),           # None: restart at once (keys: see supervision)
+    "node.max_resident": Key(Kind.INT, 100_000),
+    "node.max_value_bytes": Key(Kind.SIZE, 512 * 1024),
+    "node.history_window": Key(Kind.NUMBER, 0),       # seconds; 0: no history
+    "node.alarm_retry": Key(Kind.TABLE, None),       # None: every key below at its default
+    "node.insecure": Key(Kind.BOOL, False),
+    "node.curve_secret_key": Key(Kind.STR, None),
+    "node.authorized_keys": Key(Kind.STR, None),
+    "node.python_path": Key(Kind.STRINGS, []),
+
+    "node.alarm_retry.initial": Key(Kind.NUMBER, 1.0),
+    "node.alarm_retry.max": Key(Kind.NUMBER, 60.0),
+    "node.alarm_retry.attempts": Key(Kind.INT, 6),
+
+    "actors.*.class": Key(Kind.STR, None),          # required: "module:Class"
+    "actors.*.on_error": Key(Kind.STR, "stop"),     # read for supervised children
+    "actors.*.history_window": Key(Kind.NUMBER, None),  # None: the node's history_window
+
+    "gateway.listen": Key(Kind.STR, "127.0.0.1:8080"),
+    "gateway.static": Key(Kind.STR, None),
+    "gateway.allowed_origins": Key(Kind.STRINGS, []),
+    "gateway.allowed_hosts": Key(Kind.STRINGS, []),
+    "gateway.max_message_bytes": Key(Kind.SIZE, 64 * 1024),
+    "gateway.max_connections_per_actor": Key(Kind.INT, 1000),
+    "gateway.max_connections": Key(Kind.INT, 10_000),
+    "gateway.expose": Key(Kind.STRINGS, None),          # None: every registered type
+    "gateway.auth": Key(Kind.STR, None),
+})
+
+
+def section(prefix: str) -> Mapping[str, Key]:
+    """The keys directly inside ``prefix`` (``"node"`` -> ``{"workers": Key, ...}``), in order."""
+    start = prefix + "."
+    return MappingProxyType({k[len(start):]: v for k, v in DEFAULTS.items()
+                             if k.startswith(start) and "." not in k[len(start):]})
+
+
+def default(dotted: str) -> Any:
+    """The default of one key (a fresh list or dict)."""
+    return DEFAULTS[dotted].fresh()
+
+
+NODE = section("node")
+ALARM_RETRY_KEYS = section("node.alarm_retry")
+ACTOR_OPTIONS = section("actors.*")
+GATEWAY = section("gateway")
+#: the ``alarm_retry`` a node gets when its config sets none
+ALARM_RETRY: Mapping[str, float] = MappingProxyType({k: v.default for k, v in ALARM_RETRY_KEYS.items()})

@@ -1,0 +1,168 @@
+"""The gateway process: HTTP and WebSockets in front of a node's actors (aiohttp).
+
+In the user's words:
+
+* A ``[gateway]`` table in the config starts it (``listen = "127.0.0.1:8080"``). The node
+  supervisor starts it after the workers, stops it first, and restarts it like any
+  child if it dies; its sockets die with it, and browsers reconnect.
+* ``POST /actors/{type}/{key}/{method}`` with a JSON body asks the actor and answers the
+  result as JSON (:mod:`.http`, with the error -> status table).
+* ``GET /ws/{type}/{key}`` opens a WebSocket attached to that actor (:mod:`.sockets`;
+  the actor's side is :mod:`actorsys.actor.connection`). The gateway holds the sockets:
+  the actor can be passivated while they stay open (hibernation), and its worker can
+  crash; the actor comes back from its last commit and the sockets keep working.
+* Delivery. A socket's events reach its actor in order, in batches, each applied once
+  and its effects reaching the sockets once (:mod:`.batches`, :mod:`.effects`).
+* Static files from ``static`` (``/`` serves its ``index.html``).
+* Limits and access: ``max_message_bytes``, ``max_connections_per_actor``,
+  ``max_connections``, ``allowed_origins``, ``allowed_hosts``, ``expose`` and the
+  ``auth`` hook (:mod:`.admission`, :mod:`.auth`).
+
+A stop (SIGTERM) closes every socket (1001, going away), hands their actors the
+disconnects within the node's ``shutdown_timeout``, then exits.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import time
+from typing import Any
+
+import zmq
+from aiohttp import web
+
+from ..client.transport import AsyncTransport
+from ..config import NodeConfig, NodeLayout, import_function
+from ..errors import NodeUnavailable
+from ..log import get_logger
+from ..log import setup as setup_logging
+from ..net.guard import Guard
+from ..net.keys import node_keys
+from ..net.sockets import SocketPump, bound_router
+from .admission import Admission
+from .auth import AuthHook
+from .batches import Delivery
+from .effects import Effects, NodeSide
+from .http import HttpAsks
+from .sockets import Hub
+
+log = get_logger("gateway")
+
+#: the gateway's counters, in its status (the last two are the CURVE guard's)
+COUNTERS = ("http_requests", "http_errors", "ws_opened", "ws_closed", "ws_refused", "events",
+            "batches", "redeliveries", "duplicates", "duplicate_effects", "failed_events",
+            "dropped_events", "stale_effects", "effects", "slow_closed", "bad_frames",
+            "hook_refused", "origin_refused", "auth_refused", "handshake_failed")
+
+
+class Gateway:
+    """One gateway process: its sockets inside the node, its HTTP site, and the parts
+    that serve them (admission, HTTP asks, WebSockets, batches, effects)."""
+
+    def __init__(self, cfg: NodeConfig, layout: NodeLayout) -> None:
+        assert cfg.gateway is not None and layout.gateway is not None and layout.gateway_listen
+        self.cfg, self.layout, self.g = cfg, layout, cfg.gateway
+        self.listen: str = layout.gateway_listen
+        self.incarnation = secrets.token_hex(8)
+        self.counters = dict.fromkeys(COUNTERS, 0)
+        self.serving = False      # the HTTP site is up
+
+    async def run(self) -> None:
+        loop = self.loop = asyncio.get_running_loop()
+        cfg, g = self.cfg, self.g
+        self.ctx: zmq.Context[Any] = zmq.Context()
+        keys = node_keys(cfg)
+        self.transport = AsyncTransport(self.ctx, self.layout.router,
+                                        max_message_bytes=cfg.max_message_bytes,
+                                        max_pending=cfg.max_pending_asks,
+                                        default_timeout=cfg.ask_timeout,
+                                        keys=keys.client if keys else None)
+        auth = AuthHook(import_function(g["auth"], cfg.python_path), self.counters) if g["auth"] else None
+        self.admission = Admission(g, self.listen, set(g["expose"] or cfg.actors), auth, self.counters)
+        self.hub = Hub(loop, g, self.incarnation, self.admission, self.counters)
+        self.effects = Effects(self.hub, self.incarnation, self.counters)
+        self.delivery = Delivery(loop, self.hub, self.effects, self.transport, self.incarnation,
+                                 self.counters, max_message_bytes=cfg.max_message_bytes,
+                                 ask_timeout=cfg.ask_timeout, turn_timeout=cfg.turn_timeout)
+        self.hub.connect(self.delivery)
+        self.http = HttpAsks(self.admission, self.transport, cfg.ask_timeout, g["max_message_bytes"],
+                             self.counters)
+        self.guard = Guard(self.ctx, loop, keys, self.counters) if keys else None
+        assert self.layout.gateway is not None
+        self.sock = bound_router(self.ctx, self.layout.gateway, cfg.max_message_bytes, self.guard)
+        node_side = NodeSide(self.sock, self.effects, self.status, cfg.max_message_bytes, self.counters)
+        self.pump = SocketPump(loop, self.sock, node_side.on_frames)
+        await self._wait_for_the_map()
+        self.runner = web.AppRunner(self._app(), access_log=None, handle_signals=False,
+                                    shutdown_timeout=1.0)
+        await self.runner.setup()
+        host, port = self.listen.rsplit(":", 1)
+        site = web.TCPSite(self.runner, host.strip("[]"), int(port), reuse_address=True)
+        await site.start()
+        self.serving = True
+        stop = asyncio.Event()
+        for s in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(s, stop.set)
+        log.info("serving http://%s", self.listen)
+        try:
+            await stop.wait()
+        finally:
+            await self._shutdown()
+
+    async def _wait_for_the_map(self) -> None:
+        """The shard map from the router (it may still be starting), within start_timeout."""
+        deadline = time.monotonic() + self.cfg.start_timeout
+        while True:
+            try:
+                await self.transport.refresh_map(timeout=1.0)
+                return
+            except NodeUnavailable:
+                if time.monotonic() > deadline:
+                    raise
+
+    def _app(self) -> web.Application:
+        app = web.Application(client_max_size=self.g["max_message_bytes"],
+                              middlewares=[self.admission.check_host_and_cors])
+        app.router.add_post("/actors/{type}/{key}/{method}", self.http.handle)
+        app.router.add_route("OPTIONS", "/actors/{type}/{key}/{method}", self.admission.preflight)
+        app.router.add_get("/ws/{type}/{key}", self.hub.serve)
+        static = self.g["static"]
+        if static:
+            index = os.path.join(static, "index.html")
+            if os.path.isfile(index):
+                async def index_page(_request: web.Request) -> web.StreamResponse:
+                    return web.FileResponse(index)
+                app.router.add_get("/", index_page)
+            app.router.add_static("/", static)
+        return app
+
+    async def _shutdown(self) -> None:
+        """Close every socket (1001, going away), hand their actors the disconnects
+        within the shutdown time, then stop."""
+        deadline = self.loop.time() + max(self.cfg.shutdown_timeout - 1.0, 0.5)
+        self.hub.close_all(1001, "the server is stopping")
+        tasks = [*self.delivery.tasks(), *self.hub.leaving_writers()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=max(deadline - self.loop.time(), 0.1))
+        await self.runner.cleanup()
+        self.pump.close()
+        self.transport.close()
+        self.sock.close(0)
+        if self.guard is not None:
+            self.guard.close()
+        self.ctx.term()
+
+    def status(self) -> dict[str, Any]:
+        return {"role": "gateway", "pid": os.getpid(), "slot": None, "up": self.serving,
+                "listen": self.listen, "incarnation": self.incarnation,
+                "last_batch": self.delivery.last_batch,
+                "sockets": len(self.hub.sockets),
+                "actors_with_sockets": len(self.hub.rooms), **self.counters}
+
+
+def main(cfg: NodeConfig, layout: NodeLayout) -> None:
+    """Entry point of the gateway process (forked by the node supervisor)."""
+    setup_logging("gateway")
+    asyncio.run(Gateway(cfg, layout).run())

@@ -1,0 +1,117 @@
+"""What actors' committed turns do to their sockets (effects), applied once; and the
+gateway's endpoint inside the node, where workers send effects and the router asks for
+status.
+
+Effects arrive in a batch's reply (:mod:`.batches`) or, from turns that are not a
+socket event's and for output too large for a reply, in ``wire.WS`` messages on the
+gateway's internal endpoint. Both carry ``[incarnation, batch number]`` (or nil) and a
+part number: effects of another incarnation of the gateway are stale (their sockets are
+gone), and a ``(batch, part)`` at or below the room's :class:`~.rooms.Mark` was applied
+already (a batch delivered again after its worker died). The kinds are those of
+:mod:`actorsys.protocol.ws`.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import zmq
+
+from ..log import get_logger
+from ..protocol import wire
+from ..protocol.messages import WsEffects
+from .rooms import Mark
+from .sockets import Hub
+
+log = get_logger("gateway")
+
+#: effect kinds (see the module docstring)
+SEND, BROADCAST, CLOSE, TAGS, ATTACH = "s", "b", "x", "t", "a"
+
+
+class Effects:
+    """Applies effects to the sockets of :class:`~.sockets.Hub`, each batch's once."""
+
+    def __init__(self, hub: Hub, incarnation: str, counters: dict[str, int]) -> None:
+        self.hub, self.incarnation, self.counters = hub, incarnation, counters
+
+    def apply(self, type_name: str, key: str, effects: list[Any], batch: list[Any] | None,
+              part: int) -> None:
+        hub = self.hub
+        room = hub.rooms.get((type_name, key))
+        if batch is not None and batch[0] != self.incarnation:
+            self.counters["stale_effects"] += 1
+            return               # a batch of the gateway before a restart: its sockets are gone
+        if batch is not None and room is not None:
+            mark = Mark(batch[1], part)
+            if mark <= room.applied:
+                self.counters["duplicate_effects"] += 1
+                return           # sent again after a crash, but they had left the first time
+            room.applied = mark
+        for e in effects:
+            self.counters["effects"] += 1
+            kind = e[0]
+            if kind == BROADCAST:
+                if room is None:
+                    continue
+                tag, exclude, data, ids = e[1], e[2], e[3], e[4]
+                if ids is not None:          # the sockets the actor knew at that point
+                    targets = [room.sockets.get(i) for i in ids]
+                else:
+                    targets = [s for s in room.sockets.values() if s.joined
+                               and s.id != exclude and (tag is None or tag in s.tags)]
+                for s in targets:
+                    if s is not None:
+                        hub.push(s, data)
+                continue
+            s = hub.sockets.get(e[1])
+            if s is None or s.room is not room:
+                continue                     # closed meanwhile, or not this actor's
+            if kind == SEND:
+                hub.push(s, e[2])
+            elif kind == CLOSE:
+                hub.close(s, int(e[2]), str(e[3]))
+            elif kind == TAGS:
+                s.tags.update(t for t in e[2] if isinstance(t, str))
+            elif kind == ATTACH:
+                s.attachment = e[2]
+
+
+class NodeSide:
+    """The gateway's ROUTER socket inside the node: ``WS`` effects from workers,
+    ``STATUS`` and ``PING`` from the router; anything else is answered with an error."""
+
+    def __init__(self, sock: zmq.Socket[Any], effects: Effects, status: Callable[[], dict[str, Any]],
+                 max_message_bytes: int, counters: dict[str, int]) -> None:
+        self.sock, self.effects, self.status = sock, effects, status
+        self.max_message_bytes, self.counters = max_message_bytes, counters
+
+    def on_frames(self, frames: list[bytes]) -> None:
+        try:
+            envelope, op, rid, rest = wire.decode_frames(frames, self.max_message_bytes)
+        except wire.Rejected as r:
+            self.counters["bad_frames"] += 1
+            if r.rid == 0:         # nobody awaits an answer (a worker's effects): say it here
+                log.warning("refused a message from a node process: %s", r.error)
+                return
+            return self._reply(r.envelope, wire.err(r.rid, r.error.to_wire()))
+        if op == wire.WS:
+            m = WsEffects(rid, *rest)
+            try:
+                self.effects.apply(m.type_name, m.key, m.effects, m.batch, m.part)
+            except (TypeError, ValueError, IndexError, KeyError):
+                self.counters["bad_frames"] += 1
+        elif op == wire.STATUS:
+            self._reply(envelope, wire.ok(rid, self.status()))
+        elif op == wire.PING:
+            self._reply(envelope, wire.ok(rid, "pong"))
+        else:
+            self.counters["bad_frames"] += 1
+            self._reply(envelope, wire.err(rid, {"code": "bad_request", "type": "BadRequest",
+                                                 "message": f"the gateway does not serve "
+                                                            f"{wire.OPS[op]} requests"}))
+
+    def _reply(self, envelope: tuple[bytes, ...], payload: bytes) -> None:
+        try:
+            self.sock.send_multipart([*envelope, payload], zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass

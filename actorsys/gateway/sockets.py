@@ -1,0 +1,185 @@
+"""The WebSocket side of the gateway: ``GET /ws/{type}/{key}`` opens a socket attached to
+that actor, its frames become events for the actor, and what the actor sends reaches it
+in order through the socket's writer.
+
+* Limits: ``max_connections`` and ``max_connections_per_actor`` (then 503), a frame
+  larger than ``max_message_bytes`` closes the socket (1009, by aiohttp); while an
+  actor has :data:`~.rooms.MAX_WAITING_EVENTS` or :data:`~.rooms.MAX_WAITING_BYTES`
+  waiting, the gateway stops reading its sockets.
+* A slow browser: one that leaves more than :data:`MAX_UNSENT_FRAMES` frames or
+  :data:`MAX_UNSENT_BYTES` unsent is closed with 1013; one that takes no frame within
+  :data:`SEND_TIMEOUT` (checked only when the write buffer is above 64 KiB: a deadline
+  on every frame costs a task and a timer each) is cut off.
+* Closing a socket (by the browser, the actor or the gateway) is done once: the frames
+  queued before it go first, then the close frame; its actor gets ``on_disconnect`` and
+  counts it in its roster until that has committed.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any, Protocol
+
+from aiohttp import WSMsgType, web
+
+from .admission import Admission, error_response
+from .auth import Refused
+from .rooms import (CONNECT, DISCONNECT, MAX_WAITING_BYTES, MAX_WAITING_EVENTS, MESSAGE, CloseFrame,
+                    Room, Socket, SocketState)
+
+#: a socket whose browser does not read this much of what it is sent is closed
+MAX_UNSENT_FRAMES, MAX_UNSENT_BYTES = 10_000, 8 << 20
+#: seconds a closing socket waits for the browser's close frame, and for one frame to be
+#: taken by a browser (past it, the connection is dropped)
+CLOSE_TIMEOUT, SEND_TIMEOUT = 2.0, 10.0
+#: the write buffer above which a frame's send gets SEND_TIMEOUT
+_BUFFERED = 1 << 16
+_CLOSED = SocketState.CLOSED
+
+
+class EventSink(Protocol):
+    """Where socket events go (the gateway's :class:`~.batches.Delivery`)."""
+
+    def enqueue(self, room: Room, event: list[Any], size: int) -> None: ...
+
+
+class Hub:
+    """Every open socket and every room of this gateway (the module docstring's rules)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, gateway: dict[str, Any], incarnation: str,
+                 admission: Admission, counters: dict[str, int]) -> None:
+        self.loop, self.admission, self.counters = loop, admission, counters
+        self.max_connections: int = gateway["max_connections"]
+        self.max_per_actor: int = gateway["max_connections_per_actor"]
+        self.max_frame: int = gateway["max_message_bytes"]
+        self.rooms: dict[tuple[str, str], Room] = {}
+        self.sockets: dict[str, Socket] = {}
+        self._prefix = incarnation[:8]
+        self._ids = itertools.count(1)
+        self.events: EventSink | None = None    # set by connect() before any socket opens
+        #: set at shutdown: new sockets are refused
+        self.stopping = False
+
+    def connect(self, events: EventSink) -> None:
+        """Send socket events to ``events``."""
+        self.events = events
+
+    async def serve(self, request: web.Request) -> web.StreamResponse:
+        """``GET /ws/{type}/{key}``: admit, open, and read the socket until it closes."""
+        type_name, key = request.match_info["type"], request.match_info["key"]
+        room = self.rooms.get((type_name, key))
+        try:
+            if self.stopping:
+                raise Refused(503, "unavailable", "the gateway is stopping")
+            user = await self.admission.admit(request, None)
+            if len(self.sockets) >= self.max_connections:
+                raise Refused(503, "overloaded", f"the gateway holds max_connections "
+                                                 f"({self.max_connections}) sockets")
+            if room is not None and len(room.sockets) >= self.max_per_actor:
+                raise Refused(503, "overloaded", f"{type_name}/{key:.100} has max_connections_per_actor "
+                                                 f"({self.max_per_actor}) sockets")
+        except Refused as r:
+            self.counters["ws_refused"] += 1
+            return error_response(r.status, r.code, str(r))
+        ws = web.WebSocketResponse(max_msg_size=self.max_frame, heartbeat=30.0, timeout=CLOSE_TIMEOUT)
+        await ws.prepare(request)
+        # (looked up again: the room may have come or gone while the handshake awaited)
+        room = self.rooms.get((type_name, key))
+        if room is None:
+            room = self.rooms[(type_name, key)] = Room(type_name, key)
+        info = {"user": user, "query": dict(request.query), "remote": request.remote,
+                "origin": request.headers.get("Origin")}
+        sock = Socket(f"{self._prefix}.{next(self._ids)}", ws, room, info, transport=request.transport)
+        self.sockets[sock.id] = sock
+        room.sockets[sock.id] = sock
+        self.counters["ws_opened"] += 1
+        events = self.events
+        assert events is not None
+        events.enqueue(room, [CONNECT, sock.record()], 64)
+        try:
+            async for msg in ws:
+                if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    while room.waiting_bytes > MAX_WAITING_BYTES or len(room.waiting) > MAX_WAITING_EVENTS:
+                        room.space.clear()
+                        await room.space.wait()      # back-pressure: stop reading this room's sockets
+                    if sock.state is not _CLOSED:
+                        events.enqueue(room, [MESSAGE, sock.id, msg.data], len(msg.data))
+        finally:
+            self.close(sock, 1000, "")
+        return ws
+
+    def close(self, sock: Socket, code: int, reason: str) -> None:
+        """Close a socket (once): what it was sent before goes first, then the close
+        frame (by its writer); its actor gets on_disconnect, and counts it in its
+        roster until that has committed."""
+        if sock.state is _CLOSED:
+            return
+        sock.state = _CLOSED
+        self.counters["ws_closed"] += 1
+        self.sockets.pop(sock.id, None)
+        room = sock.room
+        room.sockets.pop(sock.id, None)
+        room.leaving[sock.id] = sock
+        # (a socket whose on_connect never committed is unknown to the actor: it skips this)
+        assert self.events is not None
+        self.events.enqueue(room, [DISCONNECT, sock.id], 16)
+        sock.closing = CloseFrame(code, reason)
+        if sock.writer is None:
+            sock.writer = self.loop.create_task(self._write(sock))
+
+    def close_all(self, code: int, reason: str) -> None:
+        """Stop: refuse new sockets and close every open one."""
+        self.stopping = True
+        for s in list(self.sockets.values()):
+            self.close(s, code, reason)
+
+    def leaving_writers(self) -> list[asyncio.Task[None]]:
+        """The writers still sending to closed sockets (a stop waits for them)."""
+        return [s.writer for r in self.rooms.values() for s in r.leaving.values() if s.writer]
+
+    def forget_if_empty(self, room: Room) -> None:
+        """Drop a room with no sockets left (nothing waits for it either)."""
+        if not room.sockets and not room.leaving and self.rooms.get(room.address) is room:
+            del self.rooms[room.address]
+
+    def push(self, s: Socket, data: "str | bytes") -> None:
+        """Queue a frame for a socket (its writer sends it); a socket over its unsent
+        limits is closed with 1013."""
+        if not isinstance(data, (str, bytes)):
+            raise TypeError("WebSocket data is str or bytes")
+        s.unsent.append(data)
+        s.unsent_bytes += len(data)
+        if len(s.unsent) > MAX_UNSENT_FRAMES or s.unsent_bytes > MAX_UNSENT_BYTES:
+            self.counters["slow_closed"] += 1
+            s.unsent.clear()
+            s.unsent_bytes = 0
+            self.close(s, 1013, "not reading fast enough")
+            return
+        if s.writer is None:
+            s.writer = self.loop.create_task(self._write(s))
+
+    async def _write(self, s: Socket) -> None:
+        """A socket's writer: its frames in order, then its close frame if it is closing.
+        A browser that takes none of them within SEND_TIMEOUT is cut off."""
+        try:
+            while s.unsent:
+                data = s.unsent.popleft()
+                s.unsent_bytes -= len(data)
+                send = s.ws.send_str(data) if isinstance(data, str) else s.ws.send_bytes(data)
+                if s.transport is not None and s.transport.get_write_buffer_size() > _BUFFERED:
+                    await asyncio.wait_for(send, SEND_TIMEOUT)   # it may wait for the browser
+                else:
+                    await send       # (no wait_for per frame: a task each, a third of the rate)
+            if s.closing is not None and not s.ws.closed:
+                code, reason = s.closing
+                await asyncio.wait_for(s.ws.close(code=code, message=reason.encode()), CLOSE_TIMEOUT)
+        except (ConnectionError, RuntimeError, asyncio.TimeoutError):
+            s.unsent.clear()
+            if s.transport is not None:
+                s.transport.abort()          # it does not read: drop the connection
+            if s.state is not _CLOSED:
+                self.close(s, 1013, "not reading")
+        finally:
+            s.writer = None
+            if s.unsent and s.state is not _CLOSED:
+                s.writer = self.loop.create_task(self._write(s))

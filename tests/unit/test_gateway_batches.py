@@ -1,0 +1,170 @@
+"""The gateway's delivery and effects logic against a scripted transport and fake
+browsers (in-process: no node, no HTTP)."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from actorsys.errors import RemoteError, WorkerLost
+from actorsys.gateway.admission import Admission
+from actorsys.gateway.batches import Delivery
+from actorsys.gateway.effects import Effects
+from actorsys.gateway.rooms import CONNECT, DISCONNECT, MESSAGE, Room, Socket, SocketState
+from actorsys.gateway.sockets import Hub
+
+INC = "inc0inc0inc0inc0"
+GATEWAY = {"max_connections": 10, "max_connections_per_actor": 10, "max_message_bytes": 65536,
+           "allowed_origins": [], "allowed_hosts": []}
+
+
+class FakeWs:
+    """What a socket's writer uses of aiohttp's WebSocketResponse."""
+
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+        self.closed_with: tuple[int, bytes] | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self.closed_with is not None
+
+    async def send_str(self, data: str) -> None:
+        self.sent.append(data)
+
+    async def send_bytes(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    async def close(self, code: int, message: bytes) -> None:
+        self.closed_with = (code, message)
+
+
+class ScriptedTransport:
+    """``ask`` answers from a script: an exception to raise or a result, one per ask."""
+
+    def __init__(self, *script: Any) -> None:
+        self.script, self.asks = list(script), []
+
+    async def ask(self, type_name: str, key: str, method: str, args: list[Any], kwargs: dict[str, Any],
+                  timeout: float) -> Any:
+        self.asks.append(args)
+        step = self.script.pop(0)
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+
+def make(loop: asyncio.AbstractEventLoop, transport: ScriptedTransport):
+    counters: dict[str, int] = {}
+    for name in ("events", "batches", "redeliveries", "duplicates", "duplicate_effects", "failed_events",
+                 "dropped_events", "stale_effects", "effects", "slow_closed", "ws_closed"):
+        counters[name] = 0
+    hub = Hub(loop, GATEWAY, INC, Admission(GATEWAY, "127.0.0.1:1", {"Room"}, None, counters), counters)
+    effects = Effects(hub, INC, counters)
+    delivery = Delivery(loop, hub, effects, transport, INC, counters,
+                        max_message_bytes=1 << 20, ask_timeout=5.0, turn_timeout=1.0)
+    hub.connect(delivery)
+    return hub, effects, delivery, counters
+
+
+def open_socket(hub: Hub, room: Room, sid: str) -> Socket:
+    s = Socket(sid, FakeWs(), room, {"user": None})
+    hub.sockets[sid] = room.sockets[sid] = s
+    return s
+
+
+async def settle(room: Room) -> None:
+    for _ in range(200):
+        if room.task is None:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("delivery did not finish")
+
+
+def test_a_batch_whose_worker_died_is_delivered_again_with_the_roster_and_applied_once():
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        transport = ScriptedTransport(WorkerLost("gone"), {"need": "roster"},
+                                      {"ok": True, "effects": [["s", "a", "hi"]]})
+        hub, _effects, delivery, counters = make(loop, transport)
+        room = hub.rooms[("Room", "r")] = Room("Room", "r")
+        a = open_socket(hub, room, "a")
+        delivery.enqueue(room, [CONNECT, a.record()], 64)
+        delivery.enqueue(room, [MESSAGE, "a", "hello"], 5)
+        await settle(room)
+        await asyncio.sleep(0.01)           # the writer sends
+        return transport, a, counters, room
+
+    transport, a, counters, room = asyncio.run(scenario())
+    assert len(transport.asks) == 3, transport.asks
+    assert [args[1] for args in transport.asks] == [1, 1, 1], "the same batch number each time"
+    assert transport.asks[0][2] == [] and transport.asks[2][2] == [], \
+        "the roster (no socket joined yet: empty) goes with the first try and after need-roster"
+    assert transport.asks[2][3] == [[CONNECT, ["a", [], None, {"user": None}]], [MESSAGE, "a", "hello"]]
+    assert (counters["redeliveries"], counters["batches"], counters["events"]) == (1, 1, 2), counters
+    assert a.joined and room.roster_known and a.ws.sent == ["hi"]
+
+
+def test_a_failing_batch_is_split_and_a_failed_connect_closes_its_socket():
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        transport = ScriptedTransport(RemoteError("ValueError", "no"),      # the pair
+                                      RemoteError("ValueError", "no"),      # the connect alone
+                                      {"ok": True, "effects": []},          # the message alone
+                                      {"ok": True, "effects": []})          # the disconnect
+        hub, _effects, delivery, counters = make(loop, transport)
+        room = hub.rooms[("Room", "r")] = Room("Room", "r")
+        a = open_socket(hub, room, "a")
+        delivery.enqueue(room, [CONNECT, a.record()], 64)
+        delivery.enqueue(room, [MESSAGE, "a", "x"], 1)
+        await settle(room)
+        await asyncio.sleep(0.01)
+        return transport, a, counters, hub
+
+    transport, a, counters, hub = asyncio.run(scenario())
+    assert [len(args[3]) for args in transport.asks] == [2, 1, 1, 1], transport.asks
+    assert transport.asks[3][3] == [[DISCONNECT, "a"]], "the closed socket's disconnect follows"
+    assert a.state is SocketState.CLOSED and a.ws.closed_with == (1011, b"on_connect failed")
+    assert counters["failed_events"] == 1 and not a.joined
+    assert hub.rooms == {}, "a room with no sockets left is dropped"
+
+
+def test_effects_apply_once_and_only_for_this_incarnation():
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        hub, effects, _delivery, counters = make(loop, ScriptedTransport())
+        room = hub.rooms[("Room", "r")] = Room("Room", "r")
+        a, b, c = (open_socket(hub, room, sid) for sid in "abc")
+        a.joined = b.joined = True              # c's on_connect has not committed
+        b.tags.add("red")
+        effects.apply("Room", "r", [["b", None, "a", "to all but a", None]], [INC, 1], 0)
+        effects.apply("Room", "r", [["b", None, "a", "to all but a", None]], [INC, 1], 0)   # again
+        effects.apply("Room", "r", [["b", "red", None, "to red", None]], [INC, 2], 0)
+        effects.apply("Room", "r", [["b", None, None, "to listed", ["a", "c", "gone"]]], [INC, 2], 1)
+        effects.apply("Room", "r", [["s", "a", "stale"]], ["another-gateway", 9], 0)
+        effects.apply("Room", "r", [["t", "a", ["blue", 3]], ["a", "a", {"n": 1}], ["x", "c", 4000, "bye"]],
+                      None, 0)
+        await asyncio.sleep(0.01)
+        return a, b, c, counters
+
+    a, b, c, counters = asyncio.run(scenario())
+    assert a.ws.sent == ["to listed"], a.ws.sent
+    assert b.ws.sent == ["to all but a", "to red"], b.ws.sent
+    assert c.ws.sent == ["to listed"], c.ws.sent
+    assert (counters["duplicate_effects"], counters["stale_effects"]) == (1, 1), counters
+    assert a.tags == {"blue"} and a.attachment == {"n": 1}
+    assert c.state is SocketState.CLOSED and c.ws.closed_with == (4000, b"bye")
+
+
+def test_a_browser_that_does_not_read_is_closed():
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        hub, _effects, _delivery, counters = make(loop, ScriptedTransport())
+        room = hub.rooms[("Room", "r")] = Room("Room", "r")
+        a = open_socket(hub, room, "a")
+        for _ in range(10_001):                 # no await: the writer never runs meanwhile
+            hub.push(a, "x")
+        return a, counters
+
+    a, counters = asyncio.run(scenario())
+    assert a.state is SocketState.CLOSED and counters["slow_closed"] == 1
+    assert not a.unsent and a.unsent_bytes == 0
