@@ -36,4 +36,5 @@ ACTORS = {
 
 def make_config(data_dir: str, **node: Any) -> dict[str, Any]:
     """A node config dict for the test actors; ``node`` overrides ``[node]`` keys."""
-    return node_config(data_dir, ACTORS, python_path=[ACTORS_DIR], **node)
+    node.setdefault("python_path", [ACTORS_DIR])
+    return node_config(data_dir, ACTORS, **node)
