@@ -37,6 +37,22 @@ def wait_running(sup: actorsys.SupervisorRef, timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
+def wait_started(store: actorsys.Ref, times: int, timeout: float = 10.0) -> None:
+    """Until the store has started ``times`` times: then the tree has taken in its exit
+    and, rest_for_one, already stopped the children after it (wait_running waits for
+    their restart; before the exit is taken in, every child still looks running)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if store.ask("starts", timeout=1.0) >= times:
+                return
+        except actorsys.ActorError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit("the store did not come back")
+        time.sleep(0.01)
+
+
 def main() -> None:
     tmp = tempfile.mkdtemp(prefix="actorsys-supervision-")
     shutil.copy(os.path.join(HERE, "node.toml"), tmp)
@@ -55,29 +71,22 @@ def main() -> None:
                 store.ask("crash")
             except actorsys.RemoteError as exc:
                 print(f"  the caller gets RemoteError: {exc}")
+            wait_started(store, 2)
             wait_running(root)
             show("   rest_for_one restarted the store, then the cache and the jobs supervisor:", root)
             print(f"  store values after the restart: {store.ask('dump')} "
                   f"(the crashing turn's write was rolled back)")
-            print(f"  the cache re-warmed from the restarted store: {client.ref('Cache', 'main').ask('size')} values")
+            cached = client.ref("Cache", "main").ask("size")
+            print(f"  the cache re-warmed from the restarted store: {cached} values")
 
             slot = client.map.slot_of("Store", "main")
             pid = next(p["pid"] for p in node.status()["processes"]
                        if p["role"] == "worker" and p["slot"] == slot)
             print(f"\n3. kill -9 of worker slot {slot} (pid {pid}), which hosts the store:")
             os.kill(pid, signal.SIGKILL)
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    if store.ask("starts", timeout=1.0) >= 3:
-                        break
-                except actorsys.ActorError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit("the store did not come back")
-                time.sleep(0.01)
+            wait_started(store, 3)
             wait_running(root)
-            print(f"  the node supervisor restarted the worker; the tree restarted its children.")
+            print("  the node supervisor restarted the worker; the tree restarted its children.")
             print(f"  store values: {store.ask('dump')}, started {store.ask('starts')} times")
 
             jobs = client.supervisor("jobs")
