@@ -7,19 +7,30 @@ drain runs until ``Again`` and every send re-arms it).
 
 On a tcp node every socket is a CURVE client (``keys``, see :mod:`actorsys.net.keys`)
 or a CURVE server guarded by :mod:`actorsys.net.guard`.
+
+A pump logs (logger ``actorsys.net``) and survives an exception raised by the handler of
+one message: the socket keeps being read.
 """
 from __future__ import annotations
 
 import asyncio
-import traceback
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeAlias, cast
 
 import zmq
 
+from ..log import get_logger
 from .keys import CurveKeys, curve_client
 
 if TYPE_CHECKING:
     from .guard import Guard
+
+#: the ZeroMQ types in annotations (pyzmq makes them generic; we read frames as bytes)
+Context: TypeAlias = "zmq.Context[Any]"
+Socket: TypeAlias = "zmq.Socket[Any]"
+
+_IntOption: TypeAlias = Callable[[int], int]
+
+log = get_logger("net")
 
 RECONNECT_IVL_MS = 10
 # no back-off: a restarted worker is reached within 10 ms (a failed ipc connect is cheap)
@@ -28,10 +39,10 @@ SEND_HWM = 100_000
 _EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)
 
 
-def dealer(ctx: zmq.Context, endpoint: str, keys: CurveKeys | None = None) -> zmq.Socket:
+def dealer(ctx: Context, endpoint: str, keys: CurveKeys | None = None) -> Socket:
     """A DEALER socket connected to ``endpoint``, tuned for quick reconnects; a CURVE
     client with ``keys`` (tcp endpoints only)."""
-    s = ctx.socket(zmq.DEALER)
+    s: Socket = ctx.socket(zmq.DEALER)
     curve_client(s, endpoint, keys)
     s.setsockopt(zmq.LINGER, 0)
     s.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
@@ -42,13 +53,13 @@ def dealer(ctx: zmq.Context, endpoint: str, keys: CurveKeys | None = None) -> zm
     return s
 
 
-def bound_router(ctx: zmq.Context, endpoint: str, max_message_bytes: int,
+def bound_router(ctx: Context, endpoint: str, max_message_bytes: int,
                  guard: "Guard | None" = None, send_hwm: int | None = None,
-                 receive_hwm: int | None = None) -> zmq.Socket:
+                 receive_hwm: int | None = None) -> Socket:
     """The ROUTER socket a node process (router, worker, tree) serves requests on;
     ``guard`` makes it a CURVE server (see :mod:`actorsys.guard`); the high-water marks
     are messages queued per peer (ZeroMQ's default when not given)."""
-    s = ctx.socket(zmq.ROUTER)
+    s: Socket = ctx.socket(zmq.ROUTER)
     s.setsockopt(zmq.LINGER, 0)
     s.setsockopt(zmq.ROUTER_MANDATORY, 1)
     if send_hwm is not None:
@@ -66,7 +77,7 @@ def bound_router(ctx: zmq.Context, endpoint: str, max_message_bytes: int,
 class SocketPump:
     """Calls ``on_frames(frames)`` for every multipart message arriving on ``sock``."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, sock: zmq.Socket,
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: Socket,
                  on_frames: Callable[[list[bytes]], None], batch: int = 512,
                  after_batch: Callable[[], None] | None = None) -> None:
         self.loop, self.sock, self.on_frames, self.batch = loop, sock, on_frames, batch
@@ -92,7 +103,7 @@ class SocketPump:
             return
         self._draining = True
         recv = self.sock.recv_multipart
-        events = self.sock.getsockopt
+        events = cast(_IntOption, self.sock.getsockopt)   # ZMQ_EVENTS is an int
         n = 0
         try:
             # ZMQ_EVENTS instead of catching zmq.Again: an exception per drain costs ~10 us
@@ -102,17 +113,23 @@ class SocketPump:
                 try:
                     self.on_frames(frames)
                 except Exception:  # a bug in one message's handling must not stall the socket
-                    traceback.print_exc()
+                    log.exception("handling a message from %s failed", self._what())
             if n and self.after_batch is not None:
                 try:
                     self.after_batch()
                 except Exception:   # nor may a bug there stop the socket being re-checked
-                    traceback.print_exc()
+                    log.exception("after a batch of messages from %s", self._what())
         finally:
             self._draining = False
         # Sends in after_batch may have consumed the FD's edge: look again before sleeping.
         if n and (n >= self.batch or events(_EVENTS) & _POLLIN):
             self.kick()
+
+    def _what(self) -> str:
+        try:
+            return str(self.sock.getsockopt_string(zmq.LAST_ENDPOINT) or "a socket")
+        except zmq.ZMQError:
+            return "a socket"
 
     def close(self) -> None:
         self._closed = True
