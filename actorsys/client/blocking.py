@@ -35,7 +35,7 @@ from ..errors import AskTimeout, NodeUnavailable, WorkerLost
 from ..net.keys import client_keys
 from ..net.sockets import Context
 from ..protocol import wire
-from ..protocol.messages import Request
+from ..protocol.messages import Ask, Request, Spawn
 from ..protocol.shardmap import ShardMap
 from .common import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, version_of
 from .lanes import Lane
@@ -259,8 +259,9 @@ class Client:
             **kwargs: Any) -> Any:
         """Ask actor ``(type_name, key)`` to run ``method``; wait for the result."""
         lane = self._lane()
-        return lane.wait(lane.transport.ask(type_name, key, method, args, kwargs,
-                                            self.timeout if timeout is None else timeout))
+        t = lane.transport
+        return lane.wait_pending(t.send(Ask(t.new_id(), type_name, key, method, list(args), kwargs),
+                                        self.timeout if timeout is None else timeout))
 
     def tell(self, type_name: str, key: str, method: str, *args: Any, **kwargs: Any) -> None:
         """Send ``method`` one-way (at-most-once); returns at once."""
@@ -289,7 +290,8 @@ class Client:
         """
         key = uuid.uuid4().hex if key is None else key
         lane = self._lane()
-        lane.wait(lane.transport.spawn(type_name, key, self._timeout(timeout)))
+        t = lane.transport
+        lane.wait_pending(t.send(Spawn(t.new_id(), type_name, key), self._timeout(timeout)))
         return Ref(self, type_name, key)
 
     def close(self) -> None:

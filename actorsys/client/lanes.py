@@ -25,6 +25,7 @@ from typing import Any, Callable, Coroutine, TypeVar
 
 from ..errors import NodeUnavailable
 from ..log import get_logger
+from .requests import Pending
 from .transport import AsyncTransport
 
 T = TypeVar("T")
@@ -46,6 +47,15 @@ class Lane:
             self.loop.close()
             raise
         self.linger_ms = linger_ms     # on close: how long a tell just sent may take to leave
+
+    def wait_pending(self, p: Pending) -> Any:
+        """The result of an actor request just sent on this lane's transport."""
+        fut = p.fut
+        if not fut.done():
+            self.transport.block_on(p, self.loop.time() + p.timeout)
+            if not fut.done():
+                return self.wait(fut)
+        return fut.result()
 
     def wait(self, fut: asyncio.Future[T]) -> T:
         """The result of ``fut``, a request just sent on this lane's transport: runs the

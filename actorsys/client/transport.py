@@ -34,57 +34,28 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 import time
 from functools import partial
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
 from ..errors import (ActorError, AskTimeout, MessageTooLarge, NodeUnavailable, Overloaded,
                       SupervisorNotFound, WorkerLost, WrongShard, error_from_wire)
+from ..log import get_logger
 from ..net.keys import CLIENT_HANDSHAKE_EVENTS, CurveKeys, handshake_problem, uses_curve
-from ..net.sockets import Context, Socket, SocketPump, dealer
+from ..net.sockets import Conn, Context, dealer
 from ..protocol import wire
 from ..protocol.messages import Ask, Control, ListActors, Spawn, Stop, Sup, Tell, decode
 from ..protocol.shardmap import ShardMap
 from .requests import (MAX_RESENDS, PEER, RESENDABLE, ROUTER, ActorRequest, Expired,
-                       MakeRequest, Pending, Wording, no_answer)
+                       MakeRequest, Pending, Wording, describe, no_answer)
 
-_NOBLOCK = int(zmq.NOBLOCK)
+log = get_logger("client")
 
-class _Conn:
-    """One connection: a DEALER socket, its pump, and optionally a monitor of it (a slot:
-    drops; the router on tcp: failed handshakes)."""
-
-    __slots__ = ("sock", "pump", "monitor", "monitor_pump")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, sock: Socket,
-                 on_reply: Callable[[list[bytes]], None], monitor_events: int = 0,
-                 on_event: Callable[[list[bytes]], None] | None = None) -> None:
-        self.sock = sock
-        self.pump = SocketPump(loop, sock, on_reply)
-        self.monitor: Socket | None = None
-        self.monitor_pump: SocketPump | None = None
-        if on_event is not None:
-            self.monitor = sock.get_monitor_socket(monitor_events)
-            self.monitor_pump = SocketPump(loop, self.monitor, on_event)
-
-    def drain_monitor(self) -> None:
-        """Handle the monitor's events now (a drop already seen concerns earlier sends)."""
-        if self.monitor_pump is not None:
-            self.monitor_pump.drain()
-
-    def close(self, linger_ms: int = 0) -> None:
-        self.pump.close()
-        if self.monitor is not None and self.monitor_pump is not None:
-            self.monitor_pump.close()
-            try:
-                self.sock.disable_monitor()
-            except zmq.ZMQError:
-                pass
-            self.monitor.close(0)
-        self.sock.close(linger_ms)
+_NOBLOCK, _EVENTS, _POLLIN = int(zmq.NOBLOCK), int(zmq.EVENTS), int(zmq.POLLIN)
 
 
 class AsyncTransport:
@@ -114,9 +85,9 @@ class AsyncTransport:
         self.tree_endpoint: str | None = None      # from the router's map
         self._ids = itertools.count(1)
         self._pending: dict[int, Pending] = {}
-        self._slots: dict[int, _Conn] = {}
-        self._router: _Conn | None = None
-        self._peers: dict[str, _Conn] = {}          # other endpoints (the tree, the gateway)
+        self._slots: dict[int, Conn] = {}
+        self._router: Conn | None = None
+        self._peers: dict[str, Conn] = {}          # other endpoints (the tree, the gateway)
         self._refreshing: asyncio.Future[ShardMap] | None = None
         self._deadlines: list[tuple[float, int]] = []
         self._sweep_at: float | None = None
@@ -168,6 +139,7 @@ class AsyncTransport:
         """Use ``shard_map`` (and the node limits sent with it) from now on; connections
         to slots whose endpoints changed are dropped."""
         if self.map is not None and shard_map.endpoints != self.map.endpoints:
+            log.debug("the worker endpoints changed (map epoch %d): reconnecting", shard_map.epoch)
             self._drop_slots()
         self.map = shard_map
         self.max_message_bytes = max_message_bytes
@@ -181,32 +153,32 @@ class AsyncTransport:
         self._slots.clear()
 
     # -- sockets ---------------------------------------------------------------
-    def _slot(self, i: int) -> _Conn:
+    def _slot(self, i: int) -> Conn:
         c = self._slots.get(i)
         if c is None:
             if self.closed:
                 raise NodeUnavailable("client is closed")
             if self.map is None:
                 raise NodeUnavailable("no shard map yet")
-            c = _Conn(self.loop, dealer(self.ctx, self.map.endpoints[i], self.keys),
+            c = Conn(self.loop, dealer(self.ctx, self.map.endpoints[i], self.keys),
                       self._on_reply, zmq.EVENT_DISCONNECTED, partial(self._on_monitor, i))
             self._slots[i] = c
         return c
 
-    def _router_conn(self) -> _Conn:
+    def _router_conn(self) -> Conn:
         if self._router is None:
             if self.router_endpoint is None:
                 raise NodeUnavailable("no router endpoint known")
             curve = uses_curve(self.router_endpoint)
-            self._router = _Conn(self.loop, dealer(self.ctx, self.router_endpoint, self.keys),
+            self._router = Conn(self.loop, dealer(self.ctx, self.router_endpoint, self.keys),
                                  self._on_reply, CLIENT_HANDSHAKE_EVENTS,
                                  self._on_router_event if curve else None)
         return self._router
 
-    def _peer(self, endpoint: str) -> _Conn:
+    def _peer(self, endpoint: str) -> Conn:
         c = self._peers.get(endpoint)
         if c is None:
-            c = self._peers[endpoint] = _Conn(self.loop, dealer(self.ctx, endpoint, self.keys),
+            c = self._peers[endpoint] = Conn(self.loop, dealer(self.ctx, endpoint, self.keys),
                                               self._on_reply)
         return c
 
@@ -228,7 +200,8 @@ class AsyncTransport:
             return
         if event == zmq.EVENT_DISCONNECTED:
             lost = self.wording.lost
-            self._fail_where(slot, lambda p: WorkerLost(lost(p.request, slot)))
+            n = self._fail_where(slot, lambda p: WorkerLost(lost(p.request, slot)))
+            log.debug("worker slot %d went away; %d request(s) in flight failed", slot, n)
             if self.on_slot_lost is not None:
                 self.on_slot_lost(slot)
 
@@ -241,13 +214,15 @@ class AsyncTransport:
         """Fail every pending request sent to ``slot`` (or ROUTER, PEER) with ``exc``."""
         self._fail_where(slot, lambda _p: exc)
 
-    def _fail_where(self, slot: int, error: Callable[[Pending], ActorError]) -> None:
-        for rid in [rid for rid, p in self._pending.items() if p.slot == slot]:
+    def _fail_where(self, slot: int, error: Callable[[Pending], ActorError]) -> int:
+        rids = [rid for rid, p in self._pending.items() if p.slot == slot]
+        for rid in rids:
             p = self._pending.pop(rid)
             if p.timer is not None:
                 p.timer.cancel()
             if not p.fut.done():
                 p.fut.set_exception(error(p))
+        return len(rids)
 
     def _on_reply(self, frames: list[bytes]) -> None:
         try:
@@ -270,6 +245,8 @@ class AsyncTransport:
         request = p.request
         if isinstance(exc, WrongShard) and isinstance(request, RESENDABLE) \
                 and p.retries < MAX_RESENDS:
+            log.debug("%s: wrong shard; resending after a map refresh (%d of %d)",
+                      describe(request), p.retries + 1, MAX_RESENDS)
             self.loop.create_task(self._resend_after_refresh(fut, request, p))
             return
         fut.set_exception(exc)
@@ -278,9 +255,8 @@ class AsyncTransport:
                                     p: Pending) -> None:
         try:
             await self.refresh_map()
-            inner = self._send_request(request._replace(rid=next(self._ids)), p.timeout,
-                                       p.retries + 1)
-            fut.set_result(await inner)
+            inner = self.send(request._replace(rid=next(self._ids)), p.timeout, p.retries + 1)
+            fut.set_result(await inner.fut)
         except BaseException as exc:
             if not fut.done():
                 fut.set_exception(exc)
@@ -318,8 +294,13 @@ class AsyncTransport:
             raise MessageTooLarge(
                 f"message is {len(payload)} bytes; the node's max_message_bytes is {self.max_message_bytes}")
 
-    def _send_request(self, request: ActorRequest, timeout: float,
-                      retries: int = 0) -> asyncio.Future[Any]:
+    def new_id(self) -> int:
+        """A fresh request id, for a request given to :meth:`send`."""
+        return next(self._ids)
+
+    def send(self, request: ActorRequest, timeout: float, retries: int = 0) -> Pending:
+        """Send an actor request (an Ask, Spawn or Stop made with :meth:`new_id`) to the
+        slot that owns its actor; its record's future resolves to the result or the error."""
         if self.closed:
             raise NodeUnavailable("client is closed")
         if self.map is None:
@@ -338,29 +319,52 @@ class AsyncTransport:
             c.sock.send(payload, _NOBLOCK)
         except zmq.Again:
             raise Overloaded(f"send queue to worker slot {slot} is full") from None
-        self._pending[request.rid] = Pending(fut, slot, request, timeout, retries)
+        p = self._pending[request.rid] = Pending(fut, slot, request, timeout, retries)
         self._add_deadline(self.loop.time() + timeout, request.rid)
         c.pump.kick()
-        return fut
+        return p
 
     def ask(self, type_name: str, key: str, method: str, args: Any = (), kwargs: Any = None,
             timeout: float | None = None) -> asyncio.Future[Any]:
         """Send an ask; the returned future resolves to the result or the error."""
-        return self._send_request(
-            Ask(next(self._ids), type_name, key, method, list(args), kwargs or {}),
-            self.default_timeout if timeout is None else timeout)
+        return self.send(Ask(next(self._ids), type_name, key, method, list(args), kwargs or {}),
+                         self.default_timeout if timeout is None else timeout).fut
 
     def spawn(self, type_name: str, key: str, timeout: float | None = None) -> asyncio.Future[Any]:
         """Activate an actor now; the future resolves when its ``on_start`` has committed."""
-        return self._send_request(Spawn(next(self._ids), type_name, key),
-                                  self.default_timeout if timeout is None else timeout)
+        return self.send(Spawn(next(self._ids), type_name, key),
+                         self.default_timeout if timeout is None else timeout).fut
 
     def control_actor(self, op: int, type_name: str, key: str, opts: dict[str, Any],
                       timeout: float) -> asyncio.Future[Any]:
         """A supervision request (SPAWN or STOP with options) to the slot owning an actor."""
         rid = next(self._ids)
         request = Spawn(rid, type_name, key, opts) if op == wire.SPAWN else Stop(rid, type_name, key, opts)
-        return self._send_request(request, timeout)
+        return self.send(request, timeout).fut
+
+    def block_on(self, p: Pending, until: float) -> None:
+        """For a caller that blocks its thread instead of running the loop (the blocking
+        client, see :mod:`.lanes`): wait on ``p``'s slot connection alone until ``p`` is
+        settled by a reply or a drop, or until ``until`` (loop time), handling what
+        arrives as the loop would. Returns early, unsettled, when ``p`` needs the loop (a
+        resend after wrong_shard); its deadline is the loop's to enforce."""
+        c = self._slots.get(p.slot)
+        if c is None:
+            return
+        fut, rid, pending = p.fut, p.request.rid, self._pending
+        sock, on_reply, time = c.sock, self._on_reply, self.loop.time
+        while not fut.done() and rid in pending:
+            ms = math.ceil((until - time()) * 1000)
+            if ms <= 0:
+                return
+            ready = c.poll(ms)
+            if sock in ready:        # replies first: a drop after the reply is not its loss
+                while cast(int, sock.getsockopt(_EVENTS)) & _POLLIN:
+                    on_reply(sock.recv_multipart(_NOBLOCK))
+                    if fut.done() or rid not in pending:
+                        return       # what is left is read at the next wait or loop run
+            if c.monitor is not None and c.monitor in ready:
+                c.drain_monitor()
 
     def tell(self, type_name: str, key: str, method: str, args: Any = (), kwargs: Any = None) -> None:
         """Send a one-way message (at-most-once)."""
@@ -456,7 +460,7 @@ class AsyncTransport:
             self.tree_endpoint, lambda rid: Sup(rid, supervisor, command, arg, deadline),
             timeout, no_answer("the supervision tree", timeout, AskTimeout))
 
-    def _send_control(self, conn: _Conn, slot: int, make: MakeRequest, timeout: float,
+    def _send_control(self, conn: Conn, slot: int, make: MakeRequest, timeout: float,
                       expired: Expired) -> asyncio.Future[Any]:
         rid = next(self._ids)
         request = make(rid)

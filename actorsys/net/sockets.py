@@ -3,7 +3,8 @@
 :func:`dealer` makes the client side of the data path (tuned for quick reconnects),
 :func:`bound_router` the socket a node process serves on, and :class:`SocketPump`
 drains a ZeroMQ socket from an asyncio loop (ZeroMQ's FD is edge-triggered, so every
-drain runs until ``Again`` and every send re-arms it).
+drain reads until ``ZMQ_EVENTS`` shows nothing and every send re-arms it); a
+:class:`Conn` is a DEALER with its pump and, optionally, a monitor.
 
 On a tcp node every socket is a CURVE client (``keys``, see :mod:`actorsys.net.keys`)
 or a CURVE server guarded by :mod:`actorsys.net.guard`.
@@ -137,3 +138,50 @@ class SocketPump:
             self.loop.remove_reader(self._fd)
         except Exception:
             pass
+
+
+class Conn:
+    """One outgoing connection, read from an asyncio loop: a DEALER socket (from
+    :func:`dealer`), its pump, and optionally a monitor of the socket reporting
+    ``monitor_events`` to ``on_event`` (a worker slot's drops; the router's failed
+    CURVE handshakes)."""
+
+    __slots__ = ("sock", "pump", "monitor", "monitor_pump", "_poller")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: Socket,
+                 on_reply: Callable[[list[bytes]], None], monitor_events: int = 0,
+                 on_event: Callable[[list[bytes]], None] | None = None) -> None:
+        self.sock = sock
+        self.pump = SocketPump(loop, sock, on_reply)
+        self.monitor: Socket | None = None
+        self.monitor_pump: SocketPump | None = None
+        if on_event is not None:
+            self.monitor = sock.get_monitor_socket(monitor_events)
+            self.monitor_pump = SocketPump(loop, self.monitor, on_event)
+        self._poller: zmq.Poller | None = None
+
+    def poll(self, timeout_ms: int) -> dict[Any, int]:
+        """Wait up to ``timeout_ms`` for the socket or its monitor to be readable (for a
+        caller that blocks instead of running the loop); the ready ones."""
+        if self._poller is None:
+            self._poller = zmq.Poller()
+            self._poller.register(self.sock, zmq.POLLIN)
+            if self.monitor is not None:
+                self._poller.register(self.monitor, zmq.POLLIN)
+        return dict(self._poller.poll(timeout_ms))
+
+    def drain_monitor(self) -> None:
+        """Handle the monitor's events now (a drop already seen concerns earlier sends)."""
+        if self.monitor_pump is not None:
+            self.monitor_pump.drain()
+
+    def close(self, linger_ms: int = 0) -> None:
+        self.pump.close()
+        if self.monitor is not None and self.monitor_pump is not None:
+            self.monitor_pump.close()
+            try:
+                self.sock.disable_monitor()
+            except zmq.ZMQError:
+                pass
+            self.monitor.close(0)
+        self.sock.close(linger_ms)
