@@ -1,16 +1,21 @@
 """Layer: the client. What any Python process imports to reach a node's actors.
 
-May import: ``actorsys.errors``, ``actorsys.protocol``, ``actorsys.config``,
-``actorsys.net``. Never LevelDB (``storage``), the worker (``runtime``) or aiohttp
-(``gateway``): a client process loads none of them.
+May import: ``actorsys.errors``, ``actorsys.log``, ``actorsys.protocol``,
+``actorsys.config``, ``actorsys.net``. Never LevelDB (``storage``), the worker
+(``runtime``) or aiohttp (``gateway``): a client process loads none of them.
 
 * :mod:`.transport`: :class:`AsyncTransport`, the one data path (shard map, one socket
-  per worker slot, pending asks with deadlines, worker-loss monitors, retries).
+  per worker slot, pending requests with deadlines, worker-loss monitors, retries),
+  used by both clients and by the node's own processes; :mod:`.requests`: what it keeps
+  about a request in flight and how its errors read.
 * :mod:`.aio`: :func:`connect_async`, :class:`AsyncClient`, :class:`AsyncRef`.
-* :mod:`.blocking`: :func:`connect`, :class:`Client`, :class:`Ref`.
+* :mod:`.blocking`: :func:`connect`, :class:`Client`, :class:`Ref`: the transport driven
+  from blocking code, on one lane (event loop and sockets) per thread (:mod:`.lanes`).
+* :mod:`.common`: the defaults both clients share.
 """
 from .aio import AsyncClient, AsyncRef, AsyncSupervisorRef, connect_async
-from .blocking import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Client, Ref, SupervisorRef, connect
+from .blocking import Client, Ref, SupervisorRef, connect
+from .common import CONNECT_TIMEOUT, DEFAULT_TIMEOUT
 
 __all__ = ["AsyncClient", "AsyncRef", "AsyncSupervisorRef", "CONNECT_TIMEOUT", "Client",
            "DEFAULT_TIMEOUT", "Ref", "SupervisorRef", "connect", "connect_async"]

@@ -1,24 +1,23 @@
 """The asyncio client: :func:`connect_async` gives an :class:`AsyncClient` on the same
-transport the node's own processes use (see :mod:`.transport`)."""
+transport the node's own processes use (see :mod:`.transport`), with the same deadlines,
+retries, worker-loss handling and overload bounds as the blocking client."""
 from __future__ import annotations
 
 import asyncio
 import os
-import time
 import uuid
 from typing import Any, Generator
 
 import zmq
 
-from ..errors import (ActorError, AskTimeout, NodeUnavailable, SupervisorNotFound)
+from ..errors import NodeUnavailable
 from ..net.keys import client_keys
+from ..net.sockets import Context
 from ..protocol import wire
-from .blocking import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, _check_list, _first_keys, _version_of
+from .common import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, version_of
 from .transport import AsyncTransport
 
-
-# ---------------------------------------------------------------------------------------
-# asyncio client
+__all__ = ["AsyncClient", "AsyncRef", "AsyncSupervisorRef", "connect_async"]
 
 
 class AsyncRef:
@@ -49,7 +48,7 @@ class AsyncRef:
     def rewind(self, version: "int | dict[str, Any] | None" = None, *, time: float | None = None,
                timeout: float | None = None) -> "asyncio.Future[dict[str, int]]":
         """See :meth:`Ref.rewind`; await the result."""
-        return self.ask("$rewind", version=_version_of(version), time=time, timeout=timeout)
+        return self.ask("$rewind", version=version_of(version), time=time, timeout=timeout)
 
     def destroy(self, *, timeout: float | None = None) -> "asyncio.Future[dict[str, int]]":
         """See :meth:`Ref.destroy`; await the result."""
@@ -76,29 +75,22 @@ class AsyncClient:
         self.connect_timeout = connect_timeout
         self.max_pending = max_pending
         self._transport: AsyncTransport | None = None
-        self._ctx: zmq.Context | None = None
+        self._ctx: Context | None = None
 
     async def connect(self) -> "AsyncClient":
+        """Fetch the shard map (``NodeUnavailable`` after ``connect_timeout``, or at once
+        if the node refuses this client's key)."""
         if self._transport is not None:
             return self
         self._ctx = zmq.Context()
         t = AsyncTransport(self._ctx, self.endpoint, max_pending=self.max_pending,
                            default_timeout=self.timeout, keys=self._keys)
         self._transport = t
-        deadline = time.monotonic() + self.connect_timeout
-        while True:
-            try:
-                await t.refresh_map(timeout=max(min(1.0, deadline - time.monotonic()), 0.05))
-                break
-            except NodeUnavailable:
-                refused, problem = t.refused, t.handshake_problem
-                if refused is not None or time.monotonic() >= deadline:
-                    await self.close()
-                    if refused is not None:
-                        raise NodeUnavailable(refused) from None
-                    why = f" ({problem})" if problem else ""
-                    raise NodeUnavailable(f"router at {self.endpoint} did not answer within "
-                                          f"{self.connect_timeout:g} s{why}") from None
+        try:
+            await t.connect(self.connect_timeout)
+        except BaseException:
+            await self.close()
+            raise
         return self
 
     @property
@@ -130,29 +122,24 @@ class AsyncClient:
     async def list_actors(self, type_name: str, start_after: str | None = None,
                           limit: int = 1000, *, timeout: float | None = None) -> list[str]:
         """See :meth:`Client.list_actors` (the slots are asked concurrently)."""
-        _check_list(type_name, start_after, limit)
-        t = self.transport
-        timeout = self.timeout if timeout is None else timeout
-        pages = await asyncio.gather(*(
-            t.call_slot(slot, wire.LIST, timeout, [type_name, start_after, limit])
-            for slot in range(len(t.map.endpoints))))
-        return _first_keys([k for page in pages for k in page], limit)
+        return await self.transport.list_keys(type_name, start_after, limit,
+                                              self.timeout if timeout is None else timeout)
 
     async def status(self, timeout: float = 10.0) -> dict[str, Any]:
         """The node's status (see :meth:`Client.status`)."""
-        return await self.transport.call_router(wire.STATUS, timeout)
+        st: dict[str, Any] = await self.transport.call_router(wire.STATUS, timeout)
+        return st
 
     def supervisor(self, name: str) -> "AsyncSupervisorRef":
         """A handle on the running supervisor ``name``; its methods are coroutines."""
         return AsyncSupervisorRef(self, name)
 
-    async def _tree_call(self, body: list[Any], timeout: float | None) -> Any:
-        tree = self.transport.tree_endpoint
-        if tree is None:
-            raise SupervisorNotFound("this node's config declares no supervisors")
-        return await self.transport.call_peer(tree, wire.SUP, body,
-                                              self.timeout if timeout is None else timeout,
-                                              "the supervision tree", AskTimeout)
+    async def supervise(self, supervisor: str, command: str, arg: Any = None, *,
+                        timeout: float | None = None) -> Any:
+        """One command of supervisor ``supervisor``'s runtime API (see
+        :meth:`Client.supervise`)."""
+        return await self.transport.supervise(supervisor, command, arg,
+                                              self.timeout if timeout is None else timeout)
 
     async def close(self) -> None:
         if self._transport is not None:
@@ -180,28 +167,30 @@ class AsyncSupervisorRef:
     def __init__(self, client: AsyncClient, name: str) -> None:
         self.client, self.name = client, name
 
-    async def _call(self, command: str, arg: Any = None, timeout: float | None = None) -> Any:
-        t = self.client.timeout if timeout is None else timeout
-        return await self.client._tree_call([self.name, command, arg, time.time() + t], t)
-
     async def which_children(self, *, timeout: float | None = None) -> list[dict[str, Any]]:
-        return await self._call("which_children", timeout=timeout)
+        children: list[dict[str, Any]] = await self.client.supervise(
+            self.name, "which_children", timeout=timeout)
+        return children
 
     async def count_children(self, *, timeout: float | None = None) -> dict[str, int]:
-        return await self._call("count_children", timeout=timeout)
+        counts: dict[str, int] = await self.client.supervise(self.name, "count_children",
+                                                             timeout=timeout)
+        return counts
 
     async def start_child(self, spec: dict[str, Any] | None = None, *,
                           timeout: float | None = None) -> Any:
-        return await self._call("start_child", spec, timeout)
+        return await self.client.supervise(self.name, "start_child", spec, timeout=timeout)
 
     async def terminate_child(self, child_id: str, *, timeout: float | None = None) -> None:
-        await self._call("terminate_child", child_id, timeout)
+        await self.client.supervise(self.name, "terminate_child", child_id, timeout=timeout)
 
     async def restart_child(self, child_id: str, *, timeout: float | None = None) -> dict[str, Any]:
-        return await self._call("restart_child", child_id, timeout)
+        info: dict[str, Any] = await self.client.supervise(self.name, "restart_child", child_id,
+                                                           timeout=timeout)
+        return info
 
     async def delete_child(self, child_id: str, *, timeout: float | None = None) -> None:
-        await self._call("delete_child", child_id, timeout)
+        await self.client.supervise(self.name, "delete_child", child_id, timeout=timeout)
 
     def __repr__(self) -> str:
         return f"<AsyncSupervisorRef {self.name}>"
@@ -216,6 +205,3 @@ def connect_async(endpoint: str, *, timeout: float = DEFAULT_TIMEOUT,
     return AsyncClient(endpoint, timeout=timeout, connect_timeout=connect_timeout,
                        max_pending=max_pending, key=key, server_key=server_key)
 
-
-__all__ = ["Client", "Ref", "AsyncClient", "AsyncRef", "SupervisorRef", "AsyncSupervisorRef",
-           "connect", "connect_async", "ActorError"]

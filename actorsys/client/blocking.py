@@ -15,36 +15,37 @@ Errors: the handler's exception arrives as :class:`~actorsys.RemoteError`; a mis
 reply as :class:`~actorsys.AskTimeout`; a worker that dies while the ask is in flight as
 :class:`~actorsys.WorkerLost` (at once, not at the deadline). Asks sent while a worker
 is restarting wait in the client's queue and are answered once it is back.
+
+The blocking client is a thin layer on the transport the asyncio client and the node's
+own processes use (:mod:`.transport`), so deadlines, retries, worker-loss handling and
+overload bounds are the same: each thread runs it on a lane of its own (:mod:`.lanes`).
 """
 from __future__ import annotations
 
-import itertools
+import asyncio
 import os
 import threading
-import time
 import uuid
 import weakref
-from typing import Any, Callable
+from typing import Any, NamedTuple
 
 import zmq
-from zmq.utils.monitor import parse_monitor_message
 
-from ..errors import (ActorError, AskTimeout, MessageTooLarge, NodeUnavailable, Overloaded,
-                      SupervisorNotFound, WorkerLost, WrongShard, error_from_wire)
-from ..net.keys import CLIENT_HANDSHAKE_EVENTS, CurveKeys, client_keys, handshake_problem, uses_curve
-from ..net.sockets import dealer
+from ..errors import AskTimeout, NodeUnavailable, WorkerLost
+from ..net.keys import client_keys
+from ..net.sockets import Context
 from ..protocol import wire
+from ..protocol.messages import Ask, Request, Spawn
 from ..protocol.shardmap import ShardMap
+from .common import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, version_of
+from .lanes import Lane
+from .requests import Wording, describe, no_answer
+from .transport import AsyncTransport
 
-DEFAULT_TIMEOUT = 30.0
-_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
-CONNECT_TIMEOUT = 10.0
 # close() gives messages still queued (a tell just sent) this long to leave, then drops them
 CLOSE_LINGER_MS = 500
 
-
-# ---------------------------------------------------------------------------------------
-# blocking client
+__all__ = ["CONNECT_TIMEOUT", "DEFAULT_TIMEOUT", "Client", "Ref", "SupervisorRef", "connect"]
 
 
 class Ref:
@@ -66,7 +67,8 @@ class Ref:
     def history(self, *, timeout: float | None = None) -> list[dict[str, Any]]:
         """The actor's retained versions, oldest first: ``[{"version", "time"}]``; ``[]``
         if its type keeps no history (see ``history_window`` and ``actorsys/history.py``)."""
-        return self.ask("$history", timeout=timeout)
+        versions: list[dict[str, Any]] = self.ask("$history", timeout=timeout)
+        return versions
 
     def rewind(self, version: "int | dict[str, Any] | None" = None, *, time: float | None = None,
                timeout: float | None = None) -> dict[str, int]:
@@ -77,143 +79,72 @@ class Ref:
         version restored}``. Only listed versions (and 0 while version 1 is kept) can be
         restored; anything else is ``BadRequest``. ``version`` may be a bookmark from
         :meth:`history`."""
-        return self.ask("$rewind", version=_version_of(version), time=time, timeout=timeout)
+        done: dict[str, int] = self.ask("$rewind", version=version_of(version), time=time,
+                                        timeout=timeout)
+        return done
 
     def destroy(self, *, timeout: float | None = None) -> dict[str, int]:
         """Delete the actor's state, storage, alarms and history (``{"deleted": keys}``);
         its next message starts it from nothing."""
-        return self.ask("$destroy", timeout=timeout)
+        done: dict[str, int] = self.ask("$destroy", timeout=timeout)
+        return done
 
     def __repr__(self) -> str:
         return f"<Ref {self.type_name}/{self.key}>"
 
 
-class _SlotConn:
-    __slots__ = ("sock", "monitor", "poller")
+class _BlockingWording(Wording):
+    """The blocking client's texts for the transport's own errors, as they have always
+    read: the request first, then what happened."""
 
-    def __init__(self, ctx: zmq.Context, endpoint: str, keys: CurveKeys | None) -> None:
-        self.sock = dealer(ctx, endpoint, keys)
-        self.monitor = self.sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
-        self.poller = zmq.Poller()
-        self.poller.register(self.sock, zmq.POLLIN)
-        self.poller.register(self.monitor, zmq.POLLIN)
+    def timed_out(self, request: Request, timeout: float) -> str:
+        return f"{describe(request)}: no reply before the deadline"
 
-    def drain_monitor(self) -> bool:
-        """Read pending monitor events; True if the connection dropped."""
-        dropped = False
-        mon = self.monitor
-        while mon.getsockopt(_EVENTS) & _POLLIN:
-            frames = mon.recv_multipart(zmq.NOBLOCK)
+    def lost(self, request: Request, slot: int) -> str:
+        return f"{describe(request)}: {super().lost(request, slot)}"
+
+
+_WORDING = _BlockingWording()
+
+
+class _MapInfo(NamedTuple):
+    """A shard map and the node limits sent with it."""
+    map: ShardMap
+    max_message_bytes: int
+    tree_endpoint: str | None
+
+
+class _Newest:
+    """The newest shard map any of a client's threads has fetched: the other threads
+    adopt it before their next request (so a refresh on one thread serves all)."""
+
+    __slots__ = ("info",)
+
+    def __init__(self) -> None:
+        self.info: _MapInfo | None = None
+
+    def take(self, t: AsyncTransport) -> None:
+        if t.map is not None:
+            self.info = _MapInfo(t.map, t.max_message_bytes, t.tree_endpoint)
+
+
+async def _ping_workers(t: AsyncTransport, timeout: float) -> None:
+    """Every worker slot answers a ping (one still starting is asked again every half
+    second), or NodeUnavailable at the deadline."""
+    loop = t.loop
+    deadline = loop.time() + timeout
+    assert t.map is not None
+    for slot in range(len(t.map.endpoints)):
+        while True:
             try:
-                dropped |= parse_monitor_message(frames)["event"] == zmq.EVENT_DISCONNECTED
-            except Exception:
-                pass
-        return dropped
-
-    def close(self, linger_ms: int = 0) -> None:
-        try:
-            self.sock.disable_monitor()
-        except Exception:
-            pass
-        self.monitor.close(0)
-        self.sock.close(linger_ms)
-
-
-class _ThreadSockets:
-    """One thread's sockets: ZeroMQ sockets must not be shared between threads.
-
-    Held only by the thread's ``threading.local``, so they are closed when the thread
-    ends (a thread-per-request server would otherwise leak six descriptors a thread).
-    """
-
-    __slots__ = ("router", "router_monitor", "tree", "slots", "endpoints", "closed", "__weakref__")
-
-    def __init__(self, ctx: zmq.Context, endpoint: str, keys: CurveKeys | None) -> None:
-        self.router = dealer(ctx, endpoint, keys)
-        # failed handshakes with the router (tcp): a refused key is reported at once
-        self.router_monitor = (self.router.get_monitor_socket(CLIENT_HANDSHAKE_EVENTS)
-                               if uses_curve(endpoint) else None)
-        self.tree: zmq.Socket | None = None
-        self.slots: dict[int, _SlotConn] = {}
-        self.endpoints: list[str] | None = None
-        self.closed = False
-
-    def close(self, linger_ms: int = 0) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        for c in self.slots.values():
-            c.close(linger_ms)
-        self.slots.clear()
-        if self.router_monitor is not None:
-            try:
-                self.router.disable_monitor()
-            except zmq.ZMQError:
-                pass
-            self.router_monitor.close(0)
-        self.router.close(0)
-        if self.tree is not None:
-            self.tree.close(0)
-
-    def __del__(self) -> None:
-        try:
-            self.close(CLOSE_LINGER_MS)
-        except Exception:
-            pass
-
-
-def _version_of(version: Any) -> Any:
-    """A version number, from a number or a bookmark of ``history()``."""
-    return version.get("version") if isinstance(version, dict) else version
-
-
-def _check_list(type_name: str, start_after: str | None, limit: int) -> None:
-    if not isinstance(type_name, str) or not (start_after is None or isinstance(start_after, str)):
-        raise TypeError("list_actors takes a type name and start_after as strings")
-    if type(limit) is not int or not 0 <= limit <= wire.MAX_LIST_LIMIT:
-        raise ValueError(f"list_actors' limit is 0..{wire.MAX_LIST_LIMIT}, got {limit!r}")
-
-
-def _first_keys(keys: list[str], limit: int) -> list[str]:
-    """The first ``limit`` keys, in the byte order of their UTF-8 (LevelDB's order)."""
-    keys.sort(key=lambda k: k.encode("utf-8"))
-    return keys[:limit]
-
-
-def _reply_to(sock: zmq.Socket, rid: int, until: float, monitor: zmq.Socket | None = None,
-              on_event: Callable[[int], None] | None = None) -> list | None:
-    """The reply with id ``rid`` on a control socket, or None at ``until`` (others are
-    late replies to earlier requests, dropped). Events read from ``monitor`` (a socket
-    monitor of ``sock``) are passed to ``on_event``, which may raise."""
-    poller = None
-    if monitor is not None:
-        poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
-        poller.register(monitor, zmq.POLLIN)
-    while True:
-        remaining = until - time.monotonic()
-        if remaining <= 0:
-            return None
-        if poller is None:
-            if not sock.poll(remaining * 1000):
-                return None
-        else:
-            ready = dict(poller.poll(remaining * 1000))
-            if monitor in ready:
-                assert monitor is not None and on_event is not None
-                while monitor.getsockopt(_EVENTS) & _POLLIN:
-                    try:
-                        on_event(parse_monitor_message(monitor.recv_multipart(zmq.NOBLOCK))["event"])
-                    except (ValueError, KeyError, IndexError):
-                        continue
-            if sock not in ready:
-                continue
-        try:
-            msg = wire.unpack(sock.recv_multipart()[-1])
-        except ActorError:
-            continue
-        if isinstance(msg, list) and len(msg) >= 3 and msg[1] == rid:
-            return msg
+                await t.call_slot(slot, wire.PING, max(min(deadline - loop.time(), 0.5), 0.001))
+                break
+            except (AskTimeout, WorkerLost, NodeUnavailable):
+                if t.closed:
+                    raise
+                if loop.time() >= deadline:
+                    raise NodeUnavailable(
+                        f"worker slot {slot} did not answer within {timeout:g} s") from None
 
 
 class Client:
@@ -231,208 +162,110 @@ class Client:
         self.endpoint = endpoint
         self.timeout = timeout
         self._keys = client_keys(key, server_key)
-        self._ctx = zmq.Context()
+        self._ctx: Context = zmq.Context()
         self._lock = threading.Lock()
         self._local = threading.local()
-        self._all: weakref.WeakSet[_ThreadSockets] = weakref.WeakSet()
-        self._ids = itertools.count(1)      # next() on itertools.count is atomic under the GIL
-        self.max_message_bytes = 1 << 20
-        self.tree_endpoint: str | None = None
+        self._lanes: weakref.WeakSet[Lane] = weakref.WeakSet()
+        self._newest = _Newest()
         self.closed = False
         try:
-            self.map = self._fetch_map(connect_timeout)
+            self.refresh_map(connect_timeout)
         except BaseException:
             self.close()
             raise
 
-    def _sockets(self) -> _ThreadSockets:
-        ts = getattr(self._local, "sockets", None)
-        if ts is None:
+    # -- this thread's lane ----------------------------------------------------------
+    def _lane(self) -> Lane:
+        try:
+            lane: Lane = self._local.lane
+        except AttributeError:
+            lane = self._new_lane()
+        info = self._newest.info
+        if info is not None and lane.transport.map is not info.map:
+            lane.transport.set_map(*info)
+        return lane
+
+    def _new_lane(self) -> Lane:
+        with self._lock:
             if self.closed:
                 raise NodeUnavailable("client is closed")
-            ts = _ThreadSockets(self._ctx, self.endpoint, self._keys)
-            with self._lock:
-                self._all.add(ts)
-            self._local.sockets = ts
-        return ts
+            lane = Lane(self._transport_on, CLOSE_LINGER_MS)
+            self._lanes.add(lane)
+        self._local.lane = lane
+        return lane
 
-    # -- control ------------------------------------------------------------------
-    def _router_call(self, op: int, timeout: float, resend_every: float = 1.0) -> Any:
-        ts = self._sockets()
-        router = ts.router
-        deadline = time.monotonic() + timeout
-        problem: str | None = None
+    def _transport_on(self, loop: asyncio.AbstractEventLoop) -> AsyncTransport:
+        t = AsyncTransport(self._ctx, self.endpoint, default_timeout=self.timeout,
+                           keys=self._keys, loop=loop, wording=_WORDING)
+        t.on_map = self._newest.take
+        return t
 
-        def on_event(event: int) -> None:
-            nonlocal problem
-            final, problem = handshake_problem(event, self.endpoint, self._keys)
-            if final:    # a refused key: ZeroMQ does not retry, so the client does not wait
-                raise NodeUnavailable(problem)
+    def _timeout(self, timeout: float | None) -> float:
+        return self.timeout if timeout is None else timeout
 
-        while True:
-            rid = next(self._ids)
-            try:
-                router.send(wire.pack([op, rid]), zmq.NOBLOCK)
-            except zmq.Again:
-                pass    # no connection yet (a failed handshake drops it): wait, then resend
-            msg = _reply_to(router, rid, min(deadline, time.monotonic() + resend_every),
-                            ts.router_monitor, on_event)
-            if msg is not None:
-                if msg[0] == wire.OK:
-                    return msg[2]
-                raise error_from_wire(msg[2])
-            if time.monotonic() >= deadline:
-                why = f" ({problem})" if problem else ""
-                raise NodeUnavailable(f"router at {self.endpoint} did not answer within "
-                                      f"{timeout:g} s{why}")
+    # -- the map --------------------------------------------------------------------
+    @property
+    def map(self) -> ShardMap:
+        """The shard map: which worker slot owns each actor (``map.slot_of(type, key)``)."""
+        info = self._newest.info
+        if info is None:
+            raise NodeUnavailable("no shard map yet")
+        return info.map
 
-    def _fetch_map(self, timeout: float) -> ShardMap:
-        d = self._router_call(wire.MAP, timeout)
-        m = ShardMap.from_wire(d)
-        self.max_message_bytes = int(d.get("max_message_bytes", self.max_message_bytes))
-        self.tree_endpoint = d.get("tree")
-        return m
+    @property
+    def max_message_bytes(self) -> int:
+        """The node's largest message."""
+        info = self._newest.info
+        return 1 << 20 if info is None else info.max_message_bytes
+
+    @property
+    def tree_endpoint(self) -> str | None:
+        """The supervision tree's endpoint (None: the node declares no supervisors)."""
+        info = self._newest.info
+        return None if info is None else info.tree_endpoint
 
     def refresh_map(self, timeout: float = CONNECT_TIMEOUT) -> None:
         """Fetch the shard map from the router again."""
-        self.map = self._fetch_map(timeout)
+        lane = self._lane()
+        lane.run(lane.transport.connect(timeout))
 
+    # -- control ----------------------------------------------------------------------
     def status(self, timeout: float = 10.0) -> dict[str, Any]:
         """The node's status: ``{"processes": [{"role", "pid", "slot", ...}], ...}``."""
-        return self._router_call(wire.STATUS, timeout, resend_every=timeout)
+        lane = self._lane()
+        st: dict[str, Any] = lane.run(lane.transport.call_router(
+            wire.STATUS, timeout, no_answer(f"router at {self.endpoint}", timeout)))
+        return st
 
     def supervisor(self, name: str) -> "SupervisorRef":
         """A handle on the running supervisor ``name`` (OTP's runtime API)."""
         return SupervisorRef(self, name)
 
-    def _tree_call(self, op: int, body: list[Any], timeout: float | None) -> Any:
-        """One request to the supervision tree; not resent (start_child is not idempotent)."""
-        if self.closed:
-            raise NodeUnavailable("client is closed")
-        if self.tree_endpoint is None:
-            raise SupervisorNotFound("this node's config declares no supervisors")
-        ts = self._sockets()
-        if ts.tree is None:
-            ts.tree = dealer(self._ctx, self.tree_endpoint, self._keys)
-        timeout = self.timeout if timeout is None else timeout
-        deadline = time.monotonic() + timeout
-        rid = next(self._ids)
-        ts.tree.send(self._payload(wire.pack([op, rid, *body])), zmq.NOBLOCK)
-        msg = _reply_to(ts.tree, rid, deadline)
-        if msg is None:
-            raise AskTimeout(f"the supervision tree did not answer within {timeout:g} s")
-        if msg[0] == wire.OK:
-            return msg[2]
-        raise error_from_wire(msg[2])
+    def supervise(self, supervisor: str, command: str, arg: Any = None, *,
+                  timeout: float | None = None) -> Any:
+        """One command of supervisor ``supervisor``'s runtime API (what
+        :class:`SupervisorRef`'s methods send); not resent, since start_child is not
+        idempotent."""
+        lane = self._lane()
+        return lane.run(lane.transport.supervise(supervisor, command, arg, self._timeout(timeout)))
 
     def ping_workers(self, timeout: float = 10.0) -> None:
         """Wait until every worker slot answers (raises NodeUnavailable at the deadline)."""
-        deadline = time.monotonic() + timeout
-        for slot in range(len(self.map.endpoints)):
-            conn = self._slot(slot)
-            while True:
-                rid = next(self._ids)
-                try:
-                    conn.sock.send(wire.pack([wire.PING, rid]), zmq.NOBLOCK)
-                    self._wait(conn, slot, rid, min(deadline, time.monotonic() + 0.5), "ping")
-                    break
-                except zmq.Again:     # no connection to the slot (a failed handshake drops it)
-                    time.sleep(0.05)
-                    if time.monotonic() >= deadline:
-                        raise NodeUnavailable(
-                            f"worker slot {slot} did not answer within {timeout:g} s") from None
-                except (AskTimeout, WorkerLost):
-                    if time.monotonic() >= deadline:
-                        raise NodeUnavailable(
-                            f"worker slot {slot} did not answer within {timeout:g} s") from None
+        lane = self._lane()
+        lane.run(_ping_workers(lane.transport, timeout))
 
-    # -- data path -----------------------------------------------------------------
-    def _slot(self, i: int) -> _SlotConn:
-        ts = self._sockets()
-        endpoints = self.map.endpoints
-        if ts.endpoints is not endpoints:
-            if ts.endpoints is not None and ts.endpoints != endpoints:
-                for c in ts.slots.values():
-                    c.close()
-                ts.slots.clear()
-            ts.endpoints = endpoints
-        c = ts.slots.get(i)
-        if c is None:
-            c = ts.slots[i] = _SlotConn(self._ctx, endpoints[i], self._keys)
-        return c
-
-    def _wait(self, conn: _SlotConn, slot: int, rid: int, deadline: float, what: str) -> list:
-        sock = conn.sock
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AskTimeout(f"{what}: no reply before the deadline")
-            events = dict(conn.poller.poll(max(remaining * 1000, 1)))
-            if sock in events:
-                while sock.getsockopt(_EVENTS) & _POLLIN:
-                    frames = sock.recv_multipart(zmq.NOBLOCK)
-                    try:
-                        msg = wire.unpack(frames[-1])
-                        if msg[1] == rid:
-                            return msg
-                    except Exception:
-                        continue
-            if conn.monitor in events and conn.drain_monitor():
-                raise WorkerLost(f"{what}: worker slot {slot} went away while the request was in "
-                                 f"flight; it may or may not have been processed")
-
-    def _payload(self, payload: bytes) -> bytes:
-        if len(payload) > self.max_message_bytes:
-            raise MessageTooLarge(f"message is {len(payload)} bytes; the node's max_message_bytes "
-                                  f"is {self.max_message_bytes}")
-        return payload
-
-    def _request(self, op: int, type_name: str, key: str, method: str, args: tuple,
-                 kwargs: dict, timeout: float | None) -> Any:
-        if self.closed:
-            raise NodeUnavailable("client is closed")
-        timeout = self.timeout if timeout is None else timeout
-        deadline = time.monotonic() + timeout
-        what = f"ask {type_name}/{key}.{method}" if op == wire.ASK else f"spawn {type_name}/{key}"
-        exc: ActorError | None = None
-        for _attempt in range(4):
-            slot = self.map.slot_of(type_name, key)
-            conn = self._slot(slot)
-            conn.drain_monitor()  # drops seen before this send do not concern it
-            rid = next(self._ids)
-            if op == wire.ASK:
-                payload = wire.pack([op, rid, type_name, key, method, list(args), kwargs])
-            else:
-                payload = wire.pack([op, rid, type_name, key])
-            try:
-                conn.sock.send(self._payload(payload), zmq.NOBLOCK)
-            except zmq.Again:
-                raise Overloaded(f"send queue to worker slot {slot} is full") from None
-            msg = self._wait(conn, slot, rid, deadline, what)
-            if msg[0] == wire.OK:
-                return msg[2]
-            exc = error_from_wire(msg[2])
-            if not isinstance(exc, WrongShard):
-                raise exc
-            self.refresh_map(max(deadline - time.monotonic(), 0.1))
-        assert exc is not None
-        raise exc
-
+    # -- actors -----------------------------------------------------------------------
     def ask(self, type_name: str, key: str, method: str, *args: Any, timeout: float | None = None,
             **kwargs: Any) -> Any:
         """Ask actor ``(type_name, key)`` to run ``method``; wait for the result."""
-        return self._request(wire.ASK, type_name, key, method, args, kwargs, timeout)
+        lane = self._lane()
+        t = lane.transport
+        return lane.wait_pending(t.send(Ask(t.new_id(), type_name, key, method, list(args), kwargs),
+                                        self.timeout if timeout is None else timeout))
 
     def tell(self, type_name: str, key: str, method: str, *args: Any, **kwargs: Any) -> None:
         """Send ``method`` one-way (at-most-once); returns at once."""
-        if self.closed:
-            raise NodeUnavailable("client is closed")
-        slot = self.map.slot_of(type_name, key)
-        payload = wire.pack([wire.TELL, 0, type_name, key, method, list(args), kwargs])
-        try:
-            self._slot(slot).sock.send(self._payload(payload), zmq.NOBLOCK)
-        except zmq.Again:
-            raise Overloaded(f"send queue to worker slot {slot} is full") from None
+        self._lane().transport.tell(type_name, key, method, args, kwargs)
 
     def ref(self, type_name: str, key: str) -> Ref:
         """A reference to actor ``(type_name, key)``; it exists from its first message."""
@@ -444,21 +277,11 @@ class Client:
         after ``start_after``, at most ``limit`` (up to 10,000): pass the last key of one
         page as ``start_after`` of the next. Asks every worker slot. An unregistered type
         is ``UnknownActorType``."""
-        _check_list(type_name, start_after, limit)
-        if self.closed:
-            raise NodeUnavailable("client is closed")
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        keys: list[str] = []
-        for slot in range(len(self.map.endpoints)):
-            conn = self._slot(slot)
-            conn.drain_monitor()
-            rid = next(self._ids)
-            conn.sock.send(wire.pack([wire.LIST, rid, type_name, start_after, limit]), zmq.NOBLOCK)
-            msg = self._wait(conn, slot, rid, deadline, f"list {type_name}")
-            if msg[0] != wire.OK:
-                raise error_from_wire(msg[2])
-            keys.extend(msg[2])
-        return _first_keys(keys, limit)
+        lane = self._lane()
+        keys: list[str] = lane.run(lane.transport.list_keys(
+            type_name, start_after, limit, self._timeout(timeout),
+            lambda _why: AskTimeout(f"list {type_name}: no reply before the deadline")))
+        return keys
 
     def spawn(self, type_name: str, key: str | None = None, *, timeout: float | None = None) -> Ref:
         """Activate an actor now (``on_start`` runs and commits) and return its ref.
@@ -466,18 +289,21 @@ class Client:
         Without a key, a fresh unique key is made.
         """
         key = uuid.uuid4().hex if key is None else key
-        self._request(wire.SPAWN, type_name, key, "", (), {}, timeout)
+        lane = self._lane()
+        t = lane.transport
+        lane.wait_pending(t.send(Spawn(t.new_id(), type_name, key), self._timeout(timeout)))
         return Ref(self, type_name, key)
 
     def close(self) -> None:
         """Close every thread's sockets (idempotent). Call it when no thread is mid-ask."""
         if self.closed:
             return
-        self.closed = True
         with self._lock:
-            for ts in list(self._all):
-                ts.close(CLOSE_LINGER_MS)
-            self._all.clear()
+            self.closed = True
+            lanes = list(self._lanes)
+            self._lanes.clear()
+        for lane in lanes:
+            lane.close()
         self._ctx.term()
 
     def __enter__(self) -> "Client":
@@ -519,38 +345,40 @@ class SupervisorRef:
     def __init__(self, client: Client, name: str) -> None:
         self.client, self.name = client, name
 
-    def _call(self, command: str, arg: Any = None, timeout: float | None = None) -> Any:
-        t = self.client.timeout if timeout is None else timeout
-        return self.client._tree_call(wire.SUP, [self.name, command, arg, time.time() + t], t)
-
     def which_children(self, *, timeout: float | None = None) -> list[dict[str, Any]]:
         """Every child in start order: ``{"id", "type", "status", "actor", "key", ...}``;
         ``status`` is ``running``, ``restarting`` or ``stopped``."""
-        return self._call("which_children", timeout=timeout)
+        children: list[dict[str, Any]] = self.client.supervise(self.name, "which_children",
+                                                               timeout=timeout)
+        return children
 
     def count_children(self, *, timeout: float | None = None) -> dict[str, int]:
         """``{"specs", "active", "supervisors", "workers"}`` as in OTP."""
-        return self._call("count_children", timeout=timeout)
+        counts: dict[str, int] = self.client.supervise(self.name, "count_children",
+                                                       timeout=timeout)
+        return counts
 
     def start_child(self, spec: dict[str, Any] | None = None, *, timeout: float | None = None) -> Any:
         """Add and start a child. ``spec`` is a child spec (``{"id", "actor", "key", ...}``),
         or for ``simple_one_for_one`` ``{"key", "args", "kwargs"}`` (extra start arguments
         after the template's; a fresh key if none). Returns the child's info, or for
         ``simple_one_for_one`` its key."""
-        return self._call("start_child", spec, timeout)
+        return self.client.supervise(self.name, "start_child", spec, timeout=timeout)
 
     def terminate_child(self, child_id: str, *, timeout: float | None = None) -> None:
         """Stop a child within its shutdown; it stays as a stopped spec (a temporary or
         ``simple_one_for_one`` child, whose id is its key, is removed)."""
-        self._call("terminate_child", child_id, timeout)
+        self.client.supervise(self.name, "terminate_child", child_id, timeout=timeout)
 
     def restart_child(self, child_id: str, *, timeout: float | None = None) -> dict[str, Any]:
         """Start a stopped child again (ChildRunning if it runs)."""
-        return self._call("restart_child", child_id, timeout)
+        info: dict[str, Any] = self.client.supervise(self.name, "restart_child", child_id,
+                                                     timeout=timeout)
+        return info
 
     def delete_child(self, child_id: str, *, timeout: float | None = None) -> None:
         """Remove a stopped child's spec; its actor becomes an unsupervised actor."""
-        self._call("delete_child", child_id, timeout)
+        self.client.supervise(self.name, "delete_child", child_id, timeout=timeout)
 
     def __repr__(self) -> str:
         return f"<SupervisorRef {self.name}>"

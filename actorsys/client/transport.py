@@ -1,70 +1,101 @@
-"""The asyncio side of the data path: requests to actors and their replies.
+"""The data path: requests to actors and their replies, from an asyncio loop.
 
-:class:`AsyncTransport` is what clients, the router and workers use to reach actors:
-it holds the shard map, one DEALER socket per worker slot, and the table of pending
-asks. Each message goes straight to the slot that owns the actor (one hop). A socket
-monitor on every slot connection fails the asks in flight on a slot the moment its
-connection drops (:class:`~actorsys.errors.WorkerLost`), while ZeroMQ keeps queueing
-new messages for the slot until its worker is back on the same endpoint.
+:class:`AsyncTransport` is what every client of actors uses: the asyncio and blocking
+clients, the router, workers, the gateway and the supervision tree. It holds the shard
+map, one DEALER socket per worker slot, and the table of pending requests
+(:class:`Pending`). Each message goes straight to the slot that owns the actor (one hop).
+
+Rules, the same for every user of the transport:
+
+* Deadlines: an actor request (ask, spawn, stop) fails with
+  :class:`~actorsys.errors.AskTimeout` when ``timeout`` passes without a reply (one
+  heap swept by one timer); a control request (map, status, ping, list, a supervisor's
+  command) fails with the error its caller chose (:data:`Expired`, by default
+  :class:`~actorsys.errors.NodeUnavailable` naming who did not answer). A reply that
+  arrives later is dropped.
+* Worker loss: a socket monitor on every slot connection fails the requests in flight
+  on that slot the moment the connection drops (:class:`~actorsys.errors.WorkerLost`);
+  ZeroMQ keeps queueing new messages for the slot until its worker is back on the
+  same endpoint. A drop that happened before a send does not concern that send.
+* Wrong shard: an actor request answered ``wrong_shard`` is resent after the map is
+  fetched again, at most :data:`MAX_RESENDS` times, each with its full timeout.
+* Overload: at most ``max_pending`` requests in flight, and a slot whose send queue is
+  full refuses at once; both raise :class:`~actorsys.errors.Overloaded`. A message
+  over the node's ``max_message_bytes`` is :class:`~actorsys.errors.MessageTooLarge`.
+* CURVE (tcp): a monitor on the router connection records why a handshake failed; a
+  refused key fails the requests to the router at once and every later one.
+
+Every request is a typed record of :mod:`actorsys.protocol.messages`, encoded by its
+one encoder; what is pending, and how the transport's own errors read, is in
+:mod:`.requests`.
 """
 from __future__ import annotations
 
 import asyncio
 import heapq
 import itertools
-from typing import Any, Callable
+import math
+import time
+from functools import partial
+from typing import Any, Callable, cast
 
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
 from ..errors import (ActorError, AskTimeout, MessageTooLarge, NodeUnavailable, Overloaded,
-                      WorkerLost, WrongShard, error_from_wire)
+                      SupervisorNotFound, WorkerLost, WrongShard, error_from_wire)
+from ..log import get_logger
 from ..net.keys import CLIENT_HANDSHAKE_EVENTS, CurveKeys, handshake_problem, uses_curve
-from ..net.sockets import SocketPump, dealer
+from ..net.sockets import Conn, Context, dealer
 from ..protocol import wire
-from ..protocol.messages import Ask, Spawn, Stop, Tell
+from ..protocol.messages import Ask, Control, ListActors, Spawn, Stop, Sup, Tell, decode
 from ..protocol.shardmap import ShardMap
+from .requests import (MAX_RESENDS, PEER, RESENDABLE, ROUTER, ActorRequest, Expired,
+                       MakeRequest, Pending, Wording, describe, no_answer)
 
-_NOBLOCK = int(zmq.NOBLOCK)
+log = get_logger("client")
 
-
-class _Slot:
-    __slots__ = ("sock", "pump", "monitor", "monitor_pump")
+_NOBLOCK, _EVENTS, _POLLIN = int(zmq.NOBLOCK), int(zmq.EVENTS), int(zmq.POLLIN)
 
 
 class AsyncTransport:
-    """Routes requests to worker slots from an asyncio loop and matches their replies."""
+    """Routes requests to worker slots from an asyncio loop and matches their replies.
 
-    def __init__(self, ctx: zmq.Context, router_endpoint: str | None, *,
+    Made in (or, with ``loop``, for) the loop it runs on; ``wording`` words the
+    transport's own errors (see :class:`Wording`).
+    """
+
+    def __init__(self, ctx: Context, router_endpoint: str | None, *,
                  shard_map: ShardMap | None = None, max_message_bytes: int = 1 << 20,
                  max_pending: int = 100_000, default_timeout: float = 30.0,
-                 keys: CurveKeys | None = None) -> None:
+                 keys: CurveKeys | None = None, loop: asyncio.AbstractEventLoop | None = None,
+                 wording: Wording | None = None) -> None:
         self.ctx = ctx
         self.keys = keys            # CURVE client keys for tcp endpoints (None: none)
         #: why the last handshake with the router failed (tcp), and whether it is final
         self.handshake_problem: str | None = None
         self.refused: str | None = None
-        self.loop = asyncio.get_running_loop()
+        self.loop = asyncio.get_running_loop() if loop is None else loop
+        self.wording = Wording() if wording is None else wording
         self.router_endpoint = router_endpoint
         self.map = shard_map
         self.max_message_bytes = max_message_bytes
         self.max_pending = max_pending
         self.default_timeout = default_timeout
+        self.tree_endpoint: str | None = None      # from the router's map
         self._ids = itertools.count(1)
-        # id -> [future, slot, timer, request tuple or None, retries]
-        self._pending: dict[int, list[Any]] = {}
-        self._slots: dict[int, _Slot] = {}
-        self._router: zmq.Socket | None = None
-        self._router_pump: SocketPump | None = None
-        self._router_monitor: tuple[zmq.Socket, SocketPump] | None = None
-        self._refreshing: asyncio.Future | None = None
+        self._pending: dict[int, Pending] = {}
+        self._slots: dict[int, Conn] = {}
+        self._router: Conn | None = None
+        self._peers: dict[str, Conn] = {}          # other endpoints (the tree, the gateway)
+        self._refreshing: asyncio.Future[ShardMap] | None = None
         self._deadlines: list[tuple[float, int]] = []
         self._sweep_at: float | None = None
         self._sweep_handle: asyncio.TimerHandle | None = None
-        self._peers: dict[str, tuple[zmq.Socket, SocketPump]] = {}   # other endpoints (the tree)
         #: called with a slot number when that slot's connection drops (after failing its asks)
         self.on_slot_lost: Callable[[int], None] | None = None
-        self.tree_endpoint: str | None = None      # from the router's map
+        #: called with this transport after it installed a new map (see :meth:`set_map`)
+        self.on_map: Callable[[AsyncTransport], None] | None = None
         self.closed = False
 
     # -- map -----------------------------------------------------------------
@@ -72,16 +103,13 @@ class AsyncTransport:
         """Fetch the shard map from the router (one request at a time)."""
         if self._refreshing is not None and not self._refreshing.done():
             return await asyncio.shield(self._refreshing)
-        fut = self.loop.create_future()
+        fut: asyncio.Future[ShardMap] = self.loop.create_future()
         self._refreshing = fut
         try:
             raw = await self.call_router(wire.MAP, timeout=timeout)
             m = ShardMap.from_wire(raw)
-            self.max_message_bytes = int(raw.get("max_message_bytes", self.max_message_bytes))
-            self.tree_endpoint = raw.get("tree")
-            if self.map is not None and m.endpoints != self.map.endpoints:
-                self._drop_slots()
-            self.map = m
+            self.set_map(m, int(raw.get("max_message_bytes", self.max_message_bytes)),
+                         raw.get("tree"))
             fut.set_result(m)
             return m
         except BaseException as exc:
@@ -89,34 +117,70 @@ class AsyncTransport:
             fut.exception()  # mark retrieved
             raise
 
+    async def connect(self, timeout: float) -> ShardMap:
+        """The shard map, asked for again every second until ``timeout`` (a node that is
+        starting may not answer the first request). ``NodeUnavailable`` at the deadline,
+        naming a failed handshake if there was one, or at once if the node refused the key."""
+        deadline = self.loop.time() + timeout
+        while True:
+            try:
+                return await self.refresh_map(
+                    timeout=max(min(1.0, deadline - self.loop.time()), 0.05))
+            except NodeUnavailable:
+                if self.refused is not None:
+                    raise NodeUnavailable(self.refused) from None
+                if self.closed or self.loop.time() >= deadline:
+                    why = f" ({self.handshake_problem})" if self.handshake_problem else ""
+                    raise NodeUnavailable(f"router at {self.router_endpoint} did not answer "
+                                          f"within {timeout:g} s{why}") from None
+
+    def set_map(self, shard_map: ShardMap, max_message_bytes: int,
+                tree_endpoint: str | None) -> None:
+        """Use ``shard_map`` (and the node limits sent with it) from now on; connections
+        to slots whose endpoints changed are dropped."""
+        if self.map is not None and shard_map.endpoints != self.map.endpoints:
+            log.debug("the worker endpoints changed (map epoch %d): reconnecting", shard_map.epoch)
+            self._drop_slots()
+        self.map = shard_map
+        self.max_message_bytes = max_message_bytes
+        self.tree_endpoint = tree_endpoint
+        if self.on_map is not None:
+            self.on_map(self)
+
     def _drop_slots(self) -> None:
-        for s in self._slots.values():
-            self._close_slot(s)
+        for c in self._slots.values():
+            c.close()
         self._slots.clear()
 
     # -- sockets ---------------------------------------------------------------
-    def _slot(self, i: int) -> _Slot:
-        s = self._slots.get(i)
-        if s is None:
-            assert self.map is not None
-            s = _Slot()
-            s.sock = dealer(self.ctx, self.map.endpoints[i], self.keys)
-            s.pump = SocketPump(self.loop, s.sock, self._on_reply)
-            s.monitor = s.sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
-            s.monitor_pump = SocketPump(self.loop, s.monitor, lambda f, i=i: self._on_monitor(i, f))
-            self._slots[i] = s
-        return s
+    def _slot(self, i: int) -> Conn:
+        c = self._slots.get(i)
+        if c is None:
+            if self.closed:
+                raise NodeUnavailable("client is closed")
+            if self.map is None:
+                raise NodeUnavailable("no shard map yet")
+            c = Conn(self.loop, dealer(self.ctx, self.map.endpoints[i], self.keys),
+                      self._on_reply, zmq.EVENT_DISCONNECTED, partial(self._on_monitor, i))
+            self._slots[i] = c
+        return c
 
-    def _router_sock(self) -> zmq.Socket:
+    def _router_conn(self) -> Conn:
         if self._router is None:
             if self.router_endpoint is None:
                 raise NodeUnavailable("no router endpoint known")
-            self._router = dealer(self.ctx, self.router_endpoint, self.keys)
-            if uses_curve(self.router_endpoint):
-                mon = self._router.get_monitor_socket(CLIENT_HANDSHAKE_EVENTS)
-                self._router_monitor = (mon, SocketPump(self.loop, mon, self._on_router_event))
-            self._router_pump = SocketPump(self.loop, self._router, self._on_reply)
+            curve = uses_curve(self.router_endpoint)
+            self._router = Conn(self.loop, dealer(self.ctx, self.router_endpoint, self.keys),
+                                 self._on_reply, CLIENT_HANDSHAKE_EVENTS,
+                                 self._on_router_event if curve else None)
         return self._router
+
+    def _peer(self, endpoint: str) -> Conn:
+        c = self._peers.get(endpoint)
+        if c is None:
+            c = self._peers[endpoint] = Conn(self.loop, dealer(self.ctx, endpoint, self.keys),
+                                              self._on_reply)
+        return c
 
     def _on_router_event(self, frames: list[bytes]) -> None:
         try:
@@ -127,7 +191,7 @@ class AsyncTransport:
         final, self.handshake_problem = handshake_problem(event, self.router_endpoint, self.keys)
         if final:   # ZeroMQ does not reconnect after a refusal: fail now, not at the deadline
             self.refused = self.handshake_problem
-            self.fail_slot(-1, NodeUnavailable(self.refused))
+            self.fail_slot(ROUTER, NodeUnavailable(self.refused))
 
     def _on_monitor(self, slot: int, frames: list[bytes]) -> None:
         try:
@@ -135,9 +199,9 @@ class AsyncTransport:
         except Exception:
             return
         if event == zmq.EVENT_DISCONNECTED:
-            self.fail_slot(slot, WorkerLost(
-                f"worker slot {slot} went away while the request was in flight; "
-                f"it may or may not have been processed"))
+            lost = self.wording.lost
+            n = self._fail_where(slot, lambda p: WorkerLost(lost(p.request, slot)))
+            log.debug("worker slot %d went away; %d request(s) in flight failed", slot, n)
             if self.on_slot_lost is not None:
                 self.on_slot_lost(slot)
 
@@ -147,13 +211,18 @@ class AsyncTransport:
         self._slot(slot)
 
     def fail_slot(self, slot: int, exc: ActorError) -> None:
-        """Fail every pending request sent to ``slot``."""
-        for rid in [rid for rid, p in self._pending.items() if p[1] == slot]:
+        """Fail every pending request sent to ``slot`` (or ROUTER, PEER) with ``exc``."""
+        self._fail_where(slot, lambda _p: exc)
+
+    def _fail_where(self, slot: int, error: Callable[[Pending], ActorError]) -> int:
+        rids = [rid for rid, p in self._pending.items() if p.slot == slot]
+        for rid in rids:
             p = self._pending.pop(rid)
-            if p[2] is not None:
-                p[2].cancel()
-            if not p[0].done():
-                p[0].set_exception(exc)
+            if p.timer is not None:
+                p.timer.cancel()
+            if not p.fut.done():
+                p.fut.set_exception(error(p))
+        return len(rids)
 
     def _on_reply(self, frames: list[bytes]) -> None:
         try:
@@ -164,30 +233,35 @@ class AsyncTransport:
         p = self._pending.pop(rid, None)
         if p is None:
             return  # late reply to a request that timed out or was failed
-        fut, slot, timer, request, retries = p
-        if timer is not None:
-            timer.cancel()
+        if p.timer is not None:
+            p.timer.cancel()
+        fut = p.fut
         if fut.done():
             return
         if kind == wire.OK:
             fut.set_result(body)
             return
         exc = error_from_wire(body)
-        if isinstance(exc, WrongShard) and request is not None and retries < 3:
-            self.loop.create_task(self._resend_after_refresh(fut, request, retries + 1))
+        request = p.request
+        if isinstance(exc, WrongShard) and isinstance(request, RESENDABLE) \
+                and p.retries < MAX_RESENDS:
+            log.debug("%s: wrong shard; resending after a map refresh (%d of %d)",
+                      describe(request), p.retries + 1, MAX_RESENDS)
+            self.loop.create_task(self._resend_after_refresh(fut, request, p))
             return
         fut.set_exception(exc)
 
-    async def _resend_after_refresh(self, fut: asyncio.Future, request: tuple, retries: int) -> None:
+    async def _resend_after_refresh(self, fut: asyncio.Future[Any], request: ActorRequest,
+                                    p: Pending) -> None:
         try:
             await self.refresh_map()
-            inner = self._send_request(*request, retries=retries)
-            fut.set_result(await inner)
+            inner = self.send(request._replace(rid=next(self._ids)), p.timeout, p.retries + 1)
+            fut.set_result(await inner.fut)
         except BaseException as exc:
             if not fut.done():
                 fut.set_exception(exc)
 
-    # -- requests --------------------------------------------------------------
+    # -- actor requests ----------------------------------------------------------
     def _add_deadline(self, deadline: float, rid: int) -> None:
         """Track an ask's deadline in one heap swept by one timer (a timer per ask cost
         about a quarter of a pipelining client's CPU)."""
@@ -209,10 +283,8 @@ class AsyncTransport:
         while heap and heap[0][0] <= now:
             _, rid = heapq.heappop(heap)
             p = pending.pop(rid, None)
-            if p is not None and not p[0].done():
-                _op, type_name, key, method, _a, _k, timeout = p[3]
-                p[0].set_exception(AskTimeout(
-                    f"ask {type_name}/{key}.{method}: no reply within {timeout:g} s"))
+            if p is not None and not p.fut.done():
+                p.fut.set_exception(AskTimeout(self.wording.timed_out(p.request, p.timeout)))
         if heap:
             self._sweep_at = heap[0][0]
             self._sweep_handle = self.loop.call_at(self._sweep_at, self._sweep)
@@ -222,155 +294,223 @@ class AsyncTransport:
             raise MessageTooLarge(
                 f"message is {len(payload)} bytes; the node's max_message_bytes is {self.max_message_bytes}")
 
-    def _send_request(self, op: int, type_name: str, key: str, method: str, args: Any, kwargs: Any,
-                      timeout: float | None, retries: int = 0) -> asyncio.Future:
+    def new_id(self) -> int:
+        """A fresh request id, for a request given to :meth:`send`."""
+        return next(self._ids)
+
+    def send(self, request: ActorRequest, timeout: float, retries: int = 0) -> Pending:
+        """Send an actor request (an Ask, Spawn or Stop made with :meth:`new_id`) to the
+        slot that owns its actor; its record's future resolves to the result or the error."""
         if self.closed:
             raise NodeUnavailable("client is closed")
         if self.map is None:
             raise NodeUnavailable("no shard map yet")
         if len(self._pending) >= self.max_pending:
             raise Overloaded(f"{len(self._pending)} asks already pending (max_pending_asks)")
-        slot = self.map.slot_of(type_name, key)
-        rid = next(self._ids)
-        if op == wire.SPAWN:   # kwargs: the options of a supervised child, or None
-            payload = Spawn(rid, type_name, key, kwargs).encode()
-        elif op == wire.STOP:
-            payload = Stop(rid, type_name, key, kwargs).encode()
-        else:
-            payload = Ask(rid, type_name, key, method, list(args), kwargs).encode()
+        slot = self.map.slot_of(request.type_name, request.key)
+        payload = request.encode()
         self._check_size(payload)
-        s = self._slot(slot)
+        c = self._slot(slot)
         # A drop that already happened concerns only asks sent before it: handle it now,
         # so this ask (queued for the restarted worker) is not failed with them.
-        s.monitor_pump.drain()
+        c.drain_monitor()
         fut = self.loop.create_future()
-        timeout = self.default_timeout if timeout is None else timeout
         try:
-            s.sock.send(payload, _NOBLOCK)
+            c.sock.send(payload, _NOBLOCK)
         except zmq.Again:
             raise Overloaded(f"send queue to worker slot {slot} is full") from None
-        self._pending[rid] = [fut, slot, None, (op, type_name, key, method, args, kwargs, timeout), retries]
-        self._add_deadline(self.loop.time() + timeout, rid)
-        s.pump.kick()
-        return fut
+        p = self._pending[request.rid] = Pending(fut, slot, request, timeout, retries)
+        self._add_deadline(self.loop.time() + timeout, request.rid)
+        c.pump.kick()
+        return p
 
     def ask(self, type_name: str, key: str, method: str, args: Any = (), kwargs: Any = None,
-            timeout: float | None = None) -> asyncio.Future:
+            timeout: float | None = None) -> asyncio.Future[Any]:
         """Send an ask; the returned future resolves to the result or the error."""
-        return self._send_request(wire.ASK, type_name, key, method, args, kwargs or {}, timeout)
+        return self.send(Ask(next(self._ids), type_name, key, method, list(args), kwargs or {}),
+                         self.default_timeout if timeout is None else timeout).fut
 
-    def spawn(self, type_name: str, key: str, timeout: float | None = None) -> asyncio.Future:
-        return self._send_request(wire.SPAWN, type_name, key, "", (), None, timeout)
+    def spawn(self, type_name: str, key: str, timeout: float | None = None) -> asyncio.Future[Any]:
+        """Activate an actor now; the future resolves when its ``on_start`` has committed."""
+        return self.send(Spawn(next(self._ids), type_name, key),
+                         self.default_timeout if timeout is None else timeout).fut
 
     def control_actor(self, op: int, type_name: str, key: str, opts: dict[str, Any],
-                      timeout: float) -> asyncio.Future:
+                      timeout: float) -> asyncio.Future[Any]:
         """A supervision request (SPAWN or STOP with options) to the slot owning an actor."""
-        return self._send_request(op, type_name, key, wire.OPS[op], (), opts, timeout)
+        rid = next(self._ids)
+        request = Spawn(rid, type_name, key, opts) if op == wire.SPAWN else Stop(rid, type_name, key, opts)
+        return self.send(request, timeout).fut
+
+    def block_on(self, p: Pending, until: float) -> None:
+        """For a caller that blocks its thread instead of running the loop (the blocking
+        client, see :mod:`.lanes`): wait on ``p``'s slot connection alone until ``p`` is
+        settled by a reply or a drop, or until ``until`` (loop time), handling what
+        arrives as the loop would. Returns early, unsettled, when ``p`` needs the loop (a
+        resend after wrong_shard); its deadline is the loop's to enforce."""
+        c = self._slots.get(p.slot)
+        if c is None:
+            return
+        fut, rid, pending = p.fut, p.request.rid, self._pending
+        sock, on_reply, time = c.sock, self._on_reply, self.loop.time
+        while not fut.done() and rid in pending:
+            ms = math.ceil((until - time()) * 1000)
+            if ms <= 0:
+                return
+            ready = c.poll(ms)
+            if sock in ready:        # replies first: a drop after the reply is not its loss
+                while cast(int, sock.getsockopt(_EVENTS)) & _POLLIN:
+                    on_reply(sock.recv_multipart(_NOBLOCK))
+                    if fut.done() or rid not in pending:
+                        return       # what is left is read at the next wait or loop run
+            if c.monitor is not None and c.monitor in ready:
+                c.drain_monitor()
 
     def tell(self, type_name: str, key: str, method: str, args: Any = (), kwargs: Any = None) -> None:
         """Send a one-way message (at-most-once)."""
+        if self.closed:
+            raise NodeUnavailable("client is closed")
         if self.map is None:
             raise NodeUnavailable("no shard map yet")
         slot = self.map.slot_of(type_name, key)
         payload = Tell(0, type_name, key, method, list(args), kwargs or {}).encode()
         self._check_size(payload)
-        s = self._slot(slot)
+        c = self._slot(slot)
         try:
-            s.sock.send(payload, zmq.NOBLOCK)
+            c.sock.send(payload, _NOBLOCK)
         except zmq.Again:
             raise Overloaded(f"send queue to worker slot {slot} is full") from None
-        s.pump.kick()
+        c.pump.kick()
 
-    async def call_router(self, op: int, timeout: float = 10.0) -> Any:
+    # -- control requests --------------------------------------------------------
+    async def call_router(self, op: int, timeout: float = 10.0,
+                          expired: Expired | None = None) -> Any:
         """A control request (MAP, STATUS, PING) to the router."""
-        sock = self._router_sock()
-        assert self._router_pump is not None
-        return await self._control(sock, self._router_pump, -1, [op], timeout, "router")
+        if self.closed:
+            raise NodeUnavailable("client is closed")
+        if self.refused is not None:
+            raise NodeUnavailable(self.refused)
+        return await self._send_control(self._router_conn(), ROUTER, partial(Control, op), timeout,
+                                        no_answer("router", timeout) if expired is None else expired)
 
     async def call_slot(self, slot: int, op: int, timeout: float = 10.0,
-                        body: list[Any] | None = None) -> Any:
-        """A control request (STATUS, PING, LIST) straight to a worker slot."""
-        s = self._slot(slot)
-        return await self._control(s.sock, s.pump, slot, [op, *(body or ())], timeout,
-                                   f"worker slot {slot}")
+                        expired: Expired | None = None) -> Any:
+        """A control request (STATUS, PING) straight to a worker slot."""
+        return await self.request_slot(slot, partial(Control, op), timeout, expired)
+
+    async def request_slot(self, slot: int, make: MakeRequest, timeout: float,
+                           expired: Expired | None = None) -> Any:
+        """A control request ``make(request id)`` to a worker slot (failed at once if the
+        slot's connection drops while it is in flight)."""
+        return await self._slot_request(slot, make, timeout, expired)
+
+    def _slot_request(self, slot: int, make: MakeRequest, timeout: float,
+                      expired: Expired | None) -> asyncio.Future[Any]:
+        if self.closed:
+            raise NodeUnavailable("client is closed")
+        c = self._slot(slot)
+        c.drain_monitor()      # an earlier drop does not concern this request
+        return self._send_control(c, slot, make, timeout,
+                                  no_answer(f"worker slot {slot}", timeout) if expired is None else expired)
 
     async def call_peer(self, endpoint: str, op: int, body: list[Any], timeout: float,
                         who: str, expired: type[ActorError] = NodeUnavailable) -> Any:
-        """A request ``[op, id, *body]`` to another endpoint of the node (the tree)."""
-        peer = self._peers.get(endpoint)
-        if peer is None:
-            sock = dealer(self.ctx, endpoint, self.keys)
-            peer = self._peers[endpoint] = (sock, SocketPump(self.loop, sock, self._on_reply))
-        return await self._control(peer[0], peer[1], -2, [op, *body], timeout, who, expired)
+        """A request ``[op, id, *body]`` (typed by :func:`~actorsys.protocol.messages.decode`)
+        to another endpoint of the node: STATUS of the tree or the gateway."""
+        return await self.request_peer(endpoint, lambda rid: decode(op, rid, body), timeout,
+                                       no_answer(who, timeout, expired))
 
-    async def _control(self, sock: zmq.Socket, pump: SocketPump, slot: int, msg: list[Any],
-                       timeout: float, who: str,
-                       expired: type[ActorError] = NodeUnavailable) -> Any:
+    async def request_peer(self, endpoint: str, make: MakeRequest, timeout: float,
+                           expired: Expired) -> Any:
+        """A control request ``make(request id)`` to another endpoint of the node."""
         if self.closed:
             raise NodeUnavailable("client is closed")
-        if slot == -1 and self.refused is not None:
-            raise NodeUnavailable(self.refused)
+        return await self._send_control(self._peer(endpoint), PEER, make, timeout, expired)
+
+    async def list_keys(self, type_name: str, start_after: str | None, limit: int,
+                        timeout: float, expired: Expired | None = None) -> list[str]:
+        """Keys of the actors of ``type_name`` with persisted data, after ``start_after``,
+        at most ``limit``, in the byte order of their UTF-8 (LevelDB's): every slot is
+        asked at once and the pages merged."""
+        if not isinstance(type_name, str) or not (start_after is None or isinstance(start_after, str)):
+            raise TypeError("list_actors takes a type name and start_after as strings")
+        if type(limit) is not int or not 0 <= limit <= wire.MAX_LIST_LIMIT:
+            raise ValueError(f"list_actors' limit is 0..{wire.MAX_LIST_LIMIT}, got {limit!r}")
+        if self.map is None:
+            raise NodeUnavailable("no shard map yet")
+        make = partial(_list_request, type_name, start_after, limit)
+        # futures, not tasks: a page still pending when another slot failed is simply
+        # answered (or failed) later, with nothing left to run
+        pages = await asyncio.gather(*[self._slot_request(slot, make, timeout, expired)
+                                       for slot in range(len(self.map.endpoints))])
+        keys = [k for page in pages for k in page]
+        keys.sort(key=lambda k: k.encode("utf-8"))
+        return keys[:limit]
+
+    async def supervise(self, supervisor: str, command: str, arg: Any, timeout: float) -> Any:
+        """One command of a supervisor's runtime API, to the supervision tree: not carried
+        out once ``timeout`` has passed, and not resent (start_child is not idempotent);
+        ``AskTimeout`` if the tree does not answer in time."""
+        if self.closed:
+            raise NodeUnavailable("client is closed")
+        if self.tree_endpoint is None:
+            raise SupervisorNotFound("this node's config declares no supervisors")
+        deadline = time.time() + timeout
+        return await self.request_peer(
+            self.tree_endpoint, lambda rid: Sup(rid, supervisor, command, arg, deadline),
+            timeout, no_answer("the supervision tree", timeout, AskTimeout))
+
+    def _send_control(self, conn: Conn, slot: int, make: MakeRequest, timeout: float,
+                      expired: Expired) -> asyncio.Future[Any]:
         rid = next(self._ids)
-        fut = self.loop.create_future()
-        timer = self.loop.call_later(timeout, self._expire_control, rid, who, timeout, expired)
-        self._pending[rid] = [fut, slot, timer, None, 0]
-        payload = wire.pack([msg[0], rid, *msg[1:]])
+        request = make(rid)
+        payload = request.encode()
         self._check_size(payload)
+        fut = self.loop.create_future()
+        timer = self.loop.call_later(timeout, self._expire_control, rid, expired)
+        self._pending[rid] = Pending(fut, slot, request, timeout, 0, timer)
         try:
-            sock.send(payload, zmq.NOBLOCK)
+            conn.sock.send(payload, _NOBLOCK)
         except zmq.Again:
             pass      # no connection (a failed handshake drops it): expires at the deadline
-        pump.kick()
-        return await fut
+        conn.pump.kick()
+        return fut
 
-    def _expire_control(self, rid: int, who: str, timeout: float,
-                        expired: type[ActorError] = NodeUnavailable) -> None:
+    def _expire_control(self, rid: int, expired: Expired) -> None:
         p = self._pending.pop(rid, None)
-        if p is not None and not p[0].done():
-            why = f" ({self.handshake_problem})" if p[1] == -1 and self.handshake_problem else ""
-            p[0].set_exception(expired(f"{who} did not answer within {timeout:g} s{why}"))
+        if p is not None and not p.fut.done():
+            why = f" ({self.handshake_problem})" if p.slot == ROUTER and self.handshake_problem else ""
+            p.fut.set_exception(expired(why))
 
     def pending_count(self) -> int:
         return len(self._pending)
 
-    def _close_slot(self, s: _Slot) -> None:
-        s.pump.close()
-        s.monitor_pump.close()
-        try:
-            s.sock.disable_monitor()
-        except Exception:
-            pass
-        s.monitor.close(0)
-        s.sock.close(0)
-
-    def close(self) -> None:
+    def close(self, linger_ms: int = 0) -> None:
+        """Fail what is pending and close every socket; ``linger_ms``: how long messages
+        still queued (a tell just sent) may take to leave."""
         if self.closed:
             return
         self.closed = True
-        for rid, p in list(self._pending.items()):
-            if p[2] is not None:
-                p[2].cancel()
-            if not p[0].done():
-                p[0].set_exception(NodeUnavailable("client closed"))
+        for p in self._pending.values():
+            if p.timer is not None:
+                p.timer.cancel()
+            if not p.fut.done():
+                p.fut.set_exception(NodeUnavailable("client closed"))
+                p.fut.exception()     # retrieved: a future nobody awaits any more is no error
         self._pending.clear()
         self._deadlines.clear()
         if self._sweep_handle is not None:
             self._sweep_handle.cancel()
-        self._drop_slots()
-        for sock, pump in self._peers.values():
-            pump.close()
-            sock.close(0)
+        for c in self._slots.values():
+            c.close(linger_ms)
+        self._slots.clear()
+        for c in self._peers.values():
+            c.close()
         self._peers.clear()
         if self._router is not None:
-            assert self._router_pump is not None
-            self._router_pump.close()
-            if self._router_monitor is not None:
-                self._router_monitor[1].close()
-                try:
-                    self._router.disable_monitor()
-                except zmq.ZMQError:
-                    pass
-                self._router_monitor[0].close(0)
-                self._router_monitor = None
-            self._router.close(0)
+            self._router.close()
             self._router = None
+
+
+def _list_request(type_name: str, start_after: str | None, limit: int, rid: int) -> ListActors:
+    return ListActors(rid, type_name, start_after, limit)

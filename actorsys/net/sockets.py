@@ -3,23 +3,35 @@
 :func:`dealer` makes the client side of the data path (tuned for quick reconnects),
 :func:`bound_router` the socket a node process serves on, and :class:`SocketPump`
 drains a ZeroMQ socket from an asyncio loop (ZeroMQ's FD is edge-triggered, so every
-drain runs until ``Again`` and every send re-arms it).
+drain reads until ``ZMQ_EVENTS`` shows nothing and every send re-arms it); a
+:class:`Conn` is a DEALER with its pump and, optionally, a monitor.
 
 On a tcp node every socket is a CURVE client (``keys``, see :mod:`actorsys.net.keys`)
 or a CURVE server guarded by :mod:`actorsys.net.guard`.
+
+A pump logs (logger ``actorsys.net``) and survives an exception raised by the handler of
+one message: the socket keeps being read.
 """
 from __future__ import annotations
 
 import asyncio
-import traceback
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeAlias, cast
 
 import zmq
 
+from ..log import get_logger
 from .keys import CurveKeys, curve_client
 
 if TYPE_CHECKING:
     from .guard import Guard
+
+#: the ZeroMQ types in annotations (pyzmq makes them generic; we read frames as bytes)
+Context: TypeAlias = "zmq.Context[Any]"
+Socket: TypeAlias = "zmq.Socket[Any]"
+
+_IntOption: TypeAlias = Callable[[int], int]
+
+log = get_logger("net")
 
 RECONNECT_IVL_MS = 10
 # no back-off: a restarted worker is reached within 10 ms (a failed ipc connect is cheap)
@@ -28,10 +40,10 @@ SEND_HWM = 100_000
 _EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)
 
 
-def dealer(ctx: zmq.Context, endpoint: str, keys: CurveKeys | None = None) -> zmq.Socket:
+def dealer(ctx: Context, endpoint: str, keys: CurveKeys | None = None) -> Socket:
     """A DEALER socket connected to ``endpoint``, tuned for quick reconnects; a CURVE
     client with ``keys`` (tcp endpoints only)."""
-    s = ctx.socket(zmq.DEALER)
+    s: Socket = ctx.socket(zmq.DEALER)
     curve_client(s, endpoint, keys)
     s.setsockopt(zmq.LINGER, 0)
     s.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
@@ -42,13 +54,13 @@ def dealer(ctx: zmq.Context, endpoint: str, keys: CurveKeys | None = None) -> zm
     return s
 
 
-def bound_router(ctx: zmq.Context, endpoint: str, max_message_bytes: int,
+def bound_router(ctx: Context, endpoint: str, max_message_bytes: int,
                  guard: "Guard | None" = None, send_hwm: int | None = None,
-                 receive_hwm: int | None = None) -> zmq.Socket:
+                 receive_hwm: int | None = None) -> Socket:
     """The ROUTER socket a node process (router, worker, tree) serves requests on;
     ``guard`` makes it a CURVE server (see :mod:`actorsys.guard`); the high-water marks
     are messages queued per peer (ZeroMQ's default when not given)."""
-    s = ctx.socket(zmq.ROUTER)
+    s: Socket = ctx.socket(zmq.ROUTER)
     s.setsockopt(zmq.LINGER, 0)
     s.setsockopt(zmq.ROUTER_MANDATORY, 1)
     if send_hwm is not None:
@@ -66,7 +78,7 @@ def bound_router(ctx: zmq.Context, endpoint: str, max_message_bytes: int,
 class SocketPump:
     """Calls ``on_frames(frames)`` for every multipart message arriving on ``sock``."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, sock: zmq.Socket,
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: Socket,
                  on_frames: Callable[[list[bytes]], None], batch: int = 512,
                  after_batch: Callable[[], None] | None = None) -> None:
         self.loop, self.sock, self.on_frames, self.batch = loop, sock, on_frames, batch
@@ -92,7 +104,7 @@ class SocketPump:
             return
         self._draining = True
         recv = self.sock.recv_multipart
-        events = self.sock.getsockopt
+        events = cast(_IntOption, self.sock.getsockopt)   # ZMQ_EVENTS is an int
         n = 0
         try:
             # ZMQ_EVENTS instead of catching zmq.Again: an exception per drain costs ~10 us
@@ -102,17 +114,23 @@ class SocketPump:
                 try:
                     self.on_frames(frames)
                 except Exception:  # a bug in one message's handling must not stall the socket
-                    traceback.print_exc()
+                    log.exception("handling a message from %s failed", self._what())
             if n and self.after_batch is not None:
                 try:
                     self.after_batch()
                 except Exception:   # nor may a bug there stop the socket being re-checked
-                    traceback.print_exc()
+                    log.exception("after a batch of messages from %s", self._what())
         finally:
             self._draining = False
         # Sends in after_batch may have consumed the FD's edge: look again before sleeping.
         if n and (n >= self.batch or events(_EVENTS) & _POLLIN):
             self.kick()
+
+    def _what(self) -> str:
+        try:
+            return str(self.sock.getsockopt_string(zmq.LAST_ENDPOINT) or "a socket")
+        except zmq.ZMQError:
+            return "a socket"
 
     def close(self) -> None:
         self._closed = True
@@ -120,3 +138,50 @@ class SocketPump:
             self.loop.remove_reader(self._fd)
         except Exception:
             pass
+
+
+class Conn:
+    """One outgoing connection, read from an asyncio loop: a DEALER socket (from
+    :func:`dealer`), its pump, and optionally a monitor of the socket reporting
+    ``monitor_events`` to ``on_event`` (a worker slot's drops; the router's failed
+    CURVE handshakes)."""
+
+    __slots__ = ("sock", "pump", "monitor", "monitor_pump", "_poller")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: Socket,
+                 on_reply: Callable[[list[bytes]], None], monitor_events: int = 0,
+                 on_event: Callable[[list[bytes]], None] | None = None) -> None:
+        self.sock = sock
+        self.pump = SocketPump(loop, sock, on_reply)
+        self.monitor: Socket | None = None
+        self.monitor_pump: SocketPump | None = None
+        if on_event is not None:
+            self.monitor = sock.get_monitor_socket(monitor_events)
+            self.monitor_pump = SocketPump(loop, self.monitor, on_event)
+        self._poller: zmq.Poller | None = None
+
+    def poll(self, timeout_ms: int) -> dict[Any, int]:
+        """Wait up to ``timeout_ms`` for the socket or its monitor to be readable (for a
+        caller that blocks instead of running the loop); the ready ones."""
+        if self._poller is None:
+            self._poller = zmq.Poller()
+            self._poller.register(self.sock, zmq.POLLIN)
+            if self.monitor is not None:
+                self._poller.register(self.monitor, zmq.POLLIN)
+        return dict(self._poller.poll(timeout_ms))
+
+    def drain_monitor(self) -> None:
+        """Handle the monitor's events now (a drop already seen concerns earlier sends)."""
+        if self.monitor_pump is not None:
+            self.monitor_pump.drain()
+
+    def close(self, linger_ms: int = 0) -> None:
+        self.pump.close()
+        if self.monitor is not None and self.monitor_pump is not None:
+            self.monitor_pump.close()
+            try:
+                self.sock.disable_monitor()
+            except zmq.ZMQError:
+                pass
+            self.monitor.close(0)
+        self.sock.close(linger_ms)

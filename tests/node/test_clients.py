@@ -3,6 +3,7 @@ unknown method, deadline)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
@@ -83,6 +84,24 @@ def test_async_client_by_await(node):
 
     assert sorted(asyncio.run(main())) == [1, 2]
     assert node.client().ref("Counter", "awaited").ask("get") == 2
+
+
+def test_the_blocking_client_works_from_threads_and_inside_a_running_loop(node):
+    c = node.client()
+    results: list[int] = []
+    threads = [threading.Thread(target=lambda: results.append(c.ref("Counter", "lanes").ask("add", 1)))
+               for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(results) == list(range(1, 9)), f"expected every thread answered once: {results}"
+
+    async def coroutine() -> tuple:
+        # blocking calls from a coroutine block its loop, as they always have, and work
+        return c.ref("Counter", "lanes").ask("add", 1), len(c.status()["processes"])
+
+    assert asyncio.run(coroutine()) == (9, 4)
 
 
 # -- 10. clear errors ------------------------------------------------------------------------------

@@ -1,0 +1,15 @@
+"""What the blocking and the asyncio client share besides the transport: their defaults
+and the reading of a history bookmark."""
+from __future__ import annotations
+
+from typing import Any
+
+#: seconds an ask (and a supervisor's command, a listing) may take by default
+DEFAULT_TIMEOUT = 30.0
+#: seconds ``connect`` waits for the router's shard map by default
+CONNECT_TIMEOUT = 10.0
+
+
+def version_of(version: Any) -> Any:
+    """A version number, from a number or a bookmark of ``history()``."""
+    return version.get("version") if isinstance(version, dict) else version

@@ -1,0 +1,241 @@
+"""AsyncTransport against a fake node in the test process: the wire messages it sends,
+and its rules for deadlines, wrong-shard resends, worker loss and overload."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Awaitable, Callable
+
+import pytest
+import zmq
+from client_fakes import HOLD, ROUTER, FakeNode, echo, err, ok
+
+from actorsys.client.requests import Pending
+from actorsys.client.transport import AsyncTransport
+from actorsys.errors import (AskTimeout, MessageTooLarge, NodeUnavailable, Overloaded,
+                             SupervisorNotFound, WorkerLost, WrongShard)
+from actorsys.protocol import wire
+from actorsys.protocol.messages import Ask
+
+WAIT = 10.0      # a bound on every wait for something that should happen at once
+
+
+@pytest.fixture
+def fake(tmp_path):
+    with FakeNode(str(tmp_path)) as f:
+        yield f
+
+
+def with_transport(fake: FakeNode, body: Callable[[AsyncTransport], Awaitable[Any]],
+                   **options: Any) -> Any:
+    """Run ``body(transport)`` on a connected transport in a fresh event loop."""
+    async def main() -> Any:
+        ctx = zmq.Context()
+        t = AsyncTransport(ctx, fake.endpoint, **options)
+        try:
+            await t.connect(WAIT)
+            return await asyncio.wait_for(body(t), 3 * WAIT)
+        finally:
+            t.close()
+            ctx.term()
+    return asyncio.run(main())
+
+
+def key_on(t: AsyncTransport, slot: int) -> str:
+    assert t.map is not None
+    return next(k for k in (f"k{i}" for i in range(1000)) if t.map.slot_of("T", k) == slot)
+
+
+def test_every_request_is_its_typed_record_on_the_wire(fake):
+    async def body(t: AsyncTransport) -> None:
+        k0, k1 = key_on(t, 0), key_on(t, 1)
+        assert await t.ask("T", k0, "add", (1,), {"x": 2}) == [0, "add", [1], {"x": 2}]
+        await t.spawn("T", k1)
+        await t.control_actor(wire.SPAWN, "T", k0, {"sup": "root"}, WAIT)
+        t.tell("T", k1, "note", ["hi"])
+        assert await t.list_keys("T", None, 10, WAIT) == []
+        assert await t.call_slot(0, wire.PING) == "pong"
+        await t.call_router(wire.STATUS)
+        fake.wait_for(lambda: fake.requests(1, wire.TELL), "the tell")
+
+    with_transport(fake, body)
+    shapes = {(s, r[0]): r for s, r in fake.received}
+    assert shapes[ROUTER, wire.MAP][0:1] == [wire.MAP] and len(shapes[ROUTER, wire.MAP]) == 2
+    assert shapes[0, wire.ASK][2] == "T" and shapes[0, wire.ASK][4:] == ["add", [1], {"x": 2}]
+    assert len(shapes[1, wire.SPAWN]) == 4, "a plain spawn is [SPAWN, id, type, key]"
+    assert shapes[0, wire.SPAWN][4] == {"sup": "root"}, "a supervised spawn carries its options"
+    assert shapes[1, wire.TELL][:2] == [wire.TELL, 0] and shapes[1, wire.TELL][4:] == ["note", ["hi"], {}]
+    assert shapes[0, wire.LIST][2:] == ["T", None, 10] and shapes[1, wire.LIST][2:] == ["T", None, 10]
+    assert len(shapes[0, wire.PING]) == 2 and len(shapes[ROUTER, wire.STATUS]) == 2
+
+
+def test_a_pending_ask_is_a_typed_record_until_its_reply(tmp_path):
+    with FakeNode(str(tmp_path), serve=lambda s, r: HOLD) as fake:
+        async def body(t: AsyncTransport) -> list[Pending]:
+            fut = t.ask("T", "k", "add", [1])
+            entries = list(t._pending.values())
+            fake.release()
+            assert await fut == "late"
+            assert t.pending_count() == 0, "the reply removed the entry"
+            return entries
+
+        [p] = with_transport(fake, body)
+    assert isinstance(p, Pending) and isinstance(p.request, Ask)
+    assert (p.request.type_name, p.request.key, p.request.method, p.request.args) == ("T", "k", "add", [1])
+    assert (p.timeout, p.retries, p.timer) == (30.0, 0, None)
+
+
+def test_wrong_shard_is_resent_after_a_map_refresh_at_most_three_times(tmp_path):
+    serve = lambda s, r: err(r[1], WrongShard("not mine")) if r[0] == wire.ASK else echo(s, r)  # noqa: E731
+    with FakeNode(str(tmp_path), serve=serve) as fake:
+        async def body(t: AsyncTransport) -> None:
+            with pytest.raises(WrongShard):
+                await t.ask("T", "k", "add")
+
+        with_transport(fake, body)
+        asks = sum(len(fake.requests(s, wire.ASK)) for s in (0, 1))
+        assert asks == 4, f"the ask and its three resends, got {asks}"
+        assert len(fake.requests(ROUTER, wire.MAP)) == 4, "connect, then a refresh before each resend"
+
+
+def test_a_wrong_shard_answer_is_resent_and_answered(tmp_path):
+    refused: list[int] = []
+
+    def serve(slot: int, r: list) -> Any:
+        if r[0] == wire.ASK and not refused:
+            refused.append(r[1])
+            return err(r[1], WrongShard("moved"))
+        return echo(slot, r)
+
+    with FakeNode(str(tmp_path), serve=serve) as fake:
+        async def body(t: AsyncTransport) -> Any:
+            return await t.ask("T", "k", "add", [5])
+
+        assert with_transport(fake, body)[1:] == ["add", [5], {}]
+        asks = [r for s in (0, 1) for r in fake.requests(s, wire.ASK)]
+        assert len(asks) == 2 and asks[1][1] != asks[0][1], "resent under a new request id"
+
+
+def test_an_ask_past_its_deadline_fails_and_its_late_reply_is_dropped(tmp_path):
+    hold = [True]
+    with FakeNode(str(tmp_path), serve=lambda s, r: HOLD if hold[0] else echo(s, r)) as fake:
+        async def body(t: AsyncTransport) -> Any:
+            with pytest.raises(AskTimeout, match=r"^ask T/k\.add: no reply within 0\.1 s$"):
+                await t.ask("T", "k", "add", timeout=0.1)
+            hold[0] = False
+            fake.release()                        # the late reply comes first, then ours
+            return await t.ask("T", "k", "get")
+
+        assert with_transport(fake, body)[1] == "get", "the next ask gets its own reply"
+
+
+def test_a_dropped_worker_fails_its_requests_at_once_and_the_next_waits_for_it(tmp_path):
+    hold = [True]
+    with FakeNode(str(tmp_path), serve=lambda s, r: HOLD if hold[0] else echo(s, r)) as fake:
+        lost: list[int] = []
+
+        async def body(t: AsyncTransport) -> Any:
+            t.on_slot_lost = lost.append
+            k = key_on(t, 1)
+            fut = t.ask("T", k, "nap")
+            await asyncio.to_thread(fake.wait_for, lambda: fake.requests(1, wire.ASK), "the ask")
+            fake.drop(1)
+            with pytest.raises(WorkerLost, match=r"^worker slot 1 went away while the request was "
+                                                 r"in flight; it may or may not have been processed$"):
+                await asyncio.wait_for(fut, WAIT)
+            hold[0] = False
+            later = t.ask("T", k, "add", [1])     # queued until the slot is back
+            await asyncio.sleep(0.05)
+            assert not later.done(), "nothing answers while the slot is down"
+            fake.restore(1)
+            return await asyncio.wait_for(later, WAIT)
+
+        assert with_transport(fake, body)[:2] == [1, "add"]
+        assert lost == [1]
+
+
+def test_asks_beyond_max_pending_are_refused_at_once_and_close_fails_the_rest(tmp_path):
+    with FakeNode(str(tmp_path), serve=lambda s, r: HOLD) as fake:
+        async def body(t: AsyncTransport) -> None:
+            futs = [t.ask("T", f"k{i}", "nap") for i in range(2)]
+            with pytest.raises(Overloaded, match=r"^2 asks already pending \(max_pending_asks\)$"):
+                t.ask("T", "k9", "nap")
+            t.close()
+            for f in futs:
+                with pytest.raises(NodeUnavailable, match="client closed"):
+                    await f
+            with pytest.raises(NodeUnavailable, match="client is closed"):
+                t.ask("T", "k", "nap")
+            with pytest.raises(NodeUnavailable, match="client is closed"):
+                t.tell("T", "k", "nap")
+
+        with_transport(fake, body, max_pending=2)
+
+
+def test_a_message_over_the_nodes_limit_is_refused_before_it_is_sent(tmp_path):
+    with FakeNode(str(tmp_path), max_message_bytes=2048) as fake:
+        async def body(t: AsyncTransport) -> None:
+            assert t.max_message_bytes == 2048, "the limit comes with the map"
+            with pytest.raises(MessageTooLarge, match="max_message_bytes is 2048"):
+                t.ask("T", "k", "add", ["x" * 4096])
+            with pytest.raises(MessageTooLarge, match="2048"):
+                t.tell("T", "k", "add", ["x" * 4096])
+            assert t.pending_count() == 0
+
+        with_transport(fake, body)
+        assert not fake.requests(0) and not fake.requests(1)
+
+
+def test_control_requests_fail_at_their_deadline_naming_who_did_not_answer(tmp_path):
+    with FakeNode(str(tmp_path), serve=lambda s, r: None) as fake:
+        async def body(t: AsyncTransport) -> None:
+            fake.router_silent = True
+            with pytest.raises(NodeUnavailable, match=r"^router did not answer within 0\.1 s$"):
+                await t.call_router(wire.STATUS, timeout=0.1)
+            with pytest.raises(NodeUnavailable, match=r"^worker slot 0 did not answer within 0\.1 s$"):
+                await t.call_slot(0, wire.PING, timeout=0.1)
+            with pytest.raises(NodeUnavailable, match=r"^worker slot \d did not answer within 0\.1 s$"):
+                await t.list_keys("T", None, 5, 0.1)
+            while t.pending_count():       # the other slot's page expires at its own deadline
+                await asyncio.sleep(0.01)
+
+        with_transport(fake, body)
+
+
+def test_connect_gives_up_at_its_deadline(fake):
+    fake.router_silent = True
+
+    async def main() -> None:
+        ctx = zmq.Context()
+        t = AsyncTransport(ctx, fake.endpoint)
+        try:
+            with pytest.raises(NodeUnavailable,
+                               match=rf"^router at {fake.endpoint} did not answer within 0\.3 s$"):
+                await t.connect(0.3)
+        finally:
+            t.close()
+            ctx.term()
+    asyncio.run(main())
+
+
+def test_listing_merges_every_slots_page_in_utf8_byte_order(tmp_path):
+    pages = {0: ["b", "é"], 1: ["a", "z"]}
+    serve = lambda s, r: ok(r[1], pages[s]) if r[0] == wire.LIST else echo(s, r)  # noqa: E731
+    with FakeNode(str(tmp_path), serve=serve) as fake:
+        async def body(t: AsyncTransport) -> list[list[str]]:
+            for bad in ((1, None, 5), ("T", 3, 5)):
+                with pytest.raises(TypeError):
+                    await t.list_keys(*bad, timeout=1.0)
+            for limit in (-1, wire.MAX_LIST_LIMIT + 1, 2.0):
+                with pytest.raises(ValueError):
+                    await t.list_keys("T", None, limit, 1.0)   # type: ignore[arg-type]
+            return [await t.list_keys("T", None, n, WAIT) for n in (3, 10)]
+
+        assert with_transport(fake, body) == [["a", "b", "z"], ["a", "b", "z", "é"]]
+
+
+def test_a_supervisor_command_needs_a_tree(fake):
+    async def body(t: AsyncTransport) -> None:
+        with pytest.raises(SupervisorNotFound, match="declares no supervisors"):
+            await t.supervise("root", "which_children", None, 1.0)
+
+    with_transport(fake, body)
