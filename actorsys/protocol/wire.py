@@ -40,7 +40,7 @@ are left as opaque ``msgpack.ExtType`` values.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import msgpack
 
@@ -54,7 +54,7 @@ OPS = {ASK: "ask", TELL: "tell", SPAWN: "spawn", MAP: "map", STATUS: "status", P
        STOP: "stop", EXIT: "exit", SUP: "sup", LIST: "list", WS: "ws"}
 MAX_LIST_LIMIT = 10_000
 
-_packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+_packb: Callable[[Any], bytes] = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 
 
 def pack(obj: Any) -> bytes:
@@ -155,12 +155,15 @@ def parse_request(msg: Any) -> tuple[int, int, list[Any]]:
 class Rejected(Exception):
     """A request refused before dispatch: answer ``error`` to ``envelope`` with ``rid``."""
 
-    def __init__(self, envelope: tuple, rid: int, error: ActorError) -> None:
+    def __init__(self, envelope: tuple[bytes, ...], rid: int, error: ActorError) -> None:
         super().__init__(str(error))
         self.envelope, self.rid, self.error = envelope, rid, error
 
 
-def decode_frames(frames: list[bytes], max_message_bytes: int) -> tuple[tuple, int, int, list[Any]]:
+Envelope = tuple[bytes, ...]
+
+
+def decode_frames(frames: list[bytes], max_message_bytes: int) -> tuple[Envelope, int, int, list[Any]]:
     """Split what a ROUTER socket received into ``(envelope, op, id, rest)``.
 
     Accepts ``[peer, payload]`` (DEALER) and ``[peer, b"", payload]`` (REQ); anything
@@ -170,7 +173,7 @@ def decode_frames(frames: list[bytes], max_message_bytes: int) -> tuple[tuple, i
     """
     n = len(frames)
     if n == 2:
-        envelope: tuple = (frames[0],)
+        envelope: Envelope = (frames[0],)
         payload = frames[1]
     elif n == 3 and frames[1] == b"":
         envelope, payload = (frames[0], b""), frames[2]
