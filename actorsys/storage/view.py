@@ -220,7 +220,7 @@ class Storage:
         self.alarms_changed = None
         return buf
 
-    def _forget(self, keys: Iterable[bytes]) -> None:
+    def forget(self, keys: Iterable[bytes]) -> None:
         """Keys written to the store outside this actor's turns: drop them from the cache."""
         cache = self._cache
         if cache:
