@@ -1,7 +1,8 @@
 """One actor address in a worker's memory: :class:`Activation`, its mailbox entries and
 its states.
 
-A mailbox holds three kinds of entry, each a typed record:
+A mailbox holds three kinds of entry, each a typed record (a slotted dataclass, never
+changed once made: cheaper to make than a NamedTuple, and one is made per message):
 
 * :class:`Call`: an ASK, TELL or plain SPAWN from the wire, decoded: run a handler (a
   SPAWN runs none: the activation was the work).
@@ -20,10 +21,12 @@ import asyncio
 import enum
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Union
 
 if TYPE_CHECKING:
     from ..actor import Actor, Connection
+    from ..protocol.messages import Tell
     from ..storage import history
     from .host import Host
 
@@ -69,7 +72,8 @@ PASSIVATE, START, SHUTDOWN, EXITING, ALARM = (Kind.PASSIVATE, Kind.START, Kind.S
 ENDING = frozenset({PASSIVATE, SHUTDOWN, EXITING})
 
 
-class Call(NamedTuple):
+@dataclass(slots=True, eq=False)
+class Call:
     """An ASK, TELL or plain SPAWN from the wire, decoded."""
     op: int                      #: wire.ASK, wire.TELL or wire.SPAWN
     reply_to: Envelope | None    #: None for a tell: nobody awaits the outcome
@@ -79,7 +83,8 @@ class Call(NamedTuple):
     kwargs: dict[str, Any]
 
 
-class Waiting(NamedTuple):
+@dataclass(slots=True, eq=False)
+class Waiting:
     """An ASK or TELL waiting for its turn as the bytes that arrived (decoded values can
     be 70 times larger; the worker's ``max_queued_bytes`` bounds these). The bytes were
     checked on arrival."""
@@ -90,7 +95,8 @@ class Waiting(NamedTuple):
     raw: bytes                   #: the request's payload frame: [op, rid, type, key, method, args, kwargs]
 
 
-class Internal(NamedTuple):
+@dataclass(slots=True, eq=False)
+class Internal:
     """A mailbox entry the runtime itself queues."""
     kind: Kind
     reply_to: Envelope | None = None   #: START, SHUTDOWN: the tree's request, answered after the turn
@@ -138,8 +144,9 @@ class Activation:
         self.last_used = time.monotonic()
         #: the state's bytes as of the last commit; b"": none stored; None: not read yet
         self.snapshot: bytes | None = None
-        #: tells the running turn made; they leave with its commit (output gate)
-        self.tells: list[Any] = []
+        #: tells the running turn made; they leave with its commit (output gate). The
+        #: empty tuple while there are none (no list made per turn; see InnerRef.tell)
+        self.tells: list[Tell] | tuple[()] = ()
         #: the supervision record (a supervised child), or None (a plain actor)
         self.sup: SupRecord | None = None
         #: where a supervised child stands; always RUNNING for a plain actor
@@ -160,8 +167,9 @@ class Activation:
         #: gateway incarnation that sent them (see ws_turns.py)
         self.ws: dict[str, Connection] | None = None
         self.ws_gateway: str | None = None
-        #: the running turn's effects on its sockets; they leave with its commit
-        self.ws_out: list[list[Any]] = []
+        #: the running turn's effects on its sockets; they leave with its commit (the
+        #: empty tuple while there are none, as tells)
+        self.ws_out: list[list[Any]] | tuple[()] = ()
         #: [gateway, number] of the socket events' batch the running turn runs
         self.ws_batch: list[Any] | None = None
         #: a roster arriving in parts: [the next part's index, records so far]
@@ -187,8 +195,8 @@ class Activation:
         the next message reactivates it from the last commit. Its sockets are asked
         of the gateway again (the turn may have changed them)."""
         self.instance = self.host = None
-        self.tells = []
-        self.ws, self.ws_out, self.ws_batch, self.ws_parts = None, [], None, None
+        self.tells = ()
+        self.ws, self.ws_out, self.ws_batch, self.ws_parts = None, (), None, None
         self.running = False
         self.last_used = time.monotonic()
 

@@ -235,13 +235,13 @@ class Children:
                 keep.append(m)
         act.mailbox = keep
         act.gen += 1     # (its sockets' Connection objects are of the old generation now)
-        act.ws, act.ws_out, act.ws_batch, act.ws_parts = None, [], None, None
+        act.ws, act.ws_out, act.ws_batch, act.ws_parts = None, (), None, None
         act.cancel_kill_timer()   # an earlier timed STOP must not kill a later incarnation
         if act.task is not None:
             act.task.cancel()
             act.task = None
             act.running = False
-            act.tells = []
+            act.tells = ()
         self.turns.pump(act)
 
     def _shutdown_overdue(self, act: Activation, reply_to: Envelope, rid: int) -> None:

@@ -19,7 +19,8 @@ The sending itself is the worker's (:class:`Output`); the gateway's part of it i
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Protocol, Union
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Union
 
 import zmq
 
@@ -44,8 +45,10 @@ _NOBLOCK = int(zmq.NOBLOCK)
 RECOVERY_INTERVAL = 0.5
 
 
-class Reply(NamedTuple):
-    """A reply waiting in the outbox for its turn's commit."""
+@dataclass(slots=True, eq=False)
+class Reply:
+    """A reply waiting in the outbox for its turn's commit (one per ask: a slotted
+    dataclass is cheaper to make than a NamedTuple)."""
     to: Envelope
     payload: bytes       #: an encoded ``OK`` or ``ERR`` (wire.ok / wire.err)
 

@@ -66,7 +66,11 @@ class Host:
         return self.act.ws
 
     def emit(self, effect: list[Any]) -> None:
-        self.act.ws_out.append(effect)
+        act = self.act
+        if act.ws_out:
+            act.ws_out.append(effect)
+        else:
+            act.ws_out = [effect]
 
     def detach(self) -> None:
         """The instance was killed: from now on what it sends goes nowhere (its refs

@@ -45,7 +45,10 @@ class InnerRef:
         if self._killed():
             return              # discarded with the killed turn, like its other effects
         if s.running:
-            s.tells.append(msg)
+            if s.tells:
+                s.tells.append(msg)
+            else:
+                s.tells = [msg]
         else:
             self._services.transport.tell(self.type_name, self.key, method, args, kwargs)
 
@@ -67,7 +70,7 @@ class InnerRef:
                              f"overlap, so the ask could only time out; call the method directly")
         services.flush()
         if s.tells:
-            tells, s.tells = s.tells, []
+            tells, s.tells = s.tells, ()
             for t in tells:
                 services.transport.tell(t.type_name, t.key, t.method, t.args, t.kwargs)
         return services.transport.ask(self.type_name, self.key, method, args, kwargs, timeout)

@@ -28,7 +28,7 @@ import inspect
 import time
 import traceback
 from collections import deque
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from ..actor import incarnate
 from ..errors import BadArguments, LimitExceeded, MessageTooLarge, StorageError
@@ -41,6 +41,7 @@ from . import ws_turns
 from .activation import (ALARM, DEAD, ENDING, EXITING, NO_MAIL, RUNNING, SHUTDOWN, START, STARTING,
                          STOPPED, Activation, Call, Internal, Kind, Mail, Waiting)
 from .children import exit_notice, exits_on_crash, stopped_error
+from .commit import Reply
 from .host import Host, Services
 from .system import SYSTEM_METHODS
 
@@ -104,6 +105,14 @@ class Turns:
         if not act.mailbox:
             act.mailbox = NO_MAIL
 
+    def run_now(self, act: Activation, msg: Call) -> None:
+        """Run a message at once: the activation is idle, its mailbox empty, and it is
+        not a dead child (what :meth:`pump` would do with it as the only entry, without
+        making a mailbox for it)."""
+        self._turn(act, msg)
+        if act.mailbox and not act.running:
+            self.pump(act)
+
     def _unqueue(self, msg: Waiting) -> Call:
         """A waiting message's arguments, decoded from its wire bytes (checked on arrival)."""
         raw = msg.raw
@@ -126,7 +135,7 @@ class Turns:
         elif type(msg) is Call and msg.op == _ASK and msg.method in SYSTEM_METHODS:
             return self.system.turn(act, msg)
         act.running = True
-        act.tells = []
+        act.tells = ()
         beats = self.beats
         if beats is not None:
             beats[self._busy] = time.monotonic()   # type: ignore[call-overload]  # a sync turn runs since now
@@ -259,7 +268,7 @@ class Turns:
                 return self.fail(act, msg, LimitExceeded(
                     f"self.state is {len(state_bytes)} bytes; max_value_bytes is "
                     f"{self.store.max_value_bytes} (keep large data in self.storage)"))
-            storage = cast(Storage, inst.storage)
+            storage: Storage = inst.storage  # type: ignore[assignment]  # the one _activate made
             alarm_at = storage.alarms_changed
             writes = storage.take_writes()
             old_state = act.snapshot or None
@@ -286,13 +295,13 @@ class Turns:
             reply = wire.ok(rid, "shutdown")
             act.cancel_kill_timer()
         if reply is not None:
-            commit.reply(reply_to, reply)  # type: ignore[arg-type]
+            commit.outbox.append(Reply(reply_to, reply))  # type: ignore[arg-type]
         if act.tells:
             commit.outbox.extend(act.tells)
-        act.tells = []
+            act.tells = ()
         if act.ws_out:
             commit.outbox.append(WsEffects(0, act.type_name, act.key, act.ws_out, act.ws_batch, 0))
-            act.ws_out = []
+            act.ws_out = ()
         act.ws_batch = None
         act.running = False
         act.last_used = time.monotonic()
@@ -330,7 +339,8 @@ class Turns:
             if act.versions is None:
                 act.versions = history.Versions(self.store, act.prefix)
             act.versions.record(self.store, act.prefix, writes, old_state, window)
-        self.commit.stage(act, writes)
+        self.store.stage(writes, act.prefix)
+        self.commit.staged.append(act)
 
     def _report_exit(self, act: Activation, reason: str, detail: str) -> None:
         notice = exit_notice(act, reason, detail)

@@ -62,7 +62,7 @@ from ..protocol.ws import METHOD as WS_METHOD
 from ..storage import alarms as alarm_store
 from ..storage.slot import SlotStore
 from . import ws_turns
-from .activation import ENDING, RUNNING, START, STOPPED, Call, Envelope, Internal, Waiting
+from .activation import DEAD, ENDING, RUNNING, START, STOPPED, Call, Envelope, Internal, Waiting
 from .assembly import Runtime
 from .children import stopped_error
 from .commit import GatewayLink
@@ -341,6 +341,9 @@ class Worker:
                     f"(max_queued_bytes is {cfg.max_queued_bytes})"))
             catalog.queued_bytes += len(raw)
             act.mail().append(Waiting(op, reply_to, rid, method, raw))
+        elif not act.running and not act.mailbox and act.status is not DEAD:
+            self.turns.run_now(act, Call(op, reply_to, rid, method, args, kwargs))
+            return
         else:
             act.mail().append(Call(op, reply_to, rid, method, args, kwargs))
         if not act.running:

@@ -103,7 +103,7 @@ def _done(host: Host, inst: Actor, gateway: str, number: int) -> dict[str, Any]:
     storage.write_raw(mark_key(act.prefix), mark)
     if size > max_message_bytes // 2:
         return {"ok": True, "effects": None}        # they go in parts, after the commit
-    act.ws_out = []
+    act.ws_out = ()
     return {"ok": True, "effects": effects}
 
 
