@@ -392,6 +392,3 @@ def failure_reply(act: Activation, kind: Kind | None, rid: int, exc: BaseExcepti
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     return wire.err(rid, {"code": "remote", "type": type(exc).__name__, "message": str(exc)[:10_000],
                           "traceback": tb[-20_000:]})
-
-
-__all__ = ["Mail", "Turns", "failure_reply"]

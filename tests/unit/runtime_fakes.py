@@ -127,8 +127,7 @@ class Slot:
     def call(self, type_name: str, key: str, method: str, *args: Any, **kwargs: Any) -> Any:
         """Ask, commit, and return the result (raise AssertionError on an error reply)."""
         rid = self.ask(type_name, key, method, *args, **kwargs)
-        self.settle(until=lambda: any(r[1] == rid for _to, r in self.out.replies))
-        reply = self.out.reply_to(rid)
+        reply = self.wait_reply(rid)
         assert reply[0] == wire.OK, reply
         return reply[2]
 
@@ -145,6 +144,11 @@ class Slot:
             while not done():
                 await asyncio.sleep(0.001)
         self.loop.run_until_complete(asyncio.wait_for(wait(), timeout))
+
+    def wait_reply(self, rid: int) -> list[Any]:
+        """Run the loop (committing) until request ``rid`` is answered; its reply."""
+        self.settle(until=lambda: any(r[1] == rid for _to, r in self.out.replies))
+        return self.out.reply_to(rid)
 
     def act(self, type_name: str, key: str) -> Activation:
         return self.catalog.acts[(type_name, key)]
