@@ -1,14 +1,19 @@
 """Layer: the actor programming model. What a user subclasses and what a handler sees.
 
-May import: ``actorsys.errors``, ``actorsys.protocol``, ``actorsys.config``. The runtime
-(``actorsys.runtime``) drives actors through the attributes documented on
-:class:`Actor`; nothing here imports storage, the runtime or a socket.
+May import: ``actorsys.errors``, ``actorsys.protocol``, ``actorsys.config``. Nothing here
+imports storage, the runtime or a socket, not even for type checking: an actor reaches
+its runtime only through the interfaces of :mod:`.host`, which the runtime
+(``actorsys.runtime``) implements.
 
-* :mod:`.actor`: :class:`Actor`, its hooks, and :func:`handlers_of`.
+* :mod:`.actor`: :class:`Actor`, its hooks, :func:`handlers_of`, and :func:`incarnate`
+  (how the runtime makes an instance).
 * :mod:`.connection`: :class:`Connection`, a WebSocket as the actor sees it.
+* :mod:`.host`: :class:`ActorHost`, :class:`StorageAPI`, :class:`ActorRef`: what an actor
+  may ask of its runtime.
 * :mod:`.classes`: importing the actor classes a config registers.
 """
-from .actor import Actor, handlers_of
+from .actor import Actor, handlers_of, incarnate
 from .connection import Connection
+from .host import ActorHost, ActorRef, StorageAPI
 
-__all__ = ["Actor", "Connection", "handlers_of"]
+__all__ = ["Actor", "ActorHost", "ActorRef", "Connection", "StorageAPI", "handlers_of", "incarnate"]

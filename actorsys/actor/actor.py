@@ -21,17 +21,16 @@ from __future__ import annotations
 
 import datetime
 import inspect
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from .connection import broadcast as _broadcast
 from .connection import connections as _connections
 
 if TYPE_CHECKING:
-    from ..runtime.activation import Activation
-    from ..runtime.refs import InnerRef
-    from ..runtime.worker import Worker
-    from ..storage.view import Storage
     from .connection import Connection
+    from .host import ActorHost, ActorRef, StorageAPI
+
+A = TypeVar("A", bound="Actor")
 
 
 class Actor:
@@ -44,10 +43,10 @@ class Actor:
     #: the actor's durable state: a dict of msgpack-able values, committed every turn
     state: dict[str, Any]
     #: the actor's durable key-value storage; writes commit with the turn
-    storage: "Storage"
-    _worker: "Worker"
-    _act: "Activation"
-    _stop_reason: str | None = None
+    storage: "StorageAPI"
+    #: the runtime hosting this instance (see :mod:`actorsys.actor.host`), set by
+    #: :func:`incarnate` before any hook runs
+    _host: "ActorHost"
 
     def on_start(self, *args: Any, **kwargs: Any) -> Any:
         """Runs after every activation (first, after passivation, after a crash).
@@ -71,7 +70,7 @@ class Actor:
         """
         if not isinstance(reason, str):
             raise TypeError("the stop reason is a string")
-        self._stop_reason = reason
+        self._host.stop(reason)
 
     def on_alarm(self, name: str, payload: Any) -> Any:
         """Runs when an alarm this actor set comes due (see :meth:`set_alarm`). May be
@@ -124,26 +123,36 @@ class Actor:
         """Send ``data`` to every WebSocket of this actor (those with ``tag``, if given;
         not to ``exclude``): ``str`` as text, ``bytes`` as binary, anything else as JSON.
         It leaves when this turn commits."""
-        _broadcast(self._act, data, tag, exclude)
+        _broadcast(self._host, data, tag, exclude)
 
     def connections(self, tag: str | None = None) -> "list[Connection]":
         """This actor's WebSockets (with ``tag``), oldest first: each from its
         ``on_connect`` until its ``on_disconnect`` has committed. Exact in a socket
         event's turn; elsewhere, as of the last socket event this activation saw."""
-        return _connections(self._act, tag)
+        return _connections(self._host, tag)
 
-    def ref(self, type_name: str, key: str) -> "InnerRef":
+    def ref(self, type_name: str, key: str) -> "ActorRef":
         """A reference to another actor: ``tell`` from any handler, ``await ask`` from async ones.
 
         Tells leave only after this turn commits; an ask is sent at once (its answer is
         needed to finish the turn).
         """
-        return self._worker.inner_ref(type_name, key, getattr(self, "_act", None))
+        return self._host.ref(type_name, key)
 
     @property
-    def self_ref(self) -> "InnerRef":
+    def self_ref(self) -> "ActorRef":
         """A reference to this actor itself."""
         return self.ref(self.type_name, self.key)
+
+
+def incarnate(cls: type[A], host: "ActorHost", type_name: str, key: str) -> A:
+    """A new instance of an actor class, bound to the runtime that hosts it: the runtime's
+    one way to make an actor (it then sets ``state`` and ``storage`` and runs
+    ``on_start``)."""
+    inst = cls()
+    inst.type_name, inst.key = type_name, key
+    inst._host = host
+    return inst
 
 
 _RESERVED = frozenset(name for name in dir(Actor) if not name.startswith("__")) | {"state", "storage"}

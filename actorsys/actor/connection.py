@@ -39,7 +39,7 @@ from ..protocol import wire
 from ..protocol.ws import MAX_ATTACHMENT_BYTES, MAX_TAG_CHARS, MAX_TAGS
 
 if TYPE_CHECKING:
-    from ..runtime.activation import Activation
+    from .host import ActorHost
 
 class Connection:
     """One WebSocket attached to this actor, held open by the gateway.
@@ -49,9 +49,9 @@ class Connection:
     browser's Origin header; ``tags`` and ``attachment`` are what this actor set.
     """
 
-    __slots__ = ("id", "tags", "attachment", "user", "query", "remote", "origin", "_act", "_gen")
+    __slots__ = ("id", "tags", "attachment", "user", "query", "remote", "origin", "_host", "_gen")
 
-    def __init__(self, act: "Activation", record: list[Any]) -> None:
+    def __init__(self, host: "ActorHost", record: list[Any]) -> None:
         cid, tags, attachment, info = record
         self.id: str = cid
         self.tags: frozenset[str] = frozenset(tags)
@@ -60,8 +60,8 @@ class Connection:
         self.query: dict[str, str] = info.get("query") or {}
         self.remote: str | None = info.get("remote")
         self.origin: str | None = info.get("origin")
-        self._act = act
-        self._gen = act.gen     # a killed turn's connections send nothing (see _effect)
+        self._host = host
+        self._gen = host.generation     # a killed turn's connections send nothing (see _emit)
 
     def send(self, data: "str | bytes | Any") -> None:
         """Send ``data``: ``str`` as a text frame, ``bytes`` as a binary one, anything
@@ -98,41 +98,42 @@ class Connection:
         self.attachment = value
         self._emit(["a", self.id, value])
 
-    def _emit(self, effect: list) -> None:
-        if self._gen == self._act.gen:   # else a killed turn's: it sends nothing
-            _effect(self._act, effect)
+    def _emit(self, effect: list[Any]) -> None:
+        if self._gen == self._host.generation:   # else an older generation's: it sends nothing
+            _effect(self._host, effect)
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} tags={sorted(self.tags)}>"
 
 
-def broadcast(act: "Activation", data: Any, tag: str | None, exclude: Connection | None) -> None:
+def broadcast(host: "ActorHost", data: Any, tag: str | None, exclude: Connection | None) -> None:
     """``Actor.broadcast``: to every socket of the actor, or those with ``tag``."""
     if tag is not None and not isinstance(tag, str):
         raise TypeError(f"a tag is a string, got {type(tag).__name__}")
     if exclude is not None and not isinstance(exclude, Connection):
         raise TypeError("exclude is a Connection (or None)")
     ids = None
-    if act.ws is not None:     # so a socket the actor does not know yet gets nothing
-        ids = [c.id for c in act.ws.values()
+    conns = host.sockets()
+    if conns is not None:     # so a socket the actor does not know yet gets nothing
+        ids = [c.id for c in conns.values()
                if (tag is None or tag in c.tags) and c is not exclude]
-    _effect(act, ["b", tag, exclude.id if exclude else None, _frame(data), ids])
+    _effect(host, ["b", tag, exclude.id if exclude else None, _frame(data), ids])
 
 
-def connections(act: "Activation", tag: str | None) -> list[Connection]:
+def connections(host: "ActorHost", tag: str | None) -> list[Connection]:
     """``Actor.connections``: the actor's open sockets (with ``tag``), oldest first."""
-    conns = act.ws or {}
+    conns = host.sockets() or {}
     return [c for c in conns.values() if tag is None or tag in c.tags]
 
 
 def _frame(data: Any) -> "str | bytes":
-    if not isinstance(data, (str, bytes)):
-        try:
-            data = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"WebSocket data is str, bytes or JSON-able, got "
-                            f"{type(data).__name__}: {exc}") from None
-    return data
+    if isinstance(data, (str, bytes)):
+        return data
+    try:
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"WebSocket data is str, bytes or JSON-able, got "
+                        f"{type(data).__name__}: {exc}") from None
 
 
 def _pack(value: Any, what: str) -> bytes:
@@ -142,11 +143,10 @@ def _pack(value: Any, what: str) -> bytes:
         raise TypeError(f"{what}: value is not msgpack-able: {exc}") from None
 
 
-def _effect(act: "Activation", effect: list) -> None:
-    worker = act.instance._worker if act.instance is not None else None
-    limit = (worker.cfg.max_message_bytes if worker is not None else 1 << 20) - 4096
+def _effect(host: "ActorHost", effect: list[Any]) -> None:
+    limit = host.max_effect_bytes
     size = len(_pack(effect, "a WebSocket effect"))
     if size > limit:
         raise MessageTooLarge(f"WebSocket message of {size} bytes; the largest is {limit} "
                               f"(max_message_bytes less 4 KiB)")
-    act.ws_out.append(effect)
+    host.emit(effect)

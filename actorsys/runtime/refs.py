@@ -1,4 +1,5 @@
-"""References to actors from inside a handler (``self.ref(type, key)``)."""
+"""References to actors from inside a handler (``self.ref(type, key)``): the runtime's
+:class:`actorsys.actor.ActorRef`."""
 from __future__ import annotations
 
 import asyncio
@@ -9,43 +10,47 @@ from ..protocol.messages import Tell
 
 if TYPE_CHECKING:
     from .activation import Activation
-    from .worker import Worker
+    from .host import Services
+
 
 class InnerRef:
     """A reference to an actor from inside a handler (``self.ref(type, key)``)."""
 
-    __slots__ = ("_worker", "_sender", "_gen", "type_name", "key")
+    __slots__ = ("_services", "_sender", "_gen", "type_name", "key")
 
-    def __init__(self, worker: "Worker", sender: Activation | None, type_name: str, key: str) -> None:
+    def __init__(self, services: Services, sender: Activation, type_name: str, key: str) -> None:
         if type(type_name) is not str or type(key) is not str:
             raise TypeError(f"self.ref(type, key) takes two strings, got "
                             f"{type(type_name).__name__} and {type(key).__name__}")
-        self._worker, self._sender, self.type_name, self.key = worker, sender, type_name, key
-        self._gen = sender.gen if sender is not None else 0
+        self._services, self._sender, self.type_name, self.key = services, sender, type_name, key
+        self._gen = sender.gen
 
     def _killed(self) -> bool:
         """Made by a turn that was killed since (brutal_kill): what it sends is dropped."""
         s = self._sender
-        return s is not None and (s.gen != self._gen or s.gen < 0)
+        return s.gen != self._gen or s.gen < 0
 
     def tell(self, method: str, *args: Any, **kwargs: Any) -> None:
         """Send a one-way message; it leaves after the current turn commits."""
         if type(method) is not str:
             raise TypeError(f"a method name is a string, got {type(method).__name__}")
+        msg = Tell(0, self.type_name, self.key, method, list(args), kwargs)
         # the exact payload size; packing also fails the turn now if not msgpack-able
-        size = len(Tell(0, self.type_name, self.key, method, list(args), kwargs).encode())
-        limit = self._worker.cfg.max_message_bytes
+        size = len(msg.encode())
+        limit = self._services.max_message_bytes
         if size > limit:
             raise MessageTooLarge(f"tell of {size} bytes to {self.type_name}/{self.key:.100}; "
                                   f"max_message_bytes is {limit}")
-        msg = (self.type_name, self.key, method, args, kwargs)
         s = self._sender
         if self._killed():
             return              # discarded with the killed turn, like its other effects
-        if s is not None and s.running:
-            s.tells.append(msg)
+        if s.running:
+            if s.tells:
+                s.tells.append(msg)
+            else:
+                s.tells = [msg]
         else:
-            self._worker.transport.tell(*msg)
+            self._services.transport.tell(self.type_name, self.key, method, args, kwargs)
 
     def ask(self, method: str, *args: Any, timeout: float | None = None,
             **kwargs: Any) -> "asyncio.Future[Any]":
@@ -55,20 +60,20 @@ class InnerRef:
         and the tells this turn has made so far) leaves first: earlier turns are
         committed at once, and this turn's earlier tells are released with the ask.
         """
-        s, w = self._sender, self._worker
+        s, services = self._sender, self._services
         if type(method) is not str:
             raise TypeError(f"a method name is a string, got {type(method).__name__}")
         if self._killed():
             raise ActorStopped(f"{s.type_name}/{s.key:.100} was killed: this turn is discarded")
-        if s is not None and s.running and s.type_name == self.type_name and s.key == self.key:
+        if s.running and s.type_name == self.type_name and s.key == self.key:
             raise ActorError(f"{self.type_name}/{self.key:.100} asked itself: its turns never "
                              f"overlap, so the ask could only time out; call the method directly")
-        w._flush()
-        if s is not None and s.tells:
-            tells, s.tells = s.tells, []
+        services.flush()
+        if s.tells:
+            tells, s.tells = s.tells, ()
             for t in tells:
-                w.transport.tell(*t)
-        return w.transport.ask(self.type_name, self.key, method, args, kwargs, timeout)
+                services.transport.tell(t.type_name, t.key, t.method, t.args, t.kwargs)
+        return services.transport.ask(self.type_name, self.key, method, args, kwargs, timeout)
 
     def __repr__(self) -> str:
         return f"<InnerRef {self.type_name}/{self.key}>"

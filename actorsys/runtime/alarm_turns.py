@@ -1,0 +1,145 @@
+"""Alarm turns: the worker's side of alarms (what they promise, and how they are kept
+in storage, is ``actorsys/storage/alarms.py``).
+
+The slot's :class:`~actorsys.storage.alarms.AlarmClock` hands over due alarms;
+:meth:`AlarmTurns.admit` counts each attempt durably (the alarm is leased until its
+backoff: a delivery lost with its worker comes back then) and queues an ALARM entry
+for its actor; the worker commits the attempts before any ``on_alarm`` runs. The turn
+(:meth:`AlarmTurns.run`) deletes the alarm in the turn's own commit, so a crash before
+that commit fires it again. A turn that raises is retried after the backoff, or
+dropped after the last attempt (:meth:`AlarmTurns.failed`).
+"""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Callable, cast
+
+from ..errors import BadRequest, UnknownActorType, WrongShard
+from ..log import get_logger
+from ..protocol import wire
+from ..storage import alarms
+from ..storage.keys import alarm_ident, due_us, index_key, record_key
+from ..storage.view import Storage
+from .activation import ALARM, STOPPED, Activation, Internal
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from ..actor import Actor
+    from ..protocol.shardmap import ShardMap
+    from ..storage.slot import SlotStore
+    from .catalog import Catalog
+    from .commit import GroupCommit
+
+log = get_logger("worker")
+
+
+class AlarmTurns:
+    """Admits due alarms as turns, and settles each turn's outcome with the clock."""
+
+    def __init__(self, catalog: Catalog, commit: GroupCommit, store: SlotStore,
+                 shard_map: ShardMap, slot: int, retry: dict[str, float],
+                 counters: dict[str, int]) -> None:
+        self.catalog, self.commit, self.store = catalog, commit, store
+        self.map, self.slot, self.retry, self.counters = shard_map, slot, retry, counters
+        self.clock: alarms.AlarmClock | None = None
+
+    def start_clock(self, loop: asyncio.AbstractEventLoop,
+                    deliver: Callable[[list[tuple[int, int, str, str, str]]], None],
+                    redeliver_after: float) -> alarms.AlarmClock:
+        """Make the slot's alarm clock, which hands due alarms to ``deliver``."""
+        self.clock = alarms.AlarmClock(loop, self.store, deliver, redeliver_after=redeliver_after)
+        return self.clock
+
+    def admit(self, batch: list[tuple[int, int, str, str, str]]) -> list[Activation]:
+        """Count an attempt of each due alarm (staged: the caller commits them before any
+        turn runs) and queue its turn; returns the activations to pump."""
+        now = time.time()
+        clock = self.clock
+        assert clock is not None
+        queued = []
+        for due, shard, type_name, key, name in batch:
+            if self.map.owner[shard] != self.slot or type_name not in self.catalog.classes:
+                continue     # (a type that left the config: handed out again later)
+            try:
+                act = self.catalog.resident(type_name, key)
+            except (UnknownActorType, BadRequest, WrongShard):
+                continue
+            ident = alarm_ident(act.prefix, name)
+            writes, at, attempt = alarms.reschedule(self.store, act.prefix, name, due,
+                                                    self.retry, now, attempt_starts=True)
+            if writes:
+                self.store.stage(writes, act.prefix)
+                if act.instance is not None:    # its view's cache must not serve the old record
+                    cast(Storage, act.instance.storage).forget(writes)
+            if at is None:
+                if attempt >= 0:
+                    self._dropped(act, name, attempt, "its attempts may have crashed the worker")
+                clock.done(ident)
+                clock.note(now)     # a stale entry may have hidden this alarm's real one
+                continue
+            clock.note(at)          # the lease: due again then if this attempt is lost
+            if act.status is STOPPED:
+                # a stopped supervised child does not run: this attempt failed
+                self.counters["alarms_failed"] += 1
+                clock.done(ident)
+                continue
+            self.counters["alarms_fired"] += 1
+            # queued now (a queued actor is never evicted), run once the attempts are durable
+            act.mail().append(Internal(ALARM, name=name, due=due_us(at)))
+            queued.append(act)
+        return queued
+
+    @staticmethod
+    def run(act: Activation, inst: Actor, name: str, due: int) -> Any:
+        """An alarm's turn: its record goes with this turn's commit, then on_alarm runs
+        (nothing runs if it was cancelled or set again meanwhile)."""
+        st = cast(Storage, inst.storage)
+        prefix = act.prefix
+        rk = record_key(prefix, name)
+        raw = st.read_raw(rk)
+        if raw is None:
+            return None                  # cancelled meanwhile
+        rec = wire.unpack_stored(raw)
+        if due_us(rec["when"]) != due:
+            return None                  # set again meanwhile: that one fires at its time
+        st.write_raw(rk, None)
+        st.write_raw(index_key(prefix, due, name), None)
+        return inst.on_alarm(name, rec["payload"])
+
+    def failed(self, act: Activation, name: str, due: int, exc: BaseException) -> None:
+        """on_alarm raised: retry after the backoff, or drop it after the last attempt."""
+        self.counters["alarms_failed"] += 1
+        writes, at, attempt = alarms.reschedule(self.store, act.prefix, name, due,
+                                                self.retry, time.time(), attempt_starts=False)
+        if writes:
+            self.store.stage(writes, act.prefix)
+            self.commit.schedule()
+        if at is not None:
+            self.note(at)
+        elif attempt >= 0:
+            self._dropped(act, name, attempt, f"last error: {type(exc).__name__}: {str(exc):.300}")
+        self.done(act, name)
+
+    def _dropped(self, act: Activation, name: str, attempts: int, why: str) -> None:
+        self.counters["alarms_dropped"] += 1
+        log.warning("alarm %.100r of %s/%.100s dropped after %d failed attempts; %s",
+                    name, act.type_name, act.key, attempts, why)
+
+    def done(self, act: Activation, name: str) -> None:
+        """The alarm's turn ended (committed, or failed and rescheduled)."""
+        if self.clock is not None:
+            self.clock.done(alarm_ident(act.prefix, name))
+
+    def lost(self, act: Activation, name: str, due: int) -> None:
+        """The alarm's turn will not run: it comes back at the end of its lease."""
+        if self.clock is not None:
+            self.clock.lost(alarm_ident(act.prefix, name), due)
+
+    def note(self, when: float) -> None:
+        """An alarm is due at ``when`` (epoch seconds): wake up for it."""
+        if self.clock is not None:
+            self.clock.note(when)
+
+    def in_flight(self) -> int:
+        return len(self.clock.inflight) if self.clock is not None else 0

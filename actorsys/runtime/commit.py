@@ -1,0 +1,238 @@
+"""Group commit and the output gate.
+
+A finished turn stages its writes in the slot's store and puts what it sends in the
+:class:`GroupCommit`'s outbox: its reply (:class:`Reply`), its tells
+(:class:`~actorsys.protocol.messages.Tell`) and its WebSocket effects
+(:class:`~actorsys.protocol.messages.WsEffects`). A flush, after each batch of incoming
+messages and whenever a turn ends outside one, writes everything staged in one LevelDB
+batch and only then releases the outbox, in order, and the EXIT notices of supervised
+children (:class:`~actorsys.protocol.messages.Exit`). No client ever sees the effect
+of a turn that a crash could still take back.
+
+A flush whose batch fails to commit fails every turn in it: asks get the
+``StorageError``, tells and effects are dropped, and every activation that staged
+writes (or may have read them) forgets its instance and reloads from disk. The store is
+read-only from then on until :class:`Recovery` reopens it.
+
+The sending itself is the worker's (:class:`Output`); the gateway's part of it is
+:class:`GatewayLink`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Union
+
+import zmq
+
+from ..errors import ActorError, StorageError
+from ..log import get_logger
+from ..net.sockets import dealer
+from ..protocol import wire
+from ..protocol.messages import Exit, Tell, WsEffects
+from ..protocol.ws import split as split_parts
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from ..net.keys import CurveKeys
+    from ..storage.slot import SlotStore
+    from .activation import Activation, Envelope
+    from .catalog import Catalog
+
+log = get_logger("worker")
+_NOBLOCK = int(zmq.NOBLOCK)
+#: seconds between attempts to reopen storage that turned read-only after a failed commit
+RECOVERY_INTERVAL = 0.5
+
+
+@dataclass(slots=True, eq=False)
+class Reply:
+    """A reply waiting in the outbox for its turn's commit (one per ask: a slotted
+    dataclass is cheaper to make than a NamedTuple)."""
+    to: Envelope
+    payload: bytes       #: an encoded ``OK`` or ``ERR`` (wire.ok / wire.err)
+
+
+Outgoing = Union[Reply, Tell, WsEffects]
+
+
+class Output(Protocol):
+    """Where committed output goes (the worker's sockets; a list in unit tests)."""
+
+    def send(self, to: Envelope, payload: bytes) -> None:
+        """A reply (or an immediate error) to a peer of the worker's socket."""
+
+    def tell(self, msg: Tell) -> None:
+        """A tell to another actor; raises :class:`ActorError` if it cannot leave."""
+
+    def effects(self, msg: WsEffects) -> None:
+        """An actor's committed WebSocket effects, for the gateway."""
+
+    def exit(self, msg: Exit) -> None:
+        """A supervised child's EXIT, for the supervision tree."""
+
+    def kick(self) -> None:
+        """Output was sent: re-check the incoming socket (its FD is edge-triggered)."""
+
+
+class GroupCommit:
+    """The outbox, the staged turns, and the flush that commits them and releases their
+    output. See the module docstring."""
+
+    def __init__(self, store: SlotStore, catalog: Catalog, output: Output,
+                 call_soon: Callable[[Callable[[], None]], Any], counters: dict[str, int],
+                 on_failure: Callable[[StorageError], None]) -> None:
+        self.store, self.catalog, self.output = store, catalog, output
+        self.call_soon, self.counters = call_soon, counters
+        #: called after a failed commit (the worker logs it, starts recovery, wakes alarms)
+        self.on_failure = on_failure
+        #: what the turns staged since the last flush sends, in order
+        self.outbox: list[Outgoing] = []
+        #: the activations whose turns staged writes since the last flush
+        self.staged: list[Activation] = []
+        #: EXIT notices for the tree; they leave after the next commit
+        self.exits: list[Exit] = []
+        self._scheduled = False
+
+    def reply(self, to: Envelope, payload: bytes) -> None:
+        self.outbox.append(Reply(to, payload))
+
+    def stage(self, act: Activation, writes: dict[bytes, bytes | None]) -> None:
+        """Stage a turn's writes (its listing and history entries included)."""
+        self.store.stage(writes, act.prefix)
+        self.staged.append(act)
+
+    def exit(self, notice: Exit) -> None:
+        """Queue a supervised child's EXIT; it leaves after the next commit."""
+        self.exits.append(notice)
+        self.schedule()
+
+    def schedule(self) -> None:
+        """Flush soon (after the current callback), once however often asked."""
+        if not self._scheduled:
+            self._scheduled = True
+            self.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Commit everything staged in one batch, then release the outbox and the exits."""
+        self._scheduled = False
+        if not self.outbox and not self.store.pending and not self.exits:
+            return
+        outbox, self.outbox = self.outbox, []
+        staged, self.staged = self.staged, []
+        touched = self.store.pending_actors
+        try:
+            self.store.commit()
+        except StorageError as exc:
+            return self._failed(exc, outbox, staged, touched)
+        out = self.output
+        for item in outbox:
+            if type(item) is Reply:
+                out.send(item.to, item.payload)
+            elif type(item) is Tell:
+                try:
+                    out.tell(item)
+                except ActorError:
+                    self.counters["dropped_replies"] += 1
+                except Exception:    # never lose the replies after it
+                    self.counters["dropped_replies"] += 1
+                    log.exception("a committed tell could not be sent")
+            elif type(item) is WsEffects:
+                out.effects(item)
+        self._send_exits()
+        out.kick()
+
+    def _failed(self, exc: StorageError, outbox: list[Outgoing], staged: list[Activation],
+                touched: set[bytes]) -> None:
+        """Nothing of this group is durable: fail its asks, drop its tells, and make
+        every activation that staged writes, or may have read them (one activated
+        after an eviction in this group), reload from disk."""
+        self.counters["storage_errors"] += 1
+        for act in list(self.catalog.acts.values()):
+            if act.prefix in touched:
+                act.drop_instance()
+        for act in staged:
+            act.drop_instance()
+        self.on_failure(exc)
+        error = exc.to_wire()
+        for item in outbox:
+            if type(item) is Reply:
+                rid = wire.unpack(item.payload)[1]
+                self.output.send(item.to, wire.err(rid, error))
+        self._send_exits()
+        self.output.kick()
+
+    def _send_exits(self) -> None:
+        exits, self.exits = self.exits, []
+        for notice in exits:
+            self.output.exit(notice)
+
+
+class Recovery:
+    """While the store is read-only after a failed commit: try to reopen it every
+    :data:`RECOVERY_INTERVAL` seconds."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, store: SlotStore,
+                 on_recovered: Callable[[], None]) -> None:
+        self.loop, self.store, self.on_recovered = loop, store, on_recovered
+        self.timer: asyncio.TimerHandle | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.timer is not None
+
+    def start(self) -> None:
+        """Begin retrying (no-op while already retrying)."""
+        if self.timer is None:
+            self.timer = self.loop.call_later(RECOVERY_INTERVAL, self._try)
+
+    def _try(self) -> None:
+        if self.store.try_recover():
+            self.timer = None
+            log.warning("%s is writable again", self.store.what)
+            self.on_recovered()
+        else:
+            self.timer = self.loop.call_later(RECOVERY_INTERVAL, self._try)
+
+    def close(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
+class GatewayLink:
+    """Hands the gateway committed WebSocket effects, in parts that fit in a message.
+
+    Without a gateway, or past its queue, they are dropped and counted (a socket-event
+    batch's effects are sent again if the batch is redelivered). The socket is made on
+    first use.
+    """
+
+    def __init__(self, ctx: zmq.Context[Any], endpoint: str | None, keys: CurveKeys | None,
+                 max_message_bytes: int, counters: dict[str, int]) -> None:
+        self.ctx, self.endpoint, self.keys = ctx, endpoint, keys
+        self.limit = max_message_bytes - 1024
+        self.counters = counters
+        self.sock: zmq.Socket[Any] | None = None
+
+    def send(self, msg: WsEffects) -> None:
+        sock = self.sock
+        if sock is None:
+            if self.endpoint is None:
+                self.counters["dropped_ws"] += 1
+                return
+            sock = self.sock = dealer(self.ctx, self.endpoint, self.keys)
+        limit = self.limit
+        payload = msg.encode()
+        parts = [payload] if len(payload) <= limit else [
+            msg._replace(effects=part, part=i).encode()
+            for i, part in enumerate(split_parts(msg.effects, limit - len(msg.type_name) - len(msg.key)))]
+        try:
+            for p in parts:
+                sock.send(p, _NOBLOCK)
+        except zmq.ZMQError:
+            self.counters["dropped_ws"] += 1
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close(500)

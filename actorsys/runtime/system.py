@@ -1,0 +1,130 @@
+"""Requests the worker serves itself: the ``$`` system asks, LIST and STATUS.
+
+* ``$history``, ``$rewind`` (kwargs ``version`` or ``time``) and ``$destroy`` are asks
+  served in the actor's turn order without running its code (:class:`SystemAsks`), so
+  an operator can still rewind or destroy a supervised child whose state makes every
+  start fail. Rewind and destroy drop the live instance without ``on_stop`` (its memory
+  no longer matches storage); their writes go through the group commit like a turn's.
+* LIST (:func:`list_actors`) answers from committed data only: its reply skips the
+  output gate.
+* STATUS (:func:`status`) reports the worker's counters.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ActorError, BadRequest
+from ..protocol import wire
+from ..storage import history
+from ..storage.keys import listing_key, meta_key, next_prefix, record_index_key, state_key
+
+if TYPE_CHECKING:
+    from ..storage.slot import SlotStore
+    from .activation import Activation, Call
+    from .alarm_turns import AlarmTurns
+    from .catalog import Catalog
+    from .commit import GroupCommit
+
+#: asks served by the worker itself, in the actor's turn order, without running its code
+SYSTEM_METHODS = frozenset({"$history", "$rewind", "$destroy"})
+
+
+class SystemAsks:
+    """Serves ``$history``, ``$rewind`` and ``$destroy`` in an actor's turn order."""
+
+    def __init__(self, store: SlotStore, commit: GroupCommit, alarms: AlarmTurns,
+                 history_window: dict[str, float]) -> None:
+        self.store, self.commit, self.alarms = store, commit, alarms
+        self.history_window = history_window
+
+    def turn(self, act: Activation, msg: Call) -> None:
+        """Run one system ask; it is always answered (through the group commit)."""
+        reply_to, rid, method = msg.reply_to, msg.rid, msg.method
+        assert reply_to is not None     # system asks are asks
+        try:
+            if method != "$history" and self.store.broken is not None:
+                raise self.store.broken      # rewind and destroy write
+            if method == "$history":
+                result: Any = history.bookmarks(self.store, act.prefix)
+            elif method == "$rewind":
+                result = self._rewind(act, *msg.args, **msg.kwargs)
+            else:
+                result = self._destroy(act)
+        except (TypeError, ValueError) as exc:
+            self.commit.reply(reply_to, wire.err(rid, BadRequest(str(exc)[:1000]).to_wire()))
+        except ActorError as exc:
+            self.commit.reply(reply_to, wire.err(rid, exc.to_wire()))
+        except Exception as exc:     # a system ask is always answered
+            self.commit.reply(reply_to, wire.err(rid, ActorError(
+                f"{method} failed: {type(exc).__name__}: {str(exc):.500}").to_wire()))
+        else:
+            self.commit.reply(reply_to, wire.ok(rid, result))
+        act.last_used = time.monotonic()
+        self.commit.schedule()
+
+    def _rewind(self, act: Activation, version: int | None = None,
+                time: float | None = None) -> dict[str, int]:
+        writes, target, earliest = history.rewind_writes(self.store, act.prefix, version, time)
+        versions = act.versions or history.Versions(self.store, act.prefix)
+        sk = state_key(act.prefix)
+        if writes:
+            versions.record(self.store, act.prefix, writes, self.store.get(sk),
+                            self.history_window.get(act.type_name) or 0.0)
+            # back to version 0 is back to no data: no longer listed
+            writes[listing_key(act.type_name, act.key)] = act.prefix[1:3] if target else None
+            self.store.stage(writes, act.prefix)
+            act.drop_instance()     # (rewinding to the current version changes nothing)
+        if earliest is not None:
+            self.alarms.note(earliest)
+        return {"version": versions.last, "restored": target}
+
+    def _destroy(self, act: Activation) -> dict[str, int]:
+        prefix = act.prefix
+        n = len(prefix)
+        mk = meta_key(prefix)
+        writes: dict[bytes, bytes | None] = {listing_key(act.type_name, act.key): None}
+        deleted = 0
+        for k, v in self.store.range(prefix, next_prefix(prefix), actor=prefix):
+            if k == mk:
+                continue                 # supervision is not data: a child stays supervised
+            writes[k] = None
+            deleted += 1
+            if k[n:n + 1] == b"l":
+                writes[record_index_key(prefix, k[n + 1:], v)] = None
+        self.store.stage(writes, act.prefix)
+        act.drop_instance()
+        act.snapshot = b""
+        return {"deleted": deleted}
+
+
+def list_actors(store: SlotStore, type_name: str, start_after: str | None, limit: int) -> list[str]:
+    """Keys of this slot's actors of a type that have persisted data, in key order."""
+    base = listing_key(type_name, "")
+    lo, hi = base, next_prefix(base)
+    if start_after is not None:
+        lo = base + start_after.encode("utf-8") + b"\x00"
+    n = len(base)
+    out: list[str] = []
+    if limit <= 0:
+        return out
+    for k, _v in store.range(lo, hi, committed=True):   # replies skip the output gate
+        out.append(k[n:].decode("utf-8"))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def status(slot: int, endpoint: str, catalog: Catalog, alarms: AlarmTurns, store: SlotStore,
+           counters: dict[str, int]) -> dict[str, Any]:
+    """The worker's STATUS reply."""
+    return {"role": "worker", "slot": slot, "pid": os.getpid(),
+            "endpoint": endpoint, "resident": len(catalog.acts),
+            "supervised": catalog.supervised_count(),
+            "alarms_in_flight": alarms.in_flight(),
+            "commits": store.commits,
+            "queued_bytes": catalog.queued_bytes,
+            "storage": "ok" if store.broken is None else "read-only",
+            "storage_error": None if store.broken is None else str(store.broken),
+            **counters}

@@ -1,0 +1,394 @@
+"""Turns: running an activation's mailbox one entry at a time.
+
+What a turn guarantees (see ``actorsys/actor/actor.py`` for the user's view):
+
+* **Turns never overlap.** :meth:`Turns.pump` takes the next entry only while no turn of
+  the activation runs; an ``async def`` handler keeps its actor busy until it returns,
+  while other actors run at its awaits.
+* **The end of a turn** (:meth:`Turns._end_turn`) packs ``self.state`` and takes the
+  storage view's writes, checks the limits, and stages them with the actor's listing
+  entry and its history record; its reply, tells and WebSocket effects go to the
+  outbox, released by the group commit (``commit.py``).
+* **Failure** (:meth:`Turns.fail`): a turn that raises, or whose result or state cannot
+  be committed, is discarded: the instance is dropped (the next message reactivates it
+  from its last commit) and nothing it would have sent leaves. Separate decisions
+  follow: whether a supervised child exits (:func:`.children.exits_on_crash`), whether an
+  alarm is retried (:meth:`.alarm_turns.AlarmTurns.failed`), and the shape of the error
+  reply (:func:`failure_reply`).
+* **Deadlines.** An async turn running past ``turn_timeout`` is cancelled (the actor's
+  crash). A sync turn cannot be interrupted: its start time is written to memory shared
+  with the node supervisor (``beats``), which kills a worker whose sync turn overruns.
+* **Generations.** A kill moves the activation to a new generation at once; an async
+  turn of an earlier generation that ends later is discarded (:meth:`Turns._discard`).
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+import traceback
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from ..actor import incarnate
+from ..errors import BadArguments, LimitExceeded, MessageTooLarge, StorageError
+from ..protocol import wire
+from ..protocol.messages import WsEffects
+from ..storage import history
+from ..storage.keys import listing_key, mark_key, state_key
+from ..storage.view import Storage
+from . import ws_turns
+from .activation import (ALARM, DEAD, ENDING, EXITING, NO_MAIL, RUNNING, SHUTDOWN, START, STARTING,
+                         STOPPED, Activation, Call, Internal, Kind, Mail, Waiting)
+from .children import exit_notice, exits_on_crash, stopped_error
+from .commit import Reply
+from .host import Host, Services
+from .system import SYSTEM_METHODS
+
+if TYPE_CHECKING:
+    from ..storage.slot import SlotStore
+    from .alarm_turns import AlarmTurns
+    from .catalog import Catalog
+    from .commit import GroupCommit
+    from .system import SystemAsks
+
+_ASK, _SPAWN = wire.ASK, wire.SPAWN
+_EMPTY_STATE = wire.pack({})
+#: kinds that run while a dead child's other mail is held (see pump)
+_NOT_HELD = ENDING | {START}
+
+
+class Turns:
+    """Runs the turns of a worker's activations (see the module docstring)."""
+
+    def __init__(self, catalog: Catalog, commit: GroupCommit, store: SlotStore,
+                 services: Services, alarms: AlarmTurns, system: SystemAsks,
+                 loop: asyncio.AbstractEventLoop, counters: dict[str, int], *,
+                 turn_timeout: float, on_error: dict[str, str],
+                 history_window: dict[str, float], beats: "memoryview[float] | None" = None,
+                 slot: int = 0) -> None:
+        self.catalog, self.commit, self.store = catalog, commit, store
+        self.services, self.alarms, self.system = services, alarms, system
+        self.loop, self.counters = loop, counters
+        self.turn_timeout = turn_timeout
+        #: type name -> "stop" or "restart": what a supervised child's crash does
+        self.on_error = on_error
+        #: type name -> seconds of history kept (0 or missing: none)
+        self.history_window = history_window
+        #: shared with the node supervisor: [heartbeat, sync turn start] per slot
+        self.beats = beats
+        self._busy = 2 * slot + 1
+        #: set once when the worker begins its shutdown: no more EXITs, and async turns
+        #: cancelled by it end without a failure
+        self.stopping = False
+        self.max_message_bytes = services.max_message_bytes
+
+    # -- scheduling ------------------------------------------------------------
+    def pump(self, act: Activation) -> None:
+        """Run the activation's waiting entries, in order, while no turn of it runs."""
+        while act.mailbox and not act.running:
+            mailbox: deque[Mail] = act.mailbox   # (not NO_MAIL: it has mail)
+            first = mailbox[0]
+            if act.status is DEAD and not (type(first) is Internal and first.kind in _NOT_HELD):
+                # held until the tree restarts (START) or stops the child; system asks
+                # (history, rewind, destroy) run no actor code: an operator can still
+                # rewind or destroy a child whose state makes every start fail
+                system = next((m for m in mailbox if isinstance(m, (Call, Waiting))
+                               and m.op == _ASK and m.method in SYSTEM_METHODS), None)
+                if system is None:
+                    return
+                mailbox.remove(system)
+                self._turn(act, self._unqueue(system) if isinstance(system, Waiting) else system)
+                continue
+            msg = mailbox.popleft()
+            self._turn(act, self._unqueue(msg) if type(msg) is Waiting else msg)  # type: ignore[arg-type]
+        if not act.mailbox:
+            act.mailbox = NO_MAIL
+
+    def run_now(self, act: Activation, msg: Call) -> None:
+        """Run a message at once: the activation is idle, its mailbox empty, and it is
+        not a dead child (what :meth:`pump` would do with it as the only entry, without
+        making a mailbox for it)."""
+        self._turn(act, msg)
+        if act.mailbox and not act.running:
+            self.pump(act)
+
+    def _unqueue(self, msg: Waiting) -> Call:
+        """A waiting message's arguments, decoded from its wire bytes (checked on arrival)."""
+        raw = msg.raw
+        self.catalog.queued_bytes -= len(raw)
+        request = wire.unpack(raw)
+        return Call(msg.op, msg.reply_to, msg.rid, msg.method, request[5], request[6])
+
+    def passivate(self, act: Activation) -> None:
+        """Queue a PASSIVATE: on_stop runs in turn order, then the actor leaves memory."""
+        act.mail().append(Internal(Kind.PASSIVATE))
+        if not act.running:
+            self.pump(act)
+        self.commit.schedule()
+
+    # -- a turn ----------------------------------------------------------------
+    def _turn(self, act: Activation, msg: Call | Internal) -> None:
+        if type(msg) is Internal:
+            if msg.kind is START and act.instance is None:
+                act.gen += 1
+        elif type(msg) is Call and msg.op == _ASK and msg.method in SYSTEM_METHODS:
+            return self.system.turn(act, msg)
+        act.running = True
+        act.tells = ()
+        beats = self.beats
+        if beats is not None:
+            beats[self._busy] = time.monotonic()   # a sync turn runs since now
+        try:
+            if act.instance is None:
+                if type(msg) is Internal and msg.kind in ENDING:
+                    return self._finish(act, msg, None)
+                r = self._activate(act)
+                if inspect.isawaitable(r):
+                    return self._go_async(act, msg, r, started=False)
+            r = self._invoke(act, msg)
+            if inspect.isawaitable(r):
+                return self._go_async(act, msg, r, started=True)
+        except BaseException as exc:  # SystemExit or CancelledError from a handler: that actor's crash only
+            return self.fail(act, msg, exc)
+        finally:
+            if beats is not None:
+                beats[self._busy] = 0.0
+        self._finish(act, msg, r)
+
+    def _activate(self, act: Activation) -> Any:
+        if act.snapshot is None:
+            act.snapshot = self.store.get(state_key(act.prefix)) or b""
+        host = Host(act, self.services)
+        inst = incarnate(act.cls, host, act.type_name, act.key)
+        inst.state = wire.unpack_stored(act.snapshot) if act.snapshot else {}
+        inst.storage = Storage(self.store, act.prefix, inst)
+        act.instance, act.host = inst, host
+        self.counters["activations"] += 1
+        if act.sup is not None:
+            return inst.on_start(*act.sup.args, **act.sup.kwargs)
+        return inst.on_start()
+
+    def _invoke(self, act: Activation, msg: Call | Internal) -> Any:
+        inst = act.instance
+        assert inst is not None
+        if type(msg) is Call:
+            if msg.op == _SPAWN:
+                return None          # the activation was the work
+            handler = act.handlers[msg.method]
+            try:
+                if handler is ws_turns.run_batch:    # the $ws turn needs the instance's host
+                    assert act.host is not None
+                    return handler(act.host, inst, *msg.args, **msg.kwargs)
+                return handler(inst, *msg.args, **msg.kwargs)
+            except TypeError as exc:
+                if exc.__traceback__ is not None and exc.__traceback__.tb_next is None:
+                    # raised by the call itself, before the handler ran: the caller's
+                    # arguments do not fit (a bad request, not the actor's crash)
+                    raise BadArguments(f"{act.type_name}.{msg.method}(): {exc}") from None
+                raise
+        assert type(msg) is Internal
+        if msg.kind in ENDING:
+            return inst.on_stop()
+        if msg.kind is ALARM:
+            return self.alarms.run(act, inst, msg.name, msg.due)
+        return None  # START: the activation was the work
+
+    def _go_async(self, act: Activation, msg: Call | Internal, awaitable: Any, started: bool) -> None:
+        task = self.loop.create_task(self._turn_async(act, msg, awaitable, started, act.gen))
+        act.task = task
+        timer = self.loop.call_later(self.turn_timeout, self._turn_overdue, act, task)
+        task.add_done_callback(lambda _t: timer.cancel())
+
+    def _turn_overdue(self, act: Activation, task: asyncio.Task[None]) -> None:
+        if act.task is task and not task.done():
+            self.counters["turn_timeouts"] += 1
+            task.cancel(f"the turn ran past turn_timeout ({self.turn_timeout:g} s)")
+
+    async def _turn_async(self, act: Activation, msg: Call | Internal, awaitable: Any,
+                          started: bool, gen: int) -> None:
+        try:
+            r = await awaitable
+            if not started and act.gen == gen:
+                r = self._invoke(act, msg)
+                if inspect.isawaitable(r):
+                    r = await r
+        except asyncio.CancelledError as exc:
+            if self.stopping:
+                raise            # the worker's own shutdown cancelling what is left
+            if act.gen != gen:
+                return self._discard(act, msg)
+            why = exc.args[0] if exc.args else "the handler was cancelled"
+            self.fail(act, msg, (TimeoutError if "turn_timeout" in str(why) else
+                                 asyncio.CancelledError)(why))
+        except BaseException as exc:
+            if act.gen != gen:
+                return self._discard(act, msg)
+            self.fail(act, msg, exc)
+        else:
+            if act.gen != gen:
+                return self._discard(act, msg)
+            self._finish(act, msg, r)
+        act.task = None
+        self.commit.schedule()
+        self.pump(act)
+
+    # -- the end of a turn -------------------------------------------------------
+    def _finish(self, act: Activation, msg: Call | Internal, result: Any) -> None:
+        try:
+            self._end_turn(act, msg, result)
+        except BaseException as exc:  # e.g. a handler replaced self.storage: still only its crash
+            self.fail(act, msg, exc)
+
+    def _end_turn(self, act: Activation, msg: Call | Internal, result: Any) -> None:
+        kind = msg.kind if type(msg) is Internal else None
+        ending = kind is not None and kind in ENDING
+        reply_to, rid = msg.reply_to, msg.rid
+        inst = act.instance
+        if inst is None and not ending:
+            if act.status is STOPPED:   # killed by its supervisor while the turn was awaiting
+                return self.fail(act, msg, stopped_error(act))
+            # a failed group commit invalidated this actor while the turn was awaiting
+            return self.fail(act, msg, StorageError(
+                "an earlier commit of this actor failed; this turn was discarded"))
+        commit = self.commit
+        reply: bytes | None
+        if inst is not None:
+            try:
+                if not isinstance(inst.state, dict):
+                    raise TypeError(f"self.state must be a dict, not {type(inst.state).__name__}")
+                state_bytes = wire.pack(inst.state)
+                reply = wire.ok(rid, result) if reply_to is not None else None
+            except Exception as exc:
+                return self.fail(act, msg, TypeError(f"turn result or state is not msgpack-able: {exc}"))
+            if reply is not None and len(reply) > self.max_message_bytes:
+                return self.fail(act, msg, MessageTooLarge(
+                    f"reply of {len(reply)} bytes; max_message_bytes is {self.max_message_bytes}"))
+            if len(state_bytes) > self.store.max_value_bytes:
+                return self.fail(act, msg, LimitExceeded(
+                    f"self.state is {len(state_bytes)} bytes; max_value_bytes is "
+                    f"{self.store.max_value_bytes} (keep large data in self.storage)"))
+            storage: Storage = inst.storage  # type: ignore[assignment]  # the one _activate made
+            alarm_at = storage.alarms_changed
+            writes = storage.take_writes()
+            old_state = act.snapshot or None
+            changed = state_bytes != act.snapshot and not (state_bytes == _EMPTY_STATE and not act.snapshot)
+            if changed:
+                # (an actor that never stored anything and still has an empty state
+                # leaves nothing on disk: only actors with data exist in list_actors)
+                writes[state_key(act.prefix)] = state_bytes
+            if writes and self.store.broken is not None:
+                # storage is read-only until it recovers: this turn's changes are dropped
+                # (the actor reloads its last commit) and its caller learns why
+                return self.fail(act, msg, self.store.broken)
+            if changed:
+                act.snapshot = state_bytes
+            if writes:
+                self._stage(act, writes, old_state)
+            if alarm_at is not None:
+                self.alarms.note(alarm_at)
+        elif ending and reply_to is not None:
+            reply = wire.ok(rid, "not_running")
+        else:
+            reply = None    # only a passivation reaches here with no instance: nobody awaits it
+        if kind is SHUTDOWN and reply is not None:
+            reply = wire.ok(rid, "shutdown")
+            act.cancel_kill_timer()
+        if reply is not None:
+            commit.outbox.append(Reply(reply_to, reply))  # type: ignore[arg-type]
+        if act.tells:
+            commit.outbox.extend(act.tells)
+            act.tells = ()
+        if act.ws_out:
+            commit.outbox.append(WsEffects(0, act.type_name, act.key, act.ws_out, act.ws_batch, 0))
+            act.ws_out = ()
+        act.ws_batch = None
+        act.running = False
+        act.last_used = time.monotonic()
+        self.counters["turns"] += 1
+        if type(msg) is Internal:
+            if kind is START:
+                if act.status is STARTING:
+                    act.status = RUNNING       # from now on, what ends it is an exit of this child
+            elif kind is ALARM:
+                self.alarms.done(act, msg.name)
+            elif ending:
+                act.instance = act.host = None
+                self.counters["passivations"] += 1
+                if kind is EXITING and act.sup is not None and act.status is RUNNING and not self.stopping:
+                    self._report_exit(act, msg.name, "")
+                elif not act.mailbox:
+                    self.catalog.forget(act)
+                return
+        host = act.host
+        if host is not None and host.stop_reason is not None:
+            # self.stop(reason): on_stop runs next (ahead of queued messages), then the exit
+            act.mail().appendleft(Internal(EXITING, name=host.stop_reason))
+            host.stop_reason = None
+
+    def _stage(self, act: Activation, writes: dict[bytes, bytes | None],
+               old_state: bytes | None) -> None:
+        """Stage a turn's writes for the group commit, with the actor's listing entry and,
+        if its type keeps history, this version's undo record."""
+        if not act.indexed and not (len(writes) == 1 and mark_key(act.prefix) in writes):
+            # (an actor whose only write is its sockets' delivery mark has no data)
+            writes[listing_key(act.type_name, act.key)] = act.prefix[1:3]
+            act.indexed = True
+        window = self.history_window.get(act.type_name)
+        if window:
+            if act.versions is None:
+                act.versions = history.Versions(self.store, act.prefix)
+            act.versions.record(self.store, act.prefix, writes, old_state, window)
+        self.store.stage(writes, act.prefix)
+        self.commit.staged.append(act)
+
+    def _report_exit(self, act: Activation, reason: str, detail: str) -> None:
+        notice = exit_notice(act, reason, detail)
+        if notice is not None:
+            self.counters["exits"] += 1
+            self.commit.exit(notice)
+
+    # -- failure -----------------------------------------------------------------
+    def fail(self, act: Activation, msg: Call | Internal, exc: BaseException) -> None:
+        """The turn is discarded (see the module docstring); then the decisions that
+        depend on what the turn was: a timed shutdown's timer, an alarm's retry, a
+        supervised child's exit, the error reply, and whether the record stays."""
+        kind = msg.kind if type(msg) is Internal else None
+        act.crashed()
+        self.counters["failures"] += 1
+        if kind is SHUTDOWN:
+            act.cancel_kill_timer()
+        elif type(msg) is Internal and kind is ALARM:
+            self.alarms.failed(act, msg.name, msg.due, exc)
+        if exits_on_crash(act, kind, exc, self.on_error):
+            self._report_exit(act, "crash", f"{type(exc).__name__}: {exc}")
+        elif kind is START and act.status in (RUNNING, STARTING):
+            act.status = DEAD      # the tree learns of the failed start from the reply
+        if msg.reply_to is not None:
+            self.commit.reply(msg.reply_to, failure_reply(act, kind, msg.rid, exc))
+        if kind in ENDING and not act.mailbox and act.status is not DEAD:
+            self.catalog.forget(act)
+
+    def _discard(self, act: Activation, msg: Call | Internal) -> None:
+        """A turn of an earlier generation (killed while it awaited) has ended: its outcome
+        is dropped (no commit, no EXIT, nothing of the current generation touched) and
+        its caller learns the actor was stopped."""
+        kind = msg.kind if type(msg) is Internal else None
+        if type(msg) is Internal and kind is ALARM:      # not done: it comes back at the end of its lease
+            self.alarms.lost(act, msg.name, msg.due)
+        if msg.reply_to is not None and kind not in ENDING:   # a killed SHUTDOWN was answered
+            self.commit.reply(msg.reply_to, wire.err(msg.rid, stopped_error(act).to_wire()))
+            self.commit.schedule()
+
+
+def failure_reply(act: Activation, kind: Kind | None, rid: int, exc: BaseException) -> bytes:
+    """The error reply to a failed turn: ActorStopped for a stopped child's message,
+    the error itself for a refused write or arguments that do not fit, otherwise the
+    handler's exception as a remote error with its traceback."""
+    if act.status is STOPPED and kind not in ENDING:
+        return wire.err(rid, stopped_error(act).to_wire())
+    if isinstance(exc, (StorageError, BadArguments)):
+        return wire.err(rid, exc.to_wire())
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return wire.err(rid, {"code": "remote", "type": type(exc).__name__, "message": str(exc)[:10_000],
+                          "traceback": tb[-20_000:]})
