@@ -6,7 +6,9 @@ the actor comes back from its last committed LevelDB snapshot.
 
 The public surface is this module: :class:`Actor` to subclass, :class:`Node` to run a
 node in-process, :func:`connect` / :func:`connect_async` to reach one (and
-``client.supervisor(name)`` for a supervision tree's runtime API), and the errors.
+``client.supervisor(name)`` for a supervision tree's runtime API), :func:`keygen` for
+CURVE key pairs, and the errors. The layers below are listed in the README's "How it is
+built"; a client process that imports this module loads neither LevelDB nor aiohttp.
 """
 from .actor import Actor
 from .client import (AsyncClient, AsyncRef, AsyncSupervisorRef, Client, Ref, SupervisorRef,
@@ -17,12 +19,13 @@ from .errors import (ActorError, ActorStopped, AlreadyPresent, AlreadyStarted, A
                      MessageTooLarge, NodeUnavailable, Overloaded, RemoteError, StartFailed,
                      StorageError, SupervisorError, SupervisorNotFound, UnknownActorType,
                      UnknownMethod, WorkerLost)
+from .net.keys import keygen
 from .node import Node
 
 __all__ = [
     "Actor", "Node", "NodeConfig", "load_config",
     "connect", "connect_async", "Client", "AsyncClient", "Ref", "AsyncRef",
-    "SupervisorRef", "AsyncSupervisorRef",
+    "SupervisorRef", "AsyncSupervisorRef", "keygen",
     "ActorError", "RemoteError", "AskTimeout", "WorkerLost", "Overloaded", "UnknownActorType",
     "UnknownMethod", "BadRequest", "MessageTooLarge", "LimitExceeded", "StorageError",
     "NodeUnavailable",

@@ -22,6 +22,7 @@ from actorsys.errors import ActorError
 from actorsys.net.sockets import dealer
 from actorsys.node import Node
 from actorsys.protocol import wire
+from actorsys.protocol.messages import Control
 from actorsys.testing.nodes import key_on_slot
 from actorsys.testing.processes import gone, kill
 
@@ -100,7 +101,7 @@ class Injector:
         while time.monotonic() < deadline:
             rid = next(self.ping_ids)
             sent.add(rid)
-            sock.send(wire.pack([wire.PING, rid]), zmq.NOBLOCK)
+            sock.send(Control(wire.PING, rid).encode(), zmq.NOBLOCK)
             until = min(deadline, time.monotonic() + 0.1)
             while (remaining := until - time.monotonic()) > 0 and sock.poll(int(remaining * 1000)):
                 try:

@@ -19,8 +19,7 @@ import zmq
 from actorsys.client import Client
 from actorsys.errors import AskTimeout, error_from_wire
 from actorsys.protocol import wire
-
-_pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+from actorsys.protocol.messages import Ask
 
 ROUTER_SERVES = frozenset({wire.MAP, wire.PING, wire.STATUS, wire.TELL, wire.ASK, wire.SPAWN})
 WORKER_REFUSES = frozenset({wire.EXIT, wire.SUP})
@@ -90,7 +89,7 @@ class Checker:
     def _router_ask(self, key: str) -> Any:
         self.rid += 1
         rid = self.rid
-        self.sock.send(_pack([wire.ASK, rid, self.type_name, key, self.method, [1], {}]))
+        self.sock.send(Ask(rid, self.type_name, key, self.method, [1], {}).encode())
         deadline = time.monotonic() + self.timeout
         while True:
             left = deadline - time.monotonic()
