@@ -17,27 +17,27 @@ from .wire import ASK, EXIT, LIST, MAP, PING, SPAWN, STATUS, STOP, SUP, TELL, WS
 _pack = wire.pack
 
 
-class Ask(NamedTuple):
-    """Call ``method(*args, **kwargs)`` on an actor; one reply (:class:`Ok` or :class:`Err`)."""
+class Call(NamedTuple):
+    """The fields of a call on an actor, shared by :class:`Ask` and :class:`Tell`."""
     rid: int
     type_name: str
     key: str
     method: str
     args: list[Any]
     kwargs: dict[str, Any]
+
+
+class Ask(Call):
+    """Call ``method(*args, **kwargs)`` on an actor; one reply (:class:`Ok` or :class:`Err`)."""
+    __slots__ = ()
 
     def encode(self) -> bytes:
         return _pack([ASK, *self])
 
 
-class Tell(NamedTuple):
+class Tell(Call):
     """Call ``method`` on an actor and want no reply (``rid`` is 0)."""
-    rid: int
-    type_name: str
-    key: str
-    method: str
-    args: list[Any]
-    kwargs: dict[str, Any]
+    __slots__ = ()
 
     def encode(self) -> bytes:
         return _pack([TELL, *self])
