@@ -53,9 +53,9 @@ from actorsys.config.layout import FAILURE_FILE
 from actorsys.config.supervision import BRUTAL_KILL, INFINITY, Shutdown
 from actorsys.errors import (ActorError, BadRequest, ConfigError, Overloaded, StartFailed,
                              SupervisorError, SupervisorNotFound)
-from actorsys.net.guard import Guard
+from actorsys.net.listener import Listener
 from actorsys.net.keys import node_keys
-from actorsys.net.sockets import SocketPump, bound_router
+from actorsys.net.sockets import SocketPump
 from actorsys.protocol import wire
 from actorsys.protocol.shardmap import ShardMap
 
@@ -127,8 +127,9 @@ class Tree:
         self._inc = self._inc_limit = self.store.incarnation_floor(self._inc)
         self.ctx = zmq.Context()
         keys = node_keys(self.cfg)      # tcp: CURVE server and client, ZAP before the bind
-        self.guard = Guard(self.ctx, self.loop, keys, self.counters) if keys else None
-        self.sock = bound_router(self.ctx, self.endpoint, self.cfg.max_message_bytes, self.guard)
+        self.listener = Listener(self.ctx, self.loop, keys, self.counters, self.endpoint,
+                                 self.cfg.max_message_bytes)
+        self.sock = self.listener.sock
         self.transport = AsyncTransport(self.ctx, None, shard_map=self.map,
                                         max_message_bytes=self.cfg.max_message_bytes,
                                         max_pending=1_000_000, default_timeout=self.cfg.ask_timeout,
@@ -149,9 +150,7 @@ class Tree:
             consumer.cancel()
             self.pump.close()
             self.transport.close()
-            self.sock.close(200)
-            if self.guard is not None:      # after the socket it protects
-                self.guard.close()
+            self.listener.close(200)
             self.ctx.term()
             self.store.close()
         return self.code

@@ -38,9 +38,9 @@ from ..config import NodeConfig, NodeLayout, import_function
 from ..errors import NodeUnavailable
 from ..log import get_logger
 from ..log import setup as setup_logging
-from ..net.guard import Guard
+from ..net.listener import Listener
 from ..net.keys import node_keys
-from ..net.sockets import SocketPump, bound_router
+from ..net.sockets import SocketPump
 from .admission import Admission
 from .auth import AuthHook
 from .batches import Delivery
@@ -89,9 +89,10 @@ class Gateway:
         self.hub.connect(self.delivery)
         self.http = HttpAsks(self.admission, self.transport, cfg.ask_timeout, g["max_message_bytes"],
                              self.counters)
-        self.guard = Guard(self.ctx, loop, keys, self.counters) if keys else None
         assert self.layout.gateway is not None
-        self.sock = bound_router(self.ctx, self.layout.gateway, cfg.max_message_bytes, self.guard)
+        self.listener = Listener(self.ctx, loop, keys, self.counters, self.layout.gateway,
+                                 cfg.max_message_bytes)
+        self.sock = self.listener.sock
         node_side = NodeSide(self.sock, self.effects, self.status, cfg.max_message_bytes, self.counters)
         self.pump = SocketPump(loop, self.sock, node_side.on_frames)
         await self._wait_for_the_map()
@@ -149,9 +150,7 @@ class Gateway:
         await self.runner.cleanup()
         self.pump.close()
         self.transport.close()
-        self.sock.close(0)
-        if self.guard is not None:
-            self.guard.close()
+        self.listener.close()
         self.ctx.term()
 
     def status(self) -> dict[str, Any]:

@@ -28,9 +28,9 @@ from ..client.transport import AsyncTransport
 from ..config import NodeConfig, NodeLayout
 from ..errors import ActorError, BadRequest
 from ..log import setup as setup_logging
-from ..net.guard import Guard
+from ..net.listener import Listener
 from ..net.keys import node_keys
-from ..net.sockets import SocketPump, bound_router
+from ..net.sockets import SocketPump
 from ..protocol import wire
 from ..protocol.shardmap import ShardMap
 
@@ -55,8 +55,9 @@ class Router:
         self.loop = asyncio.get_running_loop()
         self.ctx = zmq.Context()
         keys = node_keys(self.cfg)      # tcp: CURVE server and client, ZAP before the bind
-        self.guard = Guard(self.ctx, self.loop, keys, self.counters) if keys else None
-        self.sock = bound_router(self.ctx, self.endpoint, self.cfg.max_message_bytes, self.guard)
+        self.listener = Listener(self.ctx, self.loop, keys, self.counters, self.endpoint,
+                                 self.cfg.max_message_bytes)
+        self.sock = self.listener.sock
         self.transport = AsyncTransport(self.ctx, None, shard_map=self.map,
                                         max_message_bytes=self.cfg.max_message_bytes,
                                         max_pending=self.cfg.max_pending_asks,
@@ -71,9 +72,7 @@ class Router:
         finally:
             self.pump.close()
             self.transport.close()
-            self.sock.close(0)
-            if self.guard is not None:      # after the socket it protects
-                self.guard.close()
+            self.listener.close()
             self.ctx.term()
 
     def _stop(self) -> None:

@@ -52,9 +52,9 @@ from ..client.transport import AsyncTransport
 from ..config import NodeConfig, NodeLayout
 from ..errors import (ActorError, BadRequest, NodeUnavailable, Overloaded, StorageError,
                       UnknownActorType, UnknownMethod, WrongShard)
-from ..net.guard import Guard
+from ..net.listener import Listener
 from ..net.keys import node_keys
-from ..net.sockets import SocketPump, bound_router, dealer
+from ..net.sockets import SocketPump, dealer
 from ..protocol import wire
 from ..protocol.messages import Exit, Tell, WsEffects
 from ..protocol.shardmap import ShardMap
@@ -158,9 +158,9 @@ class Worker:
         self.ctx = zmq.Context()
         keys = node_keys(cfg)      # tcp: CURVE server and client, ZAP before the bind
         client_keys = keys.client if keys else None
-        self.guard = Guard(self.ctx, loop, keys, self.counters) if keys else None
-        self.sock = bound_router(self.ctx, self.endpoints[self.slot], cfg.max_message_bytes,
-                                 self.guard, send_hwm=100_000, receive_hwm=RECEIVE_HWM)
+        self.listener = Listener(self.ctx, loop, keys, self.counters, self.endpoints[self.slot],
+                                 cfg.max_message_bytes, send_hwm=100_000, receive_hwm=RECEIVE_HWM)
+        self.sock = self.listener.sock
         self.transport = AsyncTransport(self.ctx, self.router_endpoint, shard_map=self.map,
                                         max_message_bytes=cfg.max_message_bytes,
                                         max_pending=cfg.max_pending_asks,
@@ -199,9 +199,7 @@ class Worker:
             if self.tree_sock is not None:
                 self.tree_sock.close(500)
             self.gateway.close()
-            self.sock.close(500)   # give the last flushed replies time to leave
-            if self.guard is not None:      # after the socket it protects
-                self.guard.close()
+            self.listener.close(500)   # give the last flushed replies time to leave
             self.store.close()
             self.ctx.term()
 
