@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import plyvel
+
 from actorsys.testing.nodes import node_config
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -38,3 +40,17 @@ def make_config(data_dir: str, **node: Any) -> dict[str, Any]:
     """A node config dict for the test actors; ``node`` overrides ``[node]`` keys."""
     node.setdefault("python_path", [ACTORS_DIR])
     return node_config(data_dir, ACTORS, **node)
+
+
+def slot_dbs(path: str) -> dict[int, dict[bytes, bytes]]:
+    """slot -> every key and value of its LevelDB under data directory ``path`` (the
+    node must be stopped)."""
+    out = {}
+    for name in sorted(os.listdir(path)):
+        if name.startswith("slot-"):
+            db = plyvel.DB(os.path.join(path, name))
+            try:
+                out[int(name[5:])] = dict(db.iterator())
+            finally:
+                db.close()
+    return out

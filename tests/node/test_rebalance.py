@@ -24,7 +24,7 @@ from actorsys.storage.rebalance import plan
 from actorsys.protocol.shardmap import shard_of
 from actorsys.storage.meta import load_or_create_meta
 from actorsys.testing.nodes import worker_pids, workers
-from helpers import ROOT
+from helpers import ROOT, slot_dbs
 
 ACTORS = 300
 
@@ -58,18 +58,6 @@ def read_meta(path: str) -> dict[str, Any]:
     with open(os.path.join(path, "node.meta"), "rb") as f:
         return msgpack.unpackb(f.read(), raw=False)
 
-
-def slot_dbs(path: str) -> dict[int, dict[bytes, bytes]]:
-    """slot -> every key and value of its LevelDB (the node must be stopped)."""
-    out = {}
-    for name in os.listdir(path):
-        if name.startswith("slot-"):
-            db = plyvel.DB(os.path.join(path, name))
-            try:
-                out[int(name[5:])] = dict(db.iterator())
-            finally:
-                db.close()
-    return out
 
 
 def entry_shard(k: bytes, v: bytes) -> int | None:

@@ -16,6 +16,7 @@ from actorsys.storage.keys import (actor_prefix, alarm_index_key, alarm_record_k
                                    due_us, entry_prefix, listing_key, listing_value, state_key)
 from actorsys.storage.meta import read_meta, write_meta
 from actorsys.storage.rebalance import plan, rebalance_here
+from helpers import slot_dbs
 
 SHARDS = 6
 WHEN = 2_000_000_000.0
@@ -49,17 +50,6 @@ def make_data_dir(path: str, workers: int) -> dict[bytes, tuple[int, bytes]]:
     return everything
 
 
-def slot_contents(path: str) -> dict[int, dict[bytes, bytes]]:
-    out = {}
-    for name in sorted(os.listdir(path)):
-        if name.startswith("slot-"):
-            db = plyvel.DB(os.path.join(path, name))
-            try:
-                out[int(name[5:])] = dict(db.iterator())
-            finally:
-                db.close()
-    return out
-
 
 def test_every_key_moves_with_its_shard_index_entries_included(tmp_path, caplog):
     path = str(tmp_path)
@@ -68,7 +58,7 @@ def test_every_key_moves_with_its_shard_index_entries_included(tmp_path, caplog)
     meta = rebalance_here(path, read_meta(path), 3)
     assert meta == read_meta(path) and meta["workers"] == 3 and meta["epoch"] == 2
     assert meta["owner"] == plan([s % 2 for s in range(SHARDS)], 3)
-    slots = slot_contents(path)
+    slots = slot_dbs(path)
     for k, (shard, v) in everything.items():
         holders = [slot for slot, items in slots.items() if items.get(k) == v]
         assert holders == [meta["owner"][shard]], f"{k!r} of shard {shard} is in slots {holders}"
@@ -81,7 +71,7 @@ def test_shrinking_moves_everything_home_and_removes_the_empty_slots(tmp_path):
     everything = make_data_dir(path, 3)
     rebalance_here(path, read_meta(path), 1)
     assert sorted(os.listdir(path)) == ["node.meta", "slot-0"]
-    assert slot_contents(path)[0] == {k: v for k, (_s, v) in everything.items()}
+    assert slot_dbs(path)[0] == {k: v for k, (_s, v) in everything.items()}
 
 
 def test_a_data_directory_without_the_listing_index_gets_one(tmp_path, caplog):
@@ -99,7 +89,7 @@ def test_a_data_directory_without_the_listing_index_gets_one(tmp_path, caplog):
     del meta["listing"]
     caplog.set_level(logging.INFO, logger="actorsys.rebalance")
     assert rebalance_here(path, meta, 1)["listing"] == 1
-    listed = {k: v for k, v in slot_contents(path)[0].items() if k[:1] == b"n"}
+    listed = {k: v for k, v in slot_dbs(path)[0].items() if k[:1] == b"n"}
     assert listed == {k: v for k, (_s, v) in everything.items() if k[:1] == b"n"}
     assert any("listed 12 actors" in r.getMessage() for r in caplog.records)
 
@@ -116,7 +106,7 @@ def test_an_alarm_index_entry_left_without_its_record_still_moves(tmp_path):
         db.close()
     meta = rebalance_here(path, read_meta(path), 3)
     home = meta["owner"][1]
-    assert [s for s, items in slot_contents(path).items() if stray in items] == [home], \
+    assert [s for s, items in slot_dbs(path).items() if stray in items] == [home], \
         "swept to its shard's new slot by the index pass"
 
 
