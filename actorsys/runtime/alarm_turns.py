@@ -18,7 +18,7 @@ from ..errors import BadRequest, UnknownActorType, WrongShard
 from ..log import get_logger
 from ..protocol import wire
 from ..storage import alarms
-from ..storage.keys import alarm_ident, due_us, index_key, record_key
+from ..storage.keys import alarm_ident, alarm_index_key, alarm_record_key, due_us
 from ..storage.view import Storage
 from .activation import ALARM, STOPPED, Activation, Internal
 
@@ -96,7 +96,7 @@ class AlarmTurns:
         (nothing runs if it was cancelled or set again meanwhile)."""
         st = cast(Storage, inst.storage)
         prefix = act.prefix
-        rk = record_key(prefix, name)
+        rk = alarm_record_key(prefix, name)
         raw = st.read_raw(rk)
         if raw is None:
             return None                  # cancelled meanwhile
@@ -104,7 +104,7 @@ class AlarmTurns:
         if due_us(rec["when"]) != due:
             return None                  # set again meanwhile: that one fires at its time
         st.write_raw(rk, None)
-        st.write_raw(index_key(prefix, due, name), None)
+        st.write_raw(alarm_index_key(prefix, due, name), None)
         return inst.on_alarm(name, rec["payload"])
 
     def failed(self, act: Activation, name: str, due: int, exc: BaseException) -> None:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ..errors import BadRequest, UnknownActorType, WrongShard
 from ..protocol import wire
 from ..protocol.shardmap import shard_of
-from ..storage.keys import actor_prefix, meta_key
+from ..storage.keys import actor_prefix, supervision_key
 from .activation import DEAD, STOPPED, Activation, SupRecord, Waiting
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ class Catalog:
         act = Activation(type_name, key, actor_prefix(shard, type_name, key), cls,
                          self.handlers[type_name])
         if self.supervised:
-            raw = self.store.get(meta_key(act.prefix))
+            raw = self.store.get(supervision_key(act.prefix))
             if raw:
                 act.sup = SupRecord.from_stored(wire.unpack_stored(raw))
                 # "running" in a record this process did not load before: the worker

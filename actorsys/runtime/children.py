@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ..errors import ActorStopped, BadArguments, BadRequest, NodeUnavailable, StorageError
 from ..protocol import wire
 from ..protocol.messages import Exit
-from ..storage.keys import meta_key
+from ..storage.keys import supervision_key
 from .activation import (ALARM, DEAD, ENDING, EXITING, PASSIVATE, RUNNING, SHUTDOWN, START,
                          STARTING, STOPPED, Activation, Envelope, Internal, Kind, SupRecord)
 
@@ -141,7 +141,7 @@ class Children:
         rec = SupRecord(opts["sup"], opts["child"], opts["args"], opts["kwargs"], opts["inc"], True)
         act = self.catalog.resident(type_name, key)
         prev, act.sup = act.sup, rec
-        self.store.stage({meta_key(act.prefix): wire.pack(rec.to_stored())}, act.prefix)
+        self.store.stage({supervision_key(act.prefix): wire.pack(rec.to_stored())}, act.prefix)
         if (prev is not None and prev.running and prev.sup == rec.sup
                 and prev.child == rec.child and act.status is RUNNING
                 and act.instance is not None):
@@ -171,7 +171,7 @@ class Children:
             self.counters["bad_frames"] += 1
             raise BadRequest(why)
         act = self.catalog.resident(type_name, key)
-        mk = meta_key(act.prefix)
+        mk = supervision_key(act.prefix)
         if opts.get("forget"):
             act.sup = None
             self.store.stage({mk: None}, act.prefix)

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ActorError, BadRequest
 from ..protocol import wire
 from ..storage import history
-from ..storage.keys import listing_key, meta_key, next_prefix, record_index_key, state_key
+from ..storage.keys import (ALARM, actor_range, alarm_index_key_of, listing_key, listing_range,
+                            listing_value, state_key, supervision_key)
 
 if TYPE_CHECKING:
     from ..storage.slot import SlotStore
@@ -73,7 +74,7 @@ class SystemAsks:
             versions.record(self.store, act.prefix, writes, self.store.get(sk),
                             self.history_window.get(act.type_name) or 0.0)
             # back to version 0 is back to no data: no longer listed
-            writes[listing_key(act.type_name, act.key)] = act.prefix[1:3] if target else None
+            writes[listing_key(act.type_name, act.key)] = listing_value(act.prefix) if target else None
             self.store.stage(writes, act.prefix)
             act.drop_instance()     # (rewinding to the current version changes nothing)
         if earliest is not None:
@@ -83,16 +84,16 @@ class SystemAsks:
     def _destroy(self, act: Activation) -> dict[str, int]:
         prefix = act.prefix
         n = len(prefix)
-        mk = meta_key(prefix)
+        mk = supervision_key(prefix)
         writes: dict[bytes, bytes | None] = {listing_key(act.type_name, act.key): None}
         deleted = 0
-        for k, v in self.store.range(prefix, next_prefix(prefix), actor=prefix):
+        for k, v in self.store.range(*actor_range(prefix), actor=prefix):
             if k == mk:
                 continue                 # supervision is not data: a child stays supervised
             writes[k] = None
             deleted += 1
-            if k[n:n + 1] == b"l":
-                writes[record_index_key(prefix, k[n + 1:], v)] = None
+            if k[n:n + 1] == ALARM:
+                writes[alarm_index_key_of(prefix, k[n + 1:], v)] = None
         self.store.stage(writes, act.prefix)
         act.drop_instance()
         act.snapshot = b""
@@ -101,11 +102,8 @@ class SystemAsks:
 
 def list_actors(store: SlotStore, type_name: str, start_after: str | None, limit: int) -> list[str]:
     """Keys of this slot's actors of a type that have persisted data, in key order."""
-    base = listing_key(type_name, "")
-    lo, hi = base, next_prefix(base)
-    if start_after is not None:
-        lo = base + start_after.encode("utf-8") + b"\x00"
-    n = len(base)
+    lo, hi = listing_range(type_name, start_after)
+    n = len(listing_key(type_name, ""))
     out: list[str] = []
     if limit <= 0:
         return out

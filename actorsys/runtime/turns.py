@@ -35,7 +35,7 @@ from ..errors import BadArguments, LimitExceeded, MessageTooLarge, StorageError
 from ..protocol import wire
 from ..protocol.messages import WsEffects
 from ..storage import history
-from ..storage.keys import listing_key, mark_key, state_key
+from ..storage.keys import listing_key, listing_value, mark_key, state_key
 from ..storage.view import Storage
 from . import ws_turns
 from .activation import (ALARM, DEAD, ENDING, EXITING, NO_MAIL, RUNNING, SHUTDOWN, START, STARTING,
@@ -332,7 +332,7 @@ class Turns:
         if its type keeps history, this version's undo record."""
         if not act.indexed and not (len(writes) == 1 and mark_key(act.prefix) in writes):
             # (an actor whose only write is its sockets' delivery mark has no data)
-            writes[listing_key(act.type_name, act.key)] = act.prefix[1:3]
+            writes[listing_key(act.type_name, act.key)] = listing_value(act.prefix)
             act.indexed = True
         window = self.history_window.get(act.type_name)
         if window:

@@ -269,11 +269,3 @@ def index_entry_shard(k: bytes, v: bytes) -> int | None:
     else:
         return None
     return int.from_bytes(raw, "big") if len(raw) == SHARD_BYTES else None
-
-
-# -- earlier names, kept while the runtime moves to the ones above (issue 13) --------------
-record_key = alarm_record_key
-index_key = alarm_index_key
-record_index_key = alarm_index_key_of
-parse_index_key = parse_alarm_index_key
-meta_key = supervision_key

@@ -233,7 +233,6 @@ class Storage:
             for k in keys:
                 cache.pop(k, None)
 
-    _forget = forget        # the earlier name, kept while the runtime moves to forget()
 
     # -- alarms (the user's API is Actor.set_alarm and friends; see alarms.py) --------
     def set_alarm(self, when: Any, name: str = "default", payload: Any = None) -> float:

@@ -9,7 +9,6 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from actorsys.protocol import wire
-from actorsys.storage import keys
 from actorsys.storage.keys import (DUE_INDEX_RANGE, actor_prefix, actor_range, alarm_ident,
                                    alarm_index_key, alarm_index_key_of, alarm_record_key,
                                    alarm_records_range, due_us, entry_prefix, index_entry_shard,
@@ -45,11 +44,6 @@ def test_every_key_has_its_documented_bytes():
     assert alarm_index_key(P, 7, "tick") == b"t" + (7).to_bytes(8, "big") + b"\x01\x02Type\x00key\x00tick"
     assert DUE_INDEX_RANGE == (b"t", b"u")
 
-
-def test_the_old_names_of_the_alarm_helpers_are_the_new_functions():
-    assert keys.record_key is alarm_record_key and keys.index_key is alarm_index_key
-    assert keys.record_index_key is alarm_index_key_of
-    assert keys.parse_index_key is parse_alarm_index_key and keys.meta_key is supervision_key
 
 
 def test_due_us_is_whole_microseconds_and_never_negative():
