@@ -82,6 +82,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     from ..actor.classes import check_actor_classes
     from ..config import load_config
     from ..config.layout import plan_layout
+    from .launch import supervisor_command
 
     cfg = load_config(a.config)
     # Import the actor classes in a throw-away child: this process becomes the node
@@ -100,14 +101,11 @@ def cmd_run(a: argparse.Namespace) -> int:
         return 2
     layout = plan_layout(cfg)
     print(f"actorsys: node endpoint {layout.router}", flush=True)
-    env_path = os.pathsep.join(cfg.python_path)
-    if env_path:
-        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [env_path, os.environ.get("PYTHONPATH")]))
     log.export(a.log_level, a.log_json)      # for the node's processes
     # This process becomes the node supervisor (same pid, so signals reach it as before);
     # it removes the temporary socket directory (layout.run_dir) when the node stops.
-    os.execv(sys.executable, [sys.executable, "-m", "supervisors.node", "--config-json",
-                              json.dumps(cfg.to_dict()), "--layout-json", layout.to_json()])
+    argv, env = supervisor_command(cfg, layout)
+    os.execve(argv[0], argv, env)
 
 
 def cmd_status(a: argparse.Namespace) -> int:

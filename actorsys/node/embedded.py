@@ -14,11 +14,9 @@ this process's own logging is left alone.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from typing import Any
 
@@ -28,6 +26,7 @@ from ..config import NodeConfig, NodeLayout, load_config
 from ..config.layout import FAILURE_FILE, plan_layout
 from ..errors import NodeUnavailable
 from .claim import claim_node
+from .launch import supervisor_command
 
 
 class Node:
@@ -86,16 +85,10 @@ class Node:
         self._report = ""
         self._reports, report_w = os.pipe()
         os.set_blocking(self._reports, False)
-        cmd = [sys.executable, "-m", "supervisors.node",
-               "--config-json", json.dumps(self.config.to_dict()), "--layout-json", layout.to_json(),
-               "--watch-parent", str(os.getpid()), "--report-fd", str(report_w)]
-        # (ACTORSYS_LOG_LEVEL and ACTORSYS_LOG_JSON go with it: the node logs as asked)
-        env = dict(os.environ)
-        # the project root (actorsys/node/embedded.py -> ../../..), so `-m supervisors.node`
-        # imports from this checkout; never actorsys/ itself, whose modules would shadow others
-        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env["PYTHONPATH"] = os.pathsep.join([root, *self.config.python_path,
-                                             *filter(None, [env.get("PYTHONPATH")])])
+        # (ACTORSYS_LOG_LEVEL and ACTORSYS_LOG_JSON go with the environment: the node logs
+        # as asked)
+        cmd, env = supervisor_command(self.config, layout, "--watch-parent", str(os.getpid()),
+                                      "--report-fd", str(report_w))
         try:
             self._proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, pass_fds=(report_w,))
         finally:

@@ -285,3 +285,63 @@ def test_an_embedded_node_logs_as_its_environment_says(tmp_path, monkeypatch, ca
     assert (rec["role"], rec["level"], rec["logger"], rec["message"]) == (
         "gateway", "INFO", "actorsys.gateway", f"serving {url}"), rec
     assert logging.getLogger("actorsys").handlers == handlers, "this process's logging is untouched"
+
+
+def _decoy_supervisors(where: str, marker: str) -> None:
+    """A user's module and package named ``supervisors`` that say so when imported."""
+    trap = f"open({marker!r}, 'a').write(__name__ + '\\n')\nraise SystemExit('decoy imported')\n"
+    with open(os.path.join(where, "supervisors.py"), "w") as f:
+        f.write(trap)
+    os.makedirs(os.path.join(where, "pkg", "supervisors"))
+    for name in ("__init__.py", "node.py"):
+        with open(os.path.join(where, "pkg", "supervisors", name), "w") as f:
+            f.write(trap)
+
+
+def test_a_user_module_named_supervisors_does_not_stand_in_for_the_node_supervisor(tmp_path, sock_dir):
+    """`actorsys run` and an embedded Node start ``python -P -m supervisors.node`` with the
+    installation first on the path: a ``supervisors.py`` beside the config (whose folder is
+    on python_path by default) or a ``supervisors/`` package in the working directory is
+    never imported in its place (the run used to fail with 'Error while finding module
+    specification for supervisors.node')."""
+    marker = str(tmp_path / "decoy-imported")
+    _decoy_supervisors(str(tmp_path), marker)
+    endpoint = f"ipc://{sock_dir}/node.sock"
+    (tmp_path / "node.toml").write_text(f"""\
+[node]
+data_dir = "data"
+workers = 1
+endpoint = "{endpoint}"
+python_path = ["{ACTORS_DIR}"]
+shutdown_timeout = 3.0
+
+[actors]
+Counter = "actors:Counter"
+""")
+    cwd = str(tmp_path / "pkg")
+    proc = subprocess.Popen([ACTORSYS, "run", str(tmp_path / "node.toml")], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, f"actorsys run exited early:\n{proc.stdout.read()}"
+            try:
+                with actorsys.connect(endpoint, connect_timeout=1.0) as c:
+                    assert c.ask("Counter", "k", "add", 2) == 2
+                break
+            except actorsys.NodeUnavailable:
+                assert time.monotonic() < deadline, "node not ready within 30 s"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    embedded = (f"import actorsys\n"
+                f"with actorsys.Node({str(tmp_path / 'node.toml')!r}) as n:\n"
+                f"    print(n.client().ask('Counter', 'k', 'add', 3))\n")
+    r = subprocess.run([sys.executable, "-c", embedded], cwd=cwd, capture_output=True, text=True,
+                       timeout=60, stdin=subprocess.DEVNULL)
+    assert (r.returncode, r.stdout.strip()) == (0, "5"), r
+    assert not os.path.exists(marker), f"a decoy was imported: {open(marker).read()}"
