@@ -164,6 +164,7 @@ class Client:
         self._keys = client_keys(key, server_key)
         self._ctx: Context = zmq.Context()
         self._lock = threading.Lock()
+        self._pid = os.getpid()      # a forked child leaves the parent's sockets alone
         self._local = threading.local()
         self._lanes: weakref.WeakSet[Lane] = weakref.WeakSet()
         self._newest = _Newest()
@@ -302,6 +303,8 @@ class Client:
             self.closed = True
             lanes = list(self._lanes)
             self._lanes.clear()
+        if os.getpid() != self._pid:
+            return      # a forked child: the sockets, loops and context are its parent's
         for lane in lanes:
             lane.close()
         self._ctx.term()

@@ -29,6 +29,7 @@ by :meth:`Lane.close` (the client's ``close``).
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from typing import Any, Callable, Coroutine, TypeVar
 
@@ -45,7 +46,7 @@ log = get_logger("client")
 class Lane:
     """One thread's event loop and transport (made by ``make`` on the new loop)."""
 
-    __slots__ = ("loop", "transport", "linger_ms", "__weakref__")
+    __slots__ = ("loop", "transport", "linger_ms", "pid", "__weakref__")
 
     def __init__(self, make: Callable[[asyncio.AbstractEventLoop], AsyncTransport],
                  linger_ms: int = 0) -> None:
@@ -56,6 +57,7 @@ class Lane:
             self.loop.close()
             raise
         self.linger_ms = linger_ms     # on close: how long a tell just sent may take to leave
+        self.pid = os.getpid()         # the process that owns the loop's epoll and the sockets
 
     def wait_pending(self, p: Pending) -> Any:
         """The result of an actor request just sent on this lane's transport."""
@@ -102,15 +104,20 @@ class Lane:
             pass
 
     def close(self) -> None:
-        """Close the transport (failing what is pending) and the loop; idempotent. Not
-        while another thread waits on this lane."""
-        if self.loop.is_closed():
+        """Close the transport (failing what is pending) and the loop; idempotent.
+
+        In a forked child it does nothing: the loop's epoll instance is shared with the
+        parent, and unregistering the sockets there would deafen the parent's loop. If
+        another thread is waiting on this lane, the transport is closed from that thread's
+        loop, which fails its wait at once; the loop closes when that thread's lane goes.
+        """
+        if os.getpid() != self.pid or self.loop.is_closed():
+            return
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.transport.close, self.linger_ms)
             return
         self.transport.close(self.linger_ms)
-        try:
-            self.loop.close()
-        except RuntimeError:        # running: a thread is still waiting on it
-            log.warning("a client was closed while one of its threads was waiting for a reply")
+        self.loop.close()
 
     def __del__(self) -> None:      # the thread ended: its sockets and loop go with it
         try:

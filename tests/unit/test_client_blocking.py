@@ -218,3 +218,57 @@ def test_a_tell_just_sent_leaves_before_close_and_nothing_is_sent_after(fake):
     t.start()
     t.join(WAIT)
     assert isinstance(out[0], NodeUnavailable) and "client is closed" in str(out[0])
+
+
+def test_a_forked_child_that_closes_or_drops_the_client_leaves_the_parents_working(fake):
+    """A child shares its parent's epoll instance behind each lane's loop: a child that
+    closed an inherited client, or dropped it, used to unregister the parent's sockets
+    there, and the parent's status, listing and resends then heard nothing (review
+    finding)."""
+    import os
+    held = [actorsys.connect(fake.endpoint, timeout=3)]   # the only reference to the client
+    try:
+        assert held[0].status(timeout=3) is not None
+        for how in ("close", "drop"):
+            pid = os.fork()
+            if pid == 0:                      # the child: close or drop it, then leave
+                try:
+                    if how == "close":
+                        held[0].close()
+                    else:
+                        held.clear()
+                        gc.collect()
+                finally:
+                    os._exit(0)
+            assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+            assert held[0].status(timeout=3) is not None, f"after a child's {how}"
+            assert held[0].ask("T", "k", "m", 1)[1] == "m"
+    finally:
+        held[0].close()
+
+
+def test_close_fails_a_wait_in_another_thread_at_once(tmp_path):
+    """close() while another thread waits on a request that runs its lane's loop: the
+    wait fails with NodeUnavailable now, not at its deadline (review finding)."""
+    import time
+    with FakeNode(str(tmp_path)) as f:
+        c = actorsys.connect(f.endpoint, timeout=8)
+        f.router_silent = True                       # STATUS goes unanswered
+        out: dict[str, Any] = {}
+
+        def wait() -> None:
+            t0 = time.monotonic()
+            try:
+                c.status(timeout=8)
+            except NodeUnavailable as exc:
+                out["error"] = str(exc)
+            out["took"] = time.monotonic() - t0
+
+        t = threading.Thread(target=wait)
+        t.start()
+        time.sleep(0.3)
+        c.close()
+        t.join(WAIT)
+        assert not t.is_alive()
+        assert "closed" in out.get("error", ""), out
+        assert out["took"] < 3, f"expected the wait to end at close, took {out['took']:.1f} s"
