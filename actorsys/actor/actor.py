@@ -45,8 +45,8 @@ class Actor:
     #: the actor's durable key-value storage; writes commit with the turn
     storage: "StorageAPI"
     #: the runtime hosting this instance (see :mod:`actorsys.actor.host`), set by
-    #: :func:`incarnate` before any hook runs
-    _host: "ActorHost"
+    #: :func:`incarnate` before any hook runs; a name no user's actor is likely to take
+    _actorsys_host: "ActorHost"
 
     def on_start(self, *args: Any, **kwargs: Any) -> Any:
         """Runs after every activation (first, after passivation, after a crash).
@@ -70,7 +70,7 @@ class Actor:
         """
         if not isinstance(reason, str):
             raise TypeError("the stop reason is a string")
-        self._host.stop(reason)
+        self._actorsys_host.stop(reason)
 
     def on_alarm(self, name: str, payload: Any) -> Any:
         """Runs when an alarm this actor set comes due (see :meth:`set_alarm`). May be
@@ -123,13 +123,13 @@ class Actor:
         """Send ``data`` to every WebSocket of this actor (those with ``tag``, if given;
         not to ``exclude``): ``str`` as text, ``bytes`` as binary, anything else as JSON.
         It leaves when this turn commits."""
-        _broadcast(self._host, data, tag, exclude)
+        _broadcast(self._actorsys_host, data, tag, exclude)
 
     def connections(self, tag: str | None = None) -> "list[Connection]":
         """This actor's WebSockets (with ``tag``), oldest first: each from its
         ``on_connect`` until its ``on_disconnect`` has committed. Exact in a socket
         event's turn; elsewhere, as of the last socket event this activation saw."""
-        return _connections(self._host, tag)
+        return _connections(self._actorsys_host, tag)
 
     def ref(self, type_name: str, key: str) -> "ActorRef":
         """A reference to another actor: ``tell`` from any handler, ``await ask`` from async ones.
@@ -137,7 +137,7 @@ class Actor:
         Tells leave only after this turn commits; an ask is sent at once (its answer is
         needed to finish the turn).
         """
-        return self._host.ref(type_name, key)
+        return self._actorsys_host.ref(type_name, key)
 
     @property
     def self_ref(self) -> "ActorRef":
@@ -151,7 +151,7 @@ def incarnate(cls: type[A], host: "ActorHost", type_name: str, key: str) -> A:
     ``on_start``)."""
     inst = cls()
     inst.type_name, inst.key = type_name, key
-    inst._host = host
+    inst._actorsys_host = host
     return inst
 
 

@@ -13,9 +13,10 @@ May import: ``actorsys.errors``, ``actorsys.log``, ``actorsys.protocol``,
   from blocking code, on one lane (event loop and sockets) per thread (:mod:`.lanes`).
 * :mod:`.common`: the defaults both clients share.
 """
+from ..errors import ActorError
 from .aio import AsyncClient, AsyncRef, AsyncSupervisorRef, connect_async
 from .blocking import Client, Ref, SupervisorRef, connect
 from .common import CONNECT_TIMEOUT, DEFAULT_TIMEOUT
 
-__all__ = ["AsyncClient", "AsyncRef", "AsyncSupervisorRef", "CONNECT_TIMEOUT", "Client",
+__all__ = ["ActorError", "AsyncClient", "AsyncRef", "AsyncSupervisorRef", "CONNECT_TIMEOUT", "Client",
            "DEFAULT_TIMEOUT", "Ref", "SupervisorRef", "connect", "connect_async"]

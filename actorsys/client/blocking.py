@@ -66,7 +66,7 @@ class Ref:
 
     def history(self, *, timeout: float | None = None) -> list[dict[str, Any]]:
         """The actor's retained versions, oldest first: ``[{"version", "time"}]``; ``[]``
-        if its type keeps no history (see ``history_window`` and ``actorsys/history.py``)."""
+        if its type keeps no history (see ``history_window`` and ``actorsys/storage/history.py``)."""
         versions: list[dict[str, Any]] = self.ask("$history", timeout=timeout)
         return versions
 

@@ -17,9 +17,10 @@ every layer above (net, client, actor, storage, runtime, gateway, node) and by
 """
 from .defaults import ALARM_RETRY, DURABILITY, ON_ERROR
 from .layout import NodeLayout
+from ..errors import ConfigError
 from .node import NodeConfig, import_function, import_object, load_config
 from .source import line_of
 from .values import parse_size
 
-__all__ = ["ALARM_RETRY", "DURABILITY", "ON_ERROR", "NodeConfig", "NodeLayout", "import_function",
-           "import_object", "line_of", "load_config", "parse_size"]
+__all__ = ["ALARM_RETRY", "ConfigError", "DURABILITY", "ON_ERROR", "NodeConfig", "NodeLayout",
+           "import_function", "import_object", "line_of", "load_config", "parse_size"]

@@ -63,10 +63,15 @@ class NodeLayout:
         return cls(**{**d, "workers": tuple(d["workers"])})
 
 
-def plan_layout(cfg: NodeConfig) -> NodeLayout:
+def plan_layout(cfg: NodeConfig, previous: NodeLayout | None = None) -> NodeLayout:
     """Fix every endpoint of a node about to start (creating its temporary socket
     directory if the config names no endpoint). ConfigError if an ipc socket directory
-    is open to other users."""
+    is open to other users.
+
+    ``previous``, the layout of this node's last run (an embedded Node started again),
+    keeps the ports that were chosen for it: the gateway's HTTP port when the config
+    asks for any free one (``:0``; the address pages and users were given), and on a
+    tcp node the workers', the tree's and the gateway's internal ports."""
     run_dir = None
     if cfg.endpoint is None:
         run_dir = tempfile.mkdtemp(prefix="actorsys-")   # mode 0700
@@ -84,23 +89,38 @@ def plan_layout(cfg: NodeConfig) -> NodeLayout:
                 return f"ipc://{stem}-{name}.sock"
         else:
             host = router[6:].rsplit(":", 1)[0]
+            kept = _tcp_ports(previous, router) if previous is not None else {}
 
             def place(name: str) -> str:
-                return f"tcp://{host}:{free_port(host)}"
+                return kept.get(name) or f"tcp://{host}:{free_port(host)}"
         workers = tuple(place(f"worker-{i}") for i in range(cfg.workers))
         tree = place("tree") if cfg.supervisors else None
         gateway = listen = None
         if cfg.gateway is not None:
             gateway = place("gateway")
             listen_host, port = cfg.gateway["listen"].rsplit(":", 1)
-            listen = f"{listen_host}:{free_port(listen_host.strip('[]'))}" if port == "0" \
-                else cfg.gateway["listen"]
+            if port != "0":
+                listen = cfg.gateway["listen"]
+            elif previous is not None and previous.gateway_listen is not None:
+                listen = previous.gateway_listen
+            else:
+                listen = f"{listen_host}:{free_port(listen_host.strip('[]'))}"
     except BaseException:
         if run_dir is not None:
             os.rmdir(run_dir)
         raise
     return NodeLayout(router=router, workers=workers, tree=tree, gateway=gateway,
                       gateway_listen=listen, run_dir=run_dir)
+
+
+def _tcp_ports(previous: NodeLayout, router: str) -> dict[str, str]:
+    """The tcp endpoints of ``previous`` by name (``worker-0``, ``tree``, ``gateway``), if
+    it was the same node (the same router endpoint)."""
+    if previous.router != router:
+        return {}
+    named = {f"worker-{i}": ep for i, ep in enumerate(previous.workers)}
+    named.update({k: v for k, v in (("tree", previous.tree), ("gateway", previous.gateway)) if v})
+    return named
 
 
 def free_port(host: str) -> int:

@@ -44,6 +44,7 @@ class Node:
         #: where the started node's processes listen (None: not started, or stopped with
         #: its temporary socket directory gone)
         self._layout: NodeLayout | None = None
+        self._last_layout: NodeLayout | None = None     # a restart keeps its chosen ports
         #: the gateway's HTTP address, kept after a stop (None: never started, no gateway)
         self._gateway_listen: str | None = None
         self._client: Client | None = None
@@ -74,7 +75,8 @@ class Node:
     def start(self) -> "Node":
         if self._proc is not None:
             return self
-        self._layout = layout = plan_layout(self.config)
+        self._layout = layout = plan_layout(self.config, self._last_layout)
+        self._last_layout = layout
         self._gateway_listen = layout.gateway_listen
         try:
             for fd in claim_node(self.config, layout):  # a clear error now; the supervisor holds the locks

@@ -70,8 +70,7 @@ class Runtime:
         self.catalog.passivate = self.turns.passivate
 
     def _commit_failed(self, exc: StorageError) -> None:
-        if not self.recovery.active:
-            log.error("%s", exc)
+        if not self.recovery.active:      # (the store has logged the fault)
             self.recovery.start()
         self.alarms.note(time.time() + 1.0)   # an alarm turn's commit may be among them
 

@@ -188,8 +188,7 @@ class Recovery:
 
     def _try(self) -> None:
         if self.store.try_recover():
-            self.timer = None
-            log.warning("%s is writable again", self.store.what)
+            self.timer = None                # (the store has logged it)
             self.on_recovered()
         else:
             self.timer = self.loop.call_later(RECOVERY_INTERVAL, self._try)

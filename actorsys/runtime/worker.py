@@ -187,8 +187,7 @@ class Worker:
                                         + cfg.turn_timeout)
         clock.scan()       # alarms that came due while this slot was down fire now
         self.serving = True
-        if self.store.broken is not None:     # a full or read-only disk: open it later
-            log.error("%s", self.store.broken)
+        if self.store.broken is not None:     # a full or read-only disk (logged): open it later
             rt.recovery.start()
         try:
             await self._done

@@ -86,3 +86,29 @@ def test_a_missing_ipc_directory_is_made_private(sock_dir):
     path = os.path.join(sock_dir, "new", "r.sock")
     plan_layout(load_config({"node": {"endpoint": f"ipc://{path}"}}))
     assert os.stat(os.path.dirname(path)).st_mode & 0o777 == 0o700
+
+
+def test_a_restart_keeps_the_ports_chosen_for_the_last_run(sock_dir):
+    """An embedded Node started again keeps the gateway's HTTP port it chose for ':0' (the
+    address its pages were given) and, on tcp, its internal ports (review finding: a
+    restart got a new gateway port)."""
+    ipc = load_config({"node": {"endpoint": f"ipc://{sock_dir}/n.sock"}, "actors": ACTORS,
+                       "gateway": {"listen": "127.0.0.1:0"}})
+    first = plan_layout(ipc)
+    assert plan_layout(ipc, first).gateway_listen == first.gateway_listen
+    tcp = load_config({"node": {"endpoint": f"tcp://127.0.0.1:{_free()}", "insecure": True,
+                                "workers": 2}, "actors": ACTORS, "supervisors": SUPERVISORS,
+                       "gateway": {"listen": "127.0.0.1:0"}})
+    first = plan_layout(tcp)
+    again = plan_layout(tcp, first)
+    assert again == first
+    other = plan_layout(load_config({"node": {"endpoint": f"tcp://127.0.0.1:{_free()}",
+                                              "insecure": True, "workers": 2},
+                                     "actors": ACTORS}), first)
+    assert not set(other.workers) & set(first.workers), "another node's ports are not taken"
+
+
+def _free() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -161,3 +161,28 @@ def test_an_actor_that_only_starts_leaves_nothing_on_disk(slot: Slot) -> None:
         assert s.store.commits == 0
     finally:
         s.close()
+
+
+class Dbish(actorsys.Actor):
+    """An actor using attribute names a user might pick (``_host``, ``_worker``, ``_act``):
+    the runtime's handle on the instance must not be one of them."""
+
+    def on_start(self) -> None:
+        self._host, self._worker, self._act = "db.local", "w", "a"
+        self.state.setdefault("n", 0)
+
+    def notify(self, other: str) -> str:
+        self.ref("Dbish", other).tell("bump")
+        return self._host
+
+    def bump(self) -> None:
+        self.state["n"] += 1
+
+
+def test_an_actor_may_use_any_private_name_of_its_own(tmp_path: Any) -> None:
+    s = Slot(str(tmp_path), {"Dbish": Dbish})
+    try:
+        assert s.call("Dbish", "a", "notify", "b") == "db.local"
+        assert [(t.key, t.method) for t in s.out.tells] == [("b", "bump")]
+    finally:
+        s.close()
