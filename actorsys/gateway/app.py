@@ -37,7 +37,6 @@ from ..client.transport import AsyncTransport
 from ..config import NodeConfig, NodeLayout, import_function
 from ..errors import NodeUnavailable
 from ..log import get_logger
-from ..log import setup as setup_logging
 from ..net.listener import Listener
 from ..net.keys import node_keys
 from ..net.sockets import SocketPump
@@ -162,6 +161,6 @@ class Gateway:
 
 
 def main(cfg: NodeConfig, layout: NodeLayout) -> None:
-    """Entry point of the gateway process (forked by the node supervisor)."""
-    setup_logging("gateway")
+    """Entry point of the gateway process (forked by the node supervisor, which has set up
+    its logging as every child's: ``supervisors/processes.py``)."""
     asyncio.run(Gateway(cfg, layout).run())

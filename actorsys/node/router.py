@@ -27,7 +27,6 @@ import zmq
 from ..client.transport import AsyncTransport
 from ..config import NodeConfig, NodeLayout
 from ..errors import ActorError, BadRequest
-from ..log import setup as setup_logging
 from ..net.listener import Listener
 from ..net.keys import node_keys
 from ..net.sockets import SocketPump
@@ -172,6 +171,6 @@ class Router:
 
 
 def main(cfg: NodeConfig, layout: NodeLayout, meta: dict[str, Any]) -> None:
-    """Entry point of the router process (forked by the node supervisor)."""
-    setup_logging("router")
+    """Entry point of the router process (forked by the node supervisor, which has set up
+    its logging as every child's: ``supervisors/processes.py``)."""
     asyncio.run(Router(cfg, layout, meta).run())

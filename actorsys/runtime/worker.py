@@ -45,7 +45,7 @@ from typing import Any, Callable
 
 import zmq
 
-from .. import log as logs
+from ..log import get_logger
 from ..actor import handlers_of
 from ..actor.classes import import_actor_class
 from ..client.transport import AsyncTransport
@@ -68,7 +68,7 @@ from .children import stopped_error
 from .commit import GatewayLink
 from .system import SYSTEM_METHODS, list_actors, status
 
-log = logs.get_logger("worker")
+log = get_logger("worker")
 _NOBLOCK = int(zmq.NOBLOCK)
 _SNDMORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
 _ASK, _TELL, _SPAWN = wire.ASK, wire.TELL, wire.SPAWN
@@ -362,8 +362,8 @@ def main(cfg: NodeConfig, layout: NodeLayout, slot: int, meta: dict[str, Any],
          beats: "memoryview[float] | None" = None, report_fd: int | None = None) -> int:
     """Entry point of a worker process (forked by the node supervisor); returns its exit
     status: :data:`EXIT_STORAGE` (after writing why to ``report_fd``) when its storage
-    cannot be opened or read at start."""
-    logs.setup("worker", slot)
+    cannot be opened or read at start. (Its logging is set up by the node supervisor's
+    fork, as every child's: ``supervisors/processes.py``.)"""
     worker = Worker(cfg, layout, slot, meta, beats)
     try:
         asyncio.run(worker.run())
