@@ -49,15 +49,13 @@ class RunningNode:
             return f.read()
 
 
-@pytest.fixture
-def cli_node(tmp_path, sock_dir):
-    """``actorsys run CONFIG`` in a subprocess, ready to serve; killed if a test leaves it running."""
-    endpoint = f"ipc://{sock_dir}/node.sock"
-    config = tmp_path / "node.toml"
+def counter_config(where, endpoint: str, workers: int):
+    """``where/node.toml``: a node at ``endpoint`` serving the test actors' Counter."""
+    config = where / "node.toml"
     config.write_text(f"""\
 [node]
 data_dir = "data"
-workers = 2
+workers = {workers}
 endpoint = "{endpoint}"
 python_path = ["{ACTORS_DIR}"]
 shutdown_timeout = 3.0
@@ -65,6 +63,14 @@ shutdown_timeout = 3.0
 [actors]
 Counter = "actors:Counter"
 """)
+    return config
+
+
+@pytest.fixture
+def cli_node(tmp_path, sock_dir):
+    """``actorsys run CONFIG`` in a subprocess, ready to serve; killed if a test leaves it running."""
+    endpoint = f"ipc://{sock_dir}/node.sock"
+    config = counter_config(tmp_path, endpoint, workers=2)
     log_path = str(tmp_path / "run.log")
     with open(log_path, "w") as log:
         proc = subprocess.Popen([ACTORSYS, "run", str(config)], stdout=log, stderr=subprocess.STDOUT,
@@ -307,17 +313,7 @@ def test_a_user_module_named_supervisors_does_not_stand_in_for_the_node_supervis
     marker = str(tmp_path / "decoy-imported")
     _decoy_supervisors(str(tmp_path), marker)
     endpoint = f"ipc://{sock_dir}/node.sock"
-    (tmp_path / "node.toml").write_text(f"""\
-[node]
-data_dir = "data"
-workers = 1
-endpoint = "{endpoint}"
-python_path = ["{ACTORS_DIR}"]
-shutdown_timeout = 3.0
-
-[actors]
-Counter = "actors:Counter"
-""")
+    counter_config(tmp_path, endpoint, workers=1)
     cwd = str(tmp_path / "pkg")
     proc = subprocess.Popen([ACTORSYS, "run", str(tmp_path / "node.toml")], cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
