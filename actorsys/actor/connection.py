@@ -2,7 +2,7 @@
 
 In the user's words:
 
-* A browser opens ``ws://HOST/ws/{type}/{key}``; the gateway process (``gateway.py``)
+* A browser opens ``ws://HOST/ws/{type}/{key}``; the gateway process (``actorsys/gateway/``)
   holds the socket and attaches it to that actor. The actor sees ``on_connect(conn)``,
   then ``on_message(conn, data)`` for every frame (a text frame as ``str``, a binary
   one as ``bytes``), then ``on_disconnect(conn)``, in the order they happened.

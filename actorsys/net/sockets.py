@@ -58,7 +58,7 @@ def bound_router(ctx: Context, endpoint: str, max_message_bytes: int,
                  guard: "Guard | None" = None, send_hwm: int | None = None,
                  receive_hwm: int | None = None) -> Socket:
     """The ROUTER socket a node process (router, worker, tree) serves requests on;
-    ``guard`` makes it a CURVE server (see :mod:`actorsys.guard`); the high-water marks
+    ``guard`` makes it a CURVE server (see :mod:`actorsys.net.guard`); the high-water marks
     are messages queued per peer (ZeroMQ's default when not given)."""
     s: Socket = ctx.socket(zmq.ROUTER)
     s.setsockopt(zmq.LINGER, 0)

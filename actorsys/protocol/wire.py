@@ -25,13 +25,13 @@ LIST    ``[LIST, id, type, start_after, limit]``: a worker's keys of actors of `
 WS      ``[WS, 0, type, key, effects, batch, part]``: a worker hands the gateway what
         one actor's committed turn did to its WebSockets (a large turn's in parts 0,
         1, ...); ``batch``: ``[gateway, number]`` of the socket events' batch it ran,
-        or nil (no reply; see ``websocket.py``)
+        or nil (no reply; see ``ws.py``)
 ======  ============================================================
 
 An ``ASK`` whose method starts with ``$`` is a system call served by the worker in the
 actor's turn order without running its code: ``$history``, ``$rewind`` (kwargs
 ``version`` or ``time``), ``$destroy``. ``$ws`` (from the gateway) runs the actor's
-WebSocket handlers for a batch of socket events (``websocket.py``).
+WebSocket handlers for a batch of socket events (``ws.py``, ``actorsys/runtime/ws_turns.py``).
 
 Replies are ``[OK, id, result]`` or ``[ERR, id, {"code", "type", "message", ...}]``.
 
