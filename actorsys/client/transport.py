@@ -46,7 +46,7 @@ from ..errors import (ActorError, AskTimeout, MessageTooLarge, NodeUnavailable, 
                       SupervisorNotFound, WorkerLost, WrongShard, error_from_wire)
 from ..log import get_logger
 from ..net.keys import CLIENT_HANDSHAKE_EVENTS, CurveKeys, handshake_problem, uses_curve
-from ..net.sockets import Conn, Context, dealer
+from ..net.sockets import Conn, Context
 from ..protocol import wire
 from ..protocol.messages import Ask, Control, ListActors, Spawn, Stop, Sup, Tell, decode
 from ..protocol.shardmap import ShardMap
@@ -160,8 +160,8 @@ class AsyncTransport:
                 raise NodeUnavailable("client is closed")
             if self.map is None:
                 raise NodeUnavailable("no shard map yet")
-            c = Conn(self.loop, dealer(self.ctx, self.map.endpoints[i], self.keys),
-                      self._on_reply, zmq.EVENT_DISCONNECTED, partial(self._on_monitor, i))
+            c = Conn(self.loop, self.ctx, self.map.endpoints[i], self.keys, self._on_reply,
+                     zmq.EVENT_DISCONNECTED, partial(self._on_monitor, i))
             self._slots[i] = c
         return c
 
@@ -170,7 +170,7 @@ class AsyncTransport:
             if self.router_endpoint is None:
                 raise NodeUnavailable("no router endpoint known")
             curve = uses_curve(self.router_endpoint)
-            self._router = Conn(self.loop, dealer(self.ctx, self.router_endpoint, self.keys),
+            self._router = Conn(self.loop, self.ctx, self.router_endpoint, self.keys,
                                  self._on_reply, CLIENT_HANDSHAKE_EVENTS,
                                  self._on_router_event if curve else None)
         return self._router
@@ -178,7 +178,7 @@ class AsyncTransport:
     def _peer(self, endpoint: str) -> Conn:
         c = self._peers.get(endpoint)
         if c is None:
-            c = self._peers[endpoint] = Conn(self.loop, dealer(self.ctx, endpoint, self.keys),
+            c = self._peers[endpoint] = Conn(self.loop, self.ctx, endpoint, self.keys,
                                               self._on_reply)
         return c
 

@@ -40,9 +40,10 @@ SEND_HWM = 100_000
 _EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)
 
 
-def dealer(ctx: Context, endpoint: str, keys: CurveKeys | None = None) -> Socket:
-    """A DEALER socket connected to ``endpoint``, tuned for quick reconnects; a CURVE
-    client with ``keys`` (tcp endpoints only)."""
+def dealer(ctx: Context, endpoint: str, keys: CurveKeys | None = None,
+           connect: bool = True) -> Socket:
+    """A DEALER socket connected to ``endpoint`` (unless ``connect`` is false: the caller
+    connects it), tuned for quick reconnects; a CURVE client with ``keys`` (tcp only)."""
     s: Socket = ctx.socket(zmq.DEALER)
     curve_client(s, endpoint, keys)
     s.setsockopt(zmq.LINGER, 0)
@@ -50,7 +51,8 @@ def dealer(ctx: Context, endpoint: str, keys: CurveKeys | None = None) -> Socket
     s.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
     s.setsockopt(zmq.SNDHWM, SEND_HWM)
     s.setsockopt(zmq.RCVHWM, 0)
-    s.connect(endpoint)
+    if connect:
+        s.connect(endpoint)
     return s
 
 
@@ -142,22 +144,25 @@ class SocketPump:
 
 class Conn:
     """One outgoing connection, read from an asyncio loop: a DEALER socket (from
-    :func:`dealer`), its pump, and optionally a monitor of the socket reporting
-    ``monitor_events`` to ``on_event`` (a worker slot's drops; the router's failed
-    CURVE handshakes)."""
+    :func:`dealer`) connected to ``endpoint``, its pump, and optionally a monitor of the
+    socket reporting ``monitor_events`` to ``on_event`` (a worker slot's drops; the
+    router's failed CURVE handshakes). The monitor is attached before the socket
+    connects, so no early event (a handshake refused at once) is missed."""
 
     __slots__ = ("sock", "pump", "monitor", "monitor_pump", "_poller")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, sock: Socket,
-                 on_reply: Callable[[list[bytes]], None], monitor_events: int = 0,
+    def __init__(self, loop: asyncio.AbstractEventLoop, ctx: Context, endpoint: str,
+                 keys: CurveKeys | None, on_reply: Callable[[list[bytes]], None],
+                 monitor_events: int = 0,
                  on_event: Callable[[list[bytes]], None] | None = None) -> None:
-        self.sock = sock
+        self.sock = sock = dealer(ctx, endpoint, keys, connect=False)
         self.pump = SocketPump(loop, sock, on_reply)
         self.monitor: Socket | None = None
         self.monitor_pump: SocketPump | None = None
         if on_event is not None:
             self.monitor = sock.get_monitor_socket(monitor_events)
             self.monitor_pump = SocketPump(loop, self.monitor, on_event)
+        sock.connect(endpoint)
         self._poller: zmq.Poller | None = None
 
     def poll(self, timeout_ms: int) -> dict[Any, int]:
