@@ -325,10 +325,11 @@ class AsyncTransport:
         return p
 
     def ask(self, type_name: str, key: str, method: str, args: Any = (), kwargs: Any = None,
-            timeout: float | None = None) -> asyncio.Future[Any]:
-        """Send an ask; the returned future resolves to the result or the error."""
-        return self.send(Ask(next(self._ids), type_name, key, method, list(args), kwargs or {}),
-                         self.default_timeout if timeout is None else timeout).fut
+            timeout: float | None = None, ctx: dict[str, Any] | None = None) -> asyncio.Future[Any]:
+        """Send an ask (with the call context ``ctx``, see :mod:`actorsys.protocol.wire`);
+        the returned future resolves to the result or the error."""
+        return self.send(Ask(next(self._ids), type_name, key, method, list(args), kwargs or {},
+                             ctx), self.default_timeout if timeout is None else timeout).fut
 
     def spawn(self, type_name: str, key: str, timeout: float | None = None) -> asyncio.Future[Any]:
         """Activate an actor now; the future resolves when its ``on_start`` has committed."""
@@ -366,14 +367,15 @@ class AsyncTransport:
             if c.monitor is not None and c.monitor in ready:
                 c.drain_monitor()
 
-    def tell(self, type_name: str, key: str, method: str, args: Any = (), kwargs: Any = None) -> None:
+    def tell(self, type_name: str, key: str, method: str, args: Any = (), kwargs: Any = None,
+             ctx: dict[str, Any] | None = None) -> None:
         """Send a one-way message (at-most-once)."""
         if self.closed:
             raise NodeUnavailable("client is closed")
         if self.map is None:
             raise NodeUnavailable("no shard map yet")
         slot = self.map.slot_of(type_name, key)
-        payload = Tell(0, type_name, key, method, list(args), kwargs or {}).encode()
+        payload = Tell(0, type_name, key, method, list(args), kwargs or {}, ctx).encode()
         self._check_size(payload)
         c = self._slot(slot)
         try:

@@ -104,7 +104,8 @@ class Router:
         elif op == wire.TELL:
             c["forwarded"] += 1
             try:
-                self.transport.tell(*rest)
+                self.transport.tell(rest[0], rest[1], rest[2], rest[3], rest[4],
+                                    rest[5] if len(rest) > 5 else None)
             except ActorError:
                 c["dropped_replies"] += 1
         elif op == wire.ASK or op == wire.SPAWN:
@@ -121,7 +122,8 @@ class Router:
             if op == wire.SPAWN:
                 result = await self.transport.spawn(rest[0], rest[1])
             else:
-                result = await self.transport.ask(*rest)
+                result = await self.transport.ask(rest[0], rest[1], rest[2], rest[3], rest[4],
+                                                  ctx=rest[5] if len(rest) > 5 else None)
         except ActorError as exc:
             self._send(envelope, wire.err(rid, exc.to_wire()))
         else:

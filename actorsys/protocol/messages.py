@@ -18,13 +18,15 @@ _pack = wire.pack
 
 
 class Call(NamedTuple):
-    """The fields of a call on an actor, shared by :class:`Ask` and :class:`Tell`."""
+    """The fields of a call on an actor, shared by :class:`Ask` and :class:`Tell`.
+    ``ctx``: the call's context (request id, call chain; see :mod:`.wire`), or None."""
     rid: int
     type_name: str
     key: str
     method: str
     args: list[Any]
     kwargs: dict[str, Any]
+    ctx: dict[str, Any] | None = None
 
 
 class Ask(Call):
@@ -32,7 +34,9 @@ class Ask(Call):
     __slots__ = ()
 
     def encode(self) -> bytes:
-        return _pack([ASK, *self])
+        if self.ctx:
+            return _pack([ASK, *self])
+        return _pack([ASK, *self[:6]])
 
 
 class Tell(Call):
@@ -40,7 +44,9 @@ class Tell(Call):
     __slots__ = ()
 
     def encode(self) -> bytes:
-        return _pack([TELL, *self])
+        if self.ctx:
+            return _pack([TELL, *self])
+        return _pack([TELL, *self[:6]])
 
 
 class Spawn(NamedTuple):

@@ -8,8 +8,8 @@ Requests are msgpack arrays ``[op, request_id, ...]``:
 ======  ============================================================
 op      body
 ======  ============================================================
-ASK     ``[ASK, id, type, key, method, args, kwargs]`` -> one reply
-TELL    ``[TELL, 0, type, key, method, args, kwargs]`` -> no reply
+ASK     ``[ASK, id, type, key, method, args, kwargs, ctx?]`` -> one reply
+TELL    ``[TELL, 0, type, key, method, args, kwargs, ctx?]`` -> no reply
 SPAWN   ``[SPAWN, id, type, key]``: activate now -> ``OK`` reply;
         ``[SPAWN, id, type, key, opts]`` from the tree: start a supervised child
 MAP     ``[MAP, id]``: the shard map (router)
@@ -27,6 +27,12 @@ WS      ``[WS, 0, type, key, effects, batch, part]``: a worker hands the gateway
         1, ...); ``batch``: ``[gateway, number]`` of the socket events' batch it ran,
         or nil (no reply; see ``ws.py``)
 ======  ============================================================
+
+``ctx`` (optional; absent when empty) is the call's context, a map: ``"id"`` (bytes,
+an ask's request id unique to its client: a repeated id is answered with the recorded
+outcome, not run again) and ``"chain"`` (an array of ``[type, key]``: the actors whose
+turns are waiting on this call, oldest first: call-chain reentrancy). Unknown keys are
+refused, so a peer's typo is an error, not a silent no-op.
 
 An ``ASK`` whose method starts with ``$`` is a system call served by the worker in the
 actor's turn order without running its code: ``$history``, ``$rewind`` (kwargs
@@ -103,6 +109,30 @@ def _brief(value: Any) -> str:
     return f"of type {type(value).__name__}"
 
 
+#: the keys a call's context may carry (see the table above)
+CTX_KEYS = frozenset({"id", "chain"})
+#: the longest call chain a context may carry (a longer one is a runaway recursion)
+MAX_CHAIN = 64
+
+
+def check_ctx(ctx: Any) -> None:
+    """Check a call's context map (the optional last field of ASK and TELL)."""
+    if not isinstance(ctx, dict):
+        raise BadRequest("a call's ctx must be a map")
+    unknown = [k for k in ctx if k not in CTX_KEYS]
+    if unknown:
+        raise BadRequest(f"unknown ctx key {_brief(unknown[0])}; known: id, chain")
+    rid = ctx.get("id")
+    if rid is not None and (type(rid) is not bytes or not 1 <= len(rid) <= 64):
+        raise BadRequest("ctx id must be 1 to 64 bytes")
+    chain = ctx.get("chain")
+    if chain is not None and (
+            not isinstance(chain, list) or len(chain) > MAX_CHAIN
+            or not all(isinstance(c, list) and len(c) == 2 and type(c[0]) is str
+                       and type(c[1]) is str for c in chain)):
+        raise BadRequest(f"ctx chain must be an array of at most {MAX_CHAIN} [type, key] pairs")
+
+
 def parse_request(msg: Any) -> tuple[int, int, list[Any]]:
     """Check a decoded request's shape; return ``(op, id, rest)`` or raise BadRequest."""
     if not isinstance(msg, list) or len(msg) < 2:
@@ -115,8 +145,10 @@ def parse_request(msg: Any) -> tuple[int, int, list[Any]]:
     rest = msg[2:]
     if op in (ASK, TELL):
         if len(rest) != 5:
-            raise BadRequest(f"{OPS[op]} takes [op, id, type, key, method, args, kwargs]")
-        type_name, key, method, args, kwargs = rest
+            if len(rest) != 6:
+                raise BadRequest(f"{OPS[op]} takes [op, id, type, key, method, args, kwargs, ctx?]")
+            check_ctx(rest[5])
+        type_name, key, method, args, kwargs = rest[:5]
         if not isinstance(type_name, str) or not isinstance(key, str) or not isinstance(method, str):
             raise BadRequest("type, key and method must be strings")
         if not isinstance(args, list) or not isinstance(kwargs, dict):

@@ -81,6 +81,7 @@ class Call:
     method: str                  #: a handler of the actor's type, a system ask ($...) or "" (SPAWN)
     args: list[Any]
     kwargs: dict[str, Any]
+    ctx: dict[str, Any] | None = None   #: the call's context (request id, call chain), checked
 
 
 @dataclass(slots=True, eq=False)
@@ -92,7 +93,7 @@ class Waiting:
     reply_to: Envelope | None
     rid: int
     method: str
-    raw: bytes                   #: the request's payload frame: [op, rid, type, key, method, args, kwargs]
+    raw: bytes                   #: the request's payload frame: [op, rid, type, key, method, args, kwargs, ctx?]
 
 
 @dataclass(slots=True, eq=False)

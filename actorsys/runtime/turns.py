@@ -118,7 +118,8 @@ class Turns:
         raw = msg.raw
         self.catalog.queued_bytes -= len(raw)
         request = wire.unpack(raw)
-        return Call(msg.op, msg.reply_to, msg.rid, msg.method, request[5], request[6])
+        return Call(msg.op, msg.reply_to, msg.rid, msg.method, request[5], request[6],
+                    request[7] if len(request) > 7 else None)
 
     def passivate(self, act: Activation) -> None:
         """Queue a PASSIVATE: on_stop runs in turn order, then the actor leaves memory."""

@@ -270,9 +270,8 @@ class Worker:
                   frames: list[bytes]) -> None:
         c = self.counters
         if op == _ASK or op == _TELL:
-            type_name, key, method, args, kwargs = rest
-            self._deliver(op, envelope if op == _ASK else None, rid, type_name, key, method,
-                          args, kwargs, frames[-1])
+            self._deliver(op, envelope if op == _ASK else None, rid, rest[0], rest[1], rest[2],
+                          rest[3], rest[4], frames[-1], rest[5] if len(rest) > 5 else None)
         elif (op == wire.STOP or (op == _SPAWN and len(rest) == 3)) and self.tree_endpoint is None:
             c["bad_frames"] += 1     # only a supervision tree starts and stops children
             self._reject(envelope, rid, BadRequest(
@@ -304,7 +303,7 @@ class Worker:
 
     def _deliver(self, op: int, reply_to: Envelope | None, rid: int, type_name: str, key: str,
                  method: str, args: list[Any], kwargs: dict[str, Any],
-                 raw: bytes | None = None) -> None:
+                 raw: bytes | None = None, ctx: dict[str, Any] | None = None) -> None:
         """Admit a message to its actor's mailbox (or refuse it), and run it if it can."""
         if self.turns.stopping:  # passivation is under way; a new turn would reactivate the actor
             return self._reject(reply_to, rid, NodeUnavailable(
@@ -339,10 +338,10 @@ class Worker:
             catalog.queued_bytes += len(raw)
             act.mail().append(Waiting(op, reply_to, rid, method, raw))
         elif not act.running and not act.mailbox and act.status is not DEAD:
-            self.turns.run_now(act, Call(op, reply_to, rid, method, args, kwargs))
+            self.turns.run_now(act, Call(op, reply_to, rid, method, args, kwargs, ctx))
             return
         else:
-            act.mail().append(Call(op, reply_to, rid, method, args, kwargs))
+            act.mail().append(Call(op, reply_to, rid, method, args, kwargs, ctx))
         if not act.running:
             self.turns.pump(act)
 
