@@ -93,7 +93,8 @@ class Waiting:
     reply_to: Envelope | None
     rid: int
     method: str
-    raw: bytes                   #: the request's payload frame: [op, rid, type, key, method, args, kwargs, ctx?]
+    #: the request's payload frame: [op, rid, type, key, method, args, kwargs, ctx?]
+    raw: bytes
 
 
 @dataclass(slots=True, eq=False)
