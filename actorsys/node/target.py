@@ -87,8 +87,9 @@ def _recorded(data_dir: str, config: str) -> str:
         with open(path) as f:
             endpoint = f.read().strip()
     except FileNotFoundError:
-        raise TargetError(f"the node of {config} has not run (no {path}; its config names no "
-                          f"endpoint): start it with 'actorsys run {config}'") from None
+        raise TargetError(f"the node of {config} is not running: it has recorded no endpoint "
+                          f"in {path} (its config names none); start it with "
+                          f"'actorsys run {config}'") from None
     except OSError as exc:
         raise TargetError(f"cannot read {path}: {exc.strerror or exc}") from None
     if endpoint.startswith("ipc://") and not os.path.exists(endpoint[6:]):
