@@ -58,7 +58,7 @@ def test_the_environment_names_the_config_unless_an_endpoint_is_given(tmp_path, 
 
 def test_a_config_without_endpoint_reads_what_the_node_recorded(tmp_path):
     config = write_config(tmp_path, "")
-    with pytest.raises(TargetError, match="not running: it has recorded no endpoint .* actorsys run"):
+    with pytest.raises(TargetError, match="not running: it has recorded no endpoint .*'actorsys run"):
         resolve(None, config, None, None)
     sock = tmp_path / "router.sock"
     os.makedirs(tmp_path / "data")
