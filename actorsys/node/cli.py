@@ -33,12 +33,10 @@ import sys
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+from ..client.common import CONNECT_TIMEOUT
 from ..errors import ActorError, AskTimeout, NodeUnavailable
 from ..log import LEVELS
 from .target import TargetError, resolve
-
-#: how long a command waits for the node's router to answer (the client's default)
-CONNECT_TIMEOUT = 10.0
 
 
 def _parse_args(values: list[str]) -> list[Any]:
@@ -75,9 +73,7 @@ def _connect(a: argparse.Namespace) -> Any:
         t = resolve(a.endpoint, a.config, a.curve_key or None, a.server_key or None)
         return connect(t.endpoint, connect_timeout=a.connect_timeout, key=t.key,
                        server_key=t.server_key)
-    except TargetError as exc:
-        raise SystemExit(f"actorsys: {exc}") from None
-    except ValueError as exc:          # a key file that cannot be used
+    except (TargetError, ValueError) as exc:    # no node to talk to; a key file that cannot be used
         raise SystemExit(f"actorsys: {exc}") from None
 
 
