@@ -1,6 +1,11 @@
 """Claiming a node's data directory and endpoints before anything binds: a second node
 on the same data directory or endpoint stops at once with an error naming what is in
-use, instead of stealing the first node's sockets."""
+use, instead of stealing the first node's sockets.
+
+The node that holds the claim records its router's endpoint in ``data_dir/endpoint``
+(:data:`ENDPOINT_FILE`, one line), so ``actorsys COMMAND --config NODE.toml`` finds a node
+whose config names no endpoint (ipc in a private temporary directory). The file is left
+behind when the node stops; its reader checks that the socket is still there."""
 from __future__ import annotations
 
 import fcntl
@@ -9,6 +14,9 @@ import socket
 
 from ..config import NodeConfig, NodeLayout
 from ..errors import ConfigError
+
+#: in the data directory: the router's endpoint of the node holding the claim (one line)
+ENDPOINT_FILE = "endpoint"
 
 
 def _endpoint_in_use(endpoint: str) -> bool:
@@ -76,8 +84,28 @@ def claim_node(cfg: NodeConfig, layout: NodeLayout) -> list[int]:
         if layout.gateway_listen is not None and _endpoint_in_use("tcp://" + layout.gateway_listen):
             raise ConfigError(f"the gateway's address {layout.gateway_listen} is already in use",
                               file=cfg.source, key="gateway.listen")
+        record_endpoint(cfg.data_dir, layout.router)
     except BaseException:
         for fd in fds:
             os.close(fd)
         raise
     return fds
+
+
+def record_endpoint(data_dir: str, endpoint: str) -> None:
+    """Write ``data_dir/endpoint`` (atomically: a reader never sees half a line). Best
+    effort: a full disk does not stop the node (the CLI then needs ``--endpoint``)."""
+    path = os.path.join(data_dir, ENDPOINT_FILE)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, endpoint.encode() + b"\n")
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass

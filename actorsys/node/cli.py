@@ -3,17 +3,26 @@
 * ``actorsys run CONFIG [--log-level LEVEL] [--log-json]``: run a node in the foreground
   (SIGINT/SIGTERM stop it cleanly); its processes log to standard error at ``LEVEL``
   (default info), one JSON object per line with ``--log-json``.
-* ``actorsys status --endpoint E [--json]``: the node's processes and counters.
-* ``actorsys ask --endpoint E TYPE KEY METHOD [JSON_ARG ...]``: ask an actor; prints
-  the result as JSON. ``actorsys tell`` sends one-way.
-* ``actorsys sup --endpoint E NAME COMMAND [ARG]``: a supervisor's runtime API
+* ``actorsys status [--json]``: the node's processes and counters.
+* ``actorsys ask TYPE KEY METHOD [JSON_ARG ...] [--kw JSON_OBJECT]``: ask an actor; prints
+  the result as JSON. ``actorsys tell`` sends one-way. Each ``JSON_ARG`` is one positional
+  argument (``'{"by": 10}'`` is one dict); ``--kw '{"by": 10}'`` passes keyword arguments,
+  as a JSON object body does over HTTP.
+* ``actorsys sup NAME COMMAND [ARG]``: a supervisor's runtime API
   (``which_children``, ``count_children``, ``start_child JSON_SPEC``,
   ``terminate_child ID``, ``restart_child ID``, ``delete_child ID``).
+* ``actorsys ls``, ``history``, ``rewind``, ``destroy``: listing and one actor's history.
 * ``actorsys keygen DIR [--name NAME]``: write a CURVE key pair, ``DIR/NAME.key``
   (public) and ``DIR/NAME.key_secret`` (secret, mode 0600).
 
-Every command that talks to a node takes ``--key SECRET_FILE --server-key NODE_PUBLIC_FILE``
-for a tcp node with CURVE (defaults: ``$ACTORSYS_KEY``, ``$ACTORSYS_SERVER_KEY``).
+Every command that talks to a node finds it with ``--endpoint``/``-e E`` or from the
+node's config, ``--config NODE.toml`` (default ``$ACTORSYS_CONFIG``; see
+:mod:`.target`), and takes ``--key SECRET_FILE --server-key NODE_PUBLIC_FILE`` for a tcp
+node with CURVE (defaults: ``$ACTORSYS_KEY``, ``$ACTORSYS_SERVER_KEY``, else the
+config's ``curve_secret_key``). Two deadlines, each blamed by name when it passes:
+``--connect-timeout`` (the node's router must answer; ``NodeUnavailable``) and
+``--timeout`` (the request itself; an ask's is ``AskTimeout: no answer from
+TYPE/KEY.METHOD within T s``).
 """
 from __future__ import annotations
 
@@ -21,10 +30,13 @@ import argparse
 import json
 import os
 import sys
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
-from ..errors import ActorError
+from ..client.common import CONNECT_TIMEOUT
+from ..errors import ActorError, AskTimeout, NodeUnavailable
 from ..log import LEVELS
+from .target import TargetError, resolve
 
 
 def _parse_args(values: list[str]) -> list[Any]:
@@ -37,15 +49,43 @@ def _parse_args(values: list[str]) -> list[Any]:
     return out
 
 
+def _parse_kw(text: str | None) -> dict[str, Any]:
+    """``--kw``: a JSON object, the keyword arguments (an HTTP body's meaning)."""
+    if text is None:
+        return {}
+    try:
+        kw = json.loads(text)
+    except json.JSONDecodeError:
+        raise SystemExit(f"actorsys: --kw {text!r} is not JSON (a JSON object: "
+                         f"--kw '{{\"by\": 10}}')") from None
+    if not isinstance(kw, dict):
+        raise SystemExit(f"actorsys: --kw takes a JSON object of keyword arguments, "
+                         f"not {type(kw).__name__} (positional arguments go after the method)")
+    return kw
+
+
 def _connect(a: argparse.Namespace) -> Any:
-    """A client of the node at ``--endpoint`` with the command's keys and timeout."""
+    """A client of the command's node (:mod:`.target`) with its keys, waiting up to
+    ``--connect-timeout`` for the router."""
     from ..client import connect
 
     try:
-        return connect(a.endpoint, connect_timeout=a.timeout, key=a.curve_key or None,
-                       server_key=a.server_key or None)
-    except ValueError as exc:          # a key file that cannot be used
+        t = resolve(a.endpoint, a.config, a.curve_key or None, a.server_key or None)
+        return connect(t.endpoint, connect_timeout=a.connect_timeout, key=t.key,
+                       server_key=t.server_key)
+    except (TargetError, ValueError) as exc:    # no node to talk to; a key file that cannot be used
         raise SystemExit(f"actorsys: {exc}") from None
+
+
+@contextmanager
+def _deadline(a: argparse.Namespace, what: str) -> Iterator[None]:
+    """Name the deadline that passed: ``--timeout`` of the request to ``what`` (the
+    node answered the connect; the router is not to blame)."""
+    try:
+        yield
+    except AskTimeout:
+        raise AskTimeout(f"no answer from {what} within {a.timeout:g} s (the deadline "
+                         f"set by --timeout; the node is reachable)") from None
 
 
 def _key_options(p: argparse.ArgumentParser, main: bool) -> None:
@@ -54,14 +94,23 @@ def _key_options(p: argparse.ArgumentParser, main: bool) -> None:
     p.add_argument("--key", dest="curve_key", metavar="SECRET_FILE",
                    default=os.environ.get("ACTORSYS_KEY") if main else argparse.SUPPRESS,
                    help="this client's CURVE key pair (.key_secret) for a tcp node "
-                        "(default: $ACTORSYS_KEY)")
+                        "(default: $ACTORSYS_KEY, else --config's curve_secret_key)")
     p.add_argument("--server-key", dest="server_key", metavar="PUBLIC_FILE",
                    default=os.environ.get("ACTORSYS_SERVER_KEY") if main else argparse.SUPPRESS,
-                   help="the node's public key (.key) for a tcp node (default: $ACTORSYS_SERVER_KEY)")
+                   help="the node's public key (.key) for a tcp node "
+                        "(default: $ACTORSYS_SERVER_KEY, else --config's curve_secret_key)")
 
 
-def _client_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--endpoint", "-e", required=True)
+def _client_options(p: argparse.ArgumentParser, timeout: float = 30.0) -> None:
+    p.add_argument("--endpoint", "-e", default=None,
+                   help="the node's router endpoint, as 'actorsys run' prints it (wins over --config)")
+    p.add_argument("--config", "-c", default=None, metavar="NODE.toml",
+                   help="find the endpoint (and a tcp node's keys) in the node's config "
+                        "(default: $ACTORSYS_CONFIG)")
+    p.add_argument("--timeout", type=float, default=timeout,
+                   help=f"seconds the request may take (default {timeout:g})")
+    p.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT,
+                   help=f"seconds to wait for the node's router (default {CONNECT_TIMEOUT:g})")
     _key_options(p, main=False)
 
 
@@ -110,7 +159,10 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 def cmd_status(a: argparse.Namespace) -> int:
     with _connect(a) as c:
-        st = c.status(timeout=a.timeout)
+        try:
+            st = c.status(timeout=a.timeout)
+        except NodeUnavailable as exc:   # connected: the status request's own deadline
+            raise NodeUnavailable(f"status: {exc} (the deadline set by --timeout)") from None
     if a.json:
         print(json.dumps(st, indent=2, default=str))
         return 0
@@ -133,22 +185,31 @@ def cmd_status(a: argparse.Namespace) -> int:
 
 
 def cmd_ask(a: argparse.Namespace) -> int:
-    args = _parse_args(a.args)
+    args, kw = _parse_args(a.args), _parse_kw(a.kw)
+    if a.command == "ask" and "timeout" in kw:
+        raise SystemExit("actorsys: --kw cannot pass 'timeout' to an ask (the client's own "
+                         "deadline has that name): pass it positionally")
     with _connect(a) as c:
         if a.command == "tell":
-            c.tell(a.type, a.key, a.method, *args)
+            c.tell(a.type, a.key, a.method, *args, **kw)
             # close() discards unsent messages: a round trip on the same sockets (ordered
             # after the tell) makes sure the tell has reached its worker first
-            c.ping_workers(timeout=a.timeout)
+            try:
+                c.ping_workers(timeout=a.timeout)
+            except NodeUnavailable as exc:
+                raise NodeUnavailable(f"tell {a.type}/{a.key}.{a.method} was sent but not "
+                                      f"confirmed delivered within {a.timeout:g} s (--timeout): "
+                                      f"{exc}") from None
             return 0
-        result = c.ask(a.type, a.key, a.method, *args, timeout=a.timeout)
+        with _deadline(a, f"{a.type}/{a.key}.{a.method}"):
+            result = c.ask(a.type, a.key, a.method, *args, timeout=a.timeout, **kw)
     print(json.dumps(result, default=repr))
     return 0
 
 
 def cmd_ls(a: argparse.Namespace) -> int:
     """Keys of the actors of a type, one per line; ``--all`` pages through every one."""
-    with _connect(a) as c:
+    with _connect(a) as c, _deadline(a, f"the workers listing {a.type}"):
         after, left = a.after, None if a.all else a.limit
         while left is None or left > 0:
             page = c.list_actors(a.type, start_after=after,
@@ -166,7 +227,7 @@ def cmd_ls(a: argparse.Namespace) -> int:
 
 def cmd_actor(a: argparse.Namespace) -> int:
     """history / rewind / destroy of one actor."""
-    with _connect(a) as c:
+    with _connect(a) as c, _deadline(a, f"{a.type}/{a.key} ({a.command})"):
         ref = c.ref(a.type, a.key)
         if a.command == "history":
             result: Any = ref.history(timeout=a.timeout)
@@ -185,7 +246,7 @@ SUP_COMMANDS = ("which_children", "count_children", "start_child", "terminate_ch
 
 
 def cmd_sup(a: argparse.Namespace) -> int:
-    with _connect(a) as c:
+    with _connect(a) as c, _deadline(a, f"supervisor {a.name} ({a.sup_command})"):
         sup = c.supervisor(a.name)
         if a.sup_command in ("which_children", "count_children"):
             if a.arg is not None:
@@ -220,22 +281,28 @@ def main(argv: list[str] | None = None) -> int:
                    help="log one JSON object per line (default: $ACTORSYS_LOG_JSON)")
     r.set_defaults(func=cmd_run)
     s = sub.add_parser("status", help="show a node's processes and counters")
-    _client_options(s)
+    _client_options(s, timeout=10.0)
     s.add_argument("--json", action="store_true", help="print the full status as JSON")
-    s.add_argument("--timeout", type=float, default=10.0)
     s.set_defaults(func=cmd_status)
     for name in ("ask", "tell"):
-        q = sub.add_parser(name, help=f"{name} an actor (arguments are JSON values)")
+        q = sub.add_parser(
+            name, help=f"{name} an actor (arguments are JSON values)",
+            description=f"{name.capitalize()} actor TYPE/KEY to run METHOD. Each ARG after the "
+                        "method is one JSON value passed positionally: 5, '\"text\"', "
+                        "'{\"by\": 10}' (one dict argument). Keyword arguments go in --kw as "
+                        "one JSON object, as a JSON object body does over HTTP: "
+                        "--kw '{\"by\": 10}' is add(by=10). Both may be combined.")
         _client_options(q)
-        q.add_argument("--timeout", type=float, default=30.0)
         q.add_argument("type")
         q.add_argument("key")
         q.add_argument("method")
-        q.add_argument("args", nargs="*", help="JSON arguments, e.g. 5 '\"text\"' '{\"a\": 1}'")
+        q.add_argument("args", nargs="*", metavar="ARG",
+                       help="positional arguments, one JSON value each: 5 '\"text\"' '{\"a\": 1}'")
+        q.add_argument("--kw", default=None, metavar="JSON_OBJECT",
+                       help="keyword arguments as one JSON object: --kw '{\"by\": 10}'")
         q.set_defaults(func=cmd_ask)
     u = sub.add_parser("sup", help="a supervisor's runtime API (which_children, start_child, ...)")
     _client_options(u)
-    u.add_argument("--timeout", type=float, default=30.0)
     u.add_argument("--json", action="store_true", help="print which_children as JSON")
     u.add_argument("name", help="the supervisor's name ([supervisors.NAME] in the config)")
     u.add_argument("sup_command", metavar="command", choices=SUP_COMMANDS)
@@ -243,7 +310,6 @@ def main(argv: list[str] | None = None) -> int:
     u.set_defaults(func=cmd_sup)
     ls = sub.add_parser("ls", help="list the keys of the actors of a type (with persisted data)")
     _client_options(ls)
-    ls.add_argument("--timeout", type=float, default=30.0)
     ls.add_argument("--after", default=None, help="start after this key (paging)")
     ls.add_argument("--limit", type=int, default=1000, help="at most this many keys (default 1000)")
     ls.add_argument("--all", action="store_true", help="every key, paging as needed")
@@ -254,7 +320,6 @@ def main(argv: list[str] | None = None) -> int:
                        ("destroy", "delete an actor's state, storage, alarms and history")):
         h = sub.add_parser(name, help=what)
         _client_options(h)
-        h.add_argument("--timeout", type=float, default=30.0)
         h.add_argument("type")
         h.add_argument("key")
         if name == "rewind":

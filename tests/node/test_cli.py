@@ -27,9 +27,11 @@ def gone(pid: int) -> bool:
         return True
 
 
-def cli(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess:
+def cli(*args: str, timeout: float = 30.0, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``actorsys ARGS`` with this environment (minus ACTORSYS_CONFIG) and ``env`` added."""
+    environ = {k: v for k, v in os.environ.items() if k != "ACTORSYS_CONFIG"}
     return subprocess.run([ACTORSYS, *args], capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+                          stdin=subprocess.DEVNULL, env={**environ, **(env or {})})
 
 
 @pytest.fixture
@@ -49,14 +51,15 @@ class RunningNode:
             return f.read()
 
 
-def counter_config(where, endpoint: str, workers: int):
-    """``where/node.toml``: a node at ``endpoint`` serving the test actors' Counter."""
+def counter_config(where, endpoint: str | None, workers: int):
+    """``where/node.toml``: a node at ``endpoint`` (None: the config names none) serving
+    the test actors' Counter."""
     config = where / "node.toml"
     config.write_text(f"""\
 [node]
 data_dir = "data"
 workers = {workers}
-endpoint = "{endpoint}"
+{'' if endpoint is None else f'endpoint = "{endpoint}"'}
 python_path = ["{ACTORS_DIR}"]
 shutdown_timeout = 3.0
 
@@ -150,10 +153,90 @@ def test_ask_errors_print_a_clear_message_and_exit_non_zero(cli_node, args, frag
 
 
 def test_status_of_an_unreachable_node_fails_with_a_message(sock_dir):
-    r = cli("status", "-e", f"ipc://{sock_dir}/nobody.sock", "--timeout", "0.5")
+    r = cli("status", "-e", f"ipc://{sock_dir}/nobody.sock", "--connect-timeout", "0.5")
     assert r.returncode == 1, f"expected exit status 1: {r}"
     assert "NodeUnavailable" in r.stderr and "did not answer" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_ask_kw_passes_keyword_arguments_as_http_does(cli_node):
+    """``--kw '{"by": 10}'`` is ``add(by=10)`` (an HTTP JSON object body's meaning); a JSON
+    object after the method stays one positional argument."""
+    ep = cli_node.endpoint
+    r = cli("ask", "-e", ep, "Counter", "kw", "add", "--kw", '{"by": 10}')
+    assert (r.returncode, r.stdout.strip()) == (0, "10"), f"expected add(by=10) -> 10: {r}"
+    r = cli("tell", "-e", ep, "Counter", "kw", "add", "--kw", '{"by": 5}')
+    assert r.returncode == 0, r
+    assert cli("ask", "-e", ep, "Counter", "kw", "get").stdout.strip() == "15"
+    r = cli("ask", "-e", ep, "Counter", "kw", "add", '{"by": 10}')
+    assert r.returncode == 1 and "TypeError" in r.stderr, \
+        f"expected the positional dict to reach add as `by` (and fail to add): {r}"
+    for bad, fragment in (("[10]", "takes a JSON object"), ("{by: 10}", "is not JSON")):
+        r = cli("ask", "-e", ep, "Counter", "kw", "add", "--kw", bad)
+        assert r.returncode != 0 and fragment in r.stderr and "Traceback" not in r.stderr, r
+
+
+def test_a_short_timeout_blames_the_ask_not_the_router(cli_node):
+    """``--timeout`` is the request's deadline; the connect has its own
+    (``--connect-timeout``), so a deadline that passes names what did not answer (it
+    used to be the connect's too: 'router ... did not answer within 0.001 s')."""
+    ep = cli_node.endpoint
+    r = cli("ask", "-e", ep, "--timeout", "0.001", "Counter", "slow", "sleep", "5")
+    assert r.returncode == 1, r
+    assert "AskTimeout: no answer from Counter/slow.sleep within 0.001 s" in r.stderr, r.stderr
+    assert "router" not in r.stderr, f"expected the ask blamed, not the router: {r.stderr}"
+    # Counter/slow's worker sleeps 5 s: requests that need it time out, each named
+    for cmd, what in ((["history", "Counter", "slow"], "Counter/slow (history)"),
+                      (["ls", "Counter"], "the workers listing Counter")):
+        r = cli(cmd[0], "-e", ep, "--timeout", "0.2", *cmd[1:])
+        assert r.returncode == 1, r
+        assert f"AskTimeout: no answer from {what} within 0.2 s" in r.stderr, r.stderr
+
+
+def test_config_finds_the_node_without_an_endpoint(tmp_path):
+    """``--config NODE.toml`` (or ``$ACTORSYS_CONFIG``) on a node whose config names no
+    endpoint: the running node recorded its private ipc endpoint in ``data_dir/endpoint``.
+    ``-e`` wins; after the node stops, the error says it is not running, at once."""
+    config = counter_config(tmp_path, None, workers=1)
+    r = cli("ask", "Counter", "c", "get")
+    assert r.returncode != 0 and "--endpoint" in r.stderr and "--config" in r.stderr \
+        and "ACTORSYS_CONFIG" in r.stderr, f"expected a clear error naming both: {r}"
+    r = cli("ask", "--config", str(config), "Counter", "c", "get")
+    assert r.returncode != 0 and "actorsys run" in r.stderr, f"expected 'not started': {r}"
+    log_path = tmp_path / "run.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([ACTORSYS, "run", str(config)], stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "data" / "endpoint").exists():
+            assert proc.poll() is None, f"actorsys run exited early:\n{log_path.read_text()}"
+            assert time.monotonic() < deadline, f"no endpoint recorded:\n{log_path.read_text()}"
+            time.sleep(0.05)
+        endpoint = (tmp_path / "data" / "endpoint").read_text().strip()
+        assert f"node endpoint {endpoint}" in log_path.read_text()
+        r = cli("ask", "--config", str(config), "Counter", "c", "add", "2")
+        assert (r.returncode, r.stdout.strip()) == (0, "2"), r
+        r = cli("ask", "Counter", "c", "add", "--kw", '{"by": 3}', env={"ACTORSYS_CONFIG": str(config)})
+        assert (r.returncode, r.stdout.strip()) == (0, "5"), r
+        r = cli("status", "--json", env={"ACTORSYS_CONFIG": str(config)})
+        assert r.returncode == 0 and json.loads(r.stdout)["endpoint"] == endpoint, r
+        for cmd in (["ls", "Counter"], ["history", "Counter", "c"], ["tell", "Counter", "c", "add"]):
+            r = cli(cmd[0], "-c", str(config), *cmd[1:])
+            assert r.returncode == 0, f"expected {cmd[0]} to find the node: {r}"
+        r = cli("ask", "-e", "ipc:///nonexistent/x.sock", "--connect-timeout", "0.2",
+                "Counter", "c", "get", env={"ACTORSYS_CONFIG": str(config)})
+        assert r.returncode == 1 and "NodeUnavailable" in r.stderr, f"expected -e to win: {r}"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0, log_path.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    started = time.monotonic()
+    r = cli("ask", "-c", str(config), "Counter", "c", "get")
+    assert r.returncode != 0 and "is not running" in r.stderr and "Traceback" not in r.stderr, r
+    assert time.monotonic() - started < 5, "expected the stopped node named at once, not at a timeout"
 
 
 def test_run_with_a_bad_config_fails_with_a_message(tmp_path):

@@ -35,7 +35,7 @@ def example_node(tmp_path, sock_dir):  # noqa: F811
         deadline = time.monotonic() + 30
         while True:
             assert proc.poll() is None, f"actorsys run exited early:\n{log_path.read_text()}"
-            r = cli("sup", "-e", endpoint, "root", "count_children", "--timeout", "1")
+            r = cli("sup", "-e", endpoint, "root", "count_children", "--connect-timeout", "1")
             if r.returncode == 0 and json.loads(r.stdout)["active"] == 3:
                 break
             assert time.monotonic() < deadline, f"tree not ready within 30 s:\n{log_path.read_text()}"

@@ -158,7 +158,7 @@ def test_a_client_that_cannot_do_the_handshake_is_refused_in_time_and_counted(tc
     msg = str(info.value)
     assert "did not answer within 2 s" in msg and "handshake" in msg and "CURVE" in msg, \
         f"expected a clear message naming the failed CURVE handshake: {msg}"
-    r = cli("ask", "-e", ep, "--timeout", "1", "Counter", "a", "get",
+    r = cli("ask", "-e", ep, "--connect-timeout", "1", "Counter", "a", "get",
             *(["--key", keys.alice_secret, "--server-key", keys.mallory_public] if kwargs else []))
     assert r.returncode == 1 and "NodeUnavailable" in r.stderr and "handshake" in r.stderr, \
         f"expected the CLI to fail with the same clear error: {r}"

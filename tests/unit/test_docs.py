@@ -1,0 +1,128 @@
+"""The documentation matches the repository: the top-level *.md, docs/*.md and every
+examples/**/README.md link only to files inside the repository that exist (and to
+headings that exist), every repository path they name in backticks exists, and every
+config key of the defaults table (and of the supervision trees) is in README's
+reference. Text only: no node, no import of user code."""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from actorsys.config import defaults, supervision
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = sorted({*ROOT.glob("*.md"), *ROOT.glob("docs/*.md"), *ROOT.glob("examples/**/README.md")})
+#: the repository's top-level folders: a backticked path starting with one names a file here
+TOP = {p.name for p in ROOT.iterdir() if p.is_dir() and not p.name.startswith(".")} - {"build"}
+
+_FENCE = re.compile(r"^(```|~~~).*?^\1", re.S | re.M)
+_LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+_REF_LINK = re.compile(r"^\s*\[[^\]]+\]:\s*(\S+)", re.M)
+_CODE = re.compile(r"(?<!`)`([^`\n]+)`(?!`)")
+_PATHLIKE = re.compile(r"[\w.\-]+(/[\w.\-]+)*/?")
+_HEADING = re.compile(r"^#{1,6}\s+(.*?)\s*#*\s*$", re.M)
+
+
+def rel(p: Path) -> str:
+    return str(p.relative_to(ROOT))
+
+
+def prose(doc: Path) -> str:
+    """The Markdown without its fenced code blocks."""
+    return _FENCE.sub("", doc.read_text())
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading."""
+    text = re.sub(r"[`*_]|\[([^\]]*)\]\([^)]*\)", r"\1", heading).strip().lower()
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def anchors(doc: Path) -> set[str]:
+    return {slug(h) for h in _HEADING.findall(prose(doc))}
+
+
+def links(doc: Path) -> list[str]:
+    text = prose(doc)
+    return _LINK.findall(text) + _REF_LINK.findall(text)
+
+
+def inside_repo(path: Path) -> bool:
+    return os.path.realpath(path).startswith(str(ROOT) + os.sep)
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=rel)
+def test_links_stay_in_the_repository_and_resolve(doc):
+    bad = []
+    for target in links(doc):
+        if re.match(r"(https?|mailto):", target):
+            continue
+        if re.match(r"[a-z][a-z0-9+.\-]*:", target) or target.startswith("/"):
+            bad.append(f"{target}: an absolute path or URL scheme outside the repository")
+            continue
+        path_part, _, anchor = target.partition("#")
+        dest = (doc.parent / path_part) if path_part else doc
+        if not inside_repo(dest):
+            bad.append(f"{target}: leaves the repository")
+        elif not dest.exists():
+            bad.append(f"{target}: no such file")
+        elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
+            bad.append(f"{target}: no heading #{anchor} in {rel(dest)}")
+    assert not bad, f"{rel(doc)}: " + "; ".join(bad)
+
+
+def named_paths(doc: Path) -> list[str]:
+    """Repository paths named in inline code: the first word of a span, when it starts
+    with a top-level folder of the repository (``examples/chat/chat.py``,
+    ``scripts/chaos --duration 60``); in an example's README also paths relative to it
+    (``static/index.html``, ``chat.py``)."""
+    out = []
+    in_example = doc.parent != ROOT and rel(doc).startswith("examples/")
+    for span in _CODE.findall(prose(doc)):
+        word = span.split()[0] if span.split() else ""
+        if not _PATHLIKE.fullmatch(word) or word.startswith("."):
+            continue
+        if word.split("/")[0] in TOP and "/" in word:
+            out.append(word)
+        elif in_example and ("/" in word or word.endswith(".py")):
+            out.append(word)
+    return out
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=rel)
+def test_every_file_named_exists(doc):
+    missing = [p for p in named_paths(doc)
+               if not ((ROOT / p).exists() or (doc.parent / p).exists())
+               or not (inside_repo(ROOT / p) or inside_repo(doc.parent / p))]
+    assert not missing, f"{rel(doc)} names files that do not exist: {missing}"
+    outside = [span for span in _CODE.findall(prose(doc)) if span.startswith("../")]
+    assert not outside, f"{rel(doc)} names files outside the repository: {outside}"
+
+
+def readme_toml() -> str:
+    """Every TOML block of README.md, one text."""
+    text = (ROOT / "README.md").read_text()
+    return "\n".join(re.findall(r"^```toml\n(.*?)^```", text, re.S | re.M))
+
+
+@pytest.mark.parametrize("key", list(defaults.DEFAULTS), ids=str)
+def test_every_config_key_is_in_the_readme_reference(key):
+    """Each key of the defaults table is shown, with a value, in one of README's TOML
+    blocks (the configuration reference and the gateway's table)."""
+    name = key.rsplit(".", 1)[-1]
+    toml = readme_toml()
+    if key.startswith("node.alarm_retry."):
+        assert re.search(rf"^\s*#?\s*alarm_retry\s*=.*\b{name}\s*=", toml, re.M), key
+    else:
+        assert re.search(rf"(^|[{{,\s])#?\s*\"?{re.escape(name)}\"?\s*=", toml, re.M), \
+            f"config key {key} is not in README's reference (its TOML blocks)"
+
+
+def test_every_supervision_key_is_in_the_readme():
+    text = (ROOT / "README.md").read_text()
+    missing = [k for k in (*supervision._SUP_KEYS, *supervision._CHILD_KEYS)
+               if not re.search(rf"\b{k}\b\s*=|`{k}`", text)]
+    assert not missing, f"supervision keys not in README: {missing}"
