@@ -14,6 +14,9 @@ import socket
 
 from ..config import NodeConfig, NodeLayout
 from ..errors import ConfigError
+from ..log import get_logger
+
+log = get_logger("node")
 
 #: in the data directory: the router's endpoint of the node holding the claim (one line)
 ENDPOINT_FILE = "endpoint"
@@ -94,7 +97,8 @@ def claim_node(cfg: NodeConfig, layout: NodeLayout) -> list[int]:
 
 def record_endpoint(data_dir: str, endpoint: str) -> None:
     """Write ``data_dir/endpoint`` (atomically: a reader never sees half a line). Best
-    effort: a full disk does not stop the node (the CLI then needs ``--endpoint``)."""
+    effort: a full disk does not stop the node (it logs a warning; the CLI then needs
+    ``--endpoint``)."""
     path = os.path.join(data_dir, ENDPOINT_FILE)
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
@@ -104,7 +108,9 @@ def record_endpoint(data_dir: str, endpoint: str) -> None:
         finally:
             os.close(fd)
         os.replace(tmp, path)
-    except OSError:
+    except OSError as exc:
+        log.warning("could not record the endpoint in %s (%s): commands need --endpoint %s",
+                    path, exc, endpoint)
         try:
             os.unlink(tmp)
         except OSError:
