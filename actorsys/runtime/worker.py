@@ -321,6 +321,10 @@ class Worker:
                 self.catalog.forget(act)
             return self._reject(reply_to, rid, UnknownMethod(
                 f"actor type '{type_name}' has no method '{method:.200}'"))
+        if (act.running and ctx is not None and op == _ASK and "chain" in ctx
+                and method not in SYSTEM_METHODS and self.turns.reenter(
+                    act, Call(op, reply_to, rid, method, args, kwargs, ctx))):
+            return    # a nested turn: it came back to the turn waiting on it (or Deadlock)
         cfg = self.cfg
         if len(act.mailbox) >= cfg.mailbox_limit:
             self.counters["overloaded"] += 1
