@@ -4,7 +4,9 @@ What a turn guarantees (see ``actorsys/actor/actor.py`` for the user's view):
 
 * **Turns never overlap.** :meth:`Turns.pump` takes the next entry only while no turn of
   the activation runs; an ``async def`` handler keeps its actor busy until it returns,
-  while other actors run at its awaits.
+  while other actors run at its awaits. The one exception is reentrancy: an ask that
+  comes back along the call chain of the turn waiting on it runs as a nested turn at
+  that turn's await (``nested.py``, ``chains.py``).
 * **The end of a turn** (:meth:`Turns._end_turn`) packs ``self.state`` and takes the
   storage view's writes, checks the limits, and stages them with the actor's listing
   entry and its history record; its reply, tells and WebSocket effects go to the
