@@ -131,3 +131,17 @@ def test_a_nested_turn_outlived_by_its_outer_turn_is_dropped(slot: Slot) -> None
     err = slot.wait_reply(101)
     assert err[0] == wire.ERR and "nested turn was dropped" in err[2]["message"]
     assert slot.call("R", "k", "quick")["quick"] == 1, "the actor goes on"
+
+
+def test_a_kill_drops_nested_turns_and_queues_held_asks(slot: Slot) -> None:
+    o = outer(slot, "o")
+    WAITS["n1"] = slot.loop.create_future()
+    assert back(slot, 101, "nested_wait", "n1")
+    act = slot.act("R", "k")
+    slot.settle(until=lambda: "nested" in act.instance.state)
+    assert back(slot, 102, "quick")                   # held until n1 ends
+    slot.rt.children.kill(act)
+    err = slot.wait_reply(101)
+    assert err[0] == wire.ERR and "was killed or restarted" in err[2]["message"]
+    assert slot.wait_reply(102)[2] == {"quick": 1}, "the held ask ran as a turn of its own"
+    assert slot.wait_reply(o)[0] == wire.ERR, "the killed outer turn is discarded"
