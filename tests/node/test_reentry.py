@@ -135,3 +135,15 @@ def test_ask_from_a_sync_handler_fails_at_the_call(rnode):
     c.ref("Ping", a).ask("arm", b)
     wait_until(lambda: c.ref("Ping", a).ask("read")["state"].get("alarm_read"), "the alarm's ask")
     assert c.ref("Starter", "s").ask("get") == {"state": {}, "storage": {}}
+
+
+def test_a_runaway_cycle_stops_at_max_chain_with_a_clear_error(rnode):
+    c = rnode.client()
+    a, b = pair(c, same_slot=False)
+    # every level adds A and B to the chain: 40 levels would need 80 > MAX_CHAIN (64)
+    with pytest.raises(actorsys.RemoteError, match="call chain too deep: 64 actors") as info:
+        timed(c.ref("Ping", a).ask, "ping_pong", "Ping", b, 40, timeout=ASK)
+    assert "runaway recursion" in str(info.value)
+    # every nested turn that raised undid only its own changes; the outermost turn failed
+    # too, back to the commit of the deepest nested turn that succeeded: none did
+    assert c.ref("Ping", a).ask("read", timeout=QUICK)["state"] == {}
