@@ -62,8 +62,8 @@ _NOT_HELD = ENDING | {START}
 
 
 class Turns(NestedTurns):
-    """Runs the turns of a worker's activations (see the module docstring); nested turns
-    (call-chain reentrancy) are :class:`~.nested.NestedTurns`'."""
+    """Runs the turns of a worker's activations (see the module docstring); its half that
+    runs nested turns (call-chain reentrancy) is :class:`~.nested.NestedTurns`."""
 
     def __init__(self, catalog: Catalog, commit: GroupCommit, store: SlotStore,
                  services: Services, alarms: AlarmTurns, system: SystemAsks,
