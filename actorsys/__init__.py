@@ -19,6 +19,7 @@ from .errors import (ActorError, ActorStopped, AlreadyPresent, AlreadyStarted, A
                      MessageTooLarge, NodeUnavailable, Overloaded, RemoteError, StartFailed,
                      StorageError, SupervisorError, SupervisorNotFound, UnknownActorType,
                      UnknownMethod, WorkerLost)
+from .errors import Deadlock
 from .net.keys import keygen
 from .node import Node
 
@@ -31,5 +32,6 @@ __all__ = [
     "NodeUnavailable",
     "ConfigError", "ActorStopped", "SupervisorError", "SupervisorNotFound", "ChildNotFound",
     "AlreadyStarted", "AlreadyPresent", "ChildRunning", "StartFailed",
+    "Deadlock",
 ]
 __version__ = "0.1.0"

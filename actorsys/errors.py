@@ -134,6 +134,15 @@ class ConfigError(ActorError, ValueError):
         super().__init__(f"{where}: {problem}")
 
 
+class Deadlock(ActorError):
+    """An ask would close a cycle of actors waiting on each other, and the actor it comes
+    back to refuses reentrant calls (``reentrant = False`` on its class): it fails at
+    once, naming the cycle, instead of waiting until a timeout. Also raised at an ask
+    whose call chain would grow past ``MAX_CHAIN`` actors (a runaway recursion)."""
+
+    code = "deadlock"
+
+
 class ActorStopped(ActorError):
     """The actor is a supervised child that is not running (stopped by its supervisor,
     or exited and not restarted). Like a call to a dead process in Erlang (``noproc``)."""
@@ -187,7 +196,7 @@ _BY_CODE: dict[str, type[ActorError]] = {
     cls.code: cls
     for cls in (AskTimeout, WorkerLost, Overloaded, UnknownActorType, UnknownMethod,
                 BadRequest, MessageTooLarge, LimitExceeded, WrongShard, StorageError, NodeUnavailable,
-                ActorStopped, SupervisorError, ChildNotFound, AlreadyStarted, AlreadyPresent,
+                ActorStopped, Deadlock, SupervisorError, ChildNotFound, AlreadyStarted, AlreadyPresent,
                 ChildRunning, StartFailed, SupervisorNotFound, ConfigError)
 }
 

@@ -44,6 +44,11 @@ class Actor:
     state: dict[str, Any]
     #: the actor's durable key-value storage; writes commit with the turn
     storage: "StorageAPI"
+    #: call-chain reentrancy: an ask that comes back to this actor while its turn waits
+    #: in the same call chain (A asks B, B asks A) runs as a nested turn. ``False``
+    #: refuses it: such an ask fails at once with :class:`~actorsys.Deadlock` naming the
+    #: cycle. (Other asks always wait for the running turn to end.)
+    reentrant: bool = True
     #: the runtime hosting this instance (see :mod:`actorsys.actor.host`), set by
     #: :func:`incarnate` before any hook runs; a name no user's actor is likely to take
     _actorsys_host: "ActorHost"

@@ -38,7 +38,8 @@ class ActorRef(Protocol):
 
     def ask(self, method: str, *args: Any, timeout: float | None = None,
             **kwargs: Any) -> "asyncio.Future[Any]":
-        """Send an ask now; ``await`` the future from an ``async def`` handler."""
+        """Send an ask now; ``await`` the future from an ``async def`` handler (in a
+        synchronous one it raises ``TypeError``: use ``tell`` there)."""
 
 
 class StorageAPI(Protocol):

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ..protocol.messages import Tell
     from ..storage import history
     from .host import Host
+    from .nested import Nest
 
 #: the ROUTER envelope a reply goes back through (peer id, and an empty frame for REQ peers)
 Envelope = tuple[bytes, ...]
@@ -123,7 +124,7 @@ class Activation:
     __slots__ = ("type_name", "key", "prefix", "cls", "handlers", "instance", "host", "mailbox",
                  "running", "last_used", "snapshot", "tells", "sup", "status", "task",
                  "kill_timer", "gen", "versions", "indexed", "ws", "ws_gateway", "ws_out",
-                 "ws_batch", "ws_parts")
+                 "ws_batch", "ws_parts", "chain", "nest")
 
     def __init__(self, type_name: str, key: str, prefix: bytes, cls: type[Actor],
                  handlers: dict[str, Any]) -> None:
@@ -176,6 +177,10 @@ class Activation:
         self.ws_batch: list[Any] | None = None
         #: a roster arriving in parts: [the next part's index, records so far]
         self.ws_parts: list[Any] | None = None
+        #: the call chain of the running async turn (None: empty); set as it goes async
+        self.chain: list[list[str]] | None = None
+        #: its nested turns (see nested.py), while it has had any; for ``nest.task`` only
+        self.nest: Nest | None = None
 
     def mail(self) -> deque[Mail]:
         """The mailbox, to add to (made on first use)."""

@@ -242,6 +242,8 @@ class Children:
             act.task = None
             act.running = False
             act.tells = ()
+        if act.nest is not None:
+            self.turns.unnest(act)     # its nested turns are killed too; held asks queue
         self.turns.pump(act)
 
     def _shutdown_overdue(self, act: Activation, reply_to: Envelope, rid: int) -> None:

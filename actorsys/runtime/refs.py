@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ActorError, ActorStopped, MessageTooLarge
 from ..protocol.messages import Tell
+from .chains import CALL_CHAIN, extend
 
 if TYPE_CHECKING:
     from .activation import Activation
@@ -56,6 +57,10 @@ class InnerRef:
             **kwargs: Any) -> "asyncio.Future[Any]":
         """Send an ask now and return a future: ``await`` it from an ``async def`` handler.
 
+        In a synchronous turn it raises ``TypeError`` at once (nothing could await the
+        answer). The ask carries the call chain of this turn plus this actor (see
+        ``chains.py``), so an ask that comes back to this actor runs as a nested turn.
+
         To keep per-sender order, what this actor sent before (tells of earlier turns,
         and the tells this turn has made so far) leaves first: earlier turns are
         committed at once, and this turn's earlier tells are released with the ask.
@@ -65,15 +70,21 @@ class InnerRef:
             raise TypeError(f"a method name is a string, got {type(method).__name__}")
         if self._killed():
             raise ActorStopped(f"{s.type_name}/{s.key:.100} was killed: this turn is discarded")
+        if s.running and s.task is None:
+            # a synchronous turn (an async one has its task from its first await on; a
+            # nested sync turn clears it while it runs): the future could only be dropped
+            raise TypeError("ask needs an async handler; use tell, or make the handler async")
         if s.running and s.type_name == self.type_name and s.key == self.key:
             raise ActorError(f"{self.type_name}/{self.key:.100} asked itself: its turns never "
                              f"overlap, so the ask could only time out; call the method directly")
+        ctx = {"chain": extend(CALL_CHAIN.get(), s.type_name, s.key)}
         services.flush()
         if s.tells:
             tells, s.tells = s.tells, ()
             for t in tells:
                 services.transport.tell(t.type_name, t.key, t.method, t.args, t.kwargs)
-        return services.transport.ask(self.type_name, self.key, method, args, kwargs, timeout)
+        return services.transport.ask(self.type_name, self.key, method, args, kwargs, timeout,
+                                      ctx=ctx)
 
     def __repr__(self) -> str:
         return f"<InnerRef {self.type_name}/{self.key}>"

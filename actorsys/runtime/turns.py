@@ -4,7 +4,9 @@ What a turn guarantees (see ``actorsys/actor/actor.py`` for the user's view):
 
 * **Turns never overlap.** :meth:`Turns.pump` takes the next entry only while no turn of
   the activation runs; an ``async def`` handler keeps its actor busy until it returns,
-  while other actors run at its awaits.
+  while other actors run at its awaits. The one exception is reentrancy: an ask that
+  comes back along the call chain of the turn waiting on it runs as a nested turn at
+  that turn's await (``nested.py``, ``chains.py``).
 * **The end of a turn** (:meth:`Turns._end_turn`) packs ``self.state`` and takes the
   storage view's writes, checks the limits, and stages them with the actor's listing
   entry and its history record; its reply, tells and WebSocket effects go to the
@@ -43,6 +45,7 @@ from .activation import (ALARM, DEAD, ENDING, EXITING, NO_MAIL, RUNNING, SHUTDOW
 from .children import exit_notice, exits_on_crash, stopped_error
 from .commit import Reply
 from .host import Host, Services
+from .nested import NestedTurns, chain_context
 from .system import SYSTEM_METHODS
 
 if TYPE_CHECKING:
@@ -58,8 +61,9 @@ _EMPTY_STATE = wire.pack({})
 _NOT_HELD = ENDING | {START}
 
 
-class Turns:
-    """Runs the turns of a worker's activations (see the module docstring)."""
+class Turns(NestedTurns):
+    """Runs the turns of a worker's activations (see the module docstring); its half that
+    runs nested turns (call-chain reentrancy) is :class:`~.nested.NestedTurns`."""
 
     def __init__(self, catalog: Catalog, commit: GroupCommit, store: SlotStore,
                  services: Services, alarms: AlarmTurns, system: SystemAsks,
@@ -196,7 +200,10 @@ class Turns:
         return None  # START: the activation was the work
 
     def _go_async(self, act: Activation, msg: Call | Internal, awaitable: Any, started: bool) -> None:
-        task = self.loop.create_task(self._turn_async(act, msg, awaitable, started, act.gen))
+        # the call chain this turn waits in: its asks extend it, asks back to it nest (nested.py)
+        act.chain = chain = (msg.ctx.get("chain") or None) if type(msg) is Call and msg.ctx else None
+        task = self.loop.create_task(self._turn_async(act, msg, awaitable, started, act.gen),
+                                     context=chain_context(chain))
         act.task = task
         timer = self.loop.call_later(self.turn_timeout, self._turn_overdue, act, task)
         task.add_done_callback(lambda _t: timer.cancel())
@@ -230,6 +237,8 @@ class Turns:
             if act.gen != gen:
                 return self._discard(act, msg)
             self._finish(act, msg, r)
+        if act.nest is not None:
+            self.unnest(act)    # its nested turns still running are cancelled
         act.task = None
         self.commit.schedule()
         self.pump(act)

@@ -6,7 +6,8 @@ What a worker guarantees (the user's view of a turn is ``actorsys/actor/actor.py
   shards this slot owns (``catalog.py``); idle actors passivate, and the resident set
   is bounded by ``max_resident``.
 * **Turns never overlap**; each activation's mailbox runs one entry at a time
-  (``turns.py``).
+  (``turns.py``), except that an ask coming back along its call chain to the turn
+  waiting on it runs nested (``nested.py``), or fails with Deadlock where refused.
 * **Group commit and output gate** (``commit.py``): after each batch of incoming
   messages (and after async turns finish) the worker writes everything its turns staged
   in one LevelDB batch, and only then sends their replies and tells.
@@ -321,6 +322,10 @@ class Worker:
                 self.catalog.forget(act)
             return self._reject(reply_to, rid, UnknownMethod(
                 f"actor type '{type_name}' has no method '{method:.200}'"))
+        if (act.running and ctx is not None and op == _ASK and "chain" in ctx
+                and method not in SYSTEM_METHODS and self.turns.reenter(
+                    act, Call(op, reply_to, rid, method, args, kwargs, ctx))):
+            return    # a nested turn: it came back to the turn waiting on it (or Deadlock)
         cfg = self.cfg
         if len(act.mailbox) >= cfg.mailbox_limit:
             self.counters["overloaded"] += 1

@@ -1,0 +1,147 @@
+"""Nested turns below a node (actorsys/runtime/nested.py): the turn runner against a
+LevelDB store in tmp_path, asks that come back along their call chain handed to
+``Turns.reenter`` as the worker's dispatch does (see runtime_fakes.py)."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Iterator
+
+import pytest
+from runtime_fakes import Slot
+
+import actorsys
+from actorsys.protocol import wire
+from actorsys.runtime.activation import Call
+
+WAITS: dict[str, asyncio.Future[Any]] = {}
+ME = ["R", "k"]
+BACK = [ME, ["B", "1"]]           # R's turn asked B, B asks R back
+
+
+class R(actorsys.Actor):
+    async def wait(self, name: str) -> str:
+        self.state["outer"] = 1
+        await WAITS[name]
+        self.state["after"] = self.state.get("after", 0) + 1
+        return "outer done"
+
+    async def nested_wait(self, name: str) -> str:
+        self.state.setdefault("nested", []).append(name)
+        await WAITS[name]
+        return f"nested {name}"
+
+    def quick(self) -> dict[str, Any]:
+        self.state["quick"] = self.state.get("quick", 0) + 1
+        return dict(self.state)
+
+    def sync_asks(self) -> Any:
+        return self.ref("B", "1").ask("anything")
+
+
+class Stubborn(R):
+    reentrant = False
+
+
+@pytest.fixture
+def slot(tmp_path: Any) -> Iterator[Slot]:
+    WAITS.clear()
+    s = Slot(str(tmp_path), {"R": R, "Stubborn": Stubborn}, turn_timeout=0.5)
+    yield s
+    s.close()
+
+
+def outer(slot: Slot, name: str, chain: list[list[str]] | None = None, type_name: str = "R") -> int:
+    """Start R's async turn ``wait(name)`` (called with ``chain``); it awaits WAITS[name]."""
+    WAITS[name] = slot.loop.create_future()
+    rid = 1000 + len(WAITS)
+    act = slot.catalog.resident(type_name, "k")
+    act.mail().append(Call(wire.ASK, (b"outer",), rid, "wait", [name], {},
+                           {"chain": chain} if chain else None))
+    slot.turns.pump(act)
+    assert act.running and act.task is not None
+    slot.settle(until=lambda: act.instance is not None and "outer" in act.instance.state)
+    return rid
+
+
+def back(slot: Slot, rid: int, method: str, *args: Any, chain: list[list[str]] = BACK,
+         type_name: str = "R") -> bool:
+    """An ask arriving for R with ``chain``, as the worker's dispatch hands it over."""
+    return slot.turns.reenter(slot.act(type_name, "k"), Call(
+        wire.ASK, (b"back-%d" % rid,), rid, method, list(args), {}, {"chain": chain}))
+
+
+def test_an_ask_back_runs_nested_and_commits_before_its_reply(slot: Slot) -> None:
+    o = outer(slot, "o")
+    assert back(slot, 101, "quick")
+    assert slot.out.replies == [], "the reply waits for the commit"
+    assert slot.wait_reply(101)[2] == {"outer": 1, "quick": 1}    # it saw the outer's write
+    assert slot.act("R", "k").running, "the outer turn still runs"
+    WAITS["o"].set_result(None)
+    assert slot.wait_reply(o)[2] == "outer done"
+    assert slot.call("R", "k", "quick") == {"outer": 1, "quick": 2, "after": 1}
+
+
+def test_an_ask_back_to_a_turn_below_the_innermost_waits_for_it(slot: Slot) -> None:
+    o = outer(slot, "o")
+    WAITS["n1"] = slot.loop.create_future()
+    assert back(slot, 101, "nested_wait", "n1")          # nested, awaiting n1
+    act = slot.act("R", "k")
+    slot.settle(until=lambda: "nested" in act.instance.state)
+    assert back(slot, 102, "quick"), "held, not queued behind the outer turn"
+    slot.loop.run_until_complete(asyncio.sleep(0.02))
+    slot.commit.flush()
+    assert all(r[1] != 102 for _to, r in slot.out.replies), "not before the nested turn ends"
+    assert act.nest is not None and len(act.nest.pending) == 1 and not act.mailbox
+    WAITS["n1"].set_result(None)
+    assert slot.wait_reply(101)[2] == "nested n1"
+    assert slot.wait_reply(102)[2]["quick"] == 1
+    WAITS["o"].set_result(None)
+    assert slot.wait_reply(o)[2] == "outer done"
+
+
+def test_an_ask_whose_chain_names_another_turn_of_the_actor_queues(slot: Slot) -> None:
+    outer(slot, "o", chain=[["C", "3"]])       # R's turn was called by C
+    assert not back(slot, 101, "quick"), "R's running turn is not the one waiting in [R, B]"
+    assert back(slot, 102, "quick", chain=[["C", "3"], ME, ["B", "1"]])
+    assert slot.wait_reply(102)[0] == wire.OK
+
+
+def test_a_type_that_refuses_reentry_raises_deadlock(slot: Slot) -> None:
+    outer(slot, "o", type_name="Stubborn")
+    with pytest.raises(actorsys.Deadlock, match=r"call cycle: Stubborn/k -> B/1 -> Stubborn/k"):
+        back(slot, 101, "quick", chain=[["Stubborn", "k"], ["B", "1"]], type_name="Stubborn")
+
+
+def test_a_nested_sync_handler_that_asks_fails_and_the_outer_goes_on(slot: Slot) -> None:
+    o = outer(slot, "o")
+    assert back(slot, 101, "sync_asks")
+    err = slot.wait_reply(101)
+    assert err[0] == wire.ERR and err[2]["type"] == "TypeError"
+    assert err[2]["message"] == "ask needs an async handler; use tell, or make the handler async"
+    WAITS["o"].set_result(None)
+    assert slot.wait_reply(o)[2] == "outer done"
+
+
+def test_a_nested_turn_outlived_by_its_outer_turn_is_dropped(slot: Slot) -> None:
+    o = outer(slot, "o")
+    WAITS["n1"] = slot.loop.create_future()
+    assert back(slot, 101, "nested_wait", "n1")
+    WAITS["o"].set_result(None)                 # the outer turn stops waiting first
+    assert slot.wait_reply(o)[2] == "outer done"
+    err = slot.wait_reply(101)
+    assert err[0] == wire.ERR and "nested turn was dropped" in err[2]["message"]
+    assert slot.call("R", "k", "quick")["quick"] == 1, "the actor goes on"
+
+
+def test_a_kill_drops_nested_turns_and_queues_held_asks(slot: Slot) -> None:
+    o = outer(slot, "o")
+    WAITS["n1"] = slot.loop.create_future()
+    assert back(slot, 101, "nested_wait", "n1")
+    act = slot.act("R", "k")
+    slot.settle(until=lambda: "nested" in act.instance.state)
+    assert back(slot, 102, "quick")                   # held until n1 ends
+    slot.rt.children.kill(act)
+    err = slot.wait_reply(101)
+    assert err[0] == wire.ERR and "was killed or restarted" in err[2]["message"]
+    assert slot.wait_reply(102)[2] == {"quick": 1}, "the held ask ran as a turn of its own"
+    assert slot.wait_reply(o)[0] == wire.ERR, "the killed outer turn is discarded"
