@@ -89,3 +89,26 @@ class Session(actorsys.Actor):
     def on_alarm(self, name: str, payload: Any) -> None:
         if name == "expire":
             self.destroy()
+
+
+class Room(actorsys.Actor):
+    """A WebSocket room: counts messages in its state; "end" says bye, closes the
+    socket and destroys the room (from on_message)."""
+
+    def on_connect(self, conn: Any) -> None:
+        conn.send("hello")
+
+    def on_message(self, conn: Any, data: Any) -> None:
+        if data == "end":
+            conn.send("bye")
+            conn.close(4001, "room ended")
+            self.destroy()
+            return
+        self.state["n"] = self.state.get("n", 0) + 1
+        conn.send(str(self.state["n"]))
+
+    def on_disconnect(self, conn: Any) -> None:
+        pass
+
+    def count(self) -> int:
+        return self.state.get("n", 0)

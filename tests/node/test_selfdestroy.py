@@ -2,14 +2,18 @@
 LevelDB, kill -9). Semantics under test: ``actorsys/runtime/destroy.py``."""
 from __future__ import annotations
 
+import asyncio
 import os
+
+import aiohttp
 import pytest
 from helpers import slot_dbs
 
 import actorsys
 from actorsys.testing.nodes import after_kill, kill_worker_of, wait_until
 
-SESSION = {"Session": {"class": "selfdestroy:Session", "history_window": 3600}}
+SESSION = {"Session": {"class": "selfdestroy:Session", "history_window": 3600},
+           "Room": "selfdestroy:Room"}
 
 
 def session_config(config, **node):
@@ -158,3 +162,38 @@ def test_a_supervised_child_that_destroys_itself_exits_normally_without_on_stop(
         wait_until(restarted_fresh, "the permanent child restarted with an empty state", timeout=15)
         assert c.list_actors("Session") == [], "neither child holds data now"
         assert not stops.exists(), f"on_stop does not run after destroy(): {stops.read_text()}"
+
+
+def test_destroy_from_a_websocket_handler(config):
+    cfg = session_config(config)
+    cfg["gateway"] = {"listen": "127.0.0.1:0"}
+    with actorsys.Node(cfg) as node:
+        c = node.client()
+        base = node.gateway_url
+
+        async def frame(ws: aiohttp.ClientWebSocketResponse) -> str:
+            msg = await ws.receive(timeout=10)
+            assert msg.type == aiohttp.WSMsgType.TEXT, f"expected a text frame, got {msg}"
+            return str(msg.data)
+
+        async def scenario() -> None:
+            async with aiohttp.ClientSession() as s:
+                ws = await s.ws_connect(f"{base}/ws/Room/r1")
+                assert await frame(ws) == "hello"
+                for want in ("1", "2"):
+                    await ws.send_str("x")
+                    assert await frame(ws) == want
+                assert c.list_actors("Room") == ["r1"]
+                await ws.send_str("end")
+                assert await frame(ws) == "bye", "the destroying turn's effects are sent"
+                msg = await ws.receive(timeout=10)
+                assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 4001, msg
+                # the bye left after the destroy committed
+                assert c.list_actors("Room") == [], "the room is gone once its bye arrived"
+                ws = await s.ws_connect(f"{base}/ws/Room/r1")
+                assert await frame(ws) == "hello"
+                await ws.send_str("x")
+                assert await frame(ws) == "1", "a new socket reaches a fresh room"
+                await ws.close()
+        asyncio.run(asyncio.wait_for(scenario(), 40))
+        assert c.ref("Room", "r1").ask("count") == 1
