@@ -10,12 +10,14 @@
   once the deletion has committed. ``on_stop`` does not run (as with ``$destroy``, and
   as a Durable Object's ``deleteAll()``: there is nothing left to stop; the destroying
   handler is the last code of that actor). The instance leaves memory through the
-  ``EXITING`` path with reason ``"normal"``, without an instance: a supervised child
-  makes a normal exit, exactly as after ``self.stop("normal")`` (its supervision record
-  is kept: the tree restarts a ``permanent`` child, fresh, and not a ``transient`` or
-  ``temporary`` one); a plain actor leaves memory. The next message to the address
-  starts a fresh actor (empty state). A turn that raises after ``destroy()`` is
-  discarded like any failed turn: nothing is destroyed.
+  ``EXITING`` path with reason ``"normal"`` (or the reason of a ``self.stop(reason)``
+  the same turn made), without an instance: a supervised child makes a normal exit,
+  exactly as after ``self.stop("normal")`` (its supervision record is kept: the tree
+  restarts a ``permanent`` child, fresh, and not a ``transient`` or ``temporary``
+  one); a plain actor leaves memory. The next message to the address starts a fresh
+  actor (empty state); deliveries of its alarms already queued are dropped with the
+  alarms. A turn that raises after ``destroy()`` is discarded like any failed turn:
+  nothing is destroyed.
 * **Empty actors are not listed.** A turn after which the actor's state is empty and
   it has no storage entries and no alarms removes its listing entry in that turn's
   commit (and its empty state is stored as no state); its next write lists it again.
@@ -29,15 +31,17 @@ from typing import TYPE_CHECKING
 from ..storage.keys import (ALARM, ENTRY, actor_range, alarm_index_key_of, listing_key, mark_key,
                             prefix_range, supervision_key)
 from ..storage.overlay import merge
-from .activation import EXITING, Internal
+from .activation import EXITING, Internal, Kind
 
 if TYPE_CHECKING:
     from ..storage.slot import SlotStore
     from ..storage.view import Storage
     from .activation import Activation
+    from .alarm_turns import AlarmTurns
     from .commit import GroupCommit
 
-#: the reason a supervised child's exit gives after self.destroy(): a normal exit
+#: the reason a supervised child's exit gives after self.destroy() (unless the turn also
+#: called self.stop(reason)): a normal exit
 DESTROYED_EXIT_REASON = "normal"
 
 
@@ -60,11 +64,13 @@ def destroy_writes(store: SlotStore, act: Activation) -> tuple[dict[bytes, bytes
     return writes, deleted
 
 
-def end_destroyed(store: SlotStore, commit: GroupCommit, act: Activation, storage: Storage,
-                  ending: bool) -> None:
+def end_destroyed(store: SlotStore, commit: GroupCommit, alarms: AlarmTurns, act: Activation,
+                  storage: Storage, ending: bool) -> None:
     """Stage the deletion of an actor whose turn called ``self.destroy()`` (its reply
     and result were checked by the caller), drop its instance, and queue its exit
     (unless the turn was already one that ends the instance). See the module docstring."""
+    host = act.host
+    reason = (host.stop_reason if host is not None else None) or DESTROYED_EXIT_REASON
     own = storage.take_writes()          # what the turn wrote goes with the actor
     writes, _ = destroy_writes(store, act)
     mk = mark_key(act.prefix)
@@ -75,9 +81,22 @@ def end_destroyed(store: SlotStore, commit: GroupCommit, act: Activation, storag
     commit.staged.append(act)
     act.drop_instance()
     act.snapshot = b""
+    drop_queued_alarms(act, alarms)
     if not ending:
-        # leaves memory as after self.stop("normal"): no instance, so no on_stop
-        act.mail().appendleft(Internal(EXITING, name=DESTROYED_EXIT_REASON))
+        # leaves memory as after self.stop(reason): no instance, so no on_stop
+        act.mail().appendleft(Internal(EXITING, name=reason))
+
+
+def drop_queued_alarms(act: Activation, alarms: AlarmTurns) -> None:
+    """The actor's alarms were deleted: their deliveries already queued in its mailbox
+    go too (they would only start a fresh instance to find their alarm gone)."""
+    mailbox = act.mailbox
+    if not mailbox:
+        return
+    queued = [m for m in mailbox if type(m) is Internal and m.kind is Kind.ALARM]
+    for m in queued:
+        mailbox.remove(m)
+        alarms.done(act, m.name)
 
 
 def holds_data(store: SlotStore, prefix: bytes, writes: dict[bytes, bytes | None]) -> bool:

@@ -19,7 +19,7 @@ from ..errors import ActorError, BadRequest
 from ..protocol import wire
 from ..storage import history
 from ..storage.keys import listing_key, listing_range, listing_value, state_key
-from .destroy import destroy_writes
+from .destroy import destroy_writes, drop_queued_alarms
 
 if TYPE_CHECKING:
     from ..storage.slot import SlotStore
@@ -86,6 +86,7 @@ class SystemAsks:
         self.store.stage(writes, act.prefix)
         act.drop_instance()
         act.snapshot = b""
+        drop_queued_alarms(act, self.alarms)
         return {"deleted": deleted}
 
 

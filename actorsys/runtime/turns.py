@@ -373,7 +373,7 @@ class Turns:
             return False, None
         assert act.instance is not None
         storage: Storage = act.instance.storage  # type: ignore[assignment]  # the one _activate made
-        end_destroyed(self.store, self.commit, act, storage, ending)
+        end_destroyed(self.store, self.commit, self.alarms, act, storage, ending)
         return True, reply
 
     def _report_exit(self, act: Activation, reason: str, detail: str) -> None:
