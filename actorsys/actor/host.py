@@ -6,8 +6,8 @@ through its ``actor_ref``): the runtime (``actorsys.runtime``) implements them, 
 nothing in this package imports the runtime or storage.
 
 * :class:`ActorHost`: what a live actor instance may ask of its runtime: references to
-  other actors, stopping or destroying itself, and its WebSockets (the sockets as last known, this
-  turn's effects on them and their size limit). One host per live instance; a host whose
+  other actors, stopping or destroying itself, and its WebSockets (the sockets as last
+  known, this turn's effects on them and their size limit). One host per live instance; a host whose
   instance was killed keeps answering, but what it is asked to send goes nowhere.
 * :class:`StorageAPI`: ``self.storage``, the actor's durable key-value storage.
 * :class:`ActorRef`: what ``self.ref(type, key)`` returns.

@@ -2,9 +2,9 @@
 :class:`actorsys.actor.ActorHost` for one live actor instance.
 
 Every instance gets its own host when it is activated (see ``Turns``): ``stop()`` and
-``destroy()`` requests then die with the instance (a crash or a passivation forgets them), and a kill
-detaches the host (:meth:`Host.detach`), so whatever the killed instance still sends
-lands in a record nobody reads. The worker-wide part every host shares is
+``destroy()`` requests then die with the instance (a crash or a passivation forgets
+them), and a kill detaches the host (:meth:`Host.detach`), so whatever the killed
+instance still sends lands in a record nobody reads. The worker-wide part every host shares is
 :class:`Services`.
 """
 from __future__ import annotations
