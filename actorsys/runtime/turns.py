@@ -7,8 +7,9 @@ What a turn guarantees (see ``actorsys/actor/actor.py`` for the user's view):
   while other actors run at its awaits.
 * **The end of a turn** (:meth:`Turns._end_turn`) packs ``self.state`` and takes the
   storage view's writes, checks the limits, and stages them with the actor's listing
-  entry and its history record; its reply, tells and WebSocket effects go to the
-  outbox, released by the group commit (``commit.py``).
+  entry and its history record (or, after ``self.destroy()``, the actor's deletion:
+  ``destroy.py``); its reply, tells and WebSocket effects go to the outbox, released by
+  the group commit (``commit.py``).
 * **Failure** (:meth:`Turns.fail`): a turn that raises, or whose result or state cannot
   be committed, is discarded: the instance is dropped (the next message reactivates it
   from its last commit) and nothing it would have sent leaves. Separate decisions
