@@ -94,9 +94,9 @@ def test_destroy_then_raise_destroys_nothing(s_node):
 def test_destroy_from_on_alarm(s_node):
     c = s_node.client()
     s = c.ref("Session", "al1")
-    s.ask("open", "short-lived", ttl=0.3)
     c.ref("Session", "stays").ask("open", "long-lived")
-    assert c.list_actors("Session") == ["al1", "stays"]
+    s.ask("open", "short-lived", ttl=1.0)
+    assert c.list_actors("Session") == ["al1", "stays"], "listed until its alarm fires"
     wait_until(lambda: c.list_actors("Session") == ["stays"],
                "the session to destroy itself from on_alarm", timeout=15)
     assert s.ask("peek") == {"state": {}, "storage": {}, "alarms": [], "fresh": True}, \
@@ -127,7 +127,7 @@ def test_expired_sessions_destroy_themselves_and_leave_no_listing(s_node):
     c = s_node.client()
     n = 100
     for i in range(n):
-        c.ref("Session", f"sess-{i:03d}").ask("open", {"user": i}, ttl=0.5 + i * 0.01)
+        c.ref("Session", f"sess-{i:03d}").ask("open", {"user": i}, ttl=2.0 + i * 0.01)
     listed = c.list_actors("Session", limit=1000)
     assert len(listed) >= n // 2, f"most sessions are listed before they expire: {len(listed)}"
     wait_until(lambda: c.list_actors("Session", limit=1000) == [],
