@@ -77,6 +77,22 @@ class Actor:
             raise TypeError("the stop reason is a string")
         self._actorsys_host.stop(reason)
 
+    def destroy(self) -> None:
+        """Delete this actor when the current turn commits: its state, storage, alarms,
+        history and listing entry (as ``ref.destroy()`` does), in that turn's commit.
+
+        The turn's reply, tells and WebSocket effects leave after the deletion has
+        committed; what the turn itself wrote is discarded with the rest. ``on_stop``
+        does not run (the handler calling ``destroy()`` is the actor's last code); the
+        instance leaves memory, and the next message to this address starts a fresh
+        actor with an empty state. If the turn raises after ``destroy()``, nothing is
+        destroyed. A supervised child makes a normal exit, as after
+        ``self.stop("normal")``: its supervisor restarts it (fresh) only if it is
+        ``permanent``. Works in any handler, sync or async, ``on_alarm`` and the
+        WebSocket handlers included.
+        """
+        self._actorsys_host.destroy()
+
     def on_alarm(self, name: str, payload: Any) -> Any:
         """Runs when an alarm this actor set comes due (see :meth:`set_alarm`). May be
         ``async def``. If it raises, the alarm is retried with backoff."""

@@ -6,8 +6,8 @@ through its ``actor_ref``): the runtime (``actorsys.runtime``) implements them, 
 nothing in this package imports the runtime or storage.
 
 * :class:`ActorHost`: what a live actor instance may ask of its runtime: references to
-  other actors, stopping itself, and its WebSockets (the sockets as last known, this
-  turn's effects on them and their size limit). One host per live instance; a host whose
+  other actors, stopping or destroying itself, and its WebSockets (the sockets as last
+  known, this turn's effects on them and their size limit). One host per live instance; a host whose
   instance was killed keeps answering, but what it is asked to send goes nowhere.
 * :class:`StorageAPI`: ``self.storage``, the actor's durable key-value storage.
 * :class:`ActorRef`: what ``self.ref(type, key)`` returns.
@@ -91,6 +91,9 @@ class ActorHost(Protocol):
 
     def stop(self, reason: str) -> None:
         """Stop this actor once the current turn has committed (see ``Actor.stop``)."""
+
+    def destroy(self) -> None:
+        """Delete this actor when the current turn commits (see ``Actor.destroy``)."""
 
     def sockets(self) -> "Mapping[str, Connection] | None":
         """The actor's WebSockets by id, oldest first, as of the last socket event this

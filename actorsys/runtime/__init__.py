@@ -15,6 +15,8 @@ Started by the node supervisor; nothing but ``supervisors`` imports it.
 * :mod:`.system`: what the worker answers itself (``$history``, ``$rewind``,
   ``$destroy``, LIST, STATUS).
 * :mod:`.ws_turns`: the ``$ws`` turn that runs a batch of socket events.
+* :mod:`.destroy`: deleting an actor (``self.destroy()``, ``$destroy``) and unlisting
+  actors left with no data.
 * :mod:`.activation`: :class:`Activation` (one actor address in memory), its typed
   mailbox entries and states.
 * :mod:`.host`, :mod:`.refs`: the runtime's side of the actor seam

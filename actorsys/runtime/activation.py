@@ -164,7 +164,8 @@ class Activation:
         self.gen = 0
         #: the history bookkeeping, loaded at the first commit (types with history only)
         self.versions: history.Versions | None = None
-        #: its listing entry was written by this activation (so later turns skip it)
+        #: its listing entry was written by this activation (so later turns skip it);
+        #: cleared when a turn leaves the actor with no data and unlists it (destroy.py)
         self.indexed = False
         #: its WebSockets as the gateway last sent them (None: not known), and the
         #: gateway incarnation that sent them (see ws_turns.py)

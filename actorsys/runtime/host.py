@@ -1,10 +1,10 @@
 """The runtime's side of the actor seam: :class:`Host` implements
 :class:`actorsys.actor.ActorHost` for one live actor instance.
 
-Every instance gets its own host when it is activated (see ``Turns``): ``stop()``
-requests then die with the instance (a crash or a passivation forgets them), and a kill
-detaches the host (:meth:`Host.detach`), so whatever the killed instance still sends
-lands in a record nobody reads. The worker-wide part every host shares is
+Every instance gets its own host when it is activated (see ``Turns``): ``stop()`` and
+``destroy()`` requests then die with the instance (a crash or a passivation forgets
+them), and a kill detaches the host (:meth:`Host.detach`), so whatever the killed
+instance still sends lands in a record nobody reads. The worker-wide part every host shares is
 :class:`Services`.
 """
 from __future__ import annotations
@@ -39,7 +39,7 @@ class Services:
 class Host:
     """The runtime of one live actor instance (:class:`actorsys.actor.ActorHost`)."""
 
-    __slots__ = ("act", "services", "stop_reason")
+    __slots__ = ("act", "services", "stop_reason", "destroying")
 
     def __init__(self, act: Activation, services: Services) -> None:
         #: the activation it runs in; after a kill, a detached record (see detach)
@@ -47,6 +47,8 @@ class Host:
         self.services = services
         #: set by ``self.stop(reason)``: the instance stops once its turn has committed
         self.stop_reason: str | None = None
+        #: set by ``self.destroy()``: the turn's commit deletes the actor (runtime/destroy.py)
+        self.destroying = False
 
     @property
     def generation(self) -> int:
@@ -61,6 +63,9 @@ class Host:
 
     def stop(self, reason: str) -> None:
         self.stop_reason = reason
+
+    def destroy(self) -> None:
+        self.destroying = True
 
     def sockets(self) -> dict[str, Connection] | None:
         return self.act.ws

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ActorError, BadRequest
 from ..protocol import wire
 from ..storage import history
-from ..storage.keys import (ALARM, actor_range, alarm_index_key_of, listing_key, listing_range,
-                            listing_value, state_key, supervision_key)
+from ..storage.keys import listing_key, listing_range, listing_value, state_key
+from .destroy import destroy_writes, drop_queued_alarms
 
 if TYPE_CHECKING:
     from ..storage.slot import SlotStore
@@ -82,21 +82,11 @@ class SystemAsks:
         return {"version": versions.last, "restored": target}
 
     def _destroy(self, act: Activation) -> dict[str, int]:
-        prefix = act.prefix
-        n = len(prefix)
-        mk = supervision_key(prefix)
-        writes: dict[bytes, bytes | None] = {listing_key(act.type_name, act.key): None}
-        deleted = 0
-        for k, v in self.store.range(*actor_range(prefix), actor=prefix):
-            if k == mk:
-                continue                 # supervision is not data: a child stays supervised
-            writes[k] = None
-            deleted += 1
-            if k[n:n + 1] == ALARM:
-                writes[alarm_index_key_of(prefix, k[n + 1:], v)] = None
+        writes, deleted = destroy_writes(self.store, act)
         self.store.stage(writes, act.prefix)
         act.drop_instance()
         act.snapshot = b""
+        drop_queued_alarms(act, self.alarms)
         return {"deleted": deleted}
 
 

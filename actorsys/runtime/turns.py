@@ -9,8 +9,9 @@ What a turn guarantees (see ``actorsys/actor/actor.py`` for the user's view):
   that turn's await (``nested.py``, ``chains.py``).
 * **The end of a turn** (:meth:`Turns._end_turn`) packs ``self.state`` and takes the
   storage view's writes, checks the limits, and stages them with the actor's listing
-  entry and its history record; its reply, tells and WebSocket effects go to the
-  outbox, released by the group commit (``commit.py``).
+  entry and its history record (or, after ``self.destroy()``, the actor's deletion:
+  ``destroy.py``); its reply, tells and WebSocket effects go to the outbox, released by
+  the group commit (``commit.py``).
 * **Failure** (:meth:`Turns.fail`): a turn that raises, or whose result or state cannot
   be committed, is discarded: the instance is dropped (the next message reactivates it
   from its last commit) and nothing it would have sent leaves. Separate decisions
@@ -44,6 +45,7 @@ from .activation import (ALARM, DEAD, ENDING, EXITING, NO_MAIL, RUNNING, SHUTDOW
                          STOPPED, Activation, Call, Internal, Kind, Mail, Waiting)
 from .children import exit_notice, exits_on_crash, stopped_error
 from .commit import Reply
+from .destroy import end_destroyed, holds_data
 from .host import Host, Services
 from .nested import NestedTurns, chain_context
 from .system import SYSTEM_METHODS
@@ -263,7 +265,12 @@ class Turns(NestedTurns):
                 "an earlier commit of this actor failed; this turn was discarded"))
         commit = self.commit
         reply: bytes | None
-        if inst is not None:
+        host = act.host      # (set while inst is)
+        if host is not None and host.destroying:
+            done, reply = self._end_destroyed(act, msg, result, ending)
+            if not done:
+                return
+        elif inst is not None:
             try:
                 if not isinstance(inst.state, dict):
                     raise TypeError(f"self.state must be a dict, not {type(inst.state).__name__}")
@@ -285,16 +292,17 @@ class Turns(NestedTurns):
             changed = state_bytes != act.snapshot and not (state_bytes == _EMPTY_STATE and not act.snapshot)
             if changed:
                 # (an actor that never stored anything and still has an empty state
-                # leaves nothing on disk: only actors with data exist in list_actors)
-                writes[state_key(act.prefix)] = state_bytes
+                # leaves nothing on disk: only actors with data exist in list_actors;
+                # an emptied state is stored as none)
+                writes[state_key(act.prefix)] = None if state_bytes == _EMPTY_STATE else state_bytes
             if writes and self.store.broken is not None:
                 # storage is read-only until it recovers: this turn's changes are dropped
                 # (the actor reloads its last commit) and its caller learns why
                 return self.fail(act, msg, self.store.broken)
             if changed:
-                act.snapshot = state_bytes
+                act.snapshot = b"" if state_bytes == _EMPTY_STATE else state_bytes
             if writes:
-                self._stage(act, writes, old_state)
+                self._stage(act, writes, old_state, state_bytes == _EMPTY_STATE)
             if alarm_at is not None:
                 self.alarms.note(alarm_at)
         elif ending and reply_to is not None:
@@ -337,10 +345,14 @@ class Turns(NestedTurns):
             host.stop_reason = None
 
     def _stage(self, act: Activation, writes: dict[bytes, bytes | None],
-               old_state: bytes | None) -> None:
-        """Stage a turn's writes for the group commit, with the actor's listing entry and,
-        if its type keeps history, this version's undo record."""
-        if not act.indexed and not (len(writes) == 1 and mark_key(act.prefix) in writes):
+               old_state: bytes | None, empty_state: bool = False) -> None:
+        """Stage a turn's writes for the group commit, with the actor's listing entry (or
+        its removal, for an actor left with no data: see destroy.py) and, if its type
+        keeps history, this version's undo record."""
+        if empty_state and None in writes.values() and not holds_data(self.store, act.prefix, writes):
+            writes[listing_key(act.type_name, act.key)] = None
+            act.indexed = False
+        elif not act.indexed and not (len(writes) == 1 and mark_key(act.prefix) in writes):
             # (an actor whose only write is its sockets' delivery mark has no data)
             writes[listing_key(act.type_name, act.key)] = listing_value(act.prefix)
             act.indexed = True
@@ -351,6 +363,28 @@ class Turns(NestedTurns):
             act.versions.record(self.store, act.prefix, writes, old_state, window)
         self.store.stage(writes, act.prefix)
         self.commit.staged.append(act)
+
+    def _end_destroyed(self, act: Activation, msg: Call | Internal, result: Any,
+                       ending: bool) -> tuple[bool, bytes | None]:
+        """The end of a turn that called ``self.destroy()`` (see destroy.py): (False,
+        None) if the turn failed after all, else (True, its reply)."""
+        reply_to = msg.reply_to
+        try:
+            reply = wire.ok(msg.rid, result) if reply_to is not None else None
+        except Exception as exc:
+            self.fail(act, msg, TypeError(f"turn result is not msgpack-able: {exc}"))
+            return False, None
+        if reply is not None and len(reply) > self.max_message_bytes:
+            self.fail(act, msg, MessageTooLarge(
+                f"reply of {len(reply)} bytes; max_message_bytes is {self.max_message_bytes}"))
+            return False, None
+        if self.store.broken is not None:
+            self.fail(act, msg, self.store.broken)
+            return False, None
+        assert act.instance is not None
+        storage: Storage = act.instance.storage  # type: ignore[assignment]  # the one _activate made
+        end_destroyed(self.store, self.commit, self.alarms, act, storage, ending)
+        return True, reply
 
     def _report_exit(self, act: Activation, reason: str, detail: str) -> None:
         notice = exit_notice(act, reason, detail)

@@ -14,8 +14,9 @@ from ..errors import ConfigError
 
 META_FILE = "node.meta"
 #: node.meta "listing": the data directory has the listing index (rebalance.py builds it
-#: for directories made before it)
-LISTING_INDEX = 1
+#: for directories made before it). 2: an actor left with no data is not listed (issue
+#: 14); a directory at 1 may list such actors, and has its listing rebuilt once
+LISTING_INDEX = 2
 
 
 def read_meta(data_dir: str) -> dict[str, Any]:

@@ -45,9 +45,9 @@ import plyvel
 
 from ..errors import ConfigError
 from ..log import get_logger, setup as setup_logging
-from .keys import (ACTOR_KEYS, ALARM, ENTRY, KEY_SPACES, SLOT_INDEXES, STATE, alarm_index_key_of,
-                   index_entry_shard, listing_key, listing_value, prefix_range, shard_range,
-                   split_actor_key)
+from .keys import (ACTOR_KEYS, ALARM, ENTRY, KEY_SPACES, LISTING_KEYS, SLOT_INDEXES, STATE,
+                   alarm_index_key_of, index_entry_shard, listing_key, listing_value, prefix_range,
+                   shard_range, split_actor_key)
 from .meta import LISTING_INDEX, fsync_dir, read_meta, write_meta
 
 log = get_logger("rebalance")
@@ -370,7 +370,8 @@ def _remove_empty_slots(data_dir: str, workers: int) -> None:
 
 def _build_listing(data_dir: str, workers: int) -> None:
     """Write the listing entry of every actor that holds data (state other than ``{}``,
-    storage entries or alarms), for a data directory made before the listing index."""
+    storage entries or alarms), and only theirs, for a data directory made before the
+    listing index, or before actors left with no data were unlisted (meta.LISTING_INDEX)."""
     started, listed = time.monotonic(), 0
     for slot in range(workers):
         path = os.path.join(data_dir, f"slot-{slot}")
@@ -380,6 +381,11 @@ def _build_listing(data_dir: str, workers: int) -> None:
         try:
             last = None
             wb = db.write_batch(sync=True)
+            for n, k in enumerate(db.iterator(prefix=LISTING_KEYS, include_value=False), 1):
+                wb.delete(k)             # (an entry of an actor that still has data is put back)
+                if n % BATCH_KEYS == 0:
+                    wb.write()
+                    wb = db.write_batch(sync=True)
             for k, v in db.iterator(prefix=ACTOR_KEYS):
                 parts = split_actor_key(k)
                 if parts is None:

@@ -22,7 +22,7 @@ import pytest
 import actorsys
 from actorsys.storage.rebalance import plan
 from actorsys.protocol.shardmap import shard_of
-from actorsys.storage.meta import load_or_create_meta
+from actorsys.storage.meta import LISTING_INDEX, load_or_create_meta
 from actorsys.testing.nodes import worker_pids, workers
 from helpers import ROOT, slot_dbs
 
@@ -413,7 +413,7 @@ def test_a_data_directory_made_before_the_listing_index_gets_one_at_start(config
     with actorsys.Node(cfg) as node:
         listed = node.client().list_actors("Keeper")
     assert listed == sorted(expected), f"every actor with data listed, nothing else: {listed}"
-    assert read_meta(path)["listing"] == 1, "the index is built once"
+    assert read_meta(path)["listing"] == LISTING_INDEX, "the index is built once"
 
 
 def test_a_move_ignores_an_actorsys_folder_in_the_working_directory(config, tmp_path):

@@ -12,6 +12,8 @@ import asyncio
 import os
 from typing import Any, Callable
 
+import plyvel
+
 from actorsys import Actor
 from actorsys.actor import handlers_of
 from actorsys.config import NodeConfig
@@ -164,3 +166,30 @@ class Slot:
         self.rt.close()
         self.loop.close()
         self.store.close()
+
+
+class FullDisk:
+    """A LevelDB database whose batches fail to write, as on a full disk."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+
+    def write_batch(self, **kwargs: Any) -> "FailingBatch":
+        return FailingBatch()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.db, name)
+
+
+class FailingBatch:
+    def __enter__(self) -> "FailingBatch":
+        return self
+
+    def put(self, k: bytes, v: bytes) -> None:
+        pass
+
+    def delete(self, k: bytes) -> None:
+        pass
+
+    def __exit__(self, *exc: Any) -> None:
+        raise plyvel.IOError(b"IO error: No space left on device")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-import plyvel
 import pytest
-from runtime_fakes import Slot
+from runtime_fakes import FullDisk, Slot
 
 import actorsys
 from actorsys.protocol import wire
@@ -37,33 +36,6 @@ def slot(tmp_path: Any) -> Iterator[Slot]:
     s = Slot(str(tmp_path), {"Counter": Counter})
     yield s
     s.close()
-
-
-class FullDisk:
-    """A LevelDB database whose batches fail to write, as on a full disk."""
-
-    def __init__(self, db: Any) -> None:
-        self.db = db
-
-    def write_batch(self, **kwargs: Any) -> "FailingBatch":
-        return FailingBatch()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.db, name)
-
-
-class FailingBatch:
-    def __enter__(self) -> "FailingBatch":
-        return self
-
-    def put(self, k: bytes, v: bytes) -> None:
-        pass
-
-    def delete(self, k: bytes) -> None:
-        pass
-
-    def __exit__(self, *exc: Any) -> None:
-        raise plyvel.IOError(b"IO error: No space left on device")
 
 
 def test_turns_that_finish_together_commit_in_one_batch_then_reply(slot: Slot) -> None:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from actorsys.protocol import wire
 from actorsys.storage.keys import (actor_prefix, alarm_index_key, alarm_record_key,
                                    due_us, entry_prefix, listing_key, listing_value, state_key)
-from actorsys.storage.meta import read_meta, write_meta
+from actorsys.storage.meta import LISTING_INDEX, read_meta, write_meta
 from actorsys.storage.rebalance import plan, rebalance_here
 from helpers import slot_dbs
 
@@ -46,7 +46,8 @@ def make_data_dir(path: str, workers: int) -> dict[bytes, tuple[int, bytes]]:
     finally:
         for db in dbs.values():
             db.close()
-    write_meta(path, {"shards": SHARDS, "workers": workers, "epoch": 1, "owner": owner, "listing": 1})
+    write_meta(path, {"shards": SHARDS, "workers": workers, "epoch": 1, "owner": owner,
+                     "listing": LISTING_INDEX})
     return everything
 
 
@@ -64,6 +65,27 @@ def test_every_key_moves_with_its_shard_index_entries_included(tmp_path, caplog)
         assert holders == [meta["owner"][shard]], f"{k!r} of shard {shard} is in slots {holders}"
     assert sum(len(items) for items in slots.values()) == len(everything), "nothing duplicated"
     assert any("done: 2 -> 3 workers, moved 2 of 6 shards, 20 keys" in r.getMessage() for r in caplog.records)
+
+
+def test_a_listing_from_before_issue_14_drops_the_actors_left_with_no_data(tmp_path):
+    """Index 1 listed an actor that had emptied its state and storage; the rebuild
+    lists only the actors that hold data."""
+    path = str(tmp_path)
+    everything = make_data_dir(path, 1)
+    emptied = actor_prefix(0, "T", "emptied")
+    db = plyvel.DB(os.path.join(path, "slot-0"))
+    try:
+        db.put(state_key(emptied), wire.pack({}))
+        db.put(listing_key("T", "emptied"), listing_value(emptied))
+    finally:
+        db.close()
+    meta = read_meta(path)
+    meta["listing"] = 1
+    write_meta(path, meta)
+    assert rebalance_here(path, meta, 1)["listing"] == LISTING_INDEX == 2
+    listed = {k: v for k, v in slot_dbs(path)[0].items() if k[:1] == b"n"}
+    assert listed == {k: v for k, (_s, v) in everything.items() if k[:1] == b"n"}, \
+        "every actor with data listed, the emptied one not"
 
 
 def test_shrinking_moves_everything_home_and_removes_the_empty_slots(tmp_path):
@@ -88,7 +110,7 @@ def test_a_data_directory_without_the_listing_index_gets_one(tmp_path, caplog):
     meta = read_meta(path)
     del meta["listing"]
     caplog.set_level(logging.INFO, logger="actorsys.rebalance")
-    assert rebalance_here(path, meta, 1)["listing"] == 1
+    assert rebalance_here(path, meta, 1)["listing"] == LISTING_INDEX
     listed = {k: v for k, v in slot_dbs(path)[0].items() if k[:1] == b"n"}
     assert listed == {k: v for k, (_s, v) in everything.items() if k[:1] == b"n"}
     assert any("listed 12 actors" in r.getMessage() for r in caplog.records)
