@@ -24,6 +24,9 @@ What a nested turn commits and when:
 * If the turn it is nested in ends first (its ask timed out, it was cancelled, or it
   failed), the nested turn is cancelled and its caller gets an error; what it changed
   so far is not undone. A kill discards it with the outer turn.
+* ``self.destroy()`` in a nested turn takes effect when the outermost turn ends (the
+  nested turn's own commit keeps the actor); a nested turn that raises after calling
+  it takes its ``destroy()`` back with the rest of its changes.
 
 Only one nested turn runs at a time per level: an ask that comes back to a turn below
 the innermost one (B gathered two asks to A) waits until that turn is innermost again,
@@ -76,6 +79,8 @@ class Frame:
     task: asyncio.Task[None] | None = None   #: an async nested turn's task
     #: the turn it was nested in ended first: it is cancelled and leaves nothing
     orphaned: bool = False
+    #: whether ``self.destroy()`` had been called before it began (a failure restores it)
+    destroying: bool = False
 
 
 @dataclass(slots=True, eq=False)
@@ -179,6 +184,8 @@ class NestedTurns:
         if nest is None:
             nest = act.nest = Nest(act.task)
         frame = Frame(call, chain, inst, act.gen, act.tells, act.ws_out, act.ws_batch)
+        if act.host is not None:
+            frame.destroying = act.host.destroying
         act.tells, act.ws_out, act.ws_batch = (), (), None
         nest.frames.append(frame)
         outer_task, act.task = act.task, None    # while its sync part runs: a sync handler's ask refuses
@@ -294,6 +301,8 @@ class NestedTurns:
         except Exception as undo:  # a state that cannot be restored: the actor's crash
             act.instance = None    # (the outer turn then fails too: see Turns._end_turn)
             exc = undo
+        if act.host is not None:
+            act.host.destroying = frame.destroying
         self.counters["failures"] += 1
         assert frame.call.reply_to is not None
         self.commit.reply(frame.call.reply_to, failure_reply(act, None, frame.call.rid, exc))

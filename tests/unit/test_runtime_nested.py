@@ -37,6 +37,10 @@ class R(actorsys.Actor):
     def sync_asks(self) -> Any:
         return self.ref("B", "1").ask("anything")
 
+    def destroy_then_raise(self) -> None:
+        self.destroy()
+        raise ValueError("changed my mind")
+
 
 class Stubborn(R):
     reentrant = False
@@ -145,3 +149,13 @@ def test_a_kill_drops_nested_turns_and_queues_held_asks(slot: Slot) -> None:
     assert err[0] == wire.ERR and "was killed or restarted" in err[2]["message"]
     assert slot.wait_reply(102)[2] == {"quick": 1}, "the held ask ran as a turn of its own"
     assert slot.wait_reply(o)[0] == wire.ERR, "the killed outer turn is discarded"
+
+
+def test_a_nested_turn_that_raises_after_destroy_takes_the_destroy_back(slot: Slot) -> None:
+    o = outer(slot, "o")
+    assert back(slot, 101, "destroy_then_raise")
+    assert slot.wait_reply(101)[2]["type"] == "ValueError"
+    WAITS["o"].set_result(None)
+    assert slot.wait_reply(o)[2] == "outer done"
+    assert slot.call("R", "k", "quick") == {"outer": 1, "quick": 1, "after": 1}, \
+        "expected the actor kept: the destroy() of a failed nested turn is undone with it"
