@@ -28,8 +28,10 @@ that block its event loop.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, Coroutine, Generator
 
 from ..config.defaults import LOG_BURST, LOG_MAX_TYPES, LOG_WINDOW
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
     from .activation import Mail
 
 log = get_logger("turns")
+_RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _OPS = {wire.ASK: "ask", wire.TELL: "tell", wire.SPAWN: "spawn"}
 
 
@@ -86,9 +89,9 @@ class FailureLog:
             self.log.warning("%s of %s/%.200s refused: %s: %s", what, act.type_name, act.key,
                              type(exc).__name__, exc)
             return
+        tb = _user_frames(exc.__traceback__)
         self.log.error("%s of %s/%.200s failed: %s: %.2000s", what, act.type_name, act.key,
-                       type(exc).__name__, exc,
-                       exc_info=(type(exc), exc, exc.__traceback__) if exc.__traceback__ else None)
+                       type(exc).__name__, exc, exc_info=(type(exc), exc, tb) if tb else None)
 
     def dropped(self, type_name: str, key: str, method: str, reason: BaseException,
                 sender: str = "") -> None:
@@ -107,6 +110,15 @@ class FailureLog:
         """Write every pending summary (the worker stops)."""
         self.failures.flush()
         self.drops.flush()
+
+
+def _user_frames(tb: TracebackType | None) -> TracebackType | None:
+    """The traceback from its first frame outside the turn runner (the handler's), or
+    the whole of it if every frame is the runner's."""
+    first = tb
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_RUNTIME_DIR):
+        tb = tb.tb_next
+    return tb if tb is not None else first
 
 
 class StepClock:

@@ -205,6 +205,7 @@ class Worker:
         finally:
             if self.watch is not None:
                 self.watch.stop()
+                self.turns.clock = None      # (it holds the last actor that ran)
             self.loud.flush()
             rt.close()
             self.pump.close()
