@@ -98,7 +98,7 @@ class FailureLog:
         """A tell is dropped before its turn (``reason``: why), or could not leave its sender."""
         if not self.drops.allow(type_name if len(type_name) <= 200 else "*"):
             return
-        self.log.warning("dropped a tell %.100r to %.200s/%.200s%s: %s: %s", method, type_name,
+        self.log.warning("dropped a tell %.100r to %.200s/%.200s%s: %s: %.500s", method, type_name,
                          key, sender, type(reason).__name__, reason)
 
     def sweep(self) -> None:

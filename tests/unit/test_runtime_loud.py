@@ -14,7 +14,7 @@ import pytest
 from runtime_fakes import Slot
 
 import actorsys
-from actorsys.errors import StorageError
+from actorsys.errors import Overloaded, StorageError
 from actorsys.protocol import wire
 from actorsys.runtime.activation import ALARM, PASSIVATE, START, Call, Internal
 from actorsys.runtime.loud import SlowTurnWatch, StepClock, describe
@@ -46,6 +46,9 @@ class Loudmouth(actorsys.Actor):
 
     async def hang(self) -> None:
         await asyncio.sleep(10)
+
+    def forward(self) -> None:
+        self.ref("Loudmouth", "far").tell("add", 1)
 
 
 @pytest.fixture
@@ -110,6 +113,20 @@ def test_the_failure_log_is_rate_limited_per_type(slot: Slot, caplog: Any) -> No
         "suppressed 5 more failed turns of type 'Loudmouth' in the last")
 
 
+def test_a_committed_tell_that_cannot_leave_is_logged(slot: Slot, caplog: Any,
+                                                      monkeypatch: Any) -> None:
+    caplog.set_level(logging.INFO, "actorsys")
+
+    def full(msg: Any) -> None:
+        raise Overloaded("send queue to worker slot 1 is full")
+    monkeypatch.setattr(slot.out, "tell", full)
+    slot.call("Loudmouth", "near", "forward")
+    [rec] = turn_records(caplog)
+    assert rec.getMessage() == ("dropped a tell 'add' to Loudmouth/far sent by an actor: "
+                                "Overloaded: send queue to worker slot 1 is full")
+    assert slot.counters["dropped_replies"] == 1
+
+
 def test_each_sync_turn_and_async_step_is_written_in_the_step_clock(slot: Slot) -> None:
     clock = slot.turns.clock = StepClock()
     CLOCK[:] = [clock]
@@ -167,3 +184,64 @@ def test_the_watch_warns_while_a_step_runs_and_once_more_when_it_ends() -> None:
         watch.stop()
     assert not watch._thread.is_alive()    # noqa: SLF001
     assert watch._thread.daemon           # noqa: SLF001
+
+
+# -- supervised children: their start and stop turns, and the tells a stop drops ----------
+
+GATE: dict[str, asyncio.Future[Any]] = {}
+
+
+class Child(actorsys.Actor):
+    def on_start(self, n: int = 0) -> None:
+        if n < 0:
+            raise RuntimeError("cannot start with a negative n")
+
+    def on_stop(self) -> None:
+        raise OSError("on_stop failed")
+
+    async def wait(self) -> None:
+        await GATE["g"]
+
+    def noop(self) -> None:
+        pass
+
+
+@pytest.fixture
+def kids(tmp_path: Any) -> Iterator[Slot]:
+    s = Slot(str(tmp_path), {"Child": Child})
+    yield s
+    s.close()
+
+
+def start_child(slot: Slot, key: str, n: int, rid: int) -> Any:
+    opts = {"sup": "top", "child": key, "args": [n], "kwargs": {}, "inc": 1}
+    slot.rt.children.start((b"tree",), rid, "Child", key, opts)
+    slot.commit.flush()
+    return slot.out.reply_to(rid)
+
+
+def test_a_childs_failed_start_and_failed_stop_are_logged(kids: Slot, caplog: Any) -> None:
+    caplog.set_level(logging.INFO, "actorsys")
+    assert start_child(kids, "bad", -1, 900)[0] == wire.ERR
+    assert start_child(kids, "good", 1, 901)[0] == wire.OK
+    kids.rt.children.stop((b"tree",), 902, "Child", "good", {"shutdown": 1000})
+    kids.commit.flush()
+    messages = [r.getMessage() for r in turn_records(caplog)]
+    assert messages == [
+        "on_start of Child/bad failed: RuntimeError: cannot start with a negative n",
+        "on_stop (shutdown) of Child/good failed: OSError: on_stop failed"], messages
+
+
+def test_tells_queued_at_a_child_that_is_stopped_are_logged_as_dropped(kids: Slot, caplog: Any) -> None:
+    caplog.set_level(logging.INFO, "actorsys")
+    start_child(kids, "busy", 1, 900)
+    GATE["g"] = kids.loop.create_future()
+    kids.ask("Child", "busy", "wait")
+    kids.loop.run_until_complete(asyncio.sleep(0))      # the turn awaits GATE now
+    kids.tell("Child", "busy", "noop")                  # queued behind it
+    kids.rt.children.stop((b"tree",), 902, "Child", "busy", {"shutdown": "brutal_kill"})
+    kids.settle()
+    [drop] = [r for r in turn_records(caplog) if "dropped a tell" in r.getMessage()]
+    assert drop.levelno == logging.WARNING
+    assert drop.getMessage().startswith("dropped a tell 'noop' to Child/busy: ActorStopped: "), \
+        drop.getMessage()
