@@ -27,6 +27,7 @@ that block its event loop.
 """
 from __future__ import annotations
 
+import collections.abc
 import logging
 import os
 import threading
@@ -178,10 +179,15 @@ class Steps:
         self.it.close()
 
 
-async def clocked(coro: Coroutine[Any, Any, None], clock: StepClock, act: Activation,
-                  msg: Call | Internal) -> None:
+#: a task can run a Steps as its coroutine (asyncio takes any registered Coroutine): no
+#: extra coroutine frame per step
+collections.abc.Coroutine.register(Steps)
+
+
+def clocked(coro: Coroutine[Any, Any, None], clock: StepClock, act: Activation,
+            msg: Call | Internal) -> Coroutine[Any, Any, None]:
     """``coro`` (an async turn's task body), each of its steps written in ``clock``."""
-    await Steps(coro, clock, act, msg)
+    return Steps(coro, clock, act, msg)     # (a Coroutine: registered above)
 
 
 class SlowTurnWatch:

@@ -82,8 +82,11 @@ def test_arguments_that_do_not_fit_are_one_warning_line(slot: Slot, caplog: Any)
     assert rec.getMessage().startswith("ask 'add' of Loudmouth/a refused: BadArguments:")
 
 
-def test_an_async_turn_past_turn_timeout_is_logged(slot: Slot, caplog: Any) -> None:
+@pytest.mark.parametrize("clocked", [False, True], ids=["no clock", "step clock"])
+def test_an_async_turn_past_turn_timeout_is_logged(slot: Slot, caplog: Any, clocked: bool) -> None:
     caplog.set_level(logging.INFO, "actorsys")
+    if clocked:     # the cancellation passes through the clock's wrapper with its reason
+        slot.turns.clock = StepClock()
     rid = slot.ask("Loudmouth", "a", "hang")
     assert slot.wait_reply(rid)[0] == wire.ERR
     [rec] = turn_records(caplog)
