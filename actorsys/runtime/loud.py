@@ -87,7 +87,7 @@ class FailureLog:
             return
         what = describe(msg)
         if isinstance(exc, (BadArguments, ActorStopped)):
-            self.log.warning("%s of %s/%.200s refused: %s: %s", what, act.type_name, act.key,
+            self.log.warning("%s of %s/%.200s refused: %s: %.500s", what, act.type_name, act.key,
                              type(exc).__name__, exc)
             return
         tb = _user_frames(exc.__traceback__)
