@@ -46,6 +46,14 @@ DURABILITY = ("process", "fsync")
 #: an actor type's policy on a handler exception
 ON_ERROR = ("restart", "stop")
 
+#: the failure log's rate limit (``actorsys/lograte.py``): per actor type, at most this many
+#: failed turns (and, separately, dropped tells) are logged in full in each window of
+#: LOG_WINDOW seconds; the rest are counted and summed up in one line when the window rolls
+LOG_BURST = 10
+LOG_WINDOW = 60.0
+#: distinct actor types the failure log tracks at once (more are counted together as "*")
+LOG_MAX_TYPES = 1000
+
 #: dotted key -> Key, in the order the errors list them ("expected one of: ...")
 DEFAULTS: Mapping[str, Key] = MappingProxyType({
     "node.data_dir": Key(Kind.STR, "data"),
@@ -65,6 +73,7 @@ DEFAULTS: Mapping[str, Key] = MappingProxyType({
     "node.max_seconds": Key(Kind.NUMBER, 10.0),
     "node.turn_timeout": Key(Kind.NUMBER, 60.0),
     "node.heartbeat_timeout": Key(Kind.NUMBER, 10.0),
+    "node.slow_turn": Key(Kind.NUMBER, 0.5),         # seconds; 0: no slow-turn warnings
     "node.max_worker_memory": Key(Kind.SIZE, 0),    # 0: no limit
     "node.backoff": Key(Kind.TABLE, None),           # None: restart at once (keys: see supervision)
     "node.max_resident": Key(Kind.INT, 100_000),

@@ -22,6 +22,7 @@ max_restarts = 20            # process restarts allowed within max_seconds, then
 max_seconds = 10.0
 turn_timeout = 60.0          # a turn running longer is a crash (async) or kills its worker (sync)
 heartbeat_timeout = 10.0     # a worker whose event loop is silent this long is killed
+slow_turn = 0.5              # a turn (or step of an async one) blocking this long logs a warning (0: off)
 max_worker_memory = "1GB"    # a worker above this resident size is restarted (0: no limit)
 backoff = { initial = 0.05, max = 2.0, jitter = 0.2 }   # delay repeated process restarts
 max_resident = 100000        # actors in memory per worker; beyond, the least recently used leave
@@ -110,6 +111,9 @@ class NodeConfig:
     max_seconds: float = _node("max_seconds")
     turn_timeout: float = _node("turn_timeout")
     heartbeat_timeout: float = _node("heartbeat_timeout")
+    #: seconds a turn (or one step of an async turn) may block its worker before a
+    #: warning is logged (0: never)
+    slow_turn: float = _node("slow_turn")
     max_worker_memory: int = _node("max_worker_memory")
     backoff: dict[str, float] | None = _node("backoff")
     max_resident: int = _node("max_resident")
@@ -201,6 +205,8 @@ def _node_section(node: Any, src: Source) -> dict[str, Any]:
     _sizes(values, node, fail)
     if not 0 <= values["history_window"] < float("inf"):
         raise fail("must be 0 (no history) or a positive number of seconds", "history_window")
+    if not 0 <= values["slow_turn"] < float("inf"):
+        raise fail("must be 0 (no slow-turn warnings) or a positive number of seconds", "slow_turn")
     values["alarm_retry"] = _alarm_retry(values["alarm_retry"], fail)
     if values["backoff"] is not None:
         b = supervision.parse_backoff(values["backoff"], lambda p, k: fail(p, k.split(".", 1)[1]),

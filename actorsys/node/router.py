@@ -8,7 +8,9 @@ also:
   their counters, asking each worker with a short deadline;
 * forwards asks and tells that a client sends to it (for simple peers such as the CLI),
   relaying the worker's reply;
-* answers bad input with an error and counts it; nothing a peer sends stops it.
+* answers bad input with an error and counts it; nothing a peer sends stops it;
+* logs a tell it forwards that cannot leave (no shard map yet, a full send queue), with
+  its reason, rate-limited per actor type (:mod:`actorsys.lograte`): a tell has no reply.
 
 The router keeps no state that is not in ``data_dir/node.meta``, so a restarted router
 serves the same map at the same endpoint and clients reconnect by themselves.
@@ -26,13 +28,17 @@ import zmq
 
 from ..client.transport import AsyncTransport
 from ..config import NodeConfig, NodeLayout
+from ..config.defaults import LOG_BURST, LOG_MAX_TYPES, LOG_WINDOW
 from ..errors import ActorError, BadRequest
+from ..log import get_logger
+from ..lograte import RateLimit
 from ..net.listener import Listener
 from ..net.keys import node_keys
 from ..net.sockets import SocketPump
 from ..protocol import wire
 from ..protocol.shardmap import ShardMap
 
+log = get_logger("router")
 
 #: the routing frames of a request (the peer's identity, maybe an empty delimiter)
 Envelope = tuple[bytes, ...]
@@ -49,6 +55,9 @@ class Router:
         self.started = time.time()
         self.counters = {"received": 0, "bad_frames": 0, "forwarded": 0, "dropped_replies": 0,
                          "auth_refused": 0, "handshake_failed": 0}
+        #: the rate limit of the dropped-tell log, per actor type
+        self.drops = RateLimit(log, "dropped tells", burst=LOG_BURST, window=LOG_WINDOW,
+                               max_keys=LOG_MAX_TYPES)
 
     async def run(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -66,13 +75,21 @@ class Router:
         self._done: asyncio.Future[None] = self.loop.create_future()
         for sig in (signal.SIGTERM,):   # SIGINT (Ctrl-C) is the supervisor's alone
             self.loop.add_signal_handler(sig, self._stop)
+        self._sweeper = self.loop.call_later(1.0, self._sweep)
         try:
             await self._done
         finally:
+            self._sweeper.cancel()
+            self.drops.flush()
             self.pump.close()
             self.transport.close()
             self.listener.close()
             self.ctx.term()
+
+    def _sweep(self) -> None:
+        """Once a second: the summary lines of dropped-tell windows that ended."""
+        self.drops.sweep()
+        self._sweeper = self.loop.call_later(1.0, self._sweep)
 
     def _stop(self) -> None:
         if not self._done.done():
@@ -106,8 +123,11 @@ class Router:
             try:
                 self.transport.tell(rest[0], rest[1], rest[2], rest[3], rest[4],
                                     rest[5] if len(rest) > 5 else None)
-            except ActorError:
+            except ActorError as exc:
                 c["dropped_replies"] += 1
+                if self.drops.allow(rest[0] if len(rest[0]) <= 200 else "*"):
+                    log.warning("dropped a tell %.100r to %.200s/%.200s: %s: %s", rest[2], rest[0],
+                                rest[1], type(exc).__name__, exc)
         elif op == wire.ASK or op == wire.SPAWN:
             c["forwarded"] += 1
             self.loop.create_task(self._forward(envelope, rid, op, rest[:2] if op == wire.SPAWN else rest))

@@ -65,6 +65,9 @@ class Runtime:
                            self.system, loop, counters, turn_timeout=cfg.turn_timeout,
                            on_error=cfg.on_error, history_window=history_window, beats=beats,
                            slot=slot)
+        loud = self.turns.loud
+        self.commit.on_dropped_tell = lambda t, exc: loud.dropped(
+            t.type_name, t.key, t.method, exc, " sent by an actor")
         self.children = Children(self.catalog, self.commit, self.turns, self.alarms, store,
                                  loop.call_later, counters, slot)
         self.catalog.passivate = self.turns.passivate

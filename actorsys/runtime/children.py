@@ -212,6 +212,8 @@ class Children:
             elif m.reply_to is not None:
                 error = error or stopped_error(act).to_wire()
                 self.commit.reply(m.reply_to, wire.err(m.rid, error))
+            elif not isinstance(m, Internal):     # a tell: only the log says it is dropped
+                self.turns.loud.dropped(act.type_name, act.key, m.method, stopped_error(act))
         act.mailbox = keep
 
     def kill(self, act: Activation) -> None:

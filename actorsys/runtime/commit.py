@@ -93,6 +93,8 @@ class GroupCommit:
         #: EXIT notices for the tree; they leave after the next commit
         self.exits: list[Exit] = []
         self._scheduled = False
+        #: told of a committed tell that could not leave, and why (the worker logs it)
+        self.on_dropped_tell: Callable[[Tell, ActorError], None] | None = None
 
     def reply(self, to: Envelope, payload: bytes) -> None:
         self.outbox.append(Reply(to, payload))
@@ -132,8 +134,10 @@ class GroupCommit:
             elif type(item) is Tell:
                 try:
                     out.tell(item)
-                except ActorError:
+                except ActorError as exc:
                     self.counters["dropped_replies"] += 1
+                    if self.on_dropped_tell is not None:
+                        self.on_dropped_tell(item, exc)
                 except Exception:    # never lose the replies after it
                     self.counters["dropped_replies"] += 1
                     log.exception("a committed tell could not be sent")

@@ -43,13 +43,14 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ActorError, ActorStopped, LimitExceeded, MessageTooLarge
+from ..errors import ActorError, ActorStopped, LimitExceeded, MessageTooLarge, StorageError
 from ..protocol import wire
 from ..protocol.messages import WsEffects
 from ..storage.keys import state_key
 from ..storage.view import Storage
 from .chains import CALL_CHAIN, Link, chain_of, comes_back, refused
 from .commit import Reply
+from .loud import FailureLog, StepClock, clocked
 
 if TYPE_CHECKING:
     from ..actor import Actor
@@ -132,6 +133,8 @@ class NestedTurns:
         max_message_bytes: int
         beats: "memoryview[float] | None"
         _busy: int
+        loud: FailureLog
+        clock: StepClock | None
 
         def _invoke(self, act: Activation, msg: Call | Internal) -> Any: ...
 
@@ -192,6 +195,9 @@ class NestedTurns:
         beats = self.beats
         if beats is not None:
             beats[self._busy] = time.monotonic()
+        clock = self.clock
+        if clock is not None:
+            clock.act, clock.msg, clock.since = act, call, time.monotonic()
         try:
             frame.txn = _open_txn(inst)
             r = self._invoke(act, call)
@@ -202,9 +208,13 @@ class NestedTurns:
             act.task = outer_task
             if beats is not None:
                 beats[self._busy] = 0.0
+            if clock is not None:
+                clock.since = 0.0
         if not inspect.isawaitable(r):
             return self._nested_end(act, frame, r)
-        task = self.loop.create_task(self._nested_async(act, frame, r), context=chain_context(chain))
+        coro = self._nested_async(act, frame, r)
+        task = self.loop.create_task(coro if clock is None else clocked(coro, clock, act, call),
+                                     context=chain_context(chain))
         frame.task = task
         timer = self.loop.call_later(self.turn_timeout, self._nested_overdue, frame)
         task.add_done_callback(lambda _t: timer.cancel())
@@ -296,6 +306,8 @@ class NestedTurns:
         if not self._live(act, frame):
             return self._dropped(act, frame)
         from .turns import failure_reply     # (turns.py imports this module)
+        if not (isinstance(exc, StorageError) and self.store.broken is not None):
+            self.loud.failed(act, frame.call, exc)   # (a refused write: the store logged it)
         try:
             _close_txn(frame, exc)
         except Exception as undo:  # a state that cannot be restored: the actor's crash

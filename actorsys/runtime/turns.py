@@ -21,6 +21,9 @@ What a turn guarantees (see ``actorsys/actor/actor.py`` for the user's view):
 * **Deadlines.** An async turn running past ``turn_timeout`` is cancelled (the actor's
   crash). A sync turn cannot be interrupted: its start time is written to memory shared
   with the node supervisor (``beats``), which kills a worker whose sync turn overruns.
+* **Loud.** Every failed turn is logged once (:class:`.loud.FailureLog`, rate-limited per
+  type); each sync turn and each step of an async one is written in a
+  :class:`.loud.StepClock`, which a thread reads to warn of turns blocking the loop.
 * **Generations.** A kill moves the activation to a new generation at once; an async
   turn of an earlier generation that ends later is discarded (:meth:`Turns._discard`).
 """
@@ -47,6 +50,7 @@ from .children import exit_notice, exits_on_crash, stopped_error
 from .commit import Reply
 from .destroy import end_destroyed, holds_data
 from .host import Host, Services
+from .loud import FailureLog, StepClock, clocked
 from .nested import NestedTurns, chain_context
 from .system import SYSTEM_METHODS
 
@@ -72,7 +76,7 @@ class Turns(NestedTurns):
                  loop: asyncio.AbstractEventLoop, counters: dict[str, int], *,
                  turn_timeout: float, on_error: dict[str, str],
                  history_window: dict[str, float], beats: "memoryview[float] | None" = None,
-                 slot: int = 0) -> None:
+                 slot: int = 0, loud: FailureLog | None = None) -> None:
         self.catalog, self.commit, self.store = catalog, commit, store
         self.services, self.alarms, self.system = services, alarms, system
         self.loop, self.counters = loop, counters
@@ -88,6 +92,10 @@ class Turns(NestedTurns):
         #: cancelled by it end without a failure
         self.stopping = False
         self.max_message_bytes = services.max_message_bytes
+        #: logs failed turns and dropped tells
+        self.loud = loud if loud is not None else FailureLog()
+        #: written at each sync turn and async step, read by the slow-turn watch (None: off)
+        self.clock: StepClock | None = None
 
     # -- scheduling ------------------------------------------------------------
     def pump(self, act: Activation) -> None:
@@ -146,6 +154,9 @@ class Turns(NestedTurns):
         beats = self.beats
         if beats is not None:
             beats[self._busy] = time.monotonic()   # a sync turn runs since now
+        clock = self.clock
+        if clock is not None:
+            clock.act, clock.msg, clock.since = act, msg, time.monotonic()
         try:
             if act.instance is None:
                 if type(msg) is Internal and msg.kind in ENDING:
@@ -161,6 +172,8 @@ class Turns(NestedTurns):
         finally:
             if beats is not None:
                 beats[self._busy] = 0.0
+            if clock is not None:
+                clock.since = 0.0
         self._finish(act, msg, r)
 
     def _activate(self, act: Activation) -> Any:
@@ -204,7 +217,9 @@ class Turns(NestedTurns):
     def _go_async(self, act: Activation, msg: Call | Internal, awaitable: Any, started: bool) -> None:
         # the call chain this turn waits in: its asks extend it, asks back to it nest (nested.py)
         act.chain = chain = (msg.ctx.get("chain") or None) if type(msg) is Call and msg.ctx else None
-        task = self.loop.create_task(self._turn_async(act, msg, awaitable, started, act.gen),
+        coro = self._turn_async(act, msg, awaitable, started, act.gen)
+        clock = self.clock
+        task = self.loop.create_task(coro if clock is None else clocked(coro, clock, act, msg),
                                      context=chain_context(chain))
         act.task = task
         timer = self.loop.call_later(self.turn_timeout, self._turn_overdue, act, task)
@@ -398,6 +413,8 @@ class Turns(NestedTurns):
         depend on what the turn was: a timed shutdown's timer, an alarm's retry, a
         supervised child's exit, the error reply, and whether the record stays."""
         kind = msg.kind if type(msg) is Internal else None
+        if not (isinstance(exc, StorageError) and self.store.broken is not None):
+            self.loud.failed(act, msg, exc)   # (a refused write: the store logged the fault)
         act.crashed()
         self.counters["failures"] += 1
         if kind is SHUTDOWN:

@@ -22,6 +22,10 @@ What a worker guarantees (the user's view of a turn is ``actorsys/actor/actor.py
 * **Bad input** (wrong frame counts, undecodable or ill-typed payloads, oversized
   messages, unknown types or methods) is answered with an error where the sender can be
   addressed, counted, and never stops the worker.
+* **Loud failures** (``loud.py``): every failed turn is logged with its traceback, every
+  dropped tell with its reason, rate-limited per actor type; a turn (or a step of an
+  async one) blocking the loop longer than ``slow_turn`` is logged while it runs, by a
+  watch thread that stops with the worker.
 * **Bounds.** A mailbox holds at most ``mailbox_limit`` messages, and all mailboxes
   together at most ``max_queued_bytes``: a message that has to wait is kept as the bytes
   that arrived and decoded at its turn. Past either bound the sender gets ``Overloaded``.
@@ -51,8 +55,8 @@ from ..actor import handlers_of
 from ..actor.classes import import_actor_class
 from ..client.transport import AsyncTransport
 from ..config import NodeConfig, NodeLayout
-from ..errors import (ActorError, BadRequest, NodeUnavailable, Overloaded, StorageError,
-                      UnknownActorType, UnknownMethod, WrongShard)
+from ..errors import (ActorError, BadRequest, MessageTooLarge, NodeUnavailable, Overloaded,
+                      StorageError, UnknownActorType, UnknownMethod, WrongShard)
 from ..net.listener import Listener
 from ..net.keys import node_keys
 from ..net.sockets import SocketPump, dealer
@@ -67,6 +71,7 @@ from .activation import DEAD, ENDING, RUNNING, START, STOPPED, Call, Envelope, I
 from .assembly import Runtime
 from .children import stopped_error
 from .commit import GatewayLink
+from .loud import SlowTurnWatch, StepClock
 from .system import SYSTEM_METHODS, list_actors, status
 
 log = get_logger("worker")
@@ -178,6 +183,12 @@ class Worker:
                                supervised=self.tree_endpoint is not None, beats=self.beats)
         self.catalog, self.turns, self.commit = rt.catalog, rt.turns, rt.commit
         self.children, self.alarms = rt.children, rt.alarms
+        self.loud = self.turns.loud
+        self.watch: SlowTurnWatch | None = None
+        if cfg.slow_turn > 0:
+            self.turns.clock = StepClock()
+            self.watch = SlowTurnWatch(self.turns.clock, cfg.slow_turn, cfg.turn_timeout, self.slot)
+            self.watch.start()
         self._beat()
         self._done = loop.create_future()
         for sig in (signal.SIGTERM,):   # SIGINT (Ctrl-C) is the supervisor's alone
@@ -193,6 +204,10 @@ class Worker:
         try:
             await self._done
         finally:
+            if self.watch is not None:
+                self.watch.stop()
+                self.turns.clock = None      # (it holds the last actor that ran)
+            self.loud.flush()
             rt.close()
             self.pump.close()
             self.transport.close()
@@ -223,7 +238,10 @@ class Worker:
         for act in list(self.catalog.acts.values()):
             if act.status is not RUNNING:      # exited or stopped children: nothing to passivate
                 for m in act.mailbox:
-                    if m.reply_to is not None and not (type(m) is Internal and (m.kind in ENDING
+                    if m.reply_to is None and not isinstance(m, Internal):
+                        self.loud.dropped(act.type_name, act.key, m.method, NodeUnavailable(
+                            f"worker slot {self.slot} is shutting down and this child is not running"))
+                    elif m.reply_to is not None and not (type(m) is Internal and (m.kind in ENDING
                                                                                 or m.kind is START)):
                         self.commit.reply(m.reply_to, wire.err(m.rid, NodeUnavailable(
                             f"worker slot {self.slot} is shutting down").to_wire()))
@@ -238,6 +256,7 @@ class Worker:
 
     def _passivate_idle(self, tick: float) -> None:
         self.catalog.passivate_idle(time.monotonic() - self.cfg.idle_timeout)
+        self.loud.sweep()       # the summaries of rate-limit windows that ended
         if not self.turns.stopping:
             self._reaper = self.loop.call_later(tick, self._passivate_idle, tick)
 
@@ -245,13 +264,16 @@ class Worker:
         self.commit.flush()
 
     # -- incoming --------------------------------------------------------------
-    def _reject(self, envelope: Envelope | None, rid: int, exc: ActorError) -> None:
-        """Answer a request at once with an error (nothing of it ran: no output gate)."""
-        if envelope is not None:
-            body = exc.to_wire()
-            if isinstance(exc, WrongShard):
-                body["epoch"] = self.map.epoch
-            self.output.send(envelope, wire.err(rid, body))
+    def _reject(self, envelope: Envelope | None, rid: int, exc: ActorError) -> ActorError | None:
+        """Answer a request at once with an error (nothing of it ran: no output gate).
+        A tell (no envelope) has nobody to answer: the error is returned, for the log."""
+        if envelope is None:
+            return exc
+        body = exc.to_wire()
+        if isinstance(exc, WrongShard):
+            body["epoch"] = self.map.epoch
+        self.output.send(envelope, wire.err(rid, body))
+        return None
 
     def _on_frames(self, frames: list[bytes]) -> None:
         c = self.counters
@@ -261,18 +283,25 @@ class Worker:
         except wire.Rejected as r:
             c["bad_frames"] += 1
             self._reject(r.envelope, r.rid, r.error)
+            if r.rid == 0 and isinstance(r.error, MessageTooLarge):   # a tell (rid 0): no reader
+                self.loud.dropped("?", "?", "?", r.error)
             return
         try:
             self._dispatch(envelope, op, rid, rest, frames)
         except ActorError as exc:   # refused, or an address's record could not be read
             self._reject(envelope, rid, exc)
+            if op == _TELL:
+                self.loud.dropped(rest[0], rest[1], rest[2], exc)
 
     def _dispatch(self, envelope: Envelope, op: int, rid: int, rest: list[Any],
                   frames: list[bytes]) -> None:
         c = self.counters
         if op == _ASK or op == _TELL:
-            self._deliver(op, envelope if op == _ASK else None, rid, rest[0], rest[1], rest[2],
-                          rest[3], rest[4], frames[-1], rest[5] if len(rest) > 5 else None)
+            dropped = self._deliver(op, envelope if op == _ASK else None, rid, rest[0], rest[1],
+                                    rest[2], rest[3], rest[4], frames[-1],
+                                    rest[5] if len(rest) > 5 else None)
+            if dropped is not None:     # a tell refused: the log is the only place it shows
+                self.loud.dropped(rest[0], rest[1], rest[2], dropped)
         elif (op == wire.STOP or (op == _SPAWN and len(rest) == 3)) and self.tree_endpoint is None:
             c["bad_frames"] += 1     # only a supervision tree starts and stops children
             self._reject(envelope, rid, BadRequest(
@@ -287,7 +316,8 @@ class Worker:
         elif op == wire.LIST:
             if rest[0] not in self.classes:
                 c["bad_frames"] += 1
-                return self._reject(envelope, rid, self.catalog.unknown_type(rest[0]))
+                self._reject(envelope, rid, self.catalog.unknown_type(rest[0]))
+                return
             self.output.send(envelope, wire.ok(rid, list_actors(self.store, *rest)))
         elif op == wire.PING:
             self.output.send(envelope, wire.ok(rid, "pong"))
@@ -304,8 +334,9 @@ class Worker:
 
     def _deliver(self, op: int, reply_to: Envelope | None, rid: int, type_name: str, key: str,
                  method: str, args: list[Any], kwargs: dict[str, Any],
-                 raw: bytes | None = None, ctx: dict[str, Any] | None = None) -> None:
-        """Admit a message to its actor's mailbox (or refuse it), and run it if it can."""
+                 raw: bytes | None = None, ctx: dict[str, Any] | None = None) -> ActorError | None:
+        """Admit a message to its actor's mailbox (or refuse it), and run it if it can.
+        Returns why a tell was refused (None: admitted, or an ask, answered)."""
         if self.turns.stopping:  # passivation is under way; a new turn would reactivate the actor
             return self._reject(reply_to, rid, NodeUnavailable(
                 f"worker slot {self.slot} is shutting down"))
@@ -325,7 +356,7 @@ class Worker:
         if (act.running and ctx is not None and op == _ASK and "chain" in ctx
                 and method not in SYSTEM_METHODS and self.turns.reenter(
                     act, Call(op, reply_to, rid, method, args, kwargs, ctx))):
-            return    # a nested turn: it came back to the turn waiting on it (or Deadlock)
+            return None   # a nested turn: it came back to the turn waiting on it (or Deadlock)
         cfg = self.cfg
         if len(act.mailbox) >= cfg.mailbox_limit:
             self.counters["overloaded"] += 1
@@ -344,11 +375,12 @@ class Worker:
             act.mail().append(Waiting(op, reply_to, rid, method, raw))
         elif not act.running and not act.mailbox and act.status is not DEAD:
             self.turns.run_now(act, Call(op, reply_to, rid, method, args, kwargs, ctx))
-            return
+            return None
         else:
             act.mail().append(Call(op, reply_to, rid, method, args, kwargs, ctx))
         if not act.running:
             self.turns.pump(act)
+        return None
 
     def _alarms_due(self, batch: list[tuple[int, int, str, str, str]]) -> None:
         """The alarm clock hands over due alarms: count each attempt durably (and lease

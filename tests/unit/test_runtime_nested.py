@@ -4,6 +4,7 @@ LevelDB store in tmp_path, asks that come back along their call chain handed to
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, Iterator
 
 import pytest
@@ -159,3 +160,14 @@ def test_a_nested_turn_that_raises_after_destroy_takes_the_destroy_back(slot: Sl
     assert slot.wait_reply(o)[2] == "outer done"
     assert slot.call("R", "k", "quick") == {"outer": 1, "quick": 1, "after": 1}, \
         "expected the actor kept: the destroy() of a failed nested turn is undone with it"
+
+
+def test_a_failed_nested_turn_is_logged_once(slot: Slot, caplog: Any) -> None:
+    caplog.set_level(logging.INFO, "actorsys")
+    o = outer(slot, "o")
+    assert back(slot, 101, "destroy_then_raise")
+    assert slot.wait_reply(101)[0] == wire.ERR
+    WAITS["o"].set_result(None)
+    assert slot.wait_reply(o)[2] == "outer done"
+    logged = [r.getMessage() for r in caplog.records if r.name == "actorsys.turns"]
+    assert logged == ["ask 'destroy_then_raise' of R/k failed: ValueError: changed my mind"], logged

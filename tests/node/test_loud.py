@@ -1,0 +1,142 @@
+"""Loud failures (issue 14): a worker logs every failed turn with its traceback, every
+dropped tell with its reason, rate-limited per actor type, and warns of a turn that
+blocks its event loop longer than slow_turn while it still runs. The node's processes
+write their logs to the test's standard error (capfd)."""
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+import pytest
+
+import actorsys
+from actorsys.config.defaults import LOG_BURST
+from actorsys.testing.nodes import wait_until
+
+LOUD = {"Flaky": "loud:Flaky", "Blocker": "loud:Blocker"}
+
+
+class Stderr:
+    """What the node's processes wrote to standard error so far (capfd, accumulated)."""
+
+    def __init__(self, capfd: Any) -> None:
+        self.capfd, self.text = capfd, ""
+
+    def read(self) -> str:
+        self.text += self.capfd.readouterr().err
+        return self.text
+
+    def wait_for(self, pattern: str, what: str, timeout: float = 15.0) -> re.Match[str]:
+        return wait_until(lambda: re.search(pattern, self.read()), what, timeout)
+
+
+@pytest.fixture
+def loud_config(config):
+    def make(**node: Any) -> dict[str, Any]:
+        cfg = config(**node)
+        cfg["actors"].update(LOUD)
+        return cfg
+    return make
+
+
+def test_a_tell_whose_handler_raises_is_logged_with_its_traceback(loud_config, capfd):
+    err = Stderr(capfd)
+    with actorsys.Node(loud_config()) as node:
+        node.client().ref("Flaky", "t1").tell("boom", 7)
+        m = err.wait_for(r"ERROR worker\[\d\] .* tell 'boom' of Flaky/t1 failed: ValueError: boom 7",
+                         "the failed tell in the worker's log")
+    after = err.read()[m.end():]
+    assert "Traceback (most recent call last)" in after and 'raise ValueError(f"boom {n}")' in after, \
+        f"expected the handler's traceback after the line: {after[:2000]}"
+
+
+def test_a_tell_refused_by_the_worker_is_logged_with_its_reason(loud_config, capfd):
+    err = Stderr(capfd)
+    with actorsys.Node(loud_config()) as node:
+        client = node.client()
+        client.ref("Flaky", "t2").tell("no_such_method", 1)
+        err.wait_for(r"WARNING worker\[\d\] .* dropped a tell 'no_such_method' to Flaky/t2: "
+                     r"UnknownMethod: actor type 'Flaky' has no method 'no_such_method'",
+                     "the dropped tell (unknown method) in the log")
+        client.ref("NoSuchType", "x").tell("m")
+        err.wait_for(r"dropped a tell 'm' to NoSuchType/x: UnknownActorType",
+                     "the dropped tell (unknown type) in the log")
+
+
+def test_an_unsupervised_actor_crashing_on_ask_is_logged_once(loud_config, capfd):
+    err = Stderr(capfd)
+    with actorsys.Node(loud_config()) as node:
+        ref = node.client().ref("Flaky", "a1")
+        with pytest.raises(actorsys.RemoteError, match="boom 1"):
+            ref.ask("boom", 1)
+        with pytest.raises(actorsys.RemoteError, match="async boom"):
+            ref.ask("aboom")
+        err.wait_for(r"ERROR .* ask 'boom' of Flaky/a1 failed: ValueError: boom 1",
+                     "the failed ask in the log")
+        err.wait_for(r"ERROR .* ask 'aboom' of Flaky/a1 failed: KeyError: 'async boom'",
+                     "the failed async ask")
+        assert ref.ask("ok") == "ok"
+    text = err.read()
+    assert text.count("of Flaky/a1 failed") == 2, f"expected each failure logged once: {text}"
+
+
+def test_a_crash_loop_logs_a_bounded_number_of_lines_and_how_many_it_left_out(loud_config, capfd):
+    err = Stderr(capfd)
+    with actorsys.Node(loud_config()) as node:
+        ref = node.client().ref("Flaky", "loop")
+        for i in range(1000):
+            ref.tell("boom", i)
+        assert ref.ask("ok", timeout=60) == "ok"      # after every tell before it (one mailbox)
+        err.read()
+    text = err.read()                                 # the summary is written as the worker stops
+    failed = [line for line in text.splitlines() if "of Flaky/loop failed" in line]
+    assert len(failed) == LOG_BURST, f"expected {LOG_BURST} logged failures, got {len(failed)}"
+    assert text.count("Traceback (most recent call last)") == LOG_BURST
+    assert f"suppressed {1000 - LOG_BURST} more failed turns of type 'Flaky' in the last" in text, \
+        f"expected one summary line: {text[-3000:]}"
+
+
+@pytest.mark.parametrize("method,hint", [
+    ("async_block", "An async handler blocks between awaits"),
+    ("sync_block", "A sync turn running past turn_timeout"),
+])
+def test_a_turn_blocking_the_loop_is_logged_while_it_still_runs(loud_config, capfd, tmp_path,
+                                                                  method, hint):
+    err = Stderr(capfd)
+    marker = str(tmp_path / "let-go")
+    with actorsys.Node(loud_config(slow_turn=0.5)) as node:
+        ref = node.client().ref("Blocker", "b1")
+        ref.tell(method, marker)
+        # the handler blocks until the marker exists: the warning comes while it runs
+        m = err.wait_for(rf"WARNING worker\[\d\] .* slow turn: Blocker/b1 tell '{method}' has blocked "
+                         rf"worker slot \d's event loop for (\d+\.\d) s and still runs", "the warning")
+        assert not os.path.exists(marker)
+        assert 0.5 <= float(m.group(1)) < 3.0, m.group(0)
+        assert hint in err.text[m.start():], err.text[m.start():]
+        open(marker, "w").close()
+        err.wait_for(rf"slow turn: Blocker/b1 tell '{method}' blocked worker slot \d's event loop "
+                     r"for about \d+\.\d s in all", "the line when it ends")
+        assert ref.ask("polite", 0) == 0
+    assert err.read().count("slow turn: Blocker/b1") == 2, "expected one warning and one end line"
+
+
+def test_time_sleep_in_an_async_handler_is_warned_of_and_a_polite_await_is_not(loud_config, capfd):
+    err = Stderr(capfd)
+    with actorsys.Node(loud_config(slow_turn=0.5)) as node:
+        ref = node.client().ref("Blocker", "b2")
+        assert ref.ask("polite", 1.0) == 1.0
+        assert ref.ask("async_sleep", 1.5) == 1.5
+        m = err.wait_for(r"slow turn: Blocker/b2 ask 'async_sleep' blocked worker slot \d's event loop "
+                         r"for about (\d+\.\d) s in all", "the end line")
+        assert 1.4 <= float(m.group(1)) < 3.0, m.group(0)
+    text = err.read()
+    assert "ask 'async_sleep' has blocked" in text
+    assert "polite" not in text, f"an await is not a blocked loop: {text}"
+
+
+def test_slow_turn_zero_turns_the_warning_off(loud_config, capfd):
+    err = Stderr(capfd)
+    with actorsys.Node(loud_config(slow_turn=0)) as node:
+        assert node.client().ref("Blocker", "b3").ask("async_sleep", 0.6) == 0.6
+    assert "slow turn" not in err.read()
