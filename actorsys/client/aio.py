@@ -85,6 +85,7 @@ class AsyncClient:
         self._ctx = zmq.Context()
         t = AsyncTransport(self._ctx, self.endpoint, max_pending=self.max_pending,
                            default_timeout=self.timeout, keys=self._keys)
+        t.watch_node(self.connect_timeout)
         self._transport = t
         try:
             await t.connect(self.connect_timeout)

@@ -161,6 +161,7 @@ class Client:
                  server_key: "str | os.PathLike[str] | None" = None) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
+        self.connect_timeout = connect_timeout   # also how long the node may be unreachable
         self._keys = client_keys(key, server_key)
         self._ctx: Context = zmq.Context()
         self._lock = threading.Lock()
@@ -184,6 +185,9 @@ class Client:
         info = self._newest.info
         if info is not None and lane.transport.map is not info.map:
             lane.transport.set_map(*info)
+        watch = lane.transport.watch
+        if watch is not None and watch.on_call():    # the node is back: its map first
+            lane.run(watch.fetch_map())
         return lane
 
     def _new_lane(self) -> Lane:
@@ -199,6 +203,7 @@ class Client:
         t = AsyncTransport(self._ctx, self.endpoint, default_timeout=self.timeout,
                            keys=self._keys, loop=loop, wording=_WORDING)
         t.on_map = self._newest.take
+        t.watch_node(self.connect_timeout)
         return t
 
     def _timeout(self, timeout: float | None) -> float:

@@ -1,0 +1,276 @@
+"""Fail fast when a client's node is unreachable (the clients' transports only).
+
+A client (``actorsys.connect``, ``actorsys.connect_async``) watches its connection to
+the node's router with a ZeroMQ socket monitor, and each worker slot's connection with
+the monitor that already reports worker loss; the node's own processes do not watch.
+
+* The router's connection dropping (``EVENT_DISCONNECTED``) starts a grace period of
+  ``connect_timeout`` (:attr:`Phase.LOST`). During it everything goes on as before:
+  requests are queued by ZeroMQ for a node that is restarting, a request in flight on a
+  worker that went away fails with ``WorkerLost``.
+* If the router is not back when the grace period ends, the node is unreachable
+  (:attr:`Phase.DOWN`): every request still pending fails with
+  :class:`~actorsys.errors.NodeUnavailable` saying since when and what is disconnected;
+  the connections to the worker slots are closed, discarding what was queued for them
+  (an ask already failed must not run later, nor a tell arrive minutes late); from then
+  on an ask, spawn or tell raises ``NodeUnavailable`` at the call.
+* When the router's connection is back (``EVENT_HANDSHAKE_SUCCEEDED``: the connection
+  is usable, CURVE or not) the client fetches the shard map again and works again: at
+  once if it was only :attr:`Phase.LOST` (the map is fetched in the background, since a
+  node restarted on the same endpoint may have moved its workers), once the map is in
+  if it was :attr:`Phase.DOWN`.
+* A watch starts :attr:`Phase.LOST` at its creation: a connection that never comes up
+  is the same as one that went down then.
+
+A worker restart alone (router up) is not unavailability: asks there get ``WorkerLost``
+and later ones wait in ZeroMQ's queue for the restarted worker, as always.
+
+No pings: a node whose processes end (stop, crash, ``kill -9``) closes their
+connections, which the kernel reports at once. A node host that vanishes without
+closing them (power loss, a partition) is not detected here; its requests fail at
+their deadline with ``AskTimeout``.
+
+Timing: the asyncio client reads the monitors from its loop, with one timer for the
+grace deadline. The blocking client reads them when it is called: the router's monitor
+at every call and, while a call waits for its reply, together with the slot's socket
+(:meth:`NodeWatch.poll`). A blocking client that was idle when the node went away
+notices it at its next call, which then gets the full grace period.
+
+:class:`Reachability` is the state machine (no sockets, no clock: the time is passed
+in); :class:`NodeWatch` ties it to a transport's sockets and loop.
+"""
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+import zmq
+
+from ..errors import ActorError, NodeUnavailable
+from ..log import get_logger
+
+if TYPE_CHECKING:
+    from ..net.sockets import Conn
+    from .transport import AsyncTransport
+
+log = get_logger("client")
+
+#: the events a watched connection's monitor reports (besides the CURVE failures)
+WATCH_EVENTS = zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
+_DISCONNECTED, _UP = int(zmq.EVENT_DISCONNECTED), int(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+
+
+class Phase(Enum):
+    """How the client sees its node."""
+    UP = "up"        # the router's connection is up
+    LOST = "lost"    # it is down, for less than the grace period: requests go on
+    DOWN = "down"    # down for the grace period or more (or back, its map not yet fetched)
+
+
+@dataclass(slots=True)
+class Reachability:
+    """The state machine of one client transport's view of its node.
+
+    Invariants: ``since`` is when the router's connection was last lost (or the watch
+    began), meaningful outside UP; DOWN is left only by :meth:`map_fetched` with the
+    router up; ``map_due`` is set when the router came back after having been up once
+    (a node restarted on the same endpoint may have other worker endpoints)."""
+    endpoint: str
+    grace: float                  # seconds the router may be gone before the node is DOWN
+    since: float
+    phase: Phase = Phase.LOST
+    router_up: bool = False
+    map_due: bool = False
+    seen_up: bool = False         # the router's connection has been up at least once
+    slots_down: set[int] = field(default_factory=set)   # slot connections that dropped
+
+    @property
+    def deadline(self) -> float | None:
+        """When a LOST router makes the node DOWN (None: not LOST)."""
+        return self.since + self.grace if self.phase is Phase.LOST else None
+
+    def router_lost(self, now: float) -> None:
+        self.router_up = False
+        if self.phase is Phase.UP:
+            self.phase, self.since = Phase.LOST, now
+
+    def router_back(self) -> None:
+        self.router_up = True
+        if self.seen_up or self.phase is Phase.DOWN:
+            self.map_due = True
+        self.seen_up = True
+        if self.phase is Phase.LOST:
+            self.phase = Phase.UP
+
+    def slot_lost(self, slot: int) -> None:
+        self.slots_down.add(slot)
+
+    def slot_back(self, slot: int) -> None:
+        self.slots_down.discard(slot)
+
+    def expire(self, now: float) -> bool:
+        """LOST past its grace period becomes DOWN: True when it did just now."""
+        if self.phase is Phase.LOST and now >= self.since + self.grace:
+            self.phase = Phase.DOWN
+            return True
+        return False
+
+    def map_fetched(self) -> None:
+        """The map was fetched again: a DOWN node whose router is back is UP."""
+        self.map_due = False
+        if self.phase is Phase.DOWN and self.router_up:
+            self.phase = Phase.UP
+            self.slots_down.clear()      # their connections were closed; new ones are made
+
+    def why(self, now: float) -> str:
+        """The text of the NodeUnavailable a DOWN node raises."""
+        gone = round(max(now - self.since, 0.0), 1)
+        if self.router_up:
+            return (f"the node at {self.endpoint} was unreachable for {gone:g} s; its router "
+                    f"is back and the client is fetching its shard map: try again")
+        what = "router not connected" if not self.seen_up else "router"
+        if self.slots_down:
+            many = len(self.slots_down) > 1
+            slots = ", ".join(str(s) for s in sorted(self.slots_down))
+            what += f" and worker slot{'s' if many else ''} {slots}"
+        if self.seen_up:
+            what += " disconnected"
+        return (f"the node at {self.endpoint} has been unreachable for {gone:g} s ({what}); "
+                f"the client reconnects by itself when the node is back")
+
+
+class NodeWatch:
+    """A transport's :class:`Reachability`, fed by its connections' monitors (see the
+    module docstring). Made by :meth:`AsyncTransport.watch_node`."""
+
+    __slots__ = ("transport", "loop", "state", "router", "_timer", "_fetch", "_pollers")
+
+    def __init__(self, transport: "AsyncTransport", grace: float) -> None:
+        self.transport = transport
+        self.loop = transport.loop
+        self.state = Reachability(str(transport.router_endpoint), grace, self.loop.time())
+        self.router: Conn | None = None            # the watched router connection
+        self._timer: asyncio.TimerHandle | None = None
+        self._fetch: asyncio.Task[None] | None = None
+        self._pollers: dict[int, tuple[Conn, zmq.Poller]] = {}
+        self._arm()
+
+    # -- events ------------------------------------------------------------------------
+    def on_router_event(self, event: int) -> None:
+        if event == _DISCONNECTED:
+            self.state.router_lost(self.loop.time())
+            self._arm()
+        elif event == _UP:
+            was = self.state.phase
+            self.state.router_back()
+            self._disarm()
+            if was is Phase.DOWN:
+                log.info("the router at %s is back: fetching the shard map", self.state.endpoint)
+            if self.state.map_due:
+                self._start_fetch()
+
+    def on_slot_event(self, slot: int, event: int) -> None:
+        if event == _DISCONNECTED:
+            self.state.slot_lost(slot)
+        elif event == _UP:
+            self.state.slot_back(slot)
+
+    def _arm(self) -> None:
+        deadline = self.state.deadline
+        if deadline is not None and self._timer is None:
+            self._timer = self.loop.call_at(deadline, self._on_deadline)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_deadline(self) -> None:
+        self._timer = None
+        self.expire()
+        self._arm()          # lost again after the timer was armed: its own deadline
+
+    def expire(self) -> None:
+        """If the grace period is over, the node is DOWN: fail what is pending and drop
+        the slots' connections (with what is queued on them)."""
+        now = self.loop.time()
+        if not self.state.expire(now):
+            return
+        why = self.state.why(now)
+        self._pollers.clear()
+        n = self.transport.drop_node(lambda _p: NodeUnavailable(why))
+        log.warning("%s (%d pending request(s) failed with NodeUnavailable)", why, n)
+
+    # -- calls -------------------------------------------------------------------------
+    def check(self) -> None:
+        """Before an ask or tell: NodeUnavailable if the node is DOWN."""
+        state = self.state
+        if state.phase is Phase.UP:
+            return
+        self.expire()
+        if state.phase is Phase.DOWN:
+            if state.router_up:
+                self._start_fetch()
+            raise NodeUnavailable(state.why(self.loop.time()))
+
+    def on_call(self) -> bool:
+        """A blocking call begins: read the router's monitor; True if the map must be
+        fetched first (:meth:`fetch_map`)."""
+        if self.router is not None:
+            self.router.drain_monitor()
+        return self.state.map_due and self.state.router_up
+
+    def poll(self, c: "Conn", timeout_ms: int) -> dict[Any, int]:
+        """:meth:`Conn.poll` for a blocking wait, also woken by the router's monitor and
+        by the grace deadline. Nothing is ready if the node just went DOWN (``c`` is
+        closed then, its request failed)."""
+        deadline = self.state.deadline
+        if deadline is not None:
+            timeout_ms = min(timeout_ms, max(math.ceil((deadline - self.loop.time()) * 1000), 0))
+        entry = self._pollers.get(id(c))
+        if entry is None or entry[0] is not c:
+            poller = zmq.Poller()
+            for s in (c.sock, c.monitor, self.router.monitor if self.router else None):
+                if s is not None:
+                    poller.register(s, zmq.POLLIN)
+            entry = self._pollers[id(c)] = (c, poller)
+        ready = dict(entry[1].poll(timeout_ms))
+        if self.router is not None and self.router.monitor in ready:
+            self.router.drain_monitor()
+        if self.state.phase is Phase.LOST:
+            self.expire()
+        return {} if self.state.phase is Phase.DOWN else ready
+
+    # -- the map -----------------------------------------------------------------------
+    def _start_fetch(self) -> None:
+        """In the background, on a running loop (a blocking lane's is run by its next
+        call: :meth:`on_call`)."""
+        if self.loop.is_running() and (self._fetch is None or self._fetch.done()):
+            self._fetch = self.loop.create_task(self._fetch_map())
+
+    async def fetch_map(self) -> None:
+        """Fetch the map now (or wait for the fetch under way); failures are logged, and
+        the next call tries again."""
+        if self._fetch is not None and not self._fetch.done():
+            await asyncio.shield(self._fetch)
+        else:
+            await self._fetch_map()
+
+    async def _fetch_map(self) -> None:
+        try:
+            await self.transport.refresh_map(timeout=max(self.state.grace, 1.0))
+        except ActorError as exc:
+            log.info("fetching the shard map from %s again failed: %s", self.state.endpoint, exc)
+            return
+        if self.state.phase is Phase.DOWN:
+            log.info("the node at %s is reachable again", self.state.endpoint)
+        self.state.map_fetched()
+
+    def close(self) -> None:
+        self._disarm()
+        if self._fetch is not None and not self._fetch.done():
+            self._fetch.cancel()
+        self._pollers.clear()
