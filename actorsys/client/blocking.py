@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 import uuid
 import weakref
 from typing import Any, NamedTuple
@@ -39,6 +40,7 @@ from ..protocol.messages import Ask, Request, Spawn
 from ..protocol.shardmap import ShardMap
 from .common import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, version_of
 from .lanes import Lane
+from .reachability import Reachability
 from .requests import Wording, describe, no_answer
 from .transport import AsyncTransport
 
@@ -162,6 +164,8 @@ class Client:
         self.endpoint = endpoint
         self.timeout = timeout
         self.connect_timeout = connect_timeout   # also how long the node may be unreachable
+        #: how every thread's transport sees the node (see .reachability)
+        self._reach = Reachability(endpoint, connect_timeout, time.monotonic())
         self._keys = client_keys(key, server_key)
         self._ctx: Context = zmq.Context()
         self._lock = threading.Lock()
@@ -203,7 +207,7 @@ class Client:
         t = AsyncTransport(self._ctx, self.endpoint, default_timeout=self.timeout,
                            keys=self._keys, loop=loop, wording=_WORDING)
         t.on_map = self._newest.take
-        t.watch_node(self.connect_timeout)
+        t.watch_node(self.connect_timeout, self._reach)
         return t
 
     def _timeout(self, timeout: float | None) -> float:

@@ -72,12 +72,17 @@ class Phase(Enum):
 
 @dataclass(slots=True)
 class Reachability:
-    """The state machine of one client transport's view of its node.
+    """The state machine of one client's view of its node (shared by the transports of
+    a blocking client's threads: each thread's router connection feeds it).
 
     Invariants: ``since`` is when the router's connection was last lost (or the watch
     began), meaningful outside UP; DOWN is left only by :meth:`map_fetched` with the
-    router up; ``map_due`` is set when the router came back after having been up once
-    (a node restarted on the same endpoint may have other worker endpoints)."""
+    router up; ``downs`` counts the entries into DOWN (a transport that has not yet
+    handled the latest drops its slots' connections); ``map_due`` is set when a router
+    connection came back after having been up, or while DOWN (a node restarted on the
+    same endpoint may have other worker endpoints). Methods are called from one thread
+    at a time per transport; between a blocking client's threads a race can at worst
+    count one entry into DOWN twice, which only makes a transport drop nothing twice."""
     endpoint: str
     grace: float                  # seconds the router may be gone before the node is DOWN
     since: float
@@ -85,6 +90,7 @@ class Reachability:
     router_up: bool = False
     map_due: bool = False
     seen_up: bool = False         # the router's connection has been up at least once
+    downs: int = 0                # entries into DOWN so far
     slots_down: set[int] = field(default_factory=set)   # slot connections that dropped
 
     @property
@@ -94,12 +100,18 @@ class Reachability:
 
     def router_lost(self, now: float) -> None:
         self.router_up = False
-        if self.phase is Phase.UP:
-            self.phase, self.since = Phase.LOST, now
+        self.lost(now)
 
-    def router_back(self) -> None:
+    def lost(self, since: float) -> None:
+        """The node is not reachable since ``since`` (a router connection that never came
+        up within the grace period)."""
+        if self.phase is Phase.UP:
+            self.phase, self.since = Phase.LOST, since
+
+    def router_back(self, again: bool) -> None:
+        """A router connection is up: ``again`` if that connection had been up before."""
         self.router_up = True
-        if self.seen_up or self.phase is Phase.DOWN:
+        if again or self.phase is Phase.DOWN:
             self.map_due = True
         self.seen_up = True
         if self.phase is Phase.LOST:
@@ -115,6 +127,7 @@ class Reachability:
         """LOST past its grace period becomes DOWN: True when it did just now."""
         if self.phase is Phase.LOST and now >= self.since + self.grace:
             self.phase = Phase.DOWN
+            self.downs += 1
             return True
         return False
 
@@ -143,20 +156,36 @@ class Reachability:
 
 
 class NodeWatch:
-    """A transport's :class:`Reachability`, fed by its connections' monitors (see the
-    module docstring). Made by :meth:`AsyncTransport.watch_node`."""
+    """One transport's router connection and slots, feeding a :class:`Reachability` and
+    acting on it (see the module docstring). Made by :meth:`AsyncTransport.watch_node`."""
 
-    __slots__ = ("transport", "loop", "state", "router", "_timer", "_fetch", "_pollers")
+    __slots__ = ("transport", "loop", "state", "router", "_born", "_was_up", "_downs",
+                 "_timer", "_fetch", "_pollers")
 
-    def __init__(self, transport: "AsyncTransport", grace: float) -> None:
+    def __init__(self, transport: "AsyncTransport", grace: float,
+                 state: Reachability | None = None) -> None:
         self.transport = transport
         self.loop = transport.loop
-        self.state = Reachability(str(transport.router_endpoint), grace, self.loop.time())
+        self._born = now = self.loop.time()       # loop time is time.monotonic()
+        self.state = Reachability(str(transport.router_endpoint), grace, now) \
+            if state is None else state
         self.router: Conn | None = None            # the watched router connection
+        self._was_up = False                       # this router connection has been up
+        self._downs = self.state.downs             # the entries into DOWN handled here
         self._timer: asyncio.TimerHandle | None = None
         self._fetch: asyncio.Task[None] | None = None
         self._pollers: dict[int, tuple[Conn, zmq.Poller]] = {}
         self._arm()
+
+    @property
+    def deadline(self) -> float | None:
+        """When this transport must look again: the state's grace deadline, or the end of
+        the grace period for this router connection's first coming up."""
+        deadline = self.state.deadline
+        if not self._was_up:
+            first = self._born + self.state.grace
+            deadline = first if deadline is None else min(deadline, first)
+        return deadline
 
     # -- events ------------------------------------------------------------------------
     def on_router_event(self, event: int) -> None:
@@ -164,8 +193,9 @@ class NodeWatch:
             self.state.router_lost(self.loop.time())
             self._arm()
         elif event == _UP:
-            was = self.state.phase
-            self.state.router_back()
+            was, again = self.state.phase, self._was_up
+            self._was_up = True
+            self.state.router_back(again)
             self._disarm()
             if was is Phase.DOWN:
                 log.info("the router at %s is back: fetching the shard map", self.state.endpoint)
@@ -179,7 +209,7 @@ class NodeWatch:
             self.state.slot_back(slot)
 
     def _arm(self) -> None:
-        deadline = self.state.deadline
+        deadline = self.deadline
         if deadline is not None and self._timer is None:
             self._timer = self.loop.call_at(deadline, self._on_deadline)
 
@@ -194,21 +224,27 @@ class NodeWatch:
         self._arm()          # lost again after the timer was armed: its own deadline
 
     def expire(self) -> None:
-        """If the grace period is over, the node is DOWN: fail what is pending and drop
-        the slots' connections (with what is queued on them)."""
-        now = self.loop.time()
-        if not self.state.expire(now):
+        """If the grace period is over, the node is DOWN; once the node has gone DOWN,
+        fail what is pending here and drop the slots' connections (with what is queued
+        on them)."""
+        state, now = self.state, self.loop.time()
+        if not self._was_up and now >= self._born + state.grace:
+            state.lost(self._born)          # never came up: as if lost when it was made
+        made = state.expire(now)
+        if state.downs == self._downs:
             return
-        why = self.state.why(now)
+        self._downs = state.downs
         self._pollers.clear()
+        why = state.why(now)
         n = self.transport.drop_node(lambda _p: NodeUnavailable(why))
-        log.warning("%s (%d pending request(s) failed with NodeUnavailable)", why, n)
+        if made or n:
+            log.warning("%s (%d pending request(s) failed with NodeUnavailable)", why, n)
 
     # -- calls -------------------------------------------------------------------------
     def check(self) -> None:
         """Before an ask or tell: NodeUnavailable if the node is DOWN."""
         state = self.state
-        if state.phase is Phase.UP:
+        if state.phase is Phase.UP and self._was_up and state.downs == self._downs:
             return
         self.expire()
         if state.phase is Phase.DOWN:
@@ -227,7 +263,7 @@ class NodeWatch:
         """:meth:`Conn.poll` for a blocking wait, also woken by the router's monitor and
         by the grace deadline. Nothing is ready if the node just went DOWN (``c`` is
         closed then, its request failed)."""
-        deadline = self.state.deadline
+        deadline = self.deadline
         if deadline is not None:
             timeout_ms = min(timeout_ms, max(math.ceil((deadline - self.loop.time()) * 1000), 0))
         entry = self._pollers.get(id(c))
@@ -237,12 +273,13 @@ class NodeWatch:
                 if s is not None:
                     poller.register(s, zmq.POLLIN)
             entry = self._pollers[id(c)] = (c, poller)
+        downs = self._downs
         ready = dict(entry[1].poll(timeout_ms))
         if self.router is not None and self.router.monitor in ready:
             self.router.drain_monitor()
-        if self.state.phase is Phase.LOST:
+        if self.state.phase is not Phase.UP or not self._was_up:
             self.expire()
-        return {} if self.state.phase is Phase.DOWN else ready
+        return {} if self._downs != downs else ready
 
     # -- the map -----------------------------------------------------------------------
     def _start_fetch(self) -> None:

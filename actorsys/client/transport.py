@@ -54,7 +54,7 @@ from ..net.sockets import Conn, Context
 from ..protocol import wire
 from ..protocol.messages import Ask, Control, ListActors, Spawn, Stop, Sup, Tell, decode
 from ..protocol.shardmap import ShardMap
-from .reachability import WATCH_EVENTS, NodeWatch
+from .reachability import WATCH_EVENTS, NodeWatch, Reachability
 from .requests import (MAX_RESENDS, PEER, RESENDABLE, ROUTER, ActorRequest, Expired,
                        MakeRequest, Pending, Wording, describe, no_answer)
 
@@ -159,11 +159,12 @@ class AsyncTransport:
             c.close()
         self._slots.clear()
 
-    def watch_node(self, grace: float) -> None:
+    def watch_node(self, grace: float, state: Reachability | None = None) -> None:
         """Watch the router's connection (opened now) and the slots': a node unreachable
-        for ``grace`` seconds fails fast (see :mod:`.reachability`). For clients; call it
-        before the first request."""
-        self.watch = NodeWatch(self, grace)
+        for ``grace`` seconds fails fast (see :mod:`.reachability`), ``state`` shared with
+        the client's other transports if given. For clients; call it before the first
+        request."""
+        self.watch = NodeWatch(self, grace, state)
         self.watch.router = self._router_conn()
 
     def drop_node(self, error: Callable[[Pending], ActorError]) -> int:
