@@ -135,7 +135,8 @@ def test_the_asyncio_client_fails_fast_while_the_node_is_down_and_works_when_it_
                                    r"unreachable for 0\.\d s \(router and worker slot \d disconnected\)"):
                     await asyncio.wait_for(pending, WAIT)
                 waited = time.monotonic() - dropped
-                assert GRACE - 0.05 <= waited < GRACE + 1.0, f"expected it after ~{GRACE} s, got {waited:.2f} s"
+                assert GRACE - 0.05 <= waited < GRACE + 1.0, \
+                    f"expected it after ~{GRACE} s, got {waited:.2f} s"
                 with pytest.raises(NodeUnavailable, match="unreachable"):
                     c.ask("T", "k", "add")
                 with pytest.raises(NodeUnavailable, match="unreachable"):
@@ -228,8 +229,7 @@ def test_an_idle_blocking_client_notices_at_its_next_call_and_a_tell_raises(tmp_
 
 
 def test_a_lost_router_back_within_the_grace_period_loses_nothing(tmp_path):
-    hold = [False]
-    with FakeNode(str(tmp_path), serve=lambda s, r: HOLD if hold[0] else echo(s, r)) as fake, \
+    with FakeNode(str(tmp_path)) as fake, \
             actorsys.connect(fake.endpoint, timeout=30, connect_timeout=1.0) as c:
         assert c.ask("T", "k", "get")[1] == "get"
         maps = len(fake.requests(ROUTER, wire.MAP))
@@ -239,7 +239,8 @@ def test_a_lost_router_back_within_the_grace_period_loses_nothing(tmp_path):
         assert c.ask("T", "k", "add")[1] == "add"
         time.sleep(1.2)
         assert c.ask("T", "k", "add")[1] == "add", "no NodeUnavailable: the router came back in time"
-        assert len(fake.requests(ROUTER, wire.MAP)) > maps, "the map is fetched again after the router's return"
+        assert len(fake.requests(ROUTER, wire.MAP)) > maps, \
+            "the map is fetched again after the router's return"
 
 
 def test_a_worker_drop_with_the_router_up_is_worker_lost_and_waits_as_before(tmp_path):
