@@ -1,6 +1,7 @@
 """The asyncio client: :func:`connect_async` gives an :class:`AsyncClient` on the same
 transport the node's own processes use (see :mod:`.transport`), with the same deadlines,
-retries, worker-loss handling and overload bounds as the blocking client."""
+retries, worker-loss handling, overload bounds and failing fast on an unreachable node
+(``connect_timeout``, see :mod:`.reachability`) as the blocking client."""
 from __future__ import annotations
 
 import asyncio

@@ -14,7 +14,9 @@ tcp endpoints use CURVE: pass the client's key pair file and the node's public k
 Errors: the handler's exception arrives as :class:`~actorsys.RemoteError`; a missing
 reply as :class:`~actorsys.AskTimeout`; a worker that dies while the ask is in flight as
 :class:`~actorsys.WorkerLost` (at once, not at the deadline). Asks sent while a worker
-is restarting wait in the client's queue and are answered once it is back.
+is restarting wait in the client's queue and are answered once it is back. A node whose
+router is unreachable for ``connect_timeout`` fails the pending asks, and every ask and
+tell until it is back, with :class:`~actorsys.NodeUnavailable` (see :mod:`.reachability`).
 
 The blocking client is a thin layer on the transport the asyncio client and the node's
 own processes use (:mod:`.transport`), so deadlines, retries, worker-loss handling and
@@ -332,7 +334,9 @@ def connect(endpoint: str, *, timeout: float = DEFAULT_TIMEOUT,
     """Connect to the node whose router listens at ``endpoint``.
 
     ``timeout`` is the default deadline of every ask; ``connect_timeout`` bounds the
-    wait for the router's shard map (raises :class:`~actorsys.NodeUnavailable`).
+    wait for the router's shard map (raises :class:`~actorsys.NodeUnavailable`), and
+    is how long the node may be unreachable later before the pending asks fail, and
+    later asks and tells raise, with ``NodeUnavailable`` (until the node is back).
     For a tcp node with CURVE, ``key`` is this client's ``.key_secret`` file and
     ``server_key`` the node's public ``.key`` file (``actorsys keygen`` makes them;
     the node must list the client's public key in its ``authorized_keys``). A key file
