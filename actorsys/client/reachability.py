@@ -45,7 +45,7 @@ import asyncio
 import math
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import zmq
 
@@ -61,6 +61,7 @@ log = get_logger("client")
 #: the events a watched connection's monitor reports (besides the CURVE failures)
 WATCH_EVENTS = zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
 _DISCONNECTED, _UP = int(zmq.EVENT_DISCONNECTED), int(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 
 
 class Phase(Enum):
@@ -128,6 +129,7 @@ class Reachability:
         if self.phase is Phase.LOST and now >= self.since + self.grace:
             self.phase = Phase.DOWN
             self.downs += 1
+            self.router_up = False    # only a connection that comes up from now on is "back"
             return True
         return False
 
@@ -255,14 +257,20 @@ class NodeWatch:
     def on_call(self) -> bool:
         """A blocking call begins: read the router's monitor; True if the map must be
         fetched first (:meth:`fetch_map`)."""
-        if self.router is not None:
-            self.router.drain_monitor()
+        router = self.router
+        if router is not None and router.monitor is not None \
+                and cast(int, router.monitor.getsockopt(_EVENTS)) & _POLLIN:
+            router.drain_monitor()
         return self.state.map_due and self.state.router_up
 
     def poll(self, c: "Conn", timeout_ms: int) -> dict[Any, int]:
         """:meth:`Conn.poll` for a blocking wait, also woken by the router's monitor and
         by the grace deadline. Nothing is ready if the node just went DOWN (``c`` is
-        closed then, its request failed)."""
+        closed then, its request failed). While all is well it is ``c``'s own poll: a
+        stop of the node drops the slot's connection too, and then this one watches."""
+        state = self.state
+        if state.phase is Phase.UP and self._was_up and not state.slots_down:
+            return c.poll(timeout_ms)
         deadline = self.deadline
         if deadline is not None:
             timeout_ms = min(timeout_ms, max(math.ceil((deadline - self.loop.time()) * 1000), 0))

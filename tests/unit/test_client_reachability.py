@@ -91,6 +91,8 @@ def test_a_second_connection_coming_up_for_the_first_time_needs_no_map():
     assert (r.phase, r.map_due) == (Phase.UP, False)
     r.lost(3.0)                     # a connection that never came up: lost since it was made
     assert (r.phase, r.since, r.router_up) == (Phase.LOST, 3.0, True)
+    assert r.expire(8.0) and not r.router_up, "DOWN: the router is back only once a connection says so"
+    assert "router is back" not in r.why(8.0)
 
 
 def test_a_router_never_connected_is_down_at_the_deadline_and_needs_the_map_when_it_comes():
