@@ -315,6 +315,8 @@ class NodeWatch:
         self.state.map_fetched()
 
     def close(self) -> None:
+        """The transport is closing (its sockets with it)."""
+        self.router = None
         self._disarm()
         if self._fetch is not None and not self._fetch.done():
             self._fetch.cancel()
