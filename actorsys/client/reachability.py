@@ -25,10 +25,14 @@ the monitor that already reports worker loss; the node's own processes do not wa
 A worker restart alone (router up) is not unavailability: asks there get ``WorkerLost``
 and later ones wait in ZeroMQ's queue for the restarted worker, as always.
 
-No pings: a node whose processes end (stop, crash, ``kill -9``) closes their
-connections, which the kernel reports at once. A node host that vanishes without
-closing them (power loss, a partition) is not detected here; its requests fail at
-their deadline with ``AskTimeout``.
+A node whose processes end (stop, crash, ``kill -9``) closes their connections, which
+the kernel reports at once. To tell a node that is gone without closing them (its host
+lost, a partition, a frozen router) from an idle one, the router connection carries
+libzmq's ZMTP heartbeats (:meth:`NodeWatch.heartbeat`: three pings per grace period,
+answered by the router's libzmq I/O thread, no message of ours, one small frame per
+client thread): a router silent for the grace period is dropped, which starts the
+grace period above, so such a node is unreachable after about twice
+``connect_timeout``.
 
 Timing: the asyncio client reads the monitors from its loop, with one timer for the
 grace deadline. The blocking client reads them when it is called: the router's monitor
@@ -43,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, cast
@@ -62,6 +67,9 @@ log = get_logger("client")
 WATCH_EVENTS = zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
 _DISCONNECTED, _UP = int(zmq.EVENT_DISCONNECTED), int(zmq.EVENT_HANDSHAKE_SUCCEEDED)
 _EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
+#: a blocking call reads the router's monitor if this long has passed since the last did
+#: (calls in a tight loop would otherwise pay a getsockopt each, ~3% of a round trip)
+GLANCE_S = 0.01
 
 
 class Phase(Enum):
@@ -162,7 +170,7 @@ class NodeWatch:
     acting on it (see the module docstring). Made by :meth:`AsyncTransport.watch_node`."""
 
     __slots__ = ("transport", "loop", "state", "router", "_born", "_was_up", "_downs",
-                 "_timer", "_fetch", "_pollers")
+                 "_timer", "_fetch", "_pollers", "_glance_at")
 
     def __init__(self, transport: "AsyncTransport", grace: float,
                  state: Reachability | None = None) -> None:
@@ -177,7 +185,16 @@ class NodeWatch:
         self._timer: asyncio.TimerHandle | None = None
         self._fetch: asyncio.Task[None] | None = None
         self._pollers: dict[int, tuple[Conn, zmq.Poller]] = {}
+        self._glance_at = 0.0                      # monotonic time of on_call's next glance
         self._arm()
+
+    def heartbeat(self) -> tuple[int, int]:
+        """ZMTP heartbeats of the router connection, ``(interval, timeout)`` in ms: a
+        router silent for the grace period (frozen, or its host gone without closing the
+        connection) is dropped, after three pings; answered by the router's libzmq, no
+        message of ours."""
+        timeout = max(self.state.grace, 0.3)
+        return int(timeout * 1000 / 3), int(timeout * 1000)
 
     @property
     def deadline(self) -> float | None:
@@ -255,22 +272,35 @@ class NodeWatch:
             raise NodeUnavailable(state.why(self.loop.time()))
 
     def on_call(self) -> bool:
-        """A blocking call begins: read the router's monitor; True if the map must be
+        """A blocking call begins: read the router's monitor (at most every
+        :data:`GLANCE_S`: a call after a pause always does); True if the map must be
         fetched first (:meth:`fetch_map`)."""
+        now = time.monotonic()
+        if now >= self._glance_at:
+            self._glance_at = now + GLANCE_S
+            self.glance()
+        return self.state.map_due and self.state.router_up
+
+    def glance(self) -> None:
+        """Handle what the router's monitor reported (nothing to do costs a getsockopt)."""
         router = self.router
         if router is not None and router.monitor is not None \
                 and cast(int, router.monitor.getsockopt(_EVENTS)) & _POLLIN:
             router.drain_monitor()
-        return self.state.map_due and self.state.router_up
 
     def poll(self, c: "Conn", timeout_ms: int) -> dict[Any, int]:
         """:meth:`Conn.poll` for a blocking wait, also woken by the router's monitor and
         by the grace deadline. Nothing is ready if the node just went DOWN (``c`` is
-        closed then, its request failed). While all is well it is ``c``'s own poll: a
-        stop of the node drops the slot's connection too, and then this one watches."""
+        closed then, its request failed). While all is well it is ``c``'s own poll
+        (cheaper on the hot path), glancing at the router's monitor every quarter of the
+        grace period (a node that stops drops the slot's connection too, and then this
+        watches both; a frozen one only the router's, by its heartbeats)."""
         state = self.state
         if state.phase is Phase.UP and self._was_up and not state.slots_down:
-            return c.poll(timeout_ms)
+            ready = c.poll(min(timeout_ms, max(int(state.grace * 250), 50)))
+            if not ready:
+                self.glance()
+            return ready
         deadline = self.deadline
         if deadline is not None:
             timeout_ms = min(timeout_ms, max(math.ceil((deadline - self.loop.time()) * 1000), 0))

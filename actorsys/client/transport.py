@@ -200,7 +200,8 @@ class AsyncTransport:
                                  self._on_reply,
                                  (CLIENT_HANDSHAKE_EVENTS if curve else 0)
                                  | (WATCH_EVENTS if watched else 0),
-                                 self._on_router_event if curve or watched else None)
+                                 self._on_router_event if curve or watched else None,
+                                 *(self.watch.heartbeat() if self.watch is not None else ()))
         return self._router
 
     def _peer(self, endpoint: str) -> Conn:

@@ -3,7 +3,9 @@
 A node stopped under a client with ``connect_timeout=1``: the asks pending fail with
 ``NodeUnavailable`` about a second after, not at their 30 s deadline; asks and tells
 while it is down raise at once; the same client works again when the node is restarted
-on the same endpoint. A worker killed alone (router up) is still ``WorkerLost``."""
+on the same endpoint. A worker killed alone (router up) is still ``WorkerLost``. A frozen
+node (SIGSTOP: no connection closes) is told from an idle one by the router connection's
+ZMTP heartbeats."""
 from __future__ import annotations
 
 import asyncio
@@ -167,3 +169,37 @@ def test_a_killed_worker_is_still_worker_lost_not_node_unavailable(node, tmp_pat
             "asks to the restarted slot are answered: a worker restart is not an unreachable node"
         c.ref("Counter", counter).tell("add")
         assert c.ref("Counter", counter).ask("get") == 2
+
+
+def node_pids(node: actorsys.Node) -> list[int]:
+    import psutil
+    sup = psutil.Process(node.pid)
+    return [sup.pid] + [p.pid for p in sup.children(recursive=True)]
+
+
+def test_a_frozen_node_is_told_from_an_idle_one_by_heartbeats_and_works_again_when_thawed(node):
+    """Every process of the node stopped (SIGSTOP): no connection closes, so only the
+    router connection's ZMTP heartbeats show the node is gone."""
+    with actorsys.connect(node.endpoint, timeout=ASK_TIMEOUT, connect_timeout=GRACE) as c:
+        ref = c.ref("Counter", "frozen")
+        assert ref.ask("add") == 1
+        time.sleep(2 * GRACE)        # idle for longer than the grace period: still up
+        assert ref.ask("add") == 2, "an idle node is not an unreachable one"
+        pids = node_pids(node)
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            frozen = time.monotonic()
+            out = outcome(lambda: ref.ask("add"))
+            took = out["at"] - frozen
+            assert isinstance(out.get("error"), actorsys.NodeUnavailable), out
+            # heartbeat timeout (~GRACE after the last ping) + the grace period
+            assert took < 3 * GRACE + MARGIN, \
+                f"expected NodeUnavailable within ~{3 * GRACE:g} s: {took:.1f} s"
+            with pytest.raises(actorsys.NodeUnavailable, match="unreachable"):
+                ref.tell("add")
+        finally:
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+        assert after_restart(lambda: ref.ask("get")) in (2, 3), \
+            "the client works again when the node is thawed (the failed ask may have run)"
