@@ -17,6 +17,7 @@ import threading
 import time
 from typing import Any, Callable, Iterator
 
+import psutil
 import pytest
 from helpers import make_config
 
@@ -172,7 +173,7 @@ def test_a_killed_worker_is_still_worker_lost_not_node_unavailable(node, tmp_pat
 
 
 def node_pids(node: actorsys.Node) -> list[int]:
-    import psutil
+    """The node supervisor and every process under it."""
     sup = psutil.Process(node.pid)
     return [sup.pid] + [p.pid for p in sup.children(recursive=True)]
 
@@ -203,3 +204,36 @@ def test_a_frozen_node_is_told_from_an_idle_one_by_heartbeats_and_works_again_wh
                 os.kill(pid, signal.SIGCONT)
         assert after_restart(lambda: ref.ask("get")) in (2, 3), \
             "the client works again when the node is thawed (the failed ask may have run)"
+
+
+def test_asyncio_client_tells_a_frozen_node_by_heartbeats(node):
+    endpoint = node.endpoint
+
+    async def run() -> None:
+        async with actorsys.connect_async(endpoint, timeout=ASK_TIMEOUT,
+                                          connect_timeout=GRACE) as c:
+            ref = c.ref("Counter", "afrozen")
+            assert await ref.ask("add") == 1
+            await asyncio.sleep(2 * GRACE)      # idle past the grace period: still up
+            assert await ref.ask("add") == 2, "an idle node is not an unreachable one"
+            pids = node_pids(node)
+            for pid in pids:
+                os.kill(pid, signal.SIGSTOP)
+            try:
+                frozen = time.monotonic()
+                with pytest.raises(actorsys.NodeUnavailable, match="unreachable"):
+                    await asyncio.wait_for(ref.ask("add"), 3 * GRACE + MARGIN)
+                assert time.monotonic() - frozen < 3 * GRACE + MARGIN
+            finally:
+                for pid in pids:
+                    os.kill(pid, signal.SIGCONT)
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    assert await asyncio.wait_for(ref.ask("get"), 10) in (2, 3)
+                    break
+                except actorsys.NodeUnavailable:
+                    assert time.monotonic() < deadline, "the client did not work again"
+                    await asyncio.sleep(0.05)
+
+    asyncio.run(run())
