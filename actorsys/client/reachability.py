@@ -36,9 +36,11 @@ grace period above, so such a node is unreachable after about twice
 
 Timing: the asyncio client reads the monitors from its loop, with one timer for the
 grace deadline. The blocking client reads them when it is called: the router's monitor
-at every call and, while a call waits for its reply, together with the slot's socket
-(:meth:`NodeWatch.poll`). A blocking client that was idle when the node went away
-notices it at its next call, which then gets the full grace period.
+at a call (at most every :data:`GLANCE_S`) and, while a call waits for its reply, every
+quarter of the grace period, or together with the slot's socket once the node is in
+doubt (:meth:`NodeWatch.poll`). Its threads share one :class:`Reachability`. A blocking
+client idle on every thread when the node went away notices it at its next call, which
+then gets the full grace period.
 
 :class:`Reachability` is the state machine (no sockets, no clock: the time is passed
 in); :class:`NodeWatch` ties it to a transport's sockets and loop.
