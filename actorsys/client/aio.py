@@ -1,6 +1,7 @@
 """The asyncio client: :func:`connect_async` gives an :class:`AsyncClient` on the same
 transport the node's own processes use (see :mod:`.transport`), with the same deadlines,
-retries, worker-loss handling and overload bounds as the blocking client."""
+retries, worker-loss handling, overload bounds and failing fast on an unreachable node
+(``connect_timeout``, see :mod:`.reachability`) as the blocking client."""
 from __future__ import annotations
 
 import asyncio
@@ -85,6 +86,7 @@ class AsyncClient:
         self._ctx = zmq.Context()
         t = AsyncTransport(self._ctx, self.endpoint, max_pending=self.max_pending,
                            default_timeout=self.timeout, keys=self._keys)
+        t.watch_node(self.connect_timeout)
         self._transport = t
         try:
             await t.connect(self.connect_timeout)

@@ -14,7 +14,9 @@ tcp endpoints use CURVE: pass the client's key pair file and the node's public k
 Errors: the handler's exception arrives as :class:`~actorsys.RemoteError`; a missing
 reply as :class:`~actorsys.AskTimeout`; a worker that dies while the ask is in flight as
 :class:`~actorsys.WorkerLost` (at once, not at the deadline). Asks sent while a worker
-is restarting wait in the client's queue and are answered once it is back.
+is restarting wait in the client's queue and are answered once it is back. A node whose
+router is unreachable for ``connect_timeout`` fails the pending asks, and every ask and
+tell until it is back, with :class:`~actorsys.NodeUnavailable` (see :mod:`.reachability`).
 
 The blocking client is a thin layer on the transport the asyncio client and the node's
 own processes use (:mod:`.transport`), so deadlines, retries, worker-loss handling and
@@ -25,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 import uuid
 import weakref
 from typing import Any, NamedTuple
@@ -39,6 +42,7 @@ from ..protocol.messages import Ask, Request, Spawn
 from ..protocol.shardmap import ShardMap
 from .common import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, version_of
 from .lanes import Lane
+from .reachability import Reachability
 from .requests import Wording, describe, no_answer
 from .transport import AsyncTransport
 
@@ -161,6 +165,9 @@ class Client:
                  server_key: "str | os.PathLike[str] | None" = None) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
+        self.connect_timeout = connect_timeout   # also how long the node may be unreachable
+        #: how every thread's transport sees the node (see .reachability)
+        self._reach = Reachability(endpoint, connect_timeout, time.monotonic())
         self._keys = client_keys(key, server_key)
         self._ctx: Context = zmq.Context()
         self._lock = threading.Lock()
@@ -184,6 +191,9 @@ class Client:
         info = self._newest.info
         if info is not None and lane.transport.map is not info.map:
             lane.transport.set_map(*info)
+        watch = lane.transport.watch
+        if watch is not None and watch.on_call():    # the node is back: its map first
+            lane.run(watch.fetch_map())
         return lane
 
     def _new_lane(self) -> Lane:
@@ -199,6 +209,7 @@ class Client:
         t = AsyncTransport(self._ctx, self.endpoint, default_timeout=self.timeout,
                            keys=self._keys, loop=loop, wording=_WORDING)
         t.on_map = self._newest.take
+        t.watch_node(self.connect_timeout, self._reach)
         return t
 
     def _timeout(self, timeout: float | None) -> float:
@@ -323,7 +334,9 @@ def connect(endpoint: str, *, timeout: float = DEFAULT_TIMEOUT,
     """Connect to the node whose router listens at ``endpoint``.
 
     ``timeout`` is the default deadline of every ask; ``connect_timeout`` bounds the
-    wait for the router's shard map (raises :class:`~actorsys.NodeUnavailable`).
+    wait for the router's shard map (raises :class:`~actorsys.NodeUnavailable`), and
+    is how long the node may be unreachable later before the pending asks fail, and
+    later asks and tells raise, with ``NodeUnavailable`` (until the node is back).
     For a tcp node with CURVE, ``key`` is this client's ``.key_secret`` file and
     ``server_key`` the node's public ``.key`` file (``actorsys keygen`` makes them;
     the node must list the client's public key in its ``authorized_keys``). A key file

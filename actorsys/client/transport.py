@@ -24,6 +24,10 @@ Rules, the same for every user of the transport:
   over the node's ``max_message_bytes`` is :class:`~actorsys.errors.MessageTooLarge`.
 * CURVE (tcp): a monitor on the router connection records why a handshake failed; a
   refused key fails the requests to the router at once and every later one.
+* Node unavailable (clients only, :meth:`AsyncTransport.watch_node`): a router
+  connection gone for longer than ``connect_timeout`` fails what is pending, and every
+  later ask, spawn and tell until the node is back, with
+  :class:`~actorsys.errors.NodeUnavailable`; see :mod:`.reachability`.
 
 Every request is a typed record of :mod:`actorsys.protocol.messages`, encoded by its
 one encoder; what is pending, and how the transport's own errors read, is in
@@ -50,6 +54,7 @@ from ..net.sockets import Conn, Context
 from ..protocol import wire
 from ..protocol.messages import Ask, Control, ListActors, Spawn, Stop, Sup, Tell, decode
 from ..protocol.shardmap import ShardMap
+from .reachability import WATCH_EVENTS, NodeWatch, Reachability
 from .requests import (MAX_RESENDS, PEER, RESENDABLE, ROUTER, ActorRequest, Expired,
                        MakeRequest, Pending, Wording, describe, no_answer)
 
@@ -96,6 +101,8 @@ class AsyncTransport:
         self.on_slot_lost: Callable[[int], None] | None = None
         #: called with this transport after it installed a new map (see :meth:`set_map`)
         self.on_map: Callable[[AsyncTransport], None] | None = None
+        #: fail fast when the node is unreachable (None: not watched; see :meth:`watch_node`)
+        self.watch: NodeWatch | None = None
         self.closed = False
 
     # -- map -----------------------------------------------------------------
@@ -152,6 +159,23 @@ class AsyncTransport:
             c.close()
         self._slots.clear()
 
+    def watch_node(self, grace: float, state: Reachability | None = None) -> None:
+        """Watch the router's connection (opened now) and the slots': a node unreachable
+        for ``grace`` seconds fails fast (see :mod:`.reachability`), ``state`` shared with
+        the client's other transports if given. For clients; call it before the first
+        request."""
+        self.watch = NodeWatch(self, grace, state)
+        self.watch.router = self._router_conn()
+
+    def drop_node(self, error: Callable[[Pending], ActorError]) -> int:
+        """The node is unreachable: fail every pending request with ``error(p)`` and close
+        the slots' connections with what is queued on them; how many failed."""
+        n = 0
+        for slot in {p.slot for p in self._pending.values()}:
+            n += self._fail_where(slot, error)
+        self._drop_slots()
+        return n
+
     # -- sockets ---------------------------------------------------------------
     def _slot(self, i: int) -> Conn:
         c = self._slots.get(i)
@@ -161,7 +185,8 @@ class AsyncTransport:
             if self.map is None:
                 raise NodeUnavailable("no shard map yet")
             c = Conn(self.loop, self.ctx, self.map.endpoints[i], self.keys, self._on_reply,
-                     zmq.EVENT_DISCONNECTED, partial(self._on_monitor, i))
+                     WATCH_EVENTS if self.watch else zmq.EVENT_DISCONNECTED,
+                     partial(self._on_monitor, i))
             self._slots[i] = c
         return c
 
@@ -170,9 +195,13 @@ class AsyncTransport:
             if self.router_endpoint is None:
                 raise NodeUnavailable("no router endpoint known")
             curve = uses_curve(self.router_endpoint)
+            watched = self.watch is not None
             self._router = Conn(self.loop, self.ctx, self.router_endpoint, self.keys,
-                                 self._on_reply, CLIENT_HANDSHAKE_EVENTS,
-                                 self._on_router_event if curve else None)
+                                 self._on_reply,
+                                 (CLIENT_HANDSHAKE_EVENTS if curve else 0)
+                                 | (WATCH_EVENTS if watched else 0),
+                                 self._on_router_event if curve or watched else None,
+                                 *(self.watch.heartbeat() if self.watch is not None else ()))
         return self._router
 
     def _peer(self, endpoint: str) -> Conn:
@@ -187,6 +216,9 @@ class AsyncTransport:
             event = parse_monitor_message(frames)["event"]
         except Exception:
             return
+        if self.watch is not None and event & WATCH_EVENTS:
+            self.watch.on_router_event(event)
+            return
         assert self.router_endpoint is not None
         final, self.handshake_problem = handshake_problem(event, self.router_endpoint, self.keys)
         if final:   # ZeroMQ does not reconnect after a refusal: fail now, not at the deadline
@@ -198,6 +230,8 @@ class AsyncTransport:
             event = parse_monitor_message(frames)["event"]
         except Exception:
             return
+        if self.watch is not None:
+            self.watch.on_slot_event(slot, event)
         if event == zmq.EVENT_DISCONNECTED:
             lost = self.wording.lost
             n = self._fail_where(slot, lambda p: WorkerLost(lost(p.request, slot)))
@@ -305,6 +339,8 @@ class AsyncTransport:
             raise NodeUnavailable("client is closed")
         if self.map is None:
             raise NodeUnavailable("no shard map yet")
+        if self.watch is not None:
+            self.watch.check()
         if len(self._pending) >= self.max_pending:
             raise Overloaded(f"{len(self._pending)} asks already pending (max_pending_asks)")
         slot = self.map.slot_of(request.type_name, request.key)
@@ -354,11 +390,12 @@ class AsyncTransport:
             return
         fut, rid, pending = p.fut, p.request.rid, self._pending
         sock, on_reply, time = c.sock, self._on_reply, self.loop.time
+        poll = c.poll if self.watch is None else partial(self.watch.poll, c)
         while not fut.done() and rid in pending:
             ms = math.ceil((until - time()) * 1000)
             if ms <= 0:
                 return
-            ready = c.poll(ms)
+            ready = poll(ms)
             if sock in ready:        # replies first: a drop after the reply is not its loss
                 while cast(int, sock.getsockopt(_EVENTS)) & _POLLIN:
                     on_reply(sock.recv_multipart(_NOBLOCK))
@@ -374,6 +411,8 @@ class AsyncTransport:
             raise NodeUnavailable("client is closed")
         if self.map is None:
             raise NodeUnavailable("no shard map yet")
+        if self.watch is not None:
+            self.watch.check()
         slot = self.map.slot_of(type_name, key)
         payload = Tell(0, type_name, key, method, list(args), kwargs or {}, ctx).encode()
         self._check_size(payload)
@@ -493,6 +532,8 @@ class AsyncTransport:
         if self.closed:
             return
         self.closed = True
+        if self.watch is not None:
+            self.watch.close()
         for p in self._pending.values():
             if p.timer is not None:
                 p.timer.cancel()

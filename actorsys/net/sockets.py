@@ -147,15 +147,22 @@ class Conn:
     :func:`dealer`) connected to ``endpoint``, its pump, and optionally a monitor of the
     socket reporting ``monitor_events`` to ``on_event`` (a worker slot's drops; the
     router's failed CURVE handshakes). The monitor is attached before the socket
-    connects, so no early event (a handshake refused at once) is missed."""
+    connects, so no early event (a handshake refused at once) is missed. With
+    ``heartbeat_ms``, libzmq pings the peer that often (ZMTP heartbeats, answered by the
+    peer's libzmq) and drops a connection that has been silent for ``heartbeat_timeout_ms``
+    (a peer frozen or its host gone without closing the connection)."""
 
     __slots__ = ("sock", "pump", "monitor", "monitor_pump", "_poller")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, ctx: Context, endpoint: str,
                  keys: CurveKeys | None, on_reply: Callable[[list[bytes]], None],
                  monitor_events: int = 0,
-                 on_event: Callable[[list[bytes]], None] | None = None) -> None:
+                 on_event: Callable[[list[bytes]], None] | None = None,
+                 heartbeat_ms: int = 0, heartbeat_timeout_ms: int = 0) -> None:
         self.sock = sock = dealer(ctx, endpoint, keys, connect=False)
+        if heartbeat_ms > 0:      # options of a connection are fixed when it connects
+            sock.setsockopt(zmq.HEARTBEAT_IVL, heartbeat_ms)
+            sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, heartbeat_timeout_ms or heartbeat_ms)
         self.pump = SocketPump(loop, sock, on_reply)
         self.monitor: Socket | None = None
         self.monitor_pump: SocketPump | None = None

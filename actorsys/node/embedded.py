@@ -145,7 +145,9 @@ class Node:
                 client.close()
                 raise NodeUnavailable(f"{self.endpoint} is served by another node "
                                       f"(supervisor pid {supervisor})")
-            self._client = client
+            # not kept as client(): its connect_timeout of at most 1 s would also be how
+            # long that client tolerates an unreachable node (see actorsys/client/reachability.py)
+            client.close()
             return
 
     def _failure(self) -> str | None:

@@ -1,0 +1,355 @@
+"""Fail fast when a client's node is unreachable (the clients' transports only).
+
+A client (``actorsys.connect``, ``actorsys.connect_async``) watches its connection to
+the node's router with a ZeroMQ socket monitor, and each worker slot's connection with
+the monitor that already reports worker loss; the node's own processes do not watch.
+
+* The router's connection dropping (``EVENT_DISCONNECTED``) starts a grace period of
+  ``connect_timeout`` (:attr:`Phase.LOST`). During it everything goes on as before:
+  requests are queued by ZeroMQ for a node that is restarting, a request in flight on a
+  worker that went away fails with ``WorkerLost``.
+* If the router is not back when the grace period ends, the node is unreachable
+  (:attr:`Phase.DOWN`): every request still pending fails with
+  :class:`~actorsys.errors.NodeUnavailable` saying since when and what is disconnected;
+  the connections to the worker slots are closed, discarding what was queued for them
+  (an ask already failed must not run later, nor a tell arrive minutes late); from then
+  on an ask, spawn or tell raises ``NodeUnavailable`` at the call.
+* When the router's connection is back (``EVENT_HANDSHAKE_SUCCEEDED``: the connection
+  is usable, CURVE or not) the client fetches the shard map again and works again: at
+  once if it was only :attr:`Phase.LOST` (the map is fetched in the background, since a
+  node restarted on the same endpoint may have moved its workers), once the map is in
+  if it was :attr:`Phase.DOWN`.
+* A watch starts :attr:`Phase.LOST` at its creation: a connection that never comes up
+  is the same as one that went down then.
+
+A worker restart alone (router up) is not unavailability: asks there get ``WorkerLost``
+and later ones wait in ZeroMQ's queue for the restarted worker, as always.
+
+A node whose processes end (stop, crash, ``kill -9``) closes their connections, which
+the kernel reports at once. To tell a node that is gone without closing them (its host
+lost, a partition, a frozen router) from an idle one, the router connection carries
+libzmq's ZMTP heartbeats (:meth:`NodeWatch.heartbeat`: three pings per grace period,
+answered by the router's libzmq I/O thread, no message of ours, one small frame per
+client thread): a router silent for the grace period is dropped, which starts the
+grace period above, so such a node is unreachable after about twice
+``connect_timeout``.
+
+Timing: the asyncio client reads the monitors from its loop, with one timer for the
+grace deadline. The blocking client reads them when it is called: the router's monitor
+at a call (at most every :data:`GLANCE_S`) and, while a call waits for its reply, every
+quarter of the grace period, or together with the slot's socket once the node is in
+doubt (:meth:`NodeWatch.poll`). Its threads share one :class:`Reachability`. A blocking
+client idle on every thread when the node went away notices it at its next call, which
+then gets the full grace period.
+
+:class:`Reachability` is the state machine (no sockets, no clock: the time is passed
+in); :class:`NodeWatch` ties it to a transport's sockets and loop.
+"""
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any, cast
+
+import zmq
+
+from ..errors import ActorError, NodeUnavailable
+from ..log import get_logger
+
+if TYPE_CHECKING:
+    from ..net.sockets import Conn
+    from .transport import AsyncTransport
+
+log = get_logger("client")
+
+#: the events a watched connection's monitor reports (besides the CURVE failures)
+WATCH_EVENTS = zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
+_DISCONNECTED, _UP = int(zmq.EVENT_DISCONNECTED), int(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
+#: a blocking call reads the router's monitor if this long has passed since the last did
+#: (calls in a tight loop would otherwise pay a getsockopt each, ~3% of a round trip)
+GLANCE_S = 0.01
+
+
+class Phase(Enum):
+    """How the client sees its node."""
+    UP = "up"        # the router's connection is up
+    LOST = "lost"    # it is down, for less than the grace period: requests go on
+    DOWN = "down"    # down for the grace period or more (or back, its map not yet fetched)
+
+
+@dataclass(slots=True)
+class Reachability:
+    """The state machine of one client's view of its node (shared by the transports of
+    a blocking client's threads: each thread's router connection feeds it).
+
+    Invariants: ``since`` is when the router's connection was last lost (or the watch
+    began), meaningful outside UP; DOWN is left only by :meth:`map_fetched` with the
+    router up; ``downs`` counts the entries into DOWN (a transport that has not yet
+    handled the latest drops its slots' connections); ``map_due`` is set when a router
+    connection came back after having been up, or while DOWN (a node restarted on the
+    same endpoint may have other worker endpoints). Methods are called from one thread
+    at a time per transport; between a blocking client's threads a race can at worst
+    count one entry into DOWN twice, which only makes a transport drop nothing twice."""
+    endpoint: str
+    grace: float                  # seconds the router may be gone before the node is DOWN
+    since: float
+    phase: Phase = Phase.LOST
+    router_up: bool = False
+    map_due: bool = False
+    seen_up: bool = False         # the router's connection has been up at least once
+    downs: int = 0                # entries into DOWN so far
+    slots_down: set[int] = field(default_factory=set)   # slot connections that dropped
+
+    @property
+    def deadline(self) -> float | None:
+        """When a LOST router makes the node DOWN (None: not LOST)."""
+        return self.since + self.grace if self.phase is Phase.LOST else None
+
+    def router_lost(self, now: float) -> None:
+        self.router_up = False
+        self.lost(now)
+
+    def lost(self, since: float) -> None:
+        """The node is not reachable since ``since`` (a router connection that never came
+        up within the grace period)."""
+        if self.phase is Phase.UP:
+            self.phase, self.since = Phase.LOST, since
+
+    def router_back(self, again: bool) -> None:
+        """A router connection is up: ``again`` if that connection had been up before."""
+        self.router_up = True
+        if again or self.phase is Phase.DOWN:
+            self.map_due = True
+        self.seen_up = True
+        if self.phase is Phase.LOST:
+            self.phase = Phase.UP
+
+    def slot_lost(self, slot: int) -> None:
+        self.slots_down.add(slot)
+
+    def slot_back(self, slot: int) -> None:
+        self.slots_down.discard(slot)
+
+    def expire(self, now: float) -> bool:
+        """LOST past its grace period becomes DOWN: True when it did just now."""
+        if self.phase is Phase.LOST and now >= self.since + self.grace:
+            self.phase = Phase.DOWN
+            self.downs += 1
+            self.router_up = False    # only a connection that comes up from now on is "back"
+            return True
+        return False
+
+    def map_fetched(self) -> None:
+        """The map was fetched again: a DOWN node whose router is back is UP."""
+        self.map_due = False
+        if self.phase is Phase.DOWN and self.router_up:
+            self.phase = Phase.UP
+            self.slots_down.clear()      # their connections were closed; new ones are made
+
+    def why(self, now: float) -> str:
+        """The text of the NodeUnavailable a DOWN node raises."""
+        gone = round(max(now - self.since, 0.0), 1)
+        if self.router_up:
+            return (f"the node at {self.endpoint} was unreachable for {gone:g} s; its router "
+                    f"is back and the client is fetching its shard map: try again")
+        what = "router not connected" if not self.seen_up else "router"
+        if self.slots_down:
+            many = len(self.slots_down) > 1
+            slots = ", ".join(str(s) for s in sorted(self.slots_down))
+            what += f" and worker slot{'s' if many else ''} {slots}"
+        if self.seen_up:
+            what += " disconnected"
+        return (f"the node at {self.endpoint} has been unreachable for {gone:g} s ({what}); "
+                f"the client reconnects by itself when the node is back")
+
+
+class NodeWatch:
+    """One transport's router connection and slots, feeding a :class:`Reachability` and
+    acting on it (see the module docstring). Made by :meth:`AsyncTransport.watch_node`."""
+
+    __slots__ = ("transport", "loop", "state", "router", "_born", "_was_up", "_downs",
+                 "_timer", "_fetch", "_pollers", "_glance_at")
+
+    def __init__(self, transport: "AsyncTransport", grace: float,
+                 state: Reachability | None = None) -> None:
+        self.transport = transport
+        self.loop = transport.loop
+        self._born = now = self.loop.time()       # loop time is time.monotonic()
+        self.state = Reachability(str(transport.router_endpoint), grace, now) \
+            if state is None else state
+        self.router: Conn | None = None            # the watched router connection
+        self._was_up = False                       # this router connection has been up
+        self._downs = self.state.downs             # the entries into DOWN handled here
+        self._timer: asyncio.TimerHandle | None = None
+        self._fetch: asyncio.Task[None] | None = None
+        self._pollers: dict[int, tuple[Conn, zmq.Poller]] = {}
+        self._glance_at = 0.0                      # monotonic time of on_call's next glance
+        self._arm()
+
+    def heartbeat(self) -> tuple[int, int]:
+        """ZMTP heartbeats of the router connection, ``(interval, timeout)`` in ms: a
+        router silent for the grace period (frozen, or its host gone without closing the
+        connection) is dropped, after three pings; answered by the router's libzmq, no
+        message of ours."""
+        timeout = max(self.state.grace, 0.3)
+        return int(timeout * 1000 / 3), int(timeout * 1000)
+
+    @property
+    def deadline(self) -> float | None:
+        """When this transport must look again: the state's grace deadline, or the end of
+        the grace period for this router connection's first coming up."""
+        deadline = self.state.deadline
+        if not self._was_up:
+            first = self._born + self.state.grace
+            deadline = first if deadline is None else min(deadline, first)
+        return deadline
+
+    # -- events ------------------------------------------------------------------------
+    def on_router_event(self, event: int) -> None:
+        if event == _DISCONNECTED:
+            self.state.router_lost(self.loop.time())
+            self._arm()
+        elif event == _UP:
+            was, again = self.state.phase, self._was_up
+            self._was_up = True
+            self.state.router_back(again)
+            self._disarm()
+            if was is Phase.DOWN:
+                log.info("the router at %s is back: fetching the shard map", self.state.endpoint)
+            if self.state.map_due:
+                self._start_fetch()
+
+    def on_slot_event(self, slot: int, event: int) -> None:
+        if event == _DISCONNECTED:
+            self.state.slot_lost(slot)
+        elif event == _UP:
+            self.state.slot_back(slot)
+
+    def _arm(self) -> None:
+        deadline = self.deadline
+        if deadline is not None and self._timer is None:
+            self._timer = self.loop.call_at(deadline, self._on_deadline)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_deadline(self) -> None:
+        self._timer = None
+        self.expire()
+        self._arm()          # lost again after the timer was armed: its own deadline
+
+    def expire(self) -> None:
+        """If the grace period is over, the node is DOWN; once the node has gone DOWN,
+        fail what is pending here and drop the slots' connections (with what is queued
+        on them)."""
+        state, now = self.state, self.loop.time()
+        if not self._was_up and now >= self._born + state.grace:
+            state.lost(self._born)          # never came up: as if lost when it was made
+        made = state.expire(now)
+        if state.downs == self._downs:
+            return
+        self._downs = state.downs
+        self._pollers.clear()
+        why = state.why(now)
+        n = self.transport.drop_node(lambda _p: NodeUnavailable(why))
+        if made or n:
+            log.warning("%s (%d pending request(s) failed with NodeUnavailable)", why, n)
+
+    # -- calls -------------------------------------------------------------------------
+    def check(self) -> None:
+        """Before an ask or tell: NodeUnavailable if the node is DOWN."""
+        state = self.state
+        if state.phase is Phase.UP and self._was_up and state.downs == self._downs:
+            return
+        self.expire()
+        if state.phase is Phase.DOWN:
+            if state.router_up:
+                self._start_fetch()
+            raise NodeUnavailable(state.why(self.loop.time()))
+
+    def on_call(self) -> bool:
+        """A blocking call begins: read the router's monitor (at most every
+        :data:`GLANCE_S`: a call after a pause always does); True if the map must be
+        fetched first (:meth:`fetch_map`)."""
+        now = time.monotonic()
+        if now >= self._glance_at:
+            self._glance_at = now + GLANCE_S
+            self.glance()
+        return self.state.map_due and self.state.router_up
+
+    def glance(self) -> None:
+        """Handle what the router's monitor reported (nothing to do costs a getsockopt)."""
+        router = self.router
+        if router is not None and router.monitor is not None \
+                and cast(int, router.monitor.getsockopt(_EVENTS)) & _POLLIN:
+            router.drain_monitor()
+
+    def poll(self, c: "Conn", timeout_ms: int) -> dict[Any, int]:
+        """:meth:`Conn.poll` for a blocking wait, also woken by the router's monitor and
+        by the grace deadline. Nothing is ready if the node just went DOWN (``c`` is
+        closed then, its request failed). While all is well it is ``c``'s own poll
+        (cheaper on the hot path), glancing at the router's monitor every quarter of the
+        grace period (a node that stops drops the slot's connection too, and then this
+        watches both; a frozen one only the router's, by its heartbeats)."""
+        state = self.state
+        if state.phase is Phase.UP and self._was_up and not state.slots_down:
+            ready = c.poll(min(timeout_ms, max(int(state.grace * 250), 50)))
+            if not ready:
+                self.glance()
+            return ready
+        deadline = self.deadline
+        if deadline is not None:
+            timeout_ms = min(timeout_ms, max(math.ceil((deadline - self.loop.time()) * 1000), 0))
+        entry = self._pollers.get(id(c))
+        if entry is None or entry[0] is not c:
+            poller = zmq.Poller()
+            for s in (c.sock, c.monitor, self.router.monitor if self.router else None):
+                if s is not None:
+                    poller.register(s, zmq.POLLIN)
+            entry = self._pollers[id(c)] = (c, poller)
+        downs = self._downs
+        ready = dict(entry[1].poll(timeout_ms))
+        if self.router is not None and self.router.monitor in ready:
+            self.router.drain_monitor()
+        if self.state.phase is not Phase.UP or not self._was_up:
+            self.expire()
+        return {} if self._downs != downs else ready
+
+    # -- the map -----------------------------------------------------------------------
+    def _start_fetch(self) -> None:
+        """In the background, on a running loop (a blocking lane's is run by its next
+        call: :meth:`on_call`)."""
+        if self.loop.is_running() and (self._fetch is None or self._fetch.done()):
+            self._fetch = self.loop.create_task(self._fetch_map())
+
+    async def fetch_map(self) -> None:
+        """Fetch the map now (or wait for the fetch under way); failures are logged, and
+        the next call tries again."""
+        if self._fetch is not None and not self._fetch.done():
+            await asyncio.shield(self._fetch)
+        else:
+            await self._fetch_map()
+
+    async def _fetch_map(self) -> None:
+        try:
+            await self.transport.refresh_map(timeout=max(self.state.grace, 1.0))
+        except ActorError as exc:
+            log.info("fetching the shard map from %s again failed: %s", self.state.endpoint, exc)
+            return
+        if self.state.phase is Phase.DOWN:
+            log.info("the node at %s is reachable again", self.state.endpoint)
+        self.state.map_fetched()
+
+    def close(self) -> None:
+        """The transport is closing (its sockets with it)."""
+        self.router = None
+        self._disarm()
+        if self._fetch is not None and not self._fetch.done():
+            self._fetch.cancel()
+        self._pollers.clear()
