@@ -31,11 +31,13 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from ..actor import incarnate
+from ..config.defaults import NODE
 from ..errors import BadArguments, LimitExceeded, MessageTooLarge, StorageError
 from ..protocol import wire
 from ..protocol.messages import WsEffects
 from ..storage import history
 from ..storage.keys import listing_key, listing_value, mark_key, state_key
+from ..storage.requests import RequestWindow, WindowLimits
 from ..storage.view import Storage
 from . import ws_turns
 from .activation import (ALARM, DEAD, ENDING, EXITING, NO_MAIL, RUNNING, SHUTDOWN, START, STARTING,
@@ -66,7 +68,7 @@ class Turns:
                  loop: asyncio.AbstractEventLoop, counters: dict[str, int], *,
                  turn_timeout: float, on_error: dict[str, str],
                  history_window: dict[str, float], beats: "memoryview[float] | None" = None,
-                 slot: int = 0) -> None:
+                 slot: int = 0, request_limits: WindowLimits | None = None) -> None:
         self.catalog, self.commit, self.store = catalog, commit, store
         self.services, self.alarms, self.system = services, alarms, system
         self.loop, self.counters = loop, counters
@@ -82,6 +84,9 @@ class Turns:
         #: cancelled by it end without a failure
         self.stopping = False
         self.max_message_bytes = services.max_message_bytes
+        #: the request-id window kept per actor (exactly-once asks, storage/requests.py)
+        self.request_limits = request_limits or WindowLimits(
+            NODE["request_window"].default, NODE["request_window_seconds"].default)
 
     # -- scheduling ------------------------------------------------------------
     def pump(self, act: Activation) -> None:
@@ -135,6 +140,8 @@ class Turns:
                 act.gen += 1
         elif type(msg) is Call and msg.op == _ASK and msg.method in SYSTEM_METHODS:
             return self.system.turn(act, msg)
+        elif type(msg) is Call and msg.ctx and self._repeated(act, msg):
+            return None        # answered with the recorded reply: the handler ran once
         act.running = True
         act.tells = ()
         beats = self.beats
@@ -286,6 +293,8 @@ class Turns:
                 act.snapshot = state_bytes
             if writes:
                 self._stage(act, writes, old_state)
+            if reply is not None and (writes or act.tells) and type(msg) is Call and msg.ctx:
+                self._record(act, msg, reply)
             if alarm_at is not None:
                 self.alarms.note(alarm_at)
         elif ending and reply_to is not None:
@@ -342,6 +351,41 @@ class Turns:
             act.versions.record(self.store, act.prefix, writes, old_state, window)
         self.store.stage(writes, act.prefix)
         self.commit.staged.append(act)
+
+    # -- exactly-once asks (storage/requests.py) ---------------------------------------
+    def _window(self, act: Activation) -> RequestWindow:
+        window = act.requests
+        if window is None:
+            window = act.requests = RequestWindow(self.store, act.prefix)
+        return window
+
+    def _repeated(self, act: Activation, msg: Call) -> bool:
+        """An ask whose request id is in the actor's window is answered with the recorded
+        reply (through the output gate: the record may still be staged)."""
+        request_id = msg.ctx.get("id") if msg.ctx else None
+        if request_id is None or msg.op != _ASK or msg.reply_to is None:
+            return False
+        try:
+            recorded = self._window(act).reply(self.store, request_id, msg.rid)
+        except StorageError as exc:
+            recorded = wire.err(msg.rid, exc.to_wire())
+        if recorded is None:
+            return False
+        self.commit.reply(msg.reply_to, recorded)
+        self.commit.schedule()
+        act.last_used = time.monotonic()
+        return True
+
+    def _record(self, act: Activation, msg: Call, reply: bytes) -> None:
+        """Record a committing ask's request id and reply, staged with its turn."""
+        request_id = msg.ctx.get("id") if msg.ctx else None
+        if request_id is None:
+            return
+        writes: dict[bytes, bytes | None] = {}
+        self._window(act).record(act.prefix, request_id, reply, self.request_limits,
+                                 time.time(), self.store.max_value_bytes, writes)
+        self.store.stage(writes, act.prefix)
+        self.commit.staged.append(act)   # a failed commit drops the window with the instance
 
     def _report_exit(self, act: Activation, reason: str, detail: str) -> None:
         notice = exit_notice(act, reason, detail)

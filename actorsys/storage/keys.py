@@ -23,6 +23,7 @@ key holds::
     P + b"h" + version (8 bytes) VERSION      -> a history record (history.py)
     P + b"m"                     SUPERVISION  -> a supervised child's supervision record
     P + b"w"                     MARK         -> the WebSocket delivery mark (ws_turns.py)
+    P + b"r" + at (8 bytes, us) + id   REQUEST -> a committed ask's reply (requests.py)
 
 The two slot-wide indexes are not prefixed by shard; rebalancing moves each entry with
 its actor (the entry names the shard: :func:`index_entry_shard`)::
@@ -57,6 +58,7 @@ ALARM = b"l"
 VERSION = b"h"
 SUPERVISION = b"m"
 MARK = b"w"
+REQUEST = b"r"
 
 #: bytes of the shard number in an actor prefix and in a listing entry's value
 SHARD_BYTES = 2
@@ -150,10 +152,36 @@ def mark_key(prefix: bytes) -> bytes:
 
 def sized_ranges(prefix: bytes) -> tuple[tuple[bytes, bytes], ...]:
     """The ranges of an actor's keys that count towards ``storage.size()``: everything
-    but its history records, its supervision record and its delivery mark."""
+    but its history records, its supervision record, its request-id window and its
+    delivery mark."""
     p = prefix
     return ((p, p + VERSION), (p + next_prefix(VERSION), p + SUPERVISION),
-            (p + next_prefix(SUPERVISION), p + MARK), (p + next_prefix(MARK), next_prefix(p)))
+            (p + next_prefix(SUPERVISION), p + REQUEST), (p + next_prefix(REQUEST), p + MARK),
+            (p + next_prefix(MARK), next_prefix(p)))
+
+
+# -- the request-id window (requests.py) ---------------------------------------------------
+#: bytes of a request record's commit time (microseconds) in its key
+REQUEST_AT_BYTES = 8
+
+
+def request_key(prefix: bytes, at_us: int, request_id: bytes) -> bytes:
+    """Where the reply of the ask ``request_id``, committed at ``at_us`` microseconds,
+    lives: the window's records are in commit order."""
+    return prefix + REQUEST + at_us.to_bytes(REQUEST_AT_BYTES, "big") + request_id
+
+
+def request_range(prefix: bytes) -> tuple[bytes, bytes]:
+    """``[lo, hi)`` of an actor's request records, oldest first; a record's commit time
+    and request id are its key past ``len(lo)`` (:func:`split_request_key`)."""
+    return prefix_range(prefix + REQUEST)
+
+
+def split_request_key(prefix_len: int, k: bytes) -> tuple[int, bytes]:
+    """``(at_us, request_id)`` of a request record's key (its actor prefix is
+    ``prefix_len`` bytes)."""
+    at = prefix_len + 1
+    return int.from_bytes(k[at:at + REQUEST_AT_BYTES], "big"), k[at + REQUEST_AT_BYTES:]
 
 
 # -- the listing index ------------------------------------------------------------------
