@@ -60,7 +60,8 @@ def test_every_request_is_its_typed_record_on_the_wire(fake):
     with_transport(fake, body)
     shapes = {(s, r[0]): r for s, r in fake.received}
     assert shapes[ROUTER, wire.MAP][0:1] == [wire.MAP] and len(shapes[ROUTER, wire.MAP]) == 2
-    assert shapes[0, wire.ASK][2] == "T" and shapes[0, wire.ASK][4:] == ["add", [1], {"x": 2}]
+    assert shapes[0, wire.ASK][2] == "T" and shapes[0, wire.ASK][4:7] == ["add", [1], {"x": 2}]
+    assert shapes[0, wire.ASK][7].keys() == {"id"}, "every ask carries a request id"
     assert len(shapes[1, wire.SPAWN]) == 4, "a plain spawn is [SPAWN, id, type, key]"
     assert shapes[0, wire.SPAWN][4] == {"sup": "root"}, "a supervised spawn carries its options"
     assert shapes[1, wire.TELL][:2] == [wire.TELL, 0] and shapes[1, wire.TELL][4:] == ["note", ["hi"], {}]

@@ -1,0 +1,115 @@
+"""Exactly-once asks against real processes: a repeated request id is answered with the
+recorded reply without running the handler again (resident, and after kill -9); the
+window of ids is bounded on disk; and ``retry=True`` makes every increment apply exactly
+once while the hosting worker is killed with kill -9 again and again."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+
+import pytest
+
+import actorsys
+from actorsys.protocol.shardmap import shard_of
+from actorsys.storage.keys import REQUEST, actor_prefix
+from actorsys.testing.nodes import kill_worker_of, slot_of, wait_until, worker_pids
+from helpers import slot_dbs
+
+
+def ask_with_id(node: actorsys.Node, key: str, method: str, request_id: bytes, *args) -> object:
+    """One ask of Counter/key carrying the request id ``request_id`` (what a client's retry sends)."""
+    async def go() -> object:
+        async with actorsys.connect_async(node.endpoint) as c:
+            return await c.transport.ask("Counter", key, method, args, {}, 10.0,
+                                         ctx={"id": request_id})
+    return asyncio.run(go())
+
+
+def test_a_repeated_request_id_gets_the_recorded_reply_and_the_handler_runs_once(node):
+    c = node.client()
+    assert ask_with_id(node, "once", "add", b"request-1", 5) == 5
+    assert ask_with_id(node, "once", "add", b"request-1", 5) == 5, "the recorded reply"
+    assert c.ask("Counter", "once", "get") == 5, "the repeated ask did not run the handler"
+    assert ask_with_id(node, "once", "add", b"request-2", 1) == 6, "a new id runs"
+
+    kill_worker_of(node, c, "Counter", "once")
+    assert ask_with_id(node, "once", "add", b"request-1", 5) == 5, \
+        "the recorded reply survives kill -9 of the worker"
+    assert ask_with_id(node, "once", "add", b"request-2", 1) == 6
+    assert c.ask("Counter", "once", "get", retry=True) == 6
+
+
+def test_a_failed_turn_is_not_recorded_so_its_retry_runs_again(node):
+    c = node.client()
+    with pytest.raises(actorsys.RemoteError):
+        ask_with_id(node, "fails", "add_then_fail", b"request-f", 2)
+    with pytest.raises(actorsys.RemoteError):
+        ask_with_id(node, "fails", "add_then_fail", b"request-f", 2)   # ran again, failed again
+    assert c.ask("Counter", "fails", "get") == 0
+
+
+def test_the_window_of_request_ids_is_bounded_on_disk(config, tmp_path):
+    with actorsys.Node(config(request_window=5)) as n:
+        c = n.client()
+        for _ in range(30):
+            c.ask("Counter", "bounded", "add", 1)
+        assert c.ask("Counter", "bounded", "get") == 30
+        slot = slot_of(c, "Counter", "bounded")
+        p = actor_prefix(shard_of("Counter", "bounded", c.map.shards), "Counter", "bounded")
+        assert c.list_actors("Counter") == ["bounded"]
+    db = slot_dbs(str(tmp_path / "data"))[slot]
+    records = [k for k in db if k.startswith(p + REQUEST)]
+    assert len(records) == 5, f"expected the newest 5 request records, found {len(records)}"
+
+
+def test_retrying_asks_apply_every_increment_exactly_once_through_repeated_kill_9(node):
+    c = actorsys.connect(node.endpoint, retry=True)
+    keys = [f"x{i}" for i in range(8)]
+    acked = {k: 0 for k in keys}
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def writer(my_keys: list[str]) -> None:
+        while not stop.is_set():
+            for k in my_keys:
+                try:
+                    n = c.ask("Counter", k, "add", 1, timeout=20.0)
+                except BaseException as exc:      # with retry, every ask is acknowledged
+                    errors.append(repr(exc))
+                    return
+                acked[k] += 1
+                if n != acked[k]:
+                    errors.append(f"{k}: add returned {n} after {acked[k]} acknowledged adds")
+                    return
+
+    writers = [threading.Thread(target=writer, args=(keys[i::2],)) for i in range(2)]
+    for t in writers:
+        t.start()
+    kills = 0
+    try:
+        for victims in ([0], [1], [0, 1], [0], [1]):
+            progress = sum(acked.values())
+            wait_until(lambda: sum(acked.values()) > progress + 20 or errors,  # noqa: B023
+                       "asks acknowledged between kills", timeout=30)
+            before = worker_pids(node)
+            for s in victims:
+                os.kill(before[s], signal.SIGKILL)
+                kills += 1
+            wait_until(lambda: all(worker_pids(node).get(s) not in (None, before[s])  # noqa: B023
+                                   for s in victims), f"slots {victims} restarted", timeout=30)
+        progress = sum(acked.values())
+        wait_until(lambda: sum(acked.values()) > progress + 20 or errors,
+                   "asks acknowledged after the last restart", timeout=30)
+    finally:
+        stop.set()
+        for t in writers:
+            t.join(30)
+    try:
+        assert not errors, f"every retried ask should be acknowledged exactly once: {errors[:5]}"
+        final = {k: c.ask("Counter", k, "get", timeout=10) for k in keys}
+        print(f"{kills} kills, {sum(acked.values())} acknowledged adds")
+        assert final == acked, "each counter should equal its acknowledged adds exactly"
+    finally:
+        c.close()
