@@ -352,13 +352,14 @@ class AsyncTransport:
         the one deadline (see the module docstring)."""
         rid = next(self._ids)
         timeout = self.default_timeout if timeout is None else timeout
-        p = self.send(Ask(rid, type_name, key, method, list(args), kwargs or {},
-                          self.request_ctx(rid, ctx)), timeout)
+        request = Ask(rid, type_name, key, method, list(args), kwargs or {},
+                      self.request_ctx(rid, ctx))
+        p = self.send(request, timeout)
         if not retry:
             return p.fut
-        return self.loop.create_task(self._retrying(p, self.loop.time() + timeout))
+        return self.loop.create_task(self._retrying(request, p, self.loop.time() + timeout))
 
-    async def _retrying(self, p: Pending, deadline: float) -> Any:
+    async def _retrying(self, request: Ask, p: Pending, deadline: float) -> Any:
         """The outcome of an ask, sent again with the same request id while it fails with
         WorkerLost or NodeUnavailable, until its deadline or its last attempt."""
         tries = 1
@@ -371,11 +372,10 @@ class AsyncTransport:
                 if self.closed or tries >= ASK_TRIES or left <= 0:
                     raise
                 log.debug("%s: %s; retrying with the same request id (attempt %d of %d)",
-                          describe(p.request), exc, tries + 1, ASK_TRIES)
+                          describe(request), exc, tries + 1, ASK_TRIES)
             await asyncio.sleep(pause)
             tries += 1
-            p = self.send(p.request._replace(rid=next(self._ids)),
-                          max(deadline - self.loop.time(), 0.001))
+            p = self.send(request._replace(rid=next(self._ids)), max(deadline - self.loop.time(), 0.001))
 
     def spawn(self, type_name: str, key: str, timeout: float | None = None) -> asyncio.Future[Any]:
         """Activate an actor now; the future resolves when its ``on_start`` has committed."""

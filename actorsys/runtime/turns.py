@@ -356,7 +356,7 @@ class Turns:
     def _window(self, act: Activation) -> RequestWindow:
         window = act.requests
         if window is None:
-            window = act.requests = RequestWindow(self.store, act.prefix)
+            window = act.requests = RequestWindow(self.store, act.prefix, self.request_limits)
         return window
 
     def _repeated(self, act: Activation, msg: Call) -> bool:
@@ -366,7 +366,8 @@ class Turns:
         if request_id is None or msg.op != _ASK or msg.reply_to is None:
             return False
         try:
-            recorded = self._window(act).reply(self.store, request_id, msg.rid)
+            recorded = self._window(act).reply(self.store, act.prefix, request_id, msg.rid,
+                                               time.time())
         except StorageError as exc:
             recorded = wire.err(msg.rid, exc.to_wire())
         if recorded is None:
@@ -382,8 +383,8 @@ class Turns:
         if request_id is None:
             return
         writes: dict[bytes, bytes | None] = {}
-        self._window(act).record(act.prefix, request_id, reply, self.request_limits,
-                                 time.time(), self.store.max_value_bytes, writes)
+        self._window(act).record(act.prefix, request_id, reply, time.time(),
+                                 self.store.max_value_bytes, writes)
         self.store.stage(writes, act.prefix)
         self.commit.staged.append(act)   # a failed commit drops the window with the instance
 

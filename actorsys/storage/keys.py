@@ -23,7 +23,7 @@ key holds::
     P + b"h" + version (8 bytes) VERSION      -> a history record (history.py)
     P + b"m"                     SUPERVISION  -> a supervised child's supervision record
     P + b"w"                     MARK         -> the WebSocket delivery mark (ws_turns.py)
-    P + b"r" + at (8 bytes, us) + id   REQUEST -> a committed ask's reply (requests.py)
+    P + b"r" + place (4 bytes)   REQUEST      -> a committed ask's id and reply (requests.py)
 
 The two slot-wide indexes are not prefixed by shard; rebalancing moves each entry with
 its actor (the entry names the shard: :func:`index_entry_shard`)::
@@ -161,27 +161,19 @@ def sized_ranges(prefix: bytes) -> tuple[tuple[bytes, bytes], ...]:
 
 
 # -- the request-id window (requests.py) ---------------------------------------------------
-#: bytes of a request record's commit time (microseconds) in its key
-REQUEST_AT_BYTES = 8
+#: bytes of a request record's place in its actor's ring of records
+REQUEST_PLACE_BYTES = 4
 
 
-def request_key(prefix: bytes, at_us: int, request_id: bytes) -> bytes:
-    """Where the reply of the ask ``request_id``, committed at ``at_us`` microseconds,
-    lives: the window's records are in commit order."""
-    return prefix + REQUEST + at_us.to_bytes(REQUEST_AT_BYTES, "big") + request_id
+def request_key(prefix: bytes, place: int) -> bytes:
+    """Where the request record at ``place`` of an actor's ring of records lives."""
+    return prefix + REQUEST + place.to_bytes(REQUEST_PLACE_BYTES, "big")
 
 
 def request_range(prefix: bytes) -> tuple[bytes, bytes]:
-    """``[lo, hi)`` of an actor's request records, oldest first; a record's commit time
-    and request id are its key past ``len(lo)`` (:func:`split_request_key`)."""
+    """``[lo, hi)`` of an actor's request records, in the order of their places; a
+    record's place is its key past ``len(lo)``."""
     return prefix_range(prefix + REQUEST)
-
-
-def split_request_key(prefix_len: int, k: bytes) -> tuple[int, bytes]:
-    """``(at_us, request_id)`` of a request record's key (its actor prefix is
-    ``prefix_len`` bytes)."""
-    at = prefix_len + 1
-    return int.from_bytes(k[at:at + REQUEST_AT_BYTES], "big"), k[at + REQUEST_AT_BYTES:]
 
 
 # -- the listing index ------------------------------------------------------------------

@@ -15,107 +15,122 @@ What a user can rely on (see README, "Deadlines"):
   should: nothing of it committed). A turn with no effect at all (a pure read) is not
   recorded either: its retry runs again and reads the current state, which no one can
   tell apart from the reply being late.
-* The window is bounded per actor: the newest ``size`` records committed within the
-  last ``seconds`` (node keys ``request_window`` and ``request_window_seconds``).
-  Older records are deleted by the actor's next recording commit, in that commit's
-  batch, so storage never holds more than ``size`` records per actor. A retry that
-  comes later than the window runs again.
+* The window is bounded per actor: the newest ``size`` records, and of those only the
+  ones committed within the last ``seconds`` count (node keys ``request_window`` and
+  ``request_window_seconds``). A retry that comes later than the window runs again.
+* Storage never holds more than ``size`` records per actor: the records are a ring of
+  ``size`` places, and each new record overwrites the place of the one ``size``
+  records older, in the same batch as its turn (one write per recorded ask, no
+  deletes). A record past ``seconds`` stays on disk until it is overwritten, but is
+  never answered from. If ``size`` changes, the records that no longer fit the ring
+  are deleted with the actor's next recording commit.
 * A reply larger than the store's ``max_value_bytes`` is not kept: its record holds an
   error saying the ask ran once already, and a retry gets that error.
 
-Storage: ``P + b"r" + commit time (8 bytes, microseconds) + id`` -> the reply as it
-was sent (``wire.ok``), in commit order (:mod:`.keys`). History, listing and
-``storage.size()`` do not count these keys; ``$destroy`` deletes them with the rest.
+Storage: ``P + b"r" + place (4 bytes)`` -> ``sequence number (8 bytes) + commit time
+(8 bytes, microseconds) + id length (1 byte) + id + the reply as it was sent``
+(``wire.ok``; :mod:`.keys`). History, listing and ``storage.size()`` do not count these
+keys; ``$destroy`` deletes them with the rest.
 
 Memory: an activation loads its window at its first ask with an id (one range read
-within its prefix); from then on a lookup is a dict lookup and a recording is a dict
-insert, with the oldest records found at the head of a deque.
+within its prefix); from then on a lookup is a dict lookup, and a recording two dict
+writes and one staged write.
 """
 from __future__ import annotations
 
-from collections import deque
+import struct
 from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import ActorError
 from ..protocol import wire
-from .keys import REQUEST_AT_BYTES, request_key, request_range, split_request_key
+from .keys import request_key, request_range
 
 if TYPE_CHECKING:
     from .slot import SlotStore
 
+#: a record's value starts with its sequence number, commit time (us) and id length
+_HEAD = struct.Struct(">QQB")
+
 
 class WindowLimits(NamedTuple):
-    """How many request records an actor keeps, and for how long."""
-    size: int            #: the newest records kept (>= 1)
-    seconds: float       #: records older than this are pruned (> 0)
+    """How many request records an actor keeps, and for how long they count."""
+    size: int            #: the newest records kept (>= 1): the places of the ring
+    seconds: float       #: a record older than this is not answered from (> 0)
 
 
 class RequestWindow:
     """One activation's request records (see the module docstring).
 
-    Invariants: ``keys`` and ``order`` hold the same ids, ``order`` oldest first;
-    ``keys[id]`` is the record's storage key, committed or staged; ``last_us`` is the
-    newest record's commit time (record keys are made strictly increasing from it, so
-    the storage order is the commit order even if the clock steps back)."""
+    Invariants: ``index[id]`` is the sequence number of the newest record of ``id``,
+    which sits at place ``seq % size`` (``ring[place]`` is the id there); only the
+    records of the last ``size`` sequence numbers are in ``index``; ``next_seq`` is one
+    past the newest record's. Records (committed or staged) and memory agree: a failed
+    commit drops the window with the instance (``Activation.drop_instance``)."""
 
-    __slots__ = ("keys", "order", "last_us", "at")
+    __slots__ = ("size", "span_us", "index", "ring", "next_seq", "stale")
 
-    def __init__(self, store: SlotStore, prefix: bytes) -> None:
+    def __init__(self, store: SlotStore, prefix: bytes, limits: WindowLimits) -> None:
+        self.size = limits.size
+        self.span_us = int(limits.seconds * 1_000_000)
+        self.index: dict[bytes, int] = {}
+        self.ring: dict[int, bytes] = {}
+        #: keys of records that do not fit the ring (its size changed): deleted with the next record
+        self.stale: list[bytes] = []
         lo, hi = request_range(prefix)
-        n = len(prefix)
-        self.keys: dict[bytes, bytes] = {}
-        self.order: deque[bytes] = deque()
-        self.last_us = 0
-        #: where a record key's commit time starts
-        self.at = n + 1
-        for k, _v in store.range(lo, hi, actor=prefix):
-            at, rid = split_request_key(n, k)
-            self.keys[rid] = k
-            self.order.append(rid)
-            self.last_us = at
+        n, head = len(lo), _HEAD.size
+        found = []
+        for k, v in store.range(lo, hi, actor=prefix):
+            seq, _at, length = _HEAD.unpack_from(v)
+            found.append((seq, int.from_bytes(k[n:], "big"), k, v[head:head + length]))
+        found.sort()
+        self.next_seq = found[-1][0] + 1 if found else 0
+        for seq, place, k, request_id in found:
+            if place != seq % self.size or seq < self.next_seq - self.size:
+                self.stale.append(k)
+            else:
+                self.ring[place] = request_id
+                self.index[request_id] = seq
 
     def __len__(self) -> int:
-        return len(self.order)
+        return len(self.index)
 
-    def reply(self, store: SlotStore, request_id: bytes, rid: int) -> bytes | None:
+    def reply(self, store: SlotStore, prefix: bytes, request_id: bytes, rid: int,
+              now: float) -> bytes | None:
         """The recorded reply of ``request_id``, as a reply to request ``rid``; None if
-        it is not recorded."""
-        k = self.keys.get(request_id)
-        if k is None:
+        it is not recorded, or was recorded longer ago than the window's seconds."""
+        seq = self.index.get(request_id)
+        if seq is None:
             return None
-        v = store.get(k)
+        v = store.get(request_key(prefix, seq % self.size))
         if v is None:
             return None
-        msg = wire.unpack(v)
+        stored_seq, at, length = _HEAD.unpack_from(v)
+        if stored_seq != seq or at < int(now * 1_000_000) - self.span_us:
+            return None
+        msg = wire.unpack(v[_HEAD.size + length:])
         msg[1] = rid
         return wire.pack(msg)
 
-    def record(self, prefix: bytes, request_id: bytes, reply: bytes, limits: WindowLimits,
-               now: float, max_bytes: int, writes: dict[bytes, bytes | None]) -> None:
+    def record(self, prefix: bytes, request_id: bytes, reply: bytes, now: float,
+               max_bytes: int, writes: dict[bytes, bytes | None]) -> None:
         """Add the record of ``request_id`` (its ``reply``, committed at ``now``, epoch
-        seconds) and the deletion of the records it pushes out of the window to
-        ``writes``, which the caller stages for the same commit as the turn."""
-        at = max(int(now * 1_000_000), self.last_us + 1)
-        self.last_us = at
-        old = self.keys.get(request_id)
-        if old is not None:          # (a pure read recorded nothing; a rerun may record)
-            writes[old] = None
-            self.order.remove(request_id)
-        k = self.keys[request_id] = request_key(prefix, at, request_id)
-        self.order.append(request_id)
+        seconds) to ``writes``, which the caller stages for the same commit as the turn;
+        it takes the place of the record ``size`` records older."""
+        if self.stale:
+            for k in self.stale:
+                writes[k] = None
+            self.stale = []
+        seq = self.next_seq
+        self.next_seq = seq + 1
+        place = seq % self.size
+        old = self.ring.get(place)
+        if old is not None and self.index.get(old) == seq - self.size:
+            del self.index[old]
+        self.ring[place] = request_id
+        self.index[request_id] = seq
         if len(reply) > max_bytes:
-            rid = wire.unpack(reply)[1]
-            reply = wire.err(rid, ActorError(
+            reply = wire.err(wire.unpack(reply)[1], ActorError(
                 f"this ask ran once already; its reply ({len(reply)} bytes) was larger than "
                 f"max_value_bytes ({max_bytes}), so it was not kept for a retry").to_wire())
-        writes[k] = reply
-        self._prune(at - int(limits.seconds * 1_000_000), limits.size, writes)
-
-    def _prune(self, cutoff_us: int, size: int, writes: dict[bytes, bytes | None]) -> None:
-        keys, order, a = self.keys, self.order, self.at
-        while order:
-            k = keys[order[0]]
-            if len(order) <= size and int.from_bytes(k[a:a + REQUEST_AT_BYTES], "big") >= cutoff_us:
-                return
-            del keys[order.popleft()]
-            writes[k] = None
+        writes[request_key(prefix, place)] = (
+            _HEAD.pack(seq, int(now * 1_000_000), len(request_id)) + request_id + reply)

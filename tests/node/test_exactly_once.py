@@ -88,20 +88,24 @@ def test_retrying_asks_apply_every_increment_exactly_once_through_repeated_kill_
     for t in writers:
         t.start()
     kills = 0
+
+    def progressing(what: str) -> None:
+        done = sum(acked.values())
+        wait_until(lambda: sum(acked.values()) > done + 20 or errors, what, timeout=30)
+
+    def kill(victims: list[int]) -> None:
+        before = worker_pids(node)
+        for s in victims:
+            os.kill(before[s], signal.SIGKILL)
+        wait_until(lambda: all(worker_pids(node).get(s) not in (None, before[s]) for s in victims),
+                   f"slots {victims} restarted", timeout=30)
+
     try:
         for victims in ([0], [1], [0, 1], [0], [1]):
-            progress = sum(acked.values())
-            wait_until(lambda: sum(acked.values()) > progress + 20 or errors,  # noqa: B023
-                       "asks acknowledged between kills", timeout=30)
-            before = worker_pids(node)
-            for s in victims:
-                os.kill(before[s], signal.SIGKILL)
-                kills += 1
-            wait_until(lambda: all(worker_pids(node).get(s) not in (None, before[s])  # noqa: B023
-                                   for s in victims), f"slots {victims} restarted", timeout=30)
-        progress = sum(acked.values())
-        wait_until(lambda: sum(acked.values()) > progress + 20 or errors,
-                   "asks acknowledged after the last restart", timeout=30)
+            progressing("asks acknowledged between kills")
+            kill(victims)
+            kills += len(victims)
+        progressing("asks acknowledged after the last restart")
     finally:
         stop.set()
         for t in writers:
