@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ActorError, BadRequest
 from ..protocol import wire
 from ..storage import history
-from ..storage.keys import (ALARM, actor_range, alarm_index_key_of, listing_key, listing_range,
+from ..storage.keys import (ALARM, REQUEST, actor_range, alarm_index_key_of, listing_key, listing_range,
                             listing_value, state_key, supervision_key)
 
 if TYPE_CHECKING:
@@ -91,6 +91,8 @@ class SystemAsks:
             if k == mk:
                 continue                 # supervision is not data: a child stays supervised
             writes[k] = None
+            if k[n:n + 1] == REQUEST:
+                continue                 # the request-id window goes too, but is not data
             deleted += 1
             if k[n:n + 1] == ALARM:
                 writes[alarm_index_key_of(prefix, k[n + 1:], v)] = None

@@ -64,6 +64,20 @@ def test_the_window_of_request_ids_is_bounded_on_disk(config, tmp_path):
     assert len(records) == 5, f"expected the newest 5 request records, found {len(records)}"
 
 
+def test_destroy_deletes_the_request_records_and_does_not_count_them(config, tmp_path):
+    with actorsys.Node(config()) as n:
+        c = n.client()
+        assert ask_with_id(n, "gone", "add", b"request-d", 3) == 3
+        c.ask("Counter", "gone", "add", 1)
+        assert c.ask("Counter", "gone", "$destroy") == {"deleted": 1}, "the state alone is data"
+        assert ask_with_id(n, "gone", "add", b"request-d", 3) == 3, "a new actor: it ran again"
+        c.ask("Counter", "gone", "$destroy")
+        slot = slot_of(c, "Counter", "gone")
+        p = actor_prefix(shard_of("Counter", "gone", c.map.shards), "Counter", "gone")
+    left = [k for k in slot_dbs(str(tmp_path / "data"))[slot] if k.startswith(p)]
+    assert left == [], f"destroy left keys of the actor: {left}"
+
+
 def test_retrying_asks_apply_every_increment_exactly_once_through_repeated_kill_9(node):
     c = actorsys.connect(node.endpoint, retry=True)
     keys = [f"x{i}" for i in range(8)]

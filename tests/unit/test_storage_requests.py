@@ -118,3 +118,15 @@ def test_request_records_do_not_count_towards_storage_size(store):
     store.commit()
     assert not any(lo <= request_key(P, 1) < hi for lo, hi in sized_ranges(P))
     assert Storage(store, P).size() == len(b"kname") + len(wire.pack(1))
+
+
+def test_history_undo_records_leave_request_records_out(store):
+    from actorsys.storage.history import Versions, records
+    w = RequestWindow(store, P, LIMITS)
+    writes: dict[bytes, bytes | None] = {state_key(P): wire.pack({"n": 1})}
+    w.record(P, b"a", wire.ok(1, 1), T0, MAX, writes)
+    Versions(store, P).record(store, P, writes, None, 100.0, now=T0)
+    store.stage(writes, P)
+    store.commit()
+    [(_version, rec)] = records(store, P)
+    assert [bytes(sub) for sub, _old in rec["u"]] == [b"s"], "only the state is undone"
