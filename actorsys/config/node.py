@@ -27,7 +27,7 @@ backoff = { initial = 0.05, max = 2.0, jitter = 0.2 }   # delay repeated process
 max_resident = 100000        # actors in memory per worker; beyond, the least recently used leave
 max_value_bytes = "512KiB"   # largest state, storage value or alarm (storage keys: 16 KiB)
 history_window = 0           # seconds of committed versions kept per actor (0: no history)
-request_window = 1000        # ask ids (with replies) kept per actor so a retry runs once...
+request_window = 1000        # ask ids (with replies) kept per actor so a retry runs once (0: none)...
 request_window_seconds = 600.0   # ...if it comes within this many seconds
 alarm_retry = { initial = 1.0, max = 60.0, attempts = 6 }   # on_alarm that raises
 
@@ -199,10 +199,12 @@ def _node_section(node: Any, src: Source) -> dict[str, Any]:
     if values["durability"] not in DURABILITY:
         raise fail(f"must be one of {DURABILITY}, got {values['durability']!r}", "durability")
     for key in ("max_message_bytes", "mailbox_limit", "max_pending_asks", "max_restarts",
-                "max_resident", "request_window"):
+                "max_resident"):
         if values[key] < 1:
             raise fail("must be positive", key)
     _sizes(values, node, fail)
+    if values["request_window"] < 0:
+        raise fail("must be 0 (no exactly-once asks) or a positive number of asks", "request_window")
     if not 0 <= values["history_window"] < float("inf"):
         raise fail("must be 0 (no history) or a positive number of seconds", "history_window")
     values["alarm_retry"] = _alarm_retry(values["alarm_retry"], fail)

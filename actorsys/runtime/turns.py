@@ -363,7 +363,7 @@ class Turns:
         """An ask whose request id is in the actor's window is answered with the recorded
         reply (through the output gate: the record may still be staged)."""
         request_id = msg.ctx.get("id") if msg.ctx else None
-        if request_id is None or msg.op != _ASK or msg.reply_to is None:
+        if request_id is None or msg.op != _ASK or msg.reply_to is None or not self.request_limits.size:
             return False
         try:
             recorded = self._window(act).reply(self.store, act.prefix, request_id, msg.rid,
@@ -380,7 +380,7 @@ class Turns:
     def _record(self, act: Activation, msg: Call, reply: bytes) -> None:
         """Record a committing ask's request id and reply, staged with its turn."""
         request_id = msg.ctx.get("id") if msg.ctx else None
-        if request_id is None:
+        if request_id is None or not self.request_limits.size:
             return
         writes: dict[bytes, bytes | None] = {}
         self._window(act).record(act.prefix, request_id, reply, time.time(),

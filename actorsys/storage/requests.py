@@ -18,6 +18,8 @@ What a user can rely on (see README, "Deadlines"):
 * The window is bounded per actor: the newest ``size`` records, and of those only the
   ones committed within the last ``seconds`` count (node keys ``request_window`` and
   ``request_window_seconds``). A retry that comes later than the window runs again.
+  ``request_window = 0`` records nothing (each recorded ask costs one more write in its
+  commit; see BENCHMARKS.md, issue 14): a retry may then run twice.
 * Storage never holds more than ``size`` records per actor: the records are a ring of
   ``size`` places, and each new record overwrites the place of the one ``size``
   records older, in the same batch as its turn (one write per recorded ask, no
@@ -54,7 +56,7 @@ _HEAD = struct.Struct(">QQB")
 
 class WindowLimits(NamedTuple):
     """How many request records an actor keeps, and for how long they count."""
-    size: int            #: the newest records kept (>= 1): the places of the ring
+    size: int            #: the newest records kept: the places of the ring (0: none kept)
     seconds: float       #: a record older than this is not answered from (> 0)
 
 

@@ -64,6 +64,18 @@ def test_the_window_of_request_ids_is_bounded_on_disk(config, tmp_path):
     assert len(records) == 5, f"expected the newest 5 request records, found {len(records)}"
 
 
+def test_a_zero_window_records_nothing_and_a_repeat_runs_again(config, tmp_path):
+    with pytest.raises(actorsys.ConfigError, match="request_window"):
+        actorsys.Node(config(request_window=-1))
+    with actorsys.Node(config(request_window=0)) as n:
+        assert ask_with_id(n, "off", "add", b"request-z", 2) == 2
+        assert ask_with_id(n, "off", "add", b"request-z", 2) == 4, "no window: it ran again"
+        slot = slot_of(n.client(), "Counter", "off")
+        p = actor_prefix(shard_of("Counter", "off", n.client().map.shards), "Counter", "off")
+    db = slot_dbs(str(tmp_path / "data"))[slot]
+    assert p + b"s" in db and not [k for k in db if k.startswith(p + REQUEST)]
+
+
 def test_destroy_deletes_the_request_records_and_does_not_count_them(config, tmp_path):
     with actorsys.Node(config()) as n:
         c = n.client()
