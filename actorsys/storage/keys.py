@@ -23,6 +23,7 @@ key holds::
     P + b"h" + version (8 bytes) VERSION      -> a history record (history.py)
     P + b"m"                     SUPERVISION  -> a supervised child's supervision record
     P + b"w"                     MARK         -> the WebSocket delivery mark (ws_turns.py)
+    P + b"r"                     REQUEST      -> b"": the actor has request records (below)
     P + b"r" + place (4 bytes)   REQUEST      -> a committed ask's id and reply (requests.py)
 
 The two slot-wide indexes are not prefixed by shard; rebalancing moves each entry with
@@ -170,9 +171,15 @@ def request_key(prefix: bytes, place: int) -> bytes:
     return prefix + REQUEST + place.to_bytes(REQUEST_PLACE_BYTES, "big")
 
 
+def request_marker(prefix: bytes) -> bytes:
+    """Present once an actor has request records: an activation without it needs no
+    range read to know its window is empty."""
+    return prefix + REQUEST
+
+
 def request_range(prefix: bytes) -> tuple[bytes, bytes]:
-    """``[lo, hi)`` of an actor's request records, in the order of their places; a
-    record's place is its key past ``len(lo)``."""
+    """``[lo, hi)`` of an actor's request records, in the order of their places, and its
+    marker first; a record's place is its key past ``len(lo)``."""
     return prefix_range(prefix + REQUEST)
 
 

@@ -31,7 +31,9 @@ What a user can rely on (see README, "Deadlines"):
 
 Storage: ``P + b"r" + place (4 bytes)`` -> ``sequence number (8 bytes) + commit time
 (8 bytes, microseconds) + id length (1 byte) + id + the reply as it was sent``
-(``wire.ok``; :mod:`.keys`). History, listing and ``storage.size()`` do not count these
+(``wire.ok``; :mod:`.keys`), and ``P + b"r"`` -> ``b""`` once the actor has records,
+written with its first (so activating an actor without records costs a point read, not
+a range read). History, listing and ``storage.size()`` do not count these
 keys; ``$destroy`` deletes them with the rest.
 
 Memory: an activation loads its window at its first ask with an id (one range read
@@ -45,7 +47,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import ActorError
 from ..protocol import wire
-from .keys import request_key, request_range
+from .keys import request_key, request_marker, request_range
 
 if TYPE_CHECKING:
     from .slot import SlotStore
@@ -69,7 +71,7 @@ class RequestWindow:
     past the newest record's. Records (committed or staged) and memory agree: a failed
     commit drops the window with the instance (``Activation.drop_instance``)."""
 
-    __slots__ = ("size", "span_us", "index", "ring", "next_seq", "stale")
+    __slots__ = ("size", "span_us", "index", "ring", "next_seq", "stale", "marked")
 
     def __init__(self, store: SlotStore, prefix: bytes, limits: WindowLimits) -> None:
         self.size = limits.size
@@ -78,10 +80,17 @@ class RequestWindow:
         self.ring: dict[int, bytes] = {}
         #: keys of records that do not fit the ring (its size changed): deleted with the next record
         self.stale: list[bytes] = []
+        self.next_seq = 0
+        #: the actor's marker is on disk (or staged)
+        self.marked = store.get(request_marker(prefix)) is not None
+        if not self.marked:
+            return
         lo, hi = request_range(prefix)
         n, head = len(lo), _HEAD.size
         found = []
         for k, v in store.range(lo, hi, actor=prefix):
+            if len(k) == n:
+                continue                 # the marker
             seq, _at, length = _HEAD.unpack_from(v)
             found.append((seq, int.from_bytes(k[n:], "big"), k, v[head:head + length]))
         found.sort()
@@ -122,6 +131,9 @@ class RequestWindow:
             for k in self.stale:
                 writes[k] = None
             self.stale = []
+        if not self.marked:
+            writes[request_marker(prefix)] = b""
+            self.marked = True
         seq = self.next_seq
         self.next_seq = seq + 1
         place = seq % self.size

@@ -8,8 +8,8 @@ from typing import Iterator
 import pytest
 
 from actorsys.protocol import wire
-from actorsys.storage.keys import (actor_prefix, request_key, request_range, sized_ranges,
-                                   state_key)
+from actorsys.storage.keys import (actor_prefix, request_key, request_marker, request_range,
+                                   sized_ranges, state_key)
 from actorsys.storage.requests import RequestWindow, WindowLimits
 from actorsys.storage.slot import SlotStore
 from actorsys.storage.view import Storage
@@ -39,8 +39,9 @@ def commit(store: SlotStore, window: RequestWindow, rid: bytes, result: object, 
 
 
 def records(store: SlotStore, prefix: bytes = P) -> list[bytes]:
+    """The keys of the actor's request records (its marker left out)."""
     lo, hi = request_range(prefix)
-    return [k for k, _v in store.range(lo, hi)]
+    return [k for k, _v in store.range(lo, hi) if k != request_marker(prefix)]
 
 
 def answer(store: SlotStore, w: RequestWindow, rid: bytes, now: float = T0) -> object:
@@ -81,6 +82,16 @@ def test_the_window_keeps_the_newest_records_in_a_ring_of_places(store, tmp_path
     assert [answer(store, w, b"id%d" % i) for i in (7, 8, 9)] == [7, 8, 9]
     again = RequestWindow(store, P, WindowLimits(3, 600.0))
     assert [answer(store, again, b"id%d" % i) for i in (6, 7, 8, 9)] == [None, 7, 8, 9]
+
+
+def test_an_actor_without_records_has_no_marker_and_its_first_record_writes_one(store):
+    w = RequestWindow(store, P, LIMITS)
+    assert not w.marked and store.get(request_marker(P)) is None
+    commit(store, w, b"a", 1, T0)
+    commit(store, w, b"b", 2, T0)
+    assert store.get(request_marker(P)) == b""
+    assert RequestWindow(store, P, LIMITS).marked
+    assert RequestWindow(store, OTHER, LIMITS).marked is False
 
 
 def test_a_record_older_than_the_windows_seconds_is_not_answered(store):
