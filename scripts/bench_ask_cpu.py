@@ -13,7 +13,8 @@ For an A/B in one session (interleave the runs):
 Each run starts a one-worker node from the checkout on ``PYTHONPATH`` with a counter
 actor, keeps 1,000 asks of ``add`` in flight (``N`` asks, default 30,000) over 1,000
 actors and then on one actor, three rounds each, and prints the worker's CPU time
-(user + system) per ask of the best round and the best wall-clock rate.
+(user + system) per ask of the best round and the best wall-clock rate. A second
+argument sets the node's ``request_window`` (exactly-once asks; 0: off).
 """
 from __future__ import annotations
 
@@ -38,13 +39,14 @@ class Counter(actorsys.Actor):
 '''
 
 
-def main(n: int) -> None:
+def main(n: int, request_window: int | None) -> None:
     d = tempfile.mkdtemp(prefix="actorsys-askcpu-")
     try:
         with open(os.path.join(d, "askcpu_counter.py"), "w") as f:
             f.write(COUNTER)
         cfg = node_config(os.path.join(d, "data"), {"Counter": "askcpu_counter:Counter"},
-                          python_path=[d], workers=1)
+                          python_path=[d], workers=1,
+                          **({} if request_window is None else {"request_window": request_window}))
         with actorsys.Node(cfg) as node:
             worker = psutil.Process(worker_pids(node)[0])
             print(f"actorsys from {os.path.dirname(os.path.dirname(actorsys.__file__))}")
@@ -63,4 +65,5 @@ def main(n: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 30_000)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 30_000,
+         int(sys.argv[2]) if len(sys.argv) > 2 else None)
