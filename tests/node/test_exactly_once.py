@@ -41,6 +41,23 @@ def test_a_repeated_request_id_gets_the_recorded_reply_and_the_handler_runs_once
     assert c.ask("Counter", "once", "get", retry=True) == 6
 
 
+def test_the_asyncio_client_retries_by_default_when_connected_with_retry(node):
+    c = node.client()
+    slot = slot_of(c, "Counter", "aio")
+    victim = worker_pids(node)[slot]
+
+    async def go() -> list:
+        async with actorsys.connect_async(node.endpoint, retry=True) as ac:
+            ref = ac.ref("Counter", "aio")
+            first = await ref.ask("add", 1)
+            fut = ref.ask("add", 1, timeout=20.0)       # in flight as its worker is killed
+            os.kill(victim, signal.SIGKILL)
+            # (the get may be sent before the client has seen the drop: it retries too)
+            return [first, await fut, await ref.ask("get")]
+
+    assert asyncio.run(go()) == [1, 2, 2]
+
+
 def test_a_failed_turn_is_not_recorded_so_its_retry_runs_again(node):
     c = node.client()
     with pytest.raises(actorsys.RemoteError):
