@@ -27,6 +27,11 @@ What it does, in the user's words:
   - the node is healthy: its supervisor runs, the status shows every process up, and
     every actor answers a read.
 
+With ``--retry`` every ask is exactly-once: sent with ``retry=True`` and, after any
+failure, again with the same request id until acknowledged; the audit then also checks
+count == acknowledged for every actor whose asks were all acknowledged (an ask applied
+twice is a violation), and reports the asks left unresolved when the clients stopped.
+
 A kill -9 keeps what the killed process wrote to the OS, so both durability modes face
 the same faults here; what ``fsync`` adds (surviving power loss) is not simulated.
 
@@ -91,8 +96,12 @@ def print_summary(r: dict[str, Any]) -> None:
     print(f"load held: {load['acknowledged_per_s']:,.0f} acknowledged asks/s over {load['seconds']:.1f} s "
           f"({load['acknowledged']:,} acknowledged of {load['attempted']:,} attempted, "
           f"{load['attempted_per_s']:,.0f}/s)")
+    if load.get("exact"):
+        print(f"exactly-once asks: final count {load['final_total']:,} == acknowledged "
+              f"{load['acknowledged']:,}: {'yes' if load['final_total'] == load['acknowledged'] else 'NO'}"
+              f" ({load['unresolved']} unresolved when the clients stopped)")
     errors = Counter(load["client_errors"])
-    print("client errors (maybe applied): "
+    print("client errors (retried or maybe applied): "
           + (", ".join(f"{k} {v:,}" for k, v in errors.most_common()) or "none"))
     by_kind = r["faults"]["by_kind"]
     print(f"faults injected: {r['faults']['total']} ("
@@ -140,6 +149,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep-data", action="store_true", help="keep the temp data dir")
     p.add_argument("--json", default=None, help="write the results here")
     p.add_argument("--quiet", action="store_true", help="no line per fault")
+    p.add_argument("--retry", action="store_true",
+                   help="exactly-once asks: every ask retried with its request id until "
+                        "acknowledged; the audit checks count == acknowledged")
     a = p.parse_args(argv)
     if a.seed is None:
         a.seed = random.randrange(1 << 31)

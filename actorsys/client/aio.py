@@ -30,13 +30,15 @@ class AsyncRef:
         self.client, self.type_name, self.key = client, type_name, key
 
     def ask(self, method: str, *args: Any, timeout: float | None = None,
-            **kwargs: Any) -> "asyncio.Future[Any]":
+            retry: bool | None = None, **kwargs: Any) -> "asyncio.Future[Any]":
         """Send ``method`` now; await the returned future for the result (or the error).
 
         The message leaves at the call, not at the first await, so call order is send
-        order (``fut = ref.ask("a"); ref.tell("b")`` delivers a before b).
+        order (``fut = ref.ask("a"); ref.tell("b")`` delivers a before b). ``retry``
+        (default: the client's): see :meth:`Ref.ask`.
         """
-        return self.client.ask(self.type_name, self.key, method, *args, timeout=timeout, **kwargs)
+        return self.client.ask(self.type_name, self.key, method, *args, timeout=timeout,
+                               retry=retry, **kwargs)
 
     def tell(self, method: str, *args: Any, **kwargs: Any) -> None:
         """Send ``method`` one-way and return at once."""
@@ -63,15 +65,17 @@ class AsyncClient:
     """An asyncio connection to a node: ``async with connect_async(ep) as client: ...``.
 
     Use it from one event loop. ``await connect_async(ep)`` also works.
-    ``key`` / ``server_key``: CURVE key files for a tcp node (see :func:`connect`).
+    ``key`` / ``server_key``: CURVE key files for a tcp node (see :func:`connect`);
+    ``retry``: the default of every ask's ``retry`` (see :meth:`Ref.ask`).
     """
 
     def __init__(self, endpoint: str, *, timeout: float = DEFAULT_TIMEOUT,
                  connect_timeout: float = CONNECT_TIMEOUT, max_pending: int = 100_000,
                  key: "str | os.PathLike[str] | None" = None,
-                 server_key: "str | os.PathLike[str] | None" = None) -> None:
+                 server_key: "str | os.PathLike[str] | None" = None, retry: bool = False) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
+        self.retry = retry
         self._keys = client_keys(key, server_key)
         self.connect_timeout = connect_timeout
         self.max_pending = max_pending
@@ -106,9 +110,11 @@ class AsyncClient:
         return AsyncRef(self, type_name, key)
 
     def ask(self, type_name: str, key: str, method: str, *args: Any,
-            timeout: float | None = None, **kwargs: Any) -> "asyncio.Future[Any]":
+            timeout: float | None = None, retry: bool | None = None,
+            **kwargs: Any) -> "asyncio.Future[Any]":
         """Send an ask to actor ``(type_name, key)`` now; await the future for the result."""
-        return self.transport.ask(type_name, key, method, args, kwargs, timeout)
+        return self.transport.ask(type_name, key, method, args, kwargs, timeout,
+                                  retry=self.retry if retry is None else retry)
 
     def tell(self, type_name: str, key: str, method: str, *args: Any, **kwargs: Any) -> None:
         """Send ``method`` one-way (at-most-once)."""
@@ -201,9 +207,10 @@ class AsyncSupervisorRef:
 def connect_async(endpoint: str, *, timeout: float = DEFAULT_TIMEOUT,
                   connect_timeout: float = CONNECT_TIMEOUT, max_pending: int = 100_000,
                   key: "str | os.PathLike[str] | None" = None,
-                  server_key: "str | os.PathLike[str] | None" = None) -> AsyncClient:
+                  server_key: "str | os.PathLike[str] | None" = None,
+                  retry: bool = False) -> AsyncClient:
     """An asyncio client; use as ``async with connect_async(ep) as c`` or ``c = await connect_async(ep)``.
-    ``key`` / ``server_key``: as for :func:`connect`."""
+    ``key`` / ``server_key``, ``retry``: as for :func:`connect`."""
     return AsyncClient(endpoint, timeout=timeout, connect_timeout=connect_timeout,
-                       max_pending=max_pending, key=key, server_key=server_key)
+                       max_pending=max_pending, key=key, server_key=server_key, retry=retry)
 

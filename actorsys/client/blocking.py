@@ -60,9 +60,18 @@ class Ref:
     def __init__(self, client: "Client", type_name: str, key: str) -> None:
         self.client, self.type_name, self.key = client, type_name, key
 
-    def ask(self, method: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
-        """Call ``method`` and wait for its result (or its error) until ``timeout``."""
-        return self.client.ask(self.type_name, self.key, method, *args, timeout=timeout, **kwargs)
+    def ask(self, method: str, *args: Any, timeout: float | None = None,
+            retry: bool | None = None, **kwargs: Any) -> Any:
+        """Call ``method`` and wait for its result (or its error) until ``timeout``.
+
+        ``retry`` (default: the client's, ``connect(..., retry=...)``): after
+        ``WorkerLost`` or ``NodeUnavailable``, send the ask again with the same request
+        id until it is answered, within the same ``timeout`` (a few attempts at most);
+        the worker answers a repeated id with the reply it recorded, so the handler runs
+        once. See README, "Deadlines".
+        """
+        return self.client.ask(self.type_name, self.key, method, *args, timeout=timeout,
+                               retry=retry, **kwargs)
 
     def tell(self, method: str, *args: Any, **kwargs: Any) -> None:
         """Send ``method`` one-way and return at once (at-most-once delivery)."""
@@ -162,12 +171,14 @@ class Client:
     def __init__(self, endpoint: str, *, timeout: float = DEFAULT_TIMEOUT,
                  connect_timeout: float = CONNECT_TIMEOUT,
                  key: "str | os.PathLike[str] | None" = None,
-                 server_key: "str | os.PathLike[str] | None" = None) -> None:
+                 server_key: "str | os.PathLike[str] | None" = None, retry: bool = False) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
         self.connect_timeout = connect_timeout   # also how long the node may be unreachable
         #: how every thread's transport sees the node (see .reachability)
         self._reach = Reachability(endpoint, connect_timeout, time.monotonic())
+        #: the default of every ask's ``retry`` (see :meth:`Ref.ask`)
+        self.retry = retry
         self._keys = client_keys(key, server_key)
         self._ctx: Context = zmq.Context()
         self._lock = threading.Lock()
@@ -268,12 +279,17 @@ class Client:
 
     # -- actors -----------------------------------------------------------------------
     def ask(self, type_name: str, key: str, method: str, *args: Any, timeout: float | None = None,
-            **kwargs: Any) -> Any:
-        """Ask actor ``(type_name, key)`` to run ``method``; wait for the result."""
+            retry: bool | None = None, **kwargs: Any) -> Any:
+        """Ask actor ``(type_name, key)`` to run ``method``; wait for the result
+        (``retry``: see :meth:`Ref.ask`)."""
         lane = self._lane()
         t = lane.transport
-        return lane.wait_pending(t.send(Ask(t.new_id(), type_name, key, method, list(args), kwargs),
-                                        self.timeout if timeout is None else timeout))
+        timeout = self.timeout if timeout is None else timeout
+        if self.retry if retry is None else retry:
+            return lane.wait(t.ask(type_name, key, method, args, kwargs, timeout, retry=True))
+        rid = t.new_id()
+        return lane.wait_pending(t.send(Ask(rid, type_name, key, method, list(args), kwargs,
+                                            t.request_ctx(rid)), timeout))
 
     def tell(self, type_name: str, key: str, method: str, *args: Any, **kwargs: Any) -> None:
         """Send ``method`` one-way (at-most-once); returns at once."""
@@ -330,7 +346,7 @@ class Client:
 def connect(endpoint: str, *, timeout: float = DEFAULT_TIMEOUT,
             connect_timeout: float = CONNECT_TIMEOUT,
             key: "str | os.PathLike[str] | None" = None,
-            server_key: "str | os.PathLike[str] | None" = None) -> Client:
+            server_key: "str | os.PathLike[str] | None" = None, retry: bool = False) -> Client:
     """Connect to the node whose router listens at ``endpoint``.
 
     ``timeout`` is the default deadline of every ask; ``connect_timeout`` bounds the
@@ -341,9 +357,10 @@ def connect(endpoint: str, *, timeout: float = DEFAULT_TIMEOUT,
     ``server_key`` the node's public ``.key`` file (``actorsys keygen`` makes them;
     the node must list the client's public key in its ``authorized_keys``). A key file
     that cannot be used is a ``ValueError`` naming it; ipc endpoints ignore the keys.
+    ``retry``: the default of every ask's ``retry`` (see :meth:`Ref.ask`).
     """
     return Client(endpoint, timeout=timeout, connect_timeout=connect_timeout, key=key,
-                  server_key=server_key)
+                  server_key=server_key, retry=retry)
 
 
 class SupervisorRef:

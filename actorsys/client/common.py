@@ -8,6 +8,11 @@ from typing import Any
 DEFAULT_TIMEOUT = 30.0
 #: seconds ``connect`` waits for the router's shard map by default
 CONNECT_TIMEOUT = 10.0
+#: attempts of an ask with ``retry=True`` (the first and its retries), all within its one deadline
+ASK_TRIES = 8
+#: seconds before the first retry of such an ask; doubled before each next one, at most RETRY_PAUSE_MAX
+RETRY_PAUSE = 0.05
+RETRY_PAUSE_MAX = 1.0
 
 
 def version_of(version: Any) -> Any:

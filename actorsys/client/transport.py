@@ -17,6 +17,12 @@ Rules, the same for every user of the transport:
   on that slot the moment the connection drops (:class:`~actorsys.errors.WorkerLost`);
   ZeroMQ keeps queueing new messages for the slot until its worker is back on the
   same endpoint. A drop that happened before a send does not concern that send.
+* Request ids: every ask carries a request id unique to this transport in its call
+  context (``ctx["id"]``: 8 random bytes made once per transport, then the ask's
+  sequence number); a worker answers a repeated id with the reply it recorded
+  (``actorsys/storage/requests.py``). ``ask(..., retry=True)`` resends the ask with
+  the same id after ``WorkerLost`` or ``NodeUnavailable``, within its one deadline, at
+  most :data:`~.common.ASK_TRIES` attempts: the turn runs once and its reply arrives once.
 * Wrong shard: an actor request answered ``wrong_shard`` is resent after the map is
   fetched again, at most :data:`MAX_RESENDS` times, each with its full timeout.
 * Overload: at most ``max_pending`` requests in flight, and a slot whose send queue is
@@ -39,6 +45,7 @@ import asyncio
 import heapq
 import itertools
 import math
+import os
 import time
 from functools import partial
 from typing import Any, Callable, cast
@@ -55,6 +62,7 @@ from ..protocol import wire
 from ..protocol.messages import Ask, Control, ListActors, Spawn, Stop, Sup, Tell, decode
 from ..protocol.shardmap import ShardMap
 from .reachability import WATCH_EVENTS, NodeWatch, Reachability
+from .common import ASK_TRIES, RETRY_PAUSE, RETRY_PAUSE_MAX
 from .requests import (MAX_RESENDS, PEER, RESENDABLE, ROUTER, ActorRequest, Expired,
                        MakeRequest, Pending, Wording, describe, no_answer)
 
@@ -89,6 +97,8 @@ class AsyncTransport:
         self.default_timeout = default_timeout
         self.tree_endpoint: str | None = None      # from the router's map
         self._ids = itertools.count(1)
+        #: the first half of this transport's ask ids (see :meth:`request_ctx`)
+        self.client_id = os.urandom(8)
         self._pending: dict[int, Pending] = {}
         self._slots: dict[int, Conn] = {}
         self._router: Conn | None = None
@@ -360,12 +370,48 @@ class AsyncTransport:
         c.pump.kick()
         return p
 
+    def request_ctx(self, rid: int, ctx: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The call context of the ask ``rid``: ``ctx`` with this client's request id for
+        it, unless ``ctx`` has one already (the one place an ask's id is made)."""
+        if ctx is None:
+            return {"id": self.client_id + rid.to_bytes(8, "big")}
+        if "id" in ctx:
+            return ctx
+        return {**ctx, "id": self.client_id + rid.to_bytes(8, "big")}
+
     def ask(self, type_name: str, key: str, method: str, args: Any = (), kwargs: Any = None,
-            timeout: float | None = None, ctx: dict[str, Any] | None = None) -> asyncio.Future[Any]:
-        """Send an ask (with the call context ``ctx``, see :mod:`actorsys.protocol.wire`);
-        the returned future resolves to the result or the error."""
-        return self.send(Ask(next(self._ids), type_name, key, method, list(args), kwargs or {},
-                             ctx), self.default_timeout if timeout is None else timeout).fut
+            timeout: float | None = None, ctx: dict[str, Any] | None = None,
+            retry: bool = False) -> asyncio.Future[Any]:
+        """Send an ask (with the call context ``ctx``, see :mod:`actorsys.protocol.wire`,
+        and a request id); the returned future resolves to the result or the error.
+        ``retry``: resend it with the same id after WorkerLost or NodeUnavailable, within
+        the one deadline (see the module docstring)."""
+        rid = next(self._ids)
+        timeout = self.default_timeout if timeout is None else timeout
+        request = Ask(rid, type_name, key, method, list(args), kwargs or {},
+                      self.request_ctx(rid, ctx))
+        p = self.send(request, timeout)
+        if not retry:
+            return p.fut
+        return self.loop.create_task(self._retrying(request, p, self.loop.time() + timeout))
+
+    async def _retrying(self, request: Ask, p: Pending, deadline: float) -> Any:
+        """The outcome of an ask, sent again with the same request id while it fails with
+        WorkerLost or NodeUnavailable, until its deadline or its last attempt."""
+        tries = 1
+        while True:
+            try:
+                return await p.fut
+            except (WorkerLost, NodeUnavailable) as exc:
+                pause = min(RETRY_PAUSE * 2 ** (tries - 1), RETRY_PAUSE_MAX)
+                left = deadline - self.loop.time() - pause
+                if self.closed or tries >= ASK_TRIES or left <= 0:
+                    raise
+                log.debug("%s: %s; retrying with the same request id (attempt %d of %d)",
+                          describe(request), exc, tries + 1, ASK_TRIES)
+            await asyncio.sleep(pause)
+            tries += 1
+            p = self.send(request._replace(rid=next(self._ids)), max(deadline - self.loop.time(), 0.001))
 
     def spawn(self, type_name: str, key: str, timeout: float | None = None) -> asyncio.Future[Any]:
         """Activate an actor now; the future resolves when its ``on_start`` has committed."""

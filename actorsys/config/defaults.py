@@ -79,6 +79,11 @@ DEFAULTS: Mapping[str, Key] = MappingProxyType({
     "node.max_resident": Key(Kind.INT, 100_000),
     "node.max_value_bytes": Key(Kind.SIZE, 512 * 1024),
     "node.history_window": Key(Kind.NUMBER, 0),       # seconds; 0: no history
+    # exactly-once asks: request ids (and replies) kept per actor, the newest this many
+    # (0: none recorded, a retried ask may run twice)...
+    "node.request_window": Key(Kind.INT, 1000),
+    # ...committed within this many seconds (storage/requests.py)
+    "node.request_window_seconds": Key(Kind.NUMBER, 600.0),
     "node.alarm_retry": Key(Kind.TABLE, None),       # None: every key below at its default
     "node.insecure": Key(Kind.BOOL, False),
     "node.curve_secret_key": Key(Kind.STR, None),

@@ -28,6 +28,8 @@ backoff = { initial = 0.05, max = 2.0, jitter = 0.2 }   # delay repeated process
 max_resident = 100000        # actors in memory per worker; beyond, the least recently used leave
 max_value_bytes = "512KiB"   # largest state, storage value or alarm (storage keys: 16 KiB)
 history_window = 0           # seconds of committed versions kept per actor (0: no history)
+request_window = 1000        # ask ids (with replies) kept per actor so a retry runs once (0: none)...
+request_window_seconds = 600.0   # ...if it comes within this many seconds
 alarm_retry = { initial = 1.0, max = 60.0, attempts = 6 }   # on_alarm that raises
 
 [actors]
@@ -119,6 +121,8 @@ class NodeConfig:
     max_resident: int = _node("max_resident")
     max_value_bytes: int = _node("max_value_bytes")
     history_window: float = _node("history_window")
+    request_window: int = _node("request_window")
+    request_window_seconds: float = _node("request_window_seconds")
     alarm_retry: dict[str, float] = field(default_factory=lambda: dict(ALARM_RETRY))
     insecure: bool = _node("insecure")
     #: absolute path of the node's CURVE key pair file (tcp endpoints)
@@ -203,6 +207,8 @@ def _node_section(node: Any, src: Source) -> dict[str, Any]:
         if values[key] < 1:
             raise fail("must be positive", key)
     _sizes(values, node, fail)
+    if values["request_window"] < 0:
+        raise fail("must be 0 (no exactly-once asks) or a positive number of asks", "request_window")
     if not 0 <= values["history_window"] < float("inf"):
         raise fail("must be 0 (no history) or a positive number of seconds", "history_window")
     if not 0 <= values["slow_turn"] < float("inf"):
@@ -213,7 +219,7 @@ def _node_section(node: Any, src: Source) -> dict[str, Any]:
                                       "node.backoff")
         values["backoff"] = {"initial": b.initial, "max": b.max, "jitter": b.jitter}
     for key in ("idle_timeout", "ask_timeout", "shutdown_timeout", "start_timeout", "max_seconds",
-                "turn_timeout", "heartbeat_timeout"):
+                "turn_timeout", "heartbeat_timeout", "request_window_seconds"):
         if values[key] <= 0:
             raise fail("must be a positive number of seconds", key)
     _check_keys(values, src, fail)

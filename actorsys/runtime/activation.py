@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from ..actor import Actor, Connection
     from ..protocol.messages import Tell
     from ..storage import history
+    from ..storage.requests import RequestWindow
     from .host import Host
     from .nested import Nest
 
@@ -124,7 +125,7 @@ class Activation:
     __slots__ = ("type_name", "key", "prefix", "cls", "handlers", "instance", "host", "mailbox",
                  "running", "last_used", "snapshot", "tells", "sup", "status", "task",
                  "kill_timer", "gen", "versions", "indexed", "ws", "ws_gateway", "ws_out",
-                 "ws_batch", "ws_parts", "chain", "nest")
+                 "ws_batch", "ws_parts", "chain", "nest", "requests")
 
     def __init__(self, type_name: str, key: str, prefix: bytes, cls: type[Actor],
                  handlers: dict[str, Any]) -> None:
@@ -182,6 +183,8 @@ class Activation:
         self.chain: list[list[str]] | None = None
         #: its nested turns (see nested.py), while it has had any; for ``nest.task`` only
         self.nest: Nest | None = None
+        #: its request-id window (exactly-once asks), loaded at its first ask with an id
+        self.requests: RequestWindow | None = None
 
     def mail(self) -> deque[Mail]:
         """The mailbox, to add to (made on first use)."""
@@ -197,6 +200,7 @@ class Activation:
         self.snapshot = None
         self.versions = None
         self.indexed = False
+        self.requests = None
 
     def crashed(self) -> None:
         """A turn failed: the instance and everything the turn would have sent are gone;

@@ -22,6 +22,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..log import get_logger
+from ..storage.requests import WindowLimits
 from .alarm_turns import AlarmTurns
 from .catalog import Catalog
 from .children import Children
@@ -64,7 +65,8 @@ class Runtime:
         self.turns = Turns(self.catalog, self.commit, store, self.services, self.alarms,
                            self.system, loop, counters, turn_timeout=cfg.turn_timeout,
                            on_error=cfg.on_error, history_window=history_window, beats=beats,
-                           slot=slot)
+                           slot=slot, request_limits=WindowLimits(cfg.request_window,
+                                                                  cfg.request_window_seconds))
         loud = self.turns.loud
         self.commit.on_dropped_tell = lambda t, exc: loud.dropped(
             t.type_name, t.key, t.method, exc, " sent by an actor")

@@ -141,6 +141,8 @@ class NestedTurns:
         def _stage(self, act: Activation, writes: dict[bytes, bytes | None],
                    old_state: bytes | None) -> None: ...
 
+        def _record(self, act: Activation, msg: Call, reply: bytes) -> None: ...
+
     def reenter(self, act: Activation, call: Call) -> bool:
         """An ask with a call chain arrived for a running actor: run it as a nested turn
         if it comes back to the turn waiting in its chain (True), raise Deadlock if the
@@ -281,6 +283,8 @@ class NestedTurns:
             act.snapshot = state_bytes
         if writes:
             self._stage(act, writes, old_state)
+        if (writes or act.tells) and call.ctx:   # exactly-once: as any turn's (turns.py)
+            self._record(act, call, reply)
         if alarm_at is not None:
             self.alarms.note(alarm_at)
         outbox = self.commit.outbox

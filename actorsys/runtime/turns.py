@@ -37,11 +37,13 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from ..actor import incarnate
+from ..config.defaults import NODE
 from ..errors import BadArguments, LimitExceeded, MessageTooLarge, StorageError
 from ..protocol import wire
 from ..protocol.messages import WsEffects
 from ..storage import history
 from ..storage.keys import listing_key, listing_value, mark_key, state_key
+from ..storage.requests import RequestWindow, WindowLimits
 from ..storage.view import Storage
 from . import ws_turns
 from .activation import (ALARM, DEAD, ENDING, EXITING, NO_MAIL, RUNNING, SHUTDOWN, START, STARTING,
@@ -76,7 +78,8 @@ class Turns(NestedTurns):
                  loop: asyncio.AbstractEventLoop, counters: dict[str, int], *,
                  turn_timeout: float, on_error: dict[str, str],
                  history_window: dict[str, float], beats: "memoryview[float] | None" = None,
-                 slot: int = 0, loud: FailureLog | None = None) -> None:
+                 slot: int = 0, loud: FailureLog | None = None,
+                 request_limits: WindowLimits | None = None) -> None:
         self.catalog, self.commit, self.store = catalog, commit, store
         self.services, self.alarms, self.system = services, alarms, system
         self.loop, self.counters = loop, counters
@@ -96,6 +99,9 @@ class Turns(NestedTurns):
         self.loud = loud if loud is not None else FailureLog()
         #: written at each sync turn and async step, read by the slow-turn watch (None: off)
         self.clock: StepClock | None = None
+        #: the request-id window kept per actor (exactly-once asks, storage/requests.py)
+        self.request_limits = request_limits or WindowLimits(
+            NODE["request_window"].default, NODE["request_window_seconds"].default)
 
     # -- scheduling ------------------------------------------------------------
     def pump(self, act: Activation) -> None:
@@ -149,6 +155,8 @@ class Turns(NestedTurns):
                 act.gen += 1
         elif type(msg) is Call and msg.op == _ASK and msg.method in SYSTEM_METHODS:
             return self.system.turn(act, msg)
+        elif type(msg) is Call and msg.ctx and self._repeated(act, msg):
+            return None        # answered with the recorded reply: the handler ran once
         act.running = True
         act.tells = ()
         beats = self.beats
@@ -318,6 +326,8 @@ class Turns(NestedTurns):
                 act.snapshot = b"" if state_bytes == _EMPTY_STATE else state_bytes
             if writes:
                 self._stage(act, writes, old_state, state_bytes == _EMPTY_STATE)
+            if reply is not None and (writes or act.tells) and type(msg) is Call and msg.ctx:
+                self._record(act, msg, reply)
             if alarm_at is not None:
                 self.alarms.note(alarm_at)
         elif ending and reply_to is not None:
@@ -400,6 +410,41 @@ class Turns(NestedTurns):
         storage: Storage = act.instance.storage  # type: ignore[assignment]  # the one _activate made
         end_destroyed(self.store, self.commit, self.alarms, act, storage, ending)
         return True, reply
+    # -- exactly-once asks (storage/requests.py) ---------------------------------------
+    def _window(self, act: Activation) -> RequestWindow:
+        window = act.requests
+        if window is None:
+            window = act.requests = RequestWindow(self.store, act.prefix, self.request_limits)
+        return window
+
+    def _repeated(self, act: Activation, msg: Call) -> bool:
+        """An ask whose request id is in the actor's window is answered with the recorded
+        reply (through the output gate: the record may still be staged)."""
+        request_id = msg.ctx.get("id") if msg.ctx else None
+        if request_id is None or msg.op != _ASK or msg.reply_to is None or not self.request_limits.size:
+            return False
+        try:
+            recorded = self._window(act).reply(self.store, act.prefix, request_id, msg.rid,
+                                               time.time())
+        except StorageError as exc:
+            recorded = wire.err(msg.rid, exc.to_wire())
+        if recorded is None:
+            return False
+        self.commit.reply(msg.reply_to, recorded)
+        self.commit.schedule()
+        act.last_used = time.monotonic()
+        return True
+
+    def _record(self, act: Activation, msg: Call, reply: bytes) -> None:
+        """Record a committing ask's request id and reply, staged with its turn."""
+        request_id = msg.ctx.get("id") if msg.ctx else None
+        if request_id is None or not self.request_limits.size:
+            return
+        writes: dict[bytes, bytes | None] = {}
+        self._window(act).record(act.prefix, request_id, reply, time.time(),
+                                 self.store.max_value_bytes, writes)
+        self.store.stage(writes, act.prefix)
+        self.commit.staged.append(act)   # a failed commit drops the window with the instance
 
     def _report_exit(self, act: Activation, reason: str, detail: str) -> None:
         notice = exit_notice(act, reason, detail)

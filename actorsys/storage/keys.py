@@ -23,6 +23,8 @@ key holds::
     P + b"h" + version (8 bytes) VERSION      -> a history record (history.py)
     P + b"m"                     SUPERVISION  -> a supervised child's supervision record
     P + b"w"                     MARK         -> the WebSocket delivery mark (ws_turns.py)
+    P + b"r"                     REQUEST      -> b"": the actor has request records (below)
+    P + b"r" + place (4 bytes)   REQUEST      -> a committed ask's id and reply (requests.py)
 
 The two slot-wide indexes are not prefixed by shard; rebalancing moves each entry with
 its actor (the entry names the shard: :func:`index_entry_shard`)::
@@ -57,6 +59,7 @@ ALARM = b"l"
 VERSION = b"h"
 SUPERVISION = b"m"
 MARK = b"w"
+REQUEST = b"r"
 
 #: bytes of the shard number in an actor prefix and in a listing entry's value
 SHARD_BYTES = 2
@@ -150,10 +153,34 @@ def mark_key(prefix: bytes) -> bytes:
 
 def sized_ranges(prefix: bytes) -> tuple[tuple[bytes, bytes], ...]:
     """The ranges of an actor's keys that count towards ``storage.size()``: everything
-    but its history records, its supervision record and its delivery mark."""
+    but its history records, its supervision record, its request-id window and its
+    delivery mark."""
     p = prefix
     return ((p, p + VERSION), (p + next_prefix(VERSION), p + SUPERVISION),
-            (p + next_prefix(SUPERVISION), p + MARK), (p + next_prefix(MARK), next_prefix(p)))
+            (p + next_prefix(SUPERVISION), p + REQUEST), (p + next_prefix(REQUEST), p + MARK),
+            (p + next_prefix(MARK), next_prefix(p)))
+
+
+# -- the request-id window (requests.py) ---------------------------------------------------
+#: bytes of a request record's place in its actor's ring of records
+REQUEST_PLACE_BYTES = 4
+
+
+def request_key(prefix: bytes, place: int) -> bytes:
+    """Where the request record at ``place`` of an actor's ring of records lives."""
+    return prefix + REQUEST + place.to_bytes(REQUEST_PLACE_BYTES, "big")
+
+
+def request_marker(prefix: bytes) -> bytes:
+    """Present once an actor has request records: an activation without it needs no
+    range read to know its window is empty."""
+    return prefix + REQUEST
+
+
+def request_range(prefix: bytes) -> tuple[bytes, bytes]:
+    """``[lo, hi)`` of an actor's request records, in the order of their places, and its
+    marker first; a record's place is its key past ``len(lo)``."""
+    return prefix_range(prefix + REQUEST)
 
 
 # -- the listing index ------------------------------------------------------------------

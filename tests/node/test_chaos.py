@@ -57,6 +57,30 @@ def test_chaos_run_loses_no_acknowledged_write(tmp_path, durability):
     assert not os.path.exists(os.path.dirname(node_ipc[len("ipc://"):])), node_ipc
 
 
+@pytest.mark.timeout(150)
+def test_chaos_run_with_retried_asks_applies_each_exactly_once(tmp_path):
+    """Every ask retried with its request id until acknowledged: each actor's count
+    equals its acknowledged increments exactly, through every kind of fault."""
+    out = tmp_path / "chaos.json"
+    scratch = tmp_path / "t"
+    scratch.mkdir()
+    proc = subprocess.run([os.path.join(SCRIPTS_DIR, "chaos"), "--duration", str(DURATION),
+                           "--retry", "--actors", str(ACTORS), "--json", str(out),
+                           "--tmpdir", str(scratch)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=140,
+                          stdin=subprocess.DEVNULL)
+    report = f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-5000:]}"
+    assert proc.returncode == 0, f"chaos run failed (status {proc.returncode})\n{report}"
+    r = json.loads(out.read_text())
+    assert r["lost"] == 0 and r["violations"] == [] and r["healthy"], r["violations"]
+    for kind in ("worker", "router", "all"):
+        assert r["faults"]["by_kind"][kind] >= 1, f"no {kind} fault injected: {r['faults']}\n{report}"
+    load = r["load"]
+    assert load["exact"] and load["unresolved"] == 0, f"every retried ask acknowledged: {load}"
+    assert load["acknowledged"] > 0 and load["final_total"] == load["acknowledged"], load
+    assert "exactly-once asks: final count" in proc.stdout, report
+
+
 def test_audit_flags_a_lost_write_and_passes_an_intact_actor(config):
     """The audit against a real node: an actor counted across a worker kill passes; the
     same actor after its data is destroyed is reported as having lost its writes."""
@@ -98,3 +122,7 @@ def test_audit_flags_overlapping_and_overcounting_activations():
                                [3, {"pid": 2, "first_n": 5, "last_n": 6, "turns": 2}]]}
     assert audit.check_actor(0, 6, 9, intact) == []
     assert any("above the 5" in v for v in audit.check_actor(0, 6, 5, intact))
+    assert audit.check_actor(0, 6, 6, intact, exact=True) == []
+    assert any("applied twice" in v for v in audit.check_actor(0, 5, 5, intact, exact=True))
+    # an increment still unacknowledged when the clients stopped may have been applied
+    assert audit.check_actor(0, 5, 6, intact, exact=True) == []

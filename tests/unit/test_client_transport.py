@@ -60,7 +60,8 @@ def test_every_request_is_its_typed_record_on_the_wire(fake):
     with_transport(fake, body)
     shapes = {(s, r[0]): r for s, r in fake.received}
     assert shapes[ROUTER, wire.MAP][0:1] == [wire.MAP] and len(shapes[ROUTER, wire.MAP]) == 2
-    assert shapes[0, wire.ASK][2] == "T" and shapes[0, wire.ASK][4:] == ["add", [1], {"x": 2}]
+    assert shapes[0, wire.ASK][2] == "T" and shapes[0, wire.ASK][4:7] == ["add", [1], {"x": 2}]
+    assert shapes[0, wire.ASK][7].keys() == {"id"}, "every ask carries a request id"
     assert len(shapes[1, wire.SPAWN]) == 4, "a plain spawn is [SPAWN, id, type, key]"
     assert shapes[0, wire.SPAWN][4] == {"sup": "root"}, "a supervised spawn carries its options"
     assert shapes[1, wire.TELL][:2] == [wire.TELL, 0] and shapes[1, wire.TELL][4:] == ["note", ["hi"], {}]
@@ -151,6 +152,59 @@ def test_a_dropped_worker_fails_its_requests_at_once_and_the_next_waits_for_it(t
 
         assert with_transport(fake, body)[:2] == [1, "add"]
         assert lost == [1]
+
+
+def test_an_ask_with_retry_is_resent_with_the_same_request_id_after_worker_lost(tmp_path):
+    hold = [True]
+    with FakeNode(str(tmp_path), serve=lambda s, r: HOLD if hold[0] else echo(s, r)) as fake:
+        async def body(t: AsyncTransport) -> Any:
+            k = key_on(t, 1)
+            fut = t.ask("T", k, "add", [1], retry=True)
+            await asyncio.to_thread(fake.wait_for, lambda: fake.requests(1, wire.ASK), "the ask")
+            fake.drop(1)                          # WorkerLost: the retry waits for the slot
+            hold[0] = False
+            await asyncio.sleep(0.2)
+            assert not fut.done(), "a retried ask is not failed by the worker's loss"
+            fake.restore(1)
+            return await asyncio.wait_for(fut, WAIT)
+
+        assert with_transport(fake, body)[:3] == [1, "add", [1]]
+        first, again = fake.requests(1, wire.ASK)
+        assert first[1] != again[1], "each attempt is a new request number"
+        assert first[7]["id"] == again[7]["id"] and len(first[7]["id"]) == 16, "the same request id"
+
+
+def test_request_ids_are_unique_and_a_given_id_is_kept(fake):
+    async def body(t: AsyncTransport) -> Any:
+        await t.ask("T", "a", "x")
+        await t.ask("T", "a", "x")
+        await t.ask("T", "a", "x", ctx={"id": b"mine", "chain": [["A", "1"]]})
+        await t.ask("T", "a", "x", ctx={"chain": [["A", "1"]]})
+
+    with_transport(fake, body)
+    ctxs = [r[7] for _s, r in fake.received if r[0] == wire.ASK]
+    assert len({c["id"] for c in ctxs}) == 4
+    assert ctxs[2] == {"id": b"mine", "chain": [["A", "1"]]}
+    assert ctxs[3]["chain"] == [["A", "1"]] and len(ctxs[3]["id"]) == 16
+
+
+def test_a_retried_ask_stops_at_its_deadline_and_a_timeout_is_not_retried(tmp_path):
+    with FakeNode(str(tmp_path), serve=lambda s, r: HOLD) as fake:
+        async def body(t: AsyncTransport) -> Any:
+            k = key_on(t, 0)
+            with pytest.raises(AskTimeout):
+                await t.ask("T", k, "nap", timeout=0.3, retry=True)
+            assert len(fake.requests(0, wire.ASK)) == 1, "no resend after AskTimeout"
+            fut = t.ask("T", k, "nap", timeout=0.5, retry=True)
+            await asyncio.to_thread(fake.wait_for, lambda: len(fake.requests(0, wire.ASK)) == 2,
+                                    "the second ask")
+            fake.drop(0)                          # lost, resent, and the slot never comes back
+            started = t.loop.time()
+            with pytest.raises((AskTimeout, WorkerLost)):
+                await asyncio.wait_for(fut, WAIT)
+            assert t.loop.time() - started < 1.0, "within the ask's one deadline"
+
+        with_transport(fake, body)
 
 
 def test_asks_beyond_max_pending_are_refused_at_once_and_close_fails_the_rest(tmp_path):

@@ -171,3 +171,19 @@ def test_a_failed_nested_turn_is_logged_once(slot: Slot, caplog: Any) -> None:
     assert slot.wait_reply(o)[2] == "outer done"
     logged = [r.getMessage() for r in caplog.records if r.name == "actorsys.turns"]
     assert logged == ["ask 'destroy_then_raise' of R/k failed: ValueError: changed my mind"], logged
+
+
+def test_a_nested_ask_with_a_request_id_is_recorded_and_not_run_twice(slot: Slot) -> None:
+    o = outer(slot, "o")
+    rid_ctx = {"chain": BACK, "id": b"client-1:0001"}
+    assert slot.turns.reenter(slot.act("R", "k"), Call(
+        wire.ASK, (b"back",), 101, "quick", [], {}, rid_ctx))
+    first = slot.wait_reply(101)
+    assert first[2] == {"outer": 1, "quick": 1}
+    WAITS["o"].set_result(None)
+    assert slot.wait_reply(o)[2] == "outer done"
+    act = slot.act("R", "k")
+    act.mail().append(Call(wire.ASK, (b"retry",), 102, "quick", [], {}, {"id": b"client-1:0001"}))
+    slot.turns.pump(act)
+    assert slot.wait_reply(102)[2] == first[2], "expected the recorded reply of the nested turn"
+    assert slot.call("R", "k", "quick")["quick"] == 2, "expected the repeat not to run quick again"

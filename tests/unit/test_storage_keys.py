@@ -156,10 +156,10 @@ def test_entries_versions_and_alarms_sort_by_name_bytes_version_and_due():
     assert within(version_key(P, 1), version_range(P))
 
 
-def test_size_counts_every_kind_of_key_but_history_supervision_and_the_mark():
+def test_size_counts_every_kind_of_key_but_history_supervision_requests_and_the_mark():
     counted = {bytes([t]) for t in range(256)
                if any(within(P + bytes([t]) + b"x", r) for r in sized_ranges(P))}
-    assert set(range(256)) - {c[0] for c in counted} == {ord("h"), ord("m"), ord("w")}
+    assert set(range(256)) - {c[0] for c in counted} == {ord("h"), ord("m"), ord("r"), ord("w")}
     assert not any(within(actor_prefix(258, "Type", "key2") + b"s", r) for r in sized_ranges(P))
 
 

@@ -4,6 +4,9 @@ Per actor (:func:`check_actor`), from the clients' counts and the actor's own re
 
 * acknowledged <= final count <= attempted: nothing acknowledged was lost, nothing was
   applied that was not sent (an ask that failed may or may not have been applied);
+* exactly once (a run whose every ask retried with its request id, ``exact``): an actor
+  whose every attempted increment was acknowledged has count == acknowledged; above it,
+  a retried ask was applied twice;
 * single activation: ``Tally``'s activation records ``[first_n, last_n]`` tile
   ``1 .. count`` in activation order (contiguous, disjoint, increasing, turns summing to
   the count). Two activations of one actor at once would break this.
@@ -30,11 +33,16 @@ def actor_key(i: int) -> str:
     return f"t-{i}"
 
 
-def check_actor(i: int, acked: int, attempted: int, read: dict[str, Any]) -> list[str]:
-    """Every violation of actor ``i``'s invariants (empty: it is fine)."""
+def check_actor(i: int, acked: int, attempted: int, read: dict[str, Any],
+                exact: bool = False) -> list[str]:
+    """Every violation of actor ``i``'s invariants (empty: it is fine); ``exact``: every
+    ask was retried until acknowledged (see the module docstring)."""
     out = []
     n = read["n"]
     key = actor_key(i)
+    if exact and acked == attempted and n > acked:
+        out.append(f"{key}: count {n} is above the {acked} exactly-once increments, all "
+                   f"acknowledged (a retried ask applied twice)")
     if acked > n:
         out.append(f"{key}: {acked} increments acknowledged but the count is {n} (lost {acked - n})")
     if n > attempted:

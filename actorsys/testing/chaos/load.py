@@ -4,7 +4,11 @@ Each client process (``python -m actorsys.testing.chaos.load ENDPOINT ...``, sta
 :func:`client_command`) keeps ``--in-flight`` asks of ``Tally.add`` in flight on random
 actors, and counts per actor what it sent (*attempted*) and what got a successful reply
 (*acknowledged*); any error (WorkerLost, AskTimeout, Overloaded, NodeUnavailable, a remote
-error) means "maybe applied". It talks to the harness over its stdin and stdout, one line
+error) means "maybe applied". With ``--retry`` every ask is exactly-once: it is sent with
+``retry=True`` and, whatever fails, sent again with the same request id until it is
+acknowledged, so each attempted increment is applied exactly once and the audit can
+demand count == acknowledged (an ask still unanswered when the client stops is counted
+as *unresolved*). It talks to the harness over its stdin and stdout, one line
 each: it says ``ready`` once connected, starts on ``go``, stops sending on ``stop`` (or
 at the end of its input), waits for its asks in flight (each has its deadline) and says
 ``RESULT <json>``. The harness reads those lines with :class:`LineReader`.
@@ -25,7 +29,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from actorsys.client import connect_async
+from actorsys.client import AsyncClient, connect_async
 from actorsys.errors import ActorError
 from actorsys.testing.processes import die_with_parent
 
@@ -35,14 +39,30 @@ READY, GO, STOP, RESULT = "ready", "go", "stop", "RESULT "
 
 
 def client_command(endpoint: str, actors: int, in_flight: int, ask_timeout: float,
-                   seed: int) -> list[str]:
+                   seed: int, retry: bool = False) -> list[str]:
     """The command line of one client process."""
     return [sys.executable, "-m", __name__, endpoint, "--actors", str(actors),
-            "--in-flight", str(in_flight), "--ask-timeout", str(ask_timeout), "--seed", str(seed)]
+            "--in-flight", str(in_flight), "--ask-timeout", str(ask_timeout), "--seed", str(seed),
+            *(["--retry"] if retry else [])]
+
+
+async def add_once(c: AsyncClient, key: str, timeout: float, errors: Counter[str]) -> None:
+    """One increment of ``key``, exactly once: sent with ``retry=True`` and, after any
+    failure, again with the same request id until acknowledged."""
+    ctx = {"id": os.urandom(16)}
+    while True:
+        try:
+            await c.transport.ask(TALLY, key, "add", (), {}, timeout, ctx=ctx, retry=True)
+            return
+        except ActorError as exc:
+            errors[type(exc).__name__] += 1
+        except Exception as exc:            # counted, never fatal: keep going
+            errors[f"other:{type(exc).__name__}"] += 1
+        await asyncio.sleep(0.05)          # no busy loop while a part is down
 
 
 async def count_asks(endpoint: str, actors: int, in_flight: int, seed: int, timeout: float,
-                     commands: "asyncio.Queue[str]") -> dict[str, Any]:
+                     commands: "asyncio.Queue[str]", retry: bool = False) -> dict[str, Any]:
     """Connect, say ``ready``, then ask on ``go`` until ``stop``; returns the counts."""
     rng = random.Random(seed)
     attempted = [0] * actors
@@ -60,6 +80,10 @@ async def count_asks(endpoint: str, actors: int, in_flight: int, seed: int, time
             while not stopping.is_set():
                 i = rng.randrange(actors)
                 attempted[i] += 1
+                if retry:
+                    await add_once(c, actor_key(i), timeout, errors)
+                    acked[i] += 1
+                    continue
                 try:
                     await c.ask(TALLY, actor_key(i), "add", timeout=timeout)
                 except ActorError as exc:
@@ -76,13 +100,16 @@ async def count_asks(endpoint: str, actors: int, in_flight: int, seed: int, time
             cmd = await commands.get()
         stopping.set()
         stopped = time.monotonic()
-        # the asks in flight end by their own deadline; this one is a backstop
-        pending = (await asyncio.wait(lanes, timeout=timeout + 3.0))[1] if lanes else set()
+        # the asks in flight end by their own deadline (retried ones: once acknowledged,
+        # or unresolved); this one is a backstop
+        drain = timeout + 3.0 + (15.0 if retry else 0.0)
+        pending = (await asyncio.wait(lanes, timeout=drain))[1] if lanes else set()
         for t in pending:
             t.cancel()                     # attempted, not acknowledged: "maybe applied"
         if pending:
             await asyncio.wait(pending, timeout=1.0)
         return {"attempted": attempted, "acknowledged": acked, "errors": dict(errors),
+                "retry": retry,
                 "unfinished_lanes": len(pending), "load_s": stopped - started,
                 "drain_s": time.monotonic() - stopped, "pid": os.getpid()}
 
@@ -95,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--in-flight", type=int, required=True)
     p.add_argument("--ask-timeout", type=float, required=True)
     p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--retry", action="store_true", help="exactly-once asks (see the docstring)")
     a = p.parse_args(argv)
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C is the harness's to handle
@@ -109,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             loop.call_soon_threadsafe(commands.put_nowait, STOP)
 
         threading.Thread(target=read_stdin, daemon=True).start()
-        return await count_asks(a.endpoint, a.actors, a.in_flight, a.seed, a.ask_timeout, commands)
+        return await count_asks(a.endpoint, a.actors, a.in_flight, a.seed, a.ask_timeout, commands,
+                                a.retry)
 
     result = asyncio.run(run())
     sys.stdout.write(RESULT + json.dumps(result) + "\n")

@@ -53,6 +53,7 @@ class ChaosParams:
     keep_data: bool = False
     json: str | None = None           # write the result here
     quiet: bool = False               # no report per fault
+    retry: bool = False               # every ask exactly-once: the audit checks count == acknowledged
 
 
 class Reporter(Protocol):
@@ -148,7 +149,8 @@ def _start_clients(p: ChaosParams, endpoint: str, rng: random.Random,
                    clients: list[subprocess.Popen[bytes]]) -> list[LineReader]:
     """Start the client processes (appended to ``clients``) and wait until all are ready."""
     for _ in range(p.clients):
-        cmd = client_command(endpoint, p.actors, p.in_flight, p.ask_timeout, rng.randrange(1 << 30))
+        cmd = client_command(endpoint, p.actors, p.in_flight, p.ask_timeout, rng.randrange(1 << 30),
+                             p.retry)
         clients.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0))
     readers = [LineReader(c) for c in clients]
     deadline = time.monotonic() + 40.0
@@ -190,7 +192,7 @@ def _stop_clients(p: ChaosParams, clients: list[subprocess.Popen[bytes]],
         except OSError:
             pass
     reports = []
-    deadline = time.monotonic() + p.ask_timeout + 10.0
+    deadline = time.monotonic() + p.ask_timeout + (25.0 if p.retry else 10.0)
     for k, r in enumerate(readers):
         line = r.readline(deadline)
         if line is None or not line.startswith(RESULT):
@@ -216,7 +218,7 @@ def _audit(p: ChaosParams, node: Node, injector: Injector, reports: list[dict[st
     for i, rd in reads.items():
         lost += max(0, acked[i] - rd["n"])
         activations += len(rd["acts"])
-        violations.extend(check_actor(i, acked[i], attempted[i], rd))
+        violations.extend(check_actor(i, acked[i], attempted[i], rd, exact=p.retry))
     healthy, health = node_health(node, p.workers)
     if not healthy:
         violations.append(f"node unhealthy: {health}")
@@ -231,6 +233,8 @@ def _audit(p: ChaosParams, node: Node, injector: Injector, reports: list[dict[st
     return {
         "load": {"seconds": round(load_s, 3), "acknowledged": total_acked,
                  "attempted": total_attempted, "final_total": sum(rd["n"] for rd in reads.values()),
+                 # exactly-once runs: asks still unacknowledged when the clients stopped
+                 "exact": p.retry, "unresolved": total_attempted - total_acked if p.retry else None,
                  "acknowledged_per_s": round(total_acked / load_s, 1),
                  "attempted_per_s": round(total_attempted / load_s, 1),
                  "client_errors": dict(errors),
