@@ -22,7 +22,7 @@ import socket
 import stat
 import tempfile
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 from ..errors import ConfigError
 from .node import NodeConfig
@@ -78,6 +78,7 @@ def plan_layout(cfg: NodeConfig, previous: NodeLayout | None = None) -> NodeLayo
         router = f"ipc://{run_dir}/router.sock"
     else:
         router = cfg.endpoint
+    taken: set[str] = set()    # tcp ports chosen for this node (see place)
     try:
         place: Callable[[str], str]
         if router.startswith("ipc://"):
@@ -88,11 +89,18 @@ def plan_layout(cfg: NodeConfig, previous: NodeLayout | None = None) -> NodeLayo
             def place(name: str) -> str:
                 return f"ipc://{stem}-{name}.sock"
         else:
-            host = router[6:].rsplit(":", 1)[0]
+            host, router_port = router[6:].rsplit(":", 1)
             kept = _tcp_ports(previous, router) if previous is not None else {}
+            # a port just released (the router's, before the router binds it; one chosen
+            # for another process of this node) may be handed out again: never reuse one
+            taken.update((router_port, *(ep.rsplit(":", 1)[1] for ep in kept.values())))
 
             def place(name: str) -> str:
-                return kept.get(name) or f"tcp://{host}:{free_port(host)}"
+                ep = kept.get(name)
+                if ep is None:
+                    ep = f"tcp://{host}:{free_port(host, taken)}"
+                    taken.add(ep.rsplit(":", 1)[1])
+                return ep
         workers = tuple(place(f"worker-{i}") for i in range(cfg.workers))
         tree = place("tree") if cfg.supervisors else None
         gateway = listen = None
@@ -104,7 +112,7 @@ def plan_layout(cfg: NodeConfig, previous: NodeLayout | None = None) -> NodeLayo
             elif previous is not None and previous.gateway_listen is not None:
                 listen = previous.gateway_listen
             else:
-                listen = f"{listen_host}:{free_port(listen_host.strip('[]'))}"
+                listen = f"{listen_host}:{free_port(listen_host.strip('[]'), taken)}"
     except BaseException:
         if run_dir is not None:
             os.rmdir(run_dir)
@@ -123,12 +131,16 @@ def _tcp_ports(previous: NodeLayout, router: str) -> dict[str, str]:
     return named
 
 
-def free_port(host: str) -> int:
-    """A tcp port nothing listens on at ``host`` now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
+def free_port(host: str, taken: Collection[str] = ()) -> int:
+    """A tcp port nothing listens on at ``host`` now, and not in ``taken`` (ports as
+    strings: ones this node will bind though nothing listens on them yet)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port: int = s.getsockname()[1]
+        if str(port) not in taken:
+            return port
+    raise OSError(f"no free tcp port on {host} outside {len(taken)} taken ones after 100 tries")
 
 
 def _ipc_stem(endpoint: str) -> str:

@@ -112,3 +112,35 @@ def _free() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class _Handout:
+    """The OS's port hand-out, scripted: a port released a moment ago comes back (the
+    CI run where the tree was given the router's own port, not yet bound)."""
+    def __init__(self, ports):
+        self.ports = iter(ports)
+
+    def __call__(self, *_a):
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_a):
+        return False
+
+    def bind(self, addr):
+        self.port = next(self.ports)
+
+    def getsockname(self):
+        return ("127.0.0.1", self.port)
+
+
+def test_a_port_handed_out_again_is_never_given_to_two_processes(monkeypatch):
+    from actorsys.config import layout as layout_mod
+    monkeypatch.setattr(layout_mod.socket, "socket", _Handout([5999, 7001, 7001, 5999, 7002, 7003]))
+    cfg = load_config({"node": {"endpoint": "tcp://127.0.0.1:5999", "insecure": True, "workers": 2},
+                       "actors": ACTORS, "supervisors": SUPERVISORS})
+    layout = plan_layout(cfg)
+    assert (layout.workers, layout.tree) == (("tcp://127.0.0.1:7001", "tcp://127.0.0.1:7002"),
+                                             "tcp://127.0.0.1:7003")
