@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from typing import Any
 
@@ -130,15 +131,30 @@ class Checker:
 
 
 
+#: the logger of failed turns (runtime/loud.py): a handler that raised on fuzzed
+#: arguments is the actor's failure, reported to its caller and logged by design
+TURN_LOGGER = "actorsys.turns:"
+#: the first line of a log record (actorsys/log.py's text format starts with the time)
+_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d.*$", re.M)
+
+
 def tracebacks(log_path: str | None) -> dict[str, dict[str, Any]]:
     """The tracebacks the node printed (embedded node only), grouped by where they were
-    raised and what: ``{signature: {"count", "example"}}``."""
+    raised and what: ``{signature: {"count", "example"}}``; not those of failed turns
+    (logged under :data:`TURN_LOGGER`: actor code that raised, not the node)."""
     if not log_path or not os.path.exists(log_path):
         return {}
     with open(log_path, "r", errors="replace") as f:
         text = f.read()
     out: dict[str, dict[str, Any]] = {}
-    for chunk in text.split("Traceback (most recent call last):")[1:]:
+    chunks = text.split("Traceback (most recent call last):")
+    header = ""                  # the last log record's first line before this traceback
+    for before, chunk in zip(chunks, chunks[1:]):
+        headers = _RECORD.findall(before)
+        if headers:
+            header = headers[-1]
+        if TURN_LOGGER in header:
+            continue
         lines = chunk.strip("\n").splitlines()
         files = [ln.strip() for ln in lines if ln.startswith("  File ")]
         end = next((i for i, ln in enumerate(lines) if ln and not ln.startswith((" ", "\t"))), len(lines))
