@@ -28,8 +28,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..storage.keys import (ALARM, ENTRY, actor_range, alarm_index_key_of, listing_key, mark_key,
-                            prefix_range, supervision_key)
+from ..storage.keys import (ALARM, ENTRY, REQUEST, actor_range, alarm_index_key_of, listing_key,
+                            mark_key, prefix_range, supervision_key)
 from ..storage.overlay import merge
 from .activation import EXITING, Internal, Kind
 
@@ -48,7 +48,8 @@ DESTROYED_EXIT_REASON = "normal"
 def destroy_writes(store: SlotStore, act: Activation) -> tuple[dict[bytes, bytes | None], int]:
     """The writes that delete an actor (every key of its range but its supervision
     record, the due-index entries of its alarms, its listing entry), and how many of
-    its own keys they delete. Sees what is staged but not yet committed."""
+    its own data keys they delete (not counting its request-id window: the runtime's,
+    not data). Sees what is staged but not yet committed."""
     prefix = act.prefix
     n = len(prefix)
     mk = supervision_key(prefix)
@@ -58,8 +59,11 @@ def destroy_writes(store: SlotStore, act: Activation) -> tuple[dict[bytes, bytes
         if k == mk:
             continue                 # supervision is not data: a child stays supervised
         writes[k] = None
+        tag = k[n:n + 1]
+        if tag == REQUEST:
+            continue
         deleted += 1
-        if k[n:n + 1] == ALARM:
+        if tag == ALARM:
             writes[alarm_index_key_of(prefix, k[n + 1:], v)] = None
     return writes, deleted
 
