@@ -46,7 +46,6 @@ import heapq
 import itertools
 import math
 import os
-import time
 from functools import partial
 from typing import Any, Callable, cast
 
@@ -54,25 +53,27 @@ import zmq
 from zmq.utils.monitor import parse_monitor_message
 
 from ..errors import (ActorError, AskTimeout, MessageTooLarge, NodeUnavailable, Overloaded,
-                      SupervisorNotFound, WorkerLost, WrongShard, error_from_wire)
+                      WorkerLost, WrongShard, error_from_wire)
 from ..log import get_logger
 from ..net.keys import CLIENT_HANDSHAKE_EVENTS, CurveKeys, handshake_problem, uses_curve
 from ..net.sockets import Conn, Context
 from ..protocol import wire
-from ..protocol.messages import Ask, Control, ListActors, Spawn, Stop, Sup, Tell, decode
+from ..protocol.messages import Ask, Spawn, Stop, Tell
 from ..protocol.shardmap import ShardMap
-from .reachability import WATCH_EVENTS, NodeWatch, Reachability
 from .common import ASK_TRIES, RETRY_PAUSE, RETRY_PAUSE_MAX
-from .requests import (MAX_RESENDS, PEER, RESENDABLE, ROUTER, ActorRequest, Expired,
-                       MakeRequest, Pending, Wording, describe, no_answer)
+from .control import ControlRequests
+from .reachability import WATCH_EVENTS, NodeWatch, Reachability
+from .requests import (MAX_RESENDS, RESENDABLE, ROUTER, ActorRequest, Pending, Wording, describe)
 
 log = get_logger("client")
 
 _NOBLOCK, _EVENTS, _POLLIN = int(zmq.NOBLOCK), int(zmq.EVENTS), int(zmq.POLLIN)
 
 
-class AsyncTransport:
-    """Routes requests to worker slots from an asyncio loop and matches their replies.
+class AsyncTransport(ControlRequests):
+    """Routes requests to worker slots from an asyncio loop and matches their replies;
+    its control requests (map, status, ping, list, a supervisor's command) are
+    :class:`~.control.ControlRequests`.
 
     Made in (or, with ``loop``, for) the loop it runs on; ``wording`` words the
     transport's own errors (see :class:`Wording`).
@@ -469,106 +470,6 @@ class AsyncTransport:
             raise Overloaded(f"send queue to worker slot {slot} is full") from None
         c.pump.kick()
 
-    # -- control requests --------------------------------------------------------
-    async def call_router(self, op: int, timeout: float = 10.0,
-                          expired: Expired | None = None) -> Any:
-        """A control request (MAP, STATUS, PING) to the router."""
-        if self.closed:
-            raise NodeUnavailable("client is closed")
-        if self.refused is not None:
-            raise NodeUnavailable(self.refused)
-        return await self._send_control(self._router_conn(), ROUTER, partial(Control, op), timeout,
-                                        no_answer("router", timeout) if expired is None else expired)
-
-    async def call_slot(self, slot: int, op: int, timeout: float = 10.0,
-                        expired: Expired | None = None) -> Any:
-        """A control request (STATUS, PING) straight to a worker slot."""
-        return await self.request_slot(slot, partial(Control, op), timeout, expired)
-
-    async def request_slot(self, slot: int, make: MakeRequest, timeout: float,
-                           expired: Expired | None = None) -> Any:
-        """A control request ``make(request id)`` to a worker slot (failed at once if the
-        slot's connection drops while it is in flight)."""
-        return await self._slot_request(slot, make, timeout, expired)
-
-    def _slot_request(self, slot: int, make: MakeRequest, timeout: float,
-                      expired: Expired | None) -> asyncio.Future[Any]:
-        if self.closed:
-            raise NodeUnavailable("client is closed")
-        c = self._slot(slot)
-        c.drain_monitor()      # an earlier drop does not concern this request
-        return self._send_control(c, slot, make, timeout,
-                                  no_answer(f"worker slot {slot}", timeout) if expired is None else expired)
-
-    async def call_peer(self, endpoint: str, op: int, body: list[Any], timeout: float,
-                        who: str, expired: type[ActorError] = NodeUnavailable) -> Any:
-        """A request ``[op, id, *body]`` (typed by :func:`~actorsys.protocol.messages.decode`)
-        to another endpoint of the node: STATUS of the tree or the gateway."""
-        return await self.request_peer(endpoint, lambda rid: decode(op, rid, body), timeout,
-                                       no_answer(who, timeout, expired))
-
-    async def request_peer(self, endpoint: str, make: MakeRequest, timeout: float,
-                           expired: Expired) -> Any:
-        """A control request ``make(request id)`` to another endpoint of the node."""
-        if self.closed:
-            raise NodeUnavailable("client is closed")
-        return await self._send_control(self._peer(endpoint), PEER, make, timeout, expired)
-
-    async def list_keys(self, type_name: str, start_after: str | None, limit: int,
-                        timeout: float, expired: Expired | None = None) -> list[str]:
-        """Keys of the actors of ``type_name`` with persisted data, after ``start_after``,
-        at most ``limit``, in the byte order of their UTF-8 (LevelDB's): every slot is
-        asked at once and the pages merged."""
-        if not isinstance(type_name, str) or not (start_after is None or isinstance(start_after, str)):
-            raise TypeError("list_actors takes a type name and start_after as strings")
-        if type(limit) is not int or not 0 <= limit <= wire.MAX_LIST_LIMIT:
-            raise ValueError(f"list_actors' limit is 0..{wire.MAX_LIST_LIMIT}, got {limit!r}")
-        if self.map is None:
-            raise NodeUnavailable("no shard map yet")
-        make = partial(_list_request, type_name, start_after, limit)
-        # futures, not tasks: a page still pending when another slot failed is simply
-        # answered (or failed) later, with nothing left to run
-        pages = await asyncio.gather(*[self._slot_request(slot, make, timeout, expired)
-                                       for slot in range(len(self.map.endpoints))])
-        keys = [k for page in pages for k in page]
-        keys.sort(key=lambda k: k.encode("utf-8"))
-        return keys[:limit]
-
-    async def supervise(self, supervisor: str, command: str, arg: Any, timeout: float) -> Any:
-        """One command of a supervisor's runtime API, to the supervision tree: not carried
-        out once ``timeout`` has passed, and not resent (start_child is not idempotent);
-        ``AskTimeout`` if the tree does not answer in time."""
-        if self.closed:
-            raise NodeUnavailable("client is closed")
-        if self.tree_endpoint is None:
-            raise SupervisorNotFound("this node's config declares no supervisors")
-        deadline = time.time() + timeout
-        return await self.request_peer(
-            self.tree_endpoint, lambda rid: Sup(rid, supervisor, command, arg, deadline),
-            timeout, no_answer("the supervision tree", timeout, AskTimeout))
-
-    def _send_control(self, conn: Conn, slot: int, make: MakeRequest, timeout: float,
-                      expired: Expired) -> asyncio.Future[Any]:
-        rid = next(self._ids)
-        request = make(rid)
-        payload = request.encode()
-        self._check_size(payload)
-        fut = self.loop.create_future()
-        timer = self.loop.call_later(timeout, self._expire_control, rid, expired)
-        self._pending[rid] = Pending(fut, slot, request, timeout, 0, timer)
-        try:
-            conn.sock.send(payload, _NOBLOCK)
-        except zmq.Again:
-            pass      # no connection (a failed handshake drops it): expires at the deadline
-        conn.pump.kick()
-        return fut
-
-    def _expire_control(self, rid: int, expired: Expired) -> None:
-        p = self._pending.pop(rid, None)
-        if p is not None and not p.fut.done():
-            why = f" ({self.handshake_problem})" if p.slot == ROUTER and self.handshake_problem else ""
-            p.fut.set_exception(expired(why))
-
     def pending_count(self) -> int:
         return len(self._pending)
 
@@ -600,6 +501,3 @@ class AsyncTransport:
             self._router.close()
             self._router = None
 
-
-def _list_request(type_name: str, start_after: str | None, limit: int, rid: int) -> ListActors:
-    return ListActors(rid, type_name, start_after, limit)
