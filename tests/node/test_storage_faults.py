@@ -46,14 +46,15 @@ def tmpfs(path: str, size: str) -> Iterator[str]:
 
 
 def fill(path: str) -> str:
-    """Fill the filesystem holding ``path`` with a ballast file; returns its name."""
+    """Fill the filesystem holding ``path`` with a ballast file; returns its name.
+    Unbuffered: a buffered file kept what the full disk refused and raised ENOSPC again
+    when it was closed (a CI run failed so)."""
     ballast = os.path.join(path, "ballast")
     chunk = bytes(1 << 16)
-    with open(ballast, "wb") as f:
+    with open(ballast, "wb", buffering=0) as f:
         with contextlib.suppress(OSError):
-            while True:
-                f.write(chunk)
-                f.flush()
+            while f.write(chunk):
+                pass
     return ballast
 
 
