@@ -30,8 +30,9 @@ WS      ``[WS, 0, type, key, effects, batch, part]``: a worker hands the gateway
 
 ``ctx`` (optional; absent when empty) is the call's context, a map: ``"id"`` (bytes,
 an ask's request id unique to its client: a repeated id is answered with the recorded
-outcome, not run again) and ``"chain"`` (an array of ``[type, key]``: the actors whose
-turns are waiting on this call, oldest first: call-chain reentrancy). Unknown keys are
+outcome, not run again) and ``"chain"`` (an array of ``[type, key, token]``: the turns
+waiting on this call, oldest first, each with its random token: call-chain reentrancy,
+``actorsys/runtime/chains.py``). Unknown keys are
 refused, so a peer's typo is an error, not a silent no-op.
 
 An ``ASK`` whose method starts with ``$`` is a system call served by the worker in the
@@ -128,9 +129,11 @@ def check_ctx(ctx: Any) -> None:
     chain = ctx.get("chain")
     if chain is not None and (
             not isinstance(chain, list) or len(chain) > MAX_CHAIN
-            or not all(isinstance(c, list) and len(c) == 2 and type(c[0]) is str
-                       and type(c[1]) is str for c in chain)):
-        raise BadRequest(f"ctx chain must be an array of at most {MAX_CHAIN} [type, key] pairs")
+            or not all(isinstance(c, list) and len(c) == 3 and type(c[0]) is str
+                       and type(c[1]) is str and type(c[2]) is bytes and 0 < len(c[2]) <= 16
+                       for c in chain)):
+        raise BadRequest(f"ctx chain must be an array of at most {MAX_CHAIN} [type, key, token] "
+                         f"links (token: 1 to 16 bytes)")
 
 
 def parse_request(msg: Any) -> tuple[int, int, list[Any]]:

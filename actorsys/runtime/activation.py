@@ -179,8 +179,9 @@ class Activation:
         self.ws_batch: list[Any] | None = None
         #: a roster arriving in parts: [the next part's index, records so far]
         self.ws_parts: list[Any] | None = None
-        #: the call chain of the running async turn (None: empty); set as it goes async
-        self.chain: list[list[str]] | None = None
+        #: the own chain of the running async turn (its call chain and its own link with
+        #: its token: chains.py); set as it goes async
+        self.chain: list[list[Any]] | None = None
         #: its nested turns (see nested.py), while it has had any; for ``nest.task`` only
         self.nest: Nest | None = None
         #: its request-id window (exactly-once asks), loaded at its first ask with an id

@@ -2,31 +2,37 @@
 Orleans and Dapr define it).
 
 An ask carries its call chain in its call context (``ctx["chain"]``, see
-:mod:`actorsys.protocol.wire`): the ``[type, key]`` of every actor whose turn is waiting
-on this call, oldest first. A client outside any actor sends none. A turn of actor X
-whose own call came with chain ``C`` asks with ``C + [[X.type, X.key]]``
-(:func:`extend`); the chain a turn runs under is kept in the context of its asyncio task
+:mod:`actorsys.protocol.wire`): a link ``[type, key, token]`` for every turn waiting on
+this call, oldest first, where ``token`` is 8 random bytes drawn when that turn went
+async (:func:`own_chain`). A client outside any actor sends none. A turn of actor X
+whose own call came with chain ``C`` asks with ``C + [[X.type, X.key, its token]]``:
+that is the turn's *own chain*, kept in the context of its asyncio task
 (:data:`CALL_CHAIN`), so an ask made anywhere in that turn's code finds it.
 
-At the receiving worker, an ask for actor B whose chain holds B came back to B: if B's
-innermost running turn is the very one waiting in this chain (the chain's prefix up to
-B's last entry equals that turn's own chain: :func:`reentry_point`), the ask runs as a
-nested turn (``nested.py``) or, where B's type sets ``reentrant = False``, fails at once
-with :class:`~actorsys.Deadlock` naming the cycle (:func:`cycle`). An ask whose chain
-holds B while B runs some other turn (B restarted in between, say) waits like any ask.
+At the receiving worker, an ask for actor B whose chain holds B came back to B: if its
+chain up to B's last link is exactly the own chain of B's innermost running turn (same
+ancestors, same token: :func:`comes_back`), the ask runs as a nested turn
+(``nested.py``) or, where B's type sets ``reentrant = False``, fails at once with
+:class:`~actorsys.Deadlock` naming the cycle (:func:`cycle`). Any other ask whose chain
+holds B waits like any ask: the token makes a stale chain (an ask sent for a turn of B
+that has ended, B now waiting in another turn) or a forged one (a peer naming B without
+knowing the token of B's turn) an ordinary message, never a way into a running turn.
 
-Everything here is pure, except the context variable.
+Everything here is pure, except the context variable and the tokens' randomness.
 """
 from __future__ import annotations
 
 import contextvars
+import os
 from typing import Any
 
 from ..errors import Deadlock
 from ..protocol.wire import MAX_CHAIN
 
-#: a ``[type, key]`` pair as the wire carries it
-Link = list[str]
+#: a ``[type, key, token]`` link as the wire carries it
+Link = list[Any]
+#: bytes of a turn's token (random: a peer cannot name a turn it did not hear from)
+TOKEN_BYTES = 8
 #: the call chain of the turn whose code runs in the current asyncio task; None outside
 #: the task of an actor's async turn (an ask made there carries a chain of one)
 CALL_CHAIN: contextvars.ContextVar[list[Link] | None] = contextvars.ContextVar(
@@ -40,15 +46,22 @@ def chain_of(ctx: dict[str, Any] | None) -> list[Link]:
     return ctx.get("chain") or []
 
 
-def extend(chain: list[Link] | None, type_name: str, key: str) -> list[Link]:
-    """The chain an ask made by a turn of ``type_name/key`` carries (its turn's chain
-    plus itself); :class:`Deadlock` if that would exceed ``MAX_CHAIN`` actors."""
-    chain = chain or []
-    if len(chain) >= MAX_CHAIN:
+def own_chain(incoming: list[Link] | None, type_name: str, key: str) -> list[Link]:
+    """The own chain of a turn of ``type_name/key`` called with ``incoming``: what its
+    asks carry, ending with its link and a fresh token."""
+    return [*(incoming or ()), [type_name, key, os.urandom(TOKEN_BYTES)]]
+
+
+def outgoing(chain: list[Link] | None, type_name: str, key: str) -> list[Link]:
+    """The chain an ask made by the turn whose own chain is ``chain`` carries (a turn
+    with none: a link nobody waits on); :class:`Deadlock` past ``MAX_CHAIN`` links."""
+    if chain is None:
+        return own_chain(None, type_name, key)
+    if len(chain) > MAX_CHAIN:
         raise Deadlock(f"call chain too deep: {MAX_CHAIN} actors are already waiting on "
                        f"each other ({render(chain[:3])} -> ... -> {type_name}/{key:.100}); "
                        f"a runaway recursion between actors?")
-    return [*chain, [type_name, key]]
+    return chain
 
 
 def reentry_point(chain: list[Link], type_name: str, key: str) -> int:
@@ -60,15 +73,18 @@ def reentry_point(chain: list[Link], type_name: str, key: str) -> int:
     return -1
 
 
-def comes_back(chain: list[Link], type_name: str, key: str, waiting: list[Link]) -> bool:
+def comes_back(chain: list[Link], type_name: str, key: str, waiting: list[Link] | None) -> bool:
     """Whether an ask with ``chain`` to ``type_name/key`` comes back to the turn of that
-    actor whose own chain is ``waiting`` (the turn is waiting in this chain)."""
+    actor whose own chain is ``waiting`` (the turn is waiting in this chain: the same
+    links up to it, its token included)."""
+    if not waiting:
+        return False
     i = reentry_point(chain, type_name, key)
-    return i >= 0 and chain[:i] == waiting
+    return i >= 0 and chain[:i + 1] == waiting
 
 
 def render(chain: list[Link]) -> str:
-    return " -> ".join(f"{t}/{k:.100}" for t, k in chain)
+    return " -> ".join(f"{link[0]}/{link[1]:.100}" for link in chain)
 
 
 def cycle(chain: list[Link], type_name: str, key: str) -> str:

@@ -48,7 +48,7 @@ from ..protocol import wire
 from ..protocol.messages import WsEffects
 from ..storage.keys import state_key
 from ..storage.view import Storage
-from .chains import CALL_CHAIN, Link, chain_of, comes_back, refused
+from .chains import CALL_CHAIN, Link, chain_of, comes_back, own_chain, refused
 from .commit import Reply
 from .loud import FailureLog, StepClock, clocked
 
@@ -67,7 +67,7 @@ _EMPTY_STATE = wire.pack({})
 class Frame:
     """One nested turn in progress."""
     call: Call
-    chain: list[Link]            #: the nested ask's call chain (what its own asks extend)
+    chain: list[Link]            #: its own chain: the nested ask's, and its own link (chains.py)
     inst: Actor                  #: the instance it runs on (the outer turn's)
     gen: int                     #: the activation's generation when it began
     #: the outer turn's effects, set aside while it runs (restored when it ends)
@@ -155,7 +155,7 @@ class NestedTurns:
         nest = act.nest
         if nest is not None and nest.task is not task:
             nest = act.nest = None          # left over from an earlier turn
-        waiting = act.chain or []
+        waiting = act.chain
         innermost = nest.frames[-1].chain if nest is not None and nest.frames else waiting
         if comes_back(chain, act.type_name, act.key, innermost):
             if not act.cls.reentrant:
@@ -188,7 +188,8 @@ class NestedTurns:
         nest = act.nest
         if nest is None:
             nest = act.nest = Nest(act.task)
-        frame = Frame(call, chain, inst, act.gen, act.tells, act.ws_out, act.ws_batch)
+        frame = Frame(call, own_chain(chain, act.type_name, act.key), inst, act.gen, act.tells,
+                      act.ws_out, act.ws_batch)
         if act.host is not None:
             frame.destroying = act.host.destroying
         act.tells, act.ws_out, act.ws_batch = (), (), None
@@ -216,7 +217,7 @@ class NestedTurns:
             return self._nested_end(act, frame, r)
         coro = self._nested_async(act, frame, r)
         task = self.loop.create_task(coro if clock is None else clocked(coro, clock, act, call),
-                                     context=chain_context(chain))
+                                     context=chain_context(frame.chain))
         frame.task = task
         timer = self.loop.call_later(self.turn_timeout, self._nested_overdue, frame)
         task.add_done_callback(lambda _t: timer.cancel())
@@ -334,7 +335,7 @@ class NestedTurns:
         del nest.frames[i:]
         self.commit.schedule()
         if nest.pending:
-            innermost = nest.frames[-1].chain if nest.frames else act.chain or []
+            innermost = nest.frames[-1].chain if nest.frames else act.chain
             for call in nest.pending:
                 chain = chain_of(call.ctx)
                 if comes_back(chain, act.type_name, act.key, innermost):

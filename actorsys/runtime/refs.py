@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ActorError, ActorStopped, MessageTooLarge
 from ..protocol.messages import Tell
-from .chains import CALL_CHAIN, extend
+from .chains import CALL_CHAIN, outgoing
 
 if TYPE_CHECKING:
     from .activation import Activation
@@ -77,7 +77,7 @@ class InnerRef:
         if s.running and s.type_name == self.type_name and s.key == self.key:
             raise ActorError(f"{self.type_name}/{self.key:.100} asked itself: its turns never "
                              f"overlap, so the ask could only time out; call the method directly")
-        ctx = {"chain": extend(CALL_CHAIN.get(), s.type_name, s.key)}
+        ctx = {"chain": outgoing(CALL_CHAIN.get(), s.type_name, s.key)}
         services.flush()
         if s.tells:
             tells, s.tells = s.tells, ()

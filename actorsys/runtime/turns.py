@@ -53,6 +53,7 @@ from .commit import Reply
 from .destroy import end_destroyed, holds_data
 from .host import Host, Services
 from .loud import FailureLog, StepClock, clocked
+from .chains import own_chain
 from .nested import NestedTurns, chain_context
 from .system import SYSTEM_METHODS
 
@@ -223,8 +224,9 @@ class Turns(NestedTurns):
         return None  # START: the activation was the work
 
     def _go_async(self, act: Activation, msg: Call | Internal, awaitable: Any, started: bool) -> None:
-        # the call chain this turn waits in: its asks extend it, asks back to it nest (nested.py)
-        act.chain = chain = (msg.ctx.get("chain") or None) if type(msg) is Call and msg.ctx else None
+        # this turn's own chain (chains.py): what its asks carry; asks back to it nest
+        act.chain = chain = own_chain(msg.ctx.get("chain") if type(msg) is Call and msg.ctx else None,
+                                      act.type_name, act.key)
         coro = self._turn_async(act, msg, awaitable, started, act.gen)
         clock = self.clock
         task = self.loop.create_task(coro if clock is None else clocked(coro, clock, act, msg),

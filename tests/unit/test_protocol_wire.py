@@ -17,7 +17,7 @@ def test_an_ask_without_ctx_encodes_as_the_seven_fields_it_always_had():
 
 
 def test_a_ctx_travels_and_decodes_to_the_record():
-    ctx = {"id": b"\x01" * 16, "chain": [["A", "1"], ["B", "2"]]}
+    ctx = {"id": b"\x01" * 16, "chain": [["A", "1", b"t1"], ["B", "2", b"t2"]]}
     op, rid, rest = wire.parse_request(wire.unpack(Ask(4, "T", "k", "m", [], {"x": 1}, ctx).encode()))
     assert decode(op, rid, rest) == Ask(4, "T", "k", "m", [], {"x": 1}, ctx)
 
@@ -28,9 +28,10 @@ def test_a_ctx_travels_and_decodes_to_the_record():
     ({"id": "text"}, "1 to 64 bytes"),
     ({"id": b""}, "1 to 64 bytes"),
     ({"id": b"x" * 65}, "1 to 64 bytes"),
-    ({"chain": [["A"]]}, "[type, key] pairs"),
-    ({"chain": [["A", 1]]}, "[type, key] pairs"),
-    ({"chain": [["A", "1"]] * (wire.MAX_CHAIN + 1)}, "at most 64"),
+    ({"chain": [["A", "1"]]}, "[type, key, token] links"),
+    ({"chain": [["A", "1", 1]]}, "[type, key, token] links"),
+    ({"chain": [["A", "1", b"t"]] * (wire.MAX_CHAIN + 1)}, "at most 64"),
+    ({"chain": [["A", "1", b"t" * 17]]}, "1 to 16 bytes"),
 ])
 def test_a_bad_ctx_is_refused_with_what_is_wrong(ctx, words):
     with pytest.raises(BadRequest) as info:

@@ -15,8 +15,7 @@ from actorsys.protocol import wire
 from actorsys.runtime.activation import Call
 
 WAITS: dict[str, asyncio.Future[Any]] = {}
-ME = ["R", "k"]
-BACK = [ME, ["B", "1"]]           # R's turn asked B, B asks R back
+B_LINK = ["B", "1", b"B's turn"]   # R's turn asked B, B asks R back
 
 
 class R(actorsys.Actor):
@@ -55,7 +54,7 @@ def slot(tmp_path: Any) -> Iterator[Slot]:
     s.close()
 
 
-def outer(slot: Slot, name: str, chain: list[list[str]] | None = None, type_name: str = "R") -> int:
+def outer(slot: Slot, name: str, chain: list[list[Any]] | None = None, type_name: str = "R") -> int:
     """Start R's async turn ``wait(name)`` (called with ``chain``); it awaits WAITS[name]."""
     WAITS[name] = slot.loop.create_future()
     rid = 1000 + len(WAITS)
@@ -68,9 +67,22 @@ def outer(slot: Slot, name: str, chain: list[list[str]] | None = None, type_name
     return rid
 
 
-def back(slot: Slot, rid: int, method: str, *args: Any, chain: list[list[str]] = BACK,
-         type_name: str = "R") -> bool:
-    """An ask arriving for R with ``chain``, as the worker's dispatch hands it over."""
+def own_chain(slot: Slot, type_name: str = "R", level: int = -1) -> list[list[Any]]:
+    """The own chain (chains.py) of R's turn at ``level``: 0 the outer turn, 1.. its
+    nested turns, -1 the innermost."""
+    act = slot.act(type_name, "k")
+    chains = [act.chain, *(f.chain for f in (act.nest.frames if act.nest else ()))]
+    chain = chains[level]
+    assert chain is not None
+    return chain
+
+
+def back(slot: Slot, rid: int, method: str, *args: Any, chain: list[list[Any]] | None = None,
+         type_name: str = "R", level: int = -1) -> bool:
+    """An ask arriving for R, as the worker's dispatch hands it over, with ``chain`` or
+    else the chain of B asking back R's turn at ``level`` (see :func:`own_chain`)."""
+    if chain is None:
+        chain = [*own_chain(slot, type_name, level), B_LINK]
     return slot.turns.reenter(slot.act(type_name, "k"), Call(
         wire.ASK, (b"back-%d" % rid,), rid, method, list(args), {}, {"chain": chain}))
 
@@ -92,7 +104,7 @@ def test_an_ask_back_to_a_turn_below_the_innermost_waits_for_it(slot: Slot) -> N
     assert back(slot, 101, "nested_wait", "n1")          # nested, awaiting n1
     act = slot.act("R", "k")
     slot.settle(until=lambda: "nested" in act.instance.state)
-    assert back(slot, 102, "quick"), "held, not queued behind the outer turn"
+    assert back(slot, 102, "quick", level=0), "held, not queued behind the outer turn"
     slot.loop.run_until_complete(asyncio.sleep(0.02))
     slot.commit.flush()
     assert all(r[1] != 102 for _to, r in slot.out.replies), "not before the nested turn ends"
@@ -105,16 +117,20 @@ def test_an_ask_back_to_a_turn_below_the_innermost_waits_for_it(slot: Slot) -> N
 
 
 def test_an_ask_whose_chain_names_another_turn_of_the_actor_queues(slot: Slot) -> None:
-    outer(slot, "o", chain=[["C", "3"]])       # R's turn was called by C
-    assert not back(slot, 101, "quick"), "R's running turn is not the one waiting in [R, B]"
-    assert back(slot, 102, "quick", chain=[["C", "3"], ME, ["B", "1"]])
-    assert slot.wait_reply(102)[0] == wire.OK
+    outer(slot, "o", chain=[["C", "3", b"C's turn"]])       # R's turn was called by C
+    mine = own_chain(slot)
+    assert not back(slot, 101, "quick", chain=[mine[-1], B_LINK]), \
+        "R's running turn is not the one waiting in [R, B]"
+    assert not back(slot, 102, "quick", chain=[mine[0], [*mine[-1][:2], b"an ended turn"], B_LINK]), \
+        "a stale or forged token is not R's running turn"
+    assert back(slot, 103, "quick")
+    assert slot.wait_reply(103)[0] == wire.OK
 
 
 def test_a_type_that_refuses_reentry_raises_deadlock(slot: Slot) -> None:
     outer(slot, "o", type_name="Stubborn")
     with pytest.raises(actorsys.Deadlock, match=r"call cycle: Stubborn/k -> B/1 -> Stubborn/k"):
-        back(slot, 101, "quick", chain=[["Stubborn", "k"], ["B", "1"]], type_name="Stubborn")
+        back(slot, 101, "quick", type_name="Stubborn")
 
 
 def test_a_nested_sync_handler_that_asks_fails_and_the_outer_goes_on(slot: Slot) -> None:
@@ -144,7 +160,7 @@ def test_a_kill_drops_nested_turns_and_queues_held_asks(slot: Slot) -> None:
     assert back(slot, 101, "nested_wait", "n1")
     act = slot.act("R", "k")
     slot.settle(until=lambda: "nested" in act.instance.state)
-    assert back(slot, 102, "quick")                   # held until n1 ends
+    assert back(slot, 102, "quick", level=0)          # held until n1 ends
     slot.rt.children.kill(act)
     err = slot.wait_reply(101)
     assert err[0] == wire.ERR and "was killed or restarted" in err[2]["message"]
@@ -175,7 +191,7 @@ def test_a_failed_nested_turn_is_logged_once(slot: Slot, caplog: Any) -> None:
 
 def test_a_nested_ask_with_a_request_id_is_recorded_and_not_run_twice(slot: Slot) -> None:
     o = outer(slot, "o")
-    rid_ctx = {"chain": BACK, "id": b"client-1:0001"}
+    rid_ctx = {"chain": [*own_chain(slot), B_LINK], "id": b"client-1:0001"}
     assert slot.turns.reenter(slot.act("R", "k"), Call(
         wire.ASK, (b"back",), 101, "quick", [], {}, rid_ctx))
     first = slot.wait_reply(101)
