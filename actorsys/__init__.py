@@ -15,11 +15,10 @@ from .client import (AsyncClient, AsyncRef, AsyncSupervisorRef, Client, Ref, Sup
                      connect, connect_async)
 from .config import NodeConfig, load_config
 from .errors import (ActorError, ActorStopped, AlreadyPresent, AlreadyStarted, AskTimeout,
-                     BadRequest, ChildNotFound, ChildRunning, ConfigError, LimitExceeded,
-                     MessageTooLarge, NodeUnavailable, Overloaded, RemoteError, StartFailed,
-                     StorageError, SupervisorError, SupervisorNotFound, UnknownActorType,
-                     UnknownMethod, WorkerLost)
-from .errors import Deadlock
+                     BadRequest, ChildNotFound, ChildRunning, ConfigError, Deadlock, LimitExceeded,
+                     MessageTooLarge, NodeUnavailable, Overloaded, PartlyRun, RemoteError,
+                     StartFailed, StorageError, SupervisorError, SupervisorNotFound,
+                     UnknownActorType, UnknownMethod, WorkerLost)
 from .net.keys import keygen
 from .node import Node
 
@@ -32,6 +31,6 @@ __all__ = [
     "NodeUnavailable",
     "ConfigError", "ActorStopped", "SupervisorError", "SupervisorNotFound", "ChildNotFound",
     "AlreadyStarted", "AlreadyPresent", "ChildRunning", "StartFailed",
-    "Deadlock",
+    "Deadlock", "PartlyRun",
 ]
 __version__ = "0.1.0"

@@ -143,6 +143,14 @@ class Deadlock(ActorError):
     code = "deadlock"
 
 
+class PartlyRun(ActorError):
+    """A retried ask whose first run was interrupted after part of its turn committed
+    (a nested turn of call-chain reentrancy commits the turn's changes so far): it is
+    not run again, since that would apply the committed part twice."""
+
+    code = "partly_run"
+
+
 class ActorStopped(ActorError):
     """The actor is a supervised child that is not running (stopped by its supervisor,
     or exited and not restarted). Like a call to a dead process in Erlang (``noproc``)."""
@@ -196,8 +204,8 @@ _BY_CODE: dict[str, type[ActorError]] = {
     cls.code: cls
     for cls in (AskTimeout, WorkerLost, Overloaded, UnknownActorType, UnknownMethod,
                 BadRequest, MessageTooLarge, LimitExceeded, WrongShard, StorageError, NodeUnavailable,
-                ActorStopped, Deadlock, SupervisorError, ChildNotFound, AlreadyStarted, AlreadyPresent,
-                ChildRunning, StartFailed, SupervisorNotFound, ConfigError)
+                ActorStopped, Deadlock, PartlyRun, SupervisorError, ChildNotFound, AlreadyStarted,
+                AlreadyPresent, ChildRunning, StartFailed, SupervisorNotFound, ConfigError)
 }
 
 

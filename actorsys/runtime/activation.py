@@ -125,7 +125,7 @@ class Activation:
     __slots__ = ("type_name", "key", "prefix", "cls", "handlers", "instance", "host", "mailbox",
                  "running", "last_used", "snapshot", "tells", "sup", "status", "task",
                  "kill_timer", "gen", "versions", "indexed", "ws", "ws_gateway", "ws_out",
-                 "ws_batch", "ws_parts", "chain", "nest", "requests")
+                 "ws_batch", "ws_parts", "chain", "turn_id", "nest", "requests")
 
     def __init__(self, type_name: str, key: str, prefix: bytes, cls: type[Actor],
                  handlers: dict[str, Any]) -> None:
@@ -182,6 +182,8 @@ class Activation:
         #: the own chain of the running async turn (its call chain and its own link with
         #: its token: chains.py); set as it goes async
         self.chain: list[list[Any]] | None = None
+        #: the request id of the running async turn's ask (exactly-once), if it has one
+        self.turn_id: bytes | None = None
         #: its nested turns (see nested.py), while it has had any; for ``nest.task`` only
         self.nest: Nest | None = None
         #: its request-id window (exactly-once asks), loaded at its first ask with an id

@@ -43,11 +43,13 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ActorError, ActorStopped, LimitExceeded, MessageTooLarge, StorageError
+from ..errors import (ActorError, ActorStopped, LimitExceeded, MessageTooLarge, PartlyRun,
+                      StorageError)
 from ..protocol import wire
 from ..protocol.messages import WsEffects
 from ..storage.keys import state_key
 from ..storage.view import Storage
+from .activation import ENDING, Internal
 from .chains import CALL_CHAIN, Link, chain_of, comes_back, own_chain, refused
 from .commit import Reply
 from .loud import FailureLog, StepClock, clocked
@@ -56,7 +58,7 @@ if TYPE_CHECKING:
     from ..actor import Actor
     from ..protocol.messages import Tell
     from ..storage.slot import SlotStore
-    from .activation import Activation, Call, Internal
+    from .activation import Activation, Call
     from .alarm_turns import AlarmTurns
     from .commit import GroupCommit
 
@@ -91,6 +93,9 @@ class Nest:
     frames: list[Frame] = field(default_factory=list)   #: innermost last
     #: asks that came back to a turn below the innermost: they run when it is innermost
     pending: list[Call] = field(default_factory=list)
+    #: a nested turn committed changes (the outer turn's so far among them): the outer
+    #: ask is recorded for exactly-once even if its own end changes nothing more
+    committed: bool = False
 
 
 def chain_context(chain: list[Link] | None) -> contextvars.Context | None:
@@ -139,9 +144,13 @@ class NestedTurns:
         def _invoke(self, act: Activation, msg: Call | Internal) -> Any: ...
 
         def _stage(self, act: Activation, writes: dict[bytes, bytes | None],
-                   old_state: bytes | None) -> None: ...
+                   old_state: bytes | None, empty_state: bool = False) -> None: ...
 
         def _record(self, act: Activation, msg: Call, reply: bytes) -> None: ...
+
+        def _record_id(self, act: Activation, request_id: bytes, reply: bytes) -> None: ...
+
+        def _repeated(self, act: Activation, msg: Call) -> bool: ...
 
     def reenter(self, act: Activation, call: Call) -> bool:
         """An ask with a call chain arrived for a running actor: run it as a nested turn
@@ -151,6 +160,8 @@ class NestedTurns:
         task = act.task
         if task is None or act.instance is None:
             return False
+        if self._repeated(act, call):   # exactly-once: a retry answered from the record
+            return True
         chain = chain_of(call.ctx)
         nest = act.nest
         if nest is not None and nest.task is not task:
@@ -171,15 +182,19 @@ class NestedTurns:
 
     def unnest(self, act: Activation) -> None:
         """The outer turn has ended: nested turns still running are cancelled, asks
-        still held go to the front of the mailbox."""
+        still held go to the front of the mailbox (behind an exit the turn queued)."""
         nest, act.nest = act.nest, None
         if nest is None:
             return
         self._orphan(act, nest.frames)
         if nest.pending:
             mailbox = act.mail()
+            # behind an exit the turn queued (self.stop(), self.destroy()): they reach
+            # the next instance, as any message after the exit would
+            first = mailbox[0] if mailbox else None
+            at = 1 if type(first) is Internal and first.kind in ENDING else 0
             for call in reversed(nest.pending):
-                mailbox.appendleft(call)
+                mailbox.insert(at, call)
 
     # -- running one -------------------------------------------------------------
     def _nest(self, act: Activation, call: Call, chain: list[Link]) -> None:
@@ -273,19 +288,22 @@ class NestedTurns:
         storage: Storage = inst.storage  # type: ignore[assignment]  # the one _activate made
         alarm_at = storage.alarms_changed
         writes = storage.take_writes()
-        changed = state_bytes != act.snapshot and not (state_bytes == _EMPTY_STATE and not act.snapshot)
-        if changed:
-            writes[state_key(act.prefix)] = state_bytes
+        empty = state_bytes == _EMPTY_STATE
+        changed = state_bytes != act.snapshot and not (empty and not act.snapshot)
+        if changed:   # (as at the end of any turn, turns.py: an emptied state is stored as none)
+            writes[state_key(act.prefix)] = None if empty else state_bytes
         if writes and self.store.broken is not None:
             storage.forget(list(writes))
             return self._nested_failed(act, frame, self.store.broken)
         old_state = act.snapshot or None
         if changed:
-            act.snapshot = state_bytes
+            act.snapshot = b"" if empty else state_bytes
         if writes:
-            self._stage(act, writes, old_state)
-        if (writes or act.tells) and call.ctx:   # exactly-once: as any turn's (turns.py)
-            self._record(act, call, reply)
+            self._stage(act, writes, old_state, empty)
+        if writes or act.tells:
+            if call.ctx:                         # exactly-once: as any turn's (turns.py)
+                self._record(act, call, reply)
+            self._partly_committed(act)
         if alarm_at is not None:
             self.alarms.note(alarm_at)
         outbox = self.commit.outbox
@@ -304,6 +322,21 @@ class NestedTurns:
                 _close_txn(outer)
                 outer.txn = _open_txn(inst)
         self._pop(act, frame)
+
+    def _partly_committed(self, act: Activation) -> None:
+        """A nested turn commits the outer turn's changes so far: if the outer turn's ask
+        has a request id, a retry of it must not run it again on top of them. Until the
+        outer turn ends (and records its reply), its id is recorded with an error saying
+        so: a worker lost meanwhile leaves a retry that error, not a second run."""
+        nest = act.nest
+        if nest is None or nest.committed:
+            return
+        nest.committed = True
+        if act.turn_id is not None:
+            self._record_id(act, act.turn_id, wire.err(0, PartlyRun(
+                f"the turn of this ask on {act.type_name}/{act.key:.100} was interrupted after "
+                f"a nested turn (call-chain reentrancy) committed part of its changes; it is "
+                f"not run again").to_wire()))
 
     def _nested_failed(self, act: Activation, frame: Frame, exc: BaseException) -> None:
         """Undo the nested turn's own changes (in place) and answer its caller with the

@@ -225,8 +225,9 @@ class Turns(NestedTurns):
 
     def _go_async(self, act: Activation, msg: Call | Internal, awaitable: Any, started: bool) -> None:
         # this turn's own chain (chains.py): what its asks carry; asks back to it nest
-        act.chain = chain = own_chain(msg.ctx.get("chain") if type(msg) is Call and msg.ctx else None,
-                                      act.type_name, act.key)
+        ctx = msg.ctx if type(msg) is Call else None
+        act.chain = chain = own_chain(ctx.get("chain") if ctx else None, act.type_name, act.key)
+        act.turn_id = ctx.get("id") if ctx and msg.reply_to is not None else None
         coro = self._turn_async(act, msg, awaitable, started, act.gen)
         clock = self.clock
         task = self.loop.create_task(coro if clock is None else clocked(coro, clock, act, msg),
@@ -328,7 +329,8 @@ class Turns(NestedTurns):
                 act.snapshot = b"" if state_bytes == _EMPTY_STATE else state_bytes
             if writes:
                 self._stage(act, writes, old_state, state_bytes == _EMPTY_STATE)
-            if reply is not None and (writes or act.tells) and type(msg) is Call and msg.ctx:
+            if reply is not None and type(msg) is Call and msg.ctx and (
+                    writes or act.tells or act.ws_out or (act.nest is not None and act.nest.committed)):
                 self._record(act, msg, reply)
             if alarm_at is not None:
                 self.alarms.note(alarm_at)
@@ -411,6 +413,11 @@ class Turns(NestedTurns):
         assert act.instance is not None
         storage: Storage = act.instance.storage  # type: ignore[assignment]  # the one _activate made
         end_destroyed(self.store, self.commit, self.alarms, act, storage, ending)
+        if reply is not None and type(msg) is Call and msg.ctx:
+            # exactly-once: the deletion took the actor's request-id window; a retry of
+            # this ask must find its reply, not run on a fresh actor (and destroy it again)
+            act.requests = None
+            self._record(act, msg, reply)
         return True, reply
     # -- exactly-once asks (storage/requests.py) ---------------------------------------
     def _window(self, act: Activation) -> RequestWindow:
@@ -440,7 +447,11 @@ class Turns(NestedTurns):
     def _record(self, act: Activation, msg: Call, reply: bytes) -> None:
         """Record a committing ask's request id and reply, staged with its turn."""
         request_id = msg.ctx.get("id") if msg.ctx else None
-        if request_id is None or not self.request_limits.size:
+        if request_id is not None:
+            self._record_id(act, request_id, reply)
+
+    def _record_id(self, act: Activation, request_id: bytes, reply: bytes) -> None:
+        if not self.request_limits.size:
             return
         writes: dict[bytes, bytes | None] = {}
         self._window(act).record(act.prefix, request_id, reply, time.time(),

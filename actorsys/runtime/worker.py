@@ -353,15 +353,16 @@ class Worker:
                 self.catalog.forget(act)
             return self._reject(reply_to, rid, UnknownMethod(
                 f"actor type '{type_name}' has no method '{method:.200}'"))
+        cfg = self.cfg
+        # (asks held for a nested turn, see nested.py, count as mail)
+        if len(act.mailbox) + (len(act.nest.pending) if act.nest else 0) >= cfg.mailbox_limit:
+            self.counters["overloaded"] += 1
+            return self._reject(reply_to, rid, Overloaded(
+                f"mailbox of {type_name}/{key:.200} is full ({cfg.mailbox_limit} messages)"))
         if (act.running and ctx is not None and op == _ASK and "chain" in ctx
                 and method not in SYSTEM_METHODS and self.turns.reenter(
                     act, Call(op, reply_to, rid, method, args, kwargs, ctx))):
             return None   # a nested turn: it came back to the turn waiting on it (or Deadlock)
-        cfg = self.cfg
-        if len(act.mailbox) >= cfg.mailbox_limit:
-            self.counters["overloaded"] += 1
-            return self._reject(reply_to, rid, Overloaded(
-                f"mailbox of {type_name}/{key:.200} is full ({cfg.mailbox_limit} messages)"))
         if raw is not None and (act.running or act.mailbox):
             # it has to wait: keep its wire bytes, not the decoded values (which can be
             # 70 times larger), so max_queued_bytes bounds the memory it holds

@@ -12,8 +12,8 @@ from runtime_fakes import FullDisk, Slot
 import actorsys
 from actorsys.protocol import wire
 from actorsys.runtime import turns as turns_module
-from actorsys.runtime.activation import ALARM, Internal
-from actorsys.storage.keys import actor_range, listing_key, supervision_key
+from actorsys.runtime.activation import ALARM, Call, Internal
+from actorsys.storage.keys import REQUEST, actor_range, listing_key, supervision_key
 
 
 class Sess(actorsys.Actor):
@@ -27,6 +27,7 @@ class Sess(actorsys.Actor):
                 "alarms": sorted(self.alarms())}
 
     def end(self) -> str:
+        ENDED.append(self.key)
         self.state["late"] = True
         self.destroy()
         return "bye"
@@ -48,6 +49,7 @@ class Sess(actorsys.Actor):
 
 WAITS: dict[str, asyncio.Future[Any]] = {}
 FIRED: list[str] = []
+ENDED: list[str] = []
 
 
 @pytest.fixture
@@ -140,3 +142,24 @@ def test_a_child_that_destroys_itself_exits_after_the_deletion_commits(
     assert own_keys(slot, "kid") == [supervision_key(slot.act("Sess", "kid").prefix)], \
         "only the supervision record stays"
     assert slot.store.get(listing_key("Sess", "kid")) is None
+
+
+def test_a_retried_destroying_ask_is_answered_from_its_record_not_run_on_a_fresh_actor(
+        slot: Slot) -> None:
+    """Exactly-once across self.destroy(): the deletion takes the actor's request-id
+    window, but the destroying ask's own record is written with it."""
+    slot.call("Sess", "a", "open")
+    ENDED.clear()
+    act = slot.catalog.resident("Sess", "a")
+    act.mail().append(Call(wire.ASK, (b"c",), 901, "end", [], {}, {"id": b"end-1"}))
+    slot.turns.pump(act)
+    assert slot.wait_reply(901)[2] == "bye"
+    act = slot.catalog.resident("Sess", "a")
+    act.mail().append(Call(wire.ASK, (b"c",), 902, "end", [], {}, {"id": b"end-1"}))
+    slot.turns.pump(act)
+    assert slot.wait_reply(902)[2] == "bye"
+    assert ENDED == ["a"], "expected the retry answered from the record, not run on a fresh actor"
+    assert slot.store.get(listing_key("Sess", "a")) is None
+    prefix = act.prefix
+    assert all(k[len(prefix):len(prefix) + 1] == REQUEST for k in own_keys(slot, "a")), \
+        "only the destroying ask's record is left"

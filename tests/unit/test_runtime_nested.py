@@ -25,6 +25,11 @@ class R(actorsys.Actor):
         self.state["after"] = self.state.get("after", 0) + 1
         return "outer done"
 
+    async def wait_quiet(self, name: str) -> str:
+        self.state["outer"] = self.state.get("outer", 0) + 1
+        await WAITS[name]          # (changes nothing after its await)
+        return f"quiet {self.state['outer']}"
+
     async def nested_wait(self, name: str) -> str:
         self.state.setdefault("nested", []).append(name)
         await WAITS[name]
@@ -54,16 +59,19 @@ def slot(tmp_path: Any) -> Iterator[Slot]:
     s.close()
 
 
-def outer(slot: Slot, name: str, chain: list[list[Any]] | None = None, type_name: str = "R") -> int:
-    """Start R's async turn ``wait(name)`` (called with ``chain``); it awaits WAITS[name]."""
+def outer(slot: Slot, name: str, chain: list[list[Any]] | None = None, type_name: str = "R",
+          method: str = "wait", request_id: bytes | None = None) -> int:
+    """Start R's async turn ``method(name)`` (called with ``chain``, and ``request_id``);
+    it awaits WAITS[name]."""
     WAITS[name] = slot.loop.create_future()
     rid = 1000 + len(WAITS)
     act = slot.catalog.resident(type_name, "k")
-    act.mail().append(Call(wire.ASK, (b"outer",), rid, "wait", [name], {},
-                           {"chain": chain} if chain else None))
+    ctx = {k: v for k, v in (("chain", chain), ("id", request_id)) if v}
+    act.mail().append(Call(wire.ASK, (b"outer",), rid, method, [name], {}, ctx or None))
     slot.turns.pump(act)
     assert act.running and act.task is not None
-    slot.settle(until=lambda: act.instance is not None and "outer" in act.instance.state)
+    slot.settle(until=lambda: act.task is not None and act.instance is not None
+                and "outer" in act.instance.state)
     return rid
 
 
@@ -203,3 +211,47 @@ def test_a_nested_ask_with_a_request_id_is_recorded_and_not_run_twice(slot: Slot
     slot.turns.pump(act)
     assert slot.wait_reply(102)[2] == first[2], "expected the recorded reply of the nested turn"
     assert slot.call("R", "k", "quick")["quick"] == 2, "expected the repeat not to run quick again"
+
+
+def retry(slot: Slot, rid: int, method: str, request_id: bytes) -> list[Any]:
+    """The same ask sent again with its request id (a client's retry); its reply."""
+    act = slot.catalog.resident("R", "k")
+    act.mail().append(Call(wire.ASK, (b"retry",), rid, method, ["r"], {}, {"id": request_id}))
+    if not act.running:
+        slot.turns.pump(act)
+    return slot.wait_reply(rid)
+
+
+def test_an_outer_ask_whose_changes_a_nested_turn_committed_is_recorded(slot: Slot) -> None:
+    o = outer(slot, "o", method="wait_quiet", request_id=b"outer-1")
+    assert back(slot, 101, "quick")
+    slot.wait_reply(101)                     # the nested commit took the outer's write
+    WAITS["o"].set_result(None)
+    assert slot.wait_reply(o)[2] == "quiet 1"
+    assert retry(slot, 102, "wait_quiet", b"outer-1")[2] == "quiet 1", \
+        "expected the recorded reply, not a second run (outer would be 2)"
+
+
+def test_a_retry_of_an_outer_turn_lost_after_a_nested_commit_is_not_run_again(slot: Slot) -> None:
+    outer(slot, "o", method="wait_quiet", request_id=b"outer-2")
+    assert back(slot, 101, "quick")
+    slot.wait_reply(101)
+    slot.rt.children.kill(slot.act("R", "k"))      # the outer turn is lost before its end
+    err = retry(slot, 102, "wait_quiet", b"outer-2")
+    assert err[0] == wire.ERR and err[2]["code"] == "partly_run", err
+    assert "nested turn" in err[2]["message"]
+    assert slot.call("R", "k", "quick")["outer"] == 1, "its committed part applied once"
+
+
+def test_a_repeated_nested_ask_is_answered_from_the_record(slot: Slot) -> None:
+    o = outer(slot, "o")
+    chain = [*own_chain(slot), B_LINK]
+    ask = Call(wire.ASK, (b"back",), 101, "quick", [], {}, {"chain": chain, "id": b"nested-1"})
+    assert slot.turns.reenter(slot.act("R", "k"), ask)
+    first = slot.wait_reply(101)
+    again = Call(wire.ASK, (b"back",), 102, "quick", [], {}, {"chain": chain, "id": b"nested-1"})
+    assert slot.turns.reenter(slot.act("R", "k"), again)
+    assert slot.wait_reply(102)[2] == first[2], "expected the recorded reply"
+    WAITS["o"].set_result(None)
+    slot.wait_reply(o)
+    assert slot.call("R", "k", "quick")["quick"] == 2, "expected quick to have run once before"
