@@ -391,28 +391,34 @@ class AsyncTransport(ControlRequests):
         timeout = self.default_timeout if timeout is None else timeout
         request = Ask(rid, type_name, key, method, list(args), kwargs or {},
                       self.request_ctx(rid, ctx))
-        p = self.send(request, timeout)
         if not retry:
-            return p.fut
-        return self.loop.create_task(self._retrying(request, p, self.loop.time() + timeout))
+            return self.send(request, timeout).fut
+        return self.loop.create_task(self._retrying(request, self.loop.time() + timeout))
 
-    async def _retrying(self, request: Ask, p: Pending, deadline: float) -> Any:
+    async def _retrying(self, request: Ask, deadline: float) -> Any:
         """The outcome of an ask, sent again with the same request id while it fails with
-        WorkerLost or NodeUnavailable, until its deadline or its last attempt."""
-        tries = 1
+        WorkerLost or NodeUnavailable (also at the call, while the node is unreachable),
+        until its deadline or its last attempt (attempts that could not even be sent
+        are bounded by the deadline alone)."""
+        tries = attempts = 0
         while True:
+            sent = False
             try:
+                if tries:
+                    request = request._replace(rid=next(self._ids))
+                p = self.send(request, max(deadline - self.loop.time(), 0.001))
+                sent = True
                 return await p.fut
             except (WorkerLost, NodeUnavailable) as exc:
-                pause = min(RETRY_PAUSE * 2 ** (tries - 1), RETRY_PAUSE_MAX)
+                tries += sent
+                attempts += 1
+                pause = min(RETRY_PAUSE * 2 ** (attempts - 1), RETRY_PAUSE_MAX)
                 left = deadline - self.loop.time() - pause
                 if self.closed or tries >= ASK_TRIES or left <= 0:
                     raise
                 log.debug("%s: %s; retrying with the same request id (attempt %d of %d)",
                           describe(request), exc, tries + 1, ASK_TRIES)
             await asyncio.sleep(pause)
-            tries += 1
-            p = self.send(request._replace(rid=next(self._ids)), max(deadline - self.loop.time(), 0.001))
 
     def spawn(self, type_name: str, key: str, timeout: float | None = None) -> asyncio.Future[Any]:
         """Activate an actor now; the future resolves when its ``on_start`` has committed."""

@@ -237,3 +237,50 @@ def test_asyncio_client_tells_a_frozen_node_by_heartbeats(node):
                     await asyncio.sleep(0.05)
 
     asyncio.run(run())
+
+
+@pytest.mark.parametrize("flavour", ["blocking", "asyncio"])
+def test_a_retrying_ask_outlives_a_node_restart_and_runs_once(restartable, flavour):
+    """ask(retry=True) while the node is down past connect_timeout: it keeps trying with
+    its request id within its deadline (not NodeUnavailable at the call), and is
+    answered once the node is back, having run once."""
+    node = restartable()
+    key = f"rr-{flavour}"
+
+    def down_then_back(ask_plain: Callable[[], Any]) -> threading.Timer:
+        node.stop()
+        wait_until(lambda: isinstance(outcome(ask_plain).get("error"), actorsys.NodeUnavailable),
+                   "the client to see the node unreachable", GRACE + MARGIN + 5)
+        later = threading.Timer(1.0, restartable)
+        later.start()
+        return later
+
+    if flavour == "blocking":
+        with actorsys.connect(node.endpoint, connect_timeout=GRACE, timeout=ASK_TIMEOUT) as c:
+            ref = c.ref("Counter", key)
+            assert ref.ask("add") == 1
+            later = down_then_back(lambda: ref.ask("get", timeout=0.5))
+            try:
+                got = ref.ask("add", retry=True, timeout=20.0)
+            finally:
+                later.join()
+            assert ref.ask("get") == 2
+    else:
+        async def run() -> int:
+            async with actorsys.connect_async(node.endpoint, connect_timeout=GRACE) as ac:
+                ref = ac.ref("Counter", key)
+                assert await ref.ask("add") == 1
+                loop = asyncio.get_running_loop()
+
+                async def probe() -> Any:
+                    return await ref.ask("get", timeout=0.5)
+                later = await loop.run_in_executor(None, down_then_back, lambda: (
+                    asyncio.run_coroutine_threadsafe(probe(), loop).result(5)))
+                try:
+                    r = await ref.ask("add", retry=True, timeout=20.0)
+                finally:
+                    await loop.run_in_executor(None, later.join)
+                assert await ref.ask("get") == 2
+                return r
+        got = asyncio.run(run())
+    assert got == 2, "expected the retried add answered once, after the restart"
