@@ -53,6 +53,10 @@ LOG_BURST = 10
 LOG_WINDOW = 60.0
 #: distinct actor types the failure log tracks at once (more are counted together as "*")
 LOG_MAX_TYPES = 1000
+#: the largest reply kept in an actor's request-id window for a retry (exactly-once
+#: asks; a larger one is recorded as "ran once already"): bounds the window's bytes on
+#: disk to ``request_window`` times this per actor
+REQUEST_REPLY_BYTES = 64 * 1024
 
 #: dotted key -> Key, in the order the errors list them ("expected one of: ...")
 DEFAULTS: Mapping[str, Key] = MappingProxyType({

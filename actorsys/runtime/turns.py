@@ -37,7 +37,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from ..actor import incarnate
-from ..config.defaults import NODE
+from ..config.defaults import NODE, REQUEST_REPLY_BYTES
 from ..errors import BadArguments, LimitExceeded, MessageTooLarge, StorageError
 from ..protocol import wire
 from ..protocol.messages import WsEffects
@@ -455,7 +455,7 @@ class Turns(NestedTurns):
             return
         writes: dict[bytes, bytes | None] = {}
         self._window(act).record(act.prefix, request_id, reply, time.time(),
-                                 self.store.max_value_bytes, writes)
+                                 min(self.store.max_value_bytes, REQUEST_REPLY_BYTES), writes)
         self.store.stage(writes, act.prefix)
         self.commit.staged.append(act)   # a failed commit drops the window with the instance
 

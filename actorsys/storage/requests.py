@@ -26,8 +26,10 @@ What a user can rely on (see README, "Deadlines"):
   deletes). A record past ``seconds`` stays on disk until it is overwritten, but is
   never answered from. If ``size`` changes, the records that no longer fit the ring
   are deleted with the actor's next recording commit.
-* A reply larger than the store's ``max_value_bytes`` is not kept: its record holds an
-  error saying the ask ran once already, and a retry gets that error.
+* A reply larger than ``max_bytes`` (the runtime passes the smaller of the store's
+  ``max_value_bytes`` and :data:`~actorsys.config.defaults.REQUEST_REPLY_BYTES`, 64 KiB)
+  is not kept: its record holds an error saying the ask ran once already, and a retry
+  gets that error. So one actor's window holds at most ``size`` times that on disk.
 
 Storage: ``P + b"r" + place (4 bytes)`` -> ``sequence number (8 bytes) + commit time
 (8 bytes, microseconds) + id length (1 byte) + id + the reply as it was sent``
@@ -145,6 +147,6 @@ class RequestWindow:
         if len(reply) > max_bytes:
             reply = wire.err(wire.unpack(reply)[1], ActorError(
                 f"this ask ran once already; its reply ({len(reply)} bytes) was larger than "
-                f"max_value_bytes ({max_bytes}), so it was not kept for a retry").to_wire())
+                f"{max_bytes} bytes, so it was not kept for a retry").to_wire())
         writes[request_key(prefix, place)] = (
             _HEAD.pack(seq, int(now * 1_000_000), len(request_id)) + request_id + reply)
