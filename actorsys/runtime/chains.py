@@ -18,13 +18,25 @@ holds B waits like any ask: the token makes a stale chain (an ask sent for a tur
 that has ended, B now waiting in another turn) or a forged one (a peer naming B without
 knowing the token of B's turn) an ordinary message, never a way into a running turn.
 
-Everything here is pure, except the context variable and the tokens' randomness.
+The same context carries the turn's :class:`AskIds`: an ask made by a turn that itself
+answers an ask with a request id (exactly-once, ``storage/requests.py``) gets a request
+id derived from that one, the ask's place among the turn's asks, and what it asks
+(:meth:`AskIds.next`). A client's retry re-runs a turn lost with its worker; the turn's
+asks then carry the ids they had the first time, and an actor that already committed
+one answers it from its record instead of running it again (B debited once, not twice,
+when A's transfer is retried). An ask that differs (another actor, method or
+arguments) gets another id and runs.
+
+Everything here is pure, except the context variables and the tokens' randomness.
 """
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import os
 from typing import Any
+
+import msgpack
 
 from ..errors import Deadlock
 from ..protocol.wire import MAX_CHAIN
@@ -37,6 +49,27 @@ TOKEN_BYTES = 8
 #: the task of an actor's async turn (an ask made there carries a chain of one)
 CALL_CHAIN: contextvars.ContextVar[list[Link] | None] = contextvars.ContextVar(
     "actorsys_call_chain", default=None)
+
+
+#: the request ids of the asks the current turn makes (None: the turn has no id of its own)
+TURN_ASK_IDS: contextvars.ContextVar["AskIds | None"] = contextvars.ContextVar(
+    "actorsys_turn_ask_ids", default=None)
+
+
+class AskIds:
+    """The request ids of one turn's asks, derived from the turn's own (see the module
+    docstring): the same turn re-run makes the same asks with the same ids."""
+
+    __slots__ = ("parent", "n")
+
+    def __init__(self, parent: bytes) -> None:
+        self.parent = parent
+        self.n = 0     #: asks made so far by the turn
+
+    def next(self, type_name: str, key: str, method: str, args: Any, kwargs: Any) -> bytes:
+        n, self.n = self.n, self.n + 1
+        what = msgpack.packb([n, type_name, key, method, args, kwargs], use_bin_type=True)
+        return hashlib.blake2b(what, digest_size=16, key=self.parent[:64]).digest()
 
 
 def chain_of(ctx: dict[str, Any] | None) -> list[Link]:

@@ -50,7 +50,8 @@ from ..protocol.messages import WsEffects
 from ..storage.keys import state_key
 from ..storage.view import Storage
 from .activation import ENDING, Internal
-from .chains import CALL_CHAIN, Link, chain_of, comes_back, own_chain, refused
+from .chains import (CALL_CHAIN, TURN_ASK_IDS, AskIds, Link, chain_of, comes_back, own_chain,
+                     refused)
 from .commit import Reply
 from .loud import FailureLog, StepClock, clocked
 
@@ -98,14 +99,22 @@ class Nest:
     committed: bool = False
 
 
-def chain_context(chain: list[Link] | None) -> contextvars.Context | None:
-    """The context a turn's task runs in: its call chain in :data:`CALL_CHAIN` (None:
-    the current one will do, it has none either)."""
-    if chain is None and CALL_CHAIN.get() is None:
+def chain_context(chain: list[Link] | None,
+                  request_id: bytes | None = None) -> contextvars.Context | None:
+    """The context a turn's task runs in: its call chain in :data:`CALL_CHAIN`, and the
+    ids of its asks (derived from ``request_id``, its own ask's) in
+    :data:`TURN_ASK_IDS` (None: the current context will do, it has neither)."""
+    if chain is None and request_id is None and CALL_CHAIN.get() is None \
+            and TURN_ASK_IDS.get() is None:
         return None
     ctx = contextvars.copy_context()
-    ctx.run(CALL_CHAIN.set, chain)
+    ctx.run(_set_turn, chain, AskIds(request_id) if request_id else None)
     return ctx
+
+
+def _set_turn(chain: list[Link] | None, ids: AskIds | None) -> None:
+    CALL_CHAIN.set(chain)
+    TURN_ASK_IDS.set(ids)
 
 
 def _open_txn(inst: Actor) -> AbstractContextManager[Any]:
@@ -232,7 +241,7 @@ class NestedTurns:
             return self._nested_end(act, frame, r)
         coro = self._nested_async(act, frame, r)
         task = self.loop.create_task(coro if clock is None else clocked(coro, clock, act, call),
-                                     context=chain_context(frame.chain))
+                                     context=chain_context(frame.chain, (call.ctx or {}).get("id")))
         frame.task = task
         timer = self.loop.call_later(self.turn_timeout, self._nested_overdue, frame)
         task.add_done_callback(lambda _t: timer.cancel())

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ActorError, ActorStopped, MessageTooLarge
 from ..protocol.messages import Tell
-from .chains import CALL_CHAIN, outgoing
+from .chains import CALL_CHAIN, TURN_ASK_IDS, outgoing
 
 if TYPE_CHECKING:
     from .activation import Activation
@@ -59,7 +59,9 @@ class InnerRef:
 
         In a synchronous turn it raises ``TypeError`` at once (nothing could await the
         answer). The ask carries the call chain of this turn plus this actor (see
-        ``chains.py``), so an ask that comes back to this actor runs as a nested turn.
+        ``chains.py``), so an ask that comes back to this actor runs as a nested turn;
+        and, in a turn answering an ask with a request id, a request id derived from it,
+        so a retry of that ask that re-runs this turn does not run this ask twice.
 
         To keep per-sender order, what this actor sent before (tells of earlier turns,
         and the tells this turn has made so far) leaves first: earlier turns are
@@ -77,7 +79,10 @@ class InnerRef:
         if s.running and s.type_name == self.type_name and s.key == self.key:
             raise ActorError(f"{self.type_name}/{self.key:.100} asked itself: its turns never "
                              f"overlap, so the ask could only time out; call the method directly")
-        ctx = {"chain": outgoing(CALL_CHAIN.get(), s.type_name, s.key)}
+        ctx: dict[str, Any] = {"chain": outgoing(CALL_CHAIN.get(), s.type_name, s.key)}
+        ids = TURN_ASK_IDS.get()
+        if ids is not None:   # the turn answers an ask with an id: its asks' ids derive from it
+            ctx["id"] = ids.next(self.type_name, self.key, method, args, kwargs)
         services.flush()
         if s.tells:
             tells, s.tells = s.tells, ()

@@ -231,7 +231,7 @@ class Turns(NestedTurns):
         coro = self._turn_async(act, msg, awaitable, started, act.gen)
         clock = self.clock
         task = self.loop.create_task(coro if clock is None else clocked(coro, clock, act, msg),
-                                     context=chain_context(chain))
+                                     context=chain_context(chain, act.turn_id))
         act.task = task
         timer = self.loop.call_later(self.turn_timeout, self._turn_overdue, act, task)
         task.add_done_callback(lambda _t: timer.cancel())

@@ -158,6 +158,17 @@ class RelayPlus(Relay):
             self.ref(type_name, key).tell(method, item)
         return len(items)
 
+    async def add_then_hold(self, key: str, marker: str, hold: str) -> int:
+        """Ask Counter/key to add 1, then wait while the file ``hold`` exists (so a test
+        can kill this worker after the add committed); changes nothing of its own."""
+        n = await self.ref("Counter", key).ask("add", 1)
+        open(marker, "w").close()
+        for _ in range(600):
+            if not os.path.exists(hold):
+                break
+            await asyncio.sleep(0.05)
+        return n
+
 
 class Napper(actorsys.Actor):
     """Blocks its worker in a handler, saying so first (for "in flight on a dying worker" tests)."""

@@ -14,7 +14,7 @@ import pytest
 import actorsys
 from actorsys.protocol.shardmap import shard_of
 from actorsys.storage.keys import REQUEST, actor_prefix
-from actorsys.testing.nodes import kill_worker_of, slot_of, wait_until, worker_pids
+from actorsys.testing.nodes import key_on_slot, kill_worker_of, slot_of, wait_until, worker_pids
 from helpers import slot_dbs
 
 
@@ -158,5 +158,29 @@ def test_retrying_asks_apply_every_increment_exactly_once_through_repeated_kill_
         final = {k: c.ask("Counter", k, "get", timeout=10) for k in keys}
         print(f"{kills} kills, {sum(acked.values())} acknowledged adds")
         assert final == acked, "each counter should equal its acknowledged adds exactly"
+    finally:
+        c.close()
+
+
+def test_an_ask_made_by_a_retried_turn_keeps_its_id_and_runs_once(node, tmp_path):
+    """A's turn (no writes of its own: never recorded) asks Counter/B to add 1; A's worker
+    is killed after B committed; the client's retry re-runs A's turn, whose ask carries
+    the id it had the first time (derived from the retried ask's), so B adds once."""
+    c = actorsys.connect(node.endpoint, retry=True)
+    try:
+        a = key_on_slot(c, "RelayPlus", 0, "a")
+        b = key_on_slot(c, "Counter", 1, "b")
+        marker, hold = str(tmp_path / "added"), str(tmp_path / "hold")
+        open(hold, "w").close()
+        out: dict[str, object] = {}
+        t = threading.Thread(target=lambda: out.update(
+            got=c.ask("RelayPlus", a, "add_then_hold", b, marker, hold, timeout=30.0)))
+        t.start()
+        wait_until(lambda: os.path.exists(marker), "B's add to commit and A to hold")
+        os.kill(worker_pids(node)[0], signal.SIGKILL)     # A's turn is lost, B's add is not
+        os.remove(hold)                                   # the re-run goes through
+        t.join(35)
+        assert out.get("got") == 1, f"expected the retried turn's ask answered from B's record: {out}"
+        assert c.ask("Counter", b, "get") == 1, "expected B's add applied once"
     finally:
         c.close()
