@@ -33,10 +33,10 @@ class ActorRef(Protocol):
     @property
     def key(self) -> str: ...
 
-    def tell(self, method: str, *args: Any, **kwargs: Any) -> None:
+    def tell(self, method: str, /, *args: Any, **kwargs: Any) -> None:
         """Send a one-way message; it leaves after the current turn commits."""
 
-    def ask(self, method: str, *args: Any, timeout: float | None = None,
+    def ask(self, method: str, /, *args: Any, timeout: float | None = None,
             **kwargs: Any) -> "asyncio.Future[Any]":
         """Send an ask now; ``await`` the future from an ``async def`` handler (in a
         synchronous one it raises ``TypeError``: use ``tell`` there)."""

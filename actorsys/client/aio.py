@@ -29,7 +29,7 @@ class AsyncRef:
     def __init__(self, client: "AsyncClient", type_name: str, key: str) -> None:
         self.client, self.type_name, self.key = client, type_name, key
 
-    def ask(self, method: str, *args: Any, timeout: float | None = None,
+    def ask(self, method: str, /, *args: Any, timeout: float | None = None,
             retry: bool | None = None, **kwargs: Any) -> "asyncio.Future[Any]":
         """Send ``method`` now; await the returned future for the result (or the error).
 
@@ -40,7 +40,7 @@ class AsyncRef:
         return self.client.ask(self.type_name, self.key, method, *args, timeout=timeout,
                                retry=retry, **kwargs)
 
-    def tell(self, method: str, *args: Any, **kwargs: Any) -> None:
+    def tell(self, method: str, /, *args: Any, **kwargs: Any) -> None:
         """Send ``method`` one-way and return at once."""
         self.client.tell(self.type_name, self.key, method, *args, **kwargs)
 
@@ -109,14 +109,14 @@ class AsyncClient:
         """A reference to actor ``(type_name, key)``."""
         return AsyncRef(self, type_name, key)
 
-    def ask(self, type_name: str, key: str, method: str, *args: Any,
+    def ask(self, type_name: str, key: str, method: str, /, *args: Any,
             timeout: float | None = None, retry: bool | None = None,
             **kwargs: Any) -> "asyncio.Future[Any]":
         """Send an ask to actor ``(type_name, key)`` now; await the future for the result."""
         return self.transport.ask(type_name, key, method, args, kwargs, timeout,
                                   retry=self.retry if retry is None else retry)
 
-    def tell(self, type_name: str, key: str, method: str, *args: Any, **kwargs: Any) -> None:
+    def tell(self, type_name: str, key: str, method: str, /, *args: Any, **kwargs: Any) -> None:
         """Send ``method`` one-way (at-most-once)."""
         self.transport.tell(type_name, key, method, args, kwargs)
 

@@ -60,7 +60,7 @@ class Ref:
     def __init__(self, client: "Client", type_name: str, key: str) -> None:
         self.client, self.type_name, self.key = client, type_name, key
 
-    def ask(self, method: str, *args: Any, timeout: float | None = None,
+    def ask(self, method: str, /, *args: Any, timeout: float | None = None,
             retry: bool | None = None, **kwargs: Any) -> Any:
         """Call ``method`` and wait for its result (or its error) until ``timeout``.
 
@@ -73,7 +73,7 @@ class Ref:
         return self.client.ask(self.type_name, self.key, method, *args, timeout=timeout,
                                retry=retry, **kwargs)
 
-    def tell(self, method: str, *args: Any, **kwargs: Any) -> None:
+    def tell(self, method: str, /, *args: Any, **kwargs: Any) -> None:
         """Send ``method`` one-way and return at once (at-most-once delivery)."""
         self.client.tell(self.type_name, self.key, method, *args, **kwargs)
 
@@ -278,7 +278,7 @@ class Client:
         lane.run(_ping_workers(lane.transport, timeout))
 
     # -- actors -----------------------------------------------------------------------
-    def ask(self, type_name: str, key: str, method: str, *args: Any, timeout: float | None = None,
+    def ask(self, type_name: str, key: str, method: str, /, *args: Any, timeout: float | None = None,
             retry: bool | None = None, **kwargs: Any) -> Any:
         """Ask actor ``(type_name, key)`` to run ``method``; wait for the result
         (``retry``: see :meth:`Ref.ask`)."""
@@ -291,7 +291,7 @@ class Client:
         return lane.wait_pending(t.send(Ask(rid, type_name, key, method, list(args), kwargs,
                                             t.request_ctx(rid)), timeout))
 
-    def tell(self, type_name: str, key: str, method: str, *args: Any, **kwargs: Any) -> None:
+    def tell(self, type_name: str, key: str, method: str, /, *args: Any, **kwargs: Any) -> None:
         """Send ``method`` one-way (at-most-once); returns at once."""
         self._lane().transport.tell(type_name, key, method, args, kwargs)
 

@@ -186,9 +186,10 @@ def cmd_status(a: argparse.Namespace) -> int:
 
 def cmd_ask(a: argparse.Namespace) -> int:
     args, kw = _parse_args(a.args), _parse_kw(a.kw)
-    if a.command == "ask" and "timeout" in kw:
-        raise SystemExit("actorsys: --kw cannot pass 'timeout' to an ask (the client's own "
-                         "deadline has that name): pass it positionally")
+    reserved = sorted({"timeout", "retry"} & set(kw)) if a.command == "ask" else []
+    if reserved:
+        raise SystemExit(f"actorsys: --kw cannot pass {reserved[0]!r} to an ask (the client's "
+                         f"own option has that name): pass it positionally")
     with _connect(a) as c:
         if a.command == "tell":
             c.tell(a.type, a.key, a.method, *args, **kw)

@@ -31,7 +31,7 @@ class InnerRef:
         s = self._sender
         return s.gen != self._gen or s.gen < 0
 
-    def tell(self, method: str, *args: Any, **kwargs: Any) -> None:
+    def tell(self, method: str, /, *args: Any, **kwargs: Any) -> None:
         """Send a one-way message; it leaves after the current turn commits."""
         if type(method) is not str:
             raise TypeError(f"a method name is a string, got {type(method).__name__}")
@@ -53,7 +53,7 @@ class InnerRef:
         else:
             self._services.transport.tell(self.type_name, self.key, method, args, kwargs)
 
-    def ask(self, method: str, *args: Any, timeout: float | None = None,
+    def ask(self, method: str, /, *args: Any, timeout: float | None = None,
             **kwargs: Any) -> "asyncio.Future[Any]":
         """Send an ask now and return a future: ``await`` it from an ``async def`` handler.
 

@@ -53,7 +53,7 @@ class RunningNode:
 
 def counter_config(where, endpoint: str | None, workers: int):
     """``where/node.toml``: a node at ``endpoint`` (None: the config names none) serving
-    the test actors' Counter."""
+    the test actors' Counter and Shelf."""
     config = where / "node.toml"
     config.write_text(f"""\
 [node]
@@ -65,6 +65,7 @@ shutdown_timeout = 3.0
 
 [actors]
 Counter = "actors:Counter"
+Shelf = "actors:Shelf"
 """)
     return config
 
@@ -174,6 +175,15 @@ def test_ask_kw_passes_keyword_arguments_as_http_does(cli_node):
     for bad, fragment in (("[10]", "takes a JSON object"), ("{by: 10}", "is not JSON")):
         r = cli("ask", "-e", ep, "Counter", "kw", "add", "--kw", bad)
         assert r.returncode != 0 and fragment in r.stderr and "Traceback" not in r.stderr, r
+    # argument names the client's own ask uses for the address are the actor's here
+    r = cli("ask", "-e", ep, "Shelf", "kw", "put", "--kw", '{"key": "k", "value": 7}')
+    assert r.returncode == 0, f"expected put(key='k', value=7), not a clash with the client's key: {r}"
+    r = cli("ask", "-e", ep, "Shelf", "kw", "get", "--kw", '{"key": "k"}')
+    assert r.stdout.strip() == "7", r
+    for name in ("timeout", "retry"):
+        r = cli("ask", "-e", ep, "Counter", "kw", "add", "--kw", f'{{"{name}": 1}}')
+        assert r.returncode != 0 and f"cannot pass '{name}'" in r.stderr \
+            and "Traceback" not in r.stderr, r
 
 
 def test_a_short_timeout_blames_the_ask_not_the_router(cli_node):
