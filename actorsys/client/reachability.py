@@ -172,7 +172,7 @@ class NodeWatch:
     acting on it (see the module docstring). Made by :meth:`AsyncTransport.watch_node`."""
 
     __slots__ = ("transport", "loop", "state", "router", "_born", "_was_up", "_downs",
-                 "_timer", "_fetch", "_pollers", "_glance_at")
+                 "_timer", "_fetch", "_pollers", "_glance_at", "tells_in_doubt")
 
     def __init__(self, transport: "AsyncTransport", grace: float,
                  state: Reachability | None = None) -> None:
@@ -188,6 +188,8 @@ class NodeWatch:
         self._fetch: asyncio.Task[None] | None = None
         self._pollers: dict[int, tuple[Conn, zmq.Poller]] = {}
         self._glance_at = 0.0                      # monotonic time of on_call's next glance
+        #: tells sent while the router was lost: discarded if the node goes DOWN (logged)
+        self.tells_in_doubt = 0
         self._arm()
 
     def heartbeat(self) -> tuple[int, int]:
@@ -217,6 +219,7 @@ class NodeWatch:
             was, again = self.state.phase, self._was_up
             self._was_up = True
             self.state.router_back(again)
+            self.tells_in_doubt = 0                # queued, and delivered on reconnecting
             self._disarm()
             if was is Phase.DOWN:
                 log.info("the router at %s is back: fetching the shard map", self.state.endpoint)
@@ -258,8 +261,10 @@ class NodeWatch:
         self._pollers.clear()
         why = state.why(now)
         n = self.transport.drop_node(lambda _p: NodeUnavailable(why))
-        if made or n:
-            log.warning("%s (%d pending request(s) failed with NodeUnavailable)", why, n)
+        tells, self.tells_in_doubt = self.tells_in_doubt, 0
+        if made or n or tells:
+            log.warning("%s (%d pending request(s) failed with NodeUnavailable; %d tell(s) sent "
+                        "since the router was lost were discarded)", why, n, tells)
 
     # -- calls -------------------------------------------------------------------------
     def check(self) -> None:
@@ -272,6 +277,11 @@ class NodeWatch:
             if state.router_up:
                 self._start_fetch()
             raise NodeUnavailable(state.why(self.loop.time()))
+
+    def sent_tell(self) -> None:
+        """A tell was sent: counted if the router is lost (it may be discarded)."""
+        if self.state.phase is not Phase.UP:
+            self.tells_in_doubt += 1
 
     def on_call(self) -> bool:
         """A blocking call begins: read the router's monitor (at most every

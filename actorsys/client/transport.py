@@ -474,6 +474,8 @@ class AsyncTransport(ControlRequests):
             c.sock.send(payload, _NOBLOCK)
         except zmq.Again:
             raise Overloaded(f"send queue to worker slot {slot} is full") from None
+        if self.watch is not None:
+            self.watch.sent_tell()
         c.pump.kick()
 
     def pending_count(self) -> int:

@@ -4,6 +4,7 @@ and workers the test drops and restores (real ipc sockets, a short grace period)
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from typing import Any
@@ -293,3 +294,22 @@ def test_the_nodes_own_transports_are_not_watched(tmp_path):
                 t.close()
                 ctx.term()
         asyncio.run(main())
+
+
+def test_tells_discarded_when_the_node_goes_down_are_logged(tmp_path, caplog):
+    """A tell sent in the grace period is queued; if the node then goes DOWN, it is
+    discarded with the slot's queue: a tell has no caller, so the log says so."""
+    caplog.set_level(logging.WARNING, "actorsys.client")
+    with FakeNode(str(tmp_path)) as fake:
+        async def main() -> None:
+            async with actorsys.connect_async(fake.endpoint, connect_timeout=GRACE) as c:
+                assert (await c.ask("T", "k", "get"))[1] == "get"
+                drop_node(fake)
+                await asyncio.sleep(0.1)          # the drop is seen: the router is lost
+                c.tell("T", "k", "lost-1")
+                c.tell("T", "k", "lost-2")
+                with pytest.raises(NodeUnavailable):
+                    await asyncio.wait_for(c.ask("T", "k", "add"), WAIT)
+        asyncio.run(main())
+    said = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
+    assert any("2 tell(s) sent since the router was lost were discarded" in m for m in said), said
