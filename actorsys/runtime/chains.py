@@ -126,7 +126,9 @@ def cycle(chain: list[Link], type_name: str, key: str) -> str:
     return render([*chain[max(i, 0):], [type_name, key]])
 
 
-def refused(chain: list[Link], type_name: str, key: str) -> Deadlock:
-    """The error of an ask that came back to a type that refuses reentrant calls."""
-    return Deadlock(f"call cycle: {cycle(chain, type_name, key)} ({type_name} is not "
-                    f"reentrant; this ask would wait forever for the turn waiting on it)")
+def refused(chain: list[Link], type_name: str, key: str, why: str | None = None) -> Deadlock:
+    """The error of an ask that came back to a turn that refuses reentrant calls (its
+    type's, or ``why``)."""
+    why = why or f"{type_name} is not reentrant"
+    return Deadlock(f"call cycle: {cycle(chain, type_name, key)} ({why}; this ask would "
+                    f"wait forever for the turn waiting on it)")

@@ -24,6 +24,8 @@ What a nested turn commits and when:
 * If the turn it is nested in ends first (its ask timed out, it was cancelled, or it
   failed), the nested turn is cancelled and its caller gets an error; what it changed
   so far is not undone. A kill discards it with the outer turn.
+* The turn of a batch of WebSocket events is never reentered (:data:`WS_NOT_REENTRANT`:
+  an ask coming back to it fails at once with ``Deadlock``).
 * ``self.destroy()`` in a nested turn takes effect when the outermost turn ends (the
   nested turn's own commit keeps the actor); a nested turn that raises after calling
   it takes its ``destroy()`` back with the rest of its changes.
@@ -64,6 +66,10 @@ if TYPE_CHECKING:
     from .commit import GroupCommit
 
 _EMPTY_STATE = wire.pack({})
+#: why a batch of WebSocket events is not reentrant: its delivery mark (what makes a
+#: redelivered batch apply once) is written at its end, so a nested commit in the middle
+#: would let a batch redelivered after a crash apply its first events twice
+WS_NOT_REENTRANT = "a batch of WebSocket events is one turn and is not reentrant"
 
 
 @dataclass(slots=True, eq=False)
@@ -180,6 +186,9 @@ class NestedTurns:
         if comes_back(chain, act.type_name, act.key, innermost):
             if not act.cls.reentrant:
                 raise refused(chain, act.type_name, act.key)
+            if (nest.frames[0].outer_ws_batch if nest is not None and nest.frames
+                    else act.ws_batch) is not None:
+                raise refused(chain, act.type_name, act.key, WS_NOT_REENTRANT)
             self._nest(act, call, chain)
             return True
         if nest is not None and nest.frames and (

@@ -255,3 +255,14 @@ def test_a_repeated_nested_ask_is_answered_from_the_record(slot: Slot) -> None:
     WAITS["o"].set_result(None)
     slot.wait_reply(o)
     assert slot.call("R", "k", "quick")["quick"] == 2, "expected quick to have run once before"
+
+
+def test_the_turn_of_a_websocket_batch_is_not_reentered(slot: Slot) -> None:
+    """A batch's delivery mark is written at its end: a nested commit in the middle
+    would let a batch redelivered after a crash apply its first events twice."""
+    outer(slot, "o")
+    slot.act("R", "k").ws_batch = ["gateway-1", 7]     # as ws_turns.py marks a batch's turn
+    with pytest.raises(actorsys.Deadlock, match="a batch of WebSocket events is one turn"):
+        back(slot, 101, "quick")
+    slot.act("R", "k").ws_batch = None
+    WAITS["o"].set_result(None)
