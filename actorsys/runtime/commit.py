@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol, Union
 
 import zmq
 
-from ..errors import ActorError, StorageError
+from ..errors import ActorError, LimitExceeded, MessageTooLarge, StorageError
 from ..log import get_logger
 from ..net.sockets import dealer
 from ..protocol import wire
@@ -44,6 +44,27 @@ _NOBLOCK = int(zmq.NOBLOCK)
 #: seconds between attempts to reopen storage that turned read-only after a failed commit
 RECOVERY_INTERVAL = 0.5
 
+
+
+def encode_end(state: Any, rid: int, result: Any, want_reply: bool, max_message_bytes: int,
+               max_value_bytes: int) -> tuple[bytes, bytes | None]:
+    """What a turn that ended leaves to commit and send: its state's bytes and its reply
+    (None if nobody awaits it). Raises the error the turn then fails with: a state or
+    result msgpack cannot encode (TypeError), a reply over ``max_message_bytes``
+    (MessageTooLarge), a state over ``max_value_bytes`` (LimitExceeded)."""
+    if not isinstance(state, dict):
+        raise TypeError(f"self.state must be a dict, not {type(state).__name__}")
+    try:
+        state_bytes = wire.pack(state)
+        reply = wire.ok(rid, result) if want_reply else None
+    except Exception as exc:
+        raise TypeError(f"turn result or state is not msgpack-able: {exc}") from None
+    if reply is not None and len(reply) > max_message_bytes:
+        raise MessageTooLarge(f"reply of {len(reply)} bytes; max_message_bytes is {max_message_bytes}")
+    if len(state_bytes) > max_value_bytes:
+        raise LimitExceeded(f"self.state is {len(state_bytes)} bytes; max_value_bytes is "
+                            f"{max_value_bytes} (keep large data in self.storage)")
+    return state_bytes, reply
 
 @dataclass(slots=True, eq=False)
 class Reply:

@@ -45,7 +45,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import (ActorError, ActorStopped, LimitExceeded, MessageTooLarge, PartlyRun,
+from ..errors import (ActorError, ActorStopped, PartlyRun,
                       StorageError)
 from ..protocol import wire
 from ..protocol.messages import WsEffects
@@ -54,7 +54,7 @@ from ..storage.view import Storage
 from .activation import ENDING, Internal
 from .chains import (CALL_CHAIN, TURN_ASK_IDS, AskIds, Link, chain_of, comes_back, own_chain,
                      refused)
-from .commit import Reply
+from .commit import Reply, encode_end
 from .loud import FailureLog, StepClock, clocked
 
 if TYPE_CHECKING:
@@ -289,20 +289,12 @@ class NestedTurns:
             return self._dropped(act, frame)
         inst, call = frame.inst, frame.call
         try:
-            if not isinstance(inst.state, dict):
-                raise TypeError(f"self.state must be a dict, not {type(inst.state).__name__}")
-            state_bytes = wire.pack(inst.state)
-            reply = wire.ok(call.rid, result)
-        except Exception as exc:
-            return self._nested_failed(act, frame, TypeError(
-                f"turn result or state is not msgpack-able: {exc}"))
-        if len(reply) > self.max_message_bytes:
-            return self._nested_failed(act, frame, MessageTooLarge(
-                f"reply of {len(reply)} bytes; max_message_bytes is {self.max_message_bytes}"))
-        if len(state_bytes) > self.store.max_value_bytes:
-            return self._nested_failed(act, frame, LimitExceeded(
-                f"self.state is {len(state_bytes)} bytes; max_value_bytes is "
-                f"{self.store.max_value_bytes} (keep large data in self.storage)"))
+            state_bytes, reply_or_none = encode_end(inst.state, call.rid, result, True,
+                                                    self.max_message_bytes, self.store.max_value_bytes)
+        except (TypeError, ActorError) as exc:
+            return self._nested_failed(act, frame, exc)
+        assert reply_or_none is not None
+        reply = reply_or_none
         storage: Storage = inst.storage  # type: ignore[assignment]  # the one _activate made
         alarm_at = storage.alarms_changed
         writes = storage.take_writes()

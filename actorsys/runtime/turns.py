@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..actor import incarnate
 from ..config.defaults import NODE, REQUEST_REPLY_BYTES
-from ..errors import BadArguments, LimitExceeded, MessageTooLarge, StorageError
+from ..errors import ActorError, BadArguments, MessageTooLarge, StorageError
 from ..protocol import wire
 from ..protocol.messages import WsEffects
 from ..storage import history
@@ -49,7 +49,7 @@ from . import ws_turns
 from .activation import (ALARM, DEAD, ENDING, EXITING, NO_MAIL, RUNNING, SHUTDOWN, START, STARTING,
                          STOPPED, Activation, Call, Internal, Kind, Mail, Waiting)
 from .children import exit_notice, exits_on_crash, stopped_error
-from .commit import Reply
+from .commit import Reply, encode_end
 from .destroy import end_destroyed, holds_data
 from .host import Host, Services
 from .loud import FailureLog, StepClock, clocked
@@ -298,19 +298,10 @@ class Turns(NestedTurns):
                 return
         elif inst is not None:
             try:
-                if not isinstance(inst.state, dict):
-                    raise TypeError(f"self.state must be a dict, not {type(inst.state).__name__}")
-                state_bytes = wire.pack(inst.state)
-                reply = wire.ok(rid, result) if reply_to is not None else None
-            except Exception as exc:
-                return self.fail(act, msg, TypeError(f"turn result or state is not msgpack-able: {exc}"))
-            if reply is not None and len(reply) > self.max_message_bytes:
-                return self.fail(act, msg, MessageTooLarge(
-                    f"reply of {len(reply)} bytes; max_message_bytes is {self.max_message_bytes}"))
-            if len(state_bytes) > self.store.max_value_bytes:
-                return self.fail(act, msg, LimitExceeded(
-                    f"self.state is {len(state_bytes)} bytes; max_value_bytes is "
-                    f"{self.store.max_value_bytes} (keep large data in self.storage)"))
+                state_bytes, reply = encode_end(inst.state, rid, result, reply_to is not None,
+                                                self.max_message_bytes, self.store.max_value_bytes)
+            except (TypeError, ActorError) as exc:
+                return self.fail(act, msg, exc)
             storage: Storage = inst.storage  # type: ignore[assignment]  # the one _activate made
             alarm_at = storage.alarms_changed
             writes = storage.take_writes()
