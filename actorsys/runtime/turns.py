@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..actor import incarnate
 from ..config.defaults import NODE, REQUEST_REPLY_BYTES
-from ..errors import ActorError, BadArguments, MessageTooLarge, StorageError
+from ..errors import ActorError, BadArguments, Deadlock, MessageTooLarge, StorageError
 from ..protocol import wire
 from ..protocol.messages import WsEffects
 from ..storage import history
@@ -493,11 +493,13 @@ class Turns(NestedTurns):
 
 def failure_reply(act: Activation, kind: Kind | None, rid: int, exc: BaseException) -> bytes:
     """The error reply to a failed turn: ActorStopped for a stopped child's message,
-    the error itself for a refused write or arguments that do not fit, otherwise the
-    handler's exception as a remote error with its traceback."""
+    the error itself for a refused write, arguments that do not fit or a Deadlock (a
+    call cycle refused anywhere down the chain is the whole chain's: every caller up it
+    gets ``actorsys.Deadlock``, not a RemoteError around one), otherwise the handler's
+    exception as a remote error with its traceback."""
     if act.status is STOPPED and kind not in ENDING:
         return wire.err(rid, stopped_error(act).to_wire())
-    if isinstance(exc, (StorageError, BadArguments)):
+    if isinstance(exc, (StorageError, BadArguments, Deadlock)):
         return wire.err(rid, exc.to_wire())
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     return wire.err(rid, {"code": "remote", "type": type(exc).__name__, "message": str(exc)[:10_000],

@@ -114,8 +114,9 @@ def test_a_type_that_refuses_reentry_gets_deadlock_naming_the_cycle_at_once(rnod
     assert took < QUICK, f"Deadlock took {took:.1f} s"
     assert out.startswith(f"Deadlock: call cycle: Stubborn/{s} -> Ping/{b} -> Stubborn/{s} "
                           f"(Stubborn is not reentrant"), out
-    # uncaught, it reaches the outer caller as the handler's error
-    with pytest.raises(actorsys.RemoteError, match=f"call cycle: Stubborn/{s} -> Ping/{b}"):
+    # uncaught, it reaches the outer caller as a Deadlock too (the whole chain's), with
+    # the cycle's text, not as a RemoteError around one
+    with pytest.raises(actorsys.Deadlock, match=f"^call cycle: Stubborn/{s} -> Ping/{b}"):
         c.ref("Stubborn", s).ask("ping_pong", "Ping", b, 1, timeout=ASK)
     # the refused actor is not stuck (and its failed turn was rolled back): it answers at once
     assert c.ref("Stubborn", s).ask("read", timeout=QUICK) == {"state": {}, "storage": {}}
@@ -141,7 +142,7 @@ def test_a_runaway_cycle_stops_at_max_chain_with_a_clear_error(rnode):
     c = rnode.client()
     a, b = pair(c, same_slot=False)
     # every level adds A and B to the chain: 40 levels would need 80 > MAX_CHAIN (64)
-    with pytest.raises(actorsys.RemoteError, match="call chain too deep: 64 actors") as info:
+    with pytest.raises(actorsys.Deadlock, match="call chain too deep: 64 actors") as info:
         timed(c.ref("Ping", a).ask, "ping_pong", "Ping", b, 40, timeout=ASK)
     assert "runaway recursion" in str(info.value)
     # every nested turn that raised undid only its own changes; the outermost turn failed
