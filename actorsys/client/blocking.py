@@ -65,10 +65,10 @@ class Ref:
         """Call ``method`` and wait for its result (or its error) until ``timeout``.
 
         ``retry`` (default: the client's, ``connect(..., retry=...)``): after
-        ``WorkerLost`` or ``NodeUnavailable``, send the ask again with the same request
-        id until it is answered, within the same ``timeout`` (a few attempts at most);
-        the worker answers a repeated id with the reply it recorded, so the handler runs
-        once. See README, "Deadlines".
+        ``WorkerLost``, send the ask again with the same request id until it is
+        answered, within the same ``timeout`` (a few attempts at most); the worker
+        answers a repeated id with the reply it recorded, so the handler runs once.
+        See README, "Deadlines".
         """
         return self.client.ask(self.type_name, self.key, method, *args, timeout=timeout,
                                retry=retry, **kwargs)

@@ -21,8 +21,9 @@ Rules, the same for every user of the transport:
   context (``ctx["id"]``: 8 random bytes made once per transport, then the ask's
   sequence number); a worker answers a repeated id with the reply it recorded
   (``actorsys/storage/requests.py``). ``ask(..., retry=True)`` resends the ask with
-  the same id after ``WorkerLost`` or ``NodeUnavailable``, within its one deadline, at
-  most :data:`~.common.ASK_TRIES` attempts: the turn runs once and its reply arrives once.
+  the same id after ``WorkerLost``, within its one deadline, at most
+  :data:`~.common.ASK_TRIES` attempts: the turn runs once and its reply arrives once
+  (not after ``NodeUnavailable``: an unreachable node fails fast, retry or not).
 * Wrong shard: an actor request answered ``wrong_shard`` is resent after the map is
   fetched again, at most :data:`MAX_RESENDS` times, each with its full timeout.
 * Overload: at most ``max_pending`` requests in flight, and a slot whose send queue is
@@ -385,7 +386,7 @@ class AsyncTransport(ControlRequests):
             retry: bool = False) -> asyncio.Future[Any]:
         """Send an ask (with the call context ``ctx``, see :mod:`actorsys.protocol.wire`,
         and a request id); the returned future resolves to the result or the error.
-        ``retry``: resend it with the same id after WorkerLost or NodeUnavailable, within
+        ``retry``: resend it with the same id after WorkerLost (not NodeUnavailable), within
         the one deadline (see the module docstring)."""
         rid = next(self._ids)
         timeout = self.default_timeout if timeout is None else timeout
@@ -397,28 +398,22 @@ class AsyncTransport(ControlRequests):
 
     async def _retrying(self, request: Ask, deadline: float) -> Any:
         """The outcome of an ask, sent again with the same request id while it fails with
-        WorkerLost or NodeUnavailable (also at the call, while the node is unreachable),
-        until its deadline or its last attempt (attempts that could not even be sent
-        are bounded by the deadline alone)."""
-        tries = attempts = 0
+        WorkerLost, until its deadline or its last attempt. Not after NodeUnavailable: a
+        node unreachable for ``connect_timeout`` fails fast, retry or not (a node that
+        comes back within it loses nothing: what is sent meanwhile waits for it)."""
+        tries = 1
         while True:
-            sent = False
             try:
-                if tries:
-                    request = request._replace(rid=next(self._ids))
-                p = self.send(request, max(deadline - self.loop.time(), 0.001))
-                sent = True
-                return await p.fut
-            except (WorkerLost, NodeUnavailable) as exc:
-                tries += sent
-                attempts += 1
-                pause = min(RETRY_PAUSE * 2 ** (attempts - 1), RETRY_PAUSE_MAX)
-                left = deadline - self.loop.time() - pause
-                if self.closed or tries >= ASK_TRIES or left <= 0:
+                return await self.send(request, max(deadline - self.loop.time(), 0.001)).fut
+            except WorkerLost as exc:
+                pause = min(RETRY_PAUSE * 2 ** (tries - 1), RETRY_PAUSE_MAX)
+                if self.closed or tries >= ASK_TRIES or deadline - self.loop.time() - pause <= 0:
                     raise
                 log.debug("%s: %s; retrying with the same request id (attempt %d of %d)",
                           describe(request), exc, tries + 1, ASK_TRIES)
             await asyncio.sleep(pause)
+            tries += 1
+            request = request._replace(rid=next(self._ids))
 
     def spawn(self, type_name: str, key: str, timeout: float | None = None) -> asyncio.Future[Any]:
         """Activate an actor now; the future resolves when its ``on_start`` has committed."""

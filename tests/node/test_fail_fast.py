@@ -240,26 +240,24 @@ def test_asyncio_client_tells_a_frozen_node_by_heartbeats(node):
 
 
 @pytest.mark.parametrize("flavour", ["blocking", "asyncio"])
-def test_a_retrying_ask_outlives_a_node_restart_and_runs_once(restartable, flavour):
-    """ask(retry=True) while the node is down past connect_timeout: it keeps trying with
-    its request id within its deadline (not NodeUnavailable at the call), and is
-    answered once the node is back, having run once."""
+def test_a_retrying_ask_outlives_a_node_restart_within_connect_timeout_and_runs_once(
+        restartable, flavour):
+    """A node stopped and back within connect_timeout loses nothing: an ask(retry=True)
+    sent meanwhile waits for it and is answered once."""
     node = restartable()
     key = f"rr-{flavour}"
 
-    def down_then_back(ask_plain: Callable[[], Any]) -> threading.Timer:
+    def restart_soon() -> threading.Timer:
         node.stop()
-        wait_until(lambda: isinstance(outcome(ask_plain).get("error"), actorsys.NodeUnavailable),
-                   "the client to see the node unreachable", GRACE + MARGIN + 5)
-        later = threading.Timer(1.0, restartable)
+        later = threading.Timer(0.5, restartable)
         later.start()
         return later
 
     if flavour == "blocking":
-        with actorsys.connect(node.endpoint, connect_timeout=GRACE, timeout=ASK_TIMEOUT) as c:
+        with actorsys.connect(node.endpoint, connect_timeout=15.0, timeout=ASK_TIMEOUT) as c:
             ref = c.ref("Counter", key)
             assert ref.ask("add") == 1
-            later = down_then_back(lambda: ref.ask("get", timeout=0.5))
+            later = restart_soon()
             try:
                 got = ref.ask("add", retry=True, timeout=20.0)
             finally:
@@ -267,20 +265,33 @@ def test_a_retrying_ask_outlives_a_node_restart_and_runs_once(restartable, flavo
             assert ref.ask("get") == 2
     else:
         async def run() -> int:
-            async with actorsys.connect_async(node.endpoint, connect_timeout=GRACE) as ac:
+            async with actorsys.connect_async(node.endpoint, connect_timeout=15.0) as ac:
                 ref = ac.ref("Counter", key)
                 assert await ref.ask("add") == 1
-                loop = asyncio.get_running_loop()
-
-                async def probe() -> Any:
-                    return await ref.ask("get", timeout=0.5)
-                later = await loop.run_in_executor(None, down_then_back, lambda: (
-                    asyncio.run_coroutine_threadsafe(probe(), loop).result(5)))
+                later = await asyncio.get_running_loop().run_in_executor(None, restart_soon)
                 try:
                     r = await ref.ask("add", retry=True, timeout=20.0)
                 finally:
-                    await loop.run_in_executor(None, later.join)
+                    await asyncio.to_thread(later.join)
                 assert await ref.ask("get") == 2
                 return r
         got = asyncio.run(run())
     assert got == 2, "expected the retried add answered once, after the restart"
+
+
+def test_a_retrying_ask_still_fails_fast_on_a_node_down_past_connect_timeout(restartable):
+    """retry=True retries a lost worker, not an unreachable node: past connect_timeout
+    the ask fails with NodeUnavailable then, not at its deadline."""
+    node = restartable()
+    with actorsys.connect(node.endpoint, connect_timeout=GRACE, timeout=ASK_TIMEOUT) as c:
+        assert c.ref("Counter", "down").ask("add") == 1
+        node.stop()
+        started = time.monotonic()
+        with pytest.raises(actorsys.NodeUnavailable, match="unreachable"):
+            c.ref("Counter", "down").ask("add", retry=True, timeout=20.0)
+        took = time.monotonic() - started
+        assert took < GRACE + MARGIN, f"expected NodeUnavailable after ~{GRACE} s, took {took:.1f} s"
+        started = time.monotonic()
+        with pytest.raises(actorsys.NodeUnavailable, match="unreachable"):
+            c.ref("Counter", "down").ask("add", retry=True, timeout=20.0)
+        assert time.monotonic() - started < 1.0, "expected a retrying ask refused at the call"
