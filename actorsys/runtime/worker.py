@@ -251,6 +251,13 @@ class Worker:
         while self.catalog.acts and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         self.commit.flush()
+        running = [act for act in self.catalog.acts.values() if act.task is not None]
+        if running:   # their turns are cancelled with the loop: nothing of them commits
+            log.warning("worker slot %d stops with %d turn(s) still running past shutdown_timeout "
+                        "(%g s), abandoned uncommitted (their callers get WorkerLost): %s",
+                        self.slot, len(running), self.cfg.shutdown_timeout,
+                        ", ".join(f"{a.type_name}/{a.key:.100}" for a in running[:10])
+                        + (" ..." if len(running) > 10 else ""))
         if not self._done.done():
             self._done.set_result(None)
 

@@ -140,3 +140,16 @@ def test_slow_turn_zero_turns_the_warning_off(loud_config, capfd):
     with actorsys.Node(loud_config(slow_turn=0)) as node:
         assert node.client().ref("Blocker", "b3").ask("async_sleep", 0.6) == 0.6
     assert "slow turn" not in err.read()
+
+
+def test_a_turn_abandoned_at_shutdown_is_logged(loud_config, capfd):
+    """A node stopped while an async turn awaits past shutdown_timeout: the turn is
+    cancelled with the worker, uncommitted; the worker says so (which actors)."""
+    err = Stderr(capfd)
+    with actorsys.Node(loud_config(shutdown_timeout=1.5)) as node:
+        c = node.client()
+        c.ref("Blocker", "long").tell("polite", 60.0)
+        wait_until(lambda: any(p.get("resident") for p in node.status()["processes"]
+                               if p["role"] == "worker"), "the long turn to start")
+    err.wait_for(r"WARNING worker\[\d\] .*stops with 1 turn\(s\) still running past shutdown_timeout "
+                 r"\(1\.5 s\), abandoned uncommitted .*: Blocker/long", "the abandoned turn in the log")
