@@ -344,18 +344,24 @@ class AsyncTransport(ControlRequests):
         """A fresh request id, for a request given to :meth:`send`."""
         return next(self._ids)
 
-    def send(self, request: ActorRequest, timeout: float, retries: int = 0) -> Pending:
-        """Send an actor request (an Ask, Spawn or Stop made with :meth:`new_id`) to the
-        slot that owns its actor; its record's future resolves to the result or the error."""
+    def _sendable(self) -> ShardMap:
+        """The map to send an actor request or tell by; NodeUnavailable if there is none,
+        the client is closed, or the node is unreachable (fail fast)."""
         if self.closed:
             raise NodeUnavailable("client is closed")
         if self.map is None:
             raise NodeUnavailable("no shard map yet")
         if self.watch is not None:
             self.watch.check()
+        return self.map
+
+    def send(self, request: ActorRequest, timeout: float, retries: int = 0) -> Pending:
+        """Send an actor request (an Ask, Spawn or Stop made with :meth:`new_id`) to the
+        slot that owns its actor; its record's future resolves to the result or the error."""
+        shard_map = self._sendable()
         if len(self._pending) >= self.max_pending:
             raise Overloaded(f"{len(self._pending)} asks already pending (max_pending_asks)")
-        slot = self.map.slot_of(request.type_name, request.key)
+        slot = shard_map.slot_of(request.type_name, request.key)
         payload = request.encode()
         self._check_size(payload)
         c = self._slot(slot)
@@ -455,13 +461,7 @@ class AsyncTransport(ControlRequests):
     def tell(self, type_name: str, key: str, method: str, args: Any = (), kwargs: Any = None,
              ctx: dict[str, Any] | None = None) -> None:
         """Send a one-way message (at-most-once)."""
-        if self.closed:
-            raise NodeUnavailable("client is closed")
-        if self.map is None:
-            raise NodeUnavailable("no shard map yet")
-        if self.watch is not None:
-            self.watch.check()
-        slot = self.map.slot_of(type_name, key)
+        slot = self._sendable().slot_of(type_name, key)
         payload = Tell(0, type_name, key, method, list(args), kwargs or {}, ctx).encode()
         self._check_size(payload)
         c = self._slot(slot)
