@@ -111,6 +111,12 @@ DEFAULTS: Mapping[str, Key] = MappingProxyType({
     "gateway.max_connections": Key(Kind.INT, 10_000),
     "gateway.expose": Key(Kind.STRINGS, None),          # None: every registered type
     "gateway.auth": Key(Kind.STR, None),
+
+    # a cluster of nodes (config/cluster.py); no [cluster] table: a single node, no etcd
+    "cluster.etcd": Key(Kind.STRINGS, None),        # required: etcd client URLs (http://HOST:PORT)
+    "cluster.name": Key(Kind.STR, None),            # required: nodes of other clusters never mix
+    "cluster.node_id": Key(Kind.STR, None),         # required: unique, stable (the data dir keeps it)
+    "cluster.lease_ttl": Key(Kind.NUMBER, 5.0),     # seconds without renewal before a node loses its shards
 })
 
 
@@ -130,5 +136,6 @@ NODE = section("node")
 ALARM_RETRY_KEYS = section("node.alarm_retry")
 ACTOR_OPTIONS = section("actors.*")
 GATEWAY = section("gateway")
+CLUSTER = section("cluster")
 #: the ``alarm_retry`` a node gets when its config sets none
 ALARM_RETRY: Mapping[str, float] = MappingProxyType({k: v.default for k, v in ALARM_RETRY_KEYS.items()})

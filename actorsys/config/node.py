@@ -71,6 +71,7 @@ from ..errors import ConfigError
 from . import supervision
 from .defaults import (ACTOR_OPTIONS, ALARM_RETRY, ALARM_RETRY_KEYS, DURABILITY, NODE, ON_ERROR,
                        Kind, default)
+from .cluster import parse_cluster
 from .gateway import parse_gateway
 from .keyfiles import load_authorized, load_secret
 from .source import Source
@@ -79,7 +80,7 @@ from .values import IMPORT_PATH, kind_problem, parse_size
 #: (problem, key inside [node]) -> the error naming it
 NodeFail = Callable[[str, str], ConfigError]
 #: the sections a config may have
-SECTIONS = ("node", "actors", "supervisors", "gateway")
+SECTIONS = ("node", "actors", "supervisors", "gateway", "cluster")
 _TYPE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,199}$")
 
 
@@ -139,6 +140,9 @@ class NodeConfig:
     supervisors: dict[str, Any] = field(default_factory=dict)
     #: the validated [gateway] table (every key of .defaults.GATEWAY), or None: no gateway
     gateway: dict[str, Any] | None = None
+    #: the validated [cluster] table (``.cluster.ClusterConfig`` as a dict), or None: a
+    #: single node, no etcd
+    cluster: dict[str, Any] | None = None
     #: the config file (absolute), or None for a dict
     source: str | None = None
 
@@ -170,8 +174,10 @@ def load_config(config: "str | os.PathLike[str] | dict[str, Any] | NodeConfig") 
     if gateway is not None and gateway["max_message_bytes"] > values["max_message_bytes"] // 2:
         raise src.fail(f"must be at most half of [node] max_message_bytes ({values['max_message_bytes']}): "
                        f"socket events travel to actors inside node messages", "gateway", "max_message_bytes")
+    cluster = (parse_cluster(raw["cluster"], src, values["endpoint"])._asdict()
+               if "cluster" in raw else None)
     return NodeConfig(actors=actors, on_error=on_error, history=history,
-                      supervisors=supervision.to_config(sups), gateway=gateway,
+                      supervisors=supervision.to_config(sups), gateway=gateway, cluster=cluster,
                       source=src.file, **values)
 
 

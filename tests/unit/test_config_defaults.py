@@ -49,7 +49,7 @@ def test_sections_are_the_keys_one_level_down():
     assert list(section("node.alarm_retry")) == ["initial", "max", "attempts"]
     assert list(ACTOR_OPTIONS) == ["class", "on_error", "history_window"]
     assert "alarm_retry.initial" not in NODE and "alarm_retry" in NODE
-    assert all(k.split(".")[0] in ("node", "actors", "gateway") for k in DEFAULTS)
+    assert all(k.split(".")[0] in ("node", "actors", "gateway", "cluster") for k in DEFAULTS)
     fresh = default("node.python_path")
     assert fresh == [] and fresh is not NODE["python_path"].default
 

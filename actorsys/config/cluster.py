@@ -1,0 +1,76 @@
+"""The ``[cluster]`` table: a node that is one of a cluster of nodes, whose membership
+and shard ownership live in etcd (issue 15). Validated into a :class:`ClusterConfig`.
+
+No ``[cluster]`` table: a single node, exactly as before, with no etcd. With one:
+
+* ``etcd``: one or more etcd client URLs, ``http://HOST:PORT`` (required).
+* ``name``: the cluster's name; nodes of other clusters never mix (their keys in etcd
+  live under ``/actorsys/<name>/``). Letters, digits, ``-``, ``_`` and ``.``.
+* ``node_id``: this node's id, unique in the cluster and stable (the data directory
+  remembers it; a data directory of another node id is a ConfigError at start).
+  Same characters as ``name``.
+* ``lease_ttl``: seconds; a node that stops renewing its etcd lease for this long
+  loses its shards to the others (1 to 600).
+
+A cluster node must be reachable by the others: ``[node] endpoint`` is a tcp endpoint
+(``tcp://HOST:PORT``, not a wildcard host), with CURVE keys or ``insecure = true``.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, NamedTuple
+
+from ..errors import ConfigError
+from .defaults import CLUSTER
+from .source import Source
+
+_URL = re.compile(r"^https?://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):(\d{1,5})$")
+_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+_WILDCARD_HOSTS = ("*", "0.0.0.0", "[::]")
+
+
+class ClusterConfig(NamedTuple):
+    """The validated ``[cluster]`` table (see the module docstring)."""
+    etcd: list[str]         #: etcd client URLs, at least one
+    name: str               #: the cluster's name: its keys live under /actorsys/<name>/
+    node_id: str            #: this node's id, unique in the cluster
+    lease_ttl: float        #: seconds without renewal before this node loses its shards
+
+
+def parse_cluster(table: Any, src: Source, endpoint: str | None) -> ClusterConfig:
+    """Validate the [cluster] table of a node whose router endpoint is ``endpoint``."""
+    def fail(problem: str, key: str | None) -> ConfigError:
+        return src.fail(problem, "cluster" if key else None, key or "cluster")
+
+    if not isinstance(table, dict):
+        raise fail("[cluster] must be a table", None)
+    for key in table:
+        if key not in CLUSTER:
+            raise fail(f"unknown key (expected one of: {', '.join(CLUSTER)})", key)
+    for key in ("etcd", "name", "node_id"):
+        if key not in table:
+            raise fail(f"missing: a cluster node needs [cluster] {key}", key)
+    etcd = table["etcd"]
+    if isinstance(etcd, str):
+        etcd = [etcd]
+    if not (isinstance(etcd, list) and etcd and all(isinstance(u, str) for u in etcd)):
+        raise fail("must be a list of etcd client URLs such as \"http://10.0.0.1:2379\"", "etcd")
+    for url in etcd:
+        m = _URL.match(url)
+        if m is None or int(m.group(2)) > 65535:
+            raise fail(f"an etcd client URL is http://HOST:PORT, got {url!r:.80}", "etcd")
+    for key in ("name", "node_id"):
+        value = table[key]
+        if not (isinstance(value, str) and _NAME.match(value)):
+            raise fail(f"must be 1 to 64 letters, digits, '-', '_' or '.', got {value!r:.80}", key)
+    ttl = table.get("lease_ttl", CLUSTER["lease_ttl"].fresh())
+    if type(ttl) not in (int, float) or not 1 <= ttl <= 600:
+        raise fail(f"must be a number of seconds from 1 to 600, got {ttl!r:.80}", "lease_ttl")
+    if endpoint is None or not endpoint.startswith("tcp://"):
+        raise src.fail("a cluster node must be reachable by the others: set [node] endpoint to "
+                       "\"tcp://HOST:PORT\" (with CURVE keys, or insecure = true)", "node", "endpoint")
+    host = endpoint[6:].rsplit(":", 1)[0]
+    if host in _WILDCARD_HOSTS:
+        raise src.fail(f"a cluster node's endpoint is the address the others reach it at, not a "
+                       f"wildcard ({host}): name this host's address", "node", "endpoint")
+    return ClusterConfig(list(etcd), table["name"], table["node_id"], float(ttl))

@@ -1,0 +1,71 @@
+"""The [cluster] table (actorsys/config/cluster.py): what a cluster node's config must
+say, and a clear error (file, line, key) for each way it can be wrong."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from actorsys.config import load_config
+from actorsys.errors import ConfigError
+
+NODE = {"endpoint": "tcp://10.0.0.11:7100", "insecure": True}
+CLUSTER = {"etcd": ["http://10.0.0.1:2379"], "name": "prod", "node_id": "n1"}
+
+
+def config(cluster: Any, **node: Any) -> dict[str, Any]:
+    return {"node": {**NODE, **node}, "cluster": cluster}
+
+
+def test_no_cluster_table_is_a_single_node():
+    assert load_config({"node": NODE}).cluster is None
+
+
+def test_a_cluster_node_gets_its_table_with_defaults():
+    c = load_config(config(CLUSTER)).cluster
+    assert c == {"etcd": ["http://10.0.0.1:2379"], "name": "prod", "node_id": "n1", "lease_ttl": 5.0}
+    one = load_config(config({**CLUSTER, "etcd": "http://[::1]:2379", "lease_ttl": 2})).cluster
+    assert one is not None and one["etcd"] == ["http://[::1]:2379"] and one["lease_ttl"] == 2.0
+
+
+@pytest.mark.parametrize("change, key, words", [
+    ({"etcd": None}, "cluster.etcd", "missing"),
+    ({"name": None}, "cluster.name", "missing"),
+    ({"node_id": None}, "cluster.node_id", "missing"),
+    ({"etcd": []}, "cluster.etcd", "list of etcd client URLs"),
+    ({"etcd": ["10.0.0.1:2379"]}, "cluster.etcd", "http://HOST:PORT"),
+    ({"etcd": ["http://10.0.0.1:99999"]}, "cluster.etcd", "http://HOST:PORT"),
+    ({"name": "prod/eu"}, "cluster.name", "letters, digits"),
+    ({"node_id": ""}, "cluster.node_id", "letters, digits"),
+    ({"lease_ttl": 0.5}, "cluster.lease_ttl", "from 1 to 600"),
+    ({"lease_ttl": "5"}, "cluster.lease_ttl", "from 1 to 600"),
+    ({"leas_ttl": 5}, "cluster.leas_ttl", "unknown key"),
+])
+def test_a_bad_cluster_table_names_the_key(change, key, words):
+    table = {k: v for k, v in {**CLUSTER, **change}.items() if v is not None}
+    with pytest.raises(ConfigError) as info:
+        load_config(config(table))
+    assert info.value.key == key and words in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("endpoint, words", [
+    (None, "set [node] endpoint"),
+    ("ipc:///tmp/x.sock", "set [node] endpoint"),
+    ("tcp://0.0.0.0:7100", "not a wildcard"),
+    ("tcp://*:7100", "not a wildcard"),
+])
+def test_a_cluster_node_needs_an_endpoint_the_others_can_reach(endpoint, words):
+    node = {"insecure": True} if endpoint is None else {"endpoint": endpoint, "insecure": True}
+    with pytest.raises(ConfigError) as info:
+        load_config({"node": node, "cluster": CLUSTER})
+    assert info.value.key == "node.endpoint" and words in str(info.value), str(info.value)
+
+
+def test_the_error_names_the_file_and_line(tmp_path):
+    path = tmp_path / "node.toml"
+    path.write_text('[node]\nendpoint = "tcp://10.0.0.11:7100"\ninsecure = true\n\n'
+                    '[cluster]\netcd = ["http://10.0.0.1:2379"]\nname = "prod"\nnode_id = "n1"\n'
+                    'lease_ttl = 9000\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))
+    assert info.value.line == 9 and str(path) in str(info.value), str(info.value)
