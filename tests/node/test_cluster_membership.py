@@ -1,0 +1,80 @@
+"""Cluster membership in a real etcd (actorsys/cluster/membership.py, WIP issue 15):
+nodes see each other join and leave, a node that stops renewing its lease drops out
+after lease_ttl, and a second node with the same node_id is refused."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from actorsys.cluster import Member, Membership
+from actorsys.config.cluster import ClusterConfig
+from actorsys.errors import ConfigError
+from actorsys.testing.etcd import Etcd
+
+
+@pytest.fixture
+def etcd(tmp_path):
+    with Etcd(str(tmp_path)) as e:
+        yield e
+
+
+def member(i: int) -> Member:
+    return Member(f"n{i}", f"tcp://127.0.0.{i}:7100", None, (f"tcp://127.0.0.{i}:7101",))
+
+
+async def until(cond, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+def test_nodes_see_each_other_join_and_leave(etcd):
+    cfg = ClusterConfig([etcd.url], "test", "unused", 3.0)
+
+    async def run() -> None:
+        a, b = Membership(cfg, member(1)), Membership(cfg, member(2))
+        await a.join()
+        assert set(a.members) == {"n1"}
+        await b.join()
+        await until(lambda: set(a.members) == {"n1", "n2"}, "n1 to see n2 join")
+        assert b.members["n1"] == member(1), "the record says where n1 is"
+        await b.leave()
+        await until(lambda: set(a.members) == {"n1"}, "n1 to see n2 leave")
+        await a.leave()
+    asyncio.run(run())
+
+
+def test_a_node_that_stops_renewing_drops_out_after_its_lease(etcd):
+    cfg = ClusterConfig([etcd.url], "test", "unused", 2.0)
+
+    async def run() -> None:
+        a, b = Membership(cfg, member(1)), Membership(cfg, member(2))
+        await a.join()
+        await b.join()
+        await until(lambda: set(a.members) == {"n1", "n2"}, "both members")
+        for t in b._tasks:        # frozen: no renewal, no revoke
+            t.cancel()
+        stopped = time.monotonic()
+        await until(lambda: set(a.members) == {"n1"}, "n2's lease to expire", timeout=10.0)
+        took = time.monotonic() - stopped
+        assert 1.0 < took < 6.0, f"expected n2 gone about lease_ttl (2 s) after it stopped: {took:.1f} s"
+        await a.leave()
+        b._lease = None
+        await b.leave()
+    asyncio.run(run())
+
+
+def test_a_second_node_with_the_same_id_is_refused(etcd):
+    cfg = ClusterConfig([etcd.url], "test", "unused", 3.0)
+
+    async def run() -> None:
+        a, twin = Membership(cfg, member(1)), Membership(cfg, member(1))
+        await a.join()
+        with pytest.raises(ConfigError, match="node_id 'n1' is already a live member"):
+            await twin.join()
+        await twin.leave()
+        await a.leave()
+    asyncio.run(run())
