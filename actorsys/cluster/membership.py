@@ -23,6 +23,7 @@ from typing import Any, Callable
 import aetcd
 
 from ..config.cluster import ClusterConfig
+from .fence import Fence
 from ..errors import ConfigError, NodeUnavailable
 from ..log import get_logger
 
@@ -55,6 +56,8 @@ class Membership:
         self._client: aetcd.Client | None = None
         self._lease: Any = None
         self._tasks: list[asyncio.Task[None]] = []
+        #: whether this node may serve its shards now (fence.py): moved by each renewal
+        self.fence = Fence(cfg.lease_ttl)
 
     async def join(self) -> None:
         """Connect to etcd (each URL of ``etcd`` in turn), write this node's record under
@@ -77,6 +80,7 @@ class Membership:
             raise NodeUnavailable(f"no etcd endpoint of cluster {self.cfg.name!r} answered: "
                                   + "; ".join(errors))
         c = self._client
+        sent_at = asyncio.get_running_loop().time()
         self._lease = await c.lease(ttl=max(int(self.cfg.lease_ttl), 1))
         key = self.nodes_prefix + self.me.node_id.encode()
         ok, _ = await c.transaction(
@@ -87,6 +91,7 @@ class Membership:
             await self._lease.revoke()
             raise ConfigError(f"node_id {self.me.node_id!r} is already a live member of cluster "
                               f"{self.cfg.name!r} (another node runs with it)", key="cluster.node_id")
+        self.fence.renewed(sent_at)
         await self._load()
         self._tasks = [asyncio.create_task(self._keepalive()), asyncio.create_task(self._watch())]
 
@@ -120,10 +125,13 @@ class Membership:
 
     async def _keepalive(self) -> None:
         period = self.cfg.lease_ttl / 3
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(period)
+            sent_at = loop.time()
             try:
                 await self._lease.refresh()
+                self.fence.renewed(sent_at)
             except Exception as exc:
                 log.error("could not renew this node's etcd lease (%s): after %g s without "
                           "renewal it loses its membership", exc, self.cfg.lease_ttl)

@@ -58,6 +58,8 @@ def test_a_node_that_stops_renewing_drops_out_after_its_lease(etcd):
         for t in b._tasks:        # frozen: no renewal, no revoke
             t.cancel()
         stopped = time.monotonic()
+        await until(lambda: not b.fence.may_serve(time.monotonic()), "n2 to fence itself")
+        assert set(a.members) == {"n1", "n2"}, "n2 stopped serving before its lease expired in etcd"
         await until(lambda: set(a.members) == {"n1"}, "n2's lease to expire", timeout=10.0)
         took = time.monotonic() - stopped
         assert 1.0 < took < 6.0, f"expected n2 gone about lease_ttl (2 s) after it stopped: {took:.1f} s"
