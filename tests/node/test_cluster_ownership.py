@@ -1,0 +1,57 @@
+"""Shard ownership in a real etcd (actorsys/cluster/ownership.py, WIP issue 15): a new
+cluster's first node claims every shard once; a change of owner is one transaction
+that bumps the epoch, and of two changes from the same record only one wins."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aetcd
+import pytest
+
+from actorsys.cluster.ownership import Owned, Ownership
+from actorsys.testing.etcd import Etcd
+
+SHARDS = 4096
+
+
+@pytest.fixture
+def etcd(tmp_path):
+    with Etcd(str(tmp_path)) as e:
+        yield e
+
+
+def client(etcd: Etcd) -> aetcd.Client:
+    host, port = etcd.url.split("://", 1)[1].rsplit(":", 1)
+    return aetcd.Client(host=host, port=int(port), timeout=5)
+
+
+def test_the_first_node_claims_every_shard_once_and_a_second_claims_none(etcd):
+    async def run() -> None:
+        async with client(etcd) as c:
+            own = Ownership(c, "test")
+            started = time.monotonic()
+            got = await own.claim(list(range(SHARDS)), "n1")
+            took = time.monotonic() - started
+            assert got == list(range(SHARDS))
+            assert took < 20, f"claiming {SHARDS} shards took {took:.1f} s"
+            assert await own.claim(list(range(SHARDS)), "n2") == []
+            records = await own.read()
+            assert len(records) == SHARDS and {r.owner for r in records.values()} == {"n1"}
+            assert {r.epoch for r in records.values()} == {1}
+    asyncio.run(run())
+
+
+def test_a_transfer_bumps_the_epoch_and_a_stale_one_loses(etcd):
+    async def run() -> None:
+        async with client(etcd) as c:
+            own = Ownership(c, "test")
+            await own.claim([7], "n1")
+            seen = (await own.read())[7]
+            moved = await own.transfer(7, seen, "n2")
+            assert moved is not None and (moved.owner, moved.epoch) == ("n2", 2)
+            assert await own.transfer(7, seen, "n3") is None, "a transfer from a stale record loses"
+            now = (await own.read())[7]
+            assert (now.owner, now.epoch) == ("n2", 2)
+            assert await own.transfer(7, Owned(now.owner, now.epoch, now.revision), "n3") is not None
+    asyncio.run(run())
