@@ -59,9 +59,10 @@ from actorsys.config.layout import FAILURE_FILE
 from actorsys.config.supervision import Backoff
 from actorsys.errors import ConfigError
 from actorsys.net.keys import node_keys
+from actorsys.node import router
 from actorsys.node.claim import claim_node
 from actorsys.runtime import worker
-from actorsys.storage.meta import load_or_create_meta
+from actorsys.storage.meta import cluster_identity, load_or_create_meta
 
 from . import tree
 from .health import WorkerHealth
@@ -141,6 +142,8 @@ class NodeSupervisor:
             check_classes_in_a_child(self.cfg)
             lock_fds = claim_node(self.cfg, self.layout)
             meta = load_or_create_meta(self.cfg.data_dir, self.cfg.shards, self.cfg.workers)
+            if self.cfg.cluster is not None:
+                meta = cluster_identity(self.cfg.data_dir, meta, self.cfg.cluster)
             node_keys(self.cfg)      # the key files still load (each child reads them at start)
         except ConfigError as exc:
             self._fail(f"cannot start: {exc}")
@@ -203,6 +206,15 @@ class NodeSupervisor:
             why = self._read_reports() or f"{name} cannot open its storage"
             self._fail(f"{why}; stopping the node")
             return EXIT_GAVE_UP
+        if child.role is Role.ROUTER and code == router.EXIT_CLUSTER:
+            # etcd unreachable, a duplicate node_id: restarting at once cannot help
+            why = self._read_reports() or "the router could not join the cluster"
+            self._fail(f"{why}; stopping the node")
+            return EXIT_GAVE_UP
+        if child.role is Role.ROUTER and code == router.EXIT_LEFT:
+            log.info("the node left its cluster; stopping")
+            self.state = NodeState.STOPPING
+            return 0
         if child.role is Role.TREE and code in (tree.EXIT_AUTO_SHUTDOWN, tree.EXIT_ROOT_FAILED):
             return self._tree_stopped_the_node(code)
         now = time.monotonic()

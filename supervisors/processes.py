@@ -174,8 +174,7 @@ class Launcher:
         """Run the role's entry point; returns the exit status."""
         cfg, layout = self.cfg, self.layout
         if child.role is Role.ROUTER:
-            router.main(cfg, layout, self.meta)
-            return 0
+            return router.main(cfg, layout, self.meta, self.reports_w)
         if child.role is Role.GATEWAY:
             from actorsys.gateway import app as gateway
             gateway.main(cfg, layout)

@@ -1,10 +1,11 @@
-"""A node's membership of its cluster, kept in etcd (WIP, issue 15).
+"""A node's membership of its cluster, kept in etcd.
 
 Semantics:
 
 * A node joins by granting itself an etcd **lease** of ``lease_ttl`` seconds and
   writing its record under it, ``/actorsys/<cluster>/nodes/<node_id>`` = JSON
-  ``{"endpoint", "public_key", "workers"}``, in one transaction that fails if another
+  ``{"endpoint", "public_key", "workers", "home"}`` (``home``: base64 of
+  the node's shard -> local worker slot table, where each shard's data lives on it), in one transaction that fails if another
   node holds that id (a second node with the same id is refused at start, not merged).
 * It keeps the lease alive (a refresh every ``lease_ttl / 3``). A node that stops
   renewing, because it is dead, frozen or cut off, loses its lease after ``lease_ttl``
@@ -16,6 +17,7 @@ Semantics:
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -37,6 +39,8 @@ class Member:
     endpoint: str                  #: its router, tcp://HOST:PORT
     public_key: str | None         #: its CURVE public key (z85), None for insecure nodes
     workers: tuple[str, ...]       #: its worker slots' endpoints
+    #: shard -> the local worker slot that holds that shard's data on this node
+    home: bytes = b""
 
 
 def prefix(cluster: str) -> bytes:
@@ -59,9 +63,14 @@ class Membership:
         #: whether this node may serve its shards now (fence.py): moved by each renewal
         self.fence = Fence(cfg.lease_ttl)
 
-    async def join(self) -> None:
-        """Connect to etcd (each URL of ``etcd`` in turn), write this node's record under
-        a new lease, and start renewing it and watching the others."""
+    async def join(self, previous_lease: int | None = None) -> None:
+        """:meth:`connect`, then :meth:`register`."""
+        await self.connect()
+        await self.register(previous_lease)
+
+    async def connect(self) -> None:
+        """Connect to etcd (each URL of ``etcd`` in turn, each call bounded by the lease's
+        ttl); NodeUnavailable naming every URL tried if none answers."""
         errors = []
         for url in self.cfg.etcd:
             host, port = url.split("://", 1)[1].rsplit(":", 1)
@@ -71,39 +80,71 @@ class Membership:
                 await client.connect()
                 await client.status()
             except Exception as exc:          # aetcd raises its own ConnectionFailedError etc.
-                errors.append(f"{url}: {exc}")
+                errors.append(f"{url}: {type(exc).__name__}: {exc}")
                 await client.close()
                 continue
             self._client = client
-            break
-        if self._client is None:
-            raise NodeUnavailable(f"no etcd endpoint of cluster {self.cfg.name!r} answered: "
-                                  + "; ".join(errors))
-        c = self._client
-        sent_at = asyncio.get_running_loop().time()
-        self._lease = await c.lease(ttl=max(int(self.cfg.lease_ttl), 1))
-        key = self.nodes_prefix + self.me.node_id.encode()
-        ok, _ = await c.transaction(
-            compare=[c.transactions.version(key) == 0],
-            success=[c.transactions.put(key, self._record(), lease=self._lease)],
-            failure=[])
-        if not ok:
-            await self._lease.revoke()
-            raise ConfigError(f"node_id {self.me.node_id!r} is already a live member of cluster "
-                              f"{self.cfg.name!r} (another node runs with it)", key="cluster.node_id")
-        self.fence.renewed(sent_at)
+            return
+        raise NodeUnavailable(f"no etcd endpoint of cluster {self.cfg.name!r} answered: "
+                              + "; ".join(errors))
+
+    async def register(self, previous_lease: int | None = None) -> None:
+        """Write this node's record under a new lease, and start renewing it and watching
+        the others. A live record of this node_id is a ConfigError (another node runs with
+        it), unless it is under ``previous_lease``: this node's own previous run, killed
+        before its lease expired, whose lease is revoked first."""
+        if not await self._register():
+            key = self.nodes_prefix + self.me.node_id.encode()
+            kv = await self.client.get(key)
+            if previous_lease and kv is not None and kv.lease == previous_lease:
+                log.info("this node's previous run still held its etcd lease: revoking it")
+                await self.client.revoke_lease(previous_lease)
+            if not await self._register():
+                raise ConfigError(f"node_id {self.me.node_id!r} is already a live member of "
+                                  f"cluster {self.cfg.name!r} (another node runs with it)",
+                                  key="cluster.node_id")
         await self._load()
         self._tasks = [asyncio.create_task(self._keepalive()), asyncio.create_task(self._watch())]
 
+    @property
+    def lease_id(self) -> int | None:
+        """The id of this node's current lease (None before joining)."""
+        return None if self._lease is None else int(self._lease.id)
+
+    @property
+    def client(self) -> aetcd.Client:
+        """The connected etcd client (after :meth:`join`)."""
+        assert self._client is not None, "join first"
+        return self._client
+
+    async def _register(self) -> bool:
+        """A new lease and this node's record under it, if no live node holds the id."""
+        c = self.client
+        sent_at = asyncio.get_running_loop().time()
+        lease = await c.lease(ttl=max(int(self.cfg.lease_ttl), 1))
+        key = self.nodes_prefix + self.me.node_id.encode()
+        ok, _ = await c.transaction(
+            compare=[c.transactions.version(key) == 0],
+            success=[c.transactions.put(key, self._record(), lease=lease)],
+            failure=[])
+        if not ok:
+            await lease.revoke()
+            return False
+        self._lease = lease
+        self.fence.renewed(sent_at)
+        return True
+
     def _record(self) -> bytes:
         return json.dumps({"endpoint": self.me.endpoint, "public_key": self.me.public_key,
-                           "workers": list(self.me.workers)}).encode()
+                           "workers": list(self.me.workers),
+                           "home": base64.b64encode(self.me.home).decode()}).encode()
 
     def _member(self, key: bytes, value: bytes) -> Member | None:
         try:
             d = json.loads(value)
             return Member(key[len(self.nodes_prefix):].decode(), str(d["endpoint"]),
-                          d.get("public_key"), tuple(d.get("workers") or ()))
+                          d.get("public_key"), tuple(d.get("workers") or ()),
+                          base64.b64decode(d.get("home") or ""))
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("ignoring a malformed member record %r: %s", key[:200], exc)
             return None
@@ -130,8 +171,15 @@ class Membership:
             await asyncio.sleep(period)
             sent_at = loop.time()
             try:
-                await self._lease.refresh()
-                self.fence.renewed(sent_at)
+                reply = await self._lease.refresh()
+                if reply is not None and reply.TTL > 0:
+                    self.fence.renewed(sent_at)
+                    continue
+                log.error("this node's etcd lease expired (no renewal reached etcd for %g s): "
+                          "joining again under a new lease", self.cfg.lease_ttl)
+                if not await self._register():
+                    log.error("cannot join again: another node now runs with node_id %r",
+                              self.me.node_id)
             except Exception as exc:
                 log.error("could not renew this node's etcd lease (%s): after %g s without "
                           "renewal it loses its membership", exc, self.cfg.lease_ttl)

@@ -1,11 +1,15 @@
-"""Shard ownership in etcd (WIP, issue 15).
+"""Shard ownership in etcd.
 
 Each shard has one key, ``/actorsys/<cluster>/shards/<shard, 5 digits>`` = JSON
-``{"owner": node_id, "epoch": n}``, with no lease: ownership outlives a dead node (its
+``{"owner": node_id, "epoch": n, "to": node_id?}``, with no lease: ownership outlives a dead node (its
 shards answer ``ShardUnavailable`` until it returns; issue 16 adds failover). Every
 change of owner is one etcd transaction that compares the key's ``mod_revision`` with the
 one the changer read and bumps ``epoch``: of two nodes changing the same shard, one wins,
 and the epoch is the fencing token a worker checks (a turn from a stale epoch is refused).
+
+``to`` marks a handoff under way (``cluster/handoff.py``): the owner is moving the shard's
+data to that node and still owns it; the owner's next change either completes the move
+(``owner = to``) or rolls it back (``to`` removed), each with the next epoch.
 
 Claims of unowned shards (a new cluster's first node) go in transactions of
 :data:`BATCH` shards (etcd's default limit is 128 operations per transaction).
@@ -26,6 +30,25 @@ class Owned(NamedTuple):
     owner: str
     epoch: int
     revision: int
+    #: the node a handoff is moving it to (None: none under way)
+    to: str | None = None
+
+
+def parse(value: bytes, revision: int) -> Owned:
+    """A record as stored (JSON) -> :class:`Owned`; ValueError if malformed."""
+    try:
+        d = json.loads(value)
+        return Owned(str(d["owner"]), int(d["epoch"]), revision,
+                     None if d.get("to") is None else str(d["to"]))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"malformed shard record {value[:200]!r}") from exc
+
+
+def encode(owner: str, epoch: int, to: str | None = None) -> bytes:
+    d: dict[str, object] = {"owner": owner, "epoch": epoch}
+    if to is not None:
+        d["to"] = to
+    return json.dumps(d).encode()
 
 
 class Ownership:
@@ -42,16 +65,21 @@ class Ownership:
         """Every owned shard's record."""
         out = {}
         for kv in await self.client.get_prefix(self.shards_prefix):
-            d = json.loads(kv.value)
-            out[int(kv.key[len(self.shards_prefix):])] = Owned(d["owner"], int(d["epoch"]),
-                                                               kv.mod_revision)
+            shard = self.shard_of(kv.key)
+            if shard is not None:
+                out[shard] = parse(kv.value, kv.mod_revision)
         return out
+
+    def shard_of(self, key: bytes) -> int | None:
+        """The shard a key of this prefix is about (None: not a shard key)."""
+        tail = key[len(self.shards_prefix):]
+        return int(tail) if key.startswith(self.shards_prefix) and tail.isdigit() else None
 
     async def claim(self, shards: list[int], node_id: str) -> list[int]:
         """Make ``node_id`` the owner (epoch 1) of those of ``shards`` nobody owns yet;
         the shards it got."""
         c, got = self.client, []
-        value = json.dumps({"owner": node_id, "epoch": 1}).encode()
+        value = encode(node_id, 1)
         for i in range(0, len(shards), BATCH):
             batch = shards[i:i + BATCH]
             ok, _ = await c.transaction(
@@ -76,10 +104,31 @@ class Ownership:
         key = self.key(shard)
         ok, _ = await c.transaction(
             compare=[c.transactions.mod(key) == seen.revision],
-            success=[c.transactions.put(key, json.dumps({"owner": to, "epoch": epoch}).encode())],
+            success=[c.transactions.put(key, encode(to, epoch))],
             failure=[])
         if not ok:
             return None
         kv = await c.get(key)         # (its revision; a later change shows as it is)
-        d = json.loads(kv.value)
-        return Owned(d["owner"], int(d["epoch"]), kv.mod_revision)
+        return parse(kv.value, kv.mod_revision)
+
+    async def change(self, changes: dict[int, tuple[Owned, Owned]]) -> dict[int, Owned] | None:
+        """Set every shard of ``changes`` (shard -> (record seen, new record)) in one
+        transaction that holds only if none of them changed since it was seen (each new
+        record's epoch should be the seen one's + 1). Returns the new records with their
+        revisions, or None if any had changed (nothing was written). At most
+        :data:`BATCH` shards."""
+        c = self.client
+        if len(changes) > BATCH:
+            raise ValueError(f"at most {BATCH} shards per ownership transaction")
+        keys = {s: self.key(s) for s in changes}
+        ok, responses = await c.transaction(
+            compare=[c.transactions.mod(keys[s]) == seen.revision
+                     for s, (seen, _new) in changes.items()],
+            success=[c.transactions.put(keys[s], encode(new.owner, new.epoch, new.to))
+                     for s, (_seen, new) in changes.items()],
+            failure=[])
+        if not ok:
+            return None
+        # one transaction, one revision: its puts' mod_revision
+        revision = responses[0].response_put.header.revision if responses else 0
+        return {s: new._replace(revision=revision) for s, (_seen, new) in changes.items()}

@@ -14,6 +14,14 @@ also:
 
 The router keeps no state that is not in ``data_dir/node.meta``, so a restarted router
 serves the same map at the same endpoint and clients reconnect by themselves.
+
+In a cluster (a ``[cluster]`` table) the router is also the node's member of the cluster
+(``actorsys/cluster/coordinator.py``): it joins through etcd before it serves, answers
+MAP with the whole cluster's map, grants its workers their shards, moves shards to and
+from other nodes, and answers CLUSTER and LEAVE. A cluster it cannot join (etcd
+unreachable, a duplicate ``node_id``) ends the router with :data:`EXIT_CLUSTER`, and
+the node stops saying why; a node that left its cluster ends with :data:`EXIT_LEFT`, and
+the node stops cleanly.
 """
 from __future__ import annotations
 
@@ -39,6 +47,10 @@ from ..protocol import wire
 from ..protocol.shardmap import ShardMap
 
 log = get_logger("router")
+#: the router's exit status when the node cannot join its cluster (the node stops)
+EXIT_CLUSTER = 79
+#: the router's exit status after the node left its cluster (the node stops cleanly)
+EXIT_LEFT = 80
 
 #: the routing frames of a request (the peer's identity, maybe an empty delimiter)
 Envelope = tuple[bytes, ...]
@@ -49,9 +61,15 @@ class Router:
     (see the module docstring). Its endpoints are the node's :class:`NodeLayout`."""
 
     def __init__(self, cfg: NodeConfig, layout: NodeLayout, meta: dict[str, Any]) -> None:
-        self.cfg, self.layout, self.endpoint = cfg, layout, layout.router
+        self.cfg, self.layout, self.endpoint, self.meta = cfg, layout, layout.router, meta
         self.map = ShardMap(epoch=meta["epoch"], shards=meta["shards"], owner=list(meta["owner"]),
                             endpoints=list(layout.workers))
+        #: the cluster side (None: a single node); set in run() before anything is served
+        self.cluster: Any = None
+        #: the exit status run() ends with (EXIT_CLUSTER, EXIT_LEFT)
+        self.exit_code = 0
+        #: where a failure to join is reported to the node supervisor
+        self.report_fd: int | None = None
         self.started = time.time()
         self.counters = {"received": 0, "bad_frames": 0, "forwarded": 0, "dropped_replies": 0,
                          "auth_refused": 0, "handshake_failed": 0}
@@ -71,20 +89,79 @@ class Router:
                                         max_pending=self.cfg.max_pending_asks,
                                         default_timeout=self.cfg.ask_timeout,
                                         keys=keys.client if keys else None)
-        self.pump = SocketPump(self.loop, self.sock, self._on_frames)
         self._done: asyncio.Future[None] = self.loop.create_future()
+        if self.cfg.cluster is not None:
+            await self._join_cluster(keys.public.decode() if keys else None)
+            if self._done.done():
+                self.transport.close()
+                self.listener.close()
+                self.ctx.term()
+                return
+        self.pump = SocketPump(self.loop, self.sock, self._on_frames)
         for sig in (signal.SIGTERM,):   # SIGINT (Ctrl-C) is the supervisor's alone
             self.loop.add_signal_handler(sig, self._stop)
         self._sweeper = self.loop.call_later(1.0, self._sweep)
         try:
             await self._done
         finally:
+            if self.cluster is not None:
+                try:
+                    await asyncio.wait_for(self.cluster.close(), 5.0)
+                except Exception as exc:        # the lease then expires by itself
+                    log.warning("leaving the cluster's etcd cleanly failed: %s", exc)
             self._sweeper.cancel()
             self.drops.flush()
             self.pump.close()
             self.transport.close()
             self.listener.close()
             self.ctx.term()
+
+    async def _join_cluster(self, public_key: str | None) -> None:
+        """Join the cluster (``actorsys.cluster`` is imported here, after the fork: gRPC
+        must not run in the node supervisor). A failure ends the router (EXIT_CLUSTER)."""
+        from ..cluster.coordinator import Coordinator
+        self.cluster = Coordinator(self.cfg, self.layout, self.meta, self._call_worker, public_key,
+                                   self._set_map, self._left)
+        try:
+            await self.cluster.start()
+        except Exception as exc:
+            why = (f"cannot join cluster {self.cluster.ccfg.name!r} as node "
+                   f"{self.cluster.me!r}: {exc}")
+            log.error("%s", why)
+            if self.report_fd is not None:
+                os.write(self.report_fd, (why[:4000] + "\n").encode("utf-8", "replace"))
+            self.exit_code = EXIT_CLUSTER
+            self._stop()
+
+    async def _call_worker(self, endpoint: str, cmd: str, args: dict[str, Any],
+                           timeout: float) -> dict[str, Any]:
+        reply: dict[str, Any] = await self.transport.call_peer(
+            endpoint, wire.SHARDS, [cmd, args], timeout, f"worker at {endpoint}")
+        return reply
+
+    def _set_map(self, m: ShardMap) -> None:
+        self.map = m
+        self.transport.set_map(m, self.cfg.max_message_bytes, self.layout.tree)
+
+    def _left(self) -> None:
+        self.exit_code = EXIT_LEFT
+        self.loop.call_later(0.2, self._stop)    # the LEAVE reply leaves first
+
+    def cluster_view(self) -> dict[str, Any]:
+        """What CLUSTER answers: the cluster's nodes, or this single node."""
+        if self.cluster is not None:
+            view: dict[str, Any] = self.cluster.view()
+            return view
+        return {"name": None, "epoch": self.map.epoch,
+                "nodes": [{"id": None, "endpoint": self.endpoint, "alive": True,
+                           "shards": self.map.shards}]}
+
+    async def leave(self) -> dict[str, Any]:
+        """What LEAVE answers: this node's shards moved to the others; then it stops."""
+        if self.cluster is None:
+            raise BadRequest("this node is not in a cluster")
+        result: dict[str, Any] = await self.cluster.leave(self.cfg.shutdown_timeout * 10 + 60)
+        return result
 
     def _sweep(self) -> None:
         """Once a second: the summary lines of dropped-tell windows that ended."""
@@ -155,7 +232,8 @@ class Router:
     async def status(self) -> dict[str, Any]:
         async def one(slot: int) -> dict[str, Any]:
             try:
-                st: dict[str, Any] = await self.transport.call_slot(slot, wire.STATUS, timeout=1.0)
+                st: dict[str, Any] = await self.transport.call_peer(
+                    self.layout.workers[slot], wire.STATUS, [], 1.0, f"worker slot {slot}")
                 return st
             except ActorError as exc:
                 return {"role": "worker", "slot": slot, "pid": None, "up": False, "error": str(exc)}
@@ -170,7 +248,7 @@ class Router:
                 return [{"role": role, "pid": None, "up": False, "error": str(exc)}]
 
         workers, trees, gateways = await asyncio.gather(
-            asyncio.gather(*(one(i) for i in range(len(self.map.endpoints)))),
+            asyncio.gather(*(one(i) for i in range(len(self.layout.workers)))),
             peer(self.layout.tree, "tree", "supervision tree"),
             peer(self.layout.gateway, "gateway", "gateway"))
         workers = [*workers, *trees, *gateways]
@@ -187,12 +265,20 @@ class Router:
                 p["rss"] = psutil.Process(p["pid"]).memory_info().rss if p["pid"] else None
             except psutil.Error:
                 p["rss"] = None
-        return {"endpoint": self.endpoint, "epoch": self.map.epoch, "shards": self.map.shards,
-                "workers": len(self.map.endpoints), "durability": self.cfg.durability,
-                "uptime": time.time() - self.started, "processes": processes}
+        out = {"endpoint": self.endpoint, "epoch": self.map.epoch, "shards": self.map.shards,
+               "workers": len(self.layout.workers), "durability": self.cfg.durability,
+               "uptime": time.time() - self.started, "processes": processes}
+        if self.cluster is not None:
+            out["cluster"] = self.cluster.status()
+        return out
 
 
-def main(cfg: NodeConfig, layout: NodeLayout, meta: dict[str, Any]) -> None:
+def main(cfg: NodeConfig, layout: NodeLayout, meta: dict[str, Any],
+         report_fd: int | None = None) -> int:
     """Entry point of the router process (forked by the node supervisor, which has set up
-    its logging as every child's: ``supervisors/processes.py``)."""
-    asyncio.run(Router(cfg, layout, meta).run())
+    its logging as every child's: ``supervisors/processes.py``); returns its exit status
+    (:data:`EXIT_CLUSTER` after writing why to ``report_fd``, :data:`EXIT_LEFT`)."""
+    r = Router(cfg, layout, meta)
+    r.report_fd = report_fd
+    asyncio.run(r.run())
+    return r.exit_code

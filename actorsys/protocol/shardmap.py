@@ -23,17 +23,23 @@ class ShardMap:
     shards: int
     owner: list[int]          # shard -> slot
     endpoints: list[str]      # slot -> worker endpoint
+    nodes: list[dict[str, Any]] | None = None    # TEMP (lead): the client slice defines these
+    name: str | None = None
 
     def slot_of(self, type_name: str, key: str) -> int:
         return self.owner[shard_of(type_name, key, self.shards)]
 
     def to_wire(self, **extra: Any) -> dict[str, Any]:
         """The map as the router and workers send it (``extra``: node limits clients need)."""
-        return {"epoch": self.epoch, "shards": self.shards, "owner": bytes(self.owner)
-                if len(self.endpoints) <= 256 else self.owner, "endpoints": self.endpoints, **extra}
+        small = self.nodes is None and len(self.endpoints) <= 256
+        d = {"epoch": self.epoch, "shards": self.shards, "owner": bytes(self.owner)
+             if small else self.owner, "endpoints": self.endpoints, **extra}
+        if self.nodes is not None:
+            d["nodes"], d["name"] = self.nodes, self.name
+        return d
 
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> "ShardMap":
         owner = list(d["owner"])
         return cls(epoch=int(d["epoch"]), shards=int(d["shards"]), owner=owner,
-                   endpoints=list(d["endpoints"]))
+                   endpoints=list(d["endpoints"]), nodes=d.get("nodes"), name=d.get("name"))

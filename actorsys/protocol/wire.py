@@ -57,8 +57,9 @@ ASK, TELL, SPAWN, MAP, STATUS, PING, STOP, EXIT, SUP = 1, 2, 3, 4, 5, 6, 7, 8, 9
 OK, ERR = 10, 11
 LIST = 12
 WS = 13
+SHARDS = 14
 OPS = {ASK: "ask", TELL: "tell", SPAWN: "spawn", MAP: "map", STATUS: "status", PING: "ping",
-       STOP: "stop", EXIT: "exit", SUP: "sup", LIST: "list", WS: "ws"}
+       STOP: "stop", EXIT: "exit", SUP: "sup", LIST: "list", WS: "ws", SHARDS: "shards"}
 MAX_LIST_LIMIT = 10_000
 
 _packb: Callable[[Any], bytes] = msgpack.Packer(use_bin_type=True, autoreset=True).pack

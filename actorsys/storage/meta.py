@@ -72,3 +72,25 @@ def load_or_create_meta(data_dir: str, shards: int, workers: int) -> dict[str, A
             "owner": [s % workers for s in range(shards)], "listing": LISTING_INDEX}
     write_meta(data_dir, meta)
     return meta
+
+
+def cluster_identity(data_dir: str, meta: dict[str, Any], cluster: dict[str, Any]) -> dict[str, Any]:
+    """A cluster node's data directory remembers its cluster name and node id: the first
+    start in a cluster records them; a later start with another name or id is a
+    ConfigError (a data directory holds one node's shards; reusing it under another id
+    would serve them twice or lose them). Returns the meta to start with;
+    ``cluster_joined_now`` (not stored) says the directory was not a member before (its
+    data, from single-node runs, is then never swept)."""
+    want = {"name": cluster["name"], "node_id": cluster["node_id"]}
+    have = meta.get("cluster")
+    if have is None:
+        meta = {**meta, "cluster": want}
+        write_meta(data_dir, meta)
+        return {**meta, "cluster_joined_now": True}
+    for k, key in (("name", "cluster.name"), ("node_id", "cluster.node_id")):
+        if have.get(k) != want[k]:
+            raise ConfigError(
+                f"data directory {data_dir} belongs to {k.replace('_', ' ')} {have.get(k)!r}; "
+                f"the config says {want[k]!r} (use that {k.replace('_', ' ')}, or another "
+                f"data directory)", key=key)
+    return meta

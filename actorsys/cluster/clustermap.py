@@ -1,0 +1,80 @@
+"""The cluster's shard map as clients get it, built from etcd's view (pure).
+
+A client of a cluster keeps one :class:`~actorsys.protocol.shardmap.ShardMap` for the
+whole cluster and still sends every message in one hop to the worker slot that holds the
+actor, on whichever host:
+
+* ``nodes``: every node that is alive or owns a shard, in node-id order, as
+  ``{"id", "endpoint", "alive", "slots": [first, count], "public_key"}``;
+* ``endpoints``: the live nodes' worker endpoints, concatenated in that order (global
+  slot numbers; a dead node has no slots);
+* ``owner[shard]``: the global slot of the owner's worker that holds the shard (the
+  owner's ``home`` table, published in its membership record), or ``-1 - k`` when the
+  shard's owner is ``nodes[k]`` and it is not alive: the client raises
+  ``ShardUnavailable`` naming it at once instead of waiting on a dead host;
+* ``epoch``: the sum of the shards' ownership epochs, so it grows with every change of
+  owner and every node computes the same number from the same records.
+
+A shard being handed off still maps to its old owner until the move ends; its worker
+answers ``wrong_shard`` meanwhile and the client retries with a short backoff.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from ..protocol.shardmap import ShardMap
+from .membership import Member
+from .ownership import Owned
+
+#: the pseudo-node of shards nobody has claimed yet (a cluster whose first node is starting)
+UNCLAIMED = "(no owner yet)"
+
+
+def build_map(name: str, shards: int, members: Mapping[str, Member],
+              owned: Mapping[int, Owned]) -> ShardMap:
+    """The client map of the cluster (see the module docstring)."""
+    ids = sorted(set(members) | {o.owner for o in owned.values()})
+    if len(owned) < shards:
+        ids.append(UNCLAIMED)
+    nodes: list[dict[str, Any]] = []
+    endpoints: list[str] = []
+    first: dict[str, int] = {}
+    index = {nid: k for k, nid in enumerate(ids)}
+    for nid in ids:
+        m = members.get(nid)
+        if m is not None and len(m.home) == shards:
+            first[nid] = len(endpoints)
+            endpoints.extend(m.workers)
+        nodes.append({"id": nid, "endpoint": m.endpoint if m else None, "alive": nid in first,
+                      "slots": [first.get(nid, 0), len(m.workers) if nid in first and m else 0],
+                      "public_key": m.public_key if m else None})
+    homes = {nid: members[nid].home for nid in first}
+    owner = [0] * shards
+    unclaimed = -1 - index.get(UNCLAIMED, 0)
+    for s in range(shards):
+        rec = owned.get(s)
+        if rec is None:
+            owner[s] = unclaimed
+        elif rec.owner in first:
+            owner[s] = first[rec.owner] + homes[rec.owner][s]
+        else:
+            owner[s] = -1 - index[rec.owner]
+    epoch = sum(o.epoch for o in owned.values())
+    return ShardMap(epoch=epoch, shards=shards, owner=owner, endpoints=endpoints,
+                    nodes=nodes, name=name)
+
+
+def cluster_view(m: ShardMap, owned: Mapping[int, Owned]) -> dict[str, Any]:
+    """What ``client.cluster()`` returns: ``{"name", "epoch", "nodes": [{"id",
+    "endpoint", "alive", "shards"}]}`` (shards: how many it owns), plus per node the
+    shards being moved away from it (``moving``)."""
+    count: dict[str, int] = {}
+    moving: dict[str, int] = {}
+    for rec in owned.values():
+        count[rec.owner] = count.get(rec.owner, 0) + 1
+        if rec.to is not None:
+            moving[rec.owner] = moving.get(rec.owner, 0) + 1
+    return {"name": m.name, "epoch": m.epoch,
+            "nodes": [{"id": n["id"], "endpoint": n["endpoint"], "alive": n["alive"],
+                       "shards": count.get(n["id"], 0), "moving": moving.get(n["id"], 0)}
+                      for n in (m.nodes or ()) if n["id"] != UNCLAIMED]}

@@ -1,0 +1,371 @@
+"""The cluster side of a node's router: membership, ownership, grants, moves.
+
+What a cluster node does, in order, from its router process:
+
+* **Start.** Connect to etcd (none answering: the node stops, naming every URL tried).
+  If this node's previous run is still a member (killed before its lease expired), its
+  lease is revoked. Shards another node owns are swept from this node's slots (a copy
+  left by a move that ended while this node was down; only once the data directory
+  belongs to the cluster). Then it registers (a live node with the same ``node_id``:
+  the node stops with a ConfigError) and rolls back any move it had begun and not
+  finished. The first member (lowest id among the live ones) claims every unowned shard.
+* **Serving.** Every :data:`GRANT_PERIOD` and at every change, each local worker is told
+  the shards it may serve (owned here, homed on that slot, not being moved away), with
+  their epochs and a monotonic deadline: the fence of the last lease renewal
+  (``fence.py``). Past it, the workers refuse turns and commits for those shards by
+  themselves, even if this router is frozen; the router logs when it fences and when it
+  serves again, and ``status`` shows why.
+* **Placement.** Shards belong where rendezvous hashing over the live members puts them
+  (``placement.py``). A node moves the shards it owns that belong elsewhere, a batch of
+  64 at a time (``handoff.py``), logging its progress; shards of a dead node stay its
+  own and answer ``ShardUnavailable`` until it returns (no replicas: issue 16).
+* **Leave** (:meth:`Coordinator.leave`): the node places its shards as if it were not
+  a member, moves them all, then revokes its lease; the router then ends the node.
+* **The map** clients get is rebuilt at every change (``clustermap.py``).
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any, Callable
+
+from ..config import NodeConfig, NodeLayout
+from ..config.cluster import ClusterConfig
+from ..errors import ActorError
+from ..log import get_logger
+from ..protocol.shardmap import ShardMap
+from . import placement
+from .clustermap import build_map, cluster_view
+from .handoff import Call, ChangedMeanwhile, Handoff, HandoffFailed, drop, roll_back_unfinished
+from .membership import Member, Membership
+from .ownership import BATCH, Owned, Ownership, parse
+
+log = get_logger("cluster")
+
+#: seconds between two grants to every local worker (a restarted worker serves again
+#: within this; a renewal's new deadline reaches the workers within it)
+GRANT_PERIOD = 0.25
+#: seconds a grant call may take (it waits for revoked shards' turns to commit)
+GRANT_TIMEOUT_EXTRA = 5.0
+#: where the id of this node's etcd lease is kept, in the data directory
+LEASE_FILE = "cluster.lease"
+#: seconds between progress lines of a long move
+PROGRESS_EVERY = 2.0
+
+
+
+class Coordinator:
+    """The router's cluster work (see the module docstring). ``call`` sends SHARDS
+    requests to workers (this node's and others'); ``on_map`` receives every new client
+    map; ``on_left`` is called once the node has left the cluster."""
+
+    def __init__(self, cfg: NodeConfig, layout: NodeLayout, meta: dict[str, Any], call: Call,
+                 public_key: str | None, on_map: Callable[[ShardMap], None],
+                 on_left: Callable[[], None]) -> None:
+        assert cfg.cluster is not None
+        self.cfg, self.layout, self.call = cfg, layout, call
+        self.ccfg = ClusterConfig(**cfg.cluster)
+        self.me = self.ccfg.node_id
+        self.shards = int(meta["shards"])
+        self.home = bytes(meta["owner"])
+        self.sweep_allowed = not meta.get("cluster_joined_now", False)
+        self.workers = list(layout.workers)
+        self.membership = Membership(self.ccfg, Member(self.me, layout.router, public_key,
+                                                       tuple(self.workers), self.home),
+                                     on_change=lambda _m: self.changed())
+        self.on_map, self.on_left = on_map, on_left
+        #: shard -> its ownership record, as last read or watched
+        self.owned: dict[int, Owned] = {}
+        #: shards of ours being moved away: not granted
+        self.moving: set[int] = set()
+        #: "joining" -> "serving" -> "leaving" -> "left"
+        self.state = "joining"
+        #: the current move, for status: {"to", "done", "total"} (None: none)
+        self.progress: dict[str, Any] | None = None
+        self.map: ShardMap | None = None
+        self.fenced: str | None = None
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._map_due = False
+        self._left: asyncio.Future[None] | None = None
+
+    @property
+    def ownership(self) -> Ownership:
+        return Ownership(self.membership.client, self.ccfg.name)
+
+    # -- start -------------------------------------------------------------------
+    async def start(self) -> None:
+        """Join (see the module docstring); raises ConfigError or NodeUnavailable."""
+        m = self.membership
+        await m.connect()
+        own = self.ownership
+        records = await own.read()
+        if self.sweep_allowed:
+            stale = sorted(s for s, r in records.items() if r.owner != self.me and r.to != self.me)
+            if stale:
+                await self._sweep(stale)
+        await m.register(self._previous_lease())
+        self._remember_lease()
+        self.owned = await own.read()
+        self.owned.update(await roll_back_unfinished(own, self.me, self.owned))
+        self._tasks.append(asyncio.create_task(self._watch_shards()))
+        await self._claim_if_first()
+        self.state = "serving"
+        self._publish()
+        await self._grant_all()
+        self._tasks += [asyncio.create_task(self._grant_loop()),
+                        asyncio.create_task(self._rebalance_loop())]
+        log.info("node %s joined cluster %r (%d live members, %d shards owned here)", self.me,
+                 self.ccfg.name, len(m.members), self.count_mine())
+
+    def _previous_lease(self) -> int | None:
+        try:
+            with open(os.path.join(self.cfg.data_dir, LEASE_FILE)) as f:
+                return int(f.read().strip() or 0) or None
+        except (OSError, ValueError):
+            return None
+
+    def _remember_lease(self) -> None:
+        path = os.path.join(self.cfg.data_dir, LEASE_FILE)
+        with open(path + ".tmp", "w") as f:
+            f.write(str(self.membership.lease_id or 0))
+        os.replace(path + ".tmp", path)
+
+    async def _sweep(self, stale: list[int]) -> None:
+        """Drop our copies of shards another node owns (see the module docstring)."""
+        try:
+            await drop(self.call, self.workers, self.home, stale)
+        except ActorError as exc:
+            log.warning("could not sweep this node's stale copies of %d shards owned "
+                        "elsewhere (%s); they are never served", len(stale), exc)
+
+    async def _claim_if_first(self) -> None:
+        members = sorted(self.membership.members)
+        unowned = [s for s in range(self.shards) if s not in self.owned]
+        if unowned and members and members[0] == self.me:
+            got = await self.ownership.claim(unowned, self.me)
+            if got:
+                log.info("node %s claimed %d unowned shards", self.me, len(got))
+                self.owned.update(await self.ownership.read())
+
+    # -- watching ------------------------------------------------------------------
+    async def _watch_shards(self) -> None:
+        own = self.ownership
+        events = await self.membership.client.watch_prefix(own.shards_prefix)
+        self.owned.update({s: r for s, r in (await own.read()).items()
+                           if s not in self.owned or r.revision > self.owned[s].revision})
+        async for ev in events:
+            s = own.shard_of(ev.kv.key)
+            if s is None:
+                continue
+            if ev.kind == "DELETE":
+                self.owned.pop(s, None)
+            else:
+                try:
+                    rec = parse(ev.kv.value, ev.kv.mod_revision)
+                except ValueError as exc:
+                    log.warning("%s", exc)
+                    continue
+                old = self.owned.get(s)
+                if old is None or rec.revision >= old.revision:
+                    self.owned[s] = rec
+            self.changed()
+
+    def changed(self) -> None:
+        """Something in etcd changed: rebuild the map soon, grant, plan moves again."""
+        self._wake.set()
+        if not self._map_due:
+            self._map_due = True
+            asyncio.get_running_loop().call_soon(self._publish)
+
+    def _publish(self) -> None:
+        self._map_due = False
+        self.map = build_map(self.ccfg.name, self.shards, self.membership.members, self.owned)
+        self.on_map(self.map)
+
+    # -- grants --------------------------------------------------------------------
+    def granted(self, slot: int) -> dict[int, int]:
+        """Shard -> epoch that worker ``slot`` may serve now."""
+        home, me, moving = self.home, self.me, self.moving
+        return {s: r.epoch for s, r in self.owned.items()
+                if r.owner == me and r.to is None and home[s] == slot and s not in moving}
+
+    async def _grant(self, slot: int) -> dict[str, Any]:
+        fence = self.membership.fence
+        until = fence.serve_until
+        args = {"shards": self.granted(slot), "epoch": self.map.epoch if self.map else 0,
+                "until": until if until != float("-inf") else 0.0, "node": self.me,
+                "why": (f"node {self.me} has not renewed its etcd lease in time (lease_ttl "
+                        f"{self.ccfg.lease_ttl:g} s): it serves its shards again once a renewal "
+                        f"succeeds, and no other node serves them meanwhile")}
+        return await self.call(self.workers[slot], "grant", args,
+                               self.cfg.turn_timeout + GRANT_TIMEOUT_EXTRA)
+
+    async def _grant_all(self, slots: list[int] | None = None) -> None:
+        """Grant every (or these) local worker(s) its shards; returns once they applied
+        it (revoked shards drained). A worker that does not answer is logged: it serves
+        nothing it was not granted, and the next period grants it again."""
+        todo = range(len(self.workers)) if slots is None else slots
+        replies = await asyncio.gather(*(self._grant(i) for i in todo), return_exceptions=True)
+        for i, r in zip(todo, replies):
+            if isinstance(r, BaseException) and slots is not None:
+                raise r
+
+    async def _grant_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(GRANT_PERIOD)
+            why = self.membership.fence.why_not(loop.time())
+            if why != self.fenced:
+                if why:
+                    log.error("node %s is fenced: %s", self.me, why)
+                else:
+                    log.info("node %s renewed its etcd lease: serving its shards again", self.me)
+                self.fenced = why
+            for i in range(len(self.workers)):
+                loop.create_task(self._grant_quietly(i))
+
+    async def _grant_quietly(self, slot: int) -> None:
+        try:
+            await self._grant(slot)
+        except ActorError as exc:
+            log.debug("grant to worker slot %d failed: %s", slot, exc)
+
+    # -- moves ---------------------------------------------------------------------
+    def count_mine(self) -> int:
+        return sum(1 for r in self.owned.values() if r.owner == self.me)
+
+    def plan(self) -> dict[str, list[int]]:
+        """Shards of ours that belong elsewhere, by the node they go to."""
+        live = sorted(n for n in self.membership.members if n != self.me or self.state == "serving")
+        if not live:
+            return {}
+        out: dict[str, list[int]] = {}
+        for s, r in self.owned.items():
+            if r.owner == self.me and r.to is None:
+                t = placement.owner(s, live)
+                if t != self.me:
+                    out.setdefault(t, []).append(s)
+        return out
+
+    async def _rebalance_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), 1.0)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            if self.state not in ("serving", "leaving"):
+                continue
+            if not self.membership.fence.may_serve(loop.time()):
+                continue
+            plan = self.plan()
+            if not plan:
+                if self.state == "leaving" and self.count_mine() == 0:
+                    await self._finish_leaving()
+                    return
+                continue
+            try:
+                await self._move_all(plan)
+            except Exception as exc:      # logged; the next wake plans again
+                log.error("moving shards failed: %s: %s", type(exc).__name__, exc)
+                await asyncio.sleep(0.5)
+            self._wake.set()
+
+    async def _move_all(self, plan: dict[str, list[int]]) -> None:
+        handoff = Handoff(self.ownership, self.me, self.call, self.workers, self.home,
+                          self._stop_serving, self._serve_again)
+        total = sum(len(v) for v in plan.values())
+        started = last = time.monotonic()
+        done = 0
+        for to, shards in sorted(plan.items()):
+            shards.sort()
+            for i in range(0, len(shards), BATCH):
+                member = self.membership.members.get(to)
+                if member is None or self.state not in ("serving", "leaving"):
+                    return          # it left meanwhile: plan again
+                batch = [s for s in shards[i:i + BATCH]
+                         if self.owned.get(s) and self.owned[s].owner == self.me
+                         and self.owned[s].to is None]
+                self.progress = {"to": to, "done": done, "total": total}
+                try:
+                    new = await handoff.move(member, {s: self.owned[s] for s in batch})
+                except ChangedMeanwhile:
+                    self.owned.update(await self.ownership.read())
+                    return
+                except HandoffFailed as exc:
+                    log.error("%s", exc)
+                    return
+                self.owned.update(new)
+                done += len(batch)
+                self.changed()
+                now = time.monotonic()
+                if now - last >= PROGRESS_EVERY or done == total:
+                    last = now
+                    log.info("moving shards from %s: %d of %d moved (%d%%, %.1f s)", self.me,
+                             done, total, 100 * done // max(total, 1), now - started)
+        self.progress = None
+
+    async def _stop_serving(self, shards: list[int]) -> None:
+        self.moving.update(shards)
+        await self._grant_all(sorted({self.home[s] for s in shards}))
+
+    async def _serve_again(self, shards: list[int]) -> None:
+        self.moving.difference_update(shards)
+        self.owned.update(await self.ownership.read())
+        await self._grant_all(sorted({self.home[s] for s in shards}))
+
+    # -- leave and stop ------------------------------------------------------------
+    async def leave(self, timeout: float) -> dict[str, Any]:
+        """Move every shard of this node to the others, then leave the cluster.
+        Returns ``{"moved": n, "seconds": t}``; raises ActorError if it could not."""
+        others = [n for n in self.membership.members if n != self.me]
+        if not others:
+            raise ActorError(f"node {self.me} is the only live member of cluster "
+                             f"{self.ccfg.name!r}: its shards have nowhere to go")
+        if self._left is None:
+            self._left = asyncio.get_running_loop().create_future()
+            self.state = "leaving"
+            self._wake.set()
+        had, started = self.count_mine(), time.monotonic()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._left), timeout)
+        except asyncio.TimeoutError:
+            raise ActorError(f"node {self.me} could not move its shards within {timeout:g} s "
+                             f"({self.count_mine()} left); it goes on trying") from None
+        return {"moved": had, "seconds": round(time.monotonic() - started, 3)}
+
+    async def _finish_leaving(self) -> None:
+        await self.membership.leave()
+        self.state = "left"
+        log.info("node %s left cluster %r", self.me, self.ccfg.name)
+        if self._left is not None and not self._left.done():
+            self._left.set_result(None)
+        self.on_left()
+
+    async def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self.state != "left":
+            await self.membership.leave()
+
+    # -- views ---------------------------------------------------------------------
+    def view(self) -> dict[str, Any]:
+        """``client.cluster()``."""
+        assert self.map is not None
+        return cluster_view(self.map, self.owned)
+
+    def status(self) -> dict[str, Any]:
+        """This node's part, for ``actorsys status``."""
+        return {"name": self.ccfg.name, "node_id": self.me, "state": self.state,
+                "members": sorted(self.membership.members), "shards_owned": self.count_mine(),
+                "fenced": self.membership.fence.why_not(asyncio.get_running_loop().time()),
+                "moving": self.progress}
+

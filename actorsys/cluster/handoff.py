@@ -1,0 +1,164 @@
+"""Handing a batch of shards, with all their data, from this node to another.
+
+The owner drives the move; the receiver only stores what it is sent. Steps, for a batch
+of at most :data:`~.ownership.BATCH` shards going to node ``T``:
+
+1. **Mark** (one etcd transaction): each shard's record becomes ``{owner: me, epoch:
+   e + 1, to: T}``. Only if none changed since read (compare on ``mod_revision``).
+2. **Stop serving** them here: this node's workers get a grant without them and answer
+   only when their turns on those shards have committed and their actors passivated;
+   from then on they answer ``wrong_shard`` for them (clients retry with a backoff).
+3. **Copy**: for each (our slot, T's slot) pair, pages of the shards' committed keys
+   (state, storage, alarms, history, request windows, supervision records, and their
+   alarm-index and listing entries) are exported from our worker and imported by T's
+   worker, the first page clearing whatever T held of those shards (a copy left by an
+   earlier attempt). T writes each page with ``sync``.
+4. **Flip** (one etcd transaction, comparing the revision written in step 1): ``{owner:
+   T, epoch: e + 2}``. T's router sees it and grants the shards to its workers.
+5. **Drop** our copy.
+
+Crash-safety. Until step 4 commits the shards are ours and our copy is whole (nothing
+is deleted before it); T's partial copy is never served (T has no grant for them) and is
+cleared by the next attempt. If step 2 or 3 fails (T died, a timeout), the move is
+rolled back: ``{owner: me, epoch: e + 2}`` and our workers serve them again. If this
+node dies between 1 and 4, the shards stay marked ``to: T`` and unavailable until it
+starts again, when :func:`roll_back_unfinished` rolls them back before it serves
+anything. If it dies between 4 and 5, its stale copy is dropped at its next start
+(``Coordinator`` sweeps shards another node owns). No shard is served by two nodes: T
+serves only after step 4, we stop before step 3; none is lost: the only delete (5)
+follows the flip, and T's copy was synced before it.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Awaitable, Callable, Mapping
+
+from ..errors import ActorError
+from ..log import get_logger
+from .membership import Member
+from .ownership import Owned, Ownership
+
+log = get_logger("cluster")
+
+#: bytes of keys and values per exported page
+PAGE_BYTES = 512 * 1024
+#: seconds for one worker call of a handoff (export, import, drop)
+CALL_TIMEOUT = 30.0
+
+#: ``call(endpoint, cmd, args, timeout) -> reply``: a SHARDS request to a worker
+Call = Callable[[str, str, dict[str, Any], float], Awaitable[dict[str, Any]]]
+
+
+class HandoffFailed(Exception):
+    """A move could not complete; it was rolled back (the shards stay with this node)."""
+
+
+def pairs(shards: list[int], mine: bytes, theirs: bytes) -> dict[tuple[int, int], list[int]]:
+    """The shards grouped by (our home slot, their home slot)."""
+    out: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for s in shards:
+        out[(mine[s], theirs[s])].append(s)
+    return dict(out)
+
+
+async def copy(call: Call, ours: list[str], to: Member, home: bytes,
+               shards: list[int]) -> int:
+    """Step 3: copy ``shards`` from our workers (``ours``: endpoints by slot) to ``to``'s;
+    returns the keys copied."""
+    keys = 0
+    for (src, dst), group in pairs(shards, home, to.home).items():
+        after: bytes | None = None
+        first = True
+        while True:
+            page = await call(ours[src], "export", {"shards": group, "after": after,
+                                                    "max_bytes": PAGE_BYTES}, CALL_TIMEOUT)
+            items = page["items"]
+            if items or first:
+                await call(to.workers[dst], "import", {"shards": group, "clear": first,
+                                                       "items": items}, CALL_TIMEOUT)
+            keys += len(items)
+            first = False
+            after = page.get("next")
+            if after is None:
+                break
+    return keys
+
+
+async def drop(call: Call, ours: list[str], home: bytes, shards: list[int]) -> None:
+    """Step 5 (and the start-up sweep): delete our copy of ``shards``."""
+    by_slot: dict[int, list[int]] = defaultdict(list)
+    for s in shards:
+        by_slot[home[s]].append(s)
+    for slot, group in by_slot.items():
+        await call(ours[slot], "drop", {"shards": group}, CALL_TIMEOUT)
+
+
+class Handoff:
+    """One move of a batch of shards (see the module docstring). ``stop_serving`` and
+    ``serve_again`` change this node's grants (``Coordinator``) and return once the
+    workers have applied them."""
+
+    def __init__(self, ownership: Ownership, me: str, call: Call, ours: list[str], home: bytes,
+                 stop_serving: Callable[[list[int]], Awaitable[None]],
+                 serve_again: Callable[[list[int]], Awaitable[None]]) -> None:
+        self.ownership, self.me, self.call, self.ours, self.home = ownership, me, call, ours, home
+        self.stop_serving, self.serve_again = stop_serving, serve_again
+
+    async def move(self, to: Member, seen: Mapping[int, Owned]) -> dict[int, Owned]:
+        """Move the shards of ``seen`` (their records as read) to ``to``; returns their
+        new records. Raises HandoffFailed after rolling back, or ChangedMeanwhile."""
+        shards = sorted(seen)
+        marked = await self.ownership.change(
+            {s: (r, Owned(self.me, r.epoch + 1, 0, to.node_id)) for s, r in seen.items()})
+        if marked is None:
+            raise ChangedMeanwhile(f"the records of shards {shards[:5]}... changed meanwhile")
+        try:
+            await self.stop_serving(shards)
+            keys = await copy(self.call, self.ours, to, self.home, shards)
+        except (ActorError, OSError, KeyError, IndexError) as exc:
+            rolled = await self.roll_back(marked)
+            await self.serve_again(shards)
+            raise HandoffFailed(f"moving {len(shards)} shards to {to.node_id} failed ({exc}); "
+                                f"rolled back: {'yes' if rolled else 'no (changed meanwhile)'}") from exc
+        done = await self.ownership.change(
+            {s: (r, Owned(to.node_id, r.epoch + 1, 0)) for s, r in marked.items()})
+        if done is None:       # nobody else changes a record marked by us: unexpected
+            await self.serve_again(shards)
+            raise HandoffFailed(f"the records of shards {shards[:5]}... changed during their move")
+        log.debug("moved %d shards (%d keys) to %s", len(shards), keys, to.node_id)
+        try:
+            await drop(self.call, self.ours, self.home, shards)
+        except ActorError as exc:     # a stale copy is never served; the next start sweeps it
+            log.warning("could not drop this node's copy of %d moved shards (%s); it is dropped "
+                        "at the next start", len(shards), exc)
+        return done
+
+    async def roll_back(self, marked: Mapping[int, Owned]) -> bool:
+        """The marked shards are ours again, unmarked, with the next epoch."""
+        back = await self.ownership.change(
+            {s: (r, Owned(self.me, r.epoch + 1, 0)) for s, r in marked.items()})
+        return back is not None
+
+
+class ChangedMeanwhile(Exception):
+    """A record changed between reading and marking it: read again and plan again."""
+
+
+async def roll_back_unfinished(ownership: Ownership, me: str,
+                               owned: Mapping[int, Owned]) -> dict[int, Owned]:
+    """At start: moves this node began and did not finish (it died between mark and
+    flip) are rolled back: our copy is whole; the receiver's is cleared when a move is
+    tried again. Returns the new records."""
+    out: dict[int, Owned] = {}
+    stuck = {s: r for s, r in owned.items() if r.owner == me and r.to is not None}
+    items = sorted(stuck.items())
+    for i in range(0, len(items), 64):
+        batch = dict(items[i:i + 64])
+        back = await ownership.change(
+            {s: (r, Owned(me, r.epoch + 1, 0)) for s, r in batch.items()})
+        if back is not None:
+            out.update(back)
+    if stuck:
+        log.info("rolled back %d shard move(s) this node had not finished when it stopped",
+                 len(stuck))
+    return out
