@@ -158,13 +158,37 @@ class AsyncTransport(ControlRequests):
         """Use ``shard_map`` (and the node limits sent with it) from now on; connections
         to slots whose endpoints changed are dropped."""
         if self.map is not None and shard_map.endpoints != self.map.endpoints:
-            log.debug("the worker endpoints changed (map epoch %d): reconnecting", shard_map.epoch)
-            self._drop_slots()
+            self._renumber_slots(self.map.endpoints, shard_map.endpoints)
         self.map = shard_map
         self.max_message_bytes = max_message_bytes
         self.tree_endpoint = tree_endpoint
         if self.on_map is not None:
             self.on_map(self)
+
+    def _renumber_slots(self, old: list[str], new: list[str]) -> None:
+        """The worker endpoints changed (a node of the cluster joined or left, or a node
+        restarted with other ports): connections to endpoints still in the map are kept,
+        under their new slot numbers, with the requests in flight on them; those to
+        endpoints no longer in it are closed and their requests fail with WorkerLost
+        (they may have run: as for a lost worker)."""
+        index = {ep: i for i, ep in enumerate(new)}
+        moved = {i: index.get(old[i]) if i < len(old) else None for i in self._slots}
+        moved_pending = {}
+        for rid, p in self._pending.items():
+            if p.slot >= 0:
+                moved_pending[rid] = index.get(old[p.slot]) if p.slot < len(old) else None
+        gone = [i for i, j in moved.items() if j is None]
+        lost = self.wording.lost
+        for i in gone:
+            self._fail_where(i, lambda p: WorkerLost(lost(p.request, p.slot)))
+            self._slots.pop(i).close()
+        self._slots = {moved[i]: c for i, c in self._slots.items()}   # type: ignore[misc]
+        for rid, j in moved_pending.items():
+            p = self._pending.get(rid)
+            if p is not None and j is not None:
+                self._pending[rid] = p._replace(slot=j)
+        log.debug("the worker endpoints changed: %d connection(s) kept, %d closed",
+                  len(self._slots), len(gone))
 
     def _drop_slots(self) -> None:
         for c in self._slots.values():
@@ -196,9 +220,10 @@ class AsyncTransport(ControlRequests):
                 raise NodeUnavailable("client is closed")
             if self.map is None:
                 raise NodeUnavailable("no shard map yet")
-            c = Conn(self.loop, self.ctx, self.map.endpoints[i], self.keys, self._on_reply,
+            endpoint = self.map.endpoints[i]
+            c = Conn(self.loop, self.ctx, endpoint, self.keys, self._on_reply,
                      WATCH_EVENTS if self.watch else zmq.EVENT_DISCONNECTED,
-                     partial(self._on_monitor, i))
+                     partial(self._on_endpoint_monitor, endpoint))
             self._slots[i] = c
         return c
 
@@ -236,6 +261,13 @@ class AsyncTransport(ControlRequests):
         if final:   # ZeroMQ does not reconnect after a refusal: fail now, not at the deadline
             self.refused = self.handshake_problem
             self.fail_slot(ROUTER, NodeUnavailable(self.refused))
+
+    def _on_endpoint_monitor(self, endpoint: str, frames: list[bytes]) -> None:
+        """A slot connection's monitor event, by its endpoint (slot numbers change when
+        the map's endpoints do)."""
+        m = self.map
+        if m is not None and endpoint in m.endpoints:
+            self._on_monitor(m.endpoints.index(endpoint), frames)
 
     def _on_monitor(self, slot: int, frames: list[bytes]) -> None:
         try:

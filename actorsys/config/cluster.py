@@ -17,6 +17,7 @@ A cluster node must be reachable by the others: ``[node] endpoint`` is a tcp end
 """
 from __future__ import annotations
 
+import importlib.util
 import re
 from typing import Any, NamedTuple
 
@@ -73,4 +74,7 @@ def parse_cluster(table: Any, src: Source, endpoint: str | None) -> ClusterConfi
     if host in _WILDCARD_HOSTS:
         raise src.fail(f"a cluster node's endpoint is the address the others reach it at, not a "
                        f"wildcard ({host}): name this host's address", "node", "endpoint")
+    if importlib.util.find_spec("aetcd") is None:      # (found, not imported: no gRPC here)
+        raise fail("a cluster node needs the etcd client, which is not installed: "
+                   "pip install 'actorsys[cluster]' (or scripts/setup cluster)", None)
     return ClusterConfig(list(etcd), table["name"], table["node_id"], float(ttl))

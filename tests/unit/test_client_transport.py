@@ -293,3 +293,33 @@ def test_a_supervisor_command_needs_a_tree(fake):
             await t.supervise("root", "which_children", None, 1.0)
 
     with_transport(fake, body)
+
+
+def test_a_new_map_with_other_endpoints_keeps_the_connections_and_asks_in_flight(tmp_path):
+    """A node of a cluster joins or leaves: the map's endpoints are renumbered. Asks in
+    flight to endpoints still in the map get their replies; those to endpoints gone from
+    it fail with WorkerLost (they may have run)."""
+    def serve(slot: int, request: list) -> Any:
+        return HOLD if request[0] == wire.ASK else echo(slot, request)
+
+    with FakeNode(str(tmp_path), workers=3, serve=serve) as fake:
+        async def body(t: AsyncTransport) -> None:
+            k1, k2 = key_on(t, 1), key_on(t, 2)
+            kept = asyncio.ensure_future(t.ask("T", k1, "add", (1,), {}))
+            gone = asyncio.ensure_future(t.ask("T", k2, "add", (1,), {}))
+            fake.wait_for(lambda: fake.requests(1, wire.ASK) and fake.requests(2, wire.ASK),
+                          "both asks")
+            m = t.map
+            assert m is not None
+            eps = fake.worker_endpoints
+            new = type(m)(epoch=m.epoch + 1, shards=m.shards,
+                          owner=[{0: 1, 1: 0, 2: 0}[o] for o in m.owner],
+                          endpoints=[eps[1], eps[0]])
+            t.set_map(new, 1 << 20, None)
+            with pytest.raises(WorkerLost):
+                await asyncio.wait_for(gone, WAIT)
+            fake.release()
+            assert await asyncio.wait_for(kept, WAIT) == "late"
+            assert t.map.slot_of("T", k1) == 0
+
+        with_transport(fake, body)
