@@ -198,7 +198,7 @@ class ShardCommands:
             self.rt.commit.flush()
             self.output.send(envelope, wire.ok(rid, reply))
             return
-        task = asyncio.get_running_loop().create_task(self._drain(envelope, rid, acts, reply))
+        task = self.rt.turns.loop.create_task(self._drain(envelope, rid, acts, reply))
         self.drains.add(task)
         task.add_done_callback(self.drains.discard)
 
