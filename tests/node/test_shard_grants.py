@@ -267,3 +267,30 @@ def test_malformed_shards_requests_are_bad_requests_and_stop_nothing(mnode, zctx
         router.close()
     after = {p["slot"]: p["pid"] for p in mnode.status()["processes"] if p["role"] == "worker"}
     assert after == pids
+
+
+def test_a_cluster_workers_actors_reach_others_through_the_routers_map(tmp_path, zctx):
+    """A worker of a node with a [cluster] table sends its actors' asks with the map it
+    fetched from its router (not its local table). Its router grants what etcd says it
+    owns; here every shard is granted (what a one-node cluster owns) by raw frames."""
+    from actorsys.config.layout import free_port
+    from actorsys.testing.etcd import Etcd
+    with Etcd(str(tmp_path / "etcd")) as etcd:
+        cfg = mover_config(str(tmp_path / "data"))
+        cfg["node"].update(endpoint=f"tcp://127.0.0.1:{free_port('127.0.0.1')}", insecure=True)
+        cfg["cluster"] = {"etcd": [etcd.url], "name": "grants", "node_id": "n1", "lease_ttl": 5.0}
+        with actorsys.Node(cfg) as n:
+            m = n.client().map
+            raws = [Raw(zctx, ep) for ep in m.endpoints]
+            try:
+                for slot, w in enumerate(raws):
+                    w.grant({s: 1 for s, o in enumerate(m.owner) if o == slot})
+                relay = next(f"r-{i}" for i in range(10_000)
+                             if m.owner[shard_of("Relay", f"r-{i}", m.shards)] == 0)
+                (target, _), = keys_on_slot(n, 1, 1)
+                c = n.client()
+                assert c.ref("Relay", relay).ask("forward_ask", "Mover", target, "add", 4) == 4
+                assert c.ref("Mover", target).ask("add", 0) == 4
+            finally:
+                for w in raws:
+                    w.close()
