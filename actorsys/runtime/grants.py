@@ -192,7 +192,7 @@ class ShardCommands:
         for act in acts:
             self._evict(act)
         if self.rt.alarms.clock is not None:
-            self.rt.alarms.clock.scan()      # alarms of shards granted now fire
+            self.rt.alarms.clock.rescan()      # alarms of shards granted now fire
         reply = {"granted": len(g.shards), "revoked": revoked}
         if not acts:
             self.rt.commit.flush()
@@ -313,7 +313,7 @@ class ShardCommands:
         items = handoff.check_items(args.get("items", []), shards)
         written = handoff.import_items(self.rt.commit.store.db, shards, items, clear)
         if self.rt.alarms.clock is not None:
-            self.rt.alarms.clock.scan()
+            self.rt.alarms.clock.rescan()
         return {"written": written}
 
     def _drop(self, args: dict[str, Any]) -> dict[str, Any]:

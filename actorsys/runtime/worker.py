@@ -235,12 +235,17 @@ class Worker:
     async def _fetch_map(self) -> None:
         """A cluster worker's first map of the cluster, from its router (which may start
         after it); later ones come as its asks meet ``wrong_shard``."""
+        said = False
         while not self.turns.stopping:
             try:
                 await self.transport.connect(timeout=5.0)
                 return
-            except NodeUnavailable:
-                continue
+            except ActorError as exc:      # not up yet, or refused (a key): say so once
+                if not said:
+                    log.warning("worker slot %d has no cluster map from its router yet: %s",
+                                self.slot, exc)
+                    said = True
+                await asyncio.sleep(1.0)
 
     def _beat(self) -> None:
         if self.beats is not None:

@@ -224,6 +224,14 @@ class AlarmClock:
         self.inflight.pop(ident, None)
         self.note(due / 1_000_000)
 
+    def rescan(self) -> None:
+        """Scan now (what may fire changed: a grant, an import), instead of at the
+        armed time."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.scan()
+
     def scan(self) -> None:
         """Hand out every due alarm (in due order), then sleep until the next one."""
         self.timer, self.next_due = None, math.inf
