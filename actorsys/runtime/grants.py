@@ -136,6 +136,8 @@ class ShardCommands:
         self.grants, self.rt, self.output = grants, rt, output
         self.turn_timeout = turn_timeout
         self.drains: set[asyncio.Task[None]] = set()
+        #: revoked activations not yet out of memory (see _drain)
+        self.draining: set[Activation] = set()
 
     def activate(self) -> None:
         """Cluster mode from now on: the commit's fence and the alarm clock's filter."""
@@ -187,17 +189,22 @@ class ShardCommands:
         if not g.active:
             self.activate()
         revoked = sorted(before - g.shards.keys())
-        gone = set(revoked)
-        acts = [a for a in self.rt.catalog.acts.values() if a.shard in gone]
-        for act in acts:
-            self._evict(act)
+        if revoked:
+            gone = set(revoked)
+            for act in [a for a in self.rt.catalog.acts.values() if a.shard in gone]:
+                self._evict(act)
+                self.draining.add(act)
         if self.rt.alarms.clock is not None:
             self.rt.alarms.clock.rescan()      # alarms of shards granted now fire
         reply = {"granted": len(g.shards), "revoked": revoked}
-        if not acts:
+        # every grant waits for the drains still under way (an earlier grant's too): once
+        # any grant is answered, nothing of a shard it does not grant is resident
+        self.draining = {a for a in self.draining if not self._drained(a)}
+        if not self.draining:
             self.rt.commit.flush()
             self.output.send(envelope, wire.ok(rid, reply))
             return
+        acts = list(self.draining)
         task = self.rt.turns.loop.create_task(self._drain(envelope, rid, acts, reply))
         self.drains.add(task)
         task.add_done_callback(self.drains.discard)
@@ -250,6 +257,7 @@ class ShardCommands:
             await asyncio.sleep(DRAIN_POLL)
         for act in left:
             self._force_out(act)
+        self.draining.difference_update(acts)
         self.rt.commit.flush()
         if not left:
             self.output.send(envelope, wire.ok(rid, reply))

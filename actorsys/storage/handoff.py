@@ -61,9 +61,10 @@ def with_indexes(db: Any, items: Items) -> Items:
 def export_page(db: Any, shards: Iterable[int], after: bytes | None,
                 max_bytes: int) -> tuple[Items, bytes | None]:
     """One page of the keys of ``shards`` (in shard order, then key order) after the
-    actor key ``after`` (None: from the start), of about ``max_bytes`` of keys and values
-    (at least one key, if any is left), with their index entries. Returns ``(items,
-    next)``: ``next`` is the cursor of the next page, or None when this page is the last."""
+    actor key ``after`` (None: from the start), of at most ``max_bytes`` of keys and
+    values (but at least one key, if any is left), with their index entries (a few bytes
+    each). Returns ``(items, next)``: ``next`` is the cursor of the next page, or None
+    when this page is the last."""
     items: Items = []
     size = 0
     for shard in sorted(set(shards)):
@@ -75,12 +76,10 @@ def export_page(db: Any, shards: Iterable[int], after: bytes | None,
                 lo = successor(after)
         with db.iterator(start=lo, stop=hi) as it:
             for k, v in it:
+                if items and size + len(k) + len(v) > max_bytes:
+                    return with_indexes(db, items), items[-1][0]
                 items.append((k, v))
                 size += len(k) + len(v)
-                if size >= max_bytes:
-                    break
-        if size >= max_bytes:
-            return with_indexes(db, items), items[-1][0]
     return with_indexes(db, items), None
 
 

@@ -186,7 +186,8 @@ def test_a_shard_exported_from_one_node_and_imported_into_another_is_whole_there
             assert refused["code"] == "bad_request" and "homed on another" in refused["message"]
             assert wb.ok(SHARDS, "import", {"shards": [shard], "clear": True,
                                             "items": items})["written"] == len(items)
-            assert wa.ok(SHARDS, "drop", {"shards": [shard]})["deleted"] == len(items)
+            # (an actor's listing entry comes with each page holding keys of it)
+            assert wa.ok(SHARDS, "drop", {"shards": [shard]})["deleted"] == len({k for k, _v in items})
             wb.grant({shard: 2})
             info = b.client().ref("Mover", key).ask("info")
             assert info["n"] == 3 and info["storage"] == {"e": {"x": 1}} and info["alarms"] == ["a"], info

@@ -24,6 +24,10 @@ class Counter(actorsys.Actor):
         self.state["n"] = self.state.get("n", 0) + by
         return int(self.state["n"])
 
+    async def slow(self, seconds: float) -> int:
+        await asyncio.sleep(seconds)
+        return self.add(1)
+
     async def stubborn(self) -> None:
         """Ignores two cancellations (its turn_timeout's and a drain's), then ends."""
         for _ in range(2):
@@ -92,3 +96,19 @@ def test_a_drain_that_cannot_finish_is_cut_short_and_leaves_nothing_resident(slo
     assert ("Counter", "a") not in s.catalog.acts
     s.settle(until=lambda: any(r[1] == stuck for _to, r in s.out.replies), timeout=5.0)
     assert s.out.reply_to(stuck)[0] == wire.ERR
+
+
+def test_a_grant_during_a_drain_is_answered_after_it(slot) -> None:
+    s, cmds = slot
+    grant(s, cmds, {shard("a"): 1}, 1000)
+    turn = s.ask("Counter", "a", "slow", 0.5)
+    router = (b"router",)
+    cmds.serve(router, 1001, "grant", {"shards": {}, "epoch": 6})     # revokes: drains
+    cmds.serve(router, 1002, "grant", {"shards": {}, "epoch": 6})     # the periodic one
+    assert not [r for to, r in s.out.replies if to == router and r[1] in (1001, 1002)], \
+        "neither is answered while the turn runs"
+    s.settle(until=lambda: len([r for to, r in s.out.replies
+                                if to == router and r[1] in (1001, 1002)]) == 2, timeout=5.0)
+    order = [r[1] for _to, r in s.out.replies if r[1] in (turn, 1001, 1002)]
+    assert order[0] == turn and sorted(order[1:]) == [1001, 1002], order
+    assert ("Counter", "a") not in s.catalog.acts

@@ -67,6 +67,8 @@ def test_export_pages_resume_after_the_cursor_and_cover_everything_once(db):
     after, pages = None, 0
     while True:
         items, after = handoff.export_page(db, [1, 2, 3], after, 200)
+        actor_items = [(k, v) for k, v in items if k[:1] == b"a"]
+        assert len(actor_items) == 1 or sum(len(k) + len(v) for k, v in actor_items) <= 200
         pages += 1
         seen.update(items)
         actor_seen += [k for k, _ in items if k[:1] == b"a"]
