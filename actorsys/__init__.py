@@ -17,7 +17,7 @@ from .config import NodeConfig, load_config
 from .errors import (ActorError, ActorStopped, AlreadyPresent, AlreadyStarted, AskTimeout,
                      BadRequest, ChildNotFound, ChildRunning, ConfigError, Deadlock, LimitExceeded,
                      MessageTooLarge, NodeUnavailable, Overloaded, PartlyRun, RemoteError,
-                     StartFailed, StorageError, SupervisorError, SupervisorNotFound,
+                     ShardUnavailable, StartFailed, StorageError, SupervisorError, SupervisorNotFound,
                      UnknownActorType, UnknownMethod, WorkerLost)
 from .net.keys import keygen
 from .node import Node
@@ -32,5 +32,6 @@ __all__ = [
     "ConfigError", "ActorStopped", "SupervisorError", "SupervisorNotFound", "ChildNotFound",
     "AlreadyStarted", "AlreadyPresent", "ChildRunning", "StartFailed",
     "Deadlock", "PartlyRun",
+    "ShardUnavailable",
 ]
 __version__ = "0.1.0"

@@ -101,6 +101,14 @@ class WrongShard(ActorError):
     code = "wrong_shard"
 
 
+class ShardUnavailable(ActorError):
+    """The actor's shard belongs to a node of the cluster that cannot serve it now (it is
+    down, or it could not renew its membership in time): the message names the node and
+    why. Nothing of the request ran."""
+
+    code = "shard_unavailable"
+
+
 class StorageError(ActorError):
     """The turn could not be committed to storage; nothing of it was acknowledged."""
 
@@ -204,6 +212,7 @@ _BY_CODE: dict[str, type[ActorError]] = {
     cls.code: cls
     for cls in (AskTimeout, WorkerLost, Overloaded, UnknownActorType, UnknownMethod,
                 BadRequest, MessageTooLarge, LimitExceeded, WrongShard, StorageError, NodeUnavailable,
+                ShardUnavailable,
                 ActorStopped, Deadlock, PartlyRun, SupervisorError, ChildNotFound, AlreadyStarted,
                 AlreadyPresent, ChildRunning, StartFailed, SupervisorNotFound, ConfigError)
 }

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple, Union
 
 from . import wire
-from .wire import ASK, EXIT, LIST, MAP, PING, SPAWN, STATUS, STOP, SUP, TELL, WS
+from .wire import ASK, EXIT, LIST, MAP, PING, SHARDS, SPAWN, STATUS, STOP, SUP, TELL, WS
 
 _pack = wire.pack
 
@@ -113,6 +113,17 @@ class ListActors(NamedTuple):
         return _pack([LIST, *self])
 
 
+class Shards(NamedTuple):
+    """A cluster node's router to its worker: ``cmd`` ("grant", "export", "import",
+    "drop") with its arguments (``actorsys/runtime/grants.py``)."""
+    rid: int
+    cmd: str
+    args: dict[str, Any]
+
+    def encode(self) -> bytes:
+        return _pack([SHARDS, *self])
+
+
 class WsEffects(NamedTuple):
     """A worker hands the gateway what one actor's committed turn did to its WebSockets
     (part ``part`` of them; ``batch`` is ``[gateway, number]`` of the batch it ran)."""
@@ -154,10 +165,10 @@ class Err(NamedTuple):
         return wire.err(self.rid, self.error)
 
 
-Request = Union[Ask, Tell, Spawn, Stop, Exit, Sup, ListActors, WsEffects, Control]
+Request = Union[Ask, Tell, Spawn, Stop, Exit, Sup, ListActors, Shards, WsEffects, Control]
 
 _BY_OP: dict[int, Any] = {ASK: Ask, TELL: Tell, SPAWN: Spawn, STOP: Stop, EXIT: Exit,
-                          SUP: Sup, LIST: ListActors, WS: WsEffects}
+                          SUP: Sup, LIST: ListActors, WS: WsEffects, SHARDS: Shards}
 
 
 def decode(op: int, rid: int, rest: list[Any]) -> Request:

@@ -26,6 +26,9 @@ WS      ``[WS, 0, type, key, effects, batch, part]``: a worker hands the gateway
         one actor's committed turn did to its WebSockets (a large turn's in parts 0,
         1, ...); ``batch``: ``[gateway, number]`` of the socket events' batch it ran,
         or nil (no reply; see ``ws.py``)
+SHARDS  ``[SHARDS, id, cmd, args]``: a cluster node's router tells its worker which
+        shards it may serve (``cmd`` "grant") and moves shard data ("export",
+        "import", "drop"); ``args`` a map (``actorsys/runtime/grants.py``)
 ======  ============================================================
 
 ``ctx`` (optional; absent when empty) is the call's context, a map: ``"id"`` (bytes,
@@ -185,6 +188,10 @@ def parse_request(msg: Any) -> tuple[int, int, list[Any]]:
         if (len(rest) not in (3, 4) or not isinstance(rest[0], str) or not isinstance(rest[1], str)
                 or (len(rest) == 4 and type(rest[3]) not in (int, float))):
             raise BadRequest("sup takes [op, id, supervisor, command, arg, deadline]")
+    elif op == SHARDS:
+        if (len(rest) != 2 or not isinstance(rest[0], str) or not isinstance(rest[1], dict)
+                or any(not isinstance(k, str) for k in rest[1])):
+            raise BadRequest("shards takes [op, id, command, {arguments}]")
     return op, req_id, rest
 
 

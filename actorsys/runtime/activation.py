@@ -125,13 +125,15 @@ class Activation:
     __slots__ = ("type_name", "key", "prefix", "cls", "handlers", "instance", "host", "mailbox",
                  "running", "last_used", "snapshot", "tells", "sup", "status", "task",
                  "kill_timer", "gen", "versions", "indexed", "ws", "ws_gateway", "ws_out",
-                 "ws_batch", "ws_parts", "chain", "turn_id", "nest", "requests")
+                 "ws_batch", "ws_parts", "chain", "turn_id", "nest", "requests", "shard")
 
     def __init__(self, type_name: str, key: str, prefix: bytes, cls: type[Actor],
                  handlers: dict[str, Any]) -> None:
         self.type_name, self.key = type_name, key
         #: the actor's key prefix in the slot's store (see storage/keys.py)
         self.prefix = prefix
+        #: its shard (the prefix's, storage/keys.py): what a cluster worker's grant admits
+        self.shard = int.from_bytes(prefix[1:3], "big")
         self.cls = cls
         #: the type's handlers by method name (shared by every activation of the type)
         self.handlers = handlers

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Callable, cast
 
-from ..errors import BadRequest, UnknownActorType, WrongShard
+from ..errors import BadRequest, ShardUnavailable, UnknownActorType, WrongShard
 from ..log import get_logger
 from ..protocol import wire
 from ..storage import alarms
@@ -63,7 +63,7 @@ class AlarmTurns:
                 continue     # (a type that left the config: handed out again later)
             try:
                 act = self.catalog.resident(type_name, key)
-            except (UnknownActorType, BadRequest, WrongShard):
+            except (UnknownActorType, BadRequest, WrongShard, ShardUnavailable):
                 continue
             ident = alarm_ident(act.prefix, name)
             writes, at, attempt = alarms.reschedule(self.store, act.prefix, name, due,

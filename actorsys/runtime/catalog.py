@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ..actor import Actor
     from ..protocol.shardmap import ShardMap
     from ..storage.slot import SlotStore
+    from .grants import Grants
 
 MAX_KEY_BYTES = 1024
 
@@ -53,10 +54,14 @@ class Catalog:
         self.queued_bytes = 0
         #: queue a PASSIVATE for an activation (set by the worker: Turns.passivate)
         self.passivate: Callable[[Activation], None] = _unset
+        #: what a cluster worker may serve (grants.py; set by the worker): an address is
+        #: made only if its shard is granted
+        self.grants: Grants | None = None
 
     def resident(self, type_name: str, key: str) -> Activation:
         """The record of an address, made if needed, moved to the recent end of the LRU
-        order. Raises UnknownActorType, BadRequest (a bad key) or WrongShard."""
+        order. Raises UnknownActorType, BadRequest (a bad key), WrongShard or (a cluster
+        worker past its fencing deadline) ShardUnavailable."""
         acts = self.acts
         k = (type_name, key)
         act = acts.pop(k, None)
@@ -76,6 +81,9 @@ class Catalog:
         shard = shard_of(type_name, key, self.map.shards)
         if self.map.owner[shard] != self.slot:
             raise WrongShard(f"shard {shard} is not owned by slot {self.slot}")
+        grants = self.grants
+        if grants is not None and grants.active and (refused := grants.refuse(shard)) is not None:
+            raise refused
         act = Activation(type_name, key, actor_prefix(shard, type_name, key), cls,
                          self.handlers[type_name])
         if self.supervised:

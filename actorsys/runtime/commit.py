@@ -116,6 +116,9 @@ class GroupCommit:
         self._scheduled = False
         #: told of a committed tell that could not leave, and why (the worker logs it)
         self.on_dropped_tell: Callable[[Tell, ActorError], None] | None = None
+        #: a cluster worker's fencing check (runtime/grants.py): an error once this node
+        #: may no longer write, which then fails the whole group unwritten (None: no fence)
+        self.fence: Callable[[], ActorError | None] | None = None
 
     def reply(self, to: Envelope, payload: bytes) -> None:
         self.outbox.append(Reply(to, payload))
@@ -144,6 +147,9 @@ class GroupCommit:
         outbox, self.outbox = self.outbox, []
         staged, self.staged = self.staged, []
         touched = self.store.pending_actors
+        if self.fence is not None and (refused := self.fence()) is not None:
+            self.store.discard()
+            return self._failed(refused, outbox, staged, touched)
         try:
             self.store.commit()
         except StorageError as exc:
@@ -167,18 +173,20 @@ class GroupCommit:
         self._send_exits()
         out.kick()
 
-    def _failed(self, exc: StorageError, outbox: list[Outgoing], staged: list[Activation],
+    def _failed(self, exc: ActorError, outbox: list[Outgoing], staged: list[Activation],
                 touched: set[bytes]) -> None:
         """Nothing of this group is durable: fail its asks, drop its tells, and make
         every activation that staged writes, or may have read them (one activated
         after an eviction in this group), reload from disk."""
-        self.counters["storage_errors"] += 1
+        if isinstance(exc, StorageError):
+            self.counters["storage_errors"] += 1
         for act in list(self.catalog.acts.values()):
             if act.prefix in touched:
                 act.drop_instance()
         for act in staged:
             act.drop_instance()
-        self.on_failure(exc)
+        if isinstance(exc, StorageError):
+            self.on_failure(exc)
         error = exc.to_wire()
         for item in outbox:
             if type(item) is Reply:

@@ -56,7 +56,7 @@ from ..actor.classes import import_actor_class
 from ..client.transport import AsyncTransport
 from ..config import NodeConfig, NodeLayout
 from ..errors import (ActorError, BadRequest, MessageTooLarge, NodeUnavailable, Overloaded,
-                      StorageError, UnknownActorType, UnknownMethod, WrongShard)
+                      ShardUnavailable, StorageError, UnknownActorType, UnknownMethod, WrongShard)
 from ..net.listener import Listener
 from ..net.keys import node_keys
 from ..net.sockets import SocketPump, dealer
@@ -71,6 +71,7 @@ from .activation import DEAD, ENDING, RUNNING, START, STOPPED, Call, Envelope, I
 from .assembly import Runtime
 from .children import stopped_error
 from .commit import GatewayLink
+from .grants import Grants, ShardCommands
 from .loud import SlowTurnWatch, StepClock
 from .system import SYSTEM_METHODS, list_actors, status
 
@@ -79,7 +80,7 @@ _NOBLOCK = int(zmq.NOBLOCK)
 _SNDMORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
 _ASK, _TELL, _SPAWN = wire.ASK, wire.TELL, wire.SPAWN
 #: what the catalog refuses an address for (answered to the sender, if it awaits a reply)
-_REFUSED = (UnknownActorType, BadRequest, WrongShard)
+_REFUSED = (UnknownActorType, BadRequest, WrongShard, ShardUnavailable)
 #: messages ZeroMQ queues per peer on a worker's socket before the peer's send queue fills:
 #: what a worker takes in while a sync turn blocks its loop (which drains 512 at a time)
 RECEIVE_HWM = 1000
@@ -138,6 +139,9 @@ class Worker:
                             endpoints=self.endpoints)
         self.classes: dict[str, type] = {}
         self.handlers: dict[str, dict[str, Any]] = {}
+        #: the shards a cluster node's router granted (grants.py); inactive on a single node
+        self.grants = Grants(slot, self.map.owner, False,
+                             cfg.cluster["node_id"] if cfg.cluster else "(this node)")
         self.serving = False     # storage opened and the socket bound
         self.counters = {"received": 0, "bad_frames": 0, "turns": 0, "failures": 0,
                          "activations": 0, "passivations": 0, "evictions": 0,
@@ -167,7 +171,9 @@ class Worker:
         self.listener = Listener(self.ctx, loop, keys, self.counters, self.endpoints[self.slot],
                                  cfg.max_message_bytes, send_hwm=100_000, receive_hwm=RECEIVE_HWM)
         self.sock = self.listener.sock
-        self.transport = AsyncTransport(self.ctx, self.router_endpoint, shard_map=self.map,
+        # a cluster node's actors reach actors anywhere in the cluster: the router's map
+        self.transport = AsyncTransport(self.ctx, self.router_endpoint,
+                                        shard_map=None if cfg.cluster is not None else self.map,
                                         max_message_bytes=cfg.max_message_bytes,
                                         max_pending=cfg.max_pending_asks,
                                         default_timeout=cfg.ask_timeout, keys=client_keys)
@@ -182,6 +188,8 @@ class Worker:
                                self.transport, self.classes, self.handlers, self.counters,
                                supervised=self.tree_endpoint is not None, beats=self.beats)
         self.catalog, self.turns, self.commit = rt.catalog, rt.turns, rt.commit
+        rt.catalog.grants = self.grants
+        self.shard_commands = ShardCommands(self.grants, rt, self.output, cfg.turn_timeout)
         self.children, self.alarms = rt.children, rt.alarms
         self.loud = self.turns.loud
         self.watch: SlowTurnWatch | None = None
@@ -197,6 +205,10 @@ class Worker:
         self._reaper = loop.call_later(tick, self._passivate_idle, tick)
         clock = self.alarms.start_clock(loop, self._alarms_due, alarm_store.REDELIVER_AFTER
                                         + cfg.turn_timeout)
+        self._map_fetch: asyncio.Task[None] | None = None
+        if cfg.cluster is not None:
+            self.shard_commands.activate()    # nothing is served before the first grant
+            self._map_fetch = loop.create_task(self._fetch_map())
         clock.scan()       # alarms that came due while this slot was down fire now
         self.serving = True
         if self.store.broken is not None:     # a full or read-only disk (logged): open it later
@@ -209,6 +221,8 @@ class Worker:
                 self.turns.clock = None      # (it holds the last actor that ran)
             self.loud.flush()
             rt.close()
+            if self._map_fetch is not None:
+                self._map_fetch.cancel()
             self.pump.close()
             self.transport.close()
             if self.tree_sock is not None:
@@ -217,6 +231,21 @@ class Worker:
             self.listener.close(500)   # give the last flushed replies time to leave
             self.store.close()
             self.ctx.term()
+
+    async def _fetch_map(self) -> None:
+        """A cluster worker's first map of the cluster, from its router (which may start
+        after it); later ones come as its asks meet ``wrong_shard``."""
+        said = False
+        while not self.turns.stopping:
+            try:
+                await self.transport.connect(timeout=5.0)
+                return
+            except ActorError as exc:      # not up yet, or refused (a key): say so once
+                if not said:
+                    log.warning("worker slot %d has no cluster map from its router yet: %s",
+                                self.slot, exc)
+                    said = True
+                await asyncio.sleep(1.0)
 
     def _beat(self) -> None:
         if self.beats is not None:
@@ -278,7 +307,7 @@ class Worker:
             return exc
         body = exc.to_wire()
         if isinstance(exc, WrongShard):
-            body["epoch"] = self.map.epoch
+            body["epoch"] = self.grants.epoch if self.grants.active else self.map.epoch
         self.output.send(envelope, wire.err(rid, body))
         return None
 
@@ -329,9 +358,13 @@ class Worker:
         elif op == wire.PING:
             self.output.send(envelope, wire.ok(rid, "pong"))
         elif op == wire.STATUS:
-            self.output.send(envelope, wire.ok(rid, status(
-                self.slot, self.endpoints[self.slot], self.catalog, self.alarms, self.store,
-                self.counters)))
+            st = status(self.slot, self.endpoints[self.slot], self.catalog, self.alarms, self.store,
+                        self.counters)
+            st["granted"] = len(self.grants.shards) if self.grants.active else None
+            st["fenced"] = self.grants.fenced()
+            self.output.send(envelope, wire.ok(rid, st))
+        elif op == wire.SHARDS:
+            self.shard_commands.serve(envelope, rid, rest[0], rest[1])
         elif op == wire.MAP:
             self.output.send(envelope, wire.ok(rid, self.map.to_wire(
                 max_message_bytes=self.cfg.max_message_bytes, tree=self.tree_endpoint)))
@@ -351,6 +384,8 @@ class Worker:
             act = self.catalog.resident(type_name, key)
         except _REFUSED as exc:
             return self._reject(reply_to, rid, exc)
+        if self.grants.active and (refused := self.grants.refuse(act.shard)) is not None:
+            return self._reject(reply_to, rid, refused)
         if act.status is STOPPED and not (op == _ASK and method in SYSTEM_METHODS):
             return self._reject(reply_to, rid, stopped_error(act))
         if op != _SPAWN and method not in act.handlers and not (

@@ -43,7 +43,8 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 from ..errors import LimitExceeded
 from ..protocol import wire
 from .keys import (DUE_INDEX_RANGE, alarm_index_key, alarm_index_key_of, alarm_record_key,
-                   alarm_records_range, due_us, index_key_due, index_key_ident, parse_alarm_index_key)
+                   alarm_records_range, due_us, index_entry_shard, index_key_due, index_key_ident,
+                   parse_alarm_index_key)
 
 if TYPE_CHECKING:
     from .slot import SlotStore
@@ -199,6 +200,9 @@ class AlarmClock:
         self.timer: asyncio.TimerHandle | None = None
         self.next_due = math.inf
         self.fired = 0
+        #: shard -> whether its alarms may fire now (None: all; a cluster worker's grant,
+        #: ``actorsys/runtime/grants.py``); the owner rescans when it changes
+        self.admits: Callable[[int], bool] | None = None
 
     def note(self, when: float) -> None:
         """An alarm due at ``when`` was set: wake up for it if it is the earliest."""
@@ -220,6 +224,14 @@ class AlarmClock:
         self.inflight.pop(ident, None)
         self.note(due / 1_000_000)
 
+    def rescan(self) -> None:
+        """Scan now (what may fire changed: a grant, an import), instead of at the
+        armed time."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.scan()
+
     def scan(self) -> None:
         """Hand out every due alarm (in due order), then sleep until the next one."""
         self.timer, self.next_due = None, math.inf
@@ -230,11 +242,14 @@ class AlarmClock:
         now_us = due_us(now)
         wake = math.inf
         batch: list[tuple[int, int, str, str, str]] = []
-        for k, _v in self.store.range(*DUE_INDEX_RANGE):
+        admits = self.admits
+        for k, v in self.store.range(*DUE_INDEX_RANGE):
             due = index_key_due(k)
             if due > now_us:
                 wake = min(wake, due / 1_000_000)
                 break
+            if admits is not None and not admits(index_entry_shard(k, v) or 0):
+                continue            # not this slot's to serve now
             ident = index_key_ident(k)
             again = self.inflight.get(ident)
             if again is not None and again > now:

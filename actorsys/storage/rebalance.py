@@ -45,9 +45,10 @@ import plyvel
 
 from ..errors import ConfigError
 from ..log import get_logger, setup as setup_logging
+from .handoff import with_indexes
 from .keys import (ACTOR_KEYS, ALARM, ENTRY, KEY_SPACES, LISTING_KEYS, SLOT_INDEXES, STATE,
-                   alarm_index_key_of, index_entry_shard, listing_key, listing_value, prefix_range,
-                   shard_range, split_actor_key)
+                   index_entry_shard, listing_key, listing_value, prefix_range, shard_range,
+                   split_actor_key)
 from .meta import LISTING_INDEX, fsync_dir, read_meta, write_meta
 
 log = get_logger("rebalance")
@@ -271,7 +272,7 @@ def _drop(db: plyvel.DB, items: list[tuple[bytes, bytes]]) -> None:
 
 def _move_shards(pool: _Pool, src: int, dst: int, shards: list[int]) -> int:
     """Move every key of ``shards`` from slot ``src`` to ``dst``, with the listing and
-    alarm index entries of their actors."""
+    alarm index entries of their actors (:func:`.handoff.with_indexes`)."""
     if not pool.exists(src):
         return 0
     moved = 0
@@ -280,31 +281,11 @@ def _move_shards(pool: _Pool, src: int, dst: int, shards: list[int]) -> int:
         for chunk in _scan(pool, src, *shard_range(shard)):
             pending.extend(chunk)
             if len(pending) >= BATCH_KEYS:
-                moved += _transfer(pool, src, dst, _with_indexes(pool.get(src), pending))
+                moved += _transfer(pool, src, dst, with_indexes(pool.get(src), pending))
                 pending = []
     if pending:
-        moved += _transfer(pool, src, dst, _with_indexes(pool.get(src), pending))
+        moved += _transfer(pool, src, dst, with_indexes(pool.get(src), pending))
     return moved
-
-
-def _with_indexes(db: plyvel.DB, items: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """``items`` (actor keys) plus the slot-wide index entries that belong to them and are
-    still in ``db``: each actor's listing entry, each alarm record's due-index entry."""
-    wanted: dict[bytes, None] = {}
-    for k, v in items:
-        parts = split_actor_key(k)
-        if parts is None:
-            continue
-        type_b, key_b, rest = parts
-        wanted[listing_key(type_b, key_b)] = None
-        if rest[:1] == ALARM:
-            prefix = k[:len(k) - len(rest)]
-            try:
-                wanted[alarm_index_key_of(prefix, rest[1:], v)] = None
-            except Exception:
-                continue               # unreadable record: the index sweep still finds its entry
-    extra = [(k, v) for k in wanted if (v := db.get(k)) is not None]
-    return items + extra
 
 
 def _sweep_indexes(pool: _Pool, src: int, owner: list[int]) -> int:

@@ -196,6 +196,12 @@ class SlotStore:
         self.pending.update(writes)
         self.pending_actors.add(actor)
 
+    def discard(self) -> None:
+        """Drop everything staged, unwritten (a commit refused past a cluster node's
+        fencing deadline)."""
+        self.pending = {}
+        self.pending_actors = set()
+
     def commit(self) -> None:
         """Write everything staged in one atomic batch. Raises StorageError on failure
         (and from then on until :meth:`try_recover` succeeds); what was staged is dropped

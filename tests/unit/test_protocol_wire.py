@@ -42,3 +42,19 @@ def test_a_bad_ctx_is_refused_with_what_is_wrong(ctx, words):
 def test_more_fields_than_ctx_are_refused():
     with pytest.raises(BadRequest, match=r"ctx\?"):
         parsed([wire.TELL, 0, "T", "k", "m", [], {}, {}, 1])
+
+
+def test_a_shards_request_travels_and_decodes_to_its_record():
+    from actorsys.protocol.messages import Shards
+    args = {"shards": {3: 1}, "epoch": 2, "until": None}
+    op, rid, rest = wire.parse_request(wire.unpack(Shards(5, "grant", args).encode()))
+    assert (op, decode(op, rid, rest)) == (wire.SHARDS, Shards(5, "grant", args))
+
+
+@pytest.mark.parametrize("msg", [[wire.SHARDS, 1], [wire.SHARDS, 1, "grant"], [wire.SHARDS, 1, 2, {}],
+                                 [wire.SHARDS, 1, "grant", []], [wire.SHARDS, 1, "grant", {1: 2}],
+                                 [wire.SHARDS, 1, "grant", {}, {}]])
+def test_a_malformed_shards_request_is_refused(msg):
+    with pytest.raises(BadRequest) as info:
+        parsed(msg)
+    assert "shards takes [op, id, command, {arguments}]" in str(info.value)

@@ -285,3 +285,18 @@ def test_a_scan_hands_out_at_most_a_batch_then_carries_on(store, clocked, monkey
     loop.advance(T0)
     assert [[d.name for d in b] for b in delivered] == [["n4", "n3"], ["n2", "n1"], ["n0"]], \
         "batches of at most SCAN_BATCH, in due order, one after the other"
+
+
+def test_the_clock_skips_alarms_of_shards_it_may_not_fire_until_a_rescan(store, clocked):
+    loop, clock, delivered = clocked
+    turn(store, P, lambda v: v.set_alarm(T0, "p"))       # shard 1
+    turn(store, Q, lambda v: v.set_alarm(T0, "q"))       # shard 0
+    clock.admits = lambda shard: shard == 0
+    clock.note(T0)
+    loop.advance(T0)
+    assert [[d.name for d in batch] for batch in delivered] == [["q"]]
+    assert list(clock.inflight) == [alarm_ident(Q, "q")], "a skipped alarm is not in flight"
+    clock.admits = lambda shard: True          # (a grant)
+    clock.rescan()
+    assert [[d.name for d in batch] for batch in delivered] == [["q"], ["p"]]
+    assert loop.pending() == [T0 + 30.0], "one timer: the rescan cancelled the armed one"

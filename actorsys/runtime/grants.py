@@ -1,0 +1,340 @@
+"""Shard grants: which shards a worker of a cluster node may serve, and the SHARDS
+commands (wire op ``SHARDS``) through which its router grants them and moves their data.
+
+Every shard has a *home slot* on a node (``node.meta``'s ``owner``): the worker slot
+whose LevelDB holds its data. A single node serves every shard homed on each slot. A
+cluster node serves only what etcd says it owns, and its router tells each worker so:
+
+* **grant** ``{"shards": {shard: epoch}, "epoch": map epoch, "until": monotonic deadline
+  or nil, "why": str, "node": str}``: the FULL set of shards this slot may serve from
+  now on (shards homed on other slots are ignored). The first grant puts the worker in
+  *cluster mode* (a worker whose config has a ``[cluster]`` table starts in it, with
+  nothing granted: it serves nothing until its router grants). In cluster mode an
+  address is admitted only if its shard is homed here and granted: a new activation, a
+  message to a resident one, a due alarm (the alarm clock skips the others, and rescans
+  at every grant, so an alarm of a shard granted or imported later fires then). The
+  refusal is ``WrongShard`` carrying the grant's map ``epoch``. Past ``until``
+  (``time.monotonic()``, shared by the router and its workers on one host) every
+  admission is refused with ``ShardUnavailable`` naming the node and ``why``, and the
+  group commit writes nothing: the turns of a group committed past ``until`` fail with
+  it, rolled back (their actors reload their last commit), their output never sent.
+  Reply ``{"granted": n, "revoked": [shards]}`` once every revoked shard is *drained*:
+  its queued messages answered ``WrongShard`` (tells dropped and logged), its alarm
+  turns not yet started given back to the clock, its running turns finished and
+  committed, its activations passivated (``on_stop`` ran, committed). A drain not done
+  within ``turn_timeout + 1`` s is cut short: the stuck actors' turns are cancelled and
+  discarded, the actors leave memory, and the reply is an error naming them. Either
+  way no actor of a revoked shard stays resident.
+* **export** ``{"shards": [..], "after": bytes or nil, "max_bytes": n}`` -> ``{"items":
+  [[key, value], ...], "next": bytes or nil}``: a page of the committed keys of those
+  shards with their index entries (``storage/handoff.py``); ``next`` resumes.
+* **import** ``{"shards": [..], "clear": bool, "items": [[key, value], ...]}`` ->
+  ``{"written": n}``: one fsynced batch (``clear`` deletes what those shards held here
+  first, in the same batch); every key must belong to the shards named, homed here.
+  The alarm clock rescans after.
+* **drop** ``{"shards": [..]}`` -> ``{"deleted": n}``: every key of those shards goes.
+
+export, import and drop are refused (``BadRequest``) for a shard this slot serves (in
+cluster mode: granted; before it: every shard homed here) or one still draining. Bad
+arguments (unknown keys, wrong types, shards out of range) are ``BadRequest``.
+"""
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import plyvel
+
+from ..errors import ActorError, BadRequest, ShardUnavailable, StorageError, WrongShard
+from ..log import get_logger
+from ..protocol import wire
+from ..storage import handoff
+from ..storage.slot import error_text
+from .activation import ALARM, NO_MAIL, Internal, Mail, Waiting
+
+if TYPE_CHECKING:
+    from .activation import Activation, Envelope
+    from .assembly import Runtime
+    from .commit import Output
+
+log = get_logger("worker")
+#: a drain's bound past the turn timeout (seconds)
+DRAIN_GRACE = 1.0
+#: seconds between checks of a drain in progress
+DRAIN_POLL = 0.01
+#: largest export page asked for (bytes of keys and values)
+MAX_EXPORT_BYTES = 64 << 20
+
+_GRANT_KEYS = {"shards", "epoch", "until", "why", "node"}
+_ARGS = {"export": {"shards", "after", "max_bytes"}, "import": {"shards", "clear", "items"},
+         "drop": {"shards"}}
+
+
+class Grants:
+    """What this slot may serve (see the module docstring). ``active`` is False until
+    cluster mode: the one attribute the hot path tests."""
+
+    __slots__ = ("slot", "home", "active", "shards", "epoch", "until", "why", "node")
+
+    def __init__(self, slot: int, home: list[int], active: bool, node: str) -> None:
+        self.slot, self.home = slot, home
+        #: cluster mode: admissions are checked against the grant
+        self.active = active
+        #: shard -> its epoch, of the shards granted and homed on this slot
+        self.shards: dict[int, int] = {}
+        #: the map epoch of the last grant (what a WrongShard reply carries)
+        self.epoch = 0
+        #: time.monotonic() past which nothing is admitted or written (None: no deadline)
+        self.until: float | None = None
+        self.why = ""
+        self.node = node
+
+    def refuse(self, shard: int) -> ActorError | None:
+        """Why an address of ``shard`` is not admitted now, or None (cluster mode only)."""
+        until = self.until
+        if until is not None and time.monotonic() >= until:
+            return self.unavailable(f"shard {shard}")
+        if shard not in self.shards:
+            return WrongShard(f"shard {shard} is not granted to worker slot {self.slot} of "
+                              f"node {self.node}")
+        return None
+
+    def admits(self, shard: int) -> bool:
+        """Whether an alarm of ``shard`` may fire now."""
+        if not self.active:
+            return True
+        return shard in self.shards and (self.until is None or time.monotonic() < self.until)
+
+    def unavailable(self, what: str) -> ShardUnavailable:
+        return ShardUnavailable(f"node {self.node} cannot serve {what} now: {self.why or 'fenced'}")
+
+    def fence(self) -> ActorError | None:
+        """The group commit's check: an error once past ``until``."""
+        until = self.until
+        if until is not None and time.monotonic() >= until:
+            return self.unavailable("its shards (the turn was not applied)")
+        return None
+
+    def fenced(self) -> str | None:
+        """Why nothing is served (past ``until``), or None."""
+        if self.active and self.until is not None and time.monotonic() >= self.until:
+            return self.why or "fenced"
+        return None
+
+    def served(self, shard: int) -> bool:
+        """This slot serves ``shard`` now (or will, once no longer fenced)."""
+        return shard in self.shards if self.active else self.home[shard] == self.slot
+
+
+class ShardCommands:
+    """Serves the SHARDS commands of a worker (see the module docstring)."""
+
+    def __init__(self, grants: Grants, rt: Runtime, output: Output, turn_timeout: float) -> None:
+        self.grants, self.rt, self.output = grants, rt, output
+        self.turn_timeout = turn_timeout
+        self.drains: set[asyncio.Task[None]] = set()
+        #: revoked activations not yet out of memory (see _drain)
+        self.draining: set[Activation] = set()
+
+    def activate(self) -> None:
+        """Cluster mode from now on: the commit's fence and the alarm clock's filter."""
+        g = self.grants
+        g.active = True
+        self.rt.commit.fence = g.fence
+        clock = self.rt.alarms.clock
+        if clock is not None:
+            clock.admits = g.admits
+
+    def serve(self, envelope: Envelope, rid: int, cmd: str, args: dict[str, Any]) -> None:
+        """Carry out one SHARDS request; its reply (or error) goes to ``envelope``."""
+        try:
+            if cmd == "grant":
+                return self._grant(envelope, rid, args)
+            if cmd not in _ARGS:
+                raise BadRequest(f"unknown shards command {cmd[:50]!r}; known: grant, export, "
+                                 f"import, drop")
+            _check_keys(cmd, args, _ARGS[cmd])
+            result = getattr(self, "_" + cmd)(args)
+        except plyvel.Error as exc:
+            self.output.send(envelope, wire.err(rid, StorageError(
+                f"worker slot {self.grants.slot}: shards {cmd} failed: {error_text(exc)}").to_wire()))
+        except ActorError as exc:
+            self.output.send(envelope, wire.err(rid, exc.to_wire()))
+        else:
+            self.output.send(envelope, wire.ok(rid, result))
+
+    # -- grant ------------------------------------------------------------------
+    def _grant(self, envelope: Envelope, rid: int, args: dict[str, Any]) -> None:
+        _check_keys("grant", args, _GRANT_KEYS, required={"shards", "epoch"})
+        shards, epoch, until = args["shards"], args["epoch"], args.get("until")
+        why, node = args.get("why", ""), args.get("node", self.grants.node)
+        n = len(self.grants.home)
+        if (not isinstance(shards, dict) or not all(type(s) is int and 0 <= s < n and type(e) is int
+                                                    for s, e in shards.items())):
+            raise BadRequest(f"grant shards must be a map of shard (0..{n - 1}) -> epoch (integer)")
+        if type(epoch) is not int:
+            raise BadRequest("grant epoch must be an integer")
+        if until is not None and (type(until) not in (int, float) or not math.isfinite(until)):
+            raise BadRequest("grant until must be a time.monotonic() deadline or nil")
+        if not isinstance(why, str) or not isinstance(node, str):
+            raise BadRequest("grant why and node must be strings")
+        g = self.grants
+        slot, home = g.slot, g.home
+        before = set(g.shards) if g.active else {s for s in range(n) if home[s] == slot}
+        g.shards = {s: e for s, e in shards.items() if home[s] == slot}
+        g.epoch, g.until, g.why, g.node = epoch, None if until is None else float(until), why, node
+        if not g.active:
+            self.activate()
+        revoked = sorted(before - g.shards.keys())
+        if revoked:
+            gone = set(revoked)
+            for act in [a for a in self.rt.catalog.acts.values() if a.shard in gone]:
+                self._evict(act)
+                self.draining.add(act)
+        if self.rt.alarms.clock is not None:
+            self.rt.alarms.clock.rescan()      # alarms of shards granted now fire
+        reply = {"granted": len(g.shards), "revoked": revoked}
+        # every grant waits for the drains still under way (an earlier grant's too): once
+        # any grant is answered, nothing of a shard it does not grant is resident
+        self.draining = {a for a in self.draining if not self._drained(a)}
+        if not self.draining:
+            self.rt.commit.flush()
+            self.output.send(envelope, wire.ok(rid, reply))
+            return
+        acts = list(self.draining)
+        task = self.rt.turns.loop.create_task(self._drain(envelope, rid, acts, reply))
+        self.drains.add(task)
+        task.add_done_callback(self.drains.discard)
+
+    def _evict(self, act: Activation, force: bool = False) -> None:
+        """Answer what waits for a revoked actor, then passivate it (``force``: every
+        entry is answered and the actor leaves memory at once)."""
+        rt, g = self.rt, self.grants
+        refusal = WrongShard(f"shard {act.shard} was revoked from worker slot {g.slot} of "
+                             f"node {g.node}")
+        body = refusal.to_wire()
+        body["epoch"] = g.epoch
+        if act.mailbox:
+            kept: deque[Mail] = deque()
+            for m in act.mailbox:
+                if isinstance(m, Internal):
+                    if m.kind is ALARM:
+                        rt.alarms.lost(act, m.name, m.due)   # fires where the shard goes
+                    elif not force:
+                        kept.append(m)                     # the tree's and passivations
+                    elif m.reply_to is not None:
+                        self.output.send(m.reply_to, wire.err(m.rid, body))
+                    continue
+                if isinstance(m, Waiting):
+                    rt.catalog.queued_bytes -= len(m.raw)
+                if m.reply_to is not None:
+                    self.output.send(m.reply_to, wire.err(m.rid, body))
+                else:
+                    rt.turns.loud.dropped(act.type_name, act.key, m.method, refusal)
+            act.mailbox = kept if kept else NO_MAIL
+        if force or (act.instance is None and not act.running and not act.mailbox):
+            rt.catalog.forget(act)
+        else:
+            rt.turns.passivate(act)
+
+    def _drained(self, act: Activation) -> bool:
+        if self.rt.catalog.acts.get((act.type_name, act.key)) is not act:
+            return True
+        # granted again meanwhile: it may stay, once the turn that ran at the revocation ended
+        return act.shard in self.grants.shards and not act.running
+
+    async def _drain(self, envelope: Envelope, rid: int, acts: list[Activation],
+                     reply: dict[str, Any]) -> None:
+        deadline = time.monotonic() + self.turn_timeout + DRAIN_GRACE
+        left = acts
+        while True:
+            left = [a for a in left if not self._drained(a)]
+            if not left or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(DRAIN_POLL)
+        for act in left:
+            self._force_out(act)
+        self.draining.difference_update(acts)
+        self.rt.commit.flush()
+        if not left:
+            self.output.send(envelope, wire.ok(rid, reply))
+            return
+        names = ", ".join(f"{a.type_name}/{a.key:.100}" for a in left[:10]) + (
+            " ..." if len(left) > 10 else "")
+        log.warning("worker slot %d: revoked shards did not drain within %g s; dropped from "
+                    "memory uncommitted: %s", self.grants.slot, self.turn_timeout + DRAIN_GRACE, names)
+        self.output.send(envelope, wire.err(rid, ActorError(
+            f"revoked shards did not drain within {self.turn_timeout + DRAIN_GRACE:g} s "
+            f"(turn_timeout + {DRAIN_GRACE:g}); their turns were cancelled and discarded, "
+            f"nothing of them committed: {names}").to_wire()))
+
+    def _force_out(self, act: Activation) -> None:
+        """A revoked actor that would not drain leaves memory; its running turn is
+        cancelled, and discarded when it ends (a generation it no longer has)."""
+        act.gen += 1
+        if act.task is not None:
+            act.task.cancel()
+        act.drop_instance()
+        self._evict(act, force=True)
+
+    # -- moving data ---------------------------------------------------------------
+    def _shards(self, args: dict[str, Any], what: str, homed: bool = False) -> set[int]:
+        n = len(self.grants.home)
+        shards = args.get("shards")
+        if not isinstance(shards, list) or not all(type(s) is int and 0 <= s < n for s in shards):
+            raise BadRequest(f"{what} shards must be an array of shards (0..{n - 1})")
+        g = self.grants
+        served = [s for s in shards if g.served(s)]
+        if served:
+            raise BadRequest(f"cannot {what} shard(s) {', '.join(map(str, served[:10]))}: "
+                             f"served by worker slot {g.slot} (revoke them first)")
+        if homed and any(g.home[s] != g.slot for s in shards):
+            raise BadRequest(f"cannot {what} shards homed on another worker slot: "
+                             f"{[s for s in shards if g.home[s] != g.slot][:10]}")
+        want = set(shards)
+        busy = {a.shard for a in self.rt.catalog.acts.values() if a.shard in want}
+        if busy:
+            raise BadRequest(f"cannot {what} shard(s) {sorted(busy)[:10]}: still draining")
+        store = self.rt.commit.store
+        if store.broken is not None and what != "export":
+            raise store.broken
+        return want
+
+    def _export(self, args: dict[str, Any]) -> dict[str, Any]:
+        shards = self._shards(args, "export")
+        after, max_bytes = args.get("after"), args.get("max_bytes", 1 << 20)
+        if not (after is None or type(after) is bytes):
+            raise BadRequest("export after must be bytes or nil")
+        if type(max_bytes) is not int or not 0 < max_bytes <= MAX_EXPORT_BYTES:
+            raise BadRequest(f"export max_bytes must be 1..{MAX_EXPORT_BYTES}")
+        items, nxt = handoff.export_page(self.rt.commit.store.db, shards, after, max_bytes)
+        return {"items": [[k, v] for k, v in items], "next": nxt}
+
+    def _import(self, args: dict[str, Any]) -> dict[str, Any]:
+        shards = self._shards(args, "import", homed=True)
+        clear = args.get("clear", False)
+        if type(clear) is not bool:
+            raise BadRequest("import clear must be a boolean")
+        items = handoff.check_items(args.get("items", []), shards)
+        written = handoff.import_items(self.rt.commit.store.db, shards, items, clear)
+        if self.rt.alarms.clock is not None:
+            self.rt.alarms.clock.rescan()
+        return {"written": written}
+
+    def _drop(self, args: dict[str, Any]) -> dict[str, Any]:
+        shards = self._shards(args, "drop")
+        return {"deleted": handoff.drop_shards(self.rt.commit.store.db, shards)}
+
+
+def _check_keys(cmd: str, args: dict[str, Any], known: set[str],
+                required: set[str] | None = None) -> None:
+    unknown = [k for k in args if k not in known]
+    if unknown:
+        raise BadRequest(f"unknown {cmd} argument {unknown[0][:50]!r}; known: "
+                         f"{', '.join(sorted(known))}")
+    missing = sorted((required if required is not None else set()) - args.keys())
+    if missing:
+        raise BadRequest(f"{cmd} needs {', '.join(missing)}")

@@ -1,0 +1,114 @@
+"""A cluster worker's grants (actorsys/runtime/grants.py) on one slot's runtime in-process
+(runtime_fakes.Slot): nothing is served before the first grant, the group commit
+refuses past the fencing deadline, and a drain that cannot finish is cut short with
+no actor of the revoked shard left resident."""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Iterator
+
+import pytest
+from runtime_fakes import Slot
+
+import actorsys
+from actorsys.errors import ShardUnavailable, WrongShard
+from actorsys.protocol import wire
+from actorsys.protocol.shardmap import shard_of
+from actorsys.runtime.grants import Grants, ShardCommands
+from actorsys.storage.keys import shard_range
+
+
+class Counter(actorsys.Actor):
+    def add(self, by: int = 1) -> int:
+        self.state["n"] = self.state.get("n", 0) + by
+        return int(self.state["n"])
+
+    async def slow(self, seconds: float) -> int:
+        await asyncio.sleep(seconds)
+        return self.add(1)
+
+    async def stubborn(self) -> None:
+        """Ignores two cancellations (its turn_timeout's and a drain's), then ends."""
+        for _ in range(2):
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                continue
+
+
+@pytest.fixture
+def slot(tmp_path: Any) -> Iterator[tuple[Slot, ShardCommands]]:
+    s = Slot(str(tmp_path), {"Counter": Counter}, turn_timeout=0.2)
+    grants = Grants(0, s.map.owner, False, "n1")
+    s.catalog.grants = grants
+    cmds = ShardCommands(grants, s.rt, s.out, 0.2)
+    yield s, cmds
+    s.close()
+
+
+def shard(key: str) -> int:
+    return shard_of("Counter", key, 16)
+
+
+def grant(s: Slot, cmds: ShardCommands, shards: dict[int, int], rid: int, **more: Any) -> list[Any]:
+    cmds.serve((b"router",), rid, "grant", {"shards": shards, "epoch": 5, **more})
+    s.settle(until=lambda: any(r[1] == rid and to == (b"router",) for to, r in s.out.replies),
+             timeout=5.0)
+    return [r for to, r in s.out.replies if r[1] == rid and to == (b"router",)][0]
+
+
+def test_a_cluster_worker_serves_nothing_before_its_first_grant(slot) -> None:
+    s, cmds = slot
+    cmds.activate()
+    with pytest.raises(WrongShard):
+        s.catalog.resident("Counter", "a")
+    reply = grant(s, cmds, {shard("a"): 1}, 1000)
+    assert reply[0] == wire.OK and reply[2] == {"granted": 1, "revoked": []}
+    assert s.call("Counter", "a", "add", 2) == 2
+    other = next(k for k in ("b", "c", "d", "e", "f", "g") if shard(k) != shard("a"))
+    with pytest.raises(WrongShard):
+        s.catalog.resident("Counter", other)
+
+
+def test_a_group_committed_past_the_deadline_is_not_written(slot) -> None:
+    s, cmds = slot
+    grant(s, cmds, {shard("a"): 1}, 1000, until=time.monotonic() + 60, why="lease lost")
+    rid = s.ask("Counter", "a", "add", 7)
+    cmds.grants.until = time.monotonic() - 1      # the deadline passes before the commit
+    s.commit.flush()
+    reply = s.out.reply_to(rid)
+    assert reply[0] == wire.ERR and reply[2]["code"] == ShardUnavailable.code, reply
+    assert "n1" in reply[2]["message"] and "lease lost" in reply[2]["message"]
+    assert list(s.store.range(*shard_range(shard("a")))) == [], "nothing of the turn was written"
+    assert s.act("Counter", "a").instance is None, "the actor reloads its last commit"
+
+
+def test_a_drain_that_cannot_finish_is_cut_short_and_leaves_nothing_resident(slot) -> None:
+    s, cmds = slot
+    grant(s, cmds, {shard("a"): 1}, 1000)
+    assert s.call("Counter", "a", "add", 1) == 1
+    stuck = s.ask("Counter", "a", "stubborn")
+    started = time.monotonic()
+    reply = grant(s, cmds, {}, 1001)
+    assert reply[0] == wire.ERR and "Counter/a" in reply[2]["message"], reply
+    assert 1.0 <= time.monotonic() - started < 4.0, "bounded by turn_timeout + 1 s"
+    assert ("Counter", "a") not in s.catalog.acts
+    s.settle(until=lambda: any(r[1] == stuck for _to, r in s.out.replies), timeout=5.0)
+    assert s.out.reply_to(stuck)[0] == wire.ERR
+
+
+def test_a_grant_during_a_drain_is_answered_after_it(slot) -> None:
+    s, cmds = slot
+    grant(s, cmds, {shard("a"): 1}, 1000)
+    turn = s.ask("Counter", "a", "slow", 0.5)
+    router = (b"router",)
+    cmds.serve(router, 1001, "grant", {"shards": {}, "epoch": 6})     # revokes: drains
+    cmds.serve(router, 1002, "grant", {"shards": {}, "epoch": 6})     # the periodic one
+    assert not [r for to, r in s.out.replies if to == router and r[1] in (1001, 1002)], \
+        "neither is answered while the turn runs"
+    s.settle(until=lambda: len([r for to, r in s.out.replies
+                                if to == router and r[1] in (1001, 1002)]) == 2, timeout=5.0)
+    order = [r[1] for _to, r in s.out.replies if r[1] in (turn, 1001, 1002)]
+    assert order[0] == turn and sorted(order[1:]) == [1001, 1002], order
+    assert ("Counter", "a") not in s.catalog.acts
