@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 from ..config import NodeConfig, NodeLayout
 from ..config.cluster import ClusterConfig
-from ..errors import ActorError
+from ..errors import ActorError, NodeUnavailable
 from ..log import get_logger
 from ..protocol.shardmap import ShardMap
 from . import placement
@@ -45,7 +45,7 @@ log = get_logger("cluster")
 
 #: seconds between two grants to every local worker (a restarted worker serves again
 #: within this; a renewal's new deadline reaches the workers within it)
-GRANT_PERIOD = 0.25
+GRANT_PERIOD = 0.1
 #: seconds a grant call may take (it waits for revoked shards' turns to commit)
 GRANT_TIMEOUT_EXTRA = 5.0
 #: where the id of this node's etcd lease is kept, in the data directory
@@ -111,9 +111,9 @@ class Coordinator:
         self.owned.update(await roll_back_unfinished(own, self.me, self.owned))
         self._tasks.append(asyncio.create_task(self._watch_shards()))
         await self._claim_if_first()
-        self.state = "serving"
         self._publish()
-        await self._grant_all()
+        await self._first_grants()
+        self.state = "serving"
         self._tasks += [asyncio.create_task(self._grant_loop()),
                         asyncio.create_task(self._rebalance_loop())]
         log.info("node %s joined cluster %r (%d live members, %d shards owned here)", self.me,
@@ -183,6 +183,10 @@ class Coordinator:
         self._map_due = False
         self.map = build_map(self.ccfg.name, self.shards, self.membership.members, self.owned)
         self.on_map(self.map)
+        if self.state in ("serving", "leaving"):       # a shard flipped to us serves at once
+            loop = asyncio.get_running_loop()
+            for i in range(len(self.workers)):
+                loop.create_task(self._grant_quietly(i))
 
     # -- grants --------------------------------------------------------------------
     def granted(self, slot: int) -> dict[int, int]:
@@ -191,7 +195,7 @@ class Coordinator:
         return {s: r.epoch for s, r in self.owned.items()
                 if r.owner == me and r.to is None and home[s] == slot and s not in moving}
 
-    async def _grant(self, slot: int) -> dict[str, Any]:
+    async def _grant(self, slot: int, timeout: float | None = None) -> dict[str, Any]:
         fence = self.membership.fence
         until = fence.serve_until
         args = {"shards": self.granted(slot), "epoch": self.map.epoch if self.map else 0,
@@ -200,7 +204,23 @@ class Coordinator:
                         f"{self.ccfg.lease_ttl:g} s): it serves its shards again once a renewal "
                         f"succeeds, and no other node serves them meanwhile")}
         return await self.call(self.workers[slot], "grant", args,
-                               self.cfg.turn_timeout + GRANT_TIMEOUT_EXTRA)
+                               timeout or self.cfg.turn_timeout + GRANT_TIMEOUT_EXTRA)
+
+    async def _first_grants(self) -> None:
+        """Every local worker has its first grant before the router serves anything
+        (a cluster worker serves nothing until then); a worker still starting is asked
+        again until ``start_timeout``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.cfg.start_timeout
+        todo = list(range(len(self.workers)))
+        while todo:
+            replies = await asyncio.gather(*(self._grant(i, timeout=1.0) for i in todo),
+                                           return_exceptions=True)
+            failed = [(i, r) for i, r in zip(todo, replies) if isinstance(r, BaseException)]
+            todo = [i for i, _r in failed]
+            if todo and loop.time() >= deadline:
+                raise NodeUnavailable(f"worker slot(s) {todo} did not take their first shard "
+                                      f"grant within start_timeout ({failed[0][1]})")
 
     async def _grant_all(self, slots: list[int] | None = None) -> None:
         """Grant every (or these) local worker(s) its shards; returns once they applied

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import ActorError, BadRequest
 from ..protocol import wire
@@ -90,14 +90,19 @@ class SystemAsks:
         return {"deleted": deleted}
 
 
-def list_actors(store: SlotStore, type_name: str, start_after: str | None, limit: int) -> list[str]:
-    """Keys of this slot's actors of a type that have persisted data, in key order."""
+def list_actors(store: SlotStore, type_name: str, start_after: str | None, limit: int,
+                served: Callable[[int], bool] | None = None) -> list[str]:
+    """Keys of this slot's actors of a type that have persisted data, in key order
+    (``served``: only those of the shards it says this slot serves: a cluster node may
+    still hold a copy of a shard that moved away, never listed)."""
     lo, hi = listing_range(type_name, start_after)
     n = len(listing_key(type_name, ""))
     out: list[str] = []
     if limit <= 0:
         return out
-    for k, _v in store.range(lo, hi, committed=True):   # replies skip the output gate
+    for k, v in store.range(lo, hi, committed=True):   # replies skip the output gate
+        if served is not None and not served(int.from_bytes(v, "big")):
+            continue
         out.append(k[n:].decode("utf-8"))
         if len(out) >= limit:
             break

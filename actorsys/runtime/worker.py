@@ -354,7 +354,8 @@ class Worker:
                 c["bad_frames"] += 1
                 self._reject(envelope, rid, self.catalog.unknown_type(rest[0]))
                 return
-            self.output.send(envelope, wire.ok(rid, list_actors(self.store, *rest)))
+            self.output.send(envelope, wire.ok(rid, list_actors(
+                self.store, *rest, served=self.grants.served if self.grants.active else None)))
         elif op == wire.PING:
             self.output.send(envelope, wire.ok(rid, "pong"))
         elif op == wire.STATUS:
