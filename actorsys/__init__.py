@@ -17,7 +17,7 @@ from .config import NodeConfig, load_config
 from .errors import (ActorError, ActorStopped, AlreadyPresent, AlreadyStarted, AskTimeout,
                      BadRequest, ChildNotFound, ChildRunning, ConfigError, Deadlock, LimitExceeded,
                      MessageTooLarge, NodeUnavailable, Overloaded, PartlyRun, RemoteError,
-                     StartFailed, StorageError, SupervisorError, SupervisorNotFound,
+                     ShardUnavailable, StartFailed, StorageError, SupervisorError, SupervisorNotFound,
                      UnknownActorType, UnknownMethod, WorkerLost)
 from .net.keys import keygen
 from .node import Node
@@ -28,7 +28,7 @@ __all__ = [
     "SupervisorRef", "AsyncSupervisorRef", "keygen",
     "ActorError", "RemoteError", "AskTimeout", "WorkerLost", "Overloaded", "UnknownActorType",
     "UnknownMethod", "BadRequest", "MessageTooLarge", "LimitExceeded", "StorageError",
-    "NodeUnavailable",
+    "NodeUnavailable", "ShardUnavailable",
     "ConfigError", "ActorStopped", "SupervisorError", "SupervisorNotFound", "ChildNotFound",
     "AlreadyStarted", "AlreadyPresent", "ChildRunning", "StartFailed",
     "Deadlock", "PartlyRun",

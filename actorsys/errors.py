@@ -101,6 +101,14 @@ class WrongShard(ActorError):
     code = "wrong_shard"
 
 
+class ShardUnavailable(ActorError):
+    """The actor's shard belongs to a cluster node that is down: it is refused at once
+    (not queued until a deadline), naming the node; it answers again when that node is
+    back (or, with failover, when another node takes the shard over)."""
+
+    code = "shard_unavailable"
+
+
 class StorageError(ActorError):
     """The turn could not be committed to storage; nothing of it was acknowledged."""
 
@@ -204,6 +212,7 @@ _BY_CODE: dict[str, type[ActorError]] = {
     cls.code: cls
     for cls in (AskTimeout, WorkerLost, Overloaded, UnknownActorType, UnknownMethod,
                 BadRequest, MessageTooLarge, LimitExceeded, WrongShard, StorageError, NodeUnavailable,
+                ShardUnavailable,
                 ActorStopped, Deadlock, PartlyRun, SupervisorError, ChildNotFound, AlreadyStarted,
                 AlreadyPresent, ChildRunning, StartFailed, SupervisorNotFound, ConfigError)
 }
