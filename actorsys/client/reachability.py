@@ -22,6 +22,18 @@ the monitor that already reports worker loss; the node's own processes do not wa
 * A watch starts :attr:`Phase.LOST` at its creation: a connection that never comes up
   is the same as one that went down then.
 
+Several routers (a cluster: ``connect([ep1, ep2, ...])``): the node is the cluster, and
+it is unreachable only when none of its routers answers. A transport talks to one
+router at a time; when that connection drops it moves to the next router of its list at
+once (:meth:`AsyncTransport.next_router`), and on to the next every
+``connect_timeout / len(routers)`` (at least :data:`ROTATE_MIN_S`) while none comes up,
+round and round; the first that comes up ends the grace period as above (its map is
+fetched). The grace period is not restarted by a move: ``NodeUnavailable`` comes when no
+router has been up for ``connect_timeout``, and names them all. The connections to the
+worker slots of other nodes are not concerned by a router's loss, but they are closed
+with the rest when the cluster is DOWN. (At connect time each router gets its own
+``connect_timeout``: :meth:`AsyncTransport.connect`.)
+
 A worker restart alone (router up) is not unavailability: asks there get ``WorkerLost``
 and later ones wait in ZeroMQ's queue for the restarted worker, as always.
 
@@ -72,6 +84,8 @@ _EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 #: a blocking call reads the router's monitor if this long has passed since the last did
 #: (calls in a tight loop would otherwise pay a getsockopt each, ~3% of a round trip)
 GLANCE_S = 0.01
+#: with several routers, the shortest time given to one to come up before the next is tried
+ROTATE_MIN_S = 0.25
 
 
 class Phase(Enum):
@@ -103,6 +117,7 @@ class Reachability:
     seen_up: bool = False         # the router's connection has been up at least once
     downs: int = 0                # entries into DOWN so far
     slots_down: set[int] = field(default_factory=set)   # slot connections that dropped
+    others: tuple[str, ...] = ()  # a cluster's other routers (named in the error)
 
     @property
     def deadline(self) -> float | None:
@@ -143,6 +158,10 @@ class Reachability:
             return True
         return False
 
+    def restart(self, now: float) -> None:
+        """A new connect to another router: its own grace period, from ``now``."""
+        self.phase, self.since, self.router_up, self.seen_up = Phase.LOST, now, False, False
+
     def map_fetched(self) -> None:
         """The map was fetched again: a DOWN node whose router is back is UP."""
         self.map_due = False
@@ -153,8 +172,10 @@ class Reachability:
     def why(self, now: float) -> str:
         """The text of the NodeUnavailable a DOWN node raises."""
         gone = round(max(now - self.since, 0.0), 1)
+        where = f"the node at {self.endpoint}" if not self.others else \
+            f"the cluster (routers {', '.join((self.endpoint, *self.others))})"
         if self.router_up:
-            return (f"the node at {self.endpoint} was unreachable for {gone:g} s; its router "
+            return (f"{where} was unreachable for {gone:g} s; its router "
                     f"is back and the client is fetching its shard map: try again")
         what = "router not connected" if not self.seen_up else "router"
         if self.slots_down:
@@ -163,7 +184,9 @@ class Reachability:
             what += f" and worker slot{'s' if many else ''} {slots}"
         if self.seen_up:
             what += " disconnected"
-        return (f"the node at {self.endpoint} has been unreachable for {gone:g} s ({what}); "
+        if self.others:
+            what = what.replace("router", "every router", 1)
+        return (f"{where} has been unreachable for {gone:g} s ({what}); "
                 f"the client reconnects by itself when the node is back")
 
 
@@ -172,14 +195,15 @@ class NodeWatch:
     acting on it (see the module docstring). Made by :meth:`AsyncTransport.watch_node`."""
 
     __slots__ = ("transport", "loop", "state", "router", "_born", "_was_up", "_downs",
-                 "_timer", "_fetch", "_pollers", "_glance_at", "tells_in_doubt")
+                 "_timer", "_fetch", "_pollers", "_glance_at", "tells_in_doubt", "_rotate_at")
 
     def __init__(self, transport: "AsyncTransport", grace: float,
                  state: Reachability | None = None) -> None:
         self.transport = transport
         self.loop = transport.loop
         self._born = now = self.loop.time()       # loop time is time.monotonic()
-        self.state = Reachability(str(transport.router_endpoint), grace, now) \
+        self.state = Reachability(str(transport.router_endpoint), grace, now,
+                                  others=tuple(transport.routers[1:])) \
             if state is None else state
         self.router: Conn | None = None            # the watched router connection
         self._was_up = False                       # this router connection has been up
@@ -190,6 +214,8 @@ class NodeWatch:
         self._glance_at = 0.0                      # monotonic time of on_call's next glance
         #: tells sent while the router was lost: discarded if the node goes DOWN (logged)
         self.tells_in_doubt = 0
+        #: when to move on to the next router (None: one router, or this one is up)
+        self._rotate_at: float | None = None
         self._arm()
 
     def heartbeat(self) -> tuple[int, int]:
@@ -208,16 +234,22 @@ class NodeWatch:
         if not self._was_up:
             first = self._born + self.state.grace
             deadline = first if deadline is None else min(deadline, first)
+        if self._rotate_at is not None:
+            deadline = self._rotate_at if deadline is None else min(deadline, self._rotate_at)
         return deadline
 
     # -- events ------------------------------------------------------------------------
     def on_router_event(self, event: int) -> None:
         if event == _DISCONNECTED:
             self.state.router_lost(self.loop.time())
+            if len(self.transport.routers) > 1:    # move on at once (not from its own monitor)
+                self._rotate_at = self.loop.time()
+                self._disarm()
             self._arm()
         elif event == _UP:
             was, again = self.state.phase, self._was_up
             self._was_up = True
+            self._rotate_at = None
             self.state.router_back(again)
             self.tells_in_doubt = 0                # queued, and delivered on reconnecting
             self._disarm()
@@ -247,11 +279,37 @@ class NodeWatch:
         self.expire()
         self._arm()          # lost again after the timer was armed: its own deadline
 
+    def use_router(self, router: "Conn", fresh: bool) -> None:
+        """The transport talks to another router now (:meth:`AsyncTransport.use_router`):
+        watch its connection. ``fresh`` (a connect): a grace period of its own from now;
+        else (a move after a loss) the next move is due if it does not come up in its
+        share of the grace period."""
+        self.router = router
+        self._pollers.clear()
+        now = self.loop.time()
+        if fresh:
+            self._born, self._was_up, self._rotate_at = now, False, None
+            self.state.restart(now)
+        else:
+            share = self.state.grace / max(len(self.transport.routers), 1)
+            self._rotate_at = now + max(share, ROTATE_MIN_S)
+        self._disarm()
+        self._arm()
+
+    def connected(self) -> None:
+        """A connect got the map from this router: the node is reachable."""
+        if self.state.phase is Phase.DOWN:      # its monitor's news may come after the reply
+            self.state.router_up = True
+        self.state.map_fetched()
+
     def expire(self) -> None:
         """If the grace period is over, the node is DOWN; once the node has gone DOWN,
         fail what is pending here and drop the slots' connections (with what is queued
         on them)."""
         state, now = self.state, self.loop.time()
+        if self._rotate_at is not None and now >= self._rotate_at:
+            self._rotate_at = None
+            self.transport.next_router()      # sets the next _rotate_at
         if not self._was_up and now >= self._born + state.grace:
             state.lost(self._born)          # never came up: as if lost when it was made
         made = state.expire(now)

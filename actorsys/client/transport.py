@@ -25,7 +25,15 @@ Rules, the same for every user of the transport:
   :data:`~.common.ASK_TRIES` attempts: the turn runs once and its reply arrives once
   (not after ``NodeUnavailable``: an unreachable node fails fast, retry or not).
 * Wrong shard: an actor request answered ``wrong_shard`` is resent after the map is
-  fetched again, at most :data:`MAX_RESENDS` times, each with its full timeout.
+  fetched again, at most :data:`MAX_RESENDS` times, all within its one deadline: the
+  first at once, the next after a pause (:func:`~.requests.resend_pause`, 5 ms doubling
+  to 200 ms: a shard being handed off to another node is refused by its old owner until
+  the move finishes). A shard whose node is down fails at once with
+  :class:`~actorsys.errors.ShardUnavailable` (:mod:`actorsys.protocol.shardmap`).
+* Several routers (a cluster, clients only): :meth:`AsyncTransport.connect` asks them
+  for the map in order, each for its ``timeout``, and keeps the first that answers; a
+  watched transport whose router connection drops moves on to the next (see
+  :mod:`.reachability`).
 * Overload: at most ``max_pending`` requests in flight, and a slot whose send queue is
   full refuses at once; both raise :class:`~actorsys.errors.Overloaded`. A message
   over the node's ``max_message_bytes`` is :class:`~actorsys.errors.MessageTooLarge`.
@@ -64,7 +72,8 @@ from ..protocol.shardmap import ShardMap
 from .common import ASK_TRIES, RETRY_PAUSE, RETRY_PAUSE_MAX
 from .control import ControlRequests
 from .reachability import WATCH_EVENTS, NodeWatch, Reachability
-from .requests import (MAX_RESENDS, RESENDABLE, ROUTER, ActorRequest, Pending, Wording, describe)
+from .requests import (MAX_RESENDS, RESENDABLE, ROUTER, ActorRequest, Pending, Wording, describe,
+                       resend_pause)
 
 log = get_logger("client")
 
@@ -93,6 +102,8 @@ class AsyncTransport(ControlRequests):
         self.loop = asyncio.get_running_loop() if loop is None else loop
         self.wording = Wording() if wording is None else wording
         self.router_endpoint = router_endpoint
+        #: every router endpoint a client may ask (a cluster's), the one in use first
+        self.routers: list[str] = [] if router_endpoint is None else [router_endpoint]
         self.map = shard_map
         self.max_message_bytes = max_message_bytes
         self.max_pending = max_pending
@@ -137,6 +148,51 @@ class AsyncTransport(ControlRequests):
             raise
 
     async def connect(self, timeout: float) -> ShardMap:
+        """The shard map from the first of :attr:`routers` that answers, each asked for
+        ``timeout`` (see :meth:`connect_one`); the one that answered is used from then
+        on. With one router, its ``NodeUnavailable``; with several, one naming each."""
+        routers = list(self.routers) or [str(self.router_endpoint)]
+        failures: list[str] = []
+        for i, endpoint in enumerate(routers):
+            if endpoint != self.router_endpoint:
+                log.info("trying the router at %s", endpoint)
+                self.use_router(endpoint, fresh=True)
+            try:
+                m = await self.connect_one(timeout)
+            except NodeUnavailable as exc:
+                if len(routers) == 1 or self.closed:
+                    raise
+                failures.append(str(exc))
+                continue
+            self.routers = routers[i:] + routers[:i]
+            if self.watch is not None:
+                self.watch.connected()
+            return m
+        raise NodeUnavailable(f"none of the {len(routers)} routers answered: " + "; ".join(failures))
+
+    def use_router(self, endpoint: str, fresh: bool = False) -> None:
+        """Send control requests to the router at ``endpoint`` from now on (another of a
+        cluster's routers): the old connection is closed, failing what is pending on it.
+        ``fresh``: a new connect (its grace period starts now; see :mod:`.reachability`)."""
+        if self._router is not None:
+            old = self.router_endpoint
+            self._fail_where(ROUTER, lambda _p: NodeUnavailable(
+                f"router at {old} went away; trying the router at {endpoint}"))
+            self._router.close()
+            self._router = None
+        self.router_endpoint = endpoint
+        self.refused = self.handshake_problem = None
+        if self.watch is not None:
+            self.watch.use_router(self._router_conn(), fresh)
+
+    def next_router(self) -> None:
+        """Move on to the next of :attr:`routers` (the one in use goes last)."""
+        if len(self.routers) > 1:
+            self.routers = self.routers[1:] + self.routers[:1]
+            log.info("moving from the router at %s to %s", self.router_endpoint, self.routers[0])
+            self.use_router(self.routers[0])
+
+    async def connect_one(self, timeout: float) -> ShardMap:
         """The shard map, asked for again every second until ``timeout`` (a node that is
         starting may not answer the first request). ``NodeUnavailable`` at the deadline,
         naming a failed handshake if there was one, or at once if the node refused the key."""
@@ -291,17 +347,26 @@ class AsyncTransport(ControlRequests):
         request = p.request
         if isinstance(exc, WrongShard) and isinstance(request, RESENDABLE) \
                 and p.retries < MAX_RESENDS:
-            log.debug("%s: wrong shard; resending after a map refresh (%d of %d)",
-                      describe(request), p.retries + 1, MAX_RESENDS)
+            log.debug("%s: wrong shard (epoch %s); resending after a map refresh (%d of %d)",
+                      describe(request), getattr(exc, "epoch", None), p.retries + 1, MAX_RESENDS)
             self.loop.create_task(self._resend_after_refresh(fut, request, p))
             return
         fut.set_exception(exc)
 
     async def _resend_after_refresh(self, fut: asyncio.Future[Any], request: ActorRequest,
                                     p: Pending) -> None:
+        """Resend ``p`` after its pause and a map refresh, within its deadline."""
         try:
-            await self.refresh_map()
-            inner = self.send(request._replace(rid=next(self._ids)), p.timeout, p.retries + 1)
+            pause = resend_pause(p.retries)
+            left = p.deadline - self.loop.time()
+            if left <= pause:        # no time for another try: fail at the deadline, as any ask
+                await asyncio.sleep(max(left, 0.0))
+                raise AskTimeout(self.wording.timed_out(request, p.timeout))
+            if pause:
+                await asyncio.sleep(pause)
+            await self.refresh_map(timeout=min(10.0, max(p.deadline - self.loop.time(), 0.001)))
+            inner = self.send(request._replace(rid=next(self._ids)), p.timeout, p.retries + 1,
+                              deadline=p.deadline)
             fut.set_result(await inner.fut)
         except BaseException as exc:
             if not fut.done():
@@ -355,9 +420,11 @@ class AsyncTransport(ControlRequests):
             self.watch.check()
         return self.map
 
-    def send(self, request: ActorRequest, timeout: float, retries: int = 0) -> Pending:
+    def send(self, request: ActorRequest, timeout: float, retries: int = 0,
+             deadline: float | None = None) -> Pending:
         """Send an actor request (an Ask, Spawn or Stop made with :meth:`new_id`) to the
-        slot that owns its actor; its record's future resolves to the result or the error."""
+        slot that owns its actor; its record's future resolves to the result or the error.
+        ``deadline`` (loop time; default now + ``timeout``): a resend keeps the first's."""
         shard_map = self._sendable()
         if len(self._pending) >= self.max_pending:
             raise Overloaded(f"{len(self._pending)} asks already pending (max_pending_asks)")
@@ -373,8 +440,10 @@ class AsyncTransport(ControlRequests):
             c.sock.send(payload, _NOBLOCK)
         except zmq.Again:
             raise Overloaded(f"send queue to worker slot {slot} is full") from None
-        p = self._pending[request.rid] = Pending(fut, slot, request, timeout, retries)
-        self._add_deadline(self.loop.time() + timeout, request.rid)
+        if deadline is None:
+            deadline = self.loop.time() + timeout
+        p = self._pending[request.rid] = Pending(fut, slot, request, timeout, retries, None, deadline)
+        self._add_deadline(deadline, request.rid)
         c.pump.kick()
         return p
 

@@ -45,7 +45,7 @@ Envelope = tuple[bytes, ...]
 
 
 class Router:
-    """The router process: answers MAP, PING and STATUS, forwards what clients send it
+    """The router process: answers MAP, PING, STATUS, CLUSTER and LEAVE, forwards what clients send it
     (see the module docstring). Its endpoints are the node's :class:`NodeLayout`."""
 
     def __init__(self, cfg: NodeConfig, layout: NodeLayout, meta: dict[str, Any]) -> None:
@@ -118,6 +118,10 @@ class Router:
             self._send(envelope, wire.ok(rid, "pong"))
         elif op == wire.STATUS:
             self.loop.create_task(self._status(envelope, rid))
+        elif op == wire.CLUSTER:
+            self._send(envelope, wire.ok(rid, self.cluster_view()))
+        elif op == wire.LEAVE:
+            self.loop.create_task(self._leave(envelope, rid))
         elif op == wire.TELL:
             c["forwarded"] += 1
             try:
@@ -146,6 +150,30 @@ class Router:
                                                   ctx=rest[5] if len(rest) > 5 else None)
         except ActorError as exc:
             self._send(envelope, wire.err(rid, exc.to_wire()))
+        else:
+            self._send(envelope, wire.ok(rid, result))
+
+    def cluster_view(self) -> dict[str, Any]:
+        """The answer to ``CLUSTER``: ``{"name", "epoch", "nodes": [{"id", "endpoint",
+        "alive", "shards"}]}``; a single node is a cluster of one with no name or id."""
+        return {"name": None, "epoch": self.map.epoch,
+                "nodes": [{"id": None, "endpoint": self.endpoint, "alive": True,
+                           "shards": self.map.shards}]}
+
+    async def leave(self) -> dict[str, Any]:
+        """``LEAVE``: hand this node's shards off to the others (a cluster node's router
+        overrides it); a single node has no one to hand them to."""
+        raise BadRequest("this node is not in a cluster")
+
+    async def _leave(self, envelope: Envelope, rid: int) -> None:
+        try:
+            result = await self.leave()
+        except ActorError as exc:
+            self._send(envelope, wire.err(rid, exc.to_wire()))
+        except Exception as exc:    # a bug must not leave the asker waiting for its deadline
+            log.exception("leave failed")
+            self._send(envelope, wire.err(rid, ActorError(f"leave failed: {type(exc).__name__}: "
+                                                          f"{exc}").to_wire()))
         else:
             self._send(envelope, wire.ok(rid, result))
 
