@@ -211,16 +211,41 @@ class AsyncTransport(ControlRequests):
 
     def set_map(self, shard_map: ShardMap, max_message_bytes: int,
                 tree_endpoint: str | None) -> None:
-        """Use ``shard_map`` (and the node limits sent with it) from now on; connections
-        to slots whose endpoints changed are dropped."""
+        """Use ``shard_map`` (and the node limits sent with it) from now on. When the
+        worker endpoints changed (a cluster's nodes joined or left: slots are renumbered),
+        the connections to endpoints still in the map are kept under their new slot
+        numbers with what is in flight on them; the others are closed, failing what is in
+        flight there with WorkerLost."""
         if self.map is not None and shard_map.endpoints != self.map.endpoints:
             log.debug("the worker endpoints changed (map epoch %d): reconnecting", shard_map.epoch)
-            self._drop_slots()
+            self._renumber_slots(self.map.endpoints, shard_map.endpoints)
         self.map = shard_map
         self.max_message_bytes = max_message_bytes
         self.tree_endpoint = tree_endpoint
         if self.on_map is not None:
             self.on_map(self)
+
+    def _renumber_slots(self, old: list[str], new: list[str]) -> None:
+        at = {endpoint: j for j, endpoint in enumerate(new)}
+        kept: dict[int, Conn] = {}
+        moved: dict[int, int] = {}
+        for i, c in self._slots.items():
+            j = at.get(old[i]) if i < len(old) else None
+            if j is None:
+                lost = self.wording.lost
+                self._fail_where(i, lambda p, i=i: WorkerLost(lost(p.request, i)))  # type: ignore[misc]
+                c.close()
+                continue
+            kept[j], moved[i] = c, j
+            if c.monitor_pump is not None:
+                c.monitor_pump.on_frames = partial(self._on_monitor, j)
+        if any(i != j for i, j in moved.items()):
+            for rid, p in list(self._pending.items()):
+                if p.slot in moved:
+                    self._pending[rid] = p._replace(slot=moved[p.slot])
+        self._slots = kept
+        if self.watch is not None:
+            self.watch.state.slots_down.clear()     # their numbers changed; a drop is seen again
 
     def _drop_slots(self) -> None:
         for c in self._slots.values():

@@ -343,3 +343,30 @@ def test_a_supervisor_command_needs_a_tree(fake):
             await t.supervise("root", "which_children", None, 1.0)
 
     with_transport(fake, body)
+
+
+def test_a_map_with_renumbered_slots_keeps_the_connections_and_whats_in_flight(tmp_path):
+    """A cluster's map changes its worker endpoints when a node joins or leaves: the
+    requests in flight on endpoints still in the map are answered; those on an endpoint
+    gone from it fail at once with WorkerLost (not at their deadline)."""
+    from actorsys.protocol.shardmap import ShardMap
+
+    with FakeNode(str(tmp_path), workers=3, serve=lambda s, r: HOLD if r[0] == wire.ASK else echo(s, r)) as fake:
+        w = fake.worker_endpoints
+        fake.map = ShardMap(epoch=1, shards=16, owner=[i % 2 for i in range(16)], endpoints=[w[1], w[2]])
+
+        async def body(t: AsyncTransport) -> None:
+            on_w2, on_w1 = t.ask("T", key_on(t, 1), "a"), t.ask("T", key_on(t, 0), "b")
+            await asyncio.to_thread(fake.wait_for, lambda: len(fake.requests(2, wire.ASK)) == 1
+                                    and len(fake.requests(1, wire.ASK)) == 1, "both asks")
+            # w1 leaves the map, w2 moves from slot 1 to slot 0, w0 joins as slot 1
+            fake.map = ShardMap(epoch=2, shards=16, owner=[0] * 8 + [1] * 8, endpoints=[w[2], w[0]])
+            await t.refresh_map()
+            assert [p.slot for p in t._pending.values()] == [0], "the ask on w2 is slot 0's now"
+            with pytest.raises(WorkerLost):
+                await asyncio.wait_for(on_w1, 2.0)
+            fake.release()
+            assert await asyncio.wait_for(on_w2, 2.0) == "late", "answered on its kept connection"
+            assert t.pending_count() == 0
+
+        with_transport(fake, body)
