@@ -351,7 +351,8 @@ def test_a_map_with_renumbered_slots_keeps_the_connections_and_whats_in_flight(t
     gone from it fail at once with WorkerLost (not at their deadline)."""
     from actorsys.protocol.shardmap import ShardMap
 
-    with FakeNode(str(tmp_path), workers=3, serve=lambda s, r: HOLD if r[0] == wire.ASK else echo(s, r)) as fake:
+    serve = lambda s, r: HOLD if r[0] == wire.ASK else echo(s, r)  # noqa: E731
+    with FakeNode(str(tmp_path), workers=3, serve=serve) as fake:
         w = fake.worker_endpoints
         fake.map = ShardMap(epoch=1, shards=16, owner=[i % 2 for i in range(16)], endpoints=[w[1], w[2]])
 
