@@ -34,6 +34,16 @@ worker slots of other nodes are not concerned by a router's loss, but they are c
 with the rest when the cluster is DOWN. (At connect time each router gets its own
 ``connect_timeout``: :meth:`AsyncTransport.connect`.)
 
+A node of a cluster that goes away takes its worker slots with it, while the router in
+use stays up: asks in flight there fail with ``WorkerLost`` as always, and the shards'
+owner in the map changes only when the cluster has noticed (its etcd lease expired) and
+the map then marks them ``ShardUnavailable``. So a client of a cluster
+(:attr:`ShardMap.nodes` set) with a worker endpoint disconnected fetches the map again
+every :data:`CLUSTER_REFRESH_S` until that endpoint is back or gone from the map; a map
+without it fails what was queued for it with ``WorkerLost`` at once (not at the asks'
+deadline) and sends nothing there any more (:mod:`.maps`). The blocking client does it at
+its calls and while a call waits for its reply.
+
 A worker restart alone (router up) is not unavailability: asks there get ``WorkerLost``
 and later ones wait in ZeroMQ's queue for the restarted worker, as always.
 
@@ -86,6 +96,8 @@ _EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 GLANCE_S = 0.01
 #: with several routers, the shortest time given to one to come up before the next is tried
 ROTATE_MIN_S = 0.25
+#: a client of a cluster with a worker endpoint disconnected fetches the map this often
+CLUSTER_REFRESH_S = 0.5
 
 
 class Phase(Enum):
@@ -195,7 +207,8 @@ class NodeWatch:
     acting on it (see the module docstring). Made by :meth:`AsyncTransport.watch_node`."""
 
     __slots__ = ("transport", "loop", "state", "router", "_born", "_was_up", "_downs",
-                 "_timer", "_fetch", "_pollers", "_glance_at", "tells_in_doubt", "_rotate_at")
+                 "_timer", "_fetch", "_pollers", "_glance_at", "tells_in_doubt", "_rotate_at",
+                 "_down_endpoints", "_refresh_at", "_tick")
 
     def __init__(self, transport: "AsyncTransport", grace: float,
                  state: Reachability | None = None) -> None:
@@ -216,6 +229,10 @@ class NodeWatch:
         self.tells_in_doubt = 0
         #: when to move on to the next router (None: one router, or this one is up)
         self._rotate_at: float | None = None
+        #: a cluster's worker endpoints whose connection is down, and the next map fetch
+        self._down_endpoints: set[str] = set()
+        self._refresh_at = 0.0
+        self._tick: asyncio.TimerHandle | None = None
         self._arm()
 
     def heartbeat(self) -> tuple[int, int]:
@@ -263,6 +280,47 @@ class NodeWatch:
             self.state.slot_lost(slot)
         elif event == _UP:
             self.state.slot_back(slot)
+        m = self.transport.map
+        if m is None or m.nodes is None or not 0 <= slot < len(m.endpoints):
+            return
+        if event == _DISCONNECTED:        # a cluster's worker gone: its node may be down
+            self._down_endpoints.add(m.endpoints[slot])
+            if self._tick is None:
+                self._refresh_at = self.loop.time() + CLUSTER_REFRESH_S
+                self._tick = self.loop.call_at(self._refresh_at, self._cluster_tick)
+        elif event == _UP:
+            self._down_endpoints.discard(m.endpoints[slot])
+
+    # -- a cluster's worker endpoints that went away ------------------------------------
+    def _cluster_waiting(self) -> bool:
+        """A worker endpoint of the (cluster's) map is disconnected."""
+        m = self.transport.map
+        if not self._down_endpoints or m is None or m.nodes is None:
+            return False
+        self._down_endpoints &= set(m.endpoints)
+        return bool(self._down_endpoints)
+
+    def _cluster_due(self) -> bool:
+        """The map is to be fetched now (see the module docstring); the next time is set."""
+        now = self.loop.time()
+        if now < self._refresh_at or not self._cluster_waiting():
+            return False
+        self._refresh_at = now + CLUSTER_REFRESH_S
+        return True
+
+    def _cluster_tick(self) -> None:
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
+        if self._cluster_due() and (self._fetch is None or self._fetch.done()):
+            self._fetch = self.loop.create_task(self._fetch_map())
+        if self._cluster_waiting():
+            self._tick = self.loop.call_at(self._refresh_at, self._cluster_tick)
+
+    @property
+    def fetching(self) -> bool:
+        """A map fetch is under way (a blocking wait returns to run the loop for it)."""
+        return self._fetch is not None and not self._fetch.done()
 
     def _arm(self) -> None:
         deadline = self.deadline
@@ -349,7 +407,8 @@ class NodeWatch:
         if now >= self._glance_at:
             self._glance_at = now + GLANCE_S
             self.glance()
-        return self.state.map_due and self.state.router_up
+        return (self.state.map_due and self.state.router_up) or (
+            bool(self._down_endpoints) and self._cluster_due())
 
     def glance(self) -> None:
         """Handle what the router's monitor reported (nothing to do costs a getsockopt)."""
@@ -366,12 +425,15 @@ class NodeWatch:
         grace period (a node that stops drops the slot's connection too, and then this
         watches both; a frozen one only the router's, by its heartbeats)."""
         state = self.state
-        if state.phase is Phase.UP and self._was_up and not state.slots_down:
+        if state.phase is Phase.UP and self._was_up and not state.slots_down \
+                and not self._down_endpoints:
             ready = c.poll(min(timeout_ms, max(int(state.grace * 250), 50)))
             if not ready:
                 self.glance()
             return ready
         deadline = self.deadline
+        if self._down_endpoints:     # a cluster's worker gone: wake to fetch the map
+            deadline = self._refresh_at if deadline is None else min(deadline, self._refresh_at)
         if deadline is not None:
             timeout_ms = min(timeout_ms, max(math.ceil((deadline - self.loop.time()) * 1000), 0))
         entry = self._pollers.get(id(c))
@@ -387,6 +449,8 @@ class NodeWatch:
             self.router.drain_monitor()
         if self.state.phase is not Phase.UP or not self._was_up:
             self.expire()
+        if not ready and self._down_endpoints:
+            self._cluster_tick()      # started on this loop, run when the waiting call returns to it
         return {} if self._downs != downs else ready
 
     # -- the map -----------------------------------------------------------------------
@@ -418,6 +482,9 @@ class NodeWatch:
         """The transport is closing (its sockets with it)."""
         self.router = None
         self._disarm()
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
         if self._fetch is not None and not self._fetch.done():
             self._fetch.cancel()
         self._pollers.clear()

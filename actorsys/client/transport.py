@@ -423,6 +423,8 @@ class AsyncTransport(ControlRequests, MapSource):
             if ms <= 0:
                 return
             ready = poll(ms)
+            if not ready and self.watch is not None and self.watch.fetching:
+                return               # a cluster's map is being fetched: that needs the loop
             if sock in ready:        # replies first: a drop after the reply is not its loss
                 while cast(int, sock.getsockopt(_EVENTS)) & _POLLIN:
                     on_reply(sock.recv_multipart(_NOBLOCK))

@@ -15,6 +15,7 @@ import actorsys
 from actorsys.client.common import router_list
 from actorsys.errors import NodeUnavailable
 from actorsys.protocol import wire
+from actorsys.protocol.shardmap import ShardMap, shard_of
 
 WAIT = 10.0
 GRACE = 0.4
@@ -140,3 +141,60 @@ def test_every_router_lost_is_unavailable_naming_them_all_and_any_back_recovers(
             except NodeUnavailable:
                 assert time.monotonic() < deadline, "the client did not find router B again"
                 time.sleep(0.05)
+
+
+def cluster_map(fake: FakeNode, epoch: int, n2_alive: bool) -> ShardMap:
+    """n1 serves slots 0-1 (w0, w1), n2 slot 2 (w2) while alive; down, its shards are -2."""
+    w = fake.worker_endpoints
+    nodes = [{"id": "n1", "endpoint": "tcp://10.0.0.11:7100", "alive": True, "slots": [0, 2]},
+             {"id": "n2", "endpoint": "tcp://10.0.0.12:7100", "alive": n2_alive,
+              "slots": [2, 1] if n2_alive else [0, 0]}]
+    owner = [s % 3 if n2_alive or s % 3 != 2 else -2 for s in range(16)]
+    return ShardMap(epoch=epoch, shards=16, owner=owner, nodes=nodes, name="c",
+                    endpoints=w if n2_alive else w[:2])
+
+
+def key_of(m: ShardMap, slot: int) -> str:
+    return next(k for k in (f"k{i}" for i in range(1000)) if m.owner[shard_of("T", k, 16)] == slot)
+
+
+@pytest.mark.parametrize("flavour", ["asyncio", "blocking"])
+def test_an_ask_queued_for_a_dead_cluster_node_fails_when_the_map_says_so(tmp_path, flavour):
+    """n2's worker goes away; the router marks n2 down a moment later (its lease): the ask
+    queued for n2 fails with WorkerLost then, not at its deadline, and the next one gets
+    ShardUnavailable naming n2 at once."""
+    with FakeNode(str(tmp_path), workers=3) as fake:
+        fake.map = cluster_map(fake, 1, n2_alive=True)
+        key = key_of(fake.map, 2)
+
+        def kill_n2() -> None:
+            fake.drop(2)
+            time.sleep(0.3)             # the cluster notices later
+            fake.map = cluster_map(fake, 2, n2_alive=False)
+
+        if flavour == "asyncio":
+            async def main() -> float:
+                async with actorsys.connect_async(fake.endpoint, connect_timeout=WAIT) as c:
+                    assert (await c.ask("T", key, "get"))[0] == 2
+                    await asyncio.to_thread(kill_n2)
+                    start = time.monotonic()
+                    with pytest.raises(actorsys.WorkerLost):
+                        await c.ask("T", key, "queued", timeout=WAIT)
+                    took = time.monotonic() - start
+                    with pytest.raises(actorsys.ShardUnavailable, match="belongs to node n2"):
+                        c.ask("T", key, "next")
+                    assert (await c.ask("T", key_of(fake.map, 0), "n1"))[0] == 0
+                    return took
+            took = asyncio.run(main())
+        else:
+            with actorsys.connect(fake.endpoint, connect_timeout=WAIT) as c:
+                assert c.ask("T", key, "get")[0] == 2
+                kill_n2()
+                start = time.monotonic()
+                with pytest.raises(actorsys.WorkerLost):
+                    c.ask("T", key, "queued", timeout=WAIT)
+                took = time.monotonic() - start
+                with pytest.raises(actorsys.ShardUnavailable, match="belongs to node n2"):
+                    c.ask("T", key, "next")
+                assert c.ask("T", key_of(fake.map, 0), "n1")[0] == 0
+        assert took < 3.0, f"failed when the map changed, not at the deadline: {took:.2f} s"
