@@ -8,8 +8,9 @@ gives it out with an epoch number. A worker refuses messages for shards it does 
 In a cluster the same map covers every node (``name`` and ``nodes`` are set; both are
 absent for a single node, whose map is unchanged):
 
+* ``nodes`` are maps ``{"id", "endpoint", "alive", "slots": [first, count], ...}``;
 * ``endpoints`` are every live node's worker endpoints concatenated: slots are global,
-  node ``k``'s are ``nodes[k].slots`` = ``[first, count]``;
+  node ``k``'s are ``nodes[k]["slots"]``;
 * ``owner[shard]`` is the global slot serving the shard, or ``-1 - k`` when the shard
   belongs to ``nodes[k]``, which is not alive: :meth:`ShardMap.slot_of` raises
   :class:`~actorsys.errors.ShardUnavailable` naming that node at once (no wait for a
@@ -22,9 +23,10 @@ On the wire ``owner`` is bytes when every value is 0..255 (a map of 4096 shards 
 """
 from __future__ import annotations
 
+import re
 import zlib
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from ..errors import BadRequest, ShardUnavailable
 
@@ -34,25 +36,9 @@ def shard_of(type_name: str, key: str, shards: int) -> int:
     return zlib.crc32(key.encode("utf-8"), zlib.crc32(type_name.encode("utf-8") + b"\x00")) % shards
 
 
-class MapNode(NamedTuple):
-    """One node of a cluster's map: its id, router endpoint, whether it is alive, and its
-    global worker slots ``first .. first + count - 1`` (count 0 for a node that is down)."""
-    id: str
-    endpoint: str
-    alive: bool
-    first_slot: int
-    slot_count: int
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"id": self.id, "endpoint": self.endpoint, "alive": self.alive,
-                "slots": [self.first_slot, self.slot_count]}
-
-    @classmethod
-    def from_wire(cls, d: Any) -> "MapNode":
-        if isinstance(d, MapNode):
-            return d
-        first, count = d.get("slots") or (0, 0)
-        return cls(str(d["id"]), str(d["endpoint"]), bool(d["alive"]), int(first), int(count))
+#: a real node id (config/cluster.py); any other "id" in ``nodes`` is a pseudo-node
+#: (the cluster's shards no node has claimed yet)
+_NODE_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 
 @dataclass
@@ -61,12 +47,10 @@ class ShardMap:
     shards: int
     owner: list[int]          # shard -> global slot, or -1 - k: nodes[k] (down) owns it
     endpoints: list[str]      # slot -> worker endpoint
-    nodes: list[MapNode] | None = None   # a cluster's nodes (None: a single node)
+    #: a cluster's nodes, ``{"id", "endpoint", "alive", "slots": [first, count], ...}``
+    #: (None: a single node)
+    nodes: list[dict[str, Any]] | None = None
     name: str | None = None              # the cluster's name (None: a single node)
-
-    def __post_init__(self) -> None:
-        if self.nodes is not None:      # dicts as on the wire are accepted too
-            self.nodes = [MapNode.from_wire(n) for n in self.nodes]
 
     def slot_of(self, type_name: str, key: str) -> int:
         """The global slot serving the actor; ShardUnavailable if its node is down."""
@@ -80,18 +64,21 @@ class ShardMap:
         shard = shard_of(type_name, key, self.shards)
         k = -1 - self.owner[shard]
         nodes = self.nodes or []
-        if 0 <= k < len(nodes):
-            n = nodes[k]
-            return ShardUnavailable(
-                f"shard {shard} of {type_name}/{key!r} belongs to node {n.id} ({n.endpoint}), "
-                f"which is down; it answers again when {n.id} returns")
-        return ShardUnavailable(f"shard {shard} of {type_name}/{key!r} belongs to a node "
-                                f"that is down (not in the map)")
+        what = f"shard {shard} of {type_name}/{key!r}"
+        if not 0 <= k < len(nodes):
+            return ShardUnavailable(f"{what} belongs to a node that is down (not in the map)")
+        nid, endpoint = nodes[k].get("id"), nodes[k].get("endpoint")
+        if not (isinstance(nid, str) and _NODE_ID.match(nid)):
+            return ShardUnavailable(f"{what} is not served: {nid}")
+        where = f" ({endpoint})" if endpoint else ""
+        return ShardUnavailable(f"{what} belongs to node {nid}{where}, which is down; "
+                                f"it answers again when {nid} returns")
 
-    def node_of_slot(self, slot: int) -> MapNode | None:
+    def node_of_slot(self, slot: int) -> dict[str, Any] | None:
         """The node hosting global ``slot`` (None for a single node's map)."""
         for n in self.nodes or ():
-            if n.first_slot <= slot < n.first_slot + n.slot_count:
+            first, count = n.get("slots") or (0, 0)
+            if first <= slot < first + count:
                 return n
         return None
 
@@ -103,7 +90,7 @@ class ShardMap:
             "owner": bytes(owner) if owner and min(owner) >= 0 and max(owner) <= 255 else owner,
             "endpoints": self.endpoints, **extra}
         if self.nodes is not None:
-            d["nodes"] = [n.to_wire() for n in self.nodes]
+            d["nodes"] = self.nodes
         if self.name is not None:
             d["name"] = self.name
         return d
@@ -116,7 +103,7 @@ class ShardMap:
             nodes = d.get("nodes")
             m = cls(epoch=int(d["epoch"]), shards=int(d["shards"]), owner=owner,
                     endpoints=list(d["endpoints"]),
-                    nodes=None if nodes is None else list(nodes),
+                    nodes=None if nodes is None else [dict(n) for n in nodes],
                     name=None if d.get("name") is None else str(d["name"]))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise BadRequest(f"malformed shard map ({type(exc).__name__}: {exc})") from None

@@ -7,7 +7,7 @@ import pytest
 from actorsys import ActorError, ShardUnavailable
 from actorsys.errors import BadRequest, error_from_wire
 from actorsys.protocol import wire
-from actorsys.protocol.shardmap import MapNode, ShardMap, shard_of
+from actorsys.protocol.shardmap import ShardMap, shard_of
 
 SHARDS = 64
 
@@ -49,7 +49,7 @@ def test_a_clusters_map_round_trips_with_its_nodes_and_name():
         "id": "n2", "endpoint": "tcp://10.0.0.12:7100", "alive": False, "slots": [0, 0]}
     back = ShardMap.from_wire(d)
     assert back == m
-    assert back.nodes is not None and back.nodes[2] == MapNode("n3", "tcp://10.0.0.13:7100", True, 2, 2)
+    assert back.nodes is not None and back.nodes[2]["slots"] == [2, 2]
     assert back.node_of_slot(3) == back.nodes[2] and single().node_of_slot(0) is None
 
 
@@ -80,6 +80,18 @@ def test_a_shard_of_a_node_that_is_down_fails_at_once_naming_the_node():
     assert isinstance(e.value, ActorError) and e.value.code == "shard_unavailable"
 
 
+def test_a_shard_no_node_has_claimed_yet_says_so():
+    m = ShardMap(epoch=1, shards=2, owner=[0, -1], endpoints=["a"], name="c",
+                 nodes=[{"id": "(no owner yet)", "endpoint": None, "alive": False, "slots": [0, 0]}])
+    key = next(k for k in (f"k{i}" for i in range(1000)) if shard_of("T", k, 2) == 1)
+    with pytest.raises(ShardUnavailable, match=r"^shard 1 of T/'k\d+' is not served: \(no owner yet\)$"):
+        m.slot_of("T", key)
+    m.nodes[0]["id"] = "n9"          # a dead node whose record is gone: no endpoint known
+    with pytest.raises(ShardUnavailable, match=r"belongs to node n9, which is down; it answers "
+                                               r"again when n9 returns$"):
+        m.slot_of("T", key)
+
+
 def test_shard_unavailable_crosses_the_wire():
     err = error_from_wire(ShardUnavailable("shard 1 of A/'k' belongs to node n2").to_wire())
     assert type(err) is ShardUnavailable and "node n2" in str(err)
@@ -91,6 +103,7 @@ def test_shard_unavailable_crosses_the_wire():
     {"epoch": 1, "shards": 2, "owner": [0, -1], "endpoints": ["a"]},             # no node 0
     {"epoch": 1, "shards": 2, "owner": [0, -2], "endpoints": ["a"],
      "nodes": [{"id": "n", "endpoint": "e", "alive": False, "slots": [0, 0]}]},  # no node 1
+    {"epoch": 1, "shards": 1, "owner": [0], "endpoints": ["a"], "nodes": [["n"]]},  # not maps
     {"epoch": 1, "shards": 1, "endpoints": ["a"]},                               # no owner
     {"epoch": "x", "shards": 1, "owner": [0], "endpoints": ["a"]},
 ])
