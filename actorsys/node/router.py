@@ -86,6 +86,18 @@ class Router:
             self.listener.close()
             self.ctx.term()
 
+    def cluster_view(self) -> dict[str, Any]:
+        """The answer to ``CLUSTER``: ``{"name", "epoch", "nodes": [{"id", "endpoint",
+        "alive", "shards"}]}``; a single node is a cluster of one with no name or id."""
+        return {"name": None, "epoch": self.map.epoch,
+                "nodes": [{"id": None, "endpoint": self.endpoint, "alive": True,
+                           "shards": self.map.shards}]}
+
+    async def leave(self) -> dict[str, Any]:
+        """``LEAVE``: hand this node's shards off to the others (a cluster node's router
+        overrides it); a single node has no one to hand them to."""
+        raise BadRequest("this node is not in a cluster")
+
     def _sweep(self) -> None:
         """Once a second: the summary lines of dropped-tell windows that ended."""
         self.drops.sweep()
@@ -152,18 +164,6 @@ class Router:
             self._send(envelope, wire.err(rid, exc.to_wire()))
         else:
             self._send(envelope, wire.ok(rid, result))
-
-    def cluster_view(self) -> dict[str, Any]:
-        """The answer to ``CLUSTER``: ``{"name", "epoch", "nodes": [{"id", "endpoint",
-        "alive", "shards"}]}``; a single node is a cluster of one with no name or id."""
-        return {"name": None, "epoch": self.map.epoch,
-                "nodes": [{"id": None, "endpoint": self.endpoint, "alive": True,
-                           "shards": self.map.shards}]}
-
-    async def leave(self) -> dict[str, Any]:
-        """``LEAVE``: hand this node's shards off to the others (a cluster node's router
-        overrides it); a single node has no one to hand them to."""
-        raise BadRequest("this node is not in a cluster")
 
     async def _leave(self, envelope: Envelope, rid: int) -> None:
         try:
