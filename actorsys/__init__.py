@@ -28,10 +28,9 @@ __all__ = [
     "SupervisorRef", "AsyncSupervisorRef", "keygen",
     "ActorError", "RemoteError", "AskTimeout", "WorkerLost", "Overloaded", "UnknownActorType",
     "UnknownMethod", "BadRequest", "MessageTooLarge", "LimitExceeded", "StorageError",
-    "NodeUnavailable",
+    "NodeUnavailable", "ShardUnavailable",
     "ConfigError", "ActorStopped", "SupervisorError", "SupervisorNotFound", "ChildNotFound",
     "AlreadyStarted", "AlreadyPresent", "ChildRunning", "StartFailed",
     "Deadlock", "PartlyRun",
-    "ShardUnavailable",
 ]
 __version__ = "0.1.0"

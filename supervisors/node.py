@@ -28,7 +28,11 @@ In the user's words:
 * A worker that cannot open its storage (exit status ``EXIT_STORAGE``) stops the node
   with status 2: restarting it cannot help.
 * SIGTERM, SIGINT or SIGHUP stop the node: every child gets SIGTERM and
-  ``shutdown_timeout`` seconds to passivate its actors, then SIGKILL.
+  ``shutdown_timeout`` seconds to passivate its actors, then SIGKILL. With ``--drain``
+  (``actorsys run --drain``) a cluster node first asks its router to hand its shards off
+  to the other nodes (``LEAVE``, :mod:`actorsys.node.drain`), restarting children as
+  usual meanwhile, for at most ``--drain-timeout`` seconds or until a second stop
+  signal; a single node has nothing to hand off.
 * No orphans: every child dies with the supervisor (``PR_SET_PDEATHSIG``), and an
   embedded node's supervisor stops when the process that started it is gone.
 
@@ -57,7 +61,7 @@ from actorsys import log as actorsys_log
 from actorsys.config import NodeConfig, NodeLayout
 from actorsys.config.layout import FAILURE_FILE
 from actorsys.config.supervision import Backoff
-from actorsys.errors import ConfigError
+from actorsys.errors import ActorError, ConfigError
 from actorsys.net.keys import node_keys
 from actorsys.node import router
 from actorsys.node.claim import claim_node
@@ -93,8 +97,12 @@ class NodeSupervisor:
     """The root process of a node (see the module docstring)."""
 
     def __init__(self, cfg: NodeConfig, layout: NodeLayout, watch_parent: int | None = None,
-                 report_fd: int | None = None) -> None:
+                 report_fd: int | None = None, drain: float | None = None) -> None:
         self.cfg, self.layout = cfg, layout
+        #: --drain: seconds a clean stop waits for the shards' handoff (None: no drain)
+        self.drain = drain if cfg.cluster is not None else None
+        #: the signal that stopped the node (None: it stopped by itself)
+        self.stop_signal: int | None = None
         self.watch_parent = watch_parent
         self.pid = os.getpid()
         self.children: dict[int, NodeChild] = {}   # pid -> what runs there
@@ -167,8 +175,10 @@ class NodeSupervisor:
         self.state = NodeState.RUNNING
         log.info("node running at %s with %d workers", self.layout.router, self.cfg.workers)
         code = self._loop()
-        self.state = NodeState.STOPPING
         signal.setitimer(signal.ITIMER_REAL, 0)
+        if self.drain is not None and self.stop_signal is not None and self.state is NodeState.RUNNING:
+            code = self._drain(self.drain) or code
+        self.state = NodeState.STOPPING
         self._stop_children()
         return code
 
@@ -183,6 +193,7 @@ class NodeSupervisor:
             info = signal.sigtimedwait(SIGNALS | {signal.SIGALRM}, 1e6)
             if info is not None and info.si_signo not in (signal.SIGCHLD, signal.SIGALRM):
                 log.info("received %s; stopping", signal.Signals(info.si_signo).name)
+                self.stop_signal = info.si_signo
                 break
             for child, status in self._reap():
                 c = self._on_child_exit(child, status)
@@ -276,6 +287,42 @@ class NodeSupervisor:
             log.info("%s restarted as pid %d after its backoff", item.child.name, pid)
 
     # -- stopping -------------------------------------------------------------------
+    def _drain(self, timeout: float) -> int | None:
+        """--drain: ask the router to hand this node's shards off (LEAVE) and wait for its
+        answer, at most ``timeout`` s or until another stop signal, restarting children
+        as in the main loop (the handoff needs them); an exit status if the node must
+        stop by itself meanwhile (restart intensity)."""
+        from actorsys.node.drain import LeaveRequest
+
+        log.info("draining: handing this node's shards off to the other nodes (at most %g s)",
+                 timeout)
+        deadline = time.monotonic() + timeout
+        stops = SIGNALS - {signal.SIGCHLD}
+        request = LeaveRequest(self.cfg, self.layout)
+        try:
+            while True:
+                answer = request.poll(TICK)
+                if answer.done:
+                    log.info("drained: %s", answer.result)
+                    return None
+                if signal.sigpending() & stops:
+                    log.warning("stop signal while draining: stopping without waiting for the handoff")
+                    return None
+                if time.monotonic() >= deadline:
+                    log.warning("the handoff did not finish within %g s (--drain-timeout); "
+                                "stopping anyway: the shards not yet moved stay this node's", timeout)
+                    return None
+                for child, status in self._reap():
+                    code = self._on_child_exit(child, status)
+                    if code is not None:
+                        return code
+                self._start_due()
+        except ActorError as exc:
+            log.warning("draining failed (%s: %s); stopping anyway", type(exc).__name__, exc)
+            return None
+        finally:
+            request.close()
+
     def _stop_children(self) -> None:
         # the gateway (it closes its sockets and hands actors the disconnects) and the
         # tree (it stops supervised children in order) first, then the workers (they
@@ -320,12 +367,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--watch-parent", type=int, default=None)
     p.add_argument("--report-fd", type=int, default=None,
                    help="a pipe to write why the node stopped by itself")
+    p.add_argument("--drain", type=float, default=None, metavar="SECONDS",
+                   help="a cluster node hands its shards off (at most SECONDS) before it stops")
     a = p.parse_args(argv)
     actorsys_log.setup("supervisor")
     cfg = NodeConfig.from_dict(json.loads(a.config_json))
     layout = NodeLayout.from_json(a.layout_json)
     try:
-        return NodeSupervisor(cfg, layout, watch_parent=a.watch_parent, report_fd=a.report_fd).run()
+        return NodeSupervisor(cfg, layout, watch_parent=a.watch_parent, report_fd=a.report_fd,
+                              drain=a.drain).run()
     finally:
         if layout.run_dir:       # its temporary sockets
             shutil.rmtree(layout.run_dir, ignore_errors=True)

@@ -7,8 +7,9 @@ May import: ``actorsys.errors``, ``actorsys.log``, ``actorsys.protocol``,
 * :mod:`.transport`: :class:`AsyncTransport`, the one data path (shard map, one socket
   per worker slot, pending requests with deadlines, worker-loss monitors, retries),
   used by both clients and by the node's own processes; :mod:`.requests`: what it keeps
-  about a request in flight and how its errors read; :mod:`.reachability`: the clients'
-  view of whether their node is reachable (fail fast with ``NodeUnavailable``).
+  about a request in flight and how its errors read; :mod:`.maps`: fetching and
+  installing the shard map, choosing among a cluster's routers; :mod:`.reachability`:
+  the clients' view of whether their node is reachable (fail fast with ``NodeUnavailable``).
 * :mod:`.aio`: :func:`connect_async`, :class:`AsyncClient`, :class:`AsyncRef`.
 * :mod:`.blocking`: :func:`connect`, :class:`Client`, :class:`Ref`: the transport driven
   from blocking code, on one lane (event loop and sockets) per thread (:mod:`.lanes`).

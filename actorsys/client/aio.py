@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from typing import Any, Generator
+from typing import Any, Generator, Sequence
 
 import zmq
 
@@ -15,7 +15,7 @@ from ..errors import NodeUnavailable
 from ..net.keys import client_keys
 from ..net.sockets import Context
 from ..protocol import wire
-from .common import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, version_of
+from .common import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, router_list, version_of
 from .transport import AsyncTransport
 
 __all__ = ["AsyncClient", "AsyncRef", "AsyncSupervisorRef", "connect_async"]
@@ -69,11 +69,13 @@ class AsyncClient:
     ``retry``: the default of every ask's ``retry`` (see :meth:`Ref.ask`).
     """
 
-    def __init__(self, endpoint: str, *, timeout: float = DEFAULT_TIMEOUT,
+    def __init__(self, endpoint: "str | Sequence[str]", *, timeout: float = DEFAULT_TIMEOUT,
                  connect_timeout: float = CONNECT_TIMEOUT, max_pending: int = 100_000,
                  key: "str | os.PathLike[str] | None" = None,
                  server_key: "str | os.PathLike[str] | None" = None, retry: bool = False) -> None:
-        self.endpoint = endpoint
+        #: the router endpoints (a cluster's several), the one that answered first once connected
+        self.endpoints = router_list(endpoint)
+        self.endpoint = self.endpoints[0]
         self.timeout = timeout
         self.retry = retry
         self._keys = client_keys(key, server_key)
@@ -90,6 +92,7 @@ class AsyncClient:
         self._ctx = zmq.Context()
         t = AsyncTransport(self._ctx, self.endpoint, max_pending=self.max_pending,
                            default_timeout=self.timeout, keys=self._keys)
+        t.routers = list(self.endpoints)
         t.watch_node(self.connect_timeout)
         self._transport = t
         try:
@@ -97,6 +100,7 @@ class AsyncClient:
         except BaseException:
             await self.close()
             raise
+        self.endpoint = t.router_endpoint or self.endpoint
         return self
 
     @property
@@ -137,6 +141,15 @@ class AsyncClient:
         """The node's status (see :meth:`Client.status`)."""
         st: dict[str, Any] = await self.transport.call_router(wire.STATUS, timeout)
         return st
+
+    async def cluster(self, timeout: float = 10.0) -> dict[str, Any]:
+        """The cluster as the router sees it (see :meth:`Client.cluster`)."""
+        view: dict[str, Any] = await self.transport.call_router(wire.CLUSTER, timeout)
+        return view
+
+    async def leave(self, timeout: float = 120.0) -> Any:
+        """Ask the node of the router in use to hand its shards off (see :meth:`Client.leave`)."""
+        return await self.transport.call_router(wire.LEAVE, timeout)
 
     def supervisor(self, name: str) -> "AsyncSupervisorRef":
         """A handle on the running supervisor ``name``; its methods are coroutines."""
@@ -204,13 +217,14 @@ class AsyncSupervisorRef:
         return f"<AsyncSupervisorRef {self.name}>"
 
 
-def connect_async(endpoint: str, *, timeout: float = DEFAULT_TIMEOUT,
+def connect_async(endpoint: "str | Sequence[str]", *, timeout: float = DEFAULT_TIMEOUT,
                   connect_timeout: float = CONNECT_TIMEOUT, max_pending: int = 100_000,
                   key: "str | os.PathLike[str] | None" = None,
                   server_key: "str | os.PathLike[str] | None" = None,
                   retry: bool = False) -> AsyncClient:
     """An asyncio client; use as ``async with connect_async(ep) as c`` or ``c = await connect_async(ep)``.
-    ``key`` / ``server_key``, ``retry``: as for :func:`connect`."""
+    ``endpoint``, ``key`` / ``server_key``, ``retry``: as for :func:`connect` (a list of a
+    cluster's router endpoints too)."""
     return AsyncClient(endpoint, timeout=timeout, connect_timeout=connect_timeout,
                        max_pending=max_pending, key=key, server_key=server_key, retry=retry)
 

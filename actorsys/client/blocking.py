@@ -30,7 +30,7 @@ import threading
 import time
 import uuid
 import weakref
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 import zmq
 
@@ -40,7 +40,7 @@ from ..net.sockets import Context
 from ..protocol import wire
 from ..protocol.messages import Ask, Request, Spawn
 from ..protocol.shardmap import ShardMap
-from .common import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, version_of
+from .common import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, router_list, version_of
 from .lanes import Lane
 from .reachability import Reachability
 from .requests import Wording, describe, no_answer
@@ -168,15 +168,18 @@ class Client:
     ``key`` / ``server_key``: CURVE key files for a tcp node (see :func:`connect`).
     """
 
-    def __init__(self, endpoint: str, *, timeout: float = DEFAULT_TIMEOUT,
+    def __init__(self, endpoint: "str | Sequence[str]", *, timeout: float = DEFAULT_TIMEOUT,
                  connect_timeout: float = CONNECT_TIMEOUT,
                  key: "str | os.PathLike[str] | None" = None,
                  server_key: "str | os.PathLike[str] | None" = None, retry: bool = False) -> None:
-        self.endpoint = endpoint
+        #: the router endpoints (a cluster's several), the one that answered first once connected
+        self.endpoints = router_list(endpoint)
+        self.endpoint = self.endpoints[0]
         self.timeout = timeout
         self.connect_timeout = connect_timeout   # also how long the node may be unreachable
         #: how every thread's transport sees the node (see .reachability)
-        self._reach = Reachability(endpoint, connect_timeout, time.monotonic())
+        self._reach = Reachability(self.endpoint, connect_timeout, time.monotonic(),
+                                   others=tuple(self.endpoints[1:]))
         #: the default of every ask's ``retry`` (see :meth:`Ref.ask`)
         self.retry = retry
         self._keys = client_keys(key, server_key)
@@ -219,6 +222,7 @@ class Client:
     def _transport_on(self, loop: asyncio.AbstractEventLoop) -> AsyncTransport:
         t = AsyncTransport(self._ctx, self.endpoint, default_timeout=self.timeout,
                            keys=self._keys, loop=loop, wording=_WORDING)
+        t.routers = [self.endpoint, *(e for e in self.endpoints if e != self.endpoint)]
         t.on_map = self._newest.take
         t.watch_node(self.connect_timeout, self._reach)
         return t
@@ -248,9 +252,11 @@ class Client:
         return None if info is None else info.tree_endpoint
 
     def refresh_map(self, timeout: float = CONNECT_TIMEOUT) -> None:
-        """Fetch the shard map from the router again."""
+        """Fetch the shard map from the router again (with several, from the first that
+        answers, each within ``timeout``: the one new threads start with)."""
         lane = self._lane()
         lane.run(lane.transport.connect(timeout))
+        self.endpoint = lane.transport.router_endpoint or self.endpoint
 
     # -- control ----------------------------------------------------------------------
     def status(self, timeout: float = 10.0) -> dict[str, Any]:
@@ -259,6 +265,22 @@ class Client:
         st: dict[str, Any] = lane.run(lane.transport.call_router(
             wire.STATUS, timeout, no_answer(f"router at {self.endpoint}", timeout)))
         return st
+
+    def cluster(self, timeout: float = 10.0) -> dict[str, Any]:
+        """The cluster as the router in use sees it: ``{"name", "epoch", "nodes": [{"id",
+        "endpoint", "alive", "shards"}, ...]}`` (a single node: no name, one node, no id)."""
+        lane = self._lane()
+        view: dict[str, Any] = lane.run(lane.transport.call_router(
+            wire.CLUSTER, timeout, no_answer(f"router at {lane.transport.router_endpoint}", timeout)))
+        return view
+
+    def leave(self, timeout: float = 120.0) -> Any:
+        """Ask the node of the router in use (the first that answered ``connect``) to hand
+        its shards off to the other nodes; returns what it did once they are moved.
+        ``BadRequest`` for a single node."""
+        lane = self._lane()
+        return lane.run(lane.transport.call_router(
+            wire.LEAVE, timeout, no_answer(f"router at {lane.transport.router_endpoint}", timeout)))
 
     def supervisor(self, name: str) -> "SupervisorRef":
         """A handle on the running supervisor ``name`` (OTP's runtime API)."""
@@ -343,11 +365,14 @@ class Client:
         self.close()
 
 
-def connect(endpoint: str, *, timeout: float = DEFAULT_TIMEOUT,
+def connect(endpoint: "str | Sequence[str]", *, timeout: float = DEFAULT_TIMEOUT,
             connect_timeout: float = CONNECT_TIMEOUT,
             key: "str | os.PathLike[str] | None" = None,
             server_key: "str | os.PathLike[str] | None" = None, retry: bool = False) -> Client:
-    """Connect to the node whose router listens at ``endpoint``.
+    """Connect to the node whose router listens at ``endpoint``, or to a cluster through
+    the first of a list of its routers' endpoints that answers (each is given
+    ``connect_timeout``; the others are tried later if that one goes away, and
+    ``NodeUnavailable`` names them all when none answers).
 
     ``timeout`` is the default deadline of every ask; ``connect_timeout`` bounds the
     wait for the router's shard map (raises :class:`~actorsys.NodeUnavailable`), and

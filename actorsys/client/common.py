@@ -2,7 +2,7 @@
 and the reading of a history bookmark."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 #: seconds an ask (and a supervisor's command, a listing) may take by default
 DEFAULT_TIMEOUT = 30.0
@@ -18,3 +18,15 @@ RETRY_PAUSE_MAX = 1.0
 def version_of(version: Any) -> Any:
     """A version number, from a number or a bookmark of ``history()``."""
     return version.get("version") if isinstance(version, dict) else version
+
+
+def router_list(endpoints: "str | Sequence[str]") -> list[str]:
+    """The router endpoints a client may ask, in order: one endpoint, or a cluster's
+    several (``connect(["tcp://a:7100", "tcp://b:7100"])``)."""
+    if isinstance(endpoints, str):
+        return [endpoints]
+    routers = list(endpoints) if isinstance(endpoints, (list, tuple)) else None
+    if not routers or not all(isinstance(e, str) and e for e in routers):
+        raise TypeError(f"connect takes a router endpoint or a non-empty list of them, "
+                        f"not {endpoints!r:.200}")
+    return list(dict.fromkeys(routers))     # each once, in order

@@ -22,6 +22,28 @@ the monitor that already reports worker loss; the node's own processes do not wa
 * A watch starts :attr:`Phase.LOST` at its creation: a connection that never comes up
   is the same as one that went down then.
 
+Several routers (a cluster: ``connect([ep1, ep2, ...])``): the node is the cluster, and
+it is unreachable only when none of its routers answers. A transport talks to one
+router at a time; when that connection drops it moves to the next router of its list at
+once (:meth:`AsyncTransport.next_router`), and on to the next every
+``connect_timeout / len(routers)`` (at least :data:`ROTATE_MIN_S`) while none comes up,
+round and round; the first that comes up ends the grace period as above (its map is
+fetched). The grace period is not restarted by a move: ``NodeUnavailable`` comes when no
+router has been up for ``connect_timeout``, and names them all. The connections to the
+worker slots of other nodes are not concerned by a router's loss, but they are closed
+with the rest when the cluster is DOWN. (At connect time each router gets its own
+``connect_timeout``: :meth:`AsyncTransport.connect`.)
+
+A node of a cluster that goes away takes its worker slots with it, while the router in
+use stays up: asks in flight there fail with ``WorkerLost`` as always, and the shards'
+owner in the map changes only when the cluster has noticed (its etcd lease expired) and
+the map then marks them ``ShardUnavailable``. So a client of a cluster
+(:attr:`ShardMap.nodes` set) with a worker endpoint disconnected fetches the map again
+every :data:`CLUSTER_REFRESH_S` until that endpoint is back or gone from the map; a map
+without it fails what was queued for it with ``WorkerLost`` at once (not at the asks'
+deadline) and sends nothing there any more (:mod:`.maps`). The blocking client does it at
+its calls and while a call waits for its reply.
+
 A worker restart alone (router up) is not unavailability: asks there get ``WorkerLost``
 and later ones wait in ZeroMQ's queue for the restarted worker, as always.
 
@@ -72,6 +94,10 @@ _EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 #: a blocking call reads the router's monitor if this long has passed since the last did
 #: (calls in a tight loop would otherwise pay a getsockopt each, ~3% of a round trip)
 GLANCE_S = 0.01
+#: with several routers, the shortest time given to one to come up before the next is tried
+ROTATE_MIN_S = 0.25
+#: a client of a cluster with a worker endpoint disconnected fetches the map this often
+CLUSTER_REFRESH_S = 0.5
 
 
 class Phase(Enum):
@@ -103,6 +129,7 @@ class Reachability:
     seen_up: bool = False         # the router's connection has been up at least once
     downs: int = 0                # entries into DOWN so far
     slots_down: set[int] = field(default_factory=set)   # slot connections that dropped
+    others: tuple[str, ...] = ()  # a cluster's other routers (named in the error)
 
     @property
     def deadline(self) -> float | None:
@@ -143,6 +170,10 @@ class Reachability:
             return True
         return False
 
+    def restart(self, now: float) -> None:
+        """A new connect to another router: its own grace period, from ``now``."""
+        self.phase, self.since, self.router_up, self.seen_up = Phase.LOST, now, False, False
+
     def map_fetched(self) -> None:
         """The map was fetched again: a DOWN node whose router is back is UP."""
         self.map_due = False
@@ -153,8 +184,10 @@ class Reachability:
     def why(self, now: float) -> str:
         """The text of the NodeUnavailable a DOWN node raises."""
         gone = round(max(now - self.since, 0.0), 1)
+        where = f"the node at {self.endpoint}" if not self.others else \
+            f"the cluster (routers {', '.join((self.endpoint, *self.others))})"
         if self.router_up:
-            return (f"the node at {self.endpoint} was unreachable for {gone:g} s; its router "
+            return (f"{where} was unreachable for {gone:g} s; its router "
                     f"is back and the client is fetching its shard map: try again")
         what = "router not connected" if not self.seen_up else "router"
         if self.slots_down:
@@ -163,7 +196,9 @@ class Reachability:
             what += f" and worker slot{'s' if many else ''} {slots}"
         if self.seen_up:
             what += " disconnected"
-        return (f"the node at {self.endpoint} has been unreachable for {gone:g} s ({what}); "
+        if self.others:
+            what = what.replace("router", "every router", 1)
+        return (f"{where} has been unreachable for {gone:g} s ({what}); "
                 f"the client reconnects by itself when the node is back")
 
 
@@ -172,14 +207,16 @@ class NodeWatch:
     acting on it (see the module docstring). Made by :meth:`AsyncTransport.watch_node`."""
 
     __slots__ = ("transport", "loop", "state", "router", "_born", "_was_up", "_downs",
-                 "_timer", "_fetch", "_pollers", "_glance_at", "tells_in_doubt")
+                 "_timer", "_fetch", "_pollers", "_glance_at", "tells_in_doubt", "_rotate_at",
+                 "_down_endpoints", "_refresh_at", "_tick")
 
     def __init__(self, transport: "AsyncTransport", grace: float,
                  state: Reachability | None = None) -> None:
         self.transport = transport
         self.loop = transport.loop
         self._born = now = self.loop.time()       # loop time is time.monotonic()
-        self.state = Reachability(str(transport.router_endpoint), grace, now) \
+        self.state = Reachability(str(transport.router_endpoint), grace, now,
+                                  others=tuple(transport.routers[1:])) \
             if state is None else state
         self.router: Conn | None = None            # the watched router connection
         self._was_up = False                       # this router connection has been up
@@ -190,6 +227,12 @@ class NodeWatch:
         self._glance_at = 0.0                      # monotonic time of on_call's next glance
         #: tells sent while the router was lost: discarded if the node goes DOWN (logged)
         self.tells_in_doubt = 0
+        #: when to move on to the next router (None: one router, or this one is up)
+        self._rotate_at: float | None = None
+        #: a cluster's worker endpoints whose connection is down, and the next map fetch
+        self._down_endpoints: set[str] = set()
+        self._refresh_at = 0.0
+        self._tick: asyncio.TimerHandle | None = None
         self._arm()
 
     def heartbeat(self) -> tuple[int, int]:
@@ -208,16 +251,22 @@ class NodeWatch:
         if not self._was_up:
             first = self._born + self.state.grace
             deadline = first if deadline is None else min(deadline, first)
+        if self._rotate_at is not None:
+            deadline = self._rotate_at if deadline is None else min(deadline, self._rotate_at)
         return deadline
 
     # -- events ------------------------------------------------------------------------
     def on_router_event(self, event: int) -> None:
         if event == _DISCONNECTED:
             self.state.router_lost(self.loop.time())
+            if len(self.transport.routers) > 1:    # move on at once (not from its own monitor)
+                self._rotate_at = self.loop.time()
+                self._disarm()
             self._arm()
         elif event == _UP:
             was, again = self.state.phase, self._was_up
             self._was_up = True
+            self._rotate_at = None
             self.state.router_back(again)
             self.tells_in_doubt = 0                # queued, and delivered on reconnecting
             self._disarm()
@@ -231,6 +280,47 @@ class NodeWatch:
             self.state.slot_lost(slot)
         elif event == _UP:
             self.state.slot_back(slot)
+        m = self.transport.map
+        if m is None or m.nodes is None or not 0 <= slot < len(m.endpoints):
+            return
+        if event == _DISCONNECTED:        # a cluster's worker gone: its node may be down
+            self._down_endpoints.add(m.endpoints[slot])
+            if self._tick is None:
+                self._refresh_at = self.loop.time() + CLUSTER_REFRESH_S
+                self._tick = self.loop.call_at(self._refresh_at, self._cluster_tick)
+        elif event == _UP:
+            self._down_endpoints.discard(m.endpoints[slot])
+
+    # -- a cluster's worker endpoints that went away ------------------------------------
+    def _cluster_waiting(self) -> bool:
+        """A worker endpoint of the (cluster's) map is disconnected."""
+        m = self.transport.map
+        if not self._down_endpoints or m is None or m.nodes is None:
+            return False
+        self._down_endpoints &= set(m.endpoints)
+        return bool(self._down_endpoints)
+
+    def _cluster_due(self) -> bool:
+        """The map is to be fetched now (see the module docstring); the next time is set."""
+        now = self.loop.time()
+        if now < self._refresh_at or not self._cluster_waiting():
+            return False
+        self._refresh_at = now + CLUSTER_REFRESH_S
+        return True
+
+    def _cluster_tick(self) -> None:
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
+        if self._cluster_due() and (self._fetch is None or self._fetch.done()):
+            self._fetch = self.loop.create_task(self._fetch_map())
+        if self._cluster_waiting():
+            self._tick = self.loop.call_at(self._refresh_at, self._cluster_tick)
+
+    @property
+    def fetching(self) -> bool:
+        """A map fetch is under way (a blocking wait returns to run the loop for it)."""
+        return self._fetch is not None and not self._fetch.done()
 
     def _arm(self) -> None:
         deadline = self.deadline
@@ -247,11 +337,37 @@ class NodeWatch:
         self.expire()
         self._arm()          # lost again after the timer was armed: its own deadline
 
+    def use_router(self, router: "Conn", fresh: bool) -> None:
+        """The transport talks to another router now (:meth:`AsyncTransport.use_router`):
+        watch its connection. ``fresh`` (a connect): a grace period of its own from now;
+        else (a move after a loss) the next move is due if it does not come up in its
+        share of the grace period."""
+        self.router = router
+        self._pollers.clear()
+        now = self.loop.time()
+        if fresh:
+            self._born, self._was_up, self._rotate_at = now, False, None
+            self.state.restart(now)
+        else:
+            share = self.state.grace / max(len(self.transport.routers), 1)
+            self._rotate_at = now + max(share, ROTATE_MIN_S)
+        self._disarm()
+        self._arm()
+
+    def connected(self) -> None:
+        """A connect got the map from this router: the node is reachable."""
+        if self.state.phase is Phase.DOWN:      # its monitor's news may come after the reply
+            self.state.router_up = True
+        self.state.map_fetched()
+
     def expire(self) -> None:
         """If the grace period is over, the node is DOWN; once the node has gone DOWN,
         fail what is pending here and drop the slots' connections (with what is queued
         on them)."""
         state, now = self.state, self.loop.time()
+        if self._rotate_at is not None and now >= self._rotate_at:
+            self._rotate_at = None
+            self.transport.next_router()      # sets the next _rotate_at
         if not self._was_up and now >= self._born + state.grace:
             state.lost(self._born)          # never came up: as if lost when it was made
         made = state.expire(now)
@@ -291,7 +407,8 @@ class NodeWatch:
         if now >= self._glance_at:
             self._glance_at = now + GLANCE_S
             self.glance()
-        return self.state.map_due and self.state.router_up
+        return (self.state.map_due and self.state.router_up) or (
+            bool(self._down_endpoints) and self._cluster_due())
 
     def glance(self) -> None:
         """Handle what the router's monitor reported (nothing to do costs a getsockopt)."""
@@ -308,12 +425,15 @@ class NodeWatch:
         grace period (a node that stops drops the slot's connection too, and then this
         watches both; a frozen one only the router's, by its heartbeats)."""
         state = self.state
-        if state.phase is Phase.UP and self._was_up and not state.slots_down:
+        if state.phase is Phase.UP and self._was_up and not state.slots_down \
+                and not self._down_endpoints:
             ready = c.poll(min(timeout_ms, max(int(state.grace * 250), 50)))
             if not ready:
                 self.glance()
             return ready
         deadline = self.deadline
+        if self._down_endpoints:     # a cluster's worker gone: wake to fetch the map
+            deadline = self._refresh_at if deadline is None else min(deadline, self._refresh_at)
         if deadline is not None:
             timeout_ms = min(timeout_ms, max(math.ceil((deadline - self.loop.time()) * 1000), 0))
         entry = self._pollers.get(id(c))
@@ -329,6 +449,8 @@ class NodeWatch:
             self.router.drain_monitor()
         if self.state.phase is not Phase.UP or not self._was_up:
             self.expire()
+        if not ready and self._down_endpoints:
+            self._cluster_tick()      # started on this loop, run when the waiting call returns to it
         return {} if self._downs != downs else ready
 
     # -- the map -----------------------------------------------------------------------
@@ -360,6 +482,9 @@ class NodeWatch:
         """The transport is closing (its sockets with it)."""
         self.router = None
         self._disarm()
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
         if self._fetch is not None and not self._fetch.done():
             self._fetch.cancel()
         self._pollers.clear()

@@ -18,8 +18,20 @@ from ..protocol.messages import Ask, Control, ListActors, Request, Spawn, Stop, 
 
 #: the ``slot`` of a request sent to the router, and to another endpoint (the tree, the gateway)
 ROUTER, PEER = -1, -2
-#: resends of an actor request answered ``wrong_shard`` (each after fetching the map)
-MAX_RESENDS = 3
+#: resends of an actor request answered ``wrong_shard`` (each after fetching the map), all
+#: within its one deadline. The first is at once (the map was stale: a move had finished);
+#: the next wait RESEND_PAUSE, doubled each time up to RESEND_PAUSE_MAX: during a shard
+#: handoff the old owner answers wrong_shard until the move finishes (tens of ms to a few
+#: seconds), and only then does the map change. 20 resends span about 3.3 s of pauses.
+MAX_RESENDS = 20
+RESEND_PAUSE = 0.005
+RESEND_PAUSE_MAX = 0.2
+
+
+def resend_pause(retries: int) -> float:
+    """Seconds to wait before the resend that follows ``retries`` earlier ones."""
+    return 0.0 if retries <= 0 else min(RESEND_PAUSE * 2 ** (retries - 1), RESEND_PAUSE_MAX)
+
 
 ActorRequest = Union[Ask, Spawn, Stop]
 #: the requests that are resent after ``wrong_shard``
@@ -74,7 +86,7 @@ class Pending(NamedTuple):
     the deadline, the slot's loss or ``close``), so a late reply finds nothing and is
     dropped; a future its caller cancelled stays until one of those. An actor request
     (``timer`` None) has its deadline in the transport's heap; a control request has
-    its own ``timer``. Only actor requests are resent.
+    its own ``timer``. Only actor requests are resent, within the first send's ``deadline``.
     """
     fut: asyncio.Future[Any]
     slot: int                     # the worker slot it went to, or ROUTER / PEER
@@ -82,3 +94,4 @@ class Pending(NamedTuple):
     timeout: float                # seconds it was given (each resend gets them again)
     retries: int = 0              # resends so far after wrong_shard (<= MAX_RESENDS)
     timer: asyncio.TimerHandle | None = None   # a control request's deadline
+    deadline: float = 0.0         # an actor request's (loop time; its resends keep it)

@@ -25,7 +25,15 @@ Rules, the same for every user of the transport:
   :data:`~.common.ASK_TRIES` attempts: the turn runs once and its reply arrives once
   (not after ``NodeUnavailable``: an unreachable node fails fast, retry or not).
 * Wrong shard: an actor request answered ``wrong_shard`` is resent after the map is
-  fetched again, at most :data:`MAX_RESENDS` times, each with its full timeout.
+  fetched again, at most :data:`MAX_RESENDS` times, all within its one deadline: the
+  first at once, the next after a pause (:func:`~.requests.resend_pause`, 5 ms doubling
+  to 200 ms: a shard being handed off to another node is refused by its old owner until
+  the move finishes). A shard whose node is down fails at once with
+  :class:`~actorsys.errors.ShardUnavailable` (:mod:`actorsys.protocol.shardmap`).
+* Several routers (a cluster, clients only): :meth:`AsyncTransport.connect` asks them
+  for the map in order, each for its ``timeout``, and keeps the first that answers; a
+  watched transport whose router connection drops moves on to the next (see
+  :mod:`.reachability`).
 * Overload: at most ``max_pending`` requests in flight, and a slot whose send queue is
   full refuses at once; both raise :class:`~actorsys.errors.Overloaded`. A message
   over the node's ``max_message_bytes`` is :class:`~actorsys.errors.MessageTooLarge`.
@@ -63,15 +71,17 @@ from ..protocol.messages import Ask, Spawn, Stop, Tell
 from ..protocol.shardmap import ShardMap
 from .common import ASK_TRIES, RETRY_PAUSE, RETRY_PAUSE_MAX
 from .control import ControlRequests
+from .maps import MapSource
 from .reachability import WATCH_EVENTS, NodeWatch, Reachability
-from .requests import (MAX_RESENDS, RESENDABLE, ROUTER, ActorRequest, Pending, Wording, describe)
+from .requests import (MAX_RESENDS, RESENDABLE, ROUTER, ActorRequest, Pending, Wording, describe,
+                       resend_pause)
 
 log = get_logger("client")
 
 _NOBLOCK, _EVENTS, _POLLIN = int(zmq.NOBLOCK), int(zmq.EVENTS), int(zmq.POLLIN)
 
 
-class AsyncTransport(ControlRequests):
+class AsyncTransport(ControlRequests, MapSource):
     """Routes requests to worker slots from an asyncio loop and matches their replies;
     its control requests (map, status, ping, list, a supervisor's command) are
     :class:`~.control.ControlRequests`.
@@ -93,6 +103,8 @@ class AsyncTransport(ControlRequests):
         self.loop = asyncio.get_running_loop() if loop is None else loop
         self.wording = Wording() if wording is None else wording
         self.router_endpoint = router_endpoint
+        #: every router endpoint a client may ask (a cluster's), the one in use first
+        self.routers: list[str] = [] if router_endpoint is None else [router_endpoint]
         self.map = shard_map
         self.max_message_bytes = max_message_bytes
         self.max_pending = max_pending
@@ -117,83 +129,7 @@ class AsyncTransport(ControlRequests):
         self.watch: NodeWatch | None = None
         self.closed = False
 
-    # -- map -----------------------------------------------------------------
-    async def refresh_map(self, timeout: float = 10.0) -> ShardMap:
-        """Fetch the shard map from the router (one request at a time)."""
-        if self._refreshing is not None and not self._refreshing.done():
-            return await asyncio.shield(self._refreshing)
-        fut: asyncio.Future[ShardMap] = self.loop.create_future()
-        self._refreshing = fut
-        try:
-            raw = await self.call_router(wire.MAP, timeout=timeout)
-            m = ShardMap.from_wire(raw)
-            self.set_map(m, int(raw.get("max_message_bytes", self.max_message_bytes)),
-                         raw.get("tree"))
-            fut.set_result(m)
-            return m
-        except BaseException as exc:
-            fut.set_exception(exc)
-            fut.exception()  # mark retrieved
-            raise
-
-    async def connect(self, timeout: float) -> ShardMap:
-        """The shard map, asked for again every second until ``timeout`` (a node that is
-        starting may not answer the first request). ``NodeUnavailable`` at the deadline,
-        naming a failed handshake if there was one, or at once if the node refused the key."""
-        deadline = self.loop.time() + timeout
-        while True:
-            try:
-                return await self.refresh_map(
-                    timeout=max(min(1.0, deadline - self.loop.time()), 0.05))
-            except NodeUnavailable:
-                if self.refused is not None:
-                    raise NodeUnavailable(self.refused) from None
-                if self.closed or self.loop.time() >= deadline:
-                    why = f" ({self.handshake_problem})" if self.handshake_problem else ""
-                    raise NodeUnavailable(f"router at {self.router_endpoint} did not answer "
-                                          f"within {timeout:g} s{why}") from None
-
-    def set_map(self, shard_map: ShardMap, max_message_bytes: int,
-                tree_endpoint: str | None) -> None:
-        """Use ``shard_map`` (and the node limits sent with it) from now on; connections
-        to slots whose endpoints changed are dropped."""
-        if self.map is not None and shard_map.endpoints != self.map.endpoints:
-            self._renumber_slots(self.map.endpoints, shard_map.endpoints)
-        self.map = shard_map
-        self.max_message_bytes = max_message_bytes
-        self.tree_endpoint = tree_endpoint
-        if self.on_map is not None:
-            self.on_map(self)
-
-    def _renumber_slots(self, old: list[str], new: list[str]) -> None:
-        """The worker endpoints changed (a node of the cluster joined or left, or a node
-        restarted with other ports): connections to endpoints still in the map are kept,
-        under their new slot numbers, with the requests in flight on them; those to
-        endpoints no longer in it are closed and their requests fail with WorkerLost
-        (they may have run: as for a lost worker)."""
-        index = {ep: i for i, ep in enumerate(new)}
-        moved = {i: index.get(old[i]) if i < len(old) else None for i in self._slots}
-        moved_pending = {}
-        for rid, p in self._pending.items():
-            if p.slot >= 0:
-                moved_pending[rid] = index.get(old[p.slot]) if p.slot < len(old) else None
-        gone = [i for i, j in moved.items() if j is None]
-        lost = self.wording.lost
-        for i in gone:
-            self._fail_where(i, lambda p: WorkerLost(lost(p.request, p.slot)))
-            self._slots.pop(i).close()
-        self._slots = {moved[i]: c for i, c in self._slots.items()}   # type: ignore[misc]
-        for rid, j in moved_pending.items():
-            p = self._pending.get(rid)
-            if p is not None and j is not None:
-                self._pending[rid] = p._replace(slot=j)
-        log.debug("the worker endpoints changed: %d connection(s) kept, %d closed",
-                  len(self._slots), len(gone))
-
-    def _drop_slots(self) -> None:
-        for c in self._slots.values():
-            c.close()
-        self._slots.clear()
+    # -- map: :class:`~.maps.MapSource` ------------------------------------------
 
     def watch_node(self, grace: float, state: Reachability | None = None) -> None:
         """Watch the router's connection (opened now) and the slots': a node unreachable
@@ -323,17 +259,26 @@ class AsyncTransport(ControlRequests):
         request = p.request
         if isinstance(exc, WrongShard) and isinstance(request, RESENDABLE) \
                 and p.retries < MAX_RESENDS:
-            log.debug("%s: wrong shard; resending after a map refresh (%d of %d)",
-                      describe(request), p.retries + 1, MAX_RESENDS)
+            log.debug("%s: wrong shard (epoch %s); resending after a map refresh (%d of %d)",
+                      describe(request), getattr(exc, "epoch", None), p.retries + 1, MAX_RESENDS)
             self.loop.create_task(self._resend_after_refresh(fut, request, p))
             return
         fut.set_exception(exc)
 
     async def _resend_after_refresh(self, fut: asyncio.Future[Any], request: ActorRequest,
                                     p: Pending) -> None:
+        """Resend ``p`` after its pause and a map refresh, within its deadline."""
         try:
-            await self.refresh_map()
-            inner = self.send(request._replace(rid=next(self._ids)), p.timeout, p.retries + 1)
+            pause = resend_pause(p.retries)
+            left = p.deadline - self.loop.time()
+            if left <= pause:        # no time for another try: fail at the deadline, as any ask
+                await asyncio.sleep(max(left, 0.0))
+                raise AskTimeout(self.wording.timed_out(request, p.timeout))
+            if pause:
+                await asyncio.sleep(pause)
+            await self.refresh_map(timeout=min(10.0, max(p.deadline - self.loop.time(), 0.001)))
+            inner = self.send(request._replace(rid=next(self._ids)), p.timeout, p.retries + 1,
+                              deadline=p.deadline)
             fut.set_result(await inner.fut)
         except BaseException as exc:
             if not fut.done():
@@ -387,9 +332,11 @@ class AsyncTransport(ControlRequests):
             self.watch.check()
         return self.map
 
-    def send(self, request: ActorRequest, timeout: float, retries: int = 0) -> Pending:
+    def send(self, request: ActorRequest, timeout: float, retries: int = 0,
+             deadline: float | None = None) -> Pending:
         """Send an actor request (an Ask, Spawn or Stop made with :meth:`new_id`) to the
-        slot that owns its actor; its record's future resolves to the result or the error."""
+        slot that owns its actor; its record's future resolves to the result or the error.
+        ``deadline`` (loop time; default now + ``timeout``): a resend keeps the first's."""
         shard_map = self._sendable()
         if len(self._pending) >= self.max_pending:
             raise Overloaded(f"{len(self._pending)} asks already pending (max_pending_asks)")
@@ -405,8 +352,10 @@ class AsyncTransport(ControlRequests):
             c.sock.send(payload, _NOBLOCK)
         except zmq.Again:
             raise Overloaded(f"send queue to worker slot {slot} is full") from None
-        p = self._pending[request.rid] = Pending(fut, slot, request, timeout, retries)
-        self._add_deadline(self.loop.time() + timeout, request.rid)
+        if deadline is None:
+            deadline = self.loop.time() + timeout
+        p = self._pending[request.rid] = Pending(fut, slot, request, timeout, retries, None, deadline)
+        self._add_deadline(deadline, request.rid)
         c.pump.kick()
         return p
 
@@ -482,6 +431,8 @@ class AsyncTransport(ControlRequests):
             if ms <= 0:
                 return
             ready = poll(ms)
+            if not ready and self.watch is not None and self.watch.fetching:
+                return               # a cluster's map is being fetched: that needs the loop
             if sock in ready:        # replies first: a drop after the reply is not its loss
                 while cast(int, sock.getsockopt(_EVENTS)) & _POLLIN:
                     on_reply(sock.recv_multipart(_NOBLOCK))

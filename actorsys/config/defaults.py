@@ -57,6 +57,9 @@ LOG_MAX_TYPES = 1000
 #: asks; a larger one is recorded as "ran once already"): bounds the window's bytes on
 #: disk to ``request_window`` times this per actor
 REQUEST_REPLY_BYTES = 64 * 1024
+#: ``actorsys run --drain``: seconds a stopping cluster node waits for its shards to be
+#: handed off to the others before it stops anyway (``--drain-timeout``)
+DRAIN_TIMEOUT = 120.0
 
 #: dotted key -> Key, in the order the errors list them ("expected one of: ...")
 DEFAULTS: Mapping[str, Key] = MappingProxyType({

@@ -1,9 +1,16 @@
 """The ``actorsys`` command line.
 
-* ``actorsys run CONFIG [--log-level LEVEL] [--log-json]``: run a node in the foreground
-  (SIGINT/SIGTERM stop it cleanly); its processes log to standard error at ``LEVEL``
-  (default info), one JSON object per line with ``--log-json``.
-* ``actorsys status [--json]``: the node's processes and counters.
+* ``actorsys run CONFIG [--log-level LEVEL] [--log-json] [--drain [--drain-timeout S]]``:
+  run a node in the foreground (SIGINT/SIGTERM stop it cleanly); its processes log to
+  standard error at ``LEVEL`` (default info), one JSON object per line with
+  ``--log-json``. ``--drain``: a cluster node stopped cleanly first hands its shards off
+  to the other nodes (at most ``--drain-timeout`` seconds; :mod:`.drain`).
+* ``actorsys status [--json]``: the node's processes and counters (and its part in a
+  cluster, if it is in one).
+* ``actorsys cluster [--json]``: the cluster as the node sees it: its name, map epoch and
+  one line per node (id, endpoint, alive, shards); a single node is a cluster of one.
+* ``actorsys leave``: ask the node (``-e`` names one) to hand its shards off to the other
+  nodes of its cluster, and print what it did once they are moved.
 * ``actorsys ask TYPE KEY METHOD [JSON_ARG ...] [--kw JSON_OBJECT]``: ask an actor; prints
   the result as JSON. ``actorsys tell`` sends one-way. Each ``JSON_ARG`` is one positional
   argument (``'{"by": 10}'`` is one dict); ``--kw '{"by": 10}'`` passes keyword arguments,
@@ -15,7 +22,8 @@
 * ``actorsys keygen DIR [--name NAME]``: write a CURVE key pair, ``DIR/NAME.key``
   (public) and ``DIR/NAME.key_secret`` (secret, mode 0600).
 
-Every command that talks to a node finds it with ``--endpoint``/``-e E`` or from the
+Every command that talks to a node finds it with ``--endpoint``/``-e E`` (a cluster's
+several routers: ``-e E1,E2``, the first that answers) or from the
 node's config, ``--config NODE.toml`` (default ``$ACTORSYS_CONFIG``; see
 :mod:`.target`), and takes ``--key SECRET_FILE --server-key NODE_PUBLIC_FILE`` for a tcp
 node with CURVE (defaults: ``$ACTORSYS_KEY``, ``$ACTORSYS_SERVER_KEY``, else the
@@ -34,6 +42,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from ..client.common import CONNECT_TIMEOUT
+from ..config.defaults import DRAIN_TIMEOUT
 from ..errors import ActorError, AskTimeout, NodeUnavailable
 from ..log import LEVELS
 from .target import TargetError, resolve
@@ -71,8 +80,9 @@ def _connect(a: argparse.Namespace) -> Any:
 
     try:
         t = resolve(a.endpoint, a.config, a.curve_key or None, a.server_key or None)
-        return connect(t.endpoint, connect_timeout=a.connect_timeout, key=t.key,
-                       server_key=t.server_key)
+        endpoints = [e.strip() for e in t.endpoint.split(",") if e.strip()]
+        return connect(endpoints if len(endpoints) > 1 else t.endpoint,
+                       connect_timeout=a.connect_timeout, key=t.key, server_key=t.server_key)
     except (TargetError, ValueError) as exc:    # no node to talk to; a key file that cannot be used
         raise SystemExit(f"actorsys: {exc}") from None
 
@@ -103,7 +113,8 @@ def _key_options(p: argparse.ArgumentParser, main: bool) -> None:
 
 def _client_options(p: argparse.ArgumentParser, timeout: float = 30.0) -> None:
     p.add_argument("--endpoint", "-e", default=None,
-                   help="the node's router endpoint, as 'actorsys run' prints it (wins over --config)")
+                   help="the node's router endpoint, as 'actorsys run' prints it (wins over "
+                        "--config); a cluster's several, comma-separated: the first that answers")
     p.add_argument("--config", "-c", default=None, metavar="NODE.toml",
                    help="find the endpoint (and a tcp node's keys) in the node's config "
                         "(default: $ACTORSYS_CONFIG)")
@@ -150,10 +161,16 @@ def cmd_run(a: argparse.Namespace) -> int:
         return 2
     layout = plan_layout(cfg)
     print(f"actorsys: node endpoint {layout.router}", flush=True)
+    drain: tuple[str, ...] = ()
+    if a.drain and cfg.cluster is None:
+        print("actorsys: --drain: this node is not in a cluster, it has no shards to hand off "
+              "(no-op)", flush=True)
+    elif a.drain:
+        drain = ("--drain", f"{a.drain_timeout:g}")
     log.export(a.log_level, a.log_json)      # for the node's processes
     # This process becomes the node supervisor (same pid, so signals reach it as before);
     # it removes the temporary socket directory (layout.run_dir) when the node stops.
-    argv, env = supervisor_command(cfg, layout)
+    argv, env = supervisor_command(cfg, layout, *drain)
     os.execve(argv[0], argv, env)
 
 
@@ -181,6 +198,50 @@ def cmd_status(a: argparse.Namespace) -> int:
             print(f"gateway http://{p['listen']}: {p['sockets']} sockets on "
                   f"{p['actors_with_sockets']} actors, {p['events']} events in {p['batches']} "
                   f"batches, {p['http_requests']} HTTP asks ({p['http_errors']} errors)")
+    if isinstance(st.get("cluster"), dict):
+        print(cluster_status_line(st["cluster"]))
+    return 0
+
+
+def cluster_status_line(cl: dict[str, Any]) -> str:
+    """The "cluster" part of a cluster node's status, in one line (its known keys first)."""
+    fenced = cl.get("fenced")
+    words = [f"cluster {cl.get('name')}", f"node {cl.get('node_id')}",
+             f"shards owned {cl.get('shards_owned', '-')}",
+             f"FENCED: {fenced}" if fenced else "not fenced"]
+    words += [f"{k} {v}" for k, v in cl.items()
+              if k not in ("name", "node_id", "shards_owned", "fenced")]
+    return "  ".join(words)
+
+
+def cmd_cluster(a: argparse.Namespace) -> int:
+    """The cluster as the node sees it."""
+    with _connect(a) as c, _deadline(a, "the router (cluster)"):
+        view = c.cluster(timeout=a.timeout)
+    if a.json:
+        print(json.dumps(view, indent=2, default=str))
+        return 0
+    print(f"cluster {view.get('name')}  epoch {view.get('epoch')}" if view.get("name") is not None
+          else f"a single node, not in a cluster  epoch {view.get('epoch')}")
+    nodes = view.get("nodes", [])
+    iw = max([len(str(n.get("id") or "-")) for n in nodes] + [4]) + 2
+    ew = max([len(str(n.get("endpoint") or "-")) for n in nodes] + [8]) + 2
+    print(f"{'NODE':<{iw}}{'ENDPOINT':<{ew}}{'ALIVE':<7}{'SHARDS':>7}")
+    for n in nodes:
+        print(f"{n.get('id') or '-':<{iw}}{n.get('endpoint') or '-':<{ew}}"
+              f"{'yes' if n.get('alive') else 'NO':<7}{n.get('shards', '-'):>7}")
+    return 0
+
+
+def cmd_leave(a: argparse.Namespace) -> int:
+    """Ask one node to hand its shards off to the others; print what it did."""
+    t = a.endpoint or ""
+    if "," in t:
+        raise SystemExit("actorsys: leave asks one node: pass its endpoint alone with -e")
+    with _connect(a) as c, _deadline(a, "the node handing its shards off (leave)"):
+        result = c.leave(timeout=a.timeout)
+    print(json.dumps(result, default=repr) if a.json or not isinstance(result, dict) else
+          "  ".join(f"{k} {v}" for k, v in result.items()))
     return 0
 
 
@@ -280,11 +341,24 @@ def main(argv: list[str] | None = None) -> int:
                    help="what the node's processes log (default: $ACTORSYS_LOG_LEVEL, else info)")
     r.add_argument("--log-json", action="store_true",
                    help="log one JSON object per line (default: $ACTORSYS_LOG_JSON)")
+    r.add_argument("--drain", action="store_true",
+                   help="a cluster node stopped cleanly (SIGTERM, SIGINT) first hands its shards "
+                        "off to the other nodes (a single node: no-op)")
+    r.add_argument("--drain-timeout", type=float, default=DRAIN_TIMEOUT, metavar="SECONDS",
+                   help=f"the longest --drain waits for the handoff (default {DRAIN_TIMEOUT:g})")
     r.set_defaults(func=cmd_run)
     s = sub.add_parser("status", help="show a node's processes and counters")
     _client_options(s, timeout=10.0)
     s.add_argument("--json", action="store_true", help="print the full status as JSON")
     s.set_defaults(func=cmd_status)
+    cl = sub.add_parser("cluster", help="show the cluster: its nodes, alive or not, and their shards")
+    _client_options(cl, timeout=10.0)
+    cl.add_argument("--json", action="store_true", help="print the cluster's view as JSON")
+    cl.set_defaults(func=cmd_cluster)
+    lv = sub.add_parser("leave", help="ask a cluster node to hand its shards off to the others")
+    _client_options(lv, timeout=DRAIN_TIMEOUT)
+    lv.add_argument("--json", action="store_true", help="print the result as JSON")
+    lv.set_defaults(func=cmd_leave)
     for name in ("ask", "tell"):
         q = sub.add_parser(
             name, help=f"{name} an actor (arguments are JSON values)",

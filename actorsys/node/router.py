@@ -36,7 +36,7 @@ import zmq
 
 from ..client.transport import AsyncTransport
 from ..config import NodeConfig, NodeLayout
-from ..config.defaults import LOG_BURST, LOG_MAX_TYPES, LOG_WINDOW
+from ..config.defaults import DRAIN_TIMEOUT, LOG_BURST, LOG_MAX_TYPES, LOG_WINDOW
 from ..errors import ActorError, BadRequest
 from ..log import get_logger
 from ..lograte import RateLimit
@@ -57,7 +57,7 @@ Envelope = tuple[bytes, ...]
 
 
 class Router:
-    """The router process: answers MAP, PING and STATUS, forwards what clients send it
+    """The router process: answers MAP, PING, STATUS, CLUSTER and LEAVE, forwards what clients send it
     (see the module docstring). Its endpoints are the node's :class:`NodeLayout`."""
 
     def __init__(self, cfg: NodeConfig, layout: NodeLayout, meta: dict[str, Any]) -> None:
@@ -160,7 +160,7 @@ class Router:
         """What LEAVE answers: this node's shards moved to the others; then it stops."""
         if self.cluster is None:
             raise BadRequest("this node is not in a cluster")
-        result: dict[str, Any] = await self.cluster.leave(self.cfg.shutdown_timeout * 10 + 60)
+        result: dict[str, Any] = await self.cluster.leave(DRAIN_TIMEOUT)
         return result
 
     def _sweep(self) -> None:
@@ -195,6 +195,10 @@ class Router:
             self._send(envelope, wire.ok(rid, "pong"))
         elif op == wire.STATUS:
             self.loop.create_task(self._status(envelope, rid))
+        elif op == wire.CLUSTER:
+            self._send(envelope, wire.ok(rid, self.cluster_view()))
+        elif op == wire.LEAVE:
+            self.loop.create_task(self._leave(envelope, rid))
         elif op == wire.TELL:
             c["forwarded"] += 1
             try:
@@ -223,6 +227,18 @@ class Router:
                                                   ctx=rest[5] if len(rest) > 5 else None)
         except ActorError as exc:
             self._send(envelope, wire.err(rid, exc.to_wire()))
+        else:
+            self._send(envelope, wire.ok(rid, result))
+
+    async def _leave(self, envelope: Envelope, rid: int) -> None:
+        try:
+            result = await self.leave()
+        except ActorError as exc:
+            self._send(envelope, wire.err(rid, exc.to_wire()))
+        except Exception as exc:    # a bug must not leave the asker waiting for its deadline
+            log.exception("leave failed")
+            self._send(envelope, wire.err(rid, ActorError(f"leave failed: {type(exc).__name__}: "
+                                                          f"{exc}").to_wire()))
         else:
             self._send(envelope, wire.ok(rid, result))
 

@@ -22,6 +22,8 @@ SUP     ``[SUP, id, supervisor, command, arg, deadline]``: a supervisor's runtim
         (tree); ``deadline`` (epoch seconds, optional): not carried out after it
 LIST    ``[LIST, id, type, start_after, limit]``: a worker's keys of actors of ``type``
         with persisted data, in order, after ``start_after`` (a string or nil)
+CLUSTER ``[CLUSTER, id]``: the cluster's view (router): name, epoch, nodes
+LEAVE   ``[LEAVE, id]``: the node hands its shards off to the others, then replies (router)
 WS      ``[WS, 0, type, key, effects, batch, part]``: a worker hands the gateway what
         one actor's committed turn did to its WebSockets (a large turn's in parts 0,
         1, ...); ``batch``: ``[gateway, number]`` of the socket events' batch it ran,
@@ -64,6 +66,8 @@ SHARDS = 14
 OPS = {ASK: "ask", TELL: "tell", SPAWN: "spawn", MAP: "map", STATUS: "status", PING: "ping",
        STOP: "stop", EXIT: "exit", SUP: "sup", LIST: "list", WS: "ws", SHARDS: "shards"}
 MAX_LIST_LIMIT = 10_000
+CLUSTER, LEAVE = 15, 16     # client -> router (the cluster's view; hand this node's shards off)
+OPS.update({CLUSTER: "cluster", LEAVE: "leave"})
 
 _packb: Callable[[Any], bytes] = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 

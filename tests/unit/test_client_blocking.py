@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
+import time
 import weakref
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from client_fakes import HOLD, ROUTER, FakeNode, echo, err, ok
 
 import actorsys
+from actorsys.client.requests import MAX_RESENDS
 from actorsys.errors import AskTimeout, NodeUnavailable, WorkerLost, WrongShard
 from actorsys.protocol import wire
 
@@ -85,8 +87,18 @@ def test_wrong_shard_is_resent_as_often_as_by_the_asyncio_client(tmp_path):
     with FakeNode(str(tmp_path), serve=serve) as fake, actorsys.connect(fake.endpoint) as c:
         with pytest.raises(WrongShard):
             c.ask("T", "k", "add")
-        assert sum(len(fake.requests(s, wire.ASK)) for s in (0, 1)) == 4
-        assert len(fake.requests(ROUTER, wire.MAP)) == 4
+        assert sum(len(fake.requests(s, wire.ASK)) for s in (0, 1)) == MAX_RESENDS + 1
+        assert len(fake.requests(ROUTER, wire.MAP)) == MAX_RESENDS + 1
+
+
+def test_a_blocking_ask_refused_during_a_handoff_waits_within_its_deadline(tmp_path):
+    serve = lambda s, r: err(r[1], WrongShard("moving")) if r[0] == wire.ASK else echo(s, r)  # noqa: E731
+    with FakeNode(str(tmp_path), serve=serve) as fake, actorsys.connect(fake.endpoint) as c:
+        start = time.monotonic()
+        with pytest.raises(AskTimeout, match="no reply before the deadline"):
+            c.ask("T", "k", "add", timeout=0.3)
+        assert 0.25 < time.monotonic() - start < 1.5
+        assert 3 < sum(len(fake.requests(s, wire.ASK)) for s in (0, 1)) < MAX_RESENDS + 1
 
 
 def test_every_thread_asks_on_its_own_lane(fake):

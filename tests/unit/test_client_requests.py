@@ -63,7 +63,7 @@ def test_a_pending_entry_is_an_immutable_record():
 
 
 def test_only_actor_requests_are_resent():
-    assert MAX_RESENDS == 3
+    assert MAX_RESENDS == 20
     assert all(isinstance(r, RESENDABLE) for r in (ASK, Spawn(1, "T", "k"), Stop(1, "T", "k", {})))
     assert not any(isinstance(r, RESENDABLE) for r in (Tell(0, "T", "k", "m", [], {}),
                                                        Control(wire.MAP, 1),

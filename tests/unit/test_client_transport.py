@@ -3,13 +3,14 @@ and its rules for deadlines, wrong-shard resends, worker loss and overload."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, Awaitable, Callable
 
 import pytest
 import zmq
 from client_fakes import HOLD, ROUTER, FakeNode, echo, err, ok
 
-from actorsys.client.requests import Pending
+from actorsys.client.requests import MAX_RESENDS, Pending, resend_pause
 from actorsys.client.transport import AsyncTransport
 from actorsys.errors import (AskTimeout, MessageTooLarge, NodeUnavailable, Overloaded,
                              SupervisorNotFound, WorkerLost, WrongShard)
@@ -85,17 +86,66 @@ def test_a_pending_ask_is_a_typed_record_until_its_reply(tmp_path):
     assert (p.timeout, p.retries, p.timer) == (30.0, 0, None)
 
 
-def test_wrong_shard_is_resent_after_a_map_refresh_at_most_three_times(tmp_path):
+def test_wrong_shard_is_resent_after_a_map_refresh_at_most_max_resends_times(tmp_path):
     serve = lambda s, r: err(r[1], WrongShard("not mine")) if r[0] == wire.ASK else echo(s, r)  # noqa: E731
     with FakeNode(str(tmp_path), serve=serve) as fake:
-        async def body(t: AsyncTransport) -> None:
+        async def body(t: AsyncTransport) -> float:
+            start = t.loop.time()
             with pytest.raises(WrongShard):
                 await t.ask("T", "k", "add")
+            return t.loop.time() - start
 
-        with_transport(fake, body)
+        took = with_transport(fake, body)
         asks = sum(len(fake.requests(s, wire.ASK)) for s in (0, 1))
-        assert asks == 4, f"the ask and its three resends, got {asks}"
-        assert len(fake.requests(ROUTER, wire.MAP)) == 4, "connect, then a refresh before each resend"
+        assert asks == MAX_RESENDS + 1, f"the ask and its {MAX_RESENDS} resends, got {asks}"
+        assert len(fake.requests(ROUTER, wire.MAP)) == MAX_RESENDS + 1, \
+            "connect, then a refresh before each resend"
+        pauses = sum(resend_pause(i) for i in range(MAX_RESENDS))
+        assert pauses <= took < pauses + 5.0, "each resend after its pause"
+
+
+def test_resend_pauses_start_at_once_and_double_up_to_a_bound():
+    assert [resend_pause(i) for i in range(8)] == [0.0, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.2]
+    assert resend_pause(50) == 0.2
+    assert 2.0 < sum(resend_pause(i) for i in range(MAX_RESENDS)) < 5.0, \
+        "resends cover a handoff of a few seconds"
+
+
+def test_resends_after_wrong_shard_stay_within_the_asks_one_deadline(tmp_path):
+    serve = lambda s, r: err(r[1], WrongShard("moving")) if r[0] == wire.ASK else echo(s, r)  # noqa: E731
+    with FakeNode(str(tmp_path), serve=serve) as fake:
+        async def body(t: AsyncTransport) -> float:
+            start = t.loop.time()
+            with pytest.raises(AskTimeout, match=r"^ask T/k\.add: no reply within 0\.3 s$"):
+                await t.ask("T", "k", "add", timeout=0.3)
+            return t.loop.time() - start
+
+        took = with_transport(fake, body)
+        assert 0.2 < took < 1.5, f"failed at its deadline, not after every resend: {took:.2f} s"
+        assert 3 < sum(len(fake.requests(s, wire.ASK)) for s in (0, 1)) < MAX_RESENDS + 1
+
+
+def test_an_ask_refused_during_a_handoff_is_answered_once_the_move_is_done(tmp_path):
+    """The old owner answers wrong_shard for 150 ms (the map does not change meanwhile):
+    the ask is resent with a growing pause until the shard is served again."""
+    done_at: list[float] = []
+
+    def serve(slot: int, r: list) -> Any:
+        if r[0] == wire.ASK:
+            if not done_at:
+                done_at.append(time.monotonic() + 0.15)
+            if time.monotonic() < done_at[0]:
+                return err(r[1], WrongShard("shard moving to n2"))
+        return echo(slot, r)
+
+    with FakeNode(str(tmp_path), serve=serve) as fake:
+        async def body(t: AsyncTransport) -> Any:
+            return await t.ask("T", "k", "add", [5], timeout=5.0)
+
+        assert with_transport(fake, body)[1:] == ["add", [5], {}]
+        asks = [r for s in (0, 1) for r in fake.requests(s, wire.ASK)]
+        assert 3 <= len(asks) <= 9, f"a few resends with a growing pause, not a busy loop: {len(asks)}"
+        assert len({a[7]["id"] for a in asks}) == 1, "every resend keeps the ask's request id"
 
 
 def test_a_wrong_shard_answer_is_resent_and_answered(tmp_path):
@@ -321,5 +371,29 @@ def test_a_new_map_with_other_endpoints_keeps_the_connections_and_asks_in_flight
             fake.release()
             assert await asyncio.wait_for(kept, WAIT) == "late"
             assert t.map.slot_of("T", k1) == 0
+def test_a_map_with_renumbered_slots_keeps_the_connections_and_whats_in_flight(tmp_path):
+    """A cluster's map changes its worker endpoints when a node joins or leaves: the
+    requests in flight on endpoints still in the map are answered; those on an endpoint
+    gone from it fail at once with WorkerLost (not at their deadline)."""
+    from actorsys.protocol.shardmap import ShardMap
+
+    serve = lambda s, r: HOLD if r[0] == wire.ASK else echo(s, r)  # noqa: E731
+    with FakeNode(str(tmp_path), workers=3, serve=serve) as fake:
+        w = fake.worker_endpoints
+        fake.map = ShardMap(epoch=1, shards=16, owner=[i % 2 for i in range(16)], endpoints=[w[1], w[2]])
+
+        async def body(t: AsyncTransport) -> None:
+            on_w2, on_w1 = t.ask("T", key_on(t, 1), "a"), t.ask("T", key_on(t, 0), "b")
+            await asyncio.to_thread(fake.wait_for, lambda: len(fake.requests(2, wire.ASK)) == 1
+                                    and len(fake.requests(1, wire.ASK)) == 1, "both asks")
+            # w1 leaves the map, w2 moves from slot 1 to slot 0, w0 joins as slot 1
+            fake.map = ShardMap(epoch=2, shards=16, owner=[0] * 8 + [1] * 8, endpoints=[w[2], w[0]])
+            await t.refresh_map()
+            assert [p.slot for p in t._pending.values()] == [0], "the ask on w2 is slot 0's now"
+            with pytest.raises(WorkerLost):
+                await asyncio.wait_for(on_w1, 2.0)
+            fake.release()
+            assert await asyncio.wait_for(on_w2, 2.0) == "late", "answered on its kept connection"
+            assert t.pending_count() == 0
 
         with_transport(fake, body)
