@@ -57,6 +57,7 @@ from ..errors import (ActorError, AskTimeout, MessageTooLarge, NodeUnavailable, 
                       WorkerLost, WrongShard, error_from_wire)
 from ..log import get_logger
 from ..net.keys import CLIENT_HANDSHAKE_EVENTS, CurveKeys, handshake_problem, uses_curve
+from ..net.members import server_keys
 from ..net.sockets import Conn, Context
 from ..protocol import wire
 from ..protocol.messages import Ask, Spawn, Stop, Tell
@@ -94,6 +95,9 @@ class AsyncTransport(ControlRequests):
         self.wording = Wording() if wording is None else wording
         self.router_endpoint = router_endpoint
         self.map = shard_map
+        #: endpoint -> that node's CURVE server key, from a cluster map (net/members.py)
+        self.server_keys = server_keys(getattr(shard_map, "nodes", None), shard_map.endpoints) \
+            if shard_map is not None else {}
         self.max_message_bytes = max_message_bytes
         self.max_pending = max_pending
         self.default_timeout = default_timeout
@@ -157,10 +161,12 @@ class AsyncTransport(ControlRequests):
                 tree_endpoint: str | None) -> None:
         """Use ``shard_map`` (and the node limits sent with it) from now on; connections
         to slots whose endpoints changed are dropped."""
-        if self.map is not None and shard_map.endpoints != self.map.endpoints:
+        keys = server_keys(getattr(shard_map, "nodes", None), shard_map.endpoints)
+        if self.map is not None and (shard_map.endpoints != self.map.endpoints
+                                     or keys != self.server_keys):
             log.debug("the worker endpoints changed (map epoch %d): reconnecting", shard_map.epoch)
             self._drop_slots()
-        self.map = shard_map
+        self.map, self.server_keys = shard_map, keys
         self.max_message_bytes = max_message_bytes
         self.tree_endpoint = tree_endpoint
         if self.on_map is not None:
@@ -196,11 +202,17 @@ class AsyncTransport(ControlRequests):
                 raise NodeUnavailable("client is closed")
             if self.map is None:
                 raise NodeUnavailable("no shard map yet")
-            c = Conn(self.loop, self.ctx, self.map.endpoints[i], self.keys, self._on_reply,
+            c = Conn(self.loop, self.ctx, self.map.endpoints[i], self.keys_for(self.map.endpoints[i]),
+                     self._on_reply,
                      WATCH_EVENTS if self.watch else zmq.EVENT_DISCONNECTED,
                      partial(self._on_monitor, i))
             self._slots[i] = c
         return c
+
+    def keys_for(self, endpoint: str) -> CurveKeys | None:
+        """The CURVE keys for a connection to ``endpoint``: with the server key of the
+        cluster node behind it, if the map names one."""
+        return self.keys.for_server(self.server_keys.get(endpoint)) if self.keys else None
 
     def _router_conn(self) -> Conn:
         if self._router is None:
@@ -219,8 +231,8 @@ class AsyncTransport(ControlRequests):
     def _peer(self, endpoint: str) -> Conn:
         c = self._peers.get(endpoint)
         if c is None:
-            c = self._peers[endpoint] = Conn(self.loop, self.ctx, endpoint, self.keys,
-                                              self._on_reply)
+            c = self._peers[endpoint] = Conn(self.loop, self.ctx, endpoint,
+                                              self.keys_for(endpoint), self._on_reply)
         return c
 
     def _on_router_event(self, frames: list[bytes]) -> None:

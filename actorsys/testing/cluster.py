@@ -44,7 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -52,13 +52,13 @@ from typing import Any
 import psutil
 import zmq
 
+from ..config.keyfiles import load_public, load_secret
+from ..config.layout import free_port
 from ..net.keys import CurveKeys, keygen
 from ..net.sockets import dealer
-from ..config.keyfiles import load_public, load_secret
 from ..protocol import wire
 from .etcd import Etcd
 from .netns import Host, Hosts, HostsUnavailable, free_subnet, loopback_hosts
-from ..config.layout import free_port
 
 ACTORSYS = os.path.join(os.path.dirname(sys.executable), "actorsys")
 #: the router's port on a namespace host (each namespace has its ports to itself)
@@ -283,9 +283,10 @@ class Cluster:
         """The test client's CURVE keys for node ``i`` (None: an insecure cluster)."""
         if not self.curve:
             return None
-        assert self.client_key is not None and self.nodes[i].public_key is not None
+        server = self.nodes[i].public_key
+        assert self.client_key is not None and server is not None
         public, secret = load_secret(self.client_key, private=False)
-        return CurveKeys(public, secret, load_public(self.nodes[i].public_key))
+        return CurveKeys(public, secret, load_public(server))
 
     def wait_ready(self, i: int, timeout: float = 30.0) -> None:
         """Wait until node ``i``'s router answers PING; raise (with the node's log) at the
