@@ -12,8 +12,8 @@ Semantics:
   in its own process group, with its own data directory and a TOML config: ``[node]
   endpoint = "tcp://ADDR:7100"`` on its host, ``insecure = true`` or (``curve=True``) a
   CURVE key pair of its own, and ``[cluster] etcd, name, node_id = "n1".., lease_ttl``.
-  ``extra_config`` (a dict of tables, or ``f(i) -> dict``) is merged into each config
-  table by table.
+  ``extra_config`` (a dict of tables, or ``f(node) -> dict`` of a :class:`ClusterNode`,
+  which knows its index, id and host address) is merged into each config table by table.
 * Hosts (``hosts``): ``None`` picks network namespaces (:class:`~.netns.Hosts`) when this
   process may make them, else loopback addresses; ``"netns"`` insists; ``"loopback"``
   uses 127.0.0.11+i. With namespaces the bridge has an address in the root namespace
@@ -63,7 +63,8 @@ from .netns import Host, Hosts, HostsUnavailable, free_subnet, loopback_hosts
 ACTORSYS = os.path.join(os.path.dirname(sys.executable), "actorsys")
 #: the router's port on a namespace host (each namespace has its ports to itself)
 ROUTER_PORT = 7100
-#: the LEAVE op (actorsys/protocol/wire.py once the router serves it)
+#: the CLUSTER and LEAVE ops (actorsys/protocol/wire.py once the router serves them)
+CLUSTER = getattr(wire, "CLUSTER", 15)
 LEAVE = getattr(wire, "LEAVE", 16)
 _seq = iter(range(100))
 
@@ -252,7 +253,7 @@ class Cluster:
             "node": settings, "actors": dict(self.actors),
             "cluster": {"etcd": [self.etcd.url], "name": self.name, "node_id": node.node_id,
                         "lease_ttl": self.lease_ttl}}
-        extra = self.extra_config(i) if callable(self.extra_config) else self.extra_config
+        extra = self.extra_config(node) if callable(self.extra_config) else self.extra_config
         for table, keys in (extra or {}).items():
             cfg.setdefault(table, {}).update(keys)
         with open(node.config_path, "w") as f:
@@ -298,6 +299,16 @@ class Cluster:
                 why = "exited" if not node.running else f"did not answer PING within {timeout:g} s"
                 raise RuntimeError(f"node {node.node_id} at {node.endpoint} {why}:\n{self.log_tail(i)}")
         self._note(node)
+
+    def view(self, i: int, timeout: float = 5.0) -> Any:
+        """Node ``i``'s router's view of the cluster (the CLUSTER op); raises if it does
+        not answer in time or refuses."""
+        reply = request(self.nodes[i].endpoint, CLUSTER, self.client_keys(i), timeout)
+        if reply is None:
+            raise RuntimeError(f"node {self.nodes[i].node_id} did not answer CLUSTER within {timeout:g} s")
+        if reply[0] != wire.OK:
+            raise RuntimeError(f"node {self.nodes[i].node_id} refused CLUSTER: {reply[1]}")
+        return reply[1]
 
     def pids(self, i: int) -> list[int]:
         """The pids of node ``i``'s processes now: its supervisor and every descendant."""
@@ -366,8 +377,18 @@ class Cluster:
         psutil.wait_procs(procs, timeout=10)
 
     def pause_node(self, i: int) -> None:
-        """SIGSTOP every process of node ``i``: it holds its sockets and does nothing."""
-        self._signal(i, signal.SIGSTOP)
+        """SIGSTOP every process of node ``i`` and wait (up to 5 s) until each is stopped:
+        it holds its sockets and does nothing."""
+        procs = self._signal(i, signal.SIGSTOP)
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            try:
+                if all(p.status() in (psutil.STATUS_STOPPED, psutil.STATUS_ZOMBIE) for p in procs
+                       if p.is_running()):
+                    return
+            except psutil.NoSuchProcess:
+                continue
+            time.sleep(0.01)
 
     def resume_node(self, i: int) -> None:
         """SIGCONT every process of node ``i``."""

@@ -95,7 +95,8 @@ def test_kill_pause_and_cut_take_effect_and_a_killed_node_restarts(tmp_path):
         seen += c.pids(1)
         # pause: every process stopped, the router does not answer; resume: it does
         c.pause_node(0)
-        assert all(psutil.Process(p).status() == psutil.STATUS_STOPPED for p in c.pids(0))
+        wait_until(lambda: all(psutil.Process(p).status() == psutil.STATUS_STOPPED for p in c.pids(0)),
+                   "every process of node 1 stopped", timeout=5)
         assert not ping(c.endpoints[0], timeout=0.5)
         c.resume_node(0)
         assert ping(c.endpoints[0], timeout=5)
@@ -133,8 +134,10 @@ def test_curve_cluster_and_a_joiner(tmp_path):
 
 
 def test_loopback_hosts_fallback(tmp_path):
-    with cluster(tmp_path, 1, hosts="loopback", workers=1) as c:
+    with cluster(tmp_path, 1, hosts="loopback", workers=1,
+                 extra_config=lambda node: {"node": {"max_resident": 1000 + node.index}}) as c:
         c.wait_ready(0)
+        assert '"max_resident" = 1000' in open(c.nodes[0].config_path).read()
         assert c.endpoints[0].startswith("tcp://127.0.0.11:") and not c.can_cut
         with pytest.raises(HostsUnavailable):
             c.cut_node(0)
@@ -147,3 +150,13 @@ def test_a_node_that_cannot_start_fails_wait_ready_with_its_log(tmp_path):
                  extra_config={"actors": {"Nope": "no_such_module:Nope"}}) as c:
         with pytest.raises(RuntimeError, match="n1 .* exited"):
             c.wait_ready(0, timeout=30)
+
+
+def test_cluster_demo_runs():
+    from helpers import ROOT
+
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "cluster", "walkthrough.py")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}"
+    assert all(f"n{i} ready at tcp://" in r.stdout for i in (1, 2, 3)), r.stdout
+    assert "n3 back" in r.stdout and "nothing left behind" in r.stdout, r.stdout
