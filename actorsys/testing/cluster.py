@@ -30,12 +30,16 @@ Semantics:
   ``resume_node``: SIGSTOP / SIGCONT every process of the node. ``cut_node`` /
   ``heal_node``: the node's host link down / up (namespaces only; on loopback hosts
   :class:`~.netns.HostsUnavailable`).
+* A node's supervisor is killed by the kernel if the thread that started it ends (a
+  killed harness leaves no node; start and use a cluster from one thread), and its
+  processes die with it; a new cluster removes the namespaces a killed harness left.
 * Exit leaves nothing: every process of every node (each pid ever seen, checked against
   its start time) is killed if a stop did not end it, etcd stops, the namespaces and the
   bridge are removed and the cluster's directory is deleted.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -58,7 +62,9 @@ from ..net.keys import CurveKeys, keygen
 from ..net.sockets import dealer
 from ..protocol import wire
 from .etcd import Etcd
-from .netns import Host, Hosts, HostsUnavailable, free_subnet, loopback_hosts
+from .netns import (Host, Hosts, HostsUnavailable, free_subnet, loopback_hosts, owned_prefix,
+                    sweep_stale)
+from .processes import die_with_parent
 
 ACTORSYS = os.path.join(os.path.dirname(sys.executable), "actorsys")
 #: the router's port on a namespace host (each namespace has its ports to itself)
@@ -66,7 +72,7 @@ ROUTER_PORT = 7100
 #: the CLUSTER and LEAVE ops (actorsys/protocol/wire.py once the router serves them)
 CLUSTER = getattr(wire, "CLUSTER", 15)
 LEAVE = getattr(wire, "LEAVE", 16)
-_seq = iter(range(100))
+_seq = itertools.count()
 
 
 def to_toml(cfg: Mapping[str, Mapping[str, Any]]) -> str:
@@ -165,7 +171,9 @@ class Cluster:
             if self.hosts_kind != "loopback":
                 try:
                     seq = next(_seq)
-                    self.netns = Hosts(0, prefix=f"ac{os.getpid() % 100000}{seq}",
+                    if os.geteuid() == 0:
+                        sweep_stale("ac")        # what a killed harness left
+                    self.netns = Hosts(0, prefix=owned_prefix("ac", seq),
                                        subnet=free_subnet(1 + (os.getpid() + seq) % 254),
                                        reachable=True)
                     self.netns.__enter__()
@@ -277,7 +285,8 @@ class Cluster:
             argv[2:2] = ["--log-level", self.log_level]
         with open(node.log_path, "ab") as log:
             node.proc = node.host.popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True)
+                                        stdin=subprocess.DEVNULL, start_new_session=True,
+                                        preexec_fn=die_with_parent)
         self._note(node)
 
     def client_keys(self, i: int) -> CurveKeys | None:

@@ -15,15 +15,18 @@ more host on a running bridge (a node joining later); setting a host's ``link`` 
 (:meth:`Hosts.cut`) cuts it off from every other host and from the root namespace.
 Where namespaces cannot be made (not root), :class:`Hosts` raises ``HostsUnavailable``
 and tests use distinct loopback addresses (127.0.0.11, ...) instead (:func:`loopback_hosts`).
-Everything made is removed at exit, also after a failure half-way.
+Everything made is removed at exit, also after a failure half-way; what a killed test
+process left (its prefix ``<letters><pid>_<n>``, base 36, names a dead pid) is removed by
+:func:`sweep_stale`.
 """
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Callable
 
 SUBNET = "10.77.0"
 
@@ -66,6 +69,61 @@ def free_subnet(first: int = 1) -> str:
         if f"10.77.{k}." not in routes and f"10.77.{k}." not in addrs:
             return f"10.77.{k}"
     raise HostsUnavailable("no free 10.77.<k>.0/24 subnet")
+
+
+def _b36(n: int) -> str:
+    digits = ""
+    while True:
+        n, d = divmod(n, 36)
+        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[d] + digits
+        if n == 0:
+            return digits
+
+
+def owned_prefix(letters: str, seq: int) -> str:
+    """A prefix naming this process, ``<letters><pid>_<seq>`` in base 36 (at most 10
+    characters for two letters): :func:`sweep_stale` removes its namespaces and links
+    once this process is dead."""
+    return f"{letters}{_b36(os.getpid())}_{_b36(seq % 1296)}"
+
+
+def sweep_stale(letters: str) -> list[str]:
+    """Remove the namespaces and links of prefix ``<letters><pid>_<n>`` whose pid is no
+    longer alive (left by a killed test process); the names removed. A namespace that
+    still holds a process is kept (its owner may live in another pid namespace), and so
+    are the links of a prefix with a namespace left."""
+    owned = re.compile(rf"^{re.escape(letters)}([0-9a-z]+)_[0-9a-z]+-(br|v\d+|\d+)$")
+
+    def dead(name: str) -> bool:
+        m = owned.match(name)
+        if m is None:
+            return False
+        try:
+            os.kill(int(m.group(1), 36), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+    def names(argv: list[str], pick: Callable[[str], str]) -> list[str]:
+        out = subprocess.run(argv, capture_output=True, text=True).stdout
+        return [pick(line) for line in out.splitlines() if line.strip()]
+
+    gone, kept = [], set()
+    for ns in names(["ip", "netns", "list"], lambda line: line.split()[0]):
+        if not dead(ns):
+            continue
+        busy = names(["ip", "netns", "pids", ns], str.strip)
+        if not busy and subprocess.run(["ip", "netns", "del", ns], capture_output=True).returncode == 0:
+            gone.append(ns)
+        else:
+            kept.add(ns.rsplit("-", 1)[0])
+    for link in names(["ip", "-o", "link"], lambda line: line.split(":")[1].strip().split("@")[0]):
+        if dead(link) and link.rsplit("-", 1)[0] not in kept \
+                and subprocess.run(["ip", "link", "del", link], capture_output=True).returncode == 0:
+            gone.append(link)
+    return gone
 
 
 def loopback_hosts(n: int) -> list[Host]:

@@ -160,3 +160,39 @@ def test_cluster_demo_runs():
     assert r.returncode == 0, f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}"
     assert all(f"n{i} ready at tcp://" in r.stdout for i in (1, 2, 3)), r.stdout
     assert "n3 back" in r.stdout and "nothing left behind" in r.stdout, r.stdout
+
+
+HARNESS = """
+import sys, time
+sys.path.insert(0, {tests!r})
+from helpers import ACTORS, ACTORS_DIR
+from actorsys.testing.cluster import Cluster
+with Cluster({tmp!r}, 1, hosts="netns", actors=ACTORS, python_path=[ACTORS_DIR], workers=1) as c:
+    c.wait_ready(0)
+    print(c.netns.prefix, c.etcd.proc.pid, *c.pids(0), flush=True)
+    time.sleep(120)
+"""
+
+
+@needs_netns
+def test_a_killed_harness_leaves_no_process_and_its_namespaces_are_swept(tmp_path):
+    from helpers import TESTS_DIR
+
+    from actorsys.testing.netns import sweep_stale
+
+    harness = subprocess.Popen([sys.executable, "-c", HARNESS.format(tests=TESTS_DIR, tmp=str(tmp_path))],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        prefix, *pids = harness.stdout.readline().split()
+    finally:
+        harness.kill()
+        harness.wait(10)
+    assert len(pids) >= 3, pids     # etcd, the supervisor, its router and worker
+    wait_until(lambda: not any(psutil.pid_exists(int(p)) and psutil.Process(int(p)).status()
+                               != psutil.STATUS_ZOMBIE for p in pids),
+               "the killed harness's etcd and node processes to die with it")
+    assert f"{prefix}-0" in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    swept = sweep_stale("ac")
+    assert {f"{prefix}-0", f"{prefix}-br"} <= set(swept), swept
+    assert f"{prefix}-" not in subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert f"{prefix}-" not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
