@@ -356,15 +356,16 @@ class Cluster:
                 pass
         return procs
 
-    def stop_node(self, i: int, drain: bool = False) -> None:
-        """SIGTERM node ``i`` (``drain``: after asking its router to LEAVE) and wait up to
-        ``stop_timeout``; kill -9 what is left then (and raise)."""
+    def stop_node(self, i: int, drain: bool = False, drain_timeout: float = 60.0) -> Any:
+        """SIGTERM node ``i`` and wait up to ``stop_timeout``; kill -9 what is left then
+        (and raise). ``drain``: first ask its router to LEAVE (hand its shards off) and
+        wait up to ``drain_timeout`` for the answer, which is returned: ``(OK|ERR,
+        body)``, None without one (the node is stopped anyway)."""
         node = self.nodes[i]
         if not node.running:
-            return
+            return None
         self.resume_node(i)
-        if drain:
-            request(node.endpoint, LEAVE, self.client_keys(i), self.stop_timeout)
+        left_reply = request(node.endpoint, LEAVE, self.client_keys(i), drain_timeout) if drain else None
         procs = self._signal(i, signal.SIGTERM)
         assert node.proc is not None
         try:
@@ -376,6 +377,7 @@ class Cluster:
         left = psutil.wait_procs(procs, timeout=self.stop_timeout)[1]
         for p in left:
             p.kill()
+        return left_reply
 
     def kill_node(self, i: int) -> None:
         """kill -9 every process of node ``i`` and wait until they are gone."""

@@ -73,7 +73,8 @@ def test_nodes_run_in_their_namespaces_and_leave_nothing(tmp_path):
         host, port = c.etcd.url.rsplit("/", 1)[1].split(":")
         assert reaches(c, 1, host, int(port))
         assert reaches(c, 0, c.nodes[1].host.address, 7100)
-        c.stop_node(1, drain=True)      # LEAVE (refused until the router serves it), SIGTERM
+        reply = c.stop_node(1, drain=True)      # LEAVE (refused until the router serves it), SIGTERM
+        assert reply is not None        # answered, ok or not
         assert not c.nodes[1].running and not ping(c.endpoints[1], timeout=0.3)
     assert_left_nothing(c, pids, prefix)
 
