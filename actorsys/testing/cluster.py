@@ -170,15 +170,16 @@ class Cluster:
             etcd_host = "127.0.0.1"
             if self.hosts_kind != "loopback":
                 try:
+                    if os.geteuid() != 0:
+                        raise HostsUnavailable("network namespaces need root")
                     seq = next(_seq)
-                    if os.geteuid() == 0:
-                        sweep_stale("ac")        # what a killed harness left
-                    self.netns = Hosts(0, prefix=owned_prefix("ac", seq),
-                                       subnet=free_subnet(1 + (os.getpid() + seq) % 254),
-                                       reachable=True)
-                    self.netns.__enter__()
-                    etcd_host = self.netns.gateway or etcd_host
-                except HostsUnavailable:
+                    sweep_stale("ac")        # what a killed harness left
+                    netns = Hosts(0, prefix=owned_prefix("ac", seq),
+                                  subnet=free_subnet(1 + (os.getpid() + seq) % 254), reachable=True)
+                    netns.__enter__()
+                    self.netns = netns
+                    etcd_host = netns.gateway or etcd_host
+                except (HostsUnavailable, FileNotFoundError):     # not root; no `ip` command
                     self.netns = None
                     if self.hosts_kind == "netns":
                         raise
