@@ -48,10 +48,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 import zmq
@@ -65,6 +65,9 @@ from .etcd import Etcd
 from .netns import (Host, Hosts, HostsUnavailable, free_subnet, loopback_hosts, owned_prefix,
                     sweep_stale)
 from .processes import die_with_parent
+
+if TYPE_CHECKING:
+    from ..client import Client
 
 ACTORSYS = os.path.join(os.path.dirname(sys.executable), "actorsys")
 #: the router's port on a namespace host (each namespace has its ports to itself)
@@ -319,6 +322,34 @@ class Cluster:
         if reply[0] != wire.OK:
             raise RuntimeError(f"node {self.nodes[i].node_id} refused CLUSTER: {reply[1]}")
         return reply[1]
+
+    def wait_view(self, i: int, predicate: Callable[[Any], Any], what: str,
+                  timeout: float = 30.0) -> Any:
+        """Poll node ``i``'s :meth:`view` until ``predicate(view)`` is truthy (a router
+        that refuses or does not answer yet counts as not yet); the view. Raises naming
+        ``what`` and the last view at the deadline."""
+        deadline, last = time.monotonic() + timeout, None
+        while True:
+            try:
+                last = self.view(i, timeout=min(2.0, timeout))
+                if predicate(last):
+                    return last
+            except RuntimeError as exc:
+                last = str(exc)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout:g} s waiting for {what}; "
+                                     f"{self.nodes[i].node_id}'s last view: {last}")
+            time.sleep(0.05)
+
+    def connect(self, i: int, **options: Any) -> Client:
+        """A blocking client of node ``i`` (with the test's CURVE keys in a curve cluster);
+        ``options`` go to :func:`actorsys.connect`."""
+        from ..client import connect
+
+        if self.curve:
+            options.setdefault("key", self.client_key)
+            options.setdefault("server_key", self.nodes[i].public_key)
+        return connect(self.nodes[i].endpoint, **options)
 
     def pids(self, i: int) -> list[int]:
         """The pids of node ``i``'s processes now: its supervisor and every descendant."""

@@ -129,6 +129,8 @@ def test_curve_cluster_and_a_joiner(tmp_path):
         assert c.nodes[j].host.address != c.nodes[0].host.address
         assert c.client_keys(1) != keys                         # its own server key
         assert not ping(c.endpoints[1], c.client_keys(0), timeout=0.5)   # wrong server key
+        with c.connect(1) as client:
+            assert client.ref("Counter", "a").ask("add", 1) == 1
         pids = c.pids(0) + c.pids(1)
         prefix = c.netns.prefix if c.netns else None
     assert_left_nothing(c, pids, prefix)
@@ -140,6 +142,10 @@ def test_loopback_hosts_fallback(tmp_path):
         c.wait_ready(0)
         assert '"max_resident" = 1000' in open(c.nodes[0].config_path).read()
         assert c.endpoints[0].startswith("tcp://127.0.0.11:") and not c.can_cut
+        with c.connect(0) as client:
+            assert client.ref("Counter", "a").ask("add", 2) == 2
+        with pytest.raises(AssertionError, match="waiting for nothing; n1's last view"):
+            c.wait_view(0, lambda view: False, "nothing", timeout=0.5)
         with pytest.raises(HostsUnavailable):
             c.cut_node(0)
         pids = c.pids(0)
