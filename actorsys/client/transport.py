@@ -95,9 +95,8 @@ class AsyncTransport(ControlRequests):
         self.wording = Wording() if wording is None else wording
         self.router_endpoint = router_endpoint
         self.map = shard_map
-        #: endpoint -> that node's CURVE server key, from a cluster map (net/members.py)
-        self.server_keys = server_keys(getattr(shard_map, "nodes", None), shard_map.endpoints) \
-            if shard_map is not None else {}
+        #: endpoint -> the CURVE server key of the cluster node behind it (net/members.py)
+        self.server_keys: dict[str, bytes] = {}
         self.max_message_bytes = max_message_bytes
         self.max_pending = max_pending
         self.default_timeout = default_timeout
@@ -120,6 +119,8 @@ class AsyncTransport(ControlRequests):
         #: fail fast when the node is unreachable (None: not watched; see :meth:`watch_node`)
         self.watch: NodeWatch | None = None
         self.closed = False
+        if shard_map is not None:
+            self._use_server_keys(shard_map)
 
     # -- map -----------------------------------------------------------------
     async def refresh_map(self, timeout: float = 10.0) -> ShardMap:
@@ -161,14 +162,13 @@ class AsyncTransport(ControlRequests):
                 tree_endpoint: str | None) -> None:
         """Use ``shard_map`` (and the node limits sent with it) from now on; connections
         to slots whose endpoints changed are dropped."""
-        keys = server_keys(getattr(shard_map, "nodes", None), shard_map.endpoints)
-        if self.map is not None and (shard_map.endpoints != self.map.endpoints
-                                     or keys != self.server_keys):
+        if self.map is not None and shard_map.endpoints != self.map.endpoints:
             log.debug("the worker endpoints changed (map epoch %d): reconnecting", shard_map.epoch)
             self._drop_slots()
-        self.map, self.server_keys = shard_map, keys
+        self.map = shard_map
         self.max_message_bytes = max_message_bytes
         self.tree_endpoint = tree_endpoint
+        self._use_server_keys(shard_map)
         if self.on_map is not None:
             self.on_map(self)
 
@@ -213,6 +213,23 @@ class AsyncTransport(ControlRequests):
         """The CURVE keys for a connection to ``endpoint``: with the server key of the
         cluster node behind it, if the map names one."""
         return self.keys.for_server(self.server_keys.get(endpoint)) if self.keys else None
+
+    def _use_server_keys(self, shard_map: ShardMap) -> None:
+        """The server keys of the map's nodes from now on; a slot connection made with
+        another key (its node came back with a new key pair) is closed, its asks failed
+        with WorkerLost."""
+        keys = server_keys(getattr(shard_map, "nodes", None), shard_map.endpoints)
+        if keys == self.server_keys:
+            return
+        old, self.server_keys = self.server_keys, keys
+        if self.keys is None:
+            return
+        lost = self.wording.lost
+        for i in [i for i in self._slots if i < len(shard_map.endpoints)]:
+            ep = shard_map.endpoints[i]
+            if old.get(ep) != keys.get(ep):
+                self._fail_where(i, lambda p: WorkerLost(lost(p.request, p.slot)))
+                self._slots.pop(i).close()
 
     def _router_conn(self) -> Conn:
         if self._router is None:

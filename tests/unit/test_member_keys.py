@@ -165,3 +165,39 @@ def test_transport_uses_each_nodes_server_key():
             ctx.term()
 
     asyncio.run(main())
+
+
+def test_a_node_back_with_another_key_loses_its_connections_and_their_asks(tmp_path):
+    from client_fakes import HOLD, FakeNode
+
+    from actorsys.client.transport import AsyncTransport
+    from actorsys.errors import WorkerLost
+
+    a, b = pair()[0], pair()[0]
+
+    def keyed(fake: FakeNode, key: bytes) -> ShardMap:
+        m = ShardMap(epoch=2, shards=fake.map.shards, owner=fake.map.owner, endpoints=fake.map.endpoints)
+        m.nodes = [{"id": "n1", "endpoint": fake.endpoint, "slots": [0, 2],  # type: ignore[attr-defined]
+                    "public_key": key.decode()}]
+        return m
+
+    with FakeNode(str(tmp_path), serve=lambda s, r: HOLD if r[0] == 1 else None) as fake:
+        async def main() -> None:
+            ctx: zmq.Context[Any] = zmq.Context()
+            # ipc endpoints use no CURVE: the keys only decide which connections stay
+            t = AsyncTransport(ctx, fake.endpoint, keys=CurveKeys(b"p" * 40, b"s" * 40, a))
+            try:
+                await t.connect(10.0)
+                t.set_map(keyed(fake, a), 1 << 20, None)
+                fut = t.ask("T", "k", "add", [1])
+                fake.wait_for(lambda: fake.requests(0, 1) + fake.requests(1, 1), "the ask")
+                t.set_map(keyed(fake, a), 1 << 20, None)          # same keys: nothing happens
+                assert not fut.done()
+                t.set_map(keyed(fake, b), 1 << 20, None)          # the node came back with key b
+                with pytest.raises(WorkerLost):
+                    await asyncio.wait_for(fut, 10.0)
+            finally:
+                t.close()
+                ctx.term()
+
+        asyncio.run(main())
