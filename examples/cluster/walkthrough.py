@@ -4,8 +4,9 @@ It starts a real etcd and three real nodes (``actorsys run``, each with its own 
 directory; on network namespaces of their own when run as root, else on loopback
 addresses 127.0.0.11-13) with the test harness (actorsys/testing/cluster.py), then:
 1. shows each node ready and what its router says of the cluster;
-2. asks a counter through each node in turn;
-3. kills one node with kill -9, starts it again, and asks again through it.
+2. asks one counter through each node in turn: the same actor wherever it lives
+   (1, 2, 3), since the nodes share the shards through etcd;
+3. kills one node with kill -9, starts it again, and reads the counter through it.
 Everything (processes, etcd, namespaces, files) is gone at the end.
 """
 from __future__ import annotations
