@@ -64,6 +64,8 @@ class MapSource:
 
         def _on_monitor(self, slot: int, frames: list[bytes]) -> None: ...
 
+        def _use_server_keys(self, shard_map: ShardMap) -> None: ...
+
     async def refresh_map(self, timeout: float = 10.0) -> ShardMap:
         """Fetch the shard map from the router (one request at a time)."""
         if self._refreshing is not None and not self._refreshing.done():
@@ -157,6 +159,7 @@ class MapSource:
         self.map = shard_map
         self.max_message_bytes = max_message_bytes
         self.tree_endpoint = tree_endpoint
+        self._use_server_keys(shard_map)
         if self.on_map is not None:
             self.on_map(self)  # type: ignore[arg-type]   # self is the transport
 

@@ -65,6 +65,7 @@ from ..errors import (ActorError, AskTimeout, MessageTooLarge, NodeUnavailable, 
                       WorkerLost, WrongShard, error_from_wire)
 from ..log import get_logger
 from ..net.keys import CLIENT_HANDSHAKE_EVENTS, CurveKeys, handshake_problem, uses_curve
+from ..net.members import server_keys
 from ..net.sockets import Conn, Context
 from ..protocol import wire
 from ..protocol.messages import Ask, Spawn, Stop, Tell
@@ -106,6 +107,8 @@ class AsyncTransport(ControlRequests, MapSource):
         #: every router endpoint a client may ask (a cluster's), the one in use first
         self.routers: list[str] = [] if router_endpoint is None else [router_endpoint]
         self.map = shard_map
+        #: endpoint -> the CURVE server key of the cluster node behind it (net/members.py)
+        self.server_keys: dict[str, bytes] = {}
         self.max_message_bytes = max_message_bytes
         self.max_pending = max_pending
         self.default_timeout = default_timeout
@@ -128,6 +131,8 @@ class AsyncTransport(ControlRequests, MapSource):
         #: fail fast when the node is unreachable (None: not watched; see :meth:`watch_node`)
         self.watch: NodeWatch | None = None
         self.closed = False
+        if shard_map is not None:
+            self._use_server_keys(shard_map)
 
     # -- map: :class:`~.maps.MapSource` ------------------------------------------
 
@@ -157,11 +162,33 @@ class AsyncTransport(ControlRequests, MapSource):
             if self.map is None:
                 raise NodeUnavailable("no shard map yet")
             endpoint = self.map.endpoints[i]
-            c = Conn(self.loop, self.ctx, endpoint, self.keys, self._on_reply,
+            c = Conn(self.loop, self.ctx, endpoint, self.keys_for(endpoint), self._on_reply,
                      WATCH_EVENTS if self.watch else zmq.EVENT_DISCONNECTED,
-                     partial(self._on_endpoint_monitor, endpoint))
+                     partial(self._on_monitor, i))
             self._slots[i] = c
         return c
+
+    def keys_for(self, endpoint: str) -> CurveKeys | None:
+        """The CURVE keys for a connection to ``endpoint``: with the server key of the
+        cluster node behind it, if the map names one."""
+        return self.keys.for_server(self.server_keys.get(endpoint)) if self.keys else None
+
+    def _use_server_keys(self, shard_map: ShardMap) -> None:
+        """The server keys of the map's nodes from now on; a slot connection made with
+        another key (its node came back with a new key pair) is closed, its asks failed
+        with WorkerLost."""
+        keys = server_keys(getattr(shard_map, "nodes", None), shard_map.endpoints)
+        if keys == self.server_keys:
+            return
+        old, self.server_keys = self.server_keys, keys
+        if self.keys is None:
+            return
+        lost = self.wording.lost
+        for i in [i for i in self._slots if i < len(shard_map.endpoints)]:
+            ep = shard_map.endpoints[i]
+            if old.get(ep) != keys.get(ep):
+                self._fail_where(i, lambda p: WorkerLost(lost(p.request, p.slot)))
+                self._slots.pop(i).close()
 
     def _router_conn(self) -> Conn:
         if self._router is None:
@@ -180,8 +207,8 @@ class AsyncTransport(ControlRequests, MapSource):
     def _peer(self, endpoint: str) -> Conn:
         c = self._peers.get(endpoint)
         if c is None:
-            c = self._peers[endpoint] = Conn(self.loop, self.ctx, endpoint, self.keys,
-                                              self._on_reply)
+            c = self._peers[endpoint] = Conn(self.loop, self.ctx, endpoint,
+                                              self.keys_for(endpoint), self._on_reply)
         return c
 
     def _on_router_event(self, frames: list[bytes]) -> None:
@@ -197,13 +224,6 @@ class AsyncTransport(ControlRequests, MapSource):
         if final:   # ZeroMQ does not reconnect after a refusal: fail now, not at the deadline
             self.refused = self.handshake_problem
             self.fail_slot(ROUTER, NodeUnavailable(self.refused))
-
-    def _on_endpoint_monitor(self, endpoint: str, frames: list[bytes]) -> None:
-        """A slot connection's monitor event, by its endpoint (slot numbers change when
-        the map's endpoints do)."""
-        m = self.map
-        if m is not None and endpoint in m.endpoints:
-            self._on_monitor(m.endpoints.index(endpoint), frames)
 
     def _on_monitor(self, slot: int, frames: list[bytes]) -> None:
         try:

@@ -4,7 +4,11 @@ Each process of a tcp node (router, every worker, the supervision tree) runs one
 :class:`Guard` on its event loop. It answers ZeroMQ's authentication requests (ZAP,
 RFC 27) for every socket the process binds: a client whose CURVE public key is the
 node's own or in ``authorized_keys`` is let in, any other is refused and counted as
-``auth_refused``. A peer that cannot complete the CURVE handshake at all (no keys,
+``auth_refused``. In a cluster the process also lets in the other members' keys
+(:meth:`Guard.admit_extra`, set at run time from the membership in etcd: see
+:mod:`.members`); each call replaces the previous set, so a member that left is refused
+from then on. Admission is checked at each handshake: a connection already made stays
+until it drops. A peer that cannot complete the CURVE handshake at all (no keys,
 plain tcp, the wrong server key, garbage) is counted as ``handshake_failed``. Both
 counters are in the process's status. Counts are per connection attempt: a refused
 peer that keeps reconnecting is counted each time.
@@ -15,6 +19,7 @@ is closed: without a handler, libzmq lets every CURVE client in.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import Any
 
 import zmq
@@ -41,6 +46,18 @@ class Guard:
         self.zap.bind(ZAP_ENDPOINT)
         self._pumps = [SocketPump(loop, self.zap, self._on_zap)]
         self._monitors: list[zmq.Socket[Any]] = []
+        #: raw public keys let in besides ``keys.allowed`` (the cluster's other members)
+        self.extra: frozenset[bytes] = frozenset()
+
+    def admit_extra(self, keys: Iterable[bytes]) -> None:
+        """Let in these raw (32-byte) public keys from now on, besides the node's own and
+        ``authorized_keys``; replaces the previous extra set (empty: none)."""
+        extra = frozenset(keys)
+        bad = [k for k in extra if not (isinstance(k, bytes) and len(k) == 32)]
+        if bad:
+            raise ValueError(f"{len(bad)} extra key(s) are not raw 32-byte CURVE public keys")
+        self.extra = extra
+        self.counters["member_keys"] = len(extra)
 
     def protect(self, sock: zmq.Socket[Any]) -> None:
         """Make ``sock`` a CURVE server watched for failed handshakes (call before bind)."""
@@ -52,7 +69,7 @@ class Guard:
     def _on_zap(self, frames: list[bytes]) -> None:
         # [version, request_id, domain, address, identity, mechanism, client public key]
         ok = (len(frames) == 7 and frames[0] == b"1.0" and frames[5] == b"CURVE"
-              and frames[6] in self.keys.allowed)
+              and (frames[6] in self.keys.allowed or frames[6] in self.extra))
         if not ok:
             self.counters["auth_refused"] += 1
         version = frames[0] if frames else b"1.0"

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import zmq
@@ -44,6 +44,11 @@ class CurveKeys:
 
     def __repr__(self) -> str:     # never print a secret key
         return f"CurveKeys(public={self.public.decode()!r}, server={self.server.decode()!r})"
+
+    def for_server(self, server: bytes | None) -> "CurveKeys":
+        """The same pair for a connection to the node whose public key is ``server``
+        (Z85; None: this one's server): another node of a cluster (see :mod:`.members`)."""
+        return self if server is None or server == self.server else replace(self, server=server)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import urllib.request
 from types import TracebackType
 
 from ..config.layout import free_port
+from .processes import die_with_parent
 
 ETCD = os.environ.get("ACTORSYS_ETCD", "/usr/bin/etcd")
 
@@ -46,7 +47,8 @@ class Etcd:
                  "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
                  "--listen-peer-urls", self.peer_url, "--initial-advertise-peer-urls", self.peer_url,
                  "--initial-cluster", f"test={self.peer_url}", "--log-level", "warn"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=die_with_parent)     # a killed test leaves no etcd
         finally:
             log.close()
         deadline = time.monotonic() + self.start_timeout
