@@ -25,12 +25,15 @@ In the user's words:
   the config afresh), and the addresses it supervises (a declared child dropped from the
   config is released to be a plain actor).
 * SIGTERM stops every top-level supervisor in reverse order, then the process exits.
+* A cluster node's tree (``[cluster]``) is one of the cluster's candidates for its one
+  tree: ``cluster.py`` says how it campaigns, stands by, takes over (as a restarted
+  tree does) and hands over; its record lives in etcd (``etcdstore.py``).
 
 The process is four states (:class:`TreeState`): ``starting`` (the top-level supervisors
 start) -> ``running`` -> ``stopping`` (SIGTERM: nothing queued runs but the stop) ->
-``stopped``. It is the host of its supervisors (``host.py``): events, the clock, actor
-children reached through the workers, its index of supervised addresses and its store
-(``store.py``).
+``stopped``; a cluster node's tree is ``standby`` until it wins the election. It is the
+host of its supervisors (``host.py``): events, the clock, actor children reached through
+the workers, its index of supervised addresses and its store (``store.py``).
 """
 from __future__ import annotations
 
@@ -60,6 +63,8 @@ from actorsys.protocol import wire
 from actorsys.protocol.shardmap import ShardMap
 
 from .child import NORMAL_EXITS, Child, ChildState
+from .cluster import EXIT_DEPOSED, TreeSeat
+from .etcdstore import EtcdTreeStore
 from .host import Event
 from .store import INCARNATION_BLOCK, TreeStore
 from .supervisor import Boot, ExitWhy, Supervisor
@@ -76,6 +81,7 @@ COMMANDS = ("which_children", "count_children", "start_child", "terminate_child"
 
 
 class TreeState(enum.Enum):
+    STANDBY = "standby"        # a cluster node's tree while another node holds the election
     STARTING = "starting"
     RUNNING = "running"
     STOPPING = "stopping"
@@ -100,8 +106,9 @@ class Tree:
     """The supervision tree process, host of its supervisors (see the module docstring)."""
 
     def __init__(self, cfg: NodeConfig, meta: dict[str, Any], endpoint: str,
-                 worker_endpoints: list[str], restarted: bool = False) -> None:
+                 worker_endpoints: list[str], restarted: bool = False, router: str | None = None) -> None:
         self.cfg, self.endpoint, self.restarted = cfg, endpoint, restarted
+        self.router = router if cfg.cluster is not None else None   # the cluster's map: from it
         self.map = ShardMap(epoch=meta["epoch"], shards=meta["shards"], owner=list(meta["owner"]),
                             endpoints=worker_endpoints)
         self.specs: dict[str, specs.SupervisorSpec] = specs.parse_supervisors(
@@ -113,7 +120,9 @@ class Tree:
         self.code = 0
         self._inc = int(time.time() * 1000) << 8    # incarnations only grow, across restarts too
         self.counters = {"received": 0, "bad_frames": 0, "exits": 0, "admin": 0, "restarts": 0,
-                         "auth_refused": 0, "handshake_failed": 0}
+                         "adopted": 0, "auth_refused": 0, "handshake_failed": 0}
+        self.seat: TreeSeat | None = None        # a cluster node's tree: its election
+        self.forwarding: set[asyncio.Task[None]] = set()   # runtime-API requests to the holder
         self.report_fd: int | None = None    # a pipe to the node supervisor (set by main)
         self.events: deque[Queued] = deque()
 
@@ -123,14 +132,19 @@ class Tree:
         self.failure_path = os.path.join(self.cfg.data_dir, FAILURE_FILE)
         if not self.restarted and os.path.exists(self.failure_path):
             os.unlink(self.failure_path)
-        self.store = TreeStore(os.path.join(self.cfg.data_dir, "tree"))
-        self._inc = self._inc_limit = self.store.incarnation_floor(self._inc)
         self.ctx = zmq.Context()
         keys = node_keys(self.cfg)      # tcp: CURVE server and client, ZAP before the bind
+        self.store: TreeStore | EtcdTreeStore
+        if self.cfg.cluster is None:
+            self.store = TreeStore(os.path.join(self.cfg.data_dir, "tree"))
+            self._inc = self._inc_limit = self.store.incarnation_floor(self._inc)
+        else:       # starting until the election says who holds the tree
+            self.seat = TreeSeat(self.cfg, self.endpoint, keys, self._elected, self._deposed,
+                                 self._standby)
         self.listener = Listener(self.ctx, self.loop, keys, self.counters, self.endpoint,
                                  self.cfg.max_message_bytes)
         self.sock = self.listener.sock
-        self.transport = AsyncTransport(self.ctx, None, shard_map=self.map,
+        self.transport = AsyncTransport(self.ctx, self.router, shard_map=self.map,
                                         max_message_bytes=self.cfg.max_message_bytes,
                                         max_pending=1_000_000, default_timeout=self.cfg.ask_timeout,
                                         keys=keys.client if keys else None)
@@ -143,11 +157,16 @@ class Tree:
         for sig in (signal.SIGTERM,):   # SIGINT (Ctrl-C) is the supervisor's alone
             self.loop.add_signal_handler(sig, self._on_sigterm)
         consumer = self.loop.create_task(self._consume())
-        self.post(self._boot)
+        if self.seat is None:
+            self.post(self._boot)
+        else:
+            self.store = await self.seat.start(self.ctx)
         try:
             await self._done
         finally:
             consumer.cancel()
+            if self.seat is not None:
+                self.seat.close_link()
             self.pump.close()
             self.transport.close()
             self.listener.close(200)
@@ -160,8 +179,50 @@ class Tree:
             return
         self.state = TreeState.STOPPING
         # jump the queue (after the event in progress): nothing queued should start children now
-        self.events.appendleft(Queued(self._shutdown, ()))
+        self.events.appendleft(Queued(self._shutdown if self.seat is None else self._hand_over, ()))
         self.wake.set()
+
+    # -- a cluster node's tree (cluster.py) ---------------------------------------------
+    def _elected(self, revision: int) -> None:
+        self.post(self._take_over, revision)
+
+    def _standby(self) -> None:
+        if self.state is TreeState.STARTING:
+            self.state = TreeState.STANDBY
+
+    async def _take_over(self, revision: int) -> None:
+        """This node won the election: the tree starts as a restarted tree does (adopting
+        the children that run), from its record in etcd."""
+        if self.state not in (TreeState.STARTING, TreeState.STANDBY):
+            return
+        assert isinstance(self.store, EtcdTreeStore)
+        self._inc = self._inc_limit = await self.store.load(revision, self._inc)
+        self.restarted, self.state = True, TreeState.STARTING
+        log.info("this node holds the cluster's supervision tree: adopting its children")
+        await self._boot()
+
+    def _deposed(self) -> None:
+        log.error("this node lost the cluster's supervision tree; the tree process exits "
+                  "(its children run on, for the new holder to adopt)")
+        self._finish(EXIT_DEPOSED)
+
+    async def _hand_over(self) -> None:
+        assert self.seat is not None
+        await self.seat.resign()
+        log.info("supervision tree handed over (its children run on)")
+        self._finish(self.code)
+
+    async def _forward_sup(self, envelope: tuple[bytes, ...], rid: int, name: str, command: str,
+                           arg: Any, deadline: float | None = None) -> None:
+        assert self.seat is not None
+        timeout = (deadline - time.time()) if deadline is not None else self.cfg.ask_timeout
+        try:
+            result = await self.seat.forward_sup(self.transport, name, command, arg, deadline,
+                                                 max(timeout, 0.001))
+        except ActorError as exc:
+            self._reply_err(envelope, rid, exc)
+            return
+        self._reply(envelope, wire.ok(rid, result))
 
     async def _stop_roots(self) -> None:
         """Stop the running top-level supervisors, last started first."""
@@ -192,7 +253,7 @@ class Tree:
                 continue
             fn, args = self.events.popleft()
             if self.state is TreeState.STOPPED or (self.state is TreeState.STOPPING
-                                                   and fn != self._shutdown):
+                                                   and fn not in (self._shutdown, self._hand_over)):
                 if fn == self._admin:       # answer rather than leave the caller to time out
                     self._reply_err(args[0], args[1], SupervisorError("the node is stopping"))
                 continue
@@ -323,10 +384,10 @@ class Tree:
         s = ch.spec
         opts = {"sup": sup, "child": s.id, "args": s.args, "kwargs": s.kwargs, "inc": ch.inc}
         try:
-            await self.transport.control_actor(wire.SPAWN, *ch.addr, opts, self.cfg.ask_timeout)
+            r = await self.transport.control_actor(wire.SPAWN, *ch.addr, opts, self.cfg.ask_timeout)
         except ActorError as exc:
             raise StartFailed(f"{exc}") from None
-        self.counters["restarts"] += 1
+        self.counters["adopted" if r == "adopted" else "restarts"] += 1
 
     async def stop_actor(self, sup: str, ch: Child, shutdown: Shutdown) -> None:
         wait = (self.cfg.turn_timeout if shutdown == INFINITY else 0 if shutdown == BRUTAL_KILL
@@ -383,6 +444,8 @@ class Tree:
         if deadline is not None and time.time() > deadline:
             self.counters["expired"] = self.counters.get("expired", 0) + 1
             return          # its caller has given up: doing it now would surprise them
+        if self.state is TreeState.STANDBY:     # (queued while the election was under way)
+            return await self._forward_sup(envelope, rid, name, command, arg, deadline)
         sup = self.sups.get(name)
         try:
             if sup is None or (not sup.running and command not in READ_ONLY):
@@ -391,6 +454,7 @@ class Tree:
                     f"no supervisor named '{name:.200}' is running "
                     f"(configured: {', '.join(self.specs) or 'none'})")
             result = await self._command(sup, command, arg)
+            await self.store.flushed()      # a cluster's record: in etcd before the answer
         except ActorError as exc:
             self._reply_err(envelope, rid, exc)
             return
@@ -419,7 +483,15 @@ class Tree:
             self.counters["bad_frames"] += 1
             self._reply_err(r.envelope, r.rid, r.error)
             return
-        if op == wire.EXIT:
+        if self.state is TreeState.STANDBY and op in (wire.EXIT, wire.SUP):
+            assert self.seat is not None
+            if op == wire.EXIT:
+                self.seat.forward_exit(frames[-1])
+            else:
+                task = self.loop.create_task(self._forward_sup(envelope, rid, *rest))
+                self.forwarding.add(task)
+                task.add_done_callback(self.forwarding.discard)
+        elif op == wire.EXIT:
             self.post(self._on_exit, *rest)
         elif op == wire.SUP:
             if len(self.events) >= MAX_QUEUED_EVENTS:
@@ -440,7 +512,8 @@ class Tree:
         return {"role": "tree", "pid": os.getpid(), "state": self.state.value, "endpoint": self.endpoint,
                 "supervisors": {n: {"running": s.running, **s.count_children()}
                                 for n, s in self.sups.items()},
-                "pending_events": len(self.events), **self.counters}
+                "pending_events": len(self.events), **self.counters,
+                **({"cluster": self.seat.status()} if self.seat is not None else {})}
 
 
 def main(cfg: NodeConfig, layout: NodeLayout, meta: dict[str, Any], restarted: bool = False,
@@ -448,6 +521,6 @@ def main(cfg: NodeConfig, layout: NodeLayout, meta: dict[str, Any], restarted: b
     """Entry point of the tree process (forked by the node supervisor); returns its exit
     status. Why it failed, if it does, is also written to ``report_fd``."""
     assert layout.tree is not None, "the node supervisor starts a tree only for [supervisors]"
-    tree = Tree(cfg, meta, layout.tree, list(layout.workers), restarted)
+    tree = Tree(cfg, meta, layout.tree, list(layout.workers), restarted, router=layout.router)
     tree.report_fd = report_fd
     return asyncio.run(tree.run())

@@ -120,7 +120,7 @@ class Election:
         if holder == self.holder and leader == self._leader:
             return
         self.holder, self._leader = holder, leader
-        if leader:
+        if leader and holder is not None:
             log.info("this node holds the cluster's supervision tree (revision %d)", holder.revision)
         elif holder is not None:
             log.info("node %s holds the cluster's supervision tree", holder.node_id)

@@ -1,0 +1,128 @@
+"""One supervision tree for a cluster (supervisors/cluster.py, issue 15), with real nodes
+configured with [cluster] and a real etcd: the tree of one node holds the election and
+supervises; another node's tree stands by, forwards runtime-API requests and EXITs to the
+holder, and takes the tree over (its record in etcd) when the holder's node stops; a
+killed holder tree process comes back and adopts its running children, not restarting
+them, keeping the run-time record (in etcd)."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from typing import Any
+
+import pytest
+import zmq
+
+import actorsys
+from actorsys.cluster.election import tree_key
+from actorsys.config.layout import free_port
+from actorsys.protocol.messages import Exit
+from actorsys.testing.etcd import Etcd
+from actorsys.testing.nodes import wait_until
+from helpers import ACTORS_DIR
+
+QUICK = {"shutdown": 300}
+SUPS = {"root": {"children": [{"id": "a", "actor": "Worker", "key": "a", **QUICK},
+                              {"id": "b", "actor": "Worker", "key": "b", **QUICK}]}}
+TTL = 2.0
+
+
+@pytest.fixture
+def etcd(tmp_path):
+    with Etcd(str(tmp_path)) as e:
+        yield e
+
+
+def cluster_config(tmp_path, etcd: Etcd, node_id: str) -> dict[str, Any]:
+    settings = {"data_dir": str(tmp_path / node_id), "workers": 2, "python_path": [ACTORS_DIR],
+                "shutdown_timeout": 5.0, "start_timeout": 30.0, "insecure": True,
+                "endpoint": f"tcp://127.0.0.1:{free_port('127.0.0.1')}"}
+    return {"node": settings, "supervisors": SUPS,
+            "actors": {"Worker": "sup_actors:Worker"},
+            "cluster": {"etcd": [etcd.url], "name": "t", "node_id": node_id, "lease_ttl": TTL}}
+
+
+def tree(node: actorsys.Node) -> dict[str, Any]:
+    return next((p for p in node.status()["processes"] if p["role"] == "tree"), {})
+
+
+def statuses(c: Any, sup: str = "root") -> dict[str, str]:
+    return {ch["id"]: ch["status"] for ch in c.supervisor(sup).which_children()}
+
+
+def etcd_keys(etcd: Etcd, prefix: bytes) -> dict[bytes, bytes]:
+    from actorsys.cluster.election import connect
+    from actorsys.config.cluster import ClusterConfig
+
+    async def run() -> dict[bytes, bytes]:
+        client = await connect(ClusterConfig([etcd.url], "t", "x", TTL))
+        try:
+            return {kv.key: kv.value for kv in await client.get_prefix(prefix)}
+        finally:
+            await client.close()
+    return asyncio.run(run())
+
+
+def test_a_killed_holder_tree_adopts_its_running_children_and_keeps_its_record(tmp_path, etcd):
+    with actorsys.Node(cluster_config(tmp_path, etcd, "n1")) as node:
+        c = node.client()
+        wait_until(lambda: tree(node).get("state") == "running", "n1's tree to hold and run")
+        assert tree(node)["cluster"]["holder"]["node_id"] == "n1"
+        c.supervisor("root").start_child({"id": "d", "actor": "Worker", "key": "d", **QUICK})
+        c.supervisor("root").terminate_child("b")
+        keys = etcd_keys(etcd, b"/actorsys/t/treestore/")
+        assert b"/actorsys/t/treestore/droot\0d" in keys, "the dynamic child is recorded in etcd"
+        assert b"/actorsys/t/treestore/troot\0b" in keys, "so is the run-time stop"
+        assert c.ask("Worker", "a", "add", 5) == 5
+        old = tree(node)["pid"]
+        os.kill(old, signal.SIGKILL)
+        wait_until(lambda: tree(node).get("pid") not in (None, old)
+                   and tree(node).get("state") == "running", "a new tree process holding the tree",
+                   timeout=TTL + 15)
+        st = tree(node)
+        assert st["adopted"] == 2 and st["restarts"] == 0, f"a and d adopted, not restarted: {st}"
+        assert statuses(c) == {"a": "running", "b": "stopped", "d": "running"}
+        info = c.ask("Worker", "a", "info")
+        assert info["starts"] == 1 and info["n"] == 5, f"a ran on, never started twice: {info}"
+
+
+def test_a_standby_tree_forwards_to_the_holder_and_takes_over_when_its_node_stops(tmp_path, etcd):
+    n1 = actorsys.Node(cluster_config(tmp_path, etcd, "n1"))
+    n1.start()
+    try:
+        wait_until(lambda: tree(n1).get("state") == "running", "n1's tree to hold the election")
+        with actorsys.Node(cluster_config(tmp_path, etcd, "n2")) as n2:
+            wait_until(lambda: (tree(n2).get("cluster") or {}).get("holder") is not None,
+                       "n2's tree to learn the holder")
+            st = tree(n2)
+            assert st["state"] == "standby" and st["cluster"]["holder"]["node_id"] == "n1", st
+            c2 = n2.client()
+            # the runtime API through n2's tree is carried out by n1's
+            c2.supervisor("root").start_child({"id": "d", "actor": "Worker", "key": "d", **QUICK})
+            assert statuses(n1.client()) == {"a": "running", "b": "running", "d": "running"}
+            assert statuses(c2) == statuses(n1.client())
+            assert tree(n2)["cluster"]["sup_forwarded"] == 2
+            # an EXIT a worker of n2 sends its own tree reaches the holder
+            before = tree(n1)["exits"]
+            ctx = zmq.Context()
+            try:
+                s = ctx.socket(zmq.DEALER)
+                s.setsockopt(zmq.LINGER, 0)
+                s.connect(st["endpoint"])
+                s.send(Exit(0, "root", "a", "Worker", "a", 1, "normal", "").encode())
+                wait_until(lambda: tree(n1)["exits"] == before + 1, "n1's tree to get the EXIT")
+                s.close(0)
+            finally:
+                ctx.term()
+            assert tree(n2)["cluster"]["exits_forwarded"] == 1
+            # n1 stops: its tree resigns and n2's takes over at once, with the record
+            n1.stop()
+            wait_until(lambda: tree(n2).get("state") == "running", "n2's tree to take over",
+                       timeout=TTL + 10)
+            assert tree(n2)["cluster"]["holder"]["node_id"] == "n2"
+            assert statuses(c2) == {"a": "running", "b": "running", "d": "running"}, \
+                "the dynamic child added through n1's tree came with the record"
+            assert tree_key("t") in etcd_keys(etcd, tree_key("t"))
+    finally:
+        n1.stop()
