@@ -82,7 +82,9 @@ class TreeSeat:
         self.counters = {"exits_forwarded": 0, "exits_dropped": 0, "sup_forwarded": 0}
         self._client: Any = None
         self.election: Election | None = None
-        self.store: EtcdTreeStore | None = None
+        #: the tree's record (connected to etcd by :meth:`start`, loaded when this tree wins)
+        self.store = EtcdTreeStore(None, prefix(self.ccfg.name) + b"treestore/",
+                                   tree_key(self.ccfg.name), self._fenced)
         self._fwd: zmq.Socket[Any] | None = None
         self._fwd_to: str | None = None
         self.ctx: zmq.Context[Any] | None = None
@@ -91,17 +93,14 @@ class TreeSeat:
     def node_id(self) -> str:
         return self.ccfg.node_id
 
-    async def start(self, ctx: zmq.Context[Any]) -> EtcdTreeStore:
-        """Connect to etcd and campaign; the record (loaded when this tree wins)."""
+    async def start(self, ctx: zmq.Context[Any]) -> None:
+        """Connect to etcd (NodeUnavailable if no etcd answers) and campaign."""
         self.ctx = ctx
-        c = self._client = await connect(self.ccfg)
-        key = tree_key(self.ccfg.name)
-        self.store = EtcdTreeStore(c, prefix(self.ccfg.name) + b"treestore/", key, self._fenced)
+        c = self._client = self.store.client = await connect(self.ccfg)
         public = self.keys.public.decode() if self.keys is not None else None
         self.election = Election(c, self.ccfg.name, self.node_id, self.endpoint, public,
                                  self.ccfg.lease_ttl, on_change=self._changed)
         await self.election.start()
-        return self.store
 
     @property
     def holder(self) -> Holder | None:
@@ -176,7 +175,7 @@ class TreeSeat:
     # -- leaving ------------------------------------------------------------------------
     async def resign(self) -> None:
         """Hand the tree over (its record's writes first, bounded) and disconnect."""
-        if self.store is not None and self.elected:
+        if self.elected:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.store.flushed(), FLUSH_GRACE)
         if self.election is not None:
@@ -191,5 +190,4 @@ class TreeSeat:
         if self._fwd is not None:
             self._fwd.close(0)
             self._fwd = None
-        if self.store is not None:
-            self.store.close()
+        self.store.close()

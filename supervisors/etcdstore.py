@@ -44,7 +44,8 @@ RETRY = 0.5
 
 
 class EtcdTreeStore:
-    """The tree's record in etcd (see the module docstring)."""
+    """The tree's record in etcd (see the module docstring); ``client``: a connected
+    ``aetcd.Client`` (set before :meth:`load`)."""
 
     def __init__(self, client: Any, prefix: bytes, fence_key: bytes,
                  on_fenced: Callable[[], None]) -> None:

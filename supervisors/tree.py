@@ -141,6 +141,7 @@ class Tree:
         else:       # starting until the election says who holds the tree
             self.seat = TreeSeat(self.cfg, self.endpoint, keys, self._elected, self._deposed,
                                  self._standby)
+            self.store = self.seat.store
         self.listener = Listener(self.ctx, self.loop, keys, self.counters, self.endpoint,
                                  self.cfg.max_message_bytes)
         self.sock = self.listener.sock
@@ -157,11 +158,11 @@ class Tree:
         for sig in (signal.SIGTERM,):   # SIGINT (Ctrl-C) is the supervisor's alone
             self.loop.add_signal_handler(sig, self._on_sigterm)
         consumer = self.loop.create_task(self._consume())
-        if self.seat is None:
-            self.post(self._boot)
-        else:
-            self.store = await self.seat.start(self.ctx)
         try:
+            if self.seat is None:
+                self.post(self._boot)
+            else:
+                await self.seat.start(self.ctx)
             await self._done
         finally:
             consumer.cancel()

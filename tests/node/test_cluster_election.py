@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+import actorsys
+
 from actorsys.cluster.election import Election, connect
 from actorsys.config.cluster import ClusterConfig
 from actorsys.testing.etcd import Etcd
@@ -115,6 +117,48 @@ def test_the_same_nodes_next_tree_process_takes_its_record_over_at_once(etcd):
             await until(lambda: again[1].leader, "n1's new campaigner to hold it", 2.0)
             assert again[1].revision == first, "the fencing token of n1's record stays"
             assert not again[0].leader
+        finally:
+            await close(es)
+    asyncio.run(run())
+
+
+def test_the_tree_record_in_etcd_moves_with_the_tree_and_refuses_a_deposed_holder(etcd):
+    from actorsys.config.supervision import ChildSpec
+    from supervisors.etcdstore import EtcdTreeStore
+    from supervisors.store import INCARNATION_BLOCK
+
+    async def run() -> None:
+        es, _ = await campaigners(etcd, 10.0, ["n1", "n2"])
+        fenced: list[str] = []
+        try:
+            await until(lambda: any(e.leader for e in es), "a holder")
+            old = next(e for e in es if e.leader)
+            other = next(e for e in es if e is not old)
+            pfx = b"/actorsys/test/treestore/"
+            a = EtcdTreeStore(old.client, pfx, old.key, lambda: fenced.append("old"))
+            start = await a.load(old.revision, 1000)
+            assert start == 1000
+            spec = ChildSpec(id="d", actor="Worker", key="d")
+            a.put_dynamic("root", 3, spec)
+            a.set_stopped("root", "b", True)
+            a.set_deleted("root", "x")
+            a.set_address(("Worker", "d"), True)
+            await a.flushed()
+            await old.resign()
+            await until(lambda: other.leader, "the other to take the tree")
+            b = EtcdTreeStore(other.client, pfx, other.key, lambda: fenced.append("new"))
+            start2 = await b.load(other.revision, 0)
+            assert start2 == 1000 + INCARNATION_BLOCK, "incarnations only grow across a move"
+            assert b.dynamic("root") == [(3, spec.to_dict())]
+            assert b.is_stopped("root", "b") and b.is_deleted("root", "x")
+            assert b.addresses() == {("Worker", "d")}
+            a.set_stopped("root", "b", False)          # the deposed holder writes: refused
+            with pytest.raises(actorsys.SupervisorError, match="no longer holds"):
+                await a.flushed()
+            assert fenced == ["old"]
+            c = EtcdTreeStore(other.client, pfx, other.key, lambda: None)
+            await c.load(other.revision, 0)
+            assert c.is_stopped("root", "b"), "the refused write changed nothing in etcd"
         finally:
             await close(es)
     asyncio.run(run())

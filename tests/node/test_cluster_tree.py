@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from typing import Any
 
 import pytest
@@ -124,5 +125,31 @@ def test_a_standby_tree_forwards_to_the_holder_and_takes_over_when_its_node_stop
             assert statuses(c2) == {"a": "running", "b": "running", "d": "running"}, \
                 "the dynamic child added through n1's tree came with the record"
             assert tree_key("t") in etcd_keys(etcd, tree_key("t"))
+    finally:
+        n1.stop()
+
+
+def test_a_frozen_holder_loses_the_tree_and_stands_by_when_it_wakes(tmp_path, etcd):
+    n1 = actorsys.Node(cluster_config(tmp_path, etcd, "n1"))
+    n1.start()
+    try:
+        wait_until(lambda: tree(n1).get("state") == "running", "n1's tree to hold the election")
+        with actorsys.Node(cluster_config(tmp_path, etcd, "n2")) as n2:
+            wait_until(lambda: tree(n2).get("state") == "standby", "n2's tree to stand by")
+            frozen = tree(n1)["pid"]
+            os.kill(frozen, signal.SIGSTOP)
+            try:
+                t0 = time.monotonic()
+                wait_until(lambda: tree(n2).get("state") == "running", "n2's tree to take over",
+                           timeout=TTL + 10)
+                took = time.monotonic() - t0
+                assert took <= TTL + 1.5, f"n2 took the tree {took:.2f} s after n1's froze"
+            finally:
+                os.kill(frozen, signal.SIGCONT)
+            # woken, n1's tree knows its lease ran out: it exits (5) and comes back standing by
+            wait_until(lambda: tree(n1).get("pid") not in (None, frozen)
+                       and tree(n1).get("state") == "standby", "n1's tree to come back standing by")
+            assert tree(n1)["cluster"]["holder"]["node_id"] == "n2"
+            assert statuses(n1.client()) == {"a": "running", "b": "running"}, "asked of n2's tree"
     finally:
         n1.stop()
