@@ -26,6 +26,12 @@ holder supervises. In the user's words:
   write to the record refused): the holder's process exits with status
   :data:`EXIT_DEPOSED` without stopping any child; the node supervisor restarts it and
   it stands by (the new holder adopts the children).
+* **Following the shards**: the holder watches the shards' owners
+  (``/actorsys/<cluster>/shards/``, ``cluster/ownership.py``); when a shard changes owner
+  or epoch, it SPAWNs each of its running children there again with the same
+  incarnation: adopted if it still runs, started (``on_start``) if the move ended its
+  activation. That is not a restart (no restart intensity); a child that cannot be
+  started there counts as ``killed``.
 * **SIGTERM** (the node stops): the tree hands over without stopping its children: it
   waits (bounded) for its record's writes, resigns, and exits; another node's tree
   takes the election at once and adopts them. (A cluster's children stop when their
@@ -35,11 +41,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from typing import TYPE_CHECKING, Any, Callable
 
 import zmq
 
-from actorsys.cluster.election import Election, Holder, connect, tree_key
+from actorsys.cluster.election import RETRY, Election, Holder, connect, tree_key
 from actorsys.cluster.membership import prefix
 from actorsys.config import NodeConfig
 from actorsys.config.cluster import ClusterConfig
@@ -88,6 +95,7 @@ class TreeSeat:
         self._fwd: zmq.Socket[Any] | None = None
         self._fwd_to: str | None = None
         self.ctx: zmq.Context[Any] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     @property
     def node_id(self) -> str:
@@ -119,6 +127,41 @@ class TreeSeat:
     def _fenced(self) -> None:
         if self.elected:
             self.on_deposed()
+
+    # -- the holder ---------------------------------------------------------------------
+    def follow_shards(self, on_moved: Callable[[int], None]) -> None:
+        """Call ``on_moved(shard)`` after each change of a shard's owner or epoch."""
+        self._tasks.append(asyncio.get_running_loop().create_task(self._watch_shards(on_moved)))
+
+    async def _watch_shards(self, on_moved: Callable[[int], None]) -> None:
+        pfx = prefix(self.ccfg.name) + b"shards/"
+        seen: dict[bytes, tuple[Any, Any]] = {}
+
+        def record(value: bytes) -> tuple[Any, Any]:
+            try:
+                d = json.loads(value)
+                return d.get("owner"), d.get("epoch")
+            except (ValueError, AttributeError):
+                return None, None
+        while True:
+            try:
+                watch = await self._client.watch_prefix(pfx)      # first, then the baseline
+                seen = {kv.key: record(kv.value) for kv in await self._client.get_prefix(pfx)}
+                try:
+                    async for ev in watch:
+                        rec = record(ev.kv.value) if ev.kind == "PUT" else (None, None)
+                        if seen.get(ev.kv.key) != rec:
+                            seen[ev.kv.key] = rec
+                            with contextlib.suppress(ValueError):
+                                on_moved(int(ev.kv.key[len(pfx):]))
+                finally:
+                    with contextlib.suppress(Exception):
+                        await watch.cancel()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("watching the shards' owners: %s: %s", type(exc).__name__, exc)
+                await asyncio.sleep(RETRY)
 
     # -- standby ------------------------------------------------------------------------
     def _holder_keys(self, h: Holder) -> CurveKeys | None:
@@ -178,6 +221,8 @@ class TreeSeat:
         if self.elected:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.store.flushed(), FLUSH_GRACE)
+        for t in self._tasks:
+            t.cancel()
         if self.election is not None:
             await self.election.resign()
         self.close_link()

@@ -60,7 +60,7 @@ from actorsys.net.listener import Listener
 from actorsys.net.keys import node_keys
 from actorsys.net.sockets import SocketPump
 from actorsys.protocol import wire
-from actorsys.protocol.shardmap import ShardMap
+from actorsys.protocol.shardmap import ShardMap, shard_of
 
 from .child import NORMAL_EXITS, Child, ChildState
 from .cluster import EXIT_DEPOSED, TreeSeat
@@ -200,7 +200,22 @@ class Tree:
         self._inc = self._inc_limit = await self.store.load(revision, self._inc)
         self.restarted, self.state = True, TreeState.STARTING
         log.info("this node holds the cluster's supervision tree: adopting its children")
+        assert self.seat is not None
+        self.seat.follow_shards(lambda shard: self.post(self._follow, shard))
         await self._boot()
+
+    async def _follow(self, shard: int) -> None:
+        """A shard changed owner: its running children are SPAWNed where it is now, with
+        the same incarnation (adopted, or started if the move ended them): no restart."""
+        for held in [h for h in self.index.values() if h.child.state is ChildState.RUNNING
+                     and shard_of(*h.child.addr, self.map.shards) == shard]:
+            self.counters["followed"] = self.counters.get("followed", 0) + 1
+            try:
+                await self.start_actor(held.sup.name, held.child)
+            except StartFailed as exc:
+                log.warning("child '%s' of '%s' could not follow shard %d: %s", held.child.id,
+                            held.sup.name, shard, exc)
+                await held.sup.on_exit(held.child, "killed", held.child.inc)
 
     def _deposed(self) -> None:
         log.error("this node lost the cluster's supervision tree; the tree process exits "
@@ -405,8 +420,9 @@ class Tree:
 
     # -- events -----------------------------------------------------------------------
     def _slot_lost(self, slot: int) -> None:
+        m = self.transport.map or self.map      # (a cluster's map is the router's, refreshed)
         dead = [(held, held.child.inc) for held in self.index.values()
-                if held.child.state is ChildState.RUNNING and self.map.slot_of(*held.child.addr) == slot]
+                if held.child.state is ChildState.RUNNING and m.slot_of(*held.child.addr) == slot]
         if dead:
             log.warning("worker slot %d died: %d supervised children with it", slot, len(dead))
         for held, inc in dead:

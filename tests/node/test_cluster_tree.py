@@ -7,6 +7,7 @@ them, keeping the run-time record (in etcd)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -153,3 +154,32 @@ def test_a_frozen_holder_loses_the_tree_and_stands_by_when_it_wakes(tmp_path, et
             assert statuses(n1.client()) == {"a": "running", "b": "running"}, "asked of n2's tree"
     finally:
         n1.stop()
+
+
+def test_the_holder_spawns_the_children_of_a_shard_that_changed_owner_again(tmp_path, etcd):
+    """A shard's new owner (here the same node, a new epoch) gets its running children
+    SPAWNed again with their incarnation: adopted where they still run, not restarted."""
+    from actorsys.cluster.election import connect
+    from actorsys.config.cluster import ClusterConfig
+    from actorsys.protocol.shardmap import shard_of
+
+    with actorsys.Node(cluster_config(tmp_path, etcd, "n1")) as node:
+        c = node.client()
+        wait_until(lambda: tree(node).get("state") == "running", "n1's tree to hold and run")
+        before = tree(node)
+        shard = shard_of("Worker", "a", node.status()["shards"])
+        assert shard != shard_of("Worker", "b", node.status()["shards"]), "(the test's premise)"
+
+        async def move() -> None:
+            client = await connect(ClusterConfig([etcd.url], "t", "x", TTL))
+            try:
+                await client.put(b"/actorsys/t/shards/%05d" % shard,
+                                 json.dumps({"owner": "n1", "epoch": 2}).encode())
+            finally:
+                await client.close()
+        asyncio.run(move())
+        wait_until(lambda: tree(node).get("followed") == 1, "the tree to follow shard of 'a'")
+        st = tree(node)
+        assert st["adopted"] == before["adopted"] + 1 and st["restarts"] == before["restarts"], st
+        assert c.ask("Worker", "a", "info")["starts"] == 1
+        assert statuses(c) == {"a": "running", "b": "running"}
