@@ -24,14 +24,16 @@ holder supervises. In the user's words:
   its answer relayed (or, if nobody holds the tree now, refused naming that).
 * **Losing the election** (the lease not renewed within 90% of ``lease_ttl``, or a
   write to the record refused): the holder's process exits with status
-  :data:`EXIT_DEPOSED` without stopping any child; the node supervisor restarts it and
+  ``tree.EXIT_DEPOSED`` (5) without stopping any child; the node supervisor restarts it and
   it stands by (the new holder adopts the children).
 * **Following the shards**: the holder watches the shards' owners
-  (``/actorsys/<cluster>/shards/``, ``cluster/ownership.py``); when a shard changes owner
-  or epoch, it SPAWNs each of its running children there again with the same
-  incarnation: adopted if it still runs, started (``on_start``) if the move ended its
-  activation. That is not a restart (no restart intensity); a child that cannot be
-  started there counts as ``killed``.
+  (``/actorsys/<cluster>/shards/``, ``cluster/ownership.py``); when a shard's move ends
+  (its record has a new owner or epoch and no ``to``: the flip, or a rollback), it
+  SPAWNs each of the shard's running children again with the same incarnation, where
+  the shard is now: adopted if it still runs, started (``on_start``) if the move ended
+  its activation. That is not a restart (no restart intensity). A SPAWN refused (the
+  new owner not granted yet) is tried again :data:`FOLLOW_TRIES` times, 0.25 s apart
+  and doubling; then the child counts as ``killed``.
 * **SIGTERM** (the node stops): the tree hands over without stopping its children: it
   waits (bounded) for its record's writes, resigns, and exits; another node's tree
   takes the election at once and adopts them. (A cluster's children stop when their
@@ -64,8 +66,8 @@ if TYPE_CHECKING:
 
 log = get_logger("supervisors.cluster")
 
-#: the exit status of a tree process that lost the election (the node supervisor restarts it)
-EXIT_DEPOSED = 5
+#: SPAWNs of a child whose shard moved, before it counts as killed
+FOLLOW_TRIES = 5
 #: seconds a tree stopping waits for its record's writes before it resigns
 FLUSH_GRACE = 5.0
 
@@ -135,14 +137,15 @@ class TreeSeat:
 
     async def _watch_shards(self, on_moved: Callable[[int], None]) -> None:
         pfx = prefix(self.ccfg.name) + b"shards/"
-        seen: dict[bytes, tuple[Any, Any]] = {}
+        seen: dict[bytes, tuple[Any, Any] | None] = {}
 
-        def record(value: bytes) -> tuple[Any, Any]:
+        def record(value: bytes) -> tuple[Any, Any] | None:
+            """(owner, epoch); None while the shard is being handed off ("to")."""
             try:
                 d = json.loads(value)
-                return d.get("owner"), d.get("epoch")
+                return None if d.get("to") is not None else (d.get("owner"), d.get("epoch"))
             except (ValueError, AttributeError):
-                return None, None
+                return (None, None)
         while True:
             try:
                 watch = await self._client.watch_prefix(pfx)      # first, then the baseline
@@ -150,7 +153,7 @@ class TreeSeat:
                 try:
                     async for ev in watch:
                         rec = record(ev.kv.value) if ev.kind == "PUT" else (None, None)
-                        if seen.get(ev.kv.key) != rec:
+                        if rec is not None and seen.get(ev.kv.key) != rec:
                             seen[ev.kv.key] = rec
                             with contextlib.suppress(ValueError):
                                 on_moved(int(ev.kv.key[len(pfx):]))

@@ -45,7 +45,7 @@ import os
 import signal
 import time
 from collections import deque
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import zmq
 
@@ -60,19 +60,23 @@ from actorsys.net.listener import Listener
 from actorsys.net.keys import node_keys
 from actorsys.net.sockets import SocketPump
 from actorsys.protocol import wire
+from actorsys.protocol.messages import Exit
 from actorsys.protocol.shardmap import ShardMap, shard_of
 
 from .child import NORMAL_EXITS, Child, ChildState
-from .cluster import EXIT_DEPOSED, TreeSeat
 from .etcdstore import EtcdTreeStore
 from .host import Event
 from .store import INCARNATION_BLOCK, TreeStore
 from .supervisor import Boot, ExitWhy, Supervisor
 
+if TYPE_CHECKING:
+    from .cluster import TreeSeat
+
 log = logging.getLogger("supervisors.tree")
 
 EXIT_ROOT_FAILED = 3       # a top-level supervisor failed: the node stops with this status
 EXIT_AUTO_SHUTDOWN = 4     # a top-level supervisor shut down (auto_shutdown): the node stops, 0
+EXIT_DEPOSED = 5           # a cluster's tree lost its election (cluster.py): restarted, stands by
 MAX_QUEUED_EVENTS = 100_000
 STOP_GRACE = 5.0           # seconds beyond a child's shutdown for its worker to answer the STOP
 READ_ONLY = ("which_children", "count_children")
@@ -139,6 +143,7 @@ class Tree:
             self.store = TreeStore(os.path.join(self.cfg.data_dir, "tree"))
             self._inc = self._inc_limit = self.store.incarnation_floor(self._inc)
         else:       # starting until the election says who holds the tree
+            from .cluster import TreeSeat    # (here: etcd's client is the [cluster] extra)
             self.seat = TreeSeat(self.cfg, self.endpoint, keys, self._elected, self._deposed,
                                  self._standby)
             self.store = self.seat.store
@@ -200,22 +205,36 @@ class Tree:
         self._inc = self._inc_limit = await self.store.load(revision, self._inc)
         self.restarted, self.state = True, TreeState.STARTING
         log.info("this node holds the cluster's supervision tree: adopting its children")
+        try:            # the cluster's map, not this node's own
+            await self.transport.refresh_map(self.cfg.ask_timeout)
+        except ActorError as exc:
+            log.warning("could not fetch the cluster's map from the router (%s): the tree "
+                        "learns it at its first wrong_shard", exc)
         assert self.seat is not None
         self.seat.follow_shards(lambda shard: self.post(self._follow, shard))
         await self._boot()
 
     async def _follow(self, shard: int) -> None:
-        """A shard changed owner: its running children are SPAWNed where it is now, with
-        the same incarnation (adopted, or started if the move ended them): no restart."""
+        """A shard moved: its running children are SPAWNed where it is now, with the
+        same incarnation (adopted, or started if the move ended them): no restart."""
         for held in [h for h in self.index.values() if h.child.state is ChildState.RUNNING
                      and shard_of(*h.child.addr, self.map.shards) == shard]:
-            self.counters["followed"] = self.counters.get("followed", 0) + 1
-            try:
-                await self.start_actor(held.sup.name, held.child)
-            except StartFailed as exc:
-                log.warning("child '%s' of '%s' could not follow shard %d: %s", held.child.id,
-                            held.sup.name, shard, exc)
-                await held.sup.on_exit(held.child, "killed", held.child.inc)
+            await self._follow_child(held, held.child.inc, 1)
+
+    async def _follow_child(self, held: Held, inc: int, attempt: int) -> None:
+        from .cluster import FOLLOW_TRIES
+        if held.child.state is not ChildState.RUNNING or held.child.inc != inc:
+            return          # it exited, was stopped or restarted meanwhile
+        self.counters["followed"] = self.counters.get("followed", 0) + 1
+        try:
+            await self.start_actor(held.sup.name, held.child)
+        except StartFailed as exc:
+            if attempt < FOLLOW_TRIES:
+                self.later(0.25 * 2 ** (attempt - 1), self._follow_child, held, inc, attempt + 1)
+                return
+            log.warning("child '%s' of '%s' could not follow its shard: %s", held.child.id,
+                        held.sup.name, exc)
+            await held.sup.on_exit(held.child, "killed", inc)
 
     def _deposed(self) -> None:
         log.error("this node lost the cluster's supervision tree; the tree process exits "
@@ -430,6 +449,10 @@ class Tree:
 
     async def _on_exit(self, sup_name: str, cid: str, type_name: str, key: str, inc: int,
                        reason: str, detail: str) -> None:
+        if self.state is TreeState.STANDBY:     # (queued while the election was under way)
+            assert self.seat is not None
+            return self.seat.forward_exit(Exit(0, sup_name, cid, type_name, key, inc, reason,
+                                               detail).encode())
         held = self.index.get((type_name, key))
         if held is None or held.sup.name != sup_name or held.child.id != cid:
             return

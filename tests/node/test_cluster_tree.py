@@ -168,18 +168,30 @@ def test_the_holder_spawns_the_children_of_a_shard_that_changed_owner_again(tmp_
         wait_until(lambda: tree(node).get("state") == "running", "n1's tree to hold and run")
         before = tree(node)
         shard = shard_of("Worker", "a", node.status()["shards"])
-        assert shard != shard_of("Worker", "b", node.status()["shards"]), "(the test's premise)"
+        shard_b = shard_of("Worker", "b", node.status()["shards"])
+        assert shard != shard_b, "(the test's premise)"
 
-        async def move() -> None:
-            client = await connect(ClusterConfig([etcd.url], "t", "x", TTL))
-            try:
-                await client.put(b"/actorsys/t/shards/%05d" % shard,
-                                 json.dumps({"owner": "n1", "epoch": 2}).encode())
-            finally:
-                await client.close()
-        asyncio.run(move())
+        def move(*records: tuple[int, dict[str, Any]]) -> None:
+            async def run() -> None:
+                client = await connect(ClusterConfig([etcd.url], "t", "x", TTL))
+                try:
+                    for s, rec in records:
+                        await client.put(b"/actorsys/t/shards/%05d" % s, json.dumps(rec).encode())
+                finally:
+                    await client.close()
+            asyncio.run(run())
+        move((shard, {"owner": "n1", "epoch": 2}))
         wait_until(lambda: tree(node).get("followed") == 1, "the tree to follow shard of 'a'")
         st = tree(node)
         assert st["adopted"] == before["adopted"] + 1 and st["restarts"] == before["restarts"], st
         assert c.ask("Worker", "a", "info")["starts"] == 1
         assert statuses(c) == {"a": "running", "b": "running"}
+        # a move under way ("to") is not followed: the watch's next event, b's shard's
+        # move, is the second one followed
+        move((shard, {"owner": "n1", "epoch": 3, "to": "n2"}), (shard_b, {"owner": "n1", "epoch": 2}))
+        wait_until(lambda: tree(node).get("followed", 0) >= 2, "the tree to follow b's shard")
+        statuses(c)          # (queued behind the tree's events so far)
+        assert tree(node)["followed"] == 2, "the shard still moving was not followed"
+        move((shard, {"owner": "n1", "epoch": 4}))        # its move's end (a rollback) is
+        wait_until(lambda: tree(node).get("followed") == 3, "the tree to follow the rollback")
+        assert tree(node)["adopted"] == before["adopted"] + 3
