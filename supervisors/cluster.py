@@ -44,7 +44,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import zmq
 
@@ -58,11 +58,9 @@ from actorsys.net.keys import CurveKeys, NodeKeys
 from actorsys.net.sockets import dealer
 from actorsys.protocol.messages import Sup
 from actorsys.client.requests import no_answer
+from actorsys.client.transport import AsyncTransport
 
 from .etcdstore import EtcdTreeStore
-
-if TYPE_CHECKING:
-    from actorsys.client.transport import AsyncTransport
 
 log = get_logger("supervisors.cluster")
 
@@ -96,6 +94,8 @@ class TreeSeat:
                                    tree_key(self.ccfg.name), self._fenced)
         self._fwd: zmq.Socket[Any] | None = None
         self._fwd_to: str | None = None
+        self._sup: AsyncTransport | None = None
+        self._sup_to: str | None = None
         self.ctx: zmq.Context[Any] | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -195,7 +195,18 @@ class TreeSeat:
             self.counters["exits_dropped"] += 1
             log.warning("could not forward an EXIT to the tree on node %s: %s", h.node_id, exc)
 
-    async def forward_sup(self, transport: AsyncTransport, name: str, command: str, arg: Any,
+    def _to_holder(self, h: Holder, max_message_bytes: int) -> AsyncTransport:
+        """A transport to the holder's tree (CURVE with the holder's public key)."""
+        if self._sup is None or self._sup_to != h.endpoint:
+            if self._sup is not None:
+                self._sup.close()
+            assert self.ctx is not None
+            self._sup = AsyncTransport(self.ctx, None, max_message_bytes=max_message_bytes,
+                                       keys=self._holder_keys(h))
+            self._sup_to = h.endpoint
+        return self._sup
+
+    async def forward_sup(self, max_message_bytes: int, name: str, command: str, arg: Any,
                           deadline: float | None, timeout: float) -> Any:
         """A runtime-API request made to this standby tree, carried out by the holder."""
         h = self.holder
@@ -203,6 +214,7 @@ class TreeSeat:
             raise NodeUnavailable(f"no node holds the supervision tree of cluster "
                                   f"{self.ccfg.name!r} now (an election is under way): try again")
         self.counters["sup_forwarded"] += 1
+        transport = self._to_holder(h, max_message_bytes)
         who = f"the supervision tree on node {h.node_id} ({h.endpoint})"
         try:
             return await transport.request_peer(
@@ -238,4 +250,7 @@ class TreeSeat:
         if self._fwd is not None:
             self._fwd.close(0)
             self._fwd = None
+        if self._sup is not None:
+            self._sup.close()
+            self._sup = None
         self.store.close()

@@ -252,8 +252,8 @@ class Tree:
         assert self.seat is not None
         timeout = (deadline - time.time()) if deadline is not None else self.cfg.ask_timeout
         try:
-            result = await self.seat.forward_sup(self.transport, name, command, arg, deadline,
-                                                 max(timeout, 0.001))
+            result = await self.seat.forward_sup(self.cfg.max_message_bytes, name, command, arg,
+                                                 deadline, max(timeout, 0.001))
         except ActorError as exc:
             self._reply_err(envelope, rid, exc)
             return

@@ -195,3 +195,27 @@ def test_the_holder_spawns_the_children_of_a_shard_that_changed_owner_again(tmp_
         move((shard, {"owner": "n1", "epoch": 4}))        # its move's end (a rollback) is
         wait_until(lambda: tree(node).get("followed") == 3, "the tree to follow the rollback")
         assert tree(node)["adopted"] == before["adopted"] + 3
+
+
+def test_forwarding_to_the_holder_uses_its_own_curve_key(tmp_path, etcd):
+    """Nodes with key pairs of their own (each authorizing the other's): a standby tree
+    reaches the holder's with the public key from the holder's election record."""
+    import shutil
+
+    from actorsys.net.keys import keygen
+    auth = tmp_path / "authorized"
+    auth.mkdir()
+    cfgs = {}
+    for nid in ("n1", "n2"):
+        public, secret = keygen(tmp_path / "keys" / nid, nid)
+        shutil.copy(public, auth / f"{nid}.key")
+        cfg = cluster_config(tmp_path, etcd, nid)
+        del cfg["node"]["insecure"]
+        cfg["node"].update(curve_secret_key=secret, authorized_keys=str(auth))
+        cfgs[nid] = cfg
+    with actorsys.Node(cfgs["n1"]) as n1:
+        wait_until(lambda: tree(n1).get("state") == "running", "n1's tree to hold the election")
+        with actorsys.Node(cfgs["n2"]) as n2:
+            wait_until(lambda: tree(n2).get("state") == "standby", "n2's tree to stand by")
+            assert statuses(n2.client()) == {"a": "running", "b": "running"}
+            assert tree(n2)["cluster"]["sup_forwarded"] == 1
