@@ -1,4 +1,6 @@
 """The supervision tree of a cluster node (``[cluster]``): one tree for the whole cluster.
+(:class:`TreeSeat` here: its election, record and link to the holder; the tree process
+that uses it: ``clustertree.py``.)
 
 Every cluster node with ``[supervisors]`` runs a tree process; they campaign in the
 election ``/actorsys/<cluster>/tree`` (``actorsys/cluster/election.py``), and only the

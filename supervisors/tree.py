@@ -25,15 +25,14 @@ In the user's words:
   the config afresh), and the addresses it supervises (a declared child dropped from the
   config is released to be a plain actor).
 * SIGTERM stops every top-level supervisor in reverse order, then the process exits.
-* A cluster node's tree (``[cluster]``) is one of the cluster's candidates for its one
-  tree: ``cluster.py`` says how it campaigns, stands by, takes over (as a restarted
-  tree does) and hands over; its record lives in etcd (``etcdstore.py``).
+* A cluster node's tree (``[cluster]``) is a :class:`~supervisors.clustertree.ClusterTree`,
+  one of the cluster's candidates for its one tree (``cluster.py`` has the semantics).
 
 The process is four states (:class:`TreeState`): ``starting`` (the top-level supervisors
 start) -> ``running`` -> ``stopping`` (SIGTERM: nothing queued runs but the stop) ->
-``stopped``; a cluster node's tree is ``standby`` until it wins the election. It is the
-host of its supervisors (``host.py``): events, the clock, actor children reached through
-the workers, its index of supervised addresses and its store (``store.py``).
+``stopped`` (a cluster node's tree is ``standby`` while another node holds it). It is
+the host of its supervisors (``host.py``): events, the clock, actor children reached
+through the workers, its index of supervised addresses and its store (``store.py``).
 """
 from __future__ import annotations
 
@@ -60,17 +59,16 @@ from actorsys.net.listener import Listener
 from actorsys.net.keys import node_keys
 from actorsys.net.sockets import SocketPump
 from actorsys.protocol import wire
-from actorsys.protocol.messages import Exit
-from actorsys.protocol.shardmap import ShardMap, shard_of
+from actorsys.protocol.shardmap import ShardMap
 
 from .child import NORMAL_EXITS, Child, ChildState
-from .etcdstore import EtcdTreeStore
 from .host import Event
 from .store import INCARNATION_BLOCK, TreeStore
 from .supervisor import Boot, ExitWhy, Supervisor
 
 if TYPE_CHECKING:
-    from .cluster import TreeSeat
+    from .etcdstore import EtcdTreeStore
+    from actorsys.net.keys import NodeKeys
 
 log = logging.getLogger("supervisors.tree")
 
@@ -110,9 +108,9 @@ class Tree:
     """The supervision tree process, host of its supervisors (see the module docstring)."""
 
     def __init__(self, cfg: NodeConfig, meta: dict[str, Any], endpoint: str,
-                 worker_endpoints: list[str], restarted: bool = False, router: str | None = None) -> None:
+                 worker_endpoints: list[str], restarted: bool = False) -> None:
         self.cfg, self.endpoint, self.restarted = cfg, endpoint, restarted
-        self.router = router if cfg.cluster is not None else None   # the cluster's map: from it
+        self.router: str | None = None     # a cluster's tree gets its map from the router
         self.map = ShardMap(epoch=meta["epoch"], shards=meta["shards"], owner=list(meta["owner"]),
                             endpoints=worker_endpoints)
         self.specs: dict[str, specs.SupervisorSpec] = specs.parse_supervisors(
@@ -125,8 +123,6 @@ class Tree:
         self._inc = int(time.time() * 1000) << 8    # incarnations only grow, across restarts too
         self.counters = {"received": 0, "bad_frames": 0, "exits": 0, "admin": 0, "restarts": 0,
                          "adopted": 0, "auth_refused": 0, "handshake_failed": 0}
-        self.seat: TreeSeat | None = None        # a cluster node's tree: its election
-        self.forwarding: set[asyncio.Task[None]] = set()   # runtime-API requests to the holder
         self.report_fd: int | None = None    # a pipe to the node supervisor (set by main)
         self.events: deque[Queued] = deque()
 
@@ -138,15 +134,7 @@ class Tree:
             os.unlink(self.failure_path)
         self.ctx = zmq.Context()
         keys = node_keys(self.cfg)      # tcp: CURVE server and client, ZAP before the bind
-        self.store: TreeStore | EtcdTreeStore
-        if self.cfg.cluster is None:
-            self.store = TreeStore(os.path.join(self.cfg.data_dir, "tree"))
-            self._inc = self._inc_limit = self.store.incarnation_floor(self._inc)
-        else:       # starting until the election says who holds the tree
-            from .cluster import TreeSeat    # (here: etcd's client is the [cluster] extra)
-            self.seat = TreeSeat(self.cfg, self.endpoint, keys, self._elected, self._deposed,
-                                 self._standby)
-            self.store = self.seat.store
+        self.store: TreeStore | EtcdTreeStore = self._open_store(keys)
         self.listener = Listener(self.ctx, self.loop, keys, self.counters, self.endpoint,
                                  self.cfg.max_message_bytes)
         self.sock = self.listener.sock
@@ -164,15 +152,11 @@ class Tree:
             self.loop.add_signal_handler(sig, self._on_sigterm)
         consumer = self.loop.create_task(self._consume())
         try:
-            if self.seat is None:
-                self.post(self._boot)
-            else:
-                await self.seat.start(self.ctx)
+            await self._begin()
             await self._done
         finally:
             consumer.cancel()
-            if self.seat is not None:
-                self.seat.close_link()
+            self._closing()
             self.pump.close()
             self.transport.close()
             self.listener.close(200)
@@ -180,84 +164,24 @@ class Tree:
             self.store.close()
         return self.code
 
+    def _open_store(self, keys: NodeKeys | None) -> TreeStore | EtcdTreeStore:
+        store = TreeStore(os.path.join(self.cfg.data_dir, "tree"))
+        self._inc = self._inc_limit = store.incarnation_floor(self._inc)
+        return store
+
+    async def _begin(self) -> None:
+        self.post(self._boot)
+
+    def _closing(self) -> None:
+        """(Before the sockets close.)"""
+
     def _on_sigterm(self) -> None:
         if self.state in (TreeState.STOPPING, TreeState.STOPPED):
             return
         self.state = TreeState.STOPPING
         # jump the queue (after the event in progress): nothing queued should start children now
-        self.events.appendleft(Queued(self._shutdown if self.seat is None else self._hand_over, ()))
+        self.events.appendleft(Queued(self._shutdown, ()))
         self.wake.set()
-
-    # -- a cluster node's tree (cluster.py) ---------------------------------------------
-    def _elected(self, revision: int) -> None:
-        self.post(self._take_over, revision)
-
-    def _standby(self) -> None:
-        if self.state is TreeState.STARTING:
-            self.state = TreeState.STANDBY
-
-    async def _take_over(self, revision: int) -> None:
-        """This node won the election: the tree starts as a restarted tree does (adopting
-        the children that run), from its record in etcd."""
-        if self.state not in (TreeState.STARTING, TreeState.STANDBY):
-            return
-        assert isinstance(self.store, EtcdTreeStore)
-        self._inc = self._inc_limit = await self.store.load(revision, self._inc)
-        self.restarted, self.state = True, TreeState.STARTING
-        log.info("this node holds the cluster's supervision tree: adopting its children")
-        try:            # the cluster's map, not this node's own
-            await self.transport.refresh_map(self.cfg.ask_timeout)
-        except ActorError as exc:
-            log.warning("could not fetch the cluster's map from the router (%s): the tree "
-                        "learns it at its first wrong_shard", exc)
-        assert self.seat is not None
-        self.seat.follow_shards(lambda shard: self.post(self._follow, shard))
-        await self._boot()
-
-    async def _follow(self, shard: int) -> None:
-        """A shard moved: its running children are SPAWNed where it is now, with the
-        same incarnation (adopted, or started if the move ended them): no restart."""
-        for held in [h for h in self.index.values() if h.child.state is ChildState.RUNNING
-                     and shard_of(*h.child.addr, self.map.shards) == shard]:
-            await self._follow_child(held, held.child.inc, 1)
-
-    async def _follow_child(self, held: Held, inc: int, attempt: int) -> None:
-        from .cluster import FOLLOW_TRIES
-        if held.child.state is not ChildState.RUNNING or held.child.inc != inc:
-            return          # it exited, was stopped or restarted meanwhile
-        self.counters["followed"] = self.counters.get("followed", 0) + 1
-        try:
-            await self.start_actor(held.sup.name, held.child)
-        except StartFailed as exc:
-            if attempt < FOLLOW_TRIES:
-                self.later(0.25 * 2 ** (attempt - 1), self._follow_child, held, inc, attempt + 1)
-                return
-            log.warning("child '%s' of '%s' could not follow its shard: %s", held.child.id,
-                        held.sup.name, exc)
-            await held.sup.on_exit(held.child, "killed", inc)
-
-    def _deposed(self) -> None:
-        log.error("this node lost the cluster's supervision tree; the tree process exits "
-                  "(its children run on, for the new holder to adopt)")
-        self._finish(EXIT_DEPOSED)
-
-    async def _hand_over(self) -> None:
-        assert self.seat is not None
-        await self.seat.resign()
-        log.info("supervision tree handed over (its children run on)")
-        self._finish(self.code)
-
-    async def _forward_sup(self, envelope: tuple[bytes, ...], rid: int, name: str, command: str,
-                           arg: Any, deadline: float | None = None) -> None:
-        assert self.seat is not None
-        timeout = (deadline - time.time()) if deadline is not None else self.cfg.ask_timeout
-        try:
-            result = await self.seat.forward_sup(self.cfg.max_message_bytes, name, command, arg,
-                                                 deadline, max(timeout, 0.001))
-        except ActorError as exc:
-            self._reply_err(envelope, rid, exc)
-            return
-        self._reply(envelope, wire.ok(rid, result))
 
     async def _stop_roots(self) -> None:
         """Stop the running top-level supervisors, last started first."""
@@ -288,7 +212,7 @@ class Tree:
                 continue
             fn, args = self.events.popleft()
             if self.state is TreeState.STOPPED or (self.state is TreeState.STOPPING
-                                                   and fn not in (self._shutdown, self._hand_over)):
+                                                   and fn != self._shutdown):
                 if fn == self._admin:       # answer rather than leave the caller to time out
                     self._reply_err(args[0], args[1], SupervisorError("the node is stopping"))
                 continue
@@ -449,10 +373,6 @@ class Tree:
 
     async def _on_exit(self, sup_name: str, cid: str, type_name: str, key: str, inc: int,
                        reason: str, detail: str) -> None:
-        if self.state is TreeState.STANDBY:     # (queued while the election was under way)
-            assert self.seat is not None
-            return self.seat.forward_exit(Exit(0, sup_name, cid, type_name, key, inc, reason,
-                                               detail).encode())
         held = self.index.get((type_name, key))
         if held is None or held.sup.name != sup_name or held.child.id != cid:
             return
@@ -484,8 +404,6 @@ class Tree:
         if deadline is not None and time.time() > deadline:
             self.counters["expired"] = self.counters.get("expired", 0) + 1
             return          # its caller has given up: doing it now would surprise them
-        if self.state is TreeState.STANDBY:     # (queued while the election was under way)
-            return await self._forward_sup(envelope, rid, name, command, arg, deadline)
         sup = self.sups.get(name)
         try:
             if sup is None or (not sup.running and command not in READ_ONLY):
@@ -523,15 +441,7 @@ class Tree:
             self.counters["bad_frames"] += 1
             self._reply_err(r.envelope, r.rid, r.error)
             return
-        if self.state is TreeState.STANDBY and op in (wire.EXIT, wire.SUP):
-            assert self.seat is not None
-            if op == wire.EXIT:
-                self.seat.forward_exit(frames[-1])
-            else:
-                task = self.loop.create_task(self._forward_sup(envelope, rid, *rest))
-                self.forwarding.add(task)
-                task.add_done_callback(self.forwarding.discard)
-        elif op == wire.EXIT:
+        if op == wire.EXIT:
             self.post(self._on_exit, *rest)
         elif op == wire.SUP:
             if len(self.events) >= MAX_QUEUED_EVENTS:
@@ -552,8 +462,7 @@ class Tree:
         return {"role": "tree", "pid": os.getpid(), "state": self.state.value, "endpoint": self.endpoint,
                 "supervisors": {n: {"running": s.running, **s.count_children()}
                                 for n, s in self.sups.items()},
-                "pending_events": len(self.events), **self.counters,
-                **({"cluster": self.seat.status()} if self.seat is not None else {})}
+                "pending_events": len(self.events), **self.counters}
 
 
 def main(cfg: NodeConfig, layout: NodeLayout, meta: dict[str, Any], restarted: bool = False,
@@ -561,6 +470,10 @@ def main(cfg: NodeConfig, layout: NodeLayout, meta: dict[str, Any], restarted: b
     """Entry point of the tree process (forked by the node supervisor); returns its exit
     status. Why it failed, if it does, is also written to ``report_fd``."""
     assert layout.tree is not None, "the node supervisor starts a tree only for [supervisors]"
-    tree = Tree(cfg, meta, layout.tree, list(layout.workers), restarted, router=layout.router)
+    if cfg.cluster is None:
+        tree = Tree(cfg, meta, layout.tree, list(layout.workers), restarted)
+    else:                   # (imported here: etcd's client is the [cluster] extra)
+        from .clustertree import ClusterTree
+        tree = ClusterTree(cfg, meta, layout.tree, list(layout.workers), restarted, layout.router)
     tree.report_fd = report_fd
     return asyncio.run(tree.run())
