@@ -4,8 +4,9 @@ Semantics:
 
 * One key, ``/actorsys/<cluster>/tree`` = JSON ``{"node_id", "endpoint", "public_key"}``
   (``endpoint``: the holder's tree endpoint; ``public_key``: its CURVE key, z85, or
-  None), written under a **lease of the campaigner's own** of ``lease_ttl`` seconds (the
-  tree is a process apart from the router, whose membership lease it cannot renew).
+  None), written under a **lease of the campaigner's own** of ``lease_ttl`` seconds
+  (whole seconds, as etcd grants them: 2.5 is 2). The tree is a process apart from the
+  router, whose membership lease it cannot renew.
 * Campaigning is one transaction: ``version(key) == 0`` -> put. Of any number of
   campaigners exactly one wins; the others read the holder and **watch** the key. When
   it goes (the holder resigned, or its lease expired because it died, froze or lost
@@ -91,7 +92,9 @@ class Election:
     def __init__(self, client: aetcd.Client, cluster: str, node_id: str, endpoint: str,
                  public_key: str | None, lease_ttl: float,
                  on_change: Callable[[Holder | None, bool], None] | None = None) -> None:
-        self.client, self.node_id, self.lease_ttl = client, node_id, lease_ttl
+        #: whole seconds, as etcd grants leases (a fraction trusted would outlive the lease)
+        self.lease_ttl = max(int(lease_ttl), 1)
+        self.client, self.node_id = client, node_id
         self.on_change = on_change
         self.key = tree_key(cluster)
         self._value = json.dumps({"node_id": node_id, "endpoint": endpoint,
@@ -141,7 +144,7 @@ class Election:
         """Grant the lease and start campaigning (and renewing, and watching)."""
         loop = asyncio.get_running_loop()
         sent_at = loop.time()
-        self._lease = await self.client.lease(ttl=max(int(self.lease_ttl), 1))
+        self._lease = await self.client.lease(ttl=self.lease_ttl)
         self._renewed(sent_at)
         self._tasks = [asyncio.create_task(self._campaign()), asyncio.create_task(self._keepalive())]
 
@@ -216,7 +219,7 @@ class Election:
                 continue
             if r is not None and getattr(r, "TTL", 1) <= 0:
                 log.error("the tree's etcd lease expired; campaigning under a new one")
-                self._lease = await self.client.lease(ttl=max(int(self.lease_ttl), 1))
+                self._lease = await self.client.lease(ttl=self.lease_ttl)
             self._renewed(sent_at)
 
     def stop_renewing(self) -> None:
