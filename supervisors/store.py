@@ -23,7 +23,7 @@ from actorsys.protocol import wire
 INCARNATION_BLOCK = 1_000_000     # incarnations reserved per write of the floor
 
 
-def _key(tag: bytes, a: str, b: str | None = None) -> bytes:
+def record_key(tag: bytes, a: str, b: str | None = None) -> bytes:
     k = tag + a.encode() + b"\0"
     return k if b is None else k + b.encode()
 
@@ -35,34 +35,34 @@ class TreeStore:
         self.db = plyvel.DB(path, create_if_missing=True)
 
     def dynamic(self, sup: str) -> list[tuple[int, dict[str, Any]]]:
-        out = [wire.unpack_stored(v) for _k, v in self.db.iterator(prefix=_key(b"d", sup))]
+        out = [wire.unpack_stored(v) for _k, v in self.db.iterator(prefix=record_key(b"d", sup))]
         return sorted(((d["seq"], d["spec"]) for d in out), key=lambda t: t[0])
 
     def put_dynamic(self, sup: str, seq: int, spec: ChildSpec) -> None:
-        self.db.put(_key(b"d", sup, spec.id), wire.pack({"seq": seq, "spec": spec.to_dict()}))
+        self.db.put(record_key(b"d", sup, spec.id), wire.pack({"seq": seq, "spec": spec.to_dict()}))
 
     def drop_dynamic(self, sup: str, cid: str) -> None:
-        self.db.delete(_key(b"d", sup, cid))
+        self.db.delete(record_key(b"d", sup, cid))
 
     def drop_all_dynamic(self, sup: str) -> None:
         with self.db.write_batch() as b:
-            for k in self.db.iterator(prefix=_key(b"d", sup), include_value=False):
+            for k in self.db.iterator(prefix=record_key(b"d", sup), include_value=False):
                 b.delete(k)
 
     def set_stopped(self, sup: str, cid: str, stopped: bool) -> None:
         if stopped:
-            self.db.put(_key(b"t", sup, cid), b"")
+            self.db.put(record_key(b"t", sup, cid), b"")
         else:
-            self.db.delete(_key(b"t", sup, cid))
+            self.db.delete(record_key(b"t", sup, cid))
 
     def is_stopped(self, sup: str, cid: str) -> bool:
-        return self.db.get(_key(b"t", sup, cid)) is not None
+        return self.db.get(record_key(b"t", sup, cid)) is not None
 
     def set_deleted(self, sup: str, cid: str) -> None:
-        self.db.put(_key(b"x", sup, cid), b"")
+        self.db.put(record_key(b"x", sup, cid), b"")
 
     def is_deleted(self, sup: str, cid: str) -> bool:
-        return self.db.get(_key(b"x", sup, cid)) is not None
+        return self.db.get(record_key(b"x", sup, cid)) is not None
 
     def clear_stopped(self) -> None:
         """A node start: the config applies afresh (run-time stops and deletions go)."""
@@ -79,7 +79,7 @@ class TreeStore:
         return out
 
     def set_address(self, addr: tuple[str, str], present: bool) -> None:
-        k = _key(b"a", addr[0], addr[1])
+        k = record_key(b"a", addr[0], addr[1])
         if present:
             self.db.put(k, b"")
         else:
@@ -91,6 +91,9 @@ class TreeStore:
         start = max(floor, int(raw) if raw else 0)
         self.db.put(b"i", str(start + INCARNATION_BLOCK).encode(), sync=True)
         return start
+
+    async def flushed(self) -> None:
+        """Every write so far is durable (here at once: a local LevelDB)."""
 
     def close(self) -> None:
         self.db.close()

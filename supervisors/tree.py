@@ -25,12 +25,14 @@ In the user's words:
   the config afresh), and the addresses it supervises (a declared child dropped from the
   config is released to be a plain actor).
 * SIGTERM stops every top-level supervisor in reverse order, then the process exits.
+* A cluster node's tree (``[cluster]``) is a :class:`~supervisors.clustertree.ClusterTree`,
+  one of the cluster's candidates for its one tree (``cluster.py`` has the semantics).
 
 The process is four states (:class:`TreeState`): ``starting`` (the top-level supervisors
 start) -> ``running`` -> ``stopping`` (SIGTERM: nothing queued runs but the stop) ->
-``stopped``. It is the host of its supervisors (``host.py``): events, the clock, actor
-children reached through the workers, its index of supervised addresses and its store
-(``store.py``).
+``stopped`` (a cluster node's tree is ``standby`` while another node holds it). It is
+the host of its supervisors (``host.py``): events, the clock, actor children reached
+through the workers, its index of supervised addresses and its store (``store.py``).
 """
 from __future__ import annotations
 
@@ -42,7 +44,7 @@ import os
 import signal
 import time
 from collections import deque
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import zmq
 
@@ -64,10 +66,15 @@ from .host import Event
 from .store import INCARNATION_BLOCK, TreeStore
 from .supervisor import Boot, ExitWhy, Supervisor
 
+if TYPE_CHECKING:
+    from .etcdstore import EtcdTreeStore
+    from actorsys.net.keys import NodeKeys
+
 log = logging.getLogger("supervisors.tree")
 
 EXIT_ROOT_FAILED = 3       # a top-level supervisor failed: the node stops with this status
 EXIT_AUTO_SHUTDOWN = 4     # a top-level supervisor shut down (auto_shutdown): the node stops, 0
+EXIT_DEPOSED = 5           # a cluster's tree lost its election (cluster.py): restarted, stands by
 MAX_QUEUED_EVENTS = 100_000
 STOP_GRACE = 5.0           # seconds beyond a child's shutdown for its worker to answer the STOP
 READ_ONLY = ("which_children", "count_children")
@@ -76,6 +83,7 @@ COMMANDS = ("which_children", "count_children", "start_child", "terminate_child"
 
 
 class TreeState(enum.Enum):
+    STANDBY = "standby"        # a cluster node's tree while another node holds the election
     STARTING = "starting"
     RUNNING = "running"
     STOPPING = "stopping"
@@ -102,6 +110,7 @@ class Tree:
     def __init__(self, cfg: NodeConfig, meta: dict[str, Any], endpoint: str,
                  worker_endpoints: list[str], restarted: bool = False) -> None:
         self.cfg, self.endpoint, self.restarted = cfg, endpoint, restarted
+        self.router: str | None = None     # a cluster's tree gets its map from the router
         self.map = ShardMap(epoch=meta["epoch"], shards=meta["shards"], owner=list(meta["owner"]),
                             endpoints=worker_endpoints)
         self.specs: dict[str, specs.SupervisorSpec] = specs.parse_supervisors(
@@ -113,7 +122,7 @@ class Tree:
         self.code = 0
         self._inc = int(time.time() * 1000) << 8    # incarnations only grow, across restarts too
         self.counters = {"received": 0, "bad_frames": 0, "exits": 0, "admin": 0, "restarts": 0,
-                         "auth_refused": 0, "handshake_failed": 0}
+                         "adopted": 0, "auth_refused": 0, "handshake_failed": 0}
         self.report_fd: int | None = None    # a pipe to the node supervisor (set by main)
         self.events: deque[Queued] = deque()
 
@@ -123,14 +132,13 @@ class Tree:
         self.failure_path = os.path.join(self.cfg.data_dir, FAILURE_FILE)
         if not self.restarted and os.path.exists(self.failure_path):
             os.unlink(self.failure_path)
-        self.store = TreeStore(os.path.join(self.cfg.data_dir, "tree"))
-        self._inc = self._inc_limit = self.store.incarnation_floor(self._inc)
         self.ctx = zmq.Context()
         keys = node_keys(self.cfg)      # tcp: CURVE server and client, ZAP before the bind
+        self.store: TreeStore | EtcdTreeStore = self._open_store(keys)
         self.listener = Listener(self.ctx, self.loop, keys, self.counters, self.endpoint,
                                  self.cfg.max_message_bytes)
         self.sock = self.listener.sock
-        self.transport = AsyncTransport(self.ctx, None, shard_map=self.map,
+        self.transport = AsyncTransport(self.ctx, self.router, shard_map=self.map,
                                         max_message_bytes=self.cfg.max_message_bytes,
                                         max_pending=1_000_000, default_timeout=self.cfg.ask_timeout,
                                         keys=keys.client if keys else None)
@@ -143,17 +151,29 @@ class Tree:
         for sig in (signal.SIGTERM,):   # SIGINT (Ctrl-C) is the supervisor's alone
             self.loop.add_signal_handler(sig, self._on_sigterm)
         consumer = self.loop.create_task(self._consume())
-        self.post(self._boot)
         try:
+            await self._begin()
             await self._done
         finally:
             consumer.cancel()
+            self._closing()
             self.pump.close()
             self.transport.close()
             self.listener.close(200)
             self.ctx.term()
             self.store.close()
         return self.code
+
+    def _open_store(self, keys: NodeKeys | None) -> TreeStore | EtcdTreeStore:
+        store = TreeStore(os.path.join(self.cfg.data_dir, "tree"))
+        self._inc = self._inc_limit = store.incarnation_floor(self._inc)
+        return store
+
+    async def _begin(self) -> None:
+        self.post(self._boot)
+
+    def _closing(self) -> None:
+        """(Before the sockets close.)"""
 
     def _on_sigterm(self) -> None:
         if self.state in (TreeState.STOPPING, TreeState.STOPPED):
@@ -323,10 +343,10 @@ class Tree:
         s = ch.spec
         opts = {"sup": sup, "child": s.id, "args": s.args, "kwargs": s.kwargs, "inc": ch.inc}
         try:
-            await self.transport.control_actor(wire.SPAWN, *ch.addr, opts, self.cfg.ask_timeout)
+            r = await self.transport.control_actor(wire.SPAWN, *ch.addr, opts, self.cfg.ask_timeout)
         except ActorError as exc:
             raise StartFailed(f"{exc}") from None
-        self.counters["restarts"] += 1
+        self.counters["adopted" if r == "adopted" else "restarts"] += 1
 
     async def stop_actor(self, sup: str, ch: Child, shutdown: Shutdown) -> None:
         wait = (self.cfg.turn_timeout if shutdown == INFINITY else 0 if shutdown == BRUTAL_KILL
@@ -343,8 +363,9 @@ class Tree:
 
     # -- events -----------------------------------------------------------------------
     def _slot_lost(self, slot: int) -> None:
+        m = self.transport.map or self.map      # (a cluster's map is the router's, refreshed)
         dead = [(held, held.child.inc) for held in self.index.values()
-                if held.child.state is ChildState.RUNNING and self.map.slot_of(*held.child.addr) == slot]
+                if held.child.state is ChildState.RUNNING and m.slot_of(*held.child.addr) == slot]
         if dead:
             log.warning("worker slot %d died: %d supervised children with it", slot, len(dead))
         for held, inc in dead:
@@ -391,6 +412,7 @@ class Tree:
                     f"no supervisor named '{name:.200}' is running "
                     f"(configured: {', '.join(self.specs) or 'none'})")
             result = await self._command(sup, command, arg)
+            await self.store.flushed()      # a cluster's record: in etcd before the answer
         except ActorError as exc:
             self._reply_err(envelope, rid, exc)
             return
@@ -448,6 +470,10 @@ def main(cfg: NodeConfig, layout: NodeLayout, meta: dict[str, Any], restarted: b
     """Entry point of the tree process (forked by the node supervisor); returns its exit
     status. Why it failed, if it does, is also written to ``report_fd``."""
     assert layout.tree is not None, "the node supervisor starts a tree only for [supervisors]"
-    tree = Tree(cfg, meta, layout.tree, list(layout.workers), restarted)
+    if cfg.cluster is None:
+        tree = Tree(cfg, meta, layout.tree, list(layout.workers), restarted)
+    else:                   # (imported here: etcd's client is the [cluster] extra)
+        from .clustertree import ClusterTree
+        tree = ClusterTree(cfg, meta, layout.tree, list(layout.workers), restarted, layout.router)
     tree.report_fd = report_fd
     return asyncio.run(tree.run())

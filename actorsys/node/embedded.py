@@ -123,7 +123,8 @@ class Node:
                 processes = client.status()["processes"]
                 supervisor = next((p["pid"] for p in processes if p["role"] == "supervisor"), None)
                 tree = next((p for p in processes if p["role"] == "tree"), None)
-                if self.config.supervisors and (tree is None or tree.get("state") != "running"):
+                if self.config.supervisors and (tree is None or tree.get("state") not in
+                                                ("running", "standby")):   # standby: a cluster's
                     client.close()
                     time.sleep(0.02)      # the tree is still starting its children
                     continue
