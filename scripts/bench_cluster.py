@@ -104,7 +104,7 @@ def latency(asks: dict[str, Any], raw: Any, n: int, chunk: int = 100) -> dict[st
     perf = time.perf_counter_ns
     samples: dict[str, list[int]] = {name: [] for name in [*asks, "raw"]}
     rid = 0
-    for name, ref in asks.items():
+    for ref in asks.values():
         for _ in range(100):
             ref.ask("add", 1, timeout=10.0)
     while len(samples["raw"]) < n:

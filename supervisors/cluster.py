@@ -56,6 +56,7 @@ from actorsys.config import NodeConfig
 from actorsys.config.cluster import ClusterConfig
 from actorsys.errors import ActorError, NodeUnavailable, SupervisorError
 from actorsys.log import get_logger
+from actorsys.net.members import apply_member_keys, member_keys
 from actorsys.net.keys import CurveKeys, NodeKeys
 from actorsys.net.sockets import dealer
 from actorsys.protocol.messages import Sup
@@ -166,6 +167,38 @@ class TreeSeat:
                 raise
             except Exception as exc:
                 log.warning("watching the shards' owners: %s: %s", type(exc).__name__, exc)
+                await asyncio.sleep(RETRY)
+
+    # -- the members' keys -----------------------------------------------------------------
+    def follow_members(self, guard: Any) -> None:
+        """Let in the CURVE keys of the cluster's live members (``net/members.py``): the
+        trees of the other nodes forward EXITs and admin requests to this one."""
+        if guard is not None:
+            self._tasks.append(asyncio.get_running_loop().create_task(self._watch_members(guard)))
+
+    async def _watch_members(self, guard: Any) -> None:
+        pfx = prefix(self.ccfg.name) + b"nodes/"
+
+        async def apply() -> None:
+            keys = []
+            for kv in await self._client.get_prefix(pfx):
+                with contextlib.suppress(ValueError, AttributeError, TypeError):
+                    keys.append(json.loads(kv.value).get("public_key"))
+            apply_member_keys(guard, member_keys(keys))
+        while True:
+            try:
+                watch = await self._client.watch_prefix(pfx)      # first, then the baseline
+                await apply()
+                try:
+                    async for _ev in watch:
+                        await apply()
+                finally:
+                    with contextlib.suppress(Exception):
+                        await watch.cancel()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("watching the members' keys: %s: %s", type(exc).__name__, exc)
                 await asyncio.sleep(RETRY)
 
     # -- standby ------------------------------------------------------------------------

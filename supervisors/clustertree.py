@@ -44,6 +44,7 @@ class ClusterTree(Tree):
 
     async def _begin(self) -> None:
         await self.seat.start(self.ctx)       # starting until the election says who holds it
+        self.seat.follow_members(self.listener.guard)
 
     def _closing(self) -> None:
         self.seat.close_link()

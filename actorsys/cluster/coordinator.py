@@ -34,6 +34,7 @@ from ..config import NodeConfig, NodeLayout
 from ..config.cluster import ClusterConfig
 from ..errors import ActorError, NodeUnavailable
 from ..log import get_logger
+from ..net.members import member_keys
 from ..protocol.shardmap import ShardMap
 from . import placement
 from .clustermap import build_map, cluster_view
@@ -188,6 +189,12 @@ class Coordinator:
             for i in range(len(self.workers)):
                 loop.create_task(self._grant_quietly(i))
 
+    def member_keys(self) -> list[str]:
+        """The CURVE public keys (Z85) of the other live members: every process of this
+        node lets them in (``net/members.py``)."""
+        return member_keys((m.public_key for m in self.membership.members.values()),
+                           own=self.membership.me.public_key)
+
     # -- grants --------------------------------------------------------------------
     def granted(self, slot: int) -> dict[int, int]:
         """Shard -> epoch that worker ``slot`` may serve now."""
@@ -199,6 +206,7 @@ class Coordinator:
         fence = self.membership.fence
         until = fence.serve_until
         args = {"shards": self.granted(slot), "epoch": self.map.epoch if self.map else 0,
+                "keys": self.member_keys(),
                 "until": until if until != float("-inf") else 0.0, "node": self.me,
                 "why": (f"node {self.me} has not renewed its etcd lease in time (lease_ttl "
                         f"{self.ccfg.lease_ttl:g} s): it serves its shards again once a renewal "
@@ -229,8 +237,10 @@ class Coordinator:
         todo = range(len(self.workers)) if slots is None else slots
         replies = await asyncio.gather(*(self._grant(i) for i in todo), return_exceptions=True)
         for i, r in zip(todo, replies):
-            if isinstance(r, BaseException) and slots is not None:
-                raise r
+            if isinstance(r, BaseException):
+                if slots is not None:
+                    raise r
+                log.warning("worker slot %d did not take its shard grant: %s", i, r)
 
     async def _grant_loop(self) -> None:
         loop = asyncio.get_running_loop()

@@ -42,6 +42,7 @@ from ..log import get_logger
 from ..lograte import RateLimit
 from ..net.listener import Listener
 from ..net.keys import node_keys
+from ..net.members import apply_member_keys
 from ..net.sockets import SocketPump
 from ..protocol import wire
 from ..protocol.shardmap import ShardMap
@@ -141,6 +142,7 @@ class Router:
 
     def _set_map(self, m: ShardMap) -> None:
         self.map = m
+        apply_member_keys(self.listener.guard, self.cluster.member_keys())
         self.transport.set_map(m, self.cfg.max_message_bytes, self.layout.tree)
 
     def _left(self) -> None:

@@ -44,7 +44,7 @@ import asyncio
 import math
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import plyvel
 
@@ -68,7 +68,7 @@ DRAIN_POLL = 0.01
 #: largest export page asked for (bytes of keys and values)
 MAX_EXPORT_BYTES = 64 << 20
 
-_GRANT_KEYS = {"shards", "epoch", "until", "why", "node"}
+_GRANT_KEYS = {"shards", "epoch", "until", "why", "node", "keys"}
 _ARGS = {"export": {"shards", "after", "max_bytes"}, "import": {"shards", "clear", "items"},
          "drop": {"shards"}}
 
@@ -138,6 +138,8 @@ class ShardCommands:
         self.drains: set[asyncio.Task[None]] = set()
         #: revoked activations not yet out of memory (see _drain)
         self.draining: set[Activation] = set()
+        #: lets the members' CURVE keys of a grant in (the worker's guard; net/members.py)
+        self.on_keys: Callable[[Any], object] | None = None
 
     def activate(self) -> None:
         """Cluster mode from now on: the commit's fence and the alarm clock's filter."""
@@ -181,6 +183,8 @@ class ShardCommands:
             raise BadRequest("grant until must be a time.monotonic() deadline or nil")
         if not isinstance(why, str) or not isinstance(node, str):
             raise BadRequest("grant why and node must be strings")
+        if self.on_keys is not None and args.get("keys") is not None:
+            self.on_keys(args["keys"])       # (checked whole first: BadRequest changes nothing)
         g = self.grants
         slot, home = g.slot, g.home
         before = set(g.shards) if g.active else {s for s in range(n) if home[s] == slot}

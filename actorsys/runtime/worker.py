@@ -43,6 +43,7 @@ shutdown).
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 import os
 import signal
 import time
@@ -59,6 +60,7 @@ from ..errors import (ActorError, BadRequest, MessageTooLarge, NodeUnavailable, 
                       ShardUnavailable, StorageError, UnknownActorType, UnknownMethod, WrongShard)
 from ..net.listener import Listener
 from ..net.keys import node_keys
+from ..net.members import apply_member_keys
 from ..net.sockets import SocketPump, dealer
 from ..protocol import wire
 from ..protocol.messages import Exit, Tell, WsEffects
@@ -190,6 +192,7 @@ class Worker:
         self.catalog, self.turns, self.commit = rt.catalog, rt.turns, rt.commit
         rt.catalog.grants = self.grants
         self.shard_commands = ShardCommands(self.grants, rt, self.output, cfg.turn_timeout)
+        self.shard_commands.on_keys = partial(apply_member_keys, self.listener.guard)
         self.children, self.alarms = rt.children, rt.alarms
         self.loud = self.turns.loud
         self.watch: SlowTurnWatch | None = None
@@ -355,7 +358,8 @@ class Worker:
                 self._reject(envelope, rid, self.catalog.unknown_type(rest[0]))
                 return
             self.output.send(envelope, wire.ok(rid, list_actors(
-                self.store, *rest, served=self.grants.served if self.grants.active else None)))
+                self.store, rest[0], rest[1], rest[2],
+                served=self.grants.served if self.grants.active else None)))
         elif op == wire.PING:
             self.output.send(envelope, wire.ok(rid, "pong"))
         elif op == wire.STATUS:
