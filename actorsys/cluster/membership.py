@@ -6,7 +6,8 @@ Semantics:
   writing its record under it, ``/actorsys/<cluster>/nodes/<node_id>`` = JSON
   ``{"endpoint", "public_key", "workers", "home"}`` (``home``: base64 of the node's
   shard -> local worker slot table, where each shard's data lives on it), in one
-  transaction that fails if another node holds that id (a second node with the same id is refused at start, not merged).
+  transaction that fails if another node holds that id (a second node with the same
+  id is refused at start, not merged).
 * It keeps the lease alive (a refresh every ``lease_ttl / 3``). A node that stops
   renewing, because it is dead, frozen or cut off, loses its lease after ``lease_ttl``
   and etcd deletes its record: the others see it leave.
