@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from ..protocol.shardmap import ShardMap
+from . import placement
 from .membership import Member
 from .ownership import Owned
 
@@ -64,17 +65,23 @@ def build_map(name: str, shards: int, members: Mapping[str, Member],
                     nodes=nodes, name=name)
 
 
-def cluster_view(m: ShardMap, owned: Mapping[int, Owned]) -> dict[str, Any]:
+def cluster_view(m: ShardMap, owned: Mapping[int, Owned],
+                 members: Mapping[str, Member]) -> dict[str, Any]:
     """What ``client.cluster()`` returns: ``{"name", "epoch", "nodes": [{"id",
-    "endpoint", "alive", "shards"}]}`` (shards: how many it owns), plus per node the
-    shards being moved away from it (``moving``)."""
+    "endpoint", "alive", "shards", "moving", "leaving"}]}``: ``shards`` it owns, and of
+    those, ``moving``: how many still belong elsewhere (a move under way or still to
+    come: rendezvous placement over the live members that are not leaving). A cluster
+    whose live nodes all show ``moving == 0`` is balanced."""
+    targets = sorted(n for n, mb in members.items() if not mb.leaving)
     count: dict[str, int] = {}
     moving: dict[str, int] = {}
-    for rec in owned.values():
+    for s, rec in owned.items():
         count[rec.owner] = count.get(rec.owner, 0) + 1
-        if rec.to is not None:
+        if rec.owner in members and (rec.to is not None or (
+                targets and placement.owner(s, targets) != rec.owner)):
             moving[rec.owner] = moving.get(rec.owner, 0) + 1
     return {"name": m.name, "epoch": m.epoch,
             "nodes": [{"id": n["id"], "endpoint": n["endpoint"], "alive": n["alive"],
-                       "shards": count.get(n["id"], 0), "moving": moving.get(n["id"], 0)}
+                       "shards": count.get(n["id"], 0), "moving": moving.get(n["id"], 0),
+                       "leaving": bool(n["id"] in members and members[n["id"]].leaving)}
                       for n in (m.nodes or ()) if n["id"] != UNCLAIMED]}

@@ -109,7 +109,7 @@ class Coordinator:
         await m.register(self._previous_lease())
         self._remember_lease()
         self.owned = await own.read()
-        self.owned.update(await roll_back_unfinished(own, self.me, self.owned))
+        self.merge(await roll_back_unfinished(own, self.me, self.owned))
         self._tasks.append(asyncio.create_task(self._watch_shards()))
         await self._claim_if_first()
         self._publish()
@@ -148,14 +148,13 @@ class Coordinator:
             got = await self.ownership.claim(unowned, self.me)
             if got:
                 log.info("node %s claimed %d unowned shards", self.me, len(got))
-                self.owned.update(await self.ownership.read())
+                self.merge(await self.ownership.read())
 
     # -- watching ------------------------------------------------------------------
     async def _watch_shards(self) -> None:
         own = self.ownership
         events = await self.membership.client.watch_prefix(own.shards_prefix)
-        self.owned.update({s: r for s, r in (await own.read()).items()
-                           if s not in self.owned or r.revision > self.owned[s].revision})
+        self.merge(await own.read())
         async for ev in events:
             s = own.shard_of(ev.kv.key)
             if s is None:
@@ -172,6 +171,16 @@ class Coordinator:
                 if old is None or rec.revision >= old.revision:
                     self.owned[s] = rec
             self.changed()
+
+    def merge(self, records: dict[int, Owned]) -> None:
+        """Take in records read or written: each only if no newer one was seen (a watch
+        event can be applied while a read is on its way back)."""
+        owned = self.owned
+        for s, r in records.items():
+            old = owned.get(s)
+            if old is None or r.revision >= old.revision:
+                owned[s] = r
+        self.changed()
 
     def changed(self) -> None:
         """Something in etcd changed: rebuild the map soon, grant, plan moves again."""
@@ -268,7 +277,8 @@ class Coordinator:
 
     def plan(self) -> dict[str, list[int]]:
         """Shards of ours that belong elsewhere, by the node they go to."""
-        live = sorted(n for n in self.membership.members if n != self.me or self.state == "serving")
+        live = sorted(n for n, m in self.membership.members.items()
+                      if not m.leaving and (n != self.me or self.state == "serving"))
         if not live:
             return {}
         out: dict[str, list[int]] = {}
@@ -310,6 +320,9 @@ class Coordinator:
         total = sum(len(v) for v in plan.values())
         started = last = time.monotonic()
         done = 0
+        say = log.info if total >= BATCH else log.debug
+        say("moving %d shards from %s to %s", total, self.me,
+            ", ".join(f"{to} ({len(v)})" for to, v in sorted(plan.items())))
         for to, shards in sorted(plan.items()):
             shards.sort()
             for i in range(0, len(shards), BATCH):
@@ -323,19 +336,22 @@ class Coordinator:
                 try:
                     new = await handoff.move(member, {s: self.owned[s] for s in batch})
                 except ChangedMeanwhile:
-                    self.owned.update(await self.ownership.read())
+                    self.merge(await self.ownership.read())
                     return
                 except HandoffFailed as exc:
                     log.error("%s", exc)
                     return
-                self.owned.update(new)
+                finally:
+                    self.moving.difference_update(batch)
+                self.merge(new)
                 done += len(batch)
                 self.changed()
                 now = time.monotonic()
                 if now - last >= PROGRESS_EVERY or done == total:
                     last = now
-                    log.info("moving shards from %s: %d of %d moved (%d%%, %.1f s)", self.me,
-                             done, total, 100 * done // max(total, 1), now - started)
+                    (say if done == total else log.info)(
+                        "moving shards from %s: %d of %d moved (%d%%, %.1f s)", self.me,
+                        done, total, 100 * done // max(total, 1), now - started)
         self.progress = None
 
     async def _stop_serving(self, shards: list[int]) -> None:
@@ -344,20 +360,21 @@ class Coordinator:
 
     async def _serve_again(self, shards: list[int]) -> None:
         self.moving.difference_update(shards)
-        self.owned.update(await self.ownership.read())
+        self.merge(await self.ownership.read())
         await self._grant_all(sorted({self.home[s] for s in shards}))
 
     # -- leave and stop ------------------------------------------------------------
     async def leave(self, timeout: float) -> dict[str, Any]:
         """Move every shard of this node to the others, then leave the cluster.
         Returns ``{"moved": n, "seconds": t}``; raises ActorError if it could not."""
-        others = [n for n in self.membership.members if n != self.me]
+        others = [n for n, m in self.membership.members.items() if n != self.me and not m.leaving]
         if not others:
             raise ActorError(f"node {self.me} is the only live member of cluster "
                              f"{self.ccfg.name!r}: its shards have nowhere to go")
         if self._left is None:
             self._left = asyncio.get_running_loop().create_future()
             self.state = "leaving"
+            await self.membership.mark_leaving()
             self._wake.set()
         had, started = self.count_mine(), time.monotonic()
         try:
@@ -390,7 +407,7 @@ class Coordinator:
     def view(self) -> dict[str, Any]:
         """``client.cluster()``."""
         assert self.map is not None
-        return cluster_view(self.map, self.owned)
+        return cluster_view(self.map, self.owned, self.membership.members)
 
     def status(self) -> dict[str, Any]:
         """This node's part, for ``actorsys status``."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -42,6 +43,8 @@ class Member:
     workers: tuple[str, ...]       #: its worker slots' endpoints
     #: shard -> the local worker slot that holds that shard's data on this node
     home: bytes = b""
+    #: it is leaving the cluster: its shards move away and no shard moves to it
+    leaving: bool = False
 
 
 def prefix(cluster: str) -> bytes:
@@ -107,6 +110,13 @@ class Membership:
         await self._load()
         self._tasks = [asyncio.create_task(self._keepalive()), asyncio.create_task(self._watch())]
 
+    async def mark_leaving(self) -> None:
+        """Say in this node's record that it is leaving (the others then move no shard
+        to it)."""
+        self.me = dataclasses.replace(self.me, leaving=True)
+        key = self.nodes_prefix + self.me.node_id.encode()
+        await self.client.put(key, self._record(), lease=self._lease)
+
     @property
     def lease_id(self) -> int | None:
         """The id of this node's current lease (None before joining)."""
@@ -138,14 +148,15 @@ class Membership:
     def _record(self) -> bytes:
         return json.dumps({"endpoint": self.me.endpoint, "public_key": self.me.public_key,
                            "workers": list(self.me.workers),
-                           "home": base64.b64encode(self.me.home).decode()}).encode()
+                           "home": base64.b64encode(self.me.home).decode(),
+                           "leaving": self.me.leaving}).encode()
 
     def _member(self, key: bytes, value: bytes) -> Member | None:
         try:
             d = json.loads(value)
             return Member(key[len(self.nodes_prefix):].decode(), str(d["endpoint"]),
                           d.get("public_key"), tuple(d.get("workers") or ()),
-                          base64.b64decode(d.get("home") or ""))
+                          base64.b64decode(d.get("home") or ""), bool(d.get("leaving")))
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("ignoring a malformed member record %r: %s", key[:200], exc)
             return None

@@ -72,7 +72,7 @@ def settle(client: actorsys.Client, live: int, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         nodes = [n for n in client.cluster()["nodes"] if n["alive"]]
-        if len(nodes) == live and all(n["shards"] and not n.get("moving") for n in nodes):
+        if len(nodes) == live and all(n["shards"] and not n["moving"] for n in nodes):
             return
         if time.monotonic() > deadline:
             raise SystemExit(f"the cluster did not settle on {live} nodes in {timeout:g} s")
@@ -137,13 +137,18 @@ def main() -> None:
             counts = [client.ask("Counter", f"c{i}", "get") for i in range(COUNTERS)]
             lost = sum(max(0, a - c) for a, c in zip(writer.acked, counts))
             print(f"\n4. {sum(writer.acked)} adds acknowledged during the moves, "
-                  f"{writer.errors} failed; every counter read back: "
+                  f"{writer.errors} failed (maybe applied); every counter read back: "
                   f"acknowledged writes lost: {lost}")
             client.close()
+            stop_all(nodes)          # before etcd, so that they leave it cleanly
     finally:
-        for n in nodes.values():
-            n.stop()
+        stop_all(nodes)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def stop_all(nodes: dict[str, actorsys.Node]) -> None:
+    while nodes:
+        nodes.popitem()[1].stop()
 
 
 if __name__ == "__main__":

@@ -36,10 +36,11 @@ def test_a_dead_owners_shards_point_at_it_by_a_negative_index():
     for s in range(0, SHARDS, 2):
         assert m.owner[s] == -1 - ids.index("b")
     assert m.endpoints == list(members["a"].workers)
-    view = cluster_view(m, owned)
+    view = cluster_view(m, owned, members)
     assert view["nodes"] == [
-        {"id": "a", "endpoint": "tcp://a:7100", "alive": True, "shards": 4, "moving": 0},
-        {"id": "b", "endpoint": None, "alive": False, "shards": 4, "moving": 0}]
+        {"id": "a", "endpoint": "tcp://a:7100", "alive": True, "shards": 4, "moving": 0,
+         "leaving": False},
+        {"id": "b", "endpoint": None, "alive": False, "shards": 4, "moving": 0, "leaving": False}]
 
 
 def test_unclaimed_shards_are_unavailable_and_not_a_node_of_the_view():
@@ -47,7 +48,7 @@ def test_unclaimed_shards_are_unavailable_and_not_a_node_of_the_view():
     m = build_map("prod", SHARDS, members, {0: Owned("a", 1, 5)})
     assert m.owner[0] == 0
     assert m.nodes[m.owner[1] * -1 - 1]["id"] == UNCLAIMED
-    assert [n["id"] for n in cluster_view(m, {0: Owned("a", 1, 5)})["nodes"]] == ["a"]
+    assert [n["id"] for n in cluster_view(m, {0: Owned("a", 1, 5)}, members)["nodes"]] == ["a"]
 
 
 def test_the_map_round_trips_through_the_wire():
@@ -57,3 +58,16 @@ def test_the_map_round_trips_through_the_wire():
     m = build_map("prod", SHARDS, members, owned)
     back = ShardMap.from_wire(m.to_wire())
     assert back.owner == m.owner and back.nodes == m.nodes and back.endpoints == m.endpoints
+
+
+def test_the_view_counts_the_shards_each_live_node_still_has_to_move():
+    from actorsys.cluster import placement
+    members = {"a": member("a", 1), "b": member("b", 1)}
+    owned = {s: Owned("a", 1, 10) for s in range(SHARDS)}
+    m = build_map("prod", SHARDS, members, owned)
+    elsewhere = sum(placement.owner(s, ["a", "b"]) != "a" for s in range(SHARDS))
+    assert cluster_view(m, owned, members)["nodes"][0]["moving"] == elsewhere
+    import dataclasses
+    leaving = {**members, "b": dataclasses.replace(members["b"], leaving=True)}
+    view = cluster_view(m, owned, leaving)
+    assert view["nodes"][0]["moving"] == 0 and view["nodes"][1]["leaving"] is True
