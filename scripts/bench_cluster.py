@@ -52,7 +52,8 @@ def free_port(host: str) -> int:
 def node_config(res: Resources, name: str, host: str, etcd: str | None) -> dict[str, Any]:
     cfg: dict[str, Any] = {
         "node": {"data_dir": os.path.join(res.tmp, name), "workers": 2, "insecure": True,
-                 "endpoint": f"tcp://{host}:{free_port(host)}", "python_path": [HERE],
+                 "endpoint": f"tcp://{host}:{free_port(host)}",
+                 "python_path": [HERE, os.path.join(os.path.dirname(HERE), "examples")],
                  "shutdown_timeout": 5.0, "start_timeout": 60.0, "ask_timeout": 30.0},
         "actors": {TYPE: "bench_actors:BenchCounter"}}
     if etcd is not None:
@@ -186,8 +187,9 @@ def run(args: Any, res: Resources) -> dict[str, Any]:
             "python": sys.version.split()[0], "libzmq": zmq.zmq_version(), "nodes": 3}
     res.extra_nodes = []     # type: ignore[attr-defined]
     with contextlib.ExitStack() as stack:
-        stack.callback(lambda: [n.stop() for n in res.extra_nodes])  # type: ignore[attr-defined]
         etcd = stack.enter_context(Etcd(os.path.join(res.tmp, "etcd"), "127.0.0.1"))
+        # (stopped before etcd: they leave it cleanly)
+        stack.callback(lambda: [n.stop() for n in res.extra_nodes])  # type: ignore[attr-defined]
         raw_ep = f"tcp://127.0.0.20:{free_port('127.0.0.20')}"
         res.spawn_echo(raw_ep)
         single = res.start_node(node_config(res, "single", "127.0.0.10", None))
