@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import asyncio
 from functools import partial
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from ..errors import NodeUnavailable, WorkerLost
+from ..errors import ActorError, NodeUnavailable, ShardUnavailable, WorkerLost
 from ..log import get_logger
 from ..net.sockets import Conn
 from ..protocol import wire
+from ..protocol.messages import Ask
 from ..protocol.shardmap import ShardMap
-from .requests import ROUTER, Expired, Pending, Wording
+from .requests import ROUTER, ActorRequest, Expired, Pending, Wording
 
 if TYPE_CHECKING:
     from .reachability import NodeWatch
@@ -65,6 +66,11 @@ class MapSource:
         def _on_monitor(self, slot: int, frames: list[bytes]) -> None: ...
 
         def _use_server_keys(self, shard_map: ShardMap) -> None: ...
+
+        _ids: Iterator[int]
+
+        def send(self, request: ActorRequest, timeout: float, retries: int = 0,
+                 deadline: float | None = None) -> Pending: ...
 
     async def refresh_map(self, timeout: float = 10.0) -> ShardMap:
         """Fetch the shard map from the router (one request at a time)."""
@@ -171,7 +177,7 @@ class MapSource:
         for i, c in self._slots.items():
             j = at.get(old[i]) if i < len(old) else None
             if j is None:
-                self._fail_where(i, partial(_worker_lost, lost, i))
+                self._resend_or_fail(i, partial(_worker_lost, lost, i))
                 c.close()
                 continue
             kept[j], moved[i] = c, j
@@ -184,6 +190,41 @@ class MapSource:
         self._slots = kept
         if self.watch is not None:
             self.watch.state.slots_down.clear()     # their numbers changed; a drop is seen again
+
+    def _resend_or_fail(self, slot: int, error: Callable[[Pending], ActorError]) -> None:
+        """The endpoint of ``slot`` left the map (its node left the cluster, or died).
+        Its asks in flight are sent again, each with its request id, to where the new map
+        puts them: a node that left moved its shards first, with the records of the asks
+        it ran, so an ask it ran answers from that record and is not run again. An ask
+        whose shard is now unavailable (its node died) fails with ``error`` (WorkerLost:
+        it may have run); so does every other request in flight there."""
+        for rid, p in list(self._pending.items()):
+            if p.slot != slot or not isinstance(p.request, Ask):
+                continue
+            del self._pending[rid]
+            if p.timer is not None:
+                p.timer.cancel()
+            if not p.fut.done():
+                self.loop.create_task(self._resend_moved(p, error(p)))
+        self._fail_where(slot, error)
+
+    async def _resend_moved(self, p: Pending, lost: ActorError) -> None:
+        await asyncio.sleep(0)         # (the new map is installed first)
+        try:
+            request = p.request
+            assert isinstance(request, Ask)
+            inner = self.send(request._replace(rid=next(self._ids)), p.timeout, p.retries,
+                              deadline=p.deadline)
+            result = await inner.fut
+        except ShardUnavailable:
+            if not p.fut.done():
+                p.fut.set_exception(lost)
+        except BaseException as exc:
+            if not p.fut.done():
+                p.fut.set_exception(exc)
+        else:
+            if not p.fut.done():
+                p.fut.set_result(result)
 
     def _drop_slots(self) -> None:
         for c in self._slots.values():
