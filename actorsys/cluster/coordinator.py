@@ -152,25 +152,38 @@ class Coordinator:
 
     # -- watching ------------------------------------------------------------------
     async def _watch_shards(self) -> None:
+        """Keep :attr:`owned` current from etcd's events; a watch that breaks (etcd
+        restarted, this node cut off) is made again, after a full read, every second."""
         own = self.ownership
-        events = await self.membership.client.watch_prefix(own.shards_prefix)
-        self.merge(await own.read())
-        async for ev in events:
-            s = own.shard_of(ev.kv.key)
-            if s is None:
-                continue
-            if ev.kind == "DELETE":
-                self.owned.pop(s, None)
-            else:
-                try:
-                    rec = parse(ev.kv.value, ev.kv.mod_revision)
-                except ValueError as exc:
-                    log.warning("%s", exc)
-                    continue
-                old = self.owned.get(s)
-                if old is None or rec.revision >= old.revision:
-                    self.owned[s] = rec
-            self.changed()
+        while True:
+            try:
+                events = await self.membership.client.watch_prefix(own.shards_prefix)
+                self.merge(await own.read())         # (after the watch began: nothing missed)
+                async for ev in events:
+                    self._on_shard_event(own, ev)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("watching the shards' owners in etcd failed (%s: %s); watching "
+                            "again in 1 s", type(exc).__name__, exc)
+                await asyncio.sleep(1.0)
+
+    def _on_shard_event(self, own: Ownership, ev: Any) -> None:
+        s = own.shard_of(ev.kv.key)
+        if s is None:
+            return
+        if ev.kind == "DELETE":
+            self.owned.pop(s, None)
+        else:
+            try:
+                rec = parse(ev.kv.value, ev.kv.mod_revision)
+            except ValueError as exc:
+                log.warning("%s", exc)
+                return
+            old = self.owned.get(s)
+            if old is None or rec.revision >= old.revision:
+                self.owned[s] = rec
+        self.changed()
 
     def merge(self, records: dict[int, Owned]) -> None:
         """Take in records read or written: each only if no newer one was seen (a watch

@@ -197,10 +197,20 @@ class Membership:
                           "renewal it loses its membership", exc, self.cfg.lease_ttl)
 
     async def _watch(self) -> None:
-        assert self._client is not None
-        events = await self._client.watch_prefix(self.nodes_prefix)
-        async for _ev in events:
-            await self._load()       # (a reload per event: membership changes are rare)
+        """Keep :attr:`members` current; a watch that breaks (etcd restarted, cut off) is
+        made again, after a reload, every second until it holds."""
+        while True:
+            try:
+                events = await self.client.watch_prefix(self.nodes_prefix)
+                await self._load()       # (after the watch began: no event is missed)
+                async for _ev in events:
+                    await self._load()   # (a reload per event: membership changes are rare)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("watching the cluster's members in etcd failed (%s: %s); "
+                            "watching again in 1 s", type(exc).__name__, exc)
+                await asyncio.sleep(1.0)
 
     async def leave(self) -> None:
         """Stop renewing and watching, and revoke the lease: the record goes at once."""
