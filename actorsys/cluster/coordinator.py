@@ -47,8 +47,10 @@ log = get_logger("cluster")
 #: seconds between two grants to every local worker (a restarted worker serves again
 #: within this; a renewal's new deadline reaches the workers within it)
 GRANT_PERIOD = 0.1
-#: seconds a grant call may take (it waits for revoked shards' turns to commit)
+#: seconds a grant call may take past turn_timeout (it waits for revoked shards' turns to commit)
 GRANT_TIMEOUT_EXTRA = 5.0
+#: seconds a periodic grant may take (the next one follows anyway)
+PERIODIC_GRANT_TIMEOUT = 1.0
 #: where the id of this node's etcd lease is kept, in the data directory
 LEASE_FILE = "cluster.lease"
 #: seconds between progress lines of a long move
@@ -280,7 +282,7 @@ class Coordinator:
 
     async def _grant_quietly(self, slot: int) -> None:
         try:
-            await self._grant(slot)
+            await self._grant(slot, timeout=PERIODIC_GRANT_TIMEOUT)
         except ActorError as exc:
             log.debug("grant to worker slot %d failed: %s", slot, exc)
 
@@ -314,6 +316,7 @@ class Coordinator:
                 continue
             if not self.membership.fence.may_serve(loop.time()):
                 continue
+            await self._claim_if_first()      # (a first node that died while claiming)
             plan = self.plan()
             if not plan:
                 if self.state == "leaving" and self.count_mine() == 0:
@@ -329,7 +332,8 @@ class Coordinator:
 
     async def _move_all(self, plan: dict[str, list[int]]) -> None:
         handoff = Handoff(self.ownership, self.me, self.call, self.workers, self.home,
-                          self._stop_serving, self._serve_again)
+                          self._stop_serving, self._serve_again,
+                          lambda node_id: node_id in self.membership.members)
         total = sum(len(v) for v in plan.values())
         started = last = time.monotonic()
         done = 0

@@ -30,6 +30,7 @@ follows the flip, and T's copy was synced before it.
 """
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from typing import Any, Awaitable, Callable, Mapping
 
@@ -42,8 +43,11 @@ log = get_logger("cluster")
 
 #: bytes of keys and values per exported page
 PAGE_BYTES = 512 * 1024
-#: seconds for one worker call of a handoff (export, import, drop)
-CALL_TIMEOUT = 30.0
+#: seconds for one worker call of a handoff (export, import, drop): a page of
+#: PAGE_BYTES written with fsync takes well under a second
+CALL_TIMEOUT = 10.0
+#: seconds between checks that the receiving node is still a member during a copy
+MEMBER_POLL = 0.1
 
 #: ``call(endpoint, cmd, args, timeout) -> reply``: a SHARDS request to a worker
 Call = Callable[[str, str, dict[str, Any], float], Awaitable[dict[str, Any]]]
@@ -100,9 +104,12 @@ class Handoff:
 
     def __init__(self, ownership: Ownership, me: str, call: Call, ours: list[str], home: bytes,
                  stop_serving: Callable[[list[int]], Awaitable[None]],
-                 serve_again: Callable[[list[int]], Awaitable[None]]) -> None:
+                 serve_again: Callable[[list[int]], Awaitable[None]],
+                 is_member: Callable[[str], bool] = lambda _n: True) -> None:
         self.ownership, self.me, self.call, self.ours, self.home = ownership, me, call, ours, home
         self.stop_serving, self.serve_again = stop_serving, serve_again
+        #: whether a node is still a live member (a copy to one that is gone stops at once)
+        self.is_member = is_member
 
     async def move(self, to: Member, seen: Mapping[int, Owned]) -> dict[int, Owned]:
         """Move the shards of ``seen`` (their records as read) to ``to``; returns their
@@ -114,7 +121,7 @@ class Handoff:
             raise ChangedMeanwhile(f"the records of shards {shards[:5]}... changed meanwhile")
         try:
             await self.stop_serving(shards)
-            keys = await copy(self.call, self.ours, to, self.home, shards)
+            keys = await self._copy_while_member(to, shards)
         except (ActorError, OSError, KeyError, IndexError) as exc:
             rolled = await self.roll_back(marked)
             await self.serve_again(shards)
@@ -132,6 +139,21 @@ class Handoff:
             log.warning("could not drop this node's copy of %d moved shards (%s); it is dropped "
                         "at the next start", len(shards), exc)
         return done
+
+    async def _copy_while_member(self, to: Member, shards: list[int]) -> int:
+        """Step 3, given up at once (ActorError) if ``to`` stops being a live member
+        (killed: its lease expired), instead of waiting out a call's timeout."""
+        task = asyncio.ensure_future(copy(self.call, self.ours, to, self.home, shards))
+        try:
+            while not task.done():
+                await asyncio.wait([task], timeout=MEMBER_POLL)
+                if not task.done() and not self.is_member(to.node_id):
+                    task.cancel()
+                    raise ActorError(f"node {to.node_id} left the cluster during the move")
+            return task.result()
+        finally:
+            if not task.done():
+                task.cancel()
 
     async def roll_back(self, marked: Mapping[int, Owned]) -> bool:
         """The marked shards are ours again, unmarked, with the next epoch."""
