@@ -1,0 +1,122 @@
+"""The handoff state machine (actorsys/cluster/handoff.py) with a fake ownership store and
+fake workers: the steps in order, a rollback when the copy fails, and a copy to a node
+that leaves the cluster given up at once. (The real thing, against etcd and real
+nodes, is tests/node/test_cluster_handoff.py.)"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from actorsys.cluster.handoff import Handoff, HandoffFailed
+from actorsys.cluster.membership import Member
+from actorsys.cluster.ownership import Owned
+from actorsys.errors import NodeUnavailable
+
+SHARDS = 4
+
+
+class FakeOwnership:
+    """Records in memory; change() compares revisions as etcd's transaction does."""
+
+    def __init__(self, records: dict[int, Owned]) -> None:
+        self.records, self.revision, self.log = dict(records), 100, []
+
+    async def change(self, changes: dict[int, tuple[Owned, Owned]]) -> dict[int, Owned] | None:
+        if any(self.records[s].revision != seen.revision for s, (seen, _new) in changes.items()):
+            return None
+        self.revision += 1
+        out = {s: new._replace(revision=self.revision) for s, (_seen, new) in changes.items()}
+        self.records.update(out)
+        self.log.append({s: (r.owner, r.epoch, r.to) for s, r in out.items()})
+        return out
+
+
+def member(nid: str) -> Member:
+    return Member(nid, f"tcp://{nid}:1", None, (f"tcp://{nid}:2",), bytes(SHARDS))
+
+
+def run(handoff_args: dict[str, Any], calls: list, call_behaviour) -> Any:
+    async def main() -> Any:
+        own = FakeOwnership({s: Owned("a", 1, 7) for s in range(SHARDS)})
+        served: list[tuple[str, list[int]]] = []
+
+        async def call(endpoint: str, cmd: str, args: dict[str, Any], timeout: float) -> Any:
+            calls.append((endpoint, cmd))
+            return await call_behaviour(endpoint, cmd, args)
+
+        async def stop(shards: list[int]) -> None:
+            served.append(("stop", shards))
+
+        async def again(shards: list[int]) -> None:
+            served.append(("again", shards))
+
+        h = Handoff(own, "a", call, ["tcp://a:2"], bytes(SHARDS), stop, again, **handoff_args)
+        try:
+            result = await h.move(member("b"), dict(own.records))
+        except HandoffFailed as exc:
+            result = exc
+        return result, own, served
+    return asyncio.run(main())
+
+
+def test_a_move_marks_stops_copies_flips_and_drops_in_that_order():
+    calls: list = []
+
+    async def ok(endpoint: str, cmd: str, args: dict[str, Any]) -> Any:
+        return {"items": [[b"k", b"v"]], "next": None} if cmd == "export" else {}
+
+    result, own, served = run({}, calls, ok)
+    assert [c for _e, c in calls] == ["export", "import", "drop"]
+    assert served == [("stop", list(range(SHARDS)))]
+    assert own.log[0][0] == ("a", 2, "b") and own.log[1][0] == ("b", 3, None)
+    assert result[0].owner == "b" and result[0].epoch == 3
+
+
+def test_a_failed_copy_rolls_back_and_serves_again():
+    calls: list = []
+
+    async def fail_import(endpoint: str, cmd: str, args: dict[str, Any]) -> Any:
+        if cmd == "import":
+            raise NodeUnavailable("no answer")
+        return {"items": [], "next": None}
+
+    result, own, served = run({}, calls, fail_import)
+    assert isinstance(result, HandoffFailed)
+    assert own.log[-1][0] == ("a", 3, None), "rolled back: ours again, next epoch, unmarked"
+    assert served[-1] == ("again", list(range(SHARDS)))
+    assert "drop" not in [c for _e, c in calls], "nothing of ours deleted"
+
+
+def test_a_copy_to_a_node_that_left_is_given_up_at_once():
+    calls: list = []
+
+    async def hang(endpoint: str, cmd: str, args: dict[str, Any]) -> Any:
+        if cmd == "import":
+            await asyncio.sleep(60)
+        return {"items": [], "next": None}
+
+    import time
+    t0 = time.monotonic()
+    result, own, _served = run({"is_member": lambda nid: False}, calls, hang)
+    assert time.monotonic() - t0 < 5
+    assert isinstance(result, HandoffFailed) and "left the cluster" in str(result)
+    assert own.log[-1][0] == ("a", 3, None)
+
+
+def test_a_record_changed_before_the_mark_moves_nothing():
+    from actorsys.cluster.handoff import ChangedMeanwhile
+
+    async def main() -> None:
+        own = FakeOwnership({s: Owned("a", 1, 7) for s in range(SHARDS)})
+        stale = {s: r._replace(revision=6) for s, r in own.records.items()}
+
+        async def never(*_a: Any) -> Any:
+            raise AssertionError("no worker is called")
+
+        h = Handoff(own, "a", never, ["x"], bytes(SHARDS), never, never)
+        with pytest.raises(ChangedMeanwhile):
+            await h.move(member("b"), stale)
+        assert own.log == []
+    asyncio.run(main())
