@@ -6,8 +6,10 @@ whose LevelDB holds its data. A single node serves every shard homed on each slo
 cluster node serves only what etcd says it owns, and its router tells each worker so:
 
 * **grant** ``{"shards": {shard: epoch}, "epoch": map epoch, "until": monotonic deadline
-  or nil, "why": str, "node": str}``: the FULL set of shards this slot may serve from
-  now on (shards homed on other slots are ignored). The first grant puts the worker in
+  or nil, "why": str, "node": str, "keys": [member keys]}``: the FULL set of shards this
+  slot may serve from now on (shards homed on other slots are ignored; a shard granted
+  with an epoch lower than one this worker was granted it with before comes from a
+  stale view of the owners: it is not served, and logged). The first grant puts the worker in
   *cluster mode* (a worker whose config has a ``[cluster]`` table starts in it, with
   nothing granted: it serves nothing until its router grants). In cluster mode an
   address is admitted only if its shard is homed here and granted: a new activation, a
@@ -77,7 +79,7 @@ class Grants:
     """What this slot may serve (see the module docstring). ``active`` is False until
     cluster mode: the one attribute the hot path tests."""
 
-    __slots__ = ("slot", "home", "active", "shards", "epoch", "until", "why", "node")
+    __slots__ = ("slot", "home", "active", "shards", "epoch", "until", "why", "node", "highest")
 
     def __init__(self, slot: int, home: list[int], active: bool, node: str) -> None:
         self.slot, self.home = slot, home
@@ -91,6 +93,9 @@ class Grants:
         self.until: float | None = None
         self.why = ""
         self.node = node
+        #: shard -> the highest epoch this worker was ever granted it with: a grant of
+        #: a lower one comes from a stale view and is not served (never decreases)
+        self.highest: dict[int, int] = {}
 
     def refuse(self, shard: int) -> ActorError | None:
         """Why an address of ``shard`` is not admitted now, or None (cluster mode only)."""
@@ -188,7 +193,14 @@ class ShardCommands:
         g = self.grants
         slot, home = g.slot, g.home
         before = set(g.shards) if g.active else {s for s in range(n) if home[s] == slot}
-        g.shards = {s: e for s, e in shards.items() if home[s] == slot}
+        stale = sorted(s for s, e in shards.items() if e < g.highest.get(s, 0))
+        if stale:       # a grant from a view older than one already applied: not served
+            log.error("worker slot %d refused shard(s) %s of a grant with an epoch below one "
+                      "it was granted before (a stale view of the shards' owners)", slot, stale[:10])
+        g.shards = {s: e for s, e in shards.items() if home[s] == slot and e >= g.highest.get(s, 0)}
+        for s, e in g.shards.items():
+            if e > g.highest.get(s, 0):
+                g.highest[s] = e
         g.epoch, g.until, g.why, g.node = epoch, None if until is None else float(until), why, node
         if not g.active:
             self.activate()

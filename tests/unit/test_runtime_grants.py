@@ -71,6 +71,21 @@ def test_a_cluster_worker_serves_nothing_before_its_first_grant(slot) -> None:
         s.catalog.resident("Counter", other)
 
 
+def test_a_grant_of_a_lower_epoch_than_one_granted_before_is_not_served(slot) -> None:
+    """A grant from a stale view of the owners (an epoch below one this worker was
+    granted the shard with) does not make it serve that shard again."""
+    s, cmds = slot
+    a = shard("a")
+    assert grant(s, cmds, {a: 7}, 1001)[2]["granted"] == 1
+    assert s.call("Counter", "a", "add", 1) == 1
+    assert grant(s, cmds, {}, 1002)[2]["revoked"] == [a]
+    assert grant(s, cmds, {a: 6}, 1003)[2]["granted"] == 0, "epoch 6 < 7: stale"
+    with pytest.raises(WrongShard):
+        s.catalog.resident("Counter", "a")
+    assert grant(s, cmds, {a: 9}, 1004)[2]["granted"] == 1
+    assert s.call("Counter", "a", "add", 1) == 2
+
+
 def test_a_group_committed_past_the_deadline_is_not_written(slot) -> None:
     s, cmds = slot
     grant(s, cmds, {shard("a"): 1}, 1000, until=time.monotonic() + 60, why="lease lost")
