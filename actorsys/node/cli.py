@@ -226,10 +226,12 @@ def cmd_cluster(a: argparse.Namespace) -> int:
     nodes = view.get("nodes", [])
     iw = max([len(str(n.get("id") or "-")) for n in nodes] + [4]) + 2
     ew = max([len(str(n.get("endpoint") or "-")) for n in nodes] + [8]) + 2
-    print(f"{'NODE':<{iw}}{'ENDPOINT':<{ew}}{'ALIVE':<7}{'SHARDS':>7}")
+    print(f"{'NODE':<{iw}}{'ENDPOINT':<{ew}}{'ALIVE':<7}{'SHARDS':>7}{'TO MOVE':>9}")
     for n in nodes:
+        note = "  leaving" if n.get("leaving") else ""
         print(f"{n.get('id') or '-':<{iw}}{n.get('endpoint') or '-':<{ew}}"
-              f"{'yes' if n.get('alive') else 'NO':<7}{n.get('shards', '-'):>7}")
+              f"{'yes' if n.get('alive') else 'NO':<7}{n.get('shards', '-'):>7}"
+              f"{n.get('moving', 0):>9}{note}")
     return 0
 
 

@@ -85,8 +85,8 @@ def test_cli_cluster_prints_a_single_node(node, tmp_path):
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0] == f"a single node, not in a cluster  epoch {epoch}", r.stdout
-    assert lines[1].split() == ["NODE", "ENDPOINT", "ALIVE", "SHARDS"], r.stdout
-    assert lines[2].split() == ["-", node.endpoint, "yes", str(shards)], r.stdout
+    assert lines[1].split() == ["NODE", "ENDPOINT", "ALIVE", "SHARDS", "TO", "MOVE"], r.stdout
+    assert lines[2].split() == ["-", node.endpoint, "yes", str(shards), "0"], r.stdout
     r = cli("cluster", "-e", f"{dead(tmp_path, 'x')},{node.endpoint}", "--connect-timeout", "0.5")
     assert r.returncode == 0 and node.endpoint in r.stdout, r
     r = cli("cluster", "--json", "-e", node.endpoint)
