@@ -47,6 +47,9 @@ log = get_logger("cluster")
 #: seconds between two grants to every local worker (a restarted worker serves again
 #: within this; a renewal's new deadline reaches the workers within it)
 GRANT_PERIOD = 0.1
+#: seconds a new member is live before shards move to it (its workers' first grant,
+#: which lets our key in, comes just after it joins)
+JOIN_SETTLE = 1.0
 #: seconds a grant call may take (it waits for revoked shards' turns to commit)
 GRANT_TIMEOUT_EXTRA = 5.0
 #: where the id of this node's etcd lease is kept, in the data directory
@@ -90,6 +93,8 @@ class Coordinator:
         self._tasks: list[asyncio.Task[None]] = []
         self._map_due = False
         self._left: asyncio.Future[None] | None = None
+        #: member id -> when plan() first saw it live (time.monotonic())
+        self._first_seen: dict[str, float] = {}
 
     @property
     def ownership(self) -> Ownership:
@@ -281,11 +286,18 @@ class Coordinator:
                       if not m.leaving and (n != self.me or self.state == "serving"))
         if not live:
             return {}
+        # a member just seen may not have granted its workers yet (their guards then
+        # refuse our key, and libzmq never retries a refused handshake): wait a moment
+        now = time.monotonic()
+        seen = self._first_seen
+        for n in live:
+            seen.setdefault(n, now)
+        settled = {n for n in live if n == self.me or now - seen[n] >= JOIN_SETTLE}
         out: dict[str, list[int]] = {}
         for s, r in self.owned.items():
             if r.owner == self.me and r.to is None:
                 t = placement.owner(s, live)
-                if t != self.me:
+                if t != self.me and t in settled:
                     out.setdefault(t, []).append(s)
         return out
 
