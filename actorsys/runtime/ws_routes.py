@@ -91,7 +91,7 @@ class RemoteLink(GatewayLink):
     def check(self) -> None:
         """Connect anew if the gateway refused our handshake."""
         mon = self.monitor
-        if mon is None or not mon.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        if mon is None or not int(mon.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
             return
         log.info("the gateway at %s refused this node's CURVE key (not told of it yet?): "
                  "connecting again", self.endpoint)
@@ -127,14 +127,16 @@ class GatewayRoutes:
         changes nothing)."""
         listed = check_gateways(gateways)
         if listed == self.listed:
-            for link in self.links.values():
-                if type(link) is RemoteLink:
-                    link.check()
+            for each in self.links.values():
+                if type(each) is RemoteLink:
+                    each.check()
             return
         links: dict[str, GatewayLink] = {}
         for endpoint, key in listed:
-            link = self.links.pop(endpoint, None)
-            if link is None:
+            link = self.links.get(endpoint)
+            if link is not None:
+                del self.links[endpoint]
+            else:
                 if endpoint == self.own.endpoint:
                     link = self.own
                 else:

@@ -51,11 +51,16 @@ def key_moving(frm: list[str], to: list[str], before: str, after: str) -> str:
     raise AssertionError("no such key")
 
 
-def balanced(n: int):
+def wait_balanced(cluster: Cluster, n: int) -> None:
+    """Until ``n`` live nodes share the shards, none moving (the logs if not in time)."""
     def check(view: Any) -> bool:
         nodes = [x for x in view["nodes"] if x["alive"]]
         return len(nodes) == n and all(x["shards"] and not x.get("moving") for x in nodes)
-    return check
+    try:
+        cluster.wait_view(0, check, f"{n} nodes to share the shards", timeout=120)
+    except AssertionError:
+        print(*(cluster.log_tail(i, 60) for i in range(len(cluster.nodes))), sep="\n")
+        raise
 
 
 async def frame(ws: aiohttp.ClientWebSocketResponse) -> Any:
@@ -88,11 +93,7 @@ def test_sockets_and_http_on_any_node_across_a_shard_move(tmp_path):
                  extra_config=with_gateway) as cluster:
         for i in range(2):
             cluster.wait_ready(i)
-        try:
-            cluster.wait_view(0, balanced(2), "n1 and n2 to share the shards", timeout=120)
-        except AssertionError:
-            print(cluster.log_tail(0, 60), cluster.log_tail(1, 60))
-            raise
+        wait_balanced(cluster, 2)
         assert owner_of(cluster, 0, key) == "n2"
         a, b = LISTEN["n1"], LISTEN["n2"]
 
@@ -126,8 +127,7 @@ def test_sockets_and_http_on_any_node_across_a_shard_move(tmp_path):
                 # a third node joins and takes the actor's shard; the sockets stay open
                 i = await asyncio.to_thread(cluster.add_node)
                 await asyncio.to_thread(cluster.wait_ready, i, 60.0)
-                await asyncio.to_thread(cluster.wait_view, 0, balanced(3),
-                                        "n3 to take its share", 180.0)
+                await asyncio.to_thread(wait_balanced, cluster, 3)
                 assert await asyncio.to_thread(owner_of, cluster, 0, key) == "n3"
                 # a fresh activation on n3 knows no sockets yet: its broadcast reaches
                 # every joined socket, on both gateways
