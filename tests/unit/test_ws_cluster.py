@@ -7,14 +7,16 @@ to its own sockets, unmarked."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from runtime_fakes import Slot
-from test_gateway_batches import make, open_socket, ScriptedTransport
+from test_gateway_batches import ScriptedTransport, make, open_socket, settle
 
-from actorsys import Actor
+from actorsys import Actor, ShardUnavailable
+from actorsys.gateway.http import HttpAsks
 from actorsys.gateway.effects import Effects
-from actorsys.gateway.rooms import Room
+from actorsys.gateway.rooms import CONNECT, Room
 from actorsys.protocol import wire
 from actorsys.runtime.ws_turns import home, read_marks
 from actorsys.storage.keys import mark_key
@@ -111,3 +113,23 @@ def test_a_gateway_applies_another_gateways_batch_unmarked_and_its_own_once():
     # another gateway's batch is not this gateway's to deduplicate (its worker sends it once)
     assert a.ws.sent == ["from b's batch", "again b", "mine"], a.ws.sent
     assert counters["stale_effects"] == 1 and counters["duplicate_effects"] == 1, counters
+
+
+def test_a_shard_whose_node_is_down_delays_a_batch_and_answers_http_503():
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        transport = ScriptedTransport(ShardUnavailable("shard 3 belongs to node n2, which is down"),
+                                      {"ok": True, "effects": [["s", "a", "back"]]})
+        hub, _effects, delivery, counters = make(loop, transport)
+        room = hub.rooms[("Room", "r")] = Room("Room", "r")
+        a = open_socket(hub, room, "a")
+        delivery.enqueue(room, [CONNECT, a.record()], 64)
+        await settle(room)
+        await asyncio.sleep(0.01)
+        return a, counters
+
+    a, counters = asyncio.run(scenario())
+    assert a.ws.sent == ["back"] and counters["redeliveries"] == 1 and counters["failed_events"] == 0
+    resp = HttpAsks._actor_error(None, ShardUnavailable("shard 3 belongs to node n2, which is down"))
+    assert resp.status == 503 and resp.headers["Retry-After"] == "1"
+    assert json.loads(resp.text)["error"] == "shard_unavailable"
