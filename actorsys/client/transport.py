@@ -204,6 +204,14 @@ class AsyncTransport(ControlRequests, MapSource):
                                  *(self.watch.heartbeat() if self.watch is not None else ()))
         return self._router
 
+    def forget_peer(self, endpoint: str) -> None:
+        """Close the connection to ``endpoint`` (the next request makes a new one): a
+        CURVE handshake the peer refused once (its guard did not know our key yet) is
+        never retried by libzmq on that socket."""
+        c = self._peers.pop(endpoint, None)
+        if c is not None:
+            c.close()
+
     def _peer(self, endpoint: str) -> Conn:
         c = self._peers.get(endpoint)
         if c is None:

@@ -47,7 +47,10 @@ log = get_logger("cluster")
 #: seconds between two grants to every local worker (a restarted worker serves again
 #: within this; a renewal's new deadline reaches the workers within it)
 GRANT_PERIOD = 0.1
-#: seconds a grant call may take past turn_timeout (it waits for revoked shards' turns to commit)
+#: seconds a new member is live before shards move to it (its workers first grant,
+#: which lets our key in, comes just after it joins)
+JOIN_SETTLE = 1.0
+#: seconds a grant call may take past turn_timeout (it waits for revoked shards turns to commit)
 GRANT_TIMEOUT_EXTRA = 5.0
 #: seconds a periodic grant may take (the next one follows anyway)
 PERIODIC_GRANT_TIMEOUT = 1.0
@@ -75,7 +78,8 @@ class Coordinator:
         self.sweep_allowed = not meta.get("cluster_joined_now", False)
         self.workers = list(layout.workers)
         self.membership = Membership(self.ccfg, Member(self.me, layout.router, public_key,
-                                                       tuple(self.workers), self.home),
+                                                       tuple(self.workers), self.home,
+                                                       gateway=layout.gateway),
                                      on_change=lambda _m: self.changed())
         self.on_map, self.on_left = on_map, on_left
         #: shard -> its ownership record, as last read or watched
@@ -92,6 +96,8 @@ class Coordinator:
         self._tasks: list[asyncio.Task[None]] = []
         self._map_due = False
         self._left: asyncio.Future[None] | None = None
+        #: member id -> when plan() first saw it live (time.monotonic())
+        self._first_seen: dict[str, float] = {}
 
     @property
     def ownership(self) -> Ownership:
@@ -208,8 +214,9 @@ class Coordinator:
         self._map_due = False
         self.map = build_map(self.ccfg.name, self.shards, self.membership.members, self.owned)
         self.on_map(self.map)
+        loop = asyncio.get_running_loop()
+        loop.create_task(self._keys_to_gateway())
         if self.state in ("serving", "leaving"):       # a shard flipped to us serves at once
-            loop = asyncio.get_running_loop()
             for i in range(len(self.workers)):
                 loop.create_task(self._grant_quietly(i))
 
@@ -218,6 +225,22 @@ class Coordinator:
         node lets them in (``net/members.py``)."""
         return member_keys((m.public_key for m in self.membership.members.values()),
                            own=self.membership.me.public_key)
+
+    def gateways(self) -> list[list[Any]]:
+        """``[endpoint, public_key]`` of every live member's gateway, this node's too: a
+        worker sends each the WebSocket effects of its actors (gateway/fanout.py)."""
+        return sorted([m.gateway, m.public_key] for m in self.membership.members.values()
+                      if m.gateway)
+
+    async def _keys_to_gateway(self) -> None:
+        """The members' keys to this node's gateway (SHARDS ``keys``): it lets in the
+        other nodes' workers that send it effects (net/members.py)."""
+        if self.layout.gateway is None:
+            return
+        try:
+            await self.call(self.layout.gateway, "keys", {"keys": self.member_keys()}, 1.0)
+        except ActorError as exc:
+            log.debug("the members' keys did not reach the gateway: %s", exc)
 
     # -- grants --------------------------------------------------------------------
     def granted(self, slot: int) -> dict[int, int]:
@@ -230,7 +253,7 @@ class Coordinator:
         fence = self.membership.fence
         until = fence.serve_until
         args = {"shards": self.granted(slot), "epoch": self.map.epoch if self.map else 0,
-                "keys": self.member_keys(),
+                "keys": self.member_keys(), "gateways": self.gateways(),
                 "until": until if until != float("-inf") else 0.0, "node": self.me,
                 "why": (f"node {self.me} has not renewed its etcd lease in time (lease_ttl "
                         f"{self.ccfg.lease_ttl:g} s): it serves its shards again once a renewal "
@@ -268,8 +291,12 @@ class Coordinator:
 
     async def _grant_loop(self) -> None:
         loop = asyncio.get_running_loop()
+        rounds = 0
         while True:
             await asyncio.sleep(GRANT_PERIOD)
+            rounds += 1
+            if rounds % 10 == 0:        # (a restarted gateway gets the keys within a second)
+                loop.create_task(self._keys_to_gateway())
             why = self.membership.fence.why_not(loop.time())
             if why != self.fenced:
                 if why:
@@ -296,11 +323,18 @@ class Coordinator:
                       if not m.leaving and (n != self.me or self.state == "serving"))
         if not live:
             return {}
+        # a member just seen may not have granted its workers yet (their guards then
+        # refuse our key, and libzmq never retries a refused handshake): wait a moment
+        now = time.monotonic()
+        seen = self._first_seen
+        for n in live:
+            seen.setdefault(n, now)
+        settled = {n for n in live if n == self.me or now - seen[n] >= JOIN_SETTLE}
         out: dict[str, list[int]] = {}
         for s, r in self.owned.items():
             if r.owner == self.me and r.to is None:
                 t = placement.owner(s, live)
-                if t != self.me:
+                if t != self.me and t in settled:
                     out.setdefault(t, []).append(s)
         return out
 

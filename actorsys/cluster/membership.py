@@ -45,6 +45,9 @@ class Member:
     home: bytes = b""
     #: it is leaving the cluster: its shards move away and no shard moves to it
     leaving: bool = False
+    #: its gateway's endpoint inside the node (workers of every node send it the
+    #: WebSocket effects of its sockets' actors); None: the node has no gateway
+    gateway: str | None = None
 
 
 def prefix(cluster: str) -> bytes:
@@ -149,14 +152,15 @@ class Membership:
         return json.dumps({"endpoint": self.me.endpoint, "public_key": self.me.public_key,
                            "workers": list(self.me.workers),
                            "home": base64.b64encode(self.me.home).decode(),
-                           "leaving": self.me.leaving}).encode()
+                           "leaving": self.me.leaving, "gateway": self.me.gateway}).encode()
 
     def _member(self, key: bytes, value: bytes) -> Member | None:
         try:
             d = json.loads(value)
             return Member(key[len(self.nodes_prefix):].decode(), str(d["endpoint"]),
                           d.get("public_key"), tuple(d.get("workers") or ()),
-                          base64.b64decode(d.get("home") or ""), bool(d.get("leaving")))
+                          base64.b64decode(d.get("home") or ""), bool(d.get("leaving")),
+                          str(d["gateway"]) if d.get("gateway") else None)
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("ignoring a malformed member record %r: %s", key[:200], exc)
             return None

@@ -28,6 +28,7 @@ import os
 import secrets
 import signal
 import time
+from functools import partial
 from typing import Any
 
 import zmq
@@ -38,6 +39,7 @@ from ..config import NodeConfig, NodeLayout, import_function
 from ..errors import NodeUnavailable
 from ..log import get_logger
 from ..net.listener import Listener
+from ..net.members import apply_member_keys
 from ..net.keys import node_keys
 from ..net.sockets import SocketPump
 from .admission import Admission
@@ -65,6 +67,8 @@ class Gateway:
         self.cfg, self.layout, self.g = cfg, layout, cfg.gateway
         self.listen: str = layout.gateway_listen
         self.incarnation = secrets.token_hex(8)
+        if cfg.cluster is not None:      # one of many gateways (runtime/ws_turns.py)
+            self.incarnation += f"@{layout.gateway}"
         self.counters = dict.fromkeys(COUNTERS, 0)
         self.serving = False      # the HTTP site is up
 
@@ -92,7 +96,8 @@ class Gateway:
         self.listener = Listener(self.ctx, loop, keys, self.counters, self.layout.gateway,
                                  cfg.max_message_bytes)
         self.sock = self.listener.sock
-        node_side = NodeSide(self.sock, self.effects, self.status, cfg.max_message_bytes, self.counters)
+        node_side = NodeSide(self.sock, self.effects, self.status, cfg.max_message_bytes, self.counters,
+                             on_keys=partial(apply_member_keys, self.listener.guard))
         self.pump = SocketPump(loop, self.sock, node_side.on_frames)
         await self._wait_for_the_map()
         self.runner = web.AppRunner(self._app(), access_log=None, handle_signals=False,

@@ -22,7 +22,8 @@ from enum import Enum
 from typing import Any, NamedTuple
 
 from ..client.transport import AsyncTransport
-from ..errors import ActorError, AskTimeout, NodeUnavailable, Overloaded, StorageError, WorkerLost, WrongShard
+from ..errors import (ActorError, AskTimeout, NodeUnavailable, Overloaded, ShardUnavailable, StorageError,
+                      WorkerLost, WrongShard)
 from ..log import get_logger
 from ..protocol import ws as websocket
 from .effects import Effects
@@ -31,8 +32,10 @@ from .sockets import Hub
 
 log = get_logger("gateway")
 
-#: errors after which a batch is delivered again (its worker died, or is busy or starting)
-TRANSIENT = (WorkerLost, NodeUnavailable, AskTimeout, Overloaded, StorageError, WrongShard)
+#: errors after which a batch is delivered again (its worker died, or is busy or starting;
+#: in a cluster: its shard is moving, or its node is down and may come back)
+TRANSIENT = (WorkerLost, NodeUnavailable, AskTimeout, Overloaded, StorageError, WrongShard,
+             ShardUnavailable)
 MAX_BATCH_EVENTS = 256
 MAX_BATCH_BYTES = 1 << 20
 

@@ -9,6 +9,14 @@ part number: effects of another incarnation of the gateway are stale (their sock
 gone), and a ``(batch, part)`` at or below the room's :class:`~.rooms.Mark` was applied
 already (a batch delivered again after its worker died). The kinds are those of
 :mod:`actorsys.protocol.ws`.
+
+In a cluster (issue 15) every worker sends every gateway its effects
+(:mod:`actorsys.runtime.ws_routes`), and a gateway's incarnation is ``token@endpoint``:
+effects of ANOTHER gateway's batch (another endpoint) are applied to this gateway's
+sockets without a mark (only the sockets they name, or that their broadcast lists, are
+touched); those of this endpoint's earlier incarnation are stale, as on a single node.
+The router sends the members' CURVE keys in a SHARDS ``keys`` request
+(:mod:`actorsys.net.members`): the other nodes' workers may then connect.
 """
 from __future__ import annotations
 
@@ -16,6 +24,7 @@ from typing import Any, Callable
 
 import zmq
 
+from ..errors import BadRequest
 from ..log import get_logger
 from ..protocol import wire
 from ..protocol.messages import WsEffects
@@ -33,14 +42,19 @@ class Effects:
 
     def __init__(self, hub: Hub, incarnation: str, counters: dict[str, int]) -> None:
         self.hub, self.incarnation, self.counters = hub, incarnation, counters
+        #: the endpoint part of a cluster incarnation (``token@endpoint``); '' on a node
+        self.home = incarnation.partition("@")[2]
 
     def apply(self, type_name: str, key: str, effects: list[Any], batch: list[Any] | None,
               part: int) -> None:
         hub = self.hub
         room = hub.rooms.get((type_name, key))
         if batch is not None and batch[0] != self.incarnation:
-            self.counters["stale_effects"] += 1
-            return               # a batch of the gateway before a restart: its sockets are gone
+            other = batch[0].partition("@")[2] if isinstance(batch[0], str) else ""
+            if not other or other == self.home:
+                self.counters["stale_effects"] += 1
+                return           # a batch of the gateway before a restart: its sockets are gone
+            batch = None         # another gateway's batch: for our sockets it names, unmarked
         if batch is not None and room is not None:
             mark = Mark(batch[1], part)
             if mark <= room.applied:
@@ -81,9 +95,12 @@ class NodeSide:
     ``STATUS`` and ``PING`` from the router; anything else is answered with an error."""
 
     def __init__(self, sock: zmq.Socket[Any], effects: Effects, status: Callable[[], dict[str, Any]],
-                 max_message_bytes: int, counters: dict[str, int]) -> None:
+                 max_message_bytes: int, counters: dict[str, int],
+                 on_keys: Callable[[Any], int] | None = None) -> None:
         self.sock, self.effects, self.status = sock, effects, status
         self.max_message_bytes, self.counters = max_message_bytes, counters
+        #: lets the cluster members' CURVE keys in (the gateway's guard; net/members.py)
+        self.on_keys = on_keys
 
     def on_frames(self, frames: list[bytes]) -> None:
         try:
@@ -104,11 +121,25 @@ class NodeSide:
             self._reply(envelope, wire.ok(rid, self.status()))
         elif op == wire.PING:
             self._reply(envelope, wire.ok(rid, "pong"))
+        elif op == wire.SHARDS and self.on_keys is not None and rest and rest[0] == "keys":
+            self._keys(envelope, rid, rest)
         else:
             self.counters["bad_frames"] += 1
             self._reply(envelope, wire.err(rid, {"code": "bad_request", "type": "BadRequest",
                                                  "message": f"the gateway does not serve "
                                                             f"{wire.OPS[op]} requests"}))
+
+    def _keys(self, envelope: tuple[bytes, ...], rid: int, rest: list[Any]) -> None:
+        """SHARDS ``keys`` ``{"keys": [Z85, ...]}`` from the router -> ``{"keys": n}``."""
+        assert self.on_keys is not None
+        args = rest[1] if len(rest) > 1 else None
+        try:
+            if not isinstance(args, dict):
+                raise BadRequest("keys takes {\"keys\": [Z85 public key, ...]}")
+            n = self.on_keys(args.get("keys"))
+        except BadRequest as exc:
+            return self._reply(envelope, wire.err(rid, exc.to_wire()))
+        self._reply(envelope, wire.ok(rid, {"keys": n}))
 
     def _reply(self, envelope: tuple[bytes, ...], payload: bytes) -> None:
         try:

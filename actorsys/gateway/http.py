@@ -25,9 +25,10 @@ STATUS_OF = {
     "unknown_type": 404, "unknown_method": 404, "bad_request": 400, "too_large": 413,
     "limit": 422, "remote": 500, "timeout": 504, "overloaded": 503, "worker_lost": 503,
     "unavailable": 503, "storage": 503, "stopped": 409, "wrong_shard": 503, "forbidden": 403,
+    "shard_unavailable": 503,
 }
 #: error codes answered with ``Retry-After``
-RETRY_LATER = ("overloaded", "worker_lost", "unavailable", "storage")
+RETRY_LATER = ("overloaded", "worker_lost", "unavailable", "storage", "shard_unavailable")
 
 
 class HttpAsks:

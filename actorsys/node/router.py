@@ -37,7 +37,7 @@ import zmq
 from ..client.transport import AsyncTransport
 from ..config import NodeConfig, NodeLayout
 from ..config.defaults import DRAIN_TIMEOUT, LOG_BURST, LOG_MAX_TYPES, LOG_WINDOW
-from ..errors import ActorError, BadRequest
+from ..errors import ActorError, BadRequest, NodeUnavailable
 from ..log import get_logger
 from ..lograte import RateLimit
 from ..net.listener import Listener
@@ -136,8 +136,12 @@ class Router:
 
     async def _call_worker(self, endpoint: str, cmd: str, args: dict[str, Any],
                            timeout: float) -> dict[str, Any]:
-        reply: dict[str, Any] = await self.transport.call_peer(
-            endpoint, wire.SHARDS, [cmd, args], timeout, f"worker at {endpoint}")
+        try:
+            reply: dict[str, Any] = await self.transport.call_peer(
+                endpoint, wire.SHARDS, [cmd, args], timeout, f"worker at {endpoint}")
+        except NodeUnavailable:          # (a refused CURVE handshake is not retried: anew)
+            self.transport.forget_peer(endpoint)
+            raise
         return reply
 
     def _set_map(self, m: ShardMap) -> None:

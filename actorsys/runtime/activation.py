@@ -124,7 +124,7 @@ class Activation:
 
     __slots__ = ("type_name", "key", "prefix", "cls", "handlers", "instance", "host", "mailbox",
                  "running", "last_used", "snapshot", "tells", "sup", "status", "task",
-                 "kill_timer", "gen", "versions", "indexed", "ws", "ws_gateway", "ws_out",
+                 "kill_timer", "gen", "versions", "indexed", "ws", "ws_gateways", "ws_out",
                  "ws_batch", "ws_parts", "chain", "turn_id", "nest", "requests", "shard")
 
     def __init__(self, type_name: str, key: str, prefix: bytes, cls: type[Actor],
@@ -170,10 +170,10 @@ class Activation:
         #: its listing entry was written by this activation (so later turns skip it);
         #: cleared when a turn leaves the actor with no data and unlists it (destroy.py)
         self.indexed = False
-        #: its WebSockets as the gateway last sent them (None: not known), and the
-        #: gateway incarnation that sent them (see ws_turns.py)
+        #: its WebSockets as the gateways last sent them (None: not known), and which
+        #: gateway incarnation holds which of them (see ws_turns.py)
         self.ws: dict[str, Connection] | None = None
-        self.ws_gateway: str | None = None
+        self.ws_gateways: dict[str, set[str]] | None = None
         #: the running turn's effects on its sockets; they leave with its commit (the
         #: empty tuple while there are none, as tells)
         self.ws_out: list[list[Any]] | tuple[()] = ()

@@ -70,7 +70,7 @@ DRAIN_POLL = 0.01
 #: largest export page asked for (bytes of keys and values)
 MAX_EXPORT_BYTES = 64 << 20
 
-_GRANT_KEYS = {"shards", "epoch", "until", "why", "node", "keys"}
+_GRANT_KEYS = {"shards", "epoch", "until", "why", "node", "keys", "gateways"}
 _ARGS = {"export": {"shards", "after", "max_bytes"}, "import": {"shards", "clear", "items"},
          "drop": {"shards"}}
 
@@ -145,6 +145,8 @@ class ShardCommands:
         self.draining: set[Activation] = set()
         #: lets the members' CURVE keys of a grant in (the worker's guard; net/members.py)
         self.on_keys: Callable[[Any], object] | None = None
+        #: the members' gateways of a grant, for WebSocket effects (ws_routes.py)
+        self.on_gateways: Callable[[Any], object] | None = None
 
     def activate(self) -> None:
         """Cluster mode from now on: the commit's fence and the alarm clock's filter."""
@@ -190,6 +192,8 @@ class ShardCommands:
             raise BadRequest("grant why and node must be strings")
         if self.on_keys is not None and args.get("keys") is not None:
             self.on_keys(args["keys"])       # (checked whole first: BadRequest changes nothing)
+        if self.on_gateways is not None and args.get("gateways") is not None:
+            self.on_gateways(args["gateways"])
         g = self.grants
         slot, home = g.slot, g.home
         before = set(g.shards) if g.active else {s for s in range(n) if home[s] == slot}

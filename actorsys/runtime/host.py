@@ -25,7 +25,7 @@ EFFECT_HEADROOM = 4096
 class Services:
     """What every host (and every :class:`InnerRef`) of a worker uses."""
 
-    __slots__ = ("transport", "flush", "max_message_bytes")
+    __slots__ = ("transport", "flush", "max_message_bytes", "ws_fanout")
 
     def __init__(self, transport: AsyncTransport, flush: Callable[[], None],
                  max_message_bytes: int) -> None:
@@ -34,6 +34,9 @@ class Services:
         #: the group commit, run before an ask leaves (earlier turns' tells go first)
         self.flush = flush
         self.max_message_bytes = max_message_bytes
+        #: a cluster worker with more than one gateway: a socket batch's effects also
+        #: leave for the other gateways (ws_routes.py)
+        self.ws_fanout = False
 
 
 class Host:

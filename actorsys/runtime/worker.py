@@ -73,6 +73,7 @@ from .activation import DEAD, ENDING, RUNNING, START, STOPPED, Call, Envelope, I
 from .assembly import Runtime
 from .children import stopped_error
 from .commit import GatewayLink
+from .ws_routes import GatewayRoutes
 from .grants import Grants, ShardCommands
 from .loud import SlowTurnWatch, StepClock
 from .system import SYSTEM_METHODS, list_actors, status
@@ -96,7 +97,8 @@ class Sockets:
     its ROUTER socket, tells through its client transport, WebSocket effects to the
     gateway, EXITs to the supervision tree. What cannot leave is counted, never raised."""
 
-    def __init__(self, sock: zmq.Socket[Any], transport: AsyncTransport, gateway: GatewayLink,
+    def __init__(self, sock: zmq.Socket[Any], transport: AsyncTransport,
+                 gateway: GatewayLink | GatewayRoutes,
                  tree_sock: zmq.Socket[Any] | None, kick: Callable[[], None],
                  counters: dict[str, int]) -> None:
         self.sock, self.transport, self.gateway, self.tree_sock = sock, transport, gateway, tree_sock
@@ -193,6 +195,12 @@ class Worker:
         rt.catalog.grants = self.grants
         self.shard_commands = ShardCommands(self.grants, rt, self.output, cfg.turn_timeout)
         self.shard_commands.on_keys = partial(apply_member_keys, self.listener.guard)
+        self.routes: GatewayRoutes | None = None
+        if cfg.cluster is not None:      # effects to every member's gateway (ws_routes.py)
+            self.routes = GatewayRoutes(self.ctx, self.gateway, client_keys, cfg.max_message_bytes,
+                                        self.counters, rt.services)
+            self.output.gateway = self.routes
+            self.shard_commands.on_gateways = self.routes.update
         self.children, self.alarms = rt.children, rt.alarms
         self.loud = self.turns.loud
         self.watch: SlowTurnWatch | None = None
@@ -231,6 +239,8 @@ class Worker:
             if self.tree_sock is not None:
                 self.tree_sock.close(500)
             self.gateway.close()
+            if self.routes is not None:
+                self.routes.close()
             self.listener.close(500)   # give the last flushed replies time to leave
             self.store.close()
             self.ctx.term()
