@@ -47,10 +47,10 @@ log = get_logger("cluster")
 #: seconds between two grants to every local worker (a restarted worker serves again
 #: within this; a renewal's new deadline reaches the workers within it)
 GRANT_PERIOD = 0.1
-#: seconds a new member is live before shards move to it (its workers first grant,
+#: seconds a new member is live before shards move to it (its workers' first grant,
 #: which lets our key in, comes just after it joins)
 JOIN_SETTLE = 1.0
-#: seconds a grant call may take past turn_timeout (it waits for revoked shards turns to commit)
+#: seconds a grant call may take past turn_timeout (it waits for revoked shards' turns to commit)
 GRANT_TIMEOUT_EXTRA = 5.0
 #: seconds a periodic grant may take (the next one follows anyway)
 PERIODIC_GRANT_TIMEOUT = 1.0
