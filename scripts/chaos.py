@@ -99,6 +99,8 @@ class Printer:
         print("chaos: interrupted; stopping everything", file=sys.stderr, flush=True)
 
     def finished(self, result: dict[str, Any]) -> None:
+        for node, tail in result.get("node_logs", {}).items():     # a cluster run that failed
+            print(f"--- the end of {node}'s log ---\n{tail}", file=sys.stderr, flush=True)
         print_summary(result)
 
 

@@ -22,6 +22,9 @@ would break that). Faults (:data:`KINDS`), at random, the first of each kind gua
   another node sees it dead, then heal it; recovered, from the heal, when every slot
   answers again. Only with namespace hosts: on loopback hosts a run says so and skips it.
 
+The first faults are one of each kind, in random order (a run shorter than they take
+goes on until each was injected); then at random, by :data:`WEIGHTS`.
+
 A node's slots are probed through ``Probe`` actors whose shards that node owns, one per
 worker slot (found from the settled shard map; shards move only on a join or a leave,
 which this harness does not do). The audit adds, for the cluster at the end: every node
@@ -56,6 +59,8 @@ KINDS = ("worker", "router", "node", "pause", "cut")
 WEIGHTS = {"worker": 0.35, "router": 0.2, "node": 0.15, "pause": 0.15, "cut": 0.15}
 #: seconds a killed node stays down before it is started again
 DOWN_S = 1.0
+#: the lines of each node's log a run with violations keeps in its result
+LOG_LINES = 60
 
 
 def settled(n: int) -> Any:
@@ -250,7 +255,7 @@ class ClusterInjector:
         self._recovered(ev, t0, ok, f"{ev['node']} (killed, restarted)")
 
     def _pause(self, i: int, ev: dict[str, Any]) -> None:
-        ev["killed"] = self.c.pids(i)
+        ev["paused"] = self.c.pids(i)
         t_stop = time.monotonic()
         self.c.pause_node(i)
         dead = self._seen_dead(i, self._deadline())
@@ -366,6 +371,8 @@ def run_cluster(p: ChaosParams, reporter: Reporter) -> dict[str, Any]:
         t_load = time.monotonic()
         reporter.load_started(p)
         inject_until(p, injector, clients, rng, t_load, reporter)
+        while injector.deck:           # a short run still has one fault of each kind
+            reporter.fault(injector.inject(injector.deck.pop(), time.monotonic() - t_load))
         t_stop = time.monotonic()
         reports = stop_clients(p, clients, readers)
         out = audit_counts(p, injector.probe, injector, kinds, reports, t_stop - t_load)
@@ -373,6 +380,8 @@ def run_cluster(p: ChaosParams, reporter: Reporter) -> dict[str, Any]:
         out["violations"].extend(problems)
         out.update(healthy=healthy, health=health,
                    exit_code=0 if out["lost"] == 0 and not out["violations"] and healthy else 1)
+        if out["violations"]:          # what the nodes said (their directories are deleted)
+            out["node_logs"] = {node.node_id: c.log_tail(node.index, LOG_LINES) for node in c.nodes}
         result.update(out)
         reporter.finished(result)
         return result
