@@ -139,7 +139,7 @@ def test_cluster_chaos_run_loses_no_acknowledged_write(tmp_path):
     scratch.mkdir()
     actors = 300
     proc = subprocess.run([os.path.join(SCRIPTS_DIR, "chaos"), "--cluster", "3", "--workers", "1",
-                           "--duration", "20", "--fault-every", "1", "--lease-ttl", "2",
+                           "--duration", "30", "--fault-every", "1", "--lease-ttl", "2",
                            "--actors", str(actors), "--clients", "2", "--in-flight", "16",
                            "--json", str(out), "--tmpdir", str(scratch)],
                           cwd=ROOT, capture_output=True, text=True, timeout=160,

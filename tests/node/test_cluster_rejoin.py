@@ -5,7 +5,6 @@ start ("node_id is already a live member") and taking the whole node down. Found
 ``scripts/chaos --cluster 3`` (a cut, then a router kill on the same node)."""
 from __future__ import annotations
 
-import psutil
 import pytest
 from helpers import ACTORS, ACTORS_DIR
 

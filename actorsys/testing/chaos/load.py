@@ -1,10 +1,11 @@
 """The chaos run's load: client processes keeping asks in flight, counting per actor.
 
 Each client process (``python -m actorsys.testing.chaos.load ENDPOINT... ...``: a node's
-router, or every router of a cluster; started by :func:`client_command`) keeps ``--in-flight`` asks of ``Tally.add`` in flight on random
-actors, and counts per actor what it sent (*attempted*) and what got a successful reply
-(*acknowledged*); any error (WorkerLost, AskTimeout, Overloaded, NodeUnavailable, a remote
-error) means "maybe applied". With ``--retry`` every ask is exactly-once: it is sent with
+router, or every router of a cluster; started by :func:`client_command`) keeps
+``--in-flight`` asks of ``Tally.add`` in flight on random actors, and counts per actor
+what it sent (*attempted*) and what got a successful reply (*acknowledged*); any error
+(WorkerLost, AskTimeout, Overloaded, NodeUnavailable, ShardUnavailable, a remote error)
+means "maybe applied". With ``--retry`` every ask is exactly-once: it is sent with
 ``retry=True`` and, whatever fails, sent again with the same request id until it is
 acknowledged, so each attempted increment is applied exactly once and the audit can
 demand count == acknowledged (an ask still unanswered when the client stops is counted
