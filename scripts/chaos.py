@@ -156,6 +156,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                    help="a cluster of N nodes (real etcd) and node faults, not one node")
     p.add_argument("--lease-ttl", type=float, default=2.0,
                    help="the cluster's lease in seconds (a paused or cut node is past it)")
+    p.add_argument("--join-leave", action="store_true",
+                   help="with --cluster: a node also joins, then leaves, under the load")
     p.add_argument("--hosts", choices=("netns", "loopback"), default=None,
                    help="the cluster's hosts (default: network namespaces if root, else loopback)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: random)")

@@ -130,15 +130,17 @@ def test_audit_flags_overlapping_and_overcounting_activations():
 
 @pytest.mark.timeout(170)
 def test_cluster_chaos_run_loses_no_acknowledged_write(tmp_path):
-    """scripts/chaos --cluster 3, short: a worker, a router and a whole node killed, a
-    node paused and (namespace hosts) cut off past its lease, under load; the last line
-    says no acknowledged write was lost, and the audit found every actor single-activated,
-    every node healthy and every shard owned once."""
+    """scripts/chaos --cluster 3 --join-leave, short: a worker, a router and a whole node
+    killed, a node paused and (namespace hosts) cut off past its lease, a fourth node
+    joining then leaving, under load; the last line says no acknowledged write was lost,
+    and the audit found every actor single-activated (also while shards moved between
+    nodes), every node healthy and every shard owned once."""
     out = tmp_path / "chaos.json"
     scratch = tmp_path / "t"
     scratch.mkdir()
     actors = 300
-    proc = subprocess.run([os.path.join(SCRIPTS_DIR, "chaos"), "--cluster", "3", "--workers", "1",
+    proc = subprocess.run([os.path.join(SCRIPTS_DIR, "chaos"), "--cluster", "3", "--join-leave",
+                           "--workers", "1",
                            "--duration", "30", "--fault-every", "1", "--lease-ttl", "2",
                            "--actors", str(actors), "--clients", "2", "--in-flight", "16",
                            "--json", str(out), "--tmpdir", str(scratch)],
@@ -153,13 +155,14 @@ def test_cluster_chaos_run_loses_no_acknowledged_write(tmp_path):
     assert r["lost"] == 0 and r["violations"] == [] and r["healthy"], r["violations"]
     kinds = r["kinds"]
     can_cut = "cut" in kinds
-    assert set(kinds) == {"worker", "router", "node", "pause"} | ({"cut"} if can_cut else set())
+    assert set(kinds) == {"worker", "router", "node", "pause", "move"} | ({"cut"} if can_cut else set())
     if not can_cut:
         assert "network cut: not available on loopback hosts" in proc.stdout, report
     for kind in kinds:
         assert r["faults"]["by_kind"][kind] >= 1, f"no {kind} fault injected: {r['faults']}\n{report}"
         assert r["recovery_ms"][kind]["n"] == r["faults"]["by_kind"][kind], \
             f"a {kind} fault without a measured recovery: {r['faults']['events']}"
+    assert r["faults"]["by_kind"]["move"] >= 2, "a node joined, then left"
     assert r["activations"]["actors_checked"] == actors, "the single-activation check read every actor"
     assert "4096 shards owned once" in r["health"], r["health"]
     load = r["load"]

@@ -22,16 +22,23 @@ would break that). Faults (:data:`KINDS`), at random, the first of each kind gua
   another node sees it dead, then heal it; recovered, from the heal, when every slot
   answers again. Only with namespace hosts: on loopback hosts a run says so and skips it.
 
-The first faults are one of each kind, in random order (a run shorter than they take
-goes on until each was injected); then at random, by :data:`WEIGHTS`.
+* ``move`` (``--join-leave`` only): a new node joins (its fair share of the shards moves
+  to it under the load), and the next ``move`` makes it leave (``LEAVE``: its shards
+  move back, then it stops); recovered when no shard is moving any more and every
+  node's slots answer. A shard served on two nodes at once during a move would break
+  the single-activation audit.
+
+The first faults are one of each kind (with ``move``: two, a join and a leave), in
+random order (a run shorter than they take goes on until each was injected); then at
+random, by :data:`WEIGHTS`.
 
 A node's slots are probed through ``Probe`` actors whose shards that node owns, one per
-worker slot (found from the settled shard map; shards move only on a join or a leave,
-which this harness does not do). The audit adds, for the cluster at the end: every node
-healthy (its status, over its router: every process up, state ``serving``, not fenced)
-and every shard owned by exactly one node (every node's view agrees on each node's
-count, the counts sum to the shard count, nothing is moving, and each node's workers
-are granted exactly the shards it owns).
+worker slot (found from the settled shard map, again after each join or leave). The
+audit adds, for the cluster at the end: every node healthy (its status, over its
+router: every process up, state ``serving``, not fenced) and every shard owned by
+exactly one node (every node's view agrees on each node's count, the counts sum to the
+shard count, nothing is moving, and each node's workers are granted exactly the shards
+it owns).
 """
 from __future__ import annotations
 
@@ -55,19 +62,22 @@ from .load import GO, LineReader
 from .run import ChaosParams, Reporter, audit_counts, end_clients, inject_until, send, \
     start_clients, stop_clients
 
-KINDS = ("worker", "router", "node", "pause", "cut")
-WEIGHTS = {"worker": 0.35, "router": 0.2, "node": 0.15, "pause": 0.15, "cut": 0.15}
+KINDS = ("worker", "router", "node", "pause", "cut", "move")
+WEIGHTS = {"worker": 0.35, "router": 0.2, "node": 0.15, "pause": 0.15, "cut": 0.15, "move": 0.1}
 #: seconds a killed node stays down before it is started again
 DOWN_S = 1.0
 #: the lines of each node's log a run with violations keeps in its result
 LOG_LINES = 60
 
 
-def settled(n: int) -> Any:
-    """A view predicate: ``n`` nodes, all alive, each owning shards, none moving."""
+def settled(ids: list[str]) -> Any:
+    """A view predicate: the nodes ``ids`` alive, each owning shards, none moving, and
+    any other node listed (one that left) owning none."""
     def ok(view: Any) -> bool:
-        nodes = view.get("nodes") or []
-        return len(nodes) == n and all(x["alive"] and x["shards"] and not x["moving"] for x in nodes)
+        nodes = {x["id"]: x for x in view.get("nodes") or []}
+        return set(ids) <= set(nodes) and all(
+            (x["alive"] and x["shards"] and not x["moving"]) if nid in ids else not x["shards"]
+            for nid, x in nodes.items())
     return ok
 
 
@@ -86,8 +96,16 @@ class ClusterInjector:
         #: (node index, local slot) -> the pid last seen serving it
         self.worker_pids: dict[tuple[int, int], int] = {}
         self.seen_pids: set[int] = set()
-        self.deck = list(kinds)
-        rng.shuffle(self.deck)         # the first faults: one of each kind
+        # the first faults: one of each kind (a move twice: a join, then the leave)
+        self.deck = list(kinds) + (["move"] if "move" in kinds else [])
+        rng.shuffle(self.deck)
+        #: the nodes in the cluster now (indexes of ``cluster.nodes``), and the joiner in it
+        self.live: list[int] = list(range(len(cluster.nodes)))
+        self.joiner: int | None = None
+
+    @property
+    def live_ids(self) -> list[str]:
+        return [self.c.nodes[i].node_id for i in self.live]
 
     def close(self) -> None:
         self.probe.close()
@@ -95,8 +113,10 @@ class ClusterInjector:
     # -- who is where ---------------------------------------------------------------
     def learn(self, timeout: float = 30.0) -> None:
         """A probe key for every slot of every node (from the settled map), and its pid."""
-        index = {node.node_id: node.index for node in self.c.nodes}
-        slots = len(self.c.nodes) * self.c.workers
+        index = {self.c.nodes[i].node_id: i for i in self.live}
+        slots = len(self.live) * self.c.workers
+        self.probe_keys.clear()
+        self.worker_pids.clear()
         m = self.probe.map
         for i in range(200_000):
             key = f"probe-{i}"
@@ -105,7 +125,7 @@ class ClusterInjector:
             except ActorError:
                 continue
             node = m.node_of_slot(g)
-            if node is None:
+            if node is None or node["id"] not in index:
                 continue
             where = (index[node["id"]], g - node["slots"][0])
             self.probe_keys.setdefault(where, key)
@@ -167,7 +187,7 @@ class ClusterInjector:
     def _seen_dead(self, i: int, deadline: float) -> bool:
         """Another node's view says node ``i`` is not alive (its lease expired)."""
         nid = self.c.nodes[i].node_id
-        others = [k for k in range(len(self.c.nodes)) if k != i]
+        others = [k for k in self.live if k != i]
         while time.monotonic() < deadline:
             for k in others:
                 try:
@@ -195,7 +215,7 @@ class ClusterInjector:
     def inject(self, kind: str, at: float) -> dict[str, Any]:
         """One fault of ``kind`` (``at`` seconds into the load), awaited until recovered or
         past the recovery timeout; returns (and records) its event."""
-        i = self.rng.randrange(len(self.c.nodes))
+        i = self.joiner if kind == "move" and self.joiner is not None else self.rng.choice(self.live)
         ev: dict[str, Any] = {"kind": kind, "at_s": round(at, 3), "node": self.c.nodes[i].node_id}
         getattr(self, f"_{kind}")(i, ev)
         self.events.append(ev)
@@ -286,12 +306,43 @@ class ClusterInjector:
                         f"{ev['node']} (network cut, healed)")
 
 
+    def _move(self, i: int, ev: dict[str, Any]) -> None:
+        """A new node joins (``i`` is ignored) or, if one did, it leaves (``i``), its
+        shards moving under the load; recovered when the cluster is settled again (no
+        shard moving) and every node's slots answer."""
+        t0 = time.monotonic()
+        deadline = t0 + max(self.recovery_timeout, 60.0)
+        try:
+            if self.joiner is None:
+                j = self.c.add_node()
+                self.live.append(j)
+                self.joiner = j
+                ev.update(node=self.c.nodes[j].node_id, what=f"{self.c.nodes[j].node_id} joins")
+            else:
+                j, self.joiner = self.joiner, None
+                self.live.remove(j)
+                ev["what"] = f"{self.c.nodes[j].node_id} leaves (LEAVE: its shards move, then it stops)"
+                reply = self.c.stop_node(j, drain=True, drain_timeout=60.0)
+                if reply is None or reply[0] != wire.OK:
+                    self.problems.append(f"{self.c.nodes[j].node_id}'s LEAVE answered {reply}")
+            self.c.wait_view(self.live[0], settled(self.live_ids), "the cluster settled after "
+                             + ev["what"], timeout=max(deadline - time.monotonic(), 1.0))
+            self.probe.refresh_map()
+            self.learn(max(deadline - time.monotonic(), 1.0))
+            ok = True
+        except (AssertionError, RuntimeError) as exc:
+            self.problems.append(str(exc)[:2000])
+            ok = False
+        self._recovered(ev, t0, ok, ev["what"])
+
+
 def cluster_health(c: Cluster, injector: ClusterInjector, workers: int) -> tuple[bool, str, list[str]]:
     """(healthy, what was seen, violations): every node's status over its router (every
     process up, serving, not fenced) and the ownership (see the module docstring)."""
     problems: list[str] = []
     owned: dict[str, int] = {}
-    for i, node in enumerate(c.nodes):
+    for i in injector.live:
+        node = c.nodes[i]
         st = injector.status(i, 5.0)
         if st is None or not node.running:
             problems.append(f"{node.node_id}: no status over its router"
@@ -313,17 +364,18 @@ def cluster_health(c: Cluster, injector: ClusterInjector, workers: int) -> tuple
     shards = injector.probe.map.shards
     if owned and sum(owned.values()) != shards:
         problems.append(f"the nodes own {sum(owned.values())} shards between them, not {shards}: {owned}")
-    for i, node in enumerate(c.nodes):
+    for i in injector.live:
+        node = c.nodes[i]
         try:
             view = c.view(i, timeout=5.0)
         except RuntimeError as exc:
             problems.append(f"{node.node_id}: {exc}")
             continue
-        counts = {n["id"]: n["shards"] for n in view["nodes"]}
-        if counts != owned or not settled(len(c.nodes))(view):
+        counts = {n["id"]: n["shards"] for n in view["nodes"] if n["shards"]}
+        if counts != owned or not settled(injector.live_ids)(view):
             problems.append(f"{node.node_id}'s view {view['nodes']} disagrees with what the nodes "
                             f"own {owned} or is not settled")
-    what = (f"{len(c.nodes)} nodes serving, every process up, {shards} shards owned "
+    what = (f"{len(injector.live)} nodes serving, every process up, {shards} shards owned "
             f"once ({', '.join(f'{k} {v}' for k, v in owned.items())}), none moving")
     return not problems, (what if not problems else "; ".join(problems)), problems
 
@@ -355,8 +407,9 @@ def run_cluster(p: ChaosParams, reporter: Reporter) -> dict[str, Any]:
         opened = True
         for i in range(p.cluster):
             c.wait_ready(i, 60.0)
-        c.wait_view(0, settled(p.cluster), f"{p.cluster} nodes sharing the shards", 90.0)
-        kinds = KINDS if c.can_cut else tuple(k for k in KINDS if k != "cut")
+        c.wait_view(0, settled([node.node_id for node in c.nodes]),
+                    f"{p.cluster} nodes sharing the shards", 90.0)
+        kinds = tuple(k for k in KINDS if (k != "cut" or c.can_cut) and (k != "move" or p.join_leave))
         notes = [f"hosts: {'network namespaces' if c.can_cut else 'loopback addresses'} "
                  f"({', '.join(c.endpoints)}); lease_ttl {p.lease_ttl:g} s"]
         if not c.can_cut:

@@ -58,6 +58,7 @@ class ChaosParams:
     cluster: int = 0                  # > 0: a cluster of that many nodes (.cluster), not one node
     lease_ttl: float = 2.0            # the cluster's lease (a paused or cut node is past it)
     hosts: str | None = None          # the cluster's hosts: None (netns if possible), netns, loopback
+    join_leave: bool = False          # the cluster's faults include a node joining, then leaving
 
 
 class Faults(Protocol):
