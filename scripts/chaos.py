@@ -51,12 +51,14 @@ and the faults are a node's: kill -9 a worker of a random node, its router, or e
 process of it (started again a moment later; its shards answer ``ShardUnavailable``
 meanwhile, which the load counts as failed, not lost), SIGSTOP it past its lease then
 SIGCONT, cut its network past its lease then heal it (namespace hosts only; on loopback
-the run says it skipped that kind). A node's recovery time runs from its restart,
-SIGCONT or heal until every one of its slots answers again. The audit adds: every node
-healthy (status over its router) and every shard owned by exactly one node
-(:mod:`actorsys.testing.chaos.cluster`).
+the run says it skipped that kind); with ``--join-leave`` a new node also joins under
+the load, then leaves (its shards move to it and back). A node's recovery time runs
+from its restart, SIGCONT or heal until every one of its slots answers again. The audit
+adds: every node healthy (status over its router) and every shard owned by exactly one
+node (:mod:`actorsys.testing.chaos.cluster`).
 
-Usage: ``scripts/chaos [--duration 30] [--durability process|fsync] [--cluster 3] [--json FILE] ...``
+Usage: ``scripts/chaos [--duration 30] [--durability process|fsync] [--cluster 3 [--join-leave]]
+[--json FILE] ...``
 (``scripts/chaos.py --help``). The harness is :mod:`actorsys.testing.chaos`; this file parses
 the options and prints.
 """
@@ -183,6 +185,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         a.seed = random.randrange(1 << 31)
     if a.duration <= 0 or a.actors < 1 or a.clients < 1 or a.in_flight < 1 or a.workers < 1:
         p.error("duration, actors, clients, in-flight and workers must be positive")
+    if (a.join_leave or a.hosts) and not a.cluster:
+        p.error("--join-leave and --hosts go with --cluster N")
     if a.cluster and (a.cluster < 2 or a.data_dir or a.keep_data):
         p.error("--cluster needs at least 2 nodes, and makes its own data dirs (no --data-dir, --keep-data)")
     return a
