@@ -45,7 +45,20 @@ SIGTERM or an error; every wait has a deadline. The node runs with a high restar
 intensity limit (``max_restarts``): the kills are deliberate, and the harness tests the
 data path, not the supervisor's give-up rule.
 
-Usage: ``scripts/chaos [--duration 30] [--durability process|fsync] [--json FILE] ...``
+With ``--cluster N`` the same load and audit run against a cluster of N nodes on one
+machine (real etcd; network-namespace hosts when run as root, else loopback addresses),
+and the faults are a node's: kill -9 a worker of a random node, its router, or every
+process of it (started again a moment later; its shards answer ``ShardUnavailable``
+meanwhile, which the load counts as failed, not lost), SIGSTOP it past its lease then
+SIGCONT, cut its network past its lease then heal it (namespace hosts only; on loopback
+the run says it skipped that kind); with ``--join-leave`` a new node also joins under
+the load, then leaves (its shards move to it and back). A node's recovery time runs
+from its restart, SIGCONT or heal until every one of its slots answers again. The audit
+adds: every node healthy (status over its router) and every shard owned by exactly one
+node (:mod:`actorsys.testing.chaos.cluster`).
+
+Usage: ``scripts/chaos [--duration 30] [--durability process|fsync] [--cluster 3 [--join-leave]]
+[--json FILE] ...``
 (``scripts/chaos.py --help``). The harness is :mod:`actorsys.testing.chaos`; this file parses
 the options and prints.
 """
@@ -73,26 +86,32 @@ class Printer:
         self.quiet = quiet
 
     def load_started(self, p: ChaosParams) -> None:
+        where = f"{p.cluster} nodes x {p.workers} workers" if p.cluster else f"{p.workers} workers"
         print(f"chaos: {p.duration:g} s, {p.actors} actors, {p.clients} clients x {p.in_flight} "
-              f"asks in flight, {p.workers} workers, durability {p.durability}, seed {p.seed}",
+              f"asks in flight, {where}, durability {p.durability}, seed {p.seed}",
               flush=True)
 
     def fault(self, ev: dict[str, Any]) -> None:
         if not self.quiet:
             rec = f"{ev['recovery_ms']:.0f} ms" if "recovery_ms" in ev else "NOT RECOVERED"
-            print(f"  t={ev['at_s']:6.1f} s  kill -9 {ev['kind']:<6} {ev.get('killed')} -> "
-                  f"recovered in {rec}", flush=True)
+            what = ev.get("what") or f"kill -9 {ev['kind']:<6} {ev.get('killed')}"
+            print(f"  t={ev['at_s']:6.1f} s  {what} -> recovered in {rec}", flush=True)
 
     def interrupted(self) -> None:
         print("chaos: interrupted; stopping everything", file=sys.stderr, flush=True)
 
     def finished(self, result: dict[str, Any]) -> None:
+        for node, tail in result.get("node_logs", {}).items():     # a cluster run that failed
+            print(f"--- the end of {node}'s log ---\n{tail}", file=sys.stderr, flush=True)
         print_summary(result)
 
 
 def print_summary(r: dict[str, Any]) -> None:
     """What the run found; the last line says how many acknowledged writes were lost."""
     load = r["load"]
+    kinds = r.get("kinds", KINDS)
+    for note in r.get("notes", ()):
+        print(note)
     print(f"load held: {load['acknowledged_per_s']:,.0f} acknowledged asks/s over {load['seconds']:.1f} s "
           f"({load['acknowledged']:,} acknowledged of {load['attempted']:,} attempted, "
           f"{load['attempted_per_s']:,.0f}/s)")
@@ -105,8 +124,8 @@ def print_summary(r: dict[str, Any]) -> None:
           + (", ".join(f"{k} {v:,}" for k, v in errors.most_common()) or "none"))
     by_kind = r["faults"]["by_kind"]
     print(f"faults injected: {r['faults']['total']} ("
-          + ", ".join(f"{k} {by_kind.get(k, 0)}" for k in KINDS) + ")")
-    for name in ("overall", *KINDS):
+          + ", ".join(f"{k} {by_kind.get(k, 0)}" for k in kinds) + ")")
+    for name in ("overall", *kinds):
         rec = r["recovery_ms"][name]
         if rec:
             print(f"recovery {name:<8} p50 {rec['p50_ms']:8.1f} ms  p99 {rec['p99_ms']:8.1f} ms  "
@@ -114,7 +133,8 @@ def print_summary(r: dict[str, Any]) -> None:
     acts = r["activations"]
     print(f"activations seen: {acts['records']:,}; single-activation check ran on "
           f"{acts['actors_checked']}/{acts['actors']} actors")
-    print(f"node healthy: {'yes' if r['healthy'] else 'NO'} ({r['health']})")
+    print(f"{'cluster' if r['params'].get('cluster') else 'node'} healthy: "
+          f"{'yes' if r['healthy'] else 'NO'} ({r['health']})")
     violations = r["violations"]
     if violations:
         print(f"violations: {len(violations)}")
@@ -133,7 +153,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--clients", type=int, default=4, help="client processes")
     p.add_argument("--in-flight", type=int, default=48, help="asks in flight per client")
     p.add_argument("--durability", choices=("process", "fsync"), default="process")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, default=2, help="workers per node")
+    p.add_argument("--cluster", type=int, default=0, metavar="N",
+                   help="a cluster of N nodes (real etcd) and node faults, not one node")
+    p.add_argument("--lease-ttl", type=float, default=2.0,
+                   help="the cluster's lease in seconds (a paused or cut node is past it)")
+    p.add_argument("--join-leave", action="store_true",
+                   help="with --cluster: a node also joins, then leaves, under the load")
+    p.add_argument("--hosts", choices=("netns", "loopback"), default=None,
+                   help="the cluster's hosts (default: network namespaces if root, else loopback)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
     p.add_argument("--fault-every", type=float, default=2.0,
                    help="seconds between faults, randomised +-50%% (after the last recovery)")
@@ -157,6 +185,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         a.seed = random.randrange(1 << 31)
     if a.duration <= 0 or a.actors < 1 or a.clients < 1 or a.in_flight < 1 or a.workers < 1:
         p.error("duration, actors, clients, in-flight and workers must be positive")
+    if (a.join_leave or a.hosts) and not a.cluster:
+        p.error("--join-leave and --hosts go with --cluster N")
+    if a.cluster and (a.cluster < 2 or a.data_dir or a.keep_data):
+        p.error("--cluster needs at least 2 nodes, and makes its own data dirs (no --data-dir, --keep-data)")
     return a
 
 
@@ -172,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chaos: --data-dir {a.data_dir} is not empty; give a new or empty directory",
               file=sys.stderr)
         return 2
+    if a.cluster:
+        from actorsys.testing.chaos.cluster import run_cluster
+        return run_cluster(ChaosParams(**vars(a)), Printer(a.quiet))["exit_code"]
     return run(ChaosParams(**vars(a)), Printer(a.quiet))["exit_code"]
 
 

@@ -166,6 +166,8 @@ class MapSource:
         self.max_message_bytes = max_message_bytes
         self.tree_endpoint = tree_endpoint
         self._use_server_keys(shard_map)
+        if self.watch is not None:
+            self.watch.map_installed(shard_map)
         if self.on_map is not None:
             self.on_map(self)  # type: ignore[arg-type]   # self is the transport
 

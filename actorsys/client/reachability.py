@@ -39,7 +39,9 @@ use stays up: asks in flight there fail with ``WorkerLost`` as always, and the s
 owner in the map changes only when the cluster has noticed (its etcd lease expired) and
 the map then marks them ``ShardUnavailable``. So a client of a cluster
 (:attr:`ShardMap.nodes` set) with a worker endpoint disconnected fetches the map again
-every :data:`CLUSTER_REFRESH_S` until that endpoint is back or gone from the map; a map
+every :data:`CLUSTER_REFRESH_S` until that endpoint is back or gone from the map, and
+so does one whose map has a node down (its shards ``ShardUnavailable``), until the map
+has it back: nothing else would tell the client that the node returned; a map
 without it fails what was queued for it with ``WorkerLost`` at once (not at the asks'
 deadline) and sends nothing there any more (:mod:`.maps`). The blocking client does it at
 its calls and while a call waits for its reply.
@@ -83,6 +85,7 @@ from ..log import get_logger
 
 if TYPE_CHECKING:
     from ..net.sockets import Conn
+    from ..protocol.shardmap import ShardMap
     from .transport import AsyncTransport
 
 log = get_logger("client")
@@ -208,7 +211,7 @@ class NodeWatch:
 
     __slots__ = ("transport", "loop", "state", "router", "_born", "_was_up", "_downs",
                  "_timer", "_fetch", "_pollers", "_glance_at", "tells_in_doubt", "_rotate_at",
-                 "_down_endpoints", "_refresh_at", "_tick")
+                 "_down_endpoints", "_refresh_at", "_tick", "_node_down")
 
     def __init__(self, transport: "AsyncTransport", grace: float,
                  state: Reachability | None = None) -> None:
@@ -233,6 +236,8 @@ class NodeWatch:
         self._down_endpoints: set[str] = set()
         self._refresh_at = 0.0
         self._tick: asyncio.TimerHandle | None = None
+        #: the map has a node down (its shards ShardUnavailable): fetched again until it is back
+        self._node_down = False
         self._arm()
 
     def heartbeat(self) -> tuple[int, int]:
@@ -292,13 +297,21 @@ class NodeWatch:
             self._down_endpoints.discard(m.endpoints[slot])
 
     # -- a cluster's worker endpoints that went away ------------------------------------
+    def map_installed(self, m: ShardMap) -> None:
+        """A new map is in use: if a node of it is down, fetch it again every
+        :data:`CLUSTER_REFRESH_S` until the node is back (see the module docstring)."""
+        self._node_down = m.nodes is not None and any(not n.get("alive") for n in m.nodes)
+        if self._node_down and self._tick is None and self.loop.is_running():
+            self._refresh_at = self.loop.time() + CLUSTER_REFRESH_S
+            self._tick = self.loop.call_at(self._refresh_at, self._cluster_tick)
+
     def _cluster_waiting(self) -> bool:
-        """A worker endpoint of the (cluster's) map is disconnected."""
+        """A worker endpoint of the (cluster's) map is disconnected, or a node is down."""
         m = self.transport.map
-        if not self._down_endpoints or m is None or m.nodes is None:
+        if not (self._down_endpoints or self._node_down) or m is None or m.nodes is None:
             return False
         self._down_endpoints &= set(m.endpoints)
-        return bool(self._down_endpoints)
+        return bool(self._down_endpoints) or self._node_down
 
     def _cluster_due(self) -> bool:
         """The map is to be fetched now (see the module docstring); the next time is set."""
@@ -408,7 +421,7 @@ class NodeWatch:
             self._glance_at = now + GLANCE_S
             self.glance()
         return (self.state.map_due and self.state.router_up) or (
-            bool(self._down_endpoints) and self._cluster_due())
+            bool(self._down_endpoints or self._node_down) and self._cluster_due())
 
     def glance(self) -> None:
         """Handle what the router's monitor reported (nothing to do costs a getsockopt)."""
@@ -426,13 +439,13 @@ class NodeWatch:
         watches both; a frozen one only the router's, by its heartbeats)."""
         state = self.state
         if state.phase is Phase.UP and self._was_up and not state.slots_down \
-                and not self._down_endpoints:
+                and not self._down_endpoints and not self._node_down:
             ready = c.poll(min(timeout_ms, max(int(state.grace * 250), 50)))
             if not ready:
                 self.glance()
             return ready
         deadline = self.deadline
-        if self._down_endpoints:     # a cluster's worker gone: wake to fetch the map
+        if self._down_endpoints or self._node_down:   # wake to fetch the cluster's map
             deadline = self._refresh_at if deadline is None else min(deadline, self._refresh_at)
         if deadline is not None:
             timeout_ms = min(timeout_ms, max(math.ceil((deadline - self.loop.time()) * 1000), 0))
@@ -449,7 +462,7 @@ class NodeWatch:
             self.router.drain_monitor()
         if self.state.phase is not Phase.UP or not self._was_up:
             self.expire()
-        if not ready and self._down_endpoints:
+        if not ready and (self._down_endpoints or self._node_down):
             self._cluster_tick()      # started on this loop, run when the waiting call returns to it
         return {} if self._downs != downs else ready
 

@@ -81,6 +81,9 @@ class Coordinator:
                                                        tuple(self.workers), self.home,
                                                        gateway=layout.gateway),
                                      on_change=lambda _m: self.changed())
+        # the lease of every registration, also a re-join after the lease expired: a
+        # router restarted later finds its own record under the lease it remembers
+        self.membership.on_lease = lambda _lease: self._remember_lease()
         self.on_map, self.on_left = on_map, on_left
         #: shard -> its ownership record, as last read or watched
         self.owned: dict[int, Owned] = {}
@@ -115,7 +118,6 @@ class Coordinator:
             if stale:
                 await self._sweep(stale)
         await m.register(self._previous_lease())
-        self._remember_lease()
         self.owned = await own.read()
         self.merge(await roll_back_unfinished(own, self.me, self.owned))
         self._tasks.append(asyncio.create_task(self._watch_shards()))

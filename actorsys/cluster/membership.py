@@ -14,6 +14,9 @@ Semantics:
 * Every node watches ``/actorsys/<cluster>/nodes/`` and keeps :attr:`Membership.members`,
   the live nodes by id, calling ``on_change`` after each change.
 * Leaving (:meth:`Membership.leave`) revokes the lease: the record goes at once.
+* ``on_lease(lease id)`` is called after each registration under a new lease, the
+  first and every one after a lease expired (the node remembers it: a restarted
+  router recognises its own node's record by it).
 """
 from __future__ import annotations
 
@@ -61,6 +64,8 @@ class Membership:
     def __init__(self, cfg: ClusterConfig, me: Member,
                  on_change: Callable[[dict[str, Member]], None] | None = None) -> None:
         self.cfg, self.me, self.on_change = cfg, me, on_change
+        #: called with the lease id after each registration under a new lease
+        self.on_lease: Callable[[int], None] | None = None
         self.nodes_prefix = prefix(cfg.name) + b"nodes/"
         #: the live nodes by id, this one included, as of the last event seen
         self.members: dict[str, Member] = {}
@@ -146,6 +151,8 @@ class Membership:
             return False
         self._lease = lease
         self.fence.renewed(sent_at)
+        if self.on_lease is not None:
+            self.on_lease(int(lease.id))
         return True
 
     def _record(self) -> bytes:

@@ -198,3 +198,43 @@ def test_an_ask_queued_for_a_dead_cluster_node_fails_when_the_map_says_so(tmp_pa
                     c.ask("T", key, "next")
                 assert c.ask("T", key_of(fake.map, 0), "n1")[0] == 0
         assert took < 3.0, f"failed when the map changed, not at the deadline: {took:.2f} s"
+
+
+@pytest.mark.parametrize("flavour", ["asyncio", "blocking"])
+def test_a_dead_cluster_node_answers_again_once_the_map_has_it_back(tmp_path, flavour):
+    """A map with n2 down: its actors get ShardUnavailable at once; when n2 returns (the
+    router's map has it alive again) the client learns it by itself, with no router or
+    worker connection of its own changing, and n2's actors answer again."""
+    with FakeNode(str(tmp_path), workers=3) as fake:
+        fake.map = cluster_map(fake, 1, n2_alive=False)
+        key = key_of(cluster_map(fake, 1, n2_alive=True), 2)
+
+        def answer_after_return(ask: Any) -> float:
+            with pytest.raises(actorsys.ShardUnavailable, match="belongs to node n2"):
+                ask("before")
+            fake.map = cluster_map(fake, 2, n2_alive=True)
+            start = time.monotonic()
+            while True:
+                try:
+                    assert ask("after")[0] == 2
+                    return time.monotonic() - start
+                except actorsys.ShardUnavailable:
+                    assert time.monotonic() - start < WAIT, "n2's actor never answered again"
+                    time.sleep(0.05)
+
+        if flavour == "asyncio":
+            async def main() -> float:
+                async with actorsys.connect_async(fake.endpoint, connect_timeout=WAIT) as c:
+                    loop = asyncio.get_running_loop()
+
+                    async def one(method: str) -> Any:
+                        return await c.ask("T", key, method, timeout=WAIT)
+
+                    def ask(method: str) -> Any:     # run on the client's loop, from a thread
+                        return asyncio.run_coroutine_threadsafe(one(method), loop).result(WAIT + 1)
+                    return await asyncio.to_thread(answer_after_return, ask)
+            took = asyncio.run(main())
+        else:
+            with actorsys.connect(fake.endpoint, connect_timeout=WAIT) as c:
+                took = answer_after_return(lambda method: c.ask("T", key, method, timeout=WAIT))
+        assert took < 3.0, f"the map was fetched again within a few refresh periods: {took:.2f} s"

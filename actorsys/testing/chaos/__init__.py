@@ -13,4 +13,7 @@ this package is the harness it drives, in the order of a run:
 * :mod:`.audit`: per actor, acknowledged <= count <= attempted and activation records
   that tile ``1 .. count`` (two activations at once would break that); the node's health.
 * :mod:`.run`: one run, from the node's start to the cleanup of everything it started.
+* :mod:`.cluster`: a run against a cluster of nodes (``scripts/chaos --cluster N``), with
+  the faults of a node: kill -9 of a worker, its router or all of it, SIGSTOP and a
+  network cut past its lease; the audit adds every node's health and the ownership.
 """

@@ -1,10 +1,11 @@
 """The chaos run's load: client processes keeping asks in flight, counting per actor.
 
-Each client process (``python -m actorsys.testing.chaos.load ENDPOINT ...``, started by
-:func:`client_command`) keeps ``--in-flight`` asks of ``Tally.add`` in flight on random
-actors, and counts per actor what it sent (*attempted*) and what got a successful reply
-(*acknowledged*); any error (WorkerLost, AskTimeout, Overloaded, NodeUnavailable, a remote
-error) means "maybe applied". With ``--retry`` every ask is exactly-once: it is sent with
+Each client process (``python -m actorsys.testing.chaos.load ENDPOINT... ...``: a node's
+router, or every router of a cluster; started by :func:`client_command`) keeps
+``--in-flight`` asks of ``Tally.add`` in flight on random actors, and counts per actor
+what it sent (*attempted*) and what got a successful reply (*acknowledged*); any error
+(WorkerLost, AskTimeout, Overloaded, NodeUnavailable, ShardUnavailable, a remote error)
+means "maybe applied". With ``--retry`` every ask is exactly-once: it is sent with
 ``retry=True`` and, whatever fails, sent again with the same request id until it is
 acknowledged, so each attempted increment is applied exactly once and the audit can
 demand count == acknowledged (an ask still unanswered when the client stops is counted
@@ -38,10 +39,11 @@ from .audit import TALLY, actor_key
 READY, GO, STOP, RESULT = "ready", "go", "stop", "RESULT "
 
 
-def client_command(endpoint: str, actors: int, in_flight: int, ask_timeout: float,
+def client_command(endpoint: str | list[str], actors: int, in_flight: int, ask_timeout: float,
                    seed: int, retry: bool = False) -> list[str]:
-    """The command line of one client process."""
-    return [sys.executable, "-m", __name__, endpoint, "--actors", str(actors),
+    """The command line of one client process (``endpoint``: a list for a cluster's routers)."""
+    endpoints = [endpoint] if isinstance(endpoint, str) else list(endpoint)
+    return [sys.executable, "-m", __name__, *endpoints, "--actors", str(actors),
             "--in-flight", str(in_flight), "--ask-timeout", str(ask_timeout), "--seed", str(seed),
             *(["--retry"] if retry else [])]
 
@@ -61,7 +63,7 @@ async def add_once(c: AsyncClient, key: str, timeout: float, errors: Counter[str
         await asyncio.sleep(0.05)          # no busy loop while a part is down
 
 
-async def count_asks(endpoint: str, actors: int, in_flight: int, seed: int, timeout: float,
+async def count_asks(endpoint: str | list[str], actors: int, in_flight: int, seed: int, timeout: float,
                      commands: "asyncio.Queue[str]", retry: bool = False) -> dict[str, Any]:
     """Connect, say ``ready``, then ask on ``go`` until ``stop``; returns the counts."""
     rng = random.Random(seed)
@@ -117,7 +119,7 @@ async def count_asks(endpoint: str, actors: int, in_flight: int, seed: int, time
 def main(argv: list[str] | None = None) -> int:
     """One client process: commands from stdin, ``RESULT <json>`` on stdout at the end."""
     p = argparse.ArgumentParser(prog="python -m actorsys.testing.chaos.load")
-    p.add_argument("endpoint")
+    p.add_argument("endpoint", nargs="+", help="the router (a cluster: every router)")
     p.add_argument("--actors", type=int, required=True)
     p.add_argument("--in-flight", type=int, required=True)
     p.add_argument("--ask-timeout", type=float, required=True)
@@ -137,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
             loop.call_soon_threadsafe(commands.put_nowait, STOP)
 
         threading.Thread(target=read_stdin, daemon=True).start()
-        return await count_asks(a.endpoint, a.actors, a.in_flight, a.seed, a.ask_timeout, commands,
+        endpoint = a.endpoint[0] if len(a.endpoint) == 1 else a.endpoint
+        return await count_asks(endpoint, a.actors, a.in_flight, a.seed, a.ask_timeout, commands,
                                 a.retry)
 
     result = asyncio.run(run())

@@ -24,6 +24,7 @@ import time
 from collections import Counter
 from typing import Any, Protocol
 
+from actorsys.client import Client
 from actorsys.node import Node
 from actorsys.testing.nodes import node_config
 
@@ -54,6 +55,23 @@ class ChaosParams:
     json: str | None = None           # write the result here
     quiet: bool = False               # no report per fault
     retry: bool = False               # every ask exactly-once: the audit checks count == acknowledged
+    cluster: int = 0                  # > 0: a cluster of that many nodes (.cluster), not one node
+    lease_ttl: float = 2.0            # the cluster's lease (a paused or cut node is past it)
+    hosts: str | None = None          # the cluster's hosts: None (netns if possible), netns, loopback
+    join_leave: bool = False          # the cluster's faults include a node joining, then leaving
+
+
+class Faults(Protocol):
+    """A fault injector (:class:`.faults.Injector`, :class:`.cluster.ClusterInjector`)."""
+
+    events: list[dict[str, Any]]
+    problems: list[str]
+
+    def next_kind(self) -> str:
+        """The kind of the next fault."""
+
+    def inject(self, kind: str, at: float) -> dict[str, Any]:
+        """One fault, awaited until recovered or past the recovery timeout; its event."""
 
 
 class Reporter(Protocol):
@@ -106,14 +124,14 @@ def run(p: ChaosParams, reporter: Reporter) -> dict[str, Any]:
         result["data_dir"] = data_dir
         injector = Injector(node, rng, p.recovery_timeout)
         injector.learn_pids()
-        readers = _start_clients(p, node.endpoint, rng, clients)
+        readers = start_clients(p, node.endpoint, rng, clients)
         for c in clients:
-            _send(c, GO)
+            send(c, GO)
         t_load = time.monotonic()
         reporter.load_started(p)
-        _inject_until(p, injector, clients, rng, t_load, reporter)
+        inject_until(p, injector, clients, rng, t_load, reporter)
         t_stop = time.monotonic()
-        reports = _stop_clients(p, clients, readers)
+        reports = stop_clients(p, clients, readers)
         result.update(_audit(p, node, injector, reports, t_stop - t_load))
         reporter.finished(result)
         return result
@@ -140,12 +158,12 @@ def run(p: ChaosParams, reporter: Reporter) -> dict[str, Any]:
                 json.dump(result, f, indent=1)
 
 
-def _send(client: subprocess.Popen[bytes], command: str) -> None:
+def send(client: subprocess.Popen[bytes], command: str) -> None:
     assert client.stdin is not None
     client.stdin.write(command.encode() + b"\n")
 
 
-def _start_clients(p: ChaosParams, endpoint: str, rng: random.Random,
+def start_clients(p: ChaosParams, endpoint: str | list[str], rng: random.Random,
                    clients: list[subprocess.Popen[bytes]]) -> list[LineReader]:
     """Start the client processes (appended to ``clients``) and wait until all are ready."""
     for _ in range(p.clients):
@@ -161,7 +179,7 @@ def _start_clients(p: ChaosParams, endpoint: str, rng: random.Random,
     return readers
 
 
-def _inject_until(p: ChaosParams, injector: Injector, clients: list[subprocess.Popen[bytes]],
+def inject_until(p: ChaosParams, injector: Faults, clients: list[subprocess.Popen[bytes]],
                   rng: random.Random, t_load: float, reporter: Reporter) -> None:
     """Faults until ``duration`` seconds after ``t_load``; a client exiting is an error."""
     end = t_load + p.duration
@@ -181,12 +199,12 @@ def _inject_until(p: ChaosParams, injector: Injector, clients: list[subprocess.P
         next_fault = time.monotonic() + p.fault_every * rng.uniform(0.5, 1.5)
 
 
-def _stop_clients(p: ChaosParams, clients: list[subprocess.Popen[bytes]],
+def stop_clients(p: ChaosParams, clients: list[subprocess.Popen[bytes]],
                   readers: list[LineReader]) -> list[dict[str, Any]]:
     """Graceful stop: no new asks, in-flight ones end by their deadline; their counts."""
     for c in clients:
         try:
-            _send(c, STOP)
+            send(c, STOP)
             if c.stdin is not None:
                 c.stdin.close()
         except OSError:
@@ -206,31 +224,42 @@ def _stop_clients(p: ChaosParams, clients: list[subprocess.Popen[bytes]],
 def _audit(p: ChaosParams, node: Node, injector: Injector, reports: list[dict[str, Any]],
            load_s: float) -> dict[str, Any]:
     """The clients' counts against every actor's read, the node's health, the faults."""
+    out = audit_counts(p, injector.probe, injector, KINDS, reports, load_s)
+    healthy, health = node_health(node, p.workers)
+    if not healthy:
+        out["violations"].append(f"node unhealthy: {health}")
+    out.update(healthy=healthy, health=health,
+               exit_code=0 if out["lost"] == 0 and not out["violations"] and healthy else 1)
+    return out
+
+
+def audit_counts(p: ChaosParams, probe: Client, injector: Faults, kinds: tuple[str, ...],
+                 reports: list[dict[str, Any]], load_s: float) -> dict[str, Any]:
+    """The clients' counts against every actor's read (through ``probe``), and the faults:
+    the result without the health of the node(s) (``violations`` is to be appended to)."""
     attempted = [sum(r["attempted"][i] for r in reports) for i in range(p.actors)]
     acked = [sum(r["acknowledged"][i] for r in reports) for i in range(p.actors)]
     errors: Counter[str] = Counter()
     for r in reports:
         errors.update(r["errors"])
     violations = list(injector.problems)
-    reads = read_all(injector.probe, p.actors, violations)
+    reads = read_all(probe, p.actors, violations)
     lost = 0
     activations = 0
     for i, rd in reads.items():
         lost += max(0, acked[i] - rd["n"])
         activations += len(rd["acts"])
         violations.extend(check_actor(i, acked[i], attempted[i], rd, exact=p.retry))
-    healthy, health = node_health(node, p.workers)
-    if not healthy:
-        violations.append(f"node unhealthy: {health}")
 
     by_kind = Counter(ev["kind"] for ev in injector.events)
     rec_all = [ev["recovery_ms"] for ev in injector.events if "recovery_ms" in ev]
     recovery = {"overall": percentiles(rec_all)}
-    for kind in KINDS:
+    for kind in kinds:
         recovery[kind] = percentiles([ev["recovery_ms"] for ev in injector.events
                                       if ev["kind"] == kind and "recovery_ms" in ev])
     total_acked, total_attempted = sum(acked), sum(attempted)
     return {
+        "kinds": list(kinds),
         "load": {"seconds": round(load_s, 3), "acknowledged": total_acked,
                  "attempted": total_attempted, "final_total": sum(rd["n"] for rd in reads.values()),
                  # exactly-once runs: asks still unacknowledged when the clients stopped
@@ -240,18 +269,25 @@ def _audit(p: ChaosParams, node: Node, injector: Injector, reports: list[dict[st
                  "client_errors": dict(errors),
                  "unfinished_lanes": sum(r["unfinished_lanes"] for r in reports),
                  "client_drain_s_max": round(max(r["drain_s"] for r in reports), 3)},
-        "faults": {"total": len(injector.events), "by_kind": {k: by_kind.get(k, 0) for k in KINDS},
+        "faults": {"total": len(injector.events), "by_kind": {k: by_kind.get(k, 0) for k in kinds},
                    "events": injector.events},
         "recovery_ms": recovery,
         "activations": {"records": activations, "actors_checked": len(reads), "actors": p.actors},
-        "healthy": healthy, "health": health,
         "violations": violations, "lost": lost,
-        "exit_code": 0 if lost == 0 and not violations and healthy else 1,
     }
 
 
 def _cleanup(clients: list[subprocess.Popen[bytes]], injector: Injector | None,
              node: Node | None) -> None:
+    end_clients(clients)
+    if injector is not None:
+        injector.close()
+    if node is not None:
+        node.stop()
+
+
+def end_clients(clients: list[subprocess.Popen[bytes]]) -> None:
+    """Kill the client processes still running and close their pipes."""
     for c in clients:
         if c.poll() is None:
             c.kill()
@@ -266,7 +302,3 @@ def _cleanup(clients: list[subprocess.Popen[bytes]], injector: Injector | None,
                     f.close()
             except OSError:
                 pass
-    if injector is not None:
-        injector.close()
-    if node is not None:
-        node.stop()
