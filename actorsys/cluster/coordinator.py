@@ -26,19 +26,21 @@ What a cluster node does, in order, from its router process:
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from typing import Any, Callable
 
 from ..config import NodeConfig, NodeLayout
 from ..config.cluster import ClusterConfig
-from ..errors import ActorError, NodeUnavailable
+from ..errors import ActorError, ConfigError, NodeUnavailable
 from ..log import get_logger
 from ..net.members import member_keys
 from ..protocol.shardmap import ShardMap
 from . import placement
 from .clustermap import build_map, cluster_view
-from .handoff import Call, ChangedMeanwhile, Handoff, HandoffFailed, drop, roll_back_unfinished
+from .handoff import (Call, ChangedMeanwhile, Handoff, HandoffFailed, Unresolved, drop,
+                      roll_back_unfinished)
 from .membership import Member, Membership
 from .ownership import BATCH, Owned, Ownership, parse
 
@@ -54,6 +56,8 @@ JOIN_SETTLE = 1.0
 GRANT_TIMEOUT_EXTRA = 5.0
 #: seconds a periodic grant may take (the next one follows anyway)
 PERIODIC_GRANT_TIMEOUT = 1.0
+#: seconds before a move to a node is tried again after one failed (doubling up to the max)
+BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0
 #: where the id of this node's etcd lease is kept, in the data directory
 LEASE_FILE = "cluster.lease"
 #: seconds between progress lines of a long move
@@ -85,10 +89,18 @@ class Coordinator:
         # router restarted later finds its own record under the lease it remembers
         self.membership.on_lease = lambda _lease: self._remember_lease()
         self.on_map, self.on_left = on_map, on_left
+        #: called when a long-lived task of the coordinator ended by an error (the router
+        #: then ends, and its node supervisor restarts it)
+        self.on_crash: Callable[[], None] = lambda: None
         #: shard -> its ownership record, as last read or watched
         self.owned: dict[int, Owned] = {}
         #: shards of ours being moved away: not granted
         self.moving: set[int] = set()
+        #: shards of a move that etcd failed at a step that changes records: not granted
+        #: until :meth:`resolve` reads whose they are
+        self.unresolved: set[int] = set()
+        #: seconds to wait after a failed move (0: the last one went well)
+        self.backoff = 0.0
         #: "joining" -> "serving" -> "leaving" -> "left"
         self.state = "joining"
         #: the current move, for status: {"to", "done", "total"} (None: none)
@@ -111,24 +123,42 @@ class Coordinator:
         """Join (see the module docstring); raises ConfigError or NodeUnavailable."""
         m = self.membership
         await m.connect()
+        await self._check_shard_count()
         own = self.ownership
         records = await own.read()
         if self.sweep_allowed:
-            stale = sorted(s for s, r in records.items() if r.owner != self.me and r.to != self.me)
+            stale = {s: r.epoch for s, r in records.items() if r.owner != self.me and r.to != self.me}
             if stale:
                 await self._sweep(stale)
         await m.register(self._previous_lease())
         self.owned = await own.read()
         self.merge(await roll_back_unfinished(own, self.me, self.owned))
-        self._tasks.append(asyncio.create_task(self._watch_shards()))
+        self._tasks.append(self._supervised(self._watch_shards()))
         await self._claim_if_first()
         self._publish()
         await self._first_grants()
         self.state = "serving"
-        self._tasks += [asyncio.create_task(self._grant_loop()),
-                        asyncio.create_task(self._rebalance_loop())]
+        self._tasks += [self._supervised(self._grant_loop()),
+                        self._supervised(self._rebalance_loop())]
         log.info("node %s joined cluster %r (%d live members, %d shards owned here)", self.me,
                  self.ccfg.name, len(m.members), self.count_mine())
+
+    def _supervised(self, coro: Any) -> asyncio.Task[None]:
+        """A long-lived task of the coordinator; one that ends by an error is logged
+        and ends the router (``on_crash``: its node supervisor restarts it), never a
+        silent stop of watching, granting or moving."""
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+
+        def done(t: asyncio.Task[None]) -> None:
+            if t.cancelled() or self.state == "left":
+                return
+            exc = t.exception()
+            log.error("the cluster task %s ended (%s); restarting the router",
+                      getattr(coro, "__name__", "?"), f"{type(exc).__name__}: {exc}" if exc
+                      else "returned")
+            self.on_crash()
+        task.add_done_callback(done)
+        return task
 
     def _previous_lease(self) -> int | None:
         try:
@@ -143,8 +173,28 @@ class Coordinator:
             f.write(str(self.membership.lease_id or 0))
         os.replace(path + ".tmp", path)
 
-    async def _sweep(self, stale: list[int]) -> None:
-        """Drop our copies of shards another node owns (see the module docstring)."""
+    async def _check_shard_count(self) -> None:
+        """Every node of a cluster has the same shard count: the first to join writes it
+        (``/actorsys/<cluster>/config``); another count is a ConfigError naming both."""
+        c = self.membership.client
+        key = self.ownership.shards_prefix[:-len(b"shards/")] + b"config"
+        value = json.dumps({"shards": self.shards}).encode()
+        ok, _ = await c.transaction(compare=[c.transactions.version(key) == 0],
+                                    success=[c.transactions.put(key, value)], failure=[])
+        if ok:
+            return
+        kv = await c.get(key)
+        theirs = json.loads(kv.value).get("shards") if kv is not None else self.shards
+        if theirs != self.shards:
+            raise ConfigError(f"cluster {self.ccfg.name!r} has {theirs} shards; this node's data "
+                              f"directory has {self.shards} (the shard count cannot change: give "
+                              f"the node a new data directory with shards = {theirs})",
+                              key="node.shards")
+
+    async def _sweep(self, stale: dict[int, int]) -> None:
+        """Drop our copies of shards another node owns (see the module docstring): each
+        only if no move newer than its record is copying it into this node (the drop
+        carries the epochs read)."""
         try:
             await drop(self.call, self.workers, self.home, stale)
         except ActorError as exc:
@@ -312,7 +362,7 @@ class Coordinator:
     async def _grant_quietly(self, slot: int) -> None:
         try:
             await self._grant(slot, timeout=PERIODIC_GRANT_TIMEOUT)
-        except ActorError as exc:
+        except Exception as exc:
             log.debug("grant to worker slot %d failed: %s", slot, exc)
 
     # -- moves ---------------------------------------------------------------------
@@ -329,6 +379,8 @@ class Coordinator:
         # refuse our key, and libzmq never retries a refused handshake): wait a moment
         now = time.monotonic()
         seen = self._first_seen
+        for n in [n for n in seen if n not in self.membership.members]:
+            del seen[n]                  # (one that comes back settles again)
         for n in live:
             seen.setdefault(n, now)
         settled = {n for n in live if n == self.me or now - seen[n] >= JOIN_SETTLE}
@@ -352,24 +404,38 @@ class Coordinator:
                 continue
             if not self.membership.fence.may_serve(loop.time()):
                 continue
-            await self._claim_if_first()      # (a first node that died while claiming)
-            plan = self.plan()
-            if not plan:
-                if self.state == "leaving" and self.count_mine() == 0:
-                    await self._finish_leaving()
-                    return
-                continue
             try:
-                await self._move_all(plan)
+                await self._claim_if_first()      # (a first node that died while claiming)
+                if self.unresolved:
+                    await self.resolve()
+                plan = self.plan()
+                if not plan:
+                    if self.state == "leaving" and self.count_mine() == 0 and not any(
+                            r.to == self.me for r in self.owned.values()):
+                        await self._finish_leaving()
+                        return
+                    continue
+                failed = not await self._move_all(plan)
             except Exception as exc:      # logged; the next wake plans again
                 log.error("moving shards failed: %s: %s", type(exc).__name__, exc)
-                await asyncio.sleep(0.5)
+                failed = True
+            finally:
+                self.progress = None
+            if failed:                    # (a lasting failure must not become a busy loop)
+                self.backoff = min(self.backoff * 2 or BACKOFF_FIRST, BACKOFF_MAX)
+                await asyncio.sleep(self.backoff)
+            else:
+                self.backoff = 0.0
             self._wake.set()
 
-    async def _move_all(self, plan: dict[str, list[int]]) -> None:
+    async def _move_all(self, plan: dict[str, list[int]]) -> bool:
+        """Move the planned shards, batch by batch; False if a move failed."""
+        def is_target(node_id: str) -> bool:
+            m = self.membership.members.get(node_id)
+            return m is not None and not m.leaving
+
         handoff = Handoff(self.ownership, self.me, self.call, self.workers, self.home,
-                          self._stop_serving, self._serve_again,
-                          lambda node_id: node_id in self.membership.members)
+                          self._stop_serving, self._serve_again, is_target, self.merge)
         total = sum(len(v) for v in plan.values())
         started = last = time.monotonic()
         done = 0
@@ -381,7 +447,7 @@ class Coordinator:
             for i in range(0, len(shards), BATCH):
                 member = self.membership.members.get(to)
                 if member is None or self.state not in ("serving", "leaving"):
-                    return          # it left meanwhile: plan again
+                    return True     # it left meanwhile: plan again
                 batch = [s for s in shards[i:i + BATCH]
                          if self.owned.get(s) and self.owned[s].owner == self.me
                          and self.owned[s].to is None]
@@ -389,13 +455,21 @@ class Coordinator:
                 try:
                     new = await handoff.move(member, {s: self.owned[s] for s in batch})
                 except ChangedMeanwhile:
-                    self.merge(await self.ownership.read())
-                    return
-                except HandoffFailed as exc:
-                    log.error("%s", exc)
-                    return
-                finally:
                     self.moving.difference_update(batch)
+                    self.merge(await self.ownership.read())
+                    return True
+                except HandoffFailed as exc:
+                    self.moving.difference_update(batch)
+                    log.error("%s", exc)
+                    return False
+                except Unresolved as exc:
+                    # not served until etcd says whose they are (resolve())
+                    self.moving.update(exc.shards)
+                    self.unresolved.update(exc.shards)
+                    log.error("%s; shards %s are not served until their records can be read "
+                              "again", exc, exc.shards[:8])
+                    return False
+                self.moving.difference_update(batch)
                 self.merge(new)
                 done += len(batch)
                 self.changed()
@@ -405,7 +479,34 @@ class Coordinator:
                     (say if done == total else log.info)(
                         "moving shards from %s: %d of %d moved (%d%%, %.1f s)", self.me,
                         done, total, 100 * done // max(total, 1), now - started)
-        self.progress = None
+        return True
+
+    async def resolve(self) -> None:
+        """Shards whose move ended in an etcd failure: read their records again and
+        finish what they say: still marked by us (roll back, serve), ours (serve), or
+        flipped to another node (drop our copy). Until then they are not served."""
+        records = await self.ownership.read()
+        back: dict[int, tuple[Owned, Owned]] = {}
+        for s in sorted(self.unresolved):
+            r = records.get(s)
+            if r is not None and r.owner == self.me and r.to is not None:
+                back[s] = (r, Owned(self.me, r.epoch + 1, 0))
+        for i in range(0, len(back), BATCH):
+            part = dict(list(back.items())[i:i + BATCH])
+            if await self.ownership.change(part) is None:
+                return                   # changed meanwhile: the next wake reads again
+        records = await self.ownership.read()
+        self.merge(records)
+        elsewhere = {s: records[s].epoch for s in self.unresolved
+                     if s in records and records[s].owner != self.me}
+        if elsewhere:
+            await drop(self.call, self.workers, self.home, elsewhere)
+        done = sorted(self.unresolved)
+        self.unresolved.clear()
+        self.moving.difference_update(done)
+        log.info("resolved %d shard(s) of a move that etcd failed: %d served here again, "
+                 "%d another node's", len(done), len(done) - len(elsewhere), len(elsewhere))
+        await self._grant_all(sorted({self.home[s] for s in done}))
 
     async def _stop_serving(self, shards: list[int]) -> None:
         self.moving.update(shards)
@@ -425,9 +526,9 @@ class Coordinator:
             raise ActorError(f"node {self.me} is the only live member of cluster "
                              f"{self.ccfg.name!r}: its shards have nowhere to go")
         if self._left is None:
+            await self.membership.mark_leaving()      # (etcd fails: nothing changed, says why)
             self._left = asyncio.get_running_loop().create_future()
             self.state = "leaving"
-            await self.membership.mark_leaving()
             self._wake.set()
         had, started = self.count_mine(), time.monotonic()
         try:
@@ -438,6 +539,9 @@ class Coordinator:
         return {"moved": had, "seconds": round(time.monotonic() - started, 3)}
 
     async def _finish_leaving(self) -> None:
+        for t in self._tasks:
+            if t is not asyncio.current_task():
+                t.cancel()
         await self.membership.leave()
         self.state = "left"
         log.info("node %s left cluster %r", self.me, self.ccfg.name)

@@ -57,6 +57,16 @@ class HandoffFailed(Exception):
     """A move could not complete; it was rolled back (the shards stay with this node)."""
 
 
+class Unresolved(Exception):
+    """etcd failed (or answered unexpectedly) at a step that changes the records: whether
+    the shards are still ours is not known. The caller serves none of ``shards`` until
+    their records, read again, say (``Coordinator.resolve``)."""
+
+    def __init__(self, shards: list[int], why: str) -> None:
+        super().__init__(why)
+        self.shards = shards
+
+
 def pairs(shards: list[int], mine: bytes, theirs: bytes) -> dict[tuple[int, int], list[int]]:
     """The shards grouped by (our home slot, their home slot)."""
     out: dict[tuple[int, int], list[int]] = defaultdict(list)
@@ -66,20 +76,23 @@ def pairs(shards: list[int], mine: bytes, theirs: bytes) -> dict[tuple[int, int]
 
 
 async def copy(call: Call, ours: list[str], to: Member, home: bytes,
-               shards: list[int]) -> int:
-    """Step 3: copy ``shards`` from our workers (``ours``: endpoints by slot) to ``to``'s;
-    returns the keys copied."""
+               marked: Mapping[int, Owned]) -> int:
+    """Step 3: copy the ``marked`` shards from our workers (``ours``: endpoints by slot)
+    to ``to``'s, each page tagged with the marked epochs (the receiver refuses a page of
+    an attempt that is no longer its latest); returns the keys copied."""
     keys = 0
-    for (src, dst), group in pairs(shards, home, to.home).items():
+    for (src, dst), group in pairs(sorted(marked), home, to.home).items():
         after: bytes | None = None
         first = True
+        epochs = {s: marked[s].epoch for s in group}
         while True:
             page = await call(ours[src], "export", {"shards": group, "after": after,
                                                     "max_bytes": PAGE_BYTES}, CALL_TIMEOUT)
             items = page["items"]
             if items or first:
                 await call(to.workers[dst], "import", {"shards": group, "clear": first,
-                                                       "items": items}, CALL_TIMEOUT)
+                                                       "items": items, "epochs": epochs},
+                           CALL_TIMEOUT)
             keys += len(items)
             first = False
             after = page.get("next")
@@ -88,13 +101,16 @@ async def copy(call: Call, ours: list[str], to: Member, home: bytes,
     return keys
 
 
-async def drop(call: Call, ours: list[str], home: bytes, shards: list[int]) -> None:
-    """Step 5 (and the start-up sweep): delete our copy of ``shards``."""
+async def drop(call: Call, ours: list[str], home: bytes, epochs: Mapping[int, int]) -> None:
+    """Step 5 (and the start-up sweep): delete our copy of the shards of ``epochs``
+    (shard -> the epoch of the record that says they are another node's). A worker keeps
+    a copy that a newer move is bringing in (its import's epoch is higher)."""
     by_slot: dict[int, list[int]] = defaultdict(list)
-    for s in shards:
+    for s in epochs:
         by_slot[home[s]].append(s)
     for slot, group in by_slot.items():
-        await call(ours[slot], "drop", {"shards": group}, CALL_TIMEOUT)
+        await call(ours[slot], "drop", {"shards": group, "epochs": {s: epochs[s] for s in group}},
+                   CALL_TIMEOUT)
 
 
 class Handoff:
@@ -105,45 +121,67 @@ class Handoff:
     def __init__(self, ownership: Ownership, me: str, call: Call, ours: list[str], home: bytes,
                  stop_serving: Callable[[list[int]], Awaitable[None]],
                  serve_again: Callable[[list[int]], Awaitable[None]],
-                 is_member: Callable[[str], bool] = lambda _n: True) -> None:
+                 is_member: Callable[[str], bool] = lambda _n: True,
+                 on_marked: Callable[[dict[int, Owned]], None] = lambda _m: None) -> None:
         self.ownership, self.me, self.call, self.ours, self.home = ownership, me, call, ours, home
         self.stop_serving, self.serve_again = stop_serving, serve_again
-        #: whether a node is still a live member (a copy to one that is gone stops at once)
+        #: whether a node is still a live member that is not leaving (a copy to one that
+        #: is gone stops at once; no flip goes to one)
         self.is_member = is_member
+        #: told of the records as marked (the caller's view must not lag them)
+        self.on_marked = on_marked
 
     async def move(self, to: Member, seen: Mapping[int, Owned]) -> dict[int, Owned]:
         """Move the shards of ``seen`` (their records as read) to ``to``; returns their
-        new records. Raises HandoffFailed after rolling back, or ChangedMeanwhile."""
+        new records. Raises HandoffFailed after rolling back, ChangedMeanwhile (nothing
+        done), or Unresolved (etcd failed at a step that changes the records)."""
         shards = sorted(seen)
-        marked = await self.ownership.change(
-            {s: (r, Owned(self.me, r.epoch + 1, 0, to.node_id)) for s, r in seen.items()})
+        try:
+            marked = await self.ownership.change(
+                {s: (r, Owned(self.me, r.epoch + 1, 0, to.node_id)) for s, r in seen.items()})
+        except Exception as exc:          # (aetcd's own errors; the txn may have committed)
+            raise Unresolved(shards, f"marking shards for their move failed: {exc}") from exc
         if marked is None:
             raise ChangedMeanwhile(f"the records of shards {shards[:5]}... changed meanwhile")
+        self.on_marked(marked)
         try:
             await self.stop_serving(shards)
-            keys = await self._copy_while_member(to, shards)
+            keys = await self._copy_while_member(to, marked)
+            if not self.is_member(to.node_id):
+                raise ActorError(f"node {to.node_id} left the cluster (or is leaving) before "
+                                 f"the move ended")
         except (ActorError, OSError, KeyError, IndexError) as exc:
-            rolled = await self.roll_back(marked)
+            try:
+                rolled = await self.roll_back(marked)
+            except Exception as exc2:
+                raise Unresolved(shards, f"rolling back a failed move ({exc}) failed: "
+                                         f"{exc2}") from exc2
+            if not rolled:
+                raise Unresolved(shards, "a failed move's records changed before its "
+                                         "rollback") from exc
             await self.serve_again(shards)
             raise HandoffFailed(f"moving {len(shards)} shards to {to.node_id} failed ({exc}); "
-                                f"rolled back: {'yes' if rolled else 'no (changed meanwhile)'}") from exc
-        done = await self.ownership.change(
-            {s: (r, Owned(to.node_id, r.epoch + 1, 0)) for s, r in marked.items()})
+                                f"rolled back") from exc
+        try:
+            done = await self.ownership.change(
+                {s: (r, Owned(to.node_id, r.epoch + 1, 0)) for s, r in marked.items()})
+        except Exception as exc:
+            raise Unresolved(shards, f"the last step of a move (the flip) failed: {exc}") from exc
         if done is None:       # nobody else changes a record marked by us: unexpected
-            await self.serve_again(shards)
-            raise HandoffFailed(f"the records of shards {shards[:5]}... changed during their move")
+            raise Unresolved(shards, f"the records of shards {shards[:5]}... changed during "
+                                     f"their move")
         log.debug("moved %d shards (%d keys) to %s", len(shards), keys, to.node_id)
         try:
-            await drop(self.call, self.ours, self.home, shards)
+            await drop(self.call, self.ours, self.home, {s: r.epoch for s, r in done.items()})
         except ActorError as exc:     # a stale copy is never served; the next start sweeps it
             log.warning("could not drop this node's copy of %d moved shards (%s); it is dropped "
                         "at the next start", len(shards), exc)
         return done
 
-    async def _copy_while_member(self, to: Member, shards: list[int]) -> int:
+    async def _copy_while_member(self, to: Member, marked: Mapping[int, Owned]) -> int:
         """Step 3, given up at once (ActorError) if ``to`` stops being a live member
         (killed: its lease expired), instead of waiting out a call's timeout."""
-        task = asyncio.ensure_future(copy(self.call, self.ours, to, self.home, shards))
+        task = asyncio.ensure_future(copy(self.call, self.ours, to, self.home, marked))
         try:
             while not task.done():
                 await asyncio.wait([task], timeout=MEMBER_POLL)

@@ -37,7 +37,7 @@ import zmq
 from ..client.transport import AsyncTransport
 from ..config import NodeConfig, NodeLayout
 from ..config.defaults import DRAIN_TIMEOUT, LOG_BURST, LOG_MAX_TYPES, LOG_WINDOW
-from ..errors import ActorError, BadRequest, NodeUnavailable
+from ..errors import ActorError, BadRequest
 from ..log import get_logger
 from ..lograte import RateLimit
 from ..net.listener import Listener
@@ -123,6 +123,7 @@ class Router:
         from ..cluster.coordinator import Coordinator
         self.cluster = Coordinator(self.cfg, self.layout, self.meta, self._call_worker, public_key,
                                    self._set_map, self._left)
+        self.cluster.on_crash = self._crashed
         try:
             await self.cluster.start()
         except Exception as exc:
@@ -136,18 +137,18 @@ class Router:
 
     async def _call_worker(self, endpoint: str, cmd: str, args: dict[str, Any],
                            timeout: float) -> dict[str, Any]:
-        try:
-            reply: dict[str, Any] = await self.transport.call_peer(
-                endpoint, wire.SHARDS, [cmd, args], timeout, f"worker at {endpoint}")
-        except NodeUnavailable:          # (a refused CURVE handshake is not retried: anew)
-            self.transport.forget_peer(endpoint)
-            raise
+        reply: dict[str, Any] = await self.transport.call_peer(
+            endpoint, wire.SHARDS, [cmd, args], timeout, f"worker at {endpoint}")
         return reply
 
     def _set_map(self, m: ShardMap) -> None:
         self.map = m
         apply_member_keys(self.listener.guard, self.cluster.member_keys())
         self.transport.set_map(m, self.cfg.max_message_bytes, self.layout.tree)
+
+    def _crashed(self) -> None:
+        self.exit_code = 1           # (restarted by the node supervisor, which counts it)
+        self._stop()
 
     def _left(self) -> None:
         self.exit_code = EXIT_LEFT

@@ -34,7 +34,12 @@ cluster node serves only what etcd says it owns, and its router tells each worke
   ``{"written": n}``: one fsynced batch (``clear`` deletes what those shards held here
   first, in the same batch); every key must belong to the shards named, homed here.
   The alarm clock rescans after.
-* **drop** ``{"shards": [..]}`` -> ``{"deleted": n}``: every key of those shards goes.
+* **drop** ``{"shards": [..], "epochs": {shard: epoch}?}`` -> ``{"deleted": n, "kept":
+  [shards]}``: every key of those shards goes, but for a shard whose latest incoming
+  move (an ``import`` with ``clear`` and ``epochs``) has a newer epoch than the drop's:
+  that copy is kept (the dropper's view was older than the move into this slot).
+  ``import`` pages carry the move's ``epochs`` too: a page that is not of the latest
+  move into this slot (an attempt given up, arriving late) is refused.
 
 export, import and drop are refused (``BadRequest``) for a shard this slot serves (in
 cluster mode: granted; before it: every shard homed here) or one still draining. Bad
@@ -71,8 +76,8 @@ DRAIN_POLL = 0.01
 MAX_EXPORT_BYTES = 64 << 20
 
 _GRANT_KEYS = {"shards", "epoch", "until", "why", "node", "keys", "gateways"}
-_ARGS = {"export": {"shards", "after", "max_bytes"}, "import": {"shards", "clear", "items"},
-         "drop": {"shards"}}
+_ARGS = {"export": {"shards", "after", "max_bytes"},
+         "import": {"shards", "clear", "items", "epochs"}, "drop": {"shards", "epochs"}}
 
 
 class Grants:
@@ -143,6 +148,11 @@ class ShardCommands:
         self.drains: set[asyncio.Task[None]] = set()
         #: revoked activations not yet out of memory (see _drain)
         self.draining: set[Activation] = set()
+        #: shard -> the epoch of the latest move that began copying it into this slot (its
+        #: first, clearing import page): a page of an older attempt, or a drop decided
+        #: before that move, is refused (memory only: a restarted worker has no request of
+        #: before its restart still queued)
+        self.incoming: dict[int, int] = {}
         #: lets the members' CURVE keys of a grant in (the worker's guard; net/members.py)
         self.on_keys: Callable[[Any], object] | None = None
         #: the members' gateways of a grant, for WebSocket effects (ws_routes.py)
@@ -333,11 +343,35 @@ class ShardCommands:
         items, nxt = handoff.export_page(self.rt.commit.store.db, shards, after, max_bytes)
         return {"items": [[k, v] for k, v in items], "next": nxt}
 
+    def _epochs(self, args: dict[str, Any], cmd: str, shards: set[int]) -> dict[int, int] | None:
+        epochs = args.get("epochs")
+        if epochs is None:
+            return None
+        if not (isinstance(epochs, dict) and all(type(s) is int and type(e) is int
+                                                 for s, e in epochs.items())
+                and all(s in epochs for s in shards)):
+            raise BadRequest(f"{cmd} epochs must map every shard named to an epoch (integer)")
+        return epochs
+
     def _import(self, args: dict[str, Any]) -> dict[str, Any]:
         shards = self._shards(args, "import", homed=True)
         clear = args.get("clear", False)
         if type(clear) is not bool:
             raise BadRequest("import clear must be a boolean")
+        epochs = self._epochs(args, "import", shards)
+        if epochs is not None:
+            incoming = self.incoming
+            if not clear and any(incoming.get(s) != epochs[s] for s in shards):
+                # a page of an attempt given up (a later one began with its own clear)
+                raise BadRequest(f"import page of shards {sorted(shards)[:5]} from a move that is no "
+                                 f"longer the latest one into this slot: refused")
+            if clear:
+                for s in shards:
+                    if epochs[s] < incoming.get(s, 0):
+                        raise BadRequest(f"import of shard {s} at epoch {epochs[s]}: a later move "
+                                         f"(epoch {incoming[s]}) already began here: refused")
+                for s in shards:
+                    incoming[s] = epochs[s]
         items = handoff.check_items(args.get("items", []), shards)
         written = handoff.import_items(self.rt.commit.store.db, shards, items, clear)
         if self.rt.alarms.clock is not None:
@@ -346,7 +380,14 @@ class ShardCommands:
 
     def _drop(self, args: dict[str, Any]) -> dict[str, Any]:
         shards = self._shards(args, "drop")
-        return {"deleted": handoff.drop_shards(self.rt.commit.store.db, shards)}
+        epochs = self._epochs(args, "drop", shards)
+        kept: list[int] = []
+        if epochs is not None:
+            # a copy that came in by a move newer than what the dropper saw stays
+            kept = sorted(s for s in shards if self.incoming.get(s, 0) > epochs[s])
+            shards = shards - set(kept)
+        return {"deleted": handoff.drop_shards(self.rt.commit.store.db, shards) if shards else 0,
+                "kept": kept}
 
 
 def _check_keys(cmd: str, args: dict[str, Any], known: set[str],

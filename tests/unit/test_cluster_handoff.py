@@ -120,3 +120,41 @@ def test_a_record_changed_before_the_mark_moves_nothing():
             await h.move(member("b"), stale)
         assert own.log == []
     asyncio.run(main())
+
+
+def test_an_etcd_failure_at_the_flip_leaves_the_move_unresolved_not_served():
+    """etcd fails at the flip (the txn may have committed): the move ends Unresolved, so
+    the caller serves none of its shards until their records are read again; nothing of
+    ours was dropped."""
+    from actorsys.cluster.handoff import Unresolved
+
+    async def main() -> None:
+        own = FakeOwnership({s: Owned("a", 1, 7) for s in range(SHARDS)})
+        real_change = own.change
+
+        async def flaky(changes: dict[int, tuple[Owned, Owned]]) -> Any:
+            if own.log:                                   # the mark went through
+                raise ConnectionError("etcd unreachable")
+            return await real_change(changes)
+        own.change = flaky                                # type: ignore[method-assign]
+        calls: list[str] = []
+        served: list[str] = []
+
+        async def call(endpoint: str, cmd: str, args: dict[str, Any], timeout: float) -> Any:
+            calls.append(cmd)
+            return {"items": [], "next": None}
+
+        async def stop(_s: list[int]) -> None:
+            served.append("stop")
+
+        async def again(_s: list[int]) -> None:
+            served.append("again")
+
+        marked: list[dict[int, Owned]] = []
+        h = Handoff(own, "a", call, ["x"], bytes(SHARDS), stop, again, on_marked=marked.append)
+        with pytest.raises(Unresolved) as err:
+            await h.move(member("b"), dict(own.records))
+        assert err.value.shards == list(range(SHARDS))
+        assert served == ["stop"] and "drop" not in calls
+        assert marked and marked[0][0].to == "b", "the caller learnt the marked records"
+    asyncio.run(main())

@@ -127,3 +127,36 @@ def test_a_grant_during_a_drain_is_answered_after_it(slot) -> None:
     order = [r[1] for _to, r in s.out.replies if r[1] in (turn, 1001, 1002)]
     assert order[0] == turn and sorted(order[1:]) == [1001, 1002], order
     assert ("Counter", "a") not in s.catalog.acts
+
+
+def command(s: Slot, cmds: ShardCommands, rid: int, cmd: str, args: dict[str, Any]) -> list[Any]:
+    cmds.serve((b"router",), rid, cmd, args)
+    return [r for to, r in s.out.replies if r[1] == rid and to == (b"router",)][0]
+
+
+def test_a_late_page_of_an_abandoned_move_and_an_older_drop_leave_the_latest_copy_whole(slot) -> None:
+    """Imports carry their move's epoch: a page of an attempt given up (arriving after
+    the next attempt's clearing page) is refused; a drop decided at an older epoch than
+    the move copying a shard in keeps that copy."""
+    s, cmds = slot
+    cmds.activate()
+    a = shard("a")
+    lo, _hi = shard_range(a)
+    key = lo + b"Counter\x00a\x00s"
+    # attempt 1 (epoch 5) began, attempt 2 (epoch 7) began with its own clear
+    assert command(s, cmds, 1, "import", {"shards": [a], "clear": True, "items": [],
+                                          "epochs": {a: 5}})[0] == wire.OK
+    assert command(s, cmds, 2, "import", {"shards": [a], "clear": True,
+                                          "items": [[key, wire.pack({"n": 2})]],
+                                          "epochs": {a: 7}})[0] == wire.OK
+    late = command(s, cmds, 3, "import", {"shards": [a], "clear": False,
+                                          "items": [[key, wire.pack({"n": 1})]], "epochs": {a: 5}})
+    assert late[0] == wire.ERR and "no longer the latest" in late[2]["message"]
+    older = command(s, cmds, 4, "import", {"shards": [a], "clear": True, "items": [],
+                                           "epochs": {a: 6}})
+    assert older[0] == wire.ERR and "later move" in older[2]["message"]
+    kept = command(s, cmds, 5, "drop", {"shards": [a], "epochs": {a: 6}})
+    assert kept[0] == wire.OK and kept[2] == {"deleted": 0, "kept": [a]}
+    assert wire.unpack_stored(s.store.get(key)) == {"n": 2}
+    gone = command(s, cmds, 6, "drop", {"shards": [a], "epochs": {a: 9}})
+    assert gone[2]["deleted"] >= 1 and s.store.get(key) is None
