@@ -72,8 +72,11 @@ class Membership:
         self._client: aetcd.Client | None = None
         self._lease: Any = None
         self._tasks: list[asyncio.Task[None]] = []
-        #: whether this node may serve its shards now (fence.py): moved by each renewal
-        self.fence = Fence(cfg.lease_ttl)
+        #: the ttl of the lease in etcd: whole seconds (etcd's unit), lease_ttl rounded down
+        self.ttl = max(int(cfg.lease_ttl), 1)
+        #: whether this node may serve its shards now (fence.py): moved by each renewal;
+        #: counted from the lease's real ttl (lease_ttl 2.9 is a 2 s lease in etcd)
+        self.fence = Fence(float(self.ttl))
 
     async def join(self, previous_lease: int | None = None) -> None:
         """:meth:`connect`, then :meth:`register`."""
@@ -140,7 +143,7 @@ class Membership:
         """A new lease and this node's record under it, if no live node holds the id."""
         c = self.client
         sent_at = asyncio.get_running_loop().time()
-        lease = await c.lease(ttl=max(int(self.cfg.lease_ttl), 1))
+        lease = await c.lease(ttl=self.ttl)
         key = self.nodes_prefix + self.me.node_id.encode()
         ok, _ = await c.transaction(
             compare=[c.transactions.version(key) == 0],
@@ -188,7 +191,7 @@ class Membership:
                 self.on_change(dict(members))
 
     async def _keepalive(self) -> None:
-        period = self.cfg.lease_ttl / 3
+        period = self.ttl / 3
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(period)
