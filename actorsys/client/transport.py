@@ -215,9 +215,27 @@ class AsyncTransport(ControlRequests, MapSource):
     def _peer(self, endpoint: str) -> Conn:
         c = self._peers.get(endpoint)
         if c is None:
-            c = self._peers[endpoint] = Conn(self.loop, self.ctx, endpoint,
-                                              self.keys_for(endpoint), self._on_reply)
+            keys = self.keys_for(endpoint)
+            c = self._peers[endpoint] = Conn(
+                self.loop, self.ctx, endpoint, keys, self._on_reply,
+                zmq.EVENT_HANDSHAKE_FAILED_AUTH if keys is not None else 0,
+                partial(self._on_peer_event, endpoint) if keys is not None else None)
         return c
+
+    def _on_peer_event(self, endpoint: str, frames: list[bytes]) -> None:
+        """A peer refused our CURVE key: ZeroMQ does not connect again, so the connection
+        is dropped and the next request makes a new one (another node of a cluster lets
+        our key in once its router has told its workers the members' keys)."""
+        try:
+            event = parse_monitor_message(frames)["event"]
+        except Exception:
+            return
+        c = self._peers.get(endpoint)
+        if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH and c is not None:
+            log.info("%s refused this process's CURVE key; connecting again at the next request",
+                     endpoint)
+            del self._peers[endpoint]
+            self.loop.call_soon(c.close)      # not from within its own monitor's callback
 
     def _on_router_event(self, frames: list[bytes]) -> None:
         try:
