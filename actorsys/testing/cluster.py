@@ -14,6 +14,8 @@ Semantics:
   CURVE key pair of its own, and ``[cluster] etcd, name, node_id = "n1".., lease_ttl``.
   ``extra_config`` (a dict of tables, or ``f(node) -> dict`` of a :class:`ClusterNode`,
   which knows its index, id and host address) is merged into each config table by table.
+  ``run_args`` (a list, or ``f(node) -> list``) are more arguments of each node's
+  ``actorsys run`` (``["--drain"]``: a plain :meth:`stop_node` then hands its shards off).
 * Hosts (``hosts``): ``None`` picks network namespaces (:class:`~.netns.Hosts`) when this
   process may make them, else loopback addresses; ``"netns"`` insists; ``"loopback"``
   uses 127.0.0.11+i. With namespaces the bridge has an address in the root namespace
@@ -24,7 +26,7 @@ Semantics:
   endpoint); ``add_node()`` makes a new node (a new host) and starts it: a joiner.
   Neither waits: :meth:`wait_ready` waits until the node's router answers PING (and
   fails at once, with the node's log, if its process exited).
-* ``stop_node(i, drain=False)``: SIGTERM (``drain``: first ask the router to LEAVE,
+* ``stop_node(i, drain=False)``: SIGTERM to its supervisor (``drain``: first ask the router to LEAVE,
   handing its shards off, bounded) and wait up to ``stop_timeout``, then kill -9.
   ``kill_node(i)``: kill -9 every process of the node at once. ``pause_node`` /
   ``resume_node``: SIGSTOP / SIGCONT every process of the node. ``cut_node`` /
@@ -151,13 +153,15 @@ class Cluster:
                  actors: Mapping[str, Any] | None = None, python_path: Iterable[str] = (),
                  curve: bool = False, lease_ttl: float = 2.0, name: str = "test",
                  workers: int = 2, extra_config: Any = None, stop_timeout: float = 15.0,
-                 log_level: str = "info") -> None:
+                 log_level: str = "info", run_args: Any = ()) -> None:
         if hosts not in (None, "netns", "loopback"):
             raise ValueError(f"hosts: None, 'netns' or 'loopback', not {hosts!r}")
         self.workdir, self.n, self.hosts_kind = os.fspath(workdir), n, hosts
         self.actors, self.python_path = dict(actors or {}), list(python_path)
         self.curve, self.lease_ttl, self.name, self.workers = curve, lease_ttl, name, workers
         self.extra_config, self.stop_timeout, self.log_level = extra_config, stop_timeout, log_level
+        #: more arguments of each node's ``actorsys run`` (a list, or f(node) -> list)
+        self.run_args = run_args
         self.nodes: list[ClusterNode] = []
         self.etcd: Etcd | None = None
         self.netns: Hosts | None = None
@@ -287,6 +291,7 @@ class Cluster:
         argv = [ACTORSYS, "run", node.config_path]
         if self.log_level:
             argv[2:2] = ["--log-level", self.log_level]
+        argv[2:2] = self.run_args(node) if callable(self.run_args) else list(self.run_args)
         with open(node.log_path, "ab") as log:
             node.proc = node.host.popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, start_new_session=True,
@@ -389,7 +394,7 @@ class Cluster:
         return procs
 
     def stop_node(self, i: int, drain: bool = False, drain_timeout: float = 60.0) -> Any:
-        """SIGTERM node ``i`` and wait up to ``stop_timeout``; kill -9 what is left then
+        """SIGTERM node ``i``'s supervisor and wait up to ``stop_timeout``; kill -9 what is left then
         (and raise). ``drain``: first ask its router to LEAVE (hand its shards off) and
         wait up to ``drain_timeout`` for the answer, which is returned: ``(OK|ERR,
         body)``, None without one (the node is stopped anyway)."""
@@ -398,8 +403,15 @@ class Cluster:
             return None
         self.resume_node(i)
         left_reply = request(node.endpoint, LEAVE, self.client_keys(i), drain_timeout) if drain else None
-        procs = self._signal(i, signal.SIGTERM)
+        # to the node's supervisor alone, as `kill PID` does: it stops its processes in
+        # order (and a node run with --drain hands its shards off first: a second signal,
+        # or the router's own SIGTERM, would cut that short)
+        procs = self._note(node)
         assert node.proc is not None
+        try:
+            node.proc.send_signal(signal.SIGTERM)
+        except ProcessLookupError:
+            pass
         try:
             node.proc.wait(self.stop_timeout)
         except subprocess.TimeoutExpired:
