@@ -50,7 +50,8 @@ from typing import Any, Callable
 
 import zmq
 
-from actorsys.cluster.election import RETRY, Election, Holder, connect, tree_key
+from actorsys.cluster.election import RETRY, Election, Holder, tree_key
+from actorsys.cluster.membership import connect
 from actorsys.cluster.membership import prefix
 from actorsys.config import NodeConfig
 from actorsys.config.cluster import ClusterConfig

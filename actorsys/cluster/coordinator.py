@@ -41,7 +41,7 @@ from . import placement
 from .clustermap import build_map, cluster_view
 from .handoff import (Call, ChangedMeanwhile, Handoff, HandoffFailed, Unresolved, drop,
                       roll_back_unfinished)
-from .membership import Member, Membership
+from .membership import Member, Membership, cancel_all
 from .ownership import BATCH, Owned, Ownership, parse
 
 log = get_logger("cluster")
@@ -539,9 +539,7 @@ class Coordinator:
         return {"moved": had, "seconds": round(time.monotonic() - started, 3)}
 
     async def _finish_leaving(self) -> None:
-        for t in self._tasks:
-            if t is not asyncio.current_task():
-                t.cancel()
+        await cancel_all(self._tasks)        # (this one, the rebalance loop, ends itself)
         await self.membership.leave()
         self.state = "left"
         log.info("node %s left cluster %r", self.me, self.ccfg.name)
@@ -550,13 +548,7 @@ class Coordinator:
         self.on_left()
 
     async def close(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_all(self._tasks)
         if self.state != "left":
             await self.membership.leave()
 

@@ -39,8 +39,6 @@ from typing import Any, Callable
 
 import aetcd
 
-from ..config.cluster import ClusterConfig
-from ..errors import NodeUnavailable
 from ..log import get_logger
 from .membership import prefix
 
@@ -60,24 +58,6 @@ class Holder:
     public_key: str | None        #: its CURVE public key (z85), None for insecure nodes
     revision: int                 #: the record's create_revision
     lease: int                    #: the lease id the record lives under
-
-
-async def connect(cfg: ClusterConfig) -> aetcd.Client:
-    """A client of the first of ``cfg.etcd`` that answers (NodeUnavailable if none)."""
-    errors = []
-    for url in cfg.etcd:
-        host, port = url.split("://", 1)[1].rsplit(":", 1)
-        client = aetcd.Client(host=host.strip("[]"), port=int(port),
-                              timeout=max(int(cfg.lease_ttl), 1))
-        try:
-            await client.connect()
-            await client.status()
-        except Exception as exc:          # aetcd raises its own ConnectionFailedError etc.
-            errors.append(f"{url}: {exc}")
-            await client.close()
-            continue
-        return client
-    raise NodeUnavailable(f"no etcd endpoint of cluster {cfg.name!r} answered: " + "; ".join(errors))
 
 
 def tree_key(cluster: str) -> bytes:

@@ -58,6 +58,39 @@ def prefix(cluster: str) -> bytes:
     return f"/actorsys/{cluster}/".encode()
 
 
+async def connect(cfg: ClusterConfig) -> aetcd.Client:
+    """A client of the first of ``cfg.etcd`` that answers, each call bounded by the
+    lease's ttl (NodeUnavailable naming every URL tried if none does)."""
+    errors = []
+    for url in cfg.etcd:
+        host, port = url.split("://", 1)[1].rsplit(":", 1)
+        client = aetcd.Client(host=host.strip("[]"), port=int(port),
+                              timeout=max(int(cfg.lease_ttl), 1))
+        try:
+            await client.connect()
+            await client.status()
+        except Exception as exc:          # aetcd raises its own ConnectionFailedError etc.
+            errors.append(f"{url}: {type(exc).__name__}: {exc}")
+            await client.close()
+            continue
+        return client
+    raise NodeUnavailable(f"no etcd endpoint of cluster {cfg.name!r} answered: " + "; ".join(errors))
+
+
+async def cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` (but the current one) and wait until they ended."""
+    me = asyncio.current_task()
+    for t in tasks:
+        if t is not me:
+            t.cancel()
+    for t in tasks:
+        if t is not me:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
+
+
 class Membership:
     """This node's membership (see the module docstring)."""
 
@@ -86,22 +119,7 @@ class Membership:
     async def connect(self) -> None:
         """Connect to etcd (each URL of ``etcd`` in turn, each call bounded by the lease's
         ttl); NodeUnavailable naming every URL tried if none answers."""
-        errors = []
-        for url in self.cfg.etcd:
-            host, port = url.split("://", 1)[1].rsplit(":", 1)
-            client = aetcd.Client(host=host.strip("[]"), port=int(port),
-                                  timeout=max(int(self.cfg.lease_ttl), 1))
-            try:
-                await client.connect()
-                await client.status()
-            except Exception as exc:          # aetcd raises its own ConnectionFailedError etc.
-                errors.append(f"{url}: {type(exc).__name__}: {exc}")
-                await client.close()
-                continue
-            self._client = client
-            return
-        raise NodeUnavailable(f"no etcd endpoint of cluster {self.cfg.name!r} answered: "
-                              + "; ".join(errors))
+        self._client = await connect(self.cfg)
 
     async def register(self, previous_lease: int | None = None) -> None:
         """Write this node's record under a new lease, and start renewing it and watching
@@ -228,13 +246,7 @@ class Membership:
 
     async def leave(self) -> None:
         """Stop renewing and watching, and revoke the lease: the record goes at once."""
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_all(self._tasks)
         self._tasks = []
         if self._lease is not None:
             try:

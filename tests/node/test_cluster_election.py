@@ -11,7 +11,8 @@ import pytest
 
 import actorsys
 
-from actorsys.cluster.election import Election, connect
+from actorsys.cluster.election import Election
+from actorsys.cluster.membership import connect
 from actorsys.config.cluster import ClusterConfig
 from actorsys.testing.etcd import Etcd
 

@@ -54,7 +54,7 @@ def statuses(c: Any, sup: str = "root") -> dict[str, str]:
 
 
 def etcd_keys(etcd: Etcd, prefix: bytes) -> dict[bytes, bytes]:
-    from actorsys.cluster.election import connect
+    from actorsys.cluster.membership import connect
     from actorsys.config.cluster import ClusterConfig
 
     async def run() -> dict[bytes, bytes]:
@@ -161,7 +161,7 @@ def test_a_frozen_holder_loses_the_tree_and_stands_by_when_it_wakes(tmp_path, et
 def test_the_holder_spawns_the_children_of_a_shard_that_changed_owner_again(tmp_path, etcd):
     """A shard's new owner (here the same node, a new epoch) gets its running children
     SPAWNed again with their incarnation: adopted where they still run, not restarted."""
-    from actorsys.cluster.election import connect
+    from actorsys.cluster.membership import connect
     from actorsys.config.cluster import ClusterConfig
     from actorsys.protocol.shardmap import shard_of
 
