@@ -9,7 +9,11 @@ hosts (loopback addresses where namespaces are unavailable), with a real etcd:
   source roll back and serve again, and the move completes when the target returns. A
   client writes all along: no acknowledged write is lost, no actor runs on two nodes at
   once (the chaos run's ``Tally`` audit), and every shard ends with exactly one owner;
-* the gateway of any node serves any actor over HTTP, wherever its shard is.
+* the gateway of any node serves any actor over HTTP, wherever its shard is;
+* (a strict xfail, a client bug to fix) a client reaches a node's actors again once
+  the node, down meanwhile, has returned.
+
+``ACTORSYS_TEST_LOOPBACK=1`` runs them on loopback hosts even as root.
 """
 from __future__ import annotations
 
@@ -38,7 +42,8 @@ from actorsys.testing.nodes import wait_until
 
 pytestmark = pytest.mark.timeout(600)
 
-HOSTS = "netns" if os.geteuid() == 0 else "loopback"
+#: network namespaces where this process may make them (root), else loopback addresses
+HOSTS = "netns" if os.geteuid() == 0 and not os.environ.get("ACTORSYS_TEST_LOOPBACK") else "loopback"
 ACTORSYS = os.path.join(os.path.dirname(sys.executable), "actorsys")
 DAY = 86400
 ACTORS = {"Keeper": {"class": "cluster_actors:Keeper", "history_window": DAY},
