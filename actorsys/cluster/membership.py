@@ -199,7 +199,6 @@ class Membership:
     async def _watch(self) -> None:
         assert self._client is not None
         events = await self._client.watch_prefix(self.nodes_prefix)
-        await self._load()           # a node that registered since register()'s load
         async for _ev in events:
             await self._load()       # (a reload per event: membership changes are rare)
 
