@@ -367,8 +367,8 @@ def test_the_gateway_of_any_node_serves_an_actor_of_another_node(tmp_path):
         port = 8080 if HOSTS == "netns" else free_port(node.host.address)
         return {"gateway": {"listen": f"{node.host.address}:{port}"}}
 
-    # n2 joins once n1 has claimed the shards: a gateway whose first map was fetched
-    # before that keeps answering "(no owner yet)" (the client bug of the next test)
+    # n2 joins once n1 has claimed the shards (on this branch's base a gateway whose first
+    # map was fetched before the claim kept answering "(no owner yet)": see the next test)
     with running(tmp_path, 1, extra_config=gateway) as (c, client):
         c.wait_ready(c.add_node(), timeout=60)
         settle(c, 2)
