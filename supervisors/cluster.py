@@ -50,7 +50,7 @@ from typing import Any, Callable
 
 import zmq
 
-from actorsys.cluster.election import RETRY, Election, Holder, tree_key
+from actorsys.cluster.election import RETRY, WATCH_CANCEL_TIMEOUT, Election, Holder, tree_key
 from actorsys.cluster.membership import connect
 from actorsys.cluster.membership import prefix
 from actorsys.config import NodeConfig
@@ -163,7 +163,7 @@ class TreeSeat:
                                 on_moved(int(ev.kv.key[len(pfx):]))
                 finally:
                     with contextlib.suppress(Exception):
-                        await watch.cancel()
+                        await asyncio.wait_for(watch.cancel(), WATCH_CANCEL_TIMEOUT)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -195,7 +195,7 @@ class TreeSeat:
                         await apply()
                 finally:
                     with contextlib.suppress(Exception):
-                        await watch.cancel()
+                        await asyncio.wait_for(watch.cancel(), WATCH_CANCEL_TIMEOUT)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

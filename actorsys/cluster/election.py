@@ -60,6 +60,10 @@ class Holder:
     lease: int                    #: the lease id the record lives under
 
 
+#: seconds a watch's cancellation (or a task's end) is waited for: etcd may not answer
+WATCH_CANCEL_TIMEOUT = 2.0
+
+
 def tree_key(cluster: str) -> bytes:
     """The election's key."""
     return prefix(cluster) + b"tree"
@@ -162,7 +166,7 @@ class Election:
                         self._set(self._parse(ev.kv))
                 finally:
                     with contextlib.suppress(Exception):
-                        await watch.cancel()
+                        await asyncio.wait_for(watch.cancel(), WATCH_CANCEL_TIMEOUT)
                 self._set(None)
             except asyncio.CancelledError:
                 raise
@@ -170,6 +174,9 @@ class Election:
                 log.warning("tree election: etcd: %s: %s", type(exc).__name__, exc)
                 self._set(None if not self.leader else self.holder)
                 await asyncio.sleep(RETRY)
+                if "lease not found" in str(exc):      # (it expired: campaign under a new one)
+                    with contextlib.suppress(Exception):
+                        self._lease = await self.client.lease(ttl=self.lease_ttl)
 
     def _renewed(self, sent_at: float) -> None:
         loop = asyncio.get_running_loop()
@@ -214,9 +221,8 @@ class Election:
         tasks, self._tasks = self._tasks, []
         for t in tasks:
             t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        if tasks:       # (bounded: a task stuck in the etcd client must not hold the resign)
+            await asyncio.wait(tasks, timeout=WATCH_CANCEL_TIMEOUT)
         if self._fence is not None:
             self._fence.cancel()
             self._fence = None
