@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import zmq
 
-from ..errors import ActorError, AskTimeout, NodeUnavailable, SupervisorNotFound
+from ..errors import ActorError, AskTimeout, NodeUnavailable, ShardUnavailable, SupervisorNotFound
 from ..net.sockets import Conn
 from ..protocol import wire
 from ..protocol.messages import Control, ListActors, Sup, decode
@@ -105,6 +105,12 @@ class ControlRequests:
             raise ValueError(f"list_actors' limit is 0..{wire.MAX_LIST_LIMIT}, got {limit!r}")
         if self.map is None:
             raise NodeUnavailable("no shard map yet")
+        down = self.map.down_nodes()
+        if down:     # a listing without their shards would be silently incomplete
+            raise ShardUnavailable(
+                f"cannot list {type_name!r} actors: the shards of node(s) "
+                f"{', '.join(f'{n} ({c} shards)' for n, c in down.items())} are unavailable "
+                f"(down, or not claimed yet); list again when they are back")
         make = partial(_list_request, type_name, start_after, limit)
         # futures, not tasks: a page still pending when another slot failed is simply
         # answered (or failed) later, with nothing left to run

@@ -59,6 +59,18 @@ class ShardMap:
             raise self.unavailable(type_name, key)
         return slot
 
+    def down_nodes(self) -> dict[str, int]:
+        """Node id -> how many shards it owns, of the nodes that own shards and are not
+        alive (empty for a single node, and for a cluster with every owner up)."""
+        out: dict[str, int] = {}
+        nodes = self.nodes or []
+        for o in self.owner:
+            if o < 0:
+                k = -1 - o
+                nid = str(nodes[k].get("id")) if 0 <= k < len(nodes) else "?"
+                out[nid] = out.get(nid, 0) + 1
+        return out
+
     def unavailable(self, type_name: str, key: str) -> ShardUnavailable:
         """The error of an actor whose shard belongs to a node that is down."""
         shard = shard_of(type_name, key, self.shards)

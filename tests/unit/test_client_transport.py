@@ -404,3 +404,25 @@ def test_a_map_with_renumbered_slots_keeps_the_connections_and_whats_in_flight(t
             assert t.pending_count() == 0
 
         with_transport(fake, body)
+
+
+def test_listing_a_cluster_with_a_node_down_says_so_instead_of_an_incomplete_list(tmp_path):
+    """A listing asks every live worker; without the shards of a node that is down it
+    would be silently incomplete: ShardUnavailable naming the node instead."""
+    from actorsys.errors import ShardUnavailable
+    from actorsys.protocol.shardmap import ShardMap
+
+    with FakeNode(str(tmp_path), workers=2) as fake:
+        w = fake.worker_endpoints
+        fake.map = ShardMap(epoch=1, shards=16, owner=[0, 1] * 4 + [-2] * 8, endpoints=w,
+                            nodes=[{"id": "n1", "endpoint": fake.endpoint, "alive": True,
+                                    "slots": [0, 2]},
+                                   {"id": "n2", "endpoint": None, "alive": False, "slots": [0, 0]}],
+                            name="c")
+
+        async def body(t: AsyncTransport) -> None:
+            with pytest.raises(ShardUnavailable, match=r"n2 \(8 shards\)"):
+                await t.list_keys("T", None, 10, WAIT)
+            assert not fake.requests(0, wire.LIST), "no worker was asked"
+
+        with_transport(fake, body)
