@@ -112,7 +112,7 @@ def check_items(items: Any, shards: set[int]) -> Items:
     return out
 
 
-def _index_keys(db: Any, shards: set[int]) -> list[bytes]:
+def index_keys(db: Any, shards: set[int]) -> list[bytes]:
     """Every slot-wide index entry of ``shards`` (one pass over the slot's indexes)."""
     found = []
     for tag in SLOT_INDEXES:
@@ -123,7 +123,7 @@ def _index_keys(db: Any, shards: set[int]) -> list[bytes]:
     return found
 
 
-def _shard_keys(db: Any, shards: set[int]) -> Iterable[bytes]:
+def shard_keys(db: Any, shards: set[int]) -> Iterable[bytes]:
     for shard in sorted(shards):
         lo, hi = shard_range(shard)
         with db.iterator(start=lo, stop=hi, include_value=False) as it:
@@ -135,9 +135,9 @@ def import_items(db: Any, shards: set[int], items: Items, clear: bool) -> int:
     deletes everything ``shards`` held first, in the same batch. Returns the items written."""
     with db.write_batch(sync=True) as wb:
         if clear:
-            for k in _shard_keys(db, shards):
+            for k in shard_keys(db, shards):
                 wb.delete(k)
-            for k in _index_keys(db, shards):
+            for k in index_keys(db, shards):
                 wb.delete(k)
             for s in shards:
                 wb.delete(fence_key(s))
@@ -151,8 +151,8 @@ def drop_shards(db: Any, shards: set[int]) -> int:
     batches of :data:`BATCH_KEYS`); returns how many keys were deleted."""
     deleted = 0
     keys = [fence_key(s) for s in sorted(shards) if db.get(fence_key(s)) is not None]
-    keys += _index_keys(db, shards)
-    keys_iter = iter(_shard_keys(db, shards))
+    keys += index_keys(db, shards)
+    keys_iter = iter(shard_keys(db, shards))
     while True:
         batch = keys[:BATCH_KEYS]
         keys = keys[BATCH_KEYS:]

@@ -46,9 +46,9 @@ import plyvel
 from ..errors import ConfigError
 from ..log import get_logger, setup as setup_logging
 from .handoff import with_indexes
-from .keys import (ACTOR_KEYS, ALARM, ENTRY, FENCE_KEYS, KEY_SPACES, LISTING_KEYS, SLOT_INDEXES,
-                   STATE, fence_shard, index_entry_shard, listing_key, listing_value, prefix_range, shard_range,
-                   split_actor_key)
+from .keys import (ACTOR_KEYS, ALARM, ENTRY, FENCE_KEYS, KEY_SPACES, LISTING_KEYS,
+                   SLOT_INDEXES, STATE, fence_shard, index_entry_shard, listing_key,
+                   listing_value, prefix_range, shard_range, split_actor_key)
 from .meta import LISTING_INDEX, fsync_dir, read_meta, write_meta
 
 log = get_logger("rebalance")

@@ -30,7 +30,7 @@ from typing import Any
 from ..errors import BadRequest
 from ..protocol import wire
 from ..protocol.shardmap import shard_of
-from .handoff import Items, _index_keys, _shard_keys, check_items
+from .handoff import Items, index_keys, shard_keys, check_items
 from .keys import (ACTOR_KEYS, DUE_BYTES, DUE_KEYS, LISTING_KEYS, SHARD_BYTES, fence_key,
                    position_key)
 
@@ -205,9 +205,9 @@ def apply_snapshot_page(db: Any, shard: int, epoch: int, first: bool, last: bool
         raise BadRequest("snapshot pages carry the position key in the last page only")
     with db.write_batch(sync=True) as wb:
         if first:            # what the shard held here goes (its fence stays: raised below)
-            for k in _shard_keys(db, {shard}):
+            for k in shard_keys(db, {shard}):
                 wb.delete(k)
-            for k in _index_keys(db, {shard}):
+            for k in index_keys(db, {shard}):
                 wb.delete(k)
         for k, v in checked:
             wb.put(k, v)

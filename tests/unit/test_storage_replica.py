@@ -59,9 +59,9 @@ def test_appends_apply_in_order_and_answer_held_behind_refused(db):
     replica.apply_snapshot_page(db, 1, 2, True, True, [[position_key(1), replica.pack_position((2, 1))]],
                                 never)
     assert replica.read_position(db, 1) == (2, 1) and replica.read_fence(db, 1) == 2
+    gone = [(state_key(actor_prefix(1, "T", "b")), None)]
     r = replica.apply_batches(db, [(1, 2, 2, 1, 2, put(1, "a", 2)),
-                                   (1, 2, 2, 2, 3, put(1, "a", 3) + [(state_key(actor_prefix(1, "T", "b")), None)])],
-                              never, True)
+                                   (1, 2, 2, 2, 3, put(1, "a", 3) + gone)], never, True)
     assert r["held"] == {1: [2, 3]} and not r["behind"] and not r["refused"]
     assert wire.unpack(db.get(state_key(actor_prefix(1, "T", "a")))) == {"n": 3}
     assert replica.read_position(db, 1) == (2, 3)
@@ -103,8 +103,8 @@ def test_a_snapshot_cut_short_leaves_no_position(db):
     assert r["position"] == [0, 0], "cleared, and no position before the last page"
     assert db.get(state_key(actor_prefix(4, "T", "old"))) is None
     with pytest.raises(BadRequest, match="last page"):
-        replica.apply_snapshot_page(db, 4, 2, False, False, [[position_key(4), replica.pack_position((2, 9))]],
-                                    never)
+        replica.apply_snapshot_page(db, 4, 2, False, False,
+                                    [[position_key(4), replica.pack_position((2, 9))]], never)
     r = replica.apply_snapshot_page(db, 4, 2, False, True, [[position_key(4), replica.pack_position((2, 9))]],
                                     never)
     assert r["position"] == [2, 9] and replica.read_fence(db, 4) == 2
