@@ -288,13 +288,13 @@ class ShardCommands:
         return self.replication
 
     def _append(self, args: dict[str, Any]) -> dict[str, Any]:
-        return self._repl().append(args)
+        return self._repl().follower.append(args)
 
     def _snapshot(self, args: dict[str, Any]) -> dict[str, Any]:
-        return self._repl().snapshot(args)
+        return self._repl().follower.snapshot(args)
 
     def _position(self, args: dict[str, Any]) -> dict[str, Any]:
-        return self._repl().position(args)
+        return self._repl().follower.position(args)
 
     def _replication(self, args: dict[str, Any]) -> dict[int, Any]:
         return self._repl().replication(args)

@@ -1,0 +1,151 @@
+"""Catch-up of a peer's copies (issue 16; one task per peer, started by
+:class:`~.replication.Replication`): a copy that does not follow the leader's stream is
+asked its position, then sent the batches after it from the leader's log, or (its
+position is not in the log, is ``[0, 0]``, or a batch is larger than a message) a
+snapshot: pages of about :data:`SNAPSHOT_PAGE` bytes of a plyvel snapshot taken between
+two flushes (exactly the leader's position then), the position key in the last page,
+then the log from there. Once at the tip the copy follows the stream again."""
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ActorError
+from ..log import get_logger
+from ..storage.handoff import export_page
+from ..storage.keys import position_key
+from ..storage.replica import NO_POSITION, Position
+from .repl_state import Gone, Peer, ShardLog, Track
+
+if TYPE_CHECKING:
+    from .replication import Replication
+
+log = get_logger("worker")
+
+#: bytes of keys and values per snapshot page
+SNAPSHOT_PAGE = 512 << 10
+#: seconds between catch-up attempts of a peer that failed
+RETRY = 0.5
+
+
+async def catch_up(r: Replication, p: Peer) -> None:
+    while not r.closed:
+        lag = [s for s, tr in p.tracks.items() if tr.sent is None and not tr.catching]
+        if not lag:
+            p.wake.clear()
+            try:
+                await asyncio.wait_for(p.wake.wait(), 5.0)
+            except asyncio.TimeoutError:
+                pass
+            continue
+        try:
+            res = await p.link.call("position", {"shards": lag}, r.ack_timeout)
+        except ActorError as exc:
+            r.say(p, f"node {p.node} cannot be asked its positions: {exc}")
+            await asyncio.sleep(RETRY)
+            continue
+        positions = res.get("positions", {})
+        for s in lag:
+            tr = p.tracks.get(s)
+            if tr is None or tr.sent is not None:
+                continue
+            raw = positions.get(s, [0, 0])
+            tr.catching = True
+            try:
+                await _bring(r, p, s, tr, (raw[0], raw[1]))
+            except Gone:
+                pass
+            except ActorError as exc:
+                r.say(p, f"catching up node {p.node} on shard {s} failed: {exc}")
+                await asyncio.sleep(RETRY)
+                break
+            except Exception:
+                log.exception("worker slot %d: catching up node %s on shard %d",
+                              r.grants.slot, p.node, s)
+                await asyncio.sleep(RETRY)
+                break
+            finally:
+                tr.catching = False
+        else:
+            p.said = ""
+
+def _still(r: Replication, p: Peer, s: int, tr: Track) -> ShardLog:
+    sl = r.shards.get(s)
+    if sl is None or p.tracks.get(s) is not tr or r.peers.get(p.link.endpoint) is not p:
+        raise Gone()
+    return sl
+
+def _answer(r: Replication, p: Peer, s: int, res: Any) -> None:
+    if s in res.get("refused", {}):
+        r.refused(s, res["refused"][s], p)
+        raise Gone()
+
+async def _bring(r: Replication, p: Peer, s: int, tr: Track, pos: Position) -> None:
+    """Bring ``p``'s copy of ``s`` from ``pos`` to the stream (log or snapshot)."""
+    snapped = False
+    while True:
+        sl = _still(r, p, s, tr)
+        if pos == sl.pos and (pos != NO_POSITION or snapped):
+            if pos > tr.held:
+                tr.held = pos
+            tr.sent = pos
+            r.check()
+            return
+        chunk = sl.after(pos, r.limit) if pos != NO_POSITION else None
+        if chunk is None:
+            pos = await _snapshot(r, p, s, sl, tr)
+            snapped = True
+            if pos > tr.held:
+                tr.held = pos
+            continue
+        batches = [[s, e.pos[0], e.prev[0], e.prev[1], e.pos[1], e.items] for e in chunk]
+        fut = p.link.send_call("append", {"batches": batches}, r.ack_timeout)
+        if chunk[-1].pos == sl.pos:
+            tr.sent = sl.pos               # the stream goes on behind it
+        res = await fut
+        _answer(r, p, s, res)
+        if s in res.get("behind", {}):
+            tr.sent = None
+            raw = res["behind"][s]
+            pos = (raw[0], raw[1])
+            continue
+        raw = res.get("held", {}).get(s, [0, 0])
+        pos = (raw[0], raw[1])
+        if pos > tr.held:
+            tr.held = pos
+        r.check()
+        if tr.sent is not None:
+            return
+
+async def _snapshot(r: Replication, p: Peer, s: int, sl: ShardLog, tr: Track) -> Position:
+    """Send ``p`` a full copy of ``s`` as of now; the copy's position."""
+    snap = r.store.db.snapshot()        # between two flushes: exactly sl.pos
+    epoch = max(sl.epoch, sl.pos[0])
+    pkey = position_key(s)
+    try:
+        after: bytes | None = None
+        first, posv = True, None
+        while True:
+            items, after = export_page(snap, [s], after, SNAPSHOT_PAGE)
+            page = []
+            for k, v in items:
+                if k == pkey:
+                    posv = v
+                else:
+                    page.append([k, v])
+            last = after is None
+            if last and posv is not None:
+                page.append([pkey, posv])
+            res = await p.link.call("snapshot", {"shard": s, "epoch": epoch, "first": first,
+                                                 "last": last, "items": page}, r.ack_timeout)
+            if "refused" in res:
+                _answer(r, p, s, {"refused": {s: res["refused"]}})
+            _still(r, p, s, tr)
+            first = False
+            if last:
+                raw = res["position"]
+                log.info("worker slot %d: node %s got a snapshot of shard %d at [%d, %d]",
+                         r.grants.slot, p.node, s, raw[0], raw[1])
+                return raw[0], raw[1]
+    finally:
+        snap.close()

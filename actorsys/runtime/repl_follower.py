@@ -1,0 +1,72 @@
+"""A follower's SHARDS commands (issue 16): ``append``, ``snapshot`` and ``position``
+on a worker's own slot database (the storage side: ``storage/replica.py``). Any
+authorized peer may send them: the epoch fence, not the sender, decides. Refused
+(BadRequest) for shards homed on another slot; ``position`` also for shards served
+here; ``append`` and ``snapshot`` answer ``refused`` with the fence for those."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..errors import BadRequest
+from ..storage import replica
+
+if TYPE_CHECKING:
+    from ..storage.slot import SlotStore
+    from .grants import Grants
+
+
+class Follower:
+    """The follower commands of one worker slot."""
+
+    def __init__(self, store: SlotStore, grants: Grants) -> None:
+        self.store, self.grants = store, grants
+        self.nshards = len(grants.home)
+
+    def homed(self, shards: Any, what: str) -> list[int]:
+        g, n = self.grants, self.nshards
+        if not isinstance(shards, list) or not all(type(s) is int and 0 <= s < n for s in shards):
+            raise BadRequest(f"{what} shards must be an array of shards (0..{n - 1})")
+        if any(g.home[s] != g.slot for s in shards):
+            raise BadRequest(f"cannot {what} shards homed on another worker slot: "
+                             f"{[s for s in shards if g.home[s] != g.slot][:10]}")
+        return shards
+
+    def writable(self) -> None:
+        if self.store.broken is not None:
+            raise self.store.broken
+
+    def append(self, args: dict[str, Any]) -> dict[str, Any]:
+        batches = replica.check_batches(args.get("batches"), self.nshards)
+        self.homed([b[0] for b in batches], "append")
+        self.writable()
+        return replica.apply_batches(self.store.db, batches, self.grants.served, self.store.fsync)
+
+    def snapshot(self, args: dict[str, Any]) -> dict[str, Any]:
+        s, epoch = args.get("shard"), args.get("epoch")
+        first, last = args.get("first"), args.get("last")
+        if type(epoch) is not int or type(first) is not bool or type(last) is not bool:
+            raise BadRequest("snapshot needs epoch (integer), first and last (booleans)")
+        self.homed([s], "snapshot")
+        self.writable()
+        assert type(s) is int
+        return replica.apply_snapshot_page(self.store.db, s, epoch, first, last,
+                                           args.get("items", []), self.grants.served)
+
+    def position(self, args: dict[str, Any]) -> dict[str, Any]:
+        shards = self.homed(args.get("shards"), "position")
+        served = [s for s in shards if self.grants.served(s)]
+        if served:
+            raise BadRequest(f"position of shard(s) {served[:10]}: served by worker slot "
+                             f"{self.grants.slot} (ask its leader's replication)")
+        fence = args.get("fence")
+        db = self.store.db
+        if fence is not None:
+            if not (isinstance(fence, dict) and all(type(s) is int and s in shards and type(e) is int
+                                                    for s, e in fence.items())):
+                raise BadRequest("position fence must map shards named -> epoch (integer)")
+            self.writable()
+            fences = replica.raise_fences(db, fence)
+        else:
+            fences = {}
+        return {"positions": {s: list(replica.read_position(db, s)) for s in shards},
+                "fences": {s: fences.get(s, replica.read_fence(db, s)) for s in shards}}
