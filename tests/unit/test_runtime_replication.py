@@ -1,0 +1,203 @@
+"""The leader's output gate (actorsys/runtime/replication.py) above storage: a group's
+output waits for its quorum and leaves in group order, majority and all count the
+voters, a group not at quorum within ack_timeout fails, a refusal stops serving the
+shard, a follower behind is caught up from the log, and without replication the flush
+is the plain one. The slot's LevelDB is real; the peers are fake links answering as
+the test says (the node tests run real ones)."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Callable, Iterator
+
+import pytest
+from runtime_fakes import SHARDS, Slot
+
+import actorsys
+from actorsys.protocol import wire
+from actorsys.protocol.shardmap import shard_of
+from actorsys.runtime.grants import Grants
+from actorsys.runtime.replication import Replication, parse_grant
+from actorsys.storage import replica
+from actorsys.storage.keys import position_key
+
+
+class Counter(actorsys.Actor):
+    def add(self, by: int = 1) -> int:
+        self.state["n"] = self.state.get("n", 0) + by
+        return int(self.state["n"])
+
+    def get(self) -> int:
+        return int(self.state.get("n", 0))
+
+
+class FakeLink:
+    """A peer that answers ``position`` and ``snapshot`` at once (from ``positions``) and
+    keeps ``append`` requests for the test to answer."""
+
+    def __init__(self, loop: Any, ctx: Any, node: str, endpoint: str, keys: Any, window: int) -> None:
+        self.loop, self.node, self.endpoint, self.window = loop, node, endpoint, window
+        self.positions: dict[int, list[int]] = {}
+        self.appends: list[tuple[dict[str, Any], Callable[[bool, Any], None]]] = []
+
+    @property
+    def room(self) -> int:
+        return self.window - len(self.appends)
+
+    def check(self) -> None:
+        pass
+
+    def request(self, cmd: str, args: dict[str, Any], timeout: float,
+                cb: Callable[[bool, Any], None]) -> None:
+        if cmd == "append":
+            self.appends.append((args, cb))
+        elif cmd == "position":
+            pos = {s: self.positions.get(s, [0, 0]) for s in args["shards"]}
+            self.loop.call_soon(cb, True, {"positions": pos, "fences": {}})
+        elif cmd == "snapshot":
+            for k, v in args["items"]:
+                if k[:1] == b"a" and len(k) == 4:
+                    self.positions[args["shard"]] = list(wire.unpack(v))
+            pos = self.positions.get(args["shard"], [0, 0]) if args["last"] else [0, 0]
+            self.loop.call_soon(cb, True, {"written": len(args["items"]), "position": pos})
+
+    def send_call(self, cmd: str, args: dict[str, Any], timeout: float) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = self.loop.create_future()
+        self.request(cmd, args, timeout,
+                     lambda ok, body: fut.set_result(body) if ok else fut.set_exception(body))
+        return fut
+
+    async def call(self, cmd: str, args: dict[str, Any], timeout: float) -> Any:
+        return await self.send_call(cmd, args, timeout)
+
+    def answer(self, reply: Callable[[list[list[Any]]], dict[str, Any]]) -> list[list[Any]]:
+        """Answer the oldest append with ``reply(batches)``; its batches."""
+        args, cb = self.appends.pop(0)
+        cb(True, reply(args["batches"]))
+        return args["batches"]
+
+    def ack(self) -> list[list[Any]]:
+        return self.answer(lambda bs: {"held": {b[0]: [b[1], b[4]] for b in bs}, "behind": {},
+                                       "refused": {}})
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def slot(tmp_path: Any) -> Iterator[Slot]:
+    s = Slot(str(tmp_path), {"Counter": Counter})
+    yield s
+    repl = getattr(s, "repl", None)
+    if repl is not None:               # its catch-up tasks end before the loop closes
+        repl.close()
+        run(s)
+    s.close()
+
+
+def run(slot: Slot, seconds: float = 0.02) -> None:
+    slot.loop.run_until_complete(asyncio.sleep(seconds))
+
+
+def replicate(slot: Slot, followers: int = 1, ack: str = "majority",
+              ack_timeout: float = 5.0) -> tuple[Replication, list[FakeLink]]:
+    grants = Grants(0, slot.map.owner, True, "n1")
+    grants.shards = {s: 3 for s in range(SHARDS)}
+    repl = Replication(slot.loop, None, None, slot.commit, grants, 1 << 20)  # type: ignore[arg-type]
+    repl.link_factory = FakeLink     # type: ignore[assignment]
+    refused: list[tuple[int, int]] = []
+    repl.on_refused = lambda s, fence: refused.append((s, fence))
+    repl.refusals = refused          # type: ignore[attr-defined]
+    args = parse_grant({"peers": [[f"f{i}", f"ipc://f{i}", None] for i in range(followers)],
+                        "replicas": {s: [[i, True] for i in range(followers)] for s in range(SHARDS)},
+                        "ack": ack, "ack_timeout": ack_timeout}, SHARDS)
+    repl.configure(args, grants.shards)
+    slot.repl = repl                 # type: ignore[attr-defined]
+    run(slot)                        # every copy caught up (empty: a snapshot each)
+    links = [repl.peers[f"ipc://f{i}"].link for i in range(followers)]
+    assert all(not any(tr.sent is None for tr in p.tracks.values()) for p in repl.peers.values())
+    return repl, links  # type: ignore[return-value]
+
+
+def test_output_waits_for_the_quorum_and_leaves_in_group_order(slot: Slot) -> None:
+    repl, (link,) = replicate(slot)
+    assert slot.commit.repl is repl
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    r = slot.ask("Counter", "b", "get")           # reads only: waits behind the write
+    slot.commit.flush()
+    assert slot.out.replies == [] and len(repl.held) == 2
+    shard = shard_of("Counter", "a", SHARDS)
+    assert replica.read_position(slot.store.db, shard) == (3, 1), "committed here, with its position"
+    (batch,) = link.ack()
+    assert batch[:5] == [shard, 3, 0, 0, 1] and [position_key(shard), replica.pack_position((3, 1))] in [
+        list(i) for i in batch[5]]
+    assert [rep[1] for _to, rep in slot.out.replies] == [w, r]
+    assert slot.out.reply_to(w)[2] == 1 and not repl.held
+
+
+def test_majority_counts_the_leader_and_all_needs_every_voter(slot: Slot) -> None:
+    repl, (f1, f2) = replicate(slot, followers=2)
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    f1.ack()
+    assert slot.out.reply_to(w)[2] == 1, "2 of 3 voters hold it"
+    slot.out.replies.clear()
+    repl.ack = "all"
+    for sl in repl.shards.values():
+        sl.quorum = 3
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    f1.ack()
+    f2.ack()                                       # (the first group's late ack)
+    assert slot.out.replies == [], "all: the second follower has not acked the second group"
+    f2.ack()
+    assert slot.out.reply_to(w)[2] == 2
+
+
+def test_a_group_short_of_its_quorum_within_ack_timeout_fails(slot: Slot) -> None:
+    repl, (link,) = replicate(slot, ack_timeout=0.05)
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    run(slot, 0.15)
+    err = slot.out.reply_to(w)
+    assert err[0] == wire.ERR and err[2]["code"] == "shard_unavailable"
+    assert "only 1 of the 2 replicas" in err[2]["message"] and "0.05 s" in err[2]["message"]
+    assert slot.act("Counter", "a").instance is None, "it reloads"
+    assert not repl.held
+
+
+def test_a_refusal_stops_serving_the_shard_and_fails_its_groups(slot: Slot) -> None:
+    repl, (link,) = replicate(slot)
+    shard = shard_of("Counter", "a", SHARDS)
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    link.answer(lambda bs: {"held": {}, "behind": {}, "refused": {shard: 9}})
+    err = slot.out.reply_to(w)
+    assert err[0] == wire.ERR and "newer leader (epoch 9)" in err[2]["message"]
+    assert repl.refusals == [(shard, 9)] and shard not in repl.shards  # type: ignore[attr-defined]
+
+
+def test_a_follower_behind_is_caught_up_from_the_log(slot: Slot) -> None:
+    repl, (link,) = replicate(slot)
+    shard = shard_of("Counter", "a", SHARDS)
+    slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    link.ack()
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    link.positions[shard] = [3, 1]
+    link.answer(lambda bs: {"held": {}, "behind": {shard: [3, 1]}, "refused": {}})
+    run(slot)
+    assert slot.out.replies[-1][1][1] != w, "not yet held"
+    (batch,) = link.ack()                          # the catch-up's append, from the log
+    assert batch[:5] == [shard, 3, 3, 1, 2]
+    run(slot)
+    assert slot.out.reply_to(w)[2] == 2
+
+
+def test_without_replication_the_flush_is_the_plain_one(slot: Slot) -> None:
+    repl, _links = replicate(slot)
+    repl.configure(None, repl.grants.shards)
+    assert slot.commit.repl is None
+    assert slot.call("Counter", "a", "add", 1) == 1
+    assert replica.read_position(slot.store.db, shard_of("Counter", "a", SHARDS)) == (0, 0)
