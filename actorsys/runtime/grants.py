@@ -281,6 +281,10 @@ class ShardCommands:
             self._evict(act)
             self.draining.add(act)
 
+    def draining_shard(self, shard: int) -> bool:
+        """Actors of ``shard`` are still draining here (a follower applies nothing to it)."""
+        return any(a.shard == shard and not self._drained(a) for a in self.draining)
+
     # -- replication (replication.py) ---------------------------------------------
     def _repl(self) -> Replication:
         if self.replication is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ActorError
+from ..errors import ActorError, BadRequest
 from ..log import get_logger
 from ..storage.handoff import export_page
 from ..storage.keys import position_key
@@ -38,18 +38,15 @@ async def catch_up(r: Replication, p: Peer) -> None:
             except asyncio.TimeoutError:
                 pass
             continue
-        try:
-            res = await p.link.call("position", {"shards": lag}, r.ack_timeout)
-        except ActorError as exc:
-            r.say(p, f"node {p.node} cannot be asked its positions: {exc}")
+        positions = await _positions(r, p, lag)
+        if not positions:
             await asyncio.sleep(RETRY)
             continue
-        positions = res.get("positions", {})
         for s in lag:
             tr = p.tracks.get(s)
-            if tr is None or tr.sent is not None:
+            if tr is None or tr.sent is not None or s not in positions:
                 continue
-            raw = positions.get(s, [0, 0])
+            raw = positions[s]
             tr.catching = True
             try:
                 await _bring(r, p, s, tr, (raw[0], raw[1]))
@@ -68,6 +65,32 @@ async def catch_up(r: Replication, p: Peer) -> None:
                 tr.catching = False
         else:
             p.said = ""
+
+async def _positions(r: Replication, p: Peer, lag: list[int]) -> dict[int, Any] | None:
+    """``p``'s positions of ``lag`` (those it refuses to tell, one by one, left out; a
+    revoked shard it refuses is done with: the peer serves it now); None if it cannot
+    be asked."""
+    try:
+        res = await p.link.call("position", {"shards": lag}, r.ack_timeout)
+        return dict(res.get("positions", {}))
+    except BadRequest as exc:
+        if len(lag) == 1:
+            sl = r.shards.get(lag[0])
+            if sl is not None and sl.retired:
+                p.tracks.pop(lag[0], None)
+            r.say(p, f"node {p.node} refused the position of shard {lag[0]}: {exc}")
+            return {}
+    except ActorError as exc:
+        r.say(p, f"node {p.node} cannot be asked its positions: {exc}")
+        return None
+    out: dict[int, Any] = {}
+    for s in lag:                       # (one refused: ask one by one)
+        got = await _positions(r, p, [s])
+        if got is None:
+            return None
+        out.update(got)
+    return out
+
 
 def _still(r: Replication, p: Peer, s: int, tr: Track) -> ShardLog:
     sl = r.shards.get(s)

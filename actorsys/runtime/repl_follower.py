@@ -2,10 +2,12 @@
 on a worker's own slot database (the storage side: ``storage/replica.py``). Any
 authorized peer may send them: the epoch fence, not the sender, decides. Refused
 (BadRequest) for shards homed on another slot; ``position`` also for shards served
-here; ``append`` and ``snapshot`` answer ``refused`` with the fence for those."""
+here; ``append`` and ``snapshot`` answer ``refused`` with the fence for those, and are
+refused (BadRequest: the leader retries) for a shard whose actors are still draining
+here (revoked, their last turns committing), so no stale turn writes over a copy."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import BadRequest
 from ..storage import replica
@@ -21,6 +23,8 @@ class Follower:
     def __init__(self, store: SlotStore, grants: Grants) -> None:
         self.store, self.grants = store, grants
         self.nshards = len(grants.home)
+        #: whether a shard's actors are still draining here (grants.py)
+        self.busy: Callable[[int], bool] = lambda _s: False
 
     def homed(self, shards: Any, what: str) -> list[int]:
         g, n = self.grants, self.nshards
@@ -35,10 +39,16 @@ class Follower:
         if self.store.broken is not None:
             raise self.store.broken
 
+    def quiet(self, shards: list[int], what: str) -> None:
+        busy = sorted({s for s in shards if self.busy(s)})
+        if busy:
+            raise BadRequest(f"cannot {what} shard(s) {busy[:10]}: still draining")
+
     def append(self, args: dict[str, Any]) -> dict[str, Any]:
         batches = replica.check_batches(args.get("batches"), self.nshards)
         self.homed([b[0] for b in batches], "append")
         self.writable()
+        self.quiet([b[0] for b in batches], "append")
         return replica.apply_batches(self.store.db, batches, self.grants.served, self.store.fsync)
 
     def snapshot(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -49,6 +59,7 @@ class Follower:
         self.homed([s], "snapshot")
         self.writable()
         assert type(s) is int
+        self.quiet([s], "snapshot")
         return replica.apply_snapshot_page(self.store.db, s, epoch, first, last,
                                            args.get("items", []), self.grants.served)
 

@@ -388,8 +388,16 @@ class Replication:
                            if (n := sum(1 for tr in p.tracks.values() if tr.sent is None))}}
 
     def close(self) -> None:
+        """Stop (the worker stops): groups still waiting fail, the links close."""
         self.closed = True
         if self.timer is not None:
             self.timer.cancel()
+            self.timer = None
+        held, self.held = self.held, deque()
+        for g in held:
+            self.commit.fail(ShardUnavailable(
+                f"worker slot {self.grants.slot} stopped before its replicas acknowledged the "
+                f"write; the write may or may not have been applied"), g.outbox, g.staged,
+                g.touched, g.exits)
         for ep in list(self.peers):
             self._close_peer(ep)

@@ -201,6 +201,7 @@ class Worker:
                                        cfg.max_message_bytes)
         self.shard_commands.replication = self.replication
         self.replication.on_refused = self.shard_commands.stop_serving
+        self.replication.follower.busy = self.shard_commands.draining_shard
         self.routes: GatewayRoutes | None = None
         if cfg.cluster is not None:      # effects to every member's gateway (ws_routes.py)
             self.routes = GatewayRoutes(self.ctx, self.gateway, client_keys, cfg.max_message_bytes,
@@ -300,6 +301,8 @@ class Worker:
         while self.catalog.acts and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         self.commit.flush()
+        while self.replication.held and time.monotonic() < deadline + 0.5:
+            await asyncio.sleep(0.01)     # groups waiting for their replicas' acks
         running = [act for act in self.catalog.acts.values() if act.task is not None]
         if running:   # their turns are cancelled with the loop: nothing of them commits
             log.warning("worker slot %d stops with %d turn(s) still running past shutdown_timeout "
