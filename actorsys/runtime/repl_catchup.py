@@ -142,6 +142,7 @@ async def _bring(r: Replication, p: Peer, s: int, tr: Track, pos: Position) -> N
 
 async def _snapshot(r: Replication, p: Peer, s: int, sl: ShardLog, tr: Track) -> Position:
     """Send ``p`` a full copy of ``s`` as of now; the copy's position."""
+    r.snapshots += 1
     snap = r.store.db.snapshot()        # between two flushes: exactly sl.pos
     epoch = max(sl.epoch, sl.pos[0])
     pkey = position_key(s)

@@ -18,7 +18,9 @@ no replicated shard waits behind an earlier held one. A group not at quorum with
 fence is newer: a newer leader exists) makes this worker stop serving the shard at once
 (``on_refused``) and fails the held groups that wrote it. The quorum is computed with
 the shard's replica list at the time of the check (a grant removing a dead voter
-releases the groups that waited on it).
+releases the groups that waited on it). With replication arguments, EVERY granted
+shard's position moves with its writes, even one whose replica list is empty (quorum
+1): a copy added later must never look in step with writes it did not get.
 
 Catch-up (:mod:`.repl_catchup`), one task per peer: a peer whose copy of a shard is not
 known to follow the stream (at the start, after ``behind``, an error or a timeout) is
@@ -94,6 +96,8 @@ class Replication:
         #: stop serving a shard a newer leader holds: (shard, its fence) (grants.py)
         self.on_refused: Callable[[int, int], None] | None = None
         self.closed = False
+        #: snapshots sent (status)
+        self.snapshots = 0
         #: the follower commands (append, snapshot, position) of this slot
         self.follower = Follower(self.store, grants)
         #: makes a peer's link (a test replaces it)
@@ -103,16 +107,18 @@ class Replication:
     def configure(self, args: ReplicaArgs | None, granted: dict[int, int]) -> None:
         """Apply a grant: the peers, each granted shard's replicas (None: no replication
         arguments, so nothing is replicated from now on)."""
+        members: dict[int, list[tuple[str, bool]]] = {}
         if args is None:
             args = ReplicaArgs([], {}, self.ack, self.ack_timeout)
+        else:
+            # every granted shard keeps its position moving, replicas or not: a copy
+            # added later must never look in step with writes it did not get
+            for s in granted:
+                members[s] = [(args.peers[i][1], voter) for i, voter in args.replicas.get(s, [])]
         self.ack, self.ack_timeout = args.ack, args.ack_timeout
         wanted: dict[str, tuple[str, str | None]] = {}
         for node, endpoint, key in args.peers:
             wanted[endpoint] = (node, key)
-        members: dict[int, list[tuple[str, bool]]] = {}
-        for s, reps in args.replicas.items():
-            if s in granted and reps:
-                members[s] = [(args.peers[i][1], voter) for i, voter in reps]
         for s in list(self.shards):          # revoked: retired (kept until caught up)
             old = self.shards[s]
             if s not in granted:
@@ -381,9 +387,10 @@ class Replication:
                 fenced = {int.from_bytes(k[1:], "big") for k in it}
         except Exception:
             fenced = set()
-        return {"leading": sum(1 for sl in self.shards.values() if not sl.retired),
+        return {"leading": sum(1 for sl in self.shards.values()
+                               if not sl.retired and (sl.voters or sl.learners)),
                 "following": sum(1 for s in fenced if not self.grants.served(s)),
-                "waiting_groups": len(self.held),
+                "waiting_groups": len(self.held), "snapshots": self.snapshots,
                 "behind": {p.node: n for p in self.peers.values()
                            if (n := sum(1 for tr in p.tracks.values() if tr.sent is None))}}
 

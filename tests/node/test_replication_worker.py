@@ -4,7 +4,9 @@ shard with B's worker as its one voter follower (quorum 2 of 2). An ask on A ret
 only once B holds the write; a follower that does not answer makes A's asks fail with
 ShardUnavailable after ack_timeout, and they work again once it is back (caught up);
 a follower with nothing (or that lost its copy) gets a snapshot; a follower fenced at
-a newer epoch refuses A's batches and A stops serving the shard at once."""
+a newer epoch refuses A's batches and A stops serving the shard at once. Over tcp with
+CURVE, A's link to B uses B's public key from the grant and connects again once B lets
+A's key in."""
 from __future__ import annotations
 
 import os
@@ -29,9 +31,12 @@ pytestmark = pytest.mark.timeout(60)
 class Raw:
     """A DEALER peer of one worker: requests with ids, replies in arrival order."""
 
-    def __init__(self, ctx: zmq.Context, endpoint: str) -> None:
+    def __init__(self, ctx: zmq.Context, endpoint: str,
+                 curve: tuple[bytes, bytes, bytes] | None = None) -> None:
         self.sock = ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        if curve is not None:
+            self.sock.curve_publickey, self.sock.curve_secretkey, self.sock.curve_serverkey = curve
         self.sock.connect(endpoint)
         self.rid = 0
 
@@ -93,8 +98,8 @@ def pair(tmp_path, zctx):
 
 
 def replicate(wa: Raw, wb_endpoint: str, shard: int, epoch: int = 3, ack_timeout: float = 1.0,
-              **more: Any) -> dict[str, Any]:
-    return wa.grant({shard: epoch}, peers=[["nb", wb_endpoint, None]],
+              key: str | None = None, **more: Any) -> dict[str, Any]:
+    return wa.grant({shard: epoch}, peers=[["nb", wb_endpoint, key]],
                     replicas={shard: [[0, True]]}, ack="majority", ack_timeout=ack_timeout, **more)
 
 
@@ -183,3 +188,63 @@ def test_a_follower_fenced_at_a_newer_epoch_refuses_and_the_leader_stops_serving
     assert bad[0] == wire.ERR and bad[2]["code"] == "bad_request"
     bad = wa.call(SHARDS, "grant", {"shards": {}, "epoch": 1, "replicas": {shard: [[5, True]]}})
     assert bad[0] == wire.ERR and "replicas" in bad[2]["message"], bad
+
+
+def test_a_batch_larger_than_a_message_goes_the_snapshot_way(pair):
+    a, b, wa, wb, key, shard = pair
+    eb = b.client().map.endpoints[1]
+    wb.grant({})
+    replicate(wa, eb, shard)
+    assert wa.ask(key, "add", 1)[2] == 1
+    assert wa.ok(STATUS)["replication"]["snapshots"] == 1, "B's empty copy"
+    # one group of ~1.2 MB: more than max_message_bytes (1 MiB), so never an append
+    assert wa.ask(key, "put_many", "big", 3, 400_000)[0] == wire.OK
+    assert wa.ok(STATUS)["replication"]["snapshots"] == 2
+    seq = wa.ok(SHARDS, "replication", {"shards": [shard]})[shard]["seq"]
+    assert wb.position(shard)["positions"][shard] == [3, seq]
+    big, after = [], None
+    while True:                  # B's copy, read out page by page
+        page = wb.ok(SHARDS, "export", {"shards": [shard], "after": after, "max_bytes": 1 << 19})
+        big += [v for k, v in page["items"] if b"kbig" in k]
+        if (after := page["next"]) is None:
+            break
+    assert [len(wire.unpack(v)) for v in big] == [400_000] * 3
+    wa.grant({})
+    wb.grant({shard: 4})
+    assert wb.ask(key, "add", 0)[2] == 1
+
+
+def test_over_curve_the_link_uses_the_peers_key_and_reconnects_once_let_in(tmp_path, zctx):
+    from actorsys.config.keyfiles import load_public, load_secret
+    from actorsys.config.layout import free_port
+    from actorsys.net.keys import keygen
+    clients = str(tmp_path / "clients")
+    _alice_pub, alice_sec = keygen(clients, "alice")
+    apub, asec = keygen(tmp_path / "ka", "node")
+    bpub, bsec = keygen(tmp_path / "kb", "node")
+
+    def cfg(name: str, secret: str) -> dict[str, Any]:
+        c = mover_config(str(tmp_path / name))
+        c["node"].update(endpoint=f"tcp://127.0.0.1:{free_port('127.0.0.1')}",
+                         curve_secret_key=secret, authorized_keys=clients)
+        return c
+    with actorsys.Node(cfg("a", asec)) as a, actorsys.Node(cfg("b", bsec)) as b:
+        m = a.client().map
+        key = next(f"m-{i}" for i in range(10_000) if m.owner[shard_of("Mover", f"m-{i}", m.shards)] == 1)
+        shard = shard_of("Mover", key, m.shards)
+        mine = load_secret(alice_sec)
+        eb = b.client().map.endpoints[1]
+        wa = Raw(zctx, m.endpoints[1], (*mine, load_public(apub)))
+        wb = Raw(zctx, eb, (*mine, load_public(bpub)))
+        try:
+            wb.grant({})                    # B does not know A's key yet: refused
+            replicate(wa, eb, shard, key=load_public(bpub).decode())
+            assert wa.ask(key, "add", 1)[2]["code"] == "shard_unavailable"
+            wb.grant({}, keys=[load_public(apub).decode()])
+            wait_until(lambda: wa.ask(key, "add", 1)[0] == wire.OK, "A's link reconnected once B let "
+                       "its key in", timeout=15)
+            seq = wa.ok(SHARDS, "replication", {"shards": [shard]})[shard]["seq"]
+            assert wb.position(shard)["positions"][shard] == [3, seq]
+        finally:
+            wa.close()
+            wb.close()

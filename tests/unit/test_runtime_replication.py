@@ -98,12 +98,16 @@ def run(slot: Slot, seconds: float = 0.02) -> None:
     slot.loop.run_until_complete(asyncio.sleep(seconds))
 
 
-def replicate(slot: Slot, followers: int = 1, ack: str = "majority",
-              ack_timeout: float = 5.0) -> tuple[Replication, list[FakeLink]]:
+def replicate(slot: Slot, followers: int = 1, ack: str = "majority", ack_timeout: float = 5.0,
+              positions: dict[int, list[int]] | None = None) -> tuple[Replication, list[FakeLink]]:
     grants = Grants(0, slot.map.owner, True, "n1")
     grants.shards = {s: 3 for s in range(SHARDS)}
     repl = Replication(slot.loop, None, None, slot.commit, grants, 1 << 20)  # type: ignore[arg-type]
-    repl.link_factory = FakeLink     # type: ignore[assignment]
+    def link(*a: Any) -> FakeLink:
+        made = FakeLink(*a)
+        made.positions = dict(positions or {})
+        return made
+    repl.link_factory = link         # type: ignore[assignment]
     refused: list[tuple[int, int]] = []
     repl.on_refused = lambda s, fence: refused.append((s, fence))
     repl.refusals = refused          # type: ignore[attr-defined]
@@ -201,3 +205,24 @@ def test_without_replication_the_flush_is_the_plain_one(slot: Slot) -> None:
     assert slot.commit.repl is None
     assert slot.call("Counter", "a", "add", 1) == 1
     assert replica.read_position(slot.store.db, shard_of("Counter", "a", SHARDS)) == (0, 0)
+
+
+def test_a_follower_whose_position_is_not_in_the_log_gets_a_snapshot(slot: Slot) -> None:
+    repl, (link,) = replicate(slot)
+    shard = shard_of("Counter", "a", SHARDS)
+    for _ in range(3):
+        slot.ask("Counter", "a", "add", 1)
+        slot.commit.flush()
+        link.ack()
+    assert replica.read_position(slot.store.db, shard) == (3, 3)
+    # the leader restarts: its log is gone; the follower is at [3, 1]
+    repl.close()
+    run(slot)
+    repl2, (link2,) = replicate(slot, positions={shard: [3, 1]})
+    assert repl2.shards[shard].pos == (3, 3) and not repl2.shards[shard].entries
+    assert repl2.snapshots == SHARDS, "every empty copy, and shard a's: [3, 1] is in no log"
+    assert link2.positions[shard] == [3, 3], "the snapshot's last page carried the position"
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    (batch,) = link2.ack()
+    assert batch[:5] == [shard, 3, 3, 3, 4] and slot.out.reply_to(w)[2] == 4
