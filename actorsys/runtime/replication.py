@@ -91,6 +91,8 @@ class Replication:
         self.peers: dict[str, Peer] = {}
         self.held: deque[Held] = deque()
         self.timer: asyncio.TimerHandle | None = None
+        #: the held group the timer is armed for (the front one)
+        self.timer_for: Held | None = None
         self.log_bytes = 0
         self.log_order: deque[tuple[ShardLog, Entry]] = deque()
         #: stop serving a shard a newer leader holds: (shard, its fence) (grants.py)
@@ -217,7 +219,8 @@ class Replication:
 
     def _log(self, sl: ShardLog, prev: Position, new: Position,
              items: list[tuple[bytes, bytes | None]]) -> None:
-        size = sum(len(k) + (len(v) if v is not None else 0) + 4 for k, v in items)
+        # (msgpack's bytes per item and per batch, at most: an append never outgrows a message)
+        size = sum(len(k) + (len(v) if v is not None else 0) + 11 for k, v in items) + 48
         e = Entry(prev, new, items, size)
         sl.pos = new
         sl.entries.append(e)
@@ -315,17 +318,21 @@ class Replication:
         while held and self._at_quorum(held[0]) is None:
             g = held.popleft()
             self.commit.release(g.outbox, g.exits)
+        front = held[0] if held else None
+        if front is None and not self.shards:
+            self.commit.repl = None       # nothing replicated, nothing held: the plain flush
+        if front is self.timer_for:
+            return                        # (the timer is the front group's already)
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        if held:
+        self.timer_for = front
+        if front is not None:
             self.timer = self.loop.call_at(
-                self.loop.time() + max(0.0, held[0].deadline - time.monotonic()), self._expire)
-        elif not self.shards:
-            self.commit.repl = None
+                self.loop.time() + max(0.0, front.deadline - time.monotonic()), self._expire)
 
     def _expire(self) -> None:
-        self.timer = None
+        self.timer = self.timer_for = None
         now = time.monotonic()
         held = self.held
         while held and held[0].deadline <= now:
@@ -399,7 +406,7 @@ class Replication:
         self.closed = True
         if self.timer is not None:
             self.timer.cancel()
-            self.timer = None
+            self.timer = self.timer_for = None
         held, self.held = self.held, deque()
         for g in held:
             self.commit.fail(ShardUnavailable(
