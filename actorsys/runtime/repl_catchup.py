@@ -66,6 +66,7 @@ async def catch_up(r: Replication, p: Peer) -> None:
         else:
             p.said = ""
 
+
 async def _positions(r: Replication, p: Peer, lag: list[int]) -> dict[int, Any] | None:
     """``p``'s positions of ``lag`` (those it refuses to tell, one by one, left out; a
     revoked shard it refuses is done with: the peer serves it now); None if it cannot
@@ -98,10 +99,12 @@ def _still(r: Replication, p: Peer, s: int, tr: Track) -> ShardLog:
         raise Gone()
     return sl
 
+
 def _answer(r: Replication, p: Peer, s: int, res: Any) -> None:
     if s in res.get("refused", {}):
         r.refused(s, res["refused"][s], p)
         raise Gone()
+
 
 async def _bring(r: Replication, p: Peer, s: int, tr: Track, pos: Position) -> None:
     """Bring ``p``'s copy of ``s`` from ``pos`` to the stream (log or snapshot)."""
@@ -130,7 +133,11 @@ async def _bring(r: Replication, p: Peer, s: int, tr: Track, pos: Position) -> N
         if s in res.get("behind", {}):
             tr.sent = None
             raw = res["behind"][s]
-            pos = (raw[0], raw[1])
+            if (raw[0], raw[1]) == pos:       # (not applied from where it said it was)
+                pos = await _snapshot(r, p, s, sl, tr)
+                snapped = True
+            else:
+                pos = (raw[0], raw[1])
             continue
         raw = res.get("held", {}).get(s, [0, 0])
         pos = (raw[0], raw[1])
@@ -139,6 +146,7 @@ async def _bring(r: Replication, p: Peer, s: int, tr: Track, pos: Position) -> N
         r.check()
         if tr.sent is not None:
             return
+
 
 async def _snapshot(r: Replication, p: Peer, s: int, sl: ShardLog, tr: Track) -> Position:
     """Send ``p`` a full copy of ``s`` as of now; the copy's position."""
@@ -150,7 +158,7 @@ async def _snapshot(r: Replication, p: Peer, s: int, sl: ShardLog, tr: Track) ->
         after: bytes | None = None
         first, posv = True, None
         while True:
-            items, after = export_page(snap, [s], after, SNAPSHOT_PAGE)
+            items, after = export_page(snap, [s], after, min(SNAPSHOT_PAGE, r.limit // 2))
             page = []
             for k, v in items:
                 if k == pkey:

@@ -208,17 +208,18 @@ class Replication:
         if not made and not self.held:
             return gc.release(outbox, exits)
         need: dict[int, Position] = {}
+        logged: dict[int, Entry] = {}
         for s, (prev, new, items) in made.items():
-            self._log(self.shards[s], prev, new, items)
+            logged[s] = self._log(self.shards[s], prev, new, items)
             need[s] = new
-        if made:
-            self._stream(made)
+        if logged:
+            self._stream(logged)
         self.held.append(Held(outbox, exits, staged, touched, need,
                               time.monotonic() + self.ack_timeout))
         self.check()
 
     def _log(self, sl: ShardLog, prev: Position, new: Position,
-             items: list[tuple[bytes, bytes | None]]) -> None:
+             items: list[tuple[bytes, bytes | None]]) -> Entry:
         # (msgpack's bytes per item and per batch, at most: an append never outgrows a message)
         size = sum(len(k) + (len(v) if v is not None else 0) + 11 for k, v in items) + 48
         e = Entry(prev, new, items, size)
@@ -232,21 +233,21 @@ class Replication:
             if old_sl.entries and old_sl.entries[0] is old:     # (else dropped with its shard)
                 old_sl.entries.popleft()
                 self.log_bytes -= old.size
+        return e
 
-    def _stream(self, made: dict[int, tuple[Position, Position, list[tuple[bytes, bytes | None]]]]) -> None:
+    def _stream(self, logged: dict[int, Entry]) -> None:
         for p in self.peers.values():
             queued = False
-            for s, (prev, new, items) in made.items():
+            for s, e in logged.items():
                 tr = p.tracks.get(s)
                 if tr is None or tr.catching or tr.sent is None:
                     continue
-                if tr.sent != prev or self.shards[s].entries[-1].size > self.limit:
+                if tr.sent != e.prev or e.size > self.limit:
                     tr.sent = None             # off the stream: the catch-up task takes it
                     p.wake.set()
                     continue
-                p.outq.append(([s, new[0], prev[0], prev[1], new[1], items],
-                               self.shards[s].entries[-1].size))
-                tr.sent = new
+                p.outq.append(([s, e.pos[0], e.prev[0], e.prev[1], e.pos[1], e.items], e.size))
+                tr.sent = e.pos
                 queued = True
             if queued:
                 self._pump(p)
