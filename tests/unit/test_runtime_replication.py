@@ -226,3 +226,27 @@ def test_a_follower_whose_position_is_not_in_the_log_gets_a_snapshot(slot: Slot)
     slot.commit.flush()
     (batch,) = link2.ack()
     assert batch[:5] == [shard, 3, 3, 3, 4] and slot.out.reply_to(w)[2] == 4
+
+
+@pytest.mark.parametrize("args, named", [
+    ({"peers": [["n", "ipc://x"]]}, "peers"),
+    ({"peers": "x"}, "peers"),
+    ({"peers": [["n", "ipc://x", None]], "replicas": {0: [[1, True]]}}, "replicas"),
+    ({"replicas": {SHARDS: []}}, "replicas"),
+    ({"replicas": {0: [[0, 1]]}, "peers": [["n", "ipc://x", None]]}, "replicas"),
+    ({"ack": "most"}, "ack"),
+    ({"ack_timeout": 0}, "ack_timeout"),
+    ({"ack_timeout": "5"}, "ack_timeout"),
+])
+def test_bad_replication_arguments_of_a_grant_are_named(args: dict[str, Any], named: str) -> None:
+    from actorsys.errors import BadRequest
+    with pytest.raises(BadRequest, match=f"grant {named} "):
+        parse_grant(args, SHARDS)
+
+
+def test_replication_arguments_of_a_grant() -> None:
+    assert parse_grant({"shards": {}}, SHARDS) is None
+    got = parse_grant({"peers": [["n", "ipc://x", None]], "replicas": {3: [[0, False]]},
+                       "ack": "all", "ack_timeout": 2}, SHARDS)
+    assert got is not None and got.replicas == {3: [(0, False)]} and got.ack == "all"
+    assert got.ack_timeout == 2.0 and got.peers == [("n", "ipc://x", None)]
