@@ -7,21 +7,31 @@ refused (BadRequest: the leader retries) for a shard whose actors are still drai
 here (revoked, their last turns committing), so no stale turn writes over a copy."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
-from ..errors import BadRequest
+import plyvel
+
+from ..errors import BadRequest, StorageError
+from ..log import get_logger
 from ..storage import replica
+from ..storage.slot import error_text
 
 if TYPE_CHECKING:
     from ..storage.slot import SlotStore
     from .grants import Grants
 
+log = get_logger("worker")
+T = TypeVar("T")
+
 
 class Follower:
     """The follower commands of one worker slot."""
 
-    def __init__(self, store: SlotStore, grants: Grants) -> None:
+    def __init__(self, store: SlotStore, grants: Grants,
+                 on_failure: Callable[[StorageError], None] | None = None) -> None:
         self.store, self.grants = store, grants
+        #: told when a write failed (the store turned read-only: the worker's recovery)
+        self.on_failure = on_failure
         self.nshards = len(grants.home)
         #: whether a shard's actors are still draining here (grants.py)
         self.busy: Callable[[int], bool] = lambda _s: False
@@ -39,6 +49,22 @@ class Follower:
         if self.store.broken is not None:
             raise self.store.broken
 
+    def writing(self, write: Callable[[], T]) -> T:
+        """Run a write to the slot's database; a LevelDB failure turns the store read-only
+        as a failed group commit does (the worker's recovery reopens it), and is raised
+        as a StorageError."""
+        try:
+            return write()
+        except plyvel.Error as exc:
+            store = self.store
+            store.broken = StorageError(f"{store.what} cannot write to {store.path} "
+                                        f"({error_text(exc)}); until it can, replicated batches "
+                                        f"are refused")
+            log.error("%s", store.broken)
+            if self.on_failure is not None:
+                self.on_failure(store.broken)
+            raise store.broken from None
+
     def quiet(self, shards: list[int], what: str) -> None:
         busy = sorted({s for s in shards if self.busy(s)})
         if busy:
@@ -49,7 +75,8 @@ class Follower:
         self.homed([b[0] for b in batches], "append")
         self.writable()
         self.quiet([b[0] for b in batches], "append")
-        return replica.apply_batches(self.store.db, batches, self.grants.served, self.store.fsync)
+        return self.writing(lambda: replica.apply_batches(self.store.db, batches, self.grants.served,
+                                                          self.store.fsync))
 
     def snapshot(self, args: dict[str, Any]) -> dict[str, Any]:
         s, epoch = args.get("shard"), args.get("epoch")
@@ -60,8 +87,9 @@ class Follower:
         self.writable()
         assert type(s) is int
         self.quiet([s], "snapshot")
-        return replica.apply_snapshot_page(self.store.db, s, epoch, first, last,
-                                           args.get("items", []), self.grants.served)
+        items = args.get("items", [])
+        return self.writing(lambda: replica.apply_snapshot_page(self.store.db, s, epoch, first, last,
+                                                                items, self.grants.served))
 
     def position(self, args: dict[str, Any]) -> dict[str, Any]:
         shards = self.homed(args.get("shards"), "position")
@@ -76,7 +104,7 @@ class Follower:
                                                     for s, e in fence.items())):
                 raise BadRequest("position fence must map shards named -> epoch (integer)")
             self.writable()
-            fences = replica.raise_fences(db, fence)
+            fences = self.writing(lambda: replica.raise_fences(db, fence))
         else:
             fences = {}
         return {"positions": {s: list(replica.read_position(db, s)) for s in shards},

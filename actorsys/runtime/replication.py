@@ -101,7 +101,7 @@ class Replication:
         #: snapshots sent (status)
         self.snapshots = 0
         #: the follower commands (append, snapshot, position) of this slot
-        self.follower = Follower(self.store, grants)
+        self.follower = Follower(self.store, grants, commit.on_failure)
         #: makes a peer's link (a test replaces it)
         self.link_factory: Callable[..., PeerLink] = PeerLink
 
