@@ -250,3 +250,22 @@ def test_replication_arguments_of_a_grant() -> None:
                        "ack": "all", "ack_timeout": 2}, SHARDS)
     assert got is not None and got.replicas == {3: [(0, False)]} and got.ack == "all"
     assert got.ack_timeout == 2.0 and got.peers == [("n", "ipc://x", None)]
+
+
+def test_a_learners_ack_does_not_count_and_dropping_a_dead_voter_releases(slot: Slot) -> None:
+    repl, (f1, f2) = replicate(slot, followers=2)
+    grants = repl.grants
+    peers = [["f0", "ipc://f0", None], ["f1", "ipc://f1", None]]
+    # f0 voter, f1 learner: majority of 2 voters (leader + f0) needs f0
+    repl.configure(parse_grant({"peers": peers, "replicas": {s: [[0, True], [1, False]]
+                                                             for s in range(SHARDS)}}, SHARDS),
+                   grants.shards)
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    f2.ack()
+    assert slot.out.replies == [], "a learner's ack does not count"
+    # f0 is dead: a grant without it as voter lets the waiting group go
+    repl.configure(parse_grant({"peers": peers, "replicas": {s: [[1, False]] for s in range(SHARDS)}},
+                               SHARDS), grants.shards)
+    assert slot.out.reply_to(w)[2] == 1
+    assert "ipc://f0" not in repl.peers, "a peer no grant names is closed"
