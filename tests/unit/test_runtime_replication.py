@@ -133,7 +133,7 @@ def test_output_waits_for_the_quorum_and_leaves_in_group_order(slot: Slot) -> No
     shard = shard_of("Counter", "a", SHARDS)
     assert replica.read_position(slot.store.db, shard) == (3, 1), "committed here, with its position"
     (batch,) = link.ack()
-    assert batch[:5] == [shard, 3, 0, 0, 1] and [position_key(shard), replica.pack_position((3, 1))] in [
+    assert batch[:5] == [shard, 3, 3, 0, 1] and [position_key(shard), replica.pack_position((3, 1))] in [
         list(i) for i in batch[5]]
     assert [rep[1] for _to, rep in slot.out.replies] == [w, r]
     assert slot.out.reply_to(w)[2] == 1 and not repl.held
@@ -204,7 +204,8 @@ def test_without_replication_the_flush_is_the_plain_one(slot: Slot) -> None:
     repl.configure(None, repl.grants.shards)
     assert slot.commit.repl is None
     assert slot.call("Counter", "a", "add", 1) == 1
-    assert replica.read_position(slot.store.db, shard_of("Counter", "a", SHARDS)) == (0, 0)
+    assert replica.read_position(slot.store.db, shard_of("Counter", "a", SHARDS)) == (3, 0), \
+        "no position written by the plain flush (the grant's first one stays)"
 
 
 def test_a_follower_whose_position_is_not_in_the_log_gets_a_snapshot(slot: Slot) -> None:
