@@ -29,42 +29,54 @@ RETRY = 0.5
 
 
 async def catch_up(r: Replication, p: Peer) -> None:
+    """The catch-up task of peer ``p`` (until the replication closes or drops the peer)."""
     while not r.closed:
-        lag = [s for s, tr in p.tracks.items() if tr.sent is None and not tr.catching]
-        if not lag:
-            p.wake.clear()
-            try:
-                await asyncio.wait_for(p.wake.wait(), 5.0)
-            except asyncio.TimeoutError:
-                pass
-            continue
-        positions = await _positions(r, p, lag)
-        if not positions:
+        try:
+            await _round(r, p)
+        except asyncio.CancelledError:
+            raise
+        except Exception:       # a bug or a malformed reply must not end the task
+            log.exception("worker slot %d: catching up node %s", r.grants.slot, p.node)
             await asyncio.sleep(RETRY)
+
+
+async def _round(r: Replication, p: Peer) -> None:
+    """One round: wait for lagging copies, ask their positions, bring each in turn."""
+    lag = [s for s, tr in p.tracks.items() if tr.sent is None and not tr.catching]
+    if not lag:
+        p.wake.clear()
+        try:
+            await asyncio.wait_for(p.wake.wait(), 5.0)
+        except asyncio.TimeoutError:
+            pass
+        return
+    positions = await _positions(r, p, lag)
+    if not positions:
+        await asyncio.sleep(RETRY)
+        return
+    for s in lag:
+        tr = p.tracks.get(s)
+        if tr is None or tr.sent is not None or s not in positions:
             continue
-        for s in lag:
-            tr = p.tracks.get(s)
-            if tr is None or tr.sent is not None or s not in positions:
-                continue
-            raw = positions[s]
-            tr.catching = True
-            try:
-                await _bring(r, p, s, tr, (raw[0], raw[1]))
-            except Gone:
-                pass
-            except ActorError as exc:
-                r.say(p, f"catching up node {p.node} on shard {s} failed: {exc}")
-                await asyncio.sleep(RETRY)
-                break
-            except Exception:
-                log.exception("worker slot %d: catching up node %s on shard %d",
-                              r.grants.slot, p.node, s)
-                await asyncio.sleep(RETRY)
-                break
-            finally:
-                tr.catching = False
-        else:
-            p.said = ""
+        raw = positions[s]
+        tr.catching = True
+        try:
+            await _bring(r, p, s, tr, (raw[0], raw[1]))
+        except Gone:
+            pass
+        except ActorError as exc:
+            r.say(p, f"catching up node {p.node} on shard {s} failed: {exc}")
+            await asyncio.sleep(RETRY)
+            break
+        except Exception:
+            log.exception("worker slot %d: catching up node %s on shard %d",
+                          r.grants.slot, p.node, s)
+            await asyncio.sleep(RETRY)
+            break
+        finally:
+            tr.catching = False
+    else:
+        p.said = ""
 
 
 async def _positions(r: Replication, p: Peer, lag: list[int]) -> dict[int, Any] | None:
