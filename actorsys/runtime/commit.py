@@ -191,10 +191,11 @@ class GroupCommit:
         out.kick()
 
     def fail(self, exc: ActorError, outbox: list[Outgoing], staged: list[Activation],
-                touched: set[bytes], exits: list[Exit] | None = None) -> None:
-        """Nothing of this group is durable: fail its asks, drop its tells, and make
-        every activation that staged writes, or may have read them (one activated
-        after an eviction in this group), reload from disk."""
+             touched: set[bytes], exits: list[Exit] | None = None) -> None:
+        """Nothing of this group is durable (or, replicated, not known to be): fail its
+        asks, drop its tells, and make every activation that staged writes, or may have
+        read them (one activated after an eviction in this group), reload from disk.
+        ``exits``: the group's EXIT notices (None: those queued now)."""
         if isinstance(exc, StorageError):
             self.counters["storage_errors"] += 1
         for act in list(self.catalog.acts.values()):
