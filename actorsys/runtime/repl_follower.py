@@ -1,7 +1,8 @@
 """A follower's SHARDS commands (issue 16): ``append``, ``snapshot`` and ``position``
 on a worker's own slot database (the storage side: ``storage/replica.py``). Any
 authorized peer may send them: the epoch fence, not the sender, decides. Refused
-(BadRequest) for shards homed on another slot; ``position`` also for shards served
+(BadRequest) for shards homed on another slot and by a worker not in cluster mode (a
+restarted single node's, say); ``position`` also for shards served
 here; ``append`` and ``snapshot`` answer ``refused`` with the fence for those, and are
 refused (BadRequest: the leader retries) for a shard whose actors are still draining
 here (revoked, their last turns committing), so no stale turn writes over a copy."""
@@ -38,6 +39,8 @@ class Follower:
 
     def homed(self, shards: Any, what: str) -> list[int]:
         g, n = self.grants, self.nshards
+        if not g.active:       # (a single node serves every shard homed here: no leader's claim)
+            raise BadRequest(f"worker slot {g.slot} is not in cluster mode: it follows no shard")
         if not isinstance(shards, list) or not all(type(s) is int and 0 <= s < n for s in shards):
             raise BadRequest(f"{what} shards must be an array of shards (0..{n - 1})")
         if any(g.home[s] != g.slot for s in shards):

@@ -134,15 +134,39 @@ def test_an_ask_returns_once_the_follower_holds_it_and_waits_out_a_silent_follow
     finally:
         os.kill(pid, signal.SIGCONT)
     # back: caught up from A's log, and asks are acknowledged again
-    wait_until(lambda: wa.ask(key, "add", 0)[0] == wire.OK, "asks on A work again once B is back",
+    wait_until(lambda: wa.ask(key, "add", 1)[0] == wire.OK, "asks on A work again once B is back",
                timeout=10)
     n = wa.ask(key, "add", 1)[2]
-    assert n >= 8, n          # (the failed write was committed on A and replicated since)
+    assert n >= 9, n          # (the failed write was committed on A and replicated since)
     assert worker_pid(b, 1) == pid, "B's worker was stopped, not restarted"
     # B holds everything A acknowledged: promote it
     wa.grant({})
     wb.grant({shard: 4})
     assert wb.ask(key, "add", 0)[2] == n
+
+
+def test_a_killed_follower_fails_asks_after_ack_timeout_and_catches_up_when_back(pair):
+    a, b, wa, wb, key, shard = pair
+    eb = b.client().map.endpoints[1]
+    wb.grant({})
+    replicate(wa, eb, shard)
+    assert wa.ask(key, "add", 1)[2] == 1
+    pid = worker_pid(b, 1)
+    os.kill(pid, signal.SIGKILL)
+    body = wa.ask(key, "add", 1)[2]
+    assert body["code"] == "shard_unavailable" and "within 1 s" in body["message"], body
+    # its node restarts it as a single node's worker: it follows nothing until granted
+    wait_until(lambda: worker_pid(b, 1) != pid, "B's worker restarted", timeout=10)
+    refused = wb.call(SHARDS, "position", {"shards": [shard]})
+    assert refused[0] == wire.ERR and "not in cluster mode" in refused[2]["message"], refused
+    assert wa.ask(key, "add", 0)[0] == wire.OK, "a turn that writes nothing waits for nobody"
+    assert wa.ask(key, "add", 1)[0] == wire.ERR, "A still serves it, but cannot reach its quorum"
+    wb.grant({})
+    wait_until(lambda: wa.ask(key, "add", 1)[0] == wire.OK, "asks on A work again", timeout=10)
+    assert wa.ask(key, "add", 1)[2] >= 5
+    seq = wa.ok(SHARDS, "replication", {"shards": [shard]})[shard]["seq"]
+    assert wb.position(shard)["positions"][shard] == [3, seq]
+    assert wa.ok(STATUS)["replication"]["snapshots"] == 1, "caught up from A's log"
 
 
 def test_a_follower_that_lost_its_copy_gets_a_snapshot(pair):
