@@ -43,6 +43,9 @@ async def catch_up(r: Replication, p: Peer) -> None:
 async def _round(r: Replication, p: Peer) -> None:
     """One round: wait for lagging copies, ask their positions, bring each in turn."""
     lag = [s for s, tr in p.tracks.items() if tr.sent is None and not tr.catching]
+    if len(lag) > 1:                   # shards that held groups wait for go first
+        waited = {s for g in r.held for s in g.need}
+        lag.sort(key=lambda s: s not in waited)
     if not lag:
         p.wake.clear()
         try:
