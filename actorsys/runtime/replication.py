@@ -116,7 +116,11 @@ class Replication:
             # every granted shard keeps its position moving, replicas or not: a copy
             # added later must never look in step with writes it did not get
             for s in granted:
-                members[s] = [(args.peers[i][1], voter) for i, voter in args.replicas.get(s, [])]
+                once: dict[str, bool] = {}      # (a peer named twice counts once)
+                for i, voter in args.replicas.get(s, []):
+                    ep = args.peers[i][1]
+                    once[ep] = once.get(ep, False) or voter
+                members[s] = list(once.items())
         self.ack, self.ack_timeout = args.ack, args.ack_timeout
         wanted: dict[str, tuple[str, str | None]] = {}
         for node, endpoint, key in args.peers:
