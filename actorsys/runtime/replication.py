@@ -98,6 +98,9 @@ class Replication:
         #: stop serving a shard a newer leader holds: (shard, its fence) (grants.py)
         self.on_refused: Callable[[int, int], None] | None = None
         self.closed = False
+        #: shard -> the newer leader's epoch, of the shards refused here (a newer leader
+        #: exists): a group writing one fails unwritten, until a grant gives it back
+        self.lost: dict[int, int] = {}
         #: snapshots sent (status)
         self.snapshots = 0
         #: the follower commands (append, snapshot, position) of this slot
@@ -146,6 +149,8 @@ class Replication:
                 peer.task = self.loop.create_task(catch_up(self, peer))
             else:
                 self.peers[ep].link.check()
+        for s in granted:
+            self.lost.pop(s, None)             # given back (with an epoch >= the newer one)
         for s, lst in members.items():
             got = self.shards.get(s)
             sl = got if got is not None else ShardLog(s, replica.read_position(self.store.db, s))
@@ -167,7 +172,7 @@ class Replication:
         for ep in [ep for ep, p in self.peers.items() if ep not in needed]:
             self._close_peer(ep)
         self._start_positions([self.shards[s] for s in members])
-        self.commit.repl = self if (self.shards or self.held) else None
+        self.commit.repl = self if (self.shards or self.held or self.lost) else None
         self.check()
 
     def _start_positions(self, logs: list[ShardLog]) -> None:
@@ -214,6 +219,15 @@ class Replication:
         store = gc.store
         exits, gc.exits = gc.exits, []
         made: dict[int, tuple[Position, Position, list[tuple[bytes, bytes | None]]]] = {}
+        if self.lost and store.pending:
+            n = self.nshards
+            gone = next((s for k in store.pending if (s := replica.write_shard(k, n)) in self.lost),
+                        None)
+            if gone is not None:       # a turn that ran on a shard a newer leader holds
+                store.discard()
+                return gc.fail(ShardUnavailable(
+                    f"shard {gone} has a newer leader (epoch {self.lost[gone]}); this node no "
+                    f"longer serves it (the turn was not applied)"), outbox, staged, touched, exits)
         if store.pending:
             shards = self.shards
             for s, items in replica.split_by_shard(store.pending, shards.__contains__,
@@ -343,7 +357,7 @@ class Replication:
             g = held.popleft()
             self.commit.release(g.outbox, g.exits)
         front = held[0] if held else None
-        if front is None and not self.shards:
+        if front is None and not self.shards and not self.lost:
             self.commit.repl = None       # nothing replicated, nothing held: the plain flush
         if front is self.timer_for:
             return                        # (the timer is the front group's already)
@@ -379,6 +393,7 @@ class Replication:
         if sl is None:
             return
         self._drop_shard(s)
+        self.lost[s] = max(fence, self.lost.get(s, 0))
         log.error("worker slot %d: node %s refused shard %d's batches (its fence is epoch %d, "
                   "this leader's %d): a newer leader exists; this worker stops serving it",
                   self.grants.slot, p.node if p else "?", s, fence, sl.epoch)

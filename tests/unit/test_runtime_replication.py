@@ -270,3 +270,28 @@ def test_a_learners_ack_does_not_count_and_dropping_a_dead_voter_releases(slot: 
                                SHARDS), grants.shards)
     assert slot.out.reply_to(w)[2] == 1
     assert "ipc://f0" not in repl.peers, "a peer no grant names is closed"
+
+
+def test_a_refused_shard_commits_nothing_more_until_granted_again(slot: Slot) -> None:
+    repl, (link,) = replicate(slot)
+    shard = shard_of("Counter", "a", SHARDS)
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    link.answer(lambda bs: {"held": {}, "behind": {}, "refused": {shard: 9}})
+    assert slot.out.reply_to(w)[0] == wire.ERR
+    # a turn already running there (or kept by the tree) commits after the refusal
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    err = slot.out.reply_to(w)
+    assert err[0] == wire.ERR and "newer leader (epoch 9)" in err[2]["message"]
+    assert replica.read_position(slot.store.db, shard) == (3, 1), "not written"
+    repl.configure(None, {})
+    assert slot.commit.repl is repl, "still the replicated flush while a shard is lost"
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    assert slot.out.reply_to(w)[0] == wire.ERR
+    repl.configure(parse_grant({"peers": [], "replicas": {}}, SHARDS), {shard: 9})
+    assert not repl.lost
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    assert slot.out.reply_to(w)[2] == 2, "granted back: served again (it reloaded [3, 1])"
