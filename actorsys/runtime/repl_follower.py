@@ -36,6 +36,8 @@ class Follower:
         self.nshards = len(grants.home)
         #: whether a shard's actors are still draining here (grants.py)
         self.busy: Callable[[int], bool] = lambda _s: False
+        #: told of the shards an append or snapshot is about to write (replication.py)
+        self.on_write: Callable[[list[int]], None] | None = None
 
     def homed(self, shards: Any, what: str) -> list[int]:
         g, n = self.grants, self.nshards
@@ -78,6 +80,8 @@ class Follower:
         self.homed([b[0] for b in batches], "append")
         self.writable()
         self.quiet([b[0] for b in batches], "append")
+        if self.on_write is not None:
+            self.on_write([b[0] for b in batches if not self.grants.served(b[0])])
         return self.writing(lambda: replica.apply_batches(self.store.db, batches, self.grants.served,
                                                           self.store.fsync))
 
@@ -90,6 +94,8 @@ class Follower:
         self.writable()
         assert type(s) is int
         self.quiet([s], "snapshot")
+        if self.on_write is not None and not self.grants.served(s):
+            self.on_write([s])
         items = args.get("items", [])
         return self.writing(lambda: replica.apply_snapshot_page(self.store.db, s, epoch, first, last,
                                                                 items, self.grants.served))

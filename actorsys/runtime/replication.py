@@ -105,6 +105,7 @@ class Replication:
         self.snapshots = 0
         #: the follower commands (append, snapshot, position) of this slot
         self.follower = Follower(self.store, grants, commit.on_failure)
+        self.follower.on_write = self._followed
         #: makes a peer's link (a test replaces it)
         self.link_factory: Callable[..., PeerLink] = PeerLink
 
@@ -152,9 +153,10 @@ class Replication:
         for s in granted:
             self.lost.pop(s, None)             # given back (with an epoch >= the newer one)
         for s, lst in members.items():
-            got = self.shards.get(s)
-            sl = got if got is not None else ShardLog(s, replica.read_position(self.store.db, s))
-            self.shards[s] = sl
+            sl = self.shards.get(s)
+            if sl is None or sl.retired:     # (a retired log may no longer match the disk)
+                self._drop_shard(s)
+                sl = self.shards[s] = ShardLog(s, replica.read_position(self.store.db, s))
             sl.epoch, sl.retired = granted[s], False
             before = set(sl.voters + sl.learners)
             sl.voters = [ep for ep, v in lst if v]
@@ -205,6 +207,14 @@ class Replication:
             p.tracks.pop(s, None)
         self.log_bytes -= sum(e.size for e in sl.entries)
         sl.entries.clear()
+
+    def _followed(self, shards: list[int]) -> None:
+        """Another leader writes these shards here: a retired log of one no longer
+        matches the disk (a later grant starts from the disk's position)."""
+        for s in shards:
+            sl = self.shards.get(s)
+            if sl is not None and sl.retired:
+                self._drop_shard(s)
 
     def _close_peer(self, ep: str) -> None:
         p = self.peers.pop(ep)

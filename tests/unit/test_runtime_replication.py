@@ -295,3 +295,24 @@ def test_a_refused_shard_commits_nothing_more_until_granted_again(slot: Slot) ->
     w = slot.ask("Counter", "a", "add", 1)
     slot.commit.flush()
     assert slot.out.reply_to(w)[2] == 2, "granted back: served again (it reloaded [3, 1])"
+
+
+def test_a_shard_granted_again_starts_from_the_disk_not_its_retired_log(slot: Slot) -> None:
+    repl, (link,) = replicate(slot)
+    shard = shard_of("Counter", "a", SHARDS)
+    slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    grants = repl.grants
+    peers = [["f0", "ipc://f0", None]]
+    rest = {s: 3 for s in range(SHARDS) if s != shard}
+    repl.configure(parse_grant({"peers": peers, "replicas": {s: [[0, True]] for s in rest}}, SHARDS),
+                   rest)
+    assert repl.shards[shard].retired, "f0 has not acked: kept for catch-up"
+    # meanwhile a newer leader's batch lands here
+    grants.shards = rest
+    repl.follower.append({"batches": [[shard, 5, 3, 1, 1, []]]})
+    assert replica.read_position(slot.store.db, shard) == (5, 1)
+    assert shard not in repl.shards, "the retired log no longer matches the disk"
+    repl.configure(parse_grant({"peers": peers, "replicas": {s: [[0, True]] for s in range(SHARDS)}},
+                               SHARDS), {**rest, shard: 6})
+    assert repl.shards[shard].pos == (5, 1) and not repl.shards[shard].entries
