@@ -26,6 +26,9 @@ log = get_logger("worker")
 SNAPSHOT_PAGE = 512 << 10
 #: seconds between catch-up attempts of a peer that failed
 RETRY = 0.5
+#: seconds after which an idle peer's positions are asked again (it may have restarted
+#: with its copies lost: the leader's record of what it holds must not outlive them)
+IDLE = 5.0
 
 
 async def catch_up(r: Replication, p: Peer) -> None:
@@ -49,9 +52,9 @@ async def _round(r: Replication, p: Peer) -> None:
     if not lag:
         p.wake.clear()
         try:
-            await asyncio.wait_for(p.wake.wait(), 5.0)
+            await asyncio.wait_for(p.wake.wait(), IDLE)
         except asyncio.TimeoutError:
-            pass
+            await _recheck(r, p)
         return
     positions = await _positions(r, p, lag)
     if not positions:
@@ -62,6 +65,7 @@ async def _round(r: Replication, p: Peer) -> None:
         if tr is None or tr.sent is not None or s not in positions:
             continue
         raw = positions[s]
+        tr.held = (raw[0], raw[1])          # (what it holds now, not the most it ever held)
         tr.catching = True
         try:
             await _bring(r, p, s, tr, (raw[0], raw[1]))
@@ -80,6 +84,26 @@ async def _round(r: Replication, p: Peer) -> None:
             tr.catching = False
     else:
         p.said = ""
+
+
+async def _recheck(r: Replication, p: Peer) -> None:
+    """Ask an idle peer (no request in flight) what it holds of the copies it follows;
+    one that no longer holds what was sent to it is caught up again."""
+    if p.outq or p.link.room < p.link.window:
+        return
+    sent = {s: tr.sent for s, tr in p.tracks.items() if tr.sent is not None and not tr.catching}
+    if not sent:
+        return
+    got = await _positions(r, p, list(sent))
+    for s, raw in (got or {}).items():
+        tr = p.tracks.get(s)
+        if tr is None or tr.catching:
+            continue
+        tr.held = pos = (raw[0], raw[1])
+        if tr.sent == sent[s] and pos != sent[s]:
+            tr.sent = None                  # (lost its copy, or restarted behind)
+            p.wake.set()
+    r.check()
 
 
 async def _positions(r: Replication, p: Peer, lag: list[int]) -> dict[int, Any] | None:
@@ -127,17 +151,14 @@ async def _bring(r: Replication, p: Peer, s: int, tr: Track, pos: Position) -> N
     while True:
         sl = _still(r, p, s, tr)
         if pos == sl.pos and (pos != NO_POSITION or snapped):
-            if pos > tr.held:
-                tr.held = pos
-            tr.sent = pos
+            tr.held = tr.sent = pos
             r.check()
             return
         chunk = sl.after(pos, r.limit) if pos != NO_POSITION else None
         if chunk is None:
             pos = await _snapshot(r, p, s, sl, tr)
             snapped = True
-            if pos > tr.held:
-                tr.held = pos
+            tr.held = pos
             continue
         batches = [[s, e.pos[0], e.prev[0], e.prev[1], e.pos[1], e.items] for e in chunk]
         fut = p.link.send_call("append", {"batches": batches}, r.ack_timeout)
@@ -148,6 +169,7 @@ async def _bring(r: Replication, p: Peer, s: int, tr: Track, pos: Position) -> N
         if s in res.get("behind", {}):
             tr.sent = None
             raw = res["behind"][s]
+            tr.held = (raw[0], raw[1])
             if (raw[0], raw[1]) == pos:       # (not applied from where it said it was)
                 pos = await _snapshot(r, p, s, sl, tr)
                 snapped = True
@@ -155,9 +177,7 @@ async def _bring(r: Replication, p: Peer, s: int, tr: Track, pos: Position) -> N
                 pos = (raw[0], raw[1])
             continue
         raw = res.get("held", {}).get(s, [0, 0])
-        pos = (raw[0], raw[1])
-        if pos > tr.held:
-            tr.held = pos
+        tr.held = pos = (raw[0], raw[1])
         r.check()
         if tr.sent is not None:
             return

@@ -48,7 +48,7 @@ from ..errors import ShardUnavailable, StorageError
 from ..log import get_logger
 from ..storage import replica
 from ..storage.keys import FENCE_KEYS, position_key, prefix_range
-from ..storage.replica import Position
+from ..storage.replica import NO_POSITION, Position
 from .repl_catchup import catch_up
 from .repl_follower import Follower
 from .repl_links import PeerLink
@@ -315,25 +315,26 @@ class Replication:
                            partial(self._appended, p, [b[0] for b in chunk]))
 
     def _appended(self, p: Peer, shards: list[int], ok: bool, body: Any) -> None:
-        if not ok:
-            for s in shards:
-                tr = p.tracks.get(s)
-                if tr is not None and not tr.catching:
-                    tr.sent = None
+        if not ok:        # (the peer may have restarted, or lost its copies: ask anew)
+            for tr in p.tracks.values():
+                if not tr.catching:
+                    tr.sent, tr.held = None, NO_POSITION
             p.wake.set()
             self.say(p, f"appends to node {p.node} failed: {body}")
         else:
             for s, pos in body.get("held", {}).items():
                 tr = p.tracks.get(s)
-                if tr is not None and (pos := (pos[0], pos[1])) > tr.held:
-                    tr.held = pos
+                if tr is not None:     # (what it holds now: it may have lost a copy)
+                    tr.held = (pos[0], pos[1])
             for s, fence in body.get("refused", {}).items():
                 self.refused(s, fence, p)
-            for s in body.get("behind", {}):
+            for s, pos in body.get("behind", {}).items():
                 tr = p.tracks.get(s)
-                if tr is not None and not tr.catching and tr.sent is not None:
-                    tr.sent = None
-                    p.wake.set()
+                if tr is not None:
+                    tr.held = (pos[0], pos[1])
+                    if not tr.catching and tr.sent is not None:
+                        tr.sent = None
+                        p.wake.set()
             self.check()
         if p.outq and self.peers.get(p.link.endpoint) is p:
             self._pump(p)

@@ -316,3 +316,35 @@ def test_a_shard_granted_again_starts_from_the_disk_not_its_retired_log(slot: Sl
     repl.configure(parse_grant({"peers": peers, "replicas": {s: [[0, True]] for s in range(SHARDS)}},
                                SHARDS), {**rest, shard: 6})
     assert repl.shards[shard].pos == (5, 1) and not repl.shards[shard].entries
+
+
+def test_what_a_peer_holds_is_what_it_last_said_and_an_idle_peer_is_asked_again(
+        slot: Slot, monkeypatch: pytest.MonkeyPatch) -> None:
+    from actorsys.runtime import repl_catchup
+    monkeypatch.setattr(repl_catchup, "IDLE", 0.05)
+    repl, (link,) = replicate(slot)
+    shard = shard_of("Counter", "a", SHARDS)
+    slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    link.ack()
+    assert repl.replication({"shards": [shard]})[shard]["held"] == {"f0": 1}
+    # the follower restarts with its copy lost (same endpoint): idle, nothing is sent
+    snaps = repl.snapshots
+    link.positions = {}
+    seen = []
+    real = link.request
+    def spy(cmd: str, args: dict[str, Any], timeout: float, cb: Any) -> None:
+        if cmd == "position" and shard in args["shards"]:
+            seen.append(link.positions.get(shard, [0, 0]))
+        real(cmd, args, timeout, cb)
+    link.request = spy                 # type: ignore[method-assign]
+    run(slot, 0.3)
+    assert [0, 0] in seen, "asked again while idle"
+    assert repl.snapshots > snaps and link.positions[shard] == [3, 1], "rebuilt by a snapshot"
+    # an append answered behind from below: held is what it says now, not the most ever
+    tr = repl.peers["ipc://f0"].tracks[shard]
+    slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    link.positions[shard] = [0, 0]
+    link.answer(lambda bs: {"held": {}, "behind": {shard: [0, 0]}, "refused": {}})
+    assert tr.held == (0, 0)
