@@ -179,8 +179,9 @@ async def _bring(r: Replication, p: Peer, s: int, tr: Track, pos: Position) -> N
         raw = res.get("held", {}).get(s, [0, 0])
         tr.held = pos = (raw[0], raw[1])
         r.check()
-        if tr.sent is not None:
+        if tr.sent is not None and tr.sent == _still(r, p, s, tr).pos:
             return
+        # (groups flushed during the round trip were not streamed to it: send them too)
 
 
 async def _snapshot(r: Replication, p: Peer, s: int, sl: ShardLog, tr: Track) -> Position:

@@ -348,3 +348,24 @@ def test_what_a_peer_holds_is_what_it_last_said_and_an_idle_peer_is_asked_again(
     link.positions[shard] = [0, 0]
     link.answer(lambda bs: {"held": {}, "behind": {shard: [0, 0]}, "refused": {}})
     assert tr.held == (0, 0)
+
+
+def test_a_write_during_a_catch_up_round_trip_is_sent_too(slot: Slot) -> None:
+    repl, (link,) = replicate(slot)
+    shard = shard_of("Counter", "a", SHARDS)
+    slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    link.positions[shard] = [3, 0]
+    link.answer(lambda bs: {"held": {}, "behind": {shard: [3, 0]}, "refused": {}})
+    run(slot)
+    assert len(link.appends) == 1, "the catch-up's append of [3, 1]"
+    w = slot.ask("Counter", "a", "add", 1)        # flushed while that append is out
+    slot.commit.flush()
+    assert len(link.appends) == 1, "not streamed: the copy is being caught up"
+    (batch,) = link.ack()
+    assert batch[:5] == [shard, 3, 3, 0, 1]
+    run(slot)
+    (batch,) = link.ack()
+    assert batch[:5] == [shard, 3, 3, 1, 2], "the write of the round trip follows"
+    run(slot)
+    assert slot.out.reply_to(w)[2] == 2
