@@ -200,9 +200,27 @@ class Replication:
         return None if p is None else p.tracks.get(s)
 
     def _drop_shard(self, s: int) -> None:
-        sl = self.shards.pop(s, None)
+        """Stop replicating ``s`` from here: a held group whose batch of ``s`` is at
+        quorum now no longer waits for it; one whose batch is not fails (its quorum can no
+        longer be known)."""
+        sl = self.shards.get(s)
         if sl is None:
             return
+        if any(s in g.need for g in self.held):
+            keep: deque[Held] = deque()
+            for g in self.held:
+                if s not in g.need:
+                    keep.append(g)
+                elif (n := self._holders(sl, g.need[s])) >= sl.quorum:
+                    del g.need[s]
+                    keep.append(g)
+                else:
+                    self.commit.fail(ShardUnavailable(
+                        f"shard {s}: only {n} of the {sl.quorum} replicas a write needs "
+                        f"acknowledged it before its replicas changed; the write may or may not "
+                        f"have been applied"), g.outbox, g.staged, g.touched, g.exits)
+            self.held = keep
+        del self.shards[s]
         for p in self.peers.values():
             p.tracks.pop(s, None)
         self.log_bytes -= sum(e.size for e in sl.entries)
@@ -350,16 +368,21 @@ class Replication:
         for s, need in g.need.items():
             sl = self.shards.get(s)
             if sl is None:
-                continue
-            n = 1
-            for ep in sl.voters:
-                p = self.peers.get(ep)
-                tr = p.tracks.get(s) if p is not None else None
-                if tr is not None and tr.held >= need:
-                    n += 1
+                return s, 1, 2               # (dropped shards leave every need: never here)
+            n = self._holders(sl, need)
             if n < sl.quorum:
                 return s, n, sl.quorum
         return None
+
+    def _holders(self, sl: ShardLog, need: Position) -> int:
+        """The voters (the leader included) known to hold ``sl``'s batch ``need``."""
+        n = 1
+        for ep in sl.voters:
+            p = self.peers.get(ep)
+            tr = p.tracks.get(sl.shard) if p is not None else None
+            if tr is not None and tr.held >= need:
+                n += 1
+        return n
 
     def check(self) -> None:
         """Release the held groups at quorum, in order; (re)arm the ack timeout."""
@@ -403,7 +426,6 @@ class Replication:
         sl = self.shards.get(s)
         if sl is None:
             return
-        self._drop_shard(s)
         self.lost[s] = max(fence, self.lost.get(s, 0))
         log.error("worker slot %d: node %s refused shard %d's batches (its fence is epoch %d, "
                   "this leader's %d): a newer leader exists; this worker stops serving it",
@@ -419,6 +441,7 @@ class Replication:
             else:
                 keep.append(g)
         self.held = keep
+        self._drop_shard(s)
         self.check()
 
     def replication(self, args: dict[str, Any]) -> dict[int, Any]:

@@ -369,3 +369,18 @@ def test_a_write_during_a_catch_up_round_trip_is_sent_too(slot: Slot) -> None:
     assert batch[:5] == [shard, 3, 3, 1, 2], "the write of the round trip follows"
     run(slot)
     assert slot.out.reply_to(w)[2] == 2
+
+
+def test_a_shard_no_longer_replicated_fails_the_groups_short_of_its_quorum(slot: Slot) -> None:
+    repl, (link,) = replicate(slot)
+    w1 = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    link.ack()
+    assert slot.out.reply_to(w1)[2] == 1
+    w2 = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    repl.configure(None, repl.grants.shards)       # a grant without replication arguments
+    err = slot.out.reply_to(w2)
+    assert err[0] == wire.ERR and "before its replicas changed" in err[2]["message"], \
+        "not released as if a dropped shard were at quorum"
+    assert not repl.held and slot.commit.repl is None
