@@ -6,6 +6,7 @@ whose output waits for their quorum (:class:`Held`)."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -20,6 +21,10 @@ if TYPE_CHECKING:
     from .repl_links import PeerLink
 
 ACK_MODES = ("majority", "all")
+#: a peer worker's endpoint (checked before a grant changes anything: a bad one would
+#: make zmq raise half way through applying it)
+_ENDPOINT = re.compile(r"tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}|ipc://[^\x00]{1,200}")
+_Z85_KEY = re.compile(r"[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}")
 
 
 def quorum(voters: int, ack: str) -> int:
@@ -48,6 +53,15 @@ def parse_grant(args: dict[str, Any], nshards: int) -> ReplicaArgs | None:
             and isinstance(p[1], str) and (p[2] is None or isinstance(p[2], str)) for p in peers_raw):
         raise BadRequest("grant peers must be a list of [node_id, endpoint, public_key or nil]")
     peers = [(p[0], p[1], p[2]) for p in peers_raw]
+    for _node, endpoint, key in peers:
+        if not _ENDPOINT.fullmatch(endpoint):
+            raise BadRequest(f"grant peers endpoint {endpoint[:100]!r} must be tcp://host:port "
+                             f"or ipc://path")
+        if endpoint.startswith("tcp://") and not 0 < int(endpoint.rsplit(":", 1)[1]) < 65536:
+            raise BadRequest(f"grant peers endpoint {endpoint[:100]!r}: port out of range")
+        if key is not None and not _Z85_KEY.fullmatch(key):
+            raise BadRequest(f"grant peers public key {key[:60]!r} must be a Z85 CURVE key "
+                             f"(40 characters)")
     if not isinstance(reps_raw, dict):
         raise BadRequest("grant replicas must map shard -> [[peer_index, voter], ...]")
     replicas: dict[int, list[tuple[int, bool]]] = {}

@@ -144,8 +144,13 @@ class Replication:
         for ep in needed:
             if ep not in self.peers:
                 node, key = wanted.get(ep, ("?", None))
-                keys = self.keys.for_server(key.encode()) if self.keys and key else self.keys
-                link = self.link_factory(self.loop, self.ctx, node, ep, keys, WINDOW)
+                try:
+                    keys = self.keys.for_server(key.encode()) if self.keys and key else self.keys
+                    link = self.link_factory(self.loop, self.ctx, node, ep, keys, WINDOW)
+                except Exception as exc:    # (its copies never ack: the groups fail in time)
+                    log.error("worker slot %d: cannot connect to node %s's worker at %s: %s",
+                              self.grants.slot, node, ep, exc)
+                    continue
                 peer = self.peers[ep] = Peer(node, link)
                 peer.task = self.loop.create_task(catch_up(self, peer))
             else:
@@ -167,8 +172,8 @@ class Replication:
                 if (p := self.peers.get(ep)) is not None:
                     p.tracks.pop(s, None)
             for ep in now:
-                p = self.peers[ep]
-                if s not in p.tracks:
+                p = self.peers.get(ep)
+                if p is not None and s not in p.tracks:
                     p.tracks[s] = Track()
                     p.wake.set()
         for ep in [ep for ep, p in self.peers.items() if ep not in needed]:

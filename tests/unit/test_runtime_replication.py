@@ -235,6 +235,10 @@ def test_a_follower_whose_position_is_not_in_the_log_gets_a_snapshot(slot: Slot)
     ({"peers": [["n", "ipc://x", None]], "replicas": {0: [[1, True]]}}, "replicas"),
     ({"replicas": {SHARDS: []}}, "replicas"),
     ({"replicas": {0: [[0, 1]]}, "peers": [["n", "ipc://x", None]]}, "replicas"),
+    ({"peers": [["n", "inproc://x", None]]}, "peers endpoint"),
+    ({"peers": [["n", "tcp://h", None]]}, "peers endpoint"),
+    ({"peers": [["n", "tcp://h:99999", None]]}, "peers endpoint"),
+    ({"peers": [["n", "tcp://h:1", "short"]]}, "peers public key"),
     ({"ack": "most"}, "ack"),
     ({"ack_timeout": 0}, "ack_timeout"),
     ({"ack_timeout": "5"}, "ack_timeout"),
@@ -384,3 +388,19 @@ def test_a_shard_no_longer_replicated_fails_the_groups_short_of_its_quorum(slot:
     assert err[0] == wire.ERR and "before its replicas changed" in err[2]["message"], \
         "not released as if a dropped shard were at quorum"
     assert not repl.held and slot.commit.repl is None
+
+
+def test_a_peer_link_that_cannot_be_made_leaves_the_grant_applied(slot: Slot) -> None:
+    repl, (link,) = replicate(slot, ack_timeout=0.05)
+    def broken(*a: Any) -> Any:
+        raise OSError("no such endpoint")
+    repl.link_factory = broken               # type: ignore[assignment]
+    peers = [["f0", "ipc://f0", None], ["f9", "tcp://nowhere:1", None]]
+    repl.configure(parse_grant({"peers": peers, "replicas": {s: [[0, True], [1, True]]
+                                                             for s in range(SHARDS)}}, SHARDS),
+                   repl.grants.shards)
+    assert slot.commit.repl is repl and "tcp://nowhere:1" not in repl.peers
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    link.ack()                                # 2 of 3: at quorum
+    assert slot.out.reply_to(w)[2] == 1
