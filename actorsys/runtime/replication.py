@@ -101,6 +101,10 @@ class Replication:
         #: shard -> the newer leader's epoch, of the shards refused here (a newer leader
         #: exists): a group writing one fails unwritten, until a grant gives it back
         self.lost: dict[int, int] = {}
+        #: shard -> the newest batch of a failed group (timed out short of its quorum):
+        #: on disk here, so later turns may read it; every later group waits until a
+        #: quorum holds it, reads too (then the entry goes)
+        self.doubt: dict[int, Position] = {}
         #: snapshots sent (status)
         self.snapshots = 0
         #: the follower commands (append, snapshot, position) of this slot
@@ -226,6 +230,7 @@ class Replication:
                         f"have been applied"), g.outbox, g.staged, g.touched, g.exits)
             self.held = keep
         del self.shards[s]
+        self.doubt.pop(s, None)
         for p in self.peers.values():
             p.tracks.pop(s, None)
         self.log_bytes -= sum(e.size for e in sl.entries)
@@ -275,9 +280,9 @@ class Replication:
             store.commit()
         except StorageError as exc:
             return gc.fail(exc, outbox, staged, touched, exits)
-        if not made and not self.held:
+        if not made and not self.held and not self.doubt:
             return gc.release(outbox, exits)
-        need: dict[int, Position] = {}
+        need: dict[int, Position] = dict(self.doubt)
         logged: dict[int, Entry] = {}
         for s, (prev, new, items) in made.items():
             logged[s] = self._log(self.shards[s], prev, new, items)
@@ -392,11 +397,15 @@ class Replication:
     def check(self) -> None:
         """Release the held groups at quorum, in order; (re)arm the ack timeout."""
         held = self.held
+        for s, pos in list(self.doubt.items()):
+            sl = self.shards.get(s)
+            if sl is None or self._holders(sl, pos) >= sl.quorum:
+                del self.doubt[s]
         while held and self._at_quorum(held[0]) is None:
             g = held.popleft()
             self.commit.release(g.outbox, g.exits)
         front = held[0] if held else None
-        if front is None and not self.shards and not self.lost:
+        if front is None and not self.shards and not self.lost and not self.doubt:
             self.commit.repl = None       # nothing replicated, nothing held: the plain flush
         if front is self.timer_for:
             return                        # (the timer is the front group's already)
@@ -423,6 +432,9 @@ class Replication:
                                    f"acknowledged it within {self.ack_timeout:g} s; the write may "
                                    f"or may not have been applied")
             log.warning("worker slot %d: %s", self.grants.slot, exc)
+            for s2, pos in g.need.items():     # (on disk here: later reads wait for it)
+                if s2 in self.shards and pos > self.doubt.get(s2, NO_POSITION):
+                    self.doubt[s2] = pos
             self.commit.fail(exc, g.outbox, g.staged, g.touched, g.exits)
         self.check()
 

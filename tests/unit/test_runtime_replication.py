@@ -404,3 +404,21 @@ def test_a_peer_link_that_cannot_be_made_leaves_the_grant_applied(slot: Slot) ->
     slot.commit.flush()
     link.ack()                                # 2 of 3: at quorum
     assert slot.out.reply_to(w)[2] == 1
+
+
+def test_after_a_failed_group_later_reads_wait_for_its_batch_at_quorum(slot: Slot) -> None:
+    repl, (link,) = replicate(slot, ack_timeout=0.05)
+    shard = shard_of("Counter", "a", SHARDS)
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    run(slot, 0.15)
+    assert slot.out.reply_to(w)[0] == wire.ERR and repl.doubt == {shard: (3, 1)}
+    slot.out.replies.clear()
+    r = slot.ask("Counter", "a", "get")           # reloads the unreplicated write: 1
+    slot.commit.flush()
+    assert slot.out.replies == [], "a read of the doubted write waits for its quorum"
+    link.ack()                                    # the failed group's batch arrives late
+    assert slot.out.reply_to(r)[2] == 1 and not repl.doubt and not repl.held
+    r = slot.ask("Counter", "a", "get")
+    slot.commit.flush()
+    assert slot.out.reply_to(r)[2] == 1, "no doubt left: released at once"
