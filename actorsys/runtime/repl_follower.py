@@ -83,7 +83,7 @@ class Follower:
         if self.on_write is not None:
             self.on_write([b[0] for b in batches if not self.grants.served(b[0])])
         return self.writing(lambda: replica.apply_batches(self.store.db, batches, self.grants.served,
-                                                          self.store.fsync))
+                                                          self.store.fsync, self._granted))
 
     def snapshot(self, args: dict[str, Any]) -> dict[str, Any]:
         s, epoch = args.get("shard"), args.get("epoch")
@@ -98,7 +98,12 @@ class Follower:
             self.on_write([s])
         items = args.get("items", [])
         return self.writing(lambda: replica.apply_snapshot_page(self.store.db, s, epoch, first, last,
-                                                                items, self.grants.served))
+                                                                items, self.grants.served,
+                                                                self._granted))
+
+    def _granted(self, s: int) -> int:
+        """The epoch this slot serves ``s`` with (what a refusal of a served shard says)."""
+        return self.grants.shards.get(s, 0)
 
     def position(self, args: dict[str, Any]) -> dict[str, Any]:
         shards = self.homed(args.get("shards"), "position")

@@ -443,6 +443,17 @@ class Replication:
         sl = self.shards.get(s)
         if sl is None:
             return
+        if fence <= sl.epoch:     # (it serves s too, with an older grant: not a newer leader)
+            what = (f"node {p.node if p else '?'} refused shard {s}'s batches with epoch {fence}, "
+                    f"not newer than this leader's {sl.epoch} (it serves the shard too?); still "
+                    f"serving it")
+            if p is not None:
+                self.say(p, what)
+                if (tr := p.tracks.get(s)) is not None and not tr.catching:
+                    tr.sent = None            # (catch-up retries it, paced)
+            else:
+                log.warning("worker slot %d: %s", self.grants.slot, what)
+            return
         self.lost[s] = max(fence, self.lost.get(s, 0))
         log.error("worker slot %d: node %s refused shard %d's batches (its fence is epoch %d, "
                   "this leader's %d): a newer leader exists; this worker stops serving it",

@@ -140,10 +140,12 @@ def check_batches(raw: Any, nshards: int) -> list[Batch]:
 
 
 def apply_batches(db: Any, batches: Iterable[Batch], served: Callable[[int], bool],
-                  sync: bool) -> dict[str, dict[int, Any]]:
+                  sync: bool, granted: Callable[[int], int] = lambda _s: 0) -> dict[str, dict[int, Any]]:
     """A follower's ``append`` (see the module docstring): ``{"held": {shard: [epoch,
     seq]}, "behind": {shard: [epoch, seq]}, "refused": {shard: fence}}``. Batches of one
-    shard apply in order; all applied ones are written in one batch."""
+    shard apply in order; all applied ones are written in one batch. A shard served
+    here is refused with ``max(fence, granted(shard))`` (the epoch it is served with: the
+    leader stops only if that is newer than its own)."""
     held: dict[int, list[int]] = {}
     behind: dict[int, list[int]] = {}
     refused: dict[int, int] = {}
@@ -157,7 +159,7 @@ def apply_batches(db: Any, batches: Iterable[Batch], served: Callable[[int], boo
         if fence is None:
             fence = fences[s] = read_fence(db, s)
         if served(s) or e < fence:
-            refused[s] = fence
+            refused[s] = max(fence, granted(s)) if served(s) else fence
             held.pop(s, None)
             behind.pop(s, None)
             continue
@@ -191,13 +193,16 @@ def apply_batches(db: Any, batches: Iterable[Batch], served: Callable[[int], boo
 
 
 def apply_snapshot_page(db: Any, shard: int, epoch: int, first: bool, last: bool,
-                        items: Any, served: Callable[[int], bool]) -> dict[str, Any]:
+                        items: Any, served: Callable[[int], bool],
+                        granted: Callable[[int], int] = lambda _s: 0) -> dict[str, Any]:
     """A page of a full copy of ``shard`` at ``epoch``: ``{"refused": fence}`` if served
     here or ``epoch`` is below the fence; else written (fsynced; ``first`` clears the
     shard first, fence kept) and ``{"written": n, "position": [epoch, seq]}`` (the
     copy's position: ``[0, 0]`` until the ``last`` page)."""
     fence = read_fence(db, shard)
-    if served(shard) or epoch < fence:
+    if served(shard):
+        return {"refused": max(fence, granted(shard))}
+    if epoch < fence:
         return {"refused": fence}
     checked: Items = check_items(items, {shard})
     pkey = position_key(shard)

@@ -422,3 +422,12 @@ def test_after_a_failed_group_later_reads_wait_for_its_batch_at_quorum(slot: Slo
     r = slot.ask("Counter", "a", "get")
     slot.commit.flush()
     assert slot.out.reply_to(r)[2] == 1, "no doubt left: released at once"
+
+
+def test_a_refusal_not_newer_than_the_leaders_epoch_does_not_stop_serving(slot: Slot) -> None:
+    repl, (link,) = replicate(slot, ack_timeout=0.05)
+    shard = shard_of("Counter", "a", SHARDS)
+    slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    link.answer(lambda bs: {"held": {}, "behind": {}, "refused": {shard: 3}})
+    assert shard in repl.shards and not repl.lost and repl.refusals == []  # type: ignore[attr-defined]

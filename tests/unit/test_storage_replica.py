@@ -139,3 +139,10 @@ def test_drop_and_clearing_import_delete_the_fence_and_keep_the_position_with_th
     handoff.drop_shards(db, {6})
     assert replica.read_fence(db, 6) == 0 and replica.read_position(db, 6) == (0, 0)
     assert list(db.iterator()) == []
+
+
+def test_a_served_shard_is_refused_with_the_epoch_it_is_served_with(db):
+    always = lambda s: True  # noqa: E731
+    r = replica.apply_batches(db, [(1, 2, 0, 0, 1, [])], always, True, lambda s: 7)
+    assert r["refused"] == {1: 7}, "not the fence (0 here)"
+    assert replica.apply_snapshot_page(db, 1, 9, True, True, [], always, lambda s: 7) == {"refused": 7}
