@@ -105,6 +105,9 @@ class Replication:
         #: on disk here, so later turns may read it; every later group waits until a
         #: quorum holds it, reads too (then the entry goes)
         self.doubt: dict[int, Position] = {}
+        #: shards of a group whose local commit failed: the batch may still be on disk
+        #: (an fsync that failed), so their positions are read again once writable
+        self.reread: set[int] = set()
         #: snapshots sent (status)
         self.snapshots = 0
         #: the follower commands (append, snapshot, position) of this slot
@@ -266,6 +269,8 @@ class Replication:
                 return gc.fail(ShardUnavailable(
                     f"shard {gone} has a newer leader (epoch {self.lost[gone]}); this node no "
                     f"longer serves it (the turn was not applied)"), outbox, staged, touched, exits)
+        if self.reread and store.broken is None:
+            self._reread()
         if store.pending:
             shards = self.shards
             for s, items in replica.split_by_shard(store.pending, shards.__contains__,
@@ -279,6 +284,7 @@ class Replication:
         try:
             store.commit()
         except StorageError as exc:
+            self.reread.update(made)
             return gc.fail(exc, outbox, staged, touched, exits)
         if not made and not self.held and not self.doubt:
             return gc.release(outbox, exits)
@@ -292,6 +298,31 @@ class Replication:
         self.held.append(Held(outbox, exits, staged, touched, need,
                               time.monotonic() + self.ack_timeout))
         self.check()
+
+    def _reread(self) -> None:
+        """After a failed local commit, once writable: each shard's position is the
+        disk's. A batch that landed after all is not in the log (its copies are caught up
+        from the disk) and is in doubt (later groups wait until a quorum holds it); one
+        that did not is never reused with other contents (the next batch takes its
+        place from the disk's position)."""
+        shards, self.reread = self.reread, set()
+        for s in shards:
+            sl = self.shards.get(s)
+            if sl is None:
+                continue
+            pos = replica.read_position(self.store.db, s)
+            if pos == sl.pos:
+                continue
+            log.warning("worker slot %d: shard %d's batch [%d, %d] of a failed commit is on disk "
+                        "after all; its copies are caught up from there", self.grants.slot, s, *pos)
+            sl.pos = pos
+            self.log_bytes -= sum(e.size for e in sl.entries)
+            sl.entries.clear()
+            self.doubt[s] = max(pos, self.doubt.get(s, NO_POSITION))
+            for p in self.peers.values():
+                if (tr := p.tracks.get(s)) is not None and not tr.catching:
+                    tr.sent = None
+                    p.wake.set()
 
     def _log(self, sl: ShardLog, prev: Position, new: Position,
              items: list[tuple[bytes, bytes | None]]) -> Entry:

@@ -431,3 +431,28 @@ def test_a_refusal_not_newer_than_the_leaders_epoch_does_not_stop_serving(slot: 
     slot.commit.flush()
     link.answer(lambda bs: {"held": {}, "behind": {}, "refused": {shard: 3}})
     assert shard in repl.shards and not repl.lost and repl.refusals == []  # type: ignore[attr-defined]
+
+
+def test_a_failed_local_commit_reads_the_position_from_disk_again(slot: Slot) -> None:
+    from actorsys.errors import StorageError
+    repl, (link,) = replicate(slot)
+    shard = shard_of("Counter", "a", SHARDS)
+    slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    link.ack()
+    store = slot.store
+    real = store.commit
+    def landed_but_failed() -> None:  # the batch lands, its fsync fails
+        real()
+        store.broken = StorageError("test: fsync failed")
+        raise store.broken
+    store.commit = landed_but_failed              # type: ignore[method-assign]
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    assert slot.out.reply_to(w)[0] == wire.ERR and repl.reread == {shard}
+    store.commit, store.broken = real, None        # type: ignore[method-assign]
+    assert replica.read_position(store.db, shard) == (3, 2) and repl.shards[shard].pos == (3, 1)
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    assert repl.shards[shard].pos == (3, 3), "[3, 2] is never reused with other contents"
+    assert replica.read_position(store.db, shard) == (3, 3) and repl.doubt == {shard: (3, 2)}
