@@ -58,6 +58,13 @@ def read_fence(db: Any, shard: int) -> int:
     return 0 if raw is None else int(wire.unpack_stored(raw))
 
 
+def floor(db: Any, shard: int) -> int:
+    """The oldest epoch a batch or snapshot page of ``shard`` may have here: its fence,
+    or its copy's position's epoch if newer (an ex-leader's copy has no fence, yet a
+    leader of an older epoch must not write over it)."""
+    return max(read_fence(db, shard), read_position(db, shard)[0])
+
+
 def raise_fences(db: Any, fences: Mapping[int, int]) -> dict[int, int]:
     """Each shard's fence becomes ``max(fence, given)``, fsynced before returning;
     returns the fences after."""
@@ -157,7 +164,7 @@ def apply_batches(db: Any, batches: Iterable[Batch], served: Callable[[int], boo
             continue
         fence = fences.get(s)
         if fence is None:
-            fence = fences[s] = read_fence(db, s)
+            fence = fences[s] = floor(db, s)
         if served(s) or e < fence:
             refused[s] = max(fence, granted(s)) if served(s) else fence
             held.pop(s, None)
@@ -199,7 +206,7 @@ def apply_snapshot_page(db: Any, shard: int, epoch: int, first: bool, last: bool
     here or ``epoch`` is below the fence; else written (fsynced; ``first`` clears the
     shard first, fence kept) and ``{"written": n, "position": [epoch, seq]}`` (the
     copy's position: ``[0, 0]`` until the ``last`` page)."""
-    fence = read_fence(db, shard)
+    fence = floor(db, shard)
     if served(shard):
         return {"refused": max(fence, granted(shard))}
     if epoch < fence:

@@ -146,3 +146,15 @@ def test_a_served_shard_is_refused_with_the_epoch_it_is_served_with(db):
     r = replica.apply_batches(db, [(1, 2, 0, 0, 1, [])], always, True, lambda s: 7)
     assert r["refused"] == {1: 7}, "not the fence (0 here)"
     assert replica.apply_snapshot_page(db, 1, 9, True, True, [], always, lambda s: 7) == {"refused": 7}
+
+
+def test_a_copy_with_a_newer_position_than_its_fence_refuses_an_older_epoch(db):
+    # an ex-leader's copy at epoch 5 that never wrote a fence
+    db.put(position_key(2), replica.pack_position((5, 4)))
+    assert replica.read_fence(db, 2) == 0
+    r = replica.apply_batches(db, [(2, 4, 5, 4, 5, put(2, "z", 1))], never, True)
+    assert r["refused"] == {2: 5}, "a zombie leader of epoch 4"
+    assert replica.apply_snapshot_page(db, 2, 4, True, True, [], never) == {"refused": 5}
+    assert replica.read_position(db, 2) == (5, 4)
+    r = replica.apply_batches(db, [(2, 6, 5, 4, 1, put(2, "z", 1))], never, True)
+    assert r["held"] == {2: [6, 1]}, "a newer epoch goes on from the copy's position"
