@@ -88,8 +88,10 @@ class Follower:
     def snapshot(self, args: dict[str, Any]) -> dict[str, Any]:
         s, epoch = args.get("shard"), args.get("epoch")
         first, last = args.get("first"), args.get("last")
-        if type(epoch) is not int or type(first) is not bool or type(last) is not bool:
-            raise BadRequest("snapshot needs epoch (integer), first and last (booleans)")
+        if (type(epoch) is not int or not 0 <= epoch < replica.MAX_INT or type(first) is not bool
+                or type(last) is not bool):
+            raise BadRequest("snapshot needs epoch (integer, 0 <= n < 2**63), first and last "
+                             "(booleans)")
         self.homed([s], "snapshot")
         self.writable()
         assert type(s) is int
@@ -114,9 +116,11 @@ class Follower:
         fence = args.get("fence")
         db = self.store.db
         if fence is not None:
-            if not (isinstance(fence, dict) and all(type(s) is int and s in shards and type(e) is int
-                                                    for s, e in fence.items())):
-                raise BadRequest("position fence must map shards named -> epoch (integer)")
+            if not (isinstance(fence, dict) and all(
+                    type(s) is int and s in shards and type(e) is int and 0 <= e < replica.MAX_INT
+                    for s, e in fence.items())):
+                raise BadRequest("position fence must map shards named -> epoch (integer, "
+                                 "0 <= n < 2**63)")
             self.writable()
             fences = self.writing(lambda: replica.raise_fences(db, fence))
         else:

@@ -35,6 +35,8 @@ from .keys import (ACTOR_KEYS, DUE_BYTES, DUE_KEYS, LISTING_KEYS, SHARD_BYTES, f
                    position_key)
 
 Position = tuple[int, int]
+#: integers a peer may send (epochs, seqs): msgpack and LevelDB's values stay in range
+MAX_INT = 1 << 63
 #: the position of a copy that holds no batch
 NO_POSITION: Position = (0, 0)
 
@@ -69,7 +71,7 @@ def raise_fences(db: Any, fences: Mapping[int, int]) -> dict[int, int]:
     """Each shard's fence becomes ``max(fence, given)``, fsynced before returning;
     returns the fences after."""
     out: dict[int, int] = {}
-    with db.write_batch(sync=True) as wb:
+    with db.write_batch(sync=True, transaction=True) as wb:
         for s, e in fences.items():
             now = read_fence(db, s)
             if e > now:
@@ -84,9 +86,11 @@ def write_shard(k: bytes, shards: int) -> int | None:
     """The shard a staged write's key belongs to (actor keys, due-index keys, listing keys
     by the actor's address), or None for a key of no shard."""
     tag = k[:1]
-    if tag == ACTOR_KEYS:
-        return int.from_bytes(k[1:1 + SHARD_BYTES], "big")
+    if tag == ACTOR_KEYS:       # (b"a" alone or with part of a shard is no shard's key)
+        return int.from_bytes(k[1:1 + SHARD_BYTES], "big") if len(k) > 1 + SHARD_BYTES else None
     if tag == DUE_KEYS:
+        if len(k) <= 1 + DUE_BYTES + SHARD_BYTES:
+            return None
         return int.from_bytes(k[1 + DUE_BYTES:1 + DUE_BYTES + SHARD_BYTES], "big")
     if tag == LISTING_KEYS:
         type_b, sep, key_b = k[1:].partition(b"\x00")
@@ -125,13 +129,13 @@ def check_batches(raw: Any, nshards: int) -> list[Batch]:
     out: list[Batch] = []
     for b in raw:
         if not (isinstance(b, (list, tuple)) and len(b) == 6
-                and all(type(x) is int for x in b[:5]) and isinstance(b[5], list)):
+                and all(type(x) is int and 0 <= x < MAX_INT for x in b[:5]) and isinstance(b[5], list)):
             raise BadRequest("append batches must be arrays [shard, epoch, prev_epoch, prev_seq, "
-                             "seq, items] of integers and an array")
+                             "seq, items] of integers (0 <= n < 2**63) and an array")
         s, e, pe, ps, seq, items = b
         if not 0 <= s < nshards:
             raise BadRequest(f"append batch shard {s} is out of range (0..{nshards - 1})")
-        if (e, seq) <= (pe, ps) or e < 0 or pe < 0 or ps < 0:
+        if (e, seq) <= (pe, ps) or seq <= 0:
             raise BadRequest(f"append batch of shard {s}: [{e}, {seq}] does not follow [{pe}, {ps}]")
         checked: list[tuple[bytes, bytes | None]] = []
         for item in items:
@@ -213,9 +217,19 @@ def apply_snapshot_page(db: Any, shard: int, epoch: int, first: bool, last: bool
         return {"refused": fence}
     checked: Items = check_items(items, {shard})
     pkey = position_key(shard)
-    if not last and any(k == pkey for k, _v in checked):
-        raise BadRequest("snapshot pages carry the position key in the last page only")
-    with db.write_batch(sync=True) as wb:
+    for k, v in checked:
+        if k != pkey:
+            continue
+        if not last:
+            raise BadRequest("snapshot pages carry the position key in the last page only")
+        try:
+            pos = wire.unpack_stored(v)
+        except Exception:
+            pos = None
+        if not (isinstance(pos, list) and len(pos) == 2
+                and all(type(x) is int and 0 <= x < MAX_INT for x in pos)):
+            raise BadRequest("a snapshot's position value must be [epoch, seq] (integers)")
+    with db.write_batch(sync=True, transaction=True) as wb:
         if first:            # what the shard held here goes (its fence stays: raised below)
             for k in shard_keys(db, {shard}):
                 wb.delete(k)

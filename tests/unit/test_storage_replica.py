@@ -158,3 +158,25 @@ def test_a_copy_with_a_newer_position_than_its_fence_refuses_an_older_epoch(db):
     assert replica.read_position(db, 2) == (5, 4)
     r = replica.apply_batches(db, [(2, 6, 5, 4, 1, put(2, "z", 1))], never, True)
     assert r["held"] == {2: [6, 1]}, "a newer epoch goes on from the copy's position"
+
+
+@pytest.mark.parametrize("batch", [
+    [0, 1, 0, 0, 1, [[b"a", b""]]],
+    [0, 1, 0, 0, 1, [[b"a\0", b""]]],
+    [0, 1, 0, 0, 1, [[b"t", b""]]],
+    [0, 1, 0, 0, 1, [[b"t" + bytes(10), b""]]],
+    [0, 2, 1, 5, -3, []],
+    [0, 2, 1, 5, 0, []],
+    [0, 1 << 64, 0, 0, 1, []],
+    [0, 1, 0, 0, 1 << 63, []],
+])
+def test_peer_values_that_could_crash_or_corrupt_are_bad_requests(db, batch):
+    with pytest.raises(BadRequest):
+        replica.check_batches([batch], N)
+
+
+def test_a_snapshot_position_value_must_be_a_position(db):
+    for bad in (wire.pack("x"), wire.pack([1]), wire.pack([1, "2"]), wire.pack([1 << 63, 1]), b"\xc1"):
+        with pytest.raises(BadRequest, match="position value"):
+            replica.apply_snapshot_page(db, 4, 2, True, True, [[position_key(4), bad]], never)
+    assert replica.read_position(db, 4) == (0, 0)
