@@ -136,6 +136,7 @@ class Peer:
     link: PeerLink
     tracks: dict[int, Track] = field(default_factory=dict)
     outq: deque[tuple[list[Any], int]] = field(default_factory=deque)   #: (batch, bytes)
+    outq_bytes: int = 0                   #: the bytes of ``outq`` (bounded: OUTQ_BYTES)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     said: str = ""                        #: the last catch-up problem logged

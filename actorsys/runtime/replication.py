@@ -74,6 +74,9 @@ LOG_BYTES = 32 << 20
 LOG_ENTRIES = 65536
 #: an ``append``'s bytes left for framing below max_message_bytes
 FRAMING = 4096
+#: bytes of batches waiting for room in a peer's window; past it the peer leaves the
+#: stream (its queue is dropped) and the catch-up brings it from the log
+OUTQ_BYTES = 16 << 20
 
 
 class Replication:
@@ -320,9 +323,8 @@ class Replication:
             sl.entries.clear()
             self.doubt[s] = max(pos, self.doubt.get(s, NO_POSITION))
             for p in self.peers.values():
-                if (tr := p.tracks.get(s)) is not None and not tr.catching:
-                    tr.sent = None
-                    p.wake.set()
+                if s in p.tracks:
+                    self._off(p, {s})
 
     def _log(self, sl: ShardLog, prev: Position, new: Position,
              items: list[tuple[bytes, bytes | None]]) -> Entry:
@@ -349,14 +351,34 @@ class Replication:
                 if tr is None or tr.catching or tr.sent is None:
                     continue
                 if tr.sent != e.prev or e.size > self.limit:
-                    tr.sent = None             # off the stream: the catch-up task takes it
-                    p.wake.set()
+                    self._off(p, {s})          # the catch-up task takes it
+                    continue
+                if p.outq_bytes + e.size > OUTQ_BYTES:
+                    self.say(p, f"node {p.node} is {p.outq_bytes} bytes behind the stream: "
+                                f"caught up from the log")
+                    self._off(p, set(p.tracks))
                     continue
                 p.outq.append(([s, e.pos[0], e.prev[0], e.prev[1], e.pos[1], e.items], e.size))
+                p.outq_bytes += e.size
                 tr.sent = e.pos
                 queued = True
             if queued:
                 self._pump(p)
+
+    def _off(self, p: Peer, shards: set[int], forget: bool = False) -> None:
+        """``shards``' copies on ``p`` leave the stream: their queued batches go, the
+        catch-up asks where they are (``forget``: what they hold is unknown meanwhile)."""
+        if p.outq:
+            keep = deque(q for q in p.outq if q[0][0] not in shards)
+            p.outq_bytes = sum(size for _b, size in keep)
+            p.outq = keep
+        for s in shards:
+            tr = p.tracks.get(s)
+            if tr is not None and not tr.catching:
+                tr.sent = None
+                if forget:
+                    tr.held = NO_POSITION
+        p.wake.set()
 
     def _pump(self, p: Peer) -> None:
         """Send what waits for ``p``, coalesced, within the window."""
@@ -368,6 +390,7 @@ class Replication:
                 if chunk and size + bsize > self.limit:
                     break
                 p.outq.popleft()
+                p.outq_bytes -= bsize
                 chunk.append(b)
                 size += bsize
             p.link.request("append", {"batches": chunk}, self.ack_timeout,
@@ -375,10 +398,7 @@ class Replication:
 
     def _appended(self, p: Peer, shards: list[int], ok: bool, body: Any) -> None:
         if not ok:        # (the peer may have restarted, or lost its copies: ask anew)
-            for tr in p.tracks.values():
-                if not tr.catching:
-                    tr.sent, tr.held = None, NO_POSITION
-            p.wake.set()
+            self._off(p, set(p.tracks), forget=True)
             self.say(p, f"appends to node {p.node} failed: {body}")
         else:
             for s, pos in body.get("held", {}).items():
@@ -392,8 +412,7 @@ class Replication:
                 if tr is not None:
                     tr.held = (pos[0], pos[1])
                     if not tr.catching and tr.sent is not None:
-                        tr.sent = None
-                        p.wake.set()
+                        self._off(p, {s})
             self.check()
         if p.outq and self.peers.get(p.link.endpoint) is p:
             self._pump(p)
@@ -480,8 +499,7 @@ class Replication:
                     f"serving it")
             if p is not None:
                 self.say(p, what)
-                if (tr := p.tracks.get(s)) is not None and not tr.catching:
-                    tr.sent = None            # (catch-up retries it, paced)
+                self._off(p, {s})             # (catch-up retries it, paced)
             else:
                 log.warning("worker slot %d: %s", self.grants.slot, what)
             return

@@ -456,3 +456,23 @@ def test_a_failed_local_commit_reads_the_position_from_disk_again(slot: Slot) ->
     slot.commit.flush()
     assert repl.shards[shard].pos == (3, 3), "[3, 2] is never reused with other contents"
     assert replica.read_position(store.db, shard) == (3, 3) and repl.doubt == {shard: (3, 2)}
+
+
+def test_a_peers_send_queue_is_bounded_and_a_failed_request_drops_it(
+        slot: Slot, monkeypatch: pytest.MonkeyPatch) -> None:
+    from actorsys.runtime import replication
+    repl, (link,) = replicate(slot)
+    p = repl.peers["ipc://f0"]
+    link.window = 1                                 # one append in flight, the rest queued
+    for i in range(3):
+        slot.ask("Counter", "a", "add", 1)
+        slot.commit.flush()
+    assert len(link.appends) == 1 and len(p.outq) == 2 and p.outq_bytes == sum(n for _b, n in p.outq)
+    monkeypatch.setattr(replication, "OUTQ_BYTES", p.outq_bytes)
+    slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    assert not p.outq and p.outq_bytes == 0, "over the bound: off the stream, queue dropped"
+    assert all(tr.sent is None or tr.catching for tr in p.tracks.values())
+    args, cb = link.appends.pop(0)
+    cb(False, OSError("timed out"))                 # a failed request: nothing old is pumped
+    assert not p.outq and not link.appends
