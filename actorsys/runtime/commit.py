@@ -14,6 +14,11 @@ A flush whose batch fails to commit fails every turn in it: asks get the
 writes (or may have read them) forgets its instance and reloads from disk. The store is
 read-only from then on until :class:`Recovery` reopens it.
 
+A worker with replicated shards (issue 16) hands its flush to ``repl``
+(:class:`~.replication.Replication`), which commits the same way and then holds the
+output until enough replicas hold the writes; with none, ``repl`` is None and the flush
+below runs as it always did.
+
 The sending itself is the worker's (:class:`Output`); the gateway's part of it is
 :class:`GatewayLink`.
 """
@@ -38,6 +43,7 @@ if TYPE_CHECKING:
     from ..storage.slot import SlotStore
     from .activation import Activation, Envelope
     from .catalog import Catalog
+    from .replication import Replication
 
 log = get_logger("worker")
 _NOBLOCK = int(zmq.NOBLOCK)
@@ -119,6 +125,9 @@ class GroupCommit:
         #: a cluster worker's fencing check (runtime/grants.py): an error once this node
         #: may no longer write, which then fails the whole group unwritten (None: no fence)
         self.fence: Callable[[], ActorError | None] | None = None
+        #: the replication of a worker leading replicated shards (None: none; the one
+        #: attribute the flush tests for it)
+        self.repl: Replication | None = None
 
     def reply(self, to: Envelope, payload: bytes) -> None:
         self.outbox.append(Reply(to, payload))
@@ -149,11 +158,18 @@ class GroupCommit:
         touched = self.store.pending_actors
         if self.fence is not None and (refused := self.fence()) is not None:
             self.store.discard()
-            return self._failed(refused, outbox, staged, touched)
+            return self.fail(refused, outbox, staged, touched)
+        if self.repl is not None:
+            return self.repl.flush(outbox, staged, touched)
         try:
             self.store.commit()
         except StorageError as exc:
-            return self._failed(exc, outbox, staged, touched)
+            return self.fail(exc, outbox, staged, touched)
+        exits, self.exits = self.exits, []
+        self.release(outbox, exits)
+
+    def release(self, outbox: list[Outgoing], exits: list[Exit]) -> None:
+        """Send a committed group's output, in order, then its exits."""
         out = self.output
         for item in outbox:
             if type(item) is Reply:
@@ -170,14 +186,16 @@ class GroupCommit:
                     log.exception("a committed tell could not be sent")
             elif type(item) is WsEffects:
                 out.effects(item)
-        self._send_exits()
+        for notice in exits:
+            out.exit(notice)
         out.kick()
 
-    def _failed(self, exc: ActorError, outbox: list[Outgoing], staged: list[Activation],
-                touched: set[bytes]) -> None:
-        """Nothing of this group is durable: fail its asks, drop its tells, and make
-        every activation that staged writes, or may have read them (one activated
-        after an eviction in this group), reload from disk."""
+    def fail(self, exc: ActorError, outbox: list[Outgoing], staged: list[Activation],
+             touched: set[bytes], exits: list[Exit] | None = None) -> None:
+        """Nothing of this group is durable (or, replicated, not known to be): fail its
+        asks, drop its tells, and make every activation that staged writes, or may have
+        read them (one activated after an eviction in this group), reload from disk.
+        ``exits``: the group's EXIT notices (None: those queued now)."""
         if isinstance(exc, StorageError):
             self.counters["storage_errors"] += 1
         for act in list(self.catalog.acts.values()):
@@ -192,13 +210,11 @@ class GroupCommit:
             if type(item) is Reply:
                 rid = wire.unpack(item.payload)[1]
                 self.output.send(item.to, wire.err(rid, error))
-        self._send_exits()
-        self.output.kick()
-
-    def _send_exits(self) -> None:
-        exits, self.exits = self.exits, []
+        if exits is None:
+            exits, self.exits = self.exits, []
         for notice in exits:
             self.output.exit(notice)
+        self.output.kick()
 
 
 class Recovery:

@@ -41,6 +41,24 @@ cluster node serves only what etcd says it owns, and its router tells each worke
   ``import`` pages carry the move's ``epochs`` too: a page that is not of the latest
   move into this slot (an attempt given up, arriving late) is refused.
 
+Replication (issue 16, ``replication.py``; present only when the cluster's replicas > 1):
+
+* a **grant** may carry ``"peers": [[node_id, endpoint, public_key or nil], ...]``,
+  ``"replicas": {shard: [[peer_index, voter], ...]}``, ``"ack": "majority" | "all"`` and
+  ``"ack_timeout": seconds``: the granted shards' followers and learners, to which this
+  worker streams its commits (a grant without them replicates nothing).
+* **append** ``{"batches": [[shard, epoch, prev_epoch, prev_seq, seq, items], ...]}`` ->
+  ``{"held": {shard: [e, s]}, "behind": {shard: [e, s]}, "refused": {shard: fence}}``;
+  **snapshot** ``{"shard", "epoch", "first", "last", "items"}``; **position**
+  ``{"shards", "fence"?}`` -> ``{"positions", "fences"}`` (fences raised and synced first):
+  a follower's, refused for shards served here (``storage/replica.py``).
+* **replication** ``{"shards"}`` -> ``{shard: {"epoch", "seq", "held": {node_id: seq}}}``:
+  a leader's view of its followers.
+
+An ``append`` answered ``refused`` (a newer leader) makes this worker stop serving that
+shard at once, as a revocation would, and remember the newer epoch (:meth:`ShardCommands.
+stop_serving`).
+
 export, import and drop are refused (``BadRequest``) for a shard this slot serves (in
 cluster mode: granted; before it: every shard homed here) or one still draining. Bad
 arguments (unknown keys, wrong types, shards out of range) are ``BadRequest``.
@@ -61,11 +79,13 @@ from ..protocol import wire
 from ..storage import handoff
 from ..storage.slot import error_text
 from .activation import ALARM, NO_MAIL, Internal, Mail, Waiting
+from .replication import parse_grant
 
 if TYPE_CHECKING:
     from .activation import Activation, Envelope
     from .assembly import Runtime
     from .commit import Output
+    from .replication import Replication
 
 log = get_logger("worker")
 #: a drain's bound past the turn timeout (seconds)
@@ -75,9 +95,12 @@ DRAIN_POLL = 0.01
 #: largest export page asked for (bytes of keys and values)
 MAX_EXPORT_BYTES = 64 << 20
 
-_GRANT_KEYS = {"shards", "epoch", "until", "why", "node", "keys", "gateways"}
+_GRANT_KEYS = {"shards", "epoch", "until", "why", "node", "keys", "gateways", "peers", "replicas",
+               "ack", "ack_timeout"}
 _ARGS = {"export": {"shards", "after", "max_bytes"},
-         "import": {"shards", "clear", "items", "epochs"}, "drop": {"shards", "epochs"}}
+         "import": {"shards", "clear", "items", "epochs"}, "drop": {"shards", "epochs"},
+         "append": {"batches"}, "snapshot": {"shard", "epoch", "first", "last", "items"},
+         "position": {"shards", "fence"}, "replication": {"shards"}}
 
 
 class Grants:
@@ -157,6 +180,8 @@ class ShardCommands:
         self.on_keys: Callable[[Any], object] | None = None
         #: the members' gateways of a grant, for WebSocket effects (ws_routes.py)
         self.on_gateways: Callable[[Any], object] | None = None
+        #: the worker's replication (replication.py; None: this worker replicates nothing)
+        self.replication: Replication | None = None
 
     def activate(self) -> None:
         """Cluster mode from now on: the commit's fence and the alarm clock's filter."""
@@ -174,7 +199,7 @@ class ShardCommands:
                 return self._grant(envelope, rid, args)
             if cmd not in _ARGS:
                 raise BadRequest(f"unknown shards command {cmd[:50]!r}; known: grant, export, "
-                                 f"import, drop")
+                                 f"import, drop, append, snapshot, position, replication")
             _check_keys(cmd, args, _ARGS[cmd])
             result = getattr(self, "_" + cmd)(args)
         except plyvel.Error as exc:
@@ -200,6 +225,7 @@ class ShardCommands:
             raise BadRequest("grant until must be a time.monotonic() deadline or nil")
         if not isinstance(why, str) or not isinstance(node, str):
             raise BadRequest("grant why and node must be strings")
+        replicas = parse_grant(args, n)
         if self.on_keys is not None and args.get("keys") is not None:
             self.on_keys(args["keys"])       # (checked whole first: BadRequest changes nothing)
         if self.on_gateways is not None and args.get("gateways") is not None:
@@ -218,6 +244,11 @@ class ShardCommands:
         g.epoch, g.until, g.why, g.node = epoch, None if until is None else float(until), why, node
         if not g.active:
             self.activate()
+        if self.replication is not None:
+            self.replication.configure(replicas, g.shards)
+        elif replicas is not None:
+            log.error("worker slot %d: a grant with replication arguments, but this worker "
+                      "has no replication: nothing is replicated", slot)
         revoked = sorted(before - g.shards.keys())
         if revoked:
             gone = set(revoked)
@@ -238,6 +269,39 @@ class ShardCommands:
         task = self.rt.turns.loop.create_task(self._drain(envelope, rid, acts, reply))
         self.drains.add(task)
         task.add_done_callback(self.drains.discard)
+
+    def stop_serving(self, shard: int, fence: int) -> None:
+        """A newer leader (epoch ``fence``) holds ``shard``: revoke it here at once (its
+        actors passivate; queued messages get WrongShard) and never take a grant of it
+        with an older epoch back."""
+        g = self.grants
+        g.shards.pop(shard, None)
+        g.highest[shard] = max(g.highest.get(shard, 0), fence)
+        for act in [a for a in self.rt.catalog.acts.values() if a.shard == shard]:
+            self._evict(act)
+            self.draining.add(act)
+
+    def draining_shard(self, shard: int) -> bool:
+        """Actors of ``shard`` are still draining here (a follower applies nothing to it)."""
+        return any(a.shard == shard and not self._drained(a) for a in self.draining)
+
+    # -- replication (replication.py) ---------------------------------------------
+    def _repl(self) -> Replication:
+        if self.replication is None:
+            raise BadRequest(f"worker slot {self.grants.slot} has no replication")
+        return self.replication
+
+    def _append(self, args: dict[str, Any]) -> dict[str, Any]:
+        return self._repl().follower.append(args)
+
+    def _snapshot(self, args: dict[str, Any]) -> dict[str, Any]:
+        return self._repl().follower.snapshot(args)
+
+    def _position(self, args: dict[str, Any]) -> dict[str, Any]:
+        return self._repl().follower.position(args)
+
+    def _replication(self, args: dict[str, Any]) -> dict[int, Any]:
+        return self._repl().replication(args)
 
     def _evict(self, act: Activation, force: bool = False) -> None:
         """Answer what waits for a revoked actor, then passivate it (``force``: every

@@ -75,6 +75,7 @@ from .children import stopped_error
 from .commit import GatewayLink
 from .ws_routes import GatewayRoutes
 from .grants import Grants, ShardCommands
+from .replication import Replication
 from .loud import SlowTurnWatch, StepClock
 from .system import SYSTEM_METHODS, list_actors, status
 
@@ -195,6 +196,12 @@ class Worker:
         rt.catalog.grants = self.grants
         self.shard_commands = ShardCommands(self.grants, rt, self.output, cfg.turn_timeout)
         self.shard_commands.on_keys = partial(apply_member_keys, self.listener.guard)
+        # (idle until a grant names replicas: issue 16)
+        self.replication = Replication(loop, self.ctx, client_keys, rt.commit, self.grants,
+                                       cfg.max_message_bytes)
+        self.shard_commands.replication = self.replication
+        self.replication.on_refused = self.shard_commands.stop_serving
+        self.replication.follower.busy = self.shard_commands.draining_shard
         self.routes: GatewayRoutes | None = None
         if cfg.cluster is not None:      # effects to every member's gateway (ws_routes.py)
             self.routes = GatewayRoutes(self.ctx, self.gateway, client_keys, cfg.max_message_bytes,
@@ -231,6 +238,7 @@ class Worker:
                 self.watch.stop()
                 self.turns.clock = None      # (it holds the last actor that ran)
             self.loud.flush()
+            self.replication.close()
             rt.close()
             if self._map_fetch is not None:
                 self._map_fetch.cancel()
@@ -293,6 +301,8 @@ class Worker:
         while self.catalog.acts and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         self.commit.flush()
+        while self.replication.held and time.monotonic() < deadline + 0.5:
+            await asyncio.sleep(0.01)     # groups waiting for their replicas' acks
         running = [act for act in self.catalog.acts.values() if act.task is not None]
         if running:   # their turns are cancelled with the loop: nothing of them commits
             log.warning("worker slot %d stops with %d turn(s) still running past shutdown_timeout "
@@ -377,6 +387,7 @@ class Worker:
                         self.counters)
             st["granted"] = len(self.grants.shards) if self.grants.active else None
             st["fenced"] = self.grants.fenced()
+            st["replication"] = self.replication.status()
             self.output.send(envelope, wire.ok(rid, st))
         elif op == wire.SHARDS:
             self.shard_commands.serve(envelope, rid, rest[0], rest[1])

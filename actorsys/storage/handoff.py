@@ -19,6 +19,10 @@ moves a shard, here and in :mod:`.rebalance`, moves both.
 * :func:`drop_shards`: delete everything of some shards (their ranges and every index
   entry naming them), fsynced, in batches of :data:`BATCH_KEYS`.
 
+A replicated shard's position key (:func:`~.keys.position_key`) is in its range: it is
+exported, imported and dropped with the shard. Its fence (:func:`~.keys.fence_key`) is
+not data: never exported; dropping a shard, or an import that clears it, deletes it.
+
 No function here knows who may serve a shard: the worker refuses these for shards it
 serves (``actorsys/runtime/grants.py``), rebalancing runs with no worker up.
 """
@@ -29,7 +33,7 @@ from typing import Any
 
 from ..errors import BadRequest
 from .keys import (ACTOR_KEYS, ALARM, SHARD_BYTES, SLOT_INDEXES, alarm_index_key_of,
-                   index_entry_shard, listing_key, prefix_range, shard_range, split_actor_key,
+                   fence_key, index_entry_shard, listing_key, prefix_range, shard_range, split_actor_key,
                    successor)
 
 #: keys per LevelDB batch when deleting (memory stays bounded however large a shard)
@@ -108,7 +112,7 @@ def check_items(items: Any, shards: set[int]) -> Items:
     return out
 
 
-def _index_keys(db: Any, shards: set[int]) -> list[bytes]:
+def index_keys(db: Any, shards: set[int]) -> list[bytes]:
     """Every slot-wide index entry of ``shards`` (one pass over the slot's indexes)."""
     found = []
     for tag in SLOT_INDEXES:
@@ -119,7 +123,7 @@ def _index_keys(db: Any, shards: set[int]) -> list[bytes]:
     return found
 
 
-def _shard_keys(db: Any, shards: set[int]) -> Iterable[bytes]:
+def shard_keys(db: Any, shards: set[int]) -> Iterable[bytes]:
     for shard in sorted(shards):
         lo, hi = shard_range(shard)
         with db.iterator(start=lo, stop=hi, include_value=False) as it:
@@ -131,10 +135,12 @@ def import_items(db: Any, shards: set[int], items: Items, clear: bool) -> int:
     deletes everything ``shards`` held first, in the same batch. Returns the items written."""
     with db.write_batch(sync=True) as wb:
         if clear:
-            for k in _shard_keys(db, shards):
+            for k in shard_keys(db, shards):
                 wb.delete(k)
-            for k in _index_keys(db, shards):
+            for k in index_keys(db, shards):
                 wb.delete(k)
+            for s in shards:
+                wb.delete(fence_key(s))
         for k, v in items:
             wb.put(k, v)
     return len(items)
@@ -144,8 +150,9 @@ def drop_shards(db: Any, shards: set[int]) -> int:
     """Delete every key of ``shards`` and every index entry naming them (fsynced, in
     batches of :data:`BATCH_KEYS`); returns how many keys were deleted."""
     deleted = 0
-    keys = list(_index_keys(db, shards))
-    keys_iter = iter(_shard_keys(db, shards))
+    keys = [fence_key(s) for s in sorted(shards) if db.get(fence_key(s)) is not None]
+    keys += index_keys(db, shards)
+    keys_iter = iter(shard_keys(db, shards))
     while True:
         batch = keys[:BATCH_KEYS]
         keys = keys[BATCH_KEYS:]

@@ -9,6 +9,17 @@ Key spaces: the first byte of every key says what it is::
     b"a"  ACTOR_KEYS     an actor's own keys, grouped by shard (below)
     b"n"  LISTING_KEYS   the listing index: which actors have persisted data
     b"t"  DUE_KEYS       the alarms' due index
+    b"f"  FENCE_KEYS     replication fences (below): slot-wide, local, not data
+
+A replicated shard's *position* (issue 16) lives IN the shard's range, so it travels with
+its data (snapshots, moves, rebalancing): ``position_key(shard) = b"a" + shard + b"\\0"``
+-> msgpack ``[epoch, seq]`` of the last batch this copy holds (absent: ``[0, 0]``). It
+sorts before every actor key of the shard, and no actor prefix equals it (type names are
+non-empty), so :func:`split_actor_key` answers None for it. A shard's *fence* on a
+follower, ``fence_key(shard) = b"f" + shard`` -> msgpack int, is the highest epoch it has
+promised (it refuses batches of older epochs): local to the slot, never replicated,
+never exported, not data for the empty-directory check; dropping or clearing a shard
+deletes it.
 
 An actor's keys. Every key of an actor starts with its prefix ``P``, which starts with
 its shard, so a shard's keys are one contiguous range (:func:`shard_range`) and shards
@@ -47,6 +58,7 @@ from ..protocol import wire
 ACTOR_KEYS = b"a"
 LISTING_KEYS = b"n"
 DUE_KEYS = b"t"
+FENCE_KEYS = b"f"
 #: the slot-wide indexes (not prefixed by shard)
 SLOT_INDEXES = (LISTING_KEYS, DUE_KEYS)
 #: every key space that holds data (a slot directory with none of these is empty)
@@ -99,6 +111,23 @@ def shard_prefix(shard: int) -> bytes:
 def shard_range(shard: int) -> tuple[bytes, bytes]:
     """``[lo, hi)`` of every key of the actors of ``shard`` (what a shard move copies)."""
     return prefix_range(shard_prefix(shard))
+
+
+def position_key(shard: int) -> bytes:
+    """Where a replicated shard's position ``[epoch, seq]`` lives (first key of its range)."""
+    return shard_prefix(shard) + b"\x00"
+
+
+def fence_key(shard: int) -> bytes:
+    """Where a shard's replication fence (an epoch, msgpack int) lives on this slot."""
+    return FENCE_KEYS + shard.to_bytes(SHARD_BYTES, "big")
+
+
+def fence_shard(k: bytes) -> int | None:
+    """The shard a fence key names, or None if ``k`` is not a fence key."""
+    if k[:1] != FENCE_KEYS or len(k) != 1 + SHARD_BYTES:
+        return None
+    return int.from_bytes(k[1:], "big")
 
 
 def actor_prefix(shard: int, type_name: str, key: str) -> bytes:

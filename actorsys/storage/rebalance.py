@@ -46,9 +46,9 @@ import plyvel
 from ..errors import ConfigError
 from ..log import get_logger, setup as setup_logging
 from .handoff import with_indexes
-from .keys import (ACTOR_KEYS, ALARM, ENTRY, KEY_SPACES, LISTING_KEYS, SLOT_INDEXES, STATE,
-                   index_entry_shard, listing_key, listing_value, prefix_range, shard_range,
-                   split_actor_key)
+from .keys import (ACTOR_KEYS, ALARM, ENTRY, FENCE_KEYS, KEY_SPACES, LISTING_KEYS,
+                   SLOT_INDEXES, STATE, fence_shard, index_entry_shard, listing_key,
+                   listing_value, prefix_range, shard_range, split_actor_key)
 from .meta import LISTING_INDEX, fsync_dir, read_meta, write_meta
 
 log = get_logger("rebalance")
@@ -291,15 +291,17 @@ def _move_shards(pool: _Pool, src: int, dst: int, shards: list[int]) -> int:
 def _sweep_indexes(pool: _Pool, src: int, owner: list[int]) -> int:
     """Move the listing and alarm index entries left in ``src`` whose shard it no longer
     owns (entries of actors with no data left, or an alarm whose due time was stored
-    differently from its record's). One pass over the slot's index keys."""
+    differently from its record's), and the replication fences of those shards (a
+    fence is a promise: it goes where the shard's copy goes; a shard's position key is
+    in its range and moved with it). One pass over the slot's index and fence keys."""
     if not pool.exists(src):
         return 0
     moved = 0
-    for tag in SLOT_INDEXES:
+    for tag in (*SLOT_INDEXES, FENCE_KEYS):
         for chunk in _scan(pool, src, *prefix_range(tag)):
             away: dict[int, list[tuple[bytes, bytes]]] = {}
             for k, v in chunk:
-                shard = index_entry_shard(k, v)
+                shard = fence_shard(k) if tag == FENCE_KEYS else index_entry_shard(k, v)
                 if shard is None or shard >= len(owner):
                     continue           # not an index entry we understand: left alone
                 if owner[shard] != src:

@@ -27,6 +27,10 @@ class Mover(actorsys.Actor):
     def put(self, name: str, value: Any) -> None:
         self.storage.put(name, value)
 
+    def put_many(self, prefix: str, count: int, size: int) -> None:
+        for i in range(count):
+            self.storage.put(f"{prefix}{i}", "x" * size)
+
     def alarm(self, when: float, name: str = "a") -> float:
         return self.set_alarm(when, name)
 

@@ -150,3 +150,26 @@ def test_the_plan_balances_the_slots_and_moves_as_few_shards_as_it_can(owner, wo
 def test_the_plan_needs_a_worker():
     with pytest.raises(ValueError, match="at least 1"):
         plan([0, 1], 0)
+
+
+def test_a_replicated_shards_position_and_fence_move_with_it(tmp_path):
+    """Issue 16: the position key is in the shard's range, the fence (slot-wide) follows
+    its shard to the new slot; a slot left with only fences is empty."""
+    from actorsys.storage import replica
+    from actorsys.storage.keys import fence_key, position_key
+    path = str(tmp_path)
+    everything = make_data_dir(path, 2)
+    db = plyvel.DB(os.path.join(path, "slot-1"))
+    try:
+        for shard in (1, 3, 5):
+            db.put(position_key(shard), replica.pack_position((2, shard)))
+            db.put(fence_key(shard), wire.pack(4))
+    finally:
+        db.close()
+    meta = rebalance_here(path, read_meta(path), 1)
+    assert sorted(os.listdir(path)) == ["node.meta", "slot-0"]
+    items = slot_dbs(path)[0]
+    for shard in (1, 3, 5):
+        assert items[position_key(shard)] == replica.pack_position((2, shard))
+        assert items[fence_key(shard)] == wire.pack(4)
+    assert len(items) == len(everything) + 6 and meta["workers"] == 1

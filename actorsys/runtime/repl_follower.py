@@ -1,0 +1,129 @@
+"""A follower's SHARDS commands (issue 16): ``append``, ``snapshot`` and ``position``
+on a worker's own slot database (the storage side: ``storage/replica.py``). Any
+authorized peer may send them: the epoch fence, not the sender, decides. Refused
+(BadRequest) for shards homed on another slot and by a worker not in cluster mode (a
+restarted single node's, say); ``position`` also for shards served
+here; ``append`` and ``snapshot`` answer ``refused`` with the fence for those, and are
+refused (BadRequest: the leader retries) for a shard whose actors are still draining
+here (revoked, their last turns committing), so no stale turn writes over a copy."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
+
+import plyvel
+
+from ..errors import BadRequest, StorageError
+from ..log import get_logger
+from ..storage import replica
+from ..storage.slot import error_text
+
+if TYPE_CHECKING:
+    from ..storage.slot import SlotStore
+    from .grants import Grants
+
+log = get_logger("worker")
+T = TypeVar("T")
+
+
+class Follower:
+    """The follower commands of one worker slot."""
+
+    def __init__(self, store: SlotStore, grants: Grants,
+                 on_failure: Callable[[StorageError], None] | None = None) -> None:
+        self.store, self.grants = store, grants
+        #: told when a write failed (the store turned read-only: the worker's recovery)
+        self.on_failure = on_failure
+        self.nshards = len(grants.home)
+        #: whether a shard's actors are still draining here (grants.py)
+        self.busy: Callable[[int], bool] = lambda _s: False
+        #: told of the shards an append or snapshot is about to write (replication.py)
+        self.on_write: Callable[[list[int]], None] | None = None
+
+    def homed(self, shards: Any, what: str) -> list[int]:
+        g, n = self.grants, self.nshards
+        if not g.active:       # (a single node serves every shard homed here: no leader's claim)
+            raise BadRequest(f"worker slot {g.slot} is not in cluster mode: it follows no shard")
+        if not isinstance(shards, list) or not all(type(s) is int and 0 <= s < n for s in shards):
+            raise BadRequest(f"{what} shards must be an array of shards (0..{n - 1})")
+        if any(g.home[s] != g.slot for s in shards):
+            raise BadRequest(f"cannot {what} shards homed on another worker slot: "
+                             f"{[s for s in shards if g.home[s] != g.slot][:10]}")
+        return shards
+
+    def writable(self) -> None:
+        if self.store.broken is not None:
+            raise self.store.broken
+
+    def writing(self, write: Callable[[], T]) -> T:
+        """Run a write to the slot's database; a LevelDB failure turns the store read-only
+        as a failed group commit does (the worker's recovery reopens it), and is raised
+        as a StorageError."""
+        try:
+            return write()
+        except plyvel.Error as exc:
+            store = self.store
+            store.broken = StorageError(f"{store.what} cannot write to {store.path} "
+                                        f"({error_text(exc)}); until it can, replicated batches "
+                                        f"are refused")
+            log.error("%s", store.broken)
+            if self.on_failure is not None:
+                self.on_failure(store.broken)
+            raise store.broken from None
+
+    def quiet(self, shards: list[int], what: str) -> None:
+        busy = sorted({s for s in shards if self.busy(s)})
+        if busy:
+            raise BadRequest(f"cannot {what} shard(s) {busy[:10]}: still draining")
+
+    def append(self, args: dict[str, Any]) -> dict[str, Any]:
+        batches = replica.check_batches(args.get("batches"), self.nshards)
+        self.homed([b[0] for b in batches], "append")
+        self.writable()
+        self.quiet([b[0] for b in batches], "append")
+        if self.on_write is not None:
+            self.on_write([b[0] for b in batches if not self.grants.served(b[0])])
+        return self.writing(lambda: replica.apply_batches(self.store.db, batches, self.grants.served,
+                                                          self.store.fsync, self._granted))
+
+    def snapshot(self, args: dict[str, Any]) -> dict[str, Any]:
+        s, epoch = args.get("shard"), args.get("epoch")
+        first, last = args.get("first"), args.get("last")
+        if (type(epoch) is not int or not 0 <= epoch < replica.MAX_INT or type(first) is not bool
+                or type(last) is not bool):
+            raise BadRequest("snapshot needs epoch (integer, 0 <= n < 2**63), first and last "
+                             "(booleans)")
+        self.homed([s], "snapshot")
+        self.writable()
+        assert type(s) is int
+        self.quiet([s], "snapshot")
+        if self.on_write is not None and not self.grants.served(s):
+            self.on_write([s])
+        items = args.get("items", [])
+        return self.writing(lambda: replica.apply_snapshot_page(self.store.db, s, epoch, first, last,
+                                                                items, self.grants.served,
+                                                                self._granted))
+
+    def _granted(self, s: int) -> int:
+        """The epoch this slot serves ``s`` with (what a refusal of a served shard says)."""
+        return self.grants.shards.get(s, 0)
+
+    def position(self, args: dict[str, Any]) -> dict[str, Any]:
+        shards = self.homed(args.get("shards"), "position")
+        served = [s for s in shards if self.grants.served(s)]
+        if served:
+            raise BadRequest(f"position of shard(s) {served[:10]}: served by worker slot "
+                             f"{self.grants.slot} (ask its leader's replication)")
+        fence = args.get("fence")
+        db = self.store.db
+        if fence is not None:
+            if not (isinstance(fence, dict) and all(
+                    type(s) is int and s in shards and type(e) is int and 0 <= e < replica.MAX_INT
+                    for s, e in fence.items())):
+                raise BadRequest("position fence must map shards named -> epoch (integer, "
+                                 "0 <= n < 2**63)")
+            self.writable()
+            fences = self.writing(lambda: replica.raise_fences(db, fence))
+        else:
+            fences = {}
+        return {"positions": {s: list(replica.read_position(db, s)) for s in shards},
+                "fences": {s: fences.get(s, replica.read_fence(db, s)) for s in shards}}

@@ -1,0 +1,567 @@
+"""Replicated shards, the worker side (issue 16): the leader's stream and output gate,
+and the follower's SHARDS commands (storage: ``actorsys/storage/replica.py``).
+
+Leader. A grant with replication arguments (``peers``, ``replicas``, ``ack``,
+``ack_timeout``: :func:`parse_grant`) names, for each granted shard, the peer workers
+holding copies (voters and learners). From then on every group commit (``commit.py``
+hands its flush to :meth:`Replication.flush`) splits the staged writes by shard, adds
+each written replicated shard's position ``[epoch, seq + 1]`` to the same LevelDB
+batch, commits, keeps the shard's batch in an in-memory log (bounded: :data:`LOG_BYTES`
+and :data:`LOG_ENTRIES` per worker, the oldest going first), sends each peer one ``append`` with all its
+shards' batches of the group (at most :data:`WINDOW` requests in flight per peer; more
+waits and goes coalesced), and HOLDS the group's output (replies, tells, WebSocket
+effects, exits) until, for every replicated shard it wrote, ``quorum`` voters (the
+leader counts) hold its batch. Output leaves strictly in group order: a group that wrote
+no replicated shard waits behind an earlier held one. A group not at quorum within
+``ack_timeout`` fails (asks get ShardUnavailable; its writes stay committed here, so
+"may or may not have been applied"); an ``append`` answered ``refused`` (a follower's
+fence is newer: a newer leader exists) makes this worker stop serving the shard at once
+(``on_refused``) and fails the held groups that wrote it. The quorum is computed with
+the shard's replica list at the time of the check (a grant removing a dead voter
+releases the groups that waited on it). With replication arguments, EVERY granted
+shard's position moves with its writes, even one whose replica list is empty (quorum
+1): a copy added later must never look in step with writes it did not get.
+
+Catch-up (:mod:`.repl_catchup`), one task per peer: a peer whose copy of a shard is not
+known to follow the stream (at the start, after ``behind``, an error or a timeout) is
+asked its ``position`` and sent the batches after it from the log, or a snapshot. A
+shard revoked from this worker keeps being caught up (its last turns' batches reach the
+followers, and ``replication`` reports them: a leadership transfer waits for that),
+until a grant finds every copy at its position.
+
+Follower: ``append``, ``snapshot``, ``position`` (:mod:`.repl_follower`,
+``storage/replica.py``); ``replication`` is asked of a leader (:meth:`Replication.
+replication`). Peer links: :mod:`.repl_links`; the state: :mod:`.repl_state`.
+
+With no replication arguments (``replicas = 1``) nothing here runs: ``commit.repl`` is
+None and the flush is the single-node one.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from functools import partial
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..errors import ShardUnavailable, StorageError
+from ..log import get_logger
+from ..storage import replica
+from ..storage.keys import FENCE_KEYS, position_key, prefix_range
+from ..storage.replica import NO_POSITION, Position
+from .repl_catchup import catch_up
+from .repl_follower import Follower
+from .repl_links import PeerLink
+from .repl_state import Entry, Held, Peer, ReplicaArgs, ShardLog, Track, parse_grant, quorum
+
+if TYPE_CHECKING:
+    import zmq
+
+    from ..net.keys import CurveKeys
+    from .activation import Activation
+    from .commit import GroupCommit, Outgoing
+    from .grants import Grants
+
+__all__ = ["Replication", "parse_grant"]
+
+log = get_logger("worker")
+
+#: requests in flight per peer
+WINDOW = 32
+#: bytes of batches the in-memory log keeps, per worker
+LOG_BYTES = 32 << 20
+#: batches the log keeps, per worker
+LOG_ENTRIES = 65536
+#: an ``append``'s bytes left for framing below max_message_bytes
+FRAMING = 4096
+#: bytes of batches waiting for room in a peer's window; past it the peer leaves the
+#: stream (its queue is dropped) and the catch-up brings it from the log
+OUTQ_BYTES = 16 << 20
+
+
+class Replication:
+    """A worker's replication (see the module docstring)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, ctx: zmq.Context[Any],
+                 keys: CurveKeys | None, commit: GroupCommit, grants: Grants,
+                 max_message_bytes: int) -> None:
+        self.loop, self.ctx, self.keys, self.commit, self.grants = loop, ctx, keys, commit, grants
+        self.store = commit.store
+        self.nshards = len(grants.home)
+        self.limit = max_message_bytes - FRAMING
+        self.ack, self.ack_timeout = "majority", 5.0
+        self.shards: dict[int, ShardLog] = {}
+        self.peers: dict[str, Peer] = {}
+        self.held: deque[Held] = deque()
+        self.timer: asyncio.TimerHandle | None = None
+        #: the held group the timer is armed for (the front one)
+        self.timer_for: Held | None = None
+        self.log_bytes = 0
+        self.log_order: deque[tuple[ShardLog, Entry]] = deque()
+        #: stop serving a shard a newer leader holds: (shard, its fence) (grants.py)
+        self.on_refused: Callable[[int, int], None] | None = None
+        self.closed = False
+        #: shard -> the newer leader's epoch, of the shards refused here (a newer leader
+        #: exists): a group writing one fails unwritten, until a grant gives it back
+        self.lost: dict[int, int] = {}
+        #: shard -> the newest batch of a failed group (timed out short of its quorum):
+        #: on disk here, so later turns may read it; every later group waits until a
+        #: quorum holds it, reads too (then the entry goes)
+        self.doubt: dict[int, Position] = {}
+        #: shards of a group whose local commit failed: the batch may still be on disk
+        #: (an fsync that failed), so their positions are read again once writable
+        self.reread: set[int] = set()
+        #: snapshots sent (status)
+        self.snapshots = 0
+        #: the follower commands (append, snapshot, position) of this slot
+        self.follower = Follower(self.store, grants, commit.on_failure)
+        self.follower.on_write = self._followed
+        #: makes a peer's link (a test replaces it)
+        self.link_factory: Callable[..., PeerLink] = PeerLink
+
+    # -- configuration (a grant) -------------------------------------------------------
+    def configure(self, args: ReplicaArgs | None, granted: dict[int, int]) -> None:
+        """Apply a grant: the peers, each granted shard's replicas (None: no replication
+        arguments, so nothing is replicated from now on)."""
+        members: dict[int, list[tuple[str, bool]]] = {}
+        if args is None:
+            args = ReplicaArgs([], {}, self.ack, self.ack_timeout)
+        else:
+            # every granted shard keeps its position moving, replicas or not: a copy
+            # added later must never look in step with writes it did not get
+            for s in granted:
+                once: dict[str, bool] = {}      # (a peer named twice counts once)
+                for i, voter in args.replicas.get(s, []):
+                    ep = args.peers[i][1]
+                    once[ep] = once.get(ep, False) or voter
+                members[s] = list(once.items())
+        self.ack, self.ack_timeout = args.ack, args.ack_timeout
+        wanted: dict[str, tuple[str, str | None]] = {}
+        for node, endpoint, key in args.peers:
+            wanted[endpoint] = (node, key)
+        for s in list(self.shards):          # revoked: retired (kept until caught up)
+            old = self.shards[s]
+            if s not in granted:
+                if old.retired and all((t := self._track(ep, s)) is None or t.held >= old.pos
+                                       for ep in old.voters + old.learners):
+                    self._drop_shard(s)
+                else:
+                    old.retired = True
+            elif s not in members:
+                self._drop_shard(s)
+        needed = {ep for lst in members.values() for ep, _v in lst}
+        needed |= {ep for sl in self.shards.values() if sl.retired for ep in sl.voters + sl.learners}
+        for ep in needed:
+            if ep not in self.peers:
+                node, key = wanted.get(ep, ("?", None))
+                try:
+                    keys = self.keys.for_server(key.encode()) if self.keys and key else self.keys
+                    link = self.link_factory(self.loop, self.ctx, node, ep, keys, WINDOW)
+                except Exception as exc:    # (its copies never ack: the groups fail in time)
+                    log.error("worker slot %d: cannot connect to node %s's worker at %s: %s",
+                              self.grants.slot, node, ep, exc)
+                    continue
+                peer = self.peers[ep] = Peer(node, link)
+                peer.task = self.loop.create_task(catch_up(self, peer))
+            else:
+                self.peers[ep].link.check()
+        for s in granted:
+            self.lost.pop(s, None)             # given back (with an epoch >= the newer one)
+        for s, lst in members.items():
+            sl = self.shards.get(s)
+            if sl is None or sl.retired:     # (a retired log may no longer match the disk)
+                self._drop_shard(s)
+                sl = self.shards[s] = ShardLog(s, replica.read_position(self.store.db, s))
+            sl.epoch, sl.retired = granted[s], False
+            before = set(sl.voters + sl.learners)
+            sl.voters = [ep for ep, v in lst if v]
+            sl.learners = [ep for ep, v in lst if not v]
+            sl.quorum = quorum(1 + len(sl.voters), self.ack)
+            now = {ep for ep, _v in lst}
+            for ep in before - now:
+                if (p := self.peers.get(ep)) is not None:
+                    p.tracks.pop(s, None)
+            for ep in now:
+                p = self.peers.get(ep)
+                if p is not None and s not in p.tracks:
+                    p.tracks[s] = Track()
+                    p.wake.set()
+        for ep in [ep for ep, p in self.peers.items() if ep not in needed]:
+            self._close_peer(ep)
+        self._start_positions([self.shards[s] for s in members])
+        self.commit.repl = self if (self.shards or self.held or self.lost) else None
+        self.check()
+
+    def _start_positions(self, logs: list[ShardLog]) -> None:
+        """A shard replicated for the first time starts at ``[epoch, 0]`` (a copy at
+        ``[0, 0]`` is never extended, so without it the first batch would cost every
+        follower a second snapshot). Nothing else is written: no data changes."""
+        fresh = [sl for sl in logs if sl.pos == (0, 0) and sl.epoch > 0]
+        if not fresh or self.store.broken is not None:
+            return
+        try:
+            with self.store.db.write_batch(sync=self.store.fsync) as wb:
+                for sl in fresh:
+                    wb.put(position_key(sl.shard), replica.pack_position((sl.epoch, 0)))
+        except Exception as exc:        # (the next group commit meets the fault too)
+            log.error("worker slot %d: writing the first positions of replicated shards "
+                      "failed: %s", self.grants.slot, exc)
+            return
+        for sl in fresh:
+            sl.pos = (sl.epoch, 0)
+
+    def _track(self, ep: str, s: int) -> Track | None:
+        p = self.peers.get(ep)
+        return None if p is None else p.tracks.get(s)
+
+    def _drop_shard(self, s: int) -> None:
+        """Stop replicating ``s`` from here: a held group whose batch of ``s`` is at
+        quorum now no longer waits for it; one whose batch is not fails (its quorum can no
+        longer be known)."""
+        sl = self.shards.get(s)
+        if sl is None:
+            return
+        if any(s in g.need for g in self.held):
+            keep: deque[Held] = deque()
+            for g in self.held:
+                if s not in g.need:
+                    keep.append(g)
+                elif (n := self._holders(sl, g.need[s])) >= sl.quorum:
+                    del g.need[s]
+                    keep.append(g)
+                else:
+                    self.commit.fail(ShardUnavailable(
+                        f"shard {s}: only {n} of the {sl.quorum} replicas a write needs "
+                        f"acknowledged it before its replicas changed; the write may or may not "
+                        f"have been applied"), g.outbox, g.staged, g.touched, g.exits)
+            self.held = keep
+        del self.shards[s]
+        self.doubt.pop(s, None)
+        for p in self.peers.values():
+            p.tracks.pop(s, None)
+        self.log_bytes -= sum(e.size for e in sl.entries)
+        sl.entries.clear()
+
+    def _followed(self, shards: list[int]) -> None:
+        """Another leader writes these shards here: a retired log of one no longer
+        matches the disk (a later grant starts from the disk's position)."""
+        for s in shards:
+            sl = self.shards.get(s)
+            if sl is not None and sl.retired:
+                self._drop_shard(s)
+
+    def _close_peer(self, ep: str) -> None:
+        p = self.peers.pop(ep)
+        if p.task is not None:
+            p.task.cancel()
+        p.link.close()
+
+    # -- the leader's flush --------------------------------------------------------------
+    def flush(self, outbox: list[Outgoing], staged: list[Activation], touched: set[bytes]) -> None:
+        """The group commit of a worker with replicated shards (see the module docstring)."""
+        gc = self.commit
+        store = gc.store
+        exits, gc.exits = gc.exits, []
+        made: dict[int, tuple[Position, Position, list[tuple[bytes, bytes | None]]]] = {}
+        if self.lost and store.pending:
+            n = self.nshards
+            gone = next((s for k in store.pending if (s := replica.write_shard(k, n)) in self.lost),
+                        None)
+            if gone is not None:       # a turn that ran on a shard a newer leader holds
+                store.discard()
+                return gc.fail(ShardUnavailable(
+                    f"shard {gone} has a newer leader (epoch {self.lost[gone]}); this node no "
+                    f"longer serves it (the turn was not applied)"), outbox, staged, touched, exits)
+        if self.reread and store.broken is None:
+            self._reread()
+        if store.pending:
+            shards = self.shards
+            for s, items in replica.split_by_shard(store.pending, shards.__contains__,
+                                                   self.nshards).items():
+                sl = shards[s]
+                new = (max(sl.epoch, sl.pos[0]), sl.pos[1] + 1)
+                k, v = position_key(s), replica.pack_position(new)
+                store.pending[k] = v
+                items.append((k, v))
+                made[s] = (sl.pos, new, items)
+        try:
+            store.commit()
+        except StorageError as exc:
+            self.reread.update(made)
+            return gc.fail(exc, outbox, staged, touched, exits)
+        if not made and not self.held and not self.doubt:
+            return gc.release(outbox, exits)
+        need: dict[int, Position] = dict(self.doubt)
+        logged: dict[int, Entry] = {}
+        for s, (prev, new, items) in made.items():
+            logged[s] = self._log(self.shards[s], prev, new, items)
+            need[s] = new
+        if logged:
+            self._stream(logged)
+        self.held.append(Held(outbox, exits, staged, touched, need,
+                              time.monotonic() + self.ack_timeout))
+        self.check()
+
+    def _reread(self) -> None:
+        """After a failed local commit, once writable: each shard's position is the
+        disk's. A batch that landed after all is not in the log (its copies are caught up
+        from the disk) and is in doubt (later groups wait until a quorum holds it); one
+        that did not is never reused with other contents (the next batch takes its
+        place from the disk's position)."""
+        shards, self.reread = self.reread, set()
+        for s in shards:
+            sl = self.shards.get(s)
+            if sl is None:
+                continue
+            pos = replica.read_position(self.store.db, s)
+            if pos == sl.pos:
+                continue
+            log.warning("worker slot %d: shard %d's batch [%d, %d] of a failed commit is on disk "
+                        "after all; its copies are caught up from there", self.grants.slot, s, *pos)
+            sl.pos = pos
+            self.log_bytes -= sum(e.size for e in sl.entries)
+            sl.entries.clear()
+            self.doubt[s] = max(pos, self.doubt.get(s, NO_POSITION))
+            for p in self.peers.values():
+                if s in p.tracks:
+                    self._off(p, {s})
+
+    def _log(self, sl: ShardLog, prev: Position, new: Position,
+             items: list[tuple[bytes, bytes | None]]) -> Entry:
+        # (msgpack's bytes per item and per batch, at most: an append never outgrows a message)
+        size = sum(len(k) + (len(v) if v is not None else 0) + 11 for k, v in items) + 48
+        e = Entry(prev, new, items, size)
+        sl.pos = new
+        sl.entries.append(e)
+        self.log_order.append((sl, e))
+        self.log_bytes += size
+        order = self.log_order
+        while (self.log_bytes > LOG_BYTES or len(order) > LOG_ENTRIES) and order:
+            old_sl, old = order.popleft()
+            if old_sl.entries and old_sl.entries[0] is old:     # (else dropped with its shard)
+                old_sl.entries.popleft()
+                self.log_bytes -= old.size
+        return e
+
+    def _stream(self, logged: dict[int, Entry]) -> None:
+        for p in self.peers.values():
+            queued = False
+            for s, e in logged.items():
+                tr = p.tracks.get(s)
+                if tr is None or tr.catching or tr.sent is None:
+                    continue
+                if tr.sent != e.prev or e.size > self.limit:
+                    self._off(p, {s})          # the catch-up task takes it
+                    continue
+                if p.outq_bytes + e.size > OUTQ_BYTES:
+                    self.say(p, f"node {p.node} is {p.outq_bytes} bytes behind the stream: "
+                                f"caught up from the log")
+                    self._off(p, set(p.tracks))
+                    continue
+                p.outq.append(([s, e.pos[0], e.prev[0], e.prev[1], e.pos[1], e.items], e.size))
+                p.outq_bytes += e.size
+                tr.sent = e.pos
+                queued = True
+            if queued:
+                self._pump(p)
+
+    def _off(self, p: Peer, shards: set[int], forget: bool = False) -> None:
+        """``shards``' copies on ``p`` leave the stream: their queued batches go, the
+        catch-up asks where they are (``forget``: what they hold is unknown meanwhile)."""
+        if p.outq:
+            keep = deque(q for q in p.outq if q[0][0] not in shards)
+            p.outq_bytes = sum(size for _b, size in keep)
+            p.outq = keep
+        for s in shards:
+            tr = p.tracks.get(s)
+            if tr is not None and not tr.catching:
+                tr.sent = None
+                if forget:
+                    tr.held = NO_POSITION
+        p.wake.set()
+
+    def _pump(self, p: Peer) -> None:
+        """Send what waits for ``p``, coalesced, within the window."""
+        while p.outq and p.link.room > 0:
+            chunk: list[list[Any]] = []
+            size = 0
+            while p.outq:
+                b, bsize = p.outq[0]
+                if chunk and size + bsize > self.limit:
+                    break
+                p.outq.popleft()
+                p.outq_bytes -= bsize
+                chunk.append(b)
+                size += bsize
+            p.link.request("append", {"batches": chunk}, self.ack_timeout,
+                           partial(self._appended, p, [b[0] for b in chunk]))
+
+    def _appended(self, p: Peer, shards: list[int], ok: bool, body: Any) -> None:
+        if not ok:        # (the peer may have restarted, or lost its copies: ask anew)
+            self._off(p, set(p.tracks), forget=True)
+            self.say(p, f"appends to node {p.node} failed: {body}")
+        else:
+            for s, pos in body.get("held", {}).items():
+                tr = p.tracks.get(s)
+                if tr is not None:     # (what it holds now: it may have lost a copy)
+                    tr.held = (pos[0], pos[1])
+            for s, fence in body.get("refused", {}).items():
+                self.refused(s, fence, p)
+            for s, pos in body.get("behind", {}).items():
+                tr = p.tracks.get(s)
+                if tr is not None:
+                    tr.held = (pos[0], pos[1])
+                    if not tr.catching and tr.sent is not None:
+                        self._off(p, {s})
+            self.check()
+        if p.outq and self.peers.get(p.link.endpoint) is p:
+            self._pump(p)
+
+    def say(self, p: Peer, what: str) -> None:
+        if p.said != what:
+            p.said = what
+            log.warning("worker slot %d replication: %s", self.grants.slot, what)
+
+    # -- the output gate -------------------------------------------------------------------
+    def _at_quorum(self, g: Held) -> tuple[int, int, int] | None:
+        """None if ``g`` is at quorum; else (a shard short of it, its holders, its quorum)."""
+        for s, need in g.need.items():
+            sl = self.shards.get(s)
+            if sl is None:
+                return s, 1, 2               # (dropped shards leave every need: never here)
+            n = self._holders(sl, need)
+            if n < sl.quorum:
+                return s, n, sl.quorum
+        return None
+
+    def _holders(self, sl: ShardLog, need: Position) -> int:
+        """The voters (the leader included) known to hold ``sl``'s batch ``need``."""
+        n = 1
+        for ep in sl.voters:
+            p = self.peers.get(ep)
+            tr = p.tracks.get(sl.shard) if p is not None else None
+            if tr is not None and tr.held >= need:
+                n += 1
+        return n
+
+    def check(self) -> None:
+        """Release the held groups at quorum, in order; (re)arm the ack timeout."""
+        held = self.held
+        for s, pos in list(self.doubt.items()):
+            sl = self.shards.get(s)
+            if sl is None or self._holders(sl, pos) >= sl.quorum:
+                del self.doubt[s]
+        while held and self._at_quorum(held[0]) is None:
+            g = held.popleft()
+            self.commit.release(g.outbox, g.exits)
+        front = held[0] if held else None
+        if front is None and not self.shards and not self.lost and not self.doubt:
+            self.commit.repl = None       # nothing replicated, nothing held: the plain flush
+        if front is self.timer_for:
+            return                        # (the timer is the front group's already)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.timer_for = front
+        if front is not None:
+            self.timer = self.loop.call_at(
+                self.loop.time() + max(0.0, front.deadline - time.monotonic()), self._expire)
+
+    def _expire(self) -> None:
+        self.timer = self.timer_for = None
+        now = time.monotonic()
+        held = self.held
+        while held and held[0].deadline <= now:
+            g = held.popleft()
+            short = self._at_quorum(g)
+            if short is None:
+                self.commit.release(g.outbox, g.exits)
+                continue
+            s, n, q = short
+            exc = ShardUnavailable(f"shard {s}: only {n} of the {q} replicas a write needs "
+                                   f"acknowledged it within {self.ack_timeout:g} s; the write may "
+                                   f"or may not have been applied")
+            log.warning("worker slot %d: %s", self.grants.slot, exc)
+            for s2, pos in g.need.items():     # (on disk here: later reads wait for it)
+                if s2 in self.shards and pos > self.doubt.get(s2, NO_POSITION):
+                    self.doubt[s2] = pos
+            self.commit.fail(exc, g.outbox, g.staged, g.touched, g.exits)
+        self.check()
+
+    def refused(self, s: int, fence: int, p: Peer | None) -> None:
+        """A newer leader holds ``s``: stop serving it; fail the held groups that wrote it."""
+        sl = self.shards.get(s)
+        if sl is None:
+            return
+        if fence <= sl.epoch:     # (it serves s too, with an older grant: not a newer leader)
+            what = (f"node {p.node if p else '?'} refused shard {s}'s batches with epoch {fence}, "
+                    f"not newer than this leader's {sl.epoch} (it serves the shard too?); still "
+                    f"serving it")
+            if p is not None:
+                self.say(p, what)
+                self._off(p, {s})             # (catch-up retries it, paced)
+            else:
+                log.warning("worker slot %d: %s", self.grants.slot, what)
+            return
+        self.lost[s] = max(fence, self.lost.get(s, 0))
+        log.error("worker slot %d: node %s refused shard %d's batches (its fence is epoch %d, "
+                  "this leader's %d): a newer leader exists; this worker stops serving it",
+                  self.grants.slot, p.node if p else "?", s, fence, sl.epoch)
+        if not sl.retired and self.on_refused is not None:
+            self.on_refused(s, fence)
+        exc = ShardUnavailable(f"shard {s} has a newer leader (epoch {fence}); this node no "
+                               f"longer serves it")
+        keep: deque[Held] = deque()
+        for g in self.held:
+            if s in g.need:
+                self.commit.fail(exc, g.outbox, g.staged, g.touched, g.exits)
+            else:
+                keep.append(g)
+        self.held = keep
+        self._drop_shard(s)
+        self.check()
+
+    def replication(self, args: dict[str, Any]) -> dict[int, Any]:
+        shards = self.follower.homed(args.get("shards"), "replication")
+        out: dict[int, Any] = {}
+        for s in shards:
+            sl = self.shards.get(s)
+            pos = sl.pos if sl is not None else replica.read_position(self.store.db, s)
+            held: dict[str, int] = {}
+            if sl is not None:
+                for ep in sl.voters + sl.learners:
+                    p = self.peers.get(ep)
+                    tr = p.tracks.get(s) if p is not None else None
+                    if p is not None and tr is not None:
+                        held[p.node] = tr.held[1] if tr.held[0] == pos[0] else 0
+            out[s] = {"epoch": pos[0], "seq": pos[1], "held": held}
+        return out
+
+    def status(self) -> dict[str, Any]:
+        lo, hi = prefix_range(FENCE_KEYS)
+        try:
+            with self.store.db.iterator(start=lo, stop=hi, include_value=False) as it:
+                fenced = {int.from_bytes(k[1:], "big") for k in it}
+        except Exception:
+            fenced = set()
+        return {"leading": sum(1 for sl in self.shards.values()
+                               if not sl.retired and (sl.voters or sl.learners)),
+                "following": sum(1 for s in fenced if not self.grants.served(s)),
+                "waiting_groups": len(self.held), "snapshots": self.snapshots,
+                "behind": {p.node: n for p in self.peers.values()
+                           if (n := sum(1 for tr in p.tracks.values() if tr.sent is None))}}
+
+    def close(self) -> None:
+        """Stop (the worker stops): groups still waiting fail, the links close."""
+        self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = self.timer_for = None
+        held, self.held = self.held, deque()
+        for g in held:
+            self.commit.fail(ShardUnavailable(
+                f"worker slot {self.grants.slot} stopped before its replicas acknowledged the "
+                f"write; the write may or may not have been applied"), g.outbox, g.staged,
+                g.touched, g.exits)
+        for ep in list(self.peers):
+            self._close_peer(ep)

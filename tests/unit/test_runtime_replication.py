@@ -1,0 +1,478 @@
+"""The leader's output gate (actorsys/runtime/replication.py) above storage: a group's
+output waits for its quorum and leaves in group order, majority and all count the
+voters, a group not at quorum within ack_timeout fails, a refusal stops serving the
+shard, a follower behind is caught up from the log, and without replication the flush
+is the plain one. The slot's LevelDB is real; the peers are fake links answering as
+the test says (the node tests run real ones)."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Callable, Iterator
+
+import pytest
+from runtime_fakes import SHARDS, Slot
+
+import actorsys
+from actorsys.protocol import wire
+from actorsys.protocol.shardmap import shard_of
+from actorsys.runtime.grants import Grants
+from actorsys.runtime.replication import Replication, parse_grant
+from actorsys.storage import replica
+from actorsys.storage.keys import position_key
+
+
+class Counter(actorsys.Actor):
+    def add(self, by: int = 1) -> int:
+        self.state["n"] = self.state.get("n", 0) + by
+        return int(self.state["n"])
+
+    def get(self) -> int:
+        return int(self.state.get("n", 0))
+
+
+class FakeLink:
+    """A peer that answers ``position`` and ``snapshot`` at once (from ``positions``) and
+    keeps ``append`` requests for the test to answer."""
+
+    def __init__(self, loop: Any, ctx: Any, node: str, endpoint: str, keys: Any, window: int) -> None:
+        self.loop, self.node, self.endpoint, self.window = loop, node, endpoint, window
+        self.positions: dict[int, list[int]] = {}
+        self.appends: list[tuple[dict[str, Any], Callable[[bool, Any], None]]] = []
+
+    @property
+    def room(self) -> int:
+        return self.window - len(self.appends)
+
+    def check(self) -> None:
+        pass
+
+    def request(self, cmd: str, args: dict[str, Any], timeout: float,
+                cb: Callable[[bool, Any], None]) -> None:
+        if cmd == "append":
+            self.appends.append((args, cb))
+        elif cmd == "position":
+            pos = {s: self.positions.get(s, [0, 0]) for s in args["shards"]}
+            self.loop.call_soon(cb, True, {"positions": pos, "fences": {}})
+        elif cmd == "snapshot":
+            for k, v in args["items"]:
+                if k[:1] == b"a" and len(k) == 4:
+                    self.positions[args["shard"]] = list(wire.unpack(v))
+            pos = self.positions.get(args["shard"], [0, 0]) if args["last"] else [0, 0]
+            self.loop.call_soon(cb, True, {"written": len(args["items"]), "position": pos})
+
+    def send_call(self, cmd: str, args: dict[str, Any], timeout: float) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = self.loop.create_future()
+        self.request(cmd, args, timeout,
+                     lambda ok, body: fut.set_result(body) if ok else fut.set_exception(body))
+        return fut
+
+    async def call(self, cmd: str, args: dict[str, Any], timeout: float) -> Any:
+        return await self.send_call(cmd, args, timeout)
+
+    def answer(self, reply: Callable[[list[list[Any]]], dict[str, Any]]) -> list[list[Any]]:
+        """Answer the oldest append with ``reply(batches)``; its batches."""
+        args, cb = self.appends.pop(0)
+        cb(True, reply(args["batches"]))
+        return args["batches"]
+
+    def ack(self) -> list[list[Any]]:
+        return self.answer(lambda bs: {"held": {b[0]: [b[1], b[4]] for b in bs}, "behind": {},
+                                       "refused": {}})
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def slot(tmp_path: Any) -> Iterator[Slot]:
+    s = Slot(str(tmp_path), {"Counter": Counter})
+    yield s
+    repl = getattr(s, "repl", None)
+    if repl is not None:               # its catch-up tasks end before the loop closes
+        repl.close()
+        run(s)
+    s.close()
+
+
+def run(slot: Slot, seconds: float = 0.02) -> None:
+    slot.loop.run_until_complete(asyncio.sleep(seconds))
+
+
+def replicate(slot: Slot, followers: int = 1, ack: str = "majority", ack_timeout: float = 5.0,
+              positions: dict[int, list[int]] | None = None) -> tuple[Replication, list[FakeLink]]:
+    grants = Grants(0, slot.map.owner, True, "n1")
+    grants.shards = {s: 3 for s in range(SHARDS)}
+    repl = Replication(slot.loop, None, None, slot.commit, grants, 1 << 20)  # type: ignore[arg-type]
+    def link(*a: Any) -> FakeLink:
+        made = FakeLink(*a)
+        made.positions = dict(positions or {})
+        return made
+    repl.link_factory = link         # type: ignore[assignment]
+    refused: list[tuple[int, int]] = []
+    repl.on_refused = lambda s, fence: refused.append((s, fence))
+    repl.refusals = refused          # type: ignore[attr-defined]
+    args = parse_grant({"peers": [[f"f{i}", f"ipc://f{i}", None] for i in range(followers)],
+                        "replicas": {s: [[i, True] for i in range(followers)] for s in range(SHARDS)},
+                        "ack": ack, "ack_timeout": ack_timeout}, SHARDS)
+    repl.configure(args, grants.shards)
+    slot.repl = repl                 # type: ignore[attr-defined]
+    run(slot)                        # every copy caught up (empty: a snapshot each)
+    links = [repl.peers[f"ipc://f{i}"].link for i in range(followers)]
+    assert all(not any(tr.sent is None for tr in p.tracks.values()) for p in repl.peers.values())
+    return repl, links  # type: ignore[return-value]
+
+
+def test_output_waits_for_the_quorum_and_leaves_in_group_order(slot: Slot) -> None:
+    repl, (link,) = replicate(slot)
+    assert slot.commit.repl is repl
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    r = slot.ask("Counter", "b", "get")           # reads only: waits behind the write
+    slot.commit.flush()
+    assert slot.out.replies == [] and len(repl.held) == 2
+    shard = shard_of("Counter", "a", SHARDS)
+    assert replica.read_position(slot.store.db, shard) == (3, 1), "committed here, with its position"
+    (batch,) = link.ack()
+    assert batch[:5] == [shard, 3, 3, 0, 1] and [position_key(shard), replica.pack_position((3, 1))] in [
+        list(i) for i in batch[5]]
+    assert [rep[1] for _to, rep in slot.out.replies] == [w, r]
+    assert slot.out.reply_to(w)[2] == 1 and not repl.held
+
+
+def test_majority_counts_the_leader_and_all_needs_every_voter(slot: Slot) -> None:
+    repl, (f1, f2) = replicate(slot, followers=2)
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    f1.ack()
+    assert slot.out.reply_to(w)[2] == 1, "2 of 3 voters hold it"
+    slot.out.replies.clear()
+    repl.ack = "all"
+    for sl in repl.shards.values():
+        sl.quorum = 3
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    f1.ack()
+    f2.ack()                                       # (the first group's late ack)
+    assert slot.out.replies == [], "all: the second follower has not acked the second group"
+    f2.ack()
+    assert slot.out.reply_to(w)[2] == 2
+
+
+def test_a_group_short_of_its_quorum_within_ack_timeout_fails(slot: Slot) -> None:
+    repl, (link,) = replicate(slot, ack_timeout=0.05)
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    run(slot, 0.15)
+    err = slot.out.reply_to(w)
+    assert err[0] == wire.ERR and err[2]["code"] == "shard_unavailable"
+    assert "only 1 of the 2 replicas" in err[2]["message"] and "0.05 s" in err[2]["message"]
+    assert slot.act("Counter", "a").instance is None, "it reloads"
+    assert not repl.held
+
+
+def test_a_refusal_stops_serving_the_shard_and_fails_its_groups(slot: Slot) -> None:
+    repl, (link,) = replicate(slot)
+    shard = shard_of("Counter", "a", SHARDS)
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    link.answer(lambda bs: {"held": {}, "behind": {}, "refused": {shard: 9}})
+    err = slot.out.reply_to(w)
+    assert err[0] == wire.ERR and "newer leader (epoch 9)" in err[2]["message"]
+    assert repl.refusals == [(shard, 9)] and shard not in repl.shards  # type: ignore[attr-defined]
+
+
+def test_a_follower_behind_is_caught_up_from_the_log(slot: Slot) -> None:
+    repl, (link,) = replicate(slot)
+    shard = shard_of("Counter", "a", SHARDS)
+    slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    link.ack()
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    link.positions[shard] = [3, 1]
+    link.answer(lambda bs: {"held": {}, "behind": {shard: [3, 1]}, "refused": {}})
+    run(slot)
+    assert slot.out.replies[-1][1][1] != w, "not yet held"
+    (batch,) = link.ack()                          # the catch-up's append, from the log
+    assert batch[:5] == [shard, 3, 3, 1, 2]
+    run(slot)
+    assert slot.out.reply_to(w)[2] == 2
+
+
+def test_without_replication_the_flush_is_the_plain_one(slot: Slot) -> None:
+    repl, _links = replicate(slot)
+    repl.configure(None, repl.grants.shards)
+    assert slot.commit.repl is None
+    assert slot.call("Counter", "a", "add", 1) == 1
+    assert replica.read_position(slot.store.db, shard_of("Counter", "a", SHARDS)) == (3, 0), \
+        "no position written by the plain flush (the grant's first one stays)"
+
+
+def test_a_follower_whose_position_is_not_in_the_log_gets_a_snapshot(slot: Slot) -> None:
+    repl, (link,) = replicate(slot)
+    shard = shard_of("Counter", "a", SHARDS)
+    for _ in range(3):
+        slot.ask("Counter", "a", "add", 1)
+        slot.commit.flush()
+        link.ack()
+    assert replica.read_position(slot.store.db, shard) == (3, 3)
+    # the leader restarts: its log is gone; the follower is at [3, 1]
+    repl.close()
+    run(slot)
+    repl2, (link2,) = replicate(slot, positions={shard: [3, 1]})
+    assert repl2.shards[shard].pos == (3, 3) and not repl2.shards[shard].entries
+    assert repl2.snapshots == SHARDS, "every empty copy, and shard a's: [3, 1] is in no log"
+    assert link2.positions[shard] == [3, 3], "the snapshot's last page carried the position"
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    (batch,) = link2.ack()
+    assert batch[:5] == [shard, 3, 3, 3, 4] and slot.out.reply_to(w)[2] == 4
+
+
+@pytest.mark.parametrize("args, named", [
+    ({"peers": [["n", "ipc://x"]]}, "peers"),
+    ({"peers": "x"}, "peers"),
+    ({"peers": [["n", "ipc://x", None]], "replicas": {0: [[1, True]]}}, "replicas"),
+    ({"replicas": {SHARDS: []}}, "replicas"),
+    ({"replicas": {0: [[0, 1]]}, "peers": [["n", "ipc://x", None]]}, "replicas"),
+    ({"peers": [["n", "inproc://x", None]]}, "peers endpoint"),
+    ({"peers": [["n", "tcp://h", None]]}, "peers endpoint"),
+    ({"peers": [["n", "tcp://h:99999", None]]}, "peers endpoint"),
+    ({"peers": [["n", "tcp://h:1", "short"]]}, "peers public key"),
+    ({"ack": "most"}, "ack"),
+    ({"ack_timeout": 0}, "ack_timeout"),
+    ({"ack_timeout": "5"}, "ack_timeout"),
+])
+def test_bad_replication_arguments_of_a_grant_are_named(args: dict[str, Any], named: str) -> None:
+    from actorsys.errors import BadRequest
+    with pytest.raises(BadRequest, match=f"grant {named} "):
+        parse_grant(args, SHARDS)
+
+
+def test_replication_arguments_of_a_grant() -> None:
+    assert parse_grant({"shards": {}}, SHARDS) is None
+    got = parse_grant({"peers": [["n", "ipc://x", None]], "replicas": {3: [[0, False]]},
+                       "ack": "all", "ack_timeout": 2}, SHARDS)
+    assert got is not None and got.replicas == {3: [(0, False)]} and got.ack == "all"
+    assert got.ack_timeout == 2.0 and got.peers == [("n", "ipc://x", None)]
+
+
+def test_a_learners_ack_does_not_count_and_dropping_a_dead_voter_releases(slot: Slot) -> None:
+    repl, (f1, f2) = replicate(slot, followers=2)
+    grants = repl.grants
+    peers = [["f0", "ipc://f0", None], ["f1", "ipc://f1", None]]
+    # f0 voter, f1 learner: majority of 2 voters (leader + f0) needs f0
+    repl.configure(parse_grant({"peers": peers, "replicas": {s: [[0, True], [1, False]]
+                                                             for s in range(SHARDS)}}, SHARDS),
+                   grants.shards)
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    f2.ack()
+    assert slot.out.replies == [], "a learner's ack does not count"
+    # f0 is dead: a grant without it as voter lets the waiting group go
+    repl.configure(parse_grant({"peers": peers, "replicas": {s: [[1, False]] for s in range(SHARDS)}},
+                               SHARDS), grants.shards)
+    assert slot.out.reply_to(w)[2] == 1
+    assert "ipc://f0" not in repl.peers, "a peer no grant names is closed"
+
+
+def test_a_refused_shard_commits_nothing_more_until_granted_again(slot: Slot) -> None:
+    repl, (link,) = replicate(slot)
+    shard = shard_of("Counter", "a", SHARDS)
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    link.answer(lambda bs: {"held": {}, "behind": {}, "refused": {shard: 9}})
+    assert slot.out.reply_to(w)[0] == wire.ERR
+    # a turn already running there (or kept by the tree) commits after the refusal
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    err = slot.out.reply_to(w)
+    assert err[0] == wire.ERR and "newer leader (epoch 9)" in err[2]["message"]
+    assert replica.read_position(slot.store.db, shard) == (3, 1), "not written"
+    repl.configure(None, {})
+    assert slot.commit.repl is repl, "still the replicated flush while a shard is lost"
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    assert slot.out.reply_to(w)[0] == wire.ERR
+    repl.configure(parse_grant({"peers": [], "replicas": {}}, SHARDS), {shard: 9})
+    assert not repl.lost
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    assert slot.out.reply_to(w)[2] == 2, "granted back: served again (it reloaded [3, 1])"
+
+
+def test_a_shard_granted_again_starts_from_the_disk_not_its_retired_log(slot: Slot) -> None:
+    repl, (link,) = replicate(slot)
+    shard = shard_of("Counter", "a", SHARDS)
+    slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    grants = repl.grants
+    peers = [["f0", "ipc://f0", None]]
+    rest = {s: 3 for s in range(SHARDS) if s != shard}
+    repl.configure(parse_grant({"peers": peers, "replicas": {s: [[0, True]] for s in rest}}, SHARDS),
+                   rest)
+    assert repl.shards[shard].retired, "f0 has not acked: kept for catch-up"
+    # meanwhile a newer leader's batch lands here
+    grants.shards = rest
+    repl.follower.append({"batches": [[shard, 5, 3, 1, 1, []]]})
+    assert replica.read_position(slot.store.db, shard) == (5, 1)
+    assert shard not in repl.shards, "the retired log no longer matches the disk"
+    repl.configure(parse_grant({"peers": peers, "replicas": {s: [[0, True]] for s in range(SHARDS)}},
+                               SHARDS), {**rest, shard: 6})
+    assert repl.shards[shard].pos == (5, 1) and not repl.shards[shard].entries
+
+
+def test_what_a_peer_holds_is_what_it_last_said_and_an_idle_peer_is_asked_again(
+        slot: Slot, monkeypatch: pytest.MonkeyPatch) -> None:
+    from actorsys.runtime import repl_catchup
+    monkeypatch.setattr(repl_catchup, "IDLE", 0.05)
+    repl, (link,) = replicate(slot)
+    shard = shard_of("Counter", "a", SHARDS)
+    slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    link.ack()
+    assert repl.replication({"shards": [shard]})[shard]["held"] == {"f0": 1}
+    # the follower restarts with its copy lost (same endpoint): idle, nothing is sent
+    snaps = repl.snapshots
+    link.positions = {}
+    seen = []
+    real = link.request
+    def spy(cmd: str, args: dict[str, Any], timeout: float, cb: Any) -> None:
+        if cmd == "position" and shard in args["shards"]:
+            seen.append(link.positions.get(shard, [0, 0]))
+        real(cmd, args, timeout, cb)
+    link.request = spy                 # type: ignore[method-assign]
+    run(slot, 0.3)
+    assert [0, 0] in seen, "asked again while idle"
+    assert repl.snapshots > snaps and link.positions[shard] == [3, 1], "rebuilt by a snapshot"
+    # an append answered behind from below: held is what it says now, not the most ever
+    tr = repl.peers["ipc://f0"].tracks[shard]
+    slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    link.positions[shard] = [0, 0]
+    link.answer(lambda bs: {"held": {}, "behind": {shard: [0, 0]}, "refused": {}})
+    assert tr.held == (0, 0)
+
+
+def test_a_write_during_a_catch_up_round_trip_is_sent_too(slot: Slot) -> None:
+    repl, (link,) = replicate(slot)
+    shard = shard_of("Counter", "a", SHARDS)
+    slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    link.positions[shard] = [3, 0]
+    link.answer(lambda bs: {"held": {}, "behind": {shard: [3, 0]}, "refused": {}})
+    run(slot)
+    assert len(link.appends) == 1, "the catch-up's append of [3, 1]"
+    w = slot.ask("Counter", "a", "add", 1)        # flushed while that append is out
+    slot.commit.flush()
+    assert len(link.appends) == 1, "not streamed: the copy is being caught up"
+    (batch,) = link.ack()
+    assert batch[:5] == [shard, 3, 3, 0, 1]
+    run(slot)
+    (batch,) = link.ack()
+    assert batch[:5] == [shard, 3, 3, 1, 2], "the write of the round trip follows"
+    run(slot)
+    assert slot.out.reply_to(w)[2] == 2
+
+
+def test_a_shard_no_longer_replicated_fails_the_groups_short_of_its_quorum(slot: Slot) -> None:
+    repl, (link,) = replicate(slot)
+    w1 = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    link.ack()
+    assert slot.out.reply_to(w1)[2] == 1
+    w2 = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    repl.configure(None, repl.grants.shards)       # a grant without replication arguments
+    err = slot.out.reply_to(w2)
+    assert err[0] == wire.ERR and "before its replicas changed" in err[2]["message"], \
+        "not released as if a dropped shard were at quorum"
+    assert not repl.held and slot.commit.repl is None
+
+
+def test_a_peer_link_that_cannot_be_made_leaves_the_grant_applied(slot: Slot) -> None:
+    repl, (link,) = replicate(slot, ack_timeout=0.05)
+    def broken(*a: Any) -> Any:
+        raise OSError("no such endpoint")
+    repl.link_factory = broken               # type: ignore[assignment]
+    peers = [["f0", "ipc://f0", None], ["f9", "tcp://nowhere:1", None]]
+    repl.configure(parse_grant({"peers": peers, "replicas": {s: [[0, True], [1, True]]
+                                                             for s in range(SHARDS)}}, SHARDS),
+                   repl.grants.shards)
+    assert slot.commit.repl is repl and "tcp://nowhere:1" not in repl.peers
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    link.ack()                                # 2 of 3: at quorum
+    assert slot.out.reply_to(w)[2] == 1
+
+
+def test_after_a_failed_group_later_reads_wait_for_its_batch_at_quorum(slot: Slot) -> None:
+    repl, (link,) = replicate(slot, ack_timeout=0.05)
+    shard = shard_of("Counter", "a", SHARDS)
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    run(slot, 0.15)
+    assert slot.out.reply_to(w)[0] == wire.ERR and repl.doubt == {shard: (3, 1)}
+    slot.out.replies.clear()
+    r = slot.ask("Counter", "a", "get")           # reloads the unreplicated write: 1
+    slot.commit.flush()
+    assert slot.out.replies == [], "a read of the doubted write waits for its quorum"
+    link.ack()                                    # the failed group's batch arrives late
+    assert slot.out.reply_to(r)[2] == 1 and not repl.doubt and not repl.held
+    r = slot.ask("Counter", "a", "get")
+    slot.commit.flush()
+    assert slot.out.reply_to(r)[2] == 1, "no doubt left: released at once"
+
+
+def test_a_refusal_not_newer_than_the_leaders_epoch_does_not_stop_serving(slot: Slot) -> None:
+    repl, (link,) = replicate(slot, ack_timeout=0.05)
+    shard = shard_of("Counter", "a", SHARDS)
+    slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    link.answer(lambda bs: {"held": {}, "behind": {}, "refused": {shard: 3}})
+    assert shard in repl.shards and not repl.lost and repl.refusals == []  # type: ignore[attr-defined]
+
+
+def test_a_failed_local_commit_reads_the_position_from_disk_again(slot: Slot) -> None:
+    from actorsys.errors import StorageError
+    repl, (link,) = replicate(slot)
+    shard = shard_of("Counter", "a", SHARDS)
+    slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    link.ack()
+    store = slot.store
+    real = store.commit
+    def landed_but_failed() -> None:  # the batch lands, its fsync fails
+        real()
+        store.broken = StorageError("test: fsync failed")
+        raise store.broken
+    store.commit = landed_but_failed              # type: ignore[method-assign]
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    assert slot.out.reply_to(w)[0] == wire.ERR and repl.reread == {shard}
+    store.commit, store.broken = real, None        # type: ignore[method-assign]
+    assert replica.read_position(store.db, shard) == (3, 2) and repl.shards[shard].pos == (3, 1)
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    assert repl.shards[shard].pos == (3, 3), "[3, 2] is never reused with other contents"
+    assert replica.read_position(store.db, shard) == (3, 3) and repl.doubt == {shard: (3, 2)}
+
+
+def test_a_peers_send_queue_is_bounded_and_a_failed_request_drops_it(
+        slot: Slot, monkeypatch: pytest.MonkeyPatch) -> None:
+    from actorsys.runtime import replication
+    repl, (link,) = replicate(slot)
+    p = repl.peers["ipc://f0"]
+    link.window = 1                                 # one append in flight, the rest queued
+    for i in range(3):
+        slot.ask("Counter", "a", "add", 1)
+        slot.commit.flush()
+    assert len(link.appends) == 1 and len(p.outq) == 2 and p.outq_bytes == sum(n for _b, n in p.outq)
+    monkeypatch.setattr(replication, "OUTQ_BYTES", p.outq_bytes)
+    slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    assert not p.outq and p.outq_bytes == 0, "over the bound: off the stream, queue dropped"
+    assert all(tr.sent is None or tr.catching for tr in p.tracks.values())
+    args, cb = link.appends.pop(0)
+    cb(False, OSError("timed out"))                 # a failed request: nothing old is pumped
+    assert not p.outq and not link.appends
