@@ -53,7 +53,7 @@ def test_grow_adds_the_missing_desired_nodes_as_learners():
     owned[51] = Owned("n1", 1, 7, "n2")                    # a move under way
     new = plan_grow(owned, "n1", live, 3)
     assert set(new) == set(range(50))
-    for s, r in new.items():
+    for r in new.values():
         assert r.owner == "n1" and r.epoch == 1 and r.followers == ()
         assert sorted(r.learners) == ["n2", "n3"]
     assert plan_grow(owned, "n1", live, 3, skip={0, 1}).keys() == set(range(2, 50))
