@@ -18,17 +18,22 @@ desired leader. The leader of each shard drives its set, each loop, in this orde
    transaction per :data:`~.ownership.BATCH` shards; the next grant streams to it).
 2. **promote**: a learner that holds the leader's last sequence number of this epoch
    (the leader's worker answers ``replication``) becomes a follower, and in the same
-   transaction one follower that is not live is dropped. A voter is added by the
+   change one follower that is not live is dropped. A voter is added by the
    transaction first, then the grant (until the grant, the leader's quorum is over fewer
    voters, each of which the records name too).
 3. **transfer** the leadership to the desired leader when it is a follower and the
    shard is not under-replicated (``handoff.Handoff.transfer``: no copy).
 4. **surplus**: a learner that is not desired, or dead, is removed (transaction); a
    follower that is not desired is removed only while more than ``replicas`` voters are
-   live (so placement never lowers a shard below ``replicas`` live voters): a live one
-   by a grant that no longer counts it as a voter first, then the transaction (its acks
-   must stop counting before the records stop naming it); a dead one by the transaction.
-   A node that stops being a replica drops its copy (:meth:`Replicas.drop_released`).
+   live (so placement never lowers a shard below ``replicas`` live voters); a dead
+   follower once ``replicas`` voters are live. A node that stops being a replica drops
+   its copy (:meth:`Replicas.drop_released`).
+
+Every removal of a voter, by promote or surplus, alive or not (a node whose lease
+expired may still be running and acknowledging), goes grant first: a grant that no
+longer counts it, then ``ack_timeout`` (every group flushed before that grant is
+released or failed by then), then the transaction (:meth:`Replicas._apply`): the
+records never name fewer voters than the quorum a released group was counted on.
 
 **Failover** (:func:`plan_failover`; run by the lowest live member): for each shard
 whose owner is not live and that has followers, the live followers' home workers are
@@ -68,6 +73,10 @@ if TYPE_CHECKING:
     from .coordinator import Coordinator
 
 log = get_logger("cluster")
+
+#: seconds past ``ack_timeout`` a voter's removal waits between the grant that stops
+#: counting it and the transaction (every group flushed before the grant is done by then)
+DEMOTE_MARGIN = 0.2
 
 #: ``[epoch, seq]`` of a replica's last batch of a shard
 Position = tuple[int, int]
@@ -210,8 +219,9 @@ class Replicas:
     def __init__(self, co: "Coordinator") -> None:
         self.co = co
         self.replicas, self.ack = co.ccfg.replicas, co.ccfg.ack
-        #: shard -> the live follower a surplus step is removing: granted as a non-voter
-        self.demoting: dict[int, str] = {}
+        #: shard -> the followers a change is removing: granted as non-voters until the
+        #: transaction that removes them has been written
+        self.demoting: dict[int, set[str]] = {}
         #: every member ever seen by id (a follower that died keeps its place in grants:
         #: it still counts toward the quorum, with the endpoint it last had)
         self.known: dict[str, Member] = {}
@@ -243,7 +253,7 @@ class Replicas:
             for n, voter in [(f, True) for f in r.followers] + [(n, False) for n in r.learners]:
                 if n == co.me:
                     continue
-                if self.demoting.get(s) == n:
+                if n in self.demoting.get(s, ()):
                     voter = False
                 m: Member | None = self.known.get(n)
                 # a voter never seen (dead since before this router started) still counts
@@ -358,15 +368,14 @@ class Replicas:
         changed = False
         grow = plan_grow(co.owned, co.me, candidates, R, skip)
         if grow:
-            n = await self._write(grow)
+            n = await self._apply(grow)
             log.info("shards led by %s: %d got new learners", co.me, n)
             changed = True
         learning = [s for s, r in _led(co.owned, co.me, skip).items() if r.learners]
         if learning:
             promote = plan_promote(co.owned, co.me, live, await self.progress(learning), skip)
             if promote:
-                n = await self._write(promote)        # voters added: txn, then grant
-                await co.grant_all(sorted({co.home[s] for s in promote}))
+                n = await self._apply(promote)
                 log.info("shards led by %s: %d learners promoted to followers", co.me, n)
                 changed = True
         moves = plan_transfer(co.owned, co.me, live, candidates, R, skip)
@@ -374,21 +383,36 @@ class Replicas:
             if await self._transfer(to, sorted(shards)):
                 changed = True
         now, demote = plan_surplus(co.owned, co.me, live, candidates, R, co.moving | co.unresolved)
-        if now:
-            n = await self._write(now)
-            log.info("shards led by %s: %d removed learners or dead followers", co.me, n)
-            changed = True
-        if demote:
-            self.demoting.update({s: n for s, (n, _r) in demote.items()})
-            try:                      # voters removed: grant without them, then txn
-                await co.grant_all(sorted({co.home[s] for s in demote}))
-                n = await self._write({s: r for s, (_n, r) in demote.items()})
-            finally:
-                for s in demote:
-                    self.demoting.pop(s, None)
-            log.info("shards led by %s: %d surplus followers removed", co.me, n)
+        if now or demote:
+            n = await self._apply({**now, **{s: r for s, (_n, r) in demote.items()}})
+            log.info("shards led by %s: %d lost surplus or dead replicas", co.me, n)
             changed = True
         return changed
+
+    async def _apply(self, new: Mapping[int, Owned]) -> int:
+        """Write changed replica sets (same owner, same epoch) so that every record's
+        voters meet every quorum the leader used: voters that go (alive or not: a node
+        whose lease expired may still be acknowledging) first stop counting (a grant that
+        names them as non-voters, then ``ack_timeout`` for the groups flushed before it
+        to be released or failed), then the transaction, then a grant with the voters
+        and learners it added. Returns the shards changed."""
+        co = self.co
+        gone = {s: set(co.owned[s].voters) - set(r.voters) for s, r in new.items()
+                if s in co.owned}
+        gone = {s: g for s, g in gone.items() if g}
+        slots = sorted({co.home[s] for s in new})
+        for s, g in gone.items():
+            self.demoting.setdefault(s, set()).update(g)
+        try:
+            if gone and not self.plain_grants:
+                await co.grant_all(sorted({co.home[s] for s in gone}))
+                await asyncio.sleep(float(co.ccfg.lease_ttl) + DEMOTE_MARGIN)
+            n = await self._write(new)
+        finally:
+            for s in gone:
+                self.demoting.pop(s, None)
+        await co.grant_all(slots)
+        return n
 
     async def _transfer(self, to: str, shards: list[int]) -> bool:
         co = self.co
