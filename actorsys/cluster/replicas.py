@@ -230,6 +230,8 @@ class Replicas:
         #: the local workers do not know the replication arguments (no worker side yet)
         self.plain_grants = False
         self._warned: set[str] = set()
+        #: (failed over, orphans, stuck) of the last failover pass logged
+        self._last_failover: tuple[int, int, int] = (0, 0, 0)
 
     def _warn_once(self, what: str, msg: str, *args: Any) -> None:
         if what not in self._warned:
@@ -469,7 +471,9 @@ class Replicas:
         positions = await self.positions(orphans)
         new, stuck = plan_failover(orphans, live, positions, self.ack)
         done = await self._write(new) if new else 0
-        if new or stuck:
+        seen = (done, len(orphans), len(stuck))
+        if done or seen != self._last_failover:      # (a lasting wait is logged once)
+            self._last_failover = seen
             dead = sorted({r.owner for r in orphans.values()})
             log.info("failover of the shards of %s: %d of %d moved to a follower, %d wait for "
                      "more of their voters (%.2f s)", ", ".join(dead[:5]), done, len(orphans),
