@@ -119,3 +119,84 @@ def test_failover_fences_then_promotes_the_most_advanced_follower(etcd):
             for s in range(8, SHARDS):
                 assert now[s].owner == "n1" and now[s].epoch == 1, "not enough voters / none"
     asyncio.run(run())
+
+
+def test_a_leader_grows_promotes_transfers_and_trims_its_shards_sets(etcd):
+    """drive() against etcd, the leader's worker answering ``replication`` as if every
+    learner and follower held its last write: learners added, promoted, the leadership
+    handed to each shard's desired leader, and once a fourth node joins, the sets of the
+    shards still led here follow the new rendezvous order (the surplus follower leaves
+    the grant's voters before the records)."""
+    from actorsys.cluster import placement
+
+    async def run() -> None:
+        async with client(etcd) as c:
+            own = Ownership(c, "t")
+            await own.claim(list(range(SHARDS)), "n1")
+            calls: list[tuple[str, dict[str, Any]]] = []
+            order: list[str] = []
+
+            async def call(endpoint: str, cmd: str, args: dict[str, Any], timeout: float) -> Any:
+                calls.append((cmd, args))
+                assert cmd == "replication", cmd
+                out = {}
+                for s in args["shards"]:
+                    r = co.owned[s]
+                    out[s] = {"epoch": r.epoch, "seq": 5,
+                              "held": {n: 5 for n in r.followers + r.learners + ((r.to,) if r.to else ())}}
+                return out
+
+            async def stop_serving(shards: list[int]) -> None:
+                co.moving.update(shards)
+
+            async def serve_again(shards: list[int]) -> None:
+                co.moving.difference_update(shards)
+
+            class Co2(Co):
+                async def grant_all(self, slots: Any = None) -> None:
+                    self.grants += 1
+                    order.append("grant:" + ",".join(
+                        f"{s}-{sorted(d)}" for s, d in sorted(rep.demoting.items())))
+
+            nodes = ["n1", "n2", "n3"]
+            co = Co2(owned=await own.read(), ownership=own, call=call, me="n1",
+                     ccfg=SimpleNamespace(replicas=3, ack="majority", lease_ttl=0.1),
+                     membership=SimpleNamespace(members={n: member(n) for n in nodes}),
+                     grants=0, moving=set(), unresolved=set(), home=member("n1").home,
+                     workers=list(member("n1").workers), stop_serving=stop_serving,
+                     serve_again=serve_again)
+            rep = Replicas(co)  # type: ignore[arg-type]
+            for _ in range(3):
+                await rep.drive(nodes)
+            now = await own.read()
+            for s in range(SHARDS):
+                r = now[s]
+                want = placement.ranked(s, nodes)
+                assert r.owner == want[0] and sorted(r.voters) == nodes and r.learners == (), r
+                assert r.epoch == (1 if want[0] == "n1" else 3), r     # mark + flip
+                if want[0] != "n1":
+                    assert r.followers[-1] == "n1", "the old leader follows"
+            led = [s for s in range(SHARDS) if now[s].owner == "n1"]
+            assert led and len(led) < SHARDS
+            # the grant that names the new voters comes after their transaction
+            assert co.grants >= 2
+            # a fourth node: the shards led here follow the new order
+            nodes4 = nodes + ["n4"]
+            co.membership.members["n4"] = member("n4")
+            co.owned = {s: now[s] for s in range(SHARDS)}
+            order.clear()
+            for _ in range(3):
+                await rep.drive(nodes4)
+            now = await own.read()
+            for s in range(SHARDS):
+                r = now[s]
+                if r.owner != "n1":
+                    continue
+                want = placement.ranked(s, nodes4)[:3]
+                assert sorted(r.voters) == sorted(want) and r.learners == (), (s, r, want)
+            trimmed = [s for s in led if "n4" in placement.ranked(s, nodes4)[:3]
+                       and placement.ranked(s, nodes4)[0] == "n1"]
+            if trimmed:
+                assert any(o != "grant:" for o in order), "a surplus voter left the grant first"
+            assert not rep.demoting
+    asyncio.run(run())
