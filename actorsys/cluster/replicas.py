@@ -78,6 +78,10 @@ log = get_logger("cluster")
 #: counting it and the transaction (every group flushed before the grant is done by then)
 DEMOTE_MARGIN = 0.2
 
+#: seconds before a leadership transfer to a node is tried again after one failed
+#: (doubling up to the max)
+BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0
+
 #: ``[epoch, seq]`` of a replica's last batch of a shard
 Position = tuple[int, int]
 
@@ -230,6 +234,8 @@ class Replicas:
         #: the local workers do not know the replication arguments (no worker side yet)
         self.plain_grants = False
         self._warned: set[str] = set()
+        #: node -> (monotonic time before which no transfer to it is tried, last delay)
+        self._backoff: dict[str, tuple[float, float]] = {}
         #: (failed over, orphans, stuck) of the last failover pass logged
         self._last_failover: tuple[int, int, int] = (0, 0, 0)
 
@@ -381,7 +387,14 @@ class Replicas:
                 log.info("shards led by %s: %d learners promoted to followers", co.me, n)
                 changed = True
         moves = plan_transfer(co.owned, co.me, live, candidates, R, skip)
+        if moves:        # only to a follower that holds our last write now (no long drain)
+            p = await self.progress(sorted(s for v in moves.values() for s in v))
+            moves = {to: [s for s in v if s in p and (p[s].get("held") or {}).get(to) == p[s].get("seq")
+                          and p[s].get("epoch") == co.owned[s].epoch] for to, v in moves.items()}
+        now_t = time.monotonic()
         for to, shards in sorted(moves.items()):
+            if not shards or self._backoff.get(to, (0.0, 0.0))[0] > now_t:
+                continue
             if await self._transfer(to, sorted(shards)):
                 changed = True
         now, demote = plan_surplus(co.owned, co.me, live, candidates, R, co.moving | co.unresolved)
@@ -444,7 +457,9 @@ class Replicas:
                 return True
             except HandoffFailed as exc:
                 co.moving.difference_update(batch)
-                log.error("%s", exc)
+                delay = min(self._backoff.get(to, (0.0, 0.0))[1] * 2 or BACKOFF_FIRST, BACKOFF_MAX)
+                self._backoff[to] = (time.monotonic() + delay, delay)
+                log.error("%s; the next transfer to %s in %g s", exc, to, delay)
                 return False
             except Unresolved as exc:
                 co.moving.update(exc.shards)
@@ -452,6 +467,7 @@ class Replicas:
                 log.error("%s; shards %s are not served until their records can be read "
                           "again", exc, exc.shards[:8])
                 return False
+            self._backoff.pop(to, None)
             co.moving.difference_update(batch)
             co.merge(new)
         log.info("node %s gave the leadership of %d shards to %s (%.2f s)", co.me, len(shards),
