@@ -82,6 +82,11 @@ DEMOTE_MARGIN = 0.2
 #: (doubling up to the max)
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0
 
+#: the endpoint a grant gives a voter whose endpoints this router never saw (it died
+#: before the router started): a valid address nobody listens on, one per node (the
+#: worker keys its peers by endpoint), so the voter still counts toward the quorum
+UNREACHABLE = "ipc:///nonexistent/actorsys-down/{node}"
+
 #: ``[epoch, seq]`` of a replica's last batch of a shard
 Position = tuple[int, int]
 
@@ -265,8 +270,9 @@ class Replicas:
                     voter = False
                 m: Member | None = self.known.get(n)
                 # a voter never seen (dead since before this router started) still counts
-                # toward the quorum: an empty endpoint, never connected to
-                endpoint = m.workers[m.home[s]] if m is not None and len(m.home) > s else ""
+                # toward the quorum: an endpoint of its own that nobody listens on
+                endpoint = (m.workers[m.home[s]] if m is not None and len(m.home) > s
+                            else UNREACHABLE.format(node=n))
                 key = (n, endpoint)
                 if key not in index:
                     index[key] = len(peers)
