@@ -32,7 +32,7 @@ follows the flip, and T's copy was synced before it.
 followers by :meth:`Handoff.transfer`, the same steps without the copy: T already holds
 the data, streamed. 1. mark ``to: T`` (followers and learners kept); 2. stop serving
 (the drained turns' last group commits are streamed like any other); 3. wait until our
-worker's ``replication`` says T holds the shard's last sequence number of this epoch
+worker's ``replication`` says T holds the shard's last write (its position)
 (bounded: :data:`CATCH_UP_TIMEOUT`); 4. flip: ``{owner: T, epoch + 1, followers:
 followers - T + us}``; nothing is dropped (we are a follower now). A failure before the
 flip rolls back as above (we serve again, with the next epoch).

@@ -16,9 +16,9 @@ desired leader. The leader of each shard drives its set, each loop, in this orde
 
 1. **grow**: every desired node that is not a replica becomes a learner (one etcd
    transaction per :data:`~.ownership.BATCH` shards; the next grant streams to it).
-2. **promote**: a learner that holds the leader's last sequence number of this epoch
-   (the leader's worker answers ``replication``) becomes a follower, and in the same
-   change one follower that is not live is dropped. A voter is added by the
+2. **promote**: a learner that holds the leader's last write (the leader's worker
+   answers ``replication``: its position ``[epoch, seq]`` and each peer's seq of it)
+   becomes a follower, and in the same change one follower that is not live is dropped. A voter is added by the
    transaction first, then the grant (until the grant, the leader's quorum is over fewer
    voters, each of which the records name too).
 3. **transfer** the leadership to the desired leader when it is a follower and the
@@ -122,13 +122,14 @@ def plan_promote(owned: Mapping[int, Owned], me: str, live: set[str],
                  progress: Mapping[int, Mapping[str, Any]],
                  skip: set[int] = frozenset()) -> dict[int, Owned]:  # type: ignore[assignment]
     """Step 2: shard -> its new record, for the shards ``me`` leads with a live learner
-    that holds the leader's last write of this epoch (``progress[s]``: the leader worker's
-    ``replication`` answer, ``{"epoch", "seq", "held": {node: seq}}``). Each such learner
+    that holds the leader's last write (``progress[s]``: the leader worker's
+    ``replication`` answer, ``{"epoch", "seq", "held": {node: seq}}``: its position and
+    what each peer holds of that position's epoch). Each such learner
     becomes a follower; for each, one dead follower is dropped in the same change."""
     out = {}
     for s, r in _led(owned, me, skip).items():
         p = progress.get(s)
-        if not r.learners or not p or p.get("epoch") != r.epoch:
+        if not r.learners or not p:
             continue
         held = p.get("held") or {}
         ready = [n for n in r.learners if n in live and n in held and held[n] == p.get("seq")]
@@ -395,8 +396,9 @@ class Replicas:
         moves = plan_transfer(co.owned, co.me, live, candidates, R, skip)
         if moves:        # only to a follower that holds our last write now (no long drain)
             p = await self.progress(sorted(s for v in moves.values() for s in v))
-            moves = {to: [s for s in v if s in p and (p[s].get("held") or {}).get(to) == p[s].get("seq")
-                          and p[s].get("epoch") == co.owned[s].epoch] for to, v in moves.items()}
+            moves = {to: [s for s in v
+                          if s in p and (p[s].get("held") or {}).get(to) == p[s].get("seq")]
+                     for to, v in moves.items()}
         now_t = time.monotonic()
         for to, shards in sorted(moves.items()):
             if not shards or self._backoff.get(to, (0.0, 0.0))[0] > now_t:

@@ -73,7 +73,7 @@ def test_promote_only_caught_up_live_learners_and_drop_a_dead_follower_with_each
              2: Owned("n1", 5, 7, None, (), ("n2",)),
              3: Owned("n1", 5, 7, None, (), ("n5",))}      # n5 not live
     progress = {0: {"epoch": 5, "seq": 10, "held": {"n2": 10, "n3": 9}},
-                1: {"epoch": 4, "seq": 10, "held": {"n2": 10}},    # another epoch: not yet
+                1: {"epoch": 4, "seq": 10, "held": {"n2": 9}},     # behind: not yet
                 2: {"epoch": 5, "seq": 3, "held": {}},
                 3: {"epoch": 5, "seq": 3, "held": {"n5": 3}}}
     new = plan_promote(owned, "n1", live, progress)
