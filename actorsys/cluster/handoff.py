@@ -31,8 +31,8 @@ follows the flip, and T's copy was synced before it.
 **A replicated shard's leadership** (``[cluster] replicas`` > 1) moves to one of its
 followers by :meth:`Handoff.transfer`, the same steps without the copy: T already holds
 the data, streamed. 1. mark ``to: T`` (followers and learners kept); 2. stop serving
-(the drained turns' last group commits are streamed like any other); 3. wait until our
-worker's ``replication`` says T holds the shard's last write (its position)
+(the drained turns' last group commits are streamed like any other); 3. wait until T's
+worker says (``position``) it holds the shard's last write: our position
 (bounded: :data:`CATCH_UP_TIMEOUT`); 4. flip: ``{owner: T, epoch + 1, followers:
 followers - T + us}``; nothing is dropped (we are a follower now). A failure before the
 flip rolls back as above (we serve again, with the next epoch).

@@ -17,10 +17,10 @@ desired leader. The leader of each shard drives its set, each loop, in this orde
 1. **grow**: every desired node that is not a replica becomes a learner (one etcd
    transaction per :data:`~.ownership.BATCH` shards; the next grant streams to it).
 2. **promote**: a learner that holds the leader's last write (the leader's worker
-   answers ``replication``: its position ``[epoch, seq]`` and each peer's seq of it)
-   becomes a follower, and in the same change one follower that is not live is dropped. A voter is added by the
-   transaction first, then the grant (until the grant, the leader's quorum is over fewer
-   voters, each of which the records name too).
+   answers ``replication``: its position ``[epoch, seq]``, each peer's seq of it)
+   becomes a follower, and in the same change one follower that is not live is dropped.
+   A voter is added by the transaction first, then the grant (until the grant, the
+   leader's quorum is over fewer voters, each of which the records name too).
 3. **transfer** the leadership to the desired leader when it is a follower and the
    shard is not under-replicated (``handoff.Handoff.transfer``: no copy).
 4. **surplus**: a learner that is not desired, or dead, is removed (transaction); a
@@ -355,6 +355,32 @@ class Replicas:
         await asyncio.gather(*(one(n, e, g) for (n, e), g in calls.items()))
         return dict(out)
 
+    async def peer_positions(self, node: str, shards: list[int]) -> dict[int, Position]:
+        """``node``'s positions of ``shards`` (it follows them: no fence asked); shard ->
+        ``(epoch, seq)``, missing where its worker did not answer."""
+        co = self.co
+        m = co.membership.members.get(node)
+        if m is None:
+            return {}
+        by_worker: dict[str, list[int]] = defaultdict(list)
+        for s in shards:
+            if len(m.home) > s:
+                by_worker[m.workers[m.home[s]]].append(s)
+        out: dict[int, Position] = {}
+
+        async def one(endpoint: str, group: list[int]) -> None:
+            try:
+                reply = await co.call(endpoint, "position", {"shards": group}, CALL_TIMEOUT)
+            except ActorError as exc:
+                log.debug("node %s did not give its positions of %d shards: %s", node,
+                          len(group), exc)
+                return
+            for s, p in ((reply or {}).get("positions") or {}).items():
+                if isinstance(p, (list, tuple)) and len(p) == 2:
+                    out[int(s)] = (int(p[0]), int(p[1]))
+        await asyncio.gather(*(one(e, g) for e, g in by_worker.items()))
+        return out
+
     # -- changing records ------------------------------------------------------------
     async def _write(self, new: Mapping[int, Owned]) -> int:
         """Write ``new`` records (each against the record it was planned from), one
@@ -445,8 +471,12 @@ class Replicas:
             return m is not None and not m.leaving
 
         async def caught_up(marked: Mapping[int, Owned]) -> bool:
-            p = await self.progress(sorted(marked))
-            return all(s in p and (p[s].get("held") or {}).get(to) == p[s].get("seq")
+            # our position (our worker stops tracking a revoked shard's peers once they
+            # all hold it, so T's own answer is the word): T's position must equal ours
+            ours = await self.progress(sorted(marked))
+            theirs = await self.peer_positions(to, sorted(marked))
+            return all(s in ours and s in theirs
+                       and theirs[s] == (ours[s].get("epoch"), ours[s].get("seq"))
                        for s in marked)
 
         handoff = Handoff(co.ownership, co.me, co.call, co.workers, co.home, co.stop_serving,

@@ -138,6 +138,10 @@ def test_a_leader_grows_promotes_transfers_and_trims_its_shards_sets(etcd):
 
             async def call(endpoint: str, cmd: str, args: dict[str, Any], timeout: float) -> Any:
                 calls.append((cmd, args))
+                if cmd == "position":         # a transfer's target: as far as we are
+                    assert "fence" not in args
+                    return {"positions": {s: [co.owned[s].epoch, 5] for s in args["shards"]},
+                            "fences": {}}
                 assert cmd == "replication", cmd
                 out = {}
                 for s in args["shards"]:
