@@ -6,8 +6,9 @@
   (led, followed or being learned) of every shard, and the view says so;
 * once the workers stream (the worker side of issue 16: ``WORKER_SIDE``), every learner
   is promoted (no shard under-replicated), the leaders spread over the nodes, and a
-  leader killed -9 under writes has its shards served by a follower within
-  ``lease_ttl + 2`` s with every acknowledged write there. Those tests are skipped on a
+  leader killed -9 has its shards served by a follower within ``lease_ttl + 2`` s with
+  every acknowledged write there; started again, it follows, catches up and leads its
+  share again. Those tests are skipped on a
   tree without the worker side (they need the merge).
 """
 from __future__ import annotations
@@ -136,6 +137,19 @@ def test_a_killed_leaders_shards_are_served_by_a_follower_with_every_acked_write
                 n["shards"] for n in v["nodes"] if n["id"] == "n3"),
                 "n3's shards served by a follower", timeout=30)
             assert time.monotonic() - killed < c.lease_ttl + 2 + 1.0   # (+ the view's polling)
+            for k, v in acked.items():
+                assert client.ask("Tally", k, "read")["n"] == v, k
+                acked[k] = client.ask("Tally", k, "add")
+            # it returns: a follower of what it led, it catches up, and leads its share again
+            c.start_node(2)
+            c.wait_ready(2, timeout=60)
+            try:
+                c.wait_view(0, lambda v: v["under_replicated"] == 0 and v["unavailable"] == 0
+                            and all(n["alive"] and n["learning"] == 0 and n["moving"] == 0
+                                    and n["shards"] for n in v["nodes"]),
+                            "n3 back, leading its share again", timeout=120)
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\n{logs(c)}") from None
             for k, v in acked.items():
                 assert client.ask("Tally", k, "read")["n"] == v, k
         finally:
