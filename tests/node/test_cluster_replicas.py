@@ -24,6 +24,7 @@ import pytest
 from helpers import ACTORS_DIR
 
 import actorsys
+from actorsys.protocol import wire
 from actorsys.testing.cluster import Cluster
 from actorsys.testing.etcd import Etcd
 from test_cluster_join import cluster_config
@@ -150,6 +151,29 @@ def test_a_killed_leaders_shards_are_served_by_a_follower_with_every_acked_write
                             "n3 back, leading its share again", timeout=120)
             except AssertionError as exc:
                 raise AssertionError(f"{exc}\n{logs(c)}") from None
+            for k, v in acked.items():
+                assert client.ask("Tally", k, "read")["n"] == v, k
+        finally:
+            client.close()
+
+
+@needs_worker_side
+def test_a_leaving_node_hands_its_leadership_to_followers(tmp_path):
+    with replicated(tmp_path) as c:
+        for i in range(3):
+            c.wait_ready(i, timeout=60)
+        c.wait_view(0, lambda v: v["under_replicated"] == 0 and all(
+            n["learning"] == 0 and n["moving"] == 0 and n["shards"] for n in v["nodes"]),
+            "every shard on 3 voters, leaders spread", timeout=120)
+        client = actorsys.connect(c.endpoints[0])
+        try:
+            acked = {f"k{i}": client.ask("Tally", f"k{i}", "add") for i in range(100)}
+            reply = c.stop_node(2, drain=True)
+            assert reply is not None and reply[0] == wire.OK, (reply, logs(c))
+            view = c.wait_view(0, lambda v: v["unavailable"] == 0 and sum(
+                n["shards"] for n in v["nodes"] if n["id"] != "n3") == SHARDS,
+                "n3's shards led by n1 and n2", timeout=30)
+            assert all(n["shards"] for n in view["nodes"] if n["id"] != "n3"), view
             for k, v in acked.items():
                 assert client.ask("Tally", k, "read")["n"] == v, k
         finally:
