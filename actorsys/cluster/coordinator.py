@@ -406,9 +406,10 @@ class Coordinator:
     async def _rebalance_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), 1.0)
-            except asyncio.TimeoutError:
+            try:              # (not wait_for: see _failover_loop)
+                async with asyncio.timeout(1.0):
+                    await self._wake.wait()
+            except TimeoutError:
                 pass
             self._wake.clear()
             if not self.active:
@@ -467,9 +468,12 @@ class Coordinator:
         (``replicas.py``), at every change and every second."""
         loop = asyncio.get_running_loop()
         while True:
+            # (not wait_for: on 3.11 it can swallow a cancellation that races with the
+            # event, set at every change, and then leave() would wait on this loop forever)
             try:
-                await asyncio.wait_for(self._failover_wake.wait(), 1.0)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(1.0):
+                    await self._failover_wake.wait()
+            except TimeoutError:
                 pass
             self._failover_wake.clear()
             live = sorted(self.membership.members)
