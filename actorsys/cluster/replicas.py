@@ -20,7 +20,9 @@ desired leader. The leader of each shard drives its set, each loop, in this orde
    answers ``replication``: its position ``[epoch, seq]``, each peer's seq of it)
    becomes a follower, and in the same change one follower that is not live is dropped.
    A voter is added by the transaction first, then the grant (until the grant, the
-   leader's quorum is over fewer voters, each of which the records name too).
+   leader's quorum is over fewer voters, each of which the records name too), when that
+   keeps the quorum; when it raises it, the grant first, then the transaction once the
+   new voter holds every write acknowledged before that grant (:meth:`Replicas._promote`).
 3. **transfer** the leadership to the desired leader when it is a follower and the
    shard is not under-replicated (``handoff.Handoff.transfer``: no copy).
 4. **surplus**: a learner that is not desired, or dead, is removed (transaction); a
@@ -65,7 +67,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 from ..errors import ActorError
 from ..log import get_logger
 from . import placement
-from .handoff import CALL_TIMEOUT, ChangedMeanwhile, Handoff, HandoffFailed, Unresolved, drop
+from .handoff import (CALL_TIMEOUT, CATCH_UP_POLL, CATCH_UP_TIMEOUT, ChangedMeanwhile, Handoff,
+                      HandoffFailed, Unresolved, drop)
 from .membership import Member
 from .ownership import BATCH, Owned
 
@@ -232,6 +235,9 @@ class Replicas:
         #: shard -> the followers a change is removing: granted as non-voters until the
         #: transaction that removes them has been written
         self.demoting: dict[int, set[str]] = {}
+        #: shard -> learners a promotion counts as voters before the records name them
+        #: (when it raises the quorum: see :meth:`_promote`)
+        self.promoting: dict[int, set[str]] = {}
         #: every member ever seen by id (a follower that died keeps its place in grants:
         #: it still counts toward the quorum, with the endpoint it last had)
         self.known: dict[str, Member] = {}
@@ -269,6 +275,8 @@ class Replicas:
                     continue
                 if n in self.demoting.get(s, ()):
                     voter = False
+                elif n in self.promoting.get(s, ()):
+                    voter = True
                 m: Member | None = self.known.get(n)
                 # a voter never seen (dead since before this router started) still counts
                 # toward the quorum: an endpoint of its own that nobody listens on
@@ -416,7 +424,7 @@ class Replicas:
         if learning:
             promote = plan_promote(co.owned, co.me, live, await self.progress(learning), skip)
             if promote:
-                n = await self._apply(promote)
+                n = await self._promote(promote)
                 log.info("shards led by %s: %d learners promoted to followers", co.me, n)
                 changed = True
         moves = plan_transfer(co.owned, co.me, live, candidates, R, skip)
@@ -437,6 +445,62 @@ class Replicas:
             log.info("shards led by %s: %d lost surplus or dead replicas", co.me, n)
             changed = True
         return changed
+
+    async def _promote(self, new: Mapping[int, Owned]) -> int:
+        """Promote learners (``new``: the records with them as followers). Where the
+        promotion keeps the quorum (majority, 2 -> 3 voters), the transaction goes first,
+        then the grant: a write acknowledged by the old quorum meets every failover
+        answer set of the new voters. Where it raises the quorum (1 -> 2 or 3 voters,
+        3 -> 4, any with ``ack = "all"``), a write acknowledged by the old quorum just
+        before the grant need not be on the new voter, and the new voters' failover answer
+        sets may miss it: so the grant counts the new voters first, then, once each holds
+        the leader's position as of after that grant (every earlier write), the
+        transaction. A shard whose new voters do not catch up within
+        ``handoff.CATCH_UP_TIMEOUT`` is left as it was (tried again next loop)."""
+        co = self.co
+        raise_q = {s: set(r.followers) - set(co.owned[s].followers) for s, r in new.items()
+                   if s in co.owned and quorum(len(r.voters), self.ack)
+                   > quorum(len(co.owned[s].voters), self.ack)}
+        if not raise_q or self.plain_grants:
+            return await self._apply(new)
+        for s, nodes in raise_q.items():
+            self.promoting.setdefault(s, set()).update(nodes)
+        try:
+            await co.grant_all(sorted({co.home[s] for s in raise_q}))
+            ready = await self._hold_all(raise_q)
+            late = set(raise_q) - ready
+            if late:
+                log.info("shards led by %s: %d learners did not catch up after being counted "
+                         "as voters; promoting them later", co.me, len(late))
+            return await self._apply({s: r for s, r in new.items() if s not in late})
+        finally:
+            for s in raise_q:
+                self.promoting.pop(s, None)
+
+    async def _hold_all(self, nodes: Mapping[int, set[str]]) -> set[int]:
+        """The shards of ``nodes`` whose nodes all hold the leader's position as it was
+        at the first look (after the grant that counts them), within CATCH_UP_TIMEOUT."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CATCH_UP_TIMEOUT
+        target: dict[int, int] = {}
+        ready: set[int] = set()
+        todo = sorted(nodes)
+        while todo:
+            p = await self.progress(todo)
+            for s in todo:
+                if s not in p:
+                    continue
+                seq = int(p[s].get("seq") or 0)
+                target.setdefault(s, seq)
+                held = p[s].get("held") or {}
+                if all(int(held.get(n, -1)) >= target[s] for n in nodes[s]) and \
+                        seq >= target[s]:
+                    ready.add(s)
+            todo = [s for s in todo if s not in ready]
+            if not todo or loop.time() >= deadline:
+                break
+            await asyncio.sleep(CATCH_UP_POLL)
+        return ready
 
     async def _apply(self, new: Mapping[int, Owned]) -> int:
         """Write changed replica sets (same owner, same epoch) so that every record's

@@ -135,6 +135,8 @@ def test_a_leader_grows_promotes_transfers_and_trims_its_shards_sets(etcd):
             await own.claim(list(range(SHARDS)), "n1")
             calls: list[tuple[str, dict[str, Any]]] = []
             order: list[str] = []
+            promoting: list[dict[int, set[str]]] = []
+            promoted: list[dict[int, tuple[str, ...]]] = []
 
             async def call(endpoint: str, cmd: str, args: dict[str, Any], timeout: float) -> Any:
                 calls.append((cmd, args))
@@ -161,6 +163,8 @@ def test_a_leader_grows_promotes_transfers_and_trims_its_shards_sets(etcd):
                     self.grants += 1
                     order.append("grant:" + ",".join(
                         f"{s}-{sorted(d)}" for s, d in sorted(rep.demoting.items())))
+                    promoting.append({s: set(d) for s, d in rep.promoting.items()})
+                    promoted.append({s: r.followers for s, r in co.owned.items()})
 
             nodes = ["n1", "n2", "n3"]
             co = Co2(owned=await own.read(), ownership=own, call=call, me="n1",
@@ -180,6 +184,11 @@ def test_a_leader_grows_promotes_transfers_and_trims_its_shards_sets(etcd):
                 assert r.epoch == (1 if want[0] == "n1" else 3), r     # mark + flip
                 if want[0] != "n1":
                     assert r.followers[-1] == "n1", "the old leader follows"
+            # 1 -> 3 voters raises the quorum: the grant counted the learners as voters
+            # while the records still named none (grant first, then the transaction)
+            first = next(i for i, p in enumerate(promoting) if p)
+            assert all(sorted(p) == ["n2", "n3"] for p in promoting[first].values())
+            assert all(f == () for f in promoted[first].values())
             led = [s for s in range(SHARDS) if now[s].owner == "n1"]
             assert led and len(led) < SHARDS
             # the grant that names the new voters comes after their transaction
