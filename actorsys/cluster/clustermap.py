@@ -4,7 +4,8 @@ A client of a cluster keeps one :class:`~actorsys.protocol.shardmap.ShardMap` fo
 whole cluster and still sends every message in one hop to the worker slot that holds the
 actor, on whichever host:
 
-* ``nodes``: every node that is alive or owns a shard, in node-id order, as
+* ``nodes``: every node that is alive or owns a shard (leads it; its followers and
+  learners are not in the map: clients talk to leaders only), in node-id order, as
   ``{"id", "endpoint", "alive", "slots": [first, count], "public_key"}``;
 * ``endpoints``: the live nodes' worker endpoints, concatenated in that order (global
   slot numbers; a dead node has no slots);
@@ -65,23 +66,41 @@ def build_map(name: str, shards: int, members: Mapping[str, Member],
                     nodes=nodes, name=name)
 
 
-def cluster_view(m: ShardMap, owned: Mapping[int, Owned],
-                 members: Mapping[str, Member]) -> dict[str, Any]:
-    """What ``client.cluster()`` returns: ``{"name", "epoch", "nodes": [{"id",
-    "endpoint", "alive", "shards", "moving", "leaving"}]}``: ``shards`` it owns, and of
-    those, ``moving``: how many still belong elsewhere (a move under way or still to
+def cluster_view(m: ShardMap, owned: Mapping[int, Owned], members: Mapping[str, Member],
+                 replicas: int = 1) -> dict[str, Any]:
+    """What ``client.cluster()`` returns: ``{"name", "epoch", "replicas",
+    "under_replicated", "unavailable", "nodes": [{"id", "endpoint", "alive", "shards",
+    "follows", "learning", "moving", "leaving"}]}``: ``shards`` it owns (leads), ``follows``
+    how many it holds as a voting follower, ``learning`` as a learner being filled, and of
+    its own, ``moving``: how many still belong elsewhere (a move under way or still to
     come: rendezvous placement over the live members that are not leaving). A cluster
-    whose live nodes all show ``moving == 0`` is balanced."""
+    whose live nodes all show ``moving == 0`` is balanced. ``under_replicated``: shards
+    with fewer than ``replicas`` live voters (leader and followers); ``unavailable``:
+    shards without a live leader (nobody serves them now)."""
     targets = sorted(n for n, mb in members.items() if not mb.leaving)
     count: dict[str, int] = {}
     moving: dict[str, int] = {}
+    follows: dict[str, int] = {}
+    learning: dict[str, int] = {}
+    under = unavailable = 0
     for s, rec in owned.items():
         count[rec.owner] = count.get(rec.owner, 0) + 1
+        for f in rec.followers:
+            follows[f] = follows.get(f, 0) + 1
+        for n in rec.learners:
+            learning[n] = learning.get(n, 0) + 1
+        if rec.owner not in members:
+            unavailable += 1
+        if sum(1 for v in rec.voters if v in members) < replicas:
+            under += 1
         if rec.owner in members and (rec.to is not None or (
                 targets and placement.owner(s, targets) != rec.owner)):
             moving[rec.owner] = moving.get(rec.owner, 0) + 1
-    return {"name": m.name, "epoch": m.epoch,
+    unavailable += m.shards - len(owned)           # (not claimed yet)
+    return {"name": m.name, "epoch": m.epoch, "replicas": replicas,
+            "under_replicated": under, "unavailable": unavailable,
             "nodes": [{"id": n["id"], "endpoint": n["endpoint"], "alive": n["alive"],
-                       "shards": count.get(n["id"], 0), "moving": moving.get(n["id"], 0),
+                       "shards": count.get(n["id"], 0), "follows": follows.get(n["id"], 0),
+                       "learning": learning.get(n["id"], 0), "moving": moving.get(n["id"], 0),
                        "leaving": bool(n["id"] in members and members[n["id"]].leaving)}
                       for n in (m.nodes or ()) if n["id"] != UNCLAIMED]}

@@ -17,8 +17,13 @@ What a cluster node does, in order, from its router process:
   serves again, and ``status`` shows why.
 * **Placement.** Shards belong where rendezvous hashing over the live members puts them
   (``placement.py``). A node moves the shards it owns that belong elsewhere, a batch of
-  64 at a time (``handoff.py``), logging its progress; shards of a dead node stay its
-  own and answer ``ShardUnavailable`` until it returns (no replicas: issue 16).
+  64 at a time (``moves.py``, ``handoff.py``), logging its progress; shards of a dead node
+  stay its own and answer ``ShardUnavailable`` until it returns.
+* **Replicas** (``[cluster] replicas`` > 1; ``replicas.py``): instead of copying, the
+  leader of each shard grows, promotes and trims its set of followers and hands the
+  leadership to the desired leader; its grants name the followers its workers stream to.
+  The lowest live member fails the shards of a dead leader over to a follower. A node
+  never sweeps shards it replicates, and drops a copy it is no longer asked to keep.
 * **Leave** (:meth:`Coordinator.leave`): the node places its shards as if it were not
   a member, moves them all, then revokes its lease; the router then ends the node.
 * **The map** clients get is rebuilt at every change (``clustermap.py``).
@@ -26,6 +31,7 @@ What a cluster node does, in order, from its router process:
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import os
 import time
@@ -37,21 +43,18 @@ from ..errors import ActorError, ConfigError, NodeUnavailable
 from ..log import get_logger
 from ..net.members import member_keys
 from ..protocol.shardmap import ShardMap
-from . import placement
 from .clustermap import build_map, cluster_view
-from .handoff import (Call, ChangedMeanwhile, Handoff, HandoffFailed, Unresolved, drop,
-                      roll_back_unfinished)
+from .handoff import Call, drop, roll_back_unfinished
 from .membership import Member, Membership, cancel_all
-from .ownership import BATCH, Owned, Ownership, parse
+from .moves import Moves
+from .ownership import Owned, Ownership, parse
+from .replicas import Replicas
 
 log = get_logger("cluster")
 
 #: seconds between two grants to every local worker (a restarted worker serves again
 #: within this; a renewal's new deadline reaches the workers within it)
 GRANT_PERIOD = 0.1
-#: seconds a new member is live before shards move to it (its workers' first grant,
-#: which lets our key in, comes just after it joins)
-JOIN_SETTLE = 1.0
 #: seconds a grant call may take past turn_timeout (it waits for revoked shards' turns to commit)
 GRANT_TIMEOUT_EXTRA = 5.0
 #: seconds a periodic grant may take (the next one follows anyway)
@@ -60,9 +63,15 @@ PERIODIC_GRANT_TIMEOUT = 1.0
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0
 #: where the id of this node's etcd lease is kept, in the data directory
 LEASE_FILE = "cluster.lease"
-#: seconds between progress lines of a long move
-PROGRESS_EVERY = 2.0
 
+
+class State(enum.Enum):
+    """A coordinator's life: ``JOINING`` -> ``SERVING`` -> ``LEAVING`` -> ``LEFT`` (the
+    value is what ``status`` shows)."""
+    JOINING = "joining"
+    SERVING = "serving"
+    LEAVING = "leaving"
+    LEFT = "left"
 
 
 class Coordinator:
@@ -101,18 +110,29 @@ class Coordinator:
         self.unresolved: set[int] = set()
         #: seconds to wait after a failed move (0: the last one went well)
         self.backoff = 0.0
-        #: "joining" -> "serving" -> "leaving" -> "left"
-        self.state = "joining"
+        self.state = State.JOINING
         #: the current move, for status: {"to", "done", "total"} (None: none)
         self.progress: dict[str, Any] | None = None
         self.map: ShardMap | None = None
         self.fenced: str | None = None
         self._wake = asyncio.Event()
+        self._failover_wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._map_due = False
         self._left: asyncio.Future[None] | None = None
-        #: member id -> when plan() first saw it live (time.monotonic())
-        self._first_seen: dict[str, float] = {}
+        #: the copy-based moves (replicas = 1)
+        self.moves = Moves(self)
+        #: the replica work (replicas > 1)
+        self.replicas = Replicas(self)
+
+    @property
+    def serving(self) -> bool:
+        return self.state is State.SERVING
+
+    @property
+    def active(self) -> bool:
+        """Serving or leaving: it grants, moves and drives its replicas."""
+        return self.state in (State.SERVING, State.LEAVING)
 
     @property
     def ownership(self) -> Ownership:
@@ -126,8 +146,9 @@ class Coordinator:
         await self._check_shard_count()
         own = self.ownership
         records = await own.read()
-        if self.sweep_allowed:
-            stale = {s: r.epoch for s, r in records.items() if r.owner != self.me and r.to != self.me}
+        if self.sweep_allowed:     # (never a shard this node replicates: follower or learner)
+            stale = {s: r.epoch for s, r in records.items()
+                     if r.owner != self.me and r.to != self.me and self.me not in r.replicas}
             if stale:
                 await self._sweep(stale)
         await m.register(self._previous_lease())
@@ -137,9 +158,12 @@ class Coordinator:
         await self._claim_if_first()
         self._publish()
         await self._first_grants()
-        self.state = "serving"
+        self.state = State.SERVING
+        self.replicas.following = self.replicas.replicated_here()
         self._tasks += [self._supervised(self._grant_loop()),
                         self._supervised(self._rebalance_loop())]
+        if self.ccfg.replicas > 1:
+            self._tasks.append(self._supervised(self._failover_loop()))
         log.info("node %s joined cluster %r (%d live members, %d shards owned here)", self.me,
                  self.ccfg.name, len(m.members), self.count_mine())
 
@@ -150,7 +174,7 @@ class Coordinator:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
 
         def done(t: asyncio.Task[None]) -> None:
-            if t.cancelled() or self.state == "left":
+            if t.cancelled() or self.state is State.LEFT:
                 return
             exc = t.exception()
             log.error("the cluster task %s ended (%s); restarting the router",
@@ -174,22 +198,22 @@ class Coordinator:
         os.replace(path + ".tmp", path)
 
     async def _check_shard_count(self) -> None:
-        """Every node of a cluster has the same shard count: the first to join writes it
-        (``/actorsys/<cluster>/config``); another count is a ConfigError naming both."""
+        """Every node of a cluster has the same shard count, ``replicas`` and ``ack``: the
+        first to join writes them (``/actorsys/<cluster>/config`` = JSON ``{"shards",
+        "replicas", "ack"}``); another value is a ConfigError naming both. A record
+        written before replication existed (no ``replicas``) says 1 and "majority"."""
         c = self.membership.client
         key = self.ownership.shards_prefix[:-len(b"shards/")] + b"config"
-        value = json.dumps({"shards": self.shards}).encode()
+        mine = {"shards": self.shards, "replicas": self.ccfg.replicas, "ack": self.ccfg.ack}
+        value = json.dumps(mine).encode()
         ok, _ = await c.transaction(compare=[c.transactions.version(key) == 0],
                                     success=[c.transactions.put(key, value)], failure=[])
         if ok:
             return
         kv = await c.get(key)
-        theirs = json.loads(kv.value).get("shards") if kv is not None else self.shards
-        if theirs != self.shards:
-            raise ConfigError(f"cluster {self.ccfg.name!r} has {theirs} shards; this node's data "
-                              f"directory has {self.shards} (the shard count cannot change: give "
-                              f"the node a new data directory with shards = {theirs})",
-                              key="node.shards")
+        theirs = {**mine, **{"replicas": 1, "ack": "majority"}, **json.loads(kv.value)} \
+            if kv is not None else mine
+        check_cluster_config(self.ccfg.name, theirs, mine)
 
     async def _sweep(self, stale: dict[int, int]) -> None:
         """Drop our copies of shards another node owns (see the module docstring): each
@@ -258,6 +282,7 @@ class Coordinator:
     def changed(self) -> None:
         """Something in etcd changed: rebuild the map soon, grant, plan moves again."""
         self._wake.set()
+        self._failover_wake.set()
         if not self._map_due:
             self._map_due = True
             asyncio.get_running_loop().call_soon(self._publish)
@@ -268,7 +293,7 @@ class Coordinator:
         self.on_map(self.map)
         loop = asyncio.get_running_loop()
         loop.create_task(self._keys_to_gateway())
-        if self.state in ("serving", "leaving"):       # a shard flipped to us serves at once
+        if self.active:       # a shard flipped to us serves at once
             for i in range(len(self.workers)):
                 loop.create_task(self._grant_quietly(i))
 
@@ -304,14 +329,23 @@ class Coordinator:
     async def _grant(self, slot: int, timeout: float | None = None) -> dict[str, Any]:
         fence = self.membership.fence
         until = fence.serve_until
-        args = {"shards": self.granted(slot), "epoch": self.map.epoch if self.map else 0,
+        shards = self.granted(slot)
+        args = {"shards": shards, "epoch": self.map.epoch if self.map else 0,
                 "keys": self.member_keys(), "gateways": self.gateways(),
                 "until": until if until != float("-inf") else 0.0, "node": self.me,
                 "why": (f"node {self.me} has not renewed its etcd lease in time (lease_ttl "
                         f"{self.ccfg.lease_ttl:g} s): it serves its shards again once a renewal "
                         f"succeeds, and no other node serves them meanwhile")}
-        return await self.call(self.workers[slot], "grant", args,
-                               timeout or self.cfg.turn_timeout + GRANT_TIMEOUT_EXTRA)
+        timeout = timeout or self.cfg.turn_timeout + GRANT_TIMEOUT_EXTRA
+        if self.ccfg.replicas == 1 or self.replicas.plain_grants:
+            return await self.call(self.workers[slot], "grant", args, timeout)
+        try:
+            return await self.call(self.workers[slot], "grant",
+                                   {**args, **self.replicas.grant_args(shards)}, timeout)
+        except ActorError as exc:
+            if not self.replicas.grant_refused(exc):
+                raise
+            return await self.call(self.workers[slot], "grant", args, timeout)
 
     async def _first_grants(self) -> None:
         """Every local worker has its first grant before the router serves anything
@@ -329,7 +363,7 @@ class Coordinator:
                 raise NodeUnavailable(f"worker slot(s) {todo} did not take their first shard "
                                       f"grant within start_timeout ({failed[0][1]})")
 
-    async def _grant_all(self, slots: list[int] | None = None) -> None:
+    async def grant_all(self, slots: list[int] | None = None) -> None:
         """Grant every (or these) local worker(s) its shards; returns once they applied
         it (revoked shards drained). A worker that does not answer is logged: it serves
         nothing it was not granted, and the next period grants it again."""
@@ -369,53 +403,42 @@ class Coordinator:
     def count_mine(self) -> int:
         return sum(1 for r in self.owned.values() if r.owner == self.me)
 
-    def plan(self) -> dict[str, list[int]]:
-        """Shards of ours that belong elsewhere, by the node they go to."""
-        live = sorted(n for n, m in self.membership.members.items()
-                      if not m.leaving and (n != self.me or self.state == "serving"))
-        if not live:
-            return {}
-        # a member just seen may not have granted its workers yet (their guards then
-        # refuse our key, and libzmq never retries a refused handshake): wait a moment
-        now = time.monotonic()
-        seen = self._first_seen
-        for n in [n for n in seen if n not in self.membership.members]:
-            del seen[n]                  # (one that comes back settles again)
-        for n in live:
-            seen.setdefault(n, now)
-        settled = {n for n in live if n == self.me or now - seen[n] >= JOIN_SETTLE}
-        out: dict[str, list[int]] = {}
-        for s, r in self.owned.items():
-            if r.owner == self.me and r.to is None:
-                t = placement.owner(s, live)
-                if t != self.me and t in settled:
-                    out.setdefault(t, []).append(s)
-        return out
-
     async def _rebalance_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), 1.0)
-            except asyncio.TimeoutError:
+            try:              # (not wait_for: see _failover_loop)
+                async with asyncio.timeout(1.0):
+                    await self._wake.wait()
+            except TimeoutError:
                 pass
             self._wake.clear()
-            if self.state not in ("serving", "leaving"):
+            if not self.active:
                 continue
             if not self.membership.fence.may_serve(loop.time()):
                 continue
             try:
                 await self._claim_if_first()      # (a first node that died while claiming)
                 if self.unresolved:
-                    await self.resolve()
-                plan = self.plan()
-                if not plan:
-                    if self.state == "leaving" and self.count_mine() == 0 and not any(
-                            r.to == self.me for r in self.owned.values()):
+                    await self.moves.resolve()
+                if self.ccfg.replicas > 1:
+                    await self.replicas.drop_released()
+                    live, settled = self.moves.candidates()
+                    again = await self.replicas.drive([n for n in live if n in settled])
+                    if self.state is State.LEAVING and self.count_mine() == 0:
                         await self._finish_leaving()
                         return
-                    continue
-                failed = not await self._move_all(plan)
+                    failed = False
+                    if not again:
+                        continue
+                else:
+                    plan = self.moves.plan()
+                    if not plan:
+                        if self.state is State.LEAVING and self.count_mine() == 0 and not any(
+                                r.to == self.me for r in self.owned.values()):
+                            await self._finish_leaving()
+                            return
+                        continue
+                    failed = not await self.moves.move_all(plan)
             except Exception as exc:      # logged; the next wake plans again
                 log.error("moving shards failed: %s: %s", type(exc).__name__, exc)
                 failed = True
@@ -428,94 +451,41 @@ class Coordinator:
                 self.backoff = 0.0
             self._wake.set()
 
-    async def _move_all(self, plan: dict[str, list[int]]) -> bool:
-        """Move the planned shards, batch by batch; False if a move failed."""
-        def is_target(node_id: str) -> bool:
-            m = self.membership.members.get(node_id)
-            return m is not None and not m.leaving
-
-        handoff = Handoff(self.ownership, self.me, self.call, self.workers, self.home,
-                          self._stop_serving, self._serve_again, is_target, self.merge)
-        total = sum(len(v) for v in plan.values())
-        started = last = time.monotonic()
-        done = 0
-        say = log.info if total >= BATCH else log.debug
-        say("moving %d shards from %s to %s", total, self.me,
-            ", ".join(f"{to} ({len(v)})" for to, v in sorted(plan.items())))
-        for to, shards in sorted(plan.items()):
-            shards.sort()
-            for i in range(0, len(shards), BATCH):
-                member = self.membership.members.get(to)
-                if member is None or self.state not in ("serving", "leaving"):
-                    return True     # it left meanwhile: plan again
-                batch = [s for s in shards[i:i + BATCH]
-                         if self.owned.get(s) and self.owned[s].owner == self.me
-                         and self.owned[s].to is None]
-                self.progress = {"to": to, "done": done, "total": total}
-                try:
-                    new = await handoff.move(member, {s: self.owned[s] for s in batch})
-                except ChangedMeanwhile:
-                    self.moving.difference_update(batch)
-                    self.merge(await self.ownership.read())
-                    return True
-                except HandoffFailed as exc:
-                    self.moving.difference_update(batch)
-                    log.error("%s", exc)
-                    return False
-                except Unresolved as exc:
-                    # not served until etcd says whose they are (resolve())
-                    self.moving.update(exc.shards)
-                    self.unresolved.update(exc.shards)
-                    log.error("%s; shards %s are not served until their records can be read "
-                              "again", exc, exc.shards[:8])
-                    return False
-                self.moving.difference_update(batch)
-                self.merge(new)
-                done += len(batch)
-                self.changed()
-                now = time.monotonic()
-                if now - last >= PROGRESS_EVERY or done == total:
-                    last = now
-                    (say if done == total else log.info)(
-                        "moving shards from %s: %d of %d moved (%d%%, %.1f s)", self.me,
-                        done, total, 100 * done // max(total, 1), now - started)
-        return True
-
-    async def resolve(self) -> None:
-        """Shards whose move ended in an etcd failure: read their records again and
-        finish what they say: still marked by us (roll back, serve), ours (serve), or
-        flipped to another node (drop our copy). Until then they are not served."""
-        records = await self.ownership.read()
-        back: dict[int, tuple[Owned, Owned]] = {}
-        for s in sorted(self.unresolved):
-            r = records.get(s)
-            if r is not None and r.owner == self.me and r.to is not None:
-                back[s] = (r, Owned(self.me, r.epoch + 1, 0))
-        for i in range(0, len(back), BATCH):
-            part = dict(list(back.items())[i:i + BATCH])
-            if await self.ownership.change(part) is None:
-                return                   # changed meanwhile: the next wake reads again
-        records = await self.ownership.read()
-        self.merge(records)
-        elsewhere = {s: records[s].epoch for s in self.unresolved
-                     if s in records and records[s].owner != self.me}
-        if elsewhere:
-            await drop(self.call, self.workers, self.home, elsewhere)
-        done = sorted(self.unresolved)
-        self.unresolved.clear()
-        self.moving.difference_update(done)
-        log.info("resolved %d shard(s) of a move that etcd failed: %d served here again, "
-                 "%d another node's", len(done), len(done) - len(elsewhere), len(elsewhere))
-        await self._grant_all(sorted({self.home[s] for s in done}))
-
-    async def _stop_serving(self, shards: list[int]) -> None:
+    async def stop_serving(self, shards: list[int]) -> None:
+        """Stop serving ``shards`` here (a move or transfer of them began); returns once
+        the workers drained them."""
         self.moving.update(shards)
-        await self._grant_all(sorted({self.home[s] for s in shards}))
+        await self.grant_all(sorted({self.home[s] for s in shards}))
 
-    async def _serve_again(self, shards: list[int]) -> None:
+    async def serve_again(self, shards: list[int]) -> None:
+        """A move of ``shards`` was rolled back: serve them again."""
         self.moving.difference_update(shards)
         self.merge(await self.ownership.read())
-        await self._grant_all(sorted({self.home[s] for s in shards}))
+        await self.grant_all(sorted({self.home[s] for s in shards}))
+
+    async def _failover_loop(self) -> None:
+        """``replicas`` > 1: the lowest live member fails over the shards of dead leaders
+        (``replicas.py``), at every change and every second."""
+        loop = asyncio.get_running_loop()
+        while True:
+            # (not wait_for: on 3.11 it can swallow a cancellation that races with the
+            # event, set at every change, and then leave() would wait on this loop forever)
+            try:
+                async with asyncio.timeout(1.0):
+                    await self._failover_wake.wait()
+            except TimeoutError:
+                pass
+            self._failover_wake.clear()
+            live = sorted(self.membership.members)
+            if not self.active or not live or live[0] != self.me or \
+                    not self.membership.fence.may_serve(loop.time()):
+                continue
+            try:
+                await self.replicas.failover()
+            except Exception as exc:      # logged; the next wake tries again
+                log.error("failing over the shards of dead nodes failed: %s: %s",
+                          type(exc).__name__, exc)
+                await asyncio.sleep(0.5)
 
     # -- leave and stop ------------------------------------------------------------
     async def leave(self, timeout: float) -> dict[str, Any]:
@@ -528,7 +498,7 @@ class Coordinator:
         if self._left is None:
             await self.membership.mark_leaving()      # (etcd fails: nothing changed, says why)
             self._left = asyncio.get_running_loop().create_future()
-            self.state = "leaving"
+            self.state = State.LEAVING
             self._wake.set()
         had, started = self.count_mine(), time.monotonic()
         try:
@@ -541,7 +511,7 @@ class Coordinator:
     async def _finish_leaving(self) -> None:
         await cancel_all(self._tasks)        # (this one, the rebalance loop, ends itself)
         await self.membership.leave()
-        self.state = "left"
+        self.state = State.LEFT
         log.info("node %s left cluster %r", self.me, self.ccfg.name)
         if self._left is not None and not self._left.done():
             self._left.set_result(None)
@@ -549,19 +519,39 @@ class Coordinator:
 
     async def close(self) -> None:
         await cancel_all(self._tasks)
-        if self.state != "left":
+        if self.state is not State.LEFT:
             await self.membership.leave()
 
     # -- views ---------------------------------------------------------------------
     def view(self) -> dict[str, Any]:
         """``client.cluster()``."""
         assert self.map is not None
-        return cluster_view(self.map, self.owned, self.membership.members)
+        return cluster_view(self.map, self.owned, self.membership.members, self.ccfg.replicas)
 
     def status(self) -> dict[str, Any]:
         """This node's part, for ``actorsys status``."""
-        return {"name": self.ccfg.name, "node_id": self.me, "state": self.state,
-                "members": sorted(self.membership.members), "shards_owned": self.count_mine(),
+        out = {"name": self.ccfg.name, "node_id": self.me, "state": self.state.value,
+               "members": sorted(self.membership.members), "shards_owned": self.count_mine(),
                 "fenced": self.membership.fence.why_not(asyncio.get_running_loop().time()),
-                "moving": self.progress}
+               "moving": self.progress}
+        if self.ccfg.replicas > 1:
+            out["replicas"] = self.ccfg.replicas
+            out["following"] = len(self.replicas.replicated_here())
+        return out
 
+
+
+def check_cluster_config(name: str, theirs: dict[str, Any], mine: dict[str, Any]) -> None:
+    """ConfigError if this node's shard count, ``replicas`` or ``ack`` differ from the
+    cluster's (``theirs``, as recorded by its first node), naming both."""
+    if theirs.get("shards") != mine["shards"]:
+        raise ConfigError(f"cluster {name!r} has {theirs.get('shards')} shards; this node's data "
+                          f"directory has {mine['shards']} (the shard count cannot change: give "
+                          f"the node a new data directory with shards = {theirs.get('shards')})",
+                          key="node.shards")
+    for k in ("replicas", "ack"):
+        if theirs.get(k) != mine[k]:
+            raise ConfigError(f"cluster {name!r} has {k} = {theirs.get(k)!r}; this node's config "
+                              f"says {k} = {mine[k]!r} (every node of a cluster must say the same: "
+                              f"set [cluster] {k} = {json.dumps(theirs.get(k))})",
+                              key=f"cluster.{k}")

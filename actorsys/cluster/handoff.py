@@ -27,6 +27,15 @@ anything. If it dies between 4 and 5, its stale copy is dropped at its next star
 (``Coordinator`` sweeps shards another node owns). No shard is served by two nodes: T
 serves only after step 4, we stop before step 3; none is lost: the only delete (5)
 follows the flip, and T's copy was synced before it.
+
+**A replicated shard's leadership** (``[cluster] replicas`` > 1) moves to one of its
+followers by :meth:`Handoff.transfer`, the same steps without the copy: T already holds
+the data, streamed. 1. mark ``to: T`` (followers and learners kept); 2. stop serving
+(the drained turns' last group commits are streamed like any other); 3. wait until T's
+worker says (``position``) it holds the shard's last write: our position
+(bounded: :data:`CATCH_UP_TIMEOUT`); 4. flip: ``{owner: T, epoch + 1, followers:
+followers - T + us}``; nothing is dropped (we are a follower now). A failure before the
+flip rolls back as above (we serve again, with the next epoch).
 """
 from __future__ import annotations
 
@@ -48,6 +57,11 @@ PAGE_BYTES = 512 * 1024
 CALL_TIMEOUT = 10.0
 #: seconds between checks that the receiving node is still a member during a copy
 MEMBER_POLL = 0.1
+
+#: seconds a leadership transfer waits for its target to hold the shard's last write
+CATCH_UP_TIMEOUT = 10.0
+#: seconds between two looks at the target's progress during a transfer
+CATCH_UP_POLL = 0.05
 
 #: ``call(endpoint, cmd, args, timeout) -> reply``: a SHARDS request to a worker
 Call = Callable[[str, str, dict[str, Any], float], Awaitable[dict[str, Any]]]
@@ -138,7 +152,8 @@ class Handoff:
         shards = sorted(seen)
         try:
             marked = await self.ownership.change(
-                {s: (r, Owned(self.me, r.epoch + 1, 0, to.node_id)) for s, r in seen.items()})
+                {s: (r, r._replace(owner=self.me, epoch=r.epoch + 1, revision=0, to=to.node_id))
+                 for s, r in seen.items()})
         except Exception as exc:          # (aetcd's own errors; the txn may have committed)
             raise Unresolved(shards, f"marking shards for their move failed: {exc}") from exc
         if marked is None:
@@ -164,7 +179,8 @@ class Handoff:
                                 f"rolled back") from exc
         try:
             done = await self.ownership.change(
-                {s: (r, Owned(to.node_id, r.epoch + 1, 0)) for s, r in marked.items()})
+                {s: (r, r._replace(owner=to.node_id, epoch=r.epoch + 1, revision=0, to=None))
+                 for s, r in marked.items()})
         except Exception as exc:
             raise Unresolved(shards, f"the last step of a move (the flip) failed: {exc}") from exc
         if done is None:       # nobody else changes a record marked by us: unexpected
@@ -176,6 +192,59 @@ class Handoff:
         except ActorError as exc:     # a stale copy is never served; the next start sweeps it
             log.warning("could not drop this node's copy of %d moved shards (%s); it is dropped "
                         "at the next start", len(shards), exc)
+        return done
+
+    async def transfer(self, to: str, seen: Mapping[int, Owned],
+                       caught_up: Callable[[Mapping[int, Owned]], Awaitable[bool]]
+                       ) -> dict[int, Owned]:
+        """Give the leadership of the replicated shards of ``seen`` to their follower
+        ``to`` (see the module docstring); ``caught_up(marked)`` says whether ``to``
+        holds their last writes. Returns the new records; raises like :meth:`move`."""
+        shards = sorted(seen)
+        try:
+            marked = await self.ownership.change(
+                {s: (r, r._replace(epoch=r.epoch + 1, revision=0, to=to)) for s, r in seen.items()})
+        except Exception as exc:
+            raise Unresolved(shards, f"marking shards for a leadership transfer failed: "
+                                     f"{exc}") from exc
+        if marked is None:
+            raise ChangedMeanwhile(f"the records of shards {shards[:5]}... changed meanwhile")
+        self.on_marked(marked)
+        try:
+            await self.stop_serving(shards)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + CATCH_UP_TIMEOUT
+            while not await caught_up(marked):
+                if not self.is_member(to):
+                    raise ActorError(f"node {to} left the cluster during a leadership transfer")
+                if loop.time() >= deadline:
+                    raise ActorError(f"node {to} did not catch up with the last writes of "
+                                     f"{len(shards)} shards within {CATCH_UP_TIMEOUT:g} s")
+                await asyncio.sleep(CATCH_UP_POLL)
+        except (ActorError, OSError, KeyError, IndexError) as exc:
+            try:
+                rolled = await self.roll_back(marked)
+            except Exception as exc2:
+                raise Unresolved(shards, f"rolling back a failed leadership transfer ({exc}) "
+                                         f"failed: {exc2}") from exc2
+            if not rolled:
+                raise Unresolved(shards, "a failed transfer's records changed before its "
+                                         "rollback") from exc
+            await self.serve_again(shards)
+            raise HandoffFailed(f"giving the leadership of {len(shards)} shards to {to} failed "
+                                f"({exc}); rolled back") from exc
+        try:
+            done = await self.ownership.change({s: (r, r._replace(
+                owner=to, epoch=r.epoch + 1, revision=0, to=None,
+                followers=tuple(f for f in r.followers if f != to) + (self.me,),
+                learners=tuple(n for n in r.learners if n != to)))
+                for s, r in marked.items()})
+        except Exception as exc:
+            raise Unresolved(shards, f"the flip of a leadership transfer failed: {exc}") from exc
+        if done is None:
+            raise Unresolved(shards, f"the records of shards {shards[:5]}... changed during "
+                                     f"their leadership transfer")
+        log.debug("gave the leadership of %d shards to %s", len(shards), to)
         return done
 
     async def _copy_while_member(self, to: Member, marked: Mapping[int, Owned]) -> int:
@@ -196,7 +265,8 @@ class Handoff:
     async def roll_back(self, marked: Mapping[int, Owned]) -> bool:
         """The marked shards are ours again, unmarked, with the next epoch."""
         back = await self.ownership.change(
-            {s: (r, Owned(self.me, r.epoch + 1, 0)) for s, r in marked.items()})
+            {s: (r, r._replace(owner=self.me, epoch=r.epoch + 1, revision=0, to=None))
+             for s, r in marked.items()})
         return back is not None
 
 
@@ -215,7 +285,7 @@ async def roll_back_unfinished(ownership: Ownership, me: str,
     for i in range(0, len(items), 64):
         batch = dict(items[i:i + 64])
         back = await ownership.change(
-            {s: (r, Owned(me, r.epoch + 1, 0)) for s, r in batch.items()})
+            {s: (r, r._replace(epoch=r.epoch + 1, revision=0, to=None)) for s, r in batch.items()})
         if back is not None:
             out.update(back)
     if stuck:

@@ -1,11 +1,19 @@
 """Shard ownership in etcd.
 
 Each shard has one key, ``/actorsys/<cluster>/shards/<shard, 5 digits>`` = JSON
-``{"owner": node_id, "epoch": n, "to": node_id?}``, with no lease: ownership outlives a dead node (its
-shards answer ``ShardUnavailable`` until it returns; issue 16 adds failover). Every
-change of owner is one etcd transaction that compares the key's ``mod_revision`` with the
-one the changer read and bumps ``epoch``: of two nodes changing the same shard, one wins,
-and the epoch is the fencing token a worker checks (a turn from a stale epoch is refused).
+``{"owner": node_id, "epoch": n, "to": node_id?, "followers": [ids]?, "learners": [ids]?}``,
+with no lease: ownership outlives a dead node (its shards answer ``ShardUnavailable``
+until it returns, or, replicated, until a follower takes over: ``cluster/replicas.py``).
+Every change of owner is one etcd transaction that compares the key's ``mod_revision``
+with the one the changer read and bumps ``epoch``: of two nodes changing the same shard,
+one wins, and the epoch is the fencing token a worker checks (a turn from a stale epoch
+is refused). A change of ``followers`` or ``learners`` alone (``[cluster] replicas`` > 1)
+compares the revision the same way but keeps the epoch: only a change of owner bumps it.
+
+``followers`` (voters: their acknowledgements count toward a write's quorum; failover
+promotes one) and ``learners`` (being filled: they receive the stream, their
+acknowledgements do not count, they are never promoted) never name the owner, nor each
+other; absent = empty (the records of an unreplicated cluster do not change).
 
 ``to`` marks a handoff under way (``cluster/handoff.py``): the owner is moving the shard's
 data to that node and still owns it; the owner's next change either completes the move
@@ -32,23 +40,52 @@ class Owned(NamedTuple):
     revision: int
     #: the node a handoff is moving it to (None: none under way)
     to: str | None = None
+    #: the voting replicas besides the owner, in the order they were added
+    followers: tuple[str, ...] = ()
+    #: replicas being filled (not voting, never promoted)
+    learners: tuple[str, ...] = ()
+
+    @property
+    def voters(self) -> tuple[str, ...]:
+        """The owner and its followers: the replicas whose acknowledgements count."""
+        return (self.owner,) + self.followers
+
+    @property
+    def replicas(self) -> tuple[str, ...]:
+        """Every node holding (or filling) a copy: owner, followers, learners."""
+        return (self.owner,) + self.followers + self.learners
 
 
 def parse(value: bytes, revision: int) -> Owned:
     """A record as stored (JSON) -> :class:`Owned`; ValueError if malformed."""
     try:
         d = json.loads(value)
+        followers, learners = d.get("followers") or [], d.get("learners") or []
+        if not isinstance(followers, list) or not isinstance(learners, list):
+            raise TypeError("followers and learners are lists")
         return Owned(str(d["owner"]), int(d["epoch"]), revision,
-                     None if d.get("to") is None else str(d["to"]))
-    except (KeyError, TypeError, AttributeError) as exc:
+                     None if d.get("to") is None else str(d["to"]),
+                     tuple(str(n) for n in followers), tuple(str(n) for n in learners))
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise ValueError(f"malformed shard record {value[:200]!r}") from exc
 
 
-def encode(owner: str, epoch: int, to: str | None = None) -> bytes:
+def encode(owner: str, epoch: int, to: str | None = None, followers: tuple[str, ...] = (),
+           learners: tuple[str, ...] = ()) -> bytes:
+    """A record as stored (empty ``followers`` / ``learners`` are left out)."""
     d: dict[str, object] = {"owner": owner, "epoch": epoch}
     if to is not None:
         d["to"] = to
+    if followers:
+        d["followers"] = list(followers)
+    if learners:
+        d["learners"] = list(learners)
     return json.dumps(d).encode()
+
+
+def record(r: Owned) -> bytes:
+    """:func:`encode` of a whole :class:`Owned`."""
+    return encode(r.owner, r.epoch, r.to, r.followers, r.learners)
 
 
 class Ownership:
@@ -104,7 +141,10 @@ class Ownership:
         key = self.key(shard)
         ok, _ = await c.transaction(
             compare=[c.transactions.mod(key) == seen.revision],
-            success=[c.transactions.put(key, encode(to, epoch))],
+            success=[c.transactions.put(key, record(seen._replace(
+                owner=to, epoch=epoch, to=None,
+                followers=tuple(n for n in seen.followers if n != to),
+                learners=tuple(n for n in seen.learners if n != to))))],
             failure=[])
         if not ok:
             return None
@@ -114,7 +154,9 @@ class Ownership:
     async def change(self, changes: dict[int, tuple[Owned, Owned]]) -> dict[int, Owned] | None:
         """Set every shard of ``changes`` (shard -> (record seen, new record)) in one
         transaction that holds only if none of them changed since it was seen (each new
-        record's epoch should be the seen one's + 1). Returns the new records with their
+        record's epoch should be the seen one's + 1 when its owner changes or a move is
+        marked or ended; the same when only its followers or learners change). The new
+        records are written whole, followers and learners included. Returns the new records with their
         revisions, or None if any had changed (nothing was written). At most
         :data:`BATCH` shards."""
         c = self.client
@@ -124,7 +166,7 @@ class Ownership:
         ok, responses = await c.transaction(
             compare=[c.transactions.mod(keys[s]) == seen.revision
                      for s, (seen, _new) in changes.items()],
-            success=[c.transactions.put(keys[s], encode(new.owner, new.epoch, new.to))
+            success=[c.transactions.put(keys[s], record(new))
                      for s, (_seen, new) in changes.items()],
             failure=[])
         if not ok:

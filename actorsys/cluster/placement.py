@@ -1,5 +1,5 @@
 """Where each shard should live: rendezvous (highest-random-weight) hashing of the
-shard over the live nodes (WIP, issue 15).
+shard over the live nodes (issue 15; :func:`ranked` orders a shard's replicas, issue 16).
 
 Every node computes the same placement from the same member list, with no coordination;
 the ownership transactions in etcd (one writer wins per shard and epoch) make it so.
@@ -21,6 +21,13 @@ def owner(shard: int, nodes: list[str]) -> str:
     if not nodes:
         raise ValueError("no node to place a shard on")
     return max(nodes, key=lambda n: (_weight(shard, n), n))
+
+
+def ranked(shard: int, nodes: list[str]) -> list[str]:
+    """``nodes`` in rendezvous order for ``shard``: the first is :func:`owner`'s pick, and
+    removing a node leaves the others' order unchanged (a shard's replicas are the first
+    ``replicas`` of it; the leader should be the first)."""
+    return sorted(nodes, key=lambda n: (_weight(shard, n), n), reverse=True)
 
 
 def placement(shards: int, nodes: list[str]) -> list[str]:

@@ -11,6 +11,13 @@ No ``[cluster]`` table: a single node, exactly as before, with no etcd. With one
   Same characters as ``name``.
 * ``lease_ttl``: seconds; a node that stops renewing its etcd lease for this long
   loses its shards to the others (1 to 600).
+* ``replicas``: how many nodes hold a copy of each shard (1 to 7; default 1: no
+  replication, each shard lives on its owner alone). With more, a shard has a leader
+  (its owner) and followers that hold every acknowledged write; one takes over when the
+  leader dies (docs/cluster.md, "Replicated shards"). Cluster-wide: every node must say
+  the same (the first node records it in etcd; another value stops a node at start).
+* ``ack``: which of a shard's voting replicas must hold a write before it is
+  acknowledged: ``"majority"`` (default) or ``"all"``. Cluster-wide, like ``replicas``.
 
 A cluster node must be reachable by the others: ``[node] endpoint`` is a tcp endpoint
 (``tcp://HOST:PORT``, not a wildcard host), with CURVE keys or ``insecure = true``.
@@ -28,6 +35,10 @@ from .source import Source
 _URL = re.compile(r"^https?://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):(\d{1,5})$")
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _WILDCARD_HOSTS = ("*", "0.0.0.0", "[::]")
+#: the most copies of a shard ``replicas`` may ask for
+MAX_REPLICAS = 7
+#: the values of ``ack``
+ACKS = ("majority", "all")
 
 
 class ClusterConfig(NamedTuple):
@@ -36,6 +47,10 @@ class ClusterConfig(NamedTuple):
     name: str               #: the cluster's name: its keys live under /actorsys/<name>/
     node_id: str            #: this node's id, unique in the cluster
     lease_ttl: float        #: seconds without renewal before this node loses its shards
+    #: copies of each shard, leader included (1: no replication); cluster-wide
+    replicas: int = 1
+    #: "majority" | "all": the voters a replicated write waits for; cluster-wide
+    ack: str = "majority"
 
 
 def parse_cluster(table: Any, src: Source, endpoint: str | None) -> ClusterConfig:
@@ -67,6 +82,14 @@ def parse_cluster(table: Any, src: Source, endpoint: str | None) -> ClusterConfi
     ttl = table.get("lease_ttl", CLUSTER["lease_ttl"].fresh())
     if type(ttl) not in (int, float) or not 1 <= ttl <= 600:
         raise fail(f"must be a number of seconds from 1 to 600, got {ttl!r:.80}", "lease_ttl")
+    replicas = table.get("replicas", CLUSTER["replicas"].fresh())
+    if type(replicas) is not int or not 1 <= replicas <= MAX_REPLICAS:
+        raise fail(f"must be an integer from 1 to {MAX_REPLICAS} (copies of each shard; 1: no "
+                   f"replication), got {replicas!r:.80}", "replicas")
+    ack = table.get("ack", CLUSTER["ack"].fresh())
+    if ack not in ACKS:
+        raise fail(f"must be \"majority\" or \"all\" (the replicas a write waits for), got "
+                   f"{ack!r:.80}", "ack")
     if endpoint is None or not endpoint.startswith("tcp://"):
         raise src.fail("a cluster node must be reachable by the others: set [node] endpoint to "
                        "\"tcp://HOST:PORT\" (with CURVE keys, or insecure = true)", "node", "endpoint")
@@ -77,4 +100,4 @@ def parse_cluster(table: Any, src: Source, endpoint: str | None) -> ClusterConfi
     if importlib.util.find_spec("aetcd") is None:      # (found, not imported: no gRPC here)
         raise fail("a cluster node needs the etcd client, which is not installed: "
                    "pip install 'actorsys[cluster]' (or scripts/setup cluster)", None)
-    return ClusterConfig(list(etcd), table["name"], table["node_id"], float(ttl))
+    return ClusterConfig(list(etcd), table["name"], table["node_id"], float(ttl), replicas, ack)

@@ -120,6 +120,8 @@ DEFAULTS: Mapping[str, Key] = MappingProxyType({
     "cluster.name": Key(Kind.STR, None),            # required: nodes of other clusters never mix
     "cluster.node_id": Key(Kind.STR, None),         # required: unique, stable (the data dir keeps it)
     "cluster.lease_ttl": Key(Kind.NUMBER, 5.0),     # seconds without renewal before a node loses its shards
+    "cluster.replicas": Key(Kind.INT, 1),           # copies of each shard (1..7; 1: no replication)
+    "cluster.ack": Key(Kind.STR, "majority"),       # replicas a write waits for: "majority" | "all"
 })
 
 

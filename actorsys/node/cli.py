@@ -223,14 +223,20 @@ def cmd_cluster(a: argparse.Namespace) -> int:
         return 0
     print(f"cluster {view.get('name')}  epoch {view.get('epoch')}" if view.get("name") is not None
           else f"a single node, not in a cluster  epoch {view.get('epoch')}")
+    replicas = view.get("replicas", 1)
+    if view.get("name") is not None:
+        print(f"replicas {replicas}  under-replicated shards {view.get('under_replicated', 0)}  "
+              f"unavailable shards {view.get('unavailable', 0)}")
     nodes = view.get("nodes", [])
     iw = max([len(str(n.get("id") or "-")) for n in nodes] + [4]) + 2
     ew = max([len(str(n.get("endpoint") or "-")) for n in nodes] + [8]) + 2
-    print(f"{'NODE':<{iw}}{'ENDPOINT':<{ew}}{'ALIVE':<7}{'SHARDS':>7}{'TO MOVE':>9}")
+    more = f"{'FOLLOWS':>9}{'LEARNING':>10}" if replicas > 1 else ""
+    print(f"{'NODE':<{iw}}{'ENDPOINT':<{ew}}{'ALIVE':<7}{'SHARDS':>7}{more}{'TO MOVE':>9}")
     for n in nodes:
         note = "  leaving" if n.get("leaving") else ""
+        more = f"{n.get('follows', 0):>9}{n.get('learning', 0):>10}" if replicas > 1 else ""
         print(f"{n.get('id') or '-':<{iw}}{n.get('endpoint') or '-':<{ew}}"
-              f"{'yes' if n.get('alive') else 'NO':<7}{n.get('shards', '-'):>7}"
+              f"{'yes' if n.get('alive') else 'NO':<7}{n.get('shards', '-'):>7}{more}"
               f"{n.get('moving', 0):>9}{note}")
     return 0
 

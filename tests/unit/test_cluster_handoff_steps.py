@@ -158,3 +158,50 @@ def test_an_etcd_failure_at_the_flip_leaves_the_move_unresolved_not_served():
         assert served == ["stop"] and "drop" not in calls
         assert marked and marked[0][0].to == "b", "the caller learnt the marked records"
     asyncio.run(main())
+
+
+def run_transfer(caught: list[bool]) -> Any:
+    """A leadership transfer of replicated shards from a to b (followers b, c)."""
+    async def main() -> Any:
+        own = FakeOwnership({s: Owned("a", 3, 7, None, ("b", "c"), ("d",)) for s in range(SHARDS)})
+        served: list[tuple[str, list[int]]] = []
+        looks: list[int] = []
+
+        async def call(endpoint: str, cmd: str, args: dict[str, Any], timeout: float) -> Any:
+            raise AssertionError(f"a transfer copies nothing (called {cmd})")
+
+        async def stop(shards: list[int]) -> None:
+            served.append(("stop", shards))
+
+        async def again(shards: list[int]) -> None:
+            served.append(("again", shards))
+
+        async def caught_up(marked: Any) -> bool:
+            assert all(r.to == "b" and r.epoch == 4 for r in marked.values())
+            looks.append(1)
+            return caught.pop(0) if caught else False
+
+        h = Handoff(own, "a", call, ["tcp://a:2"], bytes(SHARDS), stop, again)
+        try:
+            result = await h.transfer("b", dict(own.records), caught_up)
+        except HandoffFailed as exc:
+            result = exc
+        return result, own, served, looks
+    return asyncio.run(main())
+
+
+def test_a_leadership_transfer_marks_stops_waits_for_the_target_and_flips_without_copy():
+    result, own, served, looks = run_transfer([False, False, True])
+    assert served == [("stop", list(range(SHARDS)))] and len(looks) == 3
+    assert own.log[0][0] == ("a", 4, "b") and own.log[1][0] == ("b", 5, None)
+    r = result[0]
+    assert (r.owner, r.epoch, r.to, r.followers, r.learners) == ("b", 5, None, ("c", "a"), ("d",))
+
+
+def test_a_leadership_transfer_whose_target_does_not_catch_up_rolls_back(monkeypatch):
+    monkeypatch.setattr("actorsys.cluster.handoff.CATCH_UP_TIMEOUT", 0.2)
+    result, own, served, _looks = run_transfer([])
+    assert isinstance(result, HandoffFailed) and "did not catch up" in str(result)
+    assert served == [("stop", list(range(SHARDS))), ("again", list(range(SHARDS)))]
+    r = own.records[0]
+    assert (r.owner, r.epoch, r.to, r.followers, r.learners) == ("a", 5, None, ("b", "c"), ("d",))

@@ -38,9 +38,26 @@ def test_a_dead_owners_shards_point_at_it_by_a_negative_index():
     assert m.endpoints == list(members["a"].workers)
     view = cluster_view(m, owned, members)
     assert view["nodes"] == [
-        {"id": "a", "endpoint": "tcp://a:7100", "alive": True, "shards": 4, "moving": 0,
-         "leaving": False},
-        {"id": "b", "endpoint": None, "alive": False, "shards": 4, "moving": 0, "leaving": False}]
+        {"id": "a", "endpoint": "tcp://a:7100", "alive": True, "shards": 4, "follows": 0,
+         "learning": 0, "moving": 0, "leaving": False},
+        {"id": "b", "endpoint": None, "alive": False, "shards": 4, "follows": 0, "learning": 0,
+         "moving": 0, "leaving": False}]
+    assert view["replicas"] == 1 and view["unavailable"] == 4 and view["under_replicated"] == 4
+
+
+def test_the_view_counts_followers_learners_and_under_replicated_shards():
+    members = {n: member(n, 2) for n in ("a", "b", "c")}
+    owned = {0: Owned("a", 1, 5, followers=("b", "c")),          # 3 live voters
+             1: Owned("b", 1, 5, followers=("a",), learners=("c",)),   # 2 voters: under
+             2: Owned("c", 1, 5, followers=("a", "b")),
+             3: Owned("d", 2, 5, followers=("a", "b"))}        # leader dead: unavailable
+    owned.update({s: Owned("a", 1, 5, followers=("b", "c")) for s in range(4, SHARDS)})
+    m = build_map("prod", SHARDS, members, owned)
+    view = cluster_view(m, owned, members, 3)
+    by = {n["id"]: (n["shards"], n["follows"], n["learning"]) for n in view["nodes"]}
+    assert by == {"a": (SHARDS - 3, 3, 0), "b": (1, SHARDS - 1, 0), "c": (1, SHARDS - 3, 1),
+                  "d": (1, 0, 0)}
+    assert view["replicas"] == 3 and view["under_replicated"] == 2 and view["unavailable"] == 1
 
 
 def test_unclaimed_shards_are_unavailable_and_not_a_node_of_the_view():

@@ -23,9 +23,25 @@ def test_no_cluster_table_is_a_single_node():
 
 def test_a_cluster_node_gets_its_table_with_defaults():
     c = load_config(config(CLUSTER)).cluster
-    assert c == {"etcd": ["http://10.0.0.1:2379"], "name": "prod", "node_id": "n1", "lease_ttl": 5.0}
+    assert c == {"etcd": ["http://10.0.0.1:2379"], "name": "prod", "node_id": "n1", "lease_ttl": 5.0,
+                 "replicas": 1, "ack": "majority"}
     one = load_config(config({**CLUSTER, "etcd": "http://[::1]:2379", "lease_ttl": 2})).cluster
     assert one is not None and one["etcd"] == ["http://[::1]:2379"] and one["lease_ttl"] == 2.0
+
+
+def test_replicas_and_ack_are_read():
+    c = load_config(config({**CLUSTER, "replicas": 3, "ack": "all"})).cluster
+    assert c is not None and c["replicas"] == 3 and c["ack"] == "all"
+
+
+def test_a_bad_replicas_value_names_the_file_and_line(tmp_path):
+    path = tmp_path / "node.toml"
+    path.write_text('[node]\nendpoint = "tcp://10.0.0.11:7100"\ninsecure = true\n\n[cluster]\n'
+                    'etcd = ["http://10.0.0.1:2379"]\nname = "prod"\nnode_id = "n1"\nreplicas = 9\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))
+    assert info.value.key == "cluster.replicas" and "from 1 to 7" in str(info.value)
+    assert str(path) in str(info.value) and "9" in str(info.value), str(info.value)
 
 
 @pytest.mark.parametrize("change, key, words", [
@@ -40,6 +56,13 @@ def test_a_cluster_node_gets_its_table_with_defaults():
     ({"lease_ttl": 0.5}, "cluster.lease_ttl", "from 1 to 600"),
     ({"lease_ttl": "5"}, "cluster.lease_ttl", "from 1 to 600"),
     ({"leas_ttl": 5}, "cluster.leas_ttl", "unknown key"),
+    ({"replicas": 0}, "cluster.replicas", "from 1 to 7"),
+    ({"replicas": 8}, "cluster.replicas", "from 1 to 7"),
+    ({"replicas": "3"}, "cluster.replicas", "from 1 to 7"),
+    ({"replicas": 3.0}, "cluster.replicas", "from 1 to 7"),
+    ({"replicas": True}, "cluster.replicas", "from 1 to 7"),
+    ({"ack": "quorum"}, "cluster.ack", "\"majority\" or \"all\""),
+    ({"ack": 2}, "cluster.ack", "\"majority\" or \"all\""),
 ])
 def test_a_bad_cluster_table_names_the_key(change, key, words):
     table = {k: v for k, v in {**CLUSTER, **change}.items() if v is not None}

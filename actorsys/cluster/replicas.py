@@ -1,0 +1,625 @@
+"""Replicated shards, the router's side (issue 16; ``[cluster] replicas`` > 1).
+
+A shard's replica set lives in its ownership record (``ownership.py``): the **leader**
+(``owner``), its **followers** (voters) and its **learners** (being filled; never
+promoted by failover). The leader's workers stream every group commit to the others'
+workers and release a group's output once a quorum of voters holds it (the leader
+counts): ``majority`` = len(voters) // 2 + 1, ``all`` = len(voters) (:func:`quorum`).
+The workers do the streaming (``runtime/replication.py``); this module decides who
+replicates what, and when a follower takes over.
+
+**Desired replicas** of shard ``s``: the first ``replicas`` of the live, settled,
+non-leaving members in rendezvous order (:func:`~.placement.ranked`); the first is the
+desired leader. The leader of each shard drives its set, each loop, in this order
+(pure planners: :func:`plan_grow`, :func:`plan_promote`, :func:`plan_transfer`,
+:func:`plan_surplus`; :class:`Replicas` carries them out):
+
+1. **grow**: every desired node that is not a replica becomes a learner (one etcd
+   transaction per :data:`~.ownership.BATCH` shards; the next grant streams to it).
+2. **promote**: a learner that holds the leader's last write (the leader's worker
+   answers ``replication``: its position ``[epoch, seq]``, each peer's seq of it)
+   becomes a follower, and in the same change one follower that is not live is dropped.
+   A voter is added by the transaction first, then the grant (until the grant, the
+   leader's quorum is over fewer voters, each of which the records name too), when that
+   keeps the quorum; when it raises it, the grant first, then the transaction once the
+   new voter holds every write acknowledged before that grant (:meth:`Replicas._promote`).
+3. **transfer** the leadership to the desired leader when it is a follower and the
+   shard is not under-replicated (``handoff.Handoff.transfer``: no copy).
+4. **surplus**: a learner that is not desired, or dead, is removed (transaction); a
+   follower that is not desired is removed only while more than ``replicas`` voters are
+   live (so placement never lowers a shard below ``replicas`` live voters); a dead
+   follower once ``replicas`` voters are live. A node that stops being a replica drops
+   its copy (:meth:`Replicas.drop_released`).
+
+Every removal of a voter, by promote or surplus, alive or not (a node whose lease
+expired may still be running and acknowledging), goes grant first: a grant that no
+longer counts it, then ``ack_timeout`` (every group flushed before that grant is
+released or failed by then), then the transaction (:meth:`Replicas._apply`): the
+records never name fewer voters than the quorum a released group was counted on.
+
+**Failover** (:func:`plan_failover`; run by the lowest live member): for each shard
+whose owner is not live and that has followers, the live followers' home workers are
+asked their ``position`` with ``fence = epoch + 1``: each promises (synced before it
+answers) to refuse every batch of an older epoch. With ``u`` voters not answering (the
+dead leader counts), the shard fails over only if ``u < quorum``: then the answering
+voters intersect every quorum that acknowledged a write, so one of them holds every
+acknowledged write, and the one with the highest ``[epoch, seq]`` (ties: rendezvous
+order) holds them all; and the old leader (still running behind a partition, say) can
+no longer gather a quorum, since every answering voter refuses its epoch. The winner
+becomes the owner with ``epoch + 1`` (one transaction per 64 shards comparing
+``mod_revision``); the old owner becomes a follower (it catches up when it returns);
+learners are never promoted. Shards with no live follower wait for their owner
+(``ShardUnavailable``), as without replication.
+
+Before the worker side of issue 16 exists, a worker answers ``replication`` and
+``position`` with BadRequest (unknown shards command): that counts as "holds nothing" /
+"did not answer", so learners are never promoted and nothing fails over (logged once),
+and a grant whose replication arguments the worker does not know is sent again without
+them (logged once): growth stalls visibly instead of crashing.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any, Mapping
+
+from ..errors import ActorError
+from ..log import get_logger
+from . import placement
+from .handoff import (CALL_TIMEOUT, CATCH_UP_POLL, CATCH_UP_TIMEOUT, ChangedMeanwhile, Handoff,
+                      HandoffFailed, Unresolved, drop)
+from .membership import Member
+from .ownership import BATCH, Owned
+
+if TYPE_CHECKING:
+    from .coordinator import Coordinator
+
+log = get_logger("cluster")
+
+#: seconds past ``ack_timeout`` a voter's removal waits between the grant that stops
+#: counting it and the transaction (every group flushed before the grant is done by then)
+DEMOTE_MARGIN = 0.2
+
+#: seconds before a leadership transfer to a node is tried again after one failed
+#: (doubling up to the max)
+BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0
+
+#: the endpoint a grant gives a voter whose endpoints this router never saw (it died
+#: before the router started): a valid address nobody listens on, one per node (the
+#: worker keys its peers by endpoint), so the voter still counts toward the quorum
+UNREACHABLE = "ipc:///nonexistent/actorsys-down/{node}"
+
+#: ``[epoch, seq]`` of a replica's last batch of a shard
+Position = tuple[int, int]
+
+
+def quorum(voters: int, ack: str) -> int:
+    """How many of ``voters`` voting replicas (the leader counts) must hold a write."""
+    return voters if ack == "all" else voters // 2 + 1
+
+
+def desired(shard: int, candidates: list[str], replicas: int) -> list[str]:
+    """The nodes that should hold ``shard``: the first ``replicas`` of ``candidates`` (the
+    live, settled, non-leaving members) in rendezvous order; the first should lead."""
+    return placement.ranked(shard, candidates)[:replicas]
+
+
+def _led(owned: Mapping[int, Owned], me: str, skip: set[int]) -> dict[int, Owned]:
+    return {s: r for s, r in owned.items() if r.owner == me and r.to is None and s not in skip}
+
+
+def plan_grow(owned: Mapping[int, Owned], me: str, candidates: list[str], replicas: int,
+              skip: set[int] = frozenset()) -> dict[int, Owned]:  # type: ignore[assignment]
+    """Step 1: shard -> its new record, for the shards ``me`` leads that miss a desired
+    replica (each missing one added as a learner)."""
+    out = {}
+    for s, r in _led(owned, me, skip).items():
+        missing = tuple(n for n in desired(s, candidates, replicas) if n not in r.replicas)
+        if missing:
+            out[s] = r._replace(revision=0, learners=r.learners + missing)
+    return out
+
+
+def plan_promote(owned: Mapping[int, Owned], me: str, live: set[str],
+                 progress: Mapping[int, Mapping[str, Any]],
+                 skip: set[int] = frozenset()) -> dict[int, Owned]:  # type: ignore[assignment]
+    """Step 2: shard -> its new record, for the shards ``me`` leads with a live learner
+    that holds the leader's last write (``progress[s]``: the leader worker's
+    ``replication`` answer, ``{"epoch", "seq", "held": {node: seq}}``: its position and
+    what each peer holds of that position's epoch). Each such learner
+    becomes a follower; for each, one dead follower is dropped in the same change."""
+    out = {}
+    for s, r in _led(owned, me, skip).items():
+        p = progress.get(s)
+        if not r.learners or not p:
+            continue
+        held = p.get("held") or {}
+        ready = [n for n in r.learners if n in live and n in held and held[n] == p.get("seq")]
+        if not ready:
+            continue
+        dead = [f for f in r.followers if f not in live]
+        followers = [f for f in r.followers if f not in dead[:len(ready)]] + ready
+        out[s] = r._replace(revision=0, followers=tuple(followers),
+                            learners=tuple(n for n in r.learners if n not in ready))
+    return out
+
+
+def plan_transfer(owned: Mapping[int, Owned], me: str, live: set[str], candidates: list[str],
+                  replicas: int, skip: set[int] = frozenset()  # type: ignore[assignment]
+                  ) -> dict[str, list[int]]:
+    """Step 3: the shards ``me`` leads whose desired leader is a live follower, by that
+    follower, when the shard has at least ``replicas`` live voters (not under-replicated)
+    and ``me`` is not the desired leader."""
+    out: dict[str, list[int]] = defaultdict(list)
+    for s, r in _led(owned, me, skip).items():
+        want = desired(s, candidates, replicas)
+        if not want or want[0] == me or want[0] not in r.followers or want[0] not in live:
+            continue
+        if sum(1 for v in r.voters if v in live) >= min(replicas, len(candidates)):
+            out[want[0]].append(s)
+    return dict(out)
+
+
+def plan_surplus(owned: Mapping[int, Owned], me: str, live: set[str], candidates: list[str],
+                 replicas: int, skip: set[int] = frozenset()  # type: ignore[assignment]
+                 ) -> tuple[dict[int, Owned], dict[int, tuple[str, Owned]]]:
+    """Step 4: ``(now, demote)``. ``now``: shard -> new record, for removals that need
+    only the transaction (learners not desired or dead; dead followers while the shard
+    keeps ``replicas`` live voters). ``demote``: shard -> (live follower, new record):
+    a follower not desired while more than ``replicas`` voters are live; it must leave the
+    grant's voters before the transaction."""
+    now: dict[int, Owned] = {}
+    demote: dict[int, tuple[str, Owned]] = {}
+    for s, r in _led(owned, me, skip).items():
+        want = set(desired(s, candidates, replicas))
+        learners = tuple(n for n in r.learners if n in want and n in live)
+        live_voters = [v for v in r.voters if v in live]
+        followers = r.followers
+        if len(live_voters) >= replicas:
+            followers = tuple(f for f in followers if f in live)
+        if learners != r.learners or followers != r.followers:
+            now[s] = r._replace(revision=0, learners=learners, followers=followers)
+            continue
+        if len(live_voters) > replicas:
+            extra = [f for f in reversed(r.followers) if f in live and f not in want]
+            if extra:
+                demote[s] = (extra[0], r._replace(
+                    revision=0, followers=tuple(f for f in r.followers if f != extra[0])))
+    return now, demote
+
+
+def plan_failover(owned: Mapping[int, Owned], live: set[str],
+                  positions: Mapping[int, Mapping[str, Position]], ack: str
+                  ) -> tuple[dict[int, Owned], list[int]]:
+    """Failover: ``(new records, stuck shards)``. For each shard whose owner is not live
+    and that has followers, ``positions[s]``: the followers that answered (and promised
+    the fence ``epoch + 1``) -> their ``[epoch, seq]``. The shard fails over to the one
+    with the highest position (ties: rendezvous order) iff the voters not answering are
+    fewer than the quorum; else it is stuck (waits for more of its voters)."""
+    out: dict[int, Owned] = {}
+    stuck: list[int] = []
+    for s, r in sorted(owned.items()):
+        if r.owner in live or not r.followers:
+            continue
+        answered = {f: tuple(p) for f, p in (positions.get(s) or {}).items()
+                    if f in r.followers and f in live}
+        u = len(r.voters) - len(answered)
+        if not answered or u >= quorum(len(r.voters), ack):
+            stuck.append(s)
+            continue
+        order = {n: i for i, n in enumerate(placement.ranked(s, list(answered)))}
+        best = max(answered, key=lambda n: (answered[n], -order[n]))
+        out[s] = Owned(best, r.epoch + 1, 0, None,
+                       tuple(f for f in r.followers if f != best) + (r.owner,),
+                       tuple(n for n in r.learners if n != best and n != r.owner))
+    return out, stuck
+
+
+def under_replicated(owned: Mapping[int, Owned], live: set[str], replicas: int) -> int:
+    """Shards with fewer than ``replicas`` live voters."""
+    return sum(1 for r in owned.values() if sum(1 for v in r.voters if v in live) < replicas)
+
+
+def _unknown_command(exc: BaseException) -> bool:
+    """A worker without the worker side of issue 16 (an older build, or before the merge)."""
+    return "unknown shards command" in str(exc) or "unknown grant argument" in str(exc)
+
+
+class Replicas:
+    """The replica work of one node's coordinator (see the module docstring)."""
+
+    def __init__(self, co: "Coordinator") -> None:
+        self.co = co
+        self.replicas, self.ack = co.ccfg.replicas, co.ccfg.ack
+        #: shard -> the followers a change is removing: granted as non-voters until the
+        #: transaction that removes them has been written
+        self.demoting: dict[int, set[str]] = {}
+        #: shard -> learners a promotion counts as voters before the records name them
+        #: (when it raises the quorum: see :meth:`_promote`)
+        self.promoting: dict[int, set[str]] = {}
+        #: every member ever seen by id (a follower that died keeps its place in grants:
+        #: it still counts toward the quorum, with the endpoint it last had)
+        self.known: dict[str, Member] = {}
+        #: shards this node replicated (followed or learned) at the last look
+        self.following: dict[int, int] = {}
+        #: the local workers do not know the replication arguments (no worker side yet)
+        self.plain_grants = False
+        self._warned: set[str] = set()
+        #: node -> (monotonic time before which no transfer to it is tried, last delay)
+        self._backoff: dict[str, tuple[float, float]] = {}
+        #: (failed over, orphans, stuck) of the last failover pass logged
+        self._last_failover: tuple[int, int, int] = (0, 0, 0)
+
+    def _warn_once(self, what: str, msg: str, *args: Any) -> None:
+        if what not in self._warned:
+            self._warned.add(what)
+            log.warning(msg, *args)
+
+    # -- grants ----------------------------------------------------------------------
+    def grant_args(self, granted: Mapping[int, int]) -> dict[str, Any]:
+        """The replication arguments of a grant of the shards ``granted`` (the brief's
+        ``peers``, ``replicas``, ``ack``, ``ack_timeout``)."""
+        co = self.co
+        self.known.update(co.membership.members)
+        peers: list[list[Any]] = []
+        index: dict[tuple[str, str], int] = {}
+        reps: dict[int, list[list[Any]]] = {}
+        for s in granted:
+            r = co.owned.get(s)
+            if r is None:
+                continue
+            row = []
+            for n, voter in [(f, True) for f in r.followers] + [(n, False) for n in r.learners]:
+                if n == co.me:
+                    continue
+                if n in self.demoting.get(s, ()):
+                    voter = False
+                elif n in self.promoting.get(s, ()):
+                    voter = True
+                m: Member | None = self.known.get(n)
+                # a voter never seen (dead since before this router started) still counts
+                # toward the quorum: an endpoint of its own that nobody listens on
+                endpoint = (m.workers[m.home[s]] if m is not None and len(m.home) > s
+                            else UNREACHABLE.format(node=n))
+                key = (n, endpoint)
+                if key not in index:
+                    index[key] = len(peers)
+                    peers.append([n, endpoint, m.public_key if m is not None else None])
+                row.append([index[key], voter])
+            if row:
+                reps[s] = row
+        return {"peers": peers, "replicas": reps, "ack": self.ack,
+                "ack_timeout": float(co.ccfg.lease_ttl)}
+
+    def grant_refused(self, exc: BaseException) -> bool:
+        """A grant failed: if because the worker does not know the replication arguments,
+        grant without them from now on (True: send again)."""
+        if self.plain_grants or not _unknown_command(exc):
+            return False
+        self.plain_grants = True
+        log.error("this node's workers do not know the replication arguments of a grant (%s): "
+                  "granting without them; its shards are NOT replicated (replicas = %d "
+                  "needs the worker side of issue 16)", exc, self.replicas)
+        return True
+
+    # -- asking workers --------------------------------------------------------------
+    async def progress(self, shards: list[int]) -> dict[int, dict[str, Any]]:
+        """Our workers' ``replication`` answers for ``shards`` (homed on them): shard ->
+        ``{"epoch", "seq", "held": {node: seq}}``; a worker that cannot say holds nothing."""
+        co = self.co
+        by_slot: dict[int, list[int]] = defaultdict(list)
+        for s in shards:
+            by_slot[co.home[s]].append(s)
+        out: dict[int, dict[str, Any]] = {}
+
+        async def one(slot: int, group: list[int]) -> None:
+            try:
+                reply = await co.call(co.workers[slot], "replication", {"shards": group},
+                                      CALL_TIMEOUT)
+            except ActorError as exc:
+                if _unknown_command(exc):
+                    self._warn_once("replication", "worker slot %d does not answer "
+                                    "`replication` (%s): no learner is promoted", slot, exc)
+                else:
+                    log.warning("worker slot %d did not say what its followers hold: %s",
+                                slot, exc)
+                return
+            for s, p in (reply or {}).items():
+                if isinstance(p, dict):
+                    out[int(s)] = p
+        await asyncio.gather(*(one(k, v) for k, v in by_slot.items()))
+        return out
+
+    async def positions(self, ask: Mapping[int, Owned]) -> dict[int, dict[str, Position]]:
+        """Failover's first step: every live follower of the shards of ``ask`` promises the
+        fence ``epoch + 1`` and says its position; shard -> {follower: [epoch, seq]}.
+        One call per (follower, its home worker of those shards)."""
+        co = self.co
+        members = co.membership.members
+        calls: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for s, r in ask.items():
+            for f in r.followers:
+                m = members.get(f)
+                if m is not None and len(m.home) > s:
+                    calls[(f, m.workers[m.home[s]])].append(s)
+        out: dict[int, dict[str, Position]] = defaultdict(dict)
+
+        async def one(node: str, endpoint: str, group: list[int]) -> None:
+            args = {"shards": group, "fence": {s: ask[s].epoch + 1 for s in group}}
+            try:
+                reply = await co.call(endpoint, "position", args, CALL_TIMEOUT)
+            except ActorError as exc:
+                if _unknown_command(exc):
+                    self._warn_once("position", "the worker of node %s does not answer "
+                                    "`position` (%s): no shard fails over", node, exc)
+                else:
+                    log.warning("node %s did not give the positions of %d shards for "
+                                "failover: %s", node, len(group), exc)
+                return
+            for s, p in ((reply or {}).get("positions") or {}).items():
+                if int(s) in ask and isinstance(p, (list, tuple)) and len(p) == 2:
+                    out[int(s)][node] = (int(p[0]), int(p[1]))
+        await asyncio.gather(*(one(n, e, g) for (n, e), g in calls.items()))
+        return dict(out)
+
+    async def peer_positions(self, node: str, shards: list[int]) -> dict[int, Position]:
+        """``node``'s positions of ``shards`` (it follows them: no fence asked); shard ->
+        ``(epoch, seq)``, missing where its worker did not answer."""
+        co = self.co
+        m = co.membership.members.get(node)
+        if m is None:
+            return {}
+        by_worker: dict[str, list[int]] = defaultdict(list)
+        for s in shards:
+            if len(m.home) > s:
+                by_worker[m.workers[m.home[s]]].append(s)
+        out: dict[int, Position] = {}
+
+        async def one(endpoint: str, group: list[int]) -> None:
+            try:
+                reply = await co.call(endpoint, "position", {"shards": group}, CALL_TIMEOUT)
+            except ActorError as exc:
+                log.debug("node %s did not give its positions of %d shards: %s", node,
+                          len(group), exc)
+                return
+            for s, p in ((reply or {}).get("positions") or {}).items():
+                if isinstance(p, (list, tuple)) and len(p) == 2:
+                    out[int(s)] = (int(p[0]), int(p[1]))
+        await asyncio.gather(*(one(e, g) for e, g in by_worker.items()))
+        return out
+
+    # -- changing records ------------------------------------------------------------
+    async def _write(self, new: Mapping[int, Owned]) -> int:
+        """Write ``new`` records (each against the record it was planned from), one
+        transaction per BATCH; the shards changed (a batch that lost a race is skipped:
+        the next loop reads and plans again)."""
+        co = self.co
+        items = sorted(new.items())
+        done = 0
+        for i in range(0, len(items), BATCH):
+            part = {s: (co.owned[s], r) for s, r in items[i:i + BATCH] if s in co.owned}
+            got = await co.ownership.change(part)
+            if got is None:
+                co.merge(await co.ownership.read())
+                continue
+            co.merge(got)
+            done += len(got)
+        return done
+
+    async def drive(self, candidates: list[str]) -> bool:
+        """One pass over the shards this node leads (grow, promote, transfer, surplus);
+        True if something changed (loop again soon)."""
+        co = self.co
+        live = set(co.membership.members)
+        skip = co.moving | co.unresolved
+        R = self.replicas
+        changed = False
+        grow = plan_grow(co.owned, co.me, candidates, R, skip)
+        if grow:
+            n = await self._apply(grow)
+            log.info("shards led by %s: %d got new learners", co.me, n)
+            changed = True
+        learning = [s for s, r in _led(co.owned, co.me, skip).items() if r.learners]
+        if learning:
+            promote = plan_promote(co.owned, co.me, live, await self.progress(learning), skip)
+            if promote:
+                n = await self._promote(promote)
+                log.info("shards led by %s: %d learners promoted to followers", co.me, n)
+                changed = True
+        moves = plan_transfer(co.owned, co.me, live, candidates, R, skip)
+        if moves:        # only to a follower that holds our last write now (no long drain)
+            p = await self.progress(sorted(s for v in moves.values() for s in v))
+            moves = {to: [s for s in v
+                          if s in p and (p[s].get("held") or {}).get(to) == p[s].get("seq")]
+                     for to, v in moves.items()}
+        now_t = time.monotonic()
+        for to, shards in sorted(moves.items()):
+            if not shards or self._backoff.get(to, (0.0, 0.0))[0] > now_t:
+                continue
+            if await self._transfer(to, sorted(shards)):
+                changed = True
+        now, demote = plan_surplus(co.owned, co.me, live, candidates, R, co.moving | co.unresolved)
+        if now or demote:
+            n = await self._apply({**now, **{s: r for s, (_n, r) in demote.items()}})
+            log.info("shards led by %s: %d lost surplus or dead replicas", co.me, n)
+            changed = True
+        return changed
+
+    async def _promote(self, new: Mapping[int, Owned]) -> int:
+        """Promote learners (``new``: the records with them as followers). Where the
+        promotion keeps the quorum (majority, 2 -> 3 voters), the transaction goes first,
+        then the grant: a write acknowledged by the old quorum meets every failover
+        answer set of the new voters. Where it raises the quorum (1 -> 2 or 3 voters,
+        3 -> 4, any with ``ack = "all"``), a write acknowledged by the old quorum just
+        before the grant need not be on the new voter, and the new voters' failover answer
+        sets may miss it: so the grant counts the new voters first, then, once each holds
+        the leader's position as of after that grant (every earlier write), the
+        transaction. A shard whose new voters do not catch up within
+        ``handoff.CATCH_UP_TIMEOUT`` is left as it was (tried again next loop)."""
+        co = self.co
+        raise_q = {s: set(r.followers) - set(co.owned[s].followers) for s, r in new.items()
+                   if s in co.owned and quorum(len(r.voters), self.ack)
+                   > quorum(len(co.owned[s].voters), self.ack)}
+        if not raise_q or self.plain_grants:
+            return await self._apply(new)
+        for s, nodes in raise_q.items():
+            self.promoting.setdefault(s, set()).update(nodes)
+        try:
+            await co.grant_all(sorted({co.home[s] for s in raise_q}))
+            ready = await self._hold_all(raise_q)
+            late = set(raise_q) - ready
+            if late:
+                log.info("shards led by %s: %d learners did not catch up after being counted "
+                         "as voters; promoting them later", co.me, len(late))
+            return await self._apply({s: r for s, r in new.items() if s not in late})
+        finally:
+            for s in raise_q:
+                self.promoting.pop(s, None)
+
+    async def _hold_all(self, nodes: Mapping[int, set[str]]) -> set[int]:
+        """The shards of ``nodes`` whose nodes all hold the leader's position as it was
+        at the first look (after the grant that counts them), within CATCH_UP_TIMEOUT."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CATCH_UP_TIMEOUT
+        target: dict[int, int] = {}
+        ready: set[int] = set()
+        todo = sorted(nodes)
+        while todo:
+            p = await self.progress(todo)
+            for s in todo:
+                if s not in p:
+                    continue
+                seq = int(p[s].get("seq") or 0)
+                target.setdefault(s, seq)
+                held = p[s].get("held") or {}
+                if all(int(held.get(n, -1)) >= target[s] for n in nodes[s]) and \
+                        seq >= target[s]:
+                    ready.add(s)
+            todo = [s for s in todo if s not in ready]
+            if not todo or loop.time() >= deadline:
+                break
+            await asyncio.sleep(CATCH_UP_POLL)
+        return ready
+
+    async def _apply(self, new: Mapping[int, Owned]) -> int:
+        """Write changed replica sets (same owner, same epoch) so that every record's
+        voters meet every quorum the leader used: voters that go (alive or not: a node
+        whose lease expired may still be acknowledging) first stop counting (a grant that
+        names them as non-voters, then ``ack_timeout`` for the groups flushed before it
+        to be released or failed), then the transaction, then a grant with the voters
+        and learners it added. Returns the shards changed."""
+        co = self.co
+        gone = {s: set(co.owned[s].voters) - set(r.voters) for s, r in new.items()
+                if s in co.owned}
+        gone = {s: g for s, g in gone.items() if g}
+        slots = sorted({co.home[s] for s in new})
+        for s, g in gone.items():
+            self.demoting.setdefault(s, set()).update(g)
+        try:
+            if gone and not self.plain_grants:
+                await co.grant_all(sorted({co.home[s] for s in gone}))
+                await asyncio.sleep(float(co.ccfg.lease_ttl) + DEMOTE_MARGIN)
+            n = await self._write(new)
+        finally:
+            for s in gone:
+                self.demoting.pop(s, None)
+        await co.grant_all(slots)
+        return n
+
+    async def _transfer(self, to: str, shards: list[int]) -> bool:
+        co = self.co
+
+        def is_target(node_id: str) -> bool:
+            m = co.membership.members.get(node_id)
+            return m is not None and not m.leaving
+
+        async def caught_up(marked: Mapping[int, Owned]) -> bool:
+            # our position (our worker stops tracking a revoked shard's peers once they
+            # all hold it, so T's own answer is the word): T's position must equal ours
+            ours = await self.progress(sorted(marked))
+            theirs = await self.peer_positions(to, sorted(marked))
+            return all(s in ours and s in theirs
+                       and theirs[s] == (ours[s].get("epoch"), ours[s].get("seq"))
+                       for s in marked)
+
+        handoff = Handoff(co.ownership, co.me, co.call, co.workers, co.home, co.stop_serving,
+                          co.serve_again, is_target, co.merge)
+        started = time.monotonic()
+        for i in range(0, len(shards), BATCH):
+            batch = [s for s in shards[i:i + BATCH] if s in co.owned and co.owned[s].owner == co.me
+                     and co.owned[s].to is None]
+            if not batch:
+                continue
+            try:
+                new = await handoff.transfer(to, {s: co.owned[s] for s in batch}, caught_up)
+            except ChangedMeanwhile:
+                co.moving.difference_update(batch)
+                co.merge(await co.ownership.read())
+                return True
+            except HandoffFailed as exc:
+                co.moving.difference_update(batch)
+                delay = min(self._backoff.get(to, (0.0, 0.0))[1] * 2 or BACKOFF_FIRST, BACKOFF_MAX)
+                self._backoff[to] = (time.monotonic() + delay, delay)
+                log.error("%s; the next transfer to %s in %g s", exc, to, delay)
+                return False
+            except Unresolved as exc:
+                co.moving.update(exc.shards)
+                co.unresolved.update(exc.shards)
+                log.error("%s; shards %s are not served until their records can be read "
+                          "again", exc, exc.shards[:8])
+                return False
+            self._backoff.pop(to, None)
+            co.moving.difference_update(batch)
+            co.merge(new)
+        log.info("node %s gave the leadership of %d shards to %s (%.2f s)", co.me, len(shards),
+                 to, time.monotonic() - started)
+        return True
+
+    # -- failover --------------------------------------------------------------------
+    async def failover(self) -> int:
+        """Run by the lowest live member: promote a follower of each shard whose leader
+        is not live (see the module docstring). Returns the shards failed over."""
+        co = self.co
+        live = set(co.membership.members)
+        orphans = {s: r for s, r in co.owned.items() if r.owner not in live and r.followers}
+        if not orphans:
+            return 0
+        started = time.monotonic()
+        positions = await self.positions(orphans)
+        new, stuck = plan_failover(orphans, live, positions, self.ack)
+        done = await self._write(new) if new else 0
+        seen = (done, len(orphans), len(stuck))
+        if done or seen != self._last_failover:      # (a lasting wait is logged once)
+            self._last_failover = seen
+            dead = sorted({r.owner for r in orphans.values()})
+            log.info("failover of the shards of %s: %d of %d moved to a follower, %d wait for "
+                     "more of their voters (%.2f s)", ", ".join(dead[:5]), done, len(orphans),
+                     len(stuck), time.monotonic() - started)
+        return done
+
+    # -- this node as a replica ------------------------------------------------------
+    def replicated_here(self) -> dict[int, int]:
+        """Shards this node follows or learns: shard -> epoch."""
+        me = self.co.me
+        return {s: r.epoch for s, r in self.co.owned.items()
+                if r.owner != me and (me in r.followers or me in r.learners)}
+
+    async def drop_released(self) -> None:
+        """Drop our copy of each shard we replicated and no longer do (a surplus step of
+        its leader removed us), unless we own it or a move brings it to us."""
+        co = self.co
+        now = self.replicated_here()
+        gone = {s: co.owned[s].epoch for s in self.following
+                if s not in now and s in co.owned and co.me not in co.owned[s].replicas
+                and co.owned[s].to != co.me}
+        self.following = now
+        if gone:
+            try:
+                await drop(co.call, co.workers, co.home, gone)
+                log.info("node %s dropped its copy of %d shards it no longer replicates",
+                         co.me, len(gone))
+            except ActorError as exc:
+                log.warning("could not drop this node's copy of %d shards it no longer "
+                            "replicates (%s); the next start sweeps them", len(gone), exc)
+
