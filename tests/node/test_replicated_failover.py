@@ -98,11 +98,15 @@ def rc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     c = Cluster(workdir, N, None, actors={**ACTORS, **audit.ACTORS}, python_path=[ACTORS_DIR],
                 lease_ttl=TTL, workers=WORKERS, name="repl",
                 extra_config={"cluster": {"replicas": R}})
-    with c:
-        for i in range(N):
-            c.wait_ready(i, timeout=60)
-        restore(c, [], timeout=120)
-        yield c
+    try:
+        with c:
+            for i in range(N):
+                c.wait_ready(i, timeout=60)
+            restore(c, [], timeout=120)
+            yield c
+    finally:
+        while MOUNTS:
+            subprocess.run(["umount", "-l", MOUNTS.pop()], check=False, capture_output=True)
     left = leftover_processes(timeout=10)
     assert not left, f"processes left behind by the replicated cluster: {describe(left)}"
 
@@ -230,36 +234,94 @@ def positions_behind(c: Cluster, client: actorsys.Client, shards: set[int]) -> l
 def _positions_behind(c: Cluster, client: actorsys.Client, shards: set[int]) -> list[str]:
     if not shards:
         return []
+    lead = leader_positions(client, shards)
+    out = []
+    for nid in IDS:
+        mine = {s for s, (leader, _) in lead.items() if leader != nid}
+        for s, got in positions_on(c, client, nid, mine).items():
+            if got != lead[s][1]:
+                out.append(f"shard {s}: leader {lead[s][0]} at {lead[s][1]}, follower {nid} at {got}")
+    return out
+
+
+def leader_positions(client: actorsys.Client, shards: set[int]) -> dict[int, tuple[str, list[int]]]:
+    """shard -> (its leader, [epoch, seq] by the leader's ``replication`` answer), by a
+    fresh map."""
     client.refresh_map()
     m = client.map
-    home = homes(c)
-    first = {n["id"]: n["slots"][0] for n in m.nodes or ()}
     leaders: dict[str, list[int]] = {}
     for s in shards:
         leaders.setdefault(m.endpoints[m.owner[s]], []).append(s)
-    lead_pos: dict[int, tuple[str, list[int]]] = {}
+    out = {}
     for ep, ss in leaders.items():
         rep = shards_cmd(ep, "replication", {"shards": sorted(ss)})
         node = m.node_of_slot(m.owner[ss[0]])
         assert node is not None
         for s in ss:
             r = by_shard(rep, s)
-            assert r is not None, f"{ep}'s replication answer lacks shard {s}: {rep}"
-            lead_pos[s] = (str(node["id"]), [int(r["epoch"]), int(r["seq"])])
-    followers: dict[str, list[int]] = {}
-    for s, (leader, _) in lead_pos.items():
-        for nid in IDS:
-            if nid != leader:
-                followers.setdefault(m.endpoints[first[nid] + home[nid][s]], []).append(s)
-    out = []
-    for ep, ss in followers.items():
+            if r is None:
+                raise Refused(f"{ep}'s replication answer lacks shard {s}: {str(rep)[:300]}")
+            out[s] = (str(node["id"]), [int(r["epoch"]), int(r["seq"])])
+    return out
+
+
+def positions_on(c: Cluster, client: actorsys.Client, node_id: str,
+                 shards: set[int]) -> dict[int, list[int] | None]:
+    """shard -> [epoch, seq] of ``node_id``'s copy (the worker ``position`` command to
+    the worker homing it there; None: it holds no position)."""
+    m = client.map
+    home = homes(c)[node_id]
+    first = next(n["slots"][0] for n in m.nodes or () if n["id"] == node_id)
+    workers: dict[str, list[int]] = {}
+    for s in shards:
+        workers.setdefault(m.endpoints[first + home[s]], []).append(s)
+    out: dict[int, list[int] | None] = {}
+    for ep, ss in workers.items():
         pos = shards_cmd(ep, "position", {"shards": sorted(ss)})["positions"]
         for s in ss:
             got = by_shard(pos, s)
-            if got is None or list(got) != lead_pos[s][1]:
-                out.append(f"shard {s}: leader {lead_pos[s][0]} at {lead_pos[s][1]}, the follower "
-                           f"worker {ep} at {got}")
+            out[s] = None if got is None else [int(x) for x in got]
     return out
+
+
+#: the tmpfs mounted over a node's slot directory (test_e's disk that fills), unmounted
+#: when the module's cluster is gone
+MOUNTS: list[str] = []
+
+
+def slot_dir(c: Cluster, i: int, slot: int) -> str:
+    return os.path.join(c.nodes[i].dir, "data", f"slot-{slot}")
+
+
+def move_slot_to_tmpfs(c: Cluster, i: int, slot: int, size: str = "32m") -> None:
+    """(Node ``i`` stopped.) Its slot's LevelDB directory onto a tmpfs of ``size`` mounted
+    there: a disk of its own that can fill up. Needs root."""
+    path = slot_dir(c, i, slot)
+    copy = os.path.join(c.nodes[i].dir, f"slot-{slot}-copy")       # (outside the data dir)
+    shutil.copytree(path, copy)
+    shutil.rmtree(path)
+    os.makedirs(path, mode=0o700)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", path],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, f"mounting a tmpfs needs root: {r.stderr.strip()}"
+    MOUNTS.append(path)
+    shutil.copytree(copy, path, dirs_exist_ok=True)
+    shutil.rmtree(copy)
+
+
+def fill(path: str) -> str:
+    """Fill the filesystem holding ``path`` with a ballast file; its name (written
+    unbuffered, as tests/node/test_storage_faults.py does)."""
+    ballast = os.path.join(path, "ballast")
+    with open(ballast, "wb", buffering=0) as f:
+        for size in (1 << 16, 1 << 12, 1 << 8, 1):       # down to the last free byte
+            chunk = bytes(size)
+            try:
+                while f.write(chunk):
+                    pass
+            except OSError:
+                pass
+    return ballast
 
 
 def restore(c: Cluster, keys: list[str], timeout: float = RESTORE_TIMEOUT) -> None:
@@ -825,4 +887,55 @@ def test_d_a_follower_s_lost_slot_is_rebuilt_while_the_majority_serves(cluster):
         assert all(leader_of(client, k) == fid for k in led)
         assert all(leader_of(client, k) != fid for k in followed)
         assert not positions_behind(c, client, {tally_shard(k) for k in keys})
+        audit_keys(client, keys, results)
+
+
+# -- e: a follower's disk fills -------------------------------------------------------------
+
+
+def test_e_a_follower_s_full_disk_stops_no_write_and_it_catches_up_once_freed(cluster):
+    c, f, slot = cluster, 2, 1                           # n3's slot 1 fills up
+    if os.geteuid() != 0:
+        pytest.skip("the full disk is a tmpfs mounted over a slot's directory: needs root")
+    fid = c.nodes[f].node_id
+    path = slot_dir(c, f, slot)
+    if not os.path.ismount(path):
+        c.stop_node(f)
+        move_slot_to_tmpfs(c, f, slot)
+        restore(c, [])                                   # (started again, caught up)
+    with connect_all(c, but=f) as client:
+        keys = keys_followed_on(c, client, fid, slot, 6, 4_000_000)  # others lead them
+        shards = {tally_shard(k) for k in keys}
+        results = Results()
+        ws = writers(c, [keys], results, but=f)
+        ballast = None
+        try:
+            results.wait_acks(20)
+            ballast = fill(path)
+            t_full = time.monotonic()
+            # the leaders go on acknowledging, with the other follower
+            for k in keys:
+                results.wait_acks(3, [k], after=t_full, timeout=FAILOVER_BOUND + 10)
+            # ... while the full follower holds nothing more (once the last free bytes of
+            # its files' pages are used: a few appends): its positions stay put as the
+            # leaders' move on
+            results.wait_acks(10 * len(keys), keys, after=t_full)
+            before = positions_on(c, client, fid, shards)
+            lead_before = leader_positions(client, shards)
+            results.wait_acks(len(keys) * 3, keys, after=time.monotonic())
+            after = positions_on(c, client, fid, shards)
+            lead_after = leader_positions(client, shards)
+            stuck = [s for s in shards if after[s] == before[s] and lead_after[s] != lead_before[s]]
+            assert stuck, (f"{fid}'s full slot kept up with its leaders: {before} -> {after} "
+                           f"(leaders {lead_before} -> {lead_after})")
+            os.remove(ballast)
+            ballast = None
+            results.wait_acks(10, keys, after=time.monotonic())
+        finally:
+            if ballast is not None:
+                os.remove(ballast)
+            finish(ws)
+        # room again: it catches up (the followed shards at their leaders' position)
+        restore(c, keys)
+        assert all(leader_of(client, k) != fid for k in keys)
         audit_keys(client, keys, results)
