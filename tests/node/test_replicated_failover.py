@@ -24,6 +24,11 @@ is skipped) and a real etcd:
   two (writes acknowledged); afterwards the slot is rebuilt: the followed shards'
   positions on it equal their leaders', and the shards it leads again (handed back
   after the rebuild) answer with every write.
+* **A follower's disk fills** (one slot's directory on a small tmpfs the test mounts:
+  root only, else skipped): the shards it follows there go on acknowledging writes (the
+  leader and the other follower are a majority) while its positions stay put; once
+  there is room again it catches up to its leaders' positions, and nothing acknowledged
+  is missing.
 
 One cluster serves the whole module (the suite's CI budget): the scenarios run one
 after the other, and each ends (and begins) by restoring it (:func:`restore`): every
