@@ -675,6 +675,12 @@ def test_a_killed_leader_s_shards_answer_elsewhere_within_the_lease_and_lose_no_
                             and nodes_of(v_)[vid]["shards"] == 0,
                             f"n1 to see {vid} dead, leading no shard", timeout=30)
                 results.wait_acks(20, victim, after=first.t)
+                # what it acknowledged before its death is on the new leaders
+                for k in victim:
+                    acked_before = len([r for r in results.acks([k]) if r.t < t_kill])
+                    n = client.ask(TALLY, k, "read", timeout=5.0)["n"]
+                    assert n >= acked_before, f"{k}: {acked_before} writes acknowledged by {vid} " \
+                                              f"before its kill, its new leader has {n}"
                 # started again, it comes back as a follower
                 t_start = time.monotonic()
                 c.start_node(v)
