@@ -18,7 +18,27 @@ on n2 (the map sends each ask straight to n2's worker: one hop, like a single no
 Targets (issue 15): remote ask p50 within 1.3x of the single node over tcp; map
 refresh under 100 ms. Everything started is removed at the end, also on Ctrl-C.
 
-Usage: ``scripts/bench --cluster 3 [--quick] [--json FILE]``
+``--replicas R`` (R > 1; issue 16) benchmarks replication instead, in one run: two
+three-node clusters (:class:`actorsys.testing.cluster.Cluster` on loopback hosts, each
+with its own etcd), one with ``[cluster] replicas = R`` and one without (``replicas =
+1``), both up at once so that their measurements interleave and see the same noise:
+
+1. write ask        blocking client, one actor on n2 (its leader), sequential ``add``
+                    asks (a write each), p50 / p99, replicated vs unreplicated
+2. pipelined writes asyncio client, ``window`` asks in flight over 100 actors led by n2
+                    (best of 3; quick: 1), replicated vs unreplicated
+3. failover         kill -9 every process of the node leading a probed actor (n2, n3
+                    in turn); the time from the kill to the first answer from its new
+                    leader (the client asking without pause), p50 and max over
+                    ``--kills`` kills; the node is started again and the cluster
+                    settled (no shard under-replicated, none moving) before the next
+
+Targets (issue 16): write ask p50 with replication within 2x of unreplicated;
+pipelined write throughput at least 50% of unreplicated; failover within ``lease_ttl``
++ 2 s (``--lease-ttl``, 2 s by default).
+
+Usage: ``scripts/bench --cluster 3 [--replicas 3 [--kills N] [--lease-ttl S]] [--quick]
+[--json FILE]``
 """
 from __future__ import annotations
 
@@ -269,6 +289,166 @@ def print_report(results: dict[str, Any], meta: dict[str, Any]) -> None:
           f"waited at most {j['longest_gap_ms']:.0f} ms ({j['asks']} asks, none lost)")
 
 
+# -- replication (--replicas R) ------------------------------------------------------------
+
+
+def view_settled(replicas: int) -> Any:
+    """A view predicate: three live nodes, each leading shards, none moving; with
+    replicas, none under-replicated or unavailable."""
+    def ok(view: Any) -> bool:
+        live = [n for n in view["nodes"] if n["alive"]]
+        if replicas > 1 and (view.get("under_replicated") != 0 or view.get("unavailable") != 0):
+            return False
+        return len(live) == 3 and all(n["shards"] > 0 and not n["moving"] for n in live)
+    return ok
+
+
+def write_latency(refs: dict[str, Any], n: int, chunk: int = 100) -> dict[str, Any]:
+    """Sequential ``add`` asks through each of ``refs`` (name -> ref), in interleaved
+    chunks; p50/p99 in us."""
+    perf = time.perf_counter_ns
+    samples: dict[str, list[int]] = {name: [] for name in refs}
+    for ref in refs.values():
+        for _ in range(100):
+            ref.ask("add", 1, timeout=10.0)
+    done = 0
+    while done < n:
+        m = min(chunk, n - done)
+        for name, ref in refs.items():
+            ask, out = ref.ask, samples[name]
+            for _ in range(m):
+                t = perf()
+                ask("add", 1, timeout=10.0)
+                out.append(perf() - t)
+        done += m
+    result = {}
+    for name, v in samples.items():
+        v.sort()
+        result[name] = {"p50_us": pct(v, 0.5) / 1e3, "p99_us": pct(v, 0.99) / 1e3, "n": len(v)}
+    return result
+
+
+def failover_once(c: Any, client: actorsys.Client, victim: int, tag: str, replicas: int,
+                  timeout: float) -> float:
+    """kill -9 node ``victim``, ask an actor of a shard it led without pause until its
+    new leader answers: the seconds from the kill; then start it again and wait until
+    the cluster settled."""
+    client.refresh_map()
+    key = keys_on(client, c.nodes[victim].node_id, 1, tag)[0]
+    ref = client.ref(TYPE, key)
+    ref.ask("add", 1, timeout=10.0)
+    t0 = time.monotonic()
+    c.kill_node(victim)
+    while True:
+        try:
+            ref.ask("add", 1, timeout=1.0)
+            took = time.monotonic() - t0
+            break
+        except (actorsys.ShardUnavailable, actorsys.WorkerLost, actorsys.AskTimeout,
+                actorsys.NodeUnavailable):
+            if time.monotonic() - t0 > timeout:
+                raise TimeoutError(f"no answer from a new leader of {c.nodes[victim].node_id}'s "
+                                   f"shards within {timeout:g} s of its kill") from None
+            time.sleep(0.005)
+    c.start_node(victim)
+    c.wait_ready(victim, 60)
+    c.wait_view(0, view_settled(replicas), f"the cluster settled after {c.nodes[victim].node_id} "
+                f"returned", SETTLE_TIMEOUT)
+    return took
+
+
+def run_replicated(args: Any, res: Resources) -> dict[str, Any]:
+    from actorsys.testing.cluster import Cluster
+    quick, replicas = args.quick, args.replicas
+    n_lat = 300 if quick else 3000
+    n_pipe = 3000 if quick else 20_000
+    kills = args.kills if args.kills is not None else (1 if quick else 5)
+    meta = {"mode": "quick" if quick else "full", "cpus": os.cpu_count(),
+            "loadavg_before": [round(x, 2) for x in os.getloadavg()],
+            "python": sys.version.split()[0], "libzmq": zmq.zmq_version(), "nodes": 3,
+            "replicas": replicas, "lease_ttl": args.lease_ttl, "kills": kills}
+    names = {1: "r1", replicas: f"r{replicas}"}
+    clusters: dict[int, Any] = {}
+    with contextlib.ExitStack() as stack:
+        try:
+            for r in (1, replicas):
+                extra: dict[str, Any] = {"node": {"ask_timeout": 30.0}}
+                if r > 1:
+                    extra["cluster"] = {"replicas": r}
+                c = Cluster(res.tmp, 3, "loopback", actors={TYPE: "bench_actors:BenchCounter"},
+                            python_path=[HERE, os.path.join(os.path.dirname(HERE), "examples")],
+                            lease_ttl=args.lease_ttl, name=f"bench-{names[r]}", workers=2,
+                            extra_config=extra, log_level="warning")
+                clusters[r] = stack.enter_context(c)
+            t0 = time.monotonic()
+            for r, c in clusters.items():
+                for i in range(3):
+                    c.wait_ready(i, 60)
+                c.wait_view(0, view_settled(r), f"{names[r]} settled", SETTLE_TIMEOUT)
+            log(f"both clusters up and settled in {time.monotonic() - t0:.1f} s")
+            clients = {}
+            for r, c in clusters.items():
+                clients[r] = actorsys.connect(c.endpoints, timeout=30.0)
+                stack.callback(clients[r].close)
+            keys = {r: keys_on(clients[r], "n2", 101, "remote") for r in clusters}
+            lat = write_latency({names[r]: clients[r].ref(TYPE, keys[r][0]) for r in clusters}, n_lat)
+            log("write ask latency done")
+            best = {names[r]: 0.0 for r in clusters}
+            for _ in range(1 if quick else 3):
+                for r, c in clusters.items():
+                    pipe = [keys[r][1 + i % 100] for i in range(n_pipe)]
+                    best[names[r]] = max(best[names[r]], n_pipe / actorsys_pipelined(
+                        c.endpoints[0], pipe, args.window, warm_keys=sorted(set(pipe))))
+            log("pipelined writes done")
+            c = clusters[replicas]
+            times = [failover_once(c, clients[replicas], 1 + k % 2, f"failover-{k}", replicas,
+                                   args.lease_ttl + 30.0) for k in range(kills)]
+            log("failovers done")
+        except BaseException:
+            for r, c in clusters.items():
+                for i in range(len(c.nodes)):
+                    print(f"bench: the end of {names[r]}'s {c.nodes[i].node_id}'s log:\n"
+                          f"{c.log_tail(i, 20)}", file=sys.stderr)
+            raise
+    times.sort()
+    rname = names[replicas]
+    results: dict[str, Any] = {
+        "write_ask": {**lat, "ratio_p50": lat[rname]["p50_us"] / lat["r1"]["p50_us"],
+                      "target": "replicated ask p50 within 2x of unreplicated"},
+        "pipelined": {"per_s": best, "ratio": best[rname] / best["r1"],
+                      "target": "replicated throughput at least 50% of unreplicated"},
+        "failover": {"p50_s": pct(times, 0.5) if times else None, "max_s": times[-1] if times else None,
+                     "n": len(times), "all_s": times,
+                     "target": f"within lease_ttl + 2 s = {args.lease_ttl + 2:g} s"},
+    }
+    results["write_ask"]["meets_target"] = results["write_ask"]["ratio_p50"] <= 2.0
+    results["pipelined"]["meets_target"] = results["pipelined"]["ratio"] >= 0.5
+    results["failover"]["meets_target"] = bool(times) and times[-1] <= args.lease_ttl + 2.0
+    meta["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    return {"meta": meta, "results": results}
+
+
+def print_replicated(results: dict[str, Any], meta: dict[str, Any]) -> None:
+    r, lat, pipe, fo = meta["replicas"], results["write_ask"], results["pipelined"], results["failover"]
+    rn = f"r{r}"
+    met = {True: "met", False: "NOT met"}
+    print(f"\nactorsys replicated cluster benchmark ({meta['mode']}, 3 nodes on loopback hosts, "
+          f"replicas {r} vs 1, lease_ttl {meta['lease_ttl']:g} s, {meta['cpus']} cpus, "
+          f"load {meta['loadavg_before']})")
+    print(f"  write ask p50         {lat[rn]['p50_us']:8.1f} us   unreplicated {lat['r1']['p50_us']:.1f} us"
+          f"   ratio {lat['ratio_p50']:.2f}x (target <= 2x: {met[lat['meets_target']]})")
+    print(f"  write ask p99         {lat[rn]['p99_us']:8.1f} us   unreplicated {lat['r1']['p99_us']:.1f} us")
+    print(f"  pipelined writes      {fmt_num(pipe['per_s'][rn], '/s'):>12}   unreplicated "
+          f"{fmt_num(pipe['per_s']['r1'], '/s')}   ratio {pipe['ratio']:.2f} (target >= 0.5: "
+          f"{met[pipe['meets_target']]})")
+    if fo["n"]:
+        print(f"  failover (kill -9)    p50 {fo['p50_s']:.2f} s   max {fo['max_s']:.2f} s over {fo['n']} "
+              f"kill(s), to the first answer from the new leader (target <= "
+              f"{meta['lease_ttl'] + 2:g} s: {met[fo['meets_target']]})")
+    else:
+        print("  failover (kill -9)    not measured (--kills 0)")
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
     ap = argparse.ArgumentParser(prog="scripts/bench --cluster 3", description=__doc__.split("\n\n")[0])
@@ -276,7 +456,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     ap.add_argument("--window", type=int, default=1000, help="asks in flight when pipelining")
     ap.add_argument("--tmpdir", metavar="DIR", default=None)
-    return run_and_report(ap.parse_args(argv), run, print_report, what="cluster")
+    ap.add_argument("--replicas", type=int, default=1, metavar="R",
+                    help="R > 1: benchmark replication (a cluster with replicas = R beside one "
+                         "without: write asks, pipelined writes, failover after kill -9)")
+    ap.add_argument("--kills", type=int, default=None, metavar="N",
+                    help="with --replicas: node kills to time failover over (default 5; quick 1)")
+    ap.add_argument("--lease-ttl", type=float, default=2.0, metavar="S",
+                    help="with --replicas: the clusters' lease (failover waits for it)")
+    args = ap.parse_args(argv)
+    if not 1 <= args.replicas <= 3:
+        ap.error("--replicas must be from 1 to 3 (the benchmark's cluster has 3 nodes)")
+    if args.replicas == 1 and (args.kills is not None or args.lease_ttl != 2.0):
+        ap.error("--kills and --lease-ttl go with --replicas R > 1")
+    if args.kills is not None and args.kills < 0:
+        ap.error("--kills must be 0 or more")
+    if args.replicas > 1:
+        return run_and_report(args, run_replicated, print_replicated, what="cluster")
+    return run_and_report(args, run, print_report, what="cluster")
 
 
 if __name__ == "__main__":

@@ -57,8 +57,18 @@ from its restart, SIGCONT or heal until every one of its slots answers again. Th
 adds: every node healthy (status over its router) and every shard owned by exactly one
 node (:mod:`actorsys.testing.chaos.cluster`).
 
-Usage: ``scripts/chaos [--duration 30] [--durability process|fsync] [--cluster 3 [--join-leave]]
-[--json FILE] ...``
+With ``--replicas R`` (``--cluster`` only, 1..N) every node's config has ``[cluster]
+replicas = R``: each shard has a leader and R - 1 followers, and a killed, paused or cut
+node's shards fail over to a follower instead of waiting for it (a killed node stays
+down until they did). The audit is the same (``acknowledged writes lost: 0``: with
+replicas that now includes what a failed-over node had acknowledged), plus no shard
+under-replicated or unavailable at the end; each node fault reports its failover time
+(from the fault until that node's shards answer from another node) besides its recovery
+(until the node caught up as a follower and got its shards back). ``--faults
+node,pause,cut`` restricts the fault kinds.
+
+Usage: ``scripts/chaos [--duration 30] [--durability process|fsync] [--cluster 3 [--join-leave]
+[--replicas 3] [--faults KINDS]] [--json FILE] ...``
 (``scripts/chaos.py --help``). The harness is :mod:`actorsys.testing.chaos`; this file parses
 the options and prints.
 """
@@ -87,6 +97,8 @@ class Printer:
 
     def load_started(self, p: ChaosParams) -> None:
         where = f"{p.cluster} nodes x {p.workers} workers" if p.cluster else f"{p.workers} workers"
+        if p.cluster and p.replicas > 1:
+            where += f", {p.replicas} replicas"
         print(f"chaos: {p.duration:g} s, {p.actors} actors, {p.clients} clients x {p.in_flight} "
               f"asks in flight, {where}, durability {p.durability}, seed {p.seed}",
               flush=True)
@@ -130,6 +142,11 @@ def print_summary(r: dict[str, Any]) -> None:
         if rec:
             print(f"recovery {name:<8} p50 {rec['p50_ms']:8.1f} ms  p99 {rec['p99_ms']:8.1f} ms  "
                   f"max {rec['max_ms']:8.1f} ms  (n={rec['n']})")
+    for name, rec in (r.get("failover_ms") or {}).items():
+        if rec:
+            print(f"failover {name:<8} p50 {rec['p50_ms']:8.1f} ms  p99 {rec['p99_ms']:8.1f} ms  "
+                  f"max {rec['max_ms']:8.1f} ms  (n={rec['n']}; the fault to its shards "
+                  f"answering elsewhere)")
     acts = r["activations"]
     print(f"activations seen: {acts['records']:,}; single-activation check ran on "
           f"{acts['actors_checked']}/{acts['actors']} actors")
@@ -160,6 +177,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                    help="the cluster's lease in seconds (a paused or cut node is past it)")
     p.add_argument("--join-leave", action="store_true",
                    help="with --cluster: a node also joins, then leaves, under the load")
+    p.add_argument("--replicas", type=int, default=1, metavar="R",
+                   help="with --cluster: [cluster] replicas = R (each shard on R nodes; a failed "
+                        "node's shards fail over)")
+    p.add_argument("--faults", default=None, metavar="KINDS",
+                   help="with --cluster: only these fault kinds, comma-separated (of "
+                        "worker,router,node,pause,cut,move)")
     p.add_argument("--hosts", choices=("netns", "loopback"), default=None,
                    help="the cluster's hosts (default: network namespaces if root, else loopback)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
@@ -185,8 +208,16 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         a.seed = random.randrange(1 << 31)
     if a.duration <= 0 or a.actors < 1 or a.clients < 1 or a.in_flight < 1 or a.workers < 1:
         p.error("duration, actors, clients, in-flight and workers must be positive")
-    if (a.join_leave or a.hosts) and not a.cluster:
-        p.error("--join-leave and --hosts go with --cluster N")
+    if (a.join_leave or a.hosts or a.replicas != 1 or a.faults) and not a.cluster:
+        p.error("--join-leave, --hosts, --replicas and --faults go with --cluster N")
+    if a.cluster and not 1 <= a.replicas <= min(a.cluster, 7):
+        p.error(f"--replicas must be from 1 to the cluster's nodes ({a.cluster}, at most 7)")
+    if a.faults is not None:
+        from actorsys.testing.chaos.cluster import chosen_kinds
+        try:
+            chosen_kinds(a.faults)
+        except ValueError as exc:
+            p.error(str(exc))
     if a.cluster and (a.cluster < 2 or a.data_dir or a.keep_data):
         p.error("--cluster needs at least 2 nodes, and makes its own data dirs (no --data-dir, --keep-data)")
     return a

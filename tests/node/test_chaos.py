@@ -172,3 +172,46 @@ def test_cluster_chaos_run_loses_no_acknowledged_write(tmp_path):
     alive = [pid for pid in r["pids"] if not gone(pid)]
     assert alive == [], f"processes of the cluster chaos run still running: {alive}"
     assert list(scratch.iterdir()) == [], "the harness removed its cluster's directory"
+
+
+@pytest.mark.timeout(150)
+def test_replicated_cluster_chaos_run_loses_no_acknowledged_write(tmp_path):
+    """scripts/chaos --cluster 3 --replicas 3, short, node faults only: a node killed, one
+    paused and (namespace hosts) one cut off past its lease, under load. With replicas
+    their shards fail over to a follower, so what they had acknowledged must be on the
+    new leader: the last line says no acknowledged write was lost, every actor was
+    single-activated across the failovers, each fault has a failover time, and at the end
+    every node is back (caught up, its shards handed back) with no shard under-replicated."""
+    out = tmp_path / "chaos.json"
+    scratch = tmp_path / "t"
+    scratch.mkdir()
+    actors = 200
+    proc = subprocess.run([os.path.join(SCRIPTS_DIR, "chaos"), "--cluster", "3", "--replicas", "3",
+                           "--faults", "node,pause,cut", "--workers", "1",
+                           "--duration", "6", "--fault-every", "1", "--lease-ttl", "2",
+                           "--actors", str(actors), "--clients", "2", "--in-flight", "8",
+                           "--json", str(out), "--tmpdir", str(scratch)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=140,
+                          stdin=subprocess.DEVNULL)
+    report = f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-5000:]}"
+    assert proc.returncode == 0, f"replicated chaos run failed (status {proc.returncode})\n{report}"
+    lines = proc.stdout.strip().splitlines()
+    assert lines and lines[-1] == "acknowledged writes lost: 0", report
+
+    r = json.loads(out.read_text())
+    assert r["lost"] == 0 and r["violations"] == [] and r["healthy"], r["violations"]
+    kinds = r["kinds"]
+    assert set(kinds) == {"node", "pause"} | ({"cut"} if "cut" in kinds else set()), kinds
+    for kind in kinds:
+        assert r["faults"]["by_kind"][kind] >= 1, f"no {kind} fault injected: {r['faults']}\n{report}"
+        assert r["recovery_ms"][kind]["n"] == r["faults"]["by_kind"][kind], \
+            f"a {kind} fault without a measured recovery: {r['faults']['events']}"
+        assert (r["failover_ms"].get(kind) or {}).get("n") == r["faults"]["by_kind"][kind], \
+            f"a {kind} fault whose shards did not fail over: {r['faults']['events']}"
+    assert r["activations"]["actors_checked"] == actors, "the single-activation check read every actor"
+    assert "each on 3 live replicas" in r["health"], r["health"]
+    load = r["load"]
+    assert load["acknowledged"] > 0 and load["acknowledged"] <= load["final_total"] <= load["attempted"], load
+    alive = [pid for pid in r["pids"] if not gone(pid)]
+    assert alive == [], f"processes of the replicated chaos run still running: {alive}"
+    assert list(scratch.iterdir()) == [], "the harness removed its cluster's directory"

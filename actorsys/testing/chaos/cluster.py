@@ -39,6 +39,21 @@ router: every process up, state ``serving``, not fenced) and every shard owned b
 exactly one node (every node's view agrees on each node's count, the counts sum to the
 shard count, nothing is moving, and each node's workers are granted exactly the shards
 it owns).
+
+With ``replicas`` R > 1 (``scripts/chaos --cluster 3 --replicas 3``: ``[cluster] replicas``
+in every node's config, issue 16) every shard has a leader and R - 1 followers, and a
+node that dies, is paused or cut off past its lease loses its shards to a follower
+(failover) instead of keeping them unavailable until it returns. So for ``node``,
+``pause`` and ``cut`` faults the run measures two times: ``failover_ms``, from the fault
+until every slot's probe of that node answers from another node, and ``recovery_ms``,
+from the node's restart (a killed node stays down until its shards failed over),
+SIGCONT or heal until it is back: the cluster settled again (every shard on R live
+voters, none unavailable, leadership back at its rendezvous choice: the returning node
+caught up as a follower first) and its probes answer from its own workers. A router
+fault, which may make its shards fail over too, ends the same way. The audit is the
+same (the clients count ShardUnavailable as failed, not lost: with replicas they are
+few), and the health adds that no shard is under-replicated or unavailable.
+``faults`` restricts the kinds (a short run of the faults replication is about).
 """
 from __future__ import annotations
 
@@ -57,12 +72,14 @@ from actorsys.protocol import wire
 from actorsys.testing.cluster import Cluster, request
 from actorsys.testing.processes import gone, kill
 
-from .audit import ACTORS, PROBE
+from .audit import ACTORS, PROBE, percentiles
 from .load import GO, LineReader
 from .run import ChaosParams, Reporter, audit_counts, end_clients, inject_until, send, \
     start_clients, stop_clients
 
 KINDS = ("worker", "router", "node", "pause", "cut", "move")
+#: the kinds whose node loses its shards to a follower when the cluster has replicas
+REPLICATED_KINDS = ("node", "pause", "cut")
 WEIGHTS = {"worker": 0.35, "router": 0.2, "node": 0.15, "pause": 0.15, "cut": 0.15, "move": 0.1}
 #: seconds a killed node stays down before it is started again
 DOWN_S = 1.0
@@ -70,11 +87,15 @@ DOWN_S = 1.0
 LOG_LINES = 60
 
 
-def settled(ids: list[str]) -> Any:
-    """A view predicate: the nodes ``ids`` alive, each owning shards, none moving, and
-    any other node listed (one that left) owning none."""
+def settled(ids: list[str], replicas: int = 1) -> Any:
+    """A view predicate: the nodes ``ids`` alive, each owning (leading) shards, none
+    moving, and any other node listed (one that left) owning none; with ``replicas`` >
+    1 also the view's ``replicas`` that, and no shard under-replicated or unavailable."""
     def ok(view: Any) -> bool:
         nodes = {x["id"]: x for x in view.get("nodes") or []}
+        if replicas > 1 and (view.get("replicas") != replicas or view.get("under_replicated") != 0
+                             or view.get("unavailable") != 0):
+            return False
         return set(ids) <= set(nodes) and all(
             (x["alive"] and x["shards"] and not x["moving"]) if nid in ids else not x["shards"]
             for nid, x in nodes.items())
@@ -85,9 +106,11 @@ class ClusterInjector:
     """Faults of a cluster's nodes, and how long until each node answers again."""
 
     def __init__(self, cluster: Cluster, rng: random.Random, recovery_timeout: float,
-                 kinds: tuple[str, ...]) -> None:
+                 kinds: tuple[str, ...], replicas: int = 1) -> None:
         self.c, self.rng, self.recovery_timeout = cluster, rng, recovery_timeout
         self.kinds = kinds
+        #: the cluster's replicas (> 1: a node's shards fail over; see the module docstring)
+        self.replicas = replicas
         self.probe: Client = connect(cluster.endpoints, timeout=5.0, connect_timeout=10.0)
         self.events: list[dict[str, Any]] = []
         self.problems: list[str] = []
@@ -140,8 +163,10 @@ class ClusterInjector:
                 raise RuntimeError(f"node {where[0]} slot {where[1]} did not answer its probe")
             self.worker_pids[where] = pid
 
-    def _probe(self, where: tuple[int, int], old: int | None, deadline: float) -> int | None:
-        """The pid serving ``where`` once it answers from a process other than ``old``."""
+    def _probe(self, where: tuple[int, int], old: int | None, deadline: float,
+               among: "set[int] | None" = None, not_among: "set[int] | None" = None) -> int | None:
+        """The pid serving ``where`` once it answers from a process other than ``old``
+        (``among``: one of those; ``not_among``: none of those)."""
         while time.monotonic() < deadline:
             try:
                 pid: int = self.probe.ask(PROBE, self.probe_keys[where], "pid",
@@ -149,7 +174,8 @@ class ClusterInjector:
             except ActorError:       # ShardUnavailable comes at once: do not spin
                 time.sleep(0.02)
                 continue
-            if pid != old:
+            if pid != old and (among is None or pid in among) and (not_among is None
+                                                                   or pid not in not_among):
                 self.seen_pids.add(pid)
                 return pid
             time.sleep(0.01)
@@ -245,6 +271,43 @@ class ClusterInjector:
             ev["new"] = [new]
         self._recovered(ev, t0, new is not None, f"worker {slot} of {ev['node']} (killed pid {old})")
 
+    # -- with replicas: failover, then back ----------------------------------------------
+    def _failover(self, i: int, ev: dict[str, Any], t0: float) -> None:
+        """Replicas: wait until every slot's probe of node ``i`` answers from a process
+        that is not one of node ``i``'s (its shards failed over); ``failover_ms`` from
+        ``t0``, or a problem."""
+        deadline = t0 + max(self.recovery_timeout, 30.0)
+        mine = {pid for (k, _), pid in self.worker_pids.items() if k == i} | set(self.c.pids(i))
+        for slot in range(self.c.workers):
+            if self._probe((i, slot), None, deadline, not_among=mine) is None:
+                self.problems.append(f"{ev['node']}'s shards (slot {slot}) did not fail over "
+                                     f"within {deadline - t0:.0f} s of {ev['kind']}")
+                return
+        ev["failover_ms"] = (time.monotonic() - t0) * 1000
+
+    def _back(self, i: int, ev: dict[str, Any], t0: float, what: str) -> None:
+        """Replicas: node ``i`` is back once the cluster settled again (every shard on
+        its replicas, leadership back at its rendezvous choice) and every slot's probe
+        answers from one of node ``i``'s processes; ``recovery_ms`` from ``t0``."""
+        deadline = t0 + max(self.recovery_timeout, 60.0)
+        other = next((k for k in self.live if k != i), i)
+        try:
+            self.c.wait_view(other, settled(self.live_ids, self.replicas),
+                             f"the cluster settled after {what}",
+                             timeout=max(deadline - time.monotonic(), 1.0))
+        except AssertionError as exc:
+            self.problems.append(str(exc)[:2000])
+            self._recovered(ev, t0, False, what)
+            return
+        ok = True
+        for slot in range(self.c.workers):
+            pid = self._probe((i, slot), None, deadline, among=set(self.c.pids(i)))
+            if pid is None:
+                ok = False
+                break
+            self.worker_pids[(i, slot)] = pid
+        self._recovered(ev, t0, ok, what)
+
     def _router(self, i: int, ev: dict[str, Any]) -> None:
         deadline = self._deadline()
         old = self._router_pid(i, deadline)
@@ -257,13 +320,27 @@ class ClusterInjector:
         while time.monotonic() < deadline and not gone(old):
             time.sleep(0.002)
         new = self._router_pid(i, deadline, not_pid=old)
-        ok = new is not None and self._node_answers(i, deadline, new=False)
         if new is not None:
             ev["new"] = [new]
+        if self.replicas > 1 and new is not None:       # its shards may have failed over
+            self._back(i, ev, t0, f"{ev['node']} (router pid {old} killed)")
+            return
+        ok = new is not None and self._node_answers(i, deadline, new=False)
         self._recovered(ev, t0, ok, f"{ev['node']} (router pid {old} killed)")
 
     def _node(self, i: int, ev: dict[str, Any]) -> None:
         victims = self.c.pids(i)
+        if self.replicas > 1:
+            t_kill = time.monotonic()
+            self.c.kill_node(i)
+            self._failover(i, ev, t_kill)
+            ev.update(what=f"kill -9 all of {ev['node']} ({len(victims)} processes), restarted "
+                           f"after its shards failed over", killed=victims)
+            self.c.start_node(i)
+            t0 = time.monotonic()
+            self._back(i, ev, t0, f"{ev['node']} (killed, failed over, restarted)")
+            ev["new"] = self.c.pids(i)
+            return
         ev.update(what=f"kill -9 all of {ev['node']} ({len(victims)} processes), "
                        f"restarted {DOWN_S:g} s later", killed=victims)
         self.c.kill_node(i)
@@ -278,14 +355,21 @@ class ClusterInjector:
         ev["paused"] = self.c.pids(i)
         t_stop = time.monotonic()
         self.c.pause_node(i)
-        dead = self._seen_dead(i, self._deadline())
-        ev["down_s"] = round(time.monotonic() - t_stop, 3)
-        self.c.resume_node(i)
+        try:
+            dead = self._seen_dead(i, self._deadline())
+            if self.replicas > 1:
+                self._failover(i, ev, t_stop)
+            ev["down_s"] = round(time.monotonic() - t_stop, 3)
+        finally:
+            self.c.resume_node(i)
         ev["what"] = (f"SIGSTOP {ev['node']} for {ev['down_s']:.1f} s "
                       f"({'past its lease' if dead else 'LEASE NOT SEEN EXPIRED'}), SIGCONT")
         if not dead:
             self.problems.append(f"{ev['node']} paused: no other node saw its lease expire")
         t0 = time.monotonic()
+        if self.replicas > 1:
+            self._back(i, ev, t0, f"{ev['node']} (paused, failed over, resumed)")
+            return
         self._recovered(ev, t0, self._node_answers(i, self._deadline(), new=False),
                         f"{ev['node']} (paused, resumed)")
 
@@ -294,6 +378,8 @@ class ClusterInjector:
         self.c.cut_node(i)
         try:
             dead = self._seen_dead(i, self._deadline())
+            if self.replicas > 1:
+                self._failover(i, ev, t_cut)
             ev["down_s"] = round(time.monotonic() - t_cut, 3)
         finally:
             self.c.heal_node(i)
@@ -302,6 +388,9 @@ class ClusterInjector:
         if not dead:
             self.problems.append(f"{ev['node']} cut off: no other node saw its lease expire")
         t0 = time.monotonic()
+        if self.replicas > 1:
+            self._back(i, ev, t0, f"{ev['node']} (network cut, failed over, healed)")
+            return
         self._recovered(ev, t0, self._node_answers(i, self._deadline(), new=False),
                         f"{ev['node']} (network cut, healed)")
 
@@ -325,7 +414,8 @@ class ClusterInjector:
                 reply = self.c.stop_node(j, drain=True, drain_timeout=60.0)
                 if reply is None or reply[0] != wire.OK:
                     self.problems.append(f"{self.c.nodes[j].node_id}'s LEAVE answered {reply}")
-            self.c.wait_view(self.live[0], settled(self.live_ids), "the cluster settled after "
+            self.c.wait_view(self.live[0], settled(self.live_ids, self.replicas),
+                             "the cluster settled after "
                              + ev["what"], timeout=max(deadline - time.monotonic(), 1.0))
             self.probe.refresh_map()
             self.learn(max(deadline - time.monotonic(), 1.0))
@@ -372,12 +462,26 @@ def cluster_health(c: Cluster, injector: ClusterInjector, workers: int) -> tuple
             problems.append(f"{node.node_id}: {exc}")
             continue
         counts = {n["id"]: n["shards"] for n in view["nodes"] if n["shards"]}
-        if counts != owned or not settled(injector.live_ids)(view):
+        if counts != owned or not settled(injector.live_ids, injector.replicas)(view):
             problems.append(f"{node.node_id}'s view {view['nodes']} disagrees with what the nodes "
                             f"own {owned} or is not settled")
     what = (f"{len(injector.live)} nodes serving, every process up, {shards} shards owned "
-            f"once ({', '.join(f'{k} {v}' for k, v in owned.items())}), none moving")
+            f"once ({', '.join(f'{k} {v}' for k, v in owned.items())}), none moving"
+            + (f", each on {injector.replicas} live replicas (none under-replicated or "
+               f"unavailable)" if injector.replicas > 1 else ""))
     return not problems, (what if not problems else "; ".join(problems)), problems
+
+
+def chosen_kinds(faults: str | None) -> set[str]:
+    """The fault kinds a ``--faults`` list names (None: every kind); ValueError naming an
+    unknown one."""
+    if faults is None:
+        return set(KINDS)
+    wanted = {k.strip() for k in faults.split(",") if k.strip()}
+    unknown = sorted(wanted - set(KINDS))
+    if unknown or not wanted:
+        raise ValueError(f"--faults: unknown fault kind(s) {unknown}; known: {', '.join(KINDS)}")
+    return wanted
 
 
 def node_settings(p: ChaosParams) -> dict[str, Any]:
@@ -399,24 +503,33 @@ def run_cluster(p: ChaosParams, reporter: Reporter) -> dict[str, Any]:
     injector: ClusterInjector | None = None
     result: dict[str, Any] = {"params": dataclasses.asdict(p)}
     t_begin = time.monotonic()
+    extra: dict[str, Any] = {"node": node_settings(p)}
+    if p.replicas > 1:
+        extra["cluster"] = {"replicas": p.replicas}
     cluster = Cluster(workdir, p.cluster, hosts=p.hosts, actors=ACTORS, lease_ttl=p.lease_ttl,
-                      workers=p.workers, name="chaos", extra_config={"node": node_settings(p)})
+                      workers=p.workers, name="chaos", extra_config=extra)
     opened = False
     try:
         c = cluster.__enter__()        # closed in the finally block (also on an error)
         opened = True
         for i in range(p.cluster):
             c.wait_ready(i, 60.0)
-        c.wait_view(0, settled([node.node_id for node in c.nodes]),
-                    f"{p.cluster} nodes sharing the shards", 90.0)
-        kinds = tuple(k for k in KINDS if (k != "cut" or c.can_cut) and (k != "move" or p.join_leave))
+        c.wait_view(0, settled([node.node_id for node in c.nodes], p.replicas),
+                    f"{p.cluster} nodes sharing the shards"
+                    + (f", each on {p.replicas} replicas" if p.replicas > 1 else ""), 120.0)
+        wanted = chosen_kinds(p.faults)
+        kinds = tuple(k for k in KINDS if k in wanted and (k != "cut" or c.can_cut)
+                      and (k != "move" or p.join_leave))
         notes = [f"hosts: {'network namespaces' if c.can_cut else 'loopback addresses'} "
-                 f"({', '.join(c.endpoints)}); lease_ttl {p.lease_ttl:g} s"]
-        if not c.can_cut:
+                 f"({', '.join(c.endpoints)}); lease_ttl {p.lease_ttl:g} s"
+                 + (f"; replicas {p.replicas} (a node's shards fail over)" if p.replicas > 1 else "")]
+        if not c.can_cut and "cut" in wanted:
             notes.append("network cut: not available on loopback hosts (needs root and "
                          "network namespaces); that fault kind was skipped")
+        if not kinds:
+            raise RuntimeError(f"no fault kind left to inject of {sorted(wanted)}")
         result.update(endpoints=c.endpoints, notes=notes)
-        injector = ClusterInjector(c, rng, p.recovery_timeout, kinds)
+        injector = ClusterInjector(c, rng, p.recovery_timeout, kinds, p.replicas)
         injector.learn()
         readers: list[LineReader] = start_clients(p, c.endpoints, rng, clients)
         for proc in clients:
@@ -429,6 +542,14 @@ def run_cluster(p: ChaosParams, reporter: Reporter) -> dict[str, Any]:
         t_stop = time.monotonic()
         reports = stop_clients(p, clients, readers)
         out = audit_counts(p, injector.probe, injector, kinds, reports, t_stop - t_load)
+        if p.replicas > 1:             # from the fault until its node's shards answered elsewhere
+            out["failover_ms"] = {"overall": percentiles([ev["failover_ms"] for ev in injector.events
+                                                          if "failover_ms" in ev])}
+            for kind in REPLICATED_KINDS:
+                if kind in kinds:
+                    out["failover_ms"][kind] = percentiles([
+                        ev["failover_ms"] for ev in injector.events
+                        if ev["kind"] == kind and "failover_ms" in ev])
         healthy, health, problems = cluster_health(c, injector, p.workers)
         out["violations"].extend(problems)
         out.update(healthy=healthy, health=health,

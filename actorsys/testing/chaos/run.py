@@ -59,6 +59,8 @@ class ChaosParams:
     lease_ttl: float = 2.0            # the cluster's lease (a paused or cut node is past it)
     hosts: str | None = None          # the cluster's hosts: None (netns if possible), netns, loopback
     join_leave: bool = False          # the cluster's faults include a node joining, then leaving
+    replicas: int = 1                 # the cluster's [cluster] replicas (> 1: shards fail over)
+    faults: str | None = None         # the cluster's fault kinds, comma-separated (None: all)
 
 
 class Faults(Protocol):
