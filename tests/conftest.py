@@ -38,3 +38,12 @@ def no_leftover_processes() -> Iterator[None]:
     yield
     left = leftover_processes(timeout=10)
     assert not left, f"processes left behind by the test: {describe(left)}"
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Each phase's report on the test item (``item.rep_setup``, ``rep_call``): a fixture
+    can see at teardown whether the test failed and show what the processes logged."""
+    rep = yield
+    setattr(item, "rep_" + rep.when, rep)
+    return rep

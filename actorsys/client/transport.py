@@ -78,6 +78,8 @@ from .requests import (MAX_RESENDS, RESENDABLE, ROUTER, ActorRequest, Pending, W
                        resend_pause)
 
 log = get_logger("client")
+#: seconds between two map fetches started by asks timing out on a cluster's map
+TIMEOUT_REFRESH_S = 0.5
 
 _NOBLOCK, _EVENTS, _POLLIN = int(zmq.NOBLOCK), int(zmq.EVENTS), int(zmq.POLLIN)
 
@@ -124,6 +126,8 @@ class AsyncTransport(ControlRequests, MapSource):
         self._deadlines: list[tuple[float, int]] = []
         self._sweep_at: float | None = None
         self._sweep_handle: asyncio.TimerHandle | None = None
+        #: loop time of the last map fetch that an ask's timeout started (see _sweep)
+        self._timeout_refresh_at = float("-inf")
         #: called with a slot number when that slot's connection drops (after failing its asks)
         self.on_slot_lost: Callable[[int], None] | None = None
         #: called with this transport after it installed a new map (see :meth:`set_map`)
@@ -349,14 +353,35 @@ class AsyncTransport(ControlRequests, MapSource):
         self._sweep_at = self._sweep_handle = None
         now = self.loop.time()
         heap, pending = self._deadlines, self._pending
+        expired = False
         while heap and heap[0][0] <= now:
             _, rid = heapq.heappop(heap)
             p = pending.pop(rid, None)
             if p is not None and not p.fut.done():
                 p.fut.set_exception(AskTimeout(self.wording.timed_out(p.request, p.timeout)))
+                expired = True
+        if expired:
+            self._refresh_after_timeout(now)
         if heap:
             self._sweep_at = heap[0][0]
             self._sweep_handle = self.loop.call_at(self._sweep_at, self._sweep)
+
+    def _refresh_after_timeout(self, now: float) -> None:
+        """Asks timed out on a cluster's map: the node they went to may be paused or cut
+        off, with its lease expired and its shards failed over to other nodes, while its
+        connections stay up (nothing tells the client). Fetch the map again (at most every
+        :data:`TIMEOUT_REFRESH_S`), so the next asks go to the shards' leaders now."""
+        m = self.map
+        if m is None or m.nodes is None or self.closed or now - self._timeout_refresh_at < TIMEOUT_REFRESH_S:
+            return
+        self._timeout_refresh_at = now
+
+        async def refresh() -> None:
+            try:
+                await self.refresh_map(timeout=TIMEOUT_REFRESH_S * 4)
+            except Exception as exc:     # (a router down: the reachability watch reports it)
+                log.debug("fetching the map after asks timed out failed: %s", exc)
+        self.loop.create_task(refresh())
 
     def _check_size(self, payload: bytes) -> None:
         if len(payload) > self.max_message_bytes:

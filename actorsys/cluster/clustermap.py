@@ -97,10 +97,15 @@ def cluster_view(m: ShardMap, owned: Mapping[int, Owned], members: Mapping[str, 
                 targets and placement.owner(s, targets) != rec.owner)):
             moving[rec.owner] = moving.get(rec.owner, 0) + 1
     unavailable += m.shards - len(owned)           # (not claimed yet)
+    listed = [(n["id"], n["endpoint"], n["alive"]) for n in (m.nodes or ()) if n["id"] != UNCLAIMED]
+    # a dead node that leads nothing but still holds copies (a follower whose shards
+    # failed over, or a learner) is listed too: it is why those shards are under-replicated
+    seen = {i for i, _e, _a in listed}
+    listed += [(i, None, False) for i in sorted((follows.keys() | learning.keys()) - seen)]
     return {"name": m.name, "epoch": m.epoch, "replicas": replicas,
             "under_replicated": under, "unavailable": unavailable,
-            "nodes": [{"id": n["id"], "endpoint": n["endpoint"], "alive": n["alive"],
-                       "shards": count.get(n["id"], 0), "follows": follows.get(n["id"], 0),
-                       "learning": learning.get(n["id"], 0), "moving": moving.get(n["id"], 0),
-                       "leaving": bool(n["id"] in members and members[n["id"]].leaving)}
-                      for n in (m.nodes or ()) if n["id"] != UNCLAIMED]}
+            "nodes": [{"id": i, "endpoint": endpoint, "alive": alive,
+                       "shards": count.get(i, 0), "follows": follows.get(i, 0),
+                       "learning": learning.get(i, 0), "moving": moving.get(i, 0),
+                       "leaving": bool(i in members and members[i].leaving)}
+                      for i, endpoint, alive in listed]}

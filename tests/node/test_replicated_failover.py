@@ -117,11 +117,14 @@ def rc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 
 @pytest.fixture
-def cluster(rc: Cluster) -> Cluster:
+def cluster(rc: Cluster, request: pytest.FixtureRequest) -> Iterator[Cluster]:
     """The module's cluster, restored first (a scenario that failed may have left a
     node stopped, paused or cut off)."""
     restore(rc, [])
-    return rc
+    yield rc
+    if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
+        for i in range(len(rc.nodes)):            # what each node logged, for the failure
+            print(f"--- {rc.nodes[i].node_id}:\n{rc.log_tail(i, 80)}")
 
 
 # -- views, etcd, raw requests -------------------------------------------------------
