@@ -262,6 +262,11 @@ class Replication:
         gc = self.commit
         store = gc.store
         exits, gc.exits = gc.exits, []
+        if self.closed:           # (the worker stops: nothing would ever release it)
+            store.discard()
+            return gc.fail(ShardUnavailable(
+                f"worker slot {self.grants.slot} is stopping; the turn was not applied"),
+                outbox, staged, touched, exits)
         made: dict[int, tuple[Position, Position, list[tuple[bytes, bytes | None]]]] = {}
         if self.lost and store.pending:
             n = self.nshards

@@ -476,3 +476,12 @@ def test_a_peers_send_queue_is_bounded_and_a_failed_request_drops_it(
     args, cb = link.appends.pop(0)
     cb(False, OSError("timed out"))                 # a failed request: nothing old is pumped
     assert not p.outq and not link.appends
+
+
+def test_a_flush_after_close_fails_instead_of_hanging(slot: Slot) -> None:
+    repl, (link,) = replicate(slot)
+    repl.close()
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    err = slot.out.reply_to(w)
+    assert err[0] == wire.ERR and "stopping" in err[2]["message"] and not repl.held
