@@ -60,6 +60,7 @@ async def _round(r: Replication, p: Peer) -> None:
     if not positions:
         await asyncio.sleep(RETRY)
         return
+    brought = 0
     for s in lag:
         tr = p.tracks.get(s)
         if tr is None or tr.sent is not None or s not in positions:
@@ -69,6 +70,7 @@ async def _round(r: Replication, p: Peer) -> None:
         tr.catching = True
         try:
             await _bring(r, p, s, tr, (raw[0], raw[1]))
+            brought += 1
         except Gone:
             pass
         except ActorError as exc:
@@ -83,7 +85,10 @@ async def _round(r: Replication, p: Peer) -> None:
         finally:
             tr.catching = False
     else:
-        p.said = ""
+        if brought:
+            p.said = ""
+        else:                # (every answer left the lagging copies out: no busy loop)
+            await asyncio.sleep(RETRY)
 
 
 async def _recheck(r: Replication, p: Peer) -> None:

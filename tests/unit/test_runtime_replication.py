@@ -485,3 +485,19 @@ def test_a_flush_after_close_fails_instead_of_hanging(slot: Slot) -> None:
     slot.commit.flush()
     err = slot.out.reply_to(w)
     assert err[0] == wire.ERR and "stopping" in err[2]["message"] and not repl.held
+
+
+def test_catch_up_pauses_when_a_position_answer_leaves_the_lagging_copy_out(slot: Slot) -> None:
+    repl, (link,) = replicate(slot)
+    shard = shard_of("Counter", "a", SHARDS)
+    asked: list[int] = []
+    def position_without(cmd: str, args: dict[str, Any], timeout: float, cb: Any) -> None:
+        if cmd == "position":
+            asked.append(1)
+            other = (shard + 1) % SHARDS
+            slot.loop.call_soon(cb, True, {"positions": {other: [3, 0]}, "fences": {}})
+    link.request = position_without             # type: ignore[method-assign]
+    repl.peers["ipc://f0"].tracks[shard].sent = None
+    repl.peers["ipc://f0"].wake.set()
+    run(slot, 0.3)
+    assert 1 <= len(asked) <= 2, f"paced (RETRY between rounds), not a busy loop: {len(asked)}"
