@@ -158,6 +158,8 @@ class GroupCommit:
         touched = self.store.pending_actors
         if self.fence is not None and (refused := self.fence()) is not None:
             self.store.discard()
+            if self.repl is not None:      # (after the groups still held, in order)
+                return self.repl.failed(refused, outbox, staged, touched)
             return self.fail(refused, outbox, staged, touched)
         if self.repl is not None:
             return self.repl.flush(outbox, staged, touched)

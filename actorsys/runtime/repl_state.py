@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..errors import BadRequest
+from ..errors import ActorError, BadRequest
 from ..storage.replica import NO_POSITION, Position
 
 if TYPE_CHECKING:
@@ -152,6 +152,9 @@ class Held:
     touched: set[bytes]
     need: dict[int, Position]
     deadline: float
+    #: failed (its writes not applied, its instances dropped): its asks get this error,
+    #: in group order, once the groups before it leave
+    failed: ActorError | None = None
 
 
 class Gone(Exception):

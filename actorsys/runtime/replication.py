@@ -33,6 +33,12 @@ Follower: ``append``, ``snapshot``, ``position`` (:mod:`.repl_follower`,
 ``storage/replica.py``); ``replication`` is asked of a leader (:meth:`Replication.
 replication`). Peer links: :mod:`.repl_links`; the state: :mod:`.repl_state`.
 
+A group that fails unwritten (the fence, a storage error, a lost shard) or short of
+its quorum answers its asks and sends its exits in group order too, after the held
+groups before it (its activations reload at once). Known limit: ``list_actors``
+(worker.py) reads the slot's disk directly, so it may list an actor whose first write
+is not yet at quorum (or failed short of it).
+
 With no replication arguments (``replicas = 1``) nothing here runs: ``commit.repl`` is
 None and the flush is the single-node one.
 """
@@ -44,11 +50,13 @@ from collections import deque
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..errors import ShardUnavailable, StorageError
+from ..errors import ActorError, ShardUnavailable, StorageError
 from ..log import get_logger
+from ..protocol import wire
 from ..storage import replica
 from ..storage.keys import FENCE_KEYS, position_key, prefix_range
 from ..storage.replica import NO_POSITION, Position
+from .commit import Reply
 from .repl_catchup import catch_up
 from .repl_follower import Follower
 from .repl_links import PeerLink
@@ -58,6 +66,7 @@ if TYPE_CHECKING:
     import zmq
 
     from ..net.keys import CurveKeys
+    from ..protocol.messages import Exit
     from .activation import Activation
     from .commit import GroupCommit, Outgoing
     from .grants import Grants
@@ -230,10 +239,11 @@ class Replication:
                     del g.need[s]
                     keep.append(g)
                 else:
-                    self.commit.fail(ShardUnavailable(
+                    self._fail_held(g, ShardUnavailable(
                         f"shard {s}: only {n} of the {sl.quorum} replicas a write needs "
                         f"acknowledged it before its replicas changed; the write may or may not "
-                        f"have been applied"), g.outbox, g.staged, g.touched, g.exits)
+                        f"have been applied"))
+                    keep.append(g)
             self.held = keep
         del self.shards[s]
         self.doubt.pop(s, None)
@@ -274,7 +284,7 @@ class Replication:
                         None)
             if gone is not None:       # a turn that ran on a shard a newer leader holds
                 store.discard()
-                return gc.fail(ShardUnavailable(
+                return self.failed(ShardUnavailable(
                     f"shard {gone} has a newer leader (epoch {self.lost[gone]}); this node no "
                     f"longer serves it (the turn was not applied)"), outbox, staged, touched, exits)
         if self.reread and store.broken is None:
@@ -293,7 +303,7 @@ class Replication:
             store.commit()
         except StorageError as exc:
             self.reread.update(made)
-            return gc.fail(exc, outbox, staged, touched, exits)
+            return self.failed(exc, outbox, staged, touched, exits)
         if not made and not self.held and not self.doubt:
             return gc.release(outbox, exits)
         need: dict[int, Position] = dict(self.doubt)
@@ -457,8 +467,7 @@ class Replication:
             if sl is None or self._holders(sl, pos) >= sl.quorum:
                 del self.doubt[s]
         while held and self._at_quorum(held[0]) is None:
-            g = held.popleft()
-            self.commit.release(g.outbox, g.exits)
+            self._leave(held.popleft())
         front = held[0] if held else None
         if front is None and not self.shards and not self.lost and not self.doubt:
             self.commit.repl = None       # nothing replicated, nothing held: the plain flush
@@ -472,6 +481,32 @@ class Replication:
             self.timer = self.loop.call_at(
                 self.loop.time() + max(0.0, front.deadline - time.monotonic()), self._expire)
 
+    def failed(self, exc: ActorError, outbox: list[Outgoing], staged: list[Activation],
+               touched: set[bytes], exits: list[Exit] | None = None) -> None:
+        """A group that failed unwritten (fence, storage error, a lost shard): its
+        activations reload now; its errors and exits leave in group order (after the
+        held groups before it)."""
+        if exits is None:
+            exits, self.commit.exits = self.commit.exits, []
+        if not self.held:
+            return self.commit.fail(exc, outbox, staged, touched, exits)
+        self.commit.fail(exc, [], staged, touched, [])
+        self.held.append(Held(outbox, exits, [], set(), {}, time.monotonic(), exc))
+        self.check()
+
+    def _leave(self, g: Held) -> None:
+        """The front group's output leaves: released, or its failure answered."""
+        if g.failed is None:
+            return self.commit.release(g.outbox, g.exits)
+        out = self.commit.output
+        error = g.failed.to_wire()
+        for item in g.outbox:
+            if type(item) is Reply:
+                out.send(item.to, wire.err(wire.unpack(item.payload)[1], error))
+        for notice in g.exits:
+            out.exit(notice)
+        out.kick()
+
     def _expire(self) -> None:
         self.timer = self.timer_for = None
         now = time.monotonic()
@@ -480,18 +515,26 @@ class Replication:
             g = held.popleft()
             short = self._at_quorum(g)
             if short is None:
-                self.commit.release(g.outbox, g.exits)
+                self._leave(g)
                 continue
             s, n, q = short
             exc = ShardUnavailable(f"shard {s}: only {n} of the {q} replicas a write needs "
                                    f"acknowledged it within {self.ack_timeout:g} s; the write may "
                                    f"or may not have been applied")
             log.warning("worker slot %d: %s", self.grants.slot, exc)
-            for s2, pos in g.need.items():     # (on disk here: later reads wait for it)
-                if s2 in self.shards and pos > self.doubt.get(s2, NO_POSITION):
-                    self.doubt[s2] = pos
-            self.commit.fail(exc, g.outbox, g.staged, g.touched, g.exits)
+            self._fail_held(g, exc)
+            self._leave(g)
         self.check()
+
+    def _fail_held(self, g: Held, exc: ActorError) -> None:
+        """A held group fails: its activations reload now, its output becomes ``exc``'s
+        answers, left in group order (:meth:`_leave`); its batches, on disk here, are in
+        doubt (later groups wait until a quorum holds them)."""
+        for s, pos in g.need.items():
+            if s in self.shards and pos > self.doubt.get(s, NO_POSITION):
+                self.doubt[s] = pos
+        self.commit.fail(exc, [], g.staged, g.touched, [])
+        g.failed, g.need, g.staged, g.touched = exc, {}, [], set()
 
     def refused(self, s: int, fence: int, p: Peer | None) -> None:
         """A newer leader holds ``s``: stop serving it; fail the held groups that wrote it."""
@@ -516,13 +559,9 @@ class Replication:
             self.on_refused(s, fence)
         exc = ShardUnavailable(f"shard {s} has a newer leader (epoch {fence}); this node no "
                                f"longer serves it")
-        keep: deque[Held] = deque()
         for g in self.held:
             if s in g.need:
-                self.commit.fail(exc, g.outbox, g.staged, g.touched, g.exits)
-            else:
-                keep.append(g)
-        self.held = keep
+                self._fail_held(g, exc)
         self._drop_shard(s)
         self.check()
 
@@ -564,6 +603,9 @@ class Replication:
             self.timer = self.timer_for = None
         held, self.held = self.held, deque()
         for g in held:
+            if g.failed is not None:
+                self._leave(g)
+                continue
             self.commit.fail(ShardUnavailable(
                 f"worker slot {self.grants.slot} stopped before its replicas acknowledged the "
                 f"write; the write may or may not have been applied"), g.outbox, g.staged,

@@ -501,3 +501,40 @@ def test_catch_up_pauses_when_a_position_answer_leaves_the_lagging_copy_out(slot
     repl.peers["ipc://f0"].wake.set()
     run(slot, 0.3)
     assert 1 <= len(asked) <= 2, f"paced (RETRY between rounds), not a busy loop: {len(asked)}"
+
+
+def test_a_failed_groups_errors_leave_in_group_order(slot: Slot) -> None:
+    from actorsys.errors import ShardUnavailable
+    repl, (link,) = replicate(slot)
+    sa, sb = shard_of("Counter", "a", SHARDS), shard_of("Counter", "b", SHARDS)
+    assert sa != sb
+    w1 = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    w2 = slot.ask("Counter", "b", "add", 1)
+    slot.commit.flush()
+    slot.commit.fence = lambda: ShardUnavailable("test: past the lease")
+    w3 = slot.ask("Counter", "c", "add", 1)
+    slot.commit.flush()
+    slot.commit.fence = None
+    # a refusal of b's shard fails w2, the fence failed w3: neither answers before w1
+    link.answer(lambda bs: {"held": {sa: [3, 1]} if bs[0][0] == sa else {}, "behind": {},
+                            "refused": {}})
+    assert [rep[1] for _to, rep in slot.out.replies] == [w1]
+    slot.out.replies.clear()
+    link.answer(lambda bs: {"held": {}, "behind": {}, "refused": {sb: 9}})
+    assert [(rep[0], rep[1]) for _to, rep in slot.out.replies] == [(wire.ERR, w2), (wire.ERR, w3)]
+    assert slot.act("Counter", "c").instance is None
+
+
+def test_a_groups_errors_wait_behind_an_earlier_held_group(slot: Slot) -> None:
+    from actorsys.errors import ShardUnavailable
+    repl, (link,) = replicate(slot)
+    w1 = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    slot.commit.fence = lambda: ShardUnavailable("test: past the lease")
+    w2 = slot.ask("Counter", "b", "add", 1)
+    slot.commit.flush()
+    slot.commit.fence = None
+    assert slot.out.replies == [], "the fenced group's error waits for the group before it"
+    link.ack()
+    assert [(rep[0], rep[1]) for _to, rep in slot.out.replies] == [(wire.OK, w1), (wire.ERR, w2)]
