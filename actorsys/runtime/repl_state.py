@@ -140,6 +140,7 @@ class Peer:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     said: str = ""                        #: the last catch-up problem logged
+    key: str | None = None                #: its CURVE public key (Z85) the link uses
 
 
 @dataclass(eq=False, slots=True)

@@ -161,6 +161,10 @@ class Replication:
         needed = {ep for lst in members.values() for ep, _v in lst}
         needed |= {ep for sl in self.shards.values() if sl.retired for ep in sl.voters + sl.learners}
         for ep in needed:
+            if ep in self.peers and ep in wanted and self.peers[ep].key != wanted[ep][1]:
+                log.info("worker slot %d: node %s's worker at %s has a new public key: "
+                         "connecting again", self.grants.slot, wanted[ep][0], ep)
+                self._close_peer(ep)            # (its copies are asked where they are anew)
             if ep not in self.peers:
                 node, key = wanted.get(ep, ("?", None))
                 try:
@@ -170,7 +174,7 @@ class Replication:
                     log.error("worker slot %d: cannot connect to node %s's worker at %s: %s",
                               self.grants.slot, node, ep, exc)
                     continue
-                peer = self.peers[ep] = Peer(node, link)
+                peer = self.peers[ep] = Peer(node, link, key=key)
                 peer.task = self.loop.create_task(catch_up(self, peer))
             else:
                 self.peers[ep].link.check()

@@ -538,3 +538,19 @@ def test_a_groups_errors_wait_behind_an_earlier_held_group(slot: Slot) -> None:
     assert slot.out.replies == [], "the fenced group's error waits for the group before it"
     link.ack()
     assert [(rep[0], rep[1]) for _to, rep in slot.out.replies] == [(wire.OK, w1), (wire.ERR, w2)]
+
+
+def test_a_peer_whose_public_key_changed_is_connected_again(slot: Slot) -> None:
+    repl, (link,) = replicate(slot)
+    key = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"
+    assert len(key) == 40
+    repl.configure(parse_grant({"peers": [["f0", "ipc://f0", key]],
+                                "replicas": {s: [[0, True]] for s in range(SHARDS)}}, SHARDS),
+                   repl.grants.shards)
+    p = repl.peers["ipc://f0"]
+    assert p.link is not link and p.key == key and all(tr.sent is None for tr in p.tracks.values())
+    run(slot)
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    p.link.ack()  # type: ignore[attr-defined]
+    assert slot.out.reply_to(w)[2] == 1
