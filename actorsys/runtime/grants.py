@@ -49,7 +49,7 @@ Replication (issue 16, ``replication.py``; present only when the cluster's repli
   worker streams its commits (a grant without them replicates nothing).
 * **append** ``{"batches": [[shard, epoch, prev_epoch, prev_seq, seq, items], ...]}`` ->
   ``{"held": {shard: [e, s]}, "behind": {shard: [e, s]}, "refused": {shard: fence}}``;
-  **snapshot** ``{"shard", "epoch", "first", "last", "items"}``; **position**
+  **snapshot** ``{"shard", "epoch", "id", "first", "last", "items"}``; **position**
   ``{"shards", "fence"?}`` -> ``{"positions", "fences"}`` (fences raised and synced first):
   a follower's, refused for shards served here (``storage/replica.py``).
 * **replication** ``{"shards"}`` -> ``{shard: {"epoch", "seq", "held": {node_id: seq}}}``:
@@ -99,7 +99,7 @@ _GRANT_KEYS = {"shards", "epoch", "until", "why", "node", "keys", "gateways", "p
                "ack", "ack_timeout"}
 _ARGS = {"export": {"shards", "after", "max_bytes"},
          "import": {"shards", "clear", "items", "epochs"}, "drop": {"shards", "epochs"},
-         "append": {"batches"}, "snapshot": {"shard", "epoch", "first", "last", "items"},
+         "append": {"batches"}, "snapshot": {"shard", "epoch", "first", "last", "items", "id"},
          "position": {"shards", "fence"}, "replication": {"shards"}}
 
 

@@ -8,6 +8,7 @@ then the log from there. Once at the tip the copy follows the stream again."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ActorError, BadRequest
@@ -192,6 +193,7 @@ async def _bring(r: Replication, p: Peer, s: int, tr: Track, pos: Position) -> N
 async def _snapshot(r: Replication, p: Peer, s: int, sl: ShardLog, tr: Track) -> Position:
     """Send ``p`` a full copy of ``s`` as of now; the copy's position."""
     r.snapshots += 1
+    sid = secrets.randbits(62)          # (every page names it: pages never mix)
     snap = r.store.db.snapshot()        # between two flushes: exactly sl.pos
     epoch = max(sl.epoch, sl.pos[0])
     pkey = position_key(s)
@@ -209,7 +211,7 @@ async def _snapshot(r: Replication, p: Peer, s: int, sl: ShardLog, tr: Track) ->
             last = after is None
             if last and posv is not None:
                 page.append([pkey, posv])
-            res = await p.link.call("snapshot", {"shard": s, "epoch": epoch, "first": first,
+            res = await p.link.call("snapshot", {"shard": s, "epoch": epoch, "id": sid, "first": first,
                                                  "last": last, "items": page}, r.ack_timeout)
             if "refused" in res:
                 _answer(r, p, s, {"refused": {s: res["refused"]}})

@@ -554,3 +554,23 @@ def test_a_peer_whose_public_key_changed_is_connected_again(slot: Slot) -> None:
     slot.commit.flush()
     p.link.ack()  # type: ignore[attr-defined]
     assert slot.out.reply_to(w)[2] == 1
+
+
+def test_snapshot_pages_of_another_snapshot_are_refused(slot: Slot) -> None:
+    from actorsys.errors import BadRequest
+    repl, _links = replicate(slot)
+    shard = shard_of("Counter", "a", SHARDS)
+    repl.grants.shards = {}                        # a follower of every shard now
+    f = repl.follower
+    page = {"shard": shard, "epoch": 4, "items": []}
+    f.snapshot({**page, "id": 1, "first": True, "last": False})
+    with pytest.raises(BadRequest, match="not of the snapshot being received"):
+        f.snapshot({**page, "id": 2, "first": False, "last": True})
+    f.snapshot({**page, "id": 2, "first": True, "last": False})     # a new one supersedes
+    with pytest.raises(BadRequest, match="not of the snapshot being received"):
+        f.snapshot({**page, "id": 1, "first": False, "last": False})
+    got = f.snapshot({**page, "id": 2, "first": False, "last": True,
+                      "items": [[position_key(shard), replica.pack_position((4, 2))]]})
+    assert got["position"] == [4, 2] and shard not in f.snaps
+    with pytest.raises(BadRequest, match="needs id"):
+        f.snapshot({**page, "first": True, "last": True})
