@@ -125,7 +125,7 @@ class ShardLog:
 class Track:
     """What the leader knows of one peer's copy of one shard."""
 
-    held: Position = NO_POSITION           #: the peer holds at least this
+    holds: Position = NO_POSITION          #: the peer holds this (as it last said)
     sent: Position | None = None           #: streaming: the last batch sent (None: catch up)
     catching: bool = False                 #: the catch-up task is at it
 

@@ -151,7 +151,7 @@ class Replication:
         for s in list(self.shards):          # revoked: retired (kept until caught up)
             old = self.shards[s]
             if s not in granted:
-                if old.retired and all((t := self._track(ep, s)) is None or t.held >= old.pos
+                if old.retired and all((t := self._track(ep, s)) is None or t.holds >= old.pos
                                        for ep in old.voters + old.learners):
                     self._drop_shard(s)
                 else:
@@ -396,7 +396,7 @@ class Replication:
             if tr is not None and not tr.catching:
                 tr.sent = None
                 if forget:
-                    tr.held = NO_POSITION
+                    tr.holds = NO_POSITION
         p.wake.set()
 
     def _pump(self, p: Peer) -> None:
@@ -423,13 +423,13 @@ class Replication:
             for s, pos in body.get("held", {}).items():
                 tr = p.tracks.get(s)
                 if tr is not None:     # (what it holds now: it may have lost a copy)
-                    tr.held = (pos[0], pos[1])
+                    tr.holds = (pos[0], pos[1])
             for s, fence in body.get("refused", {}).items():
                 self.refused(s, fence, p)
             for s, pos in body.get("behind", {}).items():
                 tr = p.tracks.get(s)
                 if tr is not None:
-                    tr.held = (pos[0], pos[1])
+                    tr.holds = (pos[0], pos[1])
                     if not tr.catching and tr.sent is not None:
                         self._off(p, {s})
             self.check()
@@ -459,7 +459,7 @@ class Replication:
         for ep in sl.voters:
             p = self.peers.get(ep)
             tr = p.tracks.get(sl.shard) if p is not None else None
-            if tr is not None and tr.held >= need:
+            if tr is not None and tr.holds >= need:
                 n += 1
         return n
 
@@ -581,20 +581,25 @@ class Replication:
                     p = self.peers.get(ep)
                     tr = p.tracks.get(s) if p is not None else None
                     if p is not None and tr is not None:
-                        held[p.node] = tr.held[1] if tr.held[0] == pos[0] else 0
+                        held[p.node] = tr.holds[1] if tr.holds[0] == pos[0] else 0
             out[s] = {"epoch": pos[0], "seq": pos[1], "held": held}
         return out
 
     def status(self) -> dict[str, Any]:
+        # following: the copies here of shards not served here (a fence, or a position:
+        # a copy that got batches but never a fence raise counts too)
+        g, db = self.grants, self.store.db
         lo, hi = prefix_range(FENCE_KEYS)
         try:
-            with self.store.db.iterator(start=lo, stop=hi, include_value=False) as it:
-                fenced = {int.from_bytes(k[1:], "big") for k in it}
+            with db.iterator(start=lo, stop=hi, include_value=False) as it:
+                copies = {int.from_bytes(k[1:], "big") for k in it}
+            copies.update(s for s in range(self.nshards) if g.home[s] == g.slot
+                          and s not in copies and db.get(position_key(s)) is not None)
         except Exception:
-            fenced = set()
+            copies = set()
         return {"leading": sum(1 for sl in self.shards.values()
                                if not sl.retired and (sl.voters or sl.learners)),
-                "following": sum(1 for s in fenced if not self.grants.served(s)),
+                "following": sum(1 for s in copies if not g.served(s)),
                 "waiting_groups": len(self.held), "snapshots": self.snapshots,
                 "behind": {p.node: n for p in self.peers.values()
                            if (n := sum(1 for tr in p.tracks.values() if tr.sent is None))}}

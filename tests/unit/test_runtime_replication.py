@@ -351,7 +351,7 @@ def test_what_a_peer_holds_is_what_it_last_said_and_an_idle_peer_is_asked_again(
     slot.commit.flush()
     link.positions[shard] = [0, 0]
     link.answer(lambda bs: {"held": {}, "behind": {shard: [0, 0]}, "refused": {}})
-    assert tr.held == (0, 0)
+    assert tr.holds == (0, 0)
 
 
 def test_a_write_during_a_catch_up_round_trip_is_sent_too(slot: Slot) -> None:
@@ -574,3 +574,12 @@ def test_snapshot_pages_of_another_snapshot_are_refused(slot: Slot) -> None:
     assert got["position"] == [4, 2] and shard not in f.snaps
     with pytest.raises(BadRequest, match="needs id"):
         f.snapshot({**page, "first": True, "last": True})
+
+
+def test_status_counts_a_copy_with_a_position_but_no_fence_as_following(slot: Slot) -> None:
+    repl, _links = replicate(slot)
+    shard = shard_of("Counter", "a", SHARDS)
+    assert repl.status()["following"] == 0
+    del repl.grants.shards[shard]
+    assert replica.read_fence(slot.store.db, shard) == 0
+    assert repl.status()["following"] == 1, "its position ([3, 0]) is a copy here"
