@@ -464,7 +464,7 @@ def test_a_peers_send_queue_is_bounded_and_a_failed_request_drops_it(
     repl, (link,) = replicate(slot)
     p = repl.peers["ipc://f0"]
     link.window = 1                                 # one append in flight, the rest queued
-    for i in range(3):
+    for _ in range(3):
         slot.ask("Counter", "a", "add", 1)
         slot.commit.flush()
     assert len(link.appends) == 1 and len(p.outq) == 2 and p.outq_bytes == sum(n for _b, n in p.outq)
