@@ -35,7 +35,7 @@ What a worker guarantees (the user's view of a turn is ``actorsys/actor/actor.py
   database that cannot be opened at start for good (locked, damaged) ends the worker
   with :data:`EXIT_STORAGE`, and the node stops saying why.
 
-This module is the process: its sockets (:class:`Sockets`, where committed output
+This module is the process: its sockets (:class:`~.commit.Sockets`, where committed output
 leaves), the dispatch of incoming requests to the collaborators that
 :class:`~.assembly.Runtime` wires together, and the life cycle (start, heartbeat,
 shutdown).
