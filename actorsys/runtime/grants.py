@@ -41,23 +41,9 @@ cluster node serves only what etcd says it owns, and its router tells each worke
   ``import`` pages carry the move's ``epochs`` too: a page that is not of the latest
   move into this slot (an attempt given up, arriving late) is refused.
 
-Replication (issue 16, ``replication.py``; present only when the cluster's replicas > 1):
-
-* a **grant** may carry ``"peers": [[node_id, endpoint, public_key or nil], ...]``,
-  ``"replicas": {shard: [[peer_index, voter], ...]}``, ``"ack": "majority" | "all"`` and
-  ``"ack_timeout": seconds``: the granted shards' followers and learners, to which this
-  worker streams its commits (a grant without them replicates nothing).
-* **append** ``{"batches": [[shard, epoch, prev_epoch, prev_seq, seq, items], ...]}`` ->
-  ``{"held": {shard: [e, s]}, "behind": {shard: [e, s]}, "refused": {shard: fence}}``;
-  **snapshot** ``{"shard", "epoch", "first", "last", "items"}``; **position**
-  ``{"shards", "fence"?}`` -> ``{"positions", "fences"}`` (fences raised and synced first):
-  a follower's, refused for shards served here (``storage/replica.py``).
-* **replication** ``{"shards"}`` -> ``{shard: {"epoch", "seq", "held": {node_id: seq}}}``:
-  a leader's view of its followers.
-
-An ``append`` answered ``refused`` (a newer leader) makes this worker stop serving that
-shard at once, as a revocation would, and remember the newer epoch (:meth:`ShardCommands.
-stop_serving`).
+Replication (issue 16, present only when the cluster's replicas > 1): a grant's
+``peers``, ``replicas``, ``ack`` and ``ack_timeout``, and the commands ``append``,
+``snapshot``, ``position`` and ``replication``: see :mod:`.repl_commands`.
 
 export, import and drop are refused (``BadRequest``) for a shard this slot serves (in
 cluster mode: granted; before it: every shard homed here) or one still draining. Bad
@@ -79,6 +65,7 @@ from ..protocol import wire
 from ..storage import handoff
 from ..storage.slot import error_text
 from .activation import ALARM, NO_MAIL, Internal, Mail, Waiting
+from . import repl_commands
 from .replication import parse_grant
 
 if TYPE_CHECKING:
@@ -99,7 +86,7 @@ _GRANT_KEYS = {"shards", "epoch", "until", "why", "node", "keys", "gateways", "p
                "ack", "ack_timeout"}
 _ARGS = {"export": {"shards", "after", "max_bytes"},
          "import": {"shards", "clear", "items", "epochs"}, "drop": {"shards", "epochs"},
-         "append": {"batches"}, "snapshot": {"shard", "epoch", "first", "last", "items"},
+         "append": {"batches"}, "snapshot": {"shard", "epoch", "first", "last", "items", "id"},
          "position": {"shards", "fence"}, "replication": {"shards"}}
 
 
@@ -270,38 +257,13 @@ class ShardCommands:
         self.drains.add(task)
         task.add_done_callback(self.drains.discard)
 
-    def stop_serving(self, shard: int, fence: int) -> None:
-        """A newer leader (epoch ``fence``) holds ``shard``: revoke it here at once (its
-        actors passivate; queued messages get WrongShard) and never take a grant of it
-        with an older epoch back."""
-        g = self.grants
-        g.shards.pop(shard, None)
-        g.highest[shard] = max(g.highest.get(shard, 0), fence)
-        for act in [a for a in self.rt.catalog.acts.values() if a.shard == shard]:
-            self._evict(act)
-            self.draining.add(act)
-
-    def draining_shard(self, shard: int) -> bool:
-        """Actors of ``shard`` are still draining here (a follower applies nothing to it)."""
-        return any(a.shard == shard and not self._drained(a) for a in self.draining)
-
-    # -- replication (replication.py) ---------------------------------------------
-    def _repl(self) -> Replication:
-        if self.replication is None:
-            raise BadRequest(f"worker slot {self.grants.slot} has no replication")
-        return self.replication
-
-    def _append(self, args: dict[str, Any]) -> dict[str, Any]:
-        return self._repl().follower.append(args)
-
-    def _snapshot(self, args: dict[str, Any]) -> dict[str, Any]:
-        return self._repl().follower.snapshot(args)
-
-    def _position(self, args: dict[str, Any]) -> dict[str, Any]:
-        return self._repl().follower.position(args)
-
-    def _replication(self, args: dict[str, Any]) -> dict[int, Any]:
-        return self._repl().replication(args)
+    # replication's SHARDS commands and a refusal's revocation (repl_commands.py)
+    stop_serving = repl_commands.stop_serving
+    draining_shard = repl_commands.draining_shard
+    _append = repl_commands.append
+    _snapshot = repl_commands.snapshot
+    _position = repl_commands.position
+    _replication = repl_commands.replication
 
     def _evict(self, act: Activation, force: bool = False) -> None:
         """Answer what waits for a revoked actor, then passivate it (``force``: every

@@ -8,6 +8,7 @@ then the log from there. Once at the tip the copy follows the stream again."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ActorError, BadRequest
@@ -60,15 +61,17 @@ async def _round(r: Replication, p: Peer) -> None:
     if not positions:
         await asyncio.sleep(RETRY)
         return
+    brought = 0
     for s in lag:
         tr = p.tracks.get(s)
         if tr is None or tr.sent is not None or s not in positions:
             continue
         raw = positions[s]
-        tr.held = (raw[0], raw[1])          # (what it holds now, not the most it ever held)
+        tr.holds = (raw[0], raw[1])          # (what it holds now, not the most it ever held)
         tr.catching = True
         try:
             await _bring(r, p, s, tr, (raw[0], raw[1]))
+            brought += 1
         except Gone:
             pass
         except ActorError as exc:
@@ -83,7 +86,10 @@ async def _round(r: Replication, p: Peer) -> None:
         finally:
             tr.catching = False
     else:
-        p.said = ""
+        if brought:
+            p.said = ""
+        else:                # (every answer left the lagging copies out: no busy loop)
+            await asyncio.sleep(RETRY)
 
 
 async def _recheck(r: Replication, p: Peer) -> None:
@@ -99,7 +105,7 @@ async def _recheck(r: Replication, p: Peer) -> None:
         tr = p.tracks.get(s)
         if tr is None or tr.catching:
             continue
-        tr.held = pos = (raw[0], raw[1])
+        tr.holds = pos = (raw[0], raw[1])
         if tr.sent == sent[s] and pos != sent[s]:
             tr.sent = None                  # (lost its copy, or restarted behind)
             p.wake.set()
@@ -151,14 +157,14 @@ async def _bring(r: Replication, p: Peer, s: int, tr: Track, pos: Position) -> N
     while True:
         sl = _still(r, p, s, tr)
         if pos == sl.pos and (pos != NO_POSITION or snapped):
-            tr.held = tr.sent = pos
+            tr.holds = tr.sent = pos
             r.check()
             return
         chunk = sl.after(pos, r.limit) if pos != NO_POSITION else None
         if chunk is None:
             pos = await _snapshot(r, p, s, sl, tr)
             snapped = True
-            tr.held = pos
+            tr.holds = pos
             continue
         batches = [[s, e.pos[0], e.prev[0], e.prev[1], e.pos[1], e.items] for e in chunk]
         fut = p.link.send_call("append", {"batches": batches}, r.ack_timeout)
@@ -169,7 +175,7 @@ async def _bring(r: Replication, p: Peer, s: int, tr: Track, pos: Position) -> N
         if s in res.get("behind", {}):
             tr.sent = None
             raw = res["behind"][s]
-            tr.held = (raw[0], raw[1])
+            tr.holds = (raw[0], raw[1])
             if (raw[0], raw[1]) == pos:       # (not applied from where it said it was)
                 pos = await _snapshot(r, p, s, sl, tr)
                 snapped = True
@@ -177,7 +183,7 @@ async def _bring(r: Replication, p: Peer, s: int, tr: Track, pos: Position) -> N
                 pos = (raw[0], raw[1])
             continue
         raw = res.get("held", {}).get(s, [0, 0])
-        tr.held = pos = (raw[0], raw[1])
+        tr.holds = pos = (raw[0], raw[1])
         r.check()
         if tr.sent is not None and tr.sent == _still(r, p, s, tr).pos:
             return
@@ -187,6 +193,7 @@ async def _bring(r: Replication, p: Peer, s: int, tr: Track, pos: Position) -> N
 async def _snapshot(r: Replication, p: Peer, s: int, sl: ShardLog, tr: Track) -> Position:
     """Send ``p`` a full copy of ``s`` as of now; the copy's position."""
     r.snapshots += 1
+    sid = secrets.randbits(62)          # (every page names it: pages never mix)
     snap = r.store.db.snapshot()        # between two flushes: exactly sl.pos
     epoch = max(sl.epoch, sl.pos[0])
     pkey = position_key(s)
@@ -204,7 +211,7 @@ async def _snapshot(r: Replication, p: Peer, s: int, sl: ShardLog, tr: Track) ->
             last = after is None
             if last and posv is not None:
                 page.append([pkey, posv])
-            res = await p.link.call("snapshot", {"shard": s, "epoch": epoch, "first": first,
+            res = await p.link.call("snapshot", {"shard": s, "epoch": epoch, "id": sid, "first": first,
                                                  "last": last, "items": page}, r.ack_timeout)
             if "refused" in res:
                 _answer(r, p, s, {"refused": {s: res["refused"]}})

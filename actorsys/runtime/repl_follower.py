@@ -36,6 +36,9 @@ class Follower:
         self.nshards = len(grants.home)
         #: whether a shard's actors are still draining here (grants.py)
         self.busy: Callable[[int], bool] = lambda _s: False
+        #: shard -> the id of the snapshot being received (from its first page): a page
+        #: of another snapshot (one cut short, a reconnect) is refused, never mixed in
+        self.snaps: dict[int, int] = {}
         #: told of the shards an append or snapshot is about to write (replication.py)
         self.on_write: Callable[[list[int]], None] | None = None
 
@@ -86,8 +89,10 @@ class Follower:
                                                           self.store.fsync, self._granted))
 
     def snapshot(self, args: dict[str, Any]) -> dict[str, Any]:
-        s, epoch = args.get("shard"), args.get("epoch")
+        s, epoch, sid = args.get("shard"), args.get("epoch"), args.get("id")
         first, last = args.get("first"), args.get("last")
+        if type(sid) is not int or not 0 <= sid < replica.MAX_INT:
+            raise BadRequest("snapshot needs id (integer, 0 <= n < 2**63): the same in every page")
         if (type(epoch) is not int or not 0 <= epoch < replica.MAX_INT or type(first) is not bool
                 or type(last) is not bool):
             raise BadRequest("snapshot needs epoch (integer, 0 <= n < 2**63), first and last "
@@ -98,10 +103,18 @@ class Follower:
         self.quiet([s], "snapshot")
         if self.on_write is not None and not self.grants.served(s):
             self.on_write([s])
+        if not first and self.snaps.get(s) != sid:
+            raise BadRequest(f"snapshot page of shard {s} is not of the snapshot being received "
+                             f"here (cut short, or this worker restarted): start it again")
         items = args.get("items", [])
-        return self.writing(lambda: replica.apply_snapshot_page(self.store.db, s, epoch, first, last,
-                                                                items, self.grants.served,
-                                                                self._granted))
+        got = self.writing(lambda: replica.apply_snapshot_page(self.store.db, s, epoch, first, last,
+                                                               items, self.grants.served,
+                                                               self._granted))
+        if "refused" in got or last:
+            self.snaps.pop(s, None)
+        elif first:
+            self.snaps[s] = sid
+        return got
 
     def _granted(self, s: int) -> int:
         """The epoch this slot serves ``s`` with (what a refusal of a served shard says)."""

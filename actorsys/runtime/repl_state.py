@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..errors import BadRequest
+from ..errors import ActorError, BadRequest
 from ..storage.replica import NO_POSITION, Position
 
 if TYPE_CHECKING:
@@ -125,7 +125,7 @@ class ShardLog:
 class Track:
     """What the leader knows of one peer's copy of one shard."""
 
-    held: Position = NO_POSITION           #: the peer holds at least this
+    holds: Position = NO_POSITION          #: the peer holds this (as it last said)
     sent: Position | None = None           #: streaming: the last batch sent (None: catch up)
     catching: bool = False                 #: the catch-up task is at it
 
@@ -140,6 +140,7 @@ class Peer:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     said: str = ""                        #: the last catch-up problem logged
+    key: str | None = None                #: its CURVE public key (Z85) the link uses
 
 
 @dataclass(eq=False, slots=True)
@@ -152,6 +153,9 @@ class Held:
     touched: set[bytes]
     need: dict[int, Position]
     deadline: float
+    #: failed (its writes not applied, its instances dropped): its asks get this error,
+    #: in group order, once the groups before it leave
+    failed: ActorError | None = None
 
 
 class Gone(Exception):

@@ -8,7 +8,7 @@ hands its flush to :meth:`Replication.flush`) splits the staged writes by shard,
 each written replicated shard's position ``[epoch, seq + 1]`` to the same LevelDB
 batch, commits, keeps the shard's batch in an in-memory log (bounded: :data:`LOG_BYTES`
 and :data:`LOG_ENTRIES` per worker, the oldest going first), sends each peer one ``append`` with all its
-shards' batches of the group (at most :data:`WINDOW` requests in flight per peer; more
+shards' batches of the group (at most :data:`.repl_config.WINDOW` requests in flight per peer; more
 waits and goes coalesced), and HOLDS the group's output (replies, tells, WebSocket
 effects, exits) until, for every replicated shard it wrote, ``quorum`` voters (the
 leader counts) hold its batch. Output leaves strictly in group order: a group that wrote
@@ -31,7 +31,15 @@ until a grant finds every copy at its position.
 
 Follower: ``append``, ``snapshot``, ``position`` (:mod:`.repl_follower`,
 ``storage/replica.py``); ``replication`` is asked of a leader (:meth:`Replication.
-replication`). Peer links: :mod:`.repl_links`; the state: :mod:`.repl_state`.
+replication`). Peer links: :mod:`.repl_links`; the state: :mod:`.repl_state`; a
+grant applied: :mod:`.repl_config`; the output gate: :mod:`.repl_gate` (their functions
+are methods of :class:`Replication`).
+
+A group that fails unwritten (the fence, a storage error, a lost shard) or short of
+its quorum answers its asks and sends its exits in group order too, after the held
+groups before it (its activations reload at once). Known limit: ``list_actors``
+(worker.py) reads the slot's disk directly, so it may list an actor whose first write
+is not yet at quorum (or failed short of it).
 
 With no replication arguments (``replicas = 1``) nothing here runs: ``commit.repl`` is
 None and the flush is the single-node one.
@@ -49,10 +57,10 @@ from ..log import get_logger
 from ..storage import replica
 from ..storage.keys import FENCE_KEYS, position_key, prefix_range
 from ..storage.replica import NO_POSITION, Position
-from .repl_catchup import catch_up
+from . import repl_config, repl_gate
 from .repl_follower import Follower
 from .repl_links import PeerLink
-from .repl_state import Entry, Held, Peer, ReplicaArgs, ShardLog, Track, parse_grant, quorum
+from .repl_state import Entry, Held, Peer, ShardLog, parse_grant
 
 if TYPE_CHECKING:
     import zmq
@@ -66,8 +74,6 @@ __all__ = ["Replication", "parse_grant"]
 
 log = get_logger("worker")
 
-#: requests in flight per peer
-WINDOW = 32
 #: bytes of batches the in-memory log keeps, per worker
 LOG_BYTES = 32 << 20
 #: batches the log keeps, per worker
@@ -119,142 +125,20 @@ class Replication:
         #: makes a peer's link (a test replaces it)
         self.link_factory: Callable[..., PeerLink] = PeerLink
 
-    # -- configuration (a grant) -------------------------------------------------------
-    def configure(self, args: ReplicaArgs | None, granted: dict[int, int]) -> None:
-        """Apply a grant: the peers, each granted shard's replicas (None: no replication
-        arguments, so nothing is replicated from now on)."""
-        members: dict[int, list[tuple[str, bool]]] = {}
-        if args is None:
-            args = ReplicaArgs([], {}, self.ack, self.ack_timeout)
-        else:
-            # every granted shard keeps its position moving, replicas or not: a copy
-            # added later must never look in step with writes it did not get
-            for s in granted:
-                once: dict[str, bool] = {}      # (a peer named twice counts once)
-                for i, voter in args.replicas.get(s, []):
-                    ep = args.peers[i][1]
-                    once[ep] = once.get(ep, False) or voter
-                members[s] = list(once.items())
-        self.ack, self.ack_timeout = args.ack, args.ack_timeout
-        wanted: dict[str, tuple[str, str | None]] = {}
-        for node, endpoint, key in args.peers:
-            wanted[endpoint] = (node, key)
-        for s in list(self.shards):          # revoked: retired (kept until caught up)
-            old = self.shards[s]
-            if s not in granted:
-                if old.retired and all((t := self._track(ep, s)) is None or t.held >= old.pos
-                                       for ep in old.voters + old.learners):
-                    self._drop_shard(s)
-                else:
-                    old.retired = True
-            elif s not in members:
-                self._drop_shard(s)
-        needed = {ep for lst in members.values() for ep, _v in lst}
-        needed |= {ep for sl in self.shards.values() if sl.retired for ep in sl.voters + sl.learners}
-        for ep in needed:
-            if ep not in self.peers:
-                node, key = wanted.get(ep, ("?", None))
-                try:
-                    keys = self.keys.for_server(key.encode()) if self.keys and key else self.keys
-                    link = self.link_factory(self.loop, self.ctx, node, ep, keys, WINDOW)
-                except Exception as exc:    # (its copies never ack: the groups fail in time)
-                    log.error("worker slot %d: cannot connect to node %s's worker at %s: %s",
-                              self.grants.slot, node, ep, exc)
-                    continue
-                peer = self.peers[ep] = Peer(node, link)
-                peer.task = self.loop.create_task(catch_up(self, peer))
-            else:
-                self.peers[ep].link.check()
-        for s in granted:
-            self.lost.pop(s, None)             # given back (with an epoch >= the newer one)
-        for s, lst in members.items():
-            sl = self.shards.get(s)
-            if sl is None or sl.retired:     # (a retired log may no longer match the disk)
-                self._drop_shard(s)
-                sl = self.shards[s] = ShardLog(s, replica.read_position(self.store.db, s))
-            sl.epoch, sl.retired = granted[s], False
-            before = set(sl.voters + sl.learners)
-            sl.voters = [ep for ep, v in lst if v]
-            sl.learners = [ep for ep, v in lst if not v]
-            sl.quorum = quorum(1 + len(sl.voters), self.ack)
-            now = {ep for ep, _v in lst}
-            for ep in before - now:
-                if (p := self.peers.get(ep)) is not None:
-                    p.tracks.pop(s, None)
-            for ep in now:
-                p = self.peers.get(ep)
-                if p is not None and s not in p.tracks:
-                    p.tracks[s] = Track()
-                    p.wake.set()
-        for ep in [ep for ep, p in self.peers.items() if ep not in needed]:
-            self._close_peer(ep)
-        self._start_positions([self.shards[s] for s in members])
-        self.commit.repl = self if (self.shards or self.held or self.lost) else None
-        self.check()
-
-    def _start_positions(self, logs: list[ShardLog]) -> None:
-        """A shard replicated for the first time starts at ``[epoch, 0]`` (a copy at
-        ``[0, 0]`` is never extended, so without it the first batch would cost every
-        follower a second snapshot). Nothing else is written: no data changes."""
-        fresh = [sl for sl in logs if sl.pos == (0, 0) and sl.epoch > 0]
-        if not fresh or self.store.broken is not None:
-            return
-        try:
-            with self.store.db.write_batch(sync=self.store.fsync) as wb:
-                for sl in fresh:
-                    wb.put(position_key(sl.shard), replica.pack_position((sl.epoch, 0)))
-        except Exception as exc:        # (the next group commit meets the fault too)
-            log.error("worker slot %d: writing the first positions of replicated shards "
-                      "failed: %s", self.grants.slot, exc)
-            return
-        for sl in fresh:
-            sl.pos = (sl.epoch, 0)
-
-    def _track(self, ep: str, s: int) -> Track | None:
-        p = self.peers.get(ep)
-        return None if p is None else p.tracks.get(s)
-
-    def _drop_shard(self, s: int) -> None:
-        """Stop replicating ``s`` from here: a held group whose batch of ``s`` is at
-        quorum now no longer waits for it; one whose batch is not fails (its quorum can no
-        longer be known)."""
-        sl = self.shards.get(s)
-        if sl is None:
-            return
-        if any(s in g.need for g in self.held):
-            keep: deque[Held] = deque()
-            for g in self.held:
-                if s not in g.need:
-                    keep.append(g)
-                elif (n := self._holders(sl, g.need[s])) >= sl.quorum:
-                    del g.need[s]
-                    keep.append(g)
-                else:
-                    self.commit.fail(ShardUnavailable(
-                        f"shard {s}: only {n} of the {sl.quorum} replicas a write needs "
-                        f"acknowledged it before its replicas changed; the write may or may not "
-                        f"have been applied"), g.outbox, g.staged, g.touched, g.exits)
-            self.held = keep
-        del self.shards[s]
-        self.doubt.pop(s, None)
-        for p in self.peers.values():
-            p.tracks.pop(s, None)
-        self.log_bytes -= sum(e.size for e in sl.entries)
-        sl.entries.clear()
-
-    def _followed(self, shards: list[int]) -> None:
-        """Another leader writes these shards here: a retired log of one no longer
-        matches the disk (a later grant starts from the disk's position)."""
-        for s in shards:
-            sl = self.shards.get(s)
-            if sl is not None and sl.retired:
-                self._drop_shard(s)
-
-    def _close_peer(self, ep: str) -> None:
-        p = self.peers.pop(ep)
-        if p.task is not None:
-            p.task.cancel()
-        p.link.close()
+    # the configuration (repl_config.py) and the output gate (repl_gate.py)
+    configure = repl_config.configure
+    _start_positions = repl_config.start_positions
+    _track = repl_config.track
+    _drop_shard = repl_config.drop_shard
+    _followed = repl_config.followed
+    _close_peer = repl_config.close_peer
+    _at_quorum = repl_gate.at_quorum
+    _holders = repl_gate.holders
+    check = repl_gate.check
+    failed = repl_gate.failed
+    _leave = repl_gate.leave
+    _expire = repl_gate.expire
+    _fail_held = repl_gate.fail_held
 
     # -- the leader's flush --------------------------------------------------------------
     def flush(self, outbox: list[Outgoing], staged: list[Activation], touched: set[bytes]) -> None:
@@ -262,6 +146,11 @@ class Replication:
         gc = self.commit
         store = gc.store
         exits, gc.exits = gc.exits, []
+        if self.closed:           # (the worker stops: nothing would ever release it)
+            store.discard()
+            return gc.fail(ShardUnavailable(
+                f"worker slot {self.grants.slot} is stopping; the turn was not applied"),
+                outbox, staged, touched, exits)
         made: dict[int, tuple[Position, Position, list[tuple[bytes, bytes | None]]]] = {}
         if self.lost and store.pending:
             n = self.nshards
@@ -269,7 +158,7 @@ class Replication:
                         None)
             if gone is not None:       # a turn that ran on a shard a newer leader holds
                 store.discard()
-                return gc.fail(ShardUnavailable(
+                return self.failed(ShardUnavailable(
                     f"shard {gone} has a newer leader (epoch {self.lost[gone]}); this node no "
                     f"longer serves it (the turn was not applied)"), outbox, staged, touched, exits)
         if self.reread and store.broken is None:
@@ -288,7 +177,7 @@ class Replication:
             store.commit()
         except StorageError as exc:
             self.reread.update(made)
-            return gc.fail(exc, outbox, staged, touched, exits)
+            return self.failed(exc, outbox, staged, touched, exits)
         if not made and not self.held and not self.doubt:
             return gc.release(outbox, exits)
         need: dict[int, Position] = dict(self.doubt)
@@ -377,7 +266,7 @@ class Replication:
             if tr is not None and not tr.catching:
                 tr.sent = None
                 if forget:
-                    tr.held = NO_POSITION
+                    tr.holds = NO_POSITION
         p.wake.set()
 
     def _pump(self, p: Peer) -> None:
@@ -404,13 +293,13 @@ class Replication:
             for s, pos in body.get("held", {}).items():
                 tr = p.tracks.get(s)
                 if tr is not None:     # (what it holds now: it may have lost a copy)
-                    tr.held = (pos[0], pos[1])
+                    tr.holds = (pos[0], pos[1])
             for s, fence in body.get("refused", {}).items():
                 self.refused(s, fence, p)
             for s, pos in body.get("behind", {}).items():
                 tr = p.tracks.get(s)
                 if tr is not None:
-                    tr.held = (pos[0], pos[1])
+                    tr.holds = (pos[0], pos[1])
                     if not tr.catching and tr.sent is not None:
                         self._off(p, {s})
             self.check()
@@ -421,72 +310,6 @@ class Replication:
         if p.said != what:
             p.said = what
             log.warning("worker slot %d replication: %s", self.grants.slot, what)
-
-    # -- the output gate -------------------------------------------------------------------
-    def _at_quorum(self, g: Held) -> tuple[int, int, int] | None:
-        """None if ``g`` is at quorum; else (a shard short of it, its holders, its quorum)."""
-        for s, need in g.need.items():
-            sl = self.shards.get(s)
-            if sl is None:
-                return s, 1, 2               # (dropped shards leave every need: never here)
-            n = self._holders(sl, need)
-            if n < sl.quorum:
-                return s, n, sl.quorum
-        return None
-
-    def _holders(self, sl: ShardLog, need: Position) -> int:
-        """The voters (the leader included) known to hold ``sl``'s batch ``need``."""
-        n = 1
-        for ep in sl.voters:
-            p = self.peers.get(ep)
-            tr = p.tracks.get(sl.shard) if p is not None else None
-            if tr is not None and tr.held >= need:
-                n += 1
-        return n
-
-    def check(self) -> None:
-        """Release the held groups at quorum, in order; (re)arm the ack timeout."""
-        held = self.held
-        for s, pos in list(self.doubt.items()):
-            sl = self.shards.get(s)
-            if sl is None or self._holders(sl, pos) >= sl.quorum:
-                del self.doubt[s]
-        while held and self._at_quorum(held[0]) is None:
-            g = held.popleft()
-            self.commit.release(g.outbox, g.exits)
-        front = held[0] if held else None
-        if front is None and not self.shards and not self.lost and not self.doubt:
-            self.commit.repl = None       # nothing replicated, nothing held: the plain flush
-        if front is self.timer_for:
-            return                        # (the timer is the front group's already)
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        self.timer_for = front
-        if front is not None:
-            self.timer = self.loop.call_at(
-                self.loop.time() + max(0.0, front.deadline - time.monotonic()), self._expire)
-
-    def _expire(self) -> None:
-        self.timer = self.timer_for = None
-        now = time.monotonic()
-        held = self.held
-        while held and held[0].deadline <= now:
-            g = held.popleft()
-            short = self._at_quorum(g)
-            if short is None:
-                self.commit.release(g.outbox, g.exits)
-                continue
-            s, n, q = short
-            exc = ShardUnavailable(f"shard {s}: only {n} of the {q} replicas a write needs "
-                                   f"acknowledged it within {self.ack_timeout:g} s; the write may "
-                                   f"or may not have been applied")
-            log.warning("worker slot %d: %s", self.grants.slot, exc)
-            for s2, pos in g.need.items():     # (on disk here: later reads wait for it)
-                if s2 in self.shards and pos > self.doubt.get(s2, NO_POSITION):
-                    self.doubt[s2] = pos
-            self.commit.fail(exc, g.outbox, g.staged, g.touched, g.exits)
-        self.check()
 
     def refused(self, s: int, fence: int, p: Peer | None) -> None:
         """A newer leader holds ``s``: stop serving it; fail the held groups that wrote it."""
@@ -511,13 +334,9 @@ class Replication:
             self.on_refused(s, fence)
         exc = ShardUnavailable(f"shard {s} has a newer leader (epoch {fence}); this node no "
                                f"longer serves it")
-        keep: deque[Held] = deque()
         for g in self.held:
             if s in g.need:
-                self.commit.fail(exc, g.outbox, g.staged, g.touched, g.exits)
-            else:
-                keep.append(g)
-        self.held = keep
+                self._fail_held(g, exc)
         self._drop_shard(s)
         self.check()
 
@@ -533,20 +352,25 @@ class Replication:
                     p = self.peers.get(ep)
                     tr = p.tracks.get(s) if p is not None else None
                     if p is not None and tr is not None:
-                        held[p.node] = tr.held[1] if tr.held[0] == pos[0] else 0
+                        held[p.node] = tr.holds[1] if tr.holds[0] == pos[0] else 0
             out[s] = {"epoch": pos[0], "seq": pos[1], "held": held}
         return out
 
     def status(self) -> dict[str, Any]:
+        # following: the copies here of shards not served here (a fence, or a position:
+        # a copy that got batches but never a fence raise counts too)
+        g, db = self.grants, self.store.db
         lo, hi = prefix_range(FENCE_KEYS)
         try:
-            with self.store.db.iterator(start=lo, stop=hi, include_value=False) as it:
-                fenced = {int.from_bytes(k[1:], "big") for k in it}
+            with db.iterator(start=lo, stop=hi, include_value=False) as it:
+                copies = {int.from_bytes(k[1:], "big") for k in it}
+            copies.update(s for s in range(self.nshards) if g.home[s] == g.slot
+                          and s not in copies and db.get(position_key(s)) is not None)
         except Exception:
-            fenced = set()
+            copies = set()
         return {"leading": sum(1 for sl in self.shards.values()
                                if not sl.retired and (sl.voters or sl.learners)),
-                "following": sum(1 for s in fenced if not self.grants.served(s)),
+                "following": sum(1 for s in copies if not g.served(s)),
                 "waiting_groups": len(self.held), "snapshots": self.snapshots,
                 "behind": {p.node: n for p in self.peers.values()
                            if (n := sum(1 for tr in p.tracks.values() if tr.sent is None))}}
@@ -559,6 +383,9 @@ class Replication:
             self.timer = self.timer_for = None
         held, self.held = self.held, deque()
         for g in held:
+            if g.failed is not None:
+                self._leave(g)
+                continue
             self.commit.fail(ShardUnavailable(
                 f"worker slot {self.grants.slot} stopped before its replicas acknowledged the "
                 f"write; the write may or may not have been applied"), g.outbox, g.staged,

@@ -35,7 +35,7 @@ What a worker guarantees (the user's view of a turn is ``actorsys/actor/actor.py
   database that cannot be opened at start for good (locked, damaged) ends the worker
   with :data:`EXIT_STORAGE`, and the node stops saying why.
 
-This module is the process: its sockets (:class:`Sockets`, where committed output
+This module is the process: its sockets (:class:`~.commit.Sockets`, where committed output
 leaves), the dispatch of incoming requests to the collaborators that
 :class:`~.assembly.Runtime` wires together, and the life cycle (start, heartbeat,
 shutdown).
@@ -47,7 +47,7 @@ from functools import partial
 import os
 import signal
 import time
-from typing import Any, Callable
+from typing import Any
 
 import zmq
 
@@ -63,7 +63,6 @@ from ..net.keys import node_keys
 from ..net.members import apply_member_keys
 from ..net.sockets import SocketPump, dealer
 from ..protocol import wire
-from ..protocol.messages import Exit, Tell, WsEffects
 from ..protocol.shardmap import ShardMap
 from ..protocol.ws import METHOD as WS_METHOD
 from ..storage import alarms as alarm_store
@@ -72,7 +71,7 @@ from . import ws_turns
 from .activation import DEAD, ENDING, RUNNING, START, STOPPED, Call, Envelope, Internal, Waiting
 from .assembly import Runtime
 from .children import stopped_error
-from .commit import GatewayLink
+from .commit import GatewayLink, Sockets
 from .ws_routes import GatewayRoutes
 from .grants import Grants, ShardCommands
 from .replication import Replication
@@ -81,7 +80,6 @@ from .system import SYSTEM_METHODS, list_actors, status
 
 log = get_logger("worker")
 _NOBLOCK = int(zmq.NOBLOCK)
-_SNDMORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
 _ASK, _TELL, _SPAWN = wire.ASK, wire.TELL, wire.SPAWN
 #: what the catalog refuses an address for (answered to the sender, if it awaits a reply)
 _REFUSED = (UnknownActorType, BadRequest, WrongShard, ShardUnavailable)
@@ -91,43 +89,6 @@ RECEIVE_HWM = 1000
 #: a worker's exit status when its storage cannot be opened at start (the node stops)
 EXIT_STORAGE = 78
 HEARTBEAT_INTERVAL = 0.1
-
-
-class Sockets:
-    """Where a worker's committed output leaves (:class:`~.commit.Output`): replies on
-    its ROUTER socket, tells through its client transport, WebSocket effects to the
-    gateway, EXITs to the supervision tree. What cannot leave is counted, never raised."""
-
-    def __init__(self, sock: zmq.Socket[Any], transport: AsyncTransport,
-                 gateway: GatewayLink | GatewayRoutes,
-                 tree_sock: zmq.Socket[Any] | None, kick: Callable[[], None],
-                 counters: dict[str, int]) -> None:
-        self.sock, self.transport, self.gateway, self.tree_sock = sock, transport, gateway, tree_sock
-        self.kick = kick
-        self.counters = counters
-
-    def send(self, to: Envelope, payload: bytes) -> None:
-        send = self.sock.send
-        try:
-            for frame in to:      # plain sends: send_multipart costs ~4 us more per reply
-                send(frame, _SNDMORE_NOBLOCK)
-            send(payload, _NOBLOCK)
-        except zmq.ZMQError:
-            self.counters["dropped_replies"] += 1
-
-    def tell(self, msg: Tell) -> None:
-        self.transport.tell(msg.type_name, msg.key, msg.method, msg.args, msg.kwargs)
-
-    def effects(self, msg: WsEffects) -> None:
-        self.gateway.send(msg)
-
-    def exit(self, msg: Exit) -> None:
-        if self.tree_sock is None:
-            return
-        try:
-            self.tree_sock.send(msg.encode(), _NOBLOCK)
-        except zmq.ZMQError:
-            self.counters["dropped_replies"] += 1
 
 
 class Worker:

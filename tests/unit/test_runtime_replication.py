@@ -351,7 +351,7 @@ def test_what_a_peer_holds_is_what_it_last_said_and_an_idle_peer_is_asked_again(
     slot.commit.flush()
     link.positions[shard] = [0, 0]
     link.answer(lambda bs: {"held": {}, "behind": {shard: [0, 0]}, "refused": {}})
-    assert tr.held == (0, 0)
+    assert tr.holds == (0, 0)
 
 
 def test_a_write_during_a_catch_up_round_trip_is_sent_too(slot: Slot) -> None:
@@ -464,7 +464,7 @@ def test_a_peers_send_queue_is_bounded_and_a_failed_request_drops_it(
     repl, (link,) = replicate(slot)
     p = repl.peers["ipc://f0"]
     link.window = 1                                 # one append in flight, the rest queued
-    for i in range(3):
+    for _ in range(3):
         slot.ask("Counter", "a", "add", 1)
         slot.commit.flush()
     assert len(link.appends) == 1 and len(p.outq) == 2 and p.outq_bytes == sum(n for _b, n in p.outq)
@@ -476,3 +476,110 @@ def test_a_peers_send_queue_is_bounded_and_a_failed_request_drops_it(
     args, cb = link.appends.pop(0)
     cb(False, OSError("timed out"))                 # a failed request: nothing old is pumped
     assert not p.outq and not link.appends
+
+
+def test_a_flush_after_close_fails_instead_of_hanging(slot: Slot) -> None:
+    repl, (link,) = replicate(slot)
+    repl.close()
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    err = slot.out.reply_to(w)
+    assert err[0] == wire.ERR and "stopping" in err[2]["message"] and not repl.held
+
+
+def test_catch_up_pauses_when_a_position_answer_leaves_the_lagging_copy_out(slot: Slot) -> None:
+    repl, (link,) = replicate(slot)
+    shard = shard_of("Counter", "a", SHARDS)
+    asked: list[int] = []
+    def position_without(cmd: str, args: dict[str, Any], timeout: float, cb: Any) -> None:
+        if cmd == "position":
+            asked.append(1)
+            other = (shard + 1) % SHARDS
+            slot.loop.call_soon(cb, True, {"positions": {other: [3, 0]}, "fences": {}})
+    link.request = position_without             # type: ignore[method-assign]
+    repl.peers["ipc://f0"].tracks[shard].sent = None
+    repl.peers["ipc://f0"].wake.set()
+    run(slot, 0.3)
+    assert 1 <= len(asked) <= 2, f"paced (RETRY between rounds), not a busy loop: {len(asked)}"
+
+
+def test_a_failed_groups_errors_leave_in_group_order(slot: Slot) -> None:
+    from actorsys.errors import ShardUnavailable
+    repl, (link,) = replicate(slot)
+    sa, sb = shard_of("Counter", "a", SHARDS), shard_of("Counter", "b", SHARDS)
+    assert sa != sb
+    w1 = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    w2 = slot.ask("Counter", "b", "add", 1)
+    slot.commit.flush()
+    slot.commit.fence = lambda: ShardUnavailable("test: past the lease")
+    w3 = slot.ask("Counter", "c", "add", 1)
+    slot.commit.flush()
+    slot.commit.fence = None
+    # a refusal of b's shard fails w2, the fence failed w3: neither answers before w1
+    link.answer(lambda bs: {"held": {sa: [3, 1]} if bs[0][0] == sa else {}, "behind": {},
+                            "refused": {}})
+    assert [rep[1] for _to, rep in slot.out.replies] == [w1]
+    slot.out.replies.clear()
+    link.answer(lambda bs: {"held": {}, "behind": {}, "refused": {sb: 9}})
+    assert [(rep[0], rep[1]) for _to, rep in slot.out.replies] == [(wire.ERR, w2), (wire.ERR, w3)]
+    assert slot.act("Counter", "c").instance is None
+
+
+def test_a_groups_errors_wait_behind_an_earlier_held_group(slot: Slot) -> None:
+    from actorsys.errors import ShardUnavailable
+    repl, (link,) = replicate(slot)
+    w1 = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    slot.commit.fence = lambda: ShardUnavailable("test: past the lease")
+    w2 = slot.ask("Counter", "b", "add", 1)
+    slot.commit.flush()
+    slot.commit.fence = None
+    assert slot.out.replies == [], "the fenced group's error waits for the group before it"
+    link.ack()
+    assert [(rep[0], rep[1]) for _to, rep in slot.out.replies] == [(wire.OK, w1), (wire.ERR, w2)]
+
+
+def test_a_peer_whose_public_key_changed_is_connected_again(slot: Slot) -> None:
+    repl, (link,) = replicate(slot)
+    key = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"
+    assert len(key) == 40
+    repl.configure(parse_grant({"peers": [["f0", "ipc://f0", key]],
+                                "replicas": {s: [[0, True]] for s in range(SHARDS)}}, SHARDS),
+                   repl.grants.shards)
+    p = repl.peers["ipc://f0"]
+    assert p.link is not link and p.key == key and all(tr.sent is None for tr in p.tracks.values())
+    run(slot)
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    p.link.ack()  # type: ignore[attr-defined]
+    assert slot.out.reply_to(w)[2] == 1
+
+
+def test_snapshot_pages_of_another_snapshot_are_refused(slot: Slot) -> None:
+    from actorsys.errors import BadRequest
+    repl, _links = replicate(slot)
+    shard = shard_of("Counter", "a", SHARDS)
+    repl.grants.shards = {}                        # a follower of every shard now
+    f = repl.follower
+    page = {"shard": shard, "epoch": 4, "items": []}
+    f.snapshot({**page, "id": 1, "first": True, "last": False})
+    with pytest.raises(BadRequest, match="not of the snapshot being received"):
+        f.snapshot({**page, "id": 2, "first": False, "last": True})
+    f.snapshot({**page, "id": 2, "first": True, "last": False})     # a new one supersedes
+    with pytest.raises(BadRequest, match="not of the snapshot being received"):
+        f.snapshot({**page, "id": 1, "first": False, "last": False})
+    got = f.snapshot({**page, "id": 2, "first": False, "last": True,
+                      "items": [[position_key(shard), replica.pack_position((4, 2))]]})
+    assert got["position"] == [4, 2] and shard not in f.snaps
+    with pytest.raises(BadRequest, match="needs id"):
+        f.snapshot({**page, "first": True, "last": True})
+
+
+def test_status_counts_a_copy_with_a_position_but_no_fence_as_following(slot: Slot) -> None:
+    repl, _links = replicate(slot)
+    shard = shard_of("Counter", "a", SHARDS)
+    assert repl.status()["following"] == 0
+    del repl.grants.shards[shard]
+    assert replica.read_fence(slot.store.db, shard) == 0
+    assert repl.status()["following"] == 1, "its position ([3, 0]) is a copy here"

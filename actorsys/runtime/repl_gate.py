@@ -1,0 +1,129 @@
+"""A leader's output gate (issue 16; a part of :class:`~.replication.Replication`):
+held groups leave in group order once every replicated shard they wrote (and every
+batch in doubt) is held by its quorum of voters; a group not at quorum within
+``ack_timeout`` fails; a group that failed unwritten answers in its place in the
+order."""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from ..errors import ActorError, ShardUnavailable
+from ..log import get_logger
+from ..protocol import wire
+from ..storage.replica import NO_POSITION, Position
+from .commit import Reply
+from .repl_state import Held, ShardLog
+
+if TYPE_CHECKING:
+    from ..protocol.messages import Exit
+    from .activation import Activation
+    from .commit import Outgoing
+    from .replication import Replication
+
+log = get_logger("worker")
+
+
+def at_quorum(self: Replication, g: Held) -> tuple[int, int, int] | None:
+    """None if ``g`` is at quorum; else (a shard short of it, its holders, its quorum)."""
+    for s, need in g.need.items():
+        sl = self.shards.get(s)
+        if sl is None:
+            return s, 1, 2               # (dropped shards leave every need: never here)
+        n = self._holders(sl, need)
+        if n < sl.quorum:
+            return s, n, sl.quorum
+    return None
+
+
+def holders(self: Replication, sl: ShardLog, need: Position) -> int:
+    """The voters (the leader included) known to hold ``sl``'s batch ``need``."""
+    n = 1
+    for ep in sl.voters:
+        p = self.peers.get(ep)
+        tr = p.tracks.get(sl.shard) if p is not None else None
+        if tr is not None and tr.holds >= need:
+            n += 1
+    return n
+
+
+def check(self: Replication) -> None:
+    """Release the held groups at quorum, in order; (re)arm the ack timeout."""
+    held = self.held
+    for s, pos in list(self.doubt.items()):
+        sl = self.shards.get(s)
+        if sl is None or self._holders(sl, pos) >= sl.quorum:
+            del self.doubt[s]
+    while held and self._at_quorum(held[0]) is None:
+        self._leave(held.popleft())
+    front = held[0] if held else None
+    if front is None and not self.shards and not self.lost and not self.doubt:
+        self.commit.repl = None       # nothing replicated, nothing held: the plain flush
+    if front is self.timer_for:
+        return                        # (the timer is the front group's already)
+    if self.timer is not None:
+        self.timer.cancel()
+        self.timer = None
+    self.timer_for = front
+    if front is not None:
+        self.timer = self.loop.call_at(
+            self.loop.time() + max(0.0, front.deadline - time.monotonic()), self._expire)
+
+
+def failed(self: Replication, exc: ActorError, outbox: list[Outgoing], staged: list[Activation],
+           touched: set[bytes], exits: list[Exit] | None = None) -> None:
+    """A group that failed unwritten (fence, storage error, a lost shard): its
+    activations reload now; its errors and exits leave in group order (after the
+    held groups before it)."""
+    if exits is None:
+        exits, self.commit.exits = self.commit.exits, []
+    if not self.held:
+        return self.commit.fail(exc, outbox, staged, touched, exits)
+    self.commit.fail(exc, [], staged, touched, [])
+    self.held.append(Held(outbox, exits, [], set(), {}, time.monotonic(), exc))
+    self.check()
+
+
+def leave(self: Replication, g: Held) -> None:
+    """The front group's output leaves: released, or its failure answered."""
+    if g.failed is None:
+        return self.commit.release(g.outbox, g.exits)
+    out = self.commit.output
+    error = g.failed.to_wire()
+    for item in g.outbox:
+        if type(item) is Reply:
+            out.send(item.to, wire.err(wire.unpack(item.payload)[1], error))
+    for notice in g.exits:
+        out.exit(notice)
+    out.kick()
+
+
+def expire(self: Replication) -> None:
+    self.timer = self.timer_for = None
+    now = time.monotonic()
+    held = self.held
+    while held and held[0].deadline <= now:
+        g = held.popleft()
+        short = self._at_quorum(g)
+        if short is None:
+            self._leave(g)
+            continue
+        s, n, q = short
+        exc = ShardUnavailable(f"shard {s}: only {n} of the {q} replicas a write needs "
+                               f"acknowledged it within {self.ack_timeout:g} s; the write may "
+                               f"or may not have been applied")
+        log.warning("worker slot %d: %s", self.grants.slot, exc)
+        self._fail_held(g, exc)
+        self._leave(g)
+    self.check()
+
+
+def fail_held(self: Replication, g: Held, exc: ActorError) -> None:
+    """A held group fails: its activations reload now, its output becomes ``exc``'s
+    answers, left in group order (:meth:`_leave`); its batches, on disk here, are in
+    doubt (later groups wait until a quorum holds them)."""
+    for s, pos in g.need.items():
+        if s in self.shards and pos > self.doubt.get(s, NO_POSITION):
+            self.doubt[s] = pos
+    self.commit.fail(exc, [], g.staged, g.touched, [])
+    g.failed, g.need, g.staged, g.touched = exc, {}, [], set()
