@@ -78,8 +78,10 @@ from .requests import (MAX_RESENDS, RESENDABLE, ROUTER, ActorRequest, Pending, W
                        resend_pause)
 
 log = get_logger("client")
-#: seconds between two map fetches started by asks timing out on a cluster's map
-TIMEOUT_REFRESH_S = 0.5
+#: seconds between the map fetches that asks timing out on a cluster's map start, and
+#: how many at most (until the map changes): a frozen node's lease expires and its
+#: shards fail over within lease_ttl + about a second
+TIMEOUT_REFRESH_S, TIMEOUT_POLLS = 0.5, 40
 
 _NOBLOCK, _EVENTS, _POLLIN = int(zmq.NOBLOCK), int(zmq.EVENTS), int(zmq.POLLIN)
 
@@ -126,8 +128,10 @@ class AsyncTransport(ControlRequests, MapSource):
         self._deadlines: list[tuple[float, int]] = []
         self._sweep_at: float | None = None
         self._sweep_handle: asyncio.TimerHandle | None = None
-        #: loop time of the last map fetch that an ask's timeout started (see _sweep)
-        self._timeout_refresh_at = float("-inf")
+        #: the map fetches that asks timing out started (see _refresh_after_timeout)
+        self._timeout_poll: asyncio.Task[None] | None = None
+        #: slots whose asks timed out while that fetch runs: new asks to them wait for it
+        self._suspects: set[int] = set()
         #: called with a slot number when that slot's connection drops (after failing its asks)
         self.on_slot_lost: Callable[[int], None] | None = None
         #: called with this transport after it installed a new map (see :meth:`set_map`)
@@ -353,35 +357,72 @@ class AsyncTransport(ControlRequests, MapSource):
         self._sweep_at = self._sweep_handle = None
         now = self.loop.time()
         heap, pending = self._deadlines, self._pending
-        expired = False
+        expired: set[int] = set()
         while heap and heap[0][0] <= now:
             _, rid = heapq.heappop(heap)
             p = pending.pop(rid, None)
             if p is not None and not p.fut.done():
                 p.fut.set_exception(AskTimeout(self.wording.timed_out(p.request, p.timeout)))
-                expired = True
+                expired.add(p.slot)
         if expired:
-            self._refresh_after_timeout(now)
+            self._refresh_after_timeout(now, expired)
         if heap:
             self._sweep_at = heap[0][0]
             self._sweep_handle = self.loop.call_at(self._sweep_at, self._sweep)
 
-    def _refresh_after_timeout(self, now: float) -> None:
-        """Asks timed out on a cluster's map: the node they went to may be paused or cut
-        off, with its lease expired and its shards failed over to other nodes, while its
-        connections stay up (nothing tells the client). Fetch the map again (at most every
-        :data:`TIMEOUT_REFRESH_S`), so the next asks go to the shards' leaders now."""
+    def _refresh_after_timeout(self, now: float, slots: set[int]) -> None:
+        """Asks to ``slots`` timed out on a cluster's map: the node they went to may be
+        paused or cut off, its connections still up (nothing tells the client), and its
+        lease about to expire and (replicated) its shards to fail over. Fetch the map
+        again, and again every :data:`TIMEOUT_REFRESH_S` until it changes (at most
+        :data:`TIMEOUT_POLLS` times): the new map sends the next asks to the new leaders,
+        and fails the asks still in flight on a node that left it with ``WorkerLost`` at
+        once rather than at their deadline. Until the first fetch is in, new asks to those
+        slots wait for it (:meth:`send`) rather than go to the node that did not answer."""
         m = self.map
-        if m is None or m.nodes is None or self.closed or now - self._timeout_refresh_at < TIMEOUT_REFRESH_S:
+        if m is None or m.nodes is None or self.closed:
             return
-        self._timeout_refresh_at = now
+        if self._timeout_poll is not None:         # polling already: hold their asks too
+            if self._refreshing is not None and not self._refreshing.done():
+                self._suspects |= slots
+            return
+        self._suspects |= slots
+        epoch = m.epoch
 
-        async def refresh() -> None:
+        async def poll() -> None:
             try:
-                await self.refresh_map(timeout=TIMEOUT_REFRESH_S * 4)
-            except Exception as exc:     # (a router down: the reachability watch reports it)
-                log.debug("fetching the map after asks timed out failed: %s", exc)
-        self.loop.create_task(refresh())
+                for i in range(TIMEOUT_POLLS):
+                    got = None
+                    try:
+                        got = await self.refresh_map(timeout=TIMEOUT_REFRESH_S * 4)
+                    except Exception as exc:     # (a router down: the reachability watch says so)
+                        log.debug("fetching the map after asks timed out failed: %s", exc)
+                    finally:
+                        if i == 0:
+                            self._suspects.clear()
+                    if self.closed or (got is not None and got.epoch != epoch):
+                        return
+                    await asyncio.sleep(TIMEOUT_REFRESH_S)
+            finally:
+                self._timeout_poll = None
+        self._timeout_poll = self.loop.create_task(poll())
+
+    async def _send_after_refresh(self, fut: asyncio.Future[Any], p: Pending) -> None:
+        """An ask held by :meth:`send` while the map is fetched again: sent then, on the
+        new map, within its one deadline."""
+        try:
+            left = p.deadline - self.loop.time()
+            refreshing = self._refreshing
+            if refreshing is not None and not refreshing.done():
+                await asyncio.wait_for(asyncio.shield(refreshing), max(left, 0.001))
+            inner = self.send(p.request, p.timeout, p.retries, deadline=p.deadline)
+            fut.set_result(await inner.fut)
+        except asyncio.TimeoutError:
+            if not fut.done():
+                fut.set_exception(AskTimeout(self.wording.timed_out(p.request, p.timeout)))
+        except BaseException as exc:
+            if not fut.done():
+                fut.set_exception(exc)
 
     def _check_size(self, payload: bytes) -> None:
         if len(payload) > self.max_message_bytes:
@@ -412,6 +453,11 @@ class AsyncTransport(ControlRequests, MapSource):
         if len(self._pending) >= self.max_pending:
             raise Overloaded(f"{len(self._pending)} asks already pending (max_pending_asks)")
         slot = shard_map.slot_of(request.type_name, request.key)
+        if self._suspects and slot in self._suspects:       # (see _refresh_after_timeout)
+            held = Pending(self.loop.create_future(), slot, request, timeout, retries, None,
+                           self.loop.time() + timeout if deadline is None else deadline)
+            self.loop.create_task(self._send_after_refresh(held.fut, held))
+            return held
         payload = request.encode()
         self._check_size(payload)
         c = self._slot(slot)
@@ -536,6 +582,8 @@ class AsyncTransport(ControlRequests, MapSource):
         if self.closed:
             return
         self.closed = True
+        if self._timeout_poll is not None:
+            self._timeout_poll.cancel()
         if self.watch is not None:
             self.watch.close()
         for p in self._pending.values():

@@ -81,6 +81,9 @@ log = get_logger("cluster")
 #: counting it and the transaction (every group flushed before the grant is done by then)
 DEMOTE_MARGIN = 0.2
 
+#: ownership transactions of one change (a failover, a promotion) in flight at once
+WRITES_AT_ONCE = 8
+
 #: seconds before a leadership transfer to a node is tried again after one failed
 #: (doubling up to the max)
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0
@@ -396,15 +399,25 @@ class Replicas:
         the next loop reads and plans again)."""
         co = self.co
         items = sorted(new.items())
-        done = 0
-        for i in range(0, len(items), BATCH):
-            part = {s: (co.owned[s], r) for s, r in items[i:i + BATCH] if s in co.owned}
-            got = await co.ownership.change(part)
+        parts = [{s: (co.owned[s], r) for s, r in items[i:i + BATCH] if s in co.owned}
+                 for i in range(0, len(items), BATCH)]
+        # the batches are disjoint: several transactions at once (a failover of a third of
+        # 4096 shards is 22 of them, ~1.8 s one after the other on a busy 2-core host)
+        limit = asyncio.Semaphore(WRITES_AT_ONCE)
+        raced = False
+
+        async def one(part: dict[int, tuple[Owned, Owned]]) -> int:
+            nonlocal raced
+            async with limit:
+                got = await co.ownership.change(part)
             if got is None:
-                co.merge(await co.ownership.read())
-                continue
+                raced = True
+                return 0
             co.merge(got)
-            done += len(got)
+            return len(got)
+        done = sum(await asyncio.gather(*(one(p) for p in parts if p)))
+        if raced:
+            co.merge(await co.ownership.read())
         return done
 
     async def drive(self, candidates: list[str]) -> bool:
