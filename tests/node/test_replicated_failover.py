@@ -641,6 +641,19 @@ class Probe:
 # -- a: kill -9 a leader under write load ---------------------------------------------------
 
 
+def test_0_three_nodes_hold_every_shard_three_times_with_leaders_spread(cluster):
+    """The settled cluster (the fixture waited for it): every shard on 3 voters, each node
+    leading about a third and following the rest; ``actorsys cluster`` says so."""
+    view = cluster.view(0)
+    assert settled(view), view
+    for n in view["nodes"]:
+        assert SHARDS // 3 - 300 < n["shards"] < SHARDS // 3 + 300, view
+    out = subprocess.run([os.path.join(os.path.dirname(sys.executable), "actorsys"), "cluster",
+                          "-e", cluster.endpoints[1]], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and "replicas 3" in out.stdout, out
+    assert "under-replicated shards 0" in out.stdout and "FOLLOWS" in out.stdout, out.stdout
+
+
 def test_a_killed_leader_s_shards_answer_elsewhere_within_the_lease_and_lose_no_write(cluster):
     c, v = cluster, 2                                  # n3 dies
     vid = c.nodes[v].node_id
