@@ -92,6 +92,8 @@ UNREACHABLE = "ipc:///nonexistent/actorsys-down/{node}"
 
 #: ``[epoch, seq]`` of a replica's last batch of a shard
 Position = tuple[int, int]
+#: the position of a copy that holds nothing complete (never promoted)
+NO_COPY: Position = (0, 0)
 
 
 def quorum(voters: int, ack: str) -> int:
@@ -196,7 +198,12 @@ def plan_failover(owned: Mapping[int, Owned], live: set[str],
     and that has followers, ``positions[s]``: the followers that answered (and promised
     the fence ``epoch + 1``) -> their ``[epoch, seq]``. The shard fails over to the one
     with the highest position (ties: rendezvous order) iff the voters not answering are
-    fewer than the quorum; else it is stuck (waits for more of its voters)."""
+    fewer than the quorum; else it is stuck (waits for more of its voters).
+
+    A follower at ``[0, 0]`` holds no complete copy (a snapshot writes its position with
+    its last page only; a shard ever replicated is at ``[epoch >= 1, seq]`` on its leader):
+    it counts as answering (it promised the fence) but is never promoted. A shard whose
+    answering followers are all at ``[0, 0]`` is stuck too: it waits for its leader."""
     out: dict[int, Owned] = {}
     stuck: list[int] = []
     for s, r in sorted(owned.items()):
@@ -205,11 +212,12 @@ def plan_failover(owned: Mapping[int, Owned], live: set[str],
         answered = {f: tuple(p) for f, p in (positions.get(s) or {}).items()
                     if f in r.followers and f in live}
         u = len(r.voters) - len(answered)
-        if not answered or u >= quorum(len(r.voters), ack):
+        copies = {f: p for f, p in answered.items() if p != NO_COPY}
+        if not copies or u >= quorum(len(r.voters), ack):
             stuck.append(s)
             continue
-        order = {n: i for i, n in enumerate(placement.ranked(s, list(answered)))}
-        best = max(answered, key=lambda n: (answered[n], -order[n]))
+        order = {n: i for i, n in enumerate(placement.ranked(s, list(copies)))}
+        best = max(copies, key=lambda n: (copies[n], -order[n]))
         out[s] = Owned(best, r.epoch + 1, 0, None,
                        tuple(f for f in r.followers if f != best) + (r.owner,),
                        tuple(n for n in r.learners if n != best and n != r.owner))
@@ -248,8 +256,8 @@ class Replicas:
         self._warned: set[str] = set()
         #: node -> (monotonic time before which no transfer to it is tried, last delay)
         self._backoff: dict[str, tuple[float, float]] = {}
-        #: (failed over, orphans, stuck) of the last failover pass logged
-        self._last_failover: tuple[int, int, int] = (0, 0, 0)
+        #: (failed over, orphans, stuck, stuck on empty copies) of the last failover pass logged
+        self._last_failover: tuple[int, int, int, int] = (0, 0, 0, 0)
 
     def _warn_once(self, what: str, msg: str, *args: Any) -> None:
         if what not in self._warned:
@@ -589,13 +597,16 @@ class Replicas:
         positions = await self.positions(orphans)
         new, stuck = plan_failover(orphans, live, positions, self.ack)
         done = await self._write(new) if new else 0
-        seen = (done, len(orphans), len(stuck))
+        empty = sum(1 for s in stuck if positions.get(s)
+                    and all(tuple(p) == NO_COPY for p in positions[s].values()))
+        seen = (done, len(orphans), len(stuck), empty)
         if done or seen != self._last_failover:      # (a lasting wait is logged once)
             self._last_failover = seen
             dead = sorted({r.owner for r in orphans.values()})
             log.info("failover of the shards of %s: %d of %d moved to a follower, %d wait for "
-                     "more of their voters (%.2f s)", ", ".join(dead[:5]), done, len(orphans),
-                     len(stuck), time.monotonic() - started)
+                     "more of their voters or their leader (%d of them: every answering "
+                     "follower holds no complete copy) (%.2f s)", ", ".join(dead[:5]), done,
+                     len(orphans), len(stuck), empty, time.monotonic() - started)
         return done
 
     # -- this node as a replica ------------------------------------------------------
