@@ -90,6 +90,9 @@ BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0
 #: worker keys its peers by endpoint), so the voter still counts toward the quorum
 UNREACHABLE = "ipc:///nonexistent/actorsys-down/{node}"
 
+#: seconds between two attempts to resign the shards of a lost slot
+RESIGN_PERIOD = 1.0
+
 #: ``[epoch, seq]`` of a replica's last batch of a shard
 Position = tuple[int, int]
 #: the position of a copy that holds nothing complete (never promoted)
@@ -256,6 +259,14 @@ class Replicas:
         self._warned: set[str] = set()
         #: node -> (monotonic time before which no transfer to it is tried, last delay)
         self._backoff: dict[str, tuple[float, float]] = {}
+        #: shard -> the epoch of our record when our worker refused it as lost (its slot's
+        #: database was lost and its copy there is empty: see :meth:`lost`); never granted
+        #: again while we lead it with that epoch
+        self.lost: dict[int, int] = {}
+        self._resign_task: asyncio.Task[None] | None = None
+        self._resign_next = 0.0
+        #: the lost shards already logged as having no replica to take them
+        self._no_replica: set[int] = set()
         #: (failed over, orphans, stuck, stuck on empty copies) of the last failover pass logged
         self._last_failover: tuple[int, int, int, int] = (0, 0, 0, 0)
 
@@ -420,7 +431,7 @@ class Replicas:
         True if something changed (loop again soon)."""
         co = self.co
         live = set(co.membership.members)
-        skip = co.moving | co.unresolved
+        skip = co.moving | co.unresolved | self.lost_now()
         R = self.replicas
         changed = False
         grow = plan_grow(co.owned, co.me, candidates, R, skip)
@@ -447,7 +458,7 @@ class Replicas:
                 continue
             if await self._transfer(to, sorted(shards)):
                 changed = True
-        now, demote = plan_surplus(co.owned, co.me, live, candidates, R, co.moving | co.unresolved)
+        now, demote = plan_surplus(co.owned, co.me, live, candidates, R, skip)
         if now or demote:
             n = await self._apply({**now, **{s: r for s, (_n, r) in demote.items()}})
             log.info("shards led by %s: %d lost surplus or dead replicas", co.me, n)
@@ -607,6 +618,78 @@ class Replicas:
                      "more of their voters or their leader (%d of them: every answering "
                      "follower holds no complete copy) (%.2f s)", ", ".join(dead[:5]), done,
                      len(orphans), len(stuck), empty, time.monotonic() - started)
+        return done
+
+    # -- a lost slot: resign its shards ---------------------------------------------
+    def lost_now(self) -> set[int]:
+        """The shards we lead that our worker refused as lost (with the epoch it refused)."""
+        owned, me = self.co.owned, self.co.me
+        return {s for s, e in self.lost.items()
+                if s in owned and owned[s].owner == me and owned[s].epoch == e}
+
+    def refused_lost(self, slot: int, shards: list[int]) -> None:
+        """Worker ``slot``'s grant reply: its database was lost and ``shards`` (granted)
+        have no complete copy there. They are not granted again while we lead them, and
+        are resigned (:meth:`resign`) in the background, at most every second."""
+        co = self.co
+        for s in shards:
+            r = co.owned.get(s)
+            if r is not None and r.owner == co.me and co.home[s] == slot:
+                self.lost[s] = r.epoch
+        self.kick()
+
+    def kick(self) -> None:
+        """Resign the lost shards in the background if some wait and no attempt runs
+        (at most every RESIGN_PERIOD s; the grant loop calls this every period)."""
+        if (self._resign_task is None or self._resign_task.done()) and self.lost_now() and \
+                time.monotonic() >= self._resign_next:
+            self._resign_next = time.monotonic() + RESIGN_PERIOD
+            self._resign_task = asyncio.get_running_loop().create_task(self._resign_logged())
+
+    async def _resign_logged(self) -> None:
+        try:
+            await self.resign()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:       # (the next grant reply tries again)
+            log.error("resigning the lost shards of %s failed: %s: %s", self.co.me,
+                      type(exc).__name__, exc)
+
+    async def resign(self) -> int:
+        """Hand the shards we lead whose copy here was lost to a follower: the failover
+        of :func:`plan_failover` with this node counted as not answering (its followers
+        promise the fence ``epoch + 1``; only if fewer than a quorum of voters do not
+        answer, the best follower that holds a complete copy becomes the owner with
+        ``epoch + 1``, this node a follower, rebuilt by its new leader). Shards with no
+        follower, or whose followers cannot take over, stay unserved (ERROR, once)."""
+        co = self.co
+        lost = {s: co.owned[s] for s in sorted(self.lost_now())}
+        self.lost = {s: e for s, e in self.lost.items() if s in lost}
+        if not lost:
+            return 0
+        started = time.monotonic()
+        alone = sorted(s for s, r in lost.items() if not r.followers)
+        ask = {s: r for s, r in lost.items() if r.followers}
+        new: dict[int, Owned] = {}
+        stuck: list[int] = []
+        if ask:
+            positions = await self.positions(ask)
+            new, stuck = plan_failover(ask, set(co.membership.members) - {co.me}, positions,
+                                       self.ack)
+        done = await self._write(new) if new else 0
+        if done:
+            log.info("node %s lost its copy of %d shards it led: %d handed to a follower "
+                     "(%.2f s); it follows them now and is rebuilt", co.me, len(lost), done,
+                     time.monotonic() - started)
+        unserved = set(alone) | set(stuck)
+        fresh = sorted(unserved - self._no_replica)
+        if fresh:
+            log.error("node %s lost its copy of %d shards it leads and no replica can take them "
+                      "(%d have no follower, %d no follower with a complete copy or too few "
+                      "answering): their data is lost on this node and they stay unserved "
+                      "(%s)", co.me, len(fresh), len(set(fresh) & set(alone)),
+                      len(set(fresh) - set(alone)), fresh[:10])
+        self._no_replica = unserved
         return done
 
     # -- this node as a replica ------------------------------------------------------
