@@ -526,8 +526,7 @@ class Coordinator:
         self.on_left()
 
     async def close(self) -> None:
-        task = self.replicas._resign_task
-        await cancel_all(self._tasks + ([task] if task is not None else []))
+        await cancel_all(self._tasks + self.replicas.tasks())
         if self.state is not State.LEFT:
             await self.membership.leave()
 

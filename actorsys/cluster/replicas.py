@@ -638,6 +638,10 @@ class Replicas:
                 self.lost[s] = r.epoch
         self.kick()
 
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The background tasks of this object (cancelled when the coordinator closes)."""
+        return [self._resign_task] if self._resign_task is not None else []
+
     def kick(self) -> None:
         """Resign the lost shards in the background if some wait and no attempt runs
         (at most every RESIGN_PERIOD s; the grant loop calls this every period)."""
