@@ -182,6 +182,9 @@ class ShardCommands:
         #: the shards refused as lost at the last grant (each set logged once)
         self.lost_refused: list[int] = []
         self._lost_marked = True
+        self._lost_check = 0.0
+        #: granted shards of a lost slot known complete (served since: they stay so)
+        self._complete: set[int] = set()
 
     def activate(self) -> None:
         """Cluster mode from now on: the commit's fence and the alarm clock's filter."""
@@ -285,15 +288,19 @@ class ShardCommands:
                 return replica.read_position(db, shard) != replica.NO_POSITION
             except (StorageError, plyvel.Error):
                 return False
-        refused = sorted(s for s in granted if not complete(s))
+        # (a shard served since the last grant stays complete: only the others are read)
+        refused = sorted(s for s in granted if s not in self._complete and not complete(s))
         for s in refused:
             del granted[s]
+        self._complete = set(granted)
         if refused != self.lost_refused and refused:
             log.error("worker slot %d lost its database: it does not serve %d granted shards "
                       "(%s) whose copy here is empty; their router hands them to a replica",
                       self.grants.slot, len(refused), refused[:10])
         self.lost_refused = refused
-        if self._lost_marked and not refused and self.lost_path is not None:
+        if self._lost_marked and not refused and self.lost_path is not None and \
+                time.monotonic() >= self._lost_check:
+            self._lost_check = time.monotonic() + 1.0
             g = self.grants
             if all(complete(s) for s in range(len(g.home)) if g.home[s] == g.slot):
                 lost_slot.clear_marker(self.lost_path)
