@@ -168,6 +168,9 @@ class NodeSupervisor:
         self._spawn(NodeChild(Role.ROUTER))
         for i in range(self.cfg.workers):
             self._spawn(NodeChild(Role.WORKER, i))
+        # a worker restarted later finds its slot directory made by this run: missing
+        # then, it was lost (actorsys/storage/lost.py), not new
+        self.launcher.meta = {k: v for k, v in meta.items() if k != "created_now"}
         if self.layout.tree is not None:
             self._spawn(NodeChild(Role.TREE))
         if self.cfg.gateway is not None:

@@ -322,9 +322,10 @@ class Coordinator:
     # -- grants --------------------------------------------------------------------
     def granted(self, slot: int) -> dict[int, int]:
         """Shard -> epoch that worker ``slot`` may serve now."""
-        home, me, moving = self.home, self.me, self.moving
+        home, me, moving, lost = self.home, self.me, self.moving, self.replicas.lost
         return {s: r.epoch for s, r in self.owned.items()
-                if r.owner == me and r.to is None and home[s] == slot and s not in moving}
+                if r.owner == me and r.to is None and home[s] == slot and s not in moving
+                and lost.get(s) != r.epoch}
 
     async def _grant(self, slot: int, timeout: float | None = None) -> dict[str, Any]:
         fence = self.membership.fence
@@ -340,12 +341,17 @@ class Coordinator:
         if self.ccfg.replicas == 1 or self.replicas.plain_grants:
             return await self.call(self.workers[slot], "grant", args, timeout)
         try:
-            return await self.call(self.workers[slot], "grant",
-                                   {**args, **self.replicas.grant_args(shards)}, timeout)
+            reply = await self.call(self.workers[slot], "grant",
+                                    {**args, **self.replicas.grant_args(shards)}, timeout)
         except ActorError as exc:
             if not self.replicas.grant_refused(exc):
                 raise
-            return await self.call(self.workers[slot], "grant", args, timeout)
+            reply = await self.call(self.workers[slot], "grant", args, timeout)
+        # a worker whose database was lost serves none of its empty copies (it refused
+        # them, even in its first grant): they are not granted again, and resigned
+        if isinstance(reply, dict) and reply.get("refused"):
+            self.replicas.refused_lost(slot, [int(s) for s in reply["refused"]])
+        return reply
 
     async def _first_grants(self) -> None:
         """Every local worker has its first grant before the router serves anything
@@ -392,6 +398,8 @@ class Coordinator:
                 self.fenced = why
             for i in range(len(self.workers)):
                 loop.create_task(self._grant_quietly(i))
+            if self.replicas.lost and self.membership.fence.may_serve(loop.time()):
+                self.replicas.kick()         # (lost shards not handed over yet: again)
 
     async def _grant_quietly(self, slot: int) -> None:
         try:
@@ -518,7 +526,7 @@ class Coordinator:
         self.on_left()
 
     async def close(self) -> None:
-        await cancel_all(self._tasks)
+        await cancel_all(self._tasks + self.replicas.tasks())
         if self.state is not State.LEFT:
             await self.membership.leave()
 

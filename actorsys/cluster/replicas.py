@@ -93,8 +93,13 @@ BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0
 #: worker keys its peers by endpoint), so the voter still counts toward the quorum
 UNREACHABLE = "ipc:///nonexistent/actorsys-down/{node}"
 
+#: seconds between two attempts to resign the shards of a lost slot
+RESIGN_PERIOD = 1.0
+
 #: ``[epoch, seq]`` of a replica's last batch of a shard
 Position = tuple[int, int]
+#: the position of a copy that holds nothing complete (never promoted)
+NO_COPY: Position = (0, 0)
 
 
 def quorum(voters: int, ack: str) -> int:
@@ -199,7 +204,12 @@ def plan_failover(owned: Mapping[int, Owned], live: set[str],
     and that has followers, ``positions[s]``: the followers that answered (and promised
     the fence ``epoch + 1``) -> their ``[epoch, seq]``. The shard fails over to the one
     with the highest position (ties: rendezvous order) iff the voters not answering are
-    fewer than the quorum; else it is stuck (waits for more of its voters)."""
+    fewer than the quorum; else it is stuck (waits for more of its voters).
+
+    A follower at ``[0, 0]`` holds no complete copy (a snapshot writes its position with
+    its last page only; a shard ever replicated is at ``[epoch >= 1, seq]`` on its leader):
+    it counts as answering (it promised the fence) but is never promoted. A shard whose
+    answering followers are all at ``[0, 0]`` is stuck too: it waits for its leader."""
     out: dict[int, Owned] = {}
     stuck: list[int] = []
     for s, r in sorted(owned.items()):
@@ -208,11 +218,12 @@ def plan_failover(owned: Mapping[int, Owned], live: set[str],
         answered = {f: tuple(p) for f, p in (positions.get(s) or {}).items()
                     if f in r.followers and f in live}
         u = len(r.voters) - len(answered)
-        if not answered or u >= quorum(len(r.voters), ack):
+        copies = {f: p for f, p in answered.items() if p != NO_COPY}
+        if not copies or u >= quorum(len(r.voters), ack):
             stuck.append(s)
             continue
-        order = {n: i for i, n in enumerate(placement.ranked(s, list(answered)))}
-        best = max(answered, key=lambda n: (answered[n], -order[n]))
+        order = {n: i for i, n in enumerate(placement.ranked(s, list(copies)))}
+        best = max(copies, key=lambda n: (copies[n], -order[n]))
         out[s] = Owned(best, r.epoch + 1, 0, None,
                        tuple(f for f in r.followers if f != best) + (r.owner,),
                        tuple(n for n in r.learners if n != best and n != r.owner))
@@ -251,8 +262,16 @@ class Replicas:
         self._warned: set[str] = set()
         #: node -> (monotonic time before which no transfer to it is tried, last delay)
         self._backoff: dict[str, tuple[float, float]] = {}
-        #: (failed over, orphans, stuck) of the last failover pass logged
-        self._last_failover: tuple[int, int, int] = (0, 0, 0)
+        #: shard -> the epoch of our record when our worker refused it as lost (its slot's
+        #: database was lost and its copy there is empty: see :meth:`lost`); never granted
+        #: again while we lead it with that epoch
+        self.lost: dict[int, int] = {}
+        self._resign_task: asyncio.Task[None] | None = None
+        self._resign_next = 0.0
+        #: the lost shards already logged as having no replica to take them
+        self._no_replica: set[int] = set()
+        #: (failed over, orphans, stuck, stuck on empty copies) of the last failover pass logged
+        self._last_failover: tuple[int, int, int, int] = (0, 0, 0, 0)
 
     def _warn_once(self, what: str, msg: str, *args: Any) -> None:
         if what not in self._warned:
@@ -425,7 +444,7 @@ class Replicas:
         True if something changed (loop again soon)."""
         co = self.co
         live = set(co.membership.members)
-        skip = co.moving | co.unresolved
+        skip = co.moving | co.unresolved | self.lost_now()
         R = self.replicas
         changed = False
         grow = plan_grow(co.owned, co.me, candidates, R, skip)
@@ -452,7 +471,7 @@ class Replicas:
                 continue
             if await self._transfer(to, sorted(shards)):
                 changed = True
-        now, demote = plan_surplus(co.owned, co.me, live, candidates, R, co.moving | co.unresolved)
+        now, demote = plan_surplus(co.owned, co.me, live, candidates, R, skip)
         if now or demote:
             n = await self._apply({**now, **{s: r for s, (_n, r) in demote.items()}})
             log.info("shards led by %s: %d lost surplus or dead replicas", co.me, n)
@@ -602,13 +621,92 @@ class Replicas:
         positions = await self.positions(orphans)
         new, stuck = plan_failover(orphans, live, positions, self.ack)
         done = await self._write(new) if new else 0
-        seen = (done, len(orphans), len(stuck))
+        empty = sum(1 for s in stuck if positions.get(s)
+                    and all(tuple(p) == NO_COPY for p in positions[s].values()))
+        seen = (done, len(orphans), len(stuck), empty)
         if done or seen != self._last_failover:      # (a lasting wait is logged once)
             self._last_failover = seen
             dead = sorted({r.owner for r in orphans.values()})
             log.info("failover of the shards of %s: %d of %d moved to a follower, %d wait for "
-                     "more of their voters (%.2f s)", ", ".join(dead[:5]), done, len(orphans),
-                     len(stuck), time.monotonic() - started)
+                     "more of their voters or their leader (%d of them: every answering "
+                     "follower holds no complete copy) (%.2f s)", ", ".join(dead[:5]), done,
+                     len(orphans), len(stuck), empty, time.monotonic() - started)
+        return done
+
+    # -- a lost slot: resign its shards ---------------------------------------------
+    def lost_now(self) -> set[int]:
+        """The shards we lead that our worker refused as lost (with the epoch it refused)."""
+        owned, me = self.co.owned, self.co.me
+        return {s for s, e in self.lost.items()
+                if s in owned and owned[s].owner == me and owned[s].epoch == e}
+
+    def refused_lost(self, slot: int, shards: list[int]) -> None:
+        """Worker ``slot``'s grant reply: its database was lost and ``shards`` (granted)
+        have no complete copy there. They are not granted again while we lead them, and
+        are resigned (:meth:`resign`) in the background, at most every second."""
+        co = self.co
+        for s in shards:
+            r = co.owned.get(s)
+            if r is not None and r.owner == co.me and co.home[s] == slot:
+                self.lost[s] = r.epoch
+        self.kick()
+
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The background tasks of this object (cancelled when the coordinator closes)."""
+        return [self._resign_task] if self._resign_task is not None else []
+
+    def kick(self) -> None:
+        """Resign the lost shards in the background if some wait and no attempt runs
+        (at most every RESIGN_PERIOD s; the grant loop calls this every period)."""
+        if (self._resign_task is None or self._resign_task.done()) and self.lost_now() and \
+                time.monotonic() >= self._resign_next:
+            self._resign_next = time.monotonic() + RESIGN_PERIOD
+            self._resign_task = asyncio.get_running_loop().create_task(self._resign_logged())
+
+    async def _resign_logged(self) -> None:
+        try:
+            await self.resign()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:       # (the next grant reply tries again)
+            log.error("resigning the lost shards of %s failed: %s: %s", self.co.me,
+                      type(exc).__name__, exc)
+
+    async def resign(self) -> int:
+        """Hand the shards we lead whose copy here was lost to a follower: the failover
+        of :func:`plan_failover` with this node counted as not answering (its followers
+        promise the fence ``epoch + 1``; only if fewer than a quorum of voters do not
+        answer, the best follower that holds a complete copy becomes the owner with
+        ``epoch + 1``, this node a follower, rebuilt by its new leader). Shards with no
+        follower, or whose followers cannot take over, stay unserved (ERROR, once)."""
+        co = self.co
+        lost = {s: co.owned[s] for s in sorted(self.lost_now())}
+        self.lost = {s: e for s, e in self.lost.items() if s in lost}
+        if not lost:
+            return 0
+        started = time.monotonic()
+        alone = sorted(s for s, r in lost.items() if not r.followers)
+        ask = {s: r for s, r in lost.items() if r.followers}
+        new: dict[int, Owned] = {}
+        stuck: list[int] = []
+        if ask:
+            positions = await self.positions(ask)
+            new, stuck = plan_failover(ask, set(co.membership.members) - {co.me}, positions,
+                                       self.ack)
+        done = await self._write(new) if new else 0
+        if done:
+            log.info("node %s lost its copy of %d shards it led: %d handed to a follower "
+                     "(%.2f s); it follows them now and is rebuilt", co.me, len(lost), done,
+                     time.monotonic() - started)
+        unserved = set(alone) | set(stuck)
+        fresh = sorted(unserved - self._no_replica)
+        if fresh:
+            log.error("node %s lost its copy of %d shards it leads and no replica can take them "
+                      "(%d have no follower, %d no follower with a complete copy or too few "
+                      "answering): their data is lost on this node and they stay unserved "
+                      "(%s)", co.me, len(fresh), len(set(fresh) & set(alone)),
+                      len(set(fresh) - set(alone)), fresh[:10])
+        self._no_replica = unserved
         return done
 
     # -- this node as a replica ------------------------------------------------------

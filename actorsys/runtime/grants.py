@@ -41,6 +41,12 @@ cluster node serves only what etcd says it owns, and its router tells each worke
   ``import`` pages carry the move's ``epochs`` too: a page that is not of the latest
   move into this slot (an attempt given up, arriving late) is refused.
 
+A worker whose slot lost its database (``storage/lost.py``: deleted, or damaged and set
+aside; replicated clusters only) never serves a granted shard whose copy here is not
+complete (position ``[0, 0]``): it leaves it out of the grant, and every grant reply says
+``"lost": true, "refused": [shards]`` (``"lost": false`` otherwise); the router then
+hands those shards to a follower (``cluster/replicas.py``, ``Replicas.resign``).
+
 Replication (issue 16, present only when the cluster's replicas > 1): a grant's
 ``peers``, ``replicas``, ``ack`` and ``ack_timeout``, and the commands ``append``,
 ``snapshot``, ``position`` and ``replication``: see :mod:`.repl_commands`.
@@ -62,7 +68,8 @@ import plyvel
 from ..errors import ActorError, BadRequest, ShardUnavailable, StorageError, WrongShard
 from ..log import get_logger
 from ..protocol import wire
-from ..storage import handoff
+from ..storage import handoff, replica
+from ..storage import lost as lost_slot
 from ..storage.slot import error_text
 from .activation import ALARM, NO_MAIL, Internal, Mail, Waiting
 from . import repl_commands
@@ -169,6 +176,15 @@ class ShardCommands:
         self.on_gateways: Callable[[Any], object] | None = None
         #: the worker's replication (replication.py; None: this worker replicates nothing)
         self.replication: Replication | None = None
+        #: the slot's path if its database was lost at start (storage/lost.py): granted
+        #: shards without a complete copy here are refused (see the module docstring)
+        self.lost_path: str | None = None
+        #: the shards refused as lost at the last grant (each set logged once)
+        self.lost_refused: list[int] = []
+        self._lost_marked = True
+        self._lost_check = 0.0
+        #: granted shards of a lost slot known complete (served since: they stay so)
+        self._complete: set[int] = set()
 
     def activate(self) -> None:
         """Cluster mode from now on: the commit's fence and the alarm clock's filter."""
@@ -225,6 +241,7 @@ class ShardCommands:
             log.error("worker slot %d refused shard(s) %s of a grant with an epoch below one "
                       "it was granted before (a stale view of the shards' owners)", slot, stale[:10])
         g.shards = {s: e for s, e in shards.items() if home[s] == slot and e >= g.highest.get(s, 0)}
+        refused = self._refuse_lost(g.shards) if self.lost_path is not None else []
         for s, e in g.shards.items():
             if e > g.highest.get(s, 0):
                 g.highest[s] = e
@@ -244,7 +261,9 @@ class ShardCommands:
                 self.draining.add(act)
         if self.rt.alarms.clock is not None:
             self.rt.alarms.clock.rescan()      # alarms of shards granted now fire
-        reply = {"granted": len(g.shards), "revoked": revoked}
+        reply = {"granted": len(g.shards), "revoked": revoked, "lost": self.lost_path is not None}
+        if self.lost_path is not None:
+            reply["refused"] = refused
         # every grant waits for the drains still under way (an earlier grant's too): once
         # any grant is answered, nothing of a shard it does not grant is resident
         self.draining = {a for a in self.draining if not self._drained(a)}
@@ -256,6 +275,39 @@ class ShardCommands:
         task = self.rt.turns.loop.create_task(self._drain(envelope, rid, acts, reply))
         self.drains.add(task)
         task.add_done_callback(self.drains.discard)
+
+    def _refuse_lost(self, granted: dict[int, int]) -> list[int]:
+        """A lost slot: take out of ``granted`` (in place) the shards whose copy here is
+        not complete (position ``[0, 0]``; a read that fails counts as not complete);
+        returns them. Once every shard homed here has a complete copy, the slot's lost
+        marker goes (a later start is not lost), though this worker still says lost."""
+        db = self.rt.commit.store.db
+
+        def complete(shard: int) -> bool:
+            try:
+                return replica.read_position(db, shard) != replica.NO_POSITION
+            except (StorageError, plyvel.Error):
+                return False
+        # (a shard served since the last grant stays complete: only the others are read)
+        refused = sorted(s for s in granted if s not in self._complete and not complete(s))
+        for s in refused:
+            del granted[s]
+        self._complete = set(granted)
+        if refused != self.lost_refused and refused:
+            log.error("worker slot %d lost its database: it does not serve %d granted shards "
+                      "(%s) whose copy here is empty; their router hands them to a replica",
+                      self.grants.slot, len(refused), refused[:10])
+        self.lost_refused = refused
+        if self._lost_marked and not refused and self.lost_path is not None and \
+                time.monotonic() >= self._lost_check:
+            self._lost_check = time.monotonic() + 1.0
+            g = self.grants
+            if all(complete(s) for s in range(len(g.home)) if g.home[s] == g.slot):
+                lost_slot.clear_marker(self.lost_path)
+                self._lost_marked = False
+                log.info("worker slot %d: every shard homed here has a complete copy again",
+                         g.slot)
+        return refused
 
     # replication's SHARDS commands and a refusal's revocation (repl_commands.py)
     stop_serving = repl_commands.stop_serving

@@ -66,6 +66,7 @@ from ..protocol import wire
 from ..protocol.shardmap import ShardMap
 from ..protocol.ws import METHOD as WS_METHOD
 from ..storage import alarms as alarm_store
+from ..storage import lost as lost_slot
 from ..storage.slot import SlotStore
 from . import ws_turns
 from .activation import DEAD, ENDING, RUNNING, START, STOPPED, Call, Envelope, Internal, Waiting
@@ -109,6 +110,10 @@ class Worker:
         self.grants = Grants(slot, self.map.owner, False,
                              cfg.cluster["node_id"] if cfg.cluster else "(this node)")
         self.serving = False     # storage opened and the socket bound
+        self.meta = meta
+        #: the slot's database was lost at start (storage/lost.py): no shard is served
+        #: here until its copy is complete (grants.py); for the worker's whole life
+        self.lost = False
         self.counters = {"received": 0, "bad_frames": 0, "turns": 0, "failures": 0,
                          "activations": 0, "passivations": 0, "evictions": 0,
                          "dropped_replies": 0, "dropped_ws": 0, "overloaded": 0, "storage_errors": 0,
@@ -124,13 +129,44 @@ class Worker:
             self.handlers[name] = handlers_of(cls)
             self.handlers[name][WS_METHOD] = ws_turns.run_batch
 
+    def _open_store(self, path: str) -> SlotStore:
+        """Open the slot's LevelDB. With replicated shards (``[cluster] replicas`` > 1) a
+        lost database (``storage/lost.py``: deleted, or damaged and then moved aside) is
+        started empty and :attr:`lost` is set: the replicas rebuild it, and the worker
+        serves none of its shards until their copies here are complete. Otherwise a
+        damaged database stops the worker (StorageError) as before."""
+        cfg, what = self.cfg, f"worker slot {self.slot}"
+        replicated = cfg.cluster is not None and int(cfg.cluster.get("replicas", 1)) > 1
+        created_now = bool(self.meta.get("created_now"))
+        self.lost = replicated and lost_slot.is_lost(path, created_now)
+
+        def open_it() -> SlotStore:
+            return SlotStore(path, fsync=cfg.durability == "fsync",
+                             max_value_bytes=cfg.max_value_bytes, what=what)
+        try:
+            store = open_it()
+        except StorageError as exc:
+            if not replicated or "locked by another process" in str(exc):
+                raise
+            aside = lost_slot.set_aside(path)
+            log.error("%s: its LevelDB at %s is lost (%s); moved it aside to %s and started "
+                      "the slot empty: the shards' other replicas rebuild it, and this node "
+                      "serves none of them until its copy is complete", what, path, exc, aside)
+            self.lost = True
+            store = open_it()
+        if self.lost:
+            lost_slot.mark(path)
+            log.error("%s: its LevelDB at %s was lost (deleted or damaged) and starts empty; "
+                      "its shards are served by their other replicas and rebuilt here, and a "
+                      "shard with no other replica has lost its data on this node", what, path)
+        return store
+
     async def run(self) -> None:
         cfg = self.cfg
         self.loop = loop = asyncio.get_running_loop()
         self.load_classes()
         path = os.path.join(cfg.data_dir, f"slot-{self.slot}")
-        self.store = SlotStore(path, fsync=cfg.durability == "fsync",
-                               max_value_bytes=cfg.max_value_bytes, what=f"worker slot {self.slot}")
+        self.store = self._open_store(path)
         self.ctx = zmq.Context()
         keys = node_keys(cfg)      # tcp: CURVE server and client, ZAP before the bind
         client_keys = keys.client if keys else None
@@ -156,6 +192,8 @@ class Worker:
         self.catalog, self.turns, self.commit = rt.catalog, rt.turns, rt.commit
         rt.catalog.grants = self.grants
         self.shard_commands = ShardCommands(self.grants, rt, self.output, cfg.turn_timeout)
+        if self.lost:       # (never a leader shard of an empty copy: grants.py)
+            self.shard_commands.lost_path = path
         self.shard_commands.on_keys = partial(apply_member_keys, self.listener.guard)
         # (idle until a grant names replicas: issue 16)
         self.replication = Replication(loop, self.ctx, client_keys, rt.commit, self.grants,
@@ -348,6 +386,7 @@ class Worker:
                         self.counters)
             st["granted"] = len(self.grants.shards) if self.grants.active else None
             st["fenced"] = self.grants.fenced()
+            st["lost"] = self.lost
             st["replication"] = self.replication.status()
             self.output.send(envelope, wire.ok(rid, st))
         elif op == wire.SHARDS:

@@ -51,12 +51,18 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+#: what a meta returned carries about this run only, never written to ``node.meta``
+_NOT_STORED = ("created_now", "cluster_joined_now")
+
+
 def load_or_create_meta(data_dir: str, shards: int, workers: int) -> dict[str, Any]:
     """Read ``data_dir/node.meta``, creating it on first start.
 
     The shard count is fixed at creation. A different worker count on an existing data
     directory moves shards between slots before the node starts (``rebalance.py``); so
-    does an unfinished move left by a node killed while moving.
+    does an unfinished move left by a node killed while moving. A meta created now says
+    ``created_now`` (not stored): a slot with no database is then new, not lost
+    (``lost.py``).
     """
     os.makedirs(data_dir, mode=0o700, exist_ok=True)
     path = os.path.join(data_dir, META_FILE)
@@ -71,7 +77,7 @@ def load_or_create_meta(data_dir: str, shards: int, workers: int) -> dict[str, A
     meta = {"shards": shards, "workers": workers, "epoch": 1,
             "owner": [s % workers for s in range(shards)], "listing": LISTING_INDEX}
     write_meta(data_dir, meta)
-    return meta
+    return {**meta, "created_now": True}
 
 
 def cluster_identity(data_dir: str, meta: dict[str, Any], cluster: dict[str, Any]) -> dict[str, Any]:
@@ -85,7 +91,7 @@ def cluster_identity(data_dir: str, meta: dict[str, Any], cluster: dict[str, Any
     have = meta.get("cluster")
     if have is None:
         meta = {**meta, "cluster": want}
-        write_meta(data_dir, meta)
+        write_meta(data_dir, {k: v for k, v in meta.items() if k not in _NOT_STORED})
         return {**meta, "cluster_joined_now": True}
     for k, key in (("name", "cluster.name"), ("node_id", "cluster.node_id")):
         if have.get(k) != want[k]:

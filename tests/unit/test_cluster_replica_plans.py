@@ -157,6 +157,27 @@ def test_failover_promotes_the_most_advanced_follower_if_enough_voters_answered(
     assert new == {} and stuck == [0]
 
 
+def test_failover_never_promotes_an_empty_copy():
+    live = {"n2", "n3"}
+    owned = {0: Owned("n1", 3, 7, None, ("n2", "n3")), 1: Owned("n1", 3, 7, None, ("n2", "n3")),
+             2: Owned("n1", 3, 7, None, ("n2", "n3"))}
+    # n2 lost its copy (or took a snapshot only in part): [0, 0] is never promoted, even
+    # when its tie-break order or the other's position would put it first
+    positions = {0: {"n2": (0, 0), "n3": (3, 1)}, 1: {"n2": (0, 0), "n3": (0, 0)},
+                 2: {"n2": (0, 0), "n3": (1, 0)}}
+    new, stuck = plan_failover(owned, live, positions, "majority")
+    assert set(new) == {0, 2} and stuck == [1], "every answering copy empty: the shard waits"
+    assert new[0].owner == "n3" and new[2].owner == "n3"
+    assert new[0].followers == ("n2", "n1"), "the empty copy stays a follower (rebuilt later)"
+    # an empty answer still counts as answering (it promised the fence) for the quorum
+    new, stuck = plan_failover({0: owned[0]}, live, {0: {"n2": (0, 0), "n3": (3, 1)}}, "all")
+    assert new[0].owner == "n3"
+    # the only answering follower is empty: the shard waits for its leader
+    new, stuck = plan_failover({0: Owned("n1", 3, 7, None, ("n2",))}, live, {0: {"n2": (0, 0)}},
+                               "all")
+    assert new == {} and stuck == [0]
+
+
 def test_under_replicated_counts_live_voters():
     owned = {0: Owned("a", 1, 1, None, ("b", "c")), 1: Owned("a", 1, 1, None, ("b",), ("c",)),
              2: Owned("d", 1, 1, None, ("b", "c"))}

@@ -16,7 +16,9 @@ from actorsys.errors import ShardUnavailable, WrongShard
 from actorsys.protocol import wire
 from actorsys.protocol.shardmap import shard_of
 from actorsys.runtime.grants import Grants, ShardCommands
-from actorsys.storage.keys import shard_range
+from actorsys.storage import lost as lost_slot
+from actorsys.storage.keys import position_key, shard_range
+from actorsys.storage.replica import pack_position
 
 
 class Counter(actorsys.Actor):
@@ -64,11 +66,39 @@ def test_a_cluster_worker_serves_nothing_before_its_first_grant(slot) -> None:
     with pytest.raises(WrongShard):
         s.catalog.resident("Counter", "a")
     reply = grant(s, cmds, {shard("a"): 1}, 1000)
-    assert reply[0] == wire.OK and reply[2] == {"granted": 1, "revoked": []}
+    assert reply[0] == wire.OK and reply[2] == {"granted": 1, "revoked": [], "lost": False}
     assert s.call("Counter", "a", "add", 2) == 2
     other = next(k for k in ("b", "c", "d", "e", "f", "g") if shard(k) != shard("a"))
     with pytest.raises(WrongShard):
         s.catalog.resident("Counter", other)
+
+
+def test_a_lost_slot_never_serves_a_granted_shard_whose_copy_is_empty(slot, tmp_path) -> None:
+    """A slot whose database was lost (storage/lost.py) refuses the granted shards at
+    position [0, 0] and says so in every grant reply; a shard whose copy was rebuilt (a
+    snapshot's last page wrote its position) is served; once every shard homed there is
+    complete, the lost marker goes."""
+    s, cmds = slot
+    path = str(tmp_path / "slot-0")
+    lost_slot.mark(path)
+    cmds.lost_path = path
+    cmds.activate()
+    a = shard("a")
+    b = next(shard(k) for k in "bcdefgh" if shard(k) != a)
+    reply = grant(s, cmds, {a: 3, b: 3}, 1100)[2]
+    assert reply == {"granted": 0, "revoked": [], "lost": True, "refused": sorted([a, b])}
+    with pytest.raises(WrongShard):
+        s.catalog.resident("Counter", "a")
+    s.rt.commit.store.db.put(position_key(a), pack_position((3, 0)))     # a rebuilt copy
+    reply = grant(s, cmds, {a: 3, b: 3}, 1101)[2]
+    assert reply["granted"] == 1 and reply["refused"] == [b] and reply["lost"] is True
+    assert s.call("Counter", "a", "add", 2) == 2
+    assert lost_slot.is_lost(path, created_now=True), "b is still empty: still lost"
+    for sh in range(16):
+        s.rt.commit.store.db.put(position_key(sh), pack_position((3, 1)))
+    reply = grant(s, cmds, {a: 3, b: 3}, 1102)[2]
+    assert reply["granted"] == 2 and reply["refused"] == [] and reply["lost"] is True
+    assert not lost_slot.is_lost(path, created_now=True), "every copy complete: marker gone"
 
 
 def test_a_grant_of_a_lower_epoch_than_one_granted_before_is_not_served(slot) -> None:

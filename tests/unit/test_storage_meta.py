@@ -34,7 +34,10 @@ def test_the_first_start_creates_the_meta_and_the_next_reads_it(tmp_path, monkey
     data = str(tmp_path / "data")
     meta = load_or_create_meta(data, shards=6, workers=4)
     assert meta == {"shards": 6, "workers": 4, "epoch": 1, "owner": [0, 1, 2, 3, 0, 1],
-                    "listing": LISTING_INDEX}
+                    "listing": LISTING_INDEX, "created_now": True}
+    assert read_meta(data) == {k: v for k, v in meta.items() if k != "created_now"}, \
+        "created_now is about this run only: never stored"
+    meta.pop("created_now")
     assert oct(os.stat(data).st_mode & 0o777) == "0o700"
 
     def no_move(*args, **kwargs):
