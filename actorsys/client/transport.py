@@ -407,7 +407,8 @@ class AsyncTransport(ControlRequests, MapSource):
                 self._timeout_poll = None
         self._timeout_poll = self.loop.create_task(poll())
 
-    async def _send_after_refresh(self, fut: asyncio.Future[Any], p: Pending) -> None:
+    async def _send_after_refresh(self, fut: asyncio.Future[Any], request: ActorRequest,
+                                  p: Pending) -> None:
         """An ask held by :meth:`send` while the map is fetched again: sent then, on the
         new map, within its one deadline."""
         try:
@@ -415,11 +416,11 @@ class AsyncTransport(ControlRequests, MapSource):
             refreshing = self._refreshing
             if refreshing is not None and not refreshing.done():
                 await asyncio.wait_for(asyncio.shield(refreshing), max(left, 0.001))
-            inner = self.send(p.request, p.timeout, p.retries, deadline=p.deadline)
+            inner = self.send(request, p.timeout, p.retries, deadline=p.deadline)
             fut.set_result(await inner.fut)
         except asyncio.TimeoutError:
             if not fut.done():
-                fut.set_exception(AskTimeout(self.wording.timed_out(p.request, p.timeout)))
+                fut.set_exception(AskTimeout(self.wording.timed_out(request, p.timeout)))
         except BaseException as exc:
             if not fut.done():
                 fut.set_exception(exc)
@@ -456,7 +457,7 @@ class AsyncTransport(ControlRequests, MapSource):
         if self._suspects and slot in self._suspects:       # (see _refresh_after_timeout)
             held = Pending(self.loop.create_future(), slot, request, timeout, retries, None,
                            self.loop.time() + timeout if deadline is None else deadline)
-            self.loop.create_task(self._send_after_refresh(held.fut, held))
+            self.loop.create_task(self._send_after_refresh(held.fut, request, held))
             return held
         payload = request.encode()
         self._check_size(payload)
