@@ -391,15 +391,14 @@ class AsyncTransport(ControlRequests, MapSource):
 
         async def poll() -> None:
             try:
-                for i in range(TIMEOUT_POLLS):
+                for _ in range(TIMEOUT_POLLS):
                     got = None
                     try:
                         got = await self.refresh_map(timeout=TIMEOUT_REFRESH_S * 4)
                     except Exception as exc:     # (a router down: the reachability watch says so)
                         log.debug("fetching the map after asks timed out failed: %s", exc)
                     finally:
-                        if i == 0:
-                            self._suspects.clear()
+                        self._suspects.clear()
                     if self.closed or (got is not None and got.epoch != epoch):
                         return
                     await asyncio.sleep(TIMEOUT_REFRESH_S)
@@ -416,7 +415,7 @@ class AsyncTransport(ControlRequests, MapSource):
             refreshing = self._refreshing
             if refreshing is not None and not refreshing.done():
                 await asyncio.wait_for(asyncio.shield(refreshing), max(left, 0.001))
-            inner = self.send(request, p.timeout, p.retries, deadline=p.deadline)
+            inner = self.send(request, p.timeout, p.retries, deadline=p.deadline, hold=False)
             fut.set_result(await inner.fut)
         except asyncio.TimeoutError:
             if not fut.done():
@@ -446,15 +445,17 @@ class AsyncTransport(ControlRequests, MapSource):
         return self.map
 
     def send(self, request: ActorRequest, timeout: float, retries: int = 0,
-             deadline: float | None = None) -> Pending:
+             deadline: float | None = None, hold: bool = True) -> Pending:
         """Send an actor request (an Ask, Spawn or Stop made with :meth:`new_id`) to the
         slot that owns its actor; its record's future resolves to the result or the error.
-        ``deadline`` (loop time; default now + ``timeout``): a resend keeps the first's."""
+        ``deadline`` (loop time; default now + ``timeout``): a resend keeps the first's.
+        ``hold``: a request to a slot whose asks just timed out waits for the map fetch
+        they started (:meth:`_refresh_after_timeout`); False: sent now."""
         shard_map = self._sendable()
         if len(self._pending) >= self.max_pending:
             raise Overloaded(f"{len(self._pending)} asks already pending (max_pending_asks)")
         slot = shard_map.slot_of(request.type_name, request.key)
-        if self._suspects and slot in self._suspects:       # (see _refresh_after_timeout)
+        if hold and self._suspects and slot in self._suspects:   # (see _refresh_after_timeout)
             held = Pending(self.loop.create_future(), slot, request, timeout, retries, None,
                            self.loop.time() + timeout if deadline is None else deadline)
             self.loop.create_task(self._send_after_refresh(held.fut, request, held))
@@ -537,9 +538,11 @@ class AsyncTransport(ControlRequests, MapSource):
         client, see :mod:`.lanes`): wait on ``p``'s slot connection alone until ``p`` is
         settled by a reply or a drop, or until ``until`` (loop time), handling what
         arrives as the loop would. Returns early, unsettled, when ``p`` needs the loop (a
-        resend after wrong_shard); its deadline is the loop's to enforce."""
+        resend after wrong_shard); its deadline is the loop's to enforce. While asks that
+        timed out have the map polled (:meth:`_refresh_after_timeout`), it returns at once:
+        the poll runs on the loop."""
         c = self._slots.get(p.slot)
-        if c is None:
+        if c is None or self._timeout_poll is not None:     # (that poll needs the loop)
             return
         fut, rid, pending = p.fut, p.request.rid, self._pending
         sock, on_reply, time = c.sock, self._on_reply, self.loop.time

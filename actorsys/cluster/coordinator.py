@@ -390,12 +390,12 @@ class Coordinator:
             if rounds % 10 == 0:        # (a restarted gateway gets the keys within a second)
                 loop.create_task(self._keys_to_gateway())
             why = self.membership.fence.why_not(loop.time())
-            if why != self.fenced:
+            if bool(why) != bool(self.fenced):    # (once per change: the text counts seconds)
                 if why:
                     log.error("node %s is fenced: %s", self.me, why)
                 else:
                     log.info("node %s renewed its etcd lease: serving its shards again", self.me)
-                self.fenced = why
+            self.fenced = why
             for i in range(len(self.workers)):
                 loop.create_task(self._grant_quietly(i))
             if self.replicas.lost and self.membership.fence.may_serve(loop.time()):

@@ -124,7 +124,11 @@ async def _positions(r: Replication, p: Peer, lag: list[int]) -> dict[int, Any] 
             sl = r.shards.get(lag[0])
             if sl is not None and sl.retired:
                 p.tracks.pop(lag[0], None)
-            r.say(p, f"node {p.node} refused the position of shard {lag[0]}: {exc}")
+            # (once per peer, not per shard: a peer that serves or drains many shards
+            # refuses each of them; the detail is at debug level)
+            r.say(p, f"node {p.node} refuses to give the positions of some shards (it "
+                     f"serves or drains them, or is not in cluster mode yet)")
+            log.debug("node %s refused the position of shard %d: %s", p.node, lag[0], exc)
             return {}
     except ActorError as exc:
         r.say(p, f"node {p.node} cannot be asked its positions: {exc}")
@@ -219,7 +223,7 @@ async def _snapshot(r: Replication, p: Peer, s: int, sl: ShardLog, tr: Track) ->
             first = False
             if last:
                 raw = res["position"]
-                log.info("worker slot %d: node %s got a snapshot of shard %d at [%d, %d]",
+                log.debug("worker slot %d: node %s got a snapshot of shard %d at [%d, %d]",
                          r.grants.slot, p.node, s, raw[0], raw[1])
                 return raw[0], raw[1]
     finally:
