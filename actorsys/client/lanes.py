@@ -117,7 +117,22 @@ class Lane:
             self.loop.call_soon_threadsafe(self.transport.close, self.linger_ms)
             return
         self.transport.close(self.linger_ms)
+        self._finish_tasks()
         self.loop.close()
+
+    def _finish_tasks(self) -> None:
+        """Run the transport's tasks that close() cancelled or failed (the map poll that
+        asks timing out started, an ask held for its fetch) to their end: closed with a
+        task pending, the loop would have it logged as "Task was destroyed but it is
+        pending!" when it is collected (the poll outlives the ask that started it, and a
+        lane's loop runs only during a call)."""
+        tasks = asyncio.all_tasks(self.loop)
+        if not tasks:
+            return
+        try:
+            self.wait(self.loop.create_task(asyncio.wait(tasks, timeout=1.0)))
+        except Exception as exc:
+            log.debug("the client's tasks did not end at close: %s", exc)
 
     def __del__(self) -> None:      # the thread ended: its sockets and loop go with it
         try:

@@ -409,17 +409,20 @@ class AsyncTransport(ControlRequests, MapSource):
     async def _send_after_refresh(self, fut: asyncio.Future[Any], request: ActorRequest,
                                   p: Pending) -> None:
         """An ask held by :meth:`send` while the map is fetched again: sent then, on the
-        new map, within its one deadline."""
+        new map, within its one deadline. A fetch that failed (the router did not answer
+        in time) sends it on the map there is; a close fails it with NodeUnavailable."""
         try:
             left = p.deadline - self.loop.time()
             refreshing = self._refreshing
             if refreshing is not None and not refreshing.done():
-                await asyncio.wait_for(asyncio.shield(refreshing), max(left, 0.001))
+                # Waited for, not awaited: the fetch's error is not the ask's. (Awaited, a
+                # fetch that gave up failed the ask with the router's NodeUnavailable before
+                # its own deadline, and close() with CancelledError, the poll's.)
+                await asyncio.wait((refreshing,), timeout=max(left, 0.001))
+                if not refreshing.done():
+                    raise AskTimeout(self.wording.timed_out(request, p.timeout))
             inner = self.send(request, p.timeout, p.retries, deadline=p.deadline, hold=False)
             fut.set_result(await inner.fut)
-        except asyncio.TimeoutError:
-            if not fut.done():
-                fut.set_exception(AskTimeout(self.wording.timed_out(request, p.timeout)))
         except BaseException as exc:
             if not fut.done():
                 fut.set_exception(exc)

@@ -3,7 +3,9 @@ thread of the test process (no node processes, no LevelDB).
 
 The router answers MAP (a map over the fake workers) and STATUS; each worker answers a
 request with ``serve(slot, request)``: the reply's bytes, :data:`HOLD` (kept unanswered
-until :meth:`FakeNode.release`) or None (never answered). :meth:`FakeNode.drop` closes a
+until :meth:`FakeNode.release`) or None (never answered). With ``hold_maps`` set, the
+router keeps MAP requests unanswered until :meth:`FakeNode.release`, which answers them
+with the map of that moment. :meth:`FakeNode.drop` closes a
 worker's socket (its clients see the connection drop) and :meth:`FakeNode.restore` binds
 it again. Every request that arrives is recorded, decoded, in ``received``.
 """
@@ -57,6 +59,7 @@ class FakeNode:
         self.serve = serve
         self.max_message_bytes = max_message_bytes
         self.router_silent = False          # True: the router answers nothing
+        self.hold_maps = False              # True: MAP requests wait for release()
         self.received: list[tuple[int, list]] = []   # (slot or ROUTER, request), in order
         self._held: list[tuple[int, list[bytes], list]] = []
         self._ctx = zmq.Context()
@@ -83,7 +86,7 @@ class FakeNode:
         self._command("restore", slot)
 
     def release(self) -> None:
-        """Answer every held request with ``"late"``."""
+        """Answer every held request: a worker's with ``"late"``, a MAP with the map."""
         self._command("release", 0)
 
     def wait_for(self, predicate: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
@@ -152,7 +155,8 @@ class FakeNode:
             elif what == "release":
                 for held_slot, envelope, req in self._held:
                     if held_slot in self._socks:
-                        self._socks[held_slot].send_multipart([*envelope, ok(req[1], "late")])
+                        reply = self._map_reply(req) if held_slot == ROUTER else ok(req[1], "late")
+                        self._socks[held_slot].send_multipart([*envelope, reply])
                 self._held.clear()
             done.set()
 
@@ -162,9 +166,11 @@ class FakeNode:
         if slot == ROUTER:
             if self.router_silent:
                 return
+            if req[0] == wire.MAP and self.hold_maps:
+                self._held.append((slot, envelope, req))
+                return
             if req[0] == wire.MAP:
-                reply = ok(req[1], self.map.to_wire(max_message_bytes=self.max_message_bytes,
-                                                    tree=None))
+                reply = self._map_reply(req)
             else:
                 reply = ok(req[1], {"processes": [], "op": req[0]})
         else:
@@ -174,3 +180,6 @@ class FakeNode:
                 return
         if reply is not None:
             self._socks[slot].send_multipart([*envelope, reply])
+
+    def _map_reply(self, req: list) -> bytes:
+        return ok(req[1], self.map.to_wire(max_message_bytes=self.max_message_bytes, tree=None))
