@@ -96,11 +96,14 @@ class NodeSide:
 
     def __init__(self, sock: zmq.Socket[Any], effects: Effects, status: Callable[[], dict[str, Any]],
                  max_message_bytes: int, counters: dict[str, int],
-                 on_keys: Callable[[Any], int] | None = None) -> None:
+                 on_keys: Callable[[Any], int] | None = None,
+                 on_map: Callable[[Any], None] | None = None) -> None:
         self.sock, self.effects, self.status = sock, effects, status
         self.max_message_bytes, self.counters = max_message_bytes, counters
         #: lets the cluster members' CURVE keys in (the gateway's guard; net/members.py)
         self.on_keys = on_keys
+        #: the router's map version (with the keys): the gateway's transport follows it
+        self.on_map = on_map
 
     def on_frames(self, frames: list[bytes]) -> None:
         try:
@@ -130,13 +133,16 @@ class NodeSide:
                                                             f"{wire.OPS[op]} requests"}))
 
     def _keys(self, envelope: tuple[bytes, ...], rid: int, rest: list[Any]) -> None:
-        """SHARDS ``keys`` ``{"keys": [Z85, ...]}`` from the router -> ``{"keys": n}``."""
+        """SHARDS ``keys`` ``{"keys": [Z85, ...], "map": version}`` from the router ->
+        ``{"keys": n}``."""
         assert self.on_keys is not None
         args = rest[1] if len(rest) > 1 else None
         try:
             if not isinstance(args, dict):
                 raise BadRequest("keys takes {\"keys\": [Z85 public key, ...]}")
             n = self.on_keys(args.get("keys"))
+            if self.on_map is not None and args.get("map") is not None:
+                self.on_map(args["map"])
         except BadRequest as exc:
             return self._reply(envelope, wire.err(rid, exc.to_wire()))
         self._reply(envelope, wire.ok(rid, {"keys": n}))
