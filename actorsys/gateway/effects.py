@@ -14,7 +14,9 @@ In a cluster (issue 15) every worker sends every gateway its effects
 (:mod:`actorsys.runtime.ws_routes`), and a gateway's incarnation is ``token@endpoint``:
 effects of ANOTHER gateway's batch (another endpoint) are applied to this gateway's
 sockets without a mark (only the sockets they name, or that their broadcast lists, are
-touched); those of this endpoint's earlier incarnation are stale, as on a single node.
+touched; a broadcast that does not name this gateway among those whose sockets the actor
+knew reaches its joined sockets of the actor); those of this endpoint's earlier
+incarnation are stale, as on a single node.
 The router sends the members' CURVE keys in a SHARDS ``keys`` request
 (:mod:`actorsys.net.members`): the other nodes' workers may then connect.
 """
@@ -68,7 +70,9 @@ class Effects:
                 if room is None:
                     continue
                 tag, exclude, data, ids = e[1], e[2], e[3], e[4]
-                if ids is not None:          # the sockets the actor knew at that point
+                known = e[5] if len(e) > 5 else None     # the gateways whose sockets ids lists
+                if ids is not None and (known is None or self.incarnation in known):
+                    # the sockets the actor knew at that point
                     targets = [room.sockets.get(i) for i in ids]
                 else:
                     targets = [s for s in room.sockets.values() if s.joined
