@@ -112,12 +112,16 @@ def broadcast(host: "ActorHost", data: Any, tag: str | None, exclude: Connection
         raise TypeError(f"a tag is a string, got {type(tag).__name__}")
     if exclude is not None and not isinstance(exclude, Connection):
         raise TypeError("exclude is a Connection (or None)")
-    ids = None
     conns = host.sockets()
+    effect: list[Any] = ["b", tag, exclude.id if exclude else None, _frame(data), None]
     if conns is not None:     # so a socket the actor does not know yet gets nothing
-        ids = [c.id for c in conns.values()
-               if (tag is None or tag in c.tags) and c is not exclude]
-    _effect(host, ["b", tag, exclude.id if exclude else None, _frame(data), ids])
+        effect[4] = [c.id for c in conns.values()
+                     if (tag is None or tag in c.tags) and c is not exclude]
+        # (the gateways whose sockets those are: another gateway's are not known here,
+        # e.g. a fresh activation that had a batch from one gateway only; they go to it
+        # as if the actor knew none: its joined sockets with the tag)
+        effect.append(host.socket_gateways())
+    _effect(host, effect)
 
 
 def connections(host: "ActorHost", tag: str | None) -> list[Connection]:

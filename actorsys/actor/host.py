@@ -99,6 +99,10 @@ class ActorHost(Protocol):
         """The actor's WebSockets by id, oldest first, as of the last socket event this
         activation saw (None: not known yet)."""
 
+    def socket_gateways(self) -> "list[str] | None":
+        """The gateways (incarnations) whose sockets :meth:`sockets` holds (None: not
+        known yet): another gateway's sockets are not in it."""
+
     def emit(self, effect: list[Any]) -> None:
         """Add a WebSocket effect (checked against :attr:`max_effect_bytes` by the
         caller) to this turn's; effects leave when the turn commits."""

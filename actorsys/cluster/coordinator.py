@@ -311,11 +311,15 @@ class Coordinator:
 
     async def _keys_to_gateway(self) -> None:
         """The members' keys to this node's gateway (SHARDS ``keys``): it lets in the
-        other nodes' workers that send it effects (net/members.py)."""
+        other nodes' workers that send it effects (net/members.py); with the map's
+        version (``ShardMap.version``): a gateway whose map differs fetches it again."""
         if self.layout.gateway is None:
             return
         try:
-            await self.call(self.layout.gateway, "keys", {"keys": self.member_keys()}, 1.0)
+            args: dict[str, Any] = {"keys": self.member_keys()}
+            if self.map is not None:
+                args["map"] = self.map.version()
+            await self.call(self.layout.gateway, "keys", args, 1.0)
         except ActorError as exc:
             log.debug("the members' keys did not reach the gateway: %s", exc)
 

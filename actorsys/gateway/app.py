@@ -36,7 +36,7 @@ from aiohttp import web
 
 from ..client.transport import AsyncTransport
 from ..config import NodeConfig, NodeLayout, import_function
-from ..errors import NodeUnavailable
+from ..errors import ActorError, NodeUnavailable
 from ..log import get_logger
 from ..net.listener import Listener
 from ..net.members import apply_member_keys
@@ -71,6 +71,7 @@ class Gateway:
             self.incarnation += f"@{layout.gateway}"
         self.counters = dict.fromkeys(COUNTERS, 0)
         self.serving = False      # the HTTP site is up
+        self._map_fetch: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         loop = self.loop = asyncio.get_running_loop()
@@ -97,7 +98,8 @@ class Gateway:
                                  cfg.max_message_bytes)
         self.sock = self.listener.sock
         node_side = NodeSide(self.sock, self.effects, self.status, cfg.max_message_bytes, self.counters,
-                             on_keys=partial(apply_member_keys, self.listener.guard))
+                             on_keys=partial(apply_member_keys, self.listener.guard),
+                             on_map=self._router_map)
         self.pump = SocketPump(loop, self.sock, node_side.on_frames)
         await self._wait_for_the_map()
         self.runner = web.AppRunner(self._app(), access_log=None, handle_signals=False,
@@ -115,6 +117,26 @@ class Gateway:
             await stop.wait()
         finally:
             await self._shutdown()
+
+    def _router_map(self, version: Any) -> None:
+        """The router's map version (pushed with the members' keys at every map change
+        and every second): if this gateway's map is another, fetch it now. Nothing else
+        would tell it that a node died and its shards failed over: a batch redelivered
+        to the dead node's worker (still in the map it has) would wait in ZeroMQ's queue
+        until its patience ran out, and its sockets would be closed. The new map fails
+        (or resends to the new leader) what is queued there (client/maps.py)."""
+        m = self.transport.map
+        if (m is None or not isinstance(version, (list, tuple)) or m.version() == list(version)
+                or self.transport.closed):
+            return
+        if self._map_fetch is None or self._map_fetch.done():
+            self._map_fetch = self.loop.create_task(self._fetch_map())
+
+    async def _fetch_map(self) -> None:
+        try:
+            await self.transport.refresh_map(timeout=1.0)
+        except ActorError as exc:        # (the router's next push tries again)
+            log.debug("fetching the map after the router's push failed: %s", exc)
 
     async def _wait_for_the_map(self) -> None:
         """The shard map from the router (it may still be starting), within start_timeout."""

@@ -14,7 +14,9 @@ In a cluster (issue 15) every worker sends every gateway its effects
 (:mod:`actorsys.runtime.ws_routes`), and a gateway's incarnation is ``token@endpoint``:
 effects of ANOTHER gateway's batch (another endpoint) are applied to this gateway's
 sockets without a mark (only the sockets they name, or that their broadcast lists, are
-touched); those of this endpoint's earlier incarnation are stale, as on a single node.
+touched; a broadcast that does not name this gateway among those whose sockets the actor
+knew reaches its joined sockets of the actor); those of this endpoint's earlier
+incarnation are stale, as on a single node.
 The router sends the members' CURVE keys in a SHARDS ``keys`` request
 (:mod:`actorsys.net.members`): the other nodes' workers may then connect.
 """
@@ -68,7 +70,9 @@ class Effects:
                 if room is None:
                     continue
                 tag, exclude, data, ids = e[1], e[2], e[3], e[4]
-                if ids is not None:          # the sockets the actor knew at that point
+                known = e[5] if len(e) > 5 else None     # the gateways whose sockets ids lists
+                if ids is not None and (known is None or self.incarnation in known):
+                    # the sockets the actor knew at that point
                     targets = [room.sockets.get(i) for i in ids]
                 else:
                     targets = [s for s in room.sockets.values() if s.joined
@@ -96,11 +100,14 @@ class NodeSide:
 
     def __init__(self, sock: zmq.Socket[Any], effects: Effects, status: Callable[[], dict[str, Any]],
                  max_message_bytes: int, counters: dict[str, int],
-                 on_keys: Callable[[Any], int] | None = None) -> None:
+                 on_keys: Callable[[Any], int] | None = None,
+                 on_map: Callable[[Any], None] | None = None) -> None:
         self.sock, self.effects, self.status = sock, effects, status
         self.max_message_bytes, self.counters = max_message_bytes, counters
         #: lets the cluster members' CURVE keys in (the gateway's guard; net/members.py)
         self.on_keys = on_keys
+        #: the router's map version (with the keys): the gateway's transport follows it
+        self.on_map = on_map
 
     def on_frames(self, frames: list[bytes]) -> None:
         try:
@@ -130,13 +137,16 @@ class NodeSide:
                                                             f"{wire.OPS[op]} requests"}))
 
     def _keys(self, envelope: tuple[bytes, ...], rid: int, rest: list[Any]) -> None:
-        """SHARDS ``keys`` ``{"keys": [Z85, ...]}`` from the router -> ``{"keys": n}``."""
+        """SHARDS ``keys`` ``{"keys": [Z85, ...], "map": version}`` from the router ->
+        ``{"keys": n}``."""
         assert self.on_keys is not None
         args = rest[1] if len(rest) > 1 else None
         try:
             if not isinstance(args, dict):
                 raise BadRequest("keys takes {\"keys\": [Z85 public key, ...]}")
             n = self.on_keys(args.get("keys"))
+            if self.on_map is not None and args.get("map") is not None:
+                self.on_map(args["map"])
         except BadRequest as exc:
             return self._reply(envelope, wire.err(rid, exc.to_wire()))
         self._reply(envelope, wire.ok(rid, {"keys": n}))

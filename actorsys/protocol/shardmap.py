@@ -52,6 +52,12 @@ class ShardMap:
     nodes: list[dict[str, Any]] | None = None
     name: str | None = None              # the cluster's name (None: a single node)
 
+    def version(self) -> list[Any]:
+        """``[epoch, crc32 of the worker endpoints]``: two maps of one cluster with the
+        same version send every shard to the same place (an owner change bumps the
+        epoch; a node that dies, returns, joins or leaves changes the endpoints)."""
+        return [self.epoch, zlib.crc32("\n".join(self.endpoints).encode())]
+
     def slot_of(self, type_name: str, key: str) -> int:
         """The global slot serving the actor; ShardUnavailable if its node is down."""
         slot = self.owner[shard_of(type_name, key, self.shards)]

@@ -9,11 +9,15 @@ A turn's effects, in order, go back in its batch's reply (or, for a turn that is
 socket event's, and for output too large for a reply, in ``wire.WS`` frames)::
 
     ["s", conn_id, data]              send data (str: a text frame, bytes: binary)
-    ["b", tag, exclude_id, data, ids] to every socket of the actor (with the tag): ``ids``
+    ["b", tag, exclude_id, data, ids, gateways]
+                                      to every socket of the actor (with the tag): ``ids``
                                       are the sockets the actor knew at that point of
                                       the turn; None when it knew none (a turn that is
                                       not a socket event's, after a restart): then the
-                                      sockets whose on_connect had committed
+                                      sockets whose on_connect had committed.
+                                      ``gateways`` (with ``ids``; may be absent): the
+                                      gateway incarnations whose sockets the actor knew;
+                                      any other gateway takes ``ids`` as None
     ["x", conn_id, code, reason]      close
     ["t", conn_id, [tag, ...]]        add tags
     ["a", conn_id, value]             keep a value with the socket (conn.attachment)

@@ -73,6 +73,10 @@ class Host:
     def sockets(self) -> dict[str, Connection] | None:
         return self.act.ws
 
+    def socket_gateways(self) -> list[str] | None:
+        held = self.act.ws_gateways
+        return None if held is None else sorted(held)
+
     def emit(self, effect: list[Any]) -> None:
         act = self.act
         if act.ws_out:

@@ -12,9 +12,10 @@ its shard, and the shard may move while the socket stays open. So:
 * Every committed ``WsEffects`` message goes to every gateway, each over its own DEALER
   socket, so each gateway receives a worker's effects in commit order. A gateway applies
   only what concerns the sockets it holds: a socket-addressed effect names a socket
-  (unknown ids are skipped), a broadcast lists the socket ids the actor knew, or (nil:
-  the actor knew none, e.g. a fresh activation after a move) reaches every joined socket
-  of that actor on that gateway. Why every gateway rather than only those in the
+  (unknown ids are skipped), a broadcast lists the socket ids the actor knew and the
+  gateways they are on, or (nil: the actor knew none, e.g. a fresh activation after a
+  move; or this gateway is not among those named) reaches every joined socket of that
+  actor on that gateway. Why every gateway rather than only those in the
   actor's roster: the roster lives in the gateways, not in storage, so a fresh
   activation (after passivation, a crash or a shard move) does not know which gateways
   hold its sockets until their next batch; sending to all needs no such knowledge.

@@ -116,3 +116,26 @@ class Quiet(actorsys.Actor):
             conn.close(4000, "bye")
         else:
             conn.send(data)
+
+
+class Numbers(actorsys.Actor):
+    """Keeps every number its sockets send (``"n:17"``) in the order its turns took them,
+    and acknowledges each to its sender (``"ack:17"``): the acknowledgement leaves only
+    once the batch that took it has committed (on a replicated shard: once a quorum of its
+    replicas holds it). ``got()`` reports the numbers; ``shout`` broadcasts from an ask."""
+
+    def on_connect(self, conn: Any) -> None:
+        conn.send({"hello": conn.id})
+
+    def on_message(self, conn: Any, data: Any) -> None:
+        if isinstance(data, str) and data.startswith("n:"):
+            n = int(data[2:])
+            self.state.setdefault("got", []).append(n)
+            conn.send(f"ack:{n}")
+
+    def got(self) -> list[int]:
+        return list(self.state.get("got", []))
+
+    def shout(self, text: str) -> int:
+        self.broadcast(text)
+        return len(self.connections())

@@ -53,6 +53,19 @@ def test_a_clusters_map_round_trips_with_its_nodes_and_name():
     assert back.node_of_slot(3) == back.nodes[2] and single().node_of_slot(0) is None
 
 
+def test_a_maps_version_changes_with_its_epoch_and_its_endpoints():
+    """(The router pushes it to its gateway, which fetches the map when its own differs.)"""
+    m = cluster()
+    back = ShardMap.from_wire(wire.unpack(wire.pack(m.to_wire())))
+    assert back.version() == m.version() and wire.unpack(wire.pack(m.version())) == m.version()
+    failed_over = ShardMap.from_wire(wire.unpack(wire.pack(m.to_wire())))
+    failed_over.epoch += 1
+    assert failed_over.version() != m.version()
+    n3_gone = ShardMap.from_wire(wire.unpack(wire.pack(m.to_wire())))
+    n3_gone.endpoints = n3_gone.endpoints[:2]
+    assert n3_gone.version() != m.version()
+
+
 def test_owner_is_bytes_only_when_every_value_fits_in_a_byte():
     big = ShardMap(epoch=1, shards=4, owner=[0, 255, 256, 1],
                    endpoints=[f"ipc:///tmp/w{i}" for i in range(300)])

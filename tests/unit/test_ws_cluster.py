@@ -54,17 +54,17 @@ def test_rosters_and_marks_are_kept_per_gateway(tmp_path):
         assert batch(slot, GB, 1, [], [["c", rec("b1")]])["ok"]
         # A's batch broadcasts to both gateways' sockets (A's roster did not replace B's)
         assert batch(slot, GA, 2, None, [["m", "a1", "hi"]]) == {
-            "ok": True, "effects": [["b", None, None, "hi", ["a1", "b1"]]]}
+            "ok": True, "effects": [["b", None, None, "hi", ["a1", "b1"], [GA, GB]]]}
         assert slot.call("Room_", "r", "who") == ["a1", "b1"]
         # each gateway's batch delivered again is a duplicate, with its own effects
         assert batch(slot, GA, 2, None, [["m", "a1", "hi"]]) == {
-            "dup": True, "effects": [["b", None, None, "hi", ["a1", "b1"]]]}
+            "dup": True, "effects": [["b", None, None, "hi", ["a1", "b1"], [GA, GB]]]}
         assert batch(slot, GB, 1, [], [["c", rec("b1")]]) == {"dup": True, "effects": [["s", "b1", "hello"]]}
         raw = slot.store.db.get(mark_key(slot.act("Room_", "r").prefix))
         assert [m[:2] for m in read_marks(raw)] == [[GA, 2], [GB, 1]]
         # A restarted (same endpoint, new incarnation): its roster replaces A's old sockets only
         assert batch(slot, GA2, 1, [], [["m", "b1", "x"]]) == {
-            "ok": True, "effects": [["b", None, None, "x", ["b1"]]]}
+            "ok": True, "effects": [["b", None, None, "x", ["b1"], [GB, GA2]]]}
         raw = slot.store.db.get(mark_key(slot.act("Room_", "r").prefix))
         assert [m[:2] for m in read_marks(raw)] == [[GA2, 1], [GB, 1]]
     finally:
@@ -82,7 +82,8 @@ def test_one_gateway_keeps_the_single_node_mark_and_fanout_sends_batch_effects(t
         slot.rt.services.ws_fanout = True
         batch(slot, "plain", 2, None, [["m", "p1", "yo"]])
         [msg] = slot.out.ws
-        assert (msg.batch, msg.part, msg.effects) == (["plain", 2], 0, [["b", None, None, "yo", ["p1"]]])
+        assert (msg.batch, msg.part, msg.effects) == (
+            ["plain", 2], 0, [["b", None, None, "yo", ["p1"], ["plain"]]])
     finally:
         slot.close()
 
@@ -113,6 +114,32 @@ def test_a_gateway_applies_another_gateways_batch_unmarked_and_its_own_once():
     # another gateway's batch is not this gateway's to deduplicate (its worker sends it once)
     assert a.ws.sent == ["from b's batch", "again b", "mine"], a.ws.sent
     assert counters["stale_effects"] == 1 and counters["duplicate_effects"] == 1, counters
+
+
+def test_a_broadcast_reaches_the_sockets_of_a_gateway_the_actor_does_not_know():
+    """A fresh activation (after a failover or a move) that had a batch from gateway A
+    only knows A's sockets; its broadcast lists them and names A: gateway B, not named,
+    sends it to its joined sockets of the actor (with the tag, but the excluded one)."""
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        hub, _e, _d, counters = make(loop, ScriptedTransport())
+        effects = Effects(hub, GB, counters)
+        room = hub.rooms[("Room", "r")] = Room("Room", "r")
+        b1, b2, b3 = (open_socket(hub, room, sid) for sid in ("b1", "b2", "b3"))
+        b1.joined = b2.joined = True             # b3's on_connect has not committed
+        b2.tags.add("t")
+        effects.apply("Room", "r", [["b", None, None, "to all", ["a1"], [GA]]], None, 0)
+        effects.apply("Room", "r", [["b", "t", None, "to t", ["a1"], [GA]]], None, 0)
+        effects.apply("Room", "r", [["b", None, "b1", "but b1", ["a1"], [GA]]], None, 0)
+        # named: only the sockets listed (b2 is not), as before
+        effects.apply("Room", "r", [["b", None, None, "listed", ["b1"], [GA, GB]]], None, 0)
+        await asyncio.sleep(0.01)
+        return b1, b2, b3
+
+    b1, b2, b3 = asyncio.run(scenario())
+    assert b1.ws.sent == ["to all", "listed"], b1.ws.sent
+    assert b2.ws.sent == ["to all", "to t", "but b1"], b2.ws.sent
+    assert b3.ws.sent == [], b3.ws.sent
 
 
 def test_a_shard_whose_node_is_down_delays_a_batch_and_answers_http_503():
