@@ -2,11 +2,9 @@
 
 * ``replicas`` and ``ack`` are cluster-wide: a node whose config says other values than
   the cluster's first node stops with a ConfigError naming both;
-* a node that leaves (``run --drain``) hands the leadership of its shards to their
-  followers, with every acknowledged write.
 
-Placement on 3 nodes (every shard on 3 voters, leaders spread, ``actorsys cluster``) and
-the faults (kill -9, SIGSTOP, a partition, a lost slot, a full disk) are in
+Placement on 3 nodes (every shard on 3 voters, leaders spread, ``actorsys cluster``), the
+faults (kill -9, SIGSTOP, a partition, a lost slot, a full disk) and a node leaving are in
 ``test_replicated_failover.py``, on one cluster for the module.
 """
 from __future__ import annotations
@@ -20,7 +18,6 @@ import pytest
 from helpers import ACTORS_DIR
 
 import actorsys
-from actorsys.protocol import wire
 from actorsys.testing.cluster import Cluster
 from actorsys.testing.etcd import Etcd
 from test_cluster_join import cluster_config
@@ -69,25 +66,3 @@ def test_a_node_with_other_replicas_or_ack_than_the_cluster_is_refused(tmp_path,
             text = str(err.value)
             assert words in text and ("cluster.replicas" in text or "cluster.ack" in text), text
             assert time.monotonic() - started < 30
-
-
-def test_a_leaving_node_hands_its_leadership_to_followers(tmp_path):
-    with replicated(tmp_path) as c:
-        for i in range(3):
-            c.wait_ready(i, timeout=60)
-        c.wait_view(0, lambda v: v["under_replicated"] == 0 and all(
-            n["learning"] == 0 and n["moving"] == 0 and n["shards"] for n in v["nodes"]),
-            "every shard on 3 voters, leaders spread", timeout=120)
-        client = actorsys.connect(c.endpoints[0])
-        try:
-            acked = {f"k{i}": client.ask("Tally", f"k{i}", "add") for i in range(100)}
-            reply = c.stop_node(2, drain=True)
-            assert reply is not None and reply[0] == wire.OK, (reply, logs(c))
-            view = c.wait_view(0, lambda v: v["unavailable"] == 0 and sum(
-                n["shards"] for n in v["nodes"] if n["id"] != "n3") == SHARDS,
-                "n3's shards led by n1 and n2", timeout=30)
-            assert all(n["shards"] for n in view["nodes"] if n["id"] != "n3"), view
-            for k, v in acked.items():
-                assert client.ask("Tally", k, "read")["n"] == v, k
-        finally:
-            client.close()

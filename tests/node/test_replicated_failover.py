@@ -973,3 +973,25 @@ def test_e_a_follower_s_full_disk_stops_no_write_and_it_catches_up_once_freed(cl
         restore(c, keys)
         assert all(leader_of(client, k) != fid for k in keys)
         audit_keys(client, keys, results)
+
+
+# -- z: a node leaves (last: the module's cluster is not restored after it) ------------------
+
+
+def test_z_a_leaving_node_hands_its_leadership_to_followers(cluster):
+    """``run --drain`` / LEAVE on a replicated node: its shards' leadership goes to their
+    followers (a transfer, no copy), every acknowledged write is there, nothing is
+    unavailable. Last of the module: the node that left is not started again."""
+    c = cluster
+    with connect_all(c, but=2) as client:
+        acked = {f"leave-{i}": client.ask(TALLY, f"leave-{i}", "add", timeout=10.0)
+                 for i in range(100)}
+        reply = c.stop_node(2, drain=True)
+        assert reply is not None and reply[0] == wire.OK, reply
+        view = c.wait_view(0, lambda v: v["unavailable"] == 0 and sum(
+            n["shards"] for n in v["nodes"] if n["id"] != "n3") == SHARDS,
+            "n3's shards led by n1 and n2", timeout=30)
+        assert all(n["shards"] for n in view["nodes"] if n["id"] != "n3"), view
+        client.refresh_map()
+        for k, v in acked.items():
+            assert client.ask(TALLY, k, "read", timeout=10.0)["n"] == v, k
