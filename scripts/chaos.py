@@ -27,6 +27,14 @@ What it does, in the user's words:
   - the node is healthy: its supervisor runs, the status shows every process up, and
     every actor answers a read.
 
+A fraction ``--alarms`` (default 0.02) of the asks schedules an alarm instead (``Tally.alarm``:
+due in 0.2-2 s, a unique id as its name; its ``on_alarm`` counts the firing in the actor's
+storage, in the alarm's turn). After the load the run waits (bounded by
+``--recovery-timeout``) for the due alarms, and the audit checks every alarm whose
+scheduling ask was acknowledged fired exactly once, and none (acknowledged or not) twice;
+it prints ``alarms: scheduled N, fired N, duplicates 0, missing 0`` (scheduled and fired:
+acknowledged alarms), and a duplicate or a missing alarm is a violation.
+
 With ``--retry`` every ask is exactly-once: sent with ``retry=True`` and, after any
 failure, again with the same request id until acknowledged; the audit then also checks
 count == acknowledged for every actor whose asks were all acknowledged (an ask applied
@@ -147,6 +155,12 @@ def print_summary(r: dict[str, Any]) -> None:
             print(f"failover {name:<8} p50 {rec['p50_ms']:8.1f} ms  p99 {rec['p99_ms']:8.1f} ms  "
                   f"max {rec['max_ms']:8.1f} ms  (n={rec['n']}; the fault to its shards "
                   f"answering elsewhere)")
+    al = r.get("alarms")
+    if al and (al["scheduled"] or al["maybe_scheduled"]):
+        print(f"alarms: scheduled {al['scheduled']:,}, fired {al['fired']:,}, duplicates "
+              f"{al['duplicates']}, missing {al['missing']} (and {al['maybe_fired']:,} of the "
+              f"{al['maybe_scheduled']:,} whose ask failed fired; waited {al['settle_s']:.1f} s "
+              f"for the last ones)")
     acts = r["activations"]
     print(f"activations seen: {acts['records']:,}; single-activation check ran on "
           f"{acts['actors_checked']}/{acts['actors']} actors")
@@ -185,6 +199,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                         "worker,router,node,pause,cut,move)")
     p.add_argument("--hosts", choices=("netns", "loopback"), default=None,
                    help="the cluster's hosts (default: network namespaces if root, else loopback)")
+    p.add_argument("--alarms", type=float, default=0.02, metavar="F",
+                   help="the fraction of asks that schedule an alarm, audited as fired "
+                        "exactly once (0: none)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
     p.add_argument("--fault-every", type=float, default=2.0,
                    help="seconds between faults, randomised +-50%% (after the last recovery)")
@@ -206,6 +223,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     a = p.parse_args(argv)
     if a.seed is None:
         a.seed = random.randrange(1 << 31)
+    if not 0.0 <= a.alarms <= 1.0:
+        p.error("--alarms is a fraction from 0 to 1")
     if a.duration <= 0 or a.actors < 1 or a.clients < 1 or a.in_flight < 1 or a.workers < 1:
         p.error("duration, actors, clients, in-flight and workers must be positive")
     if (a.join_leave or a.hosts or a.replicas != 1 or a.faults) and not a.cluster:

@@ -29,6 +29,11 @@ is skipped) and a real etcd:
   leader and the other follower are a majority) while its positions stay put; once
   there is room again it catches up to its leaders' positions, and nothing acknowledged
   is missing.
+* **An alarm due while its leader is dead.** Alarms set (acknowledged) on actors of
+  shards one node leads, due 2 s later; that node killed -9 at once: each alarm fires
+  exactly once (its ``on_alarm`` turn committed once), on another node, within
+  ``lease_ttl`` + a few seconds of its time, and is no longer set; once the killed node
+  is back and leads those shards again, none fired again.
 
 One cluster serves the whole module (the suite's CI budget): the scenarios run one
 after the other, and each ends (and begins) by restoring it (:func:`restore`): every
@@ -79,6 +84,8 @@ N, R, WORKERS, SHARDS = 3, 3, 2, 4096
 IDS = [f"n{i + 1}" for i in range(N)]
 #: how long a node's return may take: started, caught up, its shards handed back
 RESTORE_TIMEOUT = 60.0
+#: tests/actors/alarm_actors.py's actor: records each firing (time, pid) in its state
+ALARMIST = "Alarmist"
 #: refusals of an ask that was not applied (the worker does not serve the shard)
 REFUSED = ("wrong_shard", "shard_unavailable")
 
@@ -100,7 +107,8 @@ def no_leftover_processes() -> Iterator[None]:
 def rc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """Three nodes, ``replicas = 3``, ``Tally`` and the test actors, restored (settled)."""
     workdir = tmp_path_factory.mktemp("replicated")
-    c = Cluster(workdir, N, None, actors={**ACTORS, **audit.ACTORS}, python_path=[ACTORS_DIR],
+    c = Cluster(workdir, N, None, actors={**ACTORS, **audit.ACTORS, ALARMIST: "alarm_actors:Alarmist"},
+                python_path=[ACTORS_DIR],
                 lease_ttl=TTL, workers=WORKERS, name="repl",
                 extra_config={"cluster": {"replicas": R}})
     try:
@@ -974,6 +982,89 @@ def test_e_a_follower_s_full_disk_stops_no_write_and_it_catches_up_once_freed(cl
         assert all(leader_of(client, k) != fid for k in keys)
         audit_keys(client, keys, results)
 
+
+# -- f: an alarm due while its leader is dead ----------------------------------------------
+
+
+def alarmists_led_by(client: actorsys.Client, node_id: str, per_slot: int) -> list[str]:
+    """``per_slot`` Alarmist keys on each of ``node_id``'s worker slots whose shards it
+    leads (by the client's map)."""
+    client.refresh_map()
+    m = client.map
+    got: dict[int, list[str]] = {}
+    for i in range(200_000):
+        key = f"alarm-{i}"
+        g = m.owner[shard_of(ALARMIST, key, m.shards)]
+        node = m.node_of_slot(g) if g >= 0 else None
+        if node is not None and node["id"] == node_id:
+            keys = got.setdefault(g, [])
+            if len(keys) < per_slot:
+                keys.append(key)
+            if len(got) == WORKERS and all(len(k) == per_slot for k in got.values()):
+                return [k for ks in got.values() for k in ks]
+    raise AssertionError(f"no {per_slot} Alarmist keys per slot led by {node_id}: {got}")
+
+
+def alarmist_leader(client: actorsys.Client, key: str) -> str | None:
+    """The node leading Alarmist ``key``'s shard by the client's map (None: a node down)."""
+    m = client.map
+    slot = m.owner[shard_of(ALARMIST, key, m.shards)]
+    node = m.node_of_slot(slot) if slot >= 0 else None
+    return None if node is None else str(node["id"])
+
+
+#: an alarm is due this long after it was set: the node dies well before
+ALARM_DELAY = 2.0
+
+
+def test_f_an_alarm_due_while_its_leader_is_dead_fires_once_on_the_new_leader(cluster):
+    c, v = cluster, 2                                  # n3 dies with alarms due
+    vid = c.nodes[v].node_id
+    with connect_all(c, but=v) as client:
+        keys = alarmists_led_by(client, vid, 3)
+        victims = set(c.pids(v))
+        due: dict[str, float] = {}
+        for k in keys:                                 # acknowledged: committed on a quorum
+            due[k] = client.ask(ALARMIST, k, "set", ALARM_DELAY, "f", {"key": k}, timeout=5.0)
+            assert client.ask(ALARMIST, k, "pid", timeout=5.0) in victims
+        t_kill = time.time()
+        c.kill_node(v)
+        assert t_kill < min(due.values()) - 1.0, "the node died well before the alarms' time"
+        # each fires on a new leader within lease_ttl + a few seconds of its time
+        bound = max(due.values()) + TTL + 3.0
+        fired: dict[str, list[dict[str, Any]]] = {}
+
+        def all_fired() -> bool:
+            for k in keys:
+                if not fired.get(k):
+                    try:
+                        fired[k] = client.ask(ALARMIST, k, "fired", timeout=1.0)
+                    except (actorsys.ShardUnavailable, actorsys.WorkerLost, actorsys.AskTimeout):
+                        return False
+            return all(fired.get(k) for k in keys)
+        wait_until(all_fired, f"the alarms of {vid}'s shards fired elsewhere",
+                   timeout=max(bound - time.time(), 0.0) + 10.0)
+        late = {k: round(f[0]["at"] - due[k], 2) for k, f in fired.items() if f[0]["at"] > bound}
+        assert not late, f"alarms fired this late after their time (bound: lease_ttl + 3 s): {late}"
+        for k in keys:
+            f = fired[k]
+            assert len(f) == 1, f"{k}: its alarm fired {len(f)} times: {f}"
+            assert f[0]["name"] == "f" and f[0]["payload"] == {"key": k}, f
+            assert f[0]["at"] >= due[k] - 0.01, f"{k}: fired before its time: {f}, due {due[k]}"
+            assert f[0]["pid"] not in victims, f"{k}: fired by the killed {vid} (pid {f[0]['pid']})"
+            assert alarmist_leader(client, k) not in (None, vid)
+            assert client.ask(ALARMIST, k, "pending", timeout=5.0) == {}, f"{k}: still set"
+        # the killed node comes back, catches up and leads its shards again: none fires again
+        restore(c, [])
+
+        def handed_back() -> bool:
+            client.refresh_map()
+            return all(alarmist_leader(client, k) == vid for k in keys)
+        wait_until(handed_back, f"{vid} to lead the alarms' shards again", timeout=RESTORE_TIMEOUT)
+        for k in keys:
+            f = after_failover(lambda k=k: client.ask(ALARMIST, k, "fired", timeout=5.0))
+            assert len(f) == 1, f"{k}: after {vid} came back its alarm has fired {len(f)} times: {f}"
+            assert after_failover(lambda k=k: client.ask(ALARMIST, k, "pending", timeout=5.0)) == {}
 
 # -- z: a node leaves (last: the module's cluster is not restored after it) ------------------
 

@@ -11,6 +11,12 @@ activation number or interleave their counts, and the records would stop tiling 
 count: the audit (:mod:`.audit`) checks, per actor, that the records' ``[first_n, last_n]``
 ranges are contiguous, in activation order, and cover exactly ``1 .. count``.
 
+``Tally`` also sets alarms (:meth:`Tally.alarm`: the load schedules some, each with a
+unique id as its name and payload); its ``on_alarm`` counts the firing in
+``fired/<id>``, in the alarm's own turn (the turn that deletes the alarm commits the
+count with it), so the audit sees how many times each alarm's turn committed: once for
+every alarm whose scheduling ask was acknowledged, never twice.
+
 ``Probe`` answers with its worker's pid: the fault injector's way to see that a slot
 is served by a new process.
 """
@@ -22,6 +28,7 @@ from typing import Any
 import actorsys
 
 ACT_PREFIX = "act/"
+FIRED_PREFIX = "fired/"
 
 
 def act_key(number: int) -> str:
@@ -50,11 +57,24 @@ class Tally(actorsys.Actor):
         self.storage.put(key, rec)
         return n
 
+    def alarm(self, aid: str, delay: float) -> float:
+        """Set an alarm named ``aid`` (unique) due in ``delay`` seconds; its due time."""
+        return self.set_alarm(delay, name=aid, payload=aid)
+
+    def on_alarm(self, name: str, payload: Any) -> None:
+        """Count this firing of alarm ``payload`` (committed with the alarm's turn)."""
+        key = FIRED_PREFIX + str(payload)
+        self.storage.put(key, (self.storage.get(key) or 0) + 1)
+
     def read(self) -> dict[str, Any]:
-        """``{"n": count, "acts": [[activation number, record], ...]}`` in activation order."""
+        """``{"n": count, "acts": [[activation number, record], ...], "fired": {alarm id:
+        times fired}, "pending": [alarm ids still set]}``, acts in activation order."""
         acts = self.storage.list(prefix=ACT_PREFIX)
+        fired = self.storage.list(prefix=FIRED_PREFIX)
         return {"n": self.state["n"],
-                "acts": [[int(k[len(ACT_PREFIX):]), v] for k, v in acts.items()]}
+                "acts": [[int(k[len(ACT_PREFIX):]), v] for k, v in acts.items()],
+                "fired": {k[len(FIRED_PREFIX):]: v for k, v in fired.items()},
+                "pending": sorted(self.alarms())}
 
 
 class Probe(actorsys.Actor):

@@ -83,6 +83,75 @@ def read_all(probe: Client, actors: int, problems: list[str]) -> dict[int, dict[
     return reads
 
 
+def alarm_lists(reports: list[dict[str, Any]]) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+    """The clients' alarms: ([(actor, id)] acknowledged, [(actor, id)] maybe set)."""
+    acked: list[tuple[int, str]] = []
+    maybe: list[tuple[int, str]] = []
+    for r in reports:
+        a = r.get("alarms") or {}
+        acked += [(int(i), str(aid)) for i, aid in a.get("acknowledged", ())]
+        maybe += [(int(i), str(aid)) for i, aid in a.get("failed", ())]
+    return acked, maybe
+
+
+def settle_alarms(probe: Client, acked: list[tuple[int, str]], timeout: float) -> float:
+    """Wait (at most ``timeout`` s) until every acknowledged alarm fired, reading only the
+    actors that still have one to fire; returns the seconds waited. (What did not fire
+    by then is the audit's to report.)"""
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    waiting: dict[int, set[str]] = {}
+    for i, aid in acked:
+        waiting.setdefault(i, set()).add(aid)
+    while waiting and time.monotonic() < deadline:
+        for i in list(waiting):
+            try:
+                fired = probe.ask(TALLY, actor_key(i), "read", timeout=5.0)["fired"]
+            except ActorError:
+                continue
+            waiting[i] -= set(fired)
+            if not waiting[i]:
+                del waiting[i]
+        if waiting:
+            time.sleep(0.25)
+    return time.monotonic() - t0
+
+
+def check_alarms(acked: list[tuple[int, str]], maybe: list[tuple[int, str]],
+                 reads: dict[int, dict[str, Any]]) -> tuple[dict[str, int], list[str]]:
+    """The alarms' audit (see the module docstring) over the actors read: ``({"scheduled",
+    "fired", "duplicates", "missing", "maybe_scheduled", "maybe_fired"}, violations)``;
+    ``fired`` counts the acknowledged alarms that fired (once or more)."""
+    out: list[str] = []
+    stats = dict(scheduled=len(acked), fired=0, duplicates=0, missing=0,
+                 maybe_scheduled=len(maybe), maybe_fired=0)
+    sent: dict[int, set[str]] = {}
+    for group, ids in (("acknowledged", acked), ("maybe", maybe)):
+        for i, aid in ids:
+            sent.setdefault(i, set()).add(aid)
+            rd = reads.get(i)
+            if rd is None:
+                continue                 # not read: a violation already
+            times = int(rd.get("fired", {}).get(aid, 0))
+            if times > 1:
+                stats["duplicates"] += 1
+                out.append(f"{actor_key(i)}: alarm {aid} ({group}) fired {times} times")
+            if group == "maybe":
+                stats["maybe_fired"] += times > 0
+            elif times > 0:
+                stats["fired"] += 1
+            else:
+                stats["missing"] += 1
+                pending = aid in rd.get("pending", ())
+                out.append(f"{actor_key(i)}: alarm {aid}, acknowledged, never fired ("
+                           + ("still set" if pending else "no longer set") + ")")
+    for i, rd in reads.items():
+        unknown = sorted(set(rd.get("fired", {})) - sent.get(i, set()))
+        if unknown:
+            out.append(f"{actor_key(i)}: alarm(s) {unknown[:5]} fired but never scheduled")
+    return stats, out
+
+
 def node_health(node: Node, workers: int) -> tuple[bool, str]:
     """(healthy, what was seen): the node supervisor runs and every process is up."""
     try:

@@ -7,7 +7,9 @@ starts the client processes (:mod:`.load`, connected with the list of every rout
 injects faults for ``duration`` seconds, stops the clients and audits, as the single-node
 run does (:mod:`.audit`: acknowledged <= count <= attempted; ``Tally``'s activation
 records tile ``1 .. count``: two activations of one actor at once, on one node or two,
-would break that). Faults (:data:`KINDS`), at random, the first of each kind guaranteed:
+would break that; every acknowledged alarm fired exactly once: with replicas, an alarm
+due while its shard's leader is dead fires once, on the new leader). Faults
+(:data:`KINDS`), at random, the first of each kind guaranteed:
 
 * ``worker``: kill -9 a random worker of a random node; recovered when a ``Probe`` actor
   on that slot answers from a new process;

@@ -28,7 +28,8 @@ from actorsys.client import Client
 from actorsys.node import Node
 from actorsys.testing.nodes import node_config
 
-from .audit import ACTORS, check_actor, node_health, percentiles, read_all
+from .audit import ACTORS, alarm_lists, check_actor, check_alarms, node_health, percentiles, \
+    read_all, settle_alarms
 from .faults import KINDS, Injector
 from .load import GO, RESULT, STOP, LineReader, client_command
 
@@ -61,6 +62,7 @@ class ChaosParams:
     join_leave: bool = False          # the cluster's faults include a node joining, then leaving
     replicas: int = 1                 # the cluster's [cluster] replicas (> 1: shards fail over)
     faults: str | None = None         # the cluster's fault kinds, comma-separated (None: all)
+    alarms: float = 0.02              # the fraction of asks that schedule an alarm (0: none)
 
 
 class Faults(Protocol):
@@ -170,7 +172,7 @@ def start_clients(p: ChaosParams, endpoint: str | list[str], rng: random.Random,
     """Start the client processes (appended to ``clients``) and wait until all are ready."""
     for _ in range(p.clients):
         cmd = client_command(endpoint, p.actors, p.in_flight, p.ask_timeout, rng.randrange(1 << 30),
-                             p.retry)
+                             p.retry, p.alarms)
         clients.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0))
     readers = [LineReader(c) for c in clients]
     deadline = time.monotonic() + 40.0
@@ -245,6 +247,9 @@ def audit_counts(p: ChaosParams, probe: Client, injector: Faults, kinds: tuple[s
     for r in reports:
         errors.update(r["errors"])
     violations = list(injector.problems)
+    alarms_acked, alarms_maybe = alarm_lists(reports)
+    # the alarms set last are due up to 2 s after the stop: give them (bounded) time
+    settle_s = settle_alarms(probe, alarms_acked, p.recovery_timeout) if alarms_acked else 0.0
     reads = read_all(probe, p.actors, violations)
     lost = 0
     activations = 0
@@ -252,6 +257,9 @@ def audit_counts(p: ChaosParams, probe: Client, injector: Faults, kinds: tuple[s
         lost += max(0, acked[i] - rd["n"])
         activations += len(rd["acts"])
         violations.extend(check_actor(i, acked[i], attempted[i], rd, exact=p.retry))
+    alarm_stats, alarm_violations = check_alarms(alarms_acked, alarms_maybe, reads)
+    violations.extend(alarm_violations)
+    alarms_out: dict[str, Any] = {**alarm_stats, "settle_s": round(settle_s, 3)}
 
     by_kind = Counter(ev["kind"] for ev in injector.events)
     rec_all = [ev["recovery_ms"] for ev in injector.events if "recovery_ms" in ev]
@@ -275,6 +283,7 @@ def audit_counts(p: ChaosParams, probe: Client, injector: Faults, kinds: tuple[s
                    "events": injector.events},
         "recovery_ms": recovery,
         "activations": {"records": activations, "actors_checked": len(reads), "actors": p.actors},
+        "alarms": alarms_out,
         "violations": violations, "lost": lost,
     }
 
