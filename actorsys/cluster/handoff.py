@@ -80,6 +80,14 @@ class Unresolved(Exception):
         super().__init__(why)
         self.shards = shards
 
+    def hold(self, moving: set[int], unresolved: set[int]) -> None:
+        """What a caller of a move or transfer does with this: mark ``shards`` moving and
+        unresolved (not served until ``Coordinator.resolve`` reads their records) and log."""
+        moving.update(self.shards)
+        unresolved.update(self.shards)
+        log.error("%s; shards %s are not served until their records can be read again",
+                  self, self.shards[:8])
+
 
 def pairs(shards: list[int], mine: bytes, theirs: bytes) -> dict[tuple[int, int], list[int]]:
     """The shards grouped by (our home slot, their home slot)."""

@@ -115,11 +115,7 @@ class Moves:
                     log.error("%s", exc)
                     return False
                 except Unresolved as exc:
-                    # not served until etcd says whose they are (resolve())
-                    co.moving.update(exc.shards)
-                    co.unresolved.update(exc.shards)
-                    log.error("%s; shards %s are not served until their records can be read "
-                              "again", exc, exc.shards[:8])
+                    exc.hold(co.moving, co.unresolved)
                     return False
                 co.moving.difference_update(batch)
                 co.merge(new)

@@ -596,10 +596,7 @@ class Replicas:
                 log.error("%s; the next transfer to %s in %g s", exc, to, delay)
                 return False
             except Unresolved as exc:
-                co.moving.update(exc.shards)
-                co.unresolved.update(exc.shards)
-                log.error("%s; shards %s are not served until their records can be read "
-                          "again", exc, exc.shards[:8])
+                exc.hold(co.moving, co.unresolved)
                 return False
             self._backoff.pop(to, None)
             co.moving.difference_update(batch)
