@@ -42,6 +42,13 @@ def make_config(data_dir: str, **node: Any) -> dict[str, Any]:
     return node_config(data_dir, ACTORS, **node)
 
 
+def mover_config(data_dir: str) -> dict[str, Any]:
+    """``make_config`` with the handoff tests' Mover actor and a 5 s turn timeout."""
+    cfg = make_config(data_dir, turn_timeout=5.0)
+    cfg["actors"]["Mover"] = "handoff_actors:Mover"
+    return cfg
+
+
 def slot_dbs(path: str) -> dict[int, dict[bytes, bytes]]:
     """slot -> every key and value of its LevelDB under data directory ``path`` (the
     node must be stopped)."""

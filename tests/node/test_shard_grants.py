@@ -12,7 +12,7 @@ from typing import Any
 import msgpack
 import pytest
 import zmq
-from helpers import make_config
+from helpers import mover_config
 
 import actorsys
 from actorsys.protocol import wire
@@ -65,12 +65,6 @@ class Raw:
 
     def close(self) -> None:
         self.sock.close(0)
-
-
-def mover_config(data_dir: str) -> dict[str, Any]:
-    cfg = make_config(data_dir, turn_timeout=5.0)
-    cfg["actors"]["Mover"] = "handoff_actors:Mover"
-    return cfg
 
 
 @pytest.fixture
