@@ -8,11 +8,16 @@ test node gets as its ``python_path``.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import plyvel
 
 from actorsys.testing.nodes import node_config
+
+if TYPE_CHECKING:
+    import aetcd
+
+    from actorsys.testing.etcd import Etcd
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS_DIR)
@@ -47,6 +52,14 @@ def mover_config(data_dir: str) -> dict[str, Any]:
     cfg = make_config(data_dir, turn_timeout=5.0)
     cfg["actors"]["Mover"] = "handoff_actors:Mover"
     return cfg
+
+
+def etcd_client(etcd: Etcd) -> aetcd.Client:
+    """An aetcd client (not yet connected: ``async with``) of a test ``Etcd``."""
+    import aetcd     # the cluster extra's: imported only by the tests that use it
+
+    host, port = etcd.url.split("://", 1)[1].rsplit(":", 1)
+    return aetcd.Client(host=host, port=int(port), timeout=5)
 
 
 def slot_dbs(path: str) -> dict[int, dict[bytes, bytes]]:

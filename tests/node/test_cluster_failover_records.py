@@ -10,8 +10,8 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
-import aetcd
 import pytest
+from helpers import etcd_client
 
 from actorsys.cluster.membership import Member
 from actorsys.cluster.ownership import Owned, Ownership
@@ -27,11 +27,6 @@ SHARDS = 16
 def etcd(tmp_path):
     with Etcd(str(tmp_path)) as e:
         yield e
-
-
-def client(etcd: Etcd) -> aetcd.Client:
-    host, port = etcd.url.split("://", 1)[1].rsplit(":", 1)
-    return aetcd.Client(host=host, port=int(port), timeout=5)
 
 
 def member(nid: str) -> Member:
@@ -54,7 +49,7 @@ class Co(SimpleNamespace):
 
 def test_changes_of_followers_keep_the_epoch_and_survive_a_read(etcd):
     async def run() -> None:
-        async with client(etcd) as c:
+        async with etcd_client(etcd) as c:
             own = Ownership(c, "t")
             await own.claim([1], "n1")
             seen = (await own.read())[1]
@@ -69,7 +64,7 @@ def test_changes_of_followers_keep_the_epoch_and_survive_a_read(etcd):
 
 def test_failover_fences_then_promotes_the_most_advanced_follower(etcd):
     async def run() -> None:
-        async with client(etcd) as c:
+        async with etcd_client(etcd) as c:
             own = Ownership(c, "t")
             await own.claim(list(range(SHARDS)), "n1")
             seen = await own.read()
@@ -130,7 +125,7 @@ def test_a_leader_grows_promotes_transfers_and_trims_its_shards_sets(etcd):
     from actorsys.cluster import placement
 
     async def run() -> None:
-        async with client(etcd) as c:
+        async with etcd_client(etcd) as c:
             own = Ownership(c, "t")
             await own.claim(list(range(SHARDS)), "n1")
             calls: list[tuple[str, dict[str, Any]]] = []

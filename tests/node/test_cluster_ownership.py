@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-import aetcd
 import pytest
+from helpers import etcd_client
 
 from actorsys.cluster.ownership import Owned, Ownership
 from actorsys.testing.etcd import Etcd
@@ -21,14 +21,9 @@ def etcd(tmp_path):
         yield e
 
 
-def client(etcd: Etcd) -> aetcd.Client:
-    host, port = etcd.url.split("://", 1)[1].rsplit(":", 1)
-    return aetcd.Client(host=host, port=int(port), timeout=5)
-
-
 def test_the_first_node_claims_every_shard_once_and_a_second_claims_none(etcd):
     async def run() -> None:
-        async with client(etcd) as c:
+        async with etcd_client(etcd) as c:
             own = Ownership(c, "test")
             started = time.monotonic()
             got = await own.claim(list(range(SHARDS)), "n1")
@@ -44,7 +39,7 @@ def test_the_first_node_claims_every_shard_once_and_a_second_claims_none(etcd):
 
 def test_a_transfer_bumps_the_epoch_and_a_stale_one_loses(etcd):
     async def run() -> None:
-        async with client(etcd) as c:
+        async with etcd_client(etcd) as c:
             own = Ownership(c, "test")
             await own.claim([7], "n1")
             seen = (await own.read())[7]
