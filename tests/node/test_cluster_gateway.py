@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from typing import Any
 
 import aiohttp
@@ -17,18 +16,13 @@ from helpers import ACTORS_DIR
 
 from actorsys.cluster.placement import owner
 from actorsys.protocol.shardmap import shard_of
+from actorsys.config.layout import free_port
 from actorsys.testing.cluster import Cluster, ClusterNode
 
 #: few shards: a join moves its share quickly on a loaded machine
 SHARDS = 64
 #: seconds any one frame may take to arrive (a loaded 2-core machine)
 FRAME = 20.0
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 #: node id -> its gateway's HOST:PORT (as with_gateway configured it)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -41,6 +40,7 @@ from helpers import ACTORS_DIR
 
 from actorsys.cluster.placement import ranked
 from actorsys.protocol.shardmap import shard_of
+from actorsys.config.layout import free_port
 from actorsys.testing.cluster import Cluster, ClusterNode
 
 TTL = 2.0
@@ -57,12 +57,6 @@ FRAME = 20.0
 PATIENCE = 35.0 + 10.0
 
 pytestmark = pytest.mark.timeout(180)
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 #: node id -> its gateway's HOST:PORT
