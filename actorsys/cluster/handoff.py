@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any, Awaitable, Callable, Mapping, NoReturn
 
 from ..errors import ActorError
 from ..log import get_logger
@@ -174,17 +174,8 @@ class Handoff:
                 raise ActorError(f"node {to.node_id} left the cluster (or is leaving) before "
                                  f"the move ended")
         except (ActorError, OSError, KeyError, IndexError) as exc:
-            try:
-                rolled = await self.roll_back(marked)
-            except Exception as exc2:
-                raise Unresolved(shards, f"rolling back a failed move ({exc}) failed: "
-                                         f"{exc2}") from exc2
-            if not rolled:
-                raise Unresolved(shards, "a failed move's records changed before its "
-                                         "rollback") from exc
-            await self.serve_again(shards)
-            raise HandoffFailed(f"moving {len(shards)} shards to {to.node_id} failed ({exc}); "
-                                f"rolled back") from exc
+            await self._undo(marked, shards, exc, "move", "move's",
+                             f"moving {len(shards)} shards to {to.node_id} failed")
         try:
             done = await self.ownership.change(
                 {s: (r, r._replace(owner=to.node_id, epoch=r.epoch + 1, revision=0, to=None))
@@ -201,6 +192,22 @@ class Handoff:
             log.warning("could not drop this node's copy of %d moved shards (%s); it is dropped "
                         "at the next start", len(shards), exc)
         return done
+
+    async def _undo(self, marked: dict[int, Owned], shards: list[int], exc: Exception,
+                    name: str, owner: str, failed: str) -> NoReturn:
+        """After a failed move or transfer (``name``; ``owner``, its possessive) of
+        ``shards``: roll the ``marked`` records back, serve the shards again and raise
+        HandoffFailed(``failed (exc); rolled back``); Unresolved if the rollback failed."""
+        try:
+            rolled = await self.roll_back(marked)
+        except Exception as exc2:
+            raise Unresolved(shards, f"rolling back a failed {name} ({exc}) failed: "
+                                     f"{exc2}") from exc2
+        if not rolled:
+            raise Unresolved(shards, f"a failed {owner} records changed before its "
+                                     "rollback") from exc
+        await self.serve_again(shards)
+        raise HandoffFailed(f"{failed} ({exc}); rolled back") from exc
 
     async def transfer(self, to: str, seen: Mapping[int, Owned],
                        caught_up: Callable[[Mapping[int, Owned]], Awaitable[bool]]
@@ -230,17 +237,8 @@ class Handoff:
                                      f"{len(shards)} shards within {CATCH_UP_TIMEOUT:g} s")
                 await asyncio.sleep(CATCH_UP_POLL)
         except (ActorError, OSError, KeyError, IndexError) as exc:
-            try:
-                rolled = await self.roll_back(marked)
-            except Exception as exc2:
-                raise Unresolved(shards, f"rolling back a failed leadership transfer ({exc}) "
-                                         f"failed: {exc2}") from exc2
-            if not rolled:
-                raise Unresolved(shards, "a failed transfer's records changed before its "
-                                         "rollback") from exc
-            await self.serve_again(shards)
-            raise HandoffFailed(f"giving the leadership of {len(shards)} shards to {to} failed "
-                                f"({exc}); rolled back") from exc
+            await self._undo(marked, shards, exc, "leadership transfer", "transfer's",
+                             f"giving the leadership of {len(shards)} shards to {to} failed")
         try:
             done = await self.ownership.change({s: (r, r._replace(
                 owner=to, epoch=r.epoch + 1, revision=0, to=None,
