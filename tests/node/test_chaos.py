@@ -21,7 +21,7 @@ from actorsys.testing.nodes import kill_worker_of
 from actorsys.testing.processes import gone
 
 ACTORS = 1000
-DURATION = 15
+DURATION = 10    # seconds of load (the first faults, one of each kind, come within it)
 
 
 def assert_alarms_once(r: dict, stdout: str) -> None:
@@ -174,7 +174,7 @@ def test_cluster_chaos_run_loses_no_acknowledged_write(tmp_path):
     actors = 300
     proc = subprocess.run([os.path.join(SCRIPTS_DIR, "chaos"), "--cluster", "3", "--join-leave",
                            "--workers", "1",
-                           "--duration", "30", "--fault-every", "1", "--lease-ttl", "2",
+                           "--duration", "15", "--fault-every", "1", "--lease-ttl", "2",
                            "--actors", str(actors), "--clients", "2", "--in-flight", "16",
                            "--json", str(out), "--tmpdir", str(scratch)],
                           cwd=ROOT, capture_output=True, text=True, timeout=160,

@@ -70,6 +70,8 @@ class Faults(Protocol):
 
     events: list[dict[str, Any]]
     problems: list[str]
+    #: the first faults still to inject, one of each kind (the run goes on until it is empty)
+    deck: list[str]
 
     def next_kind(self) -> str:
         """The kind of the next fault."""
@@ -185,18 +187,20 @@ def start_clients(p: ChaosParams, endpoint: str | list[str], rng: random.Random,
 
 def inject_until(p: ChaosParams, injector: Faults, clients: list[subprocess.Popen[bytes]],
                   rng: random.Random, t_load: float, reporter: Reporter) -> None:
-    """Faults until ``duration`` seconds after ``t_load``; a client exiting is an error."""
+    """Faults until ``duration`` seconds after ``t_load`` and one of each kind (a shorter
+    run goes on until the first faults, one of each kind, were injected); a client
+    exiting is an error."""
     end = t_load + p.duration
     next_fault = t_load + p.fault_every * rng.uniform(0.5, 1.5)
     while True:
         now = time.monotonic()
-        if now >= end:
+        if now >= end and not injector.deck:
             break
         dead = [k for k, c in enumerate(clients) if c.poll() is not None]
         if dead:
             raise RuntimeError(f"client process(es) {dead} exited during the run")
         if now < next_fault:
-            time.sleep(min(next_fault, end, now + 0.25) - now)
+            time.sleep(max(min(next_fault, max(end, now), now + 0.25) - now, 0.0))
             continue
         ev = injector.inject(injector.next_kind(), now - t_load)
         reporter.fault(ev)
