@@ -7,8 +7,8 @@ import pytest
 
 from actorsys.cluster import placement
 from actorsys.cluster.ownership import Owned, encode, parse, record
-from actorsys.cluster.replicas import (desired, plan_failover, plan_grow, plan_promote,
-                                       plan_surplus, plan_transfer, quorum, under_replicated)
+from actorsys.cluster.replica_plans import (desired, plan_failover, plan_grow, plan_promote,
+                                            plan_surplus, plan_transfer, quorum, under_replicated)
 
 NODES = ["n1", "n2", "n3", "n4", "n5"]
 
