@@ -35,6 +35,21 @@ scheduling ask was acknowledged fired exactly once, and none (acknowledged or no
 it prints ``alarms: scheduled N, fired N, duplicates 0, missing 0`` (scheduled and fired:
 acknowledged alarms), and a duplicate or a missing alarm is a violation.
 
+WebSockets: the node (every node of a cluster) has a gateway, and a WebSocket client
+process holds ``--ws-sockets`` sockets (default 4; 0: none, and no gateway) to
+``--ws-actors`` ``Inbox`` actors (default 8) on random gateways, each sending numbered
+messages (``--ws-rate`` per second, default 10) through the faults. The actor appends
+each message it takes to its state and answers ``ack <socket> <n>``, which the gateway
+sends only after the batch's turn committed: the client records those as acknowledged.
+A socket the gateway closes (1011: its actor unreachable for too long), or whose
+gateway died with its node, connects again to a random gateway and actor and goes on
+with new numbers (the reconnects are counted, by how the socket ended). The audit reads
+every ``Inbox`` actor and checks each acknowledged number is in its actor's state exactly
+once and no number (acknowledged or not) is there twice, as well as none that was not
+sent and one connection's numbers in order; it prints ``websocket messages: sent N,
+acknowledged N, applied N, duplicates 0, missing 0`` (applied: the numbers sent that
+are in a state), and a duplicate or a missing acknowledged number is a violation.
+
 With ``--retry`` every ask is exactly-once: sent with ``retry=True`` and, after any
 failure, again with the same request id until acknowledged; the audit then also checks
 count == acknowledged for every actor whose asks were all acknowledged (an ask applied
@@ -63,20 +78,22 @@ the run says it skipped that kind); with ``--join-leave`` a new node also joins 
 the load, then leaves (its shards move to it and back). A node's recovery time runs
 from its restart, SIGCONT or heal until every one of its slots answers again. The audit
 adds: every node healthy (status over its router) and every shard owned by exactly one
-node (:mod:`actorsys.testing.chaos.cluster`).
+node (:mod:`actorsys.testing.chaos.cluster`). Every node has a gateway, and the sockets
+connect to random nodes' gateways (a killed node's sockets connect again elsewhere).
 
 With ``--replicas R`` (``--cluster`` only, 1..N) every node's config has ``[cluster]
 replicas = R``: each shard has a leader and R - 1 followers, and a killed, paused or cut
 node's shards fail over to a follower instead of waiting for it (a killed node stays
 down until they did). The audit is the same (``acknowledged writes lost: 0``: with
 replicas that now includes what a failed-over node had acknowledged), plus no shard
-under-replicated or unavailable at the end; each node fault reports its failover time
+under-replicated or unavailable at the end, and the WebSocket audit now covers batches
+delivered again to a shard's new leader; each node fault reports its failover time
 (from the fault until that node's shards answer from another node) besides its recovery
 (until the node caught up as a follower and got its shards back). ``--faults
 node,pause,cut`` restricts the fault kinds.
 
 Usage: ``scripts/chaos [--duration 30] [--durability process|fsync] [--cluster 3 [--join-leave]
-[--replicas 3] [--faults KINDS]] [--json FILE] ...``
+[--replicas 3] [--faults KINDS]] [--ws-sockets 4] [--json FILE] ...``
 (``scripts/chaos.py --help``). The harness is :mod:`actorsys.testing.chaos`; this file parses
 the options and prints.
 """
@@ -155,6 +172,22 @@ def print_summary(r: dict[str, Any]) -> None:
             print(f"failover {name:<8} p50 {rec['p50_ms']:8.1f} ms  p99 {rec['p99_ms']:8.1f} ms  "
                   f"max {rec['max_ms']:8.1f} ms  (n={rec['n']}; the fault to its shards "
                   f"answering elsewhere)")
+    ws = r.get("websockets")
+    if ws:
+        endings = Counter(ws["endings"])       # "closed 1011" (by the gateway), "lost", "no hello"
+        names = {"lost": "connection lost"}
+        ended = ", ".join(f"{names.get(k, k)} x{v:,}" for k, v in endings.most_common()
+                          if k != "open at the end")
+        refused = sum(ws["connect_failed"].values())
+        print(f"websocket messages: sent {ws['sent']:,}, acknowledged {ws['acknowledged']:,}, "
+              f"applied {ws['applied']:,}, duplicates {ws['duplicates']}, missing {ws['missing']} "
+              f"({ws['sockets']} sockets to {ws['actors']} actors; {ws['reconnects']:,} reconnects"
+              + (f" after: {ended}" if ended else "") + f"; {refused:,} connects failed)")
+        gw = ws.get("gateways")
+        if gw:
+            print(f"  gateways at the end: {gw['batches']:,} batches, {gw['redeliveries']:,} "
+                  f"redeliveries, {gw['duplicates']:,} answered as already applied, "
+                  f"{gw['dropped_events']:,} events given up")
     al = r.get("alarms")
     if al and (al["scheduled"] or al["maybe_scheduled"]):
         print(f"alarms: scheduled {al['scheduled']:,}, fired {al['fired']:,}, duplicates "
@@ -202,6 +235,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--alarms", type=float, default=0.02, metavar="F",
                    help="the fraction of asks that schedule an alarm, audited as fired "
                         "exactly once (0: none)")
+    p.add_argument("--ws-sockets", type=int, default=4, metavar="K",
+                   help="WebSockets sending numbered messages through the gateways, audited as "
+                        "applied exactly once (0: none, and no gateway)")
+    p.add_argument("--ws-actors", type=int, default=8, help="the Inbox actors the sockets connect to")
+    p.add_argument("--ws-rate", type=float, default=10.0, help="messages per second per socket")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
     p.add_argument("--fault-every", type=float, default=2.0,
                    help="seconds between faults, randomised +-50%% (after the last recovery)")
@@ -227,6 +265,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--alarms is a fraction from 0 to 1")
     if a.duration <= 0 or a.actors < 1 or a.clients < 1 or a.in_flight < 1 or a.workers < 1:
         p.error("duration, actors, clients, in-flight and workers must be positive")
+    if a.ws_sockets < 0 or a.ws_actors < 1 or a.ws_rate <= 0:
+        p.error("--ws-sockets must be 0 or more, --ws-actors and --ws-rate positive")
     if (a.join_leave or a.hosts or a.replicas != 1 or a.faults) and not a.cluster:
         p.error("--join-leave, --hosts, --replicas and --faults go with --cluster N")
     if a.cluster and not 1 <= a.replicas <= min(a.cluster, 7):

@@ -1,7 +1,9 @@
 """Chaos under load (scripts/chaos): no acknowledged write is lost while workers, the
 router and all the node's children are killed with SIGKILL under load, in both
-durability modes, and every alarm the load scheduled (acknowledged) fired exactly once;
-and the harness's audit does catch a lost write, a missing and a duplicate alarm.
+durability modes, every alarm the load scheduled (acknowledged) fired exactly once and
+every WebSocket message acknowledged was applied exactly once; and the harness's audit
+does catch a lost write, a missing and a duplicate alarm, a missing and a duplicate
+WebSocket message.
 
 Speed is never asserted (the machine is shared): only that faults of every kind were
 injected and recovered from, that the audit ran on every actor, and what it found.
@@ -32,6 +34,15 @@ def assert_alarms_once(r: dict, stdout: str) -> None:
     assert (f"alarms: scheduled {al['scheduled']:,}, fired {al['fired']:,}, duplicates 0, "
             f"missing 0") in stdout, stdout
 
+
+def assert_websockets_once(r: dict, stdout: str) -> None:
+    """The run's WebSockets sent numbers, and each acknowledged one was applied exactly once."""
+    ws = r["websockets"]
+    assert ws["acknowledged"] > 0 and ws["actors_read"] == ws["actors"], ws
+    assert ws["duplicates"] == 0 and ws["missing"] == 0, ws
+    assert (f"websocket messages: sent {ws['sent']:,}, acknowledged {ws['acknowledged']:,}, "
+            f"applied {ws['applied']:,}, duplicates 0, missing 0") in stdout, stdout
+
 @pytest.mark.timeout(150)
 @pytest.mark.parametrize("durability", ["process", "fsync"])
 def test_chaos_run_loses_no_acknowledged_write(tmp_path, durability):
@@ -57,6 +68,7 @@ def test_chaos_run_loses_no_acknowledged_write(tmp_path, durability):
     assert r["activations"]["actors_checked"] == ACTORS, "the single-activation check read every actor"
     assert r["activations"]["records"] >= ACTORS, "every actor counted in at least one activation"
     assert_alarms_once(r, proc.stdout)
+    assert_websockets_once(r, proc.stdout)
     load = r["load"]
     assert load["acknowledged"] > 0 and load["acknowledged"] <= load["final_total"] <= load["attempted"], load
     # everything it made is gone: the node's processes (which the autouse fixture cannot
@@ -161,6 +173,41 @@ def test_audit_flags_missing_duplicate_and_unscheduled_alarms():
     assert any("['1.9'] fired but never scheduled" in p for p in problems), problems
 
 
+def test_audit_flags_missing_duplicate_and_invented_websocket_messages():
+    """A WebSocket number acknowledged but not in its actor's state is missing (also when it
+    is in another actor's), one applied twice a duplicate (acknowledged or not), one never
+    sent or out of its connection's order a violation; a number not acknowledged may have
+    been applied once, or not at all."""
+    # socket 0: 1..3 to ws-0 (its gateway died: 3 not acknowledged), then 4..5 to ws-1;
+    # socket 1: 1..2 to ws-1
+    sockets = [{"client": 0, "sent": 5, "acked": [1, 2, 4, 5], "ack_dups": 0, "stray_acks": 0,
+                "conns": [[0, 0, 1, 3, "lost"], [1, 2, 4, 5, "open at the end"]]},
+               {"client": 1, "sent": 2, "acked": [1], "ack_dups": 0, "stray_acks": 0,
+                "conns": [[1, 1, 1, 2, "closed 1011"]]}]
+    reads = {0: [[0, 1], [0, 2]], 1: [[1, 1], [0, 4], [1, 2], [0, 5]]}
+    stats, problems = audit.check_websockets(sockets, reads)
+    assert problems == [] and stats == dict(sent=7, acknowledged=5, applied=6, duplicates=0,
+                                            missing=0, out_of_order=0, invented=0,
+                                            ack_dups=0), (stats, problems)
+    reads = {0: [[0, 1], [0, 3], [0, 3], [0, 9], [0, 5]], 1: [[1, 1], [1, 1], [0, 4], [1, 2]]}
+    sockets[1]["ack_dups"] = 1
+    stats, problems = audit.check_websockets(sockets, reads)
+    assert stats["duplicates"] == 2 and stats["missing"] == 2 and stats["invented"] == 1, stats
+    assert stats["applied"] == 6 and stats["ack_dups"] == 1, stats
+    assert any("message 0/3 applied 2 times" in p for p in problems), problems
+    assert any("message 1/1 applied 2 times" in p for p in problems), problems
+    assert any("ws-0: message 0/2, acknowledged, is not in its state" == p for p in problems), problems
+    assert any("ws-1: message 0/5, acknowledged, is not in its state (it is in ws-0)" == p
+               for p in problems), problems
+    assert any("ws-0: message 0/5 applied there but sent to ws-1" in p for p in problems), problems
+    assert any("ws-0: message 0/9 applied but never sent" in p for p in problems), problems
+    assert any("socket 1: 1 acknowledgement(s) came twice" in p for p in problems), problems
+    # one connection's numbers applied out of the order sent
+    stats, problems = audit.check_websockets(sockets[:1], {0: [[0, 2], [0, 1]], 1: []})
+    assert stats["out_of_order"] == 1 and stats["missing"] == 2, stats
+    assert any("socket 0's message 1 applied after its 2" in p for p in problems), problems
+
+
 @pytest.mark.timeout(170)
 def test_cluster_chaos_run_loses_no_acknowledged_write(tmp_path):
     """scripts/chaos --cluster 3 --join-leave, short: a worker, a router and a whole node
@@ -199,6 +246,7 @@ def test_cluster_chaos_run_loses_no_acknowledged_write(tmp_path):
     assert r["activations"]["actors_checked"] == actors, "the single-activation check read every actor"
     assert "4096 shards owned once" in r["health"], r["health"]
     assert_alarms_once(r, proc.stdout)
+    assert_websockets_once(r, proc.stdout)
     load = r["load"]
     assert load["acknowledged"] > 0 and load["acknowledged"] <= load["final_total"] <= load["attempted"], load
     assert load["client_errors"].get("ShardUnavailable", 0) > 0, \

@@ -17,6 +17,14 @@ unique id as its name and payload); its ``on_alarm`` counts the firing in
 count with it), so the audit sees how many times each alarm's turn committed: once for
 every alarm whose scheduling ask was acknowledged, never twice.
 
+``Inbox`` holds WebSockets (the chaos run gives its node(s) a gateway): each socket of
+the run's WebSocket client (:mod:`.wsload`) sends numbered messages ``"m <client>
+<n>"``; ``on_message`` appends ``[client, n]`` to ``self.state["got"]`` (committed with
+the batch's turn) and sends ``"ack <client> <n>"`` back, which leaves only once that turn
+has committed (on a replicated shard: on a quorum of its replicas). So every
+acknowledged number must be in ``got`` exactly once, and no number twice (the gateway
+delivers a batch again after a fault; its delivery mark makes it apply once).
+
 ``Probe`` answers with its worker's pid: the fault injector's way to see that a slot
 is served by a new process.
 """
@@ -75,6 +83,23 @@ class Tally(actorsys.Actor):
                 "acts": [[int(k[len(ACT_PREFIX):]), v] for k, v in acts.items()],
                 "fired": {k[len(FIRED_PREFIX):]: v for k, v in fired.items()},
                 "pending": sorted(self.alarms())}
+
+
+class Inbox(actorsys.Actor):
+    """Keeps every numbered message its sockets send, acknowledging each after its commit."""
+
+    def on_connect(self, conn: Any) -> None:
+        conn.send("hello")             # the client sends only once its socket is joined
+
+    def on_message(self, conn: Any, data: Any) -> None:
+        if isinstance(data, str) and data.startswith("m "):
+            _, client, n = data.split()
+            self.state.setdefault("got", []).append([int(client), int(n)])
+            conn.send(f"ack {client} {n}")
+
+    def got(self) -> list[list[int]]:
+        """``[[client, n], ...]``: every message applied, in the order of its turns."""
+        return list(self.state.get("got", []))
 
 
 class Probe(actorsys.Actor):

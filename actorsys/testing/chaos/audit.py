@@ -11,6 +11,14 @@ Per actor (:func:`check_actor`), from the clients' counts and the actor's own re
   ``1 .. count`` in activation order (contiguous, disjoint, increasing, turns summing to
   the count). Two activations of one actor at once would break this.
 
+WebSockets (:func:`check_websockets`), from the WebSocket client's record of every
+socket (:mod:`.wsload`) and each ``Inbox`` actor's list of the messages it applied:
+every number the gateway acknowledged (the actor's ``ack`` frame, which leaves only
+after the batch's commit) is in the state of the actor its socket was open to exactly
+once; no number is there twice, acknowledged or not (a batch delivered again after a
+fault applies once); none that was not sent; and one socket's numbers in the order it
+sent them.
+
 And the node (:func:`node_health`): its supervisor runs, and the status shows every
 process up.
 """
@@ -18,19 +26,28 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from typing import Any
 
 from actorsys.client import Client
 from actorsys.errors import ActorError, NodeUnavailable
 from actorsys.node import Node
 
-TALLY, PROBE = "Tally", "Probe"
-ACTORS = {TALLY: "actorsys.testing.chaos.actors:Tally", PROBE: "actorsys.testing.chaos.actors:Probe"}
+TALLY, PROBE, INBOX = "Tally", "Probe", "Inbox"
+ACTORS = {TALLY: "actorsys.testing.chaos.actors:Tally", PROBE: "actorsys.testing.chaos.actors:Probe",
+          INBOX: "actorsys.testing.chaos.actors:Inbox"}
+#: the violations of one kind a WebSocket audit lists (then: how many more)
+WS_LISTED = 10
 
 
 def actor_key(i: int) -> str:
     """The key of the ``i``-th counted actor."""
     return f"t-{i}"
+
+
+def inbox_key(i: int) -> str:
+    """The key of the ``i``-th ``Inbox`` actor (the WebSocket client's sockets' actors)."""
+    return f"ws-{i}"
 
 
 def check_actor(i: int, acked: int, attempted: int, read: dict[str, Any],
@@ -150,6 +167,121 @@ def check_alarms(acked: list[tuple[int, str]], maybe: list[tuple[int, str]],
         if unknown:
             out.append(f"{actor_key(i)}: alarm(s) {unknown[:5]} fired but never scheduled")
     return stats, out
+
+
+def read_inboxes(probe: Client, actors: int, problems: list[str]) -> dict[int, list[list[int]]]:
+    """Every ``Inbox`` actor's messages applied (``[[client, n], ...]``, three tries each);
+    one that does not answer is a problem, appended to ``problems``."""
+    reads: dict[int, list[list[int]]] = {}
+    for i in range(actors):
+        for attempt in range(3):
+            try:
+                reads[i] = probe.ask(INBOX, inbox_key(i), "got", timeout=5.0)
+                break
+            except ActorError as exc:
+                if attempt == 2:
+                    problems.append(f"{inbox_key(i)} did not answer a read: {type(exc).__name__}: {exc}")
+                else:
+                    time.sleep(0.1)
+    return reads
+
+
+def check_websockets(sockets: list[dict[str, Any]],
+                     reads: dict[int, list[list[int]]]) -> tuple[dict[str, int], list[str]]:
+    """The WebSocket audit (see the module docstring). ``sockets``: the client's record of
+    each socket (:mod:`.wsload`: ``client``, ``sent``, ``acked`` numbers, ``ack_dups``,
+    ``stray_acks`` and its connections ``[actor, node, first n, last n, how it ended]``,
+    each sending ``first .. last`` to ``Inbox`` ``actor``); ``reads``: ``Inbox`` index ->
+    its ``got()``. Returns ``({"sent", "acknowledged", "applied", "duplicates",
+    "missing", "out_of_order", "invented", "ack_dups"}, violations)``: ``applied`` counts
+    the numbers sent that are in a state (once or more), ``duplicates`` the numbers in
+    the states more than once, ``missing`` the acknowledged numbers not in their
+    actor's state (actors not read are left out: a violation already)."""
+    found: dict[str, list[str]] = {}
+
+    def bad(kind: str, what: str) -> None:
+        found.setdefault(kind, []).append(what)
+
+    stats = dict(sent=0, acknowledged=0, applied=0, duplicates=0, missing=0, out_of_order=0,
+                 invented=0, ack_dups=0)
+    sent_to: dict[tuple[int, int], tuple[int, int]] = {}     # (client, n) -> (actor, connection)
+    for s in sockets:
+        c = int(s["client"])
+        stats["sent"] += int(s["sent"])
+        stats["ack_dups"] += int(s.get("ack_dups", 0))
+        if s.get("ack_dups"):
+            bad("ack_dups", f"socket {c}: {s['ack_dups']} acknowledgement(s) came twice "
+                            f"(a batch's effects reach its socket once)")
+        if s.get("stray_acks"):
+            bad("stray", f"socket {c}: {s['stray_acks']} acknowledgement(s) of numbers it did "
+                         f"not send on that connection")
+        for k, (actor, _node, first, last, _end) in enumerate(s["conns"]):
+            for n in range(int(first), int(last) + 1):
+                sent_to[(c, n)] = (int(actor), k)
+    counts: dict[int, Counter[tuple[int, int]]] = {}
+    total: Counter[tuple[int, int]] = Counter()
+    for actor, got in reads.items():
+        mine = counts[actor] = Counter()
+        last_n: dict[tuple[int, int], int] = {}        # (client, connection) -> last n seen
+        for c, n in got:
+            m = (int(c), int(n))
+            mine[m] += 1
+            total[m] += 1
+            to = sent_to.get(m)
+            if to is None:
+                stats["invented"] += 1
+                bad("invented", f"{inbox_key(actor)}: message {m[0]}/{m[1]} applied but never sent")
+                continue
+            if to[0] != actor:
+                bad("wrong", f"{inbox_key(actor)}: message {m[0]}/{m[1]} applied there but sent "
+                             f"to {inbox_key(to[0])}")
+            conn = (m[0], to[1])
+            if conn in last_n and m[1] < last_n[conn]:
+                stats["out_of_order"] += 1
+                bad("order", f"{inbox_key(actor)}: socket {m[0]}'s message {m[1]} applied after "
+                             f"its {last_n[conn]} (sent on one connection, in order)")
+            last_n[conn] = max(m[1], last_n.get(conn, 0))
+    for m, times in sorted(total.items()):
+        if m in sent_to:
+            stats["applied"] += 1
+        if times > 1:
+            stats["duplicates"] += 1
+            bad("duplicate", f"message {m[0]}/{m[1]} applied {times} times")
+    for s in sockets:
+        c = int(s["client"])
+        acked = set(int(n) for n in s["acked"])
+        stats["acknowledged"] += len(acked)
+        for n in sorted(acked):
+            to = sent_to.get((c, n))
+            if to is None or to[0] not in counts:
+                continue                   # not sent on a recorded connection (stray), or not read
+            if counts[to[0]][(c, n)] == 0:
+                stats["missing"] += 1
+                elsewhere = [inbox_key(a) for a, cnt in counts.items() if cnt[(c, n)]]
+                bad("missing", f"{inbox_key(to[0])}: message {c}/{n}, acknowledged, is not in its "
+                               f"state" + (f" (it is in {', '.join(elsewhere)})" if elsewhere else ""))
+    out: list[str] = []
+    for what in found.values():
+        out.extend(what[:WS_LISTED])
+        if len(what) > WS_LISTED:
+            out.append(f"... and {len(what) - WS_LISTED} more like the one above")
+    return stats, out
+
+
+#: the gateway counters a run reports (how often the WebSocket audit met a redelivery)
+GATEWAY_COUNTERS = ("batches", "redeliveries", "duplicates", "dropped_events")
+
+
+def gateway_counters(statuses: list[dict[str, Any] | None]) -> dict[str, int]:
+    """The sum of :data:`GATEWAY_COUNTERS` over the gateways in nodes' ``statuses`` (each
+    gateway's since it started: a restarted one's are gone)."""
+    out = dict.fromkeys(GATEWAY_COUNTERS, 0)
+    for st in statuses:
+        for p in (st or {}).get("processes", ()):
+            if p.get("role") == "gateway":
+                for k in GATEWAY_COUNTERS:
+                    out[k] += int(p.get(k) or 0)
+    return out
 
 
 def node_health(node: Node, workers: int) -> tuple[bool, str]:

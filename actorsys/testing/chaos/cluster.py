@@ -56,6 +56,14 @@ fault, which may make its shards fail over too, ends the same way. The audit is 
 same (the clients count ShardUnavailable as failed, not lost: with replicas they are
 few), and the health adds that no shard is under-replicated or unavailable.
 ``faults`` restricts the kinds (a short run of the faults replication is about).
+
+WebSockets (unless ``ws_sockets`` is 0): every node has a gateway (:func:`gateway_listen`),
+and the WebSocket client (:mod:`.wsload`) holds sockets to ``Inbox`` actors on random
+nodes' gateways, sending numbered messages through the faults (a socket whose gateway
+died or closed it connects again, to a random gateway); the audit checks every number
+acknowledged is in its actor's state exactly once, none twice
+(:func:`.audit.check_websockets`): with replicas, the delivery mark that makes a batch
+delivered again apply once is shard data that fails over with the shard.
 """
 from __future__ import annotations
 
@@ -69,15 +77,16 @@ import time
 from typing import Any
 
 from actorsys.client import Client, connect
+from actorsys.config.layout import free_port
 from actorsys.errors import ActorError
 from actorsys.protocol import wire
-from actorsys.testing.cluster import Cluster, request
+from actorsys.testing.cluster import Cluster, ClusterNode, request
 from actorsys.testing.processes import gone, kill
 
-from .audit import ACTORS, PROBE, percentiles
+from .audit import ACTORS, PROBE, gateway_counters, percentiles
 from .load import GO, LineReader
 from .run import ChaosParams, Reporter, audit_counts, end_clients, inject_until, send, \
-    start_clients, stop_clients
+    split_reports, start_clients, stop_clients
 
 KINDS = ("worker", "router", "node", "pause", "cut", "move")
 #: the kinds whose node loses its shards to a follower when the cluster has replicas
@@ -87,6 +96,18 @@ WEIGHTS = {"worker": 0.35, "router": 0.2, "node": 0.15, "pause": 0.15, "cut": 0.
 DOWN_S = 1.0
 #: the lines of each node's log a run with violations keeps in its result
 LOG_LINES = 60
+#: the gateway's port on a namespace host (each namespace has its ports to itself)
+GATEWAY_PORT = 7180
+
+
+def gateway_listen(c: Cluster, node: ClusterNode) -> str:
+    """Node ``node``'s gateway ``HOST:PORT``: :data:`GATEWAY_PORT` on a namespace host, a
+    free port (not its router's) on a loopback one. (Called while ``c`` makes the node's
+    config: its hosts are known by then.)"""
+    host = node.host.address
+    if c.can_cut:
+        return f"{host}:{GATEWAY_PORT}"
+    return f"{host}:{free_port(host, taken=[node.endpoint.rsplit(':', 1)[1]])}"
 
 
 def settled(ids: list[str], replicas: int = 1) -> Any:
@@ -508,8 +529,17 @@ def run_cluster(p: ChaosParams, reporter: Reporter) -> dict[str, Any]:
     extra: dict[str, Any] = {"node": node_settings(p)}
     if p.replicas > 1:
         extra["cluster"] = {"replicas": p.replicas}
+    #: node index -> its gateway's HOST:PORT (every node has one if the run has WebSockets)
+    gateways: dict[int, str] = {}
+
+    def node_config(node: ClusterNode) -> dict[str, Any]:
+        if not p.ws_sockets:
+            return extra
+        gateways[node.index] = gateway_listen(cluster, node)
+        return {**extra, "gateway": {"listen": gateways[node.index]}}
+
     cluster = Cluster(workdir, p.cluster, hosts=p.hosts, actors=ACTORS, lease_ttl=p.lease_ttl,
-                      workers=p.workers, name="chaos", extra_config=extra)
+                      workers=p.workers, name="chaos", extra_config=node_config)
     opened = False
     try:
         c = cluster.__enter__()        # closed in the finally block (also on an error)
@@ -533,7 +563,9 @@ def run_cluster(p: ChaosParams, reporter: Reporter) -> dict[str, Any]:
         result.update(endpoints=c.endpoints, notes=notes)
         injector = ClusterInjector(c, rng, p.recovery_timeout, kinds, p.replicas)
         injector.learn()
-        readers: list[LineReader] = start_clients(p, c.endpoints, rng, clients)
+        # the WebSocket client uses the gateways of the nodes started now (not a joiner's)
+        ws_urls = [f"http://{gateways[i]}" for i in range(p.cluster)] if p.ws_sockets else None
+        readers: list[LineReader] = start_clients(p, c.endpoints, rng, clients, ws_urls)
         for proc in clients:
             send(proc, GO)
         t_load = time.monotonic()
@@ -542,8 +574,8 @@ def run_cluster(p: ChaosParams, reporter: Reporter) -> dict[str, Any]:
         while injector.deck:           # a short run still has one fault of each kind
             reporter.fault(injector.inject(injector.deck.pop(), time.monotonic() - t_load))
         t_stop = time.monotonic()
-        reports = stop_clients(p, clients, readers)
-        out = audit_counts(p, injector.probe, injector, kinds, reports, t_stop - t_load)
+        reports, ws_report = split_reports(stop_clients(p, clients, readers))
+        out = audit_counts(p, injector.probe, injector, kinds, reports, t_stop - t_load, ws_report)
         if p.replicas > 1:             # from the fault until its node's shards answered elsewhere
             out["failover_ms"] = {"overall": percentiles([ev["failover_ms"] for ev in injector.events
                                                           if "failover_ms" in ev])}
@@ -553,6 +585,9 @@ def run_cluster(p: ChaosParams, reporter: Reporter) -> dict[str, Any]:
                         ev["failover_ms"] for ev in injector.events
                         if ev["kind"] == kind and "failover_ms" in ev])
         healthy, health, problems = cluster_health(c, injector, p.workers)
+        if out["websockets"] is not None:
+            out["websockets"]["gateways"] = gateway_counters([injector.status(i, 5.0)
+                                                              for i in injector.live])
         out["violations"].extend(problems)
         out.update(healthy=healthy, health=health,
                    exit_code=0 if out["lost"] == 0 and not out["violations"] and healthy else 1)

@@ -1,9 +1,10 @@
 """One chaos run: a node, client processes under load, faults, then the audit.
 
-:func:`run` starts an embedded node in a fresh data dir, starts the client processes
-(:mod:`.load`), injects a fault every ``fault_every`` seconds (randomised +-50%, after
-the last recovery; :mod:`.faults`) for ``duration`` seconds, stops the clients, reads
-every actor and audits it (:mod:`.audit`). It says what happens as it goes through a
+:func:`run` starts an embedded node in a fresh data dir (with a gateway, unless the run
+has no WebSockets), starts the client processes (:mod:`.load`, and the WebSocket client
+:mod:`.wsload` on the gateway), injects a fault every ``fault_every`` seconds
+(randomised +-50%, after the last recovery; :mod:`.faults`) for ``duration`` seconds,
+stops the clients, reads every actor and audits it (:mod:`.audit`). It says what happens as it goes through a
 :class:`Reporter`, and returns the result as a dict (the same one ``--json`` writes).
 
 Everything it starts (node, clients, temp dirs) is gone when it returns, also on Ctrl-C
@@ -25,13 +26,15 @@ from collections import Counter
 from typing import Any, Protocol
 
 from actorsys.client import Client
+from actorsys.errors import ActorError
 from actorsys.node import Node
 from actorsys.testing.nodes import node_config
 
-from .audit import ACTORS, alarm_lists, check_actor, check_alarms, node_health, percentiles, \
-    read_all, settle_alarms
+from .audit import ACTORS, alarm_lists, check_actor, check_alarms, check_websockets, \
+    gateway_counters, node_health, percentiles, read_all, read_inboxes, settle_alarms
 from .faults import KINDS, Injector
 from .load import GO, RESULT, STOP, LineReader, client_command
+from .wsload import ws_client_command
 
 
 @dataclasses.dataclass(slots=True)
@@ -63,6 +66,9 @@ class ChaosParams:
     replicas: int = 1                 # the cluster's [cluster] replicas (> 1: shards fail over)
     faults: str | None = None         # the cluster's fault kinds, comma-separated (None: all)
     alarms: float = 0.02              # the fraction of asks that schedule an alarm (0: none)
+    ws_sockets: int = 4               # WebSockets sending numbered messages (0: none, no gateway)
+    ws_actors: int = 8                # the Inbox actors they connect to
+    ws_rate: float = 10.0             # messages per second per socket
 
 
 class Faults(Protocol):
@@ -105,7 +111,10 @@ def config(p: ChaosParams, data_dir: str) -> dict[str, Any]:
         node["idle_timeout"] = p.idle_timeout
     # the kills are deliberate: do not let the restart-intensity rule stop the node
     node.update(max_restarts=1_000_000, max_seconds=1.0)
-    return node_config(data_dir, ACTORS, **node)
+    cfg = node_config(data_dir, ACTORS, **node)
+    if p.ws_sockets:
+        cfg["gateway"] = {"listen": "127.0.0.1:0"}     # Node.gateway_url: the port it got
+    return cfg
 
 
 def run(p: ChaosParams, reporter: Reporter) -> dict[str, Any]:
@@ -130,15 +139,16 @@ def run(p: ChaosParams, reporter: Reporter) -> dict[str, Any]:
         result["data_dir"] = data_dir
         injector = Injector(node, rng, p.recovery_timeout)
         injector.learn_pids()
-        readers = start_clients(p, node.endpoint, rng, clients)
+        readers = start_clients(p, node.endpoint, rng, clients,
+                                [node.gateway_url] if p.ws_sockets else None)
         for c in clients:
             send(c, GO)
         t_load = time.monotonic()
         reporter.load_started(p)
         inject_until(p, injector, clients, rng, t_load, reporter)
         t_stop = time.monotonic()
-        reports = stop_clients(p, clients, readers)
-        result.update(_audit(p, node, injector, reports, t_stop - t_load))
+        reports, ws_report = split_reports(stop_clients(p, clients, readers))
+        result.update(_audit(p, node, injector, reports, ws_report, t_stop - t_load))
         reporter.finished(result)
         return result
     except KeyboardInterrupt:
@@ -170,11 +180,17 @@ def send(client: subprocess.Popen[bytes], command: str) -> None:
 
 
 def start_clients(p: ChaosParams, endpoint: str | list[str], rng: random.Random,
-                   clients: list[subprocess.Popen[bytes]]) -> list[LineReader]:
-    """Start the client processes (appended to ``clients``) and wait until all are ready."""
-    for _ in range(p.clients):
-        cmd = client_command(endpoint, p.actors, p.in_flight, p.ask_timeout, rng.randrange(1 << 30),
-                             p.retry, p.alarms)
+                  clients: list[subprocess.Popen[bytes]],
+                  ws_urls: list[str] | None = None) -> list[LineReader]:
+    """Start the client processes (appended to ``clients``; with ``ws_urls``, the
+    gateways, the WebSocket client last) and wait until all are ready."""
+    cmds = [client_command(endpoint, p.actors, p.in_flight, p.ask_timeout, rng.randrange(1 << 30),
+                           p.retry, p.alarms) for _ in range(p.clients)]
+    if ws_urls:
+        # its drain (the acknowledgements in flight at the stop) ends within stop_clients' wait
+        cmds.append(ws_client_command(ws_urls, p.ws_sockets, p.ws_actors, p.ws_rate,
+                                      rng.randrange(1 << 30), drain=p.ask_timeout))
+    for cmd in cmds:
         clients.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0))
     readers = [LineReader(c) for c in clients]
     deadline = time.monotonic() + 40.0
@@ -229,10 +245,21 @@ def stop_clients(p: ChaosParams, clients: list[subprocess.Popen[bytes]],
     return reports
 
 
+def split_reports(reports: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The load clients' reports, and the WebSocket client's (None: the run had none)."""
+    ws = [r for r in reports if r.get("ws")]
+    return [r for r in reports if not r.get("ws")], (ws[0] if ws else None)
+
+
 def _audit(p: ChaosParams, node: Node, injector: Injector, reports: list[dict[str, Any]],
-           load_s: float) -> dict[str, Any]:
+           ws_report: dict[str, Any] | None, load_s: float) -> dict[str, Any]:
     """The clients' counts against every actor's read, the node's health, the faults."""
-    out = audit_counts(p, injector.probe, injector, KINDS, reports, load_s)
+    out = audit_counts(p, injector.probe, injector, KINDS, reports, load_s, ws_report)
+    if out["websockets"] is not None:
+        try:
+            out["websockets"]["gateways"] = gateway_counters([node.status()])
+        except ActorError:
+            pass
     healthy, health = node_health(node, p.workers)
     if not healthy:
         out["violations"].append(f"node unhealthy: {health}")
@@ -242,9 +269,12 @@ def _audit(p: ChaosParams, node: Node, injector: Injector, reports: list[dict[st
 
 
 def audit_counts(p: ChaosParams, probe: Client, injector: Faults, kinds: tuple[str, ...],
-                 reports: list[dict[str, Any]], load_s: float) -> dict[str, Any]:
-    """The clients' counts against every actor's read (through ``probe``), and the faults:
-    the result without the health of the node(s) (``violations`` is to be appended to)."""
+                 reports: list[dict[str, Any]], load_s: float,
+                 ws_report: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The clients' counts against every actor's read (through ``probe``), the WebSocket
+    client's record against every ``Inbox`` actor's (``ws_report``: None, no WebSockets),
+    and the faults: the result without the health of the node(s) (``violations`` is to
+    be appended to)."""
     attempted = [sum(r["attempted"][i] for r in reports) for i in range(p.actors)]
     acked = [sum(r["acknowledged"][i] for r in reports) for i in range(p.actors)]
     errors: Counter[str] = Counter()
@@ -264,6 +294,17 @@ def audit_counts(p: ChaosParams, probe: Client, injector: Faults, kinds: tuple[s
     alarm_stats, alarm_violations = check_alarms(alarms_acked, alarms_maybe, reads)
     violations.extend(alarm_violations)
     alarms_out: dict[str, Any] = {**alarm_stats, "settle_s": round(settle_s, 3)}
+    websockets: dict[str, Any] | None = None
+    if ws_report is not None:
+        inboxes = read_inboxes(probe, p.ws_actors, violations)
+        ws_stats, ws_violations = check_websockets(ws_report["sockets"], inboxes)
+        violations.extend(ws_violations)
+        websockets = {**ws_stats, "sockets": len(ws_report["sockets"]), "actors": p.ws_actors,
+                      "actors_read": len(inboxes),
+                      **{k: ws_report[k] for k in ("connections", "reconnects", "endings",
+                                                   "connect_failed", "unfinished")}}
+        if ws_violations:              # what was sent and applied, to find out what happened
+            websockets["detail"] = {"sockets": ws_report["sockets"], "inboxes": inboxes}
 
     by_kind = Counter(ev["kind"] for ev in injector.events)
     rec_all = [ev["recovery_ms"] for ev in injector.events if "recovery_ms" in ev]
@@ -288,6 +329,7 @@ def audit_counts(p: ChaosParams, probe: Client, injector: Faults, kinds: tuple[s
         "recovery_ms": recovery,
         "activations": {"records": activations, "actors_checked": len(reads), "actors": p.actors},
         "alarms": alarms_out,
+        "websockets": websockets,
         "violations": violations, "lost": lost,
     }
 
