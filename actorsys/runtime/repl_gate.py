@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from .replication import Replication
 
 log = get_logger("worker")
+#: seconds between two log lines of groups failed short of their quorum (a partition
+#: fails every group for as long as it lasts: one line per group would flood the log)
+SHORT_LOG_EVERY = 5.0
 
 
 def at_quorum(self: Replication, g: Held) -> tuple[int, int, int] | None:
@@ -112,7 +115,13 @@ def expire(self: Replication) -> None:
         exc = ShardUnavailable(f"shard {s}: only {n} of the {q} replicas a write needs "
                                f"acknowledged it within {self.ack_timeout:g} s; the write may "
                                f"or may not have been applied")
-        log.warning("worker slot %d: %s", self.grants.slot, exc)
+        if now - self.short_logged_at >= SHORT_LOG_EVERY:
+            more = (f" (and {self.short_unlogged} more groups since the last such line)"
+                    if self.short_unlogged else "")
+            log.warning("worker slot %d: %s%s", self.grants.slot, exc, more)
+            self.short_logged_at, self.short_unlogged = now, 0
+        else:
+            self.short_unlogged += 1
         self._fail_held(g, exc)
         self._leave(g)
     self.check()

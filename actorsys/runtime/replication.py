@@ -102,6 +102,10 @@ class Replication:
         self.timer: asyncio.TimerHandle | None = None
         #: the held group the timer is armed for (the front one)
         self.timer_for: Held | None = None
+        #: groups failed short of their quorum: logged at most once per
+        #: :data:`~.repl_gate.SHORT_LOG_EVERY` s, with a count of the others (repl_gate.expire)
+        self.short_logged_at = float("-inf")
+        self.short_unlogged = 0
         self.log_bytes = 0
         self.log_order: deque[tuple[ShardLog, Entry]] = deque()
         #: stop serving a shard a newer leader holds: (shard, its fence) (grants.py)
