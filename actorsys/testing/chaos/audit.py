@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from typing import Any
+from typing import Any, Callable
 
 from actorsys.client import Client
 from actorsys.errors import ActorError, NodeUnavailable
@@ -86,15 +86,23 @@ def check_actor(i: int, acked: int, attempted: int, read: dict[str, Any],
 def read_all(probe: Client, actors: int, problems: list[str]) -> dict[int, dict[str, Any]]:
     """Every actor's count and activation records (three tries each, 5 s per try); an
     actor that does not answer is a problem, appended to ``problems``."""
-    reads: dict[int, dict[str, Any]] = {}
+    return read_each(probe, TALLY, actor_key, "read", actors, problems)
+
+
+def read_each(probe: Client, type_name: str, key_of: Callable[[int], str], method: str,
+              actors: int, problems: list[str]) -> dict[int, Any]:
+    """``method``'s answer of each actor ``key_of(0 .. actors - 1)`` of ``type_name``
+    (three tries each, 5 s per try); one that does not answer is a problem, appended to
+    ``problems``."""
+    reads: dict[int, Any] = {}
     for i in range(actors):
         for attempt in range(3):
             try:
-                reads[i] = probe.ask(TALLY, actor_key(i), "read", timeout=5.0)
+                reads[i] = probe.ask(type_name, key_of(i), method, timeout=5.0)
                 break
             except ActorError as exc:
                 if attempt == 2:
-                    problems.append(f"{actor_key(i)} did not answer a read: {type(exc).__name__}: {exc}")
+                    problems.append(f"{key_of(i)} did not answer a read: {type(exc).__name__}: {exc}")
                 else:
                     time.sleep(0.1)
     return reads
@@ -172,18 +180,7 @@ def check_alarms(acked: list[tuple[int, str]], maybe: list[tuple[int, str]],
 def read_inboxes(probe: Client, actors: int, problems: list[str]) -> dict[int, list[list[int]]]:
     """Every ``Inbox`` actor's messages applied (``[[client, n], ...]``, three tries each);
     one that does not answer is a problem, appended to ``problems``."""
-    reads: dict[int, list[list[int]]] = {}
-    for i in range(actors):
-        for attempt in range(3):
-            try:
-                reads[i] = probe.ask(INBOX, inbox_key(i), "got", timeout=5.0)
-                break
-            except ActorError as exc:
-                if attempt == 2:
-                    problems.append(f"{inbox_key(i)} did not answer a read: {type(exc).__name__}: {exc}")
-                else:
-                    time.sleep(0.1)
-    return reads
+    return read_each(probe, INBOX, inbox_key, "got", actors, problems)
 
 
 def check_websockets(sockets: list[dict[str, Any]],

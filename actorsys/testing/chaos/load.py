@@ -159,6 +159,21 @@ async def count_asks(endpoint: str | list[str], actors: int, in_flight: int, see
                 "drain_s": time.monotonic() - stopped, "pid": os.getpid()}
 
 
+def stdin_commands() -> asyncio.Queue[str]:
+    """The harness's commands on stdin, one a line (``go``, then ``stop``; the end of
+    input also stops), as a queue of the running loop, read by a daemon thread."""
+    loop = asyncio.get_running_loop()
+    commands: asyncio.Queue[str] = asyncio.Queue()
+
+    def read_stdin() -> None:
+        for line in sys.stdin:
+            loop.call_soon_threadsafe(commands.put_nowait, line.strip())
+        loop.call_soon_threadsafe(commands.put_nowait, STOP)
+
+    threading.Thread(target=read_stdin, daemon=True).start()
+    return commands
+
+
 def main(argv: list[str] | None = None) -> int:
     """One client process: commands from stdin, ``RESULT <json>`` on stdout at the end."""
     p = argparse.ArgumentParser(prog="python -m actorsys.testing.chaos.load")
@@ -175,15 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C is the harness's to handle
 
     async def run() -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        commands: asyncio.Queue[str] = asyncio.Queue()
-
-        def read_stdin() -> None:        # "go", then "stop" (end of input also stops)
-            for line in sys.stdin:
-                loop.call_soon_threadsafe(commands.put_nowait, line.strip())
-            loop.call_soon_threadsafe(commands.put_nowait, STOP)
-
-        threading.Thread(target=read_stdin, daemon=True).start()
+        commands = stdin_commands()
         endpoint = a.endpoint[0] if len(a.endpoint) == 1 else a.endpoint
         return await count_asks(endpoint, a.actors, a.in_flight, a.seed, a.ask_timeout, commands,
                                 a.retry, a.alarms)

@@ -37,7 +37,6 @@ import os
 import random
 import signal
 import sys
-import threading
 import time
 from collections import Counter
 from typing import Any
@@ -47,7 +46,7 @@ import aiohttp
 from actorsys.testing.processes import die_with_parent
 
 from .audit import INBOX, inbox_key
-from .load import GO, READY, RESULT, STOP
+from .load import GO, READY, RESULT, STOP, stdin_commands
 
 #: messages a socket may have sent and not yet seen acknowledged; it waits past this
 MAX_UNACKED = 100
@@ -255,16 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C is the harness's to handle
 
     async def run() -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        commands: asyncio.Queue[str] = asyncio.Queue()
-
-        def read_stdin() -> None:        # "go", then "stop" (end of input also stops)
-            for line in sys.stdin:
-                loop.call_soon_threadsafe(commands.put_nowait, line.strip())
-            loop.call_soon_threadsafe(commands.put_nowait, STOP)
-
-        threading.Thread(target=read_stdin, daemon=True).start()
-        return await run_sockets(a.url, a.sockets, a.actors, a.rate, a.seed, a.drain, commands)
+        return await run_sockets(a.url, a.sockets, a.actors, a.rate, a.seed, a.drain,
+                                 stdin_commands())
 
     result = asyncio.run(run())
     if not result:
