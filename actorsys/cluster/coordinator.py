@@ -355,6 +355,9 @@ class Coordinator:
         # them, even in its first grant): they are not granted again, and resigned
         if isinstance(reply, dict) and reply.get("refused"):
             self.replicas.refused_lost(slot, [int(s) for s in reply["refused"]])
+        # shards it refused as granted below a follower's fence: taken back (or followed)
+        if isinstance(reply, dict) and isinstance(reply.get("stale"), dict):
+            self.replicas.stale_grant(reply["stale"])
         return reply
 
     async def _first_grants(self) -> None:

@@ -51,6 +51,13 @@ becomes the owner with ``epoch + 1`` (one transaction per 64 shards comparing
 learners are never promoted. Shards with no live follower wait for their owner
 (``ShardUnavailable``), as without replication.
 
+**Taken back** (:meth:`Replicas.reclaim`): a failover that raised the fences and
+promoted no one (no follower held a complete copy: a shard never written; too few
+answered) leaves the owner, once back, refused by its followers. Its worker then
+refuses the grant (``stale``), and the owner takes the shard back with an epoch above
+the fence, as a Raft leader re-elected at a higher term: the record shows no other
+leader ever wrote it.
+
 Before the worker side of issue 16 exists, a worker answers ``replication`` and
 ``position`` with BadRequest (unknown shards command): that counts as "holds nothing" /
 "did not answer", so learners are never promoted and nothing fails over (logged once),
@@ -128,6 +135,10 @@ class Replicas:
         #: database was lost and its copy there is empty: see :meth:`lost`); never granted
         #: again while we lead it with that epoch
         self.lost: dict[int, int] = {}
+        #: shard -> the epoch our worker refused our grant of it below (a follower's
+        #: fence, raised by a failover that promoted no one while we were away): taken
+        #: back at a newer epoch by :meth:`reclaim`
+        self.stale: dict[int, int] = {}
         self._resign_task: asyncio.Task[None] | None = None
         self._resign_next = 0.0
         #: the lost shards already logged as having no replica to take them
@@ -510,6 +521,19 @@ class Replicas:
                 self.lost[s] = r.epoch
         self.kick()
 
+    def stale_grant(self, stale: Mapping[Any, Any]) -> None:
+        """A grant reply's ``stale``: shard -> the epoch our worker saw (a fence, or a
+        grant) above the one we granted. Those we still lead, unmarked, by our records,
+        are taken back at a newer epoch (:meth:`reclaim`, in the background)."""
+        co = self.co
+        for key, epoch in stale.items():
+            s, e = int(key), int(epoch)
+            r = co.owned.get(s)
+            if r is not None and r.owner == co.me and r.to is None and r.epoch < e:
+                self.stale[s] = max(e, self.stale.get(s, 0))
+        if self.stale:
+            self.kick()
+
     def tasks(self) -> list[asyncio.Task[None]]:
         """The background tasks of this object (cancelled when the coordinator closes)."""
         return [self._resign_task] if self._resign_task is not None else []
@@ -517,8 +541,8 @@ class Replicas:
     def kick(self) -> None:
         """Resign the lost shards in the background if some wait and no attempt runs
         (at most every RESIGN_PERIOD s; the grant loop calls this every period)."""
-        if (self._resign_task is None or self._resign_task.done()) and self.lost_now() and \
-                time.monotonic() >= self._resign_next:
+        if (self._resign_task is None or self._resign_task.done()) and \
+                (self.lost_now() or self.stale) and time.monotonic() >= self._resign_next:
             self._resign_next = time.monotonic() + RESIGN_PERIOD
             self._resign_task = asyncio.get_running_loop().create_task(self._resign_logged())
 
@@ -530,6 +554,40 @@ class Replicas:
         except Exception as exc:       # (the next grant reply tries again)
             log.error("resigning the lost shards of %s failed: %s: %s", self.co.me,
                       type(exc).__name__, exc)
+        try:
+            await self.reclaim()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:       # (the next grant reply tries again)
+            log.error("taking back the fenced shards of %s failed: %s: %s", self.co.me,
+                      type(exc).__name__, exc)
+
+    async def reclaim(self) -> int:
+        """Take back, at an epoch above the fence, the shards whose followers refused us
+        while our records still name us their owner, unmarked. A failover that ran while
+        we were away (paused, cut off: our lease expired) raised their followers' fences
+        and promoted no one (no follower held a complete copy, or too few answered): the
+        records show no other leader, and each transaction compares the record it was
+        planned from, so a promotion written meanwhile wins and we follow it. We hold
+        every write acknowledged for those shards (no one else led them), so, as in Raft
+        a leader re-elected at a higher term, we lead again; without this, every write
+        to them would be refused for good (issue 16). Returns the shards taken back."""
+        co = self.co
+        lost = self.lost_now()
+        todo = {s: e for s, e in self.stale.items() if s not in lost
+                and (r := co.owned.get(s)) is not None and r.owner == co.me and r.to is None
+                and r.epoch < e}
+        self.stale = {}
+        if not todo or not co.membership.fence.may_serve(asyncio.get_running_loop().time()):
+            return 0            # (fenced: the next grant reply asks again)
+        started = time.monotonic()
+        done = await self._write({s: co.owned[s]._replace(epoch=e + 1, revision=0)
+                                  for s, e in todo.items()})
+        log.warning("node %s took back the leadership of %d of %d shards at an epoch above "
+                    "their followers' fences (raised by a failover that promoted no one while "
+                    "this node was away) (%.2f s)", co.me, done, len(todo),
+                    time.monotonic() - started)
+        return done
 
     async def resign(self) -> int:
         """Hand the shards we lead whose copy here was lost to a follower: the failover

@@ -8,8 +8,12 @@ cluster node serves only what etcd says it owns, and its router tells each worke
 * **grant** ``{"shards": {shard: epoch}, "epoch": map epoch, "until": monotonic deadline
   or nil, "why": str, "node": str, "keys": [member keys]}``: the FULL set of shards this
   slot may serve from now on (shards homed on other slots are ignored; a shard granted
-  with an epoch lower than one this worker was granted it with before comes from a
-  stale view of the owners: it is not served, and logged). The first grant puts the worker in
+  with an epoch lower than one this worker was granted it with before, or than a newer
+  leader's fence that refused its batches (replication), is not served: the reply's
+  ``"stale": {shard: that epoch}`` tells the router, which reads the record again, or
+  takes the leadership back at a newer epoch when it is still the recorded owner
+  (``cluster/replicas.py``, ``Replicas.reclaim``); each set is logged once). The first
+  grant puts the worker in
   *cluster mode* (a worker whose config has a ``[cluster]`` table starts in it, with
   nothing granted: it serves nothing until its router grants). In cluster mode an
   address is admitted only if its shard is homed here and granted: a new activation, a
@@ -185,6 +189,8 @@ class ShardCommands:
         self._lost_check = 0.0
         #: granted shards of a lost slot known complete (served since: they stay so)
         self._complete: set[int] = set()
+        #: the shards last refused as granted with a stale epoch (each set logged once)
+        self.stale_logged: list[int] = []
 
     def activate(self) -> None:
         """Cluster mode from now on: the commit's fence and the alarm clock's filter."""
@@ -236,10 +242,17 @@ class ShardCommands:
         g = self.grants
         slot, home = g.slot, g.home
         before = set(g.shards) if g.active else {s for s in range(n) if home[s] == slot}
-        stale = sorted(s for s, e in shards.items() if e < g.highest.get(s, 0))
-        if stale:       # a grant from a view older than one already applied: not served
-            log.error("worker slot %d refused shard(s) %s of a grant with an epoch below one "
-                      "it was granted before (a stale view of the shards' owners)", slot, stale[:10])
+        # a grant from a view older than one already applied, or below a newer leader's
+        # fence: not served; the router is told (every grant: it may act later)
+        stale = sorted(s for s, e in shards.items()
+                       if home[s] == slot and e < g.highest.get(s, 0))
+        if stale != self.stale_logged:      # (granted every 0.1 s: each set logged once)
+            self.stale_logged = stale
+            if stale:
+                log.error("worker slot %d does not serve %d shard(s) (%s) granted with an "
+                          "epoch below one it was granted or fenced with before (a stale view "
+                          "of their owners, or a newer leader's fence)", slot, len(stale),
+                          stale[:10])
         g.shards = {s: e for s, e in shards.items() if home[s] == slot and e >= g.highest.get(s, 0)}
         refused = self._refuse_lost(g.shards) if self.lost_path is not None else []
         for s, e in g.shards.items():
@@ -262,6 +275,8 @@ class ShardCommands:
         if self.rt.alarms.clock is not None:
             self.rt.alarms.clock.rescan()      # alarms of shards granted now fire
         reply = {"granted": len(g.shards), "revoked": revoked, "lost": self.lost_path is not None}
+        if stale:
+            reply["stale"] = {s: g.highest[s] for s in stale}
         if self.lost_path is not None:
             reply["refused"] = refused
         # every grant waits for the drains still under way (an earlier grant's too): once

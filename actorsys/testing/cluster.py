@@ -37,7 +37,9 @@ Semantics:
   processes die with it; a new cluster removes the namespaces a killed harness left.
 * Exit leaves nothing: every process of every node (each pid ever seen, checked against
   its start time) is killed if a stop did not end it, etcd stops, the namespaces and the
-  bridge are removed and the cluster's directory is deleted.
+  bridge are removed and the cluster's directory is deleted (kept, and its path
+  printed, when ``ACTORSYS_KEEP_CLUSTER_DIR`` is set: the nodes' whole logs, for a
+  failure the printed tails do not explain).
 """
 from __future__ import annotations
 
@@ -224,7 +226,9 @@ class Cluster:
             finally:
                 if self.netns is not None:
                     self.netns.__exit__(None, None, None)
-                if self.dir:
+                if self.dir and os.environ.get("ACTORSYS_KEEP_CLUSTER_DIR"):
+                    print(f"cluster directory kept (ACTORSYS_KEEP_CLUSTER_DIR): {self.dir}")
+                elif self.dir:
                     shutil.rmtree(self.dir, ignore_errors=True)
 
     # -- nodes ----------------------------------------------------------------------

@@ -35,6 +35,10 @@ is skipped) and a real etcd:
   ``lease_ttl`` + a few seconds of its time, and is no longer set; once the killed node
   is back and leads those shards again, none fired again.
 
+* **Leaders back from a failover that promoted no one.** Two of the three nodes paused
+  past their lease: the failover raises their one live follower's fence but cannot
+  promote it. Resumed, they take their shards back at an epoch above that fence, and
+  writes to them are acknowledged again, with every earlier write.
 One cluster serves the whole module (the suite's CI budget): the scenarios run one
 after the other, and each ends (and begins) by restoring it (:func:`restore`): every
 node running, alive in every view, every shard led by a live node with three live
@@ -115,7 +119,11 @@ def rc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         with c:
             for i in range(N):
                 c.wait_ready(i, timeout=60)
-            restore(c, [], timeout=120)
+            try:
+                restore(c, [], timeout=120)
+            except AssertionError:
+                print_router_lines(c)
+                raise
             yield c
     finally:
         while MOUNTS:
@@ -131,12 +139,17 @@ def cluster(rc: Cluster, request: pytest.FixtureRequest) -> Iterator[Cluster]:
     restore(rc, [])
     yield rc
     if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
-        for i in range(len(rc.nodes)):            # what each node logged, for the failure
-            with open(rc.nodes[i].log_path, errors="replace") as f:
-                said = [line for line in f if "router" in line and "INFO" not in line
-                        or "failover" in line or "resign" in line]
-            print(f"--- {rc.nodes[i].node_id} (its router's warnings and failovers):\n"
-                  + "".join(said[-40:]))
+        print_router_lines(rc)
+
+
+def print_router_lines(c: Cluster) -> None:
+    """What each node's router warned of, and its failovers and transfers: for a failure."""
+    for i in range(len(c.nodes)):
+        with open(c.nodes[i].log_path, errors="replace") as f:
+            said = [line for line in f if "router" in line and "INFO" not in line
+                    or "failover" in line or "resign" in line or "leadership" in line]
+        print(f"--- {c.nodes[i].node_id} (its router's warnings, failovers and transfers):\n"
+              + "".join(said[-60:]))
 
 
 # -- views, etcd, raw requests -------------------------------------------------------
@@ -1065,6 +1078,42 @@ def test_f_an_alarm_due_while_its_leader_is_dead_fires_once_on_the_new_leader(cl
             f = after_failover(lambda k=k: client.ask(ALARMIST, k, "fired", timeout=5.0))
             assert len(f) == 1, f"{k}: after {vid} came back its alarm has fired {len(f)} times: {f}"
             assert after_failover(lambda k=k: client.ask(ALARMIST, k, "pending", timeout=5.0)) == {}
+
+# -- g: leaders back from a failover that promoted no one ------------------------------------
+
+
+def test_g_leaders_back_from_a_failover_that_promoted_no_one_take_writes_again(cluster):
+    """n2 and n3 paused past their lease: the failover of their shards asks their one
+    live follower, n1, its position with a raised fence (``epoch + 1``), but cannot
+    promote it (two of three voters do not answer). Both resumed, they are still the
+    recorded leaders; n1 refuses their older epoch, so each takes its shards back at an
+    epoch above the fence (or a follower was promoted meanwhile): writes to them are
+    acknowledged again, with every write acknowledged before the pause."""
+    c, paused = cluster, [1, 2]
+    with connect_all(c) as client:
+        keys = keys_led_by(client, "n2", 3, 3_000_000) + keys_led_by(client, "n3", 3, 3_000_000)
+        acked = {k: client.ask(TALLY, k, "add", timeout=5.0) for k in keys}
+        with open(c.nodes[0].log_path, "rb") as f:
+            mark = len(f.read())
+
+        def promoted_no_one() -> bool:
+            with open(c.nodes[0].log_path, "rb") as f:
+                said = f.read()[mark:].decode("utf-8", "replace")
+            return "failover of the shards of n2, n3: 0 of" in said
+        for i in paused:
+            c.pause_node(i)
+        try:
+            wait_until(promoted_no_one, "n1 tried to fail over n2's and n3's shards and "
+                       "promoted none of them", timeout=30)
+        finally:
+            for i in paused:
+                c.resume_node(i)
+        for k in keys:
+            n = after_failover(lambda k=k: client.ask(TALLY, k, "add", timeout=5.0),
+                               timeout=RESTORE_TIMEOUT)
+            assert n > acked[k], f"{k}: counted {n} after {acked[k]} acknowledged before the pause"
+        restore(c, keys)
+
 
 # -- z: a node leaves (last: the module's cluster is not restored after it) ------------------
 
