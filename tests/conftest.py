@@ -4,6 +4,16 @@ Layout: ``unit/`` runs in-process (no node), ``node/`` against real node process
 ``browser/`` in chromium (its own conftest adds the browser fixtures), ``actors/`` holds
 the test actor modules (a test node's ``python_path``: ``helpers.ACTORS_DIR``).
 
+``scripts/test`` runs the suite in two passes, to stay within its 15-minute budget on
+two cores: every test not marked ``cluster`` on two pytest-xdist workers (``-n 2 --dist
+loadgroup``: :func:`pytest_collection_modifyitems` makes each module one group, so its
+module fixtures are set up once, on one worker), then the ``cluster`` tests alone, one
+at a time. :func:`pytest_collection_modifyitems` marks ``cluster`` every node-test
+module that runs clusters or chaos (``tests/node/test_cluster_*``, ``test_replicat*``,
+``test_chaos``): with 2 s etcd leases, a cluster beside other heavy tests on two cores
+misses lease renewals (measured: nodes fenced every few seconds, the replicated
+module's set-up taking 60 s instead of 16), so they never share the machine.
+
 pytest imports test modules by their file name (the default "prepend" import mode), so
 every file name under ``tests/`` is unique, and shared code is imported from
 :mod:`helpers` or :mod:`actorsys.testing`, never from a conftest.
@@ -47,3 +57,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     rep = yield
     setattr(item, "rep_" + rep.when, rep)
     return rep
+
+
+#: node-test modules that start clusters (2 s etcd leases) or chaos runs: marked ``cluster``
+CLUSTER_MODULES = ("test_cluster_", "test_replicat", "test_chaos")
+
+
+@pytest.hookimpl(tryfirst=True)     # (before ``-m`` selects by marks)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The ``cluster`` mark and one xdist group per module (see the module docstring)."""
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        if path.startswith("tests/node/") and path.rsplit("/", 1)[-1].startswith(CLUSTER_MODULES):
+            item.add_marker(pytest.mark.cluster)
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(path))
