@@ -96,7 +96,7 @@ class Coordinator:
                                      on_change=lambda _m: self.changed())
         # the lease of every registration, also a re-join after the lease expired: a
         # router restarted later finds its own record under the lease it remembers
-        self.membership.on_lease = lambda _lease: self._remember_lease()
+        self.membership.on_lease = lambda _lease: self._on_lease()
         self.on_map, self.on_left = on_map, on_left
         #: called when a long-lived task of the coordinator ended by an error (the router
         #: then ends, and its node supervisor restarts it)
@@ -124,6 +124,11 @@ class Coordinator:
         self.moves = Moves(self)
         #: the replica work (replicas > 1)
         self.replicas = Replicas(self)
+
+    def _on_lease(self) -> None:
+        self._remember_lease()
+        if self.ccfg.replicas > 1:     # (fences a failover raised while we were away)
+            self.replicas.after_lease()
 
     @property
     def serving(self) -> bool:
@@ -327,9 +332,10 @@ class Coordinator:
     def granted(self, slot: int) -> dict[int, int]:
         """Shard -> epoch that worker ``slot`` may serve now."""
         home, me, moving, lost = self.home, self.me, self.moving, self.replicas.lost
+        stale = self.replicas.stale      # (fenced above our epoch: not until taken back)
         return {s: r.epoch for s, r in self.owned.items()
                 if r.owner == me and r.to is None and home[s] == slot and s not in moving
-                and lost.get(s) != r.epoch}
+                and lost.get(s) != r.epoch and stale.get(s, 0) <= r.epoch}
 
     async def _grant(self, slot: int, timeout: float | None = None) -> dict[str, Any]:
         fence = self.membership.fence
@@ -405,8 +411,9 @@ class Coordinator:
             self.fenced = why
             for i in range(len(self.workers)):
                 loop.create_task(self._grant_quietly(i))
-            if self.replicas.lost and self.membership.fence.may_serve(loop.time()):
-                self.replicas.kick()         # (lost shards not handed over yet: again)
+            if (self.replicas.lost or self.replicas.stale) and \
+                    self.membership.fence.may_serve(loop.time()):
+                self.replicas.kick()   # (lost shards not handed over, fenced ones not taken back)
 
     async def _grant_quietly(self, slot: int) -> None:
         try:

@@ -53,10 +53,11 @@ learners are never promoted. Shards with no live follower wait for their owner
 
 **Taken back** (:meth:`Replicas.reclaim`): a failover that raised the fences and
 promoted no one (no follower held a complete copy: a shard never written; too few
-answered) leaves the owner, once back, refused by its followers. Its worker then
-refuses the grant (``stale``), and the owner takes the shard back with an epoch above
-the fence, as a Raft leader re-elected at a higher term: the record shows no other
-leader ever wrote it.
+answered) leaves the owner, once back, refused by its followers. It looks for such fences after
+each new lease (:meth:`Replicas.check_fences`), and its worker names a shard refused by
+one in a grant reply (``stale``); either way the owner takes the shard back with an
+epoch above the fence, as a Raft leader re-elected at a higher term: the record shows
+no other leader ever wrote it.
 
 Before the worker side of issue 16 exists, a worker answers ``replication`` and
 ``position`` with BadRequest (unknown shards command): that counts as "holds nothing" /
@@ -103,6 +104,8 @@ UNREACHABLE = "ipc:///nonexistent/actorsys-down/{node}"
 
 #: seconds between two attempts to resign the shards of a lost slot
 RESIGN_PERIOD = 1.0
+#: seconds after a new lease at which the followers' fences are looked for
+FENCE_CHECKS = (1.0, 3.0, CALL_TIMEOUT + 2.0)
 
 def _unknown_command(exc: BaseException) -> bool:
     """A worker without the worker side of issue 16 (an older build, or before the merge)."""
@@ -135,11 +138,14 @@ class Replicas:
         #: database was lost and its copy there is empty: see :meth:`lost`); never granted
         #: again while we lead it with that epoch
         self.lost: dict[int, int] = {}
-        #: shard -> the epoch our worker refused our grant of it below (a follower's
-        #: fence, raised by a failover that promoted no one while we were away): taken
-        #: back at a newer epoch by :meth:`reclaim`
+        #: shard -> the epoch our worker refused our grant of it below, or a follower's
+        #: fence above our record's epoch (raised by a failover that promoted no one
+        #: while we were away): not granted (``Coordinator.granted``) until taken back
+        #: at a newer epoch by :meth:`reclaim`
         self.stale: dict[int, int] = {}
         self._resign_task: asyncio.Task[None] | None = None
+        #: the look for raised fences after a new lease (:meth:`after_lease`)
+        self._fence_task: asyncio.Task[None] | None = None
         self._resign_next = 0.0
         #: the lost shards already logged as having no replica to take them
         self._no_replica: set[int] = set()
@@ -261,15 +267,22 @@ class Replicas:
     async def peer_positions(self, node: str, shards: list[int]) -> dict[int, Position]:
         """``node``'s positions of ``shards`` (it follows them: no fence asked); shard ->
         ``(epoch, seq)``, missing where its worker did not answer."""
+        return (await self._peer_copies(node, shards))[0]
+
+    async def _peer_copies(self, node: str, shards: list[int]
+                           ) -> tuple[dict[int, Position], dict[int, int]]:
+        """``node``'s positions and fences of ``shards`` (no fence asked), each missing
+        where its worker did not answer."""
         co = self.co
         m = co.membership.members.get(node)
         if m is None:
-            return {}
+            return {}, {}
         by_worker: dict[str, list[int]] = defaultdict(list)
         for s in shards:
             if len(m.home) > s:
                 by_worker[m.workers[m.home[s]]].append(s)
         out: dict[int, Position] = {}
+        fences: dict[int, int] = {}
 
         async def one(endpoint: str, group: list[int]) -> None:
             try:
@@ -281,8 +294,11 @@ class Replicas:
             for s, p in ((reply or {}).get("positions") or {}).items():
                 if isinstance(p, (list, tuple)) and len(p) == 2:
                     out[int(s)] = (int(p[0]), int(p[1]))
+            for s, f in ((reply or {}).get("fences") or {}).items():
+                if type(f) is int:
+                    fences[int(s)] = f
         await asyncio.gather(*(one(e, g) for e, g in by_worker.items()))
-        return out
+        return out, fences
 
     # -- changing records ------------------------------------------------------------
     async def _write(self, new: Mapping[int, Owned]) -> int:
@@ -534,9 +550,59 @@ class Replicas:
         if self.stale:
             self.kick()
 
+    def after_lease(self) -> None:
+        """This node registered under a new lease (it started, or came back after its
+        lease expired): a failover may have raised the fences of shards it still leads
+        meanwhile. Looked for (:meth:`check_fences`) at :data:`FENCE_CHECKS` (the last
+        once a failover pass begun before could have ended: a follower that does not
+        answer holds it up to CALL_TIMEOUT), so that those shards are taken back before
+        a write is refused for them; a fence found otherwise shows in a grant reply
+        (after a write refused with ShardUnavailable)."""
+        if self._fence_task is not None and not self._fence_task.done():
+            self._fence_task.cancel()
+        self._fence_task = asyncio.get_running_loop().create_task(self._check_fences_later())
+
+    async def _check_fences_later(self) -> None:
+        t0 = time.monotonic()
+        for at in FENCE_CHECKS:
+            await asyncio.sleep(max(0.0, t0 + at - time.monotonic()))
+            if not self.co.active:
+                continue
+            try:
+                await self.check_fences()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:       # (a grant reply still shows a fence later)
+                log.warning("looking for the followers' fences of the shards %s leads "
+                            "failed: %s: %s", self.co.me, type(exc).__name__, exc)
+
+    async def check_fences(self) -> int:
+        """Ask the live followers of the shards we lead (unmarked) their fences; those
+        above our record's epoch are taken back (:meth:`reclaim`). Returns how many."""
+        co = self.co
+        by_node: dict[str, list[int]] = defaultdict(list)
+        for s, r in co.owned.items():
+            if r.owner == co.me and r.to is None:
+                for node in r.followers:
+                    if node in co.membership.members:
+                        by_node[node].append(s)
+        found = 0
+        for _pos, fences in await asyncio.gather(*(self._peer_copies(n, v)
+                                                   for n, v in by_node.items())):
+            for s, fence in fences.items():
+                rec = co.owned.get(s)
+                if rec is not None and rec.owner == co.me and rec.to is None and fence > rec.epoch:
+                    found += s not in self.stale
+                    self.stale[s] = max(fence, self.stale.get(s, 0))
+        if found:
+            log.info("node %s leads %d shards whose followers were fenced above its epoch "
+                     "while it was away: taking them back", co.me, found)
+            self.kick()
+        return found
+
     def tasks(self) -> list[asyncio.Task[None]]:
         """The background tasks of this object (cancelled when the coordinator closes)."""
-        return [self._resign_task] if self._resign_task is not None else []
+        return [t for t in (self._resign_task, self._fence_task) if t is not None]
 
     def kick(self) -> None:
         """Resign the lost shards in the background if some wait and no attempt runs
@@ -574,15 +640,19 @@ class Replicas:
         to them would be refused for good (issue 16). Returns the shards taken back."""
         co = self.co
         lost = self.lost_now()
-        todo = {s: e for s, e in self.stale.items() if s not in lost
-                and (r := co.owned.get(s)) is not None and r.owner == co.me and r.to is None
-                and r.epoch < e}
-        self.stale = {}
+        # (the others are done with: taken back, or no longer ours to take)
+        self.stale = todo = {s: e for s, e in self.stale.items() if s not in lost
+                             and (r := co.owned.get(s)) is not None and r.owner == co.me
+                             and r.to is None and r.epoch < e}
         if not todo or not co.membership.fence.may_serve(asyncio.get_running_loop().time()):
-            return 0            # (fenced: the next grant reply asks again)
+            return 0            # (fenced: the grant loop kicks again)
         started = time.monotonic()
         done = await self._write({s: co.owned[s]._replace(epoch=e + 1, revision=0)
                                   for s, e in todo.items()})
+        # not granted while in self.stale with an epoch above the record's (coordinator.
+        # granted): those taken back are granted now; a lost race is tried again
+        self.stale = {s: e for s, e in self.stale.items()
+                      if (r := co.owned.get(s)) is not None and r.owner == co.me and r.epoch < e}
         log.warning("node %s took back the leadership of %d of %d shards at an epoch above "
                     "their followers' fences (raised by a failover that promoted no one while "
                     "this node was away) (%.2f s)", co.me, done, len(todo),
