@@ -6,7 +6,9 @@ promoted by failover). The leader's workers stream every group commit to the oth
 workers and release a group's output once a quorum of voters holds it (the leader
 counts): ``majority`` = len(voters) // 2 + 1, ``all`` = len(voters) (:func:`quorum`).
 The workers do the streaming (``runtime/replication.py``); this module decides who
-replicates what, and when a follower takes over.
+replicates what, and when a follower takes over. What it asks the workers is in
+:mod:`.replica_asks`; a leader's repairs of its own shards (a lost copy resigned, a
+fenced shard taken back) in :mod:`.replica_repair`.
 
 **Desired replicas** of shard ``s``: the first ``replicas`` of the live, settled,
 non-leaving members in rendezvous order (:func:`~.placement.ranked`); the first is the
@@ -69,16 +71,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ..errors import ActorError
 from ..log import get_logger
-from .handoff import (CALL_TIMEOUT, CATCH_UP_POLL, CATCH_UP_TIMEOUT, ChangedMeanwhile, Handoff,
+from .handoff import (CATCH_UP_POLL, CATCH_UP_TIMEOUT, ChangedMeanwhile, Handoff,
                       HandoffFailed, Unresolved, drop)
 from .membership import Member
 from .ownership import BATCH, Owned
-from .replica_plans import (NO_COPY, Position, led, plan_failover, plan_grow,
+from . import replica_asks, replica_repair
+from .replica_asks import unknown_command
+from .replica_plans import (NO_COPY, led, plan_failover, plan_grow,
                             plan_promote, plan_surplus, plan_transfer, quorum)
 
 if TYPE_CHECKING:
@@ -101,15 +104,6 @@ BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0
 #: before the router started): a valid address nobody listens on, one per node (the
 #: worker keys its peers by endpoint), so the voter still counts toward the quorum
 UNREACHABLE = "ipc:///nonexistent/actorsys-down/{node}"
-
-#: seconds between two attempts to resign the shards of a lost slot
-RESIGN_PERIOD = 1.0
-#: seconds after a new lease at which the followers' fences are looked for
-FENCE_CHECKS = (1.0, 3.0, CALL_TIMEOUT + 2.0)
-
-def _unknown_command(exc: BaseException) -> bool:
-    """A worker without the worker side of issue 16 (an older build, or before the merge)."""
-    return "unknown shards command" in str(exc) or "unknown grant argument" in str(exc)
 
 
 class Replicas:
@@ -196,7 +190,7 @@ class Replicas:
     def grant_refused(self, exc: BaseException) -> bool:
         """A grant failed: if because the worker does not know the replication arguments,
         grant without them from now on (True: send again)."""
-        if self.plain_grants or not _unknown_command(exc):
+        if self.plain_grants or not unknown_command(exc):
             return False
         self.plain_grants = True
         log.error("this node's workers do not know the replication arguments of a grant (%s): "
@@ -204,101 +198,22 @@ class Replicas:
                   "needs the worker side of issue 16)", exc, self.replicas)
         return True
 
-    # -- asking workers --------------------------------------------------------------
-    async def progress(self, shards: list[int]) -> dict[int, dict[str, Any]]:
-        """Our workers' ``replication`` answers for ``shards`` (homed on them): shard ->
-        ``{"epoch", "seq", "held": {node: seq}}``; a worker that cannot say holds nothing."""
-        co = self.co
-        by_slot: dict[int, list[int]] = defaultdict(list)
-        for s in shards:
-            by_slot[co.home[s]].append(s)
-        out: dict[int, dict[str, Any]] = {}
-
-        async def one(slot: int, group: list[int]) -> None:
-            try:
-                reply = await co.call(co.workers[slot], "replication", {"shards": group},
-                                      CALL_TIMEOUT)
-            except ActorError as exc:
-                if _unknown_command(exc):
-                    self._warn_once("replication", "worker slot %d does not answer "
-                                    "`replication` (%s): no learner is promoted", slot, exc)
-                else:
-                    log.warning("worker slot %d did not say what its followers hold: %s",
-                                slot, exc)
-                return
-            for s, p in (reply or {}).items():
-                if isinstance(p, dict):
-                    out[int(s)] = p
-        await asyncio.gather(*(one(k, v) for k, v in by_slot.items()))
-        return out
-
-    async def positions(self, ask: Mapping[int, Owned]) -> dict[int, dict[str, Position]]:
-        """Failover's first step: every live follower of the shards of ``ask`` promises the
-        fence ``epoch + 1`` and says its position; shard -> {follower: [epoch, seq]}.
-        One call per (follower, its home worker of those shards)."""
-        co = self.co
-        members = co.membership.members
-        calls: dict[tuple[str, str], list[int]] = defaultdict(list)
-        for s, r in ask.items():
-            for f in r.followers:
-                m = members.get(f)
-                if m is not None and len(m.home) > s:
-                    calls[(f, m.workers[m.home[s]])].append(s)
-        out: dict[int, dict[str, Position]] = defaultdict(dict)
-
-        async def one(node: str, endpoint: str, group: list[int]) -> None:
-            args = {"shards": group, "fence": {s: ask[s].epoch + 1 for s in group}}
-            try:
-                reply = await co.call(endpoint, "position", args, CALL_TIMEOUT)
-            except ActorError as exc:
-                if _unknown_command(exc):
-                    self._warn_once("position", "the worker of node %s does not answer "
-                                    "`position` (%s): no shard fails over", node, exc)
-                else:
-                    log.warning("node %s did not give the positions of %d shards for "
-                                "failover: %s", node, len(group), exc)
-                return
-            for s, p in ((reply or {}).get("positions") or {}).items():
-                if int(s) in ask and isinstance(p, (list, tuple)) and len(p) == 2:
-                    out[int(s)][node] = (int(p[0]), int(p[1]))
-        await asyncio.gather(*(one(n, e, g) for (n, e), g in calls.items()))
-        return dict(out)
-
-    async def peer_positions(self, node: str, shards: list[int]) -> dict[int, Position]:
-        """``node``'s positions of ``shards`` (it follows them: no fence asked); shard ->
-        ``(epoch, seq)``, missing where its worker did not answer."""
-        return (await self._peer_copies(node, shards))[0]
-
-    async def _peer_copies(self, node: str, shards: list[int]
-                           ) -> tuple[dict[int, Position], dict[int, int]]:
-        """``node``'s positions and fences of ``shards`` (no fence asked), each missing
-        where its worker did not answer."""
-        co = self.co
-        m = co.membership.members.get(node)
-        if m is None:
-            return {}, {}
-        by_worker: dict[str, list[int]] = defaultdict(list)
-        for s in shards:
-            if len(m.home) > s:
-                by_worker[m.workers[m.home[s]]].append(s)
-        out: dict[int, Position] = {}
-        fences: dict[int, int] = {}
-
-        async def one(endpoint: str, group: list[int]) -> None:
-            try:
-                reply = await co.call(endpoint, "position", {"shards": group}, CALL_TIMEOUT)
-            except ActorError as exc:
-                log.debug("node %s did not give its positions of %d shards: %s", node,
-                          len(group), exc)
-                return
-            for s, p in ((reply or {}).get("positions") or {}).items():
-                if isinstance(p, (list, tuple)) and len(p) == 2:
-                    out[int(s)] = (int(p[0]), int(p[1]))
-            for s, f in ((reply or {}).get("fences") or {}).items():
-                if type(f) is int:
-                    fences[int(s)] = f
-        await asyncio.gather(*(one(e, g) for e, g in by_worker.items()))
-        return out, fences
+    # -- asking workers (replica_asks.py) and the leader's repairs (replica_repair.py) ---
+    progress = replica_asks.progress
+    positions = replica_asks.positions
+    peer_positions = replica_asks.peer_positions
+    _peer_copies = replica_asks.peer_copies
+    lost_now = replica_repair.lost_now
+    refused_lost = replica_repair.refused_lost
+    stale_grant = replica_repair.stale_grant
+    after_lease = replica_repair.after_lease
+    _check_fences_later = replica_repair.check_fences_later
+    check_fences = replica_repair.check_fences
+    tasks = replica_repair.tasks
+    kick = replica_repair.kick
+    _resign_logged = replica_repair.resign_logged
+    reclaim = replica_repair.reclaim
+    resign = replica_repair.resign
 
     # -- changing records ------------------------------------------------------------
     async def _write(self, new: Mapping[int, Owned]) -> int:
@@ -517,183 +432,6 @@ class Replicas:
                      "more of their voters or their leader (%d of them: every answering "
                      "follower holds no complete copy) (%.2f s)", ", ".join(dead[:5]), done,
                      len(orphans), len(stuck), empty, time.monotonic() - started)
-        return done
-
-    # -- a lost slot: resign its shards ---------------------------------------------
-    def lost_now(self) -> set[int]:
-        """The shards we lead that our worker refused as lost (with the epoch it refused)."""
-        owned, me = self.co.owned, self.co.me
-        return {s for s, e in self.lost.items()
-                if s in owned and owned[s].owner == me and owned[s].epoch == e}
-
-    def refused_lost(self, slot: int, shards: list[int]) -> None:
-        """Worker ``slot``'s grant reply: its database was lost and ``shards`` (granted)
-        have no complete copy there. They are not granted again while we lead them, and
-        are resigned (:meth:`resign`) in the background, at most every second."""
-        co = self.co
-        for s in shards:
-            r = co.owned.get(s)
-            if r is not None and r.owner == co.me and co.home[s] == slot:
-                self.lost[s] = r.epoch
-        self.kick()
-
-    def stale_grant(self, stale: Mapping[Any, Any]) -> None:
-        """A grant reply's ``stale``: shard -> the epoch our worker saw (a fence, or a
-        grant) above the one we granted. Those we still lead, unmarked, by our records,
-        are taken back at a newer epoch (:meth:`reclaim`, in the background)."""
-        co = self.co
-        for key, epoch in stale.items():
-            s, e = int(key), int(epoch)
-            r = co.owned.get(s)
-            if r is not None and r.owner == co.me and r.to is None and r.epoch < e:
-                self.stale[s] = max(e, self.stale.get(s, 0))
-        if self.stale:
-            self.kick()
-
-    def after_lease(self) -> None:
-        """This node registered under a new lease (it started, or came back after its
-        lease expired): a failover may have raised the fences of shards it still leads
-        meanwhile. Looked for (:meth:`check_fences`) at :data:`FENCE_CHECKS` (the last
-        once a failover pass begun before could have ended: a follower that does not
-        answer holds it up to CALL_TIMEOUT), so that those shards are taken back before
-        a write is refused for them; a fence found otherwise shows in a grant reply
-        (after a write refused with ShardUnavailable)."""
-        if self._fence_task is not None and not self._fence_task.done():
-            self._fence_task.cancel()
-        self._fence_task = asyncio.get_running_loop().create_task(self._check_fences_later())
-
-    async def _check_fences_later(self) -> None:
-        t0 = time.monotonic()
-        for at in FENCE_CHECKS:
-            await asyncio.sleep(max(0.0, t0 + at - time.monotonic()))
-            if not self.co.active:
-                continue
-            try:
-                await self.check_fences()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:       # (a grant reply still shows a fence later)
-                log.warning("looking for the followers' fences of the shards %s leads "
-                            "failed: %s: %s", self.co.me, type(exc).__name__, exc)
-
-    async def check_fences(self) -> int:
-        """Ask the live followers of the shards we lead (unmarked) their fences; those
-        above our record's epoch are taken back (:meth:`reclaim`). Returns how many."""
-        co = self.co
-        by_node: dict[str, list[int]] = defaultdict(list)
-        for s, r in co.owned.items():
-            if r.owner == co.me and r.to is None:
-                for node in r.followers:
-                    if node in co.membership.members:
-                        by_node[node].append(s)
-        found = 0
-        for _pos, fences in await asyncio.gather(*(self._peer_copies(n, v)
-                                                   for n, v in by_node.items())):
-            for s, fence in fences.items():
-                rec = co.owned.get(s)
-                if rec is not None and rec.owner == co.me and rec.to is None and fence > rec.epoch:
-                    found += s not in self.stale
-                    self.stale[s] = max(fence, self.stale.get(s, 0))
-        if found:
-            log.info("node %s leads %d shards whose followers were fenced above its epoch "
-                     "while it was away: taking them back", co.me, found)
-            self.kick()
-        return found
-
-    def tasks(self) -> list[asyncio.Task[None]]:
-        """The background tasks of this object (cancelled when the coordinator closes)."""
-        return [t for t in (self._resign_task, self._fence_task) if t is not None]
-
-    def kick(self) -> None:
-        """Resign the lost shards in the background if some wait and no attempt runs
-        (at most every RESIGN_PERIOD s; the grant loop calls this every period)."""
-        if (self._resign_task is None or self._resign_task.done()) and \
-                (self.lost_now() or self.stale) and time.monotonic() >= self._resign_next:
-            self._resign_next = time.monotonic() + RESIGN_PERIOD
-            self._resign_task = asyncio.get_running_loop().create_task(self._resign_logged())
-
-    async def _resign_logged(self) -> None:
-        try:
-            await self.resign()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:       # (the next grant reply tries again)
-            log.error("resigning the lost shards of %s failed: %s: %s", self.co.me,
-                      type(exc).__name__, exc)
-        try:
-            await self.reclaim()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:       # (the next grant reply tries again)
-            log.error("taking back the fenced shards of %s failed: %s: %s", self.co.me,
-                      type(exc).__name__, exc)
-
-    async def reclaim(self) -> int:
-        """Take back, at an epoch above the fence, the shards whose followers refused us
-        while our records still name us their owner, unmarked. A failover that ran while
-        we were away (paused, cut off: our lease expired) raised their followers' fences
-        and promoted no one (no follower held a complete copy, or too few answered): the
-        records show no other leader, and each transaction compares the record it was
-        planned from, so a promotion written meanwhile wins and we follow it. We hold
-        every write acknowledged for those shards (no one else led them), so, as in Raft
-        a leader re-elected at a higher term, we lead again; without this, every write
-        to them would be refused for good (issue 16). Returns the shards taken back."""
-        co = self.co
-        lost = self.lost_now()
-        # (the others are done with: taken back, or no longer ours to take)
-        self.stale = todo = {s: e for s, e in self.stale.items() if s not in lost
-                             and (r := co.owned.get(s)) is not None and r.owner == co.me
-                             and r.to is None and r.epoch < e}
-        if not todo or not co.membership.fence.may_serve(asyncio.get_running_loop().time()):
-            return 0            # (fenced: the grant loop kicks again)
-        started = time.monotonic()
-        done = await self._write({s: co.owned[s]._replace(epoch=e + 1, revision=0)
-                                  for s, e in todo.items()})
-        # not granted while in self.stale with an epoch above the record's (coordinator.
-        # granted): those taken back are granted now; a lost race is tried again
-        self.stale = {s: e for s, e in self.stale.items()
-                      if (r := co.owned.get(s)) is not None and r.owner == co.me and r.epoch < e}
-        log.warning("node %s took back the leadership of %d of %d shards at an epoch above "
-                    "their followers' fences (raised by a failover that promoted no one while "
-                    "this node was away) (%.2f s)", co.me, done, len(todo),
-                    time.monotonic() - started)
-        return done
-
-    async def resign(self) -> int:
-        """Hand the shards we lead whose copy here was lost to a follower: the failover
-        of :func:`plan_failover` with this node counted as not answering (its followers
-        promise the fence ``epoch + 1``; only if fewer than a quorum of voters do not
-        answer, the best follower that holds a complete copy becomes the owner with
-        ``epoch + 1``, this node a follower, rebuilt by its new leader). Shards with no
-        follower, or whose followers cannot take over, stay unserved (ERROR, once)."""
-        co = self.co
-        lost = {s: co.owned[s] for s in sorted(self.lost_now())}
-        self.lost = {s: e for s, e in self.lost.items() if s in lost}
-        if not lost:
-            return 0
-        started = time.monotonic()
-        alone = sorted(s for s, r in lost.items() if not r.followers)
-        ask = {s: r for s, r in lost.items() if r.followers}
-        new: dict[int, Owned] = {}
-        stuck: list[int] = []
-        if ask:
-            positions = await self.positions(ask)
-            new, stuck = plan_failover(ask, set(co.membership.members) - {co.me}, positions,
-                                       self.ack)
-        done = await self._write(new) if new else 0
-        if done:
-            log.info("node %s lost its copy of %d shards it led: %d handed to a follower "
-                     "(%.2f s); it follows them now and is rebuilt", co.me, len(lost), done,
-                     time.monotonic() - started)
-        unserved = set(alone) | set(stuck)
-        fresh = sorted(unserved - self._no_replica)
-        if fresh:
-            log.error("node %s lost its copy of %d shards it leads and no replica can take them "
-                      "(%d have no follower, %d no follower with a complete copy or too few "
-                      "answering): their data is lost on this node and they stay unserved "
-                      "(%s)", co.me, len(fresh), len(set(fresh) & set(alone)),
-                      len(set(fresh) - set(alone)), fresh[:10])
-        self._no_replica = unserved
         return done
 
     # -- this node as a replica ------------------------------------------------------
