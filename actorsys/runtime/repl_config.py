@@ -79,6 +79,13 @@ def configure(self: Replication, args: ReplicaArgs | None, granted: dict[int, in
         if sl is None or sl.retired:     # (a retired log may no longer match the disk)
             self._drop_shard(s)
             sl = self.shards[s] = ShardLog(s, replica.read_position(self.store.db, s))
+            if sl.pos != replica.NO_POSITION:
+                # the disk may hold a batch no quorum acknowledged (a group that failed
+                # before this worker restarted, or before the shard was dropped here):
+                # in doubt, like a failed group's, until a quorum is known to hold it,
+                # so nothing read from it (a reply, a redelivered batch's effects) leaves
+                # before (the catch-up asks the copies' positions at once)
+                self.doubt[s] = max(sl.pos, self.doubt.get(s, replica.NO_POSITION))
         sl.epoch, sl.retired = granted[s], False
         before = set(sl.voters + sl.learners)
         sl.voters = [ep for ep, v in lst if v]

@@ -583,3 +583,38 @@ def test_status_counts_a_copy_with_a_position_but_no_fence_as_following(slot: Sl
     del repl.grants.shards[shard]
     assert replica.read_fence(slot.store.db, shard) == 0
     assert repl.status()["following"] == 1, "its position ([3, 0]) is a copy here"
+
+
+def test_a_position_read_from_disk_is_in_doubt_until_a_quorum_holds_it(slot: Slot) -> None:
+    """A worker restarted (or a shard granted again) on a batch its copies may not hold
+    (a group that failed short of its quorum, then the worker was killed): a read of it
+    leaves only once a follower is known to hold it."""
+    repl, (link,) = replicate(slot, ack_timeout=0.05)
+    shard = shard_of("Counter", "a", SHARDS)
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    run(slot, 0.15)
+    assert slot.out.reply_to(w)[0] == wire.ERR, "failed short of its quorum: on disk here only"
+    repl.close()                      # the worker is killed; a new one reads the disk
+    run(slot)
+    slot.out.replies.clear()
+    grants = repl.grants
+    again = Replication(slot.loop, None, None, slot.commit, grants, 1 << 20)  # type: ignore[arg-type]
+    made: list[FakeLink] = []
+
+    def link(*a: Any) -> FakeLink:
+        made.append(FakeLink(*a))
+        made[-1].positions = {shard: [3, 0]}        # the follower never got it
+        return made[-1]
+    again.link_factory = link                      # type: ignore[assignment]
+    slot.repl = again                              # type: ignore[attr-defined]
+    again.configure(parse_grant({"peers": [["f0", "ipc://f0", None]],
+                                 "replicas": {s: [[0, True]] for s in range(SHARDS)}}, SHARDS),
+                    grants.shards)
+    assert again.doubt.get(shard) == (3, 1)
+    slot.catalog.acts.clear()                      # (the new worker's memory is empty)
+    r = slot.ask("Counter", "a", "get")
+    slot.commit.flush()
+    assert slot.out.replies == [], "a read of a batch no quorum is known to hold waits"
+    run(slot)                                      # the catch-up brings the follower to [3, 1]
+    assert slot.out.reply_to(r)[2] == 1 and shard not in again.doubt
