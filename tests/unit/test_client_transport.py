@@ -75,6 +75,12 @@ def test_a_pending_ask_is_a_typed_record_until_its_reply(tmp_path):
         async def body(t: AsyncTransport) -> list[Pending]:
             fut = t.ask("T", "k", "add", [1])
             entries = list(t._pending.values())
+            # (release only once the fake holds it: released earlier, it would be held
+            # for good; seen on a loaded machine)
+            deadline = time.monotonic() + WAIT
+            while not any(r[0] == wire.ASK for _slot, r in fake.received):
+                assert time.monotonic() < deadline, "the ask did not reach the fake node"
+                await asyncio.sleep(0.005)
             fake.release()
             assert await fut == "late"
             assert t.pending_count() == 0, "the reply removed the entry"
