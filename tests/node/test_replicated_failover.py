@@ -1137,5 +1137,7 @@ def test_z_a_leaving_node_hands_its_leadership_to_followers(cluster):
             "n3's shards led by n1 and n2", timeout=30)
         assert all(n["shards"] for n in view["nodes"] if n["id"] != "n3"), view
         client.refresh_map()
-        for k, v in acked.items():
-            assert client.ask(TALLY, k, "read", timeout=10.0)["n"] == v, k
+        for k, v in acked.items():      # (again on ShardUnavailable: a node fenced for a
+            # moment by a late lease renewal, 2 s leases on two busy cores)
+            n = after_failover(lambda k=k: client.ask(TALLY, k, "read", timeout=10.0))["n"]
+            assert n == v, k
