@@ -589,7 +589,7 @@ def test_a_position_read_from_disk_is_in_doubt_until_a_quorum_holds_it(slot: Slo
     """A worker restarted (or a shard granted again) on a batch its copies may not hold
     (a group that failed short of its quorum, then the worker was killed): a read of it
     leaves only once a follower is known to hold it."""
-    repl, (link,) = replicate(slot, ack_timeout=0.05)
+    repl, _links = replicate(slot, ack_timeout=0.05)
     shard = shard_of("Counter", "a", SHARDS)
     w = slot.ask("Counter", "a", "add", 1)
     slot.commit.flush()
