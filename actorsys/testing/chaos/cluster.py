@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -606,7 +607,8 @@ def run_cluster(p: ChaosParams, reporter: Reporter) -> dict[str, Any]:
             injector.close()
         if opened:
             cluster.close()
-        shutil.rmtree(workdir, ignore_errors=True)
+        if not os.environ.get("ACTORSYS_KEEP_CLUSTER_DIR"):   # (Cluster keeps its part then)
+            shutil.rmtree(workdir, ignore_errors=True)
         pids = {proc.pid for proc in clients}
         for node in cluster.nodes:
             pids.update(pid for pid, _ in node.seen)
