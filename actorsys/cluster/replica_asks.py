@@ -53,6 +53,7 @@ async def progress(self: Replicas, shards: list[int]) -> dict[int, dict[str, Any
     await asyncio.gather(*(one(k, v) for k, v in by_slot.items()))
     return out
 
+
 async def positions(self: Replicas, ask: Mapping[int, Owned]) -> dict[int, dict[str, Position]]:
     """Failover's first step: every live follower of the shards of ``ask`` promises the
     fence ``epoch + 1`` and says its position; shard -> {follower: [epoch, seq]}.
@@ -85,10 +86,12 @@ async def positions(self: Replicas, ask: Mapping[int, Owned]) -> dict[int, dict[
     await asyncio.gather(*(one(n, e, g) for (n, e), g in calls.items()))
     return dict(out)
 
+
 async def peer_positions(self: Replicas, node: str, shards: list[int]) -> dict[int, Position]:
     """``node``'s positions of ``shards`` (it follows them: no fence asked); shard ->
     ``(epoch, seq)``, missing where its worker did not answer."""
     return (await self._peer_copies(node, shards))[0]
+
 
 async def peer_copies(self: Replicas, node: str, shards: list[int]
                        ) -> tuple[dict[int, Position], dict[int, int]]:

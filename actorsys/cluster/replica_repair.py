@@ -40,6 +40,7 @@ def lost_now(self: Replicas) -> set[int]:
     return {s for s, e in self.lost.items()
             if s in owned and owned[s].owner == me and owned[s].epoch == e}
 
+
 def refused_lost(self: Replicas, slot: int, shards: list[int]) -> None:
     """Worker ``slot``'s grant reply: its database was lost and ``shards`` (granted)
     have no complete copy there. They are not granted again while we lead them, and
@@ -50,6 +51,7 @@ def refused_lost(self: Replicas, slot: int, shards: list[int]) -> None:
         if r is not None and r.owner == co.me and co.home[s] == slot:
             self.lost[s] = r.epoch
     self.kick()
+
 
 def stale_grant(self: Replicas, stale: Mapping[Any, Any]) -> None:
     """A grant reply's ``stale``: shard -> the epoch our worker saw (a fence, or a
@@ -64,6 +66,7 @@ def stale_grant(self: Replicas, stale: Mapping[Any, Any]) -> None:
     if self.stale:
         self.kick()
 
+
 def after_lease(self: Replicas) -> None:
     """This node registered under a new lease (it started, or came back after its
     lease expired): a failover may have raised the fences of shards it still leads
@@ -75,6 +78,7 @@ def after_lease(self: Replicas) -> None:
     if self._fence_task is not None and not self._fence_task.done():
         self._fence_task.cancel()
     self._fence_task = asyncio.get_running_loop().create_task(self._check_fences_later())
+
 
 async def check_fences_later(self: Replicas) -> None:
     t0 = time.monotonic()
@@ -89,6 +93,7 @@ async def check_fences_later(self: Replicas) -> None:
         except Exception as exc:       # (a grant reply still shows a fence later)
             log.warning("looking for the followers' fences of the shards %s leads "
                         "failed: %s: %s", self.co.me, type(exc).__name__, exc)
+
 
 async def check_fences(self: Replicas) -> int:
     """Ask the live followers of the shards we lead (unmarked) their fences; those
@@ -114,9 +119,11 @@ async def check_fences(self: Replicas) -> int:
         self.kick()
     return found
 
+
 def tasks(self: Replicas) -> list[asyncio.Task[None]]:
     """The background tasks of this object (cancelled when the coordinator closes)."""
     return [t for t in (self._resign_task, self._fence_task) if t is not None]
+
 
 def kick(self: Replicas) -> None:
     """Resign the lost shards in the background if some wait and no attempt runs
@@ -124,23 +131,22 @@ def kick(self: Replicas) -> None:
     if (self._resign_task is None or self._resign_task.done()) and \
             (self.lost_now() or self.stale) and time.monotonic() >= self._resign_next:
         self._resign_next = time.monotonic() + RESIGN_PERIOD
-        self._resign_task = asyncio.get_running_loop().create_task(self._resign_logged())
+        self._resign_task = asyncio.get_running_loop().create_task(self._repair_logged())
 
-async def resign_logged(self: Replicas) -> None:
-    try:
-        await self.resign()
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:       # (the next grant reply tries again)
-        log.error("resigning the lost shards of %s failed: %s: %s", self.co.me,
-                  type(exc).__name__, exc)
-    try:
-        await self.reclaim()
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:       # (the next grant reply tries again)
-        log.error("taking back the fenced shards of %s failed: %s: %s", self.co.me,
-                  type(exc).__name__, exc)
+
+async def repair_logged(self: Replicas) -> None:
+    """Resign the lost shards, then take back the fenced ones; each failure logged (the
+    next kick tries again)."""
+    for what, repair in (("resigning the lost", self.resign),
+                         ("taking back the fenced", self.reclaim)):
+        try:
+            await repair()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("%s shards of %s failed: %s: %s", what, self.co.me,
+                      type(exc).__name__, exc)
+
 
 async def reclaim(self: Replicas) -> int:
     """Take back, at an epoch above the fence, the shards whose followers refused us
@@ -172,6 +178,7 @@ async def reclaim(self: Replicas) -> int:
                 "this node was away) (%.2f s)", co.me, done, len(todo),
                 time.monotonic() - started)
     return done
+
 
 async def resign(self: Replicas) -> int:
     """Hand the shards we lead whose copy here was lost to a follower: the failover

@@ -211,7 +211,7 @@ class Replicas:
     check_fences = replica_repair.check_fences
     tasks = replica_repair.tasks
     kick = replica_repair.kick
-    _resign_logged = replica_repair.resign_logged
+    _repair_logged = replica_repair.repair_logged
     reclaim = replica_repair.reclaim
     resign = replica_repair.resign
 
