@@ -38,7 +38,7 @@ Semantics:
 * Exit leaves nothing: every process of every node (each pid ever seen, checked against
   its start time) is killed if a stop did not end it, etcd stops, the namespaces and the
   bridge are removed and the cluster's directory is deleted (kept, and its path
-  printed, when ``ACTORSYS_KEEP_CLUSTER_DIR`` is set: the nodes' whole logs, for a
+  logged as a warning, when ``ACTORSYS_KEEP_CLUSTER_DIR`` is set: the nodes' whole logs, for a
   failure the printed tails do not explain).
 """
 from __future__ import annotations
@@ -62,6 +62,7 @@ import zmq
 
 from ..config.keyfiles import load_public, load_secret
 from ..config.layout import free_port
+from ..log import get_logger
 from ..net.keys import CurveKeys, keygen
 from ..net.sockets import dealer
 from ..protocol import wire
@@ -69,6 +70,8 @@ from .etcd import Etcd
 from .netns import (Host, Hosts, HostsUnavailable, free_subnet, loopback_hosts, owned_prefix,
                     sweep_stale)
 from .processes import die_with_parent
+
+log = get_logger("testing")
 
 if TYPE_CHECKING:
     from ..client import Client
@@ -227,7 +230,7 @@ class Cluster:
                 if self.netns is not None:
                     self.netns.__exit__(None, None, None)
                 if self.dir and os.environ.get("ACTORSYS_KEEP_CLUSTER_DIR"):
-                    print(f"cluster directory kept (ACTORSYS_KEEP_CLUSTER_DIR): {self.dir}")
+                    log.warning("cluster directory kept (ACTORSYS_KEEP_CLUSTER_DIR): %s", self.dir)
                 elif self.dir:
                     shutil.rmtree(self.dir, ignore_errors=True)
 
