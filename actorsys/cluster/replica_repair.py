@@ -57,14 +57,21 @@ def stale_grant(self: Replicas, stale: Mapping[Any, Any]) -> None:
     """A grant reply's ``stale``: shard -> the epoch our worker saw (a fence, or a
     grant) above the one we granted. Those we still lead, unmarked, by our records,
     are taken back at a newer epoch (:meth:`reclaim`, in the background)."""
-    co = self.co
     for key, epoch in stale.items():
-        s, e = int(key), int(epoch)
-        r = co.owned.get(s)
-        if r is not None and r.owner == co.me and r.to is None and r.epoch < e:
-            self.stale[s] = max(e, self.stale.get(s, 0))
+        _note_fenced(self, int(key), int(epoch))
     if self.stale:
         self.kick()
+
+
+def _note_fenced(self: Replicas, s: int, fence: int) -> bool:
+    """Mark ``s`` to be taken back if we still lead it, unmarked, below ``fence``;
+    True if it was not marked yet."""
+    r = self.co.owned.get(s)
+    if r is None or r.owner != self.co.me or r.to is not None or r.epoch >= fence:
+        return False
+    new = s not in self.stale
+    self.stale[s] = max(fence, self.stale.get(s, 0))
+    return new
 
 
 def after_lease(self: Replicas) -> None:
@@ -109,10 +116,7 @@ async def check_fences(self: Replicas) -> int:
     for _pos, fences in await asyncio.gather(*(self._peer_copies(n, v)
                                                for n, v in by_node.items())):
         for s, fence in fences.items():
-            rec = co.owned.get(s)
-            if rec is not None and rec.owner == co.me and rec.to is None and fence > rec.epoch:
-                found += s not in self.stale
-                self.stale[s] = max(fence, self.stale.get(s, 0))
+            found += _note_fenced(self, s, fence)
     if found:
         log.info("node %s leads %d shards whose followers were fenced above its epoch "
                  "while it was away: taking them back", co.me, found)
@@ -126,8 +130,9 @@ def tasks(self: Replicas) -> list[asyncio.Task[None]]:
 
 
 def kick(self: Replicas) -> None:
-    """Resign the lost shards in the background if some wait and no attempt runs
-    (at most every RESIGN_PERIOD s; the grant loop calls this every period)."""
+    """Resign the lost shards and take back the fenced ones in the background, if some
+    wait and no attempt runs (at most every RESIGN_PERIOD s; the grant loop calls this
+    every period)."""
     if (self._resign_task is None or self._resign_task.done()) and \
             (self.lost_now() or self.stale) and time.monotonic() >= self._resign_next:
         self._resign_next = time.monotonic() + RESIGN_PERIOD

@@ -43,6 +43,7 @@ def assert_websockets_once(r: dict, stdout: str) -> None:
     assert (f"websocket messages: sent {ws['sent']:,}, acknowledged {ws['acknowledged']:,}, "
             f"applied {ws['applied']:,}, duplicates 0, missing 0") in stdout, stdout
 
+
 @pytest.mark.timeout(150)
 @pytest.mark.parametrize("durability", ["process", "fsync"])
 def test_chaos_run_loses_no_acknowledged_write(tmp_path, durability):
