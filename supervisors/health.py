@@ -10,8 +10,11 @@
 * **Memory**: resident memory (psutil, every 0.5 s) above ``max_worker_memory`` ->
   SIGTERM, so it passivates its actors, then SIGKILL after ``shutdown_timeout``.
 * **Stopped clocks**: when the supervisor itself did not run for over a second (Ctrl-Z
-  stops the whole process group, or the machine is starved), every beat is stale by that
-  gap: the hung checks wait 2 s for the workers to beat again instead of killing them all.
+  stops the whole process group, a node frozen with SIGSTOP, or the machine is starved),
+  every beat and turn is stale by that gap, which was not the workers' doing: the gaps
+  are left out of how long a worker was silent or a turn ran (a worker resumed with a
+  backlog has what was left of its ``heartbeat_timeout``, not a 2 s grace; killing it
+  would also drop what it was answering, its router's grants among them).
 
 The supervisor reaps what these signals kill and restarts it like any dead child.
 """
@@ -32,7 +35,6 @@ log = logging.getLogger("supervisors.node")
 
 MEMORY_CHECK_EVERY = 0.5   # seconds between two psutil reads of the workers' memory
 STALL = 1.0                # a gap this long between two checks: we were stopped or starved
-STALL_GRACE = 2.0          # ... then no hung-worker kills for this long
 NEVER = float("inf")
 
 
@@ -48,7 +50,10 @@ class WorkerHealth:
         self.terminating: dict[int, float] = {}   # pid -> when to SIGKILL it (NEVER: killed)
         self.next_memory_check = 0.0
         self.last_check = now
-        self.grace_until = 0.0     # no hung-worker kills before this (after we were stopped)
+        #: the stalls (start, end) of the last ``max timeout`` seconds: not counted in
+        #: how long a worker was silent or a turn ran (nobody's fault)
+        self.stalls: list[tuple[float, float]] = []
+        self.keep_stalls = max(cfg.heartbeat_timeout, cfg.turn_timeout, cfg.start_timeout)
 
     def worker_forked(self, slot: int, now: float) -> None:
         """A new worker is about to run in ``slot``: its clocks start now."""
@@ -60,12 +65,24 @@ class WorkerHealth:
         send_signal(pid, signal.SIGKILL)
         self.terminating[pid] = NEVER
 
+    def _ran(self, since: float, now: float) -> float:
+        """Seconds from ``since`` to ``now`` that the supervisor ran (stalls left out)."""
+        out = now - since
+        for start, end in self.stalls:
+            if end > since:
+                out -= end - max(start, since)
+        return out
+
     def check(self, children: Mapping[int, NodeChild], now: float) -> None:
         """Kill workers that are hung; stop workers above their memory limit."""
         if now - self.last_check > STALL:
-            self.grace_until = now + STALL_GRACE
+            self.stalls.append((self.last_check, now))
+            log.info("the node supervisor did not run for %.1f s (stopped, or the machine "
+                     "starved): not counted against the workers' heartbeats and turns",
+                     now - self.last_check)
+        if self.stalls and self.stalls[0][1] < now - self.keep_stalls:
+            self.stalls = [st for st in self.stalls if st[1] >= now - self.keep_stalls]
         self.last_check = now
-        hung_checks = now >= self.grace_until
         for pid, deadline in list(self.terminating.items()):
             if pid not in children:
                 del self.terminating[pid]
@@ -82,17 +99,15 @@ class WorkerHealth:
                 continue
             beat, turn = self.beats[2 * slot], self.beats[2 * slot + 1]
             spawned = self.spawned_at.get(slot, 0)
-            if not hung_checks:
-                pass
-            elif turn and now - turn > cfg.turn_timeout:
+            if turn and self._ran(turn, now) > cfg.turn_timeout:
                 log.warning("worker slot %d (pid %d): a turn has run for %.1f s, past turn_timeout = "
-                            "%g s; killing it", slot, pid, now - turn, cfg.turn_timeout)
+                            "%g s; killing it", slot, pid, self._ran(turn, now), cfg.turn_timeout)
                 self._kill(pid)
-            elif not turn and now - beat > cfg.heartbeat_timeout and (
-                    beat > spawned or now - spawned > cfg.start_timeout):
+            elif not turn and self._ran(beat, now) > cfg.heartbeat_timeout and (
+                    beat > spawned or self._ran(spawned, now) > cfg.start_timeout):
                 log.warning("worker slot %d (pid %d) missed its heartbeats for %.1f s "
                             "(heartbeat_timeout = %g s); killing it",
-                            slot, pid, now - beat, cfg.heartbeat_timeout)
+                            slot, pid, self._ran(beat, now), cfg.heartbeat_timeout)
                 self._kill(pid)
             elif check_memory:
                 try:

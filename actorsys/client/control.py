@@ -23,7 +23,7 @@ from ..net.sockets import Conn
 from ..protocol import wire
 from ..protocol.messages import Control, ListActors, Sup, decode
 from ..protocol.shardmap import ShardMap
-from .requests import PEER, ROUTER, Expired, MakeRequest, Pending, no_answer
+from .requests import ROUTER, Expired, MakeRequest, Pending, no_answer
 
 _NOBLOCK = int(zmq.NOBLOCK)
 
@@ -47,6 +47,8 @@ class ControlRequests:
         def _slot(self, i: int) -> Conn: ...
 
         def _peer(self, endpoint: str) -> Conn: ...
+
+        def _peer_tag(self, endpoint: str) -> int: ...
 
         def _check_size(self, payload: bytes) -> None: ...
 
@@ -89,10 +91,13 @@ class ControlRequests:
 
     async def request_peer(self, endpoint: str, make: MakeRequest, timeout: float,
                            expired: Expired) -> Any:
-        """A control request ``make(request id)`` to another endpoint of the node."""
+        """A control request ``make(request id)`` to another endpoint of the node (failed
+        at once, with WorkerLost, if the connection to it drops while it is in flight: a
+        process killed with the request need not cost its whole timeout)."""
         if self.closed:
             raise NodeUnavailable("client is closed")
-        return await self._send_control(self._peer(endpoint), PEER, make, timeout, expired)
+        conn = self._peer(endpoint)
+        return await self._send_control(conn, self._peer_tag(endpoint), make, timeout, expired)
 
     async def list_keys(self, type_name: str, start_after: str | None, limit: int,
                         timeout: float, expired: Expired | None = None) -> list[str]:

@@ -16,7 +16,9 @@ from ..errors import ActorError, NodeUnavailable
 from ..protocol import wire
 from ..protocol.messages import Ask, Control, ListActors, Request, Spawn, Stop, Sup
 
-#: the ``slot`` of a request sent to the router, and to another endpoint (the tree, the gateway)
+#: the ``slot`` of a request sent to the router; PEER and below: to another endpoint (the
+#: tree, the gateway, a router's own workers), one number per endpoint (its requests fail
+#: at once when its connection drops)
 ROUTER, PEER = -1, -2
 #: resends of an actor request answered ``wrong_shard`` (each after fetching the map), all
 #: within its one deadline. The first is at once (the map was stale: a move had finished);
@@ -89,7 +91,7 @@ class Pending(NamedTuple):
     its own ``timer``. Only actor requests are resent, within the first send's ``deadline``.
     """
     fut: asyncio.Future[Any]
-    slot: int                     # the worker slot it went to, or ROUTER / PEER
+    slot: int                     # the worker slot it went to, or ROUTER, or <= PEER
     request: Request              # what was sent: names it in errors, and is resent
     timeout: float                # seconds it was given (each resend gets them again)
     retries: int = 0              # resends so far after wrong_shard (<= MAX_RESENDS)

@@ -74,8 +74,8 @@ from .common import ASK_TRIES, RETRY_PAUSE, RETRY_PAUSE_MAX
 from .control import ControlRequests
 from .maps import MapSource
 from .reachability import WATCH_EVENTS, NodeWatch, Reachability
-from .requests import (MAX_RESENDS, RESENDABLE, ROUTER, ActorRequest, Pending, Wording, describe,
-                       resend_pause)
+from .requests import (MAX_RESENDS, PEER, RESENDABLE, ROUTER, ActorRequest, Pending, Wording,
+                       describe, resend_pause)
 
 log = get_logger("client")
 #: seconds between the map fetches that asks timing out on a cluster's map start, and
@@ -124,6 +124,8 @@ class AsyncTransport(ControlRequests, MapSource):
         self._slots: dict[int, Conn] = {}
         self._router: Conn | None = None
         self._peers: dict[str, Conn] = {}          # other endpoints (the tree, the gateway)
+        #: each other endpoint's ``slot`` number in the pending table (PEER and below)
+        self._peer_tags: dict[str, int] = {}
         self._refreshing: asyncio.Future[ShardMap] | None = None
         self._deadlines: list[tuple[float, int]] = []
         self._sweep_at: float | None = None
@@ -226,17 +228,36 @@ class AsyncTransport(ControlRequests, MapSource):
             keys = self.keys_for(endpoint)
             c = self._peers[endpoint] = Conn(
                 self.loop, self.ctx, endpoint, keys, self._on_reply,
-                zmq.EVENT_HANDSHAKE_FAILED_AUTH if keys is not None else 0,
-                partial(self._on_peer_event, endpoint) if keys is not None else None)
+                zmq.EVENT_DISCONNECTED
+                | (zmq.EVENT_HANDSHAKE_FAILED_AUTH if keys is not None else 0),
+                partial(self._on_peer_event, endpoint))
         return c
 
+    def _peer_tag(self, endpoint: str) -> int:
+        tag = self._peer_tags.get(endpoint)
+        if tag is None:
+            tag = self._peer_tags[endpoint] = PEER - len(self._peer_tags)
+        return tag
+
     def _on_peer_event(self, endpoint: str, frames: list[bytes]) -> None:
-        """A peer refused our CURVE key: ZeroMQ does not connect again, so the connection
-        is dropped and the next request makes a new one (another node of a cluster lets
-        our key in once its router has told its workers the members' keys)."""
+        """The connection to a peer dropped (its process died, say): what is in flight
+        there fails now with WorkerLost. A peer refused our CURVE key: ZeroMQ does not
+        connect again, so the connection is dropped and the next request makes a new one
+        (another node of a cluster lets our key in once its router has told its workers
+        the members' keys)."""
         try:
             event = parse_monitor_message(frames)["event"]
         except Exception:
+            return
+        if event == zmq.EVENT_DISCONNECTED:
+            tag = self._peer_tags.get(endpoint)
+            if tag is not None:
+                n = self._fail_where(tag, lambda _p: WorkerLost(
+                    f"the connection to {endpoint} dropped with the request in flight (its "
+                    f"process died?): it may or may not have been carried out"))
+                if n:
+                    log.info("the connection to %s dropped: %d request(s) in flight failed",
+                             endpoint, n)
             return
         c = self._peers.get(endpoint)
         if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH and c is not None:

@@ -211,11 +211,20 @@ class Membership:
     async def _keepalive(self) -> None:
         period = self.ttl / 3
         loop = asyncio.get_running_loop()
+        slow_said = float("-inf")
         while True:
+            due = loop.time() + period
             await asyncio.sleep(period)
             sent_at = loop.time()
             try:
                 reply = await self._lease.refresh()
+                took, late = loop.time() - sent_at, sent_at - due
+                if (took > period / 2 or late > period / 2) and loop.time() - slow_said > 10:
+                    slow_said = loop.time()      # (a node fenced for a moment says why)
+                    log.warning("this node's etcd lease renewal was slow: sent %.2f s late (this "
+                                "process's event loop was busy), answered in %.2f s; %.2f s of "
+                                "the %g s lease were left", late, took,
+                                self.fence.serve_until - loop.time(), self.cfg.lease_ttl)
                 if reply is not None and reply.TTL > 0:
                     self.fence.renewed(sent_at)
                     continue

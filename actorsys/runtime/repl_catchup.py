@@ -11,7 +11,7 @@ import asyncio
 import secrets
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ActorError, BadRequest
+from ..errors import ActorError
 from ..log import get_logger
 from ..storage.handoff import export_page
 from ..storage.keys import position_key
@@ -61,16 +61,20 @@ async def _round(r: Replication, p: Peer) -> None:
     if not positions:
         await asyncio.sleep(RETRY)
         return
+    for s in lag:            # (what it holds now, not the most it ever held), all at once:
+        tr = p.tracks.get(s)     # a batch in doubt that the copy holds is no longer in
+        raw = positions.get(s)   # doubt, nor does it wait behind the copies brought first
+        if tr is not None and tr.sent is None and raw is not None:
+            tr.holds = (raw[0], raw[1])
+    r.check()
     brought = 0
     for s in lag:
         tr = p.tracks.get(s)
         if tr is None or tr.sent is not None or s not in positions:
             continue
-        raw = positions[s]
-        tr.holds = (raw[0], raw[1])          # (what it holds now, not the most it ever held)
         tr.catching = True
         try:
-            await _bring(r, p, s, tr, (raw[0], raw[1]))
+            await _bring(r, p, s, tr, (positions[s][0], positions[s][1]))
             brought += 1
         except Gone:
             pass
@@ -113,33 +117,31 @@ async def _recheck(r: Replication, p: Peer) -> None:
 
 
 async def _positions(r: Replication, p: Peer, lag: list[int]) -> dict[int, Any] | None:
-    """``p``'s positions of ``lag`` (those it refuses to tell, one by one, left out; a
-    revoked shard it refuses is done with: the peer serves it now); None if it cannot
-    be asked."""
+    """``p``'s positions of ``lag``; None if it cannot be asked. A shard the peer
+    serves is left out: a revoked one is done with (the peer serves it now); one it
+    serves with a newer epoch than this leader's has a newer leader (this worker stops
+    serving it, :meth:`~.replication.Replication.refused`); one it serves with an older
+    grant is asked again later (that leader learns of the newer one from the fences)."""
     try:
         res = await p.link.call("position", {"shards": lag}, r.ack_timeout)
-        return dict(res.get("positions", {}))
-    except BadRequest as exc:
-        if len(lag) == 1:
-            sl = r.shards.get(lag[0])
-            if sl is not None and sl.retired:
-                p.tracks.pop(lag[0], None)
-            # (once per peer, not per shard: a peer that serves or drains many shards
-            # refuses each of them; the detail is at debug level)
-            r.say(p, f"node {p.node} refuses to give the positions of some shards (it "
-                     f"serves or drains them, or is not in cluster mode yet)")
-            log.debug("node %s refused the position of shard %d: %s", p.node, lag[0], exc)
-            return {}
-    except ActorError as exc:
+    except ActorError as exc:         # (BadRequest: not in cluster mode yet, say)
         r.say(p, f"node {p.node} cannot be asked its positions: {exc}")
         return None
-    out: dict[int, Any] = {}
-    for s in lag:                       # (one refused: ask one by one)
-        got = await _positions(r, p, [s])
-        if got is None:
-            return None
-        out.update(got)
-    return out
+    older = 0
+    for s, epoch in dict(res.get("served") or {}).items():
+        sl = r.shards.get(s)
+        if sl is None or type(epoch) is not int:
+            continue
+        if sl.retired:
+            p.tracks.pop(s, None)
+        elif epoch > sl.epoch:
+            r.refused(s, epoch, p)
+        else:
+            older += 1
+    if older:            # (one line per peer, not per shard and round)
+        r.say(p, f"node {p.node} still serves shards this worker leads, with older grants: "
+                 f"asked again later")
+    return dict(res.get("positions", {}))
 
 
 def _still(r: Replication, p: Peer, s: int, tr: Track) -> ShardLog:

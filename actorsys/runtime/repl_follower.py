@@ -2,10 +2,11 @@
 on a worker's own slot database (the storage side: ``storage/replica.py``). Any
 authorized peer may send them: the epoch fence, not the sender, decides. Refused
 (BadRequest) for shards homed on another slot and by a worker not in cluster mode (a
-restarted single node's, say); ``position`` also for shards served
-here; ``append`` and ``snapshot`` answer ``refused`` with the fence for those, and are
-refused (BadRequest: the leader retries) for a shard whose actors are still draining
-here (revoked, their last turns committing), so no stale turn writes over a copy."""
+restarted single node's, say). For a shard served here, ``position`` answers its epoch
+in ``served`` instead of its position; ``append`` and ``snapshot`` answer ``refused``
+with the fence, and are refused (BadRequest: the leader retries) for a shard whose
+actors are still draining here (revoked, their last turns committing), so no stale turn
+writes over a copy."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
@@ -121,22 +122,30 @@ class Follower:
         return self.grants.shards.get(s, 0)
 
     def position(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Each shard's position and fence (raised first to ``fence``'s epochs, fsynced
+        with the slot's durability). A shard served here is answered in ``served``, with
+        the epoch it is served with, and nothing else of it is read or fenced: the
+        asker decides per shard (a leader with an older grant stops serving it; a
+        failover counts this copy as not answering), and the other shards' answers are
+        not held back by it."""
         shards = self.homed(args.get("shards"), "position")
-        served = [s for s in shards if self.grants.served(s)]
-        if served:
-            raise BadRequest(f"position of shard(s) {served[:10]}: served by worker slot "
-                             f"{self.grants.slot} (ask its leader's replication)")
         fence = args.get("fence")
+        if fence is not None and not (isinstance(fence, dict) and all(
+                type(s) is int and s in shards and type(e) is int and 0 <= e < replica.MAX_INT
+                for s, e in fence.items())):
+            raise BadRequest("position fence must map shards named -> epoch (integer, "
+                             "0 <= n < 2**63)")
+        served = {s: self._granted(s) for s in shards if self.grants.served(s)}
+        if served:
+            shards = [s for s in shards if s not in served]
+            if fence:
+                fence = {s: e for s, e in fence.items() if s not in served}
         db = self.store.db
-        if fence is not None:
-            if not (isinstance(fence, dict) and all(
-                    type(s) is int and s in shards and type(e) is int and 0 <= e < replica.MAX_INT
-                    for s, e in fence.items())):
-                raise BadRequest("position fence must map shards named -> epoch (integer, "
-                                 "0 <= n < 2**63)")
+        if fence:
             self.writable()
             fences = self.writing(lambda: replica.raise_fences(db, fence))
         else:
             fences = {}
         return {"positions": {s: list(replica.read_position(db, s)) for s in shards},
-                "fences": {s: fences.get(s, replica.read_fence(db, s)) for s in shards}}
+                "fences": {s: fences.get(s, replica.read_fence(db, s)) for s in shards},
+                "served": served}

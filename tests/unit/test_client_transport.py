@@ -210,6 +210,27 @@ def test_a_dropped_worker_fails_its_requests_at_once_and_the_next_waits_for_it(t
         assert lost == [1]
 
 
+def test_a_request_to_another_endpoint_fails_at_once_when_its_connection_drops(tmp_path):
+    """A router's own worker killed with its grant in flight: the call fails now, not at
+    its (65 s) deadline."""
+    with FakeNode(str(tmp_path), serve=lambda s, r: HOLD) as fake:
+        async def body(t: AsyncTransport) -> float:
+            endpoint = fake.worker_endpoints[1]
+            call = asyncio.ensure_future(t.call_peer(endpoint, wire.PING, [], 60.0, "worker 1"))
+            other = asyncio.ensure_future(t.call_peer(fake.worker_endpoints[0], wire.PING, [],
+                                                      60.0, "worker 0"))
+            await asyncio.to_thread(fake.wait_for, lambda: fake.requests(1, wire.PING), "the call")
+            start = t.loop.time()
+            fake.drop(1)
+            with pytest.raises(WorkerLost, match=f"the connection to {endpoint} dropped"):
+                await asyncio.wait_for(call, WAIT)
+            assert not other.done(), "a request to another endpoint is not failed with it"
+            other.cancel()
+            return t.loop.time() - start
+
+        assert with_transport(fake, body) < WAIT
+
+
 def test_an_ask_with_retry_is_resent_with_the_same_request_id_after_worker_lost(tmp_path):
     hold = [True]
     with FakeNode(str(tmp_path), serve=lambda s, r: HOLD if hold[0] else echo(s, r)) as fake:

@@ -618,3 +618,73 @@ def test_a_position_read_from_disk_is_in_doubt_until_a_quorum_holds_it(slot: Slo
     assert slot.out.replies == [], "a read of a batch no quorum is known to hold waits"
     run(slot)                                      # the catch-up brings the follower to [3, 1]
     assert slot.out.reply_to(r)[2] == 1 and shard not in again.doubt
+
+
+def test_position_answers_a_served_shard_by_its_epoch_and_the_others_in_full(slot: Slot) -> None:
+    repl, _links = replicate(slot)
+    f = repl.follower
+    served, other = 0, 1
+    repl.grants.shards = {served: 7}               # served here; the other one followed
+    got = f.position({"shards": [served, other], "fence": {served: 9, other: 9}})
+    assert got["served"] == {served: 7}, "a served shard's epoch, for the asker to decide"
+    assert served not in got["positions"] and got["positions"][other] == [3, 0]
+    assert replica.read_fence(slot.store.db, served) != 9, "a served shard is never fenced"
+    assert replica.read_fence(slot.store.db, other) == 9 == got["fences"][other]
+
+
+@pytest.mark.parametrize("epoch, stops", [(4, True), (3, False)])
+def test_a_peer_serving_a_led_shard_stops_it_here_only_with_a_newer_epoch(
+        slot: Slot, epoch: int, stops: bool) -> None:
+    repl, (link,) = replicate(slot)
+    shard = shard_of("Counter", "a", SHARDS)
+    def serving(cmd: str, args: dict[str, Any], timeout: float, cb: Any) -> None:
+        if cmd == "position":
+            pos = {s: [3, 0] for s in args["shards"] if s != shard}
+            slot.loop.call_soon(cb, True, {"positions": pos, "fences": {},
+                                           "served": {shard: epoch}})
+    link.request = serving                      # type: ignore[method-assign]
+    p = repl.peers["ipc://f0"]
+    for tr in p.tracks.values():
+        tr.sent = None
+    p.wake.set()
+    run(slot, 0.1)
+    assert (repl.refusals == [(shard, epoch)]) is stops   # type: ignore[attr-defined]
+    assert (shard in repl.lost) is stops
+    assert all(tr.sent is not None for s, tr in p.tracks.items() if s != shard), \
+        "the other shards' answers were not held back by it"
+
+
+def test_the_first_position_answer_ends_every_doubt_it_settles_not_one_copy_at_a_time(
+        slot: Slot) -> None:
+    """A restarted leader's positions are all in doubt: the ones its follower holds
+    leave doubt at the first answer, not behind a copy that must be rebuilt first."""
+    grants = Grants(0, slot.map.owner, True, "n1")
+    grants.shards = {s: 3 for s in range(SHARDS)}
+    a, b = sorted({shard_of("Counter", k, SHARDS) for k in ("a", "b", "c", "d")})[:2]
+    with slot.store.db.write_batch() as wb:         # what a killed worker left on disk
+        for s in (a, b):
+            wb.put(position_key(s), replica.pack_position((3, 5)))
+    repl = Replication(slot.loop, None, None, slot.commit, grants, 1 << 20)  # type: ignore[arg-type]
+    slow: list[Any] = []
+
+    def link(*args: Any) -> FakeLink:
+        made = FakeLink(*args)
+        made.positions = {a: [0, 0], b: [3, 5]}      # a must be rebuilt; b is in step
+        real = made.request
+        def request(cmd: str, body: dict[str, Any], timeout: float, cb: Any) -> None:
+            if cmd == "snapshot":
+                slow.append(body["shard"])           # (answered later than this test looks)
+                slot.loop.call_later(0.3, real, cmd, body, timeout, cb)
+            else:
+                real(cmd, body, timeout, cb)
+        made.request = request                      # type: ignore[method-assign]
+        return made
+    repl.link_factory = link                         # type: ignore[assignment]
+    slot.repl = repl                                 # type: ignore[attr-defined]
+    repl.configure(parse_grant({"peers": [["f0", "ipc://f0", None]],
+                                "replicas": {s: [[0, True]] for s in (a, b)}}, SHARDS),
+                   {a: 3, b: 3})
+    assert repl.doubt == {a: (3, 5), b: (3, 5)}
+    run(slot, 0.1)
+    assert slow == [a], "a is being rebuilt"
+    assert repl.doubt == {a: (3, 5)}, "b's doubt ended with the first answer"
