@@ -97,6 +97,7 @@ class Coordinator:
         # the lease of every registration, also a re-join after the lease expired: a
         # router restarted later finds its own record under the lease it remembers
         self.membership.on_lease = lambda _lease: self._on_lease()
+        self.membership.on_lease_granted = self._remember_lease
         self.on_map, self.on_left = on_map, on_left
         #: called when a long-lived task of the coordinator ended by an error (the router
         #: then ends, and its node supervisor restarts it)
@@ -196,10 +197,12 @@ class Coordinator:
         except (OSError, ValueError):
             return None
 
-    def _remember_lease(self) -> None:
+    def _remember_lease(self, lease_id: int | None = None) -> None:
+        """Write the lease this node registers (or registered) under to its data dir: a
+        restarted router revokes it if it still holds this node's record."""
         path = os.path.join(self.cfg.data_dir, LEASE_FILE)
         with open(path + ".tmp", "w") as f:
-            f.write(str(self.membership.lease_id or 0))
+            f.write(str(lease_id if lease_id is not None else self.membership.lease_id or 0))
         os.replace(path + ".tmp", path)
 
     async def _check_shard_count(self) -> None:

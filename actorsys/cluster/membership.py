@@ -99,6 +99,10 @@ class Membership:
         self.cfg, self.me, self.on_change = cfg, me, on_change
         #: called with the lease id after each registration under a new lease
         self.on_lease: Callable[[int], None] | None = None
+        #: called with a new lease's id before the record is written under it (the node
+        #: remembers it first: a run killed between the two would otherwise find its own
+        #: record under a lease it does not know, and take itself for a twin)
+        self.on_lease_granted: Callable[[int], None] | None = None
         self.nodes_prefix = prefix(cfg.name) + b"nodes/"
         #: the live nodes by id, this one included, as of the last event seen
         self.members: dict[str, Member] = {}
@@ -162,6 +166,8 @@ class Membership:
         c = self.client
         sent_at = asyncio.get_running_loop().time()
         lease = await c.lease(ttl=self.ttl)
+        if self.on_lease_granted is not None:
+            self.on_lease_granted(int(lease.id))
         key = self.nodes_prefix + self.me.node_id.encode()
         ok, _ = await c.transaction(
             compare=[c.transactions.version(key) == 0],

@@ -80,3 +80,31 @@ def test_a_second_node_with_the_same_id_is_refused(etcd):
         await twin.leave()
         await a.leave()
     asyncio.run(run())
+
+
+def test_a_run_killed_between_its_lease_and_its_record_is_recognised_when_it_restarts(etcd):
+    """A router killed right after joining again under a new lease (its record written,
+    the lease not yet remembered) took its restart for a twin and stopped the node; the
+    lease is now remembered before the record is written under it."""
+    cfg = ClusterConfig([etcd.url], "test", "unused", 3.0)
+
+    async def run() -> None:
+        first = Membership(cfg, member(1))
+        remembered: list[int] = []
+        registered: list[bool] = []
+        def granted(lease_id: int) -> None:
+            remembered.append(lease_id)
+            registered.append(first._lease is not None)
+        first.on_lease_granted = granted
+        await first.join()
+        assert remembered == [first.lease_id] and registered == [False], \
+            "remembered before the record was written under it"
+        for t in first._tasks:          # killed: nothing more runs, the record stays live
+            t.cancel()
+        again = Membership(cfg, member(1))
+        await again.join(previous_lease=remembered[-1])
+        assert set(again.members) == {"n1"} and again.lease_id != remembered[-1], \
+            "the previous run's lease revoked, not taken for a twin"
+        await again.leave()
+        await first.client.close()
+    asyncio.run(run())
