@@ -123,6 +123,9 @@ class Replication:
         self.reread: set[int] = set()
         #: snapshots sent (status)
         self.snapshots = 0
+        #: node -> [(shard, its fence, this leader's epoch)] refused since the loop turned
+        #: (logged in one line each: :meth:`_log_refusals`)
+        self.refused_unlogged: dict[str, list[tuple[int, int, int]]] = {}
         #: the follower commands (append, snapshot, position) of this slot
         self.follower = Follower(self.store, grants, commit.on_failure)
         self.follower.on_write = self._followed
@@ -331,9 +334,9 @@ class Replication:
                 log.warning("worker slot %d: %s", self.grants.slot, what)
             return
         self.lost[s] = max(fence, self.lost.get(s, 0))
-        log.error("worker slot %d: node %s refused shard %d's batches (its fence is epoch %d, "
-                  "this leader's %d): a newer leader exists; this worker stops serving it",
-                  self.grants.slot, p.node if p else "?", s, fence, sl.epoch)
+        if not self.refused_unlogged:       # (one line per peer and loop turn: a failover refuses
+            self.loop.call_soon(self._log_refusals)   # hundreds of shards at once)
+        self.refused_unlogged.setdefault(p.node if p else "?", []).append((s, fence, sl.epoch))
         if not sl.retired and self.on_refused is not None:
             self.on_refused(s, fence)
         exc = ShardUnavailable(f"shard {s} has a newer leader (epoch {fence}); this node no "
@@ -343,6 +346,17 @@ class Replication:
                 self._fail_held(g, exc)
         self._drop_shard(s)
         self.check()
+
+    def _log_refusals(self) -> None:
+        refusals, self.refused_unlogged = self.refused_unlogged, {}
+        for node, shards in refusals.items():
+            s, fence, epoch = shards[0]
+            more = (f" (and {len(shards) - 1} more shards: "
+                    f"{', '.join(str(x[0]) for x in shards[1:11])}{' ...' if len(shards) > 11 else ''})"
+                    if len(shards) > 1 else "")
+            log.error("worker slot %d: node %s refused shard %d's batches (its fence is epoch %d, "
+                      "this leader's %d)%s: a newer leader exists; this worker stops serving them",
+                      self.grants.slot, node, s, fence, epoch, more)
 
     def replication(self, args: dict[str, Any]) -> dict[int, Any]:
         shards = self.follower.homed(args.get("shards"), "replication")

@@ -688,3 +688,15 @@ def test_the_first_position_answer_ends_every_doubt_it_settles_not_one_copy_at_a
     run(slot, 0.1)
     assert slow == [a], "a is being rebuilt"
     assert repl.doubt == {a: (3, 5)}, "b's doubt ended with the first answer"
+
+
+def test_refusals_of_many_shards_at_once_are_one_log_line(slot: Slot,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    repl, (link,) = replicate(slot)
+    caplog.set_level("ERROR", logger="actorsys.worker")
+    for s in range(5):
+        repl.refused(s, 9, repl.peers["ipc://f0"])
+    run(slot)
+    lines = [r.getMessage() for r in caplog.records if "refused shard" in r.getMessage()]
+    assert len(lines) == 1 and "and 4 more shards: 1, 2, 3, 4" in lines[0], lines
+    assert all(s in repl.lost for s in range(5))
