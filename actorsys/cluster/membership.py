@@ -8,7 +8,8 @@ Semantics:
   shard -> local worker slot table, where each shard's data lives on it), in one
   transaction that fails if another node holds that id (a second node with the same
   id is refused at start, not merged).
-* It keeps the lease alive (a refresh every ``lease_ttl / 3``). A node that stops
+* It keeps the lease alive (a refresh every ``lease_ttl / 3``, on a thread of its own:
+  ``keepalive.py``, so a busy event loop does not make it late). A node that stops
   renewing, because it is dead, frozen or cut off, loses its lease after ``lease_ttl``
   and etcd deletes its record: the others see it leave.
 * Every node watches ``/actorsys/<cluster>/nodes/`` and keeps :attr:`Membership.members`,
@@ -30,9 +31,10 @@ from typing import Any, Callable
 import aetcd
 
 from ..config.cluster import ClusterConfig
-from .fence import Fence
 from ..errors import ConfigError, NodeUnavailable
 from ..log import get_logger
+from .fence import Fence
+from .keepalive import LeaseKeeper
 
 log = get_logger("cluster")
 
@@ -58,9 +60,10 @@ def prefix(cluster: str) -> bytes:
     return f"/actorsys/{cluster}/".encode()
 
 
-async def connect(cfg: ClusterConfig) -> aetcd.Client:
+async def connect(cfg: ClusterConfig) -> tuple[aetcd.Client, str]:
     """A client of the first of ``cfg.etcd`` that answers, each call bounded by the
-    lease's ttl (NodeUnavailable naming every URL tried if none does)."""
+    lease's ttl, and its ``host:port`` (as aetcd writes its channel's target);
+    NodeUnavailable naming every URL tried if none does."""
     errors = []
     for url in cfg.etcd:
         host, port = url.split("://", 1)[1].rsplit(":", 1)
@@ -73,7 +76,7 @@ async def connect(cfg: ClusterConfig) -> aetcd.Client:
             errors.append(f"{url}: {type(exc).__name__}: {exc}")
             await client.close()
             continue
-        return client
+        return client, f"{host.strip('[]')}:{port}"
     raise NodeUnavailable(f"no etcd endpoint of cluster {cfg.name!r} answered: " + "; ".join(errors))
 
 
@@ -107,8 +110,12 @@ class Membership:
         #: the live nodes by id, this one included, as of the last event seen
         self.members: dict[str, Member] = {}
         self._client: aetcd.Client | None = None
+        self._target = ""        #: the etcd endpoint connected to, host:port
         self._lease: Any = None
         self._tasks: list[asyncio.Task[None]] = []
+        #: renews the lease (a thread) from the first registration until leave
+        self._keeper: LeaseKeeper | None = None
+        self._rejoining: asyncio.Task[None] | None = None
         #: the ttl of the lease in etcd: whole seconds (etcd's unit), lease_ttl rounded down
         self.ttl = max(int(cfg.lease_ttl), 1)
         #: whether this node may serve its shards now (fence.py): moved by each renewal;
@@ -123,7 +130,7 @@ class Membership:
     async def connect(self) -> None:
         """Connect to etcd (each URL of ``etcd`` in turn, each call bounded by the lease's
         ttl); NodeUnavailable naming every URL tried if none answers."""
-        self._client = await connect(self.cfg)
+        self._client, self._target = await connect(self.cfg)
 
     async def register(self, previous_lease: int | None = None) -> None:
         """Write this node's record under a new lease, and start renewing it and watching
@@ -141,7 +148,8 @@ class Membership:
                                   f"cluster {self.cfg.name!r} (another node runs with it)",
                                   key="cluster.node_id")
         await self._load()
-        self._tasks = [asyncio.create_task(self._keepalive()), asyncio.create_task(self._watch())]
+        self._start_renewing()
+        self._tasks = [asyncio.create_task(self._watch())]
 
     async def mark_leaving(self) -> None:
         """Say in this node's record that it is leaving (the others then move no shard
@@ -214,34 +222,38 @@ class Membership:
             if self.on_change is not None:
                 self.on_change(dict(members))
 
-    async def _keepalive(self) -> None:
-        period = self.ttl / 3
-        loop = asyncio.get_running_loop()
-        slow_said = float("-inf")
-        while True:
-            due = loop.time() + period
-            await asyncio.sleep(period)
-            sent_at = loop.time()
+    def _start_renewing(self) -> None:
+        """Renew the lease on a thread of its own (``keepalive.py``: the loop may be busy)."""
+        self._keeper = LeaseKeeper(self._target, int(self._lease.id), self.cfg.lease_ttl,
+                                   self.ttl / 3, float(self.ttl), asyncio.get_running_loop(),
+                                   self.fence.renewed, self._expired)
+
+    def stop_renewing(self) -> None:
+        """Stop renewing the lease, as a frozen process would (tests)."""
+        if self._keeper is not None:
+            self._keeper.stop()
+            self._keeper = None
+
+    def _expired(self) -> None:
+        """(On the loop.) etcd says the lease expired: join again under a new one."""
+        if self._rejoining is None or self._rejoining.done():
+            self._rejoining = asyncio.get_running_loop().create_task(self._rejoin())
+
+    async def _rejoin(self) -> None:
+        log.error("this node's etcd lease expired (no renewal reached etcd for %g s): "
+                  "joining again under a new lease", self.cfg.lease_ttl)
+        while self._keeper is not None:
             try:
-                reply = await self._lease.refresh()
-                took, late = loop.time() - sent_at, sent_at - due
-                if (took > period / 2 or late > period / 2) and loop.time() - slow_said > 10:
-                    slow_said = loop.time()      # (a node fenced for a moment says why)
-                    log.warning("this node's etcd lease renewal was slow: sent %.2f s late (this "
-                                "process's event loop was busy), answered in %.2f s; %.2f s of "
-                                "the %g s lease were left", late, took,
-                                self.fence.serve_until - loop.time(), self.cfg.lease_ttl)
-                if reply is not None and reply.TTL > 0:
-                    self.fence.renewed(sent_at)
-                    continue
-                log.error("this node's etcd lease expired (no renewal reached etcd for %g s): "
-                          "joining again under a new lease", self.cfg.lease_ttl)
-                if not await self._register():
+                if await self._register():
+                    self._keeper.use(int(self._lease.id))
+                else:
                     log.error("cannot join again: another node now runs with node_id %r",
                               self.me.node_id)
+                return
             except Exception as exc:
-                log.error("could not renew this node's etcd lease (%s): after %g s without "
-                          "renewal it loses its membership", exc, self.cfg.lease_ttl)
+                log.error("could not join again under a new lease (%s); trying again in %g s",
+                          exc, self.ttl / 3)
+                await asyncio.sleep(self.ttl / 3)
 
     async def _watch(self) -> None:
         """Keep :attr:`members` current; a watch that breaks (etcd restarted, cut off) is
@@ -261,7 +273,10 @@ class Membership:
 
     async def leave(self) -> None:
         """Stop renewing and watching, and revoke the lease: the record goes at once."""
-        await cancel_all(self._tasks)
+        keeper, self._keeper = self._keeper, None
+        if keeper is not None:
+            await asyncio.to_thread(keeper.stop)
+        await cancel_all(self._tasks + ([self._rejoining] if self._rejoining else []))
         self._tasks = []
         if self._lease is not None:
             try:

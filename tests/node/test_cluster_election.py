@@ -34,7 +34,7 @@ async def campaigners(etcd: Etcd, ttl: float, ids: list[str]) -> tuple[list[Elec
     cfg = ClusterConfig([etcd.url], "test", "unused", ttl)
     out, changes = [], []
     for node in ids:
-        client = await connect(cfg)
+        client, _target = await connect(cfg)
         e = Election(client, "test", node, f"tcp://{node}:1", None, ttl,
                      on_change=lambda h, lead, node=node: changes.append((node, h and h.node_id, lead)))
         out.append(e)

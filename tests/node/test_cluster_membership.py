@@ -55,7 +55,8 @@ def test_a_node_that_stops_renewing_drops_out_after_its_lease(etcd):
         await a.join()
         await b.join()
         await until(lambda: set(a.members) == {"n1", "n2"}, "both members")
-        for t in b._tasks:        # frozen: no renewal, no revoke
+        b.stop_renewing()         # frozen: no renewal, no revoke
+        for t in b._tasks:
             t.cancel()
         stopped = time.monotonic()
         await until(lambda: not b.fence.may_serve(time.monotonic()), "n2 to fence itself")
@@ -99,7 +100,8 @@ def test_a_run_killed_between_its_lease_and_its_record_is_recognised_when_it_res
         await first.join()
         assert remembered == [first.lease_id] and registered == [False], \
             "remembered before the record was written under it"
-        for t in first._tasks:          # killed: nothing more runs, the record stays live
+        first.stop_renewing()           # killed: nothing more runs, the record stays live
+        for t in first._tasks:
             t.cancel()
         again = Membership(cfg, member(1))
         await again.join(previous_lease=remembered[-1])
@@ -107,4 +109,23 @@ def test_a_run_killed_between_its_lease_and_its_record_is_recognised_when_it_res
             "the previous run's lease revoked, not taken for a twin"
         await again.leave()
         await first.client.close()
+    asyncio.run(run())
+
+
+def test_the_lease_is_renewed_while_the_event_loop_is_blocked(etcd):
+    """The router's loop busy for longer than the lease's ttl (planning thousands of
+    shards on a starved host): the lease, renewed on its own thread, does not expire."""
+    cfg = ClusterConfig([etcd.url], "test", "unused", 2.0)
+
+    async def run() -> None:
+        a, b = Membership(cfg, member(1)), Membership(cfg, member(2))
+        await a.join()
+        await b.join()
+        await until(lambda: set(a.members) == {"n1", "n2"}, "both members")
+        time.sleep(3.5)                         # b's (and a's) loop blocked past the ttl
+        assert b.fence.may_serve(time.monotonic()), "renewed meanwhile: no fence, no expiry"
+        await asyncio.sleep(0.5)
+        assert set(a.members) == {"n1", "n2"}, "n2's lease did not expire"
+        await b.leave()
+        await a.leave()
     asyncio.run(run())
