@@ -24,6 +24,22 @@ def member(i: int) -> Member:
     return Member(f"n{i}", f"tcp://127.0.0.{i}:7100", None, (f"tcp://127.0.0.{i}:7101",))
 
 
+async def two_members(cfg: ClusterConfig) -> tuple[Membership, Membership]:
+    """n1 and n2 joined, each seeing both."""
+    a, b = Membership(cfg, member(1)), Membership(cfg, member(2))
+    await a.join()
+    await b.join()
+    await until(lambda: set(a.members) == {"n1", "n2"}, "both members")
+    return a, b
+
+
+def freeze(m: Membership) -> None:
+    """``m``'s process frozen or killed: no renewal, no watch, no revoke."""
+    m.stop_renewing()
+    for t in m._tasks:
+        t.cancel()
+
+
 async def until(cond, what: str, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
@@ -51,13 +67,8 @@ def test_a_node_that_stops_renewing_drops_out_after_its_lease(etcd):
     cfg = ClusterConfig([etcd.url], "test", "unused", 2.0)
 
     async def run() -> None:
-        a, b = Membership(cfg, member(1)), Membership(cfg, member(2))
-        await a.join()
-        await b.join()
-        await until(lambda: set(a.members) == {"n1", "n2"}, "both members")
-        b.stop_renewing()         # frozen: no renewal, no revoke
-        for t in b._tasks:
-            t.cancel()
+        a, b = await two_members(cfg)
+        freeze(b)
         stopped = time.monotonic()
         await until(lambda: not b.fence.may_serve(time.monotonic()), "n2 to fence itself")
         assert set(a.members) == {"n1", "n2"}, "n2 stopped serving before its lease expired in etcd"
@@ -100,9 +111,7 @@ def test_a_run_killed_between_its_lease_and_its_record_is_recognised_when_it_res
         await first.join()
         assert remembered == [first.lease_id] and registered == [False], \
             "remembered before the record was written under it"
-        first.stop_renewing()           # killed: nothing more runs, the record stays live
-        for t in first._tasks:
-            t.cancel()
+        freeze(first)                   # killed: the record stays live until its lease ends
         again = Membership(cfg, member(1))
         await again.join(previous_lease=remembered[-1])
         assert set(again.members) == {"n1"} and again.lease_id != remembered[-1], \
@@ -118,10 +127,7 @@ def test_the_lease_is_renewed_while_the_event_loop_is_blocked(etcd):
     cfg = ClusterConfig([etcd.url], "test", "unused", 2.0)
 
     async def run() -> None:
-        a, b = Membership(cfg, member(1)), Membership(cfg, member(2))
-        await a.join()
-        await b.join()
-        await until(lambda: set(a.members) == {"n1", "n2"}, "both members")
+        a, b = await two_members(cfg)
         time.sleep(3.5)                         # b's (and a's) loop blocked past the ttl
         assert b.fence.may_serve(time.monotonic()), "renewed meanwhile: no fence, no expiry"
         await asyncio.sleep(0.5)
