@@ -78,14 +78,17 @@ class LeaseKeeper:
                 sent = time.monotonic()
                 due = sent + self.period      # (the next from this send, not its answer)
                 lease_id = self._lease_id
+                call = stub.LeaseKeepAlive(iter([rpc_pb2.LeaseKeepAliveRequest(ID=lease_id)]),
+                                           timeout=self.timeout)
                 try:
-                    reply = next(iter(stub.LeaseKeepAlive(
-                        iter([rpc_pb2.LeaseKeepAliveRequest(ID=lease_id)]), timeout=self.timeout)))
+                    reply = next(call)
                 except (grpc.RpcError, StopIteration) as exc:
                     code = exc.code() if isinstance(exc, grpc.RpcError) else "no answer"
                     self._say(time.monotonic(), "could not renew this node's etcd lease (%s): "
                               "after %g s without renewal it loses its membership", code, self.ttl)
                     continue
+                finally:
+                    call.cancel()          # (one answer is all it is asked for)
                 took = time.monotonic() - sent
                 if took > self.period / 2:
                     self._say(time.monotonic(), "this node's etcd lease renewal was slow: etcd "

@@ -242,18 +242,20 @@ class Membership:
     async def _rejoin(self) -> None:
         log.error("this node's etcd lease expired (no renewal reached etcd for %g s): "
                   "joining again under a new lease", self.cfg.lease_ttl)
+        said = ""
         while self._keeper is not None:
             try:
                 if await self._register():
                     self._keeper.use(int(self._lease.id))
-                else:
-                    log.error("cannot join again: another node now runs with node_id %r",
-                              self.me.node_id)
-                return
+                    return
+                why = f"another node now runs with node_id {self.me.node_id!r}"
             except Exception as exc:
-                log.error("could not join again under a new lease (%s); trying again in %g s",
-                          exc, self.ttl / 3)
-                await asyncio.sleep(self.ttl / 3)
+                why = str(exc)
+            if why != said:              # (tried every ttl / 3; each cause logged once)
+                said = why
+                log.error("could not join again under a new lease (%s); trying again every "
+                          "%g s", why, self.ttl / 3)
+            await asyncio.sleep(self.ttl / 3)
 
     async def _watch(self) -> None:
         """Keep :attr:`members` current; a watch that breaks (etcd restarted, cut off) is

@@ -43,9 +43,11 @@ shutdown).
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 from functools import partial
 import os
 import signal
+import sys
 import time
 from typing import Any
 
@@ -90,6 +92,8 @@ RECEIVE_HWM = 1000
 #: a worker's exit status when its storage cannot be opened at start (the node stops)
 EXIT_STORAGE = 78
 HEARTBEAT_INTERVAL = 0.1
+#: seconds between two re-armings of the stall dump (see :meth:`Worker._beat`)
+STALL_REARM = 1.0
 
 
 class Worker:
@@ -102,6 +106,7 @@ class Worker:
         self.tree_endpoint = layout.tree
         self.gateway_endpoint = layout.gateway
         self.beats = beats           # shared with the node supervisor: [heartbeat, sync turn start]
+        self._stall_armed = 0.0      # when the stall dump is armed again (_beat)
         self.map = ShardMap(epoch=meta["epoch"], shards=meta["shards"], owner=list(meta["owner"]),
                             endpoints=self.endpoints)
         self.classes: dict[str, type] = {}
@@ -268,8 +273,16 @@ class Worker:
                 await asyncio.sleep(1.0)
 
     def _beat(self) -> None:
+        now = time.monotonic()
         if self.beats is not None:
-            self.beats[2 * self.slot] = time.monotonic()
+            self.beats[2 * self.slot] = now
+            # A loop blocked for half of heartbeat_timeout writes every thread's stack to
+            # the log (faulthandler's own thread needs no interpreter): what a worker was
+            # doing is on record before its supervisor kills it as hung.
+            if now >= self._stall_armed:
+                self._stall_armed = now + STALL_REARM
+                faulthandler.dump_traceback_later(
+                    max(STALL_REARM + 1.0, self.cfg.heartbeat_timeout / 2), file=sys.stderr)
         self._beater = self.loop.call_later(HEARTBEAT_INTERVAL, self._beat)
 
     @property
@@ -309,6 +322,8 @@ class Worker:
                         self.slot, len(running), self.cfg.shutdown_timeout,
                         ", ".join(f"{a.type_name}/{a.key:.100}" for a in running[:10])
                         + (" ..." if len(running) > 10 else ""))
+        if self.beats is not None:
+            faulthandler.cancel_dump_traceback_later()   # (a slow exit is not a stall)
         if not self._done.done():
             self._done.set_result(None)
 
