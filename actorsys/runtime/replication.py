@@ -83,6 +83,8 @@ FRAMING = 4096
 #: bytes of batches waiting for room in a peer's window; past it the peer leaves the
 #: stream (its queue is dropped) and the catch-up brings it from the log
 OUTQ_BYTES = 16 << 20
+#: seconds over which a peer's refusals of this leader's shards make one log line
+REFUSALS_LOG_EVERY = 1.0
 
 
 class Replication:
@@ -123,8 +125,8 @@ class Replication:
         self.reread: set[int] = set()
         #: snapshots sent (status)
         self.snapshots = 0
-        #: node -> [(shard, its fence, this leader's epoch)] refused since the loop turned
-        #: (logged in one line each: :meth:`_log_refusals`)
+        #: node -> [(shard, its fence, this leader's epoch)] refused and not yet logged
+        #: (one line per node within :data:`REFUSALS_LOG_EVERY` s: :meth:`_log_refusals`)
         self.refused_unlogged: dict[str, list[tuple[int, int, int]]] = {}
         #: the follower commands (append, snapshot, position) of this slot
         self.follower = Follower(self.store, grants, commit.on_failure)
@@ -334,8 +336,8 @@ class Replication:
                 log.warning("worker slot %d: %s", self.grants.slot, what)
             return
         self.lost[s] = max(fence, self.lost.get(s, 0))
-        if not self.refused_unlogged:       # (one line per peer and loop turn: a failover refuses
-            self.loop.call_soon(self._log_refusals)   # hundreds of shards at once)
+        if not self.refused_unlogged:   # (one line per peer and second: a failover refuses
+            self.loop.call_later(REFUSALS_LOG_EVERY, self._log_refusals)   # hundreds of shards)
         self.refused_unlogged.setdefault(p.node if p else "?", []).append((s, fence, sl.epoch))
         if not sl.retired and self.on_refused is not None:
             self.on_refused(s, fence)
@@ -396,6 +398,8 @@ class Replication:
     def close(self) -> None:
         """Stop (the worker stops): groups still waiting fail, the links close."""
         self.closed = True
+        if self.refused_unlogged:
+            self._log_refusals()
         if self.timer is not None:
             self.timer.cancel()
             self.timer = self.timer_for = None

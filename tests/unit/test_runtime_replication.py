@@ -696,7 +696,8 @@ def test_refusals_of_many_shards_at_once_are_one_log_line(slot: Slot,
     caplog.set_level("ERROR", logger="actorsys.worker")
     for s in range(5):
         repl.refused(s, 9, repl.peers["ipc://f0"])
-    run(slot)
+        run(slot, 0.01)                            # (across loop turns, within the second)
+    run(slot, 1.0)
     lines = [r.getMessage() for r in caplog.records if "refused shard" in r.getMessage()]
     assert len(lines) == 1 and "and 4 more shards: 1, 2, 3, 4" in lines[0], lines
     assert all(s in repl.lost for s in range(5))
