@@ -7,6 +7,9 @@
   SIGKILL (a loop blocked in user code cannot stop itself).
 * **Missed heartbeats**: no heartbeat for ``heartbeat_timeout`` outside a turn -> SIGKILL;
   a worker still starting has ``start_timeout`` for its first beat.
+* Before either kill, the worker is sent :data:`~actorsys.runtime.worker.DUMP_SIGNAL`,
+  on which it writes every thread's stack to the log (``faulthandler``, which needs no
+  interpreter): a worker killed as hung says where it was.
 * **Memory**: resident memory (psutil, every 0.5 s) above ``max_worker_memory`` ->
   SIGTERM, so it passivates its actors, then SIGKILL after ``shutdown_timeout``.
 * **Stopped clocks**: when the supervisor itself did not run for over a second (Ctrl-Z
@@ -23,11 +26,13 @@ from __future__ import annotations
 import logging
 import mmap
 import signal
+import time
 from typing import Mapping
 
 import psutil
 
 from actorsys.config import NodeConfig
+from actorsys.runtime.worker import DUMP_SIGNAL
 
 from .processes import NodeChild, Role, send_signal
 
@@ -35,6 +40,7 @@ log = logging.getLogger("supervisors.node")
 
 MEMORY_CHECK_EVERY = 0.5   # seconds between two psutil reads of the workers' memory
 STALL = 1.0                # a gap this long between two checks: we were stopped or starved
+DUMP_WAIT = 0.05           # seconds a hung worker gets to write its stacks before SIGKILL
 NEVER = float("inf")
 
 
@@ -64,6 +70,12 @@ class WorkerHealth:
     def _kill(self, pid: int) -> None:
         send_signal(pid, signal.SIGKILL)
         self.terminating[pid] = NEVER
+
+    def _kill_hung(self, pid: int) -> None:
+        """Kill a hung worker, after its stacks are in the log."""
+        send_signal(pid, DUMP_SIGNAL)
+        time.sleep(DUMP_WAIT)
+        self._kill(pid)
 
     def _ran(self, since: float, now: float) -> float:
         """Seconds from ``since`` to ``now`` that the supervisor ran (stalls left out)."""
@@ -102,13 +114,13 @@ class WorkerHealth:
             if turn and self._ran(turn, now) > cfg.turn_timeout:
                 log.warning("worker slot %d (pid %d): a turn has run for %.1f s, past turn_timeout = "
                             "%g s; killing it", slot, pid, self._ran(turn, now), cfg.turn_timeout)
-                self._kill(pid)
+                self._kill_hung(pid)
             elif not turn and self._ran(beat, now) > cfg.heartbeat_timeout and (
                     beat > spawned or self._ran(spawned, now) > cfg.start_timeout):
                 log.warning("worker slot %d (pid %d) missed its heartbeats for %.1f s "
                             "(heartbeat_timeout = %g s); killing it",
                             slot, pid, self._ran(beat, now), cfg.heartbeat_timeout)
-                self._kill(pid)
+                self._kill_hung(pid)
             elif check_memory:
                 try:
                     rss = psutil.Process(pid).memory_info().rss

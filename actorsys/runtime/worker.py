@@ -92,8 +92,9 @@ RECEIVE_HWM = 1000
 #: a worker's exit status when its storage cannot be opened at start (the node stops)
 EXIT_STORAGE = 78
 HEARTBEAT_INTERVAL = 0.1
-#: seconds between two re-armings of the stall dump (see :meth:`Worker._beat`)
-STALL_REARM = 1.0
+#: the signal on which a worker writes every thread's stack to its log (its node supervisor
+#: sends it before killing the worker as hung: what it was doing is then on record)
+DUMP_SIGNAL = signal.SIGUSR1
 
 
 class Worker:
@@ -106,7 +107,6 @@ class Worker:
         self.tree_endpoint = layout.tree
         self.gateway_endpoint = layout.gateway
         self.beats = beats           # shared with the node supervisor: [heartbeat, sync turn start]
-        self._stall_armed = 0.0      # when the stall dump is armed again (_beat)
         self.map = ShardMap(epoch=meta["epoch"], shards=meta["shards"], owner=list(meta["owner"]),
                             endpoints=self.endpoints)
         self.classes: dict[str, type] = {}
@@ -273,16 +273,8 @@ class Worker:
                 await asyncio.sleep(1.0)
 
     def _beat(self) -> None:
-        now = time.monotonic()
         if self.beats is not None:
-            self.beats[2 * self.slot] = now
-            # A loop blocked for half of heartbeat_timeout writes every thread's stack to
-            # the log (faulthandler's own thread needs no interpreter): what a worker was
-            # doing is on record before its supervisor kills it as hung.
-            if now >= self._stall_armed:
-                self._stall_armed = now + STALL_REARM
-                faulthandler.dump_traceback_later(
-                    max(STALL_REARM + 1.0, self.cfg.heartbeat_timeout / 2), file=sys.stderr)
+            self.beats[2 * self.slot] = time.monotonic()
         self._beater = self.loop.call_later(HEARTBEAT_INTERVAL, self._beat)
 
     @property
@@ -322,8 +314,6 @@ class Worker:
                         self.slot, len(running), self.cfg.shutdown_timeout,
                         ", ".join(f"{a.type_name}/{a.key:.100}" for a in running[:10])
                         + (" ..." if len(running) > 10 else ""))
-        if self.beats is not None:
-            faulthandler.cancel_dump_traceback_later()   # (a slow exit is not a stall)
         if not self._done.done():
             self._done.set_result(None)
 
@@ -485,6 +475,8 @@ def main(cfg: NodeConfig, layout: NodeLayout, slot: int, meta: dict[str, Any],
     cannot be opened or read at start. (Its logging is set up by the node supervisor's
     fork, as every child's: ``supervisors/processes.py``.)"""
     worker = Worker(cfg, layout, slot, meta, beats)
+    # (a C-level handler: it writes even while the loop is blocked holding the interpreter)
+    faulthandler.register(DUMP_SIGNAL, file=sys.stderr, all_threads=True)
     try:
         asyncio.run(worker.run())
     except StorageError as exc:
