@@ -110,7 +110,8 @@ class TreeSeat:
     async def start(self, ctx: zmq.Context[Any]) -> None:
         """Connect to etcd (NodeUnavailable if no etcd answers) and campaign."""
         self.ctx = ctx
-        c = self._client = self.store.client = await connect(self.ccfg)
+        c, _target = await connect(self.ccfg)
+        self._client = self.store.client = c
         public = self.keys.public.decode() if self.keys is not None else None
         self.election = Election(c, self.ccfg.name, self.node_id, self.endpoint, public,
                                  self.ccfg.lease_ttl, on_change=self._changed)

@@ -58,7 +58,7 @@ def etcd_keys(etcd: Etcd, prefix: bytes) -> dict[bytes, bytes]:
     from actorsys.config.cluster import ClusterConfig
 
     async def run() -> dict[bytes, bytes]:
-        client = await connect(ClusterConfig([etcd.url], "t", "x", TTL))
+        client, _target = await connect(ClusterConfig([etcd.url], "t", "x", TTL))
         try:
             return {kv.key: kv.value for kv in await client.get_prefix(prefix)}
         finally:
@@ -175,7 +175,7 @@ def test_the_holder_spawns_the_children_of_a_shard_that_changed_owner_again(tmp_
 
         def move(*records: tuple[int, dict[str, Any]]) -> None:
             async def run() -> None:
-                client = await connect(ClusterConfig([etcd.url], "t", "x", TTL))
+                client, _target = await connect(ClusterConfig([etcd.url], "t", "x", TTL))
                 try:
                     for s, rec in records:
                         await client.put(b"/actorsys/t/shards/%05d" % s, json.dumps(rec).encode())
