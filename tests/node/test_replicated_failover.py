@@ -775,6 +775,9 @@ def test_b_a_paused_leader_acknowledges_nothing_after_its_shards_failed_over(clu
                 stale[k] = (int(number), rec["pid"])
             t_pause = time.monotonic()
             c.pause_node(v)
+            # (an ask sent while the SIGSTOPs were landing may still have been served:
+            # from here on, every process of the node is stopped)
+            t_stopped = time.monotonic()
             try:
                 c.wait_view(0, lambda view: not nodes_of(view)[vid]["alive"]
                             and nodes_of(view)[vid]["shards"] == 0,
@@ -821,14 +824,14 @@ def test_b_a_paused_leader_acknowledges_nothing_after_its_shards_failed_over(clu
         assert not wrong, f"asks sent straight to {vid}'s workers around its SIGCONT were not " \
                           f"refused: {wrong}"
         reads = audit_keys(client, victim + others, results, extra_attempted=raw_attempts)
-        # the activation it had before the pause counted nothing sent after the pause
-        for r in results.acks(victim, after=t_pause):
+        # the activation it had before the pause counted nothing sent once it was stopped
+        for r in results.acks(victim, after=t_stopped):
             found = record_of(reads[r.key], r.ok or 0)
             assert found is not None, (r, reads[r.key])
             number, rec = found
             assert (number, rec["pid"]) != stale[r.key], (
-                f"{r.key}: add #{r.ok}, sent {r.t0 - t_pause:.2f} s after {vid}'s pause "
-                f"(resumed at +{t_resume - t_pause:.2f} s), was counted by its stale activation "
+                f"{r.key}: add #{r.ok}, sent {r.t0 - t_stopped:.2f} s after {vid} was stopped "
+                f"(resumed at +{t_resume - t_stopped:.2f} s), was counted by its stale activation "
                 f"{number} (pid {rec['pid']})")
         restore(c, victim + others)
 
