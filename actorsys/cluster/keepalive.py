@@ -50,7 +50,8 @@ class LeaseKeeper:
         self.loop, self.on_renewed, self.on_expired = loop, on_renewed, on_expired
         self._lease_id = lease_id
         self._stop = threading.Event()
-        self._said = float("-inf")
+        #: kind of line -> when it was last logged (a failure is never hidden by a slow one)
+        self._said: dict[str, float] = {}
         self._thread = threading.Thread(target=self._run, name="etcd-lease", daemon=True)
         self._thread.start()
 
@@ -64,9 +65,10 @@ class LeaseKeeper:
         self._stop.set()
         self._thread.join(self.timeout + 1.0)
 
-    def _say(self, now: float, what: str, *args: object) -> None:
-        if now - self._said >= SAY_EVERY:
-            self._said = now
+    def _say(self, kind: str, what: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._said.get(kind, float("-inf")) >= SAY_EVERY:
+            self._said[kind] = now
             log.warning(what, *args)
 
     def _run(self) -> None:
@@ -82,16 +84,16 @@ class LeaseKeeper:
                                            timeout=self.timeout)
                 try:
                     reply = next(call)
-                except (grpc.RpcError, StopIteration) as exc:
-                    code = exc.code() if isinstance(exc, grpc.RpcError) else "no answer"
-                    self._say(time.monotonic(), "could not renew this node's etcd lease (%s): "
+                except Exception as exc:       # (an RpcError; anything else is said too)
+                    code = exc.code() if isinstance(exc, grpc.RpcError) else repr(exc)
+                    self._say("failed", "could not renew this node's etcd lease (%s): "
                               "after %g s without renewal it loses its membership", code, self.ttl)
                     continue
                 finally:
                     call.cancel()          # (one answer is all it is asked for)
                 took = time.monotonic() - sent
                 if took > self.period / 2:
-                    self._say(time.monotonic(), "this node's etcd lease renewal was slow: etcd "
+                    self._say("slow", "this node's etcd lease renewal was slow: etcd "
                               "answered in %.2f s", took)
                 if self._stop.is_set() or lease_id != self._lease_id:
                     continue
