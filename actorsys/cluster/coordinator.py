@@ -94,10 +94,11 @@ class Coordinator:
                                                        tuple(self.workers), self.home,
                                                        gateway=layout.gateway),
                                      on_change=lambda _m: self.changed())
-        # the lease of every registration, also a re-join after the lease expired: a
-        # router restarted later finds its own record under the lease it remembers
-        self.membership.on_lease = lambda _lease: self._on_lease()
+        # the lease of every registration, also a re-join after the lease expired, is
+        # remembered before the record is written under it: a router restarted later
+        # finds its own record under the lease it remembers
         self.membership.on_lease_granted = self._remember_lease
+        self.membership.on_lease = lambda _lease: self._on_lease()
         self.on_map, self.on_left = on_map, on_left
         #: called when a long-lived task of the coordinator ended by an error (the router
         #: then ends, and its node supervisor restarts it)
@@ -127,7 +128,7 @@ class Coordinator:
         self.replicas = Replicas(self)
 
     def _on_lease(self) -> None:
-        self._remember_lease()
+        # (the lease is in cluster.lease already: remembered before the record was written)
         if self.ccfg.replicas > 1:     # (fences a failover raised while we were away)
             self.replicas.after_lease()
 
@@ -197,12 +198,12 @@ class Coordinator:
         except (OSError, ValueError):
             return None
 
-    def _remember_lease(self, lease_id: int | None = None) -> None:
-        """Write the lease this node registers (or registered) under to its data dir: a
+    def _remember_lease(self, lease_id: int) -> None:
+        """Write the lease this node is about to register under to its data dir: a
         restarted router revokes it if it still holds this node's record."""
         path = os.path.join(self.cfg.data_dir, LEASE_FILE)
         with open(path + ".tmp", "w") as f:
-            f.write(str(lease_id if lease_id is not None else self.membership.lease_id or 0))
+            f.write(str(lease_id))
         os.replace(path + ".tmp", path)
 
     async def _check_shard_count(self) -> None:
