@@ -226,7 +226,7 @@ class NodeWatch:
         self._downs = self.state.downs             # the entries into DOWN handled here
         self._timer: asyncio.TimerHandle | None = None
         self._fetch: asyncio.Task[None] | None = None
-        self._pollers: dict[int, tuple[Conn, zmq.Poller]] = {}
+        self._pollers: dict[int, tuple[Conn, tuple[Conn, ...], zmq.Poller]] = {}
         self._glance_at = 0.0                      # monotonic time of on_call's next glance
         #: tells sent while the router was lost: discarded if the node goes DOWN (logged)
         self.tells_in_doubt = 0
@@ -450,14 +450,12 @@ class NodeWatch:
         if deadline is not None:
             timeout_ms = min(timeout_ms, max(math.ceil((deadline - self.loop.time()) * 1000), 0))
         entry = self._pollers.get(id(c))
-        if entry is None or entry[0] is not c:
-            poller = zmq.Poller()
-            for s in (c.sock, c.monitor, self.router.monitor if self.router else None):
-                if s is not None:
-                    poller.register(s, zmq.POLLIN)
-            entry = self._pollers[id(c)] = (c, poller)
+        if entry is None or entry[0] is not c or entry[1] is not c.via \
+                or any(v.closed for v in c.via):
+            poller = c.poller(self.router.monitor if self.router else None)
+            entry = self._pollers[id(c)] = (c, c.via, poller)
         downs = self._downs
-        ready = dict(entry[1].poll(timeout_ms))
+        ready = dict(entry[2].poll(timeout_ms))
         if self.router is not None and self.router.monitor in ready:
             self.router.drain_monitor()
         if self.state.phase is not Phase.UP or not self._was_up:

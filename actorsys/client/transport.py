@@ -120,6 +120,10 @@ class AsyncTransport(ControlRequests, MapSource):
         self._ids = itertools.count(1)
         #: the first half of this transport's ask ids (see :meth:`request_ctx`)
         self.client_id = os.urandom(8)
+        #: this transport's routing id on every worker slot's ROUTER (never one ZeroMQ
+        #: makes up: those begin with a zero byte): a follower of a replicated shard may
+        #: deliver the leader's reply to an ask on its own slot connection (see :meth:`_via`)
+        self.routing_id = b"c" + self.client_id
         self._pending: dict[int, Pending] = {}
         self._slots: dict[int, Conn] = {}
         self._router: Conn | None = None
@@ -174,7 +178,11 @@ class AsyncTransport(ControlRequests, MapSource):
             endpoint = self.map.endpoints[i]
             c = Conn(self.loop, self.ctx, endpoint, self.keys_for(endpoint), self._on_reply,
                      WATCH_EVENTS if self.watch else zmq.EVENT_DISCONNECTED,
-                     partial(self._on_monitor, i))
+                     partial(self._on_monitor, i), routing_id=self.routing_id)
+            for other in self._slots.values():   # (a follower may deliver on any of them)
+                if not other.closed:
+                    other.add_via(c)
+                    c.add_via(other)
             self._slots[i] = c
         return c
 
@@ -329,6 +337,8 @@ class AsyncTransport(ControlRequests, MapSource):
             return
         if kind == wire.OK:
             fut.set_result(body)
+            if len(msg) > 3:
+                self._via(msg[3])
             return
         exc = error_from_wire(body)
         request = p.request
@@ -339,6 +349,22 @@ class AsyncTransport(ControlRequests, MapSource):
             self.loop.create_task(self._resend_after_refresh(fut, request, p))
             return
         fut.set_exception(exc)
+
+    def _via(self, endpoint: Any) -> None:
+        """A leader's reply named ``endpoint``: the worker of a follower of the shard that
+        could have delivered it (replicated shards, issue 16: the follower that holds a
+        write sends the leader's reply on, one hop fewer than the leader waiting for its
+        answer), had this transport been connected there. Connect to it (only a worker
+        of the map's); a blocking wait polls every slot connection (:meth:`_slot`): a
+        follower delivers on whichever this transport has to its worker."""
+        m = self.map
+        if m is None or self.closed or not isinstance(endpoint, str):
+            return
+        try:
+            j = m.endpoints.index(endpoint)
+        except ValueError:
+            return
+        self._slot(j)
 
     async def _resend_after_refresh(self, fut: asyncio.Future[Any], request: ActorRequest,
                                     p: Pending) -> None:
@@ -583,6 +609,14 @@ class AsyncTransport(ControlRequests, MapSource):
                     on_reply(sock.recv_multipart(_NOBLOCK))
                     if fut.done() or rid not in pending:
                         return       # what is left is read at the next wait or loop run
+            for v in c.via:          # a follower delivering the leader's reply
+                if v.sock in ready:
+                    vs = v.sock
+                    while cast(int, vs.getsockopt(_EVENTS)) & _POLLIN:
+                        on_reply(vs.recv_multipart(_NOBLOCK))
+                    v.pump.kick()    # (its FD's edge was taken here: the loop looks again)
+                    if fut.done() or rid not in pending:
+                        return
             if c.monitor is not None and c.monitor in ready:
                 c.drain_monitor()
 

@@ -41,11 +41,14 @@ _EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)
 
 
 def dealer(ctx: Context, endpoint: str, keys: CurveKeys | None = None,
-           connect: bool = True) -> Socket:
+           connect: bool = True, routing_id: bytes | None = None) -> Socket:
     """A DEALER socket connected to ``endpoint`` (unless ``connect`` is false: the caller
-    connects it), tuned for quick reconnects; a CURVE client with ``keys`` (tcp only)."""
+    connects it), tuned for quick reconnects; a CURVE client with ``keys`` (tcp only);
+    known to the peer ROUTER as ``routing_id`` if given (else ZeroMQ makes one up)."""
     s: Socket = ctx.socket(zmq.DEALER)
     curve_client(s, endpoint, keys)
+    if routing_id is not None:
+        s.setsockopt(zmq.ROUTING_ID, routing_id)
     s.setsockopt(zmq.LINGER, 0)
     s.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
     s.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
@@ -65,6 +68,10 @@ def bound_router(ctx: Context, endpoint: str, max_message_bytes: int,
     s: Socket = ctx.socket(zmq.ROUTER)
     s.setsockopt(zmq.LINGER, 0)
     s.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    # a client's slot connections carry the client's own routing id (a follower may
+    # deliver a leader's reply on it: client/transport.py); one made anew takes the id
+    # over from a stale connection the ROUTER has not seen close yet
+    s.setsockopt(zmq.ROUTER_HANDOVER, 1)
     if send_hwm is not None:
         s.setsockopt(zmq.SNDHWM, send_hwm)
     if receive_hwm is not None:
@@ -152,14 +159,20 @@ class Conn:
     peer's libzmq) and drops a connection that has been silent for ``heartbeat_timeout_ms``
     (a peer frozen or its host gone without closing the connection)."""
 
-    __slots__ = ("sock", "pump", "monitor", "monitor_pump", "_poller")
+    __slots__ = ("sock", "pump", "monitor", "monitor_pump", "_poller", "via", "closed")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, ctx: Context, endpoint: str,
                  keys: CurveKeys | None, on_reply: Callable[[list[bytes]], None],
                  monitor_events: int = 0,
                  on_event: Callable[[list[bytes]], None] | None = None,
-                 heartbeat_ms: int = 0, heartbeat_timeout_ms: int = 0) -> None:
-        self.sock = sock = dealer(ctx, endpoint, keys, connect=False)
+                 heartbeat_ms: int = 0, heartbeat_timeout_ms: int = 0,
+                 routing_id: bytes | None = None) -> None:
+        self.sock = sock = dealer(ctx, endpoint, keys, connect=False, routing_id=routing_id)
+        #: other connections that may carry this one's replies (a replicated shard's
+        #: follower delivering its leader's: a client's other slot connections,
+        #: client/transport.py); a blocking wait polls them with it
+        self.via: tuple[Conn, ...] = ()
+        self.closed = False
         if heartbeat_ms > 0:      # options of a connection are fixed when it connects
             sock.setsockopt(zmq.HEARTBEAT_IVL, heartbeat_ms)
             sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, heartbeat_timeout_ms or heartbeat_ms)
@@ -174,13 +187,26 @@ class Conn:
 
     def poll(self, timeout_ms: int) -> dict[Any, int]:
         """Wait up to ``timeout_ms`` for the socket or its monitor to be readable (for a
-        caller that blocks instead of running the loop); the ready ones."""
-        if self._poller is None:
-            self._poller = zmq.Poller()
-            self._poller.register(self.sock, zmq.POLLIN)
-            if self.monitor is not None:
-                self._poller.register(self.monitor, zmq.POLLIN)
+        caller that blocks instead of running the loop), and its :attr:`via` connections
+        for replies; the ready ones."""
+        if self._poller is None or any(v.closed for v in self.via):
+            self._poller = self.poller()
         return dict(self._poller.poll(timeout_ms))
+
+    def poller(self, *more: Socket | None) -> zmq.Poller:
+        """A poller of the socket, its monitor, its open :attr:`via` sockets and ``more``."""
+        self.via = tuple(v for v in self.via if not v.closed)
+        poller = zmq.Poller()
+        for s in (self.sock, self.monitor, *(v.sock for v in self.via), *more):
+            if s is not None:
+                poller.register(s, zmq.POLLIN)
+        return poller
+
+    def add_via(self, other: Conn) -> None:
+        """``other`` may carry this connection's replies from now on."""
+        if other is not self and other not in self.via:
+            self.via = (*self.via, other)
+            self._poller = None
 
     def drain_monitor(self) -> None:
         """Handle the monitor's events now (a drop already seen concerns earlier sends)."""
@@ -188,6 +214,7 @@ class Conn:
             self.monitor_pump.drain()
 
     def close(self, linger_ms: int = 0) -> None:
+        self.closed = True
         self.pump.close()
         if self.monitor is not None and self.monitor_pump is not None:
             self.monitor_pump.close()

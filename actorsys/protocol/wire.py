@@ -46,6 +46,12 @@ actor's turn order without running its code: ``$history``, ``$rewind`` (kwargs
 WebSocket handlers for a batch of socket events (``ws.py``, ``actorsys/runtime/ws_turns.py``).
 
 Replies are ``[OK, id, result]`` or ``[ERR, id, {"code", "type", "message", ...}]``.
+A reply to an ask may come from another worker than the one asked: a follower of a
+replicated shard delivers its leader's reply once it holds the write (on the asker's
+connection to it, found by the asker's routing id). A leader's ``OK`` reply that such a
+follower could not deliver (the asker was not connected there) is
+``[OK, id, result, endpoint]``: the follower's worker endpoint, which the asker may
+connect to (``actorsys/runtime/replication.py``, ``actorsys/client/transport.py``).
 
 Nothing arriving from a socket is ever unpickled: msgpack only, and extension types
 are left as opaque ``msgpack.ExtType`` values.
@@ -249,3 +255,12 @@ def ok(req_id: int, result: Any) -> bytes:
 
 def err(req_id: int, body: dict[str, Any]) -> bytes:
     return pack([ERR, req_id, body])
+
+
+def ok_via(reply: bytes, endpoint: str) -> bytes:
+    """An ``OK`` reply naming the follower's ``endpoint`` that could have delivered it
+    (see the module docstring); any other reply unchanged."""
+    msg = unpack(reply)
+    if not isinstance(msg, list) or len(msg) != 3 or msg[0] != OK:
+        return reply
+    return pack([OK, msg[1], msg[2], endpoint])

@@ -92,6 +92,11 @@ class Output(Protocol):
     def send(self, to: Envelope, payload: bytes) -> None:
         """A reply (or an immediate error) to a peer of the worker's socket."""
 
+    def forward(self, to: bytes, payload: bytes) -> bool:
+        """A replicated shard's leader's reply, delivered by this follower to the peer
+        whose routing id is ``to`` (:mod:`.repl_follower`); whether it left (False: no
+        such peer here, or its queue is full)."""
+
     def tell(self, msg: Tell) -> None:
         """A tell to another actor; raises :class:`ActorError` if it cannot leave."""
 
@@ -312,6 +317,14 @@ class Sockets:
             send(payload, _NOBLOCK)
         except zmq.ZMQError:
             self.counters["dropped_replies"] += 1
+
+    def forward(self, to: bytes, payload: bytes) -> bool:
+        try:
+            self.sock.send(to, _SNDMORE_NOBLOCK)     # (ROUTER_MANDATORY: raises if unknown)
+            self.sock.send(payload, _NOBLOCK)
+        except zmq.ZMQError:
+            return False
+        return True
 
     def tell(self, msg: Tell) -> None:
         self.transport.tell(msg.type_name, msg.key, msg.method, msg.args, msg.kwargs)

@@ -5,8 +5,11 @@ cluster's replicas > 1):
   ``"replicas": {shard: [[peer_index, voter], ...]}``, ``"ack": "majority" | "all"`` and
   ``"ack_timeout": seconds``: the granted shards' followers and learners, to which this
   worker streams its commits (a grant without them replicates nothing).
-* **append** ``{"batches": [[shard, epoch, prev_epoch, prev_seq, seq, items], ...]}`` ->
-  ``{"held": {shard: [e, s]}, "behind": {shard: [e, s]}, "refused": {shard: fence}}``;
+* **append** ``{"batches": [[shard, epoch, prev_epoch, prev_seq, seq, items], ...],
+  "replies"?: [[routing_id, reply], ...]}`` -> ``{"held": {shard: [e, s]}, "behind":
+  {shard: [e, s]}, "refused": {shard: fence}, "delivered"?: [i, ...], "unreachable"?:
+  [i, ...]}`` (the leader's replies this follower sent on once it held every batch:
+  ``repl_follower.py``);
   **snapshot** ``{"shard", "epoch", "id", "first", "last", "items"}``; **position**
   ``{"shards", "fence"?}`` -> ``{"positions", "fences"}`` (fences raised and synced first):
   a follower's, refused for shards served here (``storage/replica.py``).
@@ -34,6 +37,7 @@ def stop_serving(self: ShardCommands, shard: int, fence: int) -> None:
     actors passivate; queued messages get WrongShard) and never take a grant of it
     with an older epoch back."""
     g = self.grants
+    self.changed = True                  # (the router's next grant is a full one: see renew)
     g.shards.pop(shard, None)
     g.highest[shard] = max(g.highest.get(shard, 0), fence)
     for act in [a for a in self.rt.catalog.acts.values() if a.shard == shard]:

@@ -174,4 +174,6 @@ def close_peer(self: Replication, ep: str) -> None:
     p = self.peers.pop(ep)
     if p.task is not None:
         p.task.cancel()
+    if p.lazy is not None:
+        p.lazy.cancel()
     p.link.close()

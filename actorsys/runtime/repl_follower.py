@@ -6,7 +6,15 @@ restarted single node's, say). For a shard served here, ``position`` answers its
 in ``served`` instead of its position; ``append`` and ``snapshot`` answer ``refused``
 with the fence, and are refused (BadRequest: the leader retries) for a shard whose
 actors are still draining here (revoked, their last turns committing), so no stale turn
-writes over a copy."""
+writes over a copy.
+
+An ``append`` may carry ``replies``: ``[[routing_id, reply], ...]``, the leader's
+replies to the asks of the group whose batches it carries (and nothing else). Once
+every batch of the append is held here, so that the leader and this copy hold the
+group's writes (a quorum of 2), they are sent on to their askers' connections to this
+worker (:meth:`~.commit.Output.forward`): one hop fewer than the leader waiting for this
+answer. The answer says which left (``delivered``) and which found no such connection
+here (``unreachable``); the leader sends those itself."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
@@ -20,18 +28,37 @@ from ..storage.slot import error_text
 
 if TYPE_CHECKING:
     from ..storage.slot import SlotStore
+    from .commit import Output
     from .grants import Grants
 
 log = get_logger("worker")
 T = TypeVar("T")
+#: replies one ``append`` may carry (a group's asks)
+MAX_REPLIES = 65536
+
+
+def check_replies(raw: Any) -> list[tuple[bytes, bytes]]:
+    """An append's ``replies``, checked (BadRequest naming what is wrong); [] if none."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or len(raw) > MAX_REPLIES or not all(
+            isinstance(r, list) and len(r) == 2 and type(r[0]) is bytes and 0 < len(r[0]) < 256
+            and r[0][0] != 0 and type(r[1]) is bytes for r in raw):
+        raise BadRequest(f"append replies must be an array (at most {MAX_REPLIES}) of "
+                         f"[routing_id (1..255 bytes, not starting with a zero byte), reply "
+                         f"(bytes)]")
+    return [(r[0], r[1]) for r in raw]
 
 
 class Follower:
     """The follower commands of one worker slot."""
 
     def __init__(self, store: SlotStore, grants: Grants,
-                 on_failure: Callable[[StorageError], None] | None = None) -> None:
-        self.store, self.grants = store, grants
+                 on_failure: Callable[[StorageError], None] | None = None,
+                 output: Output | None = None) -> None:
+        self.store, self.grants, self.output = store, grants, output
+        #: the leader's replies delivered from here (status)
+        self.forwarded = 0
         #: told when a write failed (the store turned read-only: the worker's recovery)
         self.on_failure = on_failure
         self.nshards = len(grants.home)
@@ -81,13 +108,23 @@ class Follower:
 
     def append(self, args: dict[str, Any]) -> dict[str, Any]:
         batches = replica.check_batches(args.get("batches"), self.nshards)
+        replies = check_replies(args.get("replies"))
         self.homed([b[0] for b in batches], "append")
         self.writable()
         self.quiet([b[0] for b in batches], "append")
         if self.on_write is not None:
             self.on_write([b[0] for b in batches if not self.grants.served(b[0])])
-        return self.writing(lambda: replica.apply_batches(self.store.db, batches, self.grants.served,
-                                                          self.store.fsync, self._granted))
+        got: dict[str, Any] = self.writing(lambda: replica.apply_batches(
+            self.store.db, batches, self.grants.served, self.store.fsync, self._granted))
+        if replies and self.output is not None:
+            held = got["held"]
+            if all(held.get(b[0], [-1, -1]) >= [b[1], b[4]] for b in batches):
+                forward = self.output.forward
+                sent = [forward(to, reply) for to, reply in replies]
+                got["delivered"] = [i for i, ok in enumerate(sent) if ok]
+                got["unreachable"] = [i for i, ok in enumerate(sent) if not ok]
+                self.forwarded += len(got["delivered"])
+        return got
 
     def snapshot(self, args: dict[str, Any]) -> dict[str, Any]:
         s, epoch, sid = args.get("shard"), args.get("epoch"), args.get("id")

@@ -6,6 +6,7 @@ whose output waits for their quorum (:class:`Held`)."""
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from collections import deque
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from ..storage.replica import NO_POSITION, Position
 if TYPE_CHECKING:
     from ..protocol.messages import Exit
     from .activation import Activation
-    from .commit import Outgoing
+    from .commit import Outgoing, Reply
     from .repl_links import PeerLink
 
 ACK_MODES = ("majority", "all")
@@ -141,6 +142,10 @@ class Peer:
     task: asyncio.Task[None] | None = None
     said: str = ""                        #: the last catch-up problem logged
     key: str | None = None                #: its CURVE public key (Z85) the link uses
+    #: seconds an ``append`` takes to be answered, lately (a moving average; inf: none yet)
+    rtt: float = math.inf
+    #: the delayed send of what waits (replication.py: LAZY)
+    lazy: asyncio.TimerHandle | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -156,6 +161,16 @@ class Held:
     #: failed (its writes not applied, its instances dropped): its asks get this error,
     #: in group order, once the groups before it leave
     failed: ActorError | None = None
+    #: the follower its replies were given to (replication.py, ``_delegate``), if any
+    via: Peer | None = None
+
+
+class Delegated(NamedTuple):
+    """A group's replies given to ``peer`` to deliver (``replication.py``, ``_delegate``)."""
+
+    peer: Peer
+    outbox: list[Outgoing]      #: the held group's outbox (what the leader still sends)
+    replies: list[Reply]        #: the replies as sent, in the ``append``'s order
 
 
 class Gone(Exception):

@@ -22,6 +22,27 @@ releases the groups that waited on it). With replication arguments, EVERY grante
 shard's position moves with its writes, even one whose replica list is empty (quorum
 1): a copy added later must never look in step with writes it did not get.
 
+A follower delivers the replies (:meth:`Replication._delegate`). With a quorum of 2 (the
+leader and one follower: ``replicas = 3`` majority, ``replicas = 2``), a group that is
+nothing but replies to asks, with nothing held or in doubt before it, sends its replies
+in the ``append`` to one follower in step with the stream (the one answering fastest
+lately). That follower, once it holds every batch of the append, sends them on to the
+askers' connections to its own worker (each transport connects to a worker slot with its
+own routing id, the same on every slot: ``client/transport.py``), and says which left.
+The write is then on the leader (committed before the ``append`` left) and on the
+follower: at quorum, as the output gate requires, and the ask is answered after three
+hand-offs (asker, leader, follower, asker) instead of four. The leader drops the
+replies delivered from the held group and sends the others itself at quorum, naming the
+follower's endpoint in those (``wire.ok_via``) so that their askers connect there for the
+next time. A group released before that answer (another follower was faster) sends its
+replies too; the asker keeps the first of the two. A group is delegated only behind
+groups delegated to the same follower (which sends their replies on in order): behind
+one the leader sends itself, output keeps its group order. The other followers get a
+delegated group's batches :data:`LAZY` seconds later, coalesced with the next groups'
+(their copies trail by at most that: the group's quorum is the delegate's); the same
+follower stays the delegate while about as fast as the others (:data:`SWITCH`), so that
+the others' appends do coalesce.
+
 Catch-up (:mod:`.repl_catchup`), one task per peer: a peer whose copy of a shard is not
 known to follow the stream (at the start, after ``behind``, an error or a timeout) is
 asked its ``position`` and sent the batches after it from the log, or a snapshot. A
@@ -47,6 +68,7 @@ None and the flush is the single-node one.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from functools import partial
@@ -54,13 +76,15 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import ShardUnavailable, StorageError
 from ..log import get_logger
+from ..protocol import wire
 from ..storage import replica
 from ..storage.keys import FENCE_KEYS, position_key, prefix_range
 from ..storage.replica import NO_POSITION, Position
 from . import repl_config, repl_gate
+from .commit import Reply
 from .repl_follower import Follower
 from .repl_links import PeerLink
-from .repl_state import Entry, Held, Peer, ShardLog, parse_grant
+from .repl_state import Delegated, Entry, Held, Peer, ShardLog, parse_grant
 
 if TYPE_CHECKING:
     import zmq
@@ -83,6 +107,14 @@ FRAMING = 4096
 #: bytes of batches waiting for room in a peer's window; past it the peer leaves the
 #: stream (its queue is dropped) and the catch-up brings it from the log
 OUTQ_BYTES = 16 << 20
+#: seconds the copies that do not deliver a group's replies (its quorum is the leader's
+#: and the delivering follower's) wait for their ``append``: coalesced with the next
+#: groups' (a sequential writer's every write woke every follower); their copy trails by
+#: at most this, and a group that is not delegated sends them everything at once
+LAZY = 0.005
+#: another follower delivers instead of the last one only once its answers take less
+#: than this share of the last one's time (else each write would wake both in turn)
+SWITCH = 0.7
 #: seconds over which a peer's refusals of this leader's shards make one log line
 REFUSALS_LOG_EVERY = 1.0
 
@@ -129,8 +161,12 @@ class Replication:
         #: (one line per node within :data:`REFUSALS_LOG_EVERY` s: :meth:`_log_refusals`)
         self.refused_unlogged: dict[str, list[tuple[int, int, int]]] = {}
         #: the follower commands (append, snapshot, position) of this slot
-        self.follower = Follower(self.store, grants, commit.on_failure)
+        self.follower = Follower(self.store, grants, commit.on_failure, commit.output)
         self.follower.on_write = self._followed
+        #: replies to asks that a follower delivered (status; see :meth:`_delegate`)
+        self.via_followers = 0
+        #: the follower last given a group's replies (kept while about as fast as any)
+        self.delegate: Peer | None = None
         #: makes a peer's link (a test replaces it)
         self.link_factory: Callable[..., PeerLink] = PeerLink
 
@@ -194,10 +230,14 @@ class Replication:
         for s, (prev, new, items) in made.items():
             logged[s] = self._log(self.shards[s], prev, new, items)
             need[s] = new
+        fwd = None
         if logged:
-            self._stream(logged)
+            if not self.doubt and not exits:
+                fwd = self._delegate(outbox, logged)
+            self._stream(logged, fwd)
         self.held.append(Held(outbox, exits, staged, touched, need,
-                              time.monotonic() + self.ack_timeout))
+                              time.monotonic() + self.ack_timeout,
+                              via=None if fwd is None else fwd.peer))
         self.check()
 
     def _reread(self) -> None:
@@ -241,7 +281,56 @@ class Replication:
                 self.log_bytes -= old.size
         return e
 
-    def _stream(self, logged: dict[int, Entry]) -> None:
+    def _delegate(self, outbox: list[Outgoing], logged: dict[int, Entry]) -> Delegated | None:
+        """Whether a follower may deliver this group's replies (see the module docstring):
+        the group is all replies to asks (by their askers' own routing ids), nothing
+        before it is in doubt or sent exits (checked by the caller), every group held
+        before it was given to the same follower (which sends them on in order: else its
+        output could overtake theirs), every shard it wrote has a quorum of 2, and one
+        voter of them all is in step with the stream and free to be sent it now, in one
+        ``append``. That voter (the fastest lately, or the held groups') and the
+        replies; else None."""
+        held = self.held
+        must = held[0].via if held else None
+        if held and (must is None or any(g.via is not must or g.failed is not None for g in held)):
+            return None
+        size = 0
+        replies: list[Reply] = []
+        for item in outbox:
+            if type(item) is not Reply or len(item.to) != 1 or not item.to[0] or item.to[0][0] == 0:
+                return None
+            replies.append(item)
+            size += len(item.to[0]) + len(item.payload) + 16
+        if not replies:
+            return None
+        first: ShardLog | None = None
+        for s, e in logged.items():
+            sl = self.shards[s]
+            if sl.quorum != 2:
+                return None
+            first = first or sl
+            size += e.size
+        if first is None or size > self.limit:
+            return None
+        able = [p for ep in first.voters if (p := self.peers.get(ep)) is not None
+                and not p.outq and p.link.room > 0
+                and all(ep in self.shards[s].voters and (tr := p.tracks.get(s)) is not None
+                        and not tr.catching and tr.sent == e.prev for s, e in logged.items())]
+        if not able:
+            return None
+        if must is not None:
+            if must not in able:
+                return None
+            best = must
+        else:
+            best = min(able, key=lambda p: p.rtt)
+            last = self.delegate
+            if last is not None and last in able and not best.rtt < SWITCH * last.rtt:
+                best = last     # (kept while about as fast: the others' appends coalesce)
+        self.delegate = best
+        return Delegated(best, outbox, replies)
+
+    def _stream(self, logged: dict[int, Entry], fwd: Delegated | None = None) -> None:
         for p in self.peers.values():
             queued = False
             for s, e in logged.items():
@@ -260,8 +349,19 @@ class Replication:
                 p.outq_bytes += e.size
                 tr.sent = e.pos
                 queued = True
-            if queued:
+            if not queued:
+                continue
+            if fwd is None:
                 self._pump(p)
+            elif fwd.peer is p:
+                self._pump(p, fwd)
+            elif p.lazy is None:         # (the other copies: coalesced, a moment later)
+                p.lazy = self.loop.call_later(LAZY, self._lazy_pump, p)
+
+    def _lazy_pump(self, p: Peer) -> None:
+        p.lazy = None
+        if self.peers.get(p.link.endpoint) is p:
+            self._pump(p)
 
     def _off(self, p: Peer, shards: set[int], forget: bool = False) -> None:
         """``shards``' copies on ``p`` leave the stream: their queued batches go, the
@@ -278,8 +378,9 @@ class Replication:
                     tr.holds = NO_POSITION
         p.wake.set()
 
-    def _pump(self, p: Peer) -> None:
-        """Send what waits for ``p``, coalesced, within the window."""
+    def _pump(self, p: Peer, fwd: Delegated | None = None) -> None:
+        """Send what waits for ``p``, coalesced, within the window (with ``fwd``'s
+        replies, if that is all of what waits)."""
         while p.outq and p.link.room > 0:
             chunk: list[list[Any]] = []
             size = 0
@@ -291,14 +392,25 @@ class Replication:
                 p.outq_bytes -= bsize
                 chunk.append(b)
                 size += bsize
-            p.link.request("append", {"batches": chunk}, self.ack_timeout,
-                           partial(self._appended, p, [b[0] for b in chunk]))
+            args: dict[str, Any] = {"batches": chunk}
+            if fwd is not None and not p.outq:
+                args["replies"] = [[r.to[0], r.payload] for r in fwd.replies]
+            else:
+                fwd = None
+            p.link.request("append", args, self.ack_timeout,
+                           partial(self._appended, p, [b[0] for b in chunk], time.monotonic(), fwd))
+            fwd = None
 
-    def _appended(self, p: Peer, shards: list[int], ok: bool, body: Any) -> None:
+    def _appended(self, p: Peer, shards: list[int], sent: float, fwd: Delegated | None, ok: bool,
+                  body: Any) -> None:
         if not ok:        # (the peer may have restarted, or lost its copies: ask anew)
             self._off(p, set(p.tracks), forget=True)
             self.say(p, f"appends to node {p.node} failed: {body}")
         else:
+            rtt = time.monotonic() - sent
+            p.rtt = rtt if p.rtt == math.inf else 0.8 * p.rtt + 0.2 * rtt
+            if fwd is not None:
+                self._delivered(p, fwd, body)
             for s, pos in body.get("held", {}).items():
                 tr = p.tracks.get(s)
                 if tr is not None:     # (what it holds now: it may have lost a copy)
@@ -312,8 +424,23 @@ class Replication:
                     if not tr.catching and tr.sent is not None:
                         self._off(p, {s})
             self.check()
-        if p.outq and self.peers.get(p.link.endpoint) is p:
+        if p.outq and p.lazy is None and self.peers.get(p.link.endpoint) is p:
             self._pump(p)
+
+    def _delivered(self, p: Peer, fwd: Delegated, body: dict[str, Any]) -> None:
+        """The follower's word on the replies it was to deliver: those it sent leave the
+        group's outbox (the leader sends the others once the group is at quorum: if the
+        group left already, before this answer, its askers get both, and keep the first);
+        those it had no connection for name it, so that their askers may connect there."""
+        n = len(fwd.replies)
+        sent = {i for i in body.get("delivered", ()) if type(i) is int and 0 <= i < n}
+        if sent:
+            self.via_followers += len(sent)
+            fwd.outbox[:] = [r for i, r in enumerate(fwd.replies) if i not in sent]
+        for i in body.get("unreachable", ()):
+            if type(i) is int and 0 <= i < n and i not in sent:
+                r = fwd.replies[i]
+                r.payload = wire.ok_via(r.payload, p.link.endpoint)
 
     def say(self, p: Peer, what: str) -> None:
         if p.said != what:
@@ -392,6 +519,8 @@ class Replication:
                                if not sl.retired and (sl.voters or sl.learners)),
                 "following": sum(1 for s in copies if not g.served(s)),
                 "waiting_groups": len(self.held), "snapshots": self.snapshots,
+                "replies_via_followers": self.via_followers,
+                "replies_forwarded": self.follower.forwarded,
                 "behind": {p.node: n for p in self.peers.values()
                            if (n := sum(1 for tr in p.tracks.values() if tr.sent is None))}}
 

@@ -54,6 +54,7 @@ activations at once, on one node or two, would break it).
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -677,6 +678,40 @@ def test_0_three_nodes_hold_every_shard_three_times_with_leaders_spread(cluster)
                           "-e", cluster.endpoints[1]], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and "replicas 3" in out.stdout, out
     assert "under-replicated shards 0" in out.stdout and "FOLLOWS" in out.stdout, out.stdout
+
+
+def test_1_a_write_s_reply_comes_from_the_follower_that_holds_it(cluster):
+    """Quorum 2 of 3: a follower that holds a write sends the leader's reply on to the
+    asker (one hop fewer); a client learns which worker to connect to from the first
+    reply the leader had to send itself. Blocking and asyncio clients, the writes'
+    results in order."""
+    c = cluster
+
+    def via_followers() -> int:
+        total = 0
+        for ep in c.endpoints:
+            with actorsys.connect(ep, timeout=10.0) as one:
+                total += sum(p.get("replication", {}).get("replies_via_followers", 0)
+                             for p in one.status()["processes"] if p["role"] == "worker")
+        return total
+
+    before = via_followers()
+    with connect_all(c) as client:
+        for n in ("n1", "n2", "n3"):     # connected to every worker: a follower delivers on
+            for k in keys_led_by(client, n, 8, 710_000):   # the one it has, never hinted
+                client.ask(TALLY, k, "read", timeout=5.0)
+        key = keys_led_by(client, "n2", 1, 700_000)[0]
+        ref = client.ref(TALLY, key)
+        assert [ref.ask("add", timeout=3.0) for _ in range(30)] == list(range(1, 31))
+    blocking = via_followers() - before
+    assert blocking >= 25, f"{blocking} of 30 replies came from a follower"
+
+    async def run() -> list[int]:
+        async with actorsys.connect_async(c.endpoints, timeout=5.0) as aclient:
+            aref = aclient.ref(TALLY, key)
+            return [await aref.ask("add") for _ in range(30)]
+    assert asyncio.run(run()) == list(range(31, 61))
+    assert via_followers() - before - blocking >= 25
 
 
 def test_a_killed_leader_s_shards_answer_elsewhere_within_the_lease_and_lose_no_write(cluster):

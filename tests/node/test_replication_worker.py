@@ -32,9 +32,12 @@ class Raw:
     """A DEALER peer of one worker: requests with ids, replies in arrival order."""
 
     def __init__(self, ctx: zmq.Context, endpoint: str,
-                 curve: tuple[bytes, bytes, bytes] | None = None) -> None:
+                 curve: tuple[bytes, bytes, bytes] | None = None,
+                 routing_id: bytes | None = None) -> None:
         self.sock = ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        if routing_id is not None:
+            self.sock.setsockopt(zmq.ROUTING_ID, routing_id)
         if curve is not None:
             self.sock.curve_publickey, self.sock.curve_secretkey, self.sock.curve_serverkey = curve
         self.sock.connect(endpoint)
@@ -137,6 +140,51 @@ def test_an_ask_returns_once_the_follower_holds_it_and_waits_out_a_silent_follow
     wa.grant({})
     wb.grant({shard: 4})
     assert wb.ask(key, "add", 0)[2] == n
+
+
+def test_the_follower_delivers_the_leaders_reply_to_an_asker_connected_to_it(pair, zctx):
+    """Quorum 2: the follower, once it holds the write, sends the leader's reply on to the
+    asker (by the asker's routing id, on its connection to the follower's worker); an
+    asker not connected there gets it from the leader, naming the follower's worker."""
+    a, b, wa, wb, key, shard = pair
+    ea, eb = a.client().map.endpoints[1], b.client().map.endpoints[1]
+    wb.grant({})
+    replicate(wa, eb, shard)
+    assert wa.ask(key, "add", 1) == [wire.OK, wa.rid, 1], \
+        "an asker with a routing id of ZeroMQ's making: answered by the leader, as before"
+    me = b"c-asker-" + os.urandom(4)
+    to_a = Raw(zctx, ea, routing_id=me)
+    try:
+        assert to_a.ask(key, "add", 1) == [wire.OK, 1, 2, eb], "not connected to B: named"
+        to_b = Raw(zctx, eb, routing_id=me)
+        try:
+            to_b.ok(wire.PING)                   # (connected)
+            came: list[str] = []
+            poller = zmq.Poller()
+            poller.register(to_a.sock, zmq.POLLIN)
+            poller.register(to_b.sock, zmq.POLLIN)
+            for n in range(3, 23):
+                to_a.rid += 1
+                to_a.sock.send(wire.pack([ASK, to_a.rid, "Mover", key, "add", [1], {}]))
+                ready = dict(poller.poll(15_000))
+                assert ready, f"no reply to ask {n}"
+                sock = to_b.sock if to_b.sock in ready else to_a.sock
+                reply = msgpack.unpackb(sock.recv(), raw=False, strict_map_key=False)
+                assert reply[:3] == [wire.OK, to_a.rid, n], reply
+                came.append("B" if sock is to_b.sock else "A")
+                time.sleep(0.01)                 # (a late duplicate from A would show here)
+                for s in (to_a.sock, to_b.sock):
+                    while s.poll(0):
+                        late = msgpack.unpackb(s.recv(), raw=False, strict_map_key=False)
+                        assert late[:3] == reply[:3], f"another reply than the first: {late}"
+            assert came.count("B") >= 10, f"the follower delivered too few: {came}"
+            assert wb.position(shard)["positions"][shard][1] >= 22
+            assert wa.ok(STATUS)["replication"]["replies_via_followers"] >= 10
+            assert wb.ok(STATUS)["replication"]["replies_forwarded"] >= 10
+        finally:
+            to_b.close()
+    finally:
+        to_a.close()
 
 
 def test_a_killed_follower_fails_asks_after_ack_timeout_and_catches_up_when_back(pair):

@@ -2,8 +2,9 @@
 thread of the test process (no node processes, no LevelDB).
 
 The router answers MAP (a map over the fake workers) and STATUS; each worker answers a
-request with ``serve(slot, request)``: the reply's bytes, :data:`HOLD` (kept unanswered
-until :meth:`FakeNode.release`) or None (never answered). With ``hold_maps`` set, the
+request with ``serve(slot, request)``: the reply's bytes, ``(other_slot, bytes)`` (sent
+from that slot's socket, as a replicated shard's follower delivers its leader's reply),
+:data:`HOLD` (kept unanswered until :meth:`FakeNode.release`) or None (never answered). With ``hold_maps`` set, the
 router keeps MAP requests unanswered until :meth:`FakeNode.release`, which answers them
 with the map of that moment. :meth:`FakeNode.drop` closes a
 worker's socket (its clients see the connection drop) and :meth:`FakeNode.restore` binds
@@ -178,6 +179,8 @@ class FakeNode:
             if reply is HOLD:
                 self._held.append((slot, envelope, req))
                 return
+        if isinstance(reply, tuple):         # (another worker delivers it: a follower)
+            slot, reply = reply
         if reply is not None:
             self._socks[slot].send_multipart([*envelope, reply])
 

@@ -39,9 +39,19 @@ class Output:
         self.ws: list[WsEffects] = []
         self.exits: list[Exit] = []
         self.kicks = 0
+        #: a follower's deliveries of its leader's replies, and the peers it may reach
+        self.forwarded: list[tuple[bytes, list[Any]]] = []
+        self.reachable: set[bytes] = set()
 
     def send(self, to: Any, payload: bytes) -> None:
         self.replies.append((to, wire.unpack(payload)))
+
+    def forward(self, to: bytes, payload: bytes) -> bool:
+        """A follower's delivery: to a known peer (``reachable``) only."""
+        if to not in self.reachable:
+            return False
+        self.forwarded.append((to, wire.unpack(payload)))
+        return True
 
     def tell(self, msg: Tell) -> None:
         self.tells.append(msg)

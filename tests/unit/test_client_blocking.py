@@ -11,6 +11,7 @@ import weakref
 from typing import Any
 
 import pytest
+import zmq
 from client_fakes import HOLD, ROUTER, FakeNode, echo, err, ok
 
 import actorsys
@@ -284,3 +285,39 @@ def test_close_fails_a_wait_in_another_thread_at_once(tmp_path):
         assert not t.is_alive()
         assert "closed" in out.get("error", ""), out
         assert out["took"] < 3, f"expected the wait to end at close, took {out['took']:.1f} s"
+
+
+@pytest.mark.timeout(30)
+def test_a_reply_another_worker_delivers_ends_a_blocking_wait(tmp_path):
+    """A replicated shard's follower delivers the leader's reply on the asker's connection
+    to its own worker (by the asker's routing id): a blocking wait on the leader's slot
+    reads every slot connection, hinted or not (a wait on the leader's alone would sit
+    until the ask's deadline)."""
+    def serve(slot: int, req: list) -> Any:
+        if req[0] == wire.ASK and req[4] == "write":
+            return (1 - slot, ok(req[1], f"delivered by slot {1 - slot}"))
+        return echo(slot, req)
+    with FakeNode(str(tmp_path), serve=serve) as fake, actorsys.connect(fake.endpoint) as c:
+        k0, k1 = key_on(c, 0), key_on(c, 1)
+        assert c.ask("T", k1, "get")[0] == 1, "(connected to slot 1)"
+        for _ in range(20):
+            assert c.ask("T", k0, "write", timeout=60) == "delivered by slot 1"
+        lane = c._lane()
+        assert {bytes(s.sock.getsockopt(zmq.ROUTING_ID)) for s in lane.transport._slots.values()} \
+            == {lane.transport.routing_id}, "one routing id on every slot, of the client's making"
+
+
+def test_a_reply_naming_a_worker_connects_the_client_there(tmp_path):
+    """A leader's reply that a follower could not deliver names the follower's worker
+    (``[OK, id, result, endpoint]``): the client connects there (a worker of its map only)."""
+    def serve(slot: int, req: list) -> Any:
+        if req[0] == wire.ASK:
+            return wire.pack([wire.OK, req[1], "ok", req[5][0]])
+        return echo(slot, req)
+    with FakeNode(str(tmp_path), serve=serve) as fake, actorsys.connect(fake.endpoint) as c:
+        t = c._lane().transport
+        k0 = key_on(c, 0)
+        assert c.ask("T", k0, "a", "ipc:///nowhere/not-in-the-map") == "ok"
+        assert set(t._slots) == {0}
+        assert c.ask("T", k0, "a", fake.worker_endpoints[1]) == "ok"
+        assert set(t._slots) == {0, 1}

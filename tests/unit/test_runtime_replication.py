@@ -13,6 +13,7 @@ import pytest
 from runtime_fakes import SHARDS, Slot
 
 import actorsys
+from actorsys.errors import BadRequest
 from actorsys.protocol import wire
 from actorsys.protocol.shardmap import shard_of
 from actorsys.runtime.grants import Grants
@@ -143,6 +144,7 @@ def test_majority_counts_the_leader_and_all_needs_every_voter(slot: Slot) -> Non
     repl, (f1, f2) = replicate(slot, followers=2)
     w = slot.ask("Counter", "a", "add", 1)
     slot.commit.flush()
+    run(slot)                                      # (f2's append leaves a moment later)
     f1.ack()
     assert slot.out.reply_to(w)[2] == 1, "2 of 3 voters hold it"
     slot.out.replies.clear()
@@ -244,7 +246,6 @@ def test_a_follower_whose_position_is_not_in_the_log_gets_a_snapshot(slot: Slot)
     ({"ack_timeout": "5"}, "ack_timeout"),
 ])
 def test_bad_replication_arguments_of_a_grant_are_named(args: dict[str, Any], named: str) -> None:
-    from actorsys.errors import BadRequest
     with pytest.raises(BadRequest, match=f"grant {named} "):
         parse_grant(args, SHARDS)
 
@@ -267,6 +268,7 @@ def test_a_learners_ack_does_not_count_and_dropping_a_dead_voter_releases(slot: 
                    grants.shards)
     w = slot.ask("Counter", "a", "add", 1)
     slot.commit.flush()
+    run(slot)                                      # (f2's append leaves a moment later)
     f2.ack()
     assert slot.out.replies == [], "a learner's ack does not count"
     # f0 is dead: a grant without it as voter lets the waiting group go
@@ -701,3 +703,92 @@ def test_refusals_of_many_shards_at_once_are_one_log_line(slot: Slot,
     lines = [r.getMessage() for r in caplog.records if "refused shard" in r.getMessage()]
     assert len(lines) == 1 and "and 4 more shards: 1, 2, 3, 4" in lines[0], lines
     assert all(s in repl.lost for s in range(5))
+
+
+def test_a_follower_delivers_the_replies_of_a_lone_group_of_asks(slot: Slot) -> None:
+    repl, (f1, f2) = replicate(slot, followers=2)
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    (args, _cb), = f1.appends
+    assert [[to, wire.unpack(rep)] for to, rep in args["replies"]] == [
+        [b"peer-1", [wire.OK, w, 1]]], "the leader's reply, for the asker's routing id"
+    assert not f2.appends, "one follower delivers (quorum 2: leader + it); the other waits"
+    f1.answer(lambda bs: {"held": {b[0]: [b[1], b[4]] for b in bs}, "behind": {}, "refused": {},
+                          "delivered": [0], "unreachable": []})
+    assert slot.out.replies == [] and not repl.held, "delivered by f1: at quorum, not sent again"
+    assert repl.status()["replies_via_followers"] == 1
+    w2 = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    f1.ack()
+    assert slot.out.reply_to(w2)[2] == 2, "(f1 did not say it delivered: the leader sends it)"
+    assert not f2.appends
+    run(slot, 0.05)
+    (args, _cb), = f2.appends
+    assert [b[4] for b in args["batches"]] == [1, 2] and "replies" not in args, \
+        "f2 got both groups' batches in one append, a moment later"
+    f2.ack()
+    assert len(slot.out.replies) == 1
+
+
+def test_a_reply_the_follower_could_not_deliver_names_it_for_the_asker(slot: Slot) -> None:
+    repl, (link,) = replicate(slot)
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    link.answer(lambda bs: {"held": {b[0]: [b[1], b[4]] for b in bs}, "behind": {}, "refused": {},
+                            "delivered": [], "unreachable": [0]})
+    assert slot.out.reply_to(w) == [wire.OK, w, 1, "ipc://f0"], "the asker may connect there"
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    link.ack()                        # (an answer without a word on the replies: a late one)
+    assert slot.out.reply_to(w) == [wire.OK, w, 2]
+
+
+def test_replies_are_not_delegated_under_load_or_with_other_output_or_a_larger_quorum(
+        slot: Slot) -> None:
+    repl, (link,) = replicate(slot)
+    slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    slot.ask("Counter", "b", "add", 1)
+    slot.commit.flush()
+    first, second = link.appends
+    assert "replies" in first[0] and "replies" in second[0], \
+        "behind a group given to the same follower (which sends them on in order)"
+    slot.tell("Counter", "c", "add", 1)            # a tell: no reply, nothing to delegate
+    slot.commit.flush()
+    slot.ask("Counter", "d", "add", 1)
+    slot.commit.flush()
+    third, fourth = link.appends[2:]
+    assert "replies" not in third[0] and "replies" not in fourth[0], \
+        "behind a group the leader sends itself, the leader keeps the group order"
+    for _ in range(4):
+        link.ack()
+    assert len(slot.out.replies) == 3 and not repl.held
+    for sl in repl.shards.values():
+        sl.quorum = 3                              # (ack = "all" with 2 followers, say)
+    slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    assert "replies" not in link.appends[0][0]
+
+
+def test_a_follower_sends_the_replies_on_only_once_it_holds_the_batches(slot: Slot) -> None:
+    repl, (link,) = replicate(slot)
+    shard = shard_of("Counter", "a", SHARDS)
+    slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    link.ack()
+    grants = repl.grants
+    grants.shards = {s: 3 for s in range(SHARDS) if s != shard}     # (following the shard now)
+    follower = repl.follower
+    slot.out.reachable = {b"cA"}
+    reply = wire.ok(7, "done")
+    got = follower.append({"batches": [[shard, 5, 3, 1, 2, []]],
+                           "replies": [[b"cA", reply], [b"cB", reply]]})
+    assert got["held"] == {shard: [5, 2]} and got["delivered"] == [0] and got["unreachable"] == [1]
+    assert slot.out.forwarded == [(b"cA", [wire.OK, 7, "done"])]
+    got = follower.append({"batches": [[shard, 5, 5, 3, 4, []]], "replies": [[b"cA", reply]]})
+    assert got["behind"] == {shard: [5, 2]} and "delivered" not in got, "not held: nothing sent"
+    assert len(slot.out.forwarded) == 1
+    for bad in ([[b"\x00ab", reply]], [["cA", reply]], [[b"cA"]], "x"):
+        with pytest.raises(BadRequest, match="append replies"):
+            follower.append({"batches": [[shard, 5, 5, 2, 3, []]], "replies": bad})
+    assert replica.read_position(slot.store.db, shard) == (5, 2), "a bad append applies nothing"
