@@ -55,6 +55,10 @@ log = get_logger("cluster")
 #: seconds between two grants to every local worker (a restarted worker serves again
 #: within this; a renewal's new deadline reaches the workers within it)
 GRANT_PERIOD = 0.1
+#: every how many periodic grants one looks whether the grant changed (the others renew
+#: its ``until`` only: building a grant of thousands of shards ten times a second was most
+#: of an idle router's time)
+GRANT_LOOK_EVERY = 5
 #: seconds a grant call may take past turn_timeout (it waits for revoked shards' turns to commit)
 GRANT_TIMEOUT_EXTRA = 5.0
 #: seconds a periodic grant may take (the next one follows anyway)
@@ -126,6 +130,9 @@ class Coordinator:
         self.moves = Moves(self)
         #: the replica work (replicas > 1)
         self.replicas = Replicas(self)
+        #: worker slot -> (the grant last applied there but for ``until``, its token):
+        #: a periodic grant with the same contents is a ``renew`` (see :meth:`_grant`)
+        self.grant_memo: dict[int, tuple[dict[str, Any], bytes]] = {}
 
     def _on_lease(self) -> None:
         # (the lease is in cluster.lease already: remembered before the record was written)
@@ -341,26 +348,63 @@ class Coordinator:
                 if r.owner == me and r.to is None and home[s] == slot and s not in moving
                 and lost.get(s) != r.epoch and stale.get(s, 0) <= r.epoch}
 
-    async def _grant(self, slot: int, timeout: float | None = None) -> dict[str, Any]:
-        fence = self.membership.fence
-        until = fence.serve_until
+    def _grant_base(self, slot: int) -> dict[str, Any]:
+        """What a grant to worker ``slot`` says now, but for ``until`` and ``token``."""
         shards = self.granted(slot)
-        args = {"shards": shards, "epoch": self.map.epoch if self.map else 0,
-                "keys": self.member_keys(), "gateways": self.gateways(),
-                "until": until if until != float("-inf") else 0.0, "node": self.me,
-                "why": (f"node {self.me} has not renewed its etcd lease in time (lease_ttl "
-                        f"{self.ccfg.lease_ttl:g} s): it serves its shards again once a renewal "
-                        f"succeeds, and no other node serves them meanwhile")}
+        base: dict[str, Any] = {
+            "shards": shards, "epoch": self.map.epoch if self.map else 0,
+            "keys": self.member_keys(), "gateways": self.gateways(), "node": self.me,
+            "why": (f"node {self.me} has not renewed its etcd lease in time (lease_ttl "
+                    f"{self.ccfg.lease_ttl:g} s): it serves its shards again once a renewal "
+                    f"succeeds, and no other node serves them meanwhile")}
+        if self.ccfg.replicas > 1 and not self.replicas.plain_grants:
+            base.update(self.replicas.grant_args(shards))
+        return base
+
+    async def _grant(self, slot: int, timeout: float | None = None, periodic: bool = False,
+                     renew_only: bool = False) -> dict[str, Any]:
+        """Tell worker ``slot`` what it may serve (see the module docstring). ``periodic``:
+        when the grant is the one last applied there but for ``until``, only ``renew``
+        it (the worker then need not take in thousands of shards' arguments again; it
+        answers ``renewed: false`` if it needs the whole grant, which follows at once).
+        ``renew_only``: renew without looking whether the grant changed (the periodic
+        loop's rounds between two looks: every change in etcd is granted at once by
+        :meth:`_publish`, and the moves' and replicas' own changes by :meth:`grant_all`)."""
         timeout = timeout or self.cfg.turn_timeout + GRANT_TIMEOUT_EXTRA
-        if self.ccfg.replicas == 1 or self.replicas.plain_grants:
-            return await self.call(self.workers[slot], "grant", args, timeout)
+        memo = self.grant_memo.pop(slot, None)
+        base: dict[str, Any] | None = None
+        if periodic and memo is not None:
+            if not renew_only:
+                base = self._grant_base(slot)
+            if renew_only or memo[0] == base:
+                until = self.membership.fence.serve_until
+                renewed = await self.call(self.workers[slot], "renew", {
+                    "token": memo[1], "until": until if until != float("-inf") else 0.0},
+                    timeout)
+                if isinstance(renewed, dict) and renewed.get("renewed"):
+                    self.grant_memo.setdefault(slot, memo)
+                    return renewed
+                return await self._grant(slot, timeout)     # (its contents as of now)
+        if base is None:
+            base = self._grant_base(slot)
+        replicated = self.ccfg.replicas > 1 and not self.replicas.plain_grants
+        until = self.membership.fence.serve_until
+        until_arg = until if until != float("-inf") else 0.0
+        token = os.urandom(8)
+        args = {**base, "until": until_arg, "token": token}
+        if not replicated:
+            reply: dict[str, Any] = await self.call(self.workers[slot], "grant", args, timeout)
+            self.grant_memo[slot] = (base, token)
+            return reply
         try:
-            reply = await self.call(self.workers[slot], "grant",
-                                    {**args, **self.replicas.grant_args(shards)}, timeout)
+            reply = await self.call(self.workers[slot], "grant", args, timeout)
         except ActorError as exc:
             if not self.replicas.grant_refused(exc):
                 raise
-            reply = await self.call(self.workers[slot], "grant", args, timeout)
+            plain = {k: v for k, v in args.items() if k not in ("peers", "replicas", "ack",
+                                                                "ack_timeout")}
+            reply = await self.call(self.workers[slot], "grant", plain, timeout)
+        self.grant_memo[slot] = (base, token)
         # a worker whose database was lost serves none of its empty copies (it refused
         # them, even in its first grant): they are not granted again, and resigned
         if isinstance(reply, dict) and reply.get("refused"):
@@ -414,14 +458,15 @@ class Coordinator:
                     log.info("node %s renewed its etcd lease: serving its shards again", self.me)
             self.fenced = why
             for i in range(len(self.workers)):
-                loop.create_task(self._grant_quietly(i))
+                loop.create_task(self._grant_quietly(i, renew_only=rounds % GRANT_LOOK_EVERY != 0))
             if (self.replicas.lost or self.replicas.stale) and \
                     self.membership.fence.may_serve(loop.time()):
                 self.replicas.kick()   # (lost shards not handed over, fenced ones not taken back)
 
-    async def _grant_quietly(self, slot: int) -> None:
+    async def _grant_quietly(self, slot: int, renew_only: bool = False) -> None:
         try:
-            await self._grant(slot, timeout=PERIODIC_GRANT_TIMEOUT)
+            await self._grant(slot, timeout=PERIODIC_GRANT_TIMEOUT, periodic=True,
+                              renew_only=renew_only)
         except Exception as exc:
             log.debug("grant to worker slot %d failed: %s", slot, exc)
 

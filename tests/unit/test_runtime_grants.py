@@ -190,3 +190,31 @@ def test_a_late_page_of_an_abandoned_move_and_an_older_drop_leave_the_latest_cop
     assert wire.unpack_stored(s.store.get(key)) == {"n": 2}
     gone = command(s, cmds, 6, "drop", {"shards": [a], "epochs": {a: 9}})
     assert gone[2]["deleted"] >= 1 and s.store.get(key) is None
+
+
+def renew(s: Slot, cmds: ShardCommands, rid: int, **args: Any) -> list[Any]:
+    cmds.serve((b"router",), rid, "renew", args)
+    return [r for to, r in s.out.replies if r[1] == rid and to == (b"router",)][0]
+
+
+def test_a_renew_extends_only_the_grant_it_names_and_not_after_a_stop(slot) -> None:
+    """The router's periodic grant when only ``until`` changed: applied only to the grant
+    applied last (by its token), never after a shard was stopped here since (the next
+    full grant reports it) nor by a worker that never had a grant."""
+    s, cmds = slot
+    past = time.monotonic() - 1
+    assert renew(s, cmds, 1001, token=b"t1", until=time.monotonic() + 30)[2] == {"renewed": False}
+    grant(s, cmds, {shard("a"): 1}, 1002, until=past, token=b"t1")
+    with pytest.raises(ShardUnavailable):
+        s.catalog.resident("Counter", "a")
+    assert renew(s, cmds, 1003, token=b"t0", until=time.monotonic() + 30)[2] == {"renewed": False}
+    with pytest.raises(ShardUnavailable):
+        s.catalog.resident("Counter", "a")
+    assert renew(s, cmds, 1004, token=b"t1", until=time.monotonic() + 30)[2] == {"renewed": True}
+    assert s.call("Counter", "a", "add", 1) == 1, "the deadline moved: served again"
+    cmds.stop_serving(shard("a"), 9)                # (a newer leader's refusal)
+    assert renew(s, cmds, 1005, token=b"t1", until=time.monotonic() + 30)[2] == {"renewed": False}
+    grant(s, cmds, {shard("a"): 1}, 1006, until=time.monotonic() + 30, token=b"t2")
+    assert renew(s, cmds, 1007, token=b"t2", until=time.monotonic() + 30)[2] == {"renewed": True}
+    err = renew(s, cmds, 1008, token="t2", until=float("inf"))
+    assert err[0] == wire.ERR and "renew needs token (bytes) and until" in err[2]["message"]
