@@ -4,9 +4,9 @@ thread of the test process (no node processes, no LevelDB).
 The router answers MAP (a map over the fake workers) and STATUS; each worker answers a
 request with ``serve(slot, request)``: the reply's bytes, ``(other_slot, bytes)`` (sent
 from that slot's socket, as a replicated shard's follower delivers its leader's reply),
-:data:`HOLD` (kept unanswered until :meth:`FakeNode.release`) or None (never answered). With ``hold_maps`` set, the
-router keeps MAP requests unanswered until :meth:`FakeNode.release`, which answers them
-with the map of that moment. :meth:`FakeNode.drop` closes a
+:data:`HOLD` (kept unanswered until :meth:`FakeNode.release`) or None (never answered).
+With ``hold_maps`` set, the router keeps MAP requests unanswered until
+:meth:`FakeNode.release`, which answers them with the map of that moment. :meth:`FakeNode.drop` closes a
 worker's socket (its clients see the connection drop) and :meth:`FakeNode.restore` binds
 it again. Every request that arrives is recorded, decoded, in ``received``.
 """
