@@ -133,6 +133,11 @@ class Coordinator:
         #: worker slot -> (the grant last applied there but for ``until``, its token):
         #: a periodic grant with the same contents is a ``renew`` (see :meth:`_grant`)
         self.grant_memo: dict[int, tuple[dict[str, Any], bytes]] = {}
+        #: worker slot -> its grants, one at a time (see :meth:`_grant`)
+        self.grant_locks: dict[int, asyncio.Lock] = {}
+        #: worker slot -> a periodic grant to it is on its way, and after it: None
+        #: (nothing more), else one more, renewing only (True) or looking (False)
+        self.grant_follow: dict[int, bool | None] = {}
 
     def _on_lease(self) -> None:
         # (the lease is in cluster.lease already: remembered before the record was written)
@@ -363,7 +368,21 @@ class Coordinator:
 
     async def _grant(self, slot: int, timeout: float | None = None, periodic: bool = False,
                      renew_only: bool = False) -> dict[str, Any]:
-        """Tell worker ``slot`` what it may serve (see the module docstring). ``periodic``:
+        """Tell worker ``slot`` what it may serve (see the module docstring), one grant at
+        a time per worker: one sent while another is on its way would wait in the
+        worker's socket, and a worker slowed down (a full grant of thousands of shards
+        takes it tens of milliseconds) fell ever further behind a queue of grants no longer
+        true, its loop blocked until it was killed as hung (the chaos runs' "both workers
+        missed their heartbeats for 10 s"). Its contents are those of when it is sent."""
+        lock = self.grant_locks.get(slot)
+        if lock is None:
+            lock = self.grant_locks[slot] = asyncio.Lock()
+        async with lock:
+            return await self._grant_now(slot, timeout, periodic, renew_only)
+
+    async def _grant_now(self, slot: int, timeout: float | None = None, periodic: bool = False,
+                         renew_only: bool = False) -> dict[str, Any]:
+        """:meth:`_grant`, its lock held. ``periodic``:
         when the grant is the one last applied there but for ``until``, only ``renew``
         it (the worker then need not take in thousands of shards' arguments again; it
         answers ``renewed: false`` if it needs the whole grant, which follows at once).
@@ -384,7 +403,7 @@ class Coordinator:
                 if isinstance(renewed, dict) and renewed.get("renewed"):
                     self.grant_memo.setdefault(slot, memo)
                     return renewed
-                return await self._grant(slot, timeout)     # (its contents as of now)
+                return await self._grant_now(slot, timeout)     # (its contents as of now)
         if base is None:
             base = self._grant_base(slot)
         replicated = self.ccfg.replicas > 1 and not self.replicas.plain_grants
@@ -464,11 +483,28 @@ class Coordinator:
                 self.replicas.kick()   # (lost shards not handed over, fenced ones not taken back)
 
     async def _grant_quietly(self, slot: int, renew_only: bool = False) -> None:
+        """A periodic grant (or one at a change), errors logged at debug: while one to
+        ``slot`` is on its way, the next ones make a single grant after it (a look at the
+        contents if any of them wanted one), never a queue."""
+        if slot in self.grant_follow:          # (one is on its way: one more after it)
+            wanted = self.grant_follow[slot]
+            self.grant_follow[slot] = renew_only if wanted is None else wanted and renew_only
+            return
+        self.grant_follow[slot] = None
         try:
-            await self._grant(slot, timeout=PERIODIC_GRANT_TIMEOUT, periodic=True,
-                              renew_only=renew_only)
-        except Exception as exc:
-            log.debug("grant to worker slot %d failed: %s", slot, exc)
+            while True:
+                try:
+                    await self._grant(slot, timeout=PERIODIC_GRANT_TIMEOUT, periodic=True,
+                                      renew_only=renew_only)
+                except Exception as exc:
+                    log.debug("grant to worker slot %d failed: %s", slot, exc)
+                wanted = self.grant_follow[slot]
+                if wanted is None:
+                    return
+                self.grant_follow[slot] = None
+                renew_only = wanted
+        finally:
+            self.grant_follow.pop(slot, None)
 
     # -- moves ---------------------------------------------------------------------
     def count_mine(self) -> int:

@@ -1,0 +1,74 @@
+"""The router's grants to its workers (actorsys/cluster/coordinator.py), one at a time per
+worker: grants asked for while one is on its way make a single grant after it (a look at
+the contents if any of them wanted one), and a grant of another caller waits its turn.
+Before, a slow worker got a queue of grants no longer true and fell ever further behind,
+its loop blocked until it was killed as hung. (The real grants, against real workers and
+etcd, are in the cluster node tests.)"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from actorsys.cluster.coordinator import Coordinator
+
+
+class Router:
+    """The attributes of a Coordinator its grant pacing uses; ``_grant_now`` records each
+    grant sent and waits until the test lets it answer."""
+
+    _grant = Coordinator._grant
+    _grant_quietly = Coordinator._grant_quietly
+
+    def __init__(self) -> None:
+        self.grant_locks: dict[int, asyncio.Lock] = {}
+        self.grant_follow: dict[int, bool | None] = {}
+        self.sent: list[tuple[int, bool, bool]] = []       # (slot, periodic, renew_only)
+        self.answer = asyncio.Event()
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    async def _grant_now(self, slot: int, timeout: float | None = None, periodic: bool = False,
+                         renew_only: bool = False) -> dict[str, Any]:
+        self.sent.append((slot, periodic, renew_only))
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await self.answer.wait()
+        finally:
+            self.in_flight -= 1
+        return {}
+
+
+def test_grants_asked_while_one_is_on_its_way_make_one_more_after_it() -> None:
+    async def main() -> Router:
+        r = Router()
+        first = asyncio.create_task(r._grant_quietly(0, renew_only=True))
+        await asyncio.sleep(0)
+        for _ in range(20):                              # two seconds of periodic rounds
+            await r._grant_quietly(0, renew_only=True)
+        await r._grant_quietly(0, renew_only=False)      # (a change: look at the contents)
+        other = asyncio.create_task(r._grant_quietly(1, renew_only=True))
+        await asyncio.sleep(0)
+        assert r.sent == [(0, True, True), (1, True, True)], "worker 1's own, at once"
+        r.answer.set()
+        await asyncio.gather(first, other)
+        return r
+    r = asyncio.run(main())
+    assert [g for g in r.sent if g[0] == 0] == [(0, True, True), (0, True, False)], \
+        "one grant after the one on its way, looking at the contents"
+    assert not r.grant_follow
+
+
+def test_a_grant_of_another_caller_waits_for_the_one_on_its_way() -> None:
+    async def main() -> Router:
+        r = Router()
+        quiet = asyncio.create_task(r._grant_quietly(0))
+        await asyncio.sleep(0)
+        revoke = asyncio.create_task(r._grant(0))          # (grant_all: a revocation)
+        await asyncio.sleep(0.01)
+        assert len(r.sent) == 1, "the revocation waits its turn"
+        r.answer.set()
+        await asyncio.gather(quiet, revoke)
+        return r
+    r = asyncio.run(main())
+    assert r.sent == [(0, True, False), (0, False, False)] and r.most_in_flight == 1
