@@ -130,11 +130,9 @@ class Coordinator:
         self.moves = Moves(self)
         #: the replica work (replicas > 1)
         self.replicas = Replicas(self)
-        #: worker slot -> (the grant last applied there but for ``until``, its token):
+        #: worker slot -> (the grant last sent there but for ``until``, its token):
         #: a periodic grant with the same contents is a ``renew`` (see :meth:`_grant`)
         self.grant_memo: dict[int, tuple[dict[str, Any], bytes]] = {}
-        #: worker slot -> its grants, one at a time (see :meth:`_grant`)
-        self.grant_locks: dict[int, asyncio.Lock] = {}
         #: worker slot -> a periodic grant to it is on its way, and after it: None
         #: (nothing more), else one more, renewing only (True) or looking (False)
         self.grant_follow: dict[int, bool | None] = {}
@@ -368,42 +366,35 @@ class Coordinator:
 
     async def _grant(self, slot: int, timeout: float | None = None, periodic: bool = False,
                      renew_only: bool = False) -> dict[str, Any]:
-        """Tell worker ``slot`` what it may serve (see the module docstring), one grant at
-        a time per worker: one sent while another is on its way would wait in the
-        worker's socket, and a worker slowed down (a full grant of thousands of shards
-        takes it tens of milliseconds) fell ever further behind a queue of grants no longer
-        true, its loop blocked until it was killed as hung (the chaos runs' "both workers
-        missed their heartbeats for 10 s"). Its contents are those of when it is sent."""
-        lock = self.grant_locks.get(slot)
-        if lock is None:
-            lock = self.grant_locks[slot] = asyncio.Lock()
-        async with lock:
-            return await self._grant_now(slot, timeout, periodic, renew_only)
-
-    async def _grant_now(self, slot: int, timeout: float | None = None, periodic: bool = False,
-                         renew_only: bool = False) -> dict[str, Any]:
-        """:meth:`_grant`, its lock held. ``periodic``:
-        when the grant is the one last applied there but for ``until``, only ``renew``
-        it (the worker then need not take in thousands of shards' arguments again; it
+        """Tell worker ``slot`` what it may serve (see the module docstring). ``periodic``:
+        when the grant is the one last sent there but for ``until``, only ``renew`` it
+        (the worker then need not take in thousands of shards' arguments again; it
         answers ``renewed: false`` if it needs the whole grant, which follows at once).
         ``renew_only``: renew without looking whether the grant changed (the periodic
         loop's rounds between two looks: every change in etcd is granted at once by
-        :meth:`_publish`, and the moves' and replicas' own changes by :meth:`grant_all`)."""
+        :meth:`_publish`, and the moves' and replicas' own changes by :meth:`grant_all`).
+        The grant a renew names is the last one sent (the worker applies them in order,
+        as they arrive, even one whose answer waits for revoked shards to drain): so the
+        deadline keeps reaching a worker while such a drain lasts."""
         timeout = timeout or self.cfg.turn_timeout + GRANT_TIMEOUT_EXTRA
-        memo = self.grant_memo.pop(slot, None)
+        memo = self.grant_memo.get(slot)
         base: dict[str, Any] | None = None
         if periodic and memo is not None:
             if not renew_only:
                 base = self._grant_base(slot)
             if renew_only or memo[0] == base:
                 until = self.membership.fence.serve_until
-                renewed = await self.call(self.workers[slot], "renew", {
-                    "token": memo[1], "until": until if until != float("-inf") else 0.0},
-                    timeout)
+                try:
+                    renewed = await self.call(self.workers[slot], "renew", {
+                        "token": memo[1], "until": until if until != float("-inf") else 0.0},
+                        timeout)
+                except ActorError:
+                    self._forget_grant(slot, memo[1])
+                    raise
                 if isinstance(renewed, dict) and renewed.get("renewed"):
-                    self.grant_memo.setdefault(slot, memo)
                     return renewed
-                return await self._grant_now(slot, timeout)     # (its contents as of now)
+                self._forget_grant(slot, memo[1])
+                return await self._grant(slot, timeout)     # (its contents as of now)
         if base is None:
             base = self._grant_base(slot)
         replicated = self.ccfg.replicas > 1 and not self.replicas.plain_grants
@@ -411,19 +402,24 @@ class Coordinator:
         until_arg = until if until != float("-inf") else 0.0
         token = os.urandom(8)
         args = {**base, "until": until_arg, "token": token}
+        self.grant_memo[slot] = (base, token)          # (the last sent: see the docstring)
         if not replicated:
-            reply: dict[str, Any] = await self.call(self.workers[slot], "grant", args, timeout)
-            self.grant_memo[slot] = (base, token)
+            try:
+                reply: dict[str, Any] = await self.call(self.workers[slot], "grant", args,
+                                                        timeout)
+            except ActorError:
+                self._forget_grant(slot, token)
+                raise
             return reply
         try:
             reply = await self.call(self.workers[slot], "grant", args, timeout)
         except ActorError as exc:
+            self._forget_grant(slot, token)
             if not self.replicas.grant_refused(exc):
                 raise
             plain = {k: v for k, v in args.items() if k not in ("peers", "replicas", "ack",
                                                                 "ack_timeout")}
             reply = await self.call(self.workers[slot], "grant", plain, timeout)
-        self.grant_memo[slot] = (base, token)
         # a worker whose database was lost serves none of its empty copies (it refused
         # them, even in its first grant): they are not granted again, and resigned
         if isinstance(reply, dict) and reply.get("refused"):
@@ -432,6 +428,13 @@ class Coordinator:
         if isinstance(reply, dict) and isinstance(reply.get("stale"), dict):
             self.replicas.stale_grant(reply["stale"])
         return reply
+
+    def _forget_grant(self, slot: int, token: bytes) -> None:
+        """A grant (or renew) named ``token`` failed: the next periodic one is whole (a
+        newer grant sent meanwhile stays remembered)."""
+        memo = self.grant_memo.get(slot)
+        if memo is not None and memo[1] == token:
+            del self.grant_memo[slot]
 
     async def _first_grants(self) -> None:
         """Every local worker has its first grant before the router serves anything

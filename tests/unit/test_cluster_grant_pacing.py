@@ -1,9 +1,8 @@
-"""The router's grants to its workers (actorsys/cluster/coordinator.py), one at a time per
-worker: grants asked for while one is on its way make a single grant after it (a look at
-the contents if any of them wanted one), and a grant of another caller waits its turn.
-Before, a slow worker got a queue of grants no longer true and fell ever further behind,
-its loop blocked until it was killed as hung. (The real grants, against real workers and
-etcd, are in the cluster node tests.)"""
+"""The router's periodic grants to its workers (actorsys/cluster/coordinator.py): grants
+asked for while one is on its way make a single grant after it (a look at the contents if
+any of them wanted one), never a queue. Before, a slow worker got a queue of grants no
+longer true and fell ever further behind, its loop blocked until it was killed as hung.
+(The real grants, against real workers and etcd, are in the cluster node tests.)"""
 from __future__ import annotations
 
 import asyncio
@@ -13,22 +12,20 @@ from actorsys.cluster.coordinator import Coordinator
 
 
 class Router:
-    """The attributes of a Coordinator its grant pacing uses; ``_grant_now`` records each
+    """The attributes of a Coordinator its grant pacing uses; ``_grant`` records each
     grant sent and waits until the test lets it answer."""
 
-    _grant = Coordinator._grant
     _grant_quietly = Coordinator._grant_quietly
 
     def __init__(self) -> None:
-        self.grant_locks: dict[int, asyncio.Lock] = {}
         self.grant_follow: dict[int, bool | None] = {}
         self.sent: list[tuple[int, bool, bool]] = []       # (slot, periodic, renew_only)
         self.answer = asyncio.Event()
         self.in_flight = 0
         self.most_in_flight = 0
 
-    async def _grant_now(self, slot: int, timeout: float | None = None, periodic: bool = False,
-                         renew_only: bool = False) -> dict[str, Any]:
+    async def _grant(self, slot: int, timeout: float | None = None, periodic: bool = False,
+                     renew_only: bool = False) -> dict[str, Any]:
         self.sent.append((slot, periodic, renew_only))
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
@@ -57,18 +54,3 @@ def test_grants_asked_while_one_is_on_its_way_make_one_more_after_it() -> None:
     assert [g for g in r.sent if g[0] == 0] == [(0, True, True), (0, True, False)], \
         "one grant after the one on its way, looking at the contents"
     assert not r.grant_follow
-
-
-def test_a_grant_of_another_caller_waits_for_the_one_on_its_way() -> None:
-    async def main() -> Router:
-        r = Router()
-        quiet = asyncio.create_task(r._grant_quietly(0))
-        await asyncio.sleep(0)
-        revoke = asyncio.create_task(r._grant(0))          # (grant_all: a revocation)
-        await asyncio.sleep(0.01)
-        assert len(r.sent) == 1, "the revocation waits its turn"
-        r.answer.set()
-        await asyncio.gather(quiet, revoke)
-        return r
-    r = asyncio.run(main())
-    assert r.sent == [(0, True, False), (0, False, False)] and r.most_in_flight == 1
