@@ -360,9 +360,18 @@ class Coordinator:
             "why": (f"node {self.me} has not renewed its etcd lease in time (lease_ttl "
                     f"{self.ccfg.lease_ttl:g} s): it serves its shards again once a renewal "
                     f"succeeds, and no other node serves them meanwhile")}
-        if self.ccfg.replicas > 1 and not self.replicas.plain_grants:
+        if self._replicated_grants():
             base.update(self.replicas.grant_args(shards))
         return base
+
+    def _replicated_grants(self) -> bool:
+        """Grants carry replication arguments (replicas > 1, and the workers know them)."""
+        return self.ccfg.replicas > 1 and not self.replicas.plain_grants
+
+    def _until(self) -> float:
+        """The serving deadline a grant or renew gives (0.0: none yet)."""
+        until = self.membership.fence.serve_until
+        return until if until != float("-inf") else 0.0
 
     async def _grant(self, slot: int, timeout: float | None = None, periodic: bool = False,
                      renew_only: bool = False) -> dict[str, Any]:
@@ -383,11 +392,9 @@ class Coordinator:
             if not renew_only:
                 base = self._grant_base(slot)
             if renew_only or memo[0] == base:
-                until = self.membership.fence.serve_until
                 try:
-                    renewed = await self.call(self.workers[slot], "renew", {
-                        "token": memo[1], "until": until if until != float("-inf") else 0.0},
-                        timeout)
+                    renewed = await self.call(self.workers[slot], "renew",
+                                              {"token": memo[1], "until": self._until()}, timeout)
                 except ActorError:
                     self._forget_grant(slot, memo[1])
                     raise
@@ -397,29 +404,21 @@ class Coordinator:
                 return await self._grant(slot, timeout)     # (its contents as of now)
         if base is None:
             base = self._grant_base(slot)
-        replicated = self.ccfg.replicas > 1 and not self.replicas.plain_grants
-        until = self.membership.fence.serve_until
-        until_arg = until if until != float("-inf") else 0.0
+        replicated = self._replicated_grants()
         token = os.urandom(8)
-        args = {**base, "until": until_arg, "token": token}
+        args = {**base, "until": self._until(), "token": token}
         self.grant_memo[slot] = (base, token)          # (the last sent: see the docstring)
-        if not replicated:
-            try:
-                reply: dict[str, Any] = await self.call(self.workers[slot], "grant", args,
-                                                        timeout)
-            except ActorError:
-                self._forget_grant(slot, token)
-                raise
-            return reply
         try:
-            reply = await self.call(self.workers[slot], "grant", args, timeout)
+            reply: dict[str, Any] = await self.call(self.workers[slot], "grant", args, timeout)
         except ActorError as exc:
             self._forget_grant(slot, token)
-            if not self.replicas.grant_refused(exc):
+            if not replicated or not self.replicas.grant_refused(exc):
                 raise
             plain = {k: v for k, v in args.items() if k not in ("peers", "replicas", "ack",
                                                                 "ack_timeout")}
             reply = await self.call(self.workers[slot], "grant", plain, timeout)
+        if not replicated:
+            return reply
         # a worker whose database was lost serves none of its empty copies (it refused
         # them, even in its first grant): they are not granted again, and resigned
         if isinstance(reply, dict) and reply.get("refused"):

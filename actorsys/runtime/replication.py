@@ -393,12 +393,11 @@ class Replication:
                 chunk.append(b)
                 size += bsize
             args: dict[str, Any] = {"batches": chunk}
-            if fwd is not None and not p.outq:
-                args["replies"] = [[r.to[0], r.payload] for r in fwd.replies]
-            else:
-                fwd = None
+            given = fwd if not p.outq else None     # (only with all of what waited)
+            if given is not None:
+                args["replies"] = [[r.to[0], r.payload] for r in given.replies]
             p.link.request("append", args, self.ack_timeout,
-                           partial(self._appended, p, [b[0] for b in chunk], time.monotonic(), fwd))
+                           partial(self._appended, p, [b[0] for b in chunk], time.monotonic(), given))
             fwd = None
 
     def _appended(self, p: Peer, shards: list[int], sent: float, fwd: Delegated | None, ok: bool,
