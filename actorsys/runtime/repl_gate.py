@@ -59,18 +59,18 @@ def check(self: Replication) -> None:
             del self.doubt[s]
     while held and self._at_quorum(held[0]) is None:
         self._leave(held.popleft())
-    front = held[0] if held else None
-    if front is None and not self.shards and not self.lost and not self.doubt:
-        self.commit.repl = None       # nothing replicated, nothing held: the plain flush
-    if front is self.timer_for:
-        return                        # (the timer is the front group's already)
-    if self.timer is not None:
-        self.timer.cancel()
-        self.timer = None
-    self.timer_for = front
-    if front is not None:
+    if not held:
+        if not self.shards and not self.lost and not self.doubt:
+            self.commit.repl = None   # nothing replicated, nothing held: the plain flush
+    elif self.timer is None:
+        # One timer, armed for the front group's deadline and left armed when that group
+        # leaves: a later group's deadline is no earlier (each is its flush's time +
+        # ack_timeout; a failed group's, earlier, never waits: it is at quorum), so the
+        # timer fires at most early, finds the front not due, and is armed again for
+        # it. Arming and cancelling one per group cost every write a timer-heap push
+        # and a cancel.
         self.timer = self.loop.call_at(
-            self.loop.time() + max(0.0, front.deadline - time.monotonic()), self._expire)
+            self.loop.time() + max(0.0, held[0].deadline - time.monotonic()), self._expire)
 
 
 def failed(self: Replication, exc: ActorError, outbox: list[Outgoing], staged: list[Activation],
@@ -102,7 +102,7 @@ def leave(self: Replication, g: Held) -> None:
 
 
 def expire(self: Replication) -> None:
-    self.timer = self.timer_for = None
+    self.timer = None
     now = time.monotonic()
     held = self.held
     while held and held[0].deadline <= now:

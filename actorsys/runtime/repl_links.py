@@ -12,6 +12,8 @@ first connect): checked at every send and every :meth:`check`.
 from __future__ import annotations
 
 import asyncio
+import heapq
+import math
 from typing import TYPE_CHECKING, Any, Callable
 
 import zmq
@@ -33,6 +35,8 @@ _NOBLOCK = int(zmq.NOBLOCK)
 
 #: a request's outcome: (True, result) or (False, the error)
 Callback = Callable[[bool, Any], None]
+#: deadline entries kept before the answered ones are pruned
+PRUNE_AT = 4096
 
 
 class PeerLink:
@@ -43,8 +47,15 @@ class PeerLink:
         self.loop, self.ctx, self.node, self.endpoint, self.keys = loop, ctx, node, endpoint, keys
         self.window = window
         self.rid = 0
-        #: request id -> (callback, its timeout timer), of the requests in flight
-        self.calls: dict[int, tuple[Callback, asyncio.TimerHandle]] = {}
+        #: request id -> its callback, of the requests in flight
+        self.calls: dict[int, Callback] = {}
+        #: (deadline in loop time, request id, timeout), a heap; an answered request's
+        #: entry stays until it reaches the top (one timer for them all, armed at the
+        #: earliest: a timer armed and cancelled per request cost every append a heap
+        #: push and a cancel)
+        self.deadlines: list[tuple[float, int, float]] = []
+        self.sweep: asyncio.TimerHandle | None = None
+        self.sweep_at = math.inf
         self.sock: zmq.Socket[Any] | None = None
         self.pump: SocketPump | None = None
         self.monitor: zmq.Socket[Any] | None = None
@@ -93,19 +104,43 @@ class PeerLink:
         self.check()
         self.rid += 1
         rid = self.rid
-        timer = self.loop.call_later(timeout, self._timed_out, rid, timeout)
-        self.calls[rid] = (cb, timer)
         assert self.sock is not None
         try:
             self.sock.send(wire.pack([wire.SHARDS, rid, cmd, args]), _NOBLOCK)
         except zmq.ZMQError as exc:
-            del self.calls[rid]
-            timer.cancel()
             cb(False, ShardUnavailable(f"cannot send to node {self.node}'s worker at "
                                        f"{self.endpoint}: {exc}"))
             return
+        self.calls[rid] = cb
+        deadline = self.loop.time() + timeout
+        heap = self.deadlines
+        if len(heap) > PRUNE_AT:    # (answered entries below a long request's)
+            heap[:] = [e for e in heap if e[1] in self.calls]
+            heapq.heapify(heap)
+        heapq.heappush(heap, (deadline, rid, timeout))
+        if deadline < self.sweep_at:
+            self._arm(deadline)
         if self.pump is not None:
             self.pump.kick()
+
+    def _arm(self, at: float) -> None:
+        if self.sweep is not None:
+            self.sweep.cancel()
+        self.sweep_at = at
+        self.sweep = self.loop.call_at(at, self._sweep)
+
+    def _sweep(self) -> None:
+        """Fail the requests past their deadline; arm the timer for the next one."""
+        self.sweep, self.sweep_at = None, math.inf
+        now, heap, calls = self.loop.time(), self.deadlines, self.calls
+        while heap and (heap[0][0] <= now or heap[0][1] not in calls):
+            _deadline, rid, timeout = heapq.heappop(heap)
+            cb = calls.pop(rid, None)
+            if cb is not None:
+                cb(False, ShardUnavailable(f"node {self.node}'s worker at {self.endpoint} did "
+                                           f"not answer within {timeout:g} s"))
+        if heap:
+            self._arm(heap[0][0])
 
     def send_call(self, cmd: str, args: dict[str, Any], timeout: float) -> asyncio.Future[Any]:
         """:meth:`request`, sent now; the future gets its result or its error."""
@@ -125,12 +160,6 @@ class PeerLink:
         """:meth:`request`, awaited: its result, or its error raised."""
         return await self.send_call(cmd, args, timeout)
 
-    def _timed_out(self, rid: int, timeout: float) -> None:
-        entry = self.calls.pop(rid, None)
-        if entry is not None:
-            entry[0](False, ShardUnavailable(f"node {self.node}'s worker at {self.endpoint} did "
-                                             f"not answer within {timeout:g} s"))
-
     def _on_frames(self, frames: list[bytes]) -> None:
         try:
             msg = wire.unpack(frames[-1])
@@ -139,11 +168,9 @@ class PeerLink:
             log.warning("a malformed reply from node %s's worker at %s was ignored",
                         self.node, self.endpoint)
             return
-        entry = self.calls.pop(rid, None)
-        if entry is None:
+        cb = self.calls.pop(rid, None)
+        if cb is None:
             return             # timed out already (its callback was told)
-        cb, timer = entry
-        timer.cancel()
         if status == wire.OK:
             cb(True, body)
         else:
@@ -151,7 +178,10 @@ class PeerLink:
 
     def close(self) -> None:
         calls, self.calls = self.calls, {}
-        for cb, timer in calls.values():
-            timer.cancel()
+        if self.sweep is not None:
+            self.sweep.cancel()
+            self.sweep, self.sweep_at = None, math.inf
+        self.deadlines.clear()
+        for cb in calls.values():
             cb(False, ShardUnavailable(f"the link to node {self.node} was closed"))
         self._close_socket()

@@ -133,9 +133,9 @@ class Replication:
         self.shards: dict[int, ShardLog] = {}
         self.peers: dict[str, Peer] = {}
         self.held: deque[Held] = deque()
+        #: the ack timeout's timer: armed while a group is held, at or before the front
+        #: group's deadline (repl_gate.check)
         self.timer: asyncio.TimerHandle | None = None
-        #: the held group the timer is armed for (the front one)
-        self.timer_for: Held | None = None
         #: groups failed short of their quorum: logged at most once per
         #: :data:`~.repl_gate.SHORT_LOG_EVERY` s, with a count of the others (repl_gate.expire)
         self.short_logged_at = float("-inf")
@@ -161,7 +161,7 @@ class Replication:
         #: (one line per node within :data:`REFUSALS_LOG_EVERY` s: :meth:`_log_refusals`)
         self.refused_unlogged: dict[str, list[tuple[int, int, int]]] = {}
         #: the follower commands (append, snapshot, position) of this slot
-        self.follower = Follower(self.store, grants, commit.on_failure, commit.output)
+        self.follower = Follower(self.store, grants, commit.on_failure, commit.output, loop)
         self.follower.on_write = self._followed
         #: replies to asks that a follower delivered (status; see :meth:`_delegate`)
         self.via_followers = 0
@@ -406,7 +406,8 @@ class Replication:
             self._off(p, set(p.tracks), forget=True)
             self.say(p, f"appends to node {p.node} failed: {body}")
         else:
-            rtt = time.monotonic() - sent
+            held = body.get("held_for")      # (a follower may hold its answer: repl_follower.py)
+            rtt = time.monotonic() - sent - (held if type(held) is float and 0 <= held < 1 else 0.0)
             p.rtt = rtt if p.rtt == math.inf else 0.8 * p.rtt + 0.2 * rtt
             if fwd is not None:
                 self._delivered(p, fwd, body)
@@ -526,11 +527,12 @@ class Replication:
     def close(self) -> None:
         """Stop (the worker stops): groups still waiting fail, the links close."""
         self.closed = True
+        self.follower.answer_held()
         if self.refused_unlogged:
             self._log_refusals()
         if self.timer is not None:
             self.timer.cancel()
-            self.timer = self.timer_for = None
+            self.timer = None
         held, self.held = self.held, deque()
         for g in held:
             if g.failed is not None:

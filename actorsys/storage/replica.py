@@ -167,16 +167,15 @@ def apply_batches(db: Any, batches: Iterable[Batch], served: Callable[[int], boo
         if s in refused:
             continue
         fence = fences.get(s)
-        if fence is None:
-            fence = fences[s] = floor(db, s)
+        if fence is None:        # (floor(), with the position read once)
+            p = pos[s] = read_position(db, s)
+            fence = fences[s] = max(read_fence(db, s), p[0])
         if served(s) or e < fence:
             refused[s] = max(fence, granted(s)) if served(s) else fence
             held.pop(s, None)
             behind.pop(s, None)
             continue
-        p = pos.get(s)
-        if p is None:
-            p = pos[s] = read_position(db, s)
+        p = pos[s]
         if p[0] == e and p[1] >= seq:
             held[s] = [p[0], p[1]]
             behind.pop(s, None)
