@@ -225,22 +225,12 @@ class ShardCommands:
             _check_keys(cmd, args, _ARGS[cmd])
             result = getattr(self, "_" + cmd)(args)
         except plyvel.Error as exc:
-            self._answer(envelope, wire.err(rid, StorageError(
+            self.output.send(envelope, wire.err(rid, StorageError(
                 f"worker slot {self.grants.slot}: shards {cmd} failed: {error_text(exc)}").to_wire()))
         except ActorError as exc:
-            self._answer(envelope, wire.err(rid, exc.to_wire()))
+            self.output.send(envelope, wire.err(rid, exc.to_wire()))
         else:
-            repl = self.replication
-            if cmd == "append" and repl is not None and repl.follower.answer_later(envelope, rid,
-                                                                                   result):
-                return
-            self._answer(envelope, wire.ok(rid, result))
-
-    def _answer(self, envelope: Envelope, payload: bytes) -> None:
-        """A SHARDS answer, after the append answers the follower holds (in request order)."""
-        if self.replication is not None:
-            self.replication.follower.answer_held()
-        self.output.send(envelope, payload)
+            self.output.send(envelope, wire.ok(rid, result))
 
     # -- grant ------------------------------------------------------------------
     def _grant(self, envelope: Envelope, rid: int, args: dict[str, Any]) -> None:

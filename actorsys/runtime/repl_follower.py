@@ -14,32 +14,19 @@ every batch of the append is held here, so that the leader and this copy hold th
 group's writes (a quorum of 2), they are sent on to their askers' connections to this
 worker (:meth:`~.commit.Output.forward`): one hop fewer than the leader waiting for this
 answer. The answer says which left (``delivered``) and which found no such connection
-here (``unreachable``); the leader sends those itself.
-
-The answer to an append whose replies all left is held (:meth:`Follower.answer_later`),
-for at most :data:`ANSWER_AFTER` seconds and :data:`ANSWERS_HELD` answers, and then
-sent with the others held: the askers already have what the leader waits for (it only
-releases the group and drops the replies), and an answer sent at once competed for the
-CPU with the asker reading its reply and sending its next ask, and with the leader
-receiving it. Any other SHARDS answer sends the held ones first, so a leader reads its
-answers in the order of its requests. Each says how long it was held (``held_for``,
-seconds), which the leader leaves out of its answer times."""
+here (``unreachable``); the leader sends those itself."""
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import plyvel
 
 from ..errors import BadRequest, StorageError
 from ..log import get_logger
-from ..protocol import wire
 from ..storage import replica
 from ..storage.slot import error_text
 
 if TYPE_CHECKING:
-    from ..protocol.wire import Envelope
     from ..storage.slot import SlotStore
     from .commit import Output
     from .grants import Grants
@@ -48,12 +35,6 @@ log = get_logger("worker")
 T = TypeVar("T")
 #: replies one ``append`` may carry (a group's asks)
 MAX_REPLIES = 65536
-#: seconds the answer to an append whose replies all left from here may be held
-#: (see the module docstring); well below replication.LAZY, the delay of the other
-#: followers' copies, so that the delivering follower's answer still comes first
-ANSWER_AFTER = 0.002
-#: answers held at most: the next one sends them all
-ANSWERS_HELD = 4
 
 
 def check_replies(raw: Any) -> list[tuple[bytes, bytes]]:
@@ -74,12 +55,8 @@ class Follower:
 
     def __init__(self, store: SlotStore, grants: Grants,
                  on_failure: Callable[[StorageError], None] | None = None,
-                 output: Output | None = None,
-                 loop: asyncio.AbstractEventLoop | None = None) -> None:
-        self.store, self.grants, self.output, self.loop = store, grants, output, loop
-        #: answers held (:meth:`answer_later`): (envelope, request id, answer, held since)
-        self.held: list[tuple[Envelope, int, dict[str, Any], float]] = []
-        self.held_timer: asyncio.TimerHandle | None = None
+                 output: Output | None = None) -> None:
+        self.store, self.grants, self.output = store, grants, output
         #: the leader's replies delivered from here (status)
         self.forwarded = 0
         #: told when a write failed (the store turned read-only: the worker's recovery)
@@ -148,32 +125,6 @@ class Follower:
                 got["unreachable"] = [i for i, ok in enumerate(sent) if not ok]
                 self.forwarded += len(got["delivered"])
         return got
-
-    def answer_later(self, envelope: Envelope, rid: int, got: dict[str, Any]) -> bool:
-        """Hold the answer ``got`` to append ``rid`` if every reply it carried left from
-        here (see the module docstring); False: answer it now."""
-        if not got.get("delivered") or got.get("unreachable") or self.output is None \
-                or self.loop is None:
-            return False
-        self.held.append((envelope, rid, got, time.monotonic()))
-        if len(self.held) >= ANSWERS_HELD:
-            self.answer_held()
-        elif self.held_timer is None:
-            self.held_timer = self.loop.call_later(ANSWER_AFTER, self.answer_held)
-        return True
-
-    def answer_held(self) -> None:
-        """Send the answers held, in order (before any other SHARDS answer, and at stop)."""
-        if self.held_timer is not None:
-            self.held_timer.cancel()
-            self.held_timer = None
-        if not self.held or self.output is None:
-            return
-        held, self.held = self.held, []
-        now, send = time.monotonic(), self.output.send
-        for envelope, rid, got, since in held:
-            got["held_for"] = now - since
-            send(envelope, wire.ok(rid, got))
 
     def snapshot(self, args: dict[str, Any]) -> dict[str, Any]:
         s, epoch, sid = args.get("shard"), args.get("epoch"), args.get("id")

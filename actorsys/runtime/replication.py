@@ -161,7 +161,7 @@ class Replication:
         #: (one line per node within :data:`REFUSALS_LOG_EVERY` s: :meth:`_log_refusals`)
         self.refused_unlogged: dict[str, list[tuple[int, int, int]]] = {}
         #: the follower commands (append, snapshot, position) of this slot
-        self.follower = Follower(self.store, grants, commit.on_failure, commit.output, loop)
+        self.follower = Follower(self.store, grants, commit.on_failure, commit.output)
         self.follower.on_write = self._followed
         #: replies to asks that a follower delivered (status; see :meth:`_delegate`)
         self.via_followers = 0
@@ -406,8 +406,7 @@ class Replication:
             self._off(p, set(p.tracks), forget=True)
             self.say(p, f"appends to node {p.node} failed: {body}")
         else:
-            held = body.get("held_for")      # (a follower may hold its answer: repl_follower.py)
-            rtt = time.monotonic() - sent - (held if type(held) is float and 0 <= held < 1 else 0.0)
+            rtt = time.monotonic() - sent
             p.rtt = rtt if p.rtt == math.inf else 0.8 * p.rtt + 0.2 * rtt
             if fwd is not None:
                 self._delivered(p, fwd, body)
@@ -527,7 +526,6 @@ class Replication:
     def close(self) -> None:
         """Stop (the worker stops): groups still waiting fail, the links close."""
         self.closed = True
-        self.follower.answer_held()
         if self.refused_unlogged:
             self._log_refusals()
         if self.timer is not None:
