@@ -140,6 +140,28 @@ def test_output_waits_for_the_quorum_and_leaves_in_group_order(slot: Slot) -> No
     assert slot.out.reply_to(w)[2] == 1 and not repl.held
 
 
+def test_one_ack_timer_serves_groups_in_a_row_and_fails_a_later_one_at_its_own_deadline(
+        slot: Slot) -> None:
+    repl, (link,) = replicate(slot, ack_timeout=0.3)
+    for n in range(1, 21):                         # a writer's asks, each acknowledged
+        w = slot.ask("Counter", "a", "add", 1)
+        slot.commit.flush()
+        link.ack()
+        assert slot.out.reply_to(w)[2] == n
+    first = repl.timer
+    assert first is not None and not first.cancelled(), "armed once, left armed while idle"
+    run(slot, 0.2)
+    w = slot.ask("Counter", "a", "add", 1)         # held 0.2 s after the timer was armed
+    slot.commit.flush()
+    run(slot, 0.15)                                # the timer fires early for this group
+    assert repl.held and repl.timer is not None and repl.timer is not first, \
+        "armed again, for the front group's own deadline"
+    run(slot, 0.25)
+    err = slot.out.reply_to(w)
+    assert err[0] == wire.ERR and "0.3 s" in err[2]["message"], err
+    assert not repl.held
+
+
 def test_majority_counts_the_leader_and_all_needs_every_voter(slot: Slot) -> None:
     repl, (f1, f2) = replicate(slot, followers=2)
     w = slot.ask("Counter", "a", "add", 1)
