@@ -7,9 +7,10 @@ call sends its request at once and waits on the calling thread, so there is no
 hand-off between threads (a loop thread shared by all callers would add a thread
 switch each way):
 
-* an actor request (:meth:`Lane.wait_pending`) first waits on its slot's socket and
-  monitor alone (:meth:`~.transport.AsyncTransport.block_on`), which hands the reply,
-  or the drop, to the transport exactly as its loop would;
+* an actor request (:meth:`Lane.wait_pending`) first waits on the slot connections
+  alone (its own slot's socket and monitor, and the others' sockets, where a follower
+  of a replicated shard may deliver its reply: :meth:`~.transport.AsyncTransport.block_on`),
+  which hands the reply, or the drop, to the transport exactly as its loop would;
 * anything else, and an actor request that needs more (a resend after
   ``wrong_shard``, its deadline), runs the private loop (``run_until_complete``) until
   its future is settled.

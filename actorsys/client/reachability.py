@@ -210,7 +210,7 @@ class NodeWatch:
     acting on it (see the module docstring). Made by :meth:`AsyncTransport.watch_node`."""
 
     __slots__ = ("transport", "loop", "state", "router", "_born", "_was_up", "_downs",
-                 "_timer", "_fetch", "_pollers", "_glance_at", "tells_in_doubt", "_rotate_at",
+                 "_timer", "_fetch", "_glance_at", "tells_in_doubt", "_rotate_at",
                  "_down_endpoints", "_refresh_at", "_tick", "_node_down")
 
     def __init__(self, transport: "AsyncTransport", grace: float,
@@ -226,7 +226,6 @@ class NodeWatch:
         self._downs = self.state.downs             # the entries into DOWN handled here
         self._timer: asyncio.TimerHandle | None = None
         self._fetch: asyncio.Task[None] | None = None
-        self._pollers: dict[int, tuple[Conn, tuple[Conn, ...], zmq.Poller]] = {}
         self._glance_at = 0.0                      # monotonic time of on_call's next glance
         #: tells sent while the router was lost: discarded if the node goes DOWN (logged)
         self.tells_in_doubt = 0
@@ -356,7 +355,6 @@ class NodeWatch:
         else (a move after a loss) the next move is due if it does not come up in its
         share of the grace period."""
         self.router = router
-        self._pollers.clear()
         now = self.loop.time()
         if fresh:
             self._born, self._was_up, self._rotate_at = now, False, None
@@ -387,7 +385,6 @@ class NodeWatch:
         if state.downs == self._downs:
             return
         self._downs = state.downs
-        self._pollers.clear()
         why = state.why(now)
         n = self.transport.drop_node(lambda _p: NodeUnavailable(why))
         tells, self.tells_in_doubt = self.tells_in_doubt, 0
@@ -431,16 +428,17 @@ class NodeWatch:
             router.drain_monitor()
 
     def poll(self, c: "Conn", timeout_ms: int) -> dict[Any, int]:
-        """:meth:`Conn.poll` for a blocking wait, also woken by the router's monitor and
-        by the grace deadline. Nothing is ready if the node just went DOWN (``c`` is
-        closed then, its request failed). While all is well it is ``c``'s own poll
-        (cheaper on the hot path), glancing at the router's monitor every quarter of the
-        grace period (a node that stops drops the slot's connection too, and then this
-        watches both; a frozen one only the router's, by its heartbeats)."""
+        """The transport's :meth:`~.transport.AsyncTransport.poll_slots` for a blocking
+        wait, also woken by the router's monitor and by the grace deadline. Nothing is
+        ready if the node just went DOWN (``c`` is closed then, its request failed).
+        While all is well it polls the slots alone (cheaper on the hot path), glancing at
+        the router's monitor every quarter of the grace period (a node that stops drops
+        the slot's connection too, and then this watches both; a frozen one only the
+        router's, by its heartbeats)."""
         state = self.state
         if state.phase is Phase.UP and self._was_up and not state.slots_down \
                 and not self._down_endpoints and not self._node_down:
-            ready = c.poll(min(timeout_ms, max(int(state.grace * 250), 50)))
+            ready = self.transport.poll_slots(c, min(timeout_ms, max(int(state.grace * 250), 50)))
             if not ready:
                 self.glance()
             return ready
@@ -449,13 +447,8 @@ class NodeWatch:
             deadline = self._refresh_at if deadline is None else min(deadline, self._refresh_at)
         if deadline is not None:
             timeout_ms = min(timeout_ms, max(math.ceil((deadline - self.loop.time()) * 1000), 0))
-        entry = self._pollers.get(id(c))
-        if entry is None or entry[0] is not c or entry[1] is not c.via \
-                or any(v.closed for v in c.via):
-            poller = c.poller(self.router.monitor if self.router else None)
-            entry = self._pollers[id(c)] = (c, c.via, poller)
         downs = self._downs
-        ready = dict(entry[2].poll(timeout_ms))
+        ready = self.transport.poll_slots(c, timeout_ms, self.router.monitor if self.router else None)
         if self.router is not None and self.router.monitor in ready:
             self.router.drain_monitor()
         if self.state.phase is not Phase.UP or not self._was_up:
@@ -498,4 +491,3 @@ class NodeWatch:
             self._tick = None
         if self._fetch is not None and not self._fetch.done():
             self._fetch.cancel()
-        self._pollers.clear()

@@ -66,7 +66,7 @@ from ..errors import (ActorError, AskTimeout, MessageTooLarge, NodeUnavailable, 
 from ..log import get_logger
 from ..net.keys import CLIENT_HANDSHAKE_EVENTS, CurveKeys, handshake_problem, uses_curve
 from ..net.members import server_keys
-from ..net.sockets import Conn, Context
+from ..net.sockets import Conn, Context, Socket
 from ..protocol import wire
 from ..protocol.messages import Ask, Spawn, Stop, Tell
 from ..protocol.shardmap import ShardMap
@@ -126,6 +126,9 @@ class AsyncTransport(ControlRequests, MapSource):
         self.routing_id = b"c" + self.client_id
         self._pending: dict[int, Pending] = {}
         self._slots: dict[int, Conn] = {}
+        #: a blocking wait's poller (:meth:`poll_slots`): the connections and the other
+        #: socket it was made for, and the poller
+        self._wait_poller: tuple[tuple[Conn, ...], Socket | None, zmq.Poller] | None = None
         self._router: Conn | None = None
         self._peers: dict[str, Conn] = {}          # other endpoints (the tree, the gateway)
         #: each other endpoint's ``slot`` number in the pending table (PEER and below)
@@ -179,10 +182,6 @@ class AsyncTransport(ControlRequests, MapSource):
             c = Conn(self.loop, self.ctx, endpoint, self.keys_for(endpoint), self._on_reply,
                      WATCH_EVENTS if self.watch else zmq.EVENT_DISCONNECTED,
                      partial(self._on_monitor, i), routing_id=self.routing_id)
-            for other in self._slots.values():   # (a follower may deliver on any of them)
-                if not other.closed:
-                    other.add_via(c)
-                    c.add_via(other)
             self._slots[i] = c
         return c
 
@@ -355,7 +354,7 @@ class AsyncTransport(ControlRequests, MapSource):
         could have delivered it (replicated shards, issue 16: the follower that holds a
         write sends the leader's reply on, one hop fewer than the leader waiting for its
         answer), had this transport been connected there. Connect to it (only a worker
-        of the map's); a blocking wait polls every slot connection (:meth:`_slot`): a
+        of the map's); a blocking wait polls every slot connection (:meth:`poll_slots`): a
         follower delivers on whichever this transport has to its worker."""
         m = self.map
         if m is None or self.closed or not isinstance(endpoint, str):
@@ -583,20 +582,37 @@ class AsyncTransport(ControlRequests, MapSource):
         request = Spawn(rid, type_name, key, opts) if op == wire.SPAWN else Stop(rid, type_name, key, opts)
         return self.send(request, timeout).fut
 
+    def poll_slots(self, c: Conn, timeout_ms: int, more: Socket | None = None) -> dict[Any, int]:
+        """For a caller that blocks instead of running the loop (:meth:`block_on`): wait up
+        to ``timeout_ms`` for ``c``'s socket or monitor, any other slot connection's
+        socket (a follower of a replicated shard delivers the leader's reply on whichever
+        connection this transport has to its worker: :meth:`_via`) or ``more`` to be
+        readable; the ready ones. The poller is made again only when they change."""
+        conns = (c, *self._slots.values())       # (c is one of them: its monitor too)
+        made = self._wait_poller
+        if made is None or made[0] != conns or made[1] is not more:
+            poller = zmq.Poller()
+            for s in (c.monitor, more, *(x.sock for x in conns[1:])):
+                if s is not None:
+                    poller.register(s, zmq.POLLIN)
+            made = self._wait_poller = (conns, more, poller)
+        return dict(made[2].poll(timeout_ms))
+
     def block_on(self, p: Pending, until: float) -> None:
         """For a caller that blocks its thread instead of running the loop (the blocking
-        client, see :mod:`.lanes`): wait on ``p``'s slot connection alone until ``p`` is
-        settled by a reply or a drop, or until ``until`` (loop time), handling what
-        arrives as the loop would. Returns early, unsettled, when ``p`` needs the loop (a
-        resend after wrong_shard); its deadline is the loop's to enforce. While asks that
-        timed out have the map polled (:meth:`_refresh_after_timeout`), it returns at once:
-        the poll runs on the loop."""
+        client, see :mod:`.lanes`): wait on the slot connections (:meth:`poll_slots`: ``p``'s
+        socket and monitor, the other slots' sockets) until ``p`` is settled by a reply or
+        a drop, or until ``until`` (loop time), handling what arrives as the loop would.
+        Returns early, unsettled, when ``p`` needs the loop (a resend after wrong_shard);
+        its deadline is the loop's to enforce. While asks that timed out have the map
+        polled (:meth:`_refresh_after_timeout`), it returns at once: the poll runs on the
+        loop."""
         c = self._slots.get(p.slot)
         if c is None or self._timeout_poll is not None:     # (that poll needs the loop)
             return
         fut, rid, pending = p.fut, p.request.rid, self._pending
-        sock, on_reply, time = c.sock, self._on_reply, self.loop.time
-        poll = c.poll if self.watch is None else partial(self.watch.poll, c)
+        on_reply, time = self._on_reply, self.loop.time
+        poll = partial(self.poll_slots, c) if self.watch is None else partial(self.watch.poll, c)
         while not fut.done() and rid in pending:
             ms = math.ceil((until - time()) * 1000)
             if ms <= 0:
@@ -604,19 +620,20 @@ class AsyncTransport(ControlRequests, MapSource):
             ready = poll(ms)
             if not ready and self.watch is not None and self.watch.fetching:
                 return               # a cluster's map is being fetched: that needs the loop
-            if sock in ready:        # replies first: a drop after the reply is not its loss
+            # replies first (a drop after the reply is not its loss), on c's socket or on
+            # another slot's (a follower delivering the leader's reply); a reply may make
+            # a connection (a follower named: _via), hence the tuple
+            for conn in tuple(self._slots.values()):
+                sock = conn.sock
+                if sock not in ready:
+                    continue
                 while cast(int, sock.getsockopt(_EVENTS)) & _POLLIN:
                     on_reply(sock.recv_multipart(_NOBLOCK))
                     if fut.done() or rid not in pending:
-                        return       # what is left is read at the next wait or loop run
-            for v in c.via:          # a follower delivering the leader's reply
-                if v.sock in ready:
-                    vs = v.sock
-                    while cast(int, vs.getsockopt(_EVENTS)) & _POLLIN:
-                        on_reply(vs.recv_multipart(_NOBLOCK))
-                    v.pump.kick()    # (its FD's edge was taken here: the loop looks again)
-                    if fut.done() or rid not in pending:
-                        return
+                        break        # what is left is read at the next wait or loop run
+                conn.pump.kick()     # (its FD's edge was taken here: the loop looks again)
+                if fut.done() or rid not in pending:
+                    return
             if c.monitor is not None and c.monitor in ready:
                 c.drain_monitor()
 
@@ -661,6 +678,7 @@ class AsyncTransport(ControlRequests, MapSource):
         for c in self._slots.values():
             c.close(linger_ms)
         self._slots.clear()
+        self._wait_poller = None
         for c in self._peers.values():
             c.close()
         self._peers.clear()

@@ -10,11 +10,16 @@ On a tcp node every socket is a CURVE client (``keys``, see :mod:`actorsys.net.k
 or a CURVE server guarded by :mod:`actorsys.net.guard`.
 
 A pump logs (logger ``actorsys.net``) and survives an exception raised by the handler of
-one message: the socket keeps being read.
+one message: the socket keeps being read. One drain handles at most ``batch`` messages
+and runs at most :data:`DRAIN_BUDGET` seconds, then lets the loop run (its timers: a
+worker's heartbeat is one) before it goes on: a backlog of heavy messages (grants of
+hundreds of shards, snapshot pages) once kept a worker's loop in one drain for seconds,
+and its supervisor killed it as hung.
 """
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING, Any, Callable, TypeAlias, cast
 
 import zmq
@@ -37,6 +42,8 @@ RECONNECT_IVL_MS = 10
 # no back-off: a restarted worker is reached within 10 ms (a failed ipc connect is cheap)
 RECONNECT_IVL_MAX_MS = 10
 SEND_HWM = 100_000
+#: seconds one drain of a socket may run before it yields to the loop (see above)
+DRAIN_BUDGET = 0.05
 _EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)
 
 
@@ -115,6 +122,8 @@ class SocketPump:
         recv = self.sock.recv_multipart
         events = cast(_IntOption, self.sock.getsockopt)   # ZMQ_EVENTS is an int
         n = 0
+        now = time.monotonic
+        until = now() + DRAIN_BUDGET
         try:
             # ZMQ_EVENTS instead of catching zmq.Again: an exception per drain costs ~10 us
             while n < self.batch and events(_EVENTS) & _POLLIN:
@@ -124,6 +133,8 @@ class SocketPump:
                     self.on_frames(frames)
                 except Exception:  # a bug in one message's handling must not stall the socket
                     log.exception("handling a message from %s failed", self._what())
+                if now() > until:
+                    break          # (the rest at the next turn of the loop: kicked below)
             if n and self.after_batch is not None:
                 try:
                     self.after_batch()
@@ -159,7 +170,7 @@ class Conn:
     peer's libzmq) and drops a connection that has been silent for ``heartbeat_timeout_ms``
     (a peer frozen or its host gone without closing the connection)."""
 
-    __slots__ = ("sock", "pump", "monitor", "monitor_pump", "_poller", "via", "closed")
+    __slots__ = ("sock", "pump", "monitor", "monitor_pump", "closed")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, ctx: Context, endpoint: str,
                  keys: CurveKeys | None, on_reply: Callable[[list[bytes]], None],
@@ -168,10 +179,6 @@ class Conn:
                  heartbeat_ms: int = 0, heartbeat_timeout_ms: int = 0,
                  routing_id: bytes | None = None) -> None:
         self.sock = sock = dealer(ctx, endpoint, keys, connect=False, routing_id=routing_id)
-        #: other connections that may carry this one's replies (a replicated shard's
-        #: follower delivering its leader's: a client's other slot connections,
-        #: client/transport.py); a blocking wait polls them with it
-        self.via: tuple[Conn, ...] = ()
         self.closed = False
         if heartbeat_ms > 0:      # options of a connection are fixed when it connects
             sock.setsockopt(zmq.HEARTBEAT_IVL, heartbeat_ms)
@@ -183,30 +190,6 @@ class Conn:
             self.monitor = sock.get_monitor_socket(monitor_events)
             self.monitor_pump = SocketPump(loop, self.monitor, on_event)
         sock.connect(endpoint)
-        self._poller: zmq.Poller | None = None
-
-    def poll(self, timeout_ms: int) -> dict[Any, int]:
-        """Wait up to ``timeout_ms`` for the socket or its monitor to be readable (for a
-        caller that blocks instead of running the loop), and its :attr:`via` connections
-        for replies; the ready ones."""
-        if self._poller is None or any(v.closed for v in self.via):
-            self._poller = self.poller()
-        return dict(self._poller.poll(timeout_ms))
-
-    def poller(self, *more: Socket | None) -> zmq.Poller:
-        """A poller of the socket, its monitor, its open :attr:`via` sockets and ``more``."""
-        self.via = tuple(v for v in self.via if not v.closed)
-        poller = zmq.Poller()
-        for s in (self.sock, self.monitor, *(v.sock for v in self.via), *more):
-            if s is not None:
-                poller.register(s, zmq.POLLIN)
-        return poller
-
-    def add_via(self, other: Conn) -> None:
-        """``other`` may carry this connection's replies from now on."""
-        if other is not self and other not in self.via:
-            self.via = (*self.via, other)
-            self._poller = None
 
     def drain_monitor(self) -> None:
         """Handle the monitor's events now (a drop already seen concerns earlier sends)."""
