@@ -60,11 +60,14 @@ def read_fence(db: Any, shard: int) -> int:
     return 0 if raw is None else int(wire.unpack_stored(raw))
 
 
-def floor(db: Any, shard: int) -> int:
+def floor(db: Any, shard: int, position: Position | None = None) -> int:
     """The oldest epoch a batch or snapshot page of ``shard`` may have here: its fence,
     or its copy's position's epoch if newer (an ex-leader's copy has no fence, yet a
-    leader of an older epoch must not write over it)."""
-    return max(read_fence(db, shard), read_position(db, shard)[0])
+    leader of an older epoch must not write over it). ``position``: the copy's, if the
+    caller has read it already."""
+    if position is None:
+        position = read_position(db, shard)
+    return max(read_fence(db, shard), position[0])
 
 
 def raise_fences(db: Any, fences: Mapping[int, int]) -> dict[int, int]:
@@ -167,9 +170,9 @@ def apply_batches(db: Any, batches: Iterable[Batch], served: Callable[[int], boo
         if s in refused:
             continue
         fence = fences.get(s)
-        if fence is None:        # (floor(), with the position read once)
+        if fence is None:
             p = pos[s] = read_position(db, s)
-            fence = fences[s] = max(read_fence(db, s), p[0])
+            fence = fences[s] = floor(db, s, p)
         if served(s) or e < fence:
             refused[s] = max(fence, granted(s)) if served(s) else fence
             held.pop(s, None)

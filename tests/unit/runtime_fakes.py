@@ -13,6 +13,7 @@ import os
 from typing import Any, Callable
 
 import plyvel
+from loops import run_until
 
 from actorsys import Actor
 from actorsys.actor import handlers_of
@@ -151,11 +152,7 @@ class Slot:
             if until is not None:
                 return until()
             return not any(a.task is not None for a in self.catalog.acts.values())
-
-        async def wait() -> None:
-            while not done():
-                await asyncio.sleep(0.001)
-        self.loop.run_until_complete(asyncio.wait_for(wait(), timeout))
+        run_until(self.loop, done, timeout)
 
     def wait_reply(self, rid: int) -> list[Any]:
         """Run the loop (committing) until request ``rid`` is answered; its reply."""

@@ -10,6 +10,7 @@ from typing import Any, Iterator
 
 import pytest
 import zmq
+from loops import run_until
 
 from actorsys.net import sockets
 from actorsys.net.sockets import SocketPump
@@ -36,12 +37,6 @@ def pair(tmp_path: Any) -> Iterator[tuple[asyncio.AbstractEventLoop, zmq.Socket[
         ctx.destroy(linger=0)
 
 
-def run_until(loop: asyncio.AbstractEventLoop, done: Any, timeout: float = 10.0) -> None:
-    async def wait() -> None:
-        while not done():
-            await asyncio.sleep(0.001)
-    loop.run_until_complete(asyncio.wait_for(wait(), timeout))
-
 
 def test_a_backlog_of_slow_messages_yields_to_the_loops_timers(pair, monkeypatch) -> None:
     loop, router, dealer = pair
@@ -59,11 +54,11 @@ def test_a_backlog_of_slow_messages_yields_to_the_loops_timers(pair, monkeypatch
             loop.call_later(0.005, tick)
     for i in range(40):
         dealer.send(b"%d" % i)
-    run_until(loop, lambda: router.poll(0) != 0)    # (queued at the router)
+    run_until(loop, lambda: router.poll(0) != 0, 10.0)    # (queued at the router)
     time.sleep(0.05)
     pump = SocketPump(loop, router, slow)
     loop.call_later(0.005, tick)
-    run_until(loop, lambda: len(handled) == 40)
+    run_until(loop, lambda: len(handled) == 40, 10.0)
     pump.close()
     assert handled == list(range(40)), "each once, in order"
     steps = [b - a for a, b in zip(ticks, ticks[1:])]
@@ -82,7 +77,7 @@ def test_a_handlers_exception_does_not_stop_the_socket(pair, caplog) -> None:
     pump = SocketPump(loop, router, picky)
     for m in (b"one", b"bad", b"two"):
         dealer.send(m)
-    run_until(loop, lambda: len(handled) == 2)
+    run_until(loop, lambda: len(handled) == 2, 10.0)
     pump.close()
     assert handled == [b"one", b"two"]
     assert "handling a message from" in caplog.text

@@ -9,6 +9,7 @@ from typing import Any, Iterator
 
 import pytest
 import zmq
+from loops import run_until
 
 from actorsys.errors import ShardUnavailable
 from actorsys.protocol import wire
@@ -53,12 +54,6 @@ def link(tmp_path: Any) -> Iterator[tuple[asyncio.AbstractEventLoop, PeerLink, P
         ctx.destroy(linger=0)
 
 
-def run_until(loop: asyncio.AbstractEventLoop, done: Any, timeout: float = 5.0) -> None:
-    async def wait() -> None:
-        while not done():
-            await asyncio.sleep(0.002)
-    loop.run_until_complete(asyncio.wait_for(wait(), timeout))
-
 
 def test_each_request_gets_its_answer_or_its_timeout_once_with_one_timer(link) -> None:
     loop, made, peer = link
@@ -71,7 +66,7 @@ def test_each_request_gets_its_answer_or_its_timeout_once_with_one_timer(link) -
         request(n, 0.3 if n != 2 else 0.15)
     assert made.sweep is not None and made.sweep_at == min(d for d, _r, _t in made.deadlines)
     peer.answer(loop, 5, skip={2 + 1, 4 + 1})       # (request ids count from 1)
-    run_until(loop, lambda: len(outcomes) == 5)
+    run_until(loop, lambda: len(outcomes) == 5, 5.0)
     assert [outcomes[n] for n in (0, 1, 3)] == [[(True, {"n": n})] for n in (0, 1, 3)]
     for n, timeout in ((2, 0.15), (4, 0.3)):
         [(ok, err)] = outcomes[n]
@@ -97,7 +92,7 @@ def test_answered_requests_arm_no_timer_of_their_own_and_are_pruned(link, monkey
     for n in range(200):
         made.request("append", {"n": n}, 5.0, lambda ok, body: got.append(body))
         peer.answer(loop, 1)
-        run_until(loop, lambda n=n: len(got) == n + 1)
+        run_until(loop, lambda n=n: len(got) == n + 1, 5.0)
     assert len(armed) == 1, "one timer for 200 requests in a row (each answered)"
     assert len(made.deadlines) <= 51, "the answered requests' deadlines are pruned"
     assert got == [{"n": n} for n in range(200)]
