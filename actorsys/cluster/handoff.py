@@ -152,6 +152,8 @@ class Handoff:
         self.is_member = is_member
         #: told of the records as marked (the caller's view must not lag them)
         self.on_marked = on_marked
+        #: seconds spent in each step of the transfers so far (for the caller's log line)
+        self.took: dict[str, float] = dict.fromkeys(("mark", "drain", "catch-up", "flip"), 0.0)
 
     async def move(self, to: Member, seen: Mapping[int, Owned]) -> dict[int, Owned]:
         """Move the shards of ``seen`` (their records as read) to ``to``; returns their
@@ -216,6 +218,8 @@ class Handoff:
         ``to`` (see the module docstring); ``caught_up(marked)`` says whether ``to``
         holds their last writes. Returns the new records; raises like :meth:`move`."""
         shards = sorted(seen)
+        loop = asyncio.get_running_loop()
+        took, t0 = self.took, loop.time()
         try:
             marked = await self.ownership.change(
                 {s: (r, r._replace(epoch=r.epoch + 1, revision=0, to=to)) for s, r in seen.items()})
@@ -225,10 +229,13 @@ class Handoff:
         if marked is None:
             raise ChangedMeanwhile(f"the records of shards {shards[:5]}... changed meanwhile")
         self.on_marked(marked)
+        t1 = loop.time()
+        took["mark"] += t1 - t0
         try:
             await self.stop_serving(shards)
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + CATCH_UP_TIMEOUT
+            t2 = loop.time()
+            took["drain"] += t2 - t1
+            deadline = t2 + CATCH_UP_TIMEOUT
             while not await caught_up(marked):
                 if not self.is_member(to):
                     raise ActorError(f"node {to} left the cluster during a leadership transfer")
@@ -239,6 +246,8 @@ class Handoff:
         except (ActorError, OSError, KeyError, IndexError) as exc:
             await self._undo(marked, shards, exc, "leadership transfer", "transfer's",
                              f"giving the leadership of {len(shards)} shards to {to} failed")
+        t3 = loop.time()
+        took["catch-up"] += t3 - t2
         try:
             done = await self.ownership.change({s: (r, r._replace(
                 owner=to, epoch=r.epoch + 1, revision=0, to=None,
@@ -250,6 +259,7 @@ class Handoff:
         if done is None:
             raise Unresolved(shards, f"the records of shards {shards[:5]}... changed during "
                                      f"their leadership transfer")
+        took["flip"] += loop.time() - t3
         log.debug("gave the leadership of %d shards to %s", len(shards), to)
         return done
 

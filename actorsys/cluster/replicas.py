@@ -405,8 +405,9 @@ class Replicas:
             self._backoff.pop(to, None)
             co.moving.difference_update(batch)
             co.merge(new)
-        log.info("node %s gave the leadership of %d shards to %s (%.2f s)", co.me, len(shards),
-                 to, time.monotonic() - started)
+        log.info("node %s gave the leadership of %d shards to %s (%.2f s: %s)", co.me, len(shards),
+                 to, time.monotonic() - started,
+                 ", ".join(f"{k} {v:.2f} s" for k, v in handoff.took.items()))
         return True
 
     # -- failover --------------------------------------------------------------------

@@ -24,13 +24,22 @@ that block its event loop.
   still runs (every other actor of the worker waits meanwhile), and once more when it
   ends. No locks: the record is written in an order (``since`` last at a start, alone
   at an end) that lets the reader check it read one step's record.
+* **Stalls outside turns** (the same thread): the worker's heartbeat also writes
+  :attr:`StepClock.beat`; when no turn runs and the beat is older than
+  ``max(slow_turn, STALL_MIN)`` seconds, the loop is blocked by the runtime itself (a
+  commit, a replication batch, a grant): a WARNING names where, from the loop thread's
+  stack (``sys._current_frames``), once while it lasts and once when it ends. A stall
+  during which the thread itself woke late (the whole process was stopped or starved of
+  CPU) blames nobody.
 """
 from __future__ import annotations
 
 import collections.abc
 import logging
 import os
+import sys
 import threading
+import traceback
 import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, Coroutine, Generator
@@ -49,6 +58,11 @@ if TYPE_CHECKING:
 log = get_logger("turns")
 _RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _OPS = {wire.ASK: "ask", wire.TELL: "tell", wire.SPAWN: "spawn"}
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(_RUNTIME_DIR)) + os.sep
+#: seconds without a heartbeat, outside any turn, before a stall is logged (at least)
+STALL_MIN = 1.0
+#: the innermost frames of the loop thread's stack a stall warning names
+STALL_FRAMES = 6
 
 
 def describe(msg: Mail | None) -> str:
@@ -130,13 +144,15 @@ class StepClock:
     reading ``act`` and ``msg`` has read one step's record (``since`` is a monotonic time,
     never written twice with the same value)."""
 
-    __slots__ = ("act", "msg", "since")
+    __slots__ = ("act", "msg", "since", "beat")
 
     def __init__(self) -> None:
         self.act: Activation | None = None
         self.msg: Call | Internal | None = None
         #: monotonic time the running step started; 0.0: no turn runs
         self.since = 0.0
+        #: monotonic time of the loop's last heartbeat (0.0: none yet)
+        self.beat = 0.0
 
 
 class Steps:
@@ -201,11 +217,35 @@ class SlowTurnWatch:
         self.clock, self.slow_turn, self.turn_timeout, self.slot = clock, slow_turn, turn_timeout, slot
         self.log = logger
         self.poll = min(max(slow_turn / 5, 0.01), 0.2)
+        self.stall = max(slow_turn, STALL_MIN)
+        #: the thread whose loop is watched (the one that makes the watch)
+        self.loop_thread = threading.get_ident()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"slow-turns[{slot}]", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
+
+    def _stalls(self, stalled: float, now: float, paused: float) -> float:
+        """Warn of the loop blocked outside any turn (see the module docstring; ``paused``:
+        when this thread last woke late); returns the beat warned about (0.0: none)."""
+        beat, since = self.clock.beat, self.clock.since
+        if stalled:
+            if beat != stalled:
+                self.log.warning("worker slot %d's event loop was blocked outside any turn for "
+                                 "about %.1f s in all", self.slot, beat - stalled)
+                return 0.0
+            return stalled
+        if not beat or since or now - beat < self.stall or paused >= beat:
+            return 0.0
+        frame = sys._current_frames().get(self.loop_thread)  # noqa: SLF001 (documented API)
+        where = " <- ".join(
+            f"{f.filename.removeprefix(_PACKAGE_DIR)}:{f.lineno} {f.name}"
+            for f in reversed(traceback.extract_stack(frame)[-STALL_FRAMES:])) if frame else "?"
+        self.log.warning("worker slot %d's event loop has been blocked outside any turn for "
+                         "%.1f s (the runtime's own work: actors, replies and replication wait): "
+                         "in %s", self.slot, now - beat, where)
+        return beat
 
     def stop(self) -> None:
         self._stop.set()
@@ -216,7 +256,14 @@ class SlowTurnWatch:
         clock, wait = self.clock, self._stop.wait
         warned = 0.0          # the start of the step warned about (0.0: none)
         who = ""
+        stalled = 0.0         # the beat a stall was warned about (0.0: none)
+        woke = paused = time.monotonic()   # paused: this thread's last late wake
         while not wait(self.poll):
+            now = time.monotonic()
+            if now - woke > self.poll + STALL_MIN / 4:
+                paused = now
+            woke = now
+            stalled = self._stalls(stalled, now, paused)
             since = clock.since
             if warned and since != warned:
                 self.log.warning("slow turn: %s blocked worker slot %d's event loop for about "

@@ -273,8 +273,11 @@ class Worker:
                 await asyncio.sleep(1.0)
 
     def _beat(self) -> None:
+        now = time.monotonic()
         if self.beats is not None:
-            self.beats[2 * self.slot] = time.monotonic()
+            self.beats[2 * self.slot] = now
+        if self.turns.clock is not None:
+            self.turns.clock.beat = now
         self._beater = self.loop.call_later(HEARTBEAT_INTERVAL, self._beat)
 
     @property

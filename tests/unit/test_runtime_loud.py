@@ -189,6 +189,49 @@ def test_the_watch_warns_while_a_step_runs_and_once_more_when_it_ends() -> None:
     assert watch._thread.daemon           # noqa: SLF001
 
 
+def _hold_the_loop(clock: StepClock, seen: threading.Event) -> None:
+    clock.beat = time.monotonic()
+    assert seen.wait(5), "expected a warning while the loop is blocked"
+
+
+def test_the_watch_names_where_the_loop_is_blocked_outside_any_turn() -> None:
+    got: list[str] = []
+    seen = threading.Event()
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            got.append(record.getMessage())
+            seen.set()
+
+    logger = logging.getLogger("test.stalls")
+    logger.propagate = False
+    logger.addHandler(Keep())
+    clock = StepClock()
+    watch = SlowTurnWatch(clock, 0.05, 60.0, 2, logger)    # (this thread plays the loop)
+    watch.stall = 0.3
+    watch.start()
+    try:
+        clock.beat = time.monotonic()
+        time.sleep(0.2)               # (beats younger than the stall: nothing to say)
+        assert not got, got
+        _hold_the_loop(clock, seen)
+        assert len(got) == 1 and got[0].startswith(
+            "worker slot 2's event loop has been blocked outside any turn for"), got
+        assert "test_runtime_loud.py" in got[0] and "_hold_the_loop" in got[0], got
+        seen.clear()
+        clock.beat = time.monotonic()     # the loop runs again
+        assert seen.wait(5), "expected a line when the stall ends"
+        assert got[1].startswith("worker slot 2's event loop was blocked outside any turn for "
+                                 "about") and got[1].endswith("s in all"), got
+        seen.clear()
+        clock.since = clock.beat = time.monotonic()    # a turn runs: its own warning, no stall
+        watch.slow_turn = 60.0
+        time.sleep(0.5)
+        assert len(got) == 2, got
+    finally:
+        watch.stop()
+
+
 # -- supervised children: their start and stop turns, and the tells a stop drops ----------
 
 GATE: dict[str, asyncio.Future[Any]] = {}
