@@ -205,3 +205,61 @@ def test_a_leadership_transfer_whose_target_does_not_catch_up_rolls_back(monkeyp
     assert served == [("stop", list(range(SHARDS))), ("again", list(range(SHARDS)))]
     r = own.records[0]
     assert (r.owner, r.epoch, r.to, r.followers, r.learners) == ("a", 5, None, ("b", "c"), ("d",))
+
+
+def test_a_hand_back_runs_its_batches_at_once_and_a_failed_target_gets_a_backoff(monkeypatch):
+    """Replicas._transfer: the batches of a hand-back (BATCH shards each) overlap; a
+    target that does not catch up is rolled back and backed off, the other one is not."""
+    from types import SimpleNamespace
+
+    from actorsys.cluster.ownership import BATCH
+    from actorsys.cluster.replicas import Replicas
+
+    monkeypatch.setattr("actorsys.cluster.handoff.CATCH_UP_TIMEOUT", 0.3)
+    n = 3 * BATCH + 8 + BATCH + 2         # 4 batches to b, 2 to c
+
+    async def main() -> Any:
+        own = FakeOwnership({s: Owned("a", 3, 7, None, ("b", "c")) for s in range(n)})
+        in_drain, most = 0, 0
+        moving: set[int] = set()
+
+        async def stop(shards: list[int]) -> None:
+            nonlocal in_drain, most
+            moving.update(shards)
+            in_drain += 1
+            most = max(most, in_drain)
+            await asyncio.sleep(0.02)
+            in_drain -= 1
+
+        async def again(shards: list[int]) -> None:
+            moving.difference_update(shards)
+            merge(dict(own.records))        # (as Coordinator.serve_again reads them again)
+
+        def merge(records: dict[int, Owned]) -> None:
+            co.owned.update(records)
+
+        co = SimpleNamespace(
+            ccfg=SimpleNamespace(replicas=3, ack="majority"), me="a", owned=dict(own.records),
+            ownership=own, call=None, workers=["tcp://a:2"], home=bytes(n), moving=moving,
+            unresolved=set(), stop_serving=stop, serve_again=again, merge=merge,
+            membership=SimpleNamespace(members={x: SimpleNamespace(leaving=False)
+                                                for x in "abc"}))
+        reps = Replicas(co)  # type: ignore[arg-type]
+
+        async def progress(shards: list[int]) -> dict[int, dict[str, int]]:
+            return {s: {"epoch": 4, "seq": 9} for s in shards}
+
+        async def peer_positions(to: str, shards: list[int]) -> dict[int, tuple[int, int]]:
+            return {s: (4, 9 if to == "b" else 8) for s in shards}     # c never catches up
+
+        reps.progress, reps.peer_positions = progress, peer_positions   # type: ignore[method-assign]
+        to_b, to_c = list(range(3 * BATCH + 8)), list(range(3 * BATCH + 8, n))
+        changed = await reps._transfer({"b": to_b, "c": to_c})     # noqa: SLF001
+        return changed, co, most, reps, to_b, to_c
+
+    changed, co, most, reps, to_b, to_c = asyncio.run(main())
+    assert changed and most >= 4, f"the batches drained one after the other ({most} at once)"
+    assert all(co.owned[s].owner == "b" and co.owned[s].epoch == 5 for s in to_b)
+    assert all(co.owned[s].owner == "a" and co.owned[s].epoch == 5 and co.owned[s].to is None
+               for s in to_c), "c's batches were rolled back"
+    assert not co.moving and "c" in reps._backoff and "b" not in reps._backoff  # noqa: SLF001
