@@ -25,8 +25,10 @@ desired leader. The leader of each shard drives its set, each loop, in this orde
    leader's quorum is over fewer voters, each of which the records name too), when that
    keeps the quorum; when it raises it, the grant first, then the transaction once the
    new voter holds every write acknowledged before that grant (:meth:`Replicas._promote`).
-3. **transfer** the leadership to the desired leader when it is a follower and the
-   shard is not under-replicated (``handoff.Handoff.transfer``: no copy).
+3. **transfer** the leadership to the desired leader when it is a follower that holds
+   all but :data:`TRANSFER_LAG` of the shard's batches and the shard is not
+   under-replicated (``handoff.Handoff.transfer``: no copy; a batch of
+   :data:`~.ownership.BATCH` shards each, up to :data:`WRITES_AT_ONCE` at once).
 4. **surplus**: a learner that is not desired, or dead, is removed (transaction); a
    follower that is not desired is removed only while more than ``replicas`` voters are
    live (so placement never lowers a shard below ``replicas`` live voters); a dead
@@ -95,6 +97,18 @@ DEMOTE_MARGIN = 0.2
 
 #: ownership transactions of one change (a failover, a promotion) in flight at once
 WRITES_AT_ONCE = 8
+#: batches a follower may lack of a shard's last writes and still be given its
+#: leadership (its appends on their way: the transfer's catch-up step waits them out in
+#: milliseconds; with none allowed, a shard written every few seconds waited a pass or
+#: more, and a hand-back trailed off over half a minute in single shards)
+TRANSFER_LAG = 4
+
+
+def near(progress: Mapping[str, Any], to: str) -> bool:
+    """Whether follower ``to`` holds all but at most TRANSFER_LAG of the batches of a
+    shard whose leader's ``replication`` answer is ``progress``."""
+    held, seq = (progress.get("held") or {}).get(to), progress.get("seq")
+    return isinstance(held, int) and isinstance(seq, int) and 0 <= seq - held <= TRANSFER_LAG
 
 #: seconds before a leadership transfer to a node is tried again after one failed
 #: (doubling up to the max)
@@ -264,11 +278,9 @@ class Replicas:
                 log.info("shards led by %s: %d learners promoted to followers", co.me, n)
                 changed = True
         moves = plan_transfer(co.owned, co.me, live, candidates, R, skip)
-        if moves:        # only to a follower that holds our last write now (no long drain)
+        if moves:        # only to a follower about to hold our last write (no long drain)
             p = await self.progress(sorted(s for v in moves.values() for s in v))
-            moves = {to: [s for s in v
-                          if s in p and (p[s].get("held") or {}).get(to) == p[s].get("seq")]
-                     for to, v in moves.items()}
+            moves = {to: [s for s in v if s in p and near(p[s], to)] for to, v in moves.items()}
         now_t = time.monotonic()
         moves = {to: sorted(v) for to, v in moves.items()
                  if v and self._backoff.get(to, (0.0, 0.0))[0] <= now_t}

@@ -233,7 +233,9 @@ class SlowTurnWatch:
         if stalled:
             if beat != stalled:
                 self.log.warning("worker slot %d's event loop was blocked outside any turn for "
-                                 "about %.1f s in all", self.slot, beat - stalled)
+                                 "about %.1f s in all%s", self.slot, beat - stalled,
+                                 " (the whole process was stopped or starved for part of it)"
+                                 if paused > stalled else "")
                 return 0.0
             return stalled
         if not beat or since or now - beat < self.stall or paused >= beat:
@@ -243,8 +245,8 @@ class SlowTurnWatch:
             f"{f.filename.removeprefix(_PACKAGE_DIR)}:{f.lineno} {f.name}"
             for f in reversed(traceback.extract_stack(frame)[-STALL_FRAMES:])) if frame else "?"
         self.log.warning("worker slot %d's event loop has been blocked outside any turn for "
-                         "%.1f s (the runtime's own work: actors, replies and replication wait): "
-                         "in %s", self.slot, now - beat, where)
+                         "%.1f s (the runtime's own work, or no CPU for this thread: actors, "
+                         "replies and replication wait): in %s", self.slot, now - beat, where)
         return beat
 
     def stop(self) -> None:

@@ -263,3 +263,12 @@ def test_a_hand_back_runs_its_batches_at_once_and_a_failed_target_gets_a_backoff
     assert all(co.owned[s].owner == "a" and co.owned[s].epoch == 5 and co.owned[s].to is None
                for s in to_c), "c's batches were rolled back"
     assert not co.moving and "c" in reps._backoff and "b" not in reps._backoff  # noqa: SLF001
+
+
+def test_a_follower_a_few_batches_behind_is_near_enough_for_a_transfer():
+    from actorsys.cluster.replicas import TRANSFER_LAG, near
+    assert near({"seq": 10, "held": {"b": 10}}, "b")
+    assert near({"seq": 10, "held": {"b": 10 - TRANSFER_LAG}}, "b")
+    assert not near({"seq": 10, "held": {"b": 9 - TRANSFER_LAG}}, "b"), "still catching up"
+    assert not near({"seq": 10, "held": {"c": 10}}, "b") and not near({"seq": 10}, "b")
+    assert not near({"seq": 10, "held": {"b": 11}}, "b"), "ahead of us: another epoch's count"
