@@ -236,18 +236,21 @@ class Handoff:
             t2 = loop.time()
             took["drain"] += t2 - t1
             deadline = t2 + CATCH_UP_TIMEOUT
-            while not await caught_up(marked):
-                if not self.is_member(to):
-                    raise ActorError(f"node {to} left the cluster during a leadership transfer")
-                if loop.time() >= deadline:
-                    raise ActorError(f"node {to} did not catch up with the last writes of "
-                                     f"{len(shards)} shards within {CATCH_UP_TIMEOUT:g} s")
-                await asyncio.sleep(CATCH_UP_POLL)
+            try:
+                while not await caught_up(marked):
+                    if not self.is_member(to):
+                        raise ActorError(f"node {to} left the cluster during a leadership "
+                                         f"transfer")
+                    if loop.time() >= deadline:
+                        raise ActorError(f"node {to} did not catch up with the last writes of "
+                                         f"{len(shards)} shards within {CATCH_UP_TIMEOUT:g} s")
+                    await asyncio.sleep(CATCH_UP_POLL)
+            finally:
+                took["catch-up"] += loop.time() - t2
         except (ActorError, OSError, KeyError, IndexError) as exc:
             await self._undo(marked, shards, exc, "leadership transfer", "transfer's",
                              f"giving the leadership of {len(shards)} shards to {to} failed")
         t3 = loop.time()
-        took["catch-up"] += t3 - t2
         try:
             done = await self.ownership.change({s: (r, r._replace(
                 owner=to, epoch=r.epoch + 1, revision=0, to=None,

@@ -97,7 +97,7 @@ DEMOTE_MARGIN = 0.2
 
 #: ownership transactions of one change (a failover, a promotion) in flight at once
 WRITES_AT_ONCE = 8
-#: batches a follower may lack of a shard's last writes and still be given its
+#: batches a streaming follower may lack of a shard's last writes and still be given its
 #: leadership (its appends on their way: the transfer's catch-up step waits them out in
 #: milliseconds; with none allowed, a shard written every few seconds waited a pass or
 #: more, and a hand-back trailed off over half a minute in single shards)
@@ -105,10 +105,14 @@ TRANSFER_LAG = 4
 
 
 def near(progress: Mapping[str, Any], to: str) -> bool:
-    """Whether follower ``to`` holds all but at most TRANSFER_LAG of the batches of a
-    shard whose leader's ``replication`` answer is ``progress``."""
+    """Whether follower ``to`` holds a shard's last write, or is streamed its batches
+    and lacks at most TRANSFER_LAG of them (``progress``: the leader's ``replication``
+    answer for the shard). One being caught up from the log is left for a later pass."""
     held, seq = (progress.get("held") or {}).get(to), progress.get("seq")
-    return isinstance(held, int) and isinstance(seq, int) and 0 <= seq - held <= TRANSFER_LAG
+    if not isinstance(held, int) or not isinstance(seq, int):
+        return False
+    return held == seq or (to in (progress.get("streaming") or ())
+                           and 0 <= seq - held <= TRANSFER_LAG)
 
 #: seconds before a leadership transfer to a node is tried again after one failed
 #: (doubling up to the max)
@@ -403,10 +407,17 @@ class Replicas:
                                 co.serve_again, is_target, co.merge) for to in moves}
         failed: set[str] = set()
         done: dict[str, int] = dict.fromkeys(moves, 0)
+        ended: dict[str, float] = {}
         reread = False
         limit = asyncio.Semaphore(WRITES_AT_ONCE)
 
         async def one(to: str, part: list[int]) -> None:
+            try:
+                await one_batch(to, part)
+            finally:
+                ended[to] = time.monotonic()
+
+        async def one_batch(to: str, part: list[int]) -> None:
             nonlocal reread
             async with limit:
                 batch = [s for s in part if s in co.owned and co.owned[s].owner == co.me
@@ -438,17 +449,23 @@ class Replicas:
                 done[to] += len(new)
 
         started = time.monotonic()
-        await asyncio.gather(*(one(to, shards[i:i + BATCH]) for to, shards in sorted(moves.items())
-                               for i in range(0, len(shards), BATCH)))
+        # (batch by batch across the targets, so that each gets going at once)
+        parts = sorted(((i, to, shards[i:i + BATCH]) for to, shards in moves.items()
+                        for i in range(0, len(shards), BATCH)), key=lambda x: (x[0], x[1]))
+        results = await asyncio.gather(*(one(to, part) for _i, to, part in parts),
+                                       return_exceptions=True)
         if reread:
             co.merge(await co.ownership.read())
         for to, n in done.items():
-            if to not in failed:
+            if n and to not in failed:
                 self._backoff.pop(to, None)
             if n:
                 log.info("node %s gave the leadership of %d shards to %s (%.2f s; summed over "
-                         "its batches: %s)", co.me, n, to, time.monotonic() - started,
+                         "its batches: %s)", co.me, n, to, ended[to] - started,
                          ", ".join(f"{k} {v:.2f} s" for k, v in handoffs[to].took.items()))
+        for r in results:      # (after every batch ended: none is left running on its own)
+            if isinstance(r, BaseException):
+                raise r
         return reread or any(done.values())
 
     # -- failover --------------------------------------------------------------------

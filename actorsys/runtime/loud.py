@@ -28,9 +28,11 @@ that block its event loop.
   :attr:`StepClock.beat`; when no turn runs and the beat is older than
   ``max(slow_turn, STALL_MIN)`` seconds, the loop is blocked by the runtime itself (a
   commit, a replication batch, a grant): a WARNING names where, from the loop thread's
-  stack (``sys._current_frames``), once while it lasts and once when it ends. A stall
-  during which the thread itself woke late (the whole process was stopped or starved of
-  CPU) blames nobody.
+  stack (``sys._current_frames``), once while it lasts and once when it ends. (A look
+  that sees a turn run counts as a beat: the heartbeat overdue after a long turn is not
+  a stall.) When the thread itself wakes late, either the whole process was stopped or
+  starved of CPU (it used less CPU than the time that passed: nobody is blamed) or the
+  interpreter was held (a long C call or collection: a WARNING says for how long).
 """
 from __future__ import annotations
 
@@ -226,28 +228,39 @@ class SlowTurnWatch:
     def start(self) -> None:
         self._thread.start()
 
-    def _stalls(self, stalled: float, now: float, paused: float) -> float:
-        """Warn of the loop blocked outside any turn (see the module docstring; ``paused``:
-        when this thread last woke late); returns the beat warned about (0.0: none)."""
-        beat, since = self.clock.beat, self.clock.since
+    def _stalls(self, stalled: float, now: float, alive: float, paused: float) -> float:
+        """Warn of the loop blocked outside any turn (see the module docstring; ``alive``:
+        its last beat, or the last look that saw a turn run; ``paused``: when this thread
+        last woke late); returns the ``alive`` warned about (0.0: none)."""
         if stalled:
-            if beat != stalled:
+            if alive != stalled:
                 self.log.warning("worker slot %d's event loop was blocked outside any turn for "
-                                 "about %.1f s in all%s", self.slot, beat - stalled,
+                                 "about %.1f s in all%s", self.slot, alive - stalled,
                                  " (the whole process was stopped or starved for part of it)"
                                  if paused > stalled else "")
                 return 0.0
             return stalled
-        if not beat or since or now - beat < self.stall or paused >= beat:
+        if not alive or self.clock.since or now - alive < self.stall or paused >= alive:
             return 0.0
         frame = sys._current_frames().get(self.loop_thread)  # noqa: SLF001 (documented API)
         where = " <- ".join(
             f"{f.filename.removeprefix(_PACKAGE_DIR)}:{f.lineno} {f.name}"
-            for f in reversed(traceback.extract_stack(frame)[-STALL_FRAMES:])) if frame else "?"
+            for f in reversed(traceback.extract_stack(frame, limit=STALL_FRAMES))) if frame else "?"
         self.log.warning("worker slot %d's event loop has been blocked outside any turn for "
                          "%.1f s (the runtime's own work, or no CPU for this thread: actors, "
-                         "replies and replication wait): in %s", self.slot, now - beat, where)
-        return beat
+                         "replies and replication wait): in %s", self.slot, now - alive, where)
+        return alive
+
+    def _woke_late(self, gap: float, cpu: float) -> bool:
+        """This thread slept ``gap`` s where it asked for ``poll``: True if the process
+        was stopped or starved meanwhile; False (and a warning) if it ran, ``cpu`` s of
+        CPU, so that the interpreter was held (a long C call or collection, or a turn)."""
+        if cpu < 0.8 * gap:
+            return True
+        self.log.warning("worker slot %d's event loop held the interpreter for about %.1f s "
+                         "(a turn or the runtime; this watch could not run meanwhile)",
+                         self.slot, gap)
+        return False
 
     def stop(self) -> None:
         self._stop.set()
@@ -259,13 +272,18 @@ class SlowTurnWatch:
         warned = 0.0          # the start of the step warned about (0.0: none)
         who = ""
         stalled = 0.0         # the beat a stall was warned about (0.0: none)
-        woke = paused = time.monotonic()   # paused: this thread's last late wake
+        woke = paused = turned = time.monotonic()   # paused: this thread's last late wake
+        cpu = time.process_time()
         while not wait(self.poll):
-            now = time.monotonic()
-            if now - woke > self.poll + STALL_MIN / 4:
+            now, cpu_now = time.monotonic(), time.process_time()
+            if now - woke > self.poll + STALL_MIN / 4 and self._woke_late(now - woke,
+                                                                           cpu_now - cpu):
                 paused = now
-            woke = now
-            stalled = self._stalls(stalled, now, paused)
+            woke, cpu = now, cpu_now
+            if clock.since:
+                turned = now           # (a turn runs: the loop is not stalled outside one)
+            stalled = self._stalls(stalled, now, max(clock.beat, turned) if clock.beat else 0.0,
+                                   paused)
             since = clock.since
             if warned and since != warned:
                 self.log.warning("slow turn: %s blocked worker slot %d's event loop for about "

@@ -13,8 +13,9 @@ cluster's replicas > 1):
   **snapshot** ``{"shard", "epoch", "id", "first", "last", "items"}``; **position**
   ``{"shards", "fence"?}`` -> ``{"positions", "fences"}`` (fences raised and synced first):
   a follower's, refused for shards served here (``storage/replica.py``).
-* **replication** ``{"shards"}`` -> ``{shard: {"epoch", "seq", "held": {node_id: seq}}}``:
-  a leader's view of its followers.
+* **replication** ``{"shards"}`` -> ``{shard: {"epoch", "seq", "held": {node_id: seq},
+  "streaming": [node_id, ...]}}``: a leader's view of its followers (``streaming``: those
+  sent each batch as it commits, not being caught up from the log).
 
 An ``append`` answered ``refused`` (a newer leader) makes this worker stop serving that
 shard at once, as a revocation would, and remember the newer epoch (:meth:`ShardCommands.

@@ -493,13 +493,16 @@ class Replication:
             sl = self.shards.get(s)
             pos = sl.pos if sl is not None else replica.read_position(self.store.db, s)
             held: dict[str, int] = {}
+            streaming: list[str] = []
             if sl is not None:
                 for ep in sl.voters + sl.learners:
                     p = self.peers.get(ep)
                     tr = p.tracks.get(s) if p is not None else None
                     if p is not None and tr is not None:
                         held[p.node] = tr.holds[1] if tr.holds[0] == pos[0] else 0
-            out[s] = {"epoch": pos[0], "seq": pos[1], "held": held}
+                        if tr.sent is not None and not tr.catching:
+                            streaming.append(p.node)
+            out[s] = {"epoch": pos[0], "seq": pos[1], "held": held, "streaming": streaming}
         return out
 
     def status(self) -> dict[str, Any]:

@@ -207,33 +207,40 @@ def test_a_leadership_transfer_whose_target_does_not_catch_up_rolls_back(monkeyp
     assert (r.owner, r.epoch, r.to, r.followers, r.learners) == ("a", 5, None, ("b", "c"), ("d",))
 
 
-def test_a_hand_back_runs_its_batches_at_once_and_a_failed_target_gets_a_backoff(monkeypatch):
-    """Replicas._transfer: the batches of a hand-back (BATCH shards each) overlap; a
-    target that does not catch up is rolled back and backed off, the other one is not."""
+def hand_back(monkeypatch, sizes: dict[str, int], at_once: int = 8,
+              again_fails: bool = False) -> Any:
+    """Replicas._transfer of ``sizes[t]`` shards to each target t, led by a (followers b,
+    c); c never catches up. Returns (its result or exception, the coordinator's stand-in,
+    the most drains at once, the Replicas, {target: its shards}, the fake ownership)."""
     from types import SimpleNamespace
 
-    from actorsys.cluster.ownership import BATCH
     from actorsys.cluster.replicas import Replicas
 
     monkeypatch.setattr("actorsys.cluster.handoff.CATCH_UP_TIMEOUT", 0.3)
-    n = 3 * BATCH + 8 + BATCH + 2         # 4 batches to b, 2 to c
+    monkeypatch.setattr("actorsys.cluster.replicas.WRITES_AT_ONCE", at_once)
+    n = sum(sizes.values())
+    shards, first = {}, 0
+    for t, k in sizes.items():
+        shards[t], first = list(range(first, first + k)), first + k
 
     async def main() -> Any:
         own = FakeOwnership({s: Owned("a", 3, 7, None, ("b", "c")) for s in range(n)})
         in_drain, most = 0, 0
         moving: set[int] = set()
 
-        async def stop(shards: list[int]) -> None:
+        async def stop(batch: list[int]) -> None:
             nonlocal in_drain, most
-            moving.update(shards)
+            moving.update(batch)
             in_drain += 1
             most = max(most, in_drain)
             await asyncio.sleep(0.02)
             in_drain -= 1
 
-        async def again(shards: list[int]) -> None:
-            moving.difference_update(shards)
+        async def again(batch: list[int]) -> None:
+            moving.difference_update(batch)
             merge(dict(own.records))        # (as Coordinator.serve_again reads them again)
+            if again_fails:
+                raise NodeUnavailable("worker slot 0 did not take its shard grant")
 
         def merge(records: dict[int, Owned]) -> None:
             co.owned.update(records)
@@ -245,30 +252,61 @@ def test_a_hand_back_runs_its_batches_at_once_and_a_failed_target_gets_a_backoff
             membership=SimpleNamespace(members={x: SimpleNamespace(leaving=False)
                                                 for x in "abc"}))
         reps = Replicas(co)  # type: ignore[arg-type]
+        reps._backoff["c"] = (0.0, 0.0)     # noqa: SLF001  (as if once failed, long ago)
 
-        async def progress(shards: list[int]) -> dict[int, dict[str, int]]:
-            return {s: {"epoch": 4, "seq": 9} for s in shards}
+        async def progress(batch: list[int]) -> dict[int, dict[str, int]]:
+            return {s: {"epoch": 4, "seq": 9} for s in batch}
 
-        async def peer_positions(to: str, shards: list[int]) -> dict[int, tuple[int, int]]:
-            return {s: (4, 9 if to == "b" else 8) for s in shards}     # c never catches up
+        async def peer_positions(to: str, batch: list[int]) -> dict[int, tuple[int, int]]:
+            return {s: (4, 9 if to == "b" else 8) for s in batch}     # c never catches up
 
         reps.progress, reps.peer_positions = progress, peer_positions   # type: ignore[method-assign]
-        to_b, to_c = list(range(3 * BATCH + 8)), list(range(3 * BATCH + 8, n))
-        changed = await reps._transfer({"b": to_b, "c": to_c})     # noqa: SLF001
-        return changed, co, most, reps, to_b, to_c
+        try:
+            result: Any = await reps._transfer(shards)     # noqa: SLF001
+        except Exception as exc:
+            result = exc
+        left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        assert not left, f"batches left running: {left}"
+        return result, co, most, reps, shards, own
+    return asyncio.run(main())
 
-    changed, co, most, reps, to_b, to_c = asyncio.run(main())
-    assert changed and most >= 4, f"the batches drained one after the other ({most} at once)"
-    assert all(co.owned[s].owner == "b" and co.owned[s].epoch == 5 for s in to_b)
+
+def test_a_hand_back_runs_its_batches_at_once_and_a_failed_target_gets_a_backoff(monkeypatch):
+    """Replicas._transfer: the batches of a hand-back (BATCH shards each) overlap; a
+    target that does not catch up is rolled back and backed off, the other one is not."""
+    from actorsys.cluster.ownership import BATCH
+    changed, co, most, reps, shards, _own = hand_back(
+        monkeypatch, {"b": 3 * BATCH + 8, "c": BATCH + 2})
+    assert changed is True and most >= 4, f"the batches drained one after the other ({most})"
+    assert all(co.owned[s].owner == "b" and co.owned[s].epoch == 5 for s in shards["b"])
     assert all(co.owned[s].owner == "a" and co.owned[s].epoch == 5 and co.owned[s].to is None
-               for s in to_c), "c's batches were rolled back"
-    assert not co.moving and "c" in reps._backoff and "b" not in reps._backoff  # noqa: SLF001
+               for s in shards["c"]), "c's batches were rolled back"
+    assert not co.moving and reps._backoff["c"][1] > 0 and "b" not in reps._backoff  # noqa: SLF001
 
 
-def test_a_follower_a_few_batches_behind_is_near_enough_for_a_transfer():
+def test_a_target_whose_batch_failed_gets_no_more_batches_in_the_pass(monkeypatch):
+    from actorsys.cluster.ownership import BATCH
+    changed, co, _most, reps, shards, own = hand_back(monkeypatch, {"c": 2 * BATCH}, at_once=1)
+    assert changed is False and not co.moving
+    marked = [s for change in own.log for s, (_o, _e, to) in change.items() if to == "c"]
+    assert sorted(marked) == shards["c"][:BATCH], "only the first batch was tried"
+    assert reps._backoff["c"][1] > 0       # noqa: SLF001
+
+
+def test_an_error_out_of_one_batch_is_raised_once_every_batch_ended(monkeypatch):
+    from actorsys.cluster.ownership import BATCH
+    result, co, _most, _reps, shards, _own = hand_back(
+        monkeypatch, {"b": 2 * BATCH, "c": BATCH}, again_fails=True)
+    assert isinstance(result, NodeUnavailable), result
+    assert all(co.owned[s].owner == "b" for s in shards["b"]), "b's batches went on"
+
+
+def test_a_streamed_follower_a_few_batches_behind_is_near_enough_for_a_transfer():
     from actorsys.cluster.replicas import TRANSFER_LAG, near
-    assert near({"seq": 10, "held": {"b": 10}}, "b")
-    assert near({"seq": 10, "held": {"b": 10 - TRANSFER_LAG}}, "b")
-    assert not near({"seq": 10, "held": {"b": 9 - TRANSFER_LAG}}, "b"), "still catching up"
+    streamed = {"seq": 10, "streaming": ["b"]}
+    assert near({"seq": 10, "held": {"b": 10}}, "b"), "holds the last write"
+    assert near({**streamed, "held": {"b": 10 - TRANSFER_LAG}}, "b")
+    assert not near({"seq": 10, "held": {"b": 9}}, "b"), "not streamed: being caught up"
+    assert not near({**streamed, "held": {"b": 9 - TRANSFER_LAG}}, "b"), "too far behind"
     assert not near({"seq": 10, "held": {"c": 10}}, "b") and not near({"seq": 10}, "b")
-    assert not near({"seq": 10, "held": {"b": 11}}, "b"), "ahead of us: another epoch's count"
+    assert not near({**streamed, "held": {"b": 11}}, "b"), "ahead of us: another epoch's count"

@@ -228,8 +228,30 @@ def test_the_watch_names_where_the_loop_is_blocked_outside_any_turn() -> None:
         watch.slow_turn = 60.0
         time.sleep(0.5)
         assert len(got) == 2, got
+        clock.since = 0.0         # it ended; the loop's overdue heartbeat comes soon after
+        time.sleep(0.15)
+        clock.beat = time.monotonic()
+        time.sleep(0.3)
+        assert len(got) == 2, f"the turn's time was taken for a stall: {got}"
     finally:
         watch.stop()
+
+
+def test_a_late_wake_of_the_watch_is_a_stopped_process_unless_the_process_ran() -> None:
+    got: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            got.append(record.getMessage())
+
+    logger = logging.getLogger("test.late_wakes")
+    logger.propagate = False
+    logger.addHandler(Keep())
+    watch = SlowTurnWatch(StepClock(), 0.5, 60.0, 1, logger)     # (not started: called here)
+    assert watch._woke_late(3.0, 0.1) and not got, "stopped or starved: nobody to blame"  # noqa: SLF001
+    assert not watch._woke_late(3.0, 2.9)    # noqa: SLF001
+    assert got == ["worker slot 1's event loop held the interpreter for about 3.0 s (a turn or "
+                   "the runtime; this watch could not run meanwhile)"], got
 
 
 # -- supervised children: their start and stop turns, and the tells a stop drops ----------

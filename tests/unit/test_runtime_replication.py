@@ -10,6 +10,7 @@ import asyncio
 from typing import Any, Callable, Iterator
 
 import pytest
+from loops import run_until
 from runtime_fakes import SHARDS, Slot
 
 import actorsys
@@ -117,9 +118,10 @@ def replicate(slot: Slot, followers: int = 1, ack: str = "majority", ack_timeout
                         "ack": ack, "ack_timeout": ack_timeout}, SHARDS)
     repl.configure(args, grants.shards)
     slot.repl = repl                 # type: ignore[attr-defined]
-    run(slot)                        # every copy caught up (empty: a snapshot each)
+    # every copy caught up (empty: a snapshot each), however slow the machine is now
+    run_until(slot.loop, lambda: all(tr.sent is not None for p in repl.peers.values()
+                                     for tr in p.tracks.values()), 10.0)
     links = [repl.peers[f"ipc://f{i}"].link for i in range(followers)]
-    assert all(not any(tr.sent is None for tr in p.tracks.values()) for p in repl.peers.values())
     return repl, links  # type: ignore[return-value]
 
 
@@ -355,7 +357,8 @@ def test_what_a_peer_holds_is_what_it_last_said_and_an_idle_peer_is_asked_again(
     slot.ask("Counter", "a", "add", 1)
     slot.commit.flush()
     link.ack()
-    assert repl.replication({"shards": [shard]})[shard]["held"] == {"f0": 1}
+    answer = repl.replication({"shards": [shard]})[shard]
+    assert answer["held"] == {"f0": 1} and answer["streaming"] == ["f0"]
     # the follower restarts with its copy lost (same endpoint): idle, nothing is sent
     snaps = repl.snapshots
     link.positions = {}
@@ -376,6 +379,8 @@ def test_what_a_peer_holds_is_what_it_last_said_and_an_idle_peer_is_asked_again(
     link.positions[shard] = [0, 0]
     link.answer(lambda bs: {"held": {}, "behind": {shard: [0, 0]}, "refused": {}})
     assert tr.holds == (0, 0)
+    assert repl.replication({"shards": [shard]})[shard]["streaming"] == [], \
+        "caught up from the log now: not streamed"
 
 
 def test_a_write_during_a_catch_up_round_trip_is_sent_too(slot: Slot) -> None:
