@@ -33,7 +33,8 @@ followers by :meth:`Handoff.transfer`, the same steps without the copy: T alread
 the data, streamed. 1. mark ``to: T`` (followers and learners kept); 2. stop serving
 (the drained turns' last group commits are streamed like any other); 3. wait until T's
 worker says (``position``) it holds the shard's last write: our position
-(bounded: :data:`CATCH_UP_TIMEOUT`); 4. flip: ``{owner: T, epoch + 1, followers:
+(bounded: :data:`CATCH_UP_TIMEOUT`; shards still behind then are rolled back alone, the
+others go on); 4. flip: ``{owner: T, epoch + 1, followers:
 followers - T + us}``; nothing is dropped (we are a follower now). A failure before the
 flip rolls back as above (we serve again, with the next epoch).
 """
@@ -212,11 +213,13 @@ class Handoff:
         raise HandoffFailed(f"{failed} ({exc}); rolled back") from exc
 
     async def transfer(self, to: str, seen: Mapping[int, Owned],
-                       caught_up: Callable[[Mapping[int, Owned]], Awaitable[bool]]
+                       behind: Callable[[Mapping[int, Owned]], Awaitable[set[int]]]
                        ) -> dict[int, Owned]:
         """Give the leadership of the replicated shards of ``seen`` to their follower
-        ``to`` (see the module docstring); ``caught_up(marked)`` says whether ``to``
-        holds their last writes. Returns the new records; raises like :meth:`move`."""
+        ``to`` (see the module docstring); ``behind(marked)`` says which of them ``to``
+        does not yet hold the last writes of. Shards still behind at CATCH_UP_TIMEOUT are
+        rolled back and the others flipped (all behind: HandoffFailed). Returns the
+        flipped shards' new records; raises like :meth:`move`."""
         shards = sorted(seen)
         loop = asyncio.get_running_loop()
         took, t0 = self.took, loop.time()
@@ -231,17 +234,20 @@ class Handoff:
         self.on_marked(marked)
         t1 = loop.time()
         took["mark"] += t1 - t0
+        late: set[int] = set()
         try:
             await self.stop_serving(shards)
             t2 = loop.time()
             took["drain"] += t2 - t1
             deadline = t2 + CATCH_UP_TIMEOUT
             try:
-                while not await caught_up(marked):
+                while late := await behind(marked):
                     if not self.is_member(to):
                         raise ActorError(f"node {to} left the cluster during a leadership "
                                          f"transfer")
                     if loop.time() >= deadline:
+                        if len(late) < len(marked):
+                            break         # (those roll back, the others flip: below)
                         raise ActorError(f"node {to} did not catch up with the last writes of "
                                          f"{len(shards)} shards within {CATCH_UP_TIMEOUT:g} s")
                     await asyncio.sleep(CATCH_UP_POLL)
@@ -250,6 +256,20 @@ class Handoff:
         except (ActorError, OSError, KeyError, IndexError) as exc:
             await self._undo(marked, shards, exc, "leadership transfer", "transfer's",
                              f"giving the leadership of {len(shards)} shards to {to} failed")
+        if late:
+            try:
+                rolled = await self.roll_back({s: marked[s] for s in late})
+            except Exception as exc:
+                raise Unresolved(shards, f"rolling back the shards of a leadership transfer "
+                                         f"that did not catch up failed: {exc}") from exc
+            if not rolled:
+                raise Unresolved(shards, "the records of a leadership transfer's shards that "
+                                         "did not catch up changed before their rollback")
+            await self.serve_again(sorted(late))
+            log.warning("node %s did not catch up with the last writes of %d of %d shards "
+                        "within %g s (%s...): those stay here and are tried again later",
+                        to, len(late), len(marked), CATCH_UP_TIMEOUT, sorted(late)[:5])
+            marked = {s: r for s, r in marked.items() if s not in late}
         t3 = loop.time()
         try:
             done = await self.ownership.change({s: (r, r._replace(
@@ -258,12 +278,13 @@ class Handoff:
                 learners=tuple(n for n in r.learners if n != to)))
                 for s, r in marked.items()})
         except Exception as exc:
-            raise Unresolved(shards, f"the flip of a leadership transfer failed: {exc}") from exc
+            raise Unresolved(sorted(marked), f"the flip of a leadership transfer failed: "
+                                             f"{exc}") from exc
         if done is None:
-            raise Unresolved(shards, f"the records of shards {shards[:5]}... changed during "
-                                     f"their leadership transfer")
+            raise Unresolved(sorted(marked), f"the records of shards {shards[:5]}... changed "
+                                             f"during their leadership transfer")
         took["flip"] += loop.time() - t3
-        log.debug("gave the leadership of %d shards to %s", len(shards), to)
+        log.debug("gave the leadership of %d shards to %s", len(marked), to)
         return done
 
     async def _copy_while_member(self, to: Member, marked: Mapping[int, Owned]) -> int:

@@ -392,15 +392,15 @@ class Replicas:
             m = co.membership.members.get(node_id)
             return m is not None and not m.leaving
 
-        def caught_up(to: str) -> Callable[[Mapping[int, Owned]], Awaitable[bool]]:
-            async def check(marked: Mapping[int, Owned]) -> bool:
+        def behind(to: str) -> Callable[[Mapping[int, Owned]], Awaitable[set[int]]]:
+            async def check(marked: Mapping[int, Owned]) -> set[int]:
                 # our position (our worker stops tracking a revoked shard's peers once they
                 # all hold it, so T's own answer is the word): T's position must equal ours
                 ours = await self.progress(sorted(marked))
                 theirs = await self.peer_positions(to, sorted(marked))
-                return all(s in ours and s in theirs
-                           and theirs[s] == (ours[s].get("epoch"), ours[s].get("seq"))
-                           for s in marked)
+                return {s for s in marked if not (
+                    s in ours and s in theirs
+                    and theirs[s] == (ours[s].get("epoch"), ours[s].get("seq")))}
             return check
 
         handoffs = {to: Handoff(co.ownership, co.me, co.call, co.workers, co.home, co.stop_serving,
@@ -426,7 +426,7 @@ class Replicas:
                     return
                 try:
                     new = await handoffs[to].transfer(to, {s: co.owned[s] for s in batch},
-                                                      caught_up(to))
+                                                      behind(to))
                 except ChangedMeanwhile:
                     co.moving.difference_update(batch)
                     reread = True

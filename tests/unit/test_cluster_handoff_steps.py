@@ -160,8 +160,10 @@ def test_an_etcd_failure_at_the_flip_leaves_the_move_unresolved_not_served():
     asyncio.run(main())
 
 
-def run_transfer(caught: list[bool]) -> Any:
-    """A leadership transfer of replicated shards from a to b (followers b, c)."""
+def run_transfer(caught: list[bool], stuck: set[int] | None = None) -> Any:
+    """A leadership transfer of replicated shards from a to b (followers b, c): each look
+    says b holds every last write or none (``caught``; then none), but never those of
+    ``stuck``."""
     async def main() -> Any:
         own = FakeOwnership({s: Owned("a", 3, 7, None, ("b", "c"), ("d",)) for s in range(SHARDS)})
         served: list[tuple[str, list[int]]] = []
@@ -176,14 +178,16 @@ def run_transfer(caught: list[bool]) -> Any:
         async def again(shards: list[int]) -> None:
             served.append(("again", shards))
 
-        async def caught_up(marked: Any) -> bool:
+        async def behind(marked: Any) -> set[int]:
             assert all(r.to == "b" and r.epoch == 4 for r in marked.values())
             looks.append(1)
-            return caught.pop(0) if caught else False
+            if stuck is not None:
+                return stuck & set(marked)
+            return set() if (caught.pop(0) if caught else False) else set(marked)
 
         h = Handoff(own, "a", call, ["tcp://a:2"], bytes(SHARDS), stop, again)
         try:
-            result = await h.transfer("b", dict(own.records), caught_up)
+            result = await h.transfer("b", dict(own.records), behind)
         except HandoffFailed as exc:
             result = exc
         return result, own, served, looks
@@ -196,6 +200,16 @@ def test_a_leadership_transfer_marks_stops_waits_for_the_target_and_flips_withou
     assert own.log[0][0] == ("a", 4, "b") and own.log[1][0] == ("b", 5, None)
     r = result[0]
     assert (r.owner, r.epoch, r.to, r.followers, r.learners) == ("b", 5, None, ("c", "a"), ("d",))
+
+
+def test_the_shards_a_target_did_not_catch_up_with_roll_back_and_the_others_flip(monkeypatch):
+    monkeypatch.setattr("actorsys.cluster.handoff.CATCH_UP_TIMEOUT", 0.2)
+    result, own, served, _looks = run_transfer([], stuck={1})
+    assert sorted(result) == [0, 2, 3] and all(r.owner == "b" for r in result.values())
+    assert served == [("stop", list(range(SHARDS))), ("again", [1])]
+    r = own.records[1]
+    assert (r.owner, r.epoch, r.to, r.followers) == ("a", 5, None, ("b", "c")), "rolled back"
+    assert own.records[0].owner == "b" and own.records[0].epoch == 5
 
 
 def test_a_leadership_transfer_whose_target_does_not_catch_up_rolls_back(monkeypatch):
