@@ -24,7 +24,11 @@ with its own etcd), one with ``[cluster] replicas = R`` and one without (``repli
 1``), both up at once so that their measurements interleave and see the same noise:
 
 1. write ask        blocking client, one actor on n2 (its leader), sequential ``add``
-                    asks (a write each), p50 / p99, replicated vs unreplicated
+                    asks (a write each), p50 / p99, replicated vs unreplicated;
+                    beside it the raw floor: the same hand-offs in pyzmq + msgpack
+                    processes with no runtime (client -> echo -> client against
+                    client -> relay -> follower -> client, loopback tcp), whose ratio
+                    is what the hand-offs alone cost on this machine
 2. pipelined writes asyncio client, ``window`` asks in flight over 100 actors led by n2
                     (best of 3; quick: 1), replicated vs unreplicated
 3. failover         kill -9 every process of the node leading a probed actor (n2, n3
@@ -357,6 +361,51 @@ def failover_once(c: Any, client: actorsys.Client, victim: int, tag: str, replic
     return took
 
 
+def raw_floor(res: Resources, n: int, chunk: int = 100) -> dict[str, float]:
+    """The same hand-offs with no runtime in them, on loopback tcp: raw asks to an echo
+    server (the unreplicated write's two: client, server, client) and through a relay and
+    a follower (the replicated write's three: client, leader, follower, client), in
+    interleaved chunks; p50 in us of each and their ratio. The floor of the ratio on this
+    machine: what the hand-offs alone cost, before any work of the runtime's."""
+    host = "127.0.0.1"
+    echo, relay, fol, fol_clients = (f"tcp://{host}:{free_port(host)}" for _ in range(4))
+    res.spawn_echo(echo)
+    res.spawn_echo(fol, "--follower", fol_clients)
+    res.spawn_echo(relay, "--relay", fol)
+    ident = b"bench-chain-client"
+    one = raw_socket(res.ctx, echo)
+    to_relay = raw_socket(res.ctx, relay, identity=ident)
+    from_fol = raw_socket(res.ctx, fol_clients, identity=ident)
+    socks = (one, to_relay, from_fol)
+    try:
+        deadline = time.monotonic() + 30.0
+        for sock in socks:
+            raw_wait_ready(sock, deadline)
+        perf = time.perf_counter_ns
+        samples: dict[str, list[int]] = {"r1": [], "chain": []}
+        rid = 0
+        for warm in (True, False):
+            done = 0
+            while done < (200 if warm else n):
+                m = min(chunk, (200 if warm else n) - done)
+                for name, out_sock, in_sock in (("r1", one, one), ("chain", to_relay, from_fol)):
+                    out = samples[name]
+                    for _ in range(m):
+                        rid += 1
+                        t = perf()
+                        out_sock.send(packb([ASK, rid, TYPE, "floor", "add", [1], {}]))
+                        raw_recv(in_sock)
+                        if not warm:
+                            out.append(perf() - t)
+                done += m
+        p50 = {k: pct(sorted(v), 0.5) / 1e3 for k, v in samples.items()}
+        return {"r1_p50_us": p50["r1"], "chain_p50_us": p50["chain"],
+                "ratio_p50": p50["chain"] / p50["r1"]}
+    finally:
+        for sock in socks:
+            sock.close(0)
+
+
 def run_replicated(args: Any, res: Resources) -> dict[str, Any]:
     from actorsys.testing.cluster import Cluster
     quick, replicas = args.quick, args.replicas
@@ -392,7 +441,8 @@ def run_replicated(args: Any, res: Resources) -> dict[str, Any]:
                 stack.callback(clients[r].close)
             keys = {r: keys_on(clients[r], "n2", 101, "remote") for r in clusters}
             lat = write_latency({names[r]: clients[r].ref(TYPE, keys[r][0]) for r in clusters}, n_lat)
-            log("write ask latency done")
+            floor = raw_floor(res, n_lat)
+            log("write ask latency and its raw floor done")
             best = {names[r]: 0.0 for r in clusters}
             for _ in range(1 if quick else 3):
                 for r, c in clusters.items():
@@ -415,6 +465,7 @@ def run_replicated(args: Any, res: Resources) -> dict[str, Any]:
     results: dict[str, Any] = {
         "write_ask": {**lat, "ratio_p50": lat[rname]["p50_us"] / lat["r1"]["p50_us"],
                       "target": "replicated ask p50 within 2x of unreplicated"},
+        "raw_floor": floor,
         "pipelined": {"per_s": best, "ratio": best[rname] / best["r1"],
                       "target": "replicated throughput at least 50% of unreplicated"},
         "failover": {"p50_s": pct(times, 0.5) if times else None, "max_s": times[-1] if times else None,
@@ -438,6 +489,10 @@ def print_replicated(results: dict[str, Any], meta: dict[str, Any]) -> None:
     print(f"  write ask p50         {lat[rn]['p50_us']:8.1f} us   unreplicated {lat['r1']['p50_us']:.1f} us"
           f"   ratio {lat['ratio_p50']:.2f}x (target <= 2x: {met[lat['meets_target']]})")
     print(f"  write ask p99         {lat[rn]['p99_us']:8.1f} us   unreplicated {lat['r1']['p99_us']:.1f} us")
+    if "raw_floor" in results:
+        fl = results["raw_floor"]
+        print(f"  raw floor p50         {fl['chain_p50_us']:8.1f} us   one hop {fl['r1_p50_us']:.1f} us"
+              f"   ratio {fl['ratio_p50']:.2f}x (pyzmq + msgpack: the same hand-offs, no runtime)")
     print(f"  pipelined writes      {fmt_num(pipe['per_s'][rn], '/s'):>12}   unreplicated "
           f"{fmt_num(pipe['per_s']['r1'], '/s')}   ratio {pipe['ratio']:.2f} (target >= 0.5: "
           f"{met[pipe['meets_target']]})")

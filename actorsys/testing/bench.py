@@ -50,10 +50,11 @@ class Resources:
         self.log_path = os.path.join(self.tmp, "processes.log")
         self.log: IO[bytes] = open(self.log_path, "ab", buffering=0)
 
-    def spawn_echo(self, endpoint: str) -> subprocess.Popen[bytes]:
-        """A raw echo server process bound to ``endpoint`` (killed by :meth:`close`)."""
-        p = subprocess.Popen(echo_command(endpoint), stdin=subprocess.DEVNULL, stdout=self.log,
-                             stderr=self.log)
+    def spawn_echo(self, endpoint: str, *chain: str) -> subprocess.Popen[bytes]:
+        """A raw echo server process bound to ``endpoint`` (killed by :meth:`close`);
+        ``chain``: a link of the raw replication chain (:func:`.rawecho.echo_command`)."""
+        p = subprocess.Popen(echo_command(endpoint, *chain), stdin=subprocess.DEVNULL,
+                             stdout=self.log, stderr=self.log)
         self.procs.append(p)
         return p
 

@@ -1,4 +1,5 @@
-"""The benchmarks' raw baseline: a pyzmq + msgpack echo server process and its client side.
+"""The benchmarks' raw baseline: a pyzmq + msgpack echo server process and its client side
+(and, for the replication benchmark, a raw chain of a relay and a follower).
 
 Every benchmark measures actorsys beside this: a ROUTER echo server, one hop away over
 ipc, decoding each request (the same shape as an actorsys ask) and replying. This module
@@ -40,9 +41,72 @@ def die_with_parent() -> None:
         pass
 
 
-def echo_command(endpoint: str) -> list[str]:
-    """The command line of an echo server process bound to ``endpoint``."""
-    return [sys.executable, os.path.abspath(__file__), endpoint]
+def echo_command(endpoint: str, *chain: str) -> list[str]:
+    """The command line of an echo server process bound to ``endpoint``; with ``chain``
+    (``"--relay", to`` or ``"--follower", clients``), a link of the raw replication
+    chain (:func:`raw_relay`, :func:`raw_follower`)."""
+    return [sys.executable, os.path.abspath(__file__), endpoint, *chain]
+
+
+def _router(ctx: zmq.Context[Any], endpoint: str) -> zmq.Socket[Any]:
+    s: zmq.Socket[Any] = ctx.socket(zmq.ROUTER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.SNDHWM, 0)
+    s.setsockopt(zmq.RCVHWM, 0)
+    s.bind(endpoint)
+    return s
+
+
+def raw_relay(endpoint: str, follower: str) -> None:
+    """The raw replication chain's leader: each ask (from a DEALER with a routing id)
+    goes on to the follower at ``follower`` as ``[routing id, reply]``, whose answers it
+    reads and drops; pings it answers itself. The floor of a replicated write's three
+    hand-offs (client, leader, follower, client) with no runtime in them."""
+    die_with_parent()
+    parent = os.getppid()
+    ctx = zmq.Context()
+    s, f = _router(ctx, endpoint), raw_socket(ctx, follower)
+    poller = zmq.Poller()
+    poller.register(s, zmq.POLLIN)
+    poller.register(f, zmq.POLLIN)
+    while True:
+        ready = dict(poller.poll(1000))
+        if not ready and os.getppid() != parent:
+            break
+        if f in ready:
+            unpackb(f.recv())
+        if s in ready:
+            frames = s.recv_multipart()
+            msg = unpackb(frames[-1])
+            if msg[0] == ASK:
+                f.send(packb([frames[0], packb([OK, msg[1], len(msg[5])])]))
+            else:
+                s.send_multipart([frames[0], packb([OK, msg[1], "pong"])])
+
+
+def raw_follower(endpoint: str, clients: str) -> None:
+    """The raw replication chain's follower: each ``[routing id, reply]`` from the
+    relay is sent on to that client through ``clients`` (a ROUTER the clients' DEALERs
+    connect to with the same routing id), then answered to the relay."""
+    die_with_parent()
+    parent = os.getppid()
+    ctx = zmq.Context()
+    s, c = _router(ctx, endpoint), _router(ctx, clients)
+    poller = zmq.Poller()
+    poller.register(s, zmq.POLLIN)
+    poller.register(c, zmq.POLLIN)
+    while True:
+        ready = dict(poller.poll(1000))
+        if not ready and os.getppid() != parent:
+            break
+        if c in ready:          # (pings from the clients: they know the link is up)
+            frames = c.recv_multipart()
+            c.send_multipart([frames[0], packb([OK, unpackb(frames[-1])[1], "pong"])])
+        if s in ready:
+            frames = s.recv_multipart()
+            to, reply = unpackb(frames[-1])
+            c.send_multipart([to, reply])
+            s.send_multipart([frames[0], packb([OK, 0, 1])])
 
 
 def raw_echo_server(endpoint: str) -> None:
@@ -83,9 +147,13 @@ def raw_echo_server(endpoint: str) -> None:
     ctx.term()
 
 
-def raw_socket(ctx: zmq.Context[Any], endpoint: str, timeout: float = 10.0) -> zmq.Socket[Any]:
-    """A DEALER to the echo server: unbounded queues, every recv/send with a deadline."""
+def raw_socket(ctx: zmq.Context[Any], endpoint: str, timeout: float = 10.0,
+               identity: bytes | None = None) -> zmq.Socket[Any]:
+    """A DEALER to the echo server: unbounded queues, every recv/send with a deadline
+    (``identity``: its routing id, as a chain's client needs one on both its sockets)."""
     s: zmq.Socket[Any] = ctx.socket(zmq.DEALER)
+    if identity is not None:
+        s.setsockopt(zmq.IDENTITY, identity)
     s.setsockopt(zmq.LINGER, 0)
     s.setsockopt(zmq.SNDHWM, 0)
     s.setsockopt(zmq.RCVHWM, 0)
@@ -134,4 +202,9 @@ def raw_wait_ready(sock: zmq.Socket[Any], deadline: float, resend: float = 0.05)
 
 
 if __name__ == "__main__":
-    raw_echo_server(sys.argv[1])
+    if len(sys.argv) == 4 and sys.argv[2] == "--relay":
+        raw_relay(sys.argv[1], sys.argv[3])
+    elif len(sys.argv) == 4 and sys.argv[2] == "--follower":
+        raw_follower(sys.argv[1], sys.argv[3])
+    else:
+        raw_echo_server(sys.argv[1])

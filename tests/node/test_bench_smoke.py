@@ -125,3 +125,25 @@ def test_quick_gateway_bench_reports_every_measurement_beside_its_baseline(tmp_p
     assert pipelined["events"] >= results["ws_pipelined"]["n"], \
         f"the gateway counted every pipelined frame as an event: {pipelined}"
     assert not glob.glob(str(bench_tmp / "*")), "the benchmark left files in its temp dir"
+
+
+def test_the_raw_chain_floor_measures_both_paths_and_leaves_no_process(tmp_path):
+    """scripts/bench --cluster 3 --replicas R's raw floor: asks through a relay and a
+    follower (real processes, tcp) come back from the follower, beside the one-hop echo."""
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    try:
+        from bench_cluster import raw_floor
+
+        from actorsys.testing.bench import Resources
+    finally:
+        sys.path.pop(0)
+    res = Resources(str(tmp_path))
+    try:
+        floor = raw_floor(res, 200)
+        procs = list(res.procs)
+        assert len(procs) == 3 and all(p.poll() is None for p in procs)
+    finally:
+        res.close()
+    assert floor["r1_p50_us"] > 0 and floor["chain_p50_us"] > 0, floor
+    assert floor["ratio_p50"] == floor["chain_p50_us"] / floor["r1_p50_us"]
+    assert all(p.poll() is not None for p in procs), "a raw server outlived the benchmark"
