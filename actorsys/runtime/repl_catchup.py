@@ -4,7 +4,8 @@ asked its position, then sent the batches after it from the leader's log, or (it
 position is not in the log, is ``[0, 0]``, or a batch is larger than a message) a
 snapshot: pages of about :data:`SNAPSHOT_PAGE` bytes of a plyvel snapshot taken between
 two flushes (exactly the leader's position then), the position key in the last page,
-then the log from there. Once at the tip the copy follows the stream again."""
+then the log from there. Once at the tip the copy follows the stream again. Up to
+:data:`AT_ONCE` copies of a peer are brought at once, each with its own round trips."""
 from __future__ import annotations
 
 import asyncio
@@ -30,6 +31,11 @@ RETRY = 0.5
 #: seconds after which an idle peer's positions are asked again (it may have restarted
 #: with its copies lost: the leader's record of what it holds must not outlive them)
 IDLE = 5.0
+#: copies of one peer brought at once (each its own round trips; one after the other, a
+#: node back from a pause or a cut took 30-60 s to have its ~700 copies per leader
+#: worker streamed again at 20-50 ms a round trip, and the hand-back of their
+#: leadership waited on it)
+AT_ONCE = 8
 
 
 async def catch_up(r: Replication, p: Peer) -> None:
@@ -45,7 +51,8 @@ async def catch_up(r: Replication, p: Peer) -> None:
 
 
 async def _round(r: Replication, p: Peer) -> None:
-    """One round: wait for lagging copies, ask their positions, bring each in turn."""
+    """One round: wait for lagging copies, ask their positions, bring them, AT_ONCE at a
+    time."""
     lag = [s for s, tr in p.tracks.items() if tr.sent is None and not tr.catching]
     if len(lag) > 1:                   # shards that held groups wait for go first
         waited = {s for g in r.held for s in g.need}
@@ -67,33 +74,39 @@ async def _round(r: Replication, p: Peer) -> None:
         if tr is not None and tr.sent is None and raw is not None:
             tr.holds = (raw[0], raw[1])
     r.check()
-    brought = 0
-    for s in lag:
-        tr = p.tracks.get(s)
-        if tr is None or tr.sent is not None or s not in positions:
-            continue
-        tr.catching = True
-        try:
-            await _bring(r, p, s, tr, (positions[s][0], positions[s][1]))
-            brought += 1
-        except Gone:
-            pass
-        except ActorError as exc:
-            r.say(p, f"catching up node {p.node} on shard {s} failed: {exc}")
-            await asyncio.sleep(RETRY)
-            break
-        except Exception:
-            log.exception("worker slot %d: catching up node %s on shard %d",
-                          r.grants.slot, p.node, s)
-            await asyncio.sleep(RETRY)
-            break
-        finally:
-            tr.catching = False
-    else:
-        if brought:
-            p.said = ""
-        else:                # (every answer left the lagging copies out: no busy loop)
-            await asyncio.sleep(RETRY)
+    limit = asyncio.Semaphore(AT_ONCE)
+    failed: list[BaseException] = []
+
+    async def one(s: int) -> int:
+        async with limit:
+            tr = p.tracks.get(s)
+            if failed or tr is None or tr.sent is not None or s not in positions or tr.catching:
+                return 0
+            tr.catching = True
+            try:
+                await _bring(r, p, s, tr, (positions[s][0], positions[s][1]))
+                return 1
+            except Gone:
+                return 0
+            except ActorError as exc:
+                failed.append(exc)
+                r.say(p, f"catching up node {p.node} on shard {s} failed: {exc}")
+                return 0
+            except Exception as exc:
+                failed.append(exc)
+                log.exception("worker slot %d: catching up node %s on shard %d",
+                              r.grants.slot, p.node, s)
+                return 0
+            finally:
+                tr.catching = False
+
+    brought = sum(await asyncio.gather(*(one(s) for s in lag)))
+    if failed:                   # (the shards not begun wait for the next round)
+        await asyncio.sleep(RETRY)
+    elif brought:
+        p.said = ""
+    else:                        # (every answer left the lagging copies out: no busy loop)
+        await asyncio.sleep(RETRY)
 
 
 async def _recheck(r: Replication, p: Peer) -> None:

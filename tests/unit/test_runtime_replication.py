@@ -225,6 +225,32 @@ def test_a_follower_behind_is_caught_up_from_the_log(slot: Slot) -> None:
     assert slot.out.reply_to(w)[2] == 2
 
 
+def test_copies_behind_on_several_shards_are_caught_up_at_once(slot: Slot) -> None:
+    repl, (link,) = replicate(slot)
+    keys: dict[int, str] = {}
+    for i in range(200):
+        keys.setdefault(shard_of("Counter", f"k{i}", SHARDS), f"k{i}")
+        if len(keys) == 3:
+            break
+    for k in keys.values():
+        slot.ask("Counter", k, "add", 1)
+    slot.commit.flush()
+    link.ack()
+    for k in keys.values():
+        slot.ask("Counter", k, "add", 1)
+    slot.commit.flush()
+    for s in keys:
+        link.positions[s] = [3, 1]
+    link.answer(lambda bs: {"held": {}, "behind": {s: [3, 1] for s in keys}, "refused": {}})
+    run_until(slot.loop, lambda: len(link.appends) >= 3, 5.0)
+    assert sorted(b[0] for args, _cb in link.appends for b in args["batches"]) == sorted(keys), \
+        "one catch-up append per shard, all in flight together"
+    for _ in range(3):
+        link.ack()
+    run_until(slot.loop, lambda: all(repl.peers["ipc://f0"].tracks[s].sent == (3, 2)
+                                     for s in keys), 5.0)
+
+
 def test_without_replication_the_flush_is_the_plain_one(slot: Slot) -> None:
     repl, _links = replicate(slot)
     repl.configure(None, repl.grants.shards)
