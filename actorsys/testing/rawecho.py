@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 import msgpack
 import zmq
@@ -57,56 +57,57 @@ def _router(ctx: zmq.Context[Any], endpoint: str) -> zmq.Socket[Any]:
     return s
 
 
+def _serve(handlers: dict[zmq.Socket[Any], Callable[[], None]]) -> None:
+    """Call each socket's handler whenever it is readable, until the parent is gone."""
+    die_with_parent()
+    parent = os.getppid()
+    poller = zmq.Poller()
+    for sock in handlers:
+        poller.register(sock, zmq.POLLIN)
+    while True:
+        ready = dict(poller.poll(1000))
+        if not ready and os.getppid() != parent:
+            break
+        for sock in ready:
+            handlers[sock]()
+
+
 def raw_relay(endpoint: str, follower: str) -> None:
     """The raw replication chain's leader: each ask (from a DEALER with a routing id)
     goes on to the follower at ``follower`` as ``[routing id, reply]``, whose answers it
     reads and drops; pings it answers itself. The floor of a replicated write's three
     hand-offs (client, leader, follower, client) with no runtime in them."""
-    die_with_parent()
-    parent = os.getppid()
     ctx = zmq.Context()
     s, f = _router(ctx, endpoint), raw_socket(ctx, follower)
-    poller = zmq.Poller()
-    poller.register(s, zmq.POLLIN)
-    poller.register(f, zmq.POLLIN)
-    while True:
-        ready = dict(poller.poll(1000))
-        if not ready and os.getppid() != parent:
-            break
-        if f in ready:
-            unpackb(f.recv())
-        if s in ready:
-            frames = s.recv_multipart()
-            msg = unpackb(frames[-1])
-            if msg[0] == ASK:
-                f.send(packb([frames[0], packb([OK, msg[1], len(msg[5])])]))
-            else:
-                s.send_multipart([frames[0], packb([OK, msg[1], "pong"])])
+
+    def ask() -> None:
+        frames = s.recv_multipart()
+        msg = unpackb(frames[-1])
+        if msg[0] == ASK:
+            f.send(packb([frames[0], packb([OK, msg[1], len(msg[5])])]))
+        else:
+            s.send_multipart([frames[0], packb([OK, msg[1], "pong"])])
+    _serve({s: ask, f: lambda: unpackb(f.recv())})
 
 
 def raw_follower(endpoint: str, clients: str) -> None:
     """The raw replication chain's follower: each ``[routing id, reply]`` from the
     relay is sent on to that client through ``clients`` (a ROUTER the clients' DEALERs
-    connect to with the same routing id), then answered to the relay."""
-    die_with_parent()
-    parent = os.getppid()
+    connect to with the same routing id), then answered to the relay; pings from the
+    clients it answers (so they know their link is up)."""
     ctx = zmq.Context()
     s, c = _router(ctx, endpoint), _router(ctx, clients)
-    poller = zmq.Poller()
-    poller.register(s, zmq.POLLIN)
-    poller.register(c, zmq.POLLIN)
-    while True:
-        ready = dict(poller.poll(1000))
-        if not ready and os.getppid() != parent:
-            break
-        if c in ready:          # (pings from the clients: they know the link is up)
-            frames = c.recv_multipart()
-            c.send_multipart([frames[0], packb([OK, unpackb(frames[-1])[1], "pong"])])
-        if s in ready:
-            frames = s.recv_multipart()
-            to, reply = unpackb(frames[-1])
-            c.send_multipart([to, reply])
-            s.send_multipart([frames[0], packb([OK, 0, 1])])
+
+    def relayed() -> None:
+        frames = s.recv_multipart()
+        to, reply = unpackb(frames[-1])
+        c.send_multipart([to, reply])
+        s.send_multipart([frames[0], packb([OK, 0, 1])])
+
+    def ping() -> None:
+        frames = c.recv_multipart()
+        c.send_multipart([frames[0], packb([OK, unpackb(frames[-1])[1], "pong"])])
+    _serve({s: relayed, c: ping})
 
 
 def raw_echo_server(endpoint: str) -> None:

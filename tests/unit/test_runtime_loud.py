@@ -154,7 +154,8 @@ def test_describe_names_what_a_turn_was() -> None:
     assert describe(Internal(PASSIVATE)) == "on_stop (passivate)"
 
 
-def test_the_watch_warns_while_a_step_runs_and_once_more_when_it_ends() -> None:
+def kept(name: str) -> tuple[list[str], threading.Event, logging.Logger]:
+    """A logger of its own whose messages are kept in a list, an event set at each one."""
     got: list[str] = []
     seen = threading.Event()
 
@@ -163,9 +164,14 @@ def test_the_watch_warns_while_a_step_runs_and_once_more_when_it_ends() -> None:
             got.append(record.getMessage())
             seen.set()
 
-    logger = logging.getLogger("test.slow_turns")
+    logger = logging.getLogger(name)
     logger.propagate = False
     logger.addHandler(Keep())
+    return got, seen, logger
+
+
+def test_the_watch_warns_while_a_step_runs_and_once_more_when_it_ends() -> None:
+    got, seen, logger = kept("test.slow_turns")
     clock = StepClock()
     act = SimpleNamespace(type_name="T", key="k", task=None)
     watch = SlowTurnWatch(clock, 0.05, 60.0, 3, logger)
@@ -195,17 +201,7 @@ def _hold_the_loop(clock: StepClock, seen: threading.Event) -> None:
 
 
 def test_the_watch_names_where_the_loop_is_blocked_outside_any_turn() -> None:
-    got: list[str] = []
-    seen = threading.Event()
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            got.append(record.getMessage())
-            seen.set()
-
-    logger = logging.getLogger("test.stalls")
-    logger.propagate = False
-    logger.addHandler(Keep())
+    got, seen, logger = kept("test.stalls")
     clock = StepClock()
     watch = SlowTurnWatch(clock, 0.05, 60.0, 2, logger)    # (this thread plays the loop)
     watch.stall = 0.3
@@ -238,15 +234,7 @@ def test_the_watch_names_where_the_loop_is_blocked_outside_any_turn() -> None:
 
 
 def test_a_late_wake_of_the_watch_is_a_stopped_process_unless_the_process_ran() -> None:
-    got: list[str] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            got.append(record.getMessage())
-
-    logger = logging.getLogger("test.late_wakes")
-    logger.propagate = False
-    logger.addHandler(Keep())
+    got, _seen, logger = kept("test.late_wakes")
     watch = SlowTurnWatch(StepClock(), 0.5, 60.0, 1, logger)     # (not started: called here)
     assert watch._woke_late(3.0, 0.1) and not got, "stopped or starved: nobody to blame"  # noqa: SLF001
     assert not watch._woke_late(3.0, 2.9)    # noqa: SLF001
