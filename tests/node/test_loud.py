@@ -28,7 +28,11 @@ class Stderr:
         return self.text
 
     def wait_for(self, pattern: str, what: str, timeout: float = 15.0) -> re.Match[str]:
-        return wait_until(lambda: re.search(pattern, self.read()), what, timeout)
+        try:
+            return wait_until(lambda: re.search(pattern, self.read()), what, timeout)
+        except AssertionError as exc:   # (what the node did say: capfd's report has lost it)
+            raise AssertionError(f"{exc}; the node's standard error so far:\n"
+                                 f"{self.text[-6000:]}") from None
 
 
 @pytest.fixture
