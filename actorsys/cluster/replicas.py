@@ -26,9 +26,10 @@ desired leader. The leader of each shard drives its set, each loop, in this orde
    keeps the quorum; when it raises it, the grant first, then the transaction once the
    new voter holds every write acknowledged before that grant (:meth:`Replicas._promote`).
 3. **transfer** the leadership to the desired leader when it is a follower that holds
-   all but :data:`TRANSFER_LAG` of the shard's batches and the shard is not
-   under-replicated (``handoff.Handoff.transfer``: no copy; a batch of
-   :data:`~.ownership.BATCH` shards each, up to :data:`WRITES_AT_ONCE` at once).
+   the shard's last write (or is streamed its batches and lacks at most
+   :data:`TRANSFER_LAG` of them: :func:`near`) and the shard is not under-replicated
+   (``handoff.Handoff.transfer``: no copy; a batch of :data:`~.ownership.BATCH` shards
+   each, up to :data:`WRITES_AT_ONCE` at once).
 4. **surplus**: a learner that is not desired, or dead, is removed (transaction); a
    follower that is not desired is removed only while more than ``replicas`` voters are
    live (so placement never lowers a shard below ``replicas`` live voters); a dead
