@@ -17,7 +17,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -26,11 +25,14 @@ from typing import IO, Any
 import zmq
 
 from actorsys.client import connect_async
+from actorsys.log import get_logger
 from actorsys.node import Node
 from actorsys.protocol import wire
 from actorsys.testing.processes import start_logged
 
 from .rawecho import ASK, OK, echo_command, packb, raw_recv, raw_socket, raw_wait_ready
+
+_log = get_logger("bench")
 
 TYPE = "Bench"   # the measured actor type on the benchmark's node (scripts/bench_actors.py)
 
@@ -98,7 +100,7 @@ class Resources:
                 try:
                     self.node.stop(timeout=20)
                 except Exception as exc:
-                    print(f"bench: stopping the node: {exc}", file=sys.stderr)
+                    _log.error("bench: stopping the node: %s", exc)
                 self.node = None
             self.ctx.destroy(0)
             self.log.close()
@@ -208,12 +210,12 @@ def run_and_report(args: Any, run: Callable[[Any, Resources], dict[str, Any]],
     try:
         out = run(args, res)
     except KeyboardInterrupt:
-        print("bench: interrupted; cleaning up", file=sys.stderr)
+        _log.warning("bench: interrupted; cleaning up")
         return 130
     except BaseException:
         tail = res.log_tail()
         if tail:
-            print(f"bench: {what} messages:\n{tail}", file=sys.stderr)
+            _log.error("bench: %s messages:\n%s", what, tail)
         raise
     finally:
         res.close()
