@@ -201,16 +201,22 @@ class Handoff:
         """After a failed move or transfer (``name``; ``owner``, its possessive) of
         ``shards``: roll the ``marked`` records back, serve the shards again and raise
         HandoffFailed(``failed (exc); rolled back``); Unresolved if the rollback failed."""
+        await self._give_back(marked, shards, f"rolling back a failed {name} ({exc})",
+                              f"a failed {owner} records changed before its rollback", exc)
+        raise HandoffFailed(f"{failed} ({exc}); rolled back") from exc
+
+    async def _give_back(self, marked: Mapping[int, Owned], shards: list[int], rolling: str,
+                         changed: str, cause: Exception | None = None) -> None:
+        """Roll the ``marked`` records back and serve their shards here again; raises
+        Unresolved(``shards``) if the rollback (``rolling``) failed or the records had
+        changed first (``changed``)."""
         try:
             rolled = await self.roll_back(marked)
-        except Exception as exc2:
-            raise Unresolved(shards, f"rolling back a failed {name} ({exc}) failed: "
-                                     f"{exc2}") from exc2
+        except Exception as exc:
+            raise Unresolved(shards, f"{rolling} failed: {exc}") from exc
         if not rolled:
-            raise Unresolved(shards, f"a failed {owner} records changed before its "
-                                     "rollback") from exc
-        await self.serve_again(shards)
-        raise HandoffFailed(f"{failed} ({exc}); rolled back") from exc
+            raise Unresolved(shards, changed) from cause
+        await self.serve_again(sorted(marked))
 
     async def transfer(self, to: str, seen: Mapping[int, Owned],
                        behind: Callable[[Mapping[int, Owned]], Awaitable[set[int]]]
@@ -257,15 +263,10 @@ class Handoff:
             await self._undo(marked, shards, exc, "leadership transfer", "transfer's",
                              f"giving the leadership of {len(shards)} shards to {to} failed")
         if late:
-            try:
-                rolled = await self.roll_back({s: marked[s] for s in late})
-            except Exception as exc:
-                raise Unresolved(shards, f"rolling back the shards of a leadership transfer "
-                                         f"that did not catch up failed: {exc}") from exc
-            if not rolled:
-                raise Unresolved(shards, "the records of a leadership transfer's shards that "
-                                         "did not catch up changed before their rollback")
-            await self.serve_again(sorted(late))
+            await self._give_back({s: marked[s] for s in late}, shards,
+                                  "rolling back the shards of a leadership transfer that did "
+                                  "not catch up", "the records of a leadership transfer's "
+                                  "shards that did not catch up changed before their rollback")
             log.warning("node %s did not catch up with the last writes of %d of %d shards "
                         "within %g s (%s...): those stay here and are tried again later",
                         to, len(late), len(marked), CATCH_UP_TIMEOUT, sorted(late)[:5])
