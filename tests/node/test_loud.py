@@ -1,38 +1,61 @@
 """Loud failures (issue 14): a worker logs every failed turn with its traceback, every
 dropped tell with its reason, rate-limited per actor type, and warns of a turn that
 blocks its event loop longer than slow_turn while it still runs. The node's processes
-write their logs to the test's standard error (capfd)."""
+write their standard error to a file of the test's (see :class:`Stderr`)."""
 from __future__ import annotations
 
 import os
 import re
-from typing import Any
+import sys
+from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 
 import actorsys
 from actorsys.config.defaults import LOG_BURST
 from actorsys.testing.nodes import wait_until
+from actorsys.testing.processes import start_logged
 
 LOUD = {"Flaky": "loud:Flaky", "Blocker": "loud:Blocker"}
 
 
 class Stderr:
-    """What the node's processes wrote to standard error so far (capfd, accumulated)."""
+    """What the node's processes wrote to standard error so far: a file they inherit as
+    their fd 2, appended to and never truncated.
 
-    def __init__(self, capfd: Any) -> None:
-        self.capfd, self.text = capfd, ""
+    Not pytest's capfd: its ``readouterr`` reads the capture file and then truncates it,
+    so a line a worker writes between the two is lost, and a wait polling it can miss
+    the line it waits for (it did, twice in CI, for the dropped-tell warning)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.text = path, ""
+
+    def node(self, config: dict[str, Any]) -> actorsys.Node:
+        """A node started with its processes' standard error going to this file."""
+        node = actorsys.Node(config)
+        start_logged(node, str(self.path), fds=(2,))
+        return node
 
     def read(self) -> str:
-        self.text += self.capfd.readouterr().err
+        self.text = self.path.read_text(errors="replace") if self.path.exists() else ""
         return self.text
 
     def wait_for(self, pattern: str, what: str, timeout: float = 15.0) -> re.Match[str]:
         try:
             return wait_until(lambda: re.search(pattern, self.read()), what, timeout)
-        except AssertionError as exc:   # (what the node did say: capfd's report has lost it)
+        except AssertionError as exc:
             raise AssertionError(f"{exc}; the node's standard error so far:\n"
                                  f"{self.text[-6000:]}") from None
+
+
+@pytest.fixture
+def err(tmp_path: Path) -> Iterator[Stderr]:
+    """The node's standard error; its end is copied to the test's own at teardown (shown
+    with a failure)."""
+    e = Stderr(tmp_path / "node-stderr.log")
+    yield e
+    sys.stderr.write(e.read()[-20000:])
 
 
 @pytest.fixture
@@ -44,9 +67,8 @@ def loud_config(config):
     return make
 
 
-def test_a_tell_whose_handler_raises_is_logged_with_its_traceback(loud_config, capfd):
-    err = Stderr(capfd)
-    with actorsys.Node(loud_config()) as node:
+def test_a_tell_whose_handler_raises_is_logged_with_its_traceback(loud_config, err):
+    with err.node(loud_config()) as node:
         node.client().ref("Flaky", "t1").tell("boom", 7)
         m = err.wait_for(r"ERROR worker\[\d\] .* tell 'boom' of Flaky/t1 failed: ValueError: boom 7",
                          "the failed tell in the worker's log")
@@ -55,9 +77,8 @@ def test_a_tell_whose_handler_raises_is_logged_with_its_traceback(loud_config, c
         f"expected the handler's traceback after the line: {after[:2000]}"
 
 
-def test_a_tell_refused_by_the_worker_is_logged_with_its_reason(loud_config, capfd):
-    err = Stderr(capfd)
-    with actorsys.Node(loud_config()) as node:
+def test_a_tell_refused_by_the_worker_is_logged_with_its_reason(loud_config, err):
+    with err.node(loud_config()) as node:
         client = node.client()
         client.ref("Flaky", "t2").tell("no_such_method", 1)
         err.wait_for(r"WARNING worker\[\d\] .* dropped a tell 'no_such_method' to Flaky/t2: "
@@ -68,9 +89,8 @@ def test_a_tell_refused_by_the_worker_is_logged_with_its_reason(loud_config, cap
                      "the dropped tell (unknown type) in the log")
 
 
-def test_an_unsupervised_actor_crashing_on_ask_is_logged_once(loud_config, capfd):
-    err = Stderr(capfd)
-    with actorsys.Node(loud_config()) as node:
+def test_an_unsupervised_actor_crashing_on_ask_is_logged_once(loud_config, err):
+    with err.node(loud_config()) as node:
         ref = node.client().ref("Flaky", "a1")
         with pytest.raises(actorsys.RemoteError, match="boom 1"):
             ref.ask("boom", 1)
@@ -85,9 +105,8 @@ def test_an_unsupervised_actor_crashing_on_ask_is_logged_once(loud_config, capfd
     assert text.count("of Flaky/a1 failed") == 2, f"expected each failure logged once: {text}"
 
 
-def test_a_crash_loop_logs_a_bounded_number_of_lines_and_how_many_it_left_out(loud_config, capfd):
-    err = Stderr(capfd)
-    with actorsys.Node(loud_config()) as node:
+def test_a_crash_loop_logs_a_bounded_number_of_lines_and_how_many_it_left_out(loud_config, err):
+    with err.node(loud_config()) as node:
         ref = node.client().ref("Flaky", "loop")
         for i in range(1000):
             ref.tell("boom", i)
@@ -105,11 +124,10 @@ def test_a_crash_loop_logs_a_bounded_number_of_lines_and_how_many_it_left_out(lo
     ("async_block", "An async handler blocks between awaits"),
     ("sync_block", "A sync turn running past turn_timeout"),
 ])
-def test_a_turn_blocking_the_loop_is_logged_while_it_still_runs(loud_config, capfd, tmp_path,
+def test_a_turn_blocking_the_loop_is_logged_while_it_still_runs(loud_config, err, tmp_path,
                                                                   method, hint):
-    err = Stderr(capfd)
     marker = str(tmp_path / "let-go")
-    with actorsys.Node(loud_config(slow_turn=0.5)) as node:
+    with err.node(loud_config(slow_turn=0.5)) as node:
         ref = node.client().ref("Blocker", "b1")
         ref.tell(method, marker)
         # the handler blocks until the marker exists: the warning comes while it runs
@@ -125,9 +143,8 @@ def test_a_turn_blocking_the_loop_is_logged_while_it_still_runs(loud_config, cap
     assert err.read().count("slow turn: Blocker/b1") == 2, "expected one warning and one end line"
 
 
-def test_time_sleep_in_an_async_handler_is_warned_of_and_a_polite_await_is_not(loud_config, capfd):
-    err = Stderr(capfd)
-    with actorsys.Node(loud_config(slow_turn=0.5)) as node:
+def test_time_sleep_in_an_async_handler_is_warned_of_and_a_polite_await_is_not(loud_config, err):
+    with err.node(loud_config(slow_turn=0.5)) as node:
         ref = node.client().ref("Blocker", "b2")
         assert ref.ask("polite", 1.0) == 1.0
         assert ref.ask("async_sleep", 1.5) == 1.5
@@ -139,18 +156,16 @@ def test_time_sleep_in_an_async_handler_is_warned_of_and_a_polite_await_is_not(l
     assert "polite" not in text, f"an await is not a blocked loop: {text}"
 
 
-def test_slow_turn_zero_turns_the_warning_off(loud_config, capfd):
-    err = Stderr(capfd)
-    with actorsys.Node(loud_config(slow_turn=0)) as node:
+def test_slow_turn_zero_turns_the_warning_off(loud_config, err):
+    with err.node(loud_config(slow_turn=0)) as node:
         assert node.client().ref("Blocker", "b3").ask("async_sleep", 0.6) == 0.6
     assert "slow turn" not in err.read()
 
 
-def test_a_turn_abandoned_at_shutdown_is_logged(loud_config, capfd):
+def test_a_turn_abandoned_at_shutdown_is_logged(loud_config, err):
     """A node stopped while an async turn awaits past shutdown_timeout: the turn is
     cancelled with the worker, uncommitted; the worker says so (which actors)."""
-    err = Stderr(capfd)
-    with actorsys.Node(loud_config(shutdown_timeout=1.5)) as node:
+    with err.node(loud_config(shutdown_timeout=1.5)) as node:
         c = node.client()
         c.ref("Blocker", "long").tell("polite", 60.0)
         wait_until(lambda: any(p.get("resident") for p in node.status()["processes"]
@@ -159,11 +174,10 @@ def test_a_turn_abandoned_at_shutdown_is_logged(loud_config, capfd):
                  r"\(1\.5 s\), abandoned uncommitted .*: Blocker/long", "the abandoned turn in the log")
 
 
-def test_a_worker_killed_as_hung_first_writes_where_it_was(loud_config, capfd):
+def test_a_worker_killed_as_hung_first_writes_where_it_was(loud_config, err):
     """A loop blocked past heartbeat_timeout: its supervisor has the worker write every
     thread's stack to the log (faulthandler, on a signal), then kills it."""
-    err = Stderr(capfd)
-    with actorsys.Node(loud_config(heartbeat_timeout=2.0)) as node:
+    with err.node(loud_config(heartbeat_timeout=2.0)) as node:
         ref = node.client().ref("Blocker", "stall")
         with pytest.raises(actorsys.WorkerLost):
             ref.ask("async_sleep", 30.0, timeout=30.0)
