@@ -109,6 +109,9 @@ class Coordinator:
         self.on_crash: Callable[[], None] = lambda: None
         #: shard -> its ownership record, as last read or watched
         self.owned: dict[int, Owned] = {}
+        #: counts the changes seen in etcd (:meth:`changed`, called after every change
+        #: to ``owned`` or the members): equal counts, the same records
+        self.changes = 0
         #: shards of ours being moved away: not granted
         self.moving: set[int] = set()
         #: shards of a move that etcd failed at a step that changes records: not granted
@@ -300,6 +303,7 @@ class Coordinator:
 
     def changed(self) -> None:
         """Something in etcd changed: rebuild the map soon, grant, plan moves again."""
+        self.changes += 1
         self._wake.set()
         self._failover_wake.set()
         if not self._map_due:

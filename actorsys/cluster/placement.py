@@ -3,13 +3,20 @@ shard over the live nodes (issue 15; :func:`ranked` orders a shard's replicas, i
 
 Every node computes the same placement from the same member list, with no coordination;
 the ownership transactions in etcd (one writer wins per shard and epoch) make it so.
+The rankings are remembered (pure functions of the shard and the node list).
 When a node joins, only the shards it now wins move to it (about 1/n of them); when one
 leaves, only its shards move, spread over the others. Pure.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections import Counter
+
+#: rankings remembered (shard, node list): a router's planning passes rank every shard
+#: it leads each second, always over the same few lists of live nodes (a blake2b per
+#: shard and node, about 15 ms a second per router with 4,096 shards, before)
+RANKINGS_KEPT = 32768
 
 
 def _weight(shard: int, node_id: str) -> bytes:
@@ -20,14 +27,19 @@ def owner(shard: int, nodes: list[str]) -> str:
     """The node that should own ``shard`` among ``nodes`` (at least one)."""
     if not nodes:
         raise ValueError("no node to place a shard on")
-    return max(nodes, key=lambda n: (_weight(shard, n), n))
+    return _ranked(shard, tuple(sorted(nodes)))[0]
 
 
 def ranked(shard: int, nodes: list[str]) -> list[str]:
     """``nodes`` in rendezvous order for ``shard``: the first is :func:`owner`'s pick, and
     removing a node leaves the others' order unchanged (a shard's replicas are the first
     ``replicas`` of it; the leader should be the first)."""
-    return sorted(nodes, key=lambda n: (_weight(shard, n), n), reverse=True)
+    return list(_ranked(shard, tuple(sorted(nodes))))
+
+
+@functools.lru_cache(maxsize=RANKINGS_KEPT)
+def _ranked(shard: int, nodes: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(sorted(nodes, key=lambda n: (_weight(shard, n), n), reverse=True))
 
 
 def placement(shards: int, nodes: list[str]) -> list[str]:

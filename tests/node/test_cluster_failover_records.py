@@ -38,10 +38,13 @@ def member(nid: str) -> Member:
 class Co(SimpleNamespace):
     """The parts of a Coordinator that Replicas uses."""
 
+    changes = 0
+
     def merge(self, records: dict[int, Owned]) -> None:
         for s, r in records.items():
             if s not in self.owned or r.revision >= self.owned[s].revision:
                 self.owned[s] = r
+        self.changes += 1
 
     async def grant_all(self, slots: Any = None) -> None:
         self.grants += 1
@@ -179,6 +182,16 @@ def test_a_leader_grows_promotes_transfers_and_trims_its_shards_sets(etcd):
                 assert r.epoch == (1 if want[0] == "n1" else 3), r     # mark + flip
                 if want[0] != "n1":
                     assert r.followers[-1] == "n1", "the old leader follows"
+            # settled: a pass finds nothing to do, and the next one over the same records
+            # and members is skipped (no call at all); a change in etcd plans again
+            co.owned = now
+            co.changes += 1
+            assert await rep.drive(nodes) is False
+            n_calls = len(calls)
+            assert await rep.drive(nodes) is False
+            assert len(calls) == n_calls and rep._idle_inputs is not None
+            co.changes += 1
+            assert await rep.drive(nodes) is False and rep._idle_inputs is not None
             # 1 -> 3 voters raises the quorum: the grant counted the learners as voters
             # while the records still named none (grant first, then the transaction)
             first = next(i for i, p in enumerate(promoting) if p)

@@ -30,3 +30,18 @@ def test_a_leave_moves_only_the_leavers_shards():
 def test_the_order_of_the_member_list_does_not_matter():
     assert placement(64, ["a", "b", "c"]) == placement(64, ["c", "a", "b"])
     assert owner(7, ["only"]) == "only"
+
+
+def test_a_remembered_ranking_is_the_ranking_and_the_caller_cannot_spoil_it():
+    """Rankings are remembered per (shard, node list): the same answer as a fresh one,
+    whatever the list's order, and a caller changing the list it got changes nothing."""
+    from actorsys.cluster.placement import _weight, ranked
+
+    nodes = ["n1", "n2", "n3", "n4"]
+    for s in range(200):
+        fresh = sorted(nodes, key=lambda n: (_weight(s, n), n), reverse=True)
+        assert ranked(s, nodes) == fresh == ranked(s, nodes[::-1])
+        assert owner(s, nodes) == fresh[0]
+    got = ranked(5, nodes)
+    got.reverse()
+    assert ranked(5, nodes) == got[::-1]
