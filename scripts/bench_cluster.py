@@ -28,7 +28,10 @@ with its own etcd), one with ``[cluster] replicas = R`` and one without (``repli
                     beside it the raw floor: the same hand-offs in pyzmq + msgpack
                     processes with no runtime (client -> echo -> client against
                     client -> relay -> follower -> client, loopback tcp), whose ratio
-                    is what the hand-offs alone cost on this machine
+                    is what the hand-offs alone cost on this machine; and the CPU each
+                    cluster's processes (by role) and the client's thread spent per
+                    write meanwhile (psutil; idle work included: on a machine whose
+                    cores the nodes share, it is what the writes wait behind)
 2. pipelined writes asyncio client, ``window`` asks in flight over 100 actors led by n2
                     (best of 3; quick: 1), replicated vs unreplicated
 3. failover         kill -9 every process of the node leading a probed actor (n2, n3
@@ -54,6 +57,7 @@ import sys
 import time
 from typing import Any
 
+import psutil
 import zmq
 
 import actorsys
@@ -307,29 +311,77 @@ def view_settled(replicas: int) -> Any:
     return ok
 
 
+WARM_ASKS = 100
+
+
 def write_latency(refs: dict[str, Any], n: int, chunk: int = 100) -> dict[str, Any]:
     """Sequential ``add`` asks through each of ``refs`` (name -> ref), in interleaved
-    chunks; p50/p99 in us."""
-    perf = time.perf_counter_ns
+    chunks (after :data:`WARM_ASKS` each); p50/p99 in us, and the CPU seconds the
+    calling thread spent in each one's asks (``client_cpu_s``)."""
+    perf, cpu = time.perf_counter_ns, time.thread_time
     samples: dict[str, list[int]] = {name: [] for name in refs}
-    for ref in refs.values():
-        for _ in range(100):
+    spent = dict.fromkeys(refs, 0.0)
+    for name, ref in refs.items():
+        c0 = cpu()
+        for _ in range(WARM_ASKS):
             ref.ask("add", 1, timeout=10.0)
+        spent[name] += cpu() - c0
     done = 0
     while done < n:
         m = min(chunk, n - done)
         for name, ref in refs.items():
             ask, out = ref.ask, samples[name]
+            c0 = cpu()
             for _ in range(m):
                 t = perf()
                 ask("add", 1, timeout=10.0)
                 out.append(perf() - t)
+            spent[name] += cpu() - c0
         done += m
     result = {}
     for name, v in samples.items():
         v.sort()
-        result[name] = {"p50_us": pct(v, 0.5) / 1e3, "p99_us": pct(v, 0.99) / 1e3, "n": len(v)}
+        result[name] = {"p50_us": pct(v, 0.5) / 1e3, "p99_us": pct(v, 0.99) / 1e3, "n": len(v),
+                        "client_cpu_s": spent[name]}
     return result
+
+
+def cluster_roles(c: Any) -> dict[int, str]:
+    """pid -> role of every process of a :class:`~actorsys.testing.cluster.Cluster`: its
+    nodes' (``worker``, ``router``, ...; ``supervisor`` for the rest) and its etcd's."""
+    roles: dict[int, str] = {}
+    for i in range(len(c.nodes)):
+        roles.update(dict.fromkeys(c.pids(i), "supervisor"))
+        with c.connect(i) as client:
+            roles.update({p["pid"]: p["role"] for p in client.status()["processes"] if p.get("pid")})
+    if c.etcd is not None and c.etcd.proc is not None:
+        roles[c.etcd.proc.pid] = "etcd"
+    return roles
+
+
+def cpu_seconds(pids: Any) -> dict[int, float]:
+    """User + system CPU seconds of each live process (all its threads) so far."""
+    out: dict[int, float] = {}
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            t = psutil.Process(pid).cpu_times()
+            out[pid] = t.user + t.system
+    return out
+
+
+def cpu_per_write(roles: dict[int, str], before: dict[int, float], after: dict[int, float],
+                  writes: int, client_s: float) -> dict[str, float]:
+    """CPU microseconds per write of a cluster's processes by role, over a phase of
+    ``writes`` sequential writes (their idle work in that time included: it competes
+    for the same cores), and the client's calling thread's; ``total``: their sum."""
+    by: dict[str, float] = {}
+    for pid, role in roles.items():
+        if pid in before and pid in after:
+            by[role] = by.get(role, 0.0) + after[pid] - before[pid]
+    out = {role: s / writes * 1e6 for role, s in sorted(by.items())}
+    out["client thread"] = client_s / writes * 1e6
+    out["total"] = sum(out.values())
+    return out
 
 
 def failover_once(c: Any, client: actorsys.Client, victim: int, tag: str, replicas: int,
@@ -440,7 +492,12 @@ def run_replicated(args: Any, res: Resources) -> dict[str, Any]:
                 clients[r] = actorsys.connect(c.endpoints, timeout=30.0)
                 stack.callback(clients[r].close)
             keys = {r: keys_on(clients[r], "n2", 101, "remote") for r in clusters}
+            roles = {r: cluster_roles(c) for r, c in clusters.items()}
+            before = {r: cpu_seconds(roles[r]) for r in clusters}
             lat = write_latency({names[r]: clients[r].ref(TYPE, keys[r][0]) for r in clusters}, n_lat)
+            cpu = {names[r]: cpu_per_write(roles[r], before[r], cpu_seconds(roles[r]),
+                                           n_lat + WARM_ASKS, lat[names[r]]["client_cpu_s"])
+                   for r in clusters}
             floor = raw_floor(res, n_lat)
             log("write ask latency and its raw floor done")
             best = {names[r]: 0.0 for r in clusters}
@@ -466,6 +523,7 @@ def run_replicated(args: Any, res: Resources) -> dict[str, Any]:
         "write_ask": {**lat, "ratio_p50": lat[rname]["p50_us"] / lat["r1"]["p50_us"],
                       "target": "replicated ask p50 within 2x of unreplicated"},
         "raw_floor": floor,
+        "cpu_per_write_us": {**cpu, "ratio": cpu[rname]["total"] / cpu["r1"]["total"]},
         "pipelined": {"per_s": best, "ratio": best[rname] / best["r1"],
                       "target": "replicated throughput at least 50% of unreplicated"},
         "failover": {"p50_s": pct(times, 0.5) if times else None, "max_s": times[-1] if times else None,
@@ -489,6 +547,15 @@ def print_replicated(results: dict[str, Any], meta: dict[str, Any]) -> None:
     print(f"  write ask p50         {lat[rn]['p50_us']:8.1f} us   unreplicated {lat['r1']['p50_us']:.1f} us"
           f"   ratio {lat['ratio_p50']:.2f}x (target <= 2x: {met[lat['meets_target']]})")
     print(f"  write ask p99         {lat[rn]['p99_us']:8.1f} us   unreplicated {lat['r1']['p99_us']:.1f} us")
+    if "cpu_per_write_us" in results:
+        cw = results["cpu_per_write_us"]
+
+        def parts(c: dict[str, float]) -> str:
+            return ", ".join(f"{k} {v:,.0f}" for k, v in c.items() if k != "total")
+        print(f"  cpu per write         {cw[rn]['total']:8,.0f} us   unreplicated {cw['r1']['total']:,.0f} us"
+              f"   ratio {cw['ratio']:.2f}x (all processes, idle work included)")
+        print(f"      replicated:   {parts(cw[rn])}")
+        print(f"      unreplicated: {parts(cw['r1'])}")
     if "raw_floor" in results:
         fl = results["raw_floor"]
         print(f"  raw floor p50         {fl['chain_p50_us']:8.1f} us   one hop {fl['r1_p50_us']:.1f} us"

@@ -14,6 +14,8 @@ import sys
 
 from helpers import ROOT
 
+from actorsys.testing.nodes import wait_until
+
 BENCH = os.path.join(ROOT, "scripts", "bench.py")
 
 # measurement -> the numbers that must be there and positive, as paths into its dict
@@ -147,3 +149,33 @@ def test_the_raw_chain_floor_measures_both_paths_and_leaves_no_process(tmp_path)
     assert floor["r1_p50_us"] > 0 and floor["chain_p50_us"] > 0, floor
     assert floor["ratio_p50"] == floor["chain_p50_us"] / floor["r1_p50_us"]
     assert all(p.poll() is not None for p in procs), "a raw server outlived the benchmark"
+
+
+def test_cpu_per_write_counts_each_role_of_real_processes_and_the_client_thread():
+    """The replicated benchmark's CPU accounting: a busy process's CPU seconds grow
+    (psutil, all its threads); per write, summed by role, the client thread's beside."""
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    try:
+        from bench_cluster import cpu_per_write, cpu_seconds
+    finally:
+        sys.path.pop(0)
+    busy = subprocess.Popen([sys.executable, "-c",
+                             "import time\nt = time.process_time()\n"
+                             "while time.process_time() - t < 0.3: pass\ntime.sleep(30)"])
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        roles = {busy.pid: "worker", idle.pid: "router", 999_999_999: "etcd"}
+        before = cpu_seconds(roles)
+        assert set(before) == {busy.pid, idle.pid}, "a pid that does not exist has no CPU"
+        wait_until(lambda: cpu_seconds([busy.pid])[busy.pid] - before[busy.pid] >= 0.25,
+                   "the busy process to spend its CPU", timeout=20)
+        after = cpu_seconds(roles)
+    finally:
+        for p in (busy, idle):
+            p.kill()
+            p.wait()
+    got = cpu_per_write(roles, before, after, 1000, client_s=0.05)
+    assert set(got) == {"router", "worker", "client thread", "total"}, got
+    assert got["worker"] >= 250 and got["router"] < 50, got     # (us per write, of 1000)
+    assert got["client thread"] == 50.0
+    assert got["total"] == got["worker"] + got["router"] + got["client thread"]
