@@ -1,11 +1,13 @@
 """Catch-up of a peer's copies (issue 16; one task per peer, started by
 :class:`~.replication.Replication`): a copy that does not follow the leader's stream is
 asked its position, then sent the batches after it from the leader's log, or (its
-position is not in the log, is ``[0, 0]``, or a batch is larger than a message) a
-snapshot: pages of about :data:`SNAPSHOT_PAGE` bytes of a plyvel snapshot taken between
-two flushes (exactly the leader's position then), the position key in the last page,
-then the log from there. Once at the tip the copy follows the stream again. Up to
-:data:`AT_ONCE` copies of a peer are brought at once, each with its own round trips."""
+position is not in the log, is ``[0, 0]``, a batch is larger than a message, or the copy
+was fenced above the log's epoch by a failover that promoted no one, the shard since
+taken back above that fence) a snapshot: pages of about :data:`SNAPSHOT_PAGE` bytes of
+a plyvel snapshot taken between two flushes (exactly the leader's position then), the
+position key in the last page, then the log from there. Once at the tip the copy
+follows the stream again. Up to :data:`AT_ONCE` copies of a peer are brought at once,
+each with its own round trips."""
 from __future__ import annotations
 
 import asyncio
@@ -190,6 +192,17 @@ async def _bring(r: Replication, p: Peer, s: int, tr: Track, pos: Position) -> N
         if chunk[-1].pos == sl.pos:
             tr.sent = sl.pos               # the stream goes on behind it
         res = await fut
+        fence = res.get("refused", {}).get(s)
+        if type(fence) is int and fence <= sl.epoch and chunk[0].pos[0] < fence:
+            # fenced above these batches' epoch but not above ours: a failover that
+            # promoted no one raised the fence, and we took the shard back above it. The
+            # copy takes no batch of the older epoch from anyone now; only a full copy
+            # at our epoch brings it (else the same batches were refused again forever)
+            tr.sent = None
+            pos = await _snapshot(r, p, s, sl, tr)
+            snapped = True
+            tr.holds = pos
+            continue
         _answer(r, p, s, res)
         if s in res.get("behind", {}):
             tr.sent = None

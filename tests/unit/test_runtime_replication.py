@@ -845,3 +845,33 @@ def test_a_follower_sends_the_replies_on_only_once_it_holds_the_batches(slot: Sl
         with pytest.raises(BadRequest, match="append replies"):
             follower.append({"batches": [[shard, 5, 5, 2, 3, []]], "replies": bad})
     assert replica.read_position(slot.store.db, shard) == (5, 2), "a bad append applies nothing"
+
+
+def test_a_copy_fenced_above_the_logs_epoch_but_not_the_leaders_gets_a_snapshot(slot: Slot) -> None:
+    """A failover that promoted no one fenced the follower at epoch 4 while this leader's
+    log holds batches of epoch 3; the shard was taken back here at 5. The copy refuses
+    those batches (3 < 4) though no newer leader exists: it gets a full copy at epoch 5
+    and the held write is released. (The catch-up sent the same refused batches again
+    and again, and every write of the shard failed short of its quorum: the thirteenth
+    30-minute chaos run, after a router restart raced a failover.)"""
+    repl, (link,) = replicate(slot)
+    shard = shard_of("Counter", "a", SHARDS)
+    slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    link.ack()
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()                                  # [3, 2]: sent, not yet held
+    repl.grants.shards[shard] = 5                        # taken back above the fence
+    repl.configure(parse_grant({"peers": [["f0", "ipc://f0", None]],
+                                "replicas": {s: [[0, True]] for s in range(SHARDS)},
+                                "ack": "majority", "ack_timeout": 5.0}, SHARDS),
+                   repl.grants.shards)
+    assert repl.shards[shard].epoch == 5 and repl.shards[shard].entries
+    link.positions[shard] = [3, 1]
+    link.answer(lambda bs: {"held": {}, "behind": {}, "refused": {shard: 4}})
+    run_until(slot.loop, lambda: link.appends, 5.0)     # the catch-up's append, from the log
+    (batch,) = link.answer(lambda bs: {"held": {}, "behind": {}, "refused": {shard: 4}})
+    assert batch[:5] == [shard, 3, 3, 1, 2], "the log's batch, of epoch 3"
+    run_until(slot.loop, lambda: link.positions[shard] == [3, 2], 5.0)     # a snapshot
+    run_until(slot.loop, lambda: any(r[1] == w for _to, r in slot.out.replies), 5.0)
+    assert slot.out.reply_to(w)[2] == 2 and shard not in repl.lost
