@@ -125,6 +125,20 @@ def replicate(slot: Slot, followers: int = 1, ack: str = "majority", ack_timeout
     return repl, links  # type: ignore[return-value]
 
 
+def one_at_quorum_one_sent(slot: Slot) -> tuple[Replication, FakeLink, int, int]:
+    """One follower; a write of actor a at quorum ([3, 1]), a second sent to it and not
+    yet answered ([3, 2]): the replication, the follower's link, a's shard, the second
+    write's request id."""
+    repl, (link,) = replicate(slot)
+    shard = shard_of("Counter", "a", SHARDS)
+    slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    link.ack()
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    return repl, link, shard, w
+
+
 def test_output_waits_for_the_quorum_and_leaves_in_group_order(slot: Slot) -> None:
     repl, (link,) = replicate(slot)
     assert slot.commit.repl is repl
@@ -208,13 +222,7 @@ def test_a_refusal_stops_serving_the_shard_and_fails_its_groups(slot: Slot) -> N
 
 
 def test_a_follower_behind_is_caught_up_from_the_log(slot: Slot) -> None:
-    repl, (link,) = replicate(slot)
-    shard = shard_of("Counter", "a", SHARDS)
-    slot.ask("Counter", "a", "add", 1)
-    slot.commit.flush()
-    link.ack()
-    w = slot.ask("Counter", "a", "add", 1)
-    slot.commit.flush()
+    repl, link, shard, w = one_at_quorum_one_sent(slot)
     link.positions[shard] = [3, 1]
     link.answer(lambda bs: {"held": {}, "behind": {shard: [3, 1]}, "refused": {}})
     run(slot)
@@ -854,13 +862,7 @@ def test_a_copy_fenced_above_the_logs_epoch_but_not_the_leaders_gets_a_snapshot(
     and the held write is released. (The catch-up sent the same refused batches again
     and again, and every write of the shard failed short of its quorum: the thirteenth
     30-minute chaos run, after a router restart raced a failover.)"""
-    repl, (link,) = replicate(slot)
-    shard = shard_of("Counter", "a", SHARDS)
-    slot.ask("Counter", "a", "add", 1)
-    slot.commit.flush()
-    link.ack()
-    w = slot.ask("Counter", "a", "add", 1)
-    slot.commit.flush()                                  # [3, 2]: sent, not yet held
+    repl, link, shard, w = one_at_quorum_one_sent(slot)   # [3, 2]: sent, not yet held
     repl.grants.shards[shard] = 5                        # taken back above the fence
     repl.configure(parse_grant({"peers": [["f0", "ipc://f0", None]],
                                 "replicas": {s: [[0, True]] for s in range(SHARDS)},
