@@ -26,7 +26,7 @@ class Stderr:
 
     Not pytest's capfd: its ``readouterr`` reads the capture file and then truncates it,
     so a line a worker writes between the two is lost, and a wait polling it can miss
-    the line it waits for (it did, twice in CI, for the dropped-tell warning)."""
+    the line it waits for (it did, three times in CI, for the dropped-tell warning)."""
 
     def __init__(self, path: Path) -> None:
         self.path, self.text = path, ""
