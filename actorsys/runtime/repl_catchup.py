@@ -174,17 +174,17 @@ def _answer(r: Replication, p: Peer, s: int, res: Any) -> None:
 
 async def _bring(r: Replication, p: Peer, s: int, tr: Track, pos: Position) -> None:
     """Bring ``p``'s copy of ``s`` from ``pos`` to the stream (log or snapshot)."""
-    snapped = False
+    snapped = fenced = False
     while True:
         sl = _still(r, p, s, tr)
         if pos == sl.pos and (pos != NO_POSITION or snapped):
             tr.holds = tr.sent = pos
             r.check()
             return
-        chunk = sl.after(pos, r.limit) if pos != NO_POSITION else None
+        chunk = sl.after(pos, r.limit) if pos != NO_POSITION and not fenced else None
         if chunk is None:
             pos = await _snapshot(r, p, s, sl, tr)
-            snapped = True
+            snapped, fenced = True, False
             tr.holds = pos
             continue
         batches = [[s, e.pos[0], e.prev[0], e.prev[1], e.pos[1], e.items] for e in chunk]
@@ -199,9 +199,7 @@ async def _bring(r: Replication, p: Peer, s: int, tr: Track, pos: Position) -> N
             # copy takes no batch of the older epoch from anyone now; only a full copy
             # at our epoch brings it (else the same batches were refused again forever)
             tr.sent = None
-            pos = await _snapshot(r, p, s, sl, tr)
-            snapped = True
-            tr.holds = pos
+            fenced = True
             continue
         _answer(r, p, s, res)
         if s in res.get("behind", {}):
