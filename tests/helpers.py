@@ -3,16 +3,21 @@
 Node helpers (wait_until, key_on_slot, kill_worker_of, worker_pids, ...) live in
 :mod:`actorsys.testing.nodes`, shared with the scripts; this module holds what only the
 tests know: the test actor modules live in ``tests/actors/`` (:data:`ACTORS_DIR`), which a
-test node gets as its ``python_path``.
+test node gets as its ``python_path``. A test that waits for a line of a node's log reads it
+from a :class:`NodeStderr` file.
 """
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import plyvel
 
-from actorsys.testing.nodes import node_config
+import actorsys
+from actorsys.testing.nodes import node_config, wait_until
+from actorsys.testing.processes import start_logged
 
 if TYPE_CHECKING:
     import aetcd
@@ -74,3 +79,32 @@ def slot_dbs(path: str) -> dict[int, dict[bytes, bytes]]:
             finally:
                 db.close()
     return out
+
+
+class NodeStderr:
+    """What a node's processes wrote to standard error so far: a file they inherit as
+    their fd 2, appended to and never truncated (:meth:`node` starts the node so).
+
+    Not pytest's capfd: its ``readouterr`` reads the capture file and then truncates it,
+    so a line a worker writes between the two is lost, and a wait polling it can miss
+    the line it waits for (it did, three times in CI, for the dropped-tell warning)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.text = path, ""
+
+    def node(self, config: dict[str, Any]) -> actorsys.Node:
+        """A node started with its processes' standard error going to this file."""
+        node = actorsys.Node(config)
+        start_logged(node, str(self.path), fds=(2,))
+        return node
+
+    def read(self) -> str:
+        self.text = self.path.read_text(errors="replace") if self.path.exists() else ""
+        return self.text
+
+    def wait_for(self, pattern: str, what: str, timeout: float = 15.0) -> re.Match[str]:
+        try:
+            return wait_until(lambda: re.search(pattern, self.read()), what, timeout)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the node's standard error so far:\n"
+                                 f"{self.text[-6000:]}") from None

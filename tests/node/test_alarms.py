@@ -9,10 +9,10 @@ import signal
 import time
 
 import pytest
+from helpers import NodeStderr
 
 import actorsys
 from actorsys.testing.nodes import key_on_slot, wait_until, worker_pids, workers
-from actorsys.testing.processes import start_logged
 
 ALARM_ACTORS = {"Alarmist": "alarm_actors:Alarmist", "AsyncAlarmist": "alarm_actors:AsyncAlarmist",
                 "NoHandler": "alarm_actors:NoHandler"}
@@ -266,20 +266,15 @@ def test_on_alarm_that_kills_its_worker_fires_again_after_restart(config, tmp_pa
 def test_an_alarm_that_kills_its_worker_every_time_is_dropped_after_its_attempts(config, tmp_path):
     side = tmp_path / "attempts.txt"
     retry = {"initial": 0.2, "max": 0.4, "attempts": 3}
-    # the node's standard error goes to a file, read whole at each poll (capfd's
-    # readouterr truncates its file after reading: a line written between is lost)
-    stderr = tmp_path / "node-stderr.log"
-    n = actorsys.Node(alarm_config(config, alarm_retry=retry))
-    start_logged(n, str(stderr), fds=(2,))
-    with n:
+    err = NodeStderr(tmp_path / "node-stderr.log")      # (not capfd: see NodeStderr)
+    with err.node(alarm_config(config, alarm_retry=retry)) as n:
         c = n.client()
         key = key_on_slot(c, "Alarmist", 1, "poison")
         r = c.ref("Alarmist", key)
         r.ask("set", 0.1, "poison", {"file": str(side), "kill_always": True})
         wait_until(lambda: len(attempt_lines(side)) >= 3, "three deliveries, each killing the worker",
                    timeout=30)
-        wait_until(lambda: "dropped after 3 failed attempts" in stderr.read_text(errors="replace"),
-                   "the worker to drop the alarm and say so", timeout=15)
+        err.wait_for("dropped after 3 failed attempts", "the worker to drop the alarm and say so")
         assert r.ask("pending") == {}, "expected the poisonous alarm gone after its attempts"
         time.sleep(1.0)          # longer than the backoff: no fourth delivery may come
         assert len(attempt_lines(side)) == 3, \

@@ -1,7 +1,7 @@
 """Loud failures (issue 14): a worker logs every failed turn with its traceback, every
 dropped tell with its reason, rate-limited per actor type, and warns of a turn that
 blocks its event loop longer than slow_turn while it still runs. The node's processes
-write their standard error to a file of the test's (see :class:`Stderr`)."""
+write their standard error to a file of the test's (see :class:`helpers.NodeStderr`)."""
 from __future__ import annotations
 
 import os
@@ -11,49 +11,20 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from helpers import NodeStderr
 
 import actorsys
 from actorsys.config.defaults import LOG_BURST
 from actorsys.testing.nodes import wait_until
-from actorsys.testing.processes import start_logged
 
 LOUD = {"Flaky": "loud:Flaky", "Blocker": "loud:Blocker"}
 
 
-class Stderr:
-    """What the node's processes wrote to standard error so far: a file they inherit as
-    their fd 2, appended to and never truncated.
-
-    Not pytest's capfd: its ``readouterr`` reads the capture file and then truncates it,
-    so a line a worker writes between the two is lost, and a wait polling it can miss
-    the line it waits for (it did, three times in CI, for the dropped-tell warning)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path, self.text = path, ""
-
-    def node(self, config: dict[str, Any]) -> actorsys.Node:
-        """A node started with its processes' standard error going to this file."""
-        node = actorsys.Node(config)
-        start_logged(node, str(self.path), fds=(2,))
-        return node
-
-    def read(self) -> str:
-        self.text = self.path.read_text(errors="replace") if self.path.exists() else ""
-        return self.text
-
-    def wait_for(self, pattern: str, what: str, timeout: float = 15.0) -> re.Match[str]:
-        try:
-            return wait_until(lambda: re.search(pattern, self.read()), what, timeout)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}; the node's standard error so far:\n"
-                                 f"{self.text[-6000:]}") from None
-
-
 @pytest.fixture
-def err(tmp_path: Path) -> Iterator[Stderr]:
+def err(tmp_path: Path) -> Iterator[NodeStderr]:
     """The node's standard error; its end is copied to the test's own at teardown (shown
     with a failure)."""
-    e = Stderr(tmp_path / "node-stderr.log")
+    e = NodeStderr(tmp_path / "node-stderr.log")
     yield e
     sys.stderr.write(e.read()[-20000:])
 
