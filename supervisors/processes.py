@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from actorsys import log as actorsys_log
+from actorsys import metrics
 from actorsys.actor.classes import check_actor_classes
 from actorsys.config import NodeConfig, NodeLayout
 from actorsys.errors import ConfigError
@@ -50,11 +51,14 @@ class Role(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class NodeChild:
     """One process to run: its role, its slot (workers only, else None) and, for the
-    tree, whether it is a restart (it then keeps the children stopped at run time)."""
+    tree, whether it is a restart (it then keeps the children stopped at run time);
+    ``restarts``: how many times this role and slot were started again before (the
+    process reports it: ``actorsys_process_restarts_total``)."""
 
     role: Role
     slot: int | None = None
     restarted: bool = False
+    restarts: int = 0
 
     @property
     def name(self) -> str:
@@ -65,7 +69,8 @@ class NodeChild:
 
     def again(self) -> NodeChild:
         """The same process, started again (a restarted tree restores its state)."""
-        return NodeChild(self.role, self.slot, restarted=self.role is Role.TREE)
+        return NodeChild(self.role, self.slot, restarted=self.role is Role.TREE,
+                         restarts=self.restarts + 1)
 
 
 def describe(status: int) -> str:
@@ -169,6 +174,7 @@ class Launcher:
         for fd in self.lock_fds:   # the locks belong to the supervisor alone
             os.close(fd)
         actorsys_log.setup(child.role.value, child.slot)
+        metrics.start(child.role.value, child.slot, child.restarts)
 
     def _run(self, child: NodeChild) -> int:
         """Run the role's entry point; returns the exit status."""

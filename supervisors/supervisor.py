@@ -101,6 +101,8 @@ class Supervisor:
         self.children: list[Child] = []
         self.by_id: dict[str, Child] = {}
         self.restarts: deque[float] = deque()
+        #: restarts counted since this record was made (never reset: the metrics' total)
+        self.restarted = 0
         self.state = SupervisorState.STOPPED
         self.seq = 0
 
@@ -349,6 +351,7 @@ class Supervisor:
         """Count one restart now; False if that is more than the intensity allows."""
         now = self.host.now()
         self.restarts.append(now)
+        self.restarted += 1
         while self.restarts and self.restarts[0] < now - self.spec.max_seconds:
             self.restarts.popleft()
         return len(self.restarts) <= self.spec.max_restarts

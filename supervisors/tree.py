@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import zmq
 
+from actorsys import metrics
 from actorsys.client.transport import AsyncTransport
 from actorsys.config import NodeConfig, NodeLayout
 from actorsys.config import supervision as specs
@@ -125,6 +126,10 @@ class Tree:
                          "adopted": 0, "auth_refused": 0, "handshake_failed": 0}
         self.report_fd: int | None = None    # a pipe to the node supervisor (set by main)
         self.events: deque[Queued] = deque()
+        self.metrics = metrics.current()
+        self.metrics.counters = self.counters
+        self.metrics.counter_by("actorsys_supervisor_restarts",
+                                lambda: {n: s.restarted for n, s in self.sups.items()})
 
     # -- process ------------------------------------------------------------------
     async def run(self) -> int:
@@ -453,10 +458,13 @@ class Tree:
             self._reply(envelope, wire.ok(rid, "pong"))
         elif op == wire.STATUS:
             self._reply(envelope, wire.ok(rid, self.status()))
+        elif op == wire.METRICS:
+            self._reply(envelope, wire.ok(rid, self.metrics.families()))
         else:
             self.counters["bad_frames"] += 1
             self._reply_err(envelope, rid, BadRequest(
-                f"the supervision tree serves sup, exit, status and ping, not {wire.OPS[op]}"))
+                f"the supervision tree serves sup, exit, status, metrics and ping, not "
+                f"{wire.OPS[op]}"))
 
     def status(self) -> dict[str, Any]:
         return {"role": "tree", "pid": os.getpid(), "state": self.state.value, "endpoint": self.endpoint,

@@ -142,6 +142,11 @@ class AsyncClient:
         st: dict[str, Any] = await self.transport.call_router(wire.STATUS, timeout)
         return st
 
+    async def metrics(self, timeout: float = 10.0) -> list[Any]:
+        """The node's Prometheus samples (see :meth:`Client.metrics`)."""
+        families: list[Any] = await self.transport.call_router(wire.METRICS, timeout)
+        return families
+
     async def cluster(self, timeout: float = 10.0) -> dict[str, Any]:
         """The cluster as the router sees it (see :meth:`Client.cluster`)."""
         view: dict[str, Any] = await self.transport.call_router(wire.CLUSTER, timeout)

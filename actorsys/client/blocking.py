@@ -266,6 +266,15 @@ class Client:
             wire.STATUS, timeout, no_answer(f"router at {self.endpoint}", timeout)))
         return st
 
+    def metrics(self, timeout: float = 10.0) -> list[Any]:
+        """The node's Prometheus samples, every process's, as the router gathered them:
+        ``[[family, type, help, [[sample, {label: value}, value], ...]], ...]`` (the
+        ``actorsys/metrics`` catalog says what each is; ``/metrics`` serves the same)."""
+        lane = self._lane()
+        families: list[Any] = lane.run(lane.transport.call_router(
+            wire.METRICS, timeout, no_answer(f"router at {self.endpoint}", timeout)))
+        return families
+
     def cluster(self, timeout: float = 10.0) -> dict[str, Any]:
         """The cluster as the router in use sees it: ``{"name", "epoch", "nodes": [{"id",
         "endpoint", "alive", "shards"}, ...]}`` (a single node: no name, one node, no id)."""

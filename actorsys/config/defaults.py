@@ -96,6 +96,8 @@ DEFAULTS: Mapping[str, Key] = MappingProxyType({
     "node.curve_secret_key": Key(Kind.STR, None),
     "node.authorized_keys": Key(Kind.STR, None),
     "node.python_path": Key(Kind.STRINGS, []),
+    # "HOST:PORT" (port 0: a free one): the node's Prometheus listener, /metrics (None: off)
+    "node.metrics": Key(Kind.STR, None),
 
     "node.alarm_retry.initial": Key(Kind.NUMBER, 1.0),
     "node.alarm_retry.max": Key(Kind.NUMBER, 60.0),
@@ -114,6 +116,7 @@ DEFAULTS: Mapping[str, Key] = MappingProxyType({
     "gateway.max_connections": Key(Kind.INT, 10_000),
     "gateway.expose": Key(Kind.STRINGS, None),          # None: every registered type
     "gateway.auth": Key(Kind.STR, None),
+    "gateway.metrics": Key(Kind.BOOL, False),          # /metrics on the gateway (the whole node's)
 
     # a cluster of nodes (config/cluster.py); no [cluster] table: a single node, no etcd
     "cluster.etcd": Key(Kind.STRINGS, None),        # required: etcd client URLs (http://HOST:PORT)

@@ -20,6 +20,12 @@ _ORIGIN = re.compile(r"^https?://[^/\s]+$")
 _HOST = re.compile(r"^[^/\s]+$")
 
 
+def valid_listen(value: Any) -> bool:
+    """Whether ``value`` is a ``HOST:PORT`` an HTTP listener can bind (port 0: any free one)."""
+    m = _LISTEN.match(value) if isinstance(value, str) else None
+    return m is not None and int(m.group(2)) <= 65535
+
+
 def parse_gateway(table: Any, src: Source, actors: dict[str, str]) -> dict[str, Any]:
     """Validate the [gateway] table (paths made absolute)."""
     def fail(problem: str, key: str | None) -> ConfigError:
@@ -32,8 +38,7 @@ def parse_gateway(table: Any, src: Source, actors: dict[str, str]) -> dict[str, 
             raise fail(f"unknown key (expected one of: {', '.join(GATEWAY)})", key)
     g = {k: table[k] if k in table else spec.fresh() for k, spec in GATEWAY.items()}
     listen = g["listen"]
-    m = _LISTEN.match(listen) if isinstance(listen, str) else None
-    if m is None or int(m.group(2)) > 65535:
+    if not valid_listen(listen):
         raise fail(f"must be \"HOST:PORT\" (port 0: any free port), got {listen!r:.80}", "listen")
     if g["static"] is not None:
         if not isinstance(g["static"], str):
@@ -71,4 +76,7 @@ def parse_gateway(table: Any, src: Source, actors: dict[str, str]) -> dict[str, 
                 raise fail(f"{t!r:.80} is not a type in [actors]", "expose")
     if g["auth"] is not None and not (isinstance(g["auth"], str) and IMPORT_PATH.match(g["auth"])):
         raise fail(f"must be \"module:function\", got {g['auth']!r:.80}", "auth")
+    if type(g["metrics"]) is not bool:
+        raise fail(f"must be true (serve the node's /metrics here) or false, got {g['metrics']!r:.80}",
+                   "metrics")
     return g

@@ -46,6 +46,9 @@ class NodeLayout:
     gateway: str | None = None
     #: the gateway's HTTP address, ``HOST:PORT`` with its port fixed; None without a gateway
     gateway_listen: str | None = None
+    #: the node's Prometheus listener, ``HOST:PORT`` with its port fixed; None without
+    #: ``[node] metrics``
+    metrics_listen: str | None = None
     #: a temporary directory holding the ipc sockets, removed when the node stops; None
     #: when the endpoints are the config's own
     run_dir: str | None = None
@@ -106,19 +109,30 @@ def plan_layout(cfg: NodeConfig, previous: NodeLayout | None = None) -> NodeLayo
         gateway = listen = None
         if cfg.gateway is not None:
             gateway = place("gateway")
-            listen_host, port = cfg.gateway["listen"].rsplit(":", 1)
-            if port != "0":
-                listen = cfg.gateway["listen"]
-            elif previous is not None and previous.gateway_listen is not None:
-                listen = previous.gateway_listen
-            else:
-                listen = f"{listen_host}:{free_port(listen_host.strip('[]'), taken)}"
+            listen = _fixed(cfg.gateway["listen"], previous.gateway_listen if previous else None,
+                            taken)
+        metrics = None
+        if cfg.metrics is not None:
+            metrics = _fixed(cfg.metrics, previous.metrics_listen if previous else None, taken)
     except BaseException:
         if run_dir is not None:
             os.rmdir(run_dir)
         raise
     return NodeLayout(router=router, workers=workers, tree=tree, gateway=gateway,
-                      gateway_listen=listen, run_dir=run_dir)
+                      gateway_listen=listen, metrics_listen=metrics, run_dir=run_dir)
+
+
+def _fixed(listen: str, previous: str | None, taken: set[str]) -> str:
+    """An HTTP ``HOST:PORT`` with its port fixed: as written, else (port 0) the last run's,
+    else a free one (added to ``taken``)."""
+    host, port = listen.rsplit(":", 1)
+    if port != "0":
+        return listen
+    if previous is not None:
+        return previous
+    fixed = str(free_port(host.strip("[]"), taken))
+    taken.add(fixed)
+    return f"{host}:{fixed}"
 
 
 def _tcp_ports(previous: NodeLayout, router: str) -> dict[str, str]:

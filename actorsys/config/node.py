@@ -72,7 +72,7 @@ from . import supervision
 from .defaults import (ACTOR_OPTIONS, ALARM_RETRY, ALARM_RETRY_KEYS, DURABILITY, NODE, ON_ERROR,
                        Kind, default)
 from .cluster import parse_cluster
-from .gateway import parse_gateway
+from .gateway import parse_gateway, valid_listen
 from .keyfiles import load_authorized, load_secret
 from .source import Source
 from .values import IMPORT_PATH, kind_problem, parse_size
@@ -131,6 +131,8 @@ class NodeConfig:
     #: absolute path of the directory of the public keys allowed in (tcp endpoints)
     authorized_keys: str | None = _node("authorized_keys")
     python_path: list[str] = _node("python_path")
+    #: the node's Prometheus listener, ``HOST:PORT`` (None: none; see actorsys/metrics)
+    metrics: str | None = _node("metrics")
     actors: dict[str, str] = field(default_factory=dict)
     #: type name -> actor-level policy on a handler exception ("restart" or "stop")
     on_error: dict[str, str] = field(default_factory=dict)
@@ -145,6 +147,12 @@ class NodeConfig:
     cluster: dict[str, Any] | None = None
     #: the config file (absolute), or None for a dict
     source: str | None = None
+
+    @property
+    def metrics_on(self) -> bool:
+        """Whether the node serves Prometheus metrics (its listener, or the gateway's
+        ``/metrics``): its processes then time turns and commits."""
+        return self.metrics is not None or bool(self.gateway and self.gateway.get("metrics"))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -228,6 +236,9 @@ def _node_section(node: Any, src: Source) -> dict[str, Any]:
                 "turn_timeout", "heartbeat_timeout", "request_window_seconds"):
         if values[key] <= 0:
             raise fail("must be a positive number of seconds", key)
+    if values["metrics"] is not None and not valid_listen(values["metrics"]):
+        raise fail(f"must be \"HOST:PORT\" (port 0: any free port), got {values['metrics']!r:.80}",
+                   "metrics")
     _check_keys(values, src, fail)
     _check_endpoint(values, src, fail)
     values["data_dir"] = src.path(values["data_dir"])

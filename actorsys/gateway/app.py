@@ -34,6 +34,7 @@ from typing import Any
 import zmq
 from aiohttp import web
 
+from .. import metrics
 from ..client.transport import AsyncTransport
 from ..config import NodeConfig, NodeLayout, import_function
 from ..errors import ActorError, NodeUnavailable
@@ -42,6 +43,7 @@ from ..net.listener import Listener
 from ..net.members import apply_member_keys
 from ..net.keys import node_keys
 from ..net.sockets import SocketPump
+from ..protocol import wire
 from .admission import Admission
 from .auth import AuthHook
 from .batches import Delivery
@@ -50,6 +52,8 @@ from .http import HttpAsks
 from .sockets import Hub
 
 log = get_logger("gateway")
+#: seconds /metrics waits for the router's gathering (each process has 2 s of it)
+METRICS_SECONDS = 5.0
 
 #: the gateway's counters, in its status (the last two are the CURVE guard's)
 COUNTERS = ("http_requests", "http_errors", "ws_opened", "ws_closed", "ws_refused", "events",
@@ -97,9 +101,12 @@ class Gateway:
         self.listener = Listener(self.ctx, loop, keys, self.counters, self.layout.gateway,
                                  cfg.max_message_bytes)
         self.sock = self.listener.sock
+        self.metrics = metrics.current()
+        self.metrics.counters = self.counters
+        self.metrics.gauge("actorsys_gateway_sockets", lambda: len(self.hub.sockets))
         node_side = NodeSide(self.sock, self.effects, self.status, cfg.max_message_bytes, self.counters,
                              on_keys=partial(apply_member_keys, self.listener.guard),
-                             on_map=self._router_map)
+                             on_map=self._router_map, families=self.metrics.families)
         self.pump = SocketPump(loop, self.sock, node_side.on_frames)
         await self._wait_for_the_map()
         self.runner = web.AppRunner(self._app(), access_log=None, handle_signals=False,
@@ -155,6 +162,8 @@ class Gateway:
         app.router.add_post("/actors/{type}/{key}/{method}", self.http.handle)
         app.router.add_route("OPTIONS", "/actors/{type}/{key}/{method}", self.admission.preflight)
         app.router.add_get("/ws/{type}/{key}", self.hub.serve)
+        if self.g["metrics"]:
+            app.router.add_get("/metrics", self._metrics)
         static = self.g["static"]
         if static:
             index = os.path.join(static, "index.html")
@@ -164,6 +173,16 @@ class Gateway:
                 app.router.add_get("/", index_page)
             app.router.add_static("/", static)
         return app
+
+    async def _metrics(self, _request: web.Request) -> web.StreamResponse:
+        """The whole node's metrics (``[gateway] metrics = true``): the router gathers them
+        from every process (``actorsys/node/scrape.py``)."""
+        try:
+            families = await self.transport.call_router(wire.METRICS, METRICS_SECONDS)
+            return metrics.http_response(metrics.check_families(families))
+        except (ActorError, ValueError) as exc:
+            log.warning("/metrics: the router's metrics did not come: %s", exc)
+            return web.Response(status=503, text=f"the node's metrics did not come: {exc}\n")
 
     async def _shutdown(self) -> None:
         """Close every socket (1001, going away), hand their actors the disconnects

@@ -96,13 +96,16 @@ class Effects:
 
 class NodeSide:
     """The gateway's ROUTER socket inside the node: ``WS`` effects from workers,
-    ``STATUS`` and ``PING`` from the router; anything else is answered with an error."""
+    ``STATUS``, ``METRICS`` and ``PING`` from the router; anything else is answered with an error."""
 
     def __init__(self, sock: zmq.Socket[Any], effects: Effects, status: Callable[[], dict[str, Any]],
                  max_message_bytes: int, counters: dict[str, int],
                  on_keys: Callable[[Any], int] | None = None,
-                 on_map: Callable[[Any], None] | None = None) -> None:
+                 on_map: Callable[[Any], None] | None = None,
+                 families: Callable[[], list[Any]] = list) -> None:
         self.sock, self.effects, self.status = sock, effects, status
+        #: the gateway process's metrics (METRICS from the router)
+        self.families = families
         self.max_message_bytes, self.counters = max_message_bytes, counters
         #: lets the cluster members' CURVE keys in (the gateway's guard; net/members.py)
         self.on_keys = on_keys
@@ -126,6 +129,8 @@ class NodeSide:
                 self.counters["bad_frames"] += 1
         elif op == wire.STATUS:
             self._reply(envelope, wire.ok(rid, self.status()))
+        elif op == wire.METRICS:
+            self._reply(envelope, wire.ok(rid, self.families()))
         elif op == wire.PING:
             self._reply(envelope, wire.ok(rid, "pong"))
         elif op == wire.SHARDS and self.on_keys is not None and rest and rest[0] == "keys":

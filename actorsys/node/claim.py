@@ -87,6 +87,9 @@ def claim_node(cfg: NodeConfig, layout: NodeLayout) -> list[int]:
         if layout.gateway_listen is not None and _endpoint_in_use("tcp://" + layout.gateway_listen):
             raise ConfigError(f"the gateway's address {layout.gateway_listen} is already in use",
                               file=cfg.source, key="gateway.listen")
+        if layout.metrics_listen is not None and _endpoint_in_use("tcp://" + layout.metrics_listen):
+            raise ConfigError(f"the metrics address {layout.metrics_listen} is already in use",
+                              file=cfg.source, key="node.metrics")
         record_endpoint(cfg.data_dir, layout.router)
     except BaseException:
         for fd in fds:

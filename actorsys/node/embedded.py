@@ -47,6 +47,8 @@ class Node:
         self._last_layout: NodeLayout | None = None     # a restart keeps its chosen ports
         #: the gateway's HTTP address, kept after a stop (None: never started, no gateway)
         self._gateway_listen: str | None = None
+        #: the node's metrics listener's address, kept after a stop (None: none)
+        self._metrics_listen: str | None = None
         self._client: Client | None = None
         self._reports: int | None = None     # pipe: why the supervisor stopped the node
         self._report = ""
@@ -68,6 +70,15 @@ class Node:
         return "http://" + self._gateway_listen
 
     @property
+    def metrics_url(self) -> str:
+        """The node's Prometheus endpoint (``http://HOST:PORT/metrics``), once started with
+        ``[node] metrics``."""
+        if self._metrics_listen is None:
+            raise NodeUnavailable("this node has no metrics listener ([node] metrics), or is "
+                                  "not started")
+        return f"http://{self._metrics_listen}/metrics"
+
+    @property
     def pid(self) -> int | None:
         """The node supervisor's pid."""
         return self._proc.pid if self._proc else None
@@ -78,6 +89,7 @@ class Node:
         self._layout = layout = plan_layout(self.config, self._last_layout)
         self._last_layout = layout
         self._gateway_listen = layout.gateway_listen
+        self._metrics_listen = layout.metrics_listen
         try:
             for fd in claim_node(self.config, layout):  # a clear error now; the supervisor holds the locks
                 os.close(fd)

@@ -35,6 +35,7 @@ import psutil
 import zmq
 
 from ..client.transport import AsyncTransport
+from .. import metrics
 from ..config import NodeConfig, NodeLayout
 from ..config.defaults import DRAIN_TIMEOUT, LOG_BURST, LOG_MAX_TYPES, LOG_WINDOW
 from ..errors import ActorError, BadRequest
@@ -46,12 +47,16 @@ from ..net.members import apply_member_keys
 from ..net.sockets import SocketPump
 from ..protocol import wire
 from ..protocol.shardmap import ShardMap
+from .scrape import MetricsListener, NodeScrape
 
 log = get_logger("router")
 #: the router's exit status when the node cannot join its cluster (the node stops)
 EXIT_CLUSTER = 79
 #: the router's exit status after the node left its cluster (the node stops cleanly)
 EXIT_LEFT = 80
+
+#: seconds between two tries to bind ``[node] metrics``'s address
+METRICS_RETRY = 5.0
 
 #: the routing frames of a request (the peer's identity, maybe an empty delimiter)
 Envelope = tuple[bytes, ...]
@@ -99,6 +104,13 @@ class Router:
                 self.ctx.term()
                 return
         self.pump = SocketPump(self.loop, self.sock, self._on_frames)
+        own = metrics.current()
+        own.counters = self.counters
+        self.scrape = NodeScrape(self.transport, self.layout, own)
+        self.metrics_http: MetricsListener | None = None
+        if self.layout.metrics_listen is not None:
+            self.metrics_http = MetricsListener(self.scrape, self.layout.metrics_listen)
+            self._serving_metrics = self.loop.create_task(self._serve_metrics(self.metrics_http))
         for sig in (signal.SIGTERM,):   # SIGINT (Ctrl-C) is the supervisor's alone
             self.loop.add_signal_handler(sig, self._stop)
         self._sweeper = self.loop.call_later(1.0, self._sweep)
@@ -111,6 +123,9 @@ class Router:
                 except Exception as exc:        # the lease then expires by itself
                     log.warning("leaving the cluster's etcd cleanly failed: %s", exc)
             self._sweeper.cancel()
+            if self.metrics_http is not None:
+                self._serving_metrics.cancel()
+                await self.metrics_http.close()
             self.drops.flush()
             self.pump.close()
             self.transport.close()
@@ -202,6 +217,8 @@ class Router:
             self._send(envelope, wire.ok(rid, "pong"))
         elif op == wire.STATUS:
             self.loop.create_task(self._status(envelope, rid))
+        elif op == wire.METRICS:
+            self.loop.create_task(self._metrics(envelope, rid))
         elif op == wire.CLUSTER:
             self._send(envelope, wire.ok(rid, self.cluster_view()))
         elif op == wire.LEAVE:
@@ -248,6 +265,28 @@ class Router:
                                                           f"{exc}").to_wire()))
         else:
             self._send(envelope, wire.ok(rid, result))
+
+    async def _metrics(self, envelope: Envelope, rid: int) -> None:
+        self._send(envelope, wire.ok(rid, await self.scrape.families()))
+
+    async def _serve_metrics(self, listener: MetricsListener) -> None:
+        """Serve ``/metrics``; an address that cannot be bound is logged and tried again
+        every :data:`METRICS_RETRY` seconds (the node serves on meanwhile)."""
+        said = False
+        while True:
+            try:
+                await listener.start()
+            except OSError as exc:
+                if not said:
+                    log.error("cannot serve metrics at %s ([node] metrics): %s; trying again "
+                              "every %.0f s", listener.listen, exc, METRICS_RETRY)
+                    said = True
+                await listener.close()
+                await asyncio.sleep(METRICS_RETRY)
+                continue
+            if said:
+                log.info("metrics served at %s after all", listener.listen)
+            return
 
     async def _status(self, envelope: Envelope, rid: int) -> None:
         self._send(envelope, wire.ok(rid, await self.status()))

@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Any, NamedTuple, Union
 
 from . import wire
-from .wire import ASK, CLUSTER, EXIT, LEAVE, LIST, MAP, PING, SHARDS, SPAWN, STATUS, STOP, SUP, TELL, WS
+from .wire import (ASK, CLUSTER, EXIT, LEAVE, LIST, MAP, METRICS, PING, SHARDS, SPAWN, STATUS, STOP, SUP,
+                   TELL, WS)
 
 _pack = wire.pack
 
@@ -139,8 +140,8 @@ class WsEffects(NamedTuple):
 
 
 class Control(NamedTuple):
-    """A request with no body: ``MAP`` (the shard map), ``STATUS``, ``PING``, ``CLUSTER``
-    or ``LEAVE``."""
+    """A request with no body: ``MAP`` (the shard map), ``STATUS``, ``PING``, ``CLUSTER``,
+    ``LEAVE`` or ``METRICS``."""
     op: int
     rid: int
 
@@ -174,6 +175,6 @@ _BY_OP: dict[int, Any] = {ASK: Ask, TELL: Tell, SPAWN: Spawn, STOP: Stop, EXIT: 
 
 def decode(op: int, rid: int, rest: list[Any]) -> Request:
     """The typed record of a request that :func:`.wire.decode_frames` has checked."""
-    if op in (MAP, STATUS, PING, CLUSTER, LEAVE):
+    if op in (MAP, STATUS, PING, CLUSTER, LEAVE, METRICS):
         return Control(op, rid)
     return _BY_OP[op](rid, *rest)  # type: ignore[no-any-return]

@@ -24,6 +24,10 @@ LIST    ``[LIST, id, type, start_after, limit]``: a worker's keys of actors of `
         with persisted data, in order, after ``start_after`` (a string or nil)
 CLUSTER ``[CLUSTER, id]``: the cluster's view (router): name, epoch, nodes
 LEAVE   ``[LEAVE, id]``: the node hands its shards off to the others, then replies (router)
+METRICS ``[METRICS, id]``: Prometheus samples, ``[[name, type, help, [[sample, {label: value},
+        value], ...]], ...]``: a process's own (worker, tree, gateway), or the whole node's
+        (router: every process's, labelled with its ``role`` and ``slot``;
+        ``actorsys/metrics``)
 WS      ``[WS, 0, type, key, effects, batch, part]``: a worker hands the gateway what
         one actor's committed turn did to its WebSockets (a large turn's in parts 0,
         1, ...); ``batch``: ``[gateway, number]`` of the socket events' batch it ran,
@@ -74,6 +78,8 @@ OPS = {ASK: "ask", TELL: "tell", SPAWN: "spawn", MAP: "map", STATUS: "status", P
 MAX_LIST_LIMIT = 10_000
 CLUSTER, LEAVE = 15, 16     # client -> router (the cluster's view; hand this node's shards off)
 OPS.update({CLUSTER: "cluster", LEAVE: "leave"})
+METRICS = 17                # anyone -> any node process (the router's answer is the whole node's)
+OPS[METRICS] = "metrics"
 
 _packb: Callable[[Any], bytes] = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 

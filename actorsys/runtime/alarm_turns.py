@@ -23,6 +23,7 @@ from ..storage.view import Storage
 from .activation import ALARM, STOPPED, Activation, Internal
 
 if TYPE_CHECKING:
+    from ..metrics import ProcessMetrics
     import asyncio
 
     from ..actor import Actor
@@ -43,6 +44,8 @@ class AlarmTurns:
         self.catalog, self.commit, self.store = catalog, commit, store
         self.map, self.slot, self.retry, self.counters = shard_map, slot, retry, counters
         self.clock: alarms.AlarmClock | None = None
+        #: the process's metrics, when the node serves them (alarm lateness)
+        self.metrics: ProcessMetrics | None = None
 
     def start_clock(self, loop: asyncio.AbstractEventLoop,
                     deliver: Callable[[list[tuple[int, int, str, str, str]]], None],
@@ -85,6 +88,8 @@ class AlarmTurns:
                 clock.done(ident)
                 continue
             self.counters["alarms_fired"] += 1
+            if self.metrics is not None:
+                self.metrics.alarm_late(type_name, now - due / 1e6)
             # queued now (a queued actor is never evicted), run once the attempts are durable
             act.mail().append(Internal(ALARM, name=name, due=due_us(at)))
             queued.append(act)

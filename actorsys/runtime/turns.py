@@ -58,6 +58,7 @@ from .nested import NestedTurns, chain_context
 from .system import SYSTEM_METHODS
 
 if TYPE_CHECKING:
+    from ..metrics import ProcessMetrics
     from ..storage.slot import SlotStore
     from .alarm_turns import AlarmTurns
     from .catalog import Catalog
@@ -68,6 +69,16 @@ _ASK, _SPAWN = wire.ASK, wire.SPAWN
 _EMPTY_STATE = wire.pack({})
 #: kinds that run while a dead child's other mail is held (see pump)
 _NOT_HELD = ENDING | {START}
+
+
+def method_label(msg: Call | Internal) -> str:
+    """A turn's ``method`` label: the handler's name (checked against the actor's class
+    before it was queued: the series stay bounded), ``$spawn``, or the runtime's own
+    turn (``$start``, ``$alarm``, ``$passivate``, ``$shutdown``, ``$exiting``)."""
+    if isinstance(msg, Call):
+        return msg.method if msg.op != _SPAWN else "$spawn"
+    kind: str = msg.kind.value
+    return "$" + kind
 
 
 class Turns(NestedTurns):
@@ -100,6 +111,8 @@ class Turns(NestedTurns):
         self.loud = loud if loud is not None else FailureLog()
         #: written at each sync turn and async step, read by the slow-turn watch (None: off)
         self.clock: StepClock | None = None
+        #: the process's metrics, when the node serves them (None: not timed)
+        self.metrics: ProcessMetrics | None = None
         #: the request-id window kept per actor (exactly-once asks, storage/requests.py)
         self.request_limits = request_limits or WindowLimits(
             NODE["request_window"].default, NODE["request_window_seconds"].default)
@@ -160,12 +173,13 @@ class Turns(NestedTurns):
             return None        # answered with the recorded reply: the handler ran once
         act.running = True
         act.tells = ()
+        act.last_used = now = time.monotonic()     # (the turn's start, until it ends)
         beats = self.beats
         if beats is not None:
-            beats[self._busy] = time.monotonic()   # a sync turn runs since now
+            beats[self._busy] = now   # a sync turn runs since now
         clock = self.clock
         if clock is not None:
-            clock.act, clock.msg, clock.since = act, msg, time.monotonic()
+            clock.act, clock.msg, clock.since = act, msg, now
         try:
             if act.instance is None:
                 if type(msg) is Internal and msg.kind in ENDING:
@@ -342,7 +356,10 @@ class Turns(NestedTurns):
             act.ws_out = ()
         act.ws_batch = None
         act.running = False
-        act.last_used = time.monotonic()
+        end = time.monotonic()
+        if self.metrics is not None:
+            self.metrics.turn(act.type_name, method_label(msg), "ok", end - act.last_used)
+        act.last_used = end
         self.counters["turns"] += 1
         if type(msg) is Internal:
             if kind is START:
@@ -466,6 +483,9 @@ class Turns(NestedTurns):
             self.loud.failed(act, msg, exc)   # (a refused write: the store logged the fault)
         act.crashed()
         self.counters["failures"] += 1
+        if self.metrics is not None:
+            self.metrics.turn(act.type_name, method_label(msg), "error",
+                              time.monotonic() - act.last_used)
         if kind is SHUTDOWN:
             act.cancel_kill_timer()
         elif type(msg) is Internal and kind is ALARM:

@@ -53,6 +53,7 @@ from typing import Any
 
 import zmq
 
+from .. import metrics
 from ..log import get_logger
 from ..actor import handlers_of
 from ..actor.classes import import_actor_class
@@ -127,6 +128,23 @@ class Worker:
                          "alarms_dropped": 0, "auth_refused": 0, "handshake_failed": 0}
 
     # -- life cycle ------------------------------------------------------------
+    def _metrics(self, cfg: NodeConfig) -> metrics.ProcessMetrics:
+        """This process's metrics: the counters and gauges always (read when scraped);
+        the turns', commits' and alarms' instruments when the node serves metrics."""
+        pm = metrics.current()
+        pm.counters = self.counters
+        catalog = self.catalog
+        pm.gauge("actorsys_resident_actors", lambda: len(catalog.acts))
+        pm.gauge("actorsys_mailbox_depth",
+                 lambda: sum(len(a.mailbox) for a in list(catalog.acts.values())))
+        pm.gauge("actorsys_queued_bytes", lambda: catalog.queued_bytes)
+        pm.gauge("actorsys_alarms_in_flight", self.alarms.in_flight)
+        if cfg.metrics_on:
+            self.turns.metrics = pm
+            self.store.on_commit = pm.commit
+            self.alarms.metrics = pm
+        return pm
+
     def load_classes(self) -> None:
         for name, spec in self.cfg.actors.items():
             cls = import_actor_class(spec, self.cfg.python_path)
@@ -214,6 +232,7 @@ class Worker:
             self.shard_commands.on_gateways = self.routes.update
         self.children, self.alarms = rt.children, rt.alarms
         self.loud = self.turns.loud
+        self.metrics = self._metrics(cfg)
         self.watch: SlowTurnWatch | None = None
         if cfg.slow_turn > 0:
             self.turns.clock = StepClock()
@@ -389,6 +408,8 @@ class Worker:
                 served=self.grants.served if self.grants.active else None)))
         elif op == wire.PING:
             self.output.send(envelope, wire.ok(rid, "pong"))
+        elif op == wire.METRICS:
+            self.output.send(envelope, wire.ok(rid, self.metrics.families()))
         elif op == wire.STATUS:
             st = status(self.slot, self.endpoints[self.slot], self.catalog, self.alarms, self.store,
                         self.counters)

@@ -10,7 +10,8 @@ writes everything staged in one atomic ``WriteBatch`` (fsynced with ``durability
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator
+import time
+from typing import Any, Callable, Iterator
 
 import plyvel
 
@@ -159,6 +160,8 @@ class SlotStore:
         self.pending_actors: set[bytes] = set()
         self.commits = 0
         self.committed_writes = 0
+        #: told of each commit that wrote: (seconds it took, keys written); None: nobody
+        self.on_commit: Callable[[float, int], None] | None = None
 
     def get(self, k: bytes) -> bytes | None:
         """The value of ``k``, staged or committed (None: absent)."""
@@ -212,6 +215,7 @@ class SlotStore:
         self.pending_actors = set()
         if self.broken is not None:
             raise self.broken
+        started = time.perf_counter()
         try:
             with self.db.write_batch(sync=self.fsync, transaction=True) as wb:
                 for k, v in pending.items():
@@ -226,6 +230,8 @@ class SlotStore:
                 + ("; a batch whose fsync failed may still be applied" if self.fsync else ""))
             log.error("%s", self.broken)
             raise self.broken from None
+        if self.on_commit is not None:
+            self.on_commit(time.perf_counter() - started, len(pending))
         self.commits += 1
         self.committed_writes += len(pending)
 
