@@ -51,6 +51,7 @@ CASES = [
     ("max_message_bytes not a size", ['max_message_bytes = "lots"'], "max_message_bytes", "1KiB"),
     ("max_connections_per_actor zero", ["max_connections_per_actor = 0"],
      "max_connections_per_actor", "positive"),
+    ("metrics not a boolean", ['metrics = "yes"'], "metrics", "true"),
 ]
 
 
@@ -64,6 +65,16 @@ def test_gateway_config_error_names_file_line_and_key(tmp_path, lines, key, word
     assert (exc.file, exc.line, exc.key) == want, \
         f"expected the error to name (file, line, key) = {want}, got {(exc.file, exc.line, exc.key)}: {exc}"
     assert words in str(exc), f"expected the message to say {words!r}, got: {exc}"
+
+
+@pytest.mark.parametrize("value", ['"localhost"', '"127.0.0.1:99999"', "9464", "true"])
+def test_node_metrics_must_be_host_port(tmp_path, value):
+    path = tmp_path / "node.toml"
+    path.write_text(f'[node]\ndata_dir = "data"\nmetrics = {value}\n\n[actors]\nEcho = "ws_actors:Echo"\n')
+    with pytest.raises(ConfigError) as info:
+        actorsys.load_config(str(path))
+    assert (info.value.file, info.value.line, info.value.key) == (str(path), 3, "node.metrics")
+    assert "HOST:PORT" in str(info.value) or "a string" in str(info.value)
 
 
 def test_gateway_config_defaults_and_static_relative_to_the_file(tmp_path):

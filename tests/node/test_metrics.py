@@ -1,7 +1,8 @@
 """Prometheus metrics of a real node (issue 17): ``[node] metrics`` serves one exposition
 covering every process (the router gathers them over the node's sockets), parsed here
 with prometheus_client's own text parser; a worker killed shows as down and comes back
-counted as a restart; the gateway serves the same at ``/metrics``."""
+counted as a restart; the gateway serves the same at ``/metrics``; a real Prometheus
+(Debian's, on loopback) scrapes a node under load."""
 from __future__ import annotations
 
 import os
@@ -16,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import actorsys
 from actorsys.testing.nodes import wait_until
+from actorsys.testing.prometheus import Prometheus
 
 
 def scrape(url: str) -> dict[str, list[Any]]:
@@ -114,3 +116,50 @@ def test_metrics_are_off_by_default(node):
     node.client().ref("Counter", "d").ask("add", 1)
     names = {f[0] for f in node.client().metrics()}
     assert "actorsys_turns" not in names and "actorsys_activations" in names
+
+
+def test_a_real_prometheus_scrapes_a_node_under_load(tmp_path):
+    """Debian's Prometheus, on loopback in a temp dir, scraping the node every second
+    while a client keeps asking: the rate it computes matches the asks made."""
+    cfg = make_config(str(tmp_path / "data"), metrics="127.0.0.1:0")
+    with actorsys.Node(cfg) as n, Prometheus(str(tmp_path), [n.metrics_url[7:-8]]) as prom:
+        c = n.client()
+        refs = [c.ref("Counter", f"p{i}") for i in range(20)]
+        asked = 0
+
+        def scraped_asks() -> float:
+            nonlocal asked
+            for r in refs:                      # load between the polls
+                r.ask("add", 1)
+            asked += len(refs)
+            got = prom.query('sum(actorsys_turns_total{method="add",outcome="ok"})')
+            return float(got[0]["value"][1]) if got else 0.0
+
+        wait_until(lambda: scraped_asks() >= 200, "Prometheus to have scraped 200 asks", 60)
+        health = prom.targets_health()
+        assert [t["health"] for t in health] == ["up"], health
+        # what Prometheus stored is what the node counted, never more than was asked
+        stored = float(prom.query('sum(actorsys_turns_total{method="add"})')[0]["value"][1])
+        assert 200 <= stored <= asked
+        ups = prom.query("actorsys_up")
+        assert sorted((u["metric"]["role"], u["metric"].get("slot")) for u in ups) == [
+            ("router", None), ("worker", "0"), ("worker", "1")]
+        assert all(u["value"][1] == "1" for u in ups)
+        buckets = prom.query('sum by (le) (actorsys_turn_duration_seconds_bucket{method="add"})')
+        assert len(buckets) == 18      # 17 bounds and +Inf
+
+
+def test_the_tree_reports_each_supervisor_s_restarts(tmp_path):
+    cfg = make_config(str(tmp_path / "data"), metrics="127.0.0.1:0")
+    cfg["actors"].update({"Journal": "restarts_actors:Journal", "Worker": "restarts_actors:Worker"})
+    cfg["supervisors"] = {"root": {"strategy": "one_for_one", "max_restarts": 10, "children": [
+        {"id": "w", "actor": "Worker", "key": "w"}]}}
+    with actorsys.Node(cfg) as n:
+        w = n.client().ref("Worker", "w")
+        wait_until(lambda: w.ask("info"), "the child started")
+        with pytest.raises(actorsys.RemoteError):
+            w.ask("crash")
+        wait_until(lambda: value(scrape(n.metrics_url), "actorsys_supervisor_restarts_total",
+                                 role="tree", supervisor="root") == 1,
+                   "the tree to count root's restart", 15)
+        assert value(scrape(n.metrics_url), "actorsys_up", role="tree") == 1

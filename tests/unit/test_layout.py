@@ -96,6 +96,11 @@ def test_a_restart_keeps_the_ports_chosen_for_the_last_run(sock_dir):
                        "gateway": {"listen": "127.0.0.1:0"}})
     first = plan_layout(ipc)
     assert plan_layout(ipc, first).gateway_listen == first.gateway_listen
+    metered = load_config({"node": {"endpoint": f"ipc://{sock_dir}/m.sock", "metrics": "127.0.0.1:0"},
+                           "actors": ACTORS})
+    first = plan_layout(metered)
+    assert first.metrics_listen is not None and not first.metrics_listen.endswith(":0")
+    assert plan_layout(metered, first).metrics_listen == first.metrics_listen
     tcp = load_config({"node": {"endpoint": f"tcp://127.0.0.1:{_free()}", "insecure": True,
                                 "workers": 2}, "actors": ACTORS, "supervisors": SUPERVISORS,
                        "gateway": {"listen": "127.0.0.1:0"}})
