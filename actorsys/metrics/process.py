@@ -1,19 +1,31 @@
-"""One process's metrics: its own prometheus_client registry, in memory.
+"""One process's metrics: plain numbers in memory, made into prometheus_client families
+only when the router asks (``METRICS``).
 
 A process makes one :class:`ProcessMetrics` when it takes its role (:func:`start`, from
 the node supervisor's fork), and answers the router's ``METRICS`` with
-:meth:`ProcessMetrics.families`. Updating an instrument is a lock and an add in this
-process: no file, no socket (the router reads the numbers only when scraped).
+:meth:`ProcessMetrics.families`: one prometheus_client registry whose collector reads
+the numbers below, beside the library's process collector (CPU, memory, file
+descriptors from ``/proc``).
 
-Invariant: label values that come from a peer (a method name) reach an instrument only
-after the worker checked them against the actor's class, so the series stay bounded.
+Why not prometheus_client's ``Counter`` and ``Histogram`` objects on the hot path:
+each update takes a lock per value, and a histogram's walks its buckets in Python; a
+turn and a commit cost 9 us that way, 2-3% of an ask and more of a pipelined one
+(measured: ``scripts/bench --metrics``). Here a turn is a dict lookup, a bisect and
+three adds. The exposition is still the library's (:mod:`.exposition`).
+
+Invariants: only the process's event-loop thread updates these numbers (a scrape reads
+them between two callbacks, so a histogram's count, sum and buckets agree); label
+values that come from a peer (a method name) reach them only after the worker checked
+them against the actor's class, so the series stay bounded.
 """
 from __future__ import annotations
 
+from bisect import bisect_left
 from typing import Any, Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.metrics_core import Metric
+from prometheus_client.utils import floatToGoString
 
 from .catalog import COUNTERS, GAUGES, INSTRUMENTS
 
@@ -21,33 +33,103 @@ from .catalog import COUNTERS, GAUGES, INSTRUMENTS
 WireFamily = list[Any]
 
 
-class _Plain:
-    """The process's plain ``counters`` dict and gauge callbacks, as families (a
-    prometheus_client custom collector: read when collected, never updated here)."""
+class Hist:
+    """A histogram's numbers: ``counts[i]`` observations at most ``bounds[i]`` and above
+    the bound before (the last: above every bound), and their ``sum``."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def add_to(self, m: Metric, labels: dict[str, str]) -> None:
+        """Its samples (cumulative buckets, +Inf, count, sum) into family ``m``."""
+        total = 0
+        for bound, n in zip((*self.bounds, float("inf")), self.counts):
+            total += n
+            m.add_sample(m.name + "_bucket", {**labels, "le": floatToGoString(bound)}, float(total))
+        m.add_sample(m.name + "_count", labels, float(total))
+        m.add_sample(m.name + "_sum", labels, self.sum)
+
+
+class _Collector:
+    """The numbers of one :class:`ProcessMetrics` as families (a prometheus_client
+    custom collector: read when collected, never updated here)."""
 
     def __init__(self, owner: ProcessMetrics) -> None:
         self.owner = owner
 
     def collect(self) -> list[Metric]:
+        o = self.owner
         out: list[Metric] = []
-        counters = self.owner.counters
-        if counters:
-            for key, (name, doc) in COUNTERS.items():
-                value = counters.get(key)
-                if value is not None:
-                    m = Metric(name, doc, "counter")
-                    m.add_sample(name + "_total", {}, float(value))
-                    out.append(m)
-        for name, read in self.owner.gauges.items():
-            m = Metric(name, GAUGES[name], "gauge")
-            m.add_sample(name, {}, float(read()))
-            out.append(m)
-        for name, (label, read_by) in self.owner.counters_by.items():
+        for key, (name, doc) in COUNTERS.items():
+            value = o.counters.get(key) if o.counters else None
+            if value is not None:
+                out.append(_one(name, doc, "counter", float(value)))
+        for name, read in o.gauges.items():
+            out.append(_one(name, GAUGES[name], "gauge", float(read())))
+        for name, (label, read_by) in o.counters_by.items():
             m = Metric(name, INSTRUMENTS[name].help, "counter")
             for value_of_label, n in read_by().items():
                 m.add_sample(name + "_total", {label: value_of_label}, float(n))
             out.append(m)
+        if o.restarts:
+            out.append(_one("actorsys_process_restarts",
+                            INSTRUMENTS["actorsys_process_restarts"].help, "counter",
+                            float(o.restarts)))
+        if o.turns:
+            turns = _family("actorsys_turns")
+            durations = _family("actorsys_turn_duration_seconds")
+            for (type_name, method), t in o.turns.items():
+                labels = {"type": type_name, "method": method}
+                for outcome, n in (("ok", t.ok), ("error", t.error)):
+                    if n:
+                        turns.add_sample("actorsys_turns_total", {**labels, "outcome": outcome},
+                                         float(n))
+                t.seconds.add_to(durations, labels)
+            out += [turns, durations]
+        if any(o.commit_keys.counts):
+            out.append(_hist("actorsys_commit_duration_seconds", o.commit_seconds))
+            out.append(_hist("actorsys_commit_batch_size", o.commit_keys))
+        if o.lateness:
+            m = _family("actorsys_alarm_lateness_seconds")
+            for type_name, h in o.lateness.items():
+                h.add_to(m, {"type": type_name})
+            out.append(m)
         return out
+
+
+def _family(name: str) -> Metric:
+    spec = INSTRUMENTS[name]
+    return Metric(name, spec.help, spec.kind)
+
+
+def _one(name: str, doc: str, kind: str, value: float) -> Metric:
+    m = Metric(name, doc, kind)
+    m.add_sample(name + "_total" if kind == "counter" else name, {}, value)
+    return m
+
+
+def _hist(name: str, h: Hist) -> Metric:
+    m = _family(name)
+    h.add_to(m, {})
+    return m
+
+
+class TurnNumbers:
+    """One (type, method)'s turns: how many ended ok, how many in error, how long."""
+
+    __slots__ = ("ok", "error", "seconds")
+
+    def __init__(self) -> None:
+        self.ok = self.error = 0
+        self.seconds = Hist(INSTRUMENTS["actorsys_turn_duration_seconds"].buckets)
 
 
 class ProcessMetrics:
@@ -55,7 +137,8 @@ class ProcessMetrics:
 
     def __init__(self, role: str, slot: int | None = None, restarts: int = 0) -> None:
         self.role, self.slot = role, slot
-        self.registry = CollectorRegistry(auto_describe=False)
+        #: times the node supervisor started this role and slot again before this one
+        self.restarts = restarts
         #: the process's plain counters (worker.counters, ...), exposed as counters
         self.counters: dict[str, int] | None = None
         #: gauge name (catalog.GAUGES) -> its value, read when collected
@@ -63,28 +146,15 @@ class ProcessMetrics:
         #: counter name (catalog.INSTRUMENTS) -> (its one label, {label value: count}),
         #: read when collected
         self.counters_by: dict[str, tuple[str, Callable[[], dict[str, float]]]] = {}
-        self._made: dict[str, Any] = {}
-        #: (type, method, outcome) -> (the turn counter's child, the duration's child)
-        self._turns: dict[tuple[str, str, str], tuple[Any, Any]] = {}
-        self.registry.register(_Plain(self))
+        #: (type, method) -> its turns
+        self.turns: dict[tuple[str, str], TurnNumbers] = {}
+        self.commit_seconds = Hist(INSTRUMENTS["actorsys_commit_duration_seconds"].buckets)
+        self.commit_keys = Hist(INSTRUMENTS["actorsys_commit_batch_size"].buckets)
+        #: type -> its alarms' lateness
+        self.lateness: dict[str, Hist] = {}
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_Collector(self))
         ProcessCollector(registry=self.registry)   # process_cpu_seconds_total, ... (from /proc)
-        if restarts:
-            self.instrument("actorsys_process_restarts").inc(restarts)
-
-    def instrument(self, name: str) -> Any:
-        """The catalog's instrument ``name`` in this process (made on first use)."""
-        got = self._made.get(name)
-        if got is None:
-            spec = INSTRUMENTS[name]
-            if spec.kind == "histogram":
-                got = Histogram(name, spec.help, spec.labels, registry=self.registry,
-                                buckets=spec.buckets)
-            elif spec.kind == "counter":
-                got = Counter(name, spec.help, spec.labels, registry=self.registry)
-            else:
-                got = Gauge(name, spec.help, spec.labels, registry=self.registry)
-            self._made[name] = got
-        return got
 
     def gauge(self, name: str, read: Callable[[], float]) -> None:
         """Report ``read()`` as the gauge ``name`` (one of catalog.GAUGES) when collected."""
@@ -101,24 +171,27 @@ class ProcessMetrics:
         self.counters_by[name] = (spec.labels[0], read)
 
     # -- the hot path ---------------------------------------------------------------
-    def turn(self, type_name: str, method: str, outcome: str, seconds: float) -> None:
-        """One turn ended (``outcome``: ok or error) after ``seconds``."""
-        key = (type_name, method, outcome)
-        pair = self._turns.get(key)
-        if pair is None:
-            pair = self._turns[key] = (
-                self.instrument("actorsys_turns").labels(type_name, method, outcome),
-                self.instrument("actorsys_turn_duration_seconds").labels(type_name, method))
-        pair[0].inc()
-        pair[1].observe(seconds)
+    def turn(self, type_name: str, method: str, ok: bool, seconds: float) -> None:
+        """One turn ended (``ok``, or in error) after ``seconds``."""
+        t = self.turns.get((type_name, method))
+        if t is None:
+            t = self.turns[(type_name, method)] = TurnNumbers()
+        if ok:
+            t.ok += 1
+        else:
+            t.error += 1
+        t.seconds.observe(seconds)
 
     def commit(self, seconds: float, keys: int) -> None:
         """One group commit wrote ``keys`` keys in ``seconds``."""
-        self.instrument("actorsys_commit_duration_seconds").observe(seconds)
-        self.instrument("actorsys_commit_batch_size").observe(keys)
+        self.commit_seconds.observe(seconds)
+        self.commit_keys.observe(keys)
 
     def alarm_late(self, type_name: str, seconds: float) -> None:
-        self.instrument("actorsys_alarm_lateness_seconds").labels(type_name).observe(max(0.0, seconds))
+        h = self.lateness.get(type_name)
+        if h is None:
+            h = self.lateness[type_name] = Hist(INSTRUMENTS["actorsys_alarm_lateness_seconds"].buckets)
+        h.observe(max(0.0, seconds))
 
     # -- collection -----------------------------------------------------------------
     def families(self) -> list[WireFamily]:

@@ -358,7 +358,7 @@ class Turns(NestedTurns):
         act.running = False
         end = time.monotonic()
         if self.metrics is not None:
-            self.metrics.turn(act.type_name, method_label(msg), "ok", end - act.last_used)
+            self.metrics.turn(act.type_name, method_label(msg), True, end - act.last_used)
         act.last_used = end
         self.counters["turns"] += 1
         if type(msg) is Internal:
@@ -484,7 +484,7 @@ class Turns(NestedTurns):
         act.crashed()
         self.counters["failures"] += 1
         if self.metrics is not None:
-            self.metrics.turn(act.type_name, method_label(msg), "error",
+            self.metrics.turn(act.type_name, method_label(msg), False,
                               time.monotonic() - act.last_used)
         if kind is SHUTDOWN:
             act.cancel_kill_timer()

@@ -48,6 +48,8 @@ class Resources:
         self.ipc_dir = tempfile.mkdtemp(prefix="actorsys-bench-ipc-")
         self.procs: list[subprocess.Popen[bytes]] = []
         self.node: Node | None = None
+        #: more nodes a benchmark runs side by side (stopped by :meth:`close` too)
+        self.others: list[Node] = []
         self.ctx: zmq.Context[Any] = zmq.Context()
         self.log_path = os.path.join(self.tmp, "processes.log")
         self.log: IO[bytes] = open(self.log_path, "ab", buffering=0)
@@ -74,10 +76,14 @@ class Resources:
         if p in self.procs:
             self.procs.remove(p)
 
-    def start_node(self, config: dict[str, Any]) -> Node:
-        """Start the node with its processes' stderr going to the log (restart notices)."""
+    def start_node(self, config: dict[str, Any], another: bool = False) -> Node:
+        """Start the node with its processes' stderr going to the log (restart notices);
+        ``another``: a node beside :attr:`node` (in :attr:`others`)."""
         node = Node(config)
-        self.node = node
+        if another:
+            self.others.append(node)
+        else:
+            self.node = node
         start_logged(node, self.log_path, fds=(2,))
         return node
 
@@ -96,12 +102,12 @@ class Resources:
         try:
             for p in list(self.procs):
                 self.kill(p)
-            if self.node is not None:
+            for node in [*self.others, *([self.node] if self.node is not None else [])]:
                 try:
-                    self.node.stop(timeout=20)
+                    node.stop(timeout=20)
                 except Exception as exc:
                     _log.error("bench: stopping the node: %s", exc)
-                self.node = None
+            self.node, self.others = None, []
             self.ctx.destroy(0)
             self.log.close()
             shutil.rmtree(self.tmp, ignore_errors=True)

@@ -129,6 +129,24 @@ def test_quick_gateway_bench_reports_every_measurement_beside_its_baseline(tmp_p
     assert not glob.glob(str(bench_tmp / "*")), "the benchmark left files in its temp dir"
 
 
+def test_the_metrics_bench_measures_on_beside_off_with_real_scrapes(tmp_path):
+    out = tmp_path / "bench.json"
+    bench_tmp = tmp_path / "t"
+    bench_tmp.mkdir()
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "bench_metrics.py"),
+                           "--quick", "--json", str(out), "--tmpdir", str(bench_tmp)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    results = json.loads(out.read_text())["results"]
+    for side in ("off", "on"):
+        assert results["ask_latency"][side]["p50_us"] > 0 and results["ask_latency"][side]["n"] == 500
+        assert results["pipelined_asks"][side]["per_s"] > 0
+    assert results["ask_latency"]["ratio_p50"] > 0 and results["pipelined_asks"]["ratio"] > 0
+    assert results["scrapes"]["failures"] == 0
+    assert not glob.glob(str(bench_tmp / "*")), "the benchmark left files in its temp dir"
+
+
 def test_the_raw_chain_floor_measures_both_paths_and_leaves_no_process(tmp_path):
     """scripts/bench --cluster 3 --replicas R's raw floor: asks through a relay and a
     follower (real processes, tcp) come back from the follower, beside the one-hop echo."""

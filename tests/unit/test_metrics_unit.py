@@ -20,9 +20,9 @@ def test_a_process_reports_its_instruments_counters_and_gauges():
     pm.counters = {"bad_frames": 2, "activations": 5, "not_in_the_catalog": 9}
     depth = [4]
     pm.gauge("actorsys_mailbox_depth", lambda: depth[0])
-    pm.turn("Counter", "add", "ok", 0.0002)
-    pm.turn("Counter", "add", "ok", 0.2)
-    pm.turn("Counter", "add", "error", 0.001)
+    pm.turn("Counter", "add", True, 0.0002)
+    pm.turn("Counter", "add", True, 0.2)
+    pm.turn("Counter", "add", False, 0.001)
     pm.commit(0.0001, 12)
     pm.alarm_late("Counter", -1.0)          # an alarm early by the clock's grain counts as 0
     depth[0] = 7                             # gauges are read when collected
@@ -38,7 +38,7 @@ def test_a_process_reports_its_instruments_counters_and_gauges():
     assert not any("not_in_the_catalog" in name for name, _ in one)
     hist = {s.labels["le"]: s.value for s in fams["actorsys_turn_duration_seconds"]
             if s.name.endswith("_bucket") and s.labels["method"] == "add"}
-    assert hist["0.00025"] == 1 and hist["0.001"] == 2 and hist["0.25"] == 3 and hist["+Inf"] == 3
+    assert [hist[le] for le in ("0.0001", "0.00025", "0.001", "0.25", "+Inf")] == [0, 1, 2, 3, 3]
     assert one[("actorsys_commit_batch_size_sum", w)] == 12
     assert one[("actorsys_alarm_lateness_seconds_sum", (*w, ("type", "Counter")))] == 0
     assert "process_cpu_seconds" in fams            # the library's process collector
