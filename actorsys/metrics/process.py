@@ -53,7 +53,8 @@ class Hist:
         total = 0
         for bound, n in zip((*self.bounds, float("inf")), self.counts):
             total += n
-            m.add_sample(m.name + "_bucket", {**labels, "le": floatToGoString(bound)}, float(total))
+            le: str = floatToGoString(bound)  # type: ignore[no-untyped-call]
+            m.add_sample(m.name + "_bucket", {**labels, "le": le}, float(total))
         m.add_sample(m.name + "_count", labels, float(total))
         m.add_sample(m.name + "_sum", labels, self.sum)
 
