@@ -15,7 +15,8 @@ from ..errors import NodeUnavailable
 from ..net.keys import client_keys
 from ..net.sockets import Context
 from ..protocol import wire
-from .common import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, router_list, version_of
+from ..protocol.messages import Top
+from .common import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, check_top, router_list, version_of
 from .transport import AsyncTransport
 
 __all__ = ["AsyncClient", "AsyncRef", "AsyncSupervisorRef", "connect_async"]
@@ -146,6 +147,13 @@ class AsyncClient:
         """The node's Prometheus samples (see :meth:`Client.metrics`)."""
         families: list[Any] = await self.transport.call_router(wire.METRICS, timeout)
         return families
+
+    async def top(self, n: int = 10, by: str = "busy", timeout: float = 10.0) -> list[dict[str, Any]]:
+        """The node's busiest actors (see :meth:`Client.top`)."""
+        check_top(n, by)
+        got: list[dict[str, Any]] = await self.transport.request_router(
+            lambda rid: Top(rid, n, by), timeout)
+        return got
 
     async def cluster(self, timeout: float = 10.0) -> dict[str, Any]:
         """The cluster as the router sees it (see :meth:`Client.cluster`)."""

@@ -38,9 +38,9 @@ from ..errors import AskTimeout, NodeUnavailable, WorkerLost
 from ..net.keys import client_keys
 from ..net.sockets import Context
 from ..protocol import wire
-from ..protocol.messages import Ask, Request, Spawn
+from ..protocol.messages import Ask, Request, Spawn, Top
 from ..protocol.shardmap import ShardMap
-from .common import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, router_list, version_of
+from .common import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, check_top, router_list, version_of
 from .lanes import Lane
 from .reachability import Reachability
 from .requests import Wording, describe, no_answer
@@ -274,6 +274,18 @@ class Client:
         families: list[Any] = lane.run(lane.transport.call_router(
             wire.METRICS, timeout, no_answer(f"router at {self.endpoint}", timeout)))
         return families
+
+    def top(self, n: int = 10, by: str = "busy", timeout: float = 10.0) -> list[dict[str, Any]]:
+        """The node's ``n`` busiest actors of about the last minute, ordered ``by``
+        ``"busy"`` (the share of a worker's loop their turns took), ``"turns"`` (per
+        second), ``"errors"`` or ``"mailbox"`` (the deepest seen): ``[{"type", "key",
+        "slot", "turns_per_s", "busy", "errors", "mailbox"}, ...]``. Per key, which the
+        metrics never are."""
+        check_top(n, by)
+        lane = self._lane()
+        got: list[dict[str, Any]] = lane.run(lane.transport.request_router(
+            lambda rid: Top(rid, n, by), timeout))
+        return got
 
     def cluster(self, timeout: float = 10.0) -> dict[str, Any]:
         """The cluster as the router in use sees it: ``{"name", "epoch", "nodes": [{"id",

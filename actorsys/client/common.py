@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from ..protocol import wire
+
 #: seconds an ask (and a supervisor's command, a listing) may take by default
 DEFAULT_TIMEOUT = 30.0
 #: seconds ``connect`` waits for the router's shard map by default
@@ -13,6 +15,14 @@ ASK_TRIES = 8
 #: seconds before the first retry of such an ask; doubled before each next one, at most RETRY_PAUSE_MAX
 RETRY_PAUSE = 0.05
 RETRY_PAUSE_MAX = 1.0
+
+
+def check_top(n: Any, by: Any) -> None:
+    """``top``'s arguments, checked before anything is sent (ValueError naming them)."""
+    if type(n) is not int or not 1 <= n <= wire.MAX_TOP:
+        raise ValueError(f"top's n is 1..{wire.MAX_TOP}, got {n!r:.80}")
+    if by not in wire.TOP_ORDERS:
+        raise ValueError(f"top's by is one of {', '.join(wire.TOP_ORDERS)}, got {by!r:.80}")
 
 
 def version_of(version: Any) -> Any:

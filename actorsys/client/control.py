@@ -62,6 +62,15 @@ class ControlRequests:
         return await self._send_control(self._router_conn(), ROUTER, partial(Control, op), timeout,
                                         no_answer("router", timeout) if expired is None else expired)
 
+    async def request_router(self, make: MakeRequest, timeout: float = 10.0) -> Any:
+        """A control request ``make(request id)`` with a body to the router (TOP)."""
+        if self.closed:
+            raise NodeUnavailable("client is closed")
+        if self.refused is not None:
+            raise NodeUnavailable(self.refused)
+        return await self._send_control(self._router_conn(), ROUTER, make, timeout,
+                                        no_answer("router", timeout))
+
     async def call_slot(self, slot: int, op: int, timeout: float = 10.0,
                         expired: Expired | None = None) -> Any:
         """A control request (STATUS, PING) straight to a worker slot."""

@@ -7,6 +7,8 @@
   to the other nodes (at most ``--drain-timeout`` seconds; :mod:`.drain`).
 * ``actorsys status [--json]``: the node's processes and counters (and its part in a
   cluster, if it is in one).
+* ``actorsys top [--once] [--interval S]``: a live view of the node, refreshed every
+  second (:mod:`.top`): processes, group commits, hot actors, the supervision tree.
 * ``actorsys cluster [--json]``: the cluster as the node sees it: its name, map epoch and
   one line per node (id, endpoint, alive, shards); a single node is a cluster of one.
 * ``actorsys leave``: ask the node (``-e`` names one) to hand its shards off to the other
@@ -203,6 +205,15 @@ def cmd_status(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_top(a: argparse.Namespace) -> int:
+    from . import top
+
+    if a.interval <= 0:
+        raise SystemExit("actorsys: top --interval must be a positive number of seconds")
+    with _connect(a) as c:
+        return top.run(c, a.interval, a.once, a.timeout)
+
+
 def cluster_status_line(cl: dict[str, Any]) -> str:
     """The "cluster" part of a cluster node's status, in one line (its known keys first)."""
     fenced = cl.get("fenced")
@@ -359,6 +370,14 @@ def main(argv: list[str] | None = None) -> int:
     _client_options(s, timeout=10.0)
     s.add_argument("--json", action="store_true", help="print the full status as JSON")
     s.set_defaults(func=cmd_status)
+    t = sub.add_parser("top", help="a live view of a node: processes, commits, hot actors, the "
+                                   "supervision tree (Ctrl-C ends it)")
+    _client_options(t, timeout=5.0)
+    t.add_argument("--once", action="store_true",
+                   help="print one frame (after one interval, for the rates) and exit")
+    t.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
+                   help="seconds between two frames (default 1)")
+    t.set_defaults(func=cmd_top)
     cl = sub.add_parser("cluster", help="show the cluster: its nodes, alive or not, and their shards")
     _client_options(cl, timeout=10.0)
     cl.add_argument("--json", action="store_true", help="print the cluster's view as JSON")

@@ -219,6 +219,8 @@ class Router:
             self.loop.create_task(self._status(envelope, rid))
         elif op == wire.METRICS:
             self.loop.create_task(self._metrics(envelope, rid))
+        elif op == wire.TOP:
+            self.loop.create_task(self._top(envelope, rid, rest[0], rest[1]))
         elif op == wire.CLUSTER:
             self._send(envelope, wire.ok(rid, self.cluster_view()))
         elif op == wire.LEAVE:
@@ -268,6 +270,9 @@ class Router:
 
     async def _metrics(self, envelope: Envelope, rid: int) -> None:
         self._send(envelope, wire.ok(rid, await self.scrape.families()))
+
+    async def _top(self, envelope: Envelope, rid: int, n: int, by: str) -> None:
+        self._send(envelope, wire.ok(rid, await self.scrape.top(n, by)))
 
     async def _serve_metrics(self, listener: MetricsListener) -> None:
         """Serve ``/metrics``; an address that cannot be bound is logged and tried again

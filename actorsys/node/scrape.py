@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .. import metrics
 from ..config import NodeLayout
@@ -82,6 +82,25 @@ class NodeScrape:
                 parts.append((labels, got))
         parts.append(({}, [["actorsys_up", "gauge", UP_HELP, up_samples]]))
         return metrics.merge(parts)
+
+
+    async def top(self, n: int, by: str) -> list[dict[str, Any]]:
+        """The node's ``n`` hottest actors by ``by``: every worker's, merged (a worker that
+        does not answer within :data:`ASK_SECONDS` is left out, and logged as above)."""
+        field = "turns_per_s" if by == "turns" else by
+
+        async def one(slot: int, endpoint: str) -> list[dict[str, Any]]:
+            try:
+                got = await self.transport.call_peer(endpoint, wire.TOP, [n, by], ASK_SECONDS,
+                                                     f"worker slot {slot}")
+            except ActorError as exc:
+                log.warning("top: worker slot %d did not answer: %s", slot, exc)
+                return []
+            return [h for h in got if isinstance(h, dict) and isinstance(h.get(field), (int, float))]
+        merged = [h for part in await asyncio.gather(*(one(i, ep) for i, ep in
+                                                       enumerate(self.layout.workers)))
+                  for h in part]
+        return sorted(merged, key=lambda h: h[field], reverse=True)[:n]
 
 
 class MetricsListener:

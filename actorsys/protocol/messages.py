@@ -13,7 +13,7 @@ from typing import Any, NamedTuple, Union
 
 from . import wire
 from .wire import (ASK, CLUSTER, EXIT, LEAVE, LIST, MAP, METRICS, PING, SHARDS, SPAWN, STATUS, STOP, SUP,
-                   TELL, WS)
+                   TELL, TOP, WS)
 
 _pack = wire.pack
 
@@ -114,6 +114,17 @@ class ListActors(NamedTuple):
         return _pack([LIST, *self])
 
 
+class Top(NamedTuple):
+    """The ``n`` busiest actors of about the last minute, ordered ``by`` (a worker's, or
+    the router's merge of its workers')."""
+    rid: int
+    n: int
+    by: str
+
+    def encode(self) -> bytes:
+        return _pack([TOP, *self])
+
+
 class Shards(NamedTuple):
     """A cluster node's router to its worker: ``cmd`` ("grant", "export", "import",
     "drop") with its arguments (``actorsys/runtime/grants.py``)."""
@@ -167,10 +178,11 @@ class Err(NamedTuple):
         return wire.err(self.rid, self.error)
 
 
-Request = Union[Ask, Tell, Spawn, Stop, Exit, Sup, ListActors, Shards, WsEffects, Control]
+Request = Union[Ask, Tell, Spawn, Stop, Exit, Sup, ListActors, Shards, WsEffects, Top, Control]
 
 _BY_OP: dict[int, Any] = {ASK: Ask, TELL: Tell, SPAWN: Spawn, STOP: Stop, EXIT: Exit,
-                          SUP: Sup, LIST: ListActors, WS: WsEffects, SHARDS: Shards}
+                          SUP: Sup, LIST: ListActors, WS: WsEffects, SHARDS: Shards,
+                          TOP: Top}
 
 
 def decode(op: int, rid: int, rest: list[Any]) -> Request:

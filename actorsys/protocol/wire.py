@@ -28,6 +28,10 @@ METRICS ``[METRICS, id]``: Prometheus samples, ``[[name, type, help, [[sample, {
         value], ...]], ...]``: a process's own (worker, tree, gateway), or the whole node's
         (router: every process's, labelled with its ``role`` and ``slot``;
         ``actorsys/metrics``)
+TOP     ``[TOP, id, n, by]``: the ``n`` (1..1000) busiest actors of about the last minute,
+        ordered ``by`` busy, turns, errors or mailbox: ``[{"type", "key", "slot",
+        "turns_per_s", "busy", "errors", "mailbox"}, ...]`` (a worker's own; the
+        router's: every worker's, merged; ``actorsys/runtime/hot.py``)
 WS      ``[WS, 0, type, key, effects, batch, part]``: a worker hands the gateway what
         one actor's committed turn did to its WebSockets (a large turn's in parts 0,
         1, ...); ``batch``: ``[gateway, number]`` of the socket events' batch it ran,
@@ -80,6 +84,11 @@ CLUSTER, LEAVE = 15, 16     # client -> router (the cluster's view; hand this no
 OPS.update({CLUSTER: "cluster", LEAVE: "leave"})
 METRICS = 17                # anyone -> any node process (the router's answer is the whole node's)
 OPS[METRICS] = "metrics"
+TOP = 18                    # anyone -> router or worker: the hot actors
+OPS[TOP] = "top"
+#: what a TOP can be ordered by (actorsys/runtime/hot.py)
+TOP_ORDERS = ("busy", "turns", "errors", "mailbox")
+MAX_TOP = 1000
 
 _packb: Callable[[Any], bytes] = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 
@@ -188,6 +197,10 @@ def parse_request(msg: Any) -> tuple[int, int, list[Any]]:
         if (len(rest) != 7 or not all(isinstance(v, str) for v in rest[:4])
                 or type(rest[4]) is not int or not isinstance(rest[5], str)):
             raise BadRequest("exit takes [op, 0, sup, child, type, key, inc, reason, detail]")
+    elif op == TOP:
+        if (len(rest) != 2 or type(rest[0]) is not int or not 1 <= rest[0] <= MAX_TOP
+                or rest[1] not in TOP_ORDERS):
+            raise BadRequest(f"top takes [op, id, n (1..{MAX_TOP}), by (one of {TOP_ORDERS})]")
     elif op == LIST:
         if (len(rest) != 3 or not isinstance(rest[0], str)
                 or not (rest[1] is None or isinstance(rest[1], str))

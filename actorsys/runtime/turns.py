@@ -52,6 +52,7 @@ from .children import exit_notice, exits_on_crash, stopped_error
 from .commit import Reply, encode_end
 from .destroy import end_destroyed, holds_data
 from .host import Host, Services
+from .hot import HotActors
 from .loud import FailureLog, StepClock, clocked
 from .chains import own_chain
 from .nested import NestedTurns, chain_context
@@ -113,6 +114,8 @@ class Turns(NestedTurns):
         self.clock: StepClock | None = None
         #: the process's metrics, when the node serves them (None: not timed)
         self.metrics: ProcessMetrics | None = None
+        #: the busiest actors of the last minute (client.top, actorsys top)
+        self.hot = HotActors(time.monotonic())
         #: the request-id window kept per actor (exactly-once asks, storage/requests.py)
         self.request_limits = request_limits or WindowLimits(
             NODE["request_window"].default, NODE["request_window_seconds"].default)
@@ -357,8 +360,10 @@ class Turns(NestedTurns):
         act.ws_batch = None
         act.running = False
         end = time.monotonic()
+        took = end - act.last_used
         if self.metrics is not None:
-            self.metrics.turn(act.type_name, method_label(msg), True, end - act.last_used)
+            self.metrics.turn(act.type_name, method_label(msg), True, took)
+        self.hot.turn(act.type_name, act.key, took, True, len(act.mailbox), end)
         act.last_used = end
         self.counters["turns"] += 1
         if type(msg) is Internal:
@@ -483,9 +488,10 @@ class Turns(NestedTurns):
             self.loud.failed(act, msg, exc)   # (a refused write: the store logged the fault)
         act.crashed()
         self.counters["failures"] += 1
+        end = time.monotonic()
         if self.metrics is not None:
-            self.metrics.turn(act.type_name, method_label(msg), False,
-                              time.monotonic() - act.last_used)
+            self.metrics.turn(act.type_name, method_label(msg), False, end - act.last_used)
+        self.hot.turn(act.type_name, act.key, end - act.last_used, False, len(act.mailbox), end)
         if kind is SHUTDOWN:
             act.cancel_kill_timer()
         elif type(msg) is Internal and kind is ALARM:

@@ -410,6 +410,11 @@ class Worker:
             self.output.send(envelope, wire.ok(rid, "pong"))
         elif op == wire.METRICS:
             self.output.send(envelope, wire.ok(rid, self.metrics.families()))
+        elif op == wire.TOP:
+            hot = self.turns.hot.top(rest[0], rest[1], time.monotonic())
+            for h in hot:
+                h["slot"] = self.slot
+            self.output.send(envelope, wire.ok(rid, hot))
         elif op == wire.STATUS:
             st = status(self.slot, self.endpoints[self.slot], self.catalog, self.alarms, self.store,
                         self.counters)

@@ -42,7 +42,7 @@ FLOATS = [0.0, -0.0, 0.5, 1.5, -1.5, float("nan"), float("inf"), float("-inf"), 
 BAD_UTF8 = [b"\xff", b"\xfe\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"abc\x80",
             b"\xe2\x82", b"\xf8\x88\x80\x80\x80", b"ok\x00\xc3", b"\xc3\x28"]
 KNOWN_OPS = [wire.ASK, wire.TELL, wire.SPAWN, wire.MAP, wire.STATUS, wire.PING, wire.STOP,
-             wire.EXIT, wire.SUP, wire.LIST]
+             wire.EXIT, wire.SUP, wire.LIST, wire.METRICS, wire.TOP]
 UNKNOWN_OPS: list[Any] = [0, 11, 10, 13, 99, 255, -1, 2 ** 64 - 1, -2 ** 63, "ask", "1", 1.0, True,
                           False, None, [], {}, b"\x01", [1]]
 

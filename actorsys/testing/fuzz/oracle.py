@@ -22,7 +22,8 @@ from actorsys.errors import AskTimeout, error_from_wire
 from actorsys.protocol import wire
 from actorsys.protocol.messages import Ask
 
-ROUTER_SERVES = frozenset({wire.MAP, wire.PING, wire.STATUS, wire.TELL, wire.ASK, wire.SPAWN})
+ROUTER_SERVES = frozenset({wire.MAP, wire.PING, wire.STATUS, wire.TELL, wire.ASK, wire.SPAWN, wire.METRICS,
+                           wire.TOP})
 WORKER_REFUSES = frozenset({wire.EXIT, wire.SUP})
 
 
