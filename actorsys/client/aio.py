@@ -49,6 +49,11 @@ class AsyncRef:
         """See :meth:`Ref.history`; await the result."""
         return self.ask("$history", timeout=timeout)
 
+    def inspect(self, after: str | None = None, limit: int = 50, *,
+                timeout: float | None = None) -> "asyncio.Future[dict[str, Any]]":
+        """See :meth:`Ref.inspect`; await the result."""
+        return self.ask("$inspect", after=after, limit=limit, timeout=timeout)
+
     def rewind(self, version: "int | dict[str, Any] | None" = None, *, time: float | None = None,
                timeout: float | None = None) -> "asyncio.Future[dict[str, int]]":
         """See :meth:`Ref.rewind`; await the result."""

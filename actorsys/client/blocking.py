@@ -83,6 +83,16 @@ class Ref:
         versions: list[dict[str, Any]] = self.ask("$history", timeout=timeout)
         return versions
 
+    def inspect(self, after: str | None = None, limit: int = 50, *,
+                timeout: float | None = None) -> dict[str, Any]:
+        """What the actor holds, read-only and as last committed, without activating it:
+        ``{"type", "key", "shard", "resident", "running", "mailbox", "status", "state",
+        "storage": [[name, value], ...] (a page of at most ``limit`` entries after
+        ``after``), "more", "alarms": {name: {"when", "payload", "attempt"}}, "history"}``
+        (the dashboard's actor inspector shows the same)."""
+        got: dict[str, Any] = self.ask("$inspect", after=after, limit=limit, timeout=timeout)
+        return got
+
     def rewind(self, version: "int | dict[str, Any] | None" = None, *, time: float | None = None,
                timeout: float | None = None) -> dict[str, int]:
         """Restore the actor to a version, or to its last version at or before ``time``

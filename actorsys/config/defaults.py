@@ -117,6 +117,7 @@ DEFAULTS: Mapping[str, Key] = MappingProxyType({
     "gateway.expose": Key(Kind.STRINGS, None),          # None: every registered type
     "gateway.auth": Key(Kind.STR, None),
     "gateway.metrics": Key(Kind.BOOL, False),          # /metrics on the gateway (the whole node's)
+    "gateway.dashboard": Key(Kind.BOOL, False),        # /dashboard and its actor inspector
 
     # a cluster of nodes (config/cluster.py); no [cluster] table: a single node, no etcd
     "cluster.etcd": Key(Kind.STRINGS, None),        # required: etcd client URLs (http://HOST:PORT)

@@ -76,7 +76,8 @@ def parse_gateway(table: Any, src: Source, actors: dict[str, str]) -> dict[str, 
                 raise fail(f"{t!r:.80} is not a type in [actors]", "expose")
     if g["auth"] is not None and not (isinstance(g["auth"], str) and IMPORT_PATH.match(g["auth"])):
         raise fail(f"must be \"module:function\", got {g['auth']!r:.80}", "auth")
-    if type(g["metrics"]) is not bool:
-        raise fail(f"must be true (serve the node's /metrics here) or false, got {g['metrics']!r:.80}",
-                   "metrics")
+    for key, what in (("metrics", "serve the node's /metrics here"),
+                      ("dashboard", "serve /dashboard and its actor inspector here")):
+        if type(g[key]) is not bool:
+            raise fail(f"must be true ({what}) or false, got {g[key]!r:.80}", key)
     return g

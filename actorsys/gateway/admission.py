@@ -48,6 +48,13 @@ class Admission:
             raise Refused(400, "bad_request", f"an actor key is at most {MAX_KEY_BYTES} bytes")
         if method is not None and method.startswith(("_", "$")):
             raise Refused(404, "unknown_method", f"actor type {type_name!r} has no method {method!r:.100}")
+        return await self.admit_operator(request, type_name, key, method)
+
+    async def admit_operator(self, request: web.Request, type_name: str, key: str,
+                             method: str | None) -> Any:
+        """The origin, then the auth hook (its value, or Refused): :meth:`admit`'s last
+        checks, and the whole of the dashboard's (``dashboard.py``: ``actor_method``
+        ``$overview`` or ``$inspect``). ``method`` None: a WebSocket."""
         origin = request.headers.get("Origin")
         if origin is not None and not self._origin_allowed(origin, request):
             self.counters["origin_refused"] += 1

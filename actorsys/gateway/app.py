@@ -47,6 +47,7 @@ from ..protocol import wire
 from .admission import Admission
 from .auth import AuthHook
 from .batches import Delivery
+from .dashboard import Dashboard
 from .effects import Effects, NodeSide
 from .http import HttpAsks
 from .sockets import Hub
@@ -164,6 +165,8 @@ class Gateway:
         app.router.add_get("/ws/{type}/{key}", self.hub.serve)
         if self.g["metrics"]:
             app.router.add_get("/metrics", self._metrics)
+        if self.g["dashboard"]:
+            Dashboard(self.admission, self.transport, self.cfg.ask_timeout).add_routes(app)
         static = self.g["static"]
         if static:
             index = os.path.join(static, "index.html")

@@ -1,6 +1,7 @@
 """Requests the worker serves itself: the ``$`` system asks, LIST and STATUS.
 
-* ``$history``, ``$rewind`` (kwargs ``version`` or ``time``) and ``$destroy`` are asks
+* ``$history``, ``$rewind`` (kwargs ``version`` or ``time``), ``$destroy`` and
+  ``$inspect`` (read-only: what the dashboard's inspector shows) are asks
   served in the actor's turn order without running its code (:class:`SystemAsks`), so
   an operator can still rewind or destroy a supervised child whose state makes every
   start fail. Rewind and destroy drop the live instance without ``on_stop`` (its memory
@@ -18,7 +19,8 @@ from typing import TYPE_CHECKING, Any, Callable
 from ..errors import ActorError, BadRequest
 from ..protocol import wire
 from ..storage import history
-from ..storage.keys import listing_key, listing_range, listing_value, state_key
+from ..storage.keys import (alarm_records_range, entry_prefix, listing_key, listing_range,
+                            listing_value, prefix_range, state_key, successor)
 from .destroy import destroy_writes, drop_queued_alarms
 
 if TYPE_CHECKING:
@@ -29,7 +31,9 @@ if TYPE_CHECKING:
     from .commit import GroupCommit
 
 #: asks served by the worker itself, in the actor's turn order, without running its code
-SYSTEM_METHODS = frozenset({"$history", "$rewind", "$destroy"})
+SYSTEM_METHODS = frozenset({"$history", "$rewind", "$destroy", "$inspect"})
+#: storage entries one ``$inspect`` answers at most (``limit``'s default and bound)
+INSPECT_PAGE, INSPECT_MAX = 50, 500
 
 
 class SystemAsks:
@@ -45,10 +49,12 @@ class SystemAsks:
         reply_to, rid, method = msg.reply_to, msg.rid, msg.method
         assert reply_to is not None     # system asks are asks
         try:
-            if method != "$history" and self.store.broken is not None:
+            if method not in ("$history", "$inspect") and self.store.broken is not None:
                 raise self.store.broken      # rewind and destroy write
             if method == "$history":
                 result: Any = history.bookmarks(self.store, act.prefix)
+            elif method == "$inspect":
+                result = self._inspect(act, *msg.args, **msg.kwargs)
             elif method == "$rewind":
                 result = self._rewind(act, *msg.args, **msg.kwargs)
             else:
@@ -64,6 +70,38 @@ class SystemAsks:
             self.commit.reply(reply_to, wire.ok(rid, result))
         act.last_used = time.monotonic()
         self.commit.schedule()
+
+    def _inspect(self, act: Activation, after: str | None = None,
+                 limit: int = INSPECT_PAGE) -> dict[str, Any]:
+        """What the dashboard's inspector shows of one actor, read-only and as last
+        committed (nothing a crash could take back): whether it is in memory, its
+        state, a page of its storage entries (by name, after ``after``), its alarms
+        and its history's versions. The actor is not activated."""
+        if not (after is None or isinstance(after, str)):
+            raise TypeError("$inspect's after is a storage key (a string) or None")
+        if type(limit) is not int or not 1 <= limit <= INSPECT_MAX:
+            raise ValueError(f"$inspect's limit is 1..{INSPECT_MAX}")
+        store, prefix = self.store, act.prefix
+        state = next(iter(store.range(state_key(prefix), successor(state_key(prefix)),
+                                      committed=True)), None)
+        lo, hi = prefix_range(entry_prefix(prefix))
+        start = lo if after is None else successor(lo + after.encode("utf-8"))
+        entries: list[list[Any]] = []
+        more = False
+        for k, v in store.range(start, hi, committed=True):
+            if len(entries) == limit:
+                more = True
+                break
+            entries.append([k[len(lo):].decode("utf-8", "replace"), wire.unpack_stored(v)])
+        lo, hi = alarm_records_range(prefix)
+        alarms = {k[len(lo):].decode("utf-8", "replace"): wire.unpack_stored(v)
+                  for k, v in store.range(lo, hi, committed=True)}
+        return {"type": act.type_name, "key": act.key, "shard": act.shard,
+                "resident": act.instance is not None, "running": act.running,
+                "mailbox": len(act.mailbox), "status": act.status.value,
+                "state": wire.unpack_stored(state[1]) if state else None,
+                "storage": entries, "more": more, "alarms": alarms,
+                "history": history.bookmarks(store, prefix)}
 
     def _rewind(self, act: Activation, version: int | None = None,
                 time: float | None = None) -> dict[str, int]:

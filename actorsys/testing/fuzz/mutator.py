@@ -22,7 +22,7 @@ from .actors import FUZZ_METHODS
 _pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 _PRINTABLE = bytes.maketrans(bytes(range(256)), bytes(32 + i % 95 for i in range(256)))
 
-SYSTEM = ["$history", "$rewind", "$destroy"]
+SYSTEM = ["$history", "$rewind", "$destroy", "$inspect"]
 HOSTILE_NAMES = [
     "", " ", "\x00", "nul\x00name", "$", "$nope", "$history ", "$HISTORY", "__init__", "__class__",
     "__dict__", "__reduce__", "__reduce_ex__", "__del__", "__getattribute__", "__subclasses__",
