@@ -63,6 +63,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 from ..errors import (ActorError, AskTimeout, MessageTooLarge, NodeUnavailable, Overloaded,
                       WorkerLost, WrongShard, error_from_wire)
+from .. import tracing
 from ..log import get_logger
 from ..net.keys import CLIENT_HANDSHAKE_EVENTS, CurveKeys, handshake_problem, uses_curve
 from ..net.members import server_keys
@@ -529,12 +530,17 @@ class AsyncTransport(ControlRequests, MapSource):
 
     def request_ctx(self, rid: int, ctx: dict[str, Any] | None = None) -> dict[str, Any]:
         """The call context of the ask ``rid``: ``ctx`` with this client's request id for
-        it, unless ``ctx`` has one already (the one place an ask's id is made)."""
+        it, unless ``ctx`` has one already (the one place an ask's id is made), and the
+        current OpenTelemetry span's context, if a span is current and ``ctx`` names
+        none (``actorsys/tracing.py``)."""
+        trace = tracing.current()
         if ctx is None:
-            return {"id": self.client_id + rid.to_bytes(8, "big")}
-        if "id" in ctx:
-            return ctx
-        return {**ctx, "id": self.client_id + rid.to_bytes(8, "big")}
+            ctx = {"id": self.client_id + rid.to_bytes(8, "big")}
+        elif "id" not in ctx:
+            ctx = {**ctx, "id": self.client_id + rid.to_bytes(8, "big")}
+        if trace is not None and "trace" not in ctx:
+            ctx = {**ctx, "trace": trace}
+        return ctx
 
     def ask(self, type_name: str, key: str, method: str, args: Any = (), kwargs: Any = None,
             timeout: float | None = None, ctx: dict[str, Any] | None = None,
@@ -639,8 +645,12 @@ class AsyncTransport(ControlRequests, MapSource):
 
     def tell(self, type_name: str, key: str, method: str, args: Any = (), kwargs: Any = None,
              ctx: dict[str, Any] | None = None) -> None:
-        """Send a one-way message (at-most-once)."""
+        """Send a one-way message (at-most-once); with no ``ctx``, the current
+        OpenTelemetry span's context if a span is current."""
         slot = self._sendable().slot_of(type_name, key)
+        if ctx is None:
+            trace = tracing.current()
+            ctx = {"trace": trace} if trace is not None else None
         payload = Tell(0, type_name, key, method, list(args), kwargs or {}, ctx).encode()
         self._check_size(payload)
         c = self._slot(slot)

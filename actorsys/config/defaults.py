@@ -98,6 +98,8 @@ DEFAULTS: Mapping[str, Key] = MappingProxyType({
     "node.python_path": Key(Kind.STRINGS, []),
     # "HOST:PORT" (port 0: a free one): the node's Prometheus listener, /metrics (None: off)
     "node.metrics": Key(Kind.STR, None),
+    # a span per turn, exported over OTLP/HTTP (OTEL_* environment; actorsys[tracing])
+    "node.tracing": Key(Kind.BOOL, False),
 
     "node.alarm_retry.initial": Key(Kind.NUMBER, 1.0),
     "node.alarm_retry.max": Key(Kind.NUMBER, 60.0),

@@ -67,6 +67,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
+from .. import tracing
 from ..errors import ConfigError
 from . import supervision
 from .defaults import (ACTOR_OPTIONS, ALARM_RETRY, ALARM_RETRY_KEYS, DURABILITY, NODE, ON_ERROR,
@@ -133,6 +134,8 @@ class NodeConfig:
     python_path: list[str] = _node("python_path")
     #: the node's Prometheus listener, ``HOST:PORT`` (None: none; see actorsys/metrics)
     metrics: str | None = _node("metrics")
+    #: a span per turn, exported over OTLP/HTTP (actorsys/tracing.py)
+    tracing: bool = _node("tracing")
     actors: dict[str, str] = field(default_factory=dict)
     #: type name -> actor-level policy on a handler exception ("restart" or "stop")
     on_error: dict[str, str] = field(default_factory=dict)
@@ -239,6 +242,8 @@ def _node_section(node: Any, src: Source) -> dict[str, Any]:
     if values["metrics"] is not None and not valid_listen(values["metrics"]):
         raise fail(f"must be \"HOST:PORT\" (port 0: any free port), got {values['metrics']!r:.80}",
                    "metrics")
+    if values["tracing"] and (missing := tracing.sdk_missing()) is not None:
+        raise fail(missing, "tracing")
     _check_keys(values, src, fail)
     _check_endpoint(values, src, fail)
     values["data_dir"] = src.path(values["data_dir"])

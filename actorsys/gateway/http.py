@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .. import tracing
 from ..client.transport import AsyncTransport
 from ..errors import ActorError
 from ..log import get_logger
@@ -52,7 +53,8 @@ class HttpAsks:
                                                 f"({self.max_body})") from None
             args, kwargs = arguments(body)
             try:
-                pending = self.transport.ask(type_name, key, method, args, kwargs, self.ask_timeout)
+                pending = self.transport.ask(type_name, key, method, args, kwargs, self.ask_timeout,
+                                             ctx=traced(request))
             except (TypeError, ValueError, OverflowError) as exc:   # e.g. a 30-digit integer
                 raise Refused(400, "bad_request", f"the arguments cannot be sent ({exc})") from None
             result = await pending
@@ -82,6 +84,14 @@ class HttpAsks:
         if code in RETRY_LATER:
             resp.headers["Retry-After"] = "1"
         return resp
+
+
+def traced(request: web.Request) -> dict[str, Any] | None:
+    """The call context carrying the HTTP request's W3C trace context (``traceparent``,
+    ``tracestate`` headers), if it has a well-formed one: the actor's turn is then a
+    child of the caller's span (``actorsys/tracing.py``)."""
+    carrier = {k: request.headers[k] for k in tracing.FIELDS if k in request.headers}
+    return {"trace": carrier} if carrier and tracing.check(carrier) else None
 
 
 def arguments(body: bytes) -> tuple[list[Any], dict[str, Any]]:

@@ -45,8 +45,9 @@ SHARDS  ``[SHARDS, id, cmd, args]``: a cluster node's router tells its worker wh
 an ask's request id unique to its client: a repeated id is answered with the recorded
 outcome, not run again) and ``"chain"`` (an array of ``[type, key, token]``: the turns
 waiting on this call, oldest first, each with its random token: call-chain reentrancy,
-``actorsys/runtime/chains.py``). Unknown keys are
-refused, so a peer's typo is an error, not a silent no-op.
+``actorsys/runtime/chains.py``) and ``"trace"`` (a map of the W3C trace context's
+``traceparent`` and ``tracestate``: the caller's span, ``actorsys/tracing.py``). Unknown
+keys are refused, so a peer's typo is an error, not a silent no-op.
 
 An ``ASK`` whose method starts with ``$`` is a system call served by the worker in the
 actor's turn order without running its code: ``$history``, ``$rewind`` (kwargs
@@ -70,6 +71,7 @@ from typing import Any, Callable
 
 import msgpack
 
+from .. import tracing
 from ..errors import ActorError, BadRequest, MessageTooLarge
 
 ASK, TELL, SPAWN, MAP, STATUS, PING, STOP, EXIT, SUP = 1, 2, 3, 4, 5, 6, 7, 8, 9
@@ -140,7 +142,7 @@ def _brief(value: Any) -> str:
 
 
 #: the keys a call's context may carry (see the table above)
-CTX_KEYS = frozenset({"id", "chain"})
+CTX_KEYS = frozenset({"id", "chain", "trace"})
 #: the longest call chain a context may carry (a longer one is a runaway recursion)
 MAX_CHAIN = 64
 
@@ -151,7 +153,7 @@ def check_ctx(ctx: Any) -> None:
         raise BadRequest("a call's ctx must be a map")
     unknown = [k for k in ctx if k not in CTX_KEYS]
     if unknown:
-        raise BadRequest(f"unknown ctx key {_brief(unknown[0])}; known: id, chain")
+        raise BadRequest(f"unknown ctx key {_brief(unknown[0])}; known: id, chain, trace")
     rid = ctx.get("id")
     if rid is not None and (type(rid) is not bytes or not 1 <= len(rid) <= 64):
         raise BadRequest("ctx id must be 1 to 64 bytes")
@@ -163,6 +165,11 @@ def check_ctx(ctx: Any) -> None:
                        for c in chain)):
         raise BadRequest(f"ctx chain must be an array of at most {MAX_CHAIN} [type, key, token] "
                          f"links (token: 1 to 16 bytes)")
+    trace = ctx.get("trace")
+    if trace is not None and not tracing.check(trace):
+        raise BadRequest(f"ctx trace must be a map of W3C trace context fields "
+                         f"({', '.join(tracing.FIELDS)}) to strings of at most "
+                         f"{tracing.MAX_FIELD} characters")
 
 
 def parse_request(msg: Any) -> tuple[int, int, list[Any]]:

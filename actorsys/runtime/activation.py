@@ -24,6 +24,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Union
 
+from ..protocol import wire
+
 if TYPE_CHECKING:
     from ..actor import Actor, Connection
     from ..protocol.messages import Tell
@@ -253,3 +255,13 @@ class SupRecord(NamedTuple):
     def to_stored(self) -> dict[str, Any]:
         return {"sup": self.sup, "child": self.child, "args": self.args,
                 "kwargs": self.kwargs, "inc": self.inc, "running": self.running}
+
+
+def method_label(msg: Call | Internal) -> str:
+    """A turn's ``method`` label: the handler's name (checked against the actor's class
+    before it was queued: the series stay bounded), ``$spawn``, or the runtime's own
+    turn (``$start``, ``$alarm``, ``$passivate``, ``$shutdown``, ``$exiting``)."""
+    if isinstance(msg, Call):
+        return msg.method if msg.op != wire.SPAWN else "$spawn"
+    kind: str = msg.kind.value
+    return "$" + kind

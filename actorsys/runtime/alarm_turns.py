@@ -112,6 +112,12 @@ class AlarmTurns:
         st.write_raw(alarm_index_key(prefix, due, name), None)
         return inst.on_alarm(name, rec["payload"])
 
+    def set_by(self, act: Activation, name: str) -> Any:
+        """The trace context of the turn that set alarm ``name`` (None: none recorded)."""
+        raw = self.store.get(alarm_record_key(act.prefix, name))
+        rec = wire.unpack_stored(raw) if raw is not None else None
+        return rec.get("trace") if isinstance(rec, dict) else None
+
     def failed(self, act: Activation, name: str, due: int, exc: BaseException) -> None:
         """on_alarm raised: retry after the backoff, or drop it after the last attempt."""
         self.counters["alarms_failed"] += 1

@@ -327,7 +327,7 @@ class Sockets:
         return True
 
     def tell(self, msg: Tell) -> None:
-        self.transport.tell(msg.type_name, msg.key, msg.method, msg.args, msg.kwargs)
+        self.transport.tell(msg.type_name, msg.key, msg.method, msg.args, msg.kwargs, msg.ctx)
 
     def effects(self, msg: WsEffects) -> None:
         self.gateway.send(msg)

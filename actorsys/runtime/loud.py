@@ -52,7 +52,7 @@ from ..log import get_logger
 from ..lograte import RateLimit
 from ..protocol import wire
 from ..protocol.ws import METHOD as WS_METHOD
-from .activation import ALARM, ENDING, START, Activation, Call, Internal
+from .activation import ALARM, ENDING, START, Activation, Call, Internal, method_label
 
 if TYPE_CHECKING:
     from .activation import Mail
@@ -96,19 +96,29 @@ class FailureLog:
                                   max_keys=max_types, clock=clock)
         self.drops = RateLimit(logger, "dropped tells", burst=burst, window=window,
                                max_keys=max_types, clock=clock)
+        #: the epoch a shard is served with (the map's; a cluster's grant's): logged with
+        #: each event, beside the actor (``--log-json`` fields; the worker sets it)
+        self.epoch_of: Callable[[int], int | None] = lambda _shard: None
+
+    def fields(self, type_name: str, key: str, method: str, shard: int | None) -> dict[str, Any]:
+        """An event's structured fields (``--log-json`` writes them as keys of the line)."""
+        return {"actor_type": type_name, "actor_key": key[:200], "actor_method": method[:100],
+                "shard": shard, "epoch": self.epoch_of(shard) if shard is not None else None}
 
     def failed(self, act: Activation, msg: Call | Internal, exc: BaseException) -> None:
         """A turn failed (its outcome is discarded): log it once."""
         if not self.failures.allow(act.type_name):
             return
         what = describe(msg)
+        extra = self.fields(act.type_name, act.key, method_label(msg), act.shard)
         if isinstance(exc, (BadArguments, ActorStopped)):
             self.log.warning("%s of %s/%.200s refused: %s: %.500s", what, act.type_name, act.key,
-                             type(exc).__name__, exc)
+                             type(exc).__name__, exc, extra=extra)
             return
         tb = _user_frames(exc.__traceback__)
         self.log.error("%s of %s/%.200s failed: %s: %.2000s", what, act.type_name, act.key,
-                       type(exc).__name__, exc, exc_info=(type(exc), exc, tb) if tb else None)
+                       type(exc).__name__, exc, exc_info=(type(exc), exc, tb) if tb else None,
+                       extra=extra)
 
     def dropped(self, type_name: str, key: str, method: str, reason: BaseException,
                 sender: str = "") -> None:
@@ -116,7 +126,8 @@ class FailureLog:
         if not self.drops.allow(type_name if len(type_name) <= 200 else "*"):
             return
         self.log.warning("dropped a tell %.100r to %.200s/%.200s%s: %s: %.500s", method, type_name,
-                         key, sender, type(reason).__name__, reason)
+                         key, sender, type(reason).__name__, reason,
+                         extra=self.fields(type_name, key, method, None))
 
     def sweep(self) -> None:
         """Write the summaries of rate-limit windows that have ended (call now and then)."""

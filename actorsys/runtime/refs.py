@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from .. import tracing
 from ..errors import ActorError, ActorStopped, MessageTooLarge
 from ..protocol.messages import Tell
 from .chains import CALL_CHAIN, TURN_ASK_IDS, outgoing
@@ -35,7 +36,9 @@ class InnerRef:
         """Send a one-way message; it leaves after the current turn commits."""
         if type(method) is not str:
             raise TypeError(f"a method name is a string, got {type(method).__name__}")
-        msg = Tell(0, self.type_name, self.key, method, list(args), kwargs)
+        trace = tracing.current()    # (this turn's span, when the node traces)
+        msg = Tell(0, self.type_name, self.key, method, list(args), kwargs,
+                   {"trace": trace} if trace is not None else None)
         # the exact payload size; packing also fails the turn now if not msgpack-able
         size = len(msg.encode())
         limit = self._services.max_message_bytes
@@ -51,7 +54,7 @@ class InnerRef:
             else:
                 s.tells = [msg]
         else:
-            self._services.transport.tell(self.type_name, self.key, method, args, kwargs)
+            self._services.transport.tell(self.type_name, self.key, method, args, kwargs, msg.ctx)
 
     def ask(self, method: str, /, *args: Any, timeout: float | None = None,
             **kwargs: Any) -> "asyncio.Future[Any]":
@@ -87,7 +90,7 @@ class InnerRef:
         if s.tells:
             tells, s.tells = s.tells, ()
             for t in tells:
-                services.transport.tell(t.type_name, t.key, t.method, t.args, t.kwargs)
+                services.transport.tell(t.type_name, t.key, t.method, t.args, t.kwargs, t.ctx)
         return services.transport.ask(self.type_name, self.key, method, args, kwargs, timeout,
                                       ctx=ctx)
 

@@ -31,11 +31,17 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from contextvars import Token
 import time
 import traceback
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, StatusCode
+
+from .. import tracing
 from ..actor import incarnate
 from ..config.defaults import NODE, REQUEST_REPLY_BYTES
 from ..errors import ActorError, BadArguments, Deadlock, MessageTooLarge, StorageError
@@ -47,7 +53,7 @@ from ..storage.requests import RequestWindow, WindowLimits
 from ..storage.view import Storage
 from . import ws_turns
 from .activation import (ALARM, DEAD, ENDING, EXITING, NO_MAIL, RUNNING, SHUTDOWN, START, STARTING,
-                         STOPPED, Activation, Call, Internal, Kind, Mail, Waiting)
+                         STOPPED, Activation, Call, Internal, Kind, Mail, Waiting, method_label)
 from .children import exit_notice, exits_on_crash, stopped_error
 from .commit import Reply, encode_end
 from .destroy import end_destroyed, holds_data
@@ -60,6 +66,7 @@ from .system import SYSTEM_METHODS
 
 if TYPE_CHECKING:
     from ..metrics import ProcessMetrics
+    from ..tracing import Tracing
     from ..storage.slot import SlotStore
     from .alarm_turns import AlarmTurns
     from .catalog import Catalog
@@ -71,15 +78,6 @@ _EMPTY_STATE = wire.pack({})
 #: kinds that run while a dead child's other mail is held (see pump)
 _NOT_HELD = ENDING | {START}
 
-
-def method_label(msg: Call | Internal) -> str:
-    """A turn's ``method`` label: the handler's name (checked against the actor's class
-    before it was queued: the series stay bounded), ``$spawn``, or the runtime's own
-    turn (``$start``, ``$alarm``, ``$passivate``, ``$shutdown``, ``$exiting``)."""
-    if isinstance(msg, Call):
-        return msg.method if msg.op != _SPAWN else "$spawn"
-    kind: str = msg.kind.value
-    return "$" + kind
 
 
 class Turns(NestedTurns):
@@ -104,6 +102,7 @@ class Turns(NestedTurns):
         #: shared with the node supervisor: [heartbeat, sync turn start] per slot
         self.beats = beats
         self._busy = 2 * slot + 1
+        self.slot = slot
         #: set once when the worker begins its shutdown: no more EXITs, and async turns
         #: cancelled by it end without a failure
         self.stopping = False
@@ -116,6 +115,10 @@ class Turns(NestedTurns):
         self.metrics: ProcessMetrics | None = None
         #: the busiest actors of the last minute (client.top, actorsys top)
         self.hot = HotActors(time.monotonic())
+        #: this process's tracer when the node traces (None: no span is made)
+        self.tracing: Tracing | None = None
+        #: the span of each activation's running turn (only while tracing)
+        self.spans: dict[Activation, Span] = {}
         #: the request-id window kept per actor (exactly-once asks, storage/requests.py)
         self.request_limits = request_limits or WindowLimits(
             NODE["request_window"].default, NODE["request_window_seconds"].default)
@@ -183,6 +186,9 @@ class Turns(NestedTurns):
         clock = self.clock
         if clock is not None:
             clock.act, clock.msg, clock.since = act, msg, now
+        # the turn's span is current while its code runs (an async turn's task copies it):
+        # what it asks and tells carries its context (actorsys/tracing.py)
+        traced = self._start_span(act, msg) if self.tracing is not None else None
         try:
             if act.instance is None:
                 if type(msg) is Internal and msg.kind in ENDING:
@@ -200,7 +206,43 @@ class Turns(NestedTurns):
                 beats[self._busy] = 0.0
             if clock is not None:
                 clock.since = 0.0
+            if traced is not None:
+                otel_context.detach(traced)
         self._finish(act, msg, r)
+
+    def _start_span(self, act: Activation, msg: Call | Internal) -> Token[otel_context.Context]:
+        """Start the turn's span (a child of the caller's; an alarm's links to the turn
+        that set it) and make it current; the token that undoes that."""
+        assert self.tracing is not None
+        attrs: dict[str, Any] = {"actorsys.type": act.type_name, "actorsys.key": act.key,
+                                 "actorsys.method": method_label(msg), "actorsys.shard": act.shard,
+                                 "actorsys.slot": self.slot}
+        parent = links = None
+        if isinstance(msg, Call):
+            kind = SpanKind.SERVER if msg.op == _ASK else SpanKind.CONSUMER
+            parent = tracing.parent(msg.ctx.get("trace")) if msg.ctx else None
+        else:
+            kind = SpanKind.INTERNAL
+            if msg.kind is ALARM:
+                attrs["actorsys.alarm"] = msg.name
+                links = tracing.link_of(self.alarms.set_by(act, msg.name))
+        span = self.tracing.tracer.start_span(f"{act.type_name}.{attrs['actorsys.method']}",
+                                              context=parent, kind=kind, attributes=attrs,
+                                              links=links)
+        self.spans[act] = span
+        return otel_context.attach(trace.set_span_in_context(span))
+
+    def _end_span(self, act: Activation, exc: BaseException | None) -> None:
+        span = self.spans.pop(act, None)
+        if span is None:
+            return
+        if exc is None:
+            span.set_attribute("actorsys.outcome", "ok")
+        else:
+            span.set_attribute("actorsys.outcome", "error")
+            span.record_exception(exc)
+            span.set_status(StatusCode.ERROR, f"{type(exc).__name__}: {str(exc):.200}")
+        span.end()
 
     def _activate(self, act: Activation) -> Any:
         if act.snapshot is None:
@@ -364,6 +406,8 @@ class Turns(NestedTurns):
         if self.metrics is not None:
             self.metrics.turn(act.type_name, method_label(msg), True, took)
         self.hot.turn(act.type_name, act.key, took, True, len(act.mailbox), end)
+        if self.spans:
+            self._end_span(act, None)
         act.last_used = end
         self.counters["turns"] += 1
         if type(msg) is Internal:
@@ -492,6 +536,8 @@ class Turns(NestedTurns):
         if self.metrics is not None:
             self.metrics.turn(act.type_name, method_label(msg), False, end - act.last_used)
         self.hot.turn(act.type_name, act.key, end - act.last_used, False, len(act.mailbox), end)
+        if self.spans:
+            self._end_span(act, exc)
         if kind is SHUTDOWN:
             act.cancel_kill_timer()
         elif type(msg) is Internal and kind is ALARM:

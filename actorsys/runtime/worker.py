@@ -53,7 +53,7 @@ from typing import Any
 
 import zmq
 
-from .. import metrics
+from .. import metrics, tracing
 from ..log import get_logger
 from ..actor import handlers_of
 from ..actor.classes import import_actor_class
@@ -128,6 +128,12 @@ class Worker:
                          "alarms_dropped": 0, "auth_refused": 0, "handshake_failed": 0}
 
     # -- life cycle ------------------------------------------------------------
+    def _epoch_of(self, shard: int) -> int | None:
+        """The epoch ``shard`` is served with here: a cluster's grant's, or the map's."""
+        if self.grants.active:
+            return self.grants.shards.get(shard)
+        return int(self.map.epoch)
+
     def _metrics(self, cfg: NodeConfig) -> metrics.ProcessMetrics:
         """This process's metrics: the counters and gauges always (read when scraped);
         the turns', commits' and alarms' instruments when the node serves metrics."""
@@ -232,7 +238,10 @@ class Worker:
             self.shard_commands.on_gateways = self.routes.update
         self.children, self.alarms = rt.children, rt.alarms
         self.loud = self.turns.loud
+        self.loud.epoch_of = self._epoch_of
         self.metrics = self._metrics(cfg)
+        if cfg.tracing:
+            self.turns.tracing = tracing.start("worker", self.slot)
         self.watch: SlowTurnWatch | None = None
         if cfg.slow_turn > 0:
             self.turns.clock = StepClock()
@@ -274,6 +283,8 @@ class Worker:
                 self.routes.close()
             self.listener.close(500)   # give the last flushed replies time to leave
             self.store.close()
+            if self.turns.tracing is not None:
+                self.turns.tracing.close()      # (its last spans exported)
             self.ctx.term()
 
     async def _fetch_map(self) -> None:

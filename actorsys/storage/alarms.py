@@ -40,6 +40,7 @@ import math
 import time
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
+from .. import tracing
 from ..errors import LimitExceeded
 from ..protocol import wire
 from .keys import (DUE_INDEX_RANGE, alarm_index_key, alarm_index_key_of, alarm_record_key,
@@ -94,7 +95,11 @@ def set_alarm(storage: "Storage", when: float, name: str, payload: Any) -> float
     if old is not None:
         storage.write_raw(alarm_index_key_of(prefix, name, old), None)
     try:
-        packed = wire.pack({"when": at, "payload": payload, "attempt": 0})
+        record = {"when": at, "payload": payload, "attempt": 0}
+        trace = tracing.current()      # (the setting turn's span, when the node traces)
+        if trace is not None:
+            record["trace"] = trace
+        packed = wire.pack(record)
     except (TypeError, ValueError, OverflowError) as exc:
         raise TypeError(f"the payload of alarm {name!r:.100} is not msgpack-able: {exc}") from None
     if len(packed) > storage.store.max_value_bytes:
@@ -124,8 +129,12 @@ def list_alarms(storage: "Storage") -> dict[str, dict[str, Any]]:
     """``{name: {"when", "payload", "attempt"}}`` in name order, as this turn sees them."""
     lo, hi = alarm_records_range(storage.actor_range)
     n = len(lo)
-    return {k[n:].decode("utf-8"): wire.unpack_stored(v)
-            for k, v in storage.entries(lo, hi)}
+    out = {}
+    for k, v in storage.entries(lo, hi):
+        rec = wire.unpack_stored(v)
+        rec.pop("trace", None)         # (the runtime's: the turn that set it)
+        out[k[n:].decode("utf-8")] = rec
+    return out
 
 
 def backoff(retry: dict[str, float], attempt: int) -> float:
@@ -175,7 +184,10 @@ def reschedule(store: "SlotStore", prefix: bytes, name: str, due: int, retry: di
     if attempt_starts:
         attempt += 1
     at = now + backoff(retry, max(attempt, 1))
-    writes[rk] = wire.pack({"when": at, "payload": rec["payload"], "attempt": attempt})
+    again = {"when": at, "payload": rec["payload"], "attempt": attempt}
+    if "trace" in rec:
+        again["trace"] = rec["trace"]     # (an attempt's turn links to the setting turn too)
+    writes[rk] = wire.pack(again)
     writes[alarm_index_key(prefix, due_us(at), name)] = b""
     return Rescheduled(writes, at, attempt)
 

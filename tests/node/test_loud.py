@@ -4,6 +4,7 @@ blocks its event loop longer than slow_turn while it still runs. The node's proc
 write their standard error to a file of the test's (see :class:`helpers.NodeStderr`)."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -155,3 +156,20 @@ def test_a_worker_killed_as_hung_first_writes_where_it_was(loud_config, err):
         err.wait_for(r"missed its heartbeats .* killing it", "the kill")
     text = err.read()
     assert re.search(r'File ".*loud\.py", line \d+ in async_sleep', text), text[-3000:]
+
+
+def test_log_json_events_carry_the_actor_slot_and_epoch(config, tmp_path, monkeypatch):
+    """--log-json (ACTORSYS_LOG_JSON, which an embedded node passes on): a failed turn's
+    line is one JSON object with the actor's type, key and method, its shard, the slot
+    and the epoch, as keys a log shipper can index."""
+    monkeypatch.setenv("ACTORSYS_LOG_JSON", "1")
+    err = NodeStderr(tmp_path / "stderr.log")
+    with err.node(config()) as n:
+        with pytest.raises(actorsys.RemoteError):
+            n.client().ref("Counter", "json-k").ask("add_then_fail", 1)
+        err.wait_for(r'"actor_key": "json-k"', "the failed turn's JSON line")
+    line = next(json.loads(x) for x in err.read().splitlines() if '"json-k"' in x)
+    assert line["level"] == "ERROR" and line["role"] == "worker[%d]" % line["slot"]
+    assert (line["actor_type"], line["actor_key"], line["actor_method"]) == ("Counter", "json-k",
+                                                                             "add_then_fail")
+    assert isinstance(line["shard"], int) and line["epoch"] == 1
