@@ -41,7 +41,7 @@ import zmq
 
 import actorsys
 from actorsys.testing.bench import (TYPE, Resources, actorsys_pipelined, fmt_num, log, pct,
-                                    raw_pipelined, run_and_report)
+                                    phases, raw_pipelined, run_and_report)
 from actorsys.testing.rawecho import ASK, TELL, packb, raw_recv, raw_socket, raw_wait_ready
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -418,6 +418,12 @@ def run(args, res: Resources) -> dict:
     meta["node_endpoint"] = node.endpoint
     log(f"node up in {time.monotonic() - t_start:.2f} s; measuring ({meta['mode']} run)")
 
+    with phases(7):
+        return measure(node, res, raw_ep, p, meta, t_start)
+
+
+def measure(node, res: Resources, raw_ep: str, p: dict, meta: dict, t_start: float) -> dict:
+    """The seven measurements of the module docstring, in order."""
     results: dict = {}
     results["ask_latency"] = bench_latency(node, res, raw_ep, p["latency_n"], p["latency_warmup"])
     log("ask latency done")

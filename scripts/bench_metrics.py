@@ -23,7 +23,7 @@ import subprocess
 import time
 
 from actorsys.testing.bench import (TYPE, Resources, actorsys_pipelined, fmt_num, log, pct,
-                                    run_and_report)
+                                    phases, run_and_report)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -121,10 +121,11 @@ def run(args: argparse.Namespace, res: Resources) -> dict:
     log(f"two nodes up (metrics off, and on scraped every {SCRAPE_EVERY:g} s); measuring")
     t0 = time.monotonic()
     try:
-        results = {"ask_latency": latency(nodes, p["latency_n"], p["latency_warmup"])}
-        log("ask latency done")
-        results["pipelined_asks"] = pipelined(nodes, p["pipe_n"], p["window"], p["rounds"])
-        log("pipelined asks done")
+        with phases(2):
+            results = {"ask_latency": latency(nodes, p["latency_n"], p["latency_warmup"])}
+            log("ask latency done")
+            results["pipelined_asks"] = pipelined(nodes, p["pipe_n"], p["window"], p["rounds"])
+            log("pipelined asks done")
     finally:
         res.kill(proc)
     with open(scrapes) as f:

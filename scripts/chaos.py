@@ -108,6 +108,7 @@ from collections import Counter
 from typing import Any
 
 from actorsys.testing.chaos.faults import KINDS
+from actorsys.node.progress import Progress
 from actorsys.testing.chaos.run import ChaosParams, run
 
 LOST_LINE = "acknowledged writes lost: {}"
@@ -115,10 +116,12 @@ MAX_VIOLATIONS_SHOWN = 20
 
 
 class Printer:
-    """The run's progress on stdout (and an interruption on stderr)."""
+    """The run's progress on stdout (and an interruption on stderr): on a terminal a bar of
+    the run's time with each fault's line above it; elsewhere the lines alone."""
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
+        self.bar: Progress | None = None
 
     def load_started(self, p: ChaosParams) -> None:
         where = f"{p.cluster} nodes x {p.workers} workers" if p.cluster else f"{p.workers} workers"
@@ -127,17 +130,33 @@ class Printer:
         print(f"chaos: {p.duration:g} s, {p.actors} actors, {p.clients} clients x {p.in_flight} "
               f"asks in flight, {where}, durability {p.durability}, seed {p.seed}",
               flush=True)
+        bar = Progress("chaos", total=p.duration, stream=sys.stdout, unit=" s")
+        if bar.bar:
+            self.bar = bar.__enter__()
 
     def fault(self, ev: dict[str, Any]) -> None:
+        if self.bar is not None:
+            self.bar.set(ev["at_s"], note=f"{ev.get('kind', '')} fault")
         if not self.quiet:
             rec = f"{ev['recovery_ms']:.0f} ms" if "recovery_ms" in ev else "NOT RECOVERED"
             what = ev.get("what") or f"kill -9 {ev['kind']:<6} {ev.get('killed')}"
-            print(f"  t={ev['at_s']:6.1f} s  {what} -> recovered in {rec}", flush=True)
+            line = f"  t={ev['at_s']:6.1f} s  {what} -> recovered in {rec}"
+            if self.bar is not None:
+                self.bar.say(line)
+            else:
+                print(line, flush=True)
+
+    def stop_bar(self) -> None:
+        if self.bar is not None:
+            bar, self.bar = self.bar, None
+            bar.__exit__(None, None, None)
 
     def interrupted(self) -> None:
+        self.stop_bar()
         print("chaos: interrupted; stopping everything", file=sys.stderr, flush=True)
 
     def finished(self, result: dict[str, Any]) -> None:
+        self.stop_bar()
         for node, tail in result.get("node_logs", {}).items():     # a cluster run that failed
             print(f"--- the end of {node}'s log ---\n{tail}", file=sys.stderr, flush=True)
         print_summary(result)

@@ -3,8 +3,9 @@ page with no build step (``dashboard.html``: plain HTML, CSS and JavaScript in t
 package, nothing fetched from elsewhere), and the two JSON reads it polls:
 
 * ``GET /dashboard/api/overview``: the node's processes (``STATUS``), each process's
-  turns, restarts and CPU counters (from ``METRICS``), the hot actors (``TOP``) and
-  each supervisor's children (``which_children``). The page keeps the last minutes of
+  turns, restarts and CPU counters (from ``METRICS``), the hot actors (``TOP``), each
+  supervisor's children (``which_children``) and, for a node of a cluster, the cluster
+  as it sees it (``CLUSTER``). The page keeps the last minutes of
   these itself and draws turns/s and restarts as charts.
 * ``GET /dashboard/api/actor/{type}/{key}?after=&limit=``: the actor inspector, one
   actor's ``$inspect`` (where it lives, its state, a page of its storage entries, its
@@ -89,6 +90,8 @@ class Dashboard:
                 self.transport.call_router(wire.METRICS, READ_SECONDS),
                 self.transport.request_router(lambda rid: Top(rid, HOT_SHOWN, "busy"), READ_SECONDS))
             tree = await self._tree(status)
+            cluster = (await self.transport.call_router(wire.CLUSTER, READ_SECONDS)
+                       if isinstance(status.get("cluster"), dict) else None)
         except Refused as r:
             return error_response(r.status, r.code, str(r))
         except ActorError as exc:
@@ -103,7 +106,8 @@ class Dashboard:
                         who = labels.get("supervisor", "?")
                     per = counted.setdefault(name, {})
                     per[who] = per.get(who, 0.0) + float(value)
-        return self._json({"status": status, "counters": counted, "hot": hot, "tree": tree})
+        return self._json({"status": status, "counters": counted, "hot": hot, "tree": tree,
+                           "cluster": cluster})
 
     async def _tree(self, status: dict[str, Any]) -> dict[str, Any]:
         sups = [name for p in status.get("processes", []) if p.get("role") == "tree" and p.get("up")

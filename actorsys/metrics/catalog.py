@@ -89,4 +89,11 @@ GAUGES: dict[str, str] = {
     "actorsys_queued_bytes": "Bytes of messages waiting in a worker's mailboxes",
     "actorsys_gateway_sockets": "WebSockets open at the gateway",
     "actorsys_alarms_in_flight": "Alarm turns a worker has started and not ended",
+    "actorsys_cluster_nodes": "Nodes of the cluster, as this node's router sees it",
+    "actorsys_cluster_nodes_alive": "Nodes of the cluster this node's router sees alive",
+    "actorsys_shards_owned": "Shards this node leads (serves)",
+    "actorsys_shards_under_replicated": "Shards with fewer copies than replicas, as this node's "
+                                        "router sees the cluster",
+    "actorsys_shards_unavailable": "Shards no live node serves, as this node's router sees the "
+                                   "cluster",
 }

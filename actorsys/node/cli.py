@@ -37,6 +37,7 @@ TYPE/KEY.METHOD within T s``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -289,8 +290,14 @@ def cmd_ask(a: argparse.Namespace) -> int:
 
 
 def cmd_ls(a: argparse.Namespace) -> int:
-    """Keys of the actors of a type, one per line; ``--all`` pages through every one."""
-    with _connect(a) as c, _deadline(a, f"the workers listing {a.type}"):
+    """Keys of the actors of a type, one per line; ``--all`` pages through every one,
+    with its progress on standard error (a bar on a terminal, a line every few seconds
+    otherwise)."""
+    from .progress import Progress
+
+    progress = Progress(f"listing {a.type}", unit=" keys") if a.all else None
+    with _connect(a) as c, _deadline(a, f"the workers listing {a.type}"), \
+            (progress or contextlib.nullcontext()):
         after, left = a.after, None if a.all else a.limit
         while left is None or left > 0:
             page = c.list_actors(a.type, start_after=after,
@@ -298,6 +305,8 @@ def cmd_ls(a: argparse.Namespace) -> int:
                                  timeout=a.timeout)
             for key in page:
                 print(key)
+            if progress is not None:       # (on standard error: the keys go to standard output)
+                progress.advance(len(page))
             if not page or (left is None and len(page) < 1000):
                 break
             after = page[-1]

@@ -106,6 +106,8 @@ class Router:
         self.pump = SocketPump(self.loop, self.sock, self._on_frames)
         own = metrics.current()
         own.counters = self.counters
+        if self.cluster is not None:
+            self._cluster_gauges(own)
         self.scrape = NodeScrape(self.transport, self.layout, own)
         self.metrics_http: MetricsListener | None = None
         if self.layout.metrics_listen is not None:
@@ -168,6 +170,25 @@ class Router:
     def _left(self) -> None:
         self.exit_code = EXIT_LEFT
         self.loop.call_later(0.2, self._stop)    # the LEAVE reply leaves first
+
+    def _cluster_gauges(self, own: metrics.ProcessMetrics) -> None:
+        """The cluster as gauges (one view per scrape: it is read once for all five)."""
+        memo: list[Any] = [0.0, {}]
+
+        def view() -> dict[str, Any]:
+            now = time.monotonic()
+            if now - memo[0] > 1.0:
+                memo[:] = [now, self.cluster_view()]
+            v: dict[str, Any] = memo[1]
+            return v
+        cluster = self.cluster
+        assert cluster is not None
+        own.gauge("actorsys_cluster_nodes", lambda: len(view().get("nodes", ())))
+        own.gauge("actorsys_cluster_nodes_alive",
+                  lambda: sum(1 for n in view().get("nodes", ()) if n.get("alive")))
+        own.gauge("actorsys_shards_owned", cluster.count_mine)
+        own.gauge("actorsys_shards_under_replicated", lambda: view().get("under_replicated", 0))
+        own.gauge("actorsys_shards_unavailable", lambda: view().get("unavailable", 0))
 
     def cluster_view(self) -> dict[str, Any]:
         """What CLUSTER answers: the cluster's nodes, or this single node."""

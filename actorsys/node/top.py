@@ -12,7 +12,9 @@ What a frame shows, from three requests to the node's router (``STATUS``, ``METR
   does; only while the node serves metrics: ``[node] metrics``);
 * **hot actors**: the busiest actors of about the last minute (``client.top``);
 * **supervision tree**: each supervisor and each child's state (the first
-  :data:`CHILDREN_SHOWN` children of a supervisor; the rest are counted).
+  :data:`CHILDREN_SHOWN` children of a supervisor; the rest are counted);
+* **cluster** (a node of one): each node as this node sees it, alive or not, its shards,
+  the copies it follows and learns, and the under-replicated and unavailable shards.
 
 A rate needs two samples: a frame compares the node now with the node one interval
 ago, ``--once`` too (it waits one interval, then prints one frame and exits: for
@@ -53,6 +55,8 @@ class Sample:
     hot: list[dict[str, Any]]
     #: supervisor -> its children (which_children), or an error's text
     tree: dict[str, Any] = field(default_factory=dict)
+    #: the cluster as this node sees it (CLUSTER), for a node of a cluster
+    cluster: dict[str, Any] | None = None
 
 
 def sample(client: Any, timeout: float) -> Sample:
@@ -71,7 +75,8 @@ def sample(client: Any, timeout: float) -> Sample:
                     tree[name] = client.supervisor(name).which_children(timeout=timeout)
                 except ActorError as exc:
                     tree[name] = f"{type(exc).__name__}: {exc}"
-    return Sample(time.monotonic(), status, values, hot, tree)
+    cluster = client.cluster(timeout=timeout) if isinstance(status.get("cluster"), dict) else None
+    return Sample(time.monotonic(), status, values, hot, tree, cluster)
 
 
 def _value(s: Sample, name: str, **labels: str) -> float | None:
@@ -175,6 +180,8 @@ def frame(now: Sample, before: Sample | None) -> Group:
                     f"{h['turns_per_s']:,.1f}", f"{h['busy'] * 100:.1f}", str(h["errors"]),
                     str(h["mailbox"]))
     parts: list[Any] = [head, procs]
+    if now.cluster is not None:
+        parts.append(cluster_table(now.cluster))
     parts.append(commits if timed else Text("group commits: not timed ([node] metrics is off)",
                                             style="dim"))
     parts.append(hot if now.hot else Text("hot actors: no turn in the last minute", style="dim"))
@@ -194,6 +201,23 @@ def frame(now: Sample, before: Sample | None) -> Group:
                 tree.add_row(name, f"... {len(children) - CHILDREN_SHOWN} more", "", "")
         parts.append(tree)
     return Group(*parts)
+
+
+def cluster_table(view: dict[str, Any]) -> Table:
+    """The cluster's nodes as this node sees them (what ``actorsys cluster`` prints)."""
+    replicas = view.get("replicas", 1)
+    t = Table(title=f"cluster {view.get('name')}  epoch {view.get('epoch')}  replicas {replicas}  "
+                    f"under-replicated shards {view.get('under_replicated', 0)}  unavailable "
+                    f"shards {view.get('unavailable', 0)}", title_justify="left")
+    for col in ("node", "endpoint", "alive", "shards", "follows", "learning", "to move"):
+        t.add_column(col, justify="right" if col in ("shards", "follows", "learning", "to move")
+                     else "left")
+    for n in view.get("nodes", []):
+        t.add_row(str(n.get("id") or "-"), str(n.get("endpoint") or "-"),
+                  "yes" if n.get("alive") else Text("NO", style="bold red"),
+                  str(n.get("shards", "-")), str(n.get("follows", "-")), str(n.get("learning", "-")),
+                  str(n.get("moving", 0)) + ("  leaving" if n.get("leaving") else ""))
+    return t
 
 
 def run(client: Any, interval: float, once: bool, timeout: float,

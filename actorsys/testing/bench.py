@@ -13,18 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import IO, Any
 
 import zmq
 
 from actorsys.client import connect_async
+from actorsys.node.progress import Progress
 from actorsys.log import get_logger
 from actorsys.node import Node
 from actorsys.protocol import wire
@@ -197,9 +200,34 @@ def fmt_num(v: float, unit: str) -> str:
     return f"{v:,.1f} {unit}"
 
 
+_phases: Progress | None = None
+
+
+@contextmanager
+def phases(total: int) -> Iterator[None]:
+    """The benchmark's ``total`` phases: on a terminal a bar that each ``log("... done")``
+    advances (other lines above it); elsewhere :func:`log` prints each line as it comes."""
+    global _phases
+    bar = Progress("bench", total=total, stream=sys.stdout)
+    if not bar.bar:
+        yield
+        return
+    with bar:
+        _phases = bar
+        try:
+            yield
+        finally:
+            _phases = None
+
+
 def log(msg: str) -> None:
-    """A progress line of the benchmark, on stdout."""
-    print(f"bench: {msg}", flush=True)
+    """A progress line of the benchmark, on stdout (see :func:`phases`)."""
+    if _phases is None:
+        print(f"bench: {msg}", flush=True)
+    elif msg.endswith(" done"):
+        _phases.advance(1, note=msg)
+    else:
+        _phases.say(f"bench: {msg}")
 
 
 def run_and_report(args: Any, run: Callable[[Any, Resources], dict[str, Any]],

@@ -280,6 +280,10 @@ def test_cli_ls_all_pages_past_1000(do_node):
     touch_all(do_node, "Box", keys)
     assert ls(do_node, "Box") == keys[:1000], "without --all, at most 1000 keys (the default limit)"
     assert ls(do_node, "Box", "--all") == keys, "--all pages through every key"
+    r = cli("ls", "-e", do_node.endpoint, "Box", "--all")
+    assert r.stderr.splitlines()[0].startswith("listing Box: 0 keys started"), r.stderr
+    assert "listing Box: 1,234 keys done" in r.stderr.splitlines()[-1], \
+        "its progress goes to standard error, as plain lines off a terminal"
     assert ls(do_node, "Box", "--all", "--after", "n01000") == keys[1001:]
     assert ls(do_node, "Box", "--limit", "1100") == keys[:1100], "a limit over one page pages too"
 
