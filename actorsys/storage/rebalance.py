@@ -52,6 +52,8 @@ from .keys import (ACTOR_KEYS, ALARM, ENTRY, FENCE_KEYS, KEY_SPACES, LISTING_KEY
 from .meta import LISTING_INDEX, fsync_dir, read_meta, write_meta
 
 log = get_logger("rebalance")
+#: seconds between two progress lines of a long rebalance
+PROGRESS_EVERY = 5.0
 
 #: keys per LevelDB batch: memory stays bounded however many actors a shard holds
 BATCH_KEYS = 10_000
@@ -189,10 +191,17 @@ def _finish(data_dir: str, meta: dict[str, Any], resumed: bool) -> dict[str, Any
     for shard, (src, dst) in enumerate(zip(old, new)):
         if src != dst:
             pairs.setdefault((src, dst), []).append(shard)
-    keys = 0
+    keys = done = 0
+    total = sum(len(s) for s in pairs.values())
+    said = started
     with _Pool(data_dir) as pool:
         for (src, dst), shards in sorted(pairs.items()):
             keys += _move_shards(pool, src, dst, shards)
+            done += len(shards)
+            if time.monotonic() - said >= PROGRESS_EVERY and done < total:
+                said = time.monotonic()       # (a line now and then: a long move shows it moves)
+                log.info("rebalancing: %s of %s shards moved (%d%%, %s keys, %.1f s)", done, total,
+                         100 * done // total, keys, said - started)
         for src in sorted({src for src, _dst in pairs}):
             keys += _sweep_indexes(pool, src, new)
     final = {k: v for k, v in meta.items() if k != "target"}

@@ -173,3 +173,17 @@ def test_a_replicated_shards_position_and_fence_move_with_it(tmp_path):
         assert items[position_key(shard)] == replica.pack_position((2, shard))
         assert items[fence_key(shard)] == wire.pack(4)
     assert len(items) == len(everything) + 6 and meta["workers"] == 1
+
+
+def test_a_long_rebalance_says_how_far_it_is(tmp_path, caplog, monkeypatch):
+    """Moving shards at start logs a progress line now and then (every PROGRESS_EVERY
+    seconds; 0 here: after every slot pair but the last)."""
+    from actorsys.storage import rebalance
+    monkeypatch.setattr(rebalance, "PROGRESS_EVERY", 0.0)
+    path = str(tmp_path)
+    make_data_dir(path, 1)
+    caplog.set_level(logging.INFO, logger="actorsys.rebalance")
+    rebalance_here(path, read_meta(path), 3)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("rebalancing:")]
+    assert lines and all(" of 4 shards moved (" in line for line in lines), lines
+    assert lines[0].startswith("rebalancing: 2 of 4 shards moved (50%")
