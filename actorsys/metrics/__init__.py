@@ -11,9 +11,9 @@ Layer: the bottom, beside ``log``: it imports prometheus_client and nothing of o
 above it; the runtime, the node, the gateway and the supervisors import it.
 """
 from .catalog import COUNTERS, GAUGES, INSTRUMENTS, Spec
-from .exposition import CONTENT_TYPE_LATEST, check_families, http_response, merge, render
+from .exposition import check_families, content_type, http_response, merge, render
 from .process import ProcessMetrics, WireFamily, current, start
 
-__all__ = ["CONTENT_TYPE_LATEST", "COUNTERS", "GAUGES", "INSTRUMENTS", "ProcessMetrics", "Spec",
+__all__ = ["COUNTERS", "content_type", "GAUGES", "INSTRUMENTS", "ProcessMetrics", "Spec",
            "WireFamily", "check_families", "current", "http_response", "merge", "render",
            "start"]

@@ -14,16 +14,12 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.metrics_core import Metric
-
 from .process import WireFamily
 
 if TYPE_CHECKING:
     from aiohttp import web
 
-__all__ = ["CONTENT_TYPE_LATEST", "check_families", "http_response", "merge", "render"]
+__all__ = ["check_families", "content_type", "http_response", "merge", "render"]
 
 _NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -70,29 +66,37 @@ def merge(parts: Iterable[tuple[dict[str, str], list[WireFamily]]]) -> list[Wire
     return list(out.values())
 
 
-class _Fixed:
-    def __init__(self, families: list[Metric]) -> None:
-        self.families = families
-
-    def collect(self) -> list[Metric]:
-        return self.families
-
-
 def render(families: list[WireFamily]) -> bytes:
-    """``families`` in Prometheus' text format (:data:`CONTENT_TYPE_LATEST`)."""
+    """``families`` in Prometheus' text format (:func:`content_type`), written by
+    prometheus_client (imported here: only a process that serves ``/metrics`` loads it)."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.exposition import generate_latest
+    from prometheus_client.metrics_core import Metric
+
     metrics = []
     for name, typ, doc, samples in families:
         m = Metric(name, doc, typ)
         for sample, labels, value in samples:
             m.add_sample(sample, labels, float(value))
         metrics.append(m)
+
+    class Fixed:
+        def collect(self) -> list[Metric]:
+            return metrics
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Fixed(metrics))
+    registry.register(Fixed())
     return generate_latest(registry)
+
+
+def content_type() -> str:
+    """The Content-Type of :func:`render`'s text (prometheus_client's latest)."""
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST
+    ct: str = CONTENT_TYPE_LATEST
+    return ct
 
 
 def http_response(families: list[WireFamily]) -> web.Response:
     """An aiohttp response of ``families`` in the text format (aiohttp is imported here:
     a process that serves no HTTP never loads it)."""
     from aiohttp import web
-    return web.Response(body=render(families), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return web.Response(body=render(families), headers={"Content-Type": content_type()})

@@ -4,8 +4,8 @@ only when the router asks (``METRICS``).
 A process makes one :class:`ProcessMetrics` when it takes its role (:func:`start`, from
 the node supervisor's fork), and answers the router's ``METRICS`` with
 :meth:`ProcessMetrics.families`: one prometheus_client registry whose collector reads
-the numbers below, beside the library's process collector (CPU, memory, file
-descriptors from ``/proc``).
+the numbers below (``collect.py``, imported at the first scrape), beside the library's
+process collector (CPU, memory, file descriptors from ``/proc``).
 
 Why not prometheus_client's ``Counter`` and ``Histogram`` objects on the hot path:
 each update takes a lock per value, and a histogram's walks its buckets in Python; a
@@ -23,11 +23,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import Any, Callable
 
-from prometheus_client import CollectorRegistry, ProcessCollector
-from prometheus_client.metrics_core import Metric
-from prometheus_client.utils import floatToGoString
-
-from .catalog import COUNTERS, GAUGES, INSTRUMENTS
+from .catalog import GAUGES, INSTRUMENTS
 
 #: one family as it crosses the node's sockets: [name, type, help, [[sample, labels, value]]]
 WireFamily = list[Any]
@@ -47,80 +43,6 @@ class Hist:
     def observe(self, value: float) -> None:
         self.counts[bisect_left(self.bounds, value)] += 1
         self.sum += value
-
-    def add_to(self, m: Metric, labels: dict[str, str]) -> None:
-        """Its samples (cumulative buckets, +Inf, count, sum) into family ``m``."""
-        total = 0
-        for bound, n in zip((*self.bounds, float("inf")), self.counts):
-            total += n
-            le: str = floatToGoString(bound)  # type: ignore[no-untyped-call]
-            m.add_sample(m.name + "_bucket", {**labels, "le": le}, float(total))
-        m.add_sample(m.name + "_count", labels, float(total))
-        m.add_sample(m.name + "_sum", labels, self.sum)
-
-
-class _Collector:
-    """The numbers of one :class:`ProcessMetrics` as families (a prometheus_client
-    custom collector: read when collected, never updated here)."""
-
-    def __init__(self, owner: ProcessMetrics) -> None:
-        self.owner = owner
-
-    def collect(self) -> list[Metric]:
-        o = self.owner
-        out: list[Metric] = []
-        for key, (name, doc) in COUNTERS.items():
-            value = o.counters.get(key) if o.counters else None
-            if value is not None:
-                out.append(_one(name, doc, "counter", float(value)))
-        for name, read in o.gauges.items():
-            out.append(_one(name, GAUGES[name], "gauge", float(read())))
-        for name, (label, read_by) in o.counters_by.items():
-            m = Metric(name, INSTRUMENTS[name].help, "counter")
-            for value_of_label, n in read_by().items():
-                m.add_sample(name + "_total", {label: value_of_label}, float(n))
-            out.append(m)
-        if o.restarts:
-            out.append(_one("actorsys_process_restarts",
-                            INSTRUMENTS["actorsys_process_restarts"].help, "counter",
-                            float(o.restarts)))
-        if o.turns:
-            turns = _family("actorsys_turns")
-            durations = _family("actorsys_turn_duration_seconds")
-            for (type_name, method), t in o.turns.items():
-                labels = {"type": type_name, "method": method}
-                for outcome, n in (("ok", t.ok), ("error", t.error)):
-                    if n:
-                        turns.add_sample("actorsys_turns_total", {**labels, "outcome": outcome},
-                                         float(n))
-                t.seconds.add_to(durations, labels)
-            out += [turns, durations]
-        if any(o.commit_keys.counts):
-            out.append(_hist("actorsys_commit_duration_seconds", o.commit_seconds))
-            out.append(_hist("actorsys_commit_batch_size", o.commit_keys))
-        if o.lateness:
-            m = _family("actorsys_alarm_lateness_seconds")
-            for type_name, h in o.lateness.items():
-                h.add_to(m, {"type": type_name})
-            out.append(m)
-        return out
-
-
-def _family(name: str) -> Metric:
-    spec = INSTRUMENTS[name]
-    return Metric(name, spec.help, spec.kind)
-
-
-def _one(name: str, doc: str, kind: str, value: float) -> Metric:
-    m = Metric(name, doc, kind)
-    m.add_sample(name + "_total" if kind == "counter" else name, {}, value)
-    return m
-
-
-def _hist(name: str, h: Hist) -> Metric:
-    m = _family(name)
-    h.add_to(m, {})
-    return m
 
 
 class TurnNumbers:
@@ -153,9 +75,9 @@ class ProcessMetrics:
         self.commit_keys = Hist(INSTRUMENTS["actorsys_commit_batch_size"].buckets)
         #: type -> its alarms' lateness
         self.lateness: dict[str, Hist] = {}
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_Collector(self))
-        ProcessCollector(registry=self.registry)   # process_cpu_seconds_total, ... (from /proc)
+        #: the prometheus_client registry reading these numbers, made at the first scrape
+        #: (a process never scraped never imports prometheus_client: see collect.py)
+        self.registry: Any = None
 
     def gauge(self, name: str, read: Callable[[], float]) -> None:
         """Report ``read()`` as the gauge ``name`` (one of catalog.GAUGES) when collected."""
@@ -198,6 +120,9 @@ class ProcessMetrics:
     def families(self) -> list[WireFamily]:
         """Every family of this process, as it crosses the node's sockets (the
         ``_created`` samples left out: the text format does not carry them)."""
+        if self.registry is None:
+            from .collect import registry_of
+            self.registry = registry_of(self)
         out: list[WireFamily] = []
         for m in self.registry.collect():
             samples = [[s.name, s.labels, s.value] for s in m.samples

@@ -31,15 +31,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from contextvars import Token
 import time
 import traceback
 from collections import deque
 from typing import TYPE_CHECKING, Any
-
-from opentelemetry import context as otel_context
-from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from .. import tracing
 from ..actor import incarnate
@@ -118,7 +113,7 @@ class Turns(NestedTurns):
         #: this process's tracer when the node traces (None: no span is made)
         self.tracing: Tracing | None = None
         #: the span of each activation's running turn (only while tracing)
-        self.spans: dict[Activation, Span] = {}
+        self.spans: dict[Activation, Any] = {}
         #: the request-id window kept per actor (exactly-once asks, storage/requests.py)
         self.request_limits = request_limits or WindowLimits(
             NODE["request_window"].default, NODE["request_window_seconds"].default)
@@ -207,42 +202,34 @@ class Turns(NestedTurns):
             if clock is not None:
                 clock.since = 0.0
             if traced is not None:
-                otel_context.detach(traced)
+                tracing.Tracing.detach(traced)
         self._finish(act, msg, r)
 
-    def _start_span(self, act: Activation, msg: Call | Internal) -> Token[otel_context.Context]:
+    def _start_span(self, act: Activation, msg: Call | Internal) -> Any:
         """Start the turn's span (a child of the caller's; an alarm's links to the turn
         that set it) and make it current; the token that undoes that."""
         assert self.tracing is not None
         attrs: dict[str, Any] = {"actorsys.type": act.type_name, "actorsys.key": act.key,
                                  "actorsys.method": method_label(msg), "actorsys.shard": act.shard,
                                  "actorsys.slot": self.slot}
-        parent = links = None
+        caller = set_by = None
         if isinstance(msg, Call):
-            kind = SpanKind.SERVER if msg.op == _ASK else SpanKind.CONSUMER
-            parent = tracing.parent(msg.ctx.get("trace")) if msg.ctx else None
+            kind = tracing.ASK if msg.op == _ASK else tracing.TELL
+            caller = msg.ctx.get("trace") if msg.ctx else None
         else:
-            kind = SpanKind.INTERNAL
+            kind = tracing.INTERNAL
             if msg.kind is ALARM:
                 attrs["actorsys.alarm"] = msg.name
-                links = tracing.link_of(self.alarms.set_by(act, msg.name))
-        span = self.tracing.tracer.start_span(f"{act.type_name}.{attrs['actorsys.method']}",
-                                              context=parent, kind=kind, attributes=attrs,
-                                              links=links)
+                set_by = self.alarms.set_by(act, msg.name)
+        span, token = self.tracing.start_span(f"{act.type_name}.{attrs['actorsys.method']}",
+                                              caller, kind, attrs, set_by)
         self.spans[act] = span
-        return otel_context.attach(trace.set_span_in_context(span))
+        return token
 
     def _end_span(self, act: Activation, exc: BaseException | None) -> None:
         span = self.spans.pop(act, None)
-        if span is None:
-            return
-        if exc is None:
-            span.set_attribute("actorsys.outcome", "ok")
-        else:
-            span.set_attribute("actorsys.outcome", "error")
-            span.record_exception(exc)
-            span.set_status(StatusCode.ERROR, f"{type(exc).__name__}: {str(exc):.200}")
-        span.end()
+        if span is not None:
+            tracing.Tracing.end_span(span, exc)
 
     def _activate(self, act: Activation) -> Any:
         if act.snapshot is None:
