@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 from helpers import ROOT
 
@@ -109,16 +110,22 @@ GATEWAY_EXPECTED = {
 }
 
 
-def test_quick_gateway_bench_reports_every_measurement_beside_its_baseline(tmp_path):
+def quick_run(tmp_path: Any, script: str) -> tuple[dict[str, Any], Any]:
+    """``scripts/<script> --quick`` with a temp dir of its own: its JSON results, and that
+    dir (to check that it left nothing)."""
     out = tmp_path / "bench.json"
     bench_tmp = tmp_path / "t"
     bench_tmp.mkdir()
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "bench_gateway.py"),
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", script),
                            "--quick", "--json", str(out), "--tmpdir", str(bench_tmp)],
                           cwd=ROOT, capture_output=True, text=True, timeout=120,
                           stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    results = json.loads(out.read_text())["results"]
+    return json.loads(out.read_text())["results"], bench_tmp
+
+
+def test_quick_gateway_bench_reports_every_measurement_beside_its_baseline(tmp_path):
+    results, bench_tmp = quick_run(tmp_path, "bench_gateway.py")
     for name, paths in GATEWAY_EXPECTED.items():
         for path in paths:
             value = _get(results[name], path)
@@ -130,15 +137,7 @@ def test_quick_gateway_bench_reports_every_measurement_beside_its_baseline(tmp_p
 
 
 def test_the_metrics_bench_measures_on_beside_off_with_real_scrapes(tmp_path):
-    out = tmp_path / "bench.json"
-    bench_tmp = tmp_path / "t"
-    bench_tmp.mkdir()
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "bench_metrics.py"),
-                           "--quick", "--json", str(out), "--tmpdir", str(bench_tmp)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          stdin=subprocess.DEVNULL)
-    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    results = json.loads(out.read_text())["results"]
+    results, bench_tmp = quick_run(tmp_path, "bench_metrics.py")
     for side in ("off", "on"):
         assert results["ask_latency"][side]["p50_us"] > 0 and results["ask_latency"][side]["n"] == 500
         assert results["pipelined_asks"][side]["per_s"] > 0
