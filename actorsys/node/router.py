@@ -290,10 +290,22 @@ class Router:
             self._send(envelope, wire.ok(rid, result))
 
     async def _metrics(self, envelope: Envelope, rid: int) -> None:
-        self._send(envelope, wire.ok(rid, await self.scrape.families()))
+        await self._answer(envelope, rid, "metrics", self.scrape.families())
 
     async def _top(self, envelope: Envelope, rid: int, n: int, by: str) -> None:
-        self._send(envelope, wire.ok(rid, await self.scrape.top(n, by)))
+        await self._answer(envelope, rid, "top", self.scrape.top(n, by))
+
+    async def _answer(self, envelope: Envelope, rid: int, what: str, work: Any) -> None:
+        """Answer with what ``work`` (a coroutine) gives; a bug in it is logged and
+        answered as an error, never left to the asker's deadline."""
+        try:
+            result = await work
+        except Exception as exc:
+            log.exception("%s failed", what)
+            self._send(envelope, wire.err(rid, ActorError(
+                f"{what} failed: {type(exc).__name__}: {exc}").to_wire()))
+        else:
+            self._send(envelope, wire.ok(rid, result))
 
     async def _serve_metrics(self, listener: MetricsListener) -> None:
         """Serve ``/metrics``; an address that cannot be bound is logged and tried again
