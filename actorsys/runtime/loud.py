@@ -310,6 +310,8 @@ class SlowTurnWatch:
                 continue
             warned = since
             who = f"{act.type_name}/{act.key:.200} {describe(msg)}"
+            extra = {"actor_type": act.type_name, "actor_key": act.key[:200], "shard": act.shard,
+                     "actor_method": method_label(msg) if msg is not None else None}
             self.log.warning(
                 "slow turn: %s has blocked worker slot %d's event loop for %.1f s and still runs "
                 "(slow_turn is %g s); every other actor of this worker waits. %s",
@@ -317,4 +319,4 @@ class SlowTurnWatch:
                 "An async handler blocks between awaits: await asyncio.sleep, or run blocking "
                 "calls in a thread (asyncio.to_thread)." if act.task is not None else
                 f"A sync turn running past turn_timeout ({self.turn_timeout:g} s) gets the "
-                f"worker killed.")
+                f"worker killed.", extra=extra)
