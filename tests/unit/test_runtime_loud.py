@@ -173,7 +173,7 @@ def kept(name: str) -> tuple[list[str], threading.Event, logging.Logger]:
 def test_the_watch_warns_while_a_step_runs_and_once_more_when_it_ends() -> None:
     got, seen, logger = kept("test.slow_turns")
     clock = StepClock()
-    act = SimpleNamespace(type_name="T", key="k", task=None)
+    act = SimpleNamespace(type_name="T", key="k", task=None, shard=0)
     watch = SlowTurnWatch(clock, 0.05, 60.0, 3, logger)
     watch.start()
     try:
