@@ -55,6 +55,8 @@ def current() -> dict[str, str] | None:
         return None
     carrier: dict[str, str] = {}
     _w3c().inject(carrier)
+    if len(carrier.get("tracestate", "")) > MAX_FIELD:
+        del carrier["tracestate"]     # (W3C lets a hop drop what it cannot carry; the parent stays)
     return carrier or None
 
 
@@ -96,8 +98,11 @@ class Tracing:
         linked to ``set_by``'s (an alarm's setting turn), and make it current:
         ``(span, token)``; :func:`detach` the token when the turn's code returns."""
         from opentelemetry import context, trace
-        span = self.tracer.start_span(name, context=parent(caller), kind=trace.SpanKind[kind],
-                                      attributes=attributes, links=link_of(set_by))
+        # no caller's context: a root span, never a child of whatever span is current here
+        # (a turn may start inside another turn's task, which carries that turn's span)
+        span = self.tracer.start_span(name, context=parent(caller) or context.Context(),
+                                      kind=trace.SpanKind[kind], attributes=attributes,
+                                      links=link_of(set_by))
         return span, context.attach(trace.set_span_in_context(span))
 
     @staticmethod

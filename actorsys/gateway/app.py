@@ -44,8 +44,8 @@ from ..net.members import apply_member_keys
 from ..net.keys import node_keys
 from ..net.sockets import SocketPump
 from ..protocol import wire
-from .admission import Admission
-from .auth import AuthHook
+from .admission import Admission, error_response
+from .auth import AuthHook, Refused
 from .batches import Delivery
 from .dashboard import Dashboard
 from .effects import Effects, NodeSide
@@ -167,6 +167,10 @@ class Gateway:
             app.router.add_get("/metrics", self._metrics)
         if self.g["dashboard"]:
             Dashboard(self.admission, self.transport, self.cfg.ask_timeout).add_routes(app)
+            if not self.g["auth"]:
+                log.warning("the dashboard at http://%s/dashboard shows every actor's committed "
+                            "data to whoever reaches this address: no [gateway] auth hook is "
+                            "set", self.listen)
         static = self.g["static"]
         if static:
             index = os.path.join(static, "index.html")
@@ -179,10 +183,14 @@ class Gateway:
 
     async def _metrics(self, _request: web.Request) -> web.StreamResponse:
         """The whole node's metrics (``[gateway] metrics = true``): the router gathers them
-        from every process (``actorsys/node/scrape.py``)."""
+        from every process (``actorsys/node/scrape.py``). The auth hook sees
+        ``actor_method`` ``$metrics``."""
         try:
+            await self.admission.admit_operator(_request, "$metrics", "", "$metrics")
             families = await self.transport.call_router(wire.METRICS, METRICS_SECONDS)
             return metrics.http_response(metrics.check_families(families))
+        except Refused as r:
+            return error_response(r.status, r.code, str(r))
         except (ActorError, ValueError) as exc:
             log.warning("/metrics: the router's metrics did not come: %s", exc)
             return web.Response(status=503, text=f"the node's metrics did not come: {exc}\n")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import math
 import os
 from typing import Any
 
@@ -50,6 +51,8 @@ COUNTED = ("actorsys_turns_total", "actorsys_process_restarts_total", "process_c
 def jsonable(value: Any) -> Any:
     """``value`` with what JSON cannot carry shown as text: bytes as ``{"bytes": base64}``
     (and their first bytes), other objects by their repr."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)             # (JSON has no NaN or Infinity)
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (list, tuple)):
@@ -126,6 +129,8 @@ class Dashboard:
         try:
             if len(key.encode()) > MAX_KEY_BYTES:
                 raise Refused(400, "bad_request", f"an actor key is at most {MAX_KEY_BYTES} bytes")
+            if type_name not in self.admission.types:     # ([gateway] expose holds here too)
+                raise Refused(404, "unknown_type", f"no actor type {type_name!r:.100} here")
             await self._admit(request, type_name, key, "$inspect")
             after = request.query.get("after") or None
             try:

@@ -43,7 +43,10 @@ class Progress:
             columns = [TextColumn("{task.description}"), BarColumn(),
                        MofNCompleteColumn() if self.total else TextColumn("{task.completed:,.0f}"),
                        TimeElapsedColumn(), TextColumn("{task.fields[note]}")]
-            self._rich = Bar(*columns, console=Console(file=self.stream), transient=False)
+            # (what the program prints meanwhile goes where it goes: `ls --all > file` keeps
+            # its keys in the file while the bar draws on the terminal's stderr)
+            self._rich = Bar(*columns, console=Console(file=self.stream), transient=False,
+                             redirect_stdout=False, redirect_stderr=False)
             self._rich.start()
             self._task = self._rich.add_task(self.what, total=self.total, note="")
         else:

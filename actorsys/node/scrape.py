@@ -32,6 +32,10 @@ log = get_logger("router")
 
 #: seconds each process has to answer a scrape
 ASK_SECONDS = 2.0
+#: what each hot actor of a worker's TOP answer must have (others are left out)
+TOP_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "type": str, "key": str, "slot": int, "turns_per_s": (int, float), "busy": (int, float),
+    "errors": int, "mailbox": int}
 UP_HELP = "Whether the process answered this scrape (1) or not (0: restarting, busy, down)"
 
 
@@ -59,15 +63,20 @@ class NodeScrape:
             raw = await self.transport.call_peer(endpoint, wire.METRICS, [], ASK_SECONDS, who)
             got = metrics.check_families(raw)
         except (ActorError, ValueError) as exc:
-            why = str(exc)
-            if self.silent.get(who) is None:
-                log.warning("metrics: the %s did not answer the scrape (%s); it shows as "
-                            "actorsys_up 0 until it does", who, why)
-            self.silent[who] = why
+            self._silent(who, str(exc), "the scrape; it shows as actorsys_up 0 until it does")
             return labels, None
-        if self.silent.pop(who, None) is not None:
-            log.info("metrics: the %s answers scrapes again", who)
+        self._answered(who)
         return labels, got
+
+    def _silent(self, who: str, why: str, what: str) -> None:
+        """A process did not answer: logged once, until it answers again."""
+        if self.silent.get(who) is None:
+            log.warning("metrics: the %s did not answer %s (%s)", who, what, why)
+        self.silent[who] = why
+
+    def _answered(self, who: str) -> None:
+        if self.silent.pop(who, None) is not None:
+            log.info("metrics: the %s answers again", who)
 
     async def families(self) -> list[metrics.WireFamily]:
         """The whole node's families (wire form: what ``METRICS`` answers)."""
@@ -90,13 +99,17 @@ class NodeScrape:
         field = "turns_per_s" if by == "turns" else by
 
         async def one(slot: int, endpoint: str) -> list[dict[str, Any]]:
+            who = f"worker slot {slot}"
             try:
-                got = await self.transport.call_peer(endpoint, wire.TOP, [n, by], ASK_SECONDS,
-                                                     f"worker slot {slot}")
-            except ActorError as exc:
-                log.warning("top: worker slot %d did not answer: %s", slot, exc)
+                got = await self.transport.call_peer(endpoint, wire.TOP, [n, by], ASK_SECONDS, who)
+                if not isinstance(got, list):
+                    raise ValueError(f"a top answer must be an array, got {type(got).__name__}")
+            except (ActorError, ValueError) as exc:
+                self._silent(who, str(exc), "top")
                 return []
-            return [h for h in got if isinstance(h, dict) and isinstance(h.get(field), (int, float))]
+            self._answered(who)
+            return [h for h in got if isinstance(h, dict) and all(
+                isinstance(h.get(k), t) for k, t in TOP_FIELDS.items())]
         merged = [h for part in await asyncio.gather(*(one(i, ep) for i, ep in
                                                        enumerate(self.layout.workers)))
                   for h in part]

@@ -128,11 +128,17 @@ def _fmt(v: float | None, spec: str, unit: str = "") -> str:
     return "-" if v is None else f"{v:{spec}}{unit}"
 
 
+def _t(v: Any) -> Text:
+    """A cell of text as it is: an actor's key or a name is never read as rich markup
+    (``[red]`` in a key would style, and ``[/]`` would crash the frame)."""
+    return Text(str(v))
+
+
 def frame(now: Sample, before: Sample | None) -> Group:
     """One frame: the tables of the module docstring."""
     st = now.status
     head = Text(f"actorsys top  {st['endpoint']}  epoch {st['epoch']}  shards {st['shards']}  "
-                f"uptime {st['uptime']:.0f}s", style="bold")
+                f"uptime {st['uptime']:.0f}s", style="bold")   # (Text: no markup)
     procs = Table(title="processes", title_justify="left", expand=False)
     for col in ("role", "slot", "pid", "up", "cpu %", "rss MB", "restarts", "turns/s",
                 "resident", "mailbox", "failures"):
@@ -176,7 +182,7 @@ def frame(now: Sample, before: Sample | None) -> Group:
     for col in ("type", "key", "slot", "turns/s", "busy %", "errors", "mailbox"):
         hot.add_column(col, justify="left" if col in ("type", "key") else "right")
     for h in now.hot:
-        hot.add_row(str(h["type"]), str(h["key"]), str(h.get("slot", "-")),
+        hot.add_row(_t(h["type"]), _t(h["key"]), str(h.get("slot", "-")),
                     f"{h['turns_per_s']:,.1f}", f"{h['busy'] * 100:.1f}", str(h["errors"]),
                     str(h["mailbox"]))
     parts: list[Any] = [head, procs]
@@ -191,14 +197,15 @@ def frame(now: Sample, before: Sample | None) -> Group:
             tree.add_column(col)
         for name, children in now.tree.items():
             if isinstance(children, str):
-                tree.add_row(name, "-", "-", Text(children, style="red"))
+                tree.add_row(_t(name), "-", "-", Text(children, style="red"))
                 continue
             for ch in children[:CHILDREN_SHOWN]:
                 state = str(ch.get("status", "?"))
-                tree.add_row(name, str(ch.get("id")), f"{ch.get('actor') or '-'} {ch.get('key') or ''}",
+                what = _t(f"{ch.get('actor') or '-'} {ch.get('key') or ''}")
+                tree.add_row(_t(name), _t(ch.get("id")), what,
                              Text(state, style="green" if state == "running" else "yellow"))
             if len(children) > CHILDREN_SHOWN:
-                tree.add_row(name, f"... {len(children) - CHILDREN_SHOWN} more", "", "")
+                tree.add_row(_t(name), f"... {len(children) - CHILDREN_SHOWN} more", "", "")
         parts.append(tree)
     return Group(*parts)
 
@@ -206,14 +213,14 @@ def frame(now: Sample, before: Sample | None) -> Group:
 def cluster_table(view: dict[str, Any]) -> Table:
     """The cluster's nodes as this node sees them (what ``actorsys cluster`` prints)."""
     replicas = view.get("replicas", 1)
-    t = Table(title=f"cluster {view.get('name')}  epoch {view.get('epoch')}  replicas {replicas}  "
+    t = Table(title=Text(f"cluster {view.get('name')}  epoch {view.get('epoch')}  replicas {replicas}  "
                     f"under-replicated shards {view.get('under_replicated', 0)}  unavailable "
-                    f"shards {view.get('unavailable', 0)}", title_justify="left")
+                    f"shards {view.get('unavailable', 0)}"), title_justify="left")
     for col in ("node", "endpoint", "alive", "shards", "follows", "learning", "to move"):
         t.add_column(col, justify="right" if col in ("shards", "follows", "learning", "to move")
                      else "left")
     for n in view.get("nodes", []):
-        t.add_row(str(n.get("id") or "-"), str(n.get("endpoint") or "-"),
+        t.add_row(_t(n.get("id") or "-"), _t(n.get("endpoint") or "-"),
                   "yes" if n.get("alive") else Text("NO", style="bold red"),
                   str(n.get("shards", "-")), str(n.get("follows", "-")), str(n.get("learning", "-")),
                   str(n.get("moving", 0)) + ("  leaving" if n.get("leaving") else ""))

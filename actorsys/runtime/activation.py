@@ -148,8 +148,7 @@ class Activation:
         self.mailbox: deque[Mail] | tuple[()] = NO_MAIL
         #: a turn is in progress (sync, or an async one awaiting): nothing else starts
         self.running = False
-        #: time.monotonic() when its last turn ended (the idle clock and the LRU order);
-        #: while a turn runs, when that turn started (its duration, for the metrics)
+        #: time.monotonic() when its last turn ended (the idle clock and the LRU order)
         self.last_used = time.monotonic()
         #: the state's bytes as of the last commit; b"": none stored; None: not read yet
         self.snapshot: bytes | None = None

@@ -32,8 +32,9 @@ if TYPE_CHECKING:
 
 #: asks served by the worker itself, in the actor's turn order, without running its code
 SYSTEM_METHODS = frozenset({"$history", "$rewind", "$destroy", "$inspect"})
-#: storage entries one ``$inspect`` answers at most (``limit``'s default and bound)
-INSPECT_PAGE, INSPECT_MAX = 50, 500
+#: storage entries one ``$inspect`` answers at most (``limit``'s default and bound), and
+#: the bytes of a page past its first entry (a page of large values stops early: ``more``)
+INSPECT_PAGE, INSPECT_MAX, INSPECT_BYTES = 50, 500, 256 * 1024
 
 
 class SystemAsks:
@@ -88,14 +89,20 @@ class SystemAsks:
         start = lo if after is None else successor(lo + after.encode("utf-8"))
         entries: list[list[Any]] = []
         more = False
+        size = 0
         for k, v in store.range(start, hi, committed=True):
-            if len(entries) == limit:
+            if len(entries) == limit or (entries and size + len(k) + len(v) > INSPECT_BYTES):
                 more = True
                 break
+            size += len(k) + len(v)
             entries.append([k[len(lo):].decode("utf-8", "replace"), wire.unpack_stored(v)])
         lo, hi = alarm_records_range(prefix)
-        alarms = {k[len(lo):].decode("utf-8", "replace"): wire.unpack_stored(v)
-                  for k, v in store.range(lo, hi, committed=True)}
+        alarms = {}
+        for k, v in store.range(lo, hi, committed=True):
+            rec = wire.unpack_stored(v)
+            if isinstance(rec, dict):
+                rec.pop("trace", None)        # (the runtime's: the turn that set it)
+            alarms[k[len(lo):].decode("utf-8", "replace")] = rec
         return {"type": act.type_name, "key": act.key, "shard": act.shard,
                 "resident": act.instance is not None, "running": act.running,
                 "mailbox": len(act.mailbox), "status": act.status.value,

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from .. import tracing
 from ..actor import incarnate
 from ..config.defaults import NODE, REQUEST_REPLY_BYTES
-from ..errors import ActorError, BadArguments, Deadlock, MessageTooLarge, StorageError
+from ..errors import ActorError, ActorStopped, BadArguments, Deadlock, MessageTooLarge, StorageError
 from ..protocol import wire
 from ..protocol.messages import WsEffects
 from ..storage import history
@@ -114,6 +114,9 @@ class Turns(NestedTurns):
         self.tracing: Tracing | None = None
         #: the span of each activation's running turn (only while tracing)
         self.spans: dict[Activation, Any] = {}
+        #: when each activation's running turn started (its duration: metrics, hot actors;
+        #: a nested turn's time is inside the turn that awaited it)
+        self.started: dict[Activation, float] = {}
         #: the request-id window kept per actor (exactly-once asks, storage/requests.py)
         self.request_limits = request_limits or WindowLimits(
             NODE["request_window"].default, NODE["request_window_seconds"].default)
@@ -174,7 +177,7 @@ class Turns(NestedTurns):
             return None        # answered with the recorded reply: the handler ran once
         act.running = True
         act.tells = ()
-        act.last_used = now = time.monotonic()     # (the turn's start, until it ends)
+        self.started[act] = now = time.monotonic()
         beats = self.beats
         if beats is not None:
             beats[self._busy] = now   # a sync turn runs since now
@@ -183,8 +186,10 @@ class Turns(NestedTurns):
             clock.act, clock.msg, clock.since = act, msg, now
         # the turn's span is current while its code runs (an async turn's task copies it):
         # what it asks and tells carries its context (actorsys/tracing.py)
-        traced = self._start_span(act, msg) if self.tracing is not None else None
+        traced = None
         try:
+            if self.tracing is not None:
+                traced = self._start_span(act, msg)
             if act.instance is None:
                 if type(msg) is Internal and msg.kind in ENDING:
                     return self._finish(act, msg, None)
@@ -221,6 +226,9 @@ class Turns(NestedTurns):
             if msg.kind is ALARM:
                 attrs["actorsys.alarm"] = msg.name
                 set_by = self.alarms.set_by(act, msg.name)
+        left = self.spans.pop(act, None)
+        if left is not None:        # (a turn that ended by a path that made no end: closed now)
+            tracing.Tracing.end_span(left, ActorStopped("the turn ended without an outcome"))
         span, token = self.tracing.start_span(f"{act.type_name}.{attrs['actorsys.method']}",
                                               caller, kind, attrs, set_by)
         self.spans[act] = span
@@ -389,7 +397,7 @@ class Turns(NestedTurns):
         act.ws_batch = None
         act.running = False
         end = time.monotonic()
-        took = end - act.last_used
+        took = end - self.started.pop(act, end)
         if self.metrics is not None:
             self.metrics.turn(act.type_name, method_label(msg), True, took)
         self.hot.turn(act.type_name, act.key, took, True, len(act.mailbox), end)
@@ -520,9 +528,10 @@ class Turns(NestedTurns):
         act.crashed()
         self.counters["failures"] += 1
         end = time.monotonic()
+        took = end - self.started.pop(act, end)
         if self.metrics is not None:
-            self.metrics.turn(act.type_name, method_label(msg), False, end - act.last_used)
-        self.hot.turn(act.type_name, act.key, end - act.last_used, False, len(act.mailbox), end)
+            self.metrics.turn(act.type_name, method_label(msg), False, took)
+        self.hot.turn(act.type_name, act.key, took, False, len(act.mailbox), end)
         if self.spans:
             self._end_span(act, exc)
         if kind is SHUTDOWN:
@@ -543,6 +552,10 @@ class Turns(NestedTurns):
         is dropped (no commit, no EXIT, nothing of the current generation touched) and
         its caller learns the actor was stopped."""
         kind = msg.kind if type(msg) is Internal else None
+        self.started.pop(act, None)
+        if self.spans:
+            self._end_span(act, ActorStopped(f"{act.type_name}/{act.key:.100} was killed while "
+                                             f"this turn awaited: its outcome is dropped"))
         if type(msg) is Internal and kind is ALARM:      # not done: it comes back at the end of its lease
             self.alarms.lost(act, msg.name, msg.due)
         if msg.reply_to is not None and kind not in ENDING:   # a killed SHUTDOWN was answered

@@ -157,3 +157,22 @@ def test_the_dashboard_is_off_unless_asked_for(tmp_path):
             with pytest.raises(urllib.error.HTTPError) as e:
                 urllib.request.urlopen(n.gateway_url + path, timeout=10)
             assert e.value.code == 404
+
+
+def test_the_inspector_keeps_to_exposed_types_and_pages_large_values(tmp_path):
+    cfg = make_config(str(tmp_path / "data"))
+    cfg["gateway"] = {"listen": "127.0.0.1:0", "dashboard": True, "expose": ["StoreCounter"]}
+    with actorsys.Node(cfg) as n:
+        c = n.client()
+        c.ref("Counter", "hidden").ask("add", 1)
+        big = c.ref("StoreCounter", "big")
+        for name in ("a", "b", "c"):
+            big.ask("put", name, "x" * 200_000)
+        status, body = get(n.gateway_url + "/dashboard/api/actor/Counter/hidden", token=None)
+        assert status == 404 and body["error"] == "unknown_type", body
+        status, body = get(n.gateway_url + "/dashboard/api/actor/StoreCounter/big", token=None)
+        assert status == 200 and body["more"] is True
+        assert [e[0] for e in body["storage"]] == ["a"], "256 KiB a page past its first entry"
+        status, body = get(n.gateway_url + "/dashboard/api/actor/StoreCounter/big?after=a",
+                           token=None)
+        assert [e[0] for e in body["storage"]] == ["b"] and body["more"] is True

@@ -50,6 +50,8 @@ def test_one_scrape_covers_every_process_of_the_node(metered):
         c.ref("Counter", f"m{i}").ask("add", 2)
     with pytest.raises(actorsys.RemoteError):
         c.ref("Counter", "m0").ask("add_then_fail", 1)
+    with pytest.raises(actorsys.RemoteError):     # a failed turn is timed up to its failure
+        c.ref("StoreCounter", "m1").ask("slow_add_then_fail", 1, 0.3)
     fams = scrape(metered.metrics_url)
 
     # every process answered, each under its role (and slot)
@@ -62,10 +64,11 @@ def test_one_scrape_covers_every_process_of_the_node(metered):
     assert all("key" not in s.labels for f in fams.values() for s in f)
     assert value(fams, "actorsys_turn_duration_seconds_count", type="Counter", method="add") == 40
     assert value(fams, "actorsys_turn_duration_seconds_sum", method="add") > 0
+    assert value(fams, "actorsys_turn_duration_seconds_sum", method="slow_add_then_fail") >= 0.3
     # 40 activations spread over both slots; the commits that wrote them, timed
-    assert value(fams, "actorsys_activations_total") == 40
+    assert value(fams, "actorsys_activations_total") == 41
     assert {s.labels["slot"] for s in fams["actorsys_activations"]} == {"0", "1"}
-    assert value(fams, "actorsys_resident_actors") == 40
+    assert value(fams, "actorsys_resident_actors") == 41      # (a crashed one stays, not activated)
     assert value(fams, "actorsys_commit_duration_seconds_count") >= 1
     assert value(fams, "actorsys_commit_batch_size_sum") >= 40     # state + listing per actor
     assert value(fams, "actorsys_mailbox_depth") == 0

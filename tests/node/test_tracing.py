@@ -70,17 +70,20 @@ def test_a_client_s_span_is_the_parent_of_the_turns_it_causes(traced_node):
 def test_an_alarm_links_to_the_turn_that_set_it_and_a_failure_is_an_error(traced_node):
     node, otlp = traced_node
     c = node.client()
-    c.ref("Alarmist", "a").ask("set", 0.2, "ping")
+    # set from an async turn: the alarm's turn must not become a child of its span
+    c.ref("Alarmist", "a").ask("set_then_wait", 0.2, "ping", 0.5)
     with pytest.raises(actorsys.RemoteError):
         c.ref("Counter", "bad").ask("add_then_fail", 1)
 
     def found(spans: list[dict[str, Any]]) -> Any:
-        setter = named(spans, "Alarmist.set")
+        setter = named(spans, "Alarmist.set_then_wait")
         fired = named(spans, "Alarmist.$alarm", **{"actorsys.alarm": "ping"})
         failed = named(spans, "Counter.add_then_fail")
         return (setter, fired, failed) if setter and fired and failed else None
     setter, fired, failed = otlp.wait_for(found, 15, "the setting turn, the alarm and the failure")
     assert fired[0]["links"] == [(setter[0]["trace_id"], setter[0]["span_id"])]
+    assert fired[0]["parent"] == "" and fired[0]["trace_id"] != setter[0]["trace_id"], \
+        "an alarm's turn is the root of its own trace, linked to the setter"
     assert failed[0]["status"] == StatusCode.ERROR.value
     assert failed[0]["attributes"]["actorsys.outcome"] == "error"
 
@@ -96,6 +99,38 @@ def test_the_gateway_continues_an_http_caller_s_trace(traced_node):
     got = otlp.wait_for(lambda spans: named(spans, "Counter.add", **{"actorsys.key": "http"}),
                         15, "the HTTP ask's turn")
     assert got[0]["trace_id"] == trace_id and got[0]["parent"] == parent
+
+
+def test_a_call_with_no_trace_is_a_root_even_after_an_async_turn(traced_node):
+    """A turn started from inside another turn's task (the worker's pump runs there)
+    does not inherit that turn's span: with no caller's context it is a root."""
+    node, otlp = traced_node
+    c = node.client()
+    c.ref("Counter", "solo").tell("slow_add", 1, 0.3)
+    c.ref("Counter", "solo").ask("add", 1)
+
+    def both(spans: list[dict[str, Any]]) -> Any:
+        slow = named(spans, "Counter.slow_add", **{"actorsys.key": "solo"})
+        add = named(spans, "Counter.add", **{"actorsys.key": "solo"})
+        return (slow, add) if slow and add else None
+    slow, add = otlp.wait_for(both, 15, "both turns")
+    assert add[0]["parent"] == "" and add[0]["trace_id"] != slow[0]["trace_id"]
+
+
+def test_a_long_tracestate_is_dropped_not_the_call():
+    """W3C lets a tracestate run to 32 entries; one over the wire limit is dropped (the
+    traceparent goes on) instead of making every call a BadRequest."""
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState, use_span
+
+    from actorsys import tracing
+    from actorsys.protocol import wire
+    state = TraceState([(f"v{i}", "x" * 200) for i in range(4)])
+    ctx = SpanContext(0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7, False,
+                      TraceFlags(1), state)
+    with use_span(NonRecordingSpan(ctx)):
+        got = tracing.current()
+    assert got is not None and set(got) == {"traceparent"}
+    wire.check_ctx({"trace": got})      # what is sent passes the receiver's check
 
 
 def test_no_span_leaves_a_client_without_a_current_span(tmp_path):

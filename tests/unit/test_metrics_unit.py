@@ -94,3 +94,14 @@ def test_counter_by_reports_one_series_per_label_value():
     fams = parsed(metrics.merge([({"role": "tree"}, pm.families())]))
     got = {s.labels["supervisor"]: s.value for s in fams["actorsys_supervisor_restarts"]}
     assert got == {"root": 2, "workers": 0}
+
+
+def test_the_dashboard_shows_what_json_cannot_carry_as_text():
+    import json
+    import math
+
+    from actorsys.gateway.dashboard import jsonable
+    got = jsonable({"nan": math.nan, "inf": -math.inf, 1: b"\x00\xff", "ok": [1.5, "x"]})
+    assert got == {"nan": "nan", "inf": "-inf", "1": {"bytes": "AP8=", "text": "b'\\x00\\xff'"},
+                   "ok": [1.5, "x"]}
+    json.loads(json.dumps(got, allow_nan=False))

@@ -50,3 +50,12 @@ def test_a_failure_says_where_it_stopped():
     except KeyboardInterrupt:
         pass
     assert out.getvalue().splitlines()[-1].startswith("listing X: 7 stopped (KeyboardInterrupt)")
+
+
+def test_the_bar_leaves_standard_output_alone():
+    """`ls --all > keys.txt` on a terminal: the keys go to the file, the bar to stderr
+    (rich would otherwise route what the program prints through its console)."""
+    import sys
+    before = sys.stdout
+    with Progress("listing", stream=io.StringIO(), bar=True):
+        assert sys.stdout is before
