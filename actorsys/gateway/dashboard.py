@@ -11,10 +11,11 @@ package, nothing fetched from elsewhere), and the two JSON reads it polls:
   actor's ``$inspect`` (where it lives, its state, a page of its storage entries, its
   alarms, its history's versions; read-only, as last committed, never activating it).
 
-Access: off by default; the gateway's Host check applies, and so does its ``auth`` hook:
-it sees ``actor_method`` ``"$overview"`` (with ``actor_type`` ``"$dashboard"``) or
-``"$inspect"`` (with the inspected actor's type and key), so a hook can keep the
-dashboard to operators. Values that JSON cannot carry (bytes, msgpack extension types,
+Access: off by default; the gateway's Host check applies, the inspector reaches only the
+types of ``[gateway] expose``, and the ``auth`` hook sees ``actor_method`` ``"$overview"``
+(with ``actor_type`` ``"$dashboard"``) or ``"$inspect"`` (with the inspected actor's type
+and key), so a hook can keep the dashboard to operators; with no hook the gateway logs at
+start that the dashboard is open. Values that JSON cannot carry (bytes, msgpack extension types,
 non-string map keys) are shown as text, never dropped silently.
 """
 from __future__ import annotations

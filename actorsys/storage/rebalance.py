@@ -52,8 +52,9 @@ from .keys import (ACTOR_KEYS, ALARM, ENTRY, FENCE_KEYS, KEY_SPACES, LISTING_KEY
 from .meta import LISTING_INDEX, fsync_dir, read_meta, write_meta
 
 log = get_logger("rebalance")
-#: seconds between two progress lines of a long rebalance
-PROGRESS_EVERY = 5.0
+#: seconds between two progress lines of a long rebalance, checked after each part of
+#: this many shards
+PROGRESS_EVERY, PROGRESS_SHARDS = 5.0, 64
 
 #: keys per LevelDB batch: memory stays bounded however many actors a shard holds
 BATCH_KEYS = 10_000
@@ -195,9 +196,12 @@ def _finish(data_dir: str, meta: dict[str, Any], resumed: bool) -> dict[str, Any
     total = sum(len(s) for s in pairs.values())
     said = started
     with _Pool(data_dir) as pool:
-        for (src, dst), shards in sorted(pairs.items()):
-            keys += _move_shards(pool, src, dst, shards)
-            done += len(shards)
+        parts = [(src, dst, shards[i:i + PROGRESS_SHARDS])      # (one pair may be every shard)
+                 for (src, dst), shards in sorted(pairs.items())
+                 for i in range(0, len(shards), PROGRESS_SHARDS)]
+        for src, dst, part in parts:
+            keys += _move_shards(pool, src, dst, part)
+            done += len(part)
             if time.monotonic() - said >= PROGRESS_EVERY and done < total:
                 said = time.monotonic()       # (a line now and then: a long move shows it moves)
                 log.info("rebalancing: %s of %s shards moved (%d%%, %s keys, %.1f s)", done, total,
