@@ -234,6 +234,18 @@ class Turns(NestedTurns):
         self.spans[act] = span
         return token
 
+    def _ended(self, act: Activation, msg: Call | Internal, exc: BaseException | None) -> float:
+        """A turn ended (``exc``: why it failed, or None): its time to the metrics and the
+        hot actors, its span ended; returns the time it ended."""
+        end = time.monotonic()
+        took = end - self.started.pop(act, end)
+        if self.metrics is not None:
+            self.metrics.turn(act.type_name, method_label(msg), exc is None, took)
+        self.hot.turn(act.type_name, act.key, took, exc is None, len(act.mailbox), end)
+        if self.spans:
+            self._end_span(act, exc)
+        return end
+
     def _end_span(self, act: Activation, exc: BaseException | None) -> None:
         span = self.spans.pop(act, None)
         if span is not None:
@@ -396,14 +408,7 @@ class Turns(NestedTurns):
             act.ws_out = ()
         act.ws_batch = None
         act.running = False
-        end = time.monotonic()
-        took = end - self.started.pop(act, end)
-        if self.metrics is not None:
-            self.metrics.turn(act.type_name, method_label(msg), True, took)
-        self.hot.turn(act.type_name, act.key, took, True, len(act.mailbox), end)
-        if self.spans:
-            self._end_span(act, None)
-        act.last_used = end
+        act.last_used = self._ended(act, msg, None)
         self.counters["turns"] += 1
         if type(msg) is Internal:
             if kind is START:
@@ -527,13 +532,7 @@ class Turns(NestedTurns):
             self.loud.failed(act, msg, exc)   # (a refused write: the store logged the fault)
         act.crashed()
         self.counters["failures"] += 1
-        end = time.monotonic()
-        took = end - self.started.pop(act, end)
-        if self.metrics is not None:
-            self.metrics.turn(act.type_name, method_label(msg), False, took)
-        self.hot.turn(act.type_name, act.key, took, False, len(act.mailbox), end)
-        if self.spans:
-            self._end_span(act, exc)
+        self._ended(act, msg, exc)
         if kind is SHUTDOWN:
             act.cancel_kill_timer()
         elif type(msg) is Internal and kind is ALARM:
