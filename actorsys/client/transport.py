@@ -61,9 +61,9 @@ from typing import Any, Callable, cast
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
+from .. import tracing
 from ..errors import (ActorError, AskTimeout, MessageTooLarge, NodeUnavailable, Overloaded,
                       WorkerLost, WrongShard, error_from_wire)
-from .. import tracing
 from ..log import get_logger
 from ..net.keys import CLIENT_HANDSHAKE_EVENTS, CurveKeys, handshake_problem, uses_curve
 from ..net.members import server_keys

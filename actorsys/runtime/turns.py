@@ -74,7 +74,6 @@ _EMPTY_STATE = wire.pack({})
 _NOT_HELD = ENDING | {START}
 
 
-
 class Turns(NestedTurns):
     """Runs the turns of a worker's activations (see the module docstring); its half that
     runs nested turns (call-chain reentrancy) is :class:`~.nested.NestedTurns`."""
