@@ -92,7 +92,6 @@ class NodeScrape:
         parts.append(({}, [["actorsys_up", "gauge", UP_HELP, up_samples]]))
         return metrics.merge(parts)
 
-
     async def top(self, n: int, by: str) -> list[dict[str, Any]]:
         """The node's ``n`` hottest actors by ``by``: every worker's, merged (a worker that
         does not answer within :data:`ASK_SECONDS` is left out, and logged as above)."""
