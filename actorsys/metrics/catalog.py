@@ -8,8 +8,9 @@ without bound; the per-key view is the hot-actors table).
 
 Two kinds of source:
 
-* :data:`INSTRUMENTS`: prometheus_client objects a process updates as things happen
-  (a turn's duration, a commit's size).
+* :data:`INSTRUMENTS`: numbers a process updates as things happen (a turn's duration, a
+  commit's size), kept as plain counts and histograms (``process.py``) and made into
+  prometheus_client families when scraped (``collect.py``).
 * :data:`COUNTERS`: counters the processes already keep as plain integers in their
   ``counters`` dict (the numbers of ``actorsys status``); read only when scraped, so they
   cost the hot path nothing more.

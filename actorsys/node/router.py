@@ -278,16 +278,7 @@ class Router:
             self._send(envelope, wire.ok(rid, result))
 
     async def _leave(self, envelope: Envelope, rid: int) -> None:
-        try:
-            result = await self.leave()
-        except ActorError as exc:
-            self._send(envelope, wire.err(rid, exc.to_wire()))
-        except Exception as exc:    # a bug must not leave the asker waiting for its deadline
-            log.exception("leave failed")
-            self._send(envelope, wire.err(rid, ActorError(f"leave failed: {type(exc).__name__}: "
-                                                          f"{exc}").to_wire()))
-        else:
-            self._send(envelope, wire.ok(rid, result))
+        await self._answer(envelope, rid, "leave", self.leave())
 
     async def _metrics(self, envelope: Envelope, rid: int) -> None:
         await self._answer(envelope, rid, "metrics", self.scrape.families())
@@ -296,10 +287,12 @@ class Router:
         await self._answer(envelope, rid, "top", self.scrape.top(n, by))
 
     async def _answer(self, envelope: Envelope, rid: int, what: str, work: Any) -> None:
-        """Answer with what ``work`` (a coroutine) gives; a bug in it is logged and
-        answered as an error, never left to the asker's deadline."""
+        """Answer with what ``work`` (a coroutine) gives, or the ActorError it raises; a
+        bug in it is logged and answered as an error, never left to the asker's deadline."""
         try:
             result = await work
+        except ActorError as exc:
+            self._send(envelope, wire.err(rid, exc.to_wire()))
         except Exception as exc:
             log.exception("%s failed", what)
             self._send(envelope, wire.err(rid, ActorError(
