@@ -8,7 +8,7 @@ The two paths, each with a TCP hop (HTTP/WebSocket) and a ZeroMQ ipc hop each wa
     baseline  aiohttp client -> raw gateway process -> raw echo process
                              -> raw gateway process -> client
 
-The raw gateway is this file run as ``bench_gateway.py --raw-gateway PORT ENDPOINT``: a
+The raw gateway is ``scripts/bench_gateway_raw.py`` run as a process: a
 minimal aiohttp server with one DEALER to the raw echo server of the other benchmarks
 (``actorsys/testing/rawecho.py``). It forwards every WebSocket frame as it comes (pipelined, no
 batching) as an ask ``[1, id, type, key, "add", [1], {"data": frame}]``; the echo counts
@@ -43,30 +43,23 @@ Usage: ``scripts/bench --gateway [--quick] [--json FILE] [--workers N] [--rounds
 """
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import signal
 import sys
 import time
-from collections import deque
 from typing import Any
 
 import zmq
 
 import actorsys
-from actorsys.testing.bench import Resources, fmt_num, log, pct, run_and_report
-from actorsys.testing.rawecho import ASK, die_with_parent, packb, raw_socket, raw_wait_ready, unpackb
+from actorsys.testing.bench import Resources, fmt_num, log, run_and_report
+from bench_gateway_clients import (TYPE, Side, all_of, batching, check, close_all, frame,
+                                   gateway_counters, latency_result, open_many, order,
+                                   pipelined, rate_result)
+from bench_gateway_raw import spawn_raw_gateway
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-TYPE = "GwBench"
-PAD = "x" * 56                      # frames are 64 characters: an index and padding
-
-
-def frame(i: int) -> str:
-    return f"{i:08d}{PAD}"
-
 
 # ---------------------------------------------------------------------------------------
 # the actor measured (the node imports it as bench_gateway:GatewayBench)
@@ -90,326 +83,6 @@ class GatewayBench(actorsys.Actor):
         """The HTTP method measured (as the raw echo's ``add``): count, return the total."""
         self.state["n"] = self.state.get("n", 0) + n
         return self.state["n"]
-
-
-# ---------------------------------------------------------------------------------------
-# the baseline: a minimal aiohttp server forwarding to the raw echo process over zmq
-
-
-class RawSocket:
-    """A client's WebSocket in the raw gateway, with its queue of frames to write."""
-
-    __slots__ = ("ws", "unsent", "writer")
-
-    def __init__(self, ws: Any) -> None:
-        self.ws, self.unsent, self.writer = ws, deque(), None
-
-
-class RawGateway:
-    """WebSocket frames and HTTP bodies -> asks to the echo server -> replies back."""
-
-    def __init__(self, endpoint: str) -> None:
-        import asyncio
-        self.loop = asyncio.get_running_loop()
-        self.ctx = zmq.Context()
-        self.sock = raw_socket(self.ctx, endpoint)
-        raw_wait_ready(self.sock, time.monotonic() + 20)
-        self.ids = itertools.count(1)
-        self.pending: dict[int, tuple] = {}       # request id -> (kind, target, data)
-        self.rooms: dict[str, dict[int, RawSocket]] = {}
-        self.scheduled = False
-        self.loop.add_reader(self.sock.FD, self.drain)
-
-    # zmq: one DEALER, its edge-triggered FD drained from the event loop
-    def ask(self, key: str, args: list, kwargs: dict, then: tuple) -> None:
-        rid = next(self.ids)
-        self.pending[rid] = then
-        self.sock.send(packb([ASK, rid, TYPE, key, "add", args, kwargs]), zmq.NOBLOCK)
-        self.kick()
-
-    def kick(self) -> None:
-        if not self.scheduled:
-            self.scheduled = True
-            self.loop.call_soon(self.drain)
-
-    def drain(self) -> None:
-        self.scheduled = False
-        events, recv, n = self.sock.getsockopt, self.sock.recv, 0
-        while n < 512 and events(zmq.EVENTS) & zmq.POLLIN:
-            msg = unpackb(recv(zmq.NOBLOCK))
-            n += 1
-            then = self.pending.pop(msg[1], None)
-            if then is None:
-                continue
-            kind, target, data = then
-            if kind == "s":                          # echo to the sender
-                self.push(target, data)
-            elif kind == "b":                        # to every socket of the room
-                for s in list(target.values()):
-                    self.push(s, data)
-            elif not target.done():                  # an HTTP request's future
-                target.set_result(msg[2])
-        if n >= 512:
-            self.kick()
-
-    # WebSocket writes: a queue and a writer task per socket (as the gateway does)
-    def push(self, s: RawSocket, data: "str | bytes") -> None:
-        s.unsent.append(data)
-        if s.writer is None:
-            s.writer = self.loop.create_task(self.write(s))
-
-    async def write(self, s: RawSocket) -> None:
-        try:
-            while s.unsent and not s.ws.closed:
-                data = s.unsent.popleft()
-                if isinstance(data, str):
-                    await s.ws.send_str(data)
-                else:
-                    await s.ws.send_bytes(data)
-        except (ConnectionError, RuntimeError):
-            pass
-        finally:
-            s.writer = None
-
-    # aiohttp handlers
-    async def http(self, request: Any) -> Any:
-        import asyncio
-
-        from aiohttp import web
-        body = await request.read()
-        value = json.loads(body) if body.strip() else []
-        args, kwargs = (value, {}) if isinstance(value, list) else ([], value)
-        fut = self.loop.create_future()
-        self.ask(request.match_info["key"], args, kwargs, ("f", fut, None))
-        result = await asyncio.wait_for(fut, 30.0)
-        return web.Response(text=json.dumps(result), content_type="application/json")
-
-    async def websocket(self, request: Any) -> Any:
-        from aiohttp import WSMsgType, web
-        key = request.match_info["key"]
-        ws = web.WebSocketResponse(max_msg_size=64 * 1024, heartbeat=30.0)
-        await ws.prepare(request)
-        s = RawSocket(ws)
-        room = self.rooms.setdefault(key, {})
-        room[id(s)] = s
-        self.push(s, "hi")
-        kind, target = ("b", room) if request.query.get("mode") == "all" else ("s", s)
-        try:
-            async for msg in ws:
-                if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                    self.ask(key, [1], {"data": msg.data}, (kind, target, msg.data))
-        finally:
-            room.pop(id(s), None)
-            if not room:
-                self.rooms.pop(key, None)
-            if s.writer is not None:
-                s.writer.cancel()
-        return ws
-
-    def close(self) -> None:
-        self.loop.remove_reader(self.sock.FD)
-        self.sock.close(0)
-        self.ctx.term()
-
-
-async def _raw_gateway(port: int, endpoint: str, parent: int) -> None:
-    import asyncio
-
-    from aiohttp import web
-    gw = RawGateway(endpoint)
-    app = web.Application(client_max_size=64 * 1024)
-    app.router.add_post("/actors/{type}/{key}/{method}", gw.http)
-    app.router.add_get("/ws/{type}/{key}", gw.websocket)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port, reuse_address=True)
-    await site.start()
-    print(f"listening {runner.addresses[0][1]}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for s in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(s, stop.set)
-    try:
-        while not stop.is_set() and os.getppid() == parent:
-            try:
-                await asyncio.wait_for(stop.wait(), 1.0)
-            except asyncio.TimeoutError:
-                pass
-    finally:
-        await runner.cleanup()
-        gw.close()
-
-
-def raw_gateway(port: int, endpoint: str) -> None:
-    """The baseline server process; prints ``listening PORT`` once it serves."""
-    import asyncio
-    die_with_parent()
-    asyncio.run(_raw_gateway(port, endpoint, os.getppid()))
-
-
-def spawn_raw_gateway(res: Resources, endpoint: str, timeout: float = 30.0) -> int:
-    """Start the raw gateway process (killed by ``res.close()``); returns its port."""
-    import select
-    import subprocess
-    p = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--raw-gateway", "0", endpoint],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=res.log)
-    res.procs.append(p)
-    deadline = time.monotonic() + timeout
-    buf = b""
-    try:
-        while b"\n" not in buf:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"the raw gateway did not start within {timeout:.0f} s")
-            if select.select([p.stdout], [], [], remaining)[0]:
-                chunk = os.read(p.stdout.fileno(), 256)
-                if not chunk:
-                    raise RuntimeError(f"the raw gateway exited (code {p.wait(5)})")
-                buf += chunk
-    finally:
-        p.stdout.close()
-    return int(buf.split()[1])
-
-
-# ---------------------------------------------------------------------------------------
-# clients
-
-
-class Side:
-    """One server under test: its base URL and, for actorsys, how to read its counters."""
-
-    def __init__(self, name: str, url: str, node: Any = None) -> None:
-        self.name, self.url, self.node = name, url, node
-
-    def ws_url(self, key: str, mode: str | None = None) -> str:
-        return f"{self.url}/ws/{TYPE}/{key}" + (f"?mode={mode}" if mode else "")
-
-
-def gateway_counters(node: Any) -> dict:
-    for p in node.status()["processes"]:
-        if p["role"] == "gateway":
-            return p
-    raise RuntimeError("the node's status lists no gateway process")
-
-
-def batching(before: dict, after: dict) -> dict:
-    events = after["events"] - before["events"]
-    batches = after["batches"] - before["batches"]
-    return {"events": events, "batches": batches,
-            "events_per_batch": events / batches if batches else None,
-            "redeliveries": after["redeliveries"] - before["redeliveries"],
-            "slow_closed": after["slow_closed"] - before["slow_closed"]}
-
-
-def check(msg: Any, want: str, where: str) -> None:
-    """``msg`` must be the text frame ``want``."""
-    from aiohttp import WSMsgType
-    if msg.type != WSMsgType.TEXT or msg.data != want:
-        extra = msg.data if msg.type != WSMsgType.TEXT else repr(msg.data[:20])
-        raise RuntimeError(f"{where}: expected frame {want[:8]!r}..., got {msg.type.name} {extra} "
-                           f"{msg.extra or ''}".rstrip())
-
-
-async def open_ws(session: Any, url: str, timeout: float = 15.0) -> Any:
-    """A WebSocket whose server has attached it (its "hi" arrived)."""
-    import asyncio
-
-    import aiohttp
-    # ws_close: a close interrupting a measurement reads what is still in flight, at most this long
-    ws = await asyncio.wait_for(session.ws_connect(url, max_msg_size=1 << 20,
-                                                   timeout=aiohttp.ClientWSTimeout(ws_close=3.0)),
-                                timeout)
-    check(await ws.receive(timeout=timeout), "hi", f"hello on {url}")
-    return ws
-
-
-async def all_of(tasks: list, timeout: float, what: str) -> list:
-    """Wait for every task; their results in order. At the first error or the deadline
-    the others are cancelled (and awaited), and the error raised."""
-    import asyncio
-    try:
-        done, pending = await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_EXCEPTION)
-        for t in done:
-            t.result()
-        if pending:
-            raise TimeoutError(f"{what}: {len(pending)} of {len(tasks)} not done within {timeout:.0f} s")
-        return [t.result() for t in tasks]
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.wait(tasks, timeout=5.0)
-
-
-async def open_many(session: Any, urls: list[str], into: list, parallel: int = 20) -> list:
-    """Open a WebSocket to each URL (``parallel`` at a time), in order; each is also
-    appended to ``into`` as soon as it is open, for the caller to close."""
-    import asyncio
-    gate = asyncio.Semaphore(parallel)
-    out: list = [None] * len(urls)
-
-    async def one(i: int, url: str) -> None:
-        async with gate:
-            ws = await open_ws(session, url)
-            into.append(ws)
-            out[i] = ws
-    await all_of([asyncio.ensure_future(one(i, u)) for i, u in enumerate(urls)],
-                 30.0 + len(urls) / 10, "opening sockets")
-    return out
-
-
-async def close_all(sockets: list) -> None:
-    import asyncio
-    if sockets:
-        await asyncio.wait([asyncio.ensure_future(asyncio.wait_for(ws.close(), 5.0)) for ws in sockets],
-                           timeout=10.0)
-
-
-async def pipelined(ws: Any, start: int, n: int, readers: list | None = None,
-                    deadline: float = 60.0) -> float:
-    """``ws`` sends frames start..start+n-1 at once; every socket in ``readers`` (default
-    ``[ws]``) must receive all of them, in order. Returns the seconds taken."""
-    import asyncio
-    readers = [ws] if readers is None else readers
-
-    async def read(r: Any) -> None:
-        for i in range(start, start + n):
-            check(await r.receive(timeout=10.0), frame(i), "pipelined echo")
-
-    t0 = time.perf_counter()
-    tasks = [asyncio.ensure_future(read(r)) for r in readers]
-    try:
-        for i in range(start, start + n):
-            await ws.send_str(frame(i))
-    except BaseException:
-        for t in tasks:
-            t.cancel()
-        await asyncio.wait(tasks, timeout=5.0)
-        raise
-    await all_of(tasks, deadline, f"sockets receiving {n} frames")
-    return time.perf_counter() - t0
-
-
-def summary(ns: list[int]) -> dict:
-    ns = sorted(ns)
-    return {"p50_us": pct(ns, 0.50) / 1e3, "p99_us": pct(ns, 0.99) / 1e3,
-            "mean_us": sum(ns) / len(ns) / 1e3, "n": len(ns)}
-
-
-def latency_result(samples: dict[str, list[int]]) -> dict:
-    a, r = summary(samples["actorsys"]), summary(samples["raw"])
-    return {"actorsys": a, "raw": r, "ratio_p50": a["p50_us"] / r["p50_us"],
-            "ratio_p99": a["p99_us"] / r["p99_us"]}
-
-
-def rate_result(rates: dict[str, list[float]], **more: Any) -> dict:
-    a, r = max(rates["actorsys"]), max(rates["raw"])
-    return {"actorsys": {"per_s": a, "rounds_per_s": rates["actorsys"]},
-            "raw": {"per_s": r, "rounds_per_s": rates["raw"]}, "ratio": a / r, **more}
-
-
-def order(sides: list[Side], rnd: int) -> list[Side]:
-    """Alternate which side goes first from round to round."""
-    return sides if rnd % 2 == 0 else sides[::-1]
 
 
 # ---------------------------------------------------------------------------------------
@@ -704,7 +377,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--raw-gateway":
-        raw_gateway(int(sys.argv[2]), sys.argv[3])
-        sys.exit(0)
     sys.exit(main())

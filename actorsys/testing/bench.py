@@ -31,6 +31,7 @@ from actorsys.node.progress import Progress
 from actorsys.log import get_logger
 from actorsys.node import Node
 from actorsys.protocol import wire
+from actorsys.protocol.shardmap import shard_of
 from actorsys.testing.processes import start_logged
 
 from .rawecho import ASK, OK, echo_command, packb, raw_recv, raw_socket, raw_wait_ready
@@ -191,6 +192,22 @@ def raw_pipelined(res: Resources, raw_ep: str, keys: list[str], window: int) -> 
 
 
 # -- the command lines' frame --------------------------------------------------------------
+
+
+def keys_on(client: Any, node_id: str, n: int, tag: str) -> list[str]:
+    """``n`` keys of the benchmark type whose shard is owned by ``node_id``."""
+    m = client.map
+    nodes = m.nodes or []
+    k = next(i for i, x in enumerate(nodes) if x["id"] == node_id)
+    first, count = nodes[k]["slots"]
+    out, i = [], 0
+    while len(out) < n and i < 1_000_000:
+        key = f"{tag}-{i}"
+        slot = m.owner[shard_of(TYPE, key, m.shards)]
+        if first <= slot < first + count:
+            out.append(key)
+        i += 1
+    return out
 
 
 def fmt_num(v: float, unit: str) -> str:

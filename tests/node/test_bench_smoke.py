@@ -151,7 +151,7 @@ def test_the_raw_chain_floor_measures_both_paths_and_leaves_no_process(tmp_path)
     follower (real processes, tcp) come back from the follower, beside the one-hop echo."""
     sys.path.insert(0, os.path.join(ROOT, "scripts"))
     try:
-        from bench_cluster import raw_floor
+        from bench_cluster_replicated import raw_floor
 
         from actorsys.testing.bench import Resources
     finally:
@@ -173,7 +173,7 @@ def test_cpu_per_write_counts_each_role_of_real_processes_and_the_client_thread(
     (psutil, all its threads); per write, summed by role, the client thread's beside."""
     sys.path.insert(0, os.path.join(ROOT, "scripts"))
     try:
-        from bench_cluster import cpu_per_write, cpu_seconds
+        from bench_cluster_replicated import cpu_per_write, cpu_seconds
     finally:
         sys.path.pop(0)
     busy = subprocess.Popen([sys.executable, "-c",
