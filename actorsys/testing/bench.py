@@ -200,7 +200,8 @@ def keys_on(client: Any, node_id: str, n: int, tag: str) -> list[str]:
     nodes = m.nodes or []
     k = next(i for i, x in enumerate(nodes) if x["id"] == node_id)
     first, count = nodes[k]["slots"]
-    out, i = [], 0
+    out: list[str] = []
+    i = 0
     while len(out) < n and i < 1_000_000:
         key = f"{tag}-{i}"
         slot = m.owner[shard_of(TYPE, key, m.shards)]
