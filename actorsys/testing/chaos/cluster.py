@@ -55,7 +55,8 @@ import time
 from typing import Any
 
 from actorsys.config.layout import free_port
-from actorsys.testing.cluster import Cluster, ClusterNode
+from actorsys.testing.cluster import Cluster
+from actorsys.testing.clusternode import ClusterNode
 
 from .audit import ACTORS, gateway_counters
 from .clusteraudit import cluster_health, failover_percentiles
