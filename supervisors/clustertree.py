@@ -24,7 +24,8 @@ from .child import ChildState
 from .cluster import FOLLOW_TRIES, TreeSeat
 from .etcdstore import EtcdTreeStore
 from .store import TreeStore
-from .tree import EXIT_DEPOSED, Held, Tree, TreeState, log
+from .tree import EXIT_DEPOSED, Tree, TreeState, log
+from .treehost import Held
 
 
 class ClusterTree(Tree):
@@ -76,7 +77,7 @@ class ClusterTree(Tree):
         the children that run), from its record in etcd."""
         if self.state not in (TreeState.STARTING, TreeState.STANDBY):
             return
-        self._inc = self._inc_limit = await self.seat.store.load(revision, self._inc)
+        self.host.resume_incarnations(await self.seat.store.load(revision, self.host.incarnation))
         self.restarted, self.state = True, TreeState.STARTING
         log.info("this node holds the cluster's supervision tree: adopting its children")
         try:            # the cluster's map, not this node's own
@@ -91,7 +92,7 @@ class ClusterTree(Tree):
     async def _follow(self, shard: int) -> None:
         """A shard moved: its running children are SPAWNed where it is now, with the
         same incarnation (adopted, or started if the move ended them): no restart."""
-        for held in [h for h in self.index.values() if h.child.state is ChildState.RUNNING
+        for held in [h for h in self.host.index.values() if h.child.state is ChildState.RUNNING
                      and shard_of(*h.child.addr, self.map.shards) == shard]:
             await self._follow_child(held, held.child.inc, 1)
 
@@ -100,7 +101,7 @@ class ClusterTree(Tree):
             return          # it exited, was stopped or restarted meanwhile
         self.counters["followed"] = self.counters.get("followed", 0) + 1
         try:
-            await self.start_actor(held.sup.name, held.child)
+            await self.host.start_actor(held.sup.name, held.child)
         except StartFailed as exc:
             if attempt < FOLLOW_TRIES:
                 self.later(0.25 * 2 ** (attempt - 1), self._follow_child, held, inc, attempt + 1)

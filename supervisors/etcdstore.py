@@ -20,7 +20,7 @@ Semantics (the same interface as :class:`~supervisors.store.TreeStore`):
   child is restarted again or adopted).
 * The incarnation floor: taking the tree reserves a block (awaited); a block used up
   reserves the next in the background. Incarnations also start from the clock
-  (``tree.py``), so a lost reservation only matters between nodes with skewed clocks.
+  (``treehost.py``), so a lost reservation only matters between nodes with skewed clocks.
 """
 from __future__ import annotations
 

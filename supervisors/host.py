@@ -20,8 +20,9 @@ outside itself (and its own nested supervisors) but through a :class:`ChildHost`
 * **escalation**: a top-level supervisor that gives up or shuts down reports it with
   ``root_exited``; a nested one reports to its parent supervisor directly.
 
-``supervisors.tree.Tree`` is the real host (actors in worker processes, LevelDB);
-``tests/unit`` drives supervisors through a fake one with a mock clock.
+``supervisors.treehost.TreeHost`` is the real host, in the supervision tree process
+(``tree.py``: actors in worker processes, LevelDB); ``tests/unit`` drives supervisors
+through a fake one with a mock clock.
 """
 from __future__ import annotations
 

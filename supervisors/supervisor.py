@@ -33,12 +33,12 @@ In the user's words:
   significant child exits on its own and is not restarted; with ``all_significant``
   when the last one has. ``terminate_child`` never triggers it.
 
-Everything here runs inside one host (``host.py`` states the contract; ``tree.py`` is the
-process that implements it), one event at a time (an exit, an admin call, a restart
-coming due), each handled whole before the next, as in OTP where a supervisor is one
-process. A restart waiting out its backoff, or retrying a failed start, spans events:
-its group reports ``restarting`` meanwhile. The states of a child are in ``child.py``;
-a supervisor is ``STOPPED`` or ``RUNNING``.
+Everything here runs inside one host (``host.py`` states the contract; ``treehost.py``
+implements it, in the process of ``tree.py``), one event at a time (an exit, an admin
+call, a restart coming due), each handled whole before the next, as in OTP where a
+supervisor is one process. A restart waiting out its backoff, or retrying a failed
+start, spans events: its group reports ``restarting`` meanwhile. The states of a child
+are in ``child.py``; a supervisor is ``STOPPED`` or ``RUNNING``.
 """
 from __future__ import annotations
 

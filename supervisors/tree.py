@@ -31,8 +31,15 @@ In the user's words:
 The process is four states (:class:`TreeState`): ``starting`` (the top-level supervisors
 start) -> ``running`` -> ``stopping`` (SIGTERM: nothing queued runs but the stop) ->
 ``stopped`` (a cluster node's tree is ``standby`` while another node holds it). It is
-the host of its supervisors (``host.py``): events, the clock, actor children reached
-through the workers, its index of supervised addresses and its store (``store.py``).
+the process its supervisors run in: its one event queue (the events of the
+supervisors, the exits, the runtime API's requests, one at a time, in order), its
+socket and the requests it serves, its store (``store.py``) and what a top-level
+supervisor's exit does to it. What the supervisors see of it, their host (``host.py``:
+actor children reached through the workers, the index of supervised addresses, the
+run-time record), is a :class:`~supervisors.treehost.TreeHost` (``treehost.py``).
+
+Invariants: ``host.store`` is ``store`` and ``host.transport`` is ``transport`` once the
+process runs; ``roots`` are the top-level supervisors in start order.
 """
 from __future__ import annotations
 
@@ -53,19 +60,19 @@ from actorsys.client.transport import AsyncTransport
 from actorsys.config import NodeConfig, NodeLayout
 from actorsys.config import supervision as specs
 from actorsys.config.layout import FAILURE_FILE
-from actorsys.config.supervision import BRUTAL_KILL, INFINITY, Shutdown
-from actorsys.errors import (ActorError, BadRequest, ConfigError, Overloaded, StartFailed,
-                             SupervisorError, SupervisorNotFound)
+from actorsys.errors import (ActorError, BadRequest, Overloaded, StartFailed, SupervisorError,
+                             SupervisorNotFound)
 from actorsys.net.listener import Listener
 from actorsys.net.keys import node_keys
 from actorsys.net.sockets import SocketPump
 from actorsys.protocol import wire
 from actorsys.protocol.shardmap import ShardMap
 
-from .child import NORMAL_EXITS, Child, ChildState
+from .child import NORMAL_EXITS
 from .host import Event
-from .store import INCARNATION_BLOCK, TreeStore
+from .store import TreeStore
 from .supervisor import Boot, ExitWhy, Supervisor
+from .treehost import TreeHost
 
 if TYPE_CHECKING:
     from .etcdstore import EtcdTreeStore
@@ -77,7 +84,6 @@ EXIT_ROOT_FAILED = 3       # a top-level supervisor failed: the node stops with 
 EXIT_AUTO_SHUTDOWN = 4     # a top-level supervisor shut down (auto_shutdown): the node stops, 0
 EXIT_DEPOSED = 5           # a cluster's tree lost its election (cluster.py): restarted, stands by
 MAX_QUEUED_EVENTS = 100_000
-STOP_GRACE = 5.0           # seconds beyond a child's shutdown for its worker to answer the STOP
 READ_ONLY = ("which_children", "count_children")
 COMMANDS = ("which_children", "count_children", "start_child", "terminate_child",
             "restart_child", "delete_child")
@@ -91,13 +97,6 @@ class TreeState(enum.Enum):
     STOPPED = "stopped"
 
 
-class Held(NamedTuple):
-    """Who supervises an actor address."""
-
-    sup: Supervisor
-    child: Child
-
-
 class Queued(NamedTuple):
     """An event waiting its turn."""
 
@@ -106,7 +105,7 @@ class Queued(NamedTuple):
 
 
 class Tree:
-    """The supervision tree process, host of its supervisors (see the module docstring)."""
+    """The supervision tree process its supervisors run in (see the module docstring)."""
 
     def __init__(self, cfg: NodeConfig, meta: dict[str, Any], endpoint: str,
                  worker_endpoints: list[str], restarted: bool = False) -> None:
@@ -114,22 +113,18 @@ class Tree:
         self.router: str | None = None     # a cluster's tree gets its map from the router
         self.map = ShardMap(epoch=meta["epoch"], shards=meta["shards"], owner=list(meta["owner"]),
                             endpoints=worker_endpoints)
-        self.specs: dict[str, specs.SupervisorSpec] = specs.parse_supervisors(
-            cfg.supervisors, actors=cfg.actors, fail=lambda p, k: ConfigError(p, key=k))
-        self.sups: dict[str, Supervisor] = {}      # supervisors by name (running or not)
-        self.roots: list[Supervisor] = []
-        self.index: dict[tuple[str, str], Held] = {}
-        self.state = TreeState.STARTING
-        self.code = 0
-        self._inc = int(time.time() * 1000) << 8    # incarnations only grow, across restarts too
         self.counters = {"received": 0, "bad_frames": 0, "exits": 0, "admin": 0, "restarts": 0,
                          "adopted": 0, "auth_refused": 0, "handshake_failed": 0}
+        self.host = TreeHost(cfg, self.map, self.counters, self)
+        self.roots: list[Supervisor] = []
+        self.state = TreeState.STARTING
+        self.code = 0
         self.report_fd: int | None = None    # a pipe to the node supervisor (set by main)
         self.events: deque[Queued] = deque()
         self.metrics = metrics.current()
         self.metrics.counters = self.counters
         self.metrics.counter_by("actorsys_supervisor_restarts",
-                                lambda: {n: s.restarted for n, s in self.sups.items()})
+                                lambda: {n: s.restarted for n, s in self.host.sups.items()})
 
     # -- process ------------------------------------------------------------------
     async def run(self) -> int:
@@ -147,7 +142,8 @@ class Tree:
                                         max_message_bytes=self.cfg.max_message_bytes,
                                         max_pending=1_000_000, default_timeout=self.cfg.ask_timeout,
                                         keys=keys.client if keys else None)
-        self.transport.on_slot_lost = self._slot_lost
+        self.host.store, self.host.transport = self.store, self.transport
+        self.transport.on_slot_lost = self.host.slot_lost
         for slot in range(len(self.map.endpoints)):
             self.transport.connect_slot(slot)      # monitors see every worker's death
         self.wake = asyncio.Event()
@@ -171,7 +167,7 @@ class Tree:
 
     def _open_store(self, keys: NodeKeys | None) -> TreeStore | EtcdTreeStore:
         store = TreeStore(os.path.join(self.cfg.data_dir, "tree"))
-        self._inc = self._inc_limit = store.incarnation_floor(self._inc)
+        self.host.resume_incarnations(store.incarnation_floor(self.host.incarnation))
         return store
 
     async def _begin(self) -> None:
@@ -231,43 +227,20 @@ class Tree:
             return
         if not self.restarted:
             self.store.clear_stopped()
-        names = specs.roots(self.specs)
+        names = specs.roots(self.host.specs)
         boot = Boot.HOST_RESTART if self.restarted else Boot.NODE_START
         for name in names:
-            sup = Supervisor(self.specs[name], self)
+            sup = Supervisor(self.host.specs[name], self.host)
             self.roots.append(sup)
             try:
                 await sup.start(boot)
             except StartFailed as exc:
                 await self._fail_roots(f"{exc}")
                 return
-        self._release_unsupervised()
+        self.host.release_unsupervised()
         if self.state is TreeState.STARTING:
             self.state = TreeState.RUNNING
             log.info("supervision tree running: %s", ", ".join(names))
-
-    def _release_unsupervised(self) -> None:
-        """Addresses supervised before but declared by no supervisor now (the config
-        changed) become plain actors. Children of a supervisor that is stopped are still
-        declared: they stay stopped."""
-        known = set(self.index)
-        for name, s in self.specs.items():
-            known.update(c.addr for c in s.children if c.key is not None)
-            known.update((d["actor"] or "", d["key"]) for _seq, d in self.store.dynamic(name))
-        for addr in self.store.addresses() - known:
-            self.post(self._forget_addr, addr)
-
-    async def _forget_addr(self, addr: tuple[str, str]) -> None:
-        if addr in self.index or addr[0] not in self.cfg.actors:
-            self.store.set_address(addr, addr in self.index)
-            return
-        try:
-            await self.transport.control_actor(wire.STOP, addr[0], addr[1], {"forget": True},
-                                               self.cfg.ask_timeout)
-        except ActorError as exc:
-            log.warning("could not release %s/%s: %s", addr[0], addr[1], exc)
-            return
-        self.store.set_address(addr, False)
 
     async def _fail_roots(self, why: str) -> None:
         log.error("supervision tree failed: %s; stopping the node", why)
@@ -282,10 +255,7 @@ class Tree:
                 os.write(self.report_fd, why.encode("utf-8", "replace")[:4000])
         self._finish(EXIT_ROOT_FAILED)
 
-    # -- the host of its supervisors (host.ChildHost) ---------------------------------
-    def now(self) -> float:
-        return time.monotonic()
-
+    # -- what its supervisors' host asks of it (treehost.TreeProcess) ----------------------
     def post(self, fn: Event, *args: Any) -> None:
         """Queue an event; events run one at a time, in order."""
         self.events.append(Queued(fn, args))
@@ -306,79 +276,10 @@ class Tree:
         else:
             await self._fail_roots(f"top-level supervisor '{sup.name}' {why.value.replace('_', ' ')}")
 
-    def supervisor_spec(self, name: str) -> specs.SupervisorSpec:
-        return self.specs[name]
-
-    def supervisor_added(self, sup: Supervisor) -> None:
-        self.sups[sup.name] = sup
-
-    def supervisor_dropped(self, sup: Supervisor) -> None:
-        if self.sups.get(sup.name) is sup:
-            del self.sups[sup.name]
-
-    def child_added(self, sup: Supervisor, ch: Child) -> None:
-        self.index[ch.addr] = Held(sup, ch)
-        self.store.set_address(ch.addr, True)
-
-    def child_dropped(self, ch: Child, release: bool) -> None:
-        """Forget a child's address; ``release``: it is no longer supervised at all."""
-        held = self.index.get(ch.addr)
-        if held is not None and held.child is ch:
-            del self.index[ch.addr]
-            if release:
-                self.store.set_address(ch.addr, False)
-
-    def check_unsupervised(self, spec: specs.ChildSpec) -> None:
-        held = self.index.get(spec.addr)
-        if held is not None:
-            raise SupervisorError(f"actor {spec.actor}/{spec.key} is already child '{held.child.id}' of "
-                                  f"supervisor '{held.sup.name}'")
-
-    def parse_child(self, sup: specs.SupervisorSpec, d: Any, where: str) -> specs.ChildSpec:
-        return specs.parse_child(d, actors=self.cfg.actors, sup=sup,
-                                 fail=lambda p, k: ConfigError(p, key=k), where=where)
-
-    def next_incarnation(self) -> int:
-        self._inc += 1
-        if self._inc >= self._inc_limit + INCARNATION_BLOCK:
-            self._inc_limit = self.store.incarnation_floor(self._inc)
-        return self._inc
-
-    async def start_actor(self, sup: str, ch: Child) -> None:
-        s = ch.spec
-        opts = {"sup": sup, "child": s.id, "args": s.args, "kwargs": s.kwargs, "inc": ch.inc}
-        try:
-            r = await self.transport.control_actor(wire.SPAWN, *ch.addr, opts, self.cfg.ask_timeout)
-        except ActorError as exc:
-            raise StartFailed(f"{exc}") from None
-        self.counters["adopted" if r == "adopted" else "restarts"] += 1
-
-    async def stop_actor(self, sup: str, ch: Child, shutdown: Shutdown) -> None:
-        wait = (self.cfg.turn_timeout if shutdown == INFINITY else 0 if shutdown == BRUTAL_KILL
-                else int(shutdown) / 1000) + STOP_GRACE
-        opts = {"shutdown": shutdown, "inc": ch.inc}
-        try:
-            await self.transport.control_actor(wire.STOP, *ch.addr, opts, wait)
-        except ActorError as exc:   # its worker is gone or hung: the node supervisor handles that
-            log.warning("stopping child '%s' of '%s': %s", ch.id, sup, exc)
-
-    async def release_actor(self, ch: Child) -> None:
-        await self.transport.control_actor(wire.STOP, *ch.addr, {"forget": True}, self.cfg.ask_timeout)
-        self.store.set_address(ch.addr, False)
-
     # -- events -----------------------------------------------------------------------
-    def _slot_lost(self, slot: int) -> None:
-        m = self.transport.map or self.map      # (a cluster's map is the router's, refreshed)
-        dead = [(held, held.child.inc) for held in self.index.values()
-                if held.child.state is ChildState.RUNNING and m.slot_of(*held.child.addr) == slot]
-        if dead:
-            log.warning("worker slot %d died: %d supervised children with it", slot, len(dead))
-        for held, inc in dead:
-            self.post(held.sup.on_exit, held.child, "killed", inc)
-
     async def _on_exit(self, sup_name: str, cid: str, type_name: str, key: str, inc: int,
                        reason: str, detail: str) -> None:
-        held = self.index.get((type_name, key))
+        held = self.host.index.get((type_name, key))
         if held is None or held.sup.name != sup_name or held.child.id != cid:
             return
         self.counters["exits"] += 1
@@ -409,13 +310,13 @@ class Tree:
         if deadline is not None and time.time() > deadline:
             self.counters["expired"] = self.counters.get("expired", 0) + 1
             return          # its caller has given up: doing it now would surprise them
-        sup = self.sups.get(name)
+        sup = self.host.sups.get(name)
         try:
             if sup is None or (not sup.running and command not in READ_ONLY):
                 raise SupervisorNotFound(
                     f"supervisor '{name:.200}' is not running" if sup is not None else
                     f"no supervisor named '{name:.200}' is running "
-                    f"(configured: {', '.join(self.specs) or 'none'})")
+                    f"(configured: {', '.join(self.host.specs) or 'none'})")
             result = await self._command(sup, command, arg)
             await self.store.flushed()      # a cluster's record: in etcd before the answer
         except ActorError as exc:
@@ -469,7 +370,7 @@ class Tree:
     def status(self) -> dict[str, Any]:
         return {"role": "tree", "pid": os.getpid(), "state": self.state.value, "endpoint": self.endpoint,
                 "supervisors": {n: {"running": s.running, **s.count_children()}
-                                for n, s in self.sups.items()},
+                                for n, s in self.host.sups.items()},
                 "pending_events": len(self.events), **self.counters}
 
 

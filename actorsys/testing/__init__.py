@@ -8,6 +8,9 @@ raw ZeroMQ sockets where it means to send what a client never would.
 * :mod:`.processes`: the processes a test or a harness starts, and their cleanup.
 * :mod:`.nodes`: a node config for tests and harnesses, and helpers reading a running node
   (which worker owns a key, wait for a condition with a deadline, kill a worker).
+* :mod:`.cluster`: a cluster of real nodes and etcd for tests, demos, chaos and benchmarks
+  (network-namespace hosts, else loopback); :mod:`.clusternode`: one node's process tree
+  (its start, the signals a test sends it, its stop, every pid it ever had).
 * :mod:`.chaos`: chaos under load (``scripts/chaos``): the load, the fault injector and the
   audit of acknowledged writes and activation records; its actors.
 * :mod:`.fuzz`: the frame fuzzer (``scripts/fuzz``): seeded generators, the oracles that say

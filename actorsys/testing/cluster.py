@@ -40,6 +40,10 @@ Semantics:
   bridge are removed and the cluster's directory is deleted (kept, and its path
   logged as a warning, when ``ACTORSYS_KEEP_CLUSTER_DIR`` is set: the nodes' whole logs, for a
   failure the printed tails do not explain).
+
+A node's process tree (its start, the signals, the stop, every pid seen) is its
+:class:`~.clusternode.ClusterNode`'s (``clusternode.py``); :class:`Cluster` keeps what
+the node is to the cluster: its host, its config, etcd, its router's answers.
 """
 from __future__ import annotations
 
@@ -47,17 +51,13 @@ import itertools
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-import psutil
 import zmq
 
 from ..config.keyfiles import load_public, load_secret
@@ -66,10 +66,9 @@ from ..log import get_logger
 from ..net.keys import CurveKeys, keygen
 from ..net.sockets import dealer
 from ..protocol import wire
+from .clusternode import ClusterNode as ClusterNode   # (a cluster's nodes: imported from here too)
 from .etcd import Etcd
-from .netns import (Host, Hosts, HostsUnavailable, free_subnet, loopback_hosts, owned_prefix,
-                    sweep_stale)
-from .processes import die_with_parent
+from .netns import Hosts, HostsUnavailable, free_subnet, loopback_hosts, owned_prefix, sweep_stale
 
 log = get_logger("testing")
 
@@ -123,32 +122,6 @@ def request(endpoint: str, op: int, keys: CurveKeys | None, timeout: float) -> t
         return int(reply[0]), reply[2]
     finally:
         s.close(0)
-
-
-@dataclass
-class ClusterNode:
-    """One node of a :class:`Cluster`."""
-    index: int
-    node_id: str
-    host: Host
-    dir: str                       #: its directory: config, data, log, keys
-    endpoint: str                  #: its router, tcp://ADDR:PORT
-    public_key: str | None = None  #: its CURVE public key file (curve clusters)
-    proc: "subprocess.Popen[bytes] | None" = None
-    #: (pid, create time) of every process of it ever seen, so none outlives the cluster
-    seen: set[tuple[int, float]] = field(default_factory=set)
-
-    @property
-    def config_path(self) -> str:
-        return os.path.join(self.dir, "node.toml")
-
-    @property
-    def log_path(self) -> str:
-        return os.path.join(self.dir, "node.log")
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
 
 class Cluster:
@@ -221,7 +194,7 @@ class Cluster:
                         self.stop_node(i)
                     except Exception:
                         self.kill_node(i)
-                self._kill_seen(node)
+                node.kill_seen()
         finally:
             try:
                 if self.etcd is not None:
@@ -299,11 +272,7 @@ class Cluster:
         if self.log_level:
             argv[2:2] = ["--log-level", self.log_level]
         argv[2:2] = self.run_args(node) if callable(self.run_args) else list(self.run_args)
-        with open(node.log_path, "ab") as log:
-            node.proc = node.host.popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True,
-                                        preexec_fn=die_with_parent)
-        self._note(node)
+        node.start(argv)
 
     def client_keys(self, i: int) -> CurveKeys | None:
         """The test client's CURVE keys for node ``i`` (None: an insecure cluster)."""
@@ -323,7 +292,7 @@ class Cluster:
             if not node.running or time.monotonic() > deadline:
                 why = "exited" if not node.running else f"did not answer PING within {timeout:g} s"
                 raise RuntimeError(f"node {node.node_id} at {node.endpoint} {why}:\n{self.log_tail(i)}")
-        self._note(node)
+        node.note()
 
     def view(self, i: int, timeout: float = 5.0) -> Any:
         """Node ``i``'s router's view of the cluster (the CLUSTER op); raises if it does
@@ -365,40 +334,7 @@ class Cluster:
 
     def pids(self, i: int) -> list[int]:
         """The pids of node ``i``'s processes now: its supervisor and every descendant."""
-        node = self.nodes[i]
-        if node.proc is None or node.proc.poll() is not None:
-            return []
-        try:
-            top = psutil.Process(node.proc.pid)
-            return [top.pid, *(p.pid for p in top.children(recursive=True))]
-        except psutil.NoSuchProcess:
-            return []
-
-    def _note(self, node: ClusterNode) -> list[psutil.Process]:
-        procs = []
-        for pid in self.pids(node.index):
-            try:
-                p = psutil.Process(pid)
-                node.seen.add((pid, p.create_time()))
-                procs.append(p)
-            except psutil.NoSuchProcess:
-                pass
-        return procs
-
-    def _signal(self, i: int, sig: int) -> list[psutil.Process]:
-        node = self.nodes[i]
-        procs = self._note(node)
-        if node.proc is not None and node.proc.poll() is None:
-            try:
-                os.killpg(node.proc.pid, sig)
-            except ProcessLookupError:
-                pass
-        for p in procs:
-            try:
-                p.send_signal(sig)
-            except psutil.NoSuchProcess:
-                pass
-        return procs
+        return self.nodes[i].pids()
 
     def stop_node(self, i: int, drain: bool = False, drain_timeout: float = 60.0) -> Any:
         """SIGTERM node ``i``'s supervisor and wait up to ``stop_timeout``; kill -9 what is left then
@@ -410,51 +346,21 @@ class Cluster:
             return None
         self.resume_node(i)
         left_reply = request(node.endpoint, LEAVE, self.client_keys(i), drain_timeout) if drain else None
-        # to the node's supervisor alone, as `kill PID` does: it stops its processes in
-        # order (and a node run with --drain hands its shards off first: a second signal,
-        # or the router's own SIGTERM, would cut that short)
-        procs = self._note(node)
-        assert node.proc is not None
-        try:
-            node.proc.send_signal(signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            node.proc.wait(self.stop_timeout)
-        except subprocess.TimeoutExpired:
-            self.kill_node(i)
-            raise RuntimeError(f"node {node.node_id} did not stop within {self.stop_timeout:g} s "
-                               f"(killed):\n{self.log_tail(i)}") from None
-        left = psutil.wait_procs(procs, timeout=self.stop_timeout)[1]
-        for p in left:
-            p.kill()
+        node.stop(self.stop_timeout)
         return left_reply
 
     def kill_node(self, i: int) -> None:
         """kill -9 every process of node ``i`` and wait until they are gone."""
-        node = self.nodes[i]
-        procs = self._signal(i, signal.SIGKILL)
-        if node.proc is not None:
-            node.proc.wait(10)
-        psutil.wait_procs(procs, timeout=10)
+        self.nodes[i].kill()
 
     def pause_node(self, i: int) -> None:
         """SIGSTOP every process of node ``i`` and wait (up to 5 s) until each is stopped:
         it holds its sockets and does nothing."""
-        procs = self._signal(i, signal.SIGSTOP)
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline:
-            try:
-                if all(p.status() in (psutil.STATUS_STOPPED, psutil.STATUS_ZOMBIE) for p in procs
-                       if p.is_running()):
-                    return
-            except psutil.NoSuchProcess:
-                continue
-            time.sleep(0.01)
+        self.nodes[i].pause()
 
     def resume_node(self, i: int) -> None:
         """SIGCONT every process of node ``i``."""
-        self._signal(i, signal.SIGCONT)
+        self.nodes[i].resume()
 
     def cut_node(self, i: int) -> None:
         """Cut node ``i``'s host off the network: it reaches neither etcd nor the other
@@ -470,22 +376,5 @@ class Cluster:
         self.netns.cut(self.nodes[i].host, cut=False)
 
     def log_tail(self, i: int, lines: int = 30) -> str:
-        try:
-            with open(self.nodes[i].log_path, "rb") as f:
-                return b"\n".join(f.read().splitlines()[-lines:]).decode("utf-8", "replace")
-        except OSError:
-            return "(no log)"
-
-    @staticmethod
-    def _kill_seen(node: ClusterNode) -> None:
-        procs = []
-        for pid, created in node.seen:
-            try:
-                p = psutil.Process(pid)
-                if p.create_time() == created:
-                    p.send_signal(signal.SIGCONT)
-                    p.kill()
-                    procs.append(p)
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(procs, timeout=10)
+        """The last ``lines`` lines of node ``i``'s log."""
+        return self.nodes[i].log_tail(lines)

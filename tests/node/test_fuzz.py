@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 import actorsys
 from actorsys.protocol import wire
 from actorsys.testing.fuzz.actors import EMBEDDED_TYPES, FUZZ_METHODS
-from actorsys.testing.fuzz.mutator import HOSTILE_KEYS, HOSTILE_NAMES, KNOWN_OPS, SYSTEM
+from actorsys.testing.fuzz.hostile import HOSTILE_KEYS, HOSTILE_NAMES, KNOWN_OPS, SYSTEM
 from actorsys.testing.fuzz.oracle import reply_problem, tracebacks
 from actorsys.testing.nodes import bad_frames, identities
 from actorsys.testing.processes import start_logged

@@ -274,16 +274,16 @@ def ids(children: Iterable[dict[str, Any]]) -> list[str]:
 
 # -- the fake itself ------------------------------------------------------------------------
 def test_the_fake_host_has_every_member_of_the_child_host_protocol() -> None:
-    """Not an OTP case: the fake stands for tree.Tree only if it is a whole ChildHost."""
+    """Not an OTP case: the fake stands for treehost.TreeHost only if it is a whole ChildHost."""
     from supervisors.host import ChildHost
-    from supervisors.tree import Tree
+    from supervisors.treehost import TreeHost
     members = {n for n in vars(ChildHost) if not n.startswith("_")}
     assert members, "expected the Protocol to declare members"
     fake = FakeHost(root=table(worker("a")))
     assert not {n for n in members if not hasattr(fake, n)}, "the fake is not a ChildHost"
-    # the tree sets its store when its process runs: every other member is on the class
-    missing = {n for n in members - {"store"} if not hasattr(Tree, n)}
-    assert not missing, f"Tree lacks {sorted(missing)}"
+    # the tree process sets the host's store when it runs: every other member is on the class
+    missing = {n for n in members - {"store"} if not hasattr(TreeHost, n)}
+    assert not missing, f"TreeHost lacks {sorted(missing)}"
 
 
 @in_loop

@@ -22,7 +22,13 @@ this package is the harness it drives, in the order of a run:
   message acknowledged is in its ``Inbox`` actor's state exactly once (none twice); the
   node's health.
 * :mod:`.run`: one run, from the node's start to the cleanup of everything it started.
-* :mod:`.cluster`: a run against a cluster of nodes (``scripts/chaos --cluster N``), with
-  the faults of a node: kill -9 of a worker, its router or all of it, SIGSTOP and a
-  network cut past its lease; the audit adds every node's health and the ownership.
+* :mod:`.cluster`: a run against a cluster of nodes (``scripts/chaos --cluster N``), from
+  the cluster's start to its cleanup; its parts:
+
+  * :mod:`.clusterfaults`: the faults of a node (kill -9 of a worker, its router or all
+    of it, SIGSTOP and a network cut past its lease, a node joining then leaving) and
+    the time until it answers again;
+  * :mod:`.clusterprobe`: who serves where: a ``Probe`` actor per node slot, statuses,
+    views, the settled view the run and the faults wait for;
+  * :mod:`.clusteraudit`: what the audit adds, every node's health and the ownership.
 """

@@ -72,7 +72,7 @@ class ChaosParams:
 
 
 class Faults(Protocol):
-    """A fault injector (:class:`.faults.Injector`, :class:`.cluster.ClusterInjector`)."""
+    """A fault injector (:class:`.faults.Injector`, :class:`.clusterfaults.ClusterInjector`)."""
 
     events: list[dict[str, Any]]
     problems: list[str]

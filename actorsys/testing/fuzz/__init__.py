@@ -5,6 +5,9 @@ this package is the fuzzer it drives:
 
 * :mod:`.actors`: ``FuzzBox``, the embedded node's actor: small, bounded handlers that take
   any arguments. A node imports it by full name, no ``python_path`` needed.
+* :mod:`.hostile`: what the frames are made of: seeded draws of hostile names, keys,
+  methods and arguments, msgpack values of every type (hand-encoded ext types too), and
+  well-formed requests of every op.
 * :mod:`.mutator`: the seeded frame generators (random bytes, truncated and bit-flipped
   requests, wrong shapes, ext types, deep nesting, invalid UTF-8, multipart, oversized,
   well-formed requests with hostile names and arguments).
