@@ -14,10 +14,12 @@ May import: ``actorsys.errors``, ``actorsys.log``, ``actorsys.protocol``,
   requests) and :mod:`.maps` (fetching and installing the shard map, choosing among a
   cluster's routers); :mod:`.requests`: what it keeps about a request in flight and how
   its errors read; :mod:`.reachability`: the clients' view of whether their node is
-  reachable (fail fast with ``NodeUnavailable``).
+  reachable (fail fast with ``NodeUnavailable``), with :mod:`.cluster_refresh` (a
+  cluster's map fetched again while a node of it may be down).
 * :mod:`.aio`: :func:`connect_async`, :class:`AsyncClient`, :class:`AsyncRef`.
 * :mod:`.blocking`: :func:`connect`, :class:`Client`, :class:`Ref`: the transport driven
-  from blocking code, on one lane (event loop and sockets) per thread (:mod:`.lanes`).
+  from blocking code, on one lane (event loop and sockets) per thread (:mod:`.lanes`:
+  a lane, and a client's lanes with the newest map they share).
 * :mod:`.common`: the defaults both clients share.
 """
 from ..errors import ActorError

@@ -127,7 +127,7 @@ def test_a_thread_that_ends_takes_its_lane_with_it(fake):
 
         def once() -> None:
             c.ask("T", "k", "add")
-            lanes.append(weakref.ref(c._local.lane))
+            lanes.append(weakref.ref(c._threads.local.lane))
 
         for _ in range(20):
             t = threading.Thread(target=once)
@@ -135,7 +135,7 @@ def test_a_thread_that_ends_takes_its_lane_with_it(fake):
             t.join(WAIT)
         gc.collect()
         assert [r() for r in lanes] == [None] * 20, "every ended thread's lane is gone"
-        assert len(c._lanes) == 1, "only the main thread's lane is left"
+        assert len(c._threads.all) == 1, "only the main thread's lane is left"
 
 
 def test_a_map_fetched_by_one_thread_serves_the_others(tmp_path):
