@@ -4,15 +4,22 @@ May import: ``actorsys.errors``, ``actorsys.log``, ``actorsys.protocol``,
 ``actorsys.config``, ``actorsys.net``. Never LevelDB (``storage``), the worker
 (``runtime``) or aiohttp (``gateway``): a client process loads none of them.
 
-* :mod:`.transport`: :class:`AsyncTransport`, the one data path (shard map, one socket
-  per worker slot, pending requests with deadlines, worker-loss monitors, retries),
-  used by both clients and by the node's own processes; :mod:`.requests`: what it keeps
-  about a request in flight and how its errors read; :mod:`.maps`: fetching and
-  installing the shard map, choosing among a cluster's routers; :mod:`.reachability`:
-  the clients' view of whether their node is reachable (fail fast with ``NodeUnavailable``).
+* :mod:`.transport`: :class:`AsyncTransport`, the one data path (actor requests sent
+  straight to the worker slot that owns the actor, their replies, retries and resends),
+  used by both clients and by the node's own processes. Its parts: :mod:`.pending` (the
+  requests awaiting replies, their deadlines), :mod:`.timeouts` (the map polled after
+  asks time out on a cluster), :mod:`.connections` (one socket per worker slot, the
+  router's, other endpoints') and :mod:`.monitors` (worker loss, refused handshakes),
+  :mod:`.waits` (a blocking caller's wait); its mixins :mod:`.control` (control
+  requests) and :mod:`.maps` (fetching and installing the shard map, choosing among a
+  cluster's routers); :mod:`.requests`: what it keeps about a request in flight and how
+  its errors read; :mod:`.reachability`: the clients' view of whether their node is
+  reachable (fail fast with ``NodeUnavailable``), with :mod:`.cluster_refresh` (a
+  cluster's map fetched again while a node of it may be down).
 * :mod:`.aio`: :func:`connect_async`, :class:`AsyncClient`, :class:`AsyncRef`.
 * :mod:`.blocking`: :func:`connect`, :class:`Client`, :class:`Ref`: the transport driven
-  from blocking code, on one lane (event loop and sockets) per thread (:mod:`.lanes`).
+  from blocking code, on one lane (event loop and sockets) per thread (:mod:`.lanes`:
+  a lane, and a client's lanes with the newest map they share).
 * :mod:`.common`: the defaults both clients share.
 """
 from ..errors import ActorError

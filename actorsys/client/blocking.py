@@ -26,11 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import time
 import uuid
-import weakref
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Sequence
 
 import zmq
 
@@ -41,7 +39,7 @@ from ..protocol import wire
 from ..protocol.messages import Ask, Request, Spawn, Top
 from ..protocol.shardmap import ShardMap
 from .common import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, check_top, router_list, version_of
-from .lanes import Lane
+from .lanes import Lane, ThreadLanes
 from .reachability import Reachability
 from .requests import Wording, describe, no_answer
 from .transport import AsyncTransport
@@ -130,27 +128,6 @@ class _BlockingWording(Wording):
 _WORDING = _BlockingWording()
 
 
-class _MapInfo(NamedTuple):
-    """A shard map and the node limits sent with it."""
-    map: ShardMap
-    max_message_bytes: int
-    tree_endpoint: str | None
-
-
-class _Newest:
-    """The newest shard map any of a client's threads has fetched: the other threads
-    adopt it before their next request (so a refresh on one thread serves all)."""
-
-    __slots__ = ("info",)
-
-    def __init__(self) -> None:
-        self.info: _MapInfo | None = None
-
-    def take(self, t: AsyncTransport) -> None:
-        if t.map is not None:
-            self.info = _MapInfo(t.map, t.max_message_bytes, t.tree_endpoint)
-
-
 async def _ping_workers(t: AsyncTransport, timeout: float) -> None:
     """Every worker slot answers a ping (one still starting is asked again every half
     second), or NodeUnavailable at the deadline."""
@@ -174,7 +151,8 @@ class Client:
     """A blocking connection to a node; a context manager.
 
     Thread-safe: each thread gets its own sockets (closed when the thread ends), so
-    threads ask concurrently. Call :meth:`close` when no thread is in the middle of an ask.
+    threads ask concurrently (:class:`~.lanes.ThreadLanes`). Call :meth:`close` when no
+    thread is in the middle of an ask.
     ``key`` / ``server_key``: CURVE key files for a tcp node (see :func:`connect`).
     """
 
@@ -194,12 +172,8 @@ class Client:
         self.retry = retry
         self._keys = client_keys(key, server_key)
         self._ctx: Context = zmq.Context()
-        self._lock = threading.Lock()
-        self._pid = os.getpid()      # a forked child leaves the parent's sockets alone
-        self._local = threading.local()
-        self._lanes: weakref.WeakSet[Lane] = weakref.WeakSet()
-        self._newest = _Newest()
-        self.closed = False
+        #: every thread's lane, and the newest map any of them fetched
+        self._threads = ThreadLanes(self._transport_on, CLOSE_LINGER_MS)
         try:
             self.refresh_map(connect_timeout)
         except BaseException:
@@ -207,33 +181,19 @@ class Client:
             raise
 
     # -- this thread's lane ----------------------------------------------------------
-    def _lane(self) -> Lane:
-        try:
-            lane: Lane = self._local.lane
-        except AttributeError:
-            lane = self._new_lane()
-        info = self._newest.info
-        if info is not None and lane.transport.map is not info.map:
-            lane.transport.set_map(*info)
-        watch = lane.transport.watch
-        if watch is not None and watch.on_call():    # the node is back: its map first
-            lane.run(watch.fetch_map())
-        return lane
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._threads.closed
 
-    def _new_lane(self) -> Lane:
-        with self._lock:
-            if self.closed:
-                raise NodeUnavailable("client is closed")
-            lane = Lane(self._transport_on, CLOSE_LINGER_MS)
-            self._lanes.add(lane)
-        self._local.lane = lane
-        return lane
+    def _lane(self) -> Lane:
+        return self._threads.lane()
 
     def _transport_on(self, loop: asyncio.AbstractEventLoop) -> AsyncTransport:
         t = AsyncTransport(self._ctx, self.endpoint, default_timeout=self.timeout,
                            keys=self._keys, loop=loop, wording=_WORDING)
         t.routers = [self.endpoint, *(e for e in self.endpoints if e != self.endpoint)]
-        t.on_map = self._newest.take
+        t.on_map = self._threads.newest.take
         t.watch_node(self.connect_timeout, self._reach)
         return t
 
@@ -244,7 +204,7 @@ class Client:
     @property
     def map(self) -> ShardMap:
         """The shard map: which worker slot owns each actor (``map.slot_of(type, key)``)."""
-        info = self._newest.info
+        info = self._threads.newest.info
         if info is None:
             raise NodeUnavailable("no shard map yet")
         return info.map
@@ -252,13 +212,13 @@ class Client:
     @property
     def max_message_bytes(self) -> int:
         """The node's largest message."""
-        info = self._newest.info
+        info = self._threads.newest.info
         return 1 << 20 if info is None else info.max_message_bytes
 
     @property
     def tree_endpoint(self) -> str | None:
         """The supervision tree's endpoint (None: the node declares no supervisors)."""
-        info = self._newest.info
+        info = self._threads.newest.info
         return None if info is None else info.tree_endpoint
 
     def refresh_map(self, timeout: float = CONNECT_TIMEOUT) -> None:
@@ -377,17 +337,8 @@ class Client:
 
     def close(self) -> None:
         """Close every thread's sockets (idempotent). Call it when no thread is mid-ask."""
-        if self.closed:
-            return
-        with self._lock:
-            self.closed = True
-            lanes = list(self._lanes)
-            self._lanes.clear()
-        if os.getpid() != self._pid:
-            return      # a forked child: the sockets, loops and context are its parent's
-        for lane in lanes:
-            lane.close()
-        self._ctx.term()
+        if self._threads.close():
+            self._ctx.term()
 
     def __enter__(self) -> "Client":
         return self

@@ -2,12 +2,16 @@
 worker slot or another endpoint of the node; the listing of an actor type's keys; a
 supervisor's runtime API on the supervision tree.
 
-They share the actor requests' table of pending requests and request ids
-(:class:`~.transport.AsyncTransport`, which is a :class:`ControlRequests`), but not
-their rules: a control request is never resent, and at its deadline it fails with the
-error its caller chose (:data:`~.requests.Expired`; by default
+They share the actor requests' table of pending requests (:class:`~.pending.PendingTable`;
+a control request's entry has a timer of its own), their connections and request ids,
+but not their rules: a control request is never resent, and at its deadline it fails
+with the error its caller chose (:data:`~.requests.Expired`; by default
 :class:`~actorsys.errors.NodeUnavailable` naming who did not answer, and why the CURVE
 handshake with the router failed if it did).
+
+A mixin of :class:`~.transport.AsyncTransport`, not a part it owns: its requests take
+the transport's request ids and read the router's handshake state (``refused``,
+``handshake_problem``), state the transport's map (:mod:`.maps`) and monitors share.
 """
 from __future__ import annotations
 
@@ -25,6 +29,10 @@ from ..protocol.messages import Control, ListActors, Sup, decode
 from ..protocol.shardmap import ShardMap
 from .requests import ROUTER, Expired, MakeRequest, Pending, no_answer
 
+if TYPE_CHECKING:
+    from .connections import Connections
+    from .pending import PendingTable
+
 _NOBLOCK = int(zmq.NOBLOCK)
 
 
@@ -40,15 +48,8 @@ class ControlRequests:
         handshake_problem: str | None
         tree_endpoint: str | None
         _ids: Iterator[int]
-        _pending: dict[int, Pending]
-
-        def _router_conn(self) -> Conn: ...
-
-        def _slot(self, i: int) -> Conn: ...
-
-        def _peer(self, endpoint: str) -> Conn: ...
-
-        def _peer_tag(self, endpoint: str) -> int: ...
+        pending: PendingTable
+        conns: Connections
 
         def _check_size(self, payload: bytes) -> None: ...
 
@@ -59,8 +60,9 @@ class ControlRequests:
             raise NodeUnavailable("client is closed")
         if self.refused is not None:
             raise NodeUnavailable(self.refused)
-        return await self._send_control(self._router_conn(), ROUTER, partial(Control, op), timeout,
-                                        no_answer("router", timeout) if expired is None else expired)
+        return await self._send_control(
+            self.conns.router_conn(), ROUTER, partial(Control, op), timeout,
+            no_answer("router", timeout) if expired is None else expired)
 
     async def request_router(self, make: MakeRequest, timeout: float = 10.0) -> Any:
         """A control request ``make(request id)`` with a body to the router (TOP)."""
@@ -68,7 +70,7 @@ class ControlRequests:
             raise NodeUnavailable("client is closed")
         if self.refused is not None:
             raise NodeUnavailable(self.refused)
-        return await self._send_control(self._router_conn(), ROUTER, make, timeout,
+        return await self._send_control(self.conns.router_conn(), ROUTER, make, timeout,
                                         no_answer("router", timeout))
 
     async def call_slot(self, slot: int, op: int, timeout: float = 10.0,
@@ -86,7 +88,7 @@ class ControlRequests:
                       expired: Expired | None) -> asyncio.Future[Any]:
         if self.closed:
             raise NodeUnavailable("client is closed")
-        c = self._slot(slot)
+        c = self.conns.slot(slot)
         c.drain_monitor()      # an earlier drop does not concern this request
         return self._send_control(c, slot, make, timeout,
                                   no_answer(f"worker slot {slot}", timeout) if expired is None else expired)
@@ -105,8 +107,8 @@ class ControlRequests:
         process killed with the request need not cost its whole timeout)."""
         if self.closed:
             raise NodeUnavailable("client is closed")
-        conn = self._peer(endpoint)
-        return await self._send_control(conn, self._peer_tag(endpoint), make, timeout, expired)
+        conn = self.conns.peer(endpoint)
+        return await self._send_control(conn, self.conns.peer_tag(endpoint), make, timeout, expired)
 
     async def list_keys(self, type_name: str, start_after: str | None, limit: int,
                         timeout: float, expired: Expired | None = None) -> list[str]:
@@ -155,7 +157,7 @@ class ControlRequests:
         self._check_size(payload)
         fut = self.loop.create_future()
         timer = self.loop.call_later(timeout, self._expire_control, rid, expired)
-        self._pending[rid] = Pending(fut, slot, request, timeout, 0, timer)
+        self.pending.add_timed(Pending(fut, slot, request, timeout, 0, timer))
         try:
             conn.sock.send(payload, _NOBLOCK)
         except zmq.Again:
@@ -164,7 +166,7 @@ class ControlRequests:
         return fut
 
     def _expire_control(self, rid: int, expired: Expired) -> None:
-        p = self._pending.pop(rid, None)
+        p = self.pending.entries.pop(rid, None)
         if p is not None and not p.fut.done():
             why = f" ({self.handshake_problem})" if p.slot == ROUTER and self.handshake_problem else ""
             p.fut.set_exception(expired(why))

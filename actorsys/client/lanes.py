@@ -25,17 +25,21 @@ one; there the wait runs the private loop on a short-lived helper thread while t
 calling thread blocks, as a blocking call from a coroutine always has.
 
 A lane is held by its thread (``threading.local``) and closed when the thread ends, or
-by :meth:`Lane.close` (the client's ``close``).
+by :meth:`Lane.close` (the client's ``close``). A client's lanes are its
+:class:`ThreadLanes`: it makes a thread's lane at the thread's first call and hands
+every lane the newest shard map any of them fetched.
 """
 from __future__ import annotations
 
 import asyncio
 import os
 import threading
-from typing import Any, Callable, Coroutine, TypeVar
+import weakref
+from typing import Any, Callable, Coroutine, NamedTuple, TypeVar
 
 from ..errors import NodeUnavailable
 from ..log import get_logger
+from ..protocol.shardmap import ShardMap
 from .requests import Pending
 from .transport import AsyncTransport
 
@@ -140,3 +144,90 @@ class Lane:
             self.close()
         except Exception:
             pass
+
+
+class MapInfo(NamedTuple):
+    """A shard map and the node limits sent with it."""
+    map: ShardMap
+    max_message_bytes: int
+    tree_endpoint: str | None
+
+
+class Newest:
+    """The newest shard map any of a client's threads has fetched: the other threads
+    adopt it before their next request (so a refresh on one thread serves all)."""
+
+    __slots__ = ("info",)
+
+    def __init__(self) -> None:
+        self.info: MapInfo | None = None
+
+    def take(self, t: AsyncTransport) -> None:
+        if t.map is not None:
+            self.info = MapInfo(t.map, t.max_message_bytes, t.tree_endpoint)
+
+
+class ThreadLanes:
+    """A blocking client's lanes, one per thread that calls it: made at the thread's
+    first call (its transport by ``make``, on the new lane's loop), brought up to date
+    before each call (the newest map, a map the node's watch wants fetched first), and
+    closed when the thread ends or by :meth:`close`.
+
+    Invariants: :attr:`closed` goes from False to True once, under ``_lock``, which also
+    guards :attr:`all` (every lane not yet collected); no lane is made once it is True.
+    :attr:`pid` is the process that made the lanes: a forked child leaves the parent's
+    sockets alone.
+    """
+
+    __slots__ = ("make", "linger_ms", "newest", "closed", "pid", "local", "all", "_lock")
+
+    def __init__(self, make: Callable[[asyncio.AbstractEventLoop], AsyncTransport],
+                 linger_ms: int) -> None:
+        self.make = make
+        self.linger_ms = linger_ms     # a lane's close gives messages still queued this long
+        #: the newest map any lane fetched (its transports' ``on_map``)
+        self.newest = Newest()
+        self.closed = False
+        self.pid = os.getpid()
+        self.local = threading.local()  # .lane: this thread's
+        self.all: weakref.WeakSet[Lane] = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    def lane(self) -> Lane:
+        """This thread's lane, made now if it has none, on the newest map, and with the
+        map fetched first if the node's watch says so (the node is back)."""
+        try:
+            lane: Lane = self.local.lane
+        except AttributeError:
+            lane = self._new()
+        info = self.newest.info
+        if info is not None and lane.transport.map is not info.map:
+            lane.transport.set_map(*info)
+        watch = lane.transport.watch
+        if watch is not None and watch.on_call():    # the node is back: its map first
+            lane.run(watch.fetch_map())
+        return lane
+
+    def _new(self) -> Lane:
+        with self._lock:
+            if self.closed:
+                raise NodeUnavailable("client is closed")
+            lane = Lane(self.make, self.linger_ms)
+            self.all.add(lane)
+        self.local.lane = lane
+        return lane
+
+    def close(self) -> bool:
+        """Close every thread's lane (idempotent); whether they were this process's to
+        close (False when closed already, or in a forked child)."""
+        if self.closed:
+            return False
+        with self._lock:
+            self.closed = True
+            lanes = list(self.all)
+            self.all.clear()
+        if os.getpid() != self.pid:
+            return False     # a forked child: the sockets, loops and context are its parent's
+        for lane in lanes:
+            lane.close()
+        return True

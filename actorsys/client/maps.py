@@ -13,6 +13,9 @@ cluster, choosing among several routers.
   or left: global slots are renumbered) keeps the connections to endpoints still in it
   under their new numbers, with what is in flight on them; the others are closed, and
   what was in flight there fails with ``WorkerLost`` at once.
+
+A mixin of the transport, not a part it owns: the map, the router in use and its
+handshake state are the transport's, read by every other part of it.
 """
 from __future__ import annotations
 
@@ -22,13 +25,14 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ..errors import ActorError, NodeUnavailable, ShardUnavailable, WorkerLost
 from ..log import get_logger
-from ..net.sockets import Conn
 from ..protocol import wire
 from ..protocol.messages import Ask
 from ..protocol.shardmap import ShardMap
 from .requests import ROUTER, ActorRequest, Expired, Pending, Wording
 
 if TYPE_CHECKING:
+    from .connections import Connections
+    from .pending import PendingTable
     from .reachability import NodeWatch
     from .transport import AsyncTransport
 
@@ -52,18 +56,11 @@ class MapSource:
         wording: Wording
         on_map: Callable[[AsyncTransport], None] | None
         _refreshing: asyncio.Future[ShardMap] | None
-        _slots: dict[int, Conn]
-        _pending: dict[int, Pending]
-        _router: Conn | None
+        pending: PendingTable
+        conns: Connections
 
         async def call_router(self, op: int, timeout: float = 10.0,
                               expired: Expired | None = None) -> Any: ...
-
-        def _router_conn(self) -> Conn: ...
-
-        def _fail_where(self, slot: int, error: Callable[[Pending], Any]) -> int: ...
-
-        def _on_monitor(self, slot: int, frames: list[bytes]) -> None: ...
 
         def _use_server_keys(self, shard_map: ShardMap) -> None: ...
 
@@ -71,6 +68,12 @@ class MapSource:
 
         def send(self, request: ActorRequest, timeout: float, retries: int = 0,
                  deadline: float | None = None) -> Pending: ...
+
+    @property
+    def map_fetch(self) -> asyncio.Future[ShardMap] | None:
+        """The map fetch under way (:meth:`refresh_map`; None: none)."""
+        fetch = self._refreshing
+        return fetch if fetch is not None and not fetch.done() else None
 
     async def refresh_map(self, timeout: float = 10.0) -> ShardMap:
         """Fetch the shard map from the router (one request at a time)."""
@@ -117,16 +120,15 @@ class MapSource:
         """Send control requests to the router at ``endpoint`` from now on (another of a
         cluster's routers): the old connection is closed, failing what is pending on it.
         ``fresh``: a new connect (its grace period starts now; see :mod:`.reachability`)."""
-        if self._router is not None:
+        if self.conns.router is not None:
             old = self.router_endpoint
-            self._fail_where(ROUTER, lambda _p: NodeUnavailable(
+            self.pending.fail_where(ROUTER, lambda _p: NodeUnavailable(
                 f"router at {old} went away; trying the router at {endpoint}"))
-            self._router.close()
-            self._router = None
+            self.conns.drop_router()
         self.router_endpoint = endpoint
         self.refused = self.handshake_problem = None
         if self.watch is not None:
-            self.watch.use_router(self._router_conn(), fresh)
+            self.watch.use_router(self.conns.router_conn(), fresh)
 
     def next_router(self) -> None:
         """Move on to the next of :attr:`routers` (the one in use goes last)."""
@@ -172,24 +174,11 @@ class MapSource:
             self.on_map(self)  # type: ignore[arg-type]   # self is the transport
 
     def _renumber_slots(self, old: list[str], new: list[str]) -> None:
-        at = {endpoint: j for j, endpoint in enumerate(new)}
-        kept: dict[int, Conn] = {}
-        moved: dict[int, int] = {}
         lost = self.wording.lost
-        for i, c in self._slots.items():
-            j = at.get(old[i]) if i < len(old) else None
-            if j is None:
-                self._resend_or_fail(i, partial(_worker_lost, lost, i))
-                c.close()
-                continue
-            kept[j], moved[i] = c, j
-            if c.monitor_pump is not None:
-                c.monitor_pump.on_frames = partial(self._on_monitor, j)
+        moved = self.conns.renumber(
+            old, new, lambda i: self._resend_or_fail(i, partial(_worker_lost, lost, i)))
         if any(i != j for i, j in moved.items()):
-            for rid, p in list(self._pending.items()):
-                if p.slot in moved:
-                    self._pending[rid] = p._replace(slot=moved[p.slot])
-        self._slots = kept
+            self.pending.renumber(moved)
         if self.watch is not None:
             self.watch.state.slots_down.clear()     # their numbers changed; a drop is seen again
 
@@ -200,15 +189,10 @@ class MapSource:
         it ran, so an ask it ran answers from that record and is not run again. An ask
         whose shard is now unavailable (its node died) fails with ``error`` (WorkerLost:
         it may have run); so does every other request in flight there."""
-        for rid, p in list(self._pending.items()):
-            if p.slot != slot or not isinstance(p.request, Ask):
-                continue
-            del self._pending[rid]
-            if p.timer is not None:
-                p.timer.cancel()
+        for p in self.pending.take_where(slot, Ask):
             if not p.fut.done():
                 self.loop.create_task(self._resend_moved(p, error(p)))
-        self._fail_where(slot, error)
+        self.pending.fail_where(slot, error)
 
     async def _resend_moved(self, p: Pending, lost: ActorError) -> None:
         await asyncio.sleep(0)         # (the new map is installed first)
@@ -227,11 +211,6 @@ class MapSource:
         else:
             if not p.fut.done():
                 p.fut.set_result(result)
-
-    def _drop_slots(self) -> None:
-        for c in self._slots.values():
-            c.close()
-        self._slots.clear()
 
 
 def _worker_lost(lost: Callable[[Any, int], str], slot: int, p: Pending) -> WorkerLost:

@@ -39,12 +39,13 @@ use stays up: asks in flight there fail with ``WorkerLost`` as always, and the s
 owner in the map changes only when the cluster has noticed (its etcd lease expired) and
 the map then marks them ``ShardUnavailable``. So a client of a cluster
 (:attr:`ShardMap.nodes` set) with a worker endpoint disconnected fetches the map again
-every :data:`CLUSTER_REFRESH_S` until that endpoint is back or gone from the map, and
-so does one whose map has a node down (its shards ``ShardUnavailable``), until the map
-has it back: nothing else would tell the client that the node returned; a map
-without it fails what was queued for it with ``WorkerLost`` at once (not at the asks'
-deadline) and sends nothing there any more (:mod:`.maps`). The blocking client does it at
-its calls and while a call waits for its reply.
+every :data:`~.cluster_refresh.CLUSTER_REFRESH_S` until that endpoint is back or gone
+from the map, and so does one whose map has a node down (its shards
+``ShardUnavailable``), until the map has it back: nothing else would tell the client
+that the node returned; a map without it fails what was queued for it with
+``WorkerLost`` at once (not at the asks' deadline) and sends nothing there any more
+(:mod:`.maps`). The blocking client does it at its calls and while a call waits for its
+reply. That schedule is :mod:`.cluster_refresh`'s.
 
 A worker restart alone (router up) is not unavailability: asks there get ``WorkerLost``
 and later ones wait in ZeroMQ's queue for the restarted worker, as always.
@@ -67,7 +68,8 @@ client idle on every thread when the node went away notices it at its next call,
 then gets the full grace period.
 
 :class:`Reachability` is the state machine (no sockets, no clock: the time is passed
-in); :class:`NodeWatch` ties it to a transport's sockets and loop.
+in); :class:`NodeWatch` ties it to a transport's sockets and loop, with a
+:class:`~.cluster_refresh.ClusterRefresh` for a cluster's map.
 """
 from __future__ import annotations
 
@@ -82,6 +84,8 @@ import zmq
 
 from ..errors import ActorError, NodeUnavailable
 from ..log import get_logger
+from .cluster_refresh import CLUSTER_REFRESH_S as CLUSTER_REFRESH_S
+from .cluster_refresh import ClusterRefresh
 
 if TYPE_CHECKING:
     from ..net.sockets import Conn
@@ -99,8 +103,6 @@ _EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 GLANCE_S = 0.01
 #: with several routers, the shortest time given to one to come up before the next is tried
 ROTATE_MIN_S = 0.25
-#: a client of a cluster with a worker endpoint disconnected fetches the map this often
-CLUSTER_REFRESH_S = 0.5
 
 
 class Phase(Enum):
@@ -210,8 +212,7 @@ class NodeWatch:
     acting on it (see the module docstring). Made by :meth:`AsyncTransport.watch_node`."""
 
     __slots__ = ("transport", "loop", "state", "router", "_born", "_was_up", "_downs",
-                 "_timer", "_fetch", "_glance_at", "tells_in_doubt", "_rotate_at",
-                 "_down_endpoints", "_refresh_at", "_tick", "_node_down")
+                 "_timer", "_fetch", "_glance_at", "tells_in_doubt", "_rotate_at", "cluster")
 
     def __init__(self, transport: "AsyncTransport", grace: float,
                  state: Reachability | None = None) -> None:
@@ -231,12 +232,8 @@ class NodeWatch:
         self.tells_in_doubt = 0
         #: when to move on to the next router (None: one router, or this one is up)
         self._rotate_at: float | None = None
-        #: a cluster's worker endpoints whose connection is down, and the next map fetch
-        self._down_endpoints: set[str] = set()
-        self._refresh_at = 0.0
-        self._tick: asyncio.TimerHandle | None = None
-        #: the map has a node down (its shards ShardUnavailable): fetched again until it is back
-        self._node_down = False
+        #: when a cluster's map is fetched again (a worker endpoint down, a node down)
+        self.cluster = ClusterRefresh(transport, self._fetch_now)
         self._arm()
 
     def heartbeat(self) -> tuple[int, int]:
@@ -284,50 +281,11 @@ class NodeWatch:
             self.state.slot_lost(slot)
         elif event == _UP:
             self.state.slot_back(slot)
-        m = self.transport.map
-        if m is None or m.nodes is None or not 0 <= slot < len(m.endpoints):
-            return
-        if event == _DISCONNECTED:        # a cluster's worker gone: its node may be down
-            self._down_endpoints.add(m.endpoints[slot])
-            if self._tick is None:
-                self._refresh_at = self.loop.time() + CLUSTER_REFRESH_S
-                self._tick = self.loop.call_at(self._refresh_at, self._cluster_tick)
-        elif event == _UP:
-            self._down_endpoints.discard(m.endpoints[slot])
+        self.cluster.slot_event(slot, event)
 
-    # -- a cluster's worker endpoints that went away ------------------------------------
     def map_installed(self, m: ShardMap) -> None:
-        """A new map is in use: if a node of it is down, fetch it again every
-        :data:`CLUSTER_REFRESH_S` until the node is back (see the module docstring)."""
-        self._node_down = m.nodes is not None and any(not n.get("alive") for n in m.nodes)
-        if self._node_down and self._tick is None and self.loop.is_running():
-            self._refresh_at = self.loop.time() + CLUSTER_REFRESH_S
-            self._tick = self.loop.call_at(self._refresh_at, self._cluster_tick)
-
-    def _cluster_waiting(self) -> bool:
-        """A worker endpoint of the (cluster's) map is disconnected, or a node is down."""
-        m = self.transport.map
-        if not (self._down_endpoints or self._node_down) or m is None or m.nodes is None:
-            return False
-        self._down_endpoints &= set(m.endpoints)
-        return bool(self._down_endpoints) or self._node_down
-
-    def _cluster_due(self) -> bool:
-        """The map is to be fetched now (see the module docstring); the next time is set."""
-        now = self.loop.time()
-        if now < self._refresh_at or not self._cluster_waiting():
-            return False
-        self._refresh_at = now + CLUSTER_REFRESH_S
-        return True
-
-    def _cluster_tick(self) -> None:
-        if self._tick is not None:
-            self._tick.cancel()
-            self._tick = None
-        if self._cluster_due() and (self._fetch is None or self._fetch.done()):
-            self._fetch = self.loop.create_task(self._fetch_map())
-        if self._cluster_waiting():
-            self._tick = self.loop.call_at(self._refresh_at, self._cluster_tick)
+        """A new map is in use (see :meth:`~.cluster_refresh.ClusterRefresh.map_installed`)."""
+        self.cluster.map_installed(m)
 
     @property
     def fetching(self) -> bool:
@@ -418,7 +376,7 @@ class NodeWatch:
             self._glance_at = now + GLANCE_S
             self.glance()
         return (self.state.map_due and self.state.router_up) or (
-            bool(self._down_endpoints or self._node_down) and self._cluster_due())
+            self.cluster.watching and self.cluster.due())
 
     def glance(self) -> None:
         """Handle what the router's monitor reported (nothing to do costs a getsockopt)."""
@@ -437,14 +395,15 @@ class NodeWatch:
         router's, by its heartbeats)."""
         state = self.state
         if state.phase is Phase.UP and self._was_up and not state.slots_down \
-                and not self._down_endpoints and not self._node_down:
+                and not self.cluster.watching:
             ready = self.transport.poll_slots(c, min(timeout_ms, max(int(state.grace * 250), 50)))
             if not ready:
                 self.glance()
             return ready
         deadline = self.deadline
-        if self._down_endpoints or self._node_down:   # wake to fetch the cluster's map
-            deadline = self._refresh_at if deadline is None else min(deadline, self._refresh_at)
+        if self.cluster.watching:   # wake to fetch the cluster's map
+            refresh_at = self.cluster.refresh_at
+            deadline = refresh_at if deadline is None else min(deadline, refresh_at)
         if deadline is not None:
             timeout_ms = min(timeout_ms, max(math.ceil((deadline - self.loop.time()) * 1000), 0))
         downs = self._downs
@@ -453,15 +412,21 @@ class NodeWatch:
             self.router.drain_monitor()
         if self.state.phase is not Phase.UP or not self._was_up:
             self.expire()
-        if not ready and (self._down_endpoints or self._node_down):
-            self._cluster_tick()      # started on this loop, run when the waiting call returns to it
+        if not ready and self.cluster.watching:
+            self.cluster.tick()      # started on this loop, run when the waiting call returns to it
         return {} if self._downs != downs else ready
 
     # -- the map -----------------------------------------------------------------------
     def _start_fetch(self) -> None:
         """In the background, on a running loop (a blocking lane's is run by its next
         call: :meth:`on_call`)."""
-        if self.loop.is_running() and (self._fetch is None or self._fetch.done()):
+        if self.loop.is_running():
+            self._fetch_now()
+
+    def _fetch_now(self) -> None:
+        """In the background, unless a fetch is under way (on a loop not running, it runs
+        when a blocking call returns to it)."""
+        if self._fetch is None or self._fetch.done():
             self._fetch = self.loop.create_task(self._fetch_map())
 
     async def fetch_map(self) -> None:
@@ -486,8 +451,6 @@ class NodeWatch:
         """The transport is closing (its sockets with it)."""
         self.router = None
         self._disarm()
-        if self._tick is not None:
-            self._tick.cancel()
-            self._tick = None
+        self.cluster.close()
         if self._fetch is not None and not self._fetch.done():
             self._fetch.cancel()

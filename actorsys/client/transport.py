@@ -47,53 +47,59 @@ Rules, the same for every user of the transport:
 Every request is a typed record of :mod:`actorsys.protocol.messages`, encoded by its
 one encoder; what is pending, and how the transport's own errors read, is in
 :mod:`.requests`.
+
+Parts, each a module of its own: the table of pending requests and the actor requests'
+deadlines (:mod:`.pending`), the map polled after asks time out (:mod:`.timeouts`), the
+connections (:mod:`.connections`) and what their monitors report (:mod:`.monitors`), a
+blocking caller's wait (:mod:`.waits`); the control requests (:mod:`.control`) and the
+shard map (:mod:`.maps`) are the transport's mixins. What stays here is the actor
+requests' path: sending them (ask, spawn, stop, tell), resending them (``retry``,
+``wrong_shard``), and matching their replies.
 """
 from __future__ import annotations
 
 import asyncio
-import heapq
 import itertools
-import math
 import os
-from functools import partial
-from typing import Any, Callable, cast
+from typing import Any, Callable
 
 import zmq
-from zmq.utils.monitor import parse_monitor_message
 
 from .. import tracing
 from ..errors import (ActorError, AskTimeout, MessageTooLarge, NodeUnavailable, Overloaded,
                       WorkerLost, WrongShard, error_from_wire)
 from ..log import get_logger
-from ..net.keys import CLIENT_HANDSHAKE_EVENTS, CurveKeys, handshake_problem, uses_curve
-from ..net.members import server_keys
+from ..net.keys import CurveKeys
 from ..net.sockets import Conn, Context, Socket
 from ..protocol import wire
 from ..protocol.messages import Ask, Spawn, Stop, Tell
 from ..protocol.shardmap import ShardMap
 from .common import ASK_TRIES, RETRY_PAUSE, RETRY_PAUSE_MAX
+from .connections import Connections
 from .control import ControlRequests
 from .maps import MapSource
-from .reachability import WATCH_EVENTS, NodeWatch, Reachability
-from .requests import (MAX_RESENDS, PEER, RESENDABLE, ROUTER, ActorRequest, Pending, Wording,
-                       describe, resend_pause)
+from .monitors import Monitors
+from .pending import PendingTable
+from .reachability import NodeWatch, Reachability
+from .requests import MAX_RESENDS, RESENDABLE, ActorRequest, Pending, Wording, describe, resend_pause
+from .timeouts import TIMEOUT_POLLS as TIMEOUT_POLLS
+from .timeouts import TIMEOUT_REFRESH_S as TIMEOUT_REFRESH_S
+from .timeouts import TimeoutPoll
+from .waits import BlockingWait
 
 log = get_logger("client")
-#: seconds between the map fetches that asks timing out on a cluster's map start, and
-#: how many at most (until the map changes): a frozen node's lease expires and its
-#: shards fail over within lease_ttl + about a second
-TIMEOUT_REFRESH_S, TIMEOUT_POLLS = 0.5, 40
 
-_NOBLOCK, _EVENTS, _POLLIN = int(zmq.NOBLOCK), int(zmq.EVENTS), int(zmq.POLLIN)
+_NOBLOCK = int(zmq.NOBLOCK)
 
 
 class AsyncTransport(ControlRequests, MapSource):
     """Routes requests to worker slots from an asyncio loop and matches their replies;
     its control requests (map, status, ping, list, a supervisor's command) are
-    :class:`~.control.ControlRequests`.
+    :class:`~.control.ControlRequests`, its shard map :class:`~.maps.MapSource`.
 
     Made in (or, with ``loop``, for) the loop it runs on; ``wording`` words the
-    transport's own errors (see :class:`Wording`).
+    transport's own errors (see :class:`Wording`). Its parts (``pending``, ``timeouts``,
+    ``conns``, ``waits``) are for its mixins and helpers, not for its callers.
     """
 
     def __init__(self, ctx: Context, router_endpoint: str | None, *,
@@ -112,8 +118,6 @@ class AsyncTransport(ControlRequests, MapSource):
         #: every router endpoint a client may ask (a cluster's), the one in use first
         self.routers: list[str] = [] if router_endpoint is None else [router_endpoint]
         self.map = shard_map
-        #: endpoint -> the CURVE server key of the cluster node behind it (net/members.py)
-        self.server_keys: dict[str, bytes] = {}
         self.max_message_bytes = max_message_bytes
         self.max_pending = max_pending
         self.default_timeout = default_timeout
@@ -125,23 +129,15 @@ class AsyncTransport(ControlRequests, MapSource):
         #: makes up: those begin with a zero byte): a follower of a replicated shard may
         #: deliver the leader's reply to an ask on its own slot connection (see :meth:`_via`)
         self.routing_id = b"c" + self.client_id
-        self._pending: dict[int, Pending] = {}
-        self._slots: dict[int, Conn] = {}
-        #: a blocking wait's poller (:meth:`poll_slots`): the connections and the other
-        #: socket it was made for, and the poller
-        self._wait_poller: tuple[tuple[Conn, ...], Socket | None, zmq.Poller] | None = None
-        self._router: Conn | None = None
-        self._peers: dict[str, Conn] = {}          # other endpoints (the tree, the gateway)
-        #: each other endpoint's ``slot`` number in the pending table (PEER and below)
-        self._peer_tags: dict[str, int] = {}
         self._refreshing: asyncio.Future[ShardMap] | None = None
-        self._deadlines: list[tuple[float, int]] = []
-        self._sweep_at: float | None = None
-        self._sweep_handle: asyncio.TimerHandle | None = None
-        #: the map fetches that asks timing out started (see _refresh_after_timeout)
-        self._timeout_poll: asyncio.Task[None] | None = None
-        #: slots whose asks timed out while that fetch runs: new asks to them wait for it
-        self._suspects: set[int] = set()
+        #: the map fetches that asks timing out start, and the asks held for them
+        self.timeouts = TimeoutPoll(self)
+        #: the requests awaiting their replies, and the actor requests' deadlines
+        self.pending = PendingTable(self.loop, self.wording, self.timeouts.start)
+        #: the connections to the worker slots, the router and other endpoints
+        self.conns = Connections(self, self._on_reply, Monitors(self))
+        #: a blocking caller's wait on the slot connections (:meth:`block_on`)
+        self.waits = BlockingWait(self, self._on_reply)
         #: called with a slot number when that slot's connection drops (after failing its asks)
         self.on_slot_lost: Callable[[int], None] | None = None
         #: called with this transport after it installed a new map (see :meth:`set_map`)
@@ -152,182 +148,59 @@ class AsyncTransport(ControlRequests, MapSource):
         if shard_map is not None:
             self._use_server_keys(shard_map)
 
-    # -- map: :class:`~.maps.MapSource` ------------------------------------------
-
     def watch_node(self, grace: float, state: Reachability | None = None) -> None:
         """Watch the router's connection (opened now) and the slots': a node unreachable
         for ``grace`` seconds fails fast (see :mod:`.reachability`), ``state`` shared with
         the client's other transports if given. For clients; call it before the first
         request."""
         self.watch = NodeWatch(self, grace, state)
-        self.watch.router = self._router_conn()
+        self.watch.router = self.conns.router_conn()
 
     def drop_node(self, error: Callable[[Pending], ActorError]) -> int:
         """The node is unreachable: fail every pending request with ``error(p)`` and close
         the slots' connections with what is queued on them; how many failed."""
-        n = 0
-        for slot in {p.slot for p in self._pending.values()}:
-            n += self._fail_where(slot, error)
-        self._drop_slots()
+        n = self.pending.fail_all(error)
+        self.conns.drop_slots()
         return n
 
-    # -- sockets ---------------------------------------------------------------
-    def _slot(self, i: int) -> Conn:
-        c = self._slots.get(i)
-        if c is None:
-            if self.closed:
-                raise NodeUnavailable("client is closed")
-            if self.map is None:
-                raise NodeUnavailable("no shard map yet")
-            endpoint = self.map.endpoints[i]
-            c = Conn(self.loop, self.ctx, endpoint, self.keys_for(endpoint), self._on_reply,
-                     WATCH_EVENTS if self.watch else zmq.EVENT_DISCONNECTED,
-                     partial(self._on_monitor, i), routing_id=self.routing_id)
-            self._slots[i] = c
-        return c
-
+    # -- connections: :class:`~.connections.Connections` ---------------------------------
     def keys_for(self, endpoint: str) -> CurveKeys | None:
         """The CURVE keys for a connection to ``endpoint``: with the server key of the
         cluster node behind it, if the map names one."""
-        return self.keys.for_server(self.server_keys.get(endpoint)) if self.keys else None
+        return self.conns.keys_for(endpoint)
 
     def _use_server_keys(self, shard_map: ShardMap) -> None:
         """The server keys of the map's nodes from now on; a slot connection made with
         another key (its node came back with a new key pair) is closed, its asks failed
         with WorkerLost."""
-        keys = server_keys(getattr(shard_map, "nodes", None), shard_map.endpoints)
-        if keys == self.server_keys:
-            return
-        old, self.server_keys = self.server_keys, keys
-        if self.keys is None:
-            return
         lost = self.wording.lost
-        for i in [i for i in self._slots if i < len(shard_map.endpoints)]:
-            ep = shard_map.endpoints[i]
-            if old.get(ep) != keys.get(ep):
-                self._fail_where(i, lambda p: WorkerLost(lost(p.request, p.slot)))
-                self._slots.pop(i).close()
-
-    def _router_conn(self) -> Conn:
-        if self._router is None:
-            if self.router_endpoint is None:
-                raise NodeUnavailable("no router endpoint known")
-            curve = uses_curve(self.router_endpoint)
-            watched = self.watch is not None
-            self._router = Conn(self.loop, self.ctx, self.router_endpoint, self.keys,
-                                 self._on_reply,
-                                 (CLIENT_HANDSHAKE_EVENTS if curve else 0)
-                                 | (WATCH_EVENTS if watched else 0),
-                                 self._on_router_event if curve or watched else None,
-                                 *(self.watch.heartbeat() if self.watch is not None else ()))
-        return self._router
+        for i in self.conns.use_server_keys(shard_map):
+            self.pending.fail_where(i, lambda p: WorkerLost(lost(p.request, p.slot)))
+            self.conns.close_slot(i)
 
     def forget_peer(self, endpoint: str) -> None:
         """Close the connection to ``endpoint`` (the next request makes a new one): a
         CURVE handshake the peer refused once (its guard did not know our key yet) is
         never retried by libzmq on that socket."""
-        c = self._peers.pop(endpoint, None)
-        if c is not None:
-            c.close()
-
-    def _peer(self, endpoint: str) -> Conn:
-        c = self._peers.get(endpoint)
-        if c is None:
-            keys = self.keys_for(endpoint)
-            c = self._peers[endpoint] = Conn(
-                self.loop, self.ctx, endpoint, keys, self._on_reply,
-                zmq.EVENT_DISCONNECTED
-                | (zmq.EVENT_HANDSHAKE_FAILED_AUTH if keys is not None else 0),
-                partial(self._on_peer_event, endpoint))
-        return c
-
-    def _peer_tag(self, endpoint: str) -> int:
-        tag = self._peer_tags.get(endpoint)
-        if tag is None:
-            tag = self._peer_tags[endpoint] = PEER - len(self._peer_tags)
-        return tag
-
-    def _on_peer_event(self, endpoint: str, frames: list[bytes]) -> None:
-        """The connection to a peer dropped (its process died, say): what is in flight
-        there fails now with WorkerLost. A peer refused our CURVE key: ZeroMQ does not
-        connect again, so the connection is dropped and the next request makes a new one
-        (another node of a cluster lets our key in once its router has told its workers
-        the members' keys)."""
-        try:
-            event = parse_monitor_message(frames)["event"]
-        except Exception:
-            return
-        if event == zmq.EVENT_DISCONNECTED:
-            tag = self._peer_tags.get(endpoint)
-            if tag is not None:
-                n = self._fail_where(tag, lambda _p: WorkerLost(
-                    f"the connection to {endpoint} dropped with the request in flight (its "
-                    f"process died?): it may or may not have been carried out"))
-                if n:
-                    log.info("the connection to %s dropped: %d request(s) in flight failed",
-                             endpoint, n)
-            return
-        c = self._peers.get(endpoint)
-        if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH and c is not None:
-            log.info("%s refused this process's CURVE key; connecting again at the next request",
-                     endpoint)
-            del self._peers[endpoint]
-            self.loop.call_soon(c.close)      # not from within its own monitor's callback
-
-    def _on_router_event(self, frames: list[bytes]) -> None:
-        try:
-            event = parse_monitor_message(frames)["event"]
-        except Exception:
-            return
-        if self.watch is not None and event & WATCH_EVENTS:
-            self.watch.on_router_event(event)
-            return
-        assert self.router_endpoint is not None
-        final, self.handshake_problem = handshake_problem(event, self.router_endpoint, self.keys)
-        if final:   # ZeroMQ does not reconnect after a refusal: fail now, not at the deadline
-            self.refused = self.handshake_problem
-            self.fail_slot(ROUTER, NodeUnavailable(self.refused))
-
-    def _on_monitor(self, slot: int, frames: list[bytes]) -> None:
-        try:
-            event = parse_monitor_message(frames)["event"]
-        except Exception:
-            return
-        if self.watch is not None:
-            self.watch.on_slot_event(slot, event)
-        if event == zmq.EVENT_DISCONNECTED:
-            lost = self.wording.lost
-            n = self._fail_where(slot, lambda p: WorkerLost(lost(p.request, slot)))
-            log.debug("worker slot %d went away; %d request(s) in flight failed", slot, n)
-            if self.on_slot_lost is not None:
-                self.on_slot_lost(slot)
+        self.conns.forget_peer(endpoint)
 
     def connect_slot(self, slot: int) -> None:
         """Connect to a slot now (so its monitor reports the worker's death even before
         the first request)."""
-        self._slot(slot)
+        self.conns.slot(slot)
 
     def fail_slot(self, slot: int, exc: ActorError) -> None:
         """Fail every pending request sent to ``slot`` (or ROUTER, PEER) with ``exc``."""
-        self._fail_where(slot, lambda _p: exc)
+        self.pending.fail_where(slot, lambda _p: exc)
 
-    def _fail_where(self, slot: int, error: Callable[[Pending], ActorError]) -> int:
-        rids = [rid for rid, p in self._pending.items() if p.slot == slot]
-        for rid in rids:
-            p = self._pending.pop(rid)
-            if p.timer is not None:
-                p.timer.cancel()
-            if not p.fut.done():
-                p.fut.set_exception(error(p))
-        return len(rids)
-
+    # -- replies -------------------------------------------------------------------------
     def _on_reply(self, frames: list[bytes]) -> None:
         try:
             msg = wire.unpack(frames[-1])
             kind, rid, body = msg[0], msg[1], msg[2]
         except Exception:
             return  # not ours to answer; a malformed reply is dropped
-        p = self._pending.pop(rid, None)
+        p = self.pending.entries.pop(rid, None)
         if p is None:
             return  # late reply to a request that timed out or was failed
         if p.timer is not None:
@@ -364,7 +237,7 @@ class AsyncTransport(ControlRequests, MapSource):
             j = m.endpoints.index(endpoint)
         except ValueError:
             return
-        self._slot(j)
+        self.conns.slot(j)
 
     async def _resend_after_refresh(self, fut: asyncio.Future[Any], request: ActorRequest,
                                     p: Pending) -> None:
@@ -385,95 +258,7 @@ class AsyncTransport(ControlRequests, MapSource):
             if not fut.done():
                 fut.set_exception(exc)
 
-    # -- actor requests ----------------------------------------------------------
-    def _add_deadline(self, deadline: float, rid: int) -> None:
-        """Track an ask's deadline in one heap swept by one timer (a timer per ask cost
-        about a quarter of a pipelining client's CPU)."""
-        heap = self._deadlines
-        if len(heap) > 2 * len(self._pending) + 1024:   # answered asks leave stale entries
-            self._deadlines = heap = [e for e in heap if e[1] in self._pending]
-            heapq.heapify(heap)
-        heapq.heappush(heap, (deadline, rid))
-        if self._sweep_at is None or deadline < self._sweep_at:
-            if self._sweep_handle is not None:
-                self._sweep_handle.cancel()
-            self._sweep_at = deadline
-            self._sweep_handle = self.loop.call_at(deadline, self._sweep)
-
-    def _sweep(self) -> None:
-        self._sweep_at = self._sweep_handle = None
-        now = self.loop.time()
-        heap, pending = self._deadlines, self._pending
-        expired: set[int] = set()
-        while heap and heap[0][0] <= now:
-            _, rid = heapq.heappop(heap)
-            p = pending.pop(rid, None)
-            if p is not None and not p.fut.done():
-                p.fut.set_exception(AskTimeout(self.wording.timed_out(p.request, p.timeout)))
-                expired.add(p.slot)
-        if expired:
-            self._refresh_after_timeout(now, expired)
-        if heap:
-            self._sweep_at = heap[0][0]
-            self._sweep_handle = self.loop.call_at(self._sweep_at, self._sweep)
-
-    def _refresh_after_timeout(self, now: float, slots: set[int]) -> None:
-        """Asks to ``slots`` timed out on a cluster's map: the node they went to may be
-        paused or cut off, its connections still up (nothing tells the client), and its
-        lease about to expire and (replicated) its shards to fail over. Fetch the map
-        again, and again every :data:`TIMEOUT_REFRESH_S` until it changes (at most
-        :data:`TIMEOUT_POLLS` times): the new map sends the next asks to the new leaders,
-        and fails the asks still in flight on a node that left it with ``WorkerLost`` at
-        once rather than at their deadline. Until the first fetch is in, new asks to those
-        slots wait for it (:meth:`send`) rather than go to the node that did not answer."""
-        m = self.map
-        if m is None or m.nodes is None or self.closed:
-            return
-        if self._timeout_poll is not None:         # polling already: hold their asks too
-            if self._refreshing is not None and not self._refreshing.done():
-                self._suspects |= slots
-            return
-        self._suspects |= slots
-        epoch = m.epoch
-
-        async def poll() -> None:
-            try:
-                for _ in range(TIMEOUT_POLLS):
-                    got = None
-                    try:
-                        got = await self.refresh_map(timeout=TIMEOUT_REFRESH_S * 4)
-                    except Exception as exc:     # (a router down: the reachability watch says so)
-                        log.debug("fetching the map after asks timed out failed: %s", exc)
-                    finally:
-                        self._suspects.clear()
-                    if self.closed or (got is not None and got.epoch != epoch):
-                        return
-                    await asyncio.sleep(TIMEOUT_REFRESH_S)
-            finally:
-                self._timeout_poll = None
-        self._timeout_poll = self.loop.create_task(poll())
-
-    async def _send_after_refresh(self, fut: asyncio.Future[Any], request: ActorRequest,
-                                  p: Pending) -> None:
-        """An ask held by :meth:`send` while the map is fetched again: sent then, on the
-        new map, within its one deadline. A fetch that failed (the router did not answer
-        in time) sends it on the map there is; a close fails it with NodeUnavailable."""
-        try:
-            left = p.deadline - self.loop.time()
-            refreshing = self._refreshing
-            if refreshing is not None and not refreshing.done():
-                # Waited for, not awaited: the fetch's error is not the ask's. (Awaited, a
-                # fetch that gave up failed the ask with the router's NodeUnavailable before
-                # its own deadline, and close() with CancelledError, the poll's.)
-                await asyncio.wait((refreshing,), timeout=max(left, 0.001))
-                if not refreshing.done():
-                    raise AskTimeout(self.wording.timed_out(request, p.timeout))
-            inner = self.send(request, p.timeout, p.retries, deadline=p.deadline, hold=False)
-            fut.set_result(await inner.fut)
-        except BaseException as exc:
-            if not fut.done():
-                fut.set_exception(exc)
-
+    # -- actor requests ------------------------------------------------------------------
     def _check_size(self, payload: bytes) -> None:
         if len(payload) > self.max_message_bytes:
             raise MessageTooLarge(
@@ -500,19 +285,17 @@ class AsyncTransport(ControlRequests, MapSource):
         slot that owns its actor; its record's future resolves to the result or the error.
         ``deadline`` (loop time; default now + ``timeout``): a resend keeps the first's.
         ``hold``: a request to a slot whose asks just timed out waits for the map fetch
-        they started (:meth:`_refresh_after_timeout`); False: sent now."""
+        they started (:class:`~.timeouts.TimeoutPoll`); False: sent now."""
         shard_map = self._sendable()
-        if len(self._pending) >= self.max_pending:
-            raise Overloaded(f"{len(self._pending)} asks already pending (max_pending_asks)")
+        if len(self.pending.entries) >= self.max_pending:
+            raise Overloaded(f"{len(self.pending.entries)} asks already pending (max_pending_asks)")
         slot = shard_map.slot_of(request.type_name, request.key)
-        if hold and self._suspects and slot in self._suspects:   # (see _refresh_after_timeout)
-            held = Pending(self.loop.create_future(), slot, request, timeout, retries, None,
-                           self.loop.time() + timeout if deadline is None else deadline)
-            self.loop.create_task(self._send_after_refresh(held.fut, request, held))
-            return held
+        suspects = self.timeouts.suspects
+        if hold and suspects and slot in suspects:   # (see .timeouts)
+            return self.timeouts.hold(request, slot, timeout, retries, deadline)
         payload = request.encode()
         self._check_size(payload)
-        c = self._slot(slot)
+        c = self.conns.slot(slot)
         # A drop that already happened concerns only asks sent before it: handle it now,
         # so this ask (queued for the restarted worker) is not failed with them.
         c.drain_monitor()
@@ -523,8 +306,8 @@ class AsyncTransport(ControlRequests, MapSource):
             raise Overloaded(f"send queue to worker slot {slot} is full") from None
         if deadline is None:
             deadline = self.loop.time() + timeout
-        p = self._pending[request.rid] = Pending(fut, slot, request, timeout, retries, None, deadline)
-        self._add_deadline(deadline, request.rid)
+        p = Pending(fut, slot, request, timeout, retries, None, deadline)
+        self.pending.add(p)
         c.pump.kick()
         return p
 
@@ -593,55 +376,17 @@ class AsyncTransport(ControlRequests, MapSource):
         to ``timeout_ms`` for ``c``'s socket or monitor, any other slot connection's
         socket (a follower of a replicated shard delivers the leader's reply on whichever
         connection this transport has to its worker: :meth:`_via`) or ``more`` to be
-        readable; the ready ones. The poller is made again only when they change."""
-        conns = (c, *self._slots.values())       # (c is one of them: its monitor too)
-        made = self._wait_poller
-        if made is None or made[0] != conns or made[1] is not more:
-            poller = zmq.Poller()
-            for s in (c.monitor, more, *(x.sock for x in conns[1:])):
-                if s is not None:
-                    poller.register(s, zmq.POLLIN)
-            made = self._wait_poller = (conns, more, poller)
-        return dict(made[2].poll(timeout_ms))
+        readable; the ready ones (:class:`~.waits.BlockingWait`)."""
+        return self.waits.poll_slots(c, timeout_ms, more)
 
     def block_on(self, p: Pending, until: float) -> None:
         """For a caller that blocks its thread instead of running the loop (the blocking
-        client, see :mod:`.lanes`): wait on the slot connections (:meth:`poll_slots`: ``p``'s
-        socket and monitor, the other slots' sockets) until ``p`` is settled by a reply or
-        a drop, or until ``until`` (loop time), handling what arrives as the loop would.
-        Returns early, unsettled, when ``p`` needs the loop (a resend after wrong_shard);
-        its deadline is the loop's to enforce. While asks that timed out have the map
-        polled (:meth:`_refresh_after_timeout`), it returns at once: the poll runs on the
-        loop."""
-        c = self._slots.get(p.slot)
-        if c is None or self._timeout_poll is not None:     # (that poll needs the loop)
-            return
-        fut, rid, pending = p.fut, p.request.rid, self._pending
-        on_reply, time = self._on_reply, self.loop.time
-        poll = partial(self.poll_slots, c) if self.watch is None else partial(self.watch.poll, c)
-        while not fut.done() and rid in pending:
-            ms = math.ceil((until - time()) * 1000)
-            if ms <= 0:
-                return
-            ready = poll(ms)
-            if not ready and self.watch is not None and self.watch.fetching:
-                return               # a cluster's map is being fetched: that needs the loop
-            # replies first (a drop after the reply is not its loss), on c's socket or on
-            # another slot's (a follower delivering the leader's reply); a reply may make
-            # a connection (a follower named: _via), hence the tuple
-            for conn in tuple(self._slots.values()):
-                sock = conn.sock
-                if sock not in ready:
-                    continue
-                while cast(int, sock.getsockopt(_EVENTS)) & _POLLIN:
-                    on_reply(sock.recv_multipart(_NOBLOCK))
-                    if fut.done() or rid not in pending:
-                        break        # what is left is read at the next wait or loop run
-                conn.pump.kick()     # (its FD's edge was taken here: the loop looks again)
-                if fut.done() or rid not in pending:
-                    return
-            if c.monitor is not None and c.monitor in ready:
-                c.drain_monitor()
+        client, see :mod:`.lanes`): wait on the slot connections until ``p`` is settled
+        by a reply or a drop, or until ``until`` (loop time), handling what arrives as
+        the loop would. Returns early, unsettled, when ``p`` needs the loop (a resend
+        after wrong_shard, a map fetch); its deadline is the loop's to enforce
+        (:class:`~.waits.BlockingWait`)."""
+        self.waits.block_on(p, until)
 
     def tell(self, type_name: str, key: str, method: str, args: Any = (), kwargs: Any = None,
              ctx: dict[str, Any] | None = None) -> None:
@@ -653,7 +398,7 @@ class AsyncTransport(ControlRequests, MapSource):
             ctx = {"trace": trace} if trace is not None else None
         payload = Tell(0, type_name, key, method, list(args), kwargs or {}, ctx).encode()
         self._check_size(payload)
-        c = self._slot(slot)
+        c = self.conns.slot(slot)
         try:
             c.sock.send(payload, _NOBLOCK)
         except zmq.Again:
@@ -663,7 +408,7 @@ class AsyncTransport(ControlRequests, MapSource):
         c.pump.kick()
 
     def pending_count(self) -> int:
-        return len(self._pending)
+        return len(self.pending.entries)
 
     def close(self, linger_ms: int = 0) -> None:
         """Fail what is pending and close every socket; ``linger_ms``: how long messages
@@ -671,28 +416,9 @@ class AsyncTransport(ControlRequests, MapSource):
         if self.closed:
             return
         self.closed = True
-        if self._timeout_poll is not None:
-            self._timeout_poll.cancel()
+        self.timeouts.close()
         if self.watch is not None:
             self.watch.close()
-        for p in self._pending.values():
-            if p.timer is not None:
-                p.timer.cancel()
-            if not p.fut.done():
-                p.fut.set_exception(NodeUnavailable("client closed"))
-                p.fut.exception()     # retrieved: a future nobody awaits any more is no error
-        self._pending.clear()
-        self._deadlines.clear()
-        if self._sweep_handle is not None:
-            self._sweep_handle.cancel()
-        for c in self._slots.values():
-            c.close(linger_ms)
-        self._slots.clear()
-        self._wait_poller = None
-        for c in self._peers.values():
-            c.close()
-        self._peers.clear()
-        if self._router is not None:
-            self._router.close()
-            self._router = None
-
+        self.pending.close()
+        self.conns.close(linger_ms)
+        self.waits.forget()

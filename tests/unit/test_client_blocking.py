@@ -127,7 +127,7 @@ def test_a_thread_that_ends_takes_its_lane_with_it(fake):
 
         def once() -> None:
             c.ask("T", "k", "add")
-            lanes.append(weakref.ref(c._local.lane))
+            lanes.append(weakref.ref(c._threads.local.lane))
 
         for _ in range(20):
             t = threading.Thread(target=once)
@@ -135,7 +135,7 @@ def test_a_thread_that_ends_takes_its_lane_with_it(fake):
             t.join(WAIT)
         gc.collect()
         assert [r() for r in lanes] == [None] * 20, "every ended thread's lane is gone"
-        assert len(c._lanes) == 1, "only the main thread's lane is left"
+        assert len(c._threads.all) == 1, "only the main thread's lane is left"
 
 
 def test_a_map_fetched_by_one_thread_serves_the_others(tmp_path):
@@ -303,7 +303,7 @@ def test_a_reply_another_worker_delivers_ends_a_blocking_wait(tmp_path):
         for _ in range(20):
             assert c.ask("T", k0, "write", timeout=60) == "delivered by slot 1"
         lane = c._lane()
-        assert {bytes(s.sock.getsockopt(zmq.ROUTING_ID)) for s in lane.transport._slots.values()} \
+        assert {bytes(s.sock.getsockopt(zmq.ROUTING_ID)) for s in lane.transport.conns.slots.values()} \
             == {lane.transport.routing_id}, "one routing id on every slot, of the client's making"
 
 
@@ -318,6 +318,6 @@ def test_a_reply_naming_a_worker_connects_the_client_there(tmp_path):
         t = c._lane().transport
         k0 = key_on(c, 0)
         assert c.ask("T", k0, "a", "ipc:///nowhere/not-in-the-map") == "ok"
-        assert set(t._slots) == {0}
+        assert set(t.conns.slots) == {0}
         assert c.ask("T", k0, "a", fake.worker_endpoints[1]) == "ok"
-        assert set(t._slots) == {0, 1}
+        assert set(t.conns.slots) == {0, 1}

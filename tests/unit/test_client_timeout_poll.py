@@ -19,7 +19,7 @@ import zmq
 from client_fakes import ROUTER, FakeNode, echo
 
 import actorsys
-from actorsys.client import transport as transport_module
+from actorsys.client import timeouts as timeouts_module
 from actorsys.client.transport import TIMEOUT_REFRESH_S as POLL
 from actorsys.client.transport import AsyncTransport
 from actorsys.errors import AskTimeout, NodeUnavailable
@@ -110,10 +110,10 @@ def test_an_ask_timing_out_on_a_cluster_map_polls_the_map_until_it_changes(clust
         await until(lambda: maps_fetched(cluster) >= 2, "the fetch at the timeout", POLL)
         await until(lambda: maps_fetched(cluster) >= 4, "two more fetches", 2 * POLL + 1)
         assert time.monotonic() - timed_out >= 2 * POLL - 0.05, "one fetch every TIMEOUT_REFRESH_S"
-        assert t._timeout_poll is not None, "still polling: the map has not changed"
+        assert t.timeouts.task is not None, "still polling: the map has not changed"
         cluster.map = failed_over(cluster)
         await until(lambda: t.map is not None and t.map.epoch == 2, "the new map", POLL + 1)
-        await until(lambda: t._timeout_poll is None, "the poll to end", 0.2)
+        await until(lambda: t.timeouts.task is None, "the poll to end", 0.2)
         fetched = maps_fetched(cluster)
         await asyncio.sleep(3 * POLL)
         assert maps_fetched(cluster) == fetched, "no fetch once the map changed"
@@ -123,14 +123,14 @@ def test_an_ask_timing_out_on_a_cluster_map_polls_the_map_until_it_changes(clust
 
 @pytest.mark.timeout(30)
 def test_the_poll_gives_up_after_its_last_fetch(cluster, monkeypatch):
-    monkeypatch.setattr(transport_module, "TIMEOUT_REFRESH_S", 0.05)
-    monkeypatch.setattr(transport_module, "TIMEOUT_POLLS", 3)
+    monkeypatch.setattr(timeouts_module, "TIMEOUT_REFRESH_S", 0.05)
+    monkeypatch.setattr(timeouts_module, "TIMEOUT_POLLS", 3)
 
     async def body(t: AsyncTransport) -> None:
         assert t.map is not None
         with pytest.raises(AskTimeout):
             await t.ask("T", key_on(t.map, 0), "get", timeout=0.2)
-        await until(lambda: t._timeout_poll is None, "the poll to give up", 2.0)
+        await until(lambda: t.timeouts.task is None, "the poll to give up", 2.0)
         await asyncio.sleep(0.2)
         assert maps_fetched(cluster) == 1 + 3, "the connect's and TIMEOUT_POLLS fetches"
     with_transport(cluster, body)
@@ -144,15 +144,15 @@ def test_a_timeout_on_a_single_node_map_fetches_nothing(tmp_path):
             k = key_on(t.map, 0)
             with pytest.raises(AskTimeout):
                 await t.ask("T", k, "first", timeout=0.2)
-            assert t._timeout_poll is None
+            assert t.timeouts.task is None
             rid, p = held_ask(t, k, "second", 0.2)
-            assert rid in t._pending, "sent at once, not held"
+            assert rid in t.pending.entries, "sent at once, not held"
             await until(lambda: len(asks(fake, 0)) == 2, "the second ask at w0")
             with pytest.raises(AskTimeout):
                 await p.fut
             await asyncio.sleep(2 * POLL + 0.1)
             assert maps_fetched(fake) == 1, "only the connect's fetch"
-            assert t._timeout_poll is None
+            assert t.timeouts.task is None
         with_transport(fake, body)
 
 
@@ -167,7 +167,7 @@ def test_an_ask_right_after_the_timeout_waits_for_the_fetch_and_goes_to_the_new_
         rid, p = held_ask(t, k, "second", WAIT)
         await until(lambda: maps_fetched(cluster) == 2, "the fetch at the timeout")
         await asyncio.sleep(0.1)
-        assert not p.fut.done() and rid not in t._pending, "held while the fetch is out"
+        assert not p.fut.done() and rid not in t.pending.entries, "held while the fetch is out"
         assert [r[4] for r in asks(cluster, 0)] == ["first"] and not asks(cluster, 1), \
             "the held ask went nowhere yet"
         cluster.map = failed_over(cluster)
@@ -216,7 +216,7 @@ def test_a_held_ask_whose_fetch_never_returns_fails_at_its_own_deadline(cluster)
         assert cpu < 0.5 * took + 0.1, f"the loop idled while they waited: {cpu:.2f} s of CPU in {took:.2f} s"
         assert [r[4] for r in asks(cluster, 0)] == ["first"] and not asks(cluster, 1), \
             "the held asks were sent nowhere"
-        assert [p.request for p in t._pending.values()
+        assert [p.request for p in t.pending.entries.values()
                 if isinstance(p.request, Ask)] == [], "only the fetch's MAP is pending"
     with_transport(cluster, body)
 
@@ -226,7 +226,7 @@ def test_a_held_ask_outliving_a_failed_fetch_is_sent_on_the_map_it_has(cluster, 
     """The fetch gives up (the router is silent) before the held ask's deadline: the ask
     is sent on the map the transport has (to A, which may only be slow), and fails with
     AskTimeout at its own deadline, not with the fetch's NodeUnavailable."""
-    monkeypatch.setattr(transport_module, "TIMEOUT_REFRESH_S", 0.1)   # a fetch gives up after 0.4 s
+    monkeypatch.setattr(timeouts_module, "TIMEOUT_REFRESH_S", 0.1)   # a fetch gives up after 0.4 s
 
     async def body(t: AsyncTransport) -> None:
         assert t.map is not None
@@ -275,7 +275,7 @@ def test_the_blocking_client_reaches_the_new_maps_worker_within_a_poll(cluster, 
         else:
             assert [r[7] for r in second_at_a] == [at_b[7]], "resent to B with its request id"
         lane = c._lane()
-        assert lane.transport._timeout_poll is None, "the poll ended with the new map"
+        assert lane.transport.timeouts.task is None, "the poll ended with the new map"
         start = time.monotonic()
         assert c.ask("T", k, "third", timeout=WAIT)[:2] == [1, "third"]
         assert time.monotonic() - start < 0.2
@@ -314,13 +314,13 @@ def test_close_during_a_poll_cancels_it_and_fails_held_asks(cluster, caplog):
                 await t.ask("T", k, "first", timeout=0.2)
             _, p = held_ask(t, k, "second", WAIT)
             await until(lambda: maps_fetched(cluster) == 2, "the fetch at the timeout")
-            poll = t._timeout_poll
+            poll = t.timeouts.task
             assert poll is not None and not poll.done()
             t.close()
             with pytest.raises(NodeUnavailable, match="closed"):
                 await asyncio.wait_for(p.fut, 1.0)
             await asyncio.sleep(0.01)
-            assert poll.done() and t._timeout_poll is None
+            assert poll.done() and t.timeouts.task is None
             assert asyncio.all_tasks() == {asyncio.current_task()}, "no task left"
         finally:
             t.close()
@@ -344,8 +344,8 @@ def test_closing_the_blocking_client_during_a_poll_leaves_no_task(cluster, caplo
         if during == "the pause":
             c._lane().loop.run_until_complete(asyncio.sleep(0.05))   # the fetch is in: the poll pauses
         lane = c._lane()
-        assert bool(lane.transport._suspects) == (during == "the fetch")
-        poll = lane.transport._timeout_poll
+        assert bool(lane.transport.timeouts.suspects) == (during == "the fetch")
+        poll = lane.transport.timeouts.task
         assert poll is not None and not poll.done()
     finally:
         c.close()

@@ -74,7 +74,7 @@ def test_a_pending_ask_is_a_typed_record_until_its_reply(tmp_path):
     with FakeNode(str(tmp_path), serve=lambda s, r: HOLD) as fake:
         async def body(t: AsyncTransport) -> list[Pending]:
             fut = t.ask("T", "k", "add", [1])
-            entries = list(t._pending.values())
+            entries = list(t.pending.entries.values())
             # (release only once the fake holds it: released earlier, it would be held
             # for good; seen on a loaded machine)
             deadline = time.monotonic() + WAIT
