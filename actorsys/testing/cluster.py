@@ -78,9 +78,6 @@ if TYPE_CHECKING:
 ACTORSYS = os.path.join(os.path.dirname(sys.executable), "actorsys")
 #: the router's port on a namespace host (each namespace has its ports to itself)
 ROUTER_PORT = 7100
-#: the CLUSTER and LEAVE ops (actorsys/protocol/wire.py once the router serves them)
-CLUSTER = getattr(wire, "CLUSTER", 15)
-LEAVE = getattr(wire, "LEAVE", 16)
 _seq = itertools.count()
 
 
@@ -297,7 +294,7 @@ class Cluster:
     def view(self, i: int, timeout: float = 5.0) -> Any:
         """Node ``i``'s router's view of the cluster (the CLUSTER op); raises if it does
         not answer in time or refuses."""
-        reply = request(self.nodes[i].endpoint, CLUSTER, self.client_keys(i), timeout)
+        reply = request(self.nodes[i].endpoint, wire.CLUSTER, self.client_keys(i), timeout)
         if reply is None:
             raise RuntimeError(f"node {self.nodes[i].node_id} did not answer CLUSTER within {timeout:g} s")
         if reply[0] != wire.OK:
@@ -345,7 +342,7 @@ class Cluster:
         if not node.running:
             return None
         self.resume_node(i)
-        left_reply = request(node.endpoint, LEAVE, self.client_keys(i), drain_timeout) if drain else None
+        left_reply = request(node.endpoint, wire.LEAVE, self.client_keys(i), drain_timeout) if drain else None
         node.stop(self.stop_timeout)
         return left_reply
 

@@ -158,8 +158,6 @@ def run_cluster(p: ChaosParams, reporter: Reporter) -> dict[str, Any]:
         t_load = time.monotonic()
         reporter.load_started(p)
         inject_until(p, injector, clients, rng, t_load, reporter)
-        while injector.deck:           # a short run still has one fault of each kind
-            reporter.fault(injector.inject(injector.deck.pop(), time.monotonic() - t_load))
         t_stop = time.monotonic()
         reports, ws_report = split_reports(stop_clients(p, clients, readers))
         out = audit_counts(p, injector.probe.client, injector, kinds, reports, t_stop - t_load,

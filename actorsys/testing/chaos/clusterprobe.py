@@ -43,7 +43,7 @@ class ClusterProbe:
     """Probes of every node's slots, statuses and views (see the module docstring).
 
     ``probe_keys`` and ``worker_pids`` have the same keys, (node index, local slot), for
-    the nodes of the last :meth:`learn`; ``seen_pids`` only grows."""
+    the nodes of the last :meth:`learn`."""
 
     def __init__(self, cluster: Cluster) -> None:
         self.c = cluster
@@ -52,8 +52,6 @@ class ClusterProbe:
         self.probe_keys: dict[tuple[int, int], str] = {}
         #: (node index, local slot) -> the pid last seen serving it
         self.worker_pids: dict[tuple[int, int], int] = {}
-        #: every worker and router pid a probe or a status answered with
-        self.seen_pids: set[int] = set()
 
     def close(self) -> None:
         self.client.close()
@@ -101,7 +99,6 @@ class ClusterProbe:
                 continue
             if pid != old and (among is None or pid in among) and (not_among is None
                                                                    or pid not in not_among):
-                self.seen_pids.add(pid)
                 return pid
             time.sleep(0.01)
         return None
@@ -131,7 +128,6 @@ class ClusterProbe:
             for p in (st or {}).get("processes", ()):
                 if p["role"] == "router" and p.get("up") and p["pid"] != not_pid:
                     pid: int = p["pid"]
-                    self.seen_pids.add(pid)
                     return pid
             time.sleep(0.05)
         return None
