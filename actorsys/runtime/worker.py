@@ -146,7 +146,7 @@ class Worker:
         pm.gauge("actorsys_queued_bytes", lambda: catalog.queued_bytes)
         pm.gauge("actorsys_alarms_in_flight", self.alarms.in_flight)
         if cfg.metrics_on:
-            self.turns.metrics = pm
+            self.turns.telemetry.metrics = pm
             self.store.on_commit = pm.commit
             self.alarms.metrics = pm
         return pm
@@ -241,7 +241,7 @@ class Worker:
         self.loud.epoch_of = self._epoch_of
         self.metrics = self._metrics(cfg)
         if cfg.tracing:
-            self.turns.tracing = tracing.start("worker", self.slot)
+            self.turns.telemetry.tracing = tracing.start("worker", self.slot)
         self.watch: SlowTurnWatch | None = None
         if cfg.slow_turn > 0:
             self.turns.clock = StepClock()
@@ -283,8 +283,8 @@ class Worker:
                 self.routes.close()
             self.listener.close(500)   # give the last flushed replies time to leave
             self.store.close()
-            if self.turns.tracing is not None:
-                self.turns.tracing.close()      # (its last spans exported)
+            if self.turns.telemetry.tracing is not None:
+                self.turns.telemetry.tracing.close()      # (its last spans exported)
             self.ctx.term()
 
     async def _fetch_map(self) -> None:
@@ -422,7 +422,7 @@ class Worker:
         elif op == wire.METRICS:
             self.output.send(envelope, wire.ok(rid, self.metrics.families()))
         elif op == wire.TOP:
-            hot = self.turns.hot.top(rest[0], rest[1], time.monotonic())
+            hot = self.turns.telemetry.hot.top(rest[0], rest[1], time.monotonic())
             for h in hot:
                 h["slot"] = self.slot
             self.output.send(envelope, wire.ok(rid, hot))
