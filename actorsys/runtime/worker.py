@@ -229,7 +229,7 @@ class Worker:
                                        cfg.max_message_bytes)
         self.shard_commands.replication = self.replication
         self.replication.on_refused = self.shard_commands.stop_serving
-        self.replication.follower.busy = self.shard_commands.draining_shard
+        self.replication.follower.busy = self.shard_commands.drains.busy
         self.routes: GatewayRoutes | None = None
         if cfg.cluster is not None:      # effects to every member's gateway (ws_routes.py)
             self.routes = GatewayRoutes(self.ctx, self.gateway, client_keys, cfg.max_message_bytes,
