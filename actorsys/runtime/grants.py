@@ -24,13 +24,11 @@ cluster node serves only what etcd says it owns, and its router tells each worke
   admission is refused with ``ShardUnavailable`` naming the node and ``why``, and the
   group commit writes nothing: the turns of a group committed past ``until`` fail with
   it, rolled back (their actors reload their last commit), their output never sent.
-  Reply ``{"granted": n, "revoked": [shards]}`` once every revoked shard is *drained*:
-  its queued messages answered ``WrongShard`` (tells dropped and logged), its alarm
-  turns not yet started given back to the clock, its running turns finished and
-  committed, its activations passivated (``on_stop`` ran, committed). A drain not done
-  within ``turn_timeout + 1`` s is cut short: the stuck actors' turns are cancelled and
-  discarded, the actors leave memory, and the reply is an error naming them. Either
-  way no actor of a revoked shard stays resident.
+  Reply ``{"granted": n, "revoked": [shards]}`` once every revoked shard is *drained*
+  (``shard_drain.py``): its queued messages answered ``WrongShard``, its running turns
+  finished and committed, its activations passivated; a drain not done within
+  ``turn_timeout + 1`` s is cut short and the reply is an error naming the actors left.
+  Either way no actor of a revoked shard stays resident.
   A grant may carry a ``token`` (bytes, the router's name for its contents).
 * **renew** ``{"token": bytes, "until": monotonic deadline}`` -> ``{"renewed": bool}``:
   the router's periodic grant when nothing in it but ``until`` changed since the grant
@@ -39,19 +37,8 @@ cluster node serves only what etcd says it owns, and its router tells each worke
   the next full grant reports it as ``stale``) and the slot was not lost; else
   ``renewed`` is false and the router sends the full grant. A worker told its whole
   grant ten times a second spent more time on it than on a sequential writer's asks.
-* **export** ``{"shards": [..], "after": bytes or nil, "max_bytes": n}`` -> ``{"items":
-  [[key, value], ...], "next": bytes or nil}``: a page of the committed keys of those
-  shards with their index entries (``storage/handoff.py``); ``next`` resumes.
-* **import** ``{"shards": [..], "clear": bool, "items": [[key, value], ...]}`` ->
-  ``{"written": n}``: one fsynced batch (``clear`` deletes what those shards held here
-  first, in the same batch); every key must belong to the shards named, homed here.
-  The alarm clock rescans after.
-* **drop** ``{"shards": [..], "epochs": {shard: epoch}?}`` -> ``{"deleted": n, "kept":
-  [shards]}``: every key of those shards goes, but for a shard whose latest incoming
-  move (an ``import`` with ``clear`` and ``epochs``) has a newer epoch than the drop's:
-  that copy is kept (the dropper's view was older than the move into this slot).
-  ``import`` pages carry the move's ``epochs`` too: a page that is not of the latest
-  move into this slot (an attempt given up, arriving late) is refused.
+* **export**, **import**, **drop**: a shard's data moved between slots, refused for a
+  shard this slot serves or one still draining: see :mod:`.shard_moves`.
 
 A worker whose slot lost its database (``storage/lost.py``: deleted, or damaged and set
 aside; replicated clusters only) never serves a granted shard whose copy here is not
@@ -63,16 +50,16 @@ Replication (issue 16, present only when the cluster's replicas > 1): a grant's
 ``peers``, ``replicas``, ``ack`` and ``ack_timeout``, and the commands ``append``,
 ``snapshot``, ``position`` and ``replication``: see :mod:`.repl_commands`.
 
-export, import and drop are refused (``BadRequest``) for a shard this slot serves (in
-cluster mode: granted; before it: every shard homed here) or one still draining. Bad
-arguments (unknown keys, wrong types, shards out of range) are ``BadRequest``.
+Bad arguments (unknown keys, wrong types, shards out of range) are ``BadRequest``.
+
+:class:`Grants` is what this slot may serve (the hot path's check); :class:`ShardCommands`
+serves the SHARDS commands, with a :class:`~.shard_drain.Drains` (revoked shards'
+actors out of memory) and a :class:`~.shard_moves.ShardMoves` (export, import, drop).
 """
 from __future__ import annotations
 
-import asyncio
 import math
 import time
-from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
 import plyvel
@@ -80,26 +67,21 @@ import plyvel
 from ..errors import ActorError, BadRequest, ShardUnavailable, StorageError, WrongShard
 from ..log import get_logger
 from ..protocol import wire
-from ..storage import handoff, replica
+from ..storage import replica
 from ..storage import lost as lost_slot
 from ..storage.slot import error_text
-from .activation import ALARM, NO_MAIL, Internal, Mail, Waiting
 from . import repl_commands
 from .replication import parse_grant
+from .shard_drain import Drains
+from .shard_moves import ShardMoves
 
 if TYPE_CHECKING:
-    from .activation import Activation, Envelope
+    from .activation import Envelope
     from .assembly import Runtime
     from .commit import Output
     from .replication import Replication
 
 log = get_logger("worker")
-#: a drain's bound past the turn timeout (seconds)
-DRAIN_GRACE = 1.0
-#: seconds between checks of a drain in progress
-DRAIN_POLL = 0.01
-#: largest export page asked for (bytes of keys and values)
-MAX_EXPORT_BYTES = 64 << 20
 
 _GRANT_KEYS = {"shards", "epoch", "until", "why", "node", "keys", "gateways", "token", "peers",
                "replicas", "ack", "ack_timeout"}
@@ -170,19 +152,16 @@ class Grants:
 
 
 class ShardCommands:
-    """Serves the SHARDS commands of a worker (see the module docstring)."""
+    """Serves the SHARDS commands of a worker (see the module docstring): applies grants
+    and renewals itself, and hands draining and data moves to :attr:`drains` and
+    :attr:`moves`."""
 
     def __init__(self, grants: Grants, rt: Runtime, output: Output, turn_timeout: float) -> None:
         self.grants, self.rt, self.output = grants, rt, output
-        self.turn_timeout = turn_timeout
-        self.drains: set[asyncio.Task[None]] = set()
-        #: revoked activations not yet out of memory (see _drain)
-        self.draining: set[Activation] = set()
-        #: shard -> the epoch of the latest move that began copying it into this slot (its
-        #: first, clearing import page): a page of an older attempt, or a drop decided
-        #: before that move, is refused (memory only: a restarted worker has no request of
-        #: before its restart still queued)
-        self.incoming: dict[int, int] = {}
+        #: revoked shards' actors, drained out of memory before a grant is answered
+        self.drains = Drains(grants, rt, output, turn_timeout)
+        #: export, import and drop
+        self.moves = moves = ShardMoves(grants, rt)
         #: lets the members' CURVE keys of a grant in (the worker's guard; net/members.py)
         self.on_keys: Callable[[Any], object] | None = None
         #: the members' gateways of a grant, for WebSocket effects (ws_routes.py)
@@ -204,6 +183,11 @@ class ShardCommands:
         self.grant_token: bytes | None = None
         #: a shard stopped here since that grant (stop_serving): the next is a full one
         self.changed = False
+        #: the commands other than grant, by name (their arguments checked first: _ARGS)
+        self._commands: dict[str, Callable[[dict[str, Any]], Any]] = {
+            "renew": self._renew, "export": moves.export, "import": moves.import_page,
+            "drop": moves.drop, "append": self._append, "snapshot": self._snapshot,
+            "position": self._position, "replication": self._replication}
 
     def activate(self) -> None:
         """Cluster mode from now on: the commit's fence and the alarm clock's filter."""
@@ -223,7 +207,7 @@ class ShardCommands:
                 raise BadRequest(f"unknown shards command {cmd[:50]!r}; known: grant, renew, "
                                  f"export, import, drop, append, snapshot, position, replication")
             _check_keys(cmd, args, _ARGS[cmd])
-            result = getattr(self, "_" + cmd)(args)
+            result = self._commands[cmd](args)
         except plyvel.Error as exc:
             self.output.send(envelope, wire.err(rid, StorageError(
                 f"worker slot {self.grants.slot}: shards {cmd} failed: {error_text(exc)}").to_wire()))
@@ -284,10 +268,7 @@ class ShardCommands:
                       "has no replication: nothing is replicated", slot)
         revoked = sorted(before - g.shards.keys())
         if revoked:
-            gone = set(revoked)
-            for act in [a for a in self.rt.catalog.acts.values() if a.shard in gone]:
-                self._evict(act)
-                self.draining.add(act)
+            self.drains.revoke(set(revoked))
         if self.rt.alarms.clock is not None:
             self.rt.alarms.clock.rescan()      # alarms of shards granted now fire
         reply = {"granted": len(g.shards), "revoked": revoked, "lost": self.lost_path is not None}
@@ -297,15 +278,7 @@ class ShardCommands:
             reply["refused"] = refused
         # every grant waits for the drains still under way (an earlier grant's too): once
         # any grant is answered, nothing of a shard it does not grant is resident
-        self.draining = {a for a in self.draining if not self._drained(a)}
-        if not self.draining:
-            self.rt.commit.flush()
-            self.output.send(envelope, wire.ok(rid, reply))
-            return
-        acts = list(self.draining)
-        task = self.rt.turns.loop.create_task(self._drain(envelope, rid, acts, reply))
-        self.drains.add(task)
-        task.add_done_callback(self.drains.discard)
+        self.drains.reply_when_drained(envelope, rid, reply)
 
     def _renew(self, args: dict[str, Any]) -> dict[str, bool]:
         token, until = args.get("token"), args.get("until")
@@ -357,161 +330,10 @@ class ShardCommands:
 
     # replication's SHARDS commands and a refusal's revocation (repl_commands.py)
     stop_serving = repl_commands.stop_serving
-    draining_shard = repl_commands.draining_shard
     _append = repl_commands.append
     _snapshot = repl_commands.snapshot
     _position = repl_commands.position
     _replication = repl_commands.replication
-
-    def _evict(self, act: Activation, force: bool = False) -> None:
-        """Answer what waits for a revoked actor, then passivate it (``force``: every
-        entry is answered and the actor leaves memory at once)."""
-        rt, g = self.rt, self.grants
-        refusal = WrongShard(f"shard {act.shard} was revoked from worker slot {g.slot} of "
-                             f"node {g.node}")
-        body = refusal.to_wire()
-        body["epoch"] = g.epoch
-        if act.mailbox:
-            kept: deque[Mail] = deque()
-            for m in act.mailbox:
-                if isinstance(m, Internal):
-                    if m.kind is ALARM:
-                        rt.alarms.lost(act, m.name, m.due)   # fires where the shard goes
-                    elif not force:
-                        kept.append(m)                     # the tree's and passivations
-                    elif m.reply_to is not None:
-                        self.output.send(m.reply_to, wire.err(m.rid, body))
-                    continue
-                if isinstance(m, Waiting):
-                    rt.catalog.queued_bytes -= len(m.raw)
-                if m.reply_to is not None:
-                    self.output.send(m.reply_to, wire.err(m.rid, body))
-                else:
-                    rt.turns.loud.dropped(act.type_name, act.key, m.method, refusal)
-            act.mailbox = kept if kept else NO_MAIL
-        if force or (act.instance is None and not act.running and not act.mailbox):
-            rt.catalog.forget(act)
-        else:
-            rt.turns.passivate(act)
-
-    def _drained(self, act: Activation) -> bool:
-        if self.rt.catalog.acts.get((act.type_name, act.key)) is not act:
-            return True
-        # granted again meanwhile: it may stay, once the turn that ran at the revocation ended
-        return act.shard in self.grants.shards and not act.running
-
-    async def _drain(self, envelope: Envelope, rid: int, acts: list[Activation],
-                     reply: dict[str, Any]) -> None:
-        deadline = time.monotonic() + self.turn_timeout + DRAIN_GRACE
-        left = acts
-        while True:
-            left = [a for a in left if not self._drained(a)]
-            if not left or time.monotonic() >= deadline:
-                break
-            await asyncio.sleep(DRAIN_POLL)
-        for act in left:
-            self._force_out(act)
-        self.draining.difference_update(acts)
-        self.rt.commit.flush()
-        if not left:
-            self.output.send(envelope, wire.ok(rid, reply))
-            return
-        names = ", ".join(f"{a.type_name}/{a.key:.100}" for a in left[:10]) + (
-            " ..." if len(left) > 10 else "")
-        log.warning("worker slot %d: revoked shards did not drain within %g s; dropped from "
-                    "memory uncommitted: %s", self.grants.slot, self.turn_timeout + DRAIN_GRACE, names)
-        self.output.send(envelope, wire.err(rid, ActorError(
-            f"revoked shards did not drain within {self.turn_timeout + DRAIN_GRACE:g} s "
-            f"(turn_timeout + {DRAIN_GRACE:g}); their turns were cancelled and discarded, "
-            f"nothing of them committed: {names}").to_wire()))
-
-    def _force_out(self, act: Activation) -> None:
-        """A revoked actor that would not drain leaves memory; its running turn is
-        cancelled, and discarded when it ends (a generation it no longer has)."""
-        act.gen += 1
-        if act.task is not None:
-            act.task.cancel()
-        act.drop_instance()
-        self._evict(act, force=True)
-
-    # -- moving data ---------------------------------------------------------------
-    def _shards(self, args: dict[str, Any], what: str, homed: bool = False) -> set[int]:
-        n = len(self.grants.home)
-        shards = args.get("shards")
-        if not isinstance(shards, list) or not all(type(s) is int and 0 <= s < n for s in shards):
-            raise BadRequest(f"{what} shards must be an array of shards (0..{n - 1})")
-        g = self.grants
-        served = [s for s in shards if g.served(s)]
-        if served:
-            raise BadRequest(f"cannot {what} shard(s) {', '.join(map(str, served[:10]))}: "
-                             f"served by worker slot {g.slot} (revoke them first)")
-        if homed and any(g.home[s] != g.slot for s in shards):
-            raise BadRequest(f"cannot {what} shards homed on another worker slot: "
-                             f"{[s for s in shards if g.home[s] != g.slot][:10]}")
-        want = set(shards)
-        busy = {a.shard for a in self.rt.catalog.acts.values() if a.shard in want}
-        if busy:
-            raise BadRequest(f"cannot {what} shard(s) {sorted(busy)[:10]}: still draining")
-        store = self.rt.commit.store
-        if store.broken is not None and what != "export":
-            raise store.broken
-        return want
-
-    def _export(self, args: dict[str, Any]) -> dict[str, Any]:
-        shards = self._shards(args, "export")
-        after, max_bytes = args.get("after"), args.get("max_bytes", 1 << 20)
-        if not (after is None or type(after) is bytes):
-            raise BadRequest("export after must be bytes or nil")
-        if type(max_bytes) is not int or not 0 < max_bytes <= MAX_EXPORT_BYTES:
-            raise BadRequest(f"export max_bytes must be 1..{MAX_EXPORT_BYTES}")
-        items, nxt = handoff.export_page(self.rt.commit.store.db, shards, after, max_bytes)
-        return {"items": [[k, v] for k, v in items], "next": nxt}
-
-    def _epochs(self, args: dict[str, Any], cmd: str, shards: set[int]) -> dict[int, int] | None:
-        epochs = args.get("epochs")
-        if epochs is None:
-            return None
-        if not (isinstance(epochs, dict) and all(type(s) is int and type(e) is int
-                                                 for s, e in epochs.items())
-                and all(s in epochs for s in shards)):
-            raise BadRequest(f"{cmd} epochs must map every shard named to an epoch (integer)")
-        return epochs
-
-    def _import(self, args: dict[str, Any]) -> dict[str, Any]:
-        shards = self._shards(args, "import", homed=True)
-        clear = args.get("clear", False)
-        if type(clear) is not bool:
-            raise BadRequest("import clear must be a boolean")
-        epochs = self._epochs(args, "import", shards)
-        if epochs is not None:
-            incoming = self.incoming
-            if not clear and any(incoming.get(s) != epochs[s] for s in shards):
-                # a page of an attempt given up (a later one began with its own clear)
-                raise BadRequest(f"import page of shards {sorted(shards)[:5]} from a move that is no "
-                                 f"longer the latest one into this slot: refused")
-            if clear:
-                for s in shards:
-                    if epochs[s] < incoming.get(s, 0):
-                        raise BadRequest(f"import of shard {s} at epoch {epochs[s]}: a later move "
-                                         f"(epoch {incoming[s]}) already began here: refused")
-                for s in shards:
-                    incoming[s] = epochs[s]
-        items = handoff.check_items(args.get("items", []), shards)
-        written = handoff.import_items(self.rt.commit.store.db, shards, items, clear)
-        if self.rt.alarms.clock is not None:
-            self.rt.alarms.clock.rescan()
-        return {"written": written}
-
-    def _drop(self, args: dict[str, Any]) -> dict[str, Any]:
-        shards = self._shards(args, "drop")
-        epochs = self._epochs(args, "drop", shards)
-        kept: list[int] = []
-        if epochs is not None:
-            # a copy that came in by a move newer than what the dropper saw stays
-            kept = sorted(s for s in shards if self.incoming.get(s, 0) > epochs[s])
-            shards = shards - set(kept)
-        return {"deleted": handoff.drop_shards(self.rt.commit.store.db, shards) if shards else 0,
-                "kept": kept}
 
 
 def _check_keys(cmd: str, args: dict[str, Any], known: set[str],

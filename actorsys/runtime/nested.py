@@ -56,6 +56,7 @@ from .chains import (CALL_CHAIN, TURN_ASK_IDS, AskIds, Link, chain_of, comes_bac
                      refused)
 from .commit import Reply, encode_end
 from .loud import FailureLog, StepClock, clocked
+from .turn_failure import failure_reply
 
 if TYPE_CHECKING:
     from ..actor import Actor
@@ -64,6 +65,7 @@ if TYPE_CHECKING:
     from .activation import Activation, Call
     from .alarm_turns import AlarmTurns
     from .commit import GroupCommit
+    from .turn_records import AskRecords
 
 _EMPTY_STATE = wire.pack({})
 #: why a batch of WebSocket events is not reentrant: its delivery mark (what makes a
@@ -155,17 +157,12 @@ class NestedTurns:
         _busy: int
         loud: FailureLog
         clock: StepClock | None
+        records: AskRecords
 
         def _invoke(self, act: Activation, msg: Call | Internal) -> Any: ...
 
         def _stage(self, act: Activation, writes: dict[bytes, bytes | None],
                    old_state: bytes | None, empty_state: bool = False) -> None: ...
-
-        def _record(self, act: Activation, msg: Call, reply: bytes) -> None: ...
-
-        def _record_id(self, act: Activation, request_id: bytes, reply: bytes) -> None: ...
-
-        def _repeated(self, act: Activation, msg: Call) -> bool: ...
 
     def reenter(self, act: Activation, call: Call) -> bool:
         """An ask with a call chain arrived for a running actor: run it as a nested turn
@@ -175,7 +172,7 @@ class NestedTurns:
         task = act.task
         if task is None or act.instance is None:
             return False
-        if self._repeated(act, call):   # exactly-once: a retry answered from the record
+        if self.records.repeated(act, call):   # exactly-once: a retry answered from the record
             return True
         chain = chain_of(call.ctx)
         nest = act.nest
@@ -311,8 +308,8 @@ class NestedTurns:
         if writes:
             self._stage(act, writes, old_state, empty)
         if writes or act.tells:
-            if call.ctx:                         # exactly-once: as any turn's (turns.py)
-                self._record(act, call, reply)
+            if call.ctx:                         # exactly-once: as any turn's (turn_records.py)
+                self.records.record(act, call, reply)
             self._partly_committed(act)
         if alarm_at is not None:
             self.alarms.note(alarm_at)
@@ -343,7 +340,7 @@ class NestedTurns:
             return
         nest.committed = True
         if act.turn_id is not None:
-            self._record_id(act, act.turn_id, wire.err(0, PartlyRun(
+            self.records.record_id(act, act.turn_id, wire.err(0, PartlyRun(
                 f"the turn of this ask on {act.type_name}/{act.key:.100} was interrupted after "
                 f"a nested turn (call-chain reentrancy) committed part of its changes; it is "
                 f"not run again").to_wire()))
@@ -353,7 +350,6 @@ class NestedTurns:
         error, as for any failed turn; the outer turn goes on."""
         if not self._live(act, frame):
             return self._dropped(act, frame)
-        from .turns import failure_reply     # (turns.py imports this module)
         if not (isinstance(exc, StorageError) and self.store.broken is not None):
             self.loud.failed(act, frame.call, exc)   # (a refused write: the store logged it)
         try:

@@ -41,14 +41,7 @@ def stop_serving(self: ShardCommands, shard: int, fence: int) -> None:
     self.changed = True                  # (the router's next grant is a full one: see renew)
     g.shards.pop(shard, None)
     g.highest[shard] = max(g.highest.get(shard, 0), fence)
-    for act in [a for a in self.rt.catalog.acts.values() if a.shard == shard]:
-        self._evict(act)
-        self.draining.add(act)
-
-
-def draining_shard(self: ShardCommands, shard: int) -> bool:
-    """Actors of ``shard`` are still draining here (a follower applies nothing to it)."""
-    return any(a.shard == shard and not self._drained(a) for a in self.draining)
+    self.drains.revoke({shard})
 
 
 def _repl(self: ShardCommands) -> Replication:

@@ -137,14 +137,14 @@ class Peer:
     link: PeerLink
     tracks: dict[int, Track] = field(default_factory=dict)
     outq: deque[tuple[list[Any], int]] = field(default_factory=deque)   #: (batch, bytes)
-    outq_bytes: int = 0                   #: the bytes of ``outq`` (bounded: OUTQ_BYTES)
+    outq_bytes: int = 0                   #: the bytes of ``outq`` (bounded: repl_stream.OUTQ_BYTES)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     said: str = ""                        #: the last catch-up problem logged
     key: str | None = None                #: its CURVE public key (Z85) the link uses
     #: seconds an ``append`` takes to be answered, lately (a moving average; inf: none yet)
     rtt: float = math.inf
-    #: the delayed send of what waits (replication.py: LAZY)
+    #: the delayed send of what waits (repl_stream.py: LAZY)
     lazy: asyncio.TimerHandle | None = None
 
 

@@ -5,43 +5,25 @@ Leader. A grant with replication arguments (``peers``, ``replicas``, ``ack``,
 ``ack_timeout``: :func:`parse_grant`) names, for each granted shard, the peer workers
 holding copies (voters and learners). From then on every group commit (``commit.py``
 hands its flush to :meth:`Replication.flush`) splits the staged writes by shard, adds
-each written replicated shard's position ``[epoch, seq + 1]`` to the same LevelDB
-batch, commits, keeps the shard's batch in an in-memory log (bounded: :data:`LOG_BYTES`
-and :data:`LOG_ENTRIES` per worker, the oldest going first), sends each peer one ``append`` with all its
-shards' batches of the group (at most :data:`.repl_config.WINDOW` requests in flight per peer; more
-waits and goes coalesced), and HOLDS the group's output (replies, tells, WebSocket
-effects, exits) until, for every replicated shard it wrote, ``quorum`` voters (the
-leader counts) hold its batch. Output leaves strictly in group order: a group that wrote
-no replicated shard waits behind an earlier held one. A group not at quorum within
-``ack_timeout`` fails (asks get ShardUnavailable; its writes stay committed here, so
-"may or may not have been applied"); an ``append`` answered ``refused`` (a follower's
-fence is newer: a newer leader exists) makes this worker stop serving the shard at once
-(``on_refused``) and fails the held groups that wrote it. The quorum is computed with
-the shard's replica list at the time of the check (a grant removing a dead voter
-releases the groups that waited on it). With replication arguments, EVERY granted
-shard's position moves with its writes, even one whose replica list is empty (quorum
-1): a copy added later must never look in step with writes it did not get.
+each written replicated shard's position ``[epoch, seq + 1]`` to the same LevelDB batch,
+commits, keeps the shard's batch in an in-memory log (bounded: :data:`LOG_BYTES` and
+:data:`LOG_ENTRIES` per worker, the oldest going first), sends each peer one ``append``
+with all its shards' batches of the group (:mod:`.repl_stream`), and HOLDS the group's
+output (replies, tells, WebSocket effects, exits) until, for every replicated shard it
+wrote, ``quorum`` voters (the leader counts) hold its batch. Output leaves strictly in
+group order: a group that wrote no replicated shard waits behind an earlier held one. A
+group not at quorum within ``ack_timeout`` fails (asks get ShardUnavailable; its writes
+stay committed here, so "may or may not have been applied"); an ``append`` answered
+``refused`` (a follower's fence is newer: a newer leader exists) makes this worker stop
+serving the shard at once (``on_refused``) and fails the held groups that wrote it. The
+quorum is computed with the shard's replica list at the time of the check (a grant
+removing a dead voter releases the groups that waited on it). With replication
+arguments, EVERY granted shard's position moves with its writes, even one whose replica
+list is empty (quorum 1): a copy added later must never look in step with writes it did
+not get.
 
-A follower delivers the replies (:meth:`Replication._delegate`). With a quorum of 2 (the
-leader and one follower: ``replicas = 3`` majority, ``replicas = 2``), a group that is
-nothing but replies to asks, with nothing held or in doubt before it, sends its replies
-in the ``append`` to one follower in step with the stream (the one answering fastest
-lately). That follower, once it holds every batch of the append, sends them on to the
-askers' connections to its own worker (each transport connects to a worker slot with its
-own routing id, the same on every slot: ``client/transport.py``), and says which left.
-The write is then on the leader (committed before the ``append`` left) and on the
-follower: at quorum, as the output gate requires, and the ask is answered after three
-hand-offs (asker, leader, follower, asker) instead of four. The leader drops the
-replies delivered from the held group and sends the others itself at quorum, naming the
-follower's endpoint in those (``wire.ok_via``) so that their askers connect there for the
-next time. A group released before that answer (another follower was faster) sends its
-replies too; the asker keeps the first of the two. A group is delegated only behind
-groups delegated to the same follower (which sends their replies on in order): behind
-one the leader sends itself, output keeps its group order. The other followers get a
-delegated group's batches :data:`LAZY` seconds later, coalesced with the next groups'
-(their copies trail by at most that: the group's quorum is the delegate's); the same
-follower stays the delegate while about as fast as the others (:data:`SWITCH`), so that
-the others' appends do coalesce.
+A group that is nothing but replies to asks may have them delivered by a follower
+instead (with a quorum of 2: three hand-offs instead of four): :mod:`.repl_stream`.
 
 Catch-up (:mod:`.repl_catchup`), one task per peer: a peer whose copy of a shard is not
 known to follow the stream (at the start, after ``behind``, an error or a timeout) is
@@ -51,10 +33,12 @@ followers, and ``replication`` reports them: a leadership transfer waits for tha
 until a grant finds every copy at its position.
 
 Follower: ``append``, ``snapshot``, ``position`` (:mod:`.repl_follower`,
-``storage/replica.py``); ``replication`` is asked of a leader (:meth:`Replication.
-replication`). Peer links: :mod:`.repl_links`; the state: :mod:`.repl_state`; a
-grant applied: :mod:`.repl_config`; the output gate: :mod:`.repl_gate` (their functions
-are methods of :class:`Replication`).
+``storage/replica.py``); ``replication`` is asked of a leader
+(:meth:`Replication.replication`). Peer links: :mod:`.repl_links`; the state:
+:mod:`.repl_state`; a grant applied: :mod:`.repl_config`; the output gate:
+:mod:`.repl_gate` (their functions are methods of :class:`Replication`: they read and
+change its state); the stream to the peers: :mod:`.repl_stream` (a
+:class:`~.repl_stream.Stream` it owns).
 
 A group that fails unwritten (the fence, a storage error, a lost shard) or short of
 its quorum answers its asks and sends its exits in group order too, after the held
@@ -68,23 +52,20 @@ None and the flush is the single-node one.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections import deque
-from functools import partial
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import ShardUnavailable, StorageError
 from ..log import get_logger
-from ..protocol import wire
 from ..storage import replica
 from ..storage.keys import FENCE_KEYS, position_key, prefix_range
 from ..storage.replica import NO_POSITION, Position
 from . import repl_config, repl_gate
-from .commit import Reply
 from .repl_follower import Follower
 from .repl_links import PeerLink
-from .repl_state import Delegated, Entry, Held, Peer, ShardLog, parse_grant
+from .repl_state import Entry, Held, Peer, ShardLog, parse_grant
+from .repl_stream import Stream
 
 if TYPE_CHECKING:
     import zmq
@@ -104,23 +85,16 @@ LOG_BYTES = 32 << 20
 LOG_ENTRIES = 65536
 #: an ``append``'s bytes left for framing below max_message_bytes
 FRAMING = 4096
-#: bytes of batches waiting for room in a peer's window; past it the peer leaves the
-#: stream (its queue is dropped) and the catch-up brings it from the log
-OUTQ_BYTES = 16 << 20
-#: seconds the copies that do not deliver a group's replies (its quorum is the leader's
-#: and the delivering follower's) wait for their ``append``: coalesced with the next
-#: groups' (a sequential writer's every write woke every follower); their copy trails by
-#: at most this, and a group that is not delegated sends them everything at once
-LAZY = 0.005
-#: another follower delivers instead of the last one only once its answers take less
-#: than this share of the last one's time (else each write would wake both in turn)
-SWITCH = 0.7
 #: seconds over which a peer's refusals of this leader's shards make one log line
 REFUSALS_LOG_EVERY = 1.0
 
 
 class Replication:
-    """A worker's replication (see the module docstring)."""
+    """A worker's replication, the leader's side (see the module docstring): its state
+    (shards, peers, held groups, the log), the group commit's flush, refusals by a newer
+    leader, and its reports. The output gate's and the configuration's functions
+    (``repl_gate.py``, ``repl_config.py``) are its methods; the sending is its
+    :attr:`stream`'s, the follower's commands its :attr:`follower`'s."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, ctx: zmq.Context[Any],
                  keys: CurveKeys | None, commit: GroupCommit, grants: Grants,
@@ -163,10 +137,8 @@ class Replication:
         #: the follower commands (append, snapshot, position) of this slot
         self.follower = Follower(self.store, grants, commit.on_failure, commit.output)
         self.follower.on_write = self._followed
-        #: replies to asks that a follower delivered (status; see :meth:`_delegate`)
-        self.via_followers = 0
-        #: the follower last given a group's replies (kept while about as fast as any)
-        self.delegate: Peer | None = None
+        #: sends the batches to the peers and takes their answers (repl_stream.py)
+        self.stream = Stream(self)
         #: makes a peer's link (a test replaces it)
         self.link_factory: Callable[..., PeerLink] = PeerLink
 
@@ -232,9 +204,10 @@ class Replication:
             need[s] = new
         fwd = None
         if logged:
+            stream = self.stream
             if not self.doubt and not exits:
-                fwd = self._delegate(outbox, logged)
-            self._stream(logged, fwd)
+                fwd = stream.delegate(outbox, logged)
+            stream.send(logged, fwd)
         self.held.append(Held(outbox, exits, staged, touched, need,
                               time.monotonic() + self.ack_timeout,
                               via=None if fwd is None else fwd.peer))
@@ -262,7 +235,7 @@ class Replication:
             self.doubt[s] = max(pos, self.doubt.get(s, NO_POSITION))
             for p in self.peers.values():
                 if s in p.tracks:
-                    self._off(p, {s})
+                    self.stream.off(p, {s})
 
     def _log(self, sl: ShardLog, prev: Position, new: Position,
              items: list[tuple[bytes, bytes | None]]) -> Entry:
@@ -281,167 +254,8 @@ class Replication:
                 self.log_bytes -= old.size
         return e
 
-    def _delegate(self, outbox: list[Outgoing], logged: dict[int, Entry]) -> Delegated | None:
-        """Whether a follower may deliver this group's replies (see the module docstring):
-        the group is all replies to asks (by their askers' own routing ids), nothing
-        before it is in doubt or sent exits (checked by the caller), every group held
-        before it was given to the same follower (which sends them on in order: else its
-        output could overtake theirs), every shard it wrote has a quorum of 2, and one
-        voter of them all is in step with the stream and free to be sent it now, in one
-        ``append``. That voter (the fastest lately, or the held groups') and the
-        replies; else None."""
-        held = self.held
-        must = held[0].via if held else None
-        if held and (must is None or any(g.via is not must or g.failed is not None for g in held)):
-            return None
-        size = 0
-        replies: list[Reply] = []
-        for item in outbox:
-            if type(item) is not Reply or len(item.to) != 1 or not item.to[0] or item.to[0][0] == 0:
-                return None
-            replies.append(item)
-            size += len(item.to[0]) + len(item.payload) + 16
-        if not replies:
-            return None
-        first: ShardLog | None = None
-        for s, e in logged.items():
-            sl = self.shards[s]
-            if sl.quorum != 2:
-                return None
-            first = first or sl
-            size += e.size
-        if first is None or size > self.limit:
-            return None
-        able = [p for ep in first.voters if (p := self.peers.get(ep)) is not None
-                and not p.outq and p.link.room > 0
-                and all(ep in self.shards[s].voters and (tr := p.tracks.get(s)) is not None
-                        and not tr.catching and tr.sent == e.prev for s, e in logged.items())]
-        if not able:
-            return None
-        if must is not None:
-            if must not in able:
-                return None
-            best = must
-        else:
-            best = min(able, key=lambda p: p.rtt)
-            last = self.delegate
-            if last is not None and last in able and not best.rtt < SWITCH * last.rtt:
-                best = last     # (kept while about as fast: the others' appends coalesce)
-        self.delegate = best
-        return Delegated(best, outbox, replies)
-
-    def _stream(self, logged: dict[int, Entry], fwd: Delegated | None = None) -> None:
-        for p in self.peers.values():
-            queued = False
-            for s, e in logged.items():
-                tr = p.tracks.get(s)
-                if tr is None or tr.catching or tr.sent is None:
-                    continue
-                if tr.sent != e.prev or e.size > self.limit:
-                    self._off(p, {s})          # the catch-up task takes it
-                    continue
-                if p.outq_bytes + e.size > OUTQ_BYTES:
-                    self.say(p, f"node {p.node} is {p.outq_bytes} bytes behind the stream: "
-                                f"caught up from the log")
-                    self._off(p, set(p.tracks))
-                    continue
-                p.outq.append(([s, e.pos[0], e.prev[0], e.prev[1], e.pos[1], e.items], e.size))
-                p.outq_bytes += e.size
-                tr.sent = e.pos
-                queued = True
-            if not queued:
-                continue
-            if fwd is None:
-                self._pump(p)
-            elif fwd.peer is p:
-                self._pump(p, fwd)
-            elif p.lazy is None:         # (the other copies: coalesced, a moment later)
-                p.lazy = self.loop.call_later(LAZY, self._lazy_pump, p)
-
-    def _lazy_pump(self, p: Peer) -> None:
-        p.lazy = None
-        if self.peers.get(p.link.endpoint) is p:
-            self._pump(p)
-
-    def _off(self, p: Peer, shards: set[int], forget: bool = False) -> None:
-        """``shards``' copies on ``p`` leave the stream: their queued batches go, the
-        catch-up asks where they are (``forget``: what they hold is unknown meanwhile)."""
-        if p.outq:
-            keep = deque(q for q in p.outq if q[0][0] not in shards)
-            p.outq_bytes = sum(size for _b, size in keep)
-            p.outq = keep
-        for s in shards:
-            tr = p.tracks.get(s)
-            if tr is not None and not tr.catching:
-                tr.sent = None
-                if forget:
-                    tr.holds = NO_POSITION
-        p.wake.set()
-
-    def _pump(self, p: Peer, fwd: Delegated | None = None) -> None:
-        """Send what waits for ``p``, coalesced, within the window (with ``fwd``'s
-        replies, if that is all of what waits)."""
-        while p.outq and p.link.room > 0:
-            chunk: list[list[Any]] = []
-            size = 0
-            while p.outq:
-                b, bsize = p.outq[0]
-                if chunk and size + bsize > self.limit:
-                    break
-                p.outq.popleft()
-                p.outq_bytes -= bsize
-                chunk.append(b)
-                size += bsize
-            args: dict[str, Any] = {"batches": chunk}
-            given = fwd if not p.outq else None     # (only with all of what waited)
-            if given is not None:
-                args["replies"] = [[r.to[0], r.payload] for r in given.replies]
-            p.link.request("append", args, self.ack_timeout,
-                           partial(self._appended, p, [b[0] for b in chunk], time.monotonic(), given))
-            fwd = None
-
-    def _appended(self, p: Peer, shards: list[int], sent: float, fwd: Delegated | None, ok: bool,
-                  body: Any) -> None:
-        if not ok:        # (the peer may have restarted, or lost its copies: ask anew)
-            self._off(p, set(p.tracks), forget=True)
-            self.say(p, f"appends to node {p.node} failed: {body}")
-        else:
-            rtt = time.monotonic() - sent
-            p.rtt = rtt if p.rtt == math.inf else 0.8 * p.rtt + 0.2 * rtt
-            if fwd is not None:
-                self._delivered(p, fwd, body)
-            for s, pos in body.get("held", {}).items():
-                tr = p.tracks.get(s)
-                if tr is not None:     # (what it holds now: it may have lost a copy)
-                    tr.holds = (pos[0], pos[1])
-            for s, fence in body.get("refused", {}).items():
-                self.refused(s, fence, p)
-            for s, pos in body.get("behind", {}).items():
-                tr = p.tracks.get(s)
-                if tr is not None:
-                    tr.holds = (pos[0], pos[1])
-                    if not tr.catching and tr.sent is not None:
-                        self._off(p, {s})
-            self.check()
-        if p.outq and p.lazy is None and self.peers.get(p.link.endpoint) is p:
-            self._pump(p)
-
-    def _delivered(self, p: Peer, fwd: Delegated, body: dict[str, Any]) -> None:
-        """The follower's word on the replies it was to deliver: those it sent leave the
-        group's outbox (the leader sends the others once the group is at quorum: if the
-        group left already, before this answer, its askers get both, and keep the first);
-        those it had no connection for name it, so that their askers may connect there."""
-        n = len(fwd.replies)
-        sent = {i for i in body.get("delivered", ()) if type(i) is int and 0 <= i < n}
-        if sent:
-            self.via_followers += len(sent)
-            fwd.outbox[:] = [r for i, r in enumerate(fwd.replies) if i not in sent]
-        for i in body.get("unreachable", ()):
-            if type(i) is int and 0 <= i < n and i not in sent:
-                r = fwd.replies[i]
-                r.payload = wire.ok_via(r.payload, p.link.endpoint)
-
     def say(self, p: Peer, what: str) -> None:
+        """Log ``what`` about peer ``p`` unless it is what was last said of it."""
         if p.said != what:
             p.said = what
             log.warning("worker slot %d replication: %s", self.grants.slot, what)
@@ -457,7 +271,7 @@ class Replication:
                     f"serving it")
             if p is not None:
                 self.say(p, what)
-                self._off(p, {s})             # (catch-up retries it, paced)
+                self.stream.off(p, {s})       # (catch-up retries it, paced)
             else:
                 log.warning("worker slot %d: %s", self.grants.slot, what)
             return
@@ -521,7 +335,7 @@ class Replication:
                                if not sl.retired and (sl.voters or sl.learners)),
                 "following": sum(1 for s in copies if not g.served(s)),
                 "waiting_groups": len(self.held), "snapshots": self.snapshots,
-                "replies_via_followers": self.via_followers,
+                "replies_via_followers": self.stream.via_followers,
                 "replies_forwarded": self.follower.forwarded,
                 "behind": {p.node: n for p in self.peers.values()
                            if (n := sum(1 for tr in p.tracks.values() if tr.sent is None))}}

@@ -12,12 +12,11 @@ What a turn guarantees (see ``actorsys/actor/actor.py`` for the user's view):
   entry and its history record (or, after ``self.destroy()``, the actor's deletion:
   ``destroy.py``); its reply, tells and WebSocket effects go to the outbox, released by
   the group commit (``commit.py``).
-* **Failure** (:meth:`Turns.fail`): a turn that raises, or whose result or state cannot
-  be committed, is discarded: the instance is dropped (the next message reactivates it
-  from its last commit) and nothing it would have sent leaves. Separate decisions
-  follow: whether a supervised child exits (:func:`.children.exits_on_crash`), whether an
-  alarm is retried (:meth:`.alarm_turns.AlarmTurns.failed`), and the shape of the error
-  reply (:func:`failure_reply`).
+* **Failure** (:meth:`.turn_failure.TurnFailures.fail`): a turn that raises, or whose
+  result or state cannot be committed, is discarded: the instance is dropped (the next
+  message reactivates it from its last commit) and nothing it would have sent leaves;
+  then whether a supervised child exits, whether an alarm is retried, and the error
+  reply (``turn_failure.py``).
 * **Deadlines.** An async turn running past ``turn_timeout`` is cancelled (the actor's
   crash). A sync turn cannot be interrupted: its start time is written to memory shared
   with the node supervisor (``beats``), which kills a worker whose sync turn overruns.
@@ -25,43 +24,50 @@ What a turn guarantees (see ``actorsys/actor/actor.py`` for the user's view):
   type); each sync turn and each step of an async one is written in a
   :class:`.loud.StepClock`, which a thread reads to warn of turns blocking the loop.
 * **Generations.** A kill moves the activation to a new generation at once; an async
-  turn of an earlier generation that ends later is discarded (:meth:`Turns._discard`).
+  turn of an earlier generation that ends later is discarded
+  (:meth:`.turn_failure.TurnFailures.discard`).
+
+:class:`Turns` schedules and runs the turns (sync and async, their deadline) and ends
+them. It owns a helper for each other concern of a turn:
+:class:`.turn_telemetry.TurnTelemetry` (its time to the metrics and the hot actors, its
+span), :class:`.turn_records.AskRecords` (exactly-once asks) and
+:class:`.turn_failure.TurnFailures` (failed and discarded turns); its nested turns are
+the :class:`.nested.NestedTurns` mixin's.
 """
 from __future__ import annotations
 
 import asyncio
 import inspect
 import time
-import traceback
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from .. import tracing
 from ..actor import incarnate
-from ..config.defaults import NODE, REQUEST_REPLY_BYTES
-from ..errors import ActorError, ActorStopped, BadArguments, Deadlock, MessageTooLarge, StorageError
+from ..config.defaults import NODE
+from ..errors import ActorError, BadArguments, MessageTooLarge, StorageError
 from ..protocol import wire
 from ..protocol.messages import WsEffects
 from ..storage import history
 from ..storage.keys import listing_key, listing_value, mark_key, state_key
-from ..storage.requests import RequestWindow, WindowLimits
+from ..storage.requests import WindowLimits
 from ..storage.view import Storage
 from . import ws_turns
 from .activation import (ALARM, DEAD, ENDING, EXITING, NO_MAIL, RUNNING, SHUTDOWN, START, STARTING,
-                         STOPPED, Activation, Call, Internal, Kind, Mail, Waiting, method_label)
-from .children import exit_notice, exits_on_crash, stopped_error
+                         STOPPED, Activation, Call, Internal, Kind, Mail, Waiting)
+from .children import stopped_error
 from .commit import Reply, encode_end
 from .destroy import end_destroyed, holds_data
 from .host import Host, Services
-from .hot import HotActors
 from .loud import FailureLog, StepClock, clocked
 from .chains import own_chain
 from .nested import NestedTurns, chain_context
 from .system import SYSTEM_METHODS
+from .turn_failure import TurnFailures, report_exit
+from .turn_records import AskRecords
+from .turn_telemetry import TurnTelemetry
 
 if TYPE_CHECKING:
-    from ..metrics import ProcessMetrics
-    from ..tracing import Tracing
     from ..storage.slot import SlotStore
     from .alarm_turns import AlarmTurns
     from .catalog import Catalog
@@ -76,7 +82,10 @@ _NOT_HELD = ENDING | {START}
 
 class Turns(NestedTurns):
     """Runs the turns of a worker's activations (see the module docstring); its half that
-    runs nested turns (call-chain reentrancy) is :class:`~.nested.NestedTurns`."""
+    runs nested turns (call-chain reentrancy) is :class:`~.nested.NestedTurns` (a mixin:
+    a nested turn runs on the outer turn's instance, mailbox state and effects, which it
+    sets aside and restores). What it owns: :attr:`telemetry`, :attr:`records`,
+    :attr:`failures` (set once here, never replaced)."""
 
     def __init__(self, catalog: Catalog, commit: GroupCommit, store: SlotStore,
                  services: Services, alarms: AlarmTurns, system: SystemAsks,
@@ -89,8 +98,6 @@ class Turns(NestedTurns):
         self.services, self.alarms, self.system = services, alarms, system
         self.loop, self.counters = loop, counters
         self.turn_timeout = turn_timeout
-        #: type name -> "stop" or "restart": what a supervised child's crash does
-        self.on_error = on_error
         #: type name -> seconds of history kept (0 or missing: none)
         self.history_window = history_window
         #: shared with the node supervisor: [heartbeat, sync turn start] per slot
@@ -105,20 +112,15 @@ class Turns(NestedTurns):
         self.loud = loud if loud is not None else FailureLog()
         #: written at each sync turn and async step, read by the slow-turn watch (None: off)
         self.clock: StepClock | None = None
-        #: the process's metrics, when the node serves them (None: not timed)
-        self.metrics: ProcessMetrics | None = None
-        #: the busiest actors of the last minute (client.top, actorsys top)
-        self.hot = HotActors(time.monotonic())
-        #: this process's tracer when the node traces (None: no span is made)
-        self.tracing: Tracing | None = None
-        #: the span of each activation's running turn (only while tracing)
-        self.spans: dict[Activation, Any] = {}
-        #: when each activation's running turn started (its duration: metrics, hot actors;
-        #: a nested turn's time is inside the turn that awaited it)
-        self.started: dict[Activation, float] = {}
-        #: the request-id window kept per actor (exactly-once asks, storage/requests.py)
-        self.request_limits = request_limits or WindowLimits(
-            NODE["request_window"].default, NODE["request_window_seconds"].default)
+        #: each turn's time (metrics, hot actors) and span (the worker sets its metrics
+        #: and tracer)
+        self.telemetry = TurnTelemetry(alarms, slot)
+        #: exactly-once asks: committing asks' replies recorded, their retries answered
+        self.records = AskRecords(store, commit, request_limits or WindowLimits(
+            NODE["request_window"].default, NODE["request_window_seconds"].default))
+        #: settles the turns that fail or are discarded
+        self.failures = TurnFailures(catalog, commit, store, alarms, counters, on_error,
+                                     self.loud, self.telemetry)
 
     # -- scheduling ------------------------------------------------------------
     def pump(self, act: Activation) -> None:
@@ -172,11 +174,12 @@ class Turns(NestedTurns):
                 act.gen += 1
         elif type(msg) is Call and msg.op == _ASK and msg.method in SYSTEM_METHODS:
             return self.system.turn(act, msg)
-        elif type(msg) is Call and msg.ctx and self._repeated(act, msg):
+        elif type(msg) is Call and msg.ctx and self.records.repeated(act, msg):
             return None        # answered with the recorded reply: the handler ran once
         act.running = True
         act.tells = ()
-        self.started[act] = now = time.monotonic()
+        telemetry = self.telemetry
+        telemetry.started[act] = now = time.monotonic()
         beats = self.beats
         if beats is not None:
             beats[self._busy] = now   # a sync turn runs since now
@@ -187,8 +190,8 @@ class Turns(NestedTurns):
         # what it asks and tells carries its context (actorsys/tracing.py)
         traced = None
         try:
-            if self.tracing is not None:
-                traced = self._start_span(act, msg)
+            if telemetry.tracing is not None:
+                traced = telemetry.start_span(act, msg)
             if act.instance is None:
                 if type(msg) is Internal and msg.kind in ENDING:
                     return self._finish(act, msg, None)
@@ -199,7 +202,7 @@ class Turns(NestedTurns):
             if inspect.isawaitable(r):
                 return self._go_async(act, msg, r, started=True)
         except BaseException as exc:  # SystemExit or CancelledError from a handler: that actor's crash only
-            return self.fail(act, msg, exc)
+            return self.failures.fail(act, msg, exc)
         finally:
             if beats is not None:
                 beats[self._busy] = 0.0
@@ -208,47 +211,6 @@ class Turns(NestedTurns):
             if traced is not None:
                 tracing.Tracing.detach(traced)
         self._finish(act, msg, r)
-
-    def _start_span(self, act: Activation, msg: Call | Internal) -> Any:
-        """Start the turn's span (a child of the caller's; an alarm's links to the turn
-        that set it) and make it current; the token that undoes that."""
-        assert self.tracing is not None
-        attrs: dict[str, Any] = {"actorsys.type": act.type_name, "actorsys.key": act.key,
-                                 "actorsys.method": method_label(msg), "actorsys.shard": act.shard,
-                                 "actorsys.slot": self.slot}
-        caller = set_by = None
-        if isinstance(msg, Call):
-            kind = tracing.ASK if msg.op == _ASK else tracing.TELL
-            caller = msg.ctx.get("trace") if msg.ctx else None
-        else:
-            kind = tracing.INTERNAL
-            if msg.kind is ALARM:
-                attrs["actorsys.alarm"] = msg.name
-                set_by = self.alarms.set_by(act, msg.name)
-        left = self.spans.pop(act, None)
-        if left is not None:        # (a turn that ended by a path that made no end: closed now)
-            tracing.Tracing.end_span(left, ActorStopped("the turn ended without an outcome"))
-        span, token = self.tracing.start_span(f"{act.type_name}.{attrs['actorsys.method']}",
-                                              caller, kind, attrs, set_by)
-        self.spans[act] = span
-        return token
-
-    def _ended(self, act: Activation, msg: Call | Internal, exc: BaseException | None) -> float:
-        """A turn ended (``exc``: why it failed, or None): its time to the metrics and the
-        hot actors, its span ended; returns the time it ended."""
-        end = time.monotonic()
-        took = end - self.started.pop(act, end)
-        if self.metrics is not None:
-            self.metrics.turn(act.type_name, method_label(msg), exc is None, took)
-        self.hot.turn(act.type_name, act.key, took, exc is None, len(act.mailbox), end)
-        if self.spans:
-            self._end_span(act, exc)
-        return end
-
-    def _end_span(self, act: Activation, exc: BaseException | None) -> None:
-        span = self.spans.pop(act, None)
-        if span is not None:
-            tracing.Tracing.end_span(span, exc)
 
     def _activate(self, act: Activation) -> Any:
         if act.snapshot is None:
@@ -318,17 +280,17 @@ class Turns(NestedTurns):
             if self.stopping:
                 raise            # the worker's own shutdown cancelling what is left
             if act.gen != gen:
-                return self._discard(act, msg)
+                return self.failures.discard(act, msg)
             why = exc.args[0] if exc.args else "the handler was cancelled"
-            self.fail(act, msg, (TimeoutError if "turn_timeout" in str(why) else
-                                 asyncio.CancelledError)(why))
+            self.failures.fail(act, msg, (TimeoutError if "turn_timeout" in str(why) else
+                                          asyncio.CancelledError)(why))
         except BaseException as exc:
             if act.gen != gen:
-                return self._discard(act, msg)
-            self.fail(act, msg, exc)
+                return self.failures.discard(act, msg)
+            self.failures.fail(act, msg, exc)
         else:
             if act.gen != gen:
-                return self._discard(act, msg)
+                return self.failures.discard(act, msg)
             self._finish(act, msg, r)
         if act.nest is not None:
             self.unnest(act)    # its nested turns still running are cancelled
@@ -341,7 +303,7 @@ class Turns(NestedTurns):
         try:
             self._end_turn(act, msg, result)
         except BaseException as exc:  # e.g. a handler replaced self.storage: still only its crash
-            self.fail(act, msg, exc)
+            self.failures.fail(act, msg, exc)
 
     def _end_turn(self, act: Activation, msg: Call | Internal, result: Any) -> None:
         kind = msg.kind if type(msg) is Internal else None
@@ -350,9 +312,9 @@ class Turns(NestedTurns):
         inst = act.instance
         if inst is None and not ending:
             if act.status is STOPPED:   # killed by its supervisor while the turn was awaiting
-                return self.fail(act, msg, stopped_error(act))
+                return self.failures.fail(act, msg, stopped_error(act))
             # a failed group commit invalidated this actor while the turn was awaiting
-            return self.fail(act, msg, StorageError(
+            return self.failures.fail(act, msg, StorageError(
                 "an earlier commit of this actor failed; this turn was discarded"))
         commit = self.commit
         reply: bytes | None
@@ -366,7 +328,7 @@ class Turns(NestedTurns):
                 state_bytes, reply = encode_end(inst.state, rid, result, reply_to is not None,
                                                 self.max_message_bytes, self.store.max_value_bytes)
             except (TypeError, ActorError) as exc:
-                return self.fail(act, msg, exc)
+                return self.failures.fail(act, msg, exc)
             storage: Storage = inst.storage  # type: ignore[assignment]  # the one _activate made
             alarm_at = storage.alarms_changed
             writes = storage.take_writes()
@@ -380,14 +342,14 @@ class Turns(NestedTurns):
             if writes and self.store.broken is not None:
                 # storage is read-only until it recovers: this turn's changes are dropped
                 # (the actor reloads its last commit) and its caller learns why
-                return self.fail(act, msg, self.store.broken)
+                return self.failures.fail(act, msg, self.store.broken)
             if changed:
                 act.snapshot = b"" if state_bytes == _EMPTY_STATE else state_bytes
             if writes:
                 self._stage(act, writes, old_state, state_bytes == _EMPTY_STATE)
             if reply is not None and type(msg) is Call and msg.ctx and (
                     writes or act.tells or act.ws_out or (act.nest is not None and act.nest.committed)):
-                self._record(act, msg, reply)
+                self.records.record(act, msg, reply)
             if alarm_at is not None:
                 self.alarms.note(alarm_at)
         elif ending and reply_to is not None:
@@ -407,7 +369,7 @@ class Turns(NestedTurns):
             act.ws_out = ()
         act.ws_batch = None
         act.running = False
-        act.last_used = self._ended(act, msg, None)
+        act.last_used = self.telemetry.ended(act, msg, None)
         self.counters["turns"] += 1
         if type(msg) is Internal:
             if kind is START:
@@ -419,7 +381,7 @@ class Turns(NestedTurns):
                 act.instance = act.host = None
                 self.counters["passivations"] += 1
                 if kind is EXITING and act.sup is not None and act.status is RUNNING and not self.stopping:
-                    self._report_exit(act, msg.name, "")
+                    report_exit(act, msg.name, "", self.counters, self.commit)
                 elif not act.mailbox:
                     self.catalog.forget(act)
                 return
@@ -457,14 +419,14 @@ class Turns(NestedTurns):
         try:
             reply = wire.ok(msg.rid, result) if reply_to is not None else None
         except Exception as exc:
-            self.fail(act, msg, TypeError(f"turn result is not msgpack-able: {exc}"))
+            self.failures.fail(act, msg, TypeError(f"turn result is not msgpack-able: {exc}"))
             return False, None
         if reply is not None and len(reply) > self.max_message_bytes:
-            self.fail(act, msg, MessageTooLarge(
+            self.failures.fail(act, msg, MessageTooLarge(
                 f"reply of {len(reply)} bytes; max_message_bytes is {self.max_message_bytes}"))
             return False, None
         if self.store.broken is not None:
-            self.fail(act, msg, self.store.broken)
+            self.failures.fail(act, msg, self.store.broken)
             return False, None
         assert act.instance is not None
         storage: Storage = act.instance.storage  # type: ignore[assignment]  # the one _activate made
@@ -473,104 +435,5 @@ class Turns(NestedTurns):
             # exactly-once: the deletion took the actor's request-id window; a retry of
             # this ask must find its reply, not run on a fresh actor (and destroy it again)
             act.requests = None
-            self._record(act, msg, reply)
+            self.records.record(act, msg, reply)
         return True, reply
-    # -- exactly-once asks (storage/requests.py) ---------------------------------------
-    def _window(self, act: Activation) -> RequestWindow:
-        window = act.requests
-        if window is None:
-            window = act.requests = RequestWindow(self.store, act.prefix, self.request_limits)
-        return window
-
-    def _repeated(self, act: Activation, msg: Call) -> bool:
-        """An ask whose request id is in the actor's window is answered with the recorded
-        reply (through the output gate: the record may still be staged)."""
-        request_id = msg.ctx.get("id") if msg.ctx else None
-        if request_id is None or msg.op != _ASK or msg.reply_to is None or not self.request_limits.size:
-            return False
-        try:
-            recorded = self._window(act).reply(self.store, act.prefix, request_id, msg.rid,
-                                               time.time())
-        except StorageError as exc:
-            recorded = wire.err(msg.rid, exc.to_wire())
-        if recorded is None:
-            return False
-        self.commit.reply(msg.reply_to, recorded)
-        self.commit.schedule()
-        act.last_used = time.monotonic()
-        return True
-
-    def _record(self, act: Activation, msg: Call, reply: bytes) -> None:
-        """Record a committing ask's request id and reply, staged with its turn."""
-        request_id = msg.ctx.get("id") if msg.ctx else None
-        if request_id is not None:
-            self._record_id(act, request_id, reply)
-
-    def _record_id(self, act: Activation, request_id: bytes, reply: bytes) -> None:
-        if not self.request_limits.size:
-            return
-        writes: dict[bytes, bytes | None] = {}
-        self._window(act).record(act.prefix, request_id, reply, time.time(),
-                                 min(self.store.max_value_bytes, REQUEST_REPLY_BYTES), writes)
-        self.store.stage(writes, act.prefix)
-        self.commit.staged.append(act)   # a failed commit drops the window with the instance
-
-    def _report_exit(self, act: Activation, reason: str, detail: str) -> None:
-        notice = exit_notice(act, reason, detail)
-        if notice is not None:
-            self.counters["exits"] += 1
-            self.commit.exit(notice)
-
-    # -- failure -----------------------------------------------------------------
-    def fail(self, act: Activation, msg: Call | Internal, exc: BaseException) -> None:
-        """The turn is discarded (see the module docstring); then the decisions that
-        depend on what the turn was: a timed shutdown's timer, an alarm's retry, a
-        supervised child's exit, the error reply, and whether the record stays."""
-        kind = msg.kind if type(msg) is Internal else None
-        if not (isinstance(exc, StorageError) and self.store.broken is not None):
-            self.loud.failed(act, msg, exc)   # (a refused write: the store logged the fault)
-        act.crashed()
-        self.counters["failures"] += 1
-        self._ended(act, msg, exc)
-        if kind is SHUTDOWN:
-            act.cancel_kill_timer()
-        elif type(msg) is Internal and kind is ALARM:
-            self.alarms.failed(act, msg.name, msg.due, exc)
-        if exits_on_crash(act, kind, exc, self.on_error):
-            self._report_exit(act, "crash", f"{type(exc).__name__}: {exc}")
-        elif kind is START and act.status in (RUNNING, STARTING):
-            act.status = DEAD      # the tree learns of the failed start from the reply
-        if msg.reply_to is not None:
-            self.commit.reply(msg.reply_to, failure_reply(act, kind, msg.rid, exc))
-        if kind in ENDING and not act.mailbox and act.status is not DEAD:
-            self.catalog.forget(act)
-
-    def _discard(self, act: Activation, msg: Call | Internal) -> None:
-        """A turn of an earlier generation (killed while it awaited) has ended: its outcome
-        is dropped (no commit, no EXIT, nothing of the current generation touched) and
-        its caller learns the actor was stopped."""
-        kind = msg.kind if type(msg) is Internal else None
-        self.started.pop(act, None)
-        if self.spans:
-            self._end_span(act, ActorStopped(f"{act.type_name}/{act.key:.100} was killed while "
-                                             f"this turn awaited: its outcome is dropped"))
-        if type(msg) is Internal and kind is ALARM:      # not done: it comes back at the end of its lease
-            self.alarms.lost(act, msg.name, msg.due)
-        if msg.reply_to is not None and kind not in ENDING:   # a killed SHUTDOWN was answered
-            self.commit.reply(msg.reply_to, wire.err(msg.rid, stopped_error(act).to_wire()))
-            self.commit.schedule()
-
-
-def failure_reply(act: Activation, kind: Kind | None, rid: int, exc: BaseException) -> bytes:
-    """The error reply to a failed turn: ActorStopped for a stopped child's message,
-    the error itself for a refused write, arguments that do not fit or a Deadlock (a
-    call cycle refused anywhere down the chain is the whole chain's: every caller up it
-    gets ``actorsys.Deadlock``, not a RemoteError around one), otherwise the handler's
-    exception as a remote error with its traceback."""
-    if act.status is STOPPED and kind not in ENDING:
-        return wire.err(rid, stopped_error(act).to_wire())
-    if isinstance(exc, (StorageError, BadArguments, Deadlock)):
-        return wire.err(rid, exc.to_wire())
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return wire.err(rid, {"code": "remote", "type": type(exc).__name__, "message": str(exc)[:10_000],
-                          "traceback": tb[-20_000:]})

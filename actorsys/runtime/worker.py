@@ -21,14 +21,15 @@ What a worker guarantees (the user's view of a turn is ``actorsys/actor/actor.py
   ``turn_timeout`` or whose loop misses heartbeats.
 * **Bad input** (wrong frame counts, undecodable or ill-typed payloads, oversized
   messages, unknown types or methods) is answered with an error where the sender can be
-  addressed, counted, and never stops the worker.
+  addressed, counted, and never stops the worker (``dispatch.py``).
 * **Loud failures** (``loud.py``): every failed turn is logged with its traceback, every
   dropped tell with its reason, rate-limited per actor type; a turn (or a step of an
   async one) blocking the loop longer than ``slow_turn`` is logged while it runs, by a
   watch thread that stops with the worker.
 * **Bounds.** A mailbox holds at most ``mailbox_limit`` messages, and all mailboxes
   together at most ``max_queued_bytes``: a message that has to wait is kept as the bytes
-  that arrived and decoded at its turn. Past either bound the sender gets ``Overloaded``.
+  that arrived and decoded at its turn. Past either bound the sender gets ``Overloaded``
+  (``dispatch.py``).
 * **Storage faults.** A failed group commit fails its turns and turns the store
   read-only (see ``storage/slot.py``): turns that would write get ``StorageError``, reads
   go on, alarms wait, and every 0.5 s the worker tries to reopen the database. A
@@ -36,9 +37,10 @@ What a worker guarantees (the user's view of a turn is ``actorsys/actor/actor.py
   with :data:`EXIT_STORAGE`, and the node stops saying why.
 
 This module is the process: its sockets (:class:`~.commit.Sockets`, where committed output
-leaves), the dispatch of incoming requests to the collaborators that
-:class:`~.assembly.Runtime` wires together, and the life cycle (start, heartbeat,
-shutdown).
+leaves) and the collaborators that :class:`~.assembly.Runtime` wires together, made at
+start and closed at the end, and its life cycle (start, heartbeat, idle passivation,
+shutdown). What arrives (requests on its socket, due alarms) is routed by its
+:class:`~.dispatch.Dispatch`.
 """
 from __future__ import annotations
 
@@ -59,8 +61,7 @@ from ..actor import handlers_of
 from ..actor.classes import import_actor_class
 from ..client.transport import AsyncTransport
 from ..config import NodeConfig, NodeLayout
-from ..errors import (ActorError, BadRequest, MessageTooLarge, NodeUnavailable, Overloaded,
-                      ShardUnavailable, StorageError, UnknownActorType, UnknownMethod, WrongShard)
+from ..errors import ActorError, NodeUnavailable, StorageError
 from ..net.listener import Listener
 from ..net.keys import node_keys
 from ..net.members import apply_member_keys
@@ -72,21 +73,17 @@ from ..storage import alarms as alarm_store
 from ..storage import lost as lost_slot
 from ..storage.slot import SlotStore
 from . import ws_turns
-from .activation import DEAD, ENDING, RUNNING, START, STOPPED, Call, Envelope, Internal, Waiting
+from .activation import ENDING, RUNNING, START, Internal
 from .assembly import Runtime
-from .children import stopped_error
 from .commit import GatewayLink, Sockets
+from .dispatch import Dispatch
 from .ws_routes import GatewayRoutes
 from .grants import Grants, ShardCommands
 from .replication import Replication
 from .loud import SlowTurnWatch, StepClock
-from .system import SYSTEM_METHODS, list_actors, status
 
 log = get_logger("worker")
 _NOBLOCK = int(zmq.NOBLOCK)
-_ASK, _TELL, _SPAWN = wire.ASK, wire.TELL, wire.SPAWN
-#: what the catalog refuses an address for (answered to the sender, if it awaits a reply)
-_REFUSED = (UnknownActorType, BadRequest, WrongShard, ShardUnavailable)
 #: messages ZeroMQ queues per peer on a worker's socket before the peer's send queue fills:
 #: what a worker takes in while a sync turn blocks its loop (which drains 512 at a time)
 RECEIVE_HWM = 1000
@@ -99,7 +96,8 @@ DUMP_SIGNAL = signal.SIGUSR1
 
 
 class Worker:
-    """One worker slot's process: sockets, dispatch and life cycle."""
+    """One worker slot's process: its sockets and collaborators, and its life cycle (see
+    the module docstring); what arrives goes to its :attr:`dispatch`."""
 
     def __init__(self, cfg: NodeConfig, layout: NodeLayout, slot: int, meta: dict[str, Any],
                  beats: "memoryview[float] | None" = None) -> None:
@@ -146,7 +144,7 @@ class Worker:
         pm.gauge("actorsys_queued_bytes", lambda: catalog.queued_bytes)
         pm.gauge("actorsys_alarms_in_flight", self.alarms.in_flight)
         if cfg.metrics_on:
-            self.turns.metrics = pm
+            self.turns.telemetry.metrics = pm
             self.store.on_commit = pm.commit
             self.alarms.metrics = pm
         return pm
@@ -208,7 +206,9 @@ class Worker:
                                         max_message_bytes=cfg.max_message_bytes,
                                         max_pending=cfg.max_pending_asks,
                                         default_timeout=cfg.ask_timeout, keys=client_keys)
-        self.pump = SocketPump(loop, self.sock, self._on_frames, after_batch=self._after_batch)
+        # (its handler is the dispatch, made below with the collaborators it routes to:
+        # nothing is read from the socket before this coroutine first awaits)
+        self.pump = SocketPump(loop, self.sock, _not_yet, after_batch=self._after_batch)
         self.tree_sock = (dealer(self.ctx, self.tree_endpoint, client_keys)
                           if self.tree_endpoint else None)
         self.gateway = GatewayLink(self.ctx, self.gateway_endpoint, client_keys,
@@ -229,7 +229,7 @@ class Worker:
                                        cfg.max_message_bytes)
         self.shard_commands.replication = self.replication
         self.replication.on_refused = self.shard_commands.stop_serving
-        self.replication.follower.busy = self.shard_commands.draining_shard
+        self.replication.follower.busy = self.shard_commands.drains.busy
         self.routes: GatewayRoutes | None = None
         if cfg.cluster is not None:      # effects to every member's gateway (ws_routes.py)
             self.routes = GatewayRoutes(self.ctx, self.gateway, client_keys, cfg.max_message_bytes,
@@ -240,8 +240,13 @@ class Worker:
         self.loud = self.turns.loud
         self.loud.epoch_of = self._epoch_of
         self.metrics = self._metrics(cfg)
+        self.dispatch = Dispatch(cfg, self.slot, self.endpoints[self.slot], self.tree_endpoint,
+                                 self.map, self.classes, self.counters, self.output, rt,
+                                 self.store, self.grants, self.shard_commands, self.replication,
+                                 self.metrics, self.lost)
+        self.pump.on_frames = self.dispatch.on_frames
         if cfg.tracing:
-            self.turns.tracing = tracing.start("worker", self.slot)
+            self.turns.telemetry.tracing = tracing.start("worker", self.slot)
         self.watch: SlowTurnWatch | None = None
         if cfg.slow_turn > 0:
             self.turns.clock = StepClock()
@@ -253,7 +258,7 @@ class Worker:
             loop.add_signal_handler(sig, self._begin_shutdown)
         tick = min(max(cfg.idle_timeout / 4, 0.05), 1.0)
         self._reaper = loop.call_later(tick, self._passivate_idle, tick)
-        clock = self.alarms.start_clock(loop, self._alarms_due, alarm_store.REDELIVER_AFTER
+        clock = self.alarms.start_clock(loop, self.dispatch.alarms_due, alarm_store.REDELIVER_AFTER
                                         + cfg.turn_timeout)
         self._map_fetch: asyncio.Task[None] | None = None
         if cfg.cluster is not None:
@@ -283,8 +288,8 @@ class Worker:
                 self.routes.close()
             self.listener.close(500)   # give the last flushed replies time to leave
             self.store.close()
-            if self.turns.tracing is not None:
-                self.turns.tracing.close()      # (its last spans exported)
+            if self.turns.telemetry.tracing is not None:
+                self.turns.telemetry.tracing.close()      # (its last spans exported)
             self.ctx.term()
 
     async def _fetch_map(self) -> None:
@@ -359,153 +364,9 @@ class Worker:
     def _after_batch(self) -> None:
         self.commit.flush()
 
-    # -- incoming --------------------------------------------------------------
-    def _reject(self, envelope: Envelope | None, rid: int, exc: ActorError) -> ActorError | None:
-        """Answer a request at once with an error (nothing of it ran: no output gate).
-        A tell (no envelope) has nobody to answer: the error is returned, for the log."""
-        if envelope is None:
-            return exc
-        body = exc.to_wire()
-        if isinstance(exc, WrongShard):
-            body["epoch"] = self.grants.epoch if self.grants.active else self.map.epoch
-        self.output.send(envelope, wire.err(rid, body))
-        return None
 
-    def _on_frames(self, frames: list[bytes]) -> None:
-        c = self.counters
-        c["received"] += 1
-        try:
-            envelope, op, rid, rest = wire.decode_frames(frames, self.cfg.max_message_bytes)
-        except wire.Rejected as r:
-            c["bad_frames"] += 1
-            self._reject(r.envelope, r.rid, r.error)
-            if r.rid == 0 and isinstance(r.error, MessageTooLarge):   # a tell (rid 0): no reader
-                self.loud.dropped("?", "?", "?", r.error)
-            return
-        try:
-            self._dispatch(envelope, op, rid, rest, frames)
-        except ActorError as exc:   # refused, or an address's record could not be read
-            self._reject(envelope, rid, exc)
-            if op == _TELL:
-                self.loud.dropped(rest[0], rest[1], rest[2], exc)
-
-    def _dispatch(self, envelope: Envelope, op: int, rid: int, rest: list[Any],
-                  frames: list[bytes]) -> None:
-        c = self.counters
-        if op == _ASK or op == _TELL:
-            dropped = self._deliver(op, envelope if op == _ASK else None, rid, rest[0], rest[1],
-                                    rest[2], rest[3], rest[4], frames[-1],
-                                    rest[5] if len(rest) > 5 else None)
-            if dropped is not None:     # a tell refused: the log is the only place it shows
-                self.loud.dropped(rest[0], rest[1], rest[2], dropped)
-        elif (op == wire.STOP or (op == _SPAWN and len(rest) == 3)) and self.tree_endpoint is None:
-            c["bad_frames"] += 1     # only a supervision tree starts and stops children
-            self._reject(envelope, rid, BadRequest(
-                f"{wire.OPS[op]} with options is the supervision tree's; this node has none"))
-        elif op == _SPAWN:
-            if len(rest) == 3:
-                self.children.start(envelope, rid, rest[0], rest[1], rest[2])
-            else:
-                self._deliver(op, envelope, rid, rest[0], rest[1], "", [], {})
-        elif op == wire.STOP:
-            self.children.stop(envelope, rid, rest[0], rest[1], rest[2])
-        elif op == wire.LIST:
-            if rest[0] not in self.classes:
-                c["bad_frames"] += 1
-                self._reject(envelope, rid, self.catalog.unknown_type(rest[0]))
-                return
-            self.output.send(envelope, wire.ok(rid, list_actors(
-                self.store, rest[0], rest[1], rest[2],
-                served=self.grants.served if self.grants.active else None)))
-        elif op == wire.PING:
-            self.output.send(envelope, wire.ok(rid, "pong"))
-        elif op == wire.METRICS:
-            self.output.send(envelope, wire.ok(rid, self.metrics.families()))
-        elif op == wire.TOP:
-            hot = self.turns.hot.top(rest[0], rest[1], time.monotonic())
-            for h in hot:
-                h["slot"] = self.slot
-            self.output.send(envelope, wire.ok(rid, hot))
-        elif op == wire.STATUS:
-            st = status(self.slot, self.endpoints[self.slot], self.catalog, self.alarms, self.store,
-                        self.counters)
-            st["granted"] = len(self.grants.shards) if self.grants.active else None
-            st["fenced"] = self.grants.fenced()
-            st["lost"] = self.lost
-            st["replication"] = self.replication.status()
-            self.output.send(envelope, wire.ok(rid, st))
-        elif op == wire.SHARDS:
-            self.shard_commands.serve(envelope, rid, rest[0], rest[1])
-        elif op == wire.MAP:
-            self.output.send(envelope, wire.ok(rid, self.map.to_wire(
-                max_message_bytes=self.cfg.max_message_bytes, tree=self.tree_endpoint)))
-        else:   # EXIT and SUP belong to the supervision tree
-            c["bad_frames"] += 1
-            self._reject(envelope, rid, BadRequest(f"a worker does not serve {wire.OPS[op]} requests"))
-
-    def _deliver(self, op: int, reply_to: Envelope | None, rid: int, type_name: str, key: str,
-                 method: str, args: list[Any], kwargs: dict[str, Any],
-                 raw: bytes | None = None, ctx: dict[str, Any] | None = None) -> ActorError | None:
-        """Admit a message to its actor's mailbox (or refuse it), and run it if it can.
-        Returns why a tell was refused (None: admitted, or an ask, answered)."""
-        if self.turns.stopping:  # passivation is under way; a new turn would reactivate the actor
-            return self._reject(reply_to, rid, NodeUnavailable(
-                f"worker slot {self.slot} is shutting down"))
-        try:
-            act = self.catalog.resident(type_name, key)
-        except _REFUSED as exc:
-            return self._reject(reply_to, rid, exc)
-        if self.grants.active and (refused := self.grants.refuse(act.shard)) is not None:
-            return self._reject(reply_to, rid, refused)
-        if act.status is STOPPED and not (op == _ASK and method in SYSTEM_METHODS):
-            return self._reject(reply_to, rid, stopped_error(act))
-        if op != _SPAWN and method not in act.handlers and not (
-                op == _ASK and method in SYSTEM_METHODS):
-            self.counters["bad_frames"] += 1
-            if not act.mailbox and not act.running and act.instance is None and act.sup is None:
-                self.catalog.forget(act)
-            return self._reject(reply_to, rid, UnknownMethod(
-                f"actor type '{type_name}' has no method '{method:.200}'"))
-        cfg = self.cfg
-        # (asks held for a nested turn, see nested.py, count as mail)
-        if len(act.mailbox) + (len(act.nest.pending) if act.nest else 0) >= cfg.mailbox_limit:
-            self.counters["overloaded"] += 1
-            return self._reject(reply_to, rid, Overloaded(
-                f"mailbox of {type_name}/{key:.200} is full ({cfg.mailbox_limit} messages)"))
-        if (act.running and ctx is not None and op == _ASK and "chain" in ctx
-                and method not in SYSTEM_METHODS and self.turns.reenter(
-                    act, Call(op, reply_to, rid, method, args, kwargs, ctx))):
-            return None   # a nested turn: it came back to the turn waiting on it (or Deadlock)
-        if raw is not None and (act.running or act.mailbox):
-            # it has to wait: keep its wire bytes, not the decoded values (which can be
-            # 70 times larger), so max_queued_bytes bounds the memory it holds
-            catalog = self.catalog
-            if catalog.queued_bytes + len(raw) > cfg.max_queued_bytes:
-                self.counters["overloaded"] += 1
-                return self._reject(reply_to, rid, Overloaded(
-                    f"worker slot {self.slot} holds {catalog.queued_bytes} bytes of queued messages "
-                    f"(max_queued_bytes is {cfg.max_queued_bytes})"))
-            catalog.queued_bytes += len(raw)
-            act.mail().append(Waiting(op, reply_to, rid, method, raw))
-        elif not act.running and not act.mailbox and act.status is not DEAD:
-            self.turns.run_now(act, Call(op, reply_to, rid, method, args, kwargs, ctx))
-            return None
-        else:
-            act.mail().append(Call(op, reply_to, rid, method, args, kwargs, ctx))
-        if not act.running:
-            self.turns.pump(act)
-        return None
-
-    def _alarms_due(self, batch: list[tuple[int, int, str, str, str]]) -> None:
-        """The alarm clock hands over due alarms: count each attempt durably (and lease
-        the alarm until its backoff), then run the turns (activating the actors)."""
-        if self.turns.stopping:
-            return
-        queued = self.alarms.admit(batch)
-        self.commit.flush()    # the attempts are durable before any on_alarm runs (if the
-        for act in queued:     # commit failed, the turns find their lease missing: no-ops)
-            if not act.running:
-                self.turns.pump(act)
+def _not_yet(frames: list[bytes]) -> None:
+    raise AssertionError("a message was read before the worker's dispatch was made")
 
 
 def main(cfg: NodeConfig, layout: NodeLayout, slot: int, meta: dict[str, Any],

@@ -523,7 +523,7 @@ def test_a_failed_local_commit_reads_the_position_from_disk_again(slot: Slot) ->
 
 def test_a_peers_send_queue_is_bounded_and_a_failed_request_drops_it(
         slot: Slot, monkeypatch: pytest.MonkeyPatch) -> None:
-    from actorsys.runtime import replication
+    from actorsys.runtime import repl_stream
     repl, (link,) = replicate(slot)
     p = repl.peers["ipc://f0"]
     link.window = 1                                 # one append in flight, the rest queued
@@ -531,7 +531,7 @@ def test_a_peers_send_queue_is_bounded_and_a_failed_request_drops_it(
         slot.ask("Counter", "a", "add", 1)
         slot.commit.flush()
     assert len(link.appends) == 1 and len(p.outq) == 2 and p.outq_bytes == sum(n for _b, n in p.outq)
-    monkeypatch.setattr(replication, "OUTQ_BYTES", p.outq_bytes)
+    monkeypatch.setattr(repl_stream, "OUTQ_BYTES", p.outq_bytes)
     slot.ask("Counter", "a", "add", 1)
     slot.commit.flush()
     assert not p.outq and p.outq_bytes == 0, "over the bound: off the stream, queue dropped"

@@ -1,0 +1,221 @@
+"""A worker's dispatch: every request that arrives on its socket, and every batch of due
+alarms its clock hands over, to the collaborator that serves it (made by
+:class:`~.worker.Worker`, which owns one; the pump of its socket calls
+:meth:`Dispatch.on_frames` for each message).
+
+* **Messages to actors** (ASK, TELL, SPAWN without options): admitted to their actor's
+  mailbox, or refused at once with an error the sender can read (a tell's refusal is
+  logged: nobody awaits it). Refused: an address the catalog will not make (unknown
+  type, a shard not served here), an actor stopped by its tree, an unknown method, a full
+  mailbox (``mailbox_limit``) or too many bytes queued on the worker
+  (``max_queued_bytes``), anything once the worker is shutting down. An ask coming back
+  along the call chain of the turn waiting on it runs nested (``nested.py``). A message
+  that has to wait is kept as the bytes that arrived, decoded at its turn; one for an
+  idle actor with an empty mailbox runs at once.
+* **The supervision tree's** SPAWN with options and STOP (``children.py``); refused
+  where there is no tree.
+* **What the worker answers itself**: LIST, PING, METRICS, TOP, STATUS, MAP, and the
+  router's SHARDS commands (``grants.py``).
+* **Bad input** (wrong frame counts, undecodable or ill-typed payloads, oversized
+  messages, EXIT and SUP, which are the tree's) is answered with an error where the
+  sender can be addressed, counted in ``bad_frames``, and never stops the worker.
+* **Due alarms** (:meth:`Dispatch.alarms_due`): each attempt is counted durably before
+  its turn runs (``alarm_turns.py``).
+
+Nothing here runs a turn's code itself: :class:`~.turns.Turns` does. Invariant: every
+field is set once, at construction, to the worker's own collaborators.
+"""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..errors import (ActorError, BadRequest, MessageTooLarge, NodeUnavailable, Overloaded,
+                      ShardUnavailable, UnknownActorType, UnknownMethod, WrongShard)
+from ..protocol import wire
+from .activation import DEAD, STOPPED, Call, Envelope, Waiting
+from .children import stopped_error
+from .system import SYSTEM_METHODS, list_actors, status
+
+if TYPE_CHECKING:
+    from .. import metrics
+    from ..config import NodeConfig
+    from ..protocol.shardmap import ShardMap
+    from ..storage.slot import SlotStore
+    from .assembly import Runtime
+    from .commit import Output
+    from .grants import Grants, ShardCommands
+    from .replication import Replication
+
+_ASK, _TELL, _SPAWN = wire.ASK, wire.TELL, wire.SPAWN
+#: what the catalog refuses an address for (answered to the sender, if it awaits a reply)
+_REFUSED = (UnknownActorType, BadRequest, WrongShard, ShardUnavailable)
+
+
+class Dispatch:
+    """Routes a worker's incoming requests and due alarms (see the module docstring)."""
+
+    def __init__(self, cfg: NodeConfig, slot: int, endpoint: str, tree_endpoint: str | None,
+                 shard_map: ShardMap, classes: dict[str, type], counters: dict[str, int],
+                 output: Output, rt: Runtime, store: SlotStore, grants: Grants,
+                 shard_commands: ShardCommands, replication: Replication,
+                 process_metrics: metrics.ProcessMetrics, lost: bool) -> None:
+        self.cfg, self.slot, self.endpoint = cfg, slot, endpoint
+        #: the supervision tree's endpoint (None: no tree; its requests are refused)
+        self.tree_endpoint = tree_endpoint
+        self.map, self.classes, self.counters, self.output = shard_map, classes, counters, output
+        self.catalog, self.turns, self.children = rt.catalog, rt.turns, rt.children
+        self.commit, self.alarms = rt.commit, rt.alarms
+        self.store, self.grants, self.shard_commands = store, grants, shard_commands
+        self.replication, self.metrics = replication, process_metrics
+        self.loud = rt.turns.loud
+        #: the slot's database was lost at start (STATUS says so; worker.py)
+        self.lost = lost
+
+    def reject(self, envelope: Envelope | None, rid: int, exc: ActorError) -> ActorError | None:
+        """Answer a request at once with an error (nothing of it ran: no output gate).
+        A tell (no envelope) has nobody to answer: the error is returned, for the log."""
+        if envelope is None:
+            return exc
+        body = exc.to_wire()
+        if isinstance(exc, WrongShard):
+            body["epoch"] = self.grants.epoch if self.grants.active else self.map.epoch
+        self.output.send(envelope, wire.err(rid, body))
+        return None
+
+    def on_frames(self, frames: list[bytes]) -> None:
+        """One message from the worker's socket."""
+        c = self.counters
+        c["received"] += 1
+        try:
+            envelope, op, rid, rest = wire.decode_frames(frames, self.cfg.max_message_bytes)
+        except wire.Rejected as r:
+            c["bad_frames"] += 1
+            self.reject(r.envelope, r.rid, r.error)
+            if r.rid == 0 and isinstance(r.error, MessageTooLarge):   # a tell (rid 0): no reader
+                self.loud.dropped("?", "?", "?", r.error)
+            return
+        try:
+            self._dispatch(envelope, op, rid, rest, frames)
+        except ActorError as exc:   # refused, or an address's record could not be read
+            self.reject(envelope, rid, exc)
+            if op == _TELL:
+                self.loud.dropped(rest[0], rest[1], rest[2], exc)
+
+    def _dispatch(self, envelope: Envelope, op: int, rid: int, rest: list[Any],
+                  frames: list[bytes]) -> None:
+        c = self.counters
+        if op == _ASK or op == _TELL:
+            dropped = self._deliver(op, envelope if op == _ASK else None, rid, rest[0], rest[1],
+                                    rest[2], rest[3], rest[4], frames[-1],
+                                    rest[5] if len(rest) > 5 else None)
+            if dropped is not None:     # a tell refused: the log is the only place it shows
+                self.loud.dropped(rest[0], rest[1], rest[2], dropped)
+        elif (op == wire.STOP or (op == _SPAWN and len(rest) == 3)) and self.tree_endpoint is None:
+            c["bad_frames"] += 1     # only a supervision tree starts and stops children
+            self.reject(envelope, rid, BadRequest(
+                f"{wire.OPS[op]} with options is the supervision tree's; this node has none"))
+        elif op == _SPAWN:
+            if len(rest) == 3:
+                self.children.start(envelope, rid, rest[0], rest[1], rest[2])
+            else:
+                self._deliver(op, envelope, rid, rest[0], rest[1], "", [], {})
+        elif op == wire.STOP:
+            self.children.stop(envelope, rid, rest[0], rest[1], rest[2])
+        elif op == wire.LIST:
+            if rest[0] not in self.classes:
+                c["bad_frames"] += 1
+                self.reject(envelope, rid, self.catalog.unknown_type(rest[0]))
+                return
+            self.output.send(envelope, wire.ok(rid, list_actors(
+                self.store, rest[0], rest[1], rest[2],
+                served=self.grants.served if self.grants.active else None)))
+        elif op == wire.PING:
+            self.output.send(envelope, wire.ok(rid, "pong"))
+        elif op == wire.METRICS:
+            self.output.send(envelope, wire.ok(rid, self.metrics.families()))
+        elif op == wire.TOP:
+            hot = self.turns.telemetry.hot.top(rest[0], rest[1], time.monotonic())
+            for h in hot:
+                h["slot"] = self.slot
+            self.output.send(envelope, wire.ok(rid, hot))
+        elif op == wire.STATUS:
+            st = status(self.slot, self.endpoint, self.catalog, self.alarms, self.store,
+                        self.counters)
+            st["granted"] = len(self.grants.shards) if self.grants.active else None
+            st["fenced"] = self.grants.fenced()
+            st["lost"] = self.lost
+            st["replication"] = self.replication.status()
+            self.output.send(envelope, wire.ok(rid, st))
+        elif op == wire.SHARDS:
+            self.shard_commands.serve(envelope, rid, rest[0], rest[1])
+        elif op == wire.MAP:
+            self.output.send(envelope, wire.ok(rid, self.map.to_wire(
+                max_message_bytes=self.cfg.max_message_bytes, tree=self.tree_endpoint)))
+        else:   # EXIT and SUP belong to the supervision tree
+            c["bad_frames"] += 1
+            self.reject(envelope, rid, BadRequest(f"a worker does not serve {wire.OPS[op]} requests"))
+
+    def _deliver(self, op: int, reply_to: Envelope | None, rid: int, type_name: str, key: str,
+                 method: str, args: list[Any], kwargs: dict[str, Any],
+                 raw: bytes | None = None, ctx: dict[str, Any] | None = None) -> ActorError | None:
+        """Admit a message to its actor's mailbox (or refuse it), and run it if it can.
+        Returns why a tell was refused (None: admitted, or an ask, answered)."""
+        if self.turns.stopping:  # passivation is under way; a new turn would reactivate the actor
+            return self.reject(reply_to, rid, NodeUnavailable(
+                f"worker slot {self.slot} is shutting down"))
+        try:
+            act = self.catalog.resident(type_name, key)
+        except _REFUSED as exc:
+            return self.reject(reply_to, rid, exc)
+        if self.grants.active and (refused := self.grants.refuse(act.shard)) is not None:
+            return self.reject(reply_to, rid, refused)
+        if act.status is STOPPED and not (op == _ASK and method in SYSTEM_METHODS):
+            return self.reject(reply_to, rid, stopped_error(act))
+        if op != _SPAWN and method not in act.handlers and not (
+                op == _ASK and method in SYSTEM_METHODS):
+            self.counters["bad_frames"] += 1
+            if not act.mailbox and not act.running and act.instance is None and act.sup is None:
+                self.catalog.forget(act)
+            return self.reject(reply_to, rid, UnknownMethod(
+                f"actor type '{type_name}' has no method '{method:.200}'"))
+        cfg = self.cfg
+        # (asks held for a nested turn, see nested.py, count as mail)
+        if len(act.mailbox) + (len(act.nest.pending) if act.nest else 0) >= cfg.mailbox_limit:
+            self.counters["overloaded"] += 1
+            return self.reject(reply_to, rid, Overloaded(
+                f"mailbox of {type_name}/{key:.200} is full ({cfg.mailbox_limit} messages)"))
+        if (act.running and ctx is not None and op == _ASK and "chain" in ctx
+                and method not in SYSTEM_METHODS and self.turns.reenter(
+                    act, Call(op, reply_to, rid, method, args, kwargs, ctx))):
+            return None   # a nested turn: it came back to the turn waiting on it (or Deadlock)
+        if raw is not None and (act.running or act.mailbox):
+            # it has to wait: keep its wire bytes, not the decoded values (which can be
+            # 70 times larger), so max_queued_bytes bounds the memory it holds
+            catalog = self.catalog
+            if catalog.queued_bytes + len(raw) > cfg.max_queued_bytes:
+                self.counters["overloaded"] += 1
+                return self.reject(reply_to, rid, Overloaded(
+                    f"worker slot {self.slot} holds {catalog.queued_bytes} bytes of queued messages "
+                    f"(max_queued_bytes is {cfg.max_queued_bytes})"))
+            catalog.queued_bytes += len(raw)
+            act.mail().append(Waiting(op, reply_to, rid, method, raw))
+        elif not act.running and not act.mailbox and act.status is not DEAD:
+            self.turns.run_now(act, Call(op, reply_to, rid, method, args, kwargs, ctx))
+            return None
+        else:
+            act.mail().append(Call(op, reply_to, rid, method, args, kwargs, ctx))
+        if not act.running:
+            self.turns.pump(act)
+        return None
+
+    def alarms_due(self, batch: list[tuple[int, int, str, str, str]]) -> None:
+        """The alarm clock hands over due alarms: count each attempt durably (and lease
+        the alarm until its backoff), then run the turns (activating the actors)."""
+        if self.turns.stopping:
+            return
+        queued = self.alarms.admit(batch)
+        self.commit.flush()    # the attempts are durable before any on_alarm runs (if the
+        for act in queued:     # commit failed, the turns find their lease missing: no-ops)
+            if not act.running:
+                self.turns.pump(act)
