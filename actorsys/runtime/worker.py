@@ -83,7 +83,6 @@ from .replication import Replication
 from .loud import SlowTurnWatch, StepClock
 
 log = get_logger("worker")
-_NOBLOCK = int(zmq.NOBLOCK)
 #: messages ZeroMQ queues per peer on a worker's socket before the peer's send queue fills:
 #: what a worker takes in while a sync turn blocks its loop (which drains 512 at a time)
 RECEIVE_HWM = 1000
