@@ -453,7 +453,13 @@ class Supervisor:
         ch = self._find(cid)
         if ch.state is not STOPPED:
             raise ChildRunning(f"child '{ch.id}' of supervisor '{self.name}' is {ch.state.reported}")
-        await self._start_child(ch)
+        try:
+            await self._start_child(ch)
+        except StartFailed:
+            # OTP: the error is the answer and the child stays a stopped spec (what its
+            # failed start left on a worker is stopped), not one waiting for a restart
+            await self._stop(ch)
+            raise
         return ch.info()
 
     async def delete_child(self, cid: Any) -> None:

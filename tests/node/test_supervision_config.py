@@ -558,6 +558,23 @@ def test_start_child_whose_on_start_raises_is_start_failed_and_not_added(tmp_pat
             f"expected no simple_one_for_one child added: {jobs.which_children()}"
 
 
+
+def test_a_restart_child_that_fails_answers_start_failed_and_leaves_the_child_stopped(tmp_path):
+    """OTP ``sup_start_restart_child_returns_error``: the failed start is the answer, and
+    the child stays a stopped spec (a later restart_child tries again), not one reported
+    as restarting with no restart to come."""
+    with actorsys.Node(write(tmp_path, NODE + ACTORS + RUNTIME_TREE)) as node:
+        client = node.client()
+        root = client.supervisor("root")
+        client.ask("Worker", "a", "fail_next_start")
+        root.terminate_child("a")
+        for attempt in (1, 2):
+            with pytest.raises(actorsys.StartFailed) as info:
+                root.restart_child("a")
+            assert "a refuses to start" in str(info.value), (attempt, str(info.value))
+            status = {c["id"]: c["status"] for c in root.which_children()}
+            assert status == {"a": "stopped"}, f"after failed restart {attempt}: {status}"
+
 INVALID_START_SPECS = [
     ({"id": "x", "actor": "Worker", "key": "x", "restart": "sometimes"}, "restart", "invalid restart type"),
     ({"id": "x", "actor": "Worker", "key": "x", "shutdown": -5}, "shutdown", "invalid shutdown -5"),

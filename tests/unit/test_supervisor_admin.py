@@ -53,8 +53,6 @@ async def test_a_start_child_that_fails_leaves_no_child() -> None:
     assert host.index == {} and host.store.dynamic("root") == [], "neither indexed nor persisted"
 
 
-@pytest.mark.xfail(strict=True, reason="differs from OTP: a restart_child that fails leaves the "
-                   "child reported 'restarting' (no retry is queued) until terminate_child")
 @in_loop
 async def test_a_restart_child_that_fails_leaves_the_child_stopped() -> None:
     """OTP ``sup_start_restart_child_returns_error``: restart_child answers the error and
