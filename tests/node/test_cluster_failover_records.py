@@ -1,6 +1,7 @@
-"""Failover and replica-set changes written to a real etcd (actorsys/cluster/replicas.py,
-ownership.py), the workers' answers given by a stand-in ``call`` (the real workers'
-side is tested with real nodes in test_cluster_replicas.py): followers and learners
+"""Failover and replica-set changes written to a real etcd (actorsys/cluster/replicas.py
+and its parts: failover.py, replica_writes.py; ownership.py), the workers' answers given
+by a stand-in ``call`` (the real workers' side is tested with real nodes in
+test_cluster_replicas.py): followers and learners
 survive a write, a change of them keeps the epoch, and a failover asks each live
 follower's home worker once for its position with the fence ``epoch + 1`` before it
 promotes the most advanced one, only where enough voters answered."""
@@ -92,7 +93,7 @@ def test_failover_fences_then_promotes_the_most_advanced_follower(etcd):
                     membership=SimpleNamespace(members={n: member(n) for n in ("n2", "n3")}),
                     grants=0)
             rep = Replicas(co)  # type: ignore[arg-type]
-            assert await rep.failover() == 0, "n3 did not answer: u = 2 (n1, n3) = quorum"
+            assert await rep.failover.run() == 0, "n3 did not answer: u = 2 (n1, n3) = quorum"
             position_calls = [(e, a) for e, cmd, a in calls if cmd == "position"]
             # one call per (follower, its home worker), each with the fence epoch + 1
             assert sorted(e for e, _a in position_calls) == [
@@ -109,7 +110,7 @@ def test_failover_fences_then_promotes_the_most_advanced_follower(etcd):
                 seq = 10 if endpoint.startswith("tcp://n2") else 20
                 return {"positions": {s: [1, seq] for s in args["shards"]}, "fences": {}}
             co.call = call2
-            assert await rep.failover() == 8
+            assert await rep.failover.run() == 8
             now = await own.read()
             for s in range(8):
                 r = now[s]
@@ -160,8 +161,8 @@ def test_a_leader_grows_promotes_transfers_and_trims_its_shards_sets(etcd):
                 async def grant_all(self, slots: Any = None) -> None:
                     self.grants += 1
                     order.append("grant:" + ",".join(
-                        f"{s}-{sorted(d)}" for s, d in sorted(rep.demoting.items())))
-                    promoting.append({s: set(d) for s, d in rep.promoting.items()})
+                        f"{s}-{sorted(d)}" for s, d in sorted(rep.grants.demoting.items())))
+                    promoting.append({s: set(d) for s, d in rep.grants.promoting.items()})
                     promoted.append({s: r.followers for s, r in co.owned.items()})
 
             nodes = ["n1", "n2", "n3"]
@@ -219,5 +220,5 @@ def test_a_leader_grows_promotes_transfers_and_trims_its_shards_sets(etcd):
                        and placement.ranked(s, nodes4)[0] == "n1"]
             if trimmed:
                 assert any(o != "grant:" for o in order), "a surplus voter left the grant first"
-            assert not rep.demoting
+            assert not rep.grants.demoting
     asyncio.run(run())

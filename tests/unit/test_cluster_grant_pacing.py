@@ -1,4 +1,4 @@
-"""The router's periodic grants to its workers (actorsys/cluster/coordinator.py): grants
+"""The router's periodic grants to its workers (actorsys/cluster/grants.py): grants
 asked for while one is on its way make a single grant after it (a look at the contents if
 any of them wanted one), never a queue. Before, a slow worker got a queue of grants no
 longer true and fell ever further behind, its loop blocked until it was killed as hung.
@@ -8,14 +8,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from actorsys.cluster.coordinator import Coordinator
+from actorsys.cluster.grants import Grants
 
 
 class Router:
-    """The attributes of a Coordinator its grant pacing uses; ``_grant`` records each
+    """The attributes of Grants its grant pacing uses; ``_grant`` records each
     grant sent and waits until the test lets it answer."""
 
-    _grant_quietly = Coordinator._grant_quietly
+    grant_quietly = Grants.grant_quietly
 
     def __init__(self) -> None:
         self.grant_follow: dict[int, bool | None] = {}
@@ -39,12 +39,12 @@ class Router:
 def test_grants_asked_while_one_is_on_its_way_make_one_more_after_it() -> None:
     async def main() -> Router:
         r = Router()
-        first = asyncio.create_task(r._grant_quietly(0, renew_only=True))
+        first = asyncio.create_task(r.grant_quietly(0, renew_only=True))
         await asyncio.sleep(0)
         for _ in range(20):                              # two seconds of periodic rounds
-            await r._grant_quietly(0, renew_only=True)
-        await r._grant_quietly(0, renew_only=False)      # (a change: look at the contents)
-        other = asyncio.create_task(r._grant_quietly(1, renew_only=True))
+            await r.grant_quietly(0, renew_only=True)
+        await r.grant_quietly(0, renew_only=False)      # (a change: look at the contents)
+        other = asyncio.create_task(r.grant_quietly(1, renew_only=True))
         await asyncio.sleep(0)
         assert r.sent == [(0, True, True), (1, True, True)], "worker 1's own, at once"
         r.answer.set()

@@ -223,7 +223,7 @@ def test_a_leadership_transfer_whose_target_does_not_catch_up_rolls_back(monkeyp
 
 def hand_back(monkeypatch, sizes: dict[str, int], at_once: int = 8,
               again_fails: bool = False) -> Any:
-    """Replicas._transfer of ``sizes[t]`` shards to each target t, led by a (followers b,
+    """Transfers.run of ``sizes[t]`` shards to each target t, led by a (followers b,
     c); c never catches up. Returns (its result or exception, the coordinator's stand-in,
     the most drains at once, the Replicas, {target: its shards}, the fake ownership)."""
     from types import SimpleNamespace
@@ -231,7 +231,7 @@ def hand_back(monkeypatch, sizes: dict[str, int], at_once: int = 8,
     from actorsys.cluster.replicas import Replicas
 
     monkeypatch.setattr("actorsys.cluster.handoff.CATCH_UP_TIMEOUT", 0.3)
-    monkeypatch.setattr("actorsys.cluster.replicas.WRITES_AT_ONCE", at_once)
+    monkeypatch.setattr("actorsys.cluster.replica_transfers.WRITES_AT_ONCE", at_once)
     n = sum(sizes.values())
     shards, first = {}, 0
     for t, k in sizes.items():
@@ -266,7 +266,7 @@ def hand_back(monkeypatch, sizes: dict[str, int], at_once: int = 8,
             membership=SimpleNamespace(members={x: SimpleNamespace(leaving=False)
                                                 for x in "abc"}))
         reps = Replicas(co)  # type: ignore[arg-type]
-        reps._backoff["c"] = (0.0, 0.0)     # noqa: SLF001  (as if once failed, long ago)
+        reps.transfers.backoff["c"] = (0.0, 0.0)     # (as if once failed, long ago)
 
         async def progress(batch: list[int]) -> dict[int, dict[str, int]]:
             return {s: {"epoch": 4, "seq": 9} for s in batch}
@@ -274,9 +274,9 @@ def hand_back(monkeypatch, sizes: dict[str, int], at_once: int = 8,
         async def peer_positions(to: str, batch: list[int]) -> dict[int, tuple[int, int]]:
             return {s: (4, 9 if to == "b" else 8) for s in batch}     # c never catches up
 
-        reps.progress, reps.peer_positions = progress, peer_positions   # type: ignore[method-assign]
+        reps.asks.progress, reps.asks.peer_positions = progress, peer_positions  # type: ignore[method-assign]
         try:
-            result: Any = await reps._transfer(shards)     # noqa: SLF001
+            result: Any = await reps.transfers.run(shards)
         except Exception as exc:
             result = exc
         left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
@@ -286,7 +286,7 @@ def hand_back(monkeypatch, sizes: dict[str, int], at_once: int = 8,
 
 
 def test_a_hand_back_runs_its_batches_at_once_and_a_failed_target_gets_a_backoff(monkeypatch):
-    """Replicas._transfer: the batches of a hand-back (BATCH shards each) overlap; a
+    """Transfers.run: the batches of a hand-back (BATCH shards each) overlap; a
     target that does not catch up is rolled back and backed off, the other one is not."""
     from actorsys.cluster.ownership import BATCH
     changed, co, most, reps, shards, _own = hand_back(
@@ -295,7 +295,7 @@ def test_a_hand_back_runs_its_batches_at_once_and_a_failed_target_gets_a_backoff
     assert all(co.owned[s].owner == "b" and co.owned[s].epoch == 5 for s in shards["b"])
     assert all(co.owned[s].owner == "a" and co.owned[s].epoch == 5 and co.owned[s].to is None
                for s in shards["c"]), "c's batches were rolled back"
-    assert not co.moving and reps._backoff["c"][1] > 0 and "b" not in reps._backoff  # noqa: SLF001
+    assert not co.moving and reps.transfers.backoff["c"][1] > 0 and "b" not in reps.transfers.backoff
 
 
 def test_a_target_whose_batch_failed_gets_no_more_batches_in_the_pass(monkeypatch):
@@ -304,7 +304,7 @@ def test_a_target_whose_batch_failed_gets_no_more_batches_in_the_pass(monkeypatc
     assert changed is False and not co.moving
     marked = [s for change in own.log for s, (_o, _e, to) in change.items() if to == "c"]
     assert sorted(marked) == shards["c"][:BATCH], "only the first batch was tried"
-    assert reps._backoff["c"][1] > 0       # noqa: SLF001
+    assert reps.transfers.backoff["c"][1] > 0
 
 
 def test_an_error_out_of_one_batch_is_raised_once_every_batch_ended(monkeypatch):
@@ -316,7 +316,7 @@ def test_an_error_out_of_one_batch_is_raised_once_every_batch_ended(monkeypatch)
 
 
 def test_a_streamed_follower_a_few_batches_behind_is_near_enough_for_a_transfer():
-    from actorsys.cluster.replicas import TRANSFER_LAG, near
+    from actorsys.cluster.replica_transfers import TRANSFER_LAG, near
     streamed = {"seq": 10, "streaming": ["b"]}
     assert near({"seq": 10, "held": {"b": 10}}, "b"), "holds the last write"
     assert near({**streamed, "held": {"b": 10 - TRANSFER_LAG}}, "b")
