@@ -250,11 +250,10 @@ class Coordinator:
         self._map_due = False
         self.map = build_map(self.ccfg.name, self.shards, self.membership.members, self.owned)
         self.on_map(self.map)
-        loop = asyncio.get_running_loop()
-        loop.create_task(self.grants.keys_to_gateway())
+        self.grants.send(self.grants.keys_to_gateway())
         if self.active:       # a shard flipped to us serves at once
             for i in range(len(self.workers)):
-                loop.create_task(self.grants.grant_quietly(i))
+                self.grants.send(self.grants.grant_quietly(i))
 
     def member_keys(self) -> list[str]:
         """The CURVE public keys (Z85) of the other live members (``Grants.member_keys``)."""
@@ -313,7 +312,7 @@ class Coordinator:
         self.on_left()
 
     async def close(self) -> None:
-        await cancel_all(self._tasks + self.replicas.repairs.tasks())
+        await cancel_all(self._tasks + self.replicas.repairs.tasks() + list(self.grants.sending))
         if self.state is not State.LEFT:
             await self.membership.leave()
 
@@ -327,7 +326,7 @@ class Coordinator:
         """This node's part, for ``actorsys status``."""
         out = {"name": self.ccfg.name, "node_id": self.me, "state": self.state.value,
                "members": sorted(self.membership.members), "shards_owned": self.count_mine(),
-                "fenced": self.membership.fence.why_not(asyncio.get_running_loop().time()),
+               "fenced": self.membership.fence.why_not(asyncio.get_running_loop().time()),
                "moving": self.progress}
         if self.ccfg.replicas > 1:
             out["replicas"] = self.ccfg.replicas

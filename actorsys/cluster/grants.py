@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ActorError, NodeUnavailable
@@ -63,6 +64,16 @@ class Grants:
         #: worker slot -> a periodic grant to it is on its way, and after it: None
         #: (nothing more), else one more, renewing only (True) or looking (False)
         self.grant_follow: dict[int, bool | None] = {}
+        #: the grants and key pushes on their way (:meth:`send`): held here, since the
+        #: loop keeps only weak references to tasks; cancelled by ``Coordinator.close``
+        self.sending: set[asyncio.Task[None]] = set()
+
+    def send(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` (a grant or a key push, each logging its own failure) in the
+        background, held in :attr:`sending` until it ends."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self.sending.add(task)
+        task.add_done_callback(self.sending.discard)
 
     def granted(self, slot: int) -> dict[int, int]:
         """Shard -> epoch that worker ``slot`` may serve now."""
@@ -198,7 +209,7 @@ class Grants:
             await asyncio.sleep(GRANT_PERIOD)
             rounds += 1
             if rounds % 10 == 0:        # (a restarted gateway gets the keys within a second)
-                loop.create_task(self.keys_to_gateway())
+                self.send(self.keys_to_gateway())
             why = co.membership.fence.why_not(loop.time())
             if bool(why) != bool(self.fenced):    # (once per change: the text counts seconds)
                 if why:
@@ -207,7 +218,7 @@ class Grants:
                     log.info("node %s renewed its etcd lease: serving its shards again", co.me)
             self.fenced = why
             for i in range(len(co.workers)):
-                loop.create_task(self.grant_quietly(i, renew_only=rounds % GRANT_LOOK_EVERY != 0))
+                self.send(self.grant_quietly(i, renew_only=rounds % GRANT_LOOK_EVERY != 0))
             repairs = co.replicas.repairs
             if (repairs.lost or repairs.stale) and co.membership.fence.may_serve(loop.time()):
                 repairs.kick()   # (lost shards not handed over, fenced ones not taken back)

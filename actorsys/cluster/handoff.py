@@ -75,7 +75,7 @@ class HandoffFailed(Exception):
 class Unresolved(Exception):
     """etcd failed (or answered unexpectedly) at a step that changes the records: whether
     the shards are still ours is not known. The caller serves none of ``shards`` until
-    their records, read again, say (``Coordinator.resolve``)."""
+    their records, read again, say (``Moves.resolve``)."""
 
     def __init__(self, shards: list[int], why: str) -> None:
         super().__init__(why)
@@ -83,7 +83,7 @@ class Unresolved(Exception):
 
     def hold(self, moving: set[int], unresolved: set[int]) -> None:
         """What a caller of a move or transfer does with this: mark ``shards`` moving and
-        unresolved (not served until ``Coordinator.resolve`` reads their records) and log."""
+        unresolved (not served until ``Moves.resolve`` reads their records) and log."""
         moving.update(self.shards)
         unresolved.update(self.shards)
         log.error("%s; shards %s are not served until their records can be read again",

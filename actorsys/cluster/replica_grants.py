@@ -54,7 +54,7 @@ class ReplicaGrants:
         self.plain_grants = False
 
     def grant_args(self, granted: Mapping[int, int]) -> dict[str, Any]:
-        """The replication arguments of a grant of the shards ``granted`` (the brief's
+        """The replication arguments of a grant of the shards ``granted`` (its
         ``peers``, ``replicas``, ``ack``, ``ack_timeout``)."""
         co = self.co
         self.known.update(co.membership.members)

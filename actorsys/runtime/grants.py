@@ -12,7 +12,7 @@ cluster node serves only what etcd says it owns, and its router tells each worke
   leader's fence that refused its batches (replication), is not served: the reply's
   ``"stale": {shard: that epoch}`` tells the router, which reads the record again, or
   takes the leadership back at a newer epoch when it is still the recorded owner
-  (``cluster/replicas.py``, ``Replicas.reclaim``); each set is logged once). The first
+  (``cluster/replica_repair.py``, ``Repairs.reclaim``); each set is logged once). The first
   grant puts the worker in
   *cluster mode* (a worker whose config has a ``[cluster]`` table starts in it, with
   nothing granted: it serves nothing until its router grants). In cluster mode an
@@ -44,7 +44,7 @@ A worker whose slot lost its database (``storage/lost.py``: deleted, or damaged 
 aside; replicated clusters only) never serves a granted shard whose copy here is not
 complete (position ``[0, 0]``): it leaves it out of the grant, and every grant reply says
 ``"lost": true, "refused": [shards]`` (``"lost": false`` otherwise); the router then
-hands those shards to a follower (``cluster/replicas.py``, ``Replicas.resign``).
+hands those shards to a follower (``cluster/replica_repair.py``, ``Repairs.resign``).
 
 Replication (issue 16, present only when the cluster's replicas > 1): a grant's
 ``peers``, ``replicas``, ``ack`` and ``ack_timeout``, and the commands ``append``,

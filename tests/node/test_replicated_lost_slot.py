@@ -1,6 +1,6 @@
 """Replicated shards (issue 16): a node whose worker slot LOST its LevelDB never leads with
 the empty copy, and no failover promotes an empty copy (``storage/lost.py``,
-``runtime/grants.py``'s refusal, ``cluster/replicas.py``'s ``Replicas.resign``).
+``runtime/grants.py``'s refusal, ``cluster/replica_repair.py``'s ``Repairs.resign``).
 
 Three nodes on loopback addresses, ``replicas = 3``, ``lease_ttl`` 2 s, 64 shards:
 
@@ -321,7 +321,7 @@ def test_b_a_damaged_slot_is_moved_aside_and_rebuilt(cluster) -> None:
 def test_c_a_worker_restarted_on_a_deleted_slot_resigns_its_shards(cluster) -> None:
     """Only n1's slot-0 worker dies (the router keeps its lease: no failover), its
     directory deleted: the restarted worker refuses its led shards as lost at its first
-    grant, and n1's router hands them to a follower itself (``Replicas.resign``)."""
+    grant, and n1's router hands them to a follower itself (``Repairs.resign``)."""
     c = cluster
     for i in range(N):
         c.wait_view(i, settled, "the cluster settled", timeout=60)
