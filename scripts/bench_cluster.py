@@ -79,7 +79,8 @@ def node_config(res: Resources, name: str, host: str, etcd: str | None) -> dict[
                  "shutdown_timeout": 5.0, "start_timeout": 60.0, "ask_timeout": 30.0},
         "actors": {TYPE: "bench_actors:BenchCounter"}}
     if etcd is not None:
-        cfg["cluster"] = {"etcd": [etcd], "name": "bench", "node_id": name, "lease_ttl": 5.0}
+        cfg["cluster"] = {"etcd": [etcd], "name": "bench", "node_id": name, "lease_ttl": 5.0,
+                          "bootstrap_expect": 3}     # (the three started together; the 4th joins)
     return cfg
 
 

@@ -8,7 +8,10 @@ What a cluster node does, in order, from its router process:
   left by a move that ended while this node was down; only once the data directory
   belongs to the cluster). Then it registers (a live node with the same ``node_id``:
   the node stops with a ConfigError) and rolls back any move it had begun and not
-  finished. The first member (lowest id among the live ones) claims every unowned shard.
+  finished. The first member (lowest id among the live ones) claims every unowned shard,
+  each for the member placement puts it on; a cluster forming (no shard owned yet) waits
+  first for ``[cluster] bootstrap_expect`` live members, at most ``bootstrap_timeout``
+  (:meth:`Coordinator.claim_if_first`).
 * **Serving.** Every :data:`~.grants.GRANT_PERIOD` and at every change, each local
   worker is told the shards it may serve (owned here, homed on that slot, not being moved
   away), with their epochs and a monotonic deadline: the fence of the last lease renewal
@@ -56,6 +59,7 @@ from .join import check_shard_count, previous_lease, remember_lease, sweep
 from .membership import Member, Membership, cancel_all
 from .moves import Moves
 from .ownership import Owned, Ownership
+from .placement import owner
 from .rebalance import Rebalance
 from .records import ShardRecords
 from .replicas import Replicas
@@ -128,6 +132,10 @@ class Coordinator:
         self.map: ShardMap | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._map_due = False
+        #: when this coordinator began (a forming cluster's claim waits from it), and
+        #: when the wait may next say so
+        self._started = time.monotonic()
+        self._bootstrap_note = 0.0
         self._left: asyncio.Future[None] | None = None
         #: the copy-based moves (replicas = 1)
         self.moves = Moves(self)
@@ -219,14 +227,39 @@ class Coordinator:
         return task
 
     async def claim_if_first(self) -> None:
-        """The first member (lowest live id) claims every unowned shard."""
+        """The first member (lowest live id) claims every unowned shard, each for the
+        member placement puts it on among the live ones: nodes that start together then
+        move nothing. While no shard has an owner (the cluster is forming) and fewer than
+        ``bootstrap_expect`` members are live, it waits (the rebalance loop calls this
+        again at every change and every second), up to ``bootstrap_timeout`` from this
+        node's start; past it, it claims for those live, with a warning."""
         members = sorted(self.membership.members)
         unowned = [s for s in range(self.shards) if s not in self.owned]
-        if unowned and members and members[0] == self.me:
-            got = await self.ownership.claim(unowned, self.me)
-            if got:
-                log.info("node %s claimed %d unowned shards", self.me, len(got))
-                self.merge(await self.ownership.read())
+        if not (unowned and members and members[0] == self.me):
+            return
+        expect = self.ccfg.bootstrap_expect
+        if not self.owned and len(members) < expect:
+            now = time.monotonic()
+            waited = now - self._started
+            if waited < self.ccfg.bootstrap_timeout:
+                if now >= self._bootstrap_note:
+                    self._bootstrap_note = now + 5.0
+                    log.info("cluster %r is forming: %d of %d expected nodes live (%s); its "
+                             "shards are claimed when all are, or in %.0f s", self.ccfg.name,
+                             len(members), expect, ", ".join(members),
+                             self.ccfg.bootstrap_timeout - waited)
+                return
+            log.warning("cluster %r: %d of bootstrap_expect = %d nodes live after %g s "
+                        "(bootstrap_timeout); claiming its shards for those: %s", self.ccfg.name,
+                        len(members), expect, self.ccfg.bootstrap_timeout, ", ".join(members))
+        by_node: dict[str, list[int]] = {}
+        for s in unowned:
+            by_node.setdefault(owner(s, members), []).append(s)
+        got = {n: len(await self.ownership.claim(shards, n)) for n, shards in sorted(by_node.items())}
+        if any(got.values()):
+            log.info("node %s claimed %d unowned shards: %s", self.me, sum(got.values()),
+                     ", ".join(f"{n} {k}" for n, k in got.items() if k))
+            self.merge(await self.ownership.read())
 
     # -- changes -------------------------------------------------------------------
     def merge(self, records: dict[int, Owned]) -> None:

@@ -18,6 +18,13 @@ No ``[cluster]`` table: a single node, exactly as before, with no etcd. With one
   the same (the first node records it in etcd; another value stops a node at start).
 * ``ack``: which of a shard's voting replicas must hold a write before it is
   acknowledged: ``"majority"`` (default) or ``"all"``. Cluster-wide, like ``replicas``.
+* ``bootstrap_expect``: how many nodes form a new cluster (1 to 1000; default 1). While
+  no shard has an owner yet, the first node waits until this many are live before it
+  claims the shards, each for the node placement puts it on, so that nodes started
+  together move nothing (Consul's ``bootstrap_expect``). It matters only once, when
+  the cluster forms; a node joining later takes its share by moves.
+* ``bootstrap_timeout``: seconds that wait lasts at most, from the first node's start
+  (1 to 3600; default 60); then it claims for the nodes that are live, with a warning.
 
 A cluster node must be reachable by the others: ``[node] endpoint`` is a tcp endpoint
 (``tcp://HOST:PORT``, not a wildcard host), with CURVE keys or ``insecure = true``.
@@ -51,6 +58,10 @@ class ClusterConfig(NamedTuple):
     replicas: int = 1
     #: "majority" | "all": the voters a replicated write waits for; cluster-wide
     ack: str = "majority"
+    #: live nodes a new cluster's first claim waits for (1: none)
+    bootstrap_expect: int = 1
+    #: seconds that wait lasts at most, from the node's start
+    bootstrap_timeout: float = 60.0
 
 
 def parse_cluster(table: Any, src: Source, endpoint: str | None) -> ClusterConfig:
@@ -90,6 +101,14 @@ def parse_cluster(table: Any, src: Source, endpoint: str | None) -> ClusterConfi
     if ack not in ACKS:
         raise fail(f"must be \"majority\" or \"all\" (the replicas a write waits for), got "
                    f"{ack!r:.80}", "ack")
+    expect = table.get("bootstrap_expect", CLUSTER["bootstrap_expect"].fresh())
+    if type(expect) is not int or not 1 <= expect <= 1000:
+        raise fail(f"must be an integer from 1 to 1000 (the nodes a new cluster waits for "
+                   f"before its first claim), got {expect!r:.80}", "bootstrap_expect")
+    wait = table.get("bootstrap_timeout", CLUSTER["bootstrap_timeout"].fresh())
+    if type(wait) not in (int, float) or not 1 <= wait <= 3600:
+        raise fail(f"must be a number of seconds from 1 to 3600, got {wait!r:.80}",
+                   "bootstrap_timeout")
     if endpoint is None or not endpoint.startswith("tcp://"):
         raise src.fail("a cluster node must be reachable by the others: set [node] endpoint to "
                        "\"tcp://HOST:PORT\" (with CURVE keys, or insecure = true)", "node", "endpoint")
@@ -100,4 +119,5 @@ def parse_cluster(table: Any, src: Source, endpoint: str | None) -> ClusterConfi
     if importlib.util.find_spec("aetcd") is None:      # (found, not imported: no gRPC here)
         raise fail("a cluster node needs the etcd client, which is not installed: "
                    "pip install 'actorsys[cluster]' (or scripts/setup cluster)", None)
-    return ClusterConfig(list(etcd), table["name"], table["node_id"], float(ttl), replicas, ack)
+    return ClusterConfig(list(etcd), table["name"], table["node_id"], float(ttl), replicas, ack,
+                         expect, float(wait))

@@ -128,6 +128,8 @@ DEFAULTS: Mapping[str, Key] = MappingProxyType({
     "cluster.lease_ttl": Key(Kind.NUMBER, 5.0),     # seconds without renewal before a node loses its shards
     "cluster.replicas": Key(Kind.INT, 1),           # copies of each shard (1..7; 1: no replication)
     "cluster.ack": Key(Kind.STR, "majority"),       # replicas a write waits for: "majority" | "all"
+    "cluster.bootstrap_expect": Key(Kind.INT, 1),   # a new cluster's first claim waits for this many nodes
+    "cluster.bootstrap_timeout": Key(Kind.NUMBER, 60.0),  # ... at most this long, then claims for those up
 })
 
 

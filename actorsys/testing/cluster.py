@@ -245,7 +245,10 @@ class Cluster:
         cfg: dict[str, dict[str, Any]] = {
             "node": settings, "actors": dict(self.actors),
             "cluster": {"etcd": [self.etcd.url], "name": self.name, "node_id": node.node_id,
-                        "lease_ttl": self.lease_ttl}}
+                        "lease_ttl": self.lease_ttl,
+                        # the n nodes started together form the cluster: no shard moves
+                        # at start (a joiner added later finds it formed)
+                        "bootstrap_expect": self.n, "bootstrap_timeout": 30.0}}
         extra = self.extra_config(node) if callable(self.extra_config) else self.extra_config
         for table, keys in (extra or {}).items():
             cfg.setdefault(table, {}).update(keys)

@@ -24,7 +24,7 @@ def test_no_cluster_table_is_a_single_node():
 def test_a_cluster_node_gets_its_table_with_defaults():
     c = load_config(config(CLUSTER)).cluster
     assert c == {"etcd": ["http://10.0.0.1:2379"], "name": "prod", "node_id": "n1", "lease_ttl": 5.0,
-                 "replicas": 1, "ack": "majority"}
+                 "replicas": 1, "ack": "majority", "bootstrap_expect": 1, "bootstrap_timeout": 60.0}
     one = load_config(config({**CLUSTER, "etcd": "http://[::1]:2379", "lease_ttl": 2})).cluster
     assert one is not None and one["etcd"] == ["http://[::1]:2379"] and one["lease_ttl"] == 2.0
 
@@ -32,6 +32,19 @@ def test_a_cluster_node_gets_its_table_with_defaults():
 def test_replicas_and_ack_are_read():
     c = load_config(config({**CLUSTER, "replicas": 3, "ack": "all"})).cluster
     assert c is not None and c["replicas"] == 3 and c["ack"] == "all"
+
+
+def test_bootstrap_expect_and_timeout_are_read_and_bad_values_name_the_key():
+    c = load_config(config({**CLUSTER, "bootstrap_expect": 3, "bootstrap_timeout": 20})).cluster
+    assert c is not None and c["bootstrap_expect"] == 3 and c["bootstrap_timeout"] == 20.0
+    for key, bad, says in (("bootstrap_expect", 0, "from 1 to 1000"),
+                           ("bootstrap_expect", 2.5, "from 1 to 1000"),
+                           ("bootstrap_expect", True, "from 1 to 1000"),
+                           ("bootstrap_timeout", 0.5, "from 1 to 3600"),
+                           ("bootstrap_timeout", "60", "from 1 to 3600")):
+        with pytest.raises(ConfigError) as info:
+            load_config(config({**CLUSTER, key: bad}))
+        assert info.value.key == f"cluster.{key}" and says in str(info.value), (key, bad, str(info.value))
 
 
 def test_a_bad_replicas_value_names_the_file_and_line(tmp_path):
