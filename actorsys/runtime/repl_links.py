@@ -23,6 +23,7 @@ from ..log import get_logger
 from ..net.keys import uses_curve
 from ..net.sockets import SocketPump, dealer
 from ..protocol import wire
+from ..protocol.messages import Shards
 
 if TYPE_CHECKING:
     from ..net.keys import CurveKeys
@@ -106,7 +107,7 @@ class PeerLink:
         rid = self.rid
         assert self.sock is not None
         try:
-            self.sock.send(wire.pack([wire.SHARDS, rid, cmd, args]), _NOBLOCK)
+            self.sock.send(Shards(rid, cmd, args).encode(), _NOBLOCK)
         except zmq.ZMQError as exc:
             cb(False, ShardUnavailable(f"cannot send to node {self.node}'s worker at "
                                        f"{self.endpoint}: {exc}"))

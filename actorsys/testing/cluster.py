@@ -66,6 +66,7 @@ from ..log import get_logger
 from ..net.keys import CurveKeys, keygen
 from ..net.sockets import dealer
 from ..protocol import wire
+from ..protocol.messages import Control
 from .clusternode import ClusterNode as ClusterNode   # (a cluster's nodes: imported from here too)
 from .etcd import Etcd
 from .netns import Hosts, HostsUnavailable, free_subnet, loopback_hosts, owned_prefix, sweep_stale
@@ -112,7 +113,7 @@ def request(endpoint: str, op: int, keys: CurveKeys | None, timeout: float) -> t
     """``[op, 1]`` to ``endpoint``: ``(OK|ERR, body)``, None without an answer in time."""
     s = dealer(zmq.Context.instance(), endpoint, keys)
     try:
-        s.send(wire.pack([op, 1]))
+        s.send(Control(op, 1).encode())
         if not s.poll(int(timeout * 1000)):
             return None
         reply = wire.unpack(s.recv())
