@@ -9,10 +9,11 @@ two cores: every test not marked ``cluster`` on two pytest-xdist workers (``-n 2
 loadgroup``: :func:`pytest_collection_modifyitems` makes each module one group, so its
 module fixtures are set up once, on one worker), then the ``cluster`` tests alone, one
 at a time. :func:`pytest_collection_modifyitems` marks ``cluster`` every node-test
-module that runs clusters or chaos (``tests/node/test_cluster_*``, ``test_replicat*``,
-``test_chaos``): with 2 s etcd leases, a cluster beside other heavy tests on two cores
-misses lease renewals (measured: nodes fenced every few seconds, the replicated
-module's set-up taking 60 s instead of 16), so they never share the machine.
+module that runs clusters (``tests/node/test_cluster_*``, ``test_replicat*``): with 2 s
+etcd leases, a cluster beside other heavy tests on two cores misses lease renewals
+(measured: nodes fenced every few seconds, the replicated module's set-up taking 60 s
+instead of 16), so they never share the machine. The single-node chaos runs
+(``test_chaos.py``) lease nothing: they run in the first pass, as one group.
 
 pytest imports test modules by their file name (the default "prepend" import mode), so
 every file name under ``tests/`` is unique, and shared code is imported from
@@ -59,8 +60,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return rep
 
 
-#: node-test modules that start clusters (2 s etcd leases) or chaos runs: marked ``cluster``
-CLUSTER_MODULES = ("test_cluster_", "test_replicat", "test_chaos")
+#: node-test modules that start clusters (2 s etcd leases): marked ``cluster``
+CLUSTER_MODULES = ("test_cluster_", "test_replicat")
 
 
 @pytest.hookimpl(tryfirst=True)     # (before ``-m`` selects by marks)

@@ -76,7 +76,7 @@ def test_the_dashboard_shows_the_node_and_inspects_an_actor(dashboard_node, brow
     context = browser.new_context(viewport={"width": 1400, "height": 1300},
                                   extra_http_headers={"Authorization": "Bearer ops"})
     page = context.new_page()
-    page.goto(base + "/dashboard")
+    page.goto(base + "/dashboard?interval=0.5")       # (polls every 0.5 s: six in 3 s)
     page.wait_for_function("() => window.dash && dash.polls >= 6", timeout=40_000)
     # processes: the router, both workers and the tree, up; the busy worker's turns/s
     rows = page.locator('[data-testid="processes"] tbody tr')
@@ -126,7 +126,7 @@ def test_a_killed_worker_shows_down_then_restarted_on_the_dashboard(dashboard_no
     pid = c.ref("Counter", "busy-a").ask("pid")
     context = browser.new_context(extra_http_headers={"Authorization": "Bearer ops"})
     page = context.new_page()
-    page.goto(base + "/dashboard")
+    page.goto(base + "/dashboard?interval=0.5")
     page.wait_for_function("() => window.dash && dash.polls >= 1", timeout=30_000)
     os.kill(pid, signal.SIGKILL)
     wait_until(lambda: c.ref("Counter", "busy-a").ask("pid", retry=True) != pid, "the restart", 30)
