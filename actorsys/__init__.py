@@ -6,8 +6,9 @@ the actor comes back from its last committed LevelDB snapshot.
 
 The public surface is this module: :class:`Actor` to subclass, :class:`Node` to run a
 node in-process, :func:`connect` / :func:`connect_async` to reach one (and
-``client.supervisor(name)`` for a supervision tree's runtime API), :func:`keygen` for
-CURVE key pairs, and the errors. The layers below are listed in the README's "How it is
+``client.supervisor(name)`` for a supervision tree's runtime API; ``client.proxy(cls,
+key)`` for typed proxies, :class:`Proxy` and its kin), :func:`keygen` for CURVE key
+pairs, and the errors. The layers below are listed in the README's "How it is
 built"; a client process that imports this module loads neither LevelDB nor aiohttp.
 """
 from .actor import Actor
@@ -21,11 +22,12 @@ from .errors import (ActorError, ActorStopped, AlreadyPresent, AlreadyStarted, A
                      UnknownActorType, UnknownMethod, WorkerLost)
 from .net.keys import keygen
 from .node import Node
+from .proxy import ActorProxy, AsyncProxy, Proxy, TellProxy
 
 __all__ = [
     "Actor", "Node", "NodeConfig", "load_config",
     "connect", "connect_async", "Client", "AsyncClient", "Ref", "AsyncRef",
-    "SupervisorRef", "AsyncSupervisorRef", "keygen",
+    "SupervisorRef", "AsyncSupervisorRef", "Proxy", "AsyncProxy", "ActorProxy", "TellProxy", "keygen",
     "ActorError", "RemoteError", "AskTimeout", "WorkerLost", "Overloaded", "UnknownActorType",
     "UnknownMethod", "BadRequest", "MessageTooLarge", "LimitExceeded", "StorageError",
     "NodeUnavailable", "ShardUnavailable",

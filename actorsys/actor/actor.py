@@ -20,9 +20,10 @@ worker. If the handler raises, the turn's changes are discarded, the caller gets
 from __future__ import annotations
 
 import datetime
-import inspect
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..proxy import ActorProxy, C, address
+from ..proxy import handlers_of as handlers_of
 from .connection import broadcast as _broadcast
 from .connection import connections as _connections
 
@@ -160,6 +161,21 @@ class Actor:
         """
         return self._actorsys_host.ref(type_name, key)
 
+    def proxy(self, cls: type[C], key: str, *, type_name: str | None = None) -> ActorProxy[C]:
+        """A typed proxy of another actor: its handlers as methods, sending as
+        :meth:`ref` does. ``await self.proxy(Counter, k).add(5)`` from an ``async def``
+        handler; ``self.proxy(Counter, k).tell.add(5)`` from any (it leaves when this
+        turn commits); a call in a synchronous handler raises ``TypeError``, as
+        ``ref(...).ask`` does.
+
+        ``cls`` gives the names and signatures only (none of its code runs here); the
+        type name sent is ``type_name``, else ``cls.__name__``. A name that is not a
+        handler of ``cls`` raises ``AttributeError`` before anything is sent. See
+        :mod:`actorsys.proxy`.
+        """
+        type_name, key = address(cls, key, type_name)
+        return ActorProxy(cls, self._actorsys_host.channel(type_name, key))
+
     @property
     def self_ref(self) -> "ActorRef":
         """A reference to this actor itself."""
@@ -174,24 +190,3 @@ def incarnate(cls: type[A], host: "ActorHost", type_name: str, key: str) -> A:
     inst.type_name, inst.key = type_name, key
     inst._actorsys_host = host
     return inst
-
-
-_RESERVED = frozenset(name for name in dir(Actor) if not name.startswith("__")) | {"state", "storage"}
-
-
-def handlers_of(cls: type) -> dict[str, Callable[..., Any]]:
-    """The public handler methods of an actor class, by name."""
-    out: dict[str, Callable[..., Any]] = {}
-    for klass in reversed(cls.__mro__):
-        if klass is Actor or klass is object:
-            continue                      # mixins' public methods are handlers too
-        for name, value in vars(klass).items():
-            if name.startswith("_") or name in _RESERVED:
-                continue
-            if isinstance(value, (staticmethod, classmethod, property)):
-                continue
-            if inspect.isfunction(value):
-                out[name] = value
-            else:
-                out.pop(name, None)
-    return out

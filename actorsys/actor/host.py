@@ -6,9 +6,10 @@ through its ``actor_ref``): the runtime (``actorsys.runtime``) implements them, 
 nothing in this package imports the runtime or storage.
 
 * :class:`ActorHost`: what a live actor instance may ask of its runtime: references to
-  other actors, stopping or destroying itself, and its WebSockets (the sockets as last
-  known, this turn's effects on them and their size limit). One host per live instance; a host whose
-  instance was killed keeps answering, but what it is asked to send goes nowhere.
+  other actors (and the channels ``self.proxy`` sends through), stopping or destroying
+  itself, and its WebSockets (the sockets as last known, this turn's effects on them and
+  their size limit). One host per live instance; a host whose instance was killed keeps
+  answering, but what it is asked to send goes nowhere.
 * :class:`StorageAPI`: ``self.storage``, the actor's durable key-value storage.
 * :class:`ActorRef`: what ``self.ref(type, key)`` returns.
 """
@@ -21,6 +22,7 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol, overload
 
 if TYPE_CHECKING:
+    from ..proxy import Channel
     from .connection import Connection
 
 
@@ -88,6 +90,11 @@ class ActorHost(Protocol):
 
     def ref(self, type_name: str, key: str) -> ActorRef:
         """A reference to another actor, sending on this instance's behalf."""
+
+    def channel(self, type_name: str, key: str) -> "Channel":
+        """What ``self.proxy(cls, key)`` sends through: the same sends as :meth:`ref`'s
+        (``send_ask`` is ``ask``, ``send_tell`` is ``tell``, with every rule of theirs),
+        the arguments passed whole."""
 
     def stop(self, reason: str) -> None:
         """Stop this actor once the current turn has committed (see ``Actor.stop``)."""

@@ -1,7 +1,7 @@
 """Layer: the client. What any Python process imports to reach a node's actors.
 
 May import: ``actorsys.errors``, ``actorsys.log``, ``actorsys.protocol``,
-``actorsys.config``, ``actorsys.net``. Never LevelDB (``storage``), the worker
+``actorsys.config``, ``actorsys.net``, ``actorsys.proxy``. Never LevelDB (``storage``), the worker
 (``runtime``) or aiohttp (``gateway``): a client process loads none of them.
 
 * :mod:`.transport`: :class:`AsyncTransport`, the one data path (actor requests sent
@@ -21,6 +21,7 @@ May import: ``actorsys.errors``, ``actorsys.log``, ``actorsys.protocol``,
   from blocking code, on one lane (event loop and sockets) per thread (:mod:`.lanes`:
   a lane, and a client's lanes with the newest map they share).
 * :mod:`.common`: the defaults both clients share.
+* :mod:`.proxies`: the channel a client's typed proxy (:mod:`actorsys.proxy`) sends through.
 """
 from ..errors import ActorError
 from .aio import AsyncClient, AsyncRef, AsyncSupervisorRef, connect_async

@@ -16,10 +16,12 @@ from ..net.keys import client_keys
 from ..net.sockets import Context
 from ..protocol import wire
 from ..protocol.messages import Top
+from ..proxy import AsyncProxy, C, address
 from .common import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, check_top, router_list, version_of
+from .proxies import ClientChannel
 from .transport import AsyncTransport
 
-__all__ = ["AsyncClient", "AsyncRef", "AsyncSupervisorRef", "connect_async"]
+__all__ = ["AsyncClient", "AsyncProxy", "AsyncRef", "AsyncSupervisorRef", "connect_async"]
 
 
 class AsyncRef:
@@ -123,8 +125,20 @@ class AsyncClient:
             timeout: float | None = None, retry: bool | None = None,
             **kwargs: Any) -> "asyncio.Future[Any]":
         """Send an ask to actor ``(type_name, key)`` now; await the future for the result."""
+        return self.ask_args(type_name, key, method, args, kwargs, timeout=timeout, retry=retry)
+
+    def ask_args(self, type_name: str, key: str, method: str, args: "tuple[Any, ...] | list[Any]",
+                 kwargs: dict[str, Any], *, timeout: float | None = None,
+                 retry: bool | None = None) -> "asyncio.Future[Any]":
+        """:meth:`ask` with the handler's arguments passed whole (see :meth:`Client.ask_args`)."""
         return self.transport.ask(type_name, key, method, args, kwargs, timeout,
                                   retry=self.retry if retry is None else retry)
+
+    def proxy(self, cls: type[C], key: str, *, type_name: str | None = None) -> AsyncProxy[C]:
+        """A typed proxy (see :meth:`Client.proxy`): ``await aclient.proxy(Counter,
+        "visits").add(5)``; a call sends at once and returns a future."""
+        type_name, key = address(cls, key, type_name)
+        return AsyncProxy(cls, ClientChannel(self, type_name, key))
 
     def tell(self, type_name: str, key: str, method: str, /, *args: Any, **kwargs: Any) -> None:
         """Send ``method`` one-way (at-most-once)."""

@@ -38,8 +38,10 @@ from ..net.sockets import Context
 from ..protocol import wire
 from ..protocol.messages import Ask, Request, Spawn, Top
 from ..protocol.shardmap import ShardMap
+from ..proxy import C, Proxy, address
 from .common import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, check_top, router_list, version_of
 from .lanes import Lane, ThreadLanes
+from .proxies import ClientChannel
 from .reachability import Reachability
 from .requests import Wording, describe, no_answer
 from .transport import AsyncTransport
@@ -47,7 +49,7 @@ from .transport import AsyncTransport
 # close() gives messages still queued (a tell just sent) this long to leave, then drops them
 CLOSE_LINGER_MS = 500
 
-__all__ = ["CONNECT_TIMEOUT", "DEFAULT_TIMEOUT", "Client", "Ref", "SupervisorRef", "connect"]
+__all__ = ["CONNECT_TIMEOUT", "DEFAULT_TIMEOUT", "Client", "Proxy", "Ref", "SupervisorRef", "connect"]
 
 
 class Ref:
@@ -295,6 +297,13 @@ class Client:
             retry: bool | None = None, **kwargs: Any) -> Any:
         """Ask actor ``(type_name, key)`` to run ``method``; wait for the result
         (``retry``: see :meth:`Ref.ask`)."""
+        return self.ask_args(type_name, key, method, args, kwargs, timeout=timeout, retry=retry)
+
+    def ask_args(self, type_name: str, key: str, method: str, args: "tuple[Any, ...] | list[Any]",
+                 kwargs: dict[str, Any], *, timeout: float | None = None,
+                 retry: bool | None = None) -> Any:
+        """:meth:`ask` with the handler's arguments passed whole, so every keyword is the
+        handler's (one named ``timeout`` too): what proxies send through."""
         lane = self._lane()
         t = lane.transport
         timeout = self.timeout if timeout is None else timeout
@@ -311,6 +320,20 @@ class Client:
     def ref(self, type_name: str, key: str) -> Ref:
         """A reference to actor ``(type_name, key)``; it exists from its first message."""
         return Ref(self, type_name, key)
+
+    def proxy(self, cls: type[C], key: str, *, type_name: str | None = None) -> Proxy[C]:
+        """A typed proxy of actor ``(type_name, key)``: ``client.proxy(Counter, "visits").add(5)``
+        asks ``add`` and waits for the result, within the client's deadline (another:
+        ``.with_options(timeout=2)``); ``.tell.add(5)`` sends one way.
+
+        ``cls`` gives the handlers' names and signatures only (it is never instantiated);
+        the type name is ``type_name``, else ``cls.__name__``. A name that is not a
+        handler raises ``AttributeError``, arguments that do not fit its signature
+        ``TypeError``, before anything is sent. See :mod:`actorsys.proxy`, and
+        :mod:`actorsys.mypy` for the type checker.
+        """
+        type_name, key = address(cls, key, type_name)
+        return Proxy(cls, ClientChannel(self, type_name, key))
 
     def list_actors(self, type_name: str, start_after: str | None = None, limit: int = 1000, *,
                     timeout: float | None = None) -> list[str]:

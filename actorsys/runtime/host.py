@@ -64,6 +64,9 @@ class Host:
     def ref(self, type_name: str, key: str) -> InnerRef:
         return InnerRef(self.services, self.act, type_name, key)
 
+    def channel(self, type_name: str, key: str) -> InnerRef:
+        return InnerRef(self.services, self.act, type_name, key)
+
     def stop(self, reason: str) -> None:
         self.stop_reason = reason
 

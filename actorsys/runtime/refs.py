@@ -1,5 +1,7 @@
 """References to actors from inside a handler (``self.ref(type, key)``): the runtime's
-:class:`actorsys.actor.ActorRef`."""
+:class:`actorsys.actor.ActorRef`, and the :class:`actorsys.proxy.Channel` that
+``self.proxy(cls, key)`` sends through (the same object: a proxy's calls are the ref's
+sends, with the arguments passed whole)."""
 from __future__ import annotations
 
 import asyncio
@@ -34,6 +36,10 @@ class InnerRef:
 
     def tell(self, method: str, /, *args: Any, **kwargs: Any) -> None:
         """Send a one-way message; it leaves after the current turn commits."""
+        self.send_tell(method, args, kwargs)
+
+    def send_tell(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """:meth:`tell`, the arguments passed whole (a proxy's ``tell``)."""
         if type(method) is not str:
             raise TypeError(f"a method name is a string, got {type(method).__name__}")
         trace = tracing.current()    # (this turn's span, when the node traces)
@@ -58,6 +64,11 @@ class InnerRef:
 
     def ask(self, method: str, /, *args: Any, timeout: float | None = None,
             **kwargs: Any) -> "asyncio.Future[Any]":
+        """Send an ask now and return a future (see :meth:`send_ask`)."""
+        return self.send_ask(method, args, kwargs, timeout)
+
+    def send_ask(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                 timeout: float | None = None, retry: bool | None = None) -> "asyncio.Future[Any]":
         """Send an ask now and return a future: ``await`` it from an ``async def`` handler.
 
         In a synchronous turn it raises ``TypeError`` at once (nothing could await the
@@ -69,7 +80,12 @@ class InnerRef:
         To keep per-sender order, what this actor sent before (tells of earlier turns,
         and the tells this turn has made so far) leaves first: earlier turns are
         committed at once, and this turn's earlier tells are released with the ask.
+
+        ``retry`` is not offered inside a handler (None only): the ask is sent once; a
+        retry of the ask that runs this turn sends it again with the same derived id.
         """
+        if retry is not None:
+            raise TypeError("an ask from inside a handler takes no retry option")
         s, services = self._sender, self._services
         if type(method) is not str:
             raise TypeError(f"a method name is a string, got {type(method).__name__}")
