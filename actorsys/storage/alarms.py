@@ -34,7 +34,8 @@ What a user can rely on:
 * Alarms survive worker crashes, node restarts and shard moves; one that came due while
   the node was down fires when its worker starts. An alarm of a supervised child that
   is stopped does not run: each time it comes due is a failed attempt, so it is dropped
-  after the last one unless the child runs again before.
+  after the last one unless the child runs again before (a recurring one drops that
+  firing).
 
 Storage: the alarm record lives with the actor (``P + b"l" + name``); a slot-wide index
 ``b"t" + due + P[1:] + name`` keeps alarms in due order, so the worker's clock reads only

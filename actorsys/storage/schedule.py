@@ -118,7 +118,7 @@ def following(record: dict[str, Any], now: float) -> float | None:
     """The next due time of a recurring alarm whose firing starts (or is given up) at
     ``now``: its schedule's first time after both ``now`` and the record's
     ``scheduled`` time (missed times are skipped). None: the schedule has no more."""
-    scheduled = float(record.get("scheduled", record["when"]))
+    scheduled = float(record["scheduled"] if "scheduled" in record else record["when"])
     if "every" in record:
         every = float(record["every"])
         k = math.floor((max(now, scheduled) - scheduled) / every) + 1
