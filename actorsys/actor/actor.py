@@ -100,29 +100,51 @@ class Actor:
         raise NotImplementedError(f"{type(self).__name__} set alarm {name!r} but does not "
                                   f"define on_alarm(self, name, payload)")
 
-    def set_alarm(self, when: "float | datetime.datetime", name: str = "default",
-                  payload: Any = None) -> float:
-        """Schedule ``on_alarm(name, payload)``; returns its due time (epoch seconds).
+    def set_alarm(self, when: "float | datetime.datetime | None" = None, name: str = "default",
+                  payload: Any = None, *, cron: str | None = None,
+                  every: "float | datetime.timedelta | None" = None,
+                  tz: str | None = None) -> float:
+        """Schedule ``on_alarm(name, payload)``; returns its (first) due time (epoch seconds).
 
-        ``when`` is a delay in seconds, an epoch time (values of 1e9 and above), or a
-        timezone-aware ``datetime``. One
-        alarm per name: setting a name again replaces it. The alarm commits with this
-        turn, survives crashes and restarts, reactivates the actor if it was passivated,
-        and fires at least once (see ``actorsys/storage/alarms.py``). While ``on_alarm`` runs its
-        alarm is no longer listed; setting the same name again from ``on_alarm`` makes a
-        periodic alarm.
+        Give exactly one of:
+
+        * ``when``: once, after a delay in seconds, at an epoch time (values of 1e9 and
+          above), or at a timezone-aware ``datetime``;
+        * ``cron``: on a five-field cron expression (``"*/5 * * * *"``, ``"0 9 * * mon-fri"``,
+          ``"@hourly"``), in UTC unless ``tz`` names an IANA zone (``"Europe/Berlin"``);
+        * ``every``: every so many seconds (a number or a ``timedelta``, at least 1 s),
+          first one period from now, then at ``set time + k * every``.
+
+        One alarm per name: setting a name again replaces it (a recurring one with its
+        schedule). The alarm commits with this turn, survives crashes and restarts,
+        reactivates the actor if it was passivated, and fires at least once (see
+        ``actorsys/storage/alarms.py``). A recurring alarm fires until it is cancelled or
+        replaced; its next due time comes from its schedule, not from when a firing
+        ended, and times missed while the node was down (or while a firing was retried)
+        fire once, not in a burst (``actorsys/storage/schedule.py``). A failing
+        ``on_alarm`` is retried with backoff as for a one-shot alarm; after the last
+        attempt a recurring alarm gives up that firing only and carries on at its next
+        time. While ``on_alarm`` runs, a one-shot alarm is no longer listed and a
+        recurring one is listed at its next time.
+
+        Bad arguments (a bad or never-due cron expression, an unknown zone, ``every``
+        under a second, both ``when`` and ``cron``...) raise ``TypeError`` or
+        ``ValueError`` here, so the turn fails and nothing is set.
         """
         if type(self).on_alarm is Actor.on_alarm:
             raise TypeError(f"{type(self).__name__} sets an alarm but does not define "
                             f"on_alarm(self, name, payload)")
-        return self.storage.set_alarm(when, name, payload)
+        return self.storage.set_alarm(when, name, payload, cron=cron, every=every, tz=tz)
 
     def alarms(self) -> dict[str, dict[str, Any]]:
-        """This actor's alarms: ``{name: {"when", "payload", "attempt"}}``."""
+        """This actor's alarms by name: ``{"when", "payload", "attempt"}``, ``when`` being
+        when it is next due (its next time, or its next attempt's); a recurring alarm's
+        also has ``"cron"`` and ``"tz"``, or ``"every"``."""
         return self.storage.alarms()
 
     def cancel_alarm(self, name: str = "default") -> bool:
-        """Cancel an alarm (with this turn's commit); returns whether it was set."""
+        """Cancel an alarm, one-shot or recurring (with this turn's commit); returns
+        whether it was set."""
         return self.storage.cancel_alarm(name)
 
     # -- WebSockets (see actorsys/actor/connection.py; the gateway holds the sockets) -------

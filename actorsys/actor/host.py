@@ -67,8 +67,12 @@ class StorageAPI(Protocol):
 
     def transaction(self) -> AbstractContextManager[Any]: ...
 
-    def set_alarm(self, when: "float | datetime.datetime", name: str = "default",
-                  payload: Any = None) -> float: ...
+    def set_alarm(self, when: "float | datetime.datetime | None" = None, name: str = "default",
+                  payload: Any = None, *, cron: str | None = None,
+                  every: "float | datetime.timedelta | None" = None,
+                  tz: str | None = None) -> float:
+        """Checks everything (raising ``TypeError``/``ValueError`` before anything is
+        staged) and stages the alarm; returns its first due time."""
 
     def alarms(self) -> dict[str, dict[str, Any]]: ...
 

@@ -89,7 +89,8 @@ class Ref:
         ``{"type", "key", "shard", "resident", "running", "mailbox", "status", "state",
         "storage": [[name, value], ...] (a page of at most ``limit`` entries after
         ``after``), "more", "alarms": {name: {"when", "payload", "attempt"}}, "history"}``
-        (the dashboard's actor inspector shows the same)."""
+        (a recurring alarm's also has ``"cron"`` and ``"tz"``, or ``"every"``; the
+        dashboard's actor inspector shows the same)."""
         got: dict[str, Any] = self.ask("$inspect", after=after, limit=limit, timeout=timeout)
         return got
 

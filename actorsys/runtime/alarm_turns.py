@@ -5,9 +5,10 @@ The slot's :class:`~actorsys.storage.alarms.AlarmClock` hands over due alarms;
 :meth:`AlarmTurns.admit` counts each attempt durably (the alarm is leased until its
 backoff: a delivery lost with its worker comes back then) and queues an ALARM entry
 for its actor; the worker commits the attempts before any ``on_alarm`` runs. The turn
-(:meth:`AlarmTurns.run`) deletes the alarm in the turn's own commit, so a crash before
-that commit fires it again. A turn that raises is retried after the backoff, or
-dropped after the last attempt (:meth:`AlarmTurns.failed`).
+(:meth:`AlarmTurns.run`) deletes the alarm, or moves a recurring one to its next time,
+in the turn's own commit, so a crash before that commit fires it again. A turn that
+raises is retried after the backoff, or dropped after the last attempt (a recurring
+alarm drops that firing and waits for its next time) (:meth:`AlarmTurns.failed`).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from ..errors import BadRequest, ShardUnavailable, UnknownActorType, WrongShard
 from ..log import get_logger
 from ..protocol import wire
 from ..storage import alarms
-from ..storage.keys import alarm_ident, alarm_index_key, alarm_record_key, due_us
+from ..storage.keys import alarm_ident, alarm_record_key, due_us
 from ..storage.view import Storage
 from .activation import ALARM, STOPPED, Activation, Internal
 
@@ -44,6 +45,8 @@ class AlarmTurns:
         self.catalog, self.commit, self.store = catalog, commit, store
         self.map, self.slot, self.retry, self.counters = shard_map, slot, retry, counters
         self.clock: alarms.AlarmClock | None = None
+        #: the epoch time (tests drive a fake one)
+        self.now: Callable[[], float] = time.time
         #: the process's metrics, when the node serves them (alarm lateness)
         self.metrics: ProcessMetrics | None = None
 
@@ -57,7 +60,7 @@ class AlarmTurns:
     def admit(self, batch: list[tuple[int, int, str, str, str]]) -> list[Activation]:
         """Count an attempt of each due alarm (staged: the caller commits them before any
         turn runs) and queue its turn; returns the activations to pump."""
-        now = time.time()
+        now = self.now()
         clock = self.clock
         assert clock is not None
         queued = []
@@ -69,15 +72,19 @@ class AlarmTurns:
             except (UnknownActorType, BadRequest, WrongShard, ShardUnavailable):
                 continue
             ident = alarm_ident(act.prefix, name)
-            writes, at, attempt = alarms.reschedule(self.store, act.prefix, name, due,
-                                                    self.retry, now, attempt_starts=True)
+            writes, at, attempt, skipped = alarms.reschedule(self.store, act.prefix, name, due,
+                                                             self.retry, now, attempt_starts=True)
             if writes:
                 self.store.stage(writes, act.prefix)
                 if act.instance is not None:    # its view's cache must not serve the old record
                     cast(Storage, act.instance.storage).forget(writes)
-            if at is None:
-                if attempt >= 0:
-                    self._dropped(act, name, attempt, "its attempts may have crashed the worker")
+            if at is None or skipped:
+                why = "its attempts may have crashed the worker"
+                if skipped and at is not None:
+                    self._dropped(act, name, attempt, why, at)
+                    clock.note(at)
+                elif attempt >= 0:
+                    self._dropped(act, name, attempt, why)
                 clock.done(ident)
                 clock.note(now)     # a stale entry may have hidden this alarm's real one
                 continue
@@ -95,21 +102,13 @@ class AlarmTurns:
             queued.append(act)
         return queued
 
-    @staticmethod
-    def run(act: Activation, inst: Actor, name: str, due: int) -> Any:
-        """An alarm's turn: its record goes with this turn's commit, then on_alarm runs
-        (nothing runs if it was cancelled or set again meanwhile)."""
-        st = cast(Storage, inst.storage)
-        prefix = act.prefix
-        rk = alarm_record_key(prefix, name)
-        raw = st.read_raw(rk)
-        if raw is None:
-            return None                  # cancelled meanwhile
-        rec = wire.unpack_stored(raw)
-        if due_us(rec["when"]) != due:
-            return None                  # set again meanwhile: that one fires at its time
-        st.write_raw(rk, None)
-        st.write_raw(alarm_index_key(prefix, due, name), None)
+    def run(self, act: Activation, inst: Actor, name: str, due: int) -> Any:
+        """An alarm's turn: its record goes (a recurring one moves to its next time) with
+        this turn's commit, then on_alarm runs (nothing runs if it was cancelled or set
+        again meanwhile)."""
+        rec = alarms.take_due(cast(Storage, inst.storage), name, due, self.now())
+        if rec is None:
+            return None
         return inst.on_alarm(name, rec["payload"])
 
     def set_by(self, act: Activation, name: str) -> Any:
@@ -121,21 +120,31 @@ class AlarmTurns:
     def failed(self, act: Activation, name: str, due: int, exc: BaseException) -> None:
         """on_alarm raised: retry after the backoff, or drop it after the last attempt."""
         self.counters["alarms_failed"] += 1
-        writes, at, attempt = alarms.reschedule(self.store, act.prefix, name, due,
-                                                self.retry, time.time(), attempt_starts=False)
+        writes, at, attempt, skipped = alarms.reschedule(self.store, act.prefix, name, due,
+                                                         self.retry, self.now(), attempt_starts=False)
         if writes:
             self.store.stage(writes, act.prefix)
             self.commit.schedule()
+        why = f"last error: {type(exc).__name__}: {str(exc):.300}"
+        if skipped:
+            self._dropped(act, name, attempt, why, at)
+        elif at is None and attempt >= 0:
+            self._dropped(act, name, attempt, why)
         if at is not None:
             self.note(at)
-        elif attempt >= 0:
-            self._dropped(act, name, attempt, f"last error: {type(exc).__name__}: {str(exc):.300}")
         self.done(act, name)
 
-    def _dropped(self, act: Activation, name: str, attempts: int, why: str) -> None:
+    def _dropped(self, act: Activation, name: str, attempts: int, why: str,
+                 next_at: float | None = None) -> None:
+        """Log a dropped alarm, or (``next_at``) a recurring alarm's dropped firing."""
         self.counters["alarms_dropped"] += 1
-        log.warning("alarm %.100r of %s/%.100s dropped after %d failed attempts; %s",
-                    name, act.type_name, act.key, attempts, why)
+        if next_at is None:
+            log.warning("alarm %.100r of %s/%.100s dropped after %d failed attempts; %s",
+                        name, act.type_name, act.key, attempts, why)
+        else:
+            log.warning("firing of recurring alarm %.100r of %s/%.100s dropped after %d failed "
+                        "attempts; next due in %.1f s; %s", name, act.type_name, act.key, attempts,
+                        next_at - self.now(), why)
 
     def done(self, act: Activation, name: str) -> None:
         """The alarm's turn ended (committed, or failed and rescheduled)."""

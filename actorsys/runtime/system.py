@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import ActorError, BadRequest
 from ..protocol import wire
+from ..storage import alarms as alarm_ops
 from ..storage import history
 from ..storage.keys import (alarm_records_range, entry_prefix, listing_key, listing_range,
                             listing_value, prefix_range, state_key, successor)
@@ -99,10 +100,7 @@ class SystemAsks:
         lo, hi = alarm_records_range(prefix)
         alarms = {}
         for k, v in store.range(lo, hi, committed=True):
-            rec = wire.unpack_stored(v)
-            if isinstance(rec, dict):
-                rec.pop("trace", None)        # (the runtime's: the turn that set it)
-            alarms[k[len(lo):].decode("utf-8", "replace")] = rec
+            alarms[k[len(lo):].decode("utf-8", "replace")] = alarm_ops.listed(wire.unpack_stored(v))
         return {"type": act.type_name, "key": act.key, "shard": act.shard,
                 "resident": act.instance is not None, "running": act.running,
                 "mailbox": len(act.mailbox), "status": act.status.value,

@@ -9,6 +9,7 @@ runtime hands it).
 * :mod:`.overlay`: writes not yet in LevelDB laid over range reads.
 * :mod:`.slot`: :class:`SlotStore`: reads, the staged overlay, group commit, faults.
 * :mod:`.view`: :class:`Storage`, an actor's ``self.storage``.
-* :mod:`.alarms`, :mod:`.history`: alarms and version history, kept with the actor.
+* :mod:`.alarms`, :mod:`.history`: alarms and version history, kept with the actor;
+  :mod:`.schedule`: recurring alarms' cron and interval schedules (croniter).
 * :mod:`.meta`, :mod:`.rebalance`: ``node.meta`` and moving shards between slots.
 """

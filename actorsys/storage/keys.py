@@ -261,7 +261,9 @@ def due_us(when: float) -> int:
 
 
 def alarm_record_key(prefix: bytes, name: str) -> bytes:
-    """Where alarm ``name``'s record ``{"when", "payload", "attempt"}`` lives."""
+    """Where alarm ``name``'s record ``{"when", "payload", "attempt"}`` lives (and, for a
+    recurring alarm, its schedule: ``"cron"``/``"tz"`` or ``"every"``, and ``"scheduled"``;
+    alarms.py and schedule.py)."""
     return prefix + ALARM + name.encode("utf-8")
 
 

@@ -235,12 +235,15 @@ class Storage:
 
 
     # -- alarms (the user's API is Actor.set_alarm and friends; see alarms.py) --------
-    def set_alarm(self, when: Any, name: str = "default", payload: Any = None) -> float:
-        """Schedule the actor's ``on_alarm(name, payload)``; see :mod:`.alarms`."""
-        return _alarm_ops.set_alarm(self, when, name, payload)
+    def set_alarm(self, when: Any = None, name: str = "default", payload: Any = None, *,
+                  cron: str | None = None, every: Any = None, tz: str | None = None) -> float:
+        """Schedule the actor's ``on_alarm(name, payload)``, once (``when``) or on a
+        schedule (``cron``/``tz`` or ``every``); see :mod:`.alarms` and :mod:`.schedule`."""
+        return _alarm_ops.set_alarm(self, when, name, payload, cron=cron, every=every, tz=tz)
 
     def alarms(self) -> dict[str, dict[str, Any]]:
-        """The actor's alarms: ``{name: {"when", "payload", "attempt"}}``."""
+        """The actor's alarms: ``{name: {"when", "payload", "attempt"}}``, and ``"cron"``
+        and ``"tz"`` or ``"every"`` for a recurring one."""
         return _alarm_ops.list_alarms(self)
 
     def cancel_alarm(self, name: str = "default") -> bool:

@@ -1,4 +1,5 @@
-"""Actor classes for tests/test_alarms.py (registered per test through the node config).
+"""Actor classes for tests/node/test_alarms.py and test_alarms_recurring.py (registered per
+test through the node config).
 
 ``on_alarm`` records every firing in ``self.state["fired"]``. A payload that is a dict
 with a ``"file"`` key also appends one line per attempt to that file: a side channel that
@@ -55,6 +56,18 @@ class Alarmist(actorsys.Actor):
         import asyncio
         await asyncio.sleep(seconds)
 
+    def set_every(self, seconds: Any, name: str = "tick", payload: Any = None) -> float:
+        """A recurring alarm every ``seconds``."""
+        return self.set_alarm(name=name, payload=payload, every=seconds)
+
+    def set_cron(self, expr: Any, name: str = "cron", payload: Any = None, tz: Any = None) -> float:
+        """A recurring alarm on a cron expression."""
+        return self.set_alarm(name=name, payload=payload, cron=expr, tz=tz)
+
+    def set_how(self, how: dict, name: str = "x") -> float:
+        """``set_alarm(name=name, **how)``: any mix of when/cron/every/tz (bad ones too)."""
+        return self.set_alarm(name=name, **how)
+
     def set_many(self, specs: list) -> dict:
         """``specs``: [[when, name, payload], ...] -> {name: due}."""
         return {name: self.set_alarm(when, name, payload) for when, name, payload in specs}
@@ -85,7 +98,9 @@ class Alarmist(actorsys.Actor):
     # -- the alarm handler -------------------------------------------------------------
     def _record(self, name: str, payload: Any) -> None:
         self.state["fired"].append({"name": name, "payload": payload, "at": time.time(),
-                                    "pid": os.getpid(), "starts": self.state["starts"]})
+                                    "pid": os.getpid(), "starts": self.state["starts"],
+                                    # the alarm's next due time as on_alarm sees it
+                                    "next": self.alarms().get(name, {}).get("when")})
 
     def _side_channel(self, payload: Any) -> None:
         if not isinstance(payload, dict) or "file" not in payload:

@@ -9,6 +9,7 @@ import time
 from typing import Any, Callable, Iterator
 
 import pytest
+from loops import FakeLoop
 
 from actorsys.errors import LimitExceeded, StorageError
 from actorsys.protocol import wire
@@ -129,8 +130,8 @@ def test_each_attempt_is_counted_before_it_starts_and_leases_the_alarm(store):
                         alarm_record_key(P, "tick"):
                             wire.pack({"when": T0 + 1.0, "payload": "p", "attempt": 1}),
                         alarm_index_key(P, due_us(T0 + 1.0), "tick"): b""}
-    writes, at, attempts = r                          # the runtime unpacks it as a tuple
-    assert (at, attempts) == (T0 + 1.0, 1)
+    writes, at, attempts, skipped = r                 # the runtime unpacks it as a tuple
+    assert (at, attempts, skipped) == (T0 + 1.0, 1, False)
 
 
 def test_failed_attempts_back_off_and_the_alarm_is_dropped_after_the_last(store):
@@ -174,50 +175,16 @@ def test_an_alarm_cancelled_or_set_again_meanwhile_only_loses_the_stale_index_en
     turn(store, P, lambda v: v.set_alarm(T0, "tick"))
     stale = due_us(T0) - 1
     r = reschedule(store, P, "tick", stale, RETRY, T0, attempt_starts=True)
-    assert r == ({alarm_index_key(P, stale, "tick"): None}, None, SUPERSEDED)
+    assert r == ({alarm_index_key(P, stale, "tick"): None}, None, SUPERSEDED, False)
     gone = reschedule(store, P, "never", due_us(T0), RETRY, T0, attempt_starts=True)
     assert gone.attempts == SUPERSEDED and gone.at is None
 
 
 # -- the clock ----------------------------------------------------------------------------------
 
-class FakeTimer:
-    def __init__(self, loop: "FakeLoop", at: float, callback: Callable[[], None]) -> None:
-        self.loop, self.at, self.callback, self.cancelled = loop, at, callback, False
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-
-class FakeLoop:
-    """call_later against a fake clock; ``advance`` runs what came due."""
-
-    def __init__(self) -> None:
-        self.now = T0
-        self.timers: list[FakeTimer] = []
-
-    def time(self) -> float:
-        return self.now
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> FakeTimer:
-        t = FakeTimer(self, self.now + delay, callback)
-        self.timers.append(t)
-        return t
-
-    def pending(self) -> list[float]:
-        return sorted(t.at for t in self.timers if not t.cancelled)
-
-    def advance(self, to: float) -> None:
-        self.now = to
-        while due := [t for t in self.timers if not t.cancelled and t.at <= self.now]:
-            t = min(due, key=lambda t: t.at)
-            self.timers.remove(t)
-            t.callback()
-
-
 @pytest.fixture
 def clocked(store) -> Iterator[tuple[FakeLoop, AlarmClock, list[list[Any]]]]:
-    loop, delivered = FakeLoop(), []
+    loop, delivered = FakeLoop(T0), []
     clock = AlarmClock(loop, store, delivered.append, redeliver_after=30.0, now=loop.time)
     yield loop, clock, delivered
     clock.close()
