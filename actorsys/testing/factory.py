@@ -70,6 +70,9 @@ class NodeFactory:
                  **node: Any) -> Node:
         """A node for ``config`` with ``node`` overriding its ``[node]`` keys, started
         (unless ``start=False``) and stopped at the end of the test."""
+        if not isinstance(config, (str, os.PathLike, dict)):
+            raise TypeError(f"actorsys_node takes a config file's path or a config dict, "
+                            f"got {type(config).__name__}")
         src = Source.of_dict(config) if isinstance(config, dict) else Source.read(config)
         raw = src.raw if isinstance(src.raw, dict) else {}
         mine = raw.get("node")
