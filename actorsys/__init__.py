@@ -10,19 +10,30 @@ node in-process, :func:`connect` / :func:`connect_async` to reach one (and
 key)`` for typed proxies, :class:`Proxy` and its kin), :func:`keygen` for CURVE key
 pairs, and the errors. The layers below are listed in the README's "How it is
 built"; a client process that imports this module loads neither LevelDB nor aiohttp.
+
+Its names are loaded at first use (PEP 562): ``import actorsys`` itself imports nothing,
+so what lives inside the package and is loaded on its own stays light: the pytest plugin
+:mod:`actorsys.testing.plugin`, which pytest loads into every run once actorsys is
+installed, costs that run no client, node or ZeroMQ import until a test asks for a node.
 """
-from .actor import Actor
-from .client import (AsyncClient, AsyncRef, AsyncSupervisorRef, Client, Ref, SupervisorRef,
-                     connect, connect_async)
-from .config import NodeConfig, load_config
-from .errors import (ActorError, ActorStopped, AlreadyPresent, AlreadyStarted, AskTimeout,
-                     BadRequest, ChildNotFound, ChildRunning, ConfigError, Deadlock, LimitExceeded,
-                     MessageTooLarge, NodeUnavailable, Overloaded, PartlyRun, RemoteError,
-                     ShardUnavailable, StartFailed, StorageError, SupervisorError, SupervisorNotFound,
-                     UnknownActorType, UnknownMethod, WorkerLost)
-from .net.keys import keygen
-from .node import Node
-from .proxy import ActorProxy, AsyncProxy, Proxy, TellProxy
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .actor import Actor
+    from .client import (AsyncClient, AsyncRef, AsyncSupervisorRef, Client, Ref, SupervisorRef,
+                         connect, connect_async)
+    from .config import NodeConfig, load_config
+    from .errors import (ActorError, ActorStopped, AlreadyPresent, AlreadyStarted, AskTimeout,
+                         BadRequest, ChildNotFound, ChildRunning, ConfigError, Deadlock,
+                         LimitExceeded, MessageTooLarge, NodeUnavailable, Overloaded, PartlyRun,
+                         RemoteError, ShardUnavailable, StartFailed, StorageError, SupervisorError,
+                         SupervisorNotFound, UnknownActorType, UnknownMethod, WorkerLost)
+    from .net.keys import keygen
+    from .node import Node
+    from .proxy import ActorProxy, AsyncProxy, Proxy, TellProxy
 
 __all__ = [
     "Actor", "Node", "NodeConfig", "load_config",
@@ -36,3 +47,31 @@ __all__ = [
     "Deadlock", "PartlyRun",
 ]
 __version__ = "0.1.0"
+
+#: where each public name lives (the errors: :mod:`actorsys.errors`)
+_HOMES = {"Actor": ".actor", "Node": ".node", "NodeConfig": ".config", "load_config": ".config",
+          "keygen": ".net.keys",
+          **{name: ".proxy" for name in ("Proxy", "AsyncProxy", "ActorProxy", "TellProxy")},
+          **{name: ".client" for name in ("connect", "connect_async", "Client", "AsyncClient",
+                                          "Ref", "AsyncRef", "SupervisorRef", "AsyncSupervisorRef")}}
+
+if not TYPE_CHECKING:     # (mypy reads the imports above: exact types, no Any fallback)
+    def __getattr__(name: str) -> Any:
+        """A public name, imported at its first use and kept; a submodule
+        (``actorsys.errors``) likewise."""
+        if name in __all__:
+            value = getattr(importlib.import_module(_HOMES.get(name, ".errors"), __name__), name)
+        elif not name.startswith("__"):
+            try:
+                value = importlib.import_module(f"{__name__}.{name}")
+            except ModuleNotFoundError as exc:
+                if exc.name != f"{__name__}.{name}":
+                    raise
+                raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+        else:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        globals()[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *__all__})

@@ -83,6 +83,14 @@ class BadArguments(BadRequest):
     """The arguments of an ask or tell do not fit the handler's signature (it did not run)."""
 
 
+class NotTesting(BadRequest):
+    """A request only a node started for testing serves (``[node] testing = true``): the
+    asks behind :mod:`actorsys.testing`'s ``run_in_actor`` and ``fire_alarms``. Nothing of
+    it ran."""
+
+    code = "not_testing"
+
+
 class MessageTooLarge(ActorError):
     """The message exceeds the node's ``max_message_bytes``."""
 
@@ -211,8 +219,8 @@ class SupervisorNotFound(SupervisorError):
 _BY_CODE: dict[str, type[ActorError]] = {
     cls.code: cls
     for cls in (AskTimeout, WorkerLost, Overloaded, UnknownActorType, UnknownMethod,
-                BadRequest, MessageTooLarge, LimitExceeded, WrongShard, StorageError, NodeUnavailable,
-                ShardUnavailable,
+                BadRequest, NotTesting, MessageTooLarge, LimitExceeded, WrongShard, StorageError,
+                NodeUnavailable, ShardUnavailable,
                 ActorStopped, Deadlock, PartlyRun, SupervisorError, ChildNotFound, AlreadyStarted,
                 AlreadyPresent, ChildRunning, StartFailed, SupervisorNotFound, ConfigError)
 }

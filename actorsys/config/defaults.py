@@ -100,6 +100,9 @@ DEFAULTS: Mapping[str, Key] = MappingProxyType({
     "node.metrics": Key(Kind.STR, None),
     # a span per turn, exported over OTLP/HTTP (OTEL_* environment; actorsys[tracing])
     "node.tracing": Key(Kind.BOOL, False),
+    # a node for tests: serves actorsys.testing's run_in_actor and fire_alarms (remote
+    # code execution for anyone who can connect: never in production)
+    "node.testing": Key(Kind.BOOL, False),
 
     "node.alarm_retry.initial": Key(Kind.NUMBER, 1.0),
     "node.alarm_retry.max": Key(Kind.NUMBER, 60.0),

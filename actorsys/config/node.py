@@ -31,6 +31,7 @@ history_window = 0           # seconds of committed versions kept per actor (0: 
 request_window = 1000        # ask ids (with replies) kept per actor so a retry runs once (0: none)...
 request_window_seconds = 600.0   # ...if it comes within this many seconds
 alarm_retry = { initial = 1.0, max = 60.0, attempts = 6 }   # on_alarm that raises
+testing = false              # true: run_in_actor and fire_alarms work (tests only: runs any function)
 
 [actors]
 "Counter" = "examples.counter:Counter"           # type name -> "module:Class"
@@ -64,8 +65,8 @@ import importlib
 import os
 import re
 import sys
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Callable, Mapping
 
 from .. import tracing
 from ..errors import ConfigError
@@ -136,6 +137,11 @@ class NodeConfig:
     metrics: str | None = _node("metrics")
     #: a span per turn, exported over OTLP/HTTP (actorsys/tracing.py)
     tracing: bool = _node("tracing")
+    #: a node for tests: its workers serve ``$run`` and ``$fire_alarm`` (what
+    #: :mod:`actorsys.testing`'s run_in_actor and fire_alarms send), which run any
+    #: importable function a client names and fire alarms before their time; refused
+    #: (``NotTesting``) when False (actorsys/runtime/testing_asks.py)
+    testing: bool = _node("testing")
     actors: dict[str, str] = field(default_factory=dict)
     #: type name -> actor-level policy on a handler exception ("restart" or "stop")
     on_error: dict[str, str] = field(default_factory=dict)
@@ -165,14 +171,30 @@ class NodeConfig:
         return cls(**d)
 
 
-def load_config(config: "str | os.PathLike[str] | dict[str, Any] | NodeConfig") -> NodeConfig:
-    """Load and validate a node config from a TOML path or a dict."""
+def load_config(config: "str | os.PathLike[str] | dict[str, Any] | NodeConfig",
+                overrides: Mapping[str, Mapping[str, Any]] | None = None) -> NodeConfig:
+    """Load and validate a node config from a TOML path or a dict.
+
+    ``overrides``: tables whose keys replace the config's own, key by key, before it is
+    checked (``{"node": {"data_dir": ..., "testing": True}}``: what the test plugin's
+    node factory sets); a key given None is removed (its default applies). Relative
+    paths among them are relative to the config file, as the file's own are. The config
+    (a dict) is not changed."""
     if isinstance(config, NodeConfig):
+        if overrides:
+            raise TypeError("overrides apply to a config file or dict, not to a NodeConfig")
         return config
     src = Source.of_dict(config) if isinstance(config, dict) else Source.read(config)
     raw = src.raw
     if not isinstance(raw, dict):
         raise src.fail("config must be a table/dict")
+    if overrides:
+        raw = dict(raw)
+        for table, keys in overrides.items():
+            mine = raw.get(table)
+            merged = {**(mine if isinstance(mine, dict) else {}), **keys}
+            raw[table] = {k: v for k, v in merged.items() if v is not None}
+        src = replace(src, raw=raw)
     for name in raw:
         if name not in SECTIONS:
             raise src.fail(f"unknown section '{name}' (expected one of: {', '.join(SECTIONS)})",

@@ -19,6 +19,8 @@ Started by the node supervisor; nothing but ``supervisors`` imports it.
 * :mod:`.alarm_turns`: due alarms as turns, their attempts and retries.
 * :mod:`.system`: what the worker answers itself (``$history``, ``$rewind``,
   ``$destroy``, LIST, STATUS).
+* :mod:`.testing_asks`: what only a node started for testing serves (``$run``,
+  ``$fire_alarm``: :mod:`actorsys.testing`'s ``run_in_actor`` and ``fire_alarms``).
 * :mod:`.ws_turns`: the ``$ws`` turn that runs a batch of socket events;
   :mod:`.ws_routes` a cluster's WebSocket effects to every member's gateway.
 * :mod:`.loud`: failed turns and dropped tells logged, turns blocking the loop watched.

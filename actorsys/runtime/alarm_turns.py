@@ -8,18 +8,21 @@ for its actor; the worker commits the attempts before any ``on_alarm`` runs. The
 (:meth:`AlarmTurns.run`) deletes the alarm, or moves a recurring one to its next time,
 in the turn's own commit, so a crash before that commit fires it again. A turn that
 raises is retried after the backoff, or dropped after the last attempt (a recurring
-alarm drops that firing and waits for its next time) (:meth:`AlarmTurns.failed`).
+alarm drops that firing and waits for its next time) (:meth:`AlarmTurns.failed`). On a
+node started for testing, :meth:`AlarmTurns.fire` delivers an alarm before its time the
+same way, its turn answering the ask that fired it (``testing_asks.py``).
 """
 from __future__ import annotations
 
+import inspect
 import time
-from typing import TYPE_CHECKING, Any, Callable, cast
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, cast
 
 from ..errors import BadRequest, ShardUnavailable, UnknownActorType, WrongShard
 from ..log import get_logger
 from ..protocol import wire
 from ..storage import alarms
-from ..storage.keys import alarm_ident, alarm_record_key, due_us
+from ..storage.keys import alarm_ident, alarm_record_key, alarm_records_range, due_us
 from ..storage.view import Storage
 from .activation import ALARM, STOPPED, Activation, Internal
 
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
     from ..actor import Actor
     from ..protocol.shardmap import ShardMap
     from ..storage.slot import SlotStore
+    from .activation import Envelope
     from .catalog import Catalog
     from .commit import GroupCommit
 
@@ -102,14 +106,56 @@ class AlarmTurns:
             queued.append(act)
         return queued
 
-    def run(self, act: Activation, inst: Actor, name: str, due: int) -> Any:
+    def run(self, act: Activation, inst: Actor, name: str, due: int, answer: bool = False) -> Any:
         """An alarm's turn: its record goes (a recurring one moves to its next time) with
         this turn's commit, then on_alarm runs (nothing runs if it was cancelled or set
-        again meanwhile)."""
+        again meanwhile). ``answer`` (a fired alarm's turn, which has a caller:
+        :meth:`fire`): the result is whether on_alarm ran (after awaiting it, if async),
+        not what it returned."""
         rec = alarms.take_due(cast(Storage, inst.storage), name, due, self.now())
         if rec is None:
-            return None
-        return inst.on_alarm(name, rec["payload"])
+            return False if answer else None
+        r = inst.on_alarm(name, rec["payload"])
+        if not answer:
+            return r
+        return _ran(r) if inspect.isawaitable(r) else True
+
+    def fire(self, act: Activation, name: str, reply_to: Envelope | None, rid: int) -> bool:
+        """``$fire_alarm`` (a node started for testing, ``testing_asks.py``): deliver
+        alarm ``name`` now, due or not, as :meth:`admit` delivers a due one: its attempt
+        is counted and the alarm leased (staged: the caller commits before the turn
+        runs), and its turn is queued behind the actor's mail, answering ``reply_to``
+        when it ends. False, queuing nothing, if the actor has no such alarm or its
+        attempts are used up (then it is dropped, as the clock would)."""
+        raw = self.store.get(alarm_record_key(act.prefix, name))
+        if raw is None:
+            return False
+        due = due_us(wire.unpack_stored(raw)["when"])
+        writes, at, attempt, skipped = alarms.reschedule(self.store, act.prefix, name, due,
+                                                         self.retry, self.now(), attempt_starts=True)
+        if writes:
+            self.store.stage(writes, act.prefix)
+            if act.instance is not None:    # its view's cache must not serve the old record
+                cast(Storage, act.instance.storage).forget(writes)
+        if at is None or skipped:
+            if skipped and at is not None:      # a recurring alarm: on to its next time
+                self._dropped(act, name, attempt, "fired after its last attempt", at)
+                self.note(at)
+            elif attempt >= 0:
+                self._dropped(act, name, attempt, "fired after its last attempt")
+            return False
+        self.note(at)               # the lease: due again then if this attempt is lost
+        self.counters["alarms_fired"] += 1
+        act.mail().append(Internal(ALARM, reply_to=reply_to, rid=rid, name=name, due=due_us(at)))
+        return True
+
+    def names(self, act: Activation) -> list[str]:
+        """The names of the actor's alarms, earliest first (then by name), as last
+        committed (``$fire_alarm`` with no name)."""
+        lo, hi = alarm_records_range(act.prefix)
+        found = [(wire.unpack_stored(v)["when"], k[len(lo):].decode("utf-8", "replace"))
+                 for k, v in self.store.range(lo, hi, committed=True)]
+        return [name for _when, name in sorted(found)]
 
     def set_by(self, act: Activation, name: str) -> Any:
         """The trace context of the turn that set alarm ``name`` (None: none recorded)."""
@@ -163,3 +209,9 @@ class AlarmTurns:
 
     def in_flight(self) -> int:
         return len(self.clock.inflight) if self.clock is not None else 0
+
+
+async def _ran(on_alarm: Awaitable[Any]) -> bool:
+    """An async on_alarm awaited: a fired alarm's turn answers that it ran."""
+    await on_alarm
+    return True

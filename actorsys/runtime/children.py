@@ -209,6 +209,9 @@ class Children:
                 keep.append(m)
             elif type(m) is Internal and m.kind is ALARM:
                 self.alarms.lost(act, m.name, m.due)
+                if m.reply_to is not None:     # a fired alarm's caller (testing_asks.py)
+                    error = error or stopped_error(act).to_wire()
+                    self.commit.reply(m.reply_to, wire.err(m.rid, error))
             elif m.reply_to is not None:
                 error = error or stopped_error(act).to_wire()
                 self.commit.reply(m.reply_to, wire.err(m.rid, error))

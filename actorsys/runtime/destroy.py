@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..protocol import wire
 from ..storage.keys import (ALARM, ENTRY, REQUEST, actor_range, alarm_index_key_of, listing_key,
                             mark_key, prefix_range, supervision_key)
 from ..storage.overlay import merge
@@ -93,7 +94,9 @@ def end_destroyed(store: SlotStore, commit: GroupCommit, alarms: AlarmTurns, act
 
 def drop_queued_alarms(act: Activation, alarms: AlarmTurns) -> None:
     """The actor's alarms were deleted: their deliveries already queued in its mailbox
-    go too (they would only start a fresh instance to find their alarm gone)."""
+    go too (they would only start a fresh instance to find their alarm gone); one fired
+    by a test is answered that it did not run (testing_asks.py), after the deletion's
+    commit."""
     mailbox = act.mailbox
     if not mailbox:
         return
@@ -101,6 +104,8 @@ def drop_queued_alarms(act: Activation, alarms: AlarmTurns) -> None:
     for m in queued:
         mailbox.remove(m)
         alarms.done(act, m.name)
+        if m.reply_to is not None:
+            alarms.commit.reply(m.reply_to, wire.ok(m.rid, False))
 
 
 def holds_data(store: SlotStore, prefix: bytes, writes: dict[bytes, bytes | None]) -> bool:

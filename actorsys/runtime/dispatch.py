@@ -16,6 +16,9 @@ alarms its clock hands over, to the collaborator that serves it (made by
   where there is no tree.
 * **What the worker answers itself**: LIST, PING, METRICS, TOP, STATUS, MAP, and the
   router's SHARDS commands (``grants.py``).
+* **What only a node started for testing serves** (``testing_asks.py``): ``$run`` is every
+  type's handler there and refused elsewhere; ``$fire_alarm`` queues an alarm's turn now
+  (``alarm_turns.py``). Refused with ``NotTesting`` on any other node.
 * **Bad input** (wrong frame counts, undecodable or ill-typed payloads, oversized
   messages, EXIT and SUP, which are the tree's) is answered with an error where the
   sender can be addressed, counted in ``bad_frames``, and never stops the worker.
@@ -33,9 +36,10 @@ from typing import TYPE_CHECKING, Any
 from ..errors import (ActorError, BadRequest, MessageTooLarge, NodeUnavailable, Overloaded,
                       ShardUnavailable, UnknownActorType, UnknownMethod, WrongShard)
 from ..protocol import wire
-from .activation import DEAD, STOPPED, Call, Envelope, Waiting
+from .activation import DEAD, STOPPED, Activation, Call, Envelope, Waiting
 from .children import stopped_error
 from .system import SYSTEM_METHODS, list_actors, status
+from .testing_asks import FIRE_ALARM, TESTING_METHODS, refusal
 
 if TYPE_CHECKING:
     from .. import metrics
@@ -174,6 +178,8 @@ class Dispatch:
             return self.reject(reply_to, rid, stopped_error(act))
         if op != _SPAWN and method not in act.handlers and not (
                 op == _ASK and method in SYSTEM_METHODS):
+            if method in TESTING_METHODS:
+                return self._testing(act, reply_to, rid, method, args, kwargs)
             self.counters["bad_frames"] += 1
             if not act.mailbox and not act.running and act.instance is None and act.sup is None:
                 self.catalog.forget(act)
@@ -205,6 +211,33 @@ class Dispatch:
             return None
         else:
             act.mail().append(Call(op, reply_to, rid, method, args, kwargs, ctx))
+        if not act.running:
+            self.turns.pump(act)
+        return None
+
+    def _testing(self, act: Activation, reply_to: Envelope | None, rid: int, method: str,
+                 args: list[Any], kwargs: dict[str, Any]) -> ActorError | None:
+        """``$run`` on a node not started for testing (on one that is, it is every type's
+        handler), and ``$fire_alarm`` (``testing_asks.py``)."""
+        if not self.cfg.testing or method != FIRE_ALARM:
+            if not act.mailbox and not act.running and act.instance is None and act.sup is None:
+                self.catalog.forget(act)
+            return self.reject(reply_to, rid, refusal(method))
+        given = [*args, *kwargs.values()]
+        name = given[0] if given else None
+        if len(given) > 1 or set(kwargs) - {"name"} or not (name is None or isinstance(name, str)):
+            return self.reject(reply_to, rid, BadRequest("$fire_alarm takes an alarm's name (a "
+                                                         "string), or nothing to list them"))
+        if name is None:           # the names of its alarms, as committed
+            if reply_to is not None:
+                self.output.send(reply_to, wire.ok(rid, self.alarms.names(act)))
+            return None
+        if not self.alarms.fire(act, name, reply_to, rid):
+            if reply_to is not None:   # (after the commit of a drop it may have staged)
+                self.commit.reply(reply_to, wire.ok(rid, False))
+            self.commit.schedule()
+            return None
+        self.commit.flush()        # the attempt is durable before on_alarm runs (alarms_due)
         if not act.running:
             self.turns.pump(act)
         return None

@@ -91,6 +91,8 @@ class Drains:
                 if isinstance(m, Internal):
                     if m.kind is ALARM:
                         rt.alarms.lost(act, m.name, m.due)   # fires where the shard goes
+                        if m.reply_to is not None:           # (fired by a test: testing_asks.py)
+                            self.output.send(m.reply_to, wire.err(m.rid, body))
                     elif not force:
                         kept.append(m)                     # the tree's and passivations
                     elif m.reply_to is not None:

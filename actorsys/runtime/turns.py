@@ -247,7 +247,7 @@ class Turns(NestedTurns):
         if msg.kind in ENDING:
             return inst.on_stop()
         if msg.kind is ALARM:
-            return self.alarms.run(act, inst, msg.name, msg.due)
+            return self.alarms.run(act, inst, msg.name, msg.due, msg.reply_to is not None)
         return None  # START: the activation was the work
 
     def _go_async(self, act: Activation, msg: Call | Internal, awaitable: Any, started: bool) -> None:

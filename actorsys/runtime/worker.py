@@ -72,7 +72,7 @@ from ..protocol.ws import METHOD as WS_METHOD
 from ..storage import alarms as alarm_store
 from ..storage import lost as lost_slot
 from ..storage.slot import SlotStore
-from . import ws_turns
+from . import testing_asks, ws_turns
 from .activation import ENDING, RUNNING, START, Internal
 from .assembly import Runtime
 from .commit import GatewayLink, Sockets
@@ -149,11 +149,19 @@ class Worker:
         return pm
 
     def load_classes(self) -> None:
+        """Import the actor types and make their handler tables: the public methods, the
+        ``$ws`` turn, and on a node started for testing ``$run`` (testing_asks.py)."""
+        run = testing_asks.run_handler(self.cfg.python_path) if self.cfg.testing else None
         for name, spec in self.cfg.actors.items():
             cls = import_actor_class(spec, self.cfg.python_path)
             self.classes[name] = cls
             self.handlers[name] = handlers_of(cls)
             self.handlers[name][WS_METHOD] = ws_turns.run_batch
+            if run is not None:
+                self.handlers[name][testing_asks.RUN] = run
+        if run is not None and self.slot == 0:
+            log.warning("[node] testing = true: this node runs any function a client names "
+                        "(run_in_actor) and fires alarms early (fire_alarms); for tests only")
 
     def _open_store(self, path: str) -> SlotStore:
         """Open the slot's LevelDB. With replicated shards (``[cluster] replicas`` > 1) a

@@ -115,8 +115,8 @@ class Alarmist(actorsys.Actor):
     def on_alarm(self, name: str, payload: Any) -> None:
         self._side_channel(payload)
         self._record(name, payload)
-        if isinstance(payload, dict) and payload.get("repeat", 0) > 1:
-            self.set_alarm(0.05, name, {"repeat": payload["repeat"] - 1})    # a recurring alarm
+        if isinstance(payload, dict) and payload.get("repeat", 0) > 1:    # a recurring alarm
+            self.set_alarm(payload.get("every", 0.05), name, {**payload, "repeat": payload["repeat"] - 1})
 
     def rolled_back(self) -> bool:
         return self.state.get("rolled_back", False)

@@ -46,3 +46,14 @@ def test_rooms_walkthrough_shows_storage_alarms_listing_rewind_and_destroy():
     assert "lobby digest: 2 messages from 2 people" in out, "the digest alarm fired after passivation"
     assert "lobby after rewind: ['ada: hello everyone', 'bob: hi ada']" in out, "the spam was rewound"
     assert out.strip().endswith("rooms with data: ['lobby']\nnode stopped"), out
+
+
+def test_the_testing_example_passes_under_the_plugin():
+    """``examples/testing``: the example tests of the pytest plugin pass, in a pytest of
+    their own loading the plugin as a user's checkout would (``-p``; its conftest names
+    it too, and the two do not clash)."""
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        "-p", "actorsys.testing.plugin", os.path.join("examples", "testing")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=170, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, f"stdout:\n{r.stdout[-6000:]}\nstderr:\n{r.stderr[-3000:]}"
+    assert "5 passed" in r.stdout, r.stdout[-3000:]

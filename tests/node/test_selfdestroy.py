@@ -11,7 +11,8 @@ from helpers import slot_dbs
 
 import actorsys
 from actorsys.storage.keys import REQUEST
-from actorsys.testing.nodes import after_kill, kill_worker_of, wait_until
+from actorsys.testing import fire_alarms, kill_worker
+from actorsys.testing.nodes import wait_until
 
 SESSION = {"Session": {"class": "selfdestroy:Session", "history_window": 3600},
            "Room": "selfdestroy:Room"}
@@ -52,11 +53,11 @@ def test_destroy_in_an_ask_answers_then_the_actor_is_gone_even_after_kill_9(conf
         assert len(s.history()) >= 2 and s.ask("peek")["alarms"] == ["later"]
 
         assert s.ask("end") == "bye", "the destroying ask is answered with its result"
-        kill_worker_of(node, c, "Session", "s1")    # right after the reply: it is durable
-        assert after_kill(c.list_actors, "Session") == ["keeper"], \
+        kill_worker(node, s)            # right after the reply: it is durable
+        assert c.list_actors("Session") == ["keeper"], \
             "the destroyed actor is no longer listed, even after kill -9"
-        assert after_kill(s.history) == [], "its history is gone"
-        after = after_kill(s.ask, "peek")
+        assert s.history() == [], "its history is gone"
+        after = s.ask("peek")
         assert after == {"state": {}, "storage": {}, "alarms": [], "fresh": True}, \
             f"the next ask starts a fresh actor (nothing the destroying turn wrote): {after}"
         assert c.list_actors("Session") == ["keeper"], "a read-only ask does not list it again"
@@ -94,14 +95,15 @@ def test_destroy_then_raise_destroys_nothing(s_node):
     assert len(s.history()) == 1, "and its history is kept"
 
 
-def test_destroy_from_on_alarm(s_node):
-    c = s_node.client()
+def test_destroy_from_on_alarm(actorsys_node, config):
+    c = actorsys_node(session_config(config)).client()
     s = c.ref("Session", "al1")
     c.ref("Session", "stays").ask("open", "long-lived")
-    s.ask("open", "short-lived", ttl=1.0)
+    s.ask("open", "short-lived", ttl=3600)
     assert c.list_actors("Session") == ["al1", "stays"], "listed until its alarm fires"
-    wait_until(lambda: c.list_actors("Session") == ["stays"],
-               "the session to destroy itself from on_alarm", timeout=15)
+    assert fire_alarms(s, "expire") == ["expire"]
+    assert c.list_actors("Session") == ["stays"], \
+        "the session destroyed itself from on_alarm, in the alarm turn's commit"
     assert s.ask("peek") == {"state": {}, "storage": {}, "alarms": [], "fresh": True}, \
         "its other alarm ('later') went with it"
     assert s.history() == []
