@@ -13,6 +13,7 @@ import asyncio
 import time
 from typing import Any
 
+from actorsys.cluster.clustermap import UNCLAIMED
 from actorsys.config import NodeConfig
 from actorsys.errors import ActorError, StartFailed
 from actorsys.net.keys import NodeKeys
@@ -85,8 +86,30 @@ class ClusterTree(Tree):
         except ActorError as exc:
             log.warning("could not fetch the cluster's map from the router (%s): the tree "
                         "learns it at its first wrong_shard", exc)
+        await self._wait_formed()
         self.seat.follow_shards(lambda shard: self.post(self._follow, shard))
         await self._boot()
+
+    async def _wait_formed(self) -> None:
+        """A cluster still forming (``[cluster] bootstrap_expect``: its shards not claimed
+        yet) has no worker to start a child on: the supervisors boot once every shard has
+        an owner, fetching the map every 0.5 s, or, past the forming wait's own bound (and
+        30 s more), as they are: a child they cannot start then fails its supervisor,
+        loudly, as before."""
+        limit = time.monotonic() + float((self.cfg.cluster or {}).get("bootstrap_timeout", 60.0)) + 30.0
+        said = False
+        while UNCLAIMED in (self.transport.map.down_nodes() if self.transport.map else {UNCLAIMED: 1}):
+            if time.monotonic() > limit:
+                log.error("the cluster has shards with no owner yet; the supervisors start anyway")
+                return
+            if not said:
+                said = True
+                log.info("the cluster is forming: its supervisors start once every shard has an owner")
+            await asyncio.sleep(0.5)
+            try:
+                await self.transport.refresh_map(self.cfg.ask_timeout)
+            except ActorError as exc:
+                log.warning("could not fetch the cluster's map from the router (%s)", exc)
 
     # -- the holder: following the shards -----------------------------------------------
     async def _follow(self, shard: int) -> None:

@@ -233,9 +233,13 @@ class Coordinator:
         ``bootstrap_expect`` members are live, it waits (the rebalance loop calls this
         again at every change and every second), up to ``bootstrap_timeout`` from this
         node's start; past it, it claims for those live, with a warning."""
-        members = sorted(self.membership.members)
+        every = sorted(self.membership.members)
         unowned = [s for s in range(self.shards) if s not in self.owned]
-        if not (unowned and members and members[0] == self.me):
+        if not (unowned and every and every[0] == self.me):
+            return
+        # placed on the members not leaving; each claim requires its member's record
+        members = [n for n in every if not self.membership.members[n].leaving]
+        if not members:
             return
         expect = self.ccfg.bootstrap_expect
         if not self.owned and len(members) < expect:
@@ -255,7 +259,9 @@ class Coordinator:
         by_node: dict[str, list[int]] = {}
         for s in unowned:
             by_node.setdefault(owner(s, members), []).append(s)
-        got = {n: len(await self.ownership.claim(shards, n)) for n, shards in sorted(by_node.items())}
+        nodes = self.membership.nodes_prefix
+        got = {n: len(await self.ownership.claim(shards, n, nodes + n.encode()))
+               for n, shards in sorted(by_node.items())}
         if any(got.values()):
             log.info("node %s claimed %d unowned shards: %s", self.me, sum(got.values()),
                      ", ".join(f"{n} {k}" for n, k in got.items() if k))

@@ -112,22 +112,26 @@ class Ownership:
         tail = key[len(self.shards_prefix):]
         return int(tail) if key.startswith(self.shards_prefix) and tail.isdigit() else None
 
-    async def claim(self, shards: list[int], node_id: str) -> list[int]:
+    async def claim(self, shards: list[int], node_id: str,
+                    member_key: bytes | None = None) -> list[int]:
         """Make ``node_id`` the owner (epoch 1) of those of ``shards`` nobody owns yet;
-        the shards it got."""
+        the shards it got. ``member_key``: ``node_id``'s membership record, which each
+        transaction requires to exist (a claim for another member is not written once
+        that member is gone)."""
         c, got = self.client, []
         value = encode(node_id, 1)
+        alive = [c.transactions.version(member_key) > 0] if member_key is not None else []
         for i in range(0, len(shards), BATCH):
             batch = shards[i:i + BATCH]
             ok, _ = await c.transaction(
-                compare=[c.transactions.version(self.key(s)) == 0 for s in batch],
+                compare=[*alive, *(c.transactions.version(self.key(s)) == 0 for s in batch)],
                 success=[c.transactions.put(self.key(s), value) for s in batch], failure=[])
             if ok:
                 got.extend(batch)
                 continue
-            for s in batch:          # some were taken meanwhile: one at a time
+            for s in batch:          # some were taken meanwhile (or the member left): one at a time
                 ok, _ = await c.transaction(
-                    compare=[c.transactions.version(self.key(s)) == 0],
+                    compare=[*alive, c.transactions.version(self.key(s)) == 0],
                     success=[c.transactions.put(self.key(s), value)], failure=[])
                 if ok:
                     got.append(s)

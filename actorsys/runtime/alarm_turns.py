@@ -145,6 +145,8 @@ class AlarmTurns:
                 self._dropped(act, name, attempt, "fired after its last attempt")
             return False
         self.note(at)               # the lease: due again then if this attempt is lost
+        if self.clock is not None:  # (in flight: the clock does not hand it out as well)
+            self.clock.hold(alarm_ident(act.prefix, name), self.now())
         self.counters["alarms_fired"] += 1
         act.mail().append(Internal(ALARM, reply_to=reply_to, rid=rid, name=name, due=due_us(at)))
         return True

@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from .. import tracing
 from ..errors import LimitExceeded
+from ..log import get_logger
 from ..protocol import wire
 from . import schedule
 from .keys import (DUE_INDEX_RANGE, alarm_index_key, alarm_index_key_of, alarm_record_key,
@@ -71,6 +72,7 @@ if TYPE_CHECKING:
     from .slot import SlotStore
     from .view import Storage
 
+log = get_logger("alarms")
 MAX_ALARM_NAME_BYTES = 1024
 
 
@@ -211,6 +213,9 @@ def take_due(storage: "Storage", name: str, due: int, now: float) -> dict[str, A
     storage.write_raw(alarm_index_key(prefix, due, name), None)
     at = schedule.following(rec, now) if schedule.recurring(rec) else None
     if at is None or due_us(at) > MAX_DUE_US:
+        if schedule.recurring(rec):       # (a schedule with no more times: never silent)
+            log.warning("recurring alarm %.100r has no next time after this firing (%s); it "
+                        "ends", name, rec.get("cron") or f"every {rec.get('every')} s")
         storage.write_raw(rk, None)
         return rec
     storage.write_raw(rk, wire.pack(_next_time(rec, at)))
@@ -375,6 +380,12 @@ class AlarmClock:
         if batch:
             self.fired += len(batch)
             self.deliver(batch)
+
+    def hold(self, ident: bytes, now: float) -> None:
+        """An alarm handed out by other means than :meth:`scan` (``$fire_alarm`` on a
+        testing node) is in flight as a scanned one is: not handed out again for
+        ``redeliver_after`` or until its turn ends (:meth:`done`)."""
+        self.inflight[ident] = now + self.redeliver_after
 
     def close(self) -> None:
         if self.timer is not None:

@@ -143,10 +143,17 @@ def _cron(expr: str) -> Any:
 
 
 def _cron_next(fields: dict[str, Any], after: float) -> float | None:
-    """The expression's first time strictly after ``after``, in its zone; None if none."""
-    start = datetime.datetime.fromtimestamp(after, zone(fields.get("tz", "UTC")))
-    try:
-        at = float(_cron(fields["cron"]).get_next(float, start_time=start))
-    except (CroniterError, ValueError, OverflowError):
-        return None
-    return at if at > after else None
+    """The expression's first time strictly after ``after``, in its zone; None if none.
+    croniter can answer a time not after its start around a zone's daylight-saving change:
+    it is asked again from a second, then a minute, later before the schedule is taken to
+    have no more times."""
+    tz = zone(fields.get("tz", "UTC"))
+    for bump in (0.0, 1.0, 60.0):
+        start = datetime.datetime.fromtimestamp(after + bump, tz)
+        try:
+            at = float(_cron(fields["cron"]).get_next(float, start_time=start))
+        except (CroniterError, ValueError, OverflowError):
+            return None
+        if at > after:
+            return at
+    return None

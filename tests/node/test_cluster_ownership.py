@@ -37,6 +37,21 @@ def test_the_first_node_claims_every_shard_once_and_a_second_claims_none(etcd):
     asyncio.run(run())
 
 
+
+def test_a_claim_for_a_member_needs_its_record_in_etcd(etcd):
+    """A forming cluster's first node claims shards for other members: each claim requires
+    that member's record, so none is written for a member already gone."""
+    async def run() -> None:
+        async with etcd_client(etcd) as c:
+            own = Ownership(c, "test")
+            record = b"/actorsys/test/nodes/n2"
+            assert await own.claim(list(range(100)), "n2", record) == [], "no record: no claim"
+            assert await own.read() == {}
+            await c.put(record, b"{}")
+            assert await own.claim(list(range(100)), "n2", record) == list(range(100))
+            assert {r.owner for r in (await own.read()).values()} == {"n2"}
+    asyncio.run(run())
+
 def test_a_transfer_bumps_the_epoch_and_a_stale_one_loses(etcd):
     async def run() -> None:
         async with etcd_client(etcd) as c:

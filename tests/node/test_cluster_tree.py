@@ -225,3 +225,26 @@ def test_forwarding_to_the_holder_uses_its_own_curve_key(tmp_path, etcd):
             wait_until(lambda: tree(n2).get("state") == "standby", "n2's tree to stand by")
             assert statuses(n2.client()) == {"a": "running", "b": "running"}
             assert tree(n2)["cluster"]["sup_forwarded"] == 1
+
+
+def test_a_forming_cluster_s_supervisors_start_once_its_shards_have_owners(tmp_path, etcd):
+    """``bootstrap_expect = 2``: the first node serves nothing while the cluster forms; its
+    tree, holding the election, waits for the shards' owners instead of failing its
+    supervisors (which stopped the node); with the second node, every child starts once."""
+    configs = [cluster_config(tmp_path, etcd, n) for n in ("n1", "n2")]
+    for cfg in configs:
+        cfg["cluster"]["bootstrap_expect"] = 2
+    with actorsys.Node(configs[0]) as n1:
+        c1 = n1.client()
+        wait_until(lambda: tree(n1).get("up"), "n1's tree process up", timeout=20)
+        time.sleep(2.0)                 # (the tree failing its supervisors ended the node)
+        assert tree(n1).get("up") and c1.cluster()["nodes"][0]["shards"] == 0, \
+            f"n1 waits for the cluster to form: {n1.status()['processes']}"
+        def started() -> bool:
+            try:
+                return statuses(c1) == {"a": "running", "b": "running"}
+            except actorsys.ActorError:       # (the tree has not booted its supervisors yet)
+                return False
+        with actorsys.Node(configs[1]):
+            wait_until(started, "the supervisors started once the shards had owners", timeout=40)
+            assert [c1.ask("Worker", k, "info")["starts"] for k in ("a", "b")] == [1, 1]

@@ -148,3 +148,24 @@ def test_bad_schedules_fail_the_turn_and_set_nothing(driven: Driven, how: dict[s
     assert reply[0] == wire.ERR and reply[2]["type"] == remote_type, reply
     assert list(slot.call("Ticker", "b", "pending")["tick"]) == ["when", "payload", "attempt", "every"], \
         "the alarm it would have replaced stands"
+
+
+def test_a_fired_alarm_is_in_flight_so_the_clock_does_not_hand_it_out_as_well(driven: Driven) -> None:
+    """``$fire_alarm`` (a testing node) hands an alarm out as the clock does: while its
+    turn waits behind the actor's mail, past its lease, the clock does not deliver it a
+    second time (which would use an attempt and run on_alarm after the test's ask)."""
+    slot = driven.slot
+    first = slot.call("Ticker", "f", "start", every=600)
+    delivered: list[Any] = []
+    inner = driven.deliver
+    driven.deliver = lambda batch: (delivered.extend(batch), inner(batch))   # type: ignore[method-assign]
+    slot.rt.alarms.clock.deliver = driven.deliver
+    act = slot.rt.catalog.resident("Ticker", "f")
+    assert slot.rt.alarms.fire(act, "tick", None, 0), "the alarm is handed out now"
+    slot.commit.flush()                           # its attempt counted; its turn not run yet
+    driven.advance(5)                             # past the lease (1 s: alarm_retry.initial)
+    assert delivered == [], "the clock left the fired alarm alone while its turn waits"
+    slot.turns.pump(act)
+    slot.settle()
+    assert slot.call("Ticker", "f", "seen") == [first + 600], "it ran once, then listed at its next time"
+    assert slot.call("Ticker", "f", "pending")["tick"]["attempt"] == 0
