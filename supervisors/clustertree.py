@@ -37,6 +37,8 @@ class ClusterTree(Tree):
         super().__init__(cfg, meta, endpoint, worker_endpoints, restarted)
         self.router = router
         self.forwarding: set[asyncio.Task[None]] = set()   # runtime-API requests to the holder
+        #: the holder waits for a forming cluster's shards to have owners (``_wait_formed``)
+        self.forming = False
 
     # -- process ------------------------------------------------------------------------
     def _open_store(self, keys: NodeKeys | None) -> TreeStore | EtcdTreeStore:
@@ -58,7 +60,10 @@ class ClusterTree(Tree):
         self._finish(self.code)
 
     def status(self) -> dict[str, Any]:
-        return {**super().status(), "cluster": self.seat.status()}
+        out = {**super().status(), "cluster": self.seat.status()}
+        if self.forming:
+            out["state"] = "forming"
+        return out
 
     # -- the election -------------------------------------------------------------------
     def _elected(self, revision: int) -> None:
@@ -97,19 +102,25 @@ class ClusterTree(Tree):
         30 s more), as they are: a child they cannot start then fails its supervisor,
         loudly, as before."""
         limit = time.monotonic() + float((self.cfg.cluster or {}).get("bootstrap_timeout", 60.0)) + 30.0
-        said = False
-        while UNCLAIMED in (self.transport.map.down_nodes() if self.transport.map else {UNCLAIMED: 1}):
-            if time.monotonic() > limit:
-                log.error("the cluster has shards with no owner yet; the supervisors start anyway")
-                return
-            if not said:
-                said = True
-                log.info("the cluster is forming: its supervisors start once every shard has an owner")
-            await asyncio.sleep(0.5)
-            try:
-                await self.transport.refresh_map(self.cfg.ask_timeout)
-            except ActorError as exc:
-                log.warning("could not fetch the cluster's map from the router (%s)", exc)
+        try:
+            while UNCLAIMED in (self.transport.map.down_nodes() if self.transport.map
+                                else {UNCLAIMED: 1}):
+                if self.state is not TreeState.STARTING:       # stopping meanwhile
+                    return
+                if time.monotonic() > limit:
+                    log.error("the cluster has shards with no owner yet; the supervisors start anyway")
+                    return
+                if not self.forming:
+                    self.forming = True     # (status says "forming": the node is up, waiting)
+                    log.info("the cluster is forming: its supervisors start once every shard "
+                             "has an owner")
+                await asyncio.sleep(0.5)
+                try:
+                    await self.transport.refresh_map(self.cfg.ask_timeout)
+                except ActorError as exc:
+                    log.warning("could not fetch the cluster's map from the router (%s)", exc)
+        finally:
+            self.forming = False
 
     # -- the holder: following the shards -----------------------------------------------
     async def _follow(self, shard: int) -> None:

@@ -135,8 +135,10 @@ class Node:
                 processes = client.status()["processes"]
                 supervisor = next((p["pid"] for p in processes if p["role"] == "supervisor"), None)
                 tree = next((p for p in processes if p["role"] == "tree"), None)
+                # standby: a cluster's tree held by another node; forming: a cluster's
+                # holder waiting for the shards to have owners (bootstrap_expect)
                 if self.config.supervisors and (tree is None or tree.get("state") not in
-                                                ("running", "standby")):   # standby: a cluster's
+                                                ("running", "standby", "forming")):
                     client.close()
                     time.sleep(0.02)      # the tree is still starting its children
                     continue
