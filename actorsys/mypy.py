@@ -44,7 +44,7 @@ from mypy.subtypes import find_member
 from mypy.types import (AnyType, CallableType, Instance, NoneType, Overloaded, ProperType, Type,
                         TypeOfAny, get_proper_type)
 
-from .proxy import BASE_API, HOOKS
+from .proxy import reserved_refusal
 
 #: the class that defines the proxies' ``__getattr__``: mypy names attributes by it
 _BASE = "actorsys.proxy.ProxyBase"
@@ -96,12 +96,9 @@ def _refusal(target: Instance, name: str) -> str | None:
     :func:`actorsys.proxy.handlers_of`."""
     info = target.type
     what = f'"{name}" of "{info.name}"'
-    if name.startswith("_"):
-        return f"{what} is private: a proxy calls public handlers only"
-    if name in HOOKS:
-        return f"{what} is a lifecycle hook: the runtime calls it, a caller cannot"
-    if name in BASE_API:
-        return f"{what} is part of Actor's own API, not a handler"
+    why = reserved_refusal(what, name)
+    if why is not None:
+        return why
     sym = info.get(name)
     node = sym.node if sym is not None else None
     if node is None:

@@ -73,6 +73,19 @@ def handlers_of(cls: type) -> dict[str, Callable[..., Any]]:
     return out
 
 
+def reserved_refusal(what: str, name: str) -> str | None:
+    """Why ``name`` (``what``, for the message) is never a handler whatever the class
+    defines: private, a lifecycle hook, or Actor's own API; None otherwise. The run-time
+    proxies and the mypy plugin (:mod:`actorsys.mypy`) both refuse by it."""
+    if name.startswith("_"):
+        return f"{what} is private: a proxy calls public handlers only"
+    if name in HOOKS:
+        return f"{what} is a lifecycle hook: the runtime calls it, a caller cannot"
+    if name in BASE_API:
+        return f"{what} is part of Actor's own API, not a handler"
+    return None
+
+
 def refusal(cls: type, name: str) -> str:
     """Why ``name`` is not a handler of ``cls`` that a caller may call (for a name that
     :func:`handlers_of` does not list)."""
@@ -80,12 +93,9 @@ def refusal(cls: type, name: str) -> str:
     if name.startswith("$"):
         return (f"{name} is a system method, not a handler: use the ref's "
                 f"history(), inspect(), rewind(), destroy()")
-    if name.startswith("_"):
-        return f"{what} is private: a proxy calls public handlers only"
-    if name in HOOKS:
-        return f"{what} is a lifecycle hook: the runtime calls it, a caller cannot"
-    if name in BASE_API:
-        return f"{what} is part of Actor's own API, not a handler"
+    why = reserved_refusal(what, name)
+    if why is not None:
+        return why
     if hasattr(cls, name):
         return f"{what} is not a handler (only public methods are, not properties, " \
                f"static or class methods, or attributes)"
