@@ -49,9 +49,8 @@ class Monitors:
 
     def on_slot(self, slot: int, frames: list[bytes]) -> None:
         """An event of worker slot ``slot``'s connection."""
-        try:
-            event = parse_monitor_message(frames)["event"]
-        except Exception:
+        event = _event(frames)
+        if event is None:
             return
         t = self.transport
         if t.watch is not None:
@@ -65,9 +64,8 @@ class Monitors:
 
     def on_router(self, frames: list[bytes]) -> None:
         """An event of the router's connection (watched, or CURVE)."""
-        try:
-            event = parse_monitor_message(frames)["event"]
-        except Exception:
+        event = _event(frames)
+        if event is None:
             return
         t = self.transport
         if t.watch is not None and event & WATCH_EVENTS:
@@ -81,9 +79,8 @@ class Monitors:
 
     def on_peer(self, endpoint: str, frames: list[bytes]) -> None:
         """An event of the connection to another endpoint (see the module docstring)."""
-        try:
-            event = parse_monitor_message(frames)["event"]
-        except Exception:
+        event = _event(frames)
+        if event is None:
             return
         t = self.transport
         if event == zmq.EVENT_DISCONNECTED:
@@ -100,3 +97,11 @@ class Monitors:
             log.info("%s refused this process's CURVE key; connecting again at the next request",
                      endpoint)
             t.conns.forget_peer(endpoint, soon=True)    # not from within its own monitor's callback
+
+
+def _event(frames: list[bytes]) -> int | None:
+    """The event number of a socket monitor's message (None: not one pyzmq can read)."""
+    try:
+        return int(parse_monitor_message(frames)["event"])
+    except Exception:
+        return None
