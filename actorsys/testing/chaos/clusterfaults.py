@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any
+from typing import Any, Callable
 
 from actorsys.protocol import wire
 from actorsys.testing.cluster import Cluster
@@ -226,46 +226,40 @@ class ClusterInjector:
 
     def _pause(self, i: int, ev: dict[str, Any]) -> None:
         ev["paused"] = self.c.pids(i)
-        t_stop = time.monotonic()
-        self.c.pause_node(i)
-        try:
-            dead = self.probe.seen_dead(i, self.live, self._deadline())
-            if self.replicas > 1:
-                self._failover(i, ev, t_stop)
-            ev["down_s"] = round(time.monotonic() - t_stop, 3)
-        finally:
-            self.c.resume_node(i)
-        ev["what"] = (f"SIGSTOP {ev['node']} for {ev['down_s']:.1f} s "
-                      f"({'past its lease' if dead else 'LEASE NOT SEEN EXPIRED'}), SIGCONT")
-        if not dead:
-            self.problems.append(f"{ev['node']} paused: no other node saw its lease expire")
-        t0 = time.monotonic()
-        if self.replicas > 1:
-            self._back(i, ev, t0, f"{ev['node']} (paused, failed over, resumed)")
-            return
-        self._recovered(ev, t0, self.probe.node_answers(i, self._deadline(), new=False),
-                        f"{ev['node']} (paused, resumed)")
+        self._away(i, ev, self.c.pause_node, self.c.resume_node,
+                   f"SIGSTOP {ev['node']} for {{down}} s ({{lease}}), SIGCONT", "paused",
+                   "paused, failed over, resumed", "paused, resumed")
 
     def _cut(self, i: int, ev: dict[str, Any]) -> None:
-        t_cut = time.monotonic()
-        self.c.cut_node(i)
+        self._away(i, ev, self.c.cut_node, self.c.heal_node,
+                   f"cut {ev['node']}'s network for {{down}} s ({{lease}}), healed", "cut off",
+                   "network cut, failed over, healed", "network cut, healed")
+
+    def _away(self, i: int, ev: dict[str, Any], go: Callable[[int], None],
+              back: Callable[[int], None], what: str, problem: str, failed_over: str,
+              returned: str) -> None:
+        """Node ``i`` away past its lease (``go``, then ``back``: a pause or a network
+        cut): the others must see its lease expire (and, replicated, fail its shards
+        over); recovered when it answers again."""
+        t_away = time.monotonic()
+        go(i)
         try:
             dead = self.probe.seen_dead(i, self.live, self._deadline())
             if self.replicas > 1:
-                self._failover(i, ev, t_cut)
-            ev["down_s"] = round(time.monotonic() - t_cut, 3)
+                self._failover(i, ev, t_away)
+            ev["down_s"] = round(time.monotonic() - t_away, 3)
         finally:
-            self.c.heal_node(i)
-        ev["what"] = (f"cut {ev['node']}'s network for {ev['down_s']:.1f} s "
-                      f"({'past its lease' if dead else 'LEASE NOT SEEN EXPIRED'}), healed")
+            back(i)
+        ev["what"] = what.format(down=f"{ev['down_s']:.1f}",
+                                 lease="past its lease" if dead else "LEASE NOT SEEN EXPIRED")
         if not dead:
-            self.problems.append(f"{ev['node']} cut off: no other node saw its lease expire")
+            self.problems.append(f"{ev['node']} {problem}: no other node saw its lease expire")
         t0 = time.monotonic()
         if self.replicas > 1:
-            self._back(i, ev, t0, f"{ev['node']} (network cut, failed over, healed)")
+            self._back(i, ev, t0, f"{ev['node']} ({failed_over})")
             return
         self._recovered(ev, t0, self.probe.node_answers(i, self._deadline(), new=False),
-                        f"{ev['node']} (network cut, healed)")
+                        f"{ev['node']} ({returned})")
 
     def _move(self, i: int, ev: dict[str, Any]) -> None:
         """A new node joins (``i`` is ignored) or, if one did, it leaves (``i``), its
