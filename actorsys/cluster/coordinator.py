@@ -234,9 +234,9 @@ class Coordinator:
         again at every change and every second), up to ``bootstrap_timeout`` from this
         node's start; past it, it claims for those live, with a warning."""
         every = sorted(self.membership.members)
+        if not every or every[0] != self.me or len(self.owned) >= self.shards:
+            return        # (every router asks each second: the cheap answers first)
         unowned = [s for s in range(self.shards) if s not in self.owned]
-        if not (unowned and every and every[0] == self.me):
-            return
         # placed on the members not leaving; each claim requires its member's record
         members = [n for n in every if not self.membership.members[n].leaving]
         if not members:
