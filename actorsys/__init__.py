@@ -7,7 +7,8 @@ the actor comes back from its last committed LevelDB snapshot.
 The public surface is this module: :class:`Actor` to subclass, :class:`Node` to run a
 node in-process, :func:`connect` / :func:`connect_async` to reach one (and
 ``client.supervisor(name)`` for a supervision tree's runtime API; ``client.proxy(cls,
-key)`` for typed proxies, :class:`Proxy` and its kin), :func:`keygen` for CURVE key
+key)`` for typed proxies, :class:`Proxy` and its kin; ``client.subscribe(ref)`` for what
+an actor sends its connections), :func:`keygen` for CURVE key
 pairs, and the errors. The layers below are listed in the README's "How it is
 built"; a client process that imports this module loads neither LevelDB nor aiohttp.
 
@@ -29,8 +30,9 @@ if TYPE_CHECKING:
     from .errors import (ActorError, ActorStopped, AlreadyPresent, AlreadyStarted, AskTimeout,
                          BadRequest, ChildNotFound, ChildRunning, ConfigError, Deadlock,
                          LimitExceeded, MessageTooLarge, NodeUnavailable, Overloaded, PartlyRun,
-                         RemoteError, ShardUnavailable, StartFailed, StorageError, SupervisorError,
-                         SupervisorNotFound, UnknownActorType, UnknownMethod, WorkerLost)
+                         RemoteError, ShardUnavailable, StartFailed, StorageError, SubscriptionClosed,
+                         SupervisorError, SupervisorNotFound, UnknownActorType, UnknownMethod,
+                         WorkerLost)
     from .net.keys import keygen
     from .node import Node
     from .proxy import ActorProxy, AsyncProxy, Proxy, TellProxy
@@ -44,7 +46,7 @@ __all__ = [
     "NodeUnavailable", "ShardUnavailable",
     "ConfigError", "ActorStopped", "SupervisorError", "SupervisorNotFound", "ChildNotFound",
     "AlreadyStarted", "AlreadyPresent", "ChildRunning", "StartFailed",
-    "Deadlock", "PartlyRun",
+    "Deadlock", "PartlyRun", "SubscriptionClosed",
 ]
 __version__ = "0.1.0"
 

@@ -123,6 +123,9 @@ DEFAULTS: Mapping[str, Key] = MappingProxyType({
     "gateway.auth": Key(Kind.STR, None),
     "gateway.metrics": Key(Kind.BOOL, False),          # /metrics on the gateway (the whole node's)
     "gateway.dashboard": Key(Kind.BOOL, False),        # /dashboard and its actor inspector
+    # seconds between the heartbeats of Python subscribers' connections (each way); one
+    # silent for three of them is gone (actorsys/protocol/subs.py)
+    "gateway.subscriber_heartbeat": Key(Kind.NUMBER, 5.0),
 
     # a cluster of nodes (config/cluster.py); no [cluster] table: a single node, no etcd
     "cluster.etcd": Key(Kind.STRINGS, None),        # required: etcd client URLs (http://HOST:PORT)

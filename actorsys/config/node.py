@@ -51,6 +51,7 @@ max_connections_per_actor = 1000
 max_connections = 10000
 expose = ["Room"]            # actor types reachable from HTTP and WebSockets (default: all)
 auth = "app:check"           # optional hook: f(request) -> falsy refuses; a value is conn.user
+subscriber_heartbeat = 5.0   # seconds between Python subscribers' heartbeats (client.subscribe)
 ```
 
 Every error is a :class:`~actorsys.errors.ConfigError` naming the file, the line and

@@ -80,6 +80,10 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "http_errors": ("actorsys_gateway_http_errors", "HTTP asks answered with an error"),
     "ws_opened": ("actorsys_gateway_sockets_opened", "WebSockets opened"),
     "ws_refused": ("actorsys_gateway_sockets_refused", "WebSockets refused (limits, origin, auth)"),
+    "subscribers_opened": ("actorsys_gateway_subscribers_opened",
+                           "Python subscriptions opened (client.subscribe)"),
+    "subscribers_lost": ("actorsys_gateway_subscribers_lost",
+                         "Python subscriptions closed because their client went silent or away"),
     "auth_refused": ("actorsys_auth_refused", "Connections the CURVE guard refused"),
 }
 
@@ -88,7 +92,8 @@ GAUGES: dict[str, str] = {
     "actorsys_resident_actors": "Actors in a worker's memory",
     "actorsys_mailbox_depth": "Messages waiting in a worker's mailboxes",
     "actorsys_queued_bytes": "Bytes of messages waiting in a worker's mailboxes",
-    "actorsys_gateway_sockets": "WebSockets open at the gateway",
+    "actorsys_gateway_sockets": "WebSockets and Python subscriptions open at the gateway",
+    "actorsys_gateway_subscribers": "Python subscriptions open at the gateway",
     "actorsys_alarms_in_flight": "Alarm turns a worker has started and not ended",
     "actorsys_cluster_nodes": "Nodes of the cluster, as this node's router sees it",
     "actorsys_cluster_nodes_alive": "Nodes of the cluster this node's router sees alive",
