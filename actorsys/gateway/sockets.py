@@ -183,10 +183,12 @@ class Hub:
             del self.rooms[room.address]
 
     def push(self, s: Socket, data: "str | bytes") -> None:
-        """Queue a frame for a socket (its writer sends it); a socket over its unsent
-        limits is closed with 1013."""
+        """Queue a frame for a socket (its writer sends it; none after its close); a socket
+        over its unsent limits is closed with 1013."""
         if not isinstance(data, (str, bytes)):
             raise TypeError("socket data is str or bytes")
+        if s.state is _CLOSED:
+            return                   # (its close is queued: nothing goes after it)
         s.unsent.append(data)
         s.unsent_bytes += len(data)
         if len(s.unsent) > MAX_UNSENT_FRAMES or s.unsent_bytes > MAX_UNSENT_BYTES:
