@@ -107,12 +107,12 @@ class Hub:
         events = self.events
         assert events is not None
         events.enqueue(room, [CONNECT, sock.record()], 64)
-        asked, answer = self.auto_responses.get(type_name) or (None, None)
+        pair = self.auto_responses.get(type_name)        # (request, response) or None
         try:
             async for msg in ws:
-                if msg.type is WSMsgType.TEXT and msg.data == asked:
+                if pair is not None and msg.type is WSMsgType.TEXT and msg.data == pair[0]:
                     if sock.state is not _CLOSED:
-                        self.auto_respond(sock, answer)
+                        self.auto_respond(sock, pair[1])
                 elif msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     while room.waiting_bytes > MAX_WAITING_BYTES or len(room.waiting) > MAX_WAITING_EVENTS:
                         room.space.clear()
@@ -123,9 +123,8 @@ class Hub:
             self.close(sock, 1000, "")
         return ws
 
-    def auto_respond(self, sock: Socket, response: "str | None") -> None:
+    def auto_respond(self, sock: Socket, response: str) -> None:
         """Answer a frame equal to the type's auto-response request (the module docstring)."""
-        assert response is not None
         self.counters["auto_responses"] += 1
         sock.auto_response_at = sock.room.auto_responded[sock.id] = time.time()
         self.push(sock, response)
