@@ -5,7 +5,10 @@ subscription: its :class:`~.peers.Peer` says which), and the :class:`Room` of on
 A socket event travels to its actor as the ``$ws`` sub-protocol spells it
 (:mod:`actorsys.protocol.ws`): ``[CONNECT, record]``, ``[MESSAGE, id, data]``,
 ``[DISCONNECT, id]``; the event lists are built once, when the event happens, and sent
-as they are.
+as they are. ``[AUTO_RESPONDED, [[id, time], ...]]`` is no event of its own: the times
+of the sockets' last auto-responses (``auto_response``), put at the head of the next
+batch that goes anyway (:mod:`.batches`), so the actor's ``conn.auto_response_at``
+catches up without a turn of its own.
 """
 from __future__ import annotations
 
@@ -19,9 +22,10 @@ if TYPE_CHECKING:
     from .peers import Peer
 
 #: socket events (see the module docstring)
-CONNECT, MESSAGE, DISCONNECT = "c", "m", "d"
+CONNECT, MESSAGE, DISCONNECT, AUTO_RESPONDED = "c", "m", "d", "r"
 #: what the actor's handler of each event is called (in the log)
-HANDLER_OF = {CONNECT: "on_connect", MESSAGE: "on_message", DISCONNECT: "on_disconnect"}
+HANDLER_OF = {CONNECT: "on_connect", MESSAGE: "on_message", DISCONNECT: "on_disconnect",
+              AUTO_RESPONDED: "conn.auto_response_at"}
 
 #: a room stops reading its sockets while its actor has this much waiting
 MAX_WAITING_EVENTS, MAX_WAITING_BYTES = 10_000, 8 << 20
@@ -75,10 +79,15 @@ class Socket:
     writer: asyncio.Task[None] | None = None
     #: set when closed: sent by the writer once ``unsent`` is out
     closing: CloseFrame | None = None
+    #: when the gateway last answered one of its frames itself (epoch seconds; None: never)
+    auto_response_at: float | None = None
 
     def record(self) -> list[Any]:
-        """The socket as the actor's roster holds it: ``[id, tags, attachment, info]``."""
-        return [self.id, sorted(self.tags), self.attachment, self.info]
+        """The socket as the actor's roster holds it: ``[id, tags, attachment, info]``
+        (``info`` with ``auto_response_at`` once the gateway has answered a frame)."""
+        info = self.info if self.auto_response_at is None else {
+            **self.info, "auto_response_at": self.auto_response_at}
+        return [self.id, sorted(self.tags), self.attachment, info]
 
 
 @dataclass(eq=False, slots=True)
@@ -100,6 +109,9 @@ class Room:
     task: asyncio.Task[None] | None = None
     #: set when ``waiting`` shrinks (its sockets' reads wait for it when it is full)
     space: asyncio.Event = field(default_factory=asyncio.Event)
+    #: socket id -> the time of its last auto-response the actor has not been told of
+    #: (sent with the next batch: AUTO_RESPONDED); at most one entry per socket
+    auto_responded: dict[str, float] = field(default_factory=dict)
 
     @property
     def address(self) -> tuple[str, str]:

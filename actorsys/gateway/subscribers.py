@@ -19,7 +19,8 @@ gate, effects applied once across a worker's kill -9, the roster, hibernation).
   browser. A frame that ZeroMQ cannot queue (``ROUTER_MANDATORY``: the client is
   gone, or :data:`SEND_QUEUE` messages wait for it) closes the subscription; nothing is
   dropped silently.
-* Receiving: a ``msg`` becomes an ``on_message`` event; one larger than the gateway's
+* Receiving: a ``msg`` becomes an ``on_message`` event (or, equal to the type's
+  ``auto_response`` request, is answered here, as a WebSocket's); one larger than the gateway's
   ``max_message_bytes`` closes the subscription (1009), and so does one sent while its
   actor has as many events waiting as the gateway lets wait (1013: the gateway cannot
   stop reading one client of a shared socket, as it stops reading a browser).
@@ -221,7 +222,10 @@ class Subscribers:
     def _message(self, peer: SubscriberPeer, data: "str | bytes") -> None:
         sock = peer.sock
         assert sock is not None
-        if len(data) > self.max_frame:
+        pair = self.hub.auto_responses.get(sock.room.type_name)
+        if pair is not None and data == pair[0]:
+            self.hub.auto_respond(sock, pair[1])        # (as for a WebSocket's text frame)
+        elif len(data) > self.max_frame:
             self._close(peer, 1009, f"a message is at most {self.max_frame} bytes "
                                     f"(the gateway's max_message_bytes)")
         elif self.hub.full(sock.room):

@@ -84,6 +84,8 @@ COUNTERS: dict[str, tuple[str, str]] = {
                            "Python subscriptions opened (client.subscribe)"),
     "subscribers_lost": ("actorsys_gateway_subscribers_lost",
                          "Python subscriptions closed because their client went silent or away"),
+    "auto_responses": ("actorsys_gateway_auto_responses", "WebSocket frames the gateway answered "
+                                                          "itself (auto_response), no turn run"),
     "auth_refused": ("actorsys_auth_refused", "Connections the CURVE guard refused"),
 }
 
