@@ -188,7 +188,7 @@ def test_an_auto_response_queues_behind_earlier_frames_and_starts_no_batch():
         return transport, a, room, counters
 
     transport, a, room, counters = asyncio.run(scenario())
-    assert a.ws.sent == ["first", b"second", "pong"], "the answer goes after the frames queued before it"
+    assert a.peer.ws.sent == ["first", b"second", "pong"], "the answer goes after the frames queued before it"
     assert transport.asks == [] and room.task is None and counters["events"] == 0, \
         "no event, no batch: the actor is not asked"
     assert counters["auto_responses"] == 1 and a.auto_response_at is not None
