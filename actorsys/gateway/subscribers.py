@@ -16,9 +16,9 @@ gate, effects applied once across a worker's kill -9, the roster, hibernation).
 * Sending: frames go under the subscription's credit (:class:`~actorsys.protocol.subs.Window`);
   while none is left, the socket's writer waits, and its frames wait in its queue,
   whose limits close a subscriber that does not keep up (1013), as they close a slow
-  browser. A frame that ZeroMQ cannot queue (``ROUTER_MANDATORY``: the client is
-  gone, or :data:`SEND_QUEUE` messages wait for it) closes the subscription; nothing is
-  dropped silently.
+  browser. A message that ZeroMQ cannot queue (``ROUTER_MANDATORY``: the client is
+  gone, or :data:`SEND_QUEUE` messages wait for it) closes every subscription of its
+  connection, whose heartbeats then stop; nothing is dropped silently.
 * Receiving: a ``msg`` becomes an ``on_message`` event (or, equal to the type's
   ``auto_response`` request, is answered here, as a WebSocket's); one larger than the gateway's
   ``max_message_bytes`` closes the subscription (1009), and so does one sent while its
@@ -145,13 +145,13 @@ class Subscribers:
         return True
 
     def send(self, peer: SubscriberPeer, msg: list[Any]) -> bool:
-        """One message of ``peer``'s; False (and its subscription closed) if it cannot go."""
+        """One message of ``peer``'s; False if it cannot go, and then every subscription of
+        its connection is closed: the client is gone, or reads nothing of what it is sent
+        (nothing more could tell it why; it sees its heartbeats stop)."""
         if self._send(peer.session.ident, msg):
             return True
-        if not peer.gone and peer.sock is not None:
-            peer.gone = True
-            self.hub.close(peer.sock, 1013, "the subscriber's connection is gone or not reading")
-            self.finish(peer, 1013, "")
+        if self.sessions.get(peer.session.ident) is peer.session:
+            self._lose(peer.session, "its connection is gone, or it reads nothing")
         return False
 
     def finish(self, peer: SubscriberPeer, code: int, reason: str) -> None:
