@@ -4,7 +4,7 @@ sends its connections, with the guarantees of a WebSocket (issue 18).
 
 Most tests share the module's node (its gateway's heartbeat is 0.2 s, so a vanished
 client is closed within a second); the ones that kill the gateway or need a node without
-one start their own. The actors are in ``tests/actors/sub_actors.py``.
+one, or a tcp node, start their own. The actors are in ``tests/actors/sub_actors.py``.
 """
 from __future__ import annotations
 
@@ -21,7 +21,10 @@ import zmq
 from helpers import make_config
 
 import actorsys
+from actorsys.config.keyfiles import load_public, load_secret
+from actorsys.config.layout import free_port
 from actorsys.gateway.sockets import MAX_UNSENT_BYTES
+from actorsys.net.keys import keygen
 from actorsys.protocol import subs, wire
 from actorsys.testing import kill_worker
 from actorsys.testing.nodes import role_pid, wait_until
@@ -350,3 +353,39 @@ def test_a_node_without_a_gateway_refuses_subscriptions_clearly(actorsys_node):
             with pytest.raises(actorsys.BadRequest, match="has no gateway"):
                 await ac.subscribe(("Feed", "x"))
     asyncio.run(from_asyncio())
+
+
+def test_on_tcp_the_subscriber_endpoint_is_curve_guarded(tmp_path):
+    """On a tcp node the gateway's subscriber endpoint lets in the keys the router does
+    (the client subscribes with its connection's keys) and refuses others, counted."""
+    node_public, node_secret = keygen(tmp_path / "keys", "node")
+    clients = tmp_path / "keys" / "clients"
+    _alice_public, alice_secret = keygen(clients, "alice")
+    _mallory_public, mallory_secret = keygen(tmp_path / "elsewhere", "mallory")
+    cfg = feed_config(str(tmp_path / "data"))
+    cfg["node"].update(endpoint=f"tcp://127.0.0.1:{free_port('127.0.0.1')}",
+                       curve_secret_key=node_secret, authorized_keys=str(clients))
+    with actorsys.Node(cfg) as node, \
+            actorsys.connect(node.endpoint, key=alice_secret, server_key=node_public) as alice:
+        endpoint = subscriber_endpoint(alice)
+        assert endpoint.startswith("tcp://127.0.0.1:"), endpoint
+        with alice.subscribe(("Feed", "c"), decode=json.loads) as sub:
+            assert sub.receive(WAIT)["kind"] == "python"
+            assert alice.ref("Feed", "c").ask("publish", ["over curve"]) == 1
+            assert sub.receive(WAIT) == ["over curve"]
+        refused = gateway_status(node)["auth_refused"]
+        ctx: zmq.Context[Any] = zmq.Context()
+        try:
+            pub, sec = load_secret(mallory_secret)
+            raw = ctx.socket(zmq.DEALER)
+            raw.setsockopt(zmq.LINGER, 0)
+            raw.curve_publickey, raw.curve_secretkey = pub, sec
+            raw.curve_serverkey = load_public(node_public)
+            raw.connect(endpoint)
+            raw.send(wire.pack([subs.SUB, 1, "Feed", "c", None, 4, {}]))
+            assert not raw.poll(500), "an unknown key gets no answer"
+            raw.close(0)
+        finally:
+            ctx.term()
+        wait_until(lambda: gateway_status(node)["auth_refused"] > refused,
+                   "the gateway's guard to count the refused key")
