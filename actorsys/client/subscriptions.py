@@ -166,8 +166,9 @@ class Subscription(Generic[T]):
             async with asyncio.timeout(self._timeout):
                 await asyncio.shield(opened)
         except TimeoutError:
-            if opened.done():
-                raise
+            if opened.done():               # (it came with the deadline: its outcome wins)
+                opened.result()
+                return self
             now = self._link
             problem = f" ({now.problem})" if now is not None and now.problem else ""
             error = AskTimeout(f"{self.describe()}: not open within {self._timeout:g} s: the actor's "
