@@ -92,8 +92,8 @@ class SubscriberLink:
         try:
             self.conn.sock.send(wire.pack(msg), zmq.NOBLOCK)
         except zmq.ZMQError as exc:
-            self.fail(f"a message to the gateway at {self.endpoint} could not be queued ({exc})")
-            raise self.lost from None   # type: ignore[misc]   # (fail() set it)
+            raise self.fail(f"a message to the gateway at {self.endpoint} could not be queued "
+                            f"({exc})") from None
         self.conn.pump.kick()
 
     def forget(self, sid: int) -> None:
@@ -188,16 +188,17 @@ class SubscriberLink:
         self._timer = self.loop.call_later(self.heartbeat, self._beat)
 
     # -- the end ---------------------------------------------------------------------------
-    def fail(self, why: str, code: int = 1006) -> None:
-        """The link is lost: every subscription on it ends with ``why``."""
+    def fail(self, why: str, code: int = 1006) -> SubscriptionClosed:
+        """The link is lost: every subscription on it ends with ``why``; the loss."""
         if self.lost is not None:
-            return
-        self.lost = SubscriptionClosed(why, close_code=code, reason=why)
+            return self.lost
+        self.lost = lost = SubscriptionClosed(why, close_code=code, reason=why)
         log.info("%s; %d subscription(s) end", why, len(self.subs))
         ended, self.subs = list(self.subs.values()), {}
         for sub in ended:
             sub.on_end(SubscriptionClosed(f"{sub.describe()}: {why}", close_code=code, reason=why))
         self.close()
+        return lost
 
     def close(self) -> None:
         """Close the connection (what is queued on it is dropped)."""
