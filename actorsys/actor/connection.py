@@ -20,6 +20,12 @@ In the user's words:
   its effects, which the crash may have kept from leaving, are sent again. A batch's
   effects travel in its reply, and the gateway applies them once (it remembers the last
   batch number it applied); only a turn's effects too large for a reply go separately.
+* Auto-response: with ``auto_response = { request, response }`` in the config, a text
+  frame equal to ``request`` is answered by the gateway and never reaches the actor (a
+  passivated actor is not woken). ``conn.auto_response_at`` is when that last happened
+  (epoch seconds, None: never), as Durable Objects' ``getWebSocketAutoResponseTimestamp``:
+  exact in a socket event's turn as of its batch's start (it rides with the batches and
+  the roster), and in other turns as of the last batch this activation took.
 * ``self.connections(tag)`` lists the actor's sockets, each from its ``on_connect`` until
   its ``on_disconnect`` has committed. The gateway sends the whole
   list with a batch whenever the worker does not know it (a new activation, a new
@@ -46,10 +52,13 @@ class Connection:
 
     ``id`` is unique in the node; ``query`` holds the URL's query parameters, ``user``
     what the gateway's auth hook returned, ``remote`` the peer address, ``origin`` the
-    browser's Origin header; ``tags`` and ``attachment`` are what this actor set.
+    browser's Origin header; ``tags`` and ``attachment`` are what this actor set;
+    ``auto_response_at`` is when the gateway last answered one of its frames itself
+    (``auto_response``; epoch seconds, None: never).
     """
 
-    __slots__ = ("id", "tags", "attachment", "user", "query", "remote", "origin", "_host", "_gen")
+    __slots__ = ("id", "tags", "attachment", "user", "query", "remote", "origin", "auto_response_at",
+                 "_host", "_gen")
 
     def __init__(self, host: "ActorHost", record: list[Any]) -> None:
         cid, tags, attachment, info = record
@@ -60,6 +69,8 @@ class Connection:
         self.query: dict[str, str] = info.get("query") or {}
         self.remote: str | None = info.get("remote")
         self.origin: str | None = info.get("origin")
+        at = info.get("auto_response_at")
+        self.auto_response_at: float | None = float(at) if type(at) in (int, float) else None
         self._host = host
         self._gen = host.generation     # a killed turn's connections send nothing (see _emit)
 

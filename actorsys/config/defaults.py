@@ -111,6 +111,9 @@ DEFAULTS: Mapping[str, Key] = MappingProxyType({
     "actors.*.class": Key(Kind.STR, None),          # required: "module:Class"
     "actors.*.on_error": Key(Kind.STR, "stop"),     # read for supervised children
     "actors.*.history_window": Key(Kind.NUMBER, None),  # None: the node's history_window
+    # the gateway's answer to a text frame, for this type's sockets (None: [gateway]'s;
+    # false: none): { request, response } as below
+    "actors.*.auto_response": Key(Kind.TABLE, None),
 
     "gateway.listen": Key(Kind.STR, "127.0.0.1:8080"),
     "gateway.static": Key(Kind.STR, None),
@@ -123,6 +126,12 @@ DEFAULTS: Mapping[str, Key] = MappingProxyType({
     "gateway.auth": Key(Kind.STR, None),
     "gateway.metrics": Key(Kind.BOOL, False),          # /metrics on the gateway (the whole node's)
     "gateway.dashboard": Key(Kind.BOOL, False),        # /dashboard and its actor inspector
+    # a text frame equal to request is answered with response by the gateway, the actor
+    # not woken (Durable Objects' setWebSocketAutoResponse); None: none
+    "gateway.auto_response": Key(Kind.TABLE, None),
+
+    "gateway.auto_response.request": Key(Kind.STR, None),    # required: a non-empty text frame
+    "gateway.auto_response.response": Key(Kind.STR, None),   # required: a non-empty text frame
 
     # a cluster of nodes (config/cluster.py); no [cluster] table: a single node, no etcd
     "cluster.etcd": Key(Kind.STRINGS, None),        # required: etcd client URLs (http://HOST:PORT)
@@ -152,6 +161,7 @@ NODE = section("node")
 ALARM_RETRY_KEYS = section("node.alarm_retry")
 ACTOR_OPTIONS = section("actors.*")
 GATEWAY = section("gateway")
+AUTO_RESPONSE_KEYS = section("gateway.auto_response")
 CLUSTER = section("cluster")
 #: the ``alarm_retry`` a node gets when its config sets none
 ALARM_RETRY: Mapping[str, float] = MappingProxyType({k: v.default for k, v in ALARM_RETRY_KEYS.items()})

@@ -3,17 +3,28 @@
 
 ``listen`` stays as written: port 0 is resolved when the node starts, in its
 :class:`~.layout.NodeLayout`.
+
+``auto_response = { request = "ping", response = "pong" }``: a text frame equal to
+``request`` is answered with ``response`` by the gateway, without a turn of the actor
+(``actorsys/gateway/sockets.py``). ``[gateway]``'s applies to every type; an actor
+type's own (``"Room" = { class = "app:Room", auto_response = {...} }``, or ``false``
+for none) replaces it for that type's sockets: :func:`auto_responses` resolves the two.
+Both strings are non-empty and at most ``max_message_bytes`` (UTF-8); a type's needs a
+``[gateway]`` table that exposes the type.
 """
 from __future__ import annotations
 
 import os
 import re
-from typing import Any
+from typing import Any, Callable, Mapping
 
 from ..errors import ConfigError
-from .defaults import GATEWAY
+from .defaults import AUTO_RESPONSE_KEYS, GATEWAY
 from .source import Source
-from .values import IMPORT_PATH, parse_size
+from .values import IMPORT_PATH, TABLE_SHAPES, parse_size
+
+#: (problem, dotted key) -> the error naming it
+Fail = Callable[[str, str], ConfigError]
 
 _LISTEN = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):(\d{1,5})$")
 _ORIGIN = re.compile(r"^https?://[^/\s]+$")
@@ -80,4 +91,62 @@ def parse_gateway(table: Any, src: Source, actors: dict[str, str]) -> dict[str, 
                       ("dashboard", "serve /dashboard and its actor inspector here")):
         if type(g[key]) is not bool:
             raise fail(f"must be true ({what}) or false, got {g[key]!r:.80}", key)
+    if g["auto_response"] is not None:
+        g["auto_response"] = parse_auto_response(g["auto_response"], fail, "auto_response")
+        _frame_sizes(g["auto_response"], g["max_message_bytes"], fail, "auto_response")
     return g
+
+
+def parse_auto_response(value: Any, fail: Fail, key: str, *, off: bool = False) -> dict[str, str] | None:
+    """``{ request = TEXT, response = TEXT }`` checked (``off``: ``false`` is allowed, and
+    means none); the errors name ``key`` or ``key.request`` / ``key.response``."""
+    shape = TABLE_SHAPES["auto_response"]
+    if off and value is False:
+        return None
+    if not isinstance(value, dict):
+        raise fail(f"must be a table {shape}{' or false (none for this type)' if off else ''}, "
+                   f"got {value!r:.80}", key)
+    for k in value:
+        if k not in AUTO_RESPONSE_KEYS:
+            raise fail(f"unknown key '{k}' (expected: {', '.join(AUTO_RESPONSE_KEYS)})", f"{key}.{k}")
+    for k in AUTO_RESPONSE_KEYS:
+        if k not in value:
+            raise fail(f"{k} is missing: auto_response is {shape}", key)
+        if not isinstance(value[k], str) or not value[k]:
+            raise fail(f"must be a non-empty string (a text frame), got {value[k]!r:.80}", f"{key}.{k}")
+    return {k: value[k] for k in AUTO_RESPONSE_KEYS}
+
+
+def _frame_sizes(pair: dict[str, str], max_frame: int, fail: Fail, key: str) -> None:
+    for k, text in pair.items():
+        if len(text.encode()) > max_frame:
+            raise fail(f"is {len(text.encode())} bytes; a WebSocket message is at most [gateway] "
+                       f"max_message_bytes ({max_frame})", f"{key}.{k}")
+
+
+def check_type_auto_responses(per_type: Mapping[str, dict[str, str] | None],
+                              gateway: dict[str, Any] | None, src: Source) -> None:
+    """The actor types' ``auto_response`` against the ``[gateway]`` table: there is
+    one, it exposes the type, and the strings fit in its messages."""
+    for name, pair in per_type.items():
+        def fail(problem: str, key: str, name: str = name) -> ConfigError:
+            return src.fail(problem, "actors", f"{name}.{key}")
+        if gateway is None:
+            raise fail("needs a [gateway] table (the gateway answers the frames)", "auto_response")
+        if gateway["expose"] is not None and name not in gateway["expose"]:
+            raise fail(f"{name!r:.80} is not in [gateway] expose: its sockets never open",
+                       "auto_response")
+        if pair is not None:
+            _frame_sizes(pair, gateway["max_message_bytes"], fail, "auto_response")
+
+
+def auto_responses(gateway: dict[str, Any], per_type: Mapping[str, dict[str, str] | None],
+                   actors: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """Type name -> ``(request, response)`` its sockets' frames are answered with: the
+    type's own, else ``[gateway]``'s; a type with none is not in it."""
+    out: dict[str, tuple[str, str]] = {}
+    for name in actors:
+        pair = per_type[name] if name in per_type else gateway["auto_response"]
+        if pair is not None:
+            out[name] = (pair["request"], pair["response"])
+    return out

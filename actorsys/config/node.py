@@ -37,6 +37,7 @@ testing = false              # true: run_in_actor and fire_alarms work (tests on
 "Counter" = "examples.counter:Counter"           # type name -> "module:Class"
 "Store" = { class = "app:Store", on_error = "stop" }   # with an actor-level policy
 "Doc" = { class = "app:Doc", history_window = 86400 }   # keep a day of versions
+"Room" = { class = "app:Room", auto_response = { request = "hb", response = "ok" } }   # or false
 
 [supervisors.root]           # supervision trees: see actorsys/config/supervision.py
 children = [ { id = "store", actor = "Store", key = "main" } ]
@@ -51,6 +52,7 @@ max_connections_per_actor = 1000
 max_connections = 10000
 expose = ["Room"]            # actor types reachable from HTTP and WebSockets (default: all)
 auth = "app:check"           # optional hook: f(request) -> falsy refuses; a value is conn.user
+auto_response = { request = "ping", response = "pong" }   # answered here, the actor not woken
 ```
 
 Every error is a :class:`~actorsys.errors.ConfigError` naming the file, the line and
@@ -74,7 +76,7 @@ from . import supervision
 from .defaults import (ACTOR_OPTIONS, ALARM_RETRY, ALARM_RETRY_KEYS, DURABILITY, NODE, ON_ERROR,
                        Kind, default)
 from .cluster import parse_cluster
-from .gateway import parse_gateway, valid_listen
+from .gateway import check_type_auto_responses, parse_auto_response, parse_gateway, valid_listen
 from .keyfiles import load_authorized, load_secret
 from .source import Source
 from .values import IMPORT_PATH, kind_problem, parse_size
@@ -147,6 +149,9 @@ class NodeConfig:
     on_error: dict[str, str] = field(default_factory=dict)
     #: type name -> seconds of history kept (overrides the node's history_window)
     history: dict[str, float] = field(default_factory=dict)
+    #: type name -> ``{request, response}`` the gateway answers its sockets' text frames
+    #: with (None: none), overriding [gateway] auto_response (config/gateway.py)
+    auto_response: dict[str, dict[str, str] | None] = field(default_factory=dict)
     #: validated [supervisors.NAME] tables as plain data (see .supervision)
     supervisors: dict[str, Any] = field(default_factory=dict)
     #: the validated [gateway] table (every key of .defaults.GATEWAY), or None: no gateway
@@ -200,16 +205,17 @@ def load_config(config: "str | os.PathLike[str] | dict[str, Any] | NodeConfig",
             raise src.fail(f"unknown section '{name}' (expected one of: {', '.join(SECTIONS)})",
                            None, name)
     values = _node_section(raw.get("node", {}), src)
-    actors, on_error, history = _actors_section(raw.get("actors", {}), src)
+    actors, on_error, history, auto_response = _actors_section(raw.get("actors", {}), src)
     sups = supervision.parse_supervisors(raw.get("supervisors", {}), actors=actors,
                                          fail=src.fail_dotted)
     gateway = parse_gateway(raw["gateway"], src, actors) if "gateway" in raw else None
     if gateway is not None and gateway["max_message_bytes"] > values["max_message_bytes"] // 2:
         raise src.fail(f"must be at most half of [node] max_message_bytes ({values['max_message_bytes']}): "
                        f"socket events travel to actors inside node messages", "gateway", "max_message_bytes")
+    check_type_auto_responses(auto_response, gateway, src)
     cluster = (parse_cluster(raw["cluster"], src, values["endpoint"])._asdict()
                if "cluster" in raw else None)
-    return NodeConfig(actors=actors, on_error=on_error, history=history,
+    return NodeConfig(actors=actors, on_error=on_error, history=history, auto_response=auto_response,
                       supervisors=supervision.to_config(sups), gateway=gateway, cluster=cluster,
                       source=src.file, **values)
 
@@ -362,14 +368,16 @@ def _check_endpoint(values: dict[str, Any], src: Source, fail: NodeFail) -> None
         raise fail("endpoint must start with ipc:// or tcp://", "endpoint")
 
 
-def _actors_section(table: Any, src: Source) -> tuple[dict[str, str], dict[str, str], dict[str, float]]:
-    """``[actors]``: type name -> "module:Class", and the types' on_error and
-    history_window options."""
+def _actors_section(table: Any, src: Source) -> tuple[dict[str, str], dict[str, str], dict[str, float],
+                                                     dict[str, dict[str, str] | None]]:
+    """``[actors]``: type name -> "module:Class", and the types' on_error,
+    history_window and auto_response options."""
     if not isinstance(table, dict):
         raise src.fail("[actors] must be a table mapping type names to \"module:Class\"", None, "actors")
     actors: dict[str, str] = {}
     on_error: dict[str, str] = {}
     history: dict[str, float] = {}
+    auto_response: dict[str, dict[str, str] | None] = {}
     for name, spec in table.items():
         if isinstance(spec, dict):
             unknown = set(spec) - set(ACTOR_OPTIONS)
@@ -387,13 +395,18 @@ def _actors_section(table: Any, src: Source) -> tuple[dict[str, str], dict[str, 
                     raise src.fail(f"on_error must be one of {ON_ERROR}, got {spec['on_error']!r:.80}",
                                    "actors", name)
                 on_error[name] = spec["on_error"]
+            if "auto_response" in spec:
+                def fail(problem: str, key: str, name: str = name) -> ConfigError:
+                    return src.fail(problem, "actors", f"{name}.{key}")
+                auto_response[name] = parse_auto_response(spec["auto_response"], fail, "auto_response",
+                                                          off=True)
             spec = spec.get("class")
         if not _TYPE_NAME.match(name):
             raise src.fail("actor type names use letters, digits, '_', '.', '-' (max 200)", "actors", name)
         if not isinstance(spec, str) or not IMPORT_PATH.match(spec):
             raise src.fail(f"must be \"module:Class\", got {spec!r}", "actors", name)
         actors[name] = spec
-    return actors, on_error, history
+    return actors, on_error, history, auto_response
 
 
 def import_object(spec: str, python_path: list[str] | None = None) -> Any:

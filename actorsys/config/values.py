@@ -8,9 +8,11 @@ from typing import Any
 
 from .defaults import Kind
 
-#: ``backoff`` and ``alarm_retry``: the table each must be (in the error when it is not)
+#: ``backoff``, ``alarm_retry`` and ``auto_response``: the table each must be (in the
+#: error when it is not)
 TABLE_SHAPES = {"backoff": "{ initial = SECONDS, max = SECONDS, jitter = FRACTION }",
-                "alarm_retry": "{ initial = SECONDS, max = SECONDS, attempts = N }"}
+                "alarm_retry": "{ initial = SECONDS, max = SECONDS, attempts = N }",
+                "auto_response": "{ request = TEXT, response = TEXT }"}
 
 
 def kind_problem(kind: Kind, key: str, value: Any) -> str | None:

@@ -17,6 +17,8 @@ In the user's words:
 * Limits and access: ``max_message_bytes``, ``max_connections_per_actor``,
   ``max_connections``, ``allowed_origins``, ``allowed_hosts``, ``expose`` and the
   ``auth`` hook (:mod:`.admission`, :mod:`.auth`).
+* ``auto_response``: frames the gateway answers itself, without waking the actor
+  (:mod:`.sockets`).
 
 A stop (SIGTERM) closes every socket (1001, going away), hands their actors the
 disconnects within the node's ``shutdown_timeout``, then exits.
@@ -37,6 +39,7 @@ from aiohttp import web
 from .. import metrics
 from ..client.transport import AsyncTransport
 from ..config import NodeConfig, NodeLayout, import_function
+from ..config.gateway import auto_responses
 from ..errors import ActorError, NodeUnavailable
 from ..log import get_logger
 from ..net.listener import Listener
@@ -56,11 +59,12 @@ log = get_logger("gateway")
 #: seconds /metrics waits for the router's gathering (each process has 2 s of it)
 METRICS_SECONDS = 5.0
 
-#: the gateway's counters, in its status (the last two are the CURVE guard's)
+#: the gateway's counters, in its status (``auth_refused`` and ``handshake_failed`` are
+#: the CURVE guard's; ``auto_responses``: frames answered by ``auto_response``)
 COUNTERS = ("http_requests", "http_errors", "ws_opened", "ws_closed", "ws_refused", "events",
             "batches", "redeliveries", "duplicates", "duplicate_effects", "failed_events",
             "dropped_events", "stale_effects", "effects", "slow_closed", "bad_frames",
-            "hook_refused", "origin_refused", "auth_refused", "handshake_failed")
+            "hook_refused", "origin_refused", "auth_refused", "handshake_failed", "auto_responses")
 
 
 class Gateway:
@@ -90,7 +94,8 @@ class Gateway:
                                         keys=keys.client if keys else None)
         auth = AuthHook(import_function(g["auth"], cfg.python_path), self.counters) if g["auth"] else None
         self.admission = Admission(g, self.listen, set(g["expose"] or cfg.actors), auth, self.counters)
-        self.hub = Hub(loop, g, self.incarnation, self.admission, self.counters)
+        self.hub = Hub(loop, g, self.incarnation, self.admission, self.counters,
+                       auto_responses(g, cfg.auto_response, cfg.actors))
         self.effects = Effects(self.hub, self.incarnation, self.counters)
         self.delivery = Delivery(loop, self.hub, self.effects, self.transport, self.incarnation,
                                  self.counters, max_message_bytes=cfg.max_message_bytes,

@@ -13,6 +13,10 @@
   first, in parts.
 * A batch the handlers fail is split into single events; an event that still fails is
   dropped (logged), and a socket whose ``on_connect`` failed is closed (1011).
+* The times of auto-responses the actor has not been told of (``Room.auto_responded``)
+  ride at the head of the next batch, for the sockets whose ``on_connect`` has committed
+  (the others wait for a later batch: the actor does not know them yet); they never
+  start a batch of their own.
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ from ..errors import (ActorError, AskTimeout, NodeUnavailable, Overloaded, Shard
 from ..log import get_logger
 from ..protocol import ws as websocket
 from .effects import Effects
-from .rooms import CONNECT, DISCONNECT, HANDLER_OF, Room
+from .rooms import AUTO_RESPONDED, CONNECT, DISCONNECT, HANDLER_OF, Room
 from .sockets import Hub
 
 log = get_logger("gateway")
@@ -94,14 +98,15 @@ class Delivery:
     async def _deliver(self, room: Room) -> None:
         try:
             while room.waiting:
-                events: list[list[Any]] = []
-                size = 0
+                events, size = self._auto_responded(room)
+                head, taken = len(events), 0
                 while room.waiting and len(events) < MAX_BATCH_EVENTS and (
-                        not events or size + room.waiting[0][1] <= self.batch_limit):
+                        len(events) == head or size + room.waiting[0][1] <= self.batch_limit):
                     ev, n = room.waiting.popleft()
                     events.append(ev)
                     size += n
-                room.waiting_bytes -= size
+                    taken += n
+                room.waiting_bytes -= taken
                 room.space.set()
                 await self._send_batch(room, events)
         except Exception:
@@ -112,6 +117,25 @@ class Delivery:
                 room.task = self.loop.create_task(self._deliver(room))
             else:
                 self.hub.forget_if_empty(room)
+
+    def _auto_responded(self, room: Room) -> tuple[list[list[Any]], int]:
+        """The head of a batch: ``[AUTO_RESPONDED, [[id, time], ...]]`` for the joined
+        sockets with auto-responses the actor has not been told of (within a quarter of
+        a batch), and its size; none: ``([], 0)``. Entries of sockets gone from the
+        room are dropped; those of sockets not joined yet stay."""
+        pending = room.auto_responded
+        if not pending:
+            return [], 0
+        times: list[list[Any]] = []
+        size, budget = 16, self.batch_limit // 4
+        for sid in list(pending):
+            s = room.find(sid)
+            if s is None:
+                del pending[sid]
+            elif s.joined and size + len(sid) + 12 <= budget:
+                times.append([sid, pending.pop(sid)])
+                size += len(sid) + 12
+        return ([[AUTO_RESPONDED, times]], size) if times else ([], 0)
 
     async def _send_batch(self, room: Room, events: list[list[Any]]) -> None:
         number = self.last_batch = next(self._numbers)
@@ -191,6 +215,8 @@ class Delivery:
                     len(events), why)
         room.roster_known = False            # whatever the worker has, send it ours again
         for ev in events:
+            if ev[0] == AUTO_RESPONDED:
+                continue
             sid = ev[1][0] if ev[0] == CONNECT else ev[1]
             if ev[0] == DISCONNECT:
                 room.leaving.pop(sid, None)

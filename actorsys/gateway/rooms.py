@@ -4,7 +4,10 @@
 A socket event travels to its actor as the ``$ws`` sub-protocol spells it
 (:mod:`actorsys.protocol.ws`): ``[CONNECT, record]``, ``[MESSAGE, id, data]``,
 ``[DISCONNECT, id]``; the event lists are built once, when the event happens, and sent
-as they are.
+as they are. ``[AUTO_RESPONDED, [[id, time], ...]]`` is no event of its own: the times
+of the sockets' last auto-responses (``auto_response``), put at the head of the next
+batch that goes anyway (:mod:`.batches`), so the actor's ``conn.auto_response_at``
+catches up without a turn of its own.
 """
 from __future__ import annotations
 
@@ -17,9 +20,10 @@ from typing import Any, NamedTuple
 from aiohttp import web
 
 #: socket events (see the module docstring)
-CONNECT, MESSAGE, DISCONNECT = "c", "m", "d"
+CONNECT, MESSAGE, DISCONNECT, AUTO_RESPONDED = "c", "m", "d", "r"
 #: what the actor's handler of each event is called (in the log)
-HANDLER_OF = {CONNECT: "on_connect", MESSAGE: "on_message", DISCONNECT: "on_disconnect"}
+HANDLER_OF = {CONNECT: "on_connect", MESSAGE: "on_message", DISCONNECT: "on_disconnect",
+              AUTO_RESPONDED: "conn.auto_response_at"}
 
 #: a room stops reading its sockets while its actor has this much waiting
 MAX_WAITING_EVENTS, MAX_WAITING_BYTES = 10_000, 8 << 20
@@ -73,10 +77,15 @@ class Socket:
     closing: CloseFrame | None = None
     #: to cut off a browser that does not read
     transport: asyncio.Transport | None = None
+    #: when the gateway last answered one of its frames itself (epoch seconds; None: never)
+    auto_response_at: float | None = None
 
     def record(self) -> list[Any]:
-        """The socket as the actor's roster holds it: ``[id, tags, attachment, info]``."""
-        return [self.id, sorted(self.tags), self.attachment, self.info]
+        """The socket as the actor's roster holds it: ``[id, tags, attachment, info]``
+        (``info`` with ``auto_response_at`` once the gateway has answered a frame)."""
+        info = self.info if self.auto_response_at is None else {
+            **self.info, "auto_response_at": self.auto_response_at}
+        return [self.id, sorted(self.tags), self.attachment, info]
 
 
 @dataclass(eq=False, slots=True)
@@ -98,6 +107,9 @@ class Room:
     task: asyncio.Task[None] | None = None
     #: set when ``waiting`` shrinks (its sockets' reads wait for it when it is full)
     space: asyncio.Event = field(default_factory=asyncio.Event)
+    #: socket id -> the time of its last auto-response the actor has not been told of
+    #: (sent with the next batch: AUTO_RESPONDED); at most one entry per socket
+    auto_responded: dict[str, float] = field(default_factory=dict)
 
     @property
     def address(self) -> tuple[str, str]:

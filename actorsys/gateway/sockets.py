@@ -13,12 +13,20 @@ in order through the socket's writer.
 * Closing a socket (by the browser, the actor or the gateway) is done once: the frames
   queued before it go first, then the close frame; its actor gets ``on_disconnect`` and
   counts it in its roster until that has committed.
+* Auto-response (``auto_response = { request, response }``, config/gateway.py): a text
+  frame equal to the type's ``request`` is answered with ``response`` here, as Durable
+  Objects' ``setWebSocketAutoResponse``: no event, no batch, no turn (a passivated actor
+  stays so), even while the actor's events wait (back-pressure holds the others). The
+  answer goes through the socket's writer, after the frames queued before it and under
+  the same unsent limits; the socket's ``auto_response_at`` is set and reaches the actor
+  with its next batch (:mod:`.rooms`). A binary frame is never answered so.
 """
 from __future__ import annotations
 
 import asyncio
 import itertools
-from typing import Any, Protocol
+import time
+from typing import Any, Mapping, Protocol
 
 from aiohttp import WSMsgType, web
 
@@ -47,8 +55,11 @@ class Hub:
     """Every open socket and every room of this gateway (the module docstring's rules)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, gateway: dict[str, Any], incarnation: str,
-                 admission: Admission, counters: dict[str, int]) -> None:
+                 admission: Admission, counters: dict[str, int],
+                 auto_responses: Mapping[str, tuple[str, str]] | None = None) -> None:
         self.loop, self.admission, self.counters = loop, admission, counters
+        #: type name -> (request, response) the gateway answers itself (config/gateway.py)
+        self.auto_responses = dict(auto_responses or {})
         self.max_connections: int = gateway["max_connections"]
         self.max_per_actor: int = gateway["max_connections_per_actor"]
         self.max_frame: int = gateway["max_message_bytes"]
@@ -96,9 +107,13 @@ class Hub:
         events = self.events
         assert events is not None
         events.enqueue(room, [CONNECT, sock.record()], 64)
+        pair = self.auto_responses.get(type_name)        # (request, response) or None
         try:
             async for msg in ws:
-                if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                if pair is not None and msg.type is WSMsgType.TEXT and msg.data == pair[0]:
+                    if sock.state is not _CLOSED:
+                        self.auto_respond(sock, pair[1])
+                elif msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     while room.waiting_bytes > MAX_WAITING_BYTES or len(room.waiting) > MAX_WAITING_EVENTS:
                         room.space.clear()
                         await room.space.wait()      # back-pressure: stop reading this room's sockets
@@ -107,6 +122,12 @@ class Hub:
         finally:
             self.close(sock, 1000, "")
         return ws
+
+    def auto_respond(self, sock: Socket, response: str) -> None:
+        """Answer a frame equal to the type's auto-response request (the module docstring)."""
+        self.counters["auto_responses"] += 1
+        sock.auto_response_at = sock.room.auto_responded[sock.id] = time.time()
+        self.push(sock, response)
 
     def close(self, sock: Socket, code: int, reason: str) -> None:
         """Close a socket (once): what it was sent before goes first, then the close

@@ -80,6 +80,8 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "http_errors": ("actorsys_gateway_http_errors", "HTTP asks answered with an error"),
     "ws_opened": ("actorsys_gateway_sockets_opened", "WebSockets opened"),
     "ws_refused": ("actorsys_gateway_sockets_refused", "WebSockets refused (limits, origin, auth)"),
+    "auto_responses": ("actorsys_gateway_auto_responses", "WebSocket frames the gateway answered "
+                                                          "itself (auto_response), no turn run"),
     "auth_refused": ("actorsys_auth_refused", "Connections the CURVE guard refused"),
 }
 

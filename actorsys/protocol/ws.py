@@ -3,7 +3,10 @@ for what the actor sees).
 
 The gateway asks an actor ``$ws(gateway, batch_number, roster_or_None, events)``; a
 socket event is ``["c", record]`` (connect), ``["m", id, data]`` (a frame) or
-``["d", id]`` (disconnect); a socket record is ``[id, tags, attachment, info]``.
+``["d", id]`` (disconnect); a socket record is ``[id, tags, attachment, info]``. A batch
+may begin with ``["r", [[id, time], ...]]``: when the gateway last answered those
+sockets' frames itself (``auto_response``; ``info["auto_response_at"]`` in a record), no
+handler's event.
 
 A turn's effects, in order, go back in its batch's reply (or, for a turn that is not a
 socket event's, and for output too large for a reply, in ``wire.WS`` frames)::
@@ -54,10 +57,15 @@ def check_batch(gateway: Any, number: Any, roster: Any, events: Any) -> None:
     for r in records:
         check_record(r)
     for ev in events:
-        if not isinstance(ev, list) or not ev or ev[0] not in ("c", "m", "d"):
+        if not isinstance(ev, list) or not ev or ev[0] not in ("c", "m", "d", "r"):
             raise BadRequest("a socket event is ['c', record], ['m', id, data] or ['d', id]")
         if ev[0] == "c" and len(ev) == 2:
             check_record(ev[1])
+        elif ev[0] == "r":
+            if not (len(ev) == 2 and isinstance(ev[1], list) and all(
+                    isinstance(t, list) and len(t) == 2 and isinstance(t[0], str)
+                    and type(t[1]) in (int, float) for t in ev[1])):
+                raise BadRequest("auto-response times are ['r', [[id, time], ...]]")
         elif not ((ev[0] == "m" and len(ev) == 3 and isinstance(ev[1], str)
                    and isinstance(ev[2], (str, bytes)))
                   or (ev[0] == "d" and len(ev) == 2 and isinstance(ev[1], str))):

@@ -183,6 +183,11 @@ def _one(host: Host, inst: Actor, sockets: Sockets, ev: list[Any]) -> Awaitable[
         if conn is None:
             return None          # closed before its message's turn (it was in the roster sent)
         r = inst.on_message(conn, ev[2])
+    elif kind == "r":            # the gateway's auto-responses: no handler runs
+        for cid, at in ev[1]:
+            if (conn := conns.get(cid)) is not None:
+                conn.auto_response_at = float(at)
+        return None
     else:
         conn = conns.pop(ev[1], None)
         held.discard(ev[1])

@@ -139,3 +139,30 @@ class Numbers(actorsys.Actor):
     def shout(self, text: str) -> int:
         self.broadcast(text)
         return len(self.connections())
+
+
+class Beat(actorsys.Actor):
+    """For the auto_response tests: counts its activations durably (``on_start`` runs
+    after every one), echoes text frames as ``"got DATA"`` and binary ones as they are,
+    tells ``conn.auto_response_at`` on ``"when?"``, sends N frames of 4 kB on
+    ``"flood:N"`` and answers ``"slow"`` half a second later."""
+
+    def on_start(self) -> None:
+        self.state["activations"] = self.state.get("activations", 0) + 1
+
+    def on_connect(self, conn: Any) -> None:
+        conn.send("hello")
+
+    async def on_message(self, conn: Any, data: Any) -> None:
+        if data == "when?":
+            conn.send({"at": conn.auto_response_at, "activations": self.state["activations"]})
+        elif isinstance(data, str) and data.startswith("flood:"):
+            for i in range(int(data[6:])):
+                conn.send(f"{i}:" + "f" * 4000)
+        elif data == "slow":
+            await asyncio.sleep(0.5)
+            conn.send("slow done")
+        elif isinstance(data, bytes):
+            conn.send(data)
+        else:
+            conn.send(f"got {data}")

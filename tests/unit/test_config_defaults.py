@@ -47,7 +47,8 @@ def test_the_gateway_table_gets_every_default_and_owns_its_lists():
 
 def test_sections_are_the_keys_one_level_down():
     assert list(section("node.alarm_retry")) == ["initial", "max", "attempts"]
-    assert list(ACTOR_OPTIONS) == ["class", "on_error", "history_window"]
+    assert list(ACTOR_OPTIONS) == ["class", "on_error", "history_window", "auto_response"]
+    assert list(section("gateway.auto_response")) == ["request", "response"]
     assert "alarm_retry.initial" not in NODE and "alarm_retry" in NODE
     assert all(k.split(".")[0] in ("node", "actors", "gateway", "cluster") for k in DEFAULTS)
     fresh = default("node.python_path")

@@ -168,3 +168,72 @@ def test_a_browser_that_does_not_read_is_closed():
     a, counters = asyncio.run(scenario())
     assert a.state is SocketState.CLOSED and counters["slow_closed"] == 1
     assert not a.unsent and a.unsent_bytes == 0
+
+
+# -- auto_response: answered here, its times ride with the next batch ----------------------
+def test_an_auto_response_queues_behind_earlier_frames_and_starts_no_batch():
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        transport = ScriptedTransport()
+        hub, _effects, _delivery, counters = make(loop, transport)
+        counters["auto_responses"] = 0
+        room = hub.rooms[("Room", "r")] = Room("Room", "r")
+        a = open_socket(hub, room, "a")
+        hub.push(a, "first")
+        hub.push(a, b"second")
+        hub.auto_respond(a, "pong")
+        await asyncio.sleep(0.01)
+        return transport, a, room, counters
+
+    transport, a, room, counters = asyncio.run(scenario())
+    assert a.ws.sent == ["first", b"second", "pong"], "the answer goes after the frames queued before it"
+    assert transport.asks == [] and room.task is None and counters["events"] == 0, \
+        "no event, no batch: the actor is not asked"
+    assert counters["auto_responses"] == 1 and a.auto_response_at is not None
+    assert room.auto_responded == {"a": a.auto_response_at}
+    assert a.record()[3] == {"user": None, "auto_response_at": a.auto_response_at}, \
+        "the roster record carries the time"
+
+
+def test_auto_response_times_ride_at_the_head_of_the_next_batch_for_joined_sockets():
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        transport = ScriptedTransport({"ok": True, "effects": []}, {"ok": True, "effects": []})
+        hub, _effects, delivery, counters = make(loop, transport)
+        counters["auto_responses"] = 0
+        room = hub.rooms[("Room", "r")] = Room("Room", "r")
+        room.roster_known = True
+        a, b = open_socket(hub, room, "a"), open_socket(hub, room, "b")
+        a.joined = True                             # b's on_connect has not committed
+        hub.auto_respond(a, "pong")
+        hub.auto_respond(b, "pong")
+        room.auto_responded["gone"] = 1.0           # a socket no longer in the room
+        delivery.enqueue(room, [MESSAGE, "a", "hello"], 5)
+        await settle(room)
+        first = dict(room.auto_responded)
+        b.joined = True
+        delivery.enqueue(room, [MESSAGE, "b", "again"], 5)
+        await settle(room)
+        return transport, a, b, room, first
+
+    transport, a, b, room, first = asyncio.run(scenario())
+    assert transport.asks[0][3] == [["r", [["a", a.auto_response_at]]], [MESSAGE, "a", "hello"]], \
+        "a joined socket's time goes first, in the batch that went anyway"
+    assert first == {"b": b.auto_response_at}, \
+        "a socket the actor does not know yet keeps its time for a later batch; a gone one's is dropped"
+    assert transport.asks[1][3] == [["r", [["b", b.auto_response_at]]], [MESSAGE, "b", "again"]]
+    assert room.auto_responded == {}
+
+
+def test_the_protocol_takes_auto_response_times_and_refuses_bad_ones():
+    from actorsys.errors import BadRequest
+    from actorsys.protocol.ws import check_batch
+
+    check_batch(INC, 1, None, [["r", [["a", 1.5], ["b", 2]]], ["m", "a", "x"]])
+    for bad in (["r"], ["r", "a"], ["r", [["a"]]], ["r", [[1, 1.0]]], ["r", [["a", "now"]]]):
+        try:
+            check_batch(INC, 1, None, [bad])
+        except BadRequest as exc:
+            assert "auto-response" in str(exc) or "socket event" in str(exc), exc
+        else:
+            raise AssertionError(f"{bad!r} was taken")
