@@ -8,8 +8,8 @@ The public surface is this module: :class:`Actor` to subclass, :class:`Node` to 
 node in-process, :func:`connect` / :func:`connect_async` to reach one (and
 ``client.supervisor(name)`` for a supervision tree's runtime API; ``client.proxy(cls,
 key)`` for typed proxies, :class:`Proxy` and its kin), :func:`keygen` for CURVE key
-pairs, and the errors. The layers below are listed in the README's "How it is
-built"; a client process that imports this module loads neither LevelDB nor aiohttp.
+pairs, and the errors. The layers below are listed in docs/architecture.md ("How it
+is built"); a client process that imports this module loads neither LevelDB nor aiohttp.
 
 Its names are loaded at first use (PEP 562): ``import actorsys`` itself imports nothing,
 so what lives inside the package and is loaded on its own stays light: the pytest plugin
