@@ -127,9 +127,10 @@ def write_project(name: str, directory: str | os.PathLike[str] | None = None) ->
     files = {target_path(p, values): render(text, values) for p, text in template_files().items()}
     created: list[Path] = []          # files and folders, in the order made
     try:
-        if not dest.exists():
-            dest.mkdir(parents=True)
-            created.append(dest)
+        for folder in reversed([dest, *dest.parents]):
+            if not folder.exists():
+                folder.mkdir()
+                created.append(folder)
         for rel, text in files.items():
             path = dest / rel
             for folder in reversed(path.relative_to(dest).parents[:-1]):

@@ -88,7 +88,7 @@ def test_a_write_that_fails_midway_takes_back_what_it_made(tmp_path: Path,
     monkeypatch.setattr(newproject, "template_files", lambda: {"a.txt": "x", "a.txt/b.txt": "y"})
     with pytest.raises(OSError):
         write_project("shop", tmp_path / "new" / "shop")
-    assert list((tmp_path / "new").iterdir()) == [], "the half-written project is removed"
+    assert list(tmp_path.iterdir()) == [], "the half-written project and the folders made for it are gone"
     (tmp_path / "empty").mkdir()
     with pytest.raises(OSError):
         write_project("shop", tmp_path / "empty")
