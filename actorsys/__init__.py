@@ -4,13 +4,14 @@ Every named object is a single-threaded actor with private durable state, living
 pool of worker processes connected by ZeroMQ; supervisors restart whatever crashes and
 the actor comes back from its last committed LevelDB snapshot.
 
-The public surface is this module: :class:`Actor` to subclass, :class:`Node` to run a
-node in-process, :func:`connect` / :func:`connect_async` to reach one (and
+The public surface is this module: :class:`Actor` to subclass (:class:`Connection`: a
+WebSocket or a Python subscription, as its handlers see it), :class:`Node` to run a node
+in-process, :func:`connect` / :func:`connect_async` to reach one (and
 ``client.supervisor(name)`` for a supervision tree's runtime API; ``client.proxy(cls,
 key)`` for typed proxies, :class:`Proxy` and its kin; ``client.subscribe(ref)`` for what
-an actor sends its connections), :func:`keygen` for CURVE key
-pairs, and the errors. The layers below are listed in the README's "How it is
-built"; a client process that imports this module loads neither LevelDB nor aiohttp.
+an actor sends its connections), :func:`keygen` for CURVE key pairs, and the errors. The
+layers below are listed in docs/architecture.md ("How it is built"); a client process
+that imports this module loads neither LevelDB nor aiohttp.
 
 Its names are loaded at first use (PEP 562): ``import actorsys`` itself imports nothing,
 so what lives inside the package and is loaded on its own stays light: the pytest plugin
@@ -23,9 +24,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .actor import Actor
-    from .client import (AsyncClient, AsyncRef, AsyncSupervisorRef, Client, Ref, SupervisorRef,
-                         connect, connect_async)
+    from .actor import Actor, Connection
+    from .client import (AsyncClient, AsyncRef, AsyncSupervisorRef, BlockingSubscription, Client,
+                         Ref, Subscription, SupervisorRef, connect, connect_async)
     from .config import NodeConfig, load_config
     from .errors import (ActorError, ActorStopped, AlreadyPresent, AlreadyStarted, AskTimeout,
                          BadRequest, ChildNotFound, ChildRunning, ConfigError, Deadlock,
@@ -38,9 +39,10 @@ if TYPE_CHECKING:
     from .proxy import ActorProxy, AsyncProxy, Proxy, TellProxy
 
 __all__ = [
-    "Actor", "Node", "NodeConfig", "load_config",
+    "Actor", "Connection", "Node", "NodeConfig", "load_config",
     "connect", "connect_async", "Client", "AsyncClient", "Ref", "AsyncRef",
     "SupervisorRef", "AsyncSupervisorRef", "Proxy", "AsyncProxy", "ActorProxy", "TellProxy", "keygen",
+    "Subscription", "BlockingSubscription",
     "ActorError", "RemoteError", "AskTimeout", "WorkerLost", "Overloaded", "UnknownActorType",
     "UnknownMethod", "BadRequest", "MessageTooLarge", "LimitExceeded", "StorageError",
     "NodeUnavailable", "ShardUnavailable",
@@ -51,11 +53,12 @@ __all__ = [
 __version__ = "0.1.0"
 
 #: where each public name lives (the errors: :mod:`actorsys.errors`)
-_HOMES = {"Actor": ".actor", "Node": ".node", "NodeConfig": ".config", "load_config": ".config",
-          "keygen": ".net.keys",
+_HOMES = {"Actor": ".actor", "Connection": ".actor", "Node": ".node", "NodeConfig": ".config",
+          "load_config": ".config", "keygen": ".net.keys",
           **{name: ".proxy" for name in ("Proxy", "AsyncProxy", "ActorProxy", "TellProxy")},
           **{name: ".client" for name in ("connect", "connect_async", "Client", "AsyncClient",
-                                          "Ref", "AsyncRef", "SupervisorRef", "AsyncSupervisorRef")}}
+                                          "Ref", "AsyncRef", "SupervisorRef", "AsyncSupervisorRef",
+                                          "Subscription", "BlockingSubscription")}}
 
 if not TYPE_CHECKING:     # (mypy reads the imports above: exact types, no Any fallback)
     def __getattr__(name: str) -> Any:

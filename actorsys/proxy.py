@@ -283,7 +283,8 @@ class ActorProxy(_Asking[C]):
 
     def with_options(self, *, timeout: float | None = None) -> ActorProxy[C]:
         """The same address with another deadline per call (None: keep this proxy's). No
-        ``retry``: an ask from a handler is sent once (see README, "Deadlines")."""
+        ``retry``: an ask from a handler is sent once (see docs/concepts/clients.md,
+        "Deadlines")."""
         return ActorProxy(self._cls, self._channel,
                           timeout=self._timeout if timeout is None else timeout)
 

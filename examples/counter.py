@@ -21,18 +21,20 @@ class Counter(actorsys.Actor):
         self.state.setdefault("n", 0)
 
     def add(self, by: int = 1) -> int:
-        self.state["n"] += by
-        return self.state["n"]
+        n: int = self.state["n"] + by      # (self.state holds Any: say what it is)
+        self.state["n"] = n
+        return n
 
     def get(self) -> int:
-        return self.state["n"]
+        n: int = self.state["n"]
+        return n
 
 
 def client_process(endpoint: str, times: int) -> None:
     with actorsys.connect(endpoint) as client:
-        counter = client.ref("Counter", "demo")
+        counter = client.proxy(Counter, "demo")    # typed: add(by: int = 1) -> int
         for _ in range(times):
-            counter.ask("add", 1)
+            counter.add(1)
 
 
 def main() -> None:
@@ -51,7 +53,7 @@ def main() -> None:
             for p in procs:
                 if p.wait(120) != 0:
                     raise SystemExit("a client process failed")
-            total = node.client().ref("Counter", "demo").ask("get")
+            total = node.client().proxy(Counter, "demo").get()
             print(f"two processes each added 1 five hundred times: counter = {total}")
             assert total == 1000, total
 

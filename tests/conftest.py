@@ -29,7 +29,7 @@ from helpers import make_config
 import actorsys
 from actorsys.testing.processes import describe, leftover_processes
 
-#: the users' pytest plugin (``actorsys_node``, README "Testing your actors"): its entry
+#: the users' pytest plugin (``actorsys_node``, docs/concepts/testing.md): its entry
 #: point loads it once actorsys is installed; named here too so that a checkout's suite
 #: has it either way (the entry point's name is this module's, so the two never clash)
 pytest_plugins = ("actorsys.testing.plugin",)

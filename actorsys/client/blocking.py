@@ -77,7 +77,7 @@ class Ref:
         ``WorkerLost``, send the ask again with the same request id until it is
         answered, within the same ``timeout`` (a few attempts at most); the worker
         answers a repeated id with the reply it recorded, so the handler runs once.
-        See README, "Deadlines".
+        See docs/concepts/clients.md, "Deadlines".
         """
         return self.client.ask(self.type_name, self.key, method, *args, timeout=timeout,
                                retry=retry, **kwargs)

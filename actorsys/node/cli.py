@@ -23,6 +23,9 @@
 * ``actorsys ls``, ``history``, ``rewind``, ``destroy``: listing and one actor's history.
 * ``actorsys keygen DIR [--name NAME]``: write a CURVE key pair, ``DIR/NAME.key``
   (public) and ``DIR/NAME.key_secret`` (secret, mode 0600).
+* ``actorsys new NAME [--directory DIR]``: write a new project (a config, an actor, a
+  test, a README with the commands that run them) into ``./NAME`` or ``DIR``
+  (:mod:`.newproject`).
 
 Every command that talks to a node finds it with ``--endpoint``/``-e E`` (a cluster's
 several routers: ``-e E1,E2``, the first that answers) or from the
@@ -126,6 +129,22 @@ def _client_options(p: argparse.ArgumentParser, timeout: float = 30.0) -> None:
     p.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT,
                    help=f"seconds to wait for the node's router (default {CONNECT_TIMEOUT:g})")
     _key_options(p, main=False)
+
+
+def cmd_new(a: argparse.Namespace) -> int:
+    from .newproject import ProjectError, write_project
+
+    try:
+        files = write_project(a.name, a.directory)
+    except (ProjectError, OSError) as exc:
+        raise SystemExit(f"actorsys new: {exc}") from None
+    where = a.directory or a.name
+    print(f"wrote project {a.name} in {where}/: {', '.join(files)}")
+    print(f"next, in {where}/ (with this Python, {sys.executable}):")
+    print(f"  python -m {a.name}                                       # run it on an embedded node")
+    print("  python -m pip install -e '.[test]' && python -m pytest   # install its test tools, "
+          "run its tests")
+    return 0
 
 
 def cmd_keygen(a: argparse.Namespace) -> int:
@@ -443,6 +462,11 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("directory", help="where to write it (created with mode 0700 if missing)")
     k.add_argument("--name", default="node", help="file name stem (default: node)")
     k.set_defaults(func=cmd_keygen)
+    n = sub.add_parser("new", help="write a new project: a config, an actor, a test and a README")
+    n.add_argument("name", help="the project's name, its package's: a lowercase Python identifier")
+    n.add_argument("--directory", "-d", default=None, metavar="DIR",
+                   help="where to write it: a new or empty directory (default: ./NAME)")
+    n.set_defaults(func=cmd_new)
     a = p.parse_args(argv)
     try:
         code: int = a.func(a)

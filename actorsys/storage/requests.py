@@ -1,6 +1,6 @@
 """The request-id window of an actor: what makes a retried ask run once.
 
-What a user can rely on (see README, "Deadlines"):
+What a user can rely on (see docs/concepts/clients.md, "Deadlines"):
 
 * Every ask carries a request id unique to its client (``ctx["id"]``, see
   :mod:`actorsys.protocol.wire`). When an ask's turn commits an effect (it wrote state,

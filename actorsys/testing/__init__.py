@@ -6,7 +6,7 @@ it directly above :mod:`actorsys.node`), and it imports nothing of ``supervisors
 drives a node the way a user does, through :class:`actorsys.Node` and the clients, plus
 raw ZeroMQ sockets where it means to send what a client never would.
 
-For users' tests (README, "Testing your actors"; these names are importable from here):
+For users' tests (docs/concepts/testing.md; these names are importable from here):
 
 * :mod:`.plugin`: the pytest plugin (entry point ``pytest11``): the ``actorsys_node``
   fixture, a factory of isolated nodes (:mod:`.factory`: :class:`NodeFactory`).

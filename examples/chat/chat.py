@@ -53,7 +53,7 @@ class ChatRoom(actorsys.Actor):
         self.state.setdefault("seq", 0)
 
     # -- WebSocket events --------------------------------------------------------
-    def on_connect(self, conn) -> None:
+    def on_connect(self, conn: actorsys.Connection) -> None:
         name = clean_name(conn.query.get("name"))
         if name is None:                       # 4008: the page does not retry
             conn.close(4008, f"?name= must be 1-{MAX_NAME} printable characters")
@@ -62,7 +62,7 @@ class ChatRoom(actorsys.Actor):
         conn.send({"type": "history", "messages": self._recent_within(HISTORY_BYTES)})
         self._presence()
 
-    def on_message(self, conn, data) -> None:
+    def on_message(self, conn: actorsys.Connection, data: str | bytes) -> None:
         if not conn.attachment:                # refused in on_connect, closing
             return
         try:
@@ -76,7 +76,7 @@ class ChatRoom(actorsys.Actor):
             return self._error(conn, f"a message is 1-{MAX_TEXT} characters")
         self.broadcast({"type": "message", **self._store(conn.attachment["name"], text)})
 
-    def on_disconnect(self, conn) -> None:
+    def on_disconnect(self, conn: actorsys.Connection) -> None:
         self._presence(leaving=conn)
 
     # -- HTTP: POST /actors/ChatRoom/<room>/history ------------------------------
@@ -107,7 +107,7 @@ class ChatRoom(actorsys.Actor):
             out.append(message)
         return out[::-1]
 
-    def _presence(self, leaving=None) -> None:
+    def _presence(self, leaving: actorsys.Connection | None = None) -> None:
         """Tell everyone who is here: the names kept with the open sockets (a socket
         refused in on_connect has none). A closing socket is no longer listed."""
         names = {c.attachment["name"] for c in self.connections() if c.attachment}
@@ -115,5 +115,5 @@ class ChatRoom(actorsys.Actor):
                        exclude=leaving)
 
     @staticmethod
-    def _error(conn, message: str) -> None:
+    def _error(conn: actorsys.Connection, message: str) -> None:
         conn.send({"type": "error", "message": message})

@@ -104,16 +104,16 @@ class DrawingRoom(actorsys.Actor):
             self.state.setdefault(name, start)
 
     # -- WebSocket events --------------------------------------------------------------
-    def on_connect(self, conn) -> None:
+    def on_connect(self, conn: actorsys.Connection) -> None:
         users = len(self.connections())
         strokes, more = self._part(0)
         conn.send(_json({"type": "snapshot", "strokes": strokes, "users": users, "more": more}))
         self.broadcast({"type": "users", "count": users}, exclude=conn)
 
-    def on_disconnect(self, conn) -> None:
+    def on_disconnect(self, conn: actorsys.Connection) -> None:
         self.broadcast({"type": "users", "count": len(self.connections())})
 
-    def on_message(self, conn, data) -> None:
+    def on_message(self, conn: actorsys.Connection, data: str | bytes) -> None:
         msg: Any = None
         try:
             if not isinstance(data, str):
@@ -167,10 +167,11 @@ class DrawingRoom(actorsys.Actor):
             st["first"] += 1
         return stroke
 
-    def _part(self, after: int) -> tuple[list, bool]:
+    def _part(self, after: int) -> tuple[list[Any], bool]:
         """Strokes with ids above ``after``, about :data:`PART_BYTES` of them, and whether
         more follow."""
-        out, size = [], 0
+        out: list[Any] = []
+        size = 0
         after = max(after, self.state["first"] - 1)
         while True:
             page = self.storage.list(prefix="s", start_after=_key(after), limit=100)
@@ -195,7 +196,7 @@ class DrawingRoom(actorsys.Actor):
         self.broadcast({"type": "clear"})
         return len(gone)
 
-    def strokes(self, after: int = 0, limit: int = KEEP) -> list:
+    def strokes(self, after: int = 0, limit: int = KEEP) -> list[Any]:
         """The kept strokes in drawing order: those with ``id > after``, at most ``limit``
         (a reply is at most the node's max_message_bytes: page through a big room)."""
         if type(after) is not int or type(limit) is not int or limit < 0:

@@ -53,7 +53,7 @@ class Poll(actorsys.Actor):
             self._reset(QUESTION, OPTIONS)
 
     # -- WebSocket events --------------------------------------------------------
-    def on_connect(self, conn) -> None:
+    def on_connect(self, conn: actorsys.Connection) -> None:
         session = conn.query.get("session")
         mine = None
         if valid_session(session):
@@ -62,7 +62,7 @@ class Poll(actorsys.Actor):
         conn.send({"type": "poll", "question": self.state["question"],
                    "options": self.state["options"], **self._counts(), "mine": mine})
 
-    def on_message(self, conn, data) -> None:
+    def on_message(self, conn: actorsys.Connection, data: str | bytes) -> None:
         try:
             msg = json.loads(data)
         except (TypeError, ValueError):
@@ -119,5 +119,5 @@ class Poll(actorsys.Actor):
         return {"counts": dict(self.state["counts"]), "total": self.state["total"]}
 
     @staticmethod
-    def _error(conn, message: str) -> None:
+    def _error(conn: actorsys.Connection, message: str) -> None:
         conn.send({"type": "error", "message": message})

@@ -27,11 +27,12 @@ class Store(actorsys.Actor):
     def get(self, name: str) -> object:
         return self.state["values"].get(name)
 
-    def dump(self) -> dict:
+    def dump(self) -> dict[str, object]:
         return dict(self.state["values"])
 
     def starts(self) -> int:
-        return self.state["starts"]
+        starts: int = self.state["starts"]
+        return starts
 
     def crash(self) -> None:
         self.state["values"]["half-written"] = True    # rolled back with the failed turn
@@ -40,7 +41,7 @@ class Store(actorsys.Actor):
 
 class Cache(actorsys.Actor):
     async def on_start(self) -> None:
-        self.state["entries"] = await self.ref("Store", "main").ask("dump")
+        self.state["entries"] = await self.proxy(Store, "main").dump()   # typed: a dict
         self.state["warmed_at"] = time.time()
         print(f"  [Cache/{self.key}] started, warmed with {len(self.state['entries'])} values",
               flush=True)
@@ -58,7 +59,8 @@ class Job(actorsys.Actor):
         self.state["total"] = total
 
     def step(self) -> int:
-        self.state["done"] += 1
-        if self.state["done"] >= self.state["total"]:
+        done: int = self.state["done"] + 1
+        self.state["done"] = done
+        if done >= self.state["total"]:
             self.stop()          # a normal exit: its supervisor does not restart it
-        return self.state["done"]
+        return done

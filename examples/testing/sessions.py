@@ -41,12 +41,12 @@ class Session(actorsys.Actor):
                 conn.close(4001, "session expired")
             self.destroy()
 
-    def on_connect(self, conn: Any) -> None:
+    def on_connect(self, conn: actorsys.Connection) -> None:
         conn.send({"user": self.state.get("user")})
         if "user" not in self.state:
             conn.close(4003, "not logged in")
 
-    def on_message(self, conn: Any, data: Any) -> None:
+    def on_message(self, conn: actorsys.Connection, data: str | bytes) -> None:
         conn.send({"ok": self.touch()})
 
     def _log(self, event: Any) -> None:

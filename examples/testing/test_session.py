@@ -12,25 +12,26 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from actorsys.testing import fire_alarms, kill_worker, run_in_actor, ws_connect
+import actorsys
+from actorsys.testing import NodeFactory, fire_alarms, kill_worker, run_in_actor, ws_connect
 
 CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node.toml")
 
 
 # Functions that run_in_actor runs inside the actor, with its `self`. They must be
 # module-level functions: the node imports them by name ("test_session:events").
-def events(self: Any) -> list[Any]:
+def events(self: actorsys.Actor) -> list[Any]:
     """What the session logged in its storage."""
     return list(self.storage.list(prefix="event/").values())
 
 
-def logged_in_long_ago(self: Any, user: str) -> None:
+def logged_in_long_ago(self: actorsys.Actor, user: str) -> None:
     """Seed a session as if it had started before this test (its writes commit)."""
     self.state.update(user=user, events=0)
     self.set_alarm(60, "expire")
 
 
-def test_a_login_survives_a_worker_crash(actorsys_node):
+def test_a_login_survives_a_worker_crash(actorsys_node: NodeFactory) -> None:
     node = actorsys_node(CONFIG)
     session = node.client().ref("Session", "s1")
     session.ask("login", "ada")
@@ -38,7 +39,7 @@ def test_a_login_survives_a_worker_crash(actorsys_node):
     assert session.ask("whoami") == "ada"
 
 
-def test_the_expiry_alarm_ends_the_session(actorsys_node):
+def test_the_expiry_alarm_ends_the_session(actorsys_node: NodeFactory) -> None:
     node = actorsys_node(CONFIG)
     session = node.client().ref("Session", "s2")
     session.ask("login", "ada", ttl=3600)
@@ -47,7 +48,7 @@ def test_the_expiry_alarm_ends_the_session(actorsys_node):
     assert node.client().list_actors("Session") == [], "the session deleted itself"
 
 
-def test_activity_is_logged_in_storage(actorsys_node):
+def test_activity_is_logged_in_storage(actorsys_node: NodeFactory) -> None:
     node = actorsys_node(CONFIG)
     session = node.client().ref("Session", "s3")
     session.ask("login", "ada")
@@ -55,7 +56,7 @@ def test_activity_is_logged_in_storage(actorsys_node):
     assert run_in_actor(session, events) == [{"login": "ada"}, "touch"]
 
 
-def test_a_seeded_session_can_be_touched(actorsys_node):
+def test_a_seeded_session_can_be_touched(actorsys_node: NodeFactory) -> None:
     node = actorsys_node(CONFIG)
     session = node.client().ref("Session", "s4")
     run_in_actor(session, logged_in_long_ago, "bob")
@@ -63,7 +64,7 @@ def test_a_seeded_session_can_be_touched(actorsys_node):
     assert run_in_actor(session, events) == ["touch"]
 
 
-def test_a_socket_is_told_when_its_session_expires(actorsys_node):
+def test_a_socket_is_told_when_its_session_expires(actorsys_node: NodeFactory) -> None:
     node = actorsys_node(CONFIG)
     session = node.client().ref("Session", "s5")
     session.ask("login", "ada")

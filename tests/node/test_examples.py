@@ -1,4 +1,4 @@
-"""The shipped examples run end to end, as the README shows them."""
+"""The shipped examples run end to end, as the README and docs/ show them."""
 from __future__ import annotations
 
 import os

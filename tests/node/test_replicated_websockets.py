@@ -9,7 +9,7 @@ appends every number to its state and acknowledges it (``"ack:17"``, an effect: 
 leaves once the batch's turn committed on a quorum of the shard's replicas). B is killed
 -9 mid-stream (frozen an instant before, so numbers are surely in flight on it); the
 shard fails over to a follower; the sockets stay open on A and keep
-sending. What the gateway promises (README "Real-time apps", docs/cluster.md "HTTP and
+sending. What the gateway promises (docs/concepts/gateway.md, docs/cluster.md "HTTP and
 WebSockets on any node"): the sockets stay open while the actor is unreachable for less
 than ``max(ask_timeout, turn_timeout + 5 s)``, the batch in flight is delivered again,
 and a delivery mark committed with each batch makes it apply once with its effects

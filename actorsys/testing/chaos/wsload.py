@@ -8,7 +8,7 @@ for the actor's ``hello`` (its ``on_connect`` committed) and sends ``"m <k> <n>"
 = 1, 2, ... (numbering goes on across the socket's connections, so each number is sent
 once, ever), about ``--rate`` per second and never more than :data:`MAX_UNACKED` not yet
 acknowledged. The actor answers each message it applied with ``"ack <k> <n>"``, which
-the gateway sends only after the batch's turn committed (README "Real-time apps": what a
+the gateway sends only after the batch's turn committed (docs/concepts/gateway.md: what a
 turn does to sockets leaves after its commit; on a replicated shard, after a quorum of
 replicas holds it): an acknowledged number must be in the actor's state, once.
 
