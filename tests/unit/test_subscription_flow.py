@@ -18,6 +18,7 @@ from actorsys.client.sublink import Subscriber, Where
 from actorsys.client.subscriptions import Subscription, frame_of, options
 from actorsys.gateway.peers import Peer, WebSocketPeer
 from actorsys.gateway.rooms import CONNECT, DISCONNECT, SocketState
+from actorsys.gateway import sockets
 from actorsys.gateway.sockets import MAX_UNSENT_FRAMES
 from actorsys.gateway.subscribers import SubscriberPeer, Subscribers
 from actorsys.protocol import subs, wire
@@ -201,6 +202,33 @@ def test_a_subscriber_that_does_not_keep_up_is_closed_and_its_queue_freed():
     frames = [m for m in got if m[0] == subs.FRAME]
     assert [m[2] for m in frames] == [1, 2, 3, 4, 5], "its window, then the frame its writer held"
     assert got[-1] == [subs.CLOSED, 1, 1013, "not reading fast enough"], got[-1]
+
+
+def test_a_subscriber_that_takes_nothing_with_its_window_full_is_cut_off(monkeypatch):
+    """The browsers' rule: a frame that waits for the client longer than SEND_TIMEOUT
+    (here 0.1 s) closes the socket (1013), whatever waits behind it."""
+    monkeypatch.setattr(sockets, "SEND_TIMEOUT", 0.1)
+
+    async def scenario():
+        ctx: zmq.Context[Any] = zmq.Context()
+        hub, _transport, counters, side = gateway(ctx, "inproc://gw4", 60.0)
+        c = Client(ctx, "inproc://gw4")
+        c.request(subs.SUB, 1, "Room", "r", None, 1, {})
+        await turns()
+        c.drain()
+        sock = next(iter(hub.rooms[("Room", "r")].sockets.values()))
+        hub.push(sock, "one")
+        hub.push(sock, "two")                       # waits for credit that never comes
+        await asyncio.sleep(0.3)
+        got = c.drain()
+        side.close()
+        c.sock.close(0)
+        ctx.term()
+        return got, sock, counters
+
+    got, sock, counters = asyncio.run(scenario())
+    assert got == [[subs.FRAME, 1, 1, "one"], [subs.CLOSED, 1, 1013, "not reading"]], got
+    assert sock.state is SocketState.CLOSED and counters["subscribers_closed"] == 1
 
 
 def test_a_silent_subscriber_is_lost_after_three_heartbeats_and_bad_input_is_answered():
