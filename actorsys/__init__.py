@@ -5,10 +5,11 @@ pool of worker processes connected by ZeroMQ; supervisors restart whatever crash
 the actor comes back from its last committed LevelDB snapshot.
 
 The public surface is this module: :class:`Actor` to subclass (:class:`Connection`: a
-WebSocket, as its handlers see it), :class:`Node` to run a node in-process,
-:func:`connect` / :func:`connect_async` to reach one (and ``client.supervisor(name)``
-for a supervision tree's runtime API; ``client.proxy(cls, key)`` for typed proxies,
-:class:`Proxy` and its kin), :func:`keygen` for CURVE key pairs, and the errors. The
+WebSocket or a Python subscription, as its handlers see it), :class:`Node` to run a node
+in-process, :func:`connect` / :func:`connect_async` to reach one (and
+``client.supervisor(name)`` for a supervision tree's runtime API; ``client.proxy(cls,
+key)`` for typed proxies, :class:`Proxy` and its kin; ``client.subscribe(ref)`` for what
+an actor sends its connections), :func:`keygen` for CURVE key pairs, and the errors. The
 layers below are listed in docs/architecture.md ("How it is built"); a client process
 that imports this module loads neither LevelDB nor aiohttp.
 
@@ -24,14 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .actor import Actor, Connection
-    from .client import (AsyncClient, AsyncRef, AsyncSupervisorRef, Client, Ref, SupervisorRef,
-                         connect, connect_async)
+    from .client import (AsyncClient, AsyncRef, AsyncSupervisorRef, BlockingSubscription, Client,
+                         Ref, Subscription, SupervisorRef, connect, connect_async)
     from .config import NodeConfig, load_config
     from .errors import (ActorError, ActorStopped, AlreadyPresent, AlreadyStarted, AskTimeout,
                          BadRequest, ChildNotFound, ChildRunning, ConfigError, Deadlock,
                          LimitExceeded, MessageTooLarge, NodeUnavailable, Overloaded, PartlyRun,
-                         RemoteError, ShardUnavailable, StartFailed, StorageError, SupervisorError,
-                         SupervisorNotFound, UnknownActorType, UnknownMethod, WorkerLost)
+                         RemoteError, ShardUnavailable, StartFailed, StorageError, SubscriptionClosed,
+                         SupervisorError, SupervisorNotFound, UnknownActorType, UnknownMethod,
+                         WorkerLost)
     from .net.keys import keygen
     from .node import Node
     from .proxy import ActorProxy, AsyncProxy, Proxy, TellProxy
@@ -40,12 +42,13 @@ __all__ = [
     "Actor", "Connection", "Node", "NodeConfig", "load_config",
     "connect", "connect_async", "Client", "AsyncClient", "Ref", "AsyncRef",
     "SupervisorRef", "AsyncSupervisorRef", "Proxy", "AsyncProxy", "ActorProxy", "TellProxy", "keygen",
+    "Subscription", "BlockingSubscription",
     "ActorError", "RemoteError", "AskTimeout", "WorkerLost", "Overloaded", "UnknownActorType",
     "UnknownMethod", "BadRequest", "MessageTooLarge", "LimitExceeded", "StorageError",
     "NodeUnavailable", "ShardUnavailable",
     "ConfigError", "ActorStopped", "SupervisorError", "SupervisorNotFound", "ChildNotFound",
     "AlreadyStarted", "AlreadyPresent", "ChildRunning", "StartFailed",
-    "Deadlock", "PartlyRun",
+    "Deadlock", "PartlyRun", "SubscriptionClosed",
 ]
 __version__ = "0.1.0"
 
@@ -54,7 +57,8 @@ _HOMES = {"Actor": ".actor", "Connection": ".actor", "Node": ".node", "NodeConfi
           "load_config": ".config", "keygen": ".net.keys",
           **{name: ".proxy" for name in ("Proxy", "AsyncProxy", "ActorProxy", "TellProxy")},
           **{name: ".client" for name in ("connect", "connect_async", "Client", "AsyncClient",
-                                          "Ref", "AsyncRef", "SupervisorRef", "AsyncSupervisorRef")}}
+                                          "Ref", "AsyncRef", "SupervisorRef", "AsyncSupervisorRef",
+                                          "Subscription", "BlockingSubscription")}}
 
 if not TYPE_CHECKING:     # (mypy reads the imports above: exact types, no Any fallback)
     def __getattr__(name: str) -> Any:

@@ -174,6 +174,25 @@ class ActorStopped(ActorError):
     code = "stopped"
 
 
+class SubscriptionClosed(ActorError):
+    """A subscription (``client.subscribe(...)``) ended for a reason other than its own
+    close or its actor's ``conn.close()`` with 1000: ``code`` and ``reason`` say why,
+    in WebSocket close codes (``actorsys/client/subscriptions.py``): 1013 the subscriber
+    did not read fast enough, 1011 its ``on_connect`` failed or the actor was
+    unavailable, 1001 the gateway stopped, 1006 the connection to the gateway was lost
+    (the gateway restarted or stopped answering), 1002 a protocol error, 1009 a message
+    too large, 3000-4999 the actor's own ``conn.close(code, reason)``. The frames that
+    arrived before it were delivered first."""
+
+    code = "subscription_closed"
+
+    def __init__(self, message: str = "", *, close_code: int = 1006, reason: str = "") -> None:
+        super().__init__(message)
+        #: the WebSocket close code (the class's ``code`` is its wire error code)
+        self.close_code = close_code
+        self.reason = reason
+
+
 class SupervisorError(ActorError):
     """Base of the errors a supervisor's runtime API returns (OTP's ``{error, Reason}``)."""
 
@@ -220,7 +239,7 @@ _BY_CODE: dict[str, type[ActorError]] = {
     cls.code: cls
     for cls in (AskTimeout, WorkerLost, Overloaded, UnknownActorType, UnknownMethod,
                 BadRequest, NotTesting, MessageTooLarge, LimitExceeded, WrongShard, StorageError,
-                NodeUnavailable, ShardUnavailable,
+                NodeUnavailable, ShardUnavailable, SubscriptionClosed,
                 ActorStopped, Deadlock, PartlyRun, SupervisorError, ChildNotFound, AlreadyStarted,
                 AlreadyPresent, ChildRunning, StartFailed, SupervisorNotFound, ConfigError)
 }

@@ -142,6 +142,22 @@ def address(cls: Any, key: Any, type_name: Any = None) -> tuple[str, str]:
     return type_name, key
 
 
+def address_of(target: Any) -> tuple[str, str]:
+    """The actor address ``target`` names: a proxy's, a ref's (any object with string
+    ``type_name`` and ``key``), or a ``(type_name, key)`` pair; ``TypeError`` otherwise."""
+    if isinstance(target, ProxyBase):
+        ch = target._channel      # noqa: SLF001 (this module's own class)
+        return ch.type_name, ch.key
+    if isinstance(target, tuple) and len(target) == 2:
+        type_name, key = target
+    else:
+        type_name, key = getattr(target, "type_name", None), getattr(target, "key", None)
+    if type(type_name) is not str or not type_name or type(key) is not str:
+        raise TypeError(f"an actor is named by a ref, a proxy or a (type_name, key) pair of "
+                        f"strings, not {target!r:.100}")
+    return type_name, key
+
+
 class Channel(Protocol):
     """What a proxy sends through: one actor address, with its arguments passed whole (so
     a handler's own ``timeout`` keyword is the handler's). The clients' adapters and the

@@ -32,6 +32,14 @@ In the user's words:
   gateway), so in a socket event's turn it is exact; in other turns (an alarm, an ask)
   it is the list as of the last socket event this activation saw.
 
+* A Python program's subscription (``client.subscribe(ref, tag=...)``, see
+  ``actorsys/client/subscriptions.py``) is a connection too, held by the gateway the
+  same way: ``conn.kind`` is ``"python"`` (a browser's is ``"websocket"``), it carries
+  its ``tag`` from its ``on_connect`` on, ``conn.query`` is the map the subscriber
+  passed, and ``user``, ``remote`` and ``origin`` are None. Everything above holds for
+  it: ``conn.send``, ``self.broadcast``, ``conn.close`` reach it as frames, its
+  ``send()`` arrives as ``on_message``, and its end as ``on_disconnect``.
+
 The sub-protocol with the gateway is in :mod:`actorsys.protocol.ws`; the ``$ws`` turn
 that runs a batch is in :mod:`actorsys.runtime.ws_turns`.
 """
@@ -48,21 +56,25 @@ if TYPE_CHECKING:
     from .host import ActorHost
 
 class Connection:
-    """One WebSocket attached to this actor, held open by the gateway.
+    """One connection attached to this actor, held open by the gateway: a WebSocket, or
+    a Python program's subscription.
 
-    ``id`` is unique in the node; ``query`` holds the URL's query parameters, ``user``
-    what the gateway's auth hook returned, ``remote`` the peer address, ``origin`` the
-    browser's Origin header; ``tags`` and ``attachment`` are what this actor set;
-    ``auto_response_at`` is when the gateway last answered one of its frames itself
-    (``auto_response``; epoch seconds, None: never).
+    ``id`` is unique in the node; ``kind`` is ``"websocket"`` or ``"python"``; ``query``
+    holds the URL's query parameters (a subscriber's ``query=``), ``user`` what the
+    gateway's auth hook returned, ``remote`` the peer address, ``origin`` the browser's
+    Origin header (the three None for a subscriber); ``tags`` and ``attachment`` are
+    what this actor set (and a subscriber's ``tag=``); ``auto_response_at`` is when the
+    gateway last answered one of its frames itself (``auto_response``; epoch seconds,
+    None: never).
     """
 
-    __slots__ = ("id", "tags", "attachment", "user", "query", "remote", "origin", "auto_response_at",
-                 "_host", "_gen")
+    __slots__ = ("id", "kind", "tags", "attachment", "user", "query", "remote", "origin",
+                 "auto_response_at", "_host", "_gen")
 
     def __init__(self, host: "ActorHost", record: list[Any]) -> None:
         cid, tags, attachment, info = record
         self.id: str = cid
+        self.kind: str = info.get("kind") or "websocket"
         self.tags: frozenset[str] = frozenset(tags)
         self.attachment: Any = attachment
         self.user: Any = info.get("user")
@@ -114,7 +126,7 @@ class Connection:
             _effect(self._host, effect)
 
     def __repr__(self) -> str:
-        return f"<Connection {self.id} tags={sorted(self.tags)}>"
+        return f"<Connection {self.id} {self.kind} tags={sorted(self.tags)}>"
 
 
 def broadcast(host: "ActorHost", data: Any, tag: str | None, exclude: Connection | None) -> None:

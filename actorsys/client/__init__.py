@@ -19,7 +19,11 @@ May import: ``actorsys.errors``, ``actorsys.log``, ``actorsys.protocol``,
 * :mod:`.aio`: :func:`connect_async`, :class:`AsyncClient`, :class:`AsyncRef`.
 * :mod:`.blocking`: :func:`connect`, :class:`Client`, :class:`Ref`: the transport driven
   from blocking code, on one lane (event loop and sockets) per thread (:mod:`.lanes`:
-  a lane, and a client's lanes with the newest map they share).
+  a lane, and a client's lanes with the newest map they share);
+  :mod:`.supervisor_refs`: :class:`SupervisorRef`, a supervisor's runtime API.
+* :mod:`.subscriptions`: ``subscribe``: what an actor sends its connections, received
+  here (:class:`Subscription`, :class:`BlockingSubscription`); :mod:`.sublink`, their
+  connection to the gateway; :mod:`.subthread`, the blocking client's subscription thread.
 * :mod:`.common`: the defaults both clients share.
 * :mod:`.proxies`: the channel a client's typed proxy (:mod:`actorsys.proxy`) sends through.
 """
@@ -27,6 +31,8 @@ from ..errors import ActorError
 from .aio import AsyncClient, AsyncRef, AsyncSupervisorRef, connect_async
 from .blocking import Client, Ref, SupervisorRef, connect
 from .common import CONNECT_TIMEOUT, DEFAULT_TIMEOUT
+from .subscriptions import BlockingSubscription, Subscription
 
-__all__ = ["ActorError", "AsyncClient", "AsyncRef", "AsyncSupervisorRef", "CONNECT_TIMEOUT", "Client",
-           "DEFAULT_TIMEOUT", "Ref", "SupervisorRef", "connect", "connect_async"]
+__all__ = ["ActorError", "AsyncClient", "AsyncRef", "AsyncSupervisorRef", "BlockingSubscription",
+           "CONNECT_TIMEOUT", "Client", "DEFAULT_TIMEOUT", "Ref", "Subscription", "SupervisorRef",
+           "connect", "connect_async"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from typing import Any, Generator, Sequence
+from typing import Any, Callable, Generator, Sequence, TypeVar, overload
 
 import zmq
 
@@ -16,12 +16,18 @@ from ..net.keys import client_keys
 from ..net.sockets import Context
 from ..protocol import wire
 from ..protocol.messages import Top
-from ..proxy import AsyncProxy, C, address
+from ..protocol.subs import DEFAULT_WINDOW
+from ..proxy import AsyncProxy, C, address, address_of
 from .common import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, check_top, router_list, version_of
 from .proxies import ClientChannel
+from .sublink import Subscriber, Where
+from .subscriptions import Subscription, Target, options
 from .transport import AsyncTransport
 
-__all__ = ["AsyncClient", "AsyncProxy", "AsyncRef", "AsyncSupervisorRef", "connect_async"]
+__all__ = ["AsyncClient", "AsyncProxy", "AsyncRef", "AsyncSupervisorRef", "Subscription",
+           "connect_async"]
+
+T = TypeVar("T")
 
 
 class AsyncRef:
@@ -91,6 +97,7 @@ class AsyncClient:
         self.max_pending = max_pending
         self._transport: AsyncTransport | None = None
         self._ctx: Context | None = None
+        self._subscriber: Subscriber | None = None
 
     async def connect(self) -> "AsyncClient":
         """Fetch the shard map (``NodeUnavailable`` after ``connect_timeout``, or at once
@@ -144,6 +151,42 @@ class AsyncClient:
         """Send ``method`` one-way (at-most-once)."""
         self.transport.tell(type_name, key, method, args, kwargs)
 
+    @overload
+    def subscribe(self, target: Target, tag: str | None = None, *, query: dict[str, str] | None = None,
+                  window: int = DEFAULT_WINDOW, timeout: float | None = None
+                  ) -> Subscription[str | bytes]: ...
+
+    @overload
+    def subscribe(self, target: Target, tag: str | None = None, *,
+                  decode: Callable[[str | bytes], T], query: dict[str, str] | None = None,
+                  window: int = DEFAULT_WINDOW, timeout: float | None = None) -> Subscription[T]: ...
+
+    def subscribe(self, target: Target, tag: str | None = None, *,
+                  decode: Callable[[str | bytes], Any] | None = None,
+                  query: dict[str, str] | None = None, window: int = DEFAULT_WINDOW,
+                  timeout: float | None = None) -> Subscription[Any]:
+        """Receive what actor ``target`` (a ref, a proxy or ``(type_name, key)``) sends its
+        connections: ``async with aclient.subscribe(ref) as sub: async for event in sub``
+        (see :mod:`actorsys.client.subscriptions`). Opened by ``await``, ``async with`` or
+        the first ``async for``, once its ``on_connect`` has committed (``timeout``: the
+        client's by default). ``tag``: the connection's tag from its connect, for
+        ``self.broadcast(data, tag=...)``; ``query``: its ``conn.query``; ``decode``:
+        applied to each event (``json.loads``); ``window``: frames the gateway may send
+        ahead of what is taken."""
+        type_name, key = address_of(target)
+        query = options(tag, query, window)
+        t = self.transport
+        if self._subscriber is None:
+            assert self._ctx is not None
+            self._subscriber = Subscriber(self._ctx)
+
+        def where() -> Where:
+            router = t.router_endpoint or self.endpoint
+            return Where(t.subscribers, t.keys_for(router), router)
+        return Subscription(self._subscriber, where, type_name, key, tag=tag, query=query,
+                            decode=decode, window=window,
+                            timeout=self.timeout if timeout is None else timeout)
+
     async def spawn(self, type_name: str, key: str | None = None, *,
                     timeout: float | None = None) -> AsyncRef:
         """Activate an actor now and return its ref (a fresh key if none is given)."""
@@ -195,6 +238,10 @@ class AsyncClient:
                                               self.timeout if timeout is None else timeout)
 
     async def close(self) -> None:
+        """Close the client: its subscriptions end (as closed by it), what is pending fails."""
+        if self._subscriber is not None:
+            self._subscriber.close()
+            self._subscriber = None
         if self._transport is not None:
             self._transport.close()
             self._transport = None

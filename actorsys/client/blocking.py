@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 import uuid
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TypeVar, overload
 
 import zmq
 
@@ -38,18 +39,26 @@ from ..net.sockets import Context
 from ..protocol import wire
 from ..protocol.messages import Ask, Request, Spawn, Top
 from ..protocol.shardmap import ShardMap
-from ..proxy import C, Proxy, address
+from ..protocol.subs import DEFAULT_WINDOW
+from ..proxy import C, Proxy, address, address_of
 from .common import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, check_top, router_list, version_of
 from .lanes import Lane, ThreadLanes
 from .proxies import ClientChannel
 from .reachability import Reachability
 from .requests import Wording, describe, no_answer
+from .sublink import Where
+from .subscriptions import BlockingSubscription, Subscription, Target, options
+from .subthread import SubscriptionThread
+from .supervisor_refs import SupervisorRef
 from .transport import AsyncTransport
+
+T = TypeVar("T")
 
 # close() gives messages still queued (a tell just sent) this long to leave, then drops them
 CLOSE_LINGER_MS = 500
 
-__all__ = ["CONNECT_TIMEOUT", "DEFAULT_TIMEOUT", "Client", "Proxy", "Ref", "SupervisorRef", "connect"]
+__all__ = ["BlockingSubscription", "CONNECT_TIMEOUT", "DEFAULT_TIMEOUT", "Client", "Proxy", "Ref",
+           "SupervisorRef", "connect"]
 
 
 class Ref:
@@ -177,6 +186,9 @@ class Client:
         self._ctx: Context = zmq.Context()
         #: every thread's lane, and the newest map any of them fetched
         self._threads = ThreadLanes(self._transport_on, CLOSE_LINGER_MS)
+        #: where subscriptions live (made at the first subscribe: :mod:`.subthread`)
+        self._subs: SubscriptionThread | None = None
+        self._subs_lock = threading.Lock()
         try:
             self.refresh_map(connect_timeout)
         except BaseException:
@@ -318,6 +330,46 @@ class Client:
         """Send ``method`` one-way (at-most-once); returns at once."""
         self._lane().transport.tell(type_name, key, method, args, kwargs)
 
+    @overload
+    def subscribe(self, target: Target, tag: str | None = None, *, query: dict[str, str] | None = None,
+                  window: int = DEFAULT_WINDOW, timeout: float | None = None
+                  ) -> BlockingSubscription[str | bytes]: ...
+
+    @overload
+    def subscribe(self, target: Target, tag: str | None = None, *,
+                  decode: Callable[[str | bytes], T], query: dict[str, str] | None = None,
+                  window: int = DEFAULT_WINDOW, timeout: float | None = None
+                  ) -> BlockingSubscription[T]: ...
+
+    def subscribe(self, target: Target, tag: str | None = None, *,
+                  decode: Callable[[str | bytes], Any] | None = None,
+                  query: dict[str, str] | None = None, window: int = DEFAULT_WINDOW,
+                  timeout: float | None = None) -> BlockingSubscription[Any]:
+        """Receive what actor ``target`` (a ref, a proxy or ``(type_name, key)``) sends its
+        connections: ``with client.subscribe(ref) as sub: for event in sub: ...`` (see
+        :mod:`actorsys.client.subscriptions`). Returns once its ``on_connect`` has
+        committed (within ``timeout``, the client's by default). ``tag``, ``query``,
+        ``decode``, ``window``: see :meth:`AsyncClient.subscribe`."""
+        type_name, key = address_of(target)
+        query = options(tag, query, window)
+        t = self._lane().transport
+        router = t.router_endpoint or self.endpoint
+        place = Where(t.subscribers, t.keys_for(router), router)   # (read on this thread)
+        runner = self._subscription_thread()
+        sub: Subscription[Any] = Subscription(runner.subscriber, lambda: place, type_name, key,
+                                              tag=tag, query=query, decode=decode, window=window,
+                                              timeout=self._timeout(timeout))
+        runner.call(sub.open())
+        return BlockingSubscription(runner, sub)
+
+    def _subscription_thread(self) -> SubscriptionThread:
+        with self._subs_lock:
+            if self.closed:
+                raise NodeUnavailable("client is closed")
+            if self._subs is None:
+                self._subs = SubscriptionThread(self._ctx)
+            return self._subs
+
     def ref(self, type_name: str, key: str) -> Ref:
         """A reference to actor ``(type_name, key)``; it exists from its first message."""
         return Ref(self, type_name, key)
@@ -360,7 +412,12 @@ class Client:
         return Ref(self, type_name, key)
 
     def close(self) -> None:
-        """Close every thread's sockets (idempotent). Call it when no thread is mid-ask."""
+        """Close every thread's sockets (idempotent) and end the subscriptions (as closed
+        by this client). Call it when no thread is mid-ask."""
+        with self._subs_lock:
+            subs, self._subs = self._subs, None
+        if subs is not None:
+            subs.close()
         if self._threads.close():
             self._ctx.term()
 
@@ -392,57 +449,3 @@ def connect(endpoint: "str | Sequence[str]", *, timeout: float = DEFAULT_TIMEOUT
     """
     return Client(endpoint, timeout=timeout, connect_timeout=connect_timeout, key=key,
                   server_key=server_key, retry=retry)
-
-
-class SupervisorRef:
-    """A running supervisor, from a blocking client: ``client.supervisor("root")``.
-
-    The methods are OTP's; its ``{error, Reason}`` results are raised as exceptions:
-    :class:`~actorsys.ChildNotFound`, :class:`~actorsys.AlreadyStarted`,
-    :class:`~actorsys.AlreadyPresent`, :class:`~actorsys.ChildRunning`,
-    :class:`~actorsys.StartFailed`, :class:`~actorsys.SupervisorNotFound`, and
-    :class:`~actorsys.SupervisorError` for the rest.
-    """
-
-    __slots__ = ("client", "name")
-
-    def __init__(self, client: Client, name: str) -> None:
-        self.client, self.name = client, name
-
-    def which_children(self, *, timeout: float | None = None) -> list[dict[str, Any]]:
-        """Every child in start order: ``{"id", "type", "status", "actor", "key", ...}``;
-        ``status`` is ``running``, ``restarting`` or ``stopped``."""
-        children: list[dict[str, Any]] = self.client.supervise(self.name, "which_children",
-                                                               timeout=timeout)
-        return children
-
-    def count_children(self, *, timeout: float | None = None) -> dict[str, int]:
-        """``{"specs", "active", "supervisors", "workers"}`` as in OTP."""
-        counts: dict[str, int] = self.client.supervise(self.name, "count_children",
-                                                       timeout=timeout)
-        return counts
-
-    def start_child(self, spec: dict[str, Any] | None = None, *, timeout: float | None = None) -> Any:
-        """Add and start a child. ``spec`` is a child spec (``{"id", "actor", "key", ...}``),
-        or for ``simple_one_for_one`` ``{"key", "args", "kwargs"}`` (extra start arguments
-        after the template's; a fresh key if none). Returns the child's info, or for
-        ``simple_one_for_one`` its key."""
-        return self.client.supervise(self.name, "start_child", spec, timeout=timeout)
-
-    def terminate_child(self, child_id: str, *, timeout: float | None = None) -> None:
-        """Stop a child within its shutdown; it stays as a stopped spec (a temporary or
-        ``simple_one_for_one`` child, whose id is its key, is removed)."""
-        self.client.supervise(self.name, "terminate_child", child_id, timeout=timeout)
-
-    def restart_child(self, child_id: str, *, timeout: float | None = None) -> dict[str, Any]:
-        """Start a stopped child again (ChildRunning if it runs)."""
-        info: dict[str, Any] = self.client.supervise(self.name, "restart_child", child_id,
-                                                     timeout=timeout)
-        return info
-
-    def delete_child(self, child_id: str, *, timeout: float | None = None) -> None:
-        """Remove a stopped child's spec; its actor becomes an unsupervised actor."""
-        self.client.supervise(self.name, "delete_child", child_id, timeout=timeout)
-
-    def __repr__(self) -> str:
-        return f"<SupervisorRef {self.name}>"

@@ -147,10 +147,11 @@ class Lane:
 
 
 class MapInfo(NamedTuple):
-    """A shard map and the node limits sent with it."""
+    """A shard map and the node limits and endpoints sent with it."""
     map: ShardMap
     max_message_bytes: int
     tree_endpoint: str | None
+    subscribers: str | None
 
 
 class Newest:
@@ -164,7 +165,7 @@ class Newest:
 
     def take(self, t: AsyncTransport) -> None:
         if t.map is not None:
-            self.info = MapInfo(t.map, t.max_message_bytes, t.tree_endpoint)
+            self.info = MapInfo(t.map, t.max_message_bytes, t.tree_endpoint, t.subscribers)
 
 
 class ThreadLanes:

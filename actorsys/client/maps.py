@@ -47,6 +47,7 @@ class MapSource:
         map: ShardMap | None
         max_message_bytes: int
         tree_endpoint: str | None
+        subscribers: str | None
         router_endpoint: str | None
         routers: list[str]
         refused: str | None
@@ -84,8 +85,9 @@ class MapSource:
         try:
             raw = await self.call_router(wire.MAP, timeout=timeout)
             m = ShardMap.from_wire(raw)
+            subscribers = raw.get("subscribers")
             self.set_map(m, int(raw.get("max_message_bytes", self.max_message_bytes)),
-                         raw.get("tree"))
+                         raw.get("tree"), subscribers if isinstance(subscribers, str) else None)
             fut.set_result(m)
             return m
         except BaseException as exc:
@@ -155,8 +157,9 @@ class MapSource:
                                           f"within {timeout:g} s{why}") from None
 
     def set_map(self, shard_map: ShardMap, max_message_bytes: int,
-                tree_endpoint: str | None) -> None:
-        """Use ``shard_map`` (and the node limits sent with it) from now on. When the
+                tree_endpoint: str | None, subscribers: str | None = None) -> None:
+        """Use ``shard_map`` (and the node limits and endpoints sent with it: the
+        supervision tree's, the gateway's for subscribers) from now on. When the
         worker endpoints changed (a cluster's nodes joined or left: slots are renumbered),
         the connections to endpoints still in the map are kept under their new slot
         numbers with what is in flight on them; the others are closed, failing what is in
@@ -167,6 +170,7 @@ class MapSource:
         self.map = shard_map
         self.max_message_bytes = max_message_bytes
         self.tree_endpoint = tree_endpoint
+        self.subscribers = subscribers
         self._use_server_keys(shard_map)
         if self.watch is not None:
             self.watch.map_installed(shard_map)

@@ -49,7 +49,7 @@ class Monitors:
 
     def on_slot(self, slot: int, frames: list[bytes]) -> None:
         """An event of worker slot ``slot``'s connection."""
-        event = _event(frames)
+        event = event_of(frames)
         if event is None:
             return
         t = self.transport
@@ -64,7 +64,7 @@ class Monitors:
 
     def on_router(self, frames: list[bytes]) -> None:
         """An event of the router's connection (watched, or CURVE)."""
-        event = _event(frames)
+        event = event_of(frames)
         if event is None:
             return
         t = self.transport
@@ -79,7 +79,7 @@ class Monitors:
 
     def on_peer(self, endpoint: str, frames: list[bytes]) -> None:
         """An event of the connection to another endpoint (see the module docstring)."""
-        event = _event(frames)
+        event = event_of(frames)
         if event is None:
             return
         t = self.transport
@@ -99,7 +99,7 @@ class Monitors:
             t.conns.forget_peer(endpoint, soon=True)    # not from within its own monitor's callback
 
 
-def _event(frames: list[bytes]) -> int | None:
+def event_of(frames: list[bytes]) -> int | None:
     """The event number of a socket monitor's message (None: not one pyzmq can read)."""
     try:
         return int(parse_monitor_message(frames)["event"])

@@ -122,6 +122,8 @@ class AsyncTransport(ControlRequests, MapSource):
         self.max_pending = max_pending
         self.default_timeout = default_timeout
         self.tree_endpoint: str | None = None      # from the router's map
+        #: the gateway's endpoint for subscribers, from the router's map (None: no gateway)
+        self.subscribers: str | None = None
         self._ids = itertools.count(1)
         #: the first half of this transport's ask ids (see :meth:`request_ctx`)
         self.client_id = os.urandom(8)

@@ -126,6 +126,9 @@ DEFAULTS: Mapping[str, Key] = MappingProxyType({
     "gateway.auth": Key(Kind.STR, None),
     "gateway.metrics": Key(Kind.BOOL, False),          # /metrics on the gateway (the whole node's)
     "gateway.dashboard": Key(Kind.BOOL, False),        # /dashboard and its actor inspector
+    # seconds between the heartbeats of Python subscribers' connections (each way); one
+    # silent for three of them is gone (actorsys/protocol/subs.py)
+    "gateway.subscriber_heartbeat": Key(Kind.NUMBER, 5.0),
     # a text frame equal to request is answered with response by the gateway, the actor
     # not woken (Durable Objects' setWebSocketAutoResponse); None: none
     "gateway.auto_response": Key(Kind.TABLE, None),

@@ -87,6 +87,11 @@ def parse_gateway(table: Any, src: Source, actors: dict[str, str]) -> dict[str, 
                 raise fail(f"{t!r:.80} is not a type in [actors]", "expose")
     if g["auth"] is not None and not (isinstance(g["auth"], str) and IMPORT_PATH.match(g["auth"])):
         raise fail(f"must be \"module:function\", got {g['auth']!r:.80}", "auth")
+    beat = g["subscriber_heartbeat"]
+    if type(beat) not in (int, float) or not 0.05 <= beat <= 3600:
+        raise fail(f"must be a number of seconds from 0.05 to 3600, got {beat!r:.80}",
+                   "subscriber_heartbeat")
+    g["subscriber_heartbeat"] = float(beat)
     for key, what in (("metrics", "serve the node's /metrics here"),
                       ("dashboard", "serve /dashboard and its actor inspector here")):
         if type(g[key]) is not bool:

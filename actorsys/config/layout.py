@@ -6,10 +6,11 @@ supervisor on its command line, next to the config, and from it to each process'
 ``main``. Nothing recomputes it, so every process agrees:
 
 * an ipc node keeps its sockets beside the router's: ``<stem>.sock`` (router),
-  ``<stem>-worker-<i>.sock``, ``<stem>-tree.sock``, ``<stem>-gateway.sock``; with no
-  endpoint in the config, in a new private temporary directory (``router.sock``);
-* a tcp node's workers, tree and gateway get free ports on the router's host, chosen
-  here (a worker slot keeps its port across restarts);
+  ``<stem>-worker-<i>.sock``, ``<stem>-tree.sock``, ``<stem>-gateway.sock``,
+  ``<stem>-subscribers.sock``; with no endpoint in the config, in a new private
+  temporary directory (``router.sock``);
+* a tcp node's workers, tree and gateway (its two endpoints) get free ports on the
+  router's host, chosen here (a worker slot keeps its port across restarts);
 * the gateway's ``listen`` port 0 becomes a free port.
 
 The config itself stays what the user wrote.
@@ -52,10 +53,14 @@ class NodeLayout:
     #: a temporary directory holding the ipc sockets, removed when the node stops; None
     #: when the endpoints are the config's own
     run_dir: str | None = None
+    #: the gateway's endpoint for Python subscribers (``client.subscribe``: its clients
+    #: connect there, the router's MAP reply names it); None without a gateway
+    subscribers: str | None = None
 
     def endpoints(self) -> list[str]:
         """Every endpoint the node's processes bind, the router's first."""
-        return [self.router, *self.workers, *(ep for ep in (self.tree, self.gateway) if ep)]
+        return [self.router, *self.workers,
+                *(ep for ep in (self.tree, self.gateway, self.subscribers) if ep)]
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -106,9 +111,10 @@ def plan_layout(cfg: NodeConfig, previous: NodeLayout | None = None) -> NodeLayo
                 return ep
         workers = tuple(place(f"worker-{i}") for i in range(cfg.workers))
         tree = place("tree") if cfg.supervisors else None
-        gateway = listen = None
+        gateway = listen = subscribers = None
         if cfg.gateway is not None:
             gateway = place("gateway")
+            subscribers = place("subscribers")
             listen = _fixed(cfg.gateway["listen"], previous.gateway_listen if previous else None,
                             taken)
         metrics = None
@@ -119,7 +125,7 @@ def plan_layout(cfg: NodeConfig, previous: NodeLayout | None = None) -> NodeLayo
             os.rmdir(run_dir)
         raise
     return NodeLayout(router=router, workers=workers, tree=tree, gateway=gateway,
-                      gateway_listen=listen, metrics_listen=metrics, run_dir=run_dir)
+                      subscribers=subscribers, gateway_listen=listen, metrics_listen=metrics, run_dir=run_dir)
 
 
 def _fixed(listen: str, previous: str | None, taken: set[str]) -> str:
@@ -136,12 +142,13 @@ def _fixed(listen: str, previous: str | None, taken: set[str]) -> str:
 
 
 def _tcp_ports(previous: NodeLayout, router: str) -> dict[str, str]:
-    """The tcp endpoints of ``previous`` by name (``worker-0``, ``tree``, ``gateway``), if
-    it was the same node (the same router endpoint)."""
+    """The tcp endpoints of ``previous`` by name (``worker-0``, ``tree``, ``gateway``,
+    ``subscribers``), if it was the same node (the same router endpoint)."""
     if previous.router != router:
         return {}
     named = {f"worker-{i}": ep for i, ep in enumerate(previous.workers)}
-    named.update({k: v for k, v in (("tree", previous.tree), ("gateway", previous.gateway)) if v})
+    named.update({k: v for k, v in (("tree", previous.tree), ("gateway", previous.gateway),
+                                    ("subscribers", previous.subscribers)) if v})
     return named
 
 

@@ -52,6 +52,7 @@ max_connections_per_actor = 1000
 max_connections = 10000
 expose = ["Room"]            # actor types reachable from HTTP and WebSockets (default: all)
 auth = "app:check"           # optional hook: f(request) -> falsy refuses; a value is conn.user
+subscriber_heartbeat = 5.0   # seconds between Python subscribers' heartbeats (client.subscribe)
 auto_response = { request = "ping", response = "pong" }   # answered here, the actor not woken
 ```
 

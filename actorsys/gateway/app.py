@@ -13,6 +13,9 @@ In the user's words:
   crash; the actor comes back from its last commit and the sockets keep working.
 * Delivery. A socket's events reach its actor in order, in batches, each applied once
   and its effects reaching the sockets once (:mod:`.batches`, :mod:`.effects`).
+* Python subscribers: ``client.subscribe(ref)`` in any Python process is a connection
+  of the actor held here, like a WebSocket, over a ZeroMQ endpoint of its own
+  (:mod:`.subscribers`; the client's side is ``actorsys/client/subscriptions.py``).
 * Static files from ``static`` (``/`` serves its ``index.html``).
 * Limits and access: ``max_message_bytes``, ``max_connections_per_actor``,
   ``max_connections``, ``allowed_origins``, ``allowed_hosts``, ``expose`` and the
@@ -45,7 +48,7 @@ from ..log import get_logger
 from ..net.listener import Listener
 from ..net.members import apply_member_keys
 from ..net.keys import node_keys
-from ..net.sockets import SocketPump
+from ..net.sockets import SocketPump, bound_router
 from ..protocol import wire
 from .admission import Admission, error_response
 from .auth import AuthHook, Refused
@@ -54,6 +57,7 @@ from .dashboard import Dashboard
 from .effects import Effects, NodeSide
 from .http import HttpAsks
 from .sockets import Hub
+from .subscribers import Subscribers
 
 log = get_logger("gateway")
 #: seconds /metrics waits for the router's gathering (each process has 2 s of it)
@@ -64,7 +68,8 @@ METRICS_SECONDS = 5.0
 COUNTERS = ("http_requests", "http_errors", "ws_opened", "ws_closed", "ws_refused", "events",
             "batches", "redeliveries", "duplicates", "duplicate_effects", "failed_events",
             "dropped_events", "stale_effects", "effects", "slow_closed", "bad_frames",
-            "hook_refused", "origin_refused", "auth_refused", "handshake_failed", "auto_responses")
+            "hook_refused", "origin_refused", "auth_refused", "handshake_failed", "auto_responses",
+            "subscribers_opened", "subscribers_closed", "subscribers_refused", "subscribers_lost")
 
 
 class Gateway:
@@ -110,10 +115,16 @@ class Gateway:
         self.metrics = metrics.current()
         self.metrics.counters = self.counters
         self.metrics.gauge("actorsys_gateway_sockets", lambda: len(self.hub.sockets))
+        self.metrics.gauge("actorsys_gateway_subscribers", lambda: self.subscribers.count())
         node_side = NodeSide(self.sock, self.effects, self.status, cfg.max_message_bytes, self.counters,
                              on_keys=partial(apply_member_keys, self.listener.guard),
                              on_map=self._router_map, families=self.metrics.families)
         self.pump = SocketPump(loop, self.sock, node_side.on_frames)
+        assert self.layout.subscribers is not None
+        self.subscribers = Subscribers(
+            loop, self.hub, bound_router(self.ctx, self.layout.subscribers, g["max_message_bytes"],
+                                         self.listener.guard),
+            set(cfg.actors), g["subscriber_heartbeat"], g["max_message_bytes"], self.counters)
         await self._wait_for_the_map()
         self.runner = web.AppRunner(self._app(), access_log=None, handle_signals=False,
                                     shutdown_timeout=1.0)
@@ -209,16 +220,21 @@ class Gateway:
         if tasks:
             await asyncio.wait(tasks, timeout=max(deadline - self.loop.time(), 0.1))
         await self.runner.cleanup()
+        self.subscribers.close()
         self.pump.close()
         self.transport.close()
         self.listener.close()
         self.ctx.term()
 
     def status(self) -> dict[str, Any]:
+        """Its counters, and what it holds now: sockets (subscriptions included),
+        subscriptions, and the frames and bytes waiting in their queues."""
+        unsent = self.hub.unsent()
         return {"role": "gateway", "pid": os.getpid(), "slot": None, "up": self.serving,
                 "listen": self.listen, "incarnation": self.incarnation,
                 "last_batch": self.delivery.last_batch,
-                "sockets": len(self.hub.sockets),
+                "sockets": len(self.hub.sockets), "subscribers": self.subscribers.count(),
+                "unsent_frames": unsent[0], "unsent_bytes": unsent[1],
                 "actors_with_sockets": len(self.hub.rooms), **self.counters}
 
 

@@ -31,7 +31,7 @@ from ..errors import (ActorError, AskTimeout, NodeUnavailable, Overloaded, Shard
 from ..log import get_logger
 from ..protocol import ws as websocket
 from .effects import Effects
-from .rooms import AUTO_RESPONDED, CONNECT, DISCONNECT, HANDLER_OF, Room
+from .rooms import AUTO_RESPONDED, CONNECT, DISCONNECT, HANDLER_OF, Room, SocketState
 from .sockets import Hub
 
 log = get_logger("gateway")
@@ -175,6 +175,8 @@ class Delivery:
                 s = room.find(ev[1][0])
                 if s is not None:
                     s.joined = True
+                    if s.state is SocketState.OPEN:
+                        s.peer.joined()
             elif ev[0] == DISCONNECT:
                 room.leaving.pop(ev[1], None)
 

@@ -1,4 +1,5 @@
-"""The gateway's records: a browser's :class:`Socket`, and the :class:`Room` of one actor
+"""The gateway's records: a :class:`Socket` (a browser's WebSocket or a Python client's
+subscription: its :class:`~.peers.Peer` says which), and the :class:`Room` of one actor
 (its sockets and the events waiting for it).
 
 A socket event travels to its actor as the ``$ws`` sub-protocol spells it
@@ -15,9 +16,10 @@ import asyncio
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from aiohttp import web
+if TYPE_CHECKING:
+    from .peers import Peer
 
 #: socket events (see the module docstring)
 CONNECT, MESSAGE, DISCONNECT, AUTO_RESPONDED = "c", "m", "d", "r"
@@ -56,12 +58,14 @@ class Mark(NamedTuple):
 
 @dataclass(eq=False, slots=True)
 class Socket:
-    """A browser's WebSocket, attached to one actor."""
+    """A connection attached to one actor: a browser's WebSocket or a Python subscriber."""
 
     id: str
-    ws: web.WebSocketResponse
+    #: the connection behind it, which its writer sends to
+    peer: "Peer"
     room: "Room"
-    #: what the actor sees as conn.info: user (the auth hook's value), query, remote, origin
+    #: what the actor's Connection is made of: user (the auth hook's value), query, remote,
+    #: origin; ``kind`` for a Python subscriber (``"python"``; absent: a WebSocket)
     info: dict[str, Any]
     tags: set[str] = field(default_factory=set)
     attachment: Any = None
@@ -75,8 +79,6 @@ class Socket:
     writer: asyncio.Task[None] | None = None
     #: set when closed: sent by the writer once ``unsent`` is out
     closing: CloseFrame | None = None
-    #: to cut off a browser that does not read
-    transport: asyncio.Transport | None = None
     #: when the gateway last answered one of its frames itself (epoch seconds; None: never)
     auto_response_at: float | None = None
 

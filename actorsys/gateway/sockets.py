@@ -1,16 +1,18 @@
-"""The WebSocket side of the gateway: ``GET /ws/{type}/{key}`` opens a socket attached to
-that actor, its frames become events for the actor, and what the actor sends reaches it
-in order through the socket's writer.
+"""The sockets of the gateway: ``GET /ws/{type}/{key}`` opens a WebSocket attached to
+that actor (and :mod:`.subscribers` a Python client's subscription, the same way); its
+frames become events for the actor, and what the actor sends reaches it in order
+through the socket's writer, whatever its :class:`~.peers.Peer`.
 
-* Limits: ``max_connections`` and ``max_connections_per_actor`` (then 503), a frame
-  larger than ``max_message_bytes`` closes the socket (1009, by aiohttp); while an
-  actor has :data:`~.rooms.MAX_WAITING_EVENTS` or :data:`~.rooms.MAX_WAITING_BYTES`
-  waiting, the gateway stops reading its sockets.
-* A slow browser: one that leaves more than :data:`MAX_UNSENT_FRAMES` frames or
+* Limits: ``max_connections`` and ``max_connections_per_actor`` (then 503: sockets and
+  subscriptions count together), a frame larger than ``max_message_bytes`` closes the
+  socket (1009, by aiohttp); while an actor has :data:`~.rooms.MAX_WAITING_EVENTS` or
+  :data:`~.rooms.MAX_WAITING_BYTES` waiting, the gateway stops reading its WebSockets
+  (a subscriber that sends meanwhile is closed: see :mod:`.subscribers`).
+* A slow client: one that leaves more than :data:`MAX_UNSENT_FRAMES` frames or
   :data:`MAX_UNSENT_BYTES` unsent is closed with 1013; one that takes no frame within
-  :data:`SEND_TIMEOUT` (checked only when the write buffer is above 64 KiB: a deadline
-  on every frame costs a task and a timer each) is cut off.
-* Closing a socket (by the browser, the actor or the gateway) is done once: the frames
+  :data:`SEND_TIMEOUT` while its peer says a send may wait for it (a browser's write
+  buffer above 64 KiB, a subscriber's window full) is cut off.
+* Closing a socket (by the client, the actor or the gateway) is done once: the frames
   queued before it go first, then the close frame; its actor gets ``on_disconnect`` and
   counts it in its roster until that has committed.
 * Auto-response (``auto_response = { request, response }``, config/gateway.py): a text
@@ -32,17 +34,19 @@ from aiohttp import WSMsgType, web
 
 from .admission import Admission, error_response
 from .auth import Refused
+from .peers import Peer, WebSocketPeer
 from .rooms import (CONNECT, DISCONNECT, MAX_WAITING_BYTES, MAX_WAITING_EVENTS, MESSAGE, CloseFrame,
                     Room, Socket, SocketState)
 
 #: a socket whose browser does not read this much of what it is sent is closed
 MAX_UNSENT_FRAMES, MAX_UNSENT_BYTES = 10_000, 8 << 20
 #: seconds a closing socket waits for the browser's close frame, and for one frame to be
-#: taken by a browser (past it, the connection is dropped)
+#: taken by a client (past it, the connection is dropped)
 CLOSE_TIMEOUT, SEND_TIMEOUT = 2.0, 10.0
-#: the write buffer above which a frame's send gets SEND_TIMEOUT
-_BUFFERED = 1 << 16
 _CLOSED = SocketState.CLOSED
+#: the counters of each kind of socket: (opened, closed, refused)
+COUNTED = {"websocket": ("ws_opened", "ws_closed", "ws_refused"),
+           "python": ("subscribers_opened", "subscribers_closed", "subscribers_refused")}
 
 
 class EventSink(Protocol):
@@ -78,35 +82,20 @@ class Hub:
     async def serve(self, request: web.Request) -> web.StreamResponse:
         """``GET /ws/{type}/{key}``: admit, open, and read the socket until it closes."""
         type_name, key = request.match_info["type"], request.match_info["key"]
-        room = self.rooms.get((type_name, key))
         try:
             if self.stopping:
                 raise Refused(503, "unavailable", "the gateway is stopping")
             user = await self.admission.admit(request, None)
-            if len(self.sockets) >= self.max_connections:
-                raise Refused(503, "overloaded", f"the gateway holds max_connections "
-                                                 f"({self.max_connections}) sockets")
-            if room is not None and len(room.sockets) >= self.max_per_actor:
-                raise Refused(503, "overloaded", f"{type_name}/{key:.100} has max_connections_per_actor "
-                                                 f"({self.max_per_actor}) sockets")
+            self.check(type_name, key)
         except Refused as r:
             self.counters["ws_refused"] += 1
             return error_response(r.status, r.code, str(r))
         ws = web.WebSocketResponse(max_msg_size=self.max_frame, heartbeat=30.0, timeout=CLOSE_TIMEOUT)
         await ws.prepare(request)
-        # (looked up again: the room may have come or gone while the handshake awaited)
-        room = self.rooms.get((type_name, key))
-        if room is None:
-            room = self.rooms[(type_name, key)] = Room(type_name, key)
         info = {"user": user, "query": dict(request.query), "remote": request.remote,
                 "origin": request.headers.get("Origin")}
-        sock = Socket(f"{self._prefix}.{next(self._ids)}", ws, room, info, transport=request.transport)
-        self.sockets[sock.id] = sock
-        room.sockets[sock.id] = sock
-        self.counters["ws_opened"] += 1
-        events = self.events
-        assert events is not None
-        events.enqueue(room, [CONNECT, sock.record()], 64)
+        sock = self.attach(type_name, key, WebSocketPeer(ws, request.transport), info)
+        room = sock.room
         pair = self.auto_responses.get(type_name)        # (request, response) or None
         try:
             async for msg in ws:
@@ -114,14 +103,65 @@ class Hub:
                     if sock.state is not _CLOSED:
                         self.auto_respond(sock, pair[1])
                 elif msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                    while room.waiting_bytes > MAX_WAITING_BYTES or len(room.waiting) > MAX_WAITING_EVENTS:
+                    while self.full(room):
                         room.space.clear()
                         await room.space.wait()      # back-pressure: stop reading this room's sockets
-                    if sock.state is not _CLOSED:
-                        events.enqueue(room, [MESSAGE, sock.id, msg.data], len(msg.data))
+                    self.receive(sock, msg.data)
         finally:
             self.close(sock, 1000, "")
         return ws
+
+    def check(self, type_name: str, key: str) -> None:
+        """Refused (503) if a new socket of actor ``(type_name, key)`` may not open now: the
+        gateway is stopping, or holds max_connections, or the actor has
+        max_connections_per_actor."""
+        if self.stopping:
+            raise Refused(503, "unavailable", "the gateway is stopping")
+        if len(self.sockets) >= self.max_connections:
+            raise Refused(503, "overloaded", f"the gateway holds max_connections "
+                                             f"({self.max_connections}) sockets")
+        room = self.rooms.get((type_name, key))
+        if room is not None and len(room.sockets) >= self.max_per_actor:
+            raise Refused(503, "overloaded", f"{type_name}/{key:.100} has max_connections_per_actor "
+                                             f"({self.max_per_actor}) sockets")
+
+    def attach(self, type_name: str, key: str, peer: Peer, info: dict[str, Any],
+               tags: "set[str] | None" = None) -> Socket:
+        """Open a socket of actor ``(type_name, key)`` behind ``peer`` (its room made if it
+        has none; the limits are :meth:`check`'s) and queue its connect; it carries
+        ``tags`` from its connect on."""
+        # (looked up now: the room may have come or gone while a handshake awaited)
+        room = self.rooms.get((type_name, key))
+        if room is None:
+            room = self.rooms[(type_name, key)] = Room(type_name, key)
+        sock = Socket(f"{self._prefix}.{next(self._ids)}", peer, room, info, tags=set(tags or ()))
+        self.sockets[sock.id] = sock
+        room.sockets[sock.id] = sock
+        self.counters[COUNTED[peer.kind][0]] += 1
+        assert self.events is not None
+        self.events.enqueue(room, [CONNECT, sock.record()], 64)
+        return sock
+
+    @staticmethod
+    def full(room: Room) -> bool:
+        """Whether the actor has as many events waiting as the gateway lets wait."""
+        return room.waiting_bytes > MAX_WAITING_BYTES or len(room.waiting) > MAX_WAITING_EVENTS
+
+    def receive(self, sock: Socket, data: "str | bytes") -> None:
+        """A frame from the socket's client, for its actor's on_message (none once closed)."""
+        if sock.state is not _CLOSED:
+            assert self.events is not None
+            self.events.enqueue(sock.room, [MESSAGE, sock.id, data], len(data))
+
+    def unsent(self) -> tuple[int, int]:
+        """The frames and bytes waiting in every socket's queue (open or leaving)."""
+        frames = size = 0
+        for room in self.rooms.values():
+            for d in (room.sockets, room.leaving):
+                for s in d.values():
+                    frames += len(s.unsent)
+                    size += s.unsent_bytes
+        return frames, size
 
     def auto_respond(self, sock: Socket, response: str) -> None:
         """Answer a frame equal to the type's auto-response request (the module docstring)."""
@@ -136,7 +176,7 @@ class Hub:
         if sock.state is _CLOSED:
             return
         sock.state = _CLOSED
-        self.counters["ws_closed"] += 1
+        self.counters[COUNTED[sock.peer.kind][1]] += 1
         self.sockets.pop(sock.id, None)
         room = sock.room
         room.sockets.pop(sock.id, None)
@@ -164,10 +204,12 @@ class Hub:
             del self.rooms[room.address]
 
     def push(self, s: Socket, data: "str | bytes") -> None:
-        """Queue a frame for a socket (its writer sends it); a socket over its unsent
-        limits is closed with 1013."""
+        """Queue a frame for a socket (its writer sends it; none after its close); a socket
+        over its unsent limits is closed with 1013."""
         if not isinstance(data, (str, bytes)):
-            raise TypeError("WebSocket data is str or bytes")
+            raise TypeError("socket data is str or bytes")
+        if s.state is _CLOSED:
+            return                   # (its close is queued: nothing goes after it)
         s.unsent.append(data)
         s.unsent_bytes += len(data)
         if len(s.unsent) > MAX_UNSENT_FRAMES or s.unsent_bytes > MAX_UNSENT_BYTES:
@@ -181,23 +223,23 @@ class Hub:
 
     async def _write(self, s: Socket) -> None:
         """A socket's writer: its frames in order, then its close frame if it is closing.
-        A browser that takes none of them within SEND_TIMEOUT is cut off."""
+        A client that takes none of them within SEND_TIMEOUT is cut off."""
+        peer = s.peer
         try:
             while s.unsent:
                 data = s.unsent.popleft()
                 s.unsent_bytes -= len(data)
-                send = s.ws.send_str(data) if isinstance(data, str) else s.ws.send_bytes(data)
-                if s.transport is not None and s.transport.get_write_buffer_size() > _BUFFERED:
-                    await asyncio.wait_for(send, SEND_TIMEOUT)   # it may wait for the browser
+                if peer.waits(data):
+                    await asyncio.wait_for(peer.send(data), SEND_TIMEOUT)   # it may wait for the client
                 else:
-                    await send       # (no wait_for per frame: a task each, a third of the rate)
-            if s.closing is not None and not s.ws.closed:
+                    await peer.send(data)   # (no wait_for per frame: a task each, a third of the rate)
+            if s.closing is not None and not peer.closed:
                 code, reason = s.closing
-                await asyncio.wait_for(s.ws.close(code=code, message=reason.encode()), CLOSE_TIMEOUT)
+                await asyncio.wait_for(peer.close(code, reason), CLOSE_TIMEOUT)
         except (ConnectionError, RuntimeError, asyncio.TimeoutError):
             s.unsent.clear()
-            if s.transport is not None:
-                s.transport.abort()          # it does not read: drop the connection
+            s.unsent_bytes = 0
+            peer.abort()                     # it does not read: drop the connection
             if s.state is not _CLOSED:
                 self.close(s, 1013, "not reading")
         finally:

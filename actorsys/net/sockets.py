@@ -10,7 +10,8 @@ On a tcp node every socket is a CURVE client (``keys``, see :mod:`actorsys.net.k
 or a CURVE server guarded by :mod:`actorsys.net.guard`.
 
 A pump logs (logger ``actorsys.net``) and survives an exception raised by the handler of
-one message: the socket keeps being read. One drain handles at most ``batch`` messages
+one message: the socket keeps being read. A handler may close the pump's own socket (its
+pump first): the drain stops there. One drain handles at most ``batch`` messages
 and runs at most :data:`DRAIN_BUDGET` seconds, then lets the loop run (its timers: a
 worker's heartbeat is one) before it goes on: a backlog of heavy messages (grants of
 hundreds of shards, snapshot pages) once kept a worker's loop in one drain for seconds,
@@ -133,6 +134,8 @@ class SocketPump:
                     self.on_frames(frames)
                 except Exception:  # a bug in one message's handling must not stall the socket
                     log.exception("handling a message from %s failed", self._what())
+                if self._closed:
+                    return         # the handler closed the socket (a lost connection's monitor)
                 if now() > until:
                     break          # (the rest at the next turn of the loop: kicked below)
             if n and self.after_batch is not None:
@@ -143,7 +146,7 @@ class SocketPump:
         finally:
             self._draining = False
         # Sends in after_batch may have consumed the FD's edge: look again before sleeping.
-        if n and (n >= self.batch or events(_EVENTS) & _POLLIN):
+        if n and not self._closed and (n >= self.batch or events(_EVENTS) & _POLLIN):
             self.kick()
 
     def _what(self) -> str:

@@ -217,7 +217,9 @@ def cmd_status(a: argparse.Namespace) -> int:
               f"{p.get('failures', '-'):>10}{p.get('bad_frames', '-'):>7}")
     for p in st["processes"]:
         if p["role"] == "gateway" and p.get("up"):
-            print(f"gateway http://{p['listen']}: {p['sockets']} sockets on "
+            subs = p.get("subscribers", 0)
+            print(f"gateway http://{p['listen']}: {p['sockets']} sockets"
+                  f"{f' ({subs} Python subscriptions)' if subs else ''} on "
                   f"{p['actors_with_sockets']} actors, {p['events']} events in {p['batches']} "
                   f"batches, {p['http_requests']} HTTP asks ({p['http_errors']} errors)")
     if isinstance(st.get("cluster"), dict):

@@ -1,7 +1,10 @@
 """The router: owner of the shard map and of the node's membership view.
 
 Clients ask the router for the map (``MAP``) and then send every message straight to
-the worker slot that owns the actor, so the router is off the hot path. The router
+the worker slot that owns the actor, so the router is off the hot path. The MAP reply
+also names the node's limits and endpoints a client needs: ``max_message_bytes``, the
+supervision tree's (``tree``) and the gateway's for Python subscribers (``subscribers``;
+nil when the node has no gateway). The router
 also:
 
 * answers ``STATUS`` with every process of the node (supervisor, router, workers) and
@@ -233,7 +236,8 @@ class Router:
             return
         if op == wire.MAP:
             self._send(envelope, wire.ok(rid, self.map.to_wire(
-                max_message_bytes=self.cfg.max_message_bytes, tree=self.layout.tree)))
+                max_message_bytes=self.cfg.max_message_bytes, tree=self.layout.tree,
+                subscribers=self.layout.subscribers)))
         elif op == wire.PING:
             self._send(envelope, wire.ok(rid, "pong"))
         elif op == wire.STATUS:

@@ -80,6 +80,16 @@ def ask(cluster: Cluster, via: int, key: str, method: str, *args: Any) -> Any:
         return c.ask("Echo", key, method, *args, timeout=30)
 
 
+def python_subscriber(cluster: Cluster, key: str) -> Any:
+    """A subscription to Echo/``key`` from a client of node 0 (so held by its gateway),
+    once its greeting has come."""
+    client = cluster.connect(0)
+    sub = client.subscribe(("Echo", key), query={"name": "py"}, timeout=FRAME)
+    hello = json.loads(sub.receive(FRAME))
+    assert hello["hello"].count(".") == 1 and hello["user"] is None, hello
+    return client, sub
+
+
 def test_sockets_and_http_on_any_node_across_a_shard_move(tmp_path):
     key = key_moving(["n1", "n2"], ["n1", "n2", "n3"], "n2", "n3")
     with Cluster(tmp_path, 2, hosts="loopback", actors={"Echo": "ws_actors:Echo"},
@@ -132,16 +142,21 @@ def test_sockets_and_http_on_any_node_across_a_shard_move(tmp_path):
                 assert await frame(ws_a) == "three"
                 await ws_b.send_str("others:from bob")
                 assert await frame(ws_a) == "from bob"
+                # a Python subscription held by A's gateway (issue 18), for the actor on
+                # n3, gets the broadcast of a turn asked through B's router
+                py_client, subscribed = await asyncio.to_thread(python_subscriber, cluster, key)
                 n = await asyncio.to_thread(ask, cluster, 1, key, "shout", "last")
-                assert n == 2
+                assert n == 3
                 assert await frame(ws_a) == "last"
                 assert await frame(ws_b) == "last"
+                assert await asyncio.to_thread(subscribed.receive, FRAME) == "last"
                 await ws_b.close()
                 assert await frame(ws_a) == {"left": "bob"}
                 await ws_a.close()
                 async with http.post(f"http://{a}/actors/Echo/{key}/counts") as r:
                     counts = await r.json()
-                assert counts["connects"] == 2 and counts["messages"] == 6, counts
+                assert counts["connects"] == 3 and counts["messages"] == 6, counts
                 assert counts["disconnects"] in (1, 2), counts    # (ada's may be on its way)
+                await asyncio.to_thread(py_client.close)
 
         asyncio.run(scenario())

@@ -20,6 +20,19 @@ def test_counter_demo_ends_at_exactly_1000():
     assert "counter = 1000" in r.stdout, r.stdout
 
 
+def test_the_chat_bot_subscribes_from_python_and_answers():
+    """``examples/chat/bot.py``: a Python subscription in the chat room gets the history
+    and presence like a page, reads another subscriber's messages and answers them."""
+    r = run_example("chat", "bot.py")
+    out = r.stdout
+    assert r.returncode == 0, f"stdout:\n{out}\nstderr:\n{r.stderr}"
+    assert "[echo-bot] in lobby, 0 earlier messages" in out, out
+    assert "[echo-bot] here now: ada, echo-bot" in out, "the room lists both in its presence"
+    assert "[ada] echo-bot answers: ada, you said 'what can you do?' (4 words)" in out, out
+    assert "the room kept: ['ada: hello bot', \"echo-bot: ada, you said 'hello bot'" in out, out
+    assert out.strip().endswith("node stopped"), out
+
+
 def test_supervision_walkthrough_shows_a_crash_a_kill_and_the_restarts():
     r = run_example("supervision", "walkthrough.py")
     out = r.stdout

@@ -9,6 +9,7 @@ from actorsys.errors import RemoteError, WorkerLost
 from actorsys.gateway.admission import Admission
 from actorsys.gateway.batches import Delivery
 from actorsys.gateway.effects import Effects
+from actorsys.gateway.peers import WebSocketPeer
 from actorsys.gateway.rooms import CONNECT, DISCONNECT, MESSAGE, Room, Socket, SocketState
 from actorsys.gateway.sockets import Hub
 
@@ -56,7 +57,8 @@ class ScriptedTransport:
 def make(loop: asyncio.AbstractEventLoop, transport: ScriptedTransport):
     counters: dict[str, int] = {}
     for name in ("events", "batches", "redeliveries", "duplicates", "duplicate_effects", "failed_events",
-                 "dropped_events", "stale_effects", "effects", "slow_closed", "ws_closed"):
+                 "dropped_events", "stale_effects", "effects", "slow_closed", "ws_closed", "ws_opened",
+                 "subscribers_closed"):
         counters[name] = 0
     hub = Hub(loop, GATEWAY, INC, Admission(GATEWAY, "127.0.0.1:1", {"Room"}, None, counters), counters)
     effects = Effects(hub, INC, counters)
@@ -67,7 +69,7 @@ def make(loop: asyncio.AbstractEventLoop, transport: ScriptedTransport):
 
 
 def open_socket(hub: Hub, room: Room, sid: str) -> Socket:
-    s = Socket(sid, FakeWs(), room, {"user": None})
+    s = Socket(sid, WebSocketPeer(FakeWs(), None), room, {"user": None})  # type: ignore[arg-type]
     hub.sockets[sid] = room.sockets[sid] = s
     return s
 
@@ -101,7 +103,7 @@ def test_a_batch_whose_worker_died_is_delivered_again_with_the_roster_and_applie
         "the roster (no socket joined yet: empty) goes with the first try and after need-roster"
     assert transport.asks[2][3] == [[CONNECT, ["a", [], None, {"user": None}]], [MESSAGE, "a", "hello"]]
     assert (counters["redeliveries"], counters["batches"], counters["events"]) == (1, 1, 2), counters
-    assert a.joined and room.roster_known and a.ws.sent == ["hi"]
+    assert a.joined and room.roster_known and a.peer.ws.sent == ["hi"]
 
 
 def test_a_failing_batch_is_split_and_a_failed_connect_closes_its_socket():
@@ -123,7 +125,7 @@ def test_a_failing_batch_is_split_and_a_failed_connect_closes_its_socket():
     transport, a, counters, hub = asyncio.run(scenario())
     assert [len(args[3]) for args in transport.asks] == [2, 1, 1, 1], transport.asks
     assert transport.asks[3][3] == [[DISCONNECT, "a"]], "the closed socket's disconnect follows"
-    assert a.state is SocketState.CLOSED and a.ws.closed_with == (1011, b"on_connect failed")
+    assert a.state is SocketState.CLOSED and a.peer.ws.closed_with == (1011, b"on_connect failed")
     assert counters["failed_events"] == 1 and not a.joined
     assert hub.rooms == {}, "a room with no sockets left is dropped"
 
@@ -147,12 +149,12 @@ def test_effects_apply_once_and_only_for_this_incarnation():
         return a, b, c, counters
 
     a, b, c, counters = asyncio.run(scenario())
-    assert a.ws.sent == ["to listed"], a.ws.sent
-    assert b.ws.sent == ["to all but a", "to red"], b.ws.sent
-    assert c.ws.sent == ["to listed"], c.ws.sent
+    assert a.peer.ws.sent == ["to listed"], a.peer.ws.sent
+    assert b.peer.ws.sent == ["to all but a", "to red"], b.peer.ws.sent
+    assert c.peer.ws.sent == ["to listed"], c.peer.ws.sent
     assert (counters["duplicate_effects"], counters["stale_effects"]) == (1, 1), counters
     assert a.tags == {"blue"} and a.attachment == {"n": 1}
-    assert c.state is SocketState.CLOSED and c.ws.closed_with == (4000, b"bye")
+    assert c.state is SocketState.CLOSED and c.peer.ws.closed_with == (4000, b"bye")
 
 
 def test_a_browser_that_does_not_read_is_closed():
@@ -186,7 +188,7 @@ def test_an_auto_response_queues_behind_earlier_frames_and_starts_no_batch():
         return transport, a, room, counters
 
     transport, a, room, counters = asyncio.run(scenario())
-    assert a.ws.sent == ["first", b"second", "pong"], "the answer goes after the frames queued before it"
+    assert a.peer.ws.sent == ["first", b"second", "pong"], "the answer goes after the frames queued before it"
     assert transport.asks == [] and room.task is None and counters["events"] == 0, \
         "no event, no batch: the actor is not asked"
     assert counters["auto_responses"] == 1 and a.auto_response_at is not None

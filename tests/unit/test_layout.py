@@ -33,8 +33,10 @@ def test_ipc_sockets_sit_beside_the_routers(sock_dir):
         router=f"ipc://{sock_dir}/n.sock",
         workers=tuple(f"ipc://{sock_dir}/n-worker-{i}.sock" for i in range(3)),
         tree=f"ipc://{sock_dir}/n-tree.sock", gateway=f"ipc://{sock_dir}/n-gateway.sock",
+        subscribers=f"ipc://{sock_dir}/n-subscribers.sock",
         gateway_listen="127.0.0.1:8123", run_dir=None)
-    assert layout.endpoints() == [layout.router, *layout.workers, layout.tree, layout.gateway]
+    assert layout.endpoints() == [layout.router, *layout.workers, layout.tree, layout.gateway,
+                                  layout.subscribers]
     assert cfg.endpoint == f"ipc://{sock_dir}/n.sock" and cfg.gateway is not None \
         and cfg.gateway["listen"] == "127.0.0.1:8123", "the config stays as written"
 
@@ -45,7 +47,8 @@ def test_no_endpoint_gets_a_private_temporary_directory():
         assert layout.run_dir is not None and layout.router == f"ipc://{layout.run_dir}/router.sock"
         assert os.stat(layout.run_dir).st_mode & 0o777 == 0o700
         assert layout.workers == (f"ipc://{layout.run_dir}/router-worker-0.sock",)
-        assert (layout.tree, layout.gateway, layout.gateway_listen) == (None, None, None), \
+        assert (layout.tree, layout.gateway, layout.subscribers, layout.gateway_listen) \
+            == (None, None, None, None), \
             "no tree without supervisors, no gateway without [gateway]"
     finally:
         if layout.run_dir:
@@ -56,7 +59,7 @@ def test_tcp_gets_distinct_free_ports_on_the_routers_host():
     cfg = load_config({"node": {"endpoint": "tcp://127.0.0.1:5999", "insecure": True, "workers": 2},
                        "actors": ACTORS, "supervisors": SUPERVISORS, "gateway": {"listen": "127.0.0.1:0"}})
     layout = plan_layout(cfg)
-    internal = [*layout.workers, layout.tree, layout.gateway]
+    internal = [*layout.workers, layout.tree, layout.gateway, layout.subscribers]
     assert all(ep is not None and ep.startswith("tcp://127.0.0.1:") for ep in internal), internal
     ports = [int(ep.rsplit(":", 1)[1]) for ep in internal]
     assert len(set(ports)) == len(ports) and 5999 not in ports, ports

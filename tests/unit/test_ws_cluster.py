@@ -112,7 +112,7 @@ def test_a_gateway_applies_another_gateways_batch_unmarked_and_its_own_once():
 
     a, counters = asyncio.run(scenario())
     # another gateway's batch is not this gateway's to deduplicate (its worker sends it once)
-    assert a.ws.sent == ["from b's batch", "again b", "mine"], a.ws.sent
+    assert a.peer.ws.sent == ["from b's batch", "again b", "mine"], a.peer.ws.sent
     assert counters["stale_effects"] == 1 and counters["duplicate_effects"] == 1, counters
 
 
@@ -137,9 +137,9 @@ def test_a_broadcast_reaches_the_sockets_of_a_gateway_the_actor_does_not_know():
         return b1, b2, b3
 
     b1, b2, b3 = asyncio.run(scenario())
-    assert b1.ws.sent == ["to all", "listed"], b1.ws.sent
-    assert b2.ws.sent == ["to all", "to t", "but b1"], b2.ws.sent
-    assert b3.ws.sent == [], b3.ws.sent
+    assert b1.peer.ws.sent == ["to all", "listed"], b1.peer.ws.sent
+    assert b2.peer.ws.sent == ["to all", "to t", "but b1"], b2.peer.ws.sent
+    assert b3.peer.ws.sent == [], b3.peer.ws.sent
 
 
 def test_a_shard_whose_node_is_down_delays_a_batch_and_answers_http_503():
@@ -156,7 +156,7 @@ def test_a_shard_whose_node_is_down_delays_a_batch_and_answers_http_503():
         return a, counters
 
     a, counters = asyncio.run(scenario())
-    assert a.ws.sent == ["back"] and counters["redeliveries"] == 1 and counters["failed_events"] == 0
+    assert a.peer.ws.sent == ["back"] and counters["redeliveries"] == 1 and counters["failed_events"] == 0
     resp = HttpAsks._actor_error(None, ShardUnavailable("shard 3 belongs to node n2, which is down"))
     assert resp.status == 503 and resp.headers["Retry-After"] == "1"
     assert json.loads(resp.text)["error"] == "shard_unavailable"
