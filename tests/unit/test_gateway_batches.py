@@ -284,10 +284,21 @@ def test_a_failing_batch_is_split_without_its_auto_response_head():
     assert counters["failed_events"] == 1, counters
 
 
+class FirstBatchLost(ScriptedTransport):
+    """Batch 1's worker is lost at every try; later batches commit."""
+
+    async def ask(self, type_name: str, key: str, method: str, args: list[Any], kwargs: dict[str, Any],
+                  timeout: float) -> Any:
+        self.asks.append(args)
+        if args[1] == 1:
+            raise WorkerLost("gone")
+        return {"ok": True, "effects": []}
+
+
 def test_a_batch_given_up_on_counts_only_its_real_events_and_retries_without_its_head():
     async def scenario():
         loop = asyncio.get_running_loop()
-        transport = ScriptedTransport(*[WorkerLost("gone")] * 50)
+        transport = FirstBatchLost()
         hub, _effects, delivery, counters = make(loop, transport)
         counters["auto_responses"] = 0
         delivery.patience = 0.1
@@ -299,10 +310,13 @@ def test_a_batch_given_up_on_counts_only_its_real_events_and_retries_without_its
         return transport, a, counters
 
     transport, a, counters = asyncio.run(scenario())
-    assert len(transport.asks) > 1 and transport.asks[0][3][0][0] == "r", transport.asks[0]
-    assert all(args[3] == [[MESSAGE, "a", "x"]] and args[2] == [a.record()] for args in transport.asks[1:]), \
+    first = [args for args in transport.asks if args[1] == 1]
+    assert len(first) > 1 and first[0][3] == [["r", [["a", a.auto_response_at]]], [MESSAGE, "a", "x"]], first[0]
+    assert all(args[3] == [[MESSAGE, "a", "x"]] and args[2] == [a.record()] for args in first[1:]), \
         "a batch delivered again carries the roster (the latest times) and no head"
     assert counters["dropped_events"] == 1, "the head is no event: one dropped, not two"
+    assert transport.asks[-1][1:] == [2, [a.record()], [[DISCONNECT, "a"]]], \
+        "the closed socket's disconnect follows, with the roster again"
     assert a.state is SocketState.CLOSED and a.peer.ws.closed_with == (1011, b"the actor is unavailable")
 
 
