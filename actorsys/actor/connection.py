@@ -23,9 +23,12 @@ In the user's words:
 * Auto-response: with ``auto_response = { request, response }`` in the config, a text
   frame equal to ``request`` is answered by the gateway and never reaches the actor (a
   passivated actor is not woken). ``conn.auto_response_at`` is when that last happened
-  (epoch seconds, None: never), as Durable Objects' ``getWebSocketAutoResponseTimestamp``:
-  exact in a socket event's turn as of its batch's start (it rides with the batches and
-  the roster), and in other turns as of the last batch this activation took.
+  (epoch seconds, None: never), as Durable Objects' ``getWebSocketAutoResponseTimestamp``.
+  It rides with the batches and the roster: in a socket event's turn it is exact as of
+  its batch's start for the sockets whose ``on_connect`` committed in an earlier batch,
+  unless more sockets were answered since the last batch than a quarter of a batch
+  holds (some 5,000 at the default sizes), whose times then follow with the next
+  batches; in other turns it is as of the last batch this activation took.
 * ``self.connections(tag)`` lists the actor's sockets, each from its ``on_connect`` until
   its ``on_disconnect`` has committed. The gateway sends the whole
   list with a batch whenever the worker does not know it (a new activation, a new

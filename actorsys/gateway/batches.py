@@ -15,8 +15,12 @@
   dropped (logged), and a socket whose ``on_connect`` failed is closed (1011).
 * The times of auto-responses the actor has not been told of (``Room.auto_responded``)
   ride at the head of the next batch, for the sockets whose ``on_connect`` has committed
-  (the others wait for a later batch: the actor does not know them yet); they never
-  start a batch of their own.
+  (the others wait for a later batch: the actor does not know them yet), within a
+  quarter of a batch (the rest wait for the next ones). They never go in a batch of
+  their own: a failed batch is split without its head, and is counted and logged by its
+  real events only. A failure loses no time: after one the gateway sends the roster
+  again, whose records carry every socket's latest; a batch delivered again with the
+  roster goes without its head (which would set the roster's times back to older ones).
 """
 from __future__ import annotations
 
@@ -152,16 +156,18 @@ class Delivery:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 0.5)
                 roster = room.members()       # a new activation may not know its sockets
+                events = _real(events)        # (its records have the head's times, or later)
                 continue
             except ActorError as exc:         # the handlers raised: this batch is not applied
-                room.roster_known = False
-                if len(events) > 1:
-                    for ev in events:
+                room.roster_known = False     # (so the next ask carries the times the head had)
+                real = _real(events)
+                if len(real) > 1:
+                    for ev in real:
                         await self._send_batch(room, [ev])
                     return
-                return self._failed(room, events[0], exc)
+                return self._failed(room, real[0], exc)
             if reply.kind is Reply.NEED_ROSTER:
-                roster = room.members()
+                roster, events = room.members(), _real(events)
                 continue
             break
         self.counters["batches"] += 1
@@ -211,17 +217,21 @@ class Delivery:
             room.leaving.pop(event[1], None)     # the actor dropped it with the failed turn
 
     def _give_up(self, room: Room, events: list[list[Any]], why: str) -> None:
-        self.counters["dropped_events"] += len(events)
+        real = _real(events)
+        self.counters["dropped_events"] += len(real)
         log.warning("%s/%.100s: %d socket events not delivered within max(ask_timeout, "
                     "turn_timeout + 5 s) (%s); closing their sockets", room.type_name, room.key,
-                    len(events), why)
+                    len(real), why)
         room.roster_known = False            # whatever the worker has, send it ours again
-        for ev in events:
-            if ev[0] == AUTO_RESPONDED:
-                continue
+        for ev in real:
             sid = ev[1][0] if ev[0] == CONNECT else ev[1]
             if ev[0] == DISCONNECT:
                 room.leaving.pop(sid, None)
             s = room.sockets.get(sid)
             if s is not None:
                 self.hub.close(s, 1011, "the actor is unavailable")
+
+
+def _real(events: list[list[Any]]) -> list[list[Any]]:
+    """A batch's socket events without its auto-response head (which is no event)."""
+    return events[1:] if events and events[0][0] == AUTO_RESPONDED else events

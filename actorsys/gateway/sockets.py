@@ -17,11 +17,15 @@ through the socket's writer, whatever its :class:`~.peers.Peer`.
   counts it in its roster until that has committed.
 * Auto-response (``auto_response = { request, response }``, config/gateway.py): a text
   frame equal to the type's ``request`` is answered with ``response`` here, as Durable
-  Objects' ``setWebSocketAutoResponse``: no event, no batch, no turn (a passivated actor
-  stays so), even while the actor's events wait (back-pressure holds the others). The
-  answer goes through the socket's writer, after the frames queued before it and under
-  the same unsent limits; the socket's ``auto_response_at`` is set and reaches the actor
-  with its next batch (:mod:`.rooms`). A binary frame is never answered so.
+  Objects' ``setWebSocketAutoResponse``: no event, no batch, no turn, so a passivated
+  actor stays so, and a busy one is not waited for while its room's queue has space.
+  Once that is full (back-pressure, above), a socket's reader holding an ordinary frame
+  waits with it and reads nothing more, pings included, until the actor catches up: a
+  page's keep-alive must allow for that (examples/chat's reconnects only after three
+  pings in a row brought nothing back). The answer goes through the socket's writer,
+  after the frames queued before it and under the same unsent limits; the socket's
+  ``auto_response_at`` is set and reaches the actor with a later batch (:mod:`.batches`).
+  A binary frame is never answered so.
 """
 from __future__ import annotations
 

@@ -1,7 +1,11 @@
 """The chat demo end to end in a real headless Chromium: two pages exchange messages,
-presence follows who has the room open, history survives a reload and stays bounded."""
+presence follows who has the room open, history survives a reload and stays bounded,
+and the keep-alive waits out a room too busy to read its pings."""
 from __future__ import annotations
 
+import re
+import time
+from typing import Callable
 
 import pytest
 
@@ -123,4 +127,50 @@ def test_chat_history_keeps_the_latest_200(tmp_path, browser):
         page.wait_for_function("() => window.chat && chat.connected && chat.messages.length === 200",
                                timeout=15_000)
         assert page.evaluate("chat.messages[0].text") == "message 6"
+        context.close()
+
+
+def wait_for(page, check: "str | Callable[[], bool]", what: str = "", seconds: float = 15.0) -> None:
+    """Poll ``check`` (a JavaScript expression, or a function) from here: with the page's
+    clock installed, the page's own timers, which ``wait_for_function`` polls with, run
+    only when the test moves the clock. Playwright runs the WebSocket route's callbacks
+    while it waits."""
+    deadline = time.monotonic() + seconds
+    while not (page.evaluate(check) if isinstance(check, str) else check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {seconds} s: {what or check}")
+        page.wait_for_timeout(50)
+
+
+@pytest.mark.timeout(120)
+def test_the_keep_alive_waits_out_a_room_too_busy_to_read_its_pings(tmp_path, browser):
+    """A room with too much waiting is not read, pings included, until it catches up
+    (docs/concepts/gateway.md, back-pressure): one unanswered ping must not drop the
+    connection. Here the pings are held back on their way to the gateway (Playwright's
+    WebSocket route) and the page's clock is moved by hand: the page reconnects only
+    after three pings in a row brought nothing back."""
+    with example_node(EXAMPLE, tmp_path) as node:
+        context = browser.new_context()
+        page = context.new_page()
+        held: list[str] = []
+
+        def route(ws) -> None:
+            server = ws.connect_to_server()     # the room's frames reach the page as ever
+            ws.on_message(lambda m: held.append(m) if m == "ping" else server.send(m))
+
+        page.route_web_socket(re.compile(r"/ws/ChatRoom/"), route)
+        page.clock.install()
+        page.goto(f"{node.gateway_url}/?room=busy&name=ada")
+        wait_for(page, "window.chat && chat.connected && chat.users.length === 1")
+
+        page.clock.run_for(60_000)              # pings at 25 s and 50 s, both unanswered
+        wait_for(page, lambda: len(held) >= 2, "two pings from the page")
+        page.wait_for_timeout(500)              # (a reconnect would have opened by now)
+        assert len(held) == 2, f"the page should have pinged twice in 60 s, it pinged {len(held)}"
+        assert page.evaluate("chat.opens") == 1 and page.evaluate("chat.connected"), \
+            "two unanswered pings should not make the page reconnect"
+
+        page.clock.run_for(45_000)              # a third at 75 s; at 100 s, three unanswered
+        wait_for(page, "chat.opens === 2 && chat.connected")
+        assert len(held) == 3, f"the page should reconnect after three pings, it sent {len(held)}"
         context.close()

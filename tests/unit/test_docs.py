@@ -3,8 +3,11 @@ examples/**/README.md link only to files inside the repository that exist (and t
 headings that exist; a web link only to this machine, as a demo's page), every
 repository path they name in backticks exists, and every config key of the defaults
 table (and of the supervision trees) is in the docs (the configuration reference, the
-gateway's and the trees' pages). Text only: no node, no import of user code. The docs
-site built from docs/ is checked by tests/unit/test_docs_site.py."""
+gateway's and the trees' pages). A section named by its title anywhere in the
+repository (a docstring, a comment, a template of ``actorsys new``, a page:
+``docs/concepts/clients.md, "Deadlines"``, ``README, "..."``, ``actorsys's
+documentation, the "Configuration" page``) exists. Text only: no node, no import of
+user code. The docs site built from docs/ is checked by tests/unit/test_docs_site.py."""
 from __future__ import annotations
 
 import os
@@ -136,3 +139,109 @@ def test_every_supervision_key_is_in_the_docs():
     missing = [k for k in (*supervision._SUP_KEYS, *supervision._CHILD_KEYS)
                if not re.search(rf"\b{k}\b\s*=|`{k}`", text)]
     assert not missing, f"supervision keys not in the docs: {missing}"
+
+
+# -- sections named by title ------------------------------------------------------------
+#: the trees whose text may name a section of the docs (with the top-level *.md)
+NAMING = ("actorsys", "supervisors", "scripts", "examples", "tests", "docs")
+_BINARY = {".png", ".jpg", ".ico", ".pyc", ".woff2", ".gz"}
+_TITLE = r'"[^"\n]{1,160}"'
+#: ``FILE.md, "Title"``, ``README's "Title"``, ``actorsys's documentation: the "A" and
+#: "B" pages``: the file (or the docs site), then one or more quoted titles
+_NAMED = re.compile(
+    r"(?<![\w/.-])(?P<doc>README(?:\.md)?|(?:[\w.-]+/)*[\w.-]+\.md|(?:actorsys's|its) documentation)"
+    r"(?:'s)?(?:[,:]\s*|\s+)(?:the\s+)?"
+    rf"(?P<titles>{_TITLE}(?:\s*(?:,\s*and|,|and)\s+(?:the\s+)?{_TITLE})*)")
+#: a line break and what continues a comment or docstring on the next line
+_BREAK = re.compile(r"\s*\n\s*(?:(?:#|//|\*)(?![#*])\s*)?")
+_BOLD_LEAD = re.compile(r"^\s*(?:[-*]\s+)?\*\*(.+?)\*\*", re.M)
+
+
+def naming_files() -> list[Path]:
+    """Every text file of NAMING and the top-level *.md, but this one (its samples name
+    sections that do not exist, on purpose)."""
+    out = [*ROOT.glob("*.md")]
+    for top in NAMING:
+        out += [p for p in (ROOT / top).rglob("*") if p.is_file() and p.suffix not in _BINARY
+                and "__pycache__" not in p.parts and p != Path(__file__).resolve()]
+    return sorted(out)
+
+
+def plain(text: str) -> str:
+    """Lower case, no Markdown emphasis or code marks, single spaces."""
+    return " ".join(re.sub(r"[`*_]", "", text).lower().split())
+
+
+def sections(doc: Path) -> list[str]:
+    """The titles a reader finds in ``doc``: its headings and its bold paragraph leads."""
+    text = prose(doc)
+    return [plain(t) for t in (*_HEADING.findall(text), *_BOLD_LEAD.findall(text))]
+
+
+def page_titles() -> set[str]:
+    """The docs site's pages: each page's first heading, and its title in mkdocs.yml's nav."""
+    titles = {plain(m.group(1)) for doc in ROOT.glob("docs/**/*.md")
+              if (m := re.search(r"^#\s+(.+?)\s*$", doc.read_text(), re.M))}
+    nav = (ROOT / "mkdocs.yml").read_text()
+    return titles | {plain(t) for t in re.findall(r"^\s*-\s+([^:\n]+):\s+\S+\.md\s*$", nav, re.M)}
+
+
+def named_sections(path: Path) -> list[tuple[str, list[str]]]:
+    """(the file or site a text names, [the titles it names in it]), line breaks and
+    comment marks between the words taken out."""
+    try:
+        text = _BREAK.sub(" ", path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        return []
+    return [(m["doc"], re.findall(r'"([^"]+)"', m["titles"])) for m in _NAMED.finditer(text)]
+
+
+def missing_section(path: Path, doc: str, title: str, pages: set[str]) -> str | None:
+    """Why ``title`` is not a section of ``doc`` as ``path`` names it (None: it is)."""
+    want = plain(title)
+    if doc.endswith("documentation"):
+        return None if want in pages else f'no page of the docs is titled "{title}"'
+    target = ROOT / "README.md" if doc.startswith("README") else next(
+        (p for p in (ROOT / doc, path.parent / doc) if p.is_file()), None)
+    if target is None:
+        return f'{doc} (for "{title}"): no such file'
+    if not any(re.search(rf"(^|\W){re.escape(want)}($|\W)", s) for s in sections(target)):
+        return f'{rel(target)} has no section "{title}"'
+    return None
+
+
+def test_every_section_named_by_title_exists():
+    """Module docstrings, comments, the templates of ``actorsys new`` and the pages name
+    sections of the README and of docs/ by title; each such section exists (sections
+    move: the README's long ones went into docs/)."""
+    pages = page_titles()
+    found, bad = 0, []
+    for path in naming_files():
+        for doc, titles in named_sections(path):
+            for title in titles:
+                found += 1
+                if (why := missing_section(path, doc, title, pages)) is not None:
+                    bad.append(f"{rel(path)}: {why}")
+    assert found >= 10, f"expected the repository's references to sections, found {found}"
+    assert not bad, "sections named that do not exist:\n" + "\n".join(bad)
+
+
+def test_the_section_check_reads_each_form_of_reference(tmp_path):
+    """The forms the repository uses, wrapped over comment and docstring lines, are
+    read, and a section that does not exist is caught."""
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        '"""See docs/concepts/clients.md, "Deadlines"; its README: "Quickstart", "Writing an\n'
+        '    actor"; actorsys\'s documentation, the "Storage, alarms and history" page."""\n'
+        '# Every key: actorsys\'s README, "Configuration"  (moved: no such section)\n'
+        '# its documentation: the "Actors and turns" and\n'
+        '# "Testing your actors" pages\n')
+    named = named_sections(sample)
+    assert named == [("docs/concepts/clients.md", ["Deadlines"]),
+                     ("README", ["Quickstart", "Writing an actor"]),
+                     ("actorsys's documentation", ["Storage, alarms and history"]),
+                     ("README", ["Configuration"]),
+                     ("its documentation", ["Actors and turns", "Testing your actors"])], named
+    pages = page_titles()
+    assert [t for doc, titles in named for t in titles if missing_section(sample, doc, t, pages)] == \
+        ["Configuration"]

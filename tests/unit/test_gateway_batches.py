@@ -239,3 +239,104 @@ def test_the_protocol_takes_auto_response_times_and_refuses_bad_ones():
             assert "auto-response" in str(exc) or "socket event" in str(exc), exc
         else:
             raise AssertionError(f"{bad!r} was taken")
+
+
+def joined_room(hub: Hub, sids: str) -> tuple[Room, list[Socket]]:
+    """A room whose actor knows its sockets ``sids`` (their on_connect committed)."""
+    room = hub.rooms[("Room", "r")] = Room("Room", "r")
+    room.roster_known = True
+    socks = [open_socket(hub, room, sid) for sid in sids]
+    for s in socks:
+        s.joined = True
+    return room, socks
+
+
+def test_a_failing_batch_is_split_without_its_auto_response_head():
+    """The head never goes as a batch of its own: the split parts are the real events,
+    the first with the roster, whose records carry the times the head had."""
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        transport = ScriptedTransport(RemoteError("ValueError", "no"),      # head, x, y
+                                      {"ok": True, "effects": []},          # x alone
+                                      {"ok": True, "effects": []},          # y alone
+                                      RemoteError("ValueError", "no"))      # head, z
+        hub, _effects, delivery, counters = make(loop, transport)
+        counters["auto_responses"] = 0
+        room, (a,) = joined_room(hub, "a")
+        hub.auto_respond(a, "pong")
+        first = a.auto_response_at
+        delivery.enqueue(room, [MESSAGE, "a", "x"], 1)
+        delivery.enqueue(room, [MESSAGE, "a", "y"], 1)
+        await settle(room)
+        hub.auto_respond(a, "pong")
+        delivery.enqueue(room, [MESSAGE, "a", "z"], 1)
+        await settle(room)
+        return transport, first, counters
+
+    transport, first, counters = asyncio.run(scenario())
+    events = [args[3] for args in transport.asks]
+    assert events[0] == [["r", [["a", first]]], [MESSAGE, "a", "x"], [MESSAGE, "a", "y"]], events[0]
+    assert events[1:3] == [[[MESSAGE, "a", "x"]], [[MESSAGE, "a", "y"]]], events
+    assert transport.asks[1][2] == [["a", [], None, {"user": None, "auto_response_at": first}]], \
+        "the first part carries the roster, with the time the head had"
+    assert len(events) == 4 and events[3][0][0] == "r", \
+        "a failed batch of one real event behind a head is that event's failure: no retry of either alone"
+    assert counters["failed_events"] == 1, counters
+
+
+class FirstBatchLost(ScriptedTransport):
+    """Batch 1's worker is lost at every try; later batches commit."""
+
+    async def ask(self, type_name: str, key: str, method: str, args: list[Any], kwargs: dict[str, Any],
+                  timeout: float) -> Any:
+        self.asks.append(args)
+        if args[1] == 1:
+            raise WorkerLost("gone")
+        return {"ok": True, "effects": []}
+
+
+def test_a_batch_given_up_on_counts_only_its_real_events_and_retries_without_its_head():
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        transport = FirstBatchLost()
+        hub, _effects, delivery, counters = make(loop, transport)
+        counters["auto_responses"] = 0
+        delivery.patience = 0.1
+        room, (a,) = joined_room(hub, "a")
+        hub.auto_respond(a, "pong")
+        delivery.enqueue(room, [MESSAGE, "a", "x"], 1)
+        await settle(room)
+        await asyncio.sleep(0.01)
+        return transport, a, counters
+
+    transport, a, counters = asyncio.run(scenario())
+    first = [args for args in transport.asks if args[1] == 1]
+    assert len(first) > 1, first
+    assert first[0][3] == [["r", [["a", a.auto_response_at]]], [MESSAGE, "a", "x"]], first[0]
+    assert all(args[3] == [[MESSAGE, "a", "x"]] and args[2] == [a.record()] for args in first[1:]), \
+        "a batch delivered again carries the roster (the latest times) and no head"
+    assert counters["dropped_events"] == 1, "the head is no event: one dropped, not two"
+    assert transport.asks[-1][1:] == [2, [a.record()], [[DISCONNECT, "a"]]], \
+        "the closed socket's disconnect follows, with the roster again"
+    assert a.state is SocketState.CLOSED and a.peer.ws.closed_with == (1011, b"the actor is unavailable")
+
+
+def test_auto_response_times_past_a_quarter_of_a_batch_follow_with_the_next_batches():
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        transport = ScriptedTransport(*[{"ok": True, "effects": []}] * 3)
+        hub, _effects, delivery, counters = make(loop, transport)
+        counters["auto_responses"] = 0
+        delivery.batch_limit = 340              # a head: 16 bytes + 13 a socket; 5 fit in 85
+        room, socks = joined_room(hub, "abcdefgh")
+        for s in socks:
+            hub.auto_respond(s, "pong")
+        for text in ("1", "2", "3"):
+            delivery.enqueue(room, [MESSAGE, "a", text], 1)
+            await settle(room)
+        return transport, room
+
+    transport, room = asyncio.run(scenario())
+    heads = [[sid for sid, _t in args[3][0][1]] if args[3][0][0] == "r" else [] for args in transport.asks]
+    assert heads == [list("abcde"), list("fgh"), []], heads
+    assert room.auto_responded == {}
