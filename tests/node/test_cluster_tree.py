@@ -247,4 +247,7 @@ def test_a_forming_cluster_s_supervisors_start_once_its_shards_have_owners(tmp_p
                 return False
         with actorsys.Node(configs[1]):
             wait_until(started, "the supervisors started once the shards had owners", timeout=40)
+            # (c1's map may still be the one from before the claim, its shards with no
+            # owner: a client refreshes it within CLUSTER_REFRESH_S; here at once)
+            c1.refresh_map()
             assert [c1.ask("Worker", k, "info")["starts"] for k in ("a", "b")] == [1, 1]
