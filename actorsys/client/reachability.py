@@ -74,6 +74,7 @@ in); :class:`NodeWatch` ties it to a transport's sockets and loop, with a
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -347,8 +348,12 @@ class NodeWatch:
         n = self.transport.drop_node(lambda _p: NodeUnavailable(why))
         tells, self.tells_in_doubt = self.tells_in_doubt, 0
         if made or n or tells:
-            log.warning("%s (%d pending request(s) failed with NodeUnavailable; %d tell(s) sent "
-                        "since the router was lost were discarded)", why, n, tells)
+            # (a client that never had the map loses nothing but the map's own fetch, and
+            # its connect raises NodeUnavailable saying so: a warning as well would only
+            # repeat it, e.g. at every probe of an embedded node that is still starting)
+            level = logging.WARNING if self.transport.map is not None else logging.DEBUG
+            log.log(level, "%s (%d pending request(s) failed with NodeUnavailable; %d tell(s) "
+                    "sent since the router was lost were discarded)", why, n, tells)
 
     # -- calls -------------------------------------------------------------------------
     def check(self) -> None:

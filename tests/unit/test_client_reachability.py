@@ -313,3 +313,16 @@ def test_tells_discarded_when_the_node_goes_down_are_logged(tmp_path, caplog):
         asyncio.run(main())
     said = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
     assert any("2 tell(s) sent since the router was lost were discarded" in m for m in said), said
+
+
+def test_a_connect_that_never_had_the_map_raises_without_a_warning(tmp_path, caplog):
+    """A client whose router never answered loses nothing but the map's own fetch, and
+    its connect raises NodeUnavailable saying so: no warning repeats it (an embedded
+    node's start probes its router this way until it is up)."""
+    caplog.set_level(logging.DEBUG, "actorsys.client")
+    endpoint = f"ipc://{tmp_path}/nobody.sock"
+    with pytest.raises(NodeUnavailable, match="unreachable|no shard map|did not answer"):
+        actorsys.connect(endpoint, connect_timeout=0.3).close()
+    said = [r for r in caplog.records if "unreachable for" in r.getMessage()]
+    assert said, "the loss is still logged (at debug)"
+    assert all(r.levelno < logging.WARNING for r in said), [(r.levelname, r.getMessage()) for r in said]
