@@ -26,7 +26,9 @@ BIN = os.path.dirname(sys.executable)
 def run(*argv: str, cwd: Path, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
     """``argv`` in ``cwd`` with this tree's actorsys first on the path (as installed)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACTORSYS_")}
-    env["PYTHONPATH"] = env["MYPYPATH"] = ROOT      # (MYPYPATH: mypy reads this tree too)
+    # (no MYPYPATH: mypy finds actorsys as a user's does, in the environment it is
+    # installed in; scripts/setup installs it editable with a path entry mypy can follow)
+    env["PYTHONPATH"] = ROOT
     return subprocess.run(list(argv), cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
 
