@@ -123,7 +123,7 @@ class Gateway:
         assert self.layout.subscribers is not None
         self.subscribers = Subscribers(
             loop, self.hub, bound_router(self.ctx, self.layout.subscribers, g["max_message_bytes"],
-                                         self.listener.guard),
+                                         self.listener.guard, handover=False),
             set(cfg.actors), g["subscriber_heartbeat"], g["max_message_bytes"], self.counters)
         await self._wait_for_the_map()
         self.runner = web.AppRunner(self._app(), access_log=None, handle_signals=False,
