@@ -47,19 +47,22 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
 from ..errors import (ActorError, BadRequest, MessageTooLarge, NodeUnavailable, Overloaded,
                       UnknownActorType)
 from ..log import get_logger
-from ..net.sockets import SocketPump
+from ..net.sockets import SocketPump, bound_router
 from ..protocol import subs, wire
 from ..protocol.subs import Window, size_of
 from .auth import Refused
 from .rooms import Socket
 from .sockets import Hub
+
+if TYPE_CHECKING:
+    from ..net.guard import Guard
 
 log = get_logger("gateway")
 
@@ -71,6 +74,14 @@ ENVELOPE = 1024
 #: the close of the subscriptions of a connection that took nothing of what it was sent
 STALLED = "not reading: its connection took nothing of what it was sent"
 _NOBLOCK, _EAGAIN = int(zmq.NOBLOCK), zmq.EAGAIN
+
+
+def bind(ctx: zmq.Context[Any], endpoint: str, max_frame: int,
+         guard: Guard | None = None) -> zmq.Socket[Any]:
+    """The endpoint's ROUTER, bound: :data:`SEND_QUEUE` per connection (libzmq fixes a
+    listener's queues when it binds: set later, they would stay its default of 1,000)
+    and no routing-id takeover."""
+    return bound_router(ctx, endpoint, max_frame, guard, send_hwm=SEND_QUEUE, handover=False)
 
 
 class Session:
@@ -146,14 +157,14 @@ class SubscriberPeer:
 
 
 class Subscribers:
-    """The subscriber endpoint of the gateway (see the module docstring)."""
+    """The subscriber endpoint of the gateway (see the module docstring), on ``sock``
+    (:func:`bind`)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, hub: Hub, sock: zmq.Socket[Any],
                  actors: set[str], heartbeat: float, max_frame: int,
                  counters: dict[str, int]) -> None:
         self.loop, self.hub, self.sock, self.actors = loop, hub, sock, actors
         self.heartbeat, self.max_frame, self.counters = heartbeat, max_frame, counters
-        sock.setsockopt(zmq.SNDHWM, SEND_QUEUE)
         self.sessions: dict[bytes, Session] = {}
         self.pump = SocketPump(loop, sock, self.on_frames)
         self._timer: asyncio.TimerHandle | None = loop.call_later(heartbeat, self._beat)

@@ -29,7 +29,6 @@ from actorsys.gateway.admission import Admission
 from actorsys.gateway.auth import Refused
 from actorsys.gateway.rooms import CONNECT, DISCONNECT, MESSAGE, SocketState
 from actorsys.gateway.subscribers import ENVELOPE, STALLED, Subscribers
-from actorsys.net.sockets import bound_router
 from actorsys.protocol import subs, wire
 
 pytestmark = pytest.mark.timeout(30)
@@ -57,7 +56,7 @@ def endpoint(ctx: zmq.Context[Any], address: str, heartbeat: float = 60.0,
     hub, _effects, _delivery, counters = make(loop, transport)
     for c in (*COUNTERS, "auto_responses"):
         counters.setdefault(c, 0)
-    sock = bound_router(ctx, address, MAX_FRAME, handover=False)
+    sock = subscribers.bind(ctx, address, MAX_FRAME)
     side = Subscribers(loop, hub, sock, {"Room"}, heartbeat, MAX_FRAME, counters)
     return hub, transport, counters, side
 
@@ -387,9 +386,10 @@ def test_the_subscriptions_of_one_connection_share_a_bounded_credit():
 
 
 def test_a_connection_that_takes_nothing_is_told_1013_once_it_takes_again(monkeypatch):
-    """ZeroMQ's queue for the connection fills (here 4 messages, and 1 at the client):
-    its subscription is closed (1013) and the close is sent when the client reads
-    again, not lost with a silent end."""
+    """ZeroMQ's queue for the connection fills (here 4 messages, and 1 at the client; the
+    endpoint sets it before it binds, or libzmq would keep its default of 1,000): its
+    subscription is closed (1013) and the close is sent when the client reads again,
+    not lost with a silent end."""
     monkeypatch.setattr(subscribers, "SEND_QUEUE", 4)
 
     async def scenario():
