@@ -36,6 +36,15 @@ pytestmark = pytest.mark.timeout(30)
 MAX_FRAME = 65536
 
 
+@pytest.fixture
+def ctx() -> Any:
+    """A ZeroMQ context whose sockets are all closed at the end, passed or failed (a
+    socket left open would hang the context's end)."""
+    c: zmq.Context[Any] = zmq.Context()
+    yield c
+    c.destroy(linger=0)
+
+
 class HeldTransport(ScriptedTransport):
     """Commits every batch, once ``go`` is set."""
 
@@ -89,14 +98,13 @@ async def opened_on_fake(ctx: zmq.Context[Any], address: str) -> tuple[Gateway, 
 
 
 # -- 1: a close behind frames that were dropped ---------------------------------------------------
-def test_a_subscriber_cut_off_after_its_actor_closed_it_is_told_1013_not_the_actors_1000(monkeypatch):
+def test_a_subscriber_cut_off_after_its_actor_closed_it_is_told_1013_not_the_actors_1000(ctx, monkeypatch):
     """The actor closes (1000) while the writer waits for credit the consumer never gives:
     the writer gives up after SEND_TIMEOUT and drops the frame it held, so the client must
     hear 1013, not the clean end the actor asked for."""
     monkeypatch.setattr(sockets, "SEND_TIMEOUT", 0.1)
 
     async def scenario():
-        ctx: zmq.Context[Any] = zmq.Context()
         hub, _t, _counters, side = endpoint(ctx, "inproc://e1")
         sub = client_sub(ctx, "inproc://e1", window=1)
         await sub.open()
@@ -111,7 +119,6 @@ def test_a_subscriber_cut_off_after_its_actor_closed_it_is_told_1013_not_the_act
             await sub.receive(1)
         side.close()
         sub._subscriber.close()
-        ctx.term()
         return got, ended.value
 
     got, ended = asyncio.run(scenario())
@@ -121,9 +128,8 @@ def test_a_subscriber_cut_off_after_its_actor_closed_it_is_told_1013_not_the_act
 
 
 # -- 2: sizes in bytes; an err never names an open subscription ----------------------------------
-def test_the_client_counts_bytes_before_sending_and_in_its_window():
+def test_the_client_counts_bytes_before_sending_and_in_its_window(ctx):
     async def scenario():
-        ctx: zmq.Context[Any] = zmq.Context()
         g, sub, sid = await opened_on_fake(ctx, "inproc://e2c")
         with pytest.raises(MessageTooLarge, match="120 bytes"):
             sub.send("é" * 60)                # 60 characters, 120 bytes: over the 100 allowed
@@ -136,7 +142,6 @@ def test_the_client_counts_bytes_before_sending_and_in_its_window():
             await sub.receive(2)
         g.sock.close(0)
         sub._subscriber.close()
-        ctx.term()
         return sent, got, ended.value
 
     sent, got, ended = asyncio.run(scenario())
@@ -144,9 +149,8 @@ def test_the_client_counts_bytes_before_sending_and_in_its_window():
     assert got == ["é" * 300] and ended.close_code == 1002 and "past the window" in str(ended)
 
 
-def test_the_client_takes_an_err_as_a_refusal_only_while_opening():
+def test_the_client_takes_an_err_as_a_refusal_only_while_opening(ctx):
     async def scenario():
-        ctx: zmq.Context[Any] = zmq.Context()
         g, sub, sid = await opened_on_fake(ctx, "inproc://e2e")
         g.send(subs.ERR, sid, BadRequest("a stray error").to_wire())
         g.send(subs.FRAME, sid, 1, "still open")
@@ -154,7 +158,6 @@ def test_the_client_takes_an_err_as_a_refusal_only_while_opening():
         closed = sub.closed
         g.sock.close(0)
         sub._subscriber.close()
-        ctx.term()
         return got, closed
 
     got, closed = asyncio.run(scenario())
@@ -162,9 +165,8 @@ def test_the_client_takes_an_err_as_a_refusal_only_while_opening():
         "an err naming an open subscription does not end it (the gateway keeps it open too)"
 
 
-def test_the_gateway_counts_bytes_and_closes_the_subscription_a_bad_message_names():
+def test_the_gateway_counts_bytes_and_closes_the_subscription_a_bad_message_names(ctx):
     async def scenario():
-        ctx: zmq.Context[Any] = zmq.Context()
         hub, transport, counters, side = endpoint(ctx, "inproc://e2g")
         c = Client(ctx, "inproc://e2g")
         for sid in (1, 2, 3, 4):
@@ -189,7 +191,6 @@ def test_the_gateway_counts_bytes_and_closes_the_subscription_a_bad_message_name
         messages = [e for e in events_of(transport) if e[0] == MESSAGE]
         side.close()
         c.sock.close(0)
-        ctx.term()
         return answers, counters, window_sent, unsent, messages
 
     answers, counters, window_sent, unsent, messages = asyncio.run(scenario())
@@ -205,9 +206,8 @@ def test_the_gateway_counts_bytes_and_closes_the_subscription_a_bad_message_name
 
 
 # -- 3: several readers ---------------------------------------------------------------------------
-def test_two_readers_of_one_subscription_each_get_an_event():
+def test_two_readers_of_one_subscription_each_get_an_event(ctx):
     async def scenario():
-        ctx: zmq.Context[Any] = zmq.Context()
         g, sub, sid = await opened_on_fake(ctx, "inproc://e3")
         readers = [asyncio.create_task(sub.receive(2)) for _ in range(2)]
         await turns(2)                                # both wait
@@ -216,7 +216,6 @@ def test_two_readers_of_one_subscription_each_get_an_event():
         got = await asyncio.gather(*readers, return_exceptions=True)
         g.sock.close(0)
         sub._subscriber.close()
-        ctx.term()
         return got
 
     got = asyncio.run(scenario())
@@ -261,13 +260,17 @@ def blocking_sub(ctx: zmq.Context[Any], address: str) -> tuple[RawGateway, Subsc
                                           query={}, decode=None, window=4, timeout=5.0)
     peer: dict[str, bytes] = {}
     player = serve_open(router, peer)
-    runner.call(sub.open())
-    player.join(5)
+    try:
+        runner.call(sub.open())
+    except BaseException:
+        runner.close()
+        raise
+    finally:
+        player.join(5)
     return RawGateway(router, peer["id"]), runner, BlockingSubscription(runner, sub)
 
 
-def test_two_threads_read_one_blocking_subscription():
-    ctx: zmq.Context[Any] = zmq.Context()
+def test_two_threads_read_one_blocking_subscription(ctx):
     g, runner, sub = blocking_sub(ctx, "inproc://e3b")
     got: list[Any] = []
 
@@ -277,23 +280,22 @@ def test_two_threads_read_one_blocking_subscription():
         except Exception as exc:                     # (reported by the assertion below)
             got.append(exc)
     readers = [threading.Thread(target=read) for _ in range(2)]
-    for r in readers:
-        r.start()
-    time.sleep(0.2)                                  # both wait on the subscription's loop
-    g.frame(1, "a")
-    g.frame(2, "b")
-    for r in readers:
-        r.join(5)
-    runner.close()
-    g.router.close(0)
-    ctx.term()
+    try:
+        for r in readers:
+            r.start()
+        time.sleep(0.2)                              # both wait on the subscription's loop
+        g.frame(1, "a")
+        g.frame(2, "b")
+        for r in readers:
+            r.join(5)
+    finally:
+        runner.close()
     assert sorted(got, key=str) == ["a", "b"], got
 
 
 # -- 4: an interrupted open -----------------------------------------------------------------------
-def test_an_open_cancelled_before_its_on_connect_committed_is_unsubscribed():
+def test_an_open_cancelled_before_its_on_connect_committed_is_unsubscribed(ctx):
     async def scenario():
-        ctx: zmq.Context[Any] = zmq.Context()
         transport = HeldTransport()
         hub, _t, counters, side = endpoint(ctx, "inproc://e4", transport=transport)
         sub = client_sub(ctx, "inproc://e4")
@@ -316,7 +318,6 @@ def test_an_open_cancelled_before_its_on_connect_committed_is_unsubscribed():
         left = dict(hub.sockets)
         side.close()
         sub._subscriber.close()
-        ctx.term()
         return left, events_of(transport), sub, counters
 
     left, events, sub, counters = asyncio.run(scenario())
@@ -326,7 +327,7 @@ def test_an_open_cancelled_before_its_on_connect_committed_is_unsubscribed():
 
 
 # -- 5: one key check ----------------------------------------------------------------------------
-def test_a_key_that_is_no_actors_is_refused_by_the_client_the_endpoint_and_the_gateways_urls():
+def test_a_key_that_is_no_actors_is_refused_by_the_client_the_endpoint_and_the_gateways_urls(ctx):
     for bad, says in (("a\x00b", "NUL"), ("é" * 513, "1024 bytes")):
         with pytest.raises(BadRequest, match=says):
             target_of(("Room", bad))                   # before anything is sent
@@ -337,7 +338,6 @@ def test_a_key_that_is_no_actors_is_refused_by_the_client_the_endpoint_and_the_g
         assert refused.value.status == 400 and says in str(refused.value)
 
     async def scenario():
-        ctx: zmq.Context[Any] = zmq.Context()
         hub, transport, _counters, side = endpoint(ctx, "inproc://e5")
         c = Client(ctx, "inproc://e5")
         c.request(subs.SUB, 1, "Room", "a\x00b", None, 4, {})
@@ -347,7 +347,6 @@ def test_a_key_that_is_no_actors_is_refused_by_the_client_the_endpoint_and_the_g
         attached = dict(hub.sockets)
         side.close()
         c.sock.close(0)
-        ctx.term()
         return answers, attached, transport.asks
 
     answers, attached, asks = asyncio.run(scenario())
@@ -357,9 +356,8 @@ def test_a_key_that_is_no_actors_is_refused_by_the_client_the_endpoint_and_the_g
 
 
 # -- 6: the subscriptions of one connection; a connection that takes nothing -----------------------
-def test_the_subscriptions_of_one_connection_share_a_bounded_credit():
+def test_the_subscriptions_of_one_connection_share_a_bounded_credit(ctx):
     async def scenario():
-        ctx: zmq.Context[Any] = zmq.Context()
         _hub, _t, counters, side = endpoint(ctx, "inproc://e6")
         c = Client(ctx, "inproc://e6")
         for sid in range(1, 9):                      # 8 x (1024 + 3) > 8192
@@ -372,7 +370,6 @@ def test_the_subscriptions_of_one_connection_share_a_bounded_credit():
         then = c.drain()
         side.close()
         c.sock.close(0)
-        ctx.term()
         return first, then, counters
 
     first, then, counters = asyncio.run(scenario())
@@ -385,7 +382,7 @@ def test_the_subscriptions_of_one_connection_share_a_bounded_credit():
     assert [m[:2] for m in then if m[0] == subs.OPEN] == [[subs.OPEN, 9]], "room again after a bye"
 
 
-def test_a_connection_that_takes_nothing_is_told_1013_once_it_takes_again(monkeypatch):
+def test_a_connection_that_takes_nothing_is_told_1013_once_it_takes_again(ctx, monkeypatch):
     """ZeroMQ's queue for the connection fills (here 4 messages, and 1 at the client; the
     endpoint sets it before it binds, or libzmq would keep its default of 1,000): its
     subscription is closed (1013) and the close is sent when the client reads again,
@@ -393,7 +390,6 @@ def test_a_connection_that_takes_nothing_is_told_1013_once_it_takes_again(monkey
     monkeypatch.setattr(subscribers, "SEND_QUEUE", 4)
 
     async def scenario():
-        ctx: zmq.Context[Any] = zmq.Context()
         hub, _t, counters, side = endpoint(ctx, "inproc://e6s", heartbeat=0.25)
         c = Client.__new__(Client)
         c.sock = ctx.socket(zmq.DEALER)
@@ -417,7 +413,6 @@ def test_a_connection_that_takes_nothing_is_told_1013_once_it_takes_again(monkey
         sessions = dict(side.sessions)
         side.close()
         c.sock.close(0)
-        ctx.term()
         return stalled, got, sessions
 
     stalled, got, sessions = asyncio.run(scenario())
@@ -430,9 +425,8 @@ def test_a_connection_that_takes_nothing_is_told_1013_once_it_takes_again(monkey
 
 
 # -- 7: one intake of a client's frame -----------------------------------------------------------
-def test_a_closed_subscriptions_auto_response_request_is_not_answered():
+def test_a_closed_subscriptions_auto_response_request_is_not_answered(ctx):
     async def scenario():
-        ctx: zmq.Context[Any] = zmq.Context()
         hub, _t, counters, side = endpoint(ctx, "inproc://e7")
         hub.auto_responses["Room"] = ("ping", "pong")
         c = Client(ctx, "inproc://e7")
@@ -448,7 +442,6 @@ def test_a_closed_subscriptions_auto_response_request_is_not_answered():
         got = c.drain()
         side.close()
         c.sock.close(0)
-        ctx.term()
         return answered_open, counters, got
 
     answered_open, counters, got = asyncio.run(scenario())
@@ -465,9 +458,8 @@ def test_the_client_checks_the_options_the_gateway_checks():
 
 
 # -- 8: the heartbeat ----------------------------------------------------------------------------
-def test_the_gateways_heartbeat_goes_on_after_a_failure():
+def test_the_gateways_heartbeat_goes_on_after_a_failure(ctx):
     async def scenario():
-        ctx: zmq.Context[Any] = zmq.Context()
         _hub, _t, _counters, side = endpoint(ctx, "inproc://e8", heartbeat=0.05)
         c = Client(ctx, "inproc://e8")
         c.request(subs.SUB, 1, "Room", "r", None, 4, {})
@@ -489,7 +481,6 @@ def test_the_gateways_heartbeat_goes_on_after_a_failure():
                 pings += wire.unpack(c.sock.recv()) == [subs.PING]
         side.close()
         c.sock.close(0)
-        ctx.term()
         return faults, pings
 
     faults, pings = asyncio.run(scenario())
@@ -497,9 +488,8 @@ def test_the_gateways_heartbeat_goes_on_after_a_failure():
 
 
 # -- 9: routing ids ------------------------------------------------------------------------------
-def test_a_connection_cannot_take_over_another_sessions_routing_id():
+def test_a_connection_cannot_take_over_another_sessions_routing_id(ctx):
     async def scenario():
-        ctx: zmq.Context[Any] = zmq.Context()
         hub, _t, _counters, side = endpoint(ctx, "inproc://e9")
         a, b = (ctx.socket(zmq.DEALER) for _ in range(2))
         for s in (a, b):
@@ -518,7 +508,6 @@ def test_a_connection_cannot_take_over_another_sessions_routing_id():
         side.close()
         a.close(0)
         b.close(0)
-        ctx.term()
         return got
 
     got = asyncio.run(scenario())
@@ -526,8 +515,7 @@ def test_a_connection_cannot_take_over_another_sessions_routing_id():
 
 
 # -- the blocking client's thread ----------------------------------------------------------------
-def test_a_call_that_close_leaves_unanswered_fails_clearly():
-    ctx: zmq.Context[Any] = zmq.Context()
+def test_a_call_that_close_leaves_unanswered_fails_clearly(ctx):
     runner = SubscriptionThread(ctx)
 
     async def stubborn() -> None:                    # survives the cancel of the loop's end
@@ -543,22 +531,20 @@ def test_a_call_that_close_leaves_unanswered_fails_clearly():
             runner.call(stubborn())
         except BaseException as exc:                 # (reported by the assertion below)
             outcome.append(exc)
-    caller = threading.Thread(target=call)
+    caller = threading.Thread(target=call, daemon=True)
     caller.start()
     time.sleep(0.1)
     runner.close()
     caller.join(10)
-    ctx.term()
     assert not caller.is_alive(), "the call waits forever"
     assert len(outcome) == 1 and isinstance(outcome[0], SubscriptionClosed), outcome
     with pytest.raises(SubscriptionClosed, match="the client is closed"):
         runner.call(stubborn())
 
 
-def test_a_frame_taken_for_an_interrupted_blocking_call_is_not_lost():
+def test_a_frame_taken_for_an_interrupted_blocking_call_is_not_lost(ctx):
     """Ctrl-C arrives while the loop finishes the take (here held 0.3 s after it took the
     frame): the frame goes back, and the next call gets it."""
-    ctx: zmq.Context[Any] = zmq.Context()
     g, runner, sub = blocking_sub(ctx, "inproc://e10")
     inner = sub._sub
     g.frame(1, "kept")
@@ -566,6 +552,7 @@ def test_a_frame_taken_for_an_interrupted_blocking_call_is_not_lost():
         if inner._queue:
             break
         time.sleep(0.01)
+    assert inner._queue, "the frame reached the client"
 
     async def slow_take() -> "str | bytes":
         data = await inner.next_frame()
@@ -579,11 +566,7 @@ def test_a_frame_taken_for_an_interrupted_blocking_call_is_not_lost():
         threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGUSR1)).start()
         with pytest.raises(KeyboardInterrupt):
             runner.take(inner, slow_take)
-    finally:
-        signal.signal(signal.SIGUSR1, previous)
-    try:
         assert sub.receive(2) == "kept", "the frame taken for the interrupted call"
     finally:
+        signal.signal(signal.SIGUSR1, previous)
         runner.close()
-        g.router.close(0)
-        ctx.term()
