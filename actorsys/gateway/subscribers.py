@@ -191,8 +191,8 @@ class Subscribers:
             if errno == 0:
                 return True
             if session is None:
-                log.info("an answer to a subscriber's connection could not be queued (%s)",
-                         zmq.strerror(errno))
+                log.debug("an answer to a subscriber's connection could not be queued (%s)",
+                          zmq.strerror(errno))       # (to a raw client that reads nothing)
                 return False
             if errno != _EAGAIN:
                 self._lose(session, f"its connection is gone ({zmq.strerror(errno)})")
