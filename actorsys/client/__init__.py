@@ -22,8 +22,9 @@ May import: ``actorsys.errors``, ``actorsys.log``, ``actorsys.protocol``,
   a lane, and a client's lanes with the newest map they share);
   :mod:`.supervisor_refs`: :class:`SupervisorRef`, a supervisor's runtime API.
 * :mod:`.subscriptions`: ``subscribe``: what an actor sends its connections, received
-  here (:class:`Subscription`, :class:`BlockingSubscription`); :mod:`.sublink`, their
-  connection to the gateway; :mod:`.subthread`, the blocking client's subscription thread.
+  here (:class:`Subscription`); :mod:`.sublink`, their connection to the gateway;
+  :mod:`.subthread`, the blocking client's subscription thread and its
+  :class:`BlockingSubscription`.
 * :mod:`.common`: the defaults both clients share.
 * :mod:`.proxies`: the channel a client's typed proxy (:mod:`actorsys.proxy`) sends through.
 """
@@ -31,7 +32,8 @@ from ..errors import ActorError
 from .aio import AsyncClient, AsyncRef, AsyncSupervisorRef, connect_async
 from .blocking import Client, Ref, SupervisorRef, connect
 from .common import CONNECT_TIMEOUT, DEFAULT_TIMEOUT
-from .subscriptions import BlockingSubscription, Subscription
+from .subscriptions import Subscription
+from .subthread import BlockingSubscription
 
 __all__ = ["ActorError", "AsyncClient", "AsyncRef", "AsyncSupervisorRef", "BlockingSubscription",
            "CONNECT_TIMEOUT", "Client", "DEFAULT_TIMEOUT", "Ref", "Subscription", "SupervisorRef",

@@ -17,11 +17,11 @@ from ..net.sockets import Context
 from ..protocol import wire
 from ..protocol.messages import Top
 from ..protocol.subs import DEFAULT_WINDOW
-from ..proxy import AsyncProxy, C, address, address_of
+from ..proxy import AsyncProxy, C, address
 from .common import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, check_top, router_list, version_of
 from .proxies import ClientChannel
 from .sublink import Subscriber, Where
-from .subscriptions import Subscription, Target, options
+from .subscriptions import Subscription, Target, options, target_of
 from .transport import AsyncTransport
 
 __all__ = ["AsyncClient", "AsyncProxy", "AsyncRef", "AsyncSupervisorRef", "Subscription",
@@ -173,7 +173,7 @@ class AsyncClient:
         ``self.broadcast(data, tag=...)``; ``query``: its ``conn.query``; ``decode``:
         applied to each event (``json.loads``); ``window``: frames the gateway may send
         ahead of what is taken."""
-        type_name, key = address_of(target)
+        type_name, key = target_of(target)
         query = options(tag, query, window)
         t = self.transport
         if self._subscriber is None:

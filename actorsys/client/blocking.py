@@ -40,15 +40,15 @@ from ..protocol import wire
 from ..protocol.messages import Ask, Request, Spawn, Top
 from ..protocol.shardmap import ShardMap
 from ..protocol.subs import DEFAULT_WINDOW
-from ..proxy import C, Proxy, address, address_of
+from ..proxy import C, Proxy, address
 from .common import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, check_top, router_list, version_of
 from .lanes import Lane, ThreadLanes
 from .proxies import ClientChannel
 from .reachability import Reachability
 from .requests import Wording, describe, no_answer
 from .sublink import Where
-from .subscriptions import BlockingSubscription, Subscription, Target, options
-from .subthread import SubscriptionThread
+from .subscriptions import Subscription, Target, options, target_of
+from .subthread import BlockingSubscription, SubscriptionThread
 from .supervisor_refs import SupervisorRef
 from .transport import AsyncTransport
 
@@ -350,7 +350,7 @@ class Client:
         :mod:`actorsys.client.subscriptions`). Returns once its ``on_connect`` has
         committed (within ``timeout``, the client's by default). ``tag``, ``query``,
         ``decode``, ``window``: see :meth:`AsyncClient.subscribe`."""
-        type_name, key = address_of(target)
+        type_name, key = target_of(target)
         query = options(tag, query, window)
         t = self._lane().transport
         router = t.router_endpoint or self.endpoint
@@ -359,7 +359,11 @@ class Client:
         sub: Subscription[Any] = Subscription(runner.subscriber, lambda: place, type_name, key,
                                               tag=tag, query=query, decode=decode, window=window,
                                               timeout=self._timeout(timeout))
-        runner.call(sub.open())
+        try:
+            runner.call(sub.open())
+        except BaseException:
+            runner.post(sub.abandon, "its subscribe was interrupted")   # (if it had opened)
+            raise
         return BlockingSubscription(runner, sub)
 
     def _subscription_thread(self) -> SubscriptionThread:

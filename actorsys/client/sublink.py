@@ -151,8 +151,13 @@ class SubscriberLink:
         elif op == subs.OK:
             sub.on_ok()
         elif op == subs.ERR:
-            self.forget(sid)
-            sub.on_end(error_from_wire(rest[0]))
+            if sub.awaiting_open:           # (an err refuses a sub; it never names an open one)
+                self.forget(sid)
+                sub.on_end(error_from_wire(rest[0]))
+            else:
+                log.warning("the gateway at %s answered an error naming open subscription %d, "
+                            "which stays open (the protocol closes open ones with x): %s",
+                            self.endpoint, sid, rest[0])
         elif op == subs.CLOSED:
             self.forget(sid)
             sub.on_closed(rest[0], rest[1])

@@ -23,20 +23,25 @@ In the user's words::
   ``subscribe`` itself) returns once ``on_connect`` has committed, so every broadcast
   after it reaches the subscription; within ``timeout`` (the client's ask timeout),
   else ``AskTimeout``. Refused: ``UnknownActorType``, ``Overloaded`` (the gateway's
-  ``max_connections``), ``BadRequest`` (the node has no gateway); an ``on_connect``
-  that raises or closes with another code than 1000: ``SubscriptionClosed``.
+  ``max_connections``, or this client's subscriptions' windows together past
+  :data:`~actorsys.protocol.subs.CONNECTION_CREDIT`), ``BadRequest`` (a key that is no
+  actor's, before anything is sent; the node has no gateway); an ``on_connect`` that
+  raises or closes with another code than 1000: ``SubscriptionClosed``. An open that
+  is interrupted (cancelled, Ctrl-C) unsubscribes: nothing is left open.
 * Events: a text frame is a ``str``, a binary one ``bytes``; what the actor sends as a
   dict or list arrives as its JSON text, so ``decode=json.loads`` gives it back (any
   ``decode(str | bytes) -> T`` makes a ``Subscription[T]``; one that raises raises in
-  the consumer, and that event is taken).
+  the consumer, and that event is taken). Several consumers may read one subscription
+  at once: each event goes to one of them.
 * The end: :meth:`~Subscription.close` (or leaving the ``with``) unsubscribes, and the
   actor gets ``on_disconnect``; ``conn.close()`` from the actor (code 1000) ends the
   iteration after the frames sent before it. Any other end raises
   :class:`~actorsys.errors.SubscriptionClosed` (after the frames that came before it),
   saying why: not reading fast enough (1013), the gateway stopping (1001), the
   connection to the gateway lost or silent (1006: a gateway restart ends subscriptions
-  as it ends browsers' sockets; subscribe again), the actor's own close code. ``receive``
-  raises it at a normal end too (code 1000).
+  as it ends browsers' sockets; subscribe again), a message too large (1009) or a
+  protocol error (1002), the actor's own close code. ``receive`` raises it at a normal
+  end too (code 1000).
 * Bounded: the gateway sends at most ``window`` frames (and 4 MiB) ahead of what the
   consumer has taken; the client acknowledges as it takes them. A consumer that falls
   behind leaves frames waiting at the gateway, whose limits for every socket (10,000
@@ -56,14 +61,12 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Generator, Generic, Protocol, TypeVar, Union, cast
 
 from ..errors import AskTimeout, MessageTooLarge, SubscriptionClosed
-from ..protocol import subs
-from ..protocol.subs import Window
-from ..protocol.ws import MAX_TAG_CHARS
-from ..proxy import ProxyBase
+from ..protocol import subs, wire
+from ..protocol.subs import Window, size_of
+from ..proxy import ProxyBase, address_of
 
 if TYPE_CHECKING:
     from .sublink import Subscriber, SubscriberLink, Where
-    from .subthread import SubscriptionThread
 
 T = TypeVar("T")
 
@@ -84,18 +87,20 @@ class Addressed(Protocol):
 Target = Union[Addressed, ProxyBase[Any], "tuple[str, str]"]
 
 
+def target_of(target: Any) -> tuple[str, str]:
+    """The actor ``subscribe`` names, checked before anything is sent: ``TypeError`` for
+    no actor's name, ``BadRequest`` for a key that is no actor's (``wire.check_key``)."""
+    type_name, key = address_of(target)
+    wire.check_key(key)
+    return type_name, key
+
+
 def options(tag: Any, query: Any, window: Any) -> dict[str, str]:
     """``subscribe``'s options, checked before anything is sent (``TypeError`` or
-    ``ValueError`` naming the option); the query as sent."""
-    if tag is not None and not (isinstance(tag, str) and 0 < len(tag) <= MAX_TAG_CHARS):
-        raise ValueError(f"tag is a string of 1..{MAX_TAG_CHARS} characters, or None; "
-                         f"got {tag!r:.80}")
+    ``ValueError`` naming the option: :func:`~actorsys.protocol.subs.check_options`, the
+    gateway's check); the query as sent."""
     query = {} if query is None else query
-    if not (isinstance(query, dict)
-            and all(isinstance(k, str) and isinstance(v, str) for k, v in query.items())):
-        raise TypeError(f"query is a dict of strings to strings (conn.query), got {query!r:.80}")
-    if type(window) is not int or not 0 < window <= subs.MAX_WINDOW:
-        raise ValueError(f"window is 1..{subs.MAX_WINDOW} frames, got {window!r:.80}")
+    subs.check_options(tag, window, query)
     return dict(query)
 
 
@@ -123,7 +128,7 @@ class Subscription(Generic[T]):
         self.type_name, self.key, self.tag = type_name, key, tag
         #: the connection's id (``conn.id`` in the actor), once opened
         self.id: str | None = None
-        #: the largest message :meth:`send` may send (the gateway's), once opened
+        #: the largest message :meth:`send` may send, in bytes (the gateway's), once opened
         self.max_message_bytes: int | None = None
         self._subscriber, self._where = subscriber, where
         self._query, self._decode = query, decode
@@ -133,11 +138,14 @@ class Subscription(Generic[T]):
         self._sid = 0
         self._opened: asyncio.Future[None] | None = None
         self._queue: deque[str | bytes] = deque()
+        #: frames a consumer took and did not get (an interrupted blocking call): first out
+        self._returned: deque[str | bytes] = deque()
         self._window: Window | None = None
         self._taken = 0
         #: how it ended (None: normally, or not yet)
         self._end: SubscriptionClosed | None = None
-        self._waiter: asyncio.Future[None] | None = None
+        #: the consumers waiting for a frame (or the end): all woken by each
+        self._waiters: set[asyncio.Future[None]] = set()
 
     def describe(self) -> str:
         return f"subscription to {self.type_name}/{self.key:.100}"
@@ -146,6 +154,11 @@ class Subscription(Generic[T]):
     def closed(self) -> bool:
         """It has ended (its remaining frames may still be read)."""
         return self._state is _ENDED
+
+    @property
+    def awaiting_open(self) -> bool:
+        """Its ``sub`` is sent and the gateway has not opened it (an ``err`` refuses it)."""
+        return self._state is _OPENING and self._window is None
 
     # -- opening ---------------------------------------------------------------------------
     async def open(self) -> Subscription[T]:
@@ -176,6 +189,10 @@ class Subscription(Generic[T]):
             self._unsubscribe()
             self.on_end(error)
             raise error from None
+        except BaseException as exc:
+            if not (opened.done() and not opened.cancelled() and opened.exception() is exc):
+                self.abandon(f"its opening was interrupted ({type(exc).__name__})")
+            raise                           # (not the open's own outcome: it is undone)
         return self
 
     def _request(self, sid: int) -> list[Any]:
@@ -195,30 +212,46 @@ class Subscription(Generic[T]):
         return self
 
     async def __anext__(self) -> T:
-        if self._state is _NEW or self._state is _OPENING:
-            await self.open()
-        while True:
-            if self._queue:
-                data = self._queue.popleft()
-                self._took()
-                return cast(T, data) if self._decode is None else self._decode(data)
-            if self._state is _ENDED:
-                if self._end is None:
-                    raise StopAsyncIteration
-                raise self._end
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await waiter
-            finally:
-                self._waiter = None
+        return self.decode(await self.next_frame())
 
     async def receive(self, timeout: float | None = None) -> T:
         """The next event, waiting at most ``timeout`` seconds (None: until one comes):
         ``TimeoutError`` past it (nothing is lost), ``SubscriptionClosed`` at the end
         (``close_code`` 1000 for a normal one)."""
+        return self.decode(await self.receive_frame(timeout))
+
+    def decode(self, data: "str | bytes") -> T:
+        """An event as the consumer gets it (``decode=``'s, if given)."""
+        return cast(T, data) if self._decode is None else self._decode(data)
+
+    async def next_frame(self) -> "str | bytes":
+        """The next event as it came (not decoded: :meth:`__anext__` decodes it); the end
+        raises ``StopAsyncIteration`` (normal) or its ``SubscriptionClosed``."""
+        if self._state is _NEW or self._state is _OPENING:
+            await self.open()
+        while True:
+            if self._returned:
+                return self._returned.popleft()
+            if self._queue:
+                data = self._queue.popleft()
+                self._took()
+                return data
+            if self._state is _ENDED:
+                if self._end is None:
+                    raise StopAsyncIteration
+                raise self._end
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.add(waiter)
+            try:
+                await waiter
+            finally:
+                self._waiters.discard(waiter)
+
+    async def receive_frame(self, timeout: float | None = None) -> "str | bytes":
+        """:meth:`receive`, not decoded."""
         try:
             async with asyncio.timeout(timeout):
-                return await self.__anext__()
+                return await self.next_frame()
         except StopAsyncIteration:
             raise SubscriptionClosed(f"{self.describe()} has ended", close_code=1000,
                                      reason="ended") from None
@@ -226,6 +259,12 @@ class Subscription(Generic[T]):
             raise                       # (opening it took too long)
         except TimeoutError:
             raise TimeoutError(f"{self.describe()}: nothing arrived within {timeout:g} s") from None
+
+    def give_back(self, data: "str | bytes") -> None:
+        """A frame a consumer took and never got (its blocking call was interrupted after
+        the take): the next take gets it."""
+        self._returned.appendleft(data)
+        self._wake()
 
     def _took(self) -> None:
         self._taken += 1
@@ -243,15 +282,17 @@ class Subscription(Generic[T]):
     def send(self, data: Any) -> None:
         """Send ``data`` to the actor's ``on_message`` (``str``: text, ``bytes``: binary,
         anything else: JSON text); it leaves at the call. ``MessageTooLarge`` past the
-        gateway's ``max_message_bytes``; after the end, the end's ``SubscriptionClosed``."""
+        gateway's ``max_message_bytes`` (bytes: a text's UTF-8); after the end, the end's
+        ``SubscriptionClosed``."""
         if self._state is _ENDED:
             raise self._end or SubscriptionClosed(f"{self.describe()} has ended", close_code=1000,
                                                   reason="ended")
         if self._link is None:
             raise RuntimeError(f"{self.describe()} is not open: await it (or use async with) first")
         frame = frame_of(data)
-        if self.max_message_bytes is not None and len(frame) > self.max_message_bytes:
-            raise MessageTooLarge(f"a message of {len(frame)} bytes; the gateway takes at most "
+        size = size_of(frame)
+        if self.max_message_bytes is not None and size > self.max_message_bytes:
+            raise MessageTooLarge(f"a message of {size} bytes; the gateway takes at most "
                                   f"{self.max_message_bytes} (its max_message_bytes)")
         self._link.send([subs.MSG, self._sid, frame])
 
@@ -261,6 +302,15 @@ class Subscription(Generic[T]):
         if self._state is not _ENDED:
             self._unsubscribe()
         self.end_here("closed by this client")
+
+    def abandon(self, why: str) -> None:
+        """Unsubscribe (if it is not over) and end it with ``SubscriptionClosed(why)``
+        (code 1000): its open was interrupted. Idempotent."""
+        if self._state is not _ENDED:
+            self._unsubscribe()
+            self._queue.clear()
+            self._finish(SubscriptionClosed(f"{self.describe()}: {why}", close_code=1000,
+                                            reason=why))
 
     def _unsubscribe(self) -> None:
         link = self._link
@@ -299,10 +349,11 @@ class Subscription(Generic[T]):
             return self._broken("a frame came before the subscription was open")
         if seq != w.sent + 1:
             return self._broken(f"frame {seq} came after frame {w.sent}: frames were lost")
-        if not w.fits(len(data)):
+        size = size_of(data)
+        if not w.fits(size):
             return self._broken(f"the gateway sent past the window ({w.frames} frames, "
                                 f"{w.nbytes} bytes)")
-        w.add(len(data))
+        w.add(size)
         self._queue.append(data)
         self._wake()
 
@@ -339,8 +390,10 @@ class Subscription(Generic[T]):
         self._wake()
 
     def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        waiters, self._waiters = self._waiters, set()
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
 
     def __repr__(self) -> str:
         return f"<Subscription {self.type_name}/{self.key:.100} {self._state}>"
@@ -350,65 +403,3 @@ def _ended_by(error: BaseException) -> SubscriptionClosed:
     """The end of a subscription whose opening was refused with ``error``."""
     return SubscriptionClosed(f"refused: {type(error).__name__}: {error}", close_code=1011,
                               reason=str(error))
-
-
-class BlockingSubscription(Generic[T]):
-    """One subscription of a blocking client (see the module docstring): an iterator and
-    a context manager, already open. Its subscription lives on the client's subscription
-    thread (:mod:`.subthread`); every call waits for that thread, from any thread."""
-
-    def __init__(self, runner: SubscriptionThread, sub: Subscription[T]) -> None:
-        self._runner, self._sub = runner, sub
-
-    @property
-    def type_name(self) -> str:
-        return self._sub.type_name
-
-    @property
-    def key(self) -> str:
-        return self._sub.key
-
-    @property
-    def id(self) -> str | None:
-        """The connection's id (``conn.id`` in the actor)."""
-        return self._sub.id
-
-    @property
-    def closed(self) -> bool:
-        """It has ended (its remaining frames may still be read)."""
-        return self._sub.closed
-
-    def __iter__(self) -> BlockingSubscription[T]:
-        return self
-
-    def __next__(self) -> T:
-        try:
-            return self._runner.call(self._sub.__anext__())
-        except StopAsyncIteration:
-            raise StopIteration from None
-
-    def receive(self, timeout: float | None = None) -> T:
-        """See :meth:`Subscription.receive`."""
-        return self._runner.call(self._sub.receive(timeout))
-
-    def send(self, data: Any) -> None:
-        """See :meth:`Subscription.send`."""
-        self._runner.call(_now(self._sub.send, data))
-
-    def close(self) -> None:
-        """See :meth:`Subscription.close` (idempotent; a closed client's do nothing)."""
-        if not self._runner.closed:
-            self._runner.call(self._sub.close())
-
-    def __enter__(self) -> BlockingSubscription[T]:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"<BlockingSubscription {self._sub.type_name}/{self._sub.key:.100}>"
-
-
-async def _now(fn: Callable[..., None], *args: Any) -> None:
-    fn(*args)

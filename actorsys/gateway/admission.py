@@ -5,7 +5,8 @@ it reaches an actor, for HTTP and WebSockets alike.
   a loopback address, ``allowed_hosts``): a page on another name that resolves here (DNS
   rebinding) is refused with 421.
 * The actor type must be exposed (``expose``, default every registered type) and the key
-  at most :data:`MAX_KEY_BYTES`; a method named ``_x`` or ``$x`` is not reachable.
+  valid (:func:`check_key`: the protocol's one check, which the subscriber endpoint
+  uses too); a method named ``_x`` or ``$x`` is not reachable.
 * A browser's ``Origin`` must be the page's own or in ``allowed_origins`` (``["*"]``:
   any); a listed origin gets CORS headers and its preflights answered.
 * Then the ``auth`` hook (:mod:`.auth`), if any.
@@ -16,9 +17,9 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
+from ..errors import BadRequest
+from ..protocol import wire
 from .auth import AuthHook, GatewayRequest, Refused
-
-MAX_KEY_BYTES = 1024
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -44,8 +45,7 @@ class Admission:
         type_name, key = request.match_info["type"], request.match_info["key"]
         if type_name not in self.types:
             raise Refused(404, "unknown_type", f"no actor type {type_name!r:.100} here")
-        if len(key.encode()) > MAX_KEY_BYTES:
-            raise Refused(400, "bad_request", f"an actor key is at most {MAX_KEY_BYTES} bytes")
+        check_key(key)
         if method is not None and method.startswith(("_", "$")):
             raise Refused(404, "unknown_method", f"actor type {type_name!r} has no method {method!r:.100}")
         return await self.admit_operator(request, type_name, key, method)
@@ -102,6 +102,14 @@ class Admission:
         if self._listed(origin):
             return True
         return origin in (f"http://{request.host}", f"https://{request.host}")
+
+
+def check_key(key: str) -> None:
+    """Refused (400) for a key that is no actor's (:func:`~actorsys.protocol.wire.check_key`)."""
+    try:
+        wire.check_key(key)
+    except BadRequest as exc:
+        raise Refused(400, "bad_request", str(exc)) from None
 
 
 def allowed_hosts(listen: str, extra: list[str]) -> set[str] | None:

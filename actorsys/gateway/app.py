@@ -48,7 +48,7 @@ from ..log import get_logger
 from ..net.listener import Listener
 from ..net.members import apply_member_keys
 from ..net.keys import node_keys
-from ..net.sockets import SocketPump, bound_router
+from ..net.sockets import SocketPump
 from ..protocol import wire
 from .admission import Admission, error_response
 from .auth import AuthHook, Refused
@@ -57,7 +57,7 @@ from .dashboard import Dashboard
 from .effects import Effects, NodeSide
 from .http import HttpAsks
 from .sockets import Hub
-from .subscribers import Subscribers
+from .subscribers import Subscribers, bind as subscriber_endpoint
 
 log = get_logger("gateway")
 #: seconds /metrics waits for the router's gathering (each process has 2 s of it)
@@ -122,8 +122,8 @@ class Gateway:
         self.pump = SocketPump(loop, self.sock, node_side.on_frames)
         assert self.layout.subscribers is not None
         self.subscribers = Subscribers(
-            loop, self.hub, bound_router(self.ctx, self.layout.subscribers, g["max_message_bytes"],
-                                         self.listener.guard),
+            loop, self.hub, subscriber_endpoint(self.ctx, self.layout.subscribers,
+                                                g["max_message_bytes"], self.listener.guard),
             set(cfg.actors), g["subscriber_heartbeat"], g["max_message_bytes"], self.counters)
         await self._wait_for_the_map()
         self.runner = web.AppRunner(self._app(), access_log=None, handle_signals=False,

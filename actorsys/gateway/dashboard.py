@@ -34,7 +34,7 @@ from ..errors import ActorError
 from ..log import get_logger
 from ..protocol import wire
 from ..protocol.messages import Top
-from .admission import MAX_KEY_BYTES, Admission, error_response
+from .admission import Admission, check_key, error_response
 from .auth import Refused
 
 log = get_logger("gateway")
@@ -128,8 +128,7 @@ class Dashboard:
     async def actor(self, request: web.Request) -> web.Response:
         type_name, key = request.match_info["type"], request.match_info["key"]
         try:
-            if len(key.encode()) > MAX_KEY_BYTES:
-                raise Refused(400, "bad_request", f"an actor key is at most {MAX_KEY_BYTES} bytes")
+            check_key(key)
             if type_name not in self.admission.types:     # ([gateway] expose holds here too)
                 raise Refused(404, "unknown_type", f"no actor type {type_name!r:.100} here")
             await self._admit(request, type_name, key, "$inspect")

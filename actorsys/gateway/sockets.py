@@ -36,6 +36,7 @@ from typing import Any, Mapping, Protocol
 
 from aiohttp import WSMsgType, web
 
+from ..protocol.subs import size_of
 from .admission import Admission, error_response
 from .auth import Refused
 from .peers import Peer, WebSocketPeer
@@ -87,8 +88,6 @@ class Hub:
         """``GET /ws/{type}/{key}``: admit, open, and read the socket until it closes."""
         type_name, key = request.match_info["type"], request.match_info["key"]
         try:
-            if self.stopping:
-                raise Refused(503, "unavailable", "the gateway is stopping")
             user = await self.admission.admit(request, None)
             self.check(type_name, key)
         except Refused as r:
@@ -100,17 +99,12 @@ class Hub:
                 "origin": request.headers.get("Origin")}
         sock = self.attach(type_name, key, WebSocketPeer(ws, request.transport), info)
         room = sock.room
-        pair = self.auto_responses.get(type_name)        # (request, response) or None
         try:
             async for msg in ws:
-                if pair is not None and msg.type is WSMsgType.TEXT and msg.data == pair[0]:
-                    if sock.state is not _CLOSED:
-                        self.auto_respond(sock, pair[1])
-                elif msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                    while self.full(room):
+                if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    while not self.take(sock, msg.data):
                         room.space.clear()
                         await room.space.wait()      # back-pressure: stop reading this room's sockets
-                    self.receive(sock, msg.data)
         finally:
             self.close(sock, 1000, "")
         return ws
@@ -151,11 +145,23 @@ class Hub:
         """Whether the actor has as many events waiting as the gateway lets wait."""
         return room.waiting_bytes > MAX_WAITING_BYTES or len(room.waiting) > MAX_WAITING_EVENTS
 
-    def receive(self, sock: Socket, data: "str | bytes") -> None:
-        """A frame from the socket's client, for its actor's on_message (none once closed)."""
-        if sock.state is not _CLOSED:
-            assert self.events is not None
-            self.events.enqueue(sock.room, [MESSAGE, sock.id, data], len(data))
+    def take(self, sock: Socket, data: "str | bytes") -> bool:
+        """A frame from the socket's client (a WebSocket's or a subscriber's): a text equal
+        to its type's auto-response request is answered here, anything else queued for
+        its actor's on_message; nothing once the socket is closed. False, with nothing
+        done, while the actor has as many events waiting as the gateway lets wait (the
+        caller waits for ``room.space``, or closes the socket)."""
+        if sock.state is _CLOSED:
+            return True
+        pair = self.auto_responses.get(sock.room.type_name)
+        if pair is not None and isinstance(data, str) and data == pair[0]:
+            self.auto_respond(sock, pair[1])
+            return True
+        if self.full(sock.room):
+            return False
+        assert self.events is not None
+        self.events.enqueue(sock.room, [MESSAGE, sock.id, data], size_of(data))
+        return True
 
     def unsent(self) -> tuple[int, int]:
         """The frames and bytes waiting in every socket's queue (open or leaving)."""
@@ -215,7 +221,7 @@ class Hub:
         if s.state is _CLOSED:
             return                   # (its close is queued: nothing goes after it)
         s.unsent.append(data)
-        s.unsent_bytes += len(data)
+        s.unsent_bytes += size_of(data)
         if len(s.unsent) > MAX_UNSENT_FRAMES or s.unsent_bytes > MAX_UNSENT_BYTES:
             self.counters["slow_closed"] += 1
             s.unsent.clear()
@@ -232,7 +238,7 @@ class Hub:
         try:
             while s.unsent:
                 data = s.unsent.popleft()
-                s.unsent_bytes -= len(data)
+                s.unsent_bytes -= size_of(data)
                 if peer.waits(data):
                     await asyncio.wait_for(peer.send(data), SEND_TIMEOUT)   # it may wait for the client
                 else:

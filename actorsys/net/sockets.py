@@ -69,17 +69,20 @@ def dealer(ctx: Context, endpoint: str, keys: CurveKeys | None = None,
 
 def bound_router(ctx: Context, endpoint: str, max_message_bytes: int,
                  guard: "Guard | None" = None, send_hwm: int | None = None,
-                 receive_hwm: int | None = None) -> Socket:
+                 receive_hwm: int | None = None, handover: bool = True) -> Socket:
     """The ROUTER socket a node process (router, worker, tree) serves requests on;
     ``guard`` makes it a CURVE server (see :mod:`actorsys.net.guard`); the high-water marks
-    are messages queued per peer (ZeroMQ's default when not given)."""
+    are messages queued per peer (ZeroMQ's default when not given). ``handover``: a
+    connection presenting a routing id already in use takes it over (off: it is refused,
+    and the first keeps it)."""
     s: Socket = ctx.socket(zmq.ROUTER)
     s.setsockopt(zmq.LINGER, 0)
     s.setsockopt(zmq.ROUTER_MANDATORY, 1)
     # a client's slot connections carry the client's own routing id (a follower may
     # deliver a leader's reply on it: client/transport.py); one made anew takes the id
-    # over from a stale connection the ROUTER has not seen close yet
-    s.setsockopt(zmq.ROUTER_HANDOVER, 1)
+    # over from a stale connection the ROUTER has not seen close yet. Where a routing id
+    # is a session of its own (the gateway's subscribers), nobody may take one over.
+    s.setsockopt(zmq.ROUTER_HANDOVER, int(handover))
     if send_hwm is not None:
         s.setsockopt(zmq.SNDHWM, send_hwm)
     if receive_hwm is not None:

@@ -10,10 +10,11 @@ end (the client sees the drop; the gateway, the missed heartbeats)::
 
     client -> gateway
     ["sub", sid, type, key, tag, window, query]
-                          open a connection to actor (type, key), tagged ``tag`` (a
-                          string, or nil) from its connect, its ``conn.query`` the map of
-                          strings ``query``; ``window``: the frames the gateway may send
-                          ahead of the consumer (1..MAX_WINDOW)
+                          open a connection to actor (type, key) (a valid key:
+                          ``wire.check_key``), tagged ``tag`` (a string, or nil) from its
+                          connect, its ``conn.query`` the map of strings ``query``;
+                          ``window``: the frames the gateway may send ahead of the
+                          consumer (1..MAX_WINDOW); :func:`check_options` on both ends
     ["ack", sid, seq]     the consumer has taken every frame up to ``seq``
     ["msg", sid, data]    to the actor's on_message (str: text, bytes: binary)
     ["bye", sid]          unsubscribe: the actor gets on_disconnect
@@ -23,13 +24,22 @@ end (the client sees the drop; the gateway, the missed heartbeats)::
     ["open", sid, {"id", "heartbeat", "window", "window_bytes", "max_message_bytes"}]
                           the connection exists; its on_connect is on its way
     ["ok", sid]           its on_connect committed: the actor's broadcasts reach it
-    ["err", sid, error]   refused, nothing opened (``error``: an error's wire map:
-                          unknown type, overloaded, ...); sid 0: a message that could
-                          not be read at all
+    ["err", sid, error]   nothing is open under ``sid``: its ``sub`` was refused, or a
+                          message naming no open subscription could not be read
+                          (``error``: an error's wire map: unknown type, overloaded,
+                          ...); sid 0: a message whose sid could not be read
     ["f", sid, seq, data] a frame from the actor; ``seq`` counts 1, 2, ... per subscription
     ["x", sid, code, reason]
                           closed (WebSocket close codes), after the frames before it
     ["ping"]              still here
+
+``err`` never names an open subscription: a malformed message that names one closes it
+(``x`` 1002), a ``msg`` larger than the gateway's ``max_message_bytes`` closes it with
+1009, and the client takes an ``err`` as a refusal only while its ``sub`` awaits
+``open`` (any other it logs). Sizes are bytes, a text's in UTF-8 (:func:`size_of`),
+on both ends: the client refuses a message over ``max_message_bytes`` before sending
+it. A ZeroMQ message over twice the gateway's ``max_message_bytes`` (at least 64 KiB)
+is more than libzmq takes (``MAXMSGSIZE``): it drops the client's whole connection.
 
 Flow control is by credit, in frames and bytes (:class:`Window`, the same bookkeeping on
 both ends): the gateway sends a frame only while fewer than ``window`` frames and
@@ -37,7 +47,10 @@ both ends): the gateway sends a frame only while fewer than ``window`` frames an
 wait in the socket's bounded queue at the gateway, whose limits close a subscriber that
 does not keep up. The client acknowledges frames as its consumer takes them; it never
 holds more than a window, and refuses a gateway that sends more (a gap in ``seq`` means
-frames were lost: the subscription ends, it is never silently short).
+frames were lost: the subscription ends, it is never silently short). The subscriptions
+of one connection share its queue at the gateway: together they may have at most
+:data:`CONNECTION_CREDIT` messages in flight, each counting its window plus
+:data:`CONTROL`; a ``sub`` past it is refused (``overloaded``).
 
 Liveness: each end sends ``ping`` every ``heartbeat`` seconds (the gateway's
 ``subscriber_heartbeat``, told in ``open``); an end that hears nothing from the other for
@@ -64,6 +77,35 @@ MISSES = 3
 #: the largest ``query`` map (packed), as a URL's query would be bounded
 MAX_QUERY_BYTES = 8192
 MAX_SID = (1 << 63) - 1
+#: the messages a subscription may have in flight besides its frames (open, ok, close)
+CONTROL = 3
+#: the messages the subscriptions of one connection may have in flight together: the sum
+#: of their windows, each plus CONTROL (the gateway queues 10,000 per connection)
+CONNECTION_CREDIT = 8192
+
+
+def size_of(data: "str | bytes") -> int:
+    """A frame's size as every limit counts it: bytes, a text's in UTF-8."""
+    if isinstance(data, str) and not data.isascii():       # (isascii: no copy, no scan)
+        return len(data.encode("utf-8", "surrogatepass"))
+    return len(data)
+
+
+def check_options(tag: Any, window: Any, query: Any) -> None:
+    """A subscription's options as ``sub`` carries them (the client checks them before
+    sending, the gateway on arrival): ``TypeError`` or ``ValueError`` naming the one
+    that is wrong."""
+    if tag is not None and not (isinstance(tag, str) and 0 < len(tag) <= MAX_TAG_CHARS):
+        raise ValueError(f"tag is a string of 1..{MAX_TAG_CHARS} characters, or None; "
+                         f"got {tag!r:.80}")
+    if type(window) is not int or not 0 < window <= MAX_WINDOW:
+        raise ValueError(f"window is 1..{MAX_WINDOW} frames, got {window!r:.80}")
+    if not (isinstance(query, dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in query.items())):
+        raise TypeError(f"query is a dict of strings to strings (conn.query), got {query!r:.80}")
+    size = len(wire.pack(query))
+    if size > MAX_QUERY_BYTES:
+        raise ValueError(f"query is larger than {MAX_QUERY_BYTES} bytes packed ({size})")
 
 
 def _sid(value: Any) -> int:
@@ -89,15 +131,11 @@ def check_request(msg: Any) -> tuple[str, int, list[Any]]:
         _sid(sid)
         if not isinstance(type_name, str) or not type_name or not isinstance(key, str):
             raise BadRequest("sub: type is a non-empty string and key a string")
-        if tag is not None and not (isinstance(tag, str) and 0 < len(tag) <= MAX_TAG_CHARS):
-            raise BadRequest(f"sub: a tag is a string of 1..{MAX_TAG_CHARS} characters, or nil")
-        if type(window) is not int or not 0 < window <= MAX_WINDOW:
-            raise BadRequest(f"sub: window is an integer of 1..{MAX_WINDOW}")
-        if not (isinstance(query, dict)
-                and all(isinstance(k, str) and isinstance(v, str) for k, v in query.items())):
-            raise BadRequest("sub: query is a map of strings to strings")
-        if len(wire.pack(query)) > MAX_QUERY_BYTES:
-            raise BadRequest(f"sub: query is larger than {MAX_QUERY_BYTES} bytes")
+        wire.check_key(key)
+        try:
+            check_options(tag, window, query)
+        except (TypeError, ValueError) as exc:
+            raise BadRequest(f"sub: {exc}") from None
         return op, sid, msg[2:]
     if op in (ACK, MSG, BYE):
         want = {ACK: 3, MSG: 3, BYE: 2}[op]

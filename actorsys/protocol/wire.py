@@ -64,6 +64,10 @@ connect to (``actorsys/runtime/replication.py``, ``actorsys/client/transport.py`
 
 Nothing arriving from a socket is ever unpickled: msgpack only, and extension types
 are left as opaque ``msgpack.ExtType`` values.
+
+An actor key is at most :data:`MAX_KEY_BYTES` bytes of UTF-8 and has no NUL
+(:func:`check_key`: the one check of the worker's catalog, the gateway's URLs and
+subscriptions, and the clients' subscribe).
 """
 from __future__ import annotations
 
@@ -91,6 +95,8 @@ OPS[TOP] = "top"
 #: what a TOP can be ordered by (actorsys/runtime/hot.py)
 TOP_ORDERS = ("busy", "turns", "errors", "mailbox")
 MAX_TOP = 1000
+#: the longest actor key, in bytes of UTF-8 (:func:`check_key`)
+MAX_KEY_BYTES = 1024
 
 _packb: Callable[[Any], bytes] = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 
@@ -129,6 +135,16 @@ def peek_id(payload: bytes) -> int:
     except Exception:
         pass
     return 0
+
+
+def check_key(key: str) -> None:
+    """BadRequest unless ``key`` is a valid actor key: at most :data:`MAX_KEY_BYTES`
+    bytes of UTF-8, no NUL (the storage keys are NUL-separated)."""
+    if "\x00" in key:
+        raise BadRequest(f"an actor key contains no NUL; got {key!r:.60}")
+    size = len(key.encode("utf-8", "surrogatepass"))
+    if size > MAX_KEY_BYTES:
+        raise BadRequest(f"an actor key is at most {MAX_KEY_BYTES} bytes (UTF-8); got {size}")
 
 
 def _brief(value: Any) -> str:

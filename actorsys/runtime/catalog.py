@@ -33,9 +33,6 @@ if TYPE_CHECKING:
     from ..storage.slot import SlotStore
     from .grants import Grants
 
-MAX_KEY_BYTES = 1024
-
-
 class Catalog:
     """The resident activations of one worker slot (see the module docstring)."""
 
@@ -75,9 +72,11 @@ class Catalog:
         if cls is None:
             self.counters["bad_frames"] += 1
             raise self.unknown_type(type_name)
-        if "\x00" in key or len(key.encode("utf-8")) > MAX_KEY_BYTES:
+        try:
+            wire.check_key(key)
+        except BadRequest:
             self.counters["bad_frames"] += 1
-            raise BadRequest(f"actor keys are at most {MAX_KEY_BYTES} bytes and contain no NUL")
+            raise
         shard = shard_of(type_name, key, self.map.shards)
         if self.map.owner[shard] != self.slot:
             raise WrongShard(f"shard {shard} is not owned by slot {self.slot}")

@@ -237,7 +237,8 @@ def test_a_silent_subscriber_is_lost_after_three_heartbeats_and_bad_input_is_ans
         hub, _transport, counters, side = gateway(ctx, "inproc://gw3", 0.05)
         c = Client(ctx, "inproc://gw3")
         c.request(subs.SUB, 1, "Room", "r", None, 4, {})
-        c.request(subs.SUB, 1, "Room", "r", None, 4, {})          # the id again
+        c.request(subs.SUB, 3, "Room", "r3", None, 4, {})
+        c.request(subs.SUB, 3, "Room", "r3", None, 4, {})         # the id of an open one again
         c.request(subs.SUB, 2, "Nope", "r", None, 4, {})
         c.sock.send(b"\x93")
         await turns(4)
@@ -251,9 +252,12 @@ def test_a_silent_subscriber_is_lost_after_three_heartbeats_and_bad_input_is_ans
 
     answers, sock, counters = asyncio.run(scenario())
     errors = {m[1]: m[2] for m in answers if m[0] == subs.ERR}
-    assert "in use" in errors[1]["message"] and errors[2]["code"] == "unknown_type", errors
+    closes = {m[1]: m[2:] for m in answers if m[0] == subs.CLOSED}
+    assert set(errors) == {0, 2} and errors[2]["code"] == "unknown_type", errors
+    assert closes[3][0] == 1002 and "in use" in closes[3][1], \
+        "a sub reusing an open subscription's id closes that one (an err never names an open one)"
     assert errors[0]["code"] == "bad_request", "an unreadable message: an error for id 0"
-    assert counters["bad_frames"] == 1
+    assert counters["bad_frames"] == 2
     assert sock.state is SocketState.CLOSED and counters["subscribers_lost"] == 1
 
 
