@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import plyvel
 
 import actorsys
 from actorsys.testing.nodes import node_config, wait_until
-from actorsys.testing.processes import start_logged
+from actorsys.testing.processes import describe, leftover_processes, start_logged
 
 if TYPE_CHECKING:
     import aetcd
@@ -44,6 +44,15 @@ ACTORS = {
     "AsyncLog": "actors:AsyncLog",
     "Sink": "actors:Sink",
 }
+
+
+def module_node(cfg: dict[str, Any]) -> Iterator[actorsys.Node]:
+    """A node for a whole test module (``yield from`` it in a module-scoped fixture):
+    started from ``cfg``, and once it has stopped, no process of it may be left."""
+    with actorsys.Node(cfg) as n:
+        yield n
+    left = leftover_processes(timeout=10)
+    assert not left, f"processes left behind by the module's node: {describe(left)}"
 
 
 def make_config(data_dir: str, **node: Any) -> dict[str, Any]:

@@ -48,12 +48,11 @@ that runs a batch is in :mod:`actorsys.runtime.ws_turns`.
 """
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MessageTooLarge
 from ..protocol import wire
-from ..protocol.ws import MAX_ATTACHMENT_BYTES, MAX_TAG_CHARS, MAX_TAGS
+from ..protocol.ws import MAX_ATTACHMENT_BYTES, MAX_TAG_CHARS, MAX_TAGS, frame_of
 
 if TYPE_CHECKING:
     from .host import ActorHost
@@ -92,7 +91,7 @@ class Connection:
     def send(self, data: "str | bytes | Any") -> None:
         """Send ``data``: ``str`` as a text frame, ``bytes`` as a binary one, anything
         else as JSON text. It leaves when this turn commits."""
-        self._emit(["s", self.id, _frame(data)])
+        self._emit(["s", self.id, frame_of(data, "a WebSocket")])
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Close this socket (after this turn commits); ``on_disconnect`` follows."""
@@ -139,7 +138,7 @@ def broadcast(host: "ActorHost", data: Any, tag: str | None, exclude: Connection
     if exclude is not None and not isinstance(exclude, Connection):
         raise TypeError("exclude is a Connection (or None)")
     conns = host.sockets()
-    effect: list[Any] = ["b", tag, exclude.id if exclude else None, _frame(data), None]
+    effect: list[Any] = ["b", tag, exclude.id if exclude else None, frame_of(data, "a WebSocket"), None]
     if conns is not None:     # so a socket the actor does not know yet gets nothing
         effect[4] = [c.id for c in conns.values()
                      if (tag is None or tag in c.tags) and c is not exclude]
@@ -154,16 +153,6 @@ def connections(host: "ActorHost", tag: str | None) -> list[Connection]:
     """``Actor.connections``: the actor's open sockets (with ``tag``), oldest first."""
     conns = host.sockets() or {}
     return [c for c in conns.values() if tag is None or tag in c.tags]
-
-
-def _frame(data: Any) -> "str | bytes":
-    if isinstance(data, (str, bytes)):
-        return data
-    try:
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"WebSocket data is str, bytes or JSON-able, got "
-                        f"{type(data).__name__}: {exc}") from None
 
 
 def _pack(value: Any, what: str) -> bytes:

@@ -56,13 +56,13 @@ In the user's words::
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Generator, Generic, Protocol, TypeVar, Union, cast
 
 from ..errors import AskTimeout, MessageTooLarge, SubscriptionClosed
 from ..protocol import subs, wire
 from ..protocol.subs import Window, size_of
+from ..protocol.ws import frame_of
 from ..proxy import ProxyBase, address_of
 
 if TYPE_CHECKING:
@@ -104,16 +104,6 @@ def options(tag: Any, query: Any, window: Any) -> dict[str, str]:
     return dict(query)
 
 
-def frame_of(data: Any) -> "str | bytes":
-    """What :meth:`Subscription.send` sends: ``str`` as text, ``bytes`` as binary,
-    anything else as JSON text (as ``conn.send`` does)."""
-    if isinstance(data, (str, bytes)):
-        return data
-    try:
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"a subscription sends str, bytes or JSON-able data, got "
-                        f"{type(data).__name__}: {exc}") from None
 
 
 class Subscription(Generic[T]):
@@ -289,7 +279,7 @@ class Subscription(Generic[T]):
                                                   reason="ended")
         if self._link is None:
             raise RuntimeError(f"{self.describe()} is not open: await it (or use async with) first")
-        frame = frame_of(data)
+        frame = frame_of(data, "a subscription")
         size = size_of(frame)
         if self.max_message_bytes is not None and size > self.max_message_bytes:
             raise MessageTooLarge(f"a message of {size} bytes; the gateway takes at most "

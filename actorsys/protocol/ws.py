@@ -27,6 +27,7 @@ socket event's, and for output too large for a reply, in ``wire.WS`` frames)::
 """
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ..errors import BadRequest
@@ -40,6 +41,19 @@ MAX_TAGS, MAX_TAG_CHARS = 16, 256
 
 #: the largest attachment (msgpack bytes), as Durable Objects' serializeAttachment
 MAX_ATTACHMENT_BYTES = 2048
+
+
+def frame_of(data: Any, what: str) -> "str | bytes":
+    """A WebSocket frame of ``data``: ``str`` as text, ``bytes`` as binary, anything else
+    as its JSON text; else TypeError naming ``what`` sends it. The one rule for
+    ``conn.send``, ``self.broadcast`` and a Python subscription's ``send``."""
+    if isinstance(data, (str, bytes)):
+        return data
+    try:
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{what} sends str, bytes or JSON-able data, got "
+                        f"{type(data).__name__}: {exc}") from None
 
 
 def check_batch(gateway: Any, number: Any, roster: Any, events: Any) -> None:

@@ -10,11 +10,10 @@ import time
 from typing import Iterator
 
 import pytest
-from helpers import ACTORS_DIR, make_config
+from helpers import ACTORS_DIR, make_config, module_node
 
 import actorsys
 from actorsys.testing.nodes import wait_until
-from actorsys.testing.processes import describe, leftover_processes
 
 
 def load_actors():
@@ -50,10 +49,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[actorsys.Node]:
     cfg = make_config(str(tmp_path_factory.mktemp("proxies") / "data"))
     cfg["actors"] = {"Account": "proxy_actors:Account", "Tally": "proxy_actors:Account",
                      "Teller": "proxy_actors:Teller"}
-    with actorsys.Node(cfg) as n:
-        yield n
-    left = leftover_processes(timeout=10)
-    assert not left, f"processes left behind by the module's node: {describe(left)}"
+    yield from module_node(cfg)
 
 
 @pytest.fixture(scope="module")

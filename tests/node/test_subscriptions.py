@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 import pytest
 import zmq
-from helpers import make_config
+from helpers import make_config, module_node
 
 import actorsys
 from actorsys.config.keyfiles import load_public, load_secret
@@ -28,7 +28,6 @@ from actorsys.net.keys import keygen
 from actorsys.protocol import subs, wire
 from actorsys.testing import kill_worker
 from actorsys.testing.nodes import role_pid, wait_until
-from actorsys.testing.processes import describe, leftover_processes
 
 ACTORS = {"Feed": "sub_actors:Feed", "Shy": "sub_actors:Shy"}
 BEAT = 0.2
@@ -52,10 +51,7 @@ def no_leftover_processes() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[actorsys.Node]:
-    with actorsys.Node(feed_config(str(tmp_path_factory.mktemp("subs") / "data"))) as n:
-        yield n
-    left = leftover_processes(timeout=10)
-    assert not left, f"processes left behind by the module's node: {describe(left)}"
+    yield from module_node(feed_config(str(tmp_path_factory.mktemp("subs") / "data")))
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,8 @@ from test_gateway_batches import ScriptedTransport, make, settle
 
 from actorsys.errors import BadRequest, MessageTooLarge, SubscriptionClosed
 from actorsys.client.sublink import Subscriber, Where
-from actorsys.client.subscriptions import Subscription, frame_of, options
+from actorsys.client.subscriptions import Subscription, options
+from actorsys.protocol.ws import frame_of
 from actorsys.gateway.peers import Peer, WebSocketPeer
 from actorsys.gateway.rooms import CONNECT, DISCONNECT, SocketState
 from actorsys.gateway import sockets
@@ -81,9 +82,9 @@ def test_subscribe_options_and_frames_are_checked_before_sending():
         options(None, {"a": 1}, 5)
     with pytest.raises(ValueError, match="window"):
         options(None, None, True)
-    assert frame_of({"a": [1]}) == '{"a":[1]}' and frame_of(b"\x00") == b"\x00"
+    assert frame_of({"a": [1]}, "x") == '{"a":[1]}' and frame_of(b"\x00", "x") == b"\x00"
     with pytest.raises(TypeError, match="JSON-able"):
-        frame_of(object())
+        frame_of(object(), "x")
 
 
 # -- the gateway's side --------------------------------------------------------------------------
