@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .config import NodeConfig, load_config
     from .errors import (ActorError, ActorStopped, AlreadyPresent, AlreadyStarted, AskTimeout,
                          BadRequest, ChildNotFound, ChildRunning, ConfigError, Deadlock,
-                         LimitExceeded, MessageTooLarge, NodeUnavailable, Overloaded, PartlyRun,
+                         LimitExceeded, MessageTooLarge, NodeUnavailable, NotTesting, Overloaded, PartlyRun,
                          RemoteError, ShardUnavailable, StartFailed, StorageError, SubscriptionClosed,
                          SupervisorError, SupervisorNotFound, UnknownActorType, UnknownMethod,
                          WorkerLost)
@@ -44,7 +44,7 @@ __all__ = [
     "SupervisorRef", "AsyncSupervisorRef", "Proxy", "AsyncProxy", "ActorProxy", "TellProxy", "keygen",
     "Subscription", "BlockingSubscription",
     "ActorError", "RemoteError", "AskTimeout", "WorkerLost", "Overloaded", "UnknownActorType",
-    "UnknownMethod", "BadRequest", "MessageTooLarge", "LimitExceeded", "StorageError",
+    "UnknownMethod", "BadRequest", "NotTesting", "MessageTooLarge", "LimitExceeded", "StorageError",
     "NodeUnavailable", "ShardUnavailable",
     "ConfigError", "ActorStopped", "SupervisorError", "SupervisorNotFound", "ChildNotFound",
     "AlreadyStarted", "AlreadyPresent", "ChildRunning", "StartFailed",

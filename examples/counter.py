@@ -29,6 +29,11 @@ class Counter(actorsys.Actor):
         n: int = self.state["n"]
         return n
 
+    async def add_to_other(self, key: str) -> int:
+        """Add 1 to the counter ``key``: an actor asking another."""
+        n: int = await self.ref("Counter", key).ask("add", 1)
+        return n
+
 
 def client_process(endpoint: str, times: int) -> None:
     with actorsys.connect(endpoint) as client:

@@ -18,7 +18,7 @@ from ..protocol import wire
 from ..protocol.messages import Top
 from ..protocol.subs import DEFAULT_WINDOW
 from ..proxy import AsyncProxy, C, address
-from .common import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, check_top, router_list, version_of
+from .common import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, check_top, node_of, router_list, version_of
 from .proxies import ClientChannel
 from .sublink import Subscriber, Where
 from .subscriptions import Subscription, Target, options, target_of
@@ -296,14 +296,18 @@ class AsyncSupervisorRef:
         return f"<AsyncSupervisorRef {self.name}>"
 
 
-def connect_async(endpoint: "str | Sequence[str]", *, timeout: float = DEFAULT_TIMEOUT,
+def connect_async(endpoint: "str | Sequence[str] | None" = None, *,
+                  config: "str | os.PathLike[str] | None" = None,
+                  timeout: float = DEFAULT_TIMEOUT,
                   connect_timeout: float = CONNECT_TIMEOUT, max_pending: int = 100_000,
                   key: "str | os.PathLike[str] | None" = None,
                   server_key: "str | os.PathLike[str] | None" = None,
                   retry: bool = False) -> AsyncClient:
     """An asyncio client; use as ``async with connect_async(ep) as c`` or ``c = await connect_async(ep)``.
-    ``endpoint``, ``key`` / ``server_key``, ``retry``: as for :func:`connect` (a list of a
-    cluster's router endpoints too)."""
-    return AsyncClient(endpoint, timeout=timeout, connect_timeout=connect_timeout,
+    ``endpoint`` or ``config`` (one of them), ``key`` / ``server_key``, ``retry``: as for
+    :func:`connect` (a list of a cluster's router endpoints too). A config is read here,
+    at the call (a node that is not running: ``NodeUnavailable`` at once)."""
+    routers, key, server_key = node_of(endpoint, config, key, server_key)
+    return AsyncClient(routers, timeout=timeout, connect_timeout=connect_timeout,
                        max_pending=max_pending, key=key, server_key=server_key, retry=retry)
 

@@ -41,7 +41,7 @@ from ..protocol.messages import Ask, Request, Spawn, Top
 from ..protocol.shardmap import ShardMap
 from ..protocol.subs import DEFAULT_WINDOW
 from ..proxy import C, Proxy, address
-from .common import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, check_top, router_list, version_of
+from .common import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, check_top, node_of, router_list, version_of
 from .lanes import Lane, ThreadLanes
 from .proxies import ClientChannel
 from .reachability import Reachability
@@ -432,7 +432,8 @@ class Client:
         self.close()
 
 
-def connect(endpoint: "str | Sequence[str]", *, timeout: float = DEFAULT_TIMEOUT,
+def connect(endpoint: "str | Sequence[str] | None" = None, *,
+            config: "str | os.PathLike[str] | None" = None, timeout: float = DEFAULT_TIMEOUT,
             connect_timeout: float = CONNECT_TIMEOUT,
             key: "str | os.PathLike[str] | None" = None,
             server_key: "str | os.PathLike[str] | None" = None, retry: bool = False) -> Client:
@@ -440,6 +441,14 @@ def connect(endpoint: "str | Sequence[str]", *, timeout: float = DEFAULT_TIMEOUT
     the first of a list of its routers' endpoints that answers (each is given
     ``connect_timeout``; the others are tried later if that one goes away, and
     ``NodeUnavailable`` names them all when none answers).
+
+    ``config="node.toml"`` instead of an endpoint (one of the two; ``TypeError``
+    otherwise): the node of that config, found as ``actorsys COMMAND --config
+    node.toml`` finds it: the config's ``endpoint``, else the one the running node
+    recorded in its data directory (``NodeUnavailable`` at once, saying to run
+    ``actorsys run node.toml``, when it is not running), with the config's own key pair
+    for a tcp node with CURVE where ``key`` / ``server_key`` are not given. A config
+    that cannot be read or is invalid raises ``ConfigError``.
 
     ``timeout`` is the default deadline of every ask; ``connect_timeout`` bounds the
     wait for the router's shard map (raises :class:`~actorsys.NodeUnavailable`), and
@@ -451,5 +460,6 @@ def connect(endpoint: "str | Sequence[str]", *, timeout: float = DEFAULT_TIMEOUT
     that cannot be used is a ``ValueError`` naming it; ipc endpoints ignore the keys.
     ``retry``: the default of every ask's ``retry`` (see :meth:`Ref.ask`).
     """
-    return Client(endpoint, timeout=timeout, connect_timeout=connect_timeout, key=key,
+    routers, key, server_key = node_of(endpoint, config, key, server_key)
+    return Client(routers, timeout=timeout, connect_timeout=connect_timeout, key=key,
                   server_key=server_key, retry=retry)

@@ -1,9 +1,12 @@
-"""What the blocking and the asyncio client share besides the transport: their defaults
-and the reading of a history bookmark."""
+"""What the blocking and the asyncio client share besides the transport: their defaults,
+the node a ``connect`` names (an endpoint or a config) and the reading of a history
+bookmark."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+import os
+from typing import Any, Sequence, Union
 
+from ..config.target import config_target
 from ..protocol import wire
 
 #: seconds an ask (and a supervisor's command, a listing) may take by default
@@ -40,3 +43,25 @@ def router_list(endpoints: "str | Sequence[str]") -> list[str]:
         raise TypeError(f"connect takes a router endpoint or a non-empty list of them, "
                         f"not {endpoints!r:.200}")
     return list(dict.fromkeys(routers))     # each once, in order
+
+
+#: a key file as ``connect`` takes it (None: none given)
+KeyFile = Union[str, "os.PathLike[str]", None]
+
+
+def node_of(endpoint: str | Sequence[str] | None, config: str | os.PathLike[str] | None,
+            key: KeyFile, server_key: KeyFile) -> tuple[str | Sequence[str], KeyFile, KeyFile]:
+    """``connect``'s endpoint(s) and key files, given ``endpoint`` or ``config`` (exactly
+    one; TypeError otherwise). A config is read as ``actorsys COMMAND --config`` reads it
+    (:func:`actorsys.config.target.config_target`): its endpoint, or the one its running
+    node recorded (``NodeUnavailable`` at once when it is not running), and its own key
+    pair for a tcp node with CURVE where no key is given."""
+    if (endpoint is None) == (config is None):
+        raise TypeError("connect takes a router endpoint or config=NODE.toml (one of them), "
+                        f"got {'both' if config is not None else 'neither'}")
+    if config is None:
+        assert endpoint is not None
+        return endpoint, key, server_key
+    t = config_target(config, None, None if key is None else os.fspath(key),
+                      None if server_key is None else os.fspath(server_key))
+    return t.endpoint, t.key, t.server_key

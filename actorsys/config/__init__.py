@@ -14,6 +14,9 @@ every layer above (net, client, actor, storage, runtime, gateway, node) and by
 * :mod:`.layout`: :class:`NodeLayout`, the endpoints of a started node's processes,
   computed once when it starts.
 * :mod:`.keyfiles`: reading CURVE key files, so a bad one is a config error.
+* :mod:`.target`: where a client finds a node from its config (its endpoint, or the one
+  the running node recorded; its keys): ``actorsys COMMAND --config`` and
+  ``connect(config=...)``.
 """
 from .defaults import ALARM_RETRY, DURABILITY, ON_ERROR
 from .layout import NodeLayout

@@ -384,7 +384,10 @@ def _actors_section(table: Any, src: Source) -> tuple[dict[str, str], dict[str, 
             unknown = set(spec) - set(ACTOR_OPTIONS)
             if unknown:
                 raise src.fail(f"unknown actor option(s) {sorted(unknown)} "
-                               f"(expected: {', '.join(ACTOR_OPTIONS)})", "actors", name)
+                               f"(expected: {', '.join(ACTOR_OPTIONS)})"
+                               + ("; reentrant = False is a class attribute of the actor, "
+                                  "not a config option" if "reentrant" in unknown else ""),
+                               "actors", name)
             if "history_window" in spec:
                 hw = spec["history_window"]
                 if type(hw) not in (int, float) or not 0 <= hw < float("inf"):

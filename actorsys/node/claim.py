@@ -3,9 +3,10 @@ on the same data directory or endpoint stops at once with an error naming what i
 use, instead of stealing the first node's sockets.
 
 The node that holds the claim records its router's endpoint in ``data_dir/endpoint``
-(:data:`ENDPOINT_FILE`, one line), so ``actorsys COMMAND --config NODE.toml`` finds a node
-whose config names no endpoint (ipc in a private temporary directory). The file is left
-behind when the node stops; its reader checks that the socket is still there."""
+(:data:`~actorsys.config.target.ENDPOINT_FILE`, one line), so ``actorsys COMMAND --config
+NODE.toml`` and ``actorsys.connect(config=NODE.toml)`` find a node whose config names no
+endpoint (ipc in a private temporary directory). The file is left behind when the node
+stops; its reader checks that the socket is still there."""
 from __future__ import annotations
 
 import fcntl
@@ -13,13 +14,11 @@ import os
 import socket
 
 from ..config import NodeConfig, NodeLayout
+from ..config.target import ENDPOINT_FILE
 from ..errors import ConfigError
 from ..log import get_logger
 
 log = get_logger("node")
-
-#: in the data directory: the router's endpoint of the node holding the claim (one line)
-ENDPOINT_FILE = "endpoint"
 
 
 def _endpoint_in_use(endpoint: str) -> bool:

@@ -55,6 +55,16 @@ def test_sections_are_the_keys_one_level_down():
     assert fresh == [] and fresh is not NODE["python_path"].default
 
 
+def test_an_unknown_actor_option_is_named_and_reentrant_is_sent_to_the_class():
+    base = {"node": {"data_dir": "d"}}
+    with pytest.raises(ConfigError, match=r"key 'actors\.A': unknown actor option\(s\) \['reentrant'\] "
+                                          r"\(expected: class, .*\); reentrant = False is a class "
+                                          r"attribute of the actor"):
+        load_config({**base, "actors": {"A": {"class": "m:A", "reentrant": False}}})
+    with pytest.raises(ConfigError, match=r"\['colour'\] \(expected: [^;]*\)$"):
+        load_config({**base, "actors": {"A": {"class": "m:A", "colour": "red"}}})
+
+
 @pytest.mark.parametrize("kind,good,bad,words", [
     (Kind.INT, 3, True, "integer"),
     (Kind.NUMBER, 2.5, True, "number"),
