@@ -294,11 +294,14 @@ def test_a_connection_cannot_take_over_a_subscribers_routing_id(node, client):
     a routing id in use is ignored, and the first keeps its subscription."""
     feed = client.ref("Feed", "handover")
     endpoint = subscriber_endpoint(client)
-    first, second = Raw(endpoint, b"taken"), Raw(endpoint, b"taken")
+    # (the second connects only once the first holds the id: whichever connection
+    # reaches the ROUTER first holds it)
+    first, second = Raw(endpoint, b"taken"), None
     try:
         first.request(subs.SUB, 1, "Feed", "handover", None, 8, {})
         assert first.next()[0] == subs.OPEN and first.next() == [subs.OK, 1]
         assert first.next()[:3] == [subs.FRAME, 1, 1], "the greeting"
+        second = Raw(endpoint, b"taken")
         second.request(subs.PING)
         second.request(subs.SUB, 1, "Feed", "handover", None, 8, {})
         first.request(subs.PING)                             # (heartbeats of 0.2 s)
@@ -308,7 +311,8 @@ def test_a_connection_cannot_take_over_a_subscribers_routing_id(node, client):
         assert not second.sock.poll(300), "the second connection gets nothing"
     finally:
         first.close()
-        second.close()
+        if second is not None:
+            second.close()
 
 
 def test_malformed_frames_are_answered_and_the_gateway_goes_on(node, client):
