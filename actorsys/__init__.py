@@ -29,11 +29,11 @@ if TYPE_CHECKING:
                          Ref, Subscription, SupervisorRef, connect, connect_async)
     from .config import NodeConfig, load_config
     from .errors import (ActorError, ActorStopped, AlreadyPresent, AlreadyStarted, AskTimeout,
-                         BadRequest, ChildNotFound, ChildRunning, ConfigError, Deadlock,
+                         BadArguments, BadRequest, ChildNotFound, ChildRunning, ConfigError, Deadlock,
                          LimitExceeded, MessageTooLarge, NodeUnavailable, NotTesting, Overloaded, PartlyRun,
                          RemoteError, ShardUnavailable, StartFailed, StorageError, SubscriptionClosed,
                          SupervisorError, SupervisorNotFound, UnknownActorType, UnknownMethod,
-                         WorkerLost)
+                         WorkerLost, WrongShard)
     from .net.keys import keygen
     from .node import Node
     from .proxy import ActorProxy, AsyncProxy, Proxy, TellProxy
@@ -44,11 +44,11 @@ __all__ = [
     "SupervisorRef", "AsyncSupervisorRef", "Proxy", "AsyncProxy", "ActorProxy", "TellProxy", "keygen",
     "Subscription", "BlockingSubscription",
     "ActorError", "RemoteError", "AskTimeout", "WorkerLost", "Overloaded", "UnknownActorType",
-    "UnknownMethod", "BadRequest", "NotTesting", "MessageTooLarge", "LimitExceeded", "StorageError",
-    "NodeUnavailable", "ShardUnavailable",
+    "UnknownMethod", "BadRequest", "BadArguments", "NotTesting", "MessageTooLarge", "LimitExceeded",
+    "StorageError", "NodeUnavailable", "ShardUnavailable",
     "ConfigError", "ActorStopped", "SupervisorError", "SupervisorNotFound", "ChildNotFound",
     "AlreadyStarted", "AlreadyPresent", "ChildRunning", "StartFailed",
-    "Deadlock", "PartlyRun", "SubscriptionClosed",
+    "Deadlock", "PartlyRun", "SubscriptionClosed", "WrongShard",
 ]
 __version__ = "0.1.0"
 

@@ -45,3 +45,13 @@ def test_each_public_name_is_the_object_its_type_comes_from(module: ModuleType) 
     assert not wrong, f"names whose run-time object is not the one typed: {wrong}"
     assert set(module.__all__) <= set(dir(module))
 
+
+
+def test_every_error_is_importable_from_actorsys() -> None:
+    """docs/reference/errors.md: each error a client or an actor sees is also importable
+    from ``actorsys``."""
+    import actorsys.errors as errors
+    missing = [name for name, obj in vars(errors).items()
+               if inspect.isclass(obj) and issubclass(obj, errors.ActorError)
+               and name not in actorsys.__all__]
+    assert not missing, f"errors not exported from actorsys: {missing}"
