@@ -54,7 +54,13 @@ def test_connect_with_a_config_finds_the_node_it_runs(tmp_path):
                                 stdin=subprocess.DEVNULL, env=env)
     try:
         deadline = time.monotonic() + 30
-        while not (tmp_path / "data" / "endpoint").exists():
+        recorded = tmp_path / "data" / "endpoint"
+
+        def listening() -> bool:
+            # (the endpoint is recorded when the node claims its data dir, a moment before
+            # its router binds the ipc socket it names)
+            return recorded.exists() and os.path.exists(recorded.read_text().strip().removeprefix("ipc://"))
+        while not listening():
             assert proc.poll() is None, f"actorsys run exited early:\n{log_path.read_text()}"
             assert time.monotonic() < deadline, f"no endpoint recorded:\n{log_path.read_text()}"
             time.sleep(0.05)

@@ -4,14 +4,31 @@ and that every template file renders to valid Python or TOML. The generated proj
 for real (its program and its tests, on real nodes) is ``tests/node/test_new_project.py``."""
 from __future__ import annotations
 
+import sys
+import tempfile
 import tomllib
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 import actorsys
 from actorsys.node import newproject
 from actorsys.node.newproject import ProjectError, TemplateError, check_name, write_project
+
+@pytest.fixture(autouse=True)
+def importable_as_in_a_fresh_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """``check_name`` refuses a name already importable, as ``actorsys new`` (a process of
+    its own) sees it; other tests in this worker may have put their temporary folders on
+    ``sys.path`` and imported modules from them (an embedded node imports its actors'
+    classes), so those are hidden here."""
+    tmp = tempfile.gettempdir()
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if not p.startswith(tmp)])
+    for name, module in list(sys.modules.items()):
+        if (getattr(module, "__file__", None) or "").startswith(tmp):
+            monkeypatch.delitem(sys.modules, name)
+    yield
+
 
 EXPECTED = [".gitignore", "README.md", "demo_app/__init__.py", "demo_app/__main__.py",
             "demo_app/counter.py", "node.toml", "pyproject.toml", "tests/test_counter.py"]
