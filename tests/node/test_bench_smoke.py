@@ -196,3 +196,21 @@ def test_cpu_per_write_counts_each_role_of_real_processes_and_the_client_thread(
     assert got["worker"] >= 250 and got["router"] < 50, got     # (us per write, of 1000)
     assert got["client thread"] == 50.0
     assert got["total"] == got["worker"] + got["router"] + got["client thread"]
+
+
+def test_the_recurring_alarm_bench_counts_every_due_firing(tmp_path):
+    """``scripts/bench --recurring``, small: every firing due by the end ran (none missed),
+    and the drain rate and lateness are reported beside the raw echo."""
+    out = tmp_path / "bench.json"
+    bench_tmp = tmp_path / "t"
+    bench_tmp.mkdir()
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "bench_recurring.py"),
+                           "--actors", "5", "--per-actor", "20", "--every", "1", "--duration", "3",
+                           "--json", str(out), "--tmpdir", str(bench_tmp)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    r = json.loads(out.read_text())
+    assert r["alarms"] == 100 and r["due_by_end"] >= 100 and r["missed"] == 0, r
+    assert r["drain_per_s"] > 0 and r["raw_pipelined_per_s"] > 0 and r["late_ms"]["kept"] >= 100, r
+    assert os.listdir(bench_tmp) == [], "the benchmark left its temporary directory behind"
