@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -44,6 +49,42 @@ ACTORS = {
     "AsyncLog": "actors:AsyncLog",
     "Sink": "actors:Sink",
 }
+
+
+#: the ``actorsys`` command of this interpreter's environment
+ACTORSYS = os.path.join(os.path.dirname(sys.executable), "actorsys")
+
+
+@contextmanager
+def actorsys_run(config: "str | os.PathLike[str]", log_path: Path, *options: str,
+                 env: dict[str, str] | None = None) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """``actorsys run [options] config``, its output in ``log_path``: yields the process and
+    its endpoint once the router listens (the data dir's ``endpoint`` file is written when
+    the node claims the dir, a moment before the router binds the ipc socket it names).
+    At the end of the block it is stopped with SIGTERM and must exit 0; whatever happens,
+    it is gone afterwards."""
+    recorded = Path(config).parent / "data" / "endpoint"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([ACTORSYS, "run", *options, str(config)], stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 30
+
+        def listening() -> str | None:
+            endpoint = recorded.read_text().strip() if recorded.exists() else ""
+            return endpoint if endpoint and (not endpoint.startswith("ipc://")
+                                             or os.path.exists(endpoint[6:])) else None
+        while (endpoint := listening()) is None:
+            assert proc.poll() is None, f"actorsys run exited early:\n{log_path.read_text()}"
+            assert time.monotonic() < deadline, f"no endpoint recorded:\n{log_path.read_text()}"
+            time.sleep(0.05)
+        yield proc, endpoint
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0, log_path.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
 
 
 def module_node(cfg: dict[str, Any]) -> Iterator[actorsys.Node]:

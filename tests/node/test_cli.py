@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 import actorsys
-from helpers import ACTORS_DIR
+from helpers import ACTORS_DIR, actorsys_run
 
 ACTORSYS = os.path.join(os.path.dirname(sys.executable), "actorsys")
 
@@ -214,16 +214,7 @@ def test_config_finds_the_node_without_an_endpoint(tmp_path):
     r = cli("ask", "--config", str(config), "Counter", "c", "get")
     assert r.returncode != 0 and "actorsys run" in r.stderr, f"expected 'not started': {r}"
     log_path = tmp_path / "run.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([ACTORSYS, "run", str(config)], stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while not (tmp_path / "data" / "endpoint").exists():
-            assert proc.poll() is None, f"actorsys run exited early:\n{log_path.read_text()}"
-            assert time.monotonic() < deadline, f"no endpoint recorded:\n{log_path.read_text()}"
-            time.sleep(0.05)
-        endpoint = (tmp_path / "data" / "endpoint").read_text().strip()
+    with actorsys_run(config, log_path) as (_proc, endpoint):
         assert f"node endpoint {endpoint}" in log_path.read_text()
         r = cli("ask", "--config", str(config), "Counter", "c", "add", "2")
         assert (r.returncode, r.stdout.strip()) == (0, "2"), r
@@ -237,12 +228,6 @@ def test_config_finds_the_node_without_an_endpoint(tmp_path):
         r = cli("ask", "-e", "ipc:///nonexistent/x.sock", "--connect-timeout", "0.2",
                 "Counter", "c", "get", env={"ACTORSYS_CONFIG": str(config)})
         assert r.returncode == 1 and "NodeUnavailable" in r.stderr, f"expected -e to win: {r}"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(15) == 0, log_path.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
     started = time.monotonic()
     r = cli("ask", "-c", str(config), "Counter", "c", "get")
     assert r.returncode != 0 and "is not running" in r.stderr and "Traceback" not in r.stderr, r

@@ -7,17 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
 import actorsys
-from helpers import ACTORS_DIR
-
-ACTORSYS = os.path.join(os.path.dirname(sys.executable), "actorsys")
+from helpers import ACTORS_DIR, actorsys_run
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -49,21 +44,7 @@ def test_connect_with_a_config_finds_the_node_it_runs(tmp_path):
 
     log_path = tmp_path / "run.log"
     env = {k: v for k, v in os.environ.items() if k != "ACTORSYS_CONFIG"}
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([ACTORSYS, "run", str(config)], stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=env)
-    try:
-        deadline = time.monotonic() + 30
-        recorded = tmp_path / "data" / "endpoint"
-
-        def listening() -> bool:
-            # (the endpoint is recorded when the node claims its data dir, a moment before
-            # its router binds the ipc socket it names)
-            return recorded.exists() and os.path.exists(recorded.read_text().strip().removeprefix("ipc://"))
-        while not listening():
-            assert proc.poll() is None, f"actorsys run exited early:\n{log_path.read_text()}"
-            assert time.monotonic() < deadline, f"no endpoint recorded:\n{log_path.read_text()}"
-            time.sleep(0.05)
+    with actorsys_run(config, log_path, env=env):
         with actorsys.connect(config=config, connect_timeout=30.0) as c:    # a Path works too
             assert c.ref("Counter", "c").ask("add", 2) == 2
             assert c.status()["endpoint"] == (tmp_path / "data" / "endpoint").read_text().strip()
@@ -74,11 +55,5 @@ def test_connect_with_a_config_finds_the_node_it_runs(tmp_path):
                 return n
 
         assert asyncio.run(main()) == 5, "expected the asyncio client on the same node"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(15) == 0, log_path.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
     message = not_running(str(config))
     assert "is not running (its socket" in message and "is gone" in message, message
