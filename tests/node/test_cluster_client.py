@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import time
 
 import pytest
-from helpers import ACTORS_DIR
+from helpers import ACTORS_DIR, actorsys_run
 
 import actorsys
 from actorsys import BadRequest, NodeUnavailable
@@ -116,18 +115,9 @@ shutdown_timeout = 3.0
 Counter = "actors:Counter"
 """)
     log_path = tmp_path / "run.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([ACTORSYS, "run", "--drain", str(config)], stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
+    with actorsys_run(config, log_path, "--drain"):
         with actorsys.connect(endpoint, connect_timeout=30) as c:
             assert c.ask("Counter", "d", "add", 1) == 1
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(15) == 0, log_path.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
     text = log_path.read_text()
     assert "--drain: this node is not in a cluster, it has no shards to hand off (no-op)" in text
     assert "draining" not in text and "Traceback" not in text, text
