@@ -206,7 +206,7 @@ class Client:
 
     def _transport_on(self, loop: asyncio.AbstractEventLoop) -> AsyncTransport:
         t = AsyncTransport(self._ctx, self.endpoint, default_timeout=self.timeout,
-                           keys=self._keys, loop=loop, wording=_WORDING)
+                           keys=self._keys, loop=loop, wording=_WORDING, coalesce=False)
         t.routers = [self.endpoint, *(e for e in self.endpoints if e != self.endpoint)]
         t.on_map = self._threads.newest.take
         t.watch_node(self.connect_timeout, self._reach)

@@ -79,6 +79,7 @@ from .connections import Connections
 from .control import ControlRequests
 from .maps import MapSource
 from .monitors import Monitors
+from .outbox import Outbox
 from .pending import PendingTable
 from .reachability import NodeWatch, Reachability
 from .requests import MAX_RESENDS, RESENDABLE, ActorRequest, Pending, Wording, describe, resend_pause
@@ -90,6 +91,7 @@ from .waits import BlockingWait
 log = get_logger("client")
 
 _NOBLOCK = int(zmq.NOBLOCK)
+_BATCH = wire.BATCH
 
 
 class AsyncTransport(ControlRequests, MapSource):
@@ -106,7 +108,7 @@ class AsyncTransport(ControlRequests, MapSource):
                  shard_map: ShardMap | None = None, max_message_bytes: int = 1 << 20,
                  max_pending: int = 100_000, default_timeout: float = 30.0,
                  keys: CurveKeys | None = None, loop: asyncio.AbstractEventLoop | None = None,
-                 wording: Wording | None = None) -> None:
+                 wording: Wording | None = None, coalesce: bool = True) -> None:
         self.ctx = ctx
         self.keys = keys            # CURVE client keys for tcp endpoints (None: none)
         #: why the last handshake with the router failed (tcp), and whether it is final
@@ -140,6 +142,10 @@ class AsyncTransport(ControlRequests, MapSource):
         self.conns = Connections(self, self._on_reply, Monitors(self))
         #: a blocking caller's wait on the slot connections (:meth:`block_on`)
         self.waits = BlockingWait(self, self._on_reply)
+        #: what this turn of the loop sends to each slot, sent as one frame when the loop
+        #: goes idle (:mod:`.outbox`); None: each message sent at the call (``coalesce``
+        #: false: a blocking client's lane, whose loop runs only while a caller waits)
+        self.outbox = Outbox(self.loop, max_message_bytes, self._fail_unsent) if coalesce else None
         #: called with a slot number when that slot's connection drops (after failing its asks)
         self.on_slot_lost: Callable[[int], None] | None = None
         #: called with this transport after it installed a new map (see :meth:`set_map`)
@@ -199,9 +205,20 @@ class AsyncTransport(ControlRequests, MapSource):
     def _on_reply(self, frames: list[bytes]) -> None:
         try:
             msg = wire.unpack(frames[-1])
-            kind, rid, body = msg[0], msg[1], msg[2]
+            kind = msg[0]
+            if kind == _BATCH:          # a worker's replies of one commit (wire: "Coalescing")
+                for reply in msg[2]:
+                    self._reply(wire.unpack(reply))
+                return
         except Exception:
             return  # not ours to answer; a malformed reply is dropped
+        self._reply(msg)
+
+    def _reply(self, msg: Any) -> None:
+        try:
+            kind, rid, body = msg[0], msg[1], msg[2]
+        except Exception:
+            return
         p = self.pending.entries.pop(rid, None)
         if p is None:
             return  # late reply to a request that timed out or was failed
@@ -297,21 +314,44 @@ class AsyncTransport(ControlRequests, MapSource):
             return self.timeouts.hold(request, slot, timeout, retries, deadline)
         payload = request.encode()
         self._check_size(payload)
+        self._send(slot, payload, request.rid)
+        if deadline is None:
+            deadline = self.loop.time() + timeout
+        p = Pending(self.loop.create_future(), slot, request, timeout, retries, None, deadline)
+        self.pending.add(p)
+        return p
+
+    def _send(self, slot: int, payload: bytes, rid: int) -> None:
+        """Send a message to a worker slot: queued for this turn's batch (:mod:`.outbox`),
+        or at once; Overloaded if the slot's send queue is full."""
         c = self.conns.slot(slot)
+        if self.outbox is not None:
+            self.outbox.add(c, slot, payload, rid)
+            return
         # A drop that already happened concerns only asks sent before it: handle it now,
         # so this ask (queued for the restarted worker) is not failed with them.
         c.drain_monitor()
-        fut = self.loop.create_future()
         try:
             c.sock.send(payload, _NOBLOCK)
         except zmq.Again:
             raise Overloaded(f"send queue to worker slot {slot} is full") from None
-        if deadline is None:
-            deadline = self.loop.time() + timeout
-        p = Pending(fut, slot, request, timeout, retries, None, deadline)
-        self.pending.add(p)
         c.pump.kick()
-        return p
+
+    def _fail_unsent(self, rids: list[int], exc: ActorError) -> None:
+        """Asks whose batch could not be sent (:mod:`.outbox`) fail with ``exc``."""
+        for rid in rids:
+            p = self.pending.entries.pop(rid, None)
+            if p is None:
+                continue
+            if p.timer is not None:
+                p.timer.cancel()
+            if not p.fut.done():
+                p.fut.set_exception(exc)
+
+    def flush(self) -> None:
+        """Send what this turn of the loop has queued now (:mod:`.outbox`)."""
+        if self.outbox is not None:
+            self.outbox.flush()
 
     def request_ctx(self, rid: int, ctx: dict[str, Any] | None = None) -> dict[str, Any]:
         """The call context of the ask ``rid``: ``ctx`` with this client's request id for
@@ -400,14 +440,9 @@ class AsyncTransport(ControlRequests, MapSource):
             ctx = {"trace": trace} if trace is not None else None
         payload = Tell(0, type_name, key, method, list(args), kwargs or {}, ctx).encode()
         self._check_size(payload)
-        c = self.conns.slot(slot)
-        try:
-            c.sock.send(payload, _NOBLOCK)
-        except zmq.Again:
-            raise Overloaded(f"send queue to worker slot {slot} is full") from None
+        self._send(slot, payload, 0)
         if self.watch is not None:
             self.watch.sent_tell()
-        c.pump.kick()
 
     def pending_count(self) -> int:
         return len(self.pending.entries)
@@ -417,6 +452,7 @@ class AsyncTransport(ControlRequests, MapSource):
         still queued (a tell just sent) may take to leave."""
         if self.closed:
             return
+        self.flush()          # (a tell queued this turn leaves within the linger)
         self.closed = True
         self.timeouts.close()
         if self.watch is not None:

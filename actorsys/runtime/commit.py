@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from .activation import Activation, Envelope
     from .catalog import Catalog
     from .replication import Replication
+    from .replies import ReplyBatches
     from .ws_routes import GatewayRoutes
 
 log = get_logger("worker")
@@ -298,25 +299,27 @@ class GatewayLink:
 
 class Sockets:
     """Where a worker's committed output leaves (:class:`~.commit.Output`): replies on
-    its ROUTER socket, tells through its client transport, WebSocket effects to the
-    gateway, EXITs to the supervision tree. What cannot leave is counted, never raised."""
+    its ROUTER socket (coalesced per peer: ``replies.py``), tells through its client
+    transport, WebSocket effects to the gateway, EXITs to the supervision tree. What
+    cannot leave is counted, never raised."""
 
     def __init__(self, sock: zmq.Socket[Any], transport: AsyncTransport,
                  gateway: GatewayLink | GatewayRoutes,
                  tree_sock: zmq.Socket[Any] | None, kick: Callable[[], None],
-                 counters: dict[str, int]) -> None:
+                 counters: dict[str, int], replies: ReplyBatches) -> None:
         self.sock, self.transport, self.gateway, self.tree_sock = sock, transport, gateway, tree_sock
-        self.kick = kick
+        self._kick = kick
         self.counters = counters
+        #: replies coalesced per peer until the next flush (``replies.py``)
+        self.replies = replies
 
     def send(self, to: Envelope, payload: bytes) -> None:
-        send = self.sock.send
-        try:
-            for frame in to:      # plain sends: send_multipart costs ~4 us more per reply
-                send(frame, _SNDMORE_NOBLOCK)
-            send(payload, _NOBLOCK)
-        except zmq.ZMQError:
-            self.counters["dropped_replies"] += 1
+        self.replies.send(to, payload)
+
+    def kick(self) -> None:
+        """The end of a release: the replies leave, and the socket is re-checked."""
+        self.replies.flush()
+        self._kick()
 
     def forward(self, to: bytes, payload: bytes) -> bool:
         try:

@@ -14,6 +14,9 @@ alarms its clock hands over, to the collaborator that serves it (made by
   idle actor with an empty mailbox runs at once.
 * **The supervision tree's** SPAWN with options and STOP (``children.py``); refused
   where there is no tree.
+* **Batches** (``wire.BATCH``): a peer's messages coalesced in one frame, each handled
+  (and answered) in order exactly as if it had come alone; a batch inside a batch is
+  refused.
 * **What the worker answers itself**: LIST, PING, METRICS, TOP, STATUS, MAP, and the
   router's SHARDS commands (``grants.py``).
 * **What only a node started for testing serves** (``testing_asks.py``): ``$run`` is every
@@ -51,7 +54,7 @@ if TYPE_CHECKING:
     from .grants import Grants, ShardCommands
     from .replication import Replication
 
-_ASK, _TELL, _SPAWN = wire.ASK, wire.TELL, wire.SPAWN
+_ASK, _TELL, _SPAWN, _BATCH = wire.ASK, wire.TELL, wire.SPAWN, wire.BATCH
 #: what the catalog refuses an address for (answered to the sender, if it awaits a reply)
 _REFUSED = (UnknownActorType, BadRequest, WrongShard, ShardUnavailable)
 
@@ -99,19 +102,45 @@ class Dispatch:
             if r.rid == 0 and isinstance(r.error, MessageTooLarge):   # a tell (rid 0): no reader
                 self.loud.dropped("?", "?", "?", r.error)
             return
+        if op == _BATCH:
+            self._batch(envelope, rest[0])
+            return
+        self._one(envelope, op, rid, rest, frames[-1])
+
+    def _batch(self, envelope: Envelope, payloads: list[bytes]) -> None:
+        """A peer's coalesced messages (``wire.BATCH``): each in order, as if alone."""
+        c = self.counters
+        c["received"] += len(payloads) - 1
+        c["batches"] += 1
+        decode = wire.decode_payload
+        for payload in payloads:
+            try:
+                op, rid, rest = decode(envelope, payload)
+            except wire.Rejected as r:
+                c["bad_frames"] += 1
+                self.reject(r.envelope, r.rid, r.error)
+                continue
+            if op == _BATCH:
+                c["bad_frames"] += 1
+                self.reject(envelope, rid, BadRequest("a batch holds no batch"))
+                continue
+            self._one(envelope, op, rid, rest, payload)
+
+    def _one(self, envelope: Envelope, op: int, rid: int, rest: list[Any], payload: bytes) -> None:
+        """One message, alone in its frame or out of a batch (``payload``: its bytes)."""
         try:
-            self._dispatch(envelope, op, rid, rest, frames)
+            self._dispatch(envelope, op, rid, rest, payload)
         except ActorError as exc:   # refused, or an address's record could not be read
             self.reject(envelope, rid, exc)
             if op == _TELL:
                 self.loud.dropped(rest[0], rest[1], rest[2], exc)
 
     def _dispatch(self, envelope: Envelope, op: int, rid: int, rest: list[Any],
-                  frames: list[bytes]) -> None:
+                  payload: bytes) -> None:
         c = self.counters
         if op == _ASK or op == _TELL:
             dropped = self._deliver(op, envelope if op == _ASK else None, rid, rest[0], rest[1],
-                                    rest[2], rest[3], rest[4], frames[-1],
+                                    rest[2], rest[3], rest[4], payload,
                                     rest[5] if len(rest) > 5 else None)
             if dropped is not None:     # a tell refused: the log is the only place it shows
                 self.loud.dropped(rest[0], rest[1], rest[2], dropped)

@@ -76,6 +76,7 @@ from . import testing_asks, ws_turns
 from .activation import ENDING, RUNNING, START, Internal
 from .assembly import Runtime
 from .commit import GatewayLink, Sockets
+from .replies import ReplyBatches
 from .dispatch import Dispatch
 from .ws_routes import GatewayRoutes
 from .grants import Grants, ShardCommands
@@ -117,7 +118,7 @@ class Worker:
         #: the slot's database was lost at start (storage/lost.py): no shard is served
         #: here until its copy is complete (grants.py); for the worker's whole life
         self.lost = False
-        self.counters = {"received": 0, "bad_frames": 0, "turns": 0, "failures": 0,
+        self.counters = {"received": 0, "batches": 0, "bad_frames": 0, "turns": 0, "failures": 0,
                          "activations": 0, "passivations": 0, "evictions": 0,
                          "dropped_replies": 0, "dropped_ws": 0, "overloaded": 0, "storage_errors": 0,
                          "exits": 0,
@@ -221,7 +222,9 @@ class Worker:
         self.gateway = GatewayLink(self.ctx, self.gateway_endpoint, client_keys,
                                    cfg.max_message_bytes, self.counters)
         self.output = Sockets(self.sock, self.transport, self.gateway, self.tree_sock,
-                              self.pump.kick, self.counters)
+                              self.pump.kick, self.counters,
+                              ReplyBatches(self.sock, cfg.max_message_bytes, loop.call_soon,
+                                           self.counters))
         self.rt = rt = Runtime(cfg, self.slot, self.map, self.store, loop, self.output,
                                self.transport, self.classes, self.handlers, self.counters,
                                supervised=self.tree_endpoint is not None, beats=self.beats)
@@ -293,6 +296,7 @@ class Worker:
             self.gateway.close()
             if self.routes is not None:
                 self.routes.close()
+            self.output.replies.flush()
             self.listener.close(500)   # give the last flushed replies time to leave
             self.store.close()
             if self.turns.telemetry.tracing is not None:
