@@ -34,7 +34,6 @@ Usage: ``scripts/bench [--quick] [--durability process|fsync] [--json FILE] [--w
 """
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sys
@@ -43,8 +42,8 @@ import time
 import zmq
 
 import actorsys
-from actorsys.testing.bench import (TYPE, Resources, actorsys_pipelined, fmt_num, log, pct,
-                                    phases, raw_pipelined, run_and_report)
+from actorsys.testing.bench import (TYPE, Resources, actorsys_pipelined, bench_async_tells, fmt_num,
+                                    log, pct, phases, raw_pipelined, run_and_report)
 from actorsys.testing.rawecho import ASK, TELL, packb, raw_recv, raw_socket, raw_wait_ready
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -163,32 +162,6 @@ def bench_tells(node, res: Resources, raw_ep: str, n: int, rounds: int) -> dict:
     a, r = max(a_s), max(r_s)
     return {"actorsys": {"per_s": a, "rounds_per_s": a_s}, "raw": {"per_s": r, "rounds_per_s": r_s},
             "ratio": a / r, "n": n, "target": None, "meets_target": None}
-
-
-async def _async_tells(endpoint: str, n: int) -> float:
-    """``n`` tells from the asyncio client in one turn of its loop (coalesced: one frame
-    per slot per batch), then one ask; the seconds they took."""
-    async with actorsys.connect_async(endpoint, timeout=30) as c:
-        ref = c.ref(TYPE, "async-tells")
-        base = await ref.ask("get")
-        tell = ref.tell
-        t0 = time.perf_counter()
-        for _ in range(n):
-            tell("add", 1)
-        final = await ref.ask("get", timeout=60.0)
-        el = time.perf_counter() - t0
-        if final - base != n:
-            raise RuntimeError(f"{n} tells sent, {final - base} processed")
-        return el
-
-
-def bench_async_tells(node, n: int, rounds: int, raw_rate: float) -> dict:
-    """Tells from the asyncio client (coalesced), beside the raw per-message pump's rate
-    measured by :func:`bench_tells` in the same run."""
-    a_s = [n / asyncio.run(_async_tells(node.endpoint, n)) for _ in range(rounds)]
-    a = max(a_s)
-    return {"actorsys": {"per_s": a, "rounds_per_s": a_s}, "raw": {"per_s": raw_rate},
-            "ratio": a / raw_rate, "n": n, "target": ">= 1.0x raw", "meets_target": a >= raw_rate}
 
 
 def bench_activations(node, n: int, window: int, rounds: int, raw_rate: float) -> dict:

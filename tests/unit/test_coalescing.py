@@ -131,7 +131,8 @@ def test_a_tell_just_before_close_still_leaves(tmp_path):
             k = keys_on(t, 1, 1)[0]
             for i in range(5):
                 t.tell("T", k, "note", [i])
-        run(fake, body)           # closes the transport in the same turn as the tells
+            t.close(linger_ms=2000)      # in the same turn as the tells, as the clients close
+        run(fake, body)
         got = fake.wait_for(lambda: len(fake.requests(1, wire.TELL)) == 5 and fake.requests(1, wire.TELL),
                             "the tells")
     assert [r[5] for r in got] == [[i] for i in range(5)]
