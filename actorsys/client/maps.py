@@ -173,6 +173,7 @@ class MapSource:
         self.max_message_bytes = max_message_bytes
         if self.outbox is not None:          # (a batch's frame: at most the node's limit)
             self.outbox.limit = max_message_bytes
+            self.outbox.enabled = shard_map.batches
         self.tree_endpoint = tree_endpoint
         self.subscribers = subscribers
         self._use_server_keys(shard_map)

@@ -4,28 +4,39 @@ A transport running in its own event loop (the asyncio client, a worker's, the r
 the gateway's, the supervision tree's) does not send each ask, spawn or tell at the call:
 it queues the message's bytes for the slot's connection, and the first message queued
 in a turn of the loop schedules one :meth:`Outbox.flush` with ``call_soon``. The flush
-runs once the callbacks already due have run, that is when the loop would otherwise go
-idle or wait for I/O, and sends each connection's queue as one ``wire.BATCH`` frame (a
-lone message as itself). Nothing waits on a timer: a message sent in a quiet loop leaves
-in the same turn of the loop, only after the callbacks that were due anyway.
+runs at the start of the loop's next turn, after the callbacks already due and before
+that turn's I/O, and sends each connection's queue as one ``wire.BATCH`` frame (a lone
+message as itself). Nothing waits on a timer: a message sent in a quiet loop leaves in
+the next turn of the loop. (Tasks woken in the same turn as the flush form the next
+batch.)
 
 Rules (``actorsys/protocol/wire.py``, "Coalescing", has the frame):
 
+* **Only to a node that reads batches**: until the node's map says ``batches`` (every
+  node of this version), :attr:`Outbox.enabled` is False and every message leaves at
+  the call, alone.
 * **Order.** A connection's messages leave in the order queued; a batch is handled by
   the worker in that order, so per-sender order is what it was.
 * **Size.** A batch holds at most :data:`~actorsys.protocol.wire.MAX_BATCH` messages and
-  its frame at most the node's ``max_message_bytes``; a message that would take a batch
-  past either sends that batch at once and starts the next. A message over
-  :data:`ALONE_BYTES` is sent at the call, alone, after the batch queued before it.
+  its frame at most :data:`FRAME_BYTES` (or the node's ``max_message_bytes``, if
+  smaller); a message that would take a batch past either sends that batch at once and
+  starts the next. A message over :data:`ALONE_BYTES` is sent at the call, alone, after
+  the batch queued before it.
 * **Back-pressure, at the call.** When a connection's batch starts, its socket must be
   able to take a message now (``ZMQ_EVENTS`` shows ``POLLOUT``), or the call raises
   :class:`~actorsys.errors.Overloaded`, as an unqueued send does when the send queue is
-  full. A batch is one frame, so a batch begun on a writable socket leaves.
+  full. A coalescing transport's slot connections queue at most
+  :data:`SEND_HWM_FRAMES` frames (each at most ``MAX_BATCH`` messages and
+  ``FRAME_BYTES``: 256 MiB at most per connection).
+* **Worker loss.** The connection's monitor is read before a batch is sent, so a drop
+  it reports fails only what was sent before; asks still queued are not failed by a
+  drop seen meanwhile (:meth:`Outbox.unsent`).
 * **A send that fails anyway** (the socket closed under it): the batch's asks fail with
   :class:`~actorsys.errors.Overloaded` (``fail``), its tells are counted in
-  :attr:`Outbox.dropped_tells` and logged, rate-limited (``actorsys.client``).
+  :attr:`Outbox.dropped_tells` (and told to ``on_lost``: a worker counts them in
+  ``dropped_replies``) and logged, rate-limited (``actorsys.client``).
 * **Close.** A transport flushes before it closes its sockets, so a tell queued just
-  before ``close`` leaves within the close's linger, as an unqueued one did.
+  before ``close`` leaves within the close's linger (the clients': 500 ms).
 
 A blocking client's lanes send at the call (their loop runs only while a caller waits):
 see :mod:`.lanes`.
@@ -50,6 +61,13 @@ _ITEM, _HEAD = wire.BATCH_ITEM_OVERHEAD, wire.BATCH_OVERHEAD
 #: a message larger than this leaves at once and alone (after what was queued before it):
 #: copying it into a batch costs more than the frame it saves
 ALONE_BYTES = 64 * 1024
+#: a batch's frame is at most this many bytes (or the node's max_message_bytes, if
+#: smaller): the gain levels off long before, and a cluster's nodes may have smaller limits
+FRAME_BYTES = 256 * 1024
+#: a coalescing transport's frames queued per slot connection before a send is refused
+#: (its ZeroMQ SNDHWM): with up to MAX_BATCH messages a frame, the bound in messages
+#: stays near the one an uncoalesced connection has (SEND_HWM messages)
+SEND_HWM_FRAMES = 1000
 
 
 class _Queued:
@@ -67,19 +85,25 @@ class _Queued:
 
 
 class Outbox:
-    """A transport's queued messages, per connection, until the loop's next idle moment
-    (see the module docstring). ``limit``: a frame's most bytes (the node's
-    ``max_message_bytes``); ``fail(rids, error)``: fail those pending asks."""
+    """A transport's queued messages, per connection, until the loop's next turn (see
+    the module docstring). ``limit``: the node's ``max_message_bytes`` (a frame's most
+    bytes is the smaller of it and :data:`FRAME_BYTES`); ``fail(rids, error)``: fail
+    those pending asks."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, limit: int,
                  fail: Callable[[list[int], ActorError], None]) -> None:
         self.loop, self.limit, self.fail = loop, limit, fail
         self.queued: dict[Conn, _Queued] = {}
         self._scheduled = False
-        #: tells that a failed send lost (logged)
+        #: False until the node says its workers read batches (its map: ``batches``);
+        #: until then every message is sent alone, at the call
+        self.enabled = False
+        #: tells that a failed send lost (logged; and told to ``on_lost``)
         self.dropped_tells = 0
         #: frames that carried more than one message, since the transport was made
         self.batches = 0
+        #: called with the number of tells a failed send lost (a worker counts them)
+        self.on_lost: Callable[[int], None] | None = None
         self._log = RateLimit(log, "lost tells", burst=5, window=60.0)
 
     def add(self, conn: Conn, slot: int, payload: bytes, rid: int) -> None:
@@ -89,21 +113,23 @@ class Outbox:
         q = self.queued.get(conn)
         size = len(payload) + _ITEM
         big = size > ALONE_BYTES
-        if q is not None and (big or q.size + size > self.limit or len(q.payloads) >= wire.MAX_BATCH):
-            del self.queued[conn]
+        if q is not None and (big or q.size + size > min(self.limit, FRAME_BYTES)
+                              or len(q.payloads) >= wire.MAX_BATCH):
             self._send(q)          # full (or this one goes alone): this one starts the next
             q = None
         if q is None:
             conn.drain_monitor()   # a drop seen already concerns what was sent before it
-        if big:                    # nothing to gain from company: sent now, alone
+        if big or not self.enabled:     # sent now, alone
             try:
                 conn.sock.send(payload, _NOBLOCK)
             except zmq.Again:
                 raise Overloaded(f"send queue to worker slot {slot} is full") from None
-            conn.pump.kick()
+            finally:
+                conn.pump.kick()
             return
         if q is None:
             if not cast(int, conn.sock.getsockopt(_EVENTS)) & _POLLOUT:
+                conn.pump.kick()   # (reading ZMQ_EVENTS may have taken the FD's edge)
                 raise Overloaded(f"send queue to worker slot {slot} is full")
             q = self.queued[conn] = _Queued(conn, slot)
             if not self._scheduled:
@@ -116,17 +142,21 @@ class Outbox:
     def flush(self) -> None:
         """Send every connection's queue now (see the module docstring)."""
         self._scheduled = False
-        queued, self.queued = self.queued, {}
-        for q in queued.values():
+        for q in list(self.queued.values()):
             self._send(q)
 
-    def discard(self, conn: Conn) -> None:
-        """Forget what is queued for ``conn`` (its connection is being closed; its asks
-        are failed by whoever closes it)."""
-        self.queued.pop(conn, None)
+    def unsent(self, slot: int) -> set[int]:
+        """The request ids of the asks queued for worker slot ``slot``, not sent yet (a
+        drop of its connection seen now does not concern them)."""
+        return {rid for q in self.queued.values() if q.slot == slot for rid in q.rids if rid}
 
     def _send(self, q: _Queued) -> None:
+        """Send ``q`` (still in :attr:`queued`: a drop its monitor reports first fails
+        only what was sent before it) and forget it."""
         c = q.conn
+        if not c.closed:
+            c.drain_monitor()
+        self.queued.pop(c, None)
         if c.closed:
             return self._lost(q, "its connection was closed")
         payloads = q.payloads
@@ -140,7 +170,8 @@ class Outbox:
         except zmq.ZMQError as exc:
             reason = "the send queue is full" if isinstance(exc, zmq.Again) else str(exc)
             return self._lost(q, reason)
-        c.pump.kick()
+        finally:
+            c.pump.kick()
 
     def _lost(self, q: _Queued, reason: str) -> None:
         asks = [rid for rid in q.rids if rid]
@@ -149,5 +180,7 @@ class Outbox:
             self.fail(asks, Overloaded(f"send to worker slot {q.slot} failed: {reason}"))
         if tells:
             self.dropped_tells += tells
+            if self.on_lost is not None:
+                self.on_lost(tells)
             if self._log.allow(str(q.slot)):
                 log.warning("%d tell(s) to worker slot %d were lost: %s", tells, q.slot, reason)

@@ -16,7 +16,12 @@ Rules, the same for every user of the transport:
 * Worker loss: a socket monitor on every slot connection fails the requests in flight
   on that slot the moment the connection drops (:class:`~actorsys.errors.WorkerLost`);
   ZeroMQ keeps queueing new messages for the slot until its worker is back on the
-  same endpoint. A drop that happened before a send does not concern that send.
+  same endpoint. A drop that happened before a send does not concern that send, nor
+  an ask still queued in this turn's batch (:mod:`.outbox`) when the drop is seen.
+* Coalescing: in its own loop (not a blocking client's lane), what one turn of the loop
+  sends to a slot leaves as one ``BATCH`` frame in the loop's next turn, once the
+  node's map says its workers read batches (:mod:`.outbox`); control requests (status,
+  ping, list) leave at the call.
 * Request ids: every ask carries a request id unique to this transport in its call
   context (``ctx["id"]``: 8 random bytes made once per transport, then the ask's
   sequence number); a worker answers a repeated id with the reply it recorded
@@ -35,7 +40,8 @@ Rules, the same for every user of the transport:
   watched transport whose router connection drops moves on to the next (see
   :mod:`.reachability`).
 * Overload: at most ``max_pending`` requests in flight, and a slot whose send queue is
-  full refuses at once; both raise :class:`~actorsys.errors.Overloaded`. A message
+  full refuses at once (coalescing: when a batch would start on it); both raise
+  :class:`~actorsys.errors.Overloaded`. A message
   over the node's ``max_message_bytes`` is :class:`~actorsys.errors.MessageTooLarge`.
 * CURVE (tcp): a monitor on the router connection records why a handshake failed; a
   refused key fails the requests to the router at once and every later one.
@@ -146,6 +152,8 @@ class AsyncTransport(ControlRequests, MapSource):
         #: goes idle (:mod:`.outbox`); None: each message sent at the call (``coalesce``
         #: false: a blocking client's lane, whose loop runs only while a caller waits)
         self.outbox = Outbox(self.loop, max_message_bytes, self._fail_unsent) if coalesce else None
+        if self.outbox is not None and shard_map is not None:
+            self.outbox.enabled = shard_map.batches
         #: called with a slot number when that slot's connection drops (after failing its asks)
         self.on_slot_lost: Callable[[int], None] | None = None
         #: called with this transport after it installed a new map (see :meth:`set_map`)
@@ -205,14 +213,16 @@ class AsyncTransport(ControlRequests, MapSource):
     def _on_reply(self, frames: list[bytes]) -> None:
         try:
             msg = wire.unpack(frames[-1])
-            kind = msg[0]
-            if kind == _BATCH:          # a worker's replies of one commit (wire: "Coalescing")
-                for reply in msg[2]:
-                    self._reply(wire.unpack(reply))
-                return
+            batch = msg[2] if msg[0] == _BATCH else None
         except Exception:
             return  # not ours to answer; a malformed reply is dropped
-        self._reply(msg)
+        if batch is None:
+            return self._reply(msg)
+        for reply in batch:           # a worker's replies of one commit (wire: "Coalescing")
+            try:
+                self._reply(wire.unpack(reply))
+            except Exception:         # one bad reply costs only its own ask (its deadline)
+                log.warning("a malformed reply in a batch from a worker was dropped", exc_info=True)
 
     def _reply(self, msg: Any) -> None:
         try:

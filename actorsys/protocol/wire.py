@@ -67,13 +67,14 @@ follower could not deliver (the asker was not connected there) is
 connect to (``actorsys/runtime/replication.py``, ``actorsys/client/transport.py``).
 
 Coalescing (issue 19). A client transport running in an event loop sends the requests
-and tells it makes in one turn of the loop to one worker slot as one ``BATCH`` frame,
-when the loop goes idle (never on a timer: nothing waits for company), and a worker
-sends the replies of one group commit to one peer as one ``BATCH`` of replies
-(``[BATCH, 0, [reply, ...]]``). Only a peer whose routing id begins with
-:data:`BATCH_PEER` (an actorsys transport's) is sent a ``BATCH`` of replies, so a raw
-peer always sees one reply per frame. A batch's frame is at most the node's
-``max_message_bytes``; order within a batch is the order sent, so per-sender order holds.
+and tells it makes in one turn of the loop to one worker slot as one ``BATCH`` frame, in
+the loop's next turn (never on a timer: nothing waits for company), and a worker sends
+the replies of one group commit to one peer as one ``BATCH`` of replies
+(``[BATCH, 0, [reply, ...]]``), but only to a peer that has sent it a ``BATCH``: a peer
+that sends single messages always gets one reply per frame. A node's map says whether
+its workers read batches (``"batches": true``); a client sends them only then. A
+batch's frame is at most 256 KiB (or the node's ``max_message_bytes``, if smaller);
+order within a batch is the order sent, so per-sender order holds.
 
 Nothing arriving from a socket is ever unpickled: msgpack only, and extension types
 are left as opaque ``msgpack.ExtType`` values.
@@ -118,9 +119,6 @@ MAX_BATCH = 1024
 #: msgpack bin header): a batch of payloads ``p`` is at most ``BATCH_OVERHEAD +
 #: sum(len(x) + BATCH_ITEM_OVERHEAD for x in p)`` bytes
 BATCH_OVERHEAD, BATCH_ITEM_OVERHEAD = 16, 5
-#: the first byte of the routing id of a peer that reads BATCH replies (every actorsys
-#: transport's: ``client/transport.py``); ZeroMQ's own ids begin with a zero byte
-BATCH_PEER = b"c"
 
 _packb: Callable[[Any], bytes] = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 

@@ -107,8 +107,12 @@ class Output(Protocol):
     def exit(self, msg: Exit) -> None:
         """A supervised child's EXIT, for the supervision tree."""
 
+    def batch_peer(self, to: Envelope) -> None:
+        """The peer ``to`` sent a BATCH: its replies may be coalesced (``replies.py``)."""
+
     def kick(self) -> None:
-        """Output was sent: re-check the incoming socket (its FD is edge-triggered)."""
+        """Output was released: send the replies held for coalescing, and re-check the
+        incoming socket (its FD is edge-triggered)."""
 
 
 class GroupCommit:
@@ -316,8 +320,14 @@ class Sockets:
     def send(self, to: Envelope, payload: bytes) -> None:
         self.replies.send(to, payload)
 
+    def batch_peer(self, to: Envelope) -> None:
+        self.replies.batch_peer(to)
+
     def kick(self) -> None:
-        """The end of a release: the replies leave, and the socket is re-checked."""
+        """The end of a release: the tells queued by the transport leave, then the
+        replies (so a turn's tells leave no later than its reply, as when each left at
+        once), and the socket is re-checked."""
+        self.transport.flush()
         self.replies.flush()
         self._kick()
 

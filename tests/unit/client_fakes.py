@@ -122,6 +122,7 @@ class FakeNode:
     def _bind(self, slot: int) -> zmq.Socket:
         s = self._ctx.socket(zmq.ROUTER)
         s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.SNDHWM, 0)     # (a burst of replies is never dropped by the fake)
         s.bind(self.endpoint if slot == ROUTER else self.worker_endpoints[slot])
         self._socks[slot] = s
         return s

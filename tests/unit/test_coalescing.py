@@ -166,6 +166,34 @@ def test_a_batch_whose_connection_closed_fails_its_asks_and_counts_its_tells(tmp
     assert dropped == 1
 
 
+def test_a_drop_seen_while_asks_are_queued_fails_only_what_was_sent(tmp_path):
+    with FakeNode(str(tmp_path)) as fake:
+        async def body(t: AsyncTransport) -> tuple[Any, list[Any]]:
+            k = keys_on(t, 0, 1)[0]
+            first = t.ask("T", k, "add", [0])
+            await asyncio.sleep(0)               # sent
+            fake.wait_for(lambda: fake.requests(0, wire.ASK), "the first ask")
+            fake.drop(0)
+            fake.restore(0)
+            later = [t.ask("T", k, "add", [i]) for i in range(1, 1100)]   # queued, and a full batch
+            done = await asyncio.gather(first, *later, return_exceptions=True)
+            return done[0], done[1:]
+        first, later = run(fake, body)
+    assert type(first).__name__ == "WorkerLost", first
+    failed = [r for r in later if isinstance(r, Exception)]
+    assert not failed, failed[:2]
+
+
+def test_a_node_whose_map_does_not_say_batches_gets_every_message_alone(tmp_path):
+    with FakeNode(str(tmp_path)) as fake:
+        fake.map.batches = False
+        async def body(t: AsyncTransport) -> None:
+            k = keys_on(t, 0, 1)[0]
+            await asyncio.gather(*(t.ask("T", k, "add", [i]) for i in range(20)))
+        run(fake, body)
+        assert fake.batches == [] and len(fake.requests(0, wire.ASK)) == 20
+
+
 # -- the worker: one frame of replies per peer per flush -------------------------------------
 
 @pytest.fixture
@@ -175,17 +203,16 @@ def router_pair():
     r.setsockopt(zmq.ROUTER_MANDATORY, 1)
     r.bind("inproc://replies")
     peers = {}
-    for rid in (b"c" + b"1" * 8, None):       # an actorsys transport's id, and ZeroMQ's own
+    for name in ("batching", "single"):
         d = ctx.socket(zmq.DEALER)
-        if rid is not None:
-            d.setsockopt(zmq.ROUTING_ID, rid)
+        d.setsockopt(zmq.ROUTING_ID, b"c" + name.encode())   # (the prefix means nothing)
         d.connect("inproc://replies")
         d.send(b"hello")
-        peers["ours" if rid else "raw"] = d
+        peers[name] = d
     ids = {}
     for _ in range(2):
         ident, _hello = r.recv_multipart()
-        ids["ours" if ident[:1] == b"c" else "raw"] = ident
+        ids[ident[1:].decode()] = ident
     yield r, peers, ids
     for s in (r, *peers.values()):
         s.close(0)
@@ -199,31 +226,45 @@ def received(sock: zmq.Socket) -> list[Any]:
     return out
 
 
-def test_replies_to_a_transport_leave_as_one_frame_and_a_raw_peer_gets_each_alone(router_pair):
+def test_replies_to_a_peer_that_sent_a_batch_leave_as_one_frame_others_alone(router_pair):
     r, peers, ids = router_pair
     soon: list[Any] = []
-    counters = {"dropped_replies": 0}
-    out = ReplyBatches(r, 1 << 20, soon.append, counters)
+    kicks: list[int] = []
+    out = ReplyBatches(r, 1 << 20, soon.append, {"dropped_replies": 0}, lambda: kicks.append(1))
+    out.batch_peer((ids["batching"],))
     for i in range(5):
-        out.send((ids["ours"],), wire.ok(i, i * 10))
-        out.send((ids["raw"],), wire.ok(i, i * 10))
-    assert soon == [out.flush], "one flush scheduled"
-    out.flush()
-    ours, raw = received(peers["ours"]), received(peers["raw"])
+        out.send((ids["batching"],), wire.ok(i, i * 10))
+        out.send((ids["single"],), wire.ok(i, i * 10))
+    assert len(soon) == 1, "one flush scheduled"
+    soon[0]()
+    assert kicks == [1], "a flush of its own re-checks the worker's socket"
+    ours, single = received(peers["batching"]), received(peers["single"])
     assert len(ours) == 1 and ours[0][0] == wire.BATCH
     assert [wire.unpack(p) for p in ours[0][2]] == [[wire.OK, i, i * 10] for i in range(5)]
-    assert raw == [[wire.OK, i, i * 10] for i in range(5)], "sent at once, alone"
+    assert single == [[wire.OK, i, i * 10] for i in range(5)], "sent at once, alone"
 
 
 def test_reply_batches_respect_the_frame_limit_and_count_what_cannot_leave(router_pair):
     r, peers, ids = router_pair
     counters = {"dropped_replies": 0}
-    out = ReplyBatches(r, 10_000, lambda f: None, counters)
+    out = ReplyBatches(r, 10_000, lambda f: None, counters, lambda: None)
+    out.batch_peer((ids["batching"],))
+    out.batch_peer((b"c-gone-peer",))
     for i in range(10):
-        out.send((ids["ours"],), wire.ok(i, "y" * 2000))
+        out.send((ids["batching"],), wire.ok(i, "y" * 2000))
     out.send((b"c-gone-peer",), wire.ok(1, 1))
     out.send((b"c-gone-peer",), wire.ok(2, 2))
-    out.flush()
-    frames = received(peers["ours"])
+    assert out.flush()
+    frames = received(peers["batching"])
     assert [len(f[2]) if f[0] == wire.BATCH else 1 for f in frames] == [4, 4, 2]
     assert counters["dropped_replies"] == 2, "an unknown peer's batch counts each reply"
+
+
+def test_the_batch_peers_remembered_are_bounded():
+    from actorsys.runtime.replies import MAX_BATCH_PEERS
+    out = ReplyBatches(None, 1 << 20, lambda f: None, {}, lambda: None)   # type: ignore[arg-type]
+    for i in range(MAX_BATCH_PEERS + 10):
+        out.batch_peer((b"p%d" % i,))
+    out.batch_peer((b"p5",))           # seen again: the most recent
+    assert len(out.peers) == MAX_BATCH_PEERS
+    assert b"p0" not in out.peers and b"p5" in out.peers and b"p%d" % (MAX_BATCH_PEERS + 9) in out.peers
