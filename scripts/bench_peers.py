@@ -28,10 +28,10 @@ is what compares. ``scripts/savina/workloads.py`` holds the numbers.
 
 What is reported: per workload and runtime, the rate (``units / seconds``, the unit
 named per workload: round trips, increments, messages, actors, hops, meetings, pings,
-transfers) and the seconds (best of ``--rounds``: the highest rate), and the ratio
-actorsys / peer of the rates: above 1 actorsys is faster, below 1 the peer is. The
-seconds run from a workload's first message (its actors set up before, except in
-Fork-Join creation) until the driver knows the last report arrived.
+transfers) and the seconds (best of ``--rounds``, default 3, a quick run 1: the highest
+rate), and the ratio actorsys / peer of the rates: above 1 actorsys is faster, below 1
+the peer is. The seconds run from a workload's first message (its actors set up before,
+except in Fork-Join creation) until the driver knows the last report arrived.
 
 Everything started (the node, Thespian's admin and actors, Ray's processes, temporary
 directories) is stopped and removed at the end, also on an error, Ctrl-C or SIGTERM; each
@@ -113,7 +113,12 @@ def run_runtime(runtime: str, res: Resources, args: Any, mode: str) -> dict[str,
     out: dict[str, Any] = {"describe": runner.describe(), "workloads": {}}
     t0 = time.monotonic()
     try:
-        runner.start()
+        try:
+            runner.start()
+        except Exception as exc:              # (reported, and the next runtime runs)
+            out["problem"] = f"did not start: {type(exc).__name__}: {exc}"
+            log(f"{TITLES[runtime]} {out['problem']}")
+            return out
         log(f"{TITLES[runtime]} up in {time.monotonic() - t0:.1f} s: {runner.describe()}")
         for name in args.workloads:
             try:
@@ -128,13 +133,17 @@ def run_runtime(runtime: str, res: Resources, args: Any, mode: str) -> dict[str,
             else:
                 log(f"{TITLES[runtime]} {name}: {r['problem']}")
     finally:
+        t1 = time.monotonic()
         quietly(runner.stop)
+        log(f"{TITLES[runtime]} stopped in {time.monotonic() - t1:.1f} s")
     out["seconds"] = round(time.monotonic() - t0, 1)
     return out
 
 
 def run(args: Any, res: Resources) -> dict[str, Any]:
     mode = "quick" if args.quick else "full"
+    if args.quick:
+        args.rounds = 1
     meta = {"mode": mode, "rounds": args.rounds, "cpus": os.cpu_count(),
             "python": sys.version.split()[0], "workers": args.workers,
             "loadavg_before": [round(x, 2) for x in os.getloadavg()],
@@ -188,13 +197,16 @@ def _table(head: list[str], rows: list[list[str]], markdown: bool) -> None:
 
 def print_report(results: dict[str, Any], meta: dict[str, Any], markdown: bool = False) -> None:
     ratio = ratios(results)
-    ran = [rt for rt in meta["runtimes"] if "workloads" in results[rt]]
+    ran = [rt for rt in meta["runtimes"] if "workloads" in results[rt] and "problem" not in results[rt]]
     print()
     print(f"Savina micro-benchmarks, {meta['mode']} run (best of {meta['rounds']}), "
           f"{meta['cpus']} CPUs, load average {meta['loadavg_before']} -> {meta['loadavg_after']}")
     for rt in meta["runtimes"]:
         r = results[rt]
-        print(f"  {TITLES[rt]}: " + (f"skipped, {r['skipped']}" if "skipped" in r else r["describe"]))
+        if "problem" in r:
+            _failed.append(f"{TITLES[rt]}: {r['problem']}")
+        print(f"  {TITLES[rt]}: " + (f"skipped, {r['skipped']}" if "skipped" in r else
+                                     f"FAILED, {r['problem']}" if "problem" in r else r["describe"]))
     print("rate = units/s (best round); actorsys/peer = actorsys' rate / the peer's: above 1 "
           "actorsys is faster\n")
 
@@ -251,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="which runtimes, comma-separated (default: all; those not installed are skipped)")
     ap.add_argument("--workloads", type=names(W.WORKLOADS), default=list(W.WORKLOADS),
                     help="which workloads, comma-separated (default: all eight)")
-    ap.add_argument("--rounds", type=int, default=1, help="runs of each workload; the best rate counts")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="runs of each workload in a full run (a quick run makes one); the best rate counts")
     ap.add_argument("--workers", type=int, default=2, help="worker processes of the actorsys node")
     ap.add_argument("--markdown", action="store_true", help="print the tables in Markdown")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")

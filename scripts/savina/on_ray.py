@@ -3,10 +3,11 @@ Ray actor task (``handle.msg.remote(...)``, arguments serialized), nothing durab
 
 The runner starts a local Ray instance of its own (``address="local"``: never joining a
 running cluster) on 127.0.0.1, with 2 CPUs, no dashboard, usage statistics off, token
-authentication with a random token of the run's (in the environment, restored after:
-nothing is written to ``~/.ray``), and its session files in a temporary directory that
-:meth:`RayRunner.stop` removes after ``ray.shutdown()``; any process Ray started that is
-still there 10 s after the shutdown is killed (by its id, recorded as Ray's own).
+authentication with a random token of the run's (in the environment, set before Ray is
+imported and restored after: nothing is written to ``~/.ray``), and its session files
+in a temporary directory that :meth:`RayRunner.stop` removes after ``ray.shutdown()``;
+any process Ray started that is still there 10 s after the shutdown is killed (by its
+id, recorded as Ray's own).
 
 A message is ``(method, *args)`` to the actor's one method ``msg``, which hands it to its
 :mod:`.behaviours` object; an ask is ``ray.get`` of that call (the accounts of Bank
@@ -21,20 +22,29 @@ import asyncio
 import os
 import secrets
 import shutil
+import signal
 import tempfile
 import time
 from typing import Any
 
-import ray
+#: what this module sets in the environment for Ray (restored by :meth:`RayRunner.stop`)
+ENV = ("RAY_USAGE_STATS_ENABLED", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "PYTHONPATH")
+_ENV_BEFORE = {k: os.environ.get(k) for k in ENV}
+# Ray reads its authentication mode when it is imported, so before that: token
+# authentication with a token of this run's, in the environment Ray's processes inherit
+# (they import this module too, and keep the token they were given); usage statistics off
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
 
-from . import behaviours as b
-from .peer import PeerRunner
+import ray  # noqa: E402  (after the environment above)
+
+from . import behaviours as b  # noqa: E402
+from .peer import PeerRunner  # noqa: E402
 
 #: seconds an ask (the driver's ``ray.get``, or an account's) may wait
 ASK_TIMEOUT = 60.0
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # scripts/
-#: what the runner sets in its environment for Ray's processes (restored at stop)
-ENV = ("RAY_USAGE_STATS_ENABLED", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "PYTHONPATH")
 
 
 class _Ctx:
@@ -93,7 +103,6 @@ class RayRunner(PeerRunner):
     def __init__(self) -> None:
         self.temp: str | None = None
         self.started: list[int] = []
-        self.env: dict[str, str | None] = {}
 
     def describe(self) -> str:
         return ("Ray: every actor an OS process, each message a Ray actor task, nothing "
@@ -101,21 +110,18 @@ class RayRunner(PeerRunner):
 
     def start(self) -> None:
         import psutil
-        self.env = {k: os.environ.get(k) for k in ENV}
-        os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-        # token authentication with a token of this run's, given to Ray's processes in
-        # their environment (Ray would otherwise write one to ~/.ray/auth_token)
-        os.environ["RAY_AUTH_MODE"] = "token"
-        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
         # the workers import this package (savina.*) by name
         os.environ["PYTHONPATH"] = os.pathsep.join(
             [HERE, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
         me = psutil.Process()
         before = {p.pid for p in me.children(recursive=True)}
         self.temp = tempfile.mkdtemp(prefix="rb-", dir="/tmp")     # (short: unix socket paths)
+        handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
                  object_store_memory=100 * 1024 * 1024, _temp_dir=self.temp,
                  _node_ip_address="127.0.0.1", logging_level="ERROR")
+        for s, h in handlers.items():       # (ray.init sets its own: the driver's clean-up first)
+            signal.signal(s, h)
         self.started = [p.pid for p in me.children(recursive=True) if p.pid not in before]
 
     def stop(self) -> None:
@@ -143,12 +149,11 @@ class RayRunner(PeerRunner):
         if self.temp is not None:
             shutil.rmtree(self.temp, ignore_errors=True)
             self.temp = None
-        for k, v in self.env.items():
+        for k, v in _ENV_BEFORE.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        self.env = {}
 
     def spawn(self, behaviour: b.Behaviour) -> Any:
         return RayHost.options(num_cpus=0).remote(behaviour)

@@ -4,10 +4,11 @@ interface, nothing durable.
 
 Thespian's admin daemonizes (it leaves the benchmark's process tree), so the runner starts
 it on a free port of its own (never joining an admin someone else runs), finds its process
-by that port, and at :meth:`ThespianRunner.stop` asks the system to shut down and then
-kills whatever of the admin and its descendants is still there after 10 s. Its addresses
-are bound to 127.0.0.1 (``THESPIAN_BASE_IPADDR``) and its log goes to the benchmark's
-temporary directory (``THESPLOG_FILE``).
+by that port, and at :meth:`ThespianRunner.stop` asks the system to shut down (for at
+most 10 s) and then kills whatever is still there 5 s later of the admin, its
+descendants and its session (it calls setsid; its actors are in that session). Its
+addresses are bound to 127.0.0.1 (``THESPIAN_BASE_IPADDR``) and its log goes to the
+benchmark's temporary directory (``THESPLOG_FILE``).
 
 A message is ``(method, args)`` for :mod:`.behaviours`; an actor is given its behaviour in
 a first ``("$init", behaviour)`` message (Thespian makes actors from a class alone), and
@@ -20,9 +21,11 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from typing import Any
 
+import psutil
 from thespian.actors import Actor, ActorExitRequest, ActorSystem, ActorSystemFailure
 
 from . import behaviours as b
@@ -92,6 +95,7 @@ class ThespianRunner(PeerRunner):
         self.tmp = tmp
         self.asys: Any = None
         self.admin_pid: int | None = None
+        self.session: int | None = None
         self.port = 0
 
     def describe(self) -> str:
@@ -103,31 +107,49 @@ class ThespianRunner(PeerRunner):
         os.environ["THESPLOG_FILE"] = os.path.join(self.tmp, "thespian.log")
         self.port = _free_port()
         self.asys = ActorSystem("multiprocTCPBase", capabilities={"Admin Port": self.port})
-        self.admin_pid = _listener_pid(self.port)
+        self.admin_pid = _admin_pid(self.port)
+        if self.admin_pid is None:
+            raise RuntimeError(f"no process listens on Thespian's admin port {self.port}")
+        # the admin made a session of its own (setsid) and its actors are in it; never ours
+        sid = os.getsid(self.admin_pid)
+        self.session = sid if sid != os.getsid(0) else None
 
     def stop(self) -> None:
-        import psutil
-        procs: list[Any] = []
-        if self.admin_pid is not None:
-            try:
-                admin = psutil.Process(self.admin_pid)
-                procs = [admin, *admin.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                pass
+        procs = self._processes()
         if self.asys is not None:
-            try:
-                self.asys.shutdown()
-            except Exception as exc:     # the kill below still runs
-                print(f"thespian: shutdown failed: {exc}")
-            self.asys = None
-        _gone, alive = psutil.wait_procs(procs, timeout=10)
+            # (in a thread, given 10 s: a busy system can take longer, and the kill below
+            # ends it anyway)
+            asys, self.asys = self.asys, None
+            t = threading.Thread(target=_shutdown, args=(asys,), daemon=True)
+            t.start()
+            t.join(10)
+        procs += [p for p in self._processes() if p not in procs]   # (any made meanwhile)
+        _gone, alive = psutil.wait_procs(procs, timeout=5)
         for p in alive:
             try:
                 p.kill()
             except psutil.NoSuchProcess:
                 pass
         psutil.wait_procs(alive, timeout=5)
-        self.admin_pid = None
+        self.admin_pid = self.session = None
+
+    def _processes(self) -> list[psutil.Process]:
+        """The admin, its descendants and whatever else is in its session."""
+        out: dict[int, psutil.Process] = {}
+        if self.admin_pid is not None:
+            try:
+                admin = psutil.Process(self.admin_pid)
+                out.update((p.pid, p) for p in [admin, *admin.children(recursive=True)])
+            except psutil.NoSuchProcess:
+                pass
+        if self.session is not None:
+            for p in psutil.process_iter():
+                try:
+                    if os.getsid(p.pid) == self.session:
+                        out.setdefault(p.pid, p)
+                except (OSError, psutil.Error):
+                    pass
+        return list(out.values())
 
     def spawn(self, behaviour: b.Behaviour) -> Any:
         addr = self.asys.createActor(ThespianHost)
@@ -160,10 +182,23 @@ class ThespianRunner(PeerRunner):
                 pass                        # (it has exited already: Fork-Join creation's)
 
 
-def _listener_pid(port: int) -> int | None:
-    """The process listening on TCP ``port`` (Thespian's admin, on the port we chose)."""
-    import psutil
-    for c in psutil.net_connections(kind="tcp"):
-        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid:
-            return int(c.pid)
+def _shutdown(asys: Any) -> None:
+    try:
+        asys.shutdown()
+    except Exception as exc:                 # the kill after it still runs
+        print(f"thespian: shutdown failed: {exc}")
+
+
+def _admin_pid(port: int) -> int | None:
+    """The process listening on TCP ``port`` (Thespian's admin, on the port we chose): of
+    those that hold the listening socket (its actors, forked from it, may too), the one
+    whose parent does not."""
+    holders = {int(c.pid) for c in psutil.net_connections(kind="tcp")
+               if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid}
+    for pid in holders:
+        try:
+            if psutil.Process(pid).ppid() not in holders:
+                return pid
+        except psutil.NoSuchProcess:
+            pass
     return None

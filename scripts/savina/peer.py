@@ -6,7 +6,8 @@ A run makes its actors (the runtime's own spawn, each hosting a
 (so that every actor exists and has taken its setup), then times from the first message
 to the moment the driver learns the Sink has every report (``fjcreate``'s clock starts
 before the first spawn: creating actors is what it measures). Every actor the run made is
-stopped after it (:meth:`PeerRunner.teardown`), also when it failed or ran out of time.
+stopped after it (:meth:`PeerRunner.teardown`), also when it failed or ran out of time;
+after Ctrl-C or SIGTERM the runtime's :meth:`~PeerRunner.stop` ends them all instead.
 """
 from __future__ import annotations
 
@@ -76,9 +77,13 @@ class PeerRunner:
             if name == "banking":
                 facts["balance_sum"] = sum(self.ask(a, "balance") for a in self.accounts)
             return {"seconds": seconds, "facts": facts}
+        except KeyboardInterrupt:
+            self.made = []           # (stop() follows at once: it ends them all)
+            raise
         finally:
             made, self.made = self.made, []
-            self.teardown(made)
+            if made:
+                self.teardown(made)
 
     def _spawn(self, behaviour: b.Behaviour) -> Any:
         a = self.spawn(behaviour)
