@@ -116,7 +116,8 @@ def build(data: dict[str, Any], peers: list[str]) -> tuple[list[str], list[list[
                 continue
             s = _fmt(c.value, unit) + c.note
             if i > 0 and mine is not None and c.value > 0:
-                s += f" ({mine / c.value:.2f}x)"
+                x = mine / c.value
+                s += f" ({x:.2f}x)" if x < 100 else f" ({x:,.0f}x)"
             text.append(s)
         rows.append(text)
     return head, rows, failed
