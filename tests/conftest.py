@@ -33,7 +33,7 @@ import os
 from typing import Any, Callable, Iterator
 
 import pytest
-from helpers import ROOT, make_config
+from helpers import ROOT, make_config, shared_pids
 
 import actorsys
 from actorsys.testing.processes import describe, leftover_processes
@@ -59,9 +59,10 @@ def node(config) -> Iterator[actorsys.Node]:
 
 @pytest.fixture(autouse=True)
 def no_leftover_processes() -> Iterator[None]:
-    """Every process a test starts must be gone when it ends."""
+    """Every process a test starts must be gone when it ends (a module's shared node,
+    :func:`helpers.module_node`, runs on between its tests: its processes are spared)."""
     yield
-    left = leftover_processes(timeout=10)
+    left = leftover_processes(timeout=10, spare=shared_pids())
     assert not left, f"processes left behind by the test: {describe(left)}"
 
 
