@@ -33,7 +33,7 @@ import os
 from typing import Any, Callable, Iterator
 
 import pytest
-from helpers import ROOT, make_config, shared_pids
+from helpers import ROOT, make_config, own_key, shared_pids
 
 import actorsys
 from actorsys.testing.processes import describe, leftover_processes
@@ -55,6 +55,13 @@ def node(config) -> Iterator[actorsys.Node]:
     """A running two-worker node, stopped at the end of the test."""
     with actorsys.Node(config()) as n:
         yield n
+
+
+@pytest.fixture
+def own(request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """``own(name)``: a key of this test's own (its name, then ``name``), for the actors
+    it uses on a node its module shares (:func:`helpers.module_node`)."""
+    return lambda name: own_key(request, ":" + name)
 
 
 @pytest.fixture(autouse=True)

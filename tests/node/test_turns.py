@@ -2,7 +2,7 @@
 group commit, per-sender ordering, single activation, actor-to-actor messages.
 
 The tests share one node (:func:`helpers.module_node`); each uses actors of its own (its
-keys carry the test's name, :func:`k`), and the group-commit tests count the turns and
+keys carry the test's name: the ``own`` fixture), and the group-commit tests count the turns and
 commits between their start and end."""
 from __future__ import annotations
 
@@ -11,26 +11,20 @@ import os
 import subprocess
 import sys
 import threading
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 
 import actorsys
 from actorsys.protocol.shardmap import shard_of
 from actorsys.testing.nodes import key_on_slot, wait_until, workers
-from helpers import ROOT, make_config, module_node, own_key
+from helpers import ROOT, make_config, module_node
 
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[actorsys.Node]:
     """One two-worker node for the module."""
     yield from module_node(make_config(str(tmp_path_factory.mktemp("turns") / "data")))
-
-
-@pytest.fixture
-def k(request: pytest.FixtureRequest) -> Callable[[str], str]:
-    """``k(name)``: a key of this test's own on the shared node."""
-    return lambda name: own_key(request, ":" + name)
 
 
 # -- helpers ----------------------------------------------------------------------------
@@ -67,9 +61,9 @@ def run_clients(endpoint: str, script: str, args_per_process: list[list[str]]) -
 
 # -- 1. turns of one actor never overlap ------------------------------------------------
 
-def test_concurrent_async_asks_of_one_actor_lose_no_update(node, k):
+def test_concurrent_async_asks_of_one_actor_lose_no_update(node, own):
     n = 200
-    key = k("counter")
+    key = own("counter")
 
     async def main():
         async with actorsys.connect_async(node.endpoint) as c:
@@ -83,9 +77,9 @@ def test_concurrent_async_asks_of_one_actor_lose_no_update(node, k):
         f"expected all {n} concurrent slow_add updates to be kept"
 
 
-def test_concurrent_asks_from_threads_lose_no_update(node, k):
+def test_concurrent_asks_from_threads_lose_no_update(node, own):
     threads_n, per_thread = 4, 40
-    key = k("counter")
+    key = own("counter")
     barrier = threading.Barrier(threads_n)
     results: list[int] = []
     errors: list[BaseException] = []
@@ -123,9 +117,9 @@ with actorsys.connect(ep) as c:
 """
 
 
-def test_concurrent_asks_from_processes_lose_no_update(node, k):
+def test_concurrent_asks_from_processes_lose_no_update(node, own):
     procs_n, per_proc = 3, 40
-    key = k("counter")
+    key = own("counter")
     outs = run_clients(node.endpoint, _SLOW_ADD_SCRIPT, [[key, str(per_proc)]] * procs_n)
     seen = sorted(int(v) for out in outs for v in out.split())
     total = procs_n * per_proc
@@ -149,9 +143,9 @@ with actorsys.connect(ep) as c:
 """
 
 
-def test_one_activation_serves_every_client_process(node, k):
+def test_one_activation_serves_every_client_process(node, own):
     procs_n, per_proc = 4, 150
-    key = k("counter")
+    key = own("counter")
     outs = run_clients(node.endpoint, _ADD_SCRIPT, [[key, str(per_proc)]] * procs_n)
     c = node.client()
     assert c.ref("Counter", key).ask("get") == procs_n * per_proc, \
@@ -164,10 +158,10 @@ def test_one_activation_serves_every_client_process(node, k):
 # -- 2. different actors on one worker interleave at awaits ------------------------------
 
 @pytest.mark.parametrize("open_method", ["open", "open_async"])
-def test_turns_of_actors_on_one_worker_interleave_at_awaits(node, open_method, k):
+def test_turns_of_actors_on_one_worker_interleave_at_awaits(node, open_method, own):
     client = node.client()
-    a = key_on_slot(client, "Gate", 0, k("a"))
-    b = next(k for k in (k(f"b-{i}") for i in range(10_000))
+    a = key_on_slot(client, "Gate", 0, own("a"))
+    b = next(k for k in (own(f"b-{i}") for i in range(10_000))
              if shard_of("Gate", k, client.map.shards) != shard_of("Gate", a, client.map.shards)
              and client.map.owner[shard_of("Gate", k, client.map.shards)] == 0)
     assert client.ref("Gate", a).ask("pid") == client.ref("Gate", b).ask("pid"), \
@@ -195,8 +189,8 @@ def test_turns_of_actors_on_one_worker_interleave_at_awaits(node, open_method, k
 
 # -- 3. a failing turn commits nothing ---------------------------------------------------
 
-def test_failed_turn_discards_state_and_storage_and_reports_the_error(node, k):
-    r = node.client().ref("StoreCounter", k("atomic"))
+def test_failed_turn_discards_state_and_storage_and_reports_the_error(node, own):
+    r = node.client().ref("StoreCounter", own("atomic"))
     assert r.ask("add", 3) == 3
     r.ask("put", "kept", "yes")
     assert r.ask("starts") == 1
@@ -215,10 +209,10 @@ def test_failed_turn_discards_state_and_storage_and_reports_the_error(node, k):
     assert r.ask("add", 1) == 4, "expected the actor to continue from its last commit"
 
 
-def test_failed_async_turn_discards_its_changes_and_queued_messages_see_the_last_commit(node, k):
+def test_failed_async_turn_discards_its_changes_and_queued_messages_see_the_last_commit(node, own):
     async def main():
         async with actorsys.connect_async(node.endpoint) as c:
-            r = c.ref("StoreCounter", k("async-atomic"))
+            r = c.ref("StoreCounter", own("async-atomic"))
             assert await r.ask("add", 1) == 1
             # the failing turn awaits with its changes made; the asks queue behind it
             return await asyncio.gather(r.ask("slow_add_then_fail", 5, 0.05), r.ask("get"),
@@ -235,10 +229,10 @@ def test_failed_async_turn_discards_its_changes_and_queued_messages_see_the_last
 
 # -- 4. group commit ---------------------------------------------------------------------
 
-def test_pipelined_turns_are_committed_in_groups(node, k):
+def test_pipelined_turns_are_committed_in_groups(node, own):
     client = node.client()
-    blockers = [key_on_slot(client, "Counter", s, k("blocker")) for s in (0, 1)]
-    keys = [k(f"g-{i}") for i in range(50)]
+    blockers = [key_on_slot(client, "Counter", s, own("blocker")) for s in (0, 1)]
+    keys = [own(f"g-{i}") for i in range(50)]
     per_key = 8
     before = workers(node)
 
@@ -261,12 +255,12 @@ def test_pipelined_turns_are_committed_in_groups(node, k):
             f"worker {slot}: expected group commit (commits < turns), got {commits} commits for {turns} turns"
 
 
-def test_concurrent_asks_to_many_actors_commit_fewer_times_than_turns(node, k):
+def test_concurrent_asks_to_many_actors_commit_fewer_times_than_turns(node, own):
     before = workers(node)
 
     async def main():
         async with actorsys.connect_async(node.endpoint) as c:
-            return await asyncio.gather(*(c.ref("Counter", k(f"m-{i % 100}")).ask("add", 1)
+            return await asyncio.gather(*(c.ref("Counter", own(f"m-{i % 100}")).ask("add", 1)
                                           for i in range(600)))
 
     results = asyncio.run(main())
@@ -281,8 +275,8 @@ def test_concurrent_asks_to_many_actors_commit_fewer_times_than_turns(node, k):
 
 # -- 6. ordering from one sender -------------------------------------------------------
 
-def test_tells_and_asks_from_one_client_are_processed_in_order(node, k):
-    r = node.client().ref("Log", k("ordered"))
+def test_tells_and_asks_from_one_client_are_processed_in_order(node, own):
+    r = node.client().ref("Log", own("ordered"))
     for i in range(300):
         if i % 3 == 2:
             assert r.ask("append", i) == i + 1
@@ -293,10 +287,10 @@ def test_tells_and_asks_from_one_client_are_processed_in_order(node, k):
         "expected one storage entry per item, in order"
 
 
-def test_async_client_messages_are_processed_in_order(node, k):
+def test_async_client_messages_are_processed_in_order(node, own):
     async def main():
         async with actorsys.connect_async(node.endpoint) as c:
-            r = c.ref("Log", k("async-ordered"))
+            r = c.ref("Log", own("async-ordered"))
             lengths = await asyncio.gather(*(r.ask("append", i) for i in range(100)))
             r.tell("append", 100)
             r.tell("append", 101)
@@ -308,12 +302,12 @@ def test_async_client_messages_are_processed_in_order(node, k):
     assert stored == {f"item:{i + 1:08d}": i for i in range(102)}
 
 
-def test_messages_queued_behind_async_turns_keep_their_order(node, k):
-    r = node.client().ref("AsyncLog", k("queued"))
+def test_messages_queued_behind_async_turns_keep_their_order(node, own):
+    r = node.client().ref("AsyncLog", own("queued"))
 
     async def main():
         async with actorsys.connect_async(node.endpoint) as c:
-            ar = c.ref("AsyncLog", k("queued"))
+            ar = c.ref("AsyncLog", own("queued"))
             lengths = []
             for i in range(120):           # tells pile up in the mailbox behind slow turns
                 if i % 8 == 7:
@@ -331,10 +325,10 @@ def test_messages_queued_behind_async_turns_keep_their_order(node, k):
     assert r.ask("stored") == {f"item:{i + 1:08d}": i for i in range(160)}
 
 
-def test_tells_from_one_actor_turn_arrive_in_order(node, k):
+def test_tells_from_one_actor_turn_arrive_in_order(node, own):
     client = node.client()
-    relay = key_on_slot(client, "RelayPlus", 0, k("relay"))
-    log = key_on_slot(client, "Log", 1, k("log"))
+    relay = key_on_slot(client, "RelayPlus", 0, own("relay"))
+    log = key_on_slot(client, "Log", 1, own("log"))
     assert client.ref("RelayPlus", relay).ask("tell_many", "Log", log, "append", list(range(50))) == 50
     wait_until(lambda: len(client.ref("Log", log).ask("items")) == 50, "the 50 tells to arrive")
     assert client.ref("Log", log).ask("items") == list(range(50)), \
@@ -344,10 +338,10 @@ def test_tells_from_one_actor_turn_arrive_in_order(node, k):
 # -- 11. actor-to-actor messages ---------------------------------------------------------
 
 @pytest.mark.parametrize("target_slot", [0, 1])
-def test_async_handler_asks_an_actor_on_either_worker(node, target_slot, k):
+def test_async_handler_asks_an_actor_on_either_worker(node, target_slot, own):
     client = node.client()
-    relay = key_on_slot(client, "Relay", 0, k("relay"))
-    target = key_on_slot(client, "Counter", target_slot, k("target"))
+    relay = key_on_slot(client, "Relay", 0, own("relay"))
+    target = key_on_slot(client, "Counter", target_slot, own("target"))
     r = client.ref("Relay", relay)
     assert r.ask("forward_ask", "Counter", target, "add", 4) == 4
     assert r.ask("forward_ask", "Counter", target, "add", 4) == 8
@@ -356,19 +350,19 @@ def test_async_handler_asks_an_actor_on_either_worker(node, target_slot, k):
 
 
 @pytest.mark.parametrize("target_slot", [0, 1])
-def test_sync_handler_tells_an_actor_on_either_worker(node, target_slot, k):
+def test_sync_handler_tells_an_actor_on_either_worker(node, target_slot, own):
     client = node.client()
-    relay = key_on_slot(client, "Relay", 1, k("relay"))
-    target = key_on_slot(client, "Counter", target_slot, k("target"))
+    relay = key_on_slot(client, "Relay", 1, own("relay"))
+    target = key_on_slot(client, "Counter", target_slot, own("target"))
     r = client.ref("Relay", relay)
     assert r.ask("forward_tell", "Counter", target, "add", 5) is None
     wait_until(lambda: client.ref("Counter", target).ask("get") == 5, "the relayed tell to arrive")
 
 
-def test_tells_of_a_failed_turn_are_never_delivered(node, k):
+def test_tells_of_a_failed_turn_are_never_delivered(node, own):
     client = node.client()
-    relay = client.ref("RelayPlus", key_on_slot(client, "RelayPlus", 0, k("relay")))
-    log_key = key_on_slot(client, "Log", 1, k("log"))
+    relay = client.ref("RelayPlus", key_on_slot(client, "RelayPlus", 0, own("relay")))
+    log_key = key_on_slot(client, "Log", 1, own("log"))
     with pytest.raises(actorsys.RemoteError) as info:
         relay.ask("tell_then_fail", "Log", log_key, "append", "from-failed-turn")
     assert info.value.remote_type == "RuntimeError"
@@ -380,10 +374,10 @@ def test_tells_of_a_failed_turn_are_never_delivered(node, k):
 
 
 @pytest.mark.parametrize("target_slot", [0, 1])
-def test_a_tell_then_an_ask_from_one_turn_arrive_in_the_order_sent(node, target_slot, k):
+def test_a_tell_then_an_ask_from_one_turn_arrive_in_the_order_sent(node, target_slot, own):
     client = node.client()
-    relay = client.ref("RelayPlus", key_on_slot(client, "RelayPlus", 0, k("relay")))
-    log_key = key_on_slot(client, "Log", target_slot, k("log"))
+    relay = client.ref("RelayPlus", key_on_slot(client, "RelayPlus", 0, own("relay")))
+    log_key = key_on_slot(client, "Log", target_slot, own("log"))
     # The handler tells, then (still inside its turn) asks the same actor. The ask cannot
     # wait for the turn's commit, so the tells made before it leave with it, first.
     seen = relay.ask("tell_then_ask", "Log", log_key, "append", "told", "items")
