@@ -87,9 +87,10 @@ def actorsys_run(config: "str | os.PathLike[str]", log_path: Path, *options: str
             proc.wait(10)
 
 
-#: the nodes of module-scoped fixtures now running (:func:`module_node`): the suite's
-#: per-test check for processes left behind spares theirs
-SHARED_NODES: list[actorsys.Node] = []
+#: what a module's tests share now (each with a ``pid``: the root of its processes): the
+#: nodes of :func:`module_node`, a module's ``actorsys run`` node or browser. The suite's
+#: per-test check for processes left behind spares their processes.
+SHARED: list[Any] = []
 
 
 def module_node(cfg: dict[str, Any]) -> Iterator[actorsys.Node]:
@@ -103,18 +104,18 @@ def module_node(cfg: dict[str, Any]) -> Iterator[actorsys.Node]:
     processes are spared by the per-test check (``tests/conftest.py``), which still
     fails a test that leaves a process of its own behind."""
     with actorsys.Node(cfg) as n:
-        SHARED_NODES.append(n)
+        SHARED.append(n)
         try:
             yield n
         finally:
-            SHARED_NODES.remove(n)
+            SHARED.remove(n)
     left = leftover_processes(timeout=10)
     assert not left, f"processes left behind by the module's node: {describe(left)}"
 
 
 def shared_pids() -> list[int]:
-    """The supervisor pids of the :data:`SHARED_NODES` now running."""
-    return [pid for n in SHARED_NODES if (pid := n.pid) is not None]
+    """The root pids of :data:`SHARED`."""
+    return [pid for n in SHARED if (pid := n.pid) is not None]
 
 
 def own_key(request: Any, suffix: str = "") -> str:

@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 import actorsys
-from helpers import ACTORS_DIR, SHARED_NODES, actorsys_run
+from helpers import ACTORS_DIR, SHARED, actorsys_run
 
 ACTORSYS = os.path.join(os.path.dirname(sys.executable), "actorsys")
 
@@ -112,11 +112,11 @@ def cli_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningNode]:
     """One ``actorsys run`` node for the module's tests that leave it running (each with
     actors of its own: the ``own`` fixture); the per-test check spares its processes."""
     with running(tmp_path_factory.mktemp("cli")) as node:
-        SHARED_NODES.append(node)
+        SHARED.append(node)
         try:
             yield node
         finally:
-            SHARED_NODES.remove(node)
+            SHARED.remove(node)
 
 
 @pytest.fixture
