@@ -15,16 +15,25 @@ etcd leases, a cluster beside other heavy tests on two cores misses lease renewa
 instead of 16), so they never share the machine. The single-node chaos runs
 (``test_chaos.py``) lease nothing: they run in the first pass, as one group.
 
+Every node is an interpreter start (its supervisor imports the runtime, then forks its
+children), and so are the CLI runs and client processes the tests start: thousands in a
+run. :func:`pytest_configure` compiles the project's sources to bytecode first, once, so
+each of them reads its modules' ``__pycache__`` instead of compiling them again, even where
+``PYTHONDONTWRITEBYTECODE`` is set (CI's image sets it): measured, a node's supervisor
+imports in 0.4 s instead of 0.8, and the node tests use a third less CPU.
+
 pytest imports test modules by their file name (the default "prepend" import mode), so
 every file name under ``tests/`` is unique, and shared code is imported from
 :mod:`helpers` or :mod:`actorsys.testing`, never from a conftest.
 """
 from __future__ import annotations
 
+import compileall
+import os
 from typing import Any, Callable, Iterator
 
 import pytest
-from helpers import make_config
+from helpers import ROOT, make_config, own_key, shared_pids
 
 import actorsys
 from actorsys.testing.processes import describe, leftover_processes
@@ -48,11 +57,19 @@ def node(config) -> Iterator[actorsys.Node]:
         yield n
 
 
+@pytest.fixture
+def own(request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """``own(name)``: a key of this test's own (its name, then ``name``), for the actors
+    it uses on a node its module shares (:func:`helpers.module_node`)."""
+    return lambda name: own_key(request, ":" + name)
+
+
 @pytest.fixture(autouse=True)
 def no_leftover_processes() -> Iterator[None]:
-    """Every process a test starts must be gone when it ends."""
+    """Every process a test starts must be gone when it ends (a module's shared node,
+    :func:`helpers.module_node`, runs on between its tests: its processes are spared)."""
     yield
-    left = leftover_processes(timeout=10)
+    left = leftover_processes(timeout=10, spare=shared_pids())
     assert not left, f"processes left behind by the test: {describe(left)}"
 
 
@@ -63,6 +80,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     rep = yield
     setattr(item, "rep_" + rep.when, rep)
     return rep
+
+
+#: what node processes, CLI runs and client processes import from the checkout
+COMPILED = ("actorsys", "supervisors", "tests", "examples")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Compile :data:`COMPILED` to bytecode (see the module docstring), in the main
+    process only (before it starts any xdist worker); a source already compiled is skipped
+    by its timestamp, so this costs a few seconds once and a fraction of one after."""
+    if hasattr(config, "workerinput"):
+        return
+    for name in COMPILED:
+        ok = compileall.compile_dir(os.path.join(ROOT, name), quiet=1, workers=0)
+        assert ok, f"compiling {name}/ to bytecode failed (a syntax error?)"
 
 
 #: node-test modules that start clusters (2 s etcd leases): marked ``cluster``

@@ -87,13 +87,41 @@ def actorsys_run(config: "str | os.PathLike[str]", log_path: Path, *options: str
             proc.wait(10)
 
 
+#: what a module's tests share now (each with a ``pid``: the root of its processes): the
+#: nodes of :func:`module_node`, a module's ``actorsys run`` node or browser. The suite's
+#: per-test check for processes left behind spares their processes.
+SHARED: list[Any] = []
+
+
 def module_node(cfg: dict[str, Any]) -> Iterator[actorsys.Node]:
     """A node for a whole test module (``yield from`` it in a module-scoped fixture):
-    started from ``cfg``, and once it has stopped, no process of it may be left."""
+    started from ``cfg``, and once it has stopped, no process of it may be left.
+
+    A node start costs about 0.7 s and as much CPU, which a module of short tests pays
+    once this way instead of once a test. Its tests share it: each uses actors (keys) of
+    its own (:func:`own_key`), and a test that needs a node nobody else touched (a fresh
+    data directory, counters from zero, a node it stops or breaks) starts its own. Its
+    processes are spared by the per-test check (``tests/conftest.py``), which still
+    fails a test that leaves a process of its own behind."""
     with actorsys.Node(cfg) as n:
-        yield n
+        SHARED.append(n)
+        try:
+            yield n
+        finally:
+            SHARED.remove(n)
     left = leftover_processes(timeout=10)
     assert not left, f"processes left behind by the module's node: {describe(left)}"
+
+
+def shared_pids() -> list[int]:
+    """The root pids of :data:`SHARED`."""
+    return [pid for n in SHARED if (pid := n.pid) is not None]
+
+
+def own_key(request: Any, suffix: str = "") -> str:
+    """A key of the test's own on a shared node: its name (parameters included), plus
+    ``suffix``."""
+    return f"{request.node.name}{suffix}"
 
 
 def make_config(data_dir: str, **node: Any) -> dict[str, Any]:

@@ -30,13 +30,23 @@ def descendants() -> list[psutil.Process]:
         return []
 
 
-def leftover_processes(timeout: float = 10.0) -> list[psutil.Process]:
+def leftover_processes(timeout: float = 10.0, spare: Iterable[int] = ()) -> list[psutil.Process]:
     """The descendants still running ``timeout`` seconds from now, killed (SIGKILL).
 
     Empty when everything this process started has exited: a test that leaves one
-    behind fails, and the kill keeps it from spoiling the next test.
+    behind fails, and the kill keeps it from spoiling the next test. ``spare``: pids
+    whose processes, and every process below them, are neither awaited nor killed (the
+    node a test module shares between its tests).
     """
-    left: list[psutil.Process] = psutil.wait_procs(descendants(), timeout=timeout)[1]
+    procs = descendants()
+    spared: set[int] = set()
+    for pid in spare:       # (after descendants(): a child forked meanwhile is in both)
+        try:
+            spared.update([pid, *(p.pid for p in psutil.Process(pid).children(recursive=True))])
+        except psutil.Error:
+            pass
+    procs = [p for p in procs if p.pid not in spared]
+    left: list[psutil.Process] = psutil.wait_procs(procs, timeout=timeout)[1]
     for p in left:
         try:
             p.kill()

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import psutil
 import pytest
-from helpers import ROOT
+from helpers import ROOT, SHARED
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page, Playwright
@@ -191,6 +191,44 @@ def browser() -> Iterator["Browser"]:
         pytest.fail(str(exc), pytrace=False)
 
 
+class _Shared:
+    """The browser of a module, as :data:`helpers.SHARED` holds it: its driver's pid."""
+
+    def __init__(self, browser: "Browser") -> None:
+        self.browser = browser
+        self.pid = _driver["process"].pid if _driver["process"] else None
+
+
+@pytest.fixture(scope="module")
+def module_browser() -> Iterator["Browser"]:
+    """One headless chromium for a module's tests (a module uses it through its own
+    ``browser`` fixture, :func:`contexts_closed`): a launch costs about a second and as
+    much CPU. No test of the module may run an asyncio loop of its own (``asyncio.run``)
+    while it is open (the driver's loop runs in this thread); its processes are spared by
+    the per-test check, and gone at the module's end."""
+    try:
+        with open_browser() as b:
+            shared = _Shared(b)
+            SHARED.append(shared)
+            try:
+                yield b
+            finally:
+                SHARED.remove(shared)
+    except BrowserUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+def contexts_closed(browser: "Browser") -> Iterator["Browser"]:
+    """``browser`` for one test (``yield from`` it in a module's ``browser`` fixture over
+    :func:`module_browser`): every context (and page) it opened is closed at its end, so
+    the next test starts with none."""
+    try:
+        yield browser
+    finally:
+        for context in list(browser.contexts):
+            context.close()
+
+
 @pytest.fixture
 def browser_context(browser) -> Iterator["BrowserContext"]:
     """A fresh, isolated browser context (own cookies, storage and pages) for one test."""
@@ -202,4 +240,4 @@ def browser_context(browser) -> Iterator["BrowserContext"]:
 
 
 __all__ = ["CHROMIUM", "EXTRA_ARGS", "BrowserUnavailable", "open_browser", "screenshot",
-           "browser_pids", "browser", "browser_context"]
+           "browser_pids", "browser", "browser_context", "module_browser", "contexts_closed"]

@@ -1,7 +1,9 @@
 """The drawing room demo (examples/drawing/) end to end, in a real headless Chromium.
 
-Each test runs its own node from a config based on examples/drawing/node.toml (its data in
-tmp_path, the gateway on a free port) and draws with the mouse on the page's canvas. The
+The tests share one node from a config based on examples/drawing/node.toml (its data in
+a temp dir, the gateway on a free port), each drawing in a room of its own, and one
+chromium, each test's pages closed at its end; they draw with the mouse on the page's
+canvas. The
 page's test hooks are ``window.drawing`` (``strokes`` shown, ``connected``, ``users``,
 ``opens``: how many times its WebSocket opened, ``parts``: snapshot parts received,
 ``errors``: error frames) and ``data-testid`` attributes (canvas, tool-pen, tool-eraser,
@@ -19,8 +21,9 @@ from typing import Any, Iterator
 import pytest
 
 import actorsys
-from browser import screenshot
-from demo_helpers import example_dir, example_node
+from browser import contexts_closed, screenshot
+from demo_helpers import example_config, example_dir, example_node
+from helpers import module_node
 from demo_helpers import post as post_path
 from actorsys.testing.nodes import role_pid, slot_of, wait_until, workers
 
@@ -29,10 +32,14 @@ TYPE = "DrawingRoom"
 RED, BLUE, BLACK = "#ef4444", "#3b82f6", "#1f2937"
 
 
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[actorsys.Node]:
+    yield from module_node(example_config(EXAMPLE, tmp_path_factory.mktemp("drawing")))
+
+
 @pytest.fixture
-def node(tmp_path) -> Iterator[actorsys.Node]:
-    with example_node(EXAMPLE, tmp_path) as n:
-        yield n
+def browser(module_browser: Any) -> Iterator[Any]:
+    yield from contexts_closed(module_browser)
 
 
 # -- driving the page ------------------------------------------------------------------------
@@ -136,13 +143,13 @@ def same_strokes(page_strokes: list[dict], stored: list[dict]) -> bool:
 # -- the tests ----------------------------------------------------------------------------------
 
 def test_two_pages_see_each_others_strokes_and_a_reload_shows_the_picture(node, browser):
-    alice, bob = open_room(browser, node, "lobby"), open_room(browser, node, "lobby")
+    alice, bob = open_room(browser, node, "meet"), open_room(browser, node, "meet")
     wait_js(alice, "window.drawing.users === 2", "alice's page to count 2 users online")
     draw(alice, [(0.1, 0.2), (0.5, 0.2), (0.9, 0.2)], color=RED, size=12)
     draw(bob, [(0.2, 0.8), (0.5, 0.5), (0.8, 0.8)], color=BLUE, size=12)
     for page, who in ((alice, "alice's page"), (bob, "bob's page")):
         wait_strokes(page, 2, who)
-    stored = post(node, "lobby", "strokes")
+    stored = post(node, "meet", "strokes")
     assert [s["color"] for s in stored] == [RED, BLUE], f"the room stores both strokes: {stored}"
     for page, who in ((alice, "alice"), (bob, "bob")):
         assert same_strokes(sorted(shown(page), key=lambda s: s["id"]), stored), \
@@ -155,7 +162,7 @@ def test_two_pages_see_each_others_strokes_and_a_reload_shows_the_picture(node, 
     assert same_strokes(shown(alice), stored), "the reloaded page shows the persisted picture"
     assert pixel(alice, 0.5, 0.2)[:3] == rgb(RED) and pixel(alice, 0.5, 0.5)[:3] == rgb(BLUE), \
         "the reloaded canvas is drawn from the snapshot"
-    assert post(node, "lobby", "stats")["users"] == 2, "the reload left two sockets, not three"
+    assert post(node, "meet", "stats")["users"] == 2, "the reload left two sockets, not three"
     wait_js(bob, "window.drawing.users === 2", "bob's page to count 2 users after alice's reload")
 
     bob.set_viewport_size({"width": 640, "height": 520})     # normalised points: same picture

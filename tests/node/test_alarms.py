@@ -1,15 +1,18 @@
 """Alarms against real nodes (real processes, LevelDB, ZeroMQ): named alarms, cancel and
 replace, reactivation, retry with backoff and drop, durability across kill -9 and node
 restarts, at-least-once delivery, rollback with a failed turn, bad input, fire latency.
-Semantics under test: the module docstring of ``actorsys/alarms.py``."""
+Semantics under test: the module docstring of ``actorsys/alarms.py``. The tests of the
+default config share one node (``alarm_node``)."""
 from __future__ import annotations
 
 import os
 import signal
 import time
+from contextlib import nullcontext
+from typing import Iterator
 
 import pytest
-from helpers import NodeStderr
+from helpers import NodeStderr, make_config, module_node
 
 import actorsys
 from actorsys.testing.nodes import key_on_slot, wait_until, worker_pids, workers
@@ -17,6 +20,16 @@ from actorsys.testing.nodes import key_on_slot, wait_until, worker_pids, workers
 ALARM_ACTORS = {"Alarmist": "alarm_actors:Alarmist", "AsyncAlarmist": "alarm_actors:AsyncAlarmist",
                 "NoHandler": "alarm_actors:NoHandler"}
 FAST_RETRY = {"initial": 0.1, "max": 0.4, "attempts": 5}
+
+
+@pytest.fixture(scope="module")
+def alarm_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[actorsys.Node]:
+    """The node of the default alarm config, shared by the module's tests (each with
+    actors of its own key); a test of another config, or that restarts its node, owns its
+    node."""
+    cfg = make_config(str(tmp_path_factory.mktemp("alarms") / "data"))
+    cfg["actors"].update(ALARM_ACTORS)
+    yield from module_node(cfg)
 
 
 def alarm_config(config, **node):
@@ -55,8 +68,8 @@ def restarted(node, slot: int, old_pid: int) -> bool:
 
 # -- named alarms: list, cancel, replace, fire in due order ------------------------------
 
-def test_many_named_alarms_list_cancel_replace_and_fire_once_each(config):
-    with actorsys.Node(alarm_config(config)) as n:
+def test_many_named_alarms_list_cancel_replace_and_fire_once_each(alarm_node):
+    with nullcontext(alarm_node) as n:
         r = n.client().ref("Alarmist", "many")
         # delays leave ~1.5 s for the asks below on a loaded 2-core machine
         absolute = time.time() + 2.8
@@ -98,8 +111,8 @@ def test_many_named_alarms_list_cancel_replace_and_fire_once_each(config):
         assert r.ask("pending") == {}, "expected no alarm left once they all fired"
 
 
-def test_async_on_alarm_fires(config):
-    with actorsys.Node(alarm_config(config)) as n:
+def test_async_on_alarm_fires(alarm_node):
+    with nullcontext(alarm_node) as n:
         r = n.client().ref("AsyncAlarmist", "async")
         r.ask("set", 0.2, "tick", 42)
         wait_until(lambda: r.ask("async_fired") == 1, "the async on_alarm to run")
@@ -108,8 +121,8 @@ def test_async_on_alarm_fires(config):
         assert r.ask("pending") == {}, "expected the alarm gone after its async turn committed"
 
 
-def test_on_alarm_can_set_its_own_name_again(config):
-    with actorsys.Node(alarm_config(config)) as n:
+def test_on_alarm_can_set_its_own_name_again(alarm_node):
+    with nullcontext(alarm_node) as n:
         r = n.client().ref("Alarmist", "recurring")
         r.ask("set", 0.05, "every", {"repeat": 3})
         wait_until(lambda: len(r.ask("fired")) == 3, "the recurring alarm to fire three times")
@@ -205,8 +218,8 @@ def test_alarm_failing_every_attempt_is_dropped_and_reported(config, tmp_path, c
 
 # -- durability --------------------------------------------------------------------------
 
-def test_alarm_survives_worker_kill_9(config):
-    with actorsys.Node(alarm_config(config)) as n:
+def test_alarm_survives_worker_kill_9(alarm_node):
+    with nullcontext(alarm_node) as n:
         c = n.client()
         key = key_on_slot(c, "Alarmist", 0, "survivor")
         r = c.ref("Alarmist", key)
@@ -245,9 +258,9 @@ def test_alarms_survive_node_restart_and_missed_ones_fire_on_start(config):
         assert r.ask("pending") == {}
 
 
-def test_on_alarm_that_kills_its_worker_fires_again_after_restart(config, tmp_path):
+def test_on_alarm_that_kills_its_worker_fires_again_after_restart(alarm_node, tmp_path):
     side = tmp_path / "attempts.txt"
-    with actorsys.Node(alarm_config(config)) as n:
+    with nullcontext(alarm_node) as n:
         c = n.client()
         key = key_on_slot(c, "Alarmist", 1, "suicidal")
         r = c.ref("Alarmist", key)
@@ -282,8 +295,8 @@ def test_an_alarm_that_kills_its_worker_every_time_is_dropped_after_its_attempts
         assert r.ask("pid") > 0, "expected the node still serving after the crashes"
 
 
-def test_an_alarm_can_be_given_as_an_aware_datetime_but_not_a_naive_one(config):
-    with actorsys.Node(alarm_config(config)) as n:
+def test_an_alarm_can_be_given_as_an_aware_datetime_but_not_a_naive_one(alarm_node):
+    with nullcontext(alarm_node) as n:
         r = n.client().ref("Alarmist", "dated")
         due = r.ask("set_in_utc", 0.2, "dated")
         assert abs(due - (time.time() + 0.2)) < 5, f"expected the datetime's epoch time: {due}"
@@ -293,10 +306,10 @@ def test_an_alarm_can_be_given_as_an_aware_datetime_but_not_a_naive_one(config):
         wait_until(lambda: fired_names(r) == ["dated"], "the datetime alarm to fire")
 
 
-def test_an_alarm_set_again_while_the_old_one_comes_due_fires_at_its_new_time(config):
+def test_an_alarm_set_again_while_the_old_one_comes_due_fires_at_its_new_time(alarm_node):
     """The old alarm comes due while the async turn that set it again still runs: its
     lease must not hide the new one."""
-    with actorsys.Node(alarm_config(config)) as n:
+    with nullcontext(alarm_node) as n:
         r = n.client().ref("Alarmist", "reset")
         r.ask("set", 1.0, "a", "old")
         new_due = r.ask("set_then_wait", 3.0, "a", 1.5)   # due after the old one's lease (2 s)
@@ -327,8 +340,8 @@ def test_an_alarm_dropped_with_a_stopped_childs_mailbox_comes_back_after_its_lea
 
 # -- rollback and bad input --------------------------------------------------------------
 
-def test_alarm_set_in_a_failing_turn_is_not_set(config):
-    with actorsys.Node(alarm_config(config)) as n:
+def test_alarm_set_in_a_failing_turn_is_not_set(alarm_node):
+    with nullcontext(alarm_node) as n:
         r = n.client().ref("Alarmist", "rollback")
         with pytest.raises(actorsys.RemoteError) as err:
             r.ask("set_then_raise", 0.2, "ghost")
@@ -350,8 +363,8 @@ BAD_CALLS = [
 ]
 
 
-def test_bad_alarm_arguments_raise_type_error(config):
-    with actorsys.Node(alarm_config(config)) as n:
+def test_bad_alarm_arguments_raise_type_error(alarm_node):
+    with nullcontext(alarm_node) as n:
         r = n.client().ref("Alarmist", "bad")
         for method, args in BAD_CALLS:
             with pytest.raises(actorsys.RemoteError) as err:
@@ -373,8 +386,8 @@ def test_bad_alarm_arguments_raise_type_error(config):
 
 # -- latency -----------------------------------------------------------------------------
 
-def test_fire_latency_on_an_idle_node(config):
-    with actorsys.Node(alarm_config(config)) as n:
+def test_fire_latency_on_an_idle_node(alarm_node):
+    with nullcontext(alarm_node) as n:
         r = n.client().ref("Alarmist", "latency")
         dues = r.ask("set_many", [[0.3 + 0.1 * i, f"t{i}", None] for i in range(5)])
         wait_until(lambda: len(r.ask("fired")) == 5, "all five alarms to fire")

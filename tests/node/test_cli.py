@@ -10,12 +10,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
 
 import psutil
 import pytest
 
 import actorsys
-from helpers import ACTORS_DIR, actorsys_run
+from helpers import ACTORS_DIR, SHARED, actorsys_run
 
 ACTORSYS = os.path.join(os.path.dirname(sys.executable), "actorsys")
 
@@ -46,6 +49,11 @@ class RunningNode:
     def __init__(self, proc: subprocess.Popen, endpoint: str, log_path: str) -> None:
         self.proc, self.endpoint, self.log_path = proc, endpoint, log_path
 
+    @property
+    def pid(self) -> int:
+        """The node supervisor's (``actorsys run`` is it)."""
+        return self.proc.pid
+
     def log(self) -> str:
         with open(self.log_path) as f:
             return f.read()
@@ -70,12 +78,13 @@ Shelf = "actors:Shelf"
     return config
 
 
-@pytest.fixture
-def cli_node(tmp_path, sock_dir):
-    """``actorsys run CONFIG`` in a subprocess, ready to serve; killed if a test leaves it running."""
+@contextmanager
+def running(where: Path) -> Iterator[RunningNode]:
+    """``actorsys run CONFIG`` in a subprocess, ready to serve; killed if still running at the end."""
+    sock_dir = tempfile.mkdtemp(prefix="as-cli-")
     endpoint = f"ipc://{sock_dir}/node.sock"
-    config = counter_config(tmp_path, endpoint, workers=2)
-    log_path = str(tmp_path / "run.log")
+    config = counter_config(where, endpoint, workers=2)
+    log_path = str(where / "run.log")
     with open(log_path, "w") as log:
         proc = subprocess.Popen([ACTORSYS, "run", str(config)], stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL)
@@ -95,6 +104,26 @@ def cli_node(tmp_path, sock_dir):
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+        shutil.rmtree(sock_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cli_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningNode]:
+    """One ``actorsys run`` node for the module's tests that leave it running (each with
+    actors of its own: the ``own`` fixture); the per-test check spares its processes."""
+    with running(tmp_path_factory.mktemp("cli")) as node:
+        SHARED.append(node)
+        try:
+            yield node
+        finally:
+            SHARED.remove(node)
+
+
+@pytest.fixture
+def own_cli_node(tmp_path) -> Iterator[RunningNode]:
+    """An ``actorsys run`` node of the test's own (it stops it)."""
+    with running(tmp_path) as node:
+        yield node
 
 
 def status_json(endpoint: str) -> dict:
@@ -122,20 +151,21 @@ def test_status_table_is_readable(cli_node):
     assert sorted(line.split()[0] for line in lines[2:]) == ["router", "supervisor", "worker", "worker"]
 
 
-def test_ask_prints_the_result_as_json(cli_node):
-    r = cli("ask", "--endpoint", cli_node.endpoint, "Counter", "k", "add", "5")
+def test_ask_prints_the_result_as_json(cli_node, own):
+    k = own("k")
+    r = cli("ask", "--endpoint", cli_node.endpoint, "Counter", k, "add", "5")
     assert (r.returncode, r.stdout.strip()) == (0, "5"), f"expected 5 printed: {r}"
-    r = cli("ask", "-e", cli_node.endpoint, "Counter", "k", "add", "2")
+    r = cli("ask", "-e", cli_node.endpoint, "Counter", k, "add", "2")
     assert r.stdout.strip() == "7", f"expected the state kept between asks: {r}"
-    r = cli("ask", "-e", cli_node.endpoint, "Counter", "k", "whoami")
-    assert json.loads(r.stdout) == ["Counter", "k"]
+    r = cli("ask", "-e", cli_node.endpoint, "Counter", k, "whoami")
+    assert json.loads(r.stdout) == ["Counter", k]
 
 
-def test_tell_is_delivered_before_the_command_exits(cli_node):
+def test_tell_is_delivered_before_the_command_exits(cli_node, own):
     for _ in range(4):
-        r = cli("tell", "-e", cli_node.endpoint, "Counter", "t", "add", "3")
+        r = cli("tell", "-e", cli_node.endpoint, "Counter", own("t"), "add", "3")
         assert (r.returncode, r.stdout) == (0, ""), f"expected a silent success: {r}"
-    r = cli("ask", "-e", cli_node.endpoint, "Counter", "t", "get")
+    r = cli("ask", "-e", cli_node.endpoint, "Counter", own("t"), "get")
     assert r.stdout.strip() == "12", f"expected all 4 tells applied (4 x 3), got {r.stdout.strip()}"
 
 
@@ -160,37 +190,37 @@ def test_status_of_an_unreachable_node_fails_with_a_message(sock_dir):
     assert "Traceback" not in r.stderr
 
 
-def test_ask_kw_passes_keyword_arguments_as_http_does(cli_node):
+def test_ask_kw_passes_keyword_arguments_as_http_does(cli_node, own):
     """``--kw '{"by": 10}'`` is ``add(by=10)`` (an HTTP JSON object body's meaning); a JSON
     object after the method stays one positional argument."""
-    ep = cli_node.endpoint
-    r = cli("ask", "-e", ep, "Counter", "kw", "add", "--kw", '{"by": 10}')
+    ep, kw = cli_node.endpoint, own("kw")
+    r = cli("ask", "-e", ep, "Counter", kw, "add", "--kw", '{"by": 10}')
     assert (r.returncode, r.stdout.strip()) == (0, "10"), f"expected add(by=10) -> 10: {r}"
-    r = cli("tell", "-e", ep, "Counter", "kw", "add", "--kw", '{"by": 5}')
+    r = cli("tell", "-e", ep, "Counter", kw, "add", "--kw", '{"by": 5}')
     assert r.returncode == 0, r
-    assert cli("ask", "-e", ep, "Counter", "kw", "get").stdout.strip() == "15"
-    r = cli("ask", "-e", ep, "Counter", "kw", "add", '{"by": 10}')
+    assert cli("ask", "-e", ep, "Counter", kw, "get").stdout.strip() == "15"
+    r = cli("ask", "-e", ep, "Counter", kw, "add", '{"by": 10}')
     assert r.returncode == 1 and "TypeError" in r.stderr, \
         f"expected the positional dict to reach add as `by` (and fail to add): {r}"
     for bad, fragment in (("[10]", "takes a JSON object"), ("{by: 10}", "is not JSON")):
-        r = cli("ask", "-e", ep, "Counter", "kw", "add", "--kw", bad)
+        r = cli("ask", "-e", ep, "Counter", kw, "add", "--kw", bad)
         assert r.returncode != 0 and fragment in r.stderr and "Traceback" not in r.stderr, r
     # argument names the client's own ask uses for the address are the actor's here
-    r = cli("ask", "-e", ep, "Shelf", "kw", "put", "--kw", '{"key": "k", "value": 7}')
+    r = cli("ask", "-e", ep, "Shelf", kw, "put", "--kw", '{"key": "k", "value": 7}')
     assert r.returncode == 0, f"expected put(key='k', value=7), not a clash with the client's key: {r}"
-    r = cli("ask", "-e", ep, "Shelf", "kw", "get", "--kw", '{"key": "k"}')
+    r = cli("ask", "-e", ep, "Shelf", kw, "get", "--kw", '{"key": "k"}')
     assert r.stdout.strip() == "7", r
     for name in ("timeout", "retry"):
-        r = cli("ask", "-e", ep, "Counter", "kw", "add", "--kw", f'{{"{name}": 1}}')
+        r = cli("ask", "-e", ep, "Counter", kw, "add", "--kw", f'{{"{name}": 1}}')
         assert r.returncode != 0 and f"cannot pass '{name}'" in r.stderr \
             and "Traceback" not in r.stderr, r
 
 
-def test_a_short_timeout_blames_the_ask_not_the_router(cli_node):
+def test_a_short_timeout_blames_the_ask_not_the_router(own_cli_node):
     """``--timeout`` is the request's deadline; the connect has its own
     (``--connect-timeout``), so a deadline that passes names what did not answer (it
     used to be the connect's too: 'router ... did not answer within 0.001 s')."""
-    ep = cli_node.endpoint
+    ep = own_cli_node.endpoint
     r = cli("ask", "-e", ep, "--timeout", "0.001", "Counter", "slow", "sleep", "5")
     assert r.returncode == 1, r
     assert "AskTimeout: no answer from Counter/slow.sleep within 0.001 s" in r.stderr, r.stderr
@@ -244,7 +274,8 @@ def test_run_with_a_bad_config_fails_with_a_message(tmp_path):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_run_stops_cleanly_on_signal(cli_node, sig):
+def test_run_stops_cleanly_on_signal(own_cli_node, sig):
+    cli_node = own_cli_node
     assert cli("ask", "-e", cli_node.endpoint, "Counter", "s", "add", "1").stdout.strip() == "1"
     pids = [p["pid"] for p in status_json(cli_node.endpoint)["processes"]]
     assert len(pids) == 4

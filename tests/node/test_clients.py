@@ -1,13 +1,24 @@
 """The client surface: spawn, the asyncio client, and the clear errors (unknown type,
-unknown method, deadline)."""
+unknown method, deadline).
+
+The tests share one node (:func:`helpers.module_node`), each with actors of its own
+(the ``own`` fixture); spawn's counts are the differences its test made."""
 from __future__ import annotations
 
 import asyncio
 import threading
+from typing import Iterator
 
 import pytest
+from helpers import make_config, module_node
 
 import actorsys
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[actorsys.Node]:
+    """One two-worker node for the module."""
+    yield from module_node(make_config(str(tmp_path_factory.mktemp("clients") / "data")))
 
 
 def workers(node) -> dict[int, dict]:
@@ -16,12 +27,13 @@ def workers(node) -> dict[int, dict]:
 
 # -- 12. spawn ------------------------------------------------------------------------------
 
-def test_spawn_activates_the_actor_and_returns_a_ref(node):
+def test_spawn_activates_the_actor_and_returns_a_ref(node, own):
     c = node.client()
-    slot = c.map.slot_of("Recorder", "spawned")
+    key = own("spawned")
+    slot = c.map.slot_of("Recorder", key)
     before = workers(node)[slot]
-    ref = c.spawn("Recorder", "spawned")
-    assert isinstance(ref, actorsys.Ref) and (ref.type_name, ref.key) == ("Recorder", "spawned")
+    ref = c.spawn("Recorder", key)
+    assert isinstance(ref, actorsys.Ref) and (ref.type_name, ref.key) == ("Recorder", key)
     after = workers(node)[slot]
     assert after["activations"] == before["activations"] + 1, \
         "expected spawn itself to activate the actor (on_start ran)"
@@ -57,11 +69,11 @@ def test_spawn_of_unknown_type_is_refused(node):
 
 # -- 12. asyncio client ------------------------------------------------------------------------
 
-def test_async_client_as_context_manager(node):
+def test_async_client_as_context_manager(node, own):
     async def main():
         async with actorsys.connect_async(node.endpoint) as c:
             assert isinstance(c, actorsys.AsyncClient)
-            ref = c.ref("Counter", "ac")
+            ref = c.ref("Counter", own("ac"))
             assert isinstance(ref, actorsys.AsyncRef)
             first = await ref.ask("add", 2)
             second = await ref.ask("add", by=3)
@@ -72,24 +84,26 @@ def test_async_client_as_context_manager(node):
     assert asyncio.run(main()) == (2, 5, {"activations": 1})
 
 
-def test_async_client_by_await(node):
+def test_async_client_by_await(node, own):
+    key = own("awaited")
+
     async def main():
         c = await actorsys.connect_async(node.endpoint)
         try:
-            ref = await c.spawn("Counter", "awaited")
+            ref = await c.spawn("Counter", key)
             assert await ref.ask("starts") == 1, "expected spawn to have run on_start"
-            return await asyncio.gather(ref.ask("add", 1), c.ask("Counter", "awaited", "add", 1))
+            return await asyncio.gather(ref.ask("add", 1), c.ask("Counter", key, "add", 1))
         finally:
             await c.close()
 
     assert sorted(asyncio.run(main())) == [1, 2]
-    assert node.client().ref("Counter", "awaited").ask("get") == 2
+    assert node.client().ref("Counter", key).ask("get") == 2
 
 
-def test_the_blocking_client_works_from_threads_and_inside_a_running_loop(node):
+def test_the_blocking_client_works_from_threads_and_inside_a_running_loop(node, own):
     c = node.client()
     results: list[int] = []
-    threads = [threading.Thread(target=lambda: results.append(c.ref("Counter", "lanes").ask("add", 1)))
+    threads = [threading.Thread(target=lambda: results.append(c.ref("Counter", own("lanes")).ask("add", 1)))
                for _ in range(8)]
     for t in threads:
         t.start()
@@ -99,7 +113,7 @@ def test_the_blocking_client_works_from_threads_and_inside_a_running_loop(node):
 
     async def coroutine() -> tuple:
         # blocking calls from a coroutine block its loop, as they always have, and work
-        return c.ref("Counter", "lanes").ask("add", 1), len(c.status()["processes"])
+        return c.ref("Counter", own("lanes")).ask("add", 1), len(c.status()["processes"])
 
     assert asyncio.run(coroutine()) == (9, 4)
 
@@ -112,49 +126,49 @@ def test_unknown_actor_type_names_the_type(node):
     assert "NoSuchType" in str(info.value), f"expected the error to name the type: {info.value}"
 
 
-def test_unknown_method_names_the_method(node):
+def test_unknown_method_names_the_method(node, own):
     with pytest.raises(actorsys.UnknownMethod) as info:
-        node.client().ref("Counter", "k").ask("no_such_method")
+        node.client().ref("Counter", own("k")).ask("no_such_method")
     assert "no_such_method" in str(info.value), f"expected the error to name the method: {info.value}"
-    assert node.client().ref("Counter", "k").ask("add", 1) == 1, "expected the actor to work afterwards"
+    assert node.client().ref("Counter", own("k")).ask("add", 1) == 1, "expected the actor to work afterwards"
 
 
 @pytest.mark.parametrize("method", ["_private", "on_start", "ref", "state"])
-def test_non_handler_attributes_are_unknown_methods(node, method):
+def test_non_handler_attributes_are_unknown_methods(node, method, own):
     with pytest.raises(actorsys.UnknownMethod, match=method):
-        node.client().ref("Counter", "k").ask(method)
+        node.client().ref("Counter", own("k")).ask(method)
 
 
-def test_ask_past_its_deadline_raises_ask_timeout(node):
-    r = node.client().ref("Counter", "slow")
+def test_ask_past_its_deadline_raises_ask_timeout(node, own):
+    r = node.client().ref("Counter", own("slow"))
     with pytest.raises(actorsys.AskTimeout):
         r.ask("sleep", 1.0, timeout=0.2)
     # the late reply of the timed-out ask must not be taken for the next ask's answer
     assert r.ask("add", 1) == 1, "expected the next ask to get its own reply"
 
 
-def test_async_errors(node):
+def test_async_errors(node, own):
     async def main():
         async with actorsys.connect_async(node.endpoint) as c:
             with pytest.raises(actorsys.UnknownActorType, match="NoSuchType"):
                 await c.ref("NoSuchType", "k").ask("get")
             with pytest.raises(actorsys.UnknownMethod, match="no_such_method"):
-                await c.ref("Counter", "k").ask("no_such_method")
+                await c.ref("Counter", own("k")).ask("no_such_method")
             with pytest.raises(actorsys.AskTimeout):
-                await c.ref("Counter", "k").ask("sleep", 1.0, timeout=0.2)
+                await c.ref("Counter", own("k")).ask("sleep", 1.0, timeout=0.2)
             with pytest.raises(actorsys.RemoteError) as info:
-                await c.ref("Counter", "k").ask("add_then_fail", 2)
+                await c.ref("Counter", own("k")).ask("add_then_fail", 2)
             assert (info.value.remote_type, info.value.remote_message) == \
                 ("ValueError", "failing after adding 2")
-            return await c.ref("Counter", "k").ask("get")
+            return await c.ref("Counter", own("k")).ask("get")
 
     assert asyncio.run(main()) == 0
 
 
-def test_async_ask_leaves_at_the_call_so_call_order_is_send_order(node):
+def test_async_ask_leaves_at_the_call_so_call_order_is_send_order(node, own):
     async def run():
         async with actorsys.connect_async(node.endpoint) as c:
-            ref = c.ref("Log", "call-order")
+            ref = c.ref("Log", own("call-order"))
             first = ref.ask("append", "asked first")   # not awaited yet
             ref.tell("append", "told second")
             await first

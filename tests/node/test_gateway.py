@@ -1,5 +1,7 @@
 """The gateway at the protocol level: a real node (router, workers, gateway processes,
-ZeroMQ, LevelDB) and aiohttp's client over real TCP. Every test owns its node.
+ZeroMQ, LevelDB) and aiohttp's client over real TCP. The tests of the default gateway
+config share one node (``gw_node``), each on actors of its own (its own keys); a test of
+another config, or that needs a gateway nobody else used, owns its node.
 
 The actors are in ``ws_actors.py``: ``Echo`` echoes frames and counts its events
 durably (``counts`` over HTTP tells them), ``AsyncEcho`` replies after an ``await``.
@@ -11,7 +13,8 @@ import json
 import os
 import signal
 import socket
-from typing import Any, Awaitable, Callable
+from contextlib import nullcontext
+from typing import Any, Awaitable, Callable, Iterator
 
 import aiohttp
 import pytest
@@ -19,6 +22,7 @@ from aiohttp import WSMsgType
 
 import actorsys
 from actorsys.testing.nodes import kill_worker_of, role_pid, slot_of, wait_until, workers
+from helpers import make_config, module_node
 
 WS_ACTORS = {"Echo": "ws_actors:Echo", "AsyncEcho": "ws_actors:AsyncEcho"}
 RECEIVE_TIMEOUT = 10.0
@@ -34,6 +38,15 @@ def gw_config(config) -> Callable[..., dict[str, Any]]:
         cfg["gateway"] = {"listen": "127.0.0.1:0", **(gateway or {})}
         return cfg
     return make
+
+
+@pytest.fixture(scope="module")
+def gw_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[actorsys.Node]:
+    """The node of the default gateway config, shared by the module's tests."""
+    cfg = make_config(str(tmp_path_factory.mktemp("gateway") / "data"))
+    cfg["actors"].update(WS_ACTORS)
+    cfg["gateway"] = {"listen": "127.0.0.1:0"}
+    yield from module_node(cfg)
 
 
 def run(scenario: Callable[[aiohttp.ClientSession], Awaitable[Any]], timeout: float = 40) -> Any:
@@ -118,8 +131,8 @@ async def refused_status(session: aiohttp.ClientSession, url: str, **kwargs: Any
 
 
 # -- HTTP ------------------------------------------------------------------------------
-def test_http_positional_keyword_and_no_arguments(gw_config):
-    with actorsys.Node(gw_config()) as node:
+def test_http_positional_keyword_and_no_arguments(gw_node):
+    with nullcontext(gw_node) as node:
         base = node.gateway_url
 
         async def scenario(s):
@@ -165,8 +178,8 @@ def test_http_unknown_hidden_and_unexposed_names_are_404(gw_config):
         run(scenario)
 
 
-def test_http_handler_errors_are_500(gw_config):
-    with actorsys.Node(gw_config()) as node:
+def test_http_handler_errors_are_500(gw_node):
+    with nullcontext(gw_node) as node:
         base = node.gateway_url
 
         async def scenario(s):
@@ -258,8 +271,8 @@ def test_static_files_and_no_path_traversal(gw_config, tmp_path):
 
 
 # -- WebSockets ---------------------------------------------------------------------------
-def test_ws_text_binary_and_json_frames(gw_config):
-    with actorsys.Node(gw_config()) as node:
+def test_ws_text_binary_and_json_frames(gw_node):
+    with nullcontext(gw_node) as node:
         base = node.gateway_url
 
         async def scenario(s):
@@ -281,8 +294,8 @@ def test_ws_text_binary_and_json_frames(gw_config):
         run(scenario)
 
 
-def test_ws_broadcast_all_by_tag_and_excluding(gw_config):
-    with actorsys.Node(gw_config()) as node:
+def test_ws_broadcast_all_by_tag_and_excluding(gw_node):
+    with nullcontext(gw_node) as node:
         base = node.gateway_url
 
         async def scenario(s):
@@ -320,8 +333,8 @@ def test_ws_broadcast_all_by_tag_and_excluding(gw_config):
         run(scenario)
 
 
-def test_ws_connections_lists_open_sockets(gw_config):
-    with actorsys.Node(gw_config()) as node:
+def test_ws_connections_lists_open_sockets(gw_node):
+    with nullcontext(gw_node) as node:
         base = node.gateway_url
 
         async def scenario(s):
@@ -340,12 +353,12 @@ def test_ws_connections_lists_open_sockets(gw_config):
         run(scenario)
 
 
-def test_broadcast_does_not_reach_a_socket_before_its_on_connect(gw_config):
+def test_broadcast_does_not_reach_a_socket_before_its_on_connect(gw_node):
     """A broadcast made in a turn before a socket's ``on_connect`` must not reach that
     socket (the actor did not know it yet): its first frame is its hello. The actor is
     kept busy (an HTTP ``slow`` ask) so that the broadcast and the new socket's connect
     wait for it together and go to the actor in one batch."""
-    with actorsys.Node(gw_config()) as node:
+    with nullcontext(gw_node) as node:
         base = node.gateway_url
 
         async def scenario(s):
@@ -369,8 +382,8 @@ def test_broadcast_does_not_reach_a_socket_before_its_on_connect(gw_config):
         run(scenario)
 
 
-def test_ws_close_by_actor_reaches_client_with_its_code(gw_config):
-    with actorsys.Node(gw_config()) as node:
+def test_ws_close_by_actor_reaches_client_with_its_code(gw_node):
+    with nullcontext(gw_node) as node:
         base = node.gateway_url
 
         async def scenario(s):
@@ -384,8 +397,8 @@ def test_ws_close_by_actor_reaches_client_with_its_code(gw_config):
         run(scenario)
 
 
-def test_ws_on_disconnect_runs_for_client_closes(gw_config):
-    with actorsys.Node(gw_config()) as node:
+def test_ws_on_disconnect_runs_for_client_closes(gw_node):
+    with nullcontext(gw_node) as node:
         base = node.gateway_url
 
         async def scenario(s):
@@ -399,8 +412,8 @@ def test_ws_on_disconnect_runs_for_client_closes(gw_config):
         run(scenario)
 
 
-def test_http_ask_broadcasts_to_open_sockets(gw_config):
-    with actorsys.Node(gw_config()) as node:
+def test_http_ask_broadcasts_to_open_sockets(gw_node):
+    with nullcontext(gw_node) as node:
         base = node.gateway_url
 
         async def scenario(s):
@@ -441,8 +454,8 @@ def test_hibernation_keeps_sockets_and_state(gw_config):
         run(scenario)
 
 
-def test_socket_survives_worker_kill(gw_config):
-    with actorsys.Node(gw_config()) as node:
+def test_socket_survives_worker_kill(gw_node):
+    with nullcontext(gw_node) as node:
         base, client = node.gateway_url, node.client()
 
         async def scenario(s):
@@ -466,9 +479,9 @@ def test_socket_survives_worker_kill(gw_config):
         run(scenario)
 
 
-def test_stream_across_worker_kill_is_applied_exactly_once(gw_config):
+def test_stream_across_worker_kill_is_applied_exactly_once(gw_node):
     total, pause_at = 500, 300
-    with actorsys.Node(gw_config()) as node:
+    with nullcontext(gw_node) as node:
         base, client = node.gateway_url, node.client()
 
         async def scenario(s):
@@ -514,10 +527,10 @@ def test_stream_across_worker_kill_is_applied_exactly_once(gw_config):
               f"duplicate effects {gw['duplicate_effects']}")
 
 
-def test_a_turn_may_send_more_than_one_message_holds(gw_config):
+def test_a_turn_may_send_more_than_one_message_holds(gw_node):
     """Three 600 kB frames from one turn (1.8 MB, more than max_message_bytes) all arrive,
     in order: the worker hands them to the gateway in parts."""
-    with actorsys.Node(gw_config()) as node:
+    with nullcontext(gw_node) as node:
         base = node.gateway_url
 
         async def scenario(s):
@@ -562,8 +575,8 @@ def test_redelivered_batch_runs_once_and_answers_with_its_effects(gw_config):
 
 
 # -- failures and limits ---------------------------------------------------------------------
-def test_failed_message_is_dropped_and_socket_stays(gw_config):
-    with actorsys.Node(gw_config()) as node:
+def test_failed_message_is_dropped_and_socket_stays(gw_node):
+    with nullcontext(gw_node) as node:
         base = node.gateway_url
 
         async def scenario(s):
@@ -679,8 +692,8 @@ def test_auth_hook_refuses_and_names_the_user(gw_config):
 
 
 # -- the gateway process and the node -------------------------------------------------------
-def test_gateway_kill_is_restarted_by_the_supervisor(gw_config):
-    with actorsys.Node(gw_config()) as node:
+def test_gateway_kill_is_restarted_by_the_supervisor(gw_node):
+    with nullcontext(gw_node) as node:
         base = node.gateway_url
         old = role_pid(node, "gateway")
 
@@ -730,8 +743,8 @@ def test_node_stop_closes_sockets_1001_and_runs_on_disconnect(gw_config):
             f"on_disconnect of the socket closed by the stop committed before the node stopped, got {got}"
 
 
-def test_async_on_message_keeps_reply_order(gw_config):
-    with actorsys.Node(gw_config()) as node:
+def test_async_on_message_keeps_reply_order(gw_node):
+    with nullcontext(gw_node) as node:
         base = node.gateway_url
 
         async def scenario(s):

@@ -12,8 +12,10 @@ import os
 import subprocess
 import sys
 import time
+from typing import Iterator
 
 import pytest
+from helpers import make_config, module_node
 
 import actorsys
 from actorsys.testing.nodes import after_kill, kill_worker_of, wait_until
@@ -35,11 +37,13 @@ def history_config(config, **node):
     return cfg
 
 
-@pytest.fixture
-def hnode(config):
-    """A node whose [node] history_window is one day."""
-    with actorsys.Node(history_config(config)) as n:
-        yield n
+@pytest.fixture(scope="module")
+def hnode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[actorsys.Node]:
+    """A node whose [node] history_window is one day, shared by the module's tests (each
+    with actors of its own key)."""
+    cfg = make_config(str(tmp_path_factory.mktemp("history") / "data"), history_window=DAY)
+    cfg["actors"].update(HISTORY_ACTORS)
+    yield from module_node(cfg)
 
 
 def versions(ref) -> list[int]:

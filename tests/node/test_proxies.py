@@ -35,14 +35,6 @@ class Unregistered(actorsys.Actor):
         return "hi"
 
 
-@pytest.fixture(autouse=True)
-def no_leftover_processes() -> Iterator[None]:
-    """(Overrides the suite's per-test check: the module's node runs on between the
-    tests, which start no process of their own; the node's fixture checks that nothing
-    is left once it has stopped.)"""
-    yield
-
-
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[actorsys.Node]:
     """One node for the module: Account (also registered as Tally) and Teller."""

@@ -3,11 +3,15 @@
 Batch get/put/delete, list (prefix, start, start_after, end, reverse, limit), reads
 that see the turn's own writes, ``transaction()`` blocks, ``delete_all()``, ``size()``,
 the key and value limits, and the per-actor read cache.
+
+The tests share one node (:func:`helpers.module_node`), each with a Box of its own.
 """
 from __future__ import annotations
 
+from typing import Iterator
 
 import pytest
+from helpers import make_config, module_node, own_key
 
 import actorsys
 from actorsys.protocol import wire
@@ -28,15 +32,17 @@ def do_config(config, **node):
     return cfg
 
 
-@pytest.fixture
-def box_node(config):
-    with actorsys.Node(do_config(config)) as n:
-        yield n
+@pytest.fixture(scope="module")
+def box_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[actorsys.Node]:
+    """One node for the module: each test's Box is its own (its key is the test's name)."""
+    cfg = make_config(str(tmp_path_factory.mktemp("storage_api") / "data"), max_value_bytes="64KiB")
+    cfg["actors"].update(DO_ACTORS)
+    yield from module_node(cfg)
 
 
 @pytest.fixture
-def box(box_node):
-    return box_node.client().ref("Box", "b1")
+def box(box_node, request):
+    return box_node.client().ref("Box", own_key(request))
 
 
 def pairs_keys(pairs):

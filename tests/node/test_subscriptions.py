@@ -41,14 +41,6 @@ def feed_config(data_dir: str, **gateway: Any) -> dict[str, Any]:
     return cfg
 
 
-@pytest.fixture(autouse=True)
-def no_leftover_processes() -> Iterator[None]:
-    """(Overrides the suite's per-test check: the module's node runs on between the
-    tests; its fixture, and the factory of the tests that start their own, check that
-    nothing is left once they stop.)"""
-    yield
-
-
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[actorsys.Node]:
     yield from module_node(feed_config(str(tmp_path_factory.mktemp("subs") / "data")))

@@ -1,5 +1,9 @@
 """Turn semantics against a real node: no overlap, interleaving at awaits, atomic turns,
-group commit, per-sender ordering, single activation, actor-to-actor messages."""
+group commit, per-sender ordering, single activation, actor-to-actor messages.
+
+The tests share one node (:func:`helpers.module_node`); each uses actors of its own (its
+keys carry the test's name: the ``own`` fixture), and the group-commit tests count the turns and
+commits between their start and end."""
 from __future__ import annotations
 
 import asyncio
@@ -7,25 +11,23 @@ import os
 import subprocess
 import sys
 import threading
+from typing import Iterator
 
 import pytest
 
 import actorsys
 from actorsys.protocol.shardmap import shard_of
 from actorsys.testing.nodes import key_on_slot, wait_until, workers
-from helpers import ROOT
+from helpers import ROOT, make_config, module_node
 
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[actorsys.Node]:
+    """One two-worker node for the module."""
+    yield from module_node(make_config(str(tmp_path_factory.mktemp("turns") / "data")))
 
 
 # -- helpers ----------------------------------------------------------------------------
-
-
-
-
-
-
-
-
 
 def run_clients(endpoint: str, script: str, args_per_process: list[list[str]]) -> list[str]:
     """Run one ``python -c script`` per argument list; start them together; return stdouts.
@@ -59,23 +61,25 @@ def run_clients(endpoint: str, script: str, args_per_process: list[list[str]]) -
 
 # -- 1. turns of one actor never overlap ------------------------------------------------
 
-def test_concurrent_async_asks_of_one_actor_lose_no_update(node):
+def test_concurrent_async_asks_of_one_actor_lose_no_update(node, own):
     n = 200
+    key = own("counter")
 
     async def main():
         async with actorsys.connect_async(node.endpoint) as c:
-            r = c.ref("Counter", "shared")
+            r = c.ref("Counter", key)
             return await asyncio.gather(*(r.ask("slow_add", 1, 0.001) for _ in range(n)))
 
     results = asyncio.run(main())
     assert sorted(results) == list(range(1, n + 1)), \
         "each slow_add turn should see the previous turn's write (no two turns overlapping)"
-    assert node.client().ref("Counter", "shared").ask("get") == n, \
+    assert node.client().ref("Counter", key).ask("get") == n, \
         f"expected all {n} concurrent slow_add updates to be kept"
 
 
-def test_concurrent_asks_from_threads_lose_no_update(node):
+def test_concurrent_asks_from_threads_lose_no_update(node, own):
     threads_n, per_thread = 4, 40
+    key = own("counter")
     barrier = threading.Barrier(threads_n)
     results: list[int] = []
     errors: list[BaseException] = []
@@ -83,7 +87,7 @@ def test_concurrent_asks_from_threads_lose_no_update(node):
     def work():
         try:
             with actorsys.connect(node.endpoint) as c:
-                r = c.ref("Counter", "shared")
+                r = c.ref("Counter", key)
                 barrier.wait(timeout=30)
                 for _ in range(per_thread):
                     results.append(r.ask("slow_add", 1, 0.001))
@@ -99,7 +103,7 @@ def test_concurrent_asks_from_threads_lose_no_update(node):
     total = threads_n * per_thread
     assert sorted(results) == list(range(1, total + 1)), \
         "each slow_add turn should see the previous turn's write (no two turns overlapping)"
-    assert node.client().ref("Counter", "shared").ask("get") == total
+    assert node.client().ref("Counter", key).ask("get") == total
 
 
 _SLOW_ADD_SCRIPT = """
@@ -113,14 +117,15 @@ with actorsys.connect(ep) as c:
 """
 
 
-def test_concurrent_asks_from_processes_lose_no_update(node):
+def test_concurrent_asks_from_processes_lose_no_update(node, own):
     procs_n, per_proc = 3, 40
-    outs = run_clients(node.endpoint, _SLOW_ADD_SCRIPT, [["shared", str(per_proc)]] * procs_n)
+    key = own("counter")
+    outs = run_clients(node.endpoint, _SLOW_ADD_SCRIPT, [[key, str(per_proc)]] * procs_n)
     seen = sorted(int(v) for out in outs for v in out.split())
     total = procs_n * per_proc
     assert seen == list(range(1, total + 1)), \
         "each slow_add turn should see the previous turn's write, across client processes"
-    assert node.client().ref("Counter", "shared").ask("get") == total
+    assert node.client().ref("Counter", key).ask("get") == total
 
 
 # -- 7. single activation -------------------------------------------------------------
@@ -138,13 +143,14 @@ with actorsys.connect(ep) as c:
 """
 
 
-def test_one_activation_serves_every_client_process(node):
+def test_one_activation_serves_every_client_process(node, own):
     procs_n, per_proc = 4, 150
-    outs = run_clients(node.endpoint, _ADD_SCRIPT, [["single", str(per_proc)]] * procs_n)
+    key = own("counter")
+    outs = run_clients(node.endpoint, _ADD_SCRIPT, [[key, str(per_proc)]] * procs_n)
     c = node.client()
-    assert c.ref("Counter", "single").ask("get") == procs_n * per_proc, \
+    assert c.ref("Counter", key).ask("get") == procs_n * per_proc, \
         "expected the final count to equal the total of every process's increments"
-    assert c.ref("Counter", "single").ask("starts") == 1, \
+    assert c.ref("Counter", key).ask("starts") == 1, \
         "expected exactly one activation (on_start once) for all client processes"
     assert len(set(outs)) == 1, f"expected every process to reach the same worker pid, got {outs}"
 
@@ -152,10 +158,10 @@ def test_one_activation_serves_every_client_process(node):
 # -- 2. different actors on one worker interleave at awaits ------------------------------
 
 @pytest.mark.parametrize("open_method", ["open", "open_async"])
-def test_turns_of_actors_on_one_worker_interleave_at_awaits(node, open_method):
+def test_turns_of_actors_on_one_worker_interleave_at_awaits(node, open_method, own):
     client = node.client()
-    a = key_on_slot(client, "Gate", 0, "a")
-    b = next(k for k in (f"b-{i}" for i in range(10_000))
+    a = key_on_slot(client, "Gate", 0, own("a"))
+    b = next(k for k in (own(f"b-{i}") for i in range(10_000))
              if shard_of("Gate", k, client.map.shards) != shard_of("Gate", a, client.map.shards)
              and client.map.owner[shard_of("Gate", k, client.map.shards)] == 0)
     assert client.ref("Gate", a).ask("pid") == client.ref("Gate", b).ask("pid"), \
@@ -183,8 +189,8 @@ def test_turns_of_actors_on_one_worker_interleave_at_awaits(node, open_method):
 
 # -- 3. a failing turn commits nothing ---------------------------------------------------
 
-def test_failed_turn_discards_state_and_storage_and_reports_the_error(node):
-    r = node.client().ref("StoreCounter", "atomic")
+def test_failed_turn_discards_state_and_storage_and_reports_the_error(node, own):
+    r = node.client().ref("StoreCounter", own("atomic"))
     assert r.ask("add", 3) == 3
     r.ask("put", "kept", "yes")
     assert r.ask("starts") == 1
@@ -203,10 +209,10 @@ def test_failed_turn_discards_state_and_storage_and_reports_the_error(node):
     assert r.ask("add", 1) == 4, "expected the actor to continue from its last commit"
 
 
-def test_failed_async_turn_discards_its_changes_and_queued_messages_see_the_last_commit(node):
+def test_failed_async_turn_discards_its_changes_and_queued_messages_see_the_last_commit(node, own):
     async def main():
         async with actorsys.connect_async(node.endpoint) as c:
-            r = c.ref("StoreCounter", "async-atomic")
+            r = c.ref("StoreCounter", own("async-atomic"))
             assert await r.ask("add", 1) == 1
             # the failing turn awaits with its changes made; the asks queue behind it
             return await asyncio.gather(r.ask("slow_add_then_fail", 5, 0.05), r.ask("get"),
@@ -223,10 +229,10 @@ def test_failed_async_turn_discards_its_changes_and_queued_messages_see_the_last
 
 # -- 4. group commit ---------------------------------------------------------------------
 
-def test_pipelined_turns_are_committed_in_groups(node):
+def test_pipelined_turns_are_committed_in_groups(node, own):
     client = node.client()
-    blockers = [key_on_slot(client, "Counter", s, "blocker") for s in (0, 1)]
-    keys = [f"g-{i}" for i in range(50)]
+    blockers = [key_on_slot(client, "Counter", s, own("blocker")) for s in (0, 1)]
+    keys = [own(f"g-{i}") for i in range(50)]
     per_key = 8
     before = workers(node)
 
@@ -249,12 +255,12 @@ def test_pipelined_turns_are_committed_in_groups(node):
             f"worker {slot}: expected group commit (commits < turns), got {commits} commits for {turns} turns"
 
 
-def test_concurrent_asks_to_many_actors_commit_fewer_times_than_turns(node):
+def test_concurrent_asks_to_many_actors_commit_fewer_times_than_turns(node, own):
     before = workers(node)
 
     async def main():
         async with actorsys.connect_async(node.endpoint) as c:
-            return await asyncio.gather(*(c.ref("Counter", f"m-{i % 100}").ask("add", 1)
+            return await asyncio.gather(*(c.ref("Counter", own(f"m-{i % 100}")).ask("add", 1)
                                           for i in range(600)))
 
     results = asyncio.run(main())
@@ -269,8 +275,8 @@ def test_concurrent_asks_to_many_actors_commit_fewer_times_than_turns(node):
 
 # -- 6. ordering from one sender -------------------------------------------------------
 
-def test_tells_and_asks_from_one_client_are_processed_in_order(node):
-    r = node.client().ref("Log", "ordered")
+def test_tells_and_asks_from_one_client_are_processed_in_order(node, own):
+    r = node.client().ref("Log", own("ordered"))
     for i in range(300):
         if i % 3 == 2:
             assert r.ask("append", i) == i + 1
@@ -281,10 +287,10 @@ def test_tells_and_asks_from_one_client_are_processed_in_order(node):
         "expected one storage entry per item, in order"
 
 
-def test_async_client_messages_are_processed_in_order(node):
+def test_async_client_messages_are_processed_in_order(node, own):
     async def main():
         async with actorsys.connect_async(node.endpoint) as c:
-            r = c.ref("Log", "async-ordered")
+            r = c.ref("Log", own("async-ordered"))
             lengths = await asyncio.gather(*(r.ask("append", i) for i in range(100)))
             r.tell("append", 100)
             r.tell("append", 101)
@@ -296,12 +302,12 @@ def test_async_client_messages_are_processed_in_order(node):
     assert stored == {f"item:{i + 1:08d}": i for i in range(102)}
 
 
-def test_messages_queued_behind_async_turns_keep_their_order(node):
-    r = node.client().ref("AsyncLog", "queued")
+def test_messages_queued_behind_async_turns_keep_their_order(node, own):
+    r = node.client().ref("AsyncLog", own("queued"))
 
     async def main():
         async with actorsys.connect_async(node.endpoint) as c:
-            ar = c.ref("AsyncLog", "queued")
+            ar = c.ref("AsyncLog", own("queued"))
             lengths = []
             for i in range(120):           # tells pile up in the mailbox behind slow turns
                 if i % 8 == 7:
@@ -319,10 +325,10 @@ def test_messages_queued_behind_async_turns_keep_their_order(node):
     assert r.ask("stored") == {f"item:{i + 1:08d}": i for i in range(160)}
 
 
-def test_tells_from_one_actor_turn_arrive_in_order(node):
+def test_tells_from_one_actor_turn_arrive_in_order(node, own):
     client = node.client()
-    relay = key_on_slot(client, "RelayPlus", 0, "relay")
-    log = key_on_slot(client, "Log", 1, "log")
+    relay = key_on_slot(client, "RelayPlus", 0, own("relay"))
+    log = key_on_slot(client, "Log", 1, own("log"))
     assert client.ref("RelayPlus", relay).ask("tell_many", "Log", log, "append", list(range(50))) == 50
     wait_until(lambda: len(client.ref("Log", log).ask("items")) == 50, "the 50 tells to arrive")
     assert client.ref("Log", log).ask("items") == list(range(50)), \
@@ -332,10 +338,10 @@ def test_tells_from_one_actor_turn_arrive_in_order(node):
 # -- 11. actor-to-actor messages ---------------------------------------------------------
 
 @pytest.mark.parametrize("target_slot", [0, 1])
-def test_async_handler_asks_an_actor_on_either_worker(node, target_slot):
+def test_async_handler_asks_an_actor_on_either_worker(node, target_slot, own):
     client = node.client()
-    relay = key_on_slot(client, "Relay", 0, "relay")
-    target = key_on_slot(client, "Counter", target_slot, "target")
+    relay = key_on_slot(client, "Relay", 0, own("relay"))
+    target = key_on_slot(client, "Counter", target_slot, own("target"))
     r = client.ref("Relay", relay)
     assert r.ask("forward_ask", "Counter", target, "add", 4) == 4
     assert r.ask("forward_ask", "Counter", target, "add", 4) == 8
@@ -344,19 +350,19 @@ def test_async_handler_asks_an_actor_on_either_worker(node, target_slot):
 
 
 @pytest.mark.parametrize("target_slot", [0, 1])
-def test_sync_handler_tells_an_actor_on_either_worker(node, target_slot):
+def test_sync_handler_tells_an_actor_on_either_worker(node, target_slot, own):
     client = node.client()
-    relay = key_on_slot(client, "Relay", 1, "relay")
-    target = key_on_slot(client, "Counter", target_slot, "target")
+    relay = key_on_slot(client, "Relay", 1, own("relay"))
+    target = key_on_slot(client, "Counter", target_slot, own("target"))
     r = client.ref("Relay", relay)
     assert r.ask("forward_tell", "Counter", target, "add", 5) is None
     wait_until(lambda: client.ref("Counter", target).ask("get") == 5, "the relayed tell to arrive")
 
 
-def test_tells_of_a_failed_turn_are_never_delivered(node):
+def test_tells_of_a_failed_turn_are_never_delivered(node, own):
     client = node.client()
-    relay = client.ref("RelayPlus", key_on_slot(client, "RelayPlus", 0, "relay"))
-    log_key = key_on_slot(client, "Log", 1, "log")
+    relay = client.ref("RelayPlus", key_on_slot(client, "RelayPlus", 0, own("relay")))
+    log_key = key_on_slot(client, "Log", 1, own("log"))
     with pytest.raises(actorsys.RemoteError) as info:
         relay.ask("tell_then_fail", "Log", log_key, "append", "from-failed-turn")
     assert info.value.remote_type == "RuntimeError"
@@ -368,10 +374,10 @@ def test_tells_of_a_failed_turn_are_never_delivered(node):
 
 
 @pytest.mark.parametrize("target_slot", [0, 1])
-def test_a_tell_then_an_ask_from_one_turn_arrive_in_the_order_sent(node, target_slot):
+def test_a_tell_then_an_ask_from_one_turn_arrive_in_the_order_sent(node, target_slot, own):
     client = node.client()
-    relay = client.ref("RelayPlus", key_on_slot(client, "RelayPlus", 0, "relay"))
-    log_key = key_on_slot(client, "Log", target_slot, "log")
+    relay = client.ref("RelayPlus", key_on_slot(client, "RelayPlus", 0, own("relay")))
+    log_key = key_on_slot(client, "Log", target_slot, own("log"))
     # The handler tells, then (still inside its turn) asks the same actor. The ask cannot
     # wait for the turn's commit, so the tells made before it leave with it, first.
     seen = relay.ask("tell_then_ask", "Log", log_key, "append", "told", "items")
