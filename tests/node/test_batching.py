@@ -20,13 +20,6 @@ from actorsys.protocol import wire
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture(autouse=True)
-def no_leftover_processes() -> Iterator[None]:
-    """(Overrides the suite's per-test check: the module's node runs on between the
-    tests; its fixture checks that nothing is left once it has stopped.)"""
-    yield
-
-
 @pytest.fixture(scope="module")
 def node(tmp_path_factory) -> Iterator[actorsys.Node]:
     # (a worker whose loop runs no timer for 2 s is killed as hung: a long batch must not)
