@@ -11,30 +11,32 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from typing import Any, Iterator
 
 import pytest
 
 import actorsys
 from actorsys.testing.nodes import wait_until
-from browser import screenshot
-from helpers import make_config
+from browser import contexts_closed, screenshot
+from helpers import make_config, module_node
 
 AUTH = "dashboard_auth:operators_only"
 
 
-@pytest.fixture
-def dashboard_node(tmp_path) -> Iterator[tuple[actorsys.Node, Any]]:
+@pytest.fixture(scope="module")
+def dashboard_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[actorsys.Node, Any]]:
     """A node with a gateway serving the dashboard, a supervision tree, history on
-    StoreCounter, and a thread keeping two Counter actors busy."""
-    cfg = make_config(str(tmp_path / "data"), metrics="127.0.0.1:0")
+    StoreCounter, and a thread keeping two Counter actors busy: shared by the module's
+    tests that use it (in file order: the worker kill comes after the first look)."""
+    cfg = make_config(str(tmp_path_factory.mktemp("dashboard") / "data"), metrics="127.0.0.1:0")
     cfg["actors"].update({"Journal": "restarts_actors:Journal", "Worker": "restarts_actors:Worker",
                           "StoreCounter": {"class": "actors:StoreCounter", "history_window": 3600}})
     children = [{"id": k, "actor": "Worker", "key": k} for k in ("w1", "w2")]
     cfg["supervisors"] = {"root": {"max_restarts": 100, "children": children}}
     cfg["gateway"] = {"listen": "127.0.0.1:0", "dashboard": True, "auth": AUTH}
     stop = threading.Event()
-    with actorsys.Node(cfg) as n:
+    with contextmanager(module_node)(cfg) as n:
         c = n.client()
 
         def load() -> None:
@@ -52,6 +54,12 @@ def dashboard_node(tmp_path) -> Iterator[tuple[actorsys.Node, Any]]:
         finally:
             stop.set()
             t.join(10)
+
+
+@pytest.fixture
+def browser(module_browser: Any) -> Iterator[Any]:
+    """The module's chromium (browser.module_browser), each test's pages closed at its end."""
+    yield from contexts_closed(module_browser)
 
 
 def get(url: str, token: str | None = "ops") -> tuple[int, Any]:
