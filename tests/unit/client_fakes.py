@@ -12,13 +12,15 @@ it again. Every request that arrives is recorded, decoded, in ``received``.
 """
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import zmq
 
+from actorsys.client.transport import AsyncTransport
 from actorsys.errors import ActorError
 from actorsys.protocol import wire
 from actorsys.protocol.shardmap import ShardMap
@@ -194,3 +196,23 @@ class FakeNode:
 
     def _map_reply(self, req: list) -> bytes:
         return ok(req[1], self.map.to_wire(max_message_bytes=self.max_message_bytes, tree=None))
+
+
+#: a bound on every wait, in these tests, for something that should happen at once
+WAIT = 10.0
+
+
+def with_transport(fake: FakeNode, body: Callable[[AsyncTransport], Awaitable[Any]],
+                   **options: Any) -> Any:
+    """Run ``body(transport)`` on a transport (made with ``options``) connected to
+    ``fake``, in a fresh event loop; its result."""
+    async def main() -> Any:
+        ctx = zmq.Context()
+        t = AsyncTransport(ctx, fake.endpoint, **options)
+        try:
+            await t.connect(WAIT)
+            return await asyncio.wait_for(body(t), 3 * WAIT)
+        finally:
+            t.close()
+            ctx.term()
+    return asyncio.run(main())

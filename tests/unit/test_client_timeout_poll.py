@@ -12,11 +12,11 @@ import asyncio
 import gc
 import logging
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 import pytest
 import zmq
-from client_fakes import ROUTER, FakeNode, echo
+from client_fakes import ROUTER, FakeNode, echo, with_transport
 
 import actorsys
 from actorsys.client import timeouts as timeouts_module
@@ -75,20 +75,6 @@ def held_ask(t: AsyncTransport, key: str, method: str, timeout: float) -> tuple[
     """Send an ask with a request id of our own: (its id, its Pending)."""
     rid = t.new_id()
     return rid, t.send(Ask(rid, "T", key, method, [], {}, t.request_ctx(rid)), timeout)
-
-
-def with_transport(fake: FakeNode, body: Callable[[AsyncTransport], Awaitable[Any]]) -> Any:
-    """Run ``body(transport)`` on a transport connected to ``fake`` in a fresh loop."""
-    async def main() -> Any:
-        ctx = zmq.Context()
-        t = AsyncTransport(ctx, fake.endpoint)
-        try:
-            await t.connect(WAIT)
-            return await asyncio.wait_for(body(t), 3 * WAIT)
-        finally:
-            t.close()
-            ctx.term()
-    return asyncio.run(main())
 
 
 @pytest.fixture

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import pytest
 import zmq
-from client_fakes import HOLD, ROUTER, FakeNode, echo, err, ok
+from client_fakes import HOLD, ROUTER, FakeNode, echo, err, ok, with_transport
 
 from actorsys.client.requests import MAX_RESENDS, Pending, resend_pause
 from actorsys.client.transport import AsyncTransport
@@ -24,21 +24,6 @@ WAIT = 10.0      # a bound on every wait for something that should happen at onc
 def fake(tmp_path):
     with FakeNode(str(tmp_path)) as f:
         yield f
-
-
-def with_transport(fake: FakeNode, body: Callable[[AsyncTransport], Awaitable[Any]],
-                   **options: Any) -> Any:
-    """Run ``body(transport)`` on a connected transport in a fresh event loop."""
-    async def main() -> Any:
-        ctx = zmq.Context()
-        t = AsyncTransport(ctx, fake.endpoint, **options)
-        try:
-            await t.connect(WAIT)
-            return await asyncio.wait_for(body(t), 3 * WAIT)
-        finally:
-            t.close()
-            ctx.term()
-    return asyncio.run(main())
 
 
 def key_on(t: AsyncTransport, slot: int) -> str:

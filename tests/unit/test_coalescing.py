@@ -11,7 +11,7 @@ from typing import Any
 import msgpack
 import pytest
 import zmq
-from client_fakes import FakeNode
+from client_fakes import FakeNode, with_transport
 
 from actorsys.client.outbox import ALONE_BYTES
 from actorsys.client.transport import AsyncTransport
@@ -20,19 +20,6 @@ from actorsys.protocol import wire
 from actorsys.runtime.replies import ReplyBatches
 
 WAIT = 10.0
-
-
-def run(fake: FakeNode, body: Any, **options: Any) -> Any:
-    async def main() -> Any:
-        ctx = zmq.Context()
-        t = AsyncTransport(ctx, fake.endpoint, **options)
-        try:
-            await t.connect(WAIT)
-            return await asyncio.wait_for(body(t), 3 * WAIT)
-        finally:
-            t.close()
-            ctx.term()
-    return asyncio.run(main())
 
 
 def keys_on(t: AsyncTransport, slot: int, n: int) -> list[str]:
@@ -76,7 +63,7 @@ def test_what_one_turn_sends_to_a_slot_is_one_frame_in_order(tmp_path):
                 futs.append(t.ask("T", k0, "add", [i]))
                 futs.append(t.ask("T", k1, "add", [i]))
             return await asyncio.gather(*futs)
-        results = run(fake, body)
+        results = with_transport(fake, body)
     assert [r[2] for r in results] == [[i] for i in range(50) for _ in (0, 1)]
     assert sorted(fake.batches) == [(0, 100), (1, 50)], "one frame per slot"
     slot0 = fake.requests(0)
@@ -90,7 +77,7 @@ def test_a_lone_message_is_sent_as_itself(tmp_path):
             k = keys_on(t, 0, 1)[0]
             for i in range(3):            # one per turn of the loop
                 await t.ask("T", k, "add", [i])
-        run(fake, body)
+        with_transport(fake, body)
         assert fake.batches == [] and len(fake.requests(0, wire.ASK)) == 3
 
 
@@ -104,7 +91,7 @@ def test_a_batch_stops_at_max_batch_and_at_the_frame_limit(tmp_path):
             futs = [t.ask("T", k, "add", [blob]) for _ in range(40)]
             await asyncio.gather(*futs)
         fake.max_message_bytes = 64 * 1024       # (the node's limit comes with its map)
-        run(fake, body)
+        with_transport(fake, body)
     sizes = [n for _, n in fake.batches]
     assert sizes[:2] == [wire.MAX_BATCH, 10]
     assert sum(sizes[2:]) == 40 and len(sizes[2:]) == 2 and max(sizes[2:]) <= 32
@@ -119,7 +106,7 @@ def test_a_large_message_goes_at_once_and_alone_after_what_was_queued(tmp_path):
             futs = [t.ask("T", k, "add", [1]), t.ask("T", k, "add", [2]),
                     t.ask("T", k, "add", ["x" * ALONE_BYTES]), t.ask("T", k, "add", [3])]
             await asyncio.gather(*futs)
-        run(fake, body)
+        with_transport(fake, body)
     assert fake.batches == [(0, 2)]
     assert [r[5][0] if r[5][0] != "x" * ALONE_BYTES else "big"
             for r in fake.requests(0, wire.ASK)] == [1, 2, "big", 3]
@@ -132,7 +119,7 @@ def test_a_tell_just_before_close_still_leaves(tmp_path):
             for i in range(5):
                 t.tell("T", k, "note", [i])
             t.close(linger_ms=2000)      # in the same turn as the tells, as the clients close
-        run(fake, body)
+        with_transport(fake, body)
         got = fake.wait_for(lambda: len(fake.requests(1, wire.TELL)) == 5 and fake.requests(1, wire.TELL),
                             "the tells")
     assert [r[5] for r in got] == [[i] for i in range(5)]
@@ -147,7 +134,7 @@ def test_a_blocking_lane_sends_at_the_call(tmp_path):
             fake.wait_for(lambda: fake.requests(0, wire.TELL), "the tell, sent at the call")
             t.tell("T", k, "note", [2])
             await t.ask("T", k, "add", [3])
-        run(fake, body, coalesce=False)
+        with_transport(fake, body, coalesce=False)
         assert fake.batches == []
 
 
@@ -161,7 +148,7 @@ def test_a_batch_whose_connection_closed_fails_its_asks_and_counts_its_tells(tmp
             await asyncio.sleep(0)
             assert t.outbox is not None
             return await asyncio.gather(fut, return_exceptions=True), t.outbox.dropped_tells
-        (outcome,), dropped = run(fake, body)
+        (outcome,), dropped = with_transport(fake, body)
     assert "send to worker slot 0 failed" in str(outcome) and type(outcome).__name__ == "Overloaded"
     assert dropped == 1
 
@@ -178,7 +165,7 @@ def test_a_drop_seen_while_asks_are_queued_fails_only_what_was_sent(tmp_path):
             later = [t.ask("T", k, "add", [i]) for i in range(1, 1100)]   # queued, and a full batch
             done = await asyncio.gather(first, *later, return_exceptions=True)
             return done[0], done[1:]
-        first, later = run(fake, body)
+        first, later = with_transport(fake, body)
     assert type(first).__name__ == "WorkerLost", first
     failed = [r for r in later if isinstance(r, Exception)]
     assert not failed, failed[:2]
@@ -190,7 +177,7 @@ def test_a_node_whose_map_does_not_say_batches_gets_every_message_alone(tmp_path
         async def body(t: AsyncTransport) -> None:
             k = keys_on(t, 0, 1)[0]
             await asyncio.gather(*(t.ask("T", k, "add", [i]) for i in range(20)))
-        run(fake, body)
+        with_transport(fake, body)
         assert fake.batches == [] and len(fake.requests(0, wire.ASK)) == 20
 
 
