@@ -18,7 +18,8 @@ from ..protocol import wire
 from ..protocol.messages import Top
 from ..protocol.subs import DEFAULT_WINDOW
 from ..proxy import AsyncProxy, C, address
-from .common import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, check_top, node_of, router_list, version_of
+from .common import (CLOSE_LINGER_MS, CONNECT_TIMEOUT, DEFAULT_TIMEOUT, check_top, node_of,
+                     router_list, version_of)
 from .proxies import ClientChannel
 from .sublink import Subscriber, Where
 from .subscriptions import Subscription, Target, options, target_of
@@ -243,7 +244,7 @@ class AsyncClient:
             self._subscriber.close()
             self._subscriber = None
         if self._transport is not None:
-            self._transport.close()
+            self._transport.close(CLOSE_LINGER_MS)      # (a tell just sent leaves)
             self._transport = None
         if self._ctx is not None:
             self._ctx.term()

@@ -41,7 +41,8 @@ from ..protocol.messages import Ask, Request, Spawn, Top
 from ..protocol.shardmap import ShardMap
 from ..protocol.subs import DEFAULT_WINDOW
 from ..proxy import C, Proxy, address
-from .common import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, check_top, node_of, router_list, version_of
+from .common import (CLOSE_LINGER_MS, CONNECT_TIMEOUT, DEFAULT_TIMEOUT, check_top, node_of,
+                     router_list, version_of)
 from .lanes import Lane, ThreadLanes
 from .proxies import ClientChannel
 from .reachability import Reachability
@@ -53,9 +54,6 @@ from .supervisor_refs import SupervisorRef
 from .transport import AsyncTransport
 
 T = TypeVar("T")
-
-# close() gives messages still queued (a tell just sent) this long to leave, then drops them
-CLOSE_LINGER_MS = 500
 
 __all__ = ["BlockingSubscription", "CONNECT_TIMEOUT", "DEFAULT_TIMEOUT", "Client", "Proxy", "Ref",
            "SupervisorRef", "connect"]
@@ -206,7 +204,7 @@ class Client:
 
     def _transport_on(self, loop: asyncio.AbstractEventLoop) -> AsyncTransport:
         t = AsyncTransport(self._ctx, self.endpoint, default_timeout=self.timeout,
-                           keys=self._keys, loop=loop, wording=_WORDING)
+                           keys=self._keys, loop=loop, wording=_WORDING, coalesce=False)
         t.routers = [self.endpoint, *(e for e in self.endpoints if e != self.endpoint)]
         t.on_map = self._threads.newest.take
         t.watch_node(self.connect_timeout, self._reach)

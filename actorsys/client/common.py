@@ -13,6 +13,8 @@ from ..protocol import wire
 DEFAULT_TIMEOUT = 30.0
 #: seconds ``connect`` waits for the router's shard map by default
 CONNECT_TIMEOUT = 10.0
+#: close() gives messages still queued (a tell just sent) this long to leave, then drops them
+CLOSE_LINGER_MS = 500
 #: attempts of an ask with ``retry=True`` (the first and its retries), all within its one deadline
 ASK_TRIES = 8
 #: seconds before the first retry of such an ask; doubled before each next one, at most RETRY_PAUSE_MAX

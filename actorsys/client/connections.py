@@ -26,8 +26,9 @@ import zmq
 from ..errors import NodeUnavailable
 from ..net.keys import CLIENT_HANDSHAKE_EVENTS, CurveKeys, uses_curve
 from ..net.members import server_keys
-from ..net.sockets import Conn
+from ..net.sockets import SEND_HWM, Conn
 from ..protocol.shardmap import ShardMap
+from .outbox import SEND_HWM_FRAMES
 from .reachability import WATCH_EVENTS
 from .requests import PEER
 
@@ -79,9 +80,11 @@ class Connections:
             if t.map is None:
                 raise NodeUnavailable("no shard map yet")
             endpoint = t.map.endpoints[i]
+            # (a coalescing transport's frames carry up to MAX_BATCH messages: see outbox.py)
+            hwm = SEND_HWM_FRAMES if t.outbox is not None and t.outbox.enabled else SEND_HWM
             c = Conn(t.loop, t.ctx, endpoint, self.keys_for(endpoint), self.on_reply,
                      WATCH_EVENTS if t.watch else zmq.EVENT_DISCONNECTED,
-                     partial(self.events.on_slot, i), routing_id=t.routing_id)
+                     partial(self.events.on_slot, i), routing_id=t.routing_id, send_hwm=hwm)
             self.slots[i] = c
         return c
 

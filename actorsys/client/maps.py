@@ -33,6 +33,7 @@ from .requests import ROUTER, ActorRequest, Expired, Pending, Wording
 if TYPE_CHECKING:
     from .connections import Connections
     from .pending import PendingTable
+    from .outbox import Outbox
     from .reachability import NodeWatch
     from .transport import AsyncTransport
 
@@ -46,6 +47,7 @@ class MapSource:
         loop: asyncio.AbstractEventLoop
         map: ShardMap | None
         max_message_bytes: int
+        outbox: Outbox | None
         tree_endpoint: str | None
         subscribers: str | None
         router_endpoint: str | None
@@ -169,6 +171,9 @@ class MapSource:
             self._renumber_slots(self.map.endpoints, shard_map.endpoints)
         self.map = shard_map
         self.max_message_bytes = max_message_bytes
+        if self.outbox is not None:          # (a batch's frame: at most the node's limit)
+            self.outbox.limit = max_message_bytes
+            self.outbox.enabled = shard_map.batches
         self.tree_endpoint = tree_endpoint
         self.subscribers = subscribers
         self._use_server_keys(shard_map)

@@ -37,7 +37,8 @@ class Monitors:
     """The handlers of a transport's monitor events (see the module docstring); given to
     every connection by :class:`~.connections.Connections`. No state of its own.
 
-    Uses of the transport: its ``pending`` (failed), ``wording``, ``watch``,
+    Uses of the transport: its ``pending`` (failed; not the asks its ``outbox`` has not
+    sent yet), ``wording``, ``watch``,
     ``on_slot_lost``, ``conns`` (a peer's tag, a refused peer's connection),
     ``router_endpoint`` and ``keys``; it sets ``handshake_problem`` and ``refused``.
     """
@@ -57,7 +58,9 @@ class Monitors:
             t.watch.on_slot_event(slot, event)
         if event == zmq.EVENT_DISCONNECTED:
             lost = t.wording.lost
-            n = t.pending.fail_where(slot, lambda p: WorkerLost(lost(p.request, slot)))
+            # (asks still queued in this turn's batch were not sent before the drop)
+            keep = t.outbox.unsent(slot) if t.outbox is not None else ()
+            n = t.pending.fail_where(slot, lambda p: WorkerLost(lost(p.request, slot)), keep)
             log.debug("worker slot %d went away; %d request(s) in flight failed", slot, n)
             if t.on_slot_lost is not None:
                 t.on_slot_lost(slot)

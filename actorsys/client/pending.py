@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-from typing import Callable
+from typing import Callable, Container
 
 from ..errors import ActorError, AskTimeout, NodeUnavailable
 from ..protocol.messages import Request
@@ -64,11 +64,12 @@ class PendingTable:
         """A control request just sent, with its own deadline timer ``p.timer``."""
         self.entries[p.request.rid] = p
 
-    def fail_where(self, slot: int, error: Callable[[Pending], ActorError]) -> int:
+    def fail_where(self, slot: int, error: Callable[[Pending], ActorError],
+                   keep: Container[int] = ()) -> int:
         """Fail every request sent to ``slot`` (a worker slot, ROUTER or a PEER tag) with
-        ``error(p)``; how many there were."""
+        ``error(p)``, but those whose request id is in ``keep``; how many there were."""
         pending = self.entries
-        rids = [rid for rid, p in pending.items() if p.slot == slot]
+        rids = [rid for rid, p in pending.items() if p.slot == slot and rid not in keep]
         for rid in rids:
             p = pending.pop(rid)
             if p.timer is not None:

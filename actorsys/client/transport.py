@@ -16,7 +16,12 @@ Rules, the same for every user of the transport:
 * Worker loss: a socket monitor on every slot connection fails the requests in flight
   on that slot the moment the connection drops (:class:`~actorsys.errors.WorkerLost`);
   ZeroMQ keeps queueing new messages for the slot until its worker is back on the
-  same endpoint. A drop that happened before a send does not concern that send.
+  same endpoint. A drop that happened before a send does not concern that send, nor
+  an ask still queued in this turn's batch (:mod:`.outbox`) when the drop is seen.
+* Coalescing: in its own loop (not a blocking client's lane), what one turn of the loop
+  sends to a slot leaves as one ``BATCH`` frame in the loop's next turn, once the
+  node's map says its workers read batches (:mod:`.outbox`); control requests (status,
+  ping, list) leave at the call.
 * Request ids: every ask carries a request id unique to this transport in its call
   context (``ctx["id"]``: 8 random bytes made once per transport, then the ask's
   sequence number); a worker answers a repeated id with the reply it recorded
@@ -35,7 +40,8 @@ Rules, the same for every user of the transport:
   watched transport whose router connection drops moves on to the next (see
   :mod:`.reachability`).
 * Overload: at most ``max_pending`` requests in flight, and a slot whose send queue is
-  full refuses at once; both raise :class:`~actorsys.errors.Overloaded`. A message
+  full refuses at once (coalescing: when a batch would start on it); both raise
+  :class:`~actorsys.errors.Overloaded`. A message
   over the node's ``max_message_bytes`` is :class:`~actorsys.errors.MessageTooLarge`.
 * CURVE (tcp): a monitor on the router connection records why a handshake failed; a
   refused key fails the requests to the router at once and every later one.
@@ -79,6 +85,7 @@ from .connections import Connections
 from .control import ControlRequests
 from .maps import MapSource
 from .monitors import Monitors
+from .outbox import Outbox
 from .pending import PendingTable
 from .reachability import NodeWatch, Reachability
 from .requests import MAX_RESENDS, RESENDABLE, ActorRequest, Pending, Wording, describe, resend_pause
@@ -90,6 +97,7 @@ from .waits import BlockingWait
 log = get_logger("client")
 
 _NOBLOCK = int(zmq.NOBLOCK)
+_BATCH = wire.BATCH
 
 
 class AsyncTransport(ControlRequests, MapSource):
@@ -106,7 +114,7 @@ class AsyncTransport(ControlRequests, MapSource):
                  shard_map: ShardMap | None = None, max_message_bytes: int = 1 << 20,
                  max_pending: int = 100_000, default_timeout: float = 30.0,
                  keys: CurveKeys | None = None, loop: asyncio.AbstractEventLoop | None = None,
-                 wording: Wording | None = None) -> None:
+                 wording: Wording | None = None, coalesce: bool = True) -> None:
         self.ctx = ctx
         self.keys = keys            # CURVE client keys for tcp endpoints (None: none)
         #: why the last handshake with the router failed (tcp), and whether it is final
@@ -140,6 +148,12 @@ class AsyncTransport(ControlRequests, MapSource):
         self.conns = Connections(self, self._on_reply, Monitors(self))
         #: a blocking caller's wait on the slot connections (:meth:`block_on`)
         self.waits = BlockingWait(self, self._on_reply)
+        #: what this turn of the loop sends to each slot, sent as one frame when the loop
+        #: goes idle (:mod:`.outbox`); None: each message sent at the call (``coalesce``
+        #: false: a blocking client's lane, whose loop runs only while a caller waits)
+        self.outbox = Outbox(self.loop, max_message_bytes, self._fail_unsent) if coalesce else None
+        if self.outbox is not None and shard_map is not None:
+            self.outbox.enabled = shard_map.batches
         #: called with a slot number when that slot's connection drops (after failing its asks)
         self.on_slot_lost: Callable[[int], None] | None = None
         #: called with this transport after it installed a new map (see :meth:`set_map`)
@@ -199,9 +213,22 @@ class AsyncTransport(ControlRequests, MapSource):
     def _on_reply(self, frames: list[bytes]) -> None:
         try:
             msg = wire.unpack(frames[-1])
-            kind, rid, body = msg[0], msg[1], msg[2]
+            batch = msg[2] if msg[0] == _BATCH else None
         except Exception:
             return  # not ours to answer; a malformed reply is dropped
+        if batch is None:
+            return self._reply(msg)
+        for reply in batch:           # a worker's replies of one commit (wire: "Coalescing")
+            try:
+                self._reply(wire.unpack(reply))
+            except Exception:         # one bad reply costs only its own ask (its deadline)
+                log.warning("a malformed reply in a batch from a worker was dropped", exc_info=True)
+
+    def _reply(self, msg: Any) -> None:
+        try:
+            kind, rid, body = msg[0], msg[1], msg[2]
+        except Exception:
+            return
         p = self.pending.entries.pop(rid, None)
         if p is None:
             return  # late reply to a request that timed out or was failed
@@ -297,21 +324,44 @@ class AsyncTransport(ControlRequests, MapSource):
             return self.timeouts.hold(request, slot, timeout, retries, deadline)
         payload = request.encode()
         self._check_size(payload)
+        self._send(slot, payload, request.rid)
+        if deadline is None:
+            deadline = self.loop.time() + timeout
+        p = Pending(self.loop.create_future(), slot, request, timeout, retries, None, deadline)
+        self.pending.add(p)
+        return p
+
+    def _send(self, slot: int, payload: bytes, rid: int) -> None:
+        """Send a message to a worker slot: queued for this turn's batch (:mod:`.outbox`),
+        or at once; Overloaded if the slot's send queue is full."""
         c = self.conns.slot(slot)
+        if self.outbox is not None:
+            self.outbox.add(c, slot, payload, rid)
+            return
         # A drop that already happened concerns only asks sent before it: handle it now,
         # so this ask (queued for the restarted worker) is not failed with them.
         c.drain_monitor()
-        fut = self.loop.create_future()
         try:
             c.sock.send(payload, _NOBLOCK)
         except zmq.Again:
             raise Overloaded(f"send queue to worker slot {slot} is full") from None
-        if deadline is None:
-            deadline = self.loop.time() + timeout
-        p = Pending(fut, slot, request, timeout, retries, None, deadline)
-        self.pending.add(p)
         c.pump.kick()
-        return p
+
+    def _fail_unsent(self, rids: list[int], exc: ActorError) -> None:
+        """Asks whose batch could not be sent (:mod:`.outbox`) fail with ``exc``."""
+        for rid in rids:
+            p = self.pending.entries.pop(rid, None)
+            if p is None:
+                continue
+            if p.timer is not None:
+                p.timer.cancel()
+            if not p.fut.done():
+                p.fut.set_exception(exc)
+
+    def flush(self) -> None:
+        """Send what this turn of the loop has queued now (:mod:`.outbox`)."""
+        if self.outbox is not None:
+            self.outbox.flush()
 
     def request_ctx(self, rid: int, ctx: dict[str, Any] | None = None) -> dict[str, Any]:
         """The call context of the ask ``rid``: ``ctx`` with this client's request id for
@@ -400,14 +450,9 @@ class AsyncTransport(ControlRequests, MapSource):
             ctx = {"trace": trace} if trace is not None else None
         payload = Tell(0, type_name, key, method, list(args), kwargs or {}, ctx).encode()
         self._check_size(payload)
-        c = self.conns.slot(slot)
-        try:
-            c.sock.send(payload, _NOBLOCK)
-        except zmq.Again:
-            raise Overloaded(f"send queue to worker slot {slot} is full") from None
+        self._send(slot, payload, 0)
         if self.watch is not None:
             self.watch.sent_tell()
-        c.pump.kick()
 
     def pending_count(self) -> int:
         return len(self.pending.entries)
@@ -417,6 +462,7 @@ class AsyncTransport(ControlRequests, MapSource):
         still queued (a tell just sent) may take to leave."""
         if self.closed:
             return
+        self.flush()          # (a tell queued this turn leaves within the linger)
         self.closed = True
         self.timeouts.close()
         if self.watch is not None:

@@ -62,6 +62,8 @@ INSTRUMENTS: dict[str, Spec] = {
 #: counter key in a process's ``counters`` -> (metric name, help)
 COUNTERS: dict[str, tuple[str, str]] = {
     "received": ("actorsys_messages_received", "Messages received on the process's sockets"),
+    "batches": ("actorsys_batches_received", "Frames that carried several messages coalesced by "
+                                             "their sender (each also counts as received)"),
     "bad_frames": ("actorsys_bad_frames", "Malformed, oversized or unknown messages refused"),
     "overloaded": ("actorsys_overloaded", "Messages refused because a mailbox or the worker's "
                                           "queued bytes were full"),

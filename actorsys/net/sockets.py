@@ -12,7 +12,9 @@ or a CURVE server guarded by :mod:`actorsys.net.guard`.
 A pump logs (logger ``actorsys.net``) and survives an exception raised by the handler of
 one message: the socket keeps being read. A handler may close the pump's own socket (its
 pump first): the drain stops there. One drain handles at most ``batch`` messages
-and runs at most :data:`DRAIN_BUDGET` seconds, then lets the loop run (its timers: a
+and runs at most :data:`DRAIN_BUDGET` seconds (a handler that works through one message
+for longer, a worker's ``BATCH`` of many, holds the pump and goes on in later turns:
+:meth:`SocketPump.hold`), then lets the loop run (its timers: a
 worker's heartbeat is one) before it goes on: a backlog of heavy messages (grants of
 hundreds of shards, snapshot pages) once kept a worker's loop in one drain for seconds,
 and its supervisor killed it as hung.
@@ -49,10 +51,12 @@ _EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)
 
 
 def dealer(ctx: Context, endpoint: str, keys: CurveKeys | None = None,
-           connect: bool = True, routing_id: bytes | None = None) -> Socket:
+           connect: bool = True, routing_id: bytes | None = None,
+           send_hwm: int = SEND_HWM) -> Socket:
     """A DEALER socket connected to ``endpoint`` (unless ``connect`` is false: the caller
     connects it), tuned for quick reconnects; a CURVE client with ``keys`` (tcp only);
-    known to the peer ROUTER as ``routing_id`` if given (else ZeroMQ makes one up)."""
+    known to the peer ROUTER as ``routing_id`` if given (else ZeroMQ makes one up);
+    ``send_hwm``: messages (frames) queued before a send is refused."""
     s: Socket = ctx.socket(zmq.DEALER)
     curve_client(s, endpoint, keys)
     if routing_id is not None:
@@ -60,7 +64,7 @@ def dealer(ctx: Context, endpoint: str, keys: CurveKeys | None = None,
     s.setsockopt(zmq.LINGER, 0)
     s.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
     s.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
-    s.setsockopt(zmq.SNDHWM, SEND_HWM)
+    s.setsockopt(zmq.SNDHWM, send_hwm)
     s.setsockopt(zmq.RCVHWM, 0)
     if connect:
         s.connect(endpoint)
@@ -106,6 +110,10 @@ class SocketPump:
         self._scheduled = False
         self._draining = False
         self._closed = False
+        #: True while the handler is still working through the last message (a batch of
+        #: many, continued in later turns of the loop): nothing more is read until
+        #: :meth:`release`
+        self.held = False
         self._fd = sock.FD
         loop.add_reader(self._fd, self.drain)
         # Read ZMQ_EVENTS once now: until someone does, libzmq may queue the first message
@@ -118,9 +126,19 @@ class SocketPump:
             self._scheduled = True
             self.loop.call_soon(self.drain)
 
+    def hold(self) -> None:
+        """Read nothing more until :meth:`release` (called by the handler of a message it
+        finishes in later turns of the loop: what arrives after it must wait for it)."""
+        self.held = True
+
+    def release(self) -> None:
+        """Read again (see :meth:`hold`)."""
+        self.held = False
+        self.kick()
+
     def drain(self) -> None:
         self._scheduled = False
-        if self._closed:     # a drain scheduled by kick() before close(): the socket is gone
+        if self._closed or self.held:   # (closed: a drain kicked before close(); held: later)
             return
         self._draining = True
         recv = self.sock.recv_multipart
@@ -139,7 +157,7 @@ class SocketPump:
                     log.exception("handling a message from %s failed", self._what())
                 if self._closed:
                     return         # the handler closed the socket (a lost connection's monitor)
-                if now() > until:
+                if self.held or now() > until:
                     break          # (the rest at the next turn of the loop: kicked below)
             if n and self.after_batch is not None:
                 try:
@@ -149,7 +167,7 @@ class SocketPump:
         finally:
             self._draining = False
         # Sends in after_batch may have consumed the FD's edge: look again before sleeping.
-        if n and not self._closed and (n >= self.batch or events(_EVENTS) & _POLLIN):
+        if n and not self._closed and not self.held and (n >= self.batch or events(_EVENTS) & _POLLIN):
             self.kick()
 
     def _what(self) -> str:
@@ -183,8 +201,9 @@ class Conn:
                  monitor_events: int = 0,
                  on_event: Callable[[list[bytes]], None] | None = None,
                  heartbeat_ms: int = 0, heartbeat_timeout_ms: int = 0,
-                 routing_id: bytes | None = None) -> None:
-        self.sock = sock = dealer(ctx, endpoint, keys, connect=False, routing_id=routing_id)
+                 routing_id: bytes | None = None, send_hwm: int = SEND_HWM) -> None:
+        self.sock = sock = dealer(ctx, endpoint, keys, connect=False, routing_id=routing_id,
+                                  send_hwm=send_hwm)
         self.closed = False
         if heartbeat_ms > 0:      # options of a connection are fixed when it connects
             sock.setsockopt(zmq.HEARTBEAT_IVL, heartbeat_ms)

@@ -51,6 +51,10 @@ class ShardMap:
     #: (None: a single node)
     nodes: list[dict[str, Any]] | None = None
     name: str | None = None              # the cluster's name (None: a single node)
+    #: the workers read BATCH frames (``wire``, "Coalescing"): every map this version
+    #: makes says so; a map from a node that does not say so is False, and a client then
+    #: sends each message alone
+    batches: bool = True
 
     def version(self) -> list[Any]:
         """``[epoch, crc32 of the worker endpoints]``: two maps of one cluster with the
@@ -107,6 +111,8 @@ class ShardMap:
             "epoch": self.epoch, "shards": self.shards,
             "owner": bytes(owner) if owner and min(owner) >= 0 and max(owner) <= 255 else owner,
             "endpoints": self.endpoints, **extra}
+        if self.batches:
+            d["batches"] = True
         if self.nodes is not None:
             d["nodes"] = self.nodes
         if self.name is not None:
@@ -122,7 +128,8 @@ class ShardMap:
             m = cls(epoch=int(d["epoch"]), shards=int(d["shards"]), owner=owner,
                     endpoints=list(d["endpoints"]),
                     nodes=None if nodes is None else [dict(n) for n in nodes],
-                    name=None if d.get("name") is None else str(d["name"]))
+                    name=None if d.get("name") is None else str(d["name"]),
+                    batches=d.get("batches") is True)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise BadRequest(f"malformed shard map ({type(exc).__name__}: {exc})") from None
         n_nodes = len(m.nodes or ())

@@ -39,6 +39,10 @@ WS      ``[WS, 0, type, key, effects, batch, part]``: a worker hands the gateway
 SHARDS  ``[SHARDS, id, cmd, args]``: a cluster node's router tells its worker which
         shards it may serve (``cmd`` "grant") and moves shard data ("export",
         "import", "drop"); ``args`` a map (``actorsys/runtime/grants.py``)
+BATCH   ``[BATCH, 0, [payload, ...]]``: 2 to :data:`MAX_BATCH` whole messages (each the
+        bytes of one request above, never a BATCH) that one peer sent in one turn of its
+        event loop, in the order sent; each is handled, and answered, exactly as if it
+        had come alone (see "Coalescing" below)
 ======  ============================================================
 
 ``ctx`` (optional; absent when empty) is the call's context, a map: ``"id"`` (bytes,
@@ -61,6 +65,16 @@ connection to it, found by the asker's routing id). A leader's ``OK`` reply that
 follower could not deliver (the asker was not connected there) is
 ``[OK, id, result, endpoint]``: the follower's worker endpoint, which the asker may
 connect to (``actorsys/runtime/replication.py``, ``actorsys/client/transport.py``).
+
+Coalescing (issue 19). A client transport running in an event loop sends the requests
+and tells it makes in one turn of the loop to one worker slot as one ``BATCH`` frame, in
+the loop's next turn (never on a timer: nothing waits for company), and a worker sends
+the replies of one group commit to one peer as one ``BATCH`` of replies
+(``[BATCH, 0, [reply, ...]]``), but only to a peer that has sent it a ``BATCH``: a peer
+that sends single messages always gets one reply per frame. A node's map says whether
+its workers read batches (``"batches": true``); a client sends them only then. A
+batch's frame is at most 256 KiB (or the node's ``max_message_bytes``, if smaller);
+order within a batch is the order sent, so per-sender order holds.
 
 Nothing arriving from a socket is ever unpickled: msgpack only, and extension types
 are left as opaque ``msgpack.ExtType`` values.
@@ -97,6 +111,14 @@ TOP_ORDERS = ("busy", "turns", "errors", "mailbox")
 MAX_TOP = 1000
 #: the longest actor key, in bytes of UTF-8 (:func:`check_key`)
 MAX_KEY_BYTES = 1024
+BATCH = 19                  # coalesced messages of one peer's loop turn (see the table)
+OPS[BATCH] = "batch"
+#: the most messages one BATCH carries
+MAX_BATCH = 1024
+#: what a BATCH costs around its messages' bytes: its header, and per message (the
+#: msgpack bin header): a batch of payloads ``p`` is at most ``BATCH_OVERHEAD +
+#: sum(len(x) + BATCH_ITEM_OVERHEAD for x in p)`` bytes
+BATCH_OVERHEAD, BATCH_ITEM_OVERHEAD = 16, 5
 
 _packb: Callable[[Any], bytes] = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 
@@ -117,6 +139,12 @@ def unpack(data: bytes) -> Any:
 def unpack_stored(data: bytes) -> Any:
     """Decode a value read from our own storage."""
     return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+def batch(payloads: list[bytes]) -> bytes:
+    """One ``BATCH`` frame of ``payloads`` (whole messages, 2 to :data:`MAX_BATCH`, sized
+    by the sender within its limit)."""
+    return _packb([BATCH, 0, payloads])
 
 
 def peek_id(payload: bytes) -> int:
@@ -167,8 +195,8 @@ def check_ctx(ctx: Any) -> None:
     """Check a call's context map (the optional last field of ASK and TELL)."""
     if not isinstance(ctx, dict):
         raise BadRequest("a call's ctx must be a map")
-    unknown = [k for k in ctx if k not in CTX_KEYS]
-    if unknown:
+    if not CTX_KEYS.issuperset(ctx):
+        unknown = [k for k in ctx if k not in CTX_KEYS]
         raise BadRequest(f"unknown ctx key {_brief(unknown[0])}; known: id, chain, trace")
     rid = ctx.get("id")
     if rid is not None and (type(rid) is not bytes or not 1 <= len(rid) <= 64):
@@ -208,7 +236,7 @@ def parse_request(msg: Any) -> tuple[int, int, list[Any]]:
             raise BadRequest("type, key and method must be strings")
         if not isinstance(args, list) or not isinstance(kwargs, dict):
             raise BadRequest("args must be an array and kwargs a map")
-        if any(not isinstance(k, str) for k in kwargs):
+        if kwargs and any(not isinstance(k, str) for k in kwargs):
             raise BadRequest("kwargs keys must be strings")
     elif op == SPAWN or op == STOP:
         if (len(rest) not in (2, 3) or not isinstance(rest[0], str) or not isinstance(rest[1], str)
@@ -240,6 +268,10 @@ def parse_request(msg: Any) -> tuple[int, int, list[Any]]:
         if (len(rest) not in (3, 4) or not isinstance(rest[0], str) or not isinstance(rest[1], str)
                 or (len(rest) == 4 and type(rest[3]) not in (int, float))):
             raise BadRequest("sup takes [op, id, supervisor, command, arg, deadline]")
+    elif op == BATCH:
+        if (len(rest) != 1 or not isinstance(rest[0], list) or not 2 <= len(rest[0]) <= MAX_BATCH
+                or not all(type(p) is bytes for p in rest[0])):
+            raise BadRequest(f"batch takes [op, 0, [2 to {MAX_BATCH} messages, each as bytes]]")
     elif op == SHARDS:
         if (len(rest) != 2 or not isinstance(rest[0], str) or not isinstance(rest[1], dict)
                 or any(not isinstance(k, str) for k in rest[1])):
@@ -280,6 +312,13 @@ def decode_frames(frames: list[bytes], max_message_bytes: int) -> tuple[Envelope
     if len(payload) > max_message_bytes:
         raise Rejected(envelope, peek_id(payload), MessageTooLarge(
             f"message is {len(payload)} bytes; max_message_bytes is {max_message_bytes}"))
+    op, rid, rest = decode_payload(envelope, payload)
+    return envelope, op, rid, rest
+
+
+def decode_payload(envelope: Envelope, payload: bytes) -> tuple[int, int, list[Any]]:
+    """``(op, id, rest)`` of one message (alone in its frame, or one of a ``BATCH``'s);
+    an undecodable or ill-formed one raises :class:`Rejected` with what to answer."""
     rid = 0
     try:
         msg = unpack(payload)
@@ -288,7 +327,7 @@ def decode_frames(frames: list[bytes], max_message_bytes: int) -> tuple[Envelope
         op, rid, rest = parse_request(msg)
     except BadRequest as exc:
         raise Rejected(envelope, rid, exc) from None
-    return envelope, op, rid, rest
+    return op, rid, rest
 
 
 def ok(req_id: int, result: Any) -> bytes:

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from .activation import Activation, Envelope
     from .catalog import Catalog
     from .replication import Replication
+    from .replies import ReplyBatches
     from .ws_routes import GatewayRoutes
 
 log = get_logger("worker")
@@ -106,8 +107,12 @@ class Output(Protocol):
     def exit(self, msg: Exit) -> None:
         """A supervised child's EXIT, for the supervision tree."""
 
+    def batch_peer(self, to: Envelope) -> None:
+        """The peer ``to`` sent a BATCH: its replies may be coalesced (``replies.py``)."""
+
     def kick(self) -> None:
-        """Output was sent: re-check the incoming socket (its FD is edge-triggered)."""
+        """Output was released: send the replies held for coalescing, and re-check the
+        incoming socket (its FD is edge-triggered)."""
 
 
 class GroupCommit:
@@ -298,25 +303,33 @@ class GatewayLink:
 
 class Sockets:
     """Where a worker's committed output leaves (:class:`~.commit.Output`): replies on
-    its ROUTER socket, tells through its client transport, WebSocket effects to the
-    gateway, EXITs to the supervision tree. What cannot leave is counted, never raised."""
+    its ROUTER socket (coalesced per peer: ``replies.py``), tells through its client
+    transport, WebSocket effects to the gateway, EXITs to the supervision tree. What
+    cannot leave is counted, never raised."""
 
     def __init__(self, sock: zmq.Socket[Any], transport: AsyncTransport,
                  gateway: GatewayLink | GatewayRoutes,
                  tree_sock: zmq.Socket[Any] | None, kick: Callable[[], None],
-                 counters: dict[str, int]) -> None:
+                 counters: dict[str, int], replies: ReplyBatches) -> None:
         self.sock, self.transport, self.gateway, self.tree_sock = sock, transport, gateway, tree_sock
-        self.kick = kick
+        self._kick = kick
         self.counters = counters
+        #: replies coalesced per peer until the next flush (``replies.py``)
+        self.replies = replies
 
     def send(self, to: Envelope, payload: bytes) -> None:
-        send = self.sock.send
-        try:
-            for frame in to:      # plain sends: send_multipart costs ~4 us more per reply
-                send(frame, _SNDMORE_NOBLOCK)
-            send(payload, _NOBLOCK)
-        except zmq.ZMQError:
-            self.counters["dropped_replies"] += 1
+        self.replies.send(to, payload)
+
+    def batch_peer(self, to: Envelope) -> None:
+        self.replies.batch_peer(to)
+
+    def kick(self) -> None:
+        """The end of a release: the tells queued by the transport leave, then the
+        replies (so a turn's tells leave no later than its reply, as when each left at
+        once), and the socket is re-checked."""
+        self.transport.flush()
+        self.replies.flush()
+        self._kick()
 
     def forward(self, to: bytes, payload: bytes) -> bool:
         try:

@@ -14,6 +14,9 @@ alarms its clock hands over, to the collaborator that serves it (made by
   idle actor with an empty mailbox runs at once.
 * **The supervision tree's** SPAWN with options and STOP (``children.py``); refused
   where there is no tree.
+* **Batches** (``wire.BATCH``): a peer's messages coalesced in one frame, each handled
+  (and answered) in order exactly as if it had come alone; a batch inside a batch is
+  refused.
 * **What the worker answers itself**: LIST, PING, METRICS, TOP, STATUS, MAP, and the
   router's SHARDS commands (``grants.py``).
 * **What only a node started for testing serves** (``testing_asks.py``): ``$run`` is every
@@ -35,6 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import (ActorError, BadRequest, MessageTooLarge, NodeUnavailable, Overloaded,
                       ShardUnavailable, UnknownActorType, UnknownMethod, WrongShard)
+from ..log import get_logger
+from ..net.sockets import DRAIN_BUDGET, SocketPump
 from ..protocol import wire
 from .activation import DEAD, STOPPED, Activation, Call, Envelope, Waiting
 from .children import stopped_error
@@ -51,7 +56,8 @@ if TYPE_CHECKING:
     from .grants import Grants, ShardCommands
     from .replication import Replication
 
-_ASK, _TELL, _SPAWN = wire.ASK, wire.TELL, wire.SPAWN
+_ASK, _TELL, _SPAWN, _BATCH = wire.ASK, wire.TELL, wire.SPAWN, wire.BATCH
+log = get_logger("worker")
 #: what the catalog refuses an address for (answered to the sender, if it awaits a reply)
 _REFUSED = (UnknownActorType, BadRequest, WrongShard, ShardUnavailable)
 
@@ -63,8 +69,10 @@ class Dispatch:
                  shard_map: ShardMap, classes: dict[str, type], counters: dict[str, int],
                  output: Output, rt: Runtime, store: SlotStore, grants: Grants,
                  shard_commands: ShardCommands, replication: Replication,
-                 process_metrics: metrics.ProcessMetrics, lost: bool) -> None:
+                 process_metrics: metrics.ProcessMetrics, lost: bool, pump: SocketPump) -> None:
         self.cfg, self.slot, self.endpoint = cfg, slot, endpoint
+        #: the worker socket's pump (held while a batch goes on past its budget)
+        self.pump, self.loop = pump, pump.loop
         #: the supervision tree's endpoint (None: no tree; its requests are refused)
         self.tree_endpoint = tree_endpoint
         self.map, self.classes, self.counters, self.output = shard_map, classes, counters, output
@@ -99,19 +107,76 @@ class Dispatch:
             if r.rid == 0 and isinstance(r.error, MessageTooLarge):   # a tell (rid 0): no reader
                 self.loud.dropped("?", "?", "?", r.error)
             return
+        if op == _BATCH:
+            self._batch(envelope, rest[0])
+            return
+        self._one(envelope, op, rid, rest, frames[-1])
+
+    def _batch(self, envelope: Envelope, payloads: list[bytes], start: int = 0) -> bool:
+        """A peer's coalesced messages (``wire.BATCH``): each in order, as if alone; True
+        when all have been handled. Past ``DRAIN_BUDGET`` seconds the pump is held and
+        the rest goes on in the next turn of the loop (timers, the heartbeat among them,
+        run between): False."""
+        c = self.counters
+        if start == 0:
+            c["received"] += len(payloads) - 1
+            c["batches"] += 1
+            self.output.batch_peer(envelope)
+        decode = wire.decode_payload
+        until = time.monotonic() + DRAIN_BUDGET
+        for i in range(start, len(payloads)):
+            payload = payloads[i]
+            try:
+                op, rid, rest = decode(envelope, payload)
+                if op == _BATCH:
+                    c["bad_frames"] += 1
+                    self.reject(envelope, rid, BadRequest("a batch holds no batch"))
+                else:
+                    self._one(envelope, op, rid, rest, payload)
+            except wire.Rejected as r:
+                c["bad_frames"] += 1
+                self.reject(r.envelope, r.rid, r.error)
+            except Exception as exc:    # a bug in one message's handling: not the others'
+                log.exception("handling message %d of a batch failed", i)
+                self.reject(envelope, wire.peek_id(payload), ActorError(
+                    f"the worker failed to handle this message ({type(exc).__name__})"))
+            if i + 1 < len(payloads) and time.monotonic() > until:
+                self.pump.hold()
+                self.loop.call_soon(self._go_on, envelope, payloads, i + 1)
+                return False
+        return True
+
+    def _go_on(self, envelope: Envelope, payloads: list[bytes], start: int) -> None:
+        """The rest of a batch that ran past its budget; what its turns staged commits
+        as after a drain; the pump reads again once the batch is done."""
+        done = True
         try:
-            self._dispatch(envelope, op, rid, rest, frames)
+            done = self._batch(envelope, payloads, start)
+        finally:
+            try:
+                if self.pump.after_batch is not None:
+                    self.pump.after_batch()
+            except Exception:
+                log.exception("after a part of a batch")
+            finally:
+                if done:
+                    self.pump.release()
+
+    def _one(self, envelope: Envelope, op: int, rid: int, rest: list[Any], payload: bytes) -> None:
+        """One message, alone in its frame or out of a batch (``payload``: its bytes)."""
+        try:
+            self._dispatch(envelope, op, rid, rest, payload)
         except ActorError as exc:   # refused, or an address's record could not be read
             self.reject(envelope, rid, exc)
             if op == _TELL:
                 self.loud.dropped(rest[0], rest[1], rest[2], exc)
 
     def _dispatch(self, envelope: Envelope, op: int, rid: int, rest: list[Any],
-                  frames: list[bytes]) -> None:
+                  payload: bytes) -> None:
         c = self.counters
         if op == _ASK or op == _TELL:
             dropped = self._deliver(op, envelope if op == _ASK else None, rid, rest[0], rest[1],
-                                    rest[2], rest[3], rest[4], frames[-1],
+                                    rest[2], rest[3], rest[4], payload,
                                     rest[5] if len(rest) > 5 else None)
             if dropped is not None:     # a tell refused: the log is the only place it shows
                 self.loud.dropped(rest[0], rest[1], rest[2], dropped)

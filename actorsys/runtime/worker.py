@@ -76,6 +76,7 @@ from . import testing_asks, ws_turns
 from .activation import ENDING, RUNNING, START, Internal
 from .assembly import Runtime
 from .commit import GatewayLink, Sockets
+from .replies import ReplyBatches
 from .dispatch import Dispatch
 from .ws_routes import GatewayRoutes
 from .grants import Grants, ShardCommands
@@ -117,7 +118,7 @@ class Worker:
         #: the slot's database was lost at start (storage/lost.py): no shard is served
         #: here until its copy is complete (grants.py); for the worker's whole life
         self.lost = False
-        self.counters = {"received": 0, "bad_frames": 0, "turns": 0, "failures": 0,
+        self.counters = {"received": 0, "batches": 0, "bad_frames": 0, "turns": 0, "failures": 0,
                          "activations": 0, "passivations": 0, "evictions": 0,
                          "dropped_replies": 0, "dropped_ws": 0, "overloaded": 0, "storage_errors": 0,
                          "exits": 0,
@@ -213,6 +214,8 @@ class Worker:
                                         max_message_bytes=cfg.max_message_bytes,
                                         max_pending=cfg.max_pending_asks,
                                         default_timeout=cfg.ask_timeout, keys=client_keys)
+        if self.transport.outbox is not None:       # tells lost at a failed send count too
+            self.transport.outbox.on_lost = self._tells_lost
         # (its handler is the dispatch, made below with the collaborators it routes to:
         # nothing is read from the socket before this coroutine first awaits)
         self.pump = SocketPump(loop, self.sock, _not_yet, after_batch=self._after_batch)
@@ -221,7 +224,9 @@ class Worker:
         self.gateway = GatewayLink(self.ctx, self.gateway_endpoint, client_keys,
                                    cfg.max_message_bytes, self.counters)
         self.output = Sockets(self.sock, self.transport, self.gateway, self.tree_sock,
-                              self.pump.kick, self.counters)
+                              self.pump.kick, self.counters,
+                              ReplyBatches(self.sock, cfg.max_message_bytes, loop.call_soon,
+                                           self.counters, self.pump.kick))
         self.rt = rt = Runtime(cfg, self.slot, self.map, self.store, loop, self.output,
                                self.transport, self.classes, self.handlers, self.counters,
                                supervised=self.tree_endpoint is not None, beats=self.beats)
@@ -250,7 +255,7 @@ class Worker:
         self.dispatch = Dispatch(cfg, self.slot, self.endpoints[self.slot], self.tree_endpoint,
                                  self.map, self.classes, self.counters, self.output, rt,
                                  self.store, self.grants, self.shard_commands, self.replication,
-                                 self.metrics, self.lost)
+                                 self.metrics, self.lost, self.pump)
         self.pump.on_frames = self.dispatch.on_frames
         if cfg.tracing:
             self.turns.telemetry.tracing = tracing.start("worker", self.slot)
@@ -293,6 +298,7 @@ class Worker:
             self.gateway.close()
             if self.routes is not None:
                 self.routes.close()
+            self.output.replies.flush()
             self.listener.close(500)   # give the last flushed replies time to leave
             self.store.close()
             if self.turns.telemetry.tracing is not None:
@@ -367,6 +373,9 @@ class Worker:
         self.loud.sweep()       # the summaries of rate-limit windows that ended
         if not self.turns.stopping:
             self._reaper = self.loop.call_later(tick, self._passivate_idle, tick)
+
+    def _tells_lost(self, n: int) -> None:
+        self.counters["dropped_replies"] += n
 
     def _after_batch(self) -> None:
         self.commit.flush()

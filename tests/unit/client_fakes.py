@@ -62,6 +62,8 @@ class FakeNode:
         self.router_silent = False          # True: the router answers nothing
         self.hold_maps = False              # True: MAP requests wait for release()
         self.received: list[tuple[int, list]] = []   # (slot or ROUTER, request), in order
+        #: (slot, messages) of every BATCH frame a worker slot received, in order
+        self.batches: list[tuple[int, int]] = []
         self._held: list[tuple[int, list[bytes], list]] = []
         self._ctx = zmq.Context()
         self._commands: queue.Queue[tuple[str, int, threading.Event]] = queue.Queue()
@@ -120,6 +122,7 @@ class FakeNode:
     def _bind(self, slot: int) -> zmq.Socket:
         s = self._ctx.socket(zmq.ROUTER)
         s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.SNDHWM, 0)     # (a burst of replies is never dropped by the fake)
         s.bind(self.endpoint if slot == ROUTER else self.worker_endpoints[slot])
         self._socks[slot] = s
         return s
@@ -163,6 +166,11 @@ class FakeNode:
 
     def _handle(self, slot: int, frames: list[bytes]) -> None:
         envelope, req = frames[:-1], wire.unpack(frames[-1])
+        if slot != ROUTER and req[0] == wire.BATCH:     # each as if alone, as a worker does
+            self.batches.append((slot, len(req[2])))
+            for payload in req[2]:
+                self._handle(slot, [*envelope, payload])
+            return
         self.received.append((slot, req))
         if slot == ROUTER:
             if self.router_silent:

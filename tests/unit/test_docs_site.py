@@ -76,8 +76,12 @@ class _Urls(HTMLParser):
         super().__init__()
         self.urls: list[str] = []
         self.fetchers: list[str] = []
+        #: every <img>'s src
+        self.images: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "img":
+            self.images += [v for k, v in attrs if k == "src" and v]
         for name, value in attrs:
             if value is None:
                 continue
@@ -117,6 +121,26 @@ def test_no_stylesheet_loads_from_another_host(site):
            if (off := sorted({a or b for a, b in _CSS_URL.findall(s.read_text(encoding="utf-8"))
                               if outside(a or b)}))}
     assert not bad, f"stylesheets loading from another host: {bad}"
+
+
+def test_every_image_of_a_page_is_on_the_site(site):
+    """An image a page shows is a file of the site: BENCHMARKS.md's plots are named from
+    the repository's root there and from docs/ on the site (docs/benchmarks.md redefines
+    them), and a wrong path builds without a warning, as a broken image."""
+    bad, seen = {}, 0
+    for page in pages(site):
+        parser = _Urls()
+        parser.feed(page.read_text(encoding="utf-8"))
+        for src in parser.images:
+            if outside(src) or src.startswith("data:"):
+                continue
+            seen += 1
+            path = src.split("#")[0].split("?")[0]
+            dest = site / path.lstrip("/") if path.startswith("/") else page.parent / path
+            if not dest.resolve().is_file():
+                bad.setdefault(str(page.relative_to(site)), []).append(src)
+    assert not bad, f"images that are not on the site: {bad}"
+    assert seen >= 2, "the benchmarks page shows its two plots"
 
 
 def test_no_page_makes_the_theme_fetch_from_another_host(site):

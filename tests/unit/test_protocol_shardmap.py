@@ -36,9 +36,11 @@ def test_a_single_nodes_map_is_unchanged_on_the_wire():
     m = single()
     d = m.to_wire(max_message_bytes=5)
     assert d == {"epoch": 3, "shards": SHARDS, "owner": bytes(m.owner),
-                 "endpoints": m.endpoints, "max_message_bytes": 5}
+                 "endpoints": m.endpoints, "max_message_bytes": 5, "batches": True}
     back = ShardMap.from_wire(wire.unpack(wire.pack(d)))
     assert back == m and back.nodes is None and back.name is None
+    del d["batches"]                  # a node that does not say its workers read batches
+    assert ShardMap.from_wire(d).batches is False
 
 
 def test_a_clusters_map_round_trips_with_its_nodes_and_name():
