@@ -1,4 +1,10 @@
-"""Shared fixtures: every test owns its node, its data directory and its processes.
+"""Shared fixtures: every test owns its data directory and its processes, and its node,
+or, in a module of short tests that need no pristine node, its own actors (keys: the
+``own`` fixture) on a node the module shares (:func:`helpers.module_node`; likewise a
+module's etcd, ``actorsys run`` node or chromium, each in :data:`helpers.SHARED`): a
+node start costs about 0.7 s and as much CPU, a module pays it once. The per-test check
+for processes left behind spares what the module shares, and still fails a test that
+leaves a process of its own.
 
 Layout: ``unit/`` runs in-process (no node), ``node/`` against real node processes,
 ``browser/`` in chromium (its own conftest adds the browser fixtures), ``actors/`` holds

@@ -8,12 +8,15 @@ from a :class:`NodeStderr` file.
 """
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
@@ -111,6 +114,52 @@ def module_node(cfg: dict[str, Any]) -> Iterator[actorsys.Node]:
             SHARED.remove(n)
     left = leftover_processes(timeout=10)
     assert not left, f"processes left behind by the module's node: {describe(left)}"
+
+
+class _SharedEtcd:
+    """A module's etcd as :data:`SHARED` holds it."""
+
+    def __init__(self, etcd: Etcd) -> None:
+        self.etcd = etcd
+
+    @property
+    def pid(self) -> int | None:
+        return self.etcd.proc.pid if self.etcd.proc is not None else None
+
+
+def module_etcd(workdir: str) -> Iterator[Etcd]:
+    """One etcd for a whole test module (``yield from`` it in a module-scoped fixture),
+    each test's view of it through :func:`emptied` (a start costs about a second)."""
+    from actorsys.testing.etcd import Etcd
+
+    with Etcd(workdir) as etcd:
+        shared = _SharedEtcd(etcd)
+        SHARED.append(shared)
+        try:
+            yield etcd
+        finally:
+            SHARED.remove(shared)
+
+
+def emptied(etcd: Etcd) -> Iterator[Etcd]:
+    """``etcd`` for one test (``yield from`` it in the module's ``etcd`` fixture over
+    :func:`module_etcd`): at its end every lease is revoked and every key deleted, so the
+    next test finds it as a fresh etcd would be (its revision aside: a count that only
+    grows, which no test reads)."""
+    yield etcd
+    def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        req = urllib.request.Request(etcd.url + path, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            out: dict[str, Any] = json.loads(r.read())
+            return out
+    for lease in post("/v3/lease/leases", {}).get("leases", []):
+        post("/v3/lease/revoke", {"ID": lease["ID"]})
+    post("/v3/kv/deleterange", {"key": base64.b64encode(b"\0").decode(),
+                                "range_end": base64.b64encode(b"\0").decode()})
+    left = post("/v3/kv/range", {"key": base64.b64encode(b"\0").decode(),
+                                 "range_end": base64.b64encode(b"\0").decode(), "count_only": True})
+    assert int(left.get("count", 0)) == 0, f"etcd keys left after the wipe: {left}"
 
 
 def shared_pids() -> list[int]:

@@ -6,28 +6,33 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 import actorsys
-from helpers import ROOT
+from helpers import ROOT, SHARED
 from test_cli import ACTORSYS, cli, gone, sock_dir  # noqa: F401  (sock_dir is a fixture)
 
 EXAMPLE = os.path.join(ROOT, "examples", "supervision")
 
 
-@pytest.fixture
-def example_node(tmp_path, sock_dir):  # noqa: F811
-    """``actorsys run`` of examples/supervision/node.toml (copied, with a private endpoint),
-    in its own process group, as a terminal would start it."""
+@contextmanager
+def running_example(where: Path, sockets: str) -> Iterator[tuple[subprocess.Popen, str, Path]]:
+    """``actorsys run`` of examples/supervision/node.toml (copied into ``where``, with a
+    private endpoint in the directory ``sockets``), in its own process group, as a terminal would start
+    it; killed if still running at the end."""
     for name in ("node.toml", "app.py"):
-        shutil.copy(os.path.join(EXAMPLE, name), tmp_path)
-    config = tmp_path / "node.toml"
-    endpoint = f"ipc://{sock_dir}/node.sock"
+        shutil.copy(os.path.join(EXAMPLE, name), where)
+    config = where / "node.toml"
+    endpoint = f"ipc://{sockets}/node.sock"
     config.write_text(config.read_text().replace(
         "[node]\n", f'[node]\nendpoint = "{endpoint}"\n', 1))
-    log_path = tmp_path / "run.log"
+    log_path = where / "run.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen([ACTORSYS, "run", str(config)], stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
@@ -45,6 +50,29 @@ def example_node(tmp_path, sock_dir):  # noqa: F811
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+
+
+@pytest.fixture
+def example_node(tmp_path, sock_dir):  # noqa: F811
+    """The example's node for a test of its own (it changes the tree or stops the node)."""
+    with running_example(tmp_path, sock_dir) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def shared_example_node(tmp_path_factory: pytest.TempPathFactory):
+    """The example's node for the module's tests that change nothing (refused commands);
+    the per-test check spares its processes."""
+    sockets = tempfile.mkdtemp(prefix="as-cli-")
+    try:
+        with running_example(tmp_path_factory.mktemp("sup"), sockets) as running:
+            SHARED.append(running[0])
+            try:
+                yield running
+            finally:
+                SHARED.remove(running[0])
+    finally:
+        shutil.rmtree(sockets, ignore_errors=True)
 
 
 def test_sup_commands_drive_the_runtime_api(example_node):
@@ -74,8 +102,8 @@ def test_sup_commands_drive_the_runtime_api(example_node):
     (["root", "start_child", '{"id": "x", "actor": "Nope", "key": "k"}'], "unknown actor type"),
     (["root", "start_child"], "needs an argument"),
 ])
-def test_sup_errors_print_a_message_and_exit_non_zero(example_node, args, fragment):
-    _proc, ep, _log = example_node
+def test_sup_errors_print_a_message_and_exit_non_zero(shared_example_node, args, fragment):
+    _proc, ep, _log = shared_example_node
     r = cli("sup", "-e", ep, *args)
     assert r.returncode != 0, f"expected a non-zero exit status: {r}"
     assert fragment in r.stderr, f"expected {fragment!r} in stderr: {r.stderr!r}"

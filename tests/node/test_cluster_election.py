@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Iterator
 
 import pytest
+from helpers import emptied, module_etcd
 
 import actorsys
 
@@ -17,10 +19,16 @@ from actorsys.config.cluster import ClusterConfig
 from actorsys.testing.etcd import Etcd
 
 
+@pytest.fixture(scope="module")
+def shared_etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Etcd]:
+    """One etcd for the module (a start costs about a second)."""
+    yield from module_etcd(str(tmp_path_factory.mktemp("etcd")))
+
+
 @pytest.fixture
-def etcd(tmp_path):
-    with Etcd(str(tmp_path)) as e:
-        yield e
+def etcd(shared_etcd: Etcd) -> Iterator[Etcd]:
+    """The module's etcd, every key and lease of the test's gone at its end."""
+    yield from emptied(shared_etcd)
 
 
 async def until(cond, what: str, timeout: float = 10.0) -> None:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
-from helpers import etcd_client
+from helpers import emptied, etcd_client, module_etcd
 
 from actorsys.cluster.membership import Member
 from actorsys.cluster.ownership import Owned, Ownership
@@ -24,10 +24,16 @@ pytestmark = pytest.mark.timeout(120)
 SHARDS = 16
 
 
+@pytest.fixture(scope="module")
+def shared_etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Etcd]:
+    """One etcd for the module (a start costs about a second)."""
+    yield from module_etcd(str(tmp_path_factory.mktemp("etcd")))
+
+
 @pytest.fixture
-def etcd(tmp_path):
-    with Etcd(str(tmp_path)) as e:
-        yield e
+def etcd(shared_etcd: Etcd) -> Iterator[Etcd]:
+    """The module's etcd, every key and lease of the test's gone at its end."""
+    yield from emptied(shared_etcd)
 
 
 def member(nid: str) -> Member:

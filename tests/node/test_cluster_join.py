@@ -8,20 +8,27 @@ import os
 import signal
 import socket
 import time
+from typing import Iterator
 
 import psutil
 import pytest
-from helpers import make_config
+from helpers import emptied, make_config, module_etcd
 
 import actorsys
 from actorsys.testing.etcd import Etcd
 from actorsys.testing.nodes import role_pid
 
 
+@pytest.fixture(scope="module")
+def shared_etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Etcd]:
+    """One etcd for the module (a start costs about a second)."""
+    yield from module_etcd(str(tmp_path_factory.mktemp("etcd")))
+
+
 @pytest.fixture
-def etcd(tmp_path):
-    with Etcd(str(tmp_path / "etcd"), "127.0.0.1") as e:
-        yield e
+def etcd(shared_etcd: Etcd) -> Iterator[Etcd]:
+    """The module's etcd, every key and lease of the test's gone at its end."""
+    yield from emptied(shared_etcd)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

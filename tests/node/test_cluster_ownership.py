@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Iterator
 
 import pytest
-from helpers import etcd_client
+from helpers import emptied, etcd_client, module_etcd
 
 from actorsys.cluster.ownership import Owned, Ownership
 from actorsys.testing.etcd import Etcd
@@ -15,10 +16,16 @@ from actorsys.testing.etcd import Etcd
 SHARDS = 4096
 
 
+@pytest.fixture(scope="module")
+def shared_etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Etcd]:
+    """One etcd for the module (a start costs about a second)."""
+    yield from module_etcd(str(tmp_path_factory.mktemp("etcd")))
+
+
 @pytest.fixture
-def etcd(tmp_path):
-    with Etcd(str(tmp_path)) as e:
-        yield e
+def etcd(shared_etcd: Etcd) -> Iterator[Etcd]:
+    """The module's etcd, every key and lease of the test's gone at its end."""
+    yield from emptied(shared_etcd)
 
 
 def test_the_first_node_claims_every_shard_once_and_a_second_claims_none(etcd):

@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
-from helpers import ACTORS_DIR
+from helpers import ACTORS_DIR, emptied, module_etcd
 
 import actorsys
 from actorsys.testing.cluster import Cluster
@@ -29,10 +29,16 @@ ACTORSYS = os.path.join(os.path.dirname(sys.executable), "actorsys")
 ACTORS = {"Tally": "actorsys.testing.chaos.actors:Tally"}
 
 
+@pytest.fixture(scope="module")
+def shared_etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Etcd]:
+    """One etcd for the module (a start costs about a second)."""
+    yield from module_etcd(str(tmp_path_factory.mktemp("etcd")))
+
+
 @pytest.fixture
-def etcd(tmp_path):
-    with Etcd(str(tmp_path / "etcd"), "127.0.0.1") as e:
-        yield e
+def etcd(shared_etcd: Etcd) -> Iterator[Etcd]:
+    """The module's etcd, every key and lease of the test's gone at its end."""
+    yield from emptied(shared_etcd)
 
 
 def replicated(tmp_path, n: int = 3, **kw: Any) -> Cluster:

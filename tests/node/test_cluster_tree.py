@@ -11,7 +11,7 @@ import json
 import os
 import signal
 import time
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 import zmq
@@ -22,7 +22,7 @@ from actorsys.config.layout import free_port
 from actorsys.protocol.messages import Exit
 from actorsys.testing.etcd import Etcd
 from actorsys.testing.nodes import wait_until
-from helpers import ACTORS_DIR
+from helpers import ACTORS_DIR, emptied, module_etcd
 
 QUICK = {"shutdown": 300}
 SUPS = {"root": {"children": [{"id": "a", "actor": "Worker", "key": "a", **QUICK},
@@ -30,10 +30,16 @@ SUPS = {"root": {"children": [{"id": "a", "actor": "Worker", "key": "a", **QUICK
 TTL = 2.0
 
 
+@pytest.fixture(scope="module")
+def shared_etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Etcd]:
+    """One etcd for the module (a start costs about a second)."""
+    yield from module_etcd(str(tmp_path_factory.mktemp("etcd")))
+
+
 @pytest.fixture
-def etcd(tmp_path):
-    with Etcd(str(tmp_path)) as e:
-        yield e
+def etcd(shared_etcd: Etcd) -> Iterator[Etcd]:
+    """The module's etcd, every key and lease of the test's gone at its end."""
+    yield from emptied(shared_etcd)
 
 
 def cluster_config(tmp_path, etcd: Etcd, node_id: str) -> dict[str, Any]:
