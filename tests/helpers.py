@@ -112,7 +112,8 @@ def module_node(cfg: dict[str, Any]) -> Iterator[actorsys.Node]:
             yield n
         finally:
             SHARED.remove(n)
-    left = leftover_processes(timeout=10)
+    # (what the module's other fixtures still hold, its browser or etcd, is not the node's)
+    left = leftover_processes(timeout=10, spare=shared_pids())
     assert not left, f"processes left behind by the module's node: {describe(left)}"
 
 

@@ -46,13 +46,22 @@ def leftover_processes(timeout: float = 10.0, spare: Iterable[int] = ()) -> list
         except psutil.Error:
             pass
     procs = [p for p in procs if p.pid not in spared]
-    left: list[psutil.Process] = psutil.wait_procs(procs, timeout=timeout)[1]
+    # A zombie counts as gone: it holds nothing, and one whose parent is not this
+    # process (an orphaned chromium helper) waits on its parent or init to reap it.
+    left = [p for p in psutil.wait_procs(procs, timeout=timeout)[1] if _alive(p)]
     for p in left:
         try:
             p.kill()
         except psutil.NoSuchProcess:
             pass
     return left
+
+
+def _alive(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def describe(procs: Iterable[psutil.Process]) -> list[tuple[int, list[str] | str]]:

@@ -168,7 +168,10 @@ def open_browser(*, close_timeout: float = 10.0) -> Iterator["Browser"]:
                     browser.close()
                 except Exception:
                     pass  # already closed or crashed; the reap below settles it
-            _reap(tree, close_timeout)
+            # chromium may start a helper while it closes (its storage service writing
+            # the profile): whatever is below the roots now joins the reap
+            seen = {p.pid for p in tree}
+            _reap(tree + [p for p in _tree(roots) if p.pid not in seen], close_timeout)
     finally:
         _stop_driver(close_timeout)
 
