@@ -25,6 +25,11 @@ class Counter(actorsys.Actor):
     def starts(self) -> int:
         return self.state["starts"]
 
+    def gc_settings(self) -> list[int]:
+        """The worker process's collector thresholds and how many objects it froze."""
+        import gc
+        return [*gc.get_threshold(), gc.get_freeze_count()]
+
     def pid(self) -> int:
         return os.getpid()
 

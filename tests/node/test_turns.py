@@ -18,7 +18,7 @@ import pytest
 import actorsys
 from actorsys.protocol.shardmap import shard_of
 from actorsys.testing.nodes import key_on_slot, wait_until, workers
-from helpers import ROOT, make_config, module_node
+from helpers import ROOT, make_config, module_node, own_key
 
 
 @pytest.fixture(scope="module")
@@ -398,3 +398,13 @@ def test_an_actor_asking_itself_fails_at_once_instead_of_waiting_out_its_deadlin
 def test_handler_sees_its_type_name_and_key(node, key):
     assert node.client().ref("Counter", key).ask("whoami") == ["Counter", key]
     assert node.client().ref("StoreCounter", key).ask("whoami") == ["StoreCounter", key]
+
+
+def test_a_worker_collects_garbage_with_its_thresholds_and_its_start_frozen(node, request):
+    """Workers tune CPython's collector (runtime/worker.py, issue 19): the thresholds of
+    GC_THRESHOLDS, and what the start made moved out of every collection's way."""
+    from actorsys.runtime.worker import GC_THRESHOLDS
+
+    *thresholds, frozen = node.client().ref("Counter", own_key(request)).ask("gc_settings")
+    assert tuple(thresholds) == GC_THRESHOLDS
+    assert frozen > 10_000      # the modules and classes of a started worker

@@ -179,3 +179,15 @@ def test_error_text_decodes_leveldbs_status(tmp_path):
         db.close()
     assert "lock" in error_text(info.value) and not error_text(info.value).startswith("b'")
     assert error_text(ValueError("plain")) == "plain"
+
+
+def test_the_tables_leveldb_writes_carry_bloom_filters(store, tmp_path):
+    """open_db asks for BLOOM_FILTER_BITS (issue 19): a table written to disk holds
+    LevelDB's built-in Bloom filter block, so a read of an absent key skips it."""
+    committed(store, {A + b"s%06d" % i: b"v" * 100 for i in range(2000)})
+    store.db.compact_range()               # the memtable out to a table file
+    tables = [f for f in os.listdir(store.path) if f.endswith((".ldb", ".sst"))]
+    assert tables, os.listdir(store.path)
+    blocks = b"".join(open(os.path.join(store.path, f), "rb").read() for f in tables)
+    assert b"filter.leveldb.BuiltinBloomFilter2" in blocks
+    assert store.get(A + b"absent") is None and store.get(A + b"s000007") == b"v" * 100
