@@ -7,6 +7,11 @@ imports no actorsys code (the wire ops are repeated below), and its server proce
 started by file path (:func:`echo_command`), not ``python -m``, so that process loads
 nothing of actorsys either: the baseline's start-up, which the recovery benchmark
 measures, is a bare python with pyzmq and msgpack.
+
+A second baseline, the **durable floor** (:func:`raw_durable_server`), also commits each
+batch of messages to LevelDB before it answers, as a worker does: the least any Python
+process pays for a durable turn, without a runtime. A ratio to the echo says what the
+runtime and durability cost together; a ratio to the floor, what the runtime costs.
 """
 from __future__ import annotations
 
@@ -44,7 +49,8 @@ def die_with_parent() -> None:
 def echo_command(endpoint: str, *chain: str) -> list[str]:
     """The command line of an echo server process bound to ``endpoint``; with ``chain``
     (``"--relay", to`` or ``"--follower", clients``), a link of the raw replication
-    chain (:func:`raw_relay`, :func:`raw_follower`)."""
+    chain (:func:`raw_relay`, :func:`raw_follower`); with ``"--durable", path`` or
+    ``"--durable-fsync", path``, the durable floor (:func:`raw_durable_server`)."""
     return [sys.executable, os.path.abspath(__file__), endpoint, *chain]
 
 
@@ -148,6 +154,62 @@ def raw_echo_server(endpoint: str) -> None:
     ctx.term()
 
 
+def raw_durable_server(endpoint: str, path: str, sync: bool) -> None:
+    """The floor of a durable turn: :func:`raw_echo_server` that, like an actorsys worker,
+    commits before it answers. It reads what has arrived (up to :data:`DURABLE_BATCH`
+    messages), applies each ``add`` to its key's integer, writes every changed key's
+    msgpack value in one LevelDB batch (at ``path``; ``sync``: fsynced, as
+    ``durability = "fsync"``) and only then sends the batch's replies: a group commit
+    and an output gate with no runtime around them, so what any Python process doing a
+    durable write per message pays in decoding, encoding and LevelDB. Exits when its
+    parent is gone."""
+    import plyvel          # (only here: the plain echo loads zmq and msgpack alone)
+
+    die_with_parent()
+    parent = os.getppid()
+    db = plyvel.DB(path, create_if_missing=True)
+    ctx = zmq.Context()
+    s = _router(ctx, endpoint)
+    counts: dict[str, int] = {}
+    recv, send = s.recv_multipart, s.send_multipart
+    while True:
+        if not s.poll(1000):
+            if os.getppid() != parent:
+                break
+            continue
+        writes: dict[str, int] = {}
+        replies: list[list[bytes]] = []
+        for _ in range(DURABLE_BATCH):
+            try:
+                frames = recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            msg = unpackb(frames[-1])
+            op = msg[0]
+            if op == ASK or op == TELL:
+                key, args = msg[3], msg[5]
+                n = counts.get(key, 0)
+                if args:
+                    n = writes[key] = counts[key] = n + args[0]
+                if op == ASK:
+                    replies.append([frames[0], packb([OK, msg[1], n])])
+            else:
+                replies.append([frames[0], packb([OK, msg[1], "pong"])])
+        if writes:
+            with db.write_batch(sync=sync) as wb:
+                for key, n in writes.items():
+                    wb.put(key.encode(), packb({"n": n}))
+        for reply in replies:
+            send(reply)
+    s.close(0)
+    ctx.term()
+    db.close()
+
+
+#: the most messages :func:`raw_durable_server` commits in one batch (a worker's drain: 1024)
+DURABLE_BATCH = 1024
+
+
 def raw_socket(ctx: zmq.Context[Any], endpoint: str, timeout: float = 10.0,
                identity: bytes | None = None) -> zmq.Socket[Any]:
     """A DEALER to the echo server: unbounded queues, every recv/send with a deadline
@@ -207,5 +269,7 @@ if __name__ == "__main__":
         raw_relay(sys.argv[1], sys.argv[3])
     elif len(sys.argv) == 4 and sys.argv[2] == "--follower":
         raw_follower(sys.argv[1], sys.argv[3])
+    elif len(sys.argv) == 4 and sys.argv[2] in ("--durable", "--durable-fsync"):
+        raw_durable_server(sys.argv[1], sys.argv[3], sync=sys.argv[2] == "--durable-fsync")
     else:
         raw_echo_server(sys.argv[1])

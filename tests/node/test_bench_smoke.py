@@ -22,10 +22,14 @@ BENCH = os.path.join(ROOT, "scripts", "bench.py")
 # measurement -> the numbers that must be there and positive, as paths into its dict
 EXPECTED = {
     "ask_latency": [("actorsys", "p50_us"), ("actorsys", "p99_us"), ("raw", "p50_us"),
-                    ("raw", "p99_us"), ("ratio_p50",), ("ratio_p99",)],
-    "pipelined_asks": [("actorsys", "per_s"), ("raw", "per_s"), ("ratio",)],
-    "pipelined_asks_one_actor": [("actorsys", "per_s"), ("raw", "per_s"), ("ratio",)],
-    "tells": [("actorsys", "per_s"), ("raw", "per_s"), ("ratio",)],
+                    ("raw", "p99_us"), ("ratio_p50",), ("ratio_p99",), ("floor", "p50_us"),
+                    ("ratio_p50_floor",), ("floor_over_raw_p50",)],
+    "pipelined_asks": [("actorsys", "per_s"), ("raw", "per_s"), ("ratio",), ("floor", "per_s"),
+                       ("ratio_floor",)],
+    "pipelined_asks_one_actor": [("actorsys", "per_s"), ("raw", "per_s"), ("ratio",),
+                                 ("floor", "per_s"), ("ratio_floor",)],
+    "tells": [("actorsys", "per_s"), ("raw", "per_s"), ("ratio",), ("floor", "per_s"),
+              ("ratio_floor",)],
     "activations": [("actorsys", "per_s"), ("raw", "per_s"), ("ratio",)],
     "recovery": [("actorsys", "median_ms"), ("actorsys", "max_ms"), ("raw", "median_ms"),
                  ("raw", "max_ms"), ("ratio_median",)],
@@ -65,6 +69,7 @@ def test_quick_bench_reports_every_measurement_beside_its_baseline(tmp_path):
 
     # the printed table names every measurement
     for label in ("ask latency p50", "pipelined asks", "tells", "activations", "crash recovery",
+                  "durable floor",
                   "supervised crash+restart", "start_child", "terminate_child"):
         assert label in proc.stdout, proc.stdout
     # everything it made is gone (its processes are checked by the autouse fixture)
