@@ -1,5 +1,7 @@
 """The table of ``scripts/bench --all`` (``scripts/bench_all.py``), made from its three
-steps' JSON: rows the workloads, columns actorsys | raw echo | Pykka | Thespian | Ray.
+steps' JSON: rows the workloads, columns actorsys | raw echo | durable floor | Pykka |
+Thespian | Ray (the durable floor: the raw echo committing to LevelDB before it answers,
+``rawecho.raw_durable_server``).
 
 A cell beside actorsys holds the value and, in brackets, actorsys' value divided by it:
 for a rate (higher is better) above 1 actorsys is faster, for a latency (lower is better)
@@ -14,9 +16,12 @@ from typing import Any
 
 from savina import workloads as W
 
-COLUMNS = ("actorsys", "raw", "pykka", "thespian", "ray")
-TITLES = {"actorsys": "actorsys", "raw": "raw echo", "pykka": "Pykka", "thespian": "Thespian",
-          "ray": "Ray"}
+COLUMNS = ("actorsys", "raw", "floor", "pykka", "thespian", "ray")
+TITLES = {"actorsys": "actorsys", "raw": "raw echo", "floor": "durable floor", "pykka": "Pykka",
+          "thespian": "Thespian", "ray": "Ray"}
+#: the core rows with a durable floor (creations make no actor there)
+FLOOR_ROWS = {"ask_latency": "ask_latency", "pipelined_asks": "pipelined_asks",
+              "tells_async": "tells"}
 #: the core rows: (key in the peers' core results, key in scripts/bench.py's, label, unit)
 CORE = (("latency", "ask_latency", "ask latency p50, sequential, from outside", "us"),
         ("pipelined", "pipelined_asks", "pipelined asks, many in flight", "asks/s"),
@@ -42,13 +47,15 @@ def _core_cells(data: dict[str, Any], peers: list[str], failed: list[str]) -> li
     for key, core_key, _label, _unit in CORE:
         row = []
         if core is None:
-            row += [_Cell(text="FAILED"), _Cell(text="FAILED")]
+            row += [_Cell(text="FAILED"), _Cell(text="FAILED"), _Cell(text="FAILED")]
             failed.append(f"actorsys/raw {key}: the core step gave no results")
         else:
             c = core[core_key]
             field = "p50_us" if key == "latency" else "per_s"
+            floor = core[FLOOR_ROWS[core_key]].get("floor") if core_key in FLOOR_ROWS else None
             row += [_Cell(c["actorsys"][field]),
-                    _Cell(c["raw"][field], note=" (echo, no actor)" if key == "creations" else "")]
+                    _Cell(c["raw"][field], note=" (echo, no actor)" if key == "creations" else ""),
+                    _Cell(floor[field]) if floor else _Cell(text="-")]
         for rt in ("pykka", "thespian", "ray"):
             if rt not in peers:
                 row.append(_Cell(text="not run"))
@@ -78,7 +85,7 @@ def _savina_cells(data: dict[str, Any], peers: list[str], failed: list[str]) -> 
     for name in W.WORKLOADS:
         row = []
         for rt in COLUMNS:
-            if rt == "raw":
+            if rt in ("raw", "floor"):
                 row.append(_Cell(text="-"))
             elif rt != "actorsys" and rt not in peers:
                 row.append(_Cell(text="not run"))
@@ -129,7 +136,7 @@ def _counts(out: dict[str, Any]) -> list[str]:
     core = out.get("core")
     if core:
         p = core["meta"]["params"]
-        lines.append(f"- actorsys and raw echo: latency n={p['latency_n']:,}; pipelined "
+        lines.append(f"- actorsys, raw echo and durable floor: latency n={p['latency_n']:,}; pipelined "
                      f"n={p['pipe_n']:,}, window {p['window']:,}, {p['pipe_actors']} actors; "
                      f"tells n={p['tells_n']:,}; creations n={p['act_n']:,}; best of "
                      f"{p['rounds']} round(s); durability={core['meta']['durability']}, "

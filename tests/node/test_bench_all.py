@@ -40,18 +40,22 @@ def test_quick_all_prints_one_table_with_every_row_and_the_actorsys_and_raw_colu
         assert fact in text, (fact, text)
 
     rows = [r for r in text.splitlines() if r.startswith("| ")]
-    assert rows[0] == "| workload | actorsys | raw echo | Pykka | Thespian | Ray |"
+    assert rows[0] == "| workload | actorsys | raw echo | durable floor | Pykka | Thespian | Ray |"
     body = [[c.strip() for c in r.strip("|").split("|")] for r in rows[1:]]
     assert len(body) == len(CORE_ROWS) + len(SAVINA_ROWS), rows
     for row, name in zip(body, CORE_ROWS + SAVINA_ROWS):
         assert name in row[0], (name, row)
-        assert len(row) == 6, row
+        assert len(row) == 7, row
         assert re.fullmatch(NUMBER, row[1]), ("actorsys cell", row)
         if name in CORE_ROWS:
             assert re.match(NUMBER + r".* \(\d+\.\d\dx\)$", row[2]), ("raw cell", row)
         else:
             assert row[2] == "-", ("the raw echo has no Savina workload", row)
-        assert row[3:] == ["not run"] * 3, ("the peers were left out", row)
+        if name in CORE_ROWS and "creations" not in name:
+            assert re.match(NUMBER + r".* \(\d+\.\d\dx\)$", row[3]), ("floor cell", row)
+        else:
+            assert row[3] == "-", ("the durable floor makes no actor", row)
+        assert row[4:] == ["not run"] * 3, ("the peers were left out", row)
 
     data = json.loads(out.read_text())
     assert data["failed"] == [] and set(data["steps"]) == {"core", "peers"}, data["steps"]
