@@ -269,8 +269,7 @@ class Dispatch:
                 return self.reject(reply_to, rid, Overloaded(
                     f"worker slot {self.slot} holds {catalog.queued_bytes} bytes of queued messages "
                     f"(max_queued_bytes is {cfg.max_queued_bytes})"))
-            catalog.queued_bytes += len(raw)
-            act.mail().append(Waiting(op, reply_to, rid, method, raw))
+            catalog.queue(act, Waiting(op, reply_to, rid, method, raw))
         elif not act.running and not act.mailbox and act.status is not DEAD:
             self.turns.run_now(act, Call(op, reply_to, rid, method, args, kwargs, ctx))
             return None

@@ -270,6 +270,7 @@ class Worker:
         for sig in (signal.SIGTERM,):   # SIGINT (Ctrl-C) is the supervisor's alone
             loop.add_signal_handler(sig, self._begin_shutdown)
         tick = min(max(cfg.idle_timeout / 4, 0.05), 1.0)
+        self._sweeping: asyncio.Handle | None = None     # the idle sweep's next step
         self._reaper = loop.call_later(tick, self._passivate_idle, tick)
         clock = self.alarms.start_clock(loop, self.dispatch.alarms_due, alarm_store.REDELIVER_AFTER
                                         + cfg.turn_timeout)
@@ -370,10 +371,25 @@ class Worker:
             self._done.set_result(None)
 
     def _passivate_idle(self, tick: float) -> None:
-        self.catalog.passivate_idle(time.monotonic() - self.cfg.idle_timeout)
+        """The reaper's tick: passivate idle actors (in steps: :meth:`_sweep_step`),
+        recount the queued bytes, summarize the rate-limit windows that ended."""
+        if self._sweeping is None:
+            self._sweep_step()
+        self.catalog.recount_queued()
         self.loud.sweep()       # the summaries of rate-limit windows that ended
         if not self.turns.stopping:
             self._reaper = self.loop.call_later(tick, self._passivate_idle, tick)
+
+    def _sweep_step(self) -> None:
+        """One bounded step of the idle sweep (catalog.SWEEP_STEP actors at most); the
+        next runs with call_soon, after the loop has served what is ready, until the
+        sweep reaches an actor that is not idle."""
+        self._sweeping = None
+        if self.turns.stopping:
+            return
+        now = time.monotonic()
+        if self.catalog.passivate_idle(now - self.cfg.idle_timeout, now):
+            self._sweeping = self.loop.call_soon(self._sweep_step)
 
     def _tells_lost(self, n: int) -> None:
         self.counters["dropped_replies"] += n

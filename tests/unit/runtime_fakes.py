@@ -123,8 +123,7 @@ class Slot:
         act = self.catalog.resident(type_name, key)
         if queued_as_bytes and (act.running or act.mailbox):
             raw = wire.pack([op, rid, type_name, key, method, list(args), kwargs])
-            self.catalog.queued_bytes += len(raw)
-            act.mail().append(Waiting(op, reply_to, rid, method, raw))
+            self.catalog.queue(act, Waiting(op, reply_to, rid, method, raw))
         else:
             act.mail().append(Call(op, reply_to, rid, method, list(args), kwargs))
         if not act.running:

@@ -76,7 +76,7 @@ def test_idle_actors_passivate_and_supervised_children_stay(slot: Slot) -> None:
     slot.commit.flush()
     for key, used in (("a", 10.0), ("b", 20.0), ("c", 30.0), ("kid", 0.0)):
         slot.act("Item", key).last_used = used     # a mock clock: the times the turns ended
-    slot.catalog.passivate_idle(cutoff=25.0)
+    slot.catalog.passivate_idle(cutoff=25.0, now=100.0)
     assert STOPS == ["a", "b"]
     assert resident(slot) == ["c", "kid"]
 
@@ -86,7 +86,7 @@ def test_a_record_without_an_instance_just_leaves(slot: Slot) -> None:
     act = slot.act("Item", "a")
     act.drop_instance()
     act.last_used = 0.0
-    slot.catalog.passivate_idle(cutoff=1.0)
+    slot.catalog.passivate_idle(cutoff=1.0, now=100.0)
     assert STOPS == [] and resident(slot) == [] and slot.counters["passivations"] == 0
 
 
