@@ -59,7 +59,7 @@ def leftover_processes(timeout: float = 10.0, spare: Iterable[int] = ()) -> list
 
 def _alive(p: psutil.Process) -> bool:
     try:
-        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+        return bool(p.is_running() and p.status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return False
 
