@@ -3,8 +3,9 @@ acknowledged write is lost, every actor single-activated, every alarm fired once
 WebSocket message applied once while workers, routers and whole nodes are killed, a node
 paused (and, on namespace hosts, cut off) past its lease and a fourth node joins and leaves.
 
-A cluster test (2 s etcd leases): the second pass runs it alone (tests/conftest.py). The
-single-node chaos runs and the audit's own tests are in test_chaos.py.
+A cluster test (2 s etcd leases): the second pass runs it beside other cluster tests only,
+never beside the handoff tests (one xdist group: tests/conftest.py). The single-node chaos
+runs and the audit's own tests are in test_chaos.py.
 """
 from __future__ import annotations
 

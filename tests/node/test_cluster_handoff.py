@@ -154,7 +154,7 @@ def test_a_joining_node_takes_its_shards_with_all_their_data(tmp_path):
     keys = [f"k{i}" for i in range(150)]
     with running(tmp_path, 2) as (c, client):
         # past the join (which must have settled 3 s before: asserted below); a join
-        # settles in about 4 s here, alone on the machine as the cluster tests run
+        # settles in about 4 s here, beside other cluster tests only (tests/conftest.py)
         alarm_in = 12.0
         due = time.time() + alarm_in
         for i, k in enumerate(keys):
