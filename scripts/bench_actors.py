@@ -16,6 +16,11 @@ class BenchCounter(Counter):
     def pid(self) -> int:
         return os.getpid()
 
+    def put(self, size: int) -> int:
+        """Store ``size`` random bytes in the state (one commit of about that size); returns ``size``."""
+        self.state["blob"] = os.urandom(size)
+        return size
+
     def crash(self) -> None:
         """Raise: for a supervised child, a crash its supervisor restarts."""
         raise RuntimeError("crash requested by the benchmark")

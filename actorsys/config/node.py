@@ -27,6 +27,7 @@ max_worker_memory = "1GB"    # a worker above this resident size is restarted (0
 backoff = { initial = 0.05, max = 2.0, jitter = 0.2 }   # delay repeated process restarts
 max_resident = 100000        # actors in memory per worker; beyond, the least recently used leave
 max_value_bytes = "512KiB"   # largest state, storage value or alarm (storage keys: 16 KiB)
+leveldb_write_buffer = "1MiB"   # per slot: bounds the log a restarted worker replays
 history_window = 0           # seconds of committed versions kept per actor (0: no history)
 request_window = 1000        # ask ids (with replies) kept per actor so a retry runs once (0: none)...
 request_window_seconds = 600.0   # ...if it comes within this many seconds
@@ -126,6 +127,8 @@ class NodeConfig:
     backoff: dict[str, float] | None = _node("backoff")
     max_resident: int = _node("max_resident")
     max_value_bytes: int = _node("max_value_bytes")
+    #: LevelDB's write buffer (memtable) per slot, bytes: bounds the log replayed on a restart
+    leveldb_write_buffer: int = _node("leveldb_write_buffer")
     history_window: float = _node("history_window")
     request_window: int = _node("request_window")
     request_window_seconds: float = _node("request_window_seconds")
@@ -295,6 +298,14 @@ def _sizes(values: dict[str, Any], node: dict[str, Any], fail: NodeFail) -> None
     except ValueError:
         raise fail(f"must be between 1KiB and 1GiB (a number of bytes or a size such as "
                    f"\"512KiB\"), got {node.get('max_value_bytes')!r:.80}", "max_value_bytes") from None
+    try:
+        values["leveldb_write_buffer"] = parse_size(values["leveldb_write_buffer"])
+        if not 64 * 1024 <= values["leveldb_write_buffer"] <= 1 << 30:
+            raise ValueError
+    except ValueError:
+        raise fail(f"must be between 64KiB and 1GiB, LevelDB's limits (a number of bytes or a "
+                   f"size such as \"1MiB\"), got {node.get('leveldb_write_buffer')!r:.80}",
+                   "leveldb_write_buffer") from None
     try:
         values["max_queued_bytes"] = parse_size(values["max_queued_bytes"])
         if values["max_queued_bytes"] < values["max_message_bytes"]:

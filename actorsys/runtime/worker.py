@@ -178,7 +178,10 @@ class Worker:
 
         def open_it() -> SlotStore:
             return SlotStore(path, fsync=cfg.durability == "fsync",
-                             max_value_bytes=cfg.max_value_bytes, what=what)
+                             max_value_bytes=cfg.max_value_bytes, what=what,
+                             write_buffer=cfg.leveldb_write_buffer)
+        replay = _log_bytes(path)
+        started = time.perf_counter()
         try:
             store = open_it()
         except StorageError as exc:
@@ -190,6 +193,8 @@ class Worker:
                       "serves none of them until its copy is complete", what, path, exc, aside)
             self.lost = True
             store = open_it()
+        log.info("%s: opened its LevelDB in %.1f ms (a %d KiB log replayed)", what,
+                 (time.perf_counter() - started) * 1e3, replay // 1024)
         if self.lost:
             lost_slot.mark(path)
             log.error("%s: its LevelDB at %s was lost (deleted or damaged) and starts empty; "
@@ -271,6 +276,7 @@ class Worker:
             loop.add_signal_handler(sig, self._begin_shutdown)
         tick = min(max(cfg.idle_timeout / 4, 0.05), 1.0)
         self._sweeping: asyncio.Handle | None = None     # the idle sweep's next step
+        self._commits_at_tick = self._commits_flushed = self.store.commits
         self._reaper = loop.call_later(tick, self._passivate_idle, tick)
         clock = self.alarms.start_clock(loop, self.dispatch.alarms_due, alarm_store.REDELIVER_AFTER
                                         + cfg.turn_timeout)
@@ -372,10 +378,18 @@ class Worker:
 
     def _passivate_idle(self, tick: float) -> None:
         """The reaper's tick: passivate idle actors (in steps: :meth:`_sweep_step`),
-        recount the queued bytes, summarize the rate-limit windows that ended."""
+        recount the queued bytes, write the memtable out after a quiet tick, summarize
+        the rate-limit windows that ended."""
         if self._sweeping is None:
             self._sweep_step()
         self.catalog.recount_queued()
+        # quiet for a whole tick after writes: write the memtable out, so that a kill -9
+        # now leaves no log for the restarted worker to replay (issue 19)
+        commits = self.store.commits
+        if commits == self._commits_at_tick and commits != self._commits_flushed:
+            self.store.flush_log()
+            self._commits_flushed = commits
+        self._commits_at_tick = commits
         self.loud.sweep()       # the summaries of rate-limit windows that ended
         if not self.turns.stopping:
             self._reaper = self.loop.call_later(tick, self._passivate_idle, tick)
@@ -396,6 +410,14 @@ class Worker:
 
     def _after_batch(self) -> None:
         self.commit.flush()
+
+
+def _log_bytes(path: str) -> int:
+    """The size of the LevelDB log(s) in ``path``: what opening the database replays."""
+    try:
+        return sum(e.stat().st_size for e in os.scandir(path) if e.name.endswith(".log"))
+    except OSError:
+        return 0
 
 
 def _not_yet(frames: list[bytes]) -> None:

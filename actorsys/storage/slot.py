@@ -49,8 +49,12 @@ BLOOM_FILTER_BITS = 10
 _TRANSIENT = ("No space left on device", "Read-only file system", "Disk quota exceeded")
 
 
-def open_db(path: str, what: str) -> "plyvel.DB":
-    """Open (or create) the LevelDB database at ``path``; ``what`` names its owner in errors.
+def open_db(path: str, what: str, write_buffer: int | None = None) -> "plyvel.DB":
+    """Open (or create) the LevelDB database at ``path``; ``what`` names its owner in errors;
+    ``write_buffer``: LevelDB's ``write_buffer_size`` in bytes (None: LevelDB's 4 MiB). The
+    write buffer bounds the log, which the next open replays and writes out as a table: a
+    worker restarted after a kill -9 does that before it serves (node key
+    ``leveldb_write_buffer``, whose default says why its value).
 
     A directory that already holds files is opened, never re-created: LevelDB would
     silently start an empty database where ``CURRENT`` is missing. Opening checks the
@@ -70,8 +74,9 @@ def open_db(path: str, what: str) -> "plyvel.DB":
                            f"database is damaged or is not a LevelDB directory; restore it "
                            f"from a backup (or move it away to start this slot empty)")
     try:
+        options = {} if write_buffer is None else {"write_buffer_size": write_buffer}
         return plyvel.DB(path, create_if_missing=not existing, paranoid_checks=True,
-                         bloom_filter_bits=BLOOM_FILTER_BITS)
+                         bloom_filter_bits=BLOOM_FILTER_BITS, **options)
     except plyvel.Error as exc:
         text = error_text(exc)
         if any(t in text for t in _TRANSIENT):
@@ -146,14 +151,17 @@ class SlotStore:
     """
 
     def __init__(self, path: str, fsync: bool,
-                 max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES, what: str | None = None) -> None:
+                 max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES, what: str | None = None,
+                 write_buffer: int | None = None) -> None:
         self.what = what or "storage"
         self.path = path
+        #: LevelDB's write buffer, bytes (None: LevelDB's default): see :func:`open_db`
+        self.write_buffer = write_buffer
         #: the error of the commit that failed, while writes are refused (see the class doc)
         self.broken: StorageError | None = None
         self.db: Any
         try:
-            self.db = open_db(path, self.what)
+            self.db = open_db(path, self.what, write_buffer)
         except StorageError as exc:
             if not exc.transient:
                 raise
@@ -245,6 +253,26 @@ class SlotStore:
         self.commits += 1
         self.committed_writes += len(pending)
 
+    def flush_log(self) -> None:
+        """Write LevelDB's memtable out as a table and start an empty log, so that the next
+        open (a worker restarted after a kill -9) has nothing to replay. Costs a table
+        write of at most the write buffer; the worker calls it when it has been quiet for
+        a tick (issue 19). Does nothing while the store is read-only; a failure is logged
+        and otherwise ignored (the next commit meets the disk's problem)."""
+        if self.broken is not None or self.db.closed:
+            return
+        started = time.perf_counter()
+        try:
+            # an empty range past every key (no key starts with 0xff): LevelDB flushes
+            # its memtable first, then has no table to compact
+            self.db.compact_range(start=b"\xff\xff", stop=b"\xff\xff\xff")
+        except plyvel.Error as exc:
+            log.warning("%s: writing its LevelDB memtable out failed: %s", self.what, error_text(exc))
+            return
+        took = time.perf_counter() - started
+        if took > 0.05:
+            log.info("%s: writing its LevelDB memtable out took %.0f ms", self.what, took * 1e3)
+
     def try_recover(self) -> bool:
         """After a failed commit: reopen the database if the directory is writable again
         and has room; True once writes are accepted again."""
@@ -255,7 +283,7 @@ class SlotStore:
         if not self.db.closed:
             self.db.close()
         try:
-            self.db = open_db(self.path, self.what)
+            self.db = open_db(self.path, self.what, self.write_buffer)
         except StorageError as exc:
             said = str(self.broken)
             self.broken = StorageError(f"{exc}; reads wait for it to reopen", transient=exc.transient)
