@@ -10,6 +10,7 @@ The user's API is :class:`Storage`'s ``get``, ``put``, ``delete``, ``list``,
 from __future__ import annotations
 
 import contextlib
+import weakref
 from typing import Any, Iterable, Iterator, overload
 
 from ..errors import LimitExceeded
@@ -41,7 +42,10 @@ class Storage:
         self._prefix = entry_prefix(prefix)
         self._buf: dict[bytes, bytes | None] = {}    # this turn's writes (None deletes)
         self._cache: dict[bytes, bytes | None] | None = None   # committed or staged values
-        self._owner = owner                  # the actor instance (its state for transactions)
+        # the actor instance (its state, for transactions), weakly: the instance holds this
+        # view, and a cycle would keep a passivated actor for the collector to find, which
+        # a worker runs rarely (runtime/worker.py, GC_THRESHOLDS)
+        self._owner = weakref.ref(owner) if owner is not None else None
         #: earliest due time (epoch seconds) of an alarm this turn set, for the worker
         self.alarms_changed: float | None = None
 
@@ -199,7 +203,7 @@ class Storage:
         discarded version after a rollback: read it again from ``self.state``."""
         saved_buf = dict(self._buf)
         saved_alarm = self.alarms_changed
-        owner = self._owner
+        owner = self._owner() if self._owner is not None else None
         saved_state = wire.pack(owner.state) if owner is not None else None
         try:
             yield self
