@@ -356,7 +356,7 @@ class Worker:
         while self.catalog.acts and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         self.commit.flush()
-        while self.replication.held and time.monotonic() < deadline + 0.5:
+        while (self.commit.busy or self.replication.held) and time.monotonic() < deadline + 0.5:
             await asyncio.sleep(0.01)     # groups waiting for their replicas' acks
         running = [act for act in self.catalog.acts.values() if act.task is not None]
         if running:   # their turns are cancelled with the loop: nothing of them commits
