@@ -306,8 +306,12 @@ class GroupCommit:
         groups, self.committing = self.committing, []
         error = self.store.landed(fut)
         if error is None:
+            for g in groups:          # (one kick for them all: their replies coalesce)
+                self.release(g.outbox, g.exits, kick=False)
+            self.output.kick()
             for g in groups:
-                self._release_group(g)
+                for cb in g.then:
+                    cb()
             if self.waiting:
                 self._start()
             return
@@ -331,8 +335,9 @@ class GroupCommit:
         for cb in g.then:
             cb()
 
-    def release(self, outbox: list[Outgoing], exits: list[Exit]) -> None:
-        """Send a committed group's output, in order, then its exits."""
+    def release(self, outbox: list[Outgoing], exits: list[Exit], kick: bool = True) -> None:
+        """Send a committed group's output, in order, then its exits (``kick``: then
+        :meth:`Output.kick`; False when more groups' output follows at once)."""
         out = self.output
         for item in outbox:
             if type(item) is Reply:
@@ -351,7 +356,8 @@ class GroupCommit:
                 out.effects(item)
         for notice in exits:
             out.exit(notice)
-        out.kick()
+        if kick:
+            out.kick()
 
     def fail(self, exc: ActorError, outbox: list[Outgoing], staged: list[Activation],
              touched: set[bytes], exits: list[Exit] | None = None) -> None:
