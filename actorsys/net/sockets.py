@@ -126,6 +126,10 @@ class SocketPump:
             self._scheduled = True
             self.loop.call_soon(self.drain)
 
+    def waiting(self) -> bool:
+        """A message waits to be read."""
+        return bool(cast(_IntOption, self.sock.getsockopt)(_EVENTS) & _POLLIN)
+
     def hold(self) -> None:
         """Read nothing more until :meth:`release` (called by the handler of a message it
         finishes in later turns of the loop: what arrives after it must wait for it)."""

@@ -17,7 +17,10 @@ read-only from then on until :class:`Recovery` reopens it.
 In fsync mode (``durability = "fsync"``, issue 19) the commit runs off the event loop, on
 the store's commit thread (:mod:`actorsys.storage.slot`), so turns go on during the fsync:
 
-* A flush makes the staged turns a *group* (its outbox, staged activations, touched
+* A flush with no batch in flight and no message waiting on the worker's socket
+  (:attr:`GroupCommit.incoming`) writes on the loop as in process mode: nothing could
+  overlap the fsync, and a lone ask then skips two thread hops (its latency).
+* Otherwise a flush makes the staged turns a *group* (its outbox, staged activations, touched
   actors, EXITs). With no commit in flight it starts one at once; otherwise the group
   waits, and every group that waits is committed together, in one batch, when the
   in-flight one lands (natural group commit). At most one batch is in flight.
@@ -169,6 +172,9 @@ class GroupCommit:
         #: fsync mode: the groups of the batch in flight, and those flushed since
         self.committing: list[Group] = []
         self.waiting: list[Group] = []
+        #: fsync mode: whether messages wait to be read (the worker's socket); with none
+        #: and no batch in flight, the write stays on the loop (None: always the thread)
+        self.incoming: Callable[[], bool] | None = None
         #: called after a failed commit (the worker logs it, starts recovery, wakes alarms)
         self.on_failure = on_failure
         #: what the turns staged since the last flush sends, in order
@@ -240,7 +246,8 @@ class GroupCommit:
             if then is not None:
                 then()
             return None
-        if self.threaded:
+        if self.threaded and (self.store.inflight is not None or self.incoming is None
+                              or self.incoming()):
             exits, self.exits = self.exits, []
             self.waiting.append(Group(outbox, staged, touched, exits, [then] if then else []))
             if self.store.inflight is None:
