@@ -75,7 +75,7 @@ from ..storage.slot import SlotStore
 from . import testing_asks, ws_turns
 from .activation import ENDING, RUNNING, START, Internal
 from .assembly import Runtime
-from .commit import GatewayLink, Sockets
+from .outlets import GatewayLink, Sockets
 from .replies import ReplyBatches
 from .dispatch import Dispatch
 from .ws_routes import GatewayRoutes
