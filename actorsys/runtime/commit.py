@@ -237,8 +237,7 @@ class GroupCommit:
             if then is not None:
                 then()
             return None
-        if self.threaded and (self.store.inflight is not None or self.incoming is None
-                              or self.incoming()):
+        if self.threaded and (self.busy or self.incoming is None or self.incoming()):
             exits, self.exits = self.exits, []
             self.waiting.append(Group(outbox, staged, touched, exits, [then] if then else []))
             if self.store.inflight is None:
@@ -307,11 +306,11 @@ class GroupCommit:
             for g in groups:          # (one kick for them all: their replies coalesce)
                 self.release(g.outbox, g.exits, kick=False)
             self.output.kick()
+            if self.waiting:      # (first: a callback's flush must queue behind them)
+                self._start()
             for g in groups:
                 for cb in g.then:
                     cb()
-            if self.waiting:
-                self._start()
             return
         # every later group may have read what failed: the waiting ones and the turns
         # staged since the last flush fail with it

@@ -241,3 +241,21 @@ def test_process_mode_still_writes_on_the_loop(tmp_path: Any) -> None:
         assert s.out.reply_to(rid)[2] == 1
     finally:
         s.close()
+
+
+def test_a_flush_from_a_then_callback_queues_behind_the_groups_waiting(slot: Slot) -> None:
+    held = hold(slot)
+    a = slot.ask("Counter", "a", "add", 1)
+    late: list[int] = []
+
+    def flush_more() -> None:        # (as an alarm's pump whose turn flushes at once)
+        late.append(slot.ask("Counter", "c", "add", 1))
+        slot.commit.flush()
+    slot.commit.flush(then=flush_more)
+    assert held.writing.wait(5)
+    b = slot.ask("Counter", "b", "add", 1)
+    slot.commit.flush()
+    held.gate.set()
+    replied(slot, a, b)
+    run_until(slot.loop, lambda: late and any(r[1] == late[0] for _to, r in slot.out.replies), 5.0)
+    assert [r[1] for _to, r in slot.out.replies] == [a, b, late[0]]
