@@ -29,6 +29,7 @@ from typing import Any
 
 import actorsys
 from actorsys.testing.bench import TYPE, actorsys_pipelined
+from actorsys.testing.nodes import workers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -56,10 +57,13 @@ def measure(durability: str, args: argparse.Namespace) -> dict[str, float]:
             ns.sort()
             keys = [f"p{i % 100}" for i in range(args.pipe)]
             seconds = actorsys_pipelined(node.endpoint, keys, args.window, warm_keys=keys[:100])
+            ws = workers(node).values()
+            commits = sum(w["commits"] for w in ws)
+            threaded = sum(w.get("thread_commits", 0) for w in ws)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {"p50_us": ns[len(ns) // 2] / 1e3, "p99_us": ns[min(len(ns) - 1, int(len(ns) * 0.99))] / 1e3,
-            "pipelined_per_s": len(keys) / seconds}
+            "pipelined_per_s": len(keys) / seconds, "commits": commits, "thread_commits": threaded}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,15 +84,19 @@ def main(argv: list[str] | None = None) -> int:
     for mode, rs in rounds.items():
         out[mode] = {"p50_us": sorted(x["p50_us"] for x in rs)[len(rs) // 2],
                      "p99_us": sorted(x["p99_us"] for x in rs)[len(rs) // 2],
-                     "pipelined_per_s": max(x["pipelined_per_s"] for x in rs), "all": rs}
+                     "pipelined_per_s": max(x["pipelined_per_s"] for x in rs),
+                     "thread_commits_share": sum(x["thread_commits"] for x in rs) / max(1, sum(
+                         x["commits"] for x in rs)), "all": rs}
     p, f = out["process"], out["fsync"]
     out["throughput_ratio"] = f["pipelined_per_s"] / p["pipelined_per_s"]
     out["p50_ratio"] = f["p50_us"] / p["p50_us"]
-    print("| durability | sequential ask p50 (us) | p99 (us) | pipelined asks/s (best) |")
-    print("|---|---:|---:|---:|")
+    print("| durability | sequential ask p50 (us) | p99 (us) | pipelined asks/s (best) | "
+          "commits on the commit thread |")
+    print("|---|---:|---:|---:|---:|")
     for mode in MODES:
         m = out[mode]
-        print(f"| {mode} | {m['p50_us']:.0f} | {m['p99_us']:.0f} | {m['pipelined_per_s']:,.0f} |")
+        print(f"| {mode} | {m['p50_us']:.0f} | {m['p99_us']:.0f} | {m['pipelined_per_s']:,.0f} | "
+              f"{m['thread_commits_share']:.0%} |")
     print(f"fsync/process: throughput {out['throughput_ratio']:.2f}x (target >= 0.5x), "
           f"p50 {out['p50_ratio']:.2f}x (target <= 1.5x); {args.rounds} interleaved round(s), "
           f"median p50/p99, best throughput; load average {out['loadavg']}")

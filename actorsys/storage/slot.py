@@ -184,6 +184,8 @@ class SlotStore:
         self.inflight: Future[tuple[float, int]] | None = None
         self._thread: ThreadPoolExecutor | None = None
         self.commits = 0
+        #: of :attr:`commits`, those written on the commit thread (fsync mode)
+        self.thread_commits = 0
         self.committed_writes = 0
         #: told of each commit that wrote: (seconds it took, keys written); None: nobody
         self.on_commit: Callable[[float, int], None] | None = None
@@ -319,6 +321,7 @@ class SlotStore:
         if exc is not None:
             return self._write_failed(exc)
         self._wrote(*fut.result())
+        self.thread_commits += 1
         return None
 
     def try_recover(self) -> bool:
