@@ -17,9 +17,10 @@ read-only from then on until :class:`Recovery` reopens it.
 In fsync mode (``durability = "fsync"``, issue 19) the commit runs off the event loop, on
 the store's commit thread (:mod:`actorsys.storage.slot`), so turns go on during the fsync:
 
-* A flush with no batch in flight and no message waiting on the worker's socket
-  (:attr:`GroupCommit.incoming`) writes on the loop as in process mode: nothing could
-  overlap the fsync, and a lone ask then skips two thread hops (its latency).
+* A flush of at most one output with no batch in flight while the worker is not busy
+  (:attr:`GroupCommit.incoming`: its latest read of the socket got one message, and none
+  waits) writes on the loop as in process mode: a lone ask skips two thread hops (its latency), and nothing
+  is there to overlap the fsync with.
 * Otherwise a flush makes the staged turns a *group* (its outbox, staged activations, touched
   actors, EXITs). With no commit in flight it starts one at once; otherwise the group
   waits, and every group that waits is committed together, in one batch, when the
@@ -163,8 +164,9 @@ class GroupCommit:
         #: fsync mode: the groups of the batch in flight, and those flushed since
         self.committing: list[Group] = []
         self.waiting: list[Group] = []
-        #: fsync mode: whether messages wait to be read (the worker's socket); with none
-        #: and no batch in flight, the write stays on the loop (None: always the thread)
+        #: fsync mode: whether the worker is busy (more than one message in its latest read
+        #: of the socket, or one waiting); if not, and no batch is in flight, the write
+        #: stays on the loop (None: always the thread)
         self.incoming: Callable[[], bool] | None = None
         #: called after a failed commit (the worker logs it, starts recovery, wakes alarms)
         self.on_failure = on_failure
@@ -237,7 +239,8 @@ class GroupCommit:
             if then is not None:
                 then()
             return None
-        if self.threaded and (self.busy or self.incoming is None or self.incoming()):
+        if self.threaded and (self.busy or self.incoming is None or len(outbox) > 1
+                              or self.incoming()):
             exits, self.exits = self.exits, []
             self.waiting.append(Group(outbox, staged, touched, exits, [then] if then else []))
             if self.store.inflight is None:

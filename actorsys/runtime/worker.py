@@ -231,7 +231,7 @@ class Worker:
                                self.transport, self.classes, self.handlers, self.counters,
                                supervised=self.tree_endpoint is not None, beats=self.beats)
         self.catalog, self.turns, self.commit = rt.catalog, rt.turns, rt.commit
-        self.commit.incoming = self.pump.waiting   # (fsync mode: commit thread or loop)
+        self.commit.incoming = self.pump.busy   # (fsync mode: commit thread or loop)
         rt.catalog.grants = self.grants
         self.shard_commands = ShardCommands(self.grants, rt, self.output, cfg.turn_timeout)
         if self.lost:       # (never a leader shard of an empty copy: grants.py)
