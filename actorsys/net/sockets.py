@@ -114,8 +114,6 @@ class SocketPump:
         #: many, continued in later turns of the loop): nothing more is read until
         #: :meth:`release`
         self.held = False
-        #: messages read by the latest drain (a sign of load: ``busy``)
-        self.last_batch = 0
         self._fd = sock.FD
         loop.add_reader(self._fd, self.drain)
         # Read ZMQ_EVENTS once now: until someone does, libzmq may queue the first message
@@ -127,10 +125,6 @@ class SocketPump:
         if not self._scheduled and not self._draining:
             self._scheduled = True
             self.loop.call_soon(self.drain)
-
-    def busy(self) -> bool:
-        """The latest drain read more than one message, or a message waits to be read."""
-        return self.last_batch > 1 or bool(cast(_IntOption, self.sock.getsockopt)(_EVENTS) & _POLLIN)
 
     def hold(self) -> None:
         """Read nothing more until :meth:`release` (called by the handler of a message it
@@ -165,7 +159,6 @@ class SocketPump:
                     return         # the handler closed the socket (a lost connection's monitor)
                 if self.held or now() > until:
                     break          # (the rest at the next turn of the loop: kicked below)
-            self.last_batch = n
             if n and self.after_batch is not None:
                 try:
                     self.after_batch()

@@ -14,8 +14,7 @@ Started by the node supervisor; nothing but ``supervisors`` imports it.
 * :mod:`.turn_failure`: failed and discarded turns, the error reply, a child's EXIT.
 * :mod:`.turn_records`: exactly-once asks (request ids recorded, retries answered).
 * :mod:`.turn_telemetry`: each turn's time (metrics, hot actors: :mod:`.hot`) and span.
-* :mod:`.commit`: group commit, the output gate, recovery; :mod:`.outlets` where
-  committed output leaves (the worker's sockets, effects to the gateway).
+* :mod:`.commit`: group commit, the output gate, effects to the gateway, recovery.
 * :mod:`.children`: supervised children (SPAWN, STOP, EXIT).
 * :mod:`.alarm_turns`: due alarms as turns, their attempts and retries.
 * :mod:`.system`: what the worker answers itself (``$history``, ``$rewind``,

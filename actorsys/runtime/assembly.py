@@ -57,12 +57,11 @@ class Runtime:
                                cfg.max_resident, counters)
         self.recovery = Recovery(loop, store, on_recovered=self._recovered)
         self.commit = GroupCommit(store, self.catalog, output, loop.call_soon, counters,
-                                  on_failure=self._commit_failed,
-                                  call_soon_threadsafe=loop.call_soon_threadsafe)
+                                  on_failure=self._commit_failed)
         self.alarms = AlarmTurns(self.catalog, self.commit, store, shard_map, slot,
                                  cfg.alarm_retry, counters)
         self.system = SystemAsks(store, self.commit, self.alarms, history_window)
-        self.services = Services(transport, self._flush_now, cfg.max_message_bytes)
+        self.services = Services(transport, self.commit.flush, cfg.max_message_bytes)
         self.turns = Turns(self.catalog, self.commit, store, self.services, self.alarms,
                            self.system, loop, counters, turn_timeout=cfg.turn_timeout,
                            on_error=cfg.on_error, history_window=history_window, beats=beats,
@@ -75,12 +74,6 @@ class Runtime:
                                  loop.call_later, counters, slot)
         self.catalog.passivate = self.turns.passivate
 
-    def _flush_now(self) -> None:
-        """Before an ask leaves a handler: earlier turns committed and their output
-        released (fsync mode: waiting for the commit thread, see ``commit.py``)."""
-        self.commit.flush()
-        self.commit.settle()
-
     def _commit_failed(self, exc: StorageError) -> None:
         if not self.recovery.active:      # (the store has logged the fault)
             self.recovery.start()
@@ -90,7 +83,6 @@ class Runtime:
         self.alarms.note(time.time())       # alarms waited for it
 
     def close(self) -> None:
-        self.commit.settle()        # (fsync mode: the batch in flight, released)
         self.recovery.close()
         if self.alarms.clock is not None:
             self.alarms.clock.close()

@@ -14,66 +14,43 @@ A flush whose batch fails to commit fails every turn in it: asks get the
 writes (or may have read them) forgets its instance and reloads from disk. The store is
 read-only from then on until :class:`Recovery` reopens it.
 
-In fsync mode (``durability = "fsync"``, issue 19) the commit runs off the event loop, on
-the store's commit thread (:mod:`actorsys.storage.slot`), so turns go on during the fsync:
-
-* A flush of at most one output with no batch in flight while the worker is not busy
-  (:attr:`GroupCommit.incoming`: its latest read of the socket got one message, and none
-  waits) writes on the loop as in process mode: a lone ask skips two thread hops (its latency), and nothing
-  is there to overlap the fsync with.
-* Otherwise a flush makes the staged turns a *group* (its outbox, staged activations, touched
-  actors, EXITs). With no commit in flight it starts one at once; otherwise the group
-  waits, and every group that waits is committed together, in one batch, when the
-  in-flight one lands (natural group commit). At most one batch is in flight.
-* Output leaves strictly in commit order, group by group: nothing of a group (reply,
-  tell, effect, EXIT) leaves before its batch is durable, and a group that wrote nothing
-  still waits for the groups flushed before it (its turns may have read their writes,
-  which reads see while in flight).
-* The write's end comes back to the loop with ``call_soon_threadsafe`` (:meth:`GroupCommit.
-  settle` takes it at once, blocking, where a caller needs it now).
-* A failed batch fails its groups and every group after it, waiting or not yet flushed
-  (they may have read its values): each through :meth:`GroupCommit.fail`, and the store
-  is read-only as after any failed commit.
-* ``flush(then=...)``: ``then`` runs once everything flushed so far is durable (or has
-  failed): the alarm attempts counted before ``on_alarm`` runs, a shard grant's reply
-  after its drain's commit. An ask sent from inside a handler (``refs.py``), the shard
-  data commands (``shard_moves.py``) and a worker that starts replicating settle first.
-* Replicated shards keep the synchronous path: with ``repl`` set, a flush settles the
-  commit in flight, then hands its group to ``repl`` as below.
-
-In process mode the flush writes on the loop, as it always did: a write to the OS's
-cache costs less than the thread hop.
-
 A worker with replicated shards (issue 16) hands its flush to ``repl``
 (:class:`~.replication.Replication`), which commits the same way and then holds the
 output until enough replicas hold the writes; with none, ``repl`` is None and the flush
 below runs as it always did.
 
-The sending itself is the worker's (:class:`Output`, implemented by
-:class:`~.outlets.Sockets`).
+The sending itself is the worker's (:class:`Output`); the gateway's part of it is
+:class:`GatewayLink`.
 """
 from __future__ import annotations
 
-from concurrent.futures import Future
-from concurrent.futures import wait as wait_for
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Protocol, Union
 
+import zmq
 
 from ..errors import ActorError, LimitExceeded, MessageTooLarge, StorageError
 from ..log import get_logger
+from ..net.sockets import dealer
 from ..protocol import wire
 from ..protocol.messages import Exit, Tell, WsEffects
+from ..protocol.ws import split as split_parts
 
 if TYPE_CHECKING:
     import asyncio
 
+    from ..client.transport import AsyncTransport
+    from ..net.keys import CurveKeys
     from ..storage.slot import SlotStore
     from .activation import Activation, Envelope
     from .catalog import Catalog
     from .replication import Replication
+    from .replies import ReplyBatches
+    from .ws_routes import GatewayRoutes
 
 log = get_logger("worker")
+_NOBLOCK = int(zmq.NOBLOCK)
+_SNDMORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
 #: seconds between attempts to reopen storage that turned read-only after a failed commit
 RECOVERY_INTERVAL = 0.5
 
@@ -110,16 +87,6 @@ class Reply:
 Outgoing = Union[Reply, Tell, WsEffects]
 
 
-@dataclass(slots=True, eq=False)
-class Group:
-    """One flush's turns, in fsync mode: what they send, once their batch is durable."""
-    outbox: list[Outgoing]
-    staged: list[Activation]
-    touched: set[bytes]      #: the actors (prefixes) they wrote
-    exits: list[Exit]
-    then: list[Callable[[], None]] = field(default_factory=list)
-
-
 class Output(Protocol):
     """Where committed output goes (the worker's sockets; a list in unit tests)."""
 
@@ -154,20 +121,9 @@ class GroupCommit:
 
     def __init__(self, store: SlotStore, catalog: Catalog, output: Output,
                  call_soon: Callable[[Callable[[], None]], Any], counters: dict[str, int],
-                 on_failure: Callable[[StorageError], None],
-                 call_soon_threadsafe: Callable[..., Any] | None = None) -> None:
+                 on_failure: Callable[[StorageError], None]) -> None:
         self.store, self.catalog, self.output = store, catalog, output
         self.call_soon, self.counters = call_soon, counters
-        #: fsync mode: commit on the store's thread (the module docstring); needs a loop
-        self.threaded = store.fsync and call_soon_threadsafe is not None
-        self.call_soon_threadsafe = call_soon_threadsafe
-        #: fsync mode: the groups of the batch in flight, and those flushed since
-        self.committing: list[Group] = []
-        self.waiting: list[Group] = []
-        #: fsync mode: whether the worker is busy (more than one message in its latest read
-        #: of the socket, or one waiting); if not, and no batch is in flight, the write
-        #: stays on the loop (None: always the thread)
-        self.incoming: Callable[[], bool] | None = None
         #: called after a failed commit (the worker logs it, starts recovery, wakes alarms)
         self.on_failure = on_failure
         #: what the turns staged since the last flush sends, in order
@@ -205,19 +161,10 @@ class GroupCommit:
             self._scheduled = True
             self.call_soon(self.flush)
 
-    @property
-    def busy(self) -> bool:
-        """A batch is in flight (fsync mode), its groups' output not yet released."""
-        return self.store.inflight is not None or bool(self.waiting)
-
-    def flush(self, then: Callable[[], None] | None = None) -> None:
-        """Commit everything staged in one batch, then release the outbox and the exits
-        (fsync mode: hand it to the commit thread, or wait for the batch in flight).
-        ``then``: called once all that is durable, or has failed."""
+    def flush(self) -> None:
+        """Commit everything staged in one batch, then release the outbox and the exits."""
         self._scheduled = False
         if not self.outbox and not self.store.pending and not self.exits:
-            if then is not None:
-                self.after(then)
             return
         outbox, self.outbox = self.outbox, []
         staged, self.staged = self.staged, []
@@ -225,119 +172,19 @@ class GroupCommit:
         if self.fence is not None and (refused := self.fence()) is not None:
             self.store.discard()
             if self.repl is not None:      # (after the groups still held, in order)
-                self.repl.failed(refused, outbox, staged, touched)
-            else:     # (the groups waiting lose their staged writes too)
-                for g in self._take_waiting():
-                    self._fail_group(refused, g)
-                self.fail(refused, outbox, staged, touched)
-            if then is not None:
-                self.after(then)
-            return None
+                return self.repl.failed(refused, outbox, staged, touched)
+            return self.fail(refused, outbox, staged, touched)
         if self.repl is not None:
-            self.settle()
-            self.repl.flush(outbox, staged, touched)
-            if then is not None:
-                then()
-            return None
-        if self.threaded and (self.busy or self.incoming is None or len(outbox) > 1
-                              or self.incoming()):
-            exits, self.exits = self.exits, []
-            self.waiting.append(Group(outbox, staged, touched, exits, [then] if then else []))
-            if self.store.inflight is None:
-                self._start()
-            return None
+            return self.repl.flush(outbox, staged, touched)
         try:
             self.store.commit()
         except StorageError as exc:
-            self.fail(exc, outbox, staged, touched)
-        else:
-            exits, self.exits = self.exits, []
-            self.release(outbox, exits)
-        if then is not None:
-            then()
-        return None
+            return self.fail(exc, outbox, staged, touched)
+        exits, self.exits = self.exits, []
+        self.release(outbox, exits)
 
-    def after(self, then: Callable[[], None]) -> None:
-        """Call ``then`` once everything flushed so far is durable or has failed (at once
-        if nothing is in flight)."""
-        last = self.waiting[-1] if self.waiting else (self.committing[-1] if self.committing else None)
-        if last is None:
-            then()
-        else:
-            last.then.append(then)
-
-    def settle(self) -> None:
-        """fsync mode: wait (blocking the loop) until no batch is in flight and every
-        group flushed so far is released or failed."""
-        while (fut := self.store.inflight) is not None:
-            wait_for([fut])
-            self._landed(fut)
-
-    def _take_waiting(self) -> list[Group]:
-        groups, self.waiting = self.waiting, []
-        return groups
-
-    def _start(self) -> None:
-        groups = self._take_waiting()
-        try:
-            wb = self.store.begin()
-        except StorageError as exc:
-            for g in groups:
-                self._fail_group(exc, g)
-            return
-        if wb is None:          # nothing written: read-only groups, durable as they are
-            for g in groups:
-                self._release_group(g)
-            return
-        self.committing = groups
-        self.store.submit(wb).add_done_callback(self._written)
-
-    def _written(self, fut: Future[tuple[float, int]]) -> None:
-        """(On the commit thread.) Back to the loop."""
-        try:
-            assert self.call_soon_threadsafe is not None
-            self.call_soon_threadsafe(self._landed, fut)
-        except RuntimeError:     # the loop is closed: the store's close waited for it
-            pass
-
-    def _landed(self, fut: Future[tuple[float, int]]) -> None:
-        if fut is not self.store.inflight:
-            return                      # (settled already)
-        groups, self.committing = self.committing, []
-        error = self.store.landed(fut)
-        if error is None:
-            for g in groups:          # (one kick for them all: their replies coalesce)
-                self.release(g.outbox, g.exits, kick=False)
-            self.output.kick()
-            if self.waiting:      # (first: a callback's flush must queue behind them)
-                self._start()
-            for g in groups:
-                for cb in g.then:
-                    cb()
-            return
-        # every later group may have read what failed: the waiting ones and the turns
-        # staged since the last flush fail with it
-        later = self._take_waiting()
-        if self.outbox or self.store.pending or self.staged:
-            later.append(Group(self.outbox, self.staged, self.store.pending_actors, []))
-            self.outbox, self.staged = [], []
-        self.store.discard()
-        for g in groups + later:
-            self._fail_group(error, g)
-
-    def _release_group(self, g: Group) -> None:
-        self.release(g.outbox, g.exits)
-        for cb in g.then:
-            cb()
-
-    def _fail_group(self, exc: ActorError, g: Group) -> None:
-        self.fail(exc, g.outbox, g.staged, g.touched, g.exits)
-        for cb in g.then:
-            cb()
-
-    def release(self, outbox: list[Outgoing], exits: list[Exit], kick: bool = True) -> None:
-        """Send a committed group's output, in order, then its exits (``kick``: then
-        :meth:`Output.kick`; False when more groups' output follows at once)."""
+    def release(self, outbox: list[Outgoing], exits: list[Exit]) -> None:
+        """Send a committed group's output, in order, then its exits."""
         out = self.output
         for item in outbox:
             if type(item) is Reply:
@@ -356,8 +203,7 @@ class GroupCommit:
                 out.effects(item)
         for notice in exits:
             out.exit(notice)
-        if kick:
-            out.kick()
+        out.kick()
 
     def fail(self, exc: ActorError, outbox: list[Outgoing], staged: list[Activation],
              touched: set[bytes], exits: list[Exit] | None = None) -> None:
@@ -415,3 +261,94 @@ class Recovery:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+
+
+class GatewayLink:
+    """Hands the gateway committed WebSocket effects, in parts that fit in a message.
+
+    Without a gateway, or past its queue, they are dropped and counted (a socket-event
+    batch's effects are sent again if the batch is redelivered). The socket is made on
+    first use.
+    """
+
+    def __init__(self, ctx: zmq.Context[Any], endpoint: str | None, keys: CurveKeys | None,
+                 max_message_bytes: int, counters: dict[str, int]) -> None:
+        self.ctx, self.endpoint, self.keys = ctx, endpoint, keys
+        self.limit = max_message_bytes - 1024
+        self.counters = counters
+        self.sock: zmq.Socket[Any] | None = None
+
+    def send(self, msg: WsEffects) -> None:
+        sock = self.sock
+        if sock is None:
+            if self.endpoint is None:
+                self.counters["dropped_ws"] += 1
+                return
+            sock = self.sock = dealer(self.ctx, self.endpoint, self.keys)
+        limit = self.limit
+        payload = msg.encode()
+        parts = [payload] if len(payload) <= limit else [
+            msg._replace(effects=part, part=i).encode()
+            for i, part in enumerate(split_parts(msg.effects, limit - len(msg.type_name) - len(msg.key)))]
+        try:
+            for p in parts:
+                sock.send(p, _NOBLOCK)
+        except zmq.ZMQError:
+            self.counters["dropped_ws"] += 1
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close(500)
+
+
+class Sockets:
+    """Where a worker's committed output leaves (:class:`~.commit.Output`): replies on
+    its ROUTER socket (coalesced per peer: ``replies.py``), tells through its client
+    transport, WebSocket effects to the gateway, EXITs to the supervision tree. What
+    cannot leave is counted, never raised."""
+
+    def __init__(self, sock: zmq.Socket[Any], transport: AsyncTransport,
+                 gateway: GatewayLink | GatewayRoutes,
+                 tree_sock: zmq.Socket[Any] | None, kick: Callable[[], None],
+                 counters: dict[str, int], replies: ReplyBatches) -> None:
+        self.sock, self.transport, self.gateway, self.tree_sock = sock, transport, gateway, tree_sock
+        self._kick = kick
+        self.counters = counters
+        #: replies coalesced per peer until the next flush (``replies.py``)
+        self.replies = replies
+
+    def send(self, to: Envelope, payload: bytes) -> None:
+        self.replies.send(to, payload)
+
+    def batch_peer(self, to: Envelope) -> None:
+        self.replies.batch_peer(to)
+
+    def kick(self) -> None:
+        """The end of a release: the tells queued by the transport leave, then the
+        replies (so a turn's tells leave no later than its reply, as when each left at
+        once), and the socket is re-checked."""
+        self.transport.flush()
+        self.replies.flush()
+        self._kick()
+
+    def forward(self, to: bytes, payload: bytes) -> bool:
+        try:
+            self.sock.send(to, _SNDMORE_NOBLOCK)     # (ROUTER_MANDATORY: raises if unknown)
+            self.sock.send(payload, _NOBLOCK)
+        except zmq.ZMQError:
+            return False
+        return True
+
+    def tell(self, msg: Tell) -> None:
+        self.transport.tell(msg.type_name, msg.key, msg.method, msg.args, msg.kwargs, msg.ctx)
+
+    def effects(self, msg: WsEffects) -> None:
+        self.gateway.send(msg)
+
+    def exit(self, msg: Exit) -> None:
+        if self.tree_sock is None:
+            return
+        try:
+            self.tree_sock.send(msg.encode(), _NOBLOCK)
+        except zmq.ZMQError:
+            self.counters["dropped_replies"] += 1

@@ -301,8 +301,9 @@ class Dispatch:
                 self.commit.reply(reply_to, wire.ok(rid, False))
             self.commit.schedule()
             return None
-        # the attempt is durable before on_alarm runs (alarms_due)
-        self.commit.flush(then=lambda: None if act.running else self.turns.pump(act))
+        self.commit.flush()        # the attempt is durable before on_alarm runs (alarms_due)
+        if not act.running:
+            self.turns.pump(act)
         return None
 
     def alarms_due(self, batch: list[tuple[int, int, str, str, str]]) -> None:
@@ -311,11 +312,7 @@ class Dispatch:
         if self.turns.stopping:
             return
         queued = self.alarms.admit(batch)
-        # the attempts are durable before any on_alarm runs (if the commit failed, the
-        # turns find their lease missing: no-ops)
-        self.commit.flush(then=lambda: self._pump_all(queued))
-
-    def _pump_all(self, acts: list[Activation]) -> None:
-        for act in acts:
+        self.commit.flush()    # the attempts are durable before any on_alarm runs (if the
+        for act in queued:     # commit failed, the turns find their lease missing: no-ops)
             if not act.running:
                 self.turns.pump(act)

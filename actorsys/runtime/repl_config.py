@@ -102,7 +102,6 @@ def configure(self: Replication, args: ReplicaArgs | None, granted: dict[int, in
                 p.wake.set()
     for ep in [ep for ep, p in self.peers.items() if ep not in needed]:
         self._close_peer(ep)
-    self.commit.settle()      # (fsync mode: no batch in flight under the replicated path)
     self._start_positions([self.shards[s] for s in members])
     self.commit.repl = self if (self.shards or self.held or self.lost) else None
     self.check()

@@ -69,7 +69,8 @@ class Drains:
         resident."""
         self.draining = {a for a in self.draining if not self.drained(a)}
         if not self.draining:
-            self.rt.commit.flush(then=lambda: self.output.send(envelope, wire.ok(rid, reply)))
+            self.rt.commit.flush()
+            self.output.send(envelope, wire.ok(rid, reply))
             return
         acts = list(self.draining)
         task = self.rt.turns.loop.create_task(self._drain(envelope, rid, acts, reply))
@@ -129,7 +130,6 @@ class Drains:
             self._force_out(act)
         self.draining.difference_update(acts)
         self.rt.commit.flush()
-        self.rt.commit.settle()     # (fsync mode: durable before the grant's reply)
         if not left:
             self.output.send(envelope, wire.ok(rid, reply))
             return

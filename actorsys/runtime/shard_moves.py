@@ -20,9 +20,6 @@ All three are refused (``BadRequest``) for a shard this slot serves (in cluster 
 granted; before it: every shard homed here) or one still draining, and import and drop
 while the store is read-only (its error). Bad arguments are ``BadRequest``.
 
-In fsync mode each command first settles the group commit's batch in flight (it reads or
-writes the database directly: ``commit.py``).
-
 Invariant: :attr:`ShardMoves.incoming` only grows per shard (a later move's epoch
 replaces an earlier one's, never the other way round).
 """
@@ -81,7 +78,6 @@ class ShardMoves:
             raise BadRequest("export after must be bytes or nil")
         if type(max_bytes) is not int or not 0 < max_bytes <= MAX_EXPORT_BYTES:
             raise BadRequest(f"export max_bytes must be 1..{MAX_EXPORT_BYTES}")
-        self.rt.commit.settle()      # (fsync mode: the batch in flight is in the database)
         items, nxt = handoff.export_page(self.rt.commit.store.db, shards, after, max_bytes)
         return {"items": [[k, v] for k, v in items], "next": nxt}
 
@@ -116,7 +112,6 @@ class ShardMoves:
                 for s in shards:
                     incoming[s] = epochs[s]
         items = handoff.check_items(args.get("items", []), shards)
-        self.rt.commit.settle()
         written = handoff.import_items(self.rt.commit.store.db, shards, items, clear)
         if self.rt.alarms.clock is not None:
             self.rt.alarms.clock.rescan()
@@ -130,6 +125,5 @@ class ShardMoves:
             # a copy that came in by a move newer than what the dropper saw stays
             kept = sorted(s for s in shards if self.incoming.get(s, 0) > epochs[s])
             shards = shards - set(kept)
-        self.rt.commit.settle()
         return {"deleted": handoff.drop_shards(self.rt.commit.store.db, shards) if shards else 0,
                 "kept": kept}

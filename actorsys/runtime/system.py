@@ -160,7 +160,6 @@ def status(slot: int, endpoint: str, catalog: Catalog, alarms: AlarmTurns, store
             "supervised": catalog.supervised_count(),
             "alarms_in_flight": alarms.in_flight(),
             "commits": store.commits,
-            "thread_commits": store.thread_commits,     # (fsync mode: off the loop)
             "queued_bytes": catalog.queued_bytes,
             "storage": "ok" if store.broken is None else "read-only",
             "storage_error": None if store.broken is None else str(store.broken),

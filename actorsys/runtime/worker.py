@@ -76,7 +76,7 @@ from ..storage.slot import SlotStore
 from . import testing_asks, ws_turns
 from .activation import ENDING, RUNNING, START, Internal
 from .assembly import Runtime
-from .outlets import GatewayLink, Sockets
+from .commit import GatewayLink, Sockets
 from .replies import ReplyBatches
 from .dispatch import Dispatch
 from .ws_routes import GatewayRoutes
@@ -237,7 +237,6 @@ class Worker:
                                self.transport, self.classes, self.handlers, self.counters,
                                supervised=self.tree_endpoint is not None, beats=self.beats)
         self.catalog, self.turns, self.commit = rt.catalog, rt.turns, rt.commit
-        self.commit.incoming = self.pump.busy   # (fsync mode: commit thread or loop)
         rt.catalog.grants = self.grants
         self.shard_commands = ShardCommands(self.grants, rt, self.output, cfg.turn_timeout)
         if self.lost:       # (never a leader shard of an empty copy: grants.py)
@@ -365,7 +364,7 @@ class Worker:
         while self.catalog.acts and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         self.commit.flush()
-        while (self.commit.busy or self.replication.held) and time.monotonic() < deadline + 0.5:
+        while self.replication.held and time.monotonic() < deadline + 0.5:
             await asyncio.sleep(0.01)     # groups waiting for their replicas' acks
         running = [act for act in self.catalog.acts.values() if act.task is not None]
         if running:   # their turns are cancelled with the loop: nothing of them commits

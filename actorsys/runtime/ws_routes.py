@@ -46,7 +46,7 @@ from ..errors import BadRequest
 from ..log import get_logger
 from ..net.sockets import dealer
 from ..protocol.messages import WsEffects
-from .outlets import GatewayLink
+from .commit import GatewayLink
 
 if TYPE_CHECKING:
     from ..net.keys import CurveKeys

@@ -5,28 +5,12 @@ Values are msgpack. A turn's writes are buffered in its :class:`Storage` view; a
 of the turn they are staged in the slot's pending overlay, and the worker's group commit
 writes everything staged in one atomic ``WriteBatch`` (fsynced with ``durability =
 "fsync"``) before any reply leaves (the output gate).
-
-Off the event loop (``durability = "fsync"``, issue 19). An fsync takes milliseconds, so
-in fsync mode the group commit does not write on the worker's event loop: :meth:`SlotStore.begin`
-takes everything staged as the *in-flight* batch (its puts are built on the loop), and
-:meth:`SlotStore.submit` hands it to the store's one commit thread, whose ``Write``
-releases the GIL (plyvel's ``WriteBatch.write`` runs ``DB::Write`` in ``nogil``). While it
-is in flight turns go on and stage as usual; at most one batch is in flight at a time
-(the caller, :class:`~actorsys.runtime.commit.GroupCommit`, starts the next once it has
-called :meth:`SlotStore.landed`, on the loop). Reads see, in this order: the staged
-overlay, the in-flight overlay, then the database; ``committed=True`` reads only the
-database (LevelDB makes a synced batch visible only after its fsync, so what the database
-shows is durable). In process mode the write stays on the loop (:meth:`SlotStore.commit`):
-a write to the OS's cache costs less than a thread hop; so does an fsync with nothing
-else to run meanwhile (the group commit's choice, ``runtime/commit.py``).
 """
 
 from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import wait as wait_for
 from typing import Any, Callable, Iterator
 
 import plyvel
@@ -154,9 +138,6 @@ class SlotStore:
     writes to the overlay; :meth:`commit` writes the whole overlay in one atomic
     ``WriteBatch`` (the group commit) and empties it, whether or not it succeeds.
 
-    In fsync mode the group commit writes on a commit thread instead
-    (:meth:`begin`, :meth:`submit`, :meth:`landed`; see the module docstring).
-
     Storage faults. When a commit fails (disk full, a read-only or failing disk), the
     store turns *read-only*: :attr:`broken` holds the error, turns that would write are
     refused with it, and reads go on from the open database. The failed batch may have
@@ -195,15 +176,7 @@ class SlotStore:
         #: the actors (prefixes) with staged writes: a range within any other actor needs
         #: no merge with the overlay (which costs a pass over everything staged)
         self.pending_actors: set[bytes] = set()
-        #: the batch being written by the commit thread (fsync mode; None: none), and its actors
-        self.committing: dict[bytes, bytes | None] | None = None
-        self.committing_actors: set[bytes] = set()
-        #: the commit thread's future of the in-flight batch: (seconds, keys written)
-        self.inflight: Future[tuple[float, int]] | None = None
-        self._thread: ThreadPoolExecutor | None = None
         self.commits = 0
-        #: of :attr:`commits`, those written on the commit thread (fsync mode)
-        self.thread_commits = 0
         self.committed_writes = 0
         #: told of each commit that wrote: (seconds it took, keys written); None: nobody
         self.on_commit: Callable[[float, int], None] | None = None
@@ -211,8 +184,6 @@ class SlotStore:
     def get(self, k: bytes) -> bytes | None:
         """The value of ``k``, staged or committed (None: absent)."""
         v = self.pending.get(k, MISSING)
-        if v is MISSING and self.committing is not None:
-            v = self.committing.get(k, MISSING)
         if v is MISSING:
             try:
                 found: bytes | None = self.db.get(k, verify_checksums=True)
@@ -229,14 +200,9 @@ class SlotStore:
               committed: bool = False) -> Iterator[tuple[bytes, bytes]]:
         """Committed and staged entries in ``[lo, hi)``; ``actor``: the range lies within
         that actor's prefix (so it is unaffected by other actors' staged writes);
-        ``committed``: leave out what is staged and what is in flight (durable only)."""
+        ``committed``: leave out what is staged."""
         it = self._checked(self.db.iterator(start=lo, stop=hi, reverse=reverse, verify_checksums=True))
-        if committed:
-            return it
-        c = self.committing
-        if c is not None and (actor is None or actor in self.committing_actors):
-            it = merge(it, c, lo, hi, reverse)
-        if not self.pending or (actor is not None and actor not in self.pending_actors):
+        if committed or not self.pending or (actor is not None and actor not in self.pending_actors):
             return it
         return merge(it, self.pending, lo, hi, reverse)
 
@@ -263,8 +229,6 @@ class SlotStore:
         either way."""
         if not self.pending:
             return
-        if self.inflight is not None:      # (LevelDB's order must be the commits' order)
-            wait_for([self.inflight])
         pending, self.pending = self.pending, {}
         self.pending_actors = set()
         if self.broken is not None:
@@ -278,69 +242,16 @@ class SlotStore:
                     else:
                         wb.put(k, v)
         except Exception as exc:
-            raise self._write_failed(exc) from None
-        self._wrote(time.perf_counter() - started, len(pending))
-
-    def _write_failed(self, exc: BaseException) -> StorageError:
-        self.broken = StorageError(
-            f"{self.what} cannot write to {self.path} ({error_text(exc)}); until it can, turns that "
-            f"write are refused and reads are served"
-            + ("; a batch whose fsync failed may still be applied" if self.fsync else ""))
-        log.error("%s", self.broken)
-        return self.broken
-
-    def _wrote(self, seconds: float, n: int) -> None:
+            self.broken = StorageError(
+                f"{self.what} cannot write to {self.path} ({error_text(exc)}); until it can, turns that "
+                f"write are refused and reads are served"
+                + ("; a batch whose fsync failed may still be applied" if self.fsync else ""))
+            log.error("%s", self.broken)
+            raise self.broken from None
         if self.on_commit is not None:
-            self.on_commit(seconds, n)
+            self.on_commit(time.perf_counter() - started, len(pending))
         self.commits += 1
-        self.committed_writes += n
-
-    # -- fsync mode: the commit thread (see the module docstring) --------------------------
-    def begin(self) -> Any:
-        """Take everything staged as the in-flight batch and build its ``WriteBatch``
-        (None: nothing staged). Raises :attr:`broken` (dropping what was staged) while
-        the store is read-only. One batch at a time: the previous one must have landed."""
-        assert self.committing is None and self.inflight is None, "a batch is already in flight"
-        if not self.pending:
-            return None
-        pending, self.pending = self.pending, {}
-        actors, self.pending_actors = self.pending_actors, set()
-        if self.broken is not None:
-            raise self.broken
-        wb = self.db.write_batch(sync=self.fsync)
-        for k, v in pending.items():
-            if v is None:
-                wb.delete(k)
-            else:
-                wb.put(k, v)
-        self.committing, self.committing_actors = pending, actors
-        return wb
-
-    def submit(self, wb: Any) -> Future[tuple[float, int]]:
-        """Write the batch :meth:`begin` built on the commit thread; the future holds
-        (seconds, keys) or the LevelDB error. Call :meth:`landed` with it, on the loop."""
-        if self._thread is None:
-            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit")
-        n = len(self.committing or ())
-
-        def write() -> tuple[float, int]:
-            started = time.perf_counter()
-            wb.write()
-            return time.perf_counter() - started, n
-        fut = self.inflight = self._thread.submit(write)
-        return fut
-
-    def landed(self, fut: Future[tuple[float, int]]) -> StorageError | None:
-        """The in-flight batch's write ended (``fut`` done): drop the in-flight overlay
-        and return None, or the error, after which the store is read-only as after a
-        failed :meth:`commit`."""
-        self.committing, self.committing_actors, self.inflight = None, set(), None
-        exc = fut.exception()
-        if exc is not None:
-            return self._write_failed(exc)
-        self._wrote(*fut.result())
-        self.thread_commits += 1
-        return None
+        self.committed_writes += len(pending)
 
     def flush_log(self) -> None:
         """Write LevelDB's memtable out as a table and start an empty log, so that the next
@@ -385,9 +296,5 @@ class SlotStore:
         return True
 
     def close(self) -> None:
-        """Close the database, once the in-flight batch (if any) is written."""
-        if self._thread is not None:
-            self._thread.shutdown(wait=True)
-            self._thread = None
         if not self.db.closed:
             self.db.close()

@@ -89,13 +89,12 @@ class Transport:
 class Slot:
     """One slot's runtime in-process (see the module docstring)."""
 
-    def __init__(self, path: str, actors: dict[str, type[Actor]], fsync: bool = False,
-                 **node: Any) -> None:
+    def __init__(self, path: str, actors: dict[str, type[Actor]], **node: Any) -> None:
         self.cfg = NodeConfig(data_dir=path, shards=SHARDS,
                               actors={name: f"tests:{name}" for name in actors}, **node)
         os.makedirs(path, exist_ok=True)
         self.loop = asyncio.new_event_loop()
-        self.store = SlotStore(f"{path}/slot-0", fsync=fsync,
+        self.store = SlotStore(f"{path}/slot-0", fsync=False,
                                max_value_bytes=self.cfg.max_value_bytes, what="test slot")
         self.out = Output()
         self.transport = Transport()
