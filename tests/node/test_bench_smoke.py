@@ -219,3 +219,22 @@ def test_the_recurring_alarm_bench_counts_every_due_firing(tmp_path):
     assert r["alarms"] == 100 and r["due_by_end"] >= 100 and r["missed"] == 0, r
     assert r["drain_per_s"] > 0 and r["raw_pipelined_per_s"] > 0 and r["late_ms"]["kept"] >= 100, r
     assert os.listdir(bench_tmp) == [], "the benchmark left its temporary directory behind"
+
+
+def test_the_fsync_bench_reports_both_durabilities(tmp_path):
+    """``scripts/bench --fsync``, small: a row for each durability and their ratios."""
+    out = tmp_path / "bench.json"
+    bench_tmp = tmp_path / "t"
+    bench_tmp.mkdir()
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "bench_fsync.py"),
+                           "--rounds", "1", "--seq", "50", "--pipe", "500", "--window", "100",
+                           "--json", str(out), "--tmpdir", str(bench_tmp)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    r = json.loads(out.read_text())
+    for mode in ("process", "fsync"):
+        assert r[mode]["p50_us"] > 0 and r[mode]["pipelined_per_s"] > 0, r
+    assert r["throughput_ratio"] > 0 and r["p50_ratio"] > 0, r
+    assert "| fsync |" in proc.stdout
+    assert os.listdir(bench_tmp) == [], "the benchmark left its temporary directory behind"
