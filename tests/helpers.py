@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import plyvel
 
 import actorsys
-from actorsys.testing.nodes import node_config, wait_until
+from actorsys.testing.nodes import node_config, wait_until, worker_pids
 from actorsys.testing.processes import describe, leftover_processes, start_logged
 
 if TYPE_CHECKING:
@@ -236,3 +237,70 @@ class NodeStderr:
         except AssertionError as exc:
             raise AssertionError(f"{exc}; the node's standard error so far:\n"
                                  f"{self.text[-6000:]}") from None
+
+
+def writes_through_kills(node: actorsys.Node, keys: list[str], threads: int,
+                         kills: list[list[int]], pause: float) -> list[int]:
+    """``threads`` blocking writers ``add`` 1 to the ``Counter`` of each of ``keys`` in a
+    loop while, ``pause`` seconds apart, each entry of ``kills`` kill -9s those worker
+    slots and waits for their restart; then checks that no acknowledged write was lost,
+    no counter is above the adds attempted, and nothing but WorkerLost / AskTimeout was
+    seen around the kills. Returns the acknowledged count before each kill and at the
+    end."""
+    c = node.client()
+    attempted = {k: 0 for k in keys}
+    acked = {k: 0 for k in keys}
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def writer(mine: list[str]) -> None:
+        while not stop.is_set():
+            for k in mine:
+                attempted[k] += 1
+                try:
+                    n = c.ask("Counter", k, "add", 1, timeout=5.0)
+                except (actorsys.WorkerLost, actorsys.AskTimeout) as exc:
+                    errors.append(type(exc).__name__)
+                    continue
+                except BaseException as exc:     # anything else is a failure of the test
+                    errors.append(repr(exc))
+                    raise
+                acked[k] += 1
+                if n < acked[k]:
+                    errors.append(f"{k}: add returned {n} after {acked[k]} acknowledged adds")
+
+    def restarted(old: dict[int, int]) -> bool:
+        try:
+            now = worker_pids(node)
+        except actorsys.ActorError:
+            return False
+        return set(now) == set(range(node.config.workers)) and all(
+            now[s] != pid for s, pid in old.items())
+
+    writers = [threading.Thread(target=writer, args=(keys[i::threads],)) for i in range(threads)]
+    for t in writers:
+        t.start()
+    progress = []
+    try:
+        for victims in kills:
+            time.sleep(pause)
+            before = worker_pids(node)
+            progress.append(sum(acked.values()))
+            for s in victims:
+                os.kill(before[s], signal.SIGKILL)
+            old = {s: before[s] for s in victims}
+            wait_until(lambda: restarted(old), f"worker slot(s) {victims} restarted", 15)  # noqa: B023
+        time.sleep(pause)
+    finally:
+        stop.set()
+        for t in writers:
+            t.join(15)
+    progress.append(sum(acked.values()))
+    unexpected = [e for e in errors if e not in ("WorkerLost", "AskTimeout")]
+    assert not unexpected, f"expected only WorkerLost/AskTimeout around kills, got {unexpected}"
+    final = {k: c.ask("Counter", k, "get", timeout=10) for k in keys}
+    lost = {k: (final[k], acked[k]) for k in keys if final[k] < acked[k]}
+    assert not lost, f"acknowledged writes lost (value, acknowledged): {lost}"
+    extra = {k: (final[k], attempted[k]) for k in keys if final[k] > attempted[k]}
+    assert not extra, f"counters above the number of attempted adds (value, attempted): {extra}"
+    return progress

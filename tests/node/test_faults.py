@@ -13,7 +13,7 @@ import pytest
 
 import actorsys
 from actorsys.testing.nodes import role_pid, worker_pids
-from helpers import ACTORS, ACTORS_DIR
+from helpers import ACTORS, ACTORS_DIR, writes_through_kills
 
 
 def key_on_slot(client: actorsys.Client, type_name: str, slot: int, prefix: str = "k") -> str:
@@ -183,60 +183,10 @@ def test_node_supervisor_survives_being_stopped_and_continued(node):
 
 
 def test_every_acknowledged_write_survives_repeated_kill_9(node):
-    c = node.client()
-    keys = [f"w{i}" for i in range(24)]
-    attempted = {k: 0 for k in keys}
-    acked = {k: 0 for k in keys}
-    errors: list = []
-    stop = threading.Event()
-
-    def writer(my_keys: list[str]) -> None:
-        while not stop.is_set():
-            for k in my_keys:
-                attempted[k] += 1
-                try:
-                    n = c.ask("Counter", k, "add", 1, timeout=5.0)
-                except (actorsys.WorkerLost, actorsys.AskTimeout) as exc:
-                    errors.append(type(exc).__name__)
-                    continue
-                except BaseException as exc:     # anything else is a failure of the test
-                    errors.append(repr(exc))
-                    raise
-                acked[k] += 1
-                if n < acked[k]:
-                    errors.append(f"{k}: add returned {n} after {acked[k]} acknowledged adds")
-
-    writers = [threading.Thread(target=writer, args=(keys[i::2],)) for i in range(2)]
-    for t in writers:
-        t.start()
-    progress = []
-    try:
-        for victims in ([0], [1], [0, 1], [1]):
-            time.sleep(0.3)
-            before = worker_pids(node)
-            progress.append(sum(acked.values()))
-            for s in victims:
-                os.kill(before[s], signal.SIGKILL)
-            killed = {s: before[s] for s in victims}
-            wait_for(lambda: restarted_workers(node, killed), 10,  # noqa: B023 (waited for in this iteration)
-                     f"worker slot(s) {victims} restarted")
-        time.sleep(0.3)
-    finally:
-        stop.set()
-        for t in writers:
-            t.join(15)
-    print(f"acknowledged {sum(acked.values())} of {sum(attempted.values())} adds; errors: "
-          f"{ {e: errors.count(e) for e in set(errors)} }")
-    unexpected = [e for e in errors if e not in ("WorkerLost", "AskTimeout")]
-    assert not unexpected, f"expected only WorkerLost/AskTimeout around kills, got {unexpected}"
-    total = sum(acked.values())
-    assert total > progress[-1], \
-        f"expected writes to be acknowledged after the last restart: {progress} -> {total}"
-    final = {k: c.ask("Counter", k, "get", timeout=10) for k in keys}
-    lost = {k: (final[k], acked[k]) for k in keys if final[k] < acked[k]}
-    assert not lost, f"acknowledged writes lost (value, acknowledged): {lost}"
-    extra = {k: (final[k], attempted[k]) for k in keys if final[k] > attempted[k]}
-    assert not extra, f"counters above the number of attempted adds (value, attempted): {extra}"
+    progress = writes_through_kills(node, [f"w{i}" for i in range(24)], threads=2,
+                                    kills=[[0], [1], [0, 1], [1]], pause=0.3)
+    assert progress[-1] > progress[-2], \
+        f"expected writes to be acknowledged after the last restart: {progress}"
 
 
 # ---------------------------------------------------------------------------------------

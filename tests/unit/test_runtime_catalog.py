@@ -2,6 +2,7 @@
 when idle (times are given, not read from a clock), and which addresses are refused."""
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Iterator
 
 import pytest
@@ -13,27 +14,39 @@ from actorsys.protocol.shardmap import shard_of
 from actorsys.runtime.activation import DEAD, RUNNING, STOPPED
 
 STOPS: list[str] = []
+#: what an actor's ``hold`` turn waits for, by key (by default: longer than any test)
+RELEASE: dict[str, asyncio.Future[None]] = {}
 
 
 class Item(actorsys.Actor):
+    """Also the idle sweep's test actor (test_runtime_idle_sweep.py)."""
+
     def touch(self) -> str:
         self.state["t"] = self.state.get("t", 0) + 1
         return self.key
 
     async def hold(self) -> None:
-        import asyncio
-        await asyncio.sleep(10)
+        if self.key in RELEASE:
+            await RELEASE[self.key]
+        else:
+            await asyncio.sleep(10)
 
     def on_stop(self) -> None:
         STOPS.append(self.key)
 
 
-@pytest.fixture
-def slot(tmp_path: Any) -> Iterator[Slot]:
+def item_slot(path: str, max_resident: int) -> Iterator[Slot]:
+    """A slot of :class:`Item` actors (``yield from`` it in a fixture)."""
     STOPS.clear()
-    s = Slot(str(tmp_path), {"Item": Item}, max_resident=5)
+    RELEASE.clear()
+    s = Slot(path, {"Item": Item}, max_resident=max_resident)
     yield s
     s.close()
+
+
+@pytest.fixture
+def slot(tmp_path: Any) -> Iterator[Slot]:
+    yield from item_slot(str(tmp_path), 5)
 
 
 def resident(slot: Slot) -> list[str]:

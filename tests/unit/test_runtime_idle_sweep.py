@@ -6,43 +6,19 @@ recount reads only mailboxes that were given bytes. Times are given, not read fr
 clock; :attr:`Catalog.swept` counts the activations a sweep examined."""
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Iterator
 
 import pytest
 from runtime_fakes import Slot
+from test_runtime_catalog import RELEASE, STOPS, item_slot
 
-import actorsys
 from actorsys.protocol import wire
 from actorsys.runtime.activation import Activation, Waiting
 from actorsys.runtime.catalog import SWEEP_STEP
 
-STOPS: list[str] = []
-#: what an actor's ``hold`` turn waits for, by key (by default: longer than any test)
-RELEASE: dict[str, asyncio.Future[None]] = {}
-
-
-class Item(actorsys.Actor):
-    def touch(self) -> str:
-        return self.key
-
-    async def hold(self) -> None:
-        if self.key in RELEASE:
-            await RELEASE[self.key]
-        else:
-            await asyncio.sleep(10)
-
-    def on_stop(self) -> None:
-        STOPS.append(self.key)
-
-
 @pytest.fixture
 def slot(tmp_path: Any) -> Iterator[Slot]:
-    STOPS.clear()
-    RELEASE.clear()
-    s = Slot(str(tmp_path), {"Item": Item}, max_resident=1_000_000)
-    yield s
-    s.close()
+    yield from item_slot(str(tmp_path), 1_000_000)
 
 
 def resident(slot: Slot) -> list[str]:
