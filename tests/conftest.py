@@ -24,7 +24,8 @@ second pass alone kept the two cores 75% busy, and on two workers it took 219 s 
 of 377, no test failing and no node fenced but where a test freezes, pauses or cuts one
 off (as in a serial run). The modules that load both cores themselves
 (:data:`CLUSTER_HEAVY`: the cluster chaos run under load, the handoff tests' bulk copies
-and kill -9 mid-move) are one group, so they never run beside each other. The
+and kill -9 mid-move, the replicated failovers of 1,300 shards at a time) are one group,
+so they never run beside each other. The
 single-node chaos runs (``test_chaos.py``) lease nothing: they run in the first pass,
 as one group.
 
@@ -113,7 +114,7 @@ def pytest_configure(config: pytest.Config) -> None:
 #: node-test modules that start clusters (2 s etcd leases): marked ``cluster``
 CLUSTER_MODULES = ("test_cluster_", "test_replicat")
 #: cluster modules that load both cores themselves: one xdist group, run one after the other
-CLUSTER_HEAVY = ("test_cluster_chaos.py", "test_cluster_handoff.py")
+CLUSTER_HEAVY = ("test_cluster_chaos.py", "test_cluster_handoff.py", "test_replicated_failover.py")
 
 
 @pytest.hookimpl(tryfirst=True)     # (before ``-m`` selects by marks)
