@@ -549,7 +549,11 @@ def test_backoff_delays_restarts_exponentially(config):
                        f"a shown as restarting during its {delay} s backoff", SETTLE)
             starts_reach(c, "a", n, f"a's restart after {delay} s of backoff")
             assert children(c) == {"a": "running"}
-            started = [at for at, line in c.ask("Journal", "main", "entries") if line == "start a"]
+            # (the journal's line is a tell from a's on_start: it may land a moment later)
+            def journaled(n: int = n) -> list[int] | None:
+                at = [t for t, line in c.ask("Journal", "main", "entries") if line == "start a"]
+                return at if len(at) >= n else None
+            started = wait_until(journaled, f"the journal's line of a's start {n}", SETTLE)
             assert len(started) == n, started
             assert started[-1] - t0 >= delay * 1e9, (
                 f"restart {n - 1} began {(started[-1] - t0) / 1e9:.3f} s after the crash; "
