@@ -9,6 +9,7 @@ import signal
 import time
 
 import actorsys
+from actorsys.storage.slot import log_bytes
 from actorsys.testing.bench import TYPE, Resources, actorsys_pipelined, pct
 
 
@@ -49,7 +50,7 @@ def bench_recovery(node, res: Resources, repeats: int, fill: int = 0, fill_bytes
         old_pid = ref.ask("pid", timeout=10.0)
         time.sleep(quiet)
         slot_dir = os.path.join(node.config.data_dir, f"slot-{slot}")
-        logs.append(sum(e.stat().st_size for e in os.scandir(slot_dir) if e.name.endswith(".log")))
+        logs.append(log_bytes(slot_dir))
         t0 = time.perf_counter()
         deadline = time.monotonic() + 30.0
         os.kill(old_pid, signal.SIGKILL)

@@ -72,7 +72,7 @@ from ..protocol.shardmap import ShardMap
 from ..protocol.ws import METHOD as WS_METHOD
 from ..storage import alarms as alarm_store
 from ..storage import lost as lost_slot
-from ..storage.slot import SlotStore
+from ..storage.slot import SlotStore, log_bytes
 from . import testing_asks, ws_turns
 from .activation import ENDING, RUNNING, START, Internal
 from .assembly import Runtime
@@ -180,7 +180,10 @@ class Worker:
             return SlotStore(path, fsync=cfg.durability == "fsync",
                              max_value_bytes=cfg.max_value_bytes, what=what,
                              write_buffer=cfg.leveldb_write_buffer)
-        replay = _log_bytes(path)
+        try:
+            replay = log_bytes(path)      # (what the open replays: logged with its time)
+        except OSError:
+            replay = 0
         started = time.perf_counter()
         try:
             store = open_it()
@@ -415,14 +418,6 @@ class Worker:
 
     def _after_batch(self) -> None:
         self.commit.flush()
-
-
-def _log_bytes(path: str) -> int:
-    """The size of the LevelDB log(s) in ``path``: what opening the database replays."""
-    try:
-        return sum(e.stat().st_size for e in os.scandir(path) if e.name.endswith(".log"))
-    except OSError:
-        return 0
 
 
 def _not_yet(frames: list[bytes]) -> None:

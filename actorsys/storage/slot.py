@@ -109,11 +109,17 @@ class _Unavailable:
         raise self.error
 
 
+def log_bytes(path: str) -> int:
+    """The size of the log file(s) of the LevelDB database at ``path``: what its next open
+    replays (and rewrites as a table). Raises OSError if the directory cannot be read."""
+    return sum(e.stat().st_size for e in os.scandir(path) if e.name.endswith(".log"))
+
+
 def room_to_reopen(path: str) -> bool:
     """The directory of the database at ``path`` takes a test write and has room to
     reopen it (LevelDB rewrites its log into a table when it opens)."""
     try:
-        logs = sum(e.stat().st_size for e in os.scandir(path) if e.name.endswith(".log"))
+        logs = log_bytes(path)
         st = os.statvfs(path)
         if st.f_bavail * st.f_frsize < 2 * logs + REOPEN_HEADROOM:
             return False

@@ -10,14 +10,9 @@ import pytest
 
 from actorsys.config import load_config
 from actorsys.errors import ConfigError
-from actorsys.storage.slot import SlotStore
+from actorsys.storage.slot import SlotStore, log_bytes
 
 A = b"a\x00\x00A\x00a\x00"          # an actor's prefix
-
-
-def log_bytes(path: str) -> int:
-    """The size of the database's log file(s): what its next open replays."""
-    return sum(e.stat().st_size for e in os.scandir(path) if e.name.endswith(".log"))
 
 
 def write_and_watch(path: str, write_buffer: int | None, total: int) -> int:
