@@ -80,7 +80,7 @@ class Connections:
             if t.map is None:
                 raise NodeUnavailable("no shard map yet")
             endpoint = t.map.endpoints[i]
-            # (a coalescing transport's frames carry up to MAX_BATCH messages: see outbox.py)
+            # (a coalescing transport's frames carry up to BATCH_MESSAGES messages: see outbox.py)
             hwm = SEND_HWM_FRAMES if t.outbox is not None and t.outbox.enabled else SEND_HWM
             c = Conn(t.loop, t.ctx, endpoint, self.keys_for(endpoint), self.on_reply,
                      WATCH_EVENTS if t.watch else zmq.EVENT_DISCONNECTED,

@@ -17,16 +17,21 @@ Rules (``actorsys/protocol/wire.py``, "Coalescing", has the frame):
   the call, alone.
 * **Order.** A connection's messages leave in the order queued; a batch is handled by
   the worker in that order, so per-sender order is what it was.
-* **Size.** A batch holds at most :data:`~actorsys.protocol.wire.MAX_BATCH` messages and
-  its frame at most :data:`FRAME_BYTES` (or the node's ``max_message_bytes``, if
-  smaller); a message that would take a batch past either sends that batch at once and
-  starts the next. A message over :data:`ALONE_BYTES` is sent at the call, alone, after
-  the batch queued before it.
+* **Size.** A batch holds at most :data:`BATCH_MESSAGES` messages and its frame at most
+  :data:`FRAME_BYTES` (or the node's ``max_message_bytes``, if smaller); a message that
+  would take a batch past either sends that batch at once and starts the next. A message
+  over :data:`ALONE_BYTES` is sent at the call, alone, after the batch queued before it.
+* **Overlap.** :data:`BATCH_MESSAGES` is well below the wire's
+  :data:`~actorsys.protocol.wire.MAX_BATCH` on purpose: a turn of the loop that queues a
+  thousand asks (a thousand tasks woken by one frame of replies) sends its first batch
+  while it is still making the rest, so the worker starts on it at once instead of
+  waiting for the whole turn; the client and the worker then work at the same time, not
+  in turns. (Measured: pipelined asks to one actor 1.3-1.6x, ``docs/design-changes.md``.)
 * **Back-pressure, at the call.** When a connection's batch starts, its socket must be
   able to take a message now (``ZMQ_EVENTS`` shows ``POLLOUT``), or the call raises
   :class:`~actorsys.errors.Overloaded`, as an unqueued send does when the send queue is
   full. A coalescing transport's slot connections queue at most
-  :data:`SEND_HWM_FRAMES` frames (each at most ``MAX_BATCH`` messages and
+  :data:`SEND_HWM_FRAMES` frames (each at most ``BATCH_MESSAGES`` messages and
   ``FRAME_BYTES``: 256 MiB at most per connection).
 * **Worker loss.** The connection's monitor is read before a batch is sent, so a drop
   it reports fails only what was sent before; asks still queued are not failed by a
@@ -61,11 +66,14 @@ _ITEM, _HEAD = wire.BATCH_ITEM_OVERHEAD, wire.BATCH_OVERHEAD
 #: a message larger than this leaves at once and alone (after what was queued before it):
 #: copying it into a batch costs more than the frame it saves
 ALONE_BYTES = 64 * 1024
+#: a batch holds at most this many messages (the wire allows MAX_BATCH): the first batch of
+#: a long turn leaves while the turn goes on (see "Overlap" above)
+BATCH_MESSAGES = 128
 #: a batch's frame is at most this many bytes (or the node's max_message_bytes, if
 #: smaller): the gain levels off long before, and a cluster's nodes may have smaller limits
 FRAME_BYTES = 256 * 1024
 #: a coalescing transport's frames queued per slot connection before a send is refused
-#: (its ZeroMQ SNDHWM): with up to MAX_BATCH messages a frame, the bound in messages
+#: (its ZeroMQ SNDHWM): with up to BATCH_MESSAGES messages a frame, the bound in messages
 #: stays near the one an uncoalesced connection has (SEND_HWM messages)
 SEND_HWM_FRAMES = 1000
 
@@ -114,7 +122,7 @@ class Outbox:
         size = len(payload) + _ITEM
         big = size > ALONE_BYTES
         if q is not None and (big or q.size + size > min(self.limit, FRAME_BYTES)
-                              or len(q.payloads) >= wire.MAX_BATCH):
+                              or len(q.payloads) >= BATCH_MESSAGES):
             self._send(q)          # full (or this one goes alone): this one starts the next
             q = None
         if q is None:

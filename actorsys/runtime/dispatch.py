@@ -170,6 +170,7 @@ class Dispatch:
             self.reject(envelope, rid, exc)
             if op == _TELL:
                 self.loud.dropped(rest[0], rest[1], rest[2], exc)
+        self.commit.flush_if_full()    # (a long drain's first replies leave now: commit.py)
 
     def _dispatch(self, envelope: Envelope, op: int, rid: int, rest: list[Any],
                   payload: bytes) -> None:

@@ -149,6 +149,31 @@ def test_a_peer_that_sends_a_batch_gets_its_replies_in_batches_one_that_does_not
         ctx.term()
 
 
+def test_a_long_batch_is_answered_in_groups_of_flush_at_as_it_goes(node):
+    """The output gate releases every FLUSH_AT replies (commit.py), not once at the end of
+    a frame: 300 asks to one actor in one batch come back in frames of at most FLUSH_AT
+    replies, every one answered once and in order."""
+    from actorsys.runtime.commit import FLUSH_AT
+    n = 2 * FLUSH_AT + 44
+    ctx, s, _slot = _raw(node, b"c" + os.urandom(8))
+    try:
+        s.send(wire.batch([_ask(i) for i in range(1, n + 1)]))
+        frames: list[list[Any]] = []
+        while sum(len(f[2]) if f[0] == wire.BATCH else 1 for f in frames) < n:
+            assert s.poll(10_000), f"{len(frames)} frames arrived"
+            frames.append(wire.unpack(s.recv()))
+        sizes = [len(f[2]) if f[0] == wire.BATCH else 1 for f in frames]
+        assert sum(sizes) == n and len(sizes) >= 3 and max(sizes) <= FLUSH_AT, sizes
+        replies = [wire.unpack(p) if f[0] == wire.BATCH else f for f in frames
+                   for p in (f[2] if f[0] == wire.BATCH else [None])]
+        assert [r[1] for r in replies] == list(range(1, n + 1)), "each once, in order"
+        values = [r[2] for r in replies]
+        assert values == list(range(values[0], values[0] + n)), "each turn after the one before"
+    finally:
+        s.close(0)
+        ctx.term()
+
+
 def test_a_long_batch_lets_the_worker_breathe_and_is_not_killed_as_hung(node):
     """300 sync turns of 10 ms in one batch (3 s, with a 2 s heartbeat timeout): the
     worker goes on with the rest in later turns of its loop, its heartbeat between."""

@@ -13,7 +13,7 @@ import pytest
 import zmq
 from client_fakes import FakeNode, with_transport
 
-from actorsys.client.outbox import ALONE_BYTES
+from actorsys.client.outbox import ALONE_BYTES, BATCH_MESSAGES
 from actorsys.client.transport import AsyncTransport
 from actorsys.errors import BadRequest
 from actorsys.protocol import wire
@@ -81,11 +81,12 @@ def test_a_lone_message_is_sent_as_itself(tmp_path):
         assert fake.batches == [] and len(fake.requests(0, wire.ASK)) == 3
 
 
-def test_a_batch_stops_at_max_batch_and_at_the_frame_limit(tmp_path):
+def test_a_batch_stops_at_batch_messages_and_at_the_frame_limit(tmp_path):
+    n = 2 * BATCH_MESSAGES + 10
     with FakeNode(str(tmp_path)) as fake:
         async def body(t: AsyncTransport) -> None:
             k = keys_on(t, 0, 1)[0]
-            futs = [t.ask("T", k, "add", [i]) for i in range(wire.MAX_BATCH + 10)]
+            futs = [t.ask("T", k, "add", [i]) for i in range(n)]
             await asyncio.gather(*futs)
             blob = "b" * 2000        # 40 of ~2 KB: at most 64 KiB a frame
             futs = [t.ask("T", k, "add", [blob]) for _ in range(40)]
@@ -93,10 +94,25 @@ def test_a_batch_stops_at_max_batch_and_at_the_frame_limit(tmp_path):
         fake.max_message_bytes = 64 * 1024       # (the node's limit comes with its map)
         with_transport(fake, body)
     sizes = [n for _, n in fake.batches]
-    assert sizes[:2] == [wire.MAX_BATCH, 10]
-    assert sum(sizes[2:]) == 40 and len(sizes[2:]) == 2 and max(sizes[2:]) <= 32
-    assert [r[5][0] for r in fake.requests(0, wire.ASK)][:wire.MAX_BATCH + 10] == \
-        list(range(wire.MAX_BATCH + 10)), "order holds across the frames"
+    assert BATCH_MESSAGES < wire.MAX_BATCH, "the client's batches stay below the wire's limit"
+    assert sizes[:3] == [BATCH_MESSAGES, BATCH_MESSAGES, 10]
+    assert sum(sizes[3:]) == 40 and len(sizes[3:]) == 2 and max(sizes[3:]) <= 32
+    assert [r[5][0] for r in fake.requests(0, wire.ASK)][:n] == list(range(n)), \
+        "order holds across the frames"
+
+
+def test_the_first_batch_of_a_long_turn_leaves_before_the_turn_ends(tmp_path):
+    """Overlap (outbox.py): a full batch is sent at once, while the turn queuing it goes
+    on; the node has it before the turn's last message is even queued."""
+    with FakeNode(str(tmp_path)) as fake:
+        async def body(t: AsyncTransport) -> None:
+            k = keys_on(t, 0, 1)[0]
+            futs = [t.ask("T", k, "add", [i]) for i in range(BATCH_MESSAGES + 1)]
+            fake.wait_for(lambda: fake.batches, "the first batch, mid-turn")   # (blocks the loop)
+            futs.append(t.ask("T", k, "add", [-1]))
+            await asyncio.gather(*futs)
+        with_transport(fake, body)
+    assert [n for _, n in fake.batches][:1] == [BATCH_MESSAGES]
 
 
 def test_a_large_message_goes_at_once_and_alone_after_what_was_queued(tmp_path):
