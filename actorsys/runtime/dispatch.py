@@ -111,6 +111,7 @@ class Dispatch:
             self._batch(envelope, rest[0])
             return
         self._one(envelope, op, rid, rest, frames[-1])
+        self._flush_if_full()
 
     def _batch(self, envelope: Envelope, payloads: list[bytes], start: int = 0) -> bool:
         """A peer's coalesced messages (``wire.BATCH``): each in order, as if alone; True
@@ -140,6 +141,7 @@ class Dispatch:
                 log.exception("handling message %d of a batch failed", i)
                 self.reject(envelope, wire.peek_id(payload), ActorError(
                     f"the worker failed to handle this message ({type(exc).__name__})"))
+            self._flush_if_full()
             if i + 1 < len(payloads) and time.monotonic() > until:
                 self.pump.hold()
                 self.loop.call_soon(self._go_on, envelope, payloads, i + 1)
@@ -162,6 +164,15 @@ class Dispatch:
                 if done:
                     self.pump.release()
 
+    def _flush_if_full(self) -> None:
+        """Between two messages: a long drain's first replies leave now (commit.py,
+        ``FLUSH_AT``). A failure of the flush is no message's: logged, and the drain goes
+        on (as one in ``after_batch`` is)."""
+        try:
+            self.commit.flush_if_full()
+        except Exception:
+            log.exception("flushing a group between two messages failed")
+
     def _one(self, envelope: Envelope, op: int, rid: int, rest: list[Any], payload: bytes) -> None:
         """One message, alone in its frame or out of a batch (``payload``: its bytes)."""
         try:
@@ -170,7 +181,6 @@ class Dispatch:
             self.reject(envelope, rid, exc)
             if op == _TELL:
                 self.loud.dropped(rest[0], rest[1], rest[2], exc)
-        self.commit.flush_if_full()    # (a long drain's first replies leave now: commit.py)
 
     def _dispatch(self, envelope: Envelope, op: int, rid: int, rest: list[Any],
                   payload: bytes) -> None:

@@ -130,9 +130,19 @@ def expire(self: Replication) -> None:
 def fail_held(self: Replication, g: Held, exc: ActorError) -> None:
     """A held group fails: its activations reload now, its output becomes ``exc``'s
     answers, left in group order (:meth:`_leave`); its batches, on disk here, are in
-    doubt (later groups wait until a quorum holds them)."""
+    doubt: groups flushed from now on wait until a quorum holds them, and so do the
+    groups already held behind it, which may have read what it wrote (a read-only turn
+    after a write of the same actor needs nothing of its own)."""
     for s, pos in g.need.items():
         if s in self.shards and pos > self.doubt.get(s, NO_POSITION):
             self.doubt[s] = pos
+    behind = not any(h is g for h in self.held)     # (expire pops g off the front first)
+    for h in self.held:
+        if h is g:
+            behind = True
+        elif behind and h.failed is None:
+            for s, pos in g.need.items():
+                if s in self.shards and pos > h.need.get(s, NO_POSITION):
+                    h.need[s] = pos
     self.commit.fail(exc, [], g.staged, g.touched, [])
     g.failed, g.need, g.staged, g.touched = exc, {}, [], set()

@@ -487,6 +487,38 @@ def test_after_a_failed_group_later_reads_wait_for_its_batch_at_quorum(slot: Slo
     assert slot.out.reply_to(r)[2] == 1, "no doubt left: released at once"
 
 
+def test_a_read_held_behind_a_group_that_fails_waits_for_its_batch_too(slot: Slot) -> None:
+    """A read-only turn held behind a write of the same actor read that write; when the
+    write's group fails short of its quorum, the read must not leave until a quorum
+    holds the write's batch (found by review: it needed nothing of its own and left)."""
+    repl, (link,) = replicate(slot, ack_timeout=0.1)
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    run(slot, 0.05)
+    r = slot.ask("Counter", "a", "get")           # reads the write still held: 1
+    slot.commit.flush()
+    assert len(repl.held) == 2
+    run_until(slot.loop, lambda: bool(slot.out.replies), 5.0)   # the write's deadline
+    assert slot.out.reply_to(w)[0] == wire.ERR
+    assert [x[1][1] for x in slot.out.replies] == [w], "the read waits for the failed write's batch"
+    link.ack()                                    # the write's batch reaches its quorum late
+    assert slot.out.reply_to(r)[2] == 1 and not repl.held
+
+
+def test_a_refusal_fails_the_reads_held_behind_the_writes_it_fails(slot: Slot) -> None:
+    repl, (link,) = replicate(slot)
+    shard = shard_of("Counter", "a", SHARDS)
+    w = slot.ask("Counter", "a", "add", 1)
+    slot.commit.flush()
+    r = slot.ask("Counter", "a", "get")           # reads the write a newer leader refuses
+    slot.commit.flush()
+    link.answer(lambda bs: {"held": {}, "behind": {}, "refused": {shard: 9}})
+    assert slot.out.reply_to(w)[0] == wire.ERR
+    err = slot.out.reply_to(r)
+    assert err[0] == wire.ERR and "newer leader (epoch 9)" in err[2]["message"]
+    assert not repl.held
+
+
 def test_a_refusal_not_newer_than_the_leaders_epoch_does_not_stop_serving(slot: Slot) -> None:
     repl, (link,) = replicate(slot, ack_timeout=0.05)
     shard = shard_of("Counter", "a", SHARDS)
