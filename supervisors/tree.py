@@ -62,6 +62,7 @@ from actorsys.config import supervision as specs
 from actorsys.config.layout import FAILURE_FILE
 from actorsys.errors import (ActorError, BadRequest, Overloaded, StartFailed, SupervisorError,
                              SupervisorNotFound)
+from actorsys.net.authz import ADMIN, Refusals
 from actorsys.net.listener import Listener
 from actorsys.net.keys import node_keys
 from actorsys.net.sockets import SocketPump
@@ -115,6 +116,8 @@ class Tree:
                             endpoints=worker_endpoints)
         self.counters = {"received": 0, "bad_frames": 0, "exits": 0, "admin": 0, "restarts": 0,
                          "adopted": 0, "auth_refused": 0, "handshake_failed": 0}
+        #: requests refused for the sender's key (every request here but PING is an admin's)
+        self.refusals = Refusals(log, self.counters)
         self.host = TreeHost(cfg, self.map, self.counters, self)
         self.roots: list[Supervisor] = []
         self.state = TreeState.STARTING
@@ -347,6 +350,12 @@ class Tree:
             self.counters["bad_frames"] += 1
             self._reply_err(r.envelope, r.rid, r.error)
             return
+        guard = self.listener.guard
+        if guard is not None and op != wire.PING:   # all else here is an admin's (authz.py)
+            grant = guard.grant(self.pump.user)
+            if grant is not ADMIN and (no := grant.refuse(op)) is not None:
+                self._reply_err(envelope, rid, self.refusals.refused(grant, no))
+                return
         if op == wire.EXIT:
             self.post(self._on_exit, *rest)
         elif op == wire.SUP:

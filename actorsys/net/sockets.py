@@ -107,6 +107,10 @@ class SocketPump:
                  after_batch: Callable[[], None] | None = None) -> None:
         self.loop, self.sock, self.on_frames, self.batch = loop, sock, on_frames, batch
         self.after_batch = after_batch
+        #: the ``User-Id`` of the message being handled (a CURVE server's sockets: the
+        #: sender's public key, Z85, see authz.py; None elsewhere)
+        self.user: str | None = None
+        self._users = bool(sock.getsockopt(zmq.CURVE_SERVER))
         self._scheduled = False
         self._draining = False
         self._closed = False
@@ -141,7 +145,7 @@ class SocketPump:
         if self._closed or self.held:   # (closed: a drain kicked before close(); held: later)
             return
         self._draining = True
-        recv = self.sock.recv_multipart
+        recv = self._recv_user if self._users else self.sock.recv_multipart
         events = cast(_IntOption, self.sock.getsockopt)   # ZMQ_EVENTS is an int
         n = 0
         now = time.monotonic
@@ -169,6 +173,16 @@ class SocketPump:
         # Sends in after_batch may have consumed the FD's edge: look again before sleeping.
         if n and not self._closed and not self.held and (n >= self.batch or events(_EVENTS) & _POLLIN):
             self.kick()
+
+    def _recv_user(self, flags: int) -> list[bytes]:
+        """A message's frames, its first read as a zmq.Frame for the User-Id it carries."""
+        sock = self.sock
+        first = sock.recv(flags, copy=False)
+        try:
+            self.user = str(first.get("User-Id"))
+        except zmq.ZMQError:
+            self.user = None
+        return [first.bytes, *sock.recv_multipart(flags)] if first.more else [first.bytes]
 
     def _what(self) -> str:
         try:
