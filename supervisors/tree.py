@@ -72,7 +72,7 @@ from actorsys.protocol.shardmap import ShardMap
 from .child import NORMAL_EXITS
 from .host import Event
 from .store import TreeStore
-from .supervisor import Boot, ExitWhy, Supervisor
+from .supervisor import Boot, ExitWhy, Supervisor, child_log
 from .treehost import TreeHost
 
 if TYPE_CHECKING:
@@ -151,6 +151,7 @@ class Tree:
             self.transport.connect_slot(slot)      # monitors see every worker's death
         self.wake = asyncio.Event()
         self.pump = SocketPump(self.loop, self.sock, self._on_frames)
+        self._sweeper = self.loop.call_later(1.0, self._sweep)
         self._done = self.loop.create_future()
         for sig in (signal.SIGTERM,):   # SIGINT (Ctrl-C) is the supervisor's alone
             self.loop.add_signal_handler(sig, self._on_sigterm)
@@ -160,6 +161,8 @@ class Tree:
             await self._done
         finally:
             consumer.cancel()
+            self._sweeper.cancel()
+            child_log.flush()
             self._closing()
             self.pump.close()
             self.transport.close()
@@ -167,6 +170,13 @@ class Tree:
             self.ctx.term()
             self.store.close()
         return self.code
+
+    def _sweep(self) -> None:
+        """Once a second: the summary lines of rate-limit windows that ended (a crash
+        loop's, refusals')."""
+        child_log.sweep()
+        self.refusals.sweep()
+        self._sweeper = self.loop.call_later(1.0, self._sweep)
 
     def _open_store(self, keys: NodeKeys | None) -> TreeStore | EtcdTreeStore:
         store = TreeStore(os.path.join(self.cfg.data_dir, "tree"))

@@ -110,7 +110,8 @@ class Refusals:
                  window: float = 60.0) -> None:
         self.logger, self.counters = logger, counters
         counters.setdefault("forbidden", 0)
-        self.limit = RateLimit(logger, "refused requests", burst=burst, window=window, max_keys=100)
+        self.limit = RateLimit(logger, "refused requests", burst=burst, window=window, max_keys=100,
+                               label="from key")
 
     def refused(self, grant: Grant, exc: Forbidden) -> Forbidden:
         """Count and (maybe) log one refusal; returns ``exc`` (for the sender)."""

@@ -41,7 +41,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import (ActorError, BadRequest, MessageTooLarge, NodeUnavailable, Overloaded,
                       ShardUnavailable, UnknownActorType, UnknownMethod, WrongShard)
+from ..config.defaults import LOG_BURST, LOG_WINDOW
 from ..log import get_logger
+from ..lograte import RateLimit
 from ..net.authz import ADMIN, Refusals, refuse_request
 from ..net.sockets import DRAIN_BUDGET, SocketPump
 from ..protocol import wire
@@ -63,6 +65,9 @@ if TYPE_CHECKING:
 
 _ASK, _TELL, _SPAWN, _BATCH = wire.ASK, wire.TELL, wire.SPAWN, wire.BATCH
 log = get_logger("worker")
+#: the log of a batch's messages whose handling raised, per exception type
+_failures = RateLimit(log, "batched messages whose handling failed", burst=LOG_BURST,
+                      window=LOG_WINDOW, label="raising")
 #: what the catalog refuses an address for (answered to the sender, if it awaits a reply)
 _REFUSED = (UnknownActorType, BadRequest, WrongShard, ShardUnavailable)
 
@@ -145,7 +150,8 @@ class Dispatch:
                 c["bad_frames"] += 1
                 self.reject(r.envelope, r.rid, r.error)
             except Exception as exc:    # a bug in one message's handling: not the others'
-                log.exception("handling message %d of a batch failed", i)
+                if _failures.allow(type(exc).__name__):     # (a peer can repeat it)
+                    log.exception("handling message %d of a batch failed", i)
                 self.reject(envelope, wire.peek_id(payload), ActorError(
                     f"the worker failed to handle this message ({type(exc).__name__})"))
             if i + 1 < len(payloads) and time.monotonic() > until:
