@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from .config import NodeConfig, load_config
     from .errors import (ActorError, ActorStopped, AlreadyPresent, AlreadyStarted, AskTimeout,
                          BadArguments, BadRequest, ChildNotFound, ChildRunning, ConfigError, Deadlock,
-                         LimitExceeded, MessageTooLarge, NodeUnavailable, NotTesting, Overloaded, PartlyRun,
+                         Forbidden, LimitExceeded, MessageTooLarge, NodeUnavailable, NotTesting,
+                         Overloaded, PartlyRun,
                          RemoteError, ShardUnavailable, StartFailed, StorageError, SubscriptionClosed,
                          SupervisorError, SupervisorNotFound, UnknownActorType, UnknownMethod,
                          WorkerLost, WrongShard)
@@ -44,7 +45,8 @@ __all__ = [
     "SupervisorRef", "AsyncSupervisorRef", "Proxy", "AsyncProxy", "ActorProxy", "TellProxy", "keygen",
     "Subscription", "BlockingSubscription",
     "ActorError", "RemoteError", "AskTimeout", "WorkerLost", "Overloaded", "UnknownActorType",
-    "UnknownMethod", "BadRequest", "BadArguments", "NotTesting", "MessageTooLarge", "LimitExceeded",
+    "UnknownMethod", "BadRequest", "BadArguments", "NotTesting", "Forbidden", "MessageTooLarge",
+    "LimitExceeded",
     "StorageError", "NodeUnavailable", "ShardUnavailable",
     "ConfigError", "ActorStopped", "SupervisorError", "SupervisorNotFound", "ChildNotFound",
     "AlreadyStarted", "AlreadyPresent", "ChildRunning", "StartFailed",

@@ -91,6 +91,13 @@ class NotTesting(BadRequest):
     code = "not_testing"
 
 
+class Forbidden(ActorError):
+    """The sender's key may not make this request (its role or its actor types, see
+    ``actorsys/net/authz.py``); nothing of it ran."""
+
+    code = "forbidden"
+
+
 class MessageTooLarge(ActorError):
     """The message exceeds the node's ``max_message_bytes``."""
 
@@ -238,7 +245,7 @@ class SupervisorNotFound(SupervisorError):
 _BY_CODE: dict[str, type[ActorError]] = {
     cls.code: cls
     for cls in (AskTimeout, WorkerLost, Overloaded, UnknownActorType, UnknownMethod,
-                BadRequest, NotTesting, MessageTooLarge, LimitExceeded, WrongShard, StorageError,
+                BadRequest, NotTesting, Forbidden, MessageTooLarge, LimitExceeded, WrongShard, StorageError,
                 NodeUnavailable, ShardUnavailable, SubscriptionClosed,
                 ActorStopped, Deadlock, PartlyRun, SupervisorError, ChildNotFound, AlreadyStarted,
                 AlreadyPresent, ChildRunning, StartFailed, SupervisorNotFound, ConfigError)

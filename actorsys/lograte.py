@@ -39,15 +39,17 @@ class _Window:
 class RateLimit:
     """At most ``burst`` records per key per ``window`` seconds (see the module docstring).
 
-    ``what`` names the records in the summary line ("failed turns"); the summary is
+    ``what`` names the records in the summary line ("failed turns"), ``label`` what
+    the key is ("of type": ``... failed turns of type 'Counter' ...``); the summary is
     logged to ``logger`` at WARNING.
     """
 
     def __init__(self, logger: logging.Logger, what: str, *, burst: int, window: float,
-                 max_keys: int = 1000, clock: Callable[[], float] = time.monotonic) -> None:
+                 max_keys: int = 1000, clock: Callable[[], float] = time.monotonic,
+                 label: str = "of type") -> None:
         if burst < 1 or window <= 0 or max_keys < 1:
             raise ValueError("burst and max_keys must be positive, window a positive number of seconds")
-        self.logger, self.what = logger, what
+        self.logger, self.what, self.label = logger, what, label
         self.burst, self.window, self.max_keys, self.clock = burst, window, max_keys, clock
         #: key -> its current window (a key with no record for a window is dropped at sweep)
         self.windows: dict[str, _Window] = {}
@@ -88,5 +90,5 @@ class RateLimit:
 
     def _summary(self, key: str, w: _Window, now: float) -> None:
         if w.suppressed:
-            self.logger.warning("suppressed %d more %s of type %r in the last %.0f s",
-                                w.suppressed, self.what, key, now - w.start)
+            self.logger.warning("suppressed %d more %s %s %r in the last %.0f s",
+                                w.suppressed, self.what, self.label, key, now - w.start)

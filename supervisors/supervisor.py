@@ -52,13 +52,19 @@ from typing import Any
 
 from actorsys.config.supervision import (BRUTAL_KILL, INFINITY, AutoShutdown, ChildSpec, Restart,
                                          Strategy, SupervisorSpec)
+from actorsys.config.defaults import LOG_BURST, LOG_WINDOW
 from actorsys.errors import (AlreadyPresent, AlreadyStarted, ChildNotFound, ChildRunning,
                              StartFailed, SupervisorError)
+from actorsys.lograte import RateLimit
 
 from .child import Child, ChildState, restarts_after
 from .host import ChildHost
 
 log = logging.getLogger("supervisors.supervisor")
+#: a crash loop's lines (a child's exits, its failed restarts), rate-limited per
+#: supervisor/child: the tree sweeps it (tree.py); the intensity may allow thousands a second
+child_log = RateLimit(log, "exits and failed restarts", burst=LOG_BURST, window=LOG_WINDOW,
+                      label="of child")
 
 RUNNING, DEAD, RESTARTING, STOPPED = (ChildState.RUNNING, ChildState.DEAD, ChildState.RESTARTING,
                                       ChildState.STOPPED)
@@ -282,8 +288,9 @@ class Supervisor:
             return                      # a stale notice about an earlier incarnation
         ch.state = DEAD
         restart = restarts_after(ch.spec.restart, reason)
-        (log.warning if restart else log.info)(
-            "supervisor '%s': child '%s' exited (%s)", self.name, ch.id, reason)
+        if child_log.allow(f"{self.name}/{ch.id}"):
+            (log.warning if restart else log.info)(
+                "supervisor '%s': child '%s' exited (%s)", self.name, ch.id, reason)
         if not restart:
             await self._stop(ch)        # fails what waited for it; marks it stopped
             self._keep_stopped(ch)
@@ -343,7 +350,9 @@ class Supervisor:
             try:
                 await self._start_child(other)
             except StartFailed as exc:
-                log.warning("supervisor '%s': restarting child '%s' failed: %s", self.name, other.id, exc)
+                if child_log.allow(f"{self.name}/{other.id}"):
+                    log.warning("supervisor '%s': restarting child '%s' failed: %s", self.name,
+                                other.id, exc)
                 await self._restart(other, retry=True)   # counts as one more restart
                 return
 
@@ -357,6 +366,7 @@ class Supervisor:
         return len(self.restarts) <= self.spec.max_restarts
 
     async def _give_up(self) -> None:
+        child_log.flush()       # (how many lines the loop suppressed, before it ends)
         log.error("supervisor '%s': reached max restart intensity (%d restarts within %g s); "
                   "stopping its children and exiting (shutdown)",
                   self.name, self.spec.max_restarts, self.spec.max_seconds)

@@ -62,6 +62,7 @@ from actorsys.config import supervision as specs
 from actorsys.config.layout import FAILURE_FILE
 from actorsys.errors import (ActorError, BadRequest, Overloaded, StartFailed, SupervisorError,
                              SupervisorNotFound)
+from actorsys.net.authz import ADMIN, Refusals
 from actorsys.net.listener import Listener
 from actorsys.net.keys import node_keys
 from actorsys.net.sockets import SocketPump
@@ -71,7 +72,7 @@ from actorsys.protocol.shardmap import ShardMap
 from .child import NORMAL_EXITS
 from .host import Event
 from .store import TreeStore
-from .supervisor import Boot, ExitWhy, Supervisor
+from .supervisor import Boot, ExitWhy, Supervisor, child_log
 from .treehost import TreeHost
 
 if TYPE_CHECKING:
@@ -115,6 +116,8 @@ class Tree:
                             endpoints=worker_endpoints)
         self.counters = {"received": 0, "bad_frames": 0, "exits": 0, "admin": 0, "restarts": 0,
                          "adopted": 0, "auth_refused": 0, "handshake_failed": 0}
+        #: requests refused for the sender's key (every request here but PING is an admin's)
+        self.refusals = Refusals(log, self.counters)
         self.host = TreeHost(cfg, self.map, self.counters, self)
         self.roots: list[Supervisor] = []
         self.state = TreeState.STARTING
@@ -148,6 +151,7 @@ class Tree:
             self.transport.connect_slot(slot)      # monitors see every worker's death
         self.wake = asyncio.Event()
         self.pump = SocketPump(self.loop, self.sock, self._on_frames)
+        self._sweeper = self.loop.call_later(1.0, self._sweep)
         self._done = self.loop.create_future()
         for sig in (signal.SIGTERM,):   # SIGINT (Ctrl-C) is the supervisor's alone
             self.loop.add_signal_handler(sig, self._on_sigterm)
@@ -157,6 +161,8 @@ class Tree:
             await self._done
         finally:
             consumer.cancel()
+            self._sweeper.cancel()
+            child_log.flush()
             self._closing()
             self.pump.close()
             self.transport.close()
@@ -164,6 +170,13 @@ class Tree:
             self.ctx.term()
             self.store.close()
         return self.code
+
+    def _sweep(self) -> None:
+        """Once a second: the summary lines of rate-limit windows that ended (a crash
+        loop's, refusals')."""
+        child_log.sweep()
+        self.refusals.sweep()
+        self._sweeper = self.loop.call_later(1.0, self._sweep)
 
     def _open_store(self, keys: NodeKeys | None) -> TreeStore | EtcdTreeStore:
         store = TreeStore(os.path.join(self.cfg.data_dir, "tree"))
@@ -347,6 +360,12 @@ class Tree:
             self.counters["bad_frames"] += 1
             self._reply_err(r.envelope, r.rid, r.error)
             return
+        guard = self.listener.guard
+        if guard is not None and op != wire.PING:   # all else here is an admin's (authz.py)
+            grant = guard.grant(self.pump.user)
+            if grant is not ADMIN and (no := grant.refuse(op)) is not None:
+                self._reply_err(envelope, rid, self.refusals.refused(grant, no))
+                return
         if op == wire.EXIT:
             self.post(self._on_exit, *rest)
         elif op == wire.SUP:

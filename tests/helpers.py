@@ -97,9 +97,10 @@ def actorsys_run(config: "str | os.PathLike[str]", log_path: Path, *options: str
 SHARED: list[Any] = []
 
 
-def module_node(cfg: dict[str, Any]) -> Iterator[actorsys.Node]:
+def module_node(cfg: dict[str, Any], stderr: "NodeStderr | None" = None) -> Iterator[actorsys.Node]:
     """A node for a whole test module (``yield from`` it in a module-scoped fixture):
-    started from ``cfg``, and once it has stopped, no process of it may be left.
+    started from ``cfg`` (its processes' standard error to ``stderr``'s file, if given),
+    and once it has stopped, no process of it may be left.
 
     A node start costs about 0.7 s and as much CPU, which a module of short tests pays
     once this way instead of once a test. Its tests share it: each uses actors (keys) of
@@ -107,7 +108,7 @@ def module_node(cfg: dict[str, Any]) -> Iterator[actorsys.Node]:
     data directory, counters from zero, a node it stops or breaks) starts its own. Its
     processes are spared by the per-test check (``tests/conftest.py``), which still
     fails a test that leaves a process of its own behind."""
-    with actorsys.Node(cfg) as n:
+    with (stderr.node(cfg) if stderr is not None else actorsys.Node(cfg)) as n:
         SHARED.append(n)
         try:
             yield n

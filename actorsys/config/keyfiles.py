@@ -66,10 +66,65 @@ def load_public(path: "str | os.PathLike[str]") -> bytes:
     return _check_key(_read(path)[0], "public key", path)
 
 
+def load_metadata(path: "str | os.PathLike[str]") -> dict[str, str]:
+    """The ``metadata`` section of a key file (ZeroMQ's certificate format: indented
+    ``name = "value"`` lines under a ``metadata`` line), values unquoted."""
+    out: dict[str, str] = {}
+    section = None
+    with open(os.fspath(path), encoding="utf-8", errors="replace") as f:
+        for line in f:
+            stripped = line.strip()
+            if not stripped or stripped.startswith("#"):
+                continue
+            if not line[0].isspace():
+                section = stripped
+            elif section == "metadata" and "=" in stripped:
+                name, value = stripped.split("=", 1)
+                value = value.strip()
+                if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                    value = value[1:-1]
+                out[name.strip()] = value
+    return out
+
+
 def load_authorized(directory: "str | os.PathLike[str]") -> list[bytes]:
     """The public keys of every ``*.key`` file in ``directory`` (ZeroMQ's convention)."""
+    return [public for _, public, _, _ in load_authorized_entries(directory)]
+
+
+#: the roles a key file's metadata may give (``actorsys/net/authz.py``)
+ROLES = ("client", "admin")
+AuthorizedKey = tuple[str, bytes, str, "frozenset[str] | None"]
+
+
+def load_authorized_entries(directory: "str | os.PathLike[str]") -> list[AuthorizedKey]:
+    """``(name, public key, role, types)`` of every ``*.key`` file in ``directory``
+    (name: the file's name without ``.key``; role and types from its metadata, see
+    :func:`key_role`)."""
     directory = os.fspath(directory)
     if not os.path.isdir(directory):
         raise ValueError(f"{directory}: not a directory (authorized_keys names a directory "
                          f"of clients' public .key files)")
-    return [load_public(p) for p in sorted(glob.glob(os.path.join(directory, "*.key")))]
+    out = []
+    for p in sorted(glob.glob(os.path.join(directory, "*.key"))):
+        role, types = key_role(load_metadata(p), p)
+        out.append((os.path.basename(p)[:-4], load_public(p), role, types))
+    return out
+
+
+def key_role(metadata: dict[str, str], where: str) -> tuple[str, "frozenset[str] | None"]:
+    """``(role, types)`` from a key file's metadata: ``role`` is ``client`` or ``admin``
+    (absent: ``admin``, the power every allowed key had before roles existed); ``types``
+    a comma-separated list of actor types (absent: every type). ValueError naming
+    ``where`` if either is bad."""
+    role = metadata.get("role", "admin")
+    if role not in ROLES:
+        raise ValueError(f"{where}: role must be one of {', '.join(ROLES)}, got {role!r:.100}")
+    types = metadata.get("types")
+    if types is None:
+        return role, None
+    names = frozenset(t.strip().strip("'\"") for t in types.strip().strip("[]").split(","))
+    names -= {""}
+    if not names:
+        raise ValueError(f"{where}: types names no actor type (leave it out for every type)")
+    return role, names

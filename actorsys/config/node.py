@@ -79,7 +79,7 @@ from .defaults import (ACTOR_OPTIONS, ALARM_RETRY, ALARM_RETRY_KEYS, DURABILITY,
                        Kind, default)
 from .cluster import parse_cluster
 from .gateway import check_type_auto_responses, parse_auto_response, parse_gateway, valid_listen
-from .keyfiles import load_authorized, load_secret
+from .keyfiles import load_authorized_entries, load_secret
 from .source import Source
 from .values import IMPORT_PATH, kind_problem, parse_size
 
@@ -350,7 +350,7 @@ def _check_keys(values: dict[str, Any], src: Source, fail: NodeFail) -> None:
             raise fail(str(exc), "curve_secret_key") from None
     if values["authorized_keys"] is not None:
         try:
-            load_authorized(values["authorized_keys"])
+            load_authorized_entries(values["authorized_keys"])
         except ValueError as exc:
             raise fail(str(exc), "authorized_keys") from None
 

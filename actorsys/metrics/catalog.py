@@ -89,6 +89,7 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "auto_responses": ("actorsys_gateway_auto_responses", "WebSocket frames the gateway answered "
                                                           "itself (auto_response), no turn run"),
     "auth_refused": ("actorsys_auth_refused", "Connections the CURVE guard refused"),
+    "forbidden": ("actorsys_forbidden", "Requests refused because the sender's key may not make them"),
 }
 
 #: gauge name -> help (a process registers the ones it has: :meth:`ProcessMetrics.gauge`)

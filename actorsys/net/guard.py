@@ -13,6 +13,10 @@ plain tcp, the wrong server key, garbage) is counted as ``handshake_failed``. Bo
 counters are in the process's status. Counts are per connection attempt: a refused
 peer that keeps reconnecting is counted each time.
 
+Each admitted connection's ``User-Id`` (ZAP's answer, attached by libzmq to every
+message it carries) is the client's public key in Z85 text; :meth:`Guard.grant` turns it
+into what the key may do (:mod:`.authz`).
+
 The ZAP handler must be running before a protected socket binds and stop only after it
 is closed: without a handler, libzmq lets every CURVE client in.
 """
@@ -23,8 +27,10 @@ from collections.abc import Iterable
 from typing import Any
 
 import zmq
+from zmq.utils import z85
 from zmq.utils.monitor import parse_monitor_message
 
+from .authz import ADMIN, Grant
 from .keys import NodeKeys, curve_server
 from .sockets import SocketPump
 
@@ -74,10 +80,19 @@ class Guard:
             self.counters["auth_refused"] += 1
         version = frames[0] if frames else b"1.0"
         request_id = frames[1] if len(frames) > 1 else b""
-        # the REP socket must answer every request, or it stops receiving
+        # the REP socket must answer every request, or it stops receiving; the user id
+        # (the key, Z85) comes with every message of the connection (authz.py)
         self.zap.send_multipart([version, request_id, b"200" if ok else b"400",
                                  b"OK" if ok else b"key not authorized",
-                                 b"client" if ok else b"", b""], zmq.NOBLOCK)
+                                 z85.encode(frames[6]) if ok else b"", b""], zmq.NOBLOCK)
+
+    def grant(self, user: str | None) -> Grant:
+        """What the key whose User-Id is ``user`` may do (None: no User-Id, a peer on
+        ipc: admin). Keys without a role in their file, the node's own and the
+        cluster members' are admins."""
+        if user is None:
+            return ADMIN
+        return self.keys.grants.get(user, ADMIN)
 
     def _on_event(self, frames: list[bytes]) -> None:
         try:

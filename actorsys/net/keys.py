@@ -21,16 +21,17 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
 
 import zmq
 import zmq.auth
 from zmq.utils import z85
 
 from ..config import NodeConfig
-from ..config.keyfiles import load_authorized, load_public, load_secret
+from ..config.keyfiles import key_role, load_authorized_entries, load_public, load_secret
 from ..errors import ConfigError
+from .authz import Grant
 
 
 @dataclass(frozen=True)
@@ -53,16 +54,22 @@ class CurveKeys:
 
 @dataclass(frozen=True)
 class NodeKeys:
-    """A node's key pair and the raw (32-byte) public keys it lets in."""
+    """A node's key pair, the raw (32-byte) public keys it lets in, and the grants of
+    those that are not admins of every type (Z85 public key -> :class:`~.authz.Grant`;
+    a key not in it is :data:`~.authz.ADMIN`)."""
 
     public: bytes
     secret: bytes
     allowed: frozenset[bytes]
+    grants: Mapping[str, Grant] = field(default_factory=dict)
 
     @classmethod
-    def make(cls, public: bytes, secret: bytes, authorized: list[bytes]) -> "NodeKeys":
+    def make(cls, public: bytes, secret: bytes, authorized: list[bytes],
+             grants: Mapping[str, Grant] | None = None) -> "NodeKeys":
         """The node's pair; allowed are its own public key and ``authorized`` (Z85)."""
-        return cls(public, secret, frozenset(z85.decode(k) for k in {public, *authorized}))
+        own = public.decode()
+        return cls(public, secret, frozenset(z85.decode(k) for k in {public, *authorized}),
+                   {k: g for k, g in (grants or {}).items() if k != own})
 
     @property
     def client(self) -> CurveKeys:
@@ -106,11 +113,21 @@ def curve_server(sock: zmq.Socket[Any], keys: NodeKeys) -> None:
     sock.setsockopt(zmq.CURVE_SECRETKEY, keys.secret)
 
 
-def keygen(directory: "str | os.PathLike[str]", name: str = "node") -> tuple[str, str]:
+def keygen(directory: "str | os.PathLike[str]", name: str = "node", *, role: str | None = None,
+           types: "str | list[str] | None" = None) -> tuple[str, str]:
     """Write a new key pair ``DIR/NAME.key`` (public) and ``DIR/NAME.key_secret`` (mode
     0600); ``DIR`` is created with mode 0700 if missing. Returns ``(public, secret)``
-    paths; refuses (FileExistsError) to overwrite an existing pair."""
+    paths; refuses (FileExistsError) to overwrite an existing pair. ``role`` and
+    ``types`` (a list, or comma-separated) go into the files' metadata: what a node
+    that lists the public file in ``authorized_keys`` lets the key do (``authz.py``)."""
     directory = os.fspath(directory)
+    metadata: dict[str, str] = {}
+    if role is not None:
+        metadata["role"] = f'"{role}"'
+    if types is not None:
+        metadata["types"] = '"' + (types if isinstance(types, str) else ",".join(types)) + '"'
+    if metadata:
+        key_role({k: v.strip('"') for k, v in metadata.items()}, "keygen")   # (ValueError if bad)
     if not name or os.sep in name or name.startswith("."):
         raise ValueError(f"key name {name!r} must be a plain file name")
     os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -122,7 +139,13 @@ def keygen(directory: "str | os.PathLike[str]", name: str = "node") -> tuple[str
     # is never readable by others, and an existing file is never replaced
     tmp = tempfile.mkdtemp(dir=directory, prefix=".keygen-")
     try:
-        public, secret = zmq.auth.create_certificates(tmp, name)
+        public, secret = zmq.auth.create_certificates(tmp, name, metadata=metadata or None)
+        if metadata:     # (pyzmq writes metadata into the secret file only)
+            with open(public, encoding="utf-8") as f:
+                text = f.read()
+            lines = "".join(f"    {k} = {v}\n" for k, v in metadata.items())
+            with open(public, "w", encoding="utf-8") as f:
+                f.write(text.replace("\nmetadata\n", "\nmetadata\n" + lines, 1))
         os.chmod(secret, 0o600)
         os.chmod(public, 0o644)
         os.link(secret, targets[1])
@@ -164,7 +187,9 @@ def node_keys(cfg: NodeConfig) -> "NodeKeys | None":
     except ValueError as exc:
         raise ConfigError(str(exc), file=cfg.source, key="node.curve_secret_key") from None
     try:
-        allowed = load_authorized(cfg.authorized_keys) if cfg.authorized_keys else []
+        entries = load_authorized_entries(cfg.authorized_keys) if cfg.authorized_keys else []
     except ValueError as exc:
         raise ConfigError(str(exc), file=cfg.source, key="node.authorized_keys") from None
-    return NodeKeys.make(public, secret, allowed)
+    grants = {k.decode(): Grant(role, types, name) for name, k, role, types in entries
+              if role != "admin" or types is not None}
+    return NodeKeys.make(public, secret, [k for _, k, _, _ in entries], grants)

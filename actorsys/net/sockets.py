@@ -9,15 +9,15 @@ drain reads until ``ZMQ_EVENTS`` shows nothing and every send re-arms it); a
 On a tcp node every socket is a CURVE client (``keys``, see :mod:`actorsys.net.keys`)
 or a CURVE server guarded by :mod:`actorsys.net.guard`.
 
-A pump logs (logger ``actorsys.net``) and survives an exception raised by the handler of
-one message: the socket keeps being read. A handler may close the pump's own socket (its
-pump first): the drain stops there. One drain handles at most ``batch`` messages
-and runs at most :data:`DRAIN_BUDGET` seconds (a handler that works through one message
-for longer, a worker's ``BATCH`` of many, holds the pump and goes on in later turns:
-:meth:`SocketPump.hold`), then lets the loop run (its timers: a
-worker's heartbeat is one) before it goes on: a backlog of heavy messages (grants of
-hundreds of shards, snapshot pages) once kept a worker's loop in one drain for seconds,
-and its supervisor killed it as hung.
+A pump logs (logger ``actorsys.net``, rate-limited per exception type) and survives an
+exception raised by the handler of one message: the socket keeps being read. A handler
+may close the pump's own socket (its pump first): the drain stops there. One drain
+handles at most ``batch`` messages and runs at most :data:`DRAIN_BUDGET` seconds (a
+handler that works through one message for longer, a worker's ``BATCH`` of many, holds
+the pump and goes on in later turns: :meth:`SocketPump.hold`), then lets the loop run
+(its timers: a worker's heartbeat is one) before it goes on: a backlog of heavy messages
+(grants of hundreds of shards, snapshot pages) once kept a worker's loop in one drain
+for seconds, and its supervisor killed it as hung.
 """
 from __future__ import annotations
 
@@ -27,7 +27,9 @@ from typing import TYPE_CHECKING, Any, Callable, TypeAlias, cast
 
 import zmq
 
+from ..config.defaults import LOG_BURST, LOG_WINDOW
 from ..log import get_logger
+from ..lograte import RateLimit
 from .keys import CurveKeys, curve_client
 
 if TYPE_CHECKING:
@@ -47,6 +49,10 @@ RECONNECT_IVL_MAX_MS = 10
 SEND_HWM = 100_000
 #: seconds one drain of a socket may run before it yields to the loop (see above)
 DRAIN_BUDGET = 0.05
+#: the log of handlers that raised, per exception type: a peer repeating the message
+#: that trips a bug must not flood the log
+_failures = RateLimit(log, "messages whose handling failed", burst=LOG_BURST, window=LOG_WINDOW,
+                      label="raising")
 _EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)
 
 
@@ -107,6 +113,10 @@ class SocketPump:
                  after_batch: Callable[[], None] | None = None) -> None:
         self.loop, self.sock, self.on_frames, self.batch = loop, sock, on_frames, batch
         self.after_batch = after_batch
+        #: the ``User-Id`` of the message being handled (a CURVE server's sockets: the
+        #: sender's public key, Z85, see authz.py; None elsewhere)
+        self.user: str | None = None
+        self._users = bool(sock.getsockopt(zmq.CURVE_SERVER))
         self._scheduled = False
         self._draining = False
         self._closed = False
@@ -141,7 +151,7 @@ class SocketPump:
         if self._closed or self.held:   # (closed: a drain kicked before close(); held: later)
             return
         self._draining = True
-        recv = self.sock.recv_multipart
+        recv = self._recv_user if self._users else self.sock.recv_multipart
         events = cast(_IntOption, self.sock.getsockopt)   # ZMQ_EVENTS is an int
         n = 0
         now = time.monotonic
@@ -153,8 +163,9 @@ class SocketPump:
                 n += 1
                 try:
                     self.on_frames(frames)
-                except Exception:  # a bug in one message's handling must not stall the socket
-                    log.exception("handling a message from %s failed", self._what())
+                except Exception as exc:  # a bug in one message's handling must not stall the socket
+                    if _failures.allow(type(exc).__name__):   # (input can repeat it: rate-limited)
+                        log.exception("handling a message from %s failed", self._what())
                 if self._closed:
                     return         # the handler closed the socket (a lost connection's monitor)
                 if self.held or now() > until:
@@ -169,6 +180,16 @@ class SocketPump:
         # Sends in after_batch may have consumed the FD's edge: look again before sleeping.
         if n and not self._closed and not self.held and (n >= self.batch or events(_EVENTS) & _POLLIN):
             self.kick()
+
+    def _recv_user(self, flags: int) -> list[bytes]:
+        """A message's frames, its first read as a zmq.Frame for the User-Id it carries."""
+        sock = self.sock
+        first = sock.recv(flags, copy=False)
+        try:
+            self.user = str(first.get("User-Id"))
+        except zmq.ZMQError:
+            self.user = None
+        return [first.bytes, *sock.recv_multipart(flags)] if first.more else [first.bytes]
 
     def _what(self) -> str:
         try:

@@ -21,8 +21,9 @@
   (``which_children``, ``count_children``, ``start_child JSON_SPEC``,
   ``terminate_child ID``, ``restart_child ID``, ``delete_child ID``).
 * ``actorsys ls``, ``history``, ``rewind``, ``destroy``: listing and one actor's history.
-* ``actorsys keygen DIR [--name NAME]``: write a CURVE key pair, ``DIR/NAME.key``
-  (public) and ``DIR/NAME.key_secret`` (secret, mode 0600).
+* ``actorsys keygen DIR [--name NAME] [--role client|admin] [--types T1,T2]``: write a
+  CURVE key pair, ``DIR/NAME.key`` (public, with the role and types a node's
+  ``authorized_keys`` grants it: ``actorsys/net/authz.py``) and ``DIR/NAME.key_secret``.
 * ``actorsys new NAME [--directory DIR]``: write a new project (a config, an actor, a
   test, a README with the commands that run them) into ``./NAME`` or ``DIR``
   (:mod:`.newproject`).
@@ -151,7 +152,7 @@ def cmd_keygen(a: argparse.Namespace) -> int:
     from ..net.keys import keygen
 
     try:
-        public, secret = keygen(a.directory, a.name)
+        public, secret = keygen(a.directory, a.name, role=a.role, types=a.types)
     except (OSError, ValueError) as exc:
         raise SystemExit(f"actorsys: {exc}") from None
     print(f"public key: {public}")
@@ -461,6 +462,9 @@ def main(argv: list[str] | None = None) -> int:
     k = sub.add_parser("keygen", help="write a CURVE key pair (NAME.key public, NAME.key_secret secret)")
     k.add_argument("directory", help="where to write it (created with mode 0700 if missing)")
     k.add_argument("--name", default="node", help="file name stem (default: node)")
+    k.add_argument("--role", choices=("client", "admin"), default=None,
+                   help="the role a node grants this key (default: none written, i.e. admin)")
+    k.add_argument("--types", default=None, help="comma-separated actor types it may reach")
     k.set_defaults(func=cmd_keygen)
     n = sub.add_parser("new", help="write a new project: a config, an actor, a test and a README")
     n.add_argument("name", help="the project's name, its package's: a lowercase Python identifier")

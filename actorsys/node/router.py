@@ -11,7 +11,11 @@ also:
   their counters, asking each worker with a short deadline;
 * forwards asks and tells that a client sends to it (for simple peers such as the CLI),
   relaying the worker's reply;
-* answers bad input with an error and counts it; nothing a peer sends stops it;
+* answers bad input with an error and counts it (never logs it: a flood of bad frames
+  writes nothing); nothing a peer sends stops it;
+* refuses what the sender's key may not do (``actorsys/net/authz.py``): ``forbidden``,
+  counted and logged rate-limited per key, checked before forwarding (the worker sees
+  the router's own key);
 * logs a tell it forwards that cannot leave (no shard map yet, a full send queue), with
   its reason, rate-limited per actor type (:mod:`actorsys.lograte`): a tell has no reply.
 
@@ -44,6 +48,7 @@ from ..config.defaults import DRAIN_TIMEOUT, LOG_BURST, LOG_MAX_TYPES, LOG_WINDO
 from ..errors import ActorError, BadRequest
 from ..log import get_logger
 from ..lograte import RateLimit
+from ..net.authz import ADMIN, Refusals, refuse_request
 from ..net.listener import Listener
 from ..net.keys import node_keys
 from ..net.members import apply_member_keys
@@ -85,6 +90,8 @@ class Router:
         #: the rate limit of the dropped-tell log, per actor type
         self.drops = RateLimit(log, "dropped tells", burst=LOG_BURST, window=LOG_WINDOW,
                                max_keys=LOG_MAX_TYPES)
+        #: requests refused for the sender's key (counted in ``forbidden``, logged rate-limited)
+        self.refusals = Refusals(log, self.counters)
 
     async def run(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -212,6 +219,7 @@ class Router:
     def _sweep(self) -> None:
         """Once a second: the summary lines of dropped-tell windows that ended."""
         self.drops.sweep()
+        self.refusals.sweep()
         self._sweeper = self.loop.call_later(1.0, self._sweep)
 
     def _stop(self) -> None:
@@ -234,6 +242,12 @@ class Router:
             c["bad_frames"] += 1
             self._send(r.envelope, wire.err(r.rid, r.error.to_wire()))
             return
+        guard = self.listener.guard
+        if guard is not None:      # the sender's key's role and types (net/authz.py)
+            grant = guard.grant(self.pump.user)
+            if grant is not ADMIN and (no := refuse_request(grant, op, rest)) is not None:
+                self._send(envelope, wire.err(rid, self.refusals.refused(grant, no).to_wire()))
+                return
         if op == wire.MAP:
             self._send(envelope, wire.ok(rid, self.map.to_wire(
                 max_message_bytes=self.cfg.max_message_bytes, tree=self.layout.tree,

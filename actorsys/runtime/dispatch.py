@@ -22,6 +22,9 @@ alarms its clock hands over, to the collaborator that serves it (made by
 * **What only a node started for testing serves** (``testing_asks.py``): ``$run`` is every
   type's handler there and refused elsewhere; ``$fire_alarm`` queues an alarm's turn now
   (``alarm_turns.py``). Refused with ``NotTesting`` on any other node.
+* **Authority** (tcp nodes): each request is checked against the sender's key's role
+  and types (``net/authz.py``); one it may not make is answered ``forbidden``,
+  counted and logged (rate-limited), and never runs.
 * **Bad input** (wrong frame counts, undecodable or ill-typed payloads, oversized
   messages, EXIT and SUP, which are the tree's) is answered with an error where the
   sender can be addressed, counted in ``bad_frames``, and never stops the worker.
@@ -38,7 +41,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import (ActorError, BadRequest, MessageTooLarge, NodeUnavailable, Overloaded,
                       ShardUnavailable, UnknownActorType, UnknownMethod, WrongShard)
+from ..config.defaults import LOG_BURST, LOG_WINDOW
 from ..log import get_logger
+from ..lograte import RateLimit
+from ..net.authz import ADMIN, Refusals, refuse_request
 from ..net.sockets import DRAIN_BUDGET, SocketPump
 from ..protocol import wire
 from .activation import DEAD, STOPPED, Activation, Call, Envelope, Waiting
@@ -49,6 +55,7 @@ from .testing_asks import FIRE_ALARM, TESTING_METHODS, refusal
 if TYPE_CHECKING:
     from .. import metrics
     from ..config import NodeConfig
+    from ..net.guard import Guard
     from ..protocol.shardmap import ShardMap
     from ..storage.slot import SlotStore
     from .assembly import Runtime
@@ -58,6 +65,9 @@ if TYPE_CHECKING:
 
 _ASK, _TELL, _SPAWN, _BATCH = wire.ASK, wire.TELL, wire.SPAWN, wire.BATCH
 log = get_logger("worker")
+#: the log of a batch's messages whose handling raised, per exception type
+_failures = RateLimit(log, "batched messages whose handling failed", burst=LOG_BURST,
+                      window=LOG_WINDOW, label="raising")
 #: what the catalog refuses an address for (answered to the sender, if it awaits a reply)
 _REFUSED = (UnknownActorType, BadRequest, WrongShard, ShardUnavailable)
 
@@ -83,6 +93,9 @@ class Dispatch:
         self.loud = rt.turns.loud
         #: the slot's database was lost at start (STATUS says so; worker.py)
         self.lost = lost
+        #: the guard of the worker's socket (set by the worker; None: ipc, everyone admin)
+        self.guard: Guard | None = None
+        self.refusals = Refusals(log, counters)
 
     def reject(self, envelope: Envelope | None, rid: int, exc: ActorError) -> ActorError | None:
         """Answer a request at once with an error (nothing of it ran: no output gate).
@@ -138,7 +151,8 @@ class Dispatch:
                 c["bad_frames"] += 1
                 self.reject(r.envelope, r.rid, r.error)
             except Exception as exc:    # a bug in one message's handling: not the others'
-                log.exception("handling message %d of a batch failed", i)
+                if _failures.allow(type(exc).__name__):     # (a peer can repeat it)
+                    log.exception("handling message %d of a batch failed", i)
                 self.reject(envelope, wire.peek_id(payload), ActorError(
                     f"the worker failed to handle this message ({type(exc).__name__})"))
             self._flush_if_full()
@@ -175,6 +189,11 @@ class Dispatch:
 
     def _one(self, envelope: Envelope, op: int, rid: int, rest: list[Any], payload: bytes) -> None:
         """One message, alone in its frame or out of a batch (``payload``: its bytes)."""
+        if self.guard is not None:
+            grant = self.guard.grant(self.pump.user)
+            if grant is not ADMIN and (no := refuse_request(grant, op, rest)) is not None:
+                self.reject(envelope, rid, self.refusals.refused(grant, no))
+                return
         try:
             self._dispatch(envelope, op, rid, rest, payload)
         except ActorError as exc:   # refused, or an address's record could not be read

@@ -266,6 +266,7 @@ class Worker:
                                  self.store, self.grants, self.shard_commands, self.replication,
                                  self.metrics, self.lost, self.pump)
         self.pump.on_frames = self.dispatch.on_frames
+        self.dispatch.guard = self.listener.guard
         if cfg.tracing:
             self.turns.telemetry.tracing = tracing.start("worker", self.slot)
         self.watch: SlowTurnWatch | None = None
@@ -398,6 +399,7 @@ class Worker:
                 self._commits_flushed = commits
             self._commits_at_tick = commits
             self.loud.sweep()       # the summaries of rate-limit windows that ended
+            self.dispatch.refusals.sweep()
         except Exception:
             log.exception("worker slot %d: the reaper's tick failed (it runs again in %g s)",
                           self.slot, tick)
