@@ -58,10 +58,11 @@ class Churn:
         self.slowest = 0.0
         self.bad: list[str] = []
 
-    def call(self, fn: Any, what: tuple[str, str]) -> bool:
+    def call(self, what: tuple[str, str], fn: Any, *args: Any) -> bool:
+        """``fn(*args)``: True if acknowledged; an error is counted and leaves ``what`` unknown."""
         t0 = time.monotonic()
         try:
-            fn()
+            fn(*args, timeout=CALL_TIMEOUT)
             return True
         except actorsys.ActorError as exc:
             self.errors[type(exc).__name__] += 1
@@ -82,15 +83,14 @@ def churn(client: actorsys.Client, n: int, stop: threading.Event, rec: Churn) ->
         i += 1
         cid = f"d{n}-{i}"
         spec = {"id": cid, "actor": "Worker", "key": cid, **QUICK}
-        if rec.call(lambda: dyn.start_child(spec, timeout=CALL_TIMEOUT), ("dyn", cid)):
+        if rec.call(("dyn", cid), dyn.start_child, spec):
             rec.started.add(("dyn", cid))
-            if i % 2 and rec.call(lambda: dyn.terminate_child(cid, timeout=CALL_TIMEOUT), ("dyn", cid)):
+            if i % 2 and rec.call(("dyn", cid), dyn.terminate_child, cid):
                 rec.terminated.add(("dyn", cid))
         key = f"p{n}-{i}"
-        if rec.call(lambda: pool.start_child({"key": key}, timeout=CALL_TIMEOUT), ("pool", key)):
+        if rec.call(("pool", key), pool.start_child, {"key": key}):
             rec.started.add(("pool", key))
-            if i % 3 == 0 and rec.call(lambda: pool.terminate_child(key, timeout=CALL_TIMEOUT),
-                                       ("pool", key)):
+            if i % 3 == 0 and rec.call(("pool", key), pool.terminate_child, key):
                 rec.terminated.add(("pool", key))
 
 
@@ -121,7 +121,7 @@ def test_kill_9_of_the_tree_under_start_and_terminate_load(tmp_path):
                 old = wait_until(lambda: tree_pid(node), "the tree process", 15)
                 os.kill(old, signal.SIGKILL)
                 kills += 1
-                wait_until(lambda: tree_pid(node) not in (None, old), "a new tree process", 15)
+                wait_until(lambda old=old: tree_pid(node) not in (None, old), "a new tree process", 15)
             wait_until(lambda: _back(c), "the tree to serve again", 15)
             time.sleep(1.0)
         finally:
