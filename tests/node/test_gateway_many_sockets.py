@@ -27,7 +27,7 @@ def _bench():
 @pytest.mark.timeout(120)
 def test_500_sockets_broadcast_and_lose_nothing_across_a_worker_kill(tmp_path):
     bench = _bench()
-    bench.raise_nofile(2 * 500 + 1000)
+    bench.raise_nofile(500 + 1000)
     with actorsys.Node(bench.node_config(str(tmp_path / "data"), 500)) as node:
         out = asyncio.run(bench.measure(node, sockets=500, rooms=10, messages=8, broadcasts=3))
     assert out["echoes"] == 4000 and out["deliveries_per_s"] > 0
