@@ -15,7 +15,8 @@ What it does, with one aiohttp client process and a node of 2 workers and a gate
 2. broadcast: each room's actor broadcasts ``--broadcasts`` messages to its sockets, all
    rooms at once; the time until every socket has every one (deliveries/s);
 3. a stream across a worker kill: every socket sends ``--messages`` numbered frames that
-   its actor echoes; when 30% of the echoes are back, worker slot 0 is killed with -9.
+   its actor echoes (one per ``--pace`` seconds); when 30% of the echoes are back,
+   worker slot 0 is killed with -9.
    Every socket must then get every echo exactly once and in order, none is closed, and
    each room's durable message count is exactly what its sockets sent (exactly once).
 
@@ -111,8 +112,9 @@ def gateway(node: actorsys.Node) -> dict[str, Any]:
 
 
 async def measure(node: actorsys.Node, sockets: int, rooms: int, messages: int,
-                  broadcasts: int, kill: bool = True) -> dict[str, Any]:
-    """The three phases of the module docstring against a running node; returns the figures."""
+                  broadcasts: int, kill: bool = True, pace: float = 0.05) -> dict[str, Any]:
+    """The three phases of the module docstring against a running node; returns the
+    figures. ``pace``: seconds between two frames of one socket in phase 3."""
     url, out = node.gateway_url, {"sockets": sockets, "rooms": rooms}
     me = psutil.Process()
     names = [f"room{r}" for r in range(rooms)]
@@ -169,7 +171,7 @@ async def measure(node: actorsys.Node, sockets: int, rooms: int, messages: int,
         async def sender(k: Sock) -> None:
             for i in range(messages):
                 await k.ws.send_str(f"s{i}")
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(pace)
 
         t = time.perf_counter()
         kill_task = asyncio.get_running_loop().create_task(killer()) if kill else None
@@ -212,6 +214,8 @@ def main() -> None:
     p.add_argument("--messages", type=int, default=20,
                    help="frames each socket sends in phase 3, one per 50 ms")
     p.add_argument("--broadcasts", type=int, default=10, help="broadcasts by each room in phase 2")
+    p.add_argument("--pace", type=float, default=0.05,
+                   help="seconds between two frames of one socket in phase 3")
     p.add_argument("--no-kill", action="store_true", help="phase 3 without the worker kill")
     p.add_argument("--json", help="write the figures to this file")
     a = p.parse_args()
@@ -219,7 +223,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="actorsys-gwsockets-") as tmp, \
             actorsys.Node(node_config(tmp + "/data", a.sockets)) as node:
         out = asyncio.run(measure(node, a.sockets, a.rooms, a.messages, a.broadcasts,
-                                  kill=not a.no_kill))
+                                  kill=not a.no_kill, pace=a.pace))
     out["nofile"] = limit
     print(json.dumps(out, indent=1))
     print(f"{a.sockets} sockets on {a.rooms} actors: opened and greeted in {out['open_s']:.1f} s; "
