@@ -161,6 +161,6 @@ def status(slot: int, endpoint: str, catalog: Catalog, alarms: AlarmTurns, store
             "alarms_in_flight": alarms.in_flight(),
             "commits": store.commits,
             "queued_bytes": catalog.queued_bytes,
-            "storage": "ok" if store.broken is None else "read-only",
+            "storage": "ok" if store.broken is None else "deleted" if store.deleted else "read-only",
             "storage_error": None if store.broken is None else str(store.broken),
             **counters}

@@ -82,7 +82,10 @@ def open_db(path: str, what: str, write_buffer: int | None = None) -> "plyvel.DB
         if any(t in text for t in _TRANSIENT):
             raise StorageError(f"{what}: the LevelDB database at {path} cannot be opened "
                                f"now: {text}", transient=True) from None
-        if "lock" in text.lower():
+        if "NotFound" in text or "No such file" in text:
+            why = ("cannot be opened: its directory is missing (deleted while the node ran?); "
+                   "restore it from a backup")
+        elif "lock" in text.lower():
             why = "is locked by another process (is another node or tool using it?)"
         elif isinstance(exc, plyvel.CorruptionError):
             why = "is damaged (LevelDB reports corruption); restore it from a backup"
@@ -154,6 +157,16 @@ class SlotStore:
     and has room for the reopen (:func:`room_to_reopen`), since reopening on a full disk
     fails and would leave no database to read from. The fault and the reopen are logged
     (logger ``actorsys.storage``).
+
+    A deleted database (its directory or its ``CURRENT`` file gone while open: ``rm -rf``
+    of the data directory) is no fault LevelDB reports: it goes on writing to files that
+    no longer have a name, and every write would be lost at the next open. So each commit
+    first checks that ``CURRENT`` is still there (one ``stat``), and again after the write
+    (a deletion during it): once it is gone the store is *deleted* (:attr:`deleted`, the
+    ``broken`` error says so) and refuses every write for good; reads go on from what
+    LevelDB still has open (the last copy of the data: read it out to save it), and the
+    store never reopens (it would be empty). Only a batch written while the deletion ran
+    is refused although LevelDB applied it (a later read can see it).
     """
 
     def __init__(self, path: str, fsync: bool,
@@ -165,6 +178,9 @@ class SlotStore:
         self.write_buffer = write_buffer
         #: the error of the commit that failed, while writes are refused (see the class doc)
         self.broken: StorageError | None = None
+        #: the database was deleted while open: writes are refused for good (class doc)
+        self.deleted = False
+        self._current = os.path.join(path, "CURRENT")
         self.db: Any
         try:
             self.db = open_db(path, self.what, write_buffer)
@@ -239,6 +255,7 @@ class SlotStore:
         self.pending_actors = set()
         if self.broken is not None:
             raise self.broken
+        self._check_present()
         started = time.perf_counter()
         try:
             with self.db.write_batch(sync=self.fsync, transaction=True) as wb:
@@ -247,6 +264,9 @@ class SlotStore:
                         wb.delete(k)
                     else:
                         wb.put(k, v)
+            self._check_present()
+        except StorageError:
+            raise
         except Exception as exc:
             self.broken = StorageError(
                 f"{self.what} cannot write to {self.path} ({error_text(exc)}); until it can, turns that "
@@ -259,13 +279,39 @@ class SlotStore:
         self.commits += 1
         self.committed_writes += len(pending)
 
+    def _check_present(self) -> None:
+        """Raise (and turn :attr:`deleted`) if the database's ``CURRENT`` file is gone."""
+        if not self._present():
+            raise self.broken  # type: ignore[misc]
+
+    def _present(self) -> bool:
+        """False (and :attr:`deleted`, logged once) if the database's ``CURRENT`` is gone."""
+        if self.deleted:
+            return False
+        try:
+            os.stat(self._current)
+            return True
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return True     # (a failing disk: the write meets it, or already has)
+        self.deleted = True
+        self.broken = StorageError(
+            f"{self.what}: its LevelDB database at {self.path} was deleted while open; every "
+            f"write is refused from now on (LevelDB would write to files without a name, lost "
+            f"at the next start). Reads are served from what is still open: read out what "
+            f"must be saved, then restore the directory from a backup and restart the node "
+            f"(without it, this slot starts empty or the node does not start)")
+        log.error("%s", self.broken)
+        return False
+
     def flush_log(self) -> None:
         """Write LevelDB's memtable out as a table and start an empty log, so that the next
         open (a worker restarted after a kill -9) has nothing to replay. Costs a table
         write of at most the write buffer; the worker calls it when it has been quiet for
         a tick (issue 19). Does nothing while the store is read-only; a failure is logged
         and otherwise ignored (the next commit meets the disk's problem)."""
-        if self.broken is not None or self.db.closed:
+        if self.broken is not None or self.db.closed or not self._present():
             return
         started = time.perf_counter()
         try:
@@ -284,7 +330,7 @@ class SlotStore:
         and has room; True once writes are accepted again."""
         if self.broken is None:
             return True
-        if not room_to_reopen(self.path):
+        if self.deleted or not room_to_reopen(self.path):
             return False
         if not self.db.closed:
             self.db.close()

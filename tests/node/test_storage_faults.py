@@ -20,7 +20,7 @@ import zmq
 import actorsys
 from actorsys.protocol import wire
 from actorsys.testing.nodes import wait_until, worker_pids
-from helpers import ACTORS_DIR
+from helpers import ACTORS_DIR, NodeStderr
 
 ACTORS = {"Ledger": "disk_actors:Ledger", "Counter": "actors:Counter"}
 
@@ -193,6 +193,35 @@ def test_read_only_data_directory_refuses_writes_serves_reads_and_recovers(tmp_p
         assert ledgers[0].ask("balance", timeout=10) == 10 + acked
         assert ledgers[1].ask("balance") == 11
         assert ledgers[0].ask("deposits") == 1 + acked
+
+
+def test_a_deleted_data_directory_refuses_every_write_loudly_and_serves_reads(tmp_path):
+    """``rm -rf`` of the data directory while the node runs: LevelDB would go on writing to
+    unlinked files (every such write lost at the next start), so the worker refuses writes
+    from the first commit after the deletion, for good, and says so in its status; reads
+    go on from what is still open. A restart cannot bring the data back: the node stops,
+    naming the missing directory (not a lock)."""
+    data = str(tmp_path / "data")
+    err = NodeStderr(tmp_path / "stderr")
+    with err.node(_config(data)) as node:
+        c = node.client()
+        ledgers = funded_ledgers(c, 5)
+        before = worker_pids(node)
+        shutil.rmtree(data)
+        with pytest.raises(actorsys.StorageError, match="was deleted while open"):
+            ledgers[0].ask("deposit", 1)
+        time.sleep(1.5)     # the worker's reopen attempts would find an empty directory
+        for lg in ledgers:
+            with pytest.raises(actorsys.StorageError, match="was deleted while open"):
+                lg.ask("deposit", 1)
+        assert [lg.ask("balance") for lg in ledgers] == [10] * 5, "a refused deposit counted"
+        w = next(p for p in node.status()["processes"] if p["role"] == "worker")
+        assert w["storage"] == "deleted" and "deleted while open" in w["storage_error"], w
+        assert worker_pids(node) == before
+        os.kill(before[0], 9)
+        assert node.wait(30) not in (None, 0), "a worker restarted without its data must stop the node"
+        assert err.read().count("was deleted while open") == 1, "said once, loudly"
+        err.wait_for(r"worker slot 0: .*directory is missing .*; stopping the node", "why it stopped")
 
 
 # -- damaged or locked LevelDB at start ---------------------------------------------------

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import resource
+import shutil
 import signal
 from typing import Iterator
 
@@ -191,3 +192,28 @@ def test_the_tables_leveldb_writes_carry_bloom_filters(store, tmp_path):
     blocks = b"".join(open(os.path.join(store.path, f), "rb").read() for f in tables)
     assert b"filter.leveldb.BuiltinBloomFilter2" in blocks
     assert store.get(A + b"absent") is None and store.get(A + b"s000007") == b"v" * 100
+
+
+def test_a_database_deleted_while_open_refuses_writes_for_good_and_serves_reads(store, tmp_path, caplog):
+    committed(store, {A + b"k": b"1"})
+    shutil.rmtree(tmp_path / "slot-0")
+    with caplog.at_level(logging.ERROR, logger="actorsys.storage"):
+        store.stage({A + b"k": b"2"}, A)
+        with pytest.raises(StorageError, match="was deleted while open"):
+            store.commit()
+        assert store.deleted and store.get(A + b"k") == b"1", "the refused write reached LevelDB"
+        store.flush_log()        # (a quiet tick: nothing to write anywhere)
+        os.makedirs(tmp_path / "slot-0")      # even a writable, empty directory again:
+        assert not store.try_recover(), "reopened an empty database in place of the data"
+        store.stage({B + b"k": b"3"}, B)
+        with pytest.raises(StorageError, match="was deleted while open"):
+            store.commit()
+    assert store.get(A + b"k") == b"1"
+    assert sum("was deleted while open" in r.getMessage() for r in caplog.records) == 1, \
+        "logged once, not once per refused commit"
+
+
+def test_opening_a_missing_directory_names_it_not_a_lock(tmp_path):
+    with pytest.raises(StorageError, match="directory is missing") as e:
+        open_db(str(tmp_path / "gone" / "slot-0"), "slot 0")
+    assert "locked" not in str(e.value)
