@@ -210,6 +210,7 @@ def load_config(config: "str | os.PathLike[str] | dict[str, Any] | NodeConfig",
                            None, name)
     values = _node_section(raw.get("node", {}), src)
     actors, on_error, history, auto_response = _actors_section(raw.get("actors", {}), src)
+    _check_key_types(values["authorized_keys"], actors, src)
     sups = supervision.parse_supervisors(raw.get("supervisors", {}), actors=actors,
                                          fail=src.fail_dotted)
     gateway = parse_gateway(raw["gateway"], src, actors) if "gateway" in raw else None
@@ -353,6 +354,19 @@ def _check_keys(values: dict[str, Any], src: Source, fail: NodeFail) -> None:
             load_authorized_entries(values["authorized_keys"])
         except ValueError as exc:
             raise fail(str(exc), "authorized_keys") from None
+
+
+def _check_key_types(directory: str | None, actors: dict[str, str], src: Source) -> None:
+    """A key file's ``types`` must name actor types of ``[actors]``: a misspelt one would
+    otherwise match nothing, and the key's every request be refused at run time only."""
+    if directory is None or not actors:
+        return
+    for name, _public, _role, types in load_authorized_entries(directory):
+        unknown = sorted((types or frozenset()) - actors.keys())
+        if unknown:
+            raise src.fail(f"key file {name}.key: types names {', '.join(map(repr, unknown))}, not "
+                           f"an actor type of [actors] ({', '.join(sorted(actors))})",
+                           "node", "authorized_keys")
 
 
 def _check_endpoint(values: dict[str, Any], src: Source, fail: NodeFail) -> None:

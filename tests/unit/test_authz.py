@@ -90,3 +90,24 @@ def test_refusals_are_counted_and_logged_rate_limited(caplog):
     lines = [rec.getMessage() for rec in caplog.records]
     assert len(lines) == 4, lines
     assert lines[-1] == "suppressed 997 more refused requests from key 'app' in the last 61 s"
+
+
+def test_a_key_files_types_must_name_actor_types_of_the_config(tmp_path):
+    """A misspelt type in a key file is a config error naming the file, the key and the
+    types there are, not a key whose every request is refused at run time."""
+    from actorsys.config import load_config
+    from actorsys.errors import ConfigError
+    keygen(tmp_path / "keys", "node")
+    keygen(tmp_path / "clients", "app", role="client", types="Room, Counterr")
+    path = tmp_path / "node.toml"
+    path.write_text('[node]\ndata_dir = "data"\nendpoint = "tcp://127.0.0.1:5999"\n'
+                    'curve_secret_key = "keys/node.key_secret"\nauthorized_keys = "clients"\n'
+                    '[actors]\nRoom = "app:Room"\nCounter = "app:Counter"\n')
+    with pytest.raises(ConfigError) as e:
+        load_config(str(path))
+    msg = str(e.value)
+    assert "node.toml" in msg and "authorized_keys" in msg and "app.key" in msg
+    assert "'Counterr'" in msg and "Counter, Room" in msg
+    keygen(tmp_path / "good", "app", role="client", types="Room, Counter")
+    path.write_text(path.read_text().replace('"clients"', '"good"'))
+    assert load_config(str(path)).authorized_keys == str(tmp_path / "good")
