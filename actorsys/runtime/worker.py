@@ -82,6 +82,7 @@ from .dispatch import Dispatch
 from .ws_routes import GatewayRoutes
 from .grants import Grants, ShardCommands
 from .replication import Replication
+from ..protocol.board import SlotBoard
 from .loud import SlowTurnWatch, StepClock
 
 log = get_logger("worker")
@@ -101,12 +102,13 @@ class Worker:
     the module docstring); what arrives goes to its :attr:`dispatch`."""
 
     def __init__(self, cfg: NodeConfig, layout: NodeLayout, slot: int, meta: dict[str, Any],
-                 beats: "memoryview[float] | None" = None) -> None:
+                 beats: "memoryview[float] | None" = None, board: SlotBoard | None = None) -> None:
         self.cfg, self.slot, self.endpoints = cfg, slot, list(layout.workers)
         self.router_endpoint = layout.router
         self.tree_endpoint = layout.tree
         self.gateway_endpoint = layout.gateway
         self.beats = beats           # shared with the node supervisor: [heartbeat, sync turn start]
+        self.board = board           # the rest of that memory: the watch labels long turns there
         self.map = ShardMap(epoch=meta["epoch"], shards=meta["shards"], owner=list(meta["owner"]),
                             endpoints=self.endpoints)
         self.classes: dict[str, type] = {}
@@ -271,7 +273,8 @@ class Worker:
         self.watch: SlowTurnWatch | None = None
         if cfg.slow_turn > 0:
             self.turns.clock = StepClock()
-            self.watch = SlowTurnWatch(self.turns.clock, cfg.slow_turn, cfg.turn_timeout, self.slot)
+            self.watch = SlowTurnWatch(self.turns.clock, cfg.slow_turn, cfg.turn_timeout, self.slot,
+                                       board=self.board)
             self.watch.start()
         self._beat()
         self._done = loop.create_future()
@@ -449,12 +452,13 @@ def tune_gc() -> None:
 
 
 def main(cfg: NodeConfig, layout: NodeLayout, slot: int, meta: dict[str, Any],
-         beats: "memoryview[float] | None" = None, report_fd: int | None = None) -> int:
+         beats: "memoryview[float] | None" = None, report_fd: int | None = None,
+         board: SlotBoard | None = None) -> int:
     """Entry point of a worker process (forked by the node supervisor); returns its exit
     status: :data:`EXIT_STORAGE` (after writing why to ``report_fd``) when its storage
     cannot be opened or read at start. (Its logging is set up by the node supervisor's
     fork, as every child's: ``supervisors/processes.py``.)"""
-    worker = Worker(cfg, layout, slot, meta, beats)
+    worker = Worker(cfg, layout, slot, meta, beats, board)
     tune_gc()
     # (a C-level handler: it writes even while the loop is blocked holding the interpreter)
     faulthandler.register(DUMP_SIGNAL, file=sys.stderr, all_threads=True)
