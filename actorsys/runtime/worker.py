@@ -86,9 +86,11 @@ from ..protocol.board import SlotBoard
 from .loud import SlowTurnWatch, StepClock
 
 log = get_logger("worker")
-#: messages ZeroMQ queues per peer on a worker's socket before the peer's send queue fills:
-#: what a worker takes in while a sync turn blocks its loop (which drains 512 at a time)
+#: messages ZeroMQ queues per peer on a worker's socket before the peer's send queue
+#: fills: what a worker takes in while a sync turn blocks its loop (which drains 512 at a
+#: time) is at most :func:`receive_hwm` messages per connection, between these two
 RECEIVE_HWM = 1000
+RECEIVE_HWM_MIN = 16
 #: a worker's exit status when its storage cannot be opened at start (the node stops)
 EXIT_STORAGE = 78
 HEARTBEAT_INTERVAL = 0.1
@@ -217,7 +219,7 @@ class Worker:
         keys = node_keys(cfg)      # tcp: CURVE server and client, ZAP before the bind
         client_keys = keys.client if keys else None
         self.listener = Listener(self.ctx, loop, keys, self.counters, self.endpoints[self.slot],
-                                 cfg.max_message_bytes, send_hwm=100_000, receive_hwm=RECEIVE_HWM)
+                                 cfg.max_message_bytes, send_hwm=100_000, receive_hwm=receive_hwm(cfg))
         self.sock = self.listener.sock
         # a cluster node's actors reach actors anywhere in the cluster: the router's map
         self.transport = AsyncTransport(self.ctx, self.router_endpoint,
@@ -439,6 +441,19 @@ def _not_yet(frames: list[bytes]) -> None:
 #: tests/unit/test_runtime_gc_cycles.py): reference counting frees it at once.
 #: Measured: CPU per activation 108 -> 70 us at 200k residents (BENCHMARKS.md, issue 19).
 GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def receive_hwm(cfg: NodeConfig) -> int:
+    """The worker socket's RCVHWM: ``max_queued_bytes // max_message_bytes`` messages,
+    within [:data:`RECEIVE_HWM_MIN`, :data:`RECEIVE_HWM`]. ZeroMQ counts messages, not
+    bytes, and keeps reading into this queue while a handler blocks the loop (admission,
+    which counts bytes against ``max_queued_bytes``, runs only when the loop does): sized
+    so, what one connection can have queued at a blocked worker is at most
+    ``max(max_queued_bytes, 16 * max_message_bytes)`` (each message is at most
+    ``max_message_bytes``: a larger one is refused, and a coalesced batch is smaller),
+    plus the kernel's socket buffers; the sender's own queue then fills and its sends
+    raise Overloaded (``docs/configuration.md``, "Limits")."""
+    return max(RECEIVE_HWM_MIN, min(RECEIVE_HWM, cfg.max_queued_bytes // max(cfg.max_message_bytes, 1)))
 
 
 def tune_gc() -> None:
