@@ -74,3 +74,13 @@ def test_an_unanswering_worker_whose_process_is_gone_or_not_started_is_down():
     w = st.unanswered(0, "x")
     assert (w["up"], w["state"]) == (False, "starting"), w
     assert st.answered(0, {"pid": 1})["up"] and SlotStatus(None).unanswered(0, "x")["up"] is False
+
+
+def test_top_shows_a_busy_worker_as_busy_and_a_silent_one_as_silent():
+    from actorsys.node import top
+
+    assert str(top._up({"up": True, "answered": True})) == "yes"
+    assert str(top._up({"up": True, "answered": False, "state": "busy",
+                        "busy": {"seconds": 2.4}})) == "busy 2s"
+    assert str(top._up({"up": True, "answered": False, "state": "unresponsive"})) == "silent"
+    assert str(top._up({"up": False, "state": "restarting"})) == "NO"
