@@ -1,8 +1,10 @@
 """Worker health: the node supervisor's checks on workers that are alive but not well.
 
-* **Shared memory.** Two doubles per worker slot, written by the worker and read here:
-  its last heartbeat and the start of the synchronous turn in progress (0 when none),
-  both ``time.monotonic()``. A new worker's slot is reset when it is forked.
+* **Shared memory** (:class:`~actorsys.protocol.board.SlotBoard`). Two doubles per worker
+  slot, written by the worker and read here: its last heartbeat and the start of the
+  synchronous turn in progress (0 when none), both ``time.monotonic()``. A new worker's
+  slot is reset when it is forked. The supervisor writes each slot's pid there too (0
+  once the process is reaped), for the router's ``status`` (``actorsys/node/slots.py``).
 * **A turn past its deadline**: a turn that has run longer than ``turn_timeout`` ->
   SIGKILL (a loop blocked in user code cannot stop itself).
 * **Missed heartbeats**: no heartbeat for ``heartbeat_timeout`` outside a turn -> SIGKILL;
@@ -24,7 +26,6 @@ The supervisor reaps what these signals kill and restarts it like any dead child
 from __future__ import annotations
 
 import logging
-import mmap
 import signal
 import time
 from typing import Mapping
@@ -32,6 +33,7 @@ from typing import Mapping
 import psutil
 
 from actorsys.config import NodeConfig
+from actorsys.protocol.board import SlotBoard
 from actorsys.runtime.worker import DUMP_SIGNAL
 
 from .processes import NodeChild, Role, send_signal
@@ -49,9 +51,10 @@ class WorkerHealth:
 
     def __init__(self, cfg: NodeConfig, now: float) -> None:
         self.cfg = cfg
+        #: shared with the router and the workers (forked after it is made)
+        self.board = SlotBoard(cfg.workers)
         # [heartbeat, start of the sync turn in progress or 0] per slot, shared with workers
-        self._beats_map = mmap.mmap(-1, 16 * max(cfg.workers, 1))
-        self.beats = memoryview(self._beats_map).cast("d")
+        self.beats = self.board.beats
         self.spawned_at: dict[int, float] = {}    # slot -> when its current worker was forked
         self.terminating: dict[int, float] = {}   # pid -> when to SIGKILL it (NEVER: killed)
         self.next_memory_check = 0.0
@@ -66,6 +69,14 @@ class WorkerHealth:
         self.spawned_at[slot] = now
         self.beats[2 * slot] = now
         self.beats[2 * slot + 1] = 0.0
+
+    def worker_running(self, slot: int, pid: int, now: float) -> None:
+        """The new worker of ``slot`` runs as ``pid`` (forked at ``now``)."""
+        self.board.forked(slot, pid, now)
+
+    def worker_gone(self, slot: int) -> None:
+        """The worker of ``slot`` exited and was reaped."""
+        self.board.gone(slot)
 
     def _kill(self, pid: int) -> None:
         send_signal(pid, signal.SIGKILL)

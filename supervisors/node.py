@@ -120,11 +120,15 @@ class NodeSupervisor:
 
     # -- children ---------------------------------------------------------------
     def _spawn(self, child: NodeChild) -> int:
+        now = time.monotonic()
         if child.role is Role.WORKER:
             assert child.slot is not None
-            self.health.worker_forked(child.slot, time.monotonic())
+            self.health.worker_forked(child.slot, now)
         pid = self.launcher.spawn(child)
         self.children[pid] = child
+        if child.role is Role.WORKER:
+            assert child.slot is not None
+            self.health.worker_running(child.slot, pid, now)
         return pid
 
     def _reap(self) -> list[tuple[NodeChild, int]]:
@@ -139,6 +143,8 @@ class NodeSupervisor:
                 break
             child = self.children.pop(pid, None)
             if child is not None:
+                if child.role is Role.WORKER and child.slot is not None:
+                    self.health.worker_gone(child.slot)
                 dead.append((child, status))
         return dead
 
@@ -156,7 +162,7 @@ class NodeSupervisor:
         except ConfigError as exc:
             self._fail(f"cannot start: {exc}")
             return EXIT_GAVE_UP
-        self.launcher = Launcher(self.cfg, self.layout, meta, self.health.beats, self.reports_w, lock_fds,
+        self.launcher = Launcher(self.cfg, self.layout, meta, self.health.board, self.reports_w, lock_fds,
                                  self.pid)
         if self.cfg.gateway is not None:
             from actorsys.gateway import app  # noqa: F401  (imported before forking, like the rest)

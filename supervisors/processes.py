@@ -32,6 +32,7 @@ from actorsys.config import NodeConfig, NodeLayout
 from actorsys.errors import ConfigError
 from actorsys.node import router
 from actorsys.runtime import worker
+from actorsys.protocol.board import SlotBoard
 
 from . import tree
 
@@ -134,14 +135,14 @@ _collected = False
 class Launcher:
     """Forks the node's processes; holds what every one of them is started with.
 
-    ``beats``: the memory shared with the workers (see ``health.py``); ``reports_w``: the
+    ``board``: the memory shared with the router and the workers (see ``health.py``); ``reports_w``: the
     pipe a worker or the tree writes why it failed to; ``lock_fds``: the node's locks,
     which only the supervisor (``parent``) keeps."""
 
     cfg: NodeConfig
     layout: NodeLayout
     meta: dict[str, Any]
-    beats: memoryview[float]
+    board: SlotBoard
     reports_w: int
     lock_fds: list[int]
     parent: int
@@ -197,7 +198,7 @@ class Launcher:
         """Run the role's entry point; returns the exit status."""
         cfg, layout = self.cfg, self.layout
         if child.role is Role.ROUTER:
-            return router.main(cfg, layout, self.meta, self.reports_w)
+            return router.main(cfg, layout, self.meta, self.reports_w, board=self.board)
         if child.role is Role.GATEWAY:
             from actorsys.gateway import app as gateway
             gateway.main(cfg, layout)
@@ -205,4 +206,5 @@ class Launcher:
         if child.role is Role.TREE:
             return tree.main(cfg, layout, self.meta, restarted=child.restarted, report_fd=self.reports_w)
         assert child.slot is not None
-        return worker.main(cfg, layout, child.slot, self.meta, self.beats, self.reports_w)
+        return worker.main(cfg, layout, child.slot, self.meta, self.board.beats, self.reports_w,
+                           board=self.board)

@@ -52,6 +52,7 @@ from ..client.common import CONNECT_TIMEOUT
 from ..config.defaults import DRAIN_TIMEOUT
 from ..errors import ActorError, AskTimeout, NodeUnavailable
 from ..log import LEVELS
+from . import slots
 from .target import TargetError, resolve
 
 
@@ -216,6 +217,9 @@ def cmd_status(a: argparse.Namespace) -> int:
         print(f"{p['role']:<11}{slot:>5}{p.get('pid') or '-':>9}  {'yes' if p.get('up') else 'NO':<4}"
               f"{rss:>8}{p.get('resident', '-'):>10}{p.get('turns', '-'):>10}"
               f"{p.get('failures', '-'):>10}{p.get('bad_frames', '-'):>7}")
+    for p in st["processes"]:
+        if p["role"] == "worker" and p.get("answered") is False:
+            print(slots.note(p))
     for p in st["processes"]:
         if p["role"] == "gateway" and p.get("up"):
             subs = p.get("subscribers", 0)

@@ -8,7 +8,10 @@ nil when the node has no gateway). The router
 also:
 
 * answers ``STATUS`` with every process of the node (supervisor, router, workers) and
-  their counters, asking each worker with a short deadline;
+  their counters, asking each worker with a short deadline; a worker that cannot answer
+  in time (busy in a long sync turn, or gone) is described from the slot board the node
+  supervisor shares with it (:mod:`.slots`: up or not, busy with which turn, which
+  fields are stale);
 * forwards asks and tells that a client sends to it (for simple peers such as the CLI),
   relaying the worker's reply;
 * answers bad input with an error and counts it (never logs it: a flood of bad frames
@@ -55,7 +58,9 @@ from ..net.members import apply_member_keys
 from ..net.sockets import SocketPump
 from ..protocol import wire
 from ..protocol.shardmap import ShardMap
+from ..protocol.board import SlotBoard
 from .scrape import MetricsListener, NodeScrape
+from .slots import SlotStatus
 
 log = get_logger("router")
 #: the router's exit status when the node cannot join its cluster (the node stops)
@@ -74,8 +79,11 @@ class Router:
     """The router process: answers MAP, PING, STATUS, CLUSTER and LEAVE, forwards what clients send it
     (see the module docstring). Its endpoints are the node's :class:`NodeLayout`."""
 
-    def __init__(self, cfg: NodeConfig, layout: NodeLayout, meta: dict[str, Any]) -> None:
+    def __init__(self, cfg: NodeConfig, layout: NodeLayout, meta: dict[str, Any],
+                 board: SlotBoard | None = None) -> None:
         self.cfg, self.layout, self.endpoint, self.meta = cfg, layout, layout.router, meta
+        #: how status describes a worker, answered or not (the board: shared with the workers)
+        self.slots = SlotStatus(board)
         self.map = ShardMap(epoch=meta["epoch"], shards=meta["shards"], owner=list(meta["owner"]),
                             endpoints=list(layout.workers))
         #: the cluster side (None: a single node); set in run() before anything is served
@@ -345,9 +353,9 @@ class Router:
             try:
                 st: dict[str, Any] = await self.transport.call_peer(
                     self.layout.workers[slot], wire.STATUS, [], 1.0, f"worker slot {slot}")
-                return st
+                return self.slots.answered(slot, st)
             except ActorError as exc:
-                return {"role": "worker", "slot": slot, "pid": None, "up": False, "error": str(exc)}
+                return self.slots.unanswered(slot, str(exc))
 
         async def peer(endpoint: str | None, role: str, who: str) -> list[dict[str, Any]]:
             """The status of the tree or the gateway (none if the node has none)."""
@@ -385,11 +393,11 @@ class Router:
 
 
 def main(cfg: NodeConfig, layout: NodeLayout, meta: dict[str, Any],
-         report_fd: int | None = None) -> int:
+         report_fd: int | None = None, board: SlotBoard | None = None) -> int:
     """Entry point of the router process (forked by the node supervisor, which has set up
     its logging as every child's: ``supervisors/processes.py``); returns its exit status
     (:data:`EXIT_CLUSTER` after writing why to ``report_fd``, :data:`EXIT_LEFT`)."""
-    r = Router(cfg, layout, meta)
+    r = Router(cfg, layout, meta, board)
     r.report_fd = report_fd
     asyncio.run(r.run())
     return r.exit_code

@@ -134,6 +134,18 @@ def _t(v: Any) -> Text:
     return Text(str(v))
 
 
+def _up(p: dict[str, Any]) -> str | Text:
+    """The "up" cell: yes, busy (a worker in a long sync turn: ``actorsys/node/slots.py``),
+    not answering (up, loop blocked), or NO."""
+    if not p.get("up"):
+        return Text("NO", style="bold red")
+    if p.get("state") == "busy":
+        return Text(f"busy {(p.get('busy') or {}).get('seconds', 0):.0f}s", style="yellow")
+    if p.get("answered") is False:
+        return Text("silent", style="yellow")
+    return "yes"
+
+
 def frame(now: Sample, before: Sample | None) -> Group:
     """One frame: the tables of the module docstring."""
     st = now.status
@@ -159,7 +171,7 @@ def frame(now: Sample, before: Sample | None) -> Group:
             if old is not None and old.get("pid") == p.get("pid") and "turns" in p:
                 turns = max(p["turns"] - old.get("turns", 0), 0) / max(now.at - before.at, 1e-3)
         procs.add_row(role, "-" if slot is None else str(slot), str(p.get("pid") or "-"),
-                      "yes" if p.get("up") else Text("NO", style="bold red"),
+                      _up(p),
                       _fmt(None if cpu is None else cpu * 100, ".0f"),
                       _fmt(p["rss"] / 1e6 if p.get("rss") else None, ".1f"),
                       _fmt(restarts or (0.0 if p.get("up") else None), ".0f"),

@@ -7,4 +7,6 @@ May import: ``actorsys.errors``. Imported by every layer above.
 * :mod:`.ws`: the gateway <-> worker sub-protocol for WebSockets.
 * :mod:`.subs`: the client <-> gateway sub-protocol for Python subscribers, and its
   flow control's bookkeeping (:class:`~.subs.Window`).
+* :mod:`.board`: what the node's processes share in memory about its worker slots
+  (heartbeats, the turn in progress, pids): read by the router's ``status``.
 """

@@ -23,7 +23,10 @@ that block its event loop.
   reads it and logs a WARNING when one step has run longer than ``slow_turn``, while it
   still runs (every other actor of the worker waits meanwhile), and once more when it
   ends. No locks: the record is written in an order (``since`` last at a start, alone
-  at an end) that lets the reader check it read one step's record.
+  at an end) that lets the reader check it read one step's record. The same thread
+  labels the running step on the node's slot board (actor and method, stamped with its
+  start: :mod:`~actorsys.protocol.board`), where the router's ``status`` reads what a
+  worker busy in a long sync turn is doing.
 * **Stalls outside turns** (the same thread): the worker's heartbeat also writes
   :attr:`StepClock.beat`; when no turn runs and the beat is older than
   ``max(slow_turn, STALL_MIN)`` seconds, the loop is blocked by the runtime itself (a
@@ -56,6 +59,7 @@ from .activation import ALARM, ENDING, START, Activation, Call, Internal, method
 
 if TYPE_CHECKING:
     from .activation import Mail
+    from ..protocol.board import SlotBoard
 
 log = get_logger("turns")
 _RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -226,9 +230,11 @@ class SlowTurnWatch:
     alive."""
 
     def __init__(self, clock: StepClock, slow_turn: float, turn_timeout: float, slot: int,
-                 logger: logging.Logger = log) -> None:
+                 logger: logging.Logger = log, board: SlotBoard | None = None) -> None:
         self.clock, self.slow_turn, self.turn_timeout, self.slot = clock, slow_turn, turn_timeout, slot
         self.log = logger
+        #: where the running turn is labelled for the router's ``status`` (None: nowhere)
+        self.board = board
         self.poll = min(max(slow_turn / 5, 0.01), 0.2)
         self.stall = max(slow_turn, STALL_MIN)
         #: the thread whose loop is watched (the one that makes the watch)
@@ -283,6 +289,7 @@ class SlowTurnWatch:
         warned = 0.0          # the start of the step warned about (0.0: none)
         who = ""
         stalled = 0.0         # the beat a stall was warned about (0.0: none)
+        labelled = 0.0        # the start of the step labelled on the board (0.0: none)
         woke = paused = turned = time.monotonic()   # paused: this thread's last late wake
         cpu = time.process_time()
         while not wait(self.poll):
@@ -305,6 +312,10 @@ class SlowTurnWatch:
             act, msg = clock.act, clock.msg
             if clock.since != since or act is None:
                 continue      # another step began meanwhile: its record may be mixed
+            if self.board is not None and since != labelled:
+                labelled = since
+                self.board.write_label(self.slot, since, f"{act.type_name}/{act.key}",
+                                       method_label(msg) if msg is not None else "?")
             took = time.monotonic() - since
             if took < self.slow_turn:
                 continue

@@ -226,11 +226,12 @@ class NestedTurns:
         nest.frames.append(frame)
         outer_task, act.task = act.task, None    # while its sync part runs: a sync handler's ask refuses
         beats = self.beats
+        now = time.monotonic()       # (one time for both: the slot board matches them)
         if beats is not None:
-            beats[self._busy] = time.monotonic()
+            beats[self._busy] = now
         clock = self.clock
         if clock is not None:
-            clock.act, clock.msg, clock.since = act, call, time.monotonic()
+            clock.act, clock.msg, clock.since = act, call, now
         try:
             frame.txn = _open_txn(inst)
             r = self._invoke(act, call)

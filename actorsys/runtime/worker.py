@@ -82,12 +82,15 @@ from .dispatch import Dispatch
 from .ws_routes import GatewayRoutes
 from .grants import Grants, ShardCommands
 from .replication import Replication
+from ..protocol.board import SlotBoard
 from .loud import SlowTurnWatch, StepClock
 
 log = get_logger("worker")
-#: messages ZeroMQ queues per peer on a worker's socket before the peer's send queue fills:
-#: what a worker takes in while a sync turn blocks its loop (which drains 512 at a time)
+#: messages ZeroMQ queues per peer on a worker's socket before the peer's send queue
+#: fills: what a worker takes in while a sync turn blocks its loop (which drains 512 at a
+#: time) is at most :func:`receive_hwm` messages per connection, between these two
 RECEIVE_HWM = 1000
+RECEIVE_HWM_MIN = 16
 #: a worker's exit status when its storage cannot be opened at start (the node stops)
 EXIT_STORAGE = 78
 HEARTBEAT_INTERVAL = 0.1
@@ -101,12 +104,13 @@ class Worker:
     the module docstring); what arrives goes to its :attr:`dispatch`."""
 
     def __init__(self, cfg: NodeConfig, layout: NodeLayout, slot: int, meta: dict[str, Any],
-                 beats: "memoryview[float] | None" = None) -> None:
+                 beats: "memoryview[float] | None" = None, board: SlotBoard | None = None) -> None:
         self.cfg, self.slot, self.endpoints = cfg, slot, list(layout.workers)
         self.router_endpoint = layout.router
         self.tree_endpoint = layout.tree
         self.gateway_endpoint = layout.gateway
         self.beats = beats           # shared with the node supervisor: [heartbeat, sync turn start]
+        self.board = board           # the rest of that memory: the watch labels long turns there
         self.map = ShardMap(epoch=meta["epoch"], shards=meta["shards"], owner=list(meta["owner"]),
                             endpoints=self.endpoints)
         self.classes: dict[str, type] = {}
@@ -215,7 +219,7 @@ class Worker:
         keys = node_keys(cfg)      # tcp: CURVE server and client, ZAP before the bind
         client_keys = keys.client if keys else None
         self.listener = Listener(self.ctx, loop, keys, self.counters, self.endpoints[self.slot],
-                                 cfg.max_message_bytes, send_hwm=100_000, receive_hwm=RECEIVE_HWM)
+                                 cfg.max_message_bytes, send_hwm=100_000, receive_hwm=receive_hwm(cfg))
         self.sock = self.listener.sock
         # a cluster node's actors reach actors anywhere in the cluster: the router's map
         self.transport = AsyncTransport(self.ctx, self.router_endpoint,
@@ -272,7 +276,8 @@ class Worker:
         self.watch: SlowTurnWatch | None = None
         if cfg.slow_turn > 0:
             self.turns.clock = StepClock()
-            self.watch = SlowTurnWatch(self.turns.clock, cfg.slow_turn, cfg.turn_timeout, self.slot)
+            self.watch = SlowTurnWatch(self.turns.clock, cfg.slow_turn, cfg.turn_timeout, self.slot,
+                                       board=self.board)
             self.watch.start()
         self._beat()
         self._done = loop.create_future()
@@ -440,6 +445,19 @@ def _not_yet(frames: list[bytes]) -> None:
 GC_THRESHOLDS = (50_000, 20, 100)
 
 
+def receive_hwm(cfg: NodeConfig) -> int:
+    """The worker socket's RCVHWM: ``max_queued_bytes // max_message_bytes`` messages,
+    within [:data:`RECEIVE_HWM_MIN`, :data:`RECEIVE_HWM`]. ZeroMQ counts messages, not
+    bytes, and keeps reading into this queue while a handler blocks the loop (admission,
+    which counts bytes against ``max_queued_bytes``, runs only when the loop does): sized
+    so, what one connection can have queued at a blocked worker is at most
+    ``max(max_queued_bytes, 16 * max_message_bytes)`` (each message is at most
+    ``max_message_bytes``: a larger one is refused, and a coalesced batch is smaller),
+    plus the kernel's socket buffers; the sender's own queue then fills and its sends
+    raise Overloaded (``docs/configuration.md``, "Limits")."""
+    return max(RECEIVE_HWM_MIN, min(RECEIVE_HWM, cfg.max_queued_bytes // max(cfg.max_message_bytes, 1)))
+
+
 def tune_gc() -> None:
     """Set :data:`GC_THRESHOLDS`, and move what the worker's start made (its actor
     classes, the node's config: objects that live as long as the process) out of the
@@ -451,12 +469,13 @@ def tune_gc() -> None:
 
 
 def main(cfg: NodeConfig, layout: NodeLayout, slot: int, meta: dict[str, Any],
-         beats: "memoryview[float] | None" = None, report_fd: int | None = None) -> int:
+         beats: "memoryview[float] | None" = None, report_fd: int | None = None,
+         board: SlotBoard | None = None) -> int:
     """Entry point of a worker process (forked by the node supervisor); returns its exit
     status: :data:`EXIT_STORAGE` (after writing why to ``report_fd``) when its storage
     cannot be opened or read at start. (Its logging is set up by the node supervisor's
     fork, as every child's: ``supervisors/processes.py``.)"""
-    worker = Worker(cfg, layout, slot, meta, beats)
+    worker = Worker(cfg, layout, slot, meta, beats, board)
     tune_gc()
     # (a C-level handler: it writes even while the loop is blocked holding the interpreter)
     faulthandler.register(DUMP_SIGNAL, file=sys.stderr, all_threads=True)

@@ -41,6 +41,10 @@ class Counter(actorsys.Actor):
         self.storage.put("poison", True)
         raise ValueError(f"failing after adding {by}")
 
+    def weigh(self, blob: bytes) -> int:
+        """Takes a payload and keeps nothing of it (floods of large tells)."""
+        return len(blob)
+
     def sleep(self, seconds: float) -> str:
         time.sleep(seconds)            # blocks the worker: for "in flight" tests
         return "slept"
