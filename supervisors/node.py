@@ -65,6 +65,7 @@ from actorsys.errors import ActorError, ConfigError
 from actorsys.net.keys import node_keys
 from actorsys.node import router
 from actorsys.node.claim import claim_node
+from actorsys.protocol.board import PEERS
 from actorsys.runtime import worker
 from actorsys.storage.meta import cluster_identity, load_or_create_meta
 
@@ -129,6 +130,8 @@ class NodeSupervisor:
         if child.role is Role.WORKER:
             assert child.slot is not None
             self.health.worker_running(child.slot, pid, now)
+        elif child.role.value in PEERS:
+            self.health.board.peer_forked(child.role.value, pid, now)
         return pid
 
     def _reap(self) -> list[tuple[NodeChild, int]]:
@@ -145,6 +148,8 @@ class NodeSupervisor:
             if child is not None:
                 if child.role is Role.WORKER and child.slot is not None:
                     self.health.worker_gone(child.slot)
+                elif child.role.value in PEERS:
+                    self.health.board.peer_gone(child.role.value)
                 dead.append((child, status))
         return dead
 

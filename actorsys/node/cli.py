@@ -218,10 +218,10 @@ def cmd_status(a: argparse.Namespace) -> int:
               f"{rss:>8}{p.get('resident', '-'):>10}{p.get('turns', '-'):>10}"
               f"{p.get('failures', '-'):>10}{p.get('bad_frames', '-'):>7}")
     for p in st["processes"]:
-        if p["role"] == "worker" and p.get("answered") is False:
+        if p.get("answered") is False:
             print(slots.note(p))
     for p in st["processes"]:
-        if p["role"] == "gateway" and p.get("up"):
+        if p["role"] == "gateway" and p.get("up") and p.get("answered") is not False:
             subs = p.get("subscribers", 0)
             print(f"gateway http://{p['listen']}: {p['sockets']} sockets"
                   f"{f' ({subs} Python subscriptions)' if subs else ''} on "

@@ -362,9 +362,10 @@ class Router:
             if endpoint is None:
                 return []
             try:
-                return [await self.transport.call_peer(endpoint, wire.STATUS, [], 1.0, who)]
+                return [self.slots.peer_answered(
+                    role, await self.transport.call_peer(endpoint, wire.STATUS, [], 1.0, who))]
             except ActorError as exc:
-                return [{"role": role, "pid": None, "up": False, "error": str(exc)}]
+                return [self.slots.peer_unanswered(role, str(exc))]
 
         workers, trees, gateways = await asyncio.gather(
             asyncio.gather(*(one(i) for i in range(len(self.layout.workers)))),

@@ -16,6 +16,10 @@ and the workers), never just as down:
   ``"unresponsive"`` (its loop is blocked outside a sync turn: an async handler between
   awaits, or the runtime; ``heartbeat_age`` says since when), ``"starting"``,
   ``"restarting"``, ``"down"``.
+* The supervision tree and the gateway (:meth:`SlotStatus.peer_unanswered`): one that
+  does not answer is ``up: true``, ``state: "unresponsive"`` with its pid while the
+  process that answered before runs; ``up: false`` with ``state: "starting"`` while a
+  new process has not answered yet, and ``"down"`` once it is gone.
 * ``answered: false``, and ``error`` (why the request failed). The fields of this slot's
   last answered reply are kept when that reply came from the same pid, listed in
   ``stale`` with their age in ``stale_seconds``: they are what the worker said then,
@@ -45,6 +49,8 @@ class SlotStatus:
         self.board = board
         #: slot -> (when, its last answered STATUS reply)
         self.last: dict[int, tuple[float, dict[str, Any]]] = {}
+        #: "tree"/"gateway" -> the pid of its process that last answered STATUS
+        self.peers_up: dict[str, int] = {}
 
     def answered(self, slot: int, reply: dict[str, Any]) -> dict[str, Any]:
         """A worker's own STATUS reply, marked answered (and kept for later)."""
@@ -81,10 +87,41 @@ class SlotStatus:
         return out
 
 
+    def peer_answered(self, role: str, reply: dict[str, Any]) -> dict[str, Any]:
+        """The tree's or the gateway's own STATUS reply (its pid remembered as having
+        answered since it started)."""
+        if isinstance(reply.get("pid"), int):
+            self.peers_up[role] = reply["pid"]
+        return reply
+
+    def peer_unanswered(self, role: str, error: str) -> dict[str, Any]:
+        """The status of the tree or the gateway when it did not answer (``error``: why):
+        while its process runs, ``up: true``, its pid and ``state: "unresponsive"`` (its
+        loop is busy or stopped) if that process has answered before, else ``up: false``,
+        ``"starting"``; ``up: false``, ``"down"`` once it is gone."""
+        out: dict[str, Any] = {"role": role, "pid": None, "up": False, "answered": False,
+                               "error": error, "state": "down"}
+        if self.board is not None:
+            pid, forked_at = self.board.peer(role)
+            if pid and _alive(pid):
+                out.update(pid=pid, seconds_up=round(time.monotonic() - forked_at, 3))
+                if self.peers_up.get(role) == pid:
+                    out.update(up=True, state="unresponsive")
+                else:
+                    out["state"] = "starting"
+        return out
+
+
 def note(p: dict[str, Any]) -> str:
-    """One line on a worker that did not answer ``status`` in time (``actorsys/node/slots.py``)."""
-    who = f"worker slot {p.get('slot')}" + (f" (pid {p['pid']})" if p.get("pid") else "")
+    """One line on a worker, the tree or the gateway that did not answer ``status`` in time."""
+    who = (f"worker slot {p.get('slot')}" if p["role"] == "worker" else
+           {"tree": "supervision tree"}.get(p["role"], p["role"]))
+    who += f" (pid {p['pid']})" if p.get("pid") else ""
     state = p.get("state", "down")
+    if p["role"] != "worker":
+        what = {"unresponsive": "up but not answering", "starting": "starting"}.get(
+            state, "gone, being restarted")
+        return f"{who}: {what} ({p.get('error', '?')})"
     if state == "busy":
         b = p.get("busy") or {}
         turn = f"{b['actor']} {b['method']!r}" if b.get("actor") else "a turn"

@@ -21,6 +21,11 @@ router only when that stamp is the start of the turn in progress.
 
 The router reads the board to answer ``status`` for a worker that cannot answer in time
 (busy in a long synchronous turn, or gone): :mod:`actorsys.node.slots`.
+
+After the worker slots, one record per other process the router asks for its status
+(:data:`PEERS`: the supervision tree, the gateway), with its pid and fork time only,
+written by the node supervisor: a tree or gateway that does not answer in time is then
+told apart from one that is gone.
 """
 from __future__ import annotations
 
@@ -34,6 +39,9 @@ RECORD = 512
 _HEAD = struct.Struct("<qddH")      # pid, forked_at, label stamp, label length
 _STAMP_AT = 16                      # offset of the label stamp in a record
 LABEL_MAX = RECORD - _HEAD.size
+#: the other processes with a record (pid and fork time) after the worker slots
+PEERS = ("tree", "gateway")
+_PEER = struct.Struct("<qd")       # pid, forked_at
 
 
 class SlotView(NamedTuple):
@@ -53,10 +61,11 @@ class SlotBoard:
     def __init__(self, workers: int) -> None:
         n = max(workers, 1)
         self.workers = n
-        self._map = mmap.mmap(-1, 16 * n + RECORD * n)
+        self._map = mmap.mmap(-1, 16 * n + RECORD * n + _PEER.size * len(PEERS))
         #: [heartbeat, sync turn start] per slot (``beats[2 * slot]``, ``beats[2 * slot + 1]``)
         self.beats = memoryview(self._map)[:16 * n].cast("d")
-        self._records = memoryview(self._map)[16 * n:]
+        self._records = memoryview(self._map)[16 * n:16 * n + RECORD * n]
+        self._peers = memoryview(self._map)[16 * n + RECORD * n:]
 
     def _at(self, slot: int) -> int:
         if not 0 <= slot < self.workers:
@@ -73,6 +82,19 @@ class SlotBoard:
         """The slot's process is gone (reaped); a new one is not running yet."""
         at = self._at(slot)
         _HEAD.pack_into(self._records, at, 0, 0.0, 0.0, 0)
+
+    def peer_forked(self, role: str, pid: int, now: float) -> None:
+        """The process of ``role`` (one of :data:`PEERS`) runs as ``pid`` since ``now``."""
+        _PEER.pack_into(self._peers, _PEER.size * PEERS.index(role), pid, now)
+
+    def peer_gone(self, role: str) -> None:
+        """The process of ``role`` exited and was reaped."""
+        _PEER.pack_into(self._peers, _PEER.size * PEERS.index(role), 0, 0.0)
+
+    def peer(self, role: str) -> tuple[int, float]:
+        """``(pid, forked_at)`` of ``role``'s process (pid 0: none running)."""
+        pid, forked_at = _PEER.unpack_from(self._peers, _PEER.size * PEERS.index(role))
+        return int(pid), float(forked_at)
 
     # -- the worker (its slow-turn watch thread) ---------------------------------------
     def write_label(self, slot: int, stamp: float, actor: str, method: str) -> None:

@@ -25,6 +25,8 @@ BACKOFF = 2.5     # seconds a killed worker's restart waits (> the status reques
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[actorsys.Node]:
     cfg = make_config(str(tmp_path_factory.mktemp("status") / "data"),
                       backoff={"initial": BACKOFF, "max": BACKOFF, "jitter": 0}, max_seconds=60)
+    # (a supervision tree, for the tree's status)
+    cfg["supervisors"] = {"status": {"children": [{"id": "one", "actor": "Counter", "key": "status-child"}]}}
     yield from module_node(cfg)
 
 
@@ -72,3 +74,19 @@ def test_a_killed_worker_is_restarting_then_up_with_a_new_pid(node):
     assert back["pid"] not in (None, old), back
     assert node.client().ask("Counter", key_on_slot(node.client(), "Counter", 0, "after-kill"),
                              "add", 1) == 1
+
+
+def test_a_stopped_tree_is_up_and_unresponsive_not_down(node):
+    """The supervision tree's loop stopped (SIGSTOP): status says its process runs, with
+    its pid, and did not answer; it answers again once continued."""
+    tree = next(p for p in node.status()["processes"] if p["role"] == "tree")
+    assert tree["up"] and tree["pid"]
+    os.kill(tree["pid"], signal.SIGSTOP)
+    try:
+        t = next(p for p in node.status()["processes"] if p["role"] == "tree")
+        assert (t["up"], t["pid"], t["state"], t["answered"]) == (True, tree["pid"], "unresponsive", False), t
+    finally:
+        os.kill(tree["pid"], signal.SIGCONT)
+    wait_until(lambda: next(p for p in node.status()["processes"] if p["role"] == "tree").get("answered")
+               is not False, "the tree answering again")
+

@@ -76,6 +76,27 @@ def test_an_unanswering_worker_whose_process_is_gone_or_not_started_is_down():
     assert st.answered(0, {"pid": 1})["up"] and SlotStatus(None).unanswered(0, "x")["up"] is False
 
 
+def test_an_unanswering_tree_or_gateway_is_up_while_the_process_that_answered_runs():
+    b = SlotBoard(2)
+    st = SlotStatus(b)
+    assert st.peer_unanswered("tree", "x")["state"] == "down"        # never forked
+    b.peer_forked("tree", os.getpid(), time.monotonic())
+    t = st.peer_unanswered("tree", "no answer within 1 s")
+    assert (t["up"], t["pid"], t["state"]) == (False, os.getpid(), "starting"), t
+    st.peer_answered("tree", {"role": "tree", "pid": os.getpid()})
+    t = st.peer_unanswered("tree", "no answer within 1 s")
+    assert (t["up"], t["pid"], t["state"], t["answered"]) == (True, os.getpid(), "unresponsive", False)
+    assert note(t) == f"supervision tree (pid {os.getpid()}): up but not answering (no answer within 1 s)"
+    assert b.peer("gateway") == (0, 0.0) and b.read(1).pid == 0, "records apart"
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    b.peer_forked("gateway", p.pid, time.monotonic())                # a gone process
+    g = st.peer_unanswered("gateway", "x")
+    assert (g["up"], g["pid"], g["state"]) == (False, None, "down"), g
+    b.peer_gone("tree")
+    assert st.peer_unanswered("tree", "x")["state"] == "down"
+
+
 def test_top_shows_a_busy_worker_as_busy_and_a_silent_one_as_silent():
     from actorsys.node import top
 
