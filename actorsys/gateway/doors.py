@@ -137,6 +137,8 @@ class Doors:
                 conn, peer = sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
+            except ConnectionAbortedError:      # (gone before it was accepted)
+                continue
             except OSError as exc:      # EMFILE and the like: wait a little, say so (limited)
                 self.counters["accept_errors"] += 1
                 self.note("accept_error", "accept() on the HTTP address failed: %s", exc)

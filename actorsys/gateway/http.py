@@ -69,7 +69,7 @@ class HttpAsks:
             return response
         except ActorError as exc:
             self.counters["http_errors"] += 1
-            return self._actor_error(request, exc)
+            return self._actor_error(request, exc, self.limited)
         try:
             text = json.dumps(result, ensure_ascii=False)
         except (TypeError, ValueError) as exc:
@@ -94,13 +94,14 @@ class HttpAsks:
             raise Refused(408, "timeout", f"the body did not come within body_timeout "
                                           f"({self.body_timeout:.3g} s)") from None
 
-    def _actor_error(self, request: web.Request, exc: ActorError) -> web.Response:
+    @staticmethod
+    def _actor_error(request: web.Request, exc: ActorError,
+                     limited: RateLimit | None = None) -> web.Response:
         """The answer to an ask that failed (a handler's traceback goes to the log only)."""
-        limited = self.limited
         body: dict[str, Any] = exc.to_wire()
         tb = body.pop("traceback", None)      # server internals stay in the server's log
         code = body.pop("code")
-        if code == "remote" and limited.allow("remote"):
+        if code == "remote" and (limited is None or limited.allow("remote")):
             log.error("POST %s: the handler raised\n%s", request.path, tb or exc)
         extra = {"type": body["type"]} if code == "remote" else {}
         resp = error_response(STATUS_OF.get(code, 500), code, body["message"], **extra)

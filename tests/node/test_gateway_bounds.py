@@ -278,3 +278,17 @@ def test_unfinished_headers_get_408_and_idle_keepalive_is_closed(bounded):
     took = time.monotonic() - t
     assert status == 200 and answer.count(b"HTTP/1.1") == 1, answer[:300]
     assert HEADER_TIMEOUT - 0.2 < took < HEADER_TIMEOUT + 1.5, took
+
+
+def test_handlers_that_raise_do_not_flood_the_log(logged):
+    """300 HTTP asks whose handler raises: each is a 500, and the node's log (the
+    gateway's traceback of each, the worker's failed turns) stays a few lines long."""
+    node = logged.node
+    offset = logged.size()
+    for i in range(300):
+        status, _ = request(node, "127.0.0.3", b"POST /actors/Echo/raising/fail HTTP/1.1\r\n"
+                            b"Host: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        assert status == 500, (i, status)
+    err = logged.since(offset)
+    print(f"300 asks whose handler raised: stderr {len(err)} bytes")
+    assert len(err) < MAX_LOG_BYTES, f"the node wrote {len(err)} bytes to stderr:\n{err[:3000]}"
