@@ -91,47 +91,51 @@ class Doors:
         self.others = 0
         #: the gateway's limit on repeated log lines (this class sweeps it)
         self.limited = limited
-        self.sock: socket.socket | None = None
+        #: the listening sockets
+        self.socks: list[socket.socket] = []
         self._sweeper: asyncio.TimerHandle | None = None
-        self._resume: asyncio.TimerHandle | None = None
+        #: listening socket -> when accepting resumes on it, after accept() failed
+        self._resume: dict[socket.socket, asyncio.TimerHandle] = {}
         self.recount()
 
-    def listen(self, host: str, port: int) -> int:
-        """Bind ``host:port`` (port 0: a free one; returned) and accept on it."""
-        family, kind, proto, _, addr = socket.getaddrinfo(
-            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
-        sock = socket.socket(family, kind, proto)
-        try:
+    def listen(self, host: str, port: int) -> None:
+        """Bind ``host:port`` (every address the name has, as aiohttp's site did) and
+        accept on it."""
+        seen = set()
+        for family, kind, proto, _, addr in socket.getaddrinfo(
+                host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE):
+            if (family, addr) in seen:
+                continue
+            seen.add((family, addr))
+            sock = socket.socket(family, kind, proto)
+            self.socks.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind(addr)
             sock.listen(BACKLOG)
             sock.setblocking(False)
-        except BaseException:
-            sock.close()
-            raise
-        self.sock = sock
         self.loop.set_exception_handler(self._loop_error)
-        self.loop.add_reader(sock.fileno(), self._accept)
+        for sock in self.socks:
+            self.loop.add_reader(sock.fileno(), self._accept, sock)
         self._sweep()
-        return int(sock.getsockname()[1])
 
     def close(self) -> None:
         """Stop accepting (the connections are aiohttp's to close), write the log's
         pending summaries."""
-        for handle in (self._sweeper, self._resume):
+        for handle in (self._sweeper, *self._resume.values()):
             if handle is not None:
                 handle.cancel()
-        if self.sock is not None:
-            self.loop.remove_reader(self.sock.fileno())
-            self.sock.close()
-            self.sock = None
+        for sock in self.socks:
+            if sock.fileno() >= 0:
+                self.loop.remove_reader(sock.fileno())
+            sock.close()
+        self.socks = []
         self.limited.flush()
 
-    def _accept(self) -> None:
-        """Accept what is waiting (at most :data:`ACCEPT_BATCH` at a time): reset the
-        refused at once, hand the others to a :class:`Door`."""
-        sock = self.sock
-        assert sock is not None
+    def _accept(self, sock: socket.socket) -> None:
+        """Accept what is waiting on ``sock`` (at most :data:`ACCEPT_BATCH` at a time):
+        reset the refused at once, hand the others to a :class:`Door`."""
         for _ in range(ACCEPT_BATCH):
             try:
                 conn, peer = sock.accept()
@@ -143,7 +147,7 @@ class Doors:
                 self.counters["accept_errors"] += 1
                 self.note("accept_error", "accept() on the HTTP address failed: %s", exc)
                 self.loop.remove_reader(sock.fileno())
-                self._resume = self.loop.call_later(ACCEPT_PAUSE, self._resume_accepting)
+                self._resume[sock] = self.loop.call_later(ACCEPT_PAUSE, self._resume_accepting, sock)
                 return
             address = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
             why = self.refusal(address)
@@ -154,10 +158,10 @@ class Doors:
                 continue
             self._admit(conn, address)
 
-    def _resume_accepting(self) -> None:
-        self._resume = None
-        if self.sock is not None:
-            self.loop.add_reader(self.sock.fileno(), self._accept)
+    def _resume_accepting(self, sock: socket.socket) -> None:
+        self._resume.pop(sock, None)
+        if sock.fileno() >= 0:
+            self.loop.add_reader(sock.fileno(), self._accept, sock)
 
     def _admit(self, conn: socket.socket, address: str) -> None:
         self.held += 1
@@ -168,13 +172,13 @@ class Doors:
         task = self.loop.create_task(self.loop.connect_accepted_socket(lambda: door, conn))
 
         def made(t: "asyncio.Task[Any]") -> None:
-            if t.cancelled() or t.exception() is not None:      # (no transport: no door)
+            if t.cancelled() or t.exception() is not None:      # (no transport)
                 conn.close()
-                self.release(address)
+                door.release()
         task.add_done_callback(made)
 
     def release(self, address: str) -> None:
-        """A connection from ``address`` is gone."""
+        """A connection from ``address`` is gone (:meth:`Door.release`: once)."""
         self.held -= 1
         n = self.per_address.get(address, 0) - 1
         if n > 0:
@@ -278,6 +282,7 @@ class Door(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
         self.received = 0           # bytes since the clock last started
         self.unsent = -1            # the write buffer's size when the clock last ran out
+        self.released = False       # Doors.release was called for it
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -307,9 +312,15 @@ class Door(asyncio.Protocol):
         self._stop_clock()
         if self.transport is not None:
             self.doors.open.pop(self.transport, None)
-            self.doors.release(self.address)
+        self.release()
         if self.inner is not None:
             self.inner.connection_lost(exc)
+
+    def release(self) -> None:
+        """This connection no longer holds a descriptor (counted once)."""
+        if not self.released:
+            self.released = True
+            self.doors.release(self.address)
 
     def handling(self) -> None:
         """A request's headers are in: no deadline until its response."""
