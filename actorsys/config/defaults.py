@@ -132,7 +132,17 @@ DEFAULTS: Mapping[str, Key] = MappingProxyType({
     "gateway.allowed_hosts": Key(Kind.STRINGS, []),
     "gateway.max_message_bytes": Key(Kind.SIZE, 64 * 1024),
     "gateway.max_connections_per_actor": Key(Kind.INT, 1000),
+    # connections (HTTP and WebSocket together) the gateway holds at once, in all and
+    # from one client address (actorsys/gateway/doors.py)
     "gateway.max_connections": Key(Kind.INT, 10_000),
+    "gateway.max_connections_per_address": Key(Kind.INT, 256),
+    # seconds a connection may take to send a request's headers (and to stay idle
+    # between requests), and a request's body (then 408 and closed)
+    "gateway.header_timeout": Key(Kind.NUMBER, 10.0),
+    "gateway.body_timeout": Key(Kind.NUMBER, 30.0),
+    # file descriptors kept free for the node's own sockets and files: past that, new
+    # connections are closed at once
+    "gateway.fd_reserve": Key(Kind.INT, 64),
     "gateway.expose": Key(Kind.STRINGS, None),          # None: every registered type
     "gateway.auth": Key(Kind.STR, None),
     "gateway.metrics": Key(Kind.BOOL, False),          # /metrics on the gateway (the whole node's)

@@ -76,9 +76,16 @@ def parse_gateway(table: Any, src: Source, actors: dict[str, str]) -> dict[str, 
     except ValueError:
         raise fail(f"must be between 1KiB and 64MiB, got {table.get('max_message_bytes')!r:.80}",
                    "max_message_bytes") from None
-    for key in ("max_connections_per_actor", "max_connections"):
+    for key in ("max_connections_per_actor", "max_connections", "max_connections_per_address"):
         if type(g[key]) is not int or g[key] < 1:
             raise fail(f"must be a positive integer, got {g[key]!r:.80}", key)
+    if type(g["fd_reserve"]) is not int or not 0 <= g["fd_reserve"] <= 100_000:
+        raise fail(f"must be a number of file descriptors from 0 to 100000, got {g['fd_reserve']!r:.80}",
+                   "fd_reserve")
+    for key in ("header_timeout", "body_timeout"):
+        if type(g[key]) not in (int, float) or not 0.1 <= g[key] <= 3600:
+            raise fail(f"must be a number of seconds from 0.1 to 3600, got {g[key]!r:.80}", key)
+        g[key] = float(g[key])
     if g["expose"] is not None:
         if not (isinstance(g["expose"], list) and all(isinstance(t, str) for t in g["expose"])):
             raise fail("must be a list of actor type names", "expose")

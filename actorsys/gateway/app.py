@@ -19,7 +19,10 @@ In the user's words:
 * Static files from ``static`` (``/`` serves its ``index.html``).
 * Limits and access: ``max_message_bytes``, ``max_connections_per_actor``,
   ``max_connections``, ``allowed_origins``, ``allowed_hosts``, ``expose`` and the
-  ``auth`` hook (:mod:`.admission`, :mod:`.auth`).
+  ``auth`` hook (:mod:`.admission`, :mod:`.auth`). Before any of those, every TCP
+  connection passes :mod:`.doors`: ``max_connections`` (HTTP and WebSocket together),
+  ``max_connections_per_address``, ``fd_reserve``, ``header_timeout``, and an early 413
+  from ``Content-Length``; ``body_timeout`` bounds reading a body (:mod:`.http`).
 * ``auto_response``: frames the gateway answers itself, without waking the actor
   (:mod:`.sockets`).
 
@@ -45,6 +48,7 @@ from ..config import NodeConfig, NodeLayout, import_function
 from ..config.gateway import auto_responses
 from ..errors import ActorError, NodeUnavailable
 from ..log import get_logger
+from ..lograte import RateLimit
 from ..net.listener import Listener
 from ..net.members import apply_member_keys
 from ..net.keys import node_keys
@@ -54,6 +58,7 @@ from .admission import Admission, error_response
 from .auth import AuthHook, Refused
 from .batches import Delivery
 from .dashboard import Dashboard
+from .doors import COUNTERS as DOOR_COUNTERS, Doors
 from .effects import Effects, NodeSide
 from .http import HttpAsks
 from .sockets import Hub
@@ -69,7 +74,8 @@ COUNTERS = ("http_requests", "http_errors", "ws_opened", "ws_closed", "ws_refuse
             "batches", "redeliveries", "duplicates", "duplicate_effects", "failed_events",
             "dropped_events", "stale_effects", "effects", "slow_closed", "bad_frames",
             "hook_refused", "origin_refused", "auth_refused", "handshake_failed", "auto_responses",
-            "subscribers_opened", "subscribers_closed", "subscribers_refused", "subscribers_lost")
+            "subscribers_opened", "subscribers_closed", "subscribers_refused", "subscribers_lost",
+            *DOOR_COUNTERS)
 
 
 class Gateway:
@@ -106,8 +112,12 @@ class Gateway:
                                  self.counters, max_message_bytes=cfg.max_message_bytes,
                                  ask_timeout=cfg.ask_timeout, turn_timeout=cfg.turn_timeout)
         self.hub.connect(self.delivery)
+        #: every repeated log line of the gateway passes it (a few a minute per kind)
+        self.limited = RateLimit(log, "gateway log lines", burst=5, window=60.0)
         self.http = HttpAsks(self.admission, self.transport, cfg.ask_timeout, g["max_message_bytes"],
-                             self.counters)
+                             self.counters, body_timeout=g["body_timeout"], limited=self.limited)
+        # (its protocol factory, aiohttp's, is set once the runner has one)
+        self.doors = Doors(loop, g, self.counters, asyncio.Protocol, self.limited)
         assert self.layout.gateway is not None
         self.listener = Listener(self.ctx, loop, keys, self.counters, self.layout.gateway,
                                  cfg.max_message_bytes)
@@ -115,6 +125,7 @@ class Gateway:
         self.metrics = metrics.current()
         self.metrics.counters = self.counters
         self.metrics.gauge("actorsys_gateway_sockets", lambda: len(self.hub.sockets))
+        self.metrics.gauge("actorsys_gateway_connections", lambda: self.doors.held)
         self.metrics.gauge("actorsys_gateway_subscribers", lambda: self.subscribers.count())
         node_side = NodeSide(self.sock, self.effects, self.status, cfg.max_message_bytes, self.counters,
                              on_keys=partial(apply_member_keys, self.listener.guard),
@@ -127,11 +138,13 @@ class Gateway:
             set(cfg.actors), g["subscriber_heartbeat"], g["max_message_bytes"], self.counters)
         await self._wait_for_the_map()
         self.runner = web.AppRunner(self._app(), access_log=None, handle_signals=False,
-                                    shutdown_timeout=1.0)
+                                    shutdown_timeout=1.0, keepalive_timeout=2 * g["header_timeout"])
         await self.runner.setup()
+        assert self.runner.server is not None
+        self.doors.factory = self.runner.server
         host, port = self.listen.rsplit(":", 1)
-        site = web.TCPSite(self.runner, host.strip("[]"), int(port), reuse_address=True)
-        await site.start()
+        # (not a TCPSite: the gateway accepts, then hands aiohttp what it admits)
+        self.doors.listen(host.strip("[]"), int(port))
         self.serving = True
         stop = asyncio.Event()
         for s in (signal.SIGTERM, signal.SIGINT):
@@ -175,7 +188,7 @@ class Gateway:
 
     def _app(self) -> web.Application:
         app = web.Application(client_max_size=self.g["max_message_bytes"],
-                              middlewares=[self.admission.check_host_and_cors])
+                              middlewares=[self.doors.middleware, self.admission.check_host_and_cors])
         app.router.add_post("/actors/{type}/{key}/{method}", self.http.handle)
         app.router.add_route("OPTIONS", "/actors/{type}/{key}/{method}", self.admission.preflight)
         app.router.add_get("/ws/{type}/{key}", self.hub.serve)
@@ -219,6 +232,7 @@ class Gateway:
         tasks = [*self.delivery.tasks(), *self.hub.leaving_writers()]
         if tasks:
             await asyncio.wait(tasks, timeout=max(deadline - self.loop.time(), 0.1))
+        self.doors.close()
         await self.runner.cleanup()
         self.subscribers.close()
         self.pump.close()
@@ -234,6 +248,7 @@ class Gateway:
                 "listen": self.listen, "incarnation": self.incarnation,
                 "last_batch": self.delivery.last_batch,
                 "sockets": len(self.hub.sockets), "subscribers": self.subscribers.count(),
+                "connections": self.doors.held,
                 "unsent_frames": unsent[0], "unsent_bytes": unsent[1],
                 "actors_with_sockets": len(self.hub.rooms), **self.counters}
 

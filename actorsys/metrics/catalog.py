@@ -90,6 +90,17 @@ COUNTERS: dict[str, tuple[str, str]] = {
                                                           "itself (auto_response), no turn run"),
     "auth_refused": ("actorsys_auth_refused", "Connections the CURVE guard refused"),
     "forbidden": ("actorsys_forbidden", "Requests refused because the sender's key may not make them"),
+    "conn_refused": ("actorsys_gateway_connections_refused",
+                     "HTTP connections reset at once: max_connections or "
+                     "max_connections_per_address"),
+    "conn_refused_fds": ("actorsys_gateway_connections_refused_fds",
+                         "HTTP connections reset at once to keep fd_reserve descriptors free"),
+    "header_timeouts": ("actorsys_gateway_header_timeouts",
+                        "HTTP connections closed with no request headers within header_timeout"),
+    "body_timeouts": ("actorsys_gateway_body_timeouts",
+                      "HTTP requests answered 408: the body did not come within body_timeout"),
+    "too_large": ("actorsys_gateway_too_large",
+                  "HTTP requests answered 413 from their Content-Length, the body unread"),
 }
 
 #: gauge name -> help (a process registers the ones it has: :meth:`ProcessMetrics.gauge`)
@@ -99,6 +110,8 @@ GAUGES: dict[str, str] = {
     "actorsys_queued_bytes": "Bytes of messages waiting in a worker's mailboxes",
     "actorsys_gateway_sockets": "WebSockets and Python subscriptions open at the gateway",
     "actorsys_gateway_subscribers": "Python subscriptions open at the gateway",
+    "actorsys_gateway_connections": "TCP connections open at the gateway's HTTP address "
+                                    "(HTTP and WebSocket)",
     "actorsys_alarms_in_flight": "Alarm turns a worker has started and not ended",
     "actorsys_cluster_nodes": "Nodes of the cluster, as this node's router sees it",
     "actorsys_cluster_nodes_alive": "Nodes of the cluster this node's router sees alive",

@@ -52,6 +52,11 @@ CASES = [
     ("max_connections_per_actor zero", ["max_connections_per_actor = 0"],
      "max_connections_per_actor", "positive"),
     ("metrics not a boolean", ['metrics = "yes"'], "metrics", "true"),
+    ("max_connections_per_address zero", ["max_connections_per_address = 0"],
+     "max_connections_per_address", "positive"),
+    ("header_timeout too short", ["header_timeout = 0.01"], "header_timeout", "seconds"),
+    ("body_timeout not a number", ['body_timeout = "30s"'], "body_timeout", "seconds"),
+    ("fd_reserve negative", ["fd_reserve = -1"], "fd_reserve", "file descriptors"),
 ]
 
 
