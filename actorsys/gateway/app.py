@@ -135,7 +135,8 @@ class Gateway:
         self.subscribers = Subscribers(
             loop, self.hub, subscriber_endpoint(self.ctx, self.layout.subscribers,
                                                 g["max_message_bytes"], self.listener.guard),
-            set(cfg.actors), g["subscriber_heartbeat"], g["max_message_bytes"], self.counters)
+            set(cfg.actors), g["subscriber_heartbeat"], g["max_message_bytes"], self.counters,
+            self.listener.guard)
         await self._wait_for_the_map()
         self.runner = web.AppRunner(self._app(), access_log=None, handle_signals=False,
                                     shutdown_timeout=1.0, keepalive_timeout=2 * g["header_timeout"])

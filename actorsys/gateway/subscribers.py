@@ -14,9 +14,11 @@ gate, effects applied once across a worker's kill -9, the roster, hibernation).
   (``max_connections``, ``max_connections_per_actor``), and the subscriptions of one
   connection may have at most :data:`~actorsys.protocol.subs.CONNECTION_CREDIT`
   messages in flight together (its window plus
-  :data:`~actorsys.protocol.subs.CONTROL` each): past it, ``Overloaded``. A client
-  that may reach the node's router may subscribe to any of its types: ``expose`` and
-  the ``auth`` hook are for the web. ``open`` answers at once, ``ok`` follows when its
+  :data:`~actorsys.protocol.subs.CONTROL` each): past it, ``Overloaded``. A key may
+  subscribe to the actor types its ``authorized_keys`` file lets it reach (either role;
+  ``types``, :mod:`actorsys.net.authz`): another type is refused ``forbidden``, counted
+  and logged as the workers' refusals are; ``expose`` and the ``auth`` hook are for
+  the web. ``open`` answers at once, ``ok`` follows when its
   ``on_connect`` has committed.
 * Sending: frames go under the subscription's credit (:class:`~actorsys.protocol.subs.Window`);
   while none is left, the socket's writer waits, and its frames wait in its queue,
@@ -54,6 +56,7 @@ import zmq
 from ..errors import (ActorError, BadRequest, MessageTooLarge, NodeUnavailable, Overloaded,
                       UnknownActorType)
 from ..log import get_logger
+from ..net.authz import Refusals
 from ..net.sockets import SocketPump, bound_router
 from ..protocol import subs, wire
 from ..protocol.subs import Window, size_of
@@ -162,9 +165,12 @@ class Subscribers:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, hub: Hub, sock: zmq.Socket[Any],
                  actors: set[str], heartbeat: float, max_frame: int,
-                 counters: dict[str, int]) -> None:
+                 counters: dict[str, int], guard: Guard | None = None) -> None:
         self.loop, self.hub, self.sock, self.actors = loop, hub, sock, actors
         self.heartbeat, self.max_frame, self.counters = heartbeat, max_frame, counters
+        #: the CURVE guard (None: ipc, everyone may subscribe to every type)
+        self.guard = guard
+        self.refusals = Refusals(log, counters)
         self.sessions: dict[bytes, Session] = {}
         self.pump = SocketPump(loop, sock, self.on_frames)
         self._timer: asyncio.TimerHandle | None = loop.call_later(heartbeat, self._beat)
@@ -347,6 +353,10 @@ class Subscribers:
             if type_name not in self.actors:
                 raise UnknownActorType(f"unknown actor type {type_name!r:.100} (not in the "
                                        f"node's [actors])")
+            if self.guard is not None:
+                grant = self.guard.grant(self.pump.user)
+                if (no := grant.refuse_type(type_name)) is not None:
+                    raise self.refusals.refused(grant, no)
             self._check_credit(session, window)
             try:
                 self.hub.check(type_name, key)

@@ -82,7 +82,12 @@ class Grant:
             if not typed and self.types is not None:
                 return Forbidden(f"key '{self.name}' (admin of some types only) may not make {what} "
                                  f"requests: they need an admin of every type")
-        if self.types is not None and type_name is not None and type_name not in self.types:
+        return self.refuse_type(type_name) if type_name is not None else None
+
+    def refuse_type(self, type_name: str) -> Forbidden | None:
+        """Why this key may not reach actors of ``type_name`` at all (a subscription
+        through the gateway: either role may hold one, for its types), or None."""
+        if self.types is not None and type_name not in self.types:
             return Forbidden(f"key '{self.name}' may not reach actors of type '{type_name:.200}' "
                              f"(its types: {', '.join(sorted(self.types)) or 'none'})")
         return None

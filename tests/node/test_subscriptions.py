@@ -378,10 +378,12 @@ def test_a_node_without_a_gateway_refuses_subscriptions_clearly(actorsys_node):
 
 def test_on_tcp_the_subscriber_endpoint_is_curve_guarded(tmp_path):
     """On a tcp node the gateway's subscriber endpoint lets in the keys the router does
-    (the client subscribes with its connection's keys) and refuses others, counted."""
+    (the client subscribes with its connection's keys) and refuses others, counted; a
+    key limited to some actor types is refused a subscription to another type."""
     node_public, node_secret = keygen(tmp_path / "keys", "node")
     clients = tmp_path / "keys" / "clients"
     _alice_public, alice_secret = keygen(clients, "alice")
+    _bob_public, bob_secret = keygen(clients, "bob", role="client", types="Shy")
     _mallory_public, mallory_secret = keygen(tmp_path / "elsewhere", "mallory")
     cfg = feed_config(str(tmp_path / "data"))
     cfg["node"].update(endpoint=f"tcp://127.0.0.1:{free_port('127.0.0.1')}",
@@ -394,6 +396,10 @@ def test_on_tcp_the_subscriber_endpoint_is_curve_guarded(tmp_path):
             assert sub.receive(WAIT)["kind"] == "python"
             assert alice.ref("Feed", "c").ask("publish", ["over curve"]) == 1
             assert sub.receive(WAIT) == ["over curve"]
+        with actorsys.connect(node.endpoint, key=bob_secret, server_key=node_public) as bob:
+            with pytest.raises(actorsys.Forbidden, match="may not reach actors of type 'Feed'"):
+                bob.subscribe(("Feed", "c"))          # (a key limited to Shy: authz.py)
+            assert gateway_status(node)["forbidden"] == 1
         refused = gateway_status(node)["auth_refused"]
         ctx: zmq.Context[Any] = zmq.Context()
         try:
