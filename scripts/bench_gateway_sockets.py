@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -49,6 +50,7 @@ from actorsys.testing.nodes import wait_until, workers  # noqa: E402
 
 ACTORS_DIR = os.path.join(ROOT, "tests", "actors")
 CONNECTING = 500            # handshakes in flight at once
+CLIENT_ADDRESSES = 8        # loopback source addresses the sockets come from (127.0.0.1-8)
 DEADLINE = 300.0            # seconds for any one phase
 
 
@@ -69,7 +71,8 @@ def node_config(data_dir: str, sockets: int) -> dict[str, Any]:
                      "ask_timeout": 30.0},
             "actors": {"Echo": "ws_actors:Echo"},
             "gateway": {"listen": "127.0.0.1:0", "max_connections": sockets + 100,
-                        "max_connections_per_actor": sockets}}
+                        "max_connections_per_actor": sockets,
+                        "max_connections_per_address": sockets + 100}}
 
 
 class Sock:
@@ -118,13 +121,20 @@ async def measure(node: actorsys.Node, sockets: int, rooms: int, messages: int,
     url, out = node.gateway_url, {"sockets": sockets, "rooms": rooms}
     me = psutil.Process()
     names = [f"room{r}" for r in range(rooms)]
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+    # (the sockets come from CLIENT_ADDRESSES loopback addresses, as from as many hosts:
+    # the gateway gives one address at most half the descriptors it has for connections)
+    sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(
+        limit=0, local_addr=(f"127.0.0.{a + 1}", 0))) for a in range(CLIENT_ADDRESSES)]
+    async with contextlib.AsyncExitStack() as stack:
+        for one in sessions:
+            await stack.enter_async_context(one)
         rss0, client0 = gateway(node)["rss"], me.memory_info().rss
         gate = asyncio.Semaphore(CONNECTING)
 
         async def open_one(i: int) -> Sock:
             async with gate:
                 room = names[i % rooms]
+                s = sessions[i % CLIENT_ADDRESSES]
                 ws = await asyncio.wait_for(s.ws_connect(f"{url}/ws/Echo/{room}?name=u{i}",
                                                          max_msg_size=0), 60)
                 return Sock(ws, room)
