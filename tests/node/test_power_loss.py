@@ -21,7 +21,7 @@ recovery). After every restart:
   sent. How many acknowledged adds were lost is measured and reported, not bounded.
 
 The suite makes :data:`CUTS` cuts in fsync mode and half as many in process mode (about
-1.4 s a cut: a node start, a read of every counter, 0.05 to 0.6 s of writes, the cut);
+1 s a cut: a node start, a read of every counter, 0.05 to 0.6 s of writes, the cut);
 ``ACTORSYS_POWER_CUTS=300`` (``scripts/powercut``) makes hundreds. Each run prints one
 line of numbers (RELIABILITY.md records them).
 """
@@ -106,13 +106,16 @@ def kill_all_but(fs: CutFS) -> None:
 class Writers:
     """One thread running an asyncio client: :data:`WRITERS` tasks ``add`` 1 to their
     keys in turn; ``acked[k]`` is the last value returned for ``k``, ``sent[k]`` every add
-    ever sent (acknowledged or not). :meth:`stop` cancels what is in flight at once."""
+    ever sent (acknowledged or not). :meth:`stop` cancels what is in flight and returns
+    once no writer runs; :meth:`join` waits for the client's close too (its linger, half
+    a second after a cut, overlaps the next start this way)."""
 
     def __init__(self, endpoint: str, acked: dict[str, int], sent: dict[str, int]) -> None:
         self.endpoint, self.acked, self.sent = endpoint, acked, sent
         self.errors: list[str] = []
         self.loop = asyncio.new_event_loop()
         self.main: asyncio.Task[None] | None = None
+        self.halted = threading.Event()
         self.thread = threading.Thread(target=self.loop.run_until_complete, args=(self.run(),))
         self.thread.start()
 
@@ -135,12 +138,16 @@ class Writers:
                 await asyncio.gather(*(writer(KEYS[i::WRITERS]) for i in range(WRITERS)))
             except asyncio.CancelledError:
                 pass
+            self.halted.set()
 
     def stop(self) -> None:
         while self.main is None and self.thread.is_alive():
             time.sleep(0.01)
         if self.main is not None:
             self.loop.call_soon_threadsafe(self.main.cancel)
+        assert self.halted.wait(20) or not self.thread.is_alive(), "the writers did not stop"
+
+    def join(self) -> None:
         self.thread.join(20)
         assert not self.thread.is_alive(), "the writers did not stop"
         self.loop.close()
@@ -178,6 +185,7 @@ def test_power_cuts_lose_no_acknowledged_write(cutfs: CutFS, tmp_path: Any, dura
     began = time.monotonic()
     errors: list[str] = []
     counts: list[int] = []                 # the worker count of each start, in order
+    previous: Writers | None = None        # the last round's, closing its client
 
     def config(workers: int) -> dict[str, Any]:
         # a small LevelDB write buffer: memtable flushes, new logs and manifest writes
@@ -225,13 +233,17 @@ def test_power_cuts_lose_no_acknowledged_write(cutfs: CutFS, tmp_path: Any, dura
             continue
         node.start()
         check(node)
-        writers = Writers(node.endpoint, acked, sent)
+        if previous is not None:
+            previous.join()
+        writers = previous = Writers(node.endpoint, acked, sent)
         time.sleep(rng.uniform(0.05, 0.6))
         try:
             dropped += cut(cutfs, node, None)["dropped_bytes"]
         finally:
             writers.stop()
         errors += writers.errors
+    if previous is not None:
+        previous.join()
     counts.append(2)
     with actorsys.Node(config(2)) as node:
         check(node)
