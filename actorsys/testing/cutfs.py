@@ -8,31 +8,33 @@ that drops, at each cut, every write not yet fsynced (the power-loss tests,
   reverts every file to that content (its size then, and the bytes then of every range
   written or truncated since: an undo log per file, so an append-only file such as
   LevelDB's log costs nothing to track);
-- a file *created* since the mount and never fsynced, and whose directory was not
-  fsynced after its creation, **vanishes** at the cut; once either happened its name is
-  durable (with the content of its last fsync: empty if only the directory was synced).
-  A file's first fsync making its name durable is what journaling filesystems do (ext4
-  and XFS commit the new directory entry in the same journal transaction);
-- every other namespace change (rename, unlink, mkdir, rmdir, chmod) is durable at once,
-  in order: metadata journaled in order, as ext4's ``data=ordered``. This is weaker than
-  POSIX, which makes a rename durable only with an fsync of its directory; it is the
-  honest model for what actorsys does on it: LevelDB writes ``CURRENT`` to a temporary
-  file that it fsyncs before the rename, and fsyncs the directory on every ``MANIFEST``
-  sync; ``node.meta`` and lost-slot markers fsync the file, rename, then fsync the
-  directory (``storage/meta.py``, ``storage/lost.py``). So a test on this filesystem
-  finds unsynced *data*, not a missing directory fsync after a rename.
+- names, in one of two models. **Strict** (``--strict-names``, :class:`Names`; the
+  power-loss test's default): POSIX's, a name created, renamed or unlinked since its
+  directory's last fsync is undone (a new file vanishes, a replaced or unlinked file
+  comes back from a trash directory beside the backing one); a file's own fsync makes
+  no name durable. **Journaled** (the default here): a file created and never fsynced,
+  nor its directory since, vanishes; its first fsync makes its name durable, and
+  renames and unlinks are durable at once, as ext4 (``data=ordered``) and XFS do;
+- directories themselves (mkdir, rmdir) are durable at once in both models.
+
+Strict names found that LevelDB names a fresh log durably only at its next MANIFEST
+sync (its directory fsync), after writes acknowledged into that log:
+``SlotStore.commit`` now fsyncs the slot directory when its files changed (see
+``docs/design-changes.md``).
 
 **The cut**: the mount's lifetime is one powered-on period. SIGTERM to the filesystem
 process (or unmounting it) ends it: libfuse unmounts, then the process reverts the
 backing directory to its durable state, prints one JSON line ``{"reverted": files,
-"dropped_bytes": n, "vanished": files}`` and exits 0. A test kills every process using
+"dropped_bytes": n, "vanished": files, "names_reverted": n, "names_dropped": [...]}``
+(the last two in strict mode: the names a cut changed, and the new files with data it
+dropped) and exits 0. A test kills every process using
 the mount first (kill -9: nothing of theirs reaches the disk after), and mounts a fresh
 filesystem process on the same backing directory to power on again, so no page of the
 old mount's kernel cache survives the cut. Attribute and entry caching are off (timeouts
 0) and writes go through to this process at once (no ``writeback_cache``): what a
 process wrote before its kill is what this process saw.
 
-Run as ``python -m actorsys.testing.cutfs BACKING MOUNTPOINT`` (root, ``/dev/fuse``,
+Run as ``python -m actorsys.testing.cutfs [--strict-names] BACKING MOUNTPOINT`` (root, ``/dev/fuse``,
 Debian's ``fuse3``; the Python binding is ``mfusepy``, the test extra); :class:`CutFS`
 drives it from a test. Single-threaded (``-s``): the bookkeeping needs no lock, and the
 node's workers are throttled by their fsyncs anyway.
@@ -92,8 +94,14 @@ class Volatile:
         if length < entry.size:
             entry.undo.append((length, os.pread(fd, entry.size - length, length)))
 
-    def synced(self, fd: int) -> None:
-        self.files.pop(os.fstat(fd).st_ino, None)
+    def synced(self, fd: int, name_too: bool = True) -> None:
+        """Its content is durable now; with ``name_too``, a new file's name as well."""
+        ino = os.fstat(fd).st_ino
+        entry = self.files.get(ino)
+        if entry is not None and entry.new and not name_too:
+            entry.size, entry.undo = os.fstat(fd).st_size, []
+        else:
+            self.files.pop(ino, None)
 
     def dir_synced(self, path: str) -> None:
         """The names in directory ``path`` are durable (their content is not)."""
@@ -106,8 +114,9 @@ class Volatile:
             if entry is not None:
                 entry.new = False
 
-    def cut(self, root: str) -> dict[str, int]:
-        """Revert every file under ``root`` to its durable state (see the module docstring)."""
+    def cut(self, root: str, names_kept: bool = False) -> dict[str, int]:
+        """Revert every file under ``root`` to its durable state (see the module docstring);
+        ``names_kept``: :class:`Names` has put the names back already (strict mode)."""
         reverted = dropped = vanished = 0
         for top, _dirs, names in os.walk(root):
             for name in names:
@@ -116,7 +125,7 @@ class Volatile:
                 entry = self.files.pop(st.st_ino, None)
                 if entry is None or not os.path.isfile(path):
                     continue
-                if entry.new:
+                if entry.new and not names_kept:
                     os.unlink(path)
                     vanished += 1
                     dropped += st.st_size
@@ -134,12 +143,103 @@ class Volatile:
         return {"reverted": reverted, "dropped_bytes": dropped, "vanished": vanished}
 
 
-def operations(root: str, volatile: Volatile) -> Any:
-    """The mfusepy operations of a passthrough onto ``root`` that tells ``volatile``."""
+class Names:
+    """Strict POSIX names (``--strict-names``): a directory's entries are durable as of
+    its last fsync. Before the first change to a directory since then its listing is
+    kept; an unlinked or replaced file goes to a trash directory beside the backing one,
+    so a cut can put it back. A cut makes each such directory hold its kept listing
+    again: names added since are dropped, names removed or renamed away come back (with
+    the content of their last fsync: :class:`Volatile` reverts it after). A file's own
+    fsync makes no name durable here. Subdirectories are left as they are (mkdir and
+    rmdir durable at once: nothing here renames or removes one while serving)."""
+
+    def __init__(self, root: str) -> None:
+        self.root, self.trash = root, root.rstrip("/") + ".cutfs-trash"
+        os.makedirs(self.trash, exist_ok=True)
+        self.kept: dict[int, dict[str, int]] = {}      # directory inode -> name -> inode
+        self.moved = 0
+        #: the last cut's names dropped that held data (``slot-0/000067.log: 812 bytes``)
+        self.dropped: list[str] = []
+
+    @staticmethod
+    def listing(path: str) -> dict[str, int]:
+        out = {}
+        for entry in os.scandir(path):
+            if not entry.is_dir(follow_symlinks=False):
+                out[entry.name] = entry.inode()
+        return out
+
+    def changing(self, directory: str) -> None:
+        """``directory``'s entries are about to change: keep its durable listing."""
+        ino = os.lstat(directory).st_ino
+        if ino not in self.kept:
+            self.kept[ino] = self.listing(directory)
+
+    def synced(self, directory: str) -> None:
+        self.kept.pop(os.lstat(directory).st_ino, None)
+
+    def discard(self, path: str) -> None:
+        """Unlink ``path``, keeping its file in the trash for a cut to bring back."""
+        self.moved += 1
+        os.rename(path, os.path.join(self.trash, f"{os.lstat(path).st_ino}-{self.moved}"))
+
+    def cut(self) -> int:
+        """Put every kept listing back; returns how many names changed."""
+        where: dict[int, str] = {}           # file inode -> a path it is at now
+        dirs: dict[int, str] = {}
+        for top, _subdirs, files in os.walk(self.root):
+            dirs[os.lstat(top).st_ino] = top
+            for name in files:
+                where[os.lstat(os.path.join(top, name)).st_ino] = os.path.join(top, name)
+        for name in os.listdir(self.trash):
+            where[os.lstat(os.path.join(self.trash, name)).st_ino] = os.path.join(self.trash, name)
+        changed = 0
+        self.dropped = []
+        for dir_ino, kept in self.kept.items():
+            directory = dirs.get(dir_ino)
+            if directory is None:
+                continue                     # the directory itself is gone (rmdir: durable)
+            for name, ino in self.listing(directory).items():
+                if kept.get(name) != ino:    # added since: away to the trash
+                    size = os.lstat(os.path.join(directory, name)).st_size
+                    if size and kept.get(name) is None:
+                        rel = os.path.relpath(os.path.join(directory, name), self.root)
+                        self.dropped.append(f"{rel}: {size} bytes")
+                    self.moved += 1
+                    aside = os.path.join(self.trash, f"{ino}-{self.moved}")
+                    os.rename(os.path.join(directory, name), aside)
+                    where[ino] = aside
+                    changed += 1
+            for name, ino in kept.items():
+                path = os.path.join(directory, name)
+                if os.path.lexists(path) or ino not in where:
+                    continue
+                os.rename(where[ino], path)  # removed or renamed away since: back
+                where[ino] = path
+                changed += 1
+        self.kept.clear()
+        for name in os.listdir(self.trash):
+            os.unlink(os.path.join(self.trash, name))
+        return changed
+
+
+def operations(root: str, volatile: Volatile, names: Names | None = None) -> Any:
+    """The mfusepy operations of a passthrough onto ``root`` that tells ``volatile`` (and
+    ``names``, in strict mode)."""
     import mfusepy       # the test extra's; loads libfuse3
 
     def real(path: str) -> str:
         return os.path.join(root, path.lstrip("/"))
+
+    def changing(path: str) -> None:
+        if names is not None:
+            names.changing(os.path.dirname(real(path)))
+
+    def remove(path: str) -> None:
+        if names is not None and os.path.lexists(real(path)):
+            names.discard(real(path))
+        else:
+            os.unlink(real(path))
 
     class Passthrough(mfusepy.Operations):  # type: ignore[misc]
         use_ns = True
@@ -175,6 +275,7 @@ def operations(root: str, volatile: Volatile) -> Any:
             return fd
 
         def create(self, path: str, mode: int, fi: Any = None) -> int:
+            changing(path)
             fd = os.open(real(path), os.O_RDWR | os.O_CREAT | os.O_EXCL, mode)
             volatile.created(os.fstat(fd).st_ino)
             return fd
@@ -197,11 +298,13 @@ def operations(root: str, volatile: Volatile) -> Any:
             return 0
 
         def fsync(self, path: str, datasync: int, fh: int) -> int:
-            volatile.synced(fh)
+            volatile.synced(fh, name_too=names is None)
             return 0
 
         def fsyncdir(self, path: str, datasync: int, fh: int) -> int:
             volatile.dir_synced(real(path))
+            if names is not None:
+                names.synced(real(path))
             return 0
 
         def flush(self, path: str, fh: int) -> int:
@@ -212,10 +315,15 @@ def operations(root: str, volatile: Volatile) -> Any:
             return 0
 
         def unlink(self, path: str) -> int:
-            os.unlink(real(path))
+            changing(path)
+            remove(path)
             return 0
 
         def rename(self, old: str, new: str) -> int:
+            changing(old)
+            changing(new)
+            if names is not None and os.path.lexists(real(new)) and not os.path.isdir(real(new)):
+                remove(new)          # (the file it replaces, kept for a cut)
             os.rename(real(old), real(new))
             return 0
 
@@ -243,6 +351,7 @@ def operations(root: str, volatile: Volatile) -> Any:
             return 0
 
         def symlink(self, target: str, source: str) -> int:
+            changing(target)
             os.symlink(source, real(target))
             return 0
 
@@ -252,19 +361,24 @@ def operations(root: str, volatile: Volatile) -> Any:
     return Passthrough()
 
 
-def serve(backing: str, mountpoint: str) -> dict[str, int]:
-    """Mount, serve until unmounted or SIGTERM, then cut: revert ``backing``."""
+def serve(backing: str, mountpoint: str, strict: bool = False) -> dict[str, Any]:
+    """Mount, serve until unmounted or SIGTERM, then cut: revert ``backing`` (``strict``:
+    names too, :class:`Names`)."""
     import mfusepy
 
     volatile = Volatile()
+    names = Names(backing) if strict else None
     try:
-        mfusepy.FUSE(operations(backing, volatile), mountpoint, foreground=True, nothreads=True,
+        mfusepy.FUSE(operations(backing, volatile, names), mountpoint, foreground=True, nothreads=True,
                      attr_timeout=0, entry_timeout=0, negative_timeout=0, fsname="cutfs")
     except RuntimeError as exc:
         # fuse_main's status 8: its loop ended by a signal (the SIGTERM of a cut)
         if exc.args != (8,):
             raise
-    return volatile.cut(backing)
+    renamed = names.cut() if names is not None else 0
+    result = volatile.cut(backing, names_kept=names is not None)
+    return {**result, "names_reverted": renamed,
+            "names_dropped": names.dropped if names is not None else []}
 
 
 def mounted(mountpoint: str) -> bool:
@@ -281,16 +395,19 @@ class CutFS:
     :meth:`close` makes sure it is unmounted and its process gone (idempotent; a
     fixture's finalizer calls it, whatever happened)."""
 
-    def __init__(self, backing: str, mountpoint: str, log_path: str) -> None:
+    def __init__(self, backing: str, mountpoint: str, log_path: str,
+                 strict_names: bool = False) -> None:
         self.backing, self.mountpoint, self.log_path = backing, mountpoint, log_path
+        self.strict_names = strict_names
         self.proc: subprocess.Popen[bytes] | None = None
-        self.cuts: list[dict[str, int]] = []
+        self.cuts: list[dict[str, Any]] = []
 
     def power_on(self) -> None:
         assert self.proc is None, "already powered on"
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "actorsys.testing.cutfs", self.backing, self.mountpoint],
+                [sys.executable, "-m", "actorsys.testing.cutfs", self.backing, self.mountpoint,
+                 *(["--strict-names"] if self.strict_names else [])],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
         deadline = time.monotonic() + MOUNT_TIMEOUT
         while not mounted(self.mountpoint):
@@ -300,7 +417,7 @@ class CutFS:
                     raise RuntimeError(f"cutfs did not mount {self.mountpoint}:\n{f.read()[-3000:]}")
             time.sleep(0.02)
 
-    def cut(self) -> dict[str, int]:
+    def cut(self) -> dict[str, Any]:
         """Power off: SIGTERM the filesystem process, which unmounts and reverts."""
         proc, self.proc = self.proc, None
         assert proc is not None and proc.stdout is not None, "not powered on"
@@ -316,7 +433,7 @@ class CutFS:
             self.close()
             raise RuntimeError(f"cutfs exited {proc.returncode} (still mounted: "
                                f"{mounted(self.mountpoint)}); see {self.log_path}")
-        result: dict[str, int] = json.loads(out.decode().strip().splitlines()[-1])
+        result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
         self.cuts.append(result)
         return result
 
@@ -340,12 +457,15 @@ class CutFS:
 
 
 def main(argv: list[str]) -> int:
+    strict = "--strict-names" in argv
+    argv = [a for a in argv if a != "--strict-names"]
     if len(argv) != 2:
-        print("usage: python -m actorsys.testing.cutfs BACKING MOUNTPOINT", file=sys.stderr)
+        print("usage: python -m actorsys.testing.cutfs [--strict-names] BACKING MOUNTPOINT",
+              file=sys.stderr)
         return 2
     # a test process that dies (kill -9) still gets its mount back: SIGTERM unmounts
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    result = serve(os.path.abspath(argv[0]), os.path.abspath(argv[1]))
+    result = serve(os.path.abspath(argv[0]), os.path.abspath(argv[1]), strict)
     try:
         print(json.dumps(result), flush=True)
     except BrokenPipeError:      # (its parent is gone: nobody to tell)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from actorsys.testing.cutfs import Volatile
+from actorsys.testing.cutfs import Names, Volatile
 
 
 def write(v: Volatile, path: Path, data: bytes, offset: int, new: bool = False) -> int:
@@ -73,3 +73,43 @@ def test_a_cut_forgets_the_past_period(tmp_path: Path) -> None:
     os.close(write(v, f, b"one", 0, new=True))
     v.cut(str(tmp_path))
     assert not f.exists() and v.files == {}
+
+
+def test_strict_names_undo_renames_and_unlinks_since_the_directory_fsync(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "CURRENT").write_bytes(b"MANIFEST-000001\n")
+    (root / "MANIFEST-000001").write_bytes(b"old")
+    names, v = Names(str(root)), Volatile()
+    # LevelDB's switch to a new manifest: new file synced, temp file synced and renamed
+    # over CURRENT, the old manifest deleted; the directory never fsynced after
+    names.changing(str(root))
+    os.close(write(v, root / "MANIFEST-000002", b"new", 0, new=True))
+    tmp = write(v, root / "000002.dbtmp", b"MANIFEST-000002\n", 0, new=True)
+    v.synced(tmp, name_too=False)
+    os.close(tmp)
+    names.discard(str(root / "CURRENT"))
+    os.rename(root / "000002.dbtmp", root / "CURRENT")
+    names.discard(str(root / "MANIFEST-000001"))
+    assert names.cut() == 4
+    v.cut(str(root), names_kept=True)
+    assert sorted(os.listdir(root)) == ["CURRENT", "MANIFEST-000001"]
+    assert (root / "CURRENT").read_bytes() == b"MANIFEST-000001\n"
+    assert (root / "MANIFEST-000001").read_bytes() == b"old"
+    assert os.listdir(names.trash) == []
+
+
+def test_strict_names_keep_what_the_directory_fsync_made_durable(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    names, v = Names(str(root)), Volatile()
+    names.changing(str(root))
+    fd = write(v, root / "node.meta.tmp", b"meta", 0, new=True)
+    v.synced(fd, name_too=False)
+    os.close(fd)
+    os.rename(root / "node.meta.tmp", root / "node.meta")
+    names.synced(str(root))
+    v.dir_synced(str(root))
+    assert names.cut() == 0
+    v.cut(str(root), names_kept=True)
+    assert (root / "node.meta").read_bytes() == b"meta"
