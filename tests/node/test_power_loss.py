@@ -8,7 +8,8 @@ moves shards between slots as the node starts: ``storage/rebalance.py``).
 Names are strict by default (POSIX: a name created, renamed or unlinked since its
 directory's last fsync is undone at a cut; :class:`actorsys.testing.cutfs.Names`); under
 them this test found that a fresh LevelDB log's name was not durable (now fsynced by
-``SlotStore.commit``). ``ACTORSYS_POWER_STRICT=0`` keeps names as ext4 and XFS do.
+``SlotStore.commit``) and that a newly created database could be left unopenable (now
+``storage.slot.synced_open``). ``ACTORSYS_POWER_STRICT=0`` keeps names as ext4 and XFS do.
 
 Cuts fall at random points while writers keep group commits in flight, and about one in
 three during a node's start (the shard moves of a changed worker count, the LevelDB
