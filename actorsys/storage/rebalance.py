@@ -50,6 +50,7 @@ from .keys import (ACTOR_KEYS, ALARM, ENTRY, FENCE_KEYS, KEY_SPACES, LISTING_KEY
                    SLOT_INDEXES, STATE, fence_shard, index_entry_shard, listing_key,
                    listing_value, prefix_range, shard_range, split_actor_key)
 from .meta import LISTING_INDEX, fsync_dir, read_meta, write_meta
+from .slot import synced_open
 
 log = get_logger("rebalance")
 #: seconds between two progress lines of a long rebalance, checked after each part of
@@ -234,7 +235,7 @@ class _Pool:
     def get(self, slot: int) -> plyvel.DB:
         db = self.dbs.pop(slot, None)
         if db is None:
-            db = plyvel.DB(self.path(slot), create_if_missing=True)
+            db = synced_open(self.path(slot), create_if_missing=True)
             while len(self.dbs) >= MAX_OPEN_DBS:
                 self.dbs.popitem(last=False)[1].close()
         self.dbs[slot] = db
@@ -346,7 +347,7 @@ def _remove_empty_slots(data_dir: str, workers: int) -> None:
     next start deletes without opening it (a half-deleted LevelDB cannot be opened)."""
     for path in _removed_slots(data_dir, workers):
         if os.listdir(path):
-            db = plyvel.DB(path)
+            db = synced_open(path)
             try:
                 for tag in KEY_SPACES:
                     with db.iterator(prefix=tag, include_value=False) as it:
@@ -373,7 +374,7 @@ def _build_listing(data_dir: str, workers: int) -> None:
         path = os.path.join(data_dir, f"slot-{slot}")
         if not os.path.isdir(path):
             continue
-        db = plyvel.DB(path)
+        db = synced_open(path)
         try:
             last = None
             wb = db.write_batch(sync=True)

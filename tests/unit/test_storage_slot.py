@@ -217,3 +217,34 @@ def test_opening_a_missing_directory_names_it_not_a_lock(tmp_path):
     with pytest.raises(StorageError, match="directory is missing") as e:
         open_db(str(tmp_path / "gone" / "slot-0"), "slot 0")
     assert "locked" not in str(e.value)
+
+
+def test_fsync_mode_syncs_the_directory_once_per_change_of_its_files(tmp_path, monkeypatch):
+    """A fresh LevelDB log is named durably before a write acknowledged into it leaves
+    (found by tests/node/test_power_loss.py's strict names): the slot's directory is
+    fsynced at a commit whose files changed since, and only then."""
+    from actorsys.storage import slot
+
+    synced: list[str] = []
+    real = slot.fsync_dir
+    monkeypatch.setattr(slot, "fsync_dir", lambda path: (synced.append(path), real(path)))
+    s = SlotStore(str(tmp_path / "slot-0"), fsync=True, write_buffer=64 * 1024)
+    # opening a database it created syncs the directory and its parent (synced_open)
+    assert synced == [s.path, str(tmp_path)]
+    synced.clear()
+    try:
+        s.stage({b"a": b"1"}, b"a")
+        s.commit()
+        assert synced == [s.path]             # the first commit: the names as opened
+        for i in range(3):
+            s.stage({b"b%d" % i: b"x"}, b"b")
+            s.commit()
+        assert len(synced) == 1               # same files: no directory fsync
+        logs = {n for n in os.listdir(s.path) if n.endswith(".log")}
+        for i in range(400):                  # past the 64 KiB write buffer: a new log
+            s.stage({b"c%d" % i: b"y" * 1024}, b"c")
+            s.commit()
+        assert {n for n in os.listdir(s.path) if n.endswith(".log")} != logs
+        assert 1 < len(synced) < 400
+    finally:
+        s.close()
