@@ -131,6 +131,7 @@ class Gateway:
                              on_keys=partial(apply_member_keys, self.listener.guard),
                              on_map=self._router_map, families=self.metrics.families)
         self.pump = SocketPump(loop, self.sock, node_side.on_frames)
+        node_side.guard, node_side.pump = self.listener.guard, self.pump
         assert self.layout.subscribers is not None
         self.subscribers = Subscribers(
             loop, self.hub, subscriber_endpoint(self.ctx, self.layout.subscribers,
@@ -229,11 +230,11 @@ class Gateway:
         """Close every socket (1001, going away), hand their actors the disconnects
         within the shutdown time, then stop."""
         deadline = self.loop.time() + max(self.cfg.shutdown_timeout - 1.0, 0.5)
+        self.doors.close()      # (no new connection while the sockets close: review)
         self.hub.close_all(1001, "the server is stopping")
         tasks = [*self.delivery.tasks(), *self.hub.leaving_writers()]
         if tasks:
             await asyncio.wait(tasks, timeout=max(deadline - self.loop.time(), 0.1))
-        self.doors.close()
         await self.runner.cleanup()
         self.subscribers.close()
         self.pump.close()

@@ -65,6 +65,10 @@ ACCEPT_PAUSE = 0.1
 RESET = struct.pack("ii", 1, 0)
 #: seconds between recounts of the process's descriptors (and log-limit sweeps)
 SWEEP_SECONDS = 1.0
+#: seconds a connection whose reading is paused (aiohttp sending a file, or holding
+#: pipelined requests) may go on with no request and no sign of its response draining:
+#: past it, it is aborted (a client that stopped reading must not hold its descriptor)
+PAUSED_MAX = 60.0
 
 
 class Doors:
@@ -102,19 +106,31 @@ class Doors:
         """Bind ``host:port`` (every address the name has, as aiohttp's site did) and
         accept on it."""
         seen = set()
-        for family, kind, proto, _, addr in socket.getaddrinfo(
-                host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE):
-            if (family, addr) in seen:
-                continue
-            seen.add((family, addr))
-            sock = socket.socket(family, kind, proto)
-            self.socks.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind(addr)
-            sock.listen(BACKLOG)
-            sock.setblocking(False)
+        try:
+            for family, kind, proto, _, addr in socket.getaddrinfo(
+                    host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE):
+                if (family, addr) in seen:
+                    continue
+                seen.add((family, addr))
+                try:
+                    sock = socket.socket(family, kind, proto)
+                except OSError as exc:      # (a family the host lacks: IPv6 disabled)
+                    log.info("not listening on %s: %s", addr, exc)
+                    continue
+                self.socks.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(addr)
+                sock.listen(BACKLOG)
+                sock.setblocking(False)
+            if not self.socks:
+                raise OSError(f"no address of {host}:{port} could be listened on")
+        except BaseException:
+            for sock in self.socks:
+                sock.close()
+            self.socks = []
+            raise
         self.loop.set_exception_handler(self._loop_error)
         for sock in self.socks:
             self.loop.add_reader(sock.fileno(), self._accept, sock)
@@ -244,6 +260,9 @@ class Doors:
         door = self.open.get(request.transport) if request.transport is not None else None
         if door is not None:
             door.handling()
+        elif request.transport is not None and self.limited.allow("no door"):   # (aiohttp changed?)
+            log.error("a request's connection has no deadline record: its header clock may "
+                      "expire while it is handled (aiohttp's request.transport changed?)")
         try:
             size = request.content_length
             if size is not None and size > self.max_body:
@@ -282,14 +301,20 @@ class Door(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
         self.received = 0           # bytes since the clock last started
         self.unsent = -1            # the write buffer's size when the clock last ran out
+        self.paused_since = 0.0     # when the clock first ran out with reading paused (0: not)
         self.released = False       # Doors.release was called for it
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.doors.open[transport] = self
-        self.inner = self.doors.factory()
-        self.inner.connection_made(transport)
+        try:
+            self.inner = self.doors.factory()
+            self.inner.connection_made(transport)
+        except BaseException:       # (never a held descriptor nobody will close)
+            self.doors.open.pop(transport, None)
+            transport.abort()
+            raise
         self.waiting()
 
     def data_received(self, data: bytes) -> None:
@@ -330,7 +355,7 @@ class Door(asyncio.Protocol):
         """Waiting for a request's headers (new, or after a response): the clock starts."""
         self._stop_clock()
         if self.transport is not None and not self.transport.is_closing():
-            self.received = 0
+            self.received, self.unsent, self.paused_since = 0, -1, 0.0
             self.timer = self.doors.loop.call_later(self.doors.header_timeout, self._expired)
 
     def _stop_clock(self) -> None:
@@ -344,10 +369,24 @@ class Door(asyncio.Protocol):
         if t is None or t.is_closing():
             return
         unsent = t.get_write_buffer_size()
-        if (unsent and (self.unsent < 0 or unsent < self.unsent)) or not t.is_reading():
+        draining = bool(unsent) and (self.unsent < 0 or unsent < self.unsent)
+        now = self.doors.loop.time()
+        paused = not t.is_reading() and not draining
+        if paused and not self.paused_since:
+            self.paused_since = now
+        if draining or (paused and now - self.paused_since < PAUSED_MAX):
             # a response still going out (draining, or a file being sent): give it time
             self.unsent = unsent
+            if draining:
+                self.paused_since = 0.0
             self.timer = self.doors.loop.call_later(self.doors.header_timeout, self._expired)
+            return
+        if paused:          # a file or pipelined answers nobody reads: no waiting longer
+            doors = self.doors
+            doors.counters["header_timeouts"] += 1
+            doors.note("header_timeout", "aborted a connection from %s: its reading paused "
+                       "and nothing drained for %.3g s", self.address, PAUSED_MAX)
+            t.abort()
             return
         doors = self.doors
         doors.counters["header_timeouts"] += 1

@@ -19,19 +19,30 @@ knew reaches its joined sockets of the actor); those of this endpoint's earlier
 incarnation are stale, as on a single node.
 The router sends the members' CURVE keys in a SHARDS ``keys`` request
 (:mod:`actorsys.net.members`): the other nodes' workers may then connect.
+
+Only the node's own processes and the cluster's members talk to this endpoint: on tcp,
+a key whose ``authorized_keys`` file makes it less than an admin of every type (a
+client's, :mod:`actorsys.net.authz`) is refused everything but PING (``forbidden``,
+counted and logged, rate-limited): it could otherwise forge any actor's effects to
+browsers, or add keys of its own to the members'.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import zmq
 
-from ..errors import BadRequest
+from ..errors import BadRequest, Forbidden
 from ..log import get_logger
+from ..net.authz import Refusals
 from ..protocol import wire
 from ..protocol.messages import WsEffects
 from .rooms import Mark
 from .sockets import Hub
+
+if TYPE_CHECKING:
+    from ..net.guard import Guard
+    from ..net.sockets import SocketPump
 
 log = get_logger("gateway")
 
@@ -111,6 +122,11 @@ class NodeSide:
         self.on_keys = on_keys
         #: the router's map version (with the keys): the gateway's transport follows it
         self.on_map = on_map
+        #: the endpoint's CURVE guard and the pump reading it (set by the gateway; None:
+        #: ipc, only the node's own processes can reach it)
+        self.guard: Guard | None = None
+        self.pump: SocketPump | None = None
+        self.refusals = Refusals(log, counters)
 
     def on_frames(self, frames: list[bytes]) -> None:
         try:
@@ -121,6 +137,15 @@ class NodeSide:
                 log.warning("refused a message from a node process: %s", r.error)
                 return
             return self._reply(r.envelope, wire.err(r.rid, r.error.to_wire()))
+        if self.guard is not None and self.pump is not None and op != wire.PING:
+            grant = self.guard.grant(self.pump.user)
+            if not grant.admin or grant.types is not None:
+                exc = self.refusals.refused(grant, Forbidden(
+                    f"key '{grant.name}' may not send {wire.OPS.get(op, '?')} to the gateway's "
+                    f"node endpoint: only the node's processes and the cluster's members do"))
+                if rid:
+                    self._reply(envelope, wire.err(rid, exc.to_wire()))
+                return
         if op == wire.WS:
             m = WsEffects(rid, *rest)
             try:

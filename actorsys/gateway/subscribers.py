@@ -53,8 +53,8 @@ from typing import TYPE_CHECKING, Any
 
 import zmq
 
-from ..errors import (ActorError, BadRequest, MessageTooLarge, NodeUnavailable, Overloaded,
-                      UnknownActorType)
+from ..errors import (ActorError, BadRequest, Forbidden, MessageTooLarge, NodeUnavailable,
+                      Overloaded, UnknownActorType)
 from ..log import get_logger
 from ..net.authz import Refusals
 from ..net.sockets import SocketPump, bound_router
@@ -90,10 +90,13 @@ def bind(ctx: zmq.Context[Any], endpoint: str, max_frame: int,
 class Session:
     """One client connection (a ROUTER peer) and its open subscriptions."""
 
-    __slots__ = ("ident", "heard", "subs", "credit", "owed", "stalled")
+    __slots__ = ("ident", "user", "heard", "subs", "credit", "owed", "stalled")
 
-    def __init__(self, ident: bytes, now: float) -> None:
+    def __init__(self, ident: bytes, now: float, user: str | None = None) -> None:
         self.ident = ident
+        #: the CURVE key (ZeroMQ's User-Id) of the connection that opened it (None: ipc);
+        #: another key's frames under its routing id are refused
+        self.user = user
         #: loop time of the last message from it
         self.heard = now
         self.subs: dict[int, SubscriberPeer] = {}
@@ -286,6 +289,14 @@ class Subscribers:
             return
         ident, payload = frames
         session = self.sessions.get(ident)
+        if session is not None and session.user != self.pump.user:
+            # (a connection of another key reusing a dropped one's routing id: not its session)
+            grant = self.guard.grant(self.pump.user) if self.guard is not None else None
+            exc = Forbidden("this connection's routing id is another key's subscription session")
+            if grant is not None:
+                self.refusals.refused(grant, exc)
+            self._send(ident, [subs.ERR, 0, exc.to_wire()], owed=True)
+            return
         if session is not None:
             session.heard = self.loop.time()
         sid = 0
@@ -367,7 +378,7 @@ class Subscribers:
             self._send(ident, [subs.ERR, sid, exc.to_wire()], owed=True)
             return
         if session is None:
-            session = self.sessions[ident] = Session(ident, self.loop.time())
+            session = self.sessions[ident] = Session(ident, self.loop.time(), self.pump.user)
         peer = SubscriberPeer(self, session, sid, Window(window))
         session.subs[sid] = peer
         session.credit += window + subs.CONTROL

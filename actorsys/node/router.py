@@ -83,7 +83,7 @@ class Router:
                  board: SlotBoard | None = None) -> None:
         self.cfg, self.layout, self.endpoint, self.meta = cfg, layout, layout.router, meta
         #: how status describes a worker, answered or not (the board: shared with the workers)
-        self.slots = SlotStatus(board)
+        self.slots = SlotStatus(board, cfg.start_timeout)
         self.map = ShardMap(epoch=meta["epoch"], shards=meta["shards"], owner=list(meta["owner"]),
                             endpoints=list(layout.workers))
         #: the cluster side (None: a single node); set in run() before anything is served

@@ -45,8 +45,11 @@ def _alive(pid: int) -> bool:
 class SlotStatus:
     """The router's view of its worker slots for ``status`` (see the module docstring)."""
 
-    def __init__(self, board: SlotBoard | None) -> None:
+    def __init__(self, board: SlotBoard | None, start_timeout: float = 30.0) -> None:
         self.board = board
+        #: a tree or gateway process up longer than this has started (whether or not this
+        #: router, restarted since, has heard it answer)
+        self.start_timeout = start_timeout
         #: slot -> (when, its last answered STATUS reply)
         self.last: dict[int, tuple[float, dict[str, Any]]] = {}
         #: "tree"/"gateway" -> the pid of its process that last answered STATUS
@@ -97,7 +100,8 @@ class SlotStatus:
     def peer_unanswered(self, role: str, error: str) -> dict[str, Any]:
         """The status of the tree or the gateway when it did not answer (``error``: why):
         while its process runs, ``up: true``, its pid and ``state: "unresponsive"`` (its
-        loop is busy or stopped) if that process has answered before, else ``up: false``,
+        loop is busy or stopped) if that process has answered before (or has run longer
+        than ``start_timeout``: this router may have restarted since), else ``up: false``,
         ``"starting"``; ``up: false``, ``"down"`` once it is gone."""
         out: dict[str, Any] = {"role": role, "pid": None, "up": False, "answered": False,
                                "error": error, "state": "down"}
@@ -105,7 +109,7 @@ class SlotStatus:
             pid, forked_at = self.board.peer(role)
             if pid and _alive(pid):
                 out.update(pid=pid, seconds_up=round(time.monotonic() - forked_at, 3))
-                if self.peers_up.get(role) == pid:
+                if self.peers_up.get(role) == pid or out["seconds_up"] > self.start_timeout:
                     out.update(up=True, state="unresponsive")
                 else:
                     out["state"] = "starting"

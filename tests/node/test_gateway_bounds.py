@@ -280,6 +280,18 @@ def test_unfinished_headers_get_408_and_idle_keepalive_is_closed(bounded):
     assert HEADER_TIMEOUT - 0.2 < took < HEADER_TIMEOUT + 1.5, took
 
 
+def test_a_request_handled_longer_than_header_timeout_is_answered(bounded):
+    """The header clock stops while a request is handled (review: it must, whatever the
+    handler's time): a turn of header_timeout + 1 s answers 200."""
+    body = b"[%g]" % (HEADER_TIMEOUT + 1.0)
+    t = time.monotonic()
+    status, answer = request(bounded, "127.0.0.3", b"POST /actors/Counter/slow/sleep HTTP/1.1\r\n"
+                             b"Host: {host}\r\nConnection: close\r\nContent-Length: %d\r\n\r\n"
+                             % len(body) + body, timeout=HEADER_TIMEOUT + 10)
+    assert status == 200 and b"slept" in answer, answer[:300]
+    assert time.monotonic() - t > HEADER_TIMEOUT + 0.9
+
+
 def test_handlers_that_raise_do_not_flood_the_log(logged):
     """300 HTTP asks whose handler raises: each is a 500, and the node's log (the
     gateway's traceback of each, the worker's failed turns) stays a few lines long."""

@@ -400,6 +400,29 @@ def test_on_tcp_the_subscriber_endpoint_is_curve_guarded(tmp_path):
             with pytest.raises(actorsys.Forbidden, match="may not reach actors of type 'Feed'"):
                 bob.subscribe(("Feed", "c"))          # (a key limited to Shy: authz.py)
             assert gateway_status(node)["forbidden"] == 1
+        # (nor may a client key use the gateway's node endpoint: effects, status, keys)
+        assert node._layout is not None and node._layout.gateway is not None
+        ctx0: zmq.Context[Any] = zmq.Context()
+        try:
+            pub, sec = load_secret(bob_secret)
+            raw = ctx0.socket(zmq.DEALER)
+            raw.setsockopt(zmq.LINGER, 0)
+            raw.curve_publickey, raw.curve_secretkey = pub, sec
+            raw.curve_serverkey = load_public(node_public)
+            raw.connect(node._layout.gateway)
+            raw.send(wire.pack([wire.STATUS, 7]))
+            raw.send(wire.pack([wire.SHARDS, 8, "keys", {"keys": []}]))
+            got = {}
+            for _ in range(2):
+                assert raw.poll(10_000), "an answer"
+                r = wire.unpack(raw.recv())
+                got[r[1]] = r
+            assert {k: (r[0], r[2]["code"]) for k, r in got.items()} == \
+                {7: (wire.ERR, "forbidden"), 8: (wire.ERR, "forbidden")}
+            raw.close(0)
+        finally:
+            ctx0.term()
+        assert gateway_status(node)["forbidden"] == 3
         refused = gateway_status(node)["auth_refused"]
         ctx: zmq.Context[Any] = zmq.Context()
         try:

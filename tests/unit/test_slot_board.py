@@ -95,6 +95,10 @@ def test_an_unanswering_tree_or_gateway_is_up_while_the_process_that_answered_ru
     assert (g["up"], g["pid"], g["state"]) == (False, None, "down"), g
     b.peer_gone("tree")
     assert st.peer_unanswered("tree", "x")["state"] == "down"
+    # a router restarted since has not heard it answer: its age says it started
+    b.peer_forked("tree", os.getpid(), time.monotonic() - 100.0)
+    t = SlotStatus(b, start_timeout=30.0).peer_unanswered("tree", "x")
+    assert (t["up"], t["state"]) == (True, "unresponsive"), t
 
 
 def test_top_shows_a_busy_worker_as_busy_and_a_silent_one_as_silent():
