@@ -15,10 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import plyvel
-
 from actorsys.config.supervision import ChildSpec
 from actorsys.protocol import wire
+from actorsys.storage.slot import synced_open
 
 INCARNATION_BLOCK = 1_000_000     # incarnations reserved per write of the floor
 
@@ -29,44 +28,49 @@ def record_key(tag: bytes, a: str, b: str | None = None) -> bytes:
 
 
 class TreeStore:
-    """The tree's LevelDB: dynamic children, stopped and deleted children, supervised addresses."""
+    """The tree's LevelDB: dynamic children, stopped and deleted children, supervised
+    addresses. ``sync`` (the node's ``durability = "fsync"``): every write is fsynced
+    before it returns, so what the tree acknowledged survives a power cut, as the
+    workers' commits do; the database is opened as theirs are (``synced_open``)."""
 
-    def __init__(self, path: str) -> None:
-        self.db = plyvel.DB(path, create_if_missing=True)
+    def __init__(self, path: str, sync: bool = False) -> None:
+        self.db = synced_open(path, create_if_missing=True)
+        self.sync = sync
 
     def dynamic(self, sup: str) -> list[tuple[int, dict[str, Any]]]:
         out = [wire.unpack_stored(v) for _k, v in self.db.iterator(prefix=record_key(b"d", sup))]
         return sorted(((d["seq"], d["spec"]) for d in out), key=lambda t: t[0])
 
     def put_dynamic(self, sup: str, seq: int, spec: ChildSpec) -> None:
-        self.db.put(record_key(b"d", sup, spec.id), wire.pack({"seq": seq, "spec": spec.to_dict()}))
+        self.db.put(record_key(b"d", sup, spec.id), wire.pack({"seq": seq, "spec": spec.to_dict()}),
+                    sync=self.sync)
 
     def drop_dynamic(self, sup: str, cid: str) -> None:
-        self.db.delete(record_key(b"d", sup, cid))
+        self.db.delete(record_key(b"d", sup, cid), sync=self.sync)
 
     def drop_all_dynamic(self, sup: str) -> None:
-        with self.db.write_batch() as b:
+        with self.db.write_batch(sync=self.sync) as b:
             for k in self.db.iterator(prefix=record_key(b"d", sup), include_value=False):
                 b.delete(k)
 
     def set_stopped(self, sup: str, cid: str, stopped: bool) -> None:
         if stopped:
-            self.db.put(record_key(b"t", sup, cid), b"")
+            self.db.put(record_key(b"t", sup, cid), b"", sync=self.sync)
         else:
-            self.db.delete(record_key(b"t", sup, cid))
+            self.db.delete(record_key(b"t", sup, cid), sync=self.sync)
 
     def is_stopped(self, sup: str, cid: str) -> bool:
         return self.db.get(record_key(b"t", sup, cid)) is not None
 
     def set_deleted(self, sup: str, cid: str) -> None:
-        self.db.put(record_key(b"x", sup, cid), b"")
+        self.db.put(record_key(b"x", sup, cid), b"", sync=self.sync)
 
     def is_deleted(self, sup: str, cid: str) -> bool:
         return self.db.get(record_key(b"x", sup, cid)) is not None
 
     def clear_stopped(self) -> None:
         """A node start: the config applies afresh (run-time stops and deletions go)."""
-        with self.db.write_batch() as b:
+        with self.db.write_batch(sync=self.sync) as b:
             for tag in (b"t", b"x"):
                 for k in self.db.iterator(prefix=tag, include_value=False):
                     b.delete(k)
@@ -81,9 +85,9 @@ class TreeStore:
     def set_address(self, addr: tuple[str, str], present: bool) -> None:
         k = record_key(b"a", addr[0], addr[1])
         if present:
-            self.db.put(k, b"")
+            self.db.put(k, b"", sync=self.sync)
         else:
-            self.db.delete(k)
+            self.db.delete(k, sync=self.sync)
 
     def incarnation_floor(self, floor: int) -> int:
         """Incarnations only grow, across restarts and clock steps: reserve a block."""

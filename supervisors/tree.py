@@ -179,7 +179,7 @@ class Tree:
         self._sweeper = self.loop.call_later(1.0, self._sweep)
 
     def _open_store(self, keys: NodeKeys | None) -> TreeStore | EtcdTreeStore:
-        store = TreeStore(os.path.join(self.cfg.data_dir, "tree"))
+        store = TreeStore(os.path.join(self.cfg.data_dir, "tree"), sync=self.cfg.durability == "fsync")
         self.host.resume_incarnations(store.incarnation_floor(self.host.incarnation))
         return store
 
