@@ -346,7 +346,9 @@ def run(args: Any, res: Resources) -> dict:
                        "python_path": [HERE], "shutdown_timeout": 5.0, "start_timeout": 30.0,
                        "ask_timeout": 30.0},
               "actors": {TYPE: "bench_gateway:GatewayBench"},
-              "gateway": {"listen": "127.0.0.1:0"}}
+              # (every bench client is one address: the per-address cap, a defence against
+              # one host's flood, would cap the bench instead; the total cap stays)
+              "gateway": {"listen": "127.0.0.1:0", "max_connections_per_address": 10_000}}
     raw_ep = f"ipc://{res.ipc_dir}/echo.sock"
     res.spawn_echo(raw_ep)
     t_start = time.monotonic()

@@ -134,8 +134,17 @@ class _Unavailable:
 
 def log_bytes(path: str) -> int:
     """The size of the log file(s) of the LevelDB database at ``path``: what its next open
-    replays (and rewrites as a table). Raises OSError if the directory cannot be read."""
-    return sum(e.stat().st_size for e in os.scandir(path) if e.name.endswith(".log"))
+    replays (and rewrites as a table). Raises OSError if the directory cannot be read. A
+    log LevelDB deletes meanwhile (its compaction thread, after a memtable is written
+    out) counts as empty."""
+    total = 0
+    for e in os.scandir(path):
+        if e.name.endswith(".log"):
+            try:
+                total += e.stat().st_size
+            except FileNotFoundError:
+                pass
+    return total
 
 
 def room_to_reopen(path: str) -> bool:
