@@ -376,6 +376,17 @@ def test_a_node_without_a_gateway_refuses_subscriptions_clearly(actorsys_node):
     asyncio.run(from_asyncio())
 
 
+def curve_dealer(ctx: zmq.Context[Any], secret: str, server_public: str, endpoint: str) -> zmq.Socket[Any]:
+    """A raw DEALER with the key pair ``secret``, connected over CURVE to ``endpoint``."""
+    pub, sec = load_secret(secret)
+    raw = ctx.socket(zmq.DEALER)
+    raw.setsockopt(zmq.LINGER, 0)
+    raw.curve_publickey, raw.curve_secretkey = pub, sec
+    raw.curve_serverkey = load_public(server_public)
+    raw.connect(endpoint)
+    return raw
+
+
 def test_on_tcp_the_subscriber_endpoint_is_curve_guarded(tmp_path):
     """On a tcp node the gateway's subscriber endpoint lets in the keys the router does
     (the client subscribes with its connection's keys) and refuses others, counted; a
@@ -404,12 +415,7 @@ def test_on_tcp_the_subscriber_endpoint_is_curve_guarded(tmp_path):
         assert node._layout is not None and node._layout.gateway is not None
         ctx0: zmq.Context[Any] = zmq.Context()
         try:
-            pub, sec = load_secret(bob_secret)
-            raw = ctx0.socket(zmq.DEALER)
-            raw.setsockopt(zmq.LINGER, 0)
-            raw.curve_publickey, raw.curve_secretkey = pub, sec
-            raw.curve_serverkey = load_public(node_public)
-            raw.connect(node._layout.gateway)
+            raw = curve_dealer(ctx0, bob_secret, node_public, node._layout.gateway)
             raw.send(wire.pack([wire.STATUS, 7]))
             raw.send(wire.pack([wire.SHARDS, 8, "keys", {"keys": []}]))
             got = {}
@@ -426,12 +432,7 @@ def test_on_tcp_the_subscriber_endpoint_is_curve_guarded(tmp_path):
         refused = gateway_status(node)["auth_refused"]
         ctx: zmq.Context[Any] = zmq.Context()
         try:
-            pub, sec = load_secret(mallory_secret)
-            raw = ctx.socket(zmq.DEALER)
-            raw.setsockopt(zmq.LINGER, 0)
-            raw.curve_publickey, raw.curve_secretkey = pub, sec
-            raw.curve_serverkey = load_public(node_public)
-            raw.connect(endpoint)
+            raw = curve_dealer(ctx, mallory_secret, node_public, endpoint)
             raw.send(wire.pack([subs.SUB, 1, "Feed", "c", None, 4, {}]))
             assert not raw.poll(500), "an unknown key gets no answer"
             raw.close(0)

@@ -8,10 +8,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from typing import Any
-
 import pytest
-from test_power_loss import fuse_missing
+from test_power_loss import cutfs  # noqa: F401  (the fixture: a powered-on cutfs)
 
 from actorsys.testing.cutfs import CutFS
 from supervisors.store import TreeStore
@@ -31,27 +29,17 @@ os.kill(os.getpid(), signal.SIGKILL)       # (no close: what the kill leaves)
 
 
 @pytest.mark.parametrize("sync", [True, False], ids=["fsync", "process"])
-def test_what_the_tree_wrote_survives_a_cut_only_when_synced(tmp_path: Any, sync: bool) -> None:
-    if (why := fuse_missing()) is not None:
-        pytest.skip(why)
-    (tmp_path / "backing").mkdir()
-    (tmp_path / "mnt").mkdir()
-    fs = CutFS(str(tmp_path / "backing"), str(tmp_path / "mnt"), str(tmp_path / "cutfs.log"),
-               strict_names=True)
-    fs.power_on()
+def test_what_the_tree_wrote_survives_a_cut_only_when_synced(cutfs: CutFS, sync: bool) -> None:  # noqa: F811
+    path = os.path.join(cutfs.mountpoint, "tree")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    done = subprocess.run([sys.executable, "-c", WRITER, path, "1" if sync else "0"],
+                          capture_output=True, timeout=30, env=env)
+    assert done.stdout.strip() == b"written", done.stderr.decode()[-2000:]
+    cutfs.cut()
+    cutfs.power_on()
+    store = TreeStore(path)
     try:
-        path = str(tmp_path / "mnt" / "tree")
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-        done = subprocess.run([sys.executable, "-c", WRITER, path, "1" if sync else "0"],
-                              capture_output=True, timeout=30, env=env)
-        assert done.stdout.strip() == b"written", done.stderr.decode()[-2000:]
-        fs.cut()
-        fs.power_on()
-        store = TreeStore(path)
-        try:
-            kept = ([seq for seq, _ in store.dynamic("root")], store.is_stopped("root", "c0"))
-        finally:
-            store.db.close()
-        assert kept == (([1], True) if sync else ([], False)), kept
+        kept = ([seq for seq, _ in store.dynamic("root")], store.is_stopped("root", "c0"))
     finally:
-        fs.close()
+        store.db.close()
+    assert kept == (([1], True) if sync else ([], False)), kept
