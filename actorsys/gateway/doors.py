@@ -381,18 +381,15 @@ class Door(asyncio.Protocol):
                 self.paused_since = 0.0
             self.timer = self.doors.loop.call_later(self.doors.header_timeout, self._expired)
             return
-        if paused:          # a file or pipelined answers nobody reads: no waiting longer
-            doors = self.doors
-            doors.counters["header_timeouts"] += 1
-            doors.note("header_timeout", "aborted a connection from %s: its reading paused "
-                       "and nothing drained for %.3g s", self.address, PAUSED_MAX)
-            t.abort()
-            return
         doors = self.doors
         doors.counters["header_timeouts"] += 1
-        doors.note("header_timeout", "closed a connection from %s: no request headers within "
-                   "header_timeout (%.3g s)", self.address, doors.header_timeout)
-        if unsent:           # a client that does not read: no waiting for the buffer to drain
+        if paused:          # a file or pipelined answers nobody reads: no waiting longer
+            doors.note("header_timeout", "aborted a connection from %s: its reading paused "
+                       "and nothing drained for %.3g s", self.address, PAUSED_MAX)
+        else:
+            doors.note("header_timeout", "closed a connection from %s: no request headers within "
+                       "header_timeout (%.3g s)", self.address, doors.header_timeout)
+        if paused or unsent:    # a client that does not read: no waiting for the buffer to drain
             t.abort()
             return
         if self.received:
